@@ -1,0 +1,3 @@
+"""drgrader: grade diabetic retinopathy from colour fundus photographs."""
+
+__version__ = "0.1.0"

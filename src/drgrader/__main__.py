@@ -1,0 +1,5 @@
+import sys
+
+from drgrader.cli import main
+
+sys.exit(main())

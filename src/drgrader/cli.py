@@ -1,0 +1,277 @@
+"""The ``drgrader`` command. Each subcommand parses its arguments and calls one function of
+the package; errors a user can fix are printed as one clear message (exit code 2)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from drgrader import __version__
+
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _config(args) :
+    from drgrader.config import load_config
+
+    overrides = list(args.set or [])
+    for flag, key in (("devices", "train.devices"), ("num_nodes", "train.num_nodes"), ("strategy", "train.strategy")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return load_config(args.config, overrides)
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=3")
+
+
+# ------------------------------------------------------------------------ commands
+def cmd_synth(args) -> None:
+    from drgrader.synth import make_dataset
+
+    labels = make_dataset(args.out, args.patients, seed=args.seed, height=args.height, workers=args.workers)
+    print(f"synthetic data set written: {labels}")
+
+
+def cmd_demo(args) -> None:
+    from drgrader.config import load_config
+    from drgrader.demo import run_demo
+
+    config = args.config or REPO_CONFIGS / "demo.yaml"
+    cfg = load_config(config if Path(config).is_file() else None, list(args.set or []))
+    run_demo(cfg, data_dir=Path(args.data), patients=args.patients, out=args.out)
+
+
+def cmd_train(args) -> None:
+    from drgrader.training.run import train
+
+    if args.resume:
+        from drgrader.config import load_config
+
+        cfg = load_config(Path(args.resume) / "config.yaml", list(args.set or []))
+        run_dir = train(cfg, resume=Path(args.resume))
+    else:
+        run_dir = train(_config(args), out=args.out)
+    _print_run(run_dir)
+
+
+def _print_run(run_dir: Path) -> None:
+    import json
+
+    metrics_file = Path(run_dir) / "metrics.json"
+    print(f"\nrun folder: {run_dir}")
+    if metrics_file.is_file():
+        from drgrader.evaluation.evaluate import headline
+
+        metrics = json.loads(metrics_file.read_text())
+        for name, value in headline(metrics).items():
+            print(f"  {name}: {_fmt(value)}")
+    for report in ("report.html", "report.md"):
+        if (Path(run_dir) / report).is_file():
+            print(f"report: {Path(run_dir) / report}")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, dict):
+        est, lo, hi = value.get("estimate"), value.get("lo"), value.get("hi")
+        if est is not None and lo is not None and hi is not None:
+            return f"{est:.3f} (95% CI {lo:.3f}-{hi:.3f})"
+        return str(est)
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def cmd_evaluate(args) -> None:
+    from drgrader.evaluation.external import evaluate_command
+
+    out = evaluate_command(Path(args.model), data=args.data, out=args.out, overrides=list(args.set or []))
+    _print_run(out)
+
+
+def cmd_preprocess(args) -> None:
+    from drgrader.data.cache import build_cache
+    from drgrader.data.manifest import read_manifest
+
+    cfg = _config(args)
+    shard = None
+    if args.shard:
+        i, n = (int(x) for x in args.shard.split("/"))
+        shard = (i, n)
+    manifest = read_manifest(cfg.data)
+    index = build_cache(manifest, cfg.data, workers=args.workers, shard=shard)
+    ok = int(index["ok"].sum())
+    print(f"preprocessed {ok}/{len(index)} images; {len(index) - ok} unreadable")
+    for _, row in index[~index["ok"]].head(20).iterrows():
+        print(f"  unreadable: {row['image_id']}: {row['error']}")
+
+
+def cmd_data_summary(args) -> None:
+    from drgrader.data.manifest import read_manifest
+    from drgrader.data.split import make_split
+    from drgrader.data.summary import format_summary, summarize
+
+    cfg = _config(args)
+    manifest = read_manifest(cfg.data)
+    split = make_split(manifest, cfg.data.split)
+    print(format_summary(summarize(manifest, split)))
+
+
+def cmd_report(args) -> None:
+    from drgrader.evaluation.report import write_report
+
+    print(f"report: {write_report(Path(args.run))}")
+
+
+def cmd_predict(args) -> None:
+    from drgrader.inference.predict import predict_command
+
+    predict_command(args.bundle, args.inputs, out=Path(args.out), backend=args.backend, batch_size=args.batch_size, tta=args.tta)
+
+
+def cmd_explain(args) -> None:
+    from drgrader.inference.explain import explain_command
+
+    explain_command(args.bundle, args.images, out=Path(args.out))
+
+
+def cmd_export(args) -> None:
+    from drgrader.inference.export import export_command
+
+    export_command(args.bundle, fmt=args.format, out=args.out)
+
+
+def cmd_ensemble(args) -> None:
+    from drgrader.inference.ensemble import make_ensemble
+
+    print(f"ensemble bundle: {make_ensemble(args.bundles, Path(args.out))}")
+
+
+def cmd_serve(args) -> None:
+    from drgrader.inference.serve import serve
+
+    serve(args.bundle, host=args.host, port=args.port)
+
+
+# -------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="drgrader",
+        description="Grade diabetic retinopathy from colour fundus photographs.",
+    )
+    parser.add_argument("--version", action="version", version=f"drgrader {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="synthesise demo data, train a small grader, evaluate and report")
+    p.add_argument("--config", help="experiment YAML (default: configs/demo.yaml)")
+    p.add_argument("--data", default="demo-data", help="where the synthetic demo data set goes")
+    p.add_argument("--patients", type=int, default=300, help="synthetic patients (two eyes each)")
+    p.add_argument("--out", type=Path, help="run folder (default runs/<name>)")
+    _add_set(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("synth", help="make a synthetic fundus data set in the Kaggle layout")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--patients", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--height", type=int, default=512, help="frame height in pixels")
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="train a grader from an experiment config")
+    p.add_argument("config", nargs="?", help="experiment YAML")
+    p.add_argument("--out", type=Path, help="run folder (default runs/<name>)")
+    p.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run folder")
+    p.add_argument("--devices", help="devices per node (Lightning), e.g. 2 or auto")
+    p.add_argument("--num-nodes", dest="num_nodes", type=int, help="nodes for multi-node DDP")
+    p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
+    _add_set(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a run or bundle on its test split or another data set")
+    p.add_argument("model", help="run folder or bundle folder")
+    p.add_argument("--data", help="experiment YAML or data-set folder to evaluate on (external test)")
+    p.add_argument("--out", type=Path, help="output folder (default <run>/eval-<data name>)")
+    _add_set(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("preprocess", help="preprocess a data set into the cache (parallel, resumable)")
+    p.add_argument("config")
+    p.add_argument("--shard", help="i/n: process only shard i of n (e.g. a Slurm array task)")
+    p.add_argument("--workers", type=int, help="processes (default: all cores)")
+    _add_set(p)
+    p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser("data", help="data-set tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    q = data_sub.add_parser("summary", help="counts per grade and split, patients, sizes, duplicates")
+    q.add_argument("config")
+    _add_set(q)
+    q.set_defaults(func=cmd_data_summary)
+
+    p = sub.add_parser("report", help="(re)write the HTML/Markdown report of a run")
+    p.add_argument("run", type=Path)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("predict", help="grade images (files, folders or a CSV) into a CSV")
+    p.add_argument("bundle")
+    p.add_argument("inputs", nargs="+", help="image files, folders, or a CSV with an image column")
+    p.add_argument("--out", default="predictions.csv")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=16)
+    p.add_argument("--tta", nargs="*", help="TTA views (default: the bundle's)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("explain", help="Grad-CAM heat maps over the preprocessed fundus")
+    p.add_argument("bundle")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--out", default="explain")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("export", help="export a bundle to ONNX (with a parity check)")
+    p.add_argument("bundle")
+    p.add_argument("--format", default="onnx", choices=["onnx"])
+    p.add_argument("--out", type=Path, help="output bundle folder (default: alongside, <bundle>-onnx)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("ensemble", help="combine bundles into one ensemble bundle")
+    p.add_argument("bundles", nargs="+")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_ensemble)
+
+    p = sub.add_parser("serve", help="web demo: upload a fundus photo, see grade and Grad-CAM")
+    p.add_argument("bundle")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from drgrader.runtime import tune_malloc
+
+    tune_malloc()
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(message)s",
+    )
+    for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from drgrader.errors import USER_ERRORS
+
+    try:
+        args.func(args)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is kept (rerun or --resume to continue)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""The one configuration schema of a drgrader experiment.
+
+An experiment is one YAML file with four sections (``data``, ``model``, ``train``,
+``eval``) validated by :class:`ExperimentConfig`. Unknown keys and ill-typed values are
+errors that name the offending field. Command-line overrides use dotted paths
+(``--set train.epochs=3``) and go through the same validation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+GRADE_NAMES = ["0 none", "1 mild", "2 moderate", "3 severe NPDR", "4 proliferative"]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the file and field."""
+
+
+class Section(BaseModel):
+    # extra="forbid" turns a typo in a YAML key into an error instead of a silent default.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------- data
+class Columns(Section):
+    """Column names of a generic label CSV (``data.format: csv``)."""
+
+    image: str = "image"
+    grade: str = "level"
+    patient: str | None = None
+    eye: str | None = None
+
+
+class SplitConfig(Section):
+    """How the manifest is split into train / val / test."""
+
+    method: Literal["patient", "image", "official", "kfold"] = "patient"
+    val: float = Field(0.2, ge=0.0, lt=1.0, description="fraction of patients for validation")
+    test: float = Field(0.2, ge=0.0, lt=1.0, description="fraction of patients for test")
+    folds: int = Field(5, ge=2, description="number of folds when method=kfold")
+    fold: int = Field(0, ge=0, description="which fold is validation when method=kfold")
+    seed: int = 42
+    file: Path | None = Field(None, description="reuse a split written by an earlier run")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "SplitConfig":
+        if self.val + self.test >= 1.0:
+            raise ValueError(f"split.val + split.test must be < 1 (got {self.val} + {self.test})")
+        if self.method == "kfold" and self.fold >= self.folds:
+            raise ValueError(f"split.fold={self.fold} must be < split.folds={self.folds}")
+        return self
+
+
+class PreprocessConfig(Section):
+    """Fundus preprocessing applied once, before caching (pure functions in data.preprocess)."""
+
+    crop: bool = Field(True, description="crop to the circular field of view and pad to square")
+    mask: bool = Field(True, description="black out everything outside the fundus circle")
+    ben_graham: bool = Field(False, description="subtract the local average colour (Graham 2015)")
+    ben_graham_sigma: float = Field(
+        10.0, gt=0, description="Gaussian sigma at 300 px fundus radius (scaled to the image)"
+    )
+    clahe: bool = Field(False, description="CLAHE on the LAB L channel (seed 001)")
+    clahe_clip: float = Field(2.0, gt=0)
+    clahe_tiles: int = Field(8, ge=1)
+
+
+class DataConfig(Section):
+    root: Path | None = Field(None, description="data-set folder; None means the built-in demo data")
+    format: Literal[
+        "auto", "kaggle", "aptos", "idrid", "messidor2", "deepdrid", "ddr", "csv", "folders"
+    ] = "auto"
+    labels: Path | None = Field(None, description="label file, relative to root (csv format)")
+    images: Path | None = Field(None, description="image folder, relative to root (csv format)")
+    columns: Columns = Columns()
+    skip_missing: bool = Field(False, description="skip label rows whose image is missing")
+    limit: int | None = Field(None, ge=1, description="use only the first N patients (smoke runs)")
+    split: SplitConfig = SplitConfig()
+    image_size: int = Field(224, ge=16, le=2048)
+    normalize: Literal["model", "imagenet", "unit"] = Field(
+        "model",
+        description="input scaling: the backbone's own mean/std (timm), ImageNet's, or [0,1] (seed 001)",
+    )
+    preprocess: PreprocessConfig = PreprocessConfig()
+    exclude_ungradable: bool = Field(False, description="drop images the quality check flags")
+    cache_dir: Path | None = Field(None, description="preprocessed cache; default ./.drgrader-cache")
+    workers: int = Field(0, ge=0, description="processes for preprocessing/loading; 0 = all cores")
+
+
+# ---------------------------------------------------------------------------- model
+class ModelConfig(Section):
+    backbone: str = Field("resnet18", description="any timm model name")
+    pretrained: str = Field(
+        "none",
+        description="none | imagenet (offline package or hub) | hub:<timm-or-hf-name> | "
+        "file:<path.pth|.safetensors> | bundle:<drgrader bundle> | checkpoint:<lightning .ckpt>",
+    )
+    task: Literal["grade", "any_dr", "referable"] = "grade"
+    head: Literal["linear", "seed001"] = "linear"
+    drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    trainable_layers: int | None = Field(
+        None, ge=1, description="freeze all but the last N parameterised layers (seed 001: 50)"
+    )
+    unfreeze_epoch: int | None = Field(None, ge=1, description="unfreeze everything at this epoch")
+
+
+# ---------------------------------------------------------------------------- train
+class AugmentConfig(Section):
+    hflip: float = Field(0.5, ge=0, le=1)
+    vflip: float = Field(0.0, ge=0, le=1)
+    rotate: float = Field(0.0, ge=0, le=180, description="max rotation in degrees")
+    scale: float = Field(0.0, ge=0, lt=1, description="max zoom in/out, e.g. 0.1 = +-10%")
+    brightness: float = Field(0.0, ge=0, lt=1)
+    contrast: float = Field(0.0, ge=0, lt=1)
+    color_jitter: float = Field(0.0, ge=0, lt=1, description="hue/saturation jitter strength")
+    blur: float = Field(0.0, ge=0, le=1, description="probability of a Gaussian blur")
+    random_resized_crop: float = Field(0.0, ge=0, lt=1, description="min area lost, 0 = off")
+    clahe: float = Field(0.0, ge=0, le=1, description="probability of a CLAHE jitter")
+
+
+class TrainConfig(Section):
+    loss: Literal["ce", "focal", "mse", "smooth_l1", "coral", "corn", "bce"] = "ce"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: bool = Field(False, description="weight the loss by inverse class frequency")
+    focal_gamma: float = Field(1.5, ge=0)
+    focal_alpha: float = Field(0.5, ge=0, le=1)
+    sampler: Literal["natural", "oversample", "balanced", "schedule"] = "natural"
+    sampler_decay: float = Field(
+        0.8, gt=0, le=1, description="schedule: per-epoch move from balanced to natural"
+    )
+    augment: AugmentConfig = AugmentConfig()
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    scheduler: Literal["none", "plateau", "cosine"] = "cosine"
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    plateau_patience: int = Field(3, ge=0)
+    warmup_epochs: float = Field(0.0, ge=0)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    early_stopping: int | None = Field(None, ge=1, description="patience in epochs; None = off")
+    seed: int = 42
+    max_minutes: float | None = Field(None, gt=0, description="stop training after this long")
+    limit_train_batches: int | None = Field(None, ge=1, description="batches per epoch (smoke runs)")
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = Field("auto", description="auto | ddp | ddp_spawn | fsdp ... (Lightning names)")
+    precision: str = Field("32-true", description="Lightning precision, e.g. 16-mixed, bf16-mixed")
+    channels_last: bool = True
+    deterministic: bool = True
+
+
+# ----------------------------------------------------------------------------- eval
+class EvalConfig(Section):
+    tta: list[Literal["orig", "hflip", "vflip", "hvflip", "bright", "rot90", "rot270", "zoom"]] = [
+        "orig"
+    ]
+    threshold_objective: Literal["accuracy", "youden", "sensitivity"] = "youden"
+    target_sensitivity: float = Field(0.9, gt=0, lt=1)
+    threshold_range: tuple[float, float] = (0.0, 1.0)
+    fit_cutpoints: bool = Field(True, description="fit the 4 grade cut-points on validation")
+    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples (of patients) for CIs")
+
+
+class ExperimentConfig(Section):
+    name: str = "experiment"
+    out_dir: Path = Path("runs")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _loss_fits_task(self) -> "ExperimentConfig":
+        binary_losses = {"bce", "focal"}
+        grade_losses = {"ce", "focal", "mse", "smooth_l1", "coral", "corn"}
+        allowed = grade_losses if self.model.task == "grade" else binary_losses
+        if self.train.loss not in allowed:
+            raise ValueError(
+                f"train.loss={self.train.loss!r} does not fit model.task={self.model.task!r}; "
+                f"use one of {sorted(allowed)}"
+            )
+        return self
+
+
+# ----------------------------------------------------------------------- load/save
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {field}: unknown field")
+        else:
+            lines.append(f"  {field}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _parse_value(text: str) -> Any:
+    # YAML scalars give 3 -> int, 1e-3 -> float, true -> bool, [a, b] -> list, null -> None.
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` overrides to a nested dict (values parsed as YAML)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.field=value")
+        path, value = item.split("=", 1)
+        keys = path.strip().split(".")
+        node = raw
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {key!r} is not a section")
+            node = child
+        node[keys[-1]] = _parse_value(value)
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment, apply ``--set`` overrides and validate it."""
+    raw: dict = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, not {type(raw).__name__}")
+    raw = apply_overrides(raw, list(overrides or []))
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict:
+    return json.loads(cfg.model_dump_json())
+
+
+def save_config(cfg: ExperimentConfig, path: Path) -> None:
+    from drgrader.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

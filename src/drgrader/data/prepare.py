@@ -1,0 +1,75 @@
+"""manifest -> split -> preprocessed cache: the data steps every command shares."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from drgrader.config import DataConfig
+
+log = logging.getLogger("drgrader")
+
+
+@dataclass
+class PreparedData:
+    """The manifest with its split and cache columns, plus what was left out and why."""
+
+    table: pd.DataFrame
+    skipped: dict = field(default_factory=dict)
+
+    def rows(self, split: str) -> pd.DataFrame:
+        return self.table[self.table["split"] == split].reset_index(drop=True)
+
+
+def prepare_data(
+    data: DataConfig,
+    run_dir: Path | None = None,
+    *,
+    split_file: Path | None = None,
+    progress: bool = True,
+) -> PreparedData:
+    """Read the data set, split it by patient (or reuse ``split_file``), and preprocess every
+    image into the cache. Writes ``manifest.csv`` and ``split.csv`` into ``run_dir``."""
+    from drgrader.data.cache import build_cache
+    from drgrader.data.manifest import DataError, read_manifest
+    from drgrader.data.split import assert_no_patient_leak, make_split, save_split
+
+    if data.root is None:
+        raise DataError("data.root is not set: point it at a data set folder (or run `drgrader demo`)")
+    manifest = read_manifest(data)
+    skipped = dict(manifest.attrs.get("skipped", {}))
+    split_cfg = data.split
+    if split_file is not None:
+        split_cfg = split_cfg.model_copy(update={"file": Path(split_file)})
+    split = make_split(manifest, split_cfg)
+    if split_cfg.method in ("patient", "kfold", "official"):
+        assert_no_patient_leak(manifest, split)
+    table = manifest.assign(split=split.values)
+    if run_dir is not None:
+        from drgrader.io import atomic_write_text
+
+        atomic_write_text(Path(run_dir) / "manifest.csv", manifest.to_csv(index=False))
+        save_split(Path(run_dir) / "split.csv", manifest, split)
+
+    index = build_cache(table, data, progress=progress)
+    table = table.merge(index, on="image_id", how="left", validate="one_to_one")
+    failed = table[~table["ok"].fillna(False).astype(bool)]
+    if len(failed):
+        skipped["unreadable_image"] = len(failed)
+        for _, row in failed.head(10).iterrows():
+            log.warning("skipped unreadable image %s: %s", row["path"], row["error"])
+        if len(failed) > 10:
+            log.warning("... and %d more unreadable images", len(failed) - 10)
+    table = table[table["ok"].fillna(False).astype(bool)].reset_index(drop=True)
+    table["gradable"] = table["gradable"].fillna(True).astype(bool)
+    if data.exclude_ungradable:
+        # Ungradable images leave training only; evaluation reports metrics with and without them.
+        drop = (table["split"] == "train") & ~table["gradable"]
+        skipped["ungradable_excluded_from_training"] = int(drop.sum())
+        table = table[~drop].reset_index(drop=True)
+    if table.empty:
+        raise DataError(f"no usable images in {data.root}")
+    return PreparedData(table, skipped)

@@ -1,0 +1,100 @@
+"""Score a bundle on prepared data, fit thresholds on validation, measure on test."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from drgrader.config import EvalConfig
+from drgrader.inference.bundle import Bundle
+from drgrader.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger("drgrader")
+
+ROW_COLUMNS = ["image_id", "patient_id", "eye", "grade", "split", "gradable", "quality_reason", "path"]
+
+
+def score_rows(bundle: Bundle, rows: pd.DataFrame, tta: list[str], *, batch_size: int = 32, desc: str = "scoring") -> np.ndarray:
+    """Scores (N x 8) of the rows' images. Uses the preprocessed cache when the rows have one and
+    the bundle is a single model; otherwise reads raw photos and lets the bundle preprocess."""
+    from drgrader.data.cache import load_cached
+    from drgrader.data.images import read_image
+
+    use_cache = "cache_path" in rows and not bundle.members
+    out = []
+    for start in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch", leave=False):
+        chunk = rows.iloc[start : start + batch_size]
+        if use_cache:
+            batch = np.stack([load_cached(p) for p in chunk["cache_path"]])
+            out.append(bundle.score_preprocessed(batch, tta))
+        else:
+            out.append(bundle.score_raw([read_image(p) for p in chunk["path"]], tta))
+    return np.concatenate(out) if out else np.zeros((0, 8), dtype=np.float32)
+
+
+def predictions_table(rows: pd.DataFrame, scores: np.ndarray, thresholds: dict | None) -> pd.DataFrame:
+    from drgrader.inference.predictor import decide
+
+    keep = [c for c in ROW_COLUMNS if c in rows]
+    return pd.concat([rows[keep].reset_index(drop=True), decide(scores, thresholds)], axis=1)
+
+
+def evaluate_split_pair(
+    bundle: Bundle,
+    val_rows: pd.DataFrame | None,
+    test_rows: pd.DataFrame,
+    eval_cfg: EvalConfig,
+    out_dir: Path,
+    *,
+    fit: bool = True,
+    seed: int = 0,
+) -> dict:
+    """Fit thresholds on ``val_rows`` (when ``fit``), then evaluate ``test_rows`` with and
+    without TTA. Writes predictions CSVs into ``out_dir`` and returns the metrics."""
+    from drgrader.evaluation.metrics import evaluate_table
+    from drgrader.evaluation.thresholds import fit_thresholds
+
+    tta = list(eval_cfg.tta) or ["orig"]
+    result: dict = {"tta_views": tta}
+    thresholds = dict(bundle.thresholds)
+    if fit and val_rows is not None and len(val_rows):
+        val_scores = score_rows(bundle, val_rows, tta, desc="validation")
+        val_pred = predictions_table(val_rows, val_scores, None)
+        thresholds = fit_thresholds(val_pred, eval_cfg, bundle.task)
+        val_pred = predictions_table(val_rows, val_scores, thresholds)
+        atomic_write_text(out_dir / "predictions_val.csv", val_pred.to_csv(index=False))
+        result["val"] = evaluate_table(val_pred, thresholds, n_boot=0, seed=seed)
+    result["thresholds"] = thresholds
+
+    test_scores = score_rows(bundle, test_rows, tta, desc="test")
+    test_pred = predictions_table(test_rows, test_scores, thresholds)
+    atomic_write_text(out_dir / "predictions_test.csv", test_pred.to_csv(index=False))
+    result["test"] = evaluate_table(test_pred, thresholds, n_boot=eval_cfg.bootstrap, seed=seed)
+    if tta != ["orig"]:
+        plain = predictions_table(test_rows, score_rows(bundle, test_rows, ["orig"], desc="test, no TTA"), thresholds)
+        result["test_no_tta"] = evaluate_table(plain, thresholds, n_boot=0, seed=seed)
+    return result
+
+
+def headline(metrics: dict) -> dict:
+    """The few figures printed at the end of a run: kappa, accuracy, referable AUC (with CIs)."""
+    test = metrics.get("test", {})
+    out = {}
+    grade = test.get("grade") or {}
+    for key in ("kappa", "accuracy"):
+        if key in grade:
+            out[key] = grade[key]
+    for section in ("referable", "any_dr"):
+        sec = test.get(section) or {}
+        if "auc" in sec:
+            out[f"{section}_auc"] = sec["auc"]
+    return out
+
+
+def write_metrics(path: Path, metrics: dict) -> None:
+    atomic_write_json(path, metrics)
+    log.info("metrics written to %s", path)

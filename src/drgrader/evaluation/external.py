@@ -1,0 +1,118 @@
+"""``drgrader evaluate``: a run on its own held-out split, or any model on another data set."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+from drgrader.config import ConfigError, DataConfig, ExperimentConfig, load_config
+from drgrader.inference.bundle import MANIFEST, load_bundle
+
+log = logging.getLogger("drgrader")
+
+
+def find_bundle(model: Path) -> tuple[Path, Path | None]:
+    """(bundle folder, run folder or None) for a run folder or a bundle folder."""
+    if (model / MANIFEST).is_file():
+        run = model.parent if (model.parent / "config.yaml").is_file() else None
+        return model, run
+    if (model / "bundle" / MANIFEST).is_file():
+        return model / "bundle", model
+    raise FileNotFoundError(f"{model} is neither a run folder nor a drgrader bundle")
+
+
+def external_config(data: str, bundle_manifest: dict, overrides: list[str]) -> ExperimentConfig:
+    """Data to evaluate on: a YAML experiment (its data section) or a data-set folder. The
+    preprocessing and input size are the bundle's, whatever the YAML says."""
+    path = Path(data)
+    if path.suffix in (".yaml", ".yml"):
+        cfg = load_config(path, overrides)
+    elif path.is_dir():
+        cfg = load_config(None, overrides)
+        cfg = cfg.model_copy(update={"data": DataConfig(root=path)})
+    else:
+        raise ConfigError(f"--data {data}: not a YAML config or a data-set folder")
+    data_cfg = cfg.data.model_copy(
+        update={
+            "image_size": bundle_manifest.get("input_size", cfg.data.image_size),
+            "preprocess": bundle_manifest.get("preprocess", cfg.data.preprocess),
+            "split": cfg.data.split.model_copy(update={"method": "image", "val": 0.0, "test": 0.0}),
+        }
+    )
+    eval_cfg = cfg.eval.model_copy(update={"tta": bundle_manifest.get("tta") or cfg.eval.tta})
+    return cfg.model_copy(update={"data": DataConfig.model_validate(data_cfg.model_dump()), "eval": eval_cfg})
+
+
+def evaluate_command(model: Path, *, data: str | None = None, out: Path | None = None, overrides: list[str] | None = None) -> Path:
+    from drgrader.data.prepare import prepare_data
+    from drgrader.data.summary import summarize
+    from drgrader.evaluation.evaluate import evaluate_split_pair, headline, write_metrics
+    from drgrader.training.run import manifest_checksum, versions
+
+    overrides = overrides or []
+    bundle_dir, run_dir = find_bundle(Path(model))
+    bundle = load_bundle(bundle_dir)
+    if data is None:
+        if run_dir is None:
+            raise ConfigError(f"{model} is a bare bundle: give --data to evaluate it on a data set")
+        cfg = load_config(run_dir / "config.yaml", overrides)
+        prepared = prepare_data(cfg.data, split_file=run_dir / "split.csv")
+        val_rows, test_rows = prepared.rows("val"), prepared.rows("test")
+        evaluated_on = "test"
+        if test_rows.empty:
+            test_rows, evaluated_on = val_rows, "val"
+        # Re-fitting on validation is only sound for a single model of this run.
+        fit = not bundle.members
+        out = Path(out) if out else run_dir / "evaluation"
+    else:
+        cfg = external_config(data, bundle.manifest, overrides)
+        prepared = prepare_data(cfg.data)
+        prepared.table["split"] = "test"
+        val_rows, test_rows = None, prepared.rows("test")
+        evaluated_on = f"external:{cfg.data.root}"
+        fit = False  # thresholds stay those fitted on the model's own validation split
+        base = run_dir or bundle_dir
+        out = Path(out) if out else base / f"eval-{Path(cfg.data.root).name}"
+    out.mkdir(parents=True, exist_ok=True)
+    if bundle.members and not bundle.thresholds and val_rows is None:
+        log.warning("ensemble without fitted thresholds: decisions use the predicted grade / 0.5")
+    result = evaluate_split_pair(bundle, val_rows, test_rows, cfg.eval, out, fit=fit, seed=cfg.train.seed)
+    table = prepared.table
+    metrics = {
+        "run": out.name,
+        "model": str(bundle_dir),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "data": {
+            "summary": summarize(table, table["split"], table, check_images=False),
+            "skipped": prepared.skipped,
+            "manifest_sha256": manifest_checksum(table),
+        },
+        "evaluated_on": evaluated_on,
+        **result,
+    }
+    if bundle.members:
+        metrics["members"] = _member_metrics(bundle, val_rows, test_rows, cfg, out)
+    write_metrics(out / "metrics.json", metrics)
+    try:
+        from drgrader.evaluation.report import write_report
+
+        write_report(out, config=cfg)
+    except ImportError:
+        pass
+    log.info("headline (%s): %s", evaluated_on, headline(metrics))
+    return out
+
+
+def _member_metrics(bundle, val_rows, test_rows, cfg, out: Path) -> dict:
+    """Each member of an ensemble on the same data, for the report's comparison."""
+    from drgrader.evaluation.evaluate import evaluate_split_pair, headline
+
+    per = {}
+    for member in bundle.members:
+        sub = out / "members" / member.path.name
+        sub.mkdir(parents=True, exist_ok=True)
+        res = evaluate_split_pair(member, None, test_rows, cfg.eval.model_copy(update={"bootstrap": 200}), sub, fit=False)
+        per[member.path.name] = headline({"test": res["test"]})
+    return per

@@ -1,0 +1,210 @@
+"""The model bundle: a folder holding everything needed to use a trained grader correctly.
+
+``bundle.json``   architecture, task, preprocessing (exactly as in training), input size,
+                  normalisation, thresholds/cut-points, TTA views, data summary, validation
+                  figures, versions.
+``model.safetensors``  weights (safetensors: loading never unpickles anything).
+``model.onnx``    optional, written by ``drgrader export``; a bundle with only ONNX needs no PyTorch.
+
+An ensemble bundle has ``"members": [<sub-folder>, ...]`` instead of weights; each member keeps
+its own preprocessing and the ensemble averages their scores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from drgrader import __version__
+from drgrader.config import PreprocessConfig
+from drgrader.inference.predictor import SCORE_COLUMNS, decide, score_batch
+from drgrader.io import atomic_write_json
+
+BUNDLE_FORMAT = 1
+MANIFEST = "bundle.json"
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used (missing files, incompatible format)."""
+
+
+@dataclass
+class Bundle:
+    path: Path
+    manifest: dict
+    runner: object = None  # callable pixels -> scores
+    members: list["Bundle"] = field(default_factory=list)
+
+    @property
+    def input_size(self) -> int:
+        return int(self.manifest["input_size"])
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+    @property
+    def thresholds(self) -> dict:
+        return self.manifest.get("thresholds") or {}
+
+    @property
+    def tta(self) -> list[str]:
+        return self.manifest.get("tta") or ["orig"]
+
+    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+        """Raw RGB photo -> the model's input image (same function and settings as training)."""
+        from drgrader.data.preprocess import preprocess_image
+
+        cfg = PreprocessConfig.model_validate(self.manifest["preprocess"])
+        return preprocess_image(rgb, cfg, self.input_size)
+
+    def score_raw(self, images: list[np.ndarray], tta: list[str] | None = None) -> np.ndarray:
+        """Raw RGB photos -> scores N x 8; ensembles feed each member its own preprocessing."""
+        views = self.tta if tta is None else tta
+        if self.members:
+            return np.mean([m.score_raw(images, tta) for m in self.members], axis=0)
+        batch = np.stack([self.preprocess(img) for img in images])
+        return score_batch(self.runner, batch, views)
+
+    def score_preprocessed(self, batch: np.ndarray, tta: list[str] | None = None) -> np.ndarray:
+        if self.members:
+            raise BundleError("an ensemble scores raw photos (each member preprocesses its own way)")
+        return score_batch(self.runner, batch, self.tta if tta is None else tta)
+
+    def decide(self, scores: np.ndarray) -> pd.DataFrame:
+        return decide(scores, self.thresholds)
+
+
+def save_bundle(
+    path: str | Path,
+    scoring_net,
+    *,
+    config: dict,
+    thresholds: dict,
+    data_summary: dict | None = None,
+    validation: dict | None = None,
+) -> Path:
+    """Write weights and manifest. ``scoring_net`` is a ``ScoringNet`` (pixels -> scores)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    net = scoring_net.net
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tmp = path / ".model.safetensors.tmp"
+    save_file(state, str(tmp))
+    tmp.replace(path / "model.safetensors")
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "drgrader_version": __version__,
+        "backbone": net.backbone_name,
+        "task": net.task,
+        "kind": net.kind,
+        "head": config["model"]["head"],
+        "drop_rate": config["model"]["drop_rate"],
+        "outputs": SCORE_COLUMNS,
+        "class_names": ["0 none", "1 mild", "2 moderate", "3 severe NPDR", "4 proliferative"],
+        "input_size": config["data"]["image_size"],
+        "preprocess": config["data"]["preprocess"],
+        "mean": [float(x) / 255 for x in scoring_net.mean.flatten().tolist()],
+        "std": [float(x) / 255 for x in scoring_net.std.flatten().tolist()],
+        "thresholds": thresholds,
+        "tta": config["eval"]["tta"],
+        "data_summary": data_summary or {},
+        "validation": validation or {},
+        "config": config,
+    }
+    atomic_write_json(path / MANIFEST, manifest)
+    return path
+
+
+def read_manifest(path: str | Path) -> dict:
+    path = Path(path)
+    file = path / MANIFEST if path.is_dir() else path
+    if not file.is_file():
+        raise BundleError(f"{path} is not a drgrader bundle (no {MANIFEST})")
+    manifest = json.loads(file.read_text(encoding="utf-8"))
+    fmt = manifest.get("format")
+    if fmt != BUNDLE_FORMAT:
+        raise BundleError(
+            f"{file}: bundle format {fmt!r} (drgrader {manifest.get('drgrader_version', '?')}) "
+            f"is not supported by drgrader {__version__} (format {BUNDLE_FORMAT})"
+        )
+    return manifest
+
+
+def load_bundle(path: str | Path, backend: str = "auto") -> Bundle:
+    """Load a bundle for inference. ``backend``: "torch", "onnx", or "auto" (torch when the
+    weights and PyTorch are there, else ONNX Runtime)."""
+    path = Path(path)
+    if path.is_file():
+        path = path.parent
+    manifest = read_manifest(path)
+    if manifest.get("members"):
+        members = [load_bundle(path / m, backend) for m in manifest["members"]]
+        return Bundle(path, manifest, members=members)
+    if backend == "auto":
+        backend = "torch" if (path / "model.safetensors").is_file() and _has_torch() else "onnx"
+    if backend == "torch":
+        runner = _torch_runner(path, manifest)
+    elif backend == "onnx":
+        runner = _onnx_runner(path)
+    else:
+        raise BundleError(f"unknown backend {backend!r}; use torch, onnx or auto")
+    return Bundle(path, manifest, runner=runner)
+
+
+def _has_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def build_scoring_net(manifest: dict):
+    """The PyTorch network of a bundle manifest, without weights."""
+    from drgrader.models.factory import GraderNet, ScoringNet
+
+    net = GraderNet(manifest["backbone"], manifest["task"], manifest["kind"], manifest["head"], manifest["drop_rate"])
+    return ScoringNet(net, manifest["mean"], manifest["std"])
+
+
+def _torch_runner(path: Path, manifest: dict):
+    import torch
+    from safetensors.torch import load_file
+
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise BundleError(f"{path}: no model.safetensors (use backend='onnx' for an ONNX-only bundle)")
+    scoring = build_scoring_net(manifest)
+    scoring.net.load_state_dict(load_file(str(weights)))
+    scoring.eval().to(memory_format=torch.channels_last)
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(pixels).contiguous(memory_format=torch.channels_last)
+            return scoring(x).numpy()
+
+    run.scoring_net = scoring
+    return run
+
+
+def _onnx_runner(path: Path):
+    import onnxruntime as ort
+
+    model = path / "model.onnx"
+    if not model.is_file():
+        raise BundleError(f"{path}: no model.onnx (run `drgrader export {path} --format onnx`)")
+    opts = ort.SessionOptions()
+    session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: pixels.astype(np.float32)})[0]
+
+    return run

@@ -1,0 +1,51 @@
+"""Process-wide CPU settings that make CNNs fast on small machines.
+
+glibc's malloc returns large buffers to the OS after every forward pass and then page-faults
+them back in; on CPUs this makes convolution nets 1.5-4x slower. ``tune_malloc`` switches that
+off with mallopt at start-up (the same effect as MALLOC_MMAP_MAX_=0 and a huge
+MALLOC_TRIM_THRESHOLD_), before PyTorch allocates anything large.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_done = False
+
+
+def tune_malloc() -> bool:
+    """Disable mmap'd allocations and heap trimming in glibc. Returns True when applied."""
+    global _done
+    if _done:
+        return True
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    try:
+        libc = ctypes.CDLL(libc_name)
+        ok = libc.mallopt(_M_MMAP_MAX, 0) == 1
+        # mallopt takes an int: the largest one is as good as "never trim".
+        ok &= libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    except (OSError, AttributeError):
+        return False
+    _done = bool(ok)
+    return _done
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def setup_torch_threads(threads: int | None = None) -> int:
+    import torch
+
+    threads = threads or cpu_count()
+    torch.set_num_threads(threads)
+    return threads

@@ -1,0 +1,197 @@
+"""``train``: the whole run, from a config to a run folder with a bundle, metrics and report."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+from drgrader import __version__
+from drgrader.config import ExperimentConfig, config_to_dict, save_config
+from drgrader.runtime import cpu_count, setup_torch_threads, tune_malloc
+
+log = logging.getLogger("drgrader")
+
+
+def new_run_dir(cfg: ExperimentConfig, out: Path | None) -> Path:
+    """``out`` or ``<out_dir>/<name>``; an existing folder is never reused silently: a numbered
+    sibling is made instead (``--resume`` is the way to continue a run)."""
+    base = Path(out) if out is not None else Path(cfg.out_dir) / cfg.name
+    run_dir, n = base, 1
+    while run_dir.exists() and any(run_dir.iterdir()):
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def add_file_log(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("drgrader").addHandler(handler)
+    return handler
+
+
+def versions() -> dict:
+    import lightning
+    import timm
+    import torch
+
+    return {
+        "drgrader": __version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "lightning": lightning.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {cpu_count()} cores, gpus: {torch.cuda.device_count()}",
+    }
+
+
+def manifest_checksum(table) -> str:
+    import hashlib
+
+    cols = [c for c in ("image_id", "grade", "patient_id") if c in table]
+    return hashlib.sha256(table[cols].to_csv(index=False).encode()).hexdigest()[:16]
+
+
+def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None = None, progress: bool = True) -> Path:
+    """Train, evaluate and bundle one experiment. Returns the run folder.
+
+    With ``resume`` (a run folder), training continues from its last checkpoint with the
+    config and split saved there.
+    """
+    tune_malloc()
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from drgrader.data.prepare import prepare_data
+    from drgrader.data.summary import summarize
+    from drgrader.evaluation.evaluate import evaluate_split_pair, headline, write_metrics
+    from drgrader.inference.bundle import load_bundle, save_bundle
+    from drgrader.models.factory import create_model, input_mean_std
+    from drgrader.models.losses import inverse_frequency_weights
+    from drgrader.training.datamodule import FundusDataModule
+    from drgrader.training.module import AtomicCheckpointIO, GraderModule
+
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+            raise FileNotFoundError(f"cannot resume {run_dir}: no checkpoints/last.ckpt")
+    else:
+        run_dir = new_run_dir(cfg, out)
+        save_config(cfg, run_dir / "config.yaml")
+    handler = add_file_log(run_dir)
+    try:
+        threads = setup_torch_threads()
+        L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+        if cfg.train.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        log.info("run folder: %s (torch threads: %d)", run_dir, threads)
+
+        split_file = run_dir / "split.csv" if resume is not None else None
+        data = prepare_data(cfg.data, run_dir if resume is None else None, split_file=split_file, progress=progress)
+        table = data.table
+        counts = table.groupby("split")["grade"].value_counts().unstack(fill_value=0)
+        log.info("images per split and grade:\n%s", counts.to_string())
+
+        net = create_model(cfg.model, cfg.train.loss)
+        mean, std = input_mean_std(cfg.model.backbone, cfg.data.normalize)
+        weights = None
+        if cfg.train.class_weights:
+            weights = inverse_frequency_weights(table.loc[table["split"] == "train", "grade"].to_numpy(), cfg.model.task)
+        module = GraderModule(cfg, net, mean, std, weights)
+        datamodule = FundusDataModule(cfg, table)
+
+        t = cfg.train
+        callbacks = [
+            ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_metric", mode="max", save_last=True),
+            LearningRateMonitor(logging_interval="epoch"),
+        ]
+        if t.early_stopping:
+            callbacks.append(EarlyStopping(monitor="val_metric", mode="max", patience=t.early_stopping))
+        trainer = L.Trainer(
+            default_root_dir=run_dir,
+            max_epochs=t.epochs,
+            max_time=timedelta(minutes=t.max_minutes) if t.max_minutes else None,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            precision=t.precision,
+            logger=[CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="logs", version="tb")],
+            callbacks=callbacks,
+            plugins=[AtomicCheckpointIO()],
+            limit_train_batches=t.limit_train_batches,
+            enable_progress_bar=progress,
+            log_every_n_steps=1,
+            deterministic=False,  # set above with warn_only, so CPU ops without a deterministic kernel still run
+            num_sanity_val_steps=0,
+        )
+        started = time.time()
+        trainer.fit(module, datamodule=datamodule, ckpt_path="last" if resume is not None else None)
+        wall = time.time() - started
+        if trainer.global_rank != 0:
+            return run_dir
+
+        best = callbacks[0].best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
+        ckpt = torch.load(best, map_location="cpu", weights_only=True)
+        module.load_state_dict(ckpt["state_dict"])
+        module.scoring.eval()
+
+        summary = summarize(table, table["split"], table, check_images=False)
+        config = config_to_dict(cfg)
+        bundle_dir = save_bundle(run_dir / "bundle", module.scoring, config=config, thresholds={}, data_summary=summary)
+        bundle = load_bundle(bundle_dir, backend="torch")
+        val_rows, test_rows = data.rows("val"), data.rows("test")
+        evaluated_on = "test"
+        if test_rows.empty:
+            log.warning("no test split: reporting on validation, which also chose the checkpoint")
+            test_rows, evaluated_on = val_rows, "val"
+        result = evaluate_split_pair(bundle, val_rows, test_rows, cfg.eval, run_dir, seed=cfg.train.seed)
+        save_bundle(
+            bundle_dir, module.scoring, config=config, thresholds=result["thresholds"],
+            data_summary=summary, validation=result.get("val", {}),
+        )
+        metrics = {
+            "run": run_dir.name,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions(),
+            "data": {"summary": summary, "skipped": data.skipped, "manifest_sha256": manifest_checksum(table)},
+            "training": {
+                "best_checkpoint": best,
+                "best_epoch": ckpt.get("epoch"),
+                "epochs_run": trainer.current_epoch,
+                "best_val_metric": _to_float(callbacks[0].best_model_score),
+                "wall_time_s": round(wall, 1),
+                "weights": getattr(net, "weights_source", ""),
+            },
+            "evaluated_on": evaluated_on,
+            **result,
+        }
+        write_metrics(run_dir / "metrics.json", metrics)
+        try:
+            from drgrader.evaluation.report import write_report
+
+            report = write_report(run_dir)
+            log.info("report: %s", report)
+        except ImportError:
+            log.warning("report module not available; metrics.json written")
+        log.info("headline (%s): %s", evaluated_on, headline(metrics))
+        return run_dir
+    finally:
+        logging.getLogger("drgrader").removeHandler(handler)
+        handler.close()
+
+
+def _to_float(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return None if np.isnan(value) else value
+
