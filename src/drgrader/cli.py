@@ -67,20 +67,22 @@ def _print_run(run_dir: Path) -> None:
         from drgrader.evaluation.evaluate import headline
 
         metrics = json.loads(metrics_file.read_text())
+        print(f"evaluated on: {metrics.get('evaluated_on')}")
         for name, value in headline(metrics).items():
             print(f"  {name}: {_fmt(value)}")
+        for warning in metrics.get("test", {}).get("warnings", []):
+            print(f"  WARNING: {warning}")
     for report in ("report.html", "report.md"):
         if (Path(run_dir) / report).is_file():
             print(f"report: {Path(run_dir) / report}")
 
 
 def _fmt(value) -> str:
-    if isinstance(value, dict):
-        est, lo, hi = value.get("estimate"), value.get("lo"), value.get("hi")
-        if est is not None and lo is not None and hi is not None:
-            return f"{est:.3f} (95% CI {lo:.3f}-{hi:.3f})"
-        return str(est)
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    estimate, ci = value
+    text = f"{estimate:.3f}" if isinstance(estimate, float) else str(estimate)
+    if ci and None not in ci:
+        text += f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})"
+    return text
 
 
 def cmd_evaluate(args) -> None:

@@ -81,17 +81,26 @@ def evaluate_split_pair(
 
 
 def headline(metrics: dict) -> dict:
-    """The few figures printed at the end of a run: kappa, accuracy, referable AUC (with CIs)."""
+    """The figures printed at the end of a run, as {name: (value, [lo, hi] or None)}: kappa,
+    accuracy, AUCs, and referable sensitivity/specificity (a screener is judged by those)."""
     test = metrics.get("test", {})
-    out = {}
+    out: dict = {}
+
+    def add(name: str, section: str, metric: str, value) -> None:
+        if value is not None:
+            ci = (test.get(section, {}).get("ci") or {}).get(metric)
+            out[name] = (value, ci)
+
     grade = test.get("grade") or {}
-    for key in ("kappa", "accuracy"):
-        if key in grade:
-            out[key] = grade[key]
+    add("kappa", "grade", "kappa", grade.get("kappa"))
+    add("accuracy", "grade", "accuracy", grade.get("accuracy"))
     for section in ("referable", "any_dr"):
         sec = test.get(section) or {}
-        if "auc" in sec:
-            out[f"{section}_auc"] = sec["auc"]
+        add(f"{section}_auc", section, "auc", sec.get("auc"))
+        chosen = (sec.get("operating_points") or {}).get("chosen")
+        if chosen:
+            add(f"{section}_sensitivity", section, "sensitivity", chosen.get("sensitivity"))
+            add(f"{section}_specificity", section, "specificity", chosen.get("specificity"))
     return out
 
 

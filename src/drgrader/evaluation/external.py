@@ -47,7 +47,7 @@ def external_config(data: str, bundle_manifest: dict, overrides: list[str]) -> E
 def evaluate_command(model: Path, *, data: str | None = None, out: Path | None = None, overrides: list[str] | None = None) -> Path:
     from drgrader.data.prepare import prepare_data
     from drgrader.data.summary import summarize
-    from drgrader.evaluation.evaluate import evaluate_split_pair, headline, write_metrics
+    from drgrader.evaluation.evaluate import evaluate_split_pair, write_metrics
     from drgrader.training.run import manifest_checksum, versions
 
     overrides = overrides or []
@@ -101,7 +101,6 @@ def evaluate_command(model: Path, *, data: str | None = None, out: Path | None =
         write_report(out, config=cfg)
     except ImportError:
         pass
-    log.info("headline (%s): %s", evaluated_on, headline(metrics))
     return out
 
 

@@ -80,13 +80,13 @@ def _weighted_mean(per: torch.Tensor, weights: torch.Tensor | None) -> torch.Ten
 def inverse_frequency_weights(grades, task: str) -> torch.Tensor:
     """Per-grade weights so that each class (grade, or binary class) contributes equally."""
     grades = torch.as_tensor(grades, dtype=torch.long)
+    total = float(len(grades))
     if task == "grade":
-        classes = grades
-        counts = torch.bincount(classes, minlength=NUM_GRADES).float().clamp_min(1)
-        per_class = counts.sum() / (len(counts) * counts)
-        return per_class
+        # An absent grade gets the weight of a grade seen once; it never occurs in the loss.
+        counts = torch.bincount(grades, minlength=NUM_GRADES).float().clamp_min(1)
+        return total / (NUM_GRADES * counts)
     pos = binary_target(grades, task).long()
     counts = torch.bincount(pos, minlength=2).float().clamp_min(1)
-    per_binary = counts.sum() / (2 * counts)
+    per_binary = total / (2 * counts)
     # Expand to per-grade weights so the loss indexes them by grade like the grade task.
     return per_binary[binary_target(torch.arange(NUM_GRADES), task).long()]

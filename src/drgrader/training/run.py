@@ -72,7 +72,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
 
     from drgrader.data.prepare import prepare_data
     from drgrader.data.summary import summarize
-    from drgrader.evaluation.evaluate import evaluate_split_pair, headline, write_metrics
+    from drgrader.evaluation.evaluate import evaluate_split_pair, write_metrics
     from drgrader.inference.bundle import load_bundle, save_bundle
     from drgrader.models.factory import create_model, input_mean_std
     from drgrader.models.losses import inverse_frequency_weights
@@ -182,7 +182,6 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
             log.info("report: %s", report)
         except ImportError:
             log.warning("report module not available; metrics.json written")
-        log.info("headline (%s): %s", evaluated_on, headline(metrics))
         return run_dir
     finally:
         logging.getLogger("drgrader").removeHandler(handler)

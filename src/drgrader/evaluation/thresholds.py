@@ -1,0 +1,196 @@
+"""Decision thresholds and grade cut-points, fitted on validation and applied unchanged to test.
+
+Convention everywhere in drgrader: a screening score is called positive when
+``score >= threshold`` (the same convention as :func:`sklearn.metrics.roc_curve`), and a
+continuous grade score ``s`` becomes grade ``k`` when ``cut[k-1] <= s < cut[k]``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+
+from drgrader.config import EvalConfig
+from drgrader.evaluation.metrics import SCREENS, quadratic_weighted_kappa
+
+DEFAULT_CUTPOINTS = (0.5, 1.5, 2.5, 3.5)
+GRID_STEP = 0.01  # seed 001 swept its accuracy threshold in steps of 0.01
+
+
+def _binary_inputs(y_true_binary, score) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true_binary).astype(bool).ravel()
+    s = np.asarray(score, dtype=float).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"labels ({y.size}) and scores ({s.size}) differ in length")
+    if np.isnan(s).any():
+        raise ValueError(f"{int(np.isnan(s).sum())} scores are NaN; drop those rows first")
+    return y, s
+
+
+def _candidates(s: np.ndarray, lo: float | None, hi: float | None, step: float) -> np.ndarray:
+    """The thresholds worth trying: a fixed grid when both bounds are given, else the observed
+    score values (clipped to whichever bound is given), e.g. for regression expected grades."""
+    if lo is not None and hi is not None:
+        if lo > hi:
+            raise ValueError(f"threshold range lo={lo} > hi={hi}")
+        return np.round(np.arange(lo, hi + step / 2, step), 10)
+    cand = np.unique(s)
+    if lo is not None:
+        cand = cand[cand >= lo]
+    if hi is not None:
+        cand = cand[cand <= hi]
+    if cand.size == 0:
+        raise ValueError(f"no observed score lies within [{lo}, {hi}]")
+    return cand
+
+
+def _middle_of_best(objective: np.ndarray) -> int:
+    # Several thresholds often tie (a plateau between two observed scores); the middle one
+    # is less tuned to the validation set than the plateau's edge.
+    best = np.flatnonzero(objective >= objective.max() - 1e-12)
+    return int(best[len(best) // 2])
+
+
+def search_threshold(
+    y_true_binary,
+    score,
+    objective: Literal["accuracy", "youden", "sensitivity"],
+    *,
+    lo: float | None = 0.0,
+    hi: float | None = 1.0,
+    target_sensitivity: float = 0.9,
+    step: float = GRID_STEP,
+) -> float:
+    """The screening threshold that is best on ``objective`` (positive = ``score >= thr``).
+
+    With both ``lo`` and ``hi`` given the candidates are ``lo, lo+step, ..., hi`` (seed 001
+    used 0.30..0.70 step 0.01 for accuracy); with either set to None the candidates are the
+    observed score values within the remaining bound (for scores outside [0, 1]).
+
+    Objectives: ``accuracy``; ``youden`` (sensitivity + specificity - 1); ``sensitivity``
+    (the highest threshold whose sensitivity is >= ``target_sensitivity``, i.e. the best
+    specificity that keeps the target; if no candidate reaches it, the lowest candidate).
+    Ties go to the middle of the tied candidates.
+    """
+    y, s = _binary_inputs(y_true_binary, score)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(
+            f"cannot fit a threshold: {n_pos} positive and {n_neg} negative examples"
+        )
+    cand = _candidates(s, lo, hi, step)
+    # Counts of scores >= each candidate, from sorted scores (O(n log n), no n x m matrix).
+    tp = n_pos - np.searchsorted(np.sort(s[y]), cand, side="left")
+    fp = n_neg - np.searchsorted(np.sort(s[~y]), cand, side="left")
+    sensitivity = tp / n_pos
+    specificity = 1.0 - fp / n_neg
+    if objective == "accuracy":
+        return float(cand[_middle_of_best((tp + n_neg - fp) / (n_pos + n_neg))])
+    if objective == "youden":
+        return float(cand[_middle_of_best(sensitivity + specificity - 1.0)])
+    if objective == "sensitivity":
+        ok = np.flatnonzero(sensitivity >= target_sensitivity)
+        if ok.size == 0:
+            warnings.warn(
+                f"no threshold in the candidate range reaches sensitivity {target_sensitivity}; "
+                f"using the lowest candidate {cand[0]:g} (sensitivity {sensitivity[0]:.3f})",
+                stacklevel=2,
+            )
+            return float(cand[0])
+        return float(cand[ok[-1]])
+    raise ValueError(
+        f"unknown threshold objective {objective!r}; use accuracy, youden or sensitivity"
+    )
+
+
+def apply_cutpoints(score, cutpoints) -> np.ndarray:
+    """Grades 0..4 from a continuous score: grade k when ``cut[k-1] <= score < cut[k]``."""
+    cuts = np.sort(np.asarray(cutpoints, dtype=float))
+    if cuts.shape != (4,):
+        raise ValueError(f"expected 4 cut-points, got {cuts.size}")
+    return np.digitize(np.asarray(score, dtype=float), cuts).astype(int)
+
+
+def fit_cutpoints(y_true_grade, continuous_score, init=DEFAULT_CUTPOINTS) -> np.ndarray:
+    """Four increasing cut-points maximising quadratic weighted kappa on (grade, score).
+
+    Nelder-Mead from ``init``, as the Kaggle 2015 and APTOS 2019 winners did. Kappa is
+    piecewise constant in the cut-points, so the first simplex is made wide (+-0.25) to see
+    across plateaus. The result is sorted, and ``init`` is kept if nothing beats it.
+    """
+    y = np.asarray(y_true_grade).astype(int).ravel()
+    s = np.asarray(continuous_score, dtype=float).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"grades ({y.size}) and scores ({s.size}) differ in length")
+    if np.isnan(s).any():
+        raise ValueError(f"{int(np.isnan(s).sum())} scores are NaN; drop those rows first")
+    start = np.sort(np.asarray(init, dtype=float))
+
+    def loss(cuts: np.ndarray) -> float:
+        kappa = quadratic_weighted_kappa(y, apply_cutpoints(s, cuts))
+        return 1.0 if np.isnan(kappa) else -kappa
+
+    simplex = np.vstack([start, start + 0.25 * np.eye(4)])
+    result = minimize(
+        loss,
+        start,
+        method="Nelder-Mead",
+        options={"initial_simplex": simplex, "xatol": 1e-3, "fatol": 1e-6, "maxiter": 2000},
+    )
+    fitted = np.sort(result.x)
+    return fitted if loss(fitted) < loss(start) else start
+
+
+def _within(s: np.ndarray, lo: float, hi: float) -> bool:
+    return bool(s.min() >= lo and s.max() <= hi)
+
+
+def fit_thresholds(val_df: pd.DataFrame, eval_cfg: EvalConfig, task: str) -> dict:
+    """Fit everything that turns validation predictions into decisions.
+
+    Returns ``{"cutpoints": [4 floats] | None, "any_dr": float | None, "referable": float | None}``:
+    cut-points on ``expected_grade`` for grade models when ``eval_cfg.fit_cutpoints``; one
+    threshold per available screening score with ``eval_cfg.threshold_objective``. A score
+    outside ``eval_cfg.threshold_range`` (e.g. a regression expected grade) is searched over
+    its observed values instead of the grid. A threshold that cannot be fitted (validation
+    lacks a class) is None, with a warning.
+    """
+    if task not in ("grade", "any_dr", "referable"):
+        raise ValueError(f"unknown task {task!r}; use grade, any_dr or referable")
+    if "grade" not in val_df.columns:
+        raise ValueError("validation predictions lack the 'grade' column")
+    grade = val_df["grade"].to_numpy()
+    out: dict = {"cutpoints": None, "any_dr": None, "referable": None}
+
+    if task == "grade" and eval_cfg.fit_cutpoints and "expected_grade" in val_df.columns:
+        expected = val_df["expected_grade"].to_numpy(dtype=float)
+        keep = ~np.isnan(expected)
+        if keep.any():
+            out["cutpoints"] = [float(c) for c in fit_cutpoints(grade[keep], expected[keep])]
+
+    lo, hi = eval_cfg.threshold_range
+    for name, (column, min_grade) in SCREENS.items():
+        if column not in val_df.columns:
+            continue
+        score = val_df[column].to_numpy(dtype=float)
+        keep = ~np.isnan(score)
+        if not keep.any():
+            continue
+        y, s = grade[keep] >= min_grade, score[keep]
+        bounds = (lo, hi) if _within(s, lo, hi) else (None, None)
+        try:
+            out[name] = search_threshold(
+                y,
+                s,
+                eval_cfg.threshold_objective,
+                lo=bounds[0],
+                hi=bounds[1],
+                target_sensitivity=eval_cfg.target_sensitivity,
+            )
+        except ValueError as exc:
+            warnings.warn(f"{name} threshold not fitted: {exc}", stacklevel=2)
+    return out

@@ -1,0 +1,186 @@
+"""Patient-level splits: no patient in two splits, fractions, stratification, determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from drgrader.config import SplitConfig
+from drgrader.data.manifest import read_dataset
+from drgrader.data.split import (
+    SplitError,
+    _systematic_picks,
+    assert_no_patient_leak,
+    load_split,
+    make_split,
+    save_split,
+)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def two_eye_manifest(n_patients: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Patients with two eyes; about 60% healthy, the rest spread over grades 1..4."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_patients):
+        worst = int(rng.choice(5, p=[0.6, 0.1, 0.15, 0.1, 0.05]))
+        other = int(rng.integers(0, worst + 1))
+        for eye, grade in (("left", worst), ("right", other)):
+            rows.append({"image_id": f"{p}_{eye}", "path": f"/x/{p}_{eye}.jpeg", "grade": grade,
+                         "patient_id": str(p), "eye": eye, "source": "kaggle"})
+    return pd.DataFrame(rows)
+
+
+def patients_in(manifest: pd.DataFrame, split: pd.Series, name: str) -> set[str]:
+    return set(manifest.loc[split == name, "patient_id"])
+
+
+def test_systematic_picks_hand_computed():
+    # floor(0.2 * (i + 1)) > floor(0.2 * i) first at i = 4 (1.0 > 0.8), then at i = 9.
+    assert np.flatnonzero(_systematic_picks(10, 0.2, 0.0)).tolist() == [4, 9]
+    assert not _systematic_picks(10, 0.0, 0.7).any()
+
+
+def test_patient_split_has_no_leak_and_the_requested_fractions():
+    manifest = two_eye_manifest()
+    split = make_split(manifest, SplitConfig(method="patient", val=0.2, test=0.25, seed=1))
+    assert split.index.equals(manifest.index)
+    assert set(split) == {"train", "val", "test"}
+    assert_no_patient_leak(manifest, split)
+    n = manifest["patient_id"].nunique()
+    assert abs(len(patients_in(manifest, split, "test")) - 0.25 * n) <= 1
+    assert abs(len(patients_in(manifest, split, "val")) - 0.2 * n) <= 1
+
+
+def test_patient_split_is_stratified_by_worst_grade():
+    manifest = two_eye_manifest()
+    split = make_split(manifest, SplitConfig(method="patient", seed=3))
+    worst = manifest.groupby("patient_id")["grade"].max()
+    overall_healthy = (worst == 0).mean()
+    for name in ("train", "val", "test"):
+        w = worst[sorted(patients_in(manifest, split, name))]
+        assert (w == 0).any() and (w > 0).any()
+        assert abs((w == 0).mean() - overall_healthy) < 0.03  # systematic sampling: within rounding
+
+
+def test_split_is_deterministic_for_a_seed_and_changes_with_it():
+    manifest = two_eye_manifest()
+    first = make_split(manifest, SplitConfig(seed=7))
+    shuffled = manifest.sample(frac=1.0, random_state=0)
+    assert first.equals(make_split(manifest, SplitConfig(seed=7)))
+    # the split depends on the data, not on the row order
+    assert make_split(shuffled, SplitConfig(seed=7)).reindex(manifest.index).equals(first)
+    assert not first.equals(make_split(manifest, SplitConfig(seed=8)))
+
+
+def test_zero_fraction_gives_an_empty_split():
+    manifest = two_eye_manifest(50)
+    split = make_split(manifest, SplitConfig(val=0.0, test=0.3))
+    assert set(split) == {"train", "test"}
+    split = make_split(manifest, SplitConfig(val=0.3, test=0.0))
+    assert set(split) == {"train", "val"}
+
+
+def test_tiny_data_with_one_patient_per_grade_does_not_crash():
+    manifest = pd.DataFrame({"image_id": [f"i{g}" for g in range(5)], "grade": range(5),
+                             "patient_id": [f"p{g}" for g in range(5)], "source": "csv"})
+    split = make_split(manifest, SplitConfig(val=0.2, test=0.2))
+    assert split.value_counts().to_dict() == {"train": 3, "val": 1, "test": 1}
+    folds = make_split(manifest, SplitConfig(method="kfold", folds=5, fold=2))
+    assert folds.value_counts().to_dict() == {"train": 4, "val": 1}
+
+
+def test_kfold_puts_every_patient_in_validation_exactly_once():
+    manifest = two_eye_manifest(60)
+    val_counts: dict[str, int] = {}
+    for fold in range(4):
+        split = make_split(manifest, SplitConfig(method="kfold", folds=4, fold=fold))
+        assert set(split) == {"train", "val"}
+        assert_no_patient_leak(manifest, split)
+        for p in patients_in(manifest, split, "val"):
+            val_counts[p] = val_counts.get(p, 0) + 1
+    assert sorted(val_counts) == sorted(manifest["patient_id"].unique())
+    assert set(val_counts.values()) == {1}
+
+
+def test_kfold_needs_as_many_patients_as_folds():
+    manifest = two_eye_manifest(3)
+    with pytest.raises(SplitError, match="at least 5 patients"):
+        make_split(manifest, SplitConfig(method="kfold", folds=5))
+
+
+def test_image_level_split_lets_patients_straddle_splits():
+    manifest = two_eye_manifest()
+    split = make_split(manifest, SplitConfig(method="image", seed=0))
+    assert abs((split == "test").mean() - 0.2) < 0.01
+    with pytest.raises(SplitError, match="patients have images in more than one split"):
+        assert_no_patient_leak(manifest, split)
+
+
+def test_official_split_is_used_and_validation_carved_from_train():
+    manifest = two_eye_manifest(40)
+    manifest["split"] = np.where(manifest["patient_id"].astype(int) < 30, "train", "test")
+    split = make_split(manifest, SplitConfig(method="official", val=0.2))
+    assert (split[manifest["split"] == "test"] == "test").all()
+    assert len(patients_in(manifest, split, "val")) == 6  # 20% of the 30 training patients
+    assert_no_patient_leak(manifest, split)
+    no_val = make_split(manifest, SplitConfig(method="official", val=0.0))
+    assert no_val.tolist() == manifest["split"].tolist()
+
+
+def test_official_split_needs_a_split_column():
+    with pytest.raises(SplitError, match="publishes no split"):
+        make_split(two_eye_manifest(10), SplitConfig(method="official"))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    manifest = two_eye_manifest(30)
+    split = make_split(manifest, SplitConfig(seed=5))
+    save_split(tmp_path / "split.csv", manifest, split)
+    assert pd.read_csv(tmp_path / "split.csv").columns.tolist() == ["image_id", "patient_id", "split"]
+    assert load_split(tmp_path / "split.csv", manifest).equals(split)
+    # make_split reuses the file when cfg.file is set, whatever the method and seed
+    assert make_split(manifest, SplitConfig(method="image", seed=99, file=tmp_path / "split.csv")).equals(split)
+
+
+def test_load_split_rejects_a_different_manifest(tmp_path):
+    manifest = two_eye_manifest(30)
+    save_split(tmp_path / "split.csv", manifest, make_split(manifest, SplitConfig()))
+    with pytest.raises(SplitError, match="2 manifest images are not in it"):
+        load_split(tmp_path / "split.csv", two_eye_manifest(31))
+    moved = manifest.assign(patient_id=manifest["patient_id"].replace("3", "33"))
+    with pytest.raises(SplitError, match="image '3_left' belongs to patient '3' there but to '33'"):
+        load_split(tmp_path / "split.csv", moved)
+
+
+def _write_image(path: Path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), np.full((8, 8, 3), value, np.uint8))
+
+
+def test_no_leak_on_an_eyepacs_layout_read_from_disk(tmp_path):
+    lines = ["image,level"]
+    for p in range(40):
+        for eye in ("left", "right"):
+            _write_image(tmp_path / "images" / f"{p}_{eye}.jpeg", p)
+            lines.append(f"{p}_{eye},{(p * 7) % 5 if eye == 'left' else 0}")
+    (tmp_path / "trainLabels.csv").write_text("\n".join(lines) + "\n")
+    manifest = read_dataset(tmp_path)
+    split = make_split(manifest, SplitConfig())
+    assert_no_patient_leak(manifest, split)
+    assert (manifest.groupby(split)["patient_id"].nunique() > 0).all()
+
+
+@pytest.mark.skipif(not (SHARED / "eyepacs-256").is_dir(), reason="shared EyePACS data absent")
+def test_no_leak_on_real_eyepacs_256():
+    manifest = read_dataset(SHARED / "eyepacs-256")
+    split = make_split(manifest, SplitConfig())
+    assert_no_patient_leak(manifest, split)
+    assert abs((split == "test").mean() - 0.2) < 0.01
+    with pytest.raises(SplitError):
+        assert_no_patient_leak(manifest, make_split(manifest, SplitConfig(method="image")))
