@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import time
 from datetime import datetime, timedelta, timezone
@@ -17,15 +18,29 @@ from drgrader.runtime import cpu_count, setup_torch_threads, tune_malloc
 log = logging.getLogger("drgrader")
 
 
+def launch_rank() -> int:
+    """Global rank of this process as set by the launcher (Lightning DDP, torchrun, Slurm)."""
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
 def new_run_dir(cfg: ExperimentConfig, out: Path | None) -> Path:
     """``out`` or ``<out_dir>/<name>``; an existing folder is never reused silently: a numbered
-    sibling is made instead (``--resume`` is the way to continue a run)."""
+    sibling is made instead (``--resume`` is the way to continue a run).
+
+    Under multi-process training only rank 0 chooses; the other ranks take its choice, passed
+    on in DRGRADER_RUN_DIR (Lightning's launcher copies the environment to its workers)."""
+    if launch_rank() > 0 and os.environ.get("DRGRADER_RUN_DIR"):
+        return Path(os.environ["DRGRADER_RUN_DIR"])
     base = Path(out) if out is not None else Path(cfg.out_dir) / cfg.name
     run_dir, n = base, 1
     while run_dir.exists() and any(run_dir.iterdir()):
         n += 1
         run_dir = base.with_name(f"{base.name}-{n}")
     run_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["DRGRADER_RUN_DIR"] = str(run_dir.resolve())
     return run_dir
 
 
@@ -85,7 +100,8 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
             raise FileNotFoundError(f"cannot resume {run_dir}: no checkpoints/last.ckpt")
     else:
         run_dir = new_run_dir(cfg, out)
-        save_config(cfg, run_dir / "config.yaml")
+        if launch_rank() == 0:
+            save_config(cfg, run_dir / "config.yaml")
     handler = add_file_log(run_dir)
     try:
         threads = setup_torch_threads()
@@ -95,7 +111,8 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         log.info("run folder: %s (torch threads: %d)", run_dir, threads)
 
         split_file = run_dir / "split.csv" if resume is not None else None
-        data = prepare_data(cfg.data, run_dir if resume is None else None, split_file=split_file, progress=progress)
+        writes_files = resume is None and launch_rank() == 0
+        data = prepare_data(cfg.data, run_dir if writes_files else None, split_file=split_file, progress=progress)
         table = data.table
         counts = table.groupby("split")["grade"].value_counts().unstack(fill_value=0)
         log.info("images per split and grade:\n%s", counts.to_string())
