@@ -141,7 +141,8 @@ def cmd_explain(args) -> None:
 def cmd_export(args) -> None:
     from drgrader.inference.export import export_command
 
-    export_command(args.bundle, fmt=args.format, out=args.out)
+    out = export_command(args.bundle, fmt=args.format, out=args.out)
+    print(f"exported bundle: {out}")
 
 
 def cmd_ensemble(args) -> None:
@@ -153,7 +154,7 @@ def cmd_ensemble(args) -> None:
 def cmd_serve(args) -> None:
     from drgrader.inference.serve import serve
 
-    serve(args.bundle, host=args.host, port=args.port)
+    serve(args.bundle, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_pending=args.max_pending)
 
 
 # -------------------------------------------------------------------------- parser
@@ -247,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--max-upload-mb", dest="max_upload_mb", type=float, default=20, help="largest accepted upload")
+    p.add_argument("--max-pending", dest="max_pending", type=int, default=4, help="requests in flight before answering busy")
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -28,7 +28,10 @@ class GraderNet(nn.Module):
             self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0)
         except RuntimeError as exc:  # timm: "Unknown model (...)"
             raise ValueError(f"model.backbone={backbone!r} is not a timm model: {exc}") from None
-        self.head = make_head(kind, self.backbone.num_features, head, drop_rate)
+        # Some backbones (mobilenetv3, lcnet) have a conv after pooling: their output width is
+        # head_hidden_size, not num_features.
+        width = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
+        self.head = make_head(kind, width, head, drop_rate)
         self.frozen_norms: list[nn.Module] = []
 
     def train(self, mode: bool = True) -> "GraderNet":

@@ -1,0 +1,81 @@
+"""``drgrader ensemble``: several bundles as one. Each member keeps its own preprocessing, input
+size and TTA; the ensemble averages their decoded scores (``Bundle.score_raw``). Thresholds
+are left empty: an average of scores needs its own, fitted by ``drgrader evaluate``."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from drgrader import __version__
+from drgrader.inference.bundle import BUNDLE_FORMAT, MANIFEST, BundleError, read_manifest
+from drgrader.inference.predictor import SCORE_COLUMNS
+from drgrader.io import atomic_write_json
+
+MEMBERS_DIR = "members"
+
+
+def _member_summary(name: str, manifest: dict) -> dict:
+    keys = ("backbone", "task", "kind", "input_size", "preprocess", "tta", "validation")
+    return {"folder": name, **{k: manifest.get(k) for k in keys}}
+
+
+def make_ensemble(bundles: list[str | Path], out: str | Path) -> Path:
+    """Copy the member bundles into ``out/members/<i>-<name>/`` and write the ensemble manifest.
+
+    All members must have the same task. ``out`` must not exist yet (or be an empty folder).
+    """
+    if len(bundles) < 2:
+        raise BundleError(f"an ensemble needs at least two bundles, got {len(bundles)}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BundleError(f"{out} already exists and is not empty; choose another --out")
+    sources = []
+    for item in bundles:
+        path = Path(item)
+        path = path.parent if path.is_file() else path
+        manifest = read_manifest(path)
+        if not manifest.get("members") and not any((path / f).is_file() for f in ("model.safetensors", "model.onnx")):
+            raise BundleError(f"{path}: bundle has neither model.safetensors nor model.onnx")
+        sources.append((path, manifest))
+    tasks = {m["task"] for _, m in sources}
+    if len(tasks) > 1:
+        listing = ", ".join(f"{p} ({m['task']})" for p, m in sources)
+        raise BundleError(f"ensemble members must share one task; got {listing}")
+
+    first = sources[0][1]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Build next to the target and rename: an interrupted copy never looks like a bundle.
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        members, summaries = [], []
+        for i, (path, manifest) in enumerate(sources):
+            safe = re.sub(r"[^\w.-]+", "_", path.resolve().name)
+            name = f"{MEMBERS_DIR}/{i}-{safe}"
+            shutil.copytree(path, staging / name)
+            members.append(name)
+            summaries.append(_member_summary(name, manifest))
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "drgrader_version": __version__,
+            "ensemble": True,
+            "members": members,
+            "member_info": summaries,
+            "task": first["task"],
+            "backbone": " + ".join(str(m.get("backbone")) for _, m in sources),
+            "outputs": SCORE_COLUMNS,
+            "class_names": first.get("class_names"),
+            "thresholds": None,  # refitted on validation by `drgrader evaluate`
+            "tta": first.get("tta"),  # informational: each member applies its own
+            "input_size": first["input_size"],  # informational: each member uses its own
+        }
+        atomic_write_json(staging / MANIFEST, manifest)
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out

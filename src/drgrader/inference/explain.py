@@ -1,0 +1,204 @@
+"""Grad-CAM heat maps (pytorch-grad-cam) over the preprocessed fundus the model actually sees.
+
+Two maps per photo, both at ``GraderNet.cam_target_layer()``:
+
+- **grade**: the evidence for the predicted grade. Target: that class's logit (softmax5), the
+  output itself (regression), the sum of the logits (coral/corn: every logit rises with the
+  grade), or the logit (binary models).
+- **referable**: the evidence for referable DR (grade >= 2). Target: the decoded
+  ``score_referable`` of the :class:`ScoringNet` (gradients flow through the decoding), or the
+  logit of a binary referable model. None for binary any-DR models (they have no such score).
+
+An ensemble is explained through its first member (each member has its own preprocessing, so
+their maps do not overlay one image); the prediction shown is the ensemble's.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.image import show_cam_on_image
+from torch import nn
+
+from drgrader.data.images import ImageReadError, read_image
+from drgrader.data.manifest import DataError
+from drgrader.data.preprocess import assess_quality
+from drgrader.inference.bundle import Bundle, BundleError, load_bundle
+from drgrader.inference.predict import collect_inputs, describe_prediction
+from drgrader.io import atomic_write_bytes
+
+log = logging.getLogger("drgrader")
+
+REFERABLE_COLUMN = 7  # index of score_referable in SCORE_COLUMNS
+# Grad-CAM hooks live on the shared network: one explanation at a time per process.
+_CAM_LOCK = threading.Lock()
+
+
+class _RawOutputs(nn.Module):
+    """Pixels (0..255) -> the head's raw outputs, normalised exactly as ScoringNet does."""
+
+    def __init__(self, scoring: nn.Module):
+        super().__init__()
+        self.scoring = scoring
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        s = self.scoring
+        return s.net((pixels - s.mean) / s.std)
+
+
+def _first_leaf(bundle: Bundle) -> Bundle:
+    return _first_leaf(bundle.members[0]) if bundle.members else bundle
+
+
+def _cam_network(leaf: Bundle) -> nn.Module:
+    """The PyTorch ScoringNet of a single-model bundle (loaded from the weights for ONNX bundles)."""
+    net = getattr(leaf.runner, "scoring_net", None)
+    if net is not None:
+        return net
+    if not (leaf.path / "model.safetensors").is_file():
+        raise BundleError(f"{leaf.path}: Grad-CAM needs the PyTorch weights (model.safetensors); this bundle has only ONNX")
+    return load_bundle(leaf.path, "torch").runner.scoring_net
+
+
+def _grade_target(kind: str, grade: int):
+    """What the grade map explains, as a function of one image's raw outputs."""
+    if kind == "softmax5":
+        return lambda raw: raw[grade]
+    if kind in ("coral", "corn"):
+        return lambda raw: raw.sum()
+    return lambda raw: raw[0]  # regression value or binary logit
+
+
+def _grad_cam(model: nn.Module, layer: nn.Module, pixels: torch.Tensor, target) -> np.ndarray:
+    """One Grad-CAM map (H x W, 0..1) for a batch of one."""
+    with GradCAM(model=model, target_layers=[layer]) as cam:
+        return cam(input_tensor=pixels, targets=[target])[0]
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, weight: float = 0.5) -> np.ndarray:
+    """A heat map (H x W, 0..1) blended over an RGB uint8 image -> RGB uint8."""
+    return show_cam_on_image(image.astype(np.float32) / 255.0, cam, use_rgb=True, image_weight=weight)
+
+
+def explain_image(bundle: Bundle, rgb: np.ndarray, *, tta: list[str] | None = None) -> dict:
+    """Prediction and Grad-CAM maps of one raw RGB photo.
+
+    Returns ``preprocessed`` (the model input, RGB uint8), ``cam_grade`` / ``cam_referable``
+    (H x W, 0..1, or None), ``overlay_grade`` / ``overlay_referable`` (RGB uint8 or None),
+    ``prediction`` (JSON-ready: task, grade, grade_name, probabilities, expected_grade,
+    score_any, score_referable, any_dr, referable), ``quality`` (gradable, score, reason) and
+    ``cam_bundle`` (the bundle folder whose network the maps come from).
+    """
+    leaf = _first_leaf(bundle)
+    scoring = _cam_network(leaf)
+    preprocessed = leaf.preprocess(rgb)
+    if bundle.members:
+        scores = bundle.score_raw([rgb], tta)
+    else:
+        scores = bundle.score_preprocessed(preprocessed[None], tta)
+    prediction = describe_prediction(bundle, scores[0])
+    quality = assess_quality(rgb)
+
+    kind = leaf.manifest["kind"]
+    layer = scoring.net.cam_target_layer()
+    pixels = torch.from_numpy(np.ascontiguousarray(preprocessed.transpose(2, 0, 1)[None], dtype=np.float32))
+    with _CAM_LOCK:
+        # Binary models: explain their one logit; others need a predicted grade.
+        grade = 0 if kind == "binary" else prediction["grade"]
+        cam_grade = None if grade is None else _grad_cam(_RawOutputs(scoring), layer, pixels, _grade_target(kind, grade))
+        if kind == "binary":
+            cam_referable = cam_grade if leaf.task == "referable" else None
+        else:
+            cam_referable = _grad_cam(scoring, layer, pixels, lambda scores: scores[REFERABLE_COLUMN])
+    return {
+        "preprocessed": preprocessed,
+        "cam_grade": cam_grade,
+        "cam_referable": cam_referable,
+        "overlay_grade": None if cam_grade is None else overlay(preprocessed, cam_grade),
+        "overlay_referable": None if cam_referable is None else overlay(preprocessed, cam_referable),
+        "prediction": prediction,
+        "quality": {"gradable": quality.gradable, "score": quality.score, "reason": quality.reason},
+        "cam_bundle": str(leaf.path),
+    }
+
+
+# ---------------------------------------------------------------------------- panels
+def _put_text(img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.5) -> None:
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def caption(result: dict) -> str:
+    """One line saying what the model predicted, e.g. ``grade 2 moderate | referable: yes (0.71)``."""
+    pred = result["prediction"]
+    parts = []
+    if pred["grade"] is not None:
+        parts.append(f"grade {pred['grade_name']}")
+    for name in ("any_dr", "referable"):
+        score = pred[f"score_{name}" if name == "referable" else "score_any"]
+        if pred[name] is not None and score is not None:
+            parts.append(f"{name.replace('_', ' ')}: {'yes' if pred[name] else 'no'} ({score:.2f})")
+    if not result["quality"]["gradable"]:
+        parts.append(f"UNGRADABLE: {result['quality']['reason']}")
+    return " | ".join(parts)
+
+
+def explanation_panel(result: dict, title: str = "", tile: int = 256) -> np.ndarray:
+    """Side by side: preprocessed input | grade Grad-CAM | referable Grad-CAM, with the
+    prediction in a caption bar on top. RGB uint8."""
+    pred = result["prediction"]
+    labels = ["input (preprocessed)", f"Grad-CAM: grade {pred['grade'] if pred['grade'] is not None else ''}", "Grad-CAM: referable"]
+    images = [result["preprocessed"], result["overlay_grade"], result["overlay_referable"]]
+    tiles = []
+    for image, label in zip(images, labels):
+        if image is None:
+            image = np.full((tile, tile, 3), 40, dtype=np.uint8)
+            _put_text(image, "not available", (10, tile // 2))
+        image = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_LINEAR)
+        strip = np.zeros((22, tile, 3), dtype=np.uint8)
+        _put_text(strip, label, (6, 16), 0.45)
+        tiles.append(np.vstack([image, strip]))
+    body = np.hstack(tiles)
+    bar = np.zeros((48, body.shape[1], 3), dtype=np.uint8)
+    _put_text(bar, title, (8, 18))
+    _put_text(bar, caption(result), (8, 40), 0.45)
+    return np.vstack([bar, body])
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return data.tobytes()
+
+
+def explain_command(bundle: str | Path | Bundle, images: Sequence[str | Path], out: str | Path) -> Path:
+    """``drgrader explain``: one PNG per image (``<image_id>_gradcam.png``) in ``out``.
+    ``images``: files, folders or a CSV, as for ``drgrader predict``. Unreadable images are
+    reported and skipped."""
+    out = Path(out)
+    if not isinstance(bundle, Bundle):
+        bundle = load_bundle(bundle, "auto")
+    table = collect_inputs(images)
+    if table.empty:
+        raise DataError(f"no images found in {', '.join(str(i) for i in images)}")
+    written = 0
+    for row in table.itertuples():
+        try:
+            rgb = read_image(row.path)
+        except ImageReadError as exc:
+            log.error("%s", exc)
+            continue
+        result = explain_image(bundle, rgb)
+        name = re.sub(r"[^\w.-]+", "_", row.image_id)
+        atomic_write_bytes(out / f"{name}_gradcam.png", png_bytes(explanation_panel(result, title=row.image_id)))
+        written += 1
+    log.info("Grad-CAM panels for %d of %d images: %s", written, len(table), out)
+    return out

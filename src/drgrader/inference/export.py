@@ -1,0 +1,171 @@
+"""``drgrader export``: a bundle's ScoringNet to ONNX, checked against PyTorch before it is kept.
+
+The exported graph is the whole ScoringNet: input ``pixels`` (float32 N x 3 x S x S, 0..255,
+dynamic batch), output ``scores`` (N x 8, ``SCORE_COLUMNS``, NaN where the task has no value).
+Normalisation and decoding are inside, so ONNX Runtime needs nothing but NumPy around it.
+
+The legacy TorchScript exporter (``dynamo=False``) is tried first: it handles every timm
+backbone we use and writes one self-contained file. Since PyTorch 2.9 ``torch.onnx.export``
+defaults to the dynamo exporter, which is the fallback here.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from drgrader.inference.bundle import MANIFEST, Bundle, BundleError, load_bundle, read_manifest
+from drgrader.io import atomic_write_json
+
+log = logging.getLogger("drgrader")
+
+ONNX_FILE = "model.onnx"
+DEFAULT_OPSET = 17
+PARITY_TOLERANCE = 1e-3
+
+
+class ExportError(RuntimeError):
+    """The exported model does not reproduce PyTorch's scores."""
+
+
+def _export(scoring: torch.nn.Module, example: torch.Tensor, file: Path, opset: int) -> str:
+    """Write the ONNX file; returns which exporter succeeded."""
+    names = {"input_names": ["pixels"], "output_names": ["scores"]}
+    try:
+        with warnings.catch_warnings():
+            # PyTorch >= 2.9 warns that the TorchScript exporter is deprecated.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.onnx.export(
+                scoring,
+                (example,),
+                str(file),
+                dynamo=False,
+                opset_version=opset,
+                dynamic_axes={"pixels": {0: "batch"}, "scores": {0: "batch"}},
+                do_constant_folding=True,
+                **names,
+            )
+        return "torchscript"
+    except Exception as exc:  # noqa: BLE001 - any failure: try the other exporter
+        log.warning("TorchScript ONNX exporter failed (%s); trying the dynamo exporter", exc)
+    torch.onnx.export(
+        scoring,
+        (example,),
+        str(file),
+        dynamo=True,
+        opset_version=max(opset, 18),  # the dynamo exporter's minimum
+        dynamic_shapes={"pixels": {0: torch.export.Dim("batch")}},
+        external_data=False,
+        verbose=False,
+        **names,
+    )
+    return "dynamo"
+
+
+def parity_samples(bundle: Bundle) -> list[np.ndarray]:
+    """Model inputs for the parity check: a batch of 1 and a batch of 3 (synthetic fundus
+    photos through the bundle's own preprocessing, and one image of random pixels)."""
+    from drgrader.synth import make_fundus
+
+    rng = np.random.default_rng(0)
+    size = bundle.input_size
+    fundus = [bundle.preprocess(make_fundus(grade, rng, height=max(128, size))) for grade in (0, 2, 4)]
+    noise = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    batches = [np.stack(fundus[:1]), np.stack([fundus[1], noise, fundus[2]])]
+    return [np.ascontiguousarray(b.transpose(0, 3, 1, 2), dtype=np.float32) for b in batches]
+
+
+def parity_max_abs_diff(scoring: torch.nn.Module, onnx_file: Path, samples: list[np.ndarray]) -> float:
+    """Largest |PyTorch - ONNX Runtime| over the samples; NaN columns must be NaN in both."""
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for pixels in samples:
+        with torch.inference_mode():
+            expected = scoring(torch.from_numpy(pixels)).numpy()
+        got = session.run(None, {"pixels": pixels})[0]
+        if got.shape != expected.shape:
+            raise ExportError(f"ONNX output shape {got.shape} != PyTorch {expected.shape} for batch {len(pixels)}")
+        if not np.array_equal(np.isnan(got), np.isnan(expected)):
+            raise ExportError(f"ONNX NaN pattern differs from PyTorch for batch {len(pixels)}")
+        finite = ~np.isnan(expected)
+        if finite.any():
+            worst = max(worst, float(np.abs(got[finite] - expected[finite]).max()))
+    return worst
+
+
+def _onnx_opset(file: Path) -> int:
+    model = onnx.load(str(file), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def export_onnx(bundle_dir: Path, out: Path, opset: int = DEFAULT_OPSET) -> Path:
+    """Export one single-model bundle to ``out`` (which may be ``bundle_dir`` itself)."""
+    bundle = load_bundle(bundle_dir, "torch")
+    scoring = bundle.runner.scoring_net.to(memory_format=torch.contiguous_format).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{ONNX_FILE}.tmp"
+    size = bundle.input_size
+    example = torch.rand(2, 3, size, size) * 255  # batch 2: keeps the batch axis symbolic
+    try:
+        exporter = _export(scoring, example, tmp, opset)
+        diff = parity_max_abs_diff(scoring, tmp, parity_samples(bundle))
+        if diff > PARITY_TOLERANCE:
+            raise ExportError(
+                f"{bundle_dir}: ONNX scores differ from PyTorch by up to {diff:.2e} "
+                f"(> {PARITY_TOLERANCE:g}); the ONNX model was not saved"
+            )
+        used_opset = _onnx_opset(tmp)
+        tmp.replace(out / ONNX_FILE)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if out.resolve() != bundle_dir.resolve():
+        # The rest of the bundle (weights, notes) travels with it: one folder serves both backends.
+        for file in bundle_dir.iterdir():
+            if file.is_file() and file.name not in (MANIFEST, ONNX_FILE):
+                shutil.copy2(file, out / file.name)
+    manifest = dict(bundle.manifest)
+    manifest["onnx"] = {
+        "file": ONNX_FILE,
+        "opset": used_opset,
+        "exporter": exporter,
+        "input": "pixels",
+        "output": "scores",
+        "parity_max_abs_diff": diff,
+        "torch_version": torch.__version__,
+        "onnxruntime_version": ort.__version__,
+    }
+    atomic_write_json(out / MANIFEST, manifest)
+    log.info("ONNX model (opset %d, %s exporter, parity %.1e): %s", used_opset, exporter, diff, out / ONNX_FILE)
+    return out
+
+
+def export_command(bundle: str | Path, fmt: str = "onnx", out: str | Path | None = None) -> Path:
+    """``drgrader export``: write an ONNX bundle folder (default ``<bundle>-onnx`` alongside).
+
+    The folder keeps the manifest (with an ``"onnx"`` record: file, opset, parity) and the
+    safetensors weights, so ``load_bundle(out, backend="onnx")`` works without PyTorch while
+    Grad-CAM can still use the weights. Ensembles export every member. Raises
+    :class:`ExportError` when ONNX Runtime does not reproduce PyTorch within 1e-3.
+    """
+    if fmt != "onnx":
+        raise BundleError(f"unknown export format {fmt!r}; supported: onnx")
+    src = Path(bundle)
+    if src.is_file():
+        src = src.parent
+    manifest = read_manifest(src)
+    out = Path(out) if out is not None else src.with_name(f"{src.name}-onnx")
+    if not manifest.get("members"):
+        return export_onnx(src, out)
+    for member in manifest["members"]:
+        export_command(src / member, fmt, out / member)
+    if out.resolve() != src.resolve():
+        atomic_write_json(out / MANIFEST, manifest)
+    return out

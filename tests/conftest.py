@@ -1,0 +1,69 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import pytest
+
+
+# ------------------------------------------------------------------ tiny model bundle
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """A small untrained grader bundle (timm ``test_resnet``, softmax5, 64 px input) for the
+    inference tests: random but fixed weights (seed 0), fitted-looking thresholds."""
+    import torch
+
+    from drgrader.config import ExperimentConfig, config_to_dict
+    from drgrader.inference.bundle import save_bundle
+    from drgrader.models.factory import GraderNet, ScoringNet, input_mean_std
+
+    backbone = "test_resnet"
+    cfg = ExperimentConfig.model_validate(
+        {
+            "name": "tiny",
+            "data": {"image_size": 64, "normalize": "imagenet"},
+            "model": {"backbone": backbone, "task": "grade"},
+            "eval": {"tta": ["orig"]},
+        }
+    )
+    torch.manual_seed(0)
+    net = GraderNet(backbone, task="grade", kind="softmax5").eval()
+    mean, std = input_mean_std(backbone, "imagenet")
+    path = tmp_path_factory.mktemp("bundles") / "tiny"
+    return save_bundle(
+        path,
+        ScoringNet(net, mean, std),
+        config=config_to_dict(cfg),
+        thresholds={"any_dr": 0.5, "referable": 0.5},
+    )
+
+
+# --------------------------------------------------------------- tiny synthetic data set
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory):
+    """A small synthetic data set in the Kaggle layout (40 patients, 80 images)."""
+    from drgrader.synth import make_dataset
+
+    root = tmp_path_factory.mktemp("synth") / "data"
+    make_dataset(root, 40, seed=3, height=192, progress=False)
+    return root
+
+
+def tiny_config(root, **overrides):
+    """An experiment that trains in seconds: 48 px, timm's tiny test_resnet, 2 epochs."""
+    from drgrader.config import load_config
+
+    settings = {
+        "data.root": str(root),
+        "data.format": "kaggle",
+        "data.image_size": 48,
+        "data.workers": 1,
+        "data.cache_dir": str(root.parent / "cache"),
+        "model.backbone": "test_resnet",
+        "model.pretrained": "none",
+        "train.epochs": 2,
+        "train.batch_size": 8,
+        "train.lr": 0.003,
+        "eval.bootstrap": 20,
+    }
+    settings.update(overrides)
+    return load_config(None, [f"{k}={v}" for k, v in settings.items()])

@@ -1,0 +1,73 @@
+"""The thin end-to-end path: synthetic data -> preprocess -> train -> evaluate -> bundle -> report."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import tiny_config
+from drgrader.training.run import train
+
+
+@pytest.fixture(scope="module")
+def run_dir(synth_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return train(tiny_config(synth_dir), out=out, progress=False)
+
+
+def test_run_folder_has_everything(run_dir):
+    for name in ("config.yaml", "manifest.csv", "split.csv", "train.log", "metrics.json",
+                 "predictions_test.csv", "predictions_val.csv", "report.html", "report.md",
+                 "checkpoints/best.ckpt", "checkpoints/last.ckpt", "logs/metrics.csv",
+                 "bundle/bundle.json", "bundle/model.safetensors"):
+        assert (run_dir / name).is_file(), name
+
+
+def test_metrics_are_sane(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    test = metrics["test"]
+    split = pd.read_csv(run_dir / "split.csv")
+    assert test["n_images"] == (split["split"] == "test").sum()
+    assert -1.0 <= test["grade"]["kappa"] <= 1.0
+    assert 0.0 <= test["grade"]["accuracy"] <= 1.0
+    assert metrics["evaluated_on"] == "test"
+    assert metrics["versions"]["torch"]
+    # Thresholds were fitted on validation and stored with the model.
+    bundle = json.loads((run_dir / "bundle" / "bundle.json").read_text())
+    assert bundle["thresholds"] == metrics["thresholds"]
+    assert bundle["preprocess"] == metrics_config(run_dir)["data"]["preprocess"]
+
+
+def metrics_config(run_dir):
+    import yaml
+
+    return yaml.safe_load((run_dir / "config.yaml").read_text())
+
+
+def test_split_is_patient_level(run_dir):
+    split = pd.read_csv(run_dir / "split.csv")
+    assert split.groupby("patient_id")["split"].nunique().max() == 1
+
+
+def test_existing_run_is_not_overwritten(run_dir, synth_dir):
+    before = (run_dir / "metrics.json").read_bytes()
+    second = train(tiny_config(synth_dir, **{"train.epochs": 1}), out=run_dir, progress=False)
+    assert second != run_dir and second.name == f"{run_dir.name}-2"
+    assert (run_dir / "metrics.json").read_bytes() == before
+
+
+def test_cli_help_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "drgrader", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("demo", "synth", "train", "evaluate", "preprocess", "data", "predict", "explain", "export", "serve"):
+        assert command in out
+
+
+def test_cli_reports_config_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epocs: 3\n")
+    res = subprocess.run([sys.executable, "-m", "drgrader", "train", str(bad)], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert "train.epocs: unknown field" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -1,0 +1,111 @@
+"""Grad-CAM explanations: maps, targets per output kind, PNG panels."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from drgrader.config import ExperimentConfig, config_to_dict
+from drgrader.inference.bundle import load_bundle, save_bundle
+from drgrader.inference.explain import explain_command, explain_image
+from drgrader.models.factory import GraderNet, ScoringNet, input_mean_std
+from drgrader.synth import make_fundus
+
+
+def fundus(grade: int = 2, seed: int = 0) -> np.ndarray:
+    return make_fundus(grade, np.random.default_rng(seed), height=160)
+
+
+def bundle_of_kind(path, task: str, kind: str):
+    loss = {"softmax5": "ce", "coral": "coral", "regression": "mse", "binary": "bce"}[kind]
+    cfg = ExperimentConfig.model_validate(
+        {"data": {"image_size": 64}, "model": {"backbone": "test_resnet", "task": task}, "train": {"loss": loss}}
+    )
+    torch.manual_seed(3)
+    net = GraderNet("test_resnet", task=task, kind=kind).eval()
+    return save_bundle(path, ScoringNet(net, *input_mean_std("test_resnet", "imagenet")), config=config_to_dict(cfg), thresholds={})
+
+
+def test_explain_image_maps_and_prediction(tiny_bundle):
+    bundle = load_bundle(tiny_bundle)
+    rgb = fundus()
+    result = explain_image(bundle, rgb)
+    assert result["preprocessed"].shape == (64, 64, 3)
+    for name in ("cam_grade", "cam_referable"):
+        cam = result[name]
+        assert cam.shape == (64, 64)
+        assert cam.min() >= 0 and cam.max() <= 1
+        assert cam.std() > 0.05, f"{name} is (nearly) constant"
+    assert not np.allclose(result["cam_grade"], result["cam_referable"])  # different targets
+    for name in ("overlay_grade", "overlay_referable"):
+        assert result[name].shape == (64, 64, 3) and result[name].dtype == np.uint8
+    # The prediction is the one `predict` gives (same scores, same decision rule).
+    expected = bundle.decide(bundle.score_raw([rgb])).iloc[0]
+    pred = result["prediction"]
+    assert pred["grade"] == int(expected["pred_grade"])
+    assert pred["grade_name"].startswith(str(pred["grade"]))
+    assert pred["referable"] == bool(expected["referable_pred"])
+    assert sum(pred["probabilities"]) == pytest.approx(1.0, abs=1e-5)
+    assert result["quality"]["gradable"] is True
+
+
+def test_grade_map_follows_the_predicted_class(tiny_bundle, monkeypatch):
+    """The grade map explains the predicted class: another class's logit gives another map."""
+    from drgrader.inference import explain
+
+    bundle = load_bundle(tiny_bundle)
+    rgb = fundus(seed=1)
+    result = explain_image(bundle, rgb)
+    grade = result["prediction"]["grade"]
+    other = (grade + 2) % 5
+    monkeypatch.setattr(explain, "_grade_target", lambda kind, g: (lambda raw: raw[other]))
+    assert not np.allclose(explain_image(bundle, rgb)["cam_grade"], result["cam_grade"], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "task, kind, has_grade, referable_is_grade_map",
+    [
+        ("grade", "coral", True, False),
+        ("grade", "regression", True, False),
+        ("referable", "binary", False, True),
+        ("any_dr", "binary", False, None),
+    ],
+)
+def test_every_output_kind_can_be_explained(tmp_path, task, kind, has_grade, referable_is_grade_map):
+    bundle = load_bundle(bundle_of_kind(tmp_path / kind, task, kind))
+    result = explain_image(bundle, fundus(seed=2))
+    assert (result["prediction"]["grade"] is not None) == has_grade
+    assert result["cam_grade"] is not None and result["cam_grade"].shape == (64, 64)
+    if referable_is_grade_map is None:
+        assert result["cam_referable"] is None and result["overlay_referable"] is None
+    elif referable_is_grade_map:
+        assert result["cam_referable"] is result["cam_grade"]
+    else:
+        assert result["cam_referable"].shape == (64, 64)
+    if kind == "regression":
+        assert result["prediction"]["probabilities"] is None
+
+
+def test_explain_command_writes_side_by_side_pngs(tiny_bundle, tmp_path):
+    images = tmp_path / "in"
+    images.mkdir()
+    for seed, name in enumerate(["5_left", "5_right"]):
+        cv2.imwrite(str(images / f"{name}.jpeg"), cv2.cvtColor(fundus(seed, seed), cv2.COLOR_RGB2BGR))
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but not really")
+    out = explain_command(tiny_bundle, [images], tmp_path / "out")
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["5_left_gradcam.png", "5_right_gradcam.png"]  # the broken file is skipped
+
+    panel = cv2.cvtColor(cv2.imread(str(out / "5_left_gradcam.png")), cv2.COLOR_BGR2RGB)
+    tile = 256
+    assert panel.shape == (48 + tile + 22, 3 * tile, 3)
+    body = panel[48 : 48 + tile].astype(float)
+    input_tile, grade_tile, referable_tile = (body[:, i * tile : (i + 1) * tile] for i in range(3))
+    # The input tile is the preprocessed fundus (black outside the circle, bright inside).
+    assert input_tile[:8, :8].max() < 10 and input_tile[tile // 2, tile // 2].max() > 60
+    for cam_tile in (grade_tile, referable_tile):
+        assert np.abs(cam_tile - input_tile).mean() > 10  # a heat map is blended in
+        assert cam_tile.std(axis=(0, 1)).max() > 20  # and it is not flat
+    assert panel[:48].max() > 200  # the caption bar has text

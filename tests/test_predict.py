@@ -1,0 +1,216 @@
+"""Batch prediction: inputs, unreadable files, resume, CSV input, backends, ensembles."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from drgrader.config import ExperimentConfig, config_to_dict
+from drgrader.data.images import read_image
+from drgrader.inference.bundle import BundleError, load_bundle, save_bundle
+from drgrader.inference.ensemble import make_ensemble
+from drgrader.inference.predict import OUTPUT_COLUMNS, collect_inputs, predict_command, predict_images
+from drgrader.models.factory import GraderNet, ScoringNet, input_mean_std
+from drgrader.synth import make_fundus
+
+PROBS = ["p0", "p1", "p2", "p3", "p4"]
+
+
+def write_fundus(path, grade: int, seed: int, height: int = 128) -> None:
+    rgb = make_fundus(grade, np.random.default_rng(seed), height=height)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def make_bundle(path, backbone: str, size: int, task: str = "grade", kind: str = "softmax5", preprocess: dict | None = None):
+    cfg = ExperimentConfig.model_validate(
+        {
+            "data": {"image_size": size, "normalize": "imagenet", "preprocess": preprocess or {}},
+            "model": {"backbone": backbone, "task": task},
+            "train": {"loss": "bce" if kind == "binary" else "ce"},
+        }
+    )
+    torch.manual_seed(1)
+    net = GraderNet(backbone, task=task, kind=kind).eval()
+    return save_bundle(path, ScoringNet(net, *input_mean_std(backbone, "imagenet")), config=config_to_dict(cfg), thresholds={})
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Four fundus photos (two patients, Kaggle names), a truncated JPEG, a grey non-fundus."""
+    folder = tmp_path / "photos"
+    for seed, (name, grade) in enumerate([("7_left", 0), ("7_right", 3), ("8_left", 1), ("sub/9_right", 2)]):
+        write_fundus(folder / f"{name}.jpeg", grade, seed)
+    good = (folder / "7_left.jpeg").read_bytes()
+    (folder / "corrupt.jpg").write_bytes(good[: len(good) // 2])
+    cv2.imwrite(str(folder / "grey.png"), np.full((120, 160, 3), 128, np.uint8))
+    (folder / "notes.txt").write_text("not an image, not picked up from a folder")
+    return folder
+
+
+class CountingRunner:
+    """Wraps a bundle's runner: counts model calls, optionally fails on call ``fail_at``."""
+
+    def __init__(self, runner, fail_at: int | None = None):
+        self.runner, self.fail_at, self.calls = runner, fail_at, 0
+
+    def __call__(self, pixels):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise KeyboardInterrupt
+        return self.runner(pixels)
+
+
+def test_folder_with_corrupt_file_gives_error_row(tiny_bundle, photos, tmp_path):
+    out = predict_command(tiny_bundle, [photos], out=tmp_path / "pred.csv", batch_size=4)
+    df = pd.read_csv(out, dtype={"patient_id": str}, keep_default_na=False, na_values=[""])
+    assert list(df.columns) == OUTPUT_COLUMNS
+    assert len(df) == 6  # recursive, images only
+    rows = df.set_index("image_id")
+    assert "truncated" in rows.loc["corrupt", "error"]
+    assert np.isnan(rows.loc["corrupt", "grade"]) and np.isnan(rows.loc["corrupt", "p0"])
+    good = rows.drop(index="corrupt")
+    assert good["error"].isna().all()
+    assert good["grade"].between(0, 4).all()
+    np.testing.assert_allclose(good[PROBS].sum(axis=1), 1.0, atol=1e-5)
+    # thresholds 0.5 on both screening scores (tiny_bundle)
+    assert (good["referable"] == (good["score_referable"] >= 0.5)).all()
+    assert (good["any_dr"] == (good["score_any"] >= 0.5)).all()
+    # Kaggle names give patient and eye; the grey frame is predicted but flagged.
+    assert rows.loc["7_right", "patient_id"] == "7" and rows.loc["7_right", "eye"] == "right"
+    assert rows.loc["grey", "gradable"] == False  # noqa: E712
+    assert rows.loc["grey", "quality_reason"] == "no fundus detected"
+    assert rows.loc["7_left", "gradable"] == True  # noqa: E712
+
+    patients = pd.read_csv(tmp_path / "pred_patients.csv", dtype={"patient_id": str}).set_index("patient_id")
+    assert sorted(patients.index) == ["7", "8", "9"]
+    assert patients.loc["7", "images"] == 2
+    p7 = good[good["patient_id"] == "7"]
+    assert patients.loc["7", "grade"] == p7["grade"].max()
+    assert patients.loc["7", "score_referable"] == pytest.approx(p7["score_referable"].max())
+    assert rows.loc[patients.loc["7", "worst_image"], "grade"] == p7["grade"].max()
+    assert not (tmp_path / "pred.csv.partial.csv").exists()
+
+
+def test_interrupted_run_resumes_without_redoing_images(tiny_bundle, photos, tmp_path):
+    out = tmp_path / "pred.csv"
+    bundle = load_bundle(tiny_bundle)
+    runner = bundle.runner
+    bundle.runner = CountingRunner(runner, fail_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        predict_command(bundle, [photos], out=out, batch_size=2)
+    partial = tmp_path / "pred.csv.partial.csv"
+    assert not out.exists()
+    done_first = pd.read_csv(partial)["path"].tolist()
+    assert len(done_first) == 2  # the first batch was flushed
+    with open(partial, "a") as fh:  # as if killed in the middle of writing the next batch
+        fh.write(f"{photos / '8_left.jpeg'},8_left,8,left,1.0,0.2")
+
+    bundle.runner = counter = CountingRunner(runner)
+    predict_command(bundle, [photos], out=out, batch_size=2)
+    # 6 inputs in batches of 2, the first batch done: 2 model calls left (a full run makes 3).
+    assert counter.calls == 2
+    final = pd.read_csv(out)
+    assert len(final) == 6 and final["path"].is_unique
+    assert final["path"].iloc[:2].tolist() == done_first  # input order kept
+    assert final[PROBS].notna().all(axis=1).tolist() == [True, True, True, False, True, True]  # 8_left redone
+    assert not partial.exists() and not (tmp_path / "pred.csv.partial.json").exists()
+
+
+def test_partial_from_other_settings_is_discarded(tiny_bundle, photos, tmp_path):
+    out = tmp_path / "pred.csv"
+    bundle = load_bundle(tiny_bundle)
+    runner = bundle.runner
+    bundle.runner = CountingRunner(runner, fail_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        predict_command(bundle, [photos], out=out, batch_size=2)
+    bundle.runner = counter = CountingRunner(runner)
+    predict_command(bundle, [photos], out=out, batch_size=2, tta=["orig", "hflip"])
+    assert counter.calls == 3 * 2  # every batch again, two views each
+
+
+def test_csv_input(tiny_bundle, tmp_path):
+    folder = tmp_path / "ds"
+    write_fundus(folder / "images" / "21_left.jpeg", 2, seed=5)
+    write_fundus(folder / "images" / "eyeA.png", 1, seed=6)
+    pd.DataFrame(
+        {
+            "image": ["images/21_left", "images/eyeA.png", "images/missing_right"],
+            "patient": ["", "p9", ""],
+            "eye": ["", "OS", ""],
+            "level": [2, 1, 0],
+        }
+    ).to_csv(folder / "labels.csv", index=False)
+    table = collect_inputs([folder / "labels.csv"])
+    assert table["image_id"].tolist() == ["images/21_left", "images/eyeA", "images/missing_right"]
+    assert table["path"].iloc[0] == str(folder / "images" / "21_left.jpeg")  # extension found
+    assert table["patient_id"].tolist() == ["21", "p9", "missing"]
+    assert table["eye"].tolist() == ["left", "left", "right"]
+
+    out = predict_command(tiny_bundle, [folder / "labels.csv"], out=tmp_path / "p.csv")
+    df = pd.read_csv(out, keep_default_na=False)
+    assert df["error"].tolist()[:2] == ["", ""]
+    assert df["error"].iloc[2] == "file not found"
+
+
+def test_csv_without_image_column_is_a_clear_error(tiny_bundle, tmp_path):
+    from drgrader.data.manifest import DataError
+
+    (tmp_path / "bad.csv").write_text("file,level\na.jpg,1\n")
+    with pytest.raises(DataError, match="needs an 'image' or 'path' column"):
+        predict_command(tiny_bundle, [tmp_path / "bad.csv"], out=tmp_path / "p.csv")
+
+
+def test_unknown_tta_view_fails_before_work(tiny_bundle, photos, tmp_path):
+    from drgrader.config import ConfigError
+
+    with pytest.raises(ConfigError, match="sideways"):
+        predict_command(tiny_bundle, [photos], out=tmp_path / "p.csv", tta=["orig", "sideways"])
+
+
+def test_torch_and_onnx_predictions_agree(tiny_bundle, photos, tmp_path):
+    from drgrader.inference.export import export_command
+
+    onnx_dir = export_command(tiny_bundle, out=tmp_path / "tiny-onnx")
+    paths = sorted(str(p) for p in photos.glob("*.jpeg"))
+    by_torch = predict_images(load_bundle(onnx_dir, "torch"), paths, progress=False)
+    by_onnx = predict_images(load_bundle(onnx_dir, "onnx"), paths, progress=False)
+    cols = PROBS + ["expected_grade", "score_any", "score_referable"]
+    assert np.abs(by_torch[cols].to_numpy() - by_onnx[cols].to_numpy()).max() < 1e-3
+    assert by_torch["grade"].tolist() == by_onnx["grade"].tolist()
+
+
+def test_ensemble_of_members_with_different_sizes_and_preprocessing(tiny_bundle, photos, tmp_path):
+    other = make_bundle(tmp_path / "other", "test_efficientnet", 48, preprocess={"ben_graham": True, "clahe": True})
+    ens_dir = make_ensemble([tiny_bundle, other], tmp_path / "ens")
+    manifest = json.loads((ens_dir / "bundle.json").read_text())
+    assert manifest["ensemble"] is True and manifest["thresholds"] is None
+    assert manifest["members"] == ["members/0-tiny", "members/1-other"]
+    assert manifest["task"] == "grade" and manifest["input_size"] == 64
+
+    ens = load_bundle(ens_dir)
+    assert [m.input_size for m in ens.members] == [64, 48]
+    paths = sorted(str(p) for p in photos.glob("*.jpeg"))
+    images = [read_image(p) for p in paths]
+    a, b = (load_bundle(p).score_raw(images) for p in (tiny_bundle, other))
+    assert np.abs(a - b).max() > 1e-3  # the members really differ
+    np.testing.assert_allclose(ens.score_raw(images), (a + b) / 2, atol=1e-6)
+    # The threaded batch path feeds each member its own preprocessing, like score_raw.
+    df = predict_images(ens, paths, batch_size=2, progress=False)
+    np.testing.assert_allclose(df[PROBS].to_numpy(), ((a + b) / 2)[:, :5], atol=1e-6)
+
+
+def test_ensemble_refuses_mixed_tasks_and_existing_output(tiny_bundle, tmp_path):
+    binary = make_bundle(tmp_path / "ref", "test_resnet", 64, task="referable", kind="binary")
+    with pytest.raises(BundleError, match="share one task"):
+        make_ensemble([tiny_bundle, binary], tmp_path / "ens")
+    assert not (tmp_path / "ens").exists()
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("keep me")
+    with pytest.raises(BundleError, match="not empty"):
+        make_ensemble([tiny_bundle, tiny_bundle], tmp_path / "taken")
