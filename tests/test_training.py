@@ -31,6 +31,11 @@ def test_resume_equals_uninterrupted(synth_dir, tmp_path):
     ka = json.loads((full / "metrics.json").read_text())["test"]["grade"]["kappa"]
     kb = json.loads((part / "metrics.json").read_text())["test"]["grade"]["kappa"]
     assert ka == pytest.approx(kb, abs=1e-6)
+    # The learning curve survives the interruption: both epochs are in the resumed log.
+    import pandas as pd
+
+    epochs = pd.read_csv(part / "logs" / "metrics.csv")["epoch"].dropna().unique()
+    assert sorted(epochs) == [0, 1]
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):

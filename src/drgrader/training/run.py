@@ -150,9 +150,12 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
             deterministic=False,  # set above with warn_only, so CPU ops without a deterministic kernel still run
             num_sanity_val_steps=0,
         )
+        stashed = stash_epoch_log(run_dir) if resume is not None else None
         started = time.time()
         trainer.fit(module, datamodule=datamodule, ckpt_path="last" if resume is not None else None)
         wall = time.time() - started
+        if stashed is not None:
+            merge_epoch_log(run_dir, stashed)
         if trainer.global_rank != 0:
             return run_dir
 
@@ -184,6 +187,8 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
                 "best_checkpoint": best,
                 "best_epoch": ckpt.get("epoch"),
                 "epochs_run": trainer.current_epoch,
+                "world_size": trainer.world_size,
+                "strategy": type(trainer.strategy).__name__,
                 "best_val_metric": _to_float(callbacks[0].best_model_score),
                 "wall_time_s": round(wall, 1),
                 "weights": getattr(net, "weights_source", ""),
@@ -203,6 +208,32 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
     finally:
         logging.getLogger("drgrader").removeHandler(handler)
         handler.close()
+
+
+def stash_epoch_log(run_dir: Path) -> Path | None:
+    """Lightning's CSV logger deletes an existing metrics.csv; keep it aside when resuming."""
+    log_file = run_dir / "logs" / "metrics.csv"
+    if not log_file.is_file():
+        return None
+    n = 1
+    while (stashed := log_file.with_name(f"metrics.part{n}.csv")).exists():
+        n += 1
+    log_file.rename(stashed)
+    return stashed
+
+
+def merge_epoch_log(run_dir: Path, stashed: Path) -> None:
+    """metrics.csv = the epochs before the interruption + those after it."""
+    import pandas as pd
+
+    from drgrader.io import atomic_write_text
+
+    log_file = run_dir / "logs" / "metrics.csv"
+    before = pd.read_csv(stashed)
+    after = pd.read_csv(log_file) if log_file.is_file() else before.iloc[:0]
+    if "epoch" in after and len(after):
+        before = before[before["epoch"] < after["epoch"].min()]
+    atomic_write_text(log_file, pd.concat([before, after], ignore_index=True).to_csv(index=False))
 
 
 def _to_float(value) -> float | None:

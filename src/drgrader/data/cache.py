@@ -1,0 +1,338 @@
+"""The preprocessed-image cache: every photo decoded, quality-checked and preprocessed once.
+
+Layout: ``<cache root>/<key>/`` where the key hashes the preprocessing settings, the image
+size and :data:`CACHE_VERSION`, so changed settings get a new folder and unchanged settings
+reuse the old one. In the folder: ``settings.json``, and per image ``<image_id>.png`` (lossless,
+the model input) and ``<image_id>.json`` (its index row). Both are written atomically (temporary
+name + rename), the PNG first: a run killed at any moment leaves only complete files, and a
+row exists only for a finished image. Rerunning resumes where the last run stopped, and the
+final index equals that of an uninterrupted run.
+
+Building is parallel over processes, streams the work (bounded memory), and can be split
+into shards (``shard=(i, n)``) for Slurm job arrays sharing one cache folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from drgrader.config import DataConfig, PreprocessConfig
+from drgrader.data.images import ImageReadError, read_image, read_image_size
+from drgrader.data.preprocess import FundusCircle, Quality, assess_quality, find_fundus, preprocess_image
+from drgrader.io import atomic_write_bytes, atomic_write_json
+from drgrader.runtime import cpu_count
+
+CACHE_VERSION = 1  # bump when preprocessing code changes its output: old caches are not reused
+DEFAULT_CACHE_NAME = ".drgrader-cache"
+SETTINGS_NAME = "settings.json"
+IMAGE_SUFFIX = ".png"
+PNG_COMPRESSION = 1  # fastest zlib level; higher levels shrink files ~10% for 3-4x the time
+# Decode JPEGs at a reduced DCT scale whose short side is at least this many times the model
+# input size: the fundus circle is rarely under 80% of the short side. If it is, the image is
+# decoded again at a larger scale (see preprocess_file), so the crop never needs upscaling.
+DECODE_MARGIN = 1.25
+STALE_TEMP_SECONDS = 3600  # temporary files older than this are leftovers of killed runs
+
+INDEX_COLUMNS = [
+    "image_id",
+    "cache_path",
+    "ok",
+    "error",
+    "gradable",
+    "quality_score",
+    "quality_reason",
+    "orig_height",
+    "orig_width",
+]
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_RESERVED_NAMES = {Path(SETTINGS_NAME).stem}
+
+
+# ----------------------------------------------------------------------------- keys
+def cache_settings(data_cfg: DataConfig) -> dict:
+    """Everything the cached pixels depend on."""
+    return {
+        "version": CACHE_VERSION,
+        "image_size": data_cfg.image_size,
+        "preprocess": data_cfg.preprocess.model_dump(mode="json"),
+    }
+
+
+def cache_key(data_cfg: DataConfig) -> str:
+    """Short hash of the preprocessing settings, image size and cache version."""
+    text = json.dumps(cache_settings(data_cfg), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def cache_dir_for(data_cfg: DataConfig, root_fallback: Path | None = None) -> Path:
+    """``<data.cache_dir>/<key>``, or ``<root_fallback>/.drgrader-cache/<key>`` when no
+    cache_dir is set (``root_fallback`` defaults to the current working directory)."""
+    base = data_cfg.cache_dir
+    if base is None:
+        base = Path(root_fallback if root_fallback is not None else Path.cwd()) / DEFAULT_CACHE_NAME
+    return Path(base).expanduser() / cache_key(data_cfg)
+
+
+def cache_file_stem(image_id: object) -> str:
+    """A file name for an image id: the id itself when it is a plain, safe name; otherwise
+    a cleaned-up version plus a short hash, so different ids never share a file."""
+    text = str(image_id)
+    if _SAFE_NAME.fullmatch(text) and text not in _RESERVED_NAMES and len(text) <= 150:
+        return text
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:100] or "image"
+    return f"{cleaned}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:10]}"
+
+
+def shard_of(image_id: object, n: int) -> int:
+    """Stable shard number of an image id in 0..n-1 (same on every machine and run)."""
+    digest = hashlib.sha1(str(image_id).encode("utf-8")).hexdigest()
+    return int(digest[:12], 16) % n
+
+
+# ----------------------------------------------------------------------- one image
+def decode_min_side(image_size: int) -> int:
+    """The short side to decode JPEGs at (libjpeg DCT scaling) for a model input size."""
+    return math.ceil(DECODE_MARGIN * image_size)
+
+
+@dataclass(frozen=True)
+class PreprocessedImage:
+    image: np.ndarray  # size x size x 3 RGB uint8: the model input
+    quality: Quality
+    circle: FundusCircle  # in the pixels of the decoded (possibly reduced) photo
+    orig_height: int
+    orig_width: int
+
+
+def preprocess_file(path: str | Path, cfg: PreprocessConfig, size: int) -> PreprocessedImage:
+    """Decode a photo (scale-on-decode), check its quality and preprocess it: exactly what the
+    cache stores. Raises :class:`ImageReadError` for unreadable files."""
+    orig_height, orig_width = read_image_size(path)
+    rgb = read_image(path, min_side=decode_min_side(size))
+    circle = find_fundus(rgb)
+    decoded_short = min(rgb.shape[:2])
+    if circle.found and 2 * circle.r < size and decoded_short < min(orig_height, orig_width):
+        # A small fundus in a big frame: decode larger so the crop has >= size pixels.
+        needed = math.ceil(decoded_short * size / (2 * circle.r))
+        rgb = read_image(path, min_side=needed)
+        circle = find_fundus(rgb)
+    quality = assess_quality(rgb, circle)
+    image = preprocess_image(rgb, cfg, size, circle)
+    return PreprocessedImage(image, quality, circle, orig_height, orig_width)
+
+
+def load_cached(path: str | Path) -> np.ndarray:
+    """A cached image as an RGB uint8 array."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        return np.load(path)
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageReadError(path, "cached image missing or unreadable (rebuild the cache)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _source_fingerprint(path: Path) -> dict:
+    """Identifies the source photo, so a cache folder shared by two data sets with the same
+    image ids (``1_left`` ...) never serves one set's image for the other."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = -1
+    return {"source_name": path.name, "source_size": size}
+
+
+def _failed_row(image_id: str, error: str) -> dict:
+    return {
+        "image_id": image_id,
+        "file": "",
+        "ok": False,
+        "error": error,
+        "gradable": False,
+        "quality_score": 0.0,
+        "quality_reason": "unreadable",
+        "orig_height": 0,
+        "orig_width": 0,
+    }
+
+
+def _cache_one(task: tuple[str, str, str, dict, int]) -> dict:
+    """Worker: preprocess one image into the cache folder and write its index row.
+
+    Never raises for a bad image: the row then has ok=False and the error.
+    """
+    image_id, source, out_dir, preprocess_settings, size = task
+    out = Path(out_dir)
+    stem = cache_file_stem(image_id)
+    source_path = Path(source)
+    try:
+        result = preprocess_file(source_path, PreprocessConfig.model_validate(preprocess_settings), size)
+        ok, encoded = cv2.imencode(
+            IMAGE_SUFFIX, cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]
+        )
+        if not ok:
+            raise RuntimeError("PNG encoding failed")
+        atomic_write_bytes(out / f"{stem}{IMAGE_SUFFIX}", encoded.tobytes())
+        row = {
+            "image_id": image_id,
+            "file": f"{stem}{IMAGE_SUFFIX}",
+            "ok": True,
+            "error": "",
+            "gradable": bool(result.quality.gradable),
+            "quality_score": round(float(result.quality.score), 6),
+            "quality_reason": result.quality.reason,
+            "orig_height": int(result.orig_height),
+            "orig_width": int(result.orig_width),
+        }
+    except ImageReadError as exc:
+        row = _failed_row(image_id, exc.reason)
+    except Exception as exc:  # one odd photo must not stop a run over thousands
+        row = _failed_row(image_id, f"{type(exc).__name__}: {exc}")
+    row.update(_source_fingerprint(source_path))
+    atomic_write_json(out / f"{stem}.json", row)
+    return row
+
+
+def _read_done_row(out: Path, image_id: str, source: Path) -> dict | None:
+    """The stored row of an image when it is complete and belongs to this source, else None."""
+    stem = cache_file_stem(image_id)
+    try:
+        row = json.loads((out / f"{stem}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(row, dict) or row.get("image_id") != image_id:
+        return None
+    fingerprint = _source_fingerprint(source)
+    if any(row.get(k) != v for k, v in fingerprint.items()):
+        return None
+    if row.get("ok") and not (out / str(row.get("file", ""))).is_file():
+        return None
+    return row
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Delete temporary files left by killed runs (fresh ones may belong to a running shard)."""
+    now = time.time()
+    for entry in os.scandir(out):
+        if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+            try:
+                if now - entry.stat().st_mtime > STALE_TEMP_SECONDS:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+def _worker_init() -> None:
+    cv2.setNumThreads(1)  # one image per process: OpenCV's own threads would oversubscribe
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # forkserver (Linux): workers fork from a clean process, not from a parent that may hold
+    # threads (PyTorch, OpenMP, tqdm) whose locks a plain fork would copy mid-use.
+    if sys.platform.startswith("linux"):
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+# ---------------------------------------------------------------------------- build
+def _check_manifest(manifest: pd.DataFrame) -> None:
+    missing = [c for c in ("image_id", "path") if c not in manifest.columns]
+    if missing:
+        raise ValueError(f"manifest lacks column(s) {missing}; it has {list(manifest.columns)}")
+    ids = manifest["image_id"].astype(str)
+    duplicated = ids[ids.duplicated()].unique()
+    if len(duplicated):
+        rows = [int(i) for i in np.flatnonzero(ids.isin(duplicated[:3]).to_numpy())[:6]]
+        raise ValueError(
+            f"manifest has {len(duplicated)} duplicated image_id(s), e.g. {list(duplicated[:3])} "
+            f"(rows {rows}); each image needs a unique id for its cache file"
+        )
+
+
+def build_cache(
+    manifest: pd.DataFrame,
+    data_cfg: DataConfig,
+    *,
+    workers: int | None = None,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+    root_fallback: Path | None = None,
+) -> pd.DataFrame:
+    """Preprocess every manifest image (columns ``image_id``, ``path``) not yet cached.
+
+    Returns the index, one row per image in manifest order (of this shard only when
+    ``shard=(i, n)`` is given), with columns ``image_id, cache_path, ok, error, gradable,
+    quality_score, quality_reason, orig_height, orig_width``. Unreadable images get
+    ``ok=False`` and their error; they never stop the build. ``workers``: processes
+    (default ``data_cfg.workers``, 0 = all cores; 1 = in this process).
+    """
+    _check_manifest(manifest)
+    if shard is not None:
+        index, count = shard
+        if not (isinstance(index, int) and isinstance(count, int) and 0 <= index < count):
+            raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
+        keep = manifest["image_id"].map(lambda v: shard_of(v, count) == index)
+        manifest = manifest[keep.to_numpy()]
+    out = cache_dir_for(data_cfg, root_fallback)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = cache_settings(data_cfg)
+    settings_path = out / SETTINGS_NAME
+    if not settings_path.is_file():
+        atomic_write_json(settings_path, settings)
+    _remove_stale_temps(out)
+
+    ids = manifest["image_id"].astype(str).tolist()
+    paths = ["" if pd.isna(p) else str(p) for p in manifest["path"]]
+    rows: dict[str, dict] = {}
+    todo: list[tuple[str, str, str, dict, int]] = []
+    for image_id, source in zip(ids, paths):
+        row = _read_done_row(out, image_id, Path(source)) if source else None
+        if row is not None:
+            rows[image_id] = row
+        elif not source:
+            rows[image_id] = _failed_row(image_id, "no image path in the manifest")
+        else:
+            todo.append((image_id, source, str(out), settings["preprocess"], data_cfg.image_size))
+
+    if workers is None:
+        workers = data_cfg.workers
+    workers = workers or cpu_count()
+    workers = max(1, min(workers, len(todo)))
+    with tqdm(total=len(todo), desc="preprocess", unit="img", disable=not progress or not todo) as bar:
+        if workers == 1:
+            for task in todo:
+                row = _cache_one(task)
+                rows[row["image_id"]] = row
+                bar.update()
+        else:
+            chunksize = max(1, min(16, len(todo) // (workers * 8)))
+            with _pool_context().Pool(workers, initializer=_worker_init) as pool:
+                for row in pool.imap_unordered(_cache_one, todo, chunksize=chunksize):
+                    rows[row["image_id"]] = row
+                    bar.update()
+
+    table = pd.DataFrame([rows[i] for i in ids])
+    if table.empty:
+        return pd.DataFrame(columns=INDEX_COLUMNS)
+    table["cache_path"] = [str(out / f) if f else "" for f in table["file"]]
+    table["image_id"] = manifest["image_id"].to_numpy()  # the caller's ids and dtype, for merges
+    table = table[INDEX_COLUMNS].astype(
+        {"ok": bool, "gradable": bool, "quality_score": float, "orig_height": int, "orig_width": int}
+    )
+    return table.reset_index(drop=True)
