@@ -312,7 +312,7 @@ def test_evaluate_table_is_nan_safe_with_one_class():
     assert result["grade"]["kappa"] is None
     # Undefined sensitivity is not reported as a miss; the weak specificity is.
     assert not any("misses" in w for w in result["warnings"])
-    assert any("any_dr at the chosen threshold: specificity 0.500" in w for w in result["warnings"])
+    assert any("Any DR (grade >= 1) at the chosen threshold: specificity 0.500" in w for w in result["warnings"])
     json.dumps(result, allow_nan=False)
 
 
@@ -357,6 +357,6 @@ def test_grade_model_that_misses_disease_is_flagged():
     assert result["grade"]["accuracy"] == pytest.approx(0.8)
     assert result["headline"]["referable_sensitivity_from_grades"] == 0.0
     assert any(
-        w.startswith("referable from predicted grades: sensitivity 0.000 misses 100%")
+        w.startswith("Referable DR (grade >= 2) from the predicted grades: sensitivity 0.000 misses 100%")
         for w in result["warnings"]
     )

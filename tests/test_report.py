@@ -125,7 +125,7 @@ def make_run(
     miss: float = 0.1,
     training: bool = True,
     tta: bool = False,
-    n_patients: int = 120,
+    n_patients: int = 60,
     evaluated_on: str = "test",
 ) -> dict:
     """A run folder as training/run.py (or evaluation/external.py when not ``training``)
@@ -232,7 +232,7 @@ def test_grade_run_report_is_complete_and_self_contained(tmp_path):
 def test_seed001_like_screener_shows_its_warning(tmp_path):
     # 77%-ish accuracy while missing three quarters of the diseased eyes, as seed 001 did.
     run = tmp_path / "screener"
-    metrics = make_run(run, task="any_dr", miss=0.75)
+    metrics = make_run(run, task="any_dr", miss=0.75, n_patients=120)
     section = metrics["test"]["any_dr"]["operating_points"]["chosen"]
     assert section["sensitivity"] < 0.35 and section["accuracy"] > 0.7
     warnings = metrics["test"]["warnings"]
@@ -257,7 +257,7 @@ def test_seed001_like_screener_shows_its_warning(tmp_path):
 
 def test_evaluation_only_folder_renders_without_log_or_config(tmp_path):
     run = tmp_path / "eval-external"
-    make_run(run, training=False, evaluated_on=f"external:{tmp_path / 'other-data'}")
+    make_run(run, training=False, evaluated_on=f"external:{tmp_path / 'other-data'}", n_patients=30)
     page = write_report(run).read_text(encoding="utf-8")
     assert_self_contained(page)
     assert "could not be rendered" not in page
@@ -276,7 +276,7 @@ def test_evaluation_only_folder_renders_without_log_or_config(tmp_path):
 def test_gallery_uses_grad_cam_when_the_run_has_a_bundle(tmp_path, tiny_bundle):
     pytest.importorskip("pytorch_grad_cam")
     run = tmp_path / "with-bundle"
-    make_run(run, task="grade", n_patients=30)
+    make_run(run, task="grade", n_patients=10)
     shutil.copytree(tiny_bundle, run / "bundle")
     write_report(run)
     from PIL import Image

@@ -9,6 +9,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [ConfigError, FileNotFoundError]
     for module, name in (
         ("drgrader.data.manifest", "DataError"),
+        ("drgrader.data.split", "SplitError"),
         ("drgrader.data.images", "ImageReadError"),
         ("drgrader.inference.bundle", "BundleError"),
         ("drgrader.models.pretrained", "PretrainedError"),

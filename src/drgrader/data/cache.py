@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from drgrader.config import DataConfig, PreprocessConfig
 from drgrader.data.images import ImageReadError, read_image, read_image_size
+from drgrader.data.manifest import DataError
 from drgrader.data.preprocess import FundusCircle, Quality, assess_quality, find_fundus, preprocess_image
 from drgrader.io import atomic_write_bytes, atomic_write_json
 from drgrader.runtime import cpu_count
@@ -200,6 +201,8 @@ def _cache_one(task: tuple[str, str, str, dict, int]) -> dict:
         }
     except ImageReadError as exc:
         row = _failed_row(image_id, exc.reason)
+    except OSError:
+        raise  # disk full, permissions: stop the build instead of caching "unreadable" verdicts
     except Exception as exc:  # one odd photo must not stop a run over thousands
         row = _failed_row(image_id, f"{type(exc).__name__}: {exc}")
     row.update(_source_fingerprint(source_path))
@@ -241,12 +244,11 @@ def _worker_init() -> None:
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
-    # forkserver (Linux): workers fork from a clean process, not from a parent that may hold
-    # threads (PyTorch, OpenMP, tqdm) whose locks a plain fork would copy mid-use.
+    # fork on Linux, as PyTorch's DataLoader: instant start-up, and no trap for scripts without
+    # an ``if __name__ == "__main__"`` guard (spawn/forkserver re-run the script in every
+    # worker). Workers only use OpenCV/Pillow/numpy, single-threaded (see _worker_init).
     if sys.platform.startswith("linux"):
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
-        return ctx
+        return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
 
 
@@ -290,7 +292,10 @@ def build_cache(
         keep = manifest["image_id"].map(lambda v: shard_of(v, count) == index)
         manifest = manifest[keep.to_numpy()]
     out = cache_dir_for(data_cfg, root_fallback)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the cache folder {out} (data.cache_dir): {exc.strerror}") from None
     settings = cache_settings(data_cfg)
     settings_path = out / SETTINGS_NAME
     if not settings_path.is_file():

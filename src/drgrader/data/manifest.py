@@ -401,6 +401,8 @@ def _read_csv_format(root: Path, cfg: DataConfig) -> _Found:
     not silently become image-level; otherwise each image is its own patient.
     """
     labels = root / (cfg.labels or "labels.csv")
+    if not labels.is_file():
+        raise DataError(f"label file not found: {labels} (data.labels)")
     if cfg.images is not None:
         images = root / cfg.images
         if not images.is_dir():
@@ -561,7 +563,7 @@ def read_manifest(cfg: DataConfig) -> pd.DataFrame:
         raise DataError("data.root is not set: give the folder of a data set")
     root = Path(cfg.root).expanduser().resolve()
     if not root.is_dir():
-        raise DataError(f"data folder not found: {root}")
+        raise DataError(f"data folder not found: {root} (data.root)")
     fmt = cfg.format
     if fmt == "auto":
         fmt = "csv" if cfg.labels is not None else detect_format(root)

@@ -28,7 +28,7 @@ def _image_sizes(manifest: pd.DataFrame) -> dict:
         try:
             with Image.open(path) as image:
                 sizes[image.size] += 1
-        except (OSError, ValueError):
+        except (OSError, ValueError, Image.DecompressionBombError):
             unreadable.append(image_id)
     if not sizes:
         return {"most_common": [], "min": None, "max": None, "unreadable": unreadable}

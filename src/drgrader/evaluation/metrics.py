@@ -466,15 +466,18 @@ def _screen_warnings(label: str, figures: dict) -> list[str]:
     return notes
 
 
+SCREEN_NAMES = {"any_dr": "Any DR (grade >= 1)", "referable": "Referable DR (grade >= 2)"}
+
+
 def _warnings(result: dict) -> list[str]:
     notes = []
     if "grade" in result:
         for name, figures in result["grade"]["screening_from_grades"].items():
-            notes += _screen_warnings(f"{name} from predicted grades", figures)
+            notes += _screen_warnings(f"{SCREEN_NAMES[name]} from the predicted grades", figures)
     for name in SCREENS:
         chosen = result.get(name, {}).get("operating_points", {}).get("chosen")
         if chosen is not None:
-            notes += _screen_warnings(f"{name} at the chosen threshold", chosen)
+            notes += _screen_warnings(f"{SCREEN_NAMES[name]} at the chosen threshold", chosen)
     return notes
 
 

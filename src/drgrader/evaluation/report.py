@@ -333,7 +333,8 @@ def summary_section(run: RunData) -> Section:
         text += (
             f" Of **{pos} eyes with {what}**, the grader {how} flagged **{f['tp']}** ({sens_part}) "
             f"and **missed {f['fn']}**. Of {neg} eyes without it, it correctly cleared {f['tn']} "
-            f"({spec_part}); the other {f['fp']} would be referred unnecessarily."
+            f"({spec_part}); "
+            + (f"the other {f['fp']} would be referred unnecessarily." if f["fp"] else "none would be referred unnecessarily.")
         )
         if not f.get("from_grades"):
             section = test[name]
@@ -754,11 +755,13 @@ def _error_caption(row: pd.Series) -> list[str]:
     lines.append(f"true: {GRADE_NAMES[true]}"
                  + ("" if pd.isna(predicted) else f" · predicted: {GRADE_NAMES[int(predicted)]}"))
     scores = []
-    if not pd.isna(row.get("expected_grade", np.nan)):
-        scores.append(f"expected grade {row['expected_grade']:.2f}")
+    expected = row.get("expected_grade", np.nan)
+    if not pd.isna(expected):
+        scores.append(f"expected grade {expected:.2f}")
     for name, (column, _) in SCREENS.items():
-        if not pd.isna(row.get(column, np.nan)):
-            scores.append(f"{SCREEN_SHORT[name]} score {row[column]:.2f}")
+        score = row.get(column, np.nan)
+        if not pd.isna(score) and score != expected:  # regression models score with the expected grade
+            scores.append(f"{SCREEN_SHORT[name]} score {score:.2f}")
     if scores:
         lines.append(", ".join(scores))
     referable = row.get("referable_pred", np.nan)

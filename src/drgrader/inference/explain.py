@@ -85,7 +85,10 @@ def _grad_cam(model: nn.Module, layer: nn.Module, pixels: torch.Tensor, target) 
 
 def overlay(image: np.ndarray, cam: np.ndarray, weight: float = 0.5) -> np.ndarray:
     """A heat map (H x W, 0..1) blended over an RGB uint8 image -> RGB uint8."""
-    return show_cam_on_image(image.astype(np.float32) / 255.0, cam, use_rgb=True, image_weight=weight)
+    # viridis rather than the default jet: readable by colour-blind viewers.
+    return show_cam_on_image(
+        image.astype(np.float32) / 255.0, cam, use_rgb=True, colormap=cv2.COLORMAP_VIRIDIS, image_weight=weight
+    )
 
 
 def explain_image(bundle: Bundle, rgb: np.ndarray, *, tta: list[str] | None = None) -> dict:

@@ -9,7 +9,7 @@ import timm
 import torch
 from torch import nn
 
-from drgrader.config import ModelConfig
+from drgrader.config import ConfigError, ModelConfig
 from drgrader.models.heads import decode, make_head, output_kind
 
 log = logging.getLogger("drgrader")
@@ -27,7 +27,7 @@ class GraderNet(nn.Module):
         try:
             self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0)
         except RuntimeError as exc:  # timm: "Unknown model (...)"
-            raise ValueError(f"model.backbone={backbone!r} is not a timm model: {exc}") from None
+            raise ConfigError(f"model.backbone={backbone!r} is not a timm model: {exc}") from None
         # Some backbones (mobilenetv3, lcnet) have a conv after pooling: their output width is
         # head_hidden_size, not num_features.
         width = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features

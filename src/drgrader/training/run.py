@@ -91,6 +91,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
     from drgrader.inference.bundle import load_bundle, save_bundle
     from drgrader.models.factory import create_model, input_mean_std
     from drgrader.models.losses import inverse_frequency_weights
+    from drgrader.training.callbacks import EpochSummary
     from drgrader.training.datamodule import FundusDataModule
     from drgrader.training.module import AtomicCheckpointIO, GraderModule
 
@@ -129,6 +130,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         callbacks = [
             ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_metric", mode="max", save_last=True),
             LearningRateMonitor(logging_interval="epoch"),
+            EpochSummary(),
         ]
         if t.early_stopping:
             callbacks.append(EarlyStopping(monitor="val_metric", mode="max", patience=t.early_stopping))

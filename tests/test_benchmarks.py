@@ -1,0 +1,195 @@
+"""Smoke tests of the benchmark scripts: each runs end to end on tiny inputs, as the lead runs it
+(a subprocess with its command-line flags), and writes the JSON it promises."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+FIGURES = {"kappa", "accuracy", "any_dr_auc", "referable_auc", "referable_sens_at_90_spec"}
+
+
+def quality_args(tmp: Path, data: Path) -> tuple[list, Path]:
+    out = tmp / "results" / "quality.json"
+    return [
+        "--config", REPO / "configs" / "seed000_resnet_grades.yaml",
+        "--set", "model.backbone=test_resnet", "--set", "model.pretrained=none",
+        "--set", "data.image_size=48", "--set", "data.workers=1", "--set", f"data.cache_dir={tmp / 'cache'}",
+        "--set", "train.epochs=1", "--set", "train.batch_size=8", "--set", "eval.bootstrap=10",
+        "--data", data, "--external", data, "--label", "smoke", "--out", out, "--runs", tmp / "runs",
+    ], out
+
+
+def training_speed_args(tmp: Path, data: Path) -> tuple[list, Path]:
+    out = tmp / "speed.json"
+    return [
+        "--backbones", "test_resnet", "--size", 48, "--batch-size", 4, "--steps", 2, "--warmup", 1,
+        "--data", data, "--set", f"data.cache_dir={tmp / 'cache'}", "--set", "data.workers=1", "--out", out,
+    ], out
+
+
+def inference_args(tmp: Path, data: Path) -> tuple[list, Path]:
+    out = tmp / "inference.json"
+    return ["--backbone", "test_resnet", "--size", 48, "--batch-size", 2, "--seconds", 0.2, "--out", out], out
+
+
+# script -> its smoke arguments; the test of bench_X.py is test_bench_X_smoke.
+SMOKE_RUNS = {
+    "bench_quality.py": quality_args,
+    "bench_training_speed.py": training_speed_args,
+    "bench_inference.py": inference_args,
+}
+
+
+def start_script(name: str, args: list, cwd: Path) -> subprocess.Popen:
+    """``python benchmarks/<name> args`` from ``cwd`` (so stray default outputs land there)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
+        "MALLOC_MMAP_MAX_": "0",
+        "MALLOC_TRIM_THRESHOLD_": "100000000000",
+    }
+    env.pop("DRGRADER_RUN_DIR", None)  # set by in-process train() calls of other tests
+    return subprocess.Popen(
+        [sys.executable, str(BENCH / name), *map(str, args)],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(request, synth_dir, tmp_path_factory):
+    """Start the smoke run of every selected benchmark test at once; each test waits for its own.
+    Most of a smoke run is single-threaded Python start-up (importing torch and Lightning), so
+    side by side they take about half the time on 2 cores."""
+    selected = {item.name for item in request.session.items}
+    runs = {}
+    for script, make_args in SMOKE_RUNS.items():
+        if f"test_{Path(script).stem}_smoke" in selected:
+            tmp = tmp_path_factory.mktemp(Path(script).stem)
+            args, out = make_args(tmp, synth_dir)
+            runs[script] = (start_script(script, args, tmp), out)
+    yield runs
+    for proc, _ in runs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def finish(smoke_runs: dict, script: str) -> tuple[str, Path]:
+    """Wait for a smoke run; its stdout and the JSON path it was told to write."""
+    proc, out = smoke_runs[script]
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, f"{script} exited {proc.returncode}:\n{stdout[-3000:]}\n{stderr[-3000:]}"
+    return stdout, out
+
+
+@pytest.fixture
+def bench_modules(monkeypatch):
+    """The benchmark scripts import their helpers as ``common`` (their folder is on sys.path)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_quality
+    import common
+
+    return bench_quality, common
+
+
+@pytest.mark.slow
+def test_bench_quality_smoke(smoke_runs):
+    stdout, out = finish(smoke_runs, "bench_quality.py")
+    row = json.loads(out.read_text())["smoke"]
+    # The seed000 config keeps no test split: the run reports on its validation images.
+    split = pd.read_csv(Path(row["run_dir"]) / "split.csv")
+    assert row["evaluated_on"] == "val"
+    assert row["n_images"] == (split["split"] == "val").sum()
+    assert row["split"] == {"method": "patient", "seed": 42}
+    assert row["epochs_run"] == 1 and row["train_wall_s"] > 0
+    assert row["machine"]["cores"] >= 1 and row["machine"]["gpu"]
+    assert "--label smoke" in row["command"] and row["date"]
+    # The external evaluation scores every image of the external folder (80 synthetic ones).
+    assert row["external"]["n_images"] == 80 and row["external"]["n_patients"] == 40
+    assert row["external"]["evaluated_on"].startswith("external:")
+    for figures in (row["figures"], row["external"]["figures"]):
+        assert set(figures) == FIGURES
+        for name, fig in figures.items():
+            low = -1.0 if name == "kappa" else 0.0
+            assert low <= fig["value"] <= 1.0, name
+            assert len(fig["ci"]) == 2 and fig["ci"][0] <= fig["ci"][1], name
+    md = out.with_suffix(".md").read_text()
+    assert "| smoke | val |" in md and row["command"] in md
+    assert "smoke:" in stdout
+
+
+@pytest.mark.slow
+def test_bench_training_speed_smoke(smoke_runs):
+    _, out = finish(smoke_runs, "bench_training_speed.py")
+    report = json.loads(out.read_text())
+    r = report["results"]["test_resnet"]
+    for mode in ("bare", "loop"):
+        assert r[mode]["steps"] == 2 and r[mode]["images"] == 8, mode
+        assert r[mode]["images_per_s"] == pytest.approx(8 / r[mode]["seconds"])
+    assert r["loop_vs_bare"] == pytest.approx(r["loop"]["images_per_s"] / r["bare"]["images_per_s"])
+    assert r["within_target"] == (r["loop_vs_bare"] >= 0.9)
+    assert 0 < r["peak_rss_mb"]["after_bare"] <= r["peak_rss_mb"]["after_loop"]
+    assert r["torch_threads"] == report["machine"]["cores"]
+    assert report["settings"]["size"] == 48 and report["settings"]["batch_size"] == 4
+
+
+@pytest.mark.slow
+def test_bench_inference_smoke(smoke_runs):
+    _, out = finish(smoke_runs, "bench_inference.py")
+    report = json.loads(out.read_text())
+    assert report["input_size"] == 48 and report["batch_size"] == 2
+    for backend in ("torch", "onnx"):
+        assert report["results"][backend]["batches"] >= 3
+        assert report["results"][backend]["images_per_s"] > 0
+    assert report["onnx_speedup"] == pytest.approx(
+        report["results"]["onnx"]["images_per_s"] / report["results"]["torch"]["images_per_s"]
+    )
+
+
+def test_results_merge_by_label(bench_modules, tmp_path):
+    _, common = bench_modules
+    path = tmp_path / "results" / "quality.json"
+    common.merge_results(path, {"a": {"kappa": 1}})
+    common.merge_results(path, {"b": {"kappa": 2}})
+    merged = common.merge_results(path, {"a": {"kappa": 3}})
+    assert merged == {"a": {"kappa": 3}, "b": {"kappa": 2}}
+    assert json.loads(path.read_text()) == merged
+    assert list(merged) == ["a", "b"]  # a re-run keeps its row's place
+    assert [p.name for p in path.parent.iterdir()] == ["quality.json"]  # no lock or temp files left
+
+
+def test_results_merge_refuses_a_non_object(bench_modules, tmp_path):
+    _, common = bench_modules
+    path = tmp_path / "quality.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="quality.json"):
+        common.merge_results(path, {"a": {}})
+
+
+def test_markdown_table_shows_figures_with_cis_and_gaps(bench_modules):
+    bench_quality, _ = bench_modules
+    row = {
+        "evaluated_on": "test",
+        "n_images": 120,
+        "epochs_run": 7,
+        "train_wall_s": 1530.0,
+        "figures": {"any_dr_auc": {"value": 0.8123, "ci": [0.7504, 0.86]}, "kappa": {"value": 0.5, "ci": None}},
+        "external": {"data": "../shared/data/rahim-originals", "n_images": 180, "figures": {}},
+        "date": "2025-01-01T00:00:00+00:00",
+        "machine": {"summary": "2 cores (x), no GPU"},
+        "run_dir": "runs/bench/screen",
+        "command": "python benchmarks/bench_quality.py --config c.yaml --label screen",
+    }
+    md = bench_quality.render_markdown({"screen": row})
+    # kappa (no CI), accuracy (missing), any-DR AUC with CI, referable AUC and sens. missing.
+    assert "| screen | test | 120 | 0.500 | — | 0.812 (0.750–0.860) | — | — | 7 | 25.5 min |" in md
+    assert "| screen | rahim-originals | 180 | — | — | — | — | — |" in md
+    assert "`python benchmarks/bench_quality.py --config c.yaml --label screen`" in md
+    assert "2025-01-01T00:00:00+00:00, 2 cores (x), no GPU" in md
