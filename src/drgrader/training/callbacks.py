@@ -15,8 +15,9 @@ class EpochSummary(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._started = time.time()
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or trainer.global_rank != 0:
+    # At train-epoch end this epoch's validation has run (the module logged its metrics).
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.global_rank != 0:
             return
         metrics = trainer.callback_metrics
         shown = ["train_loss_epoch", "val_loss", "val_kappa", "val_auc_referable", "val_auc"]
