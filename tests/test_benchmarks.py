@@ -39,11 +39,17 @@ def inference_args(tmp: Path, data: Path) -> tuple[list, Path]:
     return ["--backbone", "test_resnet", "--size", 48, "--batch-size", 2, "--seconds", 0.2, "--out", out], out
 
 
+def preprocess_args(tmp: Path, data: Path) -> tuple[list, Path]:
+    out = tmp / "preprocess.json"
+    return ["--images", 2, "--height", 256, "--size", 48, "--workers", 1, "--repeats", 1, "--out", out], out
+
+
 # script -> its smoke arguments; the test of bench_X.py is test_bench_X_smoke.
 SMOKE_RUNS = {
     "bench_quality.py": quality_args,
     "bench_training_speed.py": training_speed_args,
     "bench_inference.py": inference_args,
+    "bench_preprocess.py": preprocess_args,
 }
 
 
@@ -151,6 +157,18 @@ def test_bench_inference_smoke(smoke_runs):
     assert report["onnx_speedup"] == pytest.approx(
         report["results"]["onnx"]["images_per_s"] / report["results"]["torch"]["images_per_s"]
     )
+
+
+@pytest.mark.slow
+def test_bench_preprocess_smoke(smoke_runs):
+    _, out = finish(smoke_runs, "bench_preprocess.py")
+    report = json.loads(out.read_text())
+    assert report["images"] == 2 and report["size"] == 48
+    rates = report["per_process_images_per_s"]
+    assert rates["cache"] > 0 and rates["plain"] > 0
+    assert report["speedup"] == pytest.approx(rates["cache"] / rates["plain"], rel=0.05)
+    assert set(report["build_cache_images_per_s_by_workers"]) == {"1"}
+    assert set(report["cache_format_ms"]) == {"npy", "png1", "png3"}
 
 
 def test_results_merge_by_label(bench_modules, tmp_path):

@@ -6,7 +6,7 @@ import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
-from drgrader.config import ConfigError, DataConfig, ExperimentConfig, load_config
+from drgrader.config import ConfigError, DataConfig, ExperimentConfig, PreprocessConfig, load_config
 from drgrader.inference.bundle import MANIFEST, load_bundle
 
 log = logging.getLogger("drgrader")
@@ -30,13 +30,15 @@ def external_config(data: str, bundle_manifest: dict, overrides: list[str]) -> E
         cfg = load_config(path, overrides)
     elif path.is_dir():
         cfg = load_config(None, overrides)
-        cfg = cfg.model_copy(update={"data": DataConfig(root=path)})
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": path})})
     else:
         raise ConfigError(f"--data {data}: not a YAML config or a data-set folder")
     data_cfg = cfg.data.model_copy(
         update={
             "image_size": bundle_manifest.get("input_size", cfg.data.image_size),
-            "preprocess": bundle_manifest.get("preprocess", cfg.data.preprocess),
+            "preprocess": PreprocessConfig.model_validate(bundle_manifest["preprocess"])
+            if "preprocess" in bundle_manifest
+            else cfg.data.preprocess,
             "split": cfg.data.split.model_copy(update={"method": "image", "val": 0.0, "test": 0.0}),
         }
     )

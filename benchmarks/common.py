@@ -1,0 +1,84 @@
+"""Helpers shared by the benchmark scripts: where results go, what machine measured them, and
+merging one result at a time into a JSON file."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import platform
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+RESULTS = BENCH_DIR / "results"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def now() -> str:
+    """The current UTC time, to the second, ISO 8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def command_line() -> str:
+    """The command that started this process, as it could be typed again."""
+    return "python " + shlex.join(sys.argv)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    """Cores this process may use (sched_getaffinity), CPU model, GPU or "no GPU", versions."""
+    import torch
+
+    from drgrader.runtime import cpu_count
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return {
+        "cores": cpu_count(),
+        "cpu": cpu_model(),
+        "gpu": gpu,
+        "summary": f"{cpu_count()} cores ({cpu_model()}), {gpu}",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (getrusage ru_maxrss, KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def merge_results(path: Path, rows: dict) -> dict:
+    """Add ``rows`` ({label: result}) to the JSON object in ``path`` (replacing equal labels)
+    and return the merged object. The read-merge-write runs under a lock, so two
+    benchmark processes finishing together both keep their rows; the write is atomic."""
+    from drgrader.io import atomic_write_json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Lock the folder, not the file: the atomic write replaces the file's inode.
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        merged = json.loads(path.read_text()) if path.is_file() else {}
+        if not isinstance(merged, dict):
+            raise ValueError(f"{path}: expected a JSON object keyed by label, found {type(merged).__name__}")
+        merged.update(rows)
+        atomic_write_json(path, merged)
+    finally:
+        os.close(folder)  # releases the lock
+    return merged
