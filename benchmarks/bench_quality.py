@@ -106,13 +106,15 @@ def evaluate_external(cfg: ExperimentConfig, run_dir: Path, external: Path) -> d
 
 
 def run_config(
-    cfg: ExperimentConfig, config_path: str, label: str, external: Path | None, runs: Path, progress: bool
+    cfg: ExperimentConfig, config_path: str, label: str, external: Path | None, runs: Path, progress: bool,
+    existing: Path | None = None,
 ) -> dict:
-    """Train one config, evaluate it internally and externally; one result row."""
+    """Train one config (or take an ``existing`` run of it), evaluate it internally and
+    externally; one result row."""
     from drgrader.training.run import train
 
     started = time.time()
-    run_dir = train(cfg, out=runs / label, progress=progress)
+    run_dir = Path(existing) if existing else train(cfg, out=runs / label, progress=progress)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     row = {
         "label": label,
@@ -208,6 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--label", action="append", help="row name, one per --config (default: config file name)")
     parser.add_argument("--out", type=Path, default=RESULTS / "quality.json", help="JSON merged into; .md beside it")
     parser.add_argument("--runs", type=Path, default=Path("runs") / "bench", help="where the run folders go")
+    parser.add_argument("--existing", type=Path, help="a finished run of the (single) --config: skip training")
     args = parser.parse_args(argv)
 
     from drgrader.config import load_config
@@ -224,6 +227,8 @@ def main(argv: list[str] | None = None) -> dict:
     external = None if args.external.lower() == "none" else Path(args.external)
     if external is not None and not external.is_dir():
         parser.error(f"--external {external}: no such folder (use --external none to skip)")
+    if args.existing and len(args.config) != 1:
+        parser.error("--existing takes exactly one --config")
     overrides = args.set + ([f"data.root={args.data}"] if args.data else [])
     # Validate every config before hours of training start.
     configs = [load_config(path, overrides) for path in args.config]
@@ -234,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
     machine, command = machine_info(), command_line()
     results: dict = {}
     for path, cfg, label in zip(args.config, configs, labels):
-        row = run_config(cfg, path, label, external, args.runs, progress=sys.stderr.isatty())
+        row = run_config(cfg, path, label, external, args.runs, progress=sys.stderr.isatty(), existing=args.existing)
         row.update({"date": now(), "machine": machine, "command": command, "overrides": args.set})
         results = merge_results(args.out, {label: row})
         atomic_write_text(args.out.with_suffix(".md"), render_markdown(results))

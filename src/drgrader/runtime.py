@@ -44,8 +44,10 @@ def cpu_count() -> int:
 
 
 def setup_torch_threads(threads: int | None = None) -> int:
+    """Intra-op threads: all cores, or DRGRADER_THREADS (on a shared, busy machine one thread
+    per process avoids OpenMP threads spinning against each other)."""
     import torch
 
-    threads = threads or cpu_count()
+    threads = threads or int(os.environ.get("DRGRADER_THREADS", 0)) or cpu_count()
     torch.set_num_threads(threads)
     return threads

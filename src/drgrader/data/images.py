@@ -30,6 +30,9 @@ class ImageReadError(ValueError):
         self.reason = reason
         super().__init__(f"cannot read image {self.path}: {reason}")
 
+    def __reduce__(self):  # picklable, so it can cross from a worker process
+        return type(self), (self.path, self.reason)
+
 
 def _open(path: Path, max_pixels: int) -> Image.Image:
     """Open (header only) and refuse empty, non-image, too-small and too-large files."""
@@ -108,8 +111,8 @@ def read_image(
 
     - EXIF orientation is applied; greyscale, palette, CMYK become RGB; alpha is composited
       on black (the fundus surround); 16-bit images are scaled to 8 bits.
-    - ``min_side``: for JPEGs, decode at the smallest libjpeg DCT scale (1/2, 1/4, 1/8) whose
-      short side is still >= ``min_side``. Other formats are decoded at full size.
+    - ``min_side``: for JPEGs, decode at the strongest libjpeg DCT reduction (1/8, 1/4, 1/2)
+      whose short side is still >= ``min_side``. Other formats are decoded at full size.
     - Raises :class:`ImageReadError` for missing, empty, non-image, truncated, too small
       (< 64 px) and too large (> ``max_pixels``, checked from the header before decoding) files.
     """

@@ -7,6 +7,7 @@ images prepared exactly as in training.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -28,7 +29,9 @@ SHARPNESS_THRESHOLD = 4.0  # normalised Laplacian measure, see _sharpness
 
 @dataclass(frozen=True)
 class FundusCircle:
-    """The circular field of view, in pixels of the image it was found in."""
+    """The circular field of view, in pixels of the image it was found in (pixel centres at
+    integer coordinates). For an elliptical field of view (a photo squashed to a square), the
+    circle on the ellipse's centre through the ends of its long axis."""
 
     cx: float
     cy: float
@@ -55,14 +58,24 @@ def _check_rgb(rgb: np.ndarray) -> None:
         raise ValueError(f"expected an RGB uint8 array of shape (H, W, 3), got {dtype} {shape}")
 
 
-def _work_copy(rgb: np.ndarray) -> tuple[np.ndarray, float]:
-    """A copy whose long side is at most _WORK_SIDE, and the scale factor applied."""
-    h, w = rgb.shape[:2]
-    factor = min(1.0, _WORK_SIDE / max(h, w))
-    if factor < 1.0:
-        size = (max(1, round(w * factor)), max(1, round(h * factor)))
-        return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), factor
-    return rgb, 1.0
+def _shrink_by_integer(image: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
+    """Shrink by the smallest integer factor k that brings the long side to <= max_side.
+
+    An exact integer INTER_AREA (box filter) is OpenCV's fast path, several times faster than
+    an arbitrary factor; the < k leftover rows/columns at the bottom/right are dropped. Pixel
+    centres map as ``c_small = (c + 0.5) / k - 0.5``.
+    """
+    h, w = image.shape[:2]
+    k = max(1, -(-max(h, w) // max_side))
+    if k == 1:
+        return image, 1
+    trimmed = image[: h - h % k, : w - w % k]
+    return cv2.resize(trimmed, (w // k, h // k), interpolation=cv2.INTER_AREA), k
+
+
+def _max_channel(rgb: np.ndarray) -> np.ndarray:
+    # cv2.max on channel views: ~40x faster than rgb.max(axis=2).
+    return cv2.max(cv2.max(rgb[:, :, 0], rgb[:, :, 1]), rgb[:, :, 2])
 
 
 def _fit_circle(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
@@ -82,7 +95,7 @@ def _not_found(h: int, w: int) -> FundusCircle:
 def _bright_region(small: np.ndarray) -> np.ndarray | None:
     """The field of view as a filled convex uint8 mask on the work copy, or None."""
     sh, sw = small.shape[:2]
-    gray = small.max(axis=2)  # brightest channel: works for any colour cast
+    gray = _max_channel(small)  # brightest channel: works for any colour cast
     # Surround level from the four corners (a circular field of view leaves them dark);
     # fundus level from what is clearly brighter than that (median: robust to artefacts).
     c = max(2, round(0.06 * min(sh, sw)))
@@ -178,11 +191,11 @@ def find_fundus(rgb: np.ndarray) -> FundusCircle:
     are dropped and the circle refitted. An elliptical field of view (images squashed to a
     square) gets the circle through its long axis, so the circle still holds the whole fundus.
     Returns ``found=False`` (with a centred circle) when nothing round is found: black, white,
-    noise, no surround.
+    noise, no surround. Works on a copy shrunk by an integer factor to <= 384 px (~5 ms).
     """
     _check_rgb(rgb)
     h, w = rgb.shape[:2]
-    small, factor = _work_copy(rgb)
+    small, k = _shrink_by_integer(rgb, _WORK_SIDE)
     sh, sw = small.shape[:2]
     region = _bright_region(small)
     if region is None:
@@ -223,25 +236,30 @@ def find_fundus(rgb: np.ndarray) -> FundusCircle:
     # From work-copy pixel centres to image pixel centres. (Outline pixels are the region's
     # outermost pixels; with the low threshold on the shrunk, softened rim they sit about on
     # the true edge: measured bias +0.3 work-copy px.)
-    cx, cy, r = (cx + 0.5) / factor - 0.5, (cy + 0.5) / factor - 0.5, r / factor
+    cx, cy, r = (cx + 0.5) * k - 0.5, (cy + 0.5) * k - 0.5, r * k
     margin = 0.01 * r
     clipped = cx - r < -margin or cy - r < -margin or cx + r > w + margin or cy + r > h + margin
     return FundusCircle(float(cx), float(cy), float(r), found=True, clipped=bool(clipped))
 
 
 def circle_mask(shape: tuple[int, ...], circle: FundusCircle) -> np.ndarray:
-    """Boolean HxW mask of the pixels inside ``circle`` (anti-aliasing off, exact disc)."""
-    h, w = shape[:2]
-    yy, xx = np.ogrid[:h, :w]
-    # Pixel centres at integer coordinates; a pixel is inside when its centre is.
-    return (xx - circle.cx) ** 2 + (yy - circle.cy) ** 2 <= circle.r**2
+    """Boolean HxW mask of the pixels whose centre (at integer coordinates) lies inside
+    ``circle``, to within half a pixel. Drawn by OpenCV at 1/16 px: ~40x faster than
+    evaluating distances."""
+    mask = np.zeros(shape[:2], np.uint8)
+    centre = (round(circle.cx * 16), round(circle.cy * 16))
+    # OpenCV's filled circle reaches ~0.4 px beyond its radius; r - 0.4 makes the area exact.
+    radius = max(0, round((circle.r - 0.4) * 16))
+    cv2.circle(mask, centre, radius, 1, thickness=-1, lineType=cv2.LINE_8, shift=4)
+    return mask.view(bool)
 
 
 def _crop_box(circle: FundusCircle) -> tuple[int, int, int]:
     """(x0, y0, side) of the square of side 2r centred on the circle, in image pixels."""
     side = max(1, round(2 * circle.r))
-    # Pixel centres are at integer coordinates: the square spans cx +- r around pixel edges.
-    return round(circle.cx + 0.5 - side / 2), round(circle.cy + 0.5 - side / 2), side
+    # Pixel centres are at integer coordinates: pixel x0 spans x0 - 0.5 .. x0 + 0.5, so the
+    # square's left edge x0 - 0.5 = cx - side / 2, rounded half up (not to even).
+    return math.floor(circle.cx + 1 - side / 2), math.floor(circle.cy + 1 - side / 2), side
 
 
 def crop_to_fundus(rgb: np.ndarray, circle: FundusCircle, mask: bool = True) -> np.ndarray:
@@ -259,8 +277,13 @@ def crop_to_fundus(rgb: np.ndarray, circle: FundusCircle, mask: bool = True) -> 
         out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
     if mask:
         inside = circle_mask(out.shape, circle.scaled(1.0, -x0, -y0))
-        out[~inside] = 0
+        out = _apply_mask(out, inside)
     return out
+
+
+def _apply_mask(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Black outside ``mask`` (HxW bool)."""
+    return cv2.bitwise_and(rgb, rgb, mask=mask.astype(np.uint8, copy=False))
 
 
 def centre_square_crop(rgb: np.ndarray) -> np.ndarray:
@@ -322,8 +345,7 @@ def ben_graham(
     local_weight = cv2.GaussianBlur(weight, (0, 0), sigma)
     local_mean = local_sum / np.maximum(local_weight, 1e-6)[:, :, None]
     out = np.clip(4.0 * (rgb.astype(np.float32) - local_mean) + 128.0 + 0.5, 0, 255).astype(np.uint8)
-    out[~fundus_mask.astype(bool)] = 0
-    return out
+    return _apply_mask(out, fundus_mask)
 
 
 def clahe_lab(rgb: np.ndarray, clip: float = 2.0, tiles: int = 8) -> np.ndarray:
@@ -340,17 +362,17 @@ def preprocess_image(
 ) -> np.ndarray:
     """The one preprocessing entry point (cache and inference): RGB uint8 -> size x size x 3.
 
-    Order: find the fundus -> crop (+ mask) -> resize -> Ben Graham -> CLAHE. The contrast
-    steps run at the target size (cheaper; Graham's sigma is scaled to the fundus radius, so
-    the result does not depend on the input resolution). Without a fundus, a centre square
-    crop is used. ``circle`` skips the search when the caller already has it.
+    Order: find the fundus -> crop -> resize -> mask -> Ben Graham -> CLAHE. Masking and the
+    contrast steps run at the target size: cheaper, a crisp mask edge, and as Graham's sigma
+    scales with the fundus radius, the result does not depend on the input resolution.
+    Without a fundus, a centre square crop is used (and no mask). ``circle`` skips the search
+    when the caller already has it (from this same array).
     """
     _check_rgb(rgb)
     if circle is None:
         circle = find_fundus(rgb)
-    masked = cfg.mask and circle.found
     if cfg.crop and circle.found:
-        image = crop_to_fundus(rgb, circle, mask=cfg.mask)
+        image = crop_to_fundus(rgb, circle, mask=False)
         x0, y0, side = _crop_box(circle)
         out_circle = circle.scaled(1.0, -x0, -y0)
     elif cfg.crop:
@@ -358,24 +380,29 @@ def preprocess_image(
         side = image.shape[0]
         out_circle = FundusCircle(side / 2 - 0.5, side / 2 - 0.5, side / 2, found=False, clipped=False)
     else:
-        image = rgb.copy()
-        if masked:
-            image[~circle_mask(image.shape, circle)] = 0
-        h, w = image.shape[:2]
-        side = max(h, w)
-        out_circle = circle.scaled(1.0, (side - w) // 2, (side - h) // 2)
+        h, w = rgb.shape[:2]
+        image, side = rgb, max(h, w)
+        out_circle = circle.scaled(1.0, (side - w) // 2, (side - h) // 2)  # pad_to_square offsets
     image = resize_square(image, size)
-    # Pixel centres: a scale s maps pixel centre c to (c + 0.5) * s - 0.5.
+    # Pixel centres: scaling by s maps pixel centre c to (c + 0.5) * s - 0.5.
     factor = size / side
     out_circle = out_circle.scaled(factor, 0.5 * factor - 0.5, 0.5 * factor - 0.5)
-    inside = circle_mask(image.shape, out_circle) if masked else None
+    # The mask is applied at the output size: cheaper than at full size, and a crisp edge.
+    inside = circle_mask(image.shape, out_circle) if cfg.mask and circle.found else None
+    if inside is not None:
+        image = _apply_mask(image, inside)
     if cfg.ben_graham:
         image = ben_graham(image, cfg.ben_graham_sigma, radius=out_circle.r, fundus_mask=inside)
     if cfg.clahe:
         image = clahe_lab(image, cfg.clahe_clip, cfg.clahe_tiles)
         if inside is not None:
-            image[~inside] = 0  # CLAHE lifts black a little; keep the surround black
+            image = _apply_mask(image, inside)  # CLAHE lifts black a little: keep the surround black
     return image
+
+
+def _resize_to(image: np.ndarray, n: int) -> np.ndarray:
+    interpolation = cv2.INTER_AREA if image.shape[0] > n else cv2.INTER_LINEAR
+    return cv2.resize(image, (n, n), interpolation=interpolation)
 
 
 def _sharpness(green: np.ndarray, inside: np.ndarray) -> float:
@@ -405,29 +432,29 @@ def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None) -> Quali
     if not circle.found:
         return Quality(False, 0.0, "no fundus detected")
     h, w = rgb.shape[:2]
-    x0, y0, side = _crop_box(circle)
-    full_crop = crop_to_fundus(rgb, circle, mask=False)
     n = _QUALITY_DIAMETER
-    interpolation = cv2.INTER_AREA if side > n else cv2.INTER_LINEAR
-    crop = cv2.resize(full_crop, (n, n), interpolation=interpolation)
-    # Green in float: rounding to 8 bits would leave a Laplacian floor that hides blur.
-    green = cv2.resize(full_crop[:, :, 1].astype(np.float32), (n, n), interpolation=interpolation)
+    x0, y0, side = _crop_box(circle)
+    crop = crop_to_fundus(rgb, circle, mask=False)
+    # Green in float (rounding to 8 bits would leave a Laplacian floor that hides blur); the
+    # colour crop for brightness via a fast exact integer shrink first.
+    green = _resize_to(_shrink_by_integer(cv2.extractChannel(crop, 1).astype(np.float32), 2 * n)[0], n)
+    small = _resize_to(_shrink_by_integer(crop, 2 * n)[0], n)
     # Measure inside 0.85 r (the rim's edge is not detail) and away from the black padding
     # where the frame cut the circle (its edge is not detail either).
     centre = (n - 1) / 2
-    inside = circle_mask(crop.shape, FundusCircle(centre, centre, 0.85 * n / 2, True, False))
-    coords = (np.arange(n) + 0.5) * side / n - 0.5  # crop pixel centre -> image offset
+    inside = circle_mask(small.shape, FundusCircle(centre, centre, 0.85 * n / 2, True, False))
+    coords = (np.arange(n) + 0.5) * side / n - 0.5  # quality-patch pixel centre -> image offset
     margin = 3 * side / n
     rows_ok = (y0 + coords >= margin) & (y0 + coords <= h - 1 - margin)
     cols_ok = (x0 + coords >= margin) & (x0 + coords <= w - 1 - margin)
     inside &= rows_ok[:, None] & cols_ok[None, :]
     if inside.sum() < 0.1 * n * n:
         return Quality(False, 0.0, "no fundus detected")
-    luma = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     brightness = float(luma[inside].mean())
     # Sharpness also skips black bars inside the frame (squashed or letterboxed photos) and
     # their edges: a step from black to fundus would look like sharp detail.
-    lit = cv2.erode((crop.max(axis=2) > 10).astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    lit = cv2.erode((_max_channel(small) > 10).astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
     detail = inside & lit
     sharpness = _sharpness(green, detail) if detail.sum() >= 0.05 * n * n else 0.0
 

@@ -26,6 +26,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from drgrader.config import GRADE_NAMES, ConfigError, PreprocessConfig
+from drgrader.data.cache import preprocess_file
 from drgrader.data.images import ImageReadError, read_image
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
 from drgrader.data.preprocess import FundusCircle, assess_quality, find_fundus, preprocess_image
@@ -185,9 +186,16 @@ def _score_prepared(bundle: Bundle, prepared: list, tta: list[str] | None) -> np
 def load_photo(path: str | Path, bundle: Bundle) -> _Loaded:
     """Decode, check quality and preprocess one photo (runs in the worker threads)."""
     try:
+        if not bundle.members:
+            # Exactly what the training cache stores: same scale-on-decode, same pipeline.
+            cfg = PreprocessConfig.model_validate(bundle.manifest["preprocess"])
+            done = preprocess_file(path, cfg, bundle.input_size)
+            return _Loaded(done.image, done.quality.gradable, done.quality.score, done.quality.reason)
         rgb = read_image(path)
     except ImageReadError as exc:
         return _Loaded(error=exc.reason)
+    except (ValueError, cv2.error) as exc:
+        return _Loaded(error=f"preprocessing failed: {exc}")
     try:
         circle = find_fundus(rgb)
         quality = assess_quality(rgb, circle)

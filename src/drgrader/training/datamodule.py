@@ -39,6 +39,10 @@ class FundusDataModule(L.LightningDataModule):
         if train:
             classes = sampler_classes(rows["grade"].to_numpy(), self.cfg.model.task)
             sampler = EpochSampler(classes, t.sampler, seed=t.seed, decay=t.sampler_decay)
+            if self.trainer is not None:
+                # Lightning draws the first epoch's order before its set_epoch call: a resumed
+                # run must start with the epoch it resumes at (the value set_epoch would get).
+                sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
         return DataLoader(
             dataset,
             batch_size=t.batch_size,

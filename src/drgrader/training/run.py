@@ -128,7 +128,10 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
 
         t = cfg.train
         callbacks = [
-            ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_metric", mode="max", save_last=True),
+            ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_metric", mode="max"),
+            # last.ckpt after every epoch, for --resume (Lightning's save_last=True only writes it
+            # when the monitored metric improves, so a crash would lose the epochs since then).
+            ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False),
             LearningRateMonitor(logging_interval="epoch"),
             EpochSummary(),
         ]
@@ -143,7 +146,9 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
             num_nodes=t.num_nodes,
             strategy=t.strategy,
             precision=t.precision,
-            logger=[CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="logs", version="tb")],
+            # flush every step: a killed run keeps its learning curve up to the kill
+            logger=[CSVLogger(run_dir, name="logs", version="", flush_logs_every_n_steps=1),
+                    TensorBoardLogger(run_dir, name="logs", version="tb")],
             callbacks=callbacks,
             plugins=[AtomicCheckpointIO()],
             limit_train_batches=t.limit_train_batches,
@@ -231,9 +236,12 @@ def merge_epoch_log(run_dir: Path, stashed: Path) -> None:
     from drgrader.io import atomic_write_text
 
     log_file = run_dir / "logs" / "metrics.csv"
-    before = pd.read_csv(stashed)
+    try:
+        before = pd.read_csv(stashed)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):  # a kill cut it short
+        before = pd.DataFrame()
     after = pd.read_csv(log_file) if log_file.is_file() else before.iloc[:0]
-    if "epoch" in after and len(after):
+    if "epoch" in after and len(after) and "epoch" in before:
         before = before[before["epoch"] < after["epoch"].min()]
     atomic_write_text(log_file, pd.concat([before, after], ignore_index=True).to_csv(index=False))
 
