@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from conftest import tiny_config
 from drgrader.data.dataset import EpochSampler
@@ -24,8 +23,11 @@ def test_resume_equals_uninterrupted(synth_dir, tmp_path):
     part = train(tiny_config(synth_dir, **STEADY, **{"train.epochs": 1}), out=tmp_path / "part", progress=False)
     resumed = train(tiny_config(synth_dir, **STEADY, **{"train.epochs": 2}), resume=part, progress=False)
     assert resumed == part
-    a = load_file(str(full / "bundle" / "model.safetensors"))
-    b = load_file(str(part / "bundle" / "model.safetensors"))
+    # Compare the final weights (last.ckpt), not the bundle: the bundle holds the *best* epoch,
+    # which may be the first one and would hide a broken resume.
+    a = torch.load(full / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    b = torch.load(part / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4, msg=key)
     ka = json.loads((full / "metrics.json").read_text())["test"]["grade"]["kappa"]
