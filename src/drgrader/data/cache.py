@@ -123,18 +123,27 @@ class PreprocessedImage:
     orig_width: int
 
 
-def preprocess_file(path: str | Path, cfg: PreprocessConfig, size: int) -> PreprocessedImage:
-    """Decode a photo (scale-on-decode), check its quality and preprocess it: exactly what the
-    cache stores. Raises :class:`ImageReadError` for unreadable files."""
-    orig_height, orig_width = read_image_size(path)
-    rgb = read_image(path, min_side=decode_min_side(size))
+def decode_photo(path: str | Path, size: int, orig_size: tuple[int, int] | None = None, *, max_pixels: int | None = None) -> tuple[np.ndarray, FundusCircle]:
+    """Decode a photo at the scale a model of input ``size`` needs (scale-on-decode), and find
+    its fundus. The one decoding used by the cache, ``predict`` and ``serve``."""
+    limits = {} if max_pixels is None else {"max_pixels": max_pixels}
+    orig_height, orig_width = orig_size or read_image_size(path, **limits)
+    rgb = read_image(path, min_side=decode_min_side(size), **limits)
     circle = find_fundus(rgb)
     decoded_short = min(rgb.shape[:2])
     if circle.found and 2 * circle.r < size and decoded_short < min(orig_height, orig_width):
         # A small fundus in a big frame: decode larger so the crop has >= size pixels.
         needed = math.ceil(decoded_short * size / (2 * circle.r))
-        rgb = read_image(path, min_side=needed)
+        rgb = read_image(path, min_side=needed, **limits)
         circle = find_fundus(rgb)
+    return rgb, circle
+
+
+def preprocess_file(path: str | Path, cfg: PreprocessConfig, size: int) -> PreprocessedImage:
+    """Decode a photo (scale-on-decode), check its quality and preprocess it: exactly what the
+    cache stores. Raises :class:`ImageReadError` for unreadable files."""
+    orig_height, orig_width = read_image_size(path)
+    rgb, circle = decode_photo(path, size, (orig_height, orig_width))
     quality = assess_quality(rgb, circle)
     image = preprocess_image(rgb, cfg, size, circle)
     return PreprocessedImage(image, quality, circle, orig_height, orig_width)

@@ -26,7 +26,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.formparsers import MultiPartException
 
 from drgrader.config import GRADE_NAMES
-from drgrader.data.images import ImageReadError, read_image
+from drgrader.data.cache import decode_photo
+from drgrader.data.images import ImageReadError, read_image, read_image_size
 from drgrader.data.preprocess import assess_quality
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.predict import describe_prediction
@@ -95,7 +96,11 @@ def _quality_warning(quality: dict) -> str | None:
 def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_pixels: int) -> tuple[int, dict]:
     """Decode, grade (and explain) one uploaded file -> (HTTP status, JSON body)."""
     try:
-        rgb = read_image(path, max_pixels=max_pixels)
+        height, width = read_image_size(path, max_pixels=max_pixels)
+        if bundle.members:  # each member preprocesses the full photo its own way
+            rgb = read_image(path, max_pixels=max_pixels)
+        else:  # decoded exactly as the training cache and `drgrader predict` decode
+            rgb, _ = decode_photo(path, bundle.input_size, (height, width), max_pixels=max_pixels)
     except ImageReadError as exc:
         status = 413 if exc.reason.startswith("image too large") else 400
         return status, {"error": f"{name}: {exc.reason}"}
@@ -115,8 +120,8 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
         quality, images = {"gradable": q.gradable, "score": q.score, "reason": q.reason}, {}
     body = {
         "filename": name,
-        "height": int(rgb.shape[0]),
-        "width": int(rgb.shape[1]),
+        "height": int(height),
+        "width": int(width),
         **prediction,
         "class_names": GRADE_NAMES,
         "gradable": quality["gradable"],
