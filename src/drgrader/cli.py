@@ -265,11 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from drgrader.errors import USER_ERRORS
+    from drgrader.errors import user_errors
 
     try:
         args.func(args)
-    except USER_ERRORS as exc:
+    except user_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, permission denied: the system's message names the file

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import sys
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from drgrader.config import ConfigError
+# (module, class) of each user-facing error. Looked up only in modules already imported: an
+# exception of that class can only come from a loaded module, and importing them all up front
+# would make every command pay for importing PyTorch.
+_USER_ERROR_CLASSES = (
+    ("drgrader.config", "ConfigError"),
+    ("drgrader.data.manifest", "DataError"),
+    ("drgrader.data.split", "SplitError"),
+    ("drgrader.data.images", "ImageReadError"),
+    ("drgrader.inference.bundle", "BundleError"),
+    ("drgrader.models.pretrained", "PretrainedError"),
+)
 
-    errors: list[type[BaseException]] = [ConfigError, FileNotFoundError]
-    for module, name in (
-        ("drgrader.data.manifest", "DataError"),
-        ("drgrader.data.split", "SplitError"),
-        ("drgrader.data.images", "ImageReadError"),
-        ("drgrader.inference.bundle", "BundleError"),
-        ("drgrader.models.pretrained", "PretrainedError"),
-    ):
-        try:
-            errors.append(getattr(__import__(module, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [FileNotFoundError]
+    for module, name in _USER_ERROR_CLASSES:
+        loaded = sys.modules.get(module)
+        if loaded is not None and hasattr(loaded, name):
+            errors.append(getattr(loaded, name))
     return tuple(errors)
-
-
-USER_ERRORS = _user_errors()
