@@ -21,14 +21,19 @@ DEFAULT_CUTPOINTS = (0.5, 1.5, 2.5, 3.5)
 GRID_STEP = 0.01  # seed 001 swept its accuracy threshold in steps of 0.01
 
 
-def _binary_inputs(y_true_binary, score) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(y_true_binary).astype(bool).ravel()
+def _paired_inputs(targets, score, dtype: type, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Targets (as ``dtype``) and float scores of equal length, with no NaN score."""
+    y = np.asarray(targets).astype(dtype).ravel()
     s = np.asarray(score, dtype=float).ravel()
     if y.shape != s.shape:
-        raise ValueError(f"labels ({y.size}) and scores ({s.size}) differ in length")
+        raise ValueError(f"{name} ({y.size}) and scores ({s.size}) differ in length")
     if np.isnan(s).any():
         raise ValueError(f"{int(np.isnan(s).sum())} scores are NaN; drop those rows first")
     return y, s
+
+
+def _binary_inputs(y_true_binary, score) -> tuple[np.ndarray, np.ndarray]:
+    return _paired_inputs(y_true_binary, score, bool, "labels")
 
 
 def _candidates(s: np.ndarray, lo: float | None, hi: float | None, step: float) -> np.ndarray:
@@ -122,12 +127,7 @@ def fit_cutpoints(y_true_grade, continuous_score, init=DEFAULT_CUTPOINTS) -> np.
     piecewise constant in the cut-points, so the first simplex is made wide (+-0.25) to see
     across plateaus. The result is sorted, and ``init`` is kept if nothing beats it.
     """
-    y = np.asarray(y_true_grade).astype(int).ravel()
-    s = np.asarray(continuous_score, dtype=float).ravel()
-    if y.shape != s.shape:
-        raise ValueError(f"grades ({y.size}) and scores ({s.size}) differ in length")
-    if np.isnan(s).any():
-        raise ValueError(f"{int(np.isnan(s).sum())} scores are NaN; drop those rows first")
+    y, s = _paired_inputs(y_true_grade, continuous_score, int, "grades")
     start = np.sort(np.asarray(init, dtype=float))
 
     def loss(cuts: np.ndarray) -> float:
