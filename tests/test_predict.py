@@ -66,6 +66,17 @@ class CountingRunner:
         return self.runner(pixels)
 
 
+def interrupted_after_one_batch(bundle_path, photos, out):
+    """Predict in batches of 2 and interrupt the run at the second model call.
+    Returns the bundle and its real runner, for the rerun."""
+    bundle = load_bundle(bundle_path)
+    runner = bundle.runner
+    bundle.runner = CountingRunner(runner, fail_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        predict_command(bundle, [photos], out=out, batch_size=2)
+    return bundle, runner
+
+
 def test_folder_with_corrupt_file_gives_error_row(tiny_bundle, photos, tmp_path):
     out = predict_command(tiny_bundle, [photos], out=tmp_path / "pred.csv", batch_size=4)
     df = pd.read_csv(out, dtype={"patient_id": str}, keep_default_na=False, na_values=[""])
@@ -99,11 +110,7 @@ def test_folder_with_corrupt_file_gives_error_row(tiny_bundle, photos, tmp_path)
 
 def test_interrupted_run_resumes_without_redoing_images(tiny_bundle, photos, tmp_path):
     out = tmp_path / "pred.csv"
-    bundle = load_bundle(tiny_bundle)
-    runner = bundle.runner
-    bundle.runner = CountingRunner(runner, fail_at=2)
-    with pytest.raises(KeyboardInterrupt):
-        predict_command(bundle, [photos], out=out, batch_size=2)
+    bundle, runner = interrupted_after_one_batch(tiny_bundle, photos, out)
     partial = tmp_path / "pred.csv.partial.csv"
     assert not out.exists()
     done_first = pd.read_csv(partial)["path"].tolist()
@@ -124,11 +131,7 @@ def test_interrupted_run_resumes_without_redoing_images(tiny_bundle, photos, tmp
 
 def test_partial_from_other_settings_is_discarded(tiny_bundle, photos, tmp_path):
     out = tmp_path / "pred.csv"
-    bundle = load_bundle(tiny_bundle)
-    runner = bundle.runner
-    bundle.runner = CountingRunner(runner, fail_at=2)
-    with pytest.raises(KeyboardInterrupt):
-        predict_command(bundle, [photos], out=out, batch_size=2)
+    bundle, runner = interrupted_after_one_batch(tiny_bundle, photos, out)
     bundle.runner = counter = CountingRunner(runner)
     predict_command(bundle, [photos], out=out, batch_size=2, tta=["orig", "hflip"])
     assert counter.calls == 3 * 2  # every batch again, two views each
