@@ -1,7 +1,9 @@
 """Images per second of one bundle: PyTorch eager vs ONNX Runtime, at the bundle's input size.
 
 Measures the model alone (float pixels in, scores out; no decoding or preprocessing), batch
-after batch for ``--seconds`` per backend after a warm-up, on the CPU.
+after batch for ``--seconds`` per backend after a warm-up, on the CPU. Each backend runs in a
+fresh process, so its peak memory (getrusage ru_maxrss: loading the bundle, the session and the
+batches) is its own.
 
     python benchmarks/bench_inference.py                         # random-weight resnet18 at 224 px
     python benchmarks/bench_inference.py --bundle runs/x/bundle --batch-size 32 --seconds 20
@@ -14,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+from common import command_line, machine_info, now, peak_rss_mb
 
 
 def build_bundle(folder: Path, backbone: str, size: int) -> Path:
@@ -55,6 +59,19 @@ def measure(runner, pixels: np.ndarray, seconds: float, warmup: int = 2) -> dict
     }
 
 
+def measure_backend(folder: Path, backend: str, shape: tuple, seconds: float, threads: int | None) -> dict:
+    """Throughput and peak memory of one backend; runs in a fresh process."""
+    from drgrader.inference.bundle import load_bundle
+    from drgrader.runtime import setup_torch_threads, tune_malloc
+
+    tune_malloc()
+    setup_torch_threads(threads)
+    pixels = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
+    result = measure(load_bundle(folder, backend).runner, pixels, seconds)
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, help="bundle folder (default: build a random-weight one)")
@@ -72,9 +89,8 @@ def main(argv: list[str] | None = None) -> dict:
     threads = setup_torch_threads(args.threads)
 
     import onnxruntime as ort
-    import torch
 
-    from drgrader.inference.bundle import load_bundle, read_manifest
+    from drgrader.inference.bundle import read_manifest
     from drgrader.inference.export import export_command
 
     with tempfile.TemporaryDirectory(prefix="drgrader-bench-") as tmp:
@@ -86,19 +102,21 @@ def main(argv: list[str] | None = None) -> dict:
         if not (bundle_dir / "model.onnx").is_file():
             onnx_dir = export_command(bundle_dir, out=Path(tmp) / "onnx")
         size = int(manifest["input_size"])
-        pixels = np.random.default_rng(0).uniform(0, 255, (args.batch_size, 3, size, size)).astype(np.float32)
+        shape = (args.batch_size, 3, size, size)
         results = {}
         for backend, folder in (("torch", bundle_dir), ("onnx", onnx_dir)):
-            results[backend] = measure(load_bundle(folder, backend).runner, pixels, args.seconds)
+            with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+                results[backend] = pool.submit(measure_backend, folder, backend, shape, args.seconds, threads).result()
 
     report = {
+        "date": now(),
+        "machine": machine_info(),
+        "command": command_line(),
         "bundle": str(args.bundle) if args.bundle else f"random {args.backbone}",
         "backbone": manifest["backbone"],
         "input_size": size,
         "batch_size": args.batch_size,
         "threads": threads,
-        "cpu": platform.processor() or platform.machine(),
-        "torch_version": torch.__version__,
         "onnxruntime_version": ort.__version__,
         "results": results,
         "onnx_speedup": results["onnx"]["images_per_s"] / results["torch"]["images_per_s"],
@@ -107,9 +125,12 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
 
     print(f"{report['backbone']} at {size} px, batch {args.batch_size}, {threads} threads")
-    print(f"{'backend':<8} {'images/s':>10} {'ms/batch':>10} {'ms/image':>10}")
+    print(f"{'backend':<8} {'images/s':>10} {'ms/batch':>10} {'ms/image':>10} {'peak MB':>10}")
     for backend, r in results.items():
-        print(f"{backend:<8} {r['images_per_s']:>10.1f} {r['ms_per_batch_median']:>10.1f} {r['ms_per_image']:>10.2f}")
+        print(
+            f"{backend:<8} {r['images_per_s']:>10.1f} {r['ms_per_batch_median']:>10.1f} {r['ms_per_image']:>10.2f}"
+            f" {r['peak_rss_mb']:>10.0f}"
+        )
     print(f"ONNX Runtime / PyTorch: {report['onnx_speedup']:.2f}x   (written to {args.out})")
     return report
 

@@ -8,33 +8,38 @@ Measures, on 3-5 MP JPEG originals (synthetic, or a folder of your own):
 * ``plain``: images/s of the same steps after a full-size ``cv2.imread`` decode
   (what a straightforward pipeline does), same processing, same writes;
 * ``build_cache`` with 1, 2, ... worker processes (scaling);
-* the cache file format: .npy vs PNG load and encode times at the model input size.
+* the cache file format: .npy vs PNG load and encode times at the model input size;
+* the peak memory (getrusage ru_maxrss) of one process running each pipeline over all the
+  images, each in a fresh process (what one cache worker needs).
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/bench_preprocess.py --images 8 --size 512 --workers 1 2 \\
-        --out results.json
+    PYTHONPATH=src python benchmarks/bench_preprocess.py --images 8 --size 512 --workers 1 2
     PYTHONPATH=src python benchmarks/bench_preprocess.py --folder ../shared/data/rahim-originals/images
+
+Results are merged, under ``--label`` (default: source and size), into ``--out`` (default
+benchmarks/results/preprocess.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
+from common import RESULTS, command_line, machine_info, merge_results, now, peak_rss_mb
 
 from drgrader.config import DataConfig
 from drgrader.data import cache as cache_mod
 from drgrader.data.preprocess import assess_quality, find_fundus, preprocess_image
-from drgrader.runtime import cpu_count
 
 JPEG_QUALITY = 92  # typical of fundus camera exports
 
@@ -91,6 +96,19 @@ def interleaved_rates(pipelines: dict, count: int, repeats: int) -> dict[str, fl
     return {name: count / sum(times) for name, times in best.items()}
 
 
+def pipeline_peak_mb(pipeline: str, paths: list[Path], out: Path, data_cfg: DataConfig) -> float:
+    """Peak resident memory of a fresh process running one pipeline over all ``paths``."""
+    cv2.setNumThreads(1)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = cache_mod.cache_settings(data_cfg)
+    for path in paths:
+        if pipeline == "cache":
+            cache_mod._cache_one((path.stem, str(path), str(out), settings["preprocess"], data_cfg.image_size))
+        else:
+            plain_one(path, out, data_cfg)
+    return round(peak_rss_mb(), 1)
+
+
 def format_benchmark(images: list[np.ndarray], repeats: int = 5) -> dict:
     """ms per image to write and read the cache file: .npy (chosen) vs PNG levels."""
     tmp = Path(tempfile.mkdtemp(prefix="drgrader-fmt-"))
@@ -138,7 +156,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="process counts to time")
     parser.add_argument("--repeats", type=int, default=3, help="timing passes (per image, the fastest counts)")
     parser.add_argument("--ben-graham", action="store_true", help="also apply Ben Graham's normalisation")
-    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--label", help="row name in the results file (default: source and size)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "preprocess.json", help="results JSON (merged by label)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="drgrader-bench-"))
@@ -187,33 +206,43 @@ def main() -> None:
 
         cached = [cache_mod.load_cached(p) for p in sorted(cache_out.glob("*.npy"))]
         formats = format_benchmark(cached)
+        peak_mb = {}
+        for pipeline in ("cache", "plain"):
+            with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+                job = pool.submit(pipeline_peak_mb, pipeline, paths, work / f"peak-{pipeline}", data_cfg)
+                peak_mb[pipeline] = job.result()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    source = str(args.folder) if args.folder else f"drgrader.synth, height {args.height}, JPEG q{JPEG_QUALITY}"
+    label = args.label or f"{args.folder.parent.name if args.folder else 'synthetic'}-{megapixels:.1f}MP-{args.size}px"
     results = {
+        "date": now(),
+        "machine": machine_info(),
+        "command": command_line(),
         "images": len(paths),
         "megapixels": round(megapixels, 2),
-        "source": str(args.folder) if args.folder else f"drgrader.synth, height {args.height}, JPEG q{JPEG_QUALITY}",
+        "source": source,
         "size": args.size,
         "preprocess": data_cfg.preprocess.model_dump(),
         "per_process_images_per_s": {"cache": round(cache_rate, 2), "plain": round(plain_rate, 2)},
         "speedup": round(cache_rate / plain_rate, 2),
         "build_cache_images_per_s_by_workers": scaling,
         "cache_format_ms": formats,
-        "cpu_count": cpu_count(),
-        "machine": platform.platform(),
+        "peak_rss_mb_one_process": peak_mb,
     }
     print(f"{len(paths)} images, {megapixels:.1f} MP, model input {args.size} px")
     print(f"{'pipeline (1 process)':<28}{'images/s':>10}")
     print(f"{'plain (full decode)':<28}{plain_rate:>10.2f}")
     print(f"{'cache (scale-on-decode)':<28}{cache_rate:>10.2f}   speed-up x{cache_rate / plain_rate:.2f}")
+    print(f"peak memory of one process: cache {peak_mb['cache']:.0f} MB, plain {peak_mb['plain']:.0f} MB")
     for workers, rate in scaling.items():
         print(f"{'build_cache, ' + workers + ' workers':<28}{rate:>10.2f}")
     print(f"{'cache file':<12}{'encode ms':>10}{'load ms':>10}{'KB':>8}")
     for name, row in formats.items():
         print(f"{name:<12}{row['encode_ms']:>10.2f}{row['load_ms']:>10.2f}{row['kb']:>8.0f}")
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    merge_results(args.out, {label: results})
+    print(f"written to {args.out} as {label!r}")
 
 
 if __name__ == "__main__":

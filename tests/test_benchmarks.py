@@ -41,7 +41,9 @@ def inference_args(tmp: Path, data: Path) -> tuple[list, Path]:
 
 def preprocess_args(tmp: Path, data: Path) -> tuple[list, Path]:
     out = tmp / "preprocess.json"
-    return ["--images", 2, "--height", 256, "--size", 48, "--workers", 1, "--repeats", 1, "--out", out], out
+    return [
+        "--images", 2, "--height", 256, "--size", 48, "--workers", 1, "--repeats", 1, "--label", "smoke", "--out", out,
+    ], out
 
 
 # script -> its smoke arguments; the test of bench_X.py is test_bench_X_smoke.
@@ -154,6 +156,7 @@ def test_bench_inference_smoke(smoke_runs):
     for backend in ("torch", "onnx"):
         assert report["results"][backend]["batches"] >= 3
         assert report["results"][backend]["images_per_s"] > 0
+        assert report["results"][backend]["peak_rss_mb"] > 50  # a fresh process with the backend loaded
     assert report["onnx_speedup"] == pytest.approx(
         report["results"]["onnx"]["images_per_s"] / report["results"]["torch"]["images_per_s"]
     )
@@ -162,13 +165,14 @@ def test_bench_inference_smoke(smoke_runs):
 @pytest.mark.slow
 def test_bench_preprocess_smoke(smoke_runs):
     _, out = finish(smoke_runs, "bench_preprocess.py")
-    report = json.loads(out.read_text())
+    report = json.loads(out.read_text())["smoke"]
     assert report["images"] == 2 and report["size"] == 48
     rates = report["per_process_images_per_s"]
     assert rates["cache"] > 0 and rates["plain"] > 0
     assert report["speedup"] == pytest.approx(rates["cache"] / rates["plain"], rel=0.05)
     assert set(report["build_cache_images_per_s_by_workers"]) == {"1"}
     assert set(report["cache_format_ms"]) == {"npy", "png1", "png3"}
+    assert all(report["peak_rss_mb_one_process"][p] > 20 for p in ("cache", "plain"))
 
 
 def test_results_merge_by_label(bench_modules, tmp_path):
