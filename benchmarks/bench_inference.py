@@ -2,7 +2,7 @@
 
 Measures the model alone (float pixels in, scores out; no decoding or preprocessing), batch
 after batch for ``--seconds`` per backend after a warm-up, on the CPU. Each backend runs in a
-fresh process, so its peak memory (getrusage ru_maxrss: loading the bundle, the session and the
+fresh process, so its peak memory (VmHWM: loading the bundle, the session and the
 batches) is its own.
 
     python benchmarks/bench_inference.py                         # random-weight resnet18 at 224 px

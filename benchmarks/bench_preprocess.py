@@ -9,7 +9,7 @@ Measures, on 3-5 MP JPEG originals (synthetic, or a folder of your own):
   (what a straightforward pipeline does), same processing, same writes;
 * ``build_cache`` with 1, 2, ... worker processes (scaling);
 * the cache file format: .npy vs PNG load and encode times at the model input size;
-* the peak memory (getrusage ru_maxrss) of one process running each pipeline over all the
+* the peak memory (VmHWM) of one process running each pipeline over all the
   images, each in a fresh process (what one cache worker needs).
 
 Usage::

@@ -9,7 +9,7 @@ run's validation and evaluation afterwards are not timed.
 forward + backward + optimizer.step on one random batch of the same shape, in the same process.
 ``loop_vs_bare`` = loop images/s / bare images/s; the target is >= 0.9 (within 10%).
 
-Each backbone runs in a fresh process, so its peak memory (getrusage ru_maxrss, after the bare
+Each backbone runs in a fresh process, so its peak memory (VmHWM, after the bare
 phase and after the loop) is its own. Weights are random (model.pretrained=none): speed does
 not depend on them. CPU only; torch threads = the cores this process may use, as in training
 (restrict them with ``taskset -c 0 python ...``).

@@ -56,9 +56,18 @@ def machine_info() -> dict:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (getrusage ru_maxrss, KiB on Linux)."""
+    """Peak resident memory of this process so far, in MB.
+
+    Linux's VmHWM (/proc/self/status) belongs to the current address space; getrusage's
+    ru_maxrss survives exec, so a spawned child would report its parent's size at fork time."""
     import resource
 
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
