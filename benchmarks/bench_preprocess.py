@@ -96,15 +96,21 @@ def interleaved_rates(pipelines: dict, count: int, repeats: int) -> dict[str, fl
     return {name: count / sum(times) for name, times in best.items()}
 
 
+def cache_tasks(paths: list[Path], out: Path, data_cfg: DataConfig) -> list[tuple]:
+    """build_cache's per-image task tuples (what ``cache._cache_one`` takes) for ``paths``."""
+    settings = cache_mod.cache_settings(data_cfg)
+    return [(p.stem, str(p), str(out), settings["preprocess"], data_cfg.image_size) for p in paths]
+
+
 def pipeline_peak_mb(pipeline: str, paths: list[Path], out: Path, data_cfg: DataConfig) -> float:
     """Peak resident memory of a fresh process running one pipeline over all ``paths``."""
     cv2.setNumThreads(1)
     out.mkdir(parents=True, exist_ok=True)
-    settings = cache_mod.cache_settings(data_cfg)
-    for path in paths:
-        if pipeline == "cache":
-            cache_mod._cache_one((path.stem, str(path), str(out), settings["preprocess"], data_cfg.image_size))
-        else:
+    if pipeline == "cache":
+        for task in cache_tasks(paths, out, data_cfg):
+            cache_mod._cache_one(task)
+    else:
+        for path in paths:
             plain_one(path, out, data_cfg)
     return round(peak_rss_mb(), 1)
 
@@ -174,14 +180,13 @@ def main() -> None:
 
         preprocess = {"ben_graham": True} if args.ben_graham else {}
         data_cfg = DataConfig(image_size=args.size, preprocess=preprocess, cache_dir=work / "cache")
-        settings = cache_mod.cache_settings(data_cfg)
         threads = cv2.getNumThreads()
         cv2.setNumThreads(1)  # per-process rates: one OpenCV thread, as in the cache workers
 
         cache_out, plain_out = work / "one", work / "plain"
         cache_out.mkdir()
         plain_out.mkdir()
-        tasks = [(p.stem, str(p), str(cache_out), settings["preprocess"], args.size) for p in paths]
+        tasks = cache_tasks(paths, cache_out, data_cfg)
         rates = interleaved_rates(
             {
                 "cache": lambda i: cache_mod._cache_one(tasks[i]),

@@ -97,10 +97,11 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
     """Decode, grade (and explain) one uploaded file -> (HTTP status, JSON body)."""
     try:
         height, width = read_image_size(path, max_pixels=max_pixels)
+        circle = None  # found by decode_photo; assess_quality finds it when left None
         if bundle.members:  # each member preprocesses the full photo its own way
             rgb = read_image(path, max_pixels=max_pixels)
         else:  # decoded exactly as the training cache and `drgrader predict` decode
-            rgb, _ = decode_photo(path, bundle.input_size, (height, width), max_pixels=max_pixels)
+            rgb, circle = decode_photo(path, bundle.input_size, (height, width), max_pixels=max_pixels)
     except ImageReadError as exc:
         status = 413 if exc.reason.startswith("image too large") else 400
         return status, {"error": f"{name}: {exc.reason}"}
@@ -116,7 +117,7 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
         }
     else:
         prediction = describe_prediction(bundle, bundle.score_raw([rgb])[0])
-        q = assess_quality(rgb)
+        q = assess_quality(rgb, circle)
         quality, images = {"gradable": q.gradable, "score": q.score, "reason": q.reason}, {}
     body = {
         "filename": name,
