@@ -85,6 +85,12 @@ def _fmt(value) -> str:
     return text
 
 
+def cmd_cv(args) -> None:
+    from drgrader.workflows.cv import run_cv
+
+    _print_run(run_cv(_config(args), folds=args.folds, out=args.out, fold=args.fold))
+
+
 def cmd_evaluate(args) -> None:
     from drgrader.evaluation.external import evaluate_command
 
@@ -192,6 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
     _add_set(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("cv", help="k-fold cross-fitting: out-of-fold figures, thresholds, paired eyes, fold ensemble")
+    p.add_argument("config", help="experiment YAML")
+    p.add_argument("--folds", type=int, default=5, help="number of patient-level folds (default 5)")
+    p.add_argument("--fold", type=int, help="run only this fold (0-based); the last fold to finish pools them")
+    p.add_argument("--out", type=Path, help="cv folder (default runs/<name>-cv; rerun to resume)")
+    _add_set(p)
+    p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("evaluate", help="evaluate a run or bundle on its test split or another data set")
     p.add_argument("model", help="run folder or bundle folder")

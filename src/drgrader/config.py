@@ -167,6 +167,11 @@ class EvalConfig(Section):
     target_sensitivity: float = Field(0.9, gt=0, lt=1)
     threshold_range: tuple[float, float] = (0.0, 1.0)
     fit_cutpoints: bool = Field(True, description="fit the 4 grade cut-points on validation")
+    consistent_cutpoints: bool = Field(
+        True,
+        description="regression: the first two cut-points are the any-DR and referable thresholds, "
+        "so grade >= 1 / >= 2 are the screening decisions",
+    )
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples (of patients) for CIs")
 
 

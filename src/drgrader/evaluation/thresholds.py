@@ -149,15 +149,69 @@ def _within(s: np.ndarray, lo: float, hi: float) -> bool:
     return bool(s.min() >= lo and s.max() <= hi)
 
 
+MIN_SUPPORT_REACHABLE = 10  # a grade with this many validation eyes must be predicted at least once
+UPPER_CUT_CANDIDATES = 120  # quantiles of the score tried for each of the two upper cut-points
+
+
+def _kappa_from_confusion(cm: np.ndarray) -> float:
+    """Quadratic weighted kappa of a 5 x 5 confusion matrix (NaN when undefined)."""
+    n = cm.sum()
+    idx = np.arange(cm.shape[0])
+    weights = (idx[:, None] - idx[None, :]) ** 2 / (cm.shape[0] - 1) ** 2
+    expected = np.outer(cm.sum(axis=1), cm.sum(axis=0)) / n
+    denominator = (weights * expected).sum()
+    return float(1.0 - (weights * cm).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def fit_upper_cutpoints(y_true_grade, continuous_score, lower: tuple[float, float]) -> np.ndarray:
+    """Cut-points whose first two are fixed at ``lower`` (the any-DR and referable thresholds on
+    the same score), so that "grade >= 1" and "grade >= 2" *are* the screening decisions; the
+    upper two (grade 3 and grade 4) maximise quadratic weighted kappa over a grid of score
+    quantiles, among the pairs that leave every grade with >= 10 eyes reachable (recall > 0)
+    when such a pair exists. Exhaustive over the grid, so it cannot stall on kappa's plateaus."""
+    y, s = _paired_inputs(y_true_grade, continuous_score, int, "grades")
+    c0, c1 = sorted(float(c) for c in lower)
+    above = s[s >= c1]
+    grid = np.unique(np.quantile(above, np.linspace(0, 1, UPPER_CUT_CANDIDATES))) if above.size else np.array([])
+    grid = np.unique(np.concatenate([grid[grid > c1], [c1 + 1.0, c1 + 2.0]]))
+    low_grade = np.digitize(s, [c0, c1])  # 0, 1 or 2 (= "2 or more")
+    # Grades of the "2 or more" eyes for each (c2, c3) pair come from their rank among the grid.
+    rank = np.searchsorted(grid, s, side="right")  # number of grid values <= s
+    support = np.bincount(y, minlength=5)
+    must_reach = support >= MIN_SUPPORT_REACHABLE
+    best, best_key = (c1 + 1.0, c1 + 2.0), (-np.inf, -np.inf)
+    for i, c2 in enumerate(grid):
+        for c3 in grid[i + 1 :]:
+            pred = low_grade + (rank > i) + (s >= c3)
+            cm = np.bincount(y * 5 + pred, minlength=25).reshape(5, 5)
+            reachable = bool(np.all(np.diag(cm)[must_reach] > 0))
+            key = (float(reachable), _kappa_from_confusion(cm))
+            if key > best_key:
+                best, best_key = (float(c2), float(c3)), key
+    return np.array([c0, c1, *best])
+
+
+def _scores_are_the_grade(val_df: pd.DataFrame) -> bool:
+    """True for regression models, whose screening scores are the expected grade itself."""
+    columns = [c for c, _ in SCREENS.values()]
+    if "expected_grade" not in val_df or not all(c in val_df for c in columns):
+        return False
+    grade = val_df["expected_grade"].to_numpy(dtype=float)
+    return all(np.allclose(val_df[c].to_numpy(dtype=float), grade, equal_nan=True) for c in columns)
+
+
 def fit_thresholds(val_df: pd.DataFrame, eval_cfg: EvalConfig, task: str) -> dict:
     """Fit everything that turns validation predictions into decisions.
 
     Returns ``{"cutpoints": [4 floats] | None, "any_dr": float | None, "referable": float | None}``:
-    cut-points on ``expected_grade`` for grade models when ``eval_cfg.fit_cutpoints``; one
-    threshold per available screening score with ``eval_cfg.threshold_objective``. A score
-    outside ``eval_cfg.threshold_range`` (e.g. a regression expected grade) is searched over
-    its observed values instead of the grid. A threshold that cannot be fitted (validation
-    lacks a class) is None, with a warning.
+    one threshold per available screening score with ``eval_cfg.threshold_objective``, and
+    cut-points on ``expected_grade`` for grade models when ``eval_cfg.fit_cutpoints``. When the
+    screening scores are the expected grade (regression) and ``eval_cfg.consistent_cutpoints``,
+    the first two cut-points are the any-DR and referable thresholds, so the predicted grade
+    and the screening decisions tell one story (:func:`fit_upper_cutpoints`); otherwise all
+    four maximise kappa. A score outside ``eval_cfg.threshold_range`` (e.g. a regression
+    expected grade) is searched over its observed values instead of the grid. A threshold that
+    cannot be fitted (validation lacks a class) is None, with a warning.
     """
     if task not in ("grade", "any_dr", "referable"):
         raise ValueError(f"unknown task {task!r}; use grade, any_dr or referable")
@@ -165,12 +219,6 @@ def fit_thresholds(val_df: pd.DataFrame, eval_cfg: EvalConfig, task: str) -> dic
         raise ValueError("validation predictions lack the 'grade' column")
     grade = val_df["grade"].to_numpy()
     out: dict = {"cutpoints": None, "any_dr": None, "referable": None}
-
-    if task == "grade" and eval_cfg.fit_cutpoints and "expected_grade" in val_df.columns:
-        expected = val_df["expected_grade"].to_numpy(dtype=float)
-        keep = ~np.isnan(expected)
-        if keep.any():
-            out["cutpoints"] = [float(c) for c in fit_cutpoints(grade[keep], expected[keep])]
 
     lo, hi = eval_cfg.threshold_range
     for name, (column, min_grade) in SCREENS.items():
@@ -193,4 +241,16 @@ def fit_thresholds(val_df: pd.DataFrame, eval_cfg: EvalConfig, task: str) -> dic
             )
         except ValueError as exc:
             warnings.warn(f"{name} threshold not fitted: {exc}", stacklevel=2)
+
+    if task == "grade" and eval_cfg.fit_cutpoints and "expected_grade" in val_df.columns:
+        expected = val_df["expected_grade"].to_numpy(dtype=float)
+        keep = ~np.isnan(expected)
+        screens_fitted = out["any_dr"] is not None and out["referable"] is not None
+        if keep.any() and eval_cfg.consistent_cutpoints and screens_fitted and _scores_are_the_grade(val_df):
+            cuts = fit_upper_cutpoints(grade[keep], expected[keep], (out["any_dr"], out["referable"]))
+        elif keep.any():
+            cuts = fit_cutpoints(grade[keep], expected[keep])
+        else:
+            cuts = None
+        out["cutpoints"] = None if cuts is None else [float(c) for c in cuts]
     return out

@@ -1,0 +1,201 @@
+"""``drgrader cv``: k-fold cross-fitting, the yardstick for recipes and the source of thresholds.
+
+Patients are split into K stratified folds; fold i trains on the others and predicts its own
+patients, so every labelled eye gets an *out-of-fold* (OOF) prediction from a model that never
+saw its patient. On the pooled OOF predictions drgrader then fits the screening thresholds,
+the grade cut-points and the paired-eye stage, measures everything with patient-bootstrap CIs
+(plus per-fold figures, mean +- sd), and saves the K fold models as one ensemble bundle.
+
+Layout of a cv folder::
+
+    config.yaml, cv.json          the resolved config and the number of folds
+    fold-<i>/                     an ordinary run folder (train.log, checkpoints, bundle, ...)
+    predictions_oof.csv           one row per labelled image, single-eye and fused
+    metrics.json, report.md       pooled and per-fold figures
+    bundle/                       the fold ensemble with OOF thresholds and the paired-eye stage
+
+Each fold is resumable: a finished fold (its metrics.json) is kept, an interrupted one resumes
+from its last checkpoint. ``--fold i`` runs one fold only (one machine per fold; the folder
+must be shared), and the last call, with every fold finished, pools them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from drgrader.config import ConfigError, ExperimentConfig, config_to_dict, load_config, save_config
+from drgrader.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger("drgrader")
+
+CV_FILE = "cv.json"
+PER_FOLD_METRICS = {"kappa": ("grade", "kappa"), "referable_auc": ("referable", "auc"), "any_dr_auc": ("any_dr", "auc")}
+
+
+def fold_config(cfg: ExperimentConfig, folds: int, fold: int) -> ExperimentConfig:
+    """The config of fold ``fold``: patient-level k-fold split, this fold as validation."""
+    split = cfg.data.split.model_copy(update={"method": "kfold", "folds": folds, "fold": fold, "test": 0.0, "file": None})
+    data = cfg.data.model_copy(update={"split": split})
+    return cfg.model_copy(update={"data": data, "name": f"{cfg.name}-fold{fold}"})
+
+
+def open_cv_dir(cfg: ExperimentConfig, folds: int, out: Path | None) -> Path:
+    """The cv folder: new, or an earlier one of the same config and folds (to resume)."""
+    cv_dir = Path(out) if out is not None else Path(cfg.out_dir) / f"{cfg.name}-cv"
+    settings = {"folds": folds, "config": config_to_dict(cfg)}
+    marker = cv_dir / CV_FILE
+    if marker.is_file():
+        saved = json.loads(marker.read_text())
+        if saved != json.loads(json.dumps(settings)):
+            raise ConfigError(
+                f"{cv_dir} holds a cross-validation of another config or fold count; "
+                "give another --out (or the same config and --folds to resume it)"
+            )
+        log.info("resuming cross-validation in %s", cv_dir)
+        return cv_dir
+    if cv_dir.exists() and (not cv_dir.is_dir() or any(cv_dir.iterdir())):
+        raise ConfigError(f"{cv_dir} exists and is not a drgrader cv folder; give another --out")
+    cv_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, cv_dir / "config.yaml")
+    atomic_write_json(marker, settings)
+    return cv_dir
+
+
+def run_fold(cfg: ExperimentConfig, cv_dir: Path, folds: int, fold: int, *, progress: bool = True) -> Path:
+    """Train fold ``fold`` into ``cv_dir/fold-<fold>``, or resume it, or keep it if finished."""
+    from drgrader.training.run import train
+
+    fold_dir = cv_dir / f"fold-{fold}"
+    if (fold_dir / "metrics.json").is_file():
+        log.info("fold %d/%d already finished: %s", fold + 1, folds, fold_dir)
+        return fold_dir
+    log.info("fold %d/%d: training in %s", fold + 1, folds, fold_dir)
+    if (fold_dir / "checkpoints" / "last.ckpt").is_file():
+        return train(load_config(fold_dir / "config.yaml"), resume=fold_dir, progress=progress)
+    if fold_dir.exists():  # killed before its first checkpoint: nothing worth keeping
+        shutil.rmtree(fold_dir)
+    return train(fold_config(cfg, folds, fold), out=fold_dir, progress=progress)
+
+
+def out_of_fold_predictions(cv_dir: Path, folds: int) -> pd.DataFrame:
+    """Each fold's scores of its own validation patients, pooled: one row per labelled image."""
+    from drgrader.evaluation.evaluate import ROW_COLUMNS
+    from drgrader.inference.predictor import SCORE_COLUMNS
+
+    parts = []
+    for fold in range(folds):
+        table = pd.read_csv(cv_dir / f"fold-{fold}" / "predictions_val.csv", dtype={"patient_id": str, "image_id": str})
+        keep = [c for c in ROW_COLUMNS if c in table and c != "split"]
+        parts.append(table[keep + SCORE_COLUMNS].assign(fold=fold))
+    oof = pd.concat(parts, ignore_index=True)
+    if oof["image_id"].duplicated().any():
+        raise ValueError(f"{cv_dir}: an image is in more than one fold's validation set")
+    return oof
+
+
+def pool_folds(cfg: ExperimentConfig, cv_dir: Path, folds: int) -> dict:
+    """Fit thresholds, cut-points and the paired-eye stage on the OOF predictions, measure, and
+    write predictions_oof.csv, metrics.json, the ensemble bundle and the report."""
+    from drgrader.evaluation.metrics import evaluate_table
+    from drgrader.evaluation.thresholds import fit_thresholds
+    from drgrader.inference.paired_eyes import cross_fit_paired_eyes, fit_paired_eyes, fused_table
+    from drgrader.inference.predictor import SCORE_COLUMNS, decide
+
+    oof = out_of_fold_predictions(cv_dir, folds)
+    task, n_boot, seed = cfg.model.task, cfg.eval.bootstrap, cfg.train.seed
+    rows = oof.drop(columns=SCORE_COLUMNS)
+    scores = oof[SCORE_COLUMNS].to_numpy(dtype=float)
+    thresholds = fit_thresholds(pd.concat([rows, decide(scores, None)], axis=1), cfg.eval, task)
+    single = pd.concat([rows, decide(scores, thresholds)], axis=1)
+    result = {"single_eye": evaluate_table(single, thresholds, n_boot=n_boot, seed=seed)}
+    result["per_fold"] = per_fold_figures(single, thresholds, folds, seed)
+
+    paired_stage = None
+    if task == "grade":
+        try:
+            # Honest figures: the fused grade of each eye from a stage that did not see its patient.
+            fused, paired = cross_fit_paired_eyes(single)
+            paired_thresholds = fit_thresholds(fused_table(single, fused, paired, None), cfg.eval, task)
+            paired_stage = {"model": fit_paired_eyes(single).to_dict(), "thresholds": paired_thresholds}
+            fused_oof = fused_table(single, fused, paired, paired_thresholds)
+            result["paired_eyes"] = evaluate_table(fused_oof, paired_thresholds, n_boot=n_boot, seed=seed)
+            single = single.assign(fused_grade=fused, paired=paired, fused_pred_grade=fused_oof["pred_grade"].to_numpy())
+        except ValueError as exc:
+            log.warning("paired-eye stage not fitted: %s", exc)
+    return {"oof": single, "thresholds": thresholds, "paired_stage": paired_stage, **result}
+
+
+def per_fold_figures(single: pd.DataFrame, thresholds: dict, folds: int, seed: int) -> dict:
+    """Headline figures of each fold's own patients (pooled thresholds), with mean and sd."""
+    from drgrader.evaluation.metrics import evaluate_table
+
+    table = {}
+    for fold in range(folds):
+        res = evaluate_table(single[single["fold"] == fold], thresholds, n_boot=0, seed=seed)
+        table[str(fold)] = {name: res.get(sec, {}).get(key) for name, (sec, key) in PER_FOLD_METRICS.items()}
+    summary = {}
+    for name in PER_FOLD_METRICS:
+        values = np.array([v[name] for v in table.values() if v[name] is not None], dtype=float)
+        if values.size:
+            summary[name] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if values.size > 1 else 0.0}
+    return {"folds": table, "summary": summary}
+
+
+def run_cv(cfg: ExperimentConfig, *, folds: int, out: Path | None = None, fold: int | None = None, progress: bool = True) -> Path:
+    """Train the K folds (or only ``fold``), then, once all are finished, pool them."""
+    if folds < 2:
+        raise ConfigError(f"--folds must be at least 2 (got {folds})")
+    if fold is not None and not 0 <= fold < folds:
+        raise ConfigError(f"--fold must be in 0..{folds - 1} (got {fold})")
+    cv_dir = open_cv_dir(cfg, folds, out)
+    for i in [fold] if fold is not None else range(folds):
+        run_fold(cfg, cv_dir, folds, i, progress=progress)
+    missing = [i for i in range(folds) if not (cv_dir / f"fold-{i}" / "metrics.json").is_file()]
+    if missing:
+        log.info("folds %s are not finished yet; the last of them pools the out-of-fold predictions", missing)
+        return cv_dir
+    write_pooled(cfg, cv_dir, folds, pool_folds(cfg, cv_dir, folds))
+    return cv_dir
+
+
+def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) -> None:
+    """predictions_oof.csv, the ensemble bundle (OOF thresholds, paired-eye stage), metrics.json, report."""
+    from drgrader.inference.bundle import MANIFEST
+    from drgrader.inference.ensemble import make_ensemble
+    from drgrader.training.run import versions
+
+    atomic_write_text(cv_dir / "predictions_oof.csv", pooled["oof"].to_csv(index=False))
+    bundle_dir = cv_dir / "bundle"
+    if not (bundle_dir / MANIFEST).is_file():
+        make_ensemble([cv_dir / f"fold-{i}" / "bundle" for i in range(folds)], bundle_dir)
+    manifest = json.loads((bundle_dir / MANIFEST).read_text())
+    manifest["thresholds"] = pooled["thresholds"]
+    manifest["paired_eyes"] = pooled["paired_stage"]
+    manifest["validation"] = {"out_of_fold": pooled["single_eye"]["headline"]}
+    atomic_write_json(bundle_dir / MANIFEST, manifest)
+    metrics = {
+        "run": cv_dir.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "evaluated_on": f"out-of-fold ({folds} folds)",
+        "folds": folds,
+        "thresholds": pooled["thresholds"],
+        "paired_stage": pooled["paired_stage"],
+        "test": pooled.get("paired_eyes") or pooled["single_eye"],
+        "single_eye": pooled["single_eye"],
+        "per_fold": pooled["per_fold"],
+        "training": {str(i): json.loads((cv_dir / f"fold-{i}" / "metrics.json").read_text()).get("training", {}) for i in range(folds)},
+    }
+    if pooled.get("paired_eyes"):
+        metrics["paired_eyes"] = pooled["paired_eyes"]
+    atomic_write_json(cv_dir / "metrics.json", metrics)
+    from drgrader.evaluation.cv_report import write_cv_report
+
+    write_cv_report(cv_dir, metrics)

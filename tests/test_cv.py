@@ -1,0 +1,80 @@
+"""`drgrader cv`: k-fold cross-fitting end to end on the synthetic data."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from drgrader.cli import main
+
+CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "cpu_grade_cv.yaml")
+TINY = {
+    "data.format": "kaggle",
+    "data.image_size": 48,
+    "data.workers": 1,
+    "model.backbone": "test_resnet",
+    "model.pretrained": "none",
+    "train.loss": "mse",
+    "train.epochs": 2,
+    "train.batch_size": 8,
+    "eval.tta": "[orig]",
+    "eval.bootstrap": 20,
+}
+
+
+def cv_args(synth_dir, tmp_path, **extra):
+    settings = {**TINY, "data.root": synth_dir, "data.cache_dir": tmp_path / "cache", **extra}
+    return [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+
+
+@pytest.mark.slow
+def test_cv_pools_out_of_fold_predictions_into_an_ensemble(synth_dir, tmp_path):
+    out = tmp_path / "cv"
+    sets = cv_args(synth_dir, tmp_path)
+    # One fold on its own (as on a machine of its own): no pooling yet.
+    assert main(["cv", CONFIG, "--folds", "3", "--fold", "1", "--out", str(out), *sets]) == 0
+    assert (out / "fold-1" / "metrics.json").is_file() and not (out / "metrics.json").exists()
+    finished = (out / "fold-1" / "metrics.json").stat().st_mtime_ns
+
+    assert main(["cv", CONFIG, "--folds", "3", "--out", str(out), *sets]) == 0
+    assert (out / "fold-1" / "metrics.json").stat().st_mtime_ns == finished  # kept, not retrained
+
+    labels = pd.read_csv(synth_dir / "trainLabels.csv")
+    oof = pd.read_csv(out / "predictions_oof.csv", dtype={"image_id": str, "patient_id": str})
+    assert sorted(oof["image_id"]) == sorted(labels["image"].astype(str))  # every image exactly once
+    assert set(oof["fold"]) == {0, 1, 2}
+    assert oof.groupby("patient_id")["fold"].nunique().max() == 1  # a patient's eyes share a fold
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["per_fold"]["folds"]) == {"0", "1", "2"}
+    assert metrics["single_eye"]["n_images"] == len(labels)
+    assert metrics["single_eye"]["grade"]["ci"]["kappa"] is not None
+    assert metrics["paired_eyes"]["n_images"] == len(labels)
+    # Grade and referral tell one story: cut-points 1 and 2 are the screening thresholds.
+    thresholds = metrics["thresholds"]
+    assert thresholds["cutpoints"][:2] == [thresholds["any_dr"], thresholds["referable"]]
+    single = metrics["single_eye"]
+    assert single["grade"]["screening_from_grades"]["referable"]["sensitivity"] == pytest.approx(
+        single["referable"]["operating_points"]["chosen"]["sensitivity"])
+
+    bundle = json.loads((out / "bundle" / "bundle.json").read_text())
+    assert len(bundle["members"]) == 3
+    assert bundle["thresholds"] == thresholds and bundle["paired_eyes"]["model"]["inputs"] == ["expected_grade"]
+    report = (out / "report.md").read_text()
+    assert "paired eyes" in report and "mean +- sd" in report
+
+    # The ensemble bundle grades a data set with its paired-eye stage.
+    ext = tmp_path / "external"
+    assert main(["evaluate", str(out / "bundle"), "--data", str(synth_dir), "--out", str(ext)]) == 0
+    external = json.loads((ext / "metrics.json").read_text())
+    assert external["test"]["n_images"] == len(labels) and "test_single_eye" in external
+
+
+def test_cv_refuses_a_folder_of_another_config(synth_dir, tmp_path, capsys):
+    out = tmp_path / "cv"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["cv", CONFIG, "--folds", "3", "--out", str(out), *cv_args(synth_dir, tmp_path)]) == 2
+    assert "not a drgrader cv folder" in capsys.readouterr().err
+    assert main(["cv", CONFIG, "--folds", "1", "--out", str(tmp_path / "x"), *cv_args(synth_dir, tmp_path)]) == 2
