@@ -7,12 +7,19 @@ evaluate RUN --data FOLDER``: thresholds stay those fitted on the run's validati
 Figures: quadratic-weighted kappa, grade accuracy, any-DR AUC, referable-DR AUC and referable
 sensitivity at 90% specificity, each with a patient-level bootstrap 95% CI.
 
+With ``--cv K`` a config is measured by cross-fitting instead (``drgrader cv CONFIG --folds K``):
+the internal figures are the pooled out-of-fold ones (with the paired-eye stage when fitted;
+single-eye figures beside them), the training time is the sum over folds, and the external
+set is graded by the fold ensemble. Rows also carry issue 12's patient-level figure: referable
+sensitivity at >= 85% specificity with each patient judged by the worse eye.
+
 Rows merge into ``--out`` keyed by ``--label`` (so runs can be added one at a time), and the
 Markdown table next to it (same name, .md) is regenerated from the whole JSON each time.
 
     python benchmarks/bench_quality.py --config configs/seed000_resnet_grades.yaml
     python benchmarks/bench_quality.py --config configs/seed001_mobilenetv2_binary.yaml \\
         --set data.split.method=patient --label seed001-patient-split
+    python benchmarks/bench_quality.py --config configs/cpu_grade_cv.yaml --cv 5
 """
 
 from __future__ import annotations
@@ -39,34 +46,52 @@ FIGURES = {
     "referable_auc": ("referable", "auc"),
 }
 SENS_AT_SPEC = "referable_sens_at_90_spec"
+PATIENT_SENS_AT_SPEC = "patient_referable_sens_at_85_spec"
 COLUMNS = {  # table heading of each figure, in table order
     "kappa": "kappa",
     "accuracy": "accuracy",
     "any_dr_auc": "any-DR AUC",
     "referable_auc": "referable AUC",
     SENS_AT_SPEC: "referable sens. @ 90% spec.",
+    PATIENT_SENS_AT_SPEC: "patient referable sens. @ 85% spec.",
 }
 
 
-def sensitivity_at_specificity_ci(predictions: Path, n_boot: int, seed: int) -> list | None:
-    """95% CI of referable sensitivity at the ``high_specificity`` operating point (lowest
-    threshold with specificity >= 0.90), re-found in every patient resample. metrics.json
-    reports the point itself but no CI for it."""
-    import pandas as pd
+def sensitivity_at_specificity(d, specificity: float, per_patient: bool) -> float:
+    """Referable sensitivity at the lowest threshold with specificity >= ``specificity``, per eye
+    or per patient (worse eye: highest score, highest grade)."""
+    import numpy as np
 
-    from drgrader.evaluation.metrics import SCREENS, bootstrap_ci, operating_points
+    from drgrader.evaluation.metrics import SCREENS, roc_curve_points
 
     column, min_grade = SCREENS["referable"]
+    if per_patient:
+        d = d.groupby("patient_id", sort=False).agg(grade=("grade", "max"), **{column: (column, "max")})
+    curve = roc_curve_points(d["grade"].to_numpy() >= min_grade, d[column].to_numpy())
+    if curve.empty:
+        return math.nan
+    ok = np.flatnonzero(1.0 - curve["fpr"].to_numpy() >= specificity)
+    return float(curve["tpr"].to_numpy()[ok[-1]])
+
+
+def sensitivity_at_specificity_figure(predictions: Path, specificity: float, per_patient: bool, n_boot: int, seed: int) -> dict:
+    """The figure with a 95% CI, its operating point re-found in every patient resample
+    (metrics.json reports the eye-level 90% point itself but no CI for it)."""
+    import pandas as pd
+
+    from drgrader.evaluation.metrics import SCREENS, bootstrap_ci
+
+    column = SCREENS["referable"][0]
+    table = pd.read_csv(predictions, usecols=["patient_id", "grade", column], dtype={"patient_id": str})
+    table = table.dropna(subset=[column])
+
+    def figure(d: pd.DataFrame) -> float:
+        return sensitivity_at_specificity(d, specificity, per_patient)
+
     if n_boot == 0:
-        return None
-    table = pd.read_csv(predictions, usecols=["patient_id", "grade", column]).dropna(subset=[column])
-
-    def sensitivity(d: pd.DataFrame) -> float:
-        point = operating_points(d["grade"].to_numpy() >= min_grade, d[column].to_numpy(), None)
-        return point["high_specificity"]["sensitivity"]
-
-    _, lo, hi = bootstrap_ci(sensitivity, table, n=n_boot, seed=seed)
-    return [None if math.isnan(v) else v for v in (lo, hi)]
+        return {"value": figure(table), "ci": None}
+    value, lo, hi = bootstrap_ci(figure, table, n=n_boot, seed=seed)
+    return {"value": value, "ci": [None if math.isnan(v) else v for v in (lo, hi)]}
 
 
 def quality_figures(metrics: dict, predictions: Path, n_boot: int, seed: int) -> dict:
@@ -78,11 +103,19 @@ def quality_figures(metrics: dict, predictions: Path, n_boot: int, seed: int) ->
         section = test.get(section_name) or {}
         if section.get(metric) is not None:
             out[name] = {"value": section[metric], "ci": (section.get("ci") or {}).get(metric)}
-    points = (test.get("referable") or {}).get("operating_points") or {}
-    sensitivity = (points.get("high_specificity") or {}).get("sensitivity")
-    if sensitivity is not None:
-        out[SENS_AT_SPEC] = {"value": sensitivity, "ci": sensitivity_at_specificity_ci(predictions, n_boot, seed)}
+    if test.get("referable"):
+        out[SENS_AT_SPEC] = sensitivity_at_specificity_figure(predictions, 0.90, False, n_boot, seed)
+        out[PATIENT_SENS_AT_SPEC] = sensitivity_at_specificity_figure(predictions, 0.85, True, n_boot, seed)
     return out
+
+
+def single_eye_figures(metrics: dict) -> dict:
+    """The figures of ``test_single_eye`` (a bundle with a paired-eye stage, graded eye by eye)."""
+    single = metrics["test_single_eye"]
+    return {
+        name: {"value": (single.get(section) or {}).get(metric), "ci": ((single.get(section) or {}).get("ci") or {}).get(metric)}
+        for name, (section, metric) in FIGURES.items()
+    }
 
 
 def evaluate_external(cfg: ExperimentConfig, run_dir: Path, external: Path) -> dict:
@@ -102,20 +135,26 @@ def evaluate_external(cfg: ExperimentConfig, run_dir: Path, external: Path) -> d
         "n_images": metrics["test"]["n_images"],
         "n_patients": metrics["test"]["n_patients"],
         "figures": quality_figures(metrics, eval_dir / "predictions_test.csv", cfg.eval.bootstrap, cfg.train.seed),
+        **({"single_eye_figures": single_eye_figures(metrics)} if metrics.get("test_single_eye") else {}),
     }
 
 
 def run_config(
     cfg: ExperimentConfig, config_path: str, label: str, external: Path | None, runs: Path, progress: bool,
-    existing: Path | None = None,
+    existing: Path | None = None, cv: int | None = None,
 ) -> dict:
-    """Train one config (or take an ``existing`` run of it), evaluate it internally and
-    externally; one result row."""
+    """Train one config (or take an ``existing`` run of it; with ``cv``, cross-fit it, resuming
+    an ``existing`` cv folder), evaluate it internally and externally; one result row."""
     from drgrader.training.run import train
+    from drgrader.workflows.cv import run_cv
 
     started = time.time()
-    run_dir = Path(existing) if existing else train(cfg, out=runs / label, progress=progress)
+    if cv:
+        run_dir = run_cv(cfg, folds=cv, out=Path(existing) if existing else runs / label, progress=progress)
+    else:
+        run_dir = Path(existing) if existing else train(cfg, out=runs / label, progress=progress)
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    trainings = list(metrics["fold_training"].values()) if cv else [metrics["training"]]
     row = {
         "label": label,
         "config": config_path,
@@ -123,17 +162,19 @@ def run_config(
         "backbone": cfg.model.backbone,
         "image_size": cfg.data.image_size,
         "data": str(cfg.data.root),
-        "split": {"method": cfg.data.split.method, "seed": cfg.data.split.seed},
+        "split": {"method": f"{cv}-fold cross-fitting" if cv else cfg.data.split.method, "seed": cfg.data.split.seed},
         "run_dir": str(run_dir),
         "evaluated_on": metrics["evaluated_on"],
         "n_images": metrics["test"]["n_images"],
         "n_patients": metrics["test"]["n_patients"],
-        "epochs_run": metrics["training"]["epochs_run"],
-        "best_epoch": metrics["training"]["best_epoch"],
-        "train_wall_s": metrics["training"]["wall_time_s"],  # trainer.fit only
+        "epochs_run": max(t["epochs_run"] for t in trainings),
+        "best_epoch": trainings[0]["best_epoch"] if not cv else None,
+        "train_wall_s": round(sum(t["wall_time_s"] for t in trainings), 1),  # trainer.fit only
         "figures": quality_figures(metrics, run_dir / "predictions_test.csv", cfg.eval.bootstrap, cfg.train.seed),
         "external": None,
     }
+    if metrics.get("test_single_eye"):
+        row["single_eye_figures"] = single_eye_figures(metrics)
     if external is not None:
         row["external"] = evaluate_external(cfg, run_dir, external)
     row["total_wall_s"] = round(time.time() - started, 1)  # data preparation + fit + evaluations
@@ -164,10 +205,16 @@ def render_markdown(results: dict) -> str:
         figs = [fmt_figure(r["figures"].get(name)) for name in COLUMNS]
         minutes = f"{r['train_wall_s'] / 60:.1f} min" if r.get("train_wall_s") is not None else "—"
         internal.append([label, r["evaluated_on"], str(r["n_images"]), *figs, str(r["epochs_run"]), minutes])
+        if r.get("single_eye_figures"):
+            single = [fmt_figure(r["single_eye_figures"].get(name)) for name in COLUMNS]
+            internal.append([f"{label}, single eye", r["evaluated_on"], str(r["n_images"]), *single, "", ""])
         if r.get("external"):
             ext = r["external"]
             ext_figs = [fmt_figure(ext["figures"].get(name)) for name in COLUMNS]
             external.append([label, Path(ext["data"]).name, str(ext["n_images"]), *ext_figs])
+            if ext.get("single_eye_figures"):
+                single = [fmt_figure(ext["single_eye_figures"].get(name)) for name in COLUMNS]
+                external.append([f"{label}, single eye", Path(ext["data"]).name, str(ext["n_images"]), *single])
         provenance.append(
             f"- **{label}**: {r['date']}, {r['machine']['summary']}; run folder `{r['run_dir']}`  \n"
             f"  `{r['command']}`"
@@ -177,7 +224,10 @@ def render_markdown(results: dict) -> str:
         "",
         "Written by `benchmarks/bench_quality.py` from `quality.json`; do not edit by hand.",
         "Each figure: estimate (95% CI, bootstrap over patients). Referable sens. @ 90% spec. is the",
-        "sensitivity for referable DR (grade >= 2) at the lowest threshold giving >= 90% specificity.",
+        "sensitivity for referable DR (grade >= 2) at the lowest threshold giving >= 90% specificity;",
+        "the patient figure judges each patient by the worse eye, at >= 85% specificity. A cross-fitted",
+        "row (`out-of-fold`) is graded with both eyes (paired-eye stage); its `single eye` row beside it",
+        "grades each eye alone. Rows measured before a figure existed show it as —.",
         "",
         "## Held-out split of the training data",
         "",
@@ -210,7 +260,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--label", action="append", help="row name, one per --config (default: config file name)")
     parser.add_argument("--out", type=Path, default=RESULTS / "quality.json", help="JSON merged into; .md beside it")
     parser.add_argument("--runs", type=Path, default=Path("runs") / "bench", help="where the run folders go")
-    parser.add_argument("--existing", type=Path, help="a finished run of the (single) --config: skip training")
+    parser.add_argument("--existing", type=Path, help="a finished run (or cv folder) of the (single) --config: skip training")
+    parser.add_argument("--cv", type=int, metavar="K", help="measure by K-fold cross-fitting (drgrader cv) instead of one split")
     args = parser.parse_args(argv)
 
     from drgrader.config import load_config
@@ -239,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
     machine, command = machine_info(), command_line()
     results: dict = {}
     for path, cfg, label in zip(args.config, configs, labels):
-        row = run_config(cfg, path, label, external, args.runs, progress=sys.stderr.isatty(), existing=args.existing)
+        row = run_config(cfg, path, label, external, args.runs, progress=sys.stderr.isatty(), existing=args.existing, cv=args.cv)
         row.update({"date": now(), "machine": machine, "command": command, "overrides": args.set})
         results = merge_results(args.out, {label: row})
         atomic_write_text(args.out.with_suffix(".md"), render_markdown(results))

@@ -12,7 +12,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
-FIGURES = {"kappa", "accuracy", "any_dr_auc", "referable_auc", "referable_sens_at_90_spec"}
+FIGURES = {"kappa", "accuracy", "any_dr_auc", "referable_auc", "referable_sens_at_90_spec",
+           "patient_referable_sens_at_85_spec"}
 
 
 def quality_args(tmp: Path, data: Path) -> tuple[list, Path]:
@@ -215,3 +216,19 @@ def test_markdown_table_shows_figures_with_cis_and_gaps(bench_modules):
     assert "| screen | rahim-originals | 180 | — | — | — | — | — |" in md
     assert "`python benchmarks/bench_quality.py --config c.yaml --label screen`" in md
     assert "2025-01-01T00:00:00+00:00, 2 cores (x), no GPU" in md
+
+
+def test_patient_sensitivity_at_specificity_by_hand(bench_modules):
+    bench_quality, _ = bench_modules
+    # Patients by their worse eye: a (grade 2, score .9), b (0, .1), c (0, .5), d (3, .4).
+    eyes = pd.DataFrame({
+        "patient_id": ["a", "a", "b", "b", "c", "c", "d", "d"],
+        "grade": [2, 0, 0, 0, 0, 0, 3, 1],
+        "score_referable": [0.9, 0.2, 0.1, 0.05, 0.5, 0.3, 0.4, 0.35],
+    })
+    # >= 85% specificity of 2 healthy patients means both below the threshold (> .5): a found, d missed.
+    assert bench_quality.sensitivity_at_specificity(eyes, 0.85, per_patient=True) == 0.5
+    # Per eye, 6 healthy eyes: one false positive leaves 5/6 = 83% < 85%, so again only a's eye.
+    assert bench_quality.sensitivity_at_specificity(eyes, 0.85, per_patient=False) == 0.5
+    # At >= 50% specificity per patient c may be flagged, so the threshold can drop to d's .4.
+    assert bench_quality.sensitivity_at_specificity(eyes, 0.5, per_patient=True) == 1.0

@@ -48,27 +48,37 @@ def test_cv_pools_out_of_fold_predictions_into_an_ensemble(synth_dir, tmp_path):
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["per_fold"]["folds"]) == {"0", "1", "2"}
-    assert metrics["single_eye"]["n_images"] == len(labels)
-    assert metrics["single_eye"]["grade"]["ci"]["kappa"] is not None
-    assert metrics["paired_eyes"]["n_images"] == len(labels)
+    single = metrics["test_single_eye"]
+    assert single["n_images"] == metrics["test"]["n_images"] == len(labels)
+    assert single["grade"]["ci"]["kappa"] is not None
     # Grade and referral tell one story: cut-points 1 and 2 are the screening thresholds.
-    thresholds = metrics["thresholds"]
+    thresholds = metrics["single_eye_thresholds"]
     assert thresholds["cutpoints"][:2] == [thresholds["any_dr"], thresholds["referable"]]
-    single = metrics["single_eye"]
+    assert single["grade"]["agreement_with_screens"] == {"any_dr": 1.0, "referable": 1.0}
     assert single["grade"]["screening_from_grades"]["referable"]["sensitivity"] == pytest.approx(
         single["referable"]["operating_points"]["chosen"]["sensitivity"])
 
     bundle = json.loads((out / "bundle" / "bundle.json").read_text())
     assert len(bundle["members"]) == 3
-    assert bundle["thresholds"] == thresholds and bundle["paired_eyes"]["model"]["inputs"] == ["expected_grade"]
+    assert bundle["thresholds"] == thresholds and bundle["paired_eyes"]["thresholds"] == metrics["thresholds"] and bundle["paired_eyes"]["model"]["inputs"] == ["expected_grade"]
     report = (out / "report.md").read_text()
-    assert "paired eyes" in report and "mean +- sd" in report
+    assert "## Paired eyes" in report and "## Cross-validation folds" in report and "mean ± sd" in report
 
     # The ensemble bundle grades a data set with its paired-eye stage.
     ext = tmp_path / "external"
     assert main(["evaluate", str(out / "bundle"), "--data", str(synth_dir), "--out", str(ext)]) == 0
     external = json.loads((ext / "metrics.json").read_text())
     assert external["test"]["n_images"] == len(labels) and "test_single_eye" in external
+
+    # predict pairs the eyes by their Kaggle names (the fifth photo's fellow is not given: it
+    # gets the single-eye fallback) and answers on the fused grade, consistently.
+    preds_file = tmp_path / "preds.csv"
+    images = sorted((synth_dir / "images").glob("*.jpeg"))[:5]
+    assert main(["predict", str(out / "bundle"), *map(str, images), "--out", str(preds_file)]) == 0
+    preds = pd.read_csv(preds_file)
+    assert preds["paired"].tolist() == [True, True, True, True, False] and preds["fused_grade"].notna().all()
+    assert ((preds["grade"] >= 2) == (preds["referable"] == 1)).all()
+    assert ((preds["grade"] >= 1) == (preds["any_dr"] == 1)).all()
 
 
 def test_cv_refuses_a_folder_of_another_config(synth_dir, tmp_path, capsys):

@@ -70,13 +70,25 @@ def evaluate_split_pair(
         result["val"] = evaluate_table(val_pred, thresholds, n_boot=0, seed=seed)
     result["thresholds"] = thresholds
 
+    stage = bundle.paired_eyes
+
+    def decided(rows: pd.DataFrame, scores: np.ndarray) -> tuple[pd.DataFrame, dict]:
+        """Predictions and the thresholds that made them: with a paired-eye stage, its own."""
+        from drgrader.inference.paired_eyes import decide_paired
+
+        table = predictions_table(rows, scores, thresholds)
+        return (decide_paired(table, stage), stage["thresholds"]) if stage else (table, thresholds)
+
     test_scores = score_rows(bundle, test_rows, tta, desc="test")
-    test_pred = predictions_table(test_rows, test_scores, thresholds)
+    if stage:  # single-eye figures beside the paired ones, like the TTA table
+        single = predictions_table(test_rows, test_scores, thresholds)
+        result["test_single_eye"] = evaluate_table(single, thresholds, n_boot=eval_cfg.bootstrap, seed=seed)
+    test_pred, used = decided(test_rows, test_scores)
     atomic_write_text(out_dir / "predictions_test.csv", test_pred.to_csv(index=False))
-    result["test"] = evaluate_table(test_pred, thresholds, n_boot=eval_cfg.bootstrap, seed=seed)
+    result["test"] = evaluate_table(test_pred, used, n_boot=eval_cfg.bootstrap, seed=seed)
     if tta != ["orig"]:
-        plain = predictions_table(test_rows, score_rows(bundle, test_rows, ["orig"], desc="test, no TTA"), thresholds)
-        result["test_no_tta"] = evaluate_table(plain, thresholds, n_boot=0, seed=seed)
+        plain, used = decided(test_rows, score_rows(bundle, test_rows, ["orig"], desc="test, no TTA"))
+        result["test_no_tta"] = evaluate_table(plain, used, n_boot=0, seed=seed)
     return result
 
 

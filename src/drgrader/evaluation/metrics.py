@@ -39,6 +39,7 @@ SCREENS = {"any_dr": ("score_any", 1), "referable": ("score_referable", 2)}
 # IDx-DR pivotal trial (Abramoff et al. 2018) pre-specified endpoints.
 IDX_DR_SENSITIVITY = 0.85
 IDX_DR_SPECIFICITY = 0.825
+MIN_SUPPORT_REACHABLE = 10  # a grade with this many eyes should be predicted at least once
 HIGH = 0.90  # sensitivity / specificity of the "high_sensitivity" / "high_specificity" points
 
 MetricFn = Callable[[pd.DataFrame], float]
@@ -387,6 +388,20 @@ def _screen_fns(name: str, column: str, min_grade: int, threshold: float | None)
     return fns
 
 
+def _agreement_with_screens(df: pd.DataFrame, pred: np.ndarray, thresholds: dict) -> dict:
+    """Share of eyes on which "grade >= k" makes the same call as the screening threshold (1.0
+    when the cut-points are tied to the thresholds; below it, the report tells two stories)."""
+    out = {}
+    for name, (column, min_grade) in SCREENS.items():
+        score, threshold = _column(df, column), thresholds.get(name)
+        if score is None or threshold is None:
+            continue
+        both = ~np.isnan(score) & ~np.isnan(pred)
+        if both.any():
+            out[name] = float(np.mean((pred[both] >= min_grade) == (score[both] >= threshold)))
+    return out
+
+
 def _grade_prediction(df: pd.DataFrame, cutpoints) -> tuple[np.ndarray | None, str | None]:
     expected = _column(df, "expected_grade")
     if cutpoints is not None and expected is not None:
@@ -472,6 +487,15 @@ SCREEN_NAMES = {"any_dr": "Any DR (grade >= 1)", "referable": "Referable DR (gra
 def _warnings(result: dict) -> list[str]:
     notes = []
     if "grade" in result:
+        for g in result["grade"]["unreachable_grades"]:
+            n = result["grade"]["per_grade"][str(g)]["support"]
+            notes.append(f"grade {GRADE_NAMES[g]} ({n} eyes) is never predicted correctly (recall 0)")
+        for name, share in result["grade"]["agreement_with_screens"].items():
+            if share < 1.0:
+                notes.append(
+                    f"{SCREEN_NAMES[name]}: the predicted grade and the screening threshold disagree "
+                    f"on {1 - share:.0%} of eyes"
+                )
         for name, figures in result["grade"]["screening_from_grades"].items():
             notes += _screen_warnings(f"{SCREEN_NAMES[name]} from the predicted grades", figures)
     for name in SCREENS:
@@ -548,6 +572,11 @@ def evaluate_table(
             name: screening_at_threshold(grade[keep] >= g, pred[keep], g)
             for name, (_, g) in SCREENS.items()
         }
+        section["unreachable_grades"] = [
+            int(g) for g, row in section["per_grade"].items()
+            if row["support"] >= MIN_SUPPORT_REACHABLE and row["recall"] == 0
+        ]
+        section["agreement_with_screens"] = _agreement_with_screens(df, pred, thresholds)
         result["grade"] = section
 
         def graded(d: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -262,6 +262,11 @@ def _evaluated_on(run: RunData) -> tuple[str, str]:
             "the validation split, because the run had no test split. The same patients chose "
             "the checkpoint and fitted the thresholds, so these figures are optimistic"
         )
+    if where.startswith("out-of-fold"):
+        return "out-of-fold predictions", (
+            f"{where}: every labelled eye, each predicted by the fold model that never saw its patient. "
+            "The decision thresholds were fitted on these same predictions, so they flatter them a little"
+        )
     if where.startswith("external:"):
         path = where.split(":", 1)[1]
         return f"external data set {path}", (
@@ -487,23 +492,67 @@ def _headline_rows(columns: dict[str, dict]) -> list[list]:
     return rows
 
 
+def _comparison_table(headline: dict, other: dict, columns: list[str]) -> Table:
+    """Headline figures of this evaluation beside another of the same eyes, with the difference."""
+    rows = []
+    for key in _compared_keys(headline):
+        label, percent = HEADLINE_LABELS[key]
+        value, second = headline[key], other.get(key)
+        diff = "n/a" if _missing(value) or _missing(second) else (
+            f"{100 * (value - second):+.1f} points" if percent else f"{value - second:+.3f}")
+        rows.append([label, _fmt(value, percent), _fmt(second, percent), diff])
+    return Table(["Measure", *columns, "difference"], rows, align="lrrr")
+
+
 def tta_section(run: RunData) -> Section | None:
     plain = run.metrics.get("test_no_tta")
     if not plain:
         return None
-    with_tta, without = run.test.get("headline") or {}, plain.get("headline") or {}
-    rows = []
-    for key in _compared_keys(with_tta):
-        label, percent = HEADLINE_LABELS[key]
-        value, other = with_tta[key], without.get(key)
-        diff = "n/a" if _missing(value) or _missing(other) else (
-            f"{100 * (value - other):+.1f} points" if percent else f"{value - other:+.3f}")
-        rows.append([label, _fmt(value, percent), _fmt(other, percent), diff])
     views = ", ".join(run.metrics.get("tta_views") or [])
     return Section("tta", "Test-time augmentation", [
         Para(f"The scores above average {len(run.metrics.get('tta_views') or [])} views of each photo ({views}). "
              "The same eyes scored from the original photo only, with the same thresholds:"),
-        Table(["Measure", "with TTA", "without TTA", "difference"], rows, align="lrrr"),
+        _comparison_table(run.test.get("headline") or {}, plain.get("headline") or {}, ["with TTA", "without TTA"]),
+    ])
+
+
+def paired_eyes_section(run: RunData) -> Section | None:
+    single = run.metrics.get("test_single_eye")
+    if not single:
+        return None
+    measures = [("quadratic weighted kappa", "grade", "kappa"), ("referable AUC", "referable", "auc"),
+                ("referable sensitivity", "referable", "sensitivity"), ("referable specificity", "referable", "specificity"),
+                ("any-DR AUC", "any_dr", "auc")]
+
+    def cell(result: dict, section: str, key: str) -> str:
+        figures = result.get(section) or {}
+        value = figures.get(key) if key in ("kappa", "auc") else (figures.get("operating_points") or {}).get("chosen", {}).get(key)
+        return f"{fmt_num(value)} ({fmt_ci((figures.get('ci') or {}).get(key))})"
+
+    rows = [[label, cell(run.test, section, key), cell(single, section, key)] for label, section, key in measures]
+    return Section("paired-eyes", "Paired eyes", [
+        Para("Above, each eye is graded from its own photo and its fellow eye's (the paired-eye stage, fitted on "
+             "out-of-fold predictions); an eye without a gradable fellow gets the single-eye fallback. The same "
+             "eyes graded from their own photo alone, with the single-eye thresholds (95% CIs over patients):"),
+        Table(["Measure", "paired eyes", "single eye"], rows, align="lrr"),
+    ])
+
+
+def folds_section(run: RunData) -> Section | None:
+    per_fold = run.metrics.get("per_fold")
+    if not per_fold:
+        return None
+    keys = [("kappa", "kappa"), ("referable_auc", "referable AUC"), ("any_dr_auc", "any-DR AUC")]
+    training = run.metrics.get("fold_training") or {}
+    rows = [[fold, *[fmt_num(figures.get(k)) for k, _ in keys], _duration((training.get(fold) or {}).get("wall_time_s"))]
+            for fold, figures in per_fold["folds"].items()]
+    summary = per_fold.get("summary") or {}
+    rows.append(["mean ± sd", *[f"{fmt_num(summary[k]['mean'])} ± {fmt_num(summary[k]['sd'])}" if k in summary else "n/a"
+                                 for k, _ in keys], ""])
+    return Section("folds", "Cross-validation folds", [
+        Para("Every eye above was predicted by the fold model that never saw its patient. Each fold's own "
+             "patients, with the pooled thresholds (the spread is what one validation split would have shown):"),
+        Table(["Fold", *[label for _, label in keys], "training"], rows, align="lrrrr"),
     ])
 
 
@@ -672,6 +721,13 @@ def per_grade_section(run: RunData) -> Section:
                  for name, f in screening.items()]
         blocks += [Para("Screening decisions read from the predicted grade (instead of the screening score):"),
                    Table(["Screen", "sensitivity", "specificity", "missed", "false alarms"], srows, align="lrrrr")]
+    agreement = grade.get("agreement_with_screens") or {}
+    if agreement:
+        same = ", ".join(f"{SCREEN_SHORT[name]} {fmt_pct(share)}" for name, share in agreement.items())
+        blocks.append(Para(f"Eyes on which the predicted grade and the screening threshold make the same call: {same} "
+                           "(100% when the cut-points are tied to the screening thresholds)."))
+    for g in grade.get("unreachable_grades") or []:
+        blocks.append(Alert("warning", f"Grade {GRADE_NAMES[g]} is never predicted correctly (recall 0)."))
     return Section("per-grade", "Per-grade results", blocks)
 
 
@@ -1126,6 +1182,8 @@ def build_sections(run: RunData, figures: dict[str, bytes]) -> list[Section]:
         lambda: summary_section(run),
         lambda: headline_section(run),
         lambda: tta_section(run),
+        lambda: paired_eyes_section(run),
+        lambda: folds_section(run),
         lambda: training_section(run, figures),
         lambda: confusion_section(run, figures),
         lambda: roc_section(run, figures),
@@ -1139,7 +1197,7 @@ def build_sections(run: RunData, figures: dict[str, bytes]) -> list[Section]:
         lambda: config_section(run),
         lambda: reproduce_section(run),
     ]
-    names = ["summary", "headline", "tta", "training", "confusion", "roc", "calibration", "per-grade",
+    names = ["summary", "headline", "tta", "paired-eyes", "folds", "training", "confusion", "roc", "calibration", "per-grade",
              "patients", "gradability", "gallery", "data", "members", "config", "reproduce"]
     sections = []
     for name, build in zip(names, builders):

@@ -15,7 +15,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from drgrader.config import EvalConfig
-from drgrader.evaluation.metrics import SCREENS, quadratic_weighted_kappa
+from drgrader.evaluation.metrics import MIN_SUPPORT_REACHABLE, SCREENS, quadratic_weighted_kappa
 
 DEFAULT_CUTPOINTS = (0.5, 1.5, 2.5, 3.5)
 GRID_STEP = 0.01  # seed 001 swept its accuracy threshold in steps of 0.01
@@ -149,7 +149,6 @@ def _within(s: np.ndarray, lo: float, hi: float) -> bool:
     return bool(s.min() >= lo and s.max() <= hi)
 
 
-MIN_SUPPORT_REACHABLE = 10  # a grade with this many validation eyes must be predicted at least once
 UPPER_CUT_CANDIDATES = 120  # quantiles of the score tried for each of the two upper cut-points
 
 

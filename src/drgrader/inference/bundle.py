@@ -75,8 +75,21 @@ class Bundle:
             raise BundleError("an ensemble scores raw photos (each member preprocesses its own way)")
         return score_batch(self.runner, batch, self.tta if tta is None else tta)
 
+    @property
+    def paired_eyes(self) -> dict | None:
+        """The paired-eye stage (``{"model", "thresholds"}``) of a cross-fitted bundle, or None."""
+        return self.manifest.get("paired_eyes") or None
+
     def decide(self, scores: np.ndarray) -> pd.DataFrame:
-        return decide(scores, self.thresholds)
+        """Decisions for photos taken one by one (no fellow eye known): with a paired-eye stage,
+        its single-eye fallback and thresholds, so every output of the bundle is on one scale."""
+        decided = decide(scores, self.thresholds)
+        if self.paired_eyes:
+            from drgrader.inference.paired_eyes import decisions_with_stage
+
+            staged = decisions_with_stage(decided, self.paired_eyes)
+            decided[staged.columns] = staged
+        return decided
 
 
 def save_bundle(

@@ -87,7 +87,7 @@ def fellow_index(table: pd.DataFrame) -> np.ndarray:
     if "gradable" in table:
         usable &= table["gradable"].fillna(True).astype(bool).to_numpy()
     eye = table["eye"].fillna("").astype(str).str.lower().to_numpy() if "eye" in table else np.full(len(table), "")
-    patient = table["patient_id"].fillna("").astype(str).to_numpy()
+    patient = table["patient_id"].fillna("").astype(str).to_numpy() if "patient_id" in table else np.full(len(table), "")
     fellow = np.full(len(table), -1)
     positions = pd.Series(np.arange(len(table)))[usable & (patient != "")]
     for _, group in positions.groupby(patient[positions.to_numpy()]):
@@ -164,3 +164,14 @@ def decide_paired(single: pd.DataFrame, paired_stage: dict) -> pd.DataFrame:
     the same rows decided on the fused grade by a stored stage (``{"model", "thresholds"}``)."""
     fused, fellow = PairedEyeModel.from_dict(paired_stage["model"]).predict(single)
     return fused_table(single, fused, fellow >= 0, paired_stage.get("thresholds"))
+
+
+def decisions_with_stage(table: pd.DataFrame, paired_stage: dict) -> pd.DataFrame:
+    """Decisions (``pred_grade``, ``any_dr_pred``, ``referable_pred``) of a table with the score
+    columns (and ``patient_id``/``eye`` when known) by a stored stage, with ``fused_grade`` and
+    ``paired``; the first-stage scores are left to the caller."""
+    from drgrader.inference.predictor import decide
+
+    fused, fellow = PairedEyeModel.from_dict(paired_stage["model"]).predict(table)
+    decided = decide(fused_scores(fused), paired_stage.get("thresholds"))
+    return decided[["pred_grade", "any_dr_pred", "referable_pred"]].assign(fused_grade=fused, paired=fellow >= 0)

@@ -350,6 +350,23 @@ def patient_table(preds: pd.DataFrame) -> pd.DataFrame:
     return table.rename_axis("patient_id").reset_index()[PATIENT_COLUMNS]
 
 
+def with_paired_eyes(preds: pd.DataFrame, paired_stage: dict) -> pd.DataFrame:
+    """Re-decide every graded photo with the bundle's paired-eye stage: an eye whose patient has
+    one other photo (of the other eye) is graded from both, the others by the single-eye
+    fallback. Adds ``fused_grade`` and ``paired``; the scores stay the first stage's."""
+    from drgrader.inference.paired_eyes import decisions_with_stage
+
+    scored = preds[SCORE_COLUMNS].notna().any(axis=1).to_numpy()
+    usable = preds.assign(expected_grade=preds["expected_grade"].where(preds["error"] == ""))
+    staged = decisions_with_stage(usable, paired_stage)
+    out = preds.copy()
+    for column, staged_column in (("grade", "pred_grade"), ("any_dr", "any_dr_pred"), ("referable", "referable_pred")):
+        out[column] = pd.array(np.where(scored, staged[staged_column], np.nan)).round().astype("Int64")
+    out["fused_grade"] = staged["fused_grade"].to_numpy()
+    out["paired"] = staged["paired"].to_numpy()
+    return out
+
+
 # ------------------------------------------------------------------------ the command
 def _resume_key(bundle: Bundle, tta: list[str] | None) -> dict:
     """What must not change between an interrupted run and its continuation."""
@@ -418,6 +435,8 @@ def predict_command(
 
     rows = _read_partial(partial).drop_duplicates("path", keep="last")
     final = _typed(table[["path"]].merge(rows, on="path", how="left")[OUTPUT_COLUMNS])
+    if bundle.paired_eyes:
+        final = with_paired_eyes(final, bundle.paired_eyes)
     atomic_write_text(out, final.to_csv(index=False))
     patients = patient_table(final)
     if len(patients):

@@ -117,7 +117,7 @@ def pool_folds(cfg: ExperimentConfig, cv_dir: Path, folds: int) -> dict:
     result = {"single_eye": evaluate_table(single, thresholds, n_boot=n_boot, seed=seed)}
     result["per_fold"] = per_fold_figures(single, thresholds, folds, seed)
 
-    paired_stage = None
+    paired_stage, decided = None, single
     if task == "grade":
         try:
             # Honest figures: the fused grade of each eye from a stage that did not see its patient.
@@ -126,10 +126,11 @@ def pool_folds(cfg: ExperimentConfig, cv_dir: Path, folds: int) -> dict:
             paired_stage = {"model": fit_paired_eyes(single).to_dict(), "thresholds": paired_thresholds}
             fused_oof = fused_table(single, fused, paired, paired_thresholds)
             result["paired_eyes"] = evaluate_table(fused_oof, paired_thresholds, n_boot=n_boot, seed=seed)
+            decided = fused_oof
             single = single.assign(fused_grade=fused, paired=paired, fused_pred_grade=fused_oof["pred_grade"].to_numpy())
         except ValueError as exc:
             log.warning("paired-eye stage not fitted: %s", exc)
-    return {"oof": single, "thresholds": thresholds, "paired_stage": paired_stage, **result}
+    return {"oof": single, "decided": decided, "thresholds": thresholds, "paired_stage": paired_stage, **result}
 
 
 def per_fold_figures(single: pd.DataFrame, thresholds: dict, folds: int, seed: int) -> dict:
@@ -167,6 +168,8 @@ def run_cv(cfg: ExperimentConfig, *, folds: int, out: Path | None = None, fold: 
 
 def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) -> None:
     """predictions_oof.csv, the ensemble bundle (OOF thresholds, paired-eye stage), metrics.json, report."""
+    from drgrader.evaluation.evaluate import write_metrics
+    from drgrader.evaluation.report import write_report
     from drgrader.inference.bundle import MANIFEST
     from drgrader.inference.ensemble import make_ensemble
     from drgrader.training.run import versions
@@ -180,22 +183,25 @@ def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) 
     manifest["paired_eyes"] = pooled["paired_stage"]
     manifest["validation"] = {"out_of_fold": pooled["single_eye"]["headline"]}
     atomic_write_json(bundle_dir / MANIFEST, manifest)
+    paired = pooled.get("paired_eyes")
     metrics = {
         "run": cv_dir.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
         "evaluated_on": f"out-of-fold ({folds} folds)",
         "folds": folds,
-        "thresholds": pooled["thresholds"],
+        "tta_views": list(cfg.eval.tta),
+        "thresholds": pooled["paired_stage"]["thresholds"] if paired else pooled["thresholds"],
+        "single_eye_thresholds": pooled["thresholds"],
         "paired_stage": pooled["paired_stage"],
-        "test": pooled.get("paired_eyes") or pooled["single_eye"],
-        "single_eye": pooled["single_eye"],
+        "test": paired or pooled["single_eye"],
+        **({"test_single_eye": pooled["single_eye"]} if paired else {}),
         "per_fold": pooled["per_fold"],
-        "training": {str(i): json.loads((cv_dir / f"fold-{i}" / "metrics.json").read_text()).get("training", {}) for i in range(folds)},
+        "fold_training": {
+            str(i): json.loads((cv_dir / f"fold-{i}" / "metrics.json").read_text()).get("training", {}) for i in range(folds)
+        },
     }
-    if pooled.get("paired_eyes"):
-        metrics["paired_eyes"] = pooled["paired_eyes"]
-    atomic_write_json(cv_dir / "metrics.json", metrics)
-    from drgrader.evaluation.cv_report import write_cv_report
-
-    write_cv_report(cv_dir, metrics)
+    # The report reads the eyes it shows from predictions_test.csv: here, the out-of-fold ones.
+    atomic_write_text(cv_dir / "predictions_test.csv", pooled["decided"].to_csv(index=False))
+    write_metrics(cv_dir / "metrics.json", metrics)
+    write_report(cv_dir)
