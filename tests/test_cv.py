@@ -23,9 +23,13 @@ TINY = {
 }
 
 
-def cv_args(synth_dir, tmp_path, **extra):
+def overrides(synth_dir, tmp_path, **extra) -> list[str]:
     settings = {**TINY, "data.root": synth_dir, "data.cache_dir": tmp_path / "cache", **extra}
-    return [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+    return [f"{key}={value}" for key, value in settings.items()]
+
+
+def cv_args(synth_dir, tmp_path, **extra) -> list[str]:
+    return [arg for item in overrides(synth_dir, tmp_path, **extra) for arg in ("--set", item)]
 
 
 @pytest.mark.slow
@@ -88,3 +92,15 @@ def test_cv_refuses_a_folder_of_another_config(synth_dir, tmp_path, capsys):
     assert main(["cv", CONFIG, "--folds", "3", "--out", str(out), *cv_args(synth_dir, tmp_path)]) == 2
     assert "not a drgrader cv folder" in capsys.readouterr().err
     assert main(["cv", CONFIG, "--folds", "1", "--out", str(tmp_path / "x"), *cv_args(synth_dir, tmp_path)]) == 2
+
+    # A cv folder started with another config (or fold count) is not silently mixed into.
+    from drgrader.config import load_config
+    from drgrader.workflows.cv import open_cv_dir
+
+    started = tmp_path / "started"
+    open_cv_dir(load_config(CONFIG, overrides(synth_dir, tmp_path)), 3, started)
+    capsys.readouterr()
+    assert main(["cv", CONFIG, "--folds", "3", "--out", str(started), *cv_args(synth_dir, tmp_path, **{"train.lr": 0.01})]) == 2
+    assert "another config or fold count" in capsys.readouterr().err
+    assert main(["cv", CONFIG, "--folds", "4", "--out", str(started), *cv_args(synth_dir, tmp_path)]) == 2
+    assert not any(started.glob("fold-*"))  # refused before any training

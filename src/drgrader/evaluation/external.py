@@ -58,6 +58,11 @@ def evaluate_command(model: Path, *, data: str | None = None, out: Path | None =
     if data is None:
         if run_dir is None:
             raise ConfigError(f"{model} is a bare bundle: give --data to evaluate it on a data set")
+        if (run_dir / "cv.json").is_file():
+            raise ConfigError(
+                f"{run_dir} is a cross-validation: its figures are the out-of-fold ones in its metrics.json; "
+                "give --data to evaluate its ensemble bundle on another data set"
+            )
         cfg = load_config(run_dir / "config.yaml", overrides)
         prepared = prepare_data(cfg.data, split_file=run_dir / "split.csv")
         val_rows, test_rows = prepared.rows("val"), prepared.rows("test")

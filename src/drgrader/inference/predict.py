@@ -361,7 +361,7 @@ def with_paired_eyes(preds: pd.DataFrame, paired_stage: dict) -> pd.DataFrame:
     staged = decisions_with_stage(usable, paired_stage)
     out = preds.copy()
     for column, staged_column in (("grade", "pred_grade"), ("any_dr", "any_dr_pred"), ("referable", "referable_pred")):
-        out[column] = pd.array(np.where(scored, staged[staged_column], np.nan)).round().astype("Int64")
+        out[column] = pd.Series(np.where(scored, staged[staged_column], np.nan)).round().astype("Int64")
     out["fused_grade"] = staged["fused_grade"].to_numpy()
     out["paired"] = staged["paired"].to_numpy()
     return out
