@@ -121,7 +121,7 @@ def single_eye_figures(metrics: dict) -> dict:
 def evaluate_external(cfg: ExperimentConfig, run_dir: Path, external: Path) -> dict:
     """``drgrader evaluate RUN --data <external>`` with the run's cache folder and eval settings."""
     from drgrader.config import DataConfig, save_config
-    from drgrader.evaluation.external import evaluate_command
+    from drgrader.workflows.evaluate import evaluate_command
 
     # A YAML rather than the bare folder keeps data.cache_dir / workers and the eval section.
     data = DataConfig(root=external.resolve(), cache_dir=cfg.data.cache_dir, workers=cfg.data.workers)
@@ -145,7 +145,7 @@ def run_config(
 ) -> dict:
     """Train one config (or take an ``existing`` run of it; with ``cv``, cross-fit it, resuming
     an ``existing`` cv folder), evaluate it internally and externally; one result row."""
-    from drgrader.training.run import train
+    from drgrader.workflows.train import train
     from drgrader.workflows.cv import run_cv
 
     started = time.time()

@@ -104,7 +104,7 @@ def measure_loop(cfg: ExperimentConfig, steps: int, warmup: int, workdir: Path) 
     """``drgrader train`` itself, cut to one epoch of ``warmup + steps`` batches; the timing of
     the last ``steps`` comes from its TensorBoard log, so it covers exactly the loop ``train``
     runs (data loading, loggers, callbacks, schedule) and nothing around it."""
-    from drgrader.training.run import train
+    from drgrader.workflows.train import train
 
     short = cfg.model_copy(
         update={

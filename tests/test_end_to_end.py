@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import tiny_config
-from drgrader.training.run import train
+from drgrader.workflows.train import train
 
 
 @pytest.fixture(scope="module")

@@ -139,7 +139,7 @@ def test_killed_preprocessing_resumes_to_a_byte_identical_cache(data60, tmp_path
 # ------------------------------------------------------------------------ training
 @pytest.mark.slow
 def test_training_killed_mid_epoch_resumes_to_the_same_weights(data60, tmp_path, caplog):
-    from drgrader.training.run import train
+    from drgrader.workflows.train import train
 
     caplog.set_level(logging.INFO, logger="drgrader")  # train.log gets INFO lines, as under the CLI
 

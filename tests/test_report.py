@@ -128,7 +128,7 @@ def make_run(
     n_patients: int = 60,
     evaluated_on: str = "test",
 ) -> dict:
-    """A run folder as training/run.py (or evaluation/external.py when not ``training``)
+    """A run folder as workflows/train.py (or workflows/evaluate.py when not ``training``)
     writes it; returns the metrics."""
     rng = np.random.default_rng(7)
     photos = fundus_images(folder.parent / f"{folder.name}-photos")

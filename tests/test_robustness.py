@@ -223,7 +223,7 @@ def test_preprocess_command_skips_bad_files_with_bounded_memory(mixed, tmp_path)
 
 
 def test_training_goes_on_with_the_good_images(mixed, tmp_path):
-    from drgrader.training.run import train
+    from drgrader.workflows.train import train
 
     run = train(tiny_config(mixed, **{"train.epochs": 1, "eval.bootstrap": 0}), out=tmp_path / "run", progress=False)
     metrics = json.loads((run / "metrics.json").read_text())

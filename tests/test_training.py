@@ -11,7 +11,7 @@ import torch
 
 from conftest import tiny_config
 from drgrader.data.dataset import EpochSampler
-from drgrader.training.run import train
+from drgrader.workflows.train import train
 
 STEADY = {"train.scheduler": "none", "eval.bootstrap": 0}
 

@@ -38,7 +38,7 @@ def cmd_synth(args) -> None:
 
 def cmd_demo(args) -> None:
     from drgrader.config import load_config
-    from drgrader.demo import run_demo
+    from drgrader.workflows.demo import run_demo
 
     config = args.config or REPO_CONFIGS / "demo.yaml"
     cfg = load_config(config if Path(config).is_file() else None, list(args.set or []))
@@ -46,7 +46,8 @@ def cmd_demo(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from drgrader.training.run import train
+    from drgrader.workflows.console import print_run
+    from drgrader.workflows.train import train
 
     if args.resume:
         from drgrader.config import load_config
@@ -55,47 +56,22 @@ def cmd_train(args) -> None:
         run_dir = train(cfg, resume=Path(args.resume))
     else:
         run_dir = train(_config(args), out=args.out)
-    _print_run(run_dir)
-
-
-def _print_run(run_dir: Path) -> None:
-    import json
-
-    metrics_file = Path(run_dir) / "metrics.json"
-    print(f"\nrun folder: {run_dir}")
-    if metrics_file.is_file():
-        from drgrader.evaluation.evaluate import headline
-
-        metrics = json.loads(metrics_file.read_text())
-        print(f"evaluated on: {metrics.get('evaluated_on')}")
-        for name, value in headline(metrics).items():
-            print(f"  {name}: {_fmt(value)}")
-        for warning in metrics.get("test", {}).get("warnings", []):
-            print(f"  WARNING: {warning}")
-    for report in ("report.html", "report.md"):
-        if (Path(run_dir) / report).is_file():
-            print(f"report: {Path(run_dir) / report}")
-
-
-def _fmt(value) -> str:
-    estimate, ci = value
-    text = f"{estimate:.3f}" if isinstance(estimate, float) else str(estimate)
-    if ci and None not in ci:
-        text += f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})"
-    return text
+    print_run(run_dir)
 
 
 def cmd_cv(args) -> None:
+    from drgrader.workflows.console import print_run
     from drgrader.workflows.cv import run_cv
 
-    _print_run(run_cv(_config(args), folds=args.folds, out=args.out, fold=args.fold))
+    print_run(run_cv(_config(args), folds=args.folds, out=args.out, fold=args.fold))
 
 
 def cmd_evaluate(args) -> None:
-    from drgrader.evaluation.external import evaluate_command
+    from drgrader.workflows.console import print_run
+    from drgrader.workflows.evaluate import evaluate_command
 
     out = evaluate_command(Path(args.model), data=args.data, out=args.out, overrides=list(args.set or []))
-    _print_run(out)
+    print_run(out)
 
 
 def cmd_preprocess(args) -> None:

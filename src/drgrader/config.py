@@ -15,8 +15,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-GRADE_NAMES = ["0 none", "1 mild", "2 moderate", "3 severe NPDR", "4 proliferative"]
-
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the file and field."""

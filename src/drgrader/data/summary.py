@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from drgrader.config import GRADE_NAMES
+from drgrader.grading import GRADE_NAMES
 
 SPLIT_ORDER = ("train", "val", "test")
 

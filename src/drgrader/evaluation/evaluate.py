@@ -37,7 +37,7 @@ def score_rows(bundle: Bundle, rows: pd.DataFrame, tta: list[str], *, batch_size
 
 
 def predictions_table(rows: pd.DataFrame, scores: np.ndarray, thresholds: dict | None) -> pd.DataFrame:
-    from drgrader.inference.predictor import decide
+    from drgrader.grading import decide
 
     keep = [c for c in ROW_COLUMNS if c in rows]
     return pd.concat([rows[keep].reset_index(drop=True), decide(scores, thresholds)], axis=1)

@@ -31,11 +31,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from drgrader.config import GRADE_NAMES
+from drgrader.grading import GRADE_NAMES, GRADES, SCREEN_NAMES, SCREENS, apply_cutpoints
 
-GRADES = [0, 1, 2, 3, 4]
-# Screening sections: name -> (score column of the predictions table, lowest positive grade).
-SCREENS = {"any_dr": ("score_any", 1), "referable": ("score_referable", 2)}
 # IDx-DR pivotal trial (Abramoff et al. 2018) pre-specified endpoints.
 IDX_DR_SENSITIVITY = 0.85
 IDX_DR_SPECIFICITY = 0.825
@@ -405,8 +402,6 @@ def _agreement_with_screens(df: pd.DataFrame, pred: np.ndarray, thresholds: dict
 def _grade_prediction(df: pd.DataFrame, cutpoints) -> tuple[np.ndarray | None, str | None]:
     expected = _column(df, "expected_grade")
     if cutpoints is not None and expected is not None:
-        from drgrader.evaluation.thresholds import apply_cutpoints  # thresholds imports us
-
         pred = apply_cutpoints(expected, cutpoints).astype(float)
         pred[np.isnan(expected)] = np.nan
         return pred, "expected_grade+cutpoints"
@@ -479,9 +474,6 @@ def _screen_warnings(label: str, figures: dict) -> list[str]:
             "a constant answer gets"
         )
     return notes
-
-
-SCREEN_NAMES = {"any_dr": "Any DR (grade >= 1)", "referable": "Referable DR (grade >= 2)"}
 
 
 def _warnings(result: dict) -> list[str]:

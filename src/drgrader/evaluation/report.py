@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from drgrader.config import GRADE_NAMES, ExperimentConfig, PreprocessConfig, config_to_dict, load_config
+from drgrader.grading import GRADE_NAMES
+from drgrader.config import ExperimentConfig, PreprocessConfig, config_to_dict, load_config
 from drgrader.evaluation import plots
 from drgrader.evaluation.metrics import (
     IDX_DR_SENSITIVITY,

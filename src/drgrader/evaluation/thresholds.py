@@ -15,7 +15,8 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from drgrader.config import EvalConfig
-from drgrader.evaluation.metrics import MIN_SUPPORT_REACHABLE, SCREENS, quadratic_weighted_kappa
+from drgrader.evaluation.metrics import MIN_SUPPORT_REACHABLE, quadratic_weighted_kappa
+from drgrader.grading import SCREENS, apply_cutpoints
 
 DEFAULT_CUTPOINTS = (0.5, 1.5, 2.5, 3.5)
 GRID_STEP = 0.01  # seed 001 swept its accuracy threshold in steps of 0.01
@@ -110,14 +111,6 @@ def search_threshold(
     raise ValueError(
         f"unknown threshold objective {objective!r}; use accuracy, youden or sensitivity"
     )
-
-
-def apply_cutpoints(score, cutpoints) -> np.ndarray:
-    """Grades 0..4 from a continuous score: grade k when ``cut[k-1] <= score < cut[k]``."""
-    cuts = np.sort(np.asarray(cutpoints, dtype=float))
-    if cuts.shape != (4,):
-        raise ValueError(f"expected 4 cut-points, got {cuts.size}")
-    return np.digitize(np.asarray(score, dtype=float), cuts).astype(int)
 
 
 def fit_cutpoints(y_true_grade, continuous_score, init=DEFAULT_CUTPOINTS) -> np.ndarray:

@@ -21,7 +21,8 @@ import pandas as pd
 
 from drgrader import __version__
 from drgrader.config import PreprocessConfig
-from drgrader.inference.predictor import SCORE_COLUMNS, decide, score_batch
+from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, decide
+from drgrader.inference.predictor import score_batch
 from drgrader.io import atomic_write_json
 
 BUNDLE_FORMAT = 1
@@ -120,7 +121,7 @@ def save_bundle(
         "head": config["model"]["head"],
         "drop_rate": config["model"]["drop_rate"],
         "outputs": SCORE_COLUMNS,
-        "class_names": ["0 none", "1 mild", "2 moderate", "3 severe NPDR", "4 proliferative"],
+        "class_names": GRADE_NAMES,
         "input_size": config["data"]["image_size"],
         "preprocess": config["data"]["preprocess"],
         "mean": [float(x) / 255 for x in scoring_net.mean.flatten().tolist()],

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from drgrader import __version__
 from drgrader.inference.bundle import BUNDLE_FORMAT, MANIFEST, BundleError, read_manifest
-from drgrader.inference.predictor import SCORE_COLUMNS
+from drgrader.grading import SCORE_COLUMNS
 from drgrader.io import atomic_write_json
 
 MEMBERS_DIR = "members"

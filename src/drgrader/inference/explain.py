@@ -31,13 +31,14 @@ from torch import nn
 from drgrader.data.images import ImageReadError, read_image
 from drgrader.data.manifest import DataError
 from drgrader.data.preprocess import assess_quality
+from drgrader.grading import SCREENS, column_index
 from drgrader.inference.bundle import Bundle, BundleError, load_bundle
 from drgrader.inference.predict import collect_inputs, describe_prediction
 from drgrader.io import atomic_write_bytes
 
 log = logging.getLogger("drgrader")
 
-REFERABLE_COLUMN = 7  # index of score_referable in SCORE_COLUMNS
+REFERABLE_COLUMN = column_index("score_referable")
 # Grad-CAM hooks live on the shared network: one explanation at a time per process.
 _CAM_LOCK = threading.Lock()
 
@@ -144,8 +145,8 @@ def caption(result: dict) -> str:
     parts = []
     if pred["grade"] is not None:
         parts.append(f"grade {pred['grade_name']}")
-    for name in ("any_dr", "referable"):
-        score = pred[f"score_{name}" if name == "referable" else "score_any"]
+    for name, (column, _) in SCREENS.items():
+        score = pred[column]
         if pred[name] is not None and score is not None:
             parts.append(f"{name.replace('_', ' ')}: {'yes' if pred[name] else 'no'} ({score:.2f})")
     if not result["quality"]["gradable"]:

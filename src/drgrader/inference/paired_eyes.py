@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from drgrader.inference.predictor import SCORE_COLUMNS
+from drgrader.grading import DECISION_COLUMNS, SCORE_COLUMNS, decide
 
 SCREEN_SCORES = ["expected_grade", "score_any", "score_referable"]
-DECIDED_COLUMNS = [*SCORE_COLUMNS, "pred_grade", "any_dr_pred", "referable_pred", "paired"]
+DECIDED_COLUMNS = [*SCORE_COLUMNS, *DECISION_COLUMNS, "paired"]
 RIDGE_ALPHA = 1.0
 _RIGHT = {"right", "r", "od"}
 
@@ -153,8 +153,6 @@ def fused_scores(fused: np.ndarray) -> np.ndarray:
 def fused_table(single: pd.DataFrame, fused: np.ndarray, paired: np.ndarray, thresholds: dict | None) -> pd.DataFrame:
     """The rows of a predictions table, re-decided on their fused grades by ``thresholds``;
     ``paired`` says which eyes had a fellow."""
-    from drgrader.inference.predictor import decide
-
     rows = single.drop(columns=[c for c in single.columns if c in DECIDED_COLUMNS]).reset_index(drop=True)
     return pd.concat([rows, decide(fused_scores(fused), thresholds)], axis=1).assign(paired=paired)
 
@@ -170,8 +168,6 @@ def decisions_with_stage(table: pd.DataFrame, paired_stage: dict) -> pd.DataFram
     """Decisions (``pred_grade``, ``any_dr_pred``, ``referable_pred``) of a table with the score
     columns (and ``patient_id``/``eye`` when known) by a stored stage, with ``fused_grade`` and
     ``paired``; the first-stage scores are left to the caller."""
-    from drgrader.inference.predictor import decide
-
     fused, fellow = PairedEyeModel.from_dict(paired_stage["model"]).predict(table)
     decided = decide(fused_scores(fused), paired_stage.get("thresholds"))
     return decided[["pred_grade", "any_dr_pred", "referable_pred"]].assign(fused_grade=fused, paired=fellow >= 0)

@@ -25,13 +25,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from drgrader.config import GRADE_NAMES, ConfigError, PreprocessConfig
+from drgrader.config import ConfigError, PreprocessConfig
 from drgrader.data.cache import preprocess_file
 from drgrader.data.images import ImageReadError, read_image
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
 from drgrader.data.preprocess import FundusCircle, assess_quality, find_fundus, preprocess_image
 from drgrader.inference.bundle import Bundle, load_bundle
-from drgrader.inference.predictor import SCORE_COLUMNS, apply_view
+from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, column_index
+from drgrader.inference.predictor import apply_view
 from drgrader.io import atomic_write_json, atomic_write_text
 from drgrader.runtime import cpu_count
 
@@ -315,9 +316,7 @@ def describe_prediction(bundle: Bundle, scores: np.ndarray) -> dict:
         "grade": None if np.isnan(grade) else int(grade),
         "grade_name": None if np.isnan(grade) else GRADE_NAMES[int(grade)],
         "probabilities": None if np.isnan(probs).any() else [float(p) for p in probs],
-        "expected_grade": value(scores[0, 5]),
-        "score_any": value(scores[0, 6]),
-        "score_referable": value(scores[0, 7]),
+        **{column: value(scores[0, column_index(column)]) for column in ("expected_grade", "score_any", "score_referable")},
         "any_dr": decision(decided["any_dr_pred"]),
         "referable": decision(decided["referable_pred"]),
     }

@@ -1,6 +1,6 @@
-"""From pixels to a predictions table, with test-time augmentation. NumPy only: the same code
-serves PyTorch and ONNX Runtime backends (a *runner* maps float pixels N x 3 x H x W, 0..255,
-to decoded scores N x 8)."""
+"""From pixels to scores, with test-time augmentation. NumPy only: the same code serves PyTorch
+and ONNX Runtime backends (a *runner* maps float pixels N x 3 x H x W, 0..255, to decoded
+scores N x 8, the columns of :data:`drgrader.grading.SCORE_COLUMNS`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
-import pandas as pd
 
-SCORE_COLUMNS = ["p0", "p1", "p2", "p3", "p4", "expected_grade", "score_any", "score_referable"]
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
@@ -44,36 +42,3 @@ def score_batch(runner: Runner, batch: np.ndarray, views: Sequence[str] = ("orig
         pixels = np.ascontiguousarray(apply_view(batch, view).transpose(0, 3, 1, 2), dtype=np.float32)
         outs.append(runner(pixels))
     return np.mean(outs, axis=0)
-
-
-def decide(scores: np.ndarray, thresholds: dict | None) -> pd.DataFrame:
-    """Scores (N x 8) -> table with predicted grade and screening decisions.
-
-    The grade comes from the fitted cut-points on the expected grade when there are any,
-    else from the most probable class (or the rounded regression value)."""
-    thresholds = thresholds or {}
-    df = pd.DataFrame(scores, columns=SCORE_COLUMNS)
-    expected = df["expected_grade"].to_numpy()
-    cut = thresholds.get("cutpoints")
-    if np.isnan(expected).all():
-        pred = np.full(len(df), np.nan)
-    elif cut is not None:
-        pred = np.digitize(expected, np.asarray(cut, dtype=float)).astype(float)
-    elif not np.isnan(df["p0"]).all():
-        pred = df[["p0", "p1", "p2", "p3", "p4"]].to_numpy().argmax(axis=1).astype(float)
-    else:
-        pred = np.clip(np.rint(expected), 0, 4)
-    df["pred_grade"] = pred
-    for name, col in (("any_dr", "score_any"), ("referable", "score_referable")):
-        thr = thresholds.get(name)
-        score = df[col].to_numpy()
-        if thr is None:
-            # No fitted threshold: fall back on the predicted grade, else 0.5 for probabilities.
-            if not np.isnan(pred).all():
-                decision = (pred >= (1 if name == "any_dr" else 2)).astype(float)
-            else:
-                decision = np.where(np.isnan(score), np.nan, (score >= 0.5).astype(float))
-        else:
-            decision = np.where(np.isnan(score), np.nan, (score >= thr).astype(float))
-        df[f"{name}_pred"] = decision
-    return df

@@ -25,7 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.formparsers import MultiPartException
 
-from drgrader.config import GRADE_NAMES
+from drgrader.grading import GRADE_NAMES
 from drgrader.data.cache import decode_photo
 from drgrader.data.images import ImageReadError, read_image, read_image_size
 from drgrader.data.preprocess import assess_quality

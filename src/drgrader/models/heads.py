@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-NUM_GRADES = 5
+from drgrader.grading import NUM_GRADES, SCREENS
+
 
 
 def output_kind(task: str, loss: str) -> str:
@@ -82,7 +83,7 @@ def decode(kind: str, raw: torch.Tensor, task: str = "grade") -> dict[str, torch
     raw = raw.float()
     if kind == "binary":
         p = torch.sigmoid(raw.reshape(-1))
-        return {"score_any" if task == "any_dr" else "score_referable": p}
+        return {SCREENS[task][0]: p}
     if kind == "regression":
         g = raw.reshape(-1)
         return {"expected_grade": g, "score_any": g, "score_referable": g}

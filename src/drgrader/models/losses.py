@@ -10,12 +10,12 @@ from coral_pytorch.losses import coral_loss, corn_loss
 from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
-from drgrader.models.heads import NUM_GRADES
+from drgrader.grading import NUM_GRADES, SCREENS
 
 
 def binary_target(grades: torch.Tensor, task: str) -> torch.Tensor:
     """any_dr: grade >= 1 (seed 001); referable: grade >= 2."""
-    return (grades >= (1 if task == "any_dr" else 2)).float()
+    return (grades >= SCREENS[task][1]).float()
 
 
 class TaskLoss(nn.Module):

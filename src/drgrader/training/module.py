@@ -13,6 +13,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torchmetrics.classification import BinaryAUROC, MulticlassCohenKappa
 
 from drgrader.config import ExperimentConfig
+from drgrader.grading import NUM_GRADES, SCREENS
 from drgrader.models.factory import GraderNet, ScoringNet, unfreeze
 from drgrader.models.losses import TaskLoss, binary_target
 
@@ -38,7 +39,7 @@ class GraderModule(L.LightningModule):
             focal_gamma=t.focal_gamma,
             focal_alpha=t.focal_alpha,
         )
-        self.val_kappa = MulticlassCohenKappa(num_classes=5, weights="quadratic")
+        self.val_kappa = MulticlassCohenKappa(num_classes=NUM_GRADES, weights="quadratic")
         self.val_auc = BinaryAUROC()
         if t.channels_last:
             self.scoring.to(memory_format=torch.channels_last)
@@ -84,7 +85,7 @@ class GraderModule(L.LightningModule):
             self.val_kappa.update(pred, grades)
             self.val_auc.update(out["score_referable"], binary_target(grades, "referable").long())
         else:
-            key = "score_any" if task == "any_dr" else "score_referable"
+            key = SCREENS[task][0]
             self.val_auc.update(out[key], binary_target(grades, task).long())
 
     def on_validation_epoch_end(self) -> None:

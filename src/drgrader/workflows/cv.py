@@ -70,7 +70,7 @@ def open_cv_dir(cfg: ExperimentConfig, folds: int, out: Path | None) -> Path:
 
 def run_fold(cfg: ExperimentConfig, cv_dir: Path, folds: int, fold: int, *, progress: bool = True) -> Path:
     """Train fold ``fold`` into ``cv_dir/fold-<fold>``, or resume it, or keep it if finished."""
-    from drgrader.training.run import train
+    from drgrader.workflows.train import train
 
     fold_dir = cv_dir / f"fold-{fold}"
     if (fold_dir / "metrics.json").is_file():
@@ -87,7 +87,7 @@ def run_fold(cfg: ExperimentConfig, cv_dir: Path, folds: int, fold: int, *, prog
 def out_of_fold_predictions(cv_dir: Path, folds: int) -> pd.DataFrame:
     """Each fold's scores of its own validation patients, pooled: one row per labelled image."""
     from drgrader.evaluation.evaluate import ROW_COLUMNS
-    from drgrader.inference.predictor import SCORE_COLUMNS
+    from drgrader.grading import SCORE_COLUMNS
 
     parts = []
     for fold in range(folds):
@@ -106,7 +106,7 @@ def pool_folds(cfg: ExperimentConfig, cv_dir: Path, folds: int) -> dict:
     from drgrader.evaluation.metrics import evaluate_table
     from drgrader.evaluation.thresholds import fit_thresholds
     from drgrader.inference.paired_eyes import cross_fit_paired_eyes, fit_paired_eyes, fused_table
-    from drgrader.inference.predictor import SCORE_COLUMNS, decide
+    from drgrader.grading import SCORE_COLUMNS, decide
 
     oof = out_of_fold_predictions(cv_dir, folds)
     task, n_boot, seed = cfg.model.task, cfg.eval.bootstrap, cfg.train.seed
@@ -172,7 +172,7 @@ def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) 
     from drgrader.evaluation.report import write_report
     from drgrader.inference.bundle import MANIFEST
     from drgrader.inference.ensemble import make_ensemble
-    from drgrader.training.run import versions
+    from drgrader.workflows.train import versions
 
     atomic_write_text(cv_dir / "predictions_oof.csv", pooled["oof"].to_csv(index=False))
     bundle_dir = cv_dir / "bundle"

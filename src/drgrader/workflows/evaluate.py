@@ -50,7 +50,7 @@ def evaluate_command(model: Path, *, data: str | None = None, out: Path | None =
     from drgrader.data.prepare import prepare_data
     from drgrader.data.summary import summarize
     from drgrader.evaluation.evaluate import evaluate_split_pair, write_metrics
-    from drgrader.training.run import manifest_checksum, versions
+    from drgrader.workflows.train import manifest_checksum, versions
 
     overrides = overrides or []
     bundle_dir, run_dir = find_bundle(Path(model))

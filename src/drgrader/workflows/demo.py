@@ -26,11 +26,11 @@ def ensure_demo_data(data_dir: Path, patients: int, seed: int = 0) -> Path:
 
 
 def run_demo(cfg: ExperimentConfig, *, data_dir: Path, patients: int, out: Path | None = None) -> Path:
-    from drgrader.cli import _print_run
-    from drgrader.training.run import train
+    from drgrader.workflows.console import print_run
+    from drgrader.workflows.train import train
 
     ensure_demo_data(data_dir, patients)
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": data_dir, "format": "kaggle"})})
     run_dir = train(cfg, out=out)
-    _print_run(run_dir)
+    print_run(run_dir)
     return run_dir

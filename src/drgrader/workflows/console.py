@@ -1,0 +1,34 @@
+"""What the commands print when a run or an evaluation is finished."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def print_run(run_dir: Path) -> None:
+    """The run folder, the headline figures with their CIs, warnings, and where the report is."""
+    import json
+
+    metrics_file = Path(run_dir) / "metrics.json"
+    print(f"\nrun folder: {run_dir}")
+    if metrics_file.is_file():
+        from drgrader.evaluation.evaluate import headline
+
+        metrics = json.loads(metrics_file.read_text())
+        print(f"evaluated on: {metrics.get('evaluated_on')}")
+        for name, value in headline(metrics).items():
+            print(f"  {name}: {fmt_figure(value)}")
+        for warning in metrics.get("test", {}).get("warnings", []):
+            print(f"  WARNING: {warning}")
+    for report in ("report.html", "report.md"):
+        if (Path(run_dir) / report).is_file():
+            print(f"report: {Path(run_dir) / report}")
+
+
+def fmt_figure(value) -> str:
+    """``(estimate, [lo, hi] or None)`` as ``0.612 (95% CI 0.527-0.688)``."""
+    estimate, ci = value
+    text = f"{estimate:.3f}" if isinstance(estimate, float) else str(estimate)
+    if ci and None not in ci:
+        text += f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})"
+    return text
