@@ -15,9 +15,11 @@ import pytest
 from drgrader.config import ExperimentConfig, save_config
 from drgrader.data.summary import summarize
 from drgrader.evaluation.metrics import evaluate_table
-from drgrader.evaluation.plots import epoch_table
-from drgrader.evaluation.report import THUMBNAIL_PX, select_errors, write_report
 from drgrader.io import atomic_write_json, atomic_write_text
+from drgrader.reporting import write_report
+from drgrader.reporting.document import THUMBNAIL_PX
+from drgrader.reporting.gallery import select_errors
+from drgrader.reporting.plots import epoch_table
 
 GRADE_PROBS = [0.55, 0.1, 0.2, 0.08, 0.07]
 EYEPACS_PROBS = [0.73, 0.07, 0.15, 0.025, 0.025]  # the screener: ~27% diseased, as in seed 001

@@ -103,7 +103,7 @@ def cmd_data_summary(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from drgrader.evaluation.report import write_report
+    from drgrader.reporting import write_report
 
     print(f"report: {write_report(Path(args.run))}")
 

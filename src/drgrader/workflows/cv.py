@@ -169,7 +169,7 @@ def run_cv(cfg: ExperimentConfig, *, folds: int, out: Path | None = None, fold: 
 def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) -> None:
     """predictions_oof.csv, the ensemble bundle (OOF thresholds, paired-eye stage), metrics.json, report."""
     from drgrader.evaluation.evaluate import write_metrics
-    from drgrader.evaluation.report import write_report
+    from drgrader.reporting import write_report
     from drgrader.inference.bundle import MANIFEST
     from drgrader.inference.ensemble import make_ensemble
     from drgrader.workflows.train import versions

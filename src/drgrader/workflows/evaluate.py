@@ -103,7 +103,7 @@ def evaluate_command(model: Path, *, data: str | None = None, out: Path | None =
         metrics["members"] = _member_metrics(bundle, val_rows, test_rows, cfg, out)
     write_metrics(out / "metrics.json", metrics)
     try:
-        from drgrader.evaluation.report import write_report
+        from drgrader.reporting import write_report
 
         write_report(out, config=cfg)
     except ImportError:

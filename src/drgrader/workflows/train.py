@@ -205,7 +205,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         }
         write_metrics(run_dir / "metrics.json", metrics)
         try:
-            from drgrader.evaluation.report import write_report
+            from drgrader.reporting import write_report
 
             report = write_report(run_dir)
             log.info("report: %s", report)

@@ -1,0 +1,122 @@
+"""What the report reads from a run or evaluation folder, and what it can tell from it.
+
+Only ``metrics.json`` is required: ``predictions_test.csv``, ``logs/metrics.csv`` and
+``config.yaml`` are read when present (an evaluation-only folder has no training log or
+config), and the sections leave out what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from drgrader.config import ExperimentConfig, config_to_dict, load_config
+
+log = logging.getLogger("drgrader")
+
+
+@dataclass
+class RunData:
+    """Everything the report reads from a run folder."""
+
+    run_dir: Path
+    metrics: dict
+    config: ExperimentConfig | None
+    config_text: str | None
+    predictions: pd.DataFrame | None
+    training_log: pd.DataFrame | None
+
+    @property
+    def test(self) -> dict:
+        return self.metrics.get("test") or {}
+
+    def screens(self) -> list[str]:
+        """Screening sections present in the test metrics, referable first."""
+        return [name for name in ("referable", "any_dr") if name in self.test]
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path, dtype={"image_id": str, "patient_id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        log.warning("report: cannot read %s: %s", path, exc)
+        return None
+
+
+def load_run(run_dir: Path, config: ExperimentConfig | None = None) -> RunData:
+    """Read metrics.json (required), predictions_test.csv, logs/metrics.csv and config.yaml."""
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no metrics.json: train or evaluate a model first")
+    try:
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{metrics_path} is not valid JSON: {exc}") from None
+    config_text = None
+    config_path = run_dir / "config.yaml"
+    if config is not None:
+        config_text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+    elif config_path.is_file():
+        config_text = config_path.read_text(encoding="utf-8")
+        try:
+            config = load_config(config_path)
+        except ValueError as exc:  # ConfigError: shown as text, thumbnails use defaults
+            log.warning("report: %s", exc)
+    return RunData(
+        run_dir=run_dir,
+        metrics=metrics,
+        config=config,
+        config_text=config_text,
+        predictions=_read_csv(run_dir / "predictions_test.csv"),
+        training_log=_read_csv(run_dir / "logs" / "metrics.csv"),
+    )
+
+
+def evaluated_on(run: RunData) -> tuple[str, str]:
+    """(short name, sentence) of what the figures were measured on."""
+    where = run.metrics.get("evaluated_on") or "test"
+    if where == "test":
+        return "test split", (
+            "the held-out test split: patients whose eyes were not used for training, for "
+            "choosing the checkpoint or for fitting the decision thresholds"
+        )
+    if where == "val":
+        return "validation split", (
+            "the validation split, because the run had no test split. The same patients chose "
+            "the checkpoint and fitted the thresholds, so these figures are optimistic"
+        )
+    if where.startswith("out-of-fold"):
+        return "out-of-fold predictions", (
+            f"{where}: every labelled eye, each predicted by the fold model that never saw its patient. "
+            "The decision thresholds were fitted on these same predictions, so they flatter them a little"
+        )
+    if where.startswith("external:"):
+        path = where.split(":", 1)[1]
+        return f"external data set {path}", (
+            f"an external data set ({path}) that the model never saw, with the decision "
+            "thresholds fitted beforehand on the model's own validation split"
+        )
+    return where, where
+
+
+def _data_root(run: RunData) -> Path | None:
+    where = run.metrics.get("evaluated_on") or ""
+    if where.startswith("external:"):
+        return Path(where.split(":", 1)[1])
+    if run.config is not None and run.config.data.root is not None:
+        return Path(run.config.data.root)
+    return None
+
+
+def is_synthetic(run: RunData) -> bool:
+    from drgrader.synth import MARKER_NAME
+
+    root = _data_root(run)
+    return root is not None and (root / MARKER_NAME).is_file()
