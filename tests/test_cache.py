@@ -22,9 +22,9 @@ from drgrader.data.cache import (
     cache_file_stem,
     cache_key,
     load_cached,
-    preprocess_file,
     shard_of,
 )
+from drgrader.data.photo import preprocess_file
 from drgrader.data.images import ImageReadError
 from drgrader.synth import make_fundus
 

@@ -17,14 +17,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import multiprocessing
 import os
 import re
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -33,9 +31,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from drgrader.config import DataConfig, PreprocessConfig
-from drgrader.data.images import ImageReadError, read_image, read_image_size
+from drgrader.data.images import ImageReadError
 from drgrader.data.manifest import DataError
-from drgrader.data.preprocess import FundusCircle, Quality, assess_quality, find_fundus, preprocess_image
+from drgrader.data.photo import preprocess_file
 from drgrader.io import atomic_write_json
 from drgrader.runtime import cpu_count
 
@@ -46,10 +44,6 @@ SETTINGS_NAME = "settings.json"
 # .npy loads in 0.2 ms against 5-7 ms for a PNG (which also takes ~18 ms to encode), for
 # 3x the disk space (768 KB against ~270 KB; see benchmarks/bench_preprocess.py).
 IMAGE_SUFFIX = ".npy"
-# Decode JPEGs at a reduced DCT scale whose short side is at least this many times the model
-# input size: the fundus circle is rarely under 80% of the short side. If it is, the image is
-# decoded again at a larger scale (see preprocess_file), so the crop never needs upscaling.
-DECODE_MARGIN = 1.25
 STALE_TEMP_SECONDS = 3600  # temporary files older than this are leftovers of killed runs
 
 INDEX_COLUMNS = [
@@ -106,47 +100,6 @@ def shard_of(image_id: object, n: int) -> int:
     """Stable shard number of an image id in 0..n-1 (same on every machine and run)."""
     digest = hashlib.sha1(str(image_id).encode("utf-8")).hexdigest()
     return int(digest[:12], 16) % n
-
-
-# ----------------------------------------------------------------------- one image
-def decode_min_side(image_size: int) -> int:
-    """The short side to decode JPEGs at (libjpeg DCT scaling) for a model input size."""
-    return math.ceil(DECODE_MARGIN * image_size)
-
-
-@dataclass(frozen=True)
-class PreprocessedImage:
-    image: np.ndarray  # size x size x 3 RGB uint8: the model input
-    quality: Quality
-    circle: FundusCircle  # in the pixels of the decoded (possibly reduced) photo
-    orig_height: int
-    orig_width: int
-
-
-def decode_photo(path: str | Path, size: int, orig_size: tuple[int, int] | None = None, *, max_pixels: int | None = None) -> tuple[np.ndarray, FundusCircle]:
-    """Decode a photo at the scale a model of input ``size`` needs (scale-on-decode), and find
-    its fundus. The one decoding used by the cache, ``predict`` and ``serve``."""
-    limits = {} if max_pixels is None else {"max_pixels": max_pixels}
-    orig_height, orig_width = orig_size or read_image_size(path, **limits)
-    rgb = read_image(path, min_side=decode_min_side(size), **limits)
-    circle = find_fundus(rgb)
-    decoded_short = min(rgb.shape[:2])
-    if circle.found and 2 * circle.r < size and decoded_short < min(orig_height, orig_width):
-        # A small fundus in a big frame: decode larger so the crop has >= size pixels.
-        needed = math.ceil(decoded_short * size / (2 * circle.r))
-        rgb = read_image(path, min_side=needed, **limits)
-        circle = find_fundus(rgb)
-    return rgb, circle
-
-
-def preprocess_file(path: str | Path, cfg: PreprocessConfig, size: int) -> PreprocessedImage:
-    """Decode a photo (scale-on-decode), check its quality and preprocess it: exactly what the
-    cache stores. Raises :class:`ImageReadError` for unreadable files."""
-    orig_height, orig_width = read_image_size(path)
-    rgb, circle = decode_photo(path, size, (orig_height, orig_width))
-    quality = assess_quality(rgb, circle)
-    image = preprocess_image(rgb, cfg, size, circle)
-    return PreprocessedImage(image, quality, circle, orig_height, orig_width)
 
 
 def load_cached(path: str | Path) -> np.ndarray:

@@ -24,13 +24,13 @@ def score_rows(bundle: Bundle, rows: pd.DataFrame, tta: list[str], *, batch_size
     from drgrader.data.cache import load_cached
     from drgrader.data.images import read_image
 
-    use_cache = "cache_path" in rows and not bundle.members
+    use_cache = "cache_path" in rows and bundle.reads_cached_input
     out = []
     for start in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch", leave=False):
         chunk = rows.iloc[start : start + batch_size]
         if use_cache:
             batch = np.stack([load_cached(p) for p in chunk["cache_path"]])
-            out.append(bundle.score_preprocessed(batch, tta))
+            out.append(bundle.score_prepared(batch, tta))
         else:
             out.append(bundle.score_raw([read_image(p) for p in chunk["path"]], tta))
     return np.concatenate(out) if out else np.zeros((0, 8), dtype=np.float32)

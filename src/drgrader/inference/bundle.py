@@ -56,25 +56,40 @@ class Bundle:
     def tta(self) -> list[str]:
         return self.manifest.get("tta") or ["orig"]
 
-    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
-        """Raw RGB photo -> the model's input image (same function and settings as training)."""
+    # Single models and ensembles answer the same calls; these are the only places that tell
+    # them apart (an ensemble's input is one prepared image per member, in member order).
+    @property
+    def reads_cached_input(self) -> bool:
+        """True for a single model: its input is exactly what the training cache stores, so
+        callers may decode and preprocess a photo once (``data.cache.preprocess_file``) and
+        feed that; an ensemble needs :meth:`prepare` (each member preprocesses its own way)."""
+        return not self.members
+
+    def leaves(self) -> list["Bundle"]:
+        """The single models inside: itself, or every member's, in order."""
+        return [leaf for member in self.members for leaf in member.leaves()] if self.members else [self]
+
+    def prepare(self, rgb: np.ndarray, circle=None):
+        """Raw RGB photo -> the model's input (same function and settings as training; the
+        fundus ``circle`` when already found); an ensemble's is a list, one per member."""
+        if self.members:
+            return [member.prepare(rgb, circle) for member in self.members]
         from drgrader.data.preprocess import preprocess_image
 
         cfg = PreprocessConfig.model_validate(self.manifest["preprocess"])
-        return preprocess_image(rgb, cfg, self.input_size)
+        return preprocess_image(rgb, cfg, self.input_size, circle)
+
+    def score_prepared(self, prepared, tta: list[str] | None = None) -> np.ndarray:
+        """Inputs from :meth:`prepare` (or cached images, for a single model) -> scores N x 8;
+        an ensemble averages its members' scores, each with its own TTA unless ``tta`` is given."""
+        if self.members:
+            per_member = [member.score_prepared([p[i] for p in prepared], tta) for i, member in enumerate(self.members)]
+            return np.mean(per_member, axis=0)
+        return score_batch(self.runner, np.stack(list(prepared)), self.tta if tta is None else tta)
 
     def score_raw(self, images: list[np.ndarray], tta: list[str] | None = None) -> np.ndarray:
-        """Raw RGB photos -> scores N x 8; ensembles feed each member its own preprocessing."""
-        views = self.tta if tta is None else tta
-        if self.members:
-            return np.mean([m.score_raw(images, tta) for m in self.members], axis=0)
-        batch = np.stack([self.preprocess(img) for img in images])
-        return score_batch(self.runner, batch, views)
-
-    def score_preprocessed(self, batch: np.ndarray, tta: list[str] | None = None) -> np.ndarray:
-        if self.members:
-            raise BundleError("an ensemble scores raw photos (each member preprocesses its own way)")
-        return score_batch(self.runner, batch, self.tta if tta is None else tta)
+        """Raw RGB photos -> scores N x 8."""
+        return self.score_prepared([self.prepare(img) for img in images], tta)
 
     @property
     def paired_eyes(self) -> dict | None:

@@ -1,5 +1,5 @@
 """``drgrader ensemble``: several bundles as one. Each member keeps its own preprocessing, input
-size and TTA; the ensemble averages their decoded scores (``Bundle.score_raw``). Thresholds
+size and TTA; the ensemble averages their decoded scores (``Bundle.score_prepared``). Thresholds
 are left empty: an average of scores needs its own, fitted by ``drgrader evaluate``."""
 
 from __future__ import annotations
@@ -10,8 +10,13 @@ import tempfile
 from pathlib import Path
 
 from drgrader import __version__
-from drgrader.inference.bundle import BUNDLE_FORMAT, MANIFEST, BundleError, read_manifest
 from drgrader.grading import SCORE_COLUMNS
+from drgrader.inference.bundle import (
+    BUNDLE_FORMAT,
+    MANIFEST,
+    BundleError,
+    read_manifest,
+)
 from drgrader.io import atomic_write_json
 
 MEMBERS_DIR = "members"

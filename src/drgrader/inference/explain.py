@@ -55,10 +55,6 @@ class _RawOutputs(nn.Module):
         return s.net((pixels - s.mean) / s.std)
 
 
-def _first_leaf(bundle: Bundle) -> Bundle:
-    return _first_leaf(bundle.members[0]) if bundle.members else bundle
-
-
 def _cam_network(leaf: Bundle) -> nn.Module:
     """The PyTorch ScoringNet of a single-model bundle (loaded from the weights for ONNX bundles)."""
     net = getattr(leaf.runner, "scoring_net", None)
@@ -101,13 +97,10 @@ def explain_image(bundle: Bundle, rgb: np.ndarray, *, tta: list[str] | None = No
     score_any, score_referable, any_dr, referable), ``quality`` (gradable, score, reason) and
     ``cam_bundle`` (the bundle folder whose network the maps come from).
     """
-    leaf = _first_leaf(bundle)
+    leaf = bundle.leaves()[0]
     scoring = _cam_network(leaf)
-    preprocessed = leaf.preprocess(rgb)
-    if bundle.members:
-        scores = bundle.score_raw([rgb], tta)
-    else:
-        scores = bundle.score_preprocessed(preprocessed[None], tta)
+    preprocessed = leaf.prepare(rgb)
+    scores = bundle.score_raw([rgb], tta)
     prediction = describe_prediction(bundle, scores[0])
     quality = assess_quality(rgb)
 

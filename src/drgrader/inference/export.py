@@ -21,7 +21,13 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from drgrader.inference.bundle import MANIFEST, Bundle, BundleError, load_bundle, read_manifest
+from drgrader.inference.bundle import (
+    MANIFEST,
+    Bundle,
+    BundleError,
+    load_bundle,
+    read_manifest,
+)
 from drgrader.io import atomic_write_json
 
 log = logging.getLogger("drgrader")
@@ -77,7 +83,7 @@ def parity_samples(bundle: Bundle) -> list[np.ndarray]:
 
     rng = np.random.default_rng(0)
     size = bundle.input_size
-    fundus = [bundle.preprocess(make_fundus(grade, rng, height=max(128, size))) for grade in (0, 2, 4)]
+    fundus = [bundle.prepare(make_fundus(grade, rng, height=max(128, size))) for grade in (0, 2, 4)]
     noise = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
     batches = [np.stack(fundus[:1]), np.stack([fundus[1], noise, fundus[2]])]
     return [np.ascontiguousarray(b.transpose(0, 3, 1, 2), dtype=np.float32) for b in batches]

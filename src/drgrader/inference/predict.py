@@ -26,12 +26,15 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from drgrader.config import ConfigError, PreprocessConfig
-from drgrader.data.cache import preprocess_file
 from drgrader.data.images import ImageReadError, read_image
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
-from drgrader.data.preprocess import FundusCircle, assess_quality, find_fundus, preprocess_image
-from drgrader.inference.bundle import Bundle, load_bundle
+from drgrader.data.photo import preprocess_file
+from drgrader.data.preprocess import (
+    assess_quality,
+    find_fundus,
+)
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, column_index
+from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.predictor import apply_view
 from drgrader.io import atomic_write_json, atomic_write_text
 from drgrader.runtime import cpu_count
@@ -161,33 +164,10 @@ class _Loaded:
     error: str = ""
 
 
-def _leaf_sizes(bundle: Bundle) -> list[int]:
-    if bundle.members:
-        return [s for m in bundle.members for s in _leaf_sizes(m)]
-    return [bundle.input_size]
-
-
-def _prepare(bundle: Bundle, rgb: np.ndarray, circle: FundusCircle) -> object:
-    """Model input of a photo; an ensemble gets one per member (each its own preprocessing).
-    Same function and settings as :meth:`Bundle.preprocess`, reusing the found fundus."""
-    if bundle.members:
-        return [_prepare(m, rgb, circle) for m in bundle.members]
-    cfg = PreprocessConfig.model_validate(bundle.manifest["preprocess"])
-    return preprocess_image(rgb, cfg, bundle.input_size, circle)
-
-
-def _score_prepared(bundle: Bundle, prepared: list, tta: list[str] | None) -> np.ndarray:
-    """Scores N x 8 of prepared inputs; ensembles average their members as ``Bundle.score_raw``."""
-    if bundle.members:
-        per_member = [_score_prepared(m, [p[i] for p in prepared], tta) for i, m in enumerate(bundle.members)]
-        return np.mean(per_member, axis=0)
-    return bundle.score_preprocessed(np.stack(prepared), tta)
-
-
 def load_photo(path: str | Path, bundle: Bundle) -> _Loaded:
     """Decode, check quality and preprocess one photo (runs in the worker threads)."""
     try:
-        if not bundle.members:
+        if bundle.reads_cached_input:
             # Exactly what the training cache stores: same scale-on-decode, same pipeline.
             cfg = PreprocessConfig.model_validate(bundle.manifest["preprocess"])
             done = preprocess_file(path, cfg, bundle.input_size)
@@ -200,7 +180,7 @@ def load_photo(path: str | Path, bundle: Bundle) -> _Loaded:
     try:
         circle = find_fundus(rgb)
         quality = assess_quality(rgb, circle)
-        prepared = _prepare(bundle, rgb, circle)
+        prepared = bundle.prepare(rgb, circle)
     except (ValueError, cv2.error) as exc:  # one odd photo must not stop a run of thousands
         return _Loaded(error=f"preprocessing failed: {exc}")
     return _Loaded(prepared, quality.gradable, quality.score, quality.reason)
@@ -212,7 +192,7 @@ def _predict_chunk(bundle: Bundle, chunk: pd.DataFrame, loaded: list[_Loaded], t
     scores = np.full((len(chunk), len(SCORE_COLUMNS)), np.nan)
     decisions = pd.DataFrame(np.nan, index=range(len(chunk)), columns=["pred_grade", "any_dr_pred", "referable_pred"])
     if ok:
-        scores[ok] = _score_prepared(bundle, [loaded[i].prepared for i in ok], tta)
+        scores[ok] = bundle.score_prepared([loaded[i].prepared for i in ok], tta)
         decided = bundle.decide(scores[ok])
         decisions.loc[ok, decisions.columns] = decided[decisions.columns].to_numpy()
     out["grade"] = decisions["pred_grade"]

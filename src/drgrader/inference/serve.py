@@ -25,10 +25,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.formparsers import MultiPartException
 
-from drgrader.grading import GRADE_NAMES
-from drgrader.data.cache import decode_photo
 from drgrader.data.images import ImageReadError, read_image, read_image_size
+from drgrader.data.photo import decode_photo
 from drgrader.data.preprocess import assess_quality
+from drgrader.grading import GRADE_NAMES
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.predict import describe_prediction
 
@@ -68,9 +68,7 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def _can_explain(bundle: Bundle) -> bool:
     """Grad-CAM needs PyTorch and the weights of the (first) member."""
-    leaf = bundle
-    while leaf.members:
-        leaf = leaf.members[0]
+    leaf = bundle.leaves()[0]
     try:
         import pytorch_grad_cam  # noqa: F401
         import torch  # noqa: F401
@@ -98,10 +96,10 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
     try:
         height, width = read_image_size(path, max_pixels=max_pixels)
         circle = None  # found by decode_photo; assess_quality finds it when left None
-        if bundle.members:  # each member preprocesses the full photo its own way
-            rgb = read_image(path, max_pixels=max_pixels)
-        else:  # decoded exactly as the training cache and `drgrader predict` decode
+        if bundle.reads_cached_input:  # decoded exactly as the training cache and `drgrader predict` decode
             rgb, circle = decode_photo(path, bundle.input_size, (height, width), max_pixels=max_pixels)
+        else:  # each member preprocesses the full photo its own way
+            rgb = read_image(path, max_pixels=max_pixels)
     except ImageReadError as exc:
         status = 413 if exc.reason.startswith("image too large") else 400
         return status, {"error": f"{name}: {exc.reason}"}

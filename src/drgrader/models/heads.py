@@ -21,7 +21,6 @@ from torch import nn
 from drgrader.grading import NUM_GRADES, SCREENS
 
 
-
 def output_kind(task: str, loss: str) -> str:
     if task != "grade":
         return "binary"

@@ -7,7 +7,12 @@ import pandas as pd
 from torch.utils.data import DataLoader
 
 from drgrader.config import ExperimentConfig
-from drgrader.data.dataset import EpochSampler, FundusDataset, build_augmentation, sampler_classes
+from drgrader.data.dataset import (
+    EpochSampler,
+    FundusDataset,
+    build_augmentation,
+    sampler_classes,
+)
 from drgrader.runtime import cpu_count
 
 
