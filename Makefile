@@ -25,6 +25,7 @@ demo: install
 	$(BIN)/drgrader demo
 
 test: install browser
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 

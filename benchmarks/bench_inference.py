@@ -24,6 +24,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+
 from common import command_line, machine_info, now, peak_rss_mb
 
 

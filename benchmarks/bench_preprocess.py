@@ -35,8 +35,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from common import RESULTS, command_line, machine_info, merge_results, now, peak_rss_mb
 
+from common import RESULTS, command_line, machine_info, merge_results, now, peak_rss_mb
 from drgrader.config import DataConfig
 from drgrader.data import cache as cache_mod
 from drgrader.data.preprocess import assess_quality, find_fundus, preprocess_image

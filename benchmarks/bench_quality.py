@@ -145,8 +145,8 @@ def run_config(
 ) -> dict:
     """Train one config (or take an ``existing`` run of it; with ``cv``, cross-fit it, resuming
     an ``existing`` cv folder), evaluate it internally and externally; one result row."""
-    from drgrader.workflows.train import train
     from drgrader.workflows.cv import run_cv
+    from drgrader.workflows.train import train
 
     started = time.time()
     if cv:

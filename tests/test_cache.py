@@ -24,8 +24,8 @@ from drgrader.data.cache import (
     load_cached,
     shard_of,
 )
-from drgrader.data.photo import preprocess_file
 from drgrader.data.images import ImageReadError
+from drgrader.data.photo import preprocess_file
 from drgrader.synth import make_fundus
 
 N_GOOD = 7

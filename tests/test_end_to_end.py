@@ -6,8 +6,8 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import tiny_config
+
 from drgrader.workflows.train import train
 
 

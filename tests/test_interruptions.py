@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from drgrader.cli import main as cli_main
 from drgrader.config import save_config
 from drgrader.data.cache import IMAGE_SUFFIX, build_cache, cache_dir_for, load_cached

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import timm
 import torch
+from conftest import tiny_config
 
 import drgrader
-from conftest import tiny_config
 from drgrader.data.cache import build_cache, cache_dir_for
 from drgrader.data.manifest import read_manifest
 from drgrader.data.split import make_split

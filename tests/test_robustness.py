@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tiny_config
 from PIL import Image
 
-from conftest import tiny_config
 from drgrader.cli import main as cli_main
 from drgrader.config import DataConfig, save_config
 from drgrader.data.cache import build_cache, load_cached

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from drgrader.data.dataset import EpochSampler
 from drgrader.workflows.train import train
 

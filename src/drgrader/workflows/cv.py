@@ -105,8 +105,8 @@ def pool_folds(cfg: ExperimentConfig, cv_dir: Path, folds: int) -> dict:
     write predictions_oof.csv, metrics.json, the ensemble bundle and the report."""
     from drgrader.evaluation.metrics import evaluate_table
     from drgrader.evaluation.thresholds import fit_thresholds
-    from drgrader.inference.paired_eyes import cross_fit_paired_eyes, fit_paired_eyes, fused_table
     from drgrader.grading import SCORE_COLUMNS, decide
+    from drgrader.inference.paired_eyes import cross_fit_paired_eyes, fit_paired_eyes, fused_table
 
     oof = out_of_fold_predictions(cv_dir, folds)
     task, n_boot, seed = cfg.model.task, cfg.eval.bootstrap, cfg.train.seed
@@ -169,9 +169,9 @@ def run_cv(cfg: ExperimentConfig, *, folds: int, out: Path | None = None, fold: 
 def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) -> None:
     """predictions_oof.csv, the ensemble bundle (OOF thresholds, paired-eye stage), metrics.json, report."""
     from drgrader.evaluation.evaluate import write_metrics
-    from drgrader.reporting import write_report
     from drgrader.inference.bundle import MANIFEST
     from drgrader.inference.ensemble import make_ensemble
+    from drgrader.reporting import write_report
     from drgrader.workflows.train import versions
 
     atomic_write_text(cv_dir / "predictions_oof.csv", pooled["oof"].to_csv(index=False))
