@@ -157,10 +157,11 @@ class TrainConfig(Section):
 
 
 # ----------------------------------------------------------------------------- eval
+TtaView = Literal["orig", "hflip", "vflip", "hvflip", "bright", "rot90", "rot270", "zoom"]
+
+
 class EvalConfig(Section):
-    tta: list[Literal["orig", "hflip", "vflip", "hvflip", "bright", "rot90", "rot270", "zoom"]] = [
-        "orig"
-    ]
+    tta: list[TtaView] = ["orig"]
     threshold_objective: Literal["accuracy", "youden", "sensitivity"] = "youden"
     target_sensitivity: float = Field(0.9, gt=0, lt=1)
     threshold_range: tuple[float, float] = (0.0, 1.0)

@@ -18,14 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from drgrader import __version__
 from drgrader.config import PreprocessConfig
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, decide
+from drgrader.inference.bundle_spec import BUNDLE_FORMAT, BundleSpec
 from drgrader.inference.predictor import score_batch
 from drgrader.io import atomic_write_json
 
-BUNDLE_FORMAT = 1
 MANIFEST = "bundle.json"
 
 
@@ -152,17 +153,30 @@ def save_bundle(
 
 
 def read_manifest(path: str | Path) -> dict:
+    """The bundle's ``bundle.json``, checked against :class:`BundleSpec`: any fault is one
+    :class:`BundleError` naming the file and the field."""
     path = Path(path)
     file = path / MANIFEST if path.is_dir() else path
     if not file.is_file():
         raise BundleError(f"{path} is not a drgrader bundle (no {MANIFEST})")
-    manifest = json.loads(file.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{file} is damaged: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{file} is damaged: expected a JSON object, got {type(manifest).__name__}")
     fmt = manifest.get("format")
     if fmt != BUNDLE_FORMAT:
         raise BundleError(
             f"{file}: bundle format {fmt!r} (drgrader {manifest.get('drgrader_version', '?')}) "
             f"is not supported by drgrader {__version__} (format {BUNDLE_FORMAT})"
         )
+    try:
+        BundleSpec.model_validate(manifest)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise BundleError(f"{file} is not a valid bundle: {field}: {first['msg']}") from None
     return manifest
 
 
@@ -211,7 +225,11 @@ def _torch_runner(path: Path, manifest: dict):
     if not weights.is_file():
         raise BundleError(f"{path}: no model.safetensors (use backend='onnx' for an ONNX-only bundle)")
     scoring = build_scoring_net(manifest)
-    scoring.net.load_state_dict(load_file(str(weights)))
+    try:
+        scoring.net.load_state_dict(load_file(str(weights)))
+    except Exception as exc:  # SafetensorError, size or key mismatch: the file does not fit the manifest
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BundleError(f"{weights} is damaged or does not fit {MANIFEST} ({manifest['backbone']}): {first_line}") from None
     scoring.eval().to(memory_format=torch.channels_last)
 
     def run(pixels: np.ndarray) -> np.ndarray:
@@ -230,7 +248,10 @@ def _onnx_runner(path: Path):
     if not model.is_file():
         raise BundleError(f"{path}: no model.onnx (run `drgrader export {path} --format onnx`)")
     opts = ort.SessionOptions()
-    session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # InvalidProtobuf, InvalidGraph, ...: ONNX Runtime's own classes
+        raise BundleError(f"{model} is damaged or not an ONNX model: {str(exc).strip().splitlines()[0]}") from None
     name = session.get_inputs()[0].name
 
     def run(pixels: np.ndarray) -> np.ndarray:

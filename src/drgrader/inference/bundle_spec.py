@@ -1,0 +1,122 @@
+"""The schema of ``bundle.json``: what a bundle promises, validated once when it is opened.
+
+Training (``save_bundle``), ensembles (``make_ensemble``), ONNX export and ``drgrader cv`` all
+write this one schema; ``read_manifest`` checks every bundle against it before anything is
+loaded, so a truncated, hand-edited or foreign ``bundle.json`` is one clear error naming the
+file and the field, never a KeyError deep inside prediction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from drgrader.config import PreprocessConfig, TtaView
+from drgrader.grading import GRADE_NAMES, NUM_GRADES, SCORE_COLUMNS
+
+BUNDLE_FORMAT = 1
+
+
+class Thresholds(BaseModel):
+    """Decision thresholds on the score columns and the grade cut-points (None: not fitted)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cutpoints: list[float] | None = None
+    any_dr: float | None = None
+    referable: float | None = None
+
+    @field_validator("cutpoints")
+    @classmethod
+    def _four_increasing(cls, cuts: list[float] | None) -> list[float] | None:
+        if cuts is None:
+            return None
+        if len(cuts) != NUM_GRADES - 1:
+            raise ValueError(f"needs {NUM_GRADES - 1} cut-points, got {len(cuts)}")
+        if any(not math.isfinite(c) for c in cuts) or cuts != sorted(cuts):
+            raise ValueError(f"cut-points must be finite and increasing, got {cuts}")
+        return cuts
+
+    @field_validator("any_dr", "referable")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"threshold must be finite, got {value}")
+        return value
+
+
+class PairedEyeStage(BaseModel):
+    """The paired-eye stage of a cross-fitted bundle (see ``inference.paired_eyes``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: dict
+    thresholds: Thresholds
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, model: dict) -> dict:
+        from drgrader.inference.paired_eyes import PairedEyeModel
+
+        PairedEyeModel.from_dict(model)  # raises ValueError naming what is malformed
+        return model
+
+
+class BundleSpec(BaseModel):
+    """``bundle.json``. A single model has its network (``kind``, ``head``, normalisation,
+    preprocessing); an ensemble has ``members`` (sub-folders, each a bundle) instead."""
+
+    # Unknown keys are kept (a newer drgrader may add some); known ones must be right.
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal[1]
+    drgrader_version: str = "?"
+    task: Literal["grade", "any_dr", "referable"]
+    backbone: str
+    input_size: int = Field(ge=16, le=2048)
+    outputs: list[str] = Field(default_factory=lambda: list(SCORE_COLUMNS))
+    class_names: list[str] = Field(default_factory=lambda: list(GRADE_NAMES))
+    thresholds: Thresholds | None = None
+    tta: list[TtaView] = ["orig"]
+    paired_eyes: PairedEyeStage | None = None
+    # single model
+    kind: Literal["softmax5", "regression", "coral", "corn", "binary"] | None = None
+    head: Literal["linear", "seed001"] | None = None
+    drop_rate: float | None = Field(None, ge=0.0, lt=1.0)
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    preprocess: PreprocessConfig | None = None
+    # ensemble
+    ensemble: bool = False
+    members: list[str] | None = None
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs(cls, outputs: list[str]) -> list[str]:
+        if outputs != SCORE_COLUMNS:
+            raise ValueError(f"must be {SCORE_COLUMNS}, got {outputs}")
+        return outputs
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _three_channels(cls, values: list[float] | None) -> list[float] | None:
+        if values is not None and (len(values) != 3 or any(not math.isfinite(v) for v in values)):
+            raise ValueError(f"needs 3 finite values (R, G, B), got {values}")
+        return values
+
+    @model_validator(mode="after")
+    def _single_or_ensemble(self) -> "BundleSpec":
+        if self.members is not None:
+            if len(self.members) < 2:
+                raise ValueError(f"an ensemble needs at least two members, got {len(self.members)}")
+            return self
+        missing = [k for k in ("kind", "head", "drop_rate", "mean", "std", "preprocess") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"a single-model bundle needs {', '.join(missing)}")
+        if (self.kind == "binary") != (self.task != "grade"):
+            raise ValueError(f"output kind {self.kind!r} does not fit task {self.task!r}")
+        if std_zero := [s for s in self.std or [] if s <= 0]:
+            raise ValueError(f"std must be positive, got {std_zero}")
+        return self
