@@ -70,7 +70,7 @@ def cmd_evaluate(args) -> None:
     from drgrader.workflows.console import print_run
     from drgrader.workflows.evaluate import evaluate_command
 
-    out = evaluate_command(Path(args.model), data=args.data, out=args.out, overrides=list(args.set or []))
+    out = evaluate_command(Path(args.model), data=args.data, out=args.out, overrides=list(args.set or []), overwrite=args.overwrite)
     print_run(out)
 
 
@@ -111,7 +111,9 @@ def cmd_report(args) -> None:
 def cmd_predict(args) -> None:
     from drgrader.inference.predict import predict_command
 
-    predict_command(args.bundle, args.inputs, out=Path(args.out), backend=args.backend, batch_size=args.batch_size, tta=args.tta)
+    predict_command(
+        args.bundle, args.inputs, out=args.out, backend=args.backend, batch_size=args.batch_size, tta=args.tta, overwrite=args.overwrite
+    )
 
 
 def cmd_explain(args) -> None:
@@ -123,7 +125,7 @@ def cmd_explain(args) -> None:
 def cmd_export(args) -> None:
     from drgrader.inference.export import export_command
 
-    out = export_command(args.bundle, fmt=args.format, out=args.out)
+    out = export_command(args.bundle, fmt=args.format, out=args.out, overwrite=args.overwrite)
     print(f"exported bundle: {out}")
 
 
@@ -186,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a run or bundle on its test split or another data set")
     p.add_argument("model", help="run folder or bundle folder")
     p.add_argument("--data", help="experiment YAML or data-set folder to evaluate on (external test)")
-    p.add_argument("--out", type=Path, help="output folder (default <run>/eval-<data name>)")
+    p.add_argument("--out", type=Path, help="output folder (default <run>/eval-<data name>, numbered when it exists)")
+    p.add_argument("--overwrite", action="store_true", help="allow --out to be a folder of another kind")
     _add_set(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -211,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="grade images (files, folders or a CSV) into a CSV")
     p.add_argument("bundle")
     p.add_argument("inputs", nargs="+", help="image files, folders, or a CSV with an image column")
-    p.add_argument("--out", default="predictions.csv")
+    p.add_argument("--out", type=Path, help="CSV to write (default predictions.csv, or a fresh predictions-2.csv ... when it exists)")
+    p.add_argument("--overwrite", action="store_true", help="allow --out to replace a file that is not a CSV")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
     p.add_argument("--batch-size", dest="batch_size", type=int, default=16)
     p.add_argument("--tta", nargs="*", help="TTA views (default: the bundle's)")
@@ -226,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a bundle to ONNX (with a parity check)")
     p.add_argument("bundle")
     p.add_argument("--format", default="onnx", choices=["onnx"])
-    p.add_argument("--out", type=Path, help="output bundle folder (default: alongside, <bundle>-onnx)")
+    p.add_argument("--out", type=Path, help="output bundle folder (default: alongside, <bundle>-onnx, numbered when it exists)")
+    p.add_argument("--overwrite", action="store_true", help="allow --out to replace another bundle")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("ensemble", help="combine bundles into one ensemble bundle")

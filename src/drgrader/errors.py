@@ -14,6 +14,7 @@ _USER_ERROR_CLASSES = (
     ("drgrader.data.images", "ImageReadError"),
     ("drgrader.inference.bundle", "BundleError"),
     ("drgrader.models.pretrained", "PretrainedError"),
+    ("drgrader.outputs", "OutputError"),
 )
 
 

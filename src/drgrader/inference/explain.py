@@ -35,6 +35,7 @@ from drgrader.grading import SCREENS, column_index
 from drgrader.inference.bundle import Bundle, BundleError, load_bundle
 from drgrader.inference.predict import collect_inputs, describe_prediction
 from drgrader.io import atomic_write_bytes
+from drgrader.outputs import unique_names
 
 log = logging.getLogger("drgrader")
 
@@ -187,14 +188,15 @@ def explain_command(bundle: str | Path | Bundle, images: Sequence[str | Path], o
     if table.empty:
         raise DataError(f"no images found in {', '.join(str(i) for i in images)}")
     written = 0
-    for row in table.itertuples():
+    # clinicA/10_left.jpeg and clinicB/10_left.jpeg must not share one heat map file.
+    names = unique_names(re.sub(r"[^\w.-]+", "_", image_id) for image_id in table["image_id"])
+    for row, name in zip(table.itertuples(), names):
         try:
             rgb = read_image(row.path)
         except ImageReadError as exc:
             log.error("%s", exc)
             continue
         result = explain_image(bundle, rgb)
-        name = re.sub(r"[^\w.-]+", "_", row.image_id)
         atomic_write_bytes(out / f"{name}_gradcam.png", png_bytes(explanation_panel(result, title=row.image_id)))
         written += 1
     log.info("Grad-CAM panels for %d of %d images: %s", written, len(table), out)

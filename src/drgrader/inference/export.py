@@ -29,6 +29,7 @@ from drgrader.inference.bundle import (
     read_manifest,
 )
 from drgrader.io import atomic_write_json
+from drgrader.outputs import claim_dir, fresh_name
 
 log = logging.getLogger("drgrader")
 
@@ -153,7 +154,7 @@ def export_onnx(bundle_dir: Path, out: Path, opset: int = DEFAULT_OPSET) -> Path
     return out
 
 
-def export_command(bundle: str | Path, fmt: str = "onnx", out: str | Path | None = None) -> Path:
+def export_command(bundle: str | Path, fmt: str = "onnx", out: str | Path | None = None, *, overwrite: bool = False) -> Path:
     """``drgrader export``: write an ONNX bundle folder (default ``<bundle>-onnx`` alongside).
 
     The folder keeps the manifest (with an ``"onnx"`` record: file, opset, parity) and the
@@ -167,7 +168,11 @@ def export_command(bundle: str | Path, fmt: str = "onnx", out: str | Path | None
     if src.is_file():
         src = src.parent
     manifest = read_manifest(src)
-    out = Path(out) if out is not None else src.with_name(f"{src.name}-onnx")
+    if out is None:
+        out = fresh_name(src.with_name(f"{src.name}-onnx"))
+    elif Path(out).resolve() != src.resolve():  # exporting in place adds model.onnx to the bundle itself
+        out = claim_dir(Path(out), inputs=[src], overwrite=overwrite)
+    out = Path(out)
     if not manifest.get("members"):
         return export_onnx(src, out)
     for member in manifest["members"]:

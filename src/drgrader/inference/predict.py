@@ -37,10 +37,12 @@ from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, column_index
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.predictor import apply_view
 from drgrader.io import atomic_write_json, atomic_write_text
+from drgrader.outputs import claim_file, exclusive, fresh_name
 from drgrader.runtime import cpu_count
 
 log = logging.getLogger("drgrader")
 
+DEFAULT_OUT = "predictions.csv"
 INPUT_COLUMNS = ["path", "image_id", "patient_id", "eye"]
 OUTPUT_COLUMNS = [
     *INPUT_COLUMNS,
@@ -364,25 +366,46 @@ def _read_partial(partial: Path) -> pd.DataFrame:
     return pd.read_csv(partial, dtype={c: str for c in _TEXT_COLUMNS})
 
 
+def _default_out() -> Path:
+    """``predictions.csv``; when that exists, the interrupted run it belongs to, else a fresh name."""
+    default = Path(DEFAULT_OUT)
+    numbered = [default, *(default.with_name(f"{default.stem}-{n}{default.suffix}") for n in range(2, 1000))]
+    for candidate in numbered:
+        if candidate.with_name(candidate.name + ".partial.csv").exists():
+            return candidate
+        if not candidate.exists():
+            return candidate
+    return fresh_name(default)
+
+
 def predict_command(
     bundle: str | Path | Bundle,
     inputs: Sequence[str | Path],
     *,
-    out: str | Path,
+    out: str | Path | None = None,
     backend: str = "auto",
     batch_size: int = 16,
     tta: list[str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """``drgrader predict``: grade the inputs into ``out`` (CSV, ``OUTPUT_COLUMNS``) and, when
-    patient ids are known, ``<out stem>_patients.csv`` (worst eye per patient). Resumable."""
-    out = Path(out)
-    if not isinstance(bundle, Bundle):
-        bundle = load_bundle(bundle, backend)
+    patient ids are known, ``<out stem>_patients.csv`` (worst eye per patient). Resumable:
+    rerun with the same ``out``. Without ``out``: ``predictions.csv``, or a fresh
+    ``predictions-2.csv`` ... when it exists (an interrupted default run is resumed)."""
     check_tta(tta)
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     table = collect_inputs(inputs)
     if table.empty:
         raise DataError(f"no images found in {', '.join(str(i) for i in inputs)}")
+    out = claim_file(_default_out() if out is None else Path(out), inputs=[*inputs, *table["path"]], overwrite=overwrite)
+    if not isinstance(bundle, Bundle):
+        bundle = load_bundle(bundle, backend)
+    with exclusive(out):
+        return _predict_into(bundle, table, out, batch_size, tta)
 
+
+def _predict_into(bundle: Bundle, table: pd.DataFrame, out: Path, batch_size: int, tta: list[str] | None) -> Path:
     partial = out.with_name(out.name + ".partial.csv")
     key_file = out.with_name(out.name + ".partial.json")
     key = _resume_key(bundle, tta)

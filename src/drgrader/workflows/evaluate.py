@@ -46,7 +46,9 @@ def external_config(data: str, bundle_manifest: dict, overrides: list[str]) -> E
     return cfg.model_copy(update={"data": DataConfig.model_validate(data_cfg.model_dump()), "eval": eval_cfg})
 
 
-def evaluate_command(model: Path, *, data: str | None = None, out: Path | None = None, overrides: list[str] | None = None) -> Path:
+def evaluate_command(
+    model: Path, *, data: str | None = None, out: Path | None = None, overrides: list[str] | None = None, overwrite: bool = False
+) -> Path:
     from drgrader.data.prepare import prepare_data
     from drgrader.data.summary import summarize
     from drgrader.evaluation.evaluate import evaluate_split_pair, write_metrics
@@ -64,6 +66,7 @@ def evaluate_command(model: Path, *, data: str | None = None, out: Path | None =
                 "give --data to evaluate its ensemble bundle on another data set"
             )
         cfg = load_config(run_dir / "config.yaml", overrides)
+        out = _claim_out(out, run_dir / "evaluation", bundle_dir, overwrite)
         prepared = prepare_data(cfg.data, split_file=run_dir / "split.csv")
         val_rows, test_rows = prepared.rows("val"), prepared.rows("test")
         evaluated_on = "test"
@@ -71,16 +74,14 @@ def evaluate_command(model: Path, *, data: str | None = None, out: Path | None =
             test_rows, evaluated_on = val_rows, "val"
         # Re-fitting on validation is only sound for a single model of this run.
         fit = not bundle.members
-        out = Path(out) if out else run_dir / "evaluation"
     else:
         cfg = external_config(data, bundle.manifest, overrides)
+        out = _claim_out(out, (run_dir or bundle_dir) / f"eval-{Path(cfg.data.root).name}", bundle_dir, overwrite)
         prepared = prepare_data(cfg.data)
         prepared.table["split"] = "test"
         val_rows, test_rows = None, prepared.rows("test")
         evaluated_on = f"external:{cfg.data.root}"
         fit = False  # thresholds stay those fitted on the model's own validation split
-        base = run_dir or bundle_dir
-        out = Path(out) if out else base / f"eval-{Path(cfg.data.root).name}"
     out.mkdir(parents=True, exist_ok=True)
     if bundle.members and not bundle.thresholds and val_rows is None:
         log.warning("ensemble without fitted thresholds: decisions use the predicted grade / 0.5")
@@ -109,6 +110,16 @@ def evaluate_command(model: Path, *, data: str | None = None, out: Path | None =
     except ImportError:
         pass
     return out
+
+
+def _claim_out(out: Path | None, default: Path, bundle_dir: Path, overwrite: bool) -> Path:
+    """The evaluation folder, checked before any work: ``--out`` may be a new or earlier
+    evaluation folder, never a run, a bundle or a cv folder; the default gets a fresh name."""
+    from drgrader.outputs import claim_dir, fresh_name
+
+    if out is None:
+        return fresh_name(default)
+    return claim_dir(Path(out), inputs=[bundle_dir], may_reuse=("an evaluation folder",), overwrite=overwrite)
 
 
 def _member_metrics(bundle, val_rows, test_rows, cfg, out: Path) -> dict:

@@ -1,0 +1,116 @@
+"""Where a command may write: the one place that decides, before any work, that an output
+will not replace something the command did not make.
+
+Rules: an output never replaces one of the command's inputs; an output onto an existing
+entry of another kind (a photo, a run folder, a bundle, a cv folder) is refused unless
+``overwrite``; a default output that exists gets a fresh numbered name instead of being
+replaced; names derived from inputs are unique even when the inputs' stems repeat.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".dcm"}
+
+
+class OutputError(ValueError):
+    """An output that would destroy something; the message says what and how to proceed."""
+
+
+def kind_of(path: Path) -> str | None:
+    """What an existing entry is, in words (None when it does not exist)."""
+    if not path.exists():
+        return None
+    if path.is_dir():
+        if (path / "cv.json").is_file():
+            return "a cross-validation folder"
+        if (path / "bundle.json").is_file():
+            return "a model bundle"
+        if (path / "bundle").is_dir() or (path / "checkpoints").is_dir():
+            return "a run folder"
+        if (path / "metrics.json").is_file():
+            return "an evaluation folder"
+        return "a folder"
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return "a photo"
+    return f"a {path.suffix.lstrip('.').upper() or 'plain'} file"
+
+
+def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", overwrite: bool = False) -> Path:
+    """Check that the command may write the file ``out`` (its own kind: ``suffix``)."""
+    out = Path(out)
+    target = out.resolve()
+    for item in inputs:
+        if Path(item).resolve() == target:
+            raise OutputError(f"--out {out} is one of the inputs; choose another output file")
+    kind = kind_of(out)
+    if kind is not None and out.is_dir():
+        raise OutputError(f"--out {out} is {kind}; give a file name (e.g. {out / ('predictions' + suffix)})")
+    if kind is not None and out.suffix.lower() != suffix and not overwrite:
+        raise OutputError(f"--out {out} is {kind}, not a {suffix} this command writes; use --overwrite to replace it")
+    return out
+
+
+def claim_dir(out: Path, *, inputs: Iterable[Path] = (), may_reuse: tuple[str, ...] = (), overwrite: bool = False) -> Path:
+    """Check that the command may write into the folder ``out``: it must not be, contain or lie
+    inside an input, and an existing one must be empty or of a kind in ``may_reuse``."""
+    out = Path(out)
+    target = out.resolve()
+    for item in inputs:
+        source = Path(item).resolve()
+        if target == source or source in target.parents:
+            raise OutputError(f"--out {out} is inside the input {item}; choose a folder outside it")
+    kind = kind_of(out)
+    if kind is None or kind in may_reuse or overwrite:
+        return out
+    if kind == "a folder" and not any(out.iterdir()):
+        return out
+    raise OutputError(f"--out {out} already exists and is {kind}; choose another folder (or --overwrite)")
+
+
+def fresh_name(path: Path) -> Path:
+    """``path`` when free, else ``<stem>-2<suffix>``, ``-3``, ... (as run folders are named)."""
+    path, n = Path(path), 1
+    candidate = path
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
+def unique_names(stems: Iterable[str]) -> list[str]:
+    """The stems, with ``-2``, ``-3`` ... added to repeats, so no two outputs share a name."""
+    taken: set[str] = set()
+    names = []
+    for stem in stems:
+        name, n = stem, 1
+        while name in taken:
+            n += 1
+            name = f"{stem}-{n}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+@contextmanager
+def exclusive(out: Path) -> Iterator[None]:
+    """Hold ``<out>.lock`` while writing ``out``: a second command on the same output is refused
+    at once, instead of failing (or mixing rows) after all its work."""
+    lock = Path(out).with_name(Path(out).name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OutputError(f"another drgrader command is writing {out}; wait for it or choose another --out") from None
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)

@@ -1,0 +1,101 @@
+"""No command overwrites what it did not make (drgrader.outputs): checked before any work."""
+
+import hashlib
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from drgrader.cli import main
+from drgrader.outputs import exclusive, fresh_name, kind_of, unique_names
+from drgrader.synth import make_fundus
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, grade in enumerate((0, 2)):
+        rgb = make_fundus(grade, np.random.default_rng(i), height=128)
+        cv2.imwrite(str(folder / f"{i}_left.jpeg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return sorted(folder.glob("*.jpeg"))
+
+
+def test_unique_names_fresh_names_and_kinds(tmp_path):
+    assert unique_names(["10_left", "10_left", "10_left-2", "a"]) == ["10_left", "10_left-2", "10_left-2-2", "a"]
+    (tmp_path / "predictions.csv").write_text("x")
+    (tmp_path / "predictions-2.csv").write_text("x")
+    assert fresh_name(tmp_path / "predictions.csv") == tmp_path / "predictions-3.csv"
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "bundle.json").write_text("{}")
+    assert kind_of(tmp_path / "b") == "a model bundle"
+    assert kind_of(tmp_path / "x.jpeg") is None
+
+
+def test_predict_never_writes_onto_an_input(tiny_bundle, photos, tmp_path, capsys):
+    before = digest(photos[1])
+    assert main(["predict", str(tiny_bundle), *map(str, photos), "--out", str(photos[1])]) == 2
+    assert "is one of the inputs" in capsys.readouterr().err
+    assert digest(photos[1]) == before
+    listing = tmp_path / "list.csv"
+    listing.write_text("image\n" + "\n".join(str(p) for p in photos) + "\n")
+    assert main(["predict", str(tiny_bundle), str(listing), "--out", str(listing)]) == 2
+    assert listing.read_text().startswith("image\n")
+
+
+def test_predict_onto_another_kind_of_file_or_a_folder_is_refused_up_front(tiny_bundle, photos, tmp_path, capsys):
+    other = tmp_path / "notes.txt"
+    other.write_text("mine")
+    assert main(["predict", str(tiny_bundle), str(photos[0]), "--out", str(other)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and other.read_text() == "mine"
+    assert main(["predict", str(tiny_bundle), str(photos[0]), "--out", str(tmp_path)]) == 2
+    assert main(["predict", str(tiny_bundle), str(photos[0]), "--batch-size", "0", "--out", str(tmp_path / "p.csv")]) == 2
+    assert not list(tmp_path.glob("p.csv*"))  # nothing left behind
+
+
+def test_default_output_gets_a_fresh_name(tiny_bundle, photos, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", str(tiny_bundle), str(photos[0])]) == 0
+    first = digest(tmp_path / "predictions.csv")
+    assert main(["predict", str(tiny_bundle), str(photos[1])]) == 0
+    assert digest(tmp_path / "predictions.csv") == first and (tmp_path / "predictions-2.csv").is_file()
+
+
+def test_a_second_run_on_the_same_output_is_refused_at_once(tiny_bundle, photos, tmp_path, capsys):
+    out = tmp_path / "p.csv"
+    with exclusive(out):  # as a first `drgrader predict` still running would hold it
+        assert main(["predict", str(tiny_bundle), *map(str, photos), "--out", str(out)]) == 2
+    assert "another drgrader command is writing" in capsys.readouterr().err
+    assert main(["predict", str(tiny_bundle), *map(str, photos), "--out", str(out)]) == 0  # free again
+
+
+def test_export_onto_another_bundle_is_refused(tiny_bundle, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(tiny_bundle, other)
+    weights = digest(other / "model.safetensors")
+    assert main(["export", str(tiny_bundle), "--out", str(other)]) == 2
+    assert "is a model bundle" in capsys.readouterr().err
+    assert digest(other / "model.safetensors") == weights and not (other / "model.onnx").exists()
+
+
+def test_evaluate_onto_the_run_itself_is_refused(tiny_bundle, synth_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_bundle, run / "bundle")
+    (run / "metrics.json").write_text('{"training": {}}')
+    assert main(["evaluate", str(run), "--data", str(synth_dir), "--out", str(run)]) == 2
+    assert "is a run folder" in capsys.readouterr().err
+    assert (run / "metrics.json").read_text() == '{"training": {}}'
+
+
+def test_explain_gives_repeated_stems_their_own_files(tiny_bundle, photos, tmp_path):
+    for clinic in ("clinicA", "clinicB"):
+        (tmp_path / clinic).mkdir()
+        shutil.copy(photos[0], tmp_path / clinic / "10_left.jpeg")
+    out = tmp_path / "explain"
+    assert main(["explain", str(tiny_bundle), str(tmp_path / "clinicA"), str(tmp_path / "clinicB"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["10_left-2_gradcam.png", "10_left_gradcam.png"]
