@@ -99,3 +99,22 @@ def test_explain_gives_repeated_stems_their_own_files(tiny_bundle, photos, tmp_p
     out = tmp_path / "explain"
     assert main(["explain", str(tiny_bundle), str(tmp_path / "clinicA"), str(tmp_path / "clinicB"), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.glob("*.png")) == ["10_left-2_gradcam.png", "10_left_gradcam.png"]
+
+
+def test_special_files_in_a_folder_are_rows_with_their_reason_not_a_hang(tiny_bundle, photos, tmp_path):
+    import os
+
+    import pandas as pd
+
+    folder = photos[0].parent
+    os.mkfifo(folder / "9_left.jpeg")
+    (folder / "8_left.jpeg").symlink_to(folder / "missing.jpeg")
+    (folder / "7_left.jpeg").symlink_to(folder / "7_left.jpeg")
+    (folder / "notes.gif").write_bytes(b"GIF89a")
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(tiny_bundle), str(folder), "--out", str(out)]) == 0  # returns: no blocking read
+    rows = pd.read_csv(out, keep_default_na=False).set_index("image_id")
+    assert rows.loc["9_left", "error"] == "not a regular file (FIFO, socket or device)"
+    assert rows.loc["8_left", "error"] == "broken symbolic link"
+    assert rows.loc["7_left", "error"] == "symbolic link loop"
+    assert rows.loc["0_left", "error"] == "" and len(rows) == 5

@@ -8,6 +8,8 @@ is 1.5-2x faster than a full decode followed by a resize (see benchmarks/bench_p
 
 from __future__ import annotations
 
+import errno
+import os
 import warnings
 from pathlib import Path
 
@@ -34,10 +36,26 @@ class ImageReadError(ValueError):
         return type(self), (self.path, self.reason)
 
 
+def _not_a_file_reason(path: Path) -> str:
+    """Why ``path`` is not a regular file we may open (opening a FIFO or device could block)."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python < 3.13 reports a loop this way
+            return "symbolic link loop"
+        except OSError as exc:
+            return "symbolic link loop" if exc.errno == errno.ELOOP else "broken symbolic link"
+    if not os.path.lexists(path):
+        return "file not found"
+    if path.is_dir():
+        return "a folder, not an image file"
+    return "not a regular file (FIFO, socket or device)"
+
+
 def _open(path: Path, max_pixels: int) -> Image.Image:
     """Open (header only) and refuse empty, non-image, too-small and too-large files."""
     if not path.is_file():
-        raise ImageReadError(path, "file not found")
+        raise ImageReadError(path, _not_a_file_reason(path))
     if path.stat().st_size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
     try:

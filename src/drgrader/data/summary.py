@@ -26,6 +26,8 @@ def _image_sizes(manifest: pd.DataFrame) -> dict:
     unreadable = []
     for image_id, path in zip(manifest["image_id"], manifest["path"]):
         try:
+            if not Path(path).is_file():  # a FIFO would block the open
+                raise OSError(f"not a regular file: {path}")
             with Image.open(path) as image:
                 sizes[image.size] += 1
         except (OSError, ValueError, Image.DecompressionBombError):
@@ -46,6 +48,8 @@ def _duplicates(manifest: pd.DataFrame, split: pd.Series | None) -> dict:
     digests = []
     for path in manifest["path"]:
         try:
+            if not Path(path).is_file():  # a FIFO would block the read
+                raise OSError(f"not a regular file: {path}")
             digests.append(hashlib.sha1(Path(path).read_bytes()).hexdigest())
         except OSError:
             digests.append(None)

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -136,11 +137,15 @@ def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(
-                f
-                for f in path.rglob("*")
-                if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".") and f.is_file()
-            )
+            # Every entry with an image extension becomes a row, even a FIFO or a broken link
+            # (its row then says why it was not graded); other entries are counted by suffix.
+            entries = sorted(f for f in path.rglob("*") if not f.name.startswith(".") and not f.is_dir())
+            files = [f for f in entries if f.suffix.lower() in IMAGE_EXTENSIONS]
+            others = Counter(f.suffix.lower() or "(no suffix)" for f in entries if f.suffix.lower() not in IMAGE_EXTENSIONS)
+            if others:
+                listing = ", ".join(f"{suffix}: {n}" for suffix, n in sorted(others.items()))
+                log.warning("skipped %d files in %s that are not %s images (%s)",
+                            sum(others.values()), path, "/".join(IMAGE_EXTENSIONS), listing)
             if not files:
                 log.warning("no images (%s) in folder %s", ", ".join(IMAGE_EXTENSIONS), path)
             rows += [_input_row(f) for f in files]
