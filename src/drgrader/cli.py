@@ -24,6 +24,13 @@ def _config(args) :
     return load_config(args.config, overrides)
 
 
+def _port(text: str) -> int:
+    """A TCP port for argparse (out of range: a usage error, exit 2)."""
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a port (1-65535)")
+    return int(text)
+
+
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=3")
 
@@ -81,8 +88,12 @@ def cmd_preprocess(args) -> None:
     cfg = _config(args)
     shard = None
     if args.shard:
-        i, n = (int(x) for x in args.shard.split("/"))
-        shard = (i, n)
+        i, slash, n = args.shard.partition("/")
+        if not (slash and i.isdigit() and n.isdigit() and int(i) < int(n)):
+            from drgrader.config import ConfigError
+
+            raise ConfigError(f"--shard {args.shard[:40]!r} must look like i/n with 0 <= i < n, e.g. 3/16")
+        shard = (int(i), int(n))
     manifest = read_manifest(cfg.data)
     index = build_cache(manifest, cfg.data, workers=args.workers, shard=shard)
     ok = int(index["ok"].sum())
@@ -242,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="web demo: upload a fundus photo, see grade and Grad-CAM")
     p.add_argument("bundle")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=_port, default=7860)
     p.add_argument("--max-upload-mb", dest="max_upload_mb", type=float, default=20, help="largest accepted upload")
     p.add_argument("--max-pending", dest="max_pending", type=int, default=4, help="requests in flight before answering busy")
     p.set_defaults(func=cmd_serve)

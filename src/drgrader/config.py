@@ -203,20 +203,27 @@ def _format_errors(err: ValidationError, source: str) -> str:
         if e["type"] == "extra_forbidden":
             lines.append(f"  {field}: unknown field")
         else:
-            lines.append(f"  {field}: {e['msg']} (got {e.get('input')!r})")
+            lines.append(f"  {field}: {e['msg']} (got {repr(e.get('input'))[:MAX_ECHO]})")
     return "\n".join(lines)
 
 
-def _parse_value(text: str) -> Any:
+MAX_ECHO = 80  # characters of a bad input quoted back in an error message
+
+
+def _parse_value(text: str, item: str) -> Any:
     # YAML scalars give 3 -> int, 1e-3 -> float, true -> bool, [a, b] -> list, null -> None.
-    return yaml.safe_load(text) if text != "" else ""
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "not a YAML value"
+        raise ConfigError(f"override {item[:MAX_ECHO]!r}: {problem}") from None
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply ``a.b.c=value`` overrides to a nested dict (values parsed as YAML)."""
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like section.field=value")
+            raise ConfigError(f"override {item[:MAX_ECHO]!r} must look like section.field=value")
         path, value = item.split("=", 1)
         keys = path.strip().split(".")
         node = raw
@@ -225,7 +232,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             if not isinstance(child, dict):
                 raise ConfigError(f"override {item!r}: {key!r} is not a section")
             node = child
-        node[keys[-1]] = _parse_value(value)
+        node[keys[-1]] = _parse_value(value, item)
     return raw
 
 
@@ -240,8 +247,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"config file not found: {path}")
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+            raise ConfigError(f"{path} is not valid YAML: {str(exc)[:400]}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} must hold a mapping of sections, not {type(raw).__name__}")
     raw = apply_overrides(raw, list(overrides or []))

@@ -1,0 +1,48 @@
+"""Every user-fixable error is one short line and exit 2, whatever layer raised it."""
+
+import pytest
+
+from drgrader.cli import main
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"data:\n  root: {tmp_path}\n")
+    return path
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    return err
+
+
+def test_ill_formed_set_value(config, capsys):
+    assert main(["data", "summary", str(config), "--set", "train.epochs=[1, 2"]) == 2
+    assert "override 'train.epochs=[1, 2'" in one_line(capsys)
+
+
+def test_config_not_in_utf8(tmp_path, capsys):
+    path = tmp_path / "latin.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    assert main(["data", "summary", str(path)]) == 2
+    assert "is not UTF-8 text" in one_line(capsys)
+
+
+def test_a_megabyte_of_input_is_not_echoed(config, capsys):
+    assert main(["data", "summary", str(config), "--set", "train.epochs=" + "9" * 1_000_000 + "x"]) == 2
+    assert len(capsys.readouterr().err) < 2000
+
+
+@pytest.mark.parametrize("spec", ["3/x", "5/3", "3", "-1/4"])
+def test_bad_shard_spec(config, capsys, spec):
+    assert main(["preprocess", str(config), "--shard", spec]) == 2
+    assert "--shard" in one_line(capsys)
+
+
+def test_port_out_of_range(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", str(tmp_path), "--port", "70000"])
+    assert exit_info.value.code == 2
+    assert "is not a port" in capsys.readouterr().err
