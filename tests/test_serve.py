@@ -156,3 +156,31 @@ def test_uploads_leave_no_temporary_files(client, photo, tmp_path, monkeypatch):
     assert post(client, photo, explain=True).status_code == 200
     assert post(client, b"not an image").status_code == 400
     assert list(tmp_path.iterdir()) == []
+
+
+def test_get_routes_answer_head(client):
+    for route in ("/", "/api/health"):
+        response = client.head(route)
+        assert response.status_code == 200 and response.content == b""
+
+
+def test_client_that_vanishes_mid_upload_is_one_log_line(app, caplog):
+    import asyncio
+
+    messages = [{"type": "http.request", "body": b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n\r\nabc",
+                 "more_body": True}, {"type": "http.disconnect"}]
+    sent = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/predict", "raw_path": b"/api/predict", "query_string": b"",
+             "headers": [(b"content-type", b"multipart/form-data; boundary=x")], "client": ("10.0.0.9", 1234),
+             "server": ("testserver", 80), "scheme": "http", "root_path": "", "http_version": "1.1"}
+    with caplog.at_level("INFO", logger="drgrader"):
+        asyncio.run(app(scope, receive, send))
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+    assert any("disconnected during its upload" in r.getMessage() for r in caplog.records)

@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
 
 from drgrader.data.images import ImageReadError, read_image, read_image_size
 from drgrader.data.photo import decode_photo
@@ -157,11 +158,12 @@ def create_app(
         log.exception("error while serving %s", request.url.path)
         return _error(500, f"internal error: {type(exc).__name__}: {exc}")
 
-    @app.get("/", response_class=HTMLResponse)
+    # GET routes answer HEAD too (uptime checks and proxies probe with HEAD).
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def index() -> str:
         return page
 
-    @app.get("/api/health")
+    @app.api_route("/api/health", methods=["GET", "HEAD"])
     def health() -> dict:
         return {
             "status": "ok",
@@ -185,6 +187,9 @@ def create_app(
             limited = Request(request.scope, _limited_receive(request.receive, limit + _MULTIPART_OVERHEAD))
             try:
                 form = await limited.form(max_files=1, max_fields=5)
+            except ClientDisconnect:  # the client went away mid-upload: nobody to answer
+                log.info("client %s disconnected during its upload", request.client.host if request.client else "?")
+                return _error(400, "upload interrupted")
             except _BodyTooLarge:
                 return _error(413, f"upload too large: more than {max_upload_mb:g} MB")
             except MultiPartException as exc:
