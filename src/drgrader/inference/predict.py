@@ -30,10 +30,7 @@ from drgrader.config import ConfigError, PreprocessConfig
 from drgrader.data.images import ImageReadError, read_image
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
 from drgrader.data.photo import preprocess_file
-from drgrader.data.preprocess import (
-    assess_quality,
-    find_fundus,
-)
+from drgrader.data.preprocess import assess_quality, find_fundus
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, column_index
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.predictor import apply_view
