@@ -62,7 +62,8 @@ def sensitivity_at_specificity(d, specificity: float, per_patient: bool) -> floa
     or per patient (worse eye: highest score, highest grade)."""
     import numpy as np
 
-    from drgrader.evaluation.metrics import SCREENS, roc_curve_points
+    from drgrader.evaluation.metrics import roc_curve_points
+    from drgrader.grading import SCREENS
 
     column, min_grade = SCREENS["referable"]
     if per_patient:
@@ -79,7 +80,8 @@ def sensitivity_at_specificity_figure(predictions: Path, specificity: float, per
     (metrics.json reports the eye-level 90% point itself but no CI for it)."""
     import pandas as pd
 
-    from drgrader.evaluation.metrics import SCREENS, bootstrap_ci
+    from drgrader.evaluation.metrics import bootstrap_ci
+    from drgrader.grading import SCREENS
 
     column = SCREENS["referable"][0]
     table = pd.read_csv(predictions, usecols=["patient_id", "grade", column], dtype={"patient_id": str})

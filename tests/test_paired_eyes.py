@@ -7,6 +7,7 @@ import pytest
 from drgrader.config import EvalConfig
 from drgrader.evaluation.metrics import quadratic_weighted_kappa
 from drgrader.evaluation.thresholds import apply_cutpoints, fit_thresholds, fit_upper_cutpoints
+from drgrader.grading import decide
 from drgrader.inference.paired_eyes import (
     PairedEyeModel,
     cross_fit_paired_eyes,
@@ -14,7 +15,6 @@ from drgrader.inference.paired_eyes import (
     fellow_index,
     fit_paired_eyes,
 )
-from drgrader.inference.predictor import decide
 
 GRADE_MIX = [0.55, 0.1, 0.2, 0.08, 0.07]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from drgrader.config import GRADE_NAMES
+from drgrader.grading import GRADE_NAMES
 from drgrader.inference.bundle import load_bundle
 from drgrader.inference.predict import predict_images
 from drgrader.inference.serve import DISCLAIMER, create_app
