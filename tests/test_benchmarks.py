@@ -211,9 +211,9 @@ def test_markdown_table_shows_figures_with_cis_and_gaps(bench_modules):
         "command": "python benchmarks/bench_quality.py --config c.yaml --label screen",
     }
     md = bench_quality.render_markdown({"screen": row})
-    # kappa (no CI), accuracy (missing), any-DR AUC with CI, referable AUC and sens. missing.
-    assert "| screen | test | 120 | 0.500 | — | 0.812 (0.750–0.860) | — | — | 7 | 25.5 min |" in md
-    assert "| screen | rahim-originals | 180 | — | — | — | — | — |" in md
+    # kappa (no CI), accuracy (missing), any-DR AUC with CI, referable AUC and both sens. missing.
+    assert "| screen | test | 120 | 0.500 | — | 0.812 (0.750–0.860) | — | — | — | 7 | 25.5 min |" in md
+    assert "| screen | rahim-originals | 180 | — | — | — | — | — | — |" in md
     assert "`python benchmarks/bench_quality.py --config c.yaml --label screen`" in md
     assert "2025-01-01T00:00:00+00:00, 2 cores (x), no GPU" in md
 

@@ -41,12 +41,20 @@ def kind_of(path: Path) -> str | None:
     return f"a {path.suffix.lstrip('.').upper() or 'plain'} file"
 
 
+def _resolved(path: Path) -> Path:
+    """The absolute, link-free path; a symlink loop or broken link stays as given (absolute)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a loop, before Python 3.13
+        return Path(path).absolute()
+
+
 def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", overwrite: bool = False) -> Path:
     """Check that the command may write the file ``out`` (its own kind: ``suffix``)."""
     out = Path(out)
-    target = out.resolve()
+    target = _resolved(out)
     for item in inputs:
-        if Path(item).resolve() == target:
+        if _resolved(Path(item)) == target:
             raise OutputError(f"--out {out} is one of the inputs; choose another output file")
     kind = kind_of(out)
     if kind is not None and out.is_dir():
@@ -60,9 +68,9 @@ def claim_dir(out: Path, *, inputs: Iterable[Path] = (), may_reuse: tuple[str, .
     """Check that the command may write into the folder ``out``: it must not be, contain or lie
     inside an input, and an existing one must be empty or of a kind in ``may_reuse``."""
     out = Path(out)
-    target = out.resolve()
+    target = _resolved(out)
     for item in inputs:
-        source = Path(item).resolve()
+        source = _resolved(Path(item))
         if target == source or source in target.parents:
             raise OutputError(f"--out {out} is inside the input {item}; choose a folder outside it")
     kind = kind_of(out)

@@ -14,6 +14,7 @@ What was left out is counted in ``manifest.attrs["skipped"]``.
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 import warnings
@@ -139,8 +140,9 @@ def _read_csv(path: Path, root: Path, required: list[str], sep: str = ",") -> pd
     except UnicodeDecodeError:
         warnings.warn(f"{shown} is not valid UTF-8; reading it as Latin-1", stacklevel=3)
         text = data.decode("latin-1")
+    _check_field_counts(text, sep, shown)
     try:
-        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep)
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, index_col=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{shown} cannot be read as CSV: {exc}") from None
     # Header cells can carry stray spaces (IDRiD: "Risk of macular edema ").
@@ -150,6 +152,18 @@ def _read_csv(path: Path, root: Path, required: list[str], sep: str = ",") -> pd
         table[column] = table[column].str.strip()
     # Spreadsheet exports pad the end with empty rows (",,,,"): not label rows.
     return table[(table != "").any(axis=1)]
+
+
+def _check_field_counts(text: str, sep: str, shown: str) -> None:
+    """A row with more (non-empty) fields than the header is an error naming the row: pandas
+    would silently turn its first fields into an index and shift every column."""
+    rows = (fields for fields in csv.reader(io.StringIO(text), delimiter=sep) if fields)
+    header = next(rows, None)
+    if header is None:
+        return
+    for n, fields in enumerate(rows, start=1):
+        if len(fields) > len(header) and any(f.strip() for f in fields[len(header):]):
+            raise DataError(f"{shown} row {n}: {len(fields)} fields, but the header has {len(header)} ({', '.join(header)[:80]})")
 
 
 def _require_columns(table: pd.DataFrame, required: list[str], shown: str) -> None:
