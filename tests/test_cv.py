@@ -67,6 +67,7 @@ def test_cv_pools_out_of_fold_predictions_into_an_ensemble(synth_dir, tmp_path):
     assert bundle["thresholds"] == thresholds and bundle["paired_eyes"]["thresholds"] == metrics["thresholds"] and bundle["paired_eyes"]["model"]["inputs"] == ["expected_grade"]
     report = (out / "report.md").read_text()
     assert "## Paired eyes" in report and "## Cross-validation folds" in report and "mean ± sd" in report
+    assert f"drgrader cv {out / 'config.yaml'} --folds 3 --out {out}" in report  # how to reproduce it
 
     # The ensemble bundle grades a data set with its paired-eye stage.
     ext = tmp_path / "external"

@@ -34,6 +34,10 @@ from drgrader.reporting.run_data import RunData
 
 def training_section(run: RunData, figures: dict[str, bytes]) -> Section:
     training = run.metrics.get("training")
+    if run.metrics.get("fold_training"):
+        return Section("training", "Training", [Note(
+            f"{len(run.metrics['fold_training'])} fold models, each an ordinary run folder (fold-<i>/) with its own "
+            "learning curves and report; their training times are in the folds table above.")])
     if run.training_log is None and training is None:
         return Section("training", "Training", [Note(
             "Evaluation-only folder: no training log. See the model's own run folder for its training.")])

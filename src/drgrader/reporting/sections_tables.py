@@ -167,7 +167,10 @@ def reproduce_section(run: RunData) -> Section:
     run_dir = str(run.run_dir)
     where = run.metrics.get("evaluated_on") or "test"
     lines = []
-    if run.metrics.get("training") is not None and (run.run_dir / "config.yaml").is_file():
+    if run.metrics.get("folds") and (run.run_dir / "config.yaml").is_file():
+        lines += ["# cross-fit again (finished folds in this folder are kept; a new --out trains anew)",
+                  f"drgrader cv {q(str(run.run_dir / 'config.yaml'))} --folds {run.metrics['folds']} --out {q(run_dir)}"]
+    elif run.metrics.get("training") is not None and (run.run_dir / "config.yaml").is_file():
         split = run.run_dir / "split.csv"
         extra = f" --set data.split.file={q(str(split))}" if split.is_file() else ""
         same_split = " and the same patients in each split" if split.is_file() else ""
