@@ -101,8 +101,8 @@ def out_of_fold_predictions(cv_dir: Path, folds: int) -> pd.DataFrame:
 
 
 def pool_folds(cfg: ExperimentConfig, cv_dir: Path, folds: int) -> dict:
-    """Fit thresholds, cut-points and the paired-eye stage on the OOF predictions, measure, and
-    write predictions_oof.csv, metrics.json, the ensemble bundle and the report."""
+    """Fit thresholds, cut-points and the paired-eye stage on the OOF predictions and measure
+    them: single-eye and paired-eye figures, per fold, and the tables :func:`write_pooled` writes."""
     from drgrader.evaluation.metrics import evaluate_table
     from drgrader.evaluation.thresholds import fit_thresholds
     from drgrader.grading import SCORE_COLUMNS, decide
