@@ -27,6 +27,7 @@ __all__ = [
     "PROBABILITY_COLUMNS",
     "DECISION_COLUMNS",
     "column_index",
+    "scores_are_the_grade",
     "apply_cutpoints",
     "decide",
 ]
@@ -47,6 +48,16 @@ DECISION_COLUMNS = ["pred_grade", "any_dr_pred", "referable_pred"]
 def column_index(name: str) -> int:
     """Position of a score column in a score matrix (N x 8), e.g. ``column_index("score_referable")``."""
     return SCORE_COLUMNS.index(name)
+
+
+def scores_are_the_grade(table: pd.DataFrame) -> bool:
+    """True when both screening scores are the expected grade itself (a regression model's
+    output, or a fused grade): then one cut on that score is both a grade and a screen."""
+    columns = ["expected_grade", *(column for column, _ in SCREENS.values())]
+    if not all(c in table for c in columns):
+        return False
+    grade = table["expected_grade"].to_numpy(dtype=float)
+    return all(np.allclose(table[c].to_numpy(dtype=float), grade, equal_nan=True) for c in columns[1:])
 
 
 def apply_cutpoints(score, cutpoints) -> np.ndarray:

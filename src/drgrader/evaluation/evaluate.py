@@ -72,22 +72,20 @@ def evaluate_split_pair(
 
     stage = bundle.paired_eyes
 
-    def decided(rows: pd.DataFrame, scores: np.ndarray) -> tuple[pd.DataFrame, dict]:
+    def decided(single: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         """Predictions and the thresholds that made them: with a paired-eye stage, its own."""
         from drgrader.inference.paired_eyes import decide_paired
 
-        table = predictions_table(rows, scores, thresholds)
-        return (decide_paired(table, stage), stage["thresholds"]) if stage else (table, thresholds)
+        return (decide_paired(single, stage), stage["thresholds"]) if stage else (single, thresholds)
 
-    test_scores = score_rows(bundle, test_rows, tta, desc="test")
+    single = predictions_table(test_rows, score_rows(bundle, test_rows, tta, desc="test"), thresholds)
     if stage:  # single-eye figures beside the paired ones, like the TTA table
-        single = predictions_table(test_rows, test_scores, thresholds)
         result["test_single_eye"] = evaluate_table(single, thresholds, n_boot=eval_cfg.bootstrap, seed=seed)
-    test_pred, used = decided(test_rows, test_scores)
+    test_pred, used = decided(single)
     atomic_write_text(out_dir / "predictions_test.csv", test_pred.to_csv(index=False))
     result["test"] = evaluate_table(test_pred, used, n_boot=eval_cfg.bootstrap, seed=seed)
     if tta != ["orig"]:
-        plain, used = decided(test_rows, score_rows(bundle, test_rows, ["orig"], desc="test, no TTA"))
+        plain, used = decided(predictions_table(test_rows, score_rows(bundle, test_rows, ["orig"], desc="test, no TTA"), thresholds))
         result["test_no_tta"] = evaluate_table(plain, used, n_boot=0, seed=seed)
     return result
 

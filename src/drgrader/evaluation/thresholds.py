@@ -16,7 +16,7 @@ from scipy.optimize import minimize
 
 from drgrader.config import EvalConfig
 from drgrader.evaluation.metrics import MIN_SUPPORT_REACHABLE, quadratic_weighted_kappa
-from drgrader.grading import SCREENS, apply_cutpoints
+from drgrader.grading import SCREENS, apply_cutpoints, scores_are_the_grade
 
 DEFAULT_CUTPOINTS = (0.5, 1.5, 2.5, 3.5)
 GRID_STEP = 0.01  # seed 001 swept its accuracy threshold in steps of 0.01
@@ -146,7 +146,9 @@ UPPER_CUT_CANDIDATES = 120  # quantiles of the score tried for each of the two u
 
 
 def _kappa_from_confusion(cm: np.ndarray) -> float:
-    """Quadratic weighted kappa of a 5 x 5 confusion matrix (NaN when undefined)."""
+    """Quadratic weighted kappa of a 5 x 5 confusion matrix (NaN when undefined): the same
+    figure as ``metrics.quadratic_weighted_kappa``, from counts, because the cut-point grid
+    search evaluates it thousands of times."""
     n = cm.sum()
     idx = np.arange(cm.shape[0])
     weights = (idx[:, None] - idx[None, :]) ** 2 / (cm.shape[0] - 1) ** 2
@@ -181,15 +183,6 @@ def fit_upper_cutpoints(y_true_grade, continuous_score, lower: tuple[float, floa
             if key > best_key:
                 best, best_key = (float(c2), float(c3)), key
     return np.array([c0, c1, *best])
-
-
-def _scores_are_the_grade(val_df: pd.DataFrame) -> bool:
-    """True for regression models, whose screening scores are the expected grade itself."""
-    columns = [c for c, _ in SCREENS.values()]
-    if "expected_grade" not in val_df or not all(c in val_df for c in columns):
-        return False
-    grade = val_df["expected_grade"].to_numpy(dtype=float)
-    return all(np.allclose(val_df[c].to_numpy(dtype=float), grade, equal_nan=True) for c in columns)
 
 
 def fit_thresholds(val_df: pd.DataFrame, eval_cfg: EvalConfig, task: str) -> dict:
@@ -238,7 +231,7 @@ def fit_thresholds(val_df: pd.DataFrame, eval_cfg: EvalConfig, task: str) -> dic
         expected = val_df["expected_grade"].to_numpy(dtype=float)
         keep = ~np.isnan(expected)
         screens_fitted = out["any_dr"] is not None and out["referable"] is not None
-        if keep.any() and eval_cfg.consistent_cutpoints and screens_fitted and _scores_are_the_grade(val_df):
+        if keep.any() and eval_cfg.consistent_cutpoints and screens_fitted and scores_are_the_grade(val_df):
             cuts = fit_upper_cutpoints(grade[keep], expected[keep], (out["any_dr"], out["referable"]))
         elif keep.any():
             cuts = fit_cutpoints(grade[keep], expected[keep])

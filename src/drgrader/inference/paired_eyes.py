@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from drgrader.grading import DECISION_COLUMNS, SCORE_COLUMNS, decide
+from drgrader.grading import DECISION_COLUMNS, SCORE_COLUMNS, SCREENS, column_index, decide, scores_are_the_grade
 
-SCREEN_SCORES = ["expected_grade", "score_any", "score_referable"]
+SCREEN_SCORES = ["expected_grade", *(column for column, _ in SCREENS.values())]
 DECIDED_COLUMNS = [*SCORE_COLUMNS, *DECISION_COLUMNS, "paired"]
 RIDGE_ALPHA = 1.0
 _RIGHT = {"right", "r", "od"}
@@ -75,9 +75,7 @@ class PairedEyeModel:
 def score_inputs(table: pd.DataFrame) -> list[str]:
     """The first-stage scores to fuse: the expected grade alone when the screening scores are
     the grade itself (regression), else the expected grade and both screening scores."""
-    grade = table["expected_grade"].to_numpy(dtype=float)
-    same = all(np.allclose(table[c].to_numpy(dtype=float), grade, equal_nan=True) for c in SCREEN_SCORES[1:])
-    return ["expected_grade"] if same else list(SCREEN_SCORES)
+    return ["expected_grade"] if scores_are_the_grade(table) else list(SCREEN_SCORES)
 
 
 def fellow_index(table: pd.DataFrame) -> np.ndarray:
@@ -146,7 +144,7 @@ def fused_scores(fused: np.ndarray) -> np.ndarray:
     screening scores (a regression output); class probabilities are not defined."""
     scores = np.full((len(fused), len(SCORE_COLUMNS)), np.nan)
     for column in SCREEN_SCORES:
-        scores[:, SCORE_COLUMNS.index(column)] = fused
+        scores[:, column_index(column)] = fused
     return scores
 
 
@@ -170,4 +168,4 @@ def decisions_with_stage(table: pd.DataFrame, paired_stage: dict) -> pd.DataFram
     ``paired``; the first-stage scores are left to the caller."""
     fused, fellow = PairedEyeModel.from_dict(paired_stage["model"]).predict(table)
     decided = decide(fused_scores(fused), paired_stage.get("thresholds"))
-    return decided[["pred_grade", "any_dr_pred", "referable_pred"]].assign(fused_grade=fused, paired=fellow >= 0)
+    return decided[DECISION_COLUMNS].assign(fused_grade=fused, paired=fellow >= 0)

@@ -35,7 +35,7 @@ from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, column_index
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.predictor import apply_view
 from drgrader.io import atomic_write_json, atomic_write_text
-from drgrader.outputs import claim_file, exclusive, fresh_name
+from drgrader.outputs import claim_file, exclusive
 from drgrader.runtime import cpu_count
 
 log = logging.getLogger("drgrader")
@@ -371,13 +371,11 @@ def _read_partial(partial: Path) -> pd.DataFrame:
 def _default_out() -> Path:
     """``predictions.csv``; when that exists, the interrupted run it belongs to, else a fresh name."""
     default = Path(DEFAULT_OUT)
-    numbered = [default, *(default.with_name(f"{default.stem}-{n}{default.suffix}") for n in range(2, 1000))]
-    for candidate in numbered:
-        if candidate.with_name(candidate.name + ".partial.csv").exists():
-            return candidate
-        if not candidate.exists():
-            return candidate
-    return fresh_name(default)
+    candidate, n = default, 1
+    while candidate.exists() and not candidate.with_name(candidate.name + ".partial.csv").exists():
+        n += 1
+        candidate = default.with_name(f"{default.stem}-{n}{default.suffix}")
+    return candidate
 
 
 def predict_command(
