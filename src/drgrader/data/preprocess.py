@@ -21,7 +21,7 @@ _WORK_SIDE = 384
 _QUALITY_DIAMETER = 256  # fixed scale for the sharpness measure
 
 # Quality thresholds, calibrated on the real photos in shared/data (rahim-originals,
-# eyepacs-256), on drgrader.synth images and on degraded copies (tests/test_preprocess.py).
+# eyepacs-256), on drgrader.synth images and on degraded copies (tests/data/test_preprocess.py).
 DARK_THRESHOLD = 25.0  # mean luma inside the fundus, 0..255
 BRIGHT_THRESHOLD = 225.0
 SHARPNESS_THRESHOLD = 4.0  # normalised Laplacian measure, see _sharpness

@@ -31,7 +31,7 @@ from drgrader.data.cache import IMAGE_SUFFIX, build_cache, cache_dir_for, load_c
 from drgrader.data.manifest import read_manifest
 from drgrader.synth import make_dataset, make_fundus
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 IMAGES = 60
 
 

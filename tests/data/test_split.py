@@ -20,7 +20,7 @@ from drgrader.data.split import (
     save_split,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def two_eye_manifest(n_patients: int = 200, seed: int = 0) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import pytest
 from drgrader.config import DataConfig
 from drgrader.data.manifest import DataError, detect_format, read_dataset, read_manifest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 _seed = itertools.count()
 
 

@@ -24,7 +24,7 @@ import pytest
 
 from drgrader.synth import make_fundus
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 LIMIT_MB = 1
 MAX_PENDING = 4
 CLIENTS = 50

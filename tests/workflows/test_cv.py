@@ -8,7 +8,7 @@ import pytest
 
 from drgrader.cli import main
 
-CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "cpu_grade_cv.yaml")
+CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "cpu_grade_cv.yaml")
 TINY = {
     "data.format": "kaggle",
     "data.image_size": 48,

@@ -29,7 +29,7 @@ from drgrader.data.preprocess import (
 )
 from drgrader.synth import make_fundus
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def disc_image(h: int, w: int, cx: float, cy: float, r: float, level: int = 180) -> np.ndarray:

@@ -21,7 +21,7 @@ from drgrader.inference.ensemble import make_ensemble
 from drgrader.inference.export import ExportError, export_command, parity_samples
 from drgrader.models.factory import GraderNet, ScoringNet, input_mean_std
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 @pytest.fixture(scope="module")
