@@ -12,26 +12,16 @@ its own preprocessing and the ensemble averages their scores.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError
 
-from drgrader import __version__
 from drgrader.config import PreprocessConfig
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, decide
-from drgrader.inference.bundle_spec import BUNDLE_FORMAT, BundleSpec
+from drgrader.inference.bundle_spec import MANIFEST, BundleError, read_manifest, write_manifest
 from drgrader.inference.predictor import score_batch
-from drgrader.io import atomic_write_json
-
-MANIFEST = "bundle.json"
-
-
-class BundleError(ValueError):
-    """A bundle that cannot be used (missing files, incompatible format)."""
 
 
 @dataclass
@@ -128,9 +118,7 @@ def save_bundle(
     tmp = path / ".model.safetensors.tmp"
     save_file(state, str(tmp))
     tmp.replace(path / "model.safetensors")
-    manifest = {
-        "format": BUNDLE_FORMAT,
-        "drgrader_version": __version__,
+    write_manifest(path, {
         "backbone": net.backbone_name,
         "task": net.task,
         "kind": net.kind,
@@ -147,37 +135,8 @@ def save_bundle(
         "data_summary": data_summary or {},
         "validation": validation or {},
         "config": config,
-    }
-    atomic_write_json(path / MANIFEST, manifest)
+    })
     return path
-
-
-def read_manifest(path: str | Path) -> dict:
-    """The bundle's ``bundle.json``, checked against :class:`BundleSpec`: any fault is one
-    :class:`BundleError` naming the file and the field."""
-    path = Path(path)
-    file = path / MANIFEST if path.is_dir() else path
-    if not file.is_file():
-        raise BundleError(f"{path} is not a drgrader bundle (no {MANIFEST})")
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{file} is damaged: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict):
-        raise BundleError(f"{file} is damaged: expected a JSON object, got {type(manifest).__name__}")
-    fmt = manifest.get("format")
-    if fmt != BUNDLE_FORMAT:
-        raise BundleError(
-            f"{file}: bundle format {fmt!r} (drgrader {manifest.get('drgrader_version', '?')}) "
-            f"is not supported by drgrader {__version__} (format {BUNDLE_FORMAT})"
-        )
-    try:
-        BundleSpec.model_validate(manifest)
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise BundleError(f"{file} is not a valid bundle: {field}: {first['msg']}") from None
-    return manifest
 
 
 def load_bundle(path: str | Path, backend: str = "auto") -> Bundle:

@@ -1,22 +1,34 @@
-"""The schema of ``bundle.json``: what a bundle promises, validated once when it is opened.
+"""``bundle.json``: its schema, and the one reader and the one writer of it.
 
 Training (``save_bundle``), ensembles (``make_ensemble``), ONNX export and ``drgrader cv`` all
-write this one schema; ``read_manifest`` checks every bundle against it before anything is
-loaded, so a truncated, hand-edited or foreign ``bundle.json`` is one clear error naming the
-file and the field, never a KeyError deep inside prediction.
+write through :func:`write_manifest` (validated before it is written); :func:`read_manifest`
+checks every bundle against :class:`BundleSpec` before anything is loaded, so a truncated,
+hand-edited or foreign ``bundle.json`` is one clear error naming the file and the field, never
+a KeyError deep inside prediction.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from drgrader import __version__
 from drgrader.config import PreprocessConfig, TtaView
 from drgrader.grading import GRADE_NAMES, NUM_GRADES, SCORE_COLUMNS
+from drgrader.io import atomic_write_json
 
 BUNDLE_FORMAT = 1
+MANIFEST = "bundle.json"
+
+__all__ = ["BUNDLE_FORMAT", "MANIFEST", "BundleError", "BundleSpec", "read_manifest", "update_manifest", "write_manifest"]
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used (missing files, incompatible format, invalid bundle.json)."""
 
 
 class Thresholds(BaseModel):
@@ -120,3 +132,51 @@ class BundleSpec(BaseModel):
         if std_zero := [s for s in self.std or [] if s <= 0]:
             raise ValueError(f"std must be positive, got {std_zero}")
         return self
+
+
+def _validate(manifest: dict[str, Any], file: Path) -> None:
+    try:
+        BundleSpec.model_validate(manifest)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise BundleError(f"{file} is not a valid bundle: {field}: {first['msg']}") from None
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The bundle's ``bundle.json``, checked against :class:`BundleSpec`: any fault is one
+    :class:`BundleError` naming the file and the field."""
+    path = Path(path)
+    file = path / MANIFEST if path.is_dir() else path
+    if not file.is_file():
+        raise BundleError(f"{path} is not a drgrader bundle (no {MANIFEST})")
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{file} is damaged: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{file} is damaged: expected a JSON object, got {type(manifest).__name__}")
+    fmt = manifest.get("format")
+    if fmt != BUNDLE_FORMAT:
+        raise BundleError(
+            f"{file}: bundle format {fmt!r} (drgrader {manifest.get('drgrader_version', '?')}) "
+            f"is not supported by drgrader {__version__} (format {BUNDLE_FORMAT})"
+        )
+    _validate(manifest, file)
+    return manifest
+
+
+def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write ``folder/bundle.json`` atomically (format and drgrader version stamped on a new
+    manifest, kept on an updated one); a manifest that :class:`BundleSpec` rejects is never
+    written (BundleError)."""
+    file = Path(folder) / MANIFEST
+    manifest = {"format": BUNDLE_FORMAT, "drgrader_version": __version__, **manifest}
+    _validate(manifest, file)
+    atomic_write_json(file, manifest)
+    return manifest
+
+
+def update_manifest(folder: str | Path, **changes: Any) -> dict[str, Any]:
+    """Read, change some keys of, validate and rewrite a bundle's ``bundle.json``."""
+    return write_manifest(folder, {**read_manifest(folder), **changes})

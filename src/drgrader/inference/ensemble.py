@@ -9,15 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from drgrader import __version__
 from drgrader.grading import SCORE_COLUMNS
-from drgrader.inference.bundle import (
-    BUNDLE_FORMAT,
-    MANIFEST,
-    BundleError,
-    read_manifest,
-)
-from drgrader.io import atomic_write_json
+from drgrader.inference.bundle_spec import BundleError, read_manifest, write_manifest
 
 MEMBERS_DIR = "members"
 
@@ -62,9 +55,7 @@ def make_ensemble(bundles: list[str | Path], out: str | Path) -> Path:
             shutil.copytree(path, staging / name)
             members.append(name)
             summaries.append(_member_summary(name, manifest))
-        manifest = {
-            "format": BUNDLE_FORMAT,
-            "drgrader_version": __version__,
+        write_manifest(staging, {
             "ensemble": True,
             "members": members,
             "member_info": summaries,
@@ -75,8 +66,7 @@ def make_ensemble(bundles: list[str | Path], out: str | Path) -> Path:
             "thresholds": None,  # refitted on validation by `drgrader evaluate`
             "tta": first.get("tta"),  # informational: each member applies its own
             "input_size": first["input_size"],  # informational: each member uses its own
-        }
-        atomic_write_json(staging / MANIFEST, manifest)
+        })
         if out.exists():
             out.rmdir()
         staging.rename(out)

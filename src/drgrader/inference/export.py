@@ -21,14 +21,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from drgrader.inference.bundle import (
-    MANIFEST,
-    Bundle,
-    BundleError,
-    load_bundle,
-    read_manifest,
-)
-from drgrader.io import atomic_write_json
+from drgrader.inference.bundle import Bundle, load_bundle
+from drgrader.inference.bundle_spec import MANIFEST, BundleError, read_manifest, write_manifest
 from drgrader.outputs import claim_dir, fresh_name
 
 log = logging.getLogger("drgrader")
@@ -138,8 +132,7 @@ def export_onnx(bundle_dir: Path, out: Path, opset: int = DEFAULT_OPSET) -> Path
         for file in bundle_dir.iterdir():
             if file.is_file() and file.name not in (MANIFEST, ONNX_FILE):
                 shutil.copy2(file, out / file.name)
-    manifest = dict(bundle.manifest)
-    manifest["onnx"] = {
+    write_manifest(out, {**bundle.manifest, "onnx": {
         "file": ONNX_FILE,
         "opset": used_opset,
         "exporter": exporter,
@@ -148,8 +141,7 @@ def export_onnx(bundle_dir: Path, out: Path, opset: int = DEFAULT_OPSET) -> Path
         "parity_max_abs_diff": diff,
         "torch_version": torch.__version__,
         "onnxruntime_version": ort.__version__,
-    }
-    atomic_write_json(out / MANIFEST, manifest)
+    }})
     log.info("ONNX model (opset %d, %s exporter, parity %.1e): %s", used_opset, exporter, diff, out / ONNX_FILE)
     return out
 
@@ -178,5 +170,5 @@ def export_command(bundle: str | Path, fmt: str = "onnx", out: str | Path | None
     for member in manifest["members"]:
         export_command(src / member, fmt, out / member)
     if out.resolve() != src.resolve():
-        atomic_write_json(out / MANIFEST, manifest)
+        write_manifest(out, manifest)
     return out

@@ -169,7 +169,7 @@ def run_cv(cfg: ExperimentConfig, *, folds: int, out: Path | None = None, fold: 
 def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) -> None:
     """predictions_oof.csv, the ensemble bundle (OOF thresholds, paired-eye stage), metrics.json, report."""
     from drgrader.evaluation.evaluate import write_metrics
-    from drgrader.inference.bundle import MANIFEST
+    from drgrader.inference.bundle_spec import MANIFEST, update_manifest
     from drgrader.inference.ensemble import make_ensemble
     from drgrader.reporting import write_report
     from drgrader.workflows.train import versions
@@ -178,11 +178,8 @@ def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) 
     bundle_dir = cv_dir / "bundle"
     if not (bundle_dir / MANIFEST).is_file():
         make_ensemble([cv_dir / f"fold-{i}" / "bundle" for i in range(folds)], bundle_dir)
-    manifest = json.loads((bundle_dir / MANIFEST).read_text())
-    manifest["thresholds"] = pooled["thresholds"]
-    manifest["paired_eyes"] = pooled["paired_stage"]
-    manifest["validation"] = {"out_of_fold": pooled["single_eye"]["headline"]}
-    atomic_write_json(bundle_dir / MANIFEST, manifest)
+    update_manifest(bundle_dir, thresholds=pooled["thresholds"], paired_eyes=pooled["paired_stage"],
+                    validation={"out_of_fold": pooled["single_eye"]["headline"]})
     paired = pooled.get("paired_eyes")
     metrics = {
         "run": cv_dir.name,

@@ -89,6 +89,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
     from drgrader.data.summary import summarize
     from drgrader.evaluation.evaluate import evaluate_split_pair, write_metrics
     from drgrader.inference.bundle import load_bundle, save_bundle
+    from drgrader.inference.bundle_spec import update_manifest
     from drgrader.models.factory import create_model, input_mean_std
     from drgrader.models.losses import inverse_frequency_weights
     from drgrader.training.callbacks import EpochSummary
@@ -181,10 +182,8 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
             log.warning("no test split: reporting on validation, which also chose the checkpoint")
             test_rows, evaluated_on = val_rows, "val"
         result = evaluate_split_pair(bundle, val_rows, test_rows, cfg.eval, run_dir, seed=cfg.train.seed)
-        save_bundle(
-            bundle_dir, module.scoring, config=config, thresholds=result["thresholds"],
-            data_summary=summary, validation=result.get("val", {}),
-        )
+        # The weights are written once; the fitted thresholds join them in bundle.json.
+        update_manifest(bundle_dir, thresholds=result["thresholds"], validation=result.get("val", {}))
         metrics = {
             "run": run_dir.name,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
