@@ -31,6 +31,21 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _positive(kind: type, what: str, below: float = float("inf")):
+    """An argparse type: a number of ``kind`` with 0 < value < ``below`` (else a usage error, exit 2)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not 0 < value < below:  # NaN fails too
+            raise argparse.ArgumentTypeError(f"{text[:20]!r} is not {what}")
+        return value
+
+    return parse
+
+
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=3")
 
@@ -149,7 +164,8 @@ def cmd_ensemble(args) -> None:
 def cmd_serve(args) -> None:
     from drgrader.inference.serve import serve
 
-    serve(args.bundle, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_pending=args.max_pending)
+    serve(args.bundle, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_pending=args.max_pending,
+          read_timeout=args.read_timeout)
 
 
 # -------------------------------------------------------------------------- parser
@@ -254,8 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_port, default=7860)
-    p.add_argument("--max-upload-mb", dest="max_upload_mb", type=float, default=20, help="largest accepted upload")
-    p.add_argument("--max-pending", dest="max_pending", type=int, default=4, help="requests in flight before answering busy")
+    p.add_argument("--max-upload-mb", dest="max_upload_mb", default=20, help="largest accepted upload",
+                   type=_positive(float, "a size in MB (> 0)", 1e6))
+    p.add_argument("--max-pending", dest="max_pending", type=_positive(int, "a count (>= 1)"), default=4,
+                   help="requests in flight before answering busy")
+    p.add_argument("--read-timeout", dest="read_timeout", type=_positive(float, "a number of seconds (0 < s < 86400)", 86400), default=30,
+                   help="seconds a client may send nothing mid-request before it gets 408 (default 30)")
     p.set_defaults(func=cmd_serve)
     return parser
 

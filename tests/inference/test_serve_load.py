@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -36,11 +37,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_bundle, tmp_path_factory):
-    """(base url, the server's TMPDIR, its working folder). The server runs with TMPDIR and
-    the working directory pointed at empty folders of the test, so anything it writes shows."""
-    root = tmp_path_factory.mktemp("serve")
+@contextmanager
+def running_server(bundle, root: Path, *options: str):
+    """`drgrader serve bundle *options` in a subprocess on a free port of 127.0.0.1, with TMPDIR
+    and the working directory pointed at empty folders under ``root`` (so anything it writes
+    shows) and its output in ``root/server.log``; yields the base url once /api/health answers.
+    On the way out: no traceback in the log."""
     tmp, cwd = root / "tmp", root / "cwd"
     tmp.mkdir()
     cwd.mkdir()
@@ -49,8 +51,7 @@ def server(tiny_bundle, tmp_path_factory):
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
     log = open(root / "server.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "drgrader", "serve", str(tiny_bundle), "--host", "127.0.0.1", "--port", str(port),
-         "--max-upload-mb", str(LIMIT_MB), "--max-pending", str(MAX_PENDING)],
+        [sys.executable, "-m", "drgrader", "serve", str(bundle), "--host", "127.0.0.1", "--port", str(port), *options],
         cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -67,7 +68,7 @@ def server(tiny_bundle, tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail("server did not answer /api/health within 180 s")
             time.sleep(0.25)
-        yield url, tmp, cwd
+        yield url
     finally:
         proc.terminate()
         try:
@@ -78,6 +79,14 @@ def server(tiny_bundle, tmp_path_factory):
         log.close()
     server_log = (root / "server.log").read_text()
     assert "Traceback" not in server_log, server_log[-3000:]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_bundle, tmp_path_factory):
+    """(base url, the server's TMPDIR, its working folder)."""
+    root = tmp_path_factory.mktemp("serve")
+    with running_server(tiny_bundle, root, "--max-upload-mb", str(LIMIT_MB), "--max-pending", str(MAX_PENDING)) as url:
+        yield url, root / "tmp", root / "cwd"
 
 
 def photo(seed: int) -> bytes:

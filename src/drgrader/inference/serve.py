@@ -9,10 +9,19 @@ Bad uploads get a JSON ``{"error": ...}`` with a 4xx status (400 not an image / 
 small, 413 too large) and the server carries on. At most ``max_pending`` requests are in
 progress or waiting; beyond that the answer is 503 ``busy, try again`` instead of an unbounded
 queue. Uploads are decoded from a ``TemporaryDirectory`` that is removed after each request.
+
+Slow, stalled and vanished clients are normal. A grading slot is taken only once the whole
+upload has arrived, so a client that is still sending (or has stopped) holds none; at most
+``max_uploads`` uploads may be arriving at once. An upload that sends nothing for
+``read_timeout`` seconds (or takes longer than ``UPLOAD_TIME_FACTOR`` times that in all) gets
+408 and its connection is closed; a connection that has not sent a complete request head
+within ``read_timeout`` is closed (uvicorn itself only times out idle keep-alive connections).
+A client that disconnects mid-upload is one log line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import tempfile
@@ -23,6 +32,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
@@ -39,6 +49,9 @@ DISCLAIMER = "This is a research demo, not a medical device; it must not be used
 DEFAULT_MAX_UPLOAD_MB = 20.0
 DEFAULT_MAX_PIXELS = 50_000_000  # ~ 8700 x 5800: larger than any fundus camera
 DEFAULT_MAX_PENDING = 4
+DEFAULT_READ_TIMEOUT = 30.0  # seconds of silence from a client mid-request before giving up on it
+UPLOAD_TIME_FACTOR = 10  # a whole upload may take at most this many read timeouts (slowloris bound)
+KEEP_ALIVE_TIMEOUT = 5  # seconds an idle keep-alive connection stays open (uvicorn's default)
 _MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
 
 
@@ -46,14 +59,25 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def _limited_receive(receive, limit: int):
+class _BodyStalled(Exception):
+    """The client sent nothing for the read timeout, or is still sending at the deadline."""
+
+
+def _guarded_receive(receive, limit: int, idle: float, total: float):
     """An ASGI receive that stops reading the request body after ``limit`` bytes, so a huge or
-    chunked upload is refused without being spooled to disk first."""
+    chunked upload is refused without being spooled to disk first, and gives up on a client
+    that sends nothing for ``idle`` seconds or is still sending after ``total`` seconds."""
     seen = 0
+    deadline = asyncio.get_running_loop().time() + total
 
     async def wrapped():
         nonlocal seen
-        message = await receive()
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            message = await asyncio.wait_for(receive(), timeout=max(min(idle, left), 0))
+        except asyncio.TimeoutError:
+            why = f"nothing received for {idle:g} s" if idle < left else f"the upload took more than {total:g} s"
+            raise _BodyStalled(why) from None
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
@@ -63,8 +87,62 @@ def _limited_receive(receive, limit: int):
     return wrapped
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def http_protocol(read_timeout: float):
+    """uvicorn's h11 protocol with a request-head timeout: a connection that has not sent a
+    complete request head within ``read_timeout`` of opening (or of its last answer) is closed.
+    uvicorn alone keeps a connection that sends nothing, or a few bytes now and then, forever."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadTimeoutProtocol(H11Protocol):
+        _head_timer = None
+
+        def _arm(self) -> None:
+            if self._head_timer is None and not self.transport.is_closing():
+                self._head_timer = self.loop.call_later(read_timeout, self._head_timed_out)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                log.info("client %s sent no complete request within %g s: connection closed",
+                         self.client[0] if self.client else "?", read_timeout)
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is h11.IDLE:
+                self._arm()
+            else:
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.conn.their_state is h11.IDLE:
+                self._arm()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeadTimeoutProtocol
+
+
+def _error(status: int, message: str, *, close: bool = False) -> JSONResponse:
+    """A JSON error; ``close`` ends the connection after it (the rest of the body is not read)."""
+    return JSONResponse({"error": message}, status_code=status, headers={"connection": "close"} if close else None)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "?"
 
 
 def _can_explain(bundle: Bundle) -> bool:
@@ -141,9 +219,13 @@ def create_app(
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_pending: int = DEFAULT_MAX_PENDING,
+    max_uploads: int | None = None,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
 ) -> FastAPI:
     """The demo app for one bundle (loaded once). ``app.state.slots`` is the semaphore that
-    bounds requests in progress or waiting (``max_pending``)."""
+    bounds requests in progress or waiting (``max_pending``), taken once an upload has fully
+    arrived; ``app.state.uploads`` bounds the uploads arriving at once (``max_uploads``,
+    default four per slot, at least 8), each given up after ``read_timeout`` s of silence."""
     model = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, backend)
     can_explain = _can_explain(model)
     limit = int(max_upload_mb * 1024 * 1024)
@@ -152,6 +234,7 @@ def create_app(
     app = FastAPI(title="drgrader demo", description=DISCLAIMER, version="1")
     app.state.bundle = model
     app.state.slots = threading.BoundedSemaphore(max_pending)
+    app.state.uploads = threading.BoundedSemaphore(max_uploads or max(8, 4 * max_pending))
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -176,40 +259,59 @@ def create_app(
             "disclaimer": DISCLAIMER,
         }
 
+    async def receive_upload(request: Request):
+        """The uploaded file's (name, bytes), or the JSONResponse that answers instead."""
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limit + _MULTIPART_OVERHEAD:
+            return _error(413, f"upload too large: {int(length) / 2**20:.1f} MB > limit {max_upload_mb:g} MB")
+        guarded = Request(request.scope, _guarded_receive(request.receive, limit + _MULTIPART_OVERHEAD,
+                                                          read_timeout, read_timeout * UPLOAD_TIME_FACTOR))
+        try:
+            form = await guarded.form(max_files=1, max_fields=5)
+        except ClientDisconnect:  # the client went away mid-upload: nobody to answer
+            log.info("client %s disconnected during its upload", _client(request))
+            return _error(400, "upload interrupted")
+        except _BodyStalled as exc:
+            log.info("client %s stalled during its upload (%s): answered 408", _client(request), exc)
+            return _error(408, f"upload timed out: {exc}", close=True)
+        except _BodyTooLarge:
+            return _error(413, f"upload too large: more than {max_upload_mb:g} MB")
+        except (MultiPartException, HTTPException) as exc:
+            return _error(400, f"malformed upload: {getattr(exc, 'message', None) or getattr(exc, 'detail', exc)}")
+        try:
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                return _error(400, "no file uploaded: send the photo as the multipart field 'file'")
+            name = Path(upload.filename or "upload").name
+            data = await upload.read(limit + 1)
+        finally:
+            await form.close()
+        if len(data) > limit:
+            return _error(413, f"{name}: file too large (> {max_upload_mb:g} MB)")
+        if not data:
+            return _error(400, f"{name}: empty file (0 bytes)")
+        return name, data
+
     @app.post("/api/predict")
     async def predict(request: Request, explain: bool = False) -> JSONResponse:
+        # A place to upload in (bounded, and given up on a silent client), then a grading slot
+        # once the photo is here: a client that is not sending holds no slot.
+        if not app.state.uploads.acquire(blocking=False):
+            return _error(503, "busy, try again")
+        try:
+            received = await receive_upload(request)
+        finally:
+            app.state.uploads.release()
+        if isinstance(received, JSONResponse):
+            return received
+        name, data = received
         if not app.state.slots.acquire(blocking=False):
             return _error(503, "busy, try again")
         try:
-            length = request.headers.get("content-length")
-            if length and length.isdigit() and int(length) > limit + _MULTIPART_OVERHEAD:
-                return _error(413, f"upload too large: {int(length) / 2**20:.1f} MB > limit {max_upload_mb:g} MB")
-            limited = Request(request.scope, _limited_receive(request.receive, limit + _MULTIPART_OVERHEAD))
-            try:
-                form = await limited.form(max_files=1, max_fields=5)
-            except ClientDisconnect:  # the client went away mid-upload: nobody to answer
-                log.info("client %s disconnected during its upload", request.client.host if request.client else "?")
-                return _error(400, "upload interrupted")
-            except _BodyTooLarge:
-                return _error(413, f"upload too large: more than {max_upload_mb:g} MB")
-            except MultiPartException as exc:
-                return _error(400, f"malformed upload: {exc.message}")
-            try:
-                upload = form.get("file")
-                if upload is None or isinstance(upload, str):
-                    return _error(400, "no file uploaded: send the photo as the multipart field 'file'")
-                name = Path(upload.filename or "upload").name
-                data = await upload.read(limit + 1)
-            finally:
-                await form.close()
-            if len(data) > limit:
-                return _error(413, f"{name}: file too large (> {max_upload_mb:g} MB)")
-            if not data:
-                return _error(400, f"{name}: empty file (0 bytes)")
             with tempfile.TemporaryDirectory(prefix="drgrader-upload-") as tmp:
                 path = Path(tmp) / "upload"
                 path.write_bytes(data)
-                del data
+                del data, received
                 status, body = await run_in_threadpool(
                     analyse_photo, model, path, name=name, explain=explain and can_explain, max_pixels=max_pixels
                 )
@@ -220,12 +322,14 @@ def create_app(
     return app
 
 
-def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 7860, **options) -> None:
+def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 7860, *,
+          read_timeout: float = DEFAULT_READ_TIMEOUT, **options) -> None:
     """``drgrader serve``: run the demo with uvicorn until interrupted."""
     import uvicorn
 
-    app = create_app(bundle, **options)
+    app = create_app(bundle, read_timeout=read_timeout, **options)
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: anyone who can reach this address can use the demo (no authentication)", host)
     print(f"drgrader demo: http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/  ({DISCLAIMER})")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", http=http_protocol(read_timeout),
+                timeout_keep_alive=KEEP_ALIVE_TIMEOUT)
