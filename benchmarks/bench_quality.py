@@ -16,10 +16,10 @@ sensitivity at >= 85% specificity with each patient judged by the worse eye.
 Rows merge into ``--out`` keyed by ``--label`` (so runs can be added one at a time), and the
 Markdown table next to it (same name, .md) is regenerated from the whole JSON each time.
 
-    python benchmarks/bench_quality.py --config configs/seed000_resnet_grades.yaml
-    python benchmarks/bench_quality.py --config configs/seed001_mobilenetv2_binary.yaml \\
+    python benchmarks/bench_quality.py --config seed000_resnet_grades
+    python benchmarks/bench_quality.py --config seed001_mobilenetv2_binary \\
         --set data.split.method=patient --label seed001-patient-split
-    python benchmarks/bench_quality.py --config configs/cpu_grade_cv.yaml --cv 5
+    python benchmarks/bench_quality.py --config cpu_grade_cv --cv 5
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ def render_markdown(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", action="append", required=True, help="experiment YAML (repeatable)")
+    parser.add_argument("--config", action="append", required=True, help="shipped config name or experiment YAML (repeatable)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every config")
     parser.add_argument("--data", help="training data-set folder (default: each config's data.root)")
     parser.add_argument(

@@ -19,7 +19,7 @@ FIGURES = {"kappa", "accuracy", "any_dr_auc", "referable_auc", "referable_sens_a
 def quality_args(tmp: Path, data: Path) -> tuple[list, Path]:
     out = tmp / "results" / "quality.json"
     return [
-        "--config", REPO / "configs" / "seed000_resnet_grades.yaml",
+        "--config", "seed000_resnet_grades",
         "--set", "model.backbone=test_resnet", "--set", "model.pretrained=none",
         "--set", "data.image_size=48", "--set", "data.workers=1", "--set", f"data.cache_dir={tmp / 'cache'}",
         "--set", "train.epochs=1", "--set", "train.batch_size=8", "--set", "eval.bootstrap=10",

@@ -5,9 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drgrader.config import ConfigError, ExperimentConfig, load_config, save_config
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from drgrader.config import ConfigError, ExperimentConfig, load_config, save_config, shipped_configs
 
 
 def write(tmp_path, data) -> Path:
@@ -16,9 +14,9 @@ def write(tmp_path, data) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+@pytest.mark.parametrize("name", list(shipped_configs()))
 def test_shipped_configs_validate(name):
-    cfg = load_config(CONFIGS / name)
+    cfg = load_config(name)
     assert isinstance(cfg, ExperimentConfig)
 
 

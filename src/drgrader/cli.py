@@ -10,7 +10,7 @@ from pathlib import Path
 
 from drgrader import __version__
 
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_HELP = "experiment: a shipped name (drgrader config list) or a YAML file"
 
 
 def _config(args) :
@@ -62,8 +62,7 @@ def cmd_demo(args) -> None:
     from drgrader.config import load_config
     from drgrader.workflows.demo import run_demo
 
-    config = args.config or REPO_CONFIGS / "demo.yaml"
-    cfg = load_config(config if Path(config).is_file() else None, list(args.set or []))
+    cfg = load_config(args.config or "demo", list(args.set or []))
     run_demo(cfg, data_dir=Path(args.data), patients=args.patients, out=args.out)
 
 
@@ -115,6 +114,22 @@ def cmd_preprocess(args) -> None:
     print(f"preprocessed {ok}/{len(index)} images; {len(index) - ok} unreadable")
     for _, row in index[~index["ok"]].head(20).iterrows():
         print(f"  unreadable: {row['image_id']}: {row['error']}")
+
+
+def cmd_config_show(args) -> None:
+    from drgrader.config import config_yaml
+
+    print(f"# drgrader config show {args.config}: every field, defaults filled")
+    print(config_yaml(_config(args)), end="")
+
+
+def cmd_config_list(args) -> None:
+    from drgrader.config import describe_config, shipped_configs
+
+    shipped = shipped_configs()
+    width = max(map(len, shipped))
+    for name, file in shipped.items():
+        print(f"{name:<{width}}  {describe_config(file.read_text(encoding='utf-8'))}".rstrip())
 
 
 def cmd_data_summary(args) -> None:
@@ -179,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="synthesise demo data, train a small grader, evaluate and report")
-    p.add_argument("--config", help="experiment YAML (default: configs/demo.yaml)")
+    p.add_argument("--config", help=f"{CONFIG_HELP} (default: demo)")
     p.add_argument("--data", default="demo-data", help="where the synthetic demo data set goes")
     p.add_argument("--patients", type=int, default=300, help="synthetic patients (two eyes each)")
     p.add_argument("--out", type=Path, help="run folder (default runs/<name>)")
@@ -195,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train", help="train a grader from an experiment config")
-    p.add_argument("config", nargs="?", help="experiment YAML")
+    p.add_argument("config", nargs="?", help=f"{CONFIG_HELP} (default: the generic defaults)")
     p.add_argument("--out", type=Path, help="run folder (default runs/<name>)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run folder")
     p.add_argument("--devices", help="devices per node (Lightning), e.g. 2 or auto")
@@ -205,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("cv", help="k-fold cross-fitting: out-of-fold figures, thresholds, paired eyes, fold ensemble")
-    p.add_argument("config", help="experiment YAML")
+    p.add_argument("config", help=CONFIG_HELP)
     p.add_argument("--folds", type=int, default=5, help="number of patient-level folds (default 5)")
     p.add_argument("--fold", type=int, help="run only this fold (0-based); the last fold to finish pools them")
     p.add_argument("--out", type=Path, help="cv folder (default runs/<name>-cv; rerun to resume)")
@@ -221,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("preprocess", help="preprocess a data set into the cache (parallel, resumable)")
-    p.add_argument("config")
+    p.add_argument("config", help=CONFIG_HELP)
     p.add_argument("--shard", help="i/n: process only shard i of n (e.g. a Slurm array task)")
     p.add_argument("--workers", type=int, help="processes (default: all cores)")
     _add_set(p)
@@ -230,9 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="data-set tools")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     q = data_sub.add_parser("summary", help="counts per grade and split, patients, sizes, duplicates")
-    q.add_argument("config")
+    q.add_argument("config", help=CONFIG_HELP)
     _add_set(q)
     q.set_defaults(func=cmd_data_summary)
+
+    p = sub.add_parser("config", help="the shipped experiment configs; print a resolved config")
+    config_sub = p.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    q = config_sub.add_parser("show", help="print a config as validated YAML, every field with defaults filled")
+    q.add_argument("config", help=CONFIG_HELP)
+    _add_set(q)
+    q.set_defaults(func=cmd_config_show)
+    q = config_sub.add_parser("list", help="the shipped config names, each with its one-line description")
+    q.set_defaults(func=cmd_config_list)
 
     p = sub.add_parser("report", help="(re)write the HTML/Markdown report of a run")
     p.add_argument("run", type=Path)

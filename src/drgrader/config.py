@@ -4,16 +4,23 @@ An experiment is one YAML file with four sections (``data``, ``model``, ``train`
 ``eval``) validated by :class:`ExperimentConfig`. Unknown keys and ill-typed values are
 errors that name the offending field. Command-line overrides use dotted paths
 (``--set train.epochs=3``) and go through the same validation.
+
+The recipes drgrader ships live in the package (``drgrader/configs/*.yaml``) and are read through
+``importlib.resources``, so ``drgrader train cpu_grade`` works from a wheel as from a clone.
 """
 
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+if TYPE_CHECKING:  # Python >= 3.11 only; a name for type checkers
+    from importlib.resources.abc import Traversable
 
 
 class ConfigError(ValueError):
@@ -236,23 +243,60 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
+def shipped_configs() -> dict[str, Traversable]:
+    """The recipes shipped in the package, by name (the file name without ``.yaml``). Read as
+    package resources, never relative to a source tree, so an installed drgrader finds them."""
+    folder = resources.files("drgrader") / "configs"
+    files = (f for f in folder.iterdir() if f.name.endswith(".yaml") and not f.name.startswith("."))
+    return {f.name.removesuffix(".yaml"): f for f in sorted(files, key=lambda f: f.name)}
+
+
+def describe_config(text: str) -> str:
+    """The first sentence of a YAML's leading comment (its description), or "" without one."""
+    words: list[str] = []
+    for line in text.splitlines():
+        if not line.startswith("#") or (words and not line.strip("# \t")):
+            break
+        words += line.lstrip("#").split()
+    first, stop, _ = " ".join(words).partition(". ")
+    return first + ("." if stop else "")
+
+
+def resolve_config(spec: str | Path) -> Path | Traversable:
+    """The YAML file meant by ``spec``: an existing file, else a shipped name (``cpu_grade``).
+
+    Anything else is a ConfigError listing the shipped names: a typo must never train on the
+    generic defaults. A file of the same name in the working folder wins over a shipped one.
+    """
+    path = Path(spec)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    if str(spec) in shipped:
+        return shipped[str(spec)]
+    names = ", ".join(shipped)
+    if path.is_dir():
+        raise ConfigError(f"config {path} is a folder, not a YAML file; shipped configs: {names}")
+    if len(path.parts) > 1 or path.suffix:
+        raise ConfigError(f"config file not found: {path}; shipped configs: {names}")
+    raise ConfigError(f"config {str(spec)[:MAX_ECHO]!r} is neither a shipped config nor a file; shipped configs: {names}")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML experiment, apply ``--set`` overrides and validate it."""
+    """Read a YAML experiment (a path or a shipped name), apply ``--set`` overrides and validate it."""
     raw: dict = {}
     source = "defaults"
     if path is not None:
-        path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+        file = resolve_config(path)
+        source = str(path) if isinstance(file, Path) else f"{path} (shipped {file.name})"
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
         except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+            raise ConfigError(f"{source} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {str(exc)[:400]}") from None
+            raise ConfigError(f"{source} is not valid YAML: {str(exc)[:400]}") from None
         if not isinstance(raw, dict):
-            raise ConfigError(f"{path} must hold a mapping of sections, not {type(raw).__name__}")
+            raise ConfigError(f"{source} must hold a mapping of sections, not {type(raw).__name__}")
     raw = apply_overrides(raw, list(overrides or []))
     try:
         return ExperimentConfig.model_validate(raw)
@@ -264,7 +308,12 @@ def config_to_dict(cfg: ExperimentConfig) -> dict:
     return json.loads(cfg.model_dump_json())
 
 
+def config_yaml(cfg: ExperimentConfig) -> str:
+    """Every field of ``cfg`` (defaults filled) as YAML that loads back to the same config."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
 def save_config(cfg: ExperimentConfig, path: Path) -> None:
     from drgrader.io import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    atomic_write_text(path, config_yaml(cfg))

@@ -1,14 +1,13 @@
 """`drgrader cv`: k-fold cross-fitting end to end on the synthetic data."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from drgrader.cli import main
 
-CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "cpu_grade_cv.yaml")
+CONFIG = "cpu_grade_cv"  # shipped config, by name
 TINY = {
     "data.format": "kaggle",
     "data.image_size": 48,
