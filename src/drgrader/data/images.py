@@ -1,9 +1,13 @@
 """Decoding fundus photographs into RGB uint8 arrays, with clear errors for bad files.
 
-One decoder (Pillow) for every format, because it is strict where OpenCV is lax: a truncated
-JPEG is an error here, while ``cv2.imread`` silently returns a grey-filled image. For JPEGs,
-``min_side`` turns on libjpeg's DCT scaling (decode directly at 1/2, 1/4 or 1/8 size), which
-is 1.5-2x faster than a full decode followed by a resize (see benchmarks/bench_preprocess.py).
+One decoder (Pillow) for every image format (JPEG, PNG, TIFF, BMP, GIF: its first frame, WebP),
+because it is strict where OpenCV is lax: a truncated JPEG is an error here, while
+``cv2.imread`` silently returns a grey-filled image. For JPEGs, ``min_side`` turns on libjpeg's
+DCT scaling (decode directly at 1/2, 1/4 or 1/8 size), which is 1.5-2x faster than a full decode
+followed by a resize (see benchmarks/bench_preprocess.py).
+
+DICOM files (``.dcm``, or any file with the DICM marker) go to :mod:`drgrader.data.dicom`; a
+frame of a multi-frame DICOM file is named ``<file>#frame<N>``.
 """
 
 from __future__ import annotations
@@ -52,12 +56,49 @@ def _not_a_file_reason(path: Path) -> str:
     return "not a regular file (FIFO, socket or device)"
 
 
-def _open(path: Path, max_pixels: int) -> Image.Image:
-    """Open (header only) and refuse empty, non-image, too-small and too-large files."""
+def check_regular_file(path: Path) -> None:
+    """Refuse what is not a non-empty regular file (opening a FIFO or device could block)."""
     if not path.is_file():
         raise ImageReadError(path, _not_a_file_reason(path))
     if path.stat().st_size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
+
+
+def _check_size(path: str | Path, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageReadError(
+            path, f"image too large: {width}x{height} = {width * height:,} pixels > limit {max_pixels:,}"
+        )
+    if min(width, height) < MIN_SIDE:
+        raise ImageReadError(path, f"too small: {width}x{height} (need at least {MIN_SIDE} px per side)")
+
+
+def _dicom_source(path: Path) -> tuple[Path, int | None] | None:
+    """(file, frame) when ``path`` is a DICOM file or a frame of one (``<file>#frame<N>``)."""
+    from drgrader.data.dicom import is_dicom, split_frame_ref
+
+    source, frame = split_frame_ref(path)
+    if frame is not None:
+        check_regular_file(source)
+        if not is_dicom(source):
+            raise ImageReadError(path, "frame numbers (#frame<N>) name frames of multi-frame DICOM files; this is not one")
+        return source, frame
+    return (path, None) if is_dicom(path) else None
+
+
+def _dicom_header(path: Path, source: Path, frame: int | None, max_pixels: int):
+    from drgrader.data.dicom import read_header
+
+    header = read_header(source)
+    if frame is not None and frame > header.frames:
+        raise ImageReadError(path, f"no frame {frame}: this DICOM file has {header.frames}")
+    _check_size(path, header.width, header.height, max_pixels)
+    return header
+
+
+def _open(path: Path, max_pixels: int) -> Image.Image:
+    """Open (header only) and refuse empty, non-image, too-small and too-large files."""
+    check_regular_file(path)
     try:
         with warnings.catch_warnings():
             # We apply our own pixel limit below; Pillow's would only warn or use its own.
@@ -70,14 +111,11 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     except OSError as exc:
         raise ImageReadError(path, f"cannot open: {exc}") from None
     width, height = im.size
-    if width * height > max_pixels:
+    try:
+        _check_size(path, width, height, max_pixels)
+    except ImageReadError:
         im.close()
-        raise ImageReadError(
-            path, f"image too large: {width}x{height} = {width * height:,} pixels > limit {max_pixels:,}"
-        )
-    if min(width, height) < MIN_SIDE:
-        im.close()
-        raise ImageReadError(path, f"too small: {width}x{height} (need at least {MIN_SIDE} px per side)")
+        raise
     return im
 
 
@@ -94,6 +132,10 @@ def read_image_size(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[int
     Reads the header only.
     """
     path = Path(path)
+    dicom = _dicom_source(path)
+    if dicom is not None:
+        header = _dicom_header(path, *dicom, max_pixels)
+        return header.height, header.width
     with _open(path, max_pixels) as im:
         width, height = im.size
         if _orientation(im) in _TRANSPOSED_ORIENTATIONS:
@@ -131,10 +173,18 @@ def read_image(
       on black (the fundus surround); 16-bit images are scaled to 8 bits.
     - ``min_side``: for JPEGs, decode at the strongest libjpeg DCT reduction (1/8, 1/4, 1/2)
       whose short side is still >= ``min_side``. Other formats are decoded at full size.
+    - A GIF or WebP animation gives its first frame. DICOM: see :mod:`drgrader.data.dicom`
+      (``<file>#frame<N>`` for a frame of a multi-frame file).
     - Raises :class:`ImageReadError` for missing, empty, non-image, truncated, too small
       (< 64 px) and too large (> ``max_pixels``, checked from the header before decoding) files.
     """
     path = Path(path)
+    dicom = _dicom_source(path)
+    if dicom is not None:
+        from drgrader.data.dicom import read_frame
+
+        source_path, frame = dicom
+        return read_frame(source_path, frame, _dicom_header(path, source_path, frame, max_pixels))
     source = _open(path, max_pixels)
     try:
         if min_side is not None and source.format == "JPEG":

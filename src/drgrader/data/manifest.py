@@ -27,7 +27,7 @@ import pandas as pd
 from drgrader.config import DataConfig
 
 # Order matters: an image id without extension is looked up with these, in this order.
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".dcm")
 MANIFEST_COLUMNS = ["image_id", "path", "grade", "patient_id", "eye", "source"]
 SPLITS = ("train", "val", "test")
 

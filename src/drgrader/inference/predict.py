@@ -27,6 +27,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from drgrader.config import ConfigError, PreprocessConfig
+from drgrader.data.dicom import frame_ref, is_dicom, read_header, split_frame_ref
+from drgrader.data.eyes import EYE_WORDS, patient_and_eye
 from drgrader.data.images import ImageReadError, read_image
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
 from drgrader.data.photo import preprocess_file
@@ -67,19 +69,41 @@ PATIENT_COLUMNS = [
     "all_gradable",
 ]
 _TEXT_COLUMNS = ["path", "image_id", "patient_id", "eye", "quality_reason", "error"]
-# Kaggle EyePACS names: "<patient>_<left|right>", e.g. "10_left"
-_KAGGLE_NAME = re.compile(r"^(?P<patient>.+)_(?P<eye>left|right)$", re.IGNORECASE)
-_EYE_WORDS = {"left": "left", "l": "left", "os": "left", "right": "right", "r": "right", "od": "right"}
+_FRAME_ID = re.compile(r"#frame[0-9]+$")
 
 
 # ------------------------------------------------------------------------------ inputs
-def _input_row(path: Path, image_id: str | None = None, patient_id: str = "", eye: str = "") -> dict:
+def _input_rows(path: Path, image_id: str | None = None, patient_id: str = "", eye: str = "") -> list[dict]:
+    """The rows of one input file. Patient and eye: as given (CSV), else from DICOM tags
+    (``PatientID``, ``ImageLaterality`` / ``Laterality``), else from the file name
+    (:func:`~drgrader.data.eyes.patient_and_eye`). A multi-frame DICOM file gives one row per
+    frame: path ``<file>#frame<N>``, image id ``<id>#frame<N>``."""
     image_id = image_id or path.stem
-    match = _KAGGLE_NAME.match(Path(image_id).name)
-    if match:
-        patient_id = patient_id or match["patient"]
-        eye = eye or match["eye"].lower()
-    return {"path": str(path), "image_id": image_id, "patient_id": patient_id, "eye": eye}
+    source, frame = split_frame_ref(path)
+    frames = 1
+    if is_dicom(source):
+        try:
+            header = read_header(source)
+        except ImageReadError:
+            header = None  # its row says why when it is graded
+        if header is not None:
+            patient_id, eye = patient_id or header.patient_id, eye or header.eye
+            frames = header.frames if frame is None else 1
+    named = patient_and_eye(_FRAME_ID.sub("", image_id))
+    if named:
+        patient_id, eye = patient_id or named[0], eye or named[1]
+    row = {"path": str(path), "image_id": image_id, "patient_id": patient_id, "eye": eye}
+    if frames == 1:
+        return [row]
+    return [{**row, "path": frame_ref(path, k), "image_id": f"{image_id}#frame{k}"} for k in range(1, frames + 1)]
+
+
+def _is_photo_file(path: Path) -> bool:
+    """A photo by its extension, or a DICOM file by its content (exports often lack ``.dcm``;
+    a DICOMDIR index holds no image)."""
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        return True
+    return path.name.upper() != "DICOMDIR" and is_dicom(path)
 
 
 def _resolve_csv_image(folder: Path, ref: str) -> Path:
@@ -113,23 +137,23 @@ def _rows_from_csv(csv: Path) -> list[dict]:
         if not ref:
             raise DataError(f"{csv} row {number}: empty {image_col!r} cell")
         eye = rec[eye_col].strip() if eye_col else ""
-        if eye and eye.lower() not in _EYE_WORDS:
+        if eye and eye.lower() not in EYE_WORDS:
             raise DataError(f"{csv} row {number} (image {ref!r}): eye {eye!r} is not one of left/right/L/R/OS/OD")
-        rows.append(
-            _input_row(
-                _resolve_csv_image(csv.parent, ref),
-                image_id=strip_image_extension(ref),
-                patient_id=rec[patient_col].strip() if patient_col else "",
-                eye=_EYE_WORDS.get(eye.lower(), ""),
-            )
+        rows += _input_rows(
+            _resolve_csv_image(csv.parent, ref),
+            image_id=strip_image_extension(ref),
+            patient_id=rec[patient_col].strip() if patient_col else "",
+            eye=EYE_WORDS.get(eye.lower(), ""),
         )
     return rows
 
 
 def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
-    """Image files, folders (searched recursively for image extensions) and CSVs (an ``image``
-    or ``path`` column, optional ``patient_id``/``patient`` and ``eye``) -> a table with
-    ``INPUT_COLUMNS``. Patient and eye also come from Kaggle-style names (``123_left``)."""
+    """Image files, folders (searched recursively for image extensions, and for DICOM files by
+    content) and CSVs (an ``image`` or ``path`` column, optional ``patient_id``/``patient`` and
+    ``eye``) -> a table with ``INPUT_COLUMNS``. Patient and eye also come from DICOM tags and
+    from file names (``123_left``, ``Patient001_L``, ``P7-OD``: :mod:`drgrader.data.eyes`).
+    A multi-frame DICOM file gives one row per frame (``<file>#frame<N>``)."""
     rows: list[dict] = []
     for item in inputs:
         path = Path(item)
@@ -137,19 +161,20 @@ def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
             # Every entry with an image extension becomes a row, even a FIFO or a broken link
             # (its row then says why it was not graded); other entries are counted by suffix.
             entries = sorted(f for f in path.rglob("*") if not f.name.startswith(".") and not f.is_dir())
-            files = [f for f in entries if f.suffix.lower() in IMAGE_EXTENSIONS]
-            others = Counter(f.suffix.lower() or "(no suffix)" for f in entries if f.suffix.lower() not in IMAGE_EXTENSIONS)
+            photo = [_is_photo_file(f) for f in entries]
+            files = [f for f, ok in zip(entries, photo) if ok]
+            others = Counter(f.suffix.lower() or "(no suffix)" for f, ok in zip(entries, photo) if not ok)
             if others:
                 listing = ", ".join(f"{suffix}: {n}" for suffix, n in sorted(others.items()))
                 log.warning("skipped %d files in %s that are not %s images (%s)",
                             sum(others.values()), path, "/".join(IMAGE_EXTENSIONS), listing)
             if not files:
                 log.warning("no images (%s) in folder %s", ", ".join(IMAGE_EXTENSIONS), path)
-            rows += [_input_row(f) for f in files]
+            rows += [row for f in files for row in _input_rows(f)]
         elif path.suffix.lower() == ".csv" and path.is_file():
             rows += _rows_from_csv(path)
-        elif path.exists():
-            rows.append(_input_row(path))
+        elif path.exists() or split_frame_ref(path)[1] is not None:
+            rows += _input_rows(path)
         else:
             raise FileNotFoundError(f"input not found: {path}")
     table = pd.DataFrame(rows, columns=INPUT_COLUMNS)
@@ -233,7 +258,7 @@ def predict_images(
     if isinstance(images, pd.DataFrame):
         table = images.reset_index(drop=True)
     else:
-        table = pd.DataFrame([_input_row(Path(p)) for p in images], columns=INPUT_COLUMNS)
+        table = pd.DataFrame([row for p in images for row in _input_rows(Path(p))], columns=INPUT_COLUMNS)
     check_tta(tta)
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")

@@ -1,0 +1,33 @@
+"""Which eye, and whose, from a photo's file name.
+
+Common names end in the eye after a separator (``_``, ``-`` or a space), in any case:
+
+    10_left, 10_right                      Kaggle EyePACS
+    Patient001_L, Patient001_R
+    Patient001_OD, Patient001_OS           oculus dexter (right), oculus sinister (left)
+    P-17-left, "anna k OS"
+
+Anything else (``eyeA``, ``IDRiD_001``, ``12_l1``) says nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+# The eye column words a CSV may use, and what they mean.
+EYE_WORDS = {"left": "left", "l": "left", "os": "left", "right": "right", "r": "right", "od": "right"}
+
+_NAME = re.compile(r"^(?P<patient>.*[^_\- ])[_\- ]+(?P<eye>left|right|l|r|os|od)$", re.IGNORECASE)
+
+
+def patient_and_eye(name: str) -> tuple[str, str] | None:
+    """``"Patient001_L"`` -> ``("Patient001", "left")``; ``None`` when the name carries no eye.
+
+    ``name`` is an image id or file name without its extension; folders in it are ignored.
+    """
+    stem = PurePosixPath(name.replace("\\", "/")).name
+    match = _NAME.match(stem.strip())
+    if match is None:
+        return None
+    return match["patient"], EYE_WORDS[match["eye"].lower()]

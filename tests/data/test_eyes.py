@@ -1,0 +1,35 @@
+"""Patient and eye from common file-name patterns."""
+
+import pytest
+
+from drgrader.data.eyes import patient_and_eye
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("10_left", ("10", "left")),
+        ("10_RIGHT", ("10", "right")),
+        ("Patient001_L", ("Patient001", "left")),
+        ("Patient001_r", ("Patient001", "right")),
+        ("Patient001_OD", ("Patient001", "right")),
+        ("patient001_os", ("patient001", "left")),
+        ("P-17-left", ("P-17", "left")),
+        ("P-17-OS", ("P-17", "left")),
+        ("anna k OD", ("anna k", "right")),
+        ("a_b__R", ("a_b", "right")),
+        ("images/21_left", ("21", "left")),
+        ("clinic\\7_L", ("7", "left")),
+        ("eyeA", None),
+        ("IDRiD_001", None),
+        ("12_l1", None),
+        ("left", None),
+        ("_left", None),
+        ("colour", None),
+        ("scan_LR", None),
+        ("P1_odd", None),
+        ("", None),
+    ],
+)
+def test_patient_and_eye_from_name(name, expected):
+    assert patient_and_eye(name) == expected
