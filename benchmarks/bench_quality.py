@@ -80,7 +80,7 @@ def sensitivity_at_specificity_figure(predictions: Path, specificity: float, per
     (metrics.json reports the eye-level 90% point itself but no CI for it)."""
     import pandas as pd
 
-    from drgrader.evaluation.metrics import bootstrap_ci
+    from drgrader.evaluation.bootstrap import bootstrap_ci
     from drgrader.grading import SCREENS
 
     column = SCREENS["referable"][0]

@@ -9,21 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from drgrader.evaluation.bootstrap import bootstrap_ci, resample_patients
 from drgrader.evaluation.metrics import (
-    bootstrap_ci,
-    evaluate_table,
     expected_calibration_error,
     grade_metrics,
     meets_idx_dr_bar,
     operating_points,
-    patient_level,
     quadratic_weighted_kappa,
     reliability_bins,
-    resample_patients,
     roc_auc,
     roc_curve_points,
     screening_at_threshold,
 )
+from drgrader.evaluation.results import evaluate_table, patient_level
 
 # A 3-class kappa example worked by hand.
 #   y_true = [0, 0, 1, 1, 2, 2], y_pred = [0, 1, 1, 1, 2, 0]

@@ -14,7 +14,7 @@ import pytest
 
 from drgrader.config import ExperimentConfig, save_config
 from drgrader.data.summary import summarize
-from drgrader.evaluation.metrics import evaluate_table
+from drgrader.evaluation.results import evaluate_table
 from drgrader.io import atomic_write_json, atomic_write_text
 from drgrader.reporting import write_report
 from drgrader.reporting.document import THUMBNAIL_PX

@@ -55,7 +55,7 @@ def evaluate_split_pair(
 ) -> dict:
     """Fit thresholds on ``val_rows`` (when ``fit``), then evaluate ``test_rows`` with and
     without TTA. Writes predictions CSVs into ``out_dir`` and returns the metrics."""
-    from drgrader.evaluation.metrics import evaluate_table
+    from drgrader.evaluation.results import evaluate_table
     from drgrader.evaluation.thresholds import fit_thresholds
 
     tta = list(eval_cfg.tta) or ["orig"]
@@ -88,30 +88,6 @@ def evaluate_split_pair(
         plain, used = decided(predictions_table(test_rows, score_rows(bundle, test_rows, ["orig"], desc="test, no TTA"), thresholds))
         result["test_no_tta"] = evaluate_table(plain, used, n_boot=0, seed=seed)
     return result
-
-
-def headline(metrics: dict) -> dict:
-    """The figures printed at the end of a run, as {name: (value, [lo, hi] or None)}: kappa,
-    accuracy, AUCs, and referable sensitivity/specificity (a screener is judged by those)."""
-    test = metrics.get("test", {})
-    out: dict = {}
-
-    def add(name: str, section: str, metric: str, value) -> None:
-        if value is not None:
-            ci = (test.get(section, {}).get("ci") or {}).get(metric)
-            out[name] = (value, ci)
-
-    grade = test.get("grade") or {}
-    add("kappa", "grade", "kappa", grade.get("kappa"))
-    add("accuracy", "grade", "accuracy", grade.get("accuracy"))
-    for section in ("referable", "any_dr"):
-        sec = test.get(section) or {}
-        add(f"{section}_auc", section, "auc", sec.get("auc"))
-        chosen = (sec.get("operating_points") or {}).get("chosen")
-        if chosen:
-            add(f"{section}_sensitivity", section, "sensitivity", chosen.get("sensitivity"))
-            add(f"{section}_specificity", section, "specificity", chosen.get("specificity"))
-    return out
 
 
 def write_metrics(path: Path, metrics: dict) -> None:

@@ -19,11 +19,10 @@ POINT_LABELS = {
     "high_sensitivity": "high-sensitivity point (≥ 90%)",
     "high_specificity": "high-specificity point (≥ 90%)",
 }
-# Headline keys (metrics.evaluate_table "headline" and evaluate.headline) -> (label, percent?).
+# Headline keys (results.evaluate_table's "headline") -> (label, percent?).
 HEADLINE_LABELS = {
     "kappa": ("quadratic weighted kappa", False),
     "grade_accuracy": ("exact-grade accuracy", True),
-    "accuracy": ("exact-grade accuracy", True),
     "any_dr_auc": ("any-DR AUC", False),
     "any_dr_sensitivity": ("any-DR sensitivity", True),
     "any_dr_specificity": ("any-DR specificity", True),

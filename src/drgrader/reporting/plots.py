@@ -222,7 +222,7 @@ def reliability_figure(series: dict[str, dict]) -> Figure:
 
     ``series``: ``{label: {"bins": [{"mean_prob", "observed", "count", "bin_lower",
     "bin_upper"}], "ece": float, "colour": str}}`` (the ``reliability`` records of a
-    screening section of :func:`drgrader.evaluation.metrics.evaluate_table`).
+    screening section of :func:`drgrader.evaluation.results.evaluate_table`).
     """
     fig = _figure(6.0, 5.6)
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})

@@ -131,12 +131,10 @@ def members_section(run: RunData) -> Section | None:
     members = run.metrics.get("members")
     if not members:
         return None
-    keys = [k for k in ("kappa", "accuracy", "any_dr_auc", "referable_auc", "referable_sensitivity",
+    keys = [k for k in ("kappa", "grade_accuracy", "any_dr_auc", "referable_auc", "referable_sensitivity",
                         "referable_specificity") if any(k in m for m in members.values())]
     head = run.test.get("headline") or {}
-    ensemble = {"kappa": head.get("kappa"), "accuracy": head.get("grade_accuracy"),
-                **{k: head.get(k) for k in keys if k not in ("kappa", "accuracy")}}
-    rows = [["ensemble"] + [fmt(ensemble.get(k), HEADLINE_LABELS[k][1]) for k in keys]]
+    rows = [["ensemble"] + [fmt(head.get(k), HEADLINE_LABELS[k][1]) for k in keys]]
     for name, m in members.items():
         cells = [name]
         for k in keys:

@@ -12,11 +12,11 @@ def print_run(run_dir: Path) -> None:
     metrics_file = Path(run_dir) / "metrics.json"
     print(f"\nrun folder: {run_dir}")
     if metrics_file.is_file():
-        from drgrader.evaluation.evaluate import headline
+        from drgrader.evaluation.results import headline_with_ci
 
         metrics = json.loads(metrics_file.read_text())
         print(f"evaluated on: {metrics.get('evaluated_on')}")
-        for name, value in headline(metrics).items():
+        for name, value in headline_with_ci(metrics.get("test", {})).items():
             print(f"  {name}: {fmt_figure(value)}")
         for warning in metrics.get("test", {}).get("warnings", []):
             print(f"  WARNING: {warning}")

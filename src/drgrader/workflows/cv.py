@@ -103,7 +103,7 @@ def out_of_fold_predictions(cv_dir: Path, folds: int) -> pd.DataFrame:
 def pool_folds(cfg: ExperimentConfig, cv_dir: Path, folds: int) -> dict:
     """Fit thresholds, cut-points and the paired-eye stage on the OOF predictions and measure
     them: single-eye and paired-eye figures, per fold, and the tables :func:`write_pooled` writes."""
-    from drgrader.evaluation.metrics import evaluate_table
+    from drgrader.evaluation.results import evaluate_table
     from drgrader.evaluation.thresholds import fit_thresholds
     from drgrader.grading import SCORE_COLUMNS, decide
     from drgrader.inference.paired_eyes import cross_fit_paired_eyes, fit_paired_eyes, fused_table
@@ -135,7 +135,7 @@ def pool_folds(cfg: ExperimentConfig, cv_dir: Path, folds: int) -> dict:
 
 def per_fold_figures(single: pd.DataFrame, thresholds: dict, folds: int, seed: int) -> dict:
     """Headline figures of each fold's own patients (pooled thresholds), with mean and sd."""
-    from drgrader.evaluation.metrics import evaluate_table
+    from drgrader.evaluation.results import evaluate_table
 
     table = {}
     for fold in range(folds):

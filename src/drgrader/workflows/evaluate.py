@@ -124,12 +124,13 @@ def _claim_out(out: Path | None, default: Path, bundle_dir: Path, overwrite: boo
 
 def _member_metrics(bundle, val_rows, test_rows, cfg, out: Path) -> dict:
     """Each member of an ensemble on the same data, for the report's comparison."""
-    from drgrader.evaluation.evaluate import evaluate_split_pair, headline
+    from drgrader.evaluation.evaluate import evaluate_split_pair
+    from drgrader.evaluation.results import headline_with_ci
 
     per = {}
     for member in bundle.members:
         sub = out / "members" / member.path.name
         sub.mkdir(parents=True, exist_ok=True)
         res = evaluate_split_pair(member, None, test_rows, cfg.eval.model_copy(update={"bootstrap": 200}), sub, fit=False)
-        per[member.path.name] = headline({"test": res["test"]})
+        per[member.path.name] = headline_with_ci(res["test"])
     return per
