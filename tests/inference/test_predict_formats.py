@@ -175,3 +175,35 @@ def test_file_name_patterns_pair_the_eyes(tiny_bundle, tmp_path):
     patients = read_csv(tmp_path / "p_patients.csv").set_index("patient_id")
     assert sorted(patients.index) == ["Patient001", "Patient002"]
     assert (patients["images"] == 2).all()
+
+
+def test_serve_grades_a_dicom_upload_as_predict_does(tiny_bundle, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from drgrader.inference.serve import create_app
+
+    path = write_dicom(tmp_path / "eye.dcm", fundus(3, 40), patient_id="P001", laterality="L")
+    multi = write_dicom(tmp_path / "multi.dcm", np.stack([fundus(0, 41), fundus(1, 42)]))
+    with TestClient(create_app(tiny_bundle)) as client:
+        res = client.post("/api/predict", files={"file": ("eye.dcm", path.read_bytes(), "application/dicom")})
+        assert res.status_code == 200, res.text
+        body = res.json()
+        bad = client.post("/api/predict", files={"file": ("multi.dcm", multi.read_bytes(), "application/dicom")})
+    row = read_csv(predict_command(tiny_bundle, [path], out=tmp_path / "p.csv")).iloc[0]
+    assert body["grade"] == row["grade"] and (body["height"], body["width"]) == (96, 144)
+    assert body["score_referable"] == pytest.approx(row["score_referable"], abs=1e-6)
+    assert not any(secret in res.text for secret in SECRETS)
+    assert bad.status_code == 400 and "multi-frame DICOM (2 frames)" in bad.json()["error"]
+
+
+def test_data_readers_list_dicom_gif_and_webp(tmp_path):
+    from drgrader.data.manifest import read_dataset
+
+    root = tmp_path / "graded"
+    write_dicom(root / "0" / "a.dcm", fundus(0, 50))
+    (root / "2").mkdir()
+    Image.fromarray(fundus(2, 51)).save(root / "2" / "b.gif")
+    Image.fromarray(fundus(2, 52)).save(root / "2" / "c.webp")
+    manifest = read_dataset(root, "folders")
+    assert sorted(manifest["image_id"]) == ["a", "b", "c"]
+    assert all(read_image(path).shape == (96, 144, 3) for path in manifest["path"])

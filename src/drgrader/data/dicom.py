@@ -30,6 +30,7 @@ from drgrader.data.images import ImageReadError, check_regular_file
 DICOM_SUFFIX = ".dcm"
 _MAGIC_OFFSET = 128  # the 128-byte preamble, then b"DICM"
 _FRAME_REF = re.compile(r"^(?P<name>.+)#frame(?P<frame>[1-9][0-9]*)$")
+_PILLOW_SUFFIXES = {".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 _LATERALITY = {"L": "left", "R": "right"}  # "B" (both) and "U" (unpaired) say nothing usable
 # The only tags ever parsed: what the pixels need, PatientID and laterality.
 _TAGS = [
@@ -86,9 +87,13 @@ def split_frame_ref(path: str | Path) -> tuple[Path, int | None]:
 
 def is_dicom(path: str | Path) -> bool:
     """A ``.dcm`` name, or a regular file with the ``DICM`` marker after its preamble (camera
-    exports often have no extension). Never opens a FIFO or device."""
+    exports often have no extension, or a UID as their name). Files named as another image
+    format are not opened to look; nor is a FIFO or device."""
     path = Path(path)
-    return path.suffix.lower() == DICOM_SUFFIX or _has_magic(path)
+    suffix = path.suffix.lower()
+    if suffix == DICOM_SUFFIX:
+        return True
+    return suffix not in _PILLOW_SUFFIXES and _has_magic(path)
 
 
 def _has_magic(path: Path) -> bool:

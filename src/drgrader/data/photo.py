@@ -42,7 +42,9 @@ class PreprocessedImage:
 
 def decode_photo(path: str | Path, size: int, orig_size: tuple[int, int] | None = None, *, max_pixels: int | None = None) -> tuple[np.ndarray, FundusCircle]:
     """Decode a photo at the scale a model of input ``size`` needs (scale-on-decode), and find
-    its fundus. The one decoding used by the cache, ``predict`` and ``serve``."""
+    its fundus. The one decoding used by the cache, ``predict`` and ``serve``. Any photo
+    :func:`~drgrader.data.images.read_image` reads (a DICOM frame: ``<file>#frame<N>``); only
+    JPEGs decode at a reduced scale, the others at full size."""
     limits = {} if max_pixels is None else {"max_pixels": max_pixels}
     orig_height, orig_width = orig_size or read_image_size(path, **limits)
     rgb = read_image(path, min_side=decode_min_side(size), **limits)

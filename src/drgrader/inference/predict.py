@@ -1,4 +1,5 @@
-"""Grade many photos with a bundle: image files, folders or a CSV in, one CSV row per image out.
+"""Grade many photos with a bundle: image files, folders or a CSV in, one CSV row per image out
+(JPEG, PNG, TIFF, BMP, GIF, WebP, DICOM; a multi-frame DICOM file gives a row per frame).
 
 Decoding and preprocessing run in a thread pool (OpenCV and Pillow release the GIL) one batch
 ahead of the model. Finished rows are appended to ``<out>.partial.csv`` after every batch, so an
@@ -250,7 +251,8 @@ def predict_images(
     on_batch: Callable[[pd.DataFrame], None] | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Predict every image; returns one row per image with ``OUTPUT_COLUMNS``.
+    """Predict every image; returns one row per image (per frame of a multi-frame DICOM file)
+    with ``OUTPUT_COLUMNS``.
 
     ``images``: paths, or a table with ``INPUT_COLUMNS`` (from :func:`collect_inputs`).
     ``tta``: views (default: the bundle's). ``on_batch`` receives each finished batch's rows.
