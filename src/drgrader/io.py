@@ -1,36 +1,66 @@
 """Small file helpers: every file drgrader writes goes through a temporary name and a rename,
-so an interrupted write never leaves a truncated file that looks complete."""
+so an interrupted write never leaves a truncated file that looks complete.
+
+One path does it, :func:`atomic_path`: JSON, text, cache images, bundle weights, ONNX models and
+checkpoints all get the permissions a plain ``open()`` would give them (0666 minus the umask),
+so a bundle copied to a shared model folder is readable by the service that serves it.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _create_beside(path: Path) -> tuple[Path, int]:
+    """A new, empty temporary file next to ``path`` and its mode. Created with mode 0666 so the
+    kernel applies the umask (and a folder's default ACL) exactly as for a plain open();
+    tempfile.mkstemp would create it 0600."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            return tmp, os.fstat(fd).st_mode & 0o777
+        finally:
+            os.close(fd)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+@contextmanager
+def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
+    """Yield a temporary file name beside ``path`` for a writer that wants a file name
+    (safetensors, torch.save, the ONNX exporter); when the block succeeds the file is flushed to
+    disk (``fsync``), given a plain open()'s mode and renamed onto ``path``; when it fails it is
+    removed and ``path`` keeps its previous content."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp, mode = _create_beside(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-        os.chmod(tmp, 0o666 & ~_umask())
+        yield tmp
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if os.stat(tmp).st_mode & 0o777 != mode:  # a writer that replaced the file by its own
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = True) -> None:
+    with atomic_path(path, fsync=fsync) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

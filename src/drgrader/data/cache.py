@@ -21,7 +21,6 @@ import multiprocessing
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from drgrader.config import DataConfig, PreprocessConfig
 from drgrader.data.images import ImageReadError
 from drgrader.data.manifest import DataError
 from drgrader.data.photo import preprocess_file
-from drgrader.io import atomic_write_json
+from drgrader.io import atomic_write_bytes, atomic_write_json
 from drgrader.runtime import cpu_count
 
 CACHE_VERSION = 1  # bump when preprocessing code changes its output: old caches are not reused
@@ -126,21 +125,15 @@ def _npy_bytes(image: np.ndarray) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Temporary file + rename: a killed process never leaves a truncated file under ``path``.
+    """Temporary file + rename (drgrader.io's one path): a killed process never leaves a
+    truncated file under ``path``.
 
-    Unlike drgrader.io.atomic_write_bytes there is no fsync (~13 ms per file on the development
-    VM; with two files per image, a third of the per-image time): a killed process loses no
-    written data anyway, and after an OS crash a short file fails the size check in
-    _read_done_row (or the JSON parse) and the image is simply redone.
+    Without fsync (~13 ms per file on the development VM; with two files per image, a third of
+    the per-image time): a killed process loses no written data anyway, and after an OS crash a
+    short file fails the size check in _read_done_row (or the JSON parse) and the image is
+    simply redone.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data, fsync=False)
 
 
 def _source_fingerprint(path: Path) -> dict:

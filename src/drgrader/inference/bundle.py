@@ -111,13 +111,14 @@ def save_bundle(
     """Write weights and manifest. ``scoring_net`` is a ``ScoringNet`` (pixels -> scores)."""
     from safetensors.torch import save_file
 
+    from drgrader.io import atomic_path
+
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     net = scoring_net.net
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    tmp = path / ".model.safetensors.tmp"
-    save_file(state, str(tmp))
-    tmp.replace(path / "model.safetensors")
+    with atomic_path(path / "model.safetensors") as tmp:
+        save_file(state, str(tmp))
     write_manifest(path, {
         "backbone": net.backbone_name,
         "task": net.task,

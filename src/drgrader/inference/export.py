@@ -23,6 +23,7 @@ import torch
 
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.bundle_spec import MANIFEST, BundleError, read_manifest, write_manifest
+from drgrader.io import atomic_path
 from drgrader.outputs import claim_dir, fresh_name
 
 log = logging.getLogger("drgrader")
@@ -112,10 +113,9 @@ def export_onnx(bundle_dir: Path, out: Path, opset: int = DEFAULT_OPSET) -> Path
     bundle = load_bundle(bundle_dir, "torch")
     scoring = bundle.runner.scoring_net.to(memory_format=torch.contiguous_format).eval()
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{ONNX_FILE}.tmp"
     size = bundle.input_size
     example = torch.rand(2, 3, size, size) * 255  # batch 2: keeps the batch axis symbolic
-    try:
+    with atomic_path(out / ONNX_FILE) as tmp:  # renamed into place only once parity holds
         exporter = _export(scoring, example, tmp, opset)
         diff = parity_max_abs_diff(scoring, tmp, parity_samples(bundle))
         if diff > PARITY_TOLERANCE:
@@ -124,9 +124,6 @@ def export_onnx(bundle_dir: Path, out: Path, opset: int = DEFAULT_OPSET) -> Path
                 f"(> {PARITY_TOLERANCE:g}); the ONNX model was not saved"
             )
         used_opset = _onnx_opset(tmp)
-        tmp.replace(out / ONNX_FILE)
-    finally:
-        tmp.unlink(missing_ok=True)
     if out.resolve() != bundle_dir.resolve():
         # The rest of the bundle (weights, notes) travels with it: one folder serves both backends.
         for file in bundle_dir.iterdir():

@@ -4,8 +4,6 @@ Data logic lives in :mod:`drgrader.training.datamodule`."""
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -14,6 +12,7 @@ from torchmetrics.classification import BinaryAUROC, MulticlassCohenKappa
 
 from drgrader.config import ExperimentConfig
 from drgrader.grading import NUM_GRADES, SCREENS
+from drgrader.io import atomic_path
 from drgrader.models.factory import GraderNet, ScoringNet, unfreeze
 from drgrader.models.losses import TaskLoss, binary_target
 
@@ -138,10 +137,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     leaves the previous checkpoint intact."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
+        with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
             os.replace(tmp, path)
         except BaseException:
