@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from drgrader import __version__
+from drgrader.progress import MODES, set_mode
 
 CONFIG_HELP = "experiment: a shipped name (drgrader config list) or a YAML file"
 
@@ -48,6 +49,14 @@ def _positive(kind: type, what: str, below: float = float("inf")):
 
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=3")
+
+
+PROGRESS_HELP = "progress bars (bar), plain log lines with counts and rate (log), or bars only on a terminal (auto, default)"
+
+
+def _add_progress(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS: given after the command it wins, else the global --progress (before the command) holds.
+    p.add_argument("--progress", choices=MODES, default=argparse.SUPPRESS, help=PROGRESS_HELP)
 
 
 # ------------------------------------------------------------------------ commands
@@ -191,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"drgrader {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--progress", choices=MODES, default="auto", help=PROGRESS_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="synthesise demo data, train a small grader, evaluate and report")
@@ -199,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patients", type=int, default=300, help="synthetic patients (two eyes each)")
     p.add_argument("--out", type=Path, help="run folder (default runs/<name>)")
     _add_set(p)
+    _add_progress(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("synth", help="make a synthetic fundus data set in the Kaggle layout")
@@ -207,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--height", type=int, default=512, help="frame height in pixels")
     p.add_argument("--workers", type=int, default=1)
+    _add_progress(p)
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train", help="train a grader from an experiment config")
@@ -217,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-nodes", dest="num_nodes", type=int, help="nodes for multi-node DDP")
     p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
     _add_set(p)
+    _add_progress(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("cv", help="k-fold cross-fitting: out-of-fold figures, thresholds, paired eyes, fold ensemble")
@@ -225,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, help="run only this fold (0-based); the last fold to finish pools them")
     p.add_argument("--out", type=Path, help="cv folder (default runs/<name>-cv; rerun to resume)")
     _add_set(p)
+    _add_progress(p)
     p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("evaluate", help="evaluate a run or bundle on its test split or another data set")
@@ -233,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default <run>/eval-<data name>, numbered when it exists)")
     p.add_argument("--overwrite", action="store_true", help="allow --out to be a folder of another kind")
     _add_set(p)
+    _add_progress(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("preprocess", help="preprocess a data set into the cache (parallel, resumable)")
@@ -240,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", help="i/n: process only shard i of n (e.g. a Slurm array task)")
     p.add_argument("--workers", type=int, help="processes (default: all cores)")
     _add_set(p)
+    _add_progress(p)
     p.set_defaults(func=cmd_preprocess)
 
     p = sub.add_parser("data", help="data-set tools")
@@ -309,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tune_malloc()
     args = build_parser().parse_args(argv)
+    set_mode(args.progress)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(message)s",

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from drgrader.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from drgrader.progress import progress as progress_bar
 
 GENERATOR_VERSION = 1  # bump when the images change, so old outputs are not reused
 MARKER_NAME = ".drgrader-synth.json"
@@ -756,7 +756,7 @@ def make_dataset(
             if not (reuse and path.is_file()):
                 tasks.append(_Task(str(path), seed, patient, eye, grades[eye], camera, height))
 
-    bar = tqdm(total=len(tasks), desc="synth", unit="img", disable=not progress)
+    bar = progress_bar(total=len(tasks), desc="synth", unit="img", disable=not progress)
     if workers == 1 or len(tasks) < 2:
         for task in tasks:
             render_image_file(task)

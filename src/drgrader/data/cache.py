@@ -27,13 +27,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from drgrader.config import DataConfig, PreprocessConfig
 from drgrader.data.images import ImageReadError
 from drgrader.data.manifest import DataError
 from drgrader.data.photo import preprocess_file
 from drgrader.io import atomic_write_bytes, atomic_write_json
+from drgrader.progress import progress as progress_bar
 from drgrader.runtime import cpu_count
 
 CACHE_VERSION = 1  # bump when preprocessing code changes its output: old caches are not reused
@@ -320,7 +320,7 @@ def build_cache(
         workers = data_cfg.workers
     workers = workers or cpu_count()
     workers = max(1, min(workers, len(todo)))
-    with tqdm(total=len(todo), desc="preprocess", unit="img", disable=not progress or not todo) as bar:
+    with progress_bar(total=len(todo), desc="preprocess", unit="img", disable=not progress or not todo) as bar:
         if workers == 1:
             for task in todo:
                 row = _cache_one(task)

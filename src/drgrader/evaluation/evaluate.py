@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from drgrader.config import EvalConfig
 from drgrader.inference.bundle import Bundle
 from drgrader.io import atomic_write_json, atomic_write_text
+from drgrader.progress import progress
 
 log = logging.getLogger("drgrader")
 
@@ -26,7 +26,7 @@ def score_rows(bundle: Bundle, rows: pd.DataFrame, tta: list[str], *, batch_size
 
     use_cache = "cache_path" in rows and bundle.reads_cached_input
     out = []
-    for start in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch", leave=False):
+    for start in progress(range(0, len(rows), batch_size), desc=desc, unit="batch", leave=False):
         chunk = rows.iloc[start : start + batch_size]
         if use_cache:
             batch = np.stack([load_cached(p) for p in chunk["cache_path"]])

@@ -1,5 +1,5 @@
 """A one-line summary per epoch, on the console and in train.log (progress bars vanish from
-logs; these lines stay)."""
+logs; these lines stay, and are training's progress report when the bar is off: ``--progress log``)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from drgrader import __version__
 from drgrader.config import ExperimentConfig, config_to_dict, save_config
+from drgrader.progress import bar_wanted
 from drgrader.runtime import cpu_count, setup_torch_threads, tune_malloc
 
 log = logging.getLogger("drgrader")
@@ -153,7 +154,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
             callbacks=callbacks,
             plugins=[AtomicCheckpointIO()],
             limit_train_batches=t.limit_train_batches,
-            enable_progress_bar=progress,
+            enable_progress_bar=progress and bar_wanted(),  # else EpochSummary's line per epoch
             log_every_n_steps=1,
             deterministic=False,  # set above with warn_only, so CPU ops without a deterministic kernel still run
             num_sanity_val_steps=0,
