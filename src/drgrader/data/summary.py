@@ -10,14 +10,14 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from drgrader.grading import GRADE_NAMES
+from drgrader.grading import GRADE_NAMES, GRADES
 
 SPLIT_ORDER = ("train", "val", "test")
 
 
 def _grade_counts(grades: pd.Series) -> dict[int, int]:
     counts = grades.value_counts()
-    return {g: int(counts.get(g, 0)) for g in range(5)}
+    return {g: int(counts.get(g, 0)) for g in GRADES}
 
 
 def _image_sizes(manifest: pd.DataFrame) -> dict:
@@ -164,7 +164,7 @@ def format_summary(summary: dict) -> str:
     splits = summary.get("splits", {})
     header = ["grade", "all"] + list(splits)
     rows = []
-    for g in range(5):
+    for g in GRADES:
         row = [GRADE_NAMES[g], _pct(summary["grades"][g], summary["images"])]
         row += [_pct(s["grades"][g], s["images"]) for s in splits.values()]
         rows.append(row)

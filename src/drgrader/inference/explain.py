@@ -52,8 +52,7 @@ class _RawOutputs(nn.Module):
         self.scoring = scoring
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        s = self.scoring
-        return s.net((pixels - s.mean) / s.std)
+        return self.scoring.net(self.scoring.normalise(pixels))
 
 
 def _cam_network(leaf: Bundle) -> nn.Module:

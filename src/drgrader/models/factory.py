@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from drgrader.config import ConfigError, ModelConfig
+from drgrader.grading import GRADES, NUM_GRADES
 from drgrader.models.heads import decode, make_head, output_kind
 
 log = logging.getLogger("drgrader")
@@ -160,11 +161,16 @@ class ScoringNet(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0)
 
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels 0..255 -> the network's input scale: the one place it is done (training,
+        scoring and Grad-CAM all call it)."""
+        return (pixels - self.mean) / self.std
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        out = self.net.decode(self.net((pixels - self.mean) / self.std))
+        out = self.net.decode(self.net(self.normalise(pixels)))
         n = pixels.shape[0]
         nan = torch.full((n,), float("nan"), dtype=pixels.dtype, device=pixels.device)
         probs = out.get("probs")
-        cols = [probs[:, k] for k in range(5)] if probs is not None else [nan] * 5
+        cols = [probs[:, k] for k in GRADES] if probs is not None else [nan] * NUM_GRADES
         cols += [out.get(name, nan) for name in ("expected_grade", "score_any", "score_referable")]
         return torch.stack(cols, dim=1)

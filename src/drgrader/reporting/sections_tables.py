@@ -8,7 +8,7 @@ import json
 import shlex
 
 from drgrader.evaluation.metrics import IDX_DR_SENSITIVITY, IDX_DR_SPECIFICITY
-from drgrader.grading import GRADE_NAMES
+from drgrader.grading import GRADE_NAMES, GRADES
 from drgrader.reporting.document import (
     HEADLINE_LABELS,
     SCREEN_LABELS,
@@ -92,7 +92,7 @@ def data_section(run: RunData) -> Section:
     splits = summary.get("splits") or {}
     header = ["Grade", "all"] + list(splits)
     rows = []
-    for g in range(5):
+    for g in GRADES:
         row = [GRADE_NAMES[g], _count(summary["grades"].get(str(g), summary["grades"].get(g, 0)), summary["images"])]
         row += [_count(s["grades"].get(str(g), s["grades"].get(g, 0)), s["images"]) for s in splits.values()]
         rows.append(row)

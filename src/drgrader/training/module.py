@@ -48,7 +48,7 @@ class GraderModule(L.LightningModule):
         return self.scoring.net
 
     def _raw(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = (pixels.float() - self.scoring.mean) / self.scoring.std
+        x = self.scoring.normalise(pixels.float())
         if self.cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
