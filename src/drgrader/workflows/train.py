@@ -96,6 +96,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
     from drgrader.training.callbacks import EpochSummary
     from drgrader.training.datamodule import FundusDataModule
     from drgrader.training.module import AtomicCheckpointIO, GraderModule
+    from drgrader.training.sampler_epoch import SamplerEpoch
 
     if resume is not None:
         run_dir = Path(resume)
@@ -136,6 +137,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
             ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False),
             LearningRateMonitor(logging_interval="epoch"),
             EpochSummary(),
+            SamplerEpoch(),  # a new order each epoch under DDP, whatever the Lightning version
         ]
         if t.early_stopping:
             callbacks.append(EarlyStopping(monitor="val_metric", mode="max", patience=t.early_stopping))
