@@ -27,6 +27,7 @@ demo: install
 test: install browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -578,7 +578,7 @@ def read_manifest(cfg: DataConfig) -> pd.DataFrame:
     root = Path(cfg.root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(f"data folder not found: {root} (data.root)")
-    fmt = cfg.format
+    fmt: str = cfg.format
     if fmt == "auto":
         fmt = "csv" if cfg.labels is not None else detect_format(root)
     return _build_manifest(_READERS[fmt](root, cfg), cfg, fmt, root)

@@ -58,7 +58,7 @@ def evaluate_split_pair(
     from drgrader.evaluation.results import evaluate_table
     from drgrader.evaluation.thresholds import fit_thresholds
 
-    tta = list(eval_cfg.tta) or ["orig"]
+    tta: list[str] = list(eval_cfg.tta) or ["orig"]
     result: dict = {"tta_views": tta}
     thresholds = dict(bundle.thresholds)
     if fit and val_rows is not None and len(val_rows):

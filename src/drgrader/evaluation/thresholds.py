@@ -24,7 +24,7 @@ GRID_STEP = 0.01  # seed 001 swept its accuracy threshold in steps of 0.01
 
 def _paired_inputs(targets, score, dtype: type, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Targets (as ``dtype``) and float scores of equal length, with no NaN score."""
-    y = np.asarray(targets).astype(dtype).ravel()
+    y: np.ndarray = np.asarray(targets).astype(dtype).ravel()
     s = np.asarray(score, dtype=float).ravel()
     if y.shape != s.shape:
         raise ValueError(f"{name} ({y.size}) and scores ({s.size}) differ in length")

@@ -38,8 +38,8 @@ def _block_html(block, figures: dict[str, bytes]) -> str:
     if isinstance(block, Note):
         return f'<p class="note">{_inline(block.text)}</p>'
     if isinstance(block, Alert):
-        items = "".join(f"<li>{_inline(i)}</li>" for i in block.items)
-        return f'<div class="alert {block.level}"><h3>{_inline(block.title)}</h3><ul>{items}</ul></div>'
+        listed = "".join(f"<li>{_inline(i)}</li>" for i in block.items)
+        return f'<div class="alert {block.level}"><h3>{_inline(block.title)}</h3><ul>{listed}</ul></div>'
     if isinstance(block, Table):
         align = block.align.ljust(len(block.header), "l")
         head = "".join(_cell_html(h, "l", header=True) for h in block.header)
@@ -50,7 +50,7 @@ def _block_html(block, figures: dict[str, bytes]) -> str:
         caption = f"<figcaption>{_inline(block.caption)}</figcaption>" if block.caption else ""
         return f"<figure>{_img_html(block.name, figures, block.alt)}{caption}</figure>"
     if isinstance(block, Gallery):
-        items = []
+        items: list[str] = []
         for name, lines in block.items:
             text = "<br>".join(
                 f'<span class="alarm">{html.escape(line)}</span>' if line.startswith(("MISSED", "false alarm"))
