@@ -117,8 +117,7 @@ def cmd_preprocess(args) -> None:
 
             raise ConfigError(f"--shard {args.shard[:40]!r} must look like i/n with 0 <= i < n, e.g. 3/16")
         shard = (int(i), int(n))
-    manifest = read_manifest(cfg.data)
-    index = build_cache(manifest, cfg.data, workers=args.workers, shard=shard)
+    index = build_cache(read_manifest(cfg.data).table, cfg.data, workers=args.workers, shard=shard)
     ok = int(index["ok"].sum())
     print(f"preprocessed {ok}/{len(index)} images; {len(index) - ok} unreadable")
     for _, row in index[~index["ok"]].head(20).iterrows():
@@ -148,8 +147,8 @@ def cmd_data_summary(args) -> None:
 
     cfg = _config(args)
     manifest = read_manifest(cfg.data)
-    split = make_split(manifest, cfg.data.split)
-    print(format_summary(summarize(manifest, split)))
+    split = make_split(manifest.table, cfg.data.split)
+    print(format_summary(summarize(manifest.table, split, skipped=manifest.skipped.as_dict())))
 
 
 def cmd_report(args) -> None:

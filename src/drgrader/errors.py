@@ -9,10 +9,10 @@ import sys
 # would make every command pay for importing PyTorch.
 _USER_ERROR_CLASSES = (
     ("drgrader.config", "ConfigError"),
-    ("drgrader.data.manifest", "DataError"),
+    ("drgrader.data.label_files", "DataError"),
     ("drgrader.data.split", "SplitError"),
     ("drgrader.data.images", "ImageReadError"),
-    ("drgrader.inference.bundle", "BundleError"),
+    ("drgrader.inference.bundle_spec", "BundleError"),
     ("drgrader.models.pretrained", "PretrainedError"),
     ("drgrader.outputs", "OutputError"),
 )

@@ -130,7 +130,8 @@ BUILDERS = {"kaggle": make_kaggle, "aptos": make_aptos, "idrid": make_idrid,
 def test_kaggle_reads_patients_eyes_and_absolute_paths(tmp_path, image_dir):
     root = make_kaggle(tmp_path, image_dir)
     write_image(root / image_dir / "99_left.jpeg")  # on disk, not in the labels
-    df = read_dataset(root, "kaggle")
+    found = read_manifest(DataConfig(root=root, format="kaggle"))
+    df = found.table
     assert list(df.columns) == ["image_id", "path", "grade", "patient_id", "eye", "source"]
     assert df["image_id"].tolist() == sorted(df["image_id"])
     row = df.set_index("image_id").loc["13_right"]
@@ -138,7 +139,7 @@ def test_kaggle_reads_patients_eyes_and_absolute_paths(tmp_path, image_dir):
     assert Path(row["path"]).is_absolute() and Path(row["path"]).name == "13_right.jpeg"
     assert df["grade"].dtype == np.int64
     assert df.groupby("patient_id")["eye"].apply(sorted).tolist() == [["left", "right"]] * 3
-    assert df.attrs["skipped"] == {"missing_image": 0, "unlabelled_files": 1, "ungradable": 0}
+    assert found.skipped.as_dict() == {"missing_image": 0, "unlabelled_files": 1, "ungradable": 0}
 
 
 def test_aptos_each_image_is_its_own_patient(tmp_path):
@@ -157,13 +158,14 @@ def test_idrid_keeps_the_official_split_and_separates_colliding_names(tmp_path):
 
 
 def test_messidor2_pairs_eyes_and_drops_ungradable(tmp_path):
-    df = read_dataset(make_messidor2(tmp_path))
+    found = read_manifest(DataConfig(root=make_messidor2(tmp_path)))
+    df = found.table
     assert df["image_id"].tolist() == ["20051020_43808_0100_PP", "20051020_43832_0100_PP", "IM000001"]
     assert df["patient_id"].tolist() == ["20051020_43808_0100_PP", "20051020_43808_0100_PP", "IM000001"]
     assert df["eye"].tolist() == ["left", "right", "left"]
     assert df.set_index("image_id").loc["IM000001", "path"].endswith("IM000001.JPG")
     # the ungradable image has a label row, so it is not "unlabelled"
-    assert df.attrs["skipped"] == {"missing_image": 0, "unlabelled_files": 0, "ungradable": 1}
+    assert found.skipped.as_dict() == {"missing_image": 0, "unlabelled_files": 0, "ungradable": 1}
 
 
 def test_messidor2_without_pair_file_warns_and_uses_image_as_patient(tmp_path):
@@ -181,10 +183,11 @@ def test_deepdrid_takes_the_grade_of_the_image_eye(tmp_path):
 
 
 def test_ddr_splits_and_excludes_ungradable_grade_5(tmp_path):
-    df = read_dataset(make_ddr(tmp_path))
+    found = read_manifest(DataConfig(root=make_ddr(tmp_path)))
+    df = found.table
     assert df[["image_id", "grade", "split"]].values.tolist() == [
         ["007-0004-000", 0, "train"], ["007-0100-000", 2, "val"], ["20170413102628830", 4, "test"]]
-    assert df.attrs["skipped"]["ungradable"] == 1
+    assert found.skipped.as_dict()["ungradable"] == 1
 
 
 def test_generic_csv_with_configured_columns_and_extensionless_names(tmp_path):
@@ -205,9 +208,10 @@ def test_generic_csv_uses_patient_id_and_eye_columns_when_present(tmp_path):
 
 
 def test_class_folders(tmp_path):
-    df = read_dataset(make_folders(tmp_path))
+    found = read_manifest(DataConfig(root=make_folders(tmp_path)))
+    df = found.table
     assert df[["image_id", "grade"]].values.tolist() == [["a", 0], ["b", 0], ["c", 3]]
-    assert df.attrs["skipped"]["unlabelled_files"] == 1  # unsorted.jpg has no grade folder
+    assert found.skipped.as_dict()["unlabelled_files"] == 1  # unsorted.jpg has no grade folder
 
 
 def test_class_folder_outside_grades_is_an_error(tmp_path):
@@ -220,7 +224,7 @@ def test_class_folder_outside_grades_is_an_error(tmp_path):
 def test_auto_detects_every_layout(tmp_path, fmt):
     root = BUILDERS[fmt](tmp_path)
     assert detect_format(root) == fmt
-    assert read_manifest(DataConfig(root=root)).iloc[0]["source"] == fmt
+    assert read_manifest(DataConfig(root=root)).table.iloc[0]["source"] == fmt
 
 
 def test_unknown_layout_is_explained(tmp_path):
@@ -263,9 +267,10 @@ def test_skip_missing_counts_the_skipped_rows(tmp_path):
     root = make_kaggle(tmp_path)
     (root / "images" / "13_left.jpeg").unlink()
     (root / "images" / "7_left.jpeg").unlink()
-    df = read_dataset(root, skip_missing=True)
+    found = read_manifest(DataConfig(root=root, skip_missing=True))
+    df = found.table
     assert len(df) == 4 and "13_left" not in set(df["image_id"])
-    assert df.attrs["skipped"]["missing_image"] == 2
+    assert found.skipped.as_dict()["missing_image"] == 2
 
 
 def test_duplicate_image_ids_name_both_rows(tmp_path):
@@ -351,9 +356,10 @@ def test_limit_applies_per_official_split(tmp_path):
 # --------------------------------------------------------------- real data
 @pytest.mark.skipif(not (SHARED / "eyepacs-256").is_dir(), reason="shared EyePACS data absent")
 def test_real_eyepacs_256():
-    df = read_dataset(SHARED / "eyepacs-256")
+    found = read_manifest(DataConfig(root=SHARED / "eyepacs-256"))
+    df = found.table
     assert len(df) == 3717 and df["image_id"].is_unique
     assert df["grade"].value_counts().sort_index().tolist() == [2729, 243, 574, 101, 70]
     assert set(df["eye"]) == {"left", "right"}
-    assert df.attrs["skipped"] == {"missing_image": 0, "unlabelled_files": 0, "ungradable": 0}
+    assert found.skipped.as_dict() == {"missing_image": 0, "unlabelled_files": 0, "ungradable": 0}
     assert pd.Series(df["path"]).str.endswith(".jpeg").all()

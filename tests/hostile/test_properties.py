@@ -54,7 +54,7 @@ def test_any_label_file_is_read_or_a_data_error(photo_folder, header, rows, raw)
         labels.write_bytes(content)
         images_before = sorted(p.stat().st_mtime_ns for p in (photo_folder / "images").iterdir())
         try:
-            manifest = read_manifest(DataConfig(root=photo_folder, format="kaggle"))
+            manifest = read_manifest(DataConfig(root=photo_folder, format="kaggle")).table
             assert set(manifest["grade"]) <= {0, 1, 2, 3, 4}
         except (DataError, ConfigError) as exc:
             assert str(exc) and len(str(exc)) < 2000

@@ -100,7 +100,7 @@ def test_killed_preprocessing_resumes_to_a_byte_identical_cache(data60, tmp_path
     cfg = tiny_config(data60, **{"data.cache_dir": str(tmp_path / "cache")})
     save_config(cfg, tmp_path / "cfg.yaml")
     reference_cfg = cfg.data.model_copy(update={"cache_dir": tmp_path / "reference"})
-    build_cache(read_manifest(cfg.data), reference_cfg, workers=1, progress=False)
+    build_cache(read_manifest(cfg.data).table, reference_cfg, workers=1, progress=False)
     reference = finished_files(cache_dir_for(reference_cfg))
     assert len(reference) == 2 * IMAGES + 1  # image + row per image, settings.json
 

@@ -32,7 +32,7 @@ def two_runs(synth_dir, tmp_path_factory):
 
 def test_split_depends_on_the_seed_only(synth_dir):
     cfg = tiny_config(synth_dir).data
-    manifest = read_manifest(cfg)
+    manifest = read_manifest(cfg).table
     first, again = make_split(manifest, cfg.split), make_split(manifest, cfg.split)
     assert first.equals(again)
     other = make_split(manifest, cfg.split.model_copy(update={"seed": cfg.split.seed + 1}))
@@ -41,7 +41,7 @@ def test_split_depends_on_the_seed_only(synth_dir):
 
 def test_cache_bytes_do_not_depend_on_worker_count(synth_dir, tmp_path):
     cfg = tiny_config(synth_dir).data
-    manifest = read_manifest(cfg)
+    manifest = read_manifest(cfg).table
     folders = []
     for workers in (1, 2):
         data_cfg = cfg.model_copy(update={"cache_dir": tmp_path / f"w{workers}"})

@@ -39,8 +39,8 @@ def prepare_data(
 
     if data.root is None:
         raise DataError("data.root is not set: point it at a data set folder (or run `drgrader demo`)")
-    manifest = read_manifest(data)
-    skipped = dict(manifest.attrs.get("skipped", {}))
+    found = read_manifest(data)
+    manifest, skipped = found.table, found.skipped.as_dict()
     split_cfg = data.split
     if split_file is not None:
         split_cfg = split_cfg.model_copy(update={"file": Path(split_file)})

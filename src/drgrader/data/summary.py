@@ -103,12 +103,15 @@ def summarize(
     split: pd.Series | None = None,
     quality: pd.DataFrame | None = None,
     check_images: bool = True,
+    *,
+    skipped: dict[str, int] | None = None,
 ) -> dict:
     """Counts that describe a manifest (see module doc); plain types, ready for JSON.
 
     ``split`` defaults to the manifest's own ``split`` column when it has one. ``quality`` is a
     table with ``image_id, gradable, quality_reason``. ``check_images`` reads every file: the
-    header for its size and the bytes for duplicate detection.
+    header for its size and the bytes for duplicate detection. ``skipped`` counts the rows the
+    reader left out (``Manifest.skipped``).
     """
     if split is None and "split" in manifest.columns:
         split = manifest["split"]
@@ -121,7 +124,7 @@ def summarize(
         "grades": _grade_counts(manifest["grade"]),
         "eyes": {e: int(eyes.get(e, 0)) for e in ("left", "right", "unknown")},
         "images_per_patient": {int(k): int(v) for k, v in per_patient.items()},
-        "skipped": dict(manifest.attrs.get("skipped", {})),
+        "skipped": dict(skipped or {}),
     }
     if split is not None:
         split = split.reindex(manifest.index)

@@ -93,7 +93,7 @@ def evaluate_command(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
         "data": {
-            "summary": summarize(table, table["split"], table, check_images=False),
+            "summary": summarize(table, table["split"], table, check_images=False, skipped=prepared.skipped),
             "skipped": prepared.skipped,
             "manifest_sha256": manifest_checksum(table),
         },

@@ -175,7 +175,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         module.load_state_dict(ckpt["state_dict"])
         module.scoring.eval()
 
-        summary = summarize(table, table["split"], table, check_images=False)
+        summary = summarize(table, table["split"], table, check_images=False, skipped=data.skipped)
         config = config_to_dict(cfg)
         bundle_dir = save_bundle(run_dir / "bundle", module.scoring, config=config, thresholds={}, data_summary=summary)
         bundle = load_bundle(bundle_dir, backend="torch")

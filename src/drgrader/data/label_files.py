@@ -1,0 +1,191 @@
+"""The building blocks of the data-set readers: label-file parsing with errors that name the
+file and the 1-based data row, image folders looked up by name, and the row a reader returns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+# Order matters: an image id without extension is looked up with these, in this order.
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".dcm")
+MANIFEST_COLUMNS = ["image_id", "path", "grade", "patient_id", "eye", "source"]
+SPLITS = ("train", "val", "test")
+
+# Kaggle EyePACS names: "<patient>_<left|right>"
+EYEPACS_NAME = re.compile(r"^(.+)_(left|right)$", re.IGNORECASE)
+# DeepDRiD names: "<patient>_<l|r><view>", e.g. "12_l1"
+DEEPDRID_NAME = re.compile(r"_([lr])\d*$", re.IGNORECASE)
+EYE_WORDS = {"left": "left", "l": "left", "os": "left", "right": "right", "r": "right", "od": "right"}
+
+
+
+class DataError(ValueError):
+    """A data set that cannot be read; the message names the file, row and image."""
+
+
+@dataclass
+class LabelRow:
+    """One label row as a reader found it; the grade is still raw text."""
+
+    where: str  # e.g. "trainLabels.csv row 17 (image '13_left')"
+    image_id: str
+    path: Path | None  # None when the image file was not found
+    grade: str
+    patient_id: str
+    eye: str = ""
+    split: str | None = None
+    looked_for: str = ""  # shown when the image is missing
+
+
+def where_in(file: str, row: int, image_id: str) -> str:
+    return f"{file} row {row} (image {image_id!r})"
+
+
+class ImageFolder:
+    """The image files of one folder, found by name case-insensitively, with or without extension.
+
+    One directory listing replaces a stat per label row (EyePACS has 35k rows), and the
+    folder remembers which files were claimed so the unlabelled ones can be counted.
+    """
+
+    def __init__(self, folder: Path, recursive: bool = False):
+        self.folder = folder
+        self.by_name: dict[str, Path] = {}
+        self.by_stem: dict[str, list[Path]] = {}
+        self.used: set[Path] = set()
+        if not folder.is_dir():
+            return
+        files = folder.rglob("*") if recursive else folder.iterdir()
+        for path in sorted(files):
+            hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+            if hidden or path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            self.by_name.setdefault(path.name.lower(), path)
+            self.by_stem.setdefault(path.stem.lower(), []).append(path)
+
+    def find(self, ref: str) -> Path | None:
+        """The file named ``ref`` (a file name, a name without extension, or a sub-path)."""
+        ref = ref.strip().replace("\\", "/")
+        found: Path | None = None
+        if "/" in ref:
+            candidates = [self.folder / ref] + [self.folder / (ref + ext) for ext in IMAGE_EXTENSIONS]
+            found = next((p for p in candidates if p.is_file()), None)
+        elif ref.lower() in self.by_name:
+            found = self.by_name[ref.lower()]
+        else:
+            same_stem = self.by_stem.get(strip_image_extension(ref).lower(), [])
+            same_stem = sorted(same_stem, key=lambda p: IMAGE_EXTENSIONS.index(p.suffix.lower()))
+            found = same_stem[0] if same_stem else None
+        if found is not None:
+            self.used.add(found)
+        return found
+
+    def describe(self, ref: str) -> str:
+        suffix = "" if Path(ref).suffix.lower() in IMAGE_EXTENSIONS else " (+ an image extension: " + "/".join(IMAGE_EXTENSIONS) + ")"
+        return f"no file {ref!r}{suffix} in {self.folder}"
+
+    def unlabelled(self) -> int:
+        return len(set(self.by_name.values()) - self.used)
+
+
+def strip_image_extension(name: str) -> str:
+    """``"10_left.jpeg"`` -> ``"10_left"``; names without an image extension are kept."""
+    path = Path(name.replace("\\", "/"))
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        return str(path.with_suffix("")).replace("\\", "/")
+    return name.replace("\\", "/")
+
+
+def shown_path(path: Path, root: Path) -> str:
+    """A label file's name as messages show it: relative to the data-set root."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def read_label_csv(path: Path, root: Path, required: list[str], sep: str = ",") -> pd.DataFrame:
+    """A label CSV as stripped strings, checked for the ``required`` columns.
+
+    Row ``i`` of the result has index ``i - 1`` even when padding rows were dropped, so
+    messages can quote 1-based data row numbers.
+    """
+    shown = shown_path(path, root)
+    if not path.is_file():
+        raise DataError(f"label file not found: {path}")
+    data = path.read_bytes()
+    if b"\x00" in data[:65536]:
+        raise DataError(f"{shown} is not a text CSV file (it contains binary data)")
+    try:
+        text = data.decode("utf-8-sig")  # also removes the byte-order mark Excel writes
+    except UnicodeDecodeError:
+        warnings.warn(f"{shown} is not valid UTF-8; reading it as Latin-1", stacklevel=3)
+        text = data.decode("latin-1")
+    check_field_counts(text, sep, shown)
+    try:
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, index_col=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{shown} cannot be read as CSV: {exc}") from None
+    # Header cells can carry stray spaces (IDRiD: "Risk of macular edema ").
+    table.columns = [str(c).strip() for c in table.columns]
+    require_columns(table, required, shown)
+    for column in table.columns:
+        table[column] = table[column].str.strip()
+    # Spreadsheet exports pad the end with empty rows (",,,,"): not label rows.
+    return table[(table != "").any(axis=1)]
+
+
+def check_field_counts(text: str, sep: str, shown: str) -> None:
+    """A row with more (non-empty) fields than the header is an error naming the row: pandas
+    would silently turn its first fields into an index and shift every column."""
+    # newline="": a lone carriage return ends a line, as it does for pandas (csv module docs).
+    rows = (fields for fields in csv.reader(io.StringIO(text, newline=""), delimiter=sep) if fields)
+    n = 0
+    try:
+        header = next(rows, None)
+        if header is None:
+            return
+        for n, fields in enumerate(rows, start=1):
+            if len(fields) > len(header) and any(f.strip() for f in fields[len(header):]):
+                raise DataError(f"{shown} row {n}: {len(fields)} fields, but the header has {len(header)} "
+                                f"({', '.join(header)[:80]})")
+    except csv.Error as exc:
+        raise DataError(f"{shown} row {n + 1}: cannot be read as CSV ({exc})") from None
+
+
+def require_columns(table: pd.DataFrame, required: list[str], shown: str) -> None:
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        found = [c for c in table.columns if not c.startswith("Unnamed:")]
+        raise DataError(f"{shown}: missing column(s) {missing}; expected {required}, found {found}")
+
+
+def csv_records(table: pd.DataFrame) -> list[tuple[int, dict[str, str]]]:
+    """(1-based data row number, row as a dict) pairs."""
+    return [(int(i) + 1, rec) for i, rec in zip(table.index, table.to_dict("records"))]
+
+
+def first_dir(root: Path, names: list[str]) -> Path | None:
+    return next((root / n for n in names if (root / n).is_dir()), None)
+
+
+def eye_of(value: str, where: str) -> str:
+    word = value.strip().lower()
+    if word == "":
+        return ""
+    if word not in EYE_WORDS:
+        raise DataError(f"{where}: eye {value!r} is not one of left/right/L/R/OS/OD")
+    return EYE_WORDS[word]
+
+
+Found = tuple[list[LabelRow], list[ImageFolder], dict[str, int]]
+
+
+# ----------------------------------------------------------------------- readers
