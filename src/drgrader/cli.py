@@ -105,19 +105,10 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_preprocess(args) -> None:
-    from drgrader.data.cache import build_cache
-    from drgrader.data.manifest import read_manifest
+    from drgrader.workflows.data import parse_shard, preprocess
 
     cfg = _config(args)
-    shard = None
-    if args.shard:
-        i, slash, n = args.shard.partition("/")
-        if not (slash and i.isdigit() and n.isdigit() and int(i) < int(n)):
-            from drgrader.config import ConfigError
-
-            raise ConfigError(f"--shard {args.shard[:40]!r} must look like i/n with 0 <= i < n, e.g. 3/16")
-        shard = (int(i), int(n))
-    index = build_cache(read_manifest(cfg.data).table, cfg.data, workers=args.workers, shard=shard)
+    index = preprocess(cfg, workers=args.workers, shard=parse_shard(args.shard) if args.shard else None)
     ok = int(index["ok"].sum())
     print(f"preprocessed {ok}/{len(index)} images; {len(index) - ok} unreadable")
     for _, row in index[~index["ok"]].head(20).iterrows():
@@ -141,14 +132,9 @@ def cmd_config_list(args) -> None:
 
 
 def cmd_data_summary(args) -> None:
-    from drgrader.data.manifest import read_manifest
-    from drgrader.data.split import make_split
-    from drgrader.data.summary import format_summary, summarize
+    from drgrader.workflows.data import data_summary
 
-    cfg = _config(args)
-    manifest = read_manifest(cfg.data)
-    split = make_split(manifest.table, cfg.data.split)
-    print(format_summary(summarize(manifest.table, split, skipped=manifest.skipped.as_dict())))
+    print(data_summary(_config(args)))
 
 
 def cmd_report(args) -> None:

@@ -1,0 +1,34 @@
+"""``drgrader preprocess`` and ``drgrader data summary``: the data stage on its own, for a config."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from drgrader.config import ConfigError, ExperimentConfig
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"3/16"`` -> ``(3, 16)``: this machine's share of a job split across ``n`` machines."""
+    i, slash, n = text.partition("/")
+    if not (slash and i.isdigit() and n.isdigit() and int(i) < int(n)):
+        raise ConfigError(f"--shard {text[:40]!r} must look like i/n with 0 <= i < n, e.g. 3/16")
+    return int(i), int(n)
+
+
+def preprocess(cfg: ExperimentConfig, *, workers: int | None = None, shard: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Every image of the data set into the cache (resumable); the cache index, one row per image."""
+    from drgrader.data.cache import build_cache
+    from drgrader.data.manifest import read_manifest
+
+    return build_cache(read_manifest(cfg.data).table, cfg.data, workers=workers, shard=shard)
+
+
+def data_summary(cfg: ExperimentConfig) -> str:
+    """The data set described in plain text: counts per grade, split, eye, source; what was left out."""
+    from drgrader.data.manifest import read_manifest
+    from drgrader.data.split import make_split
+    from drgrader.data.summary import format_summary, summarize
+
+    manifest = read_manifest(cfg.data)
+    split = make_split(manifest.table, cfg.data.split)
+    return format_summary(summarize(manifest.table, split, skipped=manifest.skipped.as_dict()))
