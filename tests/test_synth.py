@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from drgrader import synth
+from drgrader.synth import dataset as synth_dataset
 from drgrader.synth import make_dataset, make_fundus
 
 H = 192
@@ -175,8 +175,8 @@ def test_grade_probs_set_the_first_eye_grade(tmp_path):
 
 
 def test_eye_grades_are_correlated_and_frequencies_eyepacs_like():
-    probs = np.array(synth.DEFAULT_GRADE_PROBS)
-    plans = [synth._patient_plan(0, p, probs)[0] for p in range(10, 1010)]
+    probs = np.array(synth_dataset.DEFAULT_GRADE_PROBS)
+    plans = [synth_dataset._patient_plan(0, p, probs)[0] for p in range(10, 1010)]
     diffs = np.array([abs(g["left"] - g["right"]) for g in plans])
     assert diffs.max() == 1
     assert 0.65 < (diffs == 0).mean() < 0.85  # 0.7 plus grade-0 eyes clipped back to 0
@@ -200,7 +200,7 @@ def test_rerun_replaces_an_earlier_output_cleanly(tmp_path):
 
 
 def test_interrupted_run_leaves_no_labels_and_resumes(tmp_path, monkeypatch):
-    real_render = synth.render_image_file
+    real_render = synth_dataset.render_image_file
     done = []
 
     def render_then_crash(task):
@@ -208,14 +208,14 @@ def test_interrupted_run_leaves_no_labels_and_resumes(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         done.append(real_render(task))
 
-    monkeypatch.setattr(synth, "render_image_file", render_then_crash)
+    monkeypatch.setattr(synth_dataset, "render_image_file", render_then_crash)
     with pytest.raises(KeyboardInterrupt):
         make_dataset(tmp_path, 2, height=96, progress=False)
     assert not (tmp_path / "trainLabels.csv").exists()
     kept = {p: p.stat().st_mtime_ns for p in (tmp_path / "images").iterdir()}
     assert len(kept) == 2
 
-    monkeypatch.setattr(synth, "render_image_file", real_render)
+    monkeypatch.setattr(synth_dataset, "render_image_file", real_render)
     rows = _read_labels(make_dataset(tmp_path, 2, height=96, progress=False))
     assert len(rows) == 4
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # finished images reused
