@@ -147,7 +147,8 @@ def cmd_predict(args) -> None:
     from drgrader.inference.predict import predict_command
 
     predict_command(
-        args.bundle, args.inputs, out=args.out, backend=args.backend, batch_size=args.batch_size, tta=args.tta, overwrite=args.overwrite
+        args.bundle, args.inputs, out=args.out, backend=args.backend, batch_size=args.batch_size, tta=args.tta,
+        overwrite=args.overwrite, refer_share=args.refer_share,
     )
 
 
@@ -274,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("explain", help="Grad-CAM heat maps over the preprocessed fundus")
+    p.add_argument("--refer-share", dest="refer_share", type=float,
+                   help="share of patients (0..0.5) sent to a human grader as 'uncertain' (default: the bundle's, "
+                        "fitted on validation; 0: none)")
     p.add_argument("bundle")
     p.add_argument("images", nargs="+")
     p.add_argument("--out", default="explain")

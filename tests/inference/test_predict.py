@@ -80,7 +80,7 @@ def interrupted_after_one_batch(bundle_path, photos, out):
 def test_folder_with_corrupt_file_gives_error_row(tiny_bundle, photos, tmp_path):
     out = predict_command(tiny_bundle, [photos], out=tmp_path / "pred.csv", batch_size=4)
     df = pd.read_csv(out, dtype={"patient_id": str}, keep_default_na=False, na_values=[""])
-    assert list(df.columns) == OUTPUT_COLUMNS
+    assert list(df.columns) == [*OUTPUT_COLUMNS, "uncertainty"]  # each photo's, from the per-patient decision
     assert len(df) == 6  # recursive, images only
     rows = df.set_index("image_id")
     assert "truncated" in rows.loc["corrupt", "error"]

@@ -76,6 +76,45 @@ class PairedEyeStage(BaseModel):
         return model
 
 
+class PatientDecisionSpec(BaseModel):
+    """The per-patient decision's own operating points (see ``inference.patient_decision``),
+    fitted on validation or out-of-fold predictions: the urgent threshold on the (fused)
+    expected grade, and the uncertainty cut-off sending ``refer_share`` of patients to a human
+    grader, with the cut-offs of other shares (``band``: ``[[share, cutoff], ...]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    urgent_threshold: float | None = None
+    urgent_rule: str = ""
+    refer_share: float = Field(ge=0.0, le=0.5)
+    uncertainty_cutoff: float | None = Field(None, ge=0.0, le=1.0)
+    band: list[tuple[float, float]] = []
+    fitted_on: str = ""
+
+    @field_validator("urgent_threshold")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"threshold must be finite, got {value}")
+        return value
+
+    @field_validator("band")
+    @classmethod
+    def _band(cls, band: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        shares, cutoffs = [s for s, _ in band], [c for _, c in band]
+        if any(not 0 < s <= 1 for s in shares) or shares != sorted(set(shares)):
+            raise ValueError(f"band shares must be increasing within (0, 1], got {shares}")
+        if any(not 0 <= c <= 1 for c in cutoffs) or cutoffs != sorted(cutoffs, reverse=True):
+            raise ValueError(f"band cut-offs must lie in 0..1 and fall as the share grows, got {cutoffs}")
+        return band
+
+    @model_validator(mode="after")
+    def _cutoff_with_share(self) -> "PatientDecisionSpec":
+        if (self.uncertainty_cutoff is None) != (self.refer_share == 0):
+            raise ValueError(f"refer_share {self.refer_share} needs an uncertainty cut-off (and share 0 none)")
+        return self
+
+
 class BundleSpec(BaseModel):
     """``bundle.json``. A single model has its network (``kind``, ``head``, normalisation,
     preprocessing); an ensemble has ``members`` (sub-folders, each a bundle) instead."""
@@ -93,6 +132,7 @@ class BundleSpec(BaseModel):
     thresholds: Thresholds | None = None
     tta: list[TtaView] = ["orig"]
     paired_eyes: PairedEyeStage | None = None
+    patient_decision: PatientDecisionSpec | None = None
     # single model
     kind: Literal["softmax5", "regression", "coral", "corn", "binary"] | None = None
     head: Literal["linear", "seed001"] | None = None

@@ -36,6 +36,7 @@ from drgrader.data.photo import preprocess_file
 from drgrader.data.preprocess import assess_quality, find_fundus
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, column_index
 from drgrader.inference.bundle import Bundle, load_bundle
+from drgrader.inference.patient_decision import DecisionPoints, bundle_decision_points, decide_patients, eye_uncertainty
 from drgrader.inference.predictor import apply_view
 from drgrader.io import atomic_write_json, atomic_write_text
 from drgrader.outputs import claim_file, exclusive
@@ -58,6 +59,9 @@ OUTPUT_COLUMNS = [
 ]
 PATIENT_COLUMNS = [
     "patient_id",
+    "decision",
+    "reason",
+    "uncertainty",
     "images",
     "worst_image",
     "worst_eye",
@@ -334,11 +338,14 @@ def describe_prediction(bundle: Bundle, scores: np.ndarray) -> dict:
 
 
 # ------------------------------------------------------------------------ per patient
-def patient_table(preds: pd.DataFrame) -> pd.DataFrame:
-    """One row per patient: the worst eye (highest grade, then referable score) decides."""
+def patient_table(preds: pd.DataFrame, points: DecisionPoints) -> pd.DataFrame:
+    """One row per patient: the per-patient decision (:mod:`.patient_decision`, by ``points``)
+    with its reason and uncertainty, and the worst eye's figures (highest grade, then referable
+    score). A patient whose photos were all unreadable still gets a row (``ungradable``)."""
+    decisions = decide_patients(preds, points).drop(columns="deciding_image")
     rows = preds[(preds["patient_id"] != "") & (preds["error"] == "")]
     if rows.empty:
-        return pd.DataFrame(columns=PATIENT_COLUMNS)
+        return decisions.reindex(columns=PATIENT_COLUMNS)
     keys = ["grade", "score_referable", "score_any", "expected_grade"]
     worst = rows.sort_values(keys, ascending=False, na_position="last").groupby("patient_id", sort=False).head(1)
     worst = worst.set_index("patient_id")
@@ -357,7 +364,10 @@ def patient_table(preds: pd.DataFrame) -> pd.DataFrame:
             "all_gradable": grouped["gradable"].all(),
         }
     )
-    return table.rename_axis("patient_id").reset_index()[PATIENT_COLUMNS]
+    table = decisions.merge(table.rename_axis("patient_id").reset_index(), on="patient_id", how="left")
+    table["images"] = table["images"].fillna(0).astype(int)
+    table["all_gradable"] = table["all_gradable"].astype("boolean").fillna(False)
+    return table[PATIENT_COLUMNS]
 
 
 def with_paired_eyes(preds: pd.DataFrame, paired_stage: dict) -> pd.DataFrame:
@@ -414,25 +424,36 @@ def predict_command(
     batch_size: int = 16,
     tta: list[str] | None = None,
     overwrite: bool = False,
+    refer_share: float | None = None,
 ) -> Path:
-    """``drgrader predict``: grade the inputs into ``out`` (CSV, ``OUTPUT_COLUMNS``) and, when
-    patient ids are known, ``<out stem>_patients.csv`` (worst eye per patient). Resumable:
-    rerun with the same ``out``. Without ``out``: ``predictions.csv``, or a fresh
-    ``predictions-2.csv`` ... when it exists (an interrupted default run is resumed)."""
+    """``drgrader predict``: grade the inputs into ``out`` (CSV, ``OUTPUT_COLUMNS`` and each
+    photo's ``uncertainty``) and, when patient ids are known, ``<out stem>_patients.csv`` (the
+    per-patient decision, its reason and uncertainty, and the worst eye). ``refer_share``: the
+    share of patients to send to a human grader (default: the bundle's). Resumable: rerun with
+    the same ``out``. Without ``out``: ``predictions.csv``, or a fresh ``predictions-2.csv`` ...
+    when it exists (an interrupted default run is resumed)."""
     check_tta(tta)
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    if refer_share is not None and not 0 <= refer_share <= 0.5:
+        raise ConfigError(f"--refer-share must be between 0 and 0.5, got {refer_share}")
     table = collect_inputs(inputs)
     if table.empty:
         raise DataError(f"no images found in {', '.join(str(i) for i in inputs)}")
     out = claim_file(_default_out() if out is None else Path(out), inputs=[*inputs, *table["path"]], overwrite=overwrite)
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle, backend)
+    try:  # before any work: a share the bundle has no band for
+        bundle_decision_points(bundle.manifest, pd.DataFrame(columns=SCORE_COLUMNS), refer_share=refer_share)
+    except ValueError as exc:
+        raise ConfigError(f"--refer-share: {exc}") from None
     with exclusive(out):
-        return _predict_into(bundle, table, out, batch_size, tta)
+        return _predict_into(bundle, table, out, batch_size, tta, refer_share)
 
 
-def _predict_into(bundle: Bundle, table: pd.DataFrame, out: Path, batch_size: int, tta: list[str] | None) -> Path:
+def _predict_into(
+    bundle: Bundle, table: pd.DataFrame, out: Path, batch_size: int, tta: list[str] | None, refer_share: float | None = None
+) -> Path:
     partial = out.with_name(out.name + ".partial.csv")
     key_file = out.with_name(out.name + ".partial.json")
     key = _resume_key(bundle, tta)
@@ -466,12 +487,15 @@ def _predict_into(bundle: Bundle, table: pd.DataFrame, out: Path, batch_size: in
     final = _typed(table[["path"]].merge(rows, on="path", how="left")[OUTPUT_COLUMNS])
     if bundle.paired_eyes:
         final = with_paired_eyes(final, bundle.paired_eyes)
+    points = bundle_decision_points(bundle.manifest, final, refer_share=refer_share)
+    final["uncertainty"] = eye_uncertainty(final, points)
     atomic_write_text(out, final.to_csv(index=False))
-    patients = patient_table(final)
+    patients = patient_table(final, points)
     if len(patients):
         patients_file = out.with_name(f"{out.stem}_patients.csv")
         atomic_write_text(patients_file, patients.to_csv(index=False))
-        log.info("per-patient predictions (worst eye): %s", patients_file)
+        counts = patients["decision"].value_counts()
+        log.info("per-patient decisions (%s): %s", ", ".join(f"{n} {o}" for o, n in counts.items()), patients_file)
     partial.unlink()
     key_file.unlink(missing_ok=True)
     failed = int((final["error"] != "").sum())
