@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from pathlib import Path
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -51,3 +52,16 @@ def setup_torch_threads(threads: int | None = None) -> int:
     threads = threads or int(os.environ.get("DRGRADER_THREADS", 0)) or cpu_count()
     torch.set_num_threads(threads)
     return threads
+
+
+def command_line() -> str | None:
+    """The ``drgrader`` command this process runs, as one shell line (``drgrader train cpu_grade
+    --set train.epochs=3``), for a model card's provenance; None when drgrader is used from
+    Python (a script, a notebook, the tests) rather than from its command line."""
+    import shlex
+    import sys
+
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if program is None or not (program.name in ("drgrader", "drgrader.exe") or program.parts[-2:] == ("drgrader", "__main__.py")):
+        return None
+    return shlex.join(["drgrader", *sys.argv[1:]])

@@ -32,6 +32,10 @@ def _image_sizes(manifest: pd.DataFrame) -> dict:
                 sizes[image.size] += 1
         except (OSError, ValueError, Image.DecompressionBombError):
             unreadable.append(image_id)
+    return _size_figures(sizes, unreadable)
+
+
+def _size_figures(sizes: Counter[tuple[int, int]], unreadable: list) -> dict:
     if not sizes:
         return {"most_common": [], "min": None, "max": None, "unreadable": unreadable}
     by_area = sorted(sizes, key=lambda wh: (wh[0] * wh[1], wh))
@@ -41,6 +45,16 @@ def _image_sizes(manifest: pd.DataFrame) -> dict:
         "max": "{}x{}".format(*by_area[-1]),
         "unreadable": unreadable,
     }
+
+
+def _recorded_sizes(table: pd.DataFrame) -> dict:
+    """``_image_sizes`` from the sizes the preprocessing cache recorded (``orig_width``,
+    ``orig_height``; 0 for a photo it could not read)."""
+    sizes: Counter[tuple[int, int]] = Counter()
+    for w, h in zip(table["orig_width"], table["orig_height"]):
+        if pd.notna(w) and pd.notna(h) and w > 0 and h > 0:
+            sizes[(int(w), int(h))] += 1
+    return _size_figures(sizes, [])
 
 
 def _duplicates(manifest: pd.DataFrame, split: pd.Series | None) -> dict:
@@ -143,6 +157,8 @@ def summarize(
     if check_images:
         summary["image_sizes"] = _image_sizes(manifest)
         summary["duplicates"] = _duplicates(manifest, split)
+    elif {"orig_width", "orig_height"} <= set(manifest.columns):  # the cache's record: no file is read
+        summary["image_sizes"] = _recorded_sizes(manifest)
     return summary
 
 

@@ -172,6 +172,7 @@ def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) 
     from drgrader.inference.bundle_spec import MANIFEST, update_manifest
     from drgrader.inference.ensemble import make_ensemble
     from drgrader.reporting import write_report
+    from drgrader.reporting.model_card import write_bundle_card
     from drgrader.workflows.train import versions
 
     atomic_write_text(cv_dir / "predictions_oof.csv", pooled["oof"].to_csv(index=False))
@@ -202,3 +203,7 @@ def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) 
     atomic_write_text(cv_dir / "predictions_test.csv", pooled["decided"].to_csv(index=False))
     write_metrics(cv_dir / "metrics.json", metrics)
     write_report(cv_dir)
+    # The ensemble's MODEL_CARD.md: out-of-fold figures; the data as fold 0 saw it (every labelled eye).
+    data = json.loads((cv_dir / "fold-0" / "metrics.json").read_text()).get("data") or {}
+    summary = {k: v for k, v in (data.get("summary") or {}).items() if k != "splits"}
+    write_bundle_card(bundle_dir, {**metrics, "data": {**data, "summary": summary}}, data_root=cfg.data.root)

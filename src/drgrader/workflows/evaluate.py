@@ -103,6 +103,10 @@ def evaluate_command(
     if bundle.members:
         metrics["members"] = _member_metrics(bundle, val_rows, test_rows, cfg, out)
     write_metrics(out / "metrics.json", metrics)
+    if data is not None:  # an external data set: its figures join the bundle's MODEL_CARD.md
+        from drgrader.reporting.model_card import record_evaluation
+
+        record_evaluation(bundle_dir, out, metrics, run_dir=run_dir, data_root=cfg.data.root)
     try:
         from drgrader.reporting import write_report
 

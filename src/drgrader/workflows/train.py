@@ -206,6 +206,9 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
             **result,
         }
         write_metrics(run_dir / "metrics.json", metrics)
+        from drgrader.reporting.model_card import write_bundle_card
+
+        write_bundle_card(bundle_dir, metrics, data_root=cfg.data.root)  # MODEL_CARD.md: the bundle explains itself
         try:
             from drgrader.reporting import write_report
 

@@ -1,0 +1,273 @@
+"""MODEL_CARD.md: built from a hand-made bundle.json + metrics.json (every section, the actual
+figures with their CIs as the report prints them, missing pieces tolerated), external entries
+added, replaced and kept, and a tiny trained run whose card `drgrader evaluate --data` extends."""
+
+import copy
+import json
+import shutil
+import sys
+
+import pytest
+from conftest import tiny_config
+
+from drgrader.reporting.document import fmt_ci, fmt_num, fmt_pct
+from drgrader.reporting.model_card import (
+    CARD_FILE,
+    EXTERNAL_TITLE,
+    NO_EXTERNAL,
+    ExternalEvaluation,
+    add_externals,
+    build_model_card,
+    keep_externals,
+)
+
+SECTIONS = ("Intended use", "Model", "Training data", "Preprocessing", "Performance", "Operating points",
+            "Known limits", "Provenance", EXTERNAL_TITLE)
+
+
+def _per_grade(recalls, supports):
+    names = ["0 none", "1 mild", "2 moderate", "3 severe NPDR", "4 proliferative"]
+    return {str(g): {"name": names[g], "precision": 0.5, "recall": r, "f1": 0.5, "support": n}
+            for g, (r, n) in enumerate(zip(recalls, supports))}
+
+
+def _screen(threshold, auc, auc_ci, sens, sens_ci, spec, spec_ci, tp, fn, tn, fp):
+    return {"threshold": threshold, "auc": auc, "prevalence": (tp + fn) / (tp + fn + tn + fp),
+            "ci": {"auc": auc_ci, "sensitivity": sens_ci, "specificity": spec_ci},
+            "operating_points": {"chosen": {"threshold": threshold, "sensitivity": sens, "specificity": spec,
+                                            "accuracy": 0.8, "tp": tp, "fn": fn, "tn": tn, "fp": fp}}}
+
+
+def result(kappa=0.612):
+    """An evaluate_table-shaped result: 200 eyes of 100 patients, 1000 bootstrap resamples."""
+    return {
+        "n_images": 200, "n_patients": 100, "bootstrap": {"unit": "patient", "n": 1000},
+        "grade": {"kappa": kappa, "accuracy": 0.655, "ci": {"kappa": [0.527, 0.688], "accuracy": [0.6, 0.71]},
+                  "per_grade": _per_grade([0.9, 0.275, 0.6, 0.5, 0.25], [100, 40, 40, 12, 8])},
+        "referable": _screen(0.44, 0.912, [0.871, 0.948], 0.875, [0.801, 0.93], 0.75, [0.69, 0.81], 35, 5, 120, 40),
+        "any_dr": _screen(0.62, 0.845, [0.79, 0.89], 0.81, [0.73, 0.88], 0.70, [0.61, 0.79], 81, 19, 70, 30),
+        "headline": {"kappa": kappa, "grade_accuracy": 0.655, "referable_auc": 0.912, "referable_sensitivity": 0.875,
+                     "referable_specificity": 0.75, "any_dr_auc": 0.845, "any_dr_sensitivity": 0.81,
+                     "any_dr_specificity": 0.70},
+        "warnings": ["Referable DR (grade >= 2) at the chosen threshold: specificity 0.750 (IDx-DR bar: > 0.825)"],
+    }
+
+
+SUMMARY = {
+    "images": 1000, "patients": 500, "sources": {"aptos": 600, "messidor2": 400},
+    "grades": {"0": 500, "1": 200, "2": 200, "3": 60, "4": 40},
+    "eyes": {"left": 500, "right": 500, "unknown": 0},
+    "splits": {"train": {"images": 600, "patients": 300, "grades": {"0": 300, "1": 120, "2": 120, "3": 36, "4": 24}},
+               "val": {"images": 200, "patients": 100, "grades": {"0": 100, "1": 40, "2": 40, "3": 12, "4": 8}},
+               "test": {"images": 200, "patients": 100, "grades": {"0": 100, "1": 40, "2": 40, "3": 12, "4": 8}}},
+    "image_sizes": {"most_common": [{"size": "2124x2056", "count": 700}, {"size": "1504x1000", "count": 300}],
+                    "min": "1504x1000", "max": "2124x2056", "unreadable": []},
+}
+
+MANIFEST = {
+    "format": 1, "drgrader_version": "0.9.1", "task": "grade", "backbone": "efficientnet_b0", "kind": "softmax5",
+    "head": "linear", "input_size": 512, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+    "preprocess": {"crop": True, "mask": True, "ben_graham": True, "ben_graham_sigma": 10.0, "clahe": False,
+                   "clahe_clip": 2.0, "clahe_tiles": 8},
+    "thresholds": {"cutpoints": [0.5, 1.5, 2.5, 3.5], "any_dr": 0.62, "referable": 0.44},
+    "tta": ["orig", "hflip"], "data_summary": SUMMARY,
+    "config": {"name": "aptos-b0", "data": {"normalize": "imagenet"}, "eval": {"threshold_objective": "youden"}},
+}
+
+METRICS = {
+    "run": "aptos-b0", "created": "2025-03-04T10:00:00+00:00",
+    "versions": {"drgrader": "0.9.1", "torch": "2.5.0"},
+    "data": {"summary": SUMMARY, "manifest_sha256": "abc123def4567890"},
+    "training": {"epochs_run": 12, "best_epoch": 9, "wall_time_s": 3600.0, "world_size": 1, "weights": "timm imagenet"},
+    "evaluated_on": "test",
+    "val": {**result(kappa=0.70), "n_images": 200},
+    "test": result(),
+}
+
+
+def row(label, value, ci):
+    return f"| {label} | {value} | {ci} |"
+
+
+def test_card_has_every_section_and_the_figures_with_their_cis():
+    card = build_model_card(MANIFEST, METRICS, command="drgrader train aptos.yaml --set train.epochs=12")
+    for title in SECTIONS:
+        assert f"\n## {title}\n" in card, title
+    # Headline figures exactly as the report formats them (fmt_num / fmt_pct / fmt_ci).
+    assert row("quadratic weighted kappa", fmt_num(0.612), fmt_ci([0.527, 0.688])) in card
+    assert row("quadratic weighted kappa", "0.612", "0.527–0.688") in card
+    assert row("referable AUC", "0.912", "0.871–0.948") in card
+    assert row("referable sensitivity at threshold 0.44", fmt_pct(0.875), fmt_ci([0.801, 0.93], percent=True)) in card
+    assert row("referable specificity at threshold 0.44", "75.0%", "69.0–81.0%") in card
+    assert row("any-DR AUC", "0.845", "0.790–0.890") in card
+    assert "1000 bootstrap resamples of patients" in card
+    # Per-grade recall, and grade 1 quoted among the limits.
+    assert "| 1 mild | 40 | 11 of 40 | 27.5% |" in card
+    assert "11 of 40 mild eyes were graded mild (recall 27.5%)" in card
+    # Operating points in plain words, with what they did on the test eyes.
+    assert "refer when the model's probability of grade ≥ 2 is ≥ **0.44**" in card
+    assert "found 35 of 40 such eyes (sensitivity 87.5%; missed 5)" in card
+    assert "highest sensitivity + specificity" in card
+    assert "below 0.5: 0 none; 0.5–1.5: 1 mild" in card
+    # Validation figures, without CIs.
+    assert "| quadratic weighted kappa | 0.700 |" in card
+    # Training data, preprocessing, limits, provenance.
+    assert "aptos (600 images), messidor2 (400 images)" in card
+    assert "| 1 mild | 200 | 120 | 40 | 40 |" in card
+    assert "2124x2056 (700)" in card
+    assert "local average colour is subtracted" in card and "CLAHE" not in card
+    assert "resized to 512 × 512 px" in card
+    assert "not a medical device" in card and "second reader" in card
+    assert "specificity 0.750 (IDx-DR bar: > 0.825)" in card  # warnings from metrics.json
+    assert "`drgrader train aptos.yaml --set train.epochs=12`" in card
+    assert "| drgrader version | 0.9.1 |" in card and "| Made | 2025-03-04 |" in card
+    assert NO_EXTERNAL in card
+    assert "Per-patient decision" not in card  # no patient_decision block: left out
+
+
+def test_card_tolerates_missing_pieces():
+    # No test split: figures on validation, said to be optimistic; no command recorded.
+    metrics = {**METRICS, "evaluated_on": "val"}
+    card = build_model_card(MANIFEST, metrics)
+    assert "No test split" in card and "not recorded" in card
+    assert "| quadratic weighted kappa | 0.700 |" not in card  # the same eyes are not shown twice
+    # Binary screening model: no grade, no cut-points, no per-grade table.
+    binary = {**copy.deepcopy(MANIFEST), "task": "referable", "kind": "binary", "thresholds": {"referable": 0.3}}
+    test = {k: v for k, v in result().items() if k not in ("grade", "any_dr")}
+    test["headline"] = {k: v for k, v in test["headline"].items() if k.startswith("referable")}
+    card = build_model_card(binary, {**METRICS, "test": test, "val": {}})
+    assert row("referable AUC", "0.912", "0.871–0.948") in card
+    assert "| Grade | eyes |" not in card and "cut at" not in card
+    assert "binary screening model" in card
+    # A bare bundle without metrics, thresholds, data summary or config: still a card.
+    bare = {"format": 1, "task": "grade", "backbone": "resnet18", "input_size": 224}
+    card = build_model_card(bare, None)
+    for title in SECTIONS:
+        assert f"\n## {title}\n" in card, title
+    assert "No held-out figures" in card and "No thresholds fitted" in card and "not recorded" in card
+
+
+def test_patient_decision_and_paired_eyes_are_explained():
+    manifest = {**MANIFEST, "patient_decision": {"urgent_threshold": 2.6, "urgent_rule": "grade >= 3", "refer_share": 0.1,
+                                                 "uncertainty_cutoff": 0.35, "band": [[0.05, 0.5], [0.1, 0.35]],
+                                                 "fitted_on": "validation"},
+                "paired_eyes": {"model": {}, "thresholds": {"referable": 0.5, "any_dr": 0.7, "cutpoints": None}}}
+    card = build_model_card(manifest, METRICS)
+    assert "**urgent**" in card and "≥ **2.6** (grade >= 3)" in card
+    assert "the 10% of patients the model is least sure about" in card and "≥ **0.35**" in card
+    assert "fitted on validation" in card
+    assert "paired-eye stage decides on the fused scores" in card and "Referable DR (grade ≥ 2, moderate or worse) 0.5" in card
+    # Another layout (a newer drgrader): listed, not an error.
+    card = build_model_card({**MANIFEST, "patient_decision": {"urgent": {"threshold": 0.8}, "mode": "x"}}, METRICS)
+    assert "`urgent.threshold` = 0.8" in card
+
+
+def _external(folder, kappa):
+    metrics = {"evaluated_on": f"external:/data/{folder}", "created": "2025-05-06T00:00:00+00:00",
+               "versions": {"drgrader": "0.9.2"}, "test": result(kappa=kappa),
+               "data": {"summary": {**SUMMARY, "sources": {"idrid": 1000}}}}
+    return ExternalEvaluation(metrics, f"/runs/aptos-b0/eval-{folder}", command=f"drgrader evaluate run --data /data/{folder}")
+
+
+def test_external_entries_are_added_replaced_and_kept():
+    card = build_model_card(MANIFEST, METRICS)
+    once = add_externals(card, [_external("idrid", 0.5)])
+    assert NO_EXTERNAL not in once
+    assert "### idrid (2025-05-06)" in once and row("quadratic weighted kappa", "0.500", "0.527–0.688") in once
+    assert "idrid (1000 images)" in once and "`drgrader evaluate run --data /data/idrid`" in once
+    assert row("quadratic weighted kappa", "0.612", "0.527–0.688") in once  # training figures kept
+    # The same evaluation folder again: its entry replaced, not doubled; another folder appended.
+    again = add_externals(once, [_external("idrid", 0.45)])
+    assert again.count("### idrid") == 1 and "| 0.450 |" in again and "| 0.500 |" not in again
+    both = add_externals(again, [_external("messidor", 0.4)])
+    assert both.index("### idrid") < both.index("### messidor")
+    # A rewritten card (training resumed, cv pooled again) keeps the entries of the old one.
+    rewritten = keep_externals(build_model_card(MANIFEST, {**METRICS, "test": result(kappa=0.63)}), both)
+    assert "### idrid" in rewritten and "### messidor" in rewritten and "| 0.630 |" in rewritten
+    assert rewritten.count(f"## {EXTERNAL_TITLE}") == 1
+    # A folder name with spaces and "-->" cannot break the markers.
+    odd = ExternalEvaluation({"evaluated_on": "external:/d/x"}, "/a b/--> c")
+    twice = add_externals(add_externals(card, [odd]), [odd])
+    assert twice.count("### x") == 1
+
+
+def test_command_line_is_recorded_only_for_the_drgrader_command(monkeypatch):
+    from drgrader.runtime import command_line
+
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/drgrader", "train", "my config.yaml", "--set", "train.epochs=3"])
+    assert command_line() == "drgrader train 'my config.yaml' --set train.epochs=3"
+    monkeypatch.setattr(sys, "argv", ["/x/site-packages/drgrader/__main__.py", "cv", "cpu_grade"])
+    assert command_line() == "drgrader cv cpu_grade"
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/pytest", "tests"])
+    assert command_line() is None
+
+
+# ------------------------------------------------------------------ a real tiny run
+@pytest.fixture(scope="module")
+def other_data(tmp_path_factory):
+    from drgrader.synth import make_dataset
+
+    root = tmp_path_factory.mktemp("other") / "clinic-b"
+    make_dataset(root, 8, seed=11, height=160, progress=False)
+    return root
+
+
+def test_trained_bundle_has_a_card_and_evaluate_adds_an_external_entry(synth_dir, other_data, tmp_path, monkeypatch):
+    from drgrader.cli import main
+    from drgrader.config import save_config
+    from drgrader.inference.export import export_command
+
+    config = tmp_path / "tiny.yaml"
+    save_config(tiny_config(synth_dir, **{"train.epochs": 1}), config)
+    run = tmp_path / "run"
+    argv = ["train", str(config), "--out", str(run), "--progress", "log"]
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/drgrader", *argv])
+    assert main(argv) == 0
+    card_file = run / "bundle" / CARD_FILE
+    card = card_file.read_text(encoding="utf-8")
+    metrics = json.loads((run / "metrics.json").read_text())
+    test = metrics["test"]
+    kappa_row = row("quadratic weighted kappa", fmt_num(test["grade"]["kappa"]), fmt_ci(test["grade"]["ci"]["kappa"]))
+    auc_row = row("referable AUC", fmt_num(test["referable"]["auc"]), fmt_ci(test["referable"]["ci"]["auc"]))
+    for title in SECTIONS:
+        assert f"\n## {title}\n" in card, title
+    assert kappa_row in card and auc_row in card
+    assert f"drgrader train {config} --out {run} --progress log" in card
+    assert "Trained on synthetic photos" in card
+    assert "x192 (" in card  # photo sizes from the cache's record
+    assert NO_EXTERNAL in card
+
+    out = tmp_path / "eval-b"
+    argv = ["evaluate", str(run), "--data", str(other_data), "--out", str(out), "--set", "eval.bootstrap=20"]
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/drgrader", *argv])
+    assert main(argv) == 0
+    assert main(argv) == 0  # the same evaluation folder again: one entry
+    card = card_file.read_text(encoding="utf-8")
+    external = json.loads((out / "metrics.json").read_text())["test"]
+    assert card.count("### clinic-b (") == 1
+    entry = card[card.index("### clinic-b"):]
+    assert row("quadratic weighted kappa", fmt_num(external["grade"]["kappa"]), fmt_ci(external["grade"]["ci"]["kappa"])) in entry
+    assert f"{external['n_images']} eyes of {external['n_patients']} patients" in entry
+    assert f"--data {other_data}" in entry
+    assert kappa_row in card and auc_row in card  # the training figures stay
+    assert json.loads((run / "bundle" / "bundle.json").read_text())["thresholds"] == metrics["thresholds"]
+
+    # The card travels with the ONNX bundle.
+    exported = export_command(run / "bundle", out=tmp_path / "onnx")
+    assert (exported / CARD_FILE).read_text(encoding="utf-8") == card
+
+
+def test_drgrader_ensemble_writes_a_card_and_keeps_the_members(tiny_bundle, tmp_path):
+    from drgrader.cli import main
+    from drgrader.reporting.model_card import write_model_card
+
+    member = tmp_path / "tiny"
+    shutil.copytree(tiny_bundle, member)
+    write_model_card(member, "# Model card: tiny\n")  # a member with a card of its own
+    out = tmp_path / "ens"
+    assert main(["ensemble", str(member), str(member), "--out", str(out)]) == 0
+    card = (out / CARD_FILE).read_text(encoding="utf-8")
+    assert "ensemble of 2 models" in card and "No thresholds fitted" in card
+    assert "**members/0-tiny, members/1-tiny**: The fundus" in card and "resized to 64 × 64 px" in card
+    assert "| Made | 20" in card  # dated when written
+    assert (out / "members" / "0-tiny" / CARD_FILE).read_text(encoding="utf-8") == "# Model card: tiny\n"
