@@ -55,12 +55,14 @@ def evaluate_split_pair(
 ) -> dict:
     """Fit thresholds on ``val_rows`` (when ``fit``), then evaluate ``test_rows`` with and
     without TTA. Writes predictions CSVs into ``out_dir`` and returns the metrics."""
+    from drgrader.evaluation.patient_decisions import fit_patient_decision, with_patient_decisions
     from drgrader.evaluation.results import evaluate_table
     from drgrader.evaluation.thresholds import fit_thresholds
 
     tta: list[str] = list(eval_cfg.tta) or ["orig"]
     result: dict = {"tta_views": tta}
     thresholds = dict(bundle.thresholds)
+    decision_spec = bundle.manifest.get("patient_decision")
     if fit and val_rows is not None and len(val_rows):
         val_scores = score_rows(bundle, val_rows, tta, desc="validation")
         val_pred = predictions_table(val_rows, val_scores, None)
@@ -68,7 +70,10 @@ def evaluate_split_pair(
         val_pred = predictions_table(val_rows, val_scores, thresholds)
         atomic_write_text(out_dir / "predictions_val.csv", val_pred.to_csv(index=False))
         result["val"] = evaluate_table(val_pred, thresholds, n_boot=0, seed=seed)
+        decision_spec = fit_patient_decision(val_pred, thresholds, refer_share=eval_cfg.refer_share,
+                                             urgent_sensitivity=eval_cfg.urgent_sensitivity, fitted_on="validation split")
     result["thresholds"] = thresholds
+    result["patient_decision"] = decision_spec
 
     stage = bundle.paired_eyes
 
@@ -83,7 +88,8 @@ def evaluate_split_pair(
         result["test_single_eye"] = evaluate_table(single, thresholds, n_boot=eval_cfg.bootstrap, seed=seed)
     test_pred, used = decided(single)
     atomic_write_text(out_dir / "predictions_test.csv", test_pred.to_csv(index=False))
-    result["test"] = evaluate_table(test_pred, used, n_boot=eval_cfg.bootstrap, seed=seed)
+    result["test"] = with_patient_decisions(evaluate_table(test_pred, used, n_boot=eval_cfg.bootstrap, seed=seed),
+                                            test_pred, used, decision_spec, n_boot=eval_cfg.bootstrap, seed=seed)
     if tta != ["orig"]:
         plain, used = decided(predictions_table(test_rows, score_rows(bundle, test_rows, ["orig"], desc="test, no TTA"), thresholds))
         result["test_no_tta"] = evaluate_table(plain, used, n_boot=0, seed=seed)

@@ -251,6 +251,43 @@ def reliability_figure(series: dict[str, dict]) -> Figure:
     return fig
 
 
+# ------------------------------------------------------------------ referral curve
+def referral_curve_figure(curve: list[dict], *, bars: tuple[float, float], band: dict | None = None) -> Figure:
+    """Sensitivity and specificity (referable DR, per patient) of the automatic decisions
+    against the share of patients sent to a human grader, with their 95% CI bands.
+
+    ``curve``: the ``referral_curve`` records of a ``patient_decision`` section (``sent_share``,
+    ``sensitivity``, ``specificity`` and their ``*_ci``); ``bars``: (sensitivity, specificity)
+    reference lines; ``band``: the fitted band's own point (``at_cutoff``), marked."""
+    fig = _figure(6.4, 4.4)
+    ax = fig.subplots()
+    x = np.array([100 * p["sent_share"] for p in curve], dtype=float)
+    lowest = [100.0 * min(bars)]
+    for key, label, colour, marker, bar in (
+        ("sensitivity", "sensitivity (referable patients referred)", OKABE_ITO["vermillion"], "o", bars[0]),
+        ("specificity", "specificity (healthy patients cleared)", OKABE_ITO["blue"], "s", bars[1]),
+    ):
+        y = np.array([np.nan if p[key] is None else 100 * p[key] for p in curve], dtype=float)
+        ax.plot(x, y, marker=marker, markersize=5, color=colour, label=label)
+        ci = [p.get(f"{key}_ci") or [None, None] for p in curve]
+        lo = np.array([np.nan if c[0] is None else 100 * c[0] for c in ci], dtype=float)
+        hi = np.array([np.nan if c[1] is None else 100 * c[1] for c in ci], dtype=float)
+        if not np.isnan(lo).all():
+            ax.fill_between(x, lo, hi, color=colour, alpha=0.15, linewidth=0)
+        lowest += [float(np.nanmin(v)) for v in (y, lo) if not np.isnan(v).all()]
+        ax.axhline(100 * bar, color=colour, linestyle=":", linewidth=1, label=f"IDx-DR bar for {key} ({100 * bar:g}%)")
+    if band and band.get("sent_share") is not None:
+        ax.axvline(100 * band["sent_share"], color="#777777", linestyle="--", linewidth=1,
+                   label=f"fitted band: {100 * band['sent_share']:.0f}% sent to a human")
+    ax.set_xlabel("patients sent to a human grader (the most uncertain), %", fontsize=FONT_SIZE)
+    ax.set_ylabel("automatic decisions, %", fontsize=FONT_SIZE)
+    ax.set_title("Referral curve", fontsize=FONT_SIZE + 1)
+    ax.set_ylim(max(0.0, 10 * math.floor(min(lowest) / 10) - 2), 102)
+    _style(ax)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=FONT_SIZE - 2, frameon=False)
+    return fig
+
+
 # ---------------------------------------------------------------------------- images
 def side_by_side(images: list[np.ndarray], size: int = 200, gap: int = 4) -> np.ndarray:
     """RGB images resized to ``size`` x ``size`` and placed in one row on white."""

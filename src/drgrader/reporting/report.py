@@ -19,6 +19,7 @@ from drgrader.reporting.document import SCREEN_SHORT, Note, Section
 from drgrader.reporting.gallery import gallery_section
 from drgrader.reporting.render import render_html, render_markdown
 from drgrader.reporting.run_data import RunData, evaluated_on, load_run
+from drgrader.reporting.sections_decisions import decisions_section
 from drgrader.reporting.sections_figures import calibration_section, confusion_section, roc_section, training_section
 from drgrader.reporting.sections_summary import (
     folds_section,
@@ -64,6 +65,7 @@ def build_sections(run: RunData, figures: dict[str, bytes]) -> list[Section]:
         lambda: calibration_section(run, figures),
         lambda: per_grade_section(run),
         lambda: patient_section(run),
+        lambda: decisions_section(run, figures),
         lambda: gradability_section(run),
         lambda: gallery_section(run, figures),
         lambda: data_section(run),
@@ -72,7 +74,7 @@ def build_sections(run: RunData, figures: dict[str, bytes]) -> list[Section]:
         lambda: reproduce_section(run),
     ]
     names = ["summary", "headline", "tta", "paired-eyes", "folds", "training", "confusion", "roc", "calibration", "per-grade",
-             "patients", "gradability", "gallery", "data", "members", "config", "reproduce"]
+             "patients", "decisions", "gradability", "gallery", "data", "members", "config", "reproduce"]
     sections = []
     for name, build in zip(names, builders):
         try:

@@ -103,6 +103,7 @@ def out_of_fold_predictions(cv_dir: Path, folds: int) -> pd.DataFrame:
 def pool_folds(cfg: ExperimentConfig, cv_dir: Path, folds: int) -> dict:
     """Fit thresholds, cut-points and the paired-eye stage on the OOF predictions and measure
     them: single-eye and paired-eye figures, per fold, and the tables :func:`write_pooled` writes."""
+    from drgrader.evaluation.patient_decisions import fit_patient_decision, with_patient_decisions
     from drgrader.evaluation.results import evaluate_table
     from drgrader.evaluation.thresholds import fit_thresholds
     from drgrader.grading import SCORE_COLUMNS, decide
@@ -117,7 +118,7 @@ def pool_folds(cfg: ExperimentConfig, cv_dir: Path, folds: int) -> dict:
     result = {"single_eye": evaluate_table(single, thresholds, n_boot=n_boot, seed=seed)}
     result["per_fold"] = per_fold_figures(single, thresholds, folds, seed)
 
-    paired_stage, decided = None, single
+    paired_stage, decided, used = None, single, thresholds
     if task == "grade":
         try:
             # Honest figures: the fused grade of each eye from a stage that did not see its patient.
@@ -126,11 +127,17 @@ def pool_folds(cfg: ExperimentConfig, cv_dir: Path, folds: int) -> dict:
             paired_stage = {"model": fit_paired_eyes(single).to_dict(), "thresholds": paired_thresholds}
             fused_oof = fused_table(single, fused, paired, paired_thresholds)
             result["paired_eyes"] = evaluate_table(fused_oof, paired_thresholds, n_boot=n_boot, seed=seed)
-            decided = fused_oof
+            decided, used = fused_oof, paired_thresholds
             single = single.assign(fused_grade=fused, paired=paired, fused_pred_grade=fused_oof["pred_grade"].to_numpy())
         except ValueError as exc:
             log.warning("paired-eye stage not fitted: %s", exc)
-    return {"oof": single, "decided": decided, "thresholds": thresholds, "paired_stage": paired_stage, **result}
+    # The per-patient decision on the eyes as the bundle will decide them (paired when it can).
+    spec = fit_patient_decision(decided, used, refer_share=cfg.eval.refer_share, urgent_sensitivity=cfg.eval.urgent_sensitivity,
+                                fitted_on="out-of-fold predictions")
+    key = "paired_eyes" if paired_stage else "single_eye"
+    result[key] = with_patient_decisions(result[key], decided, used, spec, n_boot=n_boot, seed=seed)
+    return {"oof": single, "decided": decided, "thresholds": thresholds, "paired_stage": paired_stage,
+            "patient_decision": spec, **result}
 
 
 def per_fold_figures(single: pd.DataFrame, thresholds: dict, folds: int, seed: int) -> dict:
@@ -180,7 +187,7 @@ def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) 
     if not (bundle_dir / MANIFEST).is_file():
         make_ensemble([cv_dir / f"fold-{i}" / "bundle" for i in range(folds)], bundle_dir)
     update_manifest(bundle_dir, thresholds=pooled["thresholds"], paired_eyes=pooled["paired_stage"],
-                    validation={"out_of_fold": pooled["single_eye"]["headline"]})
+                    patient_decision=pooled["patient_decision"], validation={"out_of_fold": pooled["single_eye"]["headline"]})
     paired = pooled.get("paired_eyes")
     metrics = {
         "run": cv_dir.name,
@@ -192,6 +199,7 @@ def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) 
         "thresholds": pooled["paired_stage"]["thresholds"] if paired else pooled["thresholds"],
         "single_eye_thresholds": pooled["thresholds"],
         "paired_stage": pooled["paired_stage"],
+        "patient_decision": pooled["patient_decision"],
         "test": paired or pooled["single_eye"],
         **({"test_single_eye": pooled["single_eye"]} if paired else {}),
         "per_fold": pooled["per_fold"],

@@ -186,7 +186,8 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
             test_rows, evaluated_on = val_rows, "val"
         result = evaluate_split_pair(bundle, val_rows, test_rows, cfg.eval, run_dir, seed=cfg.train.seed)
         # The weights are written once; the fitted thresholds join them in bundle.json.
-        update_manifest(bundle_dir, thresholds=result["thresholds"], validation=result.get("val", {}))
+        update_manifest(bundle_dir, thresholds=result["thresholds"], validation=result.get("val", {}),
+                        patient_decision=result["patient_decision"])
         metrics = {
             "run": run_dir.name,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
