@@ -162,6 +162,26 @@ def test_patient_decision_and_paired_eyes_are_explained():
     assert "`urgent.threshold` = 0.8" in card
 
 
+def test_cv_ensemble_card_has_out_of_fold_figures():
+    manifest = {"format": 1, "task": "grade", "backbone": "test_resnet + test_resnet", "input_size": 48, "ensemble": True,
+                "members": ["members/0-bundle", "members/1-bundle"],
+                "member_info": [{"folder": f"members/{i}-bundle", "backbone": "test_resnet", "kind": "regression",
+                                 "input_size": 48, "preprocess": MANIFEST["preprocess"]} for i in range(2)],
+                "thresholds": {"cutpoints": [0.7, 1.6, 2.5, 3.5], "any_dr": 0.7, "referable": 1.6}, "tta": ["orig"]}
+    metrics = {"run": "grade-cv", "created": "2025-06-01T00:00:00+00:00", "evaluated_on": "out-of-fold (2 folds)",
+               "folds": 2, "test": result(), "test_single_eye": result(kappa=0.58), "data": {"summary": SUMMARY},
+               "per_fold": {"summary": {"kappa": {"mean": 0.6, "sd": 0.05}}}}
+    card = build_model_card(manifest, metrics)
+    assert "# Model card: grade-cv" in card and "ensemble of 2 models" in card
+    assert "every labelled eye, each predicted by the fold model that never saw its patient" in card
+    assert row("quadratic weighted kappa", "0.612", "0.527–0.688") in card
+    assert "quadratic weighted kappa 0.600 ± 0.050" in card
+    assert "fitted on the out-of-fold predictions" in card
+    assert "refer when the members' average score is ≥ **1.6**" in card
+    assert "**members/0-bundle, members/1-bundle**: The fundus" in card  # one paragraph for alike members
+    assert "| Cross-validation | 2 patient-level folds" in card
+
+
 def _external(folder, kappa):
     metrics = {"evaluated_on": f"external:/data/{folder}", "created": "2025-05-06T00:00:00+00:00",
                "versions": {"drgrader": "0.9.2"}, "test": result(kappa=kappa),
