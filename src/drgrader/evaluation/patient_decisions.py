@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from drgrader.evaluation.bootstrap import bootstrap_cis
+from drgrader.evaluation.metrics import MetricFn
 from drgrader.evaluation.thresholds import search_threshold
 from drgrader.grading import GRADES
 from drgrader.inference.patient_decision import OUTCOMES, DecisionPoints, decide_patients, decision_points, eye_uncertainty
@@ -128,6 +129,11 @@ def _automatic_figures(d: pd.DataFrame, share: float | None) -> tuple[float, flo
     return float(sens), float(spec)
 
 
+def _figure_fn(share: float | None, index: int) -> MetricFn:
+    """Sensitivity (0) or specificity (1) at ``share`` as a bootstrap metric."""
+    return lambda d: _automatic_figures(d, share)[index]
+
+
 def referral_point(d: pd.DataFrame, share: float | None) -> dict:
     """One point of the referral curve: share sent to humans, counts and the two figures."""
     sens, spec = _automatic_figures(d, share)
@@ -153,10 +159,10 @@ def patient_decision_section(
     d = patient_outcomes(table, points)
     by_grade = outcome_table(d)
     severe = d["grade"] >= SEVERE_GRADE
-    fns = {f"curve.{share}.{key}": (lambda x, s=share, j=j: _automatic_figures(x, s)[j])
-           for share in CURVE_SHARES for j, key in enumerate(("sensitivity", "specificity"))}
+    fns: dict[str, MetricFn] = {f"curve.{share}.{key}": _figure_fn(share, j)
+                                for share in CURVE_SHARES for j, key in enumerate(("sensitivity", "specificity"))}
     if points.uncertainty_cutoff is not None:
-        fns.update({f"band.{key}": (lambda x, j=j: _automatic_figures(x, None)[j]) for j, key in enumerate(("sensitivity", "specificity"))})
+        fns.update({f"band.{key}": _figure_fn(None, j) for j, key in enumerate(("sensitivity", "specificity"))})
     with warnings.catch_warnings(record=True) as unreliable:  # one warning, not one per point of the curve
         warnings.simplefilter("always")
         cis = bootstrap_cis(fns, d, n=n_boot, seed=seed, alpha=alpha) if len(d) else {}

@@ -107,6 +107,7 @@ def decision_points(
     spec's share (its cut-off read from the stored band)."""
     thresholds = thresholds or {}
     cutpoints = thresholds.get("cutpoints")
+    grade_score: str | None
     if fused:
         referable_score, grade_score = "fused_grade", "fused_grade"
         grade_scale = True
@@ -143,7 +144,7 @@ def bundle_decision_points(manifest: dict, table: pd.DataFrame, *, refer_share: 
     it (with ``fused_grade`` when the bundle's paired-eye stage decided the eyes)."""
     stage = manifest.get("paired_eyes")
     fused = bool(stage) and "fused_grade" in table
-    thresholds = stage["thresholds"] if fused else manifest.get("thresholds")
+    thresholds = stage["thresholds"] if stage and fused else manifest.get("thresholds")
     return decision_points(thresholds, manifest.get("patient_decision"), table=table, fused=fused, refer_share=refer_share)
 
 
@@ -229,7 +230,7 @@ def _decide_one(gradable: list[dict], unseen: list[str], points: DecisionPoints,
         urgent = [e for e in gradable if e["urgent"] >= points.urgent_threshold]
         if urgent:
             e = max(urgent, key=lambda e: e["urgent"])
-            grade_name = _SCORE_NAMES.get(points.urgent_score, points.urgent_score)
+            grade_name = _SCORE_NAMES.get(str(points.urgent_score), str(points.urgent_score))
             referable = [x["uncertainty"] for x in gradable if x["score"] >= t]
             u = min(referable) if referable else max(x["uncertainty"] for x in gradable)
             return ("urgent", f"{e['name']} vision-threatening: {grade_name} {e['urgent']:.2f} >= "

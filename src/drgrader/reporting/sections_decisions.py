@@ -26,8 +26,8 @@ TABLE_SHARES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 
 def _rules_text(section: dict, spec: dict) -> str:
     rules = section.get("rules") or {}
-    score = {"score_referable": "referable score", "fused_grade": "fused grade"}.get(rules.get("referable_score"),
-                                                                                     rules.get("referable_score"))
+    column = str(rules.get("referable_score"))
+    score = {"score_referable": "referable score", "fused_grade": "fused grade"}.get(column, column)
     text = (
         "A screening programme answers per patient, so drgrader does too, from all of a patient's photos. "
         "Each eye is judged by its gradable photo with the highest score; the worst gradable eye decides. **Urgent** when an eye's "
