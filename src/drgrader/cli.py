@@ -275,12 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
     p.add_argument("--batch-size", dest="batch_size", type=int, default=16)
     p.add_argument("--tta", nargs="*", help="TTA views (default: the bundle's)")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("explain", help="Grad-CAM heat maps over the preprocessed fundus")
     p.add_argument("--refer-share", dest="refer_share", type=float,
                    help="share of patients (0..0.5) sent to a human grader as 'uncertain' (default: the bundle's, "
                         "fitted on validation; 0: none)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("explain", help="Grad-CAM heat maps over the preprocessed fundus")
     p.add_argument("bundle")
     p.add_argument("images", nargs="+")
     p.add_argument("--out", default="explain")

@@ -179,7 +179,6 @@ class EvalConfig(Section):
         "so grade >= 1 / >= 2 are the screening decisions",
     )
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples (of patients) for CIs")
-
     refer_share: float = Field(
         0.1, ge=0, le=0.5,
         description="share of patients the programme sends to a human grader (the most uncertain): "
@@ -188,6 +187,7 @@ class EvalConfig(Section):
     urgent_sensitivity: float = Field(
         0.9, gt=0, lt=1, description="sensitivity to grade 3-4 eyes of the 'urgent' (vision-threatening) threshold",
     )
+
 
 class ExperimentConfig(Section):
     name: str = "experiment"
