@@ -148,13 +148,14 @@ def test_card_tolerates_missing_pieces():
 
 
 def test_patient_decision_and_paired_eyes_are_explained():
+    band = [[i / 100, round(0.6 - i / 100, 2)] for i in range(1, 51)]  # one cut-off per percent
     manifest = {**MANIFEST, "patient_decision": {"urgent_threshold": 2.6, "urgent_rule": "grade >= 3", "refer_share": 0.1,
-                                                 "uncertainty_cutoff": 0.35, "band": [[0.05, 0.5], [0.1, 0.35]],
-                                                 "fitted_on": "validation"},
+                                                 "uncertainty_cutoff": 0.5, "band": band, "fitted_on": "validation"},
                 "paired_eyes": {"model": {}, "thresholds": {"referable": 0.5, "any_dr": 0.7, "cutpoints": None}}}
     card = build_model_card(manifest, METRICS)
     assert "**urgent**" in card and "≥ **2.6** (grade >= 3)" in card
-    assert "the 10% of patients the model is least sure about" in card and "≥ **0.35**" in card
+    assert "the 10% of patients the model is least sure about, those with an uncertainty ≥ **0.5** (other shares: " \
+           "5% at 0.55, 20% at 0.4, 30% at 0.3)" in card
     assert "fitted on validation" in card
     assert "paired-eye stage decides on the fused scores" in card and "Referable DR (grade ≥ 2, moderate or worse) 0.5" in card
     # Another layout (a newer drgrader): listed, not an error.
@@ -232,6 +233,7 @@ def other_data(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_trained_bundle_has_a_card_and_evaluate_adds_an_external_entry(synth_dir, other_data, tmp_path, monkeypatch):
     from drgrader.cli import main
     from drgrader.config import save_config

@@ -82,6 +82,7 @@ TTA_WORDS = {"orig": "the photo as is", "hflip": "mirrored left-right", "vflip":
              "hvflip": "rotated 180°", "bright": "brightened", "rot90": "rotated 90°", "rot270": "rotated 270°",
              "zoom": "zoomed in"}
 SCREEN_GRADE = {"any_dr": 1, "referable": 2}
+BAND_SHARES = (0.05, 0.1, 0.2, 0.3)  # shares of patients sent to a human shown beside the bundle's own
 
 
 @dataclass
@@ -487,10 +488,12 @@ def _patient_decision_blocks(decision) -> list:
                      f"**{threshold_text(urgent)}**" + (f" ({rule})" if rule else "") + ".")
     share, cutoff, band = d.pop("refer_share", None), d.pop("uncertainty_cutoff", None), d.pop("band", None) or []
     if share:
+        # A few other shares of the band (it may hold one per percent), for a programme choosing its own.
+        others = [(s, c) for s, c in band if any(abs(s - w) < 0.005 for w in BAND_SHARES) and abs(s - share) >= 0.005]
         lines.append(f"- **uncertain** (a human grader decides): the {fmt_pct(share, 0)} of patients the model is least "
                      f"sure about, those with an uncertainty ≥ **{threshold_text(cutoff)}**"
-                     + (" (other shares: " + ", ".join(f"{fmt_pct(s, 0)} at {threshold_text(c)}" for s, c in band) + ")"
-                        if band else "") + ". `predict --refer-share` changes the share.")
+                     + (" (other shares: " + ", ".join(f"{fmt_pct(s, 0)} at {threshold_text(c)}" for s, c in others) + ")"
+                        if others else "") + ". `predict --refer-share` changes the share.")
     elif share is not None:
         lines.append("- **uncertain**: none (no share of patients is set aside for a human grader).")
     lines.append("- **ungradable** (photograph again) when no eye of the patient is gradable.")
