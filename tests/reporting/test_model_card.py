@@ -293,3 +293,26 @@ def test_drgrader_ensemble_writes_a_card_and_keeps_the_members(tiny_bundle, tmp_
     assert "**members/0-tiny, members/1-tiny**: The fundus" in card and "resized to 64 × 64 px" in card
     assert "| Made | 20" in card  # dated when written
     assert (out / "members" / "0-tiny" / CARD_FILE).read_text(encoding="utf-8") == "# Model card: tiny\n"
+
+
+def test_evaluate_records_into_a_bundle_without_card_and_only_warns_when_it_cannot(tiny_bundle, tmp_path, monkeypatch, caplog):
+    from drgrader.reporting import model_card
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    before = sorted(p.name for p in bundle.iterdir())
+    metrics = _external("idrid", 0.5).metrics
+    # A read-only model folder: the evaluation stands, the card is left as it was, a warning says so.
+    def refuse(path, text):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(model_card, "atomic_write_text", refuse)
+    assert model_card.record_evaluation(bundle, tmp_path / "eval", metrics) is None
+    assert "not updated" in caplog.text and not (bundle / CARD_FILE).exists()
+    monkeypatch.undo()
+    # A bundle made before cards: it gets one (from bundle.json alone) with the entry; again: one entry.
+    for _ in range(2):
+        file = model_card.record_evaluation(bundle, tmp_path / "eval", metrics)
+    card = file.read_text(encoding="utf-8")
+    assert card.count("### idrid (2025-05-06)") == 1 and "No held-out figures" in card
+    assert sorted(p.name for p in bundle.iterdir()) == sorted([*before, CARD_FILE])  # nothing else written

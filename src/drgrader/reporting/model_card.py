@@ -350,7 +350,8 @@ def _evaluation_blocks(result: dict, where: str) -> list:
 
 
 def _where(metrics: dict) -> tuple[str, str]:
-    return evaluated_on(RunData(Path("."), metrics, None, None, None, None))
+    return evaluated_on(RunData(run_dir=Path("."), metrics=metrics, config=None, config_text=None, predictions=None,
+                                training_log=None))
 
 
 def _validation(manifest: dict, metrics: dict) -> dict | None:
@@ -713,7 +714,12 @@ def record_evaluation(bundle_dir: str | Path, eval_dir: str | Path, metrics: dic
 
     run_metrics = {}
     if run_dir is not None and (Path(run_dir) / "metrics.json").is_file():
-        run_metrics = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
+        try:
+            run_metrics = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # the card then says it has no held-out figures
+            log.warning("model card: %s not read: %s", Path(run_dir) / "metrics.json", exc)
+        if not isinstance(run_metrics, dict):
+            run_metrics = {}
     manifest = read_manifest(bundle_dir)
     train_root = ((manifest.get("config") or {}).get("data") or {}).get("root")
     base = build_model_card(manifest, run_metrics, synthetic=_synthetic(train_root))
