@@ -144,7 +144,7 @@ def cmd_report(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from drgrader.inference.predict import predict_command
+    from drgrader.workflows.predict import predict_command
 
     predict_command(
         args.bundle, args.inputs, out=args.out, backend=args.backend, batch_size=args.batch_size, tta=args.tta,

@@ -105,7 +105,7 @@ sys.modules["torch"] = None  # any `import torch` now raises ImportError
 import drgrader.data.images, drgrader.data.preprocess
 import drgrader.inference.bundle, drgrader.inference.predictor, drgrader.inference.predict
 from drgrader.inference.bundle import load_bundle
-from drgrader.inference.predict import predict_command
+from drgrader.workflows.predict import predict_command
 bundle_dir, image, out = sys.argv[1:4]
 bundle = load_bundle(bundle_dir)  # auto: no PyTorch -> ONNX Runtime
 assert not hasattr(bundle.runner, "scoring_net")

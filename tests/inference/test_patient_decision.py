@@ -19,8 +19,8 @@ from drgrader.inference.patient_decision import (
     decision_points,
     eye_uncertainty,
 )
-from drgrader.inference.predict import predict_command
 from drgrader.synth import make_fundus
+from drgrader.workflows.predict import predict_command
 
 SPEC = {"urgent_threshold": 3.0, "refer_share": 0.1, "uncertainty_cutoff": 0.9, "band": [[0.1, 0.9], [0.2, 0.7]]}
 

@@ -12,11 +12,13 @@ import torch
 
 from drgrader.config import ExperimentConfig, config_to_dict
 from drgrader.data.images import read_image
+from drgrader.data.inputs import collect_inputs
 from drgrader.inference.bundle import BundleError, load_bundle, save_bundle
 from drgrader.inference.ensemble import make_ensemble
-from drgrader.inference.predict import OUTPUT_COLUMNS, collect_inputs, predict_command, predict_images
+from drgrader.inference.predict import OUTPUT_COLUMNS, predict_images
 from drgrader.models.factory import GraderNet, ScoringNet, input_mean_std
 from drgrader.synth import make_fundus
+from drgrader.workflows.predict import predict_command
 
 PROBS = ["p0", "p1", "p2", "p3", "p4"]
 

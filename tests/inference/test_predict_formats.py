@@ -17,9 +17,10 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import RLELossless
 
 from drgrader.data.images import read_image
+from drgrader.data.inputs import collect_inputs
 from drgrader.inference.bundle import load_bundle
-from drgrader.inference.predict import collect_inputs, predict_command
 from drgrader.synth import make_fundus
+from drgrader.workflows.predict import predict_command
 
 SCORES = ["p0", "p1", "p2", "p3", "p4", "expected_grade", "score_any", "score_referable"]
 SECRETS = [*PATIENT_NAME.replace("^", " ").split(), BIRTH_DATE, "Secret Eye Clinic"]

@@ -29,11 +29,12 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from torch import nn
 
 from drgrader.data.images import ImageReadError, read_image
+from drgrader.data.inputs import collect_inputs
 from drgrader.data.manifest import DataError
 from drgrader.data.preprocess import assess_quality
 from drgrader.grading import SCREENS, column_index
 from drgrader.inference.bundle import Bundle, BundleError, load_bundle
-from drgrader.inference.predict import collect_inputs, describe_prediction
+from drgrader.inference.predict import describe_prediction
 from drgrader.io import atomic_write_bytes
 from drgrader.outputs import unique_names
 

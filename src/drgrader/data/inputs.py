@@ -1,0 +1,132 @@
+"""What ``drgrader predict`` and ``explain`` are given to grade: image files, folders (searched
+recursively) and CSVs, as one table of ``path, image_id, patient_id, eye``. Patient and eye come
+from the CSV, else DICOM tags, else the file name (:mod:`drgrader.data.eyes`)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from drgrader.data.dicom import frame_ref, is_dicom, read_header, split_frame_ref
+from drgrader.data.eyes import EYE_WORDS, patient_and_eye
+from drgrader.data.images import ImageReadError
+from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
+
+log = logging.getLogger("drgrader")
+
+INPUT_COLUMNS = ["path", "image_id", "patient_id", "eye"]
+_FRAME_ID = re.compile(r"#frame[0-9]+$")
+
+def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", eye: str = "") -> list[dict]:
+    """The rows of one input file. Patient and eye: as given (CSV), else from DICOM tags
+    (``PatientID``, ``ImageLaterality`` / ``Laterality``), else from the file name
+    (:func:`~drgrader.data.eyes.patient_and_eye`). A multi-frame DICOM file gives one row per
+    frame: path ``<file>#frame<N>``, image id ``<id>#frame<N>``."""
+    image_id = image_id or path.stem
+    source, frame = split_frame_ref(path)
+    frames = 1
+    if is_dicom(source):
+        try:
+            header = read_header(source)
+        except ImageReadError:
+            header = None  # its row says why when it is graded
+        if header is not None:
+            patient_id, eye = patient_id or header.patient_id, eye or header.eye
+            frames = header.frames if frame is None else 1
+    named = patient_and_eye(_FRAME_ID.sub("", image_id))
+    if named:
+        patient_id, eye = patient_id or named[0], eye or named[1]
+    row = {"path": str(path), "image_id": image_id, "patient_id": patient_id, "eye": eye}
+    if frames == 1:
+        return [row]
+    return [{**row, "path": frame_ref(path, k), "image_id": f"{image_id}#frame{k}"} for k in range(1, frames + 1)]
+
+
+def _is_photo_file(path: Path) -> bool:
+    """A photo by its extension, or a DICOM file by its content (exports often lack ``.dcm``;
+    a DICOMDIR index holds no image)."""
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        return True
+    return path.name.upper() != "DICOMDIR" and is_dicom(path)
+
+
+def _resolve_csv_image(folder: Path, ref: str) -> Path:
+    """A CSV cell -> image path: relative to the CSV's folder; a name without extension
+    (Kaggle's ``10_left``) gets the first image extension that exists."""
+    path = Path(ref)
+    if not path.is_absolute():
+        path = folder / path
+    if path.suffix.lower() not in IMAGE_EXTENSIONS and not path.exists():
+        for ext in IMAGE_EXTENSIONS:
+            candidate = path.with_name(path.name + ext)
+            if candidate.is_file():
+                return candidate
+    return path  # a missing file becomes a row with "file not found"
+
+
+def _rows_from_csv(csv: Path) -> list[dict]:
+    try:
+        table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{csv}: not a readable CSV: {exc}") from None
+    lower = {c.strip().lower(): c for c in table.columns}
+    image_col = lower.get("image") or lower.get("path")
+    if image_col is None:
+        raise DataError(f"{csv}: needs an 'image' or 'path' column (has {list(table.columns)})")
+    patient_col = lower.get("patient_id") or lower.get("patient")
+    eye_col = lower.get("eye")
+    rows = []
+    for number, rec in enumerate(table.to_dict("records"), start=2):  # row 1 is the header
+        ref = rec[image_col].strip()
+        if not ref:
+            raise DataError(f"{csv} row {number}: empty {image_col!r} cell")
+        eye = rec[eye_col].strip() if eye_col else ""
+        if eye and eye.lower() not in EYE_WORDS:
+            raise DataError(f"{csv} row {number} (image {ref!r}): eye {eye!r} is not one of left/right/L/R/OS/OD")
+        rows += input_rows(
+            _resolve_csv_image(csv.parent, ref),
+            image_id=strip_image_extension(ref),
+            patient_id=rec[patient_col].strip() if patient_col else "",
+            eye=EYE_WORDS.get(eye.lower(), ""),
+        )
+    return rows
+
+
+def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
+    """Image files, folders (searched recursively for image extensions, and for DICOM files by
+    content) and CSVs (an ``image`` or ``path`` column, optional ``patient_id``/``patient`` and
+    ``eye``) -> a table with ``INPUT_COLUMNS``. Patient and eye also come from DICOM tags and
+    from file names (``123_left``, ``Patient001_L``, ``P7-OD``: :mod:`drgrader.data.eyes`).
+    A multi-frame DICOM file gives one row per frame (``<file>#frame<N>``)."""
+    rows: list[dict] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            # Every entry with an image extension becomes a row, even a FIFO or a broken link
+            # (its row then says why it was not graded); other entries are counted by suffix.
+            entries = sorted(f for f in path.rglob("*") if not f.name.startswith(".") and not f.is_dir())
+            photo = [_is_photo_file(f) for f in entries]
+            files = [f for f, ok in zip(entries, photo) if ok]
+            others = Counter(f.suffix.lower() or "(no suffix)" for f, ok in zip(entries, photo) if not ok)
+            if others:
+                listing = ", ".join(f"{suffix}: {n}" for suffix, n in sorted(others.items()))
+                log.warning("skipped %d files in %s that are not %s images (%s)",
+                            sum(others.values()), path, "/".join(IMAGE_EXTENSIONS), listing)
+            if not files:
+                log.warning("no images (%s) in folder %s", ", ".join(IMAGE_EXTENSIONS), path)
+            rows += [row for f in files for row in input_rows(f)]
+        elif path.suffix.lower() == ".csv" and path.is_file():
+            rows += _rows_from_csv(path)
+        elif path.exists() or split_frame_ref(path)[1] is not None:
+            rows += input_rows(path)
+        else:
+            raise FileNotFoundError(f"input not found: {path}")
+    table = pd.DataFrame(rows, columns=INPUT_COLUMNS)
+    return table.drop_duplicates("path").reset_index(drop=True)
+
+
