@@ -16,7 +16,8 @@ import drgrader
 from drgrader.data.cache import build_cache, cache_dir_for
 from drgrader.data.manifest import read_manifest
 from drgrader.data.split import make_split
-from drgrader.workflows.train import manifest_checksum, train
+from drgrader.workflows.records import manifest_checksum
+from drgrader.workflows.train import train
 
 # What legitimately differs between two runs: when they ran, how long, and where.
 VOLATILE = {"created", "run"}

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -180,7 +179,7 @@ def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) 
     from drgrader.inference.ensemble import make_ensemble
     from drgrader.reporting import write_report
     from drgrader.reporting.model_card import write_bundle_card
-    from drgrader.workflows.train import versions
+    from drgrader.workflows.records import run_header
 
     atomic_write_text(cv_dir / "predictions_oof.csv", pooled["oof"].to_csv(index=False))
     bundle_dir = cv_dir / "bundle"
@@ -190,9 +189,7 @@ def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) 
                     patient_decision=pooled["patient_decision"], validation={"out_of_fold": pooled["single_eye"]["headline"]})
     paired = pooled.get("paired_eyes")
     metrics = {
-        "run": cv_dir.name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": versions(),
+        **run_header(cv_dir.name),
         "evaluated_on": f"out-of-fold ({folds} folds)",
         "folds": folds,
         "tta_views": list(cfg.eval.tta),

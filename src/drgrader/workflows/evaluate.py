@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 from pathlib import Path
 
 from drgrader.config import ConfigError, DataConfig, ExperimentConfig, PreprocessConfig, load_config
@@ -52,7 +51,7 @@ def evaluate_command(
     from drgrader.data.prepare import prepare_data
     from drgrader.data.summary import summarize
     from drgrader.evaluation.evaluate import evaluate_split_pair, write_metrics
-    from drgrader.workflows.train import manifest_checksum, versions
+    from drgrader.workflows.records import data_record, run_header
 
     overrides = overrides or []
     bundle_dir, run_dir = find_bundle(Path(model))
@@ -88,15 +87,10 @@ def evaluate_command(
     result = evaluate_split_pair(bundle, val_rows, test_rows, cfg.eval, out, fit=fit, seed=cfg.train.seed)
     table = prepared.table
     metrics = {
-        "run": out.name,
+        **run_header(out.name),
         "model": str(bundle_dir),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": versions(),
-        "data": {
-            "summary": summarize(table, table["split"], table, check_images=False, skipped=prepared.skipped),
-            "skipped": prepared.skipped,
-            "manifest_sha256": manifest_checksum(table),
-        },
+        "data": data_record(table, prepared.skipped,
+                            summarize(table, table["split"], table, check_images=False, skipped=prepared.skipped)),
         "evaluated_on": evaluated_on,
         **result,
     }

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 
-from drgrader import __version__
 from drgrader.config import ExperimentConfig, config_to_dict, save_config
 from drgrader.progress import bar_wanted
-from drgrader.runtime import cpu_count, setup_torch_threads, tune_malloc
+from drgrader.runtime import setup_torch_threads, tune_malloc
+from drgrader.workflows.records import data_record, run_header
 
 log = logging.getLogger("drgrader")
 
@@ -50,28 +49,6 @@ def add_file_log(run_dir: Path) -> logging.Handler:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("drgrader").addHandler(handler)
     return handler
-
-
-def versions() -> dict:
-    import lightning
-    import timm
-    import torch
-
-    return {
-        "drgrader": __version__,
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "lightning": lightning.__version__,
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {cpu_count()} cores, gpus: {torch.cuda.device_count()}",
-    }
-
-
-def manifest_checksum(table) -> str:
-    import hashlib
-
-    cols = [c for c in ("image_id", "grade", "patient_id") if c in table]
-    return hashlib.sha256(table[cols].to_csv(index=False).encode()).hexdigest()[:16]
 
 
 def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None = None, progress: bool = True) -> Path:
@@ -189,10 +166,8 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         update_manifest(bundle_dir, thresholds=result["thresholds"], validation=result.get("val", {}),
                         patient_decision=result["patient_decision"])
         metrics = {
-            "run": run_dir.name,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "versions": versions(),
-            "data": {"summary": summary, "skipped": data.skipped, "manifest_sha256": manifest_checksum(table)},
+            **run_header(run_dir.name),
+            "data": data_record(table, data.skipped, summary),
             "training": {
                 "best_checkpoint": best,
                 "best_epoch": ckpt.get("epoch"),
