@@ -324,18 +324,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from drgrader.errors import user_errors
+    from drgrader.errors import is_input_error, one_line, user_errors
 
     try:
         args.func(args)
     except user_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, permission denied: the system's message names the file
         if args.verbose:
             raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2 if is_input_error(exc) else 1
     except KeyboardInterrupt:
         print("interrupted; finished work is kept (rerun or --resume to continue)", file=sys.stderr)
         return 130

@@ -12,6 +12,8 @@ The recipes drgrader ships live in the package (``drgrader/configs/*.yaml``) and
 from __future__ import annotations
 
 import json
+import re
+import reprlib
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -211,27 +213,90 @@ class ExperimentConfig(Section):
 
 
 # ----------------------------------------------------------------------- load/save
+MAX_ECHO = 80  # characters of a bad input quoted back in an error message
+MAX_VALUES = 100_000  # values in a config (a few hundred in a real one): more is a YAML alias bomb
+MAX_DEPTH = 50  # brackets nested in a config (a real one: 3)
+_ECHO = reprlib.Repr()
+_ECHO.maxlevel, _ECHO.maxlist, _ECHO.maxdict, _ECHO.maxtuple, _ECHO.maxset = 2, 4, 4, 4, 4
+_ECHO.maxstring = _ECHO.maxother = _ECHO.maxlong = MAX_ECHO
+
+
+def echo(value: Any) -> str:
+    """A bad input quoted back: at most ``MAX_ECHO`` characters, however large or deep the value
+    (a full repr of an aliased YAML structure can be billions of characters)."""
+    return _ECHO.repr(value)[:MAX_ECHO]
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration in {source}:"]
+    """Every field error on one line: ``invalid configuration in X: a.b: why (got ...); c: ...``."""
+    problems = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
-            lines.append(f"  {field}: unknown field")
+            problems.append(f"{field}: unknown field")
         else:
-            lines.append(f"  {field}: {e['msg']} (got {repr(e.get('input'))[:MAX_ECHO]})")
-    return "\n".join(lines)
+            problems.append(f"{field}: {e['msg']} (got {echo(e.get('input'))})")
+    shown = problems[:5] + ([f"and {len(problems) - 5} more"] if len(problems) > 5 else [])
+    return f"invalid configuration in {source}: " + "; ".join(shown)
 
 
-MAX_ECHO = 80  # characters of a bad input quoted back in an error message
+def _check_size(raw: Any, source: str) -> None:
+    """Refuse a config that stands for more than ``MAX_VALUES`` values: YAML aliases can make a
+    few hundred bytes expand to billions, and validating (or printing) them would never end."""
+    seen, stack = 0, [raw]
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise ConfigError(f"{source} holds more than {MAX_VALUES:,} values (YAML aliases expanding?); "
+                              "an experiment config has a few hundred")
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _flow_depth(text: str) -> int:
+    """How deep ``[`` and ``{`` nest in ``text`` (quotes not honoured: an upper bound)."""
+    depth = deepest = 0
+    for bracket in re.findall(r"[][{}]", text):
+        depth = depth + 1 if bracket in "[{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` whose every failure is one ConfigError line naming ``source``. Deep
+    nesting is refused before parsing: PyYAML takes seconds to minutes to scan thousands of
+    nested brackets, only to fail on Python's recursion limit."""
+    if _flow_depth(text) > MAX_DEPTH:
+        raise ConfigError(f"{source} is nested too deeply to be a config (more than {MAX_DEPTH} brackets deep)")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"{source} is not valid YAML: {problem}{where}") from None
+    except RecursionError:
+        raise ConfigError(f"{source} is nested too deeply to be a config") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's conversion limit)
+        raise ConfigError(f"{source}: {str(exc)[:MAX_ECHO]}") from None
 
 
 def _parse_value(text: str, item: str) -> Any:
     # YAML scalars give 3 -> int, 1e-3 -> float, true -> bool, [a, b] -> list, null -> None.
+    if _flow_depth(text) > MAX_DEPTH:
+        raise ConfigError(f"override {item[:MAX_ECHO]!r}: nested too deeply")
     try:
         return yaml.safe_load(text) if text != "" else ""
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or "not a YAML value"
         raise ConfigError(f"override {item[:MAX_ECHO]!r}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"override {item[:MAX_ECHO]!r}: nested too deeply") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's conversion limit)
+        raise ConfigError(f"override {item[:MAX_ECHO]!r}: {str(exc)[:MAX_ECHO]}") from None
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -298,14 +363,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         file = resolve_config(path)
         source = str(path) if isinstance(file, Path) else f"{path} (shipped {file.name})"
         try:
-            raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+            text = file.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{source} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source} is not valid YAML: {str(exc)[:400]}") from None
+        raw = _load_yaml(text, source)
+        if raw is None:  # an empty file, or only comments
+            raw = {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{source} must hold a mapping of sections, not {type(raw).__name__}")
     raw = apply_overrides(raw, list(overrides or []))
+    _check_size(raw, source)
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:

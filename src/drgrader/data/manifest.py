@@ -81,6 +81,15 @@ def _first_patients(df: pd.DataFrame, limit: int) -> pd.DataFrame:
     return df[df["patient_id"].isin(keep)]
 
 
+def _resolved(path: Path) -> Path:
+    """The absolute, link-free path; a symbolic link loop stays as found (reading it then fails
+    with its reason, as a row of the cache index, instead of stopping the whole data set)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a loop, before Python 3.13
+        return path.absolute()
+
+
 def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> Manifest:
     rows, folders, extra_skipped = found
     records, missing = [], []
@@ -96,7 +105,7 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
         if row.path is None:
             missing.append(row)
             continue
-        record = {"image_id": row.image_id, "path": str(row.path.resolve()), "grade": grade,
+        record = {"image_id": row.image_id, "path": str(_resolved(row.path)), "grade": grade,
                   "patient_id": str(row.patient_id), "eye": row.eye, "source": source}
         if row.split is not None:
             record["split"] = row.split

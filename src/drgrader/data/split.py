@@ -137,7 +137,10 @@ def load_split(path: str | Path, manifest: pd.DataFrame) -> pd.Series:
     path = Path(path)
     if not path.is_file():
         raise SplitError(f"split file not found: {path}")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise SplitError(f"{path} cannot be read as CSV: {str(exc).strip().splitlines()[0]}") from None
     missing_cols = [c for c in ("image_id", "patient_id", "split") if c not in table.columns]
     if missing_cols:
         raise SplitError(f"{path}: missing column(s) {missing_cols}; found {list(table.columns)}")

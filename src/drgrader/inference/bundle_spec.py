@@ -179,7 +179,9 @@ def _validate(manifest: dict[str, Any], file: Path) -> None:
         BundleSpec.model_validate(manifest)
     except ValidationError as err:
         first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        # a key of the file may hold anything, line breaks included: quoted then, so the
+        # message stays one line
+        field = ".".join(str(p) if str(p).isprintable() else repr(str(p)) for p in first["loc"]) or "(top level)"
         raise BundleError(f"{file} is not a valid bundle: {field}: {first['msg']}") from None
 
 
@@ -194,6 +196,8 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         manifest = json.loads(file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BundleError(f"{file} is damaged: not valid JSON ({exc})") from None
+    except RecursionError:  # [[[[... a hundred thousand deep
+        raise BundleError(f"{file} is damaged: not valid JSON (nested too deeply)") from None
     if not isinstance(manifest, dict):
         raise BundleError(f"{file} is damaged: expected a JSON object, got {type(manifest).__name__}")
     fmt = manifest.get("format")

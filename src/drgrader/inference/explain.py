@@ -36,7 +36,7 @@ from drgrader.grading import SCREENS, column_index
 from drgrader.inference.bundle import Bundle, BundleError, load_bundle
 from drgrader.inference.predict import describe_prediction
 from drgrader.io import atomic_write_bytes
-from drgrader.outputs import unique_names
+from drgrader.outputs import claim_dir, unique_names
 
 log = logging.getLogger("drgrader")
 
@@ -181,7 +181,8 @@ def explain_command(bundle: str | Path | Bundle, images: Sequence[str | Path], o
     """``drgrader explain``: one PNG per image (``<image_id>_gradcam.png``) in ``out``.
     ``images``: files, folders or a CSV, as for ``drgrader predict``. Unreadable images are
     reported and skipped."""
-    out = Path(out)
+    # A folder of heat maps: a new or plain folder, never a photo, a run, a bundle or an input folder.
+    out = claim_dir(Path(out), inputs=[Path(i) for i in images], may_reuse=("a folder",))
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle, "auto")
     table = collect_inputs(images)

@@ -80,7 +80,9 @@ def build_sections(run: RunData, figures: dict[str, bytes]) -> list[Section]:
         try:
             section = build()
         except Exception as exc:  # noqa: BLE001 - see docstring
-            log.exception("report: section %s failed", name)
+            # one line (the traceback only with --verbose): the report still gets written
+            log.warning("report: section %s could not be rendered: %s: %s", name, type(exc).__name__, exc)
+            log.debug("report: section %s failed", name, exc_info=True)
             section = Section(name, name.capitalize(), [Note(f"This section could not be rendered: {exc!r}")])
         if section is not None:
             sections.append(section)

@@ -20,6 +20,21 @@ from drgrader.config import ExperimentConfig, config_to_dict, load_config
 log = logging.getLogger("drgrader")
 
 
+class RunError(ValueError):
+    """A run or evaluation folder whose metrics.json cannot be reported on; names the file."""
+
+
+# The top-level fields of metrics.json the report reads, and the JSON type each must have
+# (or null): checked when the folder is opened, so a damaged file is one line, not a crash.
+_METRICS_FIELDS: dict[str, type] = {
+    **dict.fromkeys(("run", "model", "created", "evaluated_on"), str),
+    **dict.fromkeys(("test", "val", "test_no_tta", "test_single_eye", "data", "training", "thresholds", "versions",
+                     "per_fold", "fold_training"), dict),
+    "tta_views": list,
+}
+_JSON_TYPES = {str: "a string", dict: "an object", list: "a list"}
+
+
 @dataclass
 class RunData:
     """Everything the report reads from a run folder."""
@@ -50,21 +65,35 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
         return None
 
 
+def read_metrics(path: Path) -> dict:
+    """A run's metrics.json, checked: a JSON object whose fields the report reads have their
+    types. Anything else is a RunError naming the file (and the field)."""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise RunError(f"{path} is damaged: not valid JSON ({problem})") from None
+    if not isinstance(metrics, dict):
+        raise RunError(f"{path} is damaged: expected a JSON object, got {type(metrics).__name__}")
+    for field, kind in _METRICS_FIELDS.items():
+        value = metrics.get(field)
+        if value is not None and not isinstance(value, kind):
+            raise RunError(f"{path} is damaged: {field!r} should be {_JSON_TYPES[kind]}, got {type(value).__name__}")
+    return metrics
+
+
 def load_run(run_dir: Path, config: ExperimentConfig | None = None) -> RunData:
     """Read metrics.json (required), predictions_test.csv, logs/metrics.csv and config.yaml."""
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.is_file():
         raise FileNotFoundError(f"{run_dir} has no metrics.json: train or evaluate a model first")
-    try:
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ValueError(f"{metrics_path} is not valid JSON: {exc}") from None
+    metrics = read_metrics(metrics_path)
     config_text = None
     config_path = run_dir / "config.yaml"
     if config is not None:
         config_text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
     elif config_path.is_file():
-        config_text = config_path.read_text(encoding="utf-8")
+        config_text = config_path.read_text(encoding="utf-8", errors="replace")
         try:
             config = load_config(config_path)
         except ValueError as exc:  # ConfigError: shown as text, thumbnails use defaults

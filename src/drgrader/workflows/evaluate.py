@@ -32,6 +32,8 @@ def external_config(data: str, bundle_manifest: dict, overrides: list[str]) -> E
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": path})})
     else:
         raise ConfigError(f"--data {data}: not a YAML config or a data-set folder")
+    if cfg.data.root is None:
+        raise ConfigError(f"--data {data}: data.root is not set (the folder of the data set to evaluate on)")
     data_cfg = cfg.data.model_copy(
         update={
             "image_size": bundle_manifest.get("input_size", cfg.data.image_size),
