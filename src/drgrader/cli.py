@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from drgrader import __version__
+from drgrader.extras import require
 from drgrader.progress import MODES, set_mode
 
 CONFIG_HELP = "experiment: a shipped name (drgrader config list) or a YAML file"
@@ -68,6 +69,7 @@ def cmd_synth(args) -> None:
 
 
 def cmd_demo(args) -> None:
+    require("train", "drgrader demo")
     from drgrader.config import load_config
     from drgrader.workflows.demo import run_demo
 
@@ -76,6 +78,7 @@ def cmd_demo(args) -> None:
 
 
 def cmd_train(args) -> None:
+    require("train", "drgrader train")
     from drgrader.workflows.console import print_run
     from drgrader.workflows.train import train
 
@@ -90,6 +93,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_cv(args) -> None:
+    require("train", "drgrader cv")
     from drgrader.workflows.console import print_run
     from drgrader.workflows.cv import run_cv
 
@@ -153,12 +157,14 @@ def cmd_predict(args) -> None:
 
 
 def cmd_explain(args) -> None:
+    require("explain", "drgrader explain")
     from drgrader.inference.explain import explain_command
 
     explain_command(args.bundle, args.images, out=Path(args.out))
 
 
 def cmd_export(args) -> None:
+    require("export", "drgrader export")
     from drgrader.inference.export import export_command
 
     out = export_command(args.bundle, fmt=args.format, out=args.out, overwrite=args.overwrite)

@@ -14,6 +14,7 @@ _USER_ERROR_CLASSES = (
     ("drgrader.data.label_files", "DataError"),
     ("drgrader.data.split", "SplitError"),
     ("drgrader.data.images", "ImageReadError"),
+    ("drgrader.extras", "MissingExtraError"),
     ("drgrader.inference.bundle_spec", "BundleError"),
     ("drgrader.models.pretrained", "PretrainedError"),
     ("drgrader.outputs", "OutputError"),

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from drgrader.config import PreprocessConfig
+from drgrader.extras import available, require
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, decide
 from drgrader.inference.bundle_spec import MANIFEST, BundleError, read_manifest, write_manifest
 from drgrader.inference.predictor import score_batch
@@ -142,7 +143,7 @@ def save_bundle(
 
 def load_bundle(path: str | Path, backend: str = "auto") -> Bundle:
     """Load a bundle for inference. ``backend``: "torch", "onnx", or "auto" (torch when the
-    weights and PyTorch are there, else ONNX Runtime)."""
+    weights and the [torch] extra are there, else ONNX Runtime)."""
     path = Path(path)
     if path.is_file():
         path = path.parent
@@ -150,23 +151,16 @@ def load_bundle(path: str | Path, backend: str = "auto") -> Bundle:
     if manifest.get("members"):
         members = [load_bundle(path / m, backend) for m in manifest["members"]]
         return Bundle(path, manifest, members=members)
-    if backend == "auto":
-        backend = "torch" if (path / "model.safetensors").is_file() and _has_torch() else "onnx"
+    has_onnx = (path / "model.onnx").is_file()
+    if backend == "auto":  # weights only and no [torch] extra: torch, whose error says what to install
+        backend = "torch" if (path / "model.safetensors").is_file() and (available("torch") or not has_onnx) else "onnx"
     if backend == "torch":
-        runner = _torch_runner(path, manifest)
+        runner = _torch_runner(path, manifest, "the torch backend" if has_onnx else f"{path}, a bundle without model.onnx,")
     elif backend == "onnx":
         runner = _onnx_runner(path)
     else:
         raise BundleError(f"unknown backend {backend!r}; use torch, onnx or auto")
     return Bundle(path, manifest, runner=runner)
-
-
-def _has_torch() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def build_scoring_net(manifest: dict):
@@ -177,13 +171,14 @@ def build_scoring_net(manifest: dict):
     return ScoringNet(net, manifest["mean"], manifest["std"])
 
 
-def _torch_runner(path: Path, manifest: dict):
-    import torch
-    from safetensors.torch import load_file
-
+def _torch_runner(path: Path, manifest: dict, feature: str):
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise BundleError(f"{path}: no model.safetensors (use backend='onnx' for an ONNX-only bundle)")
+    require("torch", feature)
+    import torch
+    from safetensors.torch import load_file
+
     scoring = build_scoring_net(manifest)
     try:
         scoring.net.load_state_dict(load_file(str(weights)))

@@ -146,14 +146,10 @@ def _client(request: Request) -> str:
 
 
 def _can_explain(bundle: Bundle) -> bool:
-    """Grad-CAM needs PyTorch and the weights of the (first) member."""
-    leaf = bundle.leaves()[0]
-    try:
-        import pytorch_grad_cam  # noqa: F401
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return (leaf.path / "model.safetensors").is_file()
+    """Grad-CAM needs the [explain] extra and the weights of the (first) member."""
+    from drgrader.extras import available
+
+    return available("explain") and (bundle.leaves()[0].path / "model.safetensors").is_file()
 
 
 def _png_b64(rgb) -> str:

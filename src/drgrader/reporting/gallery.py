@@ -100,6 +100,11 @@ def _load_explainer(run: RunData):
     bundle_dir = next((c for c in candidates if (c / MANIFEST).is_file()), None)
     if bundle_dir is None:
         return None
+    from drgrader.extras import missing
+
+    if missing("explain") or not (bundle_dir / "model.safetensors").is_file():
+        log.info("report: no Grad-CAM overlays (they need the [explain] extra and the bundle's model.safetensors)")
+        return None
     try:  # only now: it imports PyTorch and pytorch-grad-cam (seconds)
         from drgrader.inference.explain import explain_image
     except ImportError as exc:
