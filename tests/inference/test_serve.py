@@ -64,6 +64,9 @@ def test_good_photo_gets_a_grade(client, photo, tiny_bundle, tmp_path):
     assert len(body["probabilities"]) == 5 and sum(body["probabilities"]) == pytest.approx(1, abs=1e-5)
     assert isinstance(body["referable"], bool) and body["gradable"] is True and body["warning"] is None
     assert body["disclaimer"] == DISCLAIMER and (body["width"], body["height"]) == (288, 192)
+    # The per-patient answer too (a photo of unknown side, one patient), the photo as its one eye.
+    assert body["patient"]["decision"] in ("negative", "refer", "urgent", "uncertain", "ungradable")
+    assert body["eyes"]["file"]["grade"] == body["grade"] and body["eyes"]["file"]["filename"] == "eye.jpg"
     assert "overlay_png" not in body  # only with ?explain=1
     # Same answer as batch prediction of the same file.
     path = tmp_path / "eye.jpg"
@@ -111,13 +114,14 @@ def test_bad_uploads_get_clear_errors_and_the_server_carries_on(client, photo):
 
 
 def test_chunked_upload_over_the_limit_is_refused(client):
-    """Without Content-Length the body is counted while it arrives."""
+    """Without Content-Length the body is counted while it arrives (and refused past the limit in
+    all, two photos' worth)."""
     boundary = "drgraderboundary"
     head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
 
     def body():
         yield head.encode()
-        for _ in range(int(LIMIT_MB * 2**20 / 65536) + 3):
+        for _ in range(int(2 * LIMIT_MB * 2**20 / 65536) + 4):
             yield b"\xff" * 65536
         yield f"\r\n--{boundary}--\r\n".encode()
 

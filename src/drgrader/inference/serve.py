@@ -2,11 +2,22 @@
 
 ``GET /``             one self-contained HTML page (no external resources: works offline)
 ``GET /api/health``   {"status": "ok", model facts}
-``POST /api/predict`` multipart field ``file`` -> grade, probabilities, screening decisions,
-                      gradability; ``?explain=1`` adds Grad-CAM overlays as base64 PNGs.
+``POST /api/predict`` one patient's photos, multipart fields ``right`` and/or ``left`` (one
+                      photo per eye; JPEG, PNG, TIFF, ..., DICOM), or ``file`` (one photo of
+                      an eye of unknown side: the original field) -> ``patient``: the
+                      per-patient ``decision`` (negative / refer / urgent / ungradable /
+                      uncertain), its ``reason`` and ``uncertainty``, made as ``drgrader
+                      predict`` makes it (both eyes through the bundle's paired-eye stage when
+                      it has one); ``eyes``: per field, grade, probabilities, screening
+                      decisions, gradability, uncertainty; a ``file`` upload also keeps that
+                      photo's keys at the top level. ``?explain=1`` adds Grad-CAM overlays as
+                      base64 PNGs (:mod:`.serve_patient`).
+``GET /api/examples`` synthetic example photos (name, eye, drawn grade, url), each a small JPEG
+                      at ``/api/examples/<name>``, rendered on first request (:mod:`.serve_examples`).
 
 Bad uploads get a JSON ``{"error": ...}`` with a 4xx status (400 not an image / empty / too
-small, 413 too large) and the server carries on. At most ``max_pending`` requests are in
+small, 413 too large: ``max_upload_mb`` per photo, twice that in all) and the server carries
+on; with two photos, a bad one fails the request and the message names its eye. At most ``max_pending`` requests are in
 progress or waiting; beyond that the answer is 503 ``busy, try again`` instead of an unbounded
 queue. Uploads are decoded from a ``TemporaryDirectory`` that is removed after each request.
 
@@ -31,7 +42,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
@@ -42,6 +53,8 @@ from drgrader.data.preprocess import assess_quality
 from drgrader.grading import GRADE_NAMES
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.predict import describe_prediction
+from drgrader.inference.serve_examples import example_jpeg, example_list
+from drgrader.inference.serve_patient import FIELDS, FILE_FIELD, MAX_PHOTOS, field_error, patient_answer, upload_suffix
 
 log = logging.getLogger("drgrader")
 
@@ -208,6 +221,24 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
     return 200, body
 
 
+def analyse_patient(bundle: Bundle, photos: list[tuple[str, str, Path]], *, explain: bool, max_pixels: int) -> tuple[int, dict]:
+    """Grade one patient's uploaded photos ``(field, file name, path)`` -> (HTTP status, JSON
+    body): ``patient`` and ``eyes`` (:func:`~.serve_patient.patient_answer`); a lone ``file``
+    upload keeps its photo's keys at the top level too. A photo that cannot be read fails the
+    request, its message naming the eye."""
+    eyes, errors = {}, []
+    for field, name, path in photos:
+        status, body = analyse_photo(bundle, path, name=name, explain=explain, max_pixels=max_pixels)
+        if status == 200:
+            eyes[field] = body
+        else:
+            errors.append((status, field_error(field, body["error"])))
+    if errors:
+        return errors[0][0], {"error": "; ".join(message for _, message in errors)}
+    answer = patient_answer(bundle, eyes)
+    return 200, {**answer, **answer["eyes"].get(FILE_FIELD, {}), "disclaimer": DISCLAIMER}
+
+
 def create_app(
     bundle: str | Path | Bundle,
     *,
@@ -225,6 +256,7 @@ def create_app(
     model = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, backend)
     can_explain = _can_explain(model)
     limit = int(max_upload_mb * 1024 * 1024)
+    total = MAX_PHOTOS * (limit + _MULTIPART_OVERHEAD)  # the whole request body
     page = resources.files("drgrader.inference").joinpath("static/index.html").read_text(encoding="utf-8")
 
     app = FastAPI(title="drgrader demo", description=DISCLAIMER, version="1")
@@ -252,18 +284,30 @@ def create_app(
             "input_size": model.input_size,
             "explain": can_explain,
             "max_upload_mb": max_upload_mb,
+            "upload_fields": FIELDS,
             "disclaimer": DISCLAIMER,
         }
 
+    @app.api_route("/api/examples", methods=["GET", "HEAD"])
+    def examples() -> list:
+        return example_list()
+
+    @app.api_route("/api/examples/{name}", methods=["GET", "HEAD"])
+    def example(name: str) -> Response:
+        data = example_jpeg(name)
+        if data is None:
+            return _error(404, f"no example photo called {name!r}")
+        return Response(data, media_type="image/jpeg", headers={"cache-control": "max-age=3600"})
+
     async def receive_upload(request: Request):
-        """The uploaded file's (name, bytes), or the JSONResponse that answers instead."""
+        """The uploaded photos [(field, file name, bytes)], or the JSONResponse that answers instead."""
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit + _MULTIPART_OVERHEAD:
-            return _error(413, f"upload too large: {int(length) / 2**20:.1f} MB > limit {max_upload_mb:g} MB")
-        guarded = Request(request.scope, _guarded_receive(request.receive, limit + _MULTIPART_OVERHEAD,
+        if length and length.isdigit() and int(length) > total:
+            return _error(413, f"upload too large: {int(length) / 2**20:.1f} MB > limit {max_upload_mb:g} MB per photo")
+        guarded = Request(request.scope, _guarded_receive(request.receive, total,
                                                           read_timeout, read_timeout * UPLOAD_TIME_FACTOR))
         try:
-            form = await guarded.form(max_files=1, max_fields=5)
+            form = await guarded.form(max_files=MAX_PHOTOS, max_fields=5)
         except ClientDisconnect:  # the client went away mid-upload: nobody to answer
             log.info("client %s disconnected during its upload", _client(request))
             return _error(400, "upload interrupted")
@@ -271,22 +315,32 @@ def create_app(
             log.info("client %s stalled during its upload (%s): answered 408", _client(request), exc)
             return _error(408, f"upload timed out: {exc}", close=True)
         except _BodyTooLarge:
-            return _error(413, f"upload too large: more than {max_upload_mb:g} MB")
+            return _error(413, f"upload too large: more than {MAX_PHOTOS} x {max_upload_mb:g} MB")
         except (MultiPartException, HTTPException) as exc:
             return _error(400, f"malformed upload: {getattr(exc, 'message', None) or getattr(exc, 'detail', exc)}")
+        uploads = []
         try:
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                return _error(400, "no file uploaded: send the photo as the multipart field 'file'")
-            name = Path(upload.filename or "upload").name
-            data = await upload.read(limit + 1)
+            for field in FIELDS:
+                parts = form.getlist(field)
+                if len(parts) > 1 or (parts and isinstance(parts[0], str)):
+                    return _error(400, f"send one photo file as the field '{field}' ({len(parts)} parts sent)")
+                if not parts:
+                    continue
+                name = Path(parts[0].filename or "upload").name
+                data = await parts[0].read(limit + 1)
+                if len(data) > limit:
+                    return _error(413, field_error(field, f"{name}: file too large (> {max_upload_mb:g} MB)"))
+                if not data:
+                    return _error(400, field_error(field, f"{name}: empty file (0 bytes)"))
+                uploads.append((field, name, data))
         finally:
             await form.close()
-        if len(data) > limit:
-            return _error(413, f"{name}: file too large (> {max_upload_mb:g} MB)")
-        if not data:
-            return _error(400, f"{name}: empty file (0 bytes)")
-        return name, data
+        if not uploads:
+            return _error(400, "no file uploaded: send the photos as the multipart fields 'right' and/or 'left' "
+                               "(or one photo as 'file')")
+        if len(uploads) > 1 and any(field == FILE_FIELD for field, _, _ in uploads):
+            return _error(400, "send the photos as 'right' and/or 'left', or one photo as 'file', not both")
+        return uploads
 
     @app.post("/api/predict")
     async def predict(request: Request, explain: bool = False) -> JSONResponse:
@@ -300,16 +354,18 @@ def create_app(
             app.state.uploads.release()
         if isinstance(received, JSONResponse):
             return received
-        name, data = received
         if not app.state.slots.acquire(blocking=False):
             return _error(503, "busy, try again")
         try:
             with tempfile.TemporaryDirectory(prefix="drgrader-upload-") as tmp:
-                path = Path(tmp) / "upload"
-                path.write_bytes(data)
+                photos = []
+                for field, name, data in received:  # the extension kept: a .dcm may lack the DICM marker
+                    path = Path(tmp) / f"{field}{upload_suffix(name)}"
+                    path.write_bytes(data)
+                    photos.append((field, name, path))
                 del data, received
                 status, body = await run_in_threadpool(
-                    analyse_photo, model, path, name=name, explain=explain and can_explain, max_pixels=max_pixels
+                    analyse_patient, model, photos, explain=explain and can_explain, max_pixels=max_pixels
                 )
             return JSONResponse(body, status_code=status)
         finally:

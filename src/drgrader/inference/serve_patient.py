@@ -1,0 +1,120 @@
+"""The web demo's per-patient answer: the graded photos of one patient's eyes -> the
+per-patient decision, its reason and uncertainty, made by the functions ``drgrader predict``
+uses (:func:`~drgrader.inference.predict.with_paired_eyes`,
+:func:`~drgrader.inference.patient_decision.bundle_decision_points`,
+:func:`~drgrader.inference.patient_decision.decide_patients`), so the demo and a predict run on
+the same two photos of one patient give the same decision.
+
+Upload fields (multipart): ``left`` and/or ``right`` (one photo each), or ``file`` (the demo's
+original field: one photo of an eye of unknown side). The eyes are one patient; with two eyes
+and a bundle that has a paired-eye stage, each eye is graded from both (``fused_grade``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS
+from drgrader.inference.bundle import Bundle
+from drgrader.inference.patient_decision import bundle_decision_points, decide_patients, eye_uncertainty
+from drgrader.inference.predict import OUTPUT_COLUMNS, typed_predictions, with_paired_eyes
+
+EYE_FIELDS = {"right": "right", "left": "left"}  # form field -> eye, in the order eyes are listed
+FILE_FIELD = "file"  # one photo, side unknown
+FIELDS = [*EYE_FIELDS, FILE_FIELD]
+MAX_PHOTOS = 2
+PATIENT_ID = "patient"
+_SUFFIX = re.compile(r"\.[a-z0-9]{1,5}")
+
+
+def field_label(field: str) -> str:
+    """How an upload field is named in messages: ``left eye``, ``right eye``, or ``photo``."""
+    return f"{field} eye" if field in EYE_FIELDS else "photo"
+
+
+def field_error(field: str, message: str) -> str:
+    """An error about one upload field's photo, naming the eye (``left eye: x.jpg: ...``)."""
+    return message if field == FILE_FIELD else f"{field_label(field)}: {message}"
+
+
+def upload_suffix(name: str) -> str:
+    """The extension to keep when saving an upload (``.dcm`` matters: a DICOM file without the
+    128-byte preamble is known by its name only); '' for none or anything odd."""
+    suffix = Path(name).suffix.lower()
+    return suffix if _SUFFIX.fullmatch(suffix) else ""
+
+
+def _scores(body: dict) -> list[float]:
+    """The 8 model scores of a graded photo's JSON (NaN where the model gives none)."""
+    values = [*(body.get("probabilities") or [None] * 5), body["expected_grade"], body["score_any"], body["score_referable"]]
+    return [np.nan if v is None else float(v) for v in values]
+
+
+def photo_table(eyes: dict[str, dict]) -> pd.DataFrame:
+    """The graded photos (field -> JSON of :func:`~drgrader.inference.serve.analyse_photo`) as
+    the rows ``predict`` writes, all of one patient."""
+    rows = []
+    for field, body in eyes.items():
+        rows.append({
+            "path": body["filename"],
+            # the eye's field (unique), or for a photo of unknown side its name (the reason names it)
+            "image_id": field if field in EYE_FIELDS else Path(body["filename"]).stem or field,
+            "patient_id": PATIENT_ID,
+            "eye": EYE_FIELDS.get(field, ""),
+            "grade": body["grade"],
+            **dict(zip(SCORE_COLUMNS, _scores(body))),
+            "any_dr": body["any_dr"],
+            "referable": body["referable"],
+            "gradable": body["gradable"],
+            "quality_score": body["quality_score"],
+            "quality_reason": body["quality_reason"],
+            "error": "",
+        })
+    return typed_predictions(pd.DataFrame(rows, columns=OUTPUT_COLUMNS))
+
+
+def _value(x) -> float | None:
+    return None if x is None or pd.isna(x) else float(x)
+
+
+def _flag(x) -> bool | None:
+    return None if x is None or pd.isna(x) else bool(x)
+
+
+def patient_answer(bundle: Bundle, eyes: dict[str, dict], *, refer_share: float | None = None) -> dict:
+    """``{"patient": {...}, "eyes": {field: {...}}}`` for one patient's graded photos: the
+    decision as ``predict`` makes it, and each eye's JSON with its ``uncertainty`` (and, with a
+    paired-eye stage, its ``fused_grade``, ``paired`` and the grade and decisions it gives)."""
+    table = photo_table(eyes)
+    stage = bundle.paired_eyes
+    if stage:
+        table = with_paired_eyes(table, stage)
+    points = bundle_decision_points(bundle.manifest, table, refer_share=refer_share)
+    table["uncertainty"] = eye_uncertainty(table, points)
+    decided = decide_patients(table, points).iloc[0]
+    fields = list(eyes)
+    deciding = [f for f, image in zip(fields, table["image_id"]) if image == decided["deciding_image"]]
+    out = {}
+    for k, (field, body) in enumerate(eyes.items()):
+        row = table.iloc[k]
+        eye = {**body, "eye": EYE_FIELDS.get(field), "uncertainty": _value(row["uncertainty"])}
+        if stage:
+            grade = None if pd.isna(row["grade"]) else int(row["grade"])
+            eye.update(grade=grade, grade_name=None if grade is None else GRADE_NAMES[grade],
+                       any_dr=_flag(row["any_dr"]), referable=_flag(row["referable"]),
+                       fused_grade=_value(row["fused_grade"]), paired=bool(row["paired"]))
+        out[field] = eye
+    patient = {
+        "decision": decided["decision"],
+        "reason": decided["reason"],
+        "uncertainty": _value(decided["uncertainty"]),
+        "deciding_eye": deciding[0] if deciding else None,
+        "eyes": fields,
+        "paired_eyes": bool(stage) and bool(table["paired"].any()),
+        "refer_share": points.refer_share,
+    }
+    return {"patient": patient, "eyes": out}
