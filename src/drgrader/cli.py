@@ -89,7 +89,10 @@ def cmd_train(args) -> None:
         run_dir = train(cfg, resume=Path(args.resume))
     else:
         run_dir = train(_config(args), out=args.out)
-    print_run(run_dir)
+    from drgrader.runtime import process_ranks
+
+    if process_ranks().rank == 0:  # under torchrun / srun every rank runs this command
+        print_run(run_dir)
 
 
 def cmd_cv(args) -> None:

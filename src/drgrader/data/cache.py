@@ -9,14 +9,19 @@ files, and a row exists only for a finished image. Rerunning resumes where the l
 stopped, and the final index equals that of an uninterrupted run.
 
 Building is parallel over processes, streams the work (bounded memory), and can be split
-into shards (``shard=(i, n)``) for Slurm job arrays sharing one cache folder.
+into shards (``shard=(i, n)``) for Slurm job arrays sharing one cache folder. A whole build
+(no shard) holds a lock on the folder (``.build.lock``): processes building one cache at once,
+the ranks of a torchrun or Slurm training on a node among them, build it once; the first to
+come builds, the others wait and then find every image done.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import logging
 import multiprocessing
 import os
 import re
@@ -36,6 +41,8 @@ from drgrader.io import atomic_write_bytes, atomic_write_json
 from drgrader.progress import progress as progress_bar
 from drgrader.runtime import cpu_count
 
+log = logging.getLogger("drgrader")
+
 CACHE_VERSION = 1  # bump when preprocessing code changes its output: old caches are not reused
 DEFAULT_CACHE_NAME = ".drgrader-cache"
 SETTINGS_NAME = "settings.json"
@@ -44,6 +51,7 @@ SETTINGS_NAME = "settings.json"
 # 3x the disk space (768 KB against ~270 KB; see benchmarks/bench_preprocess.py).
 IMAGE_SUFFIX = ".npy"
 STALE_TEMP_SECONDS = 3600  # temporary files older than this are leftovers of killed runs
+BUILD_LOCK = ".build.lock"
 
 INDEX_COLUMNS = [
     "image_id",
@@ -254,6 +262,23 @@ def _run_pool(todo: list, workers: int, chunksize: int):
 
 
 # ---------------------------------------------------------------------------- build
+@contextlib.contextmanager
+def _build_lock(out: Path):
+    """Hold the cache folder's build lock (POSIX; elsewhere no lock: builders then duplicate work,
+    still safely, as every file is written atomically)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(out / BUILD_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock; the file stays (removing it would race the next waiter)
+
+
 def _check_manifest(manifest: pd.DataFrame) -> None:
     missing = [c for c in ("image_id", "path") if c not in manifest.columns]
     if missing:
@@ -297,40 +322,44 @@ def build_cache(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create the cache folder {out} (data.cache_dir): {exc.strerror}") from None
-    settings = cache_settings(data_cfg)
-    settings_path = out / SETTINGS_NAME
-    if not settings_path.is_file():
-        atomic_write_json(settings_path, settings)
-    _remove_stale_temps(out)
+    # A whole build under the folder's lock: concurrent builders (the ranks of one training) build once.
+    with _build_lock(out) if shard is None else contextlib.nullcontext():
+        settings = cache_settings(data_cfg)
+        settings_path = out / SETTINGS_NAME
+        if not settings_path.is_file():
+            atomic_write_json(settings_path, settings)
+        _remove_stale_temps(out)
 
-    ids = manifest["image_id"].astype(str).tolist()
-    paths = ["" if pd.isna(p) else str(p) for p in manifest["path"]]
-    rows: dict[str, dict] = {}
-    todo: list[tuple[str, str, str, dict, int]] = []
-    for image_id, source in zip(ids, paths):
-        row = _read_done_row(out, image_id, Path(source)) if source else None
-        if row is not None:
-            rows[image_id] = row
-        elif not source:
-            rows[image_id] = _failed_row(image_id, "no image path in the manifest")
-        else:
-            todo.append((image_id, source, str(out), settings["preprocess"], data_cfg.image_size))
+        ids = manifest["image_id"].astype(str).tolist()
+        paths = ["" if pd.isna(p) else str(p) for p in manifest["path"]]
+        rows: dict[str, dict] = {}
+        todo: list[tuple[str, str, str, dict, int]] = []
+        for image_id, source in zip(ids, paths):
+            row = _read_done_row(out, image_id, Path(source)) if source else None
+            if row is not None:
+                rows[image_id] = row
+            elif not source:
+                rows[image_id] = _failed_row(image_id, "no image path in the manifest")
+            else:
+                todo.append((image_id, source, str(out), settings["preprocess"], data_cfg.image_size))
+        if todo:
+            log.info("caching %d of %d images in %s", len(todo), len(ids), out)
 
-    if workers is None:
-        workers = data_cfg.workers
-    workers = workers or cpu_count()
-    workers = max(1, min(workers, len(todo)))
-    with progress_bar(total=len(todo), desc="preprocess", unit="img", disable=not progress or not todo) as bar:
-        if workers == 1:
-            for task in todo:
-                row = _cache_one(task)
-                rows[row["image_id"]] = row
-                bar.update()
-        else:
-            chunksize = max(1, min(16, len(todo) // (workers * 8)))
-            for row in _run_pool(todo, workers, chunksize):
-                rows[row["image_id"]] = row
-                bar.update()
+        if workers is None:
+            workers = data_cfg.workers
+        workers = workers or cpu_count()
+        workers = max(1, min(workers, len(todo)))
+        with progress_bar(total=len(todo), desc="preprocess", unit="img", disable=not progress or not todo) as bar:
+            if workers == 1:
+                for task in todo:
+                    row = _cache_one(task)
+                    rows[row["image_id"]] = row
+                    bar.update()
+            else:
+                chunksize = max(1, min(16, len(todo) // (workers * 8)))
+                for row in _run_pool(todo, workers, chunksize):
+                    rows[row["image_id"]] = row
+                    bar.update()
 
     table = pd.DataFrame([rows[i] for i in ids])
     if table.empty:

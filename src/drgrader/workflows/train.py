@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -12,36 +11,11 @@ import numpy as np
 
 from drgrader.config import ExperimentConfig, config_to_dict, save_config
 from drgrader.progress import bar_wanted
-from drgrader.runtime import setup_torch_threads, tune_malloc
+from drgrader.runtime import process_ranks, setup_torch_threads, tune_malloc
 from drgrader.workflows.records import data_record, run_header
+from drgrader.workflows.run_folder import forget_rendezvous, new_run_dir
 
 log = logging.getLogger("drgrader")
-
-
-def launch_rank() -> int:
-    """Global rank of this process as set by the launcher (Lightning DDP, torchrun, Slurm)."""
-    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return 0
-
-
-def new_run_dir(cfg: ExperimentConfig, out: Path | None) -> Path:
-    """``out`` or ``<out_dir>/<name>``; an existing folder is never reused silently: a numbered
-    sibling is made instead (``--resume`` is the way to continue a run).
-
-    Under multi-process training only rank 0 chooses; the other ranks take its choice, passed
-    on in DRGRADER_RUN_DIR (Lightning's launcher copies the environment to its workers)."""
-    if launch_rank() > 0 and os.environ.get("DRGRADER_RUN_DIR"):
-        return Path(os.environ["DRGRADER_RUN_DIR"])
-    base = Path(out) if out is not None else Path(cfg.out_dir) / cfg.name
-    run_dir, n = base, 1
-    while run_dir.exists() and any(run_dir.iterdir()):
-        n += 1
-        run_dir = base.with_name(f"{base.name}-{n}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["DRGRADER_RUN_DIR"] = str(run_dir.resolve())
-    return run_dir
 
 
 def add_file_log(run_dir: Path) -> logging.Handler:
@@ -70,20 +44,21 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
     from drgrader.inference.bundle_spec import update_manifest
     from drgrader.models.factory import create_model, input_mean_std
     from drgrader.models.losses import inverse_frequency_weights
-    from drgrader.training.callbacks import EpochSummary
+    from drgrader.training.callbacks import EpochSummary, SameRunFolder
     from drgrader.training.datamodule import FundusDataModule
     from drgrader.training.module import AtomicCheckpointIO, GraderModule
     from drgrader.training.sampler_epoch import SamplerEpoch
 
+    rank = process_ranks().rank
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "checkpoints" / "last.ckpt").is_file():
             raise FileNotFoundError(f"cannot resume {run_dir}: no checkpoints/last.ckpt")
     else:
-        run_dir = new_run_dir(cfg, out)
-        if launch_rank() == 0:
+        run_dir = new_run_dir(cfg, out)  # one folder for all ranks of a multi-process run
+        if rank == 0:
             save_config(cfg, run_dir / "config.yaml")
-    handler = add_file_log(run_dir)
+    handler = add_file_log(run_dir) if rank == 0 else None  # the other ranks log to the console only
     try:
         threads = setup_torch_threads()
         L.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -92,7 +67,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         log.info("run folder: %s (torch threads: %d)", run_dir, threads)
 
         split_file = run_dir / "split.csv" if resume is not None else None
-        writes_files = resume is None and launch_rank() == 0
+        writes_files = resume is None and rank == 0
         data = prepare_data(cfg.data, run_dir if writes_files else None, split_file=split_file, progress=progress)
         table = data.table
         counts = table.groupby("split")["grade"].value_counts().unstack(fill_value=0)
@@ -115,6 +90,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
             LearningRateMonitor(logging_interval="epoch"),
             EpochSummary(),
             SamplerEpoch(),  # a new order each epoch under DDP, whatever the Lightning version
+            SameRunFolder(run_dir),
         ]
         if t.early_stopping:
             callbacks.append(EarlyStopping(monitor="val_metric", mode="max", patience=t.early_stopping))
@@ -138,10 +114,12 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
             deterministic=False,  # set above with warn_only, so CPU ops without a deterministic kernel still run
             num_sanity_val_steps=0,
         )
-        stashed = stash_epoch_log(run_dir) if resume is not None else None
+        stashed = stash_epoch_log(run_dir) if resume is not None and rank == 0 else None
         started = time.time()
         trainer.fit(module, datamodule=datamodule, ckpt_path="last" if resume is not None else None)
         wall = time.time() - started
+        if resume is None:
+            forget_rendezvous(run_dir, cfg, out)  # every rank has passed it by now
         if stashed is not None:
             merge_epoch_log(run_dir, stashed)
         if trainer.global_rank != 0:
@@ -194,8 +172,9 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
             log.warning("report module not available; metrics.json written")
         return run_dir
     finally:
-        logging.getLogger("drgrader").removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            logging.getLogger("drgrader").removeHandler(handler)
+            handler.close()
 
 
 def stash_epoch_log(run_dir: Path) -> Path | None:

@@ -1,0 +1,115 @@
+"""The run folder of ``drgrader train``: one per run, the same for every process of a
+multi-process run.
+
+- One process: ``--out`` or ``<out_dir>/<name>``; an existing, non-empty folder is never reused
+  silently: a numbered sibling (``-2``, ``-3`` ...) is made instead (``--resume`` continues a run).
+- Lightning's own launcher (``drgrader train --devices 2 --strategy ddp``): rank 0 chooses and
+  passes the folder in DRGRADER_RUN_DIR to the workers it spawns (they inherit its environment).
+- torchrun or srun: every process starts the whole command on its own and nothing of rank 0's
+  environment reaches the others. Rank 0 chooses and creates the folder as above and writes its
+  path to a rendezvous file, ``.drgrader-launch/<launch id>.json`` beside the folder (under
+  ``out_dir``, or beside ``--out``); the other ranks wait for that file and take the folder it
+  names. The launch id (:func:`drgrader.runtime.process_ranks`) is the same in every process of
+  one launch and new for the next: Slurm's job and step id, torchrun's rendezvous id (a fresh
+  uuid with ``--standalone``; pass ``--rdzv-id`` with a static rendezvous, else every launch
+  is ``none``), restart count and MASTER_PORT. A rendezvous file written well before this
+  process started (left by a crashed launch that reused the id) is not taken. Rank 0 removes
+  the file once training has started on every rank, and the ranks check, once their process
+  group is up, that they all write to one folder (:class:`~drgrader.training.callbacks.SameRunFolder`).
+
+So ``out_dir`` must be on a file system every process sees, as it must anyway for
+checkpoints and ``--resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+from drgrader.config import ExperimentConfig
+from drgrader.io import atomic_write_json
+from drgrader.runtime import PROCESS_STARTED, Ranks, process_ranks
+
+log = logging.getLogger("drgrader")
+
+RUN_DIR_ENV = "DRGRADER_RUN_DIR"
+RENDEZVOUS_DIR = ".drgrader-launch"
+WAIT_ENV = "DRGRADER_RENDEZVOUS_TIMEOUT"  # seconds the other ranks wait for rank 0's folder
+WAIT_S = 600.0
+STALE_S = 600.0  # a rendezvous file older than this process by more is a leftover
+_POLL_S = 0.2
+
+
+def base_dir(cfg: ExperimentConfig, out: Path | None) -> Path:
+    return Path(out) if out is not None else Path(cfg.out_dir) / cfg.name
+
+
+def rendezvous_file(base: Path, ranks: Ranks) -> Path:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", ranks.launch_id or "unnamed")[:120]
+    return base.parent / RENDEZVOUS_DIR / f"{name}.json"
+
+
+def _fresh_dir(base: Path) -> Path:
+    run_dir, n = base, 1
+    while run_dir.exists() and any(run_dir.iterdir()):
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def new_run_dir(cfg: ExperimentConfig, out: Path | None, ranks: Ranks | None = None) -> Path:
+    """The run folder of a new run: chosen and created by rank 0, learnt by the other ranks
+    (see the module docstring)."""
+    ranks = ranks or process_ranks()
+    base = base_dir(cfg, out)
+    if ranks.rank > 0:
+        if ranks.launcher == "env" and os.environ.get(RUN_DIR_ENV):
+            return Path(os.environ[RUN_DIR_ENV])
+        if ranks.world_size > 1:
+            return _wait_for_rank0(rendezvous_file(base, ranks), ranks)
+    run_dir = _fresh_dir(base)
+    os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
+    if ranks.world_size > 1:
+        atomic_write_json(rendezvous_file(base, ranks), {"run_dir": str(run_dir.resolve()), "launch": ranks.launch_id,
+                                                          "written": time.time()})
+    return run_dir
+
+
+def _wait_for_rank0(file: Path, ranks: Ranks) -> Path:
+    timeout = float(os.environ.get(WAIT_ENV) or WAIT_S)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            note = json.loads(file.read_text(encoding="utf-8"))
+            if note.get("launch") == ranks.launch_id and float(note.get("written", 0)) >= PROCESS_STARTED - STALE_S:
+                run_dir = Path(note["run_dir"])
+                if run_dir.is_dir():
+                    log.info("rank %d: run folder %s (chosen by rank 0)", ranks.rank, run_dir)
+                    return run_dir
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # not there yet (or being replaced)
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"rank {ranks.rank} waited {timeout:.0f} s for rank 0 to choose the run folder ({file} names it): "
+                f"is rank 0 running, and do all processes see the same out_dir? ({WAIT_ENV} sets the wait)"
+            )
+        time.sleep(_POLL_S)
+
+
+def forget_rendezvous(run_dir: Path, cfg: ExperimentConfig, out: Path | None, ranks: Ranks | None = None) -> None:
+    """Rank 0, once every rank has its folder: remove the rendezvous file (and its folder when empty)."""
+    ranks = ranks or process_ranks()
+    if ranks.rank != 0 or ranks.world_size < 2:
+        return
+    file = rendezvous_file(base_dir(cfg, out), ranks)
+    try:
+        if json.loads(file.read_text(encoding="utf-8")).get("run_dir") == str(Path(run_dir).resolve()):
+            file.unlink()
+        file.parent.rmdir()  # only when empty: another launch may be using it
+    except (OSError, ValueError):
+        pass
