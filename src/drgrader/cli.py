@@ -151,12 +151,19 @@ def cmd_report(args) -> None:
 
 
 def cmd_predict(args) -> None:
+    from drgrader.workflows.data import parse_shard
     from drgrader.workflows.predict import predict_command
 
     predict_command(
         args.bundle, args.inputs, out=args.out, backend=args.backend, batch_size=args.batch_size, tta=args.tta,
-        overwrite=args.overwrite, refer_share=args.refer_share,
+        overwrite=args.overwrite, refer_share=args.refer_share, shard=parse_shard(args.shard) if args.shard else None,
     )
+
+
+def cmd_merge_predictions(args) -> None:
+    from drgrader.workflows.predict import merge_predictions
+
+    print(f"merged predictions: {merge_predictions(args.parts, args.out, overwrite=args.overwrite, partial=args.partial)}")
 
 
 def cmd_explain(args) -> None:
@@ -287,7 +294,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refer-share", dest="refer_share", type=float,
                    help="share of patients (0..0.5) sent to a human grader as 'uncertain' (default: the bundle's, "
                         "fitted on validation; 0: none)")
+    p.add_argument("--shard", help="i/n: grade only shard i of n, a patient's photos together (e.g. a Slurm array task); "
+                                   "join the parts with merge-predictions")
+    _add_progress(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("merge-predictions", help="join the CSVs of predict --shard runs into one (and the per-patient files)")
+    p.add_argument("parts", nargs="+", type=Path, help="the shards' prediction CSVs (their _patients.csv are found beside them)")
+    p.add_argument("--out", required=True, type=Path, help="the merged CSV")
+    p.add_argument("--partial", action="store_true", help="merge even when shards are missing (a warning)")
+    p.add_argument("--overwrite", action="store_true", help="allow --out to replace a file that is not a CSV")
+    p.set_defaults(func=cmd_merge_predictions)
 
     p = sub.add_parser("explain", help="Grad-CAM heat maps over the preprocessed fundus")
     p.add_argument("bundle")

@@ -19,7 +19,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from drgrader.config import ConfigError, PreprocessConfig
 from drgrader.data.images import ImageReadError, read_image
@@ -30,6 +29,7 @@ from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, column_index
 from drgrader.inference.bundle import Bundle
 from drgrader.inference.patient_decision import DecisionPoints, decide_patients
 from drgrader.inference.predictor import apply_view
+from drgrader.progress import progress as progress_bar
 from drgrader.runtime import cpu_count
 
 log = logging.getLogger("drgrader")
@@ -150,7 +150,7 @@ def predict_images(
     chunks = [table.iloc[i : i + batch_size] for i in range(0, len(table), batch_size)]
     results = []
     pool = ThreadPoolExecutor(max_workers=workers or cpu_count(), thread_name_prefix="drgrader-decode")
-    bar = tqdm(total=len(table), unit="img", desc="predicting", disable=not progress)
+    bar = progress_bar(total=len(table), unit="img", desc="predicting", disable=not progress)  # --progress decides the form
     try:
         pending = _submit(pool, bundle, chunks[0]) if chunks else []
         for i, chunk in enumerate(chunks):

@@ -1,6 +1,14 @@
 """``drgrader predict``: inputs -> bundle -> one CSV row per photo and one decision per patient,
 resumable (finished rows are appended to ``<out>.partial.csv`` after every batch; rerunning the
-same command continues), written atomically at the end."""
+same command continues), written atomically at the end.
+
+Many machines: ``--shard i/n`` grades only the photos of shard i (an array job's task), and
+``drgrader merge-predictions`` joins the shards' files into what one run would have written.
+Photos go to shards by patient when the patient is known (a patient's photos, both eyes, stay
+together, so each shard's per-patient decisions and paired-eye grades are whole), else by path,
+hashed as ``preprocess --shard`` hashes image ids (:func:`drgrader.data.cache.shard_of`). Each
+shard also writes ``<out stem>_shard.json`` (its i/n, the number of inputs, the bundle), with
+which the merge checks that every shard is there, once, from the same inputs and bundle."""
 
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.config import ConfigError
+from drgrader.data.cache import shard_of
 from drgrader.data.inputs import collect_inputs
 from drgrader.data.manifest import DataError
 from drgrader.grading import SCORE_COLUMNS
@@ -52,9 +61,12 @@ def _read_partial(partial: Path) -> pd.DataFrame:
     return pd.read_csv(partial, dtype={c: str for c in TEXT_COLUMNS})
 
 
-def _default_out() -> Path:
-    """``predictions.csv``; when that exists, the interrupted run it belongs to, else a fresh name."""
+def _default_out(shard: tuple[int, int] | None = None) -> Path:
+    """``predictions.csv`` (``predictions-shard3of16.csv`` for a shard); when that exists, the
+    interrupted run it belongs to, else a fresh name."""
     default = Path(DEFAULT_OUT)
+    if shard is not None:
+        default = default.with_name(f"{default.stem}-shard{shard[0]}of{shard[1]}{default.suffix}")
     candidate, n = default, 1
     while candidate.exists() and not candidate.with_name(candidate.name + ".partial.csv").exists():
         n += 1
@@ -72,13 +84,16 @@ def predict_command(
     tta: list[str] | None = None,
     overwrite: bool = False,
     refer_share: float | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Path:
     """``drgrader predict``: grade the inputs into ``out`` (CSV, ``OUTPUT_COLUMNS`` and each
     photo's ``uncertainty``) and, when patient ids are known, ``<out stem>_patients.csv`` (the
     per-patient decision, its reason and uncertainty, and the worst eye). ``refer_share``: the
     share of patients to send to a human grader (default: the bundle's). Resumable: rerun with
     the same ``out``. Without ``out``: ``predictions.csv``, or a fresh ``predictions-2.csv`` ...
-    when it exists (an interrupted default run is resumed)."""
+    when it exists (an interrupted default run is resumed). ``shard=(i, n)``: only the photos of
+    shard i of n (see the module docstring); the default output is then
+    ``predictions-shard<i>of<n>.csv``."""
     check_tta(tta)
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
@@ -87,7 +102,11 @@ def predict_command(
     table = collect_inputs(inputs)
     if table.empty:
         raise DataError(f"no images found in {', '.join(str(i) for i in inputs)}")
-    out = claim_file(_default_out() if out is None else Path(out), inputs=[*inputs, *table["path"]], overwrite=overwrite)
+    found = len(table)
+    if shard is not None:
+        table = shard_rows(table, shard)
+        log.info("shard %d/%d: %d of %d images", shard[0], shard[1], len(table), found)
+    out = claim_file(_default_out(shard) if out is None else Path(out), inputs=[*inputs, *table["path"]], overwrite=overwrite)
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle, backend)
     try:  # before any work: a share the bundle has no band for
@@ -95,7 +114,26 @@ def predict_command(
     except ValueError as exc:
         raise ConfigError(f"--refer-share: {exc}") from None
     with exclusive(out):
-        return _predict_into(bundle, table, out, batch_size, tta, refer_share)
+        written = _predict_into(bundle, table, out, batch_size, tta, refer_share)
+        if shard is not None:
+            note = {"shard": list(shard), "inputs": found, "rows": len(table), "run": _resume_key(bundle, tta)}
+            atomic_write_json(shard_note(out), note)
+        return written
+
+
+def shard_rows(table: pd.DataFrame, shard: tuple[int, int]) -> pd.DataFrame:
+    """The input rows of shard ``i`` of ``n``: by patient id when known, else by path."""
+    i, n = shard
+    keys = table["patient_id"].where(table["patient_id"].astype(str) != "", table["path"]).astype(str)
+    return table[[shard_of(key, n) == i for key in keys]].reset_index(drop=True)
+
+
+def shard_note(out: Path) -> Path:
+    return Path(out).with_name(f"{Path(out).stem}_shard.json")
+
+
+def patients_file(out: Path) -> Path:
+    return Path(out).with_name(f"{Path(out).stem}_patients.csv")
 
 
 def _predict_into(
@@ -139,13 +177,112 @@ def _predict_into(
     atomic_write_text(out, final.to_csv(index=False))
     patients = patient_table(final, points)
     if len(patients):
-        patients_file = out.with_name(f"{out.stem}_patients.csv")
-        atomic_write_text(patients_file, patients.to_csv(index=False))
+        atomic_write_text(patients_file(out), patients.to_csv(index=False))
         counts = patients["decision"].value_counts()
-        log.info("per-patient decisions (%s): %s", ", ".join(f"{n} {o}" for o, n in counts.items()), patients_file)
+        log.info("per-patient decisions (%s): %s", ", ".join(f"{n} {o}" for o, n in counts.items()), patients_file(out))
     partial.unlink()
     key_file.unlink(missing_ok=True)
     failed = int((final["error"] != "").sum())
     ungradable = int((final["gradable"] == False).sum())  # noqa: E712 (nullable boolean)
     log.info("predicted %d images (%d unreadable, %d flagged ungradable): %s", len(final) - failed, failed, ungradable, out)
     return out
+
+
+# ------------------------------------------------------------------------------- merge
+def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite: bool = False, partial: bool = False) -> Path:
+    """``drgrader merge-predictions``: the shards' prediction CSVs (and their ``_patients.csv``)
+    into ``out`` (and ``<out stem>_patients.csv``), rows ordered by path as a run over a folder
+    lists them; the cells are copied as written. Refused (exit 2) when a photo or a patient is in
+    two parts, when a shard is missing or given twice (``partial``: a missing one is only a
+    warning) or the parts come from other inputs or another bundle. A ``_patients.csv`` given
+    beside its predictions file (``p-*.csv`` matches both) is taken as that file's."""
+    given = [Path(p) for p in parts]
+    chosen = {p.resolve() for p in given}
+    parts = [p for p in given if not (p.name.endswith("_patients.csv")
+                                      and p.with_name(p.name.removesuffix("_patients.csv") + ".csv").resolve() in chosen)]
+    if not parts:
+        raise DataError("merge-predictions: no prediction files given")
+    for part in parts:
+        if not part.is_file():
+            raise DataError(f"merge-predictions: {part} is not a file")
+    out = claim_file(Path(out), inputs=[*given, *(patients_file(p) for p in parts)], overwrite=overwrite)
+    _check_shards(parts, partial)
+
+    def read(file: Path) -> pd.DataFrame:
+        try:  # every cell as text: written back exactly as the shard wrote it
+            return pd.read_csv(file, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise DataError(f"{file}: not a readable predictions CSV: {exc}") from None
+
+    tables = [read(p) for p in parts]
+    for part, table in zip(parts, tables):
+        if "path" not in table or list(table.columns) != list(tables[0].columns):
+            raise DataError(f"{part}: its columns differ from {parts[0]}'s; merge the outputs of one predict command")
+    merged = pd.concat(tables, ignore_index=True)
+    _refuse_repeats(merged, "path", parts, tables, "photo")
+    merged = merged.iloc[sorted(range(len(merged)), key=lambda k: _path_order(merged["path"].iat[k]))]
+
+    per_patient = [(p, read(patients_file(p))) for p in parts if patients_file(p).is_file()]
+    with exclusive(out):
+        atomic_write_text(out, merged.to_csv(index=False))
+        if per_patient:
+            patients = pd.concat([t for _, t in per_patient], ignore_index=True)
+            _refuse_repeats(patients, "patient_id", [p for p, _ in per_patient], [t for _, t in per_patient], "patient")
+            patients = patients.sort_values("patient_id", kind="stable")
+            atomic_write_text(patients_file(out), patients.to_csv(index=False))
+    log.info("merged %d parts: %d images%s into %s", len(parts), len(merged),
+             f", {len(patients)} patients" if per_patient else "", out)
+    return out
+
+
+def _path_order(path: str) -> tuple:
+    """A folder's order (collect_inputs sorts paths), frames of a DICOM file by number."""
+    from drgrader.data.dicom import split_frame_ref
+
+    source, frame = split_frame_ref(Path(path))
+    return Path(source), frame or 0
+
+
+def _refuse_repeats(merged: pd.DataFrame, column: str, parts: list[Path], tables: list[pd.DataFrame], what: str) -> None:
+    repeated = merged.loc[merged[column].duplicated() & (merged[column] != ""), column]
+    if len(repeated):
+        value = repeated.iat[0]
+        holders = [str(p) for p, t in zip(parts, tables) if (t[column] == value).any()]
+        raise DataError(f"merge-predictions: {what} {value!r} is in {' and '.join(holders) or 'one part twice'} "
+                        f"({len(repeated)} repeated); merge the shards of one run")
+
+
+def _check_shards(parts: list[Path], partial: bool) -> None:
+    """Every shard of one run, once: from the ``_shard.json`` each shard writes."""
+    notes = {}
+    for part in parts:
+        try:
+            note = json.loads(shard_note(part).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            note = None
+        valid = isinstance(note, dict) and isinstance(note.get("shard"), list) and len(note["shard"]) == 2
+        notes[part] = note if valid else None
+    unrecorded = [str(p) for p, note in notes.items() if not isinstance(note, dict)]
+    if unrecorded:
+        log.warning("cannot check that the parts cover every photo: no shard record (%s) beside %s",
+                    shard_note(Path("<part>.csv")).name, ", ".join(unrecorded[:5]))
+        return
+    first = next(iter(notes.values()))
+    count = first["shard"][1]
+    seen: dict[int, Path] = {}
+    for part, note in notes.items():
+        if note["shard"][1] != count or note.get("inputs") != first.get("inputs") or note.get("run") != first.get("run"):
+            raise DataError(f"merge-predictions: {part} is shard {note['shard'][0]}/{note['shard'][1]} of "
+                            f"{note.get('inputs')} inputs, {parts[0]} of {first.get('inputs')} of {count} shards; "
+                            "merge the shards of one run (same inputs, bundle, TTA and n)")
+        index = note["shard"][0]
+        if index in seen:
+            raise DataError(f"merge-predictions: shard {index}/{count} given twice ({seen[index]} and {part})")
+        seen[index] = part
+    missing = sorted(set(range(count)) - set(seen))
+    if missing:
+        listing = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
+        message = f"shard(s) {listing} of {count} missing: their photos are not in the merge"
+        if not partial:
+            raise DataError(f"merge-predictions: {message} (give every part, or --partial)")
+        log.warning("%s", message)
