@@ -1,8 +1,9 @@
 """The web demo in a real browser: Debian's headless Chromium driven by Playwright.
 
 Needs /usr/bin/chromium (``make browser`` or ``apt-get install chromium``); Playwright's own
-browser download is never used. Set DRGRADER_SCREENSHOT_DIR to keep the screenshot
-(``demo-page.png``, e.g. for docs/images/).
+browser download is never used. Set DRGRADER_SCREENSHOT_DIR to keep the screenshots
+(``web-demo-two-eyes.png`` at 1280 px, ``web-demo-narrow.png`` at 390 px; docs/images/ holds
+them: ``DRGRADER_SCREENSHOT_DIR=docs/images pytest -m browser tests/inference/test_browser.py``).
 """
 
 from __future__ import annotations
@@ -61,56 +62,139 @@ def server(tiny_bundle):
     thread.join(timeout=10)
 
 
-def screenshot_path(tmp_path: Path) -> Path:
+def screenshot_path(tmp_path: Path, name: str) -> Path:
     folder = os.environ.get("DRGRADER_SCREENSHOT_DIR")
-    return (Path(folder) if folder else tmp_path) / "demo-page.png"
+    path = (Path(folder) if folder else tmp_path) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
-def test_upload_in_the_browser_shows_the_api_grade(server, tmp_path):
+@pytest.fixture
+def page():
+    """A fresh Chromium page; collects the page's script errors in ``page.script_errors``."""
     from playwright.sync_api import sync_playwright
-
-    from drgrader.synth import make_fundus
-
-    photo = tmp_path / "12_left.jpeg"
-    cv2.imwrite(str(photo), cv2.cvtColor(make_fundus(2, np.random.default_rng(12), height=384), cv2.COLOR_RGB2BGR))
-    notes = tmp_path / "notes.txt"
-    notes.write_text("this is not a photograph\n")
-    api = httpx.post(f"{server}/api/predict", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")}, timeout=60)
-    assert api.status_code == 200, api.text
-    expected = api.json()
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1000, "height": 900})
-            script_errors: list[str] = []
-            page.on("pageerror", lambda exc: script_errors.append(str(exc)))
-            page.goto(f"{server}/")
-            assert "not a medical device" in page.text_content("#disclaimer")
-
-            page.set_input_files("#file", str(photo))  # the page uploads on change
-            page.wait_for_selector("#result", state="visible", timeout=45_000)
-            assert page.text_content("#grade") == expected["grade_name"]
-            assert page.get_attribute("#grade", "data-grade") == str(expected["grade"])
-            assert page.text_content("#referable") == ("yes" if expected["referable"] else "no")
-            assert page.locator("#probs li").count() == 5
-            page.wait_for_function("document.getElementById('overlay').naturalWidth > 0")
-            assert page.eval_on_selector("#overlay", "img => img.naturalWidth") == 64
-            assert page.is_hidden("#error")
-            page.wait_for_function("!document.getElementById('model').textContent.includes('loading')")
-            shot = screenshot_path(tmp_path)
-            shot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shot), full_page=True)
-
-            # A bad upload shows the server's message on the page; the page keeps working.
-            page.set_input_files("#file", str(notes))
-            page.wait_for_selector("#error", state="visible", timeout=30_000)
-            assert "not an image" in page.text_content("#error")
-            assert page.is_hidden("#result")
-            page.set_input_files("#file", str(photo))
-            page.wait_for_selector("#result", state="visible", timeout=45_000)
-            assert page.text_content("#grade") == expected["grade_name"]
-            assert script_errors == []
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.script_errors = []
+            page.on("pageerror", lambda exc: page.script_errors.append(str(exc)))
+            yield page
         finally:
             browser.close()
-    assert shot.stat().st_size > 10_000
+
+
+def write_photo(path: Path, grade: int, seed: int, eye: str) -> Path:
+    from drgrader.synth import make_fundus
+
+    rgb = make_fundus(grade, np.random.default_rng(seed), height=384, eye=eye)
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def shows_image(page, selector: str) -> None:
+    page.wait_for_function(f"(() => {{ const i = document.querySelector({selector!r}); return i && i.naturalWidth > 0; }})()")
+
+
+def test_two_eyes_in_the_browser_show_the_patient_decision(server, page, tmp_path):
+    right = write_photo(tmp_path / "P1_right.jpeg", 1, 12, "right")
+    left = write_photo(tmp_path / "P1_left.jpeg", 3, 13, "left")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("this is not a photograph\n")
+    files = {eye: (path.name, path.read_bytes(), "image/jpeg") for eye, path in (("right", right), ("left", left))}
+    api = httpx.post(f"{server}/api/predict", files=files, timeout=60)
+    assert api.status_code == 200, api.text
+    expected = api.json()
+
+    page.goto(f"{server}/")
+    assert "not a medical device" in page.text_content("#disclaimer")
+    assert page.is_disabled("#grade-button")
+    page.set_input_files("#right-file", str(right))
+    page.set_input_files("#left-file", str(left))
+    shows_image(page, "#preview-right")
+    shows_image(page, "#preview-left")
+    assert "P1_left.jpeg" in page.text_content("#left-name")
+    page.click("#grade-button")
+    page.wait_for_selector("#result", state="visible", timeout=45_000)
+
+    patient = expected["patient"]
+    assert page.get_attribute("#patient", "data-decision") == patient["decision"]
+    assert page.text_content("#reason") == patient["reason"]
+    assert page.locator("#eyes > article").count() == 2
+    for eye in ("right", "left"):
+        card = f"#eye-{eye}"
+        assert page.text_content(f"{card} .grade") == expected["eyes"][eye]["grade_name"]
+        assert page.get_attribute(f"{card} .grade", "data-grade") == str(expected["eyes"][eye]["grade"])
+        assert page.text_content(f"{card} .referable") == ("yes" if expected["eyes"][eye]["referable"] else "no")
+        assert page.locator(f"{card} .bars li").count() == 5
+        shows_image(page, f"{card} .overlay")
+        assert page.eval_on_selector(f"{card} .overlay", "img => img.naturalWidth") == 64
+    assert page.is_hidden("#error")
+    page.wait_for_function("!document.getElementById('model').textContent.includes('loading')")
+    page.wait_for_function("document.querySelectorAll('button.example img').length === 4 && "
+                           "[...document.querySelectorAll('button.example img')].every(i => i.complete && i.naturalWidth > 0)")
+    wide = screenshot_path(tmp_path, "web-demo-two-eyes.png")
+    page.screenshot(path=str(wide), full_page=True)
+
+    # On a phone-sized screen everything fits the width (no sideways scrolling).
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    narrow = screenshot_path(tmp_path, "web-demo-narrow.png")
+    page.screenshot(path=str(narrow), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    # A bad photo in one eye: the server's message names the eye; the page keeps working.
+    page.set_input_files("#right-file", str(notes))
+    page.click("#grade-button")
+    page.wait_for_selector("#error", state="visible", timeout=30_000)
+    assert page.text_content("#error").startswith("right eye: notes.txt") and "not an image" in page.text_content("#error")
+    assert page.is_hidden("#result") and "invalid" in page.get_attribute("#drop-right", "class")
+    page.set_input_files("#right-file", str(right))
+    page.click("#grade-button")
+    page.wait_for_selector("#result", state="visible", timeout=45_000)
+    assert page.text_content("#reason") == patient["reason"]
+    assert page.script_errors == []
+    assert wide.stat().st_size > 10_000 and narrow.stat().st_size > 10_000
+
+
+def test_example_photos_drop_and_paste_in_the_browser(server, page):
+    page.goto(f"{server}/")
+    page.wait_for_selector("button.example", timeout=30_000)
+    examples = httpx.get(f"{server}/api/examples", timeout=30).json()
+    assert page.locator("button.example").count() == len(examples)
+
+    # Click an example: it lands in its eye's box and grades like the same file uploaded.
+    first = examples[0]
+    page.click(f"button.example[data-name='{first['name']}']")
+    shows_image(page, f"#preview-{first['eye']}")
+    assert first["name"] in page.text_content(f"#{first['eye']}-name")
+    page.click("#grade-button")
+    page.wait_for_selector("#result", state="visible", timeout=45_000)
+    photo = httpx.get(f"{server}/{first['url']}", timeout=30).content
+    expected = httpx.post(f"{server}/api/predict", files={first["eye"]: (first["name"], photo, "image/jpeg")}, timeout=60).json()
+    assert page.locator("#eyes > article").count() == 1
+    assert page.text_content(f"#eye-{first['eye']} .grade") == expected["eyes"][first["eye"]]["grade_name"]
+    assert page.get_attribute("#patient", "data-decision") == expected["patient"]["decision"]
+
+    # Drag-and-drop into the left box, paste into the focused right box: both eyes graded.
+    page.click("#clear-right")
+    page.evaluate("""async ([left, right]) => {
+        const file = async (url, name) => new File([await (await fetch(url)).blob()], name, { type: "image/jpeg" });
+        const dropped = new DataTransfer();
+        dropped.items.add(await file(left.url, "dropped_left.jpg"));
+        document.getElementById("drop-left").dispatchEvent(new DragEvent("drop", { dataTransfer: dropped, bubbles: true, cancelable: true }));
+        const pasted = new DataTransfer();
+        pasted.items.add(await file(right.url, "image.png"));
+        document.getElementById("drop-right").focus();
+        document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: pasted, bubbles: true, cancelable: true }));
+    }""", [examples[3], examples[2]])
+    shows_image(page, "#preview-left")
+    shows_image(page, "#preview-right")
+    assert "dropped_left.jpg" in page.text_content("#left-name") and "right-pasted" in page.text_content("#right-name")
+    page.click("#grade-button")
+    page.wait_for_selector("#result", state="visible", timeout=45_000)
+    assert page.locator("#eyes > article").count() == 2
+    assert page.get_attribute("#patient", "data-decision") in ("negative", "refer", "urgent", "uncertain", "ungradable")
+    assert page.text_content("#reason")
+    assert page.script_errors == []
