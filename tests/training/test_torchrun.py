@@ -16,7 +16,6 @@ import pytest
 from conftest import tiny_config
 
 from drgrader.config import save_config
-from drgrader.runtime import Ranks, process_ranks
 
 pytestmark = pytest.mark.slow
 
@@ -125,15 +124,3 @@ def test_slurm_two_tasks(synth_dir, tmp_path):
     outputs = {rank: (tmp_path / f"rank{rank}.log").read_text(errors="replace") for rank in (0, 1)}
     assert codes == [0, 0], (outputs[0][-3000:], outputs[1][-3000:])
     check_run(tmp_path, outputs)
-
-
-def test_ranks_from_each_launcher():
-    assert process_ranks({}) == Ranks()
-    torchrun = {"TORCHELASTIC_RUN_ID": "abc", "RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "MASTER_PORT": "29400",
-                "SLURM_NTASKS": "2", "SLURM_PROCID": "1", "SLURM_JOB_ID": "77"}  # srun torchrun: torchrun's ranks
-    assert process_ranks(torchrun) == Ranks(3, 1, 4, "torchrun", "torchrun-abc-r0-29400-77")
-    slurm = {"SLURM_NTASKS": "8", "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "77", "SLURM_STEP_ID": "2"}
-    assert process_ranks(slurm) == Ranks(5, 1, 8, "slurm", "slurm-77-2")
-    assert process_ranks({**slurm, "SLURM_JOB_NAME": "interactive"}) == Ranks()  # salloc shell: not a task of srun
-    lightning_worker = {"LOCAL_RANK": "1", "WORLD_SIZE": "2", "MASTER_PORT": "5000"}
-    assert process_ranks(lightning_worker) == Ranks(1, 1, 2, "env", "env-5000")
