@@ -88,6 +88,7 @@ def test_shard_of_another_run_or_overlapping_parts_are_refused(photos, tiny_bund
     # Parts without shard records (unsharded runs) merge with a warning, but never a photo twice.
     with pytest.raises(DataError, match="is in .*all.csv"):
         merge_predictions([whole, first], tmp_path / "m.csv", partial=True)
+    assert not (tmp_path / "m.csv").exists()
 
 
 def test_cli_shard_and_merge(photos, tiny_bundle, whole, tmp_path, capsys):

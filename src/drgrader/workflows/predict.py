@@ -223,15 +223,17 @@ def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite
     merged = merged.iloc[sorted(range(len(merged)), key=lambda k: _path_order(merged["path"].iat[k]))]
 
     per_patient = [(p, read(patients_file(p))) for p in parts if patients_file(p).is_file()]
+    patients = None
+    if per_patient:
+        patients = pd.concat([t for _, t in per_patient], ignore_index=True)
+        _refuse_repeats(patients, "patient_id", [p for p, _ in per_patient], [t for _, t in per_patient], "patient")
+        patients = patients.sort_values("patient_id", kind="stable")
     with exclusive(out):
         atomic_write_text(out, merged.to_csv(index=False))
-        if per_patient:
-            patients = pd.concat([t for _, t in per_patient], ignore_index=True)
-            _refuse_repeats(patients, "patient_id", [p for p, _ in per_patient], [t for _, t in per_patient], "patient")
-            patients = patients.sort_values("patient_id", kind="stable")
+        if patients is not None:
             atomic_write_text(patients_file(out), patients.to_csv(index=False))
     log.info("merged %d parts: %d images%s into %s", len(parts), len(merged),
-             f", {len(patients)} patients" if per_patient else "", out)
+             "" if patients is None else f", {len(patients)} patients", out)
     return out
 
 
