@@ -10,9 +10,9 @@ stopped, and the final index equals that of an uninterrupted run.
 
 Building is parallel over processes, streams the work (bounded memory), and can be split
 into shards (``shard=(i, n)``) for Slurm job arrays sharing one cache folder. A whole build
-(no shard) holds a lock on the folder (``.build.lock``): processes building one cache at once,
-the ranks of a torchrun or Slurm training on a node among them, build it once; the first to
-come builds, the others wait and then find every image done.
+(no shard) holds a lock on the folder (``<key>.lock`` beside it): processes building one cache
+at once, the ranks of a torchrun or Slurm training on a node among them, build it once; the
+first to come builds, the others wait and then find every image done.
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ SETTINGS_NAME = "settings.json"
 # 3x the disk space (768 KB against ~270 KB; see benchmarks/bench_preprocess.py).
 IMAGE_SUFFIX = ".npy"
 STALE_TEMP_SECONDS = 3600  # temporary files older than this are leftovers of killed runs
-BUILD_LOCK = ".build.lock"
 
 INDEX_COLUMNS = [
     "image_id",
@@ -271,7 +270,7 @@ def _build_lock(out: Path):
     except ImportError:
         yield
         return
-    fd = os.open(out / BUILD_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = os.open(out.with_name(out.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
