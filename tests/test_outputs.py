@@ -110,11 +110,13 @@ def test_special_files_in_a_folder_are_rows_with_their_reason_not_a_hang(tiny_bu
     os.mkfifo(folder / "9_left.jpeg")
     (folder / "8_left.jpeg").symlink_to(folder / "missing.jpeg")
     (folder / "7_left.jpeg").symlink_to(folder / "7_left.jpeg")
-    (folder / "notes.gif").write_bytes(b"GIF89a")
+    (folder / "cut.gif").write_bytes(b"GIF89a")  # a photo format since DICOM/GIF/WebP support: a row
+    (folder / "notes.txt").write_text("not a photo")  # counted in a warning, not a row
     out = tmp_path / "p.csv"
     assert main(["predict", str(tiny_bundle), str(folder), "--out", str(out)]) == 0  # returns: no blocking read
     rows = pd.read_csv(out, keep_default_na=False).set_index("image_id")
     assert rows.loc["9_left", "error"] == "not a regular file (FIFO, socket or device)"
     assert rows.loc["8_left", "error"] == "broken symbolic link"
     assert rows.loc["7_left", "error"] == "symbolic link loop"
-    assert rows.loc["0_left", "error"] == "" and len(rows) == 5
+    assert rows.loc["cut", "error"] != ""
+    assert rows.loc["0_left", "error"] == "" and len(rows) == 6
