@@ -182,12 +182,9 @@ def cmd_export(args) -> None:
 
 
 def cmd_ensemble(args) -> None:
-    from drgrader.inference.ensemble import make_ensemble
-    from drgrader.reporting.model_card import write_bundle_card
+    from drgrader.workflows.bundles import ensemble_command
 
-    out = make_ensemble(args.bundles, Path(args.out))
-    write_bundle_card(out, {})  # no figures of its own yet; each member's card is in members/
-    print(f"ensemble bundle: {out}")
+    print(f"ensemble bundle: {ensemble_command(args.bundles, args.out)}")
 
 
 def cmd_serve(args) -> None:
