@@ -32,7 +32,7 @@ _METRICS_FIELDS: dict[str, type] = {
                      "per_fold", "fold_training"), dict),
     "tta_views": list,
 }
-_JSON_TYPES = {str: "a string", dict: "an object", list: "a list"}
+_JSON_TYPES: dict[type, str] = {str: "a string", dict: "an object", list: "a list"}
 
 
 @dataclass
