@@ -39,7 +39,9 @@ import pandas as pd
 from common import RESULTS, command_line, machine_info, merge_results, now, peak_rss_mb
 from drgrader.config import DataConfig
 from drgrader.data import cache as cache_mod
-from drgrader.data.preprocess import assess_quality, find_fundus, preprocess_image
+from drgrader.data.fundus import find_fundus
+from drgrader.data.preprocess import preprocess_image
+from drgrader.data.quality import assess_quality
 
 JPEG_QUALITY = 92  # typical of fundus camera exports
 

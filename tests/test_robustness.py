@@ -30,7 +30,7 @@ from PIL import Image
 from drgrader.cli import main as cli_main
 from drgrader.config import DataConfig, save_config
 from drgrader.data.cache import build_cache, load_cached
-from drgrader.data.preprocess import circle_mask, find_fundus
+from drgrader.data.fundus import circle_mask, find_fundus
 from drgrader.synth import make_dataset, make_fundus
 
 SRC = Path(__file__).resolve().parents[1] / "src"

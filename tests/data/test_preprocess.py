@@ -15,18 +15,10 @@ import pytest
 from PIL import Image
 
 from drgrader.config import PreprocessConfig
+from drgrader.data.fundus import FundusCircle, circle_mask, find_fundus
 from drgrader.data.images import ImageReadError, read_image, read_image_size
-from drgrader.data.preprocess import (
-    FundusCircle,
-    assess_quality,
-    ben_graham,
-    circle_mask,
-    clahe_lab,
-    crop_to_fundus,
-    find_fundus,
-    preprocess_image,
-    resize_square,
-)
+from drgrader.data.preprocess import ben_graham, clahe_lab, crop_to_fundus, preprocess_image, resize_square
+from drgrader.data.quality import assess_quality
 from drgrader.synth import make_fundus
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"

@@ -11,14 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from drgrader.config import PreprocessConfig
+from drgrader.data.fundus import FundusCircle, find_fundus
 from drgrader.data.images import read_image, read_image_size
-from drgrader.data.preprocess import (
-    FundusCircle,
-    Quality,
-    assess_quality,
-    find_fundus,
-    preprocess_image,
-)
+from drgrader.data.preprocess import preprocess_image
+from drgrader.data.quality import Quality, assess_quality
 
 # Decode JPEGs at a reduced DCT scale whose short side is at least this many times the model
 # input size: the fundus circle is rarely under 80% of the short side. If it is, the image is

@@ -31,7 +31,7 @@ from torch import nn
 from drgrader.data.images import ImageReadError, read_image
 from drgrader.data.inputs import collect_inputs
 from drgrader.data.manifest import DataError
-from drgrader.data.preprocess import assess_quality
+from drgrader.data.quality import assess_quality
 from drgrader.grading import SCREENS, column_index
 from drgrader.inference.bundle import Bundle, BundleError, load_bundle
 from drgrader.inference.predict import describe_prediction

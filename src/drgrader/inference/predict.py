@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 
 from drgrader.config import ConfigError, PreprocessConfig
+from drgrader.data.fundus import find_fundus
 from drgrader.data.images import ImageReadError, read_image
 from drgrader.data.inputs import INPUT_COLUMNS, input_rows
 from drgrader.data.photo import preprocess_file
-from drgrader.data.preprocess import assess_quality, find_fundus
+from drgrader.data.quality import assess_quality
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, column_index
 from drgrader.inference.bundle import Bundle
 from drgrader.inference.patient_decision import DecisionPoints, decide_patients

@@ -49,7 +49,7 @@ from starlette.requests import ClientDisconnect
 
 from drgrader.data.images import ImageReadError, read_image, read_image_size
 from drgrader.data.photo import decode_photo
-from drgrader.data.preprocess import assess_quality
+from drgrader.data.quality import assess_quality
 from drgrader.grading import GRADE_NAMES
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.predict import describe_prediction

@@ -1,0 +1,101 @@
+"""Is a photo gradable? Fundus found, neither too dark nor too bright, not blurred
+(``assess_quality``): thresholds calibrated on real and synthetic photos."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from drgrader.data.fundus import FundusCircle, check_rgb, circle_mask, find_fundus, max_channel, shrink_by_integer
+from drgrader.data.preprocess import crop_box, crop_to_fundus
+
+_QUALITY_DIAMETER = 256  # fixed scale for the sharpness measure
+
+# Quality thresholds, calibrated on the real photos in shared/data (rahim-originals,
+# eyepacs-256), on drgrader.synth images and on degraded copies (tests/data/test_preprocess.py).
+DARK_THRESHOLD = 25.0  # mean luma inside the fundus, 0..255
+BRIGHT_THRESHOLD = 225.0
+SHARPNESS_THRESHOLD = 4.0  # normalised Laplacian measure, see _sharpness
+
+
+@dataclass(frozen=True)
+class Quality:
+    gradable: bool
+    score: float  # 0..1, 0.5 at the nearest threshold
+    reason: str  # "" when gradable
+
+
+def _resize_to(image: np.ndarray, n: int) -> np.ndarray:
+    interpolation = cv2.INTER_AREA if image.shape[0] > n else cv2.INTER_LINEAR
+    return cv2.resize(image, (n, n), interpolation=interpolation)
+
+
+def _sharpness(green: np.ndarray, inside: np.ndarray) -> float:
+    """Fine detail relative to brightness: std of the Laplacian / mean, inside the fundus.
+
+    Computed at a fixed fundus diameter, so it does not depend on the photo's resolution;
+    dividing by the mean makes it independent of exposure.
+    """
+    lap = cv2.Laplacian(green, cv2.CV_32F, ksize=3)
+    mean = float(green[inside].mean())
+    return float(lap[inside].std() / max(mean, 1.0) * 100.0)
+
+
+def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None) -> Quality:
+    """Is the photo gradable? Fundus found, neither too dark nor too bright, not blurred.
+
+    Brightness is the mean luma inside the fundus; sharpness a normalised Laplacian measure on
+    the green channel (where vessels and lesions have most contrast) at a fixed scale. The
+    score is the minimum over the three checks of ``x / (x + threshold)``-style ramps: 0.5
+    at a threshold, towards 1 when clearly fine. Thresholds: module constants, calibrated so
+    that all real photos in shared/data with a detected fundus and the synthetic ones pass,
+    and photos blurred with a Gaussian of sigma >= 2-3% of the fundus diameter fail.
+    """
+    check_rgb(rgb)
+    if circle is None:
+        circle = find_fundus(rgb)
+    if not circle.found:
+        return Quality(False, 0.0, "no fundus detected")
+    h, w = rgb.shape[:2]
+    n = _QUALITY_DIAMETER
+    x0, y0, side = crop_box(circle)
+    crop = crop_to_fundus(rgb, circle, mask=False)
+    # Green in float (rounding to 8 bits would leave a Laplacian floor that hides blur); the
+    # colour crop for brightness via a fast exact integer shrink first.
+    green = _resize_to(shrink_by_integer(cv2.extractChannel(crop, 1).astype(np.float32), 2 * n)[0], n)
+    small = _resize_to(shrink_by_integer(crop, 2 * n)[0], n)
+    # Measure inside 0.85 r (the rim's edge is not detail) and away from the black padding
+    # where the frame cut the circle (its edge is not detail either).
+    centre = (n - 1) / 2
+    inside = circle_mask(small.shape, FundusCircle(centre, centre, 0.85 * n / 2, True, False))
+    coords = (np.arange(n) + 0.5) * side / n - 0.5  # quality-patch pixel centre -> image offset
+    margin = 3 * side / n
+    rows_ok = (y0 + coords >= margin) & (y0 + coords <= h - 1 - margin)
+    cols_ok = (x0 + coords >= margin) & (x0 + coords <= w - 1 - margin)
+    inside &= rows_ok[:, None] & cols_ok[None, :]
+    if inside.sum() < 0.1 * n * n:
+        return Quality(False, 0.0, "no fundus detected")
+    luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    brightness = float(luma[inside].mean())
+    # Sharpness also skips black bars inside the frame (squashed or letterboxed photos) and
+    # their edges: a step from black to fundus would look like sharp detail.
+    lit = cv2.erode((max_channel(small) > 10).astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    detail = inside & lit
+    sharpness = _sharpness(green, detail) if detail.sum() >= 0.05 * n * n else 0.0
+
+    score = min(
+        brightness / (brightness + DARK_THRESHOLD),
+        (255 - brightness) / ((255 - brightness) + (255 - BRIGHT_THRESHOLD)),
+        sharpness / (sharpness + SHARPNESS_THRESHOLD),
+    )
+    if brightness < DARK_THRESHOLD:
+        reason = "too dark"
+    elif brightness > BRIGHT_THRESHOLD:
+        reason = "too bright"
+    elif sharpness < SHARPNESS_THRESHOLD:
+        reason = "blurred"
+    else:
+        reason = ""
+    return Quality(reason == "", float(score), reason)
