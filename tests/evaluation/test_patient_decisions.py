@@ -53,9 +53,21 @@ def test_the_band_sends_the_share_asked_for():
     # Another share, read off the stored band, on the same patients.
     points = decision_points(thresholds, spec, table=fit_on, refer_share=0.25)
     assert (patient_outcomes(fit_on, points)["decision"] == "uncertain").mean() == pytest.approx(0.25, abs=0.005)
-    # The urgent threshold keeps its promise on the eyes it was fitted on.
+    # 90% of grade 3-4 eyes would need a threshold below the grade-3 cut-point (2.5 here) with this
+    # noisy a grader: urgent is held there, so it never contradicts the predicted grade, and says so.
     gradable = fit_on[fit_on["gradable"]]
     severe = gradable["grade"] >= 3
+    assert spec["urgent_threshold"] == 2.5 and "held at the grade-3 cut-point 2.50" in spec["urgent_rule"]
+    assert (gradable.loc[severe, "expected_grade"] >= 2.5).mean() < 0.9
+
+
+def test_the_urgent_threshold_keeps_its_promise_when_the_grader_can():
+    table = screening_table(500, seed=1)
+    table["expected_grade"] = table["grade"] + np.random.default_rng(0).normal(0, 0.15, len(table))
+    spec = fit_patient_decision(table, {"referable": 0.5}, refer_share=0.1, urgent_sensitivity=0.9, fitted_on="validation split")
+    gradable = table[table["gradable"]]
+    severe = gradable["grade"] >= 3
+    assert spec["urgent_threshold"] > 2.5
     assert (gradable.loc[severe, "expected_grade"] >= spec["urgent_threshold"]).mean() >= 0.9
     assert spec["urgent_rule"].endswith("on the validation split (target 90%)")
 

@@ -65,8 +65,17 @@ def _urgent_threshold(table: pd.DataFrame, points: DecisionPoints, sensitivity: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a target out of reach takes the lowest score: said below
         threshold = search_threshold(severe, score[keep], "sensitivity", lo=None, hi=None, target_sensitivity=sensitivity)
+    # Never below the grade-3 cut-point: "urgent" always comes with a predicted grade of 3 or
+    # more. A weak grader reaches the target only far lower (on the 2026-11-30 eyepacs-256
+    # out-of-fold predictions: 0.48 on the grade scale), which called every referral urgent.
+    floor = points.urgent_threshold
+    held = floor is not None and threshold < floor
+    threshold = max(threshold, floor) if floor is not None else threshold
     reached = float(np.mean(score[keep][severe] >= threshold))
-    return threshold, f"{reached:.0%} sensitivity to grade 3-4 eyes on the {fitted_on} (target {sensitivity:.0%})"
+    rule = f"{reached:.0%} sensitivity to grade 3-4 eyes on the {fitted_on} (target {sensitivity:.0%})"
+    if held:
+        rule += f": held at the grade-3 cut-point {floor:.2f}, below which urgent would contradict the predicted grade"
+    return threshold, rule
 
 
 def fit_patient_decision(
