@@ -4,12 +4,17 @@ The slow test installs the working tree, without extras and not editable, into a
 environment and uses it as a clinic would: ``import torch`` fails there, ``drgrader predict``
 grades a folder of photos (JPEG, PNG, DICOM) with an exported bundle exactly as the torch
 backend does here, ``drgrader evaluate`` and ``drgrader serve`` work, and the commands that need
-an extra exit 2 naming it. It prints the size of that environment (README, "Install")."""
+an extra exit 2 naming it. It prints the size of that environment (README, "Install").
+
+A second slow test makes the same install with the core floors (the core dependencies' lines of
+constraints-min.txt, ``pip install -c``) and runs the fast subset: predict on JPEG, PNG and DICOM
+as the torch backend grades, evaluate with its report, a missing extra's exit 2."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -22,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from packaging.version import Version
 
 from drgrader.cli import main
 from drgrader.extras import MissingExtraError, available, require
@@ -73,14 +79,13 @@ def _size_mb(path: Path) -> int:
     return int(subprocess.run(["du", "-sm", str(path)], capture_output=True, text=True, check=True).stdout.split()[0])
 
 
-@pytest.fixture(scope="module")
-def core_venv(tmp_path_factory):
-    """A fresh virtual environment holding ``pip install <working tree>``: no extras, no editable
-    link back to src/ (pip builds a wheel from a copy)."""
+def _install_core(root: Path, constraints: Path | None = None) -> tuple[Path, float]:
+    """A fresh virtual environment under ``root`` holding ``pip install <working tree>`` (with
+    ``-c constraints`` if given): no extras, no editable link back to src/ (pip builds a wheel
+    from a copy). Returns it and the seconds pip took."""
     why = _index_reachable()
     if why:
         pytest.skip(f"cannot test the core install: {why}")
-    root = tmp_path_factory.mktemp("core-install")
     source = root / "drgrader-source"
     shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"))
     for name in ("pyproject.toml", "README.md"):
@@ -88,14 +93,48 @@ def core_venv(tmp_path_factory):
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300, env=_core_env())
     started = time.monotonic()
-    run = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q", str(source)],
+    pin = ["-c", str(constraints)] if constraints else []
+    run = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q", *pin, str(source)],
                          capture_output=True, text=True, timeout=PIP_TIMEOUT, env=_core_env())
     if run.returncode != 0:
         network = ("NewConnectionError", "Network is unreachable", "Temporary failure in name resolution", "ConnectTimeout")
         if any(word in run.stderr for word in network):
             pytest.skip(f"cannot test the core install: PyPI unreachable ({run.stderr.strip().splitlines()[-1]})")
-        pytest.fail(f"pip install of the core failed:\n{run.stderr[-4000:]}")
+        pytest.fail(f"pip install of the core{' at ' + constraints.name if constraints else ''} failed:\n{run.stderr[-4000:]}")
     return venv, time.monotonic() - started
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def core_floors() -> dict[str, str]:
+    """The core dependencies' lines of constraints-min.txt (name: floor); the extras' floors
+    (torch 2.5, ...) are left out, the core install has none of them."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    core = {_normalized(re.split(r"[<>=!~;\[ ]", d)[0]) for d in dependencies}
+    lines = [line for line in (REPO / "constraints-min.txt").read_text().splitlines() if line and not line.startswith("#")]
+    pins = {name: floor for name, floor in (line.split("==") for line in lines) if _normalized(name) in core}
+    assert {_normalized(name) for name in pins} == core, "a core dependency without its floor in constraints-min.txt"
+    return pins
+
+
+@pytest.fixture(scope="module")
+def core_venv(tmp_path_factory):
+    """The core install with the newest releases pip finds."""
+    return _install_core(tmp_path_factory.mktemp("core-install"))
+
+
+@pytest.fixture(scope="module")
+def core_floors_venv(tmp_path_factory):
+    """The core install with every core dependency at its floor (``pip install -c``)."""
+    floors = core_floors()
+    root = tmp_path_factory.mktemp("core-floors")
+    constraints = root / "constraints-core-min.txt"
+    constraints.write_text("".join(f"{name}=={floor}\n" for name, floor in floors.items()))
+    venv, seconds = _install_core(root, constraints)
+    return venv, seconds, floors
 
 
 @pytest.fixture(scope="module")
@@ -174,44 +213,68 @@ def _serve_and_post(venv: Path, bundle: Path, photo: Path) -> tuple[dict, dict]:
             server.wait()
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(PIP_TIMEOUT + 900)
-def test_core_install_grades_without_pytorch(core_venv, exported, photos, tmp_path, capsys):
-    venv, install_seconds = core_venv
-    data_root, folder = photos
+def _no_extras_installed(venv: Path, cwd: Path) -> None:
+    """No PyTorch, nor any other extra's module; drgrader is the installed copy, not src/."""
     python = str(venv / "bin" / "python")
-
-    # 1. No PyTorch, nor any other extra's module; drgrader is the installed copy, not src/.
     probe = subprocess.run([python, "-c", "import importlib.util as u, json, drgrader; print(json.dumps("
                             f"{{'file': drgrader.__file__, 'found': [m for m in {list(EXTRA_MODULES)!r} if u.find_spec(m)]}}))"],
-                           capture_output=True, text=True, timeout=120, env=_core_env(), cwd=tmp_path)
+                           capture_output=True, text=True, timeout=120, env=_core_env(), cwd=cwd)
     assert probe.returncode == 0, probe.stderr
     found = json.loads(probe.stdout)
     assert found["found"] == [] and str(venv) in found["file"], found
     no_torch = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True, timeout=60, env=_core_env())
     assert no_torch.returncode != 0 and "No module named 'torch'" in no_torch.stderr
 
-    # 2. predict: the folder graded with ONNX Runtime, as the torch backend grades it here.
-    core_csv = tmp_path / "core.csv"
+
+def _predict_as_the_torch_backend(venv: Path, exported: Path, folder: Path, out: Path) -> pd.DataFrame:
+    """``drgrader predict`` of the folder in the venv (ONNX Runtime) and here with the torch
+    backend: the same photos, scores within 1e-4, the same decisions. Returns the torch rows."""
+    core_csv = out / "core.csv"
     run = _drgrader(venv, "--progress", "log", "predict", str(exported), str(folder), "--out", str(core_csv))
     assert run.returncode == 0, run.stderr[-3000:]
-    torch_csv = tmp_path / "torch.csv"
+    torch_csv = out / "torch.csv"
     assert main(["--progress", "log", "predict", str(exported), str(folder), "--out", str(torch_csv), "--backend", "torch"]) == 0
     core, torch = (pd.read_csv(p, keep_default_na=False).sort_values("path").reset_index(drop=True) for p in (core_csv, torch_csv))
     assert len(core) == len(list(folder.iterdir())) == 11 and (core["error"] == "").all(), core[["path", "error"]]
+    assert set(core["path"].map(lambda p: Path(p).suffix)) == {".jpeg", ".png", ".dcm"}
     assert core["path"].tolist() == torch["path"].tolist()
     scores = [c for c in [*SCORE_COLUMNS, "quality_score", "uncertainty"] if c in core]
     np.testing.assert_allclose(core[scores].to_numpy(float), torch[scores].to_numpy(float), atol=1e-4, rtol=0)
     decisions = [c for c in ("grade", "any_dr", "referable", "gradable", "quality_reason") if c in core]
     pd.testing.assert_frame_equal(core[decisions], torch[decisions])
     for patients in ("core_patients.csv", "torch_patients.csv"):
-        assert (tmp_path / patients).is_file()
+        assert (out / patients).is_file()
+    return torch
 
-    # 3. evaluate on a labelled folder (with its report), and serve: health and one upload.
-    run = _drgrader(venv, "--progress", "log", "evaluate", str(exported), "--data", str(data_root), "--out", str(tmp_path / "ev"),
+
+def _evaluate_with_its_report(venv: Path, exported: Path, data_root: Path, out: Path) -> None:
+    run = _drgrader(venv, "--progress", "log", "evaluate", str(exported), "--data", str(data_root), "--out", str(out),
                     "--set", "eval.bootstrap=50")
     assert run.returncode == 0, run.stderr[-3000:]
-    assert (tmp_path / "ev" / "metrics.json").is_file() and (tmp_path / "ev" / "report.html").is_file()
+    assert (out / "metrics.json").is_file() and (out / "report.html").is_file()
+
+
+def _exits_2_naming(venv: Path, args: list[str], extra: str, cwd: Path) -> None:
+    run = _drgrader(venv, *args, timeout=120, cwd=cwd)
+    err = run.stderr.strip()
+    assert run.returncode == 2 and err.count("\n") == 0, (args, err)
+    assert f"needs the [{extra}] extra: pip install 'drgrader[{extra}]'" in err, (args, err)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(PIP_TIMEOUT + 900)
+def test_core_install_grades_without_pytorch(core_venv, exported, photos, tmp_path, capsys):
+    venv, install_seconds = core_venv
+    data_root, folder = photos
+
+    # 1. No PyTorch, nor any other extra's module; drgrader is the installed copy, not src/.
+    _no_extras_installed(venv, tmp_path)
+
+    # 2. predict: the folder graded with ONNX Runtime, as the torch backend grades it here.
+    torch = _predict_as_the_torch_backend(venv, exported, folder, tmp_path)
+
+    # 3. evaluate on a labelled folder (with its report), and serve: health and one upload.
+    _evaluate_with_its_report(venv, exported, data_root, tmp_path / "ev")
     photo = folder / "22_right.dcm"
     health, answer = _serve_and_post(venv, exported, photo)
     assert health["status"] == "ok" and health["explain"] is False  # Grad-CAM needs the [explain] extra
@@ -222,13 +285,37 @@ def test_core_install_grades_without_pytorch(core_venv, exported, photos, tmp_pa
     for args, extra in ((["train"], "train"), (["cv", "x.yaml"], "train"), (["demo"], "train"),
                         (["explain", str(exported), str(photo)], "explain"), (["export", str(exported)], "export"),
                         (["predict", str(exported), str(photo), "--backend", "torch", "--out", str(tmp_path / "t.csv")], "torch")):
-        run = _drgrader(venv, *args, timeout=120, cwd=tmp_path)
-        err = run.stderr.strip()
-        assert run.returncode == 2 and err.count("\n") == 0, (args, err)
-        assert f"needs the [{extra}] extra: pip install 'drgrader[{extra}]'" in err, (args, err)
+        _exits_2_naming(venv, args, extra, tmp_path)
     assert not (tmp_path / "t.csv").exists() and not (tmp_path / "runs").exists()
 
     size = _size_mb(venv)
     with capsys.disabled():
         print(f"\ncore install (no extras): {size} MB virtual environment, pip install took {install_seconds:.0f} s")
     assert size < 1500, f"the core environment is {size} MB: did PyTorch or CUDA come back into the core?"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(PIP_TIMEOUT + 600)
+def test_core_floors_grade_without_pytorch(core_floors_venv, exported, photos, tmp_path, capsys):
+    """The core floors of pyproject.toml work: installed at exactly those versions, the core
+    grades JPEG, PNG and DICOM as the torch backend does, evaluates with its report, and names
+    a missing extra."""
+    venv, install_seconds, floors = core_floors_venv
+    data_root, folder = photos
+
+    # 1. Every core dependency at its floor (pip took the constraints), no extra's module.
+    probe = subprocess.run([str(venv / "bin" / "python"), "-c", "import importlib.metadata as m, json; "
+                            f"print(json.dumps({{n: m.version(n) for n in {list(floors)!r}}}))"],
+                           capture_output=True, text=True, timeout=120, env=_core_env(), cwd=tmp_path)
+    assert probe.returncode == 0, probe.stderr
+    installed = json.loads(probe.stdout)
+    assert {n: v for n, v in installed.items() if Version(v) != Version(floors[n])} == {}, "not installed at the floor"
+    _no_extras_installed(venv, tmp_path)
+
+    # 2. predict, 3. evaluate with its report, 4. a missing extra: exit 2 naming it.
+    _predict_as_the_torch_backend(venv, exported, folder, tmp_path)
+    _evaluate_with_its_report(venv, exported, data_root, tmp_path / "ev")
+    _exits_2_naming(venv, ["train"], "train", tmp_path)
+
+    with capsys.disabled():
+        print(f"\ncore install at the floors ({len(floors)} pins): pip install took {install_seconds:.0f} s")

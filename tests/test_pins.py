@@ -1,6 +1,7 @@
 """The pin files say what pyproject.toml says: constraints-min.txt pins every direct dependency
-at its floor, constraints.txt at a tested version at or above it. Installing the floors is a
-manual / CI-job step (README, "Install"), too slow for the suite."""
+at its floor, constraints.txt at a tested version at or above it. The core floors are installed
+and run by tests/test_core_install.py (test_core_floors_grade_without_pytorch, slow); installing
+the extras' floors (a second, older torch) is a manual step (README, "Install")."""
 
 import re
 from importlib.metadata import version
