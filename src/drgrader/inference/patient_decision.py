@@ -195,8 +195,9 @@ class _Photos:
         eye = np.char.lower(_text(photos, "eye").astype(str))
         image = _text(photos, "image_id")
         error, quality = _text(photos, "error"), _text(photos, "quality_reason")
-        why = np.where(error != "", "unreadable, " + error.astype(str),
-                       np.where(quality != "", "ungradable, " + quality.astype(str), "ungradable"))
+        # np.char.add, not "text" + array: numpy 1.x has no string ufuncs (the core floor is 1.24.4).
+        why = np.where(error != "", np.char.add("unreadable, ", error.astype(str)),
+                       np.where(quality != "", np.char.add("ungradable, ", quality.astype(str)), "ungradable"))
         names = np.array([_EYE_NAMES.get(e) or f"photo {i}" for e, i in zip(eye, image)], dtype=object)
         urgent = photos[points.urgent_score].to_numpy(dtype=float) if points.urgent_score else np.full(len(photos), np.nan)
         return cls(names, image, why, _usable(photos, points), photos[points.referable_score].to_numpy(dtype=float),
