@@ -28,7 +28,7 @@ from drgrader.data.photo import preprocess_file
 from drgrader.data.quality import assess_quality
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, column_index
 from drgrader.inference.bundle import Bundle
-from drgrader.inference.patient_decision import DecisionPoints, decide_patients
+from drgrader.inference.patient_decision import DecisionPoints, bundle_decision_points, decide_patients, eye_uncertainty
 from drgrader.inference.predictor import apply_view
 from drgrader.progress import progress as progress_bar
 from drgrader.runtime import cpu_count
@@ -265,5 +265,18 @@ def with_paired_eyes(preds: pd.DataFrame, paired_stage: dict) -> pd.DataFrame:
     out["fused_grade"] = staged["fused_grade"].to_numpy()
     out["paired"] = staged["paired"].to_numpy()
     return out
+
+
+def ready_for_patients(bundle: Bundle, preds: pd.DataFrame, *, refer_share: float | None = None) -> tuple[pd.DataFrame, DecisionPoints]:
+    """Graded photos as the per-patient decision takes them: each eye re-decided by the bundle's
+    paired-eye stage (when it has one) and given its ``uncertainty``; with the decision points.
+    The one path of ``predict`` and the web demo, so both decide a patient alike."""
+    if bundle.paired_eyes:
+        preds = with_paired_eyes(preds, bundle.paired_eyes)
+    else:
+        preds = preds.copy()
+    points = bundle_decision_points(bundle.manifest, preds, refer_share=refer_share)
+    preds["uncertainty"] = eye_uncertainty(preds, points)
+    return preds, points
 
 

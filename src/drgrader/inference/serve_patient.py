@@ -1,7 +1,6 @@
 """The web demo's per-patient answer: the graded photos of one patient's eyes -> the
 per-patient decision, its reason and uncertainty, made by the functions ``drgrader predict``
-uses (:func:`~drgrader.inference.predict.with_paired_eyes`,
-:func:`~drgrader.inference.patient_decision.bundle_decision_points`,
+uses (:func:`~drgrader.inference.predict.ready_for_patients`,
 :func:`~drgrader.inference.patient_decision.decide_patients`), so the demo and a predict run on
 the same two photos of one patient give the same decision.
 
@@ -20,8 +19,8 @@ import pandas as pd
 
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS
 from drgrader.inference.bundle import Bundle
-from drgrader.inference.patient_decision import bundle_decision_points, decide_patients, eye_uncertainty
-from drgrader.inference.predict import OUTPUT_COLUMNS, typed_predictions, with_paired_eyes
+from drgrader.inference.patient_decision import decide_patients
+from drgrader.inference.predict import OUTPUT_COLUMNS, ready_for_patients, typed_predictions
 
 EYE_FIELDS = {"right": "right", "left": "left"}  # form field -> eye, in the order eyes are listed
 FILE_FIELD = "file"  # one photo, side unknown
@@ -89,12 +88,8 @@ def patient_answer(bundle: Bundle, eyes: dict[str, dict], *, refer_share: float 
     """``{"patient": {...}, "eyes": {field: {...}}}`` for one patient's graded photos: the
     decision as ``predict`` makes it, and each eye's JSON with its ``uncertainty`` (and, with a
     paired-eye stage, its ``fused_grade``, ``paired`` and the grade and decisions it gives)."""
-    table = photo_table(eyes)
+    table, points = ready_for_patients(bundle, photo_table(eyes), refer_share=refer_share)
     stage = bundle.paired_eyes
-    if stage:
-        table = with_paired_eyes(table, stage)
-    points = bundle_decision_points(bundle.manifest, table, refer_share=refer_share)
-    table["uncertainty"] = eye_uncertainty(table, points)
     decided = decide_patients(table, points).iloc[0]
     fields = list(eyes)
     deciding = [f for f, image in zip(fields, table["image_id"]) if image == decided["deciding_image"]]

@@ -27,7 +27,7 @@ from drgrader.data.inputs import collect_inputs
 from drgrader.data.manifest import DataError
 from drgrader.grading import SCORE_COLUMNS
 from drgrader.inference.bundle import Bundle, load_bundle
-from drgrader.inference.patient_decision import bundle_decision_points, eye_uncertainty
+from drgrader.inference.patient_decision import bundle_decision_points
 from drgrader.inference.predict import (
     DEFAULT_OUT,
     OUTPUT_COLUMNS,
@@ -35,8 +35,8 @@ from drgrader.inference.predict import (
     check_tta,
     patient_table,
     predict_images,
+    ready_for_patients,
     typed_predictions,
-    with_paired_eyes,
 )
 from drgrader.io import atomic_write_json, atomic_write_text
 from drgrader.outputs import claim_file, exclusive
@@ -170,10 +170,7 @@ def _predict_into(
 
     rows = _read_partial(partial).drop_duplicates("path", keep="last")
     final = typed_predictions(table[["path"]].merge(rows, on="path", how="left")[OUTPUT_COLUMNS])
-    if bundle.paired_eyes:
-        final = with_paired_eyes(final, bundle.paired_eyes)
-    points = bundle_decision_points(bundle.manifest, final, refer_share=refer_share)
-    final["uncertainty"] = eye_uncertainty(final, points)
+    final, points = ready_for_patients(bundle, final, refer_share=refer_share)
     atomic_write_text(out, final.to_csv(index=False))
     patients = patient_table(final, points)
     if len(patients):
