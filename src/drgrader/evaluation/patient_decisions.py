@@ -15,7 +15,6 @@ referring the 20% most uncertain).
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import replace
 
@@ -24,6 +23,7 @@ import pandas as pd
 
 from drgrader.evaluation.bootstrap import bootstrap_cis
 from drgrader.evaluation.metrics import MetricFn
+from drgrader.evaluation.results import jsonable
 from drgrader.evaluation.thresholds import search_threshold
 from drgrader.grading import GRADES
 from drgrader.inference.patient_decision import OUTCOMES, DecisionPoints, decide_patients, decision_points, eye_uncertainty
@@ -205,20 +205,7 @@ def patient_decision_section(
          "(grade 3-4, worse eye) were called negative by the per-patient decision"]
         if section["severe_called_negative"] else []
     )
-    return _plain(section)
-
-
-def _plain(obj):
-    """JSON-ready: NaN to None, numpy scalars to Python."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
+    return jsonable(section)
 
 
 def with_patient_decisions(

@@ -226,14 +226,14 @@ def _warnings(result: dict) -> list[str]:
     return notes
 
 
-def _jsonable(obj):
+def jsonable(obj):
     """Plain JSON types: numpy scalars/arrays to Python, NaN/inf to None, tuples to lists."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, pd.DataFrame):
-        return _jsonable(obj.to_dict("records"))
+        return jsonable(obj.to_dict("records"))
     if isinstance(obj, (bool, np.bool_)):
         return bool(obj)
     if isinstance(obj, (int, np.integer)):
@@ -342,7 +342,7 @@ def evaluate_table(
 
     result["headline"] = _headline(result)
     result["warnings"] = _warnings(result)
-    return _jsonable(result)
+    return jsonable(result)
 
 
 def _patient_level_section(work: pd.DataFrame, thresholds: dict) -> dict:
