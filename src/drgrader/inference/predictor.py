@@ -28,6 +28,10 @@ def apply_view(batch: np.ndarray, view: str) -> np.ndarray:
         return np.rot90(batch, 1, axes=(1, 2))
     if view == "rot270":
         return np.rot90(batch, 3, axes=(1, 2))
+    if view == "transpose":  # mirror about the main diagonal: with the seven above, the 8 dihedral views
+        return batch.transpose(0, 2, 1, 3)
+    if view == "antitranspose":
+        return batch[:, ::-1, ::-1].transpose(0, 2, 1, 3)
     if view == "zoom":  # central 90%, back to full size
         n, h, w, _ = batch.shape
         dy, dx = int(round(h * 0.05)), int(round(w * 0.05))

@@ -35,6 +35,7 @@ OBJECTIVE_WORDS: dict[object, str] = {
 }
 TTA_WORDS = {"orig": "the photo as is", "hflip": "mirrored left-right", "vflip": "mirrored top-bottom",
              "hvflip": "rotated 180°", "bright": "brightened", "rot90": "rotated 90°", "rot270": "rotated 270°",
+             "transpose": "mirrored about the diagonal", "antitranspose": "mirrored about the other diagonal",
              "zoom": "zoomed in"}
 SCREEN_GRADE = {"any_dr": 1, "referable": 2}
 BAND_SHARES = (0.05, 0.1, 0.2, 0.3)  # shares of patients sent to a human shown beside the bundle's own

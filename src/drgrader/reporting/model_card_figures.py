@@ -290,8 +290,11 @@ def provenance_section(manifest: dict, metrics: dict, command: str | None, versi
         rows.append(["Experiment", f"{config['name']} (the whole resolved configuration is `config` in bundle.json)"])
     training = metrics.get("training") or {}
     if training:
-        rows.append(["Training", f"{training.get('epochs_run')} epochs, best epoch {training.get('best_epoch')}, "
-                                 f"{training.get('wall_time_s')} s on {training.get('world_size', 1)} process(es)"])
+        budget = (f" (planned for a budget of {training['budget_minutes']} min from the measured epoch time)"
+                  if training.get("budget_minutes") else "")
+        rows.append(["Training", f"{training.get('epochs_run')} epochs{budget}, best epoch {training.get('best_epoch')}, "
+                                 f"{training.get('wall_time_s')} s on {training.get('world_size', 1)} process(es), "
+                                 f"precision {training.get('precision', '32-true')}"])
     if metrics.get("folds"):
         rows.append(["Cross-validation", f"{metrics['folds']} patient-level folds; the ensemble averages the fold models"])
     checksum = (metrics.get("data") or {}).get("manifest_sha256")

@@ -45,7 +45,9 @@ def training_section(run: RunData, figures: dict[str, bytes]) -> Section:
     if training:
         best = training.get("best_epoch")
         blocks.append(Para(
-            f"Trained for {training.get('epochs_run')} epochs in {duration(training.get('wall_time_s'))}; "
+            f"Trained for {training.get('epochs_run')} epochs in {duration(training.get('wall_time_s'))}"
+            + (f" (the epochs a time budget of {training['budget_minutes']} min held on this machine)"
+               if training.get("budget_minutes") else "") + "; "
             f"the checkpoint with the best validation metric ({fmt_num(training.get('best_val_metric'))}) "
             f"from epoch {best} was kept. Initial weights: {training.get('weights') or 'random'}."
         ))

@@ -42,6 +42,9 @@ class GraderModule(L.LightningModule):
         self.val_auc = BinaryAUROC()
         if t.channels_last:
             self.scoring.to(memory_format=torch.channels_last)
+        # Epochs the cosine schedule spans: train.epochs, or the plan of a time budget
+        # (:class:`drgrader.training.time_budget.TimeBudget` updates it after each epoch).
+        self.schedule_epochs = t.epochs
 
     @property
     def net(self) -> GraderNet:
@@ -118,12 +121,13 @@ class GraderModule(L.LightningModule):
             )
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
         if t.scheduler == "cosine":
-            total = max(1, int(self.trainer.estimated_stepping_batches))
-            warmup = int(t.warmup_epochs * total / max(1, t.epochs))
+            steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches)) / max(1, self.trainer.max_epochs)
+            warmup = int(t.warmup_epochs * steps_per_epoch)
 
             def factor(step: int) -> float:
                 if step < warmup:
                     return (step + 1) / (warmup + 1)
+                total = steps_per_epoch * self.schedule_epochs  # read at every step: a budget re-plans it
                 progress = (step - warmup) / max(1, total - warmup)
                 return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 

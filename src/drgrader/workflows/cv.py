@@ -168,7 +168,12 @@ def run_cv(cfg: ExperimentConfig, *, folds: int, out: Path | None = None, fold: 
     if missing:
         log.info("folds %s are not finished yet; the last of them pools the out-of-fold predictions", missing)
         return cv_dir
-    write_pooled(cfg, cv_dir, folds, pool_folds(cfg, cv_dir, folds))
+    pooled = pool_folds(cfg, cv_dir, folds)
+    write_pooled(cfg, cv_dir, folds, pooled)
+    if cfg.eval.lab and cfg.model.task == "grade":
+        from drgrader.workflows.lab import write_lab
+
+        write_lab(cfg, cv_dir, folds, pooled["oof"])
     return cv_dir
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from drgrader.config import ExperimentConfig, config_to_dict, save_config
 from drgrader.progress import bar_wanted
-from drgrader.runtime import process_ranks, setup_torch_threads, tune_malloc
+from drgrader.runtime import process_ranks, resolve_precision, setup_torch_threads, tune_malloc
 from drgrader.workflows.records import data_record, run_header
 from drgrader.workflows.run_folder import forget_rendezvous, new_run_dir
 
@@ -48,6 +48,8 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
     from drgrader.training.datamodule import FundusDataModule
     from drgrader.training.module import AtomicCheckpointIO, GraderModule
     from drgrader.training.sampler_epoch import SamplerEpoch
+    from drgrader.training.time_budget import TimeBudget
+    from drgrader.training.weight_averages import WeightAverages
 
     rank = process_ranks().rank
     if resume is not None:
@@ -82,6 +84,8 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         datamodule = FundusDataModule(cfg, table)
 
         t = cfg.train
+        precision = resolve_precision(t.precision, t.accelerator)
+        log.info("precision: %s (train.precision: %s)", precision, t.precision)
         callbacks = [
             ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_metric", mode="max"),
             # last.ckpt after every epoch, for --resume (Lightning's save_last=True only writes it
@@ -94,6 +98,9 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         ]
         if t.early_stopping:
             callbacks.append(EarlyStopping(monitor="val_metric", mode="max", patience=t.early_stopping))
+        budget = TimeBudget(t.budget_minutes) if t.budget_minutes else None
+        averages = WeightAverages(ema_decay=t.ema_decay, average_last=t.average_last)
+        callbacks += [c for c in (budget, averages) if c is not None]
         trainer = L.Trainer(
             default_root_dir=run_dir,
             max_epochs=t.epochs,
@@ -102,7 +109,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
             devices=t.devices,
             num_nodes=t.num_nodes,
             strategy=t.strategy,
-            precision=t.precision,
+            precision=precision,
             # flush every step: a killed run keeps its learning curve up to the kill
             logger=[CSVLogger(run_dir, name="logs", version="", flush_logs_every_n_steps=1),
                     TensorBoardLogger(run_dir, name="logs", version="tb")],
@@ -125,6 +132,9 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         if trainer.global_rank != 0:
             return run_dir
 
+        # The weight sets the lab compares with the best checkpoint, taken before it replaces them.
+        weight_sets = {"last": {k: v.detach().clone() for k, v in module.scoring.state_dict().items()},
+                       **averages.averaged()}
         best = callbacks[0].best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
         ckpt = torch.load(best, map_location="cpu", weights_only=True)
         module.load_state_dict(ckpt["state_dict"])
@@ -155,10 +165,16 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
                 "best_val_metric": _to_float(callbacks[0].best_model_score),
                 "wall_time_s": round(wall, 1),
                 "weights": getattr(net, "weights_source", ""),
+                "precision": precision,
+                **(budget.record() if budget is not None else {}),
             },
             "evaluated_on": evaluated_on,
             **result,
         }
+        if cfg.eval.lab and not val_rows.empty:
+            from drgrader.workflows.lab import score_weight_sets
+
+            score_weight_sets(bundle_dir, weight_sets, val_rows, list(cfg.eval.tta) or ["orig"], run_dir)
         write_metrics(run_dir / "metrics.json", metrics)
         from drgrader.reporting.model_card import write_bundle_card
 

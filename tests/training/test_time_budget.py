@@ -1,0 +1,41 @@
+"""train.budget_minutes: the epochs and the cosine schedule planned from the measured epoch time."""
+
+import json
+
+import pytest
+
+from drgrader.training.time_budget import planned_epochs
+
+
+def test_plan_fills_the_rest_of_the_budget_with_whole_epochs():
+    # 10 minutes, one epoch of 100 s done: five more fit in the 500 s left.
+    assert planned_epochs(600, 100, 1, 100) == 6
+    # 70 s left of a 100 s epoch: no room for another.
+    assert planned_epochs(600, 530, 5, 100) == 5
+    # Overspent (a slow first epoch): stop after what is done, never plan zero epochs.
+    assert planned_epochs(60, 100, 1, 100) == 1
+    assert planned_epochs(0.0, 0.0, 0, 10) == 1
+
+
+@pytest.mark.slow
+def test_budget_sets_the_epochs_and_ends_the_cosine_at_its_floor(synth_dir, tmp_path):
+    import torch
+
+    from drgrader.workflows.train import train
+    from tests.conftest import tiny_config
+
+    # A first guess of 40 epochs that the budget (a few seconds) cannot hold.
+    cfg = tiny_config(synth_dir, **{"train.epochs": 40, "train.budget_minutes": 0.15, "train.warmup_epochs": 0.5,
+                                    "train.scheduler": "cosine", "eval.bootstrap": 0})
+    run = train(cfg, out=tmp_path / "run", progress=False)
+    training = json.loads((run / "metrics.json").read_text())["training"]
+    assert training["budget_minutes"] == 0.15
+    assert 1 <= training["epochs_run"] == training["planned_epochs"] < 40
+    assert len(training["epoch_seconds"]) == training["epochs_run"]
+    # Never past the budget by more than one epoch's time.
+    assert sum(training["epoch_seconds"]) <= 0.15 * 60 + max(training["epoch_seconds"])
+    # The schedule followed the plan: the last epoch ran at the bottom of the cosine, not at the
+    # high learning rate the 40-epoch guess would still have had.
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    last_lr = ckpt["lr_schedulers"][0]["_last_lr"][0]
+    assert last_lr < 0.1 * cfg.train.lr
