@@ -15,7 +15,7 @@ from drgrader.cli import main
 from drgrader.config import ConfigError, load_config, resolve_config, shipped_configs
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-SHIPPED = ["cpu_grade", "cpu_grade_cv", "demo", "seed000_resnet_grades", "seed001_mobilenetv2_binary"]
+SHIPPED = ["cpu_grade", "cpu_grade_cv", "demo", "gpu_grade", "seed000_resnet_grades", "seed001_mobilenetv2_binary"]
 
 
 def test_every_shipped_config_is_found_by_name_and_by_path(tmp_path):

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from drgrader.cli import main
-from drgrader.config import shipped_configs
+from drgrader.config import load_config, shipped_configs
+from drgrader.runtime import resolve_precision
 
 CONFIGS = list(shipped_configs())
 
@@ -20,6 +21,7 @@ TINY = {
     "model.backbone": "test_resnet",
     "model.pretrained": "none",
     "train.epochs": 1,
+    "train.budget_minutes": "null",  # a recipe's time budget would plan many tiny epochs
     "train.batch_size": 8,
     "eval.bootstrap": 10,
 }
@@ -38,6 +40,12 @@ def test_config_trains_then_evaluates(config, synth_dir, tmp_path):
     split = metrics["evaluated_on"]
     assert metrics[split]["n_images"] > 0
     assert (run / "bundle" / "bundle.json").is_file() and (run / "report.html").is_file()
+
+    # Every setting of the recipe was accepted as shipped (gpu_grade: bf16 mixed precision, DDP).
+    shipped = load_config(config)
+    assert metrics["training"]["precision"] == resolve_precision(shipped.train.precision, shipped.train.accelerator)
+    if shipped.train.strategy == "ddp":
+        assert metrics["training"]["strategy"] == "DDPStrategy"
 
     # External evaluation of the trained run on a data folder (here the same synthetic set).
     out = tmp_path / "external"

@@ -71,3 +71,15 @@ def test_cli_reports_config_errors(tmp_path):
     assert res.returncode == 2
     assert "train.epocs: unknown field" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_train_fits_the_paired_eye_stage_on_its_validation_patients(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    bundle = json.loads((run_dir / "bundle" / "bundle.json").read_text())
+    stage = metrics["paired_stage"]
+    assert bundle["paired_eyes"] == stage and stage["model"]["inputs"]
+    # Both reported: the eyes decided with their fellow (the headline) and each eye alone.
+    assert metrics["test"]["n_images"] == metrics["test_single_eye"]["n_images"]
+    assert "val_paired_eyes" in metrics
+    test = pd.read_csv(run_dir / "predictions_test.csv")
+    assert test["paired"].all()  # every synthetic patient has both eyes

@@ -53,8 +53,10 @@ def evaluate_split_pair(
     fit: bool = True,
     seed: int = 0,
 ) -> dict:
-    """Fit thresholds on ``val_rows`` (when ``fit``), then evaluate ``test_rows`` with and
-    without TTA. Writes predictions CSVs into ``out_dir`` and returns the metrics."""
+    """Fit thresholds on ``val_rows`` (when ``fit``), and for a grader the paired-eye stage when
+    enough validation patients have both eyes, then evaluate ``test_rows`` (with both eyes when
+    there is a stage, and single-eye beside it) with and without TTA. Writes predictions CSVs into
+    ``out_dir`` and returns the metrics (``paired_stage``: the stage fitted here, if any)."""
     from drgrader.evaluation.patient_decisions import fit_patient_decision, with_patient_decisions
     from drgrader.evaluation.results import evaluate_table
     from drgrader.evaluation.thresholds import fit_thresholds
@@ -70,12 +72,18 @@ def evaluate_split_pair(
         val_pred = predictions_table(val_rows, val_scores, thresholds)
         atomic_write_text(out_dir / "predictions_val.csv", val_pred.to_csv(index=False))
         result["val"] = evaluate_table(val_pred, thresholds, n_boot=0, seed=seed)
-        decision_spec = fit_patient_decision(val_pred, thresholds, refer_share=eval_cfg.refer_share,
+        decided_val, used_val = val_pred, thresholds
+        stage = _fit_stage(val_pred, eval_cfg) if bundle.task == "grade" else None
+        if stage is not None:  # the bundle decides with both eyes: so do its decision points
+            result["paired_stage"], decided_val = stage
+            used_val = result["paired_stage"]["thresholds"]
+            result["val_paired_eyes"] = evaluate_table(decided_val, used_val, n_boot=0, seed=seed)
+        decision_spec = fit_patient_decision(decided_val, used_val, refer_share=eval_cfg.refer_share,
                                              urgent_sensitivity=eval_cfg.urgent_sensitivity, fitted_on="validation split")
     result["thresholds"] = thresholds
     result["patient_decision"] = decision_spec
 
-    stage = bundle.paired_eyes
+    stage = result.get("paired_stage") or bundle.paired_eyes
 
     def decided(single: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         """Predictions and the thresholds that made them: with a paired-eye stage, its own."""
@@ -94,6 +102,18 @@ def evaluate_split_pair(
         plain, used = decided(predictions_table(test_rows, score_rows(bundle, test_rows, ["orig"], desc="test, no TTA"), thresholds))
         result["test_no_tta"] = evaluate_table(plain, used, n_boot=0, seed=seed)
     return result
+
+
+def _fit_stage(val_pred: pd.DataFrame, eval_cfg: EvalConfig) -> tuple[dict, pd.DataFrame] | None:
+    """The paired-eye stage fitted on the validation patients (cross-fitted among them for its
+    thresholds), or None when too few of them have both eyes."""
+    from drgrader.evaluation.paired_stage import fit_paired_stage
+
+    try:
+        return fit_paired_stage(val_pred, eval_cfg)
+    except ValueError as exc:
+        log.warning("paired-eye stage not fitted (single-eye decisions only): %s", exc)
+        return None
 
 
 def write_metrics(path: Path, metrics: dict) -> None:

@@ -43,15 +43,13 @@ def variant_scores(lab: pd.DataFrame, weights: str, views: list[str], image_ids:
 def decided_tables(rows: pd.DataFrame, scores: np.ndarray, eval_cfg: EvalConfig) -> dict[str, pd.DataFrame]:
     """The eyes decided single-eye and with a cross-fitted paired-eye stage, each with thresholds
     fitted on these scores."""
+    from drgrader.evaluation.paired_stage import fit_paired_stage
     from drgrader.evaluation.thresholds import fit_thresholds
-    from drgrader.inference.paired_eyes import cross_fit_paired_eyes, fused_table
 
     rows = rows.reset_index(drop=True)
     thresholds = fit_thresholds(pd.concat([rows, decide(scores, None)], axis=1), eval_cfg, "grade")
     single = pd.concat([rows, decide(scores, thresholds)], axis=1)
-    fused, paired = cross_fit_paired_eyes(single)
-    paired_thresholds = fit_thresholds(fused_table(single, fused, paired, None), eval_cfg, "grade")
-    return {"single eye": single, "paired eyes": fused_table(single, fused, paired, paired_thresholds)}
+    return {"single eye": single, "paired eyes": fit_paired_stage(single, eval_cfg)[1]}
 
 
 def figures(table: pd.DataFrame, *, n_boot: int, seed: int) -> dict:

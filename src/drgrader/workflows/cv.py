@@ -106,7 +106,7 @@ def pool_folds(cfg: ExperimentConfig, cv_dir: Path, folds: int) -> dict:
     from drgrader.evaluation.results import evaluate_table
     from drgrader.evaluation.thresholds import fit_thresholds
     from drgrader.grading import SCORE_COLUMNS, decide
-    from drgrader.inference.paired_eyes import cross_fit_paired_eyes, fit_paired_eyes, fused_table
+    from drgrader.evaluation.paired_stage import fit_paired_stage
 
     oof = out_of_fold_predictions(cv_dir, folds)
     task, n_boot, seed = cfg.model.task, cfg.eval.bootstrap, cfg.train.seed
@@ -121,13 +121,12 @@ def pool_folds(cfg: ExperimentConfig, cv_dir: Path, folds: int) -> dict:
     if task == "grade":
         try:
             # Honest figures: the fused grade of each eye from a stage that did not see its patient.
-            fused, paired = cross_fit_paired_eyes(single)
-            paired_thresholds = fit_thresholds(fused_table(single, fused, paired, None), cfg.eval, task)
-            paired_stage = {"model": fit_paired_eyes(single).to_dict(), "thresholds": paired_thresholds}
-            fused_oof = fused_table(single, fused, paired, paired_thresholds)
+            paired_stage, fused_oof = fit_paired_stage(single, cfg.eval)
+            paired_thresholds = paired_stage["thresholds"]
             result["paired_eyes"] = evaluate_table(fused_oof, paired_thresholds, n_boot=n_boot, seed=seed)
             decided, used = fused_oof, paired_thresholds
-            single = single.assign(fused_grade=fused, paired=paired, fused_pred_grade=fused_oof["pred_grade"].to_numpy())
+            single = single.assign(fused_grade=fused_oof["expected_grade"].to_numpy(), paired=fused_oof["paired"].to_numpy(),
+                                   fused_pred_grade=fused_oof["pred_grade"].to_numpy())
         except ValueError as exc:
             log.warning("paired-eye stage not fitted: %s", exc)
     # The per-patient decision on the eyes as the bundle will decide them (paired when it can).

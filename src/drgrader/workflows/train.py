@@ -152,7 +152,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         result = evaluate_split_pair(bundle, val_rows, test_rows, cfg.eval, run_dir, seed=cfg.train.seed)
         # The weights are written once; the fitted thresholds join them in bundle.json.
         update_manifest(bundle_dir, thresholds=result["thresholds"], validation=result.get("val", {}),
-                        patient_decision=result["patient_decision"])
+                        patient_decision=result["patient_decision"], paired_eyes=result.get("paired_stage"))
         metrics = {
             **run_header(run_dir.name),
             "data": data_record(table, data.skipped, summary),

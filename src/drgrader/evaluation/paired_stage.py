@@ -1,0 +1,25 @@
+"""Fit the paired-eye stage on labelled single-eye predictions, with honest figures for it.
+
+One function for every place that fits the stage: ``train`` on its validation patients, ``cv``
+on the pooled out-of-fold predictions, the lab on each variant's."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from drgrader.config import EvalConfig
+from drgrader.evaluation.thresholds import fit_thresholds
+from drgrader.inference.paired_eyes import cross_fit_paired_eyes, fit_paired_eyes, fused_table
+
+
+def fit_paired_stage(single: pd.DataFrame, eval_cfg: EvalConfig) -> tuple[dict, pd.DataFrame]:
+    """``(stage, decided)``: the stage (``{"model", "thresholds"}``) fitted on every eye of
+    ``single`` (true ``grade``, scores, ``patient_id``, ``eye``), and those eyes decided by a
+    cross-fitted copy of it: each eye's fused grade comes from a stage fitted without its patient
+    (patient-grouped 5-fold), so the figures on ``decided`` are not in-sample. The thresholds and
+    cut-points are fitted on those cross-fitted fused grades. Raises ValueError when too few eyes
+    have their fellow eye."""
+    fused, paired = cross_fit_paired_eyes(single)
+    thresholds = fit_thresholds(fused_table(single, fused, paired, None), eval_cfg, "grade")
+    stage = {"model": fit_paired_eyes(single).to_dict(), "thresholds": thresholds}
+    return stage, fused_table(single, fused, paired, thresholds)
