@@ -47,8 +47,15 @@ def preprocess_args(tmp: Path, data: Path) -> tuple[list, Path]:
     ], out
 
 
+def precision_args(tmp: Path, data: Path) -> tuple[list, Path]:
+    out = tmp / "precision.json"
+    return ["--backbone", "test_resnet", "--size", 48, "--batch-size", 4, "--steps", 2, "--warmup", 1,
+            "--settings", "fp32, channels_last", "bf16 autocast, channels_last", "--out", out], out
+
+
 # script -> its smoke arguments; the test of bench_X.py is test_bench_X_smoke.
 SMOKE_RUNS = {
+    "bench_precision.py": precision_args,
     "bench_quality.py": quality_args,
     "bench_training_speed.py": training_speed_args,
     "bench_inference.py": inference_args,
@@ -174,6 +181,68 @@ def test_bench_preprocess_smoke(smoke_runs):
     assert set(report["build_cache_images_per_s_by_workers"]) == {"1"}
     assert set(report["cache_format_ms"]) == {"npy", "png1", "png3"}
     assert all(report["peak_rss_mb_one_process"][p] > 20 for p in ("cache", "plain"))
+
+
+@pytest.mark.slow
+def test_bench_precision_smoke(smoke_runs):
+    stdout, out = finish(smoke_runs, "bench_precision.py")
+    report = json.loads(out.read_text())
+    fp32, bf16 = report["results"]["fp32, channels_last"], report["results"]["bf16 autocast, channels_last"]
+    assert fp32["images_per_s"] == pytest.approx(2 * 4 / fp32["seconds"], rel=0.02)
+    assert fp32["vs_fp32_channels_last"] == 1.0
+    assert bf16["bf16"] and bf16["vs_fp32_channels_last"] == pytest.approx(bf16["images_per_s"] / fp32["images_per_s"], abs=0.01)
+    assert isinstance(report["machine"]["cpu_features"], list) and "CPU features" in stdout
+
+
+@pytest.fixture(scope="module")
+def lab_cv(synth_dir, tmp_path_factory):
+    """A finished two-fold lab run (every weight set and view scored) on the synthetic data."""
+    from drgrader.cli import main
+
+    tmp = tmp_path_factory.mktemp("lab")
+    sets = {"data.root": synth_dir, "data.cache_dir": tmp / "cache", "data.format": "kaggle", "data.image_size": 48,
+            "data.workers": 1, "model.backbone": "test_resnet", "model.pretrained": "none", "train.epochs": 3,
+            "train.batch_size": 8, "train.ema_decay": 0.9, "train.average_last": 2, "eval.lab": "true",
+            "eval.tta": "[orig,hflip]", "eval.bootstrap": 20}
+    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    assert main(["cv", "cpu_grade", "--folds", "2", "--out", str(tmp / "cv"), *args]) == 0
+    return tmp / "cv"
+
+
+@pytest.mark.slow
+def test_lab_run_is_recorded_and_compared_with_an_earlier_one(lab_cv, tmp_path):
+    results = tmp_path / "results" / "lab.json"
+    for label, extra in (("first", []), ("second", ["--against", "first"])):
+        proc = start_script("bench_lab.py", [lab_cv, "--label", label, "--results", results, "--commit", "abc123", *extra],
+                            tmp_path)
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr[-3000:]
+    recorded = json.loads(results.read_text())
+    lab = json.loads((lab_cv / "lab.json").read_text())
+    assert recorded["first"]["lab"] == lab and recorded["first"]["commit"] == "abc123"
+    assert len(recorded["first"]["folds"]["epochs"]) == 2
+    # The same eyes and scores against themselves: a paired difference of exactly zero.
+    diff = recorded["second"]["against"]["first"]["single eye"]["kappa"]
+    assert diff == [0.0, 0.0, 0.0]
+    md = results.with_suffix(".md").read_text()
+    assert "## first" in md and "## second" in md and "Against **first**" in md
+    oof = pd.read_csv(results.parent / "lab_oof" / "first.csv")
+    assert len(oof) == 80 and "path" not in oof
+
+
+@pytest.mark.slow
+def test_uncertainty_measures_share_one_referral_rule(lab_cv, tmp_path):
+    out = tmp_path / "uncertainty.json"
+    proc = start_script("bench_uncertainty.py", [lab_cv, "--share", 0.1, "--bootstrap", 20, "--out", out], tmp_path)
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["measures"]) == {"distance", "tta spread", "snapshot spread", "distance in spreads"}
+    assert report["patients"] == 40
+    # The reference against itself: no difference, in every resample.
+    assert report["measures"]["distance"]["sensitivity_vs_distance"] == [0.0, 0.0, 0.0]
+    for r in report["measures"].values():
+        assert 0 <= r["errors_caught"] <= 1 and 0 <= r["specificity"][0] <= 1
 
 
 def test_results_merge_by_label(bench_modules, tmp_path):

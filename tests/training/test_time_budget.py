@@ -20,9 +20,9 @@ def test_plan_fills_the_rest_of_the_budget_with_whole_epochs():
 @pytest.mark.slow
 def test_budget_sets_the_epochs_and_ends_the_cosine_at_its_floor(synth_dir, tmp_path):
     import torch
+    from conftest import tiny_config
 
     from drgrader.workflows.train import train
-    from tests.conftest import tiny_config
 
     # A first guess of 40 epochs that the budget (a few seconds) cannot hold.
     cfg = tiny_config(synth_dir, **{"train.epochs": 40, "train.budget_minutes": 0.15, "train.warmup_epochs": 0.5,

@@ -73,9 +73,9 @@ def evaluate_split_pair(
         atomic_write_text(out_dir / "predictions_val.csv", val_pred.to_csv(index=False))
         result["val"] = evaluate_table(val_pred, thresholds, n_boot=0, seed=seed)
         decided_val, used_val = val_pred, thresholds
-        stage = _fit_stage(val_pred, eval_cfg) if bundle.task == "grade" else None
-        if stage is not None:  # the bundle decides with both eyes: so do its decision points
-            result["paired_stage"], decided_val = stage
+        fitted = _fit_stage(val_pred, eval_cfg) if bundle.task == "grade" else None
+        if fitted is not None:  # the bundle decides with both eyes: so do its decision points
+            result["paired_stage"], decided_val = fitted
             used_val = result["paired_stage"]["thresholds"]
             result["val_paired_eyes"] = evaluate_table(decided_val, used_val, n_boot=0, seed=seed)
         decision_spec = fit_patient_decision(decided_val, used_val, refer_share=eval_cfg.refer_share,

@@ -10,8 +10,8 @@ so a resumed run continues them.
 
 from __future__ import annotations
 
-import torch
 import lightning as L
+import torch
 
 
 def _float_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -102,11 +102,11 @@ def out_of_fold_predictions(cv_dir: Path, folds: int) -> pd.DataFrame:
 def pool_folds(cfg: ExperimentConfig, cv_dir: Path, folds: int) -> dict:
     """Fit thresholds, cut-points and the paired-eye stage on the OOF predictions and measure
     them: single-eye and paired-eye figures, per fold, and the tables :func:`write_pooled` writes."""
+    from drgrader.evaluation.paired_stage import fit_paired_stage
     from drgrader.evaluation.patient_decisions import fit_patient_decision, with_patient_decisions
     from drgrader.evaluation.results import evaluate_table
     from drgrader.evaluation.thresholds import fit_thresholds
     from drgrader.grading import SCORE_COLUMNS, decide
-    from drgrader.evaluation.paired_stage import fit_paired_stage
 
     oof = out_of_fold_predictions(cv_dir, folds)
     task, n_boot, seed = cfg.model.task, cfg.eval.bootstrap, cfg.train.seed

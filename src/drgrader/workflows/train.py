@@ -85,6 +85,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
 
         t = cfg.train
         precision = resolve_precision(t.precision, t.accelerator)
+        budget = TimeBudget(t.budget_minutes) if t.budget_minutes else None
         log.info("precision: %s (train.precision: %s)", precision, t.precision)
         callbacks = [
             ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_metric", mode="max"),
@@ -98,9 +99,10 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         ]
         if t.early_stopping:
             callbacks.append(EarlyStopping(monitor="val_metric", mode="max", patience=t.early_stopping))
-        budget = TimeBudget(t.budget_minutes) if t.budget_minutes else None
         averages = WeightAverages(ema_decay=t.ema_decay, average_last=t.average_last)
-        callbacks += [c for c in (budget, averages) if c is not None]
+        callbacks.append(averages)
+        if budget is not None:  # first, so the epoch line shows the plan it has just made
+            callbacks.insert(0, budget)
         trainer = L.Trainer(
             default_root_dir=run_dir,
             max_epochs=t.epochs,
@@ -135,7 +137,8 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         # The weight sets the lab compares with the best checkpoint, taken before it replaces them.
         weight_sets = {"last": {k: v.detach().clone() for k, v in module.scoring.state_dict().items()},
                        **averages.averaged()}
-        best = callbacks[0].best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
+        best_checkpoint = next(c for c in callbacks if isinstance(c, ModelCheckpoint))
+        best = best_checkpoint.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
         ckpt = torch.load(best, map_location="cpu", weights_only=True)
         module.load_state_dict(ckpt["state_dict"])
         module.scoring.eval()
@@ -162,7 +165,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
                 "epochs_run": trainer.current_epoch,
                 "world_size": trainer.world_size,
                 "strategy": type(trainer.strategy).__name__,
-                "best_val_metric": _to_float(callbacks[0].best_model_score),
+                "best_val_metric": _to_float(best_checkpoint.best_model_score),
                 "wall_time_s": round(wall, 1),
                 "weights": getattr(net, "weights_source", ""),
                 "precision": precision,
