@@ -160,6 +160,15 @@ class TrainConfig(Section):
         description="plan the epochs (and the cosine schedule) to end training at this many minutes on this "
         "machine, from the measured epoch time; train.epochs is then only the first guess",
     )
+    mixup: float = Field(
+        0.0, ge=0, description="mixup's Beta(a, a) parameter a (0: off): pairs of photos blended, losses weighted alike",
+    )
+    progressive_start_size: int | None = Field(
+        None, ge=32, description="progressive resizing: train at this size first, then at data.image_size",
+    )
+    progressive_until: float = Field(
+        0.5, gt=0, le=1, description="share of the (planned) epochs trained at progressive_start_size",
+    )
     ema_decay: float | None = Field(
         None, gt=0, lt=1, description="keep an exponential moving average of the weights (per step) for the lab",
     )

@@ -7,6 +7,7 @@ import math
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torchmetrics.classification import BinaryAUROC, MulticlassCohenKappa
 
@@ -65,9 +66,28 @@ class GraderModule(L.LightningModule):
         if unfreeze_at is not None and self.current_epoch + 1 >= unfreeze_at:
             unfreeze(self.net)
 
+    def train_size(self) -> int | None:
+        """The input size of this epoch under progressive resizing (None: the cached size)."""
+        t = self.cfg.train
+        if t.progressive_start_size is None or self.current_epoch >= t.progressive_until * self.schedule_epochs:
+            return None
+        return t.progressive_start_size
+
     def training_step(self, batch, batch_idx):
         pixels, grades = batch
-        loss = self.loss_fn(self._raw(pixels), grades)
+        t = self.cfg.train
+        size = self.train_size()
+        if size is not None and size != pixels.shape[-1]:
+            pixels = F.interpolate(pixels.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        if t.mixup > 0 and len(grades) > 1:
+            # mixup (Zhang et al. 2018): blend each photo with another of the batch; the loss is the
+            # same blend of the two losses, so every loss kind (regression, ordinal, classes) takes it.
+            lam = float(torch.distributions.Beta(t.mixup, t.mixup).sample())
+            other = torch.randperm(len(grades), device=grades.device)
+            raw = self._raw(lam * pixels.float() + (1 - lam) * pixels.float()[other])
+            loss = lam * self.loss_fn(raw, grades) + (1 - lam) * self.loss_fn(raw, grades[other])
+        else:
+            loss = self.loss_fn(self._raw(pixels), grades)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(grades))
         return loss
 

@@ -1,8 +1,8 @@
 """``train.budget_minutes``: plan the number of epochs so that training ends at the budget on the
 machine it runs on.
 
-After every epoch (its validation included) the callback takes the median epoch time so far and
-plans as many more whole epochs as the rest of the budget holds; the cosine schedule follows the
+After every epoch (its validation included) the callback takes the median epoch time so far (or
+the latest epoch's, if slower) and plans as many more whole epochs as the rest of the budget holds; the cosine schedule follows the
 plan (:attr:`GraderModule.schedule_epochs`), so the learning rate reaches its floor in the last
 planned epoch instead of being cut off mid-curve. ``train.epochs`` is only the first guess, used
 until the first epoch has been timed. ``max_minutes`` stays the hard stop.
@@ -44,10 +44,12 @@ class TimeBudget(L.Callback):
         self.epoch_seconds.append(time.monotonic() - getattr(self, "_started", time.monotonic()))
         done = trainer.current_epoch + 1
         spent = sum(self.epoch_seconds)
-        plan = planned_epochs(self.budget_s, spent, done, statistics.median(self.epoch_seconds))
+        # The slower of the typical epoch and the latest one: after progressive resizing switches
+        # to the full size, the small epochs before it must not promise time that is not there.
+        epoch_s = max(statistics.median(self.epoch_seconds), self.epoch_seconds[-1])
+        plan = planned_epochs(self.budget_s, spent, done, epoch_s)
         if plan != self.planned:
-            log.info("time budget %.3g min: %.1f s an epoch, %d epochs in all", self.budget_s / 60,
-                     statistics.median(self.epoch_seconds), plan)
+            log.info("time budget %.3g min: %.1f s an epoch, %d epochs in all", self.budget_s / 60, epoch_s, plan)
         self.apply(trainer, pl_module, plan)
         if done >= plan:
             trainer.should_stop = True
