@@ -175,9 +175,14 @@ def cmd_explain(args) -> None:
 
 def cmd_export(args) -> None:
     require("export", "drgrader export")
-    from drgrader.inference.export import export_command
+    if args.int8 or args.int8_anyway:
+        from drgrader.workflows.int8 import export_int8
 
-    out = export_command(args.bundle, fmt=args.format, out=args.out, overwrite=args.overwrite)
+        out = export_int8(args.bundle, args.out, overwrite=args.overwrite, force=args.int8_anyway)
+    else:
+        from drgrader.inference.export import export_command
+
+        out = export_command(args.bundle, fmt=args.format, out=args.out, overwrite=args.overwrite)
     print(f"exported bundle: {out}")
 
 
@@ -314,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="onnx", choices=["onnx"])
     p.add_argument("--out", type=Path, help="output bundle folder (default: alongside, <bundle>-onnx, numbered when it exists)")
     p.add_argument("--overwrite", action="store_true", help="allow --out to replace another bundle")
+    p.add_argument("--int8", action="store_true",
+                   help="also quantize to int8 (calibrated on the run's training photos), kept only when it keeps "
+                        ">= 98%% of the grades and kappa/AUC within 0.01/0.005 on its validation photos")
+    p.add_argument("--int8-anyway", dest="int8_anyway", action="store_true",
+                   help="keep the int8 graph even when it fails that gate (marked so in bundle.json)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("ensemble", help="combine bundles into one ensemble bundle")

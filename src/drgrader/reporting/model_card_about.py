@@ -119,6 +119,14 @@ def model_section(manifest: dict, metrics: dict) -> Section:
     if manifest.get("onnx"):
         rows.append(["ONNX", f"model.onnx (opset {manifest['onnx'].get('opset')}), same scores as PyTorch within "
                              f"{manifest['onnx'].get('parity_max_abs_diff', 0):.1e}"])
+    int8 = manifest.get("int8")
+    if int8:
+        last = int8["attempts"][-1]
+        verdict = "passed its gate" if int8.get("passed_gate") else "**kept although it failed its gate**"
+        rows.append(["int8", f"{int8['file']} ({int8['recipe']}; {int8['calibration_photos']} calibration photos) {verdict}: "
+                             f"{last['agreement']:.1%} of {last['photos']} validation grades equal to float, kappa "
+                             f"{last['kappa_float']:.3f} -> {last['kappa_int8']:.3f}, referable AUC {last['auc_float']:.3f} -> "
+                             f"{last['auc_int8']:.3f}; {int8['speedup']:.2f}x the float images/s on the machine that exported it"])
     return Section("model", "Model", [Table(["What", "Value"], rows, align="ll")])
 
 

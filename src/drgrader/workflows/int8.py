@@ -1,0 +1,165 @@
+"""``drgrader export --int8``: the float ONNX bundle, then an int8 graph kept only behind a gate.
+
+The int8 graph (:mod:`drgrader.inference.quantize`) is calibrated on photos of the run's training
+split through the bundle's own preprocessing, then measured against the float graph on the run's
+validation photos with the bundle's TTA and thresholds: the share of equal grades, kappa and
+referable AUC of each, and the speed of both on this machine. It replaces the float graph for
+inference (``bundle.json``'s ``onnx.file``) only when it passes :class:`Gate`; the float
+``model.onnx`` stays beside it. Every attempt's figures and the recipe kept are in
+``bundle.json`` (``int8``) and the model card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+
+from drgrader.inference.bundle import Bundle, load_bundle
+from drgrader.inference.bundle_spec import BundleError, read_manifest, write_manifest
+from drgrader.inference.predictor import score_batch
+from drgrader.inference.quantize import INT8_FILE, LADDER, Recipe, images_per_s, quantize_onnx, session_runner
+
+log = logging.getLogger("drgrader")
+
+CALIBRATION_PHOTOS = 200
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What int8 must keep of the float model on the validation photos."""
+
+    agreement: float = 0.98  # share of photos given the same grade
+    kappa_drop: float = 0.01  # kappa may be at most this much lower
+    auc_drop: float = 0.005  # referable AUC may be at most this much lower
+
+    def failures(self, figures: dict) -> list[str]:
+        out = []
+        if figures["agreement"] < self.agreement:
+            out.append(f"{figures['agreement']:.1%} of grades equal (bar {self.agreement:.0%})")
+        if figures["kappa_float"] - figures["kappa_int8"] > self.kappa_drop:
+            out.append(f"kappa {figures['kappa_int8']:.3f} against {figures['kappa_float']:.3f} (bar: -{self.kappa_drop})")
+        if figures["auc_float"] - figures["auc_int8"] > self.auc_drop:
+            out.append(f"referable AUC {figures['auc_int8']:.3f} against {figures['auc_float']:.3f} (bar: -{self.auc_drop})")
+        return out
+
+
+class Int8GateError(BundleError):
+    """The int8 graph does not keep the float model's grades within the gate."""
+
+
+def run_photos(bundle_dir: Path, bundle: Bundle, *, calibration: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Model inputs of ``calibration`` photos of the training split and of every validation
+    photo with its grade, from the run folder the bundle was trained in (manifest.csv and
+    split.csv beside ``bundle/``), through the bundle's own preprocessing."""
+    from drgrader.inference.predict import load_photo
+
+    run_dir = bundle_dir.parent
+    if not ((run_dir / "manifest.csv").is_file() and (run_dir / "split.csv").is_file()):
+        raise BundleError(f"--int8 calibrates on the run's training photos and checks on its validation photos: "
+                          f"{run_dir} lacks manifest.csv and split.csv (give the bundle/ folder of a training run)")
+    table = pd.read_csv(run_dir / "manifest.csv", dtype={"image_id": str, "patient_id": str}).merge(
+        pd.read_csv(run_dir / "split.csv", dtype={"image_id": str, "patient_id": str})[["image_id", "split"]], on="image_id")
+    train, val = table[table["split"] == "train"], table[table["split"] == "val"]
+    if train.empty or val.empty:
+        raise BundleError(f"{run_dir}/split.csv has {len(train)} training and {len(val)} validation photos; --int8 needs both")
+    train = train.sample(n=min(calibration, len(train)), random_state=seed)
+
+    def prepared(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        loaded = [(load_photo(path, bundle), grade) for path, grade in zip(rows["path"], rows["grade"])]
+        kept = [(x.prepared, g) for x, g in loaded if not x.error]
+        return np.stack([p for p, _ in kept]), np.array([g for _, g in kept])
+
+    calib, _ = prepared(train)
+    photos, grades = prepared(val)
+    return calib, photos, grades
+
+
+def add_int8(bundle_dir: Path, out: Path, *, gate: Gate | None = None, force: bool = False) -> dict:
+    """Quantize ``out``'s float ONNX graph behind the gate; when kept, ``bundle.json`` points ONNX
+    Runtime at the int8 graph, and the model card (when the run's metrics are there) says so."""
+    bundle = load_bundle(bundle_dir, "torch")
+    calibration, photos, grades = run_photos(bundle_dir, bundle, calibration=CALIBRATION_PHOTOS)
+    record = quantize_bundle(bundle, out, calibration, photos, grades, gate=gate or Gate(), force=force)
+    manifest = read_manifest(out)
+    write_manifest(out, {**manifest, "onnx": {**manifest["onnx"], "file": record["file"]}, "int8": record})
+    log.info("int8 graph kept (%s): %.2fx the float images/s", record["recipe"], record["speedup"])
+    metrics_file = bundle_dir.parent / "metrics.json"
+    if metrics_file.is_file():
+        from drgrader.reporting.model_card import write_bundle_card
+
+        write_bundle_card(out, json.loads(metrics_file.read_text()))
+    return record
+
+
+def export_int8(bundle: str | Path, out: str | Path | None = None, *, overwrite: bool = False, force: bool = False) -> Path:
+    """``drgrader export --int8``: the float ONNX bundle (``export_command``), then the int8 graph."""
+    from drgrader.inference.export import export_command
+
+    src = Path(bundle).parent if Path(bundle).is_file() else Path(bundle)
+    if read_manifest(src).get("members"):
+        raise BundleError(f"{src} is an ensemble: --int8 quantizes one model (export each member's run bundle)")
+    out_dir = export_command(src, "onnx", out, overwrite=overwrite)
+    add_int8(src, out_dir, force=force)
+    return out_dir
+
+
+def compare(bundle: Bundle, float_run, int8_run, photos: np.ndarray, grades: np.ndarray) -> dict:
+    """Float against int8 on the validation photos (uint8 N x H x W x 3), with the bundle's TTA
+    and thresholds."""
+    from drgrader.evaluation.metrics import quadratic_weighted_kappa, roc_auc
+
+    def decided(runner) -> pd.DataFrame:
+        scores = np.concatenate([score_batch(runner, photos[i : i + 16], bundle.tta) for i in range(0, len(photos), 16)])
+        return bundle.decide(scores)
+
+    f, q = decided(float_run), decided(int8_run)
+    referable = grades >= 2
+    return {
+        "photos": int(len(photos)),
+        "agreement": float((f["pred_grade"].to_numpy() == q["pred_grade"].to_numpy()).mean()),
+        "mean_abs_score_diff": float(np.nanmean(np.abs(f["expected_grade"] - q["expected_grade"]))),
+        "kappa_float": quadratic_weighted_kappa(grades, f["pred_grade"]),
+        "kappa_int8": quadratic_weighted_kappa(grades, q["pred_grade"]),
+        "auc_float": roc_auc(referable, f["score_referable"].to_numpy(dtype=float)),
+        "auc_int8": roc_auc(referable, q["score_referable"].to_numpy(dtype=float)),
+    }
+
+
+def quantize_bundle(bundle: Bundle, out: Path, calibration: np.ndarray, validation: np.ndarray, grades: np.ndarray,
+                    *, gate: Gate = Gate(), force: bool = False) -> dict:
+    """Climb :data:`LADDER` until a recipe passes ``gate``; write ``out/model.int8.onnx`` and return
+    the record for ``bundle.json``. Raises :class:`Int8GateError` when none passes (unless
+    ``force``: then the last attempt is kept, marked as failing the gate)."""
+    float_file = out / "model.onnx"
+    float_run = session_runner(float_file)
+    pixels = np.ascontiguousarray(calibration.transpose(0, 3, 1, 2), dtype=np.float32)
+    attempts = []
+    for recipe in LADDER:
+        log.info("int8: quantizing with %s", recipe.describe())
+        quantize_onnx(float_file, out / INT8_FILE, pixels, recipe)
+        figures = compare(bundle, float_run, session_runner(out / INT8_FILE), validation, grades)
+        failures = gate.failures(figures)
+        attempts.append({"recipe": asdict(recipe), **figures, "passed": not failures, "failures": failures})
+        log.info("int8: %.1f%% of grades equal, kappa %.3f -> %.3f, AUC %.3f -> %.3f%s", 100 * figures["agreement"],
+                 figures["kappa_float"], figures["kappa_int8"], figures["auc_float"], figures["auc_int8"],
+                 "" if not failures else " (fails: " + "; ".join(failures) + ")")
+        if not failures:
+            break
+    passed = not attempts[-1]["failures"]
+    if not passed and not force:
+        (out / INT8_FILE).unlink(missing_ok=True)
+        raise Int8GateError(f"int8 not kept: {'; '.join(attempts[-1]['failures'])} on {len(validation)} validation "
+                            f"photos after {len(attempts)} recipes; the float ONNX bundle is unchanged "
+                            "(--int8-anyway keeps it regardless)")
+    batch = validation[:16]
+    speed = {"float": images_per_s(float_run, batch), "int8": images_per_s(session_runner(out / INT8_FILE), batch)}
+    return {"file": INT8_FILE, "recipe": Recipe(**attempts[-1]["recipe"]).describe(), "passed_gate": passed,
+            "gate": asdict(gate), "calibration_photos": int(len(calibration)), "attempts": attempts,
+            "images_per_s": {k: round(v, 1) for k, v in speed.items()}, "speedup": round(speed["int8"] / speed["float"], 2),
+            "speed_batch": int(len(batch)), "onnxruntime_version": ort.__version__}

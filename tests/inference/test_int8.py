@@ -1,0 +1,78 @@
+"""``drgrader export --int8``: static int8 quantization kept only behind its gate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from conftest import tiny_config
+
+from drgrader.cli import main
+from drgrader.inference.bundle import load_bundle
+from drgrader.inference.quantize import float_nodes
+from drgrader.workflows import int8 as quantize
+from drgrader.workflows.int8 import Gate
+
+
+@pytest.fixture(scope="module")
+def run_dir(synth_dir, tmp_path_factory):
+    from drgrader.workflows.train import train
+
+    cfg = tiny_config(synth_dir, **{"train.epochs": 2, "train.loss": "mse", "eval.bootstrap": 0})
+    return train(cfg, out=tmp_path_factory.mktemp("int8") / "run", progress=False)
+
+
+def test_gate_names_what_fails():
+    figures = {"agreement": 0.97, "kappa_float": 0.60, "kappa_int8": 0.58, "auc_float": 0.85, "auc_int8": 0.849}
+    failures = Gate().failures(figures)
+    assert len(failures) == 2 and "97.0% of grades equal" in failures[0] and "kappa 0.580 against 0.600" in failures[1]
+    assert Gate(agreement=0.9, kappa_drop=0.05).failures(figures) == []
+
+
+@pytest.mark.slow
+def test_int8_export_passes_its_gate_and_grades_without_pytorch_weights(run_dir, tmp_path):
+    out = tmp_path / "int8"
+    assert main(["export", str(run_dir / "bundle"), "--int8", "--out", str(out)]) == 0
+    manifest = json.loads((out / "bundle.json").read_text())
+    record = manifest["int8"]
+    assert manifest["onnx"]["file"] == "model.int8.onnx" == record["file"] and record["passed_gate"]
+    last = record["attempts"][-1]
+    assert last["agreement"] >= 0.98 and last["photos"] == len(
+        [s for s in (run_dir / "split.csv").read_text().splitlines() if s.endswith(",val")])
+    assert record["speedup"] == pytest.approx(record["images_per_s"]["int8"] / record["images_per_s"]["float"], rel=0.02)
+    # The int8 graph really is quantized, and the bundle runs on it through ONNX Runtime.
+    graph = onnx.load(str(out / "model.int8.onnx")).graph
+    assert any(n.op_type == "QuantizeLinear" for n in graph.node)
+    float_bundle, int8_bundle = load_bundle(out / "bundle.json", "torch"), load_bundle(out, "onnx")
+    photos = np.random.default_rng(0).integers(0, 255, (3, 48, 48, 3), dtype=np.uint8)
+    diff = np.abs(int8_bundle.score_prepared(photos) - float_bundle.score_prepared(photos))
+    assert np.nanmax(diff) < 0.5  # near the float scores, but not identical (int8 arithmetic)
+    assert "passed its gate" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_int8_failing_the_gate_is_refused_and_leaves_the_float_bundle(run_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(quantize, "Gate", lambda: Gate(agreement=1.01))  # no graph can agree on 101%
+    out = tmp_path / "refused"
+    assert main(["export", str(run_dir / "bundle"), "--int8", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "int8 not kept" in err and "101%" in err and len(err.strip().splitlines()) == 1
+    manifest = json.loads((out / "bundle.json").read_text())
+    assert manifest["onnx"]["file"] == "model.onnx" and "int8" not in manifest
+    assert not (out / "model.int8.onnx").exists()
+
+
+def test_float_layers_find_stem_head_and_depthwise():
+    from onnx import helper
+
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"], name="stem"),
+             helper.make_node("Conv", ["a", "w1"], ["b"], name="dw", group=8),
+             helper.make_node("Conv", ["b", "w2"], ["c"], name="pw"),
+             helper.make_node("GlobalAveragePool", ["c"], ["d"], name="pool"),
+             helper.make_node("Gemm", ["d", "w3"], ["y"], name="fc")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [], []))
+    assert float_nodes(model, ("stem", "head")) == ["stem", "pool", "fc"]
+    assert float_nodes(model, ("depthwise",)) == ["dw"]
+    assert float_nodes(model, ()) == []
