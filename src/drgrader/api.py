@@ -1,0 +1,135 @@
+"""drgrader from Python: the same workflows the command line runs, as small keyword-only calls.
+
+>>> import drgrader
+>>> grader = drgrader.load_grader("runs/cpu_grade/bundle")            # doctest: +SKIP
+>>> photos, patients = drgrader.grade(grader, ["clinic/2026-12-05/"])  # doctest: +SKIP
+>>> patients[["patient_id", "decision", "reason"]]                     # doctest: +SKIP
+
+``grade`` returns the two tables ``drgrader predict`` writes (one row per photo, one per patient);
+it also takes PIL images and NumPy arrays, named by ``names`` (``<patient>_<left|right>`` names
+give the patient and eye, as file names do). Nothing here is a second implementation: each call
+is a thin layer over :mod:`drgrader.workflows` and :mod:`drgrader.inference`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from drgrader.config import ConfigError, ExperimentConfig, load_config
+from drgrader.inference.bundle import Bundle, load_bundle
+
+__all__ = ["load_grader", "grade", "explain", "train", "evaluate"]
+
+Photo = Any  # a path (file or folder), a PIL image, or an RGB uint8 array H x W x 3
+
+
+def load_grader(bundle: str | Path | Bundle, *, backend: str = "auto") -> Bundle:
+    """A grader from a bundle folder (or its ``bundle.json``); ``backend``: ``"auto"``,
+    ``"torch"`` or ``"onnx"`` (no PyTorch needed)."""
+    if isinstance(bundle, Bundle):
+        return bundle
+    return load_bundle(bundle, backend)
+
+
+def _as_rgb(photo: Photo) -> np.ndarray:
+    if isinstance(photo, np.ndarray):
+        array = photo
+    elif hasattr(photo, "convert"):  # a PIL image
+        array = np.asarray(photo.convert("RGB"))
+    else:
+        raise TypeError(f"a photo is a path, a PIL image or an RGB array, not {type(photo).__name__}")
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ValueError(f"an array photo must be RGB uint8 of shape H x W x 3, got {array.dtype} {array.shape}")
+    return array
+
+
+def grade(grader: str | Path | Bundle, photos: Sequence[Photo], *, names: Sequence[str] | None = None,
+          tta: list[str] | None = None, refer_share: float | None = None,
+          batch_size: int = 16) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Grade ``photos`` and decide per patient: ``(photos table, patients table)``, the rows and
+    columns of ``drgrader predict``'s CSV and its ``_patients.csv``.
+
+    ``photos``: paths of photos, folders or CSVs (as ``predict`` takes them), or in-memory PIL
+    images / RGB arrays, named by ``names`` (default ``photo-0``, ``photo-1``, ...).
+    ``refer_share``: the share of patients sent to a human grader (default: the grader's)."""
+    import cv2
+
+    from drgrader.data.inputs import collect_inputs
+    from drgrader.inference.predict import (
+        OUTPUT_COLUMNS,
+        patient_table,
+        predict_images,
+        ready_for_patients,
+        typed_predictions,
+    )
+
+    bundle = load_grader(grader)
+    in_memory = [p for p in photos if not isinstance(p, (str, Path))]
+    if in_memory and len(in_memory) != len(photos):
+        raise ValueError("give either paths or in-memory photos, not both in one call")
+    if names is not None and len(names) != len(photos):
+        raise ValueError(f"{len(names)} names for {len(photos)} photos")
+    with tempfile.TemporaryDirectory(prefix="drgrader-grade-") as tmp:
+        if in_memory:
+            # Lossless PNGs through the path pipeline: the same decoding, quality check and
+            # preprocessing as predict, and patient and eye read from the names.
+            paths = []
+            for i, photo in enumerate(in_memory):
+                path = Path(tmp) / f"{names[i] if names else f'photo-{i}'}.png"
+                cv2.imwrite(str(path), cv2.cvtColor(_as_rgb(photo), cv2.COLOR_RGB2BGR))
+                paths.append(path)
+            photos = paths
+        table = collect_inputs([Path(p) for p in photos])
+        if table.empty:
+            raise ConfigError(f"no photos found in {', '.join(str(p) for p in photos)}")
+        preds = typed_predictions(predict_images(bundle, table, batch_size=batch_size, tta=tta)[OUTPUT_COLUMNS])
+        preds, points = ready_for_patients(bundle, preds, refer_share=refer_share)
+    return preds, patient_table(preds, points)
+
+
+def explain(grader: str | Path | Bundle, photo: Photo) -> dict:
+    """Grad-CAM of one photo (path, PIL image or RGB array): the prediction, the preprocessed
+    input and heat maps for the grade and for referable DR (needs the [explain] extra)."""
+    from drgrader.data.images import read_image
+    from drgrader.extras import require
+    from drgrader.inference.explain import explain_image
+
+    require("explain", "drgrader.explain")
+    rgb = read_image(photo) if isinstance(photo, (str, Path)) else _as_rgb(photo)
+    return explain_image(load_grader(grader), rgb)
+
+
+def _config(config: str | Path | ExperimentConfig, overrides: dict[str, Any] | None) -> ExperimentConfig:
+    if isinstance(config, ExperimentConfig):
+        if overrides:
+            raise ValueError("give overrides with a config name or file, or change the ExperimentConfig itself")
+        return config
+    return load_config(config, [f"{key}={value}" for key, value in (overrides or {}).items()])
+
+
+def train(config: str | Path | ExperimentConfig, *, overrides: dict[str, Any] | None = None,
+          out: str | Path | None = None, progress: bool = False) -> Path:
+    """Train a config (a shipped recipe's name, a YAML path, or an ExperimentConfig) with
+    optional ``overrides`` ({"train.epochs": 3}); returns the run folder (bundle, metrics, report)."""
+    from drgrader.extras import require
+    from drgrader.workflows.train import train as run
+
+    require("train", "drgrader.train")
+    return run(_config(config, overrides), None if out is None else Path(out), progress=progress)
+
+
+def evaluate(model: str | Path, data: str | Path, *, out: str | Path | None = None) -> dict:
+    """Evaluate a run folder or bundle on a labelled data folder (as ``drgrader evaluate``);
+    returns its metrics (``metrics["test"]``: the figures with CIs)."""
+    import json
+
+    from drgrader.workflows.evaluate import evaluate_command
+
+    folder = evaluate_command(Path(model), data=str(data), out=None if out is None else Path(out))
+    return json.loads((Path(folder) / "metrics.json").read_text())

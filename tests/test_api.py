@@ -1,0 +1,70 @@
+"""The Python API (drgrader.load_grader, grade, explain, train, evaluate): thin calls into the
+workflows the CLI runs, so its tables are predict's, row for row."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import drgrader
+from drgrader.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_public_face_is_small_and_documented():
+    assert set(drgrader.__all__) == {"load_grader", "grade", "explain", "train", "evaluate", "__version__"}
+    for name in drgrader.__all__[:-1]:
+        assert getattr(drgrader, name).__doc__
+    with pytest.raises(AttributeError):
+        drgrader.no_such_thing  # noqa: B018
+
+
+def test_grade_gives_predicts_tables(tiny_bundle, synth_dir, tmp_path):
+    folder = synth_dir / "images"
+    photos, patients = drgrader.grade(tiny_bundle, [folder])
+    assert main(["predict", str(tiny_bundle), str(folder), "--out", str(tmp_path / "p.csv")]) == 0
+    cli = pd.read_csv(tmp_path / "p.csv", dtype={"patient_id": str, "image_id": str})
+    cli_patients = pd.read_csv(tmp_path / "p_patients.csv", dtype={"patient_id": str})
+    assert list(photos.columns) == list(cli.columns) and len(photos) == len(cli) == 80
+    assert photos["grade"].tolist() == cli["grade"].tolist()
+    assert np.allclose(photos["expected_grade"].to_numpy(float), cli["expected_grade"].to_numpy(float), atol=1e-5)
+    assert patients["decision"].tolist() == cli_patients["decision"].tolist() and len(patients) == 40
+
+
+def test_grade_takes_arrays_and_pil_images_named_like_files(tiny_bundle, synth_dir):
+    files = sorted((synth_dir / "images").iterdir())[:2]  # one patient's two eyes
+    arrays = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    names = [f.stem for f in files]
+    photos, patients = drgrader.grade(tiny_bundle, arrays, names=names)
+    from_files, _ = drgrader.grade(tiny_bundle, files)
+    assert photos["image_id"].tolist() == names and len(patients) == 1 and patients["images"].iloc[0] == 2
+    assert set(photos["eye"]) == {"left", "right"}
+    # The same photos as the files, up to the JPEG files' scale-on-decode (a PNG is decoded whole).
+    assert np.allclose(photos["expected_grade"].to_numpy(float), from_files["expected_grade"].to_numpy(float), atol=0.01)
+    pil, _ = drgrader.grade(tiny_bundle, [Image.fromarray(arrays[0])])
+    assert pil["image_id"].tolist() == ["photo-0"] and pil["patient_id"].tolist() == [""]
+
+
+def test_grade_refuses_what_it_cannot_take(tiny_bundle, synth_dir):
+    with pytest.raises(ValueError, match="either paths or in-memory"):
+        drgrader.grade(tiny_bundle, [synth_dir, np.zeros((8, 8, 3), np.uint8)])
+    with pytest.raises(ValueError, match="RGB uint8"):
+        drgrader.grade(tiny_bundle, [np.zeros((8, 8), np.uint8)])
+    with pytest.raises(ValueError, match="2 names for 1 photos"):
+        drgrader.grade(tiny_bundle, [np.zeros((8, 8, 3), np.uint8)], names=["a", "b"])
+
+
+def test_readme_python_example_runs(tiny_bundle, synth_dir, monkeypatch, tmp_path, capsys):
+    block = re.search(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S).group(1)
+    # The README's paths are a trained run's and a clinic's folder; here a tiny bundle and photos.
+    monkeypatch.chdir(tmp_path)
+    Path("runs/demo").mkdir(parents=True)
+    Path("runs/demo/bundle").symlink_to(tiny_bundle)
+    Path("demo-data").symlink_to(synth_dir)
+    exec(compile(block, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "decision" in out and "reason" in out and "score_referable" in out
