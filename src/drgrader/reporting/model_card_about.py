@@ -3,6 +3,8 @@ data and how a photo is prepared (see :mod:`.model_card`)."""
 
 from __future__ import annotations
 
+import re
+
 from drgrader.grading import GRADE_NAMES, GRADES
 from drgrader.reporting.document import (
     Alert,
@@ -38,6 +40,13 @@ TTA_WORDS = {"orig": "the photo as is", "hflip": "mirrored left-right", "vflip":
              "transpose": "mirrored about the diagonal", "antitranspose": "mirrored about the other diagonal",
              "zoom": "zoomed in"}
 SCREEN_GRADE = {"any_dr": 1, "referable": 2}
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/()]+/)+([^\s/()]+)")
+
+
+def without_folders(text: str) -> str:
+    """``text`` with every absolute path cut to its file name: a card travels with the bundle and
+    must not name the folders of the machine that built it."""
+    return _ABSOLUTE_PATH.sub(r"\1", text)
 BAND_SHARES = (0.05, 0.1, 0.2, 0.3)  # shares of patients sent to a human shown beside the bundle's own
 
 
@@ -109,7 +118,7 @@ def model_section(manifest: dict, metrics: dict) -> Section:
         ]
         weights = (metrics.get("training") or {}).get("weights")
         if weights:
-            rows.append(["Initial weights", str(weights)])
+            rows.append(["Initial weights", without_folders(str(weights))])
     views = manifest.get("tta") or ["orig"]
     rows.append(["Test-time views", ", ".join(TTA_WORDS.get(v, v) for v in views)
                  + (" (scores averaged)" if len(views) > 1 else "")])
