@@ -151,7 +151,9 @@ def run_config(
     from drgrader.workflows.train import train
 
     started = time.time()
-    if cv:
+    if cv and existing and (Path(existing) / "metrics.json").is_file():
+        run_dir = Path(existing)  # finished and pooled: measured as it is (a newer drgrader need not resume it)
+    elif cv:
         run_dir = run_cv(cfg, folds=cv, out=Path(existing) if existing else runs / label, progress=progress)
     else:
         run_dir = Path(existing) if existing else train(cfg, out=runs / label, progress=progress)

@@ -16,6 +16,7 @@ TINY = {
     "model.pretrained": "none",
     "train.loss": "mse",
     "train.epochs": 2,
+    "train.budget_minutes": "null",  # the recipe's time budget would plan many tiny epochs
     "train.batch_size": 8,
     "eval.tta": "[orig]",
     "eval.bootstrap": 20,
