@@ -3,6 +3,7 @@ synthetic data: its task, head, loss, sampler, preprocessing, TTA and threshold 
 shipped; only the data folder, the network size and the budget are shrunk to seconds."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -27,9 +28,24 @@ TINY = {
 }
 
 
+@pytest.fixture
+def own_process_group():
+    """A recipe with strategy ddp (gpu_grade) trains here as a one-process DDP group: take the
+    group and Lightning's MASTER_* variables down after it, or a later DDP run in a subprocess
+    inherits a port this process still listens on."""
+    saved = dict(os.environ)
+    yield
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS)
-def test_config_trains_then_evaluates(config, synth_dir, tmp_path):
+def test_config_trains_then_evaluates(config, synth_dir, tmp_path, own_process_group):
     settings = {**TINY, "data.root": synth_dir, "data.cache_dir": tmp_path / "cache"}
     sets = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
     run = tmp_path / "run"

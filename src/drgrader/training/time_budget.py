@@ -73,4 +73,4 @@ class TimeBudget(L.Callback):
     def record(self) -> dict:
         """What the run reports: the budget, the epoch times and the epochs it planned."""
         return {"budget_minutes": round(self.budget_s / 60, 2), "planned_epochs": self.planned,
-                "epoch_seconds": [round(s, 1) for s in self.epoch_seconds]}
+                "epoch_seconds": [round(s, 3) for s in self.epoch_seconds]}
