@@ -151,13 +151,14 @@ def load_bundle(path: str | Path, backend: str = "auto") -> Bundle:
     if manifest.get("members"):
         members = [load_bundle(path / m, backend) for m in manifest["members"]]
         return Bundle(path, manifest, members=members)
-    has_onnx = (path / Path((manifest.get("onnx") or {}).get("file", "model.onnx")).name).is_file()
+    onnx_file = Path((manifest.get("onnx") or {}).get("file", "model.onnx")).name  # model.onnx, or the int8 graph kept
+    has_onnx = (path / onnx_file).is_file()
     if backend == "auto":  # weights only and no [torch] extra: torch, whose error says what to install
         backend = "torch" if (path / "model.safetensors").is_file() and (available("torch") or not has_onnx) else "onnx"
     if backend == "torch":
         runner = _torch_runner(path, manifest, "the torch backend" if has_onnx else f"{path}, a bundle without model.onnx,")
     elif backend == "onnx":
-        runner = _onnx_runner(path, (manifest.get("onnx") or {}).get("file", "model.onnx"))
+        runner = _onnx_runner(path, onnx_file)
     else:
         raise BundleError(f"unknown backend {backend!r}; use torch, onnx or auto")
     return Bundle(path, manifest, runner=runner)
@@ -200,7 +201,7 @@ def _onnx_runner(path: Path, file: str = "model.onnx"):
     """ONNX Runtime on the bundle's graph: ``model.onnx``, or the int8 graph that export kept."""
     import onnxruntime as ort
 
-    model = path / Path(file).name
+    model = path / file
     if not model.is_file():
         raise BundleError(f"{path}: no model.onnx (run `drgrader export {path} --format onnx`)")
     opts = ort.SessionOptions()

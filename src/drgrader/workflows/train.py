@@ -135,8 +135,8 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
             return run_dir
 
         # The weight sets the lab compares with the best checkpoint, taken before it replaces them.
-        weight_sets = {"last": {k: v.detach().clone() for k, v in module.scoring.state_dict().items()},
-                       **averages.averaged()}
+        weight_sets = ({"last": {k: v.detach().clone() for k, v in module.scoring.state_dict().items()},
+                        **averages.averaged()} if cfg.eval.lab else {})
         best_checkpoint = next(c for c in callbacks if isinstance(c, ModelCheckpoint))
         best = best_checkpoint.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
         ckpt = torch.load(best, map_location="cpu", weights_only=True)
