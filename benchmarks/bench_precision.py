@@ -81,7 +81,7 @@ def measure(backbone: str, size: int, batch: int, steps: int, warmup: int, setti
         if i == 0:
             compile_s = time.perf_counter() - t0
     elapsed = time.perf_counter() - started
-    return {**setting, "steps": steps, "seconds": round(elapsed, 2), "images_per_s": round(steps * batch / elapsed, 2),
+    return {**setting, "steps": steps, "seconds": round(elapsed, 4), "images_per_s": round(steps * batch / elapsed, 2),
             "first_step_s": round(compile_s, 1), "torch_threads": torch.get_num_threads()}
 
 
