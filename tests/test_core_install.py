@@ -32,6 +32,7 @@ from packaging.version import Version
 from drgrader.cli import main
 from drgrader.extras import MissingExtraError, available, require
 from drgrader.grading import SCORE_COLUMNS
+from drgrader.inference.builtin import DEFAULT_GRADER
 
 REPO = Path(__file__).resolve().parents[1]
 PIP_TIMEOUT = 1800  # seconds: a first install downloads ~150 MB of wheels; from pip's cache it takes 1-3 minutes
@@ -287,6 +288,14 @@ def test_core_install_grades_without_pytorch(core_venv, exported, photos, tmp_pa
                         (["predict", str(exported), str(photo), "--backend", "torch", "--out", str(tmp_path / "t.csv")], "torch")):
         _exits_2_naming(venv, args, extra, tmp_path)
     assert not (tmp_path / "t.csv").exists() and not (tmp_path / "runs").exists()
+
+    # 5. The built-in grader, straight after install: predict with no bundle, and `models`.
+    run = _drgrader(venv, "--progress", "log", "predict", str(folder), "--out", str(tmp_path / "builtin.csv"))
+    assert run.returncode == 0 and f"grader: built-in {DEFAULT_GRADER}" in run.stderr, run.stderr[-3000:]
+    graded = pd.read_csv(tmp_path / "builtin.csv", keep_default_na=False)
+    assert len(graded) == 11 and (graded["error"] == "").all() and graded["grade"].between(0, 4).all()
+    listing = _drgrader(venv, "models", cwd=tmp_path)
+    assert listing.returncode == 0 and listing.stdout.startswith(f"{DEFAULT_GRADER} (default)"), listing.stdout
 
     size = _size_mb(venv)
     with capsys.disabled():

@@ -1,7 +1,7 @@
 """drgrader from Python: the same workflows the command line runs, as small keyword-only calls.
 
 >>> import drgrader
->>> grader = drgrader.load_grader("runs/cpu_grade/bundle")            # doctest: +SKIP
+>>> grader = drgrader.load_grader()          # the built-in grader; or a name, or a bundle folder  # doctest: +SKIP
 >>> photos, patients = drgrader.grade(grader, ["clinic/2026-12-05/"])  # doctest: +SKIP
 >>> patients[["patient_id", "decision", "reason"]]                     # doctest: +SKIP
 
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from drgrader.config import ConfigError, ExperimentConfig, load_config
+from drgrader.inference.builtin import resolve_bundle
 from drgrader.inference.bundle import Bundle, load_bundle
 
 __all__ = ["load_grader", "grade", "explain", "train", "evaluate"]
@@ -29,12 +30,13 @@ __all__ = ["load_grader", "grade", "explain", "train", "evaluate"]
 Photo = Any  # a path (file or folder), a PIL image, or an RGB uint8 array H x W x 3
 
 
-def load_grader(bundle: str | Path | Bundle, *, backend: str = "auto") -> Bundle:
-    """A grader from a bundle folder (or its ``bundle.json``); ``backend``: ``"auto"``,
-    ``"torch"`` or ``"onnx"`` (no PyTorch needed)."""
+def load_grader(bundle: str | Path | Bundle | None = None, *, backend: str = "auto") -> Bundle:
+    """A grader: the built-in one (None), a built-in grader's name (``drgrader models``), or a
+    bundle folder (or its ``bundle.json``); ``backend``: ``"auto"``, ``"torch"`` or ``"onnx"``
+    (no PyTorch needed)."""
     if isinstance(bundle, Bundle):
         return bundle
-    return load_bundle(bundle, backend)
+    return load_bundle(resolve_bundle(bundle), backend)
 
 
 def _as_rgb(photo: Photo) -> np.ndarray:
@@ -49,7 +51,7 @@ def _as_rgb(photo: Photo) -> np.ndarray:
     return array
 
 
-def grade(grader: str | Path | Bundle, photos: Sequence[Photo], *, names: Sequence[str] | None = None,
+def grade(grader: str | Path | Bundle | None, photos: Sequence[Photo], *, names: Sequence[str] | None = None,
           tta: list[str] | None = None, refer_share: float | None = None,
           batch_size: int = 16) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Grade ``photos`` and decide per patient: ``(photos table, patients table)``, the rows and

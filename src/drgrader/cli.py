@@ -150,12 +150,27 @@ def cmd_report(args) -> None:
     print(f"report: {write_report(Path(args.run))}")
 
 
+def _bundle_and_inputs(args) -> tuple[Path, list[str]]:
+    """The bundle a command uses and its photo inputs: ``--bundle NAME|PATH``; else a bundle
+    folder given first (the older form ``predict BUNDLE PHOTOS``); else the built-in grader."""
+    from drgrader.errors import DataError
+    from drgrader.inference.builtin import resolve_bundle
+
+    inputs = list(args.inputs)
+    if args.bundle is None and (Path(inputs[0]) / "bundle.json").is_file():
+        if len(inputs) == 1:
+            raise DataError(f"{inputs[0]} is a bundle: give the photos to grade after it, or --bundle {inputs[0]} PHOTOS")
+        return resolve_bundle(inputs[0]), inputs[1:]
+    return resolve_bundle(args.bundle), inputs
+
+
 def cmd_predict(args) -> None:
     from drgrader.workflows.data import parse_shard
     from drgrader.workflows.predict import predict_command
 
+    bundle, inputs = _bundle_and_inputs(args)
     predict_command(
-        args.bundle, args.inputs, out=args.out, backend=args.backend, batch_size=args.batch_size, tta=args.tta,
+        bundle, inputs, out=args.out, backend=args.backend, batch_size=args.batch_size, tta=args.tta,
         overwrite=args.overwrite, refer_share=args.refer_share, shard=parse_shard(args.shard) if args.shard else None,
     )
 
@@ -170,7 +185,8 @@ def cmd_explain(args) -> None:
     require("explain", "drgrader explain")
     from drgrader.inference.explain import explain_command
 
-    explain_command(args.bundle, args.images, out=Path(args.out))
+    bundle, images = _bundle_and_inputs(args)
+    explain_command(bundle, images, out=Path(args.out))
 
 
 def cmd_export(args) -> None:
@@ -193,10 +209,23 @@ def cmd_ensemble(args) -> None:
 
 
 def cmd_serve(args) -> None:
+    from drgrader.errors import DataError
+    from drgrader.inference.builtin import resolve_bundle
     from drgrader.inference.serve import serve
 
-    serve(args.bundle, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_pending=args.max_pending,
+    if args.bundle and args.bundle_option and args.bundle != args.bundle_option:
+        raise DataError(f"two bundles given: {args.bundle} and --bundle {args.bundle_option}")
+    serve(resolve_bundle(args.bundle or args.bundle_option), host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_pending=args.max_pending,
           read_timeout=args.read_timeout)
+
+
+def cmd_models(args) -> None:
+    from drgrader.workflows.models import describe_models
+
+    print(describe_models(args.name), end="")
+
+
+BUNDLE_HELP = "a bundle folder or a built-in grader's name (drgrader models; default: the built-in grader)"
 
 
 # -------------------------------------------------------------------------- parser
@@ -286,8 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("predict", help="grade images (files, folders or a CSV) into a CSV")
-    p.add_argument("bundle")
-    p.add_argument("inputs", nargs="+", help="image files, folders, or a CSV with an image column")
+    p.add_argument("inputs", nargs="+", metavar="PHOTOS", help="image files, folders, or a CSV with an image column "
+                                                               "(a bundle folder first: the older form BUNDLE PHOTOS)")
+    p.add_argument("--bundle", help=BUNDLE_HELP)
     p.add_argument("--out", type=Path, help="CSV to write (default predictions.csv, or a fresh predictions-2.csv ... when it exists)")
     p.add_argument("--overwrite", action="store_true", help="allow --out to replace a file that is not a CSV")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
@@ -309,8 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_merge_predictions)
 
     p = sub.add_parser("explain", help="Grad-CAM heat maps over the preprocessed fundus")
-    p.add_argument("bundle")
-    p.add_argument("images", nargs="+")
+    p.add_argument("inputs", nargs="+", metavar="PHOTOS", help="image files, folders or a CSV (a bundle folder first: BUNDLE PHOTOS)")
+    p.add_argument("--bundle", help=BUNDLE_HELP)
     p.add_argument("--out", default="explain")
     p.set_defaults(func=cmd_explain)
 
@@ -332,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("serve", help="web demo: upload a fundus photo, see grade and Grad-CAM")
-    p.add_argument("bundle")
+    p.add_argument("bundle", nargs="?", help=BUNDLE_HELP)
+    p.add_argument("--bundle", dest="bundle_option", metavar="BUNDLE", help="the same, as an option")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_port, default=7860)
     p.add_argument("--max-upload-mb", dest="max_upload_mb", default=20, help="largest accepted upload",
@@ -342,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--read-timeout", dest="read_timeout", type=_positive(float, "a number of seconds (0 < s < 86400)", 86400), default=30,
                    help="seconds a client may send nothing mid-request before it gets 408 (default 30)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("models", help="the built-in graders: name, size, figures; with a name, its model card")
+    p.add_argument("name", nargs="?", help="a built-in grader's name")
+    p.set_defaults(func=cmd_models)
     return parser
 
 

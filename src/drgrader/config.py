@@ -175,6 +175,11 @@ class TrainConfig(Section):
     average_last: int = Field(
         0, ge=0, description="keep the average of the weights at the end of the last N epochs for the lab (0: off)",
     )
+    distill_from: Path | None = Field(
+        None, description="distillation: a CSV of teacher scores (image_id, expected_grade), e.g. a cv folder's "
+        "predictions_oof.csv; the regression target becomes a blend of the grade and the teacher's score",
+    )
+    distill_weight: float = Field(0.5, ge=0, le=1, description="the teacher's share of the blended target")
     limit_train_batches: int | None = Field(None, ge=1, description="batches per epoch (smoke runs)")
     accelerator: str = "auto"
     devices: int | str = "auto"
@@ -238,6 +243,9 @@ class ExperimentConfig(Section):
                 f"train.loss={self.train.loss!r} does not fit model.task={self.model.task!r}; "
                 f"use one of {sorted(allowed)}"
             )
+        if self.train.distill_from is not None and (self.train.loss not in ("mse", "smooth_l1") or self.train.class_weights):
+            raise ValueError("train.distill_from blends the regression target: it needs train.loss mse or smooth_l1 "
+                             "and no train.class_weights")
         return self
 
 

@@ -46,15 +46,19 @@ def build_augmentation(cfg: AugmentConfig, size: int) -> A.Compose | None:
 class FundusDataset(Dataset):
     """Preprocessed fundus images (uint8 HxWx3 in the cache) with their grades.
 
-    Returns ``(uint8 tensor 3xHxW, grade)``: normalisation happens in the model module, on
-    the whole batch, so that the bundle's inference applies exactly the same arithmetic.
+    Returns ``(uint8 tensor 3xHxW, grade)``, or the distillation target in place of the grade:
+    normalisation happens in the model module, on the whole batch, so that the bundle's
+    inference applies exactly the same arithmetic.
     """
 
-    def __init__(self, cache_paths: Sequence[str], grades: Sequence[int], augment: A.Compose | None = None):
-        if len(cache_paths) != len(grades):
-            raise ValueError("cache_paths and grades differ in length")
+    def __init__(self, cache_paths: Sequence[str], grades: Sequence[int], augment: A.Compose | None = None,
+                 *, targets: Sequence[float] | None = None):
+        if len(cache_paths) != len(grades) or (targets is not None and len(targets) != len(grades)):
+            raise ValueError("cache_paths, grades and targets differ in length")
         self.cache_paths = list(cache_paths)
         self.grades = np.asarray(grades, dtype=np.int64)
+        # A distillation target (grade blended with a teacher's score) replaces the grade as label.
+        self.targets = None if targets is None else np.asarray(targets, dtype=np.float32)
         self.augment = augment
 
     def __len__(self) -> int:
@@ -72,7 +76,7 @@ class FundusDataset(Dataset):
                 self.augment.set_random_seed(seed)
             img = self.augment(image=img)["image"]
         tensor = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
-        return tensor, int(self.grades[i])
+        return tensor, int(self.grades[i]) if self.targets is None else float(self.targets[i])
 
 
 def sampler_classes(grades: np.ndarray, task: str) -> np.ndarray:

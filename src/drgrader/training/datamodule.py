@@ -14,6 +14,7 @@ from drgrader.data.dataset import (
     sampler_classes,
 )
 from drgrader.runtime import cpu_count
+from drgrader.training.distillation import distillation_targets
 
 
 def loader_workers(cfg: ExperimentConfig) -> int:
@@ -38,7 +39,10 @@ class FundusDataModule(L.LightningDataModule):
     def _loader(self, rows: pd.DataFrame, train: bool) -> DataLoader:
         t = self.cfg.train
         augment = build_augmentation(t.augment, self.cfg.data.image_size) if train else None
-        dataset = FundusDataset(rows["cache_path"].tolist(), rows["grade"].tolist(), augment)
+        targets = None
+        if train and t.distill_from is not None:
+            targets = distillation_targets(rows, t.distill_from, t.distill_weight)
+        dataset = FundusDataset(rows["cache_path"].tolist(), rows["grade"].tolist(), augment, targets=targets)
         workers = loader_workers(self.cfg)
         sampler = None
         if train:

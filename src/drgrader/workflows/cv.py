@@ -39,10 +39,15 @@ PER_FOLD_METRICS = {"kappa": ("grade", "kappa"), "referable_auc": ("referable", 
 
 
 def fold_config(cfg: ExperimentConfig, folds: int, fold: int) -> ExperimentConfig:
-    """The config of fold ``fold``: patient-level k-fold split, this fold as validation."""
+    """The config of fold ``fold``: patient-level k-fold split, this fold as validation. A
+    ``{fold}`` in ``train.distill_from`` names each fold's own teacher (one that never saw the
+    fold's patients), so a distilled recipe is cross-fitted honestly."""
     split = cfg.data.split.model_copy(update={"method": "kfold", "folds": folds, "fold": fold, "test": 0.0, "file": None})
     data = cfg.data.model_copy(update={"split": split})
-    return cfg.model_copy(update={"data": data, "name": f"{cfg.name}-fold{fold}"})
+    train = cfg.train
+    if train.distill_from is not None and "{fold}" in str(train.distill_from):
+        train = train.model_copy(update={"distill_from": Path(str(train.distill_from).replace("{fold}", str(fold)))})
+    return cfg.model_copy(update={"data": data, "train": train, "name": f"{cfg.name}-fold{fold}"})
 
 
 def open_cv_dir(cfg: ExperimentConfig, folds: int, out: Path | None) -> Path:

@@ -1,0 +1,135 @@
+"""The built-in grader: shipped in the package, found by name, used when no bundle is given."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import tiny_config
+
+import drgrader
+from drgrader.cli import main
+from drgrader.inference.builtin import DEFAULT_GRADER, builtin_graders, resolve_bundle
+from drgrader.inference.bundle import load_bundle
+from drgrader.inference.bundle_spec import BundleError
+
+REPO = Path(__file__).resolve().parents[2]
+RAHIM = REPO.parent / "shared" / "data" / "rahim-originals"
+
+
+def _build_script():
+    spec = importlib.util.spec_from_file_location("build_builtin_grader", REPO / "benchmarks" / "build_builtin_grader.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("build_builtin_grader", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_package_ships_its_default_grader_in_reasonable_size():
+    folder = builtin_graders()[DEFAULT_GRADER]
+    manifest = load_bundle(folder, "onnx").manifest
+    megabytes = sum(f.stat().st_size for f in folder.iterdir()) / 1e6
+    assert megabytes <= 30, f"the built-in grader adds {megabytes:.1f} MB to the wheel"
+    assert manifest["weights_dtype"] == "float16" and manifest["builtin"]["name"] == DEFAULT_GRADER
+    card = (folder / "MODEL_CARD.md").read_text()
+    # The card tells where it came from and what it may be used for, and no path of the builder's machine.
+    assert "EyePACS" in card and "research use only" in card and "not a medical device" in card
+    for text in (card, (folder / "bundle.json").read_text()):
+        assert not re.search(r"(/work/|/home/|/tmp/|site-packages|\.\./)", text)
+
+
+def test_a_path_wins_over_a_name_and_an_unknown_name_lists_the_built_in_ones(tiny_bundle, tmp_path, monkeypatch):
+    assert resolve_bundle(tiny_bundle) == tiny_bundle
+    assert resolve_bundle(tiny_bundle / "bundle.json") == tiny_bundle
+    assert resolve_bundle(None) == resolve_bundle(DEFAULT_GRADER) == builtin_graders()[DEFAULT_GRADER]
+    with pytest.raises(BundleError, match=rf"no-such-grader: no such bundle folder, and not a built-in grader \(built-in: .*{DEFAULT_GRADER}"):
+        resolve_bundle("no-such-grader")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / DEFAULT_GRADER).mkdir()  # a folder of that name here: the user's path, not the built-in
+    assert resolve_bundle(DEFAULT_GRADER) == Path(DEFAULT_GRADER)
+
+
+def test_predict_without_a_bundle_uses_the_built_in_grader_and_says_so(synth_dir, tmp_path, caplog):
+    photos = sorted((synth_dir / "images").iterdir())[:6]
+    with caplog.at_level("INFO", logger="drgrader"):
+        assert main(["predict", *map(str, photos), "--out", str(tmp_path / "p.csv")]) == 0
+    assert f"grader: built-in {DEFAULT_GRADER}" in caplog.text
+    rows = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert len(rows) == 6 and (rows["error"] == "").all()
+    # --bundle NAME gives the same table as no bundle; the older form BUNDLE PHOTOS still works.
+    assert main(["predict", *map(str, photos), "--bundle", DEFAULT_GRADER, "--out", str(tmp_path / "q.csv")]) == 0
+    pd.testing.assert_frame_equal(rows, pd.read_csv(tmp_path / "q.csv", keep_default_na=False))
+
+
+def test_older_form_bundle_then_photos_and_a_bundle_alone_is_refused(tiny_bundle, synth_dir, tmp_path, capsys):
+    photo = str(sorted((synth_dir / "images").iterdir())[0])
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(tmp_path / "old.csv")]) == 0
+    assert main(["predict", str(tiny_bundle)]) == 2
+    assert "is a bundle: give the photos to grade after it" in capsys.readouterr().err
+
+
+def test_models_lists_the_grader_and_prints_its_card(capsys):
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert listing.startswith(f"{DEFAULT_GRADER} (default)") and " MB " in listing
+    assert main(["models", DEFAULT_GRADER]) == 0
+    assert capsys.readouterr().out.startswith("# Model card")
+
+
+def test_python_api_loads_the_built_in_grader_by_default(synth_dir):
+    grader = drgrader.load_grader()
+    assert grader.path == builtin_graders()[DEFAULT_GRADER]
+    photos, _ = drgrader.grade(None, [sorted((synth_dir / "images").iterdir())[0]])
+    assert photos["grade"].between(0, 4).all()
+
+
+@pytest.mark.skipif(not RAHIM.is_dir(), reason="needs ../shared/data/rahim-originals")
+def test_the_built_in_grader_has_learnt_the_grades(tmp_path):
+    """On camera originals it never saw, eyes with proliferative DR score far above healthy ones."""
+    labels = pd.read_csv(RAHIM / "labels.csv")
+    chosen = pd.concat([labels[labels["level"] == 0].head(10), labels[labels["level"] >= 3].head(10)])
+    photos, _ = drgrader.grade(None, [RAHIM / "images" / name for name in chosen["image"]])
+    expected = dict(zip(photos["path"].map(lambda p: Path(p).name), photos["expected_grade"]))
+    healthy = [expected[i] for i in chosen.loc[chosen["level"] == 0, "image"]]
+    severe = [expected[i] for i in chosen.loc[chosen["level"] >= 3, "image"]]
+    assert np.mean(severe) - np.mean(healthy) > 1.0, (healthy, severe)
+
+
+@pytest.mark.slow
+def test_build_script_makes_a_built_in_grader_from_a_trained_bundle(synth_dir, tmp_path, monkeypatch):
+    """benchmarks/build_builtin_grader.py on a tiny trained run: ONNX grades, weights halved for
+    Grad-CAM, the card says what it is, and the folder is found by name."""
+    from drgrader.workflows.train import train
+
+    run = train(tiny_config(synth_dir, **{"train.epochs": 1, "eval.bootstrap": 0}), out=tmp_path / "run", progress=False)
+    build = _build_script()
+    out = build.build(run / "bundle", name="tiny-builtin", out_root=tmp_path / "graders", external=None, cv=None,
+                      recipe_note="none", summary="a tiny test grader", rebuild="python benchmarks/build_builtin_grader.py ...")
+    assert sorted(p.name for p in out.iterdir()) in (
+        ["MODEL_CARD.md", "bundle.json", "model.onnx", "model.safetensors"],
+        ["MODEL_CARD.md", "bundle.json", "model.int8.onnx", "model.safetensors"])
+    assert not list((tmp_path / "graders").glob(".*"))  # no staging folder left
+    bundle = load_bundle(out)
+    assert bundle.runner.__name__ == "run" and not hasattr(bundle.runner, "scoring_net")  # ONNX grades
+    from safetensors.numpy import load_file
+
+    assert {v.dtype for v in load_file(str(out / "model.safetensors")).values() if v.dtype.kind == "f"} == {np.dtype("float16")}
+    card = (out / "MODEL_CARD.md").read_text()
+    assert card.startswith("# Model card") and "## The built-in grader `tiny-builtin`" in card
+    monkeypatch.setattr("drgrader.inference.builtin.builtin_graders", lambda: {"tiny-builtin": out})
+    assert resolve_bundle("tiny-builtin") == out
+
+
+def test_serve_takes_the_built_in_grader_a_name_or_a_folder(tiny_bundle, monkeypatch, capsys):
+    served = []
+    monkeypatch.setattr("drgrader.inference.serve.serve", lambda bundle, **options: served.append(bundle))
+    assert main(["serve"]) == 0 and main(["serve", "--bundle", DEFAULT_GRADER]) == 0
+    assert main(["serve", str(tiny_bundle)]) == 0 and main(["serve", "--bundle", str(tiny_bundle)]) == 0
+    assert served == [builtin_graders()[DEFAULT_GRADER]] * 2 + [tiny_bundle] * 2
+    assert main(["serve", str(tiny_bundle), "--bundle", DEFAULT_GRADER]) == 2
+    assert "two bundles given" in capsys.readouterr().err
