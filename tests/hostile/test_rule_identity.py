@@ -15,6 +15,7 @@ from PIL import Image
 
 import drgrader
 from drgrader.cli import main
+from drgrader.data.inputs import collect_inputs
 from drgrader.synth import make_fundus
 
 from .corpus import photo_bytes
@@ -46,6 +47,15 @@ def test_the_same_name_in_two_folders_is_two_patients_not_one_with_three_eyes(ti
     assert photos.loc[str(tmp_path / "clinic_a" / "11_left.jpeg"), "identity_note"] == ""  # nothing to say
     [warning] = identity_warnings(caplog)
     assert "3 of 4 photos" in warning and "same eye in two folders 3" in warning
+
+
+def test_eyes_kept_in_folders_of_their_own_stay_one_patient(tmp_path):
+    # left/10_left.jpeg and right/10_right.jpeg: no eye is named twice, so nothing to split.
+    for eye in ("left", "right"):
+        (tmp_path / eye).mkdir()
+        (tmp_path / eye / f"10_{eye}.jpeg").write_bytes(photo_bytes(1, 1))
+    table = collect_inputs([tmp_path])
+    assert table["patient_id"].tolist() == ["10", "10"] and table["identity_note"].tolist() == ["", ""]
 
 
 @pytest.fixture(scope="module")

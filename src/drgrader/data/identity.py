@@ -171,13 +171,13 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
 
 def identity_summary(notes: pd.Series) -> str:
     """One line counting the photos of each kind of note ('' when there is none)."""
-    notes = notes.fillna("").astype(str)
-    counts = [(kind, int(notes.map(lambda n, kind=kind: any(part.startswith(kind + ":") for part in n.split("; "))).sum()))
-              for kind in NOTE_KINDS]
+    parts = [str(n).split("; ") for n in notes.fillna("")]
+    counts = [(kind, sum(any(part.startswith(kind + ":") for part in note) for note in parts)) for kind in NOTE_KINDS]
     listed = ", ".join(f"{kind} {n}" for kind, n in counts if n)
     if not listed:
         return ""
-    return f"identity of {int((notes != '').sum())} of {len(notes)} photos resolved with a note ({listed}); see identity_note"
+    noted = sum(note != [""] for note in parts)
+    return f"identity of {noted} of {len(parts)} photos resolved with a note ({listed}); see identity_note"
 
 
 def warn_identity(table: pd.DataFrame, where: str = "") -> None:

@@ -62,8 +62,11 @@ def bundle_checksum(bundle: Bundle) -> str:
 
 
 def run_identity(bundle: Bundle, tta: list[str] | None, refer_share: float | None) -> dict:
-    """What every shard of one run shares: bundle content, TTA views, refer share."""
-    return {"bundle_sha256": bundle_checksum(bundle), "tta": tta, "refer_share": refer_share}
+    """What every shard of one run shares: bundle files and manifest as loaded (a Bundle object
+    may differ from its files), TTA views, refer share."""
+    manifest = json.dumps(bundle.manifest, sort_keys=True, default=str).encode()
+    return {"bundle_sha256": bundle_checksum(bundle), "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+            "tta": tta, "refer_share": refer_share}
 
 
 def inputs_identity(table: pd.DataFrame) -> dict:
