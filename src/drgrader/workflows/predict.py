@@ -99,8 +99,9 @@ def predict_command(
     shard: tuple[int, int] | None = None,
 ) -> Path:
     """``drgrader predict``: grade the inputs into ``out`` (CSV, ``OUTPUT_COLUMNS`` and each
-    photo's ``uncertainty``) and, when patient ids are known, ``<out stem>_patients.csv`` (the
-    per-patient decision, its reason and uncertainty, and the worst eye). ``refer_share``: the
+    photo's ``uncertainty``) and ``<out stem>_patients.csv`` (every photo's patient: the
+    per-patient decision, its reason and uncertainty, the worst eye, the identity notes; patients
+    and eyes as :mod:`drgrader.data.identity` resolves them). ``refer_share``: the
     share of patients to send to a human grader (default: the bundle's). Resumable: rerun with
     the same ``out``. Without ``out``: ``predictions.csv``, or a fresh ``predictions-2.csv`` ...
     when it exists (an interrupted default run is resumed). ``shard=(i, n)``: only the photos of
