@@ -119,7 +119,8 @@ def predict_command(
     if shard is not None:
         table = shard_rows(table, shard)
         log.info("shard %d/%d: %d of %d images", shard[0], shard[1], len(table), len(everything))
-    out = claim_file(_default_out(shard) if out is None else Path(out), inputs=[*inputs, *table["path"]], overwrite=overwrite)
+    out = claim_file(_default_out(shard) if out is None else Path(out), inputs=[*map(Path, inputs), *map(Path, table["path"])],
+                     overwrite=overwrite)
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle, backend)
     try:  # before any work: a share the bundle has no band for
@@ -199,26 +200,26 @@ def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite
     both) is taken as that file's. ``out`` is held (``<out>.lock``) and written atomically."""
     given = [Path(p) for p in parts]
     chosen = {p.resolve() for p in given}
-    parts = [p for p in given if not (p.name.endswith("_patients.csv")
+    files = [p for p in given if not (p.name.endswith("_patients.csv")
                                       and p.with_name(p.name.removesuffix("_patients.csv") + ".csv").resolve() in chosen)]
-    if not parts:
+    if not files:
         raise DataError("merge-predictions: no prediction files given")
-    for part in parts:
+    for part in files:
         if not part.is_file():
             raise DataError(f"merge-predictions: {part} is not a file")
-    out = claim_file(Path(out), inputs=[*given, *(patients_file(p) for p in parts), *(shard_note(p) for p in parts)],
+    out = claim_file(Path(out), inputs=[*given, *(patients_file(p) for p in files), *(shard_note(p) for p in files)],
                      overwrite=overwrite)
     with exclusive(out):
-        tables = [_read_part(p) for p in parts]
-        check_parts(parts, [len(t) for t in tables], partial=partial, unverified=unverified)
-        for part, table in zip(parts, tables):
+        tables = [_read_part(p) for p in files]
+        check_parts(files, [len(t) for t in tables], partial=partial, unverified=unverified)
+        for part, table in zip(files, tables):
             if "path" not in table or list(table.columns) != list(tables[0].columns):
-                raise DataError(f"{part}: its columns differ from {parts[0]}'s; merge the outputs of one predict command")
+                raise DataError(f"{part}: its columns differ from {files[0]}'s; merge the outputs of one predict command")
         merged = pd.concat(tables, ignore_index=True)
-        _refuse_repeats(merged, "path", parts, tables, "photo")
+        _refuse_repeats(merged, "path", files, tables, "photo")
         merged = merged.iloc[sorted(range(len(merged)), key=lambda k: _path_order(merged["path"].iat[k]))]
 
-        per_patient = [(p, _read_part(patients_file(p))) for p in parts if patients_file(p).is_file()]
+        per_patient = [(p, _read_part(patients_file(p))) for p in files if patients_file(p).is_file()]
         patients = None
         if per_patient:
             patients = pd.concat([t for _, t in per_patient], ignore_index=True)
@@ -229,7 +230,7 @@ def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite
             atomic_write_text(patients_file(out), patients.to_csv(index=False))
         else:  # none of the parts had one: an older merged patients file must not pass for this one's
             patients_file(out).unlink(missing_ok=True)
-    log.info("merged %d parts: %d images%s into %s", len(parts), len(merged),
+    log.info("merged %d parts: %d images%s into %s", len(files), len(merged),
              "" if patients is None else f", {len(patients)} patients", out)
     return out
 
