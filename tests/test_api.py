@@ -46,7 +46,7 @@ def test_grade_takes_arrays_and_pil_images_named_like_files(tiny_bundle, synth_d
     # The same photos as the files, up to the JPEG files' scale-on-decode (a PNG is decoded whole).
     assert np.allclose(photos["expected_grade"].to_numpy(float), from_files["expected_grade"].to_numpy(float), atol=0.01)
     pil, _ = drgrader.grade(tiny_bundle, [Image.fromarray(arrays[0])])
-    assert pil["image_id"].tolist() == ["photo-0"] and pil["patient_id"].tolist() == [""]
+    assert pil["image_id"].tolist() == ["photo-0"] and pil["patient_id"].tolist() == ["photo-0"]  # a patient of its own
 
 
 def test_grade_refuses_what_it_cannot_take(tiny_bundle, synth_dir):

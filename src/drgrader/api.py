@@ -62,6 +62,7 @@ def grade(grader: str | Path | Bundle | None, photos: Sequence[Photo], *, names:
     ``refer_share``: the share of patients sent to a human grader (default: the grader's)."""
     import cv2
 
+    from drgrader.data.identity import warn_identity
     from drgrader.data.inputs import collect_inputs
     from drgrader.inference.predict import (
         OUTPUT_COLUMNS,
@@ -77,6 +78,8 @@ def grade(grader: str | Path | Bundle | None, photos: Sequence[Photo], *, names:
         raise ValueError("give either paths or in-memory photos, not both in one call")
     if names is not None and len(names) != len(photos):
         raise ValueError(f"{len(names)} names for {len(photos)} photos")
+    if names is not None and len(set(names)) != len(names):  # one file per name: a repeat would replace a photo
+        raise ValueError(f"names repeat: {sorted({n for n in names if list(names).count(n) > 1})[:5]}; name each photo once")
     with tempfile.TemporaryDirectory(prefix="drgrader-grade-") as tmp:
         if in_memory:
             # Lossless PNGs through the path pipeline: the same decoding, quality check and
@@ -92,6 +95,7 @@ def grade(grader: str | Path | Bundle | None, photos: Sequence[Photo], *, names:
             raise ConfigError(f"no photos found in {', '.join(str(p) for p in photos)}")
         preds = typed_predictions(predict_images(bundle, table, batch_size=batch_size, tta=tta)[OUTPUT_COLUMNS])
         preds, points = ready_for_patients(bundle, preds, refer_share=refer_share)
+    warn_identity(preds)
     return preds, patient_table(preds, points)
 
 

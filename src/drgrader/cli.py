@@ -178,7 +178,8 @@ def cmd_predict(args) -> None:
 def cmd_merge_predictions(args) -> None:
     from drgrader.workflows.predict import merge_predictions
 
-    print(f"merged predictions: {merge_predictions(args.parts, args.out, overwrite=args.overwrite, partial=args.partial)}")
+    out = merge_predictions(args.parts, args.out, overwrite=args.overwrite, partial=args.partial, unverified=args.unverified)
+    print(f"merged predictions: {out}")
 
 
 def cmd_explain(args) -> None:
@@ -335,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("parts", nargs="+", type=Path, help="the shards' prediction CSVs (their _patients.csv are found beside them)")
     p.add_argument("--out", required=True, type=Path, help="the merged CSV")
     p.add_argument("--partial", action="store_true", help="merge even when shards are missing (a warning)")
+    p.add_argument("--unverified", action="store_true",
+                   help="also merge parts without a shard record (not from predict --shard), unchecked (a warning)")
     p.add_argument("--overwrite", action="store_true", help="allow --out to replace a file that is not a CSV")
     p.set_defaults(func=cmd_merge_predictions)
 

@@ -174,7 +174,7 @@ def test_predict_writes_decision_reason_and_uncertainty(tiny_bundle, clinic, tmp
     assert photos.loc[read, "uncertainty"].between(0, 1).all() and photos.loc[~read, "uncertainty"].isna().all()
     patients = pd.read_csv(tmp_path / "p_patients.csv", dtype={"patient_id": str}).set_index("patient_id")
     assert list(patients.columns[:3]) == ["decision", "reason", "uncertainty"]
-    assert sorted(patients.index) == ["P1", "P2", "P3", "P4"]  # P4: no readable photo, still a row
+    assert sorted(patients.index) == ["P1", "P2", "P3", "P4", "lone"]  # P4: no readable photo, still a row; lone: its own
     # The tiny bundle's referable threshold is 0.5; the band's cut-off 0.9.
     for patient in ("P1", "P2", "P3"):
         worst = photos.loc[read & (photos["patient_id"] == patient), "score_referable"].max()

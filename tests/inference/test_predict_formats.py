@@ -134,7 +134,8 @@ def test_dicom_tags_pair_the_eyes(dicom_run):
     assert rows.loc[["exam_a", "exam_b"], "patient_id"].tolist() == ["P001", "P001"]
     assert rows.loc[["exam_a", "exam_b"], "eye"].tolist() == ["left", "right"]
     assert rows.loc["IM000001", "patient_id"] == "P004" and rows.loc["IM000001", "eye"] == "right"
-    assert pd.isna(rows.loc["grey", "patient_id"])  # no PatientID, no pattern in the name
+    # No PatientID, no pattern in the name: a patient of its own, said so.
+    assert rows.loc["grey", "patient_id"] == "grey" and rows.loc["grey", "identity_note"].startswith("no patient:")
     patients = read_csv(dicom_run["out"].with_name("pred_patients.csv")).set_index("patient_id")
     assert patients.loc["P001", "images"] == 2 and patients.loc["P002", "images"] == 3
     assert {"P001", "P002", "P003", "P004"} <= set(patients.index)
@@ -159,7 +160,7 @@ def test_file_name_patterns_pair_the_eyes(tiny_bundle, tmp_path):
     assert table.loc["Patient001_L", ["patient_id", "eye"]].tolist() == ["Patient001", "left"]
     assert table.loc["Patient002 os", ["patient_id", "eye"]].tolist() == ["Patient002", "left"]
     assert table.loc["Patient002-OD", ["patient_id", "eye"]].tolist() == ["Patient002", "right"]
-    assert table.loc["lone", ["patient_id", "eye"]].tolist() == ["", ""]
+    assert table.loc["lone", ["patient_id", "eye"]].tolist() == ["lone", ""]  # a patient of its own (identity_note)
 
     bundle = load_bundle(tiny_bundle)
     # A paired-eye stage (issue 9) that averages the two eyes' expected grades.
@@ -174,8 +175,8 @@ def test_file_name_patterns_pair_the_eyes(tiny_bundle, tmp_path):
     assert not rows.loc["lone", "paired"]
     assert rows.loc["Patient001_L", "fused_grade"] == pytest.approx(rows.loc[["Patient001_L", "Patient001_R"], "expected_grade"].mean())
     patients = read_csv(tmp_path / "p_patients.csv").set_index("patient_id")
-    assert sorted(patients.index) == ["Patient001", "Patient002"]
-    assert (patients["images"] == 2).all()
+    assert sorted(patients.index) == ["Patient001", "Patient002", "lone"]
+    assert patients["images"].tolist() == [2, 2, 1]
 
 
 def test_serve_grades_a_dicom_upload_as_predict_does(tiny_bundle, tmp_path):

@@ -48,7 +48,9 @@ def test_shards_are_disjoint_cover_everything_and_keep_patients_together(photos)
     assert all(len(s) for s in shards)  # 20-odd photos spread over all three
     patients = [set(s.loc[s["patient_id"] != "", "patient_id"]) for s in shards]
     assert sum(len(p) for p in patients) == len(set().union(*patients))  # no patient in two shards
-    assert table["patient_id"].eq("").sum() == 2  # scan-a, scan-b: sharded by path
+    # scan-a, scan-b: no patient in the name, each a patient of its own (said so)
+    lone = table.set_index("image_id").loc[["scan-a", "scan-b"]]
+    assert lone["patient_id"].tolist() == ["scan-a", "scan-b"] and lone["identity_note"].str.startswith("no patient:").all()
 
 
 def test_merged_shards_equal_one_run(photos, tiny_bundle, whole, tmp_path, monkeypatch, caplog):
@@ -76,6 +78,7 @@ def test_merged_shards_equal_one_run(photos, tiny_bundle, whole, tmp_path, monke
     with pytest.raises(DataError, match="given twice"):
         copy = shutil.copy(parts[1], tmp_path / "copy.csv")
         shutil.copy(tmp_path / f"predictions-shard1of{SHARDS}_shard.json", tmp_path / "copy_shard.json")
+        shutil.copy(tmp_path / f"predictions-shard1of{SHARDS}_patients.csv", tmp_path / "copy_patients.csv")
         merge_predictions([parts[0], parts[1], copy, parts[2]], tmp_path / "x.csv")
     assert not (tmp_path / "two.csv").exists() and not (tmp_path / "x.csv").exists()
 
@@ -85,9 +88,11 @@ def test_shard_of_another_run_or_overlapping_parts_are_refused(photos, tiny_bund
     other = predict_command(tiny_bundle, [photos], shard=(1, 3), out=tmp_path / "b1.csv")
     with pytest.raises(DataError, match="merge the shards of one run"):
         merge_predictions([first, other], tmp_path / "m.csv")
-    # Parts without shard records (unsharded runs) merge with a warning, but never a photo twice.
-    with pytest.raises(DataError, match="is in .*all.csv"):
+    # A part without a shard record (an unsharded run) is refused; --unverified merges it, but never a photo twice.
+    with pytest.raises(DataError, match="all.csv has no shard record .*--unverified"):
         merge_predictions([whole, first], tmp_path / "m.csv", partial=True)
+    with pytest.raises(DataError, match="is in .*all.csv"):
+        merge_predictions([whole, first], tmp_path / "m.csv", partial=True, unverified=True)
     assert not (tmp_path / "m.csv").exists()
 
 

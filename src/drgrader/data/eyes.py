@@ -7,7 +7,9 @@ Common names end in the eye after a separator (``_``, ``-`` or a space), in any 
     Patient001_OD, Patient001_OS           oculus dexter (right), oculus sinister (left)
     P-17-left, "anna k OS"
 
-Anything else (``eyeA``, ``IDRiD_001``, ``12_l1``) says nothing.
+Anything else (``eyeA``, ``IDRiD_001``, ``12_l1``) says nothing. A name that also names the
+other eye (``P7_OD_OS``, ``left_10_right``) contradicts itself: :func:`eyes_named` finds those,
+and :mod:`drgrader.data.identity` then reads neither patient nor eye from it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import PurePosixPath
 # The eye column words a CSV may use, and what they mean.
 EYE_WORDS = {"left": "left", "l": "left", "os": "left", "right": "right", "r": "right", "od": "right"}
 
+_WORDS = re.compile(r"[^_\- ]+")
+_LONG_EYE_WORDS = {"left", "right", "os", "od"}  # single letters inside a name are too often something else
 _NAME = re.compile(r"^(?P<patient>.*[^_\- ])[_\- ]+(?P<eye>left|right|l|r|os|od)$", re.IGNORECASE)
 
 
@@ -31,3 +35,12 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
     if match is None:
         return None
     return match["patient"], EYE_WORDS[match["eye"].lower()]
+
+
+def eyes_named(name: str) -> set[str]:
+    """Every eye a name mentions: its last word (as :func:`patient_and_eye` reads it) and any
+    ``left`` / ``right`` / ``OS`` / ``OD`` word elsewhere in it. Two eyes: the name contradicts itself."""
+    stem = PurePosixPath(name.replace("\\", "/")).name.strip()
+    named = {EYE_WORDS[w.lower()] for w in _WORDS.findall(stem) if w.lower() in _LONG_EYE_WORDS}
+    read = patient_and_eye(stem)
+    return named | {read[1]} if read else named

@@ -1,11 +1,11 @@
 """What ``drgrader predict`` and ``explain`` are given to grade: image files, folders (searched
-recursively) and CSVs, as one table of ``path, image_id, patient_id, eye``. Patient and eye come
-from the CSV, else DICOM tags, else the file name (:mod:`drgrader.data.eyes`)."""
+recursively) and CSVs, as one table of ``path, image_id, patient_id, eye, identity_note``. This
+module gathers what the CSV, the DICOM tags and the file name say; :mod:`drgrader.data.identity`
+decides patient and eye from it, and notes every conflict."""
 
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,35 +13,33 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.data.dicom import frame_ref, is_dicom, read_header, split_frame_ref
-from drgrader.data.eyes import EYE_WORDS, patient_and_eye
+from drgrader.data.eyes import EYE_WORDS
+from drgrader.data.identity import IDENTITY_COLUMNS, evidence, resolve_identity
 from drgrader.data.images import ImageReadError
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
 
 log = logging.getLogger("drgrader")
 
-INPUT_COLUMNS = ["path", "image_id", "patient_id", "eye"]
-_FRAME_ID = re.compile(r"#frame[0-9]+$")
+INPUT_COLUMNS = IDENTITY_COLUMNS
+
 
 def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", eye: str = "") -> list[dict]:
-    """The rows of one input file. Patient and eye: as given (CSV), else from DICOM tags
-    (``PatientID``, ``ImageLaterality`` / ``Laterality``), else from the file name
-    (:func:`~drgrader.data.eyes.patient_and_eye`). A multi-frame DICOM file gives one row per
-    frame: path ``<file>#frame<N>``, image id ``<id>#frame<N>``."""
+    """The evidence rows of one input file (:func:`~drgrader.data.identity.evidence`): the CSV's
+    ``patient_id`` and ``eye`` when given, the DICOM tags (``PatientID``, ``ImageLaterality`` /
+    ``Laterality``). A multi-frame DICOM file gives one row per frame: path ``<file>#frame<N>``,
+    image id ``<id>#frame<N>``. :func:`~drgrader.data.identity.resolve_identity` makes them a table."""
     image_id = image_id or path.stem
     source, frame = split_frame_ref(path)
-    frames = 1
+    frames, header = 1, None
     if is_dicom(source):
         try:
             header = read_header(source)
         except ImageReadError:
             header = None  # its row says why when it is graded
         if header is not None:
-            patient_id, eye = patient_id or header.patient_id, eye or header.eye
             frames = header.frames if frame is None else 1
-    named = patient_and_eye(_FRAME_ID.sub("", image_id))
-    if named:
-        patient_id, eye = patient_id or named[0], eye or named[1]
-    row = {"path": str(path), "image_id": image_id, "patient_id": patient_id, "eye": eye}
+    row = evidence(path, image_id, source, csv_patient=patient_id, csv_eye=eye,
+                   dicom_patient=header.patient_id if header else "", dicom_eye=header.eye if header else "")
     if frames == 1:
         return [row]
     return [{**row, "path": frame_ref(path, k), "image_id": f"{image_id}#frame{k}"} for k in range(1, frames + 1)]
@@ -100,9 +98,10 @@ def _rows_from_csv(csv: Path) -> list[dict]:
 def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
     """Image files, folders (searched recursively for image extensions, and for DICOM files by
     content) and CSVs (an ``image`` or ``path`` column, optional ``patient_id``/``patient`` and
-    ``eye``) -> a table with ``INPUT_COLUMNS``. Patient and eye also come from DICOM tags and
-    from file names (``123_left``, ``Patient001_L``, ``P7-OD``: :mod:`drgrader.data.eyes`).
-    A multi-frame DICOM file gives one row per frame (``<file>#frame<N>``)."""
+    ``eye``) -> a table with ``INPUT_COLUMNS``, one row per photo. Patient and eye also come from
+    DICOM tags and from file names (``123_left``, ``Patient001_L``, ``P7-OD``), as
+    :mod:`drgrader.data.identity` resolves them. A multi-frame DICOM file gives one row per frame
+    (``<file>#frame<N>``)."""
     rows: list[dict] = []
     for item in inputs:
         path = Path(item)
@@ -126,7 +125,6 @@ def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
             rows += input_rows(path)
         else:
             raise FileNotFoundError(f"input not found: {path}")
-    table = pd.DataFrame(rows, columns=INPUT_COLUMNS)
-    return table.drop_duplicates("path").reset_index(drop=True)
+    return resolve_identity(rows)
 
 

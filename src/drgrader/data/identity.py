@@ -1,0 +1,187 @@
+"""Whose photo, and which eye: the one place that decides it for ``drgrader predict``,
+``explain`` and :func:`drgrader.api.grade`, and that says so whenever it has to choose.
+
+Evidence, strongest first: a CSV's ``patient_id`` / ``eye`` cells, the DICOM header
+(``PatientID``, laterality), the file name (``10_left``, ``P7-OD``: :mod:`drgrader.data.eyes`).
+Every conflict is resolved conservatively (two patients are never merged, no photo is dropped)
+and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was done>``):
+
+- the sources disagree on the eye -> the eye is left unknown; on the patient (CSV and DICOM
+  ``PatientID``) -> the CSV's (the user's own list) is taken;
+- a name with both eyes in it (``P7_OD_OS``) -> neither patient nor eye is read from it;
+- one eye of a patient read from file names is named in two folders (``a/10_left``,
+  ``b/10_left``) -> a patient per folder (``a/10``, ``b/10``): two clinics number alike more
+  often than one patient's photo sits in two places;
+- several photos of one eye -> all kept; the patient's decision takes the worst;
+- no patient -> the photo (a DICOM file: all its frames) is a patient of its own, named by its
+  image id (by its path when that id is taken);
+- a patient without the eye -> which eye is unknown; the photo is judged as an eye of its own.
+
+The same path given twice (a folder and a CSV listing it) is one photo: its evidence combined.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from drgrader.data.eyes import eyes_named, patient_and_eye
+
+log = logging.getLogger("drgrader")
+
+IDENTITY_COLUMNS = ["path", "image_id", "patient_id", "eye", "identity_note"]
+# What input_rows gathers for each photo: where it is, and what each source says.
+EVIDENCE_KEYS = ["path", "image_id", "source", "csv_patient", "csv_eye", "dicom_patient", "dicom_eye"]
+
+# The kinds of note, as each note begins (the console summary counts them).
+CONTRADICTORY_EYE = "contradictory eye"
+CONTRADICTORY_PATIENT = "contradictory patient"
+BOTH_EYES_IN_NAME = "both eyes in the name"
+SAME_NAME_IN_FOLDERS = "same eye in two folders"
+SEVERAL_PHOTOS_OF_ONE_EYE = "several photos of one eye"
+NO_PATIENT = "no patient"
+NO_EYE = "no eye"
+NOTE_KINDS = [CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS,
+              SEVERAL_PHOTOS_OF_ONE_EYE, NO_PATIENT, NO_EYE]
+_FRAME = re.compile(r"#frame[0-9]+$")
+
+
+def evidence(path: str | Path, image_id: str, source: str | Path, *, csv_patient: str = "", csv_eye: str = "",
+             dicom_patient: str = "", dicom_eye: str = "") -> dict:
+    """One photo's evidence (``source``: its file, without a DICOM frame suffix)."""
+    return {"path": str(path), "image_id": image_id, "source": str(source), "csv_patient": csv_patient,
+            "csv_eye": csv_eye, "dicom_patient": dicom_patient, "dicom_eye": dicom_eye}
+
+
+def _combine_repeats(rows: list[dict]) -> list[dict]:
+    """One row per path, in first-seen order; a repeat adds what the first lacked."""
+    by_path: dict[str, dict] = {}
+    for row in rows:
+        first = by_path.setdefault(row["path"], dict(row))
+        for key in EVIDENCE_KEYS:
+            first[key] = first.get(key) or row.get(key, "")
+    return list(by_path.values())
+
+
+def _read_one(row: dict) -> tuple[str, str, bool, list[str]]:
+    """(patient, eye, patient read from the name, notes) of one photo from its own evidence."""
+    name = _FRAME.sub("", row["image_id"])
+    notes = []
+    named = patient_and_eye(name)
+    name_patient, name_eye = named if named else ("", "")
+    if len(eyes_named(name)) > 1:
+        if not ((row["csv_patient"] or row["dicom_patient"]) and (row["csv_eye"] or row["dicom_eye"])):
+            notes.append(f"{BOTH_EYES_IN_NAME}: {name!r} names the left and the right eye; neither patient nor eye read from it")
+        name_patient, name_eye = "", ""
+    claims = [(who, eye) for who, eye in (("CSV", row["csv_eye"]), ("DICOM laterality", row["dicom_eye"]),
+                                          ("file name", name_eye)) if eye]
+    eye = claims[0][1] if claims else ""
+    if len({e for _, e in claims}) > 1:
+        said = ", the ".join(f"{who} says {e}" for who, e in claims)
+        notes.append(f"{CONTRADICTORY_EYE}: for {row['image_id']!r} the {said}; the eye is left unknown")
+        eye = ""
+    patient = row["csv_patient"] or row["dicom_patient"] or name_patient
+    if row["csv_patient"] and row["dicom_patient"] and row["csv_patient"] != row["dicom_patient"]:
+        notes.append(f"{CONTRADICTORY_PATIENT}: for {row['image_id']!r} the CSV says {row['csv_patient']!r}, the DICOM "
+                     f"PatientID {row['dicom_patient']!r}; the CSV's is taken")
+    from_name = bool(patient) and not (row["csv_patient"] or row["dicom_patient"])
+    return patient, eye, from_name, notes
+
+
+def _folder_labels(folders: set[str]) -> dict[str, str]:
+    """Short distinct names of folders: relative to their common folder (to its parent when
+    one of them is that common folder)."""
+    absolute = {f: Path(os.path.abspath(f)) for f in folders}
+    common = Path(os.path.commonpath([str(p) for p in absolute.values()]))
+    base = common.parent if common in absolute.values() else common
+    return {f: p.relative_to(base).as_posix() for f, p in absolute.items()}
+
+
+def _split_by_folder(table: pd.DataFrame, from_name: pd.Series, notes: list[list[str]]) -> None:
+    """A patient read from names, one of whose eyes is named in several folders: one patient
+    per folder (``<folder>/<patient>``)."""
+    named = table[from_name & (table["eye"] != "")]
+    folders = named["source"].map(lambda s: str(Path(s).parent))
+    spread = folders.groupby([named["patient_id"], named["eye"]]).nunique()
+    for patient in sorted({p for (p, _), n in spread.items() if n > 1}):
+        rows = table.index[from_name & (table["patient_id"] == patient)]
+        own = table.loc[rows, "source"].map(lambda s: str(Path(s).parent))
+        labels = _folder_labels(set(own))
+        eyes = sorted(e for (p, e), n in spread.items() if p == patient and n > 1)
+        where = ", ".join(sorted(labels.values()))
+        for k in rows:
+            qualified = f"{labels[own[k]]}/{patient}"
+            table.at[k, "patient_id"] = qualified
+            notes[k].append(f"{SAME_NAME_IN_FOLDERS}: the {' and '.join(eyes)} eye of patient {patient!r} is named in "
+                            f"{where}; taken as a patient per folder, this one {qualified!r}")
+
+
+def _own_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
+    """Photos without a patient: each a patient of its own (a DICOM file's frames together)."""
+    lone = table.index[table["patient_id"] == ""]
+    taken = set(table["patient_id"])
+    ids = {k: _FRAME.sub("", table.at[k, "image_id"]) for k in lone}
+    per_id = Counter((ids[k], table.at[k, "source"]) for k in lone)
+    id_sources = Counter(i for i, _ in per_id)
+    for k in lone:
+        own = ids[k] if ids[k] not in taken and id_sources[ids[k]] == 1 else table.at[k, "source"]
+        table.at[k, "patient_id"] = own
+        notes[k].append(f"{NO_PATIENT}: {table.at[k, 'image_id']!r} has no CSV patient, DICOM PatientID or name like "
+                        f"10_left; a patient of its own, {own!r}")
+
+
+def _eye_counts(table: pd.DataFrame, notes: list[list[str]], lone: pd.Series) -> None:
+    """Several photos of one eye, and known patients whose eye is not known."""
+    known = table[table["eye"] != ""]
+    counts = known.groupby(["patient_id", "eye"])["path"].transform("size")
+    for k in counts.index[counts > 1]:
+        notes[k].append(f"{SEVERAL_PHOTOS_OF_ONE_EYE}: {counts[k]} photos of the {table.at[k, 'eye']} eye of patient "
+                        f"{table.at[k, 'patient_id']!r}; all kept, the worst decides")
+    for k in table.index[(table["eye"] == "") & ~lone]:
+        if not any(n.startswith((CONTRADICTORY_EYE, BOTH_EYES_IN_NAME)) for n in notes[k]):
+            notes[k].append(f"{NO_EYE}: {table.at[k, 'image_id']!r} has no CSV eye, DICOM laterality or name like 10_left; "
+                            "which eye is unknown, it is judged as an eye of its own")
+
+
+def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
+    """Evidence rows (:func:`evidence`) -> one row per photo with ``IDENTITY_COLUMNS``: its
+    patient, its eye and the note of every conflict resolved for it (module docstring)."""
+    photos = _combine_repeats(list(rows))
+    table = pd.DataFrame(photos, columns=EVIDENCE_KEYS)
+    notes: list[list[str]] = [[] for _ in photos]
+    read = [_read_one(row) for row in photos]
+    table["patient_id"] = [patient for patient, _, _, _ in read]
+    table["eye"] = [eye for _, eye, _, _ in read]
+    for k, (_, _, _, own_notes) in enumerate(read):
+        notes[k] += own_notes
+    from_name = pd.Series([named for _, _, named, _ in read], index=table.index, dtype=bool)
+    lone = table["patient_id"] == ""
+    _split_by_folder(table, from_name, notes)
+    _own_patients(table, notes)
+    _eye_counts(table, notes, lone)
+    table["identity_note"] = ["; ".join(n) for n in notes]
+    return table[IDENTITY_COLUMNS]
+
+
+def identity_summary(notes: pd.Series) -> str:
+    """One line counting the photos of each kind of note ('' when there is none)."""
+    parts = [str(n).split("; ") for n in notes.fillna("")]
+    counts = [(kind, sum(any(part.startswith(kind + ":") for part in note) for note in parts)) for kind in NOTE_KINDS]
+    listed = ", ".join(f"{kind} {n}" for kind, n in counts if n)
+    if not listed:
+        return ""
+    noted = sum(note != [""] for note in parts)
+    return f"identity of {noted} of {len(parts)} photos resolved with a note ({listed}); see identity_note"
+
+
+def warn_identity(table: pd.DataFrame, where: str = "") -> None:
+    """The one console warning summing up the identity notes of ``table``."""
+    summary = identity_summary(table["identity_note"]) if "identity_note" in table else ""
+    if summary:
+        log.warning("%s%s", summary, f" in {where} and its patients file" if where else "")

@@ -1,0 +1,168 @@
+"""Rule 2 of issue 22: identity is never merged or guessed silently. Patient and eye come from one
+resolver (drgrader.data.identity) for `predict` and `drgrader.api.grade`; every conflict it
+resolves is a note in the photos CSV and the patients file and one console warning, and no photo
+is ever left out of the patients file."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from dicom_files import write_dicom
+from PIL import Image
+
+import drgrader
+from drgrader.cli import main
+from drgrader.data.inputs import collect_inputs
+from drgrader.synth import make_fundus
+
+from .corpus import photo_bytes
+
+
+def read(path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def identity_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "see identity_note" in r.getMessage()]
+
+
+def test_the_same_name_in_two_folders_is_two_patients_not_one_with_three_eyes(tiny_bundle, tmp_path, caplog):
+    for folder, names in (("clinic_a", ["10_left", "10_right", "11_left"]), ("clinic_b", ["10_left"])):
+        (tmp_path / folder).mkdir()
+        for k, name in enumerate(names):
+            (tmp_path / folder / f"{name}.jpeg").write_bytes(photo_bytes(k % 5, k + 10 * len(folder)))
+    out = tmp_path / "p.csv"
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert main(["predict", str(tiny_bundle), str(tmp_path / "clinic_a"), str(tmp_path / "clinic_b"), "--out", str(out)]) == 0
+    photos = read(out).set_index("path")
+    patients = read(tmp_path / "p_patients.csv").set_index("patient_id")
+    assert sorted(patients.index) == ["11", "clinic_a/10", "clinic_b/10"]  # no patient "10" with three photos
+    assert patients.loc["clinic_a/10", "images"] == "2" and patients.loc["clinic_b/10", "images"] == "1"
+    b = photos.loc[str(tmp_path / "clinic_b" / "10_left.jpeg")]
+    assert b["patient_id"] == "clinic_b/10" and b["identity_note"].startswith("same eye in two folders: the left eye of patient '10'")
+    assert "taken as a patient per folder" in patients.loc["clinic_a/10", "identity_note"]
+    assert photos.loc[str(tmp_path / "clinic_a" / "11_left.jpeg"), "identity_note"] == ""  # nothing to say
+    [warning] = identity_warnings(caplog)
+    assert "3 of 4 photos" in warning and "same eye in two folders 3" in warning
+
+
+def test_eyes_kept_in_folders_of_their_own_stay_one_patient(tmp_path):
+    # left/10_left.jpeg and right/10_right.jpeg: no eye is named twice, so nothing to split.
+    for eye in ("left", "right"):
+        (tmp_path / eye).mkdir()
+        (tmp_path / eye / f"10_{eye}.jpeg").write_bytes(photo_bytes(1, 1))
+    table = collect_inputs([tmp_path])
+    assert table["patient_id"].tolist() == ["10", "10"] and table["identity_note"].tolist() == ["", ""]
+
+
+@pytest.fixture(scope="module")
+def clinic(tmp_path_factory):
+    """One folder of every conflict: two photos of one eye, three of one eye, a name with both
+    eyes, a name without a patient, a DICOM file whose laterality contradicts its name, and a
+    CSV whose eye contradicts the name and whose patient contradicts the DICOM PatientID."""
+    folder = tmp_path_factory.mktemp("identity") / "clinic"
+    folder.mkdir()
+    names = ["7_left.jpeg", "7_L.png", "7_right.jpeg", "8_right.jpeg", "8_R.png", "8_OD.jpeg", "P9_OD_OS.jpeg",
+             "scan.jpeg", "12_right.jpeg"]
+    for k, name in enumerate(names):
+        Image.fromarray(make_fundus(k % 5, np.random.default_rng(k), height=96)).save(folder / name)
+    write_dicom(folder / "P5_left.dcm", make_fundus(2, np.random.default_rng(50), height=96), patient_id="P5", laterality="R")
+    write_dicom(folder / "exam.dcm", make_fundus(1, np.random.default_rng(51), height=96), patient_id="D1", laterality="L")
+    pd.DataFrame({"image": ["clinic/12_right.jpeg", "clinic/exam.dcm"], "patient_id": ["", "C1"], "eye": ["left", ""]}).to_csv(
+        folder.parent / "list.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def graded(clinic, tiny_bundle, tmp_path_factory):
+    """predict over the folder (its photos) and the CSV (two of them again, with their cells)."""
+    out = tmp_path_factory.mktemp("identity-out") / "p.csv"
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("drgrader").addHandler(handler)
+    try:
+        assert main(["predict", str(tiny_bundle), str(clinic), str(clinic.parent / "list.csv"), "--out", str(out)]) == 0
+    finally:
+        logging.getLogger("drgrader").removeHandler(handler)
+    photos = read(out)
+    photos["name"] = photos["path"].map(lambda p: p.rsplit("/", 1)[-1])
+    return photos.set_index("name"), read(out.with_name("p_patients.csv")).set_index("patient_id"), records
+
+
+def test_every_photo_is_in_the_patients_file(graded):
+    photos, patients, _ = graded
+    assert len(photos) == 11  # each path once, though the CSV lists two of the folder's photos again
+    assert set(photos["patient_id"]) == set(patients.index)
+    assert patients["images"].astype(int).sum() == len(photos)
+
+
+def test_several_photos_of_one_eye_are_all_kept_and_the_worst_decides(graded):
+    photos, patients, _ = graded
+    sevens = photos.loc[["7_left.jpeg", "7_L.png"]]
+    assert (sevens["identity_note"].str.startswith("several photos of one eye: 2 photos of the left eye of patient '7'")).all()
+    eights = photos.loc[["8_right.jpeg", "8_R.png", "8_OD.jpeg"]]
+    assert eights["identity_note"].str.contains("3 photos of the right eye of patient '8'; all kept, the worst decides").all()
+    for patient, eye, rows in (("7", "left", sevens), ("8", "right", eights)):
+        everyone = photos[photos["patient_id"] == patient]
+        assert patients.loc[patient, "images"] == str(len(everyone)) == str(len(rows) + (patient == "7"))  # all kept
+        scores = everyone["score_referable"].astype(float)
+        assert float(patients.loc[patient, "score_referable"]) == pytest.approx(scores.max())
+        assert "several photos of one eye" in patients.loc[patient, "identity_note"]
+        reason = patients.loc[patient, "reason"]
+        assert "photo " not in reason  # the photos of one eye are one eye, not an eye each
+        worst = rows["score_referable"].astype(float).max()  # the eye is judged by its worst photo
+        if worst >= 0.5:  # the tiny bundle's referable threshold: a second, milder photo never outvotes it
+            assert patients.loc[patient, "decision"] != "negative"
+        elif patients.loc[patient, "decision"] == "negative":
+            assert f"{eye} eye {worst:.2f}" in reason
+    assert photos.loc["7_right.jpeg", "identity_note"] == ""  # the fellow eye: one photo, nothing to say
+
+
+def test_names_it_cannot_read_are_patients_of_their_own_said_so(graded):
+    photos, patients, _ = graded
+    both = photos.loc["P9_OD_OS.jpeg"]
+    assert (both["patient_id"], both["eye"]) == ("P9_OD_OS", "")  # not patient "P9_OD", right... nor "left"
+    assert both["identity_note"].startswith("both eyes in the name: 'P9_OD_OS' names the left and the right eye")
+    scan = photos.loc["scan.jpeg"]
+    assert scan["patient_id"] == "scan" and scan["identity_note"].startswith("no patient: 'scan' has no CSV patient")
+    assert "no patient" in patients.loc["scan", "identity_note"]
+
+
+def test_contradictory_csv_dicom_and_name_evidence_is_not_guessed(graded):
+    photos, patients, _ = graded
+    dicom = photos.loc["P5_left.dcm"]  # laterality R, name says left
+    assert (dicom["patient_id"], dicom["eye"]) == ("P5", "")
+    assert dicom["identity_note"] == ("contradictory eye: for 'P5_left' the DICOM laterality says right, the file name "
+                                      "says left; the eye is left unknown")
+    listed = photos.loc["12_right.jpeg"]  # the CSV says left
+    assert (listed["patient_id"], listed["eye"]) == ("12", "")
+    assert "the CSV says left, the file name says right" in listed["identity_note"]
+    exam = photos.loc["exam.dcm"]  # CSV patient C1, DICOM PatientID D1
+    assert exam["patient_id"] == "C1" and exam["eye"] == "left"
+    assert "contradictory patient: for 'exam' the CSV says 'C1', the DICOM PatientID 'D1'; the CSV's is taken" in exam["identity_note"]
+    assert "contradictory eye" in patients.loc["P5", "identity_note"]
+
+
+def test_one_summary_warning_counts_every_kind(graded):
+    *_, records = graded
+    [warning] = [r.getMessage() for r in records if "see identity_note" in r.getMessage()]
+    for kind in ("several photos of one eye 5", "both eyes in the name 1", "no patient 2", "contradictory eye 2",
+                 "contradictory patient 1"):
+        assert kind in warning
+
+
+def test_the_python_api_resolves_and_notes_the_same(graded, clinic, tiny_bundle, caplog):
+    photos, patients, _ = graded
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        api_photos, api_patients = drgrader.grade(tiny_bundle, [clinic, clinic.parent / "list.csv"])
+    assert api_photos["identity_note"].tolist() == photos["identity_note"].tolist()
+    assert api_patients["identity_note"].tolist() == patients["identity_note"].tolist()
+    assert len(identity_warnings(caplog)) == 1
+    # In-memory photos: a repeated name would have replaced a photo; refused instead.
+    rgb = make_fundus(1, np.random.default_rng(0), height=96)
+    with pytest.raises(ValueError, match=r"names repeat: \['10_left'\]"):
+        drgrader.grade(tiny_bundle, [rgb, rgb], names=["10_left", "10_left"])

@@ -1,0 +1,129 @@
+"""Rule 3 of issue 22: a merge verifies what it merges. `merge-predictions` checks every part
+against the record its `predict --shard` wrote (run, bundle, inputs, row count, checksums);
+refuses a part changed since, a part of another run, bundle or inputs, a part without a record
+(unless --unverified); and holds and writes its output as predict does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from drgrader.cli import main
+from drgrader.data.manifest import DataError
+from drgrader.outputs import OutputError, exclusive
+from drgrader.workflows.predict import merge_predictions, predict_command
+
+from .corpus import photo_bytes
+
+
+@pytest.fixture(scope="module")
+def run(tiny_bundle, tmp_path_factory):
+    """A folder of 8 photos (4 patients, both eyes) graded as shards 0/2 and 1/2, and unsharded."""
+    root = tmp_path_factory.mktemp("merge")
+    photos = root / "photos"
+    photos.mkdir()
+    for p in range(1, 5):
+        for k, eye in enumerate(("left", "right")):
+            (photos / f"{p}_{eye}.jpeg").write_bytes(photo_bytes((p + k) % 5, 10 * p + k))
+    parts = [predict_command(tiny_bundle, [photos], shard=(i, 2), out=root / "parts" / f"p-{i}.csv") for i in range(2)]
+    whole = predict_command(tiny_bundle, [photos], out=root / "whole.csv")
+    return {"root": root, "photos": photos, "parts": parts, "whole": whole}
+
+
+def copy_part(part, folder):
+    """A part with its patients file and record, copied into ``folder``."""
+    folder.mkdir(exist_ok=True)
+    for suffix in (".csv", "_patients.csv", "_shard.json"):
+        shutil.copy(part.with_name(part.stem + suffix), folder / f"{part.stem}{suffix}")
+    return folder / part.name
+
+
+def refused(parts, out, capsys, *flags) -> str:
+    assert main(["merge-predictions", *map(str, parts), "--out", str(out), *flags]) == 2
+    assert not out.exists() and not out.with_name(out.stem + "_patients.csv").exists()
+    return capsys.readouterr().err
+
+
+def test_the_shards_of_one_run_merge_into_what_one_run_writes(run, tmp_path):
+    record = json.loads(run["parts"][0].with_name("p-0_shard.json").read_text())
+    assert record["shard"] == [0, 2] and record["inputs"]["photos"] == 8 and len(record["run"]["bundle_sha256"]) == 64
+    assert record["part"]["rows"] == len(pd.read_csv(run["parts"][0])) and record["patients"]["rows"] >= 1
+    merged = merge_predictions(run["parts"], tmp_path / "all.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(merged), pd.read_csv(run["whole"]), check_exact=False, rtol=1e-5, atol=1e-6)
+
+
+def test_a_part_with_a_row_missing_or_a_cell_changed_is_refused(run, tmp_path, capsys):
+    short = copy_part(run["parts"][0], tmp_path / "short")
+    lines = short.read_text().splitlines(keepends=True)
+    short.write_text("".join(lines[:-1]))  # the last photo's row gone
+    err = refused([short, run["parts"][1]], tmp_path / "m.csv", capsys)
+    assert f"{short} is not what shard 0/2 wrote ({len(lines) - 2} rows, its record says {len(lines) - 1}" in err
+
+    edited = copy_part(run["parts"][0], tmp_path / "edited")
+    table = pd.read_csv(edited, dtype=str, keep_default_na=False)
+    table.loc[0, "grade"] = "4" if table.loc[0, "grade"] != "4" else "0"
+    table.to_csv(edited, index=False)
+    assert "its content changed" in refused([edited, run["parts"][1]], tmp_path / "m.csv", capsys)
+
+    patients = copy_part(run["parts"][0], tmp_path / "patients")
+    file = patients.with_name("p-0_patients.csv")
+    decisions = pd.read_csv(file, dtype=str, keep_default_na=False)
+    decisions.loc[0, "decision"] = "urgent" if decisions.loc[0, "decision"] != "urgent" else "negative"
+    decisions.to_csv(file, index=False)
+    assert "p-0_patients.csv is changed since its shard wrote it" in refused([patients, run["parts"][1]], tmp_path / "m.csv", capsys)
+
+
+def test_a_part_that_is_not_one_of_the_runs_shards_is_refused(run, tiny_bundle, tmp_path, capsys):
+    # An unsharded run's output (no record): refused, unless asked for with --unverified.
+    err = refused([run["parts"][0], run["whole"]], tmp_path / "m.csv", capsys, "--partial")
+    assert "whole.csv has no shard record (whole_shard.json)" in err and "--unverified" in err
+    # A foreign CSV given the record of a real shard: its checksum does not match.
+    foreign = copy_part(run["parts"][1], tmp_path / "foreign")
+    shutil.copy(run["whole"], foreign)
+    assert "is not what shard 1/2 wrote" in refused([run["parts"][0], foreign], tmp_path / "m.csv", capsys)
+    # A shard of another bundle (same photos, other thresholds), another refer share, other inputs.
+    other = shutil.copytree(tiny_bundle, tmp_path / "other-bundle")
+    manifest = json.loads((other / "bundle.json").read_text())
+    manifest["thresholds"]["referable"] = 0.6
+    (other / "bundle.json").write_text(json.dumps(manifest))
+    of_other = predict_command(other, [run["photos"]], shard=(1, 2), out=tmp_path / "b" / "p-1.csv")
+    assert "differ in bundle, TTA or refer share" in refused([run["parts"][0], of_other], tmp_path / "m.csv", capsys)
+    more = shutil.copytree(run["photos"], tmp_path / "more")
+    (more / "9_left.jpeg").write_bytes(photo_bytes(2, 99))
+    other_share = predict_command(tiny_bundle, [run["photos"]], shard=(1, 2), out=tmp_path / "s" / "p-1.csv", refer_share=0.0)
+    assert "differ in bundle, TTA or refer share" in refused([run["parts"][0], other_share], tmp_path / "m.csv", capsys)
+    wider = predict_command(tiny_bundle, [more], shard=(1, 2), out=tmp_path / "w" / "p-1.csv")
+    assert "differ in inputs" in refused([run["parts"][0], wider], tmp_path / "m.csv", capsys)
+
+
+def test_unverified_merges_a_part_without_a_record_with_a_warning(run, tmp_path, caplog):
+    lone = copy_part(run["parts"][1], tmp_path / "lone")
+    lone.with_name("p-1_shard.json").unlink()
+    with pytest.raises(DataError, match="has no shard record"):
+        merge_predictions([run["parts"][0], lone], tmp_path / "m.csv")
+    out = merge_predictions([run["parts"][0], lone], tmp_path / "m.csv", unverified=True)
+    assert len(pd.read_csv(out)) == 8
+    assert any("without a shard record unchecked (--unverified)" in r.getMessage() for r in caplog.records)
+    # The parts that have a record are still verified.
+    bad = copy_part(run["parts"][0], tmp_path / "bad")
+    bad.write_text("".join(bad.read_text().splitlines(keepends=True)[:-1]))
+    with pytest.raises(DataError, match="is not what shard 0/2 wrote"):
+        merge_predictions([bad, lone], tmp_path / "m2.csv", unverified=True)
+
+
+def test_the_merged_output_is_locked_and_replaced_whole(run, tmp_path):
+    out = tmp_path / "all.csv"
+    out.write_text("an earlier merge\n")
+    with exclusive(out), pytest.raises(OutputError, match="another drgrader command is writing"):
+        merge_predictions(run["parts"], out)
+    short = copy_part(run["parts"][0], tmp_path / "short")
+    short.write_text("".join(short.read_text().splitlines(keepends=True)[:-1]))
+    with pytest.raises(DataError):
+        merge_predictions([short, run["parts"][1]], out)
+    assert out.read_text() == "an earlier merge\n"  # a refused merge leaves the old file as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.csv", "short"]  # no lock or temporary file left
+    merge_predictions(run["parts"], out)
+    assert len(pd.read_csv(out)) == 8
