@@ -178,7 +178,8 @@ def check_outputs(out: Path, photos: int) -> dict:
 
 
 def rate(photos: int, seconds: float) -> dict:
-    return {"photos": photos, "seconds": round(seconds, 4), "photos_per_s": round(photos / seconds, 3)}
+    # Seconds to the microsecond: a fast smoke run's rate must stay equal to photos / seconds.
+    return {"photos": photos, "seconds": round(seconds, 6), "photos_per_s": round(photos / seconds, 3)}
 
 
 def run_cli(bundle: Path, folder: Path, out: Path, photos: int, batch_size: int, tta: list[str] | None) -> dict:
@@ -261,8 +262,8 @@ def profile_run(bundle: Path, folder: Path, out: Path, batch_size: int, tta: lis
     # The functions that spent the most time themselves: what a fix would have to make faster.
     top = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:TOP_FUNCTIONS]
     return {
-        "seconds": round(total, 4),
-        "groups": {name: {"seconds": round(s, 4), "share": round(s / total, 4)} for name, s in groups.items()},
+        "seconds": round(total, 6),
+        "groups": {name: {"seconds": round(s, 6), "share": round(s / total, 4)} for name, s in groups.items()},
         "top_functions": [{"function": pstats.func_std_string(key), "own_seconds": round(row[2], 4), "calls": row[1]}
                           for key, row in top],
     }
@@ -377,7 +378,7 @@ def load_level(url: str, uploads: list[dict], clients: int, patients: int) -> di
         "requests": sum(n for status, n in statuses.items() if status != "gave up after 503s"),
         "statuses": dict(sorted(statuses.items())),
         "errors": sum(n for status, n in statuses.items() if status not in ("200", "503")),
-        "seconds": round(seconds, 4),
+        "seconds": round(seconds, 6),
         "requests_per_s": round(graded / seconds, 3),
         "latency_ms": percentiles(latency_ms),
         "patient_wait_ms": percentiles(wait_ms),
@@ -499,7 +500,7 @@ def main(argv: list[str] | None = None) -> dict:
         predict["model_ceiling"] = model_ceiling(bundle_path, paths, batch, tta)
         ceiling = predict["model_ceiling"]["photos_per_s"]
         for run in [predict["cli"], *predict["in_process"].values()]:
-            run["of_ceiling"] = round(run["photos_per_s"] / ceiling, 4)
+            run["of_ceiling"] = round(run["photos_per_s"] / ceiling, 6)
         print("profiling one in-process run ...")
         profile = profile_run(bundle_path, folder, work / "profile.csv", batch, tta)
         print("serve ...")
