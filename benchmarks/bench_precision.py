@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from common import RESULTS, command_line, machine_info, now
+from common import CPU_FEATURES, RESULTS, command_line, machine_info, now
 
 SETTINGS = {
     "fp32, channels_last": {"bf16": False, "channels_last": True, "compile": False},
@@ -31,19 +31,6 @@ SETTINGS = {
     "fp32, channels_last, torch.compile": {"bf16": False, "channels_last": True, "compile": True},
     "bf16 autocast, channels_last, torch.compile": {"bf16": True, "channels_last": True, "compile": True},
 }
-CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
-
-
-def cpu_features() -> list[str]:
-    """The CPU flags that decide which oneDNN kernels run (bf16, int8)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return [f for f in CPU_FEATURES if f in flags]
-    except OSError:
-        pass
-    return []
 
 
 def measure(backbone: str, size: int, batch: int, steps: int, warmup: int, setting: dict) -> dict:
@@ -110,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
         r["vs_fp32_channels_last"] = round(r["images_per_s"] / baseline["images_per_s"], 2) if baseline else None
     report = {
         "date": now(),
-        "machine": {**machine_info(), "cpu_features": cpu_features()},
+        "machine": machine_info(),
         "command": command_line(),
         "settings": {"backbone": args.backbone, "size": args.size, "batch_size": args.batch_size,
                      "steps": args.steps, "warmup": args.warmup},

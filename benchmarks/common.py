@@ -38,8 +38,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The CPU flags that decide which kernels run: oneDNN's bf16/int8 ones, ONNX Runtime's int8 (VNNI).
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+
+
+def cpu_features() -> list[str]:
+    """Which of CPU_FEATURES this CPU has (/proc/cpuinfo's flags)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return [f for f in CPU_FEATURES if f in flags]
+    except OSError:
+        pass
+    return []
+
+
 def machine_info() -> dict:
-    """Cores this process may use (sched_getaffinity), CPU model, GPU or "no GPU", versions."""
+    """Cores this process may use (sched_getaffinity), CPU model and features, GPU or "no GPU",
+    versions."""
     import torch
 
     from drgrader.runtime import cpu_count
@@ -48,6 +65,7 @@ def machine_info() -> dict:
     return {
         "cores": cpu_count(),
         "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
         "gpu": gpu,
         "summary": f"{cpu_count()} cores ({cpu_model()}), {gpu}",
         "python": platform.python_version(),

@@ -53,8 +53,30 @@ def precision_args(tmp: Path, data: Path) -> tuple[list, Path]:
             "--settings", "fp32, channels_last", "bf16 autocast, channels_last", "--out", out], out
 
 
+def clinic_args(tmp: Path, data: Path) -> tuple[list, Path]:
+    """A tiny random-weight PyTorch bundle (the script exports it to ONNX) and 3 synthetic patients."""
+    import torch
+
+    from drgrader.config import ExperimentConfig, config_to_dict
+    from drgrader.inference.bundle import save_bundle
+    from drgrader.models.factory import GraderNet, ScoringNet, input_mean_std
+
+    cfg = ExperimentConfig.model_validate({"data": {"image_size": 48}, "model": {"backbone": "test_resnet"},
+                                           "eval": {"tta": ["orig", "hflip"]}})
+    torch.manual_seed(0)
+    net = GraderNet("test_resnet", task="grade", kind="softmax5").eval()
+    bundle = save_bundle(tmp / "tiny" / "bundle", ScoringNet(net, *input_mean_std("test_resnet", "imagenet")),
+                         config=config_to_dict(cfg), thresholds={"any_dr": 0.5, "referable": 0.5})
+    out = tmp / "results" / "clinic.json"
+    return [
+        "--bundle", bundle, "--photos", "synthetic", "--patients", 3, "--height", 400, "--batch-size", 2,
+        "--decode-threads", 1, 2, "--idle-requests", 2, "--clients", 2, "--requests", 4, "--label", "smoke", "--out", out,
+    ], out
+
+
 # script -> its smoke arguments; the test of bench_X.py is test_bench_X_smoke.
 SMOKE_RUNS = {
+    "bench_clinic.py": clinic_args,
     "bench_precision.py": precision_args,
     "bench_quality.py": quality_args,
     "bench_training_speed.py": training_speed_args,
@@ -192,6 +214,54 @@ def test_bench_precision_smoke(smoke_runs):
     assert fp32["vs_fp32_channels_last"] == 1.0
     assert bf16["bf16"] and bf16["vs_fp32_channels_last"] == pytest.approx(bf16["images_per_s"] / fp32["images_per_s"], abs=0.01)
     assert isinstance(report["machine"]["cpu_features"], list) and "CPU features" in stdout
+
+
+@pytest.mark.slow
+def test_bench_clinic_smoke(smoke_runs):
+    stdout, out = finish(smoke_runs, "bench_clinic.py")
+    report = json.loads(out.read_text())["smoke"]
+    assert report["photos"]["count"] == 6 and report["photos"]["patients"] == 3
+    assert report["photos"]["most_common_size"] == "600x400"
+    assert report["bundle"]["input_size"] == 48 and report["bundle"]["tta"] == ["orig", "hflip"]
+    assert report["bundle"]["backend"] == "onnx" and report["batch_size"] == 2
+    predict = report["predict"]
+    ceiling = predict["model_ceiling"]
+    assert ceiling["photos"] == 6 and ceiling["batches"] == 3
+    assert ceiling["photos_per_s"] == pytest.approx(6 / ceiling["seconds"], rel=1e-3)
+    assert set(predict["in_process"]) == {"1", "2"}
+    for run in [predict["cli"], *predict["in_process"].values()]:
+        assert run["photos"] == 6
+        assert run["photos_per_s"] == pytest.approx(6 / run["seconds"], rel=1e-3)
+        assert run["of_ceiling"] == pytest.approx(run["photos_per_s"] / ceiling["photos_per_s"], rel=1e-3)
+        outputs = run["outputs"]  # every photo graded, every patient decided
+        assert outputs["rows"] == 6 and outputs["errors"] == 0 and outputs["patients"] == 3
+        assert sum(outputs["decisions"].values()) == 3
+    assert " predict " in predict["cli"]["command"]
+
+    # The groups of the profile add up to the whole run, each a real share.
+    profile = report["profile"]
+    groups = profile["groups"]
+    assert list(groups) == ["decode", "fundus search + quality + preprocess", "model", "bundle load", "decisions + CSV + rest"]
+    assert sum(g["seconds"] for g in groups.values()) == pytest.approx(profile["seconds"], abs=1e-3)
+    assert sum(g["share"] for g in groups.values()) == pytest.approx(1, abs=1e-3)
+    assert all(0 < g["share"] < 1 for g in groups.values())
+
+    serve = report["serve"]
+    assert serve["max_pending"] == 4 and serve["server_tracebacks"] == 0
+    assert set(serve["levels"]) == {"idle", "2 clients"}
+    for name, level in serve["levels"].items():
+        statuses = level["statuses"]
+        # Every patient graded once; every other answer a documented 503; the counts add up.
+        assert statuses["200"] == level["patients"] and level["errors"] == 0, (name, statuses)
+        assert set(statuses) <= {"200", "503"} and sum(statuses.values()) == level["requests"]
+        assert level["requests_per_s"] == pytest.approx(level["patients"] / level["seconds"], rel=1e-3)
+        for timing in (level["latency_ms"], level["patient_wait_ms"]):
+            assert 0 < timing["median"] <= timing["p95"]
+    assert serve["levels"]["idle"]["patients"] == 2 and serve["levels"]["2 clients"]["clients"] == 2
+
+    md = out.with_suffix(".md").read_text()
+    assert "## smoke" in md and "| idle | 2 |" in md and report["command"] in md
+    assert "## smoke" in stdout
 
 
 @pytest.fixture(scope="module")
