@@ -35,6 +35,7 @@ linked in a temporary folder) is what is measured, so ``predict`` and ``serve`` 
 Runtime as in a core install; a bundle without ``model.onnx`` is exported first (needs the
 [export] extra).
 
+    python benchmarks/bench_clinic.py                   # the built-in grader
     python benchmarks/bench_clinic.py --bundle runs/cpu_grade/bundle
     python benchmarks/bench_clinic.py --bundle B --photos synthetic --patients 20
     python benchmarks/bench_clinic.py --bundle B --photos synthetic --patients 3 --height 400 \\
@@ -451,7 +452,7 @@ def render_markdown(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", type=Path, required=True, help="bundle folder")
+    parser.add_argument("--bundle", help="bundle folder or built-in grader's name (default: the built-in grader)")
     parser.add_argument("--photos", default=str(DEFAULT_PHOTOS), help="folder of JPEG originals, or 'synthetic'")
     parser.add_argument("--patients", type=int, help="patients to grade (default: all of the folder; 20 synthetic)")
     parser.add_argument("--height", type=int, default=2600, help="height of synthetic originals (3:2 frames)")
@@ -466,6 +467,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--label", help="row name in the results (default: photo source and bundle)")
     parser.add_argument("--out", type=Path, default=RESULTS / "clinic.json", help="results JSON (merged by label)")
     args = parser.parse_args(argv)
+    from drgrader.inference.builtin import resolve_bundle
+
+    args.bundle = resolve_bundle(args.bundle)
 
     import onnxruntime as ort
 

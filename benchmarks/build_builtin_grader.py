@@ -72,16 +72,18 @@ def builtin_section(name: str, summary: str, recipe_note: str, cv_lines: list[st
 
 
 def build(bundle: Path, *, name: str, out_root: Path, external: Path | None, cv: Path | None, recipe_note: str,
-          summary: str, rebuild: str) -> Path:
+          summary: str, rebuild: str, int8_skipped: str | None = None) -> Path:
     work = out_root / f".{name}.building"
     shutil.rmtree(work, ignore_errors=True)
     staged = export_command(bundle, "onnx", work / "bundle")
     try:
+        if int8_skipped:
+            raise Int8GateError(int8_skipped)
         int8 = add_int8(bundle, staged)
         graph = f"int8 ONNX graph ({int8['recipe']}; {int8['speedup']:.2f}x the float graph's images/s; it passed the gate)"
     except Int8GateError as exc:
         log.warning("the float graph ships: %s", exc)
-        graph = f"float ONNX graph (the int8 graph was refused by its gate: {exc})"
+        graph = f"float ONNX graph (no int8 graph: {exc})"
     metrics = json.loads((bundle.parent / "metrics.json").read_text())
     onnx_file = read_manifest(staged).get("onnx", {}).get("file", "model.onnx")
     for stray in staged.iterdir():  # only what ships stays (the int8 export keeps the float graph beside)
@@ -127,12 +129,14 @@ def main() -> None:
     parser.add_argument("--cv", type=Path, help="a finished `drgrader cv` folder of the same recipe: its figures go into the card")
     parser.add_argument("--recipe-note", default="5-fold cross-fitting on all of eyepacs-256")
     parser.add_argument("--summary", required=True, help="one line for `drgrader models`")
+    parser.add_argument("--skip-int8", dest="skip_int8", metavar="WHY", help="ship the float graph without trying int8, saying why in the card")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     rebuild = " ".join(["python benchmarks/build_builtin_grader.py", "<bundle>", "--name", args.name,
                         *(["--external", "<external data>"] if args.external else []), *(["--cv", "<cv folder>"] if args.cv else [])])
     folder = build(args.bundle, name=args.name, out_root=args.out, external=args.external, cv=args.cv,
-                   recipe_note=args.recipe_note, summary=args.summary, rebuild=rebuild)
+                   recipe_note=args.recipe_note, summary=args.summary, rebuild=rebuild,
+                   int8_skipped=args.skip_int8)
     size = sum(f.stat().st_size for f in folder.iterdir()) / 1e6
     print(f"built-in grader {args.name}: {folder} ({size:.1f} MB)")
 
