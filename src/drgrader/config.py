@@ -207,7 +207,8 @@ class EvalConfig(Section):
     consistent_cutpoints: bool = Field(
         True,
         description="regression: the first two cut-points are the any-DR and referable thresholds, "
-        "so grade >= 1 / >= 2 are the screening decisions",
+        "so grade >= 1 / >= 2 are the screening decisions (false: all four cut-points maximise kappa "
+        "and the two thresholds are taken from them, with a warning)",
     )
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples (of patients) for CIs")
     lab: bool = Field(

@@ -13,7 +13,7 @@ _USER_ERROR_CLASSES = (
     ("drgrader.config", "ConfigError"),
     ("drgrader.data.label_files", "DataError"),
     ("drgrader.data.split", "SplitError"),
-    ("drgrader.data.images", "ImageReadError"),
+    ("drgrader.data.image_files", "ImageReadError"),
     ("drgrader.extras", "MissingExtraError"),
     ("drgrader.inference.bundle_spec", "BundleError"),
     ("drgrader.models.pretrained", "PretrainedError"),

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,6 +58,48 @@ def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a new, empty hidden folder beside ``path`` to build a folder in (a bundle, an
+    export); when the block succeeds it replaces ``path`` (an empty folder, or whatever the caller
+    was allowed to replace) in one rename; when it fails (an error, Ctrl-C) it is removed and
+    ``path`` is untouched, so an interrupted command leaves nothing that looks complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = _folder_beside(path)
+    try:
+        yield staging
+        if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+            path.rmdir()
+        if os.path.lexists(path):  # replaced: moved aside first, so a failed rename keeps it
+            old = _folder_beside(path)
+            os.replace(path, old / path.name)
+            try:
+                os.replace(staging, path)
+            except BaseException:
+                os.replace(old / path.name, path)
+                raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _folder_beside(path: Path) -> Path:
+    """A new, empty hidden folder next to ``path``, made with mode 0777 so the kernel applies the
+    umask as for a plain mkdir (tempfile.mkdtemp would make it 0700: unreadable to a service)."""
+    while True:
+        name = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.mkdir(name, 0o777)
+            return name
+        except FileExistsError:
+            continue
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = True) -> None:

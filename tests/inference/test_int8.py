@@ -64,6 +64,16 @@ def test_int8_failing_the_gate_is_refused_and_leaves_the_float_bundle(run_dir, t
     assert not (out / "model.int8.onnx").exists()
 
 
+def test_an_interrupted_int8_export_leaves_nothing(run_dir, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):  # the float bundle is built, the int8 graph under way
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quantize, "quantize_bundle", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        quantize.export_int8(run_dir / "bundle", tmp_path / "out" / "int8")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_float_layers_find_stem_head_and_depthwise():
     from onnx import helper
 

@@ -5,7 +5,7 @@ place that reads a photo reads DICOM too. Pixel data: RGB, YBR_FULL / YBR_FULL_4
 JPEG 2000 YBR_ICT / YBR_RCT), MONOCHROME1 / MONOCHROME2 and PALETTE COLOR become RGB; more than
 8 bits stored is scaled to 8 bits. Compressed transfer syntaxes decode with what is installed:
 Pillow (JPEG baseline / extended, JPEG 2000), pydicom itself (RLE), python-gdcm (JPEG lossless,
-JPEG-LS); anything else is an :class:`~drgrader.data.images.ImageReadError` naming the syntax.
+JPEG-LS); anything else is an :class:`~drgrader.data.image_files.ImageReadError` naming the syntax.
 
 Multi-frame files: one image per frame, named ``<file>#frame<N>`` (N from 1, as DICOM numbers
 frames). A bare multi-frame file is an error where one photo is expected (``serve``, label
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drgrader.data.images import ImageReadError, check_regular_file
+from drgrader.data.image_files import ImageReadError, check_regular_file
 
 DICOM_SUFFIX = ".dcm"
 _MAGIC_OFFSET = 128  # the 128-byte preamble, then b"DICM"

@@ -12,13 +12,14 @@ frame of a multi-frame DICOM file is named ``<file>#frame<N>``.
 
 from __future__ import annotations
 
-import errno
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from drgrader.data.dicom import is_dicom, read_frame, read_header, split_frame_ref
+from drgrader.data.image_files import ImageReadError, check_regular_file
 
 MAX_PIXELS = 100_000_000  # larger images are refused before decoding (decompression bombs)
 MIN_SIDE = 64  # smaller images cannot hold a gradable fundus
@@ -26,42 +27,6 @@ MIN_SIDE = 64  # smaller images cannot hold a gradable fundus
 # EXIF orientations 5-8 rotate by 90 degrees: height and width swap.
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
 _EXIF_ORIENTATION_TAG = 0x0112
-
-
-class ImageReadError(ValueError):
-    """An image file that cannot be used; the message names the file and the reason."""
-
-    def __init__(self, path: str | Path, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"cannot read image {self.path}: {reason}")
-
-    def __reduce__(self):  # picklable, so it can cross from a worker process
-        return type(self), (self.path, self.reason)
-
-
-def _not_a_file_reason(path: Path) -> str:
-    """Why ``path`` is not a regular file we may open (opening a FIFO or device could block)."""
-    if path.is_symlink():
-        try:
-            path.resolve(strict=True)
-        except RuntimeError:  # Python < 3.13 reports a loop this way
-            return "symbolic link loop"
-        except OSError as exc:
-            return "symbolic link loop" if exc.errno == errno.ELOOP else "broken symbolic link"
-    if not os.path.lexists(path):
-        return "file not found"
-    if path.is_dir():
-        return "a folder, not an image file"
-    return "not a regular file (FIFO, socket or device)"
-
-
-def check_regular_file(path: Path) -> None:
-    """Refuse what is not a non-empty regular file (opening a FIFO or device could block)."""
-    if not path.is_file():
-        raise ImageReadError(path, _not_a_file_reason(path))
-    if path.stat().st_size == 0:
-        raise ImageReadError(path, "empty file (0 bytes)")
 
 
 def _check_size(path: str | Path, width: int, height: int, max_pixels: int) -> None:
@@ -75,8 +40,6 @@ def _check_size(path: str | Path, width: int, height: int, max_pixels: int) -> N
 
 def _dicom_source(path: Path) -> tuple[Path, int | None] | None:
     """(file, frame) when ``path`` is a DICOM file or a frame of one (``<file>#frame<N>``)."""
-    from drgrader.data.dicom import is_dicom, split_frame_ref
-
     source, frame = split_frame_ref(path)
     if frame is not None:
         check_regular_file(source)
@@ -87,8 +50,6 @@ def _dicom_source(path: Path) -> tuple[Path, int | None] | None:
 
 
 def _dicom_header(path: Path, source: Path, frame: int | None, max_pixels: int):
-    from drgrader.data.dicom import read_header
-
     header = read_header(source)
     if frame is not None and frame > header.frames:
         raise ImageReadError(path, f"no frame {frame}: this DICOM file has {header.frames}")
@@ -181,8 +142,6 @@ def read_image(
     path = Path(path)
     dicom = _dicom_source(path)
     if dicom is not None:
-        from drgrader.data.dicom import read_frame
-
         source_path, frame = dicom
         return read_frame(source_path, frame, _dicom_header(path, source_path, frame, max_pixels))
     source = _open(path, max_pixels)

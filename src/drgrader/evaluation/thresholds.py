@@ -194,9 +194,14 @@ def fit_thresholds(val_df: pd.DataFrame, eval_cfg: EvalConfig, task: str) -> dic
     screening scores are the expected grade (regression) and ``eval_cfg.consistent_cutpoints``,
     the first two cut-points are the any-DR and referable thresholds, so the predicted grade
     and the screening decisions tell one story (:func:`fit_upper_cutpoints`); otherwise all
-    four maximise kappa. A score outside ``eval_cfg.threshold_range`` (e.g. a regression
-    expected grade) is searched over its observed values instead of the grid. A threshold that
-    cannot be fitted (validation lacks a class) is None, with a warning.
+    four maximise kappa, and on such one-score models the screens then follow the grade. A
+    score outside ``eval_cfg.threshold_range`` (e.g. a regression expected grade) is searched
+    over its observed values instead of the grid. A threshold that cannot be fitted
+    (validation lacks a class) is None, with a warning.
+
+    The result always passes the bundle's consistency check (``bundle_spec.check_bundle``):
+    an any-DR threshold fitted above the referable one is lowered to it. Every such change is a
+    warning and a line of ``"adjusted"`` in the result (and so in bundle.json and metrics.json).
     """
     if task not in ("grade", "any_dr", "referable"):
         raise ValueError(f"unknown task {task!r}; use grade, any_dr or referable")
@@ -227,15 +232,46 @@ def fit_thresholds(val_df: pd.DataFrame, eval_cfg: EvalConfig, task: str) -> dic
         except ValueError as exc:
             warnings.warn(f"{name} threshold not fitted: {exc}", stacklevel=2)
 
+    adjusted = []
+    if out["any_dr"] is not None and out["referable"] is not None and out["any_dr"] > out["referable"]:
+        # Fitted apart (little data, few grade-1 eyes), the two screens can cross: a photo would be
+        # referable yet not any DR. The referable threshold is the referral a programme acts on, so it
+        # stays as fitted; the any-DR one comes down to it, which only adds any-DR calls (never misses
+        # more disease) and makes every referable photo an any-DR one.
+        adjusted.append(f"any_dr threshold {out['any_dr']:.4g} lowered to the referable threshold {out['referable']:.4g}: "
+                        "fitted above it, it would call photos referable but not any DR")
+        out["any_dr"] = out["referable"]
+
     if task == "grade" and eval_cfg.fit_cutpoints and "expected_grade" in val_df.columns:
         expected = val_df["expected_grade"].to_numpy(dtype=float)
         keep = ~np.isnan(expected)
+        one_score = scores_are_the_grade(val_df)
         screens_fitted = out["any_dr"] is not None and out["referable"] is not None
-        if keep.any() and eval_cfg.consistent_cutpoints and screens_fitted and scores_are_the_grade(val_df):
+        if keep.any() and eval_cfg.consistent_cutpoints and screens_fitted and one_score:
             cuts = fit_upper_cutpoints(grade[keep], expected[keep], (out["any_dr"], out["referable"]))
         elif keep.any():
             cuts = fit_cutpoints(grade[keep], expected[keep])
+            if one_score:  # grade and screens on one score: the screens follow the grade
+                adjusted += _screens_from_cutpoints(out, cuts)
         else:
             cuts = None
         out["cutpoints"] = None if cuts is None else [float(c) for c in cuts]
+    for note in adjusted:
+        warnings.warn(note, stacklevel=2)
+    if adjusted:
+        out["adjusted"] = adjusted
     return out
+
+
+def _screens_from_cutpoints(out: dict, cuts: np.ndarray) -> list[str]:
+    """Set the any-DR and referable thresholds to the grade-1 and grade-2 cut-points (all four
+    fitted for kappa, on the score the screens use), so "grade >= 1" and "grade >= 2" are the
+    screening decisions; returns what changed, in words."""
+    notes = []
+    for screen, grade in (("any_dr", 1), ("referable", 2)):
+        cut = float(cuts[grade - 1])
+        if out[screen] is not None and out[screen] != cut:
+            notes.append(f"{screen} threshold {out[screen]:.4g} replaced by the grade-{grade} cut-point {cut:.4g}, "
+                         "so that the grade and the screening decision agree")
+        out[screen] = cut
+    return notes

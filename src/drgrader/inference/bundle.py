@@ -21,7 +21,7 @@ import pandas as pd
 from drgrader.config import PreprocessConfig
 from drgrader.extras import available, require
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, decide
-from drgrader.inference.bundle_spec import MANIFEST, BundleError, read_manifest, write_manifest
+from drgrader.inference.bundle_spec import MANIFEST, BundleError, check_bundle, read_manifest, write_manifest
 from drgrader.inference.predictor import score_batch
 
 
@@ -161,7 +161,7 @@ def load_bundle(path: str | Path, backend: str = "auto") -> Bundle:
     if backend == "torch":
         runner = _torch_runner(path, manifest, "the torch backend" if has_onnx else f"{path}, a bundle without model.onnx,")
     elif backend == "onnx":
-        runner = _onnx_runner(path, onnx_file)
+        runner = _onnx_runner(path, manifest, onnx_file)
     else:
         raise BundleError(f"unknown backend {backend!r}; use torch, onnx or auto")
     return Bundle(path, manifest, runner=runner)
@@ -200,7 +200,7 @@ def _torch_runner(path: Path, manifest: dict, feature: str):
     return run
 
 
-def _onnx_runner(path: Path, file: str = "model.onnx"):
+def _onnx_runner(path: Path, manifest: dict, file: str = "model.onnx"):
     """ONNX Runtime on the bundle's graph: ``model.onnx``, or the int8 graph that export kept."""
     import onnxruntime as ort
 
@@ -212,7 +212,9 @@ def _onnx_runner(path: Path, file: str = "model.onnx"):
         session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # InvalidProtobuf, InvalidGraph, ...: ONNX Runtime's own classes
         raise BundleError(f"{model} is damaged or not an ONNX model: {str(exc).strip().splitlines()[0]}") from None
-    name = session.get_inputs()[0].name
+    graph_input = session.get_inputs()[0]
+    check_bundle(manifest, path / MANIFEST, onnx_input=list(graph_input.shape))  # an edited input_size meets the graph here
+    name = graph_input.name
 
     def run(pixels: np.ndarray) -> np.ndarray:
         return session.run(None, {name: pixels.astype(np.float32)})[0]

@@ -1,10 +1,13 @@
-"""``bundle.json``: its schema, and the one reader and the one writer of it.
+"""``bundle.json``: its schema, its consistency, and the one reader and the one writer of it.
 
 Training (``save_bundle``), ensembles (``make_ensemble``), ONNX export and ``drgrader cv`` all
 write through :func:`write_manifest` (validated before it is written); :func:`read_manifest`
-checks every bundle against :class:`BundleSpec` before anything is loaded, so a truncated,
-hand-edited or foreign ``bundle.json`` is one clear error naming the file and the field, never
-a KeyError deep inside prediction.
+checks every bundle before anything is loaded, so a truncated, hand-edited or foreign
+``bundle.json`` is one clear error naming the file and the field, never a KeyError deep inside
+prediction. Both go through :func:`check_bundle`, which also refuses a bundle whose parts
+disagree (a threshold against the cut-points, the input size against the size trained at or the
+ONNX graph's, the urgent or uncertain band against the thresholds): such a bundle would not
+fail, it would give answers that contradict each other.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from drgrader.io import atomic_write_json
 BUNDLE_FORMAT = 1
 MANIFEST = "bundle.json"
 
-__all__ = ["BUNDLE_FORMAT", "MANIFEST", "BundleError", "BundleSpec", "read_manifest", "update_manifest", "write_manifest"]
+__all__ = ["BUNDLE_FORMAT", "MANIFEST", "BundleError", "BundleSpec", "check_bundle", "read_manifest", "update_manifest",
+           "write_manifest"]
 
 
 class BundleError(ValueError):
@@ -39,6 +43,7 @@ class Thresholds(BaseModel):
     cutpoints: list[float] | None = None
     any_dr: float | None = None
     referable: float | None = None
+    adjusted: list[str] = []  # what the fit changed so that the decisions agree, in words
 
     @field_validator("cutpoints")
     @classmethod
@@ -174,15 +179,106 @@ class BundleSpec(BaseModel):
         return self
 
 
-def _validate(manifest: dict[str, Any], file: Path) -> None:
+def check_bundle(manifest: dict[str, Any], file: Path, *, onnx_input: list | None = None) -> None:
+    """The one validation of a bundle, on every read and every write: ``bundle.json`` against
+    :class:`BundleSpec`, then its parts against each other (:func:`inconsistency`), and, given
+    ``onnx_input`` (the graph's input shape, when ONNX Runtime opens it), the input size against
+    the graph. Any fault is one :class:`BundleError` naming ``file``."""
     try:
-        BundleSpec.model_validate(manifest)
+        spec = BundleSpec.model_validate(manifest)
     except ValidationError as err:
         first = err.errors()[0]
         # a key of the file may hold anything, line breaks included: quoted then, so the
         # message stays one line
         field = ".".join(str(p) if str(p).isprintable() else repr(str(p)) for p in first["loc"]) or "(top level)"
         raise BundleError(f"{file} is not a valid bundle: {field}: {first['msg']}") from None
+    fault = inconsistency(spec, onnx_input)
+    if fault:
+        raise BundleError(f"{file} is inconsistent: {fault}")
+
+
+def inconsistency(spec: BundleSpec, onnx_input: list | None = None) -> str | None:
+    """What in a bundle contradicts the rest, in words (None: nothing)."""
+    trained = _extra(spec, "config", "data", "image_size")
+    if spec.members is None and isinstance(trained, int) and trained != spec.input_size:
+        # The network itself accepts any size (global pooling): only this check stops a
+        # changed input_size from quietly changing the grades.
+        return f"input_size {spec.input_size} is not the size the model was trained at (config.data.image_size {trained})"
+    if onnx_input is not None:
+        expected = ["batch", 3, spec.input_size, spec.input_size]
+        if len(onnx_input) != 4 or any(isinstance(d, int) and d != e for d, e in zip(onnx_input[1:], expected[1:])):
+            graph = Path(str(_extra(spec, "onnx", "file") or "model.onnx")).name
+            shape = " x ".join(str(d) for d in onnx_input)
+            return f"input_size {spec.input_size} does not fit {graph}, whose input is {shape}"
+    if spec.paired_eyes is not None and spec.task != "grade":
+        return f"paired_eyes is a grading stage, but the task is {spec.task!r}"
+    members = _extra(spec, "member_info")
+    member_kinds = {m.get("kind") if isinstance(m, dict) else None for m in members} if isinstance(members, list) else {None}
+    one_score = spec.kind == "regression" or (spec.members is not None and member_kinds == {"regression"})
+    fault = _screens_fault(spec.thresholds, one_score=one_score, where="thresholds")
+    if fault or spec.paired_eyes is None:
+        return fault or _patient_fault(spec.patient_decision, spec.thresholds)
+    # The paired-eye stage's fused grade is one score: grade, screens and urgent all on it.
+    stage = spec.paired_eyes.thresholds
+    return _screens_fault(stage, one_score=True, where="paired_eyes.thresholds") or _patient_fault(spec.patient_decision, stage)
+
+
+def _extra(spec: BundleSpec, *keys: str) -> Any:
+    """A value under keys the schema does not type (``config``, ``onnx``, ...), or None."""
+    value: Any = spec.model_extra or {}
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+TOLERANCE = 1e-9
+
+
+def _screens_fault(thresholds: Thresholds | None, *, one_score: bool, where: str) -> str | None:
+    """The screening thresholds against each other and, when the grade and both screens are one
+    score (``one_score``: a regression output, the fused grade), against the cut-points."""
+    if thresholds is None:
+        return None
+    any_dr, referable, cuts = thresholds.any_dr, thresholds.referable, thresholds.cutpoints
+    # score_any >= score_referable for every photo (1 - p0 >= p2 + p3 + p4, or one score), so
+    # any_dr <= referable is what makes every referable photo an any-DR one.
+    if any_dr is not None and referable is not None and any_dr > referable + TOLERANCE:
+        return f"{where}.any_dr {any_dr:g} is above {where}.referable {referable:g}: a photo could be referable but not any DR"
+    if not (one_score and cuts):
+        return None
+    for screen, value, grade in (("any_dr", any_dr, 1), ("referable", referable, 2)):
+        cut = cuts[grade - 1]
+        if value is not None and abs(value - cut) > TOLERANCE:
+            return (f"{where}.{screen} {value:g} is not the grade-{grade} cut-point {cut:g} on the same score: a photo "
+                    f"scored between them would get a grade and a {screen} decision that disagree")
+    return None
+
+
+def _patient_fault(spec: PatientDecisionSpec | None, thresholds: Thresholds | None) -> str | None:
+    """The per-patient decision against the thresholds it decides with, and its band fields
+    against each other."""
+    from drgrader.inference.patient_decision import DEFAULT_URGENT_GRADE
+
+    if spec is None:
+        return None
+    cuts = thresholds.cutpoints if thresholds else None
+    floor = cuts[2] if cuts else DEFAULT_URGENT_GRADE
+    if spec.urgent_threshold is not None and spec.urgent_threshold < floor - TOLERANCE:
+        return (f"patient_decision.urgent_threshold {spec.urgent_threshold:g} is below the grade-3 cut-point {floor:g}: "
+                "a patient could be urgent with no eye graded 3 or more")
+    if spec.uncertainty_cutoff is None or not spec.band:
+        return None
+    share, cutoff = spec.refer_share, spec.uncertainty_cutoff
+    if share > spec.band[-1][0] + TOLERANCE:
+        return f"patient_decision.refer_share {share:g} is beyond its band (shares up to {spec.band[-1][0]:g})"
+    # The band's cut-offs fall as the share grows; the share's own cut-off lies between its
+    # neighbours' ("nobody": cut-off 1), or `predict --refer-share` would send another share.
+    below = max(((s, c) for s, c in spec.band if s <= share + TOLERANCE), default=(0.0, 1.0))
+    above = min((s, c) for s, c in spec.band if s >= share - TOLERANCE)
+    if not above[1] - TOLERANCE <= cutoff <= below[1] + TOLERANCE:
+        return (f"patient_decision.uncertainty_cutoff {cutoff:g} for refer_share {share:g} is outside its band "
+                f"({above[1]:g} at share {above[0]:g} .. {below[1]:g} at share {below[0]:g})")
+    return None
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -206,7 +302,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"{file}: bundle format {fmt!r} (drgrader {manifest.get('drgrader_version', '?')}) "
             f"is not supported by drgrader {__version__} (format {BUNDLE_FORMAT})"
         )
-    _validate(manifest, file)
+    check_bundle(manifest, file)
     return manifest
 
 
@@ -216,7 +312,7 @@ def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> dict[str, An
     written (BundleError)."""
     file = Path(folder) / MANIFEST
     manifest = {"format": BUNDLE_FORMAT, "drgrader_version": __version__, **manifest}
-    _validate(manifest, file)
+    check_bundle(manifest, file)
     atomic_write_json(file, manifest)
     return manifest
 

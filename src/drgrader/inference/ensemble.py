@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from drgrader.grading import SCORE_COLUMNS
 from drgrader.inference.bundle_spec import BundleError, read_manifest, write_manifest
+from drgrader.io import atomic_dir
 
 MEMBERS_DIR = "members"
 
@@ -44,10 +44,8 @@ def make_ensemble(bundles: list[str | Path], out: str | Path) -> Path:
         raise BundleError(f"ensemble members must share one task; got {listing}")
 
     first = sources[0][1]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Build next to the target and rename: an interrupted copy never looks like a bundle.
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    # Built beside the target and renamed: an interrupted copy never looks like a bundle.
+    with atomic_dir(out) as staging:
         members, summaries = [], []
         for i, (path, manifest) in enumerate(sources):
             safe = re.sub(r"[^\w.-]+", "_", path.resolve().name)
@@ -67,10 +65,4 @@ def make_ensemble(bundles: list[str | Path], out: str | Path) -> Path:
             "tta": first.get("tta"),  # informational: each member applies its own
             "input_size": first["input_size"],  # informational: each member uses its own
         })
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out

@@ -23,7 +23,7 @@ import torch
 
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.bundle_spec import MANIFEST, BundleError, read_manifest, write_manifest
-from drgrader.io import atomic_path
+from drgrader.io import atomic_dir, atomic_path
 from drgrader.outputs import claim_dir, fresh_name
 
 log = logging.getLogger("drgrader")
@@ -149,23 +149,41 @@ def export_command(bundle: str | Path, fmt: str = "onnx", out: str | Path | None
     The folder keeps the manifest (with an ``"onnx"`` record: file, opset, parity) and the
     safetensors weights, so ``load_bundle(out, backend="onnx")`` works without PyTorch while
     Grad-CAM can still use the weights. Ensembles export every member. Raises
-    :class:`ExportError` when ONNX Runtime does not reproduce PyTorch within 1e-3.
+    :class:`ExportError` when ONNX Runtime does not reproduce PyTorch within 1e-3. The folder is
+    built beside ``out`` and renamed into place at the end: an interrupted or failed export
+    leaves nothing behind.
     """
     if fmt != "onnx":
         raise BundleError(f"unknown export format {fmt!r}; supported: onnx")
+    src, out = export_target(bundle, out, overwrite=overwrite)
+    if out.resolve() == src.resolve():  # in place: model.onnx, then bundle.json, each replaced atomically
+        export_into(src, out)
+        return out
+    with atomic_dir(out) as staging:
+        export_into(src, staging)
+    return out
+
+
+def export_target(bundle: str | Path, out: str | Path | None, *, overwrite: bool = False) -> tuple[Path, Path]:
+    """(bundle folder, output folder) of an export, checked before any work."""
     src = Path(bundle)
     if src.is_file():
         src = src.parent
-    manifest = read_manifest(src)
+    read_manifest(src)
     if out is None:
-        out = fresh_name(src.with_name(f"{src.name}-onnx"))
-    elif Path(out).resolve() != src.resolve():  # exporting in place adds model.onnx to the bundle itself
-        out = claim_dir(Path(out), inputs=[src], overwrite=overwrite)
-    out = Path(out)
+        return src, fresh_name(src.with_name(f"{src.name}-onnx"))
+    if Path(out).resolve() == src.resolve():  # exporting in place adds model.onnx to the bundle itself
+        return src, Path(out)
+    return src, claim_dir(Path(out), inputs=[src], overwrite=overwrite)
+
+
+def export_into(src: Path, out: Path) -> None:
+    """Export the bundle ``src`` (every member of an ensemble) into the folder ``out``."""
+    manifest = read_manifest(src)
     if not manifest.get("members"):
-        return export_onnx(src, out)
+        export_onnx(src, out)
+        return
     for member in manifest["members"]:
-        export_command(src / member, fmt, out / member)
+        export_into(src / member, out / member)
     if out.resolve() != src.resolve():
         write_manifest(out, manifest)
-    return out

@@ -189,6 +189,9 @@ def operating_points_section(manifest: dict, metrics: dict) -> Section:
             parts.append("grade cut-points " + ", ".join(threshold_text(c) for c in paired["cutpoints"]))
         blocks.append(Para("With both eyes of a patient, the paired-eye stage decides on the fused scores with its own "
                            "thresholds: " + "; ".join(parts) + ". A photo given alone uses the thresholds above."))
+    adjusted = [*thresholds.get("adjusted", []), *((stage or {}).get("thresholds") or {}).get("adjusted", [])]
+    if adjusted:  # the fit changed a threshold so that the decisions agree: the card says which
+        blocks.append(Para("**Adjusted so that the decisions agree**: " + "; ".join(adjusted) + "."))
     blocks += _patient_decision_blocks(manifest.get("patient_decision"))
     blocks.append(Para("A patient is referable when either eye is. A higher threshold misses more disease and refers "
                        "fewer people; the report beside the run shows the whole ROC curve."))

@@ -98,14 +98,28 @@ def add_int8(bundle_dir: Path, out: Path, *, gate: Gate | None = None, force: bo
 
 
 def export_int8(bundle: str | Path, out: str | Path | None = None, *, overwrite: bool = False, force: bool = False) -> Path:
-    """``drgrader export --int8``: the float ONNX bundle (``export_command``), then the int8 graph."""
-    from drgrader.inference.export import export_command
+    """``drgrader export --int8``: the float ONNX bundle (``export_command``), then the int8 graph,
+    both built beside ``out`` and renamed into place at the end (an interrupted export leaves
+    nothing); when the gate refuses the int8 graph, the float bundle is still kept."""
+    from drgrader.inference.export import export_into, export_target
+    from drgrader.io import atomic_dir
 
-    src = Path(bundle).parent if Path(bundle).is_file() else Path(bundle)
+    src, out_dir = export_target(bundle, out, overwrite=overwrite)
     if read_manifest(src).get("members"):
         raise BundleError(f"{src} is an ensemble: --int8 quantizes one model (export each member's run bundle)")
-    out_dir = export_command(src, "onnx", out, overwrite=overwrite)
-    add_int8(src, out_dir, force=force)
+    if out_dir.resolve() == src.resolve():
+        export_into(src, src)
+        add_int8(src, src, force=force)
+        return out_dir
+    refused = None
+    with atomic_dir(out_dir) as staging:
+        export_into(src, staging)
+        try:
+            add_int8(src, staging, force=force)
+        except Int8GateError as exc:  # the float ONNX bundle stands, as the error says
+            refused = exc
+    if refused is not None:
+        raise refused
     return out_dir
 
 

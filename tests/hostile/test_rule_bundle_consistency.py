@@ -1,0 +1,233 @@
+"""Rule 4: a bundle is consistent or refused. One check (``bundle_spec.check_bundle``) on every
+read and write of ``bundle.json``: thresholds against cut-points, input size against the size
+trained at and the ONNX graph's, the per-patient decision against the thresholds; the fit that
+`train` and `cv` use repairs what would break it, and says so. An interrupted export leaves
+nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from drgrader.cli import main
+from drgrader.config import EvalConfig
+from drgrader.evaluation.thresholds import fit_thresholds
+from drgrader.grading import SCORE_COLUMNS, decide
+from drgrader.inference import export
+from drgrader.inference.bundle import load_bundle
+from drgrader.inference.bundle_spec import BundleError, check_bundle, read_manifest, update_manifest
+from drgrader.reporting.model_card import build_model_card
+from drgrader.synth import make_fundus
+
+CUTS = [0.5, 1.5, 2.5, 3.5]
+BAND = [[0.05, 0.7], [0.1, 0.5], [0.2, 0.3]]
+
+
+@pytest.fixture
+def photo(tmp_path):
+    import cv2
+
+    path = tmp_path / "photos" / "1_left.jpeg"
+    path.parent.mkdir()
+    cv2.imwrite(str(path), cv2.cvtColor(make_fundus(2, np.random.default_rng(0), height=128), cv2.COLOR_RGB2BGR))
+    return path
+
+
+@pytest.fixture(scope="module")
+def onnx_bundle(tiny_bundle, tmp_path_factory):
+    return export.export_command(tiny_bundle, out=tmp_path_factory.mktemp("rule4") / "tiny-onnx")
+
+
+def edited(bundle, tmp_path, **changes):
+    """A copy of ``bundle`` with keys of its bundle.json changed (None: removed)."""
+    copy = tmp_path / "edited"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "bundle.json").read_text())
+    manifest.update(changes)
+    (copy / "bundle.json").write_text(json.dumps({k: v for k, v in manifest.items() if v is not None}))
+    return copy
+
+
+def regression(manifest: dict, **changes) -> dict:
+    """The tiny bundle's manifest as a regression grader's (one score for grade and screens)."""
+    return {**manifest, "kind": "regression", **changes}
+
+
+def refused(bundle, photo, tmp_path, capsys, *extra) -> str:
+    """`drgrader predict` on ``bundle``: exit 2, one line naming bundle.json, nothing written."""
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(bundle), str(photo), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(bundle / "bundle.json") in err
+    assert "\n" not in err and "Traceback" not in err
+    assert not out.exists()
+    return err
+
+
+# ------------------------------------------------------------------ thresholds and cut-points
+def test_any_dr_threshold_above_the_referable_one_is_refused(tiny_bundle, photo, tmp_path, capsys):
+    # 1 - p0 >= p2 + p3 + p4 for every photo: with any_dr 0.6 > referable 0.3, a photo with
+    # p0 0.5, p2 0.5 would be referable but not any DR.
+    bundle = edited(tiny_bundle, tmp_path, thresholds={"any_dr": 0.6, "referable": 0.3})
+    err = refused(bundle, photo, tmp_path, capsys)
+    assert "thresholds.any_dr 0.6 is above thresholds.referable 0.3: a photo could be referable but not any DR" in err
+
+
+def test_the_cross_fitted_contradiction_of_the_issue_is_refused(tiny_bundle, tmp_path):
+    # What cv wrote on little data: cut-points sorted from (any_dr, referable) = (1.31, 1.03), so
+    # an eye fused at 1.4 was graded 2 and referable, an eye at 1.2 referable, and neither any DR.
+    manifest = read_manifest(tiny_bundle)
+    stage = {"model": {"inputs": ["expected_grade"], "coef": [0.5, 0.4, 0.0, 0.0], "intercept": 0.0,
+                       "single_coef": [1.0], "single_intercept": 0.0},
+             "thresholds": {"cutpoints": [1.03, 1.31, 2.8, 3.6], "any_dr": 1.31, "referable": 1.03}}
+    with pytest.raises(BundleError, match=r"bundle.json is inconsistent: paired_eyes.thresholds.any_dr 1.31 is above "
+                                          r"paired_eyes.thresholds.referable 1.03"):
+        check_bundle({**manifest, "paired_eyes": stage}, tmp_path / "bundle.json")
+    # the stage's screens must also be its grade-1 and grade-2 cut-points (one score: the fused grade)
+    stage["thresholds"] = {"cutpoints": [1.03, 1.31, 2.8, 3.6], "any_dr": 1.03, "referable": 1.2}
+    with pytest.raises(BundleError, match=r"paired_eyes.thresholds.referable 1.2 is not the grade-2 cut-point 1.31"):
+        check_bundle({**manifest, "paired_eyes": stage}, tmp_path / "bundle.json")
+    stage["thresholds"] = {"cutpoints": [1.03, 1.31, 2.8, 3.6], "any_dr": 1.03, "referable": 1.31}
+    check_bundle({**manifest, "paired_eyes": stage}, tmp_path / "bundle.json")
+
+
+def test_a_regression_grader_s_screens_are_its_cut_points(tiny_bundle, tmp_path):
+    manifest = read_manifest(tiny_bundle)
+    file = tmp_path / "bundle.json"
+    check_bundle(regression(manifest, thresholds={"cutpoints": CUTS, "any_dr": 0.5, "referable": 1.5}), file)
+    check_bundle(regression(manifest, thresholds={"cutpoints": CUTS, "referable": 1.5}), file)  # any_dr: the grade
+    with pytest.raises(BundleError, match=r"thresholds.any_dr 0.8 is not the grade-1 cut-point 0.5 on the same score"):
+        check_bundle(regression(manifest, thresholds={"cutpoints": CUTS, "any_dr": 0.8, "referable": 1.5}), file)
+    # a probability model's screens are other scores than its grade: cut-points and screens differ freely
+    check_bundle({**manifest, "thresholds": {"cutpoints": CUTS, "any_dr": 0.3, "referable": 0.4}}, file)
+
+
+def test_the_fit_repairs_crossed_screens_and_says_so():
+    # 52 eyes, 4 of grade 1: fitted apart, the any-DR threshold (1.31) lands above the referable one (1.03).
+    rng = np.random.default_rng(23)
+    grade = np.repeat([0, 1, 2, 3, 4], [30, 4, 8, 4, 2])
+    score = grade + rng.normal(0, 0.8, grade.size)
+    table = pd.DataFrame({"grade": grade, **{c: np.nan for c in SCORE_COLUMNS[:5]},
+                          "expected_grade": score, "score_any": score, "score_referable": score})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitted = fit_thresholds(table, EvalConfig(), "grade")
+    note = "any_dr threshold 1.312 lowered to the referable threshold 1.027"
+    assert any(note in str(w.message) for w in caught)
+    assert len(fitted["adjusted"]) == 1 and note in fitted["adjusted"][0]  # in bundle.json and metrics.json
+    # the referral stays as fitted; any DR comes down to it; grade >= 1 and >= 2 are the screens
+    assert fitted["any_dr"] == fitted["referable"] == pytest.approx(1.027, abs=1e-3)
+    assert fitted["cutpoints"][:2] == [fitted["any_dr"], fitted["referable"]]
+    decided = decide(table[SCORE_COLUMNS].to_numpy(), fitted)
+    assert (decided["any_dr_pred"] >= decided["referable_pred"]).all()
+    assert ((decided["pred_grade"] >= 2) == (decided["referable_pred"] == 1)).all()
+    manifest = {"format": 1, "task": "grade", "backbone": "test_resnet", "input_size": 64, "kind": "regression",
+                "head": "linear", "drop_rate": 0.0, "mean": [0.4] * 3, "std": [0.2] * 3, "preprocess": {}}
+    check_bundle({**manifest, "thresholds": fitted}, "bundle.json")
+    card = build_model_card({**manifest, "thresholds": fitted}, {})
+    assert "**Adjusted so that the decisions agree**: " + note in card
+
+
+def test_free_cut_points_carry_the_screens_on_a_one_score_grader():
+    rng = np.random.default_rng(3)
+    grade = rng.integers(0, 5, 300)
+    score = grade + rng.normal(0, 0.7, grade.size)
+    table = pd.DataFrame({"grade": grade, **{c: np.nan for c in SCORE_COLUMNS[:5]},
+                          "expected_grade": score, "score_any": score, "score_referable": score})
+    with pytest.warns(UserWarning, match="replaced by the grade-2 cut-point"):
+        fitted = fit_thresholds(table, EvalConfig(consistent_cutpoints=False), "grade")
+    assert [fitted["any_dr"], fitted["referable"]] == fitted["cutpoints"][:2]
+
+
+def test_an_inconsistent_bundle_is_never_written(tiny_bundle, tmp_path):
+    bundle = edited(tiny_bundle, tmp_path)
+    before = (bundle / "bundle.json").read_bytes()
+    with pytest.raises(BundleError, match="is inconsistent: thresholds.any_dr 0.9 is above"):
+        update_manifest(bundle, thresholds={"any_dr": 0.9, "referable": 0.2})
+    assert (bundle / "bundle.json").read_bytes() == before
+    assert sorted(p.name for p in bundle.iterdir()) == sorted(p.name for p in tiny_bundle.iterdir())
+
+
+# ------------------------------------------------------------------------------ input size
+def test_an_edited_input_size_is_refused_for_the_torch_backend(tiny_bundle, photo, tmp_path, capsys):
+    # test_resnet pools globally: at 96 px it would grade every photo, differently, without a word
+    bundle = edited(tiny_bundle, tmp_path, input_size=96)
+    err = refused(bundle, photo, tmp_path, capsys, "--backend", "torch")
+    assert "input_size 96 is not the size the model was trained at (config.data.image_size 64)" in err
+
+
+def test_an_input_size_the_onnx_graph_does_not_take_is_refused(onnx_bundle, photo, tmp_path, capsys):
+    # No training record to compare with (a hand-made ONNX bundle): the graph's own input decides.
+    bundle = edited(onnx_bundle, tmp_path, input_size=96, config=None)
+    err = refused(bundle, photo, tmp_path, capsys, "--backend", "onnx")
+    assert "input_size 96 does not fit model.onnx, whose input is batch x 3 x 64 x 64" in err
+    assert load_bundle(edited(onnx_bundle, tmp_path / "ok", config=None), "onnx").input_size == 64
+
+
+# --------------------------------------------------------------------- per-patient decision
+def test_patient_decision_must_agree_with_the_thresholds_and_its_band(tiny_bundle, tmp_path):
+    manifest = {**read_manifest(tiny_bundle), "thresholds": {"cutpoints": CUTS, "any_dr": 0.3, "referable": 0.4}}
+    good = {"urgent_threshold": 2.7, "refer_share": 0.1, "uncertainty_cutoff": 0.5, "band": BAND}
+    file = tmp_path / "bundle.json"
+    check_bundle({**manifest, "patient_decision": good}, file)
+    check_bundle({**manifest, "patient_decision": {**good, "refer_share": 0.15, "uncertainty_cutoff": 0.42}}, file)
+    with pytest.raises(BundleError, match=r"urgent_threshold 2 is below the grade-3 cut-point 2.5: a patient could be urgent"):
+        check_bundle({**manifest, "patient_decision": {**good, "urgent_threshold": 2.0}}, file)
+    with pytest.raises(BundleError, match=r"uncertainty_cutoff 0.8 for refer_share 0.1 is outside its band \(0.5 at share 0.1"):
+        check_bundle({**manifest, "patient_decision": {**good, "uncertainty_cutoff": 0.8}}, file)
+    with pytest.raises(BundleError, match=r"refer_share 0.3 is beyond its band \(shares up to 0.2\)"):
+        check_bundle({**manifest, "patient_decision": {**good, "refer_share": 0.3}}, file)
+
+
+def test_a_paired_eye_stage_needs_a_grader(tiny_bundle, tmp_path):
+    stage = {"model": {"inputs": ["expected_grade"], "coef": [0.5, 0.4, 0.0, 0.0], "intercept": 0.0,
+                       "single_coef": [1.0], "single_intercept": 0.0}, "thresholds": {}}
+    manifest = {**read_manifest(tiny_bundle), "task": "referable", "kind": "binary", "paired_eyes": stage}
+    with pytest.raises(BundleError, match="paired_eyes is a grading stage, but the task is 'referable'"):
+        check_bundle(manifest, tmp_path / "bundle.json")
+
+
+# ------------------------------------------------------------------- an interrupted export
+@pytest.mark.parametrize("moment", ["parity_max_abs_diff", "write_manifest"])  # model.onnx half-made; all written
+def test_an_interrupted_export_leaves_nothing(tiny_bundle, tmp_path, monkeypatch, moment):
+    real = getattr(export, moment)
+
+    def interrupted(*args, **kwargs):
+        if moment == "write_manifest":
+            real(*args, **kwargs)  # everything written, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, moment, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export.export_command(tiny_bundle, out=tmp_path / "out" / "tiny-onnx")
+    assert list((tmp_path / "out").iterdir()) == []  # no half bundle, no hidden staging folder
+
+
+def test_an_interrupted_overwrite_keeps_the_old_bundle_and_a_finished_one_replaces_it(tiny_bundle, onnx_bundle, tmp_path, monkeypatch):
+    out = tmp_path / "deploy"
+    shutil.copytree(onnx_bundle, out)
+    (out / "stale.txt").write_text("from the old export")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = export.write_manifest
+
+    def interrupted(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "write_manifest", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export.export_command(tiny_bundle, out=out, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    monkeypatch.setattr(export, "write_manifest", real)
+    export.export_command(tiny_bundle, out=out, overwrite=True)
+    assert not (out / "stale.txt").exists() and (out / "model.onnx").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["deploy"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # as a plain mkdir: readable by a model server
