@@ -15,7 +15,7 @@ from drgrader.progress import MODES, set_mode
 CONFIG_HELP = "experiment: a shipped name (drgrader config list) or a YAML file"
 
 
-def _config(args) :
+def _config(args, path=None):
     from drgrader.config import load_config
 
     overrides = list(args.set or [])
@@ -23,7 +23,7 @@ def _config(args) :
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={value}")
-    return load_config(args.config, overrides)
+    return load_config(path or args.config, overrides)
 
 
 def _port(text: str) -> int:
@@ -83,10 +83,12 @@ def cmd_train(args) -> None:
     from drgrader.workflows.train import train
 
     if args.resume:
-        from drgrader.config import load_config
+        from drgrader.config import ConfigError
 
-        cfg = load_config(Path(args.resume) / "config.yaml", list(args.set or []))
-        run_dir = train(cfg, resume=Path(args.resume))
+        unused = [name for name, value in (("a config", args.config), ("--out", args.out)) if value is not None]
+        if unused:  # the run's own config.yaml and folder are used: anything else would be ignored
+            raise ConfigError(f"--resume continues {args.resume} with its own config and folder; drop {' and '.join(unused)}")
+        run_dir = train(_config(args, Path(args.resume) / "config.yaml"), resume=Path(args.resume))
     else:
         run_dir = train(_config(args), out=args.out)
     from drgrader.runtime import process_ranks

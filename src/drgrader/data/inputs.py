@@ -15,6 +15,7 @@ import pandas as pd
 from drgrader.data.dicom import frame_ref, is_dicom, read_header, split_frame_ref
 from drgrader.data.eyes import EYE_WORDS, patient_and_eye
 from drgrader.data.images import ImageReadError
+from drgrader.data.input_columns import csv_columns
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
 
 log = logging.getLogger("drgrader")
@@ -74,12 +75,9 @@ def _rows_from_csv(csv: Path) -> list[dict]:
         table = pd.read_csv(csv, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{csv}: not a readable CSV: {exc}") from None
-    lower = {c.strip().lower(): c for c in table.columns}
-    image_col = lower.get("image") or lower.get("path")
-    if image_col is None:
-        raise DataError(f"{csv}: needs an 'image' or 'path' column (has {list(table.columns)})")
-    patient_col = lower.get("patient_id") or lower.get("patient")
-    eye_col = lower.get("eye")
+    columns = csv_columns(csv, list(table.columns))
+    image_col, id_col, patient_col, eye_col = (columns[role] for role in ("image", "image_id", "patient", "eye"))
+    assert image_col is not None  # csv_columns refuses a CSV without one
     rows = []
     for number, rec in enumerate(table.to_dict("records"), start=2):  # row 1 is the header
         ref = rec[image_col].strip()
@@ -90,7 +88,7 @@ def _rows_from_csv(csv: Path) -> list[dict]:
             raise DataError(f"{csv} row {number} (image {ref!r}): eye {eye!r} is not one of left/right/L/R/OS/OD")
         rows += input_rows(
             _resolve_csv_image(csv.parent, ref),
-            image_id=strip_image_extension(ref),
+            image_id=(rec[id_col].strip() if id_col else "") or strip_image_extension(ref),
             patient_id=rec[patient_col].strip() if patient_col else "",
             eye=EYE_WORDS.get(eye.lower(), ""),
         )
@@ -99,13 +97,19 @@ def _rows_from_csv(csv: Path) -> list[dict]:
 
 def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
     """Image files, folders (searched recursively for image extensions, and for DICOM files by
-    content) and CSVs (an ``image`` or ``path`` column, optional ``patient_id``/``patient`` and
-    ``eye``) -> a table with ``INPUT_COLUMNS``. Patient and eye also come from DICOM tags and
-    from file names (``123_left``, ``Patient001_L``, ``P7-OD``: :mod:`drgrader.data.eyes`).
-    A multi-frame DICOM file gives one row per frame (``<file>#frame<N>``)."""
+    content) and CSVs (an ``image`` or ``path`` column, optional ``image_id``, ``patient_id``/
+    ``patient`` and ``eye``: :mod:`.input_columns`) -> a table with ``INPUT_COLUMNS``. Patient and
+    eye also come from DICOM tags and from file names (``123_left``, ``Patient001_L``, ``P7-OD``:
+    :mod:`drgrader.data.eyes`). A multi-frame DICOM file gives one row per frame
+    (``<file>#frame<N>``). Every input is used or refused: one that gives no photo (an empty
+    folder or CSV, beside others that do) and a photo given twice with different ids, patients
+    or eyes are DataErrors naming them; a file that cannot be read (even a link loop) is a row
+    whose grading says why."""
     rows: list[dict] = []
+    empty: list[str] = []
     for item in inputs:
         path = Path(item)
+        before = len(rows)
         if path.is_dir():
             # Every entry with an image extension becomes a row, even a FIFO or a broken link
             # (its row then says why it was not graded); other entries are counted by suffix.
@@ -122,11 +126,28 @@ def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
             rows += [row for f in files for row in input_rows(f)]
         elif path.suffix.lower() == ".csv" and path.is_file():
             rows += _rows_from_csv(path)
-        elif path.exists() or split_frame_ref(path)[1] is not None:
-            rows += input_rows(path)
+        elif path.exists() or path.is_symlink() or split_frame_ref(path)[1] is not None:
+            rows += input_rows(path)  # a broken link or a link loop too: its row says why
         else:
             raise FileNotFoundError(f"input not found: {path}")
+        if len(rows) == before:
+            empty.append(str(path))
+    if empty and rows:  # all empty: the caller's "no images found"
+        raise DataError(f"no photos in {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}: "
+                        "an input that gives nothing to grade is refused (remove it from the command)")
     table = pd.DataFrame(rows, columns=INPUT_COLUMNS)
+    _refuse_conflicting_repeats(table)
     return table.drop_duplicates("path").reset_index(drop=True)
+
+
+def _refuse_conflicting_repeats(table: pd.DataFrame) -> None:
+    """A photo given twice (a folder and a CSV listing it, two CSVs) is graded once; if the two
+    mentions disagree on its id, patient or eye, one of them would be dropped unseen: refused."""
+    repeated = table[table["path"].duplicated(keep=False)]
+    for path, group in repeated.groupby("path", sort=False):
+        variants = group.drop_duplicates(["image_id", "patient_id", "eye"])
+        if len(variants) > 1:
+            said = " and ".join(f"(id {r.image_id!r}, patient {r.patient_id!r}, eye {r.eye!r})" for r in variants.head(2).itertuples())
+            raise DataError(f"{path} is given twice with different identities {said}; give it once")
 
 

@@ -77,7 +77,10 @@ def evaluate_command(
         fit = not bundle.members
     else:
         cfg = external_config(data, bundle.manifest, overrides)
-        out = _claim_out(out, (run_dir or bundle_dir) / f"eval-{Path(cfg.data.root).name}", bundle_dir, overwrite)
+        name = f"eval-{Path(cfg.data.root).resolve().name}"
+        # Beside the bundle, never inside it (a bundle folder holds a bundle only, and may be read-only).
+        default = run_dir / name if run_dir is not None else bundle_dir.with_name(f"{bundle_dir.name}-{name}")
+        out = _claim_out(out, default, bundle_dir, overwrite)
         prepared = prepare_data(cfg.data)
         prepared.table["split"] = "test"
         val_rows, test_rows = None, prepared.rows("test")
@@ -102,7 +105,7 @@ def evaluate_command(
     if data is not None:  # an external data set: its figures join the bundle's MODEL_CARD.md
         from drgrader.reporting.model_card import record_evaluation
 
-        record_evaluation(bundle_dir, out, metrics, run_dir=run_dir, data_root=cfg.data.root)
+        record_evaluation(bundle_dir, out, metrics, run_dir=run_dir, data_root=cfg.data.root, data_set=_data_set(cfg))
     try:
         from drgrader.reporting import write_report
 
@@ -112,13 +115,20 @@ def evaluate_command(
     return out
 
 
+def _data_set(cfg: ExperimentConfig) -> str:
+    """What identifies an external data set on the model card: its folder and label file."""
+    root = Path(cfg.data.root or ".").expanduser().resolve()
+    return str(root) + (f" labels {cfg.data.labels}" if cfg.data.labels is not None else "")
+
+
 def _claim_out(out: Path | None, default: Path, bundle_dir: Path, overwrite: bool) -> Path:
     """The evaluation folder, checked before any work: ``--out`` may be a new or earlier
-    evaluation folder, never a run, a bundle or a cv folder; the default gets a fresh name."""
-    from drgrader.outputs import claim_dir, fresh_name
+    evaluation folder, never a run, a bundle or a cv folder, nor inside the bundle; the default
+    gets a fresh name. Either must be writable."""
+    from drgrader.outputs import check_writable, claim_dir, fresh_name
 
     if out is None:
-        return fresh_name(default)
+        return check_writable(fresh_name(default))
     return claim_dir(Path(out), inputs=[bundle_dir], may_reuse=("an evaluation folder",), overwrite=overwrite)
 
 
