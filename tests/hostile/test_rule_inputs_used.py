@@ -134,7 +134,7 @@ def test_an_input_that_gives_nothing_to_grade_is_refused(tiny_bundle, photos, tm
 def test_a_photo_given_twice_as_different_eyes_is_refused(photos, tmp_path):
     listing = tmp_path / "list.csv"
     listing.write_text(f"image,patient_id,eye\n{photos}/7_left.jpeg,P1,right\n")
-    with pytest.raises(DataError, match=r"7_left\.jpeg is given twice with different identities .*'P1'"):
+    with pytest.raises(DataError, match=r"7_left\.jpeg is given twice as different eyes \(patient '7', eye 'left'\) and \(patient 'P1', eye 'right'\)"):
         collect_inputs([photos, listing])
     listing.write_text(f"image,patient_id,eye\n{photos}/7_left.jpeg,7,left\n")  # the same identity: graded once
     assert len(collect_inputs([photos, listing])) == 2

@@ -102,8 +102,8 @@ def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
     eye also come from DICOM tags and from file names (``123_left``, ``Patient001_L``, ``P7-OD``:
     :mod:`drgrader.data.eyes`). A multi-frame DICOM file gives one row per frame
     (``<file>#frame<N>``). Every input is used or refused: one that gives no photo (an empty
-    folder or CSV, beside others that do) and a photo given twice with different ids, patients
-    or eyes are DataErrors naming them; a file that cannot be read (even a link loop) is a row
+    folder or CSV, beside others that do) and a photo given twice as different patients or
+    eyes are DataErrors naming them; a file that cannot be read (even a link loop) is a row
     whose grading says why."""
     rows: list[dict] = []
     empty: list[str] = []
@@ -142,12 +142,12 @@ def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
 
 def _refuse_conflicting_repeats(table: pd.DataFrame) -> None:
     """A photo given twice (a folder and a CSV listing it, two CSVs) is graded once; if the two
-    mentions disagree on its id, patient or eye, one of them would be dropped unseen: refused."""
+    mentions disagree on its patient or eye, one of them would be dropped unseen: refused."""
     repeated = table[table["path"].duplicated(keep=False)]
     for path, group in repeated.groupby("path", sort=False):
-        variants = group.drop_duplicates(["image_id", "patient_id", "eye"])
+        variants = group.drop_duplicates(["patient_id", "eye"])
         if len(variants) > 1:
-            said = " and ".join(f"(id {r.image_id!r}, patient {r.patient_id!r}, eye {r.eye!r})" for r in variants.head(2).itertuples())
-            raise DataError(f"{path} is given twice with different identities {said}; give it once")
+            said = " and ".join(f"(patient {r.patient_id!r}, eye {r.eye!r})" for r in variants.head(2).itertuples())
+            raise DataError(f"{path} is given twice as different eyes {said}; give it once")
 
 
