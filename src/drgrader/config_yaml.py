@@ -62,7 +62,7 @@ def _core_resolvers(base: dict, *, keep_yaml11: bool) -> dict:
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader with the core scalars above, refusing a key written twice in a mapping."""
 
-    def compose_mapping_node(self, anchor):
+    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
         node = super().compose_mapping_node(anchor)
         seen: set[str] = set()
         for key, _ in node.value:  # before merge keys (<<) are expanded: only keys as written
