@@ -155,3 +155,13 @@ def test_grade_refuses_two_in_memory_photos_of_one_name(tiny_bundle):
     rgb = make_fundus(1, np.random.default_rng(0), height=128)
     with pytest.raises(ValueError, match="'p1_left' is given to two photos"):
         drgrader.grade(tiny_bundle, [rgb, rgb], names=["p1_left", "p1_left"])
+
+
+def test_options_that_would_be_ignored_are_refused(tiny_bundle, photos, tmp_path, capsys):
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(tiny_bundle), str(photos), "--tta", "--out", str(out)]) == 2  # --tta with no view
+    assert "--tta: give at least one view" in error_line(capsys) and not out.exists()
+    for key in ("data.image_size=512", "data.preprocess.ben_graham=true", "eval.tta=[hflip]", "data.split.test=0.5"):
+        assert main(["evaluate", str(tiny_bundle), "--data", str(photos), "--set", key, "--out", str(tmp_path / "e")]) == 2
+        assert f"--set {key.split('=')[0]}: evaluate --data takes it from the bundle" in error_line(capsys)
+        assert not (tmp_path / "e").exists()

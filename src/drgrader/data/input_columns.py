@@ -61,6 +61,7 @@ def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
     """The header of each known column of ``csv`` (None where absent); a DataError naming the
     column when one looks like a known column without being one, or two name the same thing."""
     found: dict[str, list[str]] = {role: [] for role in KNOWN}
+    lookalikes: list[tuple[str, str]] = []  # (header, the role it looks like)
     by_squash = {_squash(n): role for role, names in KNOWN.items() for n in names}
     for header in headers:
         duplicate = re.fullmatch(r"(.*)\.[0-9]+", header)  # pandas renames a second 'image' to 'image.1'
@@ -69,15 +70,17 @@ def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
         role = by_squash.get(_squash(header))
         if role is not None:
             found[role].append(header)
-            continue
-        like = _looks_like(_squash(header))
-        if like is not None:
-            raise DataError(f"{csv}: column {header[:40]!r} looks like the {like.replace('_', ' ')} column but is not one "
-                            f"predict reads ({_names(like)}); rename or remove it")
+        elif (like := _looks_like(_squash(header))) is not None:
+            lookalikes.append((header, like))
+    if not found["image"]:
+        hint = next((f"; rename {h[:40]!r} if it is the photo" for h, like in lookalikes if like == "image"), "")
+        raise DataError(f"{csv}: needs an 'image' or 'path' column (has {list(headers)[:20]}){hint}")
+    if lookalikes:
+        header, like = lookalikes[0]
+        raise DataError(f"{csv}: column {header[:40]!r} looks like the {like.replace('_', ' ')} column but is not one "
+                        f"predict reads ({_names(like)}); rename or remove it")
     for role, headers_of_role in found.items():
         if len(headers_of_role) > 1:
             listing = " and ".join(repr(h[:40]) for h in headers_of_role)
             raise DataError(f"{csv}: columns {listing} both give the {role.replace('_', ' ')}; keep one")
-    if not found["image"]:
-        raise DataError(f"{csv}: needs an 'image' or 'path' column (has {list(headers)[:20]})")
     return {role: (headers_of_role[0] if headers_of_role else None) for role, headers_of_role in found.items()}

@@ -16,8 +16,9 @@
                       at ``/api/examples/<name>``, rendered on first request (:mod:`.serve_examples`).
 
 Bad uploads get a JSON ``{"error": ...}`` with a 4xx status (400 not an image / empty / too
-small / a field or query parameter the server does not read, 413 too large: ``max_upload_mb`` per photo, twice that in all) and the server carries
-on; with two photos, a bad one fails the request and the message names its eye. At most ``max_pending`` requests are in
+small / a form field or query parameter the server does not read, 413 too large:
+``max_upload_mb`` per photo, twice that in all) and the server carries on; with two photos, a
+bad one fails the request and the message names its eye. At most ``max_pending`` requests are in
 progress or waiting; beyond that the answer is 503 ``busy, try again`` instead of an unbounded
 queue. Uploads are decoded from a ``TemporaryDirectory`` that is removed after each request.
 

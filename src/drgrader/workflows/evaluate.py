@@ -21,9 +21,18 @@ def find_bundle(model: Path) -> tuple[Path, Path | None]:
     raise FileNotFoundError(f"{model} is neither a run folder nor a drgrader bundle")
 
 
+BUNDLE_DECIDES = ("data.image_size", "data.preprocess", "data.split", "eval.tta")  # set from the bundle, not the data
+
+
 def external_config(data: str, bundle_manifest: dict, overrides: list[str]) -> ExperimentConfig:
     """Data to evaluate on: a YAML experiment (its data section) or a data-set folder. The
-    preprocessing and input size are the bundle's, whatever the YAML says."""
+    preprocessing, input size, TTA and split (all of it is test) are the bundle's, whatever the
+    YAML says; a ``--set`` of one of them, which would be ignored, is refused."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if any(key == k or key.startswith(k + ".") for k in BUNDLE_DECIDES):
+            raise ConfigError(f"--set {key}: evaluate --data takes it from the bundle (or, for data.split, "
+                              "grades every photo); drop it")
     path = Path(data)
     if path.suffix in (".yaml", ".yml"):
         cfg = load_config(path, overrides)
@@ -79,7 +88,7 @@ def evaluate_command(
         cfg = external_config(data, bundle.manifest, overrides)
         name = f"eval-{Path(cfg.data.root).resolve().name}"
         # Beside the bundle, never inside it (a bundle folder holds a bundle only, and may be read-only).
-        default = run_dir / name if run_dir is not None else bundle_dir.with_name(f"{bundle_dir.name}-{name}")
+        default = run_dir / name if run_dir is not None else bundle_dir.resolve().with_name(f"{bundle_dir.resolve().name}-{name}")
         out = _claim_out(out, default, bundle_dir, overwrite)
         prepared = prepare_data(cfg.data)
         prepared.table["split"] = "test"
