@@ -105,6 +105,27 @@ def test_cv_checks_its_folds_against_the_patients_before_making_its_folder(synth
     assert "--folds 41 needs at least 41 patients (one per fold); the data set" in error_line(capsys)
 
 
+def test_train_checks_its_data_before_making_the_run_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "c.yaml"
+    for data in (f"{{root: {tmp_path / 'nothere'}}}", f"{{root: {tmp_path}, format: csv, labels: none.csv}}",
+                 f"{{root: {tmp_path}, split: {{file: {tmp_path / 'split.csv'}}}}}"):
+        config.write_text(f"name: p\ndata: {data}\nmodel: {{backbone: test_resnet}}\n")
+        assert main(["train", str(config)]) == 2
+        error_line(capsys)
+        assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args", [["synth", "--patients", "0"], ["synth", "--patients", "-3"], ["synth", "--height", "8"],
+                                  ["synth", "--workers", "0"], ["demo", "--patients", "0"]])
+def test_counts_out_of_range_are_usage_errors_before_anything_is_made(tmp_path, capsys, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit:
+        main([*args, "--out", str(tmp_path / "out")] if args[0] == "synth" else [*args, "--data", str(tmp_path / "d")])
+    assert exit.value.code == 2 and f"argument {args[1]}: '{args[2]}' is not" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_train_resume_refuses_a_config_or_out_it_would_ignore(tmp_path, capsys):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
