@@ -52,6 +52,7 @@ def prepare_data(
     """Read the data set, split it by patient (or reuse ``split_file``), and preprocess every
     image into the cache. Writes ``manifest.csv`` and ``split.csv`` into ``run_dir``."""
     from drgrader.data.cache import build_cache
+    from drgrader.data.manifest import DataError
     from drgrader.data.split import save_split
 
     manifest, skipped, split = read_and_split(data, split_file=split_file)
