@@ -203,7 +203,7 @@ DIHEDRAL_VIEWS = ["orig", "hflip", "vflip", "hvflip", "rot90", "rot270", "transp
 
 
 class EvalConfig(Section):
-    tta: list[TtaView] = ["orig"]
+    tta: list[TtaView] = Field(["orig"], min_length=1, description="test-time views, averaged (at least one)")
     threshold_objective: Literal["accuracy", "youden", "sensitivity"] = "youden"
     target_sensitivity: float = Field(0.9, gt=0, lt=1)
     threshold_range: Annotated[tuple[float, float], Strict(False)] = (0.0, 1.0)  # a YAML list
@@ -230,7 +230,7 @@ class EvalConfig(Section):
 
 
 class ExperimentConfig(Section):
-    name: str = "experiment"
+    name: str = Field("experiment", min_length=1, description="names the run folder")
     out_dir: ConfigPath = Path("runs")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()

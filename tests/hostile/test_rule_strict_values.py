@@ -72,6 +72,12 @@ def test_an_empty_path_is_refused(override):
         load_config(None, [override])
 
 
+@pytest.mark.parametrize(("override", "field"), [("eval.tta=[]", "eval.tta"), ("name=", "name"), ("name=''", "name")])
+def test_an_empty_list_of_views_or_name_is_refused(override, field):
+    with pytest.raises(ConfigError, match=f"{field.replace('.', '[.]')}: .*at least 1"):
+        load_config(None, [override])
+
+
 def test_a_key_given_twice_is_refused(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text("train:\n  epochs: 3\neval: {bootstrap: 5}\ntrain:\n  lr: 0.1\n")
