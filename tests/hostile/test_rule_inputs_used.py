@@ -5,6 +5,8 @@ made without it. A file that cannot be read, even a link loop, is a row with its
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -131,13 +133,15 @@ def test_an_input_that_gives_nothing_to_grade_is_refused(tiny_bundle, photos, tm
         assert not out.exists()
 
 
-def test_a_photo_given_twice_as_different_eyes_is_refused(photos, tmp_path):
+def test_a_photo_given_twice_as_different_eyes_is_refused(photos, tmp_path, monkeypatch):
     listing = tmp_path / "list.csv"
     listing.write_text(f"image,patient_id,eye\n{photos}/7_left.jpeg,P1,right\n")
     with pytest.raises(DataError, match=r"7_left\.jpeg is given twice as different eyes \(patient '7', eye 'left'\) and \(patient 'P1', eye 'right'\)"):
         collect_inputs([photos, listing])
     listing.write_text(f"image,patient_id,eye\n{photos}/7_left.jpeg,7,left\n")  # the same identity: graded once
     assert len(collect_inputs([photos, listing])) == 2
+    monkeypatch.chdir(tmp_path)  # one photo written two ways (relative, absolute) is one photo
+    assert len(collect_inputs([Path("photos/7_left.jpeg"), photos / "7_left.jpeg", photos])) == 2
 
 
 def test_a_link_loop_is_a_row_with_its_reason_not_the_refusal_of_the_batch(tiny_bundle, photos, tmp_path):

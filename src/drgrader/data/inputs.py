@@ -5,6 +5,7 @@ from the CSV, else DICOM tags, else the file name (:mod:`drgrader.data.eyes`).""
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -136,18 +137,19 @@ def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
         raise DataError(f"no photos in {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}: "
                         "an input that gives nothing to grade is refused (remove it from the command)")
     table = pd.DataFrame(rows, columns=INPUT_COLUMNS)
-    _refuse_conflicting_repeats(table)
-    return table.drop_duplicates("path").reset_index(drop=True)
+    same_file = table["path"].map(os.path.abspath)  # photos/a.jpg and /data/photos/a.jpg are one photo
+    _refuse_conflicting_repeats(table, same_file)
+    return table[~same_file.duplicated()].reset_index(drop=True)
 
 
-def _refuse_conflicting_repeats(table: pd.DataFrame) -> None:
+def _refuse_conflicting_repeats(table: pd.DataFrame, same_file: pd.Series) -> None:
     """A photo given twice (a folder and a CSV listing it, two CSVs) is graded once; if the two
     mentions disagree on its patient or eye, one of them would be dropped unseen: refused."""
-    repeated = table[table["path"].duplicated(keep=False)]
-    for path, group in repeated.groupby("path", sort=False):
+    repeated = table[same_file.duplicated(keep=False)]
+    for _, group in repeated.groupby(same_file[repeated.index], sort=False):
         variants = group.drop_duplicates(["patient_id", "eye"])
         if len(variants) > 1:
             said = " and ".join(f"(patient {r.patient_id!r}, eye {r.eye!r})" for r in variants.head(2).itertuples())
-            raise DataError(f"{path} is given twice as different eyes {said}; give it once")
+            raise DataError(f"{group['path'].iat[0]} is given twice as different eyes {said}; give it once")
 
 
