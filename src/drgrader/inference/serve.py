@@ -55,15 +55,7 @@ from drgrader.grading import GRADE_NAMES
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.predict import describe_prediction
 from drgrader.inference.serve_examples import example_jpeg, example_list
-from drgrader.inference.serve_patient import (
-    FIELDS,
-    FILE_FIELD,
-    MAX_PHOTOS,
-    field_error,
-    patient_answer,
-    unknown_fields,
-    upload_suffix,
-)
+from drgrader.inference.serve_patient import FIELDS, FILE_FIELD, MAX_PHOTOS, field_error, patient_answer, unknown_fields, upload_suffix
 
 log = logging.getLogger("drgrader")
 
