@@ -348,7 +348,7 @@ def test_data_summary_survives_a_decompression_bomb(zoo, tmp_path, capsys):
         ("", ["train.epochs=-1"], "train.epochs: Input should be greater than or equal to 1 (got -1)"),
         ("", ["data.image_size=0"], "data.image_size: Input should be greater than or equal to 16 (got 0)"),
         ("", ["data.imagesize=64"], "data.imagesize: unknown field"),
-        ("data:\n  split: {val: 0.6, test: 0.5}\n", [], "split.val + split.test must be < 1"),
+        ("", ["data.split={val: 0.6, test: 0.5}"], "split.val + split.test must be < 1"),
         ("", ["data.root=/no/such/folder"], "data folder not found: /no/such/folder (data.root)"),
         ("", ["data.format=csv", "data.labels=nolabels.csv"], "nolabels.csv (data.labels)"),
         ("", ["data.format=csv", "data.labels=trainLabels.csv", "data.images=nope"], "nope (data.images)"),

@@ -78,8 +78,8 @@ def grade(grader: str | Path | Bundle | None, photos: Sequence[Photo], *, names:
         raise ValueError("give either paths or in-memory photos, not both in one call")
     if names is not None and len(names) != len(photos):
         raise ValueError(f"{len(names)} names for {len(photos)} photos")
-    if names is not None and len(set(names)) != len(names):  # one file per name: a repeat would replace a photo
-        raise ValueError(f"names repeat: {sorted({n for n in names if list(names).count(n) > 1})[:5]}; name each photo once")
+    if names is not None and len(set(names)) != len(names):  # one file each: a repeat would replace a photo
+        raise ValueError(f"the name {next(n for n in names if names.count(n) > 1)!r} is given to two photos; names must be unique")
     with tempfile.TemporaryDirectory(prefix="drgrader-grade-") as tmp:
         if in_memory:
             # Lossless PNGs through the path pipeline: the same decoding, quality check and

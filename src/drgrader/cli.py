@@ -15,7 +15,7 @@ from drgrader.progress import MODES, set_mode
 CONFIG_HELP = "experiment: a shipped name (drgrader config list) or a YAML file"
 
 
-def _config(args) :
+def _config(args, path=None):
     from drgrader.config import load_config
 
     overrides = list(args.set or [])
@@ -23,7 +23,7 @@ def _config(args) :
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={value}")
-    return load_config(args.config, overrides)
+    return load_config(path or args.config, overrides)
 
 
 def _port(text: str) -> int:
@@ -33,19 +33,22 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _positive(kind: type, what: str, below: float = float("inf")):
-    """An argparse type: a number of ``kind`` with 0 < value < ``below`` (else a usage error, exit 2)."""
+def _positive(kind: type, what: str, below: float = float("inf"), *, low: float = 0):
+    """An argparse type: a number of ``kind`` with low < value < ``below`` (else a usage error, exit 2)."""
 
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             value = None
-        if value is None or not 0 < value < below:  # NaN fails too
+        if value is None or not low < value < below:  # NaN fails too
             raise argparse.ArgumentTypeError(f"{text[:20]!r} is not {what}")
         return value
 
     return parse
+
+
+COUNT = _positive(int, "a count (>= 1)")
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:
@@ -83,10 +86,12 @@ def cmd_train(args) -> None:
     from drgrader.workflows.train import train
 
     if args.resume:
-        from drgrader.config import load_config
+        from drgrader.config import ConfigError
 
-        cfg = load_config(Path(args.resume) / "config.yaml", list(args.set or []))
-        run_dir = train(cfg, resume=Path(args.resume))
+        unused = [name for name, value in (("a config", args.config), ("--out", args.out)) if value is not None]
+        if unused:  # the run's own config.yaml and folder are used: anything else would be ignored
+            raise ConfigError(f"--resume continues {args.resume} with its own config and folder; drop {' and '.join(unused)}")
+        run_dir = train(_config(args, Path(args.resume) / "config.yaml"), resume=Path(args.resume))
     else:
         run_dir = train(_config(args), out=args.out)
     from drgrader.runtime import process_ranks
@@ -243,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="synthesise demo data, train a small grader, evaluate and report")
     p.add_argument("--config", help=f"{CONFIG_HELP} (default: demo)")
     p.add_argument("--data", default="demo-data", help="where the synthetic demo data set goes")
-    p.add_argument("--patients", type=int, default=300, help="synthetic patients (two eyes each)")
+    p.add_argument("--patients", type=COUNT, default=300, help="synthetic patients (two eyes each)")
     p.add_argument("--out", type=Path, help="run folder (default runs/<name>)")
     _add_set(p)
     _add_progress(p)
@@ -251,10 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="make a synthetic fundus data set in the Kaggle layout")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--patients", type=int, default=100)
+    p.add_argument("--patients", type=COUNT, default=100)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--height", type=int, default=512, help="frame height in pixels")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--height", type=_positive(int, "a height in pixels (>= 64)", low=63), default=512, help="frame height in pixels")
+    p.add_argument("--workers", type=COUNT, default=1)
     _add_progress(p)
     p.set_defaults(func=cmd_synth)
 
@@ -371,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, default=7860)
     p.add_argument("--max-upload-mb", dest="max_upload_mb", default=20, help="largest accepted upload",
                    type=_positive(float, "a size in MB (> 0)", 1e6))
-    p.add_argument("--max-pending", dest="max_pending", type=_positive(int, "a count (>= 1)"), default=4,
+    p.add_argument("--max-pending", dest="max_pending", type=COUNT, default=4,
                    help="requests in flight before answering busy")
     p.add_argument("--read-timeout", dest="read_timeout", type=_positive(float, "a number of seconds (0 < s < 86400)", 86400), default=30,
                    help="seconds a client may send nothing mid-request before it gets 408 (default 30)")

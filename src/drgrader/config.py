@@ -2,8 +2,9 @@
 
 An experiment is one YAML file with four sections (``data``, ``model``, ``train``,
 ``eval``) validated by :class:`ExperimentConfig`. Unknown keys and ill-typed values are
-errors that name the offending field. Command-line overrides use dotted paths
-(``--set train.epochs=3``) and go through the same validation.
+errors that name the offending field; values are typed strictly (``on`` is not a boolean,
+``010`` not an integer: :mod:`drgrader.config_yaml` reads the YAML). Command-line overrides use
+dotted paths (``--set train.epochs=3``) and go through the same validation.
 
 The recipes drgrader ships live in the package (``drgrader/configs/*.yaml``) and are read through
 ``importlib.resources``, so ``drgrader train cpu_grade`` works from a wheel as from a clone.
@@ -12,26 +13,34 @@ The recipes drgrader ships live in the package (``drgrader/configs/*.yaml``) and
 from __future__ import annotations
 
 import json
-import re
-import reprlib
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, model_validator
+
+from drgrader.config_yaml import MAX_ECHO, ConfigError, apply_overrides, check_size, dump_yaml, echo, load_yaml
 
 if TYPE_CHECKING:  # Python >= 3.11 only; a name for type checkers
     from importlib.resources.abc import Traversable
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names the file and field."""
-
-
 class Section(BaseModel):
-    # extra="forbid" turns a typo in a YAML key into an error instead of a silent default.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # extra="forbid" turns a typo in a YAML key into an error instead of a silent default;
+    # strict: a boolean, integer or float field takes only that type (never "on", "010", 1.0
+    # for an integer, true for a number), whatever the YAML said.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+
+
+def _not_empty(value: object) -> object:
+    if isinstance(value, str) and not value.strip():  # Path("") would be ".", the current folder
+        raise ValueError("empty path: give a path, or leave the field out for its default")
+    return value
+
+
+# A path from YAML text (strict mode would take only Path objects); never empty, which would be
+# the current folder.
+ConfigPath = Annotated[Path, Strict(False), BeforeValidator(_not_empty)]
 
 
 # ----------------------------------------------------------------------------- data
@@ -53,7 +62,7 @@ class SplitConfig(Section):
     folds: int = Field(5, ge=2, description="number of folds when method=kfold")
     fold: int = Field(0, ge=0, description="which fold is validation when method=kfold")
     seed: int = 42
-    file: Path | None = Field(None, description="reuse a split written by an earlier run")
+    file: ConfigPath | None = Field(None, description="reuse a split written by an earlier run")
 
     @model_validator(mode="after")
     def _fractions(self) -> "SplitConfig":
@@ -79,12 +88,12 @@ class PreprocessConfig(Section):
 
 
 class DataConfig(Section):
-    root: Path | None = Field(None, description="data-set folder; None means the built-in demo data")
+    root: ConfigPath | None = Field(None, description="data-set folder; None means the built-in demo data")
     format: Literal[
         "auto", "kaggle", "aptos", "idrid", "messidor2", "deepdrid", "ddr", "csv", "folders"
     ] = "auto"
-    labels: Path | None = Field(None, description="label file, relative to root (csv format)")
-    images: Path | None = Field(None, description="image folder, relative to root (csv format)")
+    labels: ConfigPath | None = Field(None, description="label file, relative to root (csv format)")
+    images: ConfigPath | None = Field(None, description="image folder, relative to root (csv format)")
     columns: Columns = Columns()
     skip_missing: bool = Field(False, description="skip label rows whose image is missing")
     limit: int | None = Field(None, ge=1, description="use only the first N patients (smoke runs)")
@@ -96,7 +105,7 @@ class DataConfig(Section):
     )
     preprocess: PreprocessConfig = PreprocessConfig()
     exclude_ungradable: bool = Field(False, description="drop images the quality check flags")
-    cache_dir: Path | None = Field(None, description="preprocessed cache; default ./.drgrader-cache")
+    cache_dir: ConfigPath | None = Field(None, description="preprocessed cache; default ./.drgrader-cache")
     workers: int = Field(0, ge=0, description="processes for preprocessing/loading; 0 = all cores")
 
 
@@ -199,10 +208,10 @@ DIHEDRAL_VIEWS = ["orig", "hflip", "vflip", "hvflip", "rot90", "rot270", "transp
 
 
 class EvalConfig(Section):
-    tta: list[TtaView] = ["orig"]
+    tta: list[TtaView] = Field(["orig"], min_length=1, description="test-time views, averaged (at least one)")
     threshold_objective: Literal["accuracy", "youden", "sensitivity"] = "youden"
     target_sensitivity: float = Field(0.9, gt=0, lt=1)
-    threshold_range: tuple[float, float] = (0.0, 1.0)
+    threshold_range: Annotated[tuple[float, float], Strict(False)] = (0.0, 1.0)  # a YAML list
     fit_cutpoints: bool = Field(True, description="fit the 4 grade cut-points on validation")
     consistent_cutpoints: bool = Field(
         True,
@@ -227,8 +236,8 @@ class EvalConfig(Section):
 
 
 class ExperimentConfig(Section):
-    name: str = "experiment"
-    out_dir: Path = Path("runs")
+    name: str = Field("experiment", min_length=1, description="names the run folder")
+    out_dir: ConfigPath = Path("runs")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -251,18 +260,11 @@ class ExperimentConfig(Section):
 
 
 # ----------------------------------------------------------------------- load/save
-MAX_ECHO = 80  # characters of a bad input quoted back in an error message
-MAX_VALUES = 100_000  # values in a config (a few hundred in a real one): more is a YAML alias bomb
-MAX_DEPTH = 50  # brackets nested in a config (a real one: 3)
-_ECHO = reprlib.Repr()
-_ECHO.maxlevel, _ECHO.maxlist, _ECHO.maxdict, _ECHO.maxtuple, _ECHO.maxset = 2, 4, 4, 4, 4
-_ECHO.maxstring = _ECHO.maxother = _ECHO.maxlong = MAX_ECHO
-
-
-def echo(value: Any) -> str:
-    """A bad input quoted back: at most ``MAX_ECHO`` characters, however large or deep the value
-    (a full repr of an aliased YAML structure can be billions of characters)."""
-    return _ECHO.repr(value)[:MAX_ECHO]
+_HINTS = {  # what to write instead, after a strict field refused a value of another type
+    "bool_type": "write true or false",
+    "int_type": "write a whole number in plain decimal, e.g. 10",
+    "float_type": "write a number, e.g. 0.5 or 1e-3",
+}
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
@@ -273,85 +275,11 @@ def _format_errors(err: ValidationError, source: str) -> str:
         if e["type"] == "extra_forbidden":
             problems.append(f"{field}: unknown field")
         else:
-            problems.append(f"{field}: {e['msg']} (got {echo(e.get('input'))})")
+            got = e.get("input")
+            hint = f"; {_HINTS[e['type']]}" if e["type"] in _HINTS else ""
+            problems.append(f"{field}: {e['msg']} (got {echo(got)}{hint})")
     shown = problems[:5] + ([f"and {len(problems) - 5} more"] if len(problems) > 5 else [])
     return f"invalid configuration in {source}: " + "; ".join(shown)
-
-
-def _check_size(raw: Any, source: str) -> None:
-    """Refuse a config that stands for more than ``MAX_VALUES`` values: YAML aliases can make a
-    few hundred bytes expand to billions, and validating (or printing) them would never end."""
-    seen, stack = 0, [raw]
-    while stack:
-        node = stack.pop()
-        seen += 1
-        if seen > MAX_VALUES:
-            raise ConfigError(f"{source} holds more than {MAX_VALUES:,} values (YAML aliases expanding?); "
-                              "an experiment config has a few hundred")
-        if isinstance(node, dict):
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-
-
-def _flow_depth(text: str) -> int:
-    """How deep ``[`` and ``{`` nest in ``text`` (quotes not honoured: an upper bound)."""
-    depth = deepest = 0
-    for bracket in re.findall(r"[][{}]", text):
-        depth = depth + 1 if bracket in "[{" else max(depth - 1, 0)
-        deepest = max(deepest, depth)
-    return deepest
-
-
-def _load_yaml(text: str, source: str) -> Any:
-    """``yaml.safe_load`` whose every failure is one ConfigError line naming ``source``. Deep
-    nesting is refused before parsing: PyYAML takes seconds to minutes to scan thousands of
-    nested brackets, only to fail on Python's recursion limit."""
-    if _flow_depth(text) > MAX_DEPTH:
-        raise ConfigError(f"{source} is nested too deeply to be a config (more than {MAX_DEPTH} brackets deep)")
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise ConfigError(f"{source} is not valid YAML: {problem}{where}") from None
-    except RecursionError:
-        raise ConfigError(f"{source} is nested too deeply to be a config") from None
-    except ValueError as exc:  # an integer of more than 4300 digits (Python's conversion limit)
-        raise ConfigError(f"{source}: {str(exc)[:MAX_ECHO]}") from None
-
-
-def _parse_value(text: str, item: str) -> Any:
-    # YAML scalars give 3 -> int, 1e-3 -> float, true -> bool, [a, b] -> list, null -> None.
-    if _flow_depth(text) > MAX_DEPTH:
-        raise ConfigError(f"override {item[:MAX_ECHO]!r}: nested too deeply")
-    try:
-        return yaml.safe_load(text) if text != "" else ""
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or "not a YAML value"
-        raise ConfigError(f"override {item[:MAX_ECHO]!r}: {problem}") from None
-    except RecursionError:
-        raise ConfigError(f"override {item[:MAX_ECHO]!r}: nested too deeply") from None
-    except ValueError as exc:  # an integer of more than 4300 digits (Python's conversion limit)
-        raise ConfigError(f"override {item[:MAX_ECHO]!r}: {str(exc)[:MAX_ECHO]}") from None
-
-
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Apply ``a.b.c=value`` overrides to a nested dict (values parsed as YAML)."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item[:MAX_ECHO]!r} must look like section.field=value")
-        path, value = item.split("=", 1)
-        keys = path.strip().split(".")
-        node = raw
-        for key in keys[:-1]:
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {key!r} is not a section")
-            node = child
-        node[keys[-1]] = _parse_value(value, item)
-    return raw
 
 
 def shipped_configs() -> dict[str, Traversable]:
@@ -404,13 +332,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             text = file.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{source} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-        raw = _load_yaml(text, source)
+        raw = load_yaml(text, source)
         if raw is None:  # an empty file, or only comments
             raw = {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{source} must hold a mapping of sections, not {type(raw).__name__}")
     raw = apply_overrides(raw, list(overrides or []))
-    _check_size(raw, source)
+    check_size(raw, source)
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
@@ -423,7 +351,7 @@ def config_to_dict(cfg: ExperimentConfig) -> dict:
 
 def config_yaml(cfg: ExperimentConfig) -> str:
     """Every field of ``cfg`` (defaults filled) as YAML that loads back to the same config."""
-    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    return dump_yaml(config_to_dict(cfg))
 
 
 def save_config(cfg: ExperimentConfig, path: Path) -> None:

@@ -64,10 +64,22 @@ def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", 
     return out
 
 
-def claim_dir(out: Path, *, inputs: Iterable[Path] = (), may_reuse: tuple[str, ...] = (), overwrite: bool = False) -> Path:
-    """Check that the command may write into the folder ``out``: it must not be, contain or lie
-    inside an input, and an existing one must be empty or of a kind in ``may_reuse``."""
+def check_writable(out: Path) -> Path:
+    """``out`` when this user can make it (or write in it): a read-only place is one line before
+    any work, not an errno after it."""
     out = Path(out)
+    folder = next((p for p in (out, *out.absolute().parents) if p.is_dir()), Path("/"))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {out}: {folder} is read-only for this user; choose another --out")
+    return out
+
+
+def claim_dir(out: Path, *, inputs: Iterable[Path] = (), may_reuse: tuple[str, ...] = (), overwrite: bool | None = None) -> Path:
+    """Check that the command may write into the folder ``out``: it must not be, contain or lie
+    inside an input, an existing one must be empty or of a kind in ``may_reuse`` (or
+    ``overwrite``: None for a command without that option, which the message then does not
+    offer), and it must be writable."""
+    out = check_writable(Path(out))
     target = _resolved(out)
     for item in inputs:
         source = _resolved(Path(item))
@@ -78,7 +90,8 @@ def claim_dir(out: Path, *, inputs: Iterable[Path] = (), may_reuse: tuple[str, .
         return out
     if kind == "a folder" and not any(out.iterdir()):
         return out
-    raise OutputError(f"--out {out} already exists and is {kind}; choose another folder (or --overwrite)")
+    offer = "" if overwrite is None else " (or --overwrite)"
+    raise OutputError(f"--out {out} already exists and is {kind}; choose another folder{offer}")
 
 
 def fresh_name(path: Path) -> Path:

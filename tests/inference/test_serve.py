@@ -107,8 +107,10 @@ def test_bad_uploads_get_clear_errors_and_the_server_carries_on(client, photo):
     res = post(client, black.tobytes(), name="bomb.png")
     assert len(black) < 100_000 and res.status_code == 413 and "pixels" in res.json()["error"]
 
-    res = client.post("/api/predict", data={"note": "no file"})
+    res = client.post("/api/predict")
     assert res.status_code == 400 and "no file" in res.json()["error"]
+    res = client.post("/api/predict", data={"note": "no file"})  # a field it does not read: named
+    assert res.status_code == 400 and "unknown upload field 'note'" in res.json()["error"]
 
     assert post(client, photo).status_code == 200  # still serving
 

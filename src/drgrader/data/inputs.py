@@ -16,6 +16,7 @@ from drgrader.data.dicom import frame_ref, is_dicom, read_header, split_frame_re
 from drgrader.data.eyes import EYE_WORDS
 from drgrader.data.identity import IDENTITY_COLUMNS, evidence, resolve_identity
 from drgrader.data.images import ImageReadError
+from drgrader.data.input_columns import csv_columns
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
 
 log = logging.getLogger("drgrader")
@@ -72,12 +73,9 @@ def _rows_from_csv(csv: Path) -> list[dict]:
         table = pd.read_csv(csv, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{csv}: not a readable CSV: {exc}") from None
-    lower = {c.strip().lower(): c for c in table.columns}
-    image_col = lower.get("image") or lower.get("path")
-    if image_col is None:
-        raise DataError(f"{csv}: needs an 'image' or 'path' column (has {list(table.columns)})")
-    patient_col = lower.get("patient_id") or lower.get("patient")
-    eye_col = lower.get("eye")
+    columns = csv_columns(csv, list(table.columns))
+    image_col, id_col, patient_col, eye_col = (columns[role] for role in ("image", "image_id", "patient", "eye"))
+    assert image_col is not None  # csv_columns refuses a CSV without one
     rows = []
     for number, rec in enumerate(table.to_dict("records"), start=2):  # row 1 is the header
         ref = rec[image_col].strip()
@@ -88,7 +86,7 @@ def _rows_from_csv(csv: Path) -> list[dict]:
             raise DataError(f"{csv} row {number} (image {ref!r}): eye {eye!r} is not one of left/right/L/R/OS/OD")
         rows += input_rows(
             _resolve_csv_image(csv.parent, ref),
-            image_id=strip_image_extension(ref),
+            image_id=(rec[id_col].strip() if id_col else "") or strip_image_extension(ref),
             patient_id=rec[patient_col].strip() if patient_col else "",
             eye=EYE_WORDS.get(eye.lower(), ""),
         )
@@ -97,14 +95,18 @@ def _rows_from_csv(csv: Path) -> list[dict]:
 
 def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
     """Image files, folders (searched recursively for image extensions, and for DICOM files by
-    content) and CSVs (an ``image`` or ``path`` column, optional ``patient_id``/``patient`` and
-    ``eye``) -> a table with ``INPUT_COLUMNS``, one row per photo. Patient and eye also come from
-    DICOM tags and from file names (``123_left``, ``Patient001_L``, ``P7-OD``), as
-    :mod:`drgrader.data.identity` resolves them. A multi-frame DICOM file gives one row per frame
-    (``<file>#frame<N>``)."""
+    content) and CSVs (an ``image`` or ``path`` column, optional ``image_id``, ``patient_id``/
+    ``patient`` and ``eye``: :mod:`.input_columns`) -> a table with ``INPUT_COLUMNS``, one row per
+    photo. Patient and eye also come from DICOM tags and from file names (``123_left``,
+    ``Patient001_L``, ``P7-OD``), as :mod:`drgrader.data.identity` resolves them. A multi-frame
+    DICOM file gives one row per frame (``<file>#frame<N>``). Every input is used or refused: one
+    that gives no photo (an empty folder or CSV, beside others that do) is a DataError naming it;
+    a file that cannot be read (even a link loop) is a row whose grading says why."""
     rows: list[dict] = []
+    empty: list[str] = []
     for item in inputs:
         path = Path(item)
+        before = len(rows)
         if path.is_dir():
             # Every entry with an image extension becomes a row, even a FIFO or a broken link
             # (its row then says why it was not graded); other entries are counted by suffix.
@@ -121,10 +123,15 @@ def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
             rows += [row for f in files for row in input_rows(f)]
         elif path.suffix.lower() == ".csv" and path.is_file():
             rows += _rows_from_csv(path)
-        elif path.exists() or split_frame_ref(path)[1] is not None:
-            rows += input_rows(path)
+        elif path.exists() or path.is_symlink() or split_frame_ref(path)[1] is not None:
+            rows += input_rows(path)  # a broken link or a link loop too: its row says why
         else:
             raise FileNotFoundError(f"input not found: {path}")
+        if len(rows) == before:
+            empty.append(str(path))
+    if empty and rows:  # all empty: the caller's "no images found"
+        raise DataError(f"no photos in {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}: "
+                        "an input that gives nothing to grade is refused (remove it from the command)")
     return resolve_identity(rows)
 
 

@@ -147,4 +147,4 @@ def read_manifest(cfg: DataConfig) -> Manifest:
 
 def read_dataset(root: str | Path, format: str = "auto", **kwargs) -> pd.DataFrame:
     """Convenience: the table of ``read_manifest(DataConfig(root=root, format=format, **kwargs))``."""
-    return read_manifest(DataConfig(root=Path(root), format=format, **kwargs)).table
+    return read_manifest(DataConfig.model_validate({"root": Path(root), "format": format, **kwargs})).table

@@ -24,6 +24,24 @@ class PreparedData:
         return self.table[self.table["split"] == split].reset_index(drop=True)
 
 
+def read_and_split(data: DataConfig, *, split_file: Path | None = None) -> tuple[pd.DataFrame, dict, pd.Series]:
+    """The manifest, what it left out, and its split: every check of the data set but reading
+    the photos, cheap enough to run before a command makes its output folder."""
+    from drgrader.data.manifest import DataError, read_manifest
+    from drgrader.data.split import assert_no_patient_leak, make_split
+
+    if data.root is None:
+        raise DataError("data.root is not set: point it at a data set folder (or run `drgrader demo`)")
+    found = read_manifest(data)
+    split_cfg = data.split
+    if split_file is not None:
+        split_cfg = split_cfg.model_copy(update={"file": Path(split_file)})
+    split = make_split(found.table, split_cfg)
+    if split_cfg.method in ("patient", "kfold", "official"):
+        assert_no_patient_leak(found.table, split)
+    return found.table, found.skipped.as_dict(), split
+
+
 def prepare_data(
     data: DataConfig,
     run_dir: Path | None = None,
@@ -34,19 +52,10 @@ def prepare_data(
     """Read the data set, split it by patient (or reuse ``split_file``), and preprocess every
     image into the cache. Writes ``manifest.csv`` and ``split.csv`` into ``run_dir``."""
     from drgrader.data.cache import build_cache
-    from drgrader.data.manifest import DataError, read_manifest
-    from drgrader.data.split import assert_no_patient_leak, make_split, save_split
+    from drgrader.data.manifest import DataError
+    from drgrader.data.split import save_split
 
-    if data.root is None:
-        raise DataError("data.root is not set: point it at a data set folder (or run `drgrader demo`)")
-    found = read_manifest(data)
-    manifest, skipped = found.table, found.skipped.as_dict()
-    split_cfg = data.split
-    if split_file is not None:
-        split_cfg = split_cfg.model_copy(update={"file": Path(split_file)})
-    split = make_split(manifest, split_cfg)
-    if split_cfg.method in ("patient", "kfold", "official"):
-        assert_no_patient_leak(manifest, split)
+    manifest, skipped, split = read_and_split(data, split_file=split_file)
     table = manifest.assign(split=split.values)
     if run_dir is not None:
         from drgrader.io import atomic_write_text

@@ -178,6 +178,8 @@ def predict_images(
 
 def check_tta(tta: list[str] | None) -> None:
     """Fail before any work on an unknown TTA view name."""
+    if tta is not None and not tta:  # `--tta` with no view: neither none nor the bundle's can be meant
+        raise ConfigError("--tta: give at least one view, or leave --tta out for the bundle's own")
     probe = np.zeros((1, 8, 8, 3), dtype=np.uint8)
     for view in tta or []:
         try:

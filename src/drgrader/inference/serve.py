@@ -16,8 +16,9 @@
                       at ``/api/examples/<name>``, rendered on first request (:mod:`.serve_examples`).
 
 Bad uploads get a JSON ``{"error": ...}`` with a 4xx status (400 not an image / empty / too
-small, 413 too large: ``max_upload_mb`` per photo, twice that in all) and the server carries
-on; with two photos, a bad one fails the request and the message names its eye. At most ``max_pending`` requests are in
+small / a form field or query parameter the server does not read, 413 too large:
+``max_upload_mb`` per photo, twice that in all) and the server carries on; with two photos, a
+bad one fails the request and the message names its eye. At most ``max_pending`` requests are in
 progress or waiting; beyond that the answer is 503 ``busy, try again`` instead of an unbounded
 queue. Uploads are decoded from a ``TemporaryDirectory`` that is removed after each request.
 
@@ -54,7 +55,7 @@ from drgrader.grading import GRADE_NAMES
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.predict import describe_prediction
 from drgrader.inference.serve_examples import example_jpeg, example_list
-from drgrader.inference.serve_patient import FIELDS, FILE_FIELD, MAX_PHOTOS, field_error, patient_answer, upload_suffix
+from drgrader.inference.serve_patient import FIELDS, FILE_FIELD, MAX_PHOTOS, field_error, patient_answer, unknown_fields, upload_suffix
 
 log = logging.getLogger("drgrader")
 
@@ -307,7 +308,9 @@ def create_app(
         guarded = Request(request.scope, _guarded_receive(request.receive, total,
                                                           read_timeout, read_timeout * UPLOAD_TIME_FACTOR))
         try:
-            form = await guarded.form(max_files=MAX_PHOTOS, max_fields=5)
+            # More parts than the fields allow are read (the body's size is bounded all the same),
+            # so that an unknown field is refused by its name, not counted.
+            form = await guarded.form(max_files=len(FIELDS) + 3, max_fields=len(FIELDS) + 3)
         except ClientDisconnect:  # the client went away mid-upload: nobody to answer
             log.info("client %s disconnected during its upload", _client(request))
             return _error(400, "upload interrupted")
@@ -320,6 +323,9 @@ def create_app(
             return _error(400, f"malformed upload: {getattr(exc, 'message', None) or getattr(exc, 'detail', exc)}")
         uploads = []
         try:
+            unknown = unknown_fields(form.keys())
+            if unknown:  # a photo under a name the server does not read must not be answered without it
+                return _error(400, unknown)
             for field in FIELDS:
                 parts = form.getlist(field)
                 if len(parts) > 1 or (parts and isinstance(parts[0], str)):
@@ -354,6 +360,9 @@ def create_app(
             app.state.uploads.release()
         if isinstance(received, JSONResponse):
             return received
+        extra = sorted(set(request.query_params) - {"explain"})
+        if extra:  # a misspelt ?explain must not be answered as if it were absent
+            return _error(400, f"unknown query parameter {extra[0][:40]!r}: the only one is 'explain'")
         if not app.state.slots.acquire(blocking=False):
             return _error(503, "busy, try again")
         try:

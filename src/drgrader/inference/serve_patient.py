@@ -12,6 +12,7 @@ and a bundle that has a paired-eye stage, each eye is graded from both (``fused_
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,17 @@ FIELDS = [*EYE_FIELDS, FILE_FIELD]
 MAX_PHOTOS = 2
 PATIENT_ID = "patient"
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,5}")
+
+
+def unknown_fields(names: Iterable[str]) -> str | None:
+    """The 400 message for upload fields the server does not read, or None: a photo sent under
+    another name (``photo``, ``Left``) would otherwise be dropped and the answer given without it."""
+    unknown = sorted(set(names) - set(FIELDS))
+    if not unknown:
+        return None
+    listing = ", ".join(repr(name[:40]) for name in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+    return (f"unknown upload field{'s' if len(unknown) > 1 else ''} {listing}: send the photos as "
+            "'right' and/or 'left' (or one photo as 'file')")
 
 
 def field_label(field: str) -> str:

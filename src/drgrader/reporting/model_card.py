@@ -12,8 +12,8 @@ print a figure the same way. The writers around it:
   entries the old one had.
 - :func:`record_evaluation` (``drgrader evaluate --data``) through
   :func:`record_external_evaluation`: one dated entry under "External evaluations" naming the
-  data set. Entries are keyed by evaluation folder: the same folder evaluated again replaces its
-  entry, every other entry stays. Only the card of the bundle changes, never bundle.json or the
+  data set. Entries are keyed by data set (its folder and label file): the same data evaluated
+  again replaces its entry, wherever the evaluation was written; every other entry stays. Only the card of the bundle changes, never bundle.json or the
   weights; a read-only bundle folder is left as it is, with a warning.
 
 Files are written atomically (:func:`drgrader.io.atomic_write_text`).
@@ -69,16 +69,27 @@ _ENTRY = re.compile(r"<!-- drgrader:external (\S+) -->\n.*?<!-- /drgrader:extern
 @dataclass
 class ExternalEvaluation:
     """One ``drgrader evaluate --data`` result for the card: its ``metrics.json``, the folder it
-    was written to (the entry's identity), and the command that made it."""
+    was written to, the command that made it, and the data set it measured (the entry's
+    identity: one entry per data set; without it, the folder)."""
 
     metrics: dict
     folder: str
     command: str | None = None
     synthetic: bool = False
+    data_set: str = ""
 
     @property
     def key(self) -> str:
-        return quote(str(self.folder), safe="/._~:+=,@")  # no spaces or "-->" inside the marker
+        return _key(self.data_set or self.folder)
+
+    @property
+    def keys_replaced(self) -> set[str]:
+        """Its own key, and its folder's (the key of cards written before entries were per data set)."""
+        return {self.key, _key(self.folder)}
+
+
+def _key(text: str) -> str:
+    return quote(str(text), safe="/._~:+=,@")  # no spaces or "-->" inside the marker
 
 
 # ==================================================================== the whole card
@@ -157,14 +168,15 @@ def _join(head: str, entries: list[tuple[str, str]]) -> str:
 
 
 def add_externals(text: str, externals: Sequence[ExternalEvaluation]) -> str:
-    """The card with these evaluations' entries: an entry of the same folder is replaced in
-    place, a new one appended; the other entries are kept."""
+    """The card with these evaluations' entries: the entry of the same data set is replaced in
+    place (and any other of it dropped), a new one appended; the other entries are kept."""
     head, entries = _split_externals(text)
     for evaluation in externals:
         entry = (evaluation.key, external_entry(evaluation))
-        same = [i for i, (key, _) in enumerate(entries) if key == evaluation.key]
+        same = [i for i, (key, _) in enumerate(entries) if key in evaluation.keys_replaced]
         if same:
             entries[same[0]] = entry
+            entries = [e for i, e in enumerate(entries) if i not in same[1:]]
         else:
             entries.append(entry)
     return _join(head, entries)
@@ -244,11 +256,13 @@ def write_bundle_card(bundle_dir: str | Path, metrics: dict, *, data_root=None) 
     return file
 
 
-def record_evaluation(bundle_dir: str | Path, eval_dir: str | Path, metrics: dict, *, run_dir=None, data_root=None) -> Path | None:
-    """``drgrader evaluate --data``: add the evaluation in ``eval_dir`` to the card of the bundle it
-    measured (only the card changes; a bundle without one gets one first, from its bundle.json and
-    the run's metrics.json when the run folder is known). A bundle folder that cannot be written
-    (a shared, read-only model folder) keeps its card, with a warning: the figures are in eval_dir."""
+def record_evaluation(bundle_dir: str | Path, eval_dir: str | Path, metrics: dict, *, run_dir=None, data_root=None,
+                      data_set: str = "") -> Path | None:
+    """``drgrader evaluate --data``: add the evaluation in ``eval_dir`` of ``data_set`` (what
+    identifies the data: one entry each) to the card of the bundle it measured (only the card
+    changes; a bundle without one gets one first, from its bundle.json and the run's metrics.json
+    when the run folder is known). A bundle folder that cannot be written (a shared, read-only
+    model folder) keeps its card, with a warning: the figures are in eval_dir."""
     import json
 
     from drgrader.inference.bundle_spec import read_manifest
@@ -265,7 +279,7 @@ def record_evaluation(bundle_dir: str | Path, eval_dir: str | Path, metrics: dic
     manifest = read_manifest(bundle_dir)
     train_root = ((manifest.get("config") or {}).get("data") or {}).get("root")
     base = build_model_card(manifest, run_metrics, synthetic=_synthetic(train_root))
-    evaluation = ExternalEvaluation(metrics, str(Path(eval_dir).resolve()), command_line(), _synthetic(data_root))
+    evaluation = ExternalEvaluation(metrics, str(Path(eval_dir).resolve()), command_line(), _synthetic(data_root), data_set)
     try:
         file = record_external_evaluation(bundle_dir, evaluation, base=base)
     except OSError as exc:

@@ -72,6 +72,16 @@ def open_cv_dir(cfg: ExperimentConfig, folds: int, out: Path | None) -> Path:
     return cv_dir
 
 
+def _check_patients(cfg: ExperimentConfig, folds: int) -> None:
+    """Every fold needs patients of its own: refuse more folds than the data set has patients."""
+    from drgrader.data.manifest import read_manifest
+
+    patients = read_manifest(cfg.data).table["patient_id"].nunique()
+    if patients < folds:
+        raise ConfigError(f"--folds {folds} needs at least {folds} patients (one per fold); "
+                          f"the data set ({cfg.data.root}) has {patients}")
+
+
 def run_fold(cfg: ExperimentConfig, cv_dir: Path, folds: int, fold: int, *, progress: bool = True) -> Path:
     """Train fold ``fold`` into ``cv_dir/fold-<fold>``, or resume it, or keep it if finished."""
     from drgrader.workflows.train import train
@@ -165,6 +175,7 @@ def run_cv(cfg: ExperimentConfig, *, folds: int, out: Path | None = None, fold: 
         raise ConfigError(f"--folds must be at least 2 (got {folds})")
     if fold is not None and not 0 <= fold < folds:
         raise ConfigError(f"--fold must be in 0..{folds - 1} (got {fold})")
+    _check_patients(cfg, folds)  # before the cv folder exists: a refused command leaves nothing
     cv_dir = open_cv_dir(cfg, folds, out)
     for i in [fold] if fold is not None else range(folds):
         run_fold(cfg, cv_dir, folds, i, progress=progress)

@@ -21,9 +21,18 @@ def find_bundle(model: Path) -> tuple[Path, Path | None]:
     raise FileNotFoundError(f"{model} is neither a run folder nor a drgrader bundle")
 
 
+BUNDLE_DECIDES = ("data.image_size", "data.preprocess", "data.split", "eval.tta")  # set from the bundle, not the data
+
+
 def external_config(data: str, bundle_manifest: dict, overrides: list[str]) -> ExperimentConfig:
     """Data to evaluate on: a YAML experiment (its data section) or a data-set folder. The
-    preprocessing and input size are the bundle's, whatever the YAML says."""
+    preprocessing, input size, TTA and split (all of it is test) are the bundle's, whatever the
+    YAML says; a ``--set`` of one of them, which would be ignored, is refused."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if any(key == k or key.startswith(k + ".") for k in BUNDLE_DECIDES):
+            raise ConfigError(f"--set {key}: evaluate --data takes it from the bundle (or, for data.split, "
+                              "grades every photo); drop it")
     path = Path(data)
     if path.suffix in (".yaml", ".yml"):
         cfg = load_config(path, overrides)
@@ -77,7 +86,10 @@ def evaluate_command(
         fit = not bundle.members
     else:
         cfg = external_config(data, bundle.manifest, overrides)
-        out = _claim_out(out, (run_dir or bundle_dir) / f"eval-{Path(cfg.data.root).name}", bundle_dir, overwrite)
+        name = f"eval-{Path(cfg.data.root).resolve().name}"
+        # Beside the bundle, never inside it (a bundle folder holds a bundle only, and may be read-only).
+        default = run_dir / name if run_dir is not None else bundle_dir.resolve().with_name(f"{bundle_dir.resolve().name}-{name}")
+        out = _claim_out(out, default, bundle_dir, overwrite)
         prepared = prepare_data(cfg.data)
         prepared.table["split"] = "test"
         val_rows, test_rows = None, prepared.rows("test")
@@ -102,7 +114,7 @@ def evaluate_command(
     if data is not None:  # an external data set: its figures join the bundle's MODEL_CARD.md
         from drgrader.reporting.model_card import record_evaluation
 
-        record_evaluation(bundle_dir, out, metrics, run_dir=run_dir, data_root=cfg.data.root)
+        record_evaluation(bundle_dir, out, metrics, run_dir=run_dir, data_root=cfg.data.root, data_set=_data_set(cfg))
     try:
         from drgrader.reporting import write_report
 
@@ -112,13 +124,20 @@ def evaluate_command(
     return out
 
 
+def _data_set(cfg: ExperimentConfig) -> str:
+    """What identifies an external data set on the model card: its folder and label file."""
+    root = Path(cfg.data.root or ".").expanduser().resolve()
+    return str(root) + (f" labels {cfg.data.labels}" if cfg.data.labels is not None else "")
+
+
 def _claim_out(out: Path | None, default: Path, bundle_dir: Path, overwrite: bool) -> Path:
     """The evaluation folder, checked before any work: ``--out`` may be a new or earlier
-    evaluation folder, never a run, a bundle or a cv folder; the default gets a fresh name."""
-    from drgrader.outputs import claim_dir, fresh_name
+    evaluation folder, never a run, a bundle or a cv folder, nor inside the bundle; the default
+    gets a fresh name. Either must be writable."""
+    from drgrader.outputs import check_writable, claim_dir, fresh_name
 
     if out is None:
-        return fresh_name(default)
+        return check_writable(fresh_name(default))
     return claim_dir(Path(out), inputs=[bundle_dir], may_reuse=("an evaluation folder",), overwrite=overwrite)
 
 

@@ -57,6 +57,9 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         if not (run_dir / "checkpoints" / "last.ckpt").is_file():
             raise FileNotFoundError(f"cannot resume {run_dir}: no checkpoints/last.ckpt")
     else:
+        from drgrader.data.prepare import read_and_split
+
+        read_and_split(cfg.data)  # the data set and its split checked before the run folder exists
         run_dir = new_run_dir(cfg, out)  # one folder for all ranks of a multi-process run
         if rank == 0:
             save_config(cfg, run_dir / "config.yaml")

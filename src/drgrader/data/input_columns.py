@@ -1,0 +1,86 @@
+"""The columns ``drgrader predict`` reads from a CSV of photos, and the refusal of the columns it
+would otherwise drop without a word.
+
+Read: the photo (``image`` or ``path``), its id (``image_id``), the patient (``patient_id`` or
+``patient``) and the eye (``eye``), whatever their case and separators (``Patient ID``,
+``PATIENT-ID``). Any other column is left alone unless it looks like one of these (a misspelling
+such as ``imgae`` or ``pateint``, a plural, a qualified name such as ``image_path`` or
+``patient_no``, a common synonym such as ``filename`` or ``laterality``), or two columns name the
+same thing (``image`` and ``path``): then the CSV is refused, naming the column, since grading
+without it would silently take patients and eyes from the file names instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from difflib import SequenceMatcher
+from pathlib import Path
+
+from drgrader.data.manifest import DataError
+
+KNOWN = {  # what a column gives -> the names it may have
+    "image": ("image", "path"),
+    "image_id": ("image_id",),
+    "patient": ("patient_id", "patient"),
+    "eye": ("eye",),
+}
+_QUALIFIERS = {  # a known name with one of these before or after it looks like it
+    "image": ("path", "file", "filename", "name", "ref", "url"),
+    "image_id": (),
+    "patient": ("id", "no", "nr", "number", "code", "ref"),
+    "eye": ("side", "laterality", "lr"),
+}
+_SYNONYMS = {"file": "image", "filename": "image", "filepath": "image", "img": "image", "imgpath": "image",
+             "photo": "image", "fundus": "image", "pid": "patient", "subject": "patient", "subjectid": "patient",
+             "side": "eye", "laterality": "eye"}
+_CLOSE = 0.8  # difflib ratio from which a name is a misspelling of a known one (images, imgae, pateint)
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def _looks_like(squashed: str) -> str | None:
+    """The known column ``squashed`` looks like, or None."""
+    if squashed in _SYNONYMS:
+        return _SYNONYMS[squashed]
+    for role, names in KNOWN.items():
+        for known in map(_squash, names):
+            qualified = {known + q for q in _QUALIFIERS[role]} | {q + known for q in _QUALIFIERS[role]}
+            if squashed in qualified or (len(squashed) < 40 and SequenceMatcher(None, squashed, known).ratio() >= _CLOSE):
+                return role
+    return None
+
+
+def _names(role: str) -> str:
+    return " or ".join(repr(n) for n in KNOWN[role])
+
+
+def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
+    """The header of each known column of ``csv`` (None where absent); a DataError naming the
+    column when one looks like a known column without being one, or two name the same thing."""
+    found: dict[str, list[str]] = {role: [] for role in KNOWN}
+    lookalikes: list[tuple[str, str]] = []  # (header, the role it looks like)
+    by_squash = {_squash(n): role for role, names in KNOWN.items() for n in names}
+    for header in headers:
+        duplicate = re.fullmatch(r"(.*)\.[0-9]+", header)  # pandas renames a second 'image' to 'image.1'
+        if duplicate and duplicate[1] in headers:
+            raise DataError(f"{csv}: column {duplicate[1][:40]!r} appears twice; keep one")
+        role = by_squash.get(_squash(header))
+        if role is not None:
+            found[role].append(header)
+        elif (like := _looks_like(_squash(header))) is not None:
+            lookalikes.append((header, like))
+    if not found["image"]:
+        hint = next((f"; rename {h[:40]!r} if it is the photo" for h, like in lookalikes if like == "image"), "")
+        raise DataError(f"{csv}: needs an 'image' or 'path' column (has {list(headers)[:20]}){hint}")
+    if lookalikes:
+        header, like = lookalikes[0]
+        raise DataError(f"{csv}: column {header[:40]!r} looks like the {like.replace('_', ' ')} column but is not one "
+                        f"predict reads ({_names(like)}); rename or remove it")
+    for role, headers_of_role in found.items():
+        if len(headers_of_role) > 1:
+            listing = " and ".join(repr(h[:40]) for h in headers_of_role)
+            raise DataError(f"{csv}: columns {listing} both give the {role.replace('_', ' ')}; keep one")
+    return {role: (headers_of_role[0] if headers_of_role else None) for role, headers_of_role in found.items()}

@@ -1,0 +1,171 @@
+"""Rule 1: every input is used or refused. A photo under a form field the web demo does not read,
+a CSV column that looks like one predict reads, an input that gives nothing to grade, a photo
+given twice as two different eyes: a clear error naming it (HTTP 400 / exit 2), never an answer
+made without it. A file that cannot be read, even a link loop, is a row with its reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from drgrader.cli import main
+from drgrader.data.inputs import collect_inputs
+from drgrader.data.manifest import DataError
+from drgrader.synth import make_fundus
+
+
+def jpeg(grade: int, seed: int) -> bytes:
+    rgb = make_fundus(grade, np.random.default_rng(seed), height=128)
+    ok, data = cv2.imencode(".jpeg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return data.tobytes()
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, seed in (("7_left", 1), ("7_right", 2)):
+        (folder / f"{name}.jpeg").write_bytes(jpeg(seed, seed))
+    return folder
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("error: ") and "Traceback" not in "\n".join(err), err
+    return err[-1]
+
+
+# ---------------------------------------------------------------------------- web demo
+@pytest.fixture(scope="module")
+def client(tiny_bundle):
+    from drgrader.inference.serve import create_app
+
+    with TestClient(create_app(tiny_bundle, max_upload_mb=1, max_pixels=1_000_000)) as c:
+        yield c
+
+
+@pytest.mark.parametrize("fields", [["photo"], ["Left"], ["left", "right_eye"], ["right", "left", "extra"], ["file", "image"]])
+def test_serve_refuses_a_photo_under_a_field_it_does_not_read(client, fields):
+    files = [(field, (f"{field}.jpeg", jpeg(2, k), "image/jpeg")) for k, field in enumerate(fields)]
+    res = client.post("/api/predict", files=files)
+    assert res.status_code == 400, res.text
+    unknown = [f for f in fields if f not in ("left", "right", "file")]
+    assert all(repr(f) in res.json()["error"] for f in unknown), res.json()
+    assert "'right' and/or 'left'" in res.json()["error"]
+
+
+def test_serve_refuses_a_form_value_and_a_misspelt_query_parameter(client):
+    photo = ("left.jpeg", jpeg(2, 0), "image/jpeg")
+    res = client.post("/api/predict", files={"left": photo}, data={"patient": "P7"})
+    assert res.status_code == 400 and "'patient'" in res.json()["error"]
+    res = client.post("/api/predict", params={"explian": 1}, files={"left": photo})
+    assert res.status_code == 400 and "'explian'" in res.json()["error"]
+    # The known fields and parameter still give a two-eye answer.
+    res = client.post("/api/predict", params={"explain": 0}, files={"left": photo, "right": ("r.jpeg", jpeg(1, 1), "image/jpeg")})
+    assert res.status_code == 200 and res.json()["patient"]["eyes"] == ["right", "left"]
+
+
+# ---------------------------------------------------------------------- predict's CSV
+@pytest.mark.parametrize(("header", "named"), [
+    ("image,Image_Path", "'Image_Path' looks like the image column"),
+    ("image,image_path ", "'image_path ' looks like the image column"),
+    ("image,filename", "'filename' looks like the image column"),
+    ("image,imgae", "'imgae' looks like the image column"),
+    ("image,pateint_id", "'pateint_id' looks like the patient column"),
+    ("image,patient_no", "'patient_no' looks like the patient column"),
+    ("image,Eyes", "'Eyes' looks like the eye column"),
+    ("image,laterality", "'laterality' looks like the eye column"),
+    ("image,path", "columns 'image' and 'path' both give the image"),
+    ("image,Image", "columns 'image' and 'Image' both give the image"),
+    ("image,patient_id,Patient", "columns 'patient_id' and 'Patient' both give the patient"),
+    ("image,image", "column 'image' appears twice"),
+])
+def test_a_column_that_looks_like_a_known_one_is_refused_by_name(photos, tmp_path, header, named):
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"{header}\n" + "".join(f"{p.name},{'x,' * header.count(',')}"[:-1] + "\n" for p in sorted(photos.iterdir())))
+    with pytest.raises(DataError, match=f"{listing}: .*{named}"):
+        collect_inputs([listing])
+
+
+def test_predict_exits_2_naming_the_column_and_writes_nothing(tiny_bundle, photos, tmp_path, capsys):
+    listing = photos / "list.csv"
+    listing.write_text("image,PatientName,Patient_ID,eye_side\n7_left.jpeg,Ann,P1,left\n")
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(tiny_bundle), str(listing), "--out", str(out)]) == 2
+    assert "'eye_side' looks like the eye column" in error_line(capsys)
+    assert not out.exists()
+
+
+def test_known_columns_are_read_whatever_their_case_and_separators(photos, tmp_path):
+    listing = tmp_path / "list.csv"
+    listing.write_text("Image ,Patient ID,EYE,Image-ID,level,notes,quality\n"
+                       f"{photos}/7_left.jpeg,P9,R,a1,2,n,good\n{photos}/7_right.jpeg,P9,L,a2,0,,\n")
+    table = collect_inputs([listing])
+    assert table[["image_id", "patient_id", "eye"]].values.tolist() == [["a1", "P9", "right"], ["a2", "P9", "left"]]
+
+
+def test_predict_reads_its_own_output_back_with_the_same_identities(tiny_bundle, photos, tmp_path):
+    first = tmp_path / "first.csv"
+    assert main(["predict", str(tiny_bundle), str(photos), "--out", str(first)]) == 0
+    again = tmp_path / "again.csv"
+    assert main(["predict", str(tiny_bundle), str(first), "--out", str(again)]) == 0  # its columns look like nothing else
+    keys = ["path", "image_id", "patient_id", "eye", "grade"]
+    assert pd.read_csv(again, dtype=str)[keys].equals(pd.read_csv(first, dtype=str)[keys])
+
+
+# ------------------------------------------------------------------ inputs left unused
+def test_an_input_that_gives_nothing_to_grade_is_refused(tiny_bundle, photos, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("not a photo")
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("image,patient_id\n")
+    out = tmp_path / "p.csv"
+    for extra in (empty, header_only):
+        assert main(["predict", str(tiny_bundle), str(photos / "7_left.jpeg"), str(extra), "--out", str(out)]) == 2
+        assert f"no photos in {extra}" in error_line(capsys)
+        assert not out.exists()
+
+
+def test_a_photo_given_twice_as_different_eyes_is_refused(photos, tmp_path, monkeypatch):
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"image,patient_id,eye\n{photos}/7_left.jpeg,P1,right\n")
+    with pytest.raises(DataError, match=r"7_left\.jpeg is given twice as different eyes \(patient '7', eye 'left'\) and \(patient 'P1', eye 'right'\)"):
+        collect_inputs([photos, listing])
+    listing.write_text(f"image,patient_id,eye\n{photos}/7_left.jpeg,7,left\n")  # the same identity: graded once
+    assert len(collect_inputs([photos, listing])) == 2
+    monkeypatch.chdir(tmp_path)  # one photo written two ways (relative, absolute) is one photo
+    assert len(collect_inputs([Path("photos/7_left.jpeg"), photos / "7_left.jpeg", photos])) == 2
+
+
+def test_a_link_loop_is_a_row_with_its_reason_not_the_refusal_of_the_batch(tiny_bundle, photos, tmp_path):
+    loop = tmp_path / "loop.jpeg"
+    loop.symlink_to(loop)
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(tiny_bundle), str(photos / "7_left.jpeg"), str(loop), "--out", str(out)]) == 0
+    rows = pd.read_csv(out, dtype=str, keep_default_na=False).set_index("image_id")
+    assert rows.loc["loop", "error"] == "symbolic link loop" and rows.loc["7_left", "error"] == ""
+
+
+def test_grade_refuses_two_in_memory_photos_of_one_name(tiny_bundle):
+    import drgrader
+
+    rgb = make_fundus(1, np.random.default_rng(0), height=128)
+    with pytest.raises(ValueError, match="'p1_left' is given to two photos"):
+        drgrader.grade(tiny_bundle, [rgb, rgb], names=["p1_left", "p1_left"])
+
+
+def test_options_that_would_be_ignored_are_refused(tiny_bundle, photos, tmp_path, capsys):
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(tiny_bundle), str(photos), "--tta", "--out", str(out)]) == 2  # --tta with no view
+    assert "--tta: give at least one view" in error_line(capsys) and not out.exists()
+    for key in ("data.image_size=512", "data.preprocess.ben_graham=true", "eval.tta=[hflip]", "data.split.test=0.5"):
+        assert main(["evaluate", str(tiny_bundle), "--data", str(photos), "--set", key, "--out", str(tmp_path / "e")]) == 2
+        assert f"--set {key.split('=')[0]}: evaluate --data takes it from the bundle" in error_line(capsys)
+        assert not (tmp_path / "e").exists()

@@ -1,0 +1,241 @@
+"""Rule 5: strict values. Config values and ``--set`` are typed strictly (no YAML 1.1 booleans,
+no octal-looking or underscored integers, no empty path, no key given twice); commands check
+their arguments before creating anything; ``evaluate BUNDLE --data D`` writes beside the bundle,
+never inside it, with one model-card entry per data set, and copes with a read-only bundle.
+Also: an error message names only options its command has."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drgrader.cli import build_parser, main
+from drgrader.config import ConfigError, load_config, save_config
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("error: ") and "Traceback" not in "\n".join(err), err
+    return err[-1]
+
+
+# ------------------------------------------------------------------------ strict typing
+@pytest.mark.parametrize("word", ["on", "off", "yes", "no", "y", "n", "On", "NO", "1", "0"])
+def test_yaml_11_words_are_not_booleans(word):
+    with pytest.raises(ConfigError, match=r"data\.preprocess\.crop: Input should be a valid boolean .*write true or false"):
+        load_config(None, [f"data.preprocess.crop={word}"])
+
+
+@pytest.mark.parametrize("value", ["on", "010", "0x10", "0o10", "1_000", "1:30", "10.0", "true", "1e1"])
+def test_an_integer_is_plain_decimal(value):
+    with pytest.raises(ConfigError, match=r"train\.epochs: Input should be a valid integer"):
+        load_config(None, [f"train.epochs={value}"])
+
+
+def test_numbers_and_text_that_are_meant():
+    cfg = load_config(None, ["train.epochs=10", "train.lr=1e-3", "train.weight_decay=0", "data.split.val=.25",
+                             "name=on", "model.backbone=010", "data.preprocess.crop=false", "train.seed=-0"])
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.weight_decay, cfg.data.split.val) == (10, 0.001, 0.0, 0.25)
+    assert (cfg.name, cfg.model.backbone, cfg.data.preprocess.crop, cfg.train.seed) == ("on", "010", False, 0)
+    with pytest.raises(ConfigError, match=r"train\.lr: Input should be a valid number"):
+        load_config(None, ["train.lr=true"])
+
+
+def test_a_config_file_is_read_as_strictly(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("data:\n  preprocess: {crop: yes}\ntrain:\n  epochs: 010\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "data.preprocess.crop: Input should be a valid boolean (got 'yes'" in str(err.value)
+    assert "train.epochs: Input should be a valid integer (got '010'" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["on", "1e3", "010", "2024-01-01", "true story", "1_000"])
+def test_a_saved_config_reads_back_the_same(tmp_path, name):
+    cfg = load_config(None, [f"name='{name}'", "train.lr=0.00001"])
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again == cfg and again.name == name
+
+
+@pytest.mark.parametrize("override", ["data.root=", "data.root= ", "data.cache_dir=", "data.labels=", "out_dir=", "data.split.file="])
+def test_an_empty_path_is_refused(override):
+    field = override.split("=")[0].replace(".", r"\.")
+    with pytest.raises(ConfigError, match=f"{field}: Value error, empty path"):
+        load_config(None, [override])
+
+
+@pytest.mark.parametrize(("override", "field"), [("eval.tta=[]", "eval.tta"), ("name=", "name"), ("name=''", "name")])
+def test_an_empty_list_of_views_or_name_is_refused(override, field):
+    with pytest.raises(ConfigError, match=f"{field.replace('.', '[.]')}: .*at least 1"):
+        load_config(None, [override])
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  epochs: 3\neval: {bootstrap: 5}\ntrain:\n  lr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"key 'train' is written twice \(line 4, column 1\)"):
+        load_config(path)
+    path.write_text("train:\n  <<: {epochs: 3, lr: 0.1}\n  epochs: 5\n")  # a merged key overridden: not a repeat
+    assert (load_config(path).train.epochs, load_config(path).train.lr) == (5, 0.1)
+    with pytest.raises(ConfigError, match=r"sets train\.epochs again"):
+        load_config(None, ["train.epochs=3", "train.epochs=5"])
+    with pytest.raises(ConfigError, match=r"sets data\.split again"):
+        load_config(None, ["data.split.val=0.1", "data.split={val: 0.3}"])
+
+
+def test_train_options_and_set_cannot_disagree(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: {{root: {tmp_path}}}\n")
+    assert main(["train", str(config), "--devices", "2", "--set", "train.devices=1", "--out", str(tmp_path / "run")]) == 2
+    assert "sets train.devices again" in error_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------- arguments before outputs
+def test_cv_checks_its_folds_against_the_patients_before_making_its_folder(synth_dir, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: {{root: {synth_dir}, format: kaggle}}\n")
+    for folds in ("41", "1"):
+        assert main(["cv", str(config), "--folds", folds, "--out", str(tmp_path / "cv")]) == 2
+        assert not (tmp_path / "cv").exists()
+    assert "--folds must be at least 2" in error_line(capsys)
+    assert main(["cv", str(config), "--folds", "41", "--out", str(tmp_path / "cv")]) == 2
+    assert "--folds 41 needs at least 41 patients (one per fold); the data set" in error_line(capsys)
+
+
+def test_train_checks_its_data_before_making_the_run_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "c.yaml"
+    for data in (f"{{root: {tmp_path / 'nothere'}}}", f"{{root: {tmp_path}, format: csv, labels: none.csv}}",
+                 f"{{root: {tmp_path}, split: {{file: {tmp_path / 'split.csv'}}}}}"):
+        config.write_text(f"name: p\ndata: {data}\nmodel: {{backbone: test_resnet}}\n")
+        assert main(["train", str(config)]) == 2
+        error_line(capsys)
+        assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args", [["synth", "--patients", "0"], ["synth", "--patients", "-3"], ["synth", "--height", "8"],
+                                  ["synth", "--workers", "0"], ["demo", "--patients", "0"]])
+def test_counts_out_of_range_are_usage_errors_before_anything_is_made(tmp_path, capsys, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit:
+        main([*args, "--out", str(tmp_path / "out")] if args[0] == "synth" else [*args, "--data", str(tmp_path / "d")])
+    assert exit.value.code == 2 and f"argument {args[1]}: '{args[2]}' is not" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_resume_refuses_a_config_or_out_it_would_ignore(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    config = tmp_path / "other.yaml"
+    config.write_text("name: other\n")
+    assert main(["train", str(config), "--resume", str(run)]) == 2
+    assert "drop a config" in error_line(capsys)
+    assert main(["train", "--resume", str(run), "--out", str(tmp_path / "elsewhere")]) == 2
+    assert "drop --out" in error_line(capsys)
+    assert not (tmp_path / "elsewhere").exists()
+
+
+# --------------------------------------------------------------------- evaluate beside
+@pytest.fixture(scope="module")
+def clinic(tmp_path_factory):
+    from drgrader.synth import make_dataset
+
+    root = tmp_path_factory.mktemp("external") / "clinic-b"
+    make_dataset(root, 4, seed=5, height=128, progress=False)
+    return root
+
+
+def evaluate(bundle: Path, data: Path, *extra: str) -> int:
+    return main(["evaluate", str(bundle), "--data", str(data), "--set", "eval.bootstrap=5", *extra])
+
+
+def test_evaluate_writes_beside_the_bundle_with_one_card_entry_per_data_set(tiny_bundle, clinic, tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    bundle = models / "tiny"
+    shutil.copytree(tiny_bundle, bundle)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in bundle.iterdir())
+    assert evaluate(bundle, clinic) == 0
+    assert evaluate(bundle, clinic) == 0  # the same data again: a new folder, the card's entry replaced
+    assert sorted(p.name for p in bundle.iterdir()) == sorted([*before, "MODEL_CARD.md"])  # nothing inside but the card
+    assert sorted(p.name for p in models.iterdir()) == ["tiny", "tiny-eval-clinic-b", "tiny-eval-clinic-b-2"]
+    card = (bundle / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert card.count("### clinic-b (") == 1 and str(models / "tiny-eval-clinic-b-2") in card
+    assert json.loads((models / "tiny-eval-clinic-b-2" / "metrics.json").read_text())["model"] == str(bundle)
+    # --out inside the bundle is refused before any work.
+    assert evaluate(bundle, clinic, "--out", str(bundle / "eval")) == 2
+    assert not (bundle / "eval").exists()
+
+
+# Root writes anywhere: as root, the command runs without the capability to override permissions.
+NO_OVERRIDE = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-dac_override,-dac_read_search", "--"]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or (os.geteuid() == 0 and not shutil.which("setpriv")),
+                    reason="POSIX permissions (as root: needs setpriv to drop CAP_DAC_OVERRIDE)")
+def test_evaluate_of_a_read_only_bundle_writes_beside_it_or_says_why_in_one_line(tiny_bundle, clinic, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(tiny_bundle, models / "tiny")
+    prefix = NO_OVERRIDE if os.geteuid() == 0 else []
+
+    def run() -> subprocess.CompletedProcess:
+        command = [*prefix, sys.executable, "-m", "drgrader", "evaluate", str(models / "tiny"), "--data", str(clinic),
+                   "--set", "eval.bootstrap=5"]
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+
+    os.chmod(models / "tiny", 0o555)
+    try:
+        done = run()
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert (models / "tiny-eval-clinic-b" / "metrics.json").is_file()
+        assert "MODEL_CARD.md not updated" in done.stderr and not (models / "tiny" / "MODEL_CARD.md").exists()
+        os.chmod(models, 0o555)  # nowhere to write beside it either
+        done = run()
+    finally:
+        os.chmod(models, 0o755)
+        os.chmod(models / "tiny", 0o755)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and lines[-1].startswith("error: cannot write"), done.stderr[-2000:]
+    assert f"{models} is read-only for this user; choose another --out" in lines[-1] and "Errno" not in done.stderr
+    assert sorted(p.name for p in models.iterdir()) == ["tiny", "tiny-eval-clinic-b"]
+
+
+# --------------------------------------------------------- messages name real options
+def _options(command: list[str]) -> set[str]:
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices[command[0]]  # type: ignore[union-attr]
+    if command[0] in ("data", "config"):
+        sub = sub._subparsers._group_actions[0].choices[command[1]]  # type: ignore[union-attr]
+    return {s for action in [*sub._actions, *parser._actions] for s in action.option_strings}
+
+
+def test_error_messages_name_only_options_the_command_has(tiny_bundle, tmp_path, capsys):
+    photo = tmp_path / "a.jpeg"
+    photo.write_bytes(b"not a photo")
+    (tmp_path / "x.json").write_text("{}")
+    run = tmp_path / "run"
+    (run / "bundle").mkdir(parents=True)
+    commands = [
+        ["explain", str(tiny_bundle), str(photo), "--out", str(run)],  # explain has no --overwrite
+        ["export", str(tiny_bundle), "--out", str(run)],
+        ["evaluate", str(tiny_bundle), "--data", str(tmp_path), "--out", str(run)],
+        ["predict", str(tiny_bundle), str(photo), "--out", str(tmp_path / "x.json")],
+        ["predict", str(tiny_bundle), str(photo), "--refer-share", "0.9"],
+        ["cv", "demo", "--folds", "1"],
+        ["preprocess", "demo", "--shard", "3/2"],
+        ["merge-predictions", str(tmp_path / "none.csv"), "--out", str(tmp_path / "m.csv")],
+    ]
+    for command in commands:
+        assert main(command) == 2, command
+        line = error_line(capsys)
+        named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", line))
+        assert named <= _options(command), (command, line)
