@@ -24,7 +24,9 @@ from pathlib import Path
 
 from drgrader.inference.bundle_spec import read_manifest, update_manifest, write_manifest
 from drgrader.inference.export import export_command
-from drgrader.reporting.model_card import write_bundle_card, write_model_card
+from drgrader.io import atomic_write_text
+from drgrader.reporting.model_card import write_bundle_card
+from drgrader.reporting.model_card_about import without_folders
 from drgrader.workflows.evaluate import evaluate_command
 from drgrader.workflows.int8 import Int8GateError, add_int8
 
@@ -95,8 +97,11 @@ def build(bundle: Path, *, name: str, out_root: Path, external: Path | None, cv:
     _half_weights(staged / "model.safetensors")
     section = builtin_section(name, summary, recipe_note, cross_fitted_lines(cv) if cv else [], rebuild, graph)
     card = (staged / "MODEL_CARD.md").read_text(encoding="utf-8")
-    title, rest = card.split("\n", 1)
-    write_model_card(staged, f"{title}\n\n{section}{rest}")
+    if external is not None:  # the card travels: the data set by its name, no folder of this machine
+        card = card.replace(str(external), external.name)
+    title, rest = without_folders(card).split("\n", 1)
+    # Written as is: write_model_card would keep the external entry's old text, folders included.
+    atomic_write_text(staged / "MODEL_CARD.md", f"{title}\n\n{section}{rest}")
     manifest = read_manifest(staged)
     data = manifest["config"]["data"]  # the builder's folders stay on the builder's machine
     data.update(root=Path(data["root"]).name, cache_dir=None)
@@ -118,6 +123,7 @@ def _half_weights(file: Path) -> None:
 
     state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(file)).items()}
     save_file(state, str(file))
+    file.chmod(0o644)  # package data: readable by every user of the installation
 
 
 def main() -> None:
