@@ -158,13 +158,13 @@ def cmd_report(args) -> None:
 def _bundle_and_inputs(args) -> tuple[Path, list[str]]:
     """The bundle a command uses and its photo inputs: ``--bundle NAME|PATH``; else a bundle
     folder given first (the older form ``predict BUNDLE PHOTOS``); else the built-in grader."""
-    from drgrader.errors import DataError
     from drgrader.inference.builtin import resolve_bundle
+    from drgrader.inference.bundle_spec import BundleError
 
     inputs = list(args.inputs)
     if args.bundle is None and (Path(inputs[0]) / "bundle.json").is_file():
         if len(inputs) == 1:
-            raise DataError(f"{inputs[0]} is a bundle: give the photos to grade after it, or --bundle {inputs[0]} PHOTOS")
+            raise BundleError(f"{inputs[0]} is a bundle: give the photos to grade after it, or --bundle {inputs[0]} PHOTOS")
         return resolve_bundle(inputs[0]), inputs[1:]
     return resolve_bundle(args.bundle), inputs
 
@@ -215,12 +215,12 @@ def cmd_ensemble(args) -> None:
 
 
 def cmd_serve(args) -> None:
-    from drgrader.errors import DataError
     from drgrader.inference.builtin import resolve_bundle
+    from drgrader.inference.bundle_spec import BundleError
     from drgrader.inference.serve import serve
 
     if args.bundle and args.bundle_option and args.bundle != args.bundle_option:
-        raise DataError(f"two bundles given: {args.bundle} and --bundle {args.bundle_option}")
+        raise BundleError(f"two bundles given: {args.bundle} and --bundle {args.bundle_option}")
     serve(resolve_bundle(args.bundle or args.bundle_option), host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_pending=args.max_pending,
           read_timeout=args.read_timeout)
 
