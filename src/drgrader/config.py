@@ -184,7 +184,7 @@ class TrainConfig(Section):
     average_last: int = Field(
         0, ge=0, description="keep the average of the weights at the end of the last N epochs for the lab (0: off)",
     )
-    distill_from: Path | None = Field(
+    distill_from: ConfigPath | None = Field(
         None, description="distillation: a CSV of teacher scores (image_id, expected_grade), e.g. a cv folder's "
         "predictions_oof.csv; the regression target becomes a blend of the grade and the teacher's score",
     )

@@ -164,5 +164,5 @@ def test_the_python_api_resolves_and_notes_the_same(graded, clinic, tiny_bundle,
     assert len(identity_warnings(caplog)) == 1
     # In-memory photos: a repeated name would have replaced a photo; refused instead.
     rgb = make_fundus(1, np.random.default_rng(0), height=96)
-    with pytest.raises(ValueError, match=r"names repeat: \['10_left'\]"):
+    with pytest.raises(ValueError, match=r"the name '10_left' is given to two photos"):
         drgrader.grade(tiny_bundle, [rgb, rgb], names=["10_left", "10_left"])

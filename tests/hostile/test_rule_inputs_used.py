@@ -133,11 +133,13 @@ def test_an_input_that_gives_nothing_to_grade_is_refused(tiny_bundle, photos, tm
         assert not out.exists()
 
 
-def test_a_photo_given_twice_as_different_eyes_is_refused(photos, tmp_path, monkeypatch):
+def test_a_photo_given_twice_as_different_eyes_is_one_photo_with_the_conflict_noted(photos, tmp_path, monkeypatch):
+    # Rule 2's resolver combines the two mentions (the CSV's patient wins) and says what it did.
     listing = tmp_path / "list.csv"
     listing.write_text(f"image,patient_id,eye\n{photos}/7_left.jpeg,P1,right\n")
-    with pytest.raises(DataError, match=r"7_left\.jpeg is given twice as different eyes \(patient '7', eye 'left'\) and \(patient 'P1', eye 'right'\)"):
-        collect_inputs([photos, listing])
+    table = collect_inputs([photos, listing]).set_index("image_id")
+    assert len(table) == 2 and table.loc["7_left", "patient_id"] == "P1" and table.loc["7_left", "eye"] == ""
+    assert table.loc["7_left", "identity_note"].startswith("contradictory eye: for '7_left' the CSV says right, the file name says left")
     listing.write_text(f"image,patient_id,eye\n{photos}/7_left.jpeg,7,left\n")  # the same identity: graded once
     assert len(collect_inputs([photos, listing])) == 2
     monkeypatch.chdir(tmp_path)  # one photo written two ways (relative, absolute) is one photo

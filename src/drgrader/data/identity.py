@@ -60,10 +60,11 @@ def evidence(path: str | Path, image_id: str, source: str | Path, *, csv_patient
 
 
 def _combine_repeats(rows: list[dict]) -> list[dict]:
-    """One row per path, in first-seen order; a repeat adds what the first lacked."""
+    """One row per file (photos/a.jpg and /data/photos/a.jpg are one), in first-seen order, under
+    its first spelling; a repeat adds what the first lacked."""
     by_path: dict[str, dict] = {}
     for row in rows:
-        first = by_path.setdefault(row["path"], dict(row))
+        first = by_path.setdefault(os.path.abspath(row["path"]), dict(row))
         for key in EVIDENCE_KEYS:
             first[key] = first.get(key) or row.get(key, "")
     return list(by_path.values())
