@@ -22,7 +22,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from drgrader.inference.bundle_spec import read_manifest, update_manifest, write_manifest
+from drgrader.inference.bundle_spec import MANIFEST, read_manifest, write_manifest
 from drgrader.inference.export import export_command
 from drgrader.io import atomic_write_text
 from drgrader.reporting.model_card import write_bundle_card
@@ -34,7 +34,7 @@ log = logging.getLogger("drgrader")
 
 TERMS = ("Kaggle's Diabetic Retinopathy Detection data (EyePACS), research use only under the competition's "
          "terms; the weights inherit that restriction")
-KEEP = ("bundle.json", "MODEL_CARD.md", "model.safetensors")
+KEEP = (MANIFEST, "MODEL_CARD.md", "model.safetensors")
 
 
 def _commit() -> str:
@@ -78,14 +78,14 @@ def build(bundle: Path, *, name: str, out_root: Path, external: Path | None, cv:
     work = out_root / f".{name}.building"
     shutil.rmtree(work, ignore_errors=True)
     staged = export_command(bundle, "onnx", work / "bundle")
-    try:
-        if int8_skipped:
-            raise Int8GateError(int8_skipped)
-        int8 = add_int8(bundle, staged)
-        graph = f"int8 ONNX graph ({int8['recipe']}; {int8['speedup']:.2f}x the float graph's images/s; it passed the gate)"
-    except Int8GateError as exc:
-        log.warning("the float graph ships: %s", exc)
-        graph = f"float ONNX graph (no int8 graph: {exc})"
+    graph = f"float ONNX graph (no int8 graph: {int8_skipped})"
+    if not int8_skipped:
+        try:
+            int8 = add_int8(bundle, staged)
+            graph = f"int8 ONNX graph ({int8['recipe']}; {int8['speedup']:.2f}x the float graph's images/s; it passed the gate)"
+        except Int8GateError as exc:
+            log.warning("the float graph ships: %s", exc)
+            graph = f"float ONNX graph (no int8 graph: {exc})"
     metrics = json.loads((bundle.parent / "metrics.json").read_text())
     onnx_file = read_manifest(staged).get("onnx", {}).get("file", "model.onnx")
     for stray in staged.iterdir():  # only what ships stays (the int8 export keeps the float graph beside)
@@ -105,9 +105,8 @@ def build(bundle: Path, *, name: str, out_root: Path, external: Path | None, cv:
     manifest = read_manifest(staged)
     data = manifest["config"]["data"]  # the builder's folders stay on the builder's machine
     data.update(root=Path(data["root"]).name, cache_dir=None)
-    write_manifest(staged, manifest)
-    update_manifest(staged, weights_dtype="float16", builtin={"name": name, "summary": summary, "data_terms": TERMS,
-                                                              "rebuild": rebuild, "commit": _commit()})
+    write_manifest(staged, {**manifest, "weights_dtype": "float16", "builtin": {
+        "name": name, "summary": summary, "data_terms": TERMS, "rebuild": rebuild, "commit": _commit()}})
     final = out_root / name
     old = out_root / f".{name}.old"
     if final.exists():

@@ -159,10 +159,10 @@ def _bundle_and_inputs(args) -> tuple[Path, list[str]]:
     """The bundle a command uses and its photo inputs: ``--bundle NAME|PATH``; else a bundle
     folder given first (the older form ``predict BUNDLE PHOTOS``); else the built-in grader."""
     from drgrader.inference.builtin import resolve_bundle
-    from drgrader.inference.bundle_spec import BundleError
+    from drgrader.inference.bundle_spec import MANIFEST, BundleError
 
     inputs = list(args.inputs)
-    if args.bundle is None and (Path(inputs[0]) / "bundle.json").is_file():
+    if args.bundle is None and (Path(inputs[0]) / MANIFEST).is_file():
         if len(inputs) == 1:
             raise BundleError(f"{inputs[0]} is a bundle: give the photos to grade after it, or --bundle {inputs[0]} PHOTOS")
         return resolve_bundle(inputs[0]), inputs[1:]

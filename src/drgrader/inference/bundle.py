@@ -155,9 +155,10 @@ def load_bundle(path: str | Path, backend: str = "auto") -> Bundle:
     has_onnx = (path / onnx_file).is_file()
     # Half-precision weights (a built-in grader's) are there for Grad-CAM: the ONNX graph, whose
     # figures the model card reports, grades.
-    grading_weights = (path / "model.safetensors").is_file() and manifest.get("weights_dtype", "float32") == "float32"
+    full_precision = manifest.get("weights_dtype", "float32") == "float32"
     if backend == "auto":  # weights only and no [torch] extra: torch, whose error says what to install
-        backend = "torch" if grading_weights and available("torch") or not has_onnx else "onnx"
+        backend = "torch" if (path / "model.safetensors").is_file() and (
+            full_precision and available("torch") or not has_onnx) else "onnx"
     if backend == "torch":
         runner = _torch_runner(path, manifest, "the torch backend" if has_onnx else f"{path}, a bundle without model.onnx,")
     elif backend == "onnx":
