@@ -302,6 +302,38 @@ def test_lab_run_is_recorded_and_compared_with_an_earlier_one(lab_cv, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_lever_is_recorded_fold_by_fold_against_a_recorded_recipe(lab_cv, tmp_path):
+    results = tmp_path / "results"
+
+    def record(script: str, *args) -> subprocess.CompletedProcess:
+        proc = start_script(script, list(args), tmp_path)
+        stdout, stderr = proc.communicate(timeout=600)
+        return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+    done = record("bench_lab.py", lab_cv, "--label", "recipe", "--results", results / "lab.json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    levers = results / "levers.json"
+    common = ["--label", "same", "--lever", "nothing", "--against", "recipe", "--bootstrap", 20, "--results", levers]
+    # Fold 1 from its fold folder, fold 0 from a predictions CSV: the same grades as the recipe's.
+    done = record("bench_lever.py", lab_cv / "fold-1", "--fold", 1, *common)
+    assert done.returncode == 0, done.stderr[-3000:]
+    csv = tmp_path / "fold0.csv"
+    pd.read_csv(lab_cv / "fold-0" / "predictions_val.csv").to_csv(csv, index=False)
+    done = record("bench_lever.py", csv, "--fold", 0, *common, "--minutes", 1.5, "--epochs", 3)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = json.loads(levers.read_text())["same"]
+    assert row["folds"] == [0, 1] and row["comparison"]["eyes"] == 80
+    assert row["training"]["0"] == {"minutes": 1.5, "epochs_run": 3} and row["training"]["1"]["epochs_run"] == 3
+    # The same grades on the same eyes: a paired difference of exactly zero.
+    assert row["comparison"]["single eye"]["difference"]["kappa"] == [0.0, 0.0, 0.0]
+    assert len(pd.read_csv(results / "lab_oof" / "same.csv")) == 80
+    assert "| same | nothing | 0,1 (80) |" in levers.with_suffix(".md").read_text()
+    # A fold folder given as another fold is refused: its eyes are not that fold's.
+    done = record("bench_lever.py", lab_cv / "fold-0", "--fold", 1, *common)
+    assert done.returncode != 0 and "not fold 1" in done.stderr
+
+
+@pytest.mark.slow
 def test_uncertainty_measures_share_one_referral_rule(lab_cv, tmp_path):
     out = tmp_path / "uncertainty.json"
     proc = start_script("bench_uncertainty.py", [lab_cv, "--share", 0.1, "--bootstrap", 20, "--out", out], tmp_path)

@@ -1,9 +1,10 @@
 """The web demo in a real browser: Debian's headless Chromium driven by Playwright.
 
 Needs /usr/bin/chromium (``make browser`` or ``apt-get install chromium``); Playwright's own
-browser download is never used. Set DRGRADER_SCREENSHOT_DIR to keep the screenshots
-(``web-demo-two-eyes.png`` at 1280 px, ``web-demo-narrow.png`` at 390 px; docs/images/ holds
-them: ``DRGRADER_SCREENSHOT_DIR=docs/images pytest -m browser tests/inference/test_browser.py``).
+browser download is never used. Set DRGRADER_SCREENSHOT_DIR to keep the screenshots of the
+built-in grader served by ``drgrader serve`` (``web-demo-two-eyes.png`` at 1280 px,
+``web-demo-narrow.png`` at 390 px; docs/images/ holds them:
+``DRGRADER_SCREENSHOT_DIR=docs/images pytest -m browser tests/inference/test_browser.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from serve_process import running_server
+
+from drgrader.inference.builtin import DEFAULT_GRADER
 
 pytestmark = pytest.mark.browser
 
@@ -38,12 +42,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_bundle):
-    """The demo app on 127.0.0.1:<free port>, as `drgrader serve` runs it (uvicorn)."""
+def needs_chromium() -> None:
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium, or `make browser`)")
     pytest.importorskip("playwright.sync_api", reason="needs the playwright Python package")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_bundle):
+    """The demo app on 127.0.0.1:<free port>, as `drgrader serve` runs it (uvicorn)."""
+    needs_chromium()
     import uvicorn
 
     from drgrader.inference.serve import create_app
@@ -60,6 +68,15 @@ def server(tiny_bundle):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def builtin_server(tmp_path_factory):
+    """`drgrader serve` with no bundle, in its own process: (base url, its log file)."""
+    needs_chromium()
+    root = tmp_path_factory.mktemp("builtin-serve")
+    with running_server(None, root) as url:
+        yield url, root / "server.log"
 
 
 def screenshot_path(tmp_path: Path, name: str) -> Path:
@@ -134,13 +151,13 @@ def test_two_eyes_in_the_browser_show_the_patient_decision(server, page, tmp_pat
     page.wait_for_function("!document.getElementById('model').textContent.includes('loading')")
     page.wait_for_function("document.querySelectorAll('button.example img').length === 4 && "
                            "[...document.querySelectorAll('button.example img')].every(i => i.complete && i.naturalWidth > 0)")
-    wide = screenshot_path(tmp_path, "web-demo-two-eyes.png")
+    wide = tmp_path / "two-eyes.png"
     page.screenshot(path=str(wide), full_page=True)
 
     # On a phone-sized screen everything fits the width (no sideways scrolling).
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    narrow = screenshot_path(tmp_path, "web-demo-narrow.png")
+    narrow = tmp_path / "narrow.png"
     page.screenshot(path=str(narrow), full_page=True)
     page.set_viewport_size({"width": 1280, "height": 900})
 
@@ -197,4 +214,33 @@ def test_example_photos_drop_and_paste_in_the_browser(server, page):
     assert page.locator("#eyes > article").count() == 2
     assert page.get_attribute("#patient", "data-decision") in ("negative", "refer", "urgent", "uncertain", "ungradable")
     assert page.text_content("#reason")
+    assert page.script_errors == []
+
+
+def test_serve_without_a_bundle_shows_the_built_in_grader(builtin_server, page, tmp_path):
+    """The README's screenshots: a real grader (the built-in one) on two synthetic photos."""
+    url, log = builtin_server
+    right = write_photo(tmp_path / "P7_right.jpeg", 0, 21, "right")
+    left = write_photo(tmp_path / "P7_left.jpeg", 3, 22, "left")
+    files = {eye: (path.name, path.read_bytes(), "image/jpeg") for eye, path in (("right", right), ("left", left))}
+    expected = httpx.post(f"{url}/api/predict", files=files, timeout=120).json()
+    assert f"grader: built-in {DEFAULT_GRADER}" in log.read_text()
+
+    page.goto(f"{url}/")
+    page.wait_for_function("!document.getElementById('model').textContent.includes('loading')")
+    assert page.text_content("#model").startswith(f"{DEFAULT_GRADER} (built-in grader): tf_efficientnet_lite2")
+    page.set_input_files("#right-file", str(right))
+    page.set_input_files("#left-file", str(left))
+    page.click("#grade-button")
+    page.wait_for_selector("#result", state="visible", timeout=90_000)
+    assert page.get_attribute("#patient", "data-decision") == expected["patient"]["decision"]
+    for eye in ("right", "left"):
+        assert page.text_content(f"#eye-{eye} .grade") == expected["eyes"][eye]["grade_name"]
+        if expected["eyes"][eye].get("overlay_png"):  # Grad-CAM: the fp16 weights and the [explain] extra
+            shows_image(page, f"#eye-{eye} .overlay")
+    page.wait_for_function("[...document.querySelectorAll('button.example img')].length > 0 && "
+                           "[...document.querySelectorAll('button.example img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.screenshot(path=str(screenshot_path(tmp_path, "web-demo-two-eyes.png")), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(screenshot_path(tmp_path, "web-demo-narrow.png")), full_page=True)
     assert page.script_errors == []

@@ -280,6 +280,8 @@ def create_app(
         return {
             "status": "ok",
             "bundle": Path(model.path).name,
+            # A built-in grader by its name, so that the page says which model answers.
+            "builtin": (model.manifest.get("builtin") or {}).get("name"),
             "task": model.task,
             "backbone": model.manifest.get("backbone"),
             "input_size": model.input_size,
