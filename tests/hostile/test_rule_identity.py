@@ -51,9 +51,9 @@ def test_the_same_name_in_two_folders_is_two_patients_not_one_with_three_eyes(ti
 
 def test_eyes_kept_in_folders_of_their_own_stay_one_patient(tmp_path):
     # left/10_left.jpeg and right/10_right.jpeg: no eye is named twice, so nothing to split.
-    for eye in ("left", "right"):
+    for k, eye in enumerate(("left", "right")):
         (tmp_path / eye).mkdir()
-        (tmp_path / eye / f"10_{eye}.jpeg").write_bytes(photo_bytes(1, 1))
+        (tmp_path / eye / f"10_{eye}.jpeg").write_bytes(photo_bytes(1, k))
     table = collect_inputs([tmp_path])
     assert table["patient_id"].tolist() == ["10", "10"] and table["identity_note"].tolist() == ["", ""]
 
@@ -166,3 +166,66 @@ def test_the_python_api_resolves_and_notes_the_same(graded, clinic, tiny_bundle,
     rgb = make_fundus(1, np.random.default_rng(0), height=96)
     with pytest.raises(ValueError, match=r"the name '10_left' is given to two photos"):
         drgrader.grade(tiny_bundle, [rgb, rgb], names=["10_left", "10_left"])
+
+
+def test_two_csv_rows_that_disagree_on_one_photo_are_noted_not_the_first_taken_silently(tmp_path):
+    (tmp_path / "x1.jpeg").write_bytes(photo_bytes(1, 1))
+    (tmp_path / "x2.jpeg").write_bytes(photo_bytes(2, 2))
+    (tmp_path / "a.csv").write_text("image,patient_id,eye\nx1.jpeg,P1,left\nx1.jpeg,P2,right\nx2.jpeg,P1,right\n")
+    (tmp_path / "b.csv").write_text("image,patient_id,eye\nx2.jpeg,P3,right\n")
+    table = collect_inputs([tmp_path / "a.csv", tmp_path / "b.csv"]).set_index("image_id")
+    assert len(table) == 2  # each photo once
+    x1, x2 = table.loc["x1"], table.loc["x2"]
+    assert (x1["patient_id"], x1["eye"]) == ("P1", "")  # the eye is not guessed
+    assert "contradictory patient: for 'x1' the CSV says 'P1' and 'P2'; the first is taken" in x1["identity_note"]
+    assert "contradictory eye: for 'x1' the CSV says left, the CSV again says right; the eye is left unknown" in x1["identity_note"]
+    assert x2["eye"] == "right" and "the CSV says 'P1' and 'P3'" in x2["identity_note"]  # two CSVs alike
+
+
+def test_one_file_given_as_both_eyes_is_never_its_own_fellow_eye(tmp_path):
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    for name, (grade, seed) in {"P2_left": (2, 1), "P2_right": (2, 1), "P3_left": (1, 3), "P3_L": (1, 3), "P3_right": (0, 4),
+                                "P6_left": (0, 6)}.items():
+        (folder / f"{name}.jpeg").write_bytes(photo_bytes(grade, seed))
+    (folder / "list.csv").write_text("image,patient_id\nP6_left.jpeg,P6\nP2_left.jpeg,P6\n")  # P2_left is P6's here
+    table = collect_inputs([folder / "P2_left.jpeg", folder / "P2_right.jpeg", folder / "P3_left.jpeg", folder / "P3_L.jpeg",
+                            folder / "P3_right.jpeg"]).set_index("image_id")
+    assert (table.loc["P2_left", "patient_id"], table.loc["P2_left", "eye"]) == ("P2", "")
+    assert (table.loc["P2_right", "patient_id"], table.loc["P2_right", "eye"]) == ("P2_right", "")  # not paired with itself
+    assert table.loc["P2_right", "identity_note"] == ("one photo as two eyes: 'P2_left', 'P2_right' of patient 'P2' are one "
+                                                      "file's bytes, given as the left eye and right eye; which eye it shows "
+                                                      "is unknown, this copy a patient of its own, 'P2_right'")
+    # Two copies of one known eye are two photos of that eye, as before.
+    assert table.loc[["P3_left", "P3_L"], "eye"].tolist() == ["left", "left"]
+    assert table.loc["P3_left", "identity_note"].startswith("several photos of one eye")
+    listed = collect_inputs([folder / "list.csv"]).set_index("image_id")  # sides not known, one patient
+    assert listed["patient_id"].tolist() == ["P6", "P6"]
+    listed = collect_inputs([folder / "list.csv", folder / "P2_right.jpeg"]).set_index("image_id")
+    assert listed.loc["P2_right", "patient_id"] == "P2" and listed.loc["P2_left", "patient_id"] == "P6"  # other patients: untouched
+
+
+def test_the_patients_file_agrees_with_its_decision():
+    """Its figures are those of the photos the decision stands on: an ungradable photo's grade 3
+    never sits beside 'negative', and the worst eye is the one the reason names."""
+    from drgrader.inference.patient_decision import decision_points
+    from drgrader.inference.predict import OUTPUT_COLUMNS, patient_table, typed_predictions
+
+    rows = []
+    for image, eye, grade, fused, gradable in (("P4_left", "left", 0, 0.18, True), ("P4_L", "left", 3, 2.1, False),
+                                               ("P4_right", "right", 0, 0.17, True),
+                                               ("P3_left", "left", 2, 1.23, True), ("P3_right", "right", 2, 1.19, True)):
+        score = {"P3_right": 1.79, "P3_left": 0.28, "P4_L": 1.9}.get(image, 0.1)  # first-stage scores
+        rows.append({"path": f"{image}.jpeg", "image_id": image, "patient_id": image.split("_")[0], "eye": eye,
+                     "identity_note": "", "grade": grade, "expected_grade": score, "score_any": score,
+                     "score_referable": score, "any_dr": int(grade >= 1), "referable": int(grade >= 2),
+                     "gradable": gradable, "quality_score": 0.8, "quality_reason": "" if gradable else "too dark",
+                     "error": "", "fused_grade": fused})
+    preds = typed_predictions(pd.DataFrame(rows).reindex(columns=[*OUTPUT_COLUMNS, "fused_grade"]))
+    points = decision_points({"referable": 0.58, "cutpoints": [0.3, 0.58, 1.44, 2.5]}, None, table=preds, fused=True)
+    patients = patient_table(preds, points).set_index("patient_id")
+    p4 = patients.loc["P4"]
+    assert p4["decision"] == "negative" and p4["images"] == 3 and not p4["all_gradable"]
+    assert (p4["grade"], p4["referable"], p4["worst_image"]) == (0, 0, "P4_left")  # not the ungradable P4_L's 3 and 1
+    p3 = patients.loc["P3"]
+    assert p3["reason"].startswith("left eye fused grade 1.23") and (p3["worst_image"], p3["worst_eye"]) == ("P3_left", "left")

@@ -71,6 +71,22 @@ def test_serve_refuses_a_form_value_and_a_misspelt_query_parameter(client):
     assert res.status_code == 200 and res.json()["patient"]["eyes"] == ["right", "left"]
 
 
+def test_serve_refuses_one_file_as_both_eyes_and_a_photo_named_for_the_other_eye(client):
+    photo, other = jpeg(2, 0), jpeg(1, 1)
+    res = client.post("/api/predict", files={"right": ("a.jpeg", photo, "image/jpeg"), "left": ("b.jpeg", photo, "image/jpeg")})
+    assert res.status_code == 400 and "are one file (a.jpeg, b.jpeg: the same bytes)" in res.json()["error"]
+    res = client.post("/api/predict", files={"left": ("10_right.jpeg", photo, "image/jpeg")})
+    assert res.status_code == 400 and res.json()["error"] == ("left eye: 10_right.jpeg: its name says the right eye; "
+                                                              "send it as 'right' (or rename it)")
+    res = client.post("/api/predict", files={"right": ("P7_OS.jpeg", photo, "image/jpeg"), "left": ("P7_OD.jpeg", other, "image/jpeg")})
+    assert res.status_code == 400 and res.json()["error"].startswith("right eye: P7_OS.jpeg: its name says the left eye")
+    # Names that agree, say nothing or name both eyes, and a photo of unknown side: graded.
+    for files in ({"right": ("P7_OD.jpeg", photo, "image/jpeg"), "left": ("P7_left.jpeg", other, "image/jpeg")},
+                  {"left": ("scan.jpeg", photo, "image/jpeg")}, {"left": ("P9_OD_OS.jpeg", photo, "image/jpeg")},
+                  {"file": ("10_right.jpeg", photo, "image/jpeg")}):
+        assert client.post("/api/predict", files=files).status_code == 200, files
+
+
 # ---------------------------------------------------------------------- predict's CSV
 @pytest.mark.parametrize(("header", "named"), [
     ("image,Image_Path", "'Image_Path' looks like the image column"),

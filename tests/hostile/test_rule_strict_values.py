@@ -239,3 +239,11 @@ def test_error_messages_name_only_options_the_command_has(tiny_bundle, tmp_path,
         line = error_line(capsys)
         named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", line))
         assert named <= _options(command), (command, line)
+
+
+@pytest.mark.parametrize("text", ["\uff11/2", "0/\u0662", " 0/2", "0/2/3"])
+def test_a_shard_is_plain_decimal(text):
+    from drgrader.workflows.data import parse_shard
+
+    with pytest.raises(ConfigError, match="must look like i/n"):
+        parse_shard(text)

@@ -13,6 +13,9 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
   ``b/10_left``) -> a patient per folder (``a/10``, ``b/10``): two clinics number alike more
   often than one patient's photo sits in two places;
 - several photos of one eye -> all kept; the patient's decision takes the worst;
+- one file's bytes given as two eyes of a patient (``10_right.jpeg`` a copy of ``10_left.jpeg``)
+  -> which eye it shows is unknown; the copies are patients of their own, so the photo is never
+  paired with itself as its own fellow eye;
 - no patient -> the photo (a DICOM file: all its frames) is a patient of its own, named by its
   image id (by its path when that id is taken);
 - a patient without the eye -> which eye is unknown; the photo is judged as an eye of its own.
@@ -22,6 +25,7 @@ The same path given twice (a folder and a CSV listing it) is one photo: its evid
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -45,10 +49,11 @@ CONTRADICTORY_PATIENT = "contradictory patient"
 BOTH_EYES_IN_NAME = "both eyes in the name"
 SAME_NAME_IN_FOLDERS = "same eye in two folders"
 SEVERAL_PHOTOS_OF_ONE_EYE = "several photos of one eye"
+SAME_PHOTO_AS_TWO_EYES = "one photo as two eyes"
 NO_PATIENT = "no patient"
 NO_EYE = "no eye"
 NOTE_KINDS = [CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS,
-              SEVERAL_PHOTOS_OF_ONE_EYE, NO_PATIENT, NO_EYE]
+              SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, NO_PATIENT, NO_EYE]
 _FRAME = re.compile(r"#frame[0-9]+$")
 
 
@@ -65,6 +70,10 @@ def _combine_repeats(rows: list[dict]) -> list[dict]:
     by_path: dict[str, dict] = {}
     for row in rows:
         first = by_path.setdefault(os.path.abspath(row["path"]), dict(row))
+        for key in ("csv_patient", "csv_eye"):  # two CSV rows (or CSVs) that disagree: each claim kept
+            claims = first.setdefault(f"{key}s", [first[key]] if first[key] else [])
+            if row.get(key) and row[key] not in claims:
+                claims.append(row[key])
         for key in EVIDENCE_KEYS:
             first[key] = first.get(key) or row.get(key, "")
     return list(by_path.values())
@@ -80,14 +89,19 @@ def _read_one(row: dict) -> tuple[str, str, bool, list[str]]:
         if not ((row["csv_patient"] or row["dicom_patient"]) and (row["csv_eye"] or row["dicom_eye"])):
             notes.append(f"{BOTH_EYES_IN_NAME}: {name!r} names the left and the right eye; neither patient nor eye read from it")
         name_patient, name_eye = "", ""
-    claims = [(who, eye) for who, eye in (("CSV", row["csv_eye"]), ("DICOM laterality", row["dicom_eye"]),
-                                          ("file name", name_eye)) if eye]
+    csv_eyes = row.get("csv_eyes") or [row["csv_eye"]]
+    claims = [(who, eye) for who, eye in (*(("CSV" if k == 0 else "CSV again", e) for k, e in enumerate(csv_eyes)),
+                                          ("DICOM laterality", row["dicom_eye"]), ("file name", name_eye)) if eye]
     eye = claims[0][1] if claims else ""
     if len({e for _, e in claims}) > 1:
         said = ", the ".join(f"{who} says {e}" for who, e in claims)
         notes.append(f"{CONTRADICTORY_EYE}: for {row['image_id']!r} the {said}; the eye is left unknown")
         eye = ""
     patient = row["csv_patient"] or row["dicom_patient"] or name_patient
+    csv_patients = row.get("csv_patients") or []
+    if len(csv_patients) > 1:
+        notes.append(f"{CONTRADICTORY_PATIENT}: for {row['image_id']!r} the CSV says "
+                     f"{' and '.join(map(repr, csv_patients))}; the first is taken")
     if row["csv_patient"] and row["dicom_patient"] and row["csv_patient"] != row["dicom_patient"]:
         notes.append(f"{CONTRADICTORY_PATIENT}: for {row['image_id']!r} the CSV says {row['csv_patient']!r}, the DICOM "
                      f"PatientID {row['dicom_patient']!r}; the CSV's is taken")
@@ -137,6 +151,42 @@ def _own_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
                         f"10_left; a patient of its own, {own!r}")
 
 
+def _file_key(path: str, *, digest: bool = False) -> object:
+    """A whole file's size (cheap, to find candidates) or SHA-256; None when it cannot be read."""
+    try:
+        if not digest:
+            return os.stat(path).st_size
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except (OSError, ValueError):
+        return None
+
+
+def _copies_as_two_eyes(table: pd.DataFrame, notes: list[list[str]]) -> None:
+    """Identical files given as different eyes of one patient (or of sides not known): one photo,
+    whose eye is unknown; every copy but the first a patient of its own (never its own fellow)."""
+    whole = table[table["path"] == table["source"]]  # not the frames of one DICOM file
+    sizes = whole["path"].map(_file_key)
+    candidates = whole[sizes.notna() & sizes.duplicated(keep=False)]
+    taken = set(table["patient_id"])
+    for _, group in candidates.groupby([candidates["patient_id"], sizes[candidates.index]]):
+        digests = group["path"].map(lambda path: _file_key(path, digest=True))
+        for _, same in group[digests.notna()].groupby(digests.dropna()):
+            eyes = set(same["eye"])
+            if len(same) < 2 or (len(eyes) == 1 and "" not in eyes):  # copies of one known eye: several photos of it
+                continue
+            patient, ids = same["patient_id"].iat[0], ", ".join(repr(i) for i in same["image_id"])
+            claimed = " and ".join(sorted({f"{e} eye" if e else "an eye not known" for e in same["eye"]}))
+            for k in same.index:
+                own = patient
+                if k != same.index[0]:
+                    own = table.at[k, "image_id"] if table.at[k, "image_id"] not in taken else table.at[k, "path"]
+                    taken.add(own)
+                table.at[k, "eye"], table.at[k, "patient_id"] = "", own
+                kept = "this one kept" if own == patient else f"this copy a patient of its own, {own!r}"
+                notes[k].append(f"{SAME_PHOTO_AS_TWO_EYES}: {ids} of patient {patient!r} are one file's bytes, given as "
+                                f"the {claimed}; which eye it shows is unknown, {kept}")
+
+
 def _eye_counts(table: pd.DataFrame, notes: list[list[str]], lone: pd.Series) -> None:
     """Several photos of one eye, and known patients whose eye is not known."""
     known = table[table["eye"] != ""]
@@ -145,7 +195,7 @@ def _eye_counts(table: pd.DataFrame, notes: list[list[str]], lone: pd.Series) ->
         notes[k].append(f"{SEVERAL_PHOTOS_OF_ONE_EYE}: {counts[k]} photos of the {table.at[k, 'eye']} eye of patient "
                         f"{table.at[k, 'patient_id']!r}; all kept, the worst decides")
     for k in table.index[(table["eye"] == "") & ~lone]:
-        if not any(n.startswith((CONTRADICTORY_EYE, BOTH_EYES_IN_NAME)) for n in notes[k]):
+        if not any(n.startswith((CONTRADICTORY_EYE, BOTH_EYES_IN_NAME, SAME_PHOTO_AS_TWO_EYES)) for n in notes[k]):
             notes[k].append(f"{NO_EYE}: {table.at[k, 'image_id']!r} has no CSV eye, DICOM laterality or name like 10_left; "
                             "which eye is unknown, it is judged as an eye of its own")
 
@@ -165,6 +215,7 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     lone = table["patient_id"] == ""
     _split_by_folder(table, from_name, notes)
     _own_patients(table, notes)
+    _copies_as_two_eyes(table, notes)
     _eye_counts(table, notes, lone)
     table["identity_note"] = ["; ".join(n) for n in notes]
     return table[IDENTITY_COLUMNS]

@@ -148,7 +148,7 @@ def bundle_decision_points(manifest: dict, table: pd.DataFrame, *, refer_share: 
     return decision_points(thresholds, manifest.get("patient_decision"), table=table, fused=fused, refer_share=refer_share)
 
 
-def _usable(photos: pd.DataFrame, points: DecisionPoints) -> np.ndarray:
+def usable_photos(photos: pd.DataFrame, points: DecisionPoints) -> np.ndarray:
     """Photos that were read, scored and passed the quality check."""
     usable = photos[points.referable_score].notna().to_numpy().copy()
     if "gradable" in photos:
@@ -168,7 +168,7 @@ def eye_uncertainty(photos: pd.DataFrame, points: DecisionPoints) -> np.ndarray:
     room = np.where(score >= t, hi - t, t - lo)
     with np.errstate(invalid="ignore", divide="ignore"):
         closeness = 1.0 - np.clip(np.abs(score - t) / np.maximum(room, 1e-9), 0.0, 1.0)
-    return np.where(_usable(photos, points), closeness, np.nan)
+    return np.where(usable_photos(photos, points), closeness, np.nan)
 
 
 def _text(photos: pd.DataFrame, column: str, default: str = "") -> np.ndarray:
@@ -200,7 +200,7 @@ class _Photos:
                        np.where(quality != "", np.char.add("ungradable, ", quality.astype(str)), "ungradable"))
         names = np.array([_EYE_NAMES.get(e) or f"photo {i}" for e, i in zip(eye, image)], dtype=object)
         urgent = photos[points.urgent_score].to_numpy(dtype=float) if points.urgent_score else np.full(len(photos), np.nan)
-        return cls(names, image, why, _usable(photos, points), photos[points.referable_score].to_numpy(dtype=float),
+        return cls(names, image, why, usable_photos(photos, points), photos[points.referable_score].to_numpy(dtype=float),
                    urgent, eye_uncertainty(photos, points))
 
 

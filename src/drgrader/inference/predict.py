@@ -29,7 +29,7 @@ from drgrader.data.photo import preprocess_file
 from drgrader.data.quality import assess_quality
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, column_index
 from drgrader.inference.bundle import Bundle
-from drgrader.inference.patient_decision import DecisionPoints, bundle_decision_points, decide_patients, eye_uncertainty
+from drgrader.inference.patient_decision import DecisionPoints, bundle_decision_points, decide_patients, eye_uncertainty, usable_photos
 from drgrader.inference.predictor import apply_view
 from drgrader.progress import progress as progress_bar
 from drgrader.runtime import cpu_count
@@ -227,29 +227,33 @@ def describe_prediction(bundle: Bundle, scores: np.ndarray) -> dict:
 # ------------------------------------------------------------------------ per patient
 def patient_table(preds: pd.DataFrame, points: DecisionPoints) -> pd.DataFrame:
     """One row per patient: the per-patient decision (:mod:`.patient_decision`, by ``points``)
-    with its reason and uncertainty, the worst eye's figures (highest grade, then referable
-    score) and the identity notes of its photos. A patient whose photos were all unreadable
+    with its reason and uncertainty, the worst eye's figures (of the photos the decision stands
+    on: highest grade, then the decision's score) and the identity notes of its photos. A patient whose photos were all unreadable
     still gets a row (``ungradable``)."""
     decisions = decide_patients(preds, points).drop(columns="deciding_image")
     decisions["identity_note"] = decisions["patient_id"].map(_notes_per_patient(preds)).fillna("")
     rows = preds[(preds["patient_id"] != "") & (preds["error"] == "")]
     if rows.empty:
         return decisions.reindex(columns=PATIENT_COLUMNS)
-    keys = ["grade", "score_referable", "score_any", "expected_grade"]
-    worst = rows.sort_values(keys, ascending=False, na_position="last").groupby("patient_id", sort=False).head(1)
+    # The figures are those of the photos the decision stands on (read and gradable), the worst
+    # by the decision's own score, so that they never contradict it (an ungradable photo's grade 3
+    # beside "negative").
+    usable = rows[usable_photos(rows, points)]
+    keys = list(dict.fromkeys(["grade", points.referable_score, "score_referable", "score_any", "expected_grade"]))
+    worst = usable.sort_values(keys, ascending=False, na_position="last").groupby("patient_id", sort=False).head(1)
     worst = worst.set_index("patient_id")
-    grouped = rows.groupby("patient_id", sort=True)
+    grouped, graded = rows.groupby("patient_id", sort=True), usable.groupby("patient_id", sort=True)
     table = pd.DataFrame(
         {
             "images": grouped.size(),
             "worst_image": worst["image_id"],
             "worst_eye": worst["eye"],
-            "grade": grouped["grade"].max(),
-            "expected_grade": grouped["expected_grade"].max(),
-            "score_any": grouped["score_any"].max(),
-            "score_referable": grouped["score_referable"].max(),
-            "any_dr": grouped["any_dr"].max(),
-            "referable": grouped["referable"].max(),
+            "grade": graded["grade"].max(),
+            "expected_grade": graded["expected_grade"].max(),
+            "score_any": graded["score_any"].max(),
+            "score_referable": graded["score_referable"].max(),
+            "any_dr": graded["any_dr"].max(),
+            "referable": graded["referable"].max(),
             "all_gradable": grouped["gradable"].all(),
         }
     )

@@ -55,7 +55,16 @@ from drgrader.grading import GRADE_NAMES
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.predict import describe_prediction
 from drgrader.inference.serve_examples import example_jpeg, example_list
-from drgrader.inference.serve_patient import FIELDS, FILE_FIELD, MAX_PHOTOS, field_error, patient_answer, unknown_fields, upload_suffix
+from drgrader.inference.serve_patient import (
+    FIELDS,
+    FILE_FIELD,
+    MAX_PHOTOS,
+    eye_mix_up,
+    field_error,
+    patient_answer,
+    unknown_fields,
+    upload_suffix,
+)
 
 log = logging.getLogger("drgrader")
 
@@ -348,6 +357,9 @@ def create_app(
                                "(or one photo as 'file')")
         if len(uploads) > 1 and any(field == FILE_FIELD for field, _, _ in uploads):
             return _error(400, "send the photos as 'right' and/or 'left', or one photo as 'file', not both")
+        mix_up = eye_mix_up(uploads)
+        if mix_up:  # an eye's photo that cannot be what its field says must not be graded as that eye
+            return _error(400, mix_up)
         return uploads
 
     @app.post("/api/predict")

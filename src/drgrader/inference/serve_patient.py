@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from drgrader.data.eyes import eyes_named
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS
 from drgrader.inference.bundle import Bundle
 from drgrader.inference.patient_decision import decide_patients
@@ -40,6 +41,22 @@ def unknown_fields(names: Iterable[str]) -> str | None:
     listing = ", ".join(repr(name[:40]) for name in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
     return (f"unknown upload field{'s' if len(unknown) > 1 else ''} {listing}: send the photos as "
             "'right' and/or 'left' (or one photo as 'file')")
+
+
+def eye_mix_up(uploads: Iterable[tuple[str, str, bytes]]) -> str | None:
+    """The 400 message for eye photos that cannot be what their fields say, or None: one file's
+    bytes sent as both eyes (graded as a pair it would be its own fellow eye), or a photo whose
+    file name names the other eye (``10_right.jpeg`` sent as ``left``), as
+    :mod:`drgrader.data.identity` would not guess it either."""
+    eyes = [(field, name, data) for field, name, data in uploads if field in EYE_FIELDS]
+    if len(eyes) == 2 and eyes[0][2] == eyes[1][2]:
+        return f"the 'right' and 'left' photos are one file ({eyes[0][1]}, {eyes[1][1]}: the same bytes): send a photo of each eye"
+    for field, name, _ in eyes:
+        named = eyes_named(Path(name).stem)
+        if len(named) == 1 and named != {EYE_FIELDS[field]}:
+            other = next(iter(named))
+            return field_error(field, f"{name}: its name says the {other} eye; send it as '{other}' (or rename it)")
+    return None
 
 
 def field_label(field: str) -> str:

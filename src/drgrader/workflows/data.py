@@ -10,7 +10,8 @@ from drgrader.config import ConfigError, ExperimentConfig
 def parse_shard(text: str) -> tuple[int, int]:
     """``"3/16"`` -> ``(3, 16)``: this machine's share of a job split across ``n`` machines."""
     i, slash, n = text.partition("/")
-    if not (slash and i.isdigit() and n.isdigit() and int(i) < int(n)):
+    plain = (i + n).isascii()  # '１/2' (full-width digits) is not plain decimal, as config integers are not
+    if not (slash and plain and i.isdigit() and n.isdigit() and int(i) < int(n)):
         raise ConfigError(f"--shard {text[:40]!r} must look like i/n with 0 <= i < n, e.g. 3/16")
     return int(i), int(n)
 
