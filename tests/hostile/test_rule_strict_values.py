@@ -176,6 +176,20 @@ def test_evaluate_writes_beside_the_bundle_with_one_card_entry_per_data_set(tiny
     assert not (bundle / "eval").exists()
 
 
+def test_evaluate_of_the_built_in_grader_leaves_the_package_alone(clinic, tmp_path, monkeypatch):
+    from drgrader.inference.builtin import DEFAULT_GRADER, builtin_graders
+
+    package = builtin_graders()[DEFAULT_GRADER]
+    before = {p.name: p.read_bytes() for p in package.iterdir()}
+    monkeypatch.chdir(tmp_path)
+    assert evaluate(DEFAULT_GRADER, clinic) == 0  # by name
+    assert {p.name: p.read_bytes() for p in package.iterdir()} == before
+    assert not list(package.parent.glob(f"{DEFAULT_GRADER}-eval*"))
+    out = tmp_path / f"{DEFAULT_GRADER}-eval-clinic-b"
+    card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")  # the built-in card with this data set's entry
+    assert card.startswith(before["MODEL_CARD.md"].decode().splitlines()[0]) and card.count("### clinic-b (") == 1
+
+
 # Root writes anywhere: as root, the command runs without the capability to override permissions.
 NO_OVERRIDE = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-dac_override,-dac_read_search", "--"]
 

@@ -257,12 +257,14 @@ def write_bundle_card(bundle_dir: str | Path, metrics: dict, *, data_root=None) 
 
 
 def record_evaluation(bundle_dir: str | Path, eval_dir: str | Path, metrics: dict, *, run_dir=None, data_root=None,
-                      data_set: str = "") -> Path | None:
+                      data_set: str = "", card_dir: str | Path | None = None) -> Path | None:
     """``drgrader evaluate --data``: add the evaluation in ``eval_dir`` of ``data_set`` (what
     identifies the data: one entry each) to the card of the bundle it measured (only the card
     changes; a bundle without one gets one first, from its bundle.json and the run's metrics.json
-    when the run folder is known). A bundle folder that cannot be written (a shared, read-only
-    model folder) keeps its card, with a warning: the figures are in eval_dir."""
+    when the run folder is known). With ``card_dir`` (a built-in grader, which is package data),
+    the bundle's card with the new entry is written there instead. A bundle folder that cannot be
+    written (a shared, read-only model folder) keeps its card, with a warning: the figures are in
+    eval_dir."""
     import json
 
     from drgrader.inference.bundle_spec import read_manifest
@@ -278,10 +280,14 @@ def record_evaluation(bundle_dir: str | Path, eval_dir: str | Path, metrics: dic
             run_metrics = {}
     manifest = read_manifest(bundle_dir)
     train_root = ((manifest.get("config") or {}).get("data") or {}).get("root")
-    base = build_model_card(manifest, run_metrics, synthetic=_synthetic(train_root))
+    own_card = Path(bundle_dir) / CARD_FILE
+    if card_dir is not None and own_card.is_file():
+        base = own_card.read_text(encoding="utf-8")
+    else:
+        base = build_model_card(manifest, run_metrics, synthetic=_synthetic(train_root))
     evaluation = ExternalEvaluation(metrics, str(Path(eval_dir).resolve()), command_line(), _synthetic(data_root), data_set)
     try:
-        file = record_external_evaluation(bundle_dir, evaluation, base=base)
+        file = record_external_evaluation(card_dir if card_dir is not None else bundle_dir, evaluation, base=base)
     except OSError as exc:
         log.warning("%s not updated (%s); the figures are in %s", Path(bundle_dir) / CARD_FILE, exc, eval_dir)
         return None

@@ -62,10 +62,13 @@ def evaluate_command(
     from drgrader.data.prepare import prepare_data
     from drgrader.data.summary import summarize
     from drgrader.evaluation.evaluate import evaluate_split_pair, write_metrics
+    from drgrader.inference.builtin import builtin_graders, resolve_bundle
     from drgrader.workflows.records import data_record, run_header
 
     overrides = overrides or []
-    bundle_dir, run_dir = find_bundle(Path(model))
+    bundle_dir, run_dir = find_bundle(resolve_bundle(model))  # a path, or a built-in grader's name
+    # A built-in grader is package data: its evaluations and their card go to the working folder.
+    builtin = next((name for name, d in builtin_graders().items() if d.resolve() == bundle_dir.resolve()), None)
     bundle = load_bundle(bundle_dir)
     if data is None:
         if run_dir is None:
@@ -88,7 +91,8 @@ def evaluate_command(
         cfg = external_config(data, bundle.manifest, overrides)
         name = f"eval-{Path(cfg.data.root).resolve().name}"
         # Beside the bundle, never inside it (a bundle folder holds a bundle only, and may be read-only).
-        default = run_dir / name if run_dir is not None else bundle_dir.resolve().with_name(f"{bundle_dir.resolve().name}-{name}")
+        default = (run_dir / name if run_dir is not None else Path.cwd() / f"{builtin}-{name}" if builtin
+                   else bundle_dir.resolve().with_name(f"{bundle_dir.resolve().name}-{name}"))
         out = _claim_out(out, default, bundle_dir, overwrite)
         prepared = prepare_data(cfg.data)
         prepared.table["split"] = "test"
@@ -114,7 +118,8 @@ def evaluate_command(
     if data is not None:  # an external data set: its figures join the bundle's MODEL_CARD.md
         from drgrader.reporting.model_card import record_evaluation
 
-        record_evaluation(bundle_dir, out, metrics, run_dir=run_dir, data_root=cfg.data.root, data_set=_data_set(cfg))
+        record_evaluation(bundle_dir, out, metrics, run_dir=run_dir, data_root=cfg.data.root, data_set=_data_set(cfg),
+                          card_dir=out if builtin else None)
     try:
         from drgrader.reporting import write_report
 
