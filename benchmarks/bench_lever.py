@@ -94,8 +94,8 @@ def render(results: dict) -> str:
              "Written by `benchmarks/bench_lever.py` from `levers.json`; do not edit by hand. Each row: one recipe's "
              "out-of-fold grades on the folds recorded so far, against the earlier recipe's grades of the same eyes; "
              "thresholds fitted on these eyes for both; 95% patient-bootstrap CIs, differences paired.", "",
-             "| recipe | lever | folds (eyes) | minutes, epochs per fold | eyes decided | kappa | vs earlier | referable AUC | vs earlier |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| recipe | lever | folds (eyes) | minutes, epochs per fold | eyes decided | kappa | vs earlier | referable AUC | vs earlier | earlier |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for label, run in results.items():
         c = run["comparison"]
         minutes = "; ".join(f"{f}: {t.get('minutes', '?')} min, {t.get('epochs_run', '?')} ep" for f, t in run["training"].items())
@@ -103,7 +103,7 @@ def render(results: dict) -> str:
             s = c[stage]
             lines.append(f"| {label} | {run['lever']} | {','.join(map(str, run['folds']))} ({c['eyes']}) | {minutes} | {stage} | "
                          f"{_ci(s['lever']['kappa'])} | {_diff(s['difference']['kappa'])} | "
-                         f"{_ci(s['lever']['referable_auc'])} | {_diff(s['difference']['referable_auc'])} |")
+                         f"{_ci(s['lever']['referable_auc'])} | {_diff(s['difference']['referable_auc'])} | {run['against']} |")
     lines += ["", "Details (commands, machine, commit, the earlier recipe's figures on the same eyes, recall by grade) "
               "are in `levers.json`."]
     for label, run in results.items():
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     earlier = json.loads(args.results.read_text()).get(args.label, {}) if args.results.is_file() else {}
     row = {"date": now(), "machine": machine_info()["summary"], "commit": args.commit or git_commit(),
            "lever": args.lever, "against": args.against, "command": args.command or earlier.get("command", ""),
-           "note": "; ".join(n for n in (earlier.get("note"), args.note) if n),
+           "note": "; ".join(dict.fromkeys(n for n in (earlier.get("note"), args.note) if n)),
            "folds": sorted(int(f) for f in mine["fold"].unique()),
            "training": {**earlier.get("training", {}), str(args.fold): training},
            "comparison": compare(mine, reference, eval_cfg, args.bootstrap or eval_cfg.bootstrap)}

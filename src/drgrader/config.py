@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from drgrader.config_yaml import MAX_ECHO, ConfigError, apply_overrides, check_size, dump_yaml, echo, load_yaml
 
@@ -39,8 +39,14 @@ def _not_empty(value: object) -> object:
 
 
 # A path from YAML text (strict mode would take only Path objects); never empty, which would be
-# the current folder.
-ConfigPath = Annotated[Path, Strict(False), BeforeValidator(_not_empty)]
+# the current folder; "~" is the home folder, as in the shell the user typed it for.
+ConfigPath = Annotated[Path, Strict(False), BeforeValidator(_not_empty), AfterValidator(Path.expanduser)]
+
+
+def _distinct(views: list) -> list:
+    if repeated := sorted({v for v in views if views.count(v) > 1}):
+        raise ValueError(f"view {repeated[0]!r} given twice: each view counts once in the average")
+    return views
 
 
 # ----------------------------------------------------------------------------- data
@@ -208,7 +214,8 @@ DIHEDRAL_VIEWS = ["orig", "hflip", "vflip", "hvflip", "rot90", "rot270", "transp
 
 
 class EvalConfig(Section):
-    tta: list[TtaView] = Field(["orig"], min_length=1, description="test-time views, averaged (at least one)")
+    tta: Annotated[list[TtaView], AfterValidator(_distinct)] = Field(["orig"], min_length=1,
+                                                                     description="test-time views, averaged (at least one)")
     threshold_objective: Literal["accuracy", "youden", "sensitivity"] = "youden"
     target_sensitivity: float = Field(0.9, gt=0, lt=1)
     threshold_range: Annotated[tuple[float, float], Strict(False)] = (0.0, 1.0)  # a YAML list

@@ -66,6 +66,11 @@ def test_serve_refuses_a_form_value_and_a_misspelt_query_parameter(client):
     assert res.status_code == 400 and "'patient'" in res.json()["error"]
     res = client.post("/api/predict", params={"explian": 1}, files={"left": photo})
     assert res.status_code == 400 and "'explian'" in res.json()["error"]
+    # A value it cannot read, or two values: the app's own error, naming the parameter.
+    res = client.post("/api/predict", params={"explain": "maybe"}, files={"left": photo})
+    assert res.status_code == 400 and res.json()["error"].startswith("explain='maybe': ")
+    res = client.post("/api/predict", params=[("explain", 0), ("explain", 1)], files={"left": photo})
+    assert res.status_code == 400 and "more than once" in res.json()["error"]
     # The known fields and parameter still give a two-eye answer.
     res = client.post("/api/predict", params={"explain": 0}, files={"left": photo, "right": ("r.jpeg", jpeg(1, 1), "image/jpeg")})
     assert res.status_code == 200 and res.json()["patient"]["eyes"] == ["right", "left"]

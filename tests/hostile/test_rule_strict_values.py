@@ -48,6 +48,13 @@ def test_numbers_and_text_that_are_meant():
         load_config(None, ["train.lr=true"])
 
 
+def test_a_view_given_twice_is_refused_and_a_home_folder_is_expanded(monkeypatch, tmp_path):
+    with pytest.raises(ConfigError, match=r"eval\.tta: .*view 'hflip' given twice"):
+        load_config(None, ["eval.tta=[orig,hflip,hflip]"])  # it would count twice in the average
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert load_config(None, ["data.root=~/photos"]).data.root == tmp_path / "photos"
+
+
 def test_a_config_file_is_read_as_strictly(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text("data:\n  preprocess: {crop: yes}\ntrain:\n  epochs: 010\n")

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
@@ -274,6 +275,13 @@ def create_app(
     app.state.slots = threading.BoundedSemaphore(max_pending)
     app.state.uploads = threading.BoundedSemaphore(max_uploads or max(8, 4 * max_pending))
 
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The app's one error shape ({"error": ...}), naming the parameter and the value it refused.
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())[1:]) or "request"
+        return _error(400, f"{where}={str(first.get('input'))[:40]!r}: {first.get('msg', 'not valid')}")
+
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("error while serving %s", request.url.path)
@@ -377,6 +385,8 @@ def create_app(
         extra = sorted(set(request.query_params) - {"explain"})
         if extra:  # a misspelt ?explain must not be answered as if it were absent
             return _error(400, f"unknown query parameter {extra[0][:40]!r}: the only one is 'explain'")
+        if len(request.query_params.getlist("explain")) > 1:  # which one would be meant?
+            return _error(400, "explain is given more than once: give it once (true or false)")
         if not app.state.slots.acquire(blocking=False):
             return _error(503, "busy, try again")
         try:
