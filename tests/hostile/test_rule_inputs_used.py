@@ -114,6 +114,15 @@ def test_a_column_that_looks_like_a_known_one_is_refused_by_name(photos, tmp_pat
         collect_inputs([listing])
 
 
+def test_a_name_without_extension_that_two_files_match_is_refused_by_row(photos):
+    listing = photos / "list.csv"
+    listing.write_text("image\n7_right\n7_left\n")
+    assert [Path(p).name for p in collect_inputs([listing])["path"]] == ["7_right.jpeg", "7_left.jpeg"]
+    (photos / "7_left.png").write_bytes(b"another photo")  # which one was meant?
+    with pytest.raises(DataError, match=f"{listing} row 3: '7_left' could be 7_left.jpeg or 7_left.png"):
+        collect_inputs([listing])
+
+
 def test_predict_exits_2_naming_the_column_and_writes_nothing(tiny_bundle, photos, tmp_path, capsys):
     listing = photos / "list.csv"
     listing.write_text("image,PatientName,Patient_ID,eye_side\n7_left.jpeg,Ann,P1,left\n")

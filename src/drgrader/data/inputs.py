@@ -54,17 +54,19 @@ def _is_photo_file(path: Path) -> bool:
     return path.name.upper() != "DICOMDIR" and is_dicom(path)
 
 
-def _resolve_csv_image(folder: Path, ref: str) -> Path:
+def _resolve_csv_image(folder: Path, ref: str, where: str) -> Path:
     """A CSV cell -> image path: relative to the CSV's folder; a name without extension
-    (Kaggle's ``10_left``) gets the first image extension that exists."""
+    (Kaggle's ``10_left``) gets the image extension that exists, and is refused (``where`` names
+    the CSV row) when two do: which photo was meant is not a guess to make."""
     path = Path(ref)
     if not path.is_absolute():
         path = folder / path
     if path.suffix.lower() not in IMAGE_EXTENSIONS and not path.exists():
-        for ext in IMAGE_EXTENSIONS:
-            candidate = path.with_name(path.name + ext)
-            if candidate.is_file():
-                return candidate
+        found = list(dict.fromkeys(c for c in (path.with_name(path.name + ext) for ext in IMAGE_EXTENSIONS) if c.is_file()))
+        if len(found) > 1:
+            raise DataError(f"{where}: {ref!r} could be {found[0].name} or {found[1].name}: give the file name with its extension")
+        if found:
+            return found[0]
     return path  # a missing file becomes a row with "file not found"
 
 
@@ -85,7 +87,7 @@ def _rows_from_csv(csv: Path) -> list[dict]:
         if eye and eye.lower() not in EYE_WORDS:
             raise DataError(f"{csv} row {number} (image {ref!r}): eye {eye!r} is not one of left/right/L/R/OS/OD")
         rows += input_rows(
-            _resolve_csv_image(csv.parent, ref),
+            _resolve_csv_image(csv.parent, ref, f"{csv} row {number}"),
             image_id=(rec[id_col].strip() if id_col else "") or strip_image_extension(ref),
             patient_id=rec[patient_col].strip() if patient_col else "",
             eye=EYE_WORDS.get(eye.lower(), ""),
