@@ -182,6 +182,16 @@ def test_two_csv_rows_that_disagree_on_one_photo_are_noted_not_the_first_taken_s
     assert x2["eye"] == "right" and "the CSV says 'P1' and 'P3'" in x2["identity_note"]  # two CSVs alike
 
 
+def test_patients_that_differ_only_in_case_are_kept_apart_and_noted(tmp_path):
+    for k, name in enumerate(("P7_left", "p7_right", "Q1_left", "Q1_right")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k % 3, k))
+    table = collect_inputs([tmp_path]).set_index("image_id")
+    assert table.loc["P7_left", "patient_id"] == "P7" and table.loc["p7_right", "patient_id"] == "p7"  # not merged
+    for image in ("P7_left", "p7_right"):
+        assert "lookalike patients: patients 'P7' and 'p7' differ only in case or spacing" in table.loc[image, "identity_note"]
+    assert table.loc["Q1_left", "identity_note"] == ""
+
+
 def test_one_file_given_as_both_eyes_is_never_its_own_fellow_eye(tmp_path):
     folder = tmp_path / "clinic"
     folder.mkdir()

@@ -16,6 +16,8 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
 - one file's bytes given as two eyes of a patient (``10_right.jpeg`` a copy of ``10_left.jpeg``)
   -> which eye it shows is unknown; the copies are patients of their own, so the photo is never
   paired with itself as its own fellow eye;
+- patient ids that differ only in case or spacing (``P7`` and ``p7``) -> kept apart, as given
+  (merging would be the guess); noted, since they are often one patient typed twice;
 - no patient -> the photo (a DICOM file: all its frames) is a patient of its own, named by its
   image id (by its path when that id is taken);
 - a patient without the eye -> which eye is unknown; the photo is judged as an eye of its own.
@@ -50,10 +52,11 @@ BOTH_EYES_IN_NAME = "both eyes in the name"
 SAME_NAME_IN_FOLDERS = "same eye in two folders"
 SEVERAL_PHOTOS_OF_ONE_EYE = "several photos of one eye"
 SAME_PHOTO_AS_TWO_EYES = "one photo as two eyes"
+LOOKALIKE_PATIENTS = "lookalike patients"
 NO_PATIENT = "no patient"
 NO_EYE = "no eye"
 NOTE_KINDS = [CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS,
-              SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, NO_PATIENT, NO_EYE]
+              SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, LOOKALIKE_PATIENTS, NO_PATIENT, NO_EYE]
 _FRAME = re.compile(r"#frame[0-9]+$")
 
 
@@ -187,6 +190,18 @@ def _copies_as_two_eyes(table: pd.DataFrame, notes: list[list[str]]) -> None:
                                 f"the {claimed}; which eye it shows is unknown, {kept}")
 
 
+def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
+    """Patient ids equal but for case and spacing: kept apart, each photo noted."""
+    ids = table.loc[table["patient_id"] != "", "patient_id"]
+    folded = ids.map(lambda p: " ".join(p.split()).casefold())
+    for _, group in ids.groupby(folded):
+        spellings = sorted(set(group))
+        if len(spellings) > 1:
+            for k in group.index:
+                notes[k].append(f"{LOOKALIKE_PATIENTS}: patients {' and '.join(map(repr, spellings))} differ only in case "
+                                "or spacing; kept apart as given (one spelling in the input makes them one patient)")
+
+
 def _eye_counts(table: pd.DataFrame, notes: list[list[str]], lone: pd.Series) -> None:
     """Several photos of one eye, and known patients whose eye is not known."""
     known = table[table["eye"] != ""]
@@ -214,6 +229,7 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     from_name = pd.Series([named for _, _, named, _ in read], index=table.index, dtype=bool)
     lone = table["patient_id"] == ""
     _split_by_folder(table, from_name, notes)
+    _lookalike_patients(table, notes)
     _own_patients(table, notes)
     _copies_as_two_eyes(table, notes)
     _eye_counts(table, notes, lone)
