@@ -42,24 +42,33 @@ def shipped_oof(cv_dir: Path) -> pd.DataFrame:
     return oof[["image_id", "patient_id", "eye", "grade", "fold", "expected_grade"]]
 
 
-def against(oof: pd.DataFrame, oof_dir: Path, earlier: str, eval_cfg, n_boot: int) -> dict:
-    """Paired difference (this run - ``earlier``) of the shipped variants on the eyes both graded."""
+def decided_pair(mine: pd.DataFrame, theirs: pd.DataFrame, eval_cfg) -> tuple[pd.DataFrame, dict, dict]:
+    """The eyes both recipes graded (``expected_grade`` per eye each), and each recipe's decided
+    tables (:func:`drgrader.evaluation.lab.decided_tables`: thresholds fitted on these eyes)."""
     import numpy as np
 
-    from drgrader.evaluation.lab import STAGES, decided_tables, paired_difference
+    from drgrader.evaluation.lab import decided_tables
     from drgrader.grading import SCORE_COLUMNS
 
-    other = pd.read_csv(oof_dir / f"{earlier}.csv", dtype={"image_id": str, "patient_id": str})
-    both = oof.merge(other[["image_id", "expected_grade"]], on="image_id", suffixes=("", "_earlier"))
+    both = mine.merge(theirs[["image_id", "expected_grade"]], on="image_id", suffixes=("", "_earlier"))
 
     def scores(column: str) -> np.ndarray:
+        # The recorded recipes keep one number per eye: it stands for all three scores.
         out = np.full((len(both), len(SCORE_COLUMNS)), np.nan)
         for name in ("expected_grade", "score_any", "score_referable"):
             out[:, SCORE_COLUMNS.index(name)] = both[column].to_numpy(dtype=float)
         return out
 
     rows = both[["image_id", "patient_id", "eye", "grade"]]
-    mine, theirs = decided_tables(rows, scores("expected_grade"), eval_cfg), decided_tables(rows, scores("expected_grade_earlier"), eval_cfg)
+    return both, decided_tables(rows, scores("expected_grade"), eval_cfg), decided_tables(rows, scores("expected_grade_earlier"), eval_cfg)
+
+
+def against(oof: pd.DataFrame, oof_dir: Path, earlier: str, eval_cfg, n_boot: int) -> dict:
+    """Paired difference (this run - ``earlier``) of the shipped variants on the eyes both graded."""
+    from drgrader.evaluation.lab import STAGES, paired_difference
+
+    other = pd.read_csv(oof_dir / f"{earlier}.csv", dtype={"image_id": str, "patient_id": str})
+    both, mine, theirs = decided_pair(oof, other, eval_cfg)
     return {"eyes": int(len(both)), **{stage: paired_difference(mine[stage], theirs[stage], n_boot=n_boot, seed=0)
                                        for stage in STAGES}}
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench_lab import git_commit
+from bench_lab import decided_pair, git_commit
 from common import RESULTS, machine_info, merge_results, now
 
 OOF_COLUMNS = ["image_id", "patient_id", "eye", "grade", "fold", "expected_grade"]
@@ -60,22 +60,9 @@ def fold_grades(source: Path, fold: int, reference: pd.DataFrame) -> tuple[pd.Da
 
 def compare(mine: pd.DataFrame, theirs: pd.DataFrame, eval_cfg, n_boot: int) -> dict:
     """Figures of both on the same eyes, and the paired difference (mine - theirs), per stage."""
-    import numpy as np
+    from drgrader.evaluation.lab import STAGES, figures, paired_difference
 
-    from drgrader.evaluation.lab import STAGES, decided_tables, figures, paired_difference
-    from drgrader.grading import SCORE_COLUMNS
-
-    both = mine.merge(theirs[["image_id", "expected_grade"]], on="image_id", suffixes=("", "_earlier"))
-
-    def scores(column: str) -> np.ndarray:
-        # The recorded recipes keep one number per eye: it stands for all three scores.
-        out = np.full((len(both), len(SCORE_COLUMNS)), np.nan)
-        for name in ("expected_grade", "score_any", "score_referable"):
-            out[:, SCORE_COLUMNS.index(name)] = both[column].to_numpy(dtype=float)
-        return out
-
-    rows = both[["image_id", "patient_id", "eye", "grade"]]
-    a, b = decided_tables(rows, scores("expected_grade"), eval_cfg), decided_tables(rows, scores("expected_grade_earlier"), eval_cfg)
+    both, a, b = decided_pair(mine, theirs, eval_cfg)
     return {"eyes": int(len(both)), "patients": int(both["patient_id"].nunique()),
             **{stage: {"lever": figures(a[stage], n_boot=n_boot, seed=0), "earlier": figures(b[stage], n_boot=n_boot, seed=0),
                        "difference": paired_difference(a[stage], b[stage], n_boot=n_boot, seed=0)} for stage in STAGES}}
