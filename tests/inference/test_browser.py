@@ -235,8 +235,11 @@ def test_serve_without_a_bundle_shows_the_built_in_grader(builtin_server, page, 
     page.wait_for_selector("#result", state="visible", timeout=90_000)
     assert page.get_attribute("#patient", "data-decision") == expected["patient"]["decision"]
     for eye in ("right", "left"):
-        assert page.text_content(f"#eye-{eye} .grade") == expected["eyes"][eye]["grade_name"]
-        if expected["eyes"][eye].get("overlay_png"):  # Grad-CAM: the fp16 weights and the [explain] extra
+        answer = expected["eyes"][eye]
+        assert page.text_content(f"#eye-{eye} .grade") == answer["grade_name"]
+        if answer.get("paired"):  # the calls are the fused grade's, and the page says so
+            assert f"on the fused grade {answer['fused_grade']:.2f}" in page.text_content(f"#eye-{eye} .referable-score")
+        if answer.get("overlay_png"):  # Grad-CAM: the fp16 weights and the [explain] extra
             shows_image(page, f"#eye-{eye} .overlay")
     page.wait_for_function("[...document.querySelectorAll('button.example img')].length > 0 && "
                            "[...document.querySelectorAll('button.example img')].every(i => i.complete && i.naturalWidth > 0)")
