@@ -128,9 +128,17 @@ def main(argv: list[str] | None = None) -> dict:
            "command": args.command or f"drgrader cv {args.cv_dir / 'config.yaml'} --folds {metrics['folds']}",
            "note": args.note, "folds": fold_summary(metrics), "lab": lab,
            "against": {e: against(oof, oof_dir, e, cfg.eval, cfg.eval.bootstrap) for e in args.against}}
-    merged = merge_results(args.results, {args.label: row})
-    atomic_write_text(args.results.with_suffix(".md"), render(merged))
-    print(render({args.label: row}))
+    return record_row(args.results, args.label, row, render)
+
+
+def record_row(results: Path, label: str, row: dict, render) -> dict:
+    """Merge ``row`` into ``results`` under ``label``, rewrite its Markdown beside it with
+    ``render`` (all rows), and print this row's rendering."""
+    from drgrader.io import atomic_write_text
+
+    merged = merge_results(results, {label: row})
+    atomic_write_text(results.with_suffix(".md"), render(merged))
+    print(render({label: row}))
     return row
 
 

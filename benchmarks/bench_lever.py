@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench_lab import decided_pair, git_commit
-from common import RESULTS, machine_info, merge_results, now
+from bench_lab import decided_pair, git_commit, record_row
+from common import RESULTS, machine_info, now
 
 OOF_COLUMNS = ["image_id", "patient_id", "eye", "grade", "fold", "expected_grade"]
 
@@ -140,10 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
            "folds": sorted(int(f) for f in mine["fold"].unique()),
            "training": {**earlier.get("training", {}), str(args.fold): training},
            "comparison": compare(mine, reference, eval_cfg, args.bootstrap or eval_cfg.bootstrap)}
-    merged = merge_results(args.results, {args.label: row})
-    atomic_write_text(args.results.with_suffix(".md"), render(merged))
-    print(render({args.label: row}))
-    return row
+    return record_row(args.results, args.label, row, render)
 
 
 if __name__ == "__main__":
