@@ -147,7 +147,7 @@ class AugmentConfig(Section):
 
 
 class TrainConfig(Section):
-    loss: Literal["ce", "focal", "mse", "smooth_l1", "coral", "corn", "bce"] = "ce"
+    loss: Literal["ce", "focal", "mse", "smooth_l1", "coral", "corn", "multitask", "bce"] = "ce"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     class_weights: bool = Field(False, description="weight the loss by inverse class frequency")
     focal_gamma: float = Field(1.5, ge=0)
@@ -253,7 +253,7 @@ class ExperimentConfig(Section):
     @model_validator(mode="after")
     def _loss_fits_task(self) -> "ExperimentConfig":
         binary_losses = {"bce", "focal"}
-        grade_losses = {"ce", "focal", "mse", "smooth_l1", "coral", "corn"}
+        grade_losses = {"ce", "focal", "mse", "smooth_l1", "coral", "corn", "multitask"}
         allowed = grade_losses if self.model.task == "grade" else binary_losses
         if self.train.loss not in allowed:
             raise ValueError(

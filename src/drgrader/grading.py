@@ -21,6 +21,7 @@ __all__ = [
     "GRADES",
     "NUM_GRADES",
     "GRADE_NAMES",
+    "ONE_SCORE_KINDS",
     "SCREENS",
     "SCREEN_NAMES",
     "SCORE_COLUMNS",
@@ -36,6 +37,8 @@ NUM_GRADES = 5
 GRADES = list(range(NUM_GRADES))
 GRADE_NAMES = ["0 none", "1 mild", "2 moderate", "3 severe NPDR", "4 proliferative"]
 
+# Output kinds (models.heads) whose grade and both screening scores are one number.
+ONE_SCORE_KINDS = frozenset({"regression", "multitask"})
 # Screen name -> (its score column, lowest positive grade).
 SCREENS = {"any_dr": ("score_any", 1), "referable": ("score_referable", 2)}
 SCREEN_NAMES = {"any_dr": "Any DR (grade >= 1)", "referable": "Referable DR (grade >= 2)"}

@@ -16,6 +16,7 @@ TASK_LOSSES = [
     ("grade", "smooth_l1"),
     ("grade", "coral"),
     ("grade", "corn"),
+    ("grade", "multitask"),
     ("any_dr", "bce"),
     ("any_dr", "focal"),
     ("referable", "bce"),
@@ -80,6 +81,28 @@ def test_coral_decoding_by_hand():
     logits = torch.logit(torch.tensor([[0.9, 0.5, 0.5, 0.1]]))
     probs = decode("coral", logits)["probs"][0]
     assert torch.allclose(probs, torch.tensor([0.1, 0.4, 0.0, 0.4, 0.1]), atol=1e-5)
+
+
+def test_multitask_grade_is_the_mean_of_its_regression_and_corn_readouts():
+    # regression 3.0; CORN conditionals 0.9, 0.5, 0.5, 0.1 -> P(y>k) .9 .45 .225 .0225, expected
+    # grade = sum of P(y>k) = 1.5975; the referable logit (last) does not enter the grade.
+    corn = torch.logit(torch.tensor([0.9, 0.5, 0.5, 0.1]))
+    raw = torch.cat([torch.tensor([3.0]), corn, torch.tensor([-9.0])])[None]
+    out = decode("multitask", raw)
+    assert out["expected_grade"].item() == pytest.approx((3.0 + 1.5975) / 2, abs=1e-5)
+    assert out["score_any"].item() == out["score_referable"].item() == out["expected_grade"].item()
+    assert "probs" not in out
+
+
+def test_multitask_loss_is_the_sum_of_its_three_terms():
+    import torch.nn.functional as F
+    from coral_pytorch.losses import corn_loss
+
+    torch.manual_seed(0)
+    raw, grades = torch.randn(8, 6), torch.tensor([0, 1, 2, 3, 4, 0, 2, 4])
+    expected = (F.mse_loss(raw[:, 0], grades.float()) + corn_loss(raw[:, 1:5], grades, 5)
+                + F.binary_cross_entropy_with_logits(raw[:, 5], (grades >= 2).float()))
+    assert TaskLoss("grade", "multitask")(raw, grades).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_freeze_all_but_last_keeps_n_layers_trainable():

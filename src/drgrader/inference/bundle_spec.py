@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from drgrader import __version__
 from drgrader.config import PreprocessConfig, TtaView
-from drgrader.grading import GRADE_NAMES, NUM_GRADES, SCORE_COLUMNS
+from drgrader.grading import GRADE_NAMES, NUM_GRADES, ONE_SCORE_KINDS, SCORE_COLUMNS
 from drgrader.io import atomic_write_json
 
 BUNDLE_FORMAT = 1
@@ -139,7 +139,7 @@ class BundleSpec(BaseModel):
     paired_eyes: PairedEyeStage | None = None
     patient_decision: PatientDecisionSpec | None = None
     # single model
-    kind: Literal["softmax5", "regression", "coral", "corn", "binary"] | None = None
+    kind: Literal["softmax5", "regression", "coral", "corn", "multitask", "binary"] | None = None
     head: Literal["linear", "seed001"] | None = None
     drop_rate: float | None = Field(None, ge=0.0, lt=1.0)
     mean: list[float] | None = None
@@ -214,7 +214,7 @@ def inconsistency(spec: BundleSpec, onnx_input: list | None = None) -> str | Non
         return f"paired_eyes is a grading stage, but the task is {spec.task!r}"
     members = _extra(spec, "member_info")
     member_kinds = {m.get("kind") if isinstance(m, dict) else None for m in members} if isinstance(members, list) else {None}
-    one_score = spec.kind == "regression" or (spec.members is not None and member_kinds == {"regression"})
+    one_score = spec.kind in ONE_SCORE_KINDS or (spec.members is not None and bool(member_kinds) and member_kinds <= ONE_SCORE_KINDS)
     fault = _screens_fault(spec.thresholds, one_score=one_score, where="thresholds")
     if fault or spec.paired_eyes is None:
         return fault or _patient_fault(spec.patient_decision, spec.thresholds)

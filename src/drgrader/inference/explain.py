@@ -72,7 +72,7 @@ def _grade_target(kind: str, grade: int):
         return lambda raw: raw[grade]
     if kind in ("coral", "corn"):
         return lambda raw: raw.sum()
-    return lambda raw: raw[0]  # regression value or binary logit
+    return lambda raw: raw[0]  # regression value (also multitask's first output) or binary logit
 
 
 def _grad_cam(model: nn.Module, layer: nn.Module, pixels: torch.Tensor, target) -> np.ndarray:

@@ -33,7 +33,6 @@ A client that disconnects mid-upload is one log line.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import tempfile
@@ -66,6 +65,16 @@ from drgrader.inference.serve_patient import (
     unknown_fields,
     upload_suffix,
 )
+from drgrader.inference.serve_transport import (
+    DEFAULT_READ_TIMEOUT,
+    KEEP_ALIVE_TIMEOUT,
+    MULTIPART_OVERHEAD,
+    UPLOAD_TIME_FACTOR,
+    BodyStalled,
+    BodyTooLarge,
+    guarded_receive,
+    http_protocol,
+)
 
 log = logging.getLogger("drgrader")
 
@@ -73,93 +82,6 @@ DISCLAIMER = "This is a research demo, not a medical device; it must not be used
 DEFAULT_MAX_UPLOAD_MB = 20.0
 DEFAULT_MAX_PIXELS = 50_000_000  # ~ 8700 x 5800: larger than any fundus camera
 DEFAULT_MAX_PENDING = 4
-DEFAULT_READ_TIMEOUT = 30.0  # seconds of silence from a client mid-request before giving up on it
-UPLOAD_TIME_FACTOR = 10  # a whole upload may take at most this many read timeouts (slowloris bound)
-KEEP_ALIVE_TIMEOUT = 5  # seconds an idle keep-alive connection stays open (uvicorn's default)
-_MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class _BodyStalled(Exception):
-    """The client sent nothing for the read timeout, or is still sending at the deadline."""
-
-
-def _guarded_receive(receive, limit: int, idle: float, total: float):
-    """An ASGI receive that stops reading the request body after ``limit`` bytes, so a huge or
-    chunked upload is refused without being spooled to disk first, and gives up on a client
-    that sends nothing for ``idle`` seconds or is still sending after ``total`` seconds."""
-    seen = 0
-    deadline = asyncio.get_running_loop().time() + total
-
-    async def wrapped():
-        nonlocal seen
-        left = deadline - asyncio.get_running_loop().time()
-        try:
-            message = await asyncio.wait_for(receive(), timeout=max(min(idle, left), 0))
-        except asyncio.TimeoutError:
-            why = f"nothing received for {idle:g} s" if idle < left else f"the upload took more than {total:g} s"
-            raise _BodyStalled(why) from None
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise _BodyTooLarge()
-        return message
-
-    return wrapped
-
-
-def http_protocol(read_timeout: float):
-    """uvicorn's h11 protocol with a request-head timeout: a connection that has not sent a
-    complete request head within ``read_timeout`` of opening (or of its last answer) is closed.
-    uvicorn alone keeps a connection that sends nothing, or a few bytes now and then, forever."""
-    import h11
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class HeadTimeoutProtocol(H11Protocol):
-        _head_timer = None
-
-        def _arm(self) -> None:
-            if self._head_timer is None and not self.transport.is_closing():
-                self._head_timer = self.loop.call_later(read_timeout, self._head_timed_out)
-
-        def _disarm(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
-
-        def _head_timed_out(self) -> None:
-            self._head_timer = None
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                log.info("client %s sent no complete request within %g s: connection closed",
-                         self.client[0] if self.client else "?", read_timeout)
-                self.transport.close()
-
-        def connection_made(self, transport) -> None:
-            super().connection_made(transport)
-            self._arm()
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.conn.their_state is h11.IDLE:
-                self._arm()
-            else:
-                self._disarm()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if self.conn.their_state is h11.IDLE:
-                self._arm()
-
-        def connection_lost(self, exc) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-    return HeadTimeoutProtocol
-
-
 def _error(status: int, message: str, *, close: bool = False) -> JSONResponse:
     """A JSON error; ``close`` ends the connection after it (the rest of the body is not read)."""
     return JSONResponse({"error": message}, status_code=status, headers={"connection": "close"} if close else None)
@@ -267,7 +189,7 @@ def create_app(
     model = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, backend)
     can_explain = _can_explain(model)
     limit = int(max_upload_mb * 1024 * 1024)
-    total = MAX_PHOTOS * (limit + _MULTIPART_OVERHEAD)  # the whole request body
+    total = MAX_PHOTOS * (limit + MULTIPART_OVERHEAD)  # the whole request body
     page = resources.files("drgrader.inference").joinpath("static/index.html").read_text(encoding="utf-8")
 
     app = FastAPI(title="drgrader demo", description=DISCLAIMER, version="1")
@@ -324,7 +246,7 @@ def create_app(
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > total:
             return _error(413, f"upload too large: {int(length) / 2**20:.1f} MB > limit {max_upload_mb:g} MB per photo")
-        guarded = Request(request.scope, _guarded_receive(request.receive, total,
+        guarded = Request(request.scope, guarded_receive(request.receive, total,
                                                           read_timeout, read_timeout * UPLOAD_TIME_FACTOR))
         try:
             # More parts than the fields allow are read (the body's size is bounded all the same),
@@ -333,10 +255,10 @@ def create_app(
         except ClientDisconnect:  # the client went away mid-upload: nobody to answer
             log.info("client %s disconnected during its upload", _client(request))
             return _error(400, "upload interrupted")
-        except _BodyStalled as exc:
+        except BodyStalled as exc:
             log.info("client %s stalled during its upload (%s): answered 408", _client(request), exc)
             return _error(408, f"upload timed out: {exc}", close=True)
-        except _BodyTooLarge:
+        except BodyTooLarge:
             return _error(413, f"upload too large: more than {MAX_PHOTOS} x {max_upload_mb:g} MB")
         except (MultiPartException, HTTPException) as exc:
             return _error(400, f"malformed upload: {getattr(exc, 'message', None) or getattr(exc, 'detail', exc)}")

@@ -9,6 +9,10 @@ softmax5   5 logits     class probabilities by softmax (ce, focal on grades)
 regression 1 value      the grade itself as a real number (mse, smooth_l1)
 coral      4 logits     P(grade > k) = sigmoid(logit_k), rank-consistent (CORAL)
 corn       4 logits     P(grade > k) = prod_{j<=k} sigmoid(logit_j) (CORN)
+multitask  6 outputs    a regression value, 4 CORN logits and a referable logit, trained
+                        together; the grade is the mean of the regression value and the
+                        CORN expected grade (one score, like regression); the referable
+                        logit only shapes the shared features
 binary     1 logit      P(positive) by sigmoid (any_dr, referable)
 ========== ============ ================================================================
 """
@@ -31,11 +35,12 @@ def output_kind(task: str, loss: str) -> str:
         "smooth_l1": "regression",
         "coral": "coral",
         "corn": "corn",
+        "multitask": "multitask",
     }[loss]
 
 
 def output_size(kind: str) -> int:
-    return {"softmax5": 5, "regression": 1, "coral": 4, "corn": 4, "binary": 1}[kind]
+    return {"softmax5": 5, "regression": 1, "coral": 4, "corn": 4, "multitask": 6, "binary": 1}[kind]
 
 
 class CoralLayer(nn.Module):
@@ -85,6 +90,10 @@ def decode(kind: str, raw: torch.Tensor, task: str = "grade") -> dict[str, torch
         return {SCREENS[task][0]: p}
     if kind == "regression":
         g = raw.reshape(-1)
+        return {"expected_grade": g, "score_any": g, "score_referable": g}
+    if kind == "multitask":
+        ordinal = decode("corn", raw[:, 1:5])["expected_grade"]
+        g = (raw[:, 0] + ordinal) / 2
         return {"expected_grade": g, "score_any": g, "score_referable": g}
     if kind == "softmax5":
         probs = torch.softmax(raw, dim=1)

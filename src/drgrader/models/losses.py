@@ -66,6 +66,12 @@ class TaskLoss(nn.Module):
         elif self.loss == "corn":
             # corn_loss has no per-sample form; class weights are not applied to it.
             return corn_loss(raw, grades, NUM_GRADES)
+        elif self.loss == "multitask":
+            # Regression, ordinal and referable targets on one network, summed with equal weights
+            # (each starts near 1); class weights apply to the squared error and the referable term.
+            squared = F.mse_loss(raw[:, 0], grades.float(), reduction="none")
+            referable = F.binary_cross_entropy_with_logits(raw[:, 5], binary_target(grades, "referable"), reduction="none")
+            return _weighted_mean(squared + referable, weights) + corn_loss(raw[:, 1:5], grades, NUM_GRADES)
         else:
             raise ValueError(f"unknown loss {self.loss!r}")
         return _weighted_mean(per, weights)

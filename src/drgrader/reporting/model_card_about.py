@@ -22,6 +22,7 @@ KIND_WORDS: dict[object, str] = {
     "regression": "one continuous grade (regression)",
     "coral": "ordinal grade probabilities (CORAL)",
     "corn": "ordinal grade probabilities (CORN)",
+    "multitask": "one continuous grade (mean of a regression and a CORN head, trained with a referable head)",
     "binary": "one screening probability",
 }
 TASK_WORDS: dict[object, str] = {

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from drgrader.evaluation.results import PRINTED_HEADLINE, headline_with_ci
-from drgrader.grading import GRADE_NAMES, GRADES
+from drgrader.grading import GRADE_NAMES, GRADES, ONE_SCORE_KINDS
 from drgrader.reporting.document import (
     HEADLINE_LABELS,
     SCREEN_LABELS,
@@ -123,7 +123,7 @@ def _score_words(manifest: dict, screen: str) -> str:
     kind = manifest.get("kind")
     if manifest.get("members"):
         return "the members' average score"
-    if kind == "regression":
+    if kind in ONE_SCORE_KINDS:
         return "the predicted continuous grade"
     return f"the model's probability of grade ≥ {SCREEN_GRADE[screen]}"
 
