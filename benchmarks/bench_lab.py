@@ -36,31 +36,43 @@ def git_commit() -> str:
         return "unknown"
 
 
+EYE_SCORES = ["expected_grade", "score_any", "score_referable"]
+
+
+def with_eye_scores(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with all three scores of each eye. Recipes recorded with their expected grade
+    alone were regressions, whose screening scores are that grade: it fills in for them."""
+    return table.assign(**{c: table[c].fillna(table["expected_grade"]) if c in table else table["expected_grade"]
+                           for c in EYE_SCORES[1:]})
+
+
 def shipped_oof(cv_dir: Path) -> pd.DataFrame:
-    """The shipped variant's out-of-fold single-eye expected grade of every eye."""
-    oof = pd.read_csv(cv_dir / "predictions_oof.csv", dtype={"image_id": str, "patient_id": str})
-    return oof[["image_id", "patient_id", "eye", "grade", "fold", "expected_grade"]]
+    """The shipped variant's out-of-fold single-eye scores of every eye."""
+    oof = with_eye_scores(pd.read_csv(cv_dir / "predictions_oof.csv", dtype={"image_id": str, "patient_id": str}))
+    return oof[["image_id", "patient_id", "eye", "grade", "fold", *EYE_SCORES]]
 
 
 def decided_pair(mine: pd.DataFrame, theirs: pd.DataFrame, eval_cfg) -> tuple[pd.DataFrame, dict, dict]:
-    """The eyes both recipes graded (``expected_grade`` per eye each), and each recipe's decided
-    tables (:func:`drgrader.evaluation.lab.decided_tables`: thresholds fitted on these eyes)."""
+    """The eyes both recipes graded (the three scores per eye each), and each recipe's decided
+    tables (:func:`drgrader.evaluation.lab.decided_tables`: thresholds fitted on these eyes), each
+    from its own scores as the pipeline would use them (an ordinal head's screens are its
+    probabilities, not its expected grade)."""
     import numpy as np
 
     from drgrader.evaluation.lab import decided_tables
     from drgrader.grading import SCORE_COLUMNS
 
-    both = mine.merge(theirs[["image_id", "expected_grade"]], on="image_id", suffixes=("", "_earlier"))
+    both = with_eye_scores(mine).merge(with_eye_scores(theirs)[["image_id", *EYE_SCORES]], on="image_id",
+                                       suffixes=("", "_earlier"))
 
-    def scores(column: str) -> np.ndarray:
-        # The recorded recipes keep one number per eye: it stands for all three scores.
+    def scores(suffix: str) -> np.ndarray:
         out = np.full((len(both), len(SCORE_COLUMNS)), np.nan)
-        for name in ("expected_grade", "score_any", "score_referable"):
-            out[:, SCORE_COLUMNS.index(name)] = both[column].to_numpy(dtype=float)
+        for name in EYE_SCORES:
+            out[:, SCORE_COLUMNS.index(name)] = both[name + suffix].to_numpy(dtype=float)
         return out
 
     rows = both[["image_id", "patient_id", "eye", "grade"]]
-    return both, decided_tables(rows, scores("expected_grade"), eval_cfg), decided_tables(rows, scores("expected_grade_earlier"), eval_cfg)
+    return both, decided_tables(rows, scores(""), eval_cfg), decided_tables(rows, scores("_earlier"), eval_cfg)
 
 
 def against(oof: pd.DataFrame, oof_dir: Path, earlier: str, eval_cfg, n_boot: int) -> dict:

@@ -30,15 +30,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench_lab import decided_pair, git_commit, record_row
+from bench_lab import EYE_SCORES, decided_pair, git_commit, record_row, with_eye_scores
 from common import RESULTS, machine_info, now
 
-OOF_COLUMNS = ["image_id", "patient_id", "eye", "grade", "fold", "expected_grade"]
+OOF_COLUMNS = ["image_id", "patient_id", "eye", "grade", "fold", *EYE_SCORES]
 
 
 def fold_grades(source: Path, fold: int, reference: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """Fold ``fold``'s out-of-fold expected grades from ``source``, on the reference's eyes of that
-    fold, with the fold's training record (minutes, epochs) when the source is a fold folder."""
+    """Fold ``fold``'s out-of-fold scores (expected grade and both screens) from ``source``, on the
+    reference's eyes of that fold, with the fold's training record (minutes, epochs) when the
+    source is a fold folder."""
     training: dict = {}
     if source.is_dir():
         table = pd.read_csv(source / "predictions_val.csv", dtype={"image_id": str, "patient_id": str})
@@ -51,7 +52,7 @@ def fold_grades(source: Path, fold: int, reference: pd.DataFrame) -> tuple[pd.Da
     if source.is_dir() and set(table["image_id"]) != set(eyes["image_id"]):
         raise SystemExit(f"{source}: its validation eyes are not fold {fold} of the reference split "
                          f"({len(table)} against {len(eyes)} eyes): another --folds or seed?")
-    scored = eyes.merge(table[["image_id", "expected_grade"]], on="image_id", how="left")
+    scored = eyes.merge(with_eye_scores(table)[["image_id", *EYE_SCORES]], on="image_id", how="left")
     if scored["expected_grade"].isna().any():
         missing = scored.loc[scored["expected_grade"].isna(), "image_id"]
         raise SystemExit(f"{source}: no expected_grade for {len(missing)} of fold {fold}'s eyes (e.g. {missing.iloc[0]!r})")
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     mine = grades
     if mine_file.is_file():
         recorded = pd.read_csv(mine_file, dtype={"image_id": str, "patient_id": str})
-        mine = pd.concat([recorded[recorded["fold"] != args.fold], grades], ignore_index=True)
+        mine = pd.concat([with_eye_scores(recorded[recorded["fold"] != args.fold]), grades], ignore_index=True)
     mine = mine.sort_values(["fold", "image_id"], ignore_index=True)
     atomic_write_text(mine_file, mine.to_csv(index=False, float_format="%.5f"))
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -331,6 +332,16 @@ def test_a_lever_is_recorded_fold_by_fold_against_a_recorded_recipe(lab_cv, tmp_
     # A fold folder given as another fold is refused: its eyes are not that fold's.
     done = record("bench_lever.py", lab_cv / "fold-0", "--fold", 1, *common)
     assert done.returncode != 0 and "not fold 1" in done.stderr
+    # A head whose screening scores are not its expected grade (CORN's probabilities) keeps them.
+    ordinal = pd.read_csv(csv).assign(score_referable=lambda t: 1 / (1 + np.exp(2 - t["expected_grade"])))
+    ordinal.to_csv(csv, index=False)
+    common[1] = "ordinal"
+    done = record("bench_lever.py", csv, "--fold", 0, *common, "--minutes", 1.5, "--epochs", 3)
+    assert done.returncode == 0, done.stderr[-3000:]
+    kept = pd.read_csv(results / "lab_oof" / "ordinal.csv", dtype={"image_id": str}).set_index("image_id")
+    sent = ordinal.astype({"image_id": str}).set_index("image_id").loc[kept.index]
+    assert np.allclose(kept["score_referable"], sent["score_referable"], atol=1e-5)
+    assert not np.allclose(kept["score_referable"], kept["expected_grade"])
 
 
 @pytest.mark.slow
