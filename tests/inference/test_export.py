@@ -73,6 +73,22 @@ def test_nan_outputs_survive_export(tmp_path):
     assert np.isfinite(scores[:, 7]).all() and ((scores[:, 7] > 0) & (scores[:, 7] < 1)).all()
 
 
+def test_a_multitask_model_exports_its_one_score(tmp_path):
+    cfg = ExperimentConfig.model_validate(
+        {"data": {"image_size": 64}, "model": {"backbone": "test_resnet"}, "train": {"loss": "multitask"}})
+    torch.manual_seed(3)
+    net = GraderNet("test_resnet", task="grade", kind="multitask").eval()
+    src = save_bundle(tmp_path / "mt", ScoringNet(net, *input_mean_std("test_resnet", "imagenet")),
+                      config=config_to_dict(cfg), thresholds={})
+    out = export_command(src, out=tmp_path / "mt-onnx")  # raises when ONNX and PyTorch differ
+    pixels = parity_samples(load_bundle(src))[1]
+    by_torch, by_onnx = load_bundle(src, "torch").runner(pixels), load_bundle(out, "onnx").runner(pixels)
+    np.testing.assert_allclose(by_onnx, by_torch, atol=1e-3)
+    assert np.isnan(by_onnx[:, :5]).all()  # no class probabilities: the grade is one number
+    np.testing.assert_allclose(by_onnx[:, 6], by_onnx[:, 5])  # both screens are that grade
+    np.testing.assert_allclose(by_onnx[:, 7], by_onnx[:, 5])
+
+
 def test_parity_failure_is_loud_and_keeps_nothing(tiny_bundle, tmp_path, monkeypatch):
     real_export = export._export
 

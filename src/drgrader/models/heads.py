@@ -101,7 +101,8 @@ def decode(kind: str, raw: torch.Tensor, task: str = "grade") -> dict[str, torch
         if kind == "coral":
             greater = torch.sigmoid(raw)
         else:  # corn: conditional probabilities chain into P(y > k)
-            greater = torch.cumprod(torch.sigmoid(raw), dim=1)
+            # exp(cumsum(log sigmoid)) rather than cumprod(sigmoid): ONNX has CumSum but no CumProd.
+            greater = torch.exp(torch.cumsum(torch.nn.functional.logsigmoid(raw), dim=1))
         # P(y > k) for k = -1..4 is 1, greater..., 0; class probabilities are its differences.
         ones = torch.ones_like(greater[:, :1])
         zeros = torch.zeros_like(greater[:, :1])
