@@ -109,3 +109,14 @@ def test_explain_command_writes_side_by_side_pngs(tiny_bundle, tmp_path):
         assert np.abs(cam_tile - input_tile).mean() > 10  # a heat map is blended in
         assert cam_tile.std(axis=(0, 1)).max() > 20  # and it is not flat
     assert panel[:48].max() > 200  # the caption bar has text
+
+
+def test_the_grade_map_of_a_multitask_model_explains_the_score_it_grades_by():
+    from drgrader.inference import explain
+    from drgrader.models.heads import decode
+
+    raw = torch.tensor([3.0, 2.0, 0.0, -1.0, -3.0, 5.0])  # regression, 4 CORN logits, referable
+    target = explain._grade_target("multitask", 2)(raw)
+    assert target.item() == pytest.approx(decode("multitask", raw[None])["expected_grade"].item())
+    assert target.item() != pytest.approx(3.0)  # not the regression output alone
+    assert explain._grade_target("regression", 2)(torch.tensor([1.7])).item() == pytest.approx(1.7)

@@ -32,10 +32,11 @@ from drgrader.data.images import ImageReadError, read_image
 from drgrader.data.inputs import collect_inputs
 from drgrader.data.manifest import DataError
 from drgrader.data.quality import assess_quality
-from drgrader.grading import SCREENS, column_index
+from drgrader.grading import ONE_SCORE_KINDS, SCREENS, column_index
 from drgrader.inference.bundle import Bundle, BundleError, load_bundle
 from drgrader.inference.predict import describe_prediction
 from drgrader.io import atomic_write_bytes
+from drgrader.models.heads import decode
 from drgrader.outputs import claim_dir, unique_names
 
 log = logging.getLogger("drgrader")
@@ -72,7 +73,9 @@ def _grade_target(kind: str, grade: int):
         return lambda raw: raw[grade]
     if kind in ("coral", "corn"):
         return lambda raw: raw.sum()
-    return lambda raw: raw[0]  # regression value (also multitask's first output) or binary logit
+    if kind in ONE_SCORE_KINDS:  # the one score the model grades by (multitask: not its first output alone)
+        return lambda raw: decode(kind, raw[None])["expected_grade"][0]
+    return lambda raw: raw[0]  # binary logit
 
 
 def _grad_cam(model: nn.Module, layer: nn.Module, pixels: torch.Tensor, target) -> np.ndarray:
