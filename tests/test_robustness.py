@@ -31,6 +31,8 @@ from drgrader.cli import main as cli_main
 from drgrader.config import DataConfig, save_config
 from drgrader.data.cache import build_cache, load_cached
 from drgrader.data.fundus import circle_mask, find_fundus
+from drgrader.data.image_files import ImageReadError
+from drgrader.data.images import read_image
 from drgrader.synth import make_dataset, make_fundus
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -85,6 +87,10 @@ def write_zoo(folder: Path) -> np.ndarray:
     Image.fromarray(rgb).save(folder / "good.jpeg", quality=95)
     jpeg = (folder / "good.jpeg").read_bytes()
     (folder / "trunc.jpeg").write_bytes(jpeg[: len(jpeg) // 2])
+    # Damaged, not cut short: a stray restart marker in the middle of the scan. Pillow decodes it
+    # without a word (the lower half grey); libjpeg warns "premature end of data segment".
+    middle = (jpeg.index(b"\xff\xda") + len(jpeg)) // 2
+    (folder / "damaged.jpeg").write_bytes(jpeg[:middle] + b"\xff\xd3" + jpeg[middle:])
     (folder / "empty.jpeg").write_bytes(b"")
     (folder / "notes.jpeg").write_text("patient list, not a photo\n" * 20)
     # Transparent surround stored as white: only compositing on black gives the fundus back.
@@ -112,6 +118,7 @@ def write_zoo(folder: Path) -> np.ndarray:
 
 UNREADABLE = {
     "trunc": "corrupt or truncated image data",
+    "damaged": "corrupt or truncated image data: Corrupt JPEG data: premature end of data segment",
     "empty": "empty file (0 bytes)",
     "notes": "not an image file",
     "tiny": "too small: 32x32 (need at least 64 px per side)",
@@ -145,6 +152,17 @@ def test_unreadable_image_becomes_an_error_row(zoo_index, name):
     row = zoo_index.loc[name]
     assert not row["ok"] and row["cache_path"] == ""
     assert UNREADABLE[name] in row["error"]
+
+
+def test_a_damaged_jpeg_that_pillow_decodes_silently_is_unreadable(zoo):
+    folder, rgb = zoo
+    with Image.open(folder / "damaged.jpeg") as im:  # why the check exists: Pillow says nothing
+        silent = np.asarray(im.convert("RGB"), dtype=np.int16)
+    assert np.abs(silent - rgb).mean() > 20  # and what it gives is not the photo
+    with pytest.raises(ImageReadError, match="premature end of data segment"):
+        read_image(folder / "damaged.jpeg", min_side=64)
+    for name in ("good", "cmyk", "exif"):  # sound JPEGs (CMYK too) still decode
+        assert read_image(folder / f"{name}.jpeg").shape[2] == 3
 
 
 @pytest.mark.parametrize("name", sorted(UNGRADABLE))

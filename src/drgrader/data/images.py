@@ -6,6 +6,12 @@ because it is strict where OpenCV is lax: a truncated JPEG is an error here, whi
 DCT scaling (decode directly at 1/2, 1/4 or 1/8 size), which is 1.5-2x faster than a full decode
 followed by a resize (see benchmarks/bench_preprocess.py).
 
+Pillow does not report libjpeg's warnings, so a JPEG whose entropy-coded data is damaged (not cut
+short) would decode into a plausible, wrong photo without a word; every JPEG is therefore also run
+through libjpeg-turbo in strict mode (simplejpeg, at 1/8 scale: about a millisecond), and the damage
+it detects makes the file unreadable like a truncated one. (Damage that still decodes as valid
+data is invisible to any decoder: JPEG has no checksum.)
+
 DICOM files (``.dcm``, or any file with the DICM marker) go to :mod:`drgrader.data.dicom`; a
 frame of a multi-frame DICOM file is named ``<file>#frame<N>``.
 """
@@ -16,6 +22,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from drgrader.data.dicom import is_dicom, read_frame, read_header, split_frame_ref
@@ -78,6 +85,22 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         im.close()
         raise
     return im
+
+
+# libjpeg's warnings that mean damaged image data (jerror.h), as opposed to metadata it ignores
+# (a bad ICC marker, an unknown JFIF version): each of these changes pixels.
+_JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG file", "Inconsistent progression sequence")
+
+
+def _check_jpeg_data(path: Path) -> None:
+    """Refuse a JPEG whose data libjpeg finds damaged (Pillow decodes it without a word)."""
+    try:
+        simplejpeg.decode_jpeg(path.read_bytes(), colorspace="GRAY", min_factor=8, strict=True)
+    except ValueError as exc:
+        message = str(exc)
+        if any(kind in message for kind in _JPEG_DAMAGE) and "ICC" not in message:
+            raise ImageReadError(path, f"corrupt or truncated image data: {message}") from None
+        # Anything else (a colour space simplejpeg does not convert, ...) is Pillow's to judge.
 
 
 def _orientation(im: Image.Image) -> int:
@@ -164,6 +187,8 @@ def read_image(
         raise ImageReadError(path, f"corrupt or truncated image data: {exc}") from None
     finally:
         source.close()
+    if source.format == "JPEG":
+        _check_jpeg_data(path)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ImageReadError(path, f"unexpected decoded array {rgb.dtype} {rgb.shape}")
     return rgb
