@@ -20,6 +20,10 @@ from drgrader.data.eyes import patient_and_eye
         ("a_b__R", ("a_b", "right")),
         ("images/21_left", ("21", "left")),
         ("clinic\\7_L", ("7", "left")),
+        ("10_OS_left", ("10", "left")),  # the eye said twice: one patient, not '10_OS'
+        ("10_left_OS", ("10", "left")),
+        ("P7-R-right", ("P7", "right")),
+        ("P7_OD_OS", ("P7_OD", "left")),  # two eyes: identity.py reads neither (eyes_named)
         ("eyeA", None),
         ("IDRiD_001", None),
         ("12_l1", None),

@@ -215,6 +215,18 @@ def test_one_file_given_as_both_eyes_is_never_its_own_fellow_eye(tmp_path):
     assert listed.loc["P2_right", "patient_id"] == "P2" and listed.loc["P2_left", "patient_id"] == "P6"  # other patients: untouched
 
 
+def test_a_given_patient_that_its_name_contradicts_is_noted_on_both_photos(tmp_path):
+    for k, name in enumerate(("10_left", "10_right", "11_left", "11_right")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k % 3, k))
+    (tmp_path / "list.csv").write_text("image,patient_id\n10_left.jpeg,P1\n11_left.jpeg,11\n")
+    table = collect_inputs([tmp_path / "list.csv", tmp_path / "10_right.jpeg", tmp_path / "11_right.jpeg"]).set_index("image_id")
+    assert table.loc["10_left", "patient_id"] == "P1" and table.loc["10_right", "patient_id"] == "10"  # the CSV's, as given
+    note = ("contradictory patient: '10_left' is patient 'P1' by its CSV row or DICOM header, but its name says patient "
+            "'10', the patient of '10_right' by name; the given patient is taken, so they are not paired as one patient's eyes")
+    assert table.loc["10_left", "identity_note"] == note and table.loc["10_right", "identity_note"] == note
+    assert table.loc["11_left", "identity_note"] == table.loc["11_right", "identity_note"] == ""  # CSV and name agree
+
+
 def test_the_patients_file_agrees_with_its_decision():
     """Its figures are those of the photos the decision stands on: an ungradable photo's grade 3
     never sits beside 'negative', and the worst eye is the one the reason names."""

@@ -5,6 +5,7 @@ Common names end in the eye after a separator (``_``, ``-`` or a space), in any 
     10_left, 10_right                      Kaggle EyePACS
     Patient001_L, Patient001_R
     Patient001_OD, Patient001_OS           oculus dexter (right), oculus sinister (left)
+    10_OS_left                             the eye said twice: patient 10
     P-17-left, "anna k OS"
 
 Anything else (``eyeA``, ``IDRiD_001``, ``12_l1``) says nothing. A name that also names the
@@ -34,7 +35,12 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
     match = _NAME.match(stem.strip())
     if match is None:
         return None
-    return match["patient"], EYE_WORDS[match["eye"].lower()]
+    patient, eye = match["patient"], EYE_WORDS[match["eye"].lower()]
+    # The eye said twice (``10_OS_left``): the patient is ``10``, not ``10_OS``. (Two different
+    # eyes are a contradiction, left to eyes_named.)
+    while (again := _NAME.match(patient)) and EYE_WORDS[again["eye"].lower()] == eye:
+        patient = again["patient"]
+    return patient, eye
 
 
 def eyes_named(name: str) -> set[str]:

@@ -7,7 +7,10 @@ Every conflict is resolved conservatively (two patients are never merged, no pho
 and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was done>``):
 
 - the sources disagree on the eye -> the eye is left unknown; on the patient (CSV and DICOM
-  ``PatientID``) -> the CSV's (the user's own list) is taken;
+  ``PatientID``) -> the CSV's (the user's own list) is taken; a photo whose CSV or DICOM patient
+  is not the one its name says, when another photo is that patient by its name (a CSV row for
+  ``10_left`` saying ``P1`` beside a ``10_right`` from a folder) -> the given patient is taken,
+  both photos noted (they are not paired as one patient's eyes);
 - a name with both eyes in it (``P7_OD_OS``) -> neither patient nor eye is read from it;
 - one eye of a patient read from file names is named in two folders (``a/10_left``,
   ``b/10_left``) -> a patient per folder (``a/10``, ``b/10``): two clinics number alike more
@@ -110,6 +113,23 @@ def _read_one(row: dict) -> tuple[str, str, bool, list[str]]:
                      f"PatientID {row['dicom_patient']!r}; the CSV's is taken")
     from_name = bool(patient) and not (row["csv_patient"] or row["dicom_patient"])
     return patient, eye, from_name, notes
+
+
+def _given_against_names(table: pd.DataFrame, from_name: pd.Series, notes: list[list[str]]) -> None:
+    """A CSV/DICOM patient that is not the patient its name says, while another photo is that
+    patient by its name: the given patient stands, both photos noted."""
+    by_name = table.loc[from_name].groupby("patient_id")["image_id"].agg(list)
+    for k in table.index[~from_name & (table["patient_id"] != "")]:
+        image_id = table.at[k, "image_id"]
+        named = patient_and_eye(_FRAME.sub("", image_id))
+        if not named or len(eyes_named(image_id)) > 1 or named[0] == table.at[k, "patient_id"] or named[0] not in by_name:
+            continue
+        others = by_name[named[0]]
+        note = (f"{CONTRADICTORY_PATIENT}: {image_id!r} is patient {table.at[k, 'patient_id']!r} by its CSV row or DICOM "
+                f"header, but its name says patient {named[0]!r}, the patient of {', '.join(map(repr, others))} by name; "
+                "the given patient is taken, so they are not paired as one patient's eyes")
+        for j in [k, *table.index[from_name & (table["patient_id"] == named[0])]]:
+            notes[j].append(note)
 
 
 def _folder_labels(folders: set[str]) -> dict[str, str]:
@@ -228,6 +248,7 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
         notes[k] += own_notes
     from_name = pd.Series([named for _, _, named, _ in read], index=table.index, dtype=bool)
     lone = table["patient_id"] == ""
+    _given_against_names(table, from_name, notes)
     _split_by_folder(table, from_name, notes)
     _lookalike_patients(table, notes)
     _own_patients(table, notes)
