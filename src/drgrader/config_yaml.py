@@ -133,11 +133,19 @@ def check_size(raw: Any, source: str) -> None:
 
 
 # -------------------------------------------------------------------------- overrides
+_COMMENT = re.compile(r"(^|\s)#")
+
+
 def _parse_value(text: str, item: str) -> Any:
     # 3 -> int, 1e-3 -> float, true -> bool, [a, b] -> list, null -> None, on -> "on" (text).
     if not text.strip():
         return ""  # not null: the field says whether it may be empty (a path may not, a name may)
-    return load_yaml(text, f"override {item[:MAX_ECHO]!r}")
+    value = load_yaml(text, f"override {item[:MAX_ECHO]!r}")
+    if _COMMENT.search(text) and "#" not in repr(value):
+        # YAML drops ' #...' as a comment: `data.root=/scans/clinic #2` would read /scans/clinic.
+        raise ConfigError(f"override {item[:MAX_ECHO]!r}: ' #' starts a YAML comment, which would drop the rest of "
+                          "the value; quote the value (e.g. key='a #2') or leave the comment out")
+    return value
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:

@@ -48,6 +48,14 @@ def test_numbers_and_text_that_are_meant():
         load_config(None, ["train.lr=true"])
 
 
+@pytest.mark.parametrize("override", ["data.root=/scans/clinic #2", "train.epochs=5 # five", "name=#1"])
+def test_a_comment_that_would_cut_a_value_short_is_refused(override):
+    with pytest.raises(ConfigError, match=r"' #' starts a YAML comment, which would drop the rest of the value; quote"):
+        load_config(None, [override])
+    cfg = load_config(None, ["data.root='/scans/clinic #2'", "name=run#1"])  # quoted, or '#' inside a word: kept
+    assert (str(cfg.data.root), cfg.name) == ("/scans/clinic #2", "run#1")
+
+
 def test_a_view_given_twice_is_refused_and_a_home_folder_is_expanded(monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match=r"eval\.tta: .*view 'hflip' given twice"):
         load_config(None, ["eval.tta=[orig,hflip,hflip]"])  # it would count twice in the average
