@@ -165,6 +165,15 @@ def test_a_damaged_jpeg_that_pillow_decodes_silently_is_unreadable(zoo):
         assert read_image(folder / f"{name}.jpeg").shape[2] == 3
 
 
+def test_a_multi_page_tiff_is_refused_not_graded_by_its_first_page(zoo, tmp_path):
+    _, rgb = zoo
+    Image.fromarray(rgb).save(tmp_path / "stack.tiff", save_all=True, append_images=[Image.fromarray(255 - rgb)])
+    with pytest.raises(ImageReadError, match=r"multi-page TIFF \(2 pages\) where one photo is expected"):
+        read_image(tmp_path / "stack.tiff")
+    Image.fromarray(rgb).save(tmp_path / "one.tiff")
+    assert np.array_equal(read_image(tmp_path / "one.tiff"), rgb)  # one page: the photo
+
+
 @pytest.mark.parametrize("name", sorted(UNGRADABLE))
 def test_non_fundus_frame_is_cached_but_flagged_ungradable(zoo_index, name):
     row = zoo_index.loc[name]

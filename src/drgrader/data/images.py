@@ -81,6 +81,9 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     width, height = im.size
     try:
         _check_size(path, width, height, max_pixels)
+        pages = getattr(im, "n_frames", 1) if im.format == "TIFF" else 1
+        if pages > 1:  # a stack (both eyes, colour and red-free): grading its first page would drop the rest
+            raise ImageReadError(path, f"multi-page TIFF ({pages} pages) where one photo is expected: save each page as a file of its own")
     except ImageReadError:
         im.close()
         raise
@@ -157,7 +160,7 @@ def read_image(
       on black (the fundus surround); 16-bit images are scaled to 8 bits.
     - ``min_side``: for JPEGs, decode at the strongest libjpeg DCT reduction (1/8, 1/4, 1/2)
       whose short side is still >= ``min_side``. Other formats are decoded at full size.
-    - A GIF or WebP animation gives its first frame. DICOM: see :mod:`drgrader.data.dicom`
+    - A GIF or WebP animation gives its first frame; a multi-page TIFF is refused (which page?). DICOM: see :mod:`drgrader.data.dicom`
       (``<file>#frame<N>`` for a frame of a multi-frame file).
     - Raises :class:`ImageReadError` for missing, empty, non-image, truncated, too small
       (< 64 px) and too large (> ``max_pixels``, checked from the header before decoding) files.
