@@ -11,6 +11,7 @@ goes through Python's warnings, and the memory check, run ``python -m drgrader``
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -163,6 +164,27 @@ def test_a_damaged_jpeg_that_pillow_decodes_silently_is_unreadable(zoo):
         read_image(folder / "damaged.jpeg", min_side=64)
     for name in ("good", "cmyk", "exif"):  # sound JPEGs (CMYK too) still decode
         assert read_image(folder / f"{name}.jpeg").shape[2] == 3
+
+
+def test_a_png_whose_checksum_fails_is_unreadable_though_pillow_decodes_it(zoo, tmp_path):
+    folder, rgb = zoo
+    png = (folder / "good.png").read_bytes()
+    start = png.index(b"IDAT") + 4
+    for offset in range(start + 100, len(png), 97):  # the first flipped byte that zlib decodes on
+        damaged = png[:offset] + bytes([png[offset] ^ 0xFF]) + png[offset + 1:]
+        try:
+            with Image.open(io.BytesIO(damaged)) as im:
+                silent = np.asarray(im.convert("RGB"), dtype=np.int16)
+        except OSError:
+            continue
+        if np.abs(silent - rgb).mean() > 1:
+            break
+    else:
+        pytest.fail("no silently decoded damage found")
+    (tmp_path / "damaged.png").write_bytes(damaged)
+    with pytest.raises(ImageReadError, match=r"corrupt or truncated image data: broken PNG file \(bad header checksum"):
+        read_image(tmp_path / "damaged.png")
+    assert np.array_equal(read_image(folder / "good.png"), rgb)
 
 
 def test_a_multi_page_tiff_is_refused_not_graded_by_its_first_page(zoo, tmp_path):

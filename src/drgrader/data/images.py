@@ -10,7 +10,8 @@ Pillow does not report libjpeg's warnings, so a JPEG whose entropy-coded data is
 short) would decode into a plausible, wrong photo without a word; every JPEG is therefore also run
 through libjpeg-turbo in strict mode (simplejpeg, at 1/8 scale: about a millisecond), and the damage
 it detects makes the file unreadable like a truncated one. (Damage that still decodes as valid
-data is invisible to any decoder: JPEG has no checksum.)
+data is invisible to any decoder: JPEG has no checksum.) Pillow does not check a PNG's chunk
+checksums when it decodes either: ``verify()`` does, for every PNG.
 
 DICOM files (``.dcm``, or any file with the DICM marker) go to :mod:`drgrader.data.dicom`; a
 frame of a multi-frame DICOM file is named ``<file>#frame<N>``.
@@ -95,15 +96,23 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
 _JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG file", "Inconsistent progression sequence")
 
 
-def _check_jpeg_data(path: Path) -> None:
-    """Refuse a JPEG whose data libjpeg finds damaged (Pillow decodes it without a word)."""
-    try:
-        simplejpeg.decode_jpeg(path.read_bytes(), colorspace="GRAY", min_factor=8, strict=True)
-    except ValueError as exc:
-        message = str(exc)
-        if any(kind in message for kind in _JPEG_DAMAGE) and "ICC" not in message:
-            raise ImageReadError(path, f"corrupt or truncated image data: {message}") from None
-        # Anything else (a colour space simplejpeg does not convert, ...) is Pillow's to judge.
+def _check_data(path: Path, kind: str | None) -> None:
+    """Refuse a JPEG whose data libjpeg finds damaged, a PNG whose chunk checksums fail: Pillow
+    decodes both without a word."""
+    if kind == "JPEG":
+        try:
+            simplejpeg.decode_jpeg(path.read_bytes(), colorspace="GRAY", min_factor=8, strict=True)
+        except ValueError as exc:
+            message = str(exc)
+            if any(damage in message for damage in _JPEG_DAMAGE) and "ICC" not in message:
+                raise ImageReadError(path, f"corrupt or truncated image data: {message}") from None
+            # Anything else (a colour space simplejpeg does not convert, ...) is Pillow's to judge.
+    elif kind == "PNG":
+        try:
+            with Image.open(path) as png:
+                png.verify()  # every chunk's CRC, which decoding skips
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageReadError(path, f"corrupt or truncated image data: {exc}") from None
 
 
 def _orientation(im: Image.Image) -> int:
@@ -190,8 +199,7 @@ def read_image(
         raise ImageReadError(path, f"corrupt or truncated image data: {exc}") from None
     finally:
         source.close()
-    if source.format == "JPEG":
-        _check_jpeg_data(path)
+    _check_data(path, source.format)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ImageReadError(path, f"unexpected decoded array {rgb.dtype} {rgb.shape}")
     return rgb
