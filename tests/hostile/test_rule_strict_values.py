@@ -270,7 +270,7 @@ def test_error_messages_name_only_options_the_command_has(tiny_bundle, tmp_path,
         assert named <= _options(command), (command, line)
 
 
-@pytest.mark.parametrize("text", ["\uff11/2", "0/\u0662", " 0/2", "0/2/3"])
+@pytest.mark.parametrize("text", ["\uff11/2", "0/\u0662", " 0/2", "0/2/3", "00/2", "1/08"])
 def test_a_shard_is_plain_decimal(text):
     from drgrader.workflows.data import parse_shard
 

@@ -11,7 +11,8 @@ def parse_shard(text: str) -> tuple[int, int]:
     """``"3/16"`` -> ``(3, 16)``: this machine's share of a job split across ``n`` machines."""
     i, slash, n = text.partition("/")
     plain = (i + n).isascii()  # '１/2' (full-width digits) is not plain decimal, as config integers are not
-    if not (slash and plain and i.isdigit() and n.isdigit() and int(i) < int(n)):
+    decimal = plain and i.isdigit() and n.isdigit() and str(int(i)) == i and str(int(n)) == n  # '00/2', '1/08': as config integers, no leading zeros
+    if not (slash and decimal and int(i) < int(n)):
         raise ConfigError(f"--shard {text[:40]!r} must look like i/n with 0 <= i < n, e.g. 3/16")
     return int(i), int(n)
 
