@@ -163,6 +163,16 @@ def test_an_input_that_gives_nothing_to_grade_is_refused(tiny_bundle, photos, tm
         assert not out.exists()
 
 
+def test_hidden_files_and_folders_are_left_out_and_counted(photos, caplog):
+    (photos / ".thumbnails").mkdir()
+    (photos / ".thumbnails" / "7_left.jpeg").write_bytes(jpeg(4, 9))  # would be a second, different left eye
+    (photos / "._7_right.jpeg").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
+    table = collect_inputs([photos])
+    assert sorted(Path(p).name for p in table["path"]) == ["7_left.jpeg", "7_right.jpeg"]
+    assert (table["identity_note"] == "").all()
+    assert f"skipped 2 hidden files in {photos} (a name, or a folder's, beginning with '.': e.g. ._7_right.jpeg)" in caplog.text
+
+
 def test_a_photo_given_twice_as_different_eyes_is_one_photo_with_the_conflict_noted(photos, tmp_path, monkeypatch):
     # Rule 2's resolver combines the two mentions (the CSV's patient wins) and says what it did.
     listing = tmp_path / "list.csv"

@@ -112,7 +112,16 @@ def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
         if path.is_dir():
             # Every entry with an image extension becomes a row, even a FIFO or a broken link
             # (its row then says why it was not graded); other entries are counted by suffix.
-            entries = sorted(f for f in path.rglob("*") if not f.name.startswith(".") and not f.is_dir())
+            # Hidden files and folders (macOS's ._ copies, .thumbnails/) are left out, as the
+            # label-file reader leaves them, and counted.
+            entries, hidden = [], []
+            for f in sorted(f for f in path.rglob("*") if not f.is_dir()):
+                relative = f.relative_to(path)
+                (hidden if any(part.startswith(".") for part in relative.parts) else entries).append(relative)
+            if hidden:
+                log.warning("skipped %d hidden files in %s (a name, or a folder's, beginning with '.': e.g. %s)",
+                            len(hidden), path, hidden[0])
+            entries = [path / f for f in entries]
             photo = [_is_photo_file(f) for f in entries]
             files = [f for f, ok in zip(entries, photo) if ok]
             others = Counter(f.suffix.lower() or "(no suffix)" for f, ok in zip(entries, photo) if not ok)
