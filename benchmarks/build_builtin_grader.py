@@ -59,6 +59,23 @@ def cross_fitted_lines(cv: Path) -> list[str]:
     return lines
 
 
+def lab_lines(label: str, results: Path = Path(__file__).resolve().parent / "results" / "levers.json") -> list[str]:
+    """The recipe's out-of-fold figures from the lab's record (``bench_lever.py``) when no pooled
+    ``drgrader cv`` folder exists: the folds measured so far, paired against the earlier recipe."""
+    row = json.loads(results.read_text())[label]
+    comparison = row["comparison"]
+    lines = []
+    for stage in ("single eye", "paired eyes"):
+        mine, diff = comparison[stage]["lever"], comparison[stage]["difference"]
+        (k, k_lo, k_hi), (a, a_lo, a_hi) = mine["kappa"], mine["referable_auc"]
+        lines.append(f"- out of fold, folds {', '.join(map(str, row['folds']))} of 5 ({comparison['eyes']:,} eyes of "
+                     f"{comparison['patients']:,} patients), {stage}: kappa {k:.3f} ({k_lo:.3f}-{k_hi:.3f}), referable AUC "
+                     f"{a:.3f} ({a_lo:.3f}-{a_hi:.3f}); against `{row['against']}` on the same eyes: kappa "
+                     f"{diff['kappa'][0]:+.3f} ({diff['kappa'][1]:+.3f} to {diff['kappa'][2]:+.3f}), referable AUC "
+                     f"{diff['referable_auc'][0]:+.3f} ({diff['referable_auc'][1]:+.3f} to {diff['referable_auc'][2]:+.3f})")
+    return lines
+
+
 def builtin_section(name: str, summary: str, recipe_note: str, cv_lines: list[str], rebuild: str, graph: str) -> str:
     return "\n".join([
         f"## The built-in grader `{name}`", "",
@@ -74,7 +91,7 @@ def builtin_section(name: str, summary: str, recipe_note: str, cv_lines: list[st
 
 
 def build(bundle: Path, *, name: str, out_root: Path, external: Path | None, cv: Path | None, recipe_note: str,
-          summary: str, rebuild: str, int8_skipped: str | None = None) -> Path:
+          summary: str, rebuild: str, int8_skipped: str | None = None, lab: str | None = None) -> Path:
     work = out_root / f".{name}.building"
     shutil.rmtree(work, ignore_errors=True)
     staged = export_command(bundle, "onnx", work / "bundle")
@@ -95,7 +112,8 @@ def build(bundle: Path, *, name: str, out_root: Path, external: Path | None, cv:
     if external is not None:
         evaluate_command(staged, data=str(external), out=work / "external")
     _half_weights(staged / "model.safetensors")
-    section = builtin_section(name, summary, recipe_note, cross_fitted_lines(cv) if cv else [], rebuild, graph)
+    cv_lines = cross_fitted_lines(cv) if cv else lab_lines(lab) if lab else []
+    section = builtin_section(name, summary, recipe_note, cv_lines, rebuild, graph)
     card = (staged / "MODEL_CARD.md").read_text(encoding="utf-8")
     if external is not None:  # the card travels: the data set by its name, no folder of this machine
         card = card.replace(str(external), external.name)
@@ -132,16 +150,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "src/drgrader/graders")
     parser.add_argument("--external", type=Path, help="a labelled data folder from another source, evaluated into the card")
     parser.add_argument("--cv", type=Path, help="a finished `drgrader cv` folder of the same recipe: its figures go into the card")
+    parser.add_argument("--lab", metavar="LABEL", help="no cv folder yet: the recipe's folds as bench_lever.py recorded them (results/levers.json)")
     parser.add_argument("--recipe-note", default="5-fold cross-fitting on all of eyepacs-256")
     parser.add_argument("--summary", required=True, help="one line for `drgrader models`")
     parser.add_argument("--skip-int8", dest="skip_int8", metavar="WHY", help="ship the float graph without trying int8, saying why in the card")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     rebuild = " ".join(["python benchmarks/build_builtin_grader.py", "<bundle>", "--name", args.name,
-                        *(["--external", "<external data>"] if args.external else []), *(["--cv", "<cv folder>"] if args.cv else [])])
+                        *(["--external", "<external data>"] if args.external else []), *(["--cv", "<cv folder>"] if args.cv else []),
+                        *(["--lab", args.lab] if args.lab else [])])
     folder = build(args.bundle, name=args.name, out_root=args.out, external=args.external, cv=args.cv,
                    recipe_note=args.recipe_note, summary=args.summary, rebuild=rebuild,
-                   int8_skipped=args.skip_int8)
+                   int8_skipped=args.skip_int8, lab=args.lab)
     size = sum(f.stat().st_size for f in folder.iterdir()) / 1e6
     print(f"built-in grader {args.name}: {folder} ({size:.1f} MB)")
 
