@@ -9,6 +9,7 @@ recorded against different baselines, e.g. the shipped hour against the MSE hour
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pandas as pd
 
@@ -21,12 +22,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("first", help="a recorded recipe (lab_oof/<label>.csv)")
     parser.add_argument("second")
+    parser.add_argument("--results", type=Path, default=RESULTS / "levers.json", help="lab_oof/ is beside it")
     args = parser.parse_args(argv)
 
     from drgrader.config import load_config
 
     def read(label: str) -> pd.DataFrame:
-        return with_eye_scores(pd.read_csv(RESULTS / "lab_oof" / f"{label}.csv", dtype={"image_id": str, "patient_id": str}))
+        return with_eye_scores(pd.read_csv(args.results.parent / "lab_oof" / f"{label}.csv", dtype={"image_id": str, "patient_id": str}))
 
     first, second = read(args.first), read(args.second)
     folds = sorted(set(first["fold"]) & set(second["fold"]))

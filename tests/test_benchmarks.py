@@ -329,6 +329,9 @@ def test_a_lever_is_recorded_fold_by_fold_against_a_recorded_recipe(lab_cv, tmp_
     assert row["comparison"]["single eye"]["difference"]["kappa"] == [0.0, 0.0, 0.0]
     assert len(pd.read_csv(results / "lab_oof" / "same.csv")) == 80
     assert "| same | nothing | 0,1 (80) |" in levers.with_suffix(".md").read_text()
+    paired = record("bench_pair.py", "same", "recipe", "--results", levers)  # two recorded recipes, paired
+    assert paired.returncode == 0, paired.stderr[-3000:]
+    assert "folds 0, 1 (80 eyes" in paired.stdout and paired.stdout.count("+0.000 (+0.000 to +0.000)") == 4
     # A fold folder given as another fold is refused: its eyes are not that fold's.
     done = record("bench_lever.py", lab_cv / "fold-0", "--fold", 1, *common)
     assert done.returncode != 0 and "not fold 1" in done.stderr
