@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import tiny_config
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from drgrader.cli import main as cli_main
 from drgrader.config import DataConfig, save_config
@@ -194,6 +194,12 @@ def test_a_multi_page_tiff_is_refused_not_graded_by_its_first_page(zoo, tmp_path
         read_image(tmp_path / "stack.tiff")
     Image.fromarray(rgb).save(tmp_path / "one.tiff")
     assert np.array_equal(read_image(tmp_path / "one.tiff"), rgb)  # one page: the photo
+    preview = Image.fromarray(np.ascontiguousarray(rgb[::4, ::4]))
+    marked = TiffImagePlugin.ImageFileDirectory_v2()
+    marked[254] = 1  # NewSubfileType: a reduced-resolution copy of another page (a camera's preview)
+    preview.encoderinfo = {"tiffinfo": marked}
+    Image.fromarray(rgb).save(tmp_path / "with-preview.tiff", save_all=True, append_images=[preview])
+    assert np.array_equal(read_image(tmp_path / "with-preview.tiff"), rgb)  # the photo, its preview aside
 
 
 @pytest.mark.parametrize("name", sorted(UNGRADABLE))

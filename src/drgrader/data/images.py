@@ -8,10 +8,11 @@ followed by a resize (see benchmarks/bench_preprocess.py).
 
 Pillow does not report libjpeg's warnings, so a JPEG whose entropy-coded data is damaged (not cut
 short) would decode into a plausible, wrong photo without a word; every JPEG is therefore also run
-through libjpeg-turbo in strict mode (simplejpeg, at 1/8 scale: about a millisecond), and the damage
-it detects makes the file unreadable like a truncated one. (Damage that still decodes as valid
-data is invisible to any decoder: JPEG has no checksum.) Pillow does not check a PNG's chunk
-checksums when it decodes either: ``verify()`` does, for every PNG.
+through libjpeg-turbo in strict mode (simplejpeg, at 1/8 scale: 1 ms for a 256-px photo, a few for
+a camera original), and the damage it detects makes the file unreadable like a truncated one.
+(Damage that still decodes as valid data is invisible to any decoder: JPEG has no checksum.)
+Pillow does not check a PNG's chunk checksums when it decodes either: ``verify()`` does, for
+every PNG.
 
 DICOM files (``.dcm``, or any file with the DICM marker) go to :mod:`drgrader.data.dicom`; a
 frame of a multi-frame DICOM file is named ``<file>#frame<N>``.
@@ -65,6 +66,22 @@ def _dicom_header(path: Path, source: Path, frame: int | None, max_pixels: int):
     return header
 
 
+_REDUCED_RESOLUTION = 1  # TIFF NewSubfileType (tag 254) bit: a thumbnail or preview of another page
+
+
+def _tiff_pages(im: Image.Image) -> int:
+    """Full-resolution pages of a TIFF (a camera's preview page is not a second photo)."""
+    frames = getattr(im, "n_frames", 1)
+    if frames == 1:
+        return 1
+    full = 0
+    for k in range(frames):
+        im.seek(k)
+        full += not int(getattr(im, "tag_v2", {}).get(254, 0)) & _REDUCED_RESOLUTION
+    im.seek(0)
+    return full
+
+
 def _open(path: Path, max_pixels: int) -> Image.Image:
     """Open (header only) and refuse empty, non-image, too-small and too-large files."""
     check_regular_file(path)
@@ -82,9 +99,10 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     width, height = im.size
     try:
         _check_size(path, width, height, max_pixels)
-        pages = getattr(im, "n_frames", 1) if im.format == "TIFF" else 1
+        pages = _tiff_pages(im) if im.format == "TIFF" else 1
         if pages > 1:  # a stack (both eyes, colour and red-free): grading its first page would drop the rest
-            raise ImageReadError(path, f"multi-page TIFF ({pages} pages) where one photo is expected: save each page as a file of its own")
+            raise ImageReadError(path, f"multi-page TIFF ({pages} pages) where one photo is expected: "
+                                       "save each page as a file of its own")
     except ImageReadError:
         im.close()
         raise
@@ -169,7 +187,8 @@ def read_image(
       on black (the fundus surround); 16-bit images are scaled to 8 bits.
     - ``min_side``: for JPEGs, decode at the strongest libjpeg DCT reduction (1/8, 1/4, 1/2)
       whose short side is still >= ``min_side``. Other formats are decoded at full size.
-    - A GIF or WebP animation gives its first frame; a multi-page TIFF is refused (which page?). DICOM: see :mod:`drgrader.data.dicom`
+    - A GIF or WebP animation gives its first frame; a multi-page TIFF is refused (which page?),
+      a page marked as another's preview aside. DICOM: see :mod:`drgrader.data.dicom`
       (``<file>#frame<N>`` for a frame of a multi-frame file).
     - Raises :class:`ImageReadError` for missing, empty, non-image, truncated, too small
       (< 64 px) and too large (> ``max_pixels``, checked from the header before decoding) files.
