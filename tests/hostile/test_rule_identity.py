@@ -188,8 +188,16 @@ def test_patients_that_differ_only_in_case_are_kept_apart_and_noted(tmp_path):
     table = collect_inputs([tmp_path]).set_index("image_id")
     assert table.loc["P7_left", "patient_id"] == "P7" and table.loc["p7_right", "patient_id"] == "p7"  # not merged
     for image in ("P7_left", "p7_right"):
-        assert "lookalike patients: patients 'P7' and 'p7' differ only in case or spacing" in table.loc[image, "identity_note"]
+        assert "lookalike patients: patients 'P7' and 'p7' differ only in case, spacing or leading zeros" in table.loc[image, "identity_note"]
     assert table.loc["Q1_left", "identity_note"] == ""
+    # A spreadsheet drops a number's leading zeros: patient 7 in a CSV beside 007_right by name.
+    (tmp_path / "list.csv").write_text("image,patient_id\nQ1_left.jpeg,7\n")
+    (tmp_path / "007_right.jpeg").write_bytes(photo_bytes(1, 9))
+    (tmp_path / "0_left.jpeg").write_bytes(photo_bytes(1, 8))  # '0' is a number too: no lookalike of its own
+    table = collect_inputs([tmp_path / "list.csv", tmp_path / "007_right.jpeg", tmp_path / "0_left.jpeg"]).set_index("image_id")
+    assert (table.loc["Q1_left", "patient_id"], table.loc["007_right", "patient_id"]) == ("7", "007")
+    assert "patients '007' and '7' differ only in case, spacing or leading zeros" in table.loc["007_right", "identity_note"]
+    assert table.loc["0_left", "identity_note"] == ""
 
 
 def test_one_file_given_as_both_eyes_is_never_its_own_fellow_eye(tmp_path):

@@ -19,7 +19,8 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
 - one file's bytes given as two eyes of a patient (``10_right.jpeg`` a copy of ``10_left.jpeg``)
   -> which eye it shows is unknown; the copies are patients of their own, so the photo is never
   paired with itself as its own fellow eye;
-- patient ids that differ only in case or spacing (``P7`` and ``p7``) -> kept apart, as given
+- patient ids that differ only in case, spacing or a number's leading zeros (``P7`` and ``p7``,
+  ``007`` and ``7``) -> kept apart, as given
   (merging would be the guess); noted, since they are often one patient typed twice;
 - no patient -> the photo (a DICOM file: all its frames) is a patient of its own, named by its
   image id (by its path when that id is taken);
@@ -210,16 +211,22 @@ def _copies_as_two_eyes(table: pd.DataFrame, notes: list[list[str]]) -> None:
                                 f"the {claimed}; which eye it shows is unknown, {kept}")
 
 
+def _folded(patient: str) -> str:
+    """A patient id as it may have been retyped: case, spacing and, for a number, leading zeros
+    (a spreadsheet turns ``007`` into ``7``) taken out."""
+    folded = " ".join(patient.split()).casefold()
+    return folded.lstrip("0") or "0" if folded.isdigit() else folded
+
+
 def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
-    """Patient ids equal but for case and spacing: kept apart, each photo noted."""
+    """Patient ids equal but for case, spacing or a number's leading zeros: kept apart, each photo noted."""
     ids = table.loc[table["patient_id"] != "", "patient_id"]
-    folded = ids.map(lambda p: " ".join(p.split()).casefold())
-    for _, group in ids.groupby(folded):
+    for _, group in ids.groupby(ids.map(_folded)):
         spellings = sorted(set(group))
         if len(spellings) > 1:
             for k in group.index:
-                notes[k].append(f"{LOOKALIKE_PATIENTS}: patients {' and '.join(map(repr, spellings))} differ only in case "
-                                "or spacing; kept apart as given (one spelling in the input makes them one patient)")
+                notes[k].append(f"{LOOKALIKE_PATIENTS}: patients {' and '.join(map(repr, spellings))} differ only in case, "
+                                "spacing or leading zeros; kept apart as given (one spelling in the input makes them one patient)")
 
 
 def _eye_counts(table: pd.DataFrame, notes: list[list[str]], lone: pd.Series) -> None:
