@@ -86,8 +86,9 @@ def _combine_repeats(rows: list[dict]) -> list[dict]:
     return list(by_path.values())
 
 
-def _read_one(row: dict) -> tuple[str, str, bool, list[str]]:
-    """(patient, eye, patient read from the name, notes) of one photo from its own evidence."""
+def _read_one(row: dict) -> tuple[str, str, str, list[str]]:
+    """(patient, eye, the patient its name says ('' when none, or both eyes), notes) of one
+    photo from its own evidence."""
     name = _FRAME.sub("", row["image_id"])
     notes = []
     named = patient_and_eye(name)
@@ -112,24 +113,22 @@ def _read_one(row: dict) -> tuple[str, str, bool, list[str]]:
     if row["csv_patient"] and row["dicom_patient"] and row["csv_patient"] != row["dicom_patient"]:
         notes.append(f"{CONTRADICTORY_PATIENT}: for {row['image_id']!r} the CSV says {row['csv_patient']!r}, the DICOM "
                      f"PatientID {row['dicom_patient']!r}; the CSV's is taken")
-    from_name = bool(patient) and not (row["csv_patient"] or row["dicom_patient"])
-    return patient, eye, from_name, notes
+    return patient, eye, name_patient, notes
 
 
-def _given_against_names(table: pd.DataFrame, from_name: pd.Series, notes: list[list[str]]) -> None:
+def _given_against_names(table: pd.DataFrame, from_name: pd.Series, name_patient: pd.Series,
+                         notes: list[list[str]]) -> None:
     """A CSV/DICOM patient that is not the patient its name says, while another photo is that
     patient by its name: the given patient stands, both photos noted."""
     by_name = table.loc[from_name].groupby("patient_id")["image_id"].agg(list)
-    for k in table.index[~from_name & (table["patient_id"] != "")]:
-        image_id = table.at[k, "image_id"]
-        named = patient_and_eye(_FRAME.sub("", image_id))
-        if not named or len(eyes_named(image_id)) > 1 or named[0] == table.at[k, "patient_id"] or named[0] not in by_name:
-            continue
-        others = by_name[named[0]]
-        note = (f"{CONTRADICTORY_PATIENT}: {image_id!r} is patient {table.at[k, 'patient_id']!r} by its CSV row or DICOM "
-                f"header, but its name says patient {named[0]!r}, the patient of {', '.join(map(repr, others))} by name; "
-                "the given patient is taken, so they are not paired as one patient's eyes")
-        for j in [k, *table.index[from_name & (table["patient_id"] == named[0])]]:
+    given = ~from_name & (table["patient_id"] != "") & (name_patient != table["patient_id"]) & name_patient.isin(by_name.index)
+    for k in table.index[given]:
+        named = name_patient[k]
+        note = (f"{CONTRADICTORY_PATIENT}: {table.at[k, 'image_id']!r} is patient {table.at[k, 'patient_id']!r} by its CSV "
+                f"row or DICOM header, but its name says patient {named!r}, the patient of "
+                f"{', '.join(map(repr, by_name[named]))} by name; the given patient is taken, so they are not paired as "
+                "one patient's eyes")
+        for j in [k, *table.index[from_name & (table["patient_id"] == named)]]:
             notes[j].append(note)
 
 
@@ -250,12 +249,14 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     notes: list[list[str]] = [[] for _ in photos]
     read = [_read_one(row) for row in photos]
     table["patient_id"] = [patient for patient, _, _, _ in read]
+    name_patient = pd.Series([named for _, _, named, _ in read], index=table.index, dtype=str)
     table["eye"] = [eye for _, eye, _, _ in read]
     for k, (_, _, _, own_notes) in enumerate(read):
         notes[k] += own_notes
-    from_name = pd.Series([named for _, _, named, _ in read], index=table.index, dtype=bool)
+    given = (table["csv_patient"] != "") | (table["dicom_patient"] != "")
+    from_name = (table["patient_id"] != "") & ~given
     lone = table["patient_id"] == ""
-    _given_against_names(table, from_name, notes)
+    _given_against_names(table, from_name, name_patient, notes)
     _split_by_folder(table, from_name, notes)
     _lookalike_patients(table, notes)
     _own_patients(table, notes)
