@@ -12,9 +12,11 @@ from drgrader.inference.paired_eyes import (
     PairedEyeModel,
     cross_fit_paired_eyes,
     decide_paired,
+    decisions_with_stage,
     fellow_index,
     fit_paired_eyes,
 )
+from drgrader.inference.patient_decision import decide_patients, decision_points
 
 GRADE_MIX = [0.55, 0.1, 0.2, 0.08, 0.07]
 
@@ -46,8 +48,8 @@ def test_fellow_index_pairs_two_eyes_of_a_patient_only():
 
 def test_fused_grade_beats_single_eye_when_eyes_share_disease():
     table = regression_table(600, seed=0)
-    fused, paired = cross_fit_paired_eyes(table)
-    assert paired.all() and not np.isnan(fused).any()
+    fused, own, paired = cross_fit_paired_eyes(table)
+    assert paired.all() and not np.isnan(fused).any() and not np.isnan(own).any()
     truth = table["grade"].to_numpy()
     single_kappa = quadratic_weighted_kappa(truth, np.clip(np.rint(table["expected_grade"]), 0, 4))
     fused_kappa = quadratic_weighted_kappa(truth, np.clip(np.rint(fused), 0, 4))
@@ -71,6 +73,26 @@ def test_one_eyed_patient_falls_back_to_the_single_eye_model():
     # Decided on the single-eye model's grade (shrunk towards the mean, as a fitted regression is).
     assert decided["pred_grade"].tolist() == [float(apply_cutpoints(fused, [0.5, 1.5, 2.5, 3.5])[0])]
     assert decided["referable_pred"].tolist() == [float(fused[0] >= 1.5)]
+
+
+def test_a_clean_fellow_eye_never_talks_a_severe_eye_out_of_it():
+    # The stage as the shipped grader fitted it on EyePACS: an eye unlike its fellow is pulled
+    # towards it (negative weight on their difference), so unguarded, a severe eye beside a
+    # clean one fuses to 0.05 + (0.58 - 0.33) * 3.13 = 0.83, a moderate grade.
+    model = PairedEyeModel(["expected_grade"], [0.58, 0.53, -0.33, 0.0], 0.05, [0.91], 0.04)
+    table = pd.DataFrame({"image_id": ["p_right", "p_left"], "patient_id": ["p", "p"], "eye": ["right", "left"],
+                          "expected_grade": [0.0, 3.13], "score_any": [0.0, 3.13], "score_referable": [0.0, 3.13]})
+    stage = {"model": model.to_dict(), "thresholds": {"cutpoints": [0.8, 0.8, 1.75, 3.3], "any_dr": 0.8, "referable": 0.8}}
+    assert model.predict(table)[0].tolist() == pytest.approx([0.05 + 0.20 * 3.13, 0.05 + 0.25 * 3.13])
+    decided = decide_paired(table, stage)
+    # Its own grade alone (0.04 + 0.91 * 3.13 = 2.89) reaches grade 3's cut-point: it stays there.
+    # The clean eye's own grade (0.04) does not: its fused grade, raised by its fellow, stands.
+    assert decided["expected_grade"].tolist() == pytest.approx([0.05 + 0.20 * 3.13, 0.04 + 0.91 * 3.13])
+    assert decided["pred_grade"].tolist() == [0, 3] and decided["paired"].all()
+    assert decisions_with_stage(table, stage)["fused_grade"].tolist() == decided["expected_grade"].tolist()
+    patient = decide_patients(decided, decision_points(stage["thresholds"], None, table=decided)).iloc[0]
+    assert patient["decision"] == "urgent"
+    assert patient["reason"].startswith("left eye vision-threatening: expected grade 2.89 >= 1.75")
 
 
 def test_paired_eye_model_round_trips_and_rejects_malformed():

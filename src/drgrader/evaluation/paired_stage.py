@@ -17,9 +17,11 @@ def fit_paired_stage(single: pd.DataFrame, eval_cfg: EvalConfig) -> tuple[dict, 
     ``single`` (true ``grade``, scores, ``patient_id``, ``eye``), and those eyes decided by a
     cross-fitted copy of it: each eye's fused grade comes from a stage fitted without its patient
     (patient-grouped 5-fold), so the figures on ``decided`` are not in-sample. The thresholds and
-    cut-points are fitted on those cross-fitted fused grades. Raises ValueError when too few eyes
+    cut-points are fitted on those cross-fitted fused grades (before the guard that keeps a severe
+    eye severe, ``inference.paired_eyes.guarded``). Raises ValueError when too few eyes
     have their fellow eye."""
-    fused, paired = cross_fit_paired_eyes(single)
+    fused, own, paired = cross_fit_paired_eyes(single)
+    # Thresholds on the stage's own output; the guard then only lifts eyes above grade 3's cut-point.
     thresholds = fit_thresholds(fused_table(single, fused, paired, None), eval_cfg, "grade")
     stage = {"model": fit_paired_eyes(single).to_dict(), "thresholds": thresholds}
-    return stage, fused_table(single, fused, paired, thresholds)
+    return stage, fused_table(single, fused, paired, thresholds, own)

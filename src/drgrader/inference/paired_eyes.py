@@ -11,6 +11,15 @@ model's. An eye without a usable fellow (one photo, or the other one ungradable 
 gets the plain fallback: a ridge regression on its own scores alone, fitted on the same data,
 so that every eye's fused grade is on one scale and one set of thresholds decides them all.
 
+A fellow eye never talks a severe eye out of it: where an eye's own grade alone (the
+fallback) reaches the grade-3 cut-point, its fused grade is at least that (:func:`guarded`).
+EyePACS rarely has one severe eye beside a healthy one (3 of 3,717 eyes), so the fitted stage
+learns to pull an eye that disagrees with its fellow towards it (the shipped grader's weight on
+their difference is -0.33: an eye scoring 3.1 alone beside a clean fellow fused to 0.9,
+"moderate", and its patient was not called urgent), a fair bet for kappa and the wrong one for
+a unilateral severe eye. Measured on five-fold out-of-fold predictions
+(``benchmarks/bench_urgent_guard.py``), the guard costs nothing measurable.
+
 NumPy only at prediction time (the model is a few coefficients in bundle.json); scikit-learn
 only to fit.
 """
@@ -63,10 +72,14 @@ class PairedEyeModel:
             )
         return model
 
+    def own_grades(self, table: pd.DataFrame) -> np.ndarray:
+        """Every row's grade from its own scores alone (the fallback), NaN where it has none."""
+        return table[self.inputs].to_numpy(dtype=float) @ np.asarray(self.single_coef) + self.single_intercept
+
     def predict(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(fused grade of every row, NaN where the row has no score; fellow row index or -1)."""
         fellow = fellow_index(table)
-        fused = table[self.inputs].to_numpy(dtype=float) @ np.asarray(self.single_coef) + self.single_intercept
+        fused = self.own_grades(table)
         if (fellow >= 0).any():
             fused[fellow >= 0] = pair_features(table, fellow, self.inputs) @ np.asarray(self.coef) + self.intercept
         return fused, fellow
@@ -124,19 +137,30 @@ def fit_paired_eyes(table: pd.DataFrame) -> PairedEyeModel:
     )
 
 
-def cross_fit_paired_eyes(table: pd.DataFrame, *, folds: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def cross_fit_paired_eyes(table: pd.DataFrame, *, folds: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fused grades of every row, each from a stage fitted without its patient (patient-grouped
-    k-fold): honest figures for the stage itself. Also returns which rows had a fellow."""
+    k-fold): honest figures for the stage itself. Also returns each row's own grade alone from
+    the same stages (for :func:`guarded`) and which rows had a fellow."""
     from sklearn.model_selection import GroupKFold
 
-    fused = np.full(len(table), np.nan)
+    fused, own = np.full(len(table), np.nan), np.full(len(table), np.nan)
     groups = table["patient_id"].astype(str).to_numpy()
     splitter = GroupKFold(n_splits=min(folds, len(set(groups))))
     for train_idx, test_idx in splitter.split(table, groups=groups):
         model = fit_paired_eyes(table.iloc[train_idx].reset_index(drop=True))
         # A held-out eye's fellow is held out with it (same patient, same group).
-        fused[test_idx] = model.predict(table.iloc[test_idx].reset_index(drop=True))[0]
-    return fused, fellow_index(table) >= 0
+        held_out = table.iloc[test_idx].reset_index(drop=True)
+        fused[test_idx], own[test_idx] = model.predict(held_out)[0], model.own_grades(held_out)
+    return fused, own, fellow_index(table) >= 0
+
+
+def guarded(fused: np.ndarray, own: np.ndarray, thresholds: dict | None) -> np.ndarray:
+    """Fused grades that never fall below the eye's own grade alone where that reaches the
+    grade-3 cut-point (see the module); unchanged without cut-points."""
+    cutpoints = (thresholds or {}).get("cutpoints")
+    if not cutpoints:
+        return fused
+    return np.where(own >= cutpoints[2], np.fmax(fused, own), fused)
 
 
 def fused_scores(fused: np.ndarray) -> np.ndarray:
@@ -148,24 +172,36 @@ def fused_scores(fused: np.ndarray) -> np.ndarray:
     return scores
 
 
-def fused_table(single: pd.DataFrame, fused: np.ndarray, paired: np.ndarray, thresholds: dict | None) -> pd.DataFrame:
-    """The rows of a predictions table, re-decided on their fused grades by ``thresholds``;
-    ``paired`` says which eyes had a fellow."""
+def fused_table(
+    single: pd.DataFrame, fused: np.ndarray, paired: np.ndarray, thresholds: dict | None, own: np.ndarray | None = None
+) -> pd.DataFrame:
+    """The rows of a predictions table, re-decided on their fused grades by ``thresholds``
+    (:func:`guarded` by the eyes' ``own`` grades alone when given); ``paired`` says which eyes
+    had a fellow."""
     rows = single.drop(columns=[c for c in single.columns if c in DECIDED_COLUMNS]).reset_index(drop=True)
+    if own is not None:
+        fused = guarded(fused, own, thresholds)
     return pd.concat([rows, decide(fused_scores(fused), thresholds)], axis=1).assign(paired=paired)
+
+
+def _staged(table: pd.DataFrame, paired_stage: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(guarded fused grades, has a fellow) of a table's rows by a stored stage."""
+    model = PairedEyeModel.from_dict(paired_stage["model"])
+    fused, fellow = model.predict(table)
+    return guarded(fused, model.own_grades(table), paired_stage.get("thresholds")), fellow >= 0
 
 
 def decide_paired(single: pd.DataFrame, paired_stage: dict) -> pd.DataFrame:
     """A single-eye predictions table (with ``patient_id``, ``eye`` and the score columns) ->
     the same rows decided on the fused grade by a stored stage (``{"model", "thresholds"}``)."""
-    fused, fellow = PairedEyeModel.from_dict(paired_stage["model"]).predict(single)
-    return fused_table(single, fused, fellow >= 0, paired_stage.get("thresholds"))
+    fused, paired = _staged(single, paired_stage)
+    return fused_table(single, fused, paired, paired_stage.get("thresholds"))
 
 
 def decisions_with_stage(table: pd.DataFrame, paired_stage: dict) -> pd.DataFrame:
     """Decisions (``pred_grade``, ``any_dr_pred``, ``referable_pred``) of a table with the score
     columns (and ``patient_id``/``eye`` when known) by a stored stage, with ``fused_grade`` and
     ``paired``; the first-stage scores are left to the caller."""
-    fused, fellow = PairedEyeModel.from_dict(paired_stage["model"]).predict(table)
+    fused, paired = _staged(table, paired_stage)
     decided = decide(fused_scores(fused), paired_stage.get("thresholds"))
-    return decided[DECISION_COLUMNS].assign(fused_grade=fused, paired=fellow >= 0)
+    return decided[DECISION_COLUMNS].assign(fused_grade=fused, paired=paired)
