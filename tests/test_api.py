@@ -13,6 +13,7 @@ import drgrader
 from drgrader.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def test_public_face_is_small_and_documented():
@@ -54,6 +55,11 @@ def test_grade_refuses_what_it_cannot_take(tiny_bundle, synth_dir):
         drgrader.grade(tiny_bundle, [synth_dir, np.zeros((8, 8, 3), np.uint8)])
     with pytest.raises(ValueError, match="RGB uint8"):
         drgrader.grade(tiny_bundle, [np.zeros((8, 8), np.uint8)])
+    # cv2.imread's BGR order, given as if RGB, would be graded in the wrong colours: refused, with the fix.
+    rgb = np.asarray(Image.open(sorted((synth_dir / "images").iterdir())[0]).convert("RGB"))
+    with pytest.raises(ValueError, match=r"looks like BGR .*cv2.COLOR_BGR2RGB"):
+        drgrader.grade(tiny_bundle, [rgb[..., ::-1]])
+    drgrader.grade(tiny_bundle, [Image.fromarray(np.ascontiguousarray(rgb[..., ::-1]))])  # a PIL image is taken as it says
     with pytest.raises(ValueError, match="2 names for 1 photos"):
         drgrader.grade(tiny_bundle, [np.zeros((8, 8, 3), np.uint8)], names=["a", "b"])
 
@@ -68,3 +74,16 @@ def test_readme_python_example_runs(tiny_bundle, synth_dir, monkeypatch, tmp_pat
     exec(compile(block, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "decision" in out and "reason" in out and "score_referable" in out
+
+
+@pytest.mark.skipif(not (SHARED / "rahim-originals").is_dir(), reason="needs ../shared/data")
+def test_real_fundus_arrays_are_never_taken_for_bgr_and_reversed_originals_are():
+    from drgrader.api import _refuse_bgr
+
+    for folder, step in (("eyepacs-256", 37), ("rahim-originals", 9)):
+        for path in sorted((SHARED / folder / "images").iterdir())[::step]:
+            rgb = np.asarray(Image.open(path).convert("RGB").reduce(4 if folder == "rahim-originals" else 1))
+            _refuse_bgr(rgb)
+            if folder == "rahim-originals":  # camera originals are red enough to tell
+                with pytest.raises(ValueError, match="looks like BGR"):
+                    _refuse_bgr(rgb[..., ::-1])

@@ -48,7 +48,28 @@ def _as_rgb(photo: Photo) -> np.ndarray:
         raise TypeError(f"a photo is a path, a PIL image or an RGB array, not {type(photo).__name__}")
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
         raise ValueError(f"an array photo must be RGB uint8 of shape H x W x 3, got {array.dtype} {array.shape}")
+    if isinstance(photo, np.ndarray):
+        _refuse_bgr(array)
     return array
+
+
+BGR_RATIO = 1.5  # blue over red beyond which an array is taken for OpenCV's channel order
+
+
+def _refuse_bgr(array: np.ndarray) -> None:
+    """A fundus is red (the choroid's blood): blue over red is 0.1-0.4 in camera originals and
+    about 1 in contrast-enhanced sets such as eyepacs-256. An array whose third channel
+    outweighs its first by far is in OpenCV's BGR order (``cv2.imread``), which would be graded
+    in the wrong colours without a word."""
+    sample = array[:: max(1, array.shape[0] // 128), :: max(1, array.shape[1] // 128)].reshape(-1, 3).astype(np.float64)
+    lit = sample[sample.sum(axis=1) > 30]  # the fundus, not its black surround
+    if len(lit) < 50:
+        return
+    red, blue = lit[:, 0].mean(), lit[:, 2].mean()
+    if blue > BGR_RATIO * max(red, 1.0):
+        raise ValueError(f"an array photo looks like BGR (OpenCV's order): its third channel is {blue / max(red, 1.0):.1f}x "
+                         "its first, the reverse of a fundus; pass cv2.cvtColor(photo, cv2.COLOR_BGR2RGB) (or a PIL "
+                         "image, whose channels are known)")
 
 
 def grade(grader: str | Path | Bundle | None, photos: Sequence[Photo], *, names: Sequence[str] | None = None,

@@ -157,6 +157,23 @@ def test_another_photo_under_the_same_id_is_not_served_from_the_cache(tmp_path, 
     assert comparable(index)["pixels"].tolist() == comparable(expected)["pixels"].tolist()
 
 
+def test_a_photo_replaced_by_another_of_the_same_size_is_redone(tmp_path):
+    # Uncompressed photos of one camera all have one size: only the file's time tells them apart.
+    rng = np.random.default_rng(1)
+    path = tmp_path / "3_left.bmp"
+    first, second = (cv2.cvtColor(make_fundus(g, rng, height=120), cv2.COLOR_RGB2BGR) for g in (0, 4))
+    cv2.imwrite(str(path), first)
+    manifest = pd.DataFrame([{"image_id": "3_left", "path": str(path), "grade": 0}])
+    before = comparable(build_cache(manifest, config(tmp_path), progress=False))["pixels"].item()
+    size = path.stat().st_size
+    cv2.imwrite(str(path), second)  # a corrected photo, same name and size
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
+    assert path.stat().st_size == size
+    after = comparable(build_cache(manifest, config(tmp_path), progress=False))["pixels"].item()
+    fresh = comparable(build_cache(manifest, config(tmp_path / "fresh"), progress=False))["pixels"].item()
+    assert after == fresh != before
+
+
 def test_shards_partition_the_manifest(tmp_path, photos):
     cfg = config(tmp_path)
     parts = [build_cache(photos, cfg, shard=(i, 3), progress=False) for i in range(3)]

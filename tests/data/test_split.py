@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import cv2
@@ -184,3 +185,31 @@ def test_no_leak_on_real_eyepacs_256():
     assert abs((split == "test").mean() - 0.2) < 0.01
     with pytest.raises(SplitError):
         assert_no_patient_leak(manifest, make_split(manifest, SplitConfig(method="image")))
+
+
+def test_patients_sharing_a_copied_photo_stay_on_one_side_of_every_split(tmp_path):
+    manifest = two_eye_manifest(40, seed=3)
+    rng = np.random.default_rng(0)
+    for i, path in enumerate(manifest["path"]):  # distinct files of one size: only bytes tell copies apart
+        manifest.at[i, "path"] = str(tmp_path / Path(path).name)
+        Path(manifest.at[i, "path"]).write_bytes(rng.bytes(64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no copies: no warning
+        plain = {method: make_split(manifest, SplitConfig(method=method, folds=5, fold=0)) for method in ("patient", "kfold")}
+    # Patient 7's left photo copied as patient 31's right one, and 31's left as 12's right: 7, 12, 31 linked.
+    Path(manifest.loc[manifest["image_id"] == "31_right", "path"].item()).write_bytes(
+        Path(manifest.loc[manifest["image_id"] == "7_left", "path"].item()).read_bytes())
+    Path(manifest.loc[manifest["image_id"] == "12_right", "path"].item()).write_bytes(
+        Path(manifest.loc[manifest["image_id"] == "31_left", "path"].item()).read_bytes())
+    linked = manifest["patient_id"].isin(["7", "12", "31"])
+    for method in ("patient", "kfold"):
+        for fold in range(5 if method == "kfold" else 1):
+            with pytest.warns(UserWarning, match=r"2 photo\(s\) are byte-identical copies under different patients"):
+                split = make_split(manifest, SplitConfig(method=method, folds=5, fold=fold))
+            assert split[linked].nunique() == 1
+            assert_no_patient_leak(manifest, split)
+    # Without copies (new bytes, same sizes) the split is the one before: the units are the patients.
+    for i in manifest.index:
+        Path(manifest.at[i, "path"]).write_bytes(rng.bytes(64))
+    for method in ("patient", "kfold"):
+        assert make_split(manifest, SplitConfig(method=method, folds=5, fold=0)).equals(plain[method])

@@ -210,6 +210,20 @@ def test_ensemble_of_members_with_different_sizes_and_preprocessing(tiny_bundle,
     np.testing.assert_allclose(df[PROBS].to_numpy(), ((a + b) / 2)[:, :5], atol=1e-6)
 
 
+def test_predict_says_when_a_bundle_decides_by_default_thresholds(tiny_bundle, photos, tmp_path, caplog):
+    # A new ensemble has none until `drgrader evaluate` fits them: its decisions are not calibrated.
+    ens_dir = make_ensemble([tiny_bundle, tiny_bundle], tmp_path / "ens")
+    with caplog.at_level("WARNING", logger="drgrader"):
+        predict_command(ens_dir, [photos], out=tmp_path / "p.csv")
+    assert [r.message for r in caplog.records if "no fitted thresholds" in r.message] == [
+        f"{ens_dir} has no fitted thresholds (an ensemble before `drgrader evaluate` fits them): its decisions use the "
+        f"default cut-points and are not calibrated; run `drgrader evaluate {ens_dir} --data <labelled photos>` first"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="drgrader"):
+        predict_command(tiny_bundle, [photos], out=tmp_path / "q.csv")
+    assert not [r for r in caplog.records if "no fitted thresholds" in r.message]
+
+
 def test_ensemble_refuses_mixed_tasks_and_existing_output(tiny_bundle, tmp_path):
     binary = make_bundle(tmp_path / "ref", "test_resnet", 64, task="referable", kind="binary")
     with pytest.raises(BundleError, match="share one task"):

@@ -108,3 +108,24 @@ def test_cv_refuses_a_folder_of_another_config(synth_dir, tmp_path, capsys):
     assert "another config or fold count" in capsys.readouterr().err
     assert main(["cv", CONFIG, "--folds", "4", "--out", str(started), *cv_args(synth_dir, tmp_path)]) == 2
     assert not any(started.glob("fold-*"))  # refused before any training
+
+
+def test_cv_refuses_to_pool_folds_that_learnt_from_other_labels(synth_dir, tmp_path, capsys):
+    # Folds run in different sessions (--fold i): a grade corrected in between would pool two data sets.
+    from drgrader.config import load_config
+    from drgrader.data.manifest import read_manifest
+    from drgrader.workflows.cv import _check_same_data, open_cv_dir
+    from drgrader.workflows.records import manifest_checksum
+
+    cfg = load_config(CONFIG, overrides(synth_dir, tmp_path))
+    cv_dir = open_cv_dir(cfg, 3, tmp_path / "cv")
+    table = read_manifest(cfg.data).table
+    (cv_dir / "fold-0").mkdir()
+    table.to_csv(cv_dir / "fold-0" / "manifest.csv", index=False)  # as the fold's training wrote it
+    _check_same_data(cv_dir, 3, manifest_checksum(table))  # the same data: nothing said
+    table.assign(grade=table["grade"].where(table.index != 0, (table["grade"].iat[0] + 1) % 5)).to_csv(
+        cv_dir / "fold-0" / "manifest.csv", index=False)
+    capsys.readouterr()
+    assert main(["cv", CONFIG, "--folds", "3", "--fold", "1", "--out", str(cv_dir), *cv_args(synth_dir, tmp_path)]) == 2
+    assert "fold-0 learnt from other labelled data" in capsys.readouterr().err
+    assert not (cv_dir / "fold-1").exists()

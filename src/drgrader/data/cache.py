@@ -145,12 +145,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _source_fingerprint(path: Path) -> dict:
     """Identifies the source photo, so a cache folder shared by two data sets with the same
-    image ids (``1_left`` ...) never serves one set's image for the other."""
+    image ids (``1_left`` ...) never serves one set's image for the other, and a photo replaced
+    by another of the same size (an uncompressed TIFF, BMP or DICOM of one camera) is redone
+    (its modification time, as make and rsync judge a file; a copy that does not keep times is
+    redone too, which costs time, never a wrong photo)."""
     try:
-        size = path.stat().st_size
+        stat = path.stat()
+        size, mtime = stat.st_size, stat.st_mtime_ns
     except OSError:
-        size = -1
-    return {"source_name": path.name, "source_size": size}
+        size, mtime = -1, -1
+    return {"source_name": path.name, "source_size": size, "source_mtime_ns": mtime}
 
 
 def _failed_row(image_id: str, error: str) -> dict:

@@ -31,7 +31,6 @@ The same path given twice (a folder and a CSV listing it) is one photo: its evid
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -42,6 +41,7 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.data.eyes import eyes_named, patient_and_eye
+from drgrader.data.image_files import identical_files
 
 log = logging.getLogger("drgrader")
 
@@ -174,26 +174,14 @@ def _own_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
                         f"10_left; a patient of its own, {own!r}")
 
 
-def _file_key(path: str, *, digest: bool = False) -> object:
-    """A whole file's size (cheap, to find candidates) or SHA-256; None when it cannot be read."""
-    try:
-        if not digest:
-            return os.stat(path).st_size
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except (OSError, ValueError):
-        return None
-
-
 def _copies_as_two_eyes(table: pd.DataFrame, notes: list[list[str]]) -> None:
     """Identical files given as different eyes of one patient (or of sides not known): one photo,
     whose eye is unknown; every copy but the first a patient of its own (never its own fellow)."""
     whole = table[table["path"] == table["source"]]  # not the frames of one DICOM file
-    sizes = whole["path"].map(_file_key)
-    candidates = whole[sizes.notna() & sizes.duplicated(keep=False)]
     taken = set(table["patient_id"])
-    for _, group in candidates.groupby([candidates["patient_id"], sizes[candidates.index]]):
-        digests = group["path"].map(lambda path: _file_key(path, digest=True))
-        for _, same in group[digests.notna()].groupby(digests.dropna()):
+    for positions in identical_files(whole["path"].tolist()):
+        copies = whole.iloc[positions]
+        for _, same in copies.groupby("patient_id", sort=False):
             eyes = set(same["eye"])
             if len(same) < 2 or (len(eyes) == 1 and "" not in eyes):  # copies of one known eye: several photos of it
                 continue

@@ -1,4 +1,5 @@
-"""A photo file: the error for one that cannot be used, and the check that it is a regular file.
+"""A photo file: the error for one that cannot be used, the check that it is a regular file, and
+the files that are byte-identical copies of each other.
 
 Shared by :mod:`drgrader.data.images` and :mod:`drgrader.data.dicom` (which images uses), so the
 imports go one way: images -> dicom -> image_files.
@@ -7,10 +8,13 @@ imports go one way: images -> dicom -> image_files.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["ImageReadError", "check_regular_file"]
+__all__ = ["ImageReadError", "check_regular_file", "identical_files"]
 
 
 class ImageReadError(ValueError):
@@ -47,3 +51,26 @@ def check_regular_file(path: Path) -> None:
         raise ImageReadError(path, _not_a_file_reason(path))
     if path.stat().st_size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
+
+
+def identical_files(paths: Sequence[str | Path]) -> list[list[int]]:
+    """Groups (positions in ``paths``, two or more each) of regular files with identical bytes.
+    Sizes first, so only files that share one are read (a data set of camera originals is not
+    read whole); what cannot be read is in no group."""
+    by_size: dict[int, list[int]] = defaultdict(list)
+    for i, path in enumerate(paths):
+        try:
+            if Path(path).is_file():  # a FIFO would block the read
+                by_size[os.stat(path).st_size].append(i)
+        except (OSError, ValueError):
+            continue
+    groups: dict[str, list[int]] = defaultdict(list)
+    for positions in by_size.values():
+        if len(positions) < 2:
+            continue
+        for i in positions:
+            try:
+                groups[hashlib.sha256(Path(paths[i]).read_bytes()).hexdigest()].append(i)
+            except OSError:
+                continue
+    return sorted(group for group in groups.values() if len(group) > 1)

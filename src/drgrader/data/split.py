@@ -4,6 +4,10 @@ Both eyes of a patient look alike and usually share a grade: an image-level spli
 same person in training and test and inflates every metric. ``method="patient"`` keeps each
 patient in one split, stratified by the patient's worst grade; ``method="image"`` is the naive
 image-level split of seed 001, kept to measure that leakage.
+
+The same photograph can also sit under two patients (a file copied into a second record): the
+patient-level splits keep such patients together, on one side of every split, so that no model
+is measured on a copy of a photo it trained on (:func:`split_units`); one warning says so.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from drgrader.config import SplitConfig
+from drgrader.data.image_files import identical_files
 from drgrader.io import atomic_write_text
 
 SPLITS = ("train", "val", "test")
@@ -97,6 +102,33 @@ def _kfold_split(manifest: pd.DataFrame, cfg: SplitConfig) -> pd.Series:
     return manifest["patient_id"].map(lambda p: "val" if p in val_patients else "train")
 
 
+def split_units(manifest: pd.DataFrame) -> pd.Series:
+    """Per row, the unit a patient-level split assigns: its patient, or, for patients linked by
+    byte-identical photos, the first of them by id (so they land on one side). Warns when any
+    are linked; the patients themselves are left as they are."""
+    patients = manifest["patient_id"].astype(str)
+    unit = {p: p for p in patients}
+
+    def root(p: str) -> str:
+        while unit[p] != p:
+            p = unit[p]
+        return p
+
+    linked = []
+    for positions in identical_files(manifest["path"].astype(str).tolist()) if "path" in manifest else []:
+        group = sorted({root(p) for p in patients.iloc[positions]})
+        if len(group) > 1:
+            linked.append(manifest["image_id"].iloc[positions].tolist())
+            for p in group[1:]:
+                unit[p] = group[0]
+    if linked:
+        warnings.warn(f"{len(linked)} photo(s) are byte-identical copies under different patients (e.g. "
+                      f"{' = '.join(map(repr, linked[0]))}): their patients are kept together on one side of the split, "
+                      "so no model is measured on a copy of a photo it trained on; `drgrader data summary` lists them",
+                      stacklevel=3)
+    return patients.map(root)
+
+
 def make_split(manifest: pd.DataFrame, cfg: SplitConfig) -> pd.Series:
     """Split values ("train"/"val"/"test") for every manifest row, index aligned to it.
 
@@ -104,12 +136,15 @@ def make_split(manifest: pd.DataFrame, cfg: SplitConfig) -> pd.Series:
     ``cfg.test`` of patients), ``image`` (image-level stratified by grade: leaks patients),
     ``official`` (the data set's own split; if it has no validation part, ``cfg.val`` of the
     training patients become validation), ``kfold`` (patient-level stratified folds: fold
-    ``cfg.fold`` is val, the rest train, no test). ``cfg.file`` reuses a saved split.
+    ``cfg.fold`` is val, the rest train, no test); the patient-level ones keep patients whose
+    photos are copies of each other together. ``cfg.file`` reuses a saved split.
     """
     if cfg.file is not None:
         return load_split(cfg.file, manifest)
     if len(manifest) == 0:
         raise SplitError("cannot split an empty manifest")
+    if cfg.method in ("patient", "kfold"):  # patient-level: copies of one photo stay on one side
+        manifest = manifest.assign(patient_id=split_units(manifest))
     if cfg.method == "patient":
         by_patient = stratified_assign(patient_worst_grades(manifest), cfg.val, cfg.test, cfg.seed)
         split = manifest["patient_id"].map(by_patient)

@@ -3,13 +3,13 @@ files that are byte-for-byte duplicates (the same photograph under two names).""
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 from PIL import Image
 
+from drgrader.data.image_files import identical_files
 from drgrader.grading import GRADE_NAMES, GRADES
 
 SPLIT_ORDER = ("train", "val", "test")
@@ -58,23 +58,13 @@ def _recorded_sizes(table: pd.DataFrame) -> dict:
 
 
 def _duplicates(manifest: pd.DataFrame, split: pd.Series | None) -> dict:
-    """Groups of images whose files have identical bytes (SHA-1)."""
-    digests = []
-    for path in manifest["path"]:
-        try:
-            if not Path(path).is_file():  # a FIFO would block the read
-                raise OSError(f"not a regular file: {path}")
-            digests.append(hashlib.sha1(Path(path).read_bytes()).hexdigest())
-        except OSError:
-            digests.append(None)
-    table = manifest[["image_id", "grade"]].assign(sha1=digests)
+    """Groups of images whose files have identical bytes."""
+    table = manifest[["image_id", "grade"]].reset_index(drop=True)
     if split is not None:
         table["split"] = split.reindex(manifest.index).to_numpy()
     groups = []
-    for _, group in table.dropna(subset=["sha1"]).groupby("sha1", sort=False):
-        if len(group) < 2:
-            continue
-        group = group.sort_values("image_id")
+    for positions in identical_files(manifest["path"].astype(str).tolist()):
+        group = table.iloc[positions].sort_values("image_id")
         entry = {"image_ids": group["image_id"].tolist(), "grades": group["grade"].astype(int).tolist()}
         if split is not None:
             entry["splits"] = group["split"].tolist()

@@ -12,6 +12,7 @@ its own preprocessing and the ensemble averages their scores.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,15 @@ class Bundle:
     @property
     def thresholds(self) -> dict:
         return self.manifest.get("thresholds") or {}
+
+    def warn_if_unfitted(self) -> None:
+        """Say it once when decisions would come from default thresholds (a new ensemble before
+        ``drgrader evaluate`` fitted its own): its grades and referrals are then not calibrated."""
+        if not self.manifest.get("thresholds"):
+            logging.getLogger("drgrader").warning(
+                "%s has no fitted thresholds (an ensemble before `drgrader evaluate` fits them): its decisions use the "
+                "default cut-points and are not calibrated; run `drgrader evaluate %s --data <labelled photos>` first",
+                self.path, self.path)
 
     @property
     def tta(self) -> list[str]:

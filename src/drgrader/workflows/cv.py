@@ -72,14 +72,37 @@ def open_cv_dir(cfg: ExperimentConfig, folds: int, out: Path | None) -> Path:
     return cv_dir
 
 
-def _check_patients(cfg: ExperimentConfig, folds: int) -> None:
-    """Every fold needs patients of its own: refuse more folds than the data set has patients."""
+def _check_patients(cfg: ExperimentConfig, folds: int) -> str:
+    """Every fold needs patients of its own: refuse more folds than the data set has patients.
+    Returns the labelled data's checksum (``workflows.records.manifest_checksum``)."""
     from drgrader.data.manifest import read_manifest
+    from drgrader.workflows.records import manifest_checksum
 
-    patients = read_manifest(cfg.data).table["patient_id"].nunique()
+    table = read_manifest(cfg.data).table
+    patients = table["patient_id"].nunique()
     if patients < folds:
         raise ConfigError(f"--folds {folds} needs at least {folds} patients (one per fold); "
                           f"the data set ({cfg.data.root}) has {patients}")
+    return manifest_checksum(table)
+
+
+def _check_same_data(cv_dir: Path, folds: int, checksum: str) -> None:
+    """Folds run in different sessions are pooled as one cross-fitting: refuse to go on when a
+    fold already there read other labelled data (its ``manifest.csv``: a grade, patient or photo
+    changed since)."""
+    from drgrader.workflows.records import manifest_checksum
+
+    for fold in range(folds):
+        manifest = cv_dir / f"fold-{fold}" / "manifest.csv"
+        if not manifest.is_file():
+            continue
+        theirs = manifest_checksum(pd.read_csv(manifest, dtype={"image_id": str, "patient_id": str}))
+        if theirs != checksum:
+            raise ConfigError(
+                f"{manifest.parent} learnt from other labelled data (checksum {theirs}; the data set's is now {checksum}: "
+                "a grade, patient or photo changed since), and the folds would be pooled as one cross-fitting; restore "
+                "the data, or remove that fold's folder to train it again"
+            )
 
 
 def run_fold(cfg: ExperimentConfig, cv_dir: Path, folds: int, fold: int, *, progress: bool = True) -> Path:
@@ -175,8 +198,9 @@ def run_cv(cfg: ExperimentConfig, *, folds: int, out: Path | None = None, fold: 
         raise ConfigError(f"--folds must be at least 2 (got {folds})")
     if fold is not None and not 0 <= fold < folds:
         raise ConfigError(f"--fold must be in 0..{folds - 1} (got {fold})")
-    _check_patients(cfg, folds)  # before the cv folder exists: a refused command leaves nothing
+    checksum = _check_patients(cfg, folds)  # before the cv folder exists: a refused command leaves nothing
     cv_dir = open_cv_dir(cfg, folds, out)
+    _check_same_data(cv_dir, folds, checksum)
     for i in [fold] if fold is not None else range(folds):
         run_fold(cfg, cv_dir, folds, i, progress=progress)
     missing = [i for i in range(folds) if not (cv_dir / f"fold-{i}" / "metrics.json").is_file()]

@@ -123,6 +123,7 @@ def predict_command(
                      overwrite=overwrite)
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle, backend)
+    bundle.warn_if_unfitted()
     try:  # before any work: a share the bundle has no band for
         bundle_decision_points(bundle.manifest, pd.DataFrame(columns=SCORE_COLUMNS), refer_share=refer_share)
     except ValueError as exc:
