@@ -125,7 +125,8 @@ def model_section(manifest: dict, metrics: dict) -> Section:
                  + (" (scores averaged)" if len(views) > 1 else "")])
     if manifest.get("paired_eyes"):
         rows.append(["Paired eyes", "when both eyes of a patient are given, each eye's grade also uses its fellow "
-                                    "eye's scores (a stage fitted on out-of-fold predictions)"])
+                                    "eye's scores (a stage fitted on out-of-fold predictions); an eye whose own score "
+                                    "says grade 3 or more keeps that grade whatever its fellow shows"])
     if manifest.get("onnx"):
         rows.append(["ONNX", f"model.onnx (opset {manifest['onnx'].get('opset')}), same scores as PyTorch within "
                              f"{manifest['onnx'].get('parity_max_abs_diff', 0):.1e}"])
