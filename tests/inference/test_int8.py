@@ -62,6 +62,13 @@ def test_int8_failing_the_gate_is_refused_and_leaves_the_float_bundle(run_dir, t
     manifest = json.loads((out / "bundle.json").read_text())
     assert manifest["onnx"]["file"] == "model.onnx" and "int8" not in manifest
     assert not (out / "model.int8.onnx").exists()
+    # --int8-anyway keeps the attempt nearest the gate (all fail one bar here: most grades equal), not the last.
+    kept = tmp_path / "anyway"
+    assert main(["export", str(run_dir / "bundle"), "--int8", "--int8-anyway", "--out", str(kept)]) == 0
+    record = json.loads((kept / "bundle.json").read_text())["int8"]
+    best = max(record["attempts"], key=lambda a: a["agreement"])
+    assert not record["passed_gate"] and record["recipe"] == quantize.Recipe(**best["recipe"]).describe()
+    assert sorted(p.name for p in kept.glob("*.onnx")) == ["model.int8.onnx", "model.onnx"]
 
 
 def test_an_interrupted_int8_export_leaves_nothing(run_dir, tmp_path, monkeypatch):

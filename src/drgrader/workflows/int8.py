@@ -149,15 +149,17 @@ def quantize_bundle(bundle: Bundle, out: Path, calibration: np.ndarray, validati
                     *, gate: Gate = Gate(), force: bool = False) -> dict:
     """Climb :data:`LADDER` until a recipe passes ``gate``; write ``out/model.int8.onnx`` and return
     the record for ``bundle.json``. Raises :class:`Int8GateError` when none passes (unless
-    ``force``: then the last attempt is kept, marked as failing the gate)."""
+    ``force``: then the attempt nearest the gate is kept, fewest failures then most grades equal,
+    marked as failing it)."""
     float_file = out / "model.onnx"
     float_run = session_runner(float_file)
     pixels = np.ascontiguousarray(calibration.transpose(0, 3, 1, 2), dtype=np.float32)
-    attempts = []
-    for recipe in LADDER:
+    attempts, graphs = [], []
+    for i, recipe in enumerate(LADDER):
         log.info("int8: quantizing with %s", recipe.describe())
-        quantize_onnx(float_file, out / INT8_FILE, pixels, recipe)
-        figures = compare(bundle, float_run, session_runner(out / INT8_FILE), validation, grades)
+        graphs.append(out / f".int8-attempt-{i}.onnx")
+        quantize_onnx(float_file, graphs[-1], pixels, recipe)
+        figures = compare(bundle, float_run, session_runner(graphs[-1]), validation, grades)
         failures = gate.failures(figures)
         attempts.append({"recipe": asdict(recipe), **figures, "passed": not failures, "failures": failures})
         log.info("int8: %.1f%% of grades equal, kappa %.3f -> %.3f, AUC %.3f -> %.3f%s", 100 * figures["agreement"],
@@ -165,15 +167,21 @@ def quantize_bundle(bundle: Bundle, out: Path, calibration: np.ndarray, validati
                  "" if not failures else " (fails: " + "; ".join(failures) + ")")
         if not failures:
             break
-    passed = not attempts[-1]["failures"]
+    kept = min(range(len(attempts)), key=lambda i: (len(attempts[i]["failures"]), -attempts[i]["agreement"]))
+    passed = attempts[kept]["passed"]
+    if passed or force:
+        graphs[kept].replace(out / INT8_FILE)
+    for graph in graphs:
+        graph.unlink(missing_ok=True)
     if not passed and not force:
-        (out / INT8_FILE).unlink(missing_ok=True)
-        raise Int8GateError(f"int8 not kept: {'; '.join(attempts[-1]['failures'])} on {len(validation)} validation "
+        raise Int8GateError(f"int8 not kept: {'; '.join(attempts[kept]['failures'])} on {len(validation)} validation "
                             f"photos after {len(attempts)} recipes; the float ONNX bundle is unchanged "
-                            "(--int8-anyway keeps it regardless)")
+                            "(--int8-anyway keeps the nearest regardless)")
+    if not passed:
+        log.info("int8: none passed; kept the nearest, %s", Recipe(**attempts[kept]["recipe"]).describe())
     batch = validation[:16]
     speed = {"float": images_per_s(float_run, batch), "int8": images_per_s(session_runner(out / INT8_FILE), batch)}
-    return {"file": INT8_FILE, "recipe": Recipe(**attempts[-1]["recipe"]).describe(), "passed_gate": passed,
+    return {"file": INT8_FILE, "recipe": Recipe(**attempts[kept]["recipe"]).describe(), "passed_gate": passed,
             "gate": asdict(gate), "calibration_photos": int(len(calibration)), "attempts": attempts,
             "images_per_s": {k: round(v, 1) for k, v in speed.items()}, "speedup": round(speed["int8"] / speed["float"], 2),
             "speed_batch": int(len(batch)), "onnxruntime_version": ort.__version__}
