@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,10 +61,11 @@ def identical_files(paths: Sequence[str | Path]) -> list[list[int]]:
     by_size: dict[int, list[int]] = defaultdict(list)
     for i, path in enumerate(paths):
         try:
-            if Path(path).is_file():  # a FIFO would block the read
-                by_size[os.stat(path).st_size].append(i)
+            info = os.stat(path)
         except (OSError, ValueError):
             continue
+        if stat.S_ISREG(info.st_mode):  # a FIFO would block the read
+            by_size[info.st_size].append(i)
     groups: dict[str, list[int]] = defaultdict(list)
     for positions in by_size.values():
         if len(positions) < 2:
