@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench_lab import EYE_SCORES, decided_pair, git_commit, record_row, with_eye_scores
-from common import RESULTS, machine_info, now
+from common import RESULTS, ci_text, diff_text, machine_info, now
 
 OOF_COLUMNS = ["image_id", "patient_id", "eye", "grade", "fold", *EYE_SCORES]
 
@@ -69,14 +69,6 @@ def compare(mine: pd.DataFrame, theirs: pd.DataFrame, eval_cfg, n_boot: int) -> 
                        "difference": paired_difference(a[stage], b[stage], n_boot=n_boot, seed=0)} for stage in STAGES}}
 
 
-def _ci(v: list) -> str:
-    return f"{v[0]:.3f} ({v[1]:.3f}-{v[2]:.3f})"
-
-
-def _diff(v: list) -> str:
-    return f"{v[0]:+.3f} ({v[1]:+.3f} to {v[2]:+.3f})"
-
-
 def render(results: dict) -> str:
     lines = ["# Levers screened fold by fold, paired against an earlier recipe on the same eyes", "",
              "Written by `benchmarks/bench_lever.py` from `levers.json`; do not edit by hand. Each row: one recipe's "
@@ -90,8 +82,8 @@ def render(results: dict) -> str:
         for stage in ("single eye", "paired eyes"):
             s = c[stage]
             lines.append(f"| {label} | {run['lever']} | {','.join(map(str, run['folds']))} ({c['eyes']}) | {minutes} | {stage} | "
-                         f"{_ci(s['lever']['kappa'])} | {_diff(s['difference']['kappa'])} | "
-                         f"{_ci(s['lever']['referable_auc'])} | {_diff(s['difference']['referable_auc'])} | {run['against']} |")
+                         f"{ci_text(s['lever']['kappa'])} | {diff_text(s['difference']['kappa'])} | "
+                         f"{ci_text(s['lever']['referable_auc'])} | {diff_text(s['difference']['referable_auc'])} | {run['against']} |")
     lines += ["", "Details (commands, machine, commit, the earlier recipe's figures on the same eyes, recall by grade) "
               "are in `levers.json`."]
     for label, run in results.items():

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench_lab import with_eye_scores
-from bench_lever import _ci, _diff, compare
-from common import RESULTS
+from bench_lever import compare
+from common import RESULTS, ci_text, diff_text
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"{result['patients']} patients)")
     for stage in ("single eye", "paired eyes"):
         mine, theirs, diff = (result[stage][k] for k in ("lever", "earlier", "difference"))
-        print(f"  {stage}: kappa {_ci(mine['kappa'])} against {_ci(theirs['kappa'])}, {_diff(diff['kappa'])}; "
-              f"referable AUC {_ci(mine['referable_auc'])} against {_ci(theirs['referable_auc'])}, {_diff(diff['referable_auc'])}")
+        print(f"  {stage}: kappa {ci_text(mine['kappa'])} against {ci_text(theirs['kappa'])}, {diff_text(diff['kappa'])}; "
+              f"referable AUC {ci_text(mine['referable_auc'])} against {ci_text(theirs['referable_auc'])}, {diff_text(diff['referable_auc'])}")
     return result
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common import RESULTS, command_line, now
+from common import RESULTS, ci_text, command_line, diff_text, now
 
 EPS = 1e-6
 
@@ -120,19 +120,13 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out or RESULTS / f"uncertainty_{args.cv_dir.name}.json"
     atomic_write_json(out, report)
 
-    def ci(v):
-        return f"{v[0]:.3f} ({v[1]:.3f}-{v[2]:.3f})"
-
-    def diff(v):
-        return f"{v[0]:+.3f} ({v[1]:+.3f} to {v[2]:+.3f})"
-
     print(f"{len(d)} patients, {args.share:.0%} sent to a human; without a band: sensitivity {none[0]:.3f}, "
           f"specificity {none[1]:.3f}")
     print("| uncertainty | sensitivity | specificity | sensitivity vs distance | specificity vs distance | errors caught |")
     print("|---|---|---|---|---|---|")
     for name, r in rows.items():
-        print(f"| {name} | {ci(r['sensitivity'])} | {ci(r['specificity'])} | {diff(r['sensitivity_vs_distance'])} | "
-              f"{diff(r['specificity_vs_distance'])} | {r['errors_caught']:.0%} |")
+        print(f"| {name} | {ci_text(r['sensitivity'])} | {ci_text(r['specificity'])} | {diff_text(r['sensitivity_vs_distance'])} | "
+              f"{diff_text(r['specificity_vs_distance'])} | {r['errors_caught']:.0%} |")
     print(f"(written to {out})")
     return report
 

@@ -89,6 +89,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def ci_text(v) -> str:
+    """``[estimate, lo, hi]`` as "0.658 (0.612-0.702)"."""
+    return f"{v[0]:.3f} ({v[1]:.3f}-{v[2]:.3f})"
+
+
+def diff_text(v) -> str:
+    """A paired difference ``[estimate, lo, hi]`` as "+0.041 (+0.013 to +0.069)"."""
+    return f"{v[0]:+.3f} ({v[1]:+.3f} to {v[2]:+.3f})"
+
+
 def merge_results(path: Path, rows: dict) -> dict:
     """Add ``rows`` ({label: result}) to the JSON object in ``path`` (replacing equal labels)
     and return the merged object. The read-merge-write runs under a lock, so two

@@ -25,14 +25,23 @@ from drgrader.inference.predictor import score_batch
 INT8_FILE = "model.int8.onnx"
 
 
+# Which operators become int8: "compute" quantizes only the convolutions and fully connected
+# layers (activations and residual additions run in float between them, with a quantize and a
+# dequantize around every convolution); "all" lets ONNX Runtime quantize every operator it can
+# (Clip, Add, ... too), so that int8 tensors flow from one convolution to the next.
+OP_SETS = {"compute": ["Conv", "Gemm", "MatMul"], "all": None}
+
+
 @dataclass(frozen=True)
 class Recipe:
     calibration: str  # minmax | percentile | entropy
     float_layers: tuple[str, ...]  # groups of layers left in float: stem, head, depthwise
+    ops: str = "compute"  # a key of OP_SETS
 
     def describe(self) -> str:
         kept = ", ".join(self.float_layers) or "none"
-        return f"{self.calibration} calibration, layers kept in float: {kept}"
+        quantized = "" if self.ops == "compute" else f", {self.ops} operators quantized"
+        return f"{self.calibration} calibration, layers kept in float: {kept}{quantized}"
 
 
 LADDER = (
@@ -98,9 +107,9 @@ def quantize_onnx(float_file: Path, out_file: Path, calibration: np.ndarray, rec
         quantize_static(
             str(prepared), str(out_file), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            # The convolutions and fully connected layers carry the compute; the rest (decoding, the
-            # NaN columns of the score table) stays float and out of the calibration.
-            op_types_to_quantize=["Conv", "Gemm", "MatMul"],
+            # With "compute", the decoding after the network (the NaN columns of the score table) stays
+            # float and out of the calibration; "all" relies on the head being kept in float for that.
+            op_types_to_quantize=OP_SETS[recipe.ops],
             nodes_to_exclude=float_nodes(model, recipe.float_layers), calibrate_method=methods[recipe.calibration],
             # One batch at a time: the histogram calibrators otherwise hold every activation of every
             # calibration photo at once (22 GB for 200 photos of Lite2 at 256 px: killed).
