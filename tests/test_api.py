@@ -87,3 +87,34 @@ def test_real_fundus_arrays_are_never_taken_for_bgr_and_reversed_originals_are()
             if folder == "rahim-originals":  # camera originals are red enough to tell
                 with pytest.raises(ValueError, match="looks like BGR"):
                     _refuse_bgr(rgb[..., ::-1])
+
+
+def test_a_photo_name_is_one_plain_file_name(tiny_bundle, tmp_path):
+    # The probe's names=['../../.../victim'] replaced the user's victim.png with the graded photo.
+    from drgrader.synth import make_fundus
+
+    rgb = make_fundus(1, np.random.default_rng(0), height=96)
+    victim = tmp_path / "victim.png"
+    victim.write_text("precious notes")
+    escape = "../" * 12 + str(victim.with_suffix("")).lstrip("/")
+    for name in (escape, "clinicA/10_left", "clinicA\\10_left", "", "..", "..png", "x" * 201):
+        with pytest.raises(ValueError, match=r"^names: .*\(a photo's name is one file name, e\.g\. 10_left\)$"):
+            drgrader.grade(tiny_bundle, [rgb], names=[name])
+    assert victim.read_text() == "precious notes"
+    # predict strips an image extension from a file name: so does a photo's name
+    photos, _ = drgrader.grade(tiny_bundle, [rgb], names=["10131_left.jpeg"])
+    assert photos[["image_id", "patient_id", "eye"]].values.tolist() == [["10131_left", "10131", "left"]]
+    with pytest.raises(ValueError, match=r"the name '7_left' is given to two photos"):
+        drgrader.grade(tiny_bundle, [rgb, rgb], names=["7_left.png", "7_left"])
+    with pytest.raises(ValueError, match="names name in-memory photos"):  # a path's name is its file's: never ignored
+        drgrader.grade(tiny_bundle, [victim], names=["10_left"])
+
+
+def test_grade_takes_one_path_and_refuses_a_share_it_cannot_use(tiny_bundle, synth_dir):
+    photo = sorted((synth_dir / "images").iterdir())[0]
+    for one in (str(photo), photo):  # one path, not its characters ("input not found: /")
+        photos, _ = drgrader.grade(tiny_bundle, one)
+        assert photos["image_id"].tolist() == [photo.stem]
+    for share in (0.7, float("nan"), -0.1):  # NaN meant "no uncertain band" without a word
+        with pytest.raises(ValueError, match=rf"^refer_share must be between 0 and 0.5, got {share}$"):
+            drgrader.grade(tiny_bundle, [photo], refer_share=share)

@@ -66,7 +66,7 @@ def clinic_args(tmp: Path, data: Path) -> tuple[list, Path]:
                                            "eval": {"tta": ["orig", "hflip"]}})
     torch.manual_seed(0)
     net = GraderNet("test_resnet", task="grade", kind="softmax5").eval()
-    bundle = save_bundle(tmp / "tiny" / "bundle", ScoringNet(net, *input_mean_std("test_resnet", "imagenet")),
+    bundle = save_bundle(tmp / "tiny" / "bundle", ScoringNet(net, *input_mean_std("test_resnet", "model")),
                          config=config_to_dict(cfg), thresholds={"any_dr": 0.5, "referable": 0.5})
     out = tmp / "results" / "clinic.json"
     return [

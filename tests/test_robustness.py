@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import tiny_config
+from dicom_files import write_dicom
 from PIL import Image, TiffImagePlugin
 
 from drgrader.cli import main as cli_main
@@ -34,9 +35,11 @@ from drgrader.data.cache import build_cache, load_cached
 from drgrader.data.fundus import circle_mask, find_fundus
 from drgrader.data.image_files import ImageReadError
 from drgrader.data.images import read_image
+from drgrader.data.quality import NOT_COLOUR
 from drgrader.synth import make_dataset, make_fundus
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def cli_env() -> dict:
@@ -103,6 +106,10 @@ def write_zoo(folder: Path) -> np.ndarray:
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     Image.fromarray(grey).save(folder / "grey.png")
     assert cv2.imwrite(str(folder / "grey16.png"), grey.astype(np.uint16) * 257)
+    # Red-free photos as cameras export them: grey with alpha, grey in RGB JPEG, a MONOCHROME2 DICOM.
+    Image.fromarray(np.dstack([grey, np.where(inside, 255, 0).astype(np.uint8)]), "LA").save(folder / "grey_alpha.png")
+    Image.fromarray(np.dstack([grey] * 3)).save(folder / "grey_rgb.jpeg", quality=90)
+    write_dicom(folder / "grey_dicom.dcm", grey, photometric="MONOCHROME2")
     Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpeg", quality=95)
     # Stored lying on its side (as a phone saves it) with EXIF orientation 6: "rotate 90 CW".
     exif = Image.Exif()
@@ -126,8 +133,10 @@ UNREADABLE = {
     "huge": "image too large: 15000x10000 = 150,000,000 pixels > limit 100,000,000",
     "huger": "image too large",
 }
-UNGRADABLE = {"black": "no fundus detected", "street": "no fundus detected"}
-USABLE = ["good", "good_png", "alpha", "rgb16", "grey", "grey16", "cmyk", "exif"]
+UNGRADABLE = {"black": "no fundus detected", "street": "no fundus detected",
+              **{name: NOT_COLOUR for name in ("grey", "grey16", "grey_alpha", "grey_rgb", "grey_dicom")}}
+ODD_USABLE = ["alpha", "rgb16", "cmyk", "exif"]
+USABLE = ["good", "good_png", *ODD_USABLE]
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +257,7 @@ def mixed(zoo, tmp_path_factory):
     folder, _ = zoo
     root = tmp_path_factory.mktemp("mixed") / "data"
     make_dataset(root, 8, seed=21, height=192, progress=False)
-    odd = sorted(set(UNREADABLE) | set(UNGRADABLE) | {"alpha", "rgb16", "grey", "grey16", "cmyk", "exif"})
+    odd = sorted({*UNREADABLE, *UNGRADABLE, *ODD_USABLE})
     with open(root / "trainLabels.csv", "a") as fh:
         for i, name in enumerate(odd):
             source = next(folder.glob(f"{name}.*"))
@@ -271,7 +280,7 @@ def test_preprocess_command_skips_bad_files_with_bounded_memory(mixed, tmp_path)
     imports = "import drgrader.cli, drgrader.errors, drgrader.data.cache, drgrader.data.manifest"
     _, _, _, baseline_mb = run_measured([sys.executable, "-c", imports], tmp_path)
     assert peak_mb < baseline_mb + 300, (peak_mb, baseline_mb)
-    total = 16 + 6 + len(UNREADABLE) + len(UNGRADABLE)
+    total = 16 + len(ODD_USABLE) + len(UNREADABLE) + len(UNGRADABLE)
     assert f"preprocessed {total - len(UNREADABLE)}/{total} images; {len(UNREADABLE)} unreadable" in out
     for name, reason in UNREADABLE.items():
         assert f"unreadable: {name}: {reason}" in out
@@ -284,9 +293,9 @@ def test_training_goes_on_with_the_good_images(mixed, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["data"]["skipped"]["unreadable_image"] == len(UNREADABLE)
     summary = metrics["data"]["summary"]
-    assert summary["images"] == 16 + 6 + len(UNGRADABLE)  # what training and evaluation used
+    assert summary["images"] == 16 + len(ODD_USABLE) + len(UNGRADABLE)  # what training and evaluation used
     assert summary["gradability"]["ungradable"] == len(UNGRADABLE)
-    assert summary["gradability"]["reasons"] == {"no fundus detected": len(UNGRADABLE)}
+    assert summary["gradability"]["reasons"] == {"no fundus detected": 2, NOT_COLOUR: 5}
     log = (run / "train.log").read_text()
     for name in UNREADABLE:
         assert f"skipped unreadable image {mixed / 'images'}/{name}." in log
@@ -306,6 +315,34 @@ def test_predict_command_reports_every_file(zoo, tiny_bundle, tmp_path):
     assert (good["error"] == "").all() and good["grade"].astype(int).between(0, 4).all()
     n_ok = len(pred) - len(UNREADABLE)
     assert f"predicted {n_ok} images ({len(UNREADABLE)} unreadable, {len(UNGRADABLE)} flagged ungradable)" in res.stderr
+
+
+@pytest.mark.skipif(not (SHARED / "eyepacs-256").is_dir(), reason="needs ../shared/data")
+def test_a_greyscale_copy_of_a_real_photo_is_ungradable_wherever_it_is_graded(tiny_bundle, tmp_path):
+    # Red-free photos lose the red lesions: an urgent eye (10131_left, grade 3) graded grey came out grade 0.
+    from fastapi.testclient import TestClient
+
+    import drgrader
+    from drgrader.inference.serve import create_app
+    from drgrader.workflows.predict import predict_command
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(SHARED / "eyepacs-256" / "images" / "10131_left.jpeg", folder / "10131_left.jpeg")
+    grey = Image.open(folder / "10131_left.jpeg").convert("L")
+    grey.save(folder / "10131_right.jpeg", quality=95)
+    write_dicom(folder / "10132_left.dcm", np.asarray(grey), photometric="MONOCHROME2")
+    rows = pd.read_csv(predict_command(tiny_bundle, [folder], out=tmp_path / "p.csv"), keep_default_na=False)
+    assert rows.set_index("image_id")[["gradable", "quality_reason"]].to_dict("index") == {
+        "10131_left": {"gradable": True, "quality_reason": ""},
+        "10131_right": {"gradable": False, "quality_reason": NOT_COLOUR},
+        "10132_left": {"gradable": False, "quality_reason": NOT_COLOUR},
+    }
+    photos, _ = drgrader.grade(tiny_bundle, [grey], names=["10131_left"])
+    assert photos["quality_reason"].tolist() == [NOT_COLOUR]
+    with TestClient(create_app(tiny_bundle)) as client:
+        body = client.post("/api/predict", files={"file": ("10131_right.jpeg", (folder / "10131_right.jpeg").read_bytes())}).json()
+    assert body["gradable"] is False and NOT_COLOUR in body["warning"]
 
 
 # --------------------------------------------------------------------- label files

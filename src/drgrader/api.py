@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from drgrader.config import ConfigError, ExperimentConfig, load_config
+from drgrader.config import ConfigError, ExperimentConfig, check_refer_share, distinct_views, load_config, plain_name
 from drgrader.inference.builtin import resolve_bundle
 from drgrader.inference.bundle import Bundle, load_bundle
 
@@ -72,14 +72,29 @@ def _refuse_bgr(array: np.ndarray) -> None:
                          "image, whose channels are known)")
 
 
-def grade(grader: str | Path | Bundle | None, photos: Sequence[Photo], *, names: Sequence[str] | None = None,
+def _photo_name(name: str) -> str:
+    """An in-memory photo's name, which becomes a file in grade's temporary folder: one plain file
+    name, its image extension stripped as predict strips it (``10_left.jpeg`` is ``10_left``)."""
+    from drgrader.data.label_files import strip_image_extension
+
+    if not isinstance(name, str):
+        raise TypeError(f"names: a name is text, not {type(name).__name__}")
+    try:
+        plain_name(name)
+        return plain_name(strip_image_extension(name))
+    except ValueError as exc:
+        raise ValueError(f"names: {exc} (a photo's name is one file name, e.g. 10_left)") from None
+
+
+def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *, names: Sequence[str] | None = None,
           tta: list[str] | None = None, refer_share: float | None = None,
           batch_size: int = 16) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Grade ``photos`` and decide per patient: ``(photos table, patients table)``, the rows and
     columns of ``drgrader predict``'s CSV and its ``_patients.csv``.
 
-    ``photos``: paths of photos, folders or CSVs (as ``predict`` takes them), or in-memory PIL
-    images / RGB arrays, named by ``names`` (default ``photo-0``, ``photo-1``, ...).
+    ``photos``: paths of photos, folders or CSVs (as ``predict`` takes them; one path alone too),
+    or in-memory PIL images / RGB arrays, named by ``names`` (default ``photo-0``, ``photo-1``,
+    ...; each one plain file name).
     ``refer_share``: the share of patients sent to a human grader (default: the grader's)."""
     import cv2
 
@@ -93,14 +108,28 @@ def grade(grader: str | Path | Bundle | None, photos: Sequence[Photo], *, names:
         typed_predictions,
     )
 
-    bundle = load_grader(grader)
+    if isinstance(photos, (str, Path)):  # one path, not a sequence of characters
+        photos = [photos]
+    if tta is not None:
+        try:
+            distinct_views(tta)
+        except ValueError as exc:
+            raise ConfigError(f"tta: {exc}") from None
+    if refer_share is not None:
+        check_refer_share(refer_share, "refer_share")
     in_memory = [p for p in photos if not isinstance(p, (str, Path))]
     if in_memory and len(in_memory) != len(photos):
         raise ValueError("give either paths or in-memory photos, not both in one call")
-    if names is not None and len(names) != len(photos):
-        raise ValueError(f"{len(names)} names for {len(photos)} photos")
-    if names is not None and len(set(names)) != len(names):  # one file each: a repeat would replace a photo
-        raise ValueError(f"the name {next(n for n in names if names.count(n) > 1)!r} is given to two photos; names must be unique")
+    if names is not None:
+        if len(names) != len(photos):
+            raise ValueError(f"{len(names)} names for {len(photos)} photos")
+        if not in_memory:
+            raise ValueError("names name in-memory photos (PIL images, arrays); a path is named by its file")
+        names = [_photo_name(name) for name in names]
+        if len(set(names)) != len(names):  # one file each: a repeat would replace a photo
+            raise ValueError(f"the name {next(n for n in names if names.count(n) > 1)!r} is given to two photos; "
+                             "names must be unique")
+    bundle = load_grader(grader)
     with tempfile.TemporaryDirectory(prefix="drgrader-grade-") as tmp:
         if in_memory:
             # Lossless PNGs through the path pipeline: the same decoding, quality check and

@@ -29,7 +29,8 @@ class Section(BaseModel):
     # extra="forbid" turns a typo in a YAML key into an error instead of a silent default;
     # strict: a boolean, integer or float field takes only that type (never "on", "010", 1.0
     # for an integer, true for a number), whatever the YAML said.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+    # allow_inf_nan=False: a float is finite (`train.lr=.inf` would pass `gt=0`, `.nan` every bound).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
 def _not_empty(value: object) -> object:
@@ -43,10 +44,36 @@ def _not_empty(value: object) -> object:
 ConfigPath = Annotated[Path, Strict(False), BeforeValidator(_not_empty), AfterValidator(Path.expanduser)]
 
 
-def _distinct(views: list) -> list:
+def distinct_views(views: list) -> list:
+    """Test-time views, each given once: the one check of ``eval.tta``, ``bundle.json``'s ``tta``,
+    ``predict --tta`` and ``drgrader.grade(tta=...)``."""
     if repeated := sorted({v for v in views if views.count(v) > 1}):
         raise ValueError(f"view {repeated[0]!r} given twice: each view counts once in the average")
     return views
+
+
+MAX_NAME = 200  # characters of a name that becomes a file or folder name (255 is the usual limit, suffixes follow)
+
+
+def plain_name(name: str) -> str:
+    """A name that becomes one file or folder name (a run's ``name``, a photo's name in
+    ``drgrader.grade``): never a path, which could write outside the folder meant."""
+    if not name:
+        raise ValueError("empty name")
+    if "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
+        raise ValueError(f"{name[:MAX_ECHO]!r} is not one plain name (no /, \\, .. or NUL)")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"{name[:MAX_ECHO]!r}... has {len(name)} characters, more than {MAX_NAME}")
+    return name
+
+
+MAX_REFER_SHARE = 0.5  # of patients sent to a human grader: eval.refer_share, --refer-share, grade(refer_share=)
+
+
+def check_refer_share(share: float, what: str) -> None:
+    """A share of patients for the uncertain band: 0 .. ``MAX_REFER_SHARE`` (NaN refused too)."""
+    if not 0 <= share <= MAX_REFER_SHARE:
+        raise ConfigError(f"{what} must be between 0 and {MAX_REFER_SHARE:g}, got {share}")
 
 
 # ----------------------------------------------------------------------------- data
@@ -91,6 +118,11 @@ class PreprocessConfig(Section):
     clahe: bool = Field(False, description="CLAHE on the LAB L channel (seed 001)")
     clahe_clip: float = Field(2.0, gt=0)
     clahe_tiles: int = Field(8, ge=1)
+
+
+# data.normalize's fixed scalings (mean, std per channel, 0-1 units), which bundle.json's mean and
+# std must match; "model", the backbone's own, only timm knows (models.factory.input_mean_std).
+FIXED_NORMALIZE = {"imagenet": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), "unit": ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])}
 
 
 class DataConfig(Section):
@@ -210,12 +242,12 @@ class TrainConfig(Section):
 
 # ----------------------------------------------------------------------------- eval
 TtaView = Literal["orig", "hflip", "vflip", "hvflip", "bright", "rot90", "rot270", "transpose", "antitranspose", "zoom"]
+TtaViews = Annotated[list[TtaView], AfterValidator(distinct_views)]
 DIHEDRAL_VIEWS = ["orig", "hflip", "vflip", "hvflip", "rot90", "rot270", "transpose", "antitranspose"]
 
 
 class EvalConfig(Section):
-    tta: Annotated[list[TtaView], AfterValidator(_distinct)] = Field(["orig"], min_length=1,
-                                                                     description="test-time views, averaged (at least one)")
+    tta: TtaViews = Field(["orig"], min_length=1, description="test-time views, averaged (at least one)")
     threshold_objective: Literal["accuracy", "youden", "sensitivity"] = "youden"
     target_sensitivity: float = Field(0.9, gt=0, lt=1)
     threshold_range: Annotated[tuple[float, float], Strict(False)] = (0.0, 1.0)  # a YAML list
@@ -233,7 +265,7 @@ class EvalConfig(Section):
         "average of the last epochs) and each of the 8 dihedral views, for `drgrader cv`'s lab table",
     )
     refer_share: float = Field(
-        0.1, ge=0, le=0.5,
+        0.1, ge=0, le=MAX_REFER_SHARE,
         description="share of patients the programme sends to a human grader (the most uncertain): "
         "the per-patient decision's 'uncertain' band, fitted on validation",
     )
@@ -243,7 +275,8 @@ class EvalConfig(Section):
 
 
 class ExperimentConfig(Section):
-    name: str = Field("experiment", min_length=1, description="names the run folder")
+    name: Annotated[str, AfterValidator(plain_name)] = Field("experiment", min_length=1,
+                                                             description="names the run folder (one folder name)")
     out_dir: ConfigPath = Path("runs")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()

@@ -4,6 +4,7 @@ files, and the header facts drgrader uses (PatientID, laterality)."""
 from __future__ import annotations
 
 import numpy as np
+import pydicom
 import pytest
 from dicom_files import transcode_with_gdcm, write_dicom, write_encapsulated, write_jpeg_dicom, write_ybr422
 from PIL import Image
@@ -156,3 +157,15 @@ def test_dicom_found_by_content_without_extension(tmp_path, rgb):
 def test_laterality_tags(tmp_path, rgb, tag, value, eye):
     header = read_header(write_dicom(tmp_path / "e.dcm", rgb, laterality=value, laterality_tag=tag))
     assert header.eye == eye and header.patient_id == ""
+
+
+def test_laterality_tags_that_disagree_give_no_eye(tmp_path, rgb):
+    """ImageLaterality (the photo's) L beside Laterality (its series') R: no eye, both kept for the note."""
+    path = write_dicom(tmp_path / "e.dcm", rgb, laterality="L")
+    ds = pydicom.dcmread(path)
+    for series, eye in (("R", ""), ("L", "left"), ("B", "left")):  # a series of both eyes may hold a left-eye photo
+        ds.Laterality = series
+        ds.save_as(path)
+        header = read_header(path)
+        assert header.eye == eye
+    assert header.laterality == (("ImageLaterality", "left"), ("Laterality", "B (both eyes)"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -79,3 +80,28 @@ def test_format_summary_is_a_readable_table(tmp_path):
     assert "| 0 none | 2 (40.0%) | 2 (100.0%) | 0 (0.0%) | 0 (0.0%) |" in text
     assert "| patients | 3 | 1 | 1 | 1 |" in text
     assert "- 1_left, 2_right (grades 0, 4; splits train, test)" in text
+
+
+def test_kaggle_names_give_patients_and_eyes_without_a_patient_column(tmp_path, caplog):
+    """Grade folders, and a corrected copy of trainLabels.csv given as data.labels (which makes
+    it the csv format): both eyes of patient 10 are one patient, as in the kaggle format, so a
+    patient-level split cannot put them on two sides; an info line says so."""
+    folders, kaggle = tmp_path / "folders", tmp_path / "kaggle"
+    for i, name in enumerate(("0/10_left", "0/10_right", "3/11_left", "0/scan")):
+        (folders / name).parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(folders / f"{name}.png"), np.full((8, 8, 3), 40 * i, np.uint8))
+    shutil.copytree(folders / "0", kaggle / "images")
+    (kaggle / "corrected.csv").write_text("image,level\n10_left,0\n10_right,2\nscan,1\n")
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        by_folder = read_dataset(folders)
+        by_csv = read_dataset(kaggle, labels="corrected.csv")
+    s = summarize(by_folder, check_images=False)
+    assert (s["patients"], s["eyes"]) == (3, {"left": 2, "right": 1, "unknown": 1})
+    assert by_folder.set_index("image_id")["patient_id"].to_dict() == {"10_left": "10", "10_right": "10", "11_left": "11",
+                                                                       "scan": "scan"}
+    assert by_csv[["patient_id", "eye"]].values.tolist() == [["10", "left"], ["10", "right"], ["scan", ""]]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{folders} (grade folders): no patient column, so patient and eye of 3 of 4 images are read from names like "
+        "10_left (as the kaggle format reads them); the rest (1) are patients of their own",
+        "corrected.csv: no patient column, so patient and eye of 2 of 3 images are read from names like 10_left (as the "
+        "kaggle format reads them); the rest (1) are patients of their own"]

@@ -1,8 +1,8 @@
 """Rule 4: a bundle is consistent or refused. One check (``bundle_spec.check_bundle``) on every
-read and write of ``bundle.json``: thresholds against cut-points, input size against the size
-trained at and the ONNX graph's, the per-patient decision against the thresholds; the fit that
-`train` and `cv` use repairs what would break it, and says so. An interrupted export leaves
-nothing behind."""
+read and write of ``bundle.json``: thresholds against cut-points, input size, normalisation and
+preprocessing against the training record, input size against the ONNX graph's, the per-patient
+decision against the thresholds, a paired-eye stage's numbers finite; the fit that `train` and
+`cv` use repairs what would break it, and says so. An interrupted export leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -170,6 +170,51 @@ def test_an_input_size_the_onnx_graph_does_not_take_is_refused(onnx_bundle, phot
     assert load_bundle(edited(onnx_bundle, tmp_path / "ok", config=None), "onnx").input_size == 64
 
 
+# -------------------------------------------------------------- normalisation and preprocessing
+def test_an_edited_normalisation_or_preprocessing_is_refused(tiny_bundle, photo, tmp_path, capsys):
+    # Trained with ImageNet's scaling and the crop: ONNX keeps the scaling inside its graph, torch
+    # reads bundle.json's; either edit would change the grades without a word.
+    bundle = edited(tiny_bundle, tmp_path, mean=[0.5] * 3)
+    err = refused(bundle, photo, tmp_path, capsys, "--backend", "torch")
+    assert "mean [0.5, 0.5, 0.5] is not how the model was trained (config.data.normalize 'imagenet': [0.485, 0.456" in err
+    manifest, file = read_manifest(tiny_bundle), tmp_path / "bundle.json"
+    with pytest.raises(BundleError, match=r"inconsistent: std \[0.5, 0.5, 0.5\] is not how the model was trained"):
+        check_bundle({**manifest, "std": [0.5] * 3}, file)
+    shutil.rmtree(bundle)
+    bundle = edited(tiny_bundle, tmp_path, preprocess={**manifest["preprocess"], "crop": False})
+    err = refused(bundle, photo, tmp_path, capsys)
+    assert "preprocess.crop false is not how the model was trained (config.data.preprocess.crop true)" in err
+    with pytest.raises(BundleError, match=r"preprocess.ben_graham true is not how the model was trained "
+                                          r"\(config.data.preprocess.ben_graham false\)"):
+        check_bundle({**manifest, "preprocess": {**manifest["preprocess"], "ben_graham": True}}, file)
+    # Without a training record there is nothing to compare with (a hand-made bundle).
+    check_bundle({k: v for k, v in {**manifest, "mean": [0.5] * 3, "preprocess": {"crop": False}}.items() if k != "config"}, file)
+
+
+def test_an_edited_mean_of_a_backbone_s_own_scaling_is_refused_by_torch(tiny_bundle, photo, tmp_path, capsys):
+    # `normalize: model` (the backbone's own scaling, the built-in grader's) is known only to timm: PyTorch
+    # checks it where it builds the network, so the two backends cannot grade one bundle differently.
+    from drgrader.models.factory import input_mean_std
+
+    manifest = read_manifest(tiny_bundle)
+    config = {**manifest["config"], "data": {**manifest["config"]["data"], "normalize": "model"}}
+    mean, std = input_mean_std(manifest["backbone"], "model")
+    assert main(["predict", str(edited(tiny_bundle, tmp_path, config=config, mean=mean, std=std)), str(photo),
+                 "--backend", "torch", "--out", str(tmp_path / "ok.csv")]) == 0
+    shutil.rmtree(tmp_path / "edited")
+    imagenet = [0.485, 0.456, 0.406]
+    assert mean != imagenet  # the tiny backbone's own scaling is not ImageNet's
+    err = refused(edited(tiny_bundle, tmp_path, config=config, mean=imagenet, std=std), photo, tmp_path, capsys, "--backend", "torch")
+    assert "mean [0.485, 0.456, 0.406] and std" in err and "are not how the model was trained (config.data.normalize 'model'" in err
+
+
+def test_a_view_given_twice_in_bundle_json_is_refused(tiny_bundle, photo, tmp_path, capsys):
+    # One check with eval.tta and predict --tta: a repeated view would count twice in the average.
+    bundle = edited(tiny_bundle, tmp_path, tta=["orig", "hflip", "hflip"])
+    err = refused(bundle, photo, tmp_path, capsys)
+    assert "is not a valid bundle: tta: Value error, view 'hflip' given twice: each view counts once in the average" in err
+
+
 # --------------------------------------------------------------------- per-patient decision
 def test_patient_decision_must_agree_with_the_thresholds_and_its_band(tiny_bundle, tmp_path):
     manifest = {**read_manifest(tiny_bundle), "thresholds": {"cutpoints": CUTS, "any_dr": 0.3, "referable": 0.4}}
@@ -183,6 +228,30 @@ def test_patient_decision_must_agree_with_the_thresholds_and_its_band(tiny_bundl
         check_bundle({**manifest, "patient_decision": {**good, "uncertainty_cutoff": 0.8}}, file)
     with pytest.raises(BundleError, match=r"refer_share 0.3 is beyond its band \(shares up to 0.2\)"):
         check_bundle({**manifest, "patient_decision": {**good, "refer_share": 0.3}}, file)
+
+
+def test_an_urgent_threshold_no_grade_reaches_is_refused(tiny_bundle, tmp_path):
+    # The urgent threshold is on the (fused) expected grade, 0..4: at 99 a grade-4 eye would be
+    # "refer", never "urgent".
+    manifest = {**read_manifest(tiny_bundle), "thresholds": {"cutpoints": CUTS, "any_dr": 0.3, "referable": 0.4}}
+    file = tmp_path / "bundle.json"
+    check_bundle({**manifest, "patient_decision": {"urgent_threshold": 4.0, "refer_share": 0.0}}, file)
+    with pytest.raises(BundleError, match=r"urgent_threshold 99 is above the top of the grade scale \(4\): no patient could"):
+        check_bundle({**manifest, "patient_decision": {"urgent_threshold": 99.0, "refer_share": 0.0}}, file)
+
+
+@pytest.mark.parametrize(("key", "value"), [("intercept", float("nan")), ("coef", [0.5, float("inf"), 0.0, 0.0]),
+                                            ("single_intercept", float("nan"))])
+def test_a_paired_eye_stage_with_a_nan_is_refused(tiny_bundle, tmp_path, key, value):
+    # A NaN intercept left 3 of 4 gradable photos without a grade and their patient "ungradable:
+    # photograph again"; refused like a NaN threshold.
+    model = {"inputs": ["expected_grade"], "coef": [0.5, 0.4, 0.0, 0.0], "intercept": 0.0,
+             "single_coef": [1.0], "single_intercept": 0.0}
+    stage = {"model": {**model, key: value}, "thresholds": {"cutpoints": CUTS, "any_dr": 0.5, "referable": 1.5}}
+    bundle = edited(tiny_bundle, tmp_path, paired_eyes=stage)  # json writes NaN and Infinity, as a hand edit would
+    with pytest.raises(BundleError, match=rf"is not a valid bundle: paired_eyes.model: Value error, {key} must be finite"):
+        read_manifest(bundle)
+    check_bundle({**read_manifest(tiny_bundle), "paired_eyes": {**stage, "model": model}}, tmp_path / "bundle.json")
 
 
 def test_a_paired_eye_stage_needs_a_grader(tiny_bundle, tmp_path):

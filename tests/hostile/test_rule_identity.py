@@ -6,16 +6,21 @@ is ever left out of the patients file."""
 from __future__ import annotations
 
 import logging
+import re
+import unicodedata
 
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 from dicom_files import write_dicom
 from PIL import Image
 
 import drgrader
 from drgrader.cli import main
+from drgrader.data.identity import folded_patient, warn_identity
 from drgrader.data.inputs import collect_inputs
+from drgrader.data.manifest import read_dataset
 from drgrader.synth import make_fundus
 
 from .corpus import photo_bytes
@@ -259,3 +264,90 @@ def test_the_patients_file_agrees_with_its_decision():
     assert (p4["grade"], p4["referable"], p4["worst_image"]) == (0, 0, "P4_left")  # not the ungradable P4_L's 3 and 1
     p3 = patients.loc["P3"]
     assert p3["reason"].startswith("left eye fused grade 1.23") and (p3["worst_image"], p3["worst_eye"]) == ("P3_left", "left")
+
+
+@pytest.mark.parametrize("placeholder", ["NA", " n/a ", "Unknown", "null", "-", "?"])
+def test_a_placeholder_patient_is_no_patient_not_one_patient_of_strangers(tmp_path, placeholder):
+    """R and pandas write NA for a missing value: two strangers' photos are not one patient 'NA'."""
+    for k, name in enumerate(("a", "b", "c")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k, k))
+    (tmp_path / "list.csv").write_text(f"image,patient_id,eye\na.jpeg,{placeholder},left\nb.jpeg,{placeholder},right\n"
+                                       "c.jpeg,,left\n")
+    write_dicom(tmp_path / "d.dcm", make_fundus(1, np.random.default_rng(4), height=96), patient_id=placeholder.strip(),
+                laterality="R")
+    table = collect_inputs([tmp_path / "list.csv", tmp_path / "d.dcm"]).set_index("image_id")
+    assert table["patient_id"].tolist() == ["a", "b", "c", "d"]  # each a patient of its own, as the empty cell
+    for image in "abcd":
+        assert table.loc[image, "identity_note"].startswith(f"no patient: '{image}' has no CSV patient, DICOM PatientID")
+    # A label file: a placeholder is refused as an empty cell is, naming the row.
+    (tmp_path / "images").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "images" / f"{name}.jpeg").write_bytes(photo_bytes(1, 7))
+    (tmp_path / "labels.csv").write_text(f"image,level,patient_id\na,0,P1\nb,2,{placeholder}\n")
+    with pytest.raises(ValueError, match=r"^labels.csv row 2 \(image 'b'\): patient id \(column 'patient_id'\) is "
+                                         f"{re.escape(repr(placeholder.strip()))}, a placeholder for a missing value$"):
+        read_dataset(tmp_path, "csv")
+
+
+def test_one_name_in_nfc_and_nfd_is_one_patient(tmp_path):
+    """macOS writes file names decomposed (NFD): 'Müller' typed and 'Müller' from a Mac are one patient."""
+    nfc, nfd = unicodedata.normalize("NFC", "Müller"), unicodedata.normalize("NFD", "Müller")
+    (tmp_path / f"{nfc}_right.jpeg").write_bytes(photo_bytes(1, 1))
+    (tmp_path / f"{nfd}_left.jpeg").write_bytes(photo_bytes(2, 2))
+    table = collect_inputs([tmp_path])
+    assert table["patient_id"].tolist() == [nfc, nfc] and sorted(table["eye"]) == ["left", "right"]
+    assert table["identity_note"].tolist() == ["", ""]
+    assert folded_patient(nfd) == folded_patient(nfc)  # as serve compares two uploads' patients
+
+
+def test_the_same_photo_under_two_patients_is_noted_on_both(tmp_path, caplog):
+    """10007_left.jpeg is a byte copy of 10131_left.jpeg: patient 10007 would be judged on 10131's eye."""
+    for k, name in enumerate(("10131_left", "10131_right", "10007_right")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k + 1, k))
+    (tmp_path / "10007_left.jpeg").write_bytes((tmp_path / "10131_left.jpeg").read_bytes())
+    table = collect_inputs([tmp_path]).set_index("image_id")
+    assert table["patient_id"].tolist() == ["10007", "10007", "10131", "10131"]  # kept as given
+    note = ("same photo under two patients: '10007_left', '10131_left' are one file's bytes, under patients '10007' and "
+            "'10131'; kept apart as given, so each patient is judged on it (check that it is not filed under the wrong patient)")
+    assert table.loc["10007_left", "identity_note"] == table.loc["10131_left", "identity_note"] == note
+    assert table.loc["10131_right", "identity_note"] == ""
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        warn_identity(table)
+    [warning] = identity_warnings(caplog)
+    assert "identity of 2 of 4 photos resolved with a note (same photo under two patients 2)" in warning
+
+
+def test_dicom_laterality_tags_that_disagree_or_say_both_eyes_are_noted(tmp_path):
+    rgb = make_fundus(1, np.random.default_rng(3), height=96)
+    mixed = write_dicom(tmp_path / "scan2.dcm", rgb, patient_id="10120", laterality="L")
+    ds = pydicom.dcmread(mixed)
+    ds.Laterality = "R"  # the series says right, the photo left
+    ds.save_as(mixed)
+    write_dicom(tmp_path / "scan4.dcm", rgb[:, ::-1].copy(), patient_id="10489", laterality="B")
+    table = collect_inputs([tmp_path]).set_index("image_id")
+    assert table.loc["scan2", "eye"] == "" and table.loc["scan2", "identity_note"] == (
+        "contradictory eye: for 'scan2' the DICOM ImageLaterality says left, the DICOM Laterality says right; the eye is left unknown")
+    assert table.loc["scan4", "eye"] == "" and table.loc["scan4", "identity_note"] == (
+        "no eye: 'scan4' has no CSV eye or name like 10_left, and DICOM laterality B (both eyes); which eye is unknown, "
+        "it is judged as an eye of its own")
+
+
+@pytest.mark.parametrize(("files", "labels", "clash"), [
+    (["0/10007_right.jpeg", "0/10131_left.jpeg", "3/10131_right.jpeg", "3/10131_RIGHT.jpeg"], None,
+     "'10131_RIGHT.jpeg' and '10131_right.jpeg'"),
+    (["images/10007_left.jpeg", "images/10007_right.jpeg", "images/10007_left.png"], "image,level\n10007_left,0\n10007_right,1\n",
+     "'10007_left.jpeg' and '10007_left.png'"),
+], ids=["case-in-grade-folder", "extension-in-kaggle"])
+def test_two_files_under_one_name_in_a_data_set_are_refused_naming_both(tmp_path, capsys, files, labels, clash):
+    """10131_right.jpeg and 10131_RIGHT.jpeg, 10007_left.jpeg and 10007_left.png: one of them used
+    (the other not even counted), as before, is a photo dropped or mixed up without a word."""
+    root = tmp_path / "data"
+    for k, name in enumerate(files):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(photo_bytes(k % 5, k))
+    if labels:
+        (root / "trainLabels.csv").write_text(labels)
+    (tmp_path / "exp.yaml").write_text(f"data:\n  root: {root}\n  cache_dir: {tmp_path / 'cache'}\n")
+    assert main(["data", "summary", str(tmp_path / "exp.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert f"{clash} differ only in case or extension: two photos under one name" in err and err.count("\n") == 1

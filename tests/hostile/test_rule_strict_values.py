@@ -63,6 +63,41 @@ def test_a_view_given_twice_is_refused_and_a_home_folder_is_expanded(monkeypatch
     assert load_config(None, ["data.root=~/photos"]).data.root == tmp_path / "photos"
 
 
+def test_a_view_given_twice_is_refused_by_predict_and_grade_too(tiny_bundle, tmp_path, capsys):
+    # The config's check, everywhere views are given (bundle.json's: test_rule_bundle_consistency).
+    import drgrader
+
+    photo = tmp_path / "1_left.jpeg"
+    photo.write_bytes(b"never read")
+    for views in (["orig", "hflip", "hflip"], ["orig", "orig"]):
+        with pytest.raises(SystemExit) as exit:
+            main(["predict", str(tiny_bundle), str(photo), "--tta", *views, "--out", str(tmp_path / "p.csv")])
+        assert exit.value.code == 2
+        assert f"argument --tta: view {views[-1]!r} given twice: each view counts once" in capsys.readouterr().err
+        with pytest.raises(ConfigError, match=f"tta: view {views[-1]!r} given twice"):
+            drgrader.grade(tiny_bundle, [photo], tta=views)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1_left.jpeg"]
+
+
+@pytest.mark.parametrize("override", ["train.lr=.inf", "train.max_minutes=.inf", "train.focal_gamma=.inf", "train.mixup=.inf",
+                                      "train.weight_decay=.inf", "data.preprocess.clahe_clip=.inf", "eval.threshold_range=[0, .inf]"])
+def test_infinity_is_refused_like_nan(override):
+    # `gt=0` lets infinity through (NaN fails every bound): a float field takes finite numbers only.
+    field = override.split("=")[0].replace(".", r"\.")
+    with pytest.raises(ConfigError, match=rf"{field}(\.1)?: Input should be a finite number \(got inf\)"):
+        load_config(None, [override])
+    with pytest.raises(ConfigError, match=rf"{field}(\.1)?: "):
+        load_config(None, [override.replace(".inf", ".nan")])
+
+
+@pytest.mark.parametrize("name", ["../escaped", "runs/a", "a\\b", "..", ".", "x" * 201])
+def test_a_run_name_is_one_folder_name(name):
+    # `name` makes <out_dir>/<name>: '../escaped' wrote the run outside out_dir.
+    with pytest.raises(ConfigError, match=r"name: Value error, .*(not one plain name|more than 200)"):
+        load_config(None, [f"name='{name}'"])
+    assert load_config(None, ["name=cpu_grade-2.b"]).name == "cpu_grade-2.b"
+
+
 def test_a_config_file_is_read_as_strictly(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text("data:\n  preprocess: {crop: yes}\ntrain:\n  epochs: 010\n")

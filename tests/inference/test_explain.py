@@ -25,7 +25,7 @@ def bundle_of_kind(path, task: str, kind: str):
     )
     torch.manual_seed(3)
     net = GraderNet("test_resnet", task=task, kind=kind).eval()
-    return save_bundle(path, ScoringNet(net, *input_mean_std("test_resnet", "imagenet")), config=config_to_dict(cfg), thresholds={})
+    return save_bundle(path, ScoringNet(net, *input_mean_std("test_resnet", "model")), config=config_to_dict(cfg), thresholds={})
 
 
 def test_explain_image_maps_and_prediction(tiny_bundle):

@@ -35,7 +35,7 @@ def binary_referable_bundle(path):
     )
     torch.manual_seed(2)
     net = GraderNet("test_resnet", task="referable", kind="binary").eval()
-    return save_bundle(path, ScoringNet(net, *input_mean_std("test_resnet", "imagenet")), config=config_to_dict(cfg), thresholds={})
+    return save_bundle(path, ScoringNet(net, *input_mean_std("test_resnet", "model")), config=config_to_dict(cfg), thresholds={})
 
 
 def test_export_writes_a_bundle_with_onnx_record(tiny_bundle, onnx_bundle):
@@ -78,7 +78,7 @@ def test_a_multitask_model_exports_its_one_score(tmp_path):
         {"data": {"image_size": 64}, "model": {"backbone": "test_resnet"}, "train": {"loss": "multitask"}})
     torch.manual_seed(3)
     net = GraderNet("test_resnet", task="grade", kind="multitask").eval()
-    src = save_bundle(tmp_path / "mt", ScoringNet(net, *input_mean_std("test_resnet", "imagenet")),
+    src = save_bundle(tmp_path / "mt", ScoringNet(net, *input_mean_std("test_resnet", "model")),
                       config=config_to_dict(cfg), thresholds={})
     out = export_command(src, out=tmp_path / "mt-onnx")  # raises when ONNX and PyTorch differ
     pixels = parity_samples(load_bundle(src))[1]

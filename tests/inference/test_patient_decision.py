@@ -167,7 +167,7 @@ def clinic(tmp_path):
 
 def test_predict_writes_decision_reason_and_uncertainty(tiny_bundle, clinic, tmp_path):
     bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
-    update_manifest(bundle, patient_decision={**SPEC, "urgent_threshold": 9.0, "band": [[0.1, 0.9], [0.5, 0.0]]})
+    update_manifest(bundle, patient_decision={**SPEC, "urgent_threshold": 4.0, "band": [[0.1, 0.9], [0.5, 0.0]]})
     out = predict_command(bundle, [clinic], out=tmp_path / "p.csv")
     photos = pd.read_csv(out, dtype={"patient_id": str}).set_index("image_id")
     read = photos["error"].isna()

@@ -103,6 +103,11 @@ def test_cli_shard_and_merge(photos, tiny_bundle, whole, tmp_path, capsys):
     assert main(["merge-predictions", *map(str, parts), "--out", str(tmp_path / "all.csv")]) == 0
     merged = pd.read_csv(tmp_path / "all.csv")
     assert list(merged["path"]) == list(pd.read_csv(whole)["path"])
+    # What a shell's `p-*` gives: each part with its _patients.csv and _shard.json, taken as that part's.
+    everything = sorted(str(f) for f in tmp_path.glob("p-*"))
+    assert any(f.endswith("_shard.json") for f in everything) and any(f.endswith("_patients.csv") for f in everything)
+    assert main(["merge-predictions", *everything, "--out", str(tmp_path / "glob.csv")]) == 0
+    assert pd.read_csv(tmp_path / "glob.csv").equals(merged)
     assert main(["predict", str(tiny_bundle), str(photos), "--shard", "2/2"]) == 2
     assert "--shard '2/2' must look like i/n" in capsys.readouterr().err
 

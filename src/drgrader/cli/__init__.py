@@ -59,6 +59,20 @@ def _positive(kind: type, what: str, below: float = float("inf"), *, low: float 
 COUNT = _positive(int, "a count (>= 1)")
 
 
+class _Views(argparse.Action):
+    """``--tta VIEW ...``: each view once, checked as a config's and bundle.json's views are (a
+    repeat would count twice in the average); a repeat is a usage error (exit 2)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from drgrader.config import distinct_views
+
+        try:
+            distinct_views(values)
+        except ValueError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
+        setattr(namespace, self.dest, values)
+
+
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=3")
 
@@ -168,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="allow --out to replace a file that is not a CSV")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
     p.add_argument("--batch-size", dest="batch_size", type=int, default=16)
-    p.add_argument("--tta", nargs="*", help="TTA views (default: the bundle's)")
+    p.add_argument("--tta", nargs="*", action=_Views, help="TTA views, each once (default: the bundle's)")
     p.add_argument("--refer-share", dest="refer_share", type=float,
                    help="share of patients (0..0.5) sent to a human grader as 'uncertain' (default: the bundle's, "
                         "fitted on validation; 0: none)")

@@ -31,7 +31,10 @@ DICOM_SUFFIX = ".dcm"
 _MAGIC_OFFSET = 128  # the 128-byte preamble, then b"DICM"
 _FRAME_REF = re.compile(r"^(?P<name>.+)#frame(?P<frame>[1-9][0-9]*)$")
 _PILLOW_SUFFIXES = {".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
-_LATERALITY = {"L": "left", "R": "right"}  # "B" (both) and "U" (unpaired) say nothing usable
+# What a laterality tag says; only L and R name an eye ("B", both eyes, and "U", unpaired, do not).
+_LATERALITY = {"L": "left", "R": "right", "B": "B (both eyes)", "U": "U (unpaired)"}
+_LATERALITY_TAGS = ("ImageLaterality", "Laterality")  # the photo's own, then its series'
+
 # The only tags ever parsed: what the pixels need, PatientID and laterality.
 _TAGS = [
     "PatientID",
@@ -62,12 +65,15 @@ class DicomHeader:
     width: int
     frames: int
     patient_id: str  # "" when the tag is absent or empty
-    eye: str  # "left", "right" or ""
+    eye: str  # "left", "right" or "" (none, or the laterality tags disagree)
     photometric: str
     samples: int
     bits_stored: int
     signed: bool
     transfer_syntax: str  # the UID
+    # Each laterality tag present and what it says ("left", "right", "B (both eyes)", ...), for
+    # the identity resolver to weigh and name: ImageLaterality L beside Laterality R is no eye.
+    laterality: tuple[tuple[str, str], ...] = ()
 
 
 def frame_ref(path: str | Path, frame: int) -> str:
@@ -171,18 +177,21 @@ def read_header(path: str | Path) -> DicomHeader:
         if not _has_magic(path):
             raise ImageReadError(path, "not a DICOM file (no 'DICM' marker after the 128-byte preamble, no image header)")
         raise ImageReadError(path, "DICOM file without an image (no Rows/Columns: truncated, or a report, DICOMDIR or other non-image object)")
-    laterality = str(ds.get("ImageLaterality") or ds.get("Laterality") or "").strip().upper()
+    values = {tag: str(ds.get(tag) or "").strip().upper() for tag in _LATERALITY_TAGS}
+    laterality = tuple((tag, _LATERALITY.get(v, repr(v))) for tag, v in values.items() if v)
+    eyes = {said for _, said in laterality if said in ("left", "right")}
     return DicomHeader(
         height=rows,
         width=columns,
         frames=max(_int(ds, "NumberOfFrames", 1), 1),
         patient_id=str(ds.get("PatientID") or "").strip(),
-        eye=_LATERALITY.get(laterality, ""),
+        eye=eyes.pop() if len(eyes) == 1 else "",
         photometric=str(ds.get("PhotometricInterpretation") or "").strip().upper(),
         samples=_int(ds, "SamplesPerPixel", 1),
         bits_stored=_int(ds, "BitsStored", _int(ds, "BitsAllocated", 8)),
         signed=_int(ds, "PixelRepresentation", 0) == 1,
         transfer_syntax=_transfer_syntax(ds),
+        laterality=laterality,
     )
 
 

@@ -11,19 +11,35 @@ Common names end in the eye after a separator (``_``, ``-`` or a space), in any 
 Anything else (``eyeA``, ``IDRiD_001``, ``12_l1``) says nothing. A name that also names the
 other eye (``P7_OD_OS``, ``left_10_right``) contradicts itself: :func:`eyes_named` finds those,
 and :mod:`drgrader.data.identity` then reads neither patient nor eye from it.
+
+:func:`patient_id` is the one spelling of a patient id, wherever it comes from (a CSV cell, a
+DICOM ``PatientID``, a name): what a spreadsheet or R writes for a missing value means no patient.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import PurePosixPath
 
 # The eye column words a CSV may use, and what they mean.
 EYE_WORDS = {"left": "left", "l": "left", "os": "left", "right": "right", "r": "right", "od": "right"}
 
+# What R, pandas, spreadsheets and forms write for a missing value: no patient, never one patient
+# "NA" of every photo that lacks one.
+MISSING_PATIENT_WORDS = frozenset({"na", "n/a", "null", "none", "nan", "unknown", "-", "?"})
+
 _WORDS = re.compile(r"[^_\- ]+")
 _LONG_EYE_WORDS = {"left", "right", "os", "od"}  # single letters inside a name are too often something else
 _NAME = re.compile(r"^(?P<patient>.*[^_\- ])[_\- ]+(?P<eye>left|right|l|r|os|od)$", re.IGNORECASE)
+
+
+def patient_id(text: str) -> str:
+    """A patient id as one spelling: stripped, in Unicode NFC (macOS writes file names in NFD, so
+    ``Müller`` may come in two byte spellings of one name); ``""`` for a missing-value placeholder
+    (``NA``, ``n/a``, ``null``, ``none``, ``nan``, ``unknown``, ``-``, ``?``, any case)."""
+    text = unicodedata.normalize("NFC", text).strip()
+    return "" if text.casefold() in MISSING_PATIENT_WORDS else text
 
 
 def patient_and_eye(name: str) -> tuple[str, str] | None:

@@ -3,10 +3,13 @@
 
 Evidence, strongest first: a CSV's ``patient_id`` / ``eye`` cells, the DICOM header
 (``PatientID``, laterality), the file name (``10_left``, ``P7-OD``: :mod:`drgrader.data.eyes`).
+A patient id is read as :func:`~drgrader.data.eyes.patient_id` spells it: a placeholder for a
+missing value (``NA``, ``unknown``) is no patient, and ``Müller`` in NFC and NFD is one patient.
 Every conflict is resolved conservatively (two patients are never merged, no photo is dropped)
 and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was done>``):
 
-- the sources disagree on the eye -> the eye is left unknown; on the patient (CSV and DICOM
+- the sources disagree on the eye (a DICOM's ``ImageLaterality`` and ``Laterality`` too) -> the
+  eye is left unknown; on the patient (CSV and DICOM
   ``PatientID``) -> the CSV's (the user's own list) is taken; a photo whose CSV or DICOM patient
   is not the one its name says, when another photo is that patient by its name (a CSV row for
   ``10_left`` saying ``P1`` beside a ``10_right`` from a folder) -> the given patient is taken,
@@ -19,12 +22,15 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
 - one file's bytes given as two eyes of a patient (``10_right.jpeg`` a copy of ``10_left.jpeg``)
   -> which eye it shows is unknown; the copies are patients of their own, so the photo is never
   paired with itself as its own fellow eye;
+- one file's bytes under two patients (a photo filed under the wrong patient) -> kept apart as
+  given, noted on each copy: each patient is judged on it;
 - patient ids that differ only in case, spacing or a number's leading zeros (``P7`` and ``p7``,
   ``007`` and ``7``) -> kept apart, as given
   (merging would be the guess); noted, since they are often one patient typed twice;
 - no patient -> the photo (a DICOM file: all its frames) is a patient of its own, named by its
   image id (by its path when that id is taken);
-- a patient without the eye -> which eye is unknown; the photo is judged as an eye of its own.
+- a patient without the eye -> which eye is unknown (a DICOM laterality ``B``, both eyes, is
+  named); the photo is judged as an eye of its own.
 
 The same path given twice (a folder and a CSV listing it) is one photo: its evidence combined.
 """
@@ -34,20 +40,21 @@ from __future__ import annotations
 import logging
 import os
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import eyes_named, patient_and_eye
+from drgrader.data.eyes import EYE_WORDS, eyes_named, patient_and_eye, patient_id
 from drgrader.data.image_files import identical_files
 
 log = logging.getLogger("drgrader")
 
 IDENTITY_COLUMNS = ["path", "image_id", "patient_id", "eye", "identity_note"]
 # What input_rows gathers for each photo: where it is, and what each source says.
-EVIDENCE_KEYS = ["path", "image_id", "source", "csv_patient", "csv_eye", "dicom_patient", "dicom_eye"]
+EVIDENCE_KEYS = ["path", "image_id", "source", "csv_patient", "csv_eye", "dicom_patient", "dicom_laterality"]
 
 # The kinds of note, as each note begins (the console summary counts them).
 CONTRADICTORY_EYE = "contradictory eye"
@@ -56,19 +63,22 @@ BOTH_EYES_IN_NAME = "both eyes in the name"
 SAME_NAME_IN_FOLDERS = "same eye in two folders"
 SEVERAL_PHOTOS_OF_ONE_EYE = "several photos of one eye"
 SAME_PHOTO_AS_TWO_EYES = "one photo as two eyes"
+SAME_PHOTO_UNDER_TWO_PATIENTS = "same photo under two patients"
 LOOKALIKE_PATIENTS = "lookalike patients"
 NO_PATIENT = "no patient"
 NO_EYE = "no eye"
 NOTE_KINDS = [CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS,
-              SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, LOOKALIKE_PATIENTS, NO_PATIENT, NO_EYE]
+              SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, SAME_PHOTO_UNDER_TWO_PATIENTS, LOOKALIKE_PATIENTS,
+              NO_PATIENT, NO_EYE]
 _FRAME = re.compile(r"#frame[0-9]+$")
 
 
 def evidence(path: str | Path, image_id: str, source: str | Path, *, csv_patient: str = "", csv_eye: str = "",
-             dicom_patient: str = "", dicom_eye: str = "") -> dict:
-    """One photo's evidence (``source``: its file, without a DICOM frame suffix)."""
-    return {"path": str(path), "image_id": image_id, "source": str(source), "csv_patient": csv_patient,
-            "csv_eye": csv_eye, "dicom_patient": dicom_patient, "dicom_eye": dicom_eye}
+             dicom_patient: str = "", dicom_laterality: Iterable[tuple[str, str]] = ()) -> dict:
+    """One photo's evidence (``source``: its file, without a DICOM frame suffix; ``dicom_laterality``:
+    its header's laterality tags and what each says, :attr:`~drgrader.data.dicom.DicomHeader.laterality`)."""
+    return {"path": str(path), "image_id": image_id, "source": str(source), "csv_patient": patient_id(csv_patient),
+            "csv_eye": csv_eye, "dicom_patient": patient_id(dicom_patient), "dicom_laterality": tuple(dicom_laterality)}
 
 
 def _combine_repeats(rows: list[dict]) -> list[dict]:
@@ -92,14 +102,17 @@ def _read_one(row: dict) -> tuple[str, str, str, list[str]]:
     name = _FRAME.sub("", row["image_id"])
     notes = []
     named = patient_and_eye(name)
-    name_patient, name_eye = named if named else ("", "")
+    name_patient, name_eye = (patient_id(named[0]), named[1]) if named else ("", "")
+    tags = row["dicom_laterality"]  # each tag its own claim: ImageLaterality L against Laterality R is a contradiction
+    dicom_claims = [("DICOM laterality" if len(tags) == 1 else f"DICOM {tag}", said) for tag, said in tags
+                    if said in EYE_WORDS.values()]
     if len(eyes_named(name)) > 1:
-        if not ((row["csv_patient"] or row["dicom_patient"]) and (row["csv_eye"] or row["dicom_eye"])):
+        if not ((row["csv_patient"] or row["dicom_patient"]) and (row["csv_eye"] or dicom_claims)):
             notes.append(f"{BOTH_EYES_IN_NAME}: {name!r} names the left and the right eye; neither patient nor eye read from it")
         name_patient, name_eye = "", ""
     csv_eyes = row.get("csv_eyes") or [row["csv_eye"]]
     claims = [(who, eye) for who, eye in (*(("CSV" if k == 0 else "CSV again", e) for k, e in enumerate(csv_eyes)),
-                                          ("DICOM laterality", row["dicom_eye"]), ("file name", name_eye)) if eye]
+                                          *dicom_claims, ("file name", name_eye)) if eye]
     eye = claims[0][1] if claims else ""
     if len({e for _, e in claims}) > 1:
         said = ", the ".join(f"{who} says {e}" for who, e in claims)
@@ -174,13 +187,22 @@ def _own_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
                         f"10_left; a patient of its own, {own!r}")
 
 
-def _copies_as_two_eyes(table: pd.DataFrame, notes: list[list[str]]) -> None:
-    """Identical files given as different eyes of one patient (or of sides not known): one photo,
-    whose eye is unknown; every copy but the first a patient of its own (never its own fellow)."""
+def _copies(table: pd.DataFrame, notes: list[list[str]]) -> None:
+    """Identical files under several patients: kept apart as given, each copy noted (the photo
+    of one may be misfiled under the other). Given as different eyes of one patient (or of sides
+    not known): one photo, whose eye is unknown; every copy but the first a patient of its own
+    (never its own fellow)."""
     whole = table[table["path"] == table["source"]]  # not the frames of one DICOM file
     taken = set(table["patient_id"])
     for positions in identical_files(whole["path"].tolist()):
         copies = whole.iloc[positions]
+        patients = list(dict.fromkeys(copies["patient_id"]))
+        if len(patients) > 1:
+            note = (f"{SAME_PHOTO_UNDER_TWO_PATIENTS}: {', '.join(map(repr, copies['image_id']))} are one file's bytes, "
+                    f"under patients {' and '.join(map(repr, patients))}; kept apart as given, so each patient is "
+                    "judged on it (check that it is not filed under the wrong patient)")
+            for k in copies.index:
+                notes[k].append(note)
         for _, same in copies.groupby("patient_id", sort=False):
             eyes = set(same["eye"])
             if len(same) < 2 or (len(eyes) == 1 and "" not in eyes):  # copies of one known eye: several photos of it
@@ -198,17 +220,17 @@ def _copies_as_two_eyes(table: pd.DataFrame, notes: list[list[str]]) -> None:
                                 f"the {claimed}; which eye it shows is unknown, {kept}")
 
 
-def _folded(patient: str) -> str:
+def folded_patient(patient: str) -> str:
     """A patient id as it may have been retyped: case, spacing and, for a number, leading zeros
-    (a spreadsheet turns ``007`` into ``7``) taken out."""
-    folded = " ".join(patient.split()).casefold()
+    (a spreadsheet turns ``007`` into ``7``) taken out; in NFC, as :func:`patient_id` spells ids."""
+    folded = " ".join(unicodedata.normalize("NFC", patient).split()).casefold()
     return folded.lstrip("0") or "0" if folded.isdigit() else folded
 
 
 def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
     """Patient ids equal but for case, spacing or a number's leading zeros: kept apart, each photo noted."""
     ids = table.loc[table["patient_id"] != "", "patient_id"]
-    for _, group in ids.groupby(ids.map(_folded)):
+    for _, group in ids.groupby(ids.map(folded_patient)):
         spellings = sorted(set(group))
         if len(spellings) > 1:
             for k in group.index:
@@ -225,8 +247,11 @@ def _eye_counts(table: pd.DataFrame, notes: list[list[str]], lone: pd.Series) ->
                         f"{table.at[k, 'patient_id']!r}; all kept, the worst decides")
     for k in table.index[(table["eye"] == "") & ~lone]:
         if not any(n.startswith((CONTRADICTORY_EYE, BOTH_EYES_IN_NAME, SAME_PHOTO_AS_TWO_EYES)) for n in notes[k]):
-            notes[k].append(f"{NO_EYE}: {table.at[k, 'image_id']!r} has no CSV eye, DICOM laterality or name like 10_left; "
-                            "which eye is unknown, it is judged as an eye of its own")
+            tags = table.at[k, "dicom_laterality"]  # only tags that name no eye here (B, U): said, not "no laterality"
+            dicom = ", ".join(f"{'laterality' if len(tags) == 1 else tag} {said}" for tag, said in tags)
+            what = f"no CSV eye or name like 10_left, and DICOM {dicom}" if tags else "no CSV eye, DICOM laterality or name like 10_left"
+            notes[k].append(f"{NO_EYE}: {table.at[k, 'image_id']!r} has {what}; which eye is unknown, it is judged as an "
+                            "eye of its own")
 
 
 def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
@@ -248,7 +273,7 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     _split_by_folder(table, from_name, notes)
     _lookalike_patients(table, notes)
     _own_patients(table, notes)
-    _copies_as_two_eyes(table, notes)
+    _copies(table, notes)
     _eye_counts(table, notes, lone)
     table["identity_note"] = ["; ".join(n) for n in notes]
     return table[IDENTITY_COLUMNS]

@@ -40,7 +40,8 @@ def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", ey
         if header is not None:
             frames = header.frames if frame is None else 1
     row = evidence(path, image_id, source, csv_patient=patient_id, csv_eye=eye,
-                   dicom_patient=header.patient_id if header else "", dicom_eye=header.eye if header else "")
+                   dicom_patient=header.patient_id if header else "",
+                   dicom_laterality=header.laterality if header else ())
     if frames == 1:
         return [row]
     return [{**row, "path": frame_ref(path, k), "image_id": f"{image_id}#frame{k}"} for k in range(1, frames + 1)]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from drgrader.data.eyes import EYE_WORDS, patient_id
+
 # Order matters: an image id without extension is looked up with these, in this order.
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".dcm")
 MANIFEST_COLUMNS = ["image_id", "path", "grade", "patient_id", "eye", "source"]
@@ -22,8 +24,6 @@ SPLITS = ("train", "val", "test")
 EYEPACS_NAME = re.compile(r"^(.+)_(left|right)$", re.IGNORECASE)
 # DeepDRiD names: "<patient>_<l|r><view>", e.g. "12_l1"
 DEEPDRID_NAME = re.compile(r"_([lr])\d*$", re.IGNORECASE)
-EYE_WORDS = {"left": "left", "l": "left", "os": "left", "right": "right", "r": "right", "od": "right"}
-
 
 
 class DataError(ValueError):
@@ -52,13 +52,15 @@ class ImageFolder:
     """The image files of one folder, found by name case-insensitively, with or without extension.
 
     One directory listing replaces a stat per label row (EyePACS has 35k rows), and the
-    folder remembers which files were claimed so the unlabelled ones can be counted.
+    folder remembers which files were claimed so the unlabelled ones can be counted. Two files
+    whose names differ only in case or extension (``10_left.jpeg``, ``10_LEFT.jpeg``,
+    ``10_left.png``) are refused: a label row would match either, and one would silently be left out.
     """
 
     def __init__(self, folder: Path, recursive: bool = False):
         self.folder = folder
         self.by_name: dict[str, Path] = {}
-        self.by_stem: dict[str, list[Path]] = {}
+        self.by_stem: dict[str, Path] = {}
         self.used: set[Path] = set()
         if not folder.is_dir():
             return
@@ -67,22 +69,29 @@ class ImageFolder:
             hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
             if hidden or path.suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
-            self.by_name.setdefault(path.name.lower(), path)
-            self.by_stem.setdefault(path.stem.lower(), []).append(path)
+            other = self.by_stem.get(path.stem.lower())
+            if other is not None:
+                a, b = (p.relative_to(folder).as_posix() for p in (other, path))
+                raise DataError(f"{folder}: {a!r} and {b!r} differ only in case or extension: two photos under "
+                                "one name (a label row would match either); rename or remove one")
+            self.by_name[path.name.lower()] = path
+            self.by_stem[path.stem.lower()] = path
 
     def find(self, ref: str) -> Path | None:
         """The file named ``ref`` (a file name, a name without extension, or a sub-path)."""
         ref = ref.strip().replace("\\", "/")
         found: Path | None = None
-        if "/" in ref:
-            candidates = [self.folder / ref] + [self.folder / (ref + ext) for ext in IMAGE_EXTENSIONS]
-            found = next((p for p in candidates if p.is_file()), None)
+        if "/" in ref:  # a sub-path: not in the listing, looked up on disk
+            candidates = [self.folder / ref] if (self.folder / ref).is_file() else [
+                p for p in (self.folder / (ref + ext) for ext in IMAGE_EXTENSIONS) if p.is_file()]
+            if len(candidates) > 1:
+                raise DataError(f"{self.folder}: {ref!r} could be {candidates[0].name} or {candidates[1].name}: "
+                                "give the file name with its extension")
+            found = candidates[0] if candidates else None
         elif ref.lower() in self.by_name:
             found = self.by_name[ref.lower()]
         else:
-            same_stem = self.by_stem.get(strip_image_extension(ref).lower(), [])
-            same_stem = sorted(same_stem, key=lambda p: IMAGE_EXTENSIONS.index(p.suffix.lower()))
-            found = same_stem[0] if same_stem else None
+            found = self.by_stem.get(strip_image_extension(ref).lower())
         if found is not None:
             self.used.add(found)
         return found
@@ -93,6 +102,16 @@ class ImageFolder:
 
     def unlabelled(self) -> int:
         return len(set(self.by_name.values()) - self.used)
+
+
+def patient_from_name(image_id: str) -> tuple[str, str]:
+    """(patient, eye) of a Kaggle EyePACS name: ``10_left`` -> ``("10", "left")``. Any other name,
+    or one whose patient part is a missing-value placeholder (``NA_left``), is a patient of its
+    own: ``(image_id, "")``."""
+    match = EYEPACS_NAME.match(image_id)
+    if match is None or not patient_id(match[1]):
+        return image_id, ""
+    return patient_id(match[1]), match[2].lower()
 
 
 def strip_image_extension(name: str) -> str:

@@ -4,15 +4,16 @@ raw label rows; :mod:`.manifest` validates them all the same way."""
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from pathlib import Path
 from typing import Callable
 
 from drgrader.config import DataConfig
+from drgrader.data.eyes import patient_id
 from drgrader.data.label_files import (
     DEEPDRID_NAME,
-    EYEPACS_NAME,
     IMAGE_EXTENSIONS,
     DataError,
     Found,
@@ -21,12 +22,24 @@ from drgrader.data.label_files import (
     csv_records,
     eye_of,
     first_dir,
+    patient_from_name,
     read_label_csv,
     require_columns,
     shown_path,
     strip_image_extension,
     where_in,
 )
+
+log = logging.getLogger("drgrader")
+
+
+def _log_patients_from_names(rows: list[LabelRow], what: str) -> None:
+    """Say so when a data set without patient ids got them from Kaggle-style names (``10_left``)."""
+    named = sum(row.patient_id != row.image_id for row in rows)
+    if named:
+        rest = f"; the rest ({len(rows) - named}) are patients of their own" if named < len(rows) else ""
+        log.info("%s: no patient column, so patient and eye of %d of %d images are read from names like 10_left "
+                 "(as the kaggle format reads them)%s", what, named, len(rows), rest)
 
 
 def _read_kaggle(root: Path, cfg: DataConfig) -> Found:
@@ -40,8 +53,7 @@ def _read_kaggle(root: Path, cfg: DataConfig) -> Found:
     rows = []
     for n, rec in csv_records(read_label_csv(labels, root, ["image", "level"])):
         image_id = strip_image_extension(rec["image"])
-        match = EYEPACS_NAME.match(image_id)
-        patient, eye = (match[1], match[2].lower()) if match else (image_id, "")
+        patient, eye = patient_from_name(image_id)
         rows.append(LabelRow(where_in(file, n, image_id), image_id, folder.find(rec["image"]),
                          rec["level"], patient, eye, looked_for=folder.describe(rec["image"])))
     return rows, [folder], {}
@@ -195,7 +207,7 @@ def _read_deepdrid(root: Path, cfg: DataConfig) -> Found:
             own = rec[f"{eye}_eye_DR_Level"] if eye else ""
             grade = own or rec["left_eye_DR_Level"] or rec["right_eye_DR_Level"]
             rows.append(LabelRow(where_in(file, n, image_id), image_id, folder.find(image_id), grade,
-                             rec["patient_id"] or image_id, eye, split=split,
+                             patient_id(rec["patient_id"]) or image_id, eye, split=split,
                              looked_for=folder.describe(image_id)))
     return rows, folders, {}
 
@@ -246,7 +258,9 @@ def _read_csv_format(root: Path, cfg: DataConfig) -> Found:
 
     Column names come from ``data.columns``. Without a configured patient (eye) column, a
     column named ``patient_id`` (``eye``) is used when present, so a patient-level split does
-    not silently become image-level; otherwise each image is its own patient.
+    not silently become image-level; otherwise patient and eye come from Kaggle-style names
+    (``10_left``), and any other image is its own patient. An empty patient cell, or a
+    placeholder for a missing value (``NA``, ``unknown``), is refused.
     """
     labels = root / (cfg.labels or "labels.csv")
     if not labels.is_file():
@@ -269,12 +283,21 @@ def _read_csv_format(root: Path, cfg: DataConfig) -> Found:
         ref = rec[cols.image]
         image_id = strip_image_extension(ref)
         where = where_in(file, n, image_id)
-        patient = rec[patient_col] if patient_col else image_id
-        if not patient:
-            raise DataError(f"{where}: patient id (column {patient_col!r}) is empty")
         eye = eye_of(rec[eye_col], where) if eye_col else ""
+        if patient_col:
+            patient = patient_id(rec[patient_col])
+            if not patient:
+                what = "empty" if not rec[patient_col] else f"{rec[patient_col]!r}, a placeholder for a missing value"
+                raise DataError(f"{where}: patient id (column {patient_col!r}) is {what}")
+        else:
+            patient, named_eye = patient_from_name(image_id)
+            if eye and named_eye and eye != named_eye:
+                raise DataError(f"{where}: eye {eye!r} (column {eye_col!r}) but the name says {named_eye}")
+            eye = eye or named_eye
         rows.append(LabelRow(where, image_id, folder.find(ref), rec[cols.grade], patient, eye,
                          looked_for=folder.describe(ref)))
+    if not patient_col:
+        _log_patients_from_names(rows, file)
     return rows, [folder], {}
 
 
@@ -283,13 +306,16 @@ def _grade_folders(root: Path) -> list[Path]:
 
 
 def _read_folders(root: Path, cfg: DataConfig) -> Found:
-    """One folder per grade: root/<0..4>/*.jpg|jpeg|png|tif. Each image is its own patient."""
+    """One folder per grade: root/<0..4>/*.jpg|jpeg|png|tif. Patient and eye come from Kaggle-style
+    names (``10_left``); any other image is its own patient."""
     rows = []
     for grade_dir in _grade_folders(root):
         if grade_dir.name not in {"0", "1", "2", "3", "4"}:
             raise DataError(f"{grade_dir}: folder name {grade_dir.name!r} is not a grade in 0..4")
         for path in sorted(ImageFolder(grade_dir).by_name.values()):
-            rows.append(LabelRow(shown_path(path, root), path.stem, path, grade_dir.name, path.stem))
+            patient, eye = patient_from_name(path.stem)
+            rows.append(LabelRow(shown_path(path, root), path.stem, path, grade_dir.name, patient, eye))
+    _log_patients_from_names(rows, f"{root} (grade folders)")
     # Images lying next to the grade folders have no grade.
     return rows, [ImageFolder(root)], {}
 

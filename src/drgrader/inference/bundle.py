@@ -186,6 +186,22 @@ def build_scoring_net(manifest: dict):
     return ScoringNet(net, manifest["mean"], manifest["std"])
 
 
+def _check_normalisation(path: Path, manifest: dict) -> None:
+    """The mean/std PyTorch would apply are those the model was trained with: a backbone's own
+    (``normalize: model``) are known only to timm, so this half of the check lives here, where
+    timm is imported anyway (``bundle_spec`` checks ``imagenet`` and ``unit``). The ONNX graph
+    carries its own, so without this an edited bundle.json would grade differently by backend."""
+    normalize = ((manifest.get("config") or {}).get("data") or {}).get("normalize")
+    if normalize != "model":
+        return
+    from drgrader.models.factory import input_mean_std
+
+    mean, std = input_mean_std(manifest["backbone"], normalize)
+    if not np.allclose([manifest["mean"], manifest["std"]], [mean, std], atol=1e-6):
+        raise BundleError(f"{path / MANIFEST} is inconsistent: mean {manifest['mean']} and std {manifest['std']} are not how "
+                          f"the model was trained (config.data.normalize 'model': {manifest['backbone']}'s mean {mean}, std {std})")
+
+
 def _torch_runner(path: Path, manifest: dict, feature: str):
     weights = path / "model.safetensors"
     if not weights.is_file():
@@ -194,6 +210,7 @@ def _torch_runner(path: Path, manifest: dict, feature: str):
     import torch
     from safetensors.torch import load_file
 
+    _check_normalisation(path, manifest)
     scoring = build_scoring_net(manifest)
     try:
         scoring.net.load_state_dict(load_file(str(weights)))

@@ -5,9 +5,10 @@ write through :func:`write_manifest` (validated before it is written); :func:`re
 checks every bundle before anything is loaded, so a truncated, hand-edited or foreign
 ``bundle.json`` is one clear error naming the file and the field, never a KeyError deep inside
 prediction. Both go through :func:`check_bundle`, which also refuses a bundle whose parts
-disagree (a threshold against the cut-points, the input size against the size trained at or the
-ONNX graph's, the urgent or uncertain band against the thresholds): such a bundle would not
-fail, it would give answers that contradict each other.
+disagree (a threshold against the cut-points, the input size, normalisation and preprocessing
+against the training record, the input size against the ONNX graph's, the urgent or uncertain
+band against the thresholds): such a bundle would not fail, it would give answers that
+contradict each other.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drgrader import __version__
-from drgrader.config import PreprocessConfig, TtaView
+from drgrader.config import FIXED_NORMALIZE, PreprocessConfig, TtaViews
 from drgrader.grading import GRADE_NAMES, NUM_GRADES, ONE_SCORE_KINDS, SCORE_COLUMNS
 from drgrader.io import atomic_write_json
 
@@ -77,7 +78,12 @@ class PairedEyeStage(BaseModel):
     def _model(cls, model: dict) -> dict:
         from drgrader.inference.paired_eyes import PairedEyeModel
 
-        PairedEyeModel.from_dict(model)  # raises ValueError naming what is malformed
+        stage = PairedEyeModel.from_dict(model)  # raises ValueError naming what is malformed
+        for key in ("coef", "intercept", "single_coef", "single_intercept"):
+            value = getattr(stage, key)
+            if not all(math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
+                # a NaN would leave every eye it touches without a grade, and its patient "ungradable"
+                raise ValueError(f"{key} must be finite, got {value}")
         return model
 
 
@@ -135,7 +141,7 @@ class BundleSpec(BaseModel):
     outputs: list[str] = Field(default_factory=lambda: list(SCORE_COLUMNS))
     class_names: list[str] = Field(default_factory=lambda: list(GRADE_NAMES))
     thresholds: Thresholds | None = None
-    tta: list[TtaView] = ["orig"]
+    tta: TtaViews = ["orig"]
     paired_eyes: PairedEyeStage | None = None
     patient_decision: PatientDecisionSpec | None = None
     # single model
@@ -199,11 +205,9 @@ def check_bundle(manifest: dict[str, Any], file: Path, *, onnx_input: list | Non
 
 def inconsistency(spec: BundleSpec, onnx_input: list | None = None) -> str | None:
     """What in a bundle contradicts the rest, in words (None: nothing)."""
-    trained = _extra(spec, "config", "data", "image_size")
-    if spec.members is None and isinstance(trained, int) and trained != spec.input_size:
-        # The network itself accepts any size (global pooling): only this check stops a
-        # changed input_size from quietly changing the grades.
-        return f"input_size {spec.input_size} is not the size the model was trained at (config.data.image_size {trained})"
+    fault = _training_record_fault(spec) if spec.members is None else None
+    if fault:
+        return fault
     if onnx_input is not None:
         expected = ["batch", 3, spec.input_size, spec.input_size]
         if len(onnx_input) != 4 or any(isinstance(d, int) and d != e for d, e in zip(onnx_input[1:], expected[1:])):
@@ -223,6 +227,33 @@ def inconsistency(spec: BundleSpec, onnx_input: list | None = None) -> str | Non
     return _screens_fault(stage, one_score=True, where="paired_eyes.thresholds") or _patient_fault(spec.patient_decision, stage)
 
 
+def _training_record_fault(spec: BundleSpec) -> str | None:
+    """A single model's input settings against its training record (``config``, when kept): an
+    edited input size, normalisation or preprocessing would not fail, it would change the grades
+    (and ONNX, which has the normalisation inside its graph, would disagree with torch)."""
+    trained = _extra(spec, "config", "data", "image_size")
+    if isinstance(trained, int) and trained != spec.input_size:
+        # The network itself accepts any size (global pooling).
+        return f"input_size {spec.input_size} is not the size the model was trained at (config.data.image_size {trained})"
+    normalize = _extra(spec, "config", "data", "normalize")
+    if isinstance(normalize, str) and normalize in FIXED_NORMALIZE:  # "model": timm's, not imported to read a bundle
+        for name, trained_values, values in zip(("mean", "std"), FIXED_NORMALIZE[normalize], (spec.mean, spec.std)):
+            if values is not None and any(abs(v - t) > NORMALIZE_TOLERANCE for v, t in zip(values, trained_values)):
+                return f"{name} {values} is not how the model was trained (config.data.normalize {normalize!r}: {trained_values})"
+    recorded = _extra(spec, "config", "data", "preprocess")
+    if spec.preprocess is not None and isinstance(recorded, dict):
+        try:
+            trained_pre = PreprocessConfig.model_validate(recorded)
+        except ValidationError:
+            return None  # a record that is not a preprocessing: nothing to compare with
+        for key in PreprocessConfig.model_fields:
+            value, was = getattr(spec.preprocess, key), getattr(trained_pre, key)
+            if value != was:
+                return (f"preprocess.{key} {json.dumps(value)} is not how the model was trained "
+                        f"(config.data.preprocess.{key} {json.dumps(was)})")
+    return None
+
+
 def _extra(spec: BundleSpec, *keys: str) -> Any:
     """A value under keys the schema does not type (``config``, ``onnx``, ...), or None."""
     value: Any = spec.model_extra or {}
@@ -232,6 +263,7 @@ def _extra(spec: BundleSpec, *keys: str) -> Any:
 
 
 TOLERANCE = 1e-9
+NORMALIZE_TOLERANCE = 1e-6  # bundle.json's mean and std went through float32 (the network's buffers)
 
 
 def _screens_fault(thresholds: Thresholds | None, *, one_score: bool, where: str) -> str | None:
@@ -266,6 +298,10 @@ def _patient_fault(spec: PatientDecisionSpec | None, thresholds: Thresholds | No
     if spec.urgent_threshold is not None and spec.urgent_threshold < floor - TOLERANCE:
         return (f"patient_decision.urgent_threshold {spec.urgent_threshold:g} is below the grade-3 cut-point {floor:g}: "
                 "a patient could be urgent with no eye graded 3 or more")
+    top = NUM_GRADES - 1  # the urgent threshold is on the (fused) expected grade, 0 .. 4
+    if spec.urgent_threshold is not None and spec.urgent_threshold > top + TOLERANCE:
+        return (f"patient_decision.urgent_threshold {spec.urgent_threshold:g} is above the top of the grade scale ({top}): "
+                "no patient could ever be urgent")
     if spec.uncertainty_cutoff is None or not spec.band:
         return None
     share, cutoff = spec.refer_share, spec.uncertainty_cutoff

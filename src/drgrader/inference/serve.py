@@ -16,7 +16,8 @@
                       at ``/api/examples/<name>``, rendered on first request (:mod:`.serve_examples`).
 
 Bad uploads get a JSON ``{"error": ...}`` with a 4xx status (400 not an image / empty / too
-small / a form field or query parameter the server does not read, 413 too large:
+small / a form field or query parameter the server does not read / two eye photos that cannot be
+one patient's as their fields say, by name or DICOM header, 413 too large:
 ``max_upload_mb`` per photo, twice that in all) and the server carries on; with two photos, a
 bad one fails the request and the message names its eye. At most ``max_pending`` requests are in
 progress or waiting; beyond that the answer is 503 ``busy, try again`` instead of an unbounded
@@ -62,8 +63,8 @@ from drgrader.inference.serve_patient import (
     eye_mix_up,
     field_error,
     patient_answer,
+    save_upload,
     unknown_fields,
-    upload_suffix,
 )
 from drgrader.inference.serve_transport import (
     DEFAULT_READ_TIMEOUT,
@@ -157,8 +158,12 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
 def analyse_patient(bundle: Bundle, photos: list[tuple[str, str, Path]], *, explain: bool, max_pixels: int) -> tuple[int, dict]:
     """Grade one patient's uploaded photos ``(field, file name, path)`` -> (HTTP status, JSON
     body): ``patient`` and ``eyes`` (:func:`~.serve_patient.patient_answer`); a lone ``file``
-    upload keeps its photo's keys at the top level too. A photo that cannot be read fails the
-    request, its message naming the eye."""
+    upload keeps its photo's keys at the top level too. Photos that cannot be what their fields
+    say (:func:`~.serve_patient.eye_mix_up`), or a photo that cannot be read, fail the request,
+    the message naming the eye."""
+    mix_up = eye_mix_up(photos)
+    if mix_up:  # photos that cannot be one patient's eyes as their fields say are not graded as such
+        return 400, {"error": mix_up}
     eyes, errors = {}, []
     for field, name, path in photos:
         status, body = analyse_photo(bundle, path, name=name, explain=explain, max_pixels=max_pixels)
@@ -288,9 +293,6 @@ def create_app(
                                "(or one photo as 'file')")
         if len(uploads) > 1 and any(field == FILE_FIELD for field, _, _ in uploads):
             return _error(400, "send the photos as 'right' and/or 'left', or one photo as 'file', not both")
-        mix_up = eye_mix_up(uploads)
-        if mix_up:  # an eye's photo that cannot be what its field says must not be graded as that eye
-            return _error(400, mix_up)
         return uploads
 
     @app.post("/api/predict")
@@ -315,10 +317,8 @@ def create_app(
         try:
             with tempfile.TemporaryDirectory(prefix="drgrader-upload-") as tmp:
                 photos = []
-                for field, name, data in received:  # the extension kept: a .dcm may lack the DICM marker
-                    path = Path(tmp) / f"{field}{upload_suffix(name)}"
-                    path.write_bytes(data)
-                    photos.append((field, name, path))
+                for field, name, data in received:
+                    photos.append((field, name, save_upload(Path(tmp), field, name, data)))
                 del data, received
                 status, body = await run_in_threadpool(
                     analyse_patient, model, photos, explain=explain and can_explain, max_pixels=max_pixels

@@ -5,7 +5,8 @@ uses (:func:`~drgrader.inference.predict.ready_for_patients`,
 the same two photos of one patient give the same decision.
 
 Upload fields (multipart): ``left`` and/or ``right`` (one photo each), or ``file`` (the demo's
-original field: one photo of an eye of unknown side). The eyes are one patient; with two eyes
+original field: one photo of an eye of unknown side). The eyes are one patient (photos whose names
+or DICOM headers say otherwise are refused: :func:`eye_mix_up`); with two eyes
 and a bundle that has a paired-eye stage, each eye is graded from both (``fused_grade``).
 """
 
@@ -18,7 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from drgrader.data.eyes import eyes_named
+from drgrader.data.dicom import is_dicom, read_header
+from drgrader.data.eyes import eyes_named, patient_and_eye
+from drgrader.data.identity import folded_patient
+from drgrader.data.image_files import ImageReadError, identical_files
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS
 from drgrader.inference.bundle import Bundle
 from drgrader.inference.patient_decision import decide_patients
@@ -43,19 +47,54 @@ def unknown_fields(names: Iterable[str]) -> str | None:
             "'right' and/or 'left' (or one photo as 'file')")
 
 
-def eye_mix_up(uploads: Iterable[tuple[str, str, bytes]]) -> str | None:
-    """The 400 message for eye photos that cannot be what their fields say, or None: one file's
-    bytes sent as both eyes (graded as a pair it would be its own fellow eye), or a photo whose
-    file name names the other eye (``10_right.jpeg`` sent as ``left``), as
-    :mod:`drgrader.data.identity` would not guess it either."""
-    eyes = [(field, name, data) for field, name, data in uploads if field in EYE_FIELDS]
-    if len(eyes) == 2 and eyes[0][2] == eyes[1][2]:
+def _upload_identity(name: str, path: Path) -> tuple[str, str, list[tuple[str, str]]]:
+    """(patient, what says so, [(source, eye)]) of one uploaded photo, read as
+    :mod:`drgrader.data.identity` reads it: the DICOM header first, then the file name (a name
+    with both eyes in it says neither patient nor eye)."""
+    header = None
+    if is_dicom(path):
+        try:
+            header = read_header(path)
+        except ImageReadError:
+            header = None  # grading it says why
+    stem = Path(name).stem
+    named = eyes_named(stem)
+    read = patient_and_eye(stem) if len(named) <= 1 else None
+    eyes = [("name", next(iter(named)))] if len(named) == 1 else []
+    # Each laterality tag on its own: tags that disagree (ImageLaterality L, Laterality R) are
+    # refused below like a name that disagrees with its header.
+    eyes += [(f"DICOM {tag}", eye) for tag, eye in (header.laterality if header else ()) if eye in ("left", "right")]
+    if header and header.patient_id:
+        return header.patient_id, "DICOM PatientID", eyes
+    return (read[0], "name", eyes) if read else ("", "", eyes)
+
+
+def eye_mix_up(photos: Iterable[tuple[str, str, Path]]) -> str | None:
+    """The 400 message for uploaded eye photos ``(field, file name, saved path)`` that cannot be
+    what their fields say, or None: one file's bytes sent as both eyes (graded as a pair it would
+    be its own fellow eye); a photo whose file name or DICOM laterality names the other eye
+    (``10_right.jpeg`` sent as ``left``); two photos of two patients by their names or DICOM
+    ``PatientID`` (``10_right.jpeg`` beside ``11_left.jpeg``), as :mod:`drgrader.data.identity`
+    would not pair them either. Ids that differ only as the resolver folds them (case, spacing)
+    are one patient; a photo whose name carries no patient (``upload.jpg``) agrees with any."""
+    eyes = [(field, name, path) for field, name, path in photos if field in EYE_FIELDS]
+    if len(eyes) == 2 and identical_files([path for _, _, path in eyes]):
         return f"the 'right' and 'left' photos are one file ({eyes[0][1]}, {eyes[1][1]}: the same bytes): send a photo of each eye"
-    for field, name, _ in eyes:
-        named = eyes_named(Path(name).stem)
-        if len(named) == 1 and named != {EYE_FIELDS[field]}:
-            other = next(iter(named))
-            return field_error(field, f"{name}: its name says the {other} eye; send it as '{other}' (or rename it)")
+    patients = []
+    for field, name, path in eyes:
+        patient, source, said = _upload_identity(name, path)
+        if len({eye for _, eye in said}) > 1:  # its name and header disagree: no field can be right
+            return field_error(field, f"{name}: its {said[0][0]} says the {said[0][1]} eye, its {said[1][0]} the {said[1][1]} eye; "
+                                      "correct one of them")
+        for who, other in said:
+            if other != EYE_FIELDS[field]:
+                fix = " (or rename it)" if who == "name" else ""
+                return field_error(field, f"{name}: its {who} says the {other} eye; send it as '{other}'{fix}")
+        if patient:
+            patients.append((folded_patient(patient), f"{name}: patient {patient!r} by its {source}"))
+    if len(patients) == 2 and patients[0][0] != patients[1][0]:
+        said = "; ".join(who for _, who in patients)
+        return f"the 'right' and 'left' photos are of two patients ({said}): send the two eyes of one patient"
     return None
 
 
@@ -74,6 +113,15 @@ def upload_suffix(name: str) -> str:
     128-byte preamble is known by its name only); '' for none or anything odd."""
     suffix = Path(name).suffix.lower()
     return suffix if _SUFFIX.fullmatch(suffix) else ""
+
+
+def save_upload(folder: Path, field: str, name: str, data: bytes) -> Path:
+    """Write one upload as ``<folder>/<field>[.ext]``. A DICOM file is known by its content (the
+    DICM marker, as ``predict`` knows a camera export without ``.dcm``) whatever it is called
+    (``scan.jpg``), any other file by its name's extension (:func:`upload_suffix`)."""
+    path = folder / field
+    path.write_bytes(data)
+    return path if is_dicom(path) else path.rename(path.with_name(f"{field}{upload_suffix(name)}"))
 
 
 def _scores(body: dict) -> list[float]:

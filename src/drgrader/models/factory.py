@@ -9,7 +9,7 @@ import timm
 import torch
 from torch import nn
 
-from drgrader.config import ConfigError, ModelConfig
+from drgrader.config import FIXED_NORMALIZE, ConfigError, ModelConfig
 from drgrader.grading import GRADES, NUM_GRADES
 from drgrader.models.heads import decode, make_head, output_kind
 
@@ -141,13 +141,12 @@ def load_whole_model(net: GraderNet, spec: str) -> str:
 def input_mean_std(backbone: str, normalize: str) -> tuple[list[float], list[float]]:
     """Per-channel mean/std in [0,1] units for ``data.normalize``: the backbone's own (timm's
     pretrained config; EfficientNet-Lite uses 0.5/0.5), ImageNet's, or none (seed 001's /255)."""
-    if normalize == "unit":
-        return [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
     if normalize == "model":
         cfg = timm.get_pretrained_cfg(backbone)
         if cfg is not None and getattr(cfg, "mean", None):
             return list(cfg.mean), list(cfg.std)
-    return [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    mean, std = FIXED_NORMALIZE["unit" if normalize == "unit" else "imagenet"]
+    return list(mean), list(std)
 
 
 class ScoringNet(nn.Module):

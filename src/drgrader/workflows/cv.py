@@ -90,19 +90,11 @@ def _check_same_data(cv_dir: Path, folds: int, checksum: str) -> None:
     """Folds run in different sessions are pooled as one cross-fitting: refuse to go on when a
     fold already there read other labelled data (its ``manifest.csv``: a grade, patient or photo
     changed since)."""
-    from drgrader.workflows.records import manifest_checksum
+    from drgrader.workflows.run_folder import check_same_data
 
     for fold in range(folds):
-        manifest = cv_dir / f"fold-{fold}" / "manifest.csv"
-        if not manifest.is_file():
-            continue
-        theirs = manifest_checksum(pd.read_csv(manifest, dtype={"image_id": str, "patient_id": str}))
-        if theirs != checksum:
-            raise ConfigError(
-                f"{manifest.parent} learnt from other labelled data (checksum {theirs}; the data set's is now {checksum}: "
-                "a grade, patient or photo changed since), and the folds would be pooled as one cross-fitting; restore "
-                "the data, or remove that fold's folder to train it again"
-            )
+        check_same_data(cv_dir / f"fold-{fold}", checksum, why="and the folds would be pooled as one cross-fitting; "
+                        "restore the data, or remove that fold's folder to train it again")
 
 
 def run_fold(cfg: ExperimentConfig, cv_dir: Path, folds: int, fold: int, *, progress: bool = True) -> Path:

@@ -1,6 +1,7 @@
 """``drgrader predict``: inputs -> bundle -> one CSV row per photo and one decision per patient,
-resumable (finished rows are appended to ``<out>.partial.csv`` after every batch; rerunning the
-same command continues), written atomically at the end.
+resumable (finished rows are appended to ``<out>.partial.csv`` after every batch, each with its
+file's size and modification time; rerunning the same command continues, and grades again the
+photos that changed on disk meanwhile), written atomically at the end.
 
 Many machines: ``--shard i/n`` grades only the photos of shard i (an array job's task), and
 ``drgrader merge-predictions`` joins the shards' files into what one run would have written.
@@ -24,7 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.config import ConfigError
+from drgrader.config import ConfigError, check_refer_share
+from drgrader.data.dicom import split_frame_ref
 from drgrader.data.identity import warn_identity
 from drgrader.data.inputs import INPUT_COLUMNS, collect_inputs
 from drgrader.data.manifest import DataError
@@ -55,11 +57,26 @@ from drgrader.workflows.shards import (
 
 log = logging.getLogger("drgrader")
 
+STAT_COLUMN = "source_stat"  # in the partial file only: "<size>:<mtime_ns>" of the photo's file
+PARTIAL_FORMAT = 2  # 2: rows carry STAT_COLUMN
+
 
 def _resume_key(bundle: Bundle, tta: list[str] | None) -> dict:
     """What must not change between an interrupted run and its continuation."""
     manifest = json.dumps(bundle.manifest, sort_keys=True, default=str).encode()
-    return {"bundle": str(Path(bundle.path).resolve()), "manifest_sha256": hashlib.sha256(manifest).hexdigest(), "tta": tta}
+    return {"bundle": str(Path(bundle.path).resolve()), "manifest_sha256": hashlib.sha256(manifest).hexdigest(), "tta": tta,
+            "partial_format": PARTIAL_FORMAT}
+
+
+def _file_stat(path: str) -> str:
+    """Size and modification time (ns) of a photo's file (a DICOM frame's: its file's), as the
+    preprocess cache fingerprints a source: a finished row is reused only while both are
+    unchanged. "missing" when it cannot be read, so a file that appears later is graded."""
+    try:
+        stat = split_frame_ref(Path(path))[0].stat()
+    except OSError:
+        return "missing"
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def _read_partial(partial: Path) -> pd.DataFrame:
@@ -69,8 +86,8 @@ def _read_partial(partial: Path) -> pd.DataFrame:
         data = data[: data.rfind(b"\n") + 1]
         partial.write_bytes(data)
     if not data.strip():
-        return pd.DataFrame(columns=OUTPUT_COLUMNS)
-    return pd.read_csv(partial, dtype={c: str for c in TEXT_COLUMNS})
+        return pd.DataFrame(columns=[*OUTPUT_COLUMNS, STAT_COLUMN])
+    return pd.read_csv(partial, dtype={c: str for c in [*TEXT_COLUMNS, STAT_COLUMN]})
 
 
 def _default_out(shard: tuple[int, int] | None = None) -> Path:
@@ -110,8 +127,8 @@ def predict_command(
     check_tta(tta)
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-    if refer_share is not None and not 0 <= refer_share <= 0.5:
-        raise ConfigError(f"--refer-share must be between 0 and 0.5, got {refer_share}")
+    if refer_share is not None:
+        check_refer_share(refer_share, "--refer-share")
     table = collect_inputs(inputs)
     if table.empty:
         raise DataError(f"no images found in {', '.join(str(i) for i in inputs)}")
@@ -142,14 +159,21 @@ def _predict_into(
     partial = out.with_name(out.name + ".partial.csv")
     key_file = out.with_name(out.name + ".partial.json")
     key = _resume_key(bundle, tta)
-    done = pd.DataFrame(columns=OUTPUT_COLUMNS)
+    stats = {path: _file_stat(path) for path in table["path"]}  # before any photo is read
+    done = pd.DataFrame(columns=["path"])
     if partial.is_file():
         old_key = json.loads(key_file.read_text()) if key_file.is_file() else None
         if old_key == key:
-            done = _read_partial(partial)
+            done = _read_partial(partial).drop_duplicates("path", keep="last")
+            fresh = done["path"].map(stats) == done[STAT_COLUMN]
+            changed = int((done["path"].isin(stats) & ~fresh).sum())
+            done = done[fresh]
             log.info("resuming: %d of %d images already done in %s", table["path"].isin(done["path"]).sum(), len(table), partial)
+            if changed:
+                log.warning("%d photo(s) changed on disk (size or modification time) since the interrupted run: "
+                            "graded again", changed)
         else:
-            log.warning("ignoring %s: written with another bundle or TTA", partial)
+            log.warning("ignoring %s: written with another bundle, TTA or drgrader version", partial)
             partial.unlink()
     if not partial.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -161,7 +185,7 @@ def _predict_into(
 
         def append(rows: pd.DataFrame) -> None:
             nonlocal write_header
-            fh.write(rows.to_csv(index=False, header=write_header))
+            fh.write(rows.assign(**{STAT_COLUMN: rows["path"].map(stats)}).to_csv(index=False, header=write_header))
             write_header = False
             fh.flush()
             os.fsync(fh.fileno())
@@ -197,12 +221,13 @@ def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite
     (:func:`~drgrader.workflows.shards.check_parts`); refused (exit 2): a part changed since its
     shard wrote it, parts of other inputs, bundle or TTA, a shard missing (``partial``: only a
     warning) or given twice, a photo or a patient in two parts, a part without a record (unless
-    ``unverified``). A ``_patients.csv`` given beside its predictions file (``p-*.csv`` matches
-    both) is taken as that file's. ``out`` is held (``<out>.lock``) and written atomically."""
+    ``unverified``). A ``_patients.csv`` or ``_shard.json`` given beside its predictions file (``p-*``
+    matches all three) is taken as that file's. ``out`` is held (``<out>.lock``) and written atomically."""
     given = [Path(p) for p in parts]
     chosen = {p.resolve() for p in given}
-    files = [p for p in given if not (p.name.endswith("_patients.csv")
-                                      and p.with_name(p.name.removesuffix("_patients.csv") + ".csv").resolve() in chosen)]
+    # A part's own _patients.csv and _shard.json given beside it (``p-*`` matches all three) are that part's.
+    files = [p for p in given if not any(p.name.endswith(suffix) and p.with_name(p.name.removesuffix(suffix) + ".csv").resolve() in chosen
+                                         for suffix in ("_patients.csv", "_shard.json"))]
     if not files:
         raise DataError("merge-predictions: no prediction files given")
     for part in files:

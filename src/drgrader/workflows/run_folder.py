@@ -30,7 +30,7 @@ import re
 import time
 from pathlib import Path
 
-from drgrader.config import ExperimentConfig
+from drgrader.config import ConfigError, ExperimentConfig
 from drgrader.io import atomic_write_json
 from drgrader.runtime import PROCESS_STARTED, Ranks, process_ranks
 
@@ -99,6 +99,24 @@ def _wait_for_rank0(file: Path, ranks: Ranks) -> Path:
                 f"is rank 0 running, and do all processes see the same out_dir? ({WAIT_ENV} sets the wait)"
             )
         time.sleep(_POLL_S)
+
+
+def check_same_data(run_dir: Path, checksum: str, *, why: str) -> None:
+    """Refuse to continue a run folder that learnt from other labelled data than the data set
+    holds now (``checksum``, ``workflows.records.manifest_checksum``; the folder's is that of its
+    ``manifest.csv``): a grade, patient or photo changed since. ``why``: why that matters to the
+    caller and what to do, the end of the one-line message. No ``manifest.csv``: nothing to compare."""
+    import pandas as pd
+
+    from drgrader.workflows.records import manifest_checksum
+
+    manifest = Path(run_dir) / "manifest.csv"
+    if not manifest.is_file():
+        return
+    theirs = manifest_checksum(pd.read_csv(manifest, dtype={"image_id": str, "patient_id": str}))
+    if theirs != checksum:
+        raise ConfigError(f"{manifest.parent} learnt from other labelled data (checksum {theirs}; the data set's is now "
+                          f"{checksum}: a grade, patient or photo changed since), {why}")
 
 
 def forget_rendezvous(run_dir: Path, cfg: ExperimentConfig, out: Path | None, ranks: Ranks | None = None) -> None:

@@ -13,7 +13,7 @@ from drgrader.config import ExperimentConfig, config_to_dict, save_config
 from drgrader.progress import bar_wanted
 from drgrader.runtime import process_ranks, resolve_precision, setup_torch_threads, tune_malloc
 from drgrader.workflows.records import data_record, run_header
-from drgrader.workflows.run_folder import forget_rendezvous, new_run_dir
+from drgrader.workflows.run_folder import check_same_data, forget_rendezvous, new_run_dir
 
 log = logging.getLogger("drgrader")
 
@@ -29,7 +29,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
     """Train, evaluate and bundle one experiment. Returns the run folder.
 
     With ``resume`` (a run folder), training continues from its last checkpoint with the
-    config and split saved there.
+    config and split saved there, on the labelled data it started with (else ConfigError).
     """
     tune_malloc()
     import lightning as L
@@ -56,6 +56,12 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         run_dir = Path(resume)
         if not (run_dir / "checkpoints" / "last.ckpt").is_file():
             raise FileNotFoundError(f"cannot resume {run_dir}: no checkpoints/last.ckpt")
+        from drgrader.data.manifest import read_manifest
+        from drgrader.workflows.records import manifest_checksum
+
+        # Before any work: the epochs so far learnt from the data in manifest.csv.
+        check_same_data(run_dir, manifest_checksum(read_manifest(cfg.data).table),
+                        why="and the run would go on learning from both; restore the data, or train a new run")
     else:
         from drgrader.data.prepare import read_and_split
 

@@ -1,0 +1,133 @@
+"""Rule 2 of issue 22 in the web demo: the photos sent as ``right`` and ``left`` are one
+patient's eyes, so photos that say otherwise are refused (400, both named), never graded as one
+patient: names or DICOM ``PatientID``s of two patients, a DICOM laterality against its field. A
+DICOM file is known by its content whatever its name (``scan.jpg``)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pydicom
+import pytest
+from dicom_files import write_dicom
+from fastapi.testclient import TestClient
+
+from drgrader.synth import make_fundus
+
+
+def fundus(grade: int, seed: int) -> np.ndarray:
+    return make_fundus(grade, np.random.default_rng(seed), height=128)
+
+
+def jpeg(grade: int, seed: int) -> bytes:
+    ok, data = cv2.imencode(".jpeg", cv2.cvtColor(fundus(grade, seed), cv2.COLOR_RGB2BGR))
+    assert ok
+    return data.tobytes()
+
+
+@pytest.fixture(scope="module")
+def client(tiny_bundle):
+    from drgrader.inference.serve import create_app
+
+    with TestClient(create_app(tiny_bundle, max_upload_mb=1, max_pixels=1_000_000)) as c:
+        yield c
+
+
+@pytest.fixture
+def dicom(tmp_path):
+    """DICOM bytes of a photo with the given PatientID and laterality (tag ``tag``)."""
+    def make(seed: int, *, patient_id: str = "", laterality: str = "", tag: str = "ImageLaterality") -> bytes:
+        path = write_dicom(tmp_path / f"{seed}.dcm", fundus(2, seed), patient_id=patient_id,
+                           laterality=laterality, laterality_tag=tag)
+        return path.read_bytes()
+    return make
+
+
+def post(client, right: tuple[str, bytes], left: tuple[str, bytes]):
+    return client.post("/api/predict", files={"right": (*right, "image/jpeg"), "left": (*left, "image/jpeg")})
+
+
+@pytest.mark.parametrize(("right", "left"), [("10131_right.jpeg", "10007_left.jpeg"), ("Patient002_R.jpg", "Patient014_L.jpg")])
+def test_two_patients_by_their_names_are_refused_naming_both(client, right, left):
+    res = post(client, (right, jpeg(2, 1)), (left, jpeg(0, 2)))
+    assert res.status_code == 400, res.text
+    error = res.json()["error"]
+    assert error.startswith("the 'right' and 'left' photos are of two patients (") and "send the two eyes of one patient" in error
+    for name in (right, left):
+        patient = name.split("_")[0]
+        assert f"{name}: patient '{patient}' by its name" in error
+
+
+def test_two_patients_by_dicom_patient_id_or_against_a_name_are_refused(client, dicom):
+    res = post(client, ("A_R.dcm", dicom(1, patient_id="A", laterality="R")), ("B_L.dcm", dicom(2, patient_id="B", laterality="L")))
+    assert res.status_code == 400, res.text
+    assert ("(A_R.dcm: patient 'A' by its DICOM PatientID; B_L.dcm: patient 'B' by its DICOM PatientID)"
+            in res.json()["error"])
+    # The header outranks the name, as in predict: PatientID 'A' in a file named like patient 10007's eye.
+    res = post(client, ("10007_right.dcm", dicom(3, patient_id="A")), ("10007_left.jpeg", jpeg(0, 2)))
+    assert res.status_code == 400, res.text
+    assert "10007_right.dcm: patient 'A' by its DICOM PatientID; 10007_left.jpeg: patient '10007' by its name" in res.json()["error"]
+
+
+def test_one_patient_however_spelt_and_names_without_a_patient_are_graded(client, dicom):
+    pairs = [
+        (("P  7_right.jpeg", jpeg(2, 1)), ("p 7_left.jpeg", jpeg(0, 2))),  # case and spacing, as the resolver folds them
+        (("upload.jpg", jpeg(2, 1)), ("10007_left.jpeg", jpeg(0, 2))),  # no patient in a name
+        (("photo1.png", jpeg(2, 1)), ("photo2.png", jpeg(0, 2))),
+        (("scan.dcm", dicom(4, patient_id="p7 ", laterality="R")), ("P7_OS.jpeg", jpeg(0, 2))),
+        (("scan.dcm", dicom(5)), ("10007_left.jpeg", jpeg(0, 2))),  # a DICOM file without PatientID
+    ]
+    for right, left in pairs:
+        res = post(client, right, left)
+        assert res.status_code == 200, (right[0], left[0], res.text)
+        assert res.json()["patient"]["eyes"] == ["right", "left"]
+
+
+@pytest.mark.parametrize("tag", ["ImageLaterality", "Laterality"])
+def test_a_dicom_laterality_against_its_field_is_refused_as_a_name_is(client, dicom, tag):
+    res = client.post("/api/predict", files={"left": ("scan001.dcm", dicom(6, laterality="R", tag=tag), "application/dicom")})
+    assert res.status_code == 400, res.text
+    assert res.json()["error"] == f"left eye: scan001.dcm: its DICOM {tag} says the right eye; send it as 'right'"
+    res = client.post("/api/predict", files={"right": ("scan002.dcm", dicom(7, laterality="L", tag=tag), "application/dicom"),
+                                             "left": ("other.jpeg", jpeg(0, 2), "image/jpeg")})
+    assert res.status_code == 400 and res.json()["error"].startswith(f"right eye: scan002.dcm: its DICOM {tag} says the left eye")
+    # Its own field, or 'file' (side unknown): graded.
+    assert client.post("/api/predict", files={"right": ("scan001.dcm", dicom(6, laterality="R", tag=tag))}).status_code == 200
+    assert client.post("/api/predict", files={"file": ("scan001.dcm", dicom(6, laterality="R", tag=tag))}).status_code == 200
+
+
+def test_a_dicom_whose_name_and_laterality_disagree_is_refused_in_either_field(client, dicom):
+    data = dicom(8, laterality="R")  # named for the left eye
+    for field in ("left", "right"):
+        res = client.post("/api/predict", files={field: ("P5_left.dcm", data, "application/dicom")})
+        assert res.status_code == 400, res.text
+        assert res.json()["error"] == (f"{field} eye: P5_left.dcm: its name says the left eye, its DICOM ImageLaterality the right eye; "
+                                       "correct one of them")
+
+
+def test_a_dicom_whose_laterality_tags_disagree_is_refused_in_either_field(client, dicom, tmp_path):
+    """ImageLaterality R beside Laterality L: the file cannot say which eye it is, so no field is right."""
+    path = tmp_path / "scan.dcm"
+    path.write_bytes(dicom(10, laterality="R"))
+    ds = pydicom.dcmread(path)
+    ds.Laterality = "L"
+    ds.save_as(path)
+    for field in ("left", "right"):
+        res = client.post("/api/predict", files={field: ("scan.dcm", path.read_bytes(), "application/dicom")})
+        assert res.status_code == 400, res.text
+        assert res.json()["error"] == (f"{field} eye: scan.dcm: its DICOM ImageLaterality says the right eye, its DICOM Laterality "
+                                       "the left eye; correct one of them")
+    assert client.post("/api/predict", files={"file": ("scan.dcm", path.read_bytes())}).status_code == 200
+
+
+def test_a_dicom_named_as_a_jpeg_is_read_as_dicom(client, dicom):
+    data = dicom(9, patient_id="A", laterality="R")
+    as_dcm = client.post("/api/predict", files={"right": ("scan.dcm", data, "application/dicom")})
+    as_jpg = client.post("/api/predict", files={"right": ("scan.jpg", data, "image/jpeg")})
+    assert as_jpg.status_code == 200, as_jpg.text
+    assert as_jpg.json()["eyes"]["right"]["score_referable"] == pytest.approx(as_dcm.json()["eyes"]["right"]["score_referable"])
+    # Its header is read too: laterality against the field, PatientID against the other eye's name.
+    res = client.post("/api/predict", files={"left": ("scan.jpg", data, "image/jpeg")})
+    assert res.status_code == 400 and "scan.jpg: its DICOM ImageLaterality says the right eye" in res.json()["error"]
+    res = post(client, ("scan.jpg", data), ("B_left.jpeg", jpeg(0, 2)))
+    assert res.status_code == 400 and "scan.jpg: patient 'A' by its DICOM PatientID; B_left.jpeg: patient 'B'" in res.json()["error"]

@@ -1,0 +1,115 @@
+"""Resumed work never reuses what was made from inputs that changed since: a photo replaced on
+disk after an interrupted ``predict`` is graded again, and ``train --resume`` refuses a label
+file that changed since the run started (as ``cv`` refuses to pool such folds)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import tiny_config
+
+from drgrader.cli import main
+from drgrader.config import save_config
+from drgrader.data.manifest import read_manifest
+from drgrader.inference.bundle import load_bundle
+from drgrader.inference.predict import predict_images
+from drgrader.synth import make_fundus
+from drgrader.workflows.predict import predict_command
+
+SCORES = ["p0", "p1", "p2", "p3", "p4"]
+
+
+def write_photo(path, grade: int, seed: int) -> None:
+    rgb = make_fundus(grade, np.random.default_rng(seed), height=128)
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+class InterruptingRunner:
+    """Counts model calls; raises KeyboardInterrupt (a Ctrl-C) at call ``stop_at``."""
+
+    def __init__(self, runner, stop_at: int | None = None):
+        self.runner, self.stop_at, self.calls = runner, stop_at, 0
+
+    def __call__(self, pixels):
+        self.calls += 1
+        if self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        return self.runner(pixels)
+
+
+def test_resumed_predict_grades_again_a_photo_replaced_since_the_interruption(tiny_bundle, tmp_path, caplog):
+    folder, out = tmp_path / "photos", tmp_path / "pred.csv"
+    folder.mkdir()
+    for seed, name in enumerate(["7_left", "7_right", "8_left", "8_right"]):
+        write_photo(folder / f"{name}.jpeg", seed % 5, seed)
+    bundle = load_bundle(tiny_bundle)
+    runner = bundle.runner
+    bundle.runner = InterruptingRunner(runner, stop_at=2)
+    with pytest.raises(KeyboardInterrupt):  # 7_left and 7_right done, then interrupted
+        predict_command(bundle, [folder], out=out, batch_size=2)
+    old = pd.read_csv(out.with_name(out.name + ".partial.csv")).set_index("image_id")
+
+    # The photo is fixed on disk (a finished copy replaces a bad one) before the rerun.
+    replaced = folder / "7_left.jpeg"
+    write_photo(replaced, 4, 99)
+    stat = replaced.stat()
+    os.utime(replaced, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a new time, whatever the clock's step
+    bundle.runner = counter = InterruptingRunner(runner)
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        predict_command(bundle, [folder], out=out, batch_size=2)
+
+    rows = pd.read_csv(out).set_index("image_id")
+    bundle.runner = runner
+    fresh = predict_images(bundle, [replaced], progress=False).iloc[0]
+    assert not np.allclose(old.loc["7_left", SCORES].astype(float), fresh[SCORES].astype(float), atol=1e-4)
+    np.testing.assert_allclose(rows.loc["7_left", SCORES].astype(float), fresh[SCORES].astype(float), atol=1e-5)
+    assert counter.calls == 2  # 7_left again, 8_left and 8_right: 7_right, unchanged, is reused
+    np.testing.assert_allclose(rows.loc["7_right", SCORES].astype(float), old.loc["7_right", SCORES].astype(float))
+    assert "resuming: 1 of 4 images already done" in caplog.text
+    assert "1 photo(s) changed on disk (size or modification time) since the interrupted run: graded again" in caplog.text
+
+
+def test_predict_interrupted_before_its_first_row_resumes(tiny_bundle, tmp_path):
+    folder, out = tmp_path / "photos", tmp_path / "pred.csv"
+    folder.mkdir()
+    write_photo(folder / "7_left.jpeg", 1, 1)
+    bundle = load_bundle(tiny_bundle)
+    runner = bundle.runner
+    bundle.runner = InterruptingRunner(runner, stop_at=1)
+    with pytest.raises(KeyboardInterrupt):
+        predict_command(bundle, [folder], out=out)
+    assert out.with_name(out.name + ".partial.csv").read_bytes() == b""  # no row written yet
+    bundle.runner = runner
+    assert len(pd.read_csv(predict_command(bundle, [folder], out=out))) == 1
+
+
+def test_train_resume_refuses_labels_changed_since_the_run_started(synth_dir, tmp_path, capsys):
+    from drgrader.workflows.records import manifest_checksum
+    from drgrader.workflows.run_folder import check_same_data
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_dir, root)
+    cfg = tiny_config(root)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")  # never loaded: the check comes first
+    save_config(cfg, run / "config.yaml")
+    table = read_manifest(cfg.data).table
+    table.to_csv(run / "manifest.csv", index=False)  # as the run's start wrote it
+    check_same_data(run, manifest_checksum(table), why="")  # the same data: nothing said
+
+    labels = pd.read_csv(root / "trainLabels.csv")
+    labels.loc[0, "level"] = (labels.loc[0, "level"] + 1) % 5  # one grade corrected in between
+    labels.to_csv(root / "trainLabels.csv", index=False)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {run} learnt from other labelled data" in err
+    assert "the run would go on learning from both; restore the data, or train a new run" in err
+    assert not (run / "train.log").exists()  # refused before any work
