@@ -177,6 +177,10 @@ def test_file_name_patterns_pair_the_eyes(tiny_bundle, tmp_path):
     patients = read_csv(tmp_path / "p_patients.csv").set_index("patient_id")
     assert sorted(patients.index) == ["Patient001", "Patient002", "lone"]
     assert patients["images"].tolist() == [2, 2, 1]
+    # The patients file shows the fused grade its decision stood on beside each eye's own scores.
+    for patient, photos in rows.groupby("patient_id"):
+        assert patients.loc[patient, "fused_grade"] == pytest.approx(photos["fused_grade"].max())
+        assert patients.loc[patient, "expected_grade"] == pytest.approx(photos["expected_grade"].max())
 
 
 def test_serve_grades_a_dicom_upload_as_predict_does(tiny_bundle, tmp_path):

@@ -57,7 +57,8 @@ PATIENT_COLUMNS = [
     "worst_image",
     "worst_eye",
     "grade",
-    "expected_grade",
+    "fused_grade",  # the paired-eye stage's, which decided grade and referral (empty without a stage)
+    "expected_grade",  # this and the two scores: each eye's own, before the paired-eye stage
     "score_any",
     "score_referable",
     "any_dr",
@@ -249,6 +250,9 @@ def patient_table(preds: pd.DataFrame, points: DecisionPoints) -> pd.DataFrame:
             "worst_image": worst["image_id"],
             "worst_eye": worst["eye"],
             "grade": graded["grade"].max(),
+            # With a paired-eye stage the decision stands on the fused grade, not on the single-eye
+            # scores beside it (a referable score of 0.99 beside "referable 0" needs it to be read).
+            "fused_grade": graded["fused_grade"].max() if "fused_grade" in usable else float("nan"),
             "expected_grade": graded["expected_grade"].max(),
             "score_any": graded["score_any"].max(),
             "score_referable": graded["score_referable"].max(),
