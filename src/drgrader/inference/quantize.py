@@ -27,9 +27,11 @@ INT8_FILE = "model.int8.onnx"
 
 # Which operators become int8: "compute" quantizes only the convolutions and fully connected
 # layers (activations and residual additions run in float between them, with a quantize and a
-# dequantize around every convolution); "all" lets ONNX Runtime quantize every operator it can
-# (Clip, Add, ... too), so that int8 tensors flow from one convolution to the next.
-OP_SETS = {"compute": ["Conv", "Gemm", "MatMul"], "all": None}
+# dequantize around every convolution); "all" quantizes the activations (ReLU6 is a Clip), the
+# residual additions and the pooling too, so that int8 tensors flow from one convolution to the
+# next. Not every operator: the score table's decoding holds NaN columns no range can calibrate.
+OP_SETS = {"compute": ["Conv", "Gemm", "MatMul"],
+           "all": ["Conv", "Gemm", "MatMul", "Clip", "Relu", "Add", "GlobalAveragePool", "AveragePool"]}
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,8 @@ def quantize_onnx(float_file: Path, out_file: Path, calibration: np.ndarray, rec
         quantize_static(
             str(prepared), str(out_file), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            # With "compute", the decoding after the network (the NaN columns of the score table) stays
-            # float and out of the calibration; "all" relies on the head being kept in float for that.
+            # The decoding after the network (the NaN columns of the score table) stays float and out
+            # of the calibration.
             op_types_to_quantize=OP_SETS[recipe.ops],
             nodes_to_exclude=float_nodes(model, recipe.float_layers), calibrate_method=methods[recipe.calibration],
             # One batch at a time: the histogram calibrators otherwise hold every activation of every
