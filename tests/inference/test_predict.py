@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import cv2
 import numpy as np
@@ -169,6 +170,16 @@ def test_csv_without_image_column_is_a_clear_error(tiny_bundle, tmp_path):
     (tmp_path / "bad.csv").write_text("file,level\na.jpg,1\n")
     with pytest.raises(DataError, match="needs an 'image' or 'path' column"):
         predict_command(tiny_bundle, [tmp_path / "bad.csv"], out=tmp_path / "p.csv")
+
+
+def test_views_other_than_the_bundle_s_are_used_with_a_warning(tiny_bundle, photos, tmp_path, caplog):
+    bundle = load_bundle(tiny_bundle)
+    caplog.set_level(logging.WARNING, logger="drgrader")
+    predict_command(bundle, [photos], out=tmp_path / "same.csv", tta=list(reversed(bundle.tta)))
+    assert "fitted on the scores of its own views" not in caplog.text  # the bundle's views, in any order
+    predict_command(bundle, [photos], out=tmp_path / "other.csv", tta=["vflip"])
+    assert f"--tta vflip: the bundle's thresholds and uncertainty band were fitted on the scores of its own views " \
+           f"({' '.join(bundle.tta)})" in caplog.text
 
 
 def test_unknown_tta_view_fails_before_work(tiny_bundle, photos, tmp_path):
