@@ -162,6 +162,14 @@ def test_an_edited_input_size_is_refused_for_the_torch_backend(tiny_bundle, phot
     assert "input_size 96 is not the size the model was trained at (config.data.image_size 64)" in err
 
 
+def test_an_exported_bundle_whose_graph_is_gone_is_refused_not_switched_to_torch(onnx_bundle, photo, tmp_path, capsys):
+    manifest = read_manifest(onnx_bundle)
+    bundle = edited(onnx_bundle, tmp_path, onnx={**manifest["onnx"], "file": "other.onnx"})
+    for backend in ("auto", "onnx"):  # auto ran PyTorch without a word; onnx named the wrong file
+        err = refused(bundle, photo, tmp_path, capsys, "--backend", backend)
+        assert "names the ONNX graph 'other.onnx', which is not in" in err
+
+
 def test_an_input_size_the_onnx_graph_does_not_take_is_refused(onnx_bundle, photo, tmp_path, capsys):
     # No training record to compare with (a hand-made ONNX bundle): the graph's own input decides.
     bundle = edited(onnx_bundle, tmp_path, input_size=96, config=None)

@@ -163,6 +163,9 @@ def load_bundle(path: str | Path, backend: str = "auto") -> Bundle:
         return Bundle(path, manifest, members=members)
     onnx_file = Path((manifest.get("onnx") or {}).get("file", "model.onnx")).name  # model.onnx, or the int8 graph kept
     has_onnx = (path / onnx_file).is_file()
+    if manifest.get("onnx") and not has_onnx:  # exported, but its graph is gone: never a silent switch of backend
+        raise BundleError(f"{path / MANIFEST} names the ONNX graph {onnx_file!r}, which is not in {path} "
+                          "(copy it back, or export the bundle again)")
     # Half-precision weights (a built-in grader's) are there for Grad-CAM: the ONNX graph, whose
     # figures the model card reports, grades.
     full_precision = manifest.get("weights_dtype", "float32") == "float32"
@@ -234,7 +237,7 @@ def _onnx_runner(path: Path, manifest: dict, file: str = "model.onnx"):
 
     model = path / file
     if not model.is_file():
-        raise BundleError(f"{path}: no model.onnx (run `drgrader export {path} --format onnx`)")
+        raise BundleError(f"{path}: no {file} (run `drgrader export {path} --format onnx`)")
     opts = ort.SessionOptions()
     try:
         session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
