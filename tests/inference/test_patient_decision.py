@@ -64,6 +64,17 @@ def test_each_outcome_with_its_reason():
     assert decided.loc["urg", "deciding_image"] == "urg_right"
 
 
+def test_a_photo_that_is_not_there_is_looked_for_not_retaken():
+    # A typo in a CSV's path is not a reason to call the patient back to the camera.
+    decided = decide([photo("typo", "right", np.nan, np.nan, error="file not found"), photo("typo", "left", 0.10),
+                      photo("gone", "right", np.nan, np.nan, error="file not found"),
+                      photo("gone", "left", 0.5, gradable=False, quality_reason="blurred")])
+    assert decided["decision"].to_dict() == {"gone": "ungradable", "typo": "ungradable"}
+    assert decided.loc["typo", "reason"] == ("right eye unreadable, file not found; left eye 0.10 < 0.40 (referable score): "
+                                             "find the missing photo (file not found)")
+    assert decided.loc["gone", "reason"].endswith("): find the missing photo (file not found) or photograph again")
+
+
 def test_worst_gradable_eye_decides_and_an_ungradable_fellow_does_not_stop_a_referral():
     decided = decide([photo("a", "left", 0.5, gradable=False, quality_reason="too dark"), photo("a", "right", 0.9),
                       photo("b", "left", 0.9, 3.5, gradable=False), photo("b", "right", 0.1)])

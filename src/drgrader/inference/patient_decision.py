@@ -222,10 +222,19 @@ def _eyes(rows: np.ndarray, photos: _Photos) -> tuple[list[dict], list[str]]:
     return sorted(gradable, key=lambda e: e["name"]), sorted(unseen)
 
 
+def _again(unseen: list[str]) -> str:
+    """What to do about the eyes not seen: a photo that is not there (a typo in a list, a moved
+    file) is looked for, not retaken from the patient."""
+    missing = sum(reason.endswith("unreadable, file not found") for reason in unseen)
+    if not missing:
+        return "photograph again"
+    return "find the missing photo (file not found)" + (" or photograph again" if missing < len(unseen) else "")
+
+
 def _decide_one(gradable: list[dict], unseen: list[str], points: DecisionPoints, single_photo: bool) -> tuple:
     """(decision, reason, uncertainty, deciding image) of one patient, by the module's rules."""
     if not gradable:
-        return "ungradable", f"no gradable photo ({'; '.join(unseen)}): photograph again", np.nan, ""
+        return "ungradable", f"no gradable photo ({'; '.join(unseen)}): {_again(unseen)}", np.nan, ""
     t, name = points.referable_threshold, _SCORE_NAMES.get(points.referable_score, points.referable_score)
     if points.urgent_threshold is not None:
         urgent = [e for e in gradable if e["urgent"] >= points.urgent_threshold]
@@ -248,7 +257,7 @@ def _decide_one(gradable: list[dict], unseen: list[str], points: DecisionPoints,
     e = max(gradable, key=lambda e: e["uncertainty"])
     scores = ", ".join(f"{x['name']} {x['score']:.2f}" for x in sorted(gradable, key=lambda x: -x["score"]))
     if unseen:
-        return ("ungradable", f"{', '.join(unseen)}; {scores} < {t:.2f} ({name}): photograph again",
+        return ("ungradable", f"{', '.join(unseen)}; {scores} < {t:.2f} ({name}): {_again(unseen)}",
                 e["uncertainty"], e["image"])
     if cutoff is not None and e["uncertainty"] >= cutoff:
         return ("uncertain", f"{e['name']} {name} {e['score']:.2f} is close to its threshold {t:.2f} (uncertainty "
