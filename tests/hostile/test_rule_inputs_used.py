@@ -130,6 +130,11 @@ def test_predict_exits_2_naming_the_column_and_writes_nothing(tiny_bundle, photo
     assert main(["predict", str(tiny_bundle), str(listing), "--out", str(out)]) == 2
     assert "'eye_side' looks like the eye column" in error_line(capsys)
     assert not out.exists()
+    # A European spreadsheet's "CSV": one column, its name holding the others.
+    listing.write_text("image;patient_id;eye\n7_left.jpeg;P1;left\n")
+    assert main(["predict", str(tiny_bundle), str(listing), "--out", str(out)]) == 2
+    assert "look separated by semicolons or tabs: save it comma-separated" in error_line(capsys)
+    assert not out.exists()
 
 
 def test_known_columns_are_read_whatever_their_case_and_separators(photos, tmp_path):

@@ -74,6 +74,8 @@ def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
             lookalikes.append((header, like))
     if not found["image"]:
         hint = next((f"; rename {h[:40]!r} if it is the photo" for h, like in lookalikes if like == "image"), "")
+        if not hint and len(headers) == 1 and any(sep in headers[0] for sep in ";\t"):
+            hint = "; its columns look separated by semicolons or tabs: save it comma-separated"  # a European Excel's CSV
         raise DataError(f"{csv}: needs an 'image' or 'path' column (has {list(headers)[:20]}){hint}")
     if lookalikes:
         header, like = lookalikes[0]
