@@ -143,7 +143,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     atomic_write_bytes(path, data, fsync=False)
 
 
-def _source_fingerprint(path: Path) -> dict:
+def source_fingerprint(path: Path) -> dict:
     """Identifies the source photo, so a cache folder shared by two data sets with the same
     image ids (``1_left`` ...) never serves one set's image for the other, and a photo replaced
     by another of the same size (an uncompressed TIFF, BMP or DICOM of one camera) is redone
@@ -202,7 +202,7 @@ def _cache_one(task: tuple[str, str, str, dict, int]) -> dict:
         raise  # disk full, permissions: stop the build instead of caching "unreadable" verdicts
     except Exception as exc:  # one odd photo must not stop a run over thousands
         row = _failed_row(image_id, f"{type(exc).__name__}: {exc}")
-    row.update(_source_fingerprint(source_path))
+    row.update(source_fingerprint(source_path))
     _write_atomic(out / f"{stem}.json", (json.dumps(row, indent=1) + "\n").encode("utf-8"))
     return row
 
@@ -216,7 +216,7 @@ def _read_done_row(out: Path, image_id: str, source: Path) -> dict | None:
         return None
     if not isinstance(row, dict) or row.get("image_id") != image_id:
         return None
-    fingerprint = _source_fingerprint(source)
+    fingerprint = source_fingerprint(source)
     if any(row.get(k) != v for k, v in fingerprint.items()):
         return None
     if row.get("ok"):

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.config import ConfigError, check_refer_share
+from drgrader.data.cache import source_fingerprint
 from drgrader.data.dicom import split_frame_ref
 from drgrader.data.identity import warn_identity
 from drgrader.data.inputs import INPUT_COLUMNS, collect_inputs
@@ -69,14 +70,11 @@ def _resume_key(bundle: Bundle, tta: list[str] | None) -> dict:
 
 
 def _file_stat(path: str) -> str:
-    """Size and modification time (ns) of a photo's file (a DICOM frame's: its file's), as the
-    preprocess cache fingerprints a source: a finished row is reused only while both are
-    unchanged. "missing" when it cannot be read, so a file that appears later is graded."""
-    try:
-        stat = split_frame_ref(Path(path))[0].stat()
-    except OSError:
-        return "missing"
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
+    """Size and modification time (ns) of a photo's file (a DICOM frame's: its file's), by the
+    preprocess cache's own fingerprint of a source: a finished row is reused only while both are
+    unchanged ("-1:-1" when it cannot be read, so a file that appears later is graded)."""
+    fingerprint = source_fingerprint(split_frame_ref(Path(path))[0])
+    return f"{fingerprint['source_size']}:{fingerprint['source_mtime_ns']}"
 
 
 def _read_partial(partial: Path) -> pd.DataFrame:
@@ -273,8 +271,6 @@ def _read_part(file: Path) -> pd.DataFrame:
 
 def _path_order(path: str) -> tuple:
     """A folder's order (collect_inputs sorts paths), frames of a DICOM file by number."""
-    from drgrader.data.dicom import split_frame_ref
-
     source, frame = split_frame_ref(Path(path))
     return Path(source), frame or 0
 
