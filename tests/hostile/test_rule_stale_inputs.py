@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import tiny_config
+from counting_runner import CountingRunner
 
 from drgrader.cli import main
 from drgrader.config import save_config
@@ -30,19 +31,6 @@ def write_photo(path, grade: int, seed: int) -> None:
     assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
-class InterruptingRunner:
-    """Counts model calls; raises KeyboardInterrupt (a Ctrl-C) at call ``stop_at``."""
-
-    def __init__(self, runner, stop_at: int | None = None):
-        self.runner, self.stop_at, self.calls = runner, stop_at, 0
-
-    def __call__(self, pixels):
-        self.calls += 1
-        if self.calls == self.stop_at:
-            raise KeyboardInterrupt
-        return self.runner(pixels)
-
-
 def test_resumed_predict_grades_again_a_photo_replaced_since_the_interruption(tiny_bundle, tmp_path, caplog):
     folder, out = tmp_path / "photos", tmp_path / "pred.csv"
     folder.mkdir()
@@ -50,7 +38,7 @@ def test_resumed_predict_grades_again_a_photo_replaced_since_the_interruption(ti
         write_photo(folder / f"{name}.jpeg", seed % 5, seed)
     bundle = load_bundle(tiny_bundle)
     runner = bundle.runner
-    bundle.runner = InterruptingRunner(runner, stop_at=2)
+    bundle.runner = CountingRunner(runner, fail_at=2)
     with pytest.raises(KeyboardInterrupt):  # 7_left and 7_right done, then interrupted
         predict_command(bundle, [folder], out=out, batch_size=2)
     old = pd.read_csv(out.with_name(out.name + ".partial.csv")).set_index("image_id")
@@ -60,7 +48,7 @@ def test_resumed_predict_grades_again_a_photo_replaced_since_the_interruption(ti
     write_photo(replaced, 4, 99)
     stat = replaced.stat()
     os.utime(replaced, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a new time, whatever the clock's step
-    bundle.runner = counter = InterruptingRunner(runner)
+    bundle.runner = counter = CountingRunner(runner)
     with caplog.at_level(logging.INFO, logger="drgrader"):
         predict_command(bundle, [folder], out=out, batch_size=2)
 
@@ -81,7 +69,7 @@ def test_predict_interrupted_before_its_first_row_resumes(tiny_bundle, tmp_path)
     write_photo(folder / "7_left.jpeg", 1, 1)
     bundle = load_bundle(tiny_bundle)
     runner = bundle.runner
-    bundle.runner = InterruptingRunner(runner, stop_at=1)
+    bundle.runner = CountingRunner(runner, fail_at=1)
     with pytest.raises(KeyboardInterrupt):
         predict_command(bundle, [folder], out=out)
     assert out.with_name(out.name + ".partial.csv").read_bytes() == b""  # no row written yet

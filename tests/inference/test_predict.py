@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from counting_runner import CountingRunner
 
 from drgrader.config import ExperimentConfig, config_to_dict
 from drgrader.data.images import read_image
@@ -54,19 +55,6 @@ def photos(tmp_path):
     cv2.imwrite(str(folder / "grey.png"), np.full((120, 160, 3), 128, np.uint8))
     (folder / "notes.txt").write_text("not an image, not picked up from a folder")
     return folder
-
-
-class CountingRunner:
-    """Wraps a bundle's runner: counts model calls, optionally fails on call ``fail_at``."""
-
-    def __init__(self, runner, fail_at: int | None = None):
-        self.runner, self.fail_at, self.calls = runner, fail_at, 0
-
-    def __call__(self, pixels):
-        self.calls += 1
-        if self.calls == self.fail_at:
-            raise KeyboardInterrupt
-        return self.runner(pixels)
 
 
 def interrupted_after_one_batch(bundle_path, photos, out):
