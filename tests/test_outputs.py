@@ -120,3 +120,11 @@ def test_special_files_in_a_folder_are_rows_with_their_reason_not_a_hang(tiny_bu
     assert rows.loc["7_left", "error"] == "symbolic link loop"
     assert rows.loc["cut", "error"] != ""
     assert rows.loc["0_left", "error"] == "" and len(rows) == 6
+
+
+@pytest.mark.parametrize("name", ["grades.tsv", "grades.xlsx", "grades.JSON"])
+def test_an_output_named_for_another_table_format_is_refused(tiny_bundle, photos, tmp_path, capsys, name):
+    # predict writes commas: a spreadsheet opening grades.tsv as tab-separated shows one column.
+    assert main(["predict", str(tiny_bundle), str(photos[0]), "--out", str(tmp_path / name)]) == 2
+    assert "comma-separated" in capsys.readouterr().err
+    assert not list(tmp_path.glob("grades*"))
