@@ -124,7 +124,8 @@ def test_grade_takes_one_path_and_refuses_a_share_it_cannot_use(tiny_bundle, syn
 def test_a_pil_image_is_read_as_its_file_would_be(tiny_bundle, tmp_path):
     # A 16-bit PIL image was clipped by convert("RGB") (white, "too bright"); its PNG file was graded.
     green = make_fundus(2, np.random.default_rng(0), height=128)[..., 1]
-    deep = Image.fromarray(green.astype(np.uint16) * 257, mode="I;16")
+    deep = Image.fromarray(green.astype(np.uint16) * 257)
+    assert deep.mode == "I;16"
     deep.save(tmp_path / "deep.png")
     in_memory, _ = drgrader.grade(tiny_bundle, [deep], names=["deep"])
     from_file, _ = drgrader.grade(tiny_bundle, [tmp_path / "deep.png"])
