@@ -11,6 +11,7 @@ from PIL import Image
 
 import drgrader
 from drgrader.cli import main
+from drgrader.synth import make_fundus
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -118,3 +119,16 @@ def test_grade_takes_one_path_and_refuses_a_share_it_cannot_use(tiny_bundle, syn
     for share in (0.7, float("nan"), -0.1):  # NaN meant "no uncertain band" without a word
         with pytest.raises(ValueError, match=rf"^refer_share must be between 0 and 0.5, got {share}$"):
             drgrader.grade(tiny_bundle, [photo], refer_share=share)
+
+
+def test_a_pil_image_is_read_as_its_file_would_be(tiny_bundle, tmp_path):
+    # A 16-bit PIL image was clipped by convert("RGB") (white, "too bright"); its PNG file was graded.
+    green = make_fundus(2, np.random.default_rng(0), height=128)[..., 1]
+    deep = Image.fromarray(green.astype(np.uint16) * 257)
+    assert deep.mode == "I;16"
+    deep.save(tmp_path / "deep.png")
+    in_memory, _ = drgrader.grade(tiny_bundle, [deep], names=["deep"])
+    from_file, _ = drgrader.grade(tiny_bundle, [tmp_path / "deep.png"])
+    assert in_memory["quality_reason"].tolist() == from_file["quality_reason"].tolist()
+    assert np.allclose(in_memory["expected_grade"].to_numpy(float), from_file["expected_grade"].to_numpy(float),
+                       atol=1e-4, equal_nan=True)

@@ -98,7 +98,8 @@ def test_explain_gives_repeated_stems_their_own_files(tiny_bundle, photos, tmp_p
         shutil.copy(photos[0], tmp_path / clinic / "10_left.jpeg")
     out = tmp_path / "explain"
     assert main(["explain", str(tiny_bundle), str(tmp_path / "clinicA"), str(tmp_path / "clinicB"), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.glob("*.png")) == ["10_left-2_gradcam.png", "10_left_gradcam.png"]
+    # Each file its own image id (clinicA/10_left, clinicB/10_left), so each heat map names its folder.
+    assert sorted(p.name for p in out.glob("*.png")) == ["clinicA_10_left_gradcam.png", "clinicB_10_left_gradcam.png"]
 
 
 def test_special_files_in_a_folder_are_rows_with_their_reason_not_a_hang(tiny_bundle, photos, tmp_path):
@@ -120,3 +121,11 @@ def test_special_files_in_a_folder_are_rows_with_their_reason_not_a_hang(tiny_bu
     assert rows.loc["7_left", "error"] == "symbolic link loop"
     assert rows.loc["cut", "error"] != ""
     assert rows.loc["0_left", "error"] == "" and len(rows) == 6
+
+
+@pytest.mark.parametrize("name", ["grades.tsv", "grades.xlsx", "grades.JSON"])
+def test_an_output_named_for_another_table_format_is_refused(tiny_bundle, photos, tmp_path, capsys, name):
+    # predict writes commas: a spreadsheet opening grades.tsv as tab-separated shows one column.
+    assert main(["predict", str(tiny_bundle), str(photos[0]), "--out", str(tmp_path / name)]) == 2
+    assert "comma-separated" in capsys.readouterr().err
+    assert not list(tmp_path.glob("grades*"))

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from drgrader.config import ConfigError, ExperimentConfig, check_refer_share, distinct_views, load_config, plain_name
+from drgrader.data.images import pil_to_rgb
 from drgrader.inference.builtin import resolve_bundle
 from drgrader.inference.bundle import Bundle, load_bundle
 
@@ -43,7 +44,7 @@ def _as_rgb(photo: Photo) -> np.ndarray:
     if isinstance(photo, np.ndarray):
         array = photo
     elif hasattr(photo, "convert"):  # a PIL image
-        array = np.asarray(photo.convert("RGB"))
+        array = np.asarray(pil_to_rgb(photo))  # as a file of that mode is read: 16-bit scaled, alpha on black
     else:
         raise TypeError(f"a photo is a path, a PIL image or an RGB array, not {type(photo).__name__}")
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:

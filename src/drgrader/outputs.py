@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".dcm"}
+# Names that promise another table format: a comma-separated file under them is read wrongly.
+OTHER_TABLE_SUFFIXES = {".tsv", ".tab", ".xlsx", ".xls", ".ods", ".json", ".parquet", ".feather"}
 
 
 class OutputError(ValueError):
@@ -59,6 +61,9 @@ def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", 
     kind = kind_of(out)
     if kind is not None and out.is_dir():
         raise OutputError(f"--out {out} is {kind}; give a file name (e.g. {out / ('predictions' + suffix)})")
+    if out.suffix.lower() in OTHER_TABLE_SUFFIXES:
+        raise OutputError(f"--out {out}: this command writes comma-separated values, not {out.suffix}; "
+                          f"give a {suffix} name (e.g. {out.with_suffix(suffix)})")
     if kind is not None and out.suffix.lower() != suffix and not overwrite:
         raise OutputError(f"--out {out} is {kind}, not a {suffix} this command writes; use --overwrite to replace it")
     return out

@@ -24,6 +24,11 @@ from drgrader.data.eyes import patient_and_eye
         ("10_left_OS", ("10", "left")),
         ("P7-R-right", ("P7", "right")),
         ("P7_OD_OS", ("P7_OD", "left")),  # two eyes: identity.py reads neither (eyes_named)
+        ("10131_left (1)", ("10131", "left")),  # a browser's, Windows' or macOS's copy of 10131_left
+        ("10131_right - Copy", ("10131", "right")),
+        ("10131_right - Copy (2)", ("10131", "right")),
+        ("P7_OS copy 2", ("P7", "left")),
+        ("10_left (draft)", None),  # only a copy's own suffix is taken off
         ("eyeA", None),
         ("IDRiD_001", None),
         ("12_l1", None),

@@ -223,6 +223,17 @@ def test_a_view_given_twice_in_bundle_json_is_refused(tiny_bundle, photo, tmp_pa
     assert "is not a valid bundle: tta: Value error, view 'hflip' given twice: each view counts once in the average" in err
 
 
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("class_names", ["4 proliferative", "3 severe NPDR", "2 moderate", "1 mild", "0 none"], "class_names: Value error, must be"),
+    ("class_names", ["0 none", "1 mild", "2 moderate"], "class_names: Value error, must be"),
+    ("weights_dtype", "int8", "weights_dtype: Input should be 'float32' or 'float16'"),
+])
+def test_names_and_weight_types_it_does_not_use_are_refused(tiny_bundle, photo, tmp_path, capsys, key, value, says):
+    # Reversed grade names would label every grade wrongly in a clinic's table; int8 weights would be read as floats.
+    err = refused(edited(tiny_bundle, tmp_path, **{key: value}), photo, tmp_path, capsys)
+    assert says in err
+
+
 # --------------------------------------------------------------------- per-patient decision
 def test_patient_decision_must_agree_with_the_thresholds_and_its_band(tiny_bundle, tmp_path):
     manifest = {**read_manifest(tiny_bundle), "thresholds": {"cutpoints": CUTS, "any_dr": 0.3, "referable": 0.4}}

@@ -5,6 +5,7 @@ is ever left out of the patients file."""
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import unicodedata
@@ -47,6 +48,7 @@ def test_the_same_name_in_two_folders_is_two_patients_not_one_with_three_eyes(ti
     assert sorted(patients.index) == ["11", "clinic_a/10", "clinic_b/10"]  # no patient "10" with three photos
     assert patients.loc["clinic_a/10", "images"] == "2" and patients.loc["clinic_b/10", "images"] == "1"
     b = photos.loc[str(tmp_path / "clinic_b" / "10_left.jpeg")]
+    assert b["image_id"] == "clinic_b/10_left" and photos.loc[str(tmp_path / "clinic_a" / "10_left.jpeg"), "image_id"] == "clinic_a/10_left"
     assert b["patient_id"] == "clinic_b/10" and b["identity_note"].startswith("same eye in two folders: the left eye of patient '10'")
     assert "taken as a patient per folder" in patients.loc["clinic_a/10", "identity_note"]
     assert photos.loc[str(tmp_path / "clinic_a" / "11_left.jpeg"), "identity_note"] == ""  # nothing to say
@@ -351,3 +353,28 @@ def test_two_files_under_one_name_in_a_data_set_are_refused_naming_both(tmp_path
     assert main(["data", "summary", str(tmp_path / "exp.yaml")]) == 2
     err = capsys.readouterr().err
     assert f"{clash} differ only in case or extension: two photos under one name" in err and err.count("\n") == 1
+
+
+def test_two_files_are_never_one_image_id(tmp_path):
+    # x.jpeg and x.png of one folder were both image "x": the patients file's worst_image could not say which.
+    (tmp_path / "10007_left.jpeg").write_bytes(photo_bytes(0, 1))
+    Image.open(io.BytesIO(photo_bytes(3, 2))).save(tmp_path / "10007_left.png")
+    (tmp_path / "scan.jpeg").write_bytes(photo_bytes(1, 3))
+    table = collect_inputs([tmp_path]).set_index("path")
+    ids = table["image_id"].to_dict()
+    assert ids == {str(tmp_path / "10007_left.jpeg"): "10007_left.jpeg", str(tmp_path / "10007_left.png"): "10007_left.png",
+                   str(tmp_path / "scan.jpeg"): "scan"}  # a name that is not shared is left alone
+    assert set(table["patient_id"]) == {"10007", "scan"}
+    assert all(n.startswith("several photos of one eye") for n in table.loc[table["patient_id"] == "10007", "identity_note"])
+
+
+def test_the_patients_file_counts_every_photo_read_or_not(tiny_bundle, tmp_path):
+    # An unreadable photo was left out of `images` and `all_gradable`: 1 image, all gradable, for two photos.
+    (tmp_path / "10007_left.jpeg").write_bytes(photo_bytes(2, 5))
+    (tmp_path / "10007_right.jpeg").write_bytes(b"\xff\xd8\xff not the rest of a JPEG")
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(tiny_bundle), str(tmp_path / "10007_left.jpeg"), str(tmp_path / "10007_right.jpeg"),
+                 "--out", str(out)]) == 0
+    [patient] = read(tmp_path / "p_patients.csv").to_dict("records")
+    assert patient["images"] == "2" and patient["all_gradable"] == "False"
+    assert patient["worst_image"] == "10007_left"

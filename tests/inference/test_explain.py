@@ -9,7 +9,7 @@ import torch
 
 from drgrader.config import ExperimentConfig, config_to_dict
 from drgrader.inference.bundle import load_bundle, save_bundle
-from drgrader.inference.explain import explain_command, explain_image
+from drgrader.inference.explain import caption, explain_command, explain_image
 from drgrader.models.factory import GraderNet, ScoringNet, input_mean_std
 from drgrader.synth import make_fundus
 
@@ -120,3 +120,22 @@ def test_the_grade_map_of_a_multitask_model_explains_the_score_it_grades_by():
     assert target.item() == pytest.approx(decode("multitask", raw[None])["expected_grade"].item())
     assert target.item() != pytest.approx(3.0)  # not the regression output alone
     assert explain._grade_target("regression", 2)(torch.tensor([1.7])).item() == pytest.approx(1.7)
+
+
+def test_explain_says_it_grades_each_photo_alone(tiny_bundle, tmp_path, caplog):
+    # With a paired-eye stage, predict grades an eye with its fellow: a panel's grade can differ from
+    # predict's, so the panel and the console say that it is the photo's alone.
+    images = tmp_path / "in"
+    images.mkdir()
+    for seed, name in enumerate(["5_left", "5_right", "6_left"]):
+        cv2.imwrite(str(images / f"{name}.jpeg"), cv2.cvtColor(fundus(seed, seed), cv2.COLOR_RGB2BGR))
+    bundle = load_bundle(tiny_bundle)
+    assert caption(explain_image(bundle, fundus())).startswith("photo alone: ")
+    bundle.manifest["paired_eyes"] = {
+        "model": {"inputs": ["expected_grade"], "coef": [0.5, 0.5, 0.0, 0.0], "intercept": 0.0,
+                  "single_coef": [1.0], "single_intercept": 0.0},
+        "thresholds": {"cutpoints": [0.5, 1.5, 2.5, 3.5], "any_dr": 0.5, "referable": 1.5}}
+    with caplog.at_level("WARNING", logger="drgrader"):
+        explain_command(bundle, [images], tmp_path / "out")
+    [warning] = [r.getMessage() for r in caplog.records if "explain grades each photo alone" in r.getMessage()]
+    assert "for the 1 patient(s) with both eyes" in warning

@@ -7,6 +7,7 @@ Common names end in the eye after a separator (``_``, ``-`` or a space), in any 
     Patient001_OD, Patient001_OS           oculus dexter (right), oculus sinister (left)
     10_OS_left                             the eye said twice: patient 10
     P-17-left, "anna k OS"
+    10_left (1), 10_left - Copy, 10_left copy 2   a browser's, Windows' or macOS's copy of 10_left
 
 Anything else (``eyeA``, ``IDRiD_001``, ``12_l1``) says nothing. A name that also names the
 other eye (``P7_OD_OS``, ``left_10_right``) contradicts itself: :func:`eyes_named` finds those,
@@ -31,6 +32,8 @@ MISSING_PATIENT_WORDS = frozenset({"na", "n/a", "null", "none", "nan", "unknown"
 
 _WORDS = re.compile(r"[^_\- ]+")
 _LONG_EYE_WORDS = {"left", "right", "os", "od"}  # single letters inside a name are too often something else
+# What a browser, Windows or macOS appends to a copy's name: "10_left (1)", "10_left - Copy (2)", "10_left copy 2".
+_COPY_SUFFIX = re.compile(r"(?: \(\d+\)| - copy(?: \(\d+\))?| copy(?: \d+)?)$", re.IGNORECASE)
 _NAME = re.compile(r"^(?P<patient>.*[^_\- ])[_\- ]+(?P<eye>left|right|l|r|os|od)$", re.IGNORECASE)
 
 
@@ -47,8 +50,8 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
 
     ``name`` is an image id or file name without its extension; folders in it are ignored.
     """
-    stem = PurePosixPath(name.replace("\\", "/")).name
-    match = _NAME.match(stem.strip())
+    stem = _COPY_SUFFIX.sub("", PurePosixPath(name.replace("\\", "/")).name.strip())
+    match = _NAME.match(stem)
     if match is None:
         return None
     patient, eye = match["patient"], EYE_WORDS[match["eye"].lower()]

@@ -33,6 +33,7 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
   named); the photo is judged as an eye of its own.
 
 The same path given twice (a folder and a CSV listing it) is one photo: its evidence combined.
+Two files are never one image id: ids that coincide are qualified by folder or extension.
 """
 
 from __future__ import annotations
@@ -173,6 +174,24 @@ def _split_by_folder(table: pd.DataFrame, from_name: pd.Series, notes: list[list
                             f"{where}; taken as a patient per folder, this one {qualified!r}")
 
 
+def _unique_image_ids(table: pd.DataFrame) -> None:
+    """One image id per file: files whose ids coincide (``x.jpeg`` and ``x.png`` of one folder,
+    ``a/10_left`` and ``b/10_left``) are named by their folder (``a/10_left``) and, when that is
+    not enough, by their whole file name (``x.png``); a DICOM frame keeps its ``#frame<N>``."""
+    base = table["image_id"].map(lambda i: _FRAME.sub("", i))
+    for _, group in table.groupby(base, sort=False):
+        files = list(dict.fromkeys(group["source"]))
+        if len(files) < 2:
+            continue
+        parents = {f: str(Path(f).parent) for f in files}
+        labels = _folder_labels(set(parents.values())) if len(set(parents.values())) > 1 else {}
+        ids = {f: "/".join(filter(None, (labels.get(parents[f]), Path(f).stem))) for f in files}
+        if len(set(ids.values())) < len(files):
+            ids = {f: "/".join(filter(None, (labels.get(parents[f]), Path(f).name))) for f in files}
+        for k in group.index:
+            table.at[k, "image_id"] = ids[table.at[k, "source"]] + table.at[k, "image_id"][len(base[k]):]
+
+
 def _own_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
     """Photos without a patient: each a patient of its own (a DICOM file's frames together)."""
     lone = table.index[table["patient_id"] == ""]
@@ -272,6 +291,7 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     _given_against_names(table, from_name, name_patient, notes)
     _split_by_folder(table, from_name, notes)
     _lookalike_patients(table, notes)
+    _unique_image_ids(table)
     _own_patients(table, notes)
     _copies(table, notes)
     _eye_counts(table, notes, lone)

@@ -157,7 +157,7 @@ def read_image_size(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[int
     return height, width
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+def pil_to_rgb(im: Image.Image) -> Image.Image:
     """Any Pillow mode to RGB: alpha composited on black, 16-bit scaled to 8-bit."""
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
@@ -212,7 +212,7 @@ def read_image(
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             source.load()
         im = ImageOps.exif_transpose(source) if _orientation(source) != 1 else source
-        rgb = np.array(_to_rgb(im))  # np.array, not asarray: a writable array
+        rgb = np.array(pil_to_rgb(im))  # np.array, not asarray: a writable array
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow raises OSError("image file is truncated ...") and friends for broken data.
         raise ImageReadError(path, f"corrupt or truncated image data: {exc}") from None

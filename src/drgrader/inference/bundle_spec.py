@@ -139,7 +139,8 @@ class BundleSpec(BaseModel):
     backbone: str
     input_size: int = Field(ge=16, le=2048)
     outputs: list[str] = Field(default_factory=lambda: list(SCORE_COLUMNS))
-    class_names: list[str] = Field(default_factory=lambda: list(GRADE_NAMES))
+    class_names: list[str] = Field(default_factory=lambda: list(GRADE_NAMES))  # what every output shows
+    weights_dtype: Literal["float32", "float16"] = "float32"  # of model.safetensors (float16: the built-in grader)
     thresholds: Thresholds | None = None
     tta: TtaViews = ["orig"]
     paired_eyes: PairedEyeStage | None = None
@@ -161,6 +162,14 @@ class BundleSpec(BaseModel):
         if outputs != SCORE_COLUMNS:
             raise ValueError(f"must be {SCORE_COLUMNS}, got {outputs}")
         return outputs
+
+    @field_validator("class_names")
+    @classmethod
+    def _class_names(cls, names: list[str]) -> list[str]:
+        # Every table and page names the grades as drgrader does: other names would be shown beside the wrong grade.
+        if names != list(GRADE_NAMES):
+            raise ValueError(f"must be {list(GRADE_NAMES)}, got {names}")
+        return names
 
     @field_validator("mean", "std")
     @classmethod

@@ -137,7 +137,8 @@ def _put_text(img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0
 
 
 def caption(result: dict) -> str:
-    """One line saying what the model predicted, e.g. ``grade 2 moderate | referable: yes (0.71)``."""
+    """One line saying what the model predicted from this photo alone, e.g. ``photo alone: grade 2
+    moderate | referable: yes (0.71)`` (predict may grade an eye differently with its fellow)."""
     pred = result["prediction"]
     parts = []
     if pred["grade"] is not None:
@@ -148,7 +149,7 @@ def caption(result: dict) -> str:
             parts.append(f"{name.replace('_', ' ')}: {'yes' if pred[name] else 'no'} ({score:.2f})")
     if not result["quality"]["gradable"]:
         parts.append(f"UNGRADABLE: {result['quality']['reason']}")
-    return " | ".join(parts)
+    return "photo alone: " + " | ".join(parts)
 
 
 def explanation_panel(result: dict, title: str = "", tile: int = 256) -> np.ndarray:
@@ -191,6 +192,11 @@ def explain_command(bundle: str | Path | Bundle, images: Sequence[str | Path], o
     table = collect_inputs(images)
     if table.empty:
         raise DataError(f"no images found in {', '.join(str(i) for i in images)}")
+    if bundle.paired_eyes:
+        both = table[table["eye"] != ""].groupby("patient_id")["eye"].nunique()
+        if (both > 1).any():
+            log.warning("explain grades each photo alone; predict grades an eye together with its fellow (the bundle's "
+                        "paired-eye stage), so for the %d patient(s) with both eyes here its grades may differ", int((both > 1).sum()))
     written = 0
     # clinicA/10_left.jpeg and clinicB/10_left.jpeg must not share one heat map file.
     names = unique_names(re.sub(r"[^\w.-]+", "_", image_id) for image_id in table["image_id"])

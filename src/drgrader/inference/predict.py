@@ -229,10 +229,16 @@ def describe_prediction(bundle: Bundle, scores: np.ndarray) -> dict:
 def patient_table(preds: pd.DataFrame, points: DecisionPoints) -> pd.DataFrame:
     """One row per patient: the per-patient decision (:mod:`.patient_decision`, by ``points``)
     with its reason and uncertainty, the worst eye's figures (of the photos the decision stands
-    on: highest grade, then the decision's score) and the identity notes of its photos. A patient whose photos were all unreadable
-    still gets a row (``ungradable``)."""
+    on: highest grade, then the decision's score) and the identity notes of its photos. ``images``
+    counts every photo of the patient, read or not (they add up to the photos), and
+    ``all_gradable`` is false when one could not be read. A patient whose photos were all
+    unreadable still gets a row (``ungradable``)."""
     decisions = decide_patients(preds, points).drop(columns="deciding_image")
     decisions["identity_note"] = decisions["patient_id"].map(_notes_per_patient(preds)).fillna("")
+    given = preds[preds["patient_id"] != ""].groupby("patient_id")
+    decisions["images"] = decisions["patient_id"].map(given.size()).fillna(0).astype(int)
+    decisions["all_gradable"] = decisions["patient_id"].map(
+        given["gradable"].agg(lambda g: bool(g.astype("boolean").fillna(False).all()))).astype("boolean").fillna(False)
     rows = preds[(preds["patient_id"] != "") & (preds["error"] == "")]
     if rows.empty:
         return decisions.reindex(columns=PATIENT_COLUMNS)
@@ -243,10 +249,9 @@ def patient_table(preds: pd.DataFrame, points: DecisionPoints) -> pd.DataFrame:
     keys = list(dict.fromkeys(["grade", points.referable_score, "score_referable", "score_any", "expected_grade"]))
     worst = usable.sort_values(keys, ascending=False, na_position="last").groupby("patient_id", sort=False).head(1)
     worst = worst.set_index("patient_id")
-    grouped, graded = rows.groupby("patient_id", sort=True), usable.groupby("patient_id", sort=True)
+    graded = usable.groupby("patient_id", sort=True)
     table = pd.DataFrame(
         {
-            "images": grouped.size(),
             "worst_image": worst["image_id"],
             "worst_eye": worst["eye"],
             "grade": graded["grade"].max(),
@@ -258,12 +263,9 @@ def patient_table(preds: pd.DataFrame, points: DecisionPoints) -> pd.DataFrame:
             "score_referable": graded["score_referable"].max(),
             "any_dr": graded["any_dr"].max(),
             "referable": graded["referable"].max(),
-            "all_gradable": grouped["gradable"].all(),
         }
     )
     table = decisions.merge(table.rename_axis("patient_id").reset_index(), on="patient_id", how="left")
-    table["images"] = table["images"].fillna(0).astype(int)
-    table["all_gradable"] = table["all_gradable"].astype("boolean").fillna(False)
     return table[PATIENT_COLUMNS]
 
 
