@@ -96,8 +96,10 @@ def test_every_format_graded_and_bad_dicom_files_are_error_rows(dicom_run):
     assert set(errors[errors != ""].index) == expected_bad  # nothing else lost
     graded = rows[errors == ""]
     assert graded["grade"].between(0, 4).all() and graded[SCORES].notna().all().all()
-    expected = {"source", "exam_a", "exam_b", "jpeg", "IM000001", "grey", "palette", "animated", "lossless", "photo",
+    # lossless.webp and lossless.dcm: two files, two image ids (named by their extension when both are there)
+    expected = {"source", "exam_a", "exam_b", "jpeg", "IM000001", "grey", "palette", "animated", "photo",
                 "multi#frame1", "multi#frame2", "multi#frame3"}
+    expected |= {"lossless.webp", "lossless.dcm"} if dicom_run["lossless"] else {"lossless"}
     assert expected <= set(graded.index)
     assert "notes" not in rows.index
 
@@ -137,7 +139,9 @@ def test_dicom_tags_pair_the_eyes(dicom_run):
     # No PatientID, no pattern in the name: a patient of its own, said so.
     assert rows.loc["grey", "patient_id"] == "grey" and rows.loc["grey", "identity_note"].startswith("no patient:")
     patients = read_csv(dicom_run["out"].with_name("pred_patients.csv")).set_index("patient_id")
-    assert patients.loc["P001", "images"] == 2 and patients.loc["P002", "images"] == 3
+    # P001: exam_a, exam_b and truncated.dcm (half of exam_a, whose header still names P001): every photo counted
+    assert patients.loc["P001", "images"] == 3 and not patients.loc["P001", "all_gradable"]
+    assert patients.loc["P002", "images"] == 3
     assert {"P001", "P002", "P003", "P004"} <= set(patients.index)
 
 
