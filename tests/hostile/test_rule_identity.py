@@ -268,9 +268,21 @@ def test_the_patients_file_agrees_with_its_decision():
     assert p3["reason"].startswith("left eye fused grade 1.23") and (p3["worst_image"], p3["worst_eye"]) == ("P3_left", "left")
 
 
-@pytest.mark.parametrize("placeholder", ["NA", " n/a ", "Unknown", "null", "-", "?"])
+def test_every_missing_value_pandas_writes_is_no_patient():
+    """pandas' own NA list (``#N/A`` from Excel's VLOOKUP, ``<NA>`` from ``astype(str)``): each made
+    strangers one patient (probe 23, finding 3)."""
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    from drgrader.data.eyes import patient_id
+
+    assert [word for word in sorted(STR_NA_VALUES) if patient_id(word) or patient_id(word.lower())] == []
+
+
+@pytest.mark.parametrize("placeholder", ["NA", " n/a ", "Unknown", "null", "-", "?", "#N/A", "<NA>", "#NA", "-nan",
+                                         "ANONYMOUS"])
 def test_a_placeholder_patient_is_no_patient_not_one_patient_of_strangers(tmp_path, placeholder):
-    """R and pandas write NA for a missing value: two strangers' photos are not one patient 'NA'."""
+    """R and pandas write NA for a missing value, an anonymising export ANONYMOUS: two strangers'
+    photos are not one patient 'NA'."""
     for k, name in enumerate(("a", "b", "c")):
         (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k, k))
     (tmp_path / "list.csv").write_text(f"image,patient_id,eye\na.jpeg,{placeholder},left\nb.jpeg,{placeholder},right\n"
