@@ -19,7 +19,8 @@ from PIL import Image
 
 import drgrader
 from drgrader.cli import main
-from drgrader.data.identity import folded_patient, warn_identity
+from drgrader.data.eyes import patient_id
+from drgrader.data.identity import warn_identity
 from drgrader.data.inputs import collect_inputs
 from drgrader.data.manifest import read_dataset
 from drgrader.synth import make_fundus
@@ -273,8 +274,6 @@ def test_every_missing_value_pandas_writes_is_no_patient():
     strangers one patient (probe 23, finding 3)."""
     from pandas._libs.parsers import STR_NA_VALUES
 
-    from drgrader.data.eyes import patient_id
-
     assert [word for word in sorted(STR_NA_VALUES) if patient_id(word) or patient_id(word.lower())] == []
 
 
@@ -311,7 +310,7 @@ def test_one_name_in_nfc_and_nfd_is_one_patient(tmp_path):
     table = collect_inputs([tmp_path])
     assert table["patient_id"].tolist() == [nfc, nfc] and sorted(table["eye"]) == ["left", "right"]
     assert table["identity_note"].tolist() == ["", ""]
-    assert folded_patient(nfd) == folded_patient(nfc)  # as serve compares two uploads' patients
+    assert patient_id(nfd) == patient_id(nfc)  # as serve compares two uploads' patients
 
 
 def test_the_same_photo_under_two_patients_is_noted_on_both(tmp_path, caplog):
