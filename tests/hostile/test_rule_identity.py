@@ -238,9 +238,39 @@ def test_a_given_patient_that_its_name_contradicts_is_noted_on_both_photos(tmp_p
     table = collect_inputs([tmp_path / "list.csv", tmp_path / "10_right.jpeg", tmp_path / "11_right.jpeg"]).set_index("image_id")
     assert table.loc["10_left", "patient_id"] == "P1" and table.loc["10_right", "patient_id"] == "10"  # the CSV's, as given
     note = ("contradictory patient: '10_left' is patient 'P1' by its CSV row or DICOM header, but its name says patient "
-            "'10', the patient of '10_right' by name; the given patient is taken, so they are not paired as one patient's eyes")
+            "'10', the patient of '10_right'; the given patient is taken, its eye (left) left unknown, so it is not paired "
+            "as any patient's fellow eye")
     assert table.loc["10_left", "identity_note"] == note and table.loc["10_right", "identity_note"] == note
     assert table.loc["11_left", "identity_note"] == table.loc["11_right", "identity_note"] == ""  # CSV and name agree
+
+
+def test_a_given_patient_is_checked_against_names_when_every_patient_is_given(tmp_path):
+    """Every patient given (a full CSV, DICOM files): a shifted cell put 10007_left under 10131,
+    paired with 10131_right, and one PatientID for an export's every file made strangers one
+    patient, both without a note (probe 23, finding 2)."""
+    for k, name in enumerate(("10131_right", "10007_left", "10007_right", "20_left", "20_right")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k % 3, k))
+    (tmp_path / "list.csv").write_text("image,patient_id\n10131_right.jpeg,10131\n10007_left.jpeg,10131\n"
+                                       "10007_right.jpeg,10007\n20_left.jpeg,P2\n20_right.jpeg,P2\n")
+    table = collect_inputs([tmp_path / "list.csv"]).set_index("image_id")
+    assert table.loc["10007_left", ["patient_id", "eye"]].tolist() == ["10131", ""]  # as given, never 10131_right's fellow
+    assert table.loc["10131_right", "eye"] == "right"
+    for image in ("10007_left", "10131_right", "10007_right"):
+        assert table.loc[image, "identity_note"].startswith(
+            "contradictory patient: '10007_left' is patient '10131' by its CSV row or DICOM header, but its name says patient "
+            "'10007', the patient of '10007_right'; the given patient is taken, its eye (left) left unknown")
+    assert table.loc[["20_left", "20_right"], "eye"].tolist() == ["left", "right"]  # a CSV that renames 20 to P2: no conflict
+    assert table.loc[["20_left", "20_right"], "identity_note"].tolist() == ["", ""]
+    # One PatientID on two files named for two patients: one patient as given, neither a fellow eye.
+    for seed, name in enumerate(("10131_right", "10007_left")):
+        write_dicom(tmp_path / f"{name}.dcm", make_fundus(1, np.random.default_rng(seed), height=96), patient_id="P9")
+    dicoms = collect_inputs([tmp_path / "10131_right.dcm", tmp_path / "10007_left.dcm"]).set_index("image_id")
+    assert dicoms["patient_id"].tolist() == ["P9", "P9"] and dicoms["eye"].tolist() == ["", ""]
+    assert dicoms.loc["10131_right", "identity_note"].startswith(
+        "contradictory patient: '10131_right' is patient 'P9' by its CSV row or DICOM header, but its name says patient "
+        "'10131', while '10007_left', also patient 'P9', is named for another patient; the given patient is taken, its eye "
+        "(right) left unknown")
+    assert "no eye" not in dicoms.loc["10131_right", "identity_note"]  # the note says why the eye is unknown
 
 
 def test_the_patients_file_agrees_with_its_decision():
