@@ -66,6 +66,21 @@ def test_eyes_kept_in_folders_of_their_own_stay_one_patient(tmp_path):
     assert table["patient_id"].tolist() == ["10", "10"] and table["identity_note"].tolist() == ["", ""]
 
 
+def test_one_patients_eyes_in_two_clinics_folders_are_noted(tmp_path):
+    """clinicA/10131_left and clinicB/10131_right were one patient without a word, while one eye
+    in two folders is split per folder (probe 23, W8)."""
+    for k, (folder, name) in enumerate((("clinicA", "10131_left"), ("clinicB", "10131_right"), ("clinicA", "7_left"),
+                                        ("clinicA", "7_right"))):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / f"{name}.jpeg").write_bytes(photo_bytes(k % 3, k))
+    table = collect_inputs([tmp_path / "clinicA", tmp_path / "clinicB"]).set_index("image_id")
+    assert table.loc[["10131_left", "10131_right"], "patient_id"].tolist() == ["10131", "10131"]
+    note = ("one patient in two folders: the eyes of patient '10131' are in 2 folders (clinicA/10131_left, clinicB/10131_right); "
+            "taken as one patient's eyes (if the folders number patients alike, give the patients in a CSV)")
+    assert table.loc["10131_left", "identity_note"] == table.loc["10131_right", "identity_note"] == note
+    assert table.loc[["7_left", "7_right"], "identity_note"].tolist() == ["", ""]
+
+
 @pytest.fixture(scope="module")
 def clinic(tmp_path_factory):
     """One folder of every conflict: two photos of one eye, three of one eye, a name with both

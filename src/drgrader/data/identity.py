@@ -17,6 +17,8 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
   -> the given patient is taken, its eye left unknown (two photos whose names say two patients
   are never paired on a given id alone), the photos of both patients noted;
 - a name with both eyes in it (``P7_OD_OS``) -> neither patient nor eye is read from it;
+- a patient read from file names has its eyes in two folders, each eye in one (``a/10_left``,
+  ``b/10_right``) -> one patient, noted (not when each folder is named for its eye, ``left/``);
 - one eye of a patient read from file names is named in two folders (``a/10_left``,
   ``b/10_left``) -> a patient per folder (``a/10``, ``b/10``): two clinics number alike more
   often than one patient's photo sits in two places;
@@ -64,13 +66,14 @@ CONTRADICTORY_EYE = "contradictory eye"
 CONTRADICTORY_PATIENT = "contradictory patient"
 BOTH_EYES_IN_NAME = "both eyes in the name"
 SAME_NAME_IN_FOLDERS = "same eye in two folders"
+EYES_IN_FOLDERS = "one patient in two folders"
 SEVERAL_PHOTOS_OF_ONE_EYE = "several photos of one eye"
 SAME_PHOTO_AS_TWO_EYES = "one photo as two eyes"
 SAME_PHOTO_UNDER_TWO_PATIENTS = "same photo under two patients"
 LOOKALIKE_PATIENTS = "lookalike patients"
 NO_PATIENT = "no patient"
 NO_EYE = "no eye"
-NOTE_KINDS = [CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS,
+NOTE_KINDS = [CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS,
               SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, SAME_PHOTO_UNDER_TWO_PATIENTS, LOOKALIKE_PATIENTS,
               NO_PATIENT, NO_EYE]
 _FRAME = re.compile(r"#frame[0-9]+$")
@@ -190,6 +193,18 @@ def _split_by_folder(table: pd.DataFrame, from_name: pd.Series, notes: list[list
             table.at[k, "patient_id"] = qualified
             notes[k].append(f"{SAME_NAME_IN_FOLDERS}: the {' and '.join(eyes)} eye of patient {patient!r} is named in "
                             f"{where}; taken as a patient per folder, this one {qualified!r}")
+    # Its two eyes in two folders: one patient (photos sorted by visit or camera), but as likely
+    # two clinics' patients numbered alike, so said; not when each folder is named for its eye.
+    split = {p for (p, _), n in spread.items() if n > 1}
+    for patient, folder_of in folders.groupby(named["patient_id"]):
+        named_for_eye = all(EYE_WORDS.get(Path(f).name.lower()) == named.at[k, "eye"] for k, f in folder_of.items())
+        if patient in split or folder_of.nunique() < 2 or named_for_eye:
+            continue
+        labels = _folder_labels(set(folder_of))
+        listing = ", ".join(f"{labels[f]}/{named.at[k, 'image_id']}" for k, f in folder_of.items())
+        for k in table.index[from_name & (table["patient_id"] == patient)]:
+            notes[k].append(f"{EYES_IN_FOLDERS}: the eyes of patient {patient!r} are in {len(labels)} folders ({listing}); "
+                            "taken as one patient's eyes (if the folders number patients alike, give the patients in a CSV)")
 
 
 def _unique_image_ids(table: pd.DataFrame) -> None:
