@@ -19,7 +19,8 @@ from PIL import Image
 
 import drgrader
 from drgrader.cli import main
-from drgrader.data.identity import folded_patient, warn_identity
+from drgrader.data.eyes import patient_id
+from drgrader.data.identity import warn_identity
 from drgrader.data.inputs import collect_inputs
 from drgrader.data.manifest import read_dataset
 from drgrader.synth import make_fundus
@@ -63,6 +64,21 @@ def test_eyes_kept_in_folders_of_their_own_stay_one_patient(tmp_path):
         (tmp_path / eye / f"10_{eye}.jpeg").write_bytes(photo_bytes(1, k))
     table = collect_inputs([tmp_path])
     assert table["patient_id"].tolist() == ["10", "10"] and table["identity_note"].tolist() == ["", ""]
+
+
+def test_one_patients_eyes_in_two_clinics_folders_are_noted(tmp_path):
+    """clinicA/10131_left and clinicB/10131_right were one patient without a word, while one eye
+    in two folders is split per folder (probe 23, W8)."""
+    for k, (folder, name) in enumerate((("clinicA", "10131_left"), ("clinicB", "10131_right"), ("clinicA", "7_left"),
+                                        ("clinicA", "7_right"))):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / f"{name}.jpeg").write_bytes(photo_bytes(k % 3, k))
+    table = collect_inputs([tmp_path / "clinicA", tmp_path / "clinicB"]).set_index("image_id")
+    assert table.loc[["10131_left", "10131_right"], "patient_id"].tolist() == ["10131", "10131"]
+    note = ("one patient in two folders: the eyes of patient '10131' are in 2 folders (clinicA/10131_left, clinicB/10131_right); "
+            "taken as one patient's eyes (if the folders number patients alike, give the patients in a CSV)")
+    assert table.loc["10131_left", "identity_note"] == table.loc["10131_right", "identity_note"] == note
+    assert table.loc[["7_left", "7_right"], "identity_note"].tolist() == ["", ""]
 
 
 @pytest.fixture(scope="module")
@@ -237,9 +253,39 @@ def test_a_given_patient_that_its_name_contradicts_is_noted_on_both_photos(tmp_p
     table = collect_inputs([tmp_path / "list.csv", tmp_path / "10_right.jpeg", tmp_path / "11_right.jpeg"]).set_index("image_id")
     assert table.loc["10_left", "patient_id"] == "P1" and table.loc["10_right", "patient_id"] == "10"  # the CSV's, as given
     note = ("contradictory patient: '10_left' is patient 'P1' by its CSV row or DICOM header, but its name says patient "
-            "'10', the patient of '10_right' by name; the given patient is taken, so they are not paired as one patient's eyes")
+            "'10', the patient of '10_right'; the given patient is taken, its eye (left) left unknown, so it is not paired "
+            "as any patient's fellow eye")
     assert table.loc["10_left", "identity_note"] == note and table.loc["10_right", "identity_note"] == note
     assert table.loc["11_left", "identity_note"] == table.loc["11_right", "identity_note"] == ""  # CSV and name agree
+
+
+def test_a_given_patient_is_checked_against_names_when_every_patient_is_given(tmp_path):
+    """Every patient given (a full CSV, DICOM files): a shifted cell put 10007_left under 10131,
+    paired with 10131_right, and one PatientID for an export's every file made strangers one
+    patient, both without a note (probe 23, finding 2)."""
+    for k, name in enumerate(("10131_right", "10007_left", "10007_right", "20_left", "20_right")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k % 3, k))
+    (tmp_path / "list.csv").write_text("image,patient_id\n10131_right.jpeg,10131\n10007_left.jpeg,10131\n"
+                                       "10007_right.jpeg,10007\n20_left.jpeg,P2\n20_right.jpeg,P2\n")
+    table = collect_inputs([tmp_path / "list.csv"]).set_index("image_id")
+    assert table.loc["10007_left", ["patient_id", "eye"]].tolist() == ["10131", ""]  # as given, never 10131_right's fellow
+    assert table.loc["10131_right", "eye"] == "right"
+    for image in ("10007_left", "10131_right", "10007_right"):
+        assert table.loc[image, "identity_note"].startswith(
+            "contradictory patient: '10007_left' is patient '10131' by its CSV row or DICOM header, but its name says patient "
+            "'10007', the patient of '10007_right'; the given patient is taken, its eye (left) left unknown")
+    assert table.loc[["20_left", "20_right"], "eye"].tolist() == ["left", "right"]  # a CSV that renames 20 to P2: no conflict
+    assert table.loc[["20_left", "20_right"], "identity_note"].tolist() == ["", ""]
+    # One PatientID on two files named for two patients: one patient as given, neither a fellow eye.
+    for seed, name in enumerate(("10131_right", "10007_left")):
+        write_dicom(tmp_path / f"{name}.dcm", make_fundus(1, np.random.default_rng(seed), height=96), patient_id="P9")
+    dicoms = collect_inputs([tmp_path / "10131_right.dcm", tmp_path / "10007_left.dcm"]).set_index("image_id")
+    assert dicoms["patient_id"].tolist() == ["P9", "P9"] and dicoms["eye"].tolist() == ["", ""]
+    assert dicoms.loc["10131_right", "identity_note"].startswith(
+        "contradictory patient: '10131_right' is patient 'P9' by its CSV row or DICOM header, but its name says patient "
+        "'10131', while '10007_left', also patient 'P9', is named for another patient; the given patient is taken, its eye "
+        "(right) left unknown")
+    assert "no eye" not in dicoms.loc["10131_right", "identity_note"]  # the note says why the eye is unknown
 
 
 def test_the_patients_file_agrees_with_its_decision():
@@ -268,9 +314,19 @@ def test_the_patients_file_agrees_with_its_decision():
     assert p3["reason"].startswith("left eye fused grade 1.23") and (p3["worst_image"], p3["worst_eye"]) == ("P3_left", "left")
 
 
-@pytest.mark.parametrize("placeholder", ["NA", " n/a ", "Unknown", "null", "-", "?"])
+def test_every_missing_value_pandas_writes_is_no_patient():
+    """pandas' own NA list (``#N/A`` from Excel's VLOOKUP, ``<NA>`` from ``astype(str)``): each made
+    strangers one patient (probe 23, finding 3)."""
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    assert [word for word in sorted(STR_NA_VALUES) if patient_id(word) or patient_id(word.lower())] == []
+
+
+@pytest.mark.parametrize("placeholder", ["NA", " n/a ", "Unknown", "null", "-", "?", "#N/A", "<NA>", "#NA", "-nan",
+                                         "ANONYMOUS"])
 def test_a_placeholder_patient_is_no_patient_not_one_patient_of_strangers(tmp_path, placeholder):
-    """R and pandas write NA for a missing value: two strangers' photos are not one patient 'NA'."""
+    """R and pandas write NA for a missing value, an anonymising export ANONYMOUS: two strangers'
+    photos are not one patient 'NA'."""
     for k, name in enumerate(("a", "b", "c")):
         (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k, k))
     (tmp_path / "list.csv").write_text(f"image,patient_id,eye\na.jpeg,{placeholder},left\nb.jpeg,{placeholder},right\n"
@@ -299,7 +355,7 @@ def test_one_name_in_nfc_and_nfd_is_one_patient(tmp_path):
     table = collect_inputs([tmp_path])
     assert table["patient_id"].tolist() == [nfc, nfc] and sorted(table["eye"]) == ["left", "right"]
     assert table["identity_note"].tolist() == ["", ""]
-    assert folded_patient(nfd) == folded_patient(nfc)  # as serve compares two uploads' patients
+    assert patient_id(nfd) == patient_id(nfc)  # as serve compares two uploads' patients
 
 
 def test_the_same_photo_under_two_patients_is_noted_on_both(tmp_path, caplog):

@@ -46,6 +46,26 @@ def test_fellow_index_pairs_two_eyes_of_a_patient_only():
     assert fellow_index(table).tolist() == [1, 0, -1, -1, -1, -1, -1, -1]
 
 
+def test_an_eye_of_unknown_side_is_never_a_fellow_eye():
+    """Two photos of one patient without their sides are as often two fields of one eye (a list
+    without an eye column, a multi-frame DICOM without laterality): paired, a referable eye was
+    pulled towards its companion and the patient called negative (probe 23, finding 1)."""
+    table = pd.DataFrame({
+        "patient_id": ["a", "a", "b", "b", "c", "c", "d", "d"],
+        "eye": ["", "", "left", "", "", None, "OS", "od"],
+        "expected_grade": [2.0, 0.2, 1.0, 1.0, 1.0, 1.0, 0.0, 3.0],
+    })
+    # Only d, a known left beside a known right (in any spelling of EYE_WORDS), is paired.
+    assert fellow_index(table).tolist() == [-1, -1, -1, -1, -1, -1, 7, 6]
+    model = fit_paired_eyes(regression_table(300, seed=1))
+    stage = {"model": model.to_dict(), "thresholds": {"cutpoints": [0.5, 1.5, 2.5, 3.5], "any_dr": 0.5, "referable": 1.5}}
+    scored = table.assign(score_any=table["expected_grade"], score_referable=table["expected_grade"])
+    decided = decide_paired(scored, stage)
+    assert decided["paired"].tolist() == [False] * 6 + [True, True]
+    assert decided["expected_grade"][0] == pytest.approx(
+        model.single_intercept + model.single_coef[0] * 2.0)  # the single-eye fallback, as its note says
+
+
 def test_fused_grade_beats_single_eye_when_eyes_share_disease():
     table = regression_table(600, seed=0)
     fused, own, paired = cross_fit_paired_eyes(table)

@@ -27,8 +27,13 @@ from pathlib import PurePosixPath
 EYE_WORDS = {"left": "left", "l": "left", "os": "left", "right": "right", "r": "right", "od": "right"}
 
 # What R, pandas, spreadsheets and forms write for a missing value: no patient, never one patient
-# "NA" of every photo that lacks one.
-MISSING_PATIENT_WORDS = frozenset({"na", "n/a", "null", "none", "nan", "unknown", "-", "?"})
+# "NA" of every photo that lacks one. Compared casefolded. pandas' own default list
+# (``pandas._libs.parsers.STR_NA_VALUES``, private, so written out here: ``<NA>`` is what
+# ``astype(str)`` writes for a nullable column's missing value, ``#N/A`` what Excel's VLOOKUP
+# writes for a missing match), and what anonymising exports write as DICOM PatientID.
+PANDAS_NA_WORDS = frozenset({"#n/a", "#n/a n/a", "#na", "-1.#ind", "-1.#qnan", "-nan", "1.#ind", "1.#qnan", "<na>",
+                             "n/a", "na", "null", "nan", "none"})
+MISSING_PATIENT_WORDS = PANDAS_NA_WORDS | {"n/a n/a", "unknown", "-", "?", "anonymous", "anon"}
 
 _WORDS = re.compile(r"[^_\- ]+")
 _LONG_EYE_WORDS = {"left", "right", "os", "od"}  # single letters inside a name are too often something else
@@ -40,7 +45,7 @@ _NAME = re.compile(r"^(?P<patient>.*[^_\- ])[_\- ]+(?P<eye>left|right|l|r|os|od)
 def patient_id(text: str) -> str:
     """A patient id as one spelling: stripped, in Unicode NFC (macOS writes file names in NFD, so
     ``Müller`` may come in two byte spellings of one name); ``""`` for a missing-value placeholder
-    (``NA``, ``n/a``, ``null``, ``none``, ``nan``, ``unknown``, ``-``, ``?``, any case)."""
+    (:data:`MISSING_PATIENT_WORDS`: ``NA``, ``#N/A``, ``<NA>``, ``null``, ``unknown``, ``ANONYMOUS``, ..., any case)."""
     text = unicodedata.normalize("NFC", text).strip()
     return "" if text.casefold() in MISSING_PATIENT_WORDS else text
 

@@ -11,10 +11,14 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
 - the sources disagree on the eye (a DICOM's ``ImageLaterality`` and ``Laterality`` too) -> the
   eye is left unknown; on the patient (CSV and DICOM
   ``PatientID``) -> the CSV's (the user's own list) is taken; a photo whose CSV or DICOM patient
-  is not the one its name says, when another photo is that patient by its name (a CSV row for
-  ``10_left`` saying ``P1`` beside a ``10_right`` from a folder) -> the given patient is taken,
-  both photos noted (they are not paired as one patient's eyes);
+  is not the one its name says, when another photo is that patient (by its name or given: a CSV
+  row for ``10_left`` saying ``P1`` beside a ``10_right`` from a folder), or another photo given
+  the same patient names a third one (``10131_right`` and ``10007_left`` both ``PatientID`` P9)
+  -> the given patient is taken, its eye left unknown (two photos whose names say two patients
+  are never paired on a given id alone), the photos of both patients noted;
 - a name with both eyes in it (``P7_OD_OS``) -> neither patient nor eye is read from it;
+- a patient read from file names has its eyes in two folders, each eye in one (``a/10_left``,
+  ``b/10_right``) -> one patient, noted (not when each folder is named for its eye, ``left/``);
 - one eye of a patient read from file names is named in two folders (``a/10_left``,
   ``b/10_left``) -> a patient per folder (``a/10``, ``b/10``): two clinics number alike more
   often than one patient's photo sits in two places;
@@ -62,13 +66,14 @@ CONTRADICTORY_EYE = "contradictory eye"
 CONTRADICTORY_PATIENT = "contradictory patient"
 BOTH_EYES_IN_NAME = "both eyes in the name"
 SAME_NAME_IN_FOLDERS = "same eye in two folders"
+EYES_IN_FOLDERS = "one patient in two folders"
 SEVERAL_PHOTOS_OF_ONE_EYE = "several photos of one eye"
 SAME_PHOTO_AS_TWO_EYES = "one photo as two eyes"
 SAME_PHOTO_UNDER_TWO_PATIENTS = "same photo under two patients"
 LOOKALIKE_PATIENTS = "lookalike patients"
 NO_PATIENT = "no patient"
 NO_EYE = "no eye"
-NOTE_KINDS = [CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS,
+NOTE_KINDS = [CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS,
               SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, SAME_PHOTO_UNDER_TWO_PATIENTS, LOOKALIKE_PATIENTS,
               NO_PATIENT, NO_EYE]
 _FRAME = re.compile(r"#frame[0-9]+$")
@@ -130,20 +135,36 @@ def _read_one(row: dict) -> tuple[str, str, str, list[str]]:
     return patient, eye, name_patient, notes
 
 
-def _given_against_names(table: pd.DataFrame, from_name: pd.Series, name_patient: pd.Series,
-                         notes: list[list[str]]) -> None:
-    """A CSV/DICOM patient that is not the patient its name says, while another photo is that
-    patient by its name: the given patient stands, both photos noted."""
-    by_name = table.loc[from_name].groupby("patient_id")["image_id"].agg(list)
-    given = ~from_name & (table["patient_id"] != "") & (name_patient != table["patient_id"]) & name_patient.isin(by_name.index)
-    for k in table.index[given]:
-        named = name_patient[k]
-        note = (f"{CONTRADICTORY_PATIENT}: {table.at[k, 'image_id']!r} is patient {table.at[k, 'patient_id']!r} by its CSV "
-                f"row or DICOM header, but its name says patient {named!r}, the patient of "
-                f"{', '.join(map(repr, by_name[named]))} by name; the given patient is taken, so they are not paired as "
-                "one patient's eyes")
-        for j in [k, *table.index[from_name & (table["patient_id"] == named)]]:
+def _given_against_names(table: pd.DataFrame, given: pd.Series, name_patient: pd.Series,
+                         notes: list[list[str]]) -> pd.Series:
+    """Photos given a patient G (CSV row or DICOM header) whose name says another patient N, when
+    N is the patient of another photo (given or by name) or another photo of G names a third
+    patient: a shifted CSV cell, an export that gives every file one PatientID. G stands, but
+    two photos whose names say two patients are never paired on a given id alone: the photo's
+    eye is left unknown (never a fellow eye), and it and every photo of G and of N noted.
+    Returns which photos lost their eye so."""
+    patients = table["patient_id"]
+    contested = pd.Series(False, index=table.index)
+    for k in table.index[given & (name_patient != "") & (name_patient != patients)]:
+        g, n = patients[k], name_patient[k]
+        of_n = table.index[patients == n]
+        of_g = table.index[(patients == g) & (table.index != k)]
+        naming_others = of_g[(name_patient[of_g] != "") & (name_patient[of_g] != n)]
+        if not len(of_n) and not len(naming_others):
+            continue  # a CSV that renames 10_left and 10_right to P1: nothing contradicts it
+        others = of_n if len(of_n) else naming_others
+        ids = ", ".join(map(repr, table.loc[others, "image_id"]))
+        why = (f"the patient of {ids}" if len(of_n) else
+               f"while {ids}, also patient {g!r}, {'is' if len(others) == 1 else 'are'} named for another patient")
+        eye = table.at[k, "eye"]
+        note = (f"{CONTRADICTORY_PATIENT}: {table.at[k, 'image_id']!r} is patient {g!r} by its CSV row or DICOM header, but "
+                f"its name says patient {n!r}, {why}; the given patient is taken, its eye{f' ({eye})' if eye else ''} left "
+                "unknown, so it is not paired as any patient's fellow eye")
+        for j in dict.fromkeys([k, *of_g, *of_n]):
             notes[j].append(note)
+        contested[k] = True
+    table.loc[contested, "eye"] = ""
+    return contested
 
 
 def _folder_labels(folders: set[str]) -> dict[str, str]:
@@ -172,6 +193,18 @@ def _split_by_folder(table: pd.DataFrame, from_name: pd.Series, notes: list[list
             table.at[k, "patient_id"] = qualified
             notes[k].append(f"{SAME_NAME_IN_FOLDERS}: the {' and '.join(eyes)} eye of patient {patient!r} is named in "
                             f"{where}; taken as a patient per folder, this one {qualified!r}")
+    # Its two eyes in two folders: one patient (photos sorted by visit or camera), but as likely
+    # two clinics' patients numbered alike, so said; not when each folder is named for its eye.
+    split = {p for (p, _), n in spread.items() if n > 1}
+    for patient, folder_of in folders.groupby(named["patient_id"]):
+        named_for_eye = all(EYE_WORDS.get(Path(f).name.lower()) == named.at[k, "eye"] for k, f in folder_of.items())
+        if patient in split or folder_of.nunique() < 2 or named_for_eye:
+            continue
+        labels = _folder_labels(set(folder_of))
+        listing = ", ".join(f"{labels[f]}/{named.at[k, 'image_id']}" for k, f in folder_of.items())
+        for k in table.index[from_name & (table["patient_id"] == patient)]:
+            notes[k].append(f"{EYES_IN_FOLDERS}: the eyes of patient {patient!r} are in {len(labels)} folders ({listing}); "
+                            "taken as one patient's eyes (if the folders number patients alike, give the patients in a CSV)")
 
 
 def _unique_image_ids(table: pd.DataFrame) -> None:
@@ -257,14 +290,15 @@ def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
                                 "spacing or leading zeros; kept apart as given (one spelling in the input makes them one patient)")
 
 
-def _eye_counts(table: pd.DataFrame, notes: list[list[str]], lone: pd.Series) -> None:
-    """Several photos of one eye, and known patients whose eye is not known."""
+def _eye_counts(table: pd.DataFrame, notes: list[list[str]], said: pd.Series) -> None:
+    """Several photos of one eye, and known patients whose eye is not known (but for the photos
+    ``said``, whose other notes say why)."""
     known = table[table["eye"] != ""]
     counts = known.groupby(["patient_id", "eye"])["path"].transform("size")
     for k in counts.index[counts > 1]:
         notes[k].append(f"{SEVERAL_PHOTOS_OF_ONE_EYE}: {counts[k]} photos of the {table.at[k, 'eye']} eye of patient "
                         f"{table.at[k, 'patient_id']!r}; all kept, the worst decides")
-    for k in table.index[(table["eye"] == "") & ~lone]:
+    for k in table.index[(table["eye"] == "") & ~said]:
         if not any(n.startswith((CONTRADICTORY_EYE, BOTH_EYES_IN_NAME, SAME_PHOTO_AS_TWO_EYES)) for n in notes[k]):
             tags = table.at[k, "dicom_laterality"]  # only tags that name no eye here (B, U): said, not "no laterality"
             dicom = ", ".join(f"{'laterality' if len(tags) == 1 else tag} {said}" for tag, said in tags)
@@ -288,13 +322,13 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     given = (table["csv_patient"] != "") | (table["dicom_patient"] != "")
     from_name = (table["patient_id"] != "") & ~given
     lone = table["patient_id"] == ""
-    _given_against_names(table, from_name, name_patient, notes)
+    contested = _given_against_names(table, given, name_patient, notes)
     _split_by_folder(table, from_name, notes)
     _lookalike_patients(table, notes)
     _unique_image_ids(table)
     _own_patients(table, notes)
     _copies(table, notes)
-    _eye_counts(table, notes, lone)
+    _eye_counts(table, notes, lone | contested)
     table["identity_note"] = ["; ".join(n) for n in notes]
     return table[IDENTITY_COLUMNS]
 

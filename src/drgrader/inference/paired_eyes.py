@@ -8,7 +8,7 @@ difference, laterality) onto the true grade, fitted on out-of-fold predictions, 
 how much the fellow eye is worth on scores the first stage did not train on. Its output is a
 continuous *fused grade*, decoded by its own thresholds and cut-points, like a regression
 model's. An eye without a usable fellow (one photo, or the other one ungradable or unreadable)
-gets the plain fallback: a ridge regression on its own scores alone, fitted on the same data,
+gets the plain fallback (so does an eye whose side is not known: see :func:`fellow_index`): a ridge regression on its own scores alone, fitted on the same data,
 so that every eye's fused grade is on one scale and one set of thresholds decides them all.
 
 A fellow eye never talks a severe eye out of it: where an eye's own grade alone (the
@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from drgrader.data.eyes import EYE_WORDS
 from drgrader.grading import DECISION_COLUMNS, SCORE_COLUMNS, SCREENS, column_index, decide, scores_are_the_grade
 
 SCREEN_SCORES = ["expected_grade", *(column for column, _ in SCREENS.values())]
@@ -93,18 +94,21 @@ def score_inputs(table: pd.DataFrame) -> list[str]:
 
 def fellow_index(table: pd.DataFrame) -> np.ndarray:
     """For each row, the row index (position) of its fellow eye, or -1: the patient's other
-    photo when the patient has exactly two usable photos of different eyes."""
+    photo when the patient has exactly two usable photos, a known left eye and a known right
+    eye. A photo whose eye is unknown is never a fellow: two of them are as often two fields of
+    one eye (macula- and disc-centred, a multi-frame DICOM) as two eyes."""
     usable = table["expected_grade"].notna().to_numpy().copy()
     if "gradable" in table:
         usable &= table["gradable"].fillna(True).astype(bool).to_numpy()
-    eye = table["eye"].fillna("").astype(str).str.lower().to_numpy() if "eye" in table else np.full(len(table), "")
+    words = table["eye"].fillna("").astype(str).str.lower() if "eye" in table else pd.Series([""] * len(table))
+    eye = words.map(lambda w: EYE_WORDS.get(w, "")).to_numpy()
     patient = table["patient_id"].fillna("").astype(str).to_numpy() if "patient_id" in table else np.full(len(table), "")
     fellow = np.full(len(table), -1)
     positions = pd.Series(np.arange(len(table)))[usable & (patient != "")]
     for _, group in positions.groupby(patient[positions.to_numpy()]):
         if len(group) == 2:
             a, b = group.to_numpy()
-            if eye[a] != eye[b] or eye[a] == "":
+            if {eye[a], eye[b]} == {"left", "right"}:
                 fellow[a], fellow[b] = b, a
     return fellow
 

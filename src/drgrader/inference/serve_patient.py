@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from drgrader.data.dicom import is_dicom, read_header
-from drgrader.data.eyes import eyes_named, patient_and_eye
+from drgrader.data.eyes import eyes_named, patient_and_eye, patient_id
 from drgrader.data.identity import folded_patient
 from drgrader.data.image_files import ImageReadError, identical_files
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS
@@ -64,9 +64,11 @@ def _upload_identity(name: str, path: Path) -> tuple[str, str, list[tuple[str, s
     # Each laterality tag on its own: tags that disagree (ImageLaterality L, Laterality R) are
     # refused below like a name that disagrees with its header.
     eyes += [(f"DICOM {tag}", eye) for tag, eye in (header.laterality if header else ()) if eye in ("left", "right")]
-    if header and header.patient_id:
-        return header.patient_id, "DICOM PatientID", eyes
-    return (read[0], "name", eyes) if read else ("", "", eyes)
+    given = patient_id(header.patient_id) if header else ""  # ANONYMOUS, NA: no patient, as predict reads it
+    if given:
+        return given, "DICOM PatientID", eyes
+    named_patient = patient_id(read[0]) if read else ""
+    return (named_patient, "name", eyes) if named_patient else ("", "", eyes)
 
 
 def eye_mix_up(photos: Iterable[tuple[str, str, Path]]) -> str | None:
@@ -75,8 +77,10 @@ def eye_mix_up(photos: Iterable[tuple[str, str, Path]]) -> str | None:
     be its own fellow eye); a photo whose file name or DICOM laterality names the other eye
     (``10_right.jpeg`` sent as ``left``); two photos of two patients by their names or DICOM
     ``PatientID`` (``10_right.jpeg`` beside ``11_left.jpeg``), as :mod:`drgrader.data.identity`
-    would not pair them either. Ids that differ only as the resolver folds them (case, spacing)
-    are one patient; a photo whose name carries no patient (``upload.jpg``) agrees with any."""
+    would not pair them either. Ids are compared as predict compares them (one spelling,
+    :func:`~drgrader.data.eyes.patient_id`): ``007`` and ``7``, ``P7`` and ``p7`` are two patients
+    there (kept apart, noted), so they are refused here too; a photo whose name or header carries
+    no patient (``upload.jpg``, ``PatientID`` ``ANONYMOUS``) agrees with any."""
     eyes = [(field, name, path) for field, name, path in photos if field in EYE_FIELDS]
     if len(eyes) == 2 and identical_files([path for _, _, path in eyes]):
         return f"the 'right' and 'left' photos are one file ({eyes[0][1]}, {eyes[1][1]}: the same bytes): send a photo of each eye"
@@ -91,10 +95,13 @@ def eye_mix_up(photos: Iterable[tuple[str, str, Path]]) -> str | None:
                 fix = " (or rename it)" if who == "name" else ""
                 return field_error(field, f"{name}: its {who} says the {other} eye; send it as '{other}'{fix}")
         if patient:
-            patients.append((folded_patient(patient), f"{name}: patient {patient!r} by its {source}"))
+            patients.append((patient, f"{name}: patient {patient!r} by its {source}"))
     if len(patients) == 2 and patients[0][0] != patients[1][0]:
         said = "; ".join(who for _, who in patients)
-        return f"the 'right' and 'left' photos are of two patients ({said}): send the two eyes of one patient"
+        lookalike = folded_patient(patients[0][0]) == folded_patient(patients[1][0])
+        fix = (" (ids that differ only in case, spacing or leading zeros are two patients to predict too: "
+               "spell them alike)") if lookalike else ""
+        return f"the 'right' and 'left' photos are of two patients ({said}): send the two eyes of one patient{fix}"
     return None
 
 
