@@ -20,6 +20,17 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".we
 OTHER_TABLE_SUFFIXES = {".tsv", ".tab", ".xlsx", ".xls", ".ods", ".json", ".parquet", ".feather"}
 
 
+# A file name that is not UTF-8 (Latin-1 bytes from an old share or archive) reaches Python as
+# a str with surrogate escapes; the CSVs predict writes and reads back keep those bytes as they
+# are, so the row names the very file (and a resumed or merged run finds it again).
+FILE_NAME_ERRORS = "surrogateescape"
+
+
+def csv_bytes(text: str) -> bytes:
+    """A CSV's text as UTF-8, a non-UTF-8 file name in it as its own bytes."""
+    return text.encode("utf-8", FILE_NAME_ERRORS)
+
+
 class OutputError(ValueError):
     """An output that would destroy something; the message says what and how to proceed."""
 

@@ -44,8 +44,8 @@ from drgrader.inference.predict import (
     ready_for_patients,
     typed_predictions,
 )
-from drgrader.io import atomic_write_json, atomic_write_text
-from drgrader.outputs import OutputError, claim_file, exclusive
+from drgrader.io import atomic_write_bytes, atomic_write_json
+from drgrader.outputs import FILE_NAME_ERRORS, OutputError, claim_file, csv_bytes, exclusive
 from drgrader.workflows.shards import (
     check_parts,
     effective_views,
@@ -149,7 +149,7 @@ def _read_partial(partial: Path) -> pd.DataFrame:
         partial.write_bytes(data)
     if not data.strip():
         return pd.DataFrame(columns=[*OUTPUT_COLUMNS, STAT_COLUMN])
-    return pd.read_csv(partial, dtype={c: str for c in [*TEXT_COLUMNS, STAT_COLUMN]})
+    return pd.read_csv(partial, dtype={c: str for c in [*TEXT_COLUMNS, STAT_COLUMN]}, encoding_errors=FILE_NAME_ERRORS)
 
 
 def _default_out(shard: tuple[int, int] | None = None) -> Path:
@@ -246,7 +246,7 @@ def _predict_into(
         atomic_write_json(key_file, key)
     todo = table[~table["path"].isin(done["path"])]
 
-    with open(partial, "a", encoding="utf-8", newline="") as fh:
+    with open(partial, "a", encoding="utf-8", errors=FILE_NAME_ERRORS, newline="") as fh:
         write_header = fh.tell() == 0
 
         def append(rows: pd.DataFrame) -> None:
@@ -262,10 +262,10 @@ def _predict_into(
     rows = _read_partial(partial).drop_duplicates("path", keep="last").drop(columns=INPUT_COLUMNS[1:], errors="ignore")
     final = typed_predictions(table[INPUT_COLUMNS].merge(rows, on="path", how="left")[OUTPUT_COLUMNS])
     final, points = ready_for_patients(bundle, final, refer_share=refer_share)
-    atomic_write_text(out, final.to_csv(index=False))
+    atomic_write_bytes(out, csv_bytes(final.to_csv(index=False)))
     patients = patient_table(final, points)
     if len(patients):
-        atomic_write_text(patients_file(out), patients.to_csv(index=False))
+        atomic_write_bytes(patients_file(out), csv_bytes(patients.to_csv(index=False)))
         counts = patients["decision"].value_counts()
         log.info("per-patient decisions (%s): %s", ", ".join(f"{n} {o}" for o, n in counts.items()), patients_file(out))
     else:  # no photo: a patients file from an earlier run must not pass for this one's
@@ -317,9 +317,9 @@ def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite
             patients = pd.concat([t for _, t in per_patient], ignore_index=True)
             _refuse_repeats(patients, "patient_id", [p for p, _ in per_patient], [t for _, t in per_patient], "patient")
             patients = patients.sort_values("patient_id", kind="stable")
-        atomic_write_text(out, merged.to_csv(index=False))
+        atomic_write_bytes(out, csv_bytes(merged.to_csv(index=False)))
         if patients is not None:
-            atomic_write_text(patients_file(out), patients.to_csv(index=False))
+            atomic_write_bytes(patients_file(out), csv_bytes(patients.to_csv(index=False)))
         else:  # none of the parts had one: an older merged patients file must not pass for this one's
             patients_file(out).unlink(missing_ok=True)
     log.info("merged %d parts: %d images%s into %s", len(files), len(merged),
@@ -329,7 +329,7 @@ def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite
 
 def _read_part(file: Path) -> pd.DataFrame:
     try:  # every cell as text: written back exactly as the shard wrote it
-        return pd.read_csv(file, dtype=str, keep_default_na=False)
+        return pd.read_csv(file, dtype=str, keep_default_na=False, encoding_errors=FILE_NAME_ERRORS)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{file}: not a readable predictions CSV: {exc}") from None
 

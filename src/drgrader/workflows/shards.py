@@ -23,6 +23,7 @@ from drgrader.data.cache import shard_of
 from drgrader.data.manifest import DataError
 from drgrader.inference.bundle import Bundle
 from drgrader.io import atomic_write_json, sha256_file
+from drgrader.outputs import FILE_NAME_ERRORS, csv_bytes
 
 log = logging.getLogger("drgrader")
 
@@ -84,11 +85,11 @@ def run_identity(bundle: Bundle, tta: list[str] | None, refer_share: float | Non
 def inputs_identity(table: pd.DataFrame) -> dict:
     """The whole run's inputs (before the deal): count, and checksum of path, patient and eye."""
     text = table[["path", "patient_id", "eye"]].to_csv(index=False)
-    return {"photos": len(table), "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    return {"photos": len(table), "sha256": hashlib.sha256(csv_bytes(text)).hexdigest()}
 
 
 def _file_record(file: Path) -> dict:
-    rows = len(pd.read_csv(file, dtype=str, keep_default_na=False)) if file.stat().st_size else 0
+    rows = len(pd.read_csv(file, dtype=str, keep_default_na=False, encoding_errors=FILE_NAME_ERRORS)) if file.stat().st_size else 0
     return {"rows": rows, "sha256": sha256_file(file)}
 
 
