@@ -46,3 +46,11 @@ def test_port_out_of_range(tmp_path, capsys):
         main(["serve", str(tmp_path), "--port", "70000"])
     assert exit_info.value.code == 2
     assert "is not a port" in capsys.readouterr().err
+
+
+def test_models_given_a_folder_that_is_no_grader(tmp_path, capsys):
+    # Before: "error: [Errno 2] No such file or directory: '.../MODEL_CARD.md'"; "" listed the graders.
+    assert main(["models", str(tmp_path)]) == 2
+    assert f"{tmp_path}: not a bundle folder, and not a built-in grader" in one_line(capsys)
+    assert main(["models", ""]) == 2
+    assert "an empty grader name" in one_line(capsys)

@@ -129,3 +129,27 @@ def test_an_output_named_for_another_table_format_is_refused(tiny_bundle, photos
     assert main(["predict", str(tiny_bundle), str(photos[0]), "--out", str(tmp_path / name)]) == 2
     assert "comma-separated" in capsys.readouterr().err
     assert not list(tmp_path.glob("grades*"))
+
+
+def test_a_file_written_beside_out_never_replaces_an_input(tiny_bundle, photos, tmp_path, capsys):
+    # A day's list named day_patients.csv: predict --out day.csv would write its patients file onto it.
+    listing = tmp_path / "day_patients.csv"
+    listing.write_text("image\n" + "\n".join(str(p) for p in photos) + "\n")
+    before = digest(listing)
+    assert main(["predict", str(tiny_bundle), str(listing), "--out", str(tmp_path / "day.csv")]) == 2
+    assert "--out" in (err := capsys.readouterr().err) and f"would write its patients file onto the input {listing}" in err
+    assert digest(listing) == before and not (tmp_path / "day.csv").exists()
+    resume = tmp_path / "x.csv.partial.csv"  # a list under the name of another's resume file
+    resume.write_text(listing.read_text())
+    assert main(["predict", str(tiny_bundle), str(resume), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "would write its resume file onto the input" in capsys.readouterr().err and resume.read_text().startswith("image")
+
+
+def test_merge_never_writes_its_patients_file_onto_a_part(tiny_bundle, photos, tmp_path, capsys):
+    from drgrader.workflows.predict import predict_command
+
+    part = predict_command(tiny_bundle, [photos[0]], out=tmp_path / "m_patients.csv")  # a part under that name
+    before = digest(part)
+    assert main(["merge-predictions", str(part), "--unverified", "--out", str(tmp_path / "m.csv")]) == 2
+    assert "would write its patients file onto the input" in capsys.readouterr().err
+    assert digest(part) == before and not (tmp_path / "m.csv").exists()

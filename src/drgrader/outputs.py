@@ -20,6 +20,17 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".we
 OTHER_TABLE_SUFFIXES = {".tsv", ".tab", ".xlsx", ".xls", ".ods", ".json", ".parquet", ".feather"}
 
 
+# A file name that is not UTF-8 (Latin-1 bytes from an old share or archive) reaches Python as
+# a str with surrogate escapes; the CSVs predict writes and reads back keep those bytes as they
+# are, so the row names the very file (and a resumed or merged run finds it again).
+FILE_NAME_ERRORS = "surrogateescape"
+
+
+def csv_bytes(text: str) -> bytes:
+    """A CSV's text as UTF-8, a non-UTF-8 file name in it as its own bytes."""
+    return text.encode("utf-8", FILE_NAME_ERRORS)
+
+
 class OutputError(ValueError):
     """An output that would destroy something; the message says what and how to proceed."""
 
@@ -44,20 +55,32 @@ def kind_of(path: Path) -> str | None:
 
 
 def _resolved(path: Path) -> Path:
-    """The absolute, link-free path; a symlink loop or broken link stays as given (absolute)."""
+    """The absolute, link-free path; a symlink loop, a broken link or a name the system cannot
+    take (a NUL byte) stays as given (absolute)."""
     try:
         return Path(path).resolve()
-    except (OSError, RuntimeError):  # RuntimeError: a loop, before Python 3.13
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: a loop, before Python 3.13
         return Path(path).absolute()
 
 
-def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", overwrite: bool = False) -> Path:
-    """Check that the command may write the file ``out`` (its own kind: ``suffix``)."""
+def lock_file(out: Path) -> Path:
+    """``<out>.lock``, held by :func:`exclusive` while ``out`` is written."""
+    return Path(out).with_name(Path(out).name + ".lock")
+
+
+def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", overwrite: bool = False,
+               beside: dict[str, Path] | None = None) -> Path:
+    """Check that the command may write the file ``out`` (its own kind: ``suffix``) and the files
+    it writes beside it (``beside``: what each is, in words -> its path; the lock file is added
+    here): none of them may be one of the ``inputs``."""
     out = Path(out)
-    target = _resolved(out)
-    for item in inputs:
-        if _resolved(Path(item)) == target:
-            raise OutputError(f"--out {out} is one of the inputs; choose another output file")
+    given = {_resolved(Path(item)): Path(item) for item in inputs}
+    if _resolved(out) in given:
+        raise OutputError(f"--out {out} is one of the inputs; choose another output file")
+    for what, file in {**(beside or {}), "lock file": lock_file(out)}.items():
+        if _resolved(file) in given:
+            raise OutputError(f"--out {out} would write its {what} onto the input {given[_resolved(file)]}; "
+                              "choose another --out")
     kind = kind_of(out)
     if kind is not None and out.is_dir():
         raise OutputError(f"--out {out} is {kind}; give a file name (e.g. {out / ('predictions' + suffix)})")
@@ -127,7 +150,7 @@ def unique_names(stems: Iterable[str]) -> list[str]:
 def exclusive(out: Path) -> Iterator[None]:
     """Hold ``<out>.lock`` while writing ``out``: a second command on the same output is refused
     at once, instead of failing (or mixing rows) after all its work."""
-    lock = Path(out).with_name(Path(out).name + ".lock")
+    lock = lock_file(out)
     lock.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:

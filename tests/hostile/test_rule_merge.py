@@ -127,3 +127,10 @@ def test_the_merged_output_is_locked_and_replaced_whole(run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["all.csv", "short"]  # no lock or temporary file left
     merge_predictions(run["parts"], out)
     assert len(pd.read_csv(out)) == 8
+
+
+def test_shards_that_spell_out_the_bundles_own_views_are_one_run(run, tiny_bundle, tmp_path):
+    # Before: the record held --tta as given (None against ["orig"]): "differ in bundle, TTA or refer share".
+    spelled = predict_command(tiny_bundle, [run["photos"]], shard=(1, 2), tta=["orig"], out=tmp_path / "p-1.csv")
+    merged = merge_predictions([run["parts"][0], spelled], tmp_path / "all.csv")
+    assert len(pd.read_csv(merged)) == 8

@@ -20,6 +20,7 @@ from drgrader.config import save_config
 from drgrader.data.manifest import read_manifest
 from drgrader.inference.bundle import load_bundle
 from drgrader.inference.predict import predict_images
+from drgrader.outputs import OutputError
 from drgrader.synth import make_fundus
 from drgrader.workflows.predict import predict_command
 
@@ -75,6 +76,47 @@ def test_predict_interrupted_before_its_first_row_resumes(tiny_bundle, tmp_path)
     assert out.with_name(out.name + ".partial.csv").read_bytes() == b""  # no row written yet
     bundle.runner = runner
     assert len(pd.read_csv(predict_command(bundle, [folder], out=out))) == 1
+
+
+def interrupted_run(tiny_bundle, tmp_path, **options):
+    """Four photos, two graded (one batch) before a Ctrl-C: the bundle, its real runner, the folder, out."""
+    folder, out = tmp_path / "photos", tmp_path / "pred.csv"
+    folder.mkdir(parents=True)
+    for seed, name in enumerate(["7_left", "7_right", "8_left", "8_right"]):
+        write_photo(folder / f"{name}.jpeg", seed % 5, seed)
+    bundle = load_bundle(tiny_bundle)
+    runner = bundle.runner
+    bundle.runner = CountingRunner(runner, fail_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        predict_command(bundle, [folder], out=out, batch_size=2, **options)
+    return bundle, runner, folder, out
+
+
+def test_predict_resumes_when_the_bundles_own_views_are_spelled_out(tiny_bundle, tmp_path):
+    # Before: the key held --tta as given (None against ["orig"]): the rows were deleted and graded again.
+    bundle, runner, folder, out = interrupted_run(tiny_bundle, tmp_path)
+    bundle.runner = counter = CountingRunner(runner)
+    predict_command(bundle, [folder], out=out, batch_size=2, tta=list(bundle.tta))
+    assert counter.calls == 1 and len(pd.read_csv(out)) == 4  # only 8_left and 8_right graded
+
+
+def test_an_interrupted_run_of_other_views_is_refused_never_deleted(tiny_bundle, tmp_path, caplog):
+    # Before: "ignoring ...partial.csv" and the finished rows deleted before one new row existed.
+    bundle, runner, folder, out = interrupted_run(tiny_bundle, tmp_path)
+    partial = out.with_name(out.name + ".partial.csv")
+    rows = partial.read_bytes()
+    bundle.runner = CountingRunner(runner)
+    with pytest.raises(OutputError, match=r"holds 2 finished rows of --tta orig \(now hflip orig\): rerun with that run's options"):
+        predict_command(bundle, [folder], out=out, batch_size=2, tta=["hflip", "orig"])
+    assert partial.read_bytes() == rows and bundle.runner.calls == 0
+    predict_command(bundle, [folder], out=out, batch_size=2)  # the original command still resumes
+    assert bundle.runner.calls == 1
+    # --overwrite starts again, saying what it discards
+    bundle, runner, folder, out = interrupted_run(tiny_bundle, tmp_path / "again")
+    bundle.runner = counter = CountingRunner(runner)
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        predict_command(bundle, [folder], out=out, batch_size=2, tta=["hflip"], overwrite=True)
+    assert counter.calls == 2 and "--overwrite: discarding" in caplog.text
 
 
 def test_train_resume_refuses_labels_changed_since_the_run_started(synth_dir, tmp_path, capsys):

@@ -19,6 +19,7 @@ from drgrader.inference.bundle import BundleError, load_bundle, save_bundle
 from drgrader.inference.ensemble import make_ensemble
 from drgrader.inference.predict import OUTPUT_COLUMNS, predict_images
 from drgrader.models.factory import GraderNet, ScoringNet, input_mean_std
+from drgrader.outputs import OutputError
 from drgrader.synth import make_fundus
 from drgrader.workflows.predict import predict_command
 
@@ -120,11 +121,13 @@ def test_interrupted_run_resumes_without_redoing_images(tiny_bundle, photos, tmp
     assert not partial.exists() and not (tmp_path / "pred.csv.partial.json").exists()
 
 
-def test_partial_from_other_settings_is_discarded(tiny_bundle, photos, tmp_path):
+def test_partial_from_other_settings_is_discarded_only_with_overwrite(tiny_bundle, photos, tmp_path):
     out = tmp_path / "pred.csv"
     bundle, runner = interrupted_after_one_batch(tiny_bundle, photos, out)
     bundle.runner = counter = CountingRunner(runner)
-    predict_command(bundle, [photos], out=out, batch_size=2, tta=["orig", "hflip"])
+    with pytest.raises(OutputError, match="rerun with that run's options to resume, or --overwrite"):
+        predict_command(bundle, [photos], out=out, batch_size=2, tta=["orig", "hflip"])
+    predict_command(bundle, [photos], out=out, batch_size=2, tta=["orig", "hflip"], overwrite=True)
     assert counter.calls == 3 * 2  # every batch again, two views each
 
 

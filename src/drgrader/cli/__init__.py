@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "(a bundle folder first: the older form BUNDLE PHOTOS)")
     p.add_argument("--bundle", help=BUNDLE_HELP)
     p.add_argument("--out", type=Path, help="CSV to write (default predictions.csv, or a fresh predictions-2.csv ... when it exists)")
-    p.add_argument("--overwrite", action="store_true", help="allow --out to replace a file that is not a CSV")
+    p.add_argument("--overwrite", action="store_true", help="allow --out to replace a file that is not a CSV, and discard "
+                   "an interrupted run's rows (<out>.partial.csv) that this run cannot continue (another bundle or --tta)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
     p.add_argument("--batch-size", dest="batch_size", type=int, default=16)
     p.add_argument("--tta", nargs="*", action=_Views, help="TTA views, each once (default: the bundle's)")

@@ -103,8 +103,9 @@ def cache_file_stem(image_id: object) -> str:
 
 
 def shard_of(image_id: object, n: int) -> int:
-    """Stable shard number of an image id in 0..n-1 (same on every machine and run)."""
-    digest = hashlib.sha1(str(image_id).encode("utf-8")).hexdigest()
+    """Stable shard number of an image id in 0..n-1 (same on every machine and run); an id from
+    a file name that is not UTF-8 is hashed by its own bytes."""
+    digest = hashlib.sha1(str(image_id).encode("utf-8", "surrogateescape")).hexdigest()
     return int(digest[:12], 16) % n
 
 

@@ -5,7 +5,11 @@ decides patient and eye from it, and notes every conflict."""
 
 from __future__ import annotations
 
+import fcntl
+import io
 import logging
+import os
+import stat
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,28 +75,62 @@ def _resolve_csv_image(folder: Path, ref: str, where: str) -> Path:
     return path  # a missing file becomes a row with "file not found"
 
 
-def _rows_from_csv(csv: Path) -> list[dict]:
+def _read_pipe(path: Path) -> io.StringIO:
+    """A pipe's text (``predict <(...)``), read without blocking on a FIFO that has no writer."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)  # a writer's data: wait for it
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read()
     try:
-        table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        return io.StringIO(data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: a pipe given as an input is read as a CSV list of photos, and this one is not text") from None
+
+
+def _is_pipe(path: Path) -> bool:
+    """A pipe or FIFO (bash's ``<(...)`` is ``/dev/fd/63``) not named like a photo: a piped list."""
+    try:
+        return stat.S_ISFIFO(path.stat().st_mode) and path.suffix.lower() not in IMAGE_EXTENSIONS
+    except (OSError, ValueError):
+        return False
+
+
+def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
+    """The rows of a CSV list; relative paths are relative to its folder (a piped list's: the
+    current folder, where the command that wrote it ran)."""
+    try:
+        table = pd.read_csv(_read_pipe(csv) if piped else csv, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{csv}: not a readable CSV: {exc}") from None
+    folder = Path() if piped else csv.parent
     columns = csv_columns(csv, list(table.columns))
     image_col, id_col, patient_col, eye_col = (columns[role] for role in ("image", "image_id", "patient", "eye"))
     assert image_col is not None  # csv_columns refuses a CSV without one
-    rows = []
+    rows, windows = [], []
     for number, rec in enumerate(table.to_dict("records"), start=2):  # row 1 is the header
+        binary = next((column for column, value in rec.items() if "\x00" in value), None)
+        if binary is not None:  # no file name holds one: a damaged or binary file, not a list to guess from
+            raise DataError(f"{csv} row {number}: a NUL byte in the {binary!r} cell (binary data, not a list of photos)")
         ref = rec[image_col].strip()
         if not ref:
             raise DataError(f"{csv} row {number}: empty {image_col!r} cell")
         eye = rec[eye_col].strip() if eye_col else ""
         if eye and eye.lower() not in EYE_WORDS:
             raise DataError(f"{csv} row {number} (image {ref!r}): eye {eye!r} is not one of left/right/L/R/OS/OD")
+        path = _resolve_csv_image(folder, ref, f"{csv} row {number}")
+        if "\\" in ref and os.sep == "/" and not path.exists():  # a list written on Windows
+            posix = _resolve_csv_image(folder, ref.replace("\\", "/"), f"{csv} row {number}")
+            if posix.exists():
+                windows.append(ref)
+                path, ref = posix, ref.replace("\\", "/")
         rows += input_rows(
-            _resolve_csv_image(csv.parent, ref, f"{csv} row {number}"),
+            path,
             image_id=(rec[id_col].strip() if id_col else "") or strip_image_extension(ref),
             patient_id=rec[patient_col].strip() if patient_col else "",
             eye=EYE_WORDS.get(eye.lower(), ""),
         )
+    if windows:
+        log.warning("%s: %d image path(s) written with backslashes (Windows) read with '/' (e.g. %s)", csv, len(windows), windows[0])
     return rows
 
 
@@ -102,7 +140,9 @@ def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
     ``patient`` and ``eye``: :mod:`.input_columns`) -> a table with ``INPUT_COLUMNS``, one row per
     photo. Patient and eye also come from DICOM tags and from file names (``123_left``,
     ``Patient001_L``, ``P7-OD``), as :mod:`drgrader.data.identity` resolves them. A multi-frame
-    DICOM file gives one row per frame (``<file>#frame<N>``). Every input is used or refused: one
+    DICOM file gives one row per frame (``<file>#frame<N>``). A pipe (``predict <(...)``) is read
+as a CSV list (paths relative to the current folder); a list's path written on Windows
+(``photos\\10_left.jpeg``) that does not exist is read with ``/``. Every input is used or refused: one
     that gives no photo (an empty folder or CSV, beside others that do) is a DataError naming it;
     a file that cannot be read (even a link loop) is a row whose grading says why."""
     rows: list[dict] = []
@@ -135,6 +175,8 @@ def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
             rows += [row for f in files for row in input_rows(f)]
         elif path.suffix.lower() == ".csv" and path.is_file():
             rows += _rows_from_csv(path)
+        elif _is_pipe(path):
+            rows += _rows_from_csv(path, piped=True)
         elif path.exists() or path.is_symlink() or split_frame_ref(path)[1] is not None:
             rows += input_rows(path)  # a broken link or a link loop too: its row says why
         else:

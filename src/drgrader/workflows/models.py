@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from drgrader.inference.builtin import DEFAULT_GRADER, builtin_graders, resolve_bundle
-from drgrader.inference.bundle_spec import read_manifest
+from drgrader.inference.bundle_spec import MANIFEST, BundleError, read_manifest
 
 
 def describe_models(name: str | None = None) -> str:
     """With ``name``: that built-in grader's MODEL_CARD.md. Without: a line per built-in grader
     (name, size on disk, the summary its builder wrote: backbone, figures, training data)."""
-    if name:
-        return (resolve_bundle(name) / "MODEL_CARD.md").read_text(encoding="utf-8")
+    if name is not None:
+        if not name.strip():
+            raise BundleError("drgrader models: an empty grader name; give one of the names `drgrader models` lists")
+        folder = resolve_bundle(name)
+        card = folder / "MODEL_CARD.md"
+        if not card.is_file():  # a bundle folder given by path may have none; any other folder is no grader
+            what = "a bundle without a MODEL_CARD.md" if (folder / MANIFEST).is_file() else "not a bundle folder"
+            raise BundleError(f"{name}: {what}, and not a built-in grader (built-in: {', '.join(builtin_graders()) or 'none'})")
+        return card.read_text(encoding="utf-8")
     graders = builtin_graders()
     if not graders:
         return "no built-in grader in this installation\n"

@@ -44,10 +44,11 @@ from drgrader.inference.predict import (
     ready_for_patients,
     typed_predictions,
 )
-from drgrader.io import atomic_write_json, atomic_write_text
-from drgrader.outputs import claim_file, exclusive
+from drgrader.io import atomic_write_bytes, atomic_write_json
+from drgrader.outputs import FILE_NAME_ERRORS, OutputError, claim_file, csv_bytes, exclusive
 from drgrader.workflows.shards import (
     check_parts,
+    effective_views,
     inputs_identity,
     patients_file,
     run_identity,
@@ -62,11 +63,74 @@ STAT_COLUMN = "source_stat"  # in the partial file only: "<size>:<mtime_ns>" of 
 PARTIAL_FORMAT = 2  # 2: rows carry STAT_COLUMN
 
 
+def partial_file(out: Path) -> Path:
+    """``<out>.partial.csv``: the finished rows of a run not yet done."""
+    return Path(out).with_name(Path(out).name + ".partial.csv")
+
+
+def resume_key_file(out: Path) -> Path:
+    """``<out>.partial.json``: the run those rows belong to (:func:`_resume_key`)."""
+    return Path(out).with_name(Path(out).name + ".partial.json")
+
+
+def written_beside(out: Path, shard: tuple[int, int] | None) -> dict[str, Path]:
+    """The files predict writes beside ``out``, by what they are (none may be an input)."""
+    files = {"patients file": patients_file(out), "resume file": partial_file(out), "resume record": resume_key_file(out)}
+    if shard is not None:
+        files["shard record"] = shard_note(out)
+    return files
+
+
 def _resume_key(bundle: Bundle, tta: list[str] | None) -> dict:
-    """What must not change between an interrupted run and its continuation."""
+    """What must not change between an interrupted run and its continuation: the bundle, and the
+    views it scores with (the bundle's own spelled out are the same run as ``--tta`` left out)."""
     manifest = json.dumps(bundle.manifest, sort_keys=True, default=str).encode()
-    return {"bundle": str(Path(bundle.path).resolve()), "manifest_sha256": hashlib.sha256(manifest).hexdigest(), "tta": tta,
-            "partial_format": PARTIAL_FORMAT}
+    return {"bundle": str(Path(bundle.path).resolve()), "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+            "tta": effective_views(bundle, tta), "partial_format": PARTIAL_FORMAT}
+
+
+def _read_key(key_file: Path, bundle: Bundle) -> dict | None:
+    """The key an interrupted run wrote (None: missing or unreadable). An older drgrader wrote
+    ``tta`` as given: None then meant the bundle's own views."""
+    try:
+        key = json.loads(key_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(key, dict):
+        return None
+    if key.get("tta") is None and key.get("manifest_sha256") == _resume_key(bundle, None)["manifest_sha256"]:
+        key["tta"] = effective_views(bundle, None)
+    elif isinstance(key.get("tta"), list) and all(isinstance(v, str) for v in key["tta"]):
+        key["tta"] = sorted(key["tta"])
+    return key
+
+
+def _key_difference(old: dict | None, new: dict) -> str:
+    """How the run that wrote a resume file differs from this one, in words."""
+    if old is None:
+        return "a run this drgrader has no record of (its .partial.json is missing or damaged)"
+    if old.get("partial_format") != new["partial_format"]:
+        return "another drgrader version"
+    differs = []
+    if old.get("bundle") != new["bundle"] or old.get("manifest_sha256") != new["manifest_sha256"]:
+        differs.append(f"another bundle ({old.get('bundle')})")
+    if old.get("tta") != new["tta"]:
+        differs.append(f"--tta {_views_text(old.get('tta'))} (now {_views_text(new['tta'])})")
+    return " and ".join(differs) or "another run"
+
+
+def _views_text(views: object) -> str:
+    return " ".join(map(str, views)) if isinstance(views, list) else str(views)
+
+
+def _refuse_or_discard(partial: Path, difference: str, overwrite: bool) -> None:
+    """An interrupted run's rows that this run cannot continue: never deleted unasked."""
+    rows = max(partial.read_bytes().count(b"\n") - 1, 0)
+    if not overwrite:
+        raise OutputError(f"{partial} holds {rows} finished rows of {difference}: rerun with that run's options to resume, "
+                          f"or --overwrite (or delete {partial.name}) to start again")
+    log.warning("--overwrite: discarding %s (%d finished rows of %s)", partial, rows, difference)
+    partial.unlink()
 
 
 def _file_stat(path: str) -> str:
@@ -85,7 +149,7 @@ def _read_partial(partial: Path) -> pd.DataFrame:
         partial.write_bytes(data)
     if not data.strip():
         return pd.DataFrame(columns=[*OUTPUT_COLUMNS, STAT_COLUMN])
-    return pd.read_csv(partial, dtype={c: str for c in [*TEXT_COLUMNS, STAT_COLUMN]})
+    return pd.read_csv(partial, dtype={c: str for c in [*TEXT_COLUMNS, STAT_COLUMN]}, encoding_errors=FILE_NAME_ERRORS)
 
 
 def _default_out(shard: tuple[int, int] | None = None) -> Path:
@@ -118,7 +182,8 @@ def predict_command(
     per-patient decision, its reason and uncertainty, the worst eye, the identity notes; patients
     and eyes as :mod:`drgrader.data.identity` resolves them). ``refer_share``: the
     share of patients to send to a human grader (default: the bundle's). Resumable: rerun with
-    the same ``out``. Without ``out``: ``predictions.csv``, or a fresh ``predictions-2.csv`` ...
+    the same ``out``; an interrupted run of another bundle or TTA is refused, never deleted
+    (``overwrite``: discarded). Without ``out``: ``predictions.csv``, or a fresh ``predictions-2.csv`` ...
     when it exists (an interrupted default run is resumed). ``shard=(i, n)``: only the photos of
     shard i of n (see the module docstring); the default output is then
     ``predictions-shard<i>of<n>.csv``."""
@@ -134,8 +199,9 @@ def predict_command(
     if shard is not None:
         table = shard_rows(table, shard)
         log.info("shard %d/%d: %d of %d images", shard[0], shard[1], len(table), len(everything))
-    out = claim_file(_default_out(shard) if out is None else Path(out), inputs=[*map(Path, inputs), *map(Path, table["path"])],
-                     overwrite=overwrite)
+    out = _default_out(shard) if out is None else Path(out)
+    out = claim_file(out, inputs=[*map(Path, inputs), *map(Path, table["path"])], overwrite=overwrite,
+                     beside=written_beside(out, shard))
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle, backend)
     bundle.warn_if_unfitted()
@@ -147,7 +213,7 @@ def predict_command(
     except ValueError as exc:
         raise ConfigError(f"--refer-share: {exc}") from None
     with exclusive(out):
-        written = _predict_into(bundle, table, out, batch_size, tta, refer_share)
+        written = _predict_into(bundle, table, out, batch_size, tta, refer_share, overwrite)
         if shard is not None:
             write_shard_record(out, shard=shard, run=run_identity(bundle, tta, refer_share), inputs=inputs_identity(everything))
         warn_identity(table, str(out))
@@ -155,15 +221,15 @@ def predict_command(
 
 
 def _predict_into(
-    bundle: Bundle, table: pd.DataFrame, out: Path, batch_size: int, tta: list[str] | None, refer_share: float | None = None
+    bundle: Bundle, table: pd.DataFrame, out: Path, batch_size: int, tta: list[str] | None, refer_share: float | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    partial = out.with_name(out.name + ".partial.csv")
-    key_file = out.with_name(out.name + ".partial.json")
+    partial, key_file = partial_file(out), resume_key_file(out)
     key = _resume_key(bundle, tta)
     stats = {path: _file_stat(path) for path in table["path"]}  # before any photo is read
     done = pd.DataFrame(columns=["path"])
     if partial.is_file():
-        old_key = json.loads(key_file.read_text()) if key_file.is_file() else None
+        old_key = _read_key(key_file, bundle)
         if old_key == key:
             done = _read_partial(partial).drop_duplicates("path", keep="last")
             fresh = done["path"].map(stats) == done[STAT_COLUMN]
@@ -174,14 +240,13 @@ def _predict_into(
                 log.warning("%d photo(s) changed on disk (size or modification time) since the interrupted run: "
                             "graded again", changed)
         else:
-            log.warning("ignoring %s: written with another bundle, TTA or drgrader version", partial)
-            partial.unlink()
+            _refuse_or_discard(partial, _key_difference(old_key, key), overwrite)
     if not partial.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(key_file, key)
     todo = table[~table["path"].isin(done["path"])]
 
-    with open(partial, "a", encoding="utf-8", newline="") as fh:
+    with open(partial, "a", encoding="utf-8", errors=FILE_NAME_ERRORS, newline="") as fh:
         write_header = fh.tell() == 0
 
         def append(rows: pd.DataFrame) -> None:
@@ -197,10 +262,10 @@ def _predict_into(
     rows = _read_partial(partial).drop_duplicates("path", keep="last").drop(columns=INPUT_COLUMNS[1:], errors="ignore")
     final = typed_predictions(table[INPUT_COLUMNS].merge(rows, on="path", how="left")[OUTPUT_COLUMNS])
     final, points = ready_for_patients(bundle, final, refer_share=refer_share)
-    atomic_write_text(out, final.to_csv(index=False))
+    atomic_write_bytes(out, csv_bytes(final.to_csv(index=False)))
     patients = patient_table(final, points)
     if len(patients):
-        atomic_write_text(patients_file(out), patients.to_csv(index=False))
+        atomic_write_bytes(patients_file(out), csv_bytes(patients.to_csv(index=False)))
         counts = patients["decision"].value_counts()
         log.info("per-patient decisions (%s): %s", ", ".join(f"{n} {o}" for o, n in counts.items()), patients_file(out))
     else:  # no photo: a patients file from an earlier run must not pass for this one's
@@ -235,7 +300,7 @@ def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite
         if not part.is_file():
             raise DataError(f"merge-predictions: {part} is not a file")
     out = claim_file(Path(out), inputs=[*given, *(patients_file(p) for p in files), *(shard_note(p) for p in files)],
-                     overwrite=overwrite)
+                     overwrite=overwrite, beside={"patients file": patients_file(Path(out))})
     with exclusive(out):
         tables = [_read_part(p) for p in files]
         check_parts(files, [len(t) for t in tables], partial=partial, unverified=unverified)
@@ -252,9 +317,9 @@ def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite
             patients = pd.concat([t for _, t in per_patient], ignore_index=True)
             _refuse_repeats(patients, "patient_id", [p for p, _ in per_patient], [t for _, t in per_patient], "patient")
             patients = patients.sort_values("patient_id", kind="stable")
-        atomic_write_text(out, merged.to_csv(index=False))
+        atomic_write_bytes(out, csv_bytes(merged.to_csv(index=False)))
         if patients is not None:
-            atomic_write_text(patients_file(out), patients.to_csv(index=False))
+            atomic_write_bytes(patients_file(out), csv_bytes(patients.to_csv(index=False)))
         else:  # none of the parts had one: an older merged patients file must not pass for this one's
             patients_file(out).unlink(missing_ok=True)
     log.info("merged %d parts: %d images%s into %s", len(files), len(merged),
@@ -264,7 +329,7 @@ def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite
 
 def _read_part(file: Path) -> pd.DataFrame:
     try:  # every cell as text: written back exactly as the shard wrote it
-        return pd.read_csv(file, dtype=str, keep_default_na=False)
+        return pd.read_csv(file, dtype=str, keep_default_na=False, encoding_errors=FILE_NAME_ERRORS)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{file}: not a readable predictions CSV: {exc}") from None
 

@@ -23,6 +23,7 @@ from drgrader.data.cache import shard_of
 from drgrader.data.manifest import DataError
 from drgrader.inference.bundle import Bundle
 from drgrader.io import atomic_write_json, sha256_file
+from drgrader.outputs import FILE_NAME_ERRORS, csv_bytes
 
 log = logging.getLogger("drgrader")
 
@@ -61,22 +62,34 @@ def bundle_checksum(bundle: Bundle) -> str:
     return digest.hexdigest()
 
 
+def effective_views(bundle: Bundle, tta: list[str] | None) -> list:
+    """The TTA views a run scores with, sorted (their scores are averaged): ``--tta`` as given,
+    else the bundle's own, so one scoring spelled two ways is one run. An ensemble without
+    ``--tta`` scores each member with its own views: one list when they agree, else one per member."""
+    if tta is not None:
+        return sorted(tta)
+    if bundle.members:
+        per_member = [effective_views(member, None) for member in bundle.members]
+        return per_member[0] if all(views == per_member[0] for views in per_member) else per_member
+    return sorted(bundle.tta)
+
+
 def run_identity(bundle: Bundle, tta: list[str] | None, refer_share: float | None) -> dict:
     """What every shard of one run shares: bundle files and manifest as loaded (a Bundle object
-    may differ from its files), TTA views, refer share."""
+    may differ from its files), the TTA views it scores with, refer share."""
     manifest = json.dumps(bundle.manifest, sort_keys=True, default=str).encode()
     return {"bundle_sha256": bundle_checksum(bundle), "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
-            "tta": tta, "refer_share": refer_share}
+            "tta": effective_views(bundle, tta), "refer_share": refer_share}
 
 
 def inputs_identity(table: pd.DataFrame) -> dict:
     """The whole run's inputs (before the deal): count, and checksum of path, patient and eye."""
     text = table[["path", "patient_id", "eye"]].to_csv(index=False)
-    return {"photos": len(table), "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    return {"photos": len(table), "sha256": hashlib.sha256(csv_bytes(text)).hexdigest()}
 
 
 def _file_record(file: Path) -> dict:
-    rows = len(pd.read_csv(file, dtype=str, keep_default_na=False)) if file.stat().st_size else 0
+    rows = len(pd.read_csv(file, dtype=str, keep_default_na=False, encoding_errors=FILE_NAME_ERRORS)) if file.stat().st_size else 0
     return {"rows": rows, "sha256": sha256_file(file)}
 
 

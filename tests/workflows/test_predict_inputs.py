@@ -1,0 +1,83 @@
+"""What ``predict`` is given, as people give it: a list with a damaged cell, photo names that are
+not UTF-8, a list piped in (``<(...)``), a list written on Windows. Each is graded, or refused
+in one line naming the file and row: never a traceback, never a batch blocked."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from drgrader.cli import main
+from drgrader.data.manifest import DataError
+from drgrader.synth import make_fundus
+from drgrader.workflows.predict import merge_predictions, predict_command
+
+
+def photo_bytes(grade: int, seed: int) -> bytes:
+    rgb = make_fundus(grade, np.random.default_rng(seed), height=96)
+    ok, data = cv2.imencode(".jpeg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return data.tobytes()
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k, name in enumerate(["10_left", "10_right"]):
+        (folder / f"{name}.jpeg").write_bytes(photo_bytes(k + 1, k))
+    return folder
+
+
+def test_a_nul_byte_in_a_list_is_one_line_naming_the_row(tiny_bundle, photos, tmp_path, capsys):
+    # Before: ValueError "embedded null byte" from outputs._resolved, a traceback.
+    listing = tmp_path / "list.csv"
+    listing.write_bytes(b"image\nphotos/10_left.jpeg\nphotos/10\x00_right.jpeg\n")
+    assert main(["predict", str(tiny_bundle), str(listing), "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {listing} row 3: a NUL byte in the 'image' cell (binary data, not a list of photos)"
+
+
+def test_a_photo_name_that_is_not_utf8_is_graded_and_named_by_its_bytes(tiny_bundle, photos, tmp_path):
+    # Before: UnicodeEncodeError (surrogates not allowed) writing the partial file; nothing graded, ever.
+    latin1 = os.fsencode(photos) + b"/M\xfcller_left.jpeg"  # as an old Windows share leaves it
+    with open(latin1, "wb") as fh:
+        fh.write(photo_bytes(2, 7))
+    written = predict_command(tiny_bundle, [photos], out=tmp_path / "p.csv")
+    rows = pd.read_csv(written, encoding="latin-1", keep_default_na=False).set_index("image_id")
+    assert rows.loc["M\xfcller_left", "error"] == ""  # graded
+    assert len(rows) == 3 and b"/M\xfcller_left.jpeg" in (tmp_path / "p.csv").read_bytes()  # the file's own name
+    parts = [predict_command(tiny_bundle, [photos], shard=(i, 2), out=tmp_path / f"s-{i}.csv") for i in range(2)]
+    assert len(pd.read_csv(merge_predictions(parts, tmp_path / "all.csv"), encoding="latin-1")) == 3
+
+
+def test_a_list_piped_in_is_read_as_a_list(tiny_bundle, photos, tmp_path, monkeypatch):
+    # Before: `predict <(...)` (/dev/fd/63) was one photo: "broken symbolic link", patient 63.
+    monkeypatch.chdir(tmp_path)
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"image\nphotos/10_left.jpeg\nphotos/10_right.jpeg\n")
+    os.close(write_end)
+    try:
+        rows = pd.read_csv(predict_command(tiny_bundle, [f"/dev/fd/{read_end}"], out=tmp_path / "p.csv"), keep_default_na=False)
+    finally:
+        os.close(read_end)
+    assert list(rows["image_id"]) == ["photos/10_left", "photos/10_right"] and (rows["error"] == "").all()
+    fifo = tmp_path / "list"
+    os.mkfifo(fifo)  # nobody writing: refused at once, not a hang
+    with pytest.raises(DataError, match="list: not a readable CSV"):
+        predict_command(tiny_bundle, [fifo], out=tmp_path / "q.csv")
+
+
+def test_a_list_written_on_windows_finds_its_photos(tiny_bundle, photos, tmp_path, caplog):
+    # Before: "file not found" rows for photos\10_left.jpeg, the patient ungradable.
+    listing = tmp_path / "win.csv"
+    listing.write_text("image\nphotos\\10_left.jpeg\nphotos\\10_right.jpeg\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        rows = pd.read_csv(predict_command(tiny_bundle, [listing], out=tmp_path / "p.csv"), keep_default_na=False)
+    assert (rows["error"] == "").all() and list(rows["eye"]) == ["left", "right"]
+    assert caplog.text.count("written with backslashes (Windows) read with '/'") == 1
