@@ -122,6 +122,14 @@ def test_an_empty_path_is_refused(override):
         load_config(None, [override])
 
 
+@pytest.mark.parametrize("override", ["data.columns.patient=", "data.columns.image=' '", "data.columns.grade=''",
+                                      "data.columns.eye= "])
+def test_an_empty_column_name_is_refused(override):
+    field = override.split("=")[0].replace(".", r"\.")
+    with pytest.raises(ConfigError, match=f"{field}: Value error, empty column name"):
+        load_config(None, [override])
+
+
 @pytest.mark.parametrize(("override", "field"), [("eval.tta=[]", "eval.tta"), ("name=", "name"), ("name=''", "name")])
 def test_an_empty_list_of_views_or_name_is_refused(override, field):
     with pytest.raises(ConfigError, match=f"{field.replace('.', '[.]')}: .*at least 1"):
