@@ -242,7 +242,7 @@ def kaggle_with(tmp_path: Path, level: str) -> Path:
     ("5", "grade '5' is not in 0..4"),
     ("-1", "grade '-1' is not in 0..4"),
     ("", "grade is empty"),
-    ("abc", "grade 'abc' is not a number"),
+    ("abc", "grade 'abc' is not a number in plain decimal (0, 1, 2, 3 or 4)"),
     ("2.5", "grade '2.5' is not a whole number"),
 ])
 def test_bad_grades_name_file_row_and_image(tmp_path, level, problem):

@@ -13,6 +13,7 @@ same errors (naming the label file, the 1-based data row and the image id).
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -56,10 +57,16 @@ class Manifest:
 
 
 # -------------------------------------------------------------------- validation
+# A grade is written in plain ASCII decimal; float() would also take "0_3", "3e0", "٣" and "３" as 3.
+PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
 def _grade(text: str, where: str) -> int:
-    """Grade text -> int; "2.0" is accepted as 2."""
+    """Grade text -> int; "2.0" (as spreadsheets write it) is accepted as 2."""
     if text == "":
         raise DataError(f"{where}: grade is empty")
+    if not PLAIN_DECIMAL.fullmatch(text):
+        raise DataError(f"{where}: grade {text!r} is not a number in plain decimal (0, 1, 2, 3 or 4)")
     try:
         value = float(text)
     except ValueError:
