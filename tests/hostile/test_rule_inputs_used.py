@@ -216,3 +216,23 @@ def test_options_that_would_be_ignored_are_refused(tiny_bundle, photos, tmp_path
         assert main(["evaluate", str(tiny_bundle), "--data", str(photos), "--set", key, "--out", str(tmp_path / "e")]) == 2
         assert f"--set {key.split('=')[0]}: evaluate --data takes it from the bundle" in error_line(capsys)
         assert not (tmp_path / "e").exists()
+
+
+# ---------------------------------------------------------------------------- label files
+def label_set(root: Path, labels_name: str, labels: str, images: list[str], image_dir: str = "images") -> Path:
+    """A data set of placeholder photos (the manifest does not read pixels) and one label file."""
+    for name in images:
+        (root / image_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / image_dir / name).write_bytes(name.encode())
+    (root / labels_name).write_text(labels, encoding="utf-8")
+    return root
+
+
+def test_two_label_rows_naming_one_file_are_refused(tmp_path):
+    from drgrader.data.manifest import read_dataset
+
+    root = label_set(tmp_path, "trainLabels.csv", "image,level\n10131_left,3\n10131_right,0\n10131_LEFT,0\n",
+                     ["10131_left.jpeg", "10131_right.jpeg"])
+    with pytest.raises(DataError, match=r"^trainLabels.csv row 3 \(image '10131_LEFT'\): names the same file as "
+                                        r"trainLabels.csv row 1 \(image '10131_left'\) \(images/10131_left.jpeg\)"):
+        read_dataset(root)

@@ -26,6 +26,7 @@ from drgrader.data.label_files import (
     DataError,
     Found,
     LabelRow,
+    shown_path,
     strip_image_extension,
 )
 from drgrader.data.readers import READERS, detect_format
@@ -101,6 +102,7 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
     rows, folders, extra_skipped = found
     records, missing = [], []
     first_seen: dict[str, LabelRow] = {}
+    row_of_file: dict[str, LabelRow] = {}
     for row in rows:
         if not row.image_id:
             raise DataError(f"{row.where}: image name is empty")
@@ -112,7 +114,14 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
         if row.path is None:
             missing.append(row)
             continue
-        record = {"image_id": row.image_id, "path": str(_resolved(row.path)), "grade": grade,
+        path = str(_resolved(row.path))
+        # Files are found case-insensitively, so '10_left' and '10_LEFT' pass the id check above
+        # and would use one photo twice, with two grades.
+        if path in row_of_file:
+            raise DataError(f"{row.where}: names the same file as {row_of_file[path].where} "
+                            f"({shown_path(row.path, root)}); keep one row")
+        row_of_file[path] = row
+        record = {"image_id": row.image_id, "path": path, "grade": grade,
                   "patient_id": str(row.patient_id), "eye": row.eye, "source": source}
         if row.split is not None:
             record["split"] = row.split
