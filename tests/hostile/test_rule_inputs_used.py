@@ -236,3 +236,38 @@ def test_two_label_rows_naming_one_file_are_refused(tmp_path):
     with pytest.raises(DataError, match=r"^trainLabels.csv row 3 \(image '10131_LEFT'\): names the same file as "
                                         r"trainLabels.csv row 1 \(image '10131_left'\) \(images/10131_left.jpeg\)"):
         read_dataset(root)
+
+
+PATIENT_IMAGES = ["IMG1.jpeg", "IMG2.jpeg", "IMG3.jpeg", "IMG4.jpeg"]
+
+
+@pytest.mark.parametrize(("patient", "eye"), [("patient", "eye"), ("Patient ID", "Eye"), ("PATIENT-ID", "EYE")])
+def test_a_label_file_s_patient_and_eye_columns_are_read_by_predict_s_names(tmp_path, patient, eye):
+    from drgrader.data.manifest import read_dataset
+
+    labels = f"image,level,{patient},{eye}\nIMG1,0,A,L\nIMG2,1,A,R\nIMG3,2,B,left\nIMG4,0,B,right\n"
+    table = read_dataset(label_set(tmp_path, "labels.csv", labels, PATIENT_IMAGES)).set_index("image_id")
+    assert list(table["patient_id"]) == ["A", "A", "B", "B"]  # before: four patients of their own
+    assert list(table["eye"]) == ["left", "right", "left", "right"]
+
+
+@pytest.mark.parametrize("column", ["patient_no", "Pateint", "subject", "laterality", "eye_side"])
+def test_a_label_column_that_looks_like_patient_or_eye_is_refused_by_name(tmp_path, column):
+    from drgrader.data.manifest import read_dataset
+
+    labels = f"image,level,{column}\nIMG1,0,A\nIMG2,1,A\nIMG3,2,B\nIMG4,0,B\n"
+    with pytest.raises(DataError, match=rf"^labels.csv: column {column!r} looks like the (patient|eye) column but is "
+                                        r"not one the label reader reads .*data\.columns\."):
+        read_dataset(label_set(tmp_path, "labels.csv", labels, PATIENT_IMAGES))
+
+
+def test_a_patient_column_in_a_published_layout_is_read_or_refused(tmp_path):
+    from drgrader.data.manifest import read_dataset
+
+    aptos = label_set(tmp_path / "aptos", "train.csv", "id_code,diagnosis,patient_id\nIMG1,0,A\nIMG2,1,A\nIMG3,2,B\n",
+                      ["IMG1.png", "IMG2.png", "IMG3.png"], image_dir="train_images")
+    assert list(read_dataset(aptos)["patient_id"]) == ["A", "A", "B"]  # before: three patients
+    kaggle = label_set(tmp_path / "kaggle", "trainLabels.csv", "image,level,Patient\n10_left,0,10\n10_right,1,10\n",
+                       ["10_left.jpeg", "10_right.jpeg"])
+    with pytest.raises(DataError, match=r"^trainLabels.csv: column 'Patient' is not read by the kaggle format"):
+        read_dataset(kaggle)

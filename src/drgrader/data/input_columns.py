@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from difflib import SequenceMatcher
 from pathlib import Path
 
-from drgrader.data.manifest import DataError
+from drgrader.data.label_files import DataError  # not .manifest: its readers use this module
 
 KNOWN = {  # what a column gives -> the names it may have
     "image": ("image", "path"),
@@ -57,9 +57,8 @@ def _names(role: str) -> str:
     return " or ".join(repr(n) for n in KNOWN[role])
 
 
-def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
-    """The header of each known column of ``csv`` (None where absent); a DataError naming the
-    column when one looks like a known column without being one, or two name the same thing."""
+def _roles(csv: Path | str, headers: Sequence[str]) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
+    """The headers of each known column, and the (header, role) of those that only look like one."""
     found: dict[str, list[str]] = {role: [] for role in KNOWN}
     lookalikes: list[tuple[str, str]] = []  # (header, the role it looks like)
     by_squash = {_squash(n): role for role, names in KNOWN.items() for n in names}
@@ -72,6 +71,21 @@ def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
             found[role].append(header)
         elif (like := _looks_like(_squash(header))) is not None:
             lookalikes.append((header, like))
+    return found, lookalikes
+
+
+def _one_each(csv: Path | str, found: dict[str, list[str]], roles: Sequence[str]) -> dict[str, str | None]:
+    for role in roles:
+        if len(found[role]) > 1:
+            listing = " and ".join(repr(h[:40]) for h in found[role])
+            raise DataError(f"{csv}: columns {listing} both give the {role.replace('_', ' ')}; keep one")
+    return {role: (found[role][0] if found[role] else None) for role in roles}
+
+
+def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
+    """The header of each known column of ``csv`` (None where absent); a DataError naming the
+    column when one looks like a known column without being one, or two name the same thing."""
+    found, lookalikes = _roles(csv, headers)
     if not found["image"]:
         hint = next((f"; rename {h[:40]!r} if it is the photo" for h, like in lookalikes if like == "image"), "")
         if not hint and len(headers) == 1 and any(sep in headers[0] for sep in ";\t"):
@@ -81,8 +95,18 @@ def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
         header, like = lookalikes[0]
         raise DataError(f"{csv}: column {header[:40]!r} looks like the {like.replace('_', ' ')} column but is not one "
                         f"predict reads ({_names(like)}); rename or remove it")
-    for role, headers_of_role in found.items():
-        if len(headers_of_role) > 1:
-            listing = " and ".join(repr(h[:40]) for h in headers_of_role)
-            raise DataError(f"{csv}: columns {listing} both give the {role.replace('_', ' ')}; keep one")
-    return {role: (headers_of_role[0] if headers_of_role else None) for role, headers_of_role in found.items()}
+    return _one_each(csv, found, list(KNOWN))
+
+
+def label_identity_columns(labels: str, headers: Sequence[str], roles: Sequence[str]) -> dict[str, str | None]:
+    """The patient and eye columns (``roles``) of a label file, found by the same names as
+    predict's, whatever their case (``Patient ID``, ``EYE``); None where absent. A column that
+    looks like one (``patient_no``, ``laterality``) is refused by name: a patient-level split
+    without it would put one patient on both sides. The label file's image and grade columns
+    are set by its format, so only ``roles`` are looked for."""
+    found, lookalikes = _roles(labels, headers)
+    for header, like in lookalikes:
+        if like in roles:
+            raise DataError(f"{labels}: column {header[:40]!r} looks like the {like} column but is not one the label "
+                            f"reader reads ({_names(like)}); rename it, or name it in data.columns.{like}")
+    return _one_each(labels, found, roles)

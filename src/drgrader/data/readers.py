@@ -10,8 +10,11 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
+
 from drgrader.config import DataConfig
 from drgrader.data.eyes import patient_id
+from drgrader.data.input_columns import label_identity_columns
 from drgrader.data.label_files import (
     DEEPDRID_NAME,
     IMAGE_EXTENSIONS,
@@ -42,6 +45,42 @@ def _log_patients_from_names(rows: list[LabelRow], what: str) -> None:
                  "(as the kaggle format reads them)%s", what, named, len(rows), rest)
 
 
+def _identity_columns(table: pd.DataFrame, file: str, patient: str | None = None,
+                      eye: str | None = None) -> tuple[str | None, str | None]:
+    """The patient and eye columns of a label table: the configured ones, else those found
+    under predict's names (``patient_id``, ``Patient ID``, ``EYE``); look-alikes refused."""
+    roles = [role for role, given in (("patient", patient), ("eye", eye)) if not given]
+    headers = [h for h in table.columns if h not in (patient, eye)]
+    found = label_identity_columns(file, headers, roles) if roles else {}
+    return patient or found.get("patient"), eye or found.get("eye")
+
+
+def _refuse_identity_columns(table: pd.DataFrame, file: str, fmt: str) -> None:
+    """A published layout whose patients come from elsewhere: a patient or eye column added to
+    its label file would be ignored, so it is refused (the csv format reads it)."""
+    for column in _identity_columns(table, file):
+        if column is not None:
+            raise DataError(f"{file}: column {column[:40]!r} is not read by the {fmt} format, whose patients and "
+                            "eyes come from its own layout; remove it, or read the file with data.format=csv "
+                            "(data.labels, data.images, data.columns)")
+
+
+def _patient_and_eye(rec: dict[str, str], where: str, image_id: str, patient_col: str | None,
+                     eye_col: str | None) -> tuple[str, str]:
+    """A row's patient and eye: from its columns, else from a Kaggle-style name (``10_left``)."""
+    eye = eye_of(rec[eye_col], where) if eye_col else ""
+    if patient_col:
+        patient = patient_id(rec[patient_col])
+        if not patient:
+            what = "empty" if not rec[patient_col] else f"{rec[patient_col]!r}, a placeholder for a missing value"
+            raise DataError(f"{where}: patient id (column {patient_col!r}) is {what}")
+        return patient, eye
+    patient, named_eye = patient_from_name(image_id)
+    if eye and named_eye and eye != named_eye:
+        raise DataError(f"{where}: eye {eye!r} (column {eye_col!r}) but the name says {named_eye}")
+    return patient, eye or named_eye
+
+
 def _read_kaggle(root: Path, cfg: DataConfig) -> Found:
     """Kaggle EyePACS 2015: trainLabels.csv (image,level), train/ or images/<id>_<eye>.jpeg."""
     labels = root / "trainLabels.csv"
@@ -50,8 +89,10 @@ def _read_kaggle(root: Path, cfg: DataConfig) -> Found:
         raise DataError(f"{root}: no image folder; expected train/ or images/ next to trainLabels.csv")
     folder = ImageFolder(images)
     file = shown_path(labels, root)
+    table = read_label_csv(labels, root, ["image", "level"])
+    _refuse_identity_columns(table, file, "kaggle")
     rows = []
-    for n, rec in csv_records(read_label_csv(labels, root, ["image", "level"])):
+    for n, rec in csv_records(table):
         image_id = strip_image_extension(rec["image"])
         patient, eye = patient_from_name(image_id)
         rows.append(LabelRow(where_in(file, n, image_id), image_id, folder.find(rec["image"]),
@@ -62,16 +103,22 @@ def _read_kaggle(root: Path, cfg: DataConfig) -> Found:
 def _read_aptos(root: Path, cfg: DataConfig) -> Found:
     """APTOS 2019: train.csv (id_code,diagnosis), train_images/<id_code>.png.
 
-    APTOS publishes no patient ids, so each image is its own patient.
+    APTOS publishes no patient ids, so each image is its own patient, unless a patient (eye)
+    column was added to train.csv (``patient_id``, ``Patient ID``): then it is read, as the
+    csv format reads it.
     """
     labels = root / "train.csv"
     folder = ImageFolder(root / "train_images")
     file = shown_path(labels, root)
+    table = read_label_csv(labels, root, ["id_code", "diagnosis"])
+    patient_col, eye_col = _identity_columns(table, file)
     rows = []
-    for n, rec in csv_records(read_label_csv(labels, root, ["id_code", "diagnosis"])):
+    for n, rec in csv_records(table):
         image_id = strip_image_extension(rec["id_code"])
-        rows.append(LabelRow(where_in(file, n, image_id), image_id, folder.find(rec["id_code"]),
-                         rec["diagnosis"], image_id, looked_for=folder.describe(rec["id_code"])))
+        where = where_in(file, n, image_id)
+        patient, eye = _patient_and_eye(rec, where, image_id, patient_col, eye_col)
+        rows.append(LabelRow(where, image_id, folder.find(rec["id_code"]), rec["diagnosis"], patient, eye,
+                             looked_for=folder.describe(rec["id_code"])))
     return rows, [folder], {}
 
 
@@ -104,7 +151,9 @@ def _read_idrid(root: Path, cfg: DataConfig) -> Found:
         folder = ImageFolder(base / "1. Original Images" / image_dir)
         folders.append(folder)
         file = shown_path(labels, root)
-        for n, rec in csv_records(read_label_csv(labels, root, ["Image name", "Retinopathy grade"])):
+        table = read_label_csv(labels, root, ["Image name", "Retinopathy grade"])
+        _refuse_identity_columns(table, file, "idrid")
+        for n, rec in csv_records(table):
             name = rec["Image name"]
             image_id = f"{split}_{strip_image_extension(name)}"
             rows.append(LabelRow(where_in(file, n, image_id), image_id, folder.find(name),
@@ -150,6 +199,7 @@ def _read_messidor2(root: Path, cfg: DataConfig) -> Found:
     id_col, grade_col = ("id_code", "diagnosis") if "id_code" in table.columns else (
         "image_id", "adjudicated_dr_grade")
     require_columns(table, [id_col, grade_col], shown_path(labels, root))
+    _refuse_identity_columns(table, shown_path(labels, root), "messidor2")
     pairs_file = root / "messidor-2.csv"
     pairs = _messidor_pairs(pairs_file, root) if pairs_file.is_file() else {}
     if not pairs:
@@ -257,7 +307,8 @@ def _read_csv_format(root: Path, cfg: DataConfig) -> Found:
     """Any label CSV: ``data.labels`` (default labels.csv), ``data.images`` (default images/).
 
     Column names come from ``data.columns``. Without a configured patient (eye) column, a
-    column named ``patient_id`` (``eye``) is used when present, so a patient-level split does
+    column named as predict names it (``patient_id``, ``patient``, ``Patient ID``; ``eye``, ``EYE``)
+    is used when present, and one that only looks like it (``patient_no``) is refused, so a patient-level split does
     not silently become image-level; otherwise patient and eye come from Kaggle-style names
     (``10_left``), and any other image is its own patient. An empty patient cell, or a
     placeholder for a missing value (``NA``, ``unknown``), is refused.
@@ -274,26 +325,15 @@ def _read_csv_format(root: Path, cfg: DataConfig) -> Found:
     cols = cfg.columns
     required = [cols.image, cols.grade] + [c for c in (cols.patient, cols.eye) if c]
     table = read_label_csv(labels, root, required)
-    patient_col = cols.patient or ("patient_id" if "patient_id" in table.columns else None)
-    eye_col = cols.eye or ("eye" if "eye" in table.columns else None)
-    folder = ImageFolder(images)
     file = shown_path(labels, root)
+    patient_col, eye_col = _identity_columns(table.drop(columns=[cols.image, cols.grade]), file, cols.patient, cols.eye)
+    folder = ImageFolder(images)
     rows = []
     for n, rec in csv_records(table):
         ref = rec[cols.image]
         image_id = strip_image_extension(ref)
         where = where_in(file, n, image_id)
-        eye = eye_of(rec[eye_col], where) if eye_col else ""
-        if patient_col:
-            patient = patient_id(rec[patient_col])
-            if not patient:
-                what = "empty" if not rec[patient_col] else f"{rec[patient_col]!r}, a placeholder for a missing value"
-                raise DataError(f"{where}: patient id (column {patient_col!r}) is {what}")
-        else:
-            patient, named_eye = patient_from_name(image_id)
-            if eye and named_eye and eye != named_eye:
-                raise DataError(f"{where}: eye {eye!r} (column {eye_col!r}) but the name says {named_eye}")
-            eye = eye or named_eye
+        patient, eye = _patient_and_eye(rec, where, image_id, patient_col, eye_col)
         rows.append(LabelRow(where, image_id, folder.find(ref), rec[cols.grade], patient, eye,
                          looked_for=folder.describe(ref)))
     if not patient_col:
