@@ -271,3 +271,24 @@ def test_a_patient_column_in_a_published_layout_is_read_or_refused(tmp_path):
                        ["10_left.jpeg", "10_right.jpeg"])
     with pytest.raises(DataError, match=r"^trainLabels.csv: column 'Patient' is not read by the kaggle format"):
         read_dataset(kaggle)
+
+
+def test_grade_folders_are_read_with_their_subfolders_and_other_folders_are_counted_by_name(tmp_path):
+    from drgrader.config import DataConfig
+    from drgrader.data.manifest import read_manifest
+
+    photos = ["0/10007_left.jpeg", "0/clinicB/10009_left.jpeg", "3/clinicB/10009_right.jpeg",
+              "4 proliferative/10489_right.jpeg", "0_No_DR/10010_left.jpeg", "extra/a.jpeg", "extra/more/b.jpeg",
+              "0/.thumbs/10007_left.jpeg", ".trash/c.jpeg"]
+    root = label_set(tmp_path, "notes.txt", "", photos, image_dir="")
+    with pytest.warns(UserWarning, match=r"2 photos left out, in folders whose name is not a grade .*'extra' \(2\)"):
+        manifest = read_manifest(DataConfig(root=root))
+    table = manifest.table.set_index("image_id")
+    assert dict(table["grade"]) == {"10007_left": 0, "clinicB/10009_left": 0, "clinicB/10009_right": 3,
+                                    "10489_right": 4, "10010_left": 0}
+    assert table.loc["clinicB/10009_right", "patient_id"] == "clinicB/10009"  # one patient per clinic's numbering
+    assert manifest.skipped.unlabelled_files == 2
+    (root / "7 maybe").mkdir()
+    (root / "7 maybe" / "d.jpeg").write_bytes(b"d")
+    with pytest.raises(DataError, match="folder name '7 maybe' is not a grade in 0..4"):
+        read_manifest(DataConfig(root=root))

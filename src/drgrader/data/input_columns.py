@@ -1,5 +1,6 @@
-"""The columns ``drgrader predict`` reads from a CSV of photos, and the refusal of the columns it
-would otherwise drop without a word.
+"""The columns ``drgrader predict`` reads from a CSV of photos (and the data-set readers from a
+label file: its patient and eye), and the refusal of the columns they would otherwise drop
+without a word.
 
 Read: the photo (``image`` or ``path``), its id (``image_id``), the patient (``patient_id`` or
 ``patient``) and the eye (``eye``), whatever their case and separators (``Patient ID``,
@@ -16,6 +17,8 @@ import re
 from collections.abc import Sequence
 from difflib import SequenceMatcher
 from pathlib import Path
+
+import pandas as pd
 
 from drgrader.data.label_files import DataError  # not .manifest: its readers use this module
 
@@ -98,7 +101,7 @@ def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
     return _one_each(csv, found, list(KNOWN))
 
 
-def label_identity_columns(labels: str, headers: Sequence[str], roles: Sequence[str]) -> dict[str, str | None]:
+def _label_roles(labels: str, headers: Sequence[str], roles: Sequence[str]) -> dict[str, str | None]:
     """The patient and eye columns (``roles``) of a label file, found by the same names as
     predict's, whatever their case (``Patient ID``, ``EYE``); None where absent. A column that
     looks like one (``patient_no``, ``laterality``) is refused by name: a patient-level split
@@ -110,3 +113,23 @@ def label_identity_columns(labels: str, headers: Sequence[str], roles: Sequence[
             raise DataError(f"{labels}: column {header[:40]!r} looks like the {like} column but is not one the label "
                             f"reader reads ({_names(like)}); rename it, or name it in data.columns.{like}")
     return _one_each(labels, found, roles)
+
+
+def label_identity_columns(table: pd.DataFrame, file: str, patient: str | None = None,
+                           eye: str | None = None) -> tuple[str | None, str | None]:
+    """The patient and eye columns of a label table: the configured ones, else those found
+    under predict's names (``patient_id``, ``Patient ID``, ``EYE``); look-alikes refused."""
+    roles = [role for role, given in (("patient", patient), ("eye", eye)) if not given]
+    headers = [h for h in table.columns if h not in (patient, eye)]
+    found = _label_roles(file, headers, roles) if roles else {}
+    return patient or found.get("patient"), eye or found.get("eye")
+
+
+def refuse_identity_columns(table: pd.DataFrame, file: str, fmt: str) -> None:
+    """A published layout whose patients come from elsewhere: a patient or eye column added to
+    its label file would be ignored, so it is refused (the csv format reads it)."""
+    for column in label_identity_columns(table, file):
+        if column is not None:
+            raise DataError(f"{file}: column {column[:40]!r} is not read by the {fmt} format, whose patients and "
+                            "eyes come from its own layout; remove it, or read the file with data.format=csv "
+                            "(data.labels, data.images, data.columns)")

@@ -62,13 +62,7 @@ class ImageFolder:
         self.by_name: dict[str, Path] = {}
         self.by_stem: dict[str, Path] = {}
         self.used: set[Path] = set()
-        if not folder.is_dir():
-            return
-        files = folder.rglob("*") if recursive else folder.iterdir()
-        for path in sorted(files):
-            hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
-            if hidden or path.suffix.lower() not in IMAGE_EXTENSIONS:
-                continue
+        for path in photo_files(folder, recursive):
             other = self.by_stem.get(path.stem.lower())
             if other is not None:
                 a, b = (p.relative_to(folder).as_posix() for p in (other, path))
@@ -102,6 +96,16 @@ class ImageFolder:
 
     def unlabelled(self) -> int:
         return len(set(self.by_name.values()) - self.used)
+
+
+def photo_files(folder: Path, recursive: bool = False) -> list[Path]:
+    """The image files of ``folder`` (and its subfolders), sorted; hidden ones (a name, or a
+    folder's, beginning with '.': macOS's ``._`` copies, ``.thumbnails/``) left out."""
+    if not folder.is_dir():
+        return []
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(path for path in files if path.suffix.lower() in IMAGE_EXTENSIONS
+                  and not any(part.startswith(".") for part in path.relative_to(folder).parts))
 
 
 def patient_from_name(image_id: str) -> tuple[str, str]:

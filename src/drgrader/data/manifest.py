@@ -130,8 +130,9 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
         more = f"; {len(missing) - 1} more rows lack their image" if len(missing) > 1 else ""
         raise DataError(f"{missing[0].where}: image file not found: {missing[0].looked_for}"
                         f"{more} (data.skip_missing=true skips such rows)")
-    skipped = Skipped(missing_image=len(missing), unlabelled_files=sum(f.unlabelled() for f in folders),
-                      **extra_skipped)
+    # A reader may count unlabelled files its folders do not hold (photos in a folder that is not a grade).
+    unlabelled = sum(f.unlabelled() for f in folders) + extra_skipped.get("unlabelled_files", 0)
+    skipped = Skipped(missing_image=len(missing), **{**extra_skipped, "unlabelled_files": unlabelled})
     if not records:
         raise DataError(f"no usable labelled images in {root} (format {source}); skipped: {skipped.as_dict()}")
     has_split = any("split" in r for r in records)

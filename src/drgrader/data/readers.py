@@ -10,11 +10,9 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-import pandas as pd
-
 from drgrader.config import DataConfig
 from drgrader.data.eyes import patient_id
-from drgrader.data.input_columns import label_identity_columns
+from drgrader.data.input_columns import label_identity_columns, refuse_identity_columns
 from drgrader.data.label_files import (
     DEEPDRID_NAME,
     IMAGE_EXTENSIONS,
@@ -26,6 +24,7 @@ from drgrader.data.label_files import (
     eye_of,
     first_dir,
     patient_from_name,
+    photo_files,
     read_label_csv,
     require_columns,
     shown_path,
@@ -43,26 +42,6 @@ def _log_patients_from_names(rows: list[LabelRow], what: str) -> None:
         rest = f"; the rest ({len(rows) - named}) are patients of their own" if named < len(rows) else ""
         log.info("%s: no patient column, so patient and eye of %d of %d images are read from names like 10_left "
                  "(as the kaggle format reads them)%s", what, named, len(rows), rest)
-
-
-def _identity_columns(table: pd.DataFrame, file: str, patient: str | None = None,
-                      eye: str | None = None) -> tuple[str | None, str | None]:
-    """The patient and eye columns of a label table: the configured ones, else those found
-    under predict's names (``patient_id``, ``Patient ID``, ``EYE``); look-alikes refused."""
-    roles = [role for role, given in (("patient", patient), ("eye", eye)) if not given]
-    headers = [h for h in table.columns if h not in (patient, eye)]
-    found = label_identity_columns(file, headers, roles) if roles else {}
-    return patient or found.get("patient"), eye or found.get("eye")
-
-
-def _refuse_identity_columns(table: pd.DataFrame, file: str, fmt: str) -> None:
-    """A published layout whose patients come from elsewhere: a patient or eye column added to
-    its label file would be ignored, so it is refused (the csv format reads it)."""
-    for column in _identity_columns(table, file):
-        if column is not None:
-            raise DataError(f"{file}: column {column[:40]!r} is not read by the {fmt} format, whose patients and "
-                            "eyes come from its own layout; remove it, or read the file with data.format=csv "
-                            "(data.labels, data.images, data.columns)")
 
 
 def _patient_and_eye(rec: dict[str, str], where: str, image_id: str, patient_col: str | None,
@@ -90,7 +69,7 @@ def _read_kaggle(root: Path, cfg: DataConfig) -> Found:
     folder = ImageFolder(images)
     file = shown_path(labels, root)
     table = read_label_csv(labels, root, ["image", "level"])
-    _refuse_identity_columns(table, file, "kaggle")
+    refuse_identity_columns(table, file, "kaggle")
     rows = []
     for n, rec in csv_records(table):
         image_id = strip_image_extension(rec["image"])
@@ -111,7 +90,7 @@ def _read_aptos(root: Path, cfg: DataConfig) -> Found:
     folder = ImageFolder(root / "train_images")
     file = shown_path(labels, root)
     table = read_label_csv(labels, root, ["id_code", "diagnosis"])
-    patient_col, eye_col = _identity_columns(table, file)
+    patient_col, eye_col = label_identity_columns(table, file)
     rows = []
     for n, rec in csv_records(table):
         image_id = strip_image_extension(rec["id_code"])
@@ -152,7 +131,7 @@ def _read_idrid(root: Path, cfg: DataConfig) -> Found:
         folders.append(folder)
         file = shown_path(labels, root)
         table = read_label_csv(labels, root, ["Image name", "Retinopathy grade"])
-        _refuse_identity_columns(table, file, "idrid")
+        refuse_identity_columns(table, file, "idrid")
         for n, rec in csv_records(table):
             name = rec["Image name"]
             image_id = f"{split}_{strip_image_extension(name)}"
@@ -199,7 +178,7 @@ def _read_messidor2(root: Path, cfg: DataConfig) -> Found:
     id_col, grade_col = ("id_code", "diagnosis") if "id_code" in table.columns else (
         "image_id", "adjudicated_dr_grade")
     require_columns(table, [id_col, grade_col], shown_path(labels, root))
-    _refuse_identity_columns(table, shown_path(labels, root), "messidor2")
+    refuse_identity_columns(table, shown_path(labels, root), "messidor2")
     pairs_file = root / "messidor-2.csv"
     pairs = _messidor_pairs(pairs_file, root) if pairs_file.is_file() else {}
     if not pairs:
@@ -326,7 +305,7 @@ def _read_csv_format(root: Path, cfg: DataConfig) -> Found:
     required = [cols.image, cols.grade] + [c for c in (cols.patient, cols.eye) if c]
     table = read_label_csv(labels, root, required)
     file = shown_path(labels, root)
-    patient_col, eye_col = _identity_columns(table.drop(columns=[cols.image, cols.grade]), file, cols.patient, cols.eye)
+    patient_col, eye_col = label_identity_columns(table.drop(columns=[cols.image, cols.grade]), file, cols.patient, cols.eye)
     folder = ImageFolder(images)
     rows = []
     for n, rec in csv_records(table):
@@ -341,23 +320,41 @@ def _read_csv_format(root: Path, cfg: DataConfig) -> Found:
     return rows, [folder], {}
 
 
+# A grade folder is named by its grade, alone or before a word: "3", "4 proliferative", "0_No_DR".
+GRADE_FOLDER = re.compile(r"([0-9]+)(?:[\s_.\-]+\D.*)?")
+
+
 def _grade_folders(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+    return sorted(p for p in root.iterdir() if p.is_dir() and GRADE_FOLDER.fullmatch(p.name))
 
 
 def _read_folders(root: Path, cfg: DataConfig) -> Found:
-    """One folder per grade: root/<0..4>/*.jpg|jpeg|png|tif. Patient and eye come from Kaggle-style
-    names (``10_left``); any other image is its own patient."""
+    """One folder per grade: root/<0..4>/**/*.jpg|jpeg|png|tif, subfolders included (``0/clinicB/``);
+    a grade folder may carry a word after its grade (``4 proliferative``). The image id is the path
+    inside the grade folder (``clinicB/10_left``), so patient and eye come from Kaggle-style names
+    per subfolder (two clinics numbering alike stay apart); any other image is its own patient.
+    Photos in other folders have no grade: counted and named in a warning, never dropped unsaid."""
     rows = []
     for grade_dir in _grade_folders(root):
-        if grade_dir.name not in {"0", "1", "2", "3", "4"}:
+        grade = GRADE_FOLDER.fullmatch(grade_dir.name)[1]  # type: ignore[index]
+        if grade not in {"0", "1", "2", "3", "4"}:
             raise DataError(f"{grade_dir}: folder name {grade_dir.name!r} is not a grade in 0..4")
-        for path in sorted(ImageFolder(grade_dir).by_name.values()):
-            patient, eye = patient_from_name(path.stem)
-            rows.append(LabelRow(shown_path(path, root), path.stem, path, grade_dir.name, patient, eye))
+        for path in photo_files(grade_dir, recursive=True):
+            image_id = path.relative_to(grade_dir).with_suffix("").as_posix()
+            patient, eye = patient_from_name(image_id)
+            rows.append(LabelRow(shown_path(path, root), image_id, path, grade, patient, eye))
     _log_patients_from_names(rows, f"{root} (grade folders)")
-    # Images lying next to the grade folders have no grade.
-    return rows, [ImageFolder(root)], {}
+    others: dict[str, int] = {}  # folder -> its photos, for folders whose name is not a grade
+    for sub in sorted(root.iterdir()):
+        if sub.is_dir() and not sub.name.startswith(".") and not GRADE_FOLDER.fullmatch(sub.name):
+            if n := len(photo_files(sub, recursive=True)):
+                others[sub.name] = n
+    if others:
+        listing = ", ".join(f"{name!r} ({n})" for name, n in others.items())
+        warnings.warn(f"{root}: {sum(others.values())} photos left out, in folders whose name is not a grade "
+                      f"0..4 (such as '3' or '3 severe'): {listing}", stacklevel=3)
+    # Images lying next to the grade folders have no grade either.
+    return rows, [ImageFolder(root)], {"unlabelled_files": sum(others.values())}
 
 
 READERS: dict[str, Callable[[Path, DataConfig], Found]] = {
