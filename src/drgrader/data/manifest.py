@@ -14,12 +14,14 @@ same errors (naming the label file, the 1-based data row and the image id).
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from drgrader.config import DataConfig
+from drgrader.data.identity import folded_patient
 from drgrader.data.label_files import (
     IMAGE_EXTENSIONS,
     MANIFEST_COLUMNS,
@@ -98,6 +100,18 @@ def _resolved(path: Path) -> Path:
         return path.absolute()
 
 
+def _warn_lookalike_patients(df: pd.DataFrame, root: Path) -> None:
+    """Patient ids equal but for case, spacing or a number's leading zeros (a spreadsheet turns
+    ``007`` into ``7``) are kept apart as given, with a warning, as predict notes them."""
+    ids = pd.Series(df["patient_id"].unique())
+    groups = [sorted(group) for _, group in ids.groupby(ids.map(folded_patient)) if len(group) > 1]
+    if groups:
+        more = f" ({len(groups)} such groups)" if len(groups) > 1 else ""
+        warnings.warn(f"{root}: patients {' and '.join(map(repr, groups[0]))} differ only in case, spacing or leading "
+                      f"zeros{more}; kept apart as given (one spelling in the label file makes them one patient)",
+                      stacklevel=4)
+
+
 def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> Manifest:
     rows, folders, extra_skipped = found
     records, missing = [], []
@@ -138,6 +152,7 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
     has_split = any("split" in r for r in records)
     df = pd.DataFrame(records, columns=MANIFEST_COLUMNS + (["split"] if has_split else []))
     df["grade"] = df["grade"].astype("int64")
+    _warn_lookalike_patients(df, root)
     if cfg.limit is not None:
         df = _first_patients(df, cfg.limit)
     df = df.sort_values("image_id", kind="stable").reset_index(drop=True)
