@@ -65,9 +65,7 @@ class ImageFolder:
         for path in photo_files(folder, recursive):
             other = self.by_stem.get(path.stem.lower())
             if other is not None:
-                a, b = (p.relative_to(folder).as_posix() for p in (other, path))
-                raise DataError(f"{folder}: {a!r} and {b!r} differ only in case or extension: two photos under "
-                                "one name (a label row would match either); rename or remove one")
+                raise two_photos_under_one_name(folder, other, path)
             self.by_name[path.name.lower()] = path
             self.by_stem[path.stem.lower()] = path
 
@@ -96,6 +94,12 @@ class ImageFolder:
 
     def unlabelled(self) -> int:
         return len(set(self.by_name.values()) - self.used)
+
+
+def two_photos_under_one_name(folder: Path, first: Path, second: Path) -> DataError:
+    a, b = (p.relative_to(folder).as_posix() for p in (first, second))
+    return DataError(f"{folder}: {a!r} and {b!r} differ only in case or extension: two photos under "
+                     "one name (a label row would match either); rename or remove one")
 
 
 def photo_files(folder: Path, recursive: bool = False) -> list[Path]:

@@ -29,6 +29,7 @@ from drgrader.data.label_files import (
     require_columns,
     shown_path,
     strip_image_extension,
+    two_photos_under_one_name,
     where_in,
 )
 
@@ -339,8 +340,12 @@ def _read_folders(root: Path, cfg: DataConfig) -> Found:
         grade = GRADE_FOLDER.fullmatch(grade_dir.name)[1]  # type: ignore[index]
         if grade not in {"0", "1", "2", "3", "4"}:
             raise DataError(f"{grade_dir}: folder name {grade_dir.name!r} is not a grade in 0..4")
+        by_id: dict[str, Path] = {}  # 10_left.jpeg and 10_LEFT.jpeg (or 10_left.png) are one name
         for path in photo_files(grade_dir, recursive=True):
             image_id = path.relative_to(grade_dir).with_suffix("").as_posix()
+            if image_id.lower() in by_id:
+                raise two_photos_under_one_name(grade_dir, by_id[image_id.lower()], path)
+            by_id[image_id.lower()] = path
             patient, eye = patient_from_name(image_id)
             rows.append(LabelRow(shown_path(path, root), image_id, path, grade, patient, eye))
     _log_patients_from_names(rows, f"{root} (grade folders)")
