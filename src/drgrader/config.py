@@ -77,13 +77,22 @@ def check_refer_share(share: float, what: str) -> None:
 
 
 # ----------------------------------------------------------------------------- data
+def _not_empty_column(value: object) -> object:
+    if isinstance(value, str) and not value.strip():  # '' would silently mean "no such column"
+        raise ValueError("empty column name: give the column's header, or leave the field out for its default")
+    return value
+
+
+ColumnName = Annotated[str, BeforeValidator(_not_empty_column)]
+
+
 class Columns(Section):
     """Column names of a generic label CSV (``data.format: csv``)."""
 
-    image: str = "image"
-    grade: str = "level"
-    patient: str | None = None
-    eye: str | None = None
+    image: ColumnName = "image"
+    grade: ColumnName = "level"
+    patient: ColumnName | None = None
+    eye: ColumnName | None = None
 
 
 class SplitConfig(Section):

@@ -242,7 +242,7 @@ def kaggle_with(tmp_path: Path, level: str) -> Path:
     ("5", "grade '5' is not in 0..4"),
     ("-1", "grade '-1' is not in 0..4"),
     ("", "grade is empty"),
-    ("abc", "grade 'abc' is not a number"),
+    ("abc", "grade 'abc' is not a number in plain decimal (0, 1, 2, 3 or 4)"),
     ("2.5", "grade '2.5' is not a whole number"),
 ])
 def test_bad_grades_name_file_row_and_image(tmp_path, level, problem):
@@ -363,3 +363,14 @@ def test_real_eyepacs_256():
     assert set(df["eye"]) == {"left", "right"}
     assert found.skipped.as_dict() == {"missing_image": 0, "unlabelled_files": 0, "ungradable": 0}
     assert pd.Series(df["path"]).str.endswith(".jpeg").all()
+
+
+def test_lookalike_patient_ids_are_kept_apart_with_a_warning(tmp_path):
+    # A spreadsheet turns 007 into 7 in some rows: predict notes such ids, and so does the label reader.
+    write_text(tmp_path / "labels.csv", "image,level,patient_id\na,0,007\nb,1,7\nc,2,P1\nd,0,p1\n")
+    for name in "abcd":
+        write_image(tmp_path / "images" / f"{name}.png")
+    with pytest.warns(UserWarning, match=r"patients '007' and '7' differ only in case, spacing or leading zeros "
+                                         r"\(2 such groups\); kept apart as given"):
+        df = read_dataset(tmp_path)
+    assert list(df["patient_id"]) == ["007", "7", "P1", "p1"]

@@ -216,3 +216,79 @@ def test_options_that_would_be_ignored_are_refused(tiny_bundle, photos, tmp_path
         assert main(["evaluate", str(tiny_bundle), "--data", str(photos), "--set", key, "--out", str(tmp_path / "e")]) == 2
         assert f"--set {key.split('=')[0]}: evaluate --data takes it from the bundle" in error_line(capsys)
         assert not (tmp_path / "e").exists()
+
+
+# ---------------------------------------------------------------------------- label files
+def label_set(root: Path, labels_name: str, labels: str, images: list[str], image_dir: str = "images") -> Path:
+    """A data set of placeholder photos (the manifest does not read pixels) and one label file."""
+    for name in images:
+        (root / image_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / image_dir / name).write_bytes(name.encode())
+    (root / labels_name).write_text(labels, encoding="utf-8")
+    return root
+
+
+def test_two_label_rows_naming_one_file_are_refused(tmp_path):
+    from drgrader.data.manifest import read_dataset
+
+    root = label_set(tmp_path, "trainLabels.csv", "image,level\n10131_left,3\n10131_right,0\n10131_LEFT,0\n",
+                     ["10131_left.jpeg", "10131_right.jpeg"])
+    with pytest.raises(DataError, match=r"^trainLabels.csv row 3 \(image '10131_LEFT'\): names the same file as "
+                                        r"trainLabels.csv row 1 \(image '10131_left'\) \(images/10131_left.jpeg\)"):
+        read_dataset(root)
+
+
+PATIENT_IMAGES = ["IMG1.jpeg", "IMG2.jpeg", "IMG3.jpeg", "IMG4.jpeg"]
+
+
+@pytest.mark.parametrize(("patient", "eye"), [("patient", "eye"), ("Patient ID", "Eye"), ("PATIENT-ID", "EYE")])
+def test_a_label_file_s_patient_and_eye_columns_are_read_by_predict_s_names(tmp_path, patient, eye):
+    from drgrader.data.manifest import read_dataset
+
+    labels = f"image,level,{patient},{eye}\nIMG1,0,A,L\nIMG2,1,A,R\nIMG3,2,B,left\nIMG4,0,B,right\n"
+    table = read_dataset(label_set(tmp_path, "labels.csv", labels, PATIENT_IMAGES)).set_index("image_id")
+    assert list(table["patient_id"]) == ["A", "A", "B", "B"]  # before: four patients of their own
+    assert list(table["eye"]) == ["left", "right", "left", "right"]
+
+
+@pytest.mark.parametrize("column", ["patient_no", "Pateint", "subject", "laterality", "eye_side"])
+def test_a_label_column_that_looks_like_patient_or_eye_is_refused_by_name(tmp_path, column):
+    from drgrader.data.manifest import read_dataset
+
+    labels = f"image,level,{column}\nIMG1,0,A\nIMG2,1,A\nIMG3,2,B\nIMG4,0,B\n"
+    with pytest.raises(DataError, match=rf"^labels.csv: column {column!r} looks like the (patient|eye) column but is "
+                                        r"not one the label reader reads .*data\.columns\."):
+        read_dataset(label_set(tmp_path, "labels.csv", labels, PATIENT_IMAGES))
+
+
+def test_a_patient_column_in_a_published_layout_is_read_or_refused(tmp_path):
+    from drgrader.data.manifest import read_dataset
+
+    aptos = label_set(tmp_path / "aptos", "train.csv", "id_code,diagnosis,patient_id\nIMG1,0,A\nIMG2,1,A\nIMG3,2,B\n",
+                      ["IMG1.png", "IMG2.png", "IMG3.png"], image_dir="train_images")
+    assert list(read_dataset(aptos)["patient_id"]) == ["A", "A", "B"]  # before: three patients
+    kaggle = label_set(tmp_path / "kaggle", "trainLabels.csv", "image,level,Patient\n10_left,0,10\n10_right,1,10\n",
+                       ["10_left.jpeg", "10_right.jpeg"])
+    with pytest.raises(DataError, match=r"^trainLabels.csv: column 'Patient' is not read by the kaggle format"):
+        read_dataset(kaggle)
+
+
+def test_grade_folders_are_read_with_their_subfolders_and_other_folders_are_counted_by_name(tmp_path):
+    from drgrader.config import DataConfig
+    from drgrader.data.manifest import read_manifest
+
+    photos = ["0/10007_left.jpeg", "0/clinicB/10009_left.jpeg", "3/clinicB/10009_right.jpeg",
+              "4 proliferative/10489_right.jpeg", "0_No_DR/10010_left.jpeg", "extra/a.jpeg", "extra/more/b.jpeg",
+              "0/.thumbs/10007_left.jpeg", ".trash/c.jpeg"]
+    root = label_set(tmp_path, "notes.txt", "", photos, image_dir="")
+    with pytest.warns(UserWarning, match=r"2 photos left out, in folders whose name is not a grade .*'extra' \(2\)"):
+        manifest = read_manifest(DataConfig(root=root))
+    table = manifest.table.set_index("image_id")
+    assert dict(table["grade"]) == {"10007_left": 0, "clinicB/10009_left": 0, "clinicB/10009_right": 3,
+                                    "10489_right": 4, "10010_left": 0}
+    assert table.loc["clinicB/10009_right", "patient_id"] == "clinicB/10009"  # one patient per clinic's numbering
+    assert manifest.skipped.unlabelled_files == 2
+    (root / "7 maybe").mkdir()
+    (root / "7 maybe" / "d.jpeg").write_bytes(b"d")
+    with pytest.raises(DataError, match="folder name '7 maybe' is not a grade in 0..4"):
+        read_manifest(DataConfig(root=root))

@@ -122,6 +122,14 @@ def test_an_empty_path_is_refused(override):
         load_config(None, [override])
 
 
+@pytest.mark.parametrize("override", ["data.columns.patient=", "data.columns.image=' '", "data.columns.grade=''",
+                                      "data.columns.eye= "])
+def test_an_empty_column_name_is_refused(override):
+    field = override.split("=")[0].replace(".", r"\.")
+    with pytest.raises(ConfigError, match=f"{field}: Value error, empty column name"):
+        load_config(None, [override])
+
+
 @pytest.mark.parametrize(("override", "field"), [("eval.tta=[]", "eval.tta"), ("name=", "name"), ("name=''", "name")])
 def test_an_empty_list_of_views_or_name_is_refused(override, field):
     with pytest.raises(ConfigError, match=f"{field.replace('.', '[.]')}: .*at least 1"):
@@ -311,3 +319,17 @@ def test_a_shard_is_plain_decimal(text):
 
     with pytest.raises(ConfigError, match="must look like i/n"):
         parse_shard(text)
+
+
+@pytest.mark.parametrize("grade", ["0_3", "\u0663", "\uff13", "3e0", "3.", "+3", "0x3", "three"])
+def test_a_label_grade_is_plain_decimal(tmp_path, grade):
+    from drgrader.data.manifest import DataError, read_dataset
+
+    (tmp_path / "images").mkdir()
+    for name in ("10_left", "10_right"):
+        (tmp_path / "images" / f"{name}.png").write_bytes(b"not read here")
+    (tmp_path / "trainLabels.csv").write_text(f"image,level\n10_left,0\n10_right,{grade}\n", encoding="utf-8")
+    with pytest.raises(DataError, match=re.escape(f"trainLabels.csv row 2 (image '10_right'): grade {grade!r} is not a number")):
+        read_dataset(tmp_path)
+    (tmp_path / "trainLabels.csv").write_text("image,level\n10_left,0\n10_right,3.0\n", encoding="utf-8")
+    assert list(read_dataset(tmp_path)["grade"]) == [0, 3]

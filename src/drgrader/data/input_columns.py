@@ -1,5 +1,6 @@
-"""The columns ``drgrader predict`` reads from a CSV of photos, and the refusal of the columns it
-would otherwise drop without a word.
+"""The columns ``drgrader predict`` reads from a CSV of photos (and the data-set readers from a
+label file: its patient and eye), and the refusal of the columns they would otherwise drop
+without a word.
 
 Read: the photo (``image`` or ``path``), its id (``image_id``), the patient (``patient_id`` or
 ``patient``) and the eye (``eye``), whatever their case and separators (``Patient ID``,
@@ -17,7 +18,9 @@ from collections.abc import Sequence
 from difflib import SequenceMatcher
 from pathlib import Path
 
-from drgrader.data.manifest import DataError
+import pandas as pd
+
+from drgrader.data.label_files import DataError  # not .manifest: its readers use this module
 
 KNOWN = {  # what a column gives -> the names it may have
     "image": ("image", "path"),
@@ -57,9 +60,8 @@ def _names(role: str) -> str:
     return " or ".join(repr(n) for n in KNOWN[role])
 
 
-def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
-    """The header of each known column of ``csv`` (None where absent); a DataError naming the
-    column when one looks like a known column without being one, or two name the same thing."""
+def _roles(csv: Path | str, headers: Sequence[str]) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
+    """The headers of each known column, and the (header, role) of those that only look like one."""
     found: dict[str, list[str]] = {role: [] for role in KNOWN}
     lookalikes: list[tuple[str, str]] = []  # (header, the role it looks like)
     by_squash = {_squash(n): role for role, names in KNOWN.items() for n in names}
@@ -72,6 +74,21 @@ def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
             found[role].append(header)
         elif (like := _looks_like(_squash(header))) is not None:
             lookalikes.append((header, like))
+    return found, lookalikes
+
+
+def _one_each(csv: Path | str, found: dict[str, list[str]], roles: Sequence[str]) -> dict[str, str | None]:
+    for role in roles:
+        if len(found[role]) > 1:
+            listing = " and ".join(repr(h[:40]) for h in found[role])
+            raise DataError(f"{csv}: columns {listing} both give the {role.replace('_', ' ')}; keep one")
+    return {role: (found[role][0] if found[role] else None) for role in roles}
+
+
+def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
+    """The header of each known column of ``csv`` (None where absent); a DataError naming the
+    column when one looks like a known column without being one, or two name the same thing."""
+    found, lookalikes = _roles(csv, headers)
     if not found["image"]:
         hint = next((f"; rename {h[:40]!r} if it is the photo" for h, like in lookalikes if like == "image"), "")
         if not hint and len(headers) == 1 and any(sep in headers[0] for sep in ";\t"):
@@ -81,8 +98,38 @@ def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
         header, like = lookalikes[0]
         raise DataError(f"{csv}: column {header[:40]!r} looks like the {like.replace('_', ' ')} column but is not one "
                         f"predict reads ({_names(like)}); rename or remove it")
-    for role, headers_of_role in found.items():
-        if len(headers_of_role) > 1:
-            listing = " and ".join(repr(h[:40]) for h in headers_of_role)
-            raise DataError(f"{csv}: columns {listing} both give the {role.replace('_', ' ')}; keep one")
-    return {role: (headers_of_role[0] if headers_of_role else None) for role, headers_of_role in found.items()}
+    return _one_each(csv, found, list(KNOWN))
+
+
+def _label_roles(labels: str, headers: Sequence[str], roles: Sequence[str]) -> dict[str, str | None]:
+    """The patient and eye columns (``roles``) of a label file, found by the same names as
+    predict's, whatever their case (``Patient ID``, ``EYE``); None where absent. A column that
+    looks like one (``patient_no``, ``laterality``) is refused by name: a patient-level split
+    without it would put one patient on both sides. The label file's image and grade columns
+    are set by its format, so only ``roles`` are looked for."""
+    found, lookalikes = _roles(labels, headers)
+    for header, like in lookalikes:
+        if like in roles:
+            raise DataError(f"{labels}: column {header[:40]!r} looks like the {like} column but is not one the label "
+                            f"reader reads ({_names(like)}); rename it, or name it in data.columns.{like}")
+    return _one_each(labels, found, roles)
+
+
+def label_identity_columns(table: pd.DataFrame, file: str, patient: str | None = None,
+                           eye: str | None = None) -> tuple[str | None, str | None]:
+    """The patient and eye columns of a label table: the configured ones, else those found
+    under predict's names (``patient_id``, ``Patient ID``, ``EYE``); look-alikes refused."""
+    roles = [role for role, given in (("patient", patient), ("eye", eye)) if not given]
+    headers = [h for h in table.columns if h not in (patient, eye)]
+    found = _label_roles(file, headers, roles) if roles else {}
+    return patient or found.get("patient"), eye or found.get("eye")
+
+
+def refuse_identity_columns(table: pd.DataFrame, file: str, fmt: str) -> None:
+    """A published layout whose patients come from elsewhere: a patient or eye column added to
+    its label file would be ignored, so it is refused (the csv format reads it)."""
+    for column in label_identity_columns(table, file):
+        if column is not None:
+            raise DataError(f"{file}: column {column[:40]!r} is not read by the {fmt} format, whose patients and "
+                            "eyes come from its own layout; remove it, or read the file with data.format=csv "
+                            "(data.labels, data.images, data.columns)")

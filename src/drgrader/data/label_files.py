@@ -62,18 +62,10 @@ class ImageFolder:
         self.by_name: dict[str, Path] = {}
         self.by_stem: dict[str, Path] = {}
         self.used: set[Path] = set()
-        if not folder.is_dir():
-            return
-        files = folder.rglob("*") if recursive else folder.iterdir()
-        for path in sorted(files):
-            hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
-            if hidden or path.suffix.lower() not in IMAGE_EXTENSIONS:
-                continue
+        for path in photo_files(folder, recursive):
             other = self.by_stem.get(path.stem.lower())
             if other is not None:
-                a, b = (p.relative_to(folder).as_posix() for p in (other, path))
-                raise DataError(f"{folder}: {a!r} and {b!r} differ only in case or extension: two photos under "
-                                "one name (a label row would match either); rename or remove one")
+                raise two_photos_under_one_name(folder, other, path)
             self.by_name[path.name.lower()] = path
             self.by_stem[path.stem.lower()] = path
 
@@ -102,6 +94,22 @@ class ImageFolder:
 
     def unlabelled(self) -> int:
         return len(set(self.by_name.values()) - self.used)
+
+
+def two_photos_under_one_name(folder: Path, first: Path, second: Path) -> DataError:
+    a, b = (p.relative_to(folder).as_posix() for p in (first, second))
+    return DataError(f"{folder}: {a!r} and {b!r} differ only in case or extension: two photos under "
+                     "one name (a label row would match either); rename or remove one")
+
+
+def photo_files(folder: Path, recursive: bool = False) -> list[Path]:
+    """The image files of ``folder`` (and its subfolders), sorted; hidden ones (a name, or a
+    folder's, beginning with '.': macOS's ``._`` copies, ``.thumbnails/``) left out."""
+    if not folder.is_dir():
+        return []
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(path for path in files if path.suffix.lower() in IMAGE_EXTENSIONS
+                  and not any(part.startswith(".") for part in path.relative_to(folder).parts))
 
 
 def patient_from_name(image_id: str) -> tuple[str, str]:

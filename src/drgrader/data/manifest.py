@@ -13,18 +13,22 @@ same errors (naming the label file, the 1-based data row and the image id).
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from drgrader.config import DataConfig
+from drgrader.data.identity import folded_patient
 from drgrader.data.label_files import (
     IMAGE_EXTENSIONS,
     MANIFEST_COLUMNS,
     DataError,
     Found,
     LabelRow,
+    shown_path,
     strip_image_extension,
 )
 from drgrader.data.readers import READERS, detect_format
@@ -56,10 +60,16 @@ class Manifest:
 
 
 # -------------------------------------------------------------------- validation
+# A grade is written in plain ASCII decimal; float() would also take "0_3", "3e0", "٣" and "３" as 3.
+PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
 def _grade(text: str, where: str) -> int:
-    """Grade text -> int; "2.0" is accepted as 2."""
+    """Grade text -> int; "2.0" (as spreadsheets write it) is accepted as 2."""
     if text == "":
         raise DataError(f"{where}: grade is empty")
+    if not PLAIN_DECIMAL.fullmatch(text):
+        raise DataError(f"{where}: grade {text!r} is not a number in plain decimal (0, 1, 2, 3 or 4)")
     try:
         value = float(text)
     except ValueError:
@@ -90,10 +100,23 @@ def _resolved(path: Path) -> Path:
         return path.absolute()
 
 
+def _warn_lookalike_patients(df: pd.DataFrame, root: Path) -> None:
+    """Patient ids equal but for case, spacing or a number's leading zeros (a spreadsheet turns
+    ``007`` into ``7``) are kept apart as given, with a warning, as predict notes them."""
+    ids = pd.Series(df["patient_id"].unique())
+    groups = [sorted(group) for _, group in ids.groupby(ids.map(folded_patient)) if len(group) > 1]
+    if groups:
+        more = f" ({len(groups)} such groups)" if len(groups) > 1 else ""
+        warnings.warn(f"{root}: patients {' and '.join(map(repr, groups[0]))} differ only in case, spacing or leading "
+                      f"zeros{more}; kept apart as given (one spelling in the label file makes them one patient)",
+                      stacklevel=4)
+
+
 def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> Manifest:
     rows, folders, extra_skipped = found
     records, missing = [], []
     first_seen: dict[str, LabelRow] = {}
+    row_of_file: dict[str, LabelRow] = {}
     for row in rows:
         if not row.image_id:
             raise DataError(f"{row.where}: image name is empty")
@@ -105,7 +128,14 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
         if row.path is None:
             missing.append(row)
             continue
-        record = {"image_id": row.image_id, "path": str(_resolved(row.path)), "grade": grade,
+        path = str(_resolved(row.path))
+        # Files are found case-insensitively, so '10_left' and '10_LEFT' pass the id check above
+        # and would use one photo twice, with two grades.
+        if path in row_of_file:
+            raise DataError(f"{row.where}: names the same file as {row_of_file[path].where} "
+                            f"({shown_path(row.path, root)}); keep one row")
+        row_of_file[path] = row
+        record = {"image_id": row.image_id, "path": path, "grade": grade,
                   "patient_id": str(row.patient_id), "eye": row.eye, "source": source}
         if row.split is not None:
             record["split"] = row.split
@@ -114,13 +144,15 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
         more = f"; {len(missing) - 1} more rows lack their image" if len(missing) > 1 else ""
         raise DataError(f"{missing[0].where}: image file not found: {missing[0].looked_for}"
                         f"{more} (data.skip_missing=true skips such rows)")
-    skipped = Skipped(missing_image=len(missing), unlabelled_files=sum(f.unlabelled() for f in folders),
-                      **extra_skipped)
+    # A reader may count unlabelled files its folders do not hold (photos in a folder that is not a grade).
+    unlabelled = sum(f.unlabelled() for f in folders) + extra_skipped.get("unlabelled_files", 0)
+    skipped = Skipped(missing_image=len(missing), **{**extra_skipped, "unlabelled_files": unlabelled})
     if not records:
         raise DataError(f"no usable labelled images in {root} (format {source}); skipped: {skipped.as_dict()}")
     has_split = any("split" in r for r in records)
     df = pd.DataFrame(records, columns=MANIFEST_COLUMNS + (["split"] if has_split else []))
     df["grade"] = df["grade"].astype("int64")
+    _warn_lookalike_patients(df, root)
     if cfg.limit is not None:
         df = _first_patients(df, cfg.limit)
     df = df.sort_values("image_id", kind="stable").reset_index(drop=True)

@@ -12,6 +12,7 @@ from typing import Callable
 
 from drgrader.config import DataConfig
 from drgrader.data.eyes import patient_id
+from drgrader.data.input_columns import label_identity_columns, refuse_identity_columns
 from drgrader.data.label_files import (
     DEEPDRID_NAME,
     IMAGE_EXTENSIONS,
@@ -23,10 +24,12 @@ from drgrader.data.label_files import (
     eye_of,
     first_dir,
     patient_from_name,
+    photo_files,
     read_label_csv,
     require_columns,
     shown_path,
     strip_image_extension,
+    two_photos_under_one_name,
     where_in,
 )
 
@@ -42,6 +45,22 @@ def _log_patients_from_names(rows: list[LabelRow], what: str) -> None:
                  "(as the kaggle format reads them)%s", what, named, len(rows), rest)
 
 
+def _patient_and_eye(rec: dict[str, str], where: str, image_id: str, patient_col: str | None,
+                     eye_col: str | None) -> tuple[str, str]:
+    """A row's patient and eye: from its columns, else from a Kaggle-style name (``10_left``)."""
+    eye = eye_of(rec[eye_col], where) if eye_col else ""
+    if patient_col:
+        patient = patient_id(rec[patient_col])
+        if not patient:
+            what = "empty" if not rec[patient_col] else f"{rec[patient_col]!r}, a placeholder for a missing value"
+            raise DataError(f"{where}: patient id (column {patient_col!r}) is {what}")
+        return patient, eye
+    patient, named_eye = patient_from_name(image_id)
+    if eye and named_eye and eye != named_eye:
+        raise DataError(f"{where}: eye {eye!r} (column {eye_col!r}) but the name says {named_eye}")
+    return patient, eye or named_eye
+
+
 def _read_kaggle(root: Path, cfg: DataConfig) -> Found:
     """Kaggle EyePACS 2015: trainLabels.csv (image,level), train/ or images/<id>_<eye>.jpeg."""
     labels = root / "trainLabels.csv"
@@ -50,8 +69,10 @@ def _read_kaggle(root: Path, cfg: DataConfig) -> Found:
         raise DataError(f"{root}: no image folder; expected train/ or images/ next to trainLabels.csv")
     folder = ImageFolder(images)
     file = shown_path(labels, root)
+    table = read_label_csv(labels, root, ["image", "level"])
+    refuse_identity_columns(table, file, "kaggle")
     rows = []
-    for n, rec in csv_records(read_label_csv(labels, root, ["image", "level"])):
+    for n, rec in csv_records(table):
         image_id = strip_image_extension(rec["image"])
         patient, eye = patient_from_name(image_id)
         rows.append(LabelRow(where_in(file, n, image_id), image_id, folder.find(rec["image"]),
@@ -62,16 +83,22 @@ def _read_kaggle(root: Path, cfg: DataConfig) -> Found:
 def _read_aptos(root: Path, cfg: DataConfig) -> Found:
     """APTOS 2019: train.csv (id_code,diagnosis), train_images/<id_code>.png.
 
-    APTOS publishes no patient ids, so each image is its own patient.
+    APTOS publishes no patient ids, so each image is its own patient, unless a patient (eye)
+    column was added to train.csv (``patient_id``, ``Patient ID``): then it is read, as the
+    csv format reads it.
     """
     labels = root / "train.csv"
     folder = ImageFolder(root / "train_images")
     file = shown_path(labels, root)
+    table = read_label_csv(labels, root, ["id_code", "diagnosis"])
+    patient_col, eye_col = label_identity_columns(table, file)
     rows = []
-    for n, rec in csv_records(read_label_csv(labels, root, ["id_code", "diagnosis"])):
+    for n, rec in csv_records(table):
         image_id = strip_image_extension(rec["id_code"])
-        rows.append(LabelRow(where_in(file, n, image_id), image_id, folder.find(rec["id_code"]),
-                         rec["diagnosis"], image_id, looked_for=folder.describe(rec["id_code"])))
+        where = where_in(file, n, image_id)
+        patient, eye = _patient_and_eye(rec, where, image_id, patient_col, eye_col)
+        rows.append(LabelRow(where, image_id, folder.find(rec["id_code"]), rec["diagnosis"], patient, eye,
+                             looked_for=folder.describe(rec["id_code"])))
     return rows, [folder], {}
 
 
@@ -104,7 +131,9 @@ def _read_idrid(root: Path, cfg: DataConfig) -> Found:
         folder = ImageFolder(base / "1. Original Images" / image_dir)
         folders.append(folder)
         file = shown_path(labels, root)
-        for n, rec in csv_records(read_label_csv(labels, root, ["Image name", "Retinopathy grade"])):
+        table = read_label_csv(labels, root, ["Image name", "Retinopathy grade"])
+        refuse_identity_columns(table, file, "idrid")
+        for n, rec in csv_records(table):
             name = rec["Image name"]
             image_id = f"{split}_{strip_image_extension(name)}"
             rows.append(LabelRow(where_in(file, n, image_id), image_id, folder.find(name),
@@ -150,6 +179,7 @@ def _read_messidor2(root: Path, cfg: DataConfig) -> Found:
     id_col, grade_col = ("id_code", "diagnosis") if "id_code" in table.columns else (
         "image_id", "adjudicated_dr_grade")
     require_columns(table, [id_col, grade_col], shown_path(labels, root))
+    refuse_identity_columns(table, shown_path(labels, root), "messidor2")
     pairs_file = root / "messidor-2.csv"
     pairs = _messidor_pairs(pairs_file, root) if pairs_file.is_file() else {}
     if not pairs:
@@ -257,7 +287,8 @@ def _read_csv_format(root: Path, cfg: DataConfig) -> Found:
     """Any label CSV: ``data.labels`` (default labels.csv), ``data.images`` (default images/).
 
     Column names come from ``data.columns``. Without a configured patient (eye) column, a
-    column named ``patient_id`` (``eye``) is used when present, so a patient-level split does
+    column named as predict names it (``patient_id``, ``patient``, ``Patient ID``; ``eye``, ``EYE``)
+    is used when present, and one that only looks like it (``patient_no``) is refused, so a patient-level split does
     not silently become image-level; otherwise patient and eye come from Kaggle-style names
     (``10_left``), and any other image is its own patient. An empty patient cell, or a
     placeholder for a missing value (``NA``, ``unknown``), is refused.
@@ -274,26 +305,15 @@ def _read_csv_format(root: Path, cfg: DataConfig) -> Found:
     cols = cfg.columns
     required = [cols.image, cols.grade] + [c for c in (cols.patient, cols.eye) if c]
     table = read_label_csv(labels, root, required)
-    patient_col = cols.patient or ("patient_id" if "patient_id" in table.columns else None)
-    eye_col = cols.eye or ("eye" if "eye" in table.columns else None)
-    folder = ImageFolder(images)
     file = shown_path(labels, root)
+    patient_col, eye_col = label_identity_columns(table.drop(columns=[cols.image, cols.grade]), file, cols.patient, cols.eye)
+    folder = ImageFolder(images)
     rows = []
     for n, rec in csv_records(table):
         ref = rec[cols.image]
         image_id = strip_image_extension(ref)
         where = where_in(file, n, image_id)
-        eye = eye_of(rec[eye_col], where) if eye_col else ""
-        if patient_col:
-            patient = patient_id(rec[patient_col])
-            if not patient:
-                what = "empty" if not rec[patient_col] else f"{rec[patient_col]!r}, a placeholder for a missing value"
-                raise DataError(f"{where}: patient id (column {patient_col!r}) is {what}")
-        else:
-            patient, named_eye = patient_from_name(image_id)
-            if eye and named_eye and eye != named_eye:
-                raise DataError(f"{where}: eye {eye!r} (column {eye_col!r}) but the name says {named_eye}")
-            eye = eye or named_eye
+        patient, eye = _patient_and_eye(rec, where, image_id, patient_col, eye_col)
         rows.append(LabelRow(where, image_id, folder.find(ref), rec[cols.grade], patient, eye,
                          looked_for=folder.describe(ref)))
     if not patient_col:
@@ -301,23 +321,45 @@ def _read_csv_format(root: Path, cfg: DataConfig) -> Found:
     return rows, [folder], {}
 
 
+# A grade folder is named by its grade, alone or before a word: "3", "4 proliferative", "0_No_DR".
+GRADE_FOLDER = re.compile(r"([0-9]+)(?:[\s_.\-]+\D.*)?")
+
+
 def _grade_folders(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+    return sorted(p for p in root.iterdir() if p.is_dir() and GRADE_FOLDER.fullmatch(p.name))
 
 
 def _read_folders(root: Path, cfg: DataConfig) -> Found:
-    """One folder per grade: root/<0..4>/*.jpg|jpeg|png|tif. Patient and eye come from Kaggle-style
-    names (``10_left``); any other image is its own patient."""
+    """One folder per grade: root/<0..4>/**/*.jpg|jpeg|png|tif, subfolders included (``0/clinicB/``);
+    a grade folder may carry a word after its grade (``4 proliferative``). The image id is the path
+    inside the grade folder (``clinicB/10_left``), so patient and eye come from Kaggle-style names
+    per subfolder (two clinics numbering alike stay apart); any other image is its own patient.
+    Photos in other folders have no grade: counted and named in a warning, never dropped unsaid."""
     rows = []
     for grade_dir in _grade_folders(root):
-        if grade_dir.name not in {"0", "1", "2", "3", "4"}:
+        grade = GRADE_FOLDER.fullmatch(grade_dir.name)[1]  # type: ignore[index]
+        if grade not in {"0", "1", "2", "3", "4"}:
             raise DataError(f"{grade_dir}: folder name {grade_dir.name!r} is not a grade in 0..4")
-        for path in sorted(ImageFolder(grade_dir).by_name.values()):
-            patient, eye = patient_from_name(path.stem)
-            rows.append(LabelRow(shown_path(path, root), path.stem, path, grade_dir.name, patient, eye))
+        by_id: dict[str, Path] = {}  # 10_left.jpeg and 10_LEFT.jpeg (or 10_left.png) are one name
+        for path in photo_files(grade_dir, recursive=True):
+            image_id = path.relative_to(grade_dir).with_suffix("").as_posix()
+            if image_id.lower() in by_id:
+                raise two_photos_under_one_name(grade_dir, by_id[image_id.lower()], path)
+            by_id[image_id.lower()] = path
+            patient, eye = patient_from_name(image_id)
+            rows.append(LabelRow(shown_path(path, root), image_id, path, grade, patient, eye))
     _log_patients_from_names(rows, f"{root} (grade folders)")
-    # Images lying next to the grade folders have no grade.
-    return rows, [ImageFolder(root)], {}
+    others: dict[str, int] = {}  # folder -> its photos, for folders whose name is not a grade
+    for sub in sorted(root.iterdir()):
+        if sub.is_dir() and not sub.name.startswith(".") and not GRADE_FOLDER.fullmatch(sub.name):
+            if n := len(photo_files(sub, recursive=True)):
+                others[sub.name] = n
+    if others:
+        listing = ", ".join(f"{name!r} ({n})" for name, n in others.items())
+        warnings.warn(f"{root}: {sum(others.values())} photos left out, in folders whose name is not a grade "
+                      f"0..4 (such as '3' or '3 severe'): {listing}", stacklevel=3)
+    # Images lying next to the grade folders have no grade either.
+    return rows, [ImageFolder(root)], {"unlabelled_files": sum(others.values())}
 
 
 READERS: dict[str, Callable[[Path, DataConfig], Found]] = {
