@@ -7,22 +7,13 @@ from __future__ import annotations
 import logging
 import os
 
-import cv2
-import numpy as np
 import pandas as pd
 import pytest
+from hostile.corpus import photo_bytes
 
 from drgrader.cli import main
 from drgrader.data.manifest import DataError
-from drgrader.synth import make_fundus
 from drgrader.workflows.predict import merge_predictions, predict_command
-
-
-def photo_bytes(grade: int, seed: int) -> bytes:
-    rgb = make_fundus(grade, np.random.default_rng(seed), height=96)
-    ok, data = cv2.imencode(".jpeg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    assert ok
-    return data.tobytes()
 
 
 @pytest.fixture
