@@ -17,8 +17,10 @@ from drgrader.data.quality import NOT_COLOUR, assess_quality
 from drgrader.synth import make_fundus
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
-# The least colourful real photos of benchmarks/results/colour_check.json (colour, red/green, tint).
+# The least colourful real photos of benchmarks/results/colour_check.json (colour, red/green, tint)
+# and the least colourful camera original.
 LEAST_COLOURFUL = ["eyepacs-256/images/16085_right.jpeg", "eyepacs-256/images/11048_left.jpeg",
+                   "eyepacs-256/images/12938_right.jpeg",
                    "rahim-originals/images/Patient246_L.jpg"]
 
 
