@@ -79,15 +79,15 @@ def test_readme_python_example_runs(tiny_bundle, synth_dir, monkeypatch, tmp_pat
 
 @pytest.mark.skipif(not (SHARED / "rahim-originals").is_dir(), reason="needs ../shared/data")
 def test_real_fundus_arrays_are_never_taken_for_bgr_and_reversed_originals_are():
-    from drgrader.api import _refuse_bgr
+    from drgrader.api import _check_channel_order
 
     for folder, step in (("eyepacs-256", 37), ("rahim-originals", 9)):
         for path in sorted((SHARED / folder / "images").iterdir())[::step]:
             rgb = np.asarray(Image.open(path).convert("RGB").reduce(4 if folder == "rahim-originals" else 1))
-            _refuse_bgr(rgb)
+            _check_channel_order(rgb, path.name)
             if folder == "rahim-originals":  # camera originals are red enough to tell
                 with pytest.raises(ValueError, match="looks like BGR"):
-                    _refuse_bgr(rgb[..., ::-1])
+                    _check_channel_order(np.ascontiguousarray(rgb[..., ::-1]), path.name)
 
 
 def test_a_photo_name_is_one_plain_file_name(tiny_bundle, tmp_path):

@@ -13,6 +13,7 @@ is a thin layer over :mod:`drgrader.workflows` and :mod:`drgrader.inference`.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,12 +24,15 @@ import pandas as pd
 
 from drgrader.config import ConfigError, ExperimentConfig, check_refer_share, distinct_views, load_config, plain_name
 from drgrader.data.images import pil_to_rgb
+from drgrader.data.quality import measure_photo
 from drgrader.inference.builtin import resolve_bundle
 from drgrader.inference.bundle import Bundle, load_bundle
 
 __all__ = ["load_grader", "grade", "explain", "train", "evaluate"]
 
 Photo = Any  # a path (file or folder), a PIL image, or an RGB uint8 array H x W x 3
+CHANNEL_ORDERS = ("RGB", "BGR")
+log = logging.getLogger("drgrader")
 
 
 def load_grader(bundle: str | Path | Bundle | None = None, *, backend: str = "auto") -> Bundle:
@@ -40,37 +44,58 @@ def load_grader(bundle: str | Path | Bundle | None = None, *, backend: str = "au
     return load_bundle(resolve_bundle(bundle), backend)
 
 
-def _as_rgb(photo: Photo) -> np.ndarray:
+def _as_rgb(photo: Photo, name: str, channels: str | None = None) -> np.ndarray:
     if isinstance(photo, np.ndarray):
         array = photo
     elif hasattr(photo, "convert"):  # a PIL image
-        array = np.asarray(pil_to_rgb(photo))  # as a file of that mode is read: 16-bit scaled, alpha on black
+        array = np.asarray(pil_to_rgb(photo))  # as a file is read: upright (EXIF), 16-bit scaled, alpha on black
     else:
         raise TypeError(f"a photo is a path, a PIL image or an RGB array, not {type(photo).__name__}")
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
         raise ValueError(f"an array photo must be RGB uint8 of shape H x W x 3, got {array.dtype} {array.shape}")
     if isinstance(photo, np.ndarray):
-        _refuse_bgr(array)
+        if channels == "BGR":
+            return np.ascontiguousarray(array[..., ::-1])
+        if channels is None:
+            _check_channel_order(array, name)
     return array
 
 
-BGR_RATIO = 1.5  # blue over red beyond which an array is taken for OpenCV's channel order
+# Mean red / mean blue inside the fundus (benchmarks/results/colour_check.json): 4-62 in camera
+# originals, 0.9-1.4 in eyepacs-256, whose channels were equalised one by one (the order cannot
+# be told from their colours). Under 1 / BGR_RATIO an array is taken for OpenCV's BGR order.
+BGR_RATIO = 1.5
 
 
-def _refuse_bgr(array: np.ndarray) -> None:
-    """A fundus is red (the choroid's blood): blue over red is 0.1-0.4 in camera originals and
-    about 1 in contrast-enhanced sets such as eyepacs-256. An array whose third channel
-    outweighs its first by far is in OpenCV's BGR order (``cv2.imread``), which would be graded
-    in the wrong colours without a word."""
+def channel_order_score(array: np.ndarray) -> float:
+    """Mean red over mean blue inside the fundus (over all lit pixels when none is found): a
+    fundus is red (the choroid's blood), so well above 1 in RGB order and well below in BGR,
+    unless a processing step equalised the channels."""
+    measures = measure_photo(array)
+    if measures is not None:
+        return measures.red_to_blue
     sample = array[:: max(1, array.shape[0] // 128), :: max(1, array.shape[1] // 128)].reshape(-1, 3).astype(np.float64)
-    lit = sample[sample.sum(axis=1) > 30]  # the fundus, not its black surround
-    if len(lit) < 50:
-        return
-    red, blue = lit[:, 0].mean(), lit[:, 2].mean()
-    if blue > BGR_RATIO * max(red, 1.0):
-        raise ValueError(f"an array photo looks like BGR (OpenCV's order): its third channel is {blue / max(red, 1.0):.1f}x "
-                         "its first, the reverse of a fundus; pass cv2.cvtColor(photo, cv2.COLOR_BGR2RGB) (or a PIL "
-                         "image, whose channels are known)")
+    lit = sample[sample.sum(axis=1) > 30]  # not the black surround
+    return float(lit[:, 0].mean() / max(lit[:, 2].mean(), 1.0)) if len(lit) else 1.0
+
+
+def _check_channel_order(array: np.ndarray, name: str) -> None:
+    """Refuse an array in OpenCV's BGR order (``cv2.imread``), which would be graded in the wrong
+    colours without a word; warn when its colours cannot tell the order."""
+    score = channel_order_score(array)
+    if score < 1 / BGR_RATIO:
+        raise ValueError(f"{name}: the array looks like BGR (OpenCV's order): its blue is {1 / max(score, 1e-6):.1f}x its "
+                         "red, the reverse of a fundus; pass cv2.cvtColor(photo, cv2.COLOR_BGR2RGB) or channels='BGR' "
+                         "(or a PIL image, whose channels are known)")
+    if score < BGR_RATIO:
+        log.warning("%s: the array's red and blue are balanced (red/blue %.2f, as in photos whose channels were "
+                    "equalised): its channel order cannot be told from its colours and it is taken as RGB; a cv2.imread "
+                    "array is BGR: pass channels='BGR' (or channels='RGB' to say it is RGB)", name, score)
+
+
+def _check_channels(channels: str | None) -> None:
+    if channels is not None and channels not in CHANNEL_ORDERS:
+        raise ValueError(f"channels: {channels!r} is not one of {', '.join(CHANNEL_ORDERS)}")
 
 
 def _photo_name(name: str) -> str:
@@ -89,13 +114,15 @@ def _photo_name(name: str) -> str:
 
 def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *, names: Sequence[str] | None = None,
           tta: list[str] | None = None, refer_share: float | None = None,
-          batch_size: int = 16) -> tuple[pd.DataFrame, pd.DataFrame]:
+          batch_size: int = 16, channels: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Grade ``photos`` and decide per patient: ``(photos table, patients table)``, the rows and
     columns of ``drgrader predict``'s CSV and its ``_patients.csv``.
 
     ``photos``: paths of photos, folders or CSVs (as ``predict`` takes them; one path alone too),
     or in-memory PIL images / RGB arrays, named by ``names`` (default ``photo-0``, ``photo-1``,
     ...; each one plain file name).
+    ``channels``: the channel order of array photos, ``"RGB"`` or ``"BGR"`` (``cv2.imread``'s);
+    by default RGB, and an array whose colours are those of a BGR fundus is refused.
     ``refer_share``: the share of patients sent to a human grader (default: the grader's)."""
     import cv2
 
@@ -107,6 +134,7 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
         predict_images,
         ready_for_patients,
         typed_predictions,
+        warn_other_tta,
     )
 
     if isinstance(photos, (str, Path)):  # one path, not a sequence of characters
@@ -118,6 +146,7 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
             raise ConfigError(f"tta: {exc}") from None
     if refer_share is not None:
         check_refer_share(refer_share, "refer_share")
+    _check_channels(channels)
     in_memory = [p for p in photos if not isinstance(p, (str, Path))]
     if in_memory and len(in_memory) != len(photos):
         raise ValueError("give either paths or in-memory photos, not both in one call")
@@ -131,14 +160,16 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
             raise ValueError(f"the name {next(n for n in names if names.count(n) > 1)!r} is given to two photos; "
                              "names must be unique")
     bundle = load_grader(grader)
+    warn_other_tta(bundle, tta)
     with tempfile.TemporaryDirectory(prefix="drgrader-grade-") as tmp:
         if in_memory:
             # Lossless PNGs through the path pipeline: the same decoding, quality check and
             # preprocessing as predict, and patient and eye read from the names.
             paths = []
             for i, photo in enumerate(in_memory):
-                path = Path(tmp) / f"{names[i] if names else f'photo-{i}'}.png"
-                cv2.imwrite(str(path), cv2.cvtColor(_as_rgb(photo), cv2.COLOR_RGB2BGR))
+                name = names[i] if names else f"photo-{i}"
+                path = Path(tmp) / f"{name}.png"
+                cv2.imwrite(str(path), cv2.cvtColor(_as_rgb(photo, name, channels), cv2.COLOR_RGB2BGR))
                 paths.append(path)
             photos = paths
         table = collect_inputs([Path(p) for p in photos])
@@ -150,15 +181,17 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
     return preds, patient_table(preds, points)
 
 
-def explain(grader: str | Path | Bundle, photo: Photo) -> dict:
-    """Grad-CAM of one photo (path, PIL image or RGB array): the prediction, the preprocessed
-    input and heat maps for the grade and for referable DR (needs the [explain] extra)."""
+def explain(grader: str | Path | Bundle, photo: Photo, *, channels: str | None = None) -> dict:
+    """Grad-CAM of one photo (path, PIL image or RGB array; ``channels`` as in :func:`grade`): the
+    prediction, the preprocessed input and heat maps for the grade and for referable DR (needs
+    the [explain] extra)."""
     from drgrader.data.images import read_image
     from drgrader.extras import require
     from drgrader.inference.explain import explain_image
 
     require("explain", "drgrader.explain")
-    rgb = read_image(photo) if isinstance(photo, (str, Path)) else _as_rgb(photo)
+    _check_channels(channels)
+    rgb = read_image(photo) if isinstance(photo, (str, Path)) else _as_rgb(photo, "photo", channels)
     return explain_image(load_grader(grader), rgb)
 
 

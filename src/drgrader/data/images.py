@@ -158,7 +158,11 @@ def read_image_size(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[int
 
 
 def pil_to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode to RGB: alpha composited on black, 16-bit scaled to 8-bit."""
+    """Any Pillow image to an upright RGB one, as a file is read (``read_image``) and a PIL image
+    given to ``drgrader.grade`` is taken: EXIF orientation applied, alpha composited on black,
+    16-bit scaled to 8-bit."""
+    if _orientation(im) != 1:
+        im = ImageOps.exif_transpose(im)
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -211,8 +215,7 @@ def read_image(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             source.load()
-        im = ImageOps.exif_transpose(source) if _orientation(source) != 1 else source
-        rgb = np.array(pil_to_rgb(im))  # np.array, not asarray: a writable array
+        rgb = np.array(pil_to_rgb(source))  # np.array, not asarray: a writable array
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow raises OSError("image file is truncated ...") and friends for broken data.
         raise ImageReadError(path, f"corrupt or truncated image data: {exc}") from None

@@ -59,6 +59,6 @@ def preprocess_file(path: str | Path, cfg: PreprocessConfig, size: int) -> Prepr
     cache stores. Raises :class:`ImageReadError` for unreadable files."""
     orig_height, orig_width = read_image_size(path)
     rgb, circle = decode_photo(path, size, (orig_height, orig_width))
-    quality = assess_quality(rgb, circle)
+    quality = assess_quality(rgb, circle, size)
     image = preprocess_image(rgb, cfg, size, circle)
     return PreprocessedImage(image, quality, circle, orig_height, orig_width)

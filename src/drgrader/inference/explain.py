@@ -106,7 +106,7 @@ def explain_image(bundle: Bundle, rgb: np.ndarray, *, tta: list[str] | None = No
     preprocessed = leaf.prepare(rgb)
     scores = bundle.score_raw([rgb], tta)
     prediction = describe_prediction(bundle, scores[0])
-    quality = assess_quality(rgb)
+    quality = assess_quality(rgb, input_size=bundle.input_size)
 
     kind = leaf.manifest["kind"]
     layer = scoring.net.cam_target_layer()

@@ -96,7 +96,7 @@ def load_photo(path: str | Path, bundle: Bundle) -> _Loaded:
         return _Loaded(error=f"preprocessing failed: {exc}")
     try:
         circle = find_fundus(rgb)
-        quality = assess_quality(rgb, circle)
+        quality = assess_quality(rgb, circle, bundle.input_size)
         prepared = bundle.prepare(rgb, circle)
     except (ValueError, cv2.error) as exc:  # one odd photo must not stop a run of thousands
         return _Loaded(error=f"preprocessing failed: {exc}")
@@ -187,6 +187,14 @@ def check_tta(tta: list[str] | None) -> None:
             apply_view(probe, view)
         except ValueError as exc:
             raise ConfigError(f"--tta: {exc}") from None
+
+
+def warn_other_tta(bundle: Bundle, tta: list[str] | None) -> None:
+    """Views other than the bundle's are used as asked, but not silently (``predict --tta`` and
+    ``drgrader.grade(tta=...)``)."""
+    if tta is not None and sorted(tta) != sorted(bundle.tta):
+        log.warning("--tta %s: the bundle's thresholds and uncertainty band were fitted on the scores of its own views (%s); "
+                    "with others its grades and decisions may not match its figures", " ".join(tta), " ".join(bundle.tta))
 
 
 def typed_predictions(df: pd.DataFrame) -> pd.DataFrame:

@@ -137,7 +137,7 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
         }
     else:
         prediction = describe_prediction(bundle, bundle.score_raw([rgb])[0])
-        q = assess_quality(rgb, circle)
+        q = assess_quality(rgb, circle, bundle.input_size)
         quality, images = {"gradable": q.gradable, "score": q.score, "reason": q.reason}, {}
     body = {
         "filename": name,

@@ -43,6 +43,7 @@ from drgrader.inference.predict import (
     predict_images,
     ready_for_patients,
     typed_predictions,
+    warn_other_tta,
 )
 from drgrader.io import atomic_write_bytes, atomic_write_json
 from drgrader.outputs import FILE_NAME_ERRORS, OutputError, claim_file, csv_bytes, exclusive
@@ -205,9 +206,7 @@ def predict_command(
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle, backend)
     bundle.warn_if_unfitted()
-    if tta is not None and sorted(tta) != sorted(bundle.tta):  # used as asked, but not silently
-        log.warning("--tta %s: the bundle's thresholds and uncertainty band were fitted on the scores of its own views (%s); "
-                    "with others its grades and decisions may not match its figures", " ".join(tta), " ".join(bundle.tta))
+    warn_other_tta(bundle, tta)
     try:  # before any work: a share the bundle has no band for
         bundle_decision_points(bundle.manifest, pd.DataFrame(columns=SCORE_COLUMNS), refer_share=refer_share)
     except ValueError as exc:

@@ -1,0 +1,126 @@
+"""Rules 1 and 5, what a photo is: a red-free or tinted monochrome photo stored in colour, a
+thumbnail far smaller than the grader's input, an OpenCV BGR array, and an in-memory PIL image
+with EXIF orientation are each taken for what they are, not graded as a colour photograph."""
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import drgrader
+from drgrader.api import _check_channel_order
+from drgrader.data.images import read_image
+from drgrader.data.quality import GREY_THRESHOLD, NOT_COLOUR, RED_THRESHOLD, TINT_THRESHOLD, assess_quality, measure_photo
+from drgrader.synth import make_fundus
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+# The least colourful real photos of benchmarks/results/colour_check.json (colour, red/green, tint)
+# and the least colourful camera original.
+LEAST_COLOURFUL = ["eyepacs-256/images/16085_right.jpeg", "eyepacs-256/images/11048_left.jpeg",
+                   "eyepacs-256/images/12938_right.jpeg",
+                   "rahim-originals/images/Patient246_L.jpg"]
+
+
+def _red_free_copies(rgb: np.ndarray) -> dict[str, np.ndarray]:
+    green = rgb.copy()
+    green[..., [0, 2]] = 0  # the green channel shown in green
+    cyan = rgb.copy()
+    cyan[..., 0] = 0  # red removed
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    sepia = np.clip(np.stack([luma, luma * 0.85, luma * 0.65], -1), 0, 255).round().astype(np.uint8)
+    return {"green_only": green, "red_removed": cyan, "sepia": sepia}
+
+
+def test_red_free_and_tinted_copies_of_a_colour_photo_are_not_colour():
+    # Before: only R = G = B was caught; a green-only photo measured 1.7 on the grey check and was graded.
+    rgb = make_fundus(3, np.random.default_rng(1), height=384)
+    assert assess_quality(rgb).gradable
+    for name, copy in _red_free_copies(rgb).items():
+        quality = assess_quality(copy)
+        assert (quality.gradable, quality.reason) == (False, NOT_COLOUR), name
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
+@pytest.mark.parametrize("photo", LEAST_COLOURFUL)
+def test_the_least_colourful_real_photos_stay_gradable_and_their_red_free_copies_do_not(photo):
+    rgb = read_image(SHARED / photo)
+    assert assess_quality(rgb, input_size=256).gradable
+    m = measure_photo(rgb)  # each colour measure about 2x its bar or more
+    assert m.colour > 2 * GREY_THRESHOLD and m.red_to_green > 2 * RED_THRESHOLD and m.tint_spread > 1.9 * TINT_THRESHOLD
+    for name, copy in _red_free_copies(rgb).items():
+        assert assess_quality(copy).reason == NOT_COLOUR, name
+
+
+def test_a_thumbnail_far_smaller_than_the_graders_input_is_ungradable():
+    # Before: a 96 px thumbnail of an urgent eye was graded 0, negative, gradable, by a 256 px grader.
+    thumbnail = cv2.resize(make_fundus(3, np.random.default_rng(1), height=384), (96, 96), interpolation=cv2.INTER_AREA)
+    quality = assess_quality(thumbnail, input_size=256)
+    assert not quality.gradable and quality.reason.startswith("resolution too low: the fundus is")
+    assert "256 px" in quality.reason
+    assert assess_quality(thumbnail, input_size=64).reason != quality.reason  # a small grader's own scale
+
+
+def test_grade_refuses_a_thumbnail_for_the_graders_input(tiny_bundle):
+    # The tiny bundle's input is 64 px: a 24 px fundus is under half of it.
+    small = cv2.resize(make_fundus(3, np.random.default_rng(1), height=384), (24, 24), interpolation=cv2.INTER_AREA)
+    framed = np.zeros((80, 80, 3), np.uint8)
+    framed[28:52, 28:52] = small
+    photos, _ = drgrader.grade(tiny_bundle, [framed], names=["thumb_left"], channels="RGB")
+    assert photos["quality_reason"].iloc[0].startswith("resolution too low") or \
+        photos["quality_reason"].iloc[0] == "no fundus detected"
+    assert not photos["gradable"].iloc[0]
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
+def test_a_bgr_array_of_a_channel_equalised_photo_is_not_taken_silently(caplog):
+    # Before: eyepacs-256's channels are equalised (red/blue 1.0), so blue > 1.5 x red never fired.
+    rgb = read_image(SHARED / "eyepacs-256/images/10120_right.jpeg")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        try:
+            _check_channel_order(np.ascontiguousarray(rgb[..., ::-1]), "10120_right")
+        except ValueError as exc:
+            assert "looks like BGR" in str(exc)
+        else:
+            assert "channel order cannot be told" in caplog.text
+    for path in sorted((SHARED / "rahim-originals" / "images").iterdir())[::30]:  # camera originals: refused
+        original = read_image(path)
+        _check_channel_order(original, path.name)
+        with pytest.raises(ValueError, match="looks like BGR"):
+            _check_channel_order(np.ascontiguousarray(original[..., ::-1]), path.name)
+
+
+def test_channels_bgr_grades_a_cv2_array_as_its_rgb(tiny_bundle, synth_dir, caplog):
+    path = sorted((synth_dir / "images").iterdir())[0]
+    rgb = read_image(path)
+    as_rgb, _ = drgrader.grade(tiny_bundle, [rgb], channels="RGB")
+    as_bgr, _ = drgrader.grade(tiny_bundle, [cv2.imread(str(path))], channels="BGR")
+    assert np.allclose(as_rgb["expected_grade"].to_numpy(float), as_bgr["expected_grade"].to_numpy(float), atol=1e-3)
+    with pytest.raises(ValueError, match="channels: 'bgr' is not one of RGB, BGR"):
+        drgrader.grade(tiny_bundle, [rgb], channels="bgr")
+
+
+def test_grade_with_other_tta_views_warns_as_predict_does(tiny_bundle, synth_dir, caplog):
+    # Before: drgrader.grade(tta=["vflip"]) changed decisions without the warning predict --tta prints.
+    path = sorted((synth_dir / "images").iterdir())[0]
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        drgrader.grade(tiny_bundle, [path], tta=["vflip"])
+    assert "--tta vflip: the bundle's thresholds" in caplog.text
+
+
+def test_a_pil_image_with_exif_orientation_is_graded_upright(tiny_bundle, tmp_path):
+    # Before: an in-memory PIL image with EXIF orientation 6 was graded sideways (its file upright).
+    rgb = make_fundus(3, np.random.default_rng(2), height=160)
+    rgb[:40, :] = 0  # not symmetric under rotation
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 clockwise to view
+    Image.fromarray(rgb).transpose(Image.Transpose.ROTATE_90).save(tmp_path / "side.jpeg", exif=exif, quality=95)
+    opened = Image.open(tmp_path / "side.jpeg")
+    in_memory, _ = drgrader.grade(tiny_bundle, [opened], names=["side"])
+    from_file, _ = drgrader.grade(tiny_bundle, [tmp_path / "side.jpeg"])
+    upright, _ = drgrader.grade(tiny_bundle, [np.asarray(Image.open(tmp_path / "side.jpeg").convert("RGB"))],
+                                names=["raw"], channels="RGB")
+    assert np.allclose(in_memory["expected_grade"].to_numpy(float), from_file["expected_grade"].to_numpy(float), atol=0.02)
+    assert not np.allclose(in_memory["expected_grade"].to_numpy(float), upright["expected_grade"].to_numpy(float), atol=1e-4)
