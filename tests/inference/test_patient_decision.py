@@ -192,7 +192,7 @@ def test_predict_writes_decision_reason_and_uncertainty(tiny_bundle, clinic, tmp
         expected = "refer" if worst >= 0.5 else ("ungradable" if patient == "P3" else "negative")
         assert patients.loc[patient, "decision"] == expected
     assert "left eye unreadable" in patients.loc["P3", "reason"]
-    assert patients.loc["P4", "decision"] == "ungradable" and patients.loc["P4", "images"] == 0
+    assert patients.loc["P4", "decision"] == "ungradable" and patients.loc["P4", "images"] == 1  # its one photo, unreadable, counted
     assert patients.loc["P4", "reason"].startswith("no gradable photo (left eye unreadable, empty file")
 
     # At 50% the stored band's cut-off is 0: every patient the model can decide goes to a human.
