@@ -13,7 +13,15 @@ from PIL import Image
 import drgrader
 from drgrader.api import _check_channel_order
 from drgrader.data.images import read_image
-from drgrader.data.quality import GREY_THRESHOLD, NOT_COLOUR, RED_THRESHOLD, TINT_THRESHOLD, assess_quality, measure_photo
+from drgrader.data.quality import (
+    GREY_THRESHOLD,
+    NOT_COLOUR,
+    RED_THRESHOLD,
+    REVERSED,
+    TINT_THRESHOLD,
+    assess_quality,
+    measure_photo,
+)
 from drgrader.synth import make_fundus
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -124,3 +132,15 @@ def test_a_pil_image_with_exif_orientation_is_graded_upright(tiny_bundle, tmp_pa
                                 names=["raw"], channels="RGB")
     assert np.allclose(in_memory["expected_grade"].to_numpy(float), from_file["expected_grade"].to_numpy(float), atol=0.02)
     assert not np.allclose(in_memory["expected_grade"].to_numpy(float), upright["expected_grade"].to_numpy(float), atol=1e-4)
+
+
+def test_a_photo_saved_with_its_channels_reversed_is_ungradable(tiny_bundle, tmp_path):
+    # cv2.imwrite(path, rgb) writes a fundus blue: it was graded as a colour photo (an urgent eye
+    # negative), though the same pixels as an array were refused. Files and PIL images too now.
+    rgb = make_fundus(3, np.random.default_rng(4), height=256)
+    assert measure_photo(rgb).red_to_blue > 1.5 and assess_quality(rgb).gradable
+    assert cv2.imwrite(str(tmp_path / "7_left.png"), rgb)  # no cvtColor: channels reversed on disk
+    photos, _ = drgrader.grade(tiny_bundle, [tmp_path / "7_left.png"])
+    assert not photos["gradable"].iloc[0] and photos["quality_reason"].iloc[0] == REVERSED
+    in_memory, _ = drgrader.grade(tiny_bundle, [Image.open(tmp_path / "7_left.png")], channels="RGB")
+    assert in_memory["quality_reason"].iloc[0] == REVERSED

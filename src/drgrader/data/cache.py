@@ -43,7 +43,7 @@ from drgrader.runtime import cpu_count
 
 log = logging.getLogger("drgrader")
 
-CACHE_VERSION = 3  # bump when preprocessing code changes its output: old caches are not reused (2: the colour check; 3: red-free, tinted, too small)
+CACHE_VERSION = 4  # bump when preprocessing code changes its output: old caches are not reused (2: the colour check; 3: red-free, tinted, too small; 4: reversed colours)
 DEFAULT_CACHE_NAME = ".drgrader-cache"
 SETTINGS_NAME = "settings.json"
 # Uncompressed .npy rather than PNG: training reads every image every epoch, and at 512 px a

@@ -13,8 +13,8 @@ same errors (naming the label file, the 1-based data row and the image id).
 
 from __future__ import annotations
 
+import logging
 import re
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +32,8 @@ from drgrader.data.label_files import (
     strip_image_extension,
 )
 from drgrader.data.readers import READERS, detect_format
+
+log = logging.getLogger("drgrader")
 
 __all__ = ["IMAGE_EXTENSIONS", "DataError", "Manifest", "Skipped", "detect_format", "read_dataset", "read_manifest",
            "strip_image_extension"]
@@ -107,9 +109,8 @@ def _warn_lookalike_patients(df: pd.DataFrame, root: Path) -> None:
     groups = [sorted(group) for _, group in ids.groupby(ids.map(folded_patient)) if len(group) > 1]
     if groups:
         more = f" ({len(groups)} such groups)" if len(groups) > 1 else ""
-        warnings.warn(f"{root}: patients {' and '.join(map(repr, groups[0]))} differ only in case, spacing or leading "
-                      f"zeros{more}; kept apart as given (one spelling in the label file makes them one patient)",
-                      stacklevel=4)
+        log.warning("%s: patients %s differ only in case, spacing or leading zeros%s; kept apart as given (one "
+                    "spelling in the label file makes them one patient)", root, " and ".join(map(repr, groups[0])), more)
 
 
 def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> Manifest:

@@ -38,6 +38,13 @@ TINT_THRESHOLD = 0.065
 # gone: under half the input size it is ungradable. The smallest real fundus is 165 px across
 # (eyepacs-256), 0.65 of the built-in grader's 256 px.
 MIN_FUNDUS_SHARE = 0.5
+# A fundus is red: mean red / mean blue inside it is at least 0.78 in every real photo of
+# shared/data (1.62 in camera originals; eyepacs-256's channels were equalised) and 0.01-0.62 in
+# a camera original saved in OpenCV's BGR order without conversion (results/colour_check.json,
+# channel_order_*). Under 0.5 (1.6x below the least real photo) the colours are taken as reversed.
+REVERSED_THRESHOLD = 0.5
+REVERSED = ("colours look reversed (blue far above red: saved from OpenCV's BGR order?): the grader needs "
+            "the photo in its true colours")
 NOT_COLOUR = ("not a colour photograph (greyscale, red-free or tinted monochrome): the grader needs a "
               "colour fundus photo")
 
@@ -171,6 +178,7 @@ def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_si
         m.colour / (m.colour + GREY_THRESHOLD),
         m.red_to_green / (m.red_to_green + RED_THRESHOLD),
         m.tint_spread / (m.tint_spread + TINT_THRESHOLD),
+        m.red_to_blue / (m.red_to_blue + REVERSED_THRESHOLD),
     )
     min_diameter = MIN_FUNDUS_SHARE * input_size if input_size else 0.0
     if min_diameter:
@@ -184,6 +192,8 @@ def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_si
         reason = "too bright"
     elif m.colour < GREY_THRESHOLD or m.red_to_green < RED_THRESHOLD or m.tint_spread < TINT_THRESHOLD:
         reason = NOT_COLOUR
+    elif m.red_to_blue < REVERSED_THRESHOLD:
+        reason = REVERSED
     elif m.sharpness < SHARPNESS_THRESHOLD:
         reason = "blurred"
     else:
