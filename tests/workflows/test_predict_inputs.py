@@ -72,3 +72,15 @@ def test_a_list_written_on_windows_finds_its_photos(tiny_bundle, photos, tmp_pat
         rows = pd.read_csv(predict_command(tiny_bundle, [listing], out=tmp_path / "p.csv"), keep_default_na=False)
     assert (rows["error"] == "").all() and list(rows["eye"]) == ["left", "right"]
     assert caplog.text.count("written with backslashes (Windows) read with '/'") == 1
+
+
+def test_a_windows_drive_or_share_path_is_said_to_be_elsewhere(tiny_bundle, photos, tmp_path, caplog):
+    # A drive letter or a network share cannot be opened here: the rows stay "file not found", and one
+    # warning says why, not a typo's "find the missing photo" alone.
+    listing = tmp_path / "win.csv"
+    listing.write_text("image\nC:\\clinic\\10_left.jpeg\n\\\\pacs\\share\\10_right.jpeg\nphotos\\10_left.jpeg\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        rows = pd.read_csv(predict_command(tiny_bundle, [listing], out=tmp_path / "p.csv"), keep_default_na=False)
+    assert list(rows["error"]).count("file not found") == 2
+    assert "2 image path(s) name a Windows drive or network share (e.g. C:\\clinic\\10_left.jpeg)" in caplog.text
+    assert "1 image path(s) written with backslashes (Windows) read with '/'" in caplog.text

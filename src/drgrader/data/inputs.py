@@ -9,6 +9,7 @@ import fcntl
 import io
 import logging
 import os
+import re
 import stat
 from collections import Counter
 from collections.abc import Sequence
@@ -59,6 +60,10 @@ def _is_photo_file(path: Path) -> bool:
     return path.name.upper() != "DICOMDIR" and is_dicom(path)
 
 
+# C:\photos\x.jpg, C:/photos/x.jpg, \\server\share\x.jpg: a path on another (Windows) machine.
+_WINDOWS_ABSOLUTE = re.compile(r"^([A-Za-z]:[\\/]|\\\\)")
+
+
 def _resolve_csv_image(folder: Path, ref: str, where: str) -> Path:
     """A CSV cell -> image path: relative to the CSV's folder; a name without extension
     (Kaggle's ``10_left``) gets the image extension that exists, and is refused (``where`` names
@@ -106,7 +111,7 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
     columns = csv_columns(csv, list(table.columns))
     image_col, id_col, patient_col, eye_col = (columns[role] for role in ("image", "image_id", "patient", "eye"))
     assert image_col is not None  # csv_columns refuses a CSV without one
-    rows, windows = [], []
+    rows, windows, elsewhere = [], [], []
     for number, rec in enumerate(table.to_dict("records"), start=2):  # row 1 is the header
         binary = next((column for column, value in rec.items() if "\x00" in value), None)
         if binary is not None:  # no file name holds one: a damaged or binary file, not a list to guess from
@@ -118,7 +123,9 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
         if eye and eye.lower() not in EYE_WORDS:
             raise DataError(f"{csv} row {number} (image {ref!r}): eye {eye!r} is not one of left/right/L/R/OS/OD")
         path = _resolve_csv_image(folder, ref, f"{csv} row {number}")
-        if "\\" in ref and os.sep == "/" and not path.exists():  # a list written on Windows
+        if _WINDOWS_ABSOLUTE.match(ref) and os.sep == "/" and not path.exists():
+            elsewhere.append(ref)
+        elif "\\" in ref and os.sep == "/" and not path.exists():  # a list written on Windows
             posix = _resolve_csv_image(folder, ref.replace("\\", "/"), f"{csv} row {number}")
             if posix.exists():
                 windows.append(ref)
@@ -131,6 +138,10 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
         )
     if windows:
         log.warning("%s: %d image path(s) written with backslashes (Windows) read with '/' (e.g. %s)", csv, len(windows), windows[0])
+    if elsewhere:
+        log.warning("%s: %d image path(s) name a Windows drive or network share (e.g. %s), which this machine cannot "
+                    "open: their rows say 'file not found'; write the paths as they are here (or relative to the list)",
+                    csv, len(elsewhere), elsewhere[0])
     return rows
 
 
