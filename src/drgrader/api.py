@@ -61,9 +61,9 @@ def _as_rgb(photo: Photo, name: str, channels: str | None = None) -> np.ndarray:
     return array
 
 
-# Mean red / mean blue inside the fundus (benchmarks/results/colour_check.json): 4-62 in camera
-# originals, 0.9-1.4 in eyepacs-256, whose channels were equalised one by one (the order cannot
-# be told from their colours). Under 1 / BGR_RATIO an array is taken for OpenCV's BGR order.
+# Mean red / mean blue inside the fundus (benchmarks/results/colour_check.json, channel_order_rgb):
+# 1.62-69 in camera originals, 0.78-1.55 in eyepacs-256, whose channels were equalised one by one
+# (the order cannot be told from their colours). Under 1 / BGR_RATIO an array is taken for OpenCV's BGR order.
 BGR_RATIO = 1.5
 
 

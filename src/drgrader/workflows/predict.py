@@ -160,7 +160,7 @@ def _default_out(shard: tuple[int, int] | None = None) -> Path:
     if shard is not None:
         default = default.with_name(f"{default.stem}-shard{shard[0]}of{shard[1]}{default.suffix}")
     candidate, n = default, 1
-    while candidate.exists() and not candidate.with_name(candidate.name + ".partial.csv").exists():
+    while candidate.exists() and not partial_file(candidate).exists():
         n += 1
         candidate = default.with_name(f"{default.stem}-{n}{default.suffix}")
     return candidate
