@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,14 +22,33 @@ OTHER_TABLE_SUFFIXES = {".tsv", ".tab", ".xlsx", ".xls", ".ods", ".json", ".parq
 
 
 # A file name that is not UTF-8 (Latin-1 bytes from an old share or archive) reaches Python as
-# a str with surrogate escapes; the CSVs predict writes and reads back keep those bytes as they
-# are, so the row names the very file (and a resumed or merged run finds it again).
+# a str with surrogate escapes. predict's own partial file keeps those bytes as they are (its
+# resume finds the very file again); the CSVs people read spell them \xNN, so pandas, Excel and
+# csv still read the whole file, and a list naming `M\xfcller_left.jpeg` finds the file again.
 FILE_NAME_ERRORS = "surrogateescape"
+_ESCAPED_BYTE = re.compile(r"\\x([0-9a-fA-F]{2})")
 
 
 def csv_bytes(text: str) -> bytes:
-    """A CSV's text as UTF-8, a non-UTF-8 file name in it as its own bytes."""
-    return text.encode("utf-8", FILE_NAME_ERRORS)
+    r"""A CSV's text as UTF-8; the bytes of a file name that are not UTF-8 spelled ``\xNN``."""
+    return escape_name(text).encode("utf-8")
+
+
+def escape_name(text: str) -> str:
+    r"""``text`` with the stray bytes of a non-UTF-8 file name spelled ``\xNN`` (``M\xfcller``)."""
+    return text.encode("utf-8", FILE_NAME_ERRORS).decode("utf-8", "backslashreplace")
+
+
+def has_stray_bytes(text: str) -> bool:
+    """Whether ``text`` is a file name that is not UTF-8 (it holds surrogate escapes)."""
+    return escape_name(text) != text
+
+
+def unescape_name(text: str) -> str:
+    r"""The file name :func:`escape_name` spelled: ``\xNN`` back to the byte (as the system's
+    file-name decoding would give it)."""
+    raw = _ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)) if int(m.group(1), 16) >= 0x80 else m.group(0), text)
+    return raw.encode("utf-8", FILE_NAME_ERRORS).decode("utf-8", FILE_NAME_ERRORS)
 
 
 class OutputError(ValueError):

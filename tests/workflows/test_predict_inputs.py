@@ -34,17 +34,22 @@ def test_a_nul_byte_in_a_list_is_one_line_naming_the_row(tiny_bundle, photos, tm
     assert err == f"error: {listing} row 3: a NUL byte in the 'image' cell (binary data, not a list of photos)"
 
 
-def test_a_photo_name_that_is_not_utf8_is_graded_and_named_by_its_bytes(tiny_bundle, photos, tmp_path):
+def test_a_photo_name_that_is_not_utf8_is_graded_and_spelled_so_the_csvs_stay_utf8(tiny_bundle, photos, tmp_path, caplog):
     # Before: UnicodeEncodeError (surrogates not allowed) writing the partial file; nothing graded, ever.
+    # Then: graded, but the CSVs held the raw byte 0xFC, and pandas or Excel could read none of their rows.
     latin1 = os.fsencode(photos) + b"/M\xfcller_left.jpeg"  # as an old Windows share leaves it
     with open(latin1, "wb") as fh:
         fh.write(photo_bytes(2, 7))
-    written = predict_command(tiny_bundle, [photos], out=tmp_path / "p.csv")
-    rows = pd.read_csv(written, encoding="latin-1", keep_default_na=False).set_index("image_id")
-    assert rows.loc["M\xfcller_left", "error"] == ""  # graded
-    assert len(rows) == 3 and b"/M\xfcller_left.jpeg" in (tmp_path / "p.csv").read_bytes()  # the file's own name
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        written = predict_command(tiny_bundle, [photos], out=tmp_path / "p.csv")
+    assert "1 photo name(s) are not UTF-8 (e.g. " in caplog.text
+    rows = pd.read_csv(written, keep_default_na=False).set_index("image_id")  # UTF-8, as every reader expects
+    assert rows.loc["M\\xfcller_left", "error"] == "" and len(rows) == 3  # graded, its byte spelled \xfc
+    pd.read_csv(tmp_path / "p_patients.csv")
+    again = pd.read_csv(predict_command(tiny_bundle, [written], out=tmp_path / "again.csv"), keep_default_na=False)
+    assert (again["error"] == "").all()  # the output, given back as a list, finds the very file
     parts = [predict_command(tiny_bundle, [photos], shard=(i, 2), out=tmp_path / f"s-{i}.csv") for i in range(2)]
-    assert len(pd.read_csv(merge_predictions(parts, tmp_path / "all.csv"), encoding="latin-1")) == 3
+    assert len(pd.read_csv(merge_predictions(parts, tmp_path / "all.csv"))) == 3
 
 
 def test_a_list_piped_in_is_read_as_a_list(tiny_bundle, photos, tmp_path, monkeypatch):
@@ -84,3 +89,17 @@ def test_a_windows_drive_or_share_path_is_said_to_be_elsewhere(tiny_bundle, phot
     assert list(rows["error"]).count("file not found") == 2
     assert "2 image path(s) name a Windows drive or network share (e.g. C:\\clinic\\10_left.jpeg)" in caplog.text
     assert "1 image path(s) written with backslashes (Windows) read with '/'" in caplog.text
+
+
+def test_a_list_naming_photos_in_other_case_finds_them_with_a_warning(tiny_bundle, photos, tmp_path, caplog):
+    # A list written on Windows or macOS (names matched without case): before, "file not found" rows.
+    (photos / "10_right.jpeg").rename(photos / "10_Right.JPEG")
+    listing = tmp_path / "list.csv"
+    listing.write_text("image\nPHOTOS\\10_left.jpeg\nphotos/10_RIGHT\n")  # a Kaggle id without extension too
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        rows = pd.read_csv(predict_command(tiny_bundle, [listing], out=tmp_path / "p.csv"), keep_default_na=False)
+    assert (rows["error"] == "").all() and list(rows["eye"]) == ["left", "right"]
+    assert "2 image path(s) found under a name that differs only in case (e.g. PHOTOS\\10_left.jpeg -> 10_left.jpeg)" in caplog.text
+    (photos / "10_right.jpeg").write_bytes(photo_bytes(3, 3))  # two files that differ only in case: no guess
+    rows = pd.read_csv(predict_command(tiny_bundle, [listing], out=tmp_path / "q.csv"), keep_default_na=False)
+    assert list(rows["error"]).count("file not found") == 1

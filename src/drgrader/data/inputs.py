@@ -23,6 +23,7 @@ from drgrader.data.identity import IDENTITY_COLUMNS, evidence, resolve_identity
 from drgrader.data.images import ImageReadError
 from drgrader.data.input_columns import csv_columns
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
+from drgrader.outputs import unescape_name
 
 log = logging.getLogger("drgrader")
 
@@ -80,6 +81,29 @@ def _resolve_csv_image(folder: Path, ref: str, where: str) -> Path:
     return path  # a missing file becomes a row with "file not found"
 
 
+def _other_case(path: Path) -> Path | None:
+    """The one existing file whose path differs from ``path`` only in case (a list written on
+    Windows or macOS, whose file systems match names so); None when there is none, or several
+    (``A.jpg`` beside ``a.jpg``: which was meant is not a guess to make)."""
+    anchor = Path(path.anchor)
+    candidates = [anchor]
+    for part in path.parts[len(anchor.parts):]:
+        if part in (".", ".."):
+            candidates = [c / part for c in candidates]
+            continue
+        found = []
+        for folder in candidates:
+            try:
+                found += [folder / name for name in os.listdir(folder) if name.lower() == part.lower()]
+            except OSError:
+                continue
+        candidates = found
+    files = [c for c in candidates if c.is_file()]
+    if not files and path.suffix.lower() not in IMAGE_EXTENSIONS:  # Kaggle's 10_left: with the extension that exists
+        files = [f for ext in IMAGE_EXTENSIONS if (f := _other_case(path.with_name(path.name + ext)))]
+    return files[0] if len(files) == 1 else None
+
+
 def _read_pipe(path: Path) -> io.StringIO:
     """A pipe's text (``predict <(...)``), read without blocking on a FIFO that has no writer."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -111,7 +135,7 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
     columns = csv_columns(csv, list(table.columns))
     image_col, id_col, patient_col, eye_col = (columns[role] for role in ("image", "image_id", "patient", "eye"))
     assert image_col is not None  # csv_columns refuses a CSV without one
-    rows, windows, elsewhere = [], [], []
+    rows, windows, elsewhere, other_case = [], [], [], []
     for number, rec in enumerate(table.to_dict("records"), start=2):  # row 1 is the header
         binary = next((column for column, value in rec.items() if "\x00" in value), None)
         if binary is not None:  # no file name holds one: a damaged or binary file, not a list to guess from
@@ -123,6 +147,10 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
         if eye and eye.lower() not in EYE_WORDS:
             raise DataError(f"{csv} row {number} (image {ref!r}): eye {eye!r} is not one of left/right/L/R/OS/OD")
         path = _resolve_csv_image(folder, ref, f"{csv} row {number}")
+        if "\\x" in ref and not path.exists() and unescape_name(ref) != ref:  # a name predict's CSVs spelled \xNN
+            unescaped = _resolve_csv_image(folder, unescape_name(ref), f"{csv} row {number}")
+            if unescaped.exists():
+                path, ref = unescaped, unescape_name(ref)
         if _WINDOWS_ABSOLUTE.match(ref) and os.sep == "/" and not path.exists():
             elsewhere.append(ref)
         elif "\\" in ref and os.sep == "/" and not path.exists():  # a list written on Windows
@@ -130,6 +158,10 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
             if posix.exists():
                 windows.append(ref)
                 path, ref = posix, ref.replace("\\", "/")
+        if not path.exists() and not path.is_symlink() and (match := _other_case(folder / ref.replace("\\", "/"))):
+            other_case.append(f"{ref} -> {match.name}")
+            windows += [ref] if "\\" in ref else []
+            path = match
         rows += input_rows(
             path,
             image_id=(rec[id_col].strip() if id_col else "") or strip_image_extension(ref),
@@ -138,6 +170,9 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
         )
     if windows:
         log.warning("%s: %d image path(s) written with backslashes (Windows) read with '/' (e.g. %s)", csv, len(windows), windows[0])
+    if other_case:
+        log.warning("%s: %d image path(s) found under a name that differs only in case (e.g. %s), as Windows and macOS "
+                    "match names", csv, len(other_case), other_case[0])
     if elsewhere:
         log.warning("%s: %d image path(s) name a Windows drive or network share (e.g. %s), which this machine cannot "
                     "open: their rows say 'file not found'; write the paths as they are here (or relative to the list)",

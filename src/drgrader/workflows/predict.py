@@ -46,7 +46,7 @@ from drgrader.inference.predict import (
     warn_other_tta,
 )
 from drgrader.io import atomic_write_bytes, atomic_write_json
-from drgrader.outputs import FILE_NAME_ERRORS, OutputError, claim_file, csv_bytes, exclusive
+from drgrader.outputs import FILE_NAME_ERRORS, OutputError, claim_file, csv_bytes, escape_name, exclusive, has_stray_bytes
 from drgrader.workflows.shards import (
     check_parts,
     effective_views,
@@ -216,6 +216,10 @@ def predict_command(
         if shard is not None:
             write_shard_record(out, shard=shard, run=run_identity(bundle, tta, refer_share), inputs=inputs_identity(everything))
         warn_identity(table, str(out))
+        stray = [path for path in table["path"] if has_stray_bytes(path)]
+        if stray:
+            log.warning("%d photo name(s) are not UTF-8 (e.g. %s): the CSVs spell their stray bytes \\xNN, "
+                        "and a list naming them so finds the files", len(stray), escape_name(stray[0]))
         return written
 
 
