@@ -202,6 +202,8 @@ def test_ensemble_of_members_with_different_sizes_and_preprocessing(tiny_bundle,
 
     ens = load_bundle(ens_dir)
     assert [m.input_size for m in ens.members] == [64, 48]
+    # The photo-size check takes the largest member's, whatever the order (before: the first member's).
+    assert ens.input_size == 64 == load_bundle(make_ensemble([other, tiny_bundle], tmp_path / "ens2")).input_size
     paths = sorted(str(p) for p in photos.glob("*.jpeg"))
     images = [read_image(p) for p in paths]
     a, b = (load_bundle(p).score_raw(images) for p in (tiny_bundle, other))

@@ -35,6 +35,10 @@ class Bundle:
 
     @property
     def input_size(self) -> int:
+        """The model's input size; an ensemble's is its largest member's, so a photo too small for
+        any member (a thumbnail under half its input) is called ungradable, whatever the order."""
+        if self.members:
+            return max(member.input_size for member in self.members)
         return int(self.manifest["input_size"])
 
     @property

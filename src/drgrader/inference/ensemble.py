@@ -63,6 +63,7 @@ def make_ensemble(bundles: list[str | Path], out: str | Path) -> Path:
             "class_names": first.get("class_names"),
             "thresholds": None,  # refitted on validation by `drgrader evaluate`
             "tta": first.get("tta"),  # informational: each member applies its own
-            "input_size": first["input_size"],  # informational: each member uses its own
+            # Each member uses its own; the largest is the ensemble's for the photo-size check (Bundle.input_size).
+            "input_size": max(int(m["input_size"]) for _, m in sources),
         })
     return out
