@@ -16,7 +16,7 @@ from PIL import Image
 from pydicom.pixels import get_decoder
 from pydicom.uid import RLELossless
 
-from drgrader.data.images import read_image
+from drgrader.data.images import ImageReadError, read_image
 from drgrader.data.inputs import collect_inputs
 from drgrader.inference.bundle import load_bundle
 from drgrader.synth import make_fundus
@@ -89,7 +89,8 @@ def test_every_format_graded_and_bad_dicom_files_are_error_rows(dicom_run):
     errors = rows["error"].fillna("")
     assert "not a DICOM file" in errors["garbage"]
     assert "truncated" in errors["truncated"]
-    expected_bad = {"garbage", "truncated"}
+    assert "an animation (2 frames) where one photo is expected" in errors["animated"]
+    expected_bad = {"garbage", "truncated", "animated"}
     if NO_DECODER:
         assert NO_DECODER in errors["nodecoder"] and "decoder" in errors["nodecoder"]
         expected_bad.add("nodecoder")
@@ -97,7 +98,7 @@ def test_every_format_graded_and_bad_dicom_files_are_error_rows(dicom_run):
     graded = rows[errors == ""]
     assert graded["grade"].between(0, 4).all() and graded[SCORES].notna().all().all()
     # lossless.webp and lossless.dcm: two files, two image ids (named by their extension when both are there)
-    expected = {"source", "exam_a", "exam_b", "jpeg", "IM000001", "grey", "palette", "animated", "photo",
+    expected = {"source", "exam_a", "exam_b", "jpeg", "IM000001", "grey", "palette", "photo",
                 "multi#frame1", "multi#frame2", "multi#frame3"}
     expected |= {"lossless.webp", "lossless.dcm"} if dicom_run["lossless"] else {"lossless"}
     assert expected <= set(graded.index)
@@ -115,20 +116,21 @@ def test_dicom_and_the_png_it_came_from_give_the_same_prediction(dicom_run):
         np.testing.assert_allclose(dicom[SCORES].to_numpy(float), png[SCORES].to_numpy(float), rtol=0, atol=1e-6)
 
 
-def test_multi_frame_rows_and_gif_first_frame(dicom_run):
+def test_multi_frame_rows_and_an_animation_refused(dicom_run):
     rows = read_csv(dicom_run["out"]).set_index("image_id")
     folder = dicom_run["folder"]
     for k in (1, 2, 3):
         assert rows.loc[f"multi#frame{k}", "path"] == f"{folder / 'multi.dcm'}#frame{k}"
         assert (rows.loc[f"multi#frame{k}", "patient_id"], rows.loc[f"multi#frame{k}", "eye"]) == ("P002", "left")
     assert rows.loc["multi#frame1", "p0"] != rows.loc["multi#frame3", "p0"]  # different photos
-    # An animated GIF is read (and graded) on its first frame.
+    # An animation is refused, as a multi-page TIFF is: which frame is the photo? (Before: its first frame
+    # was graded, the rest dropped without a word; probe 25.)
     with Image.open(folder / "animated.gif") as gif:
         first = np.array(gif.convert("RGB"))
         gif.seek(1)
-        second = np.array(gif.convert("RGB"))
-    np.testing.assert_array_equal(read_image(folder / "animated.gif"), first)
-    assert not np.array_equal(first, second)
+        assert not np.array_equal(first, np.array(gif.convert("RGB")))
+    with pytest.raises(ImageReadError, match="an animation"):
+        read_image(folder / "animated.gif")
 
 
 def test_dicom_tags_pair_the_eyes(dicom_run):

@@ -103,6 +103,9 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         if pages > 1:  # a stack (both eyes, colour and red-free): grading its first page would drop the rest
             raise ImageReadError(path, f"multi-page TIFF ({pages} pages) where one photo is expected: "
                                        "save each page as a file of its own")
+        if im.format != "TIFF" and getattr(im, "is_animated", False):  # GIF, APNG, WebP: likewise, which frame?
+            raise ImageReadError(path, f"an animation ({im.n_frames} frames) where one photo is expected: "
+                                       "save each frame as a file of its own")
     except ImageReadError:
         im.close()
         raise
@@ -191,8 +194,8 @@ def read_image(
       on black (the fundus surround); 16-bit images are scaled to 8 bits.
     - ``min_side``: for JPEGs, decode at the strongest libjpeg DCT reduction (1/8, 1/4, 1/2)
       whose short side is still >= ``min_side``. Other formats are decoded at full size.
-    - A GIF or WebP animation gives its first frame; a multi-page TIFF is refused (which page?),
-      a page marked as another's preview aside. DICOM: see :mod:`drgrader.data.dicom`
+    - An animation (GIF, APNG, WebP) and a multi-page TIFF are refused (which frame?), a TIFF page
+      marked as another's preview aside. DICOM: see :mod:`drgrader.data.dicom`
       (``<file>#frame<N>`` for a frame of a multi-frame file).
     - Raises :class:`ImageReadError` for missing, empty, non-image, truncated, too small
       (< 64 px) and too large (> ``max_pixels``, checked from the header before decoding) files.
