@@ -16,13 +16,14 @@ from conftest import tiny_config
 from counting_runner import CountingRunner
 
 from drgrader.cli import main
-from drgrader.config import save_config
+from drgrader.config import load_config, save_config
 from drgrader.data.manifest import read_manifest
 from drgrader.inference.bundle import load_bundle
 from drgrader.inference.predict import predict_images
 from drgrader.outputs import OutputError
 from drgrader.synth import make_fundus
 from drgrader.workflows.predict import predict_command
+from drgrader.workflows.run_folder import check_resumed_config
 
 SCORES = ["p0", "p1", "p2", "p3", "p4"]
 
@@ -143,3 +144,26 @@ def test_train_resume_refuses_labels_changed_since_the_run_started(synth_dir, tm
     assert f"error: {run} learnt from other labelled data" in err
     assert "the run would go on learning from both; restore the data, or train a new run" in err
     assert not (run / "train.log").exists()  # refused before any work
+
+
+def test_train_resume_refuses_a_set_that_changes_what_the_run_learns(synth_dir, tmp_path, capsys):
+    # Before (probe 25): `train --resume RUN --set data.image_size=64 --set train.epochs=4` trained epochs
+    # 3-4 at 64 px, its config.yaml still said 48 px and 2 epochs, and the bundle graded at 64 px with
+    # weights kept from 48 px.
+    cfg = tiny_config(synth_dir)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")  # never loaded: the check comes first
+    save_config(cfg, run / "config.yaml")
+    saved = (run / "config.yaml").read_text()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--set", f"data.image_size={cfg.data.image_size + 16}",
+                 "--set", f"train.epochs={cfg.train.epochs + 2}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --resume continues {run} as it was configured; data.image_size {cfg.data.image_size} -> "
+                          f"{cfg.data.image_size + 16} would change what its checkpoint learnt: train a new run")
+    assert (run / "config.yaml").read_text() == saved and not (run / "train.log").exists()
+    # How it runs may change, and the folder says so.
+    check_resumed_config(run, load_config(run / "config.yaml", ["train.max_minutes=5", f"train.epochs={cfg.train.epochs + 2}"]))
+    resumed = load_config(run / "config.yaml")
+    assert (resumed.train.max_minutes, resumed.train.epochs) == (5, cfg.train.epochs + 2)

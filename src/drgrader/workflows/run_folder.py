@@ -30,7 +30,7 @@ import re
 import time
 from pathlib import Path
 
-from drgrader.config import ConfigError, ExperimentConfig
+from drgrader.config import ConfigError, ExperimentConfig, config_to_dict, load_config, save_config
 from drgrader.io import atomic_write_json
 from drgrader.runtime import PROCESS_STARTED, Ranks, process_ranks
 
@@ -117,6 +117,38 @@ def check_same_data(run_dir: Path, checksum: str, *, why: str) -> None:
     if theirs != checksum:
         raise ConfigError(f"{manifest.parent} learnt from other labelled data (checksum {theirs}; the data set's is now "
                           f"{checksum}: a grade, patient or photo changed since), {why}")
+
+
+# What a resumed run may change: how and where it runs, and when it stops (more epochs: the run
+# goes on from its checkpoint); never what it learns from or at what size.
+RESUMABLE_KEYS = {"train.epochs", "train.max_minutes", "train.accelerator", "train.devices", "train.num_nodes",
+                  "train.strategy", "data.workers", "data.cache_dir"}
+
+
+def _flat(value: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def check_resumed_config(run_dir: Path, cfg: ExperimentConfig) -> None:
+    """Refuse to resume ``run_dir`` with a config that changes what its checkpoint learnt (image
+    size, epochs and schedule, data, model ...): its epochs so far and the rest would be two
+    runs under one name, and its config.yaml would say neither. Changes of :data:`RESUMABLE_KEYS`
+    are taken, logged and written to config.yaml, so the folder says how it ran."""
+    saved_file = Path(run_dir) / "config.yaml"
+    if not saved_file.is_file():
+        return
+    old, new = _flat(config_to_dict(load_config(saved_file))), _flat(config_to_dict(cfg))
+    changed = {key: (old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)}
+    refused = [f"{key} {a!r} -> {b!r}" for key, (a, b) in changed.items() if key not in RESUMABLE_KEYS]
+    if refused:
+        raise ConfigError(f"--resume continues {run_dir} as it was configured; {', '.join(refused[:4])} would change what its "
+                          f"checkpoint learnt: train a new run (on resume only {', '.join(sorted(RESUMABLE_KEYS))} may change)")
+    if changed and process_ranks().rank == 0:
+        save_config(cfg, saved_file)
+        log.info("resuming %s with %s (recorded in its config.yaml)", run_dir,
+                 ", ".join(f"{key}={b!r} (was {a!r})" for key, (a, b) in changed.items()))
 
 
 def forget_rendezvous(run_dir: Path, cfg: ExperimentConfig, out: Path | None, ranks: Ranks | None = None) -> None:

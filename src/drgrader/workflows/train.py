@@ -13,7 +13,7 @@ from drgrader.config import ExperimentConfig, config_to_dict, save_config
 from drgrader.progress import bar_wanted
 from drgrader.runtime import process_ranks, resolve_precision, setup_torch_threads, tune_malloc
 from drgrader.workflows.records import data_record, run_header
-from drgrader.workflows.run_folder import check_same_data, forget_rendezvous, new_run_dir
+from drgrader.workflows.run_folder import check_resumed_config, check_same_data, forget_rendezvous, new_run_dir
 
 log = logging.getLogger("drgrader")
 
@@ -62,6 +62,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         # Before any work: the epochs so far learnt from the data in manifest.csv.
         check_same_data(run_dir, manifest_checksum(read_manifest(cfg.data).table),
                         why="and the run would go on learning from both; restore the data, or train a new run")
+        check_resumed_config(run_dir, cfg)
     else:
         from drgrader.data.prepare import read_and_split
 
