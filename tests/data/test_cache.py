@@ -119,9 +119,10 @@ def test_resume_after_a_killed_run_equals_an_uninterrupted_run(tmp_path, photos)
     out = cache_dir_for(cfg)
     # ... then was killed: mid-write of an image (a temporary file), and between the image
     # and its index row (a half-written image with no row), and a row whose image is gone.
+    file = {row.image_id: f"{cache_file_stem(row.image_id, row.path)}.npy" for row in photos.itertuples()}
     (out / ".3_left.npy.abc123.tmp").write_bytes(b"\x93NUMPY partial")
-    (out / "4_left.npy").write_bytes(b"\x93NUMPY partial")
-    (out / "0_left.npy").unlink()
+    (out / file["4_left"]).write_bytes(b"\x93NUMPY partial")
+    (out / file["0_left"]).unlink()
     resumed = build_cache(photos, cfg, progress=False)
     pd.testing.assert_frame_equal(comparable(resumed), comparable(full))
     assert (out / ".3_left.npy.abc123.tmp").exists()  # fresh temp files may be another shard's
@@ -136,7 +137,7 @@ def test_resume_after_a_killed_run_equals_an_uninterrupted_run(tmp_path, photos)
 def test_a_truncated_image_from_an_os_crash_is_redone(tmp_path, photos, monkeypatch):
     cfg = config(tmp_path)
     build_cache(photos, cfg, progress=False)
-    path = cache_dir_for(cfg) / "2_left.npy"
+    path = Path(build_cache(photos, cfg, progress=False).loc[2, "cache_path"])
     path.write_bytes(path.read_bytes()[:100])  # the row exists, the data did not reach the disk
     done = []
     real = cache._cache_one
@@ -207,12 +208,25 @@ def test_manifest_errors_name_the_problem(tmp_path, photos):
 
 
 def test_unusual_ids_get_safe_distinct_file_names():
-    assert cache_file_stem("123_left") == "123_left"
+    assert cache_file_stem("123_left", "/d/123_left.jpeg").startswith("123_left-")
     odd = ["a/b", "a_b", "../x", "settings", "", "ümlaut id"]
-    stems = [cache_file_stem(i) for i in odd]
+    stems = [cache_file_stem(i, "/d/x.jpeg") for i in odd]
     assert len(set(stems)) == len(odd)
     assert all("/" not in s and not s.startswith(".") and s for s in stems)
-    assert cache_file_stem("a/b") != "a_b"
+    # one id from two data sets: two files
+    assert cache_file_stem("1_left", "/a/1_left.jpeg") != cache_file_stem("1_left", "/b/1_left.jpeg")
+
+
+def test_two_data_sets_with_the_same_ids_in_one_cache_never_share_a_file(tmp_path, photos):
+    # Before (probe 25): files were named by image id alone. A training of set A read the .npy files
+    # that `preprocess` of set B (the same names, other photos) rewrote under it: B's pixels under A's labels.
+    cfg = config(tmp_path)
+    a = build_cache(photos.iloc[:2], cfg, progress=False)
+    other = photos.iloc[:2].assign(path=photos["path"].iloc[[5, 6]].to_numpy())  # set B's 0_left, 1_left
+    b = build_cache(other, cfg, progress=False)
+    assert set(a["cache_path"]).isdisjoint(b["cache_path"])
+    expected = build_cache(photos.iloc[:2], config(tmp_path / "alone"), progress=False)
+    assert comparable(a)["pixels"].tolist() == comparable(expected)["pixels"].tolist()  # A's files untouched by B
 
 
 def test_load_cached_formats_and_errors(tmp_path):

@@ -2,8 +2,8 @@
 
 Layout: ``<cache root>/<key>/`` where the key hashes the preprocessing settings, the image
 size and :data:`CACHE_VERSION`, so changed settings get a new folder and unchanged settings
-reuse the old one. In the folder: ``settings.json``, and per image ``<image_id>.npy`` (the
-model input, RGB uint8) and ``<image_id>.json`` (its index row). Both are written atomically
+reuse the old one. In the folder: ``settings.json``, and per image ``<image_id>-<source hash>.npy``
+(the model input, RGB uint8) and ``<image_id>-<source hash>.json`` (its index row). Both are written atomically
 (temporary name + rename), the image first: a run killed at any moment leaves only complete
 files, and a row exists only for a finished image. Rerunning resumes where the last run
 stopped, and the final index equals that of an uninterrupted run.
@@ -43,7 +43,7 @@ from drgrader.runtime import cpu_count
 
 log = logging.getLogger("drgrader")
 
-CACHE_VERSION = 4  # bump when preprocessing code changes its output: old caches are not reused (2: the colour check; 3: red-free, tinted, too small; 4: reversed colours)
+CACHE_VERSION = 5  # bump when preprocessing code or file naming changes: old caches are not reused (2: the colour check; 3: red-free, tinted, too small; 4: reversed colours; 5: file names by source path)
 DEFAULT_CACHE_NAME = ".drgrader-cache"
 SETTINGS_NAME = "settings.json"
 # Uncompressed .npy rather than PNG: training reads every image every epoch, and at 512 px a
@@ -64,7 +64,6 @@ INDEX_COLUMNS = [
     "orig_width",
 ]
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_RESERVED_NAMES = {Path(SETTINGS_NAME).stem}
 
 
 # ----------------------------------------------------------------------------- keys
@@ -92,14 +91,17 @@ def cache_dir_for(data_cfg: DataConfig, root_fallback: Path | None = None) -> Pa
     return Path(base).expanduser() / cache_key(data_cfg)
 
 
-def cache_file_stem(image_id: object) -> str:
-    """A file name for an image id: the id itself when it is a plain, safe name; otherwise
-    a cleaned-up version plus a short hash, so different ids never share a file."""
+def cache_file_stem(image_id: object, source: str | Path) -> str:
+    """A file name for an image: its id (itself when a plain, safe name; otherwise cleaned up plus
+    a short hash, so different ids never share a file) and a short hash of its source file's
+    absolute path, so two data sets with the same ids (``1_left`` ...) in one cache folder never
+    share a file either: a training reading its photos while the other set is cached reads its own."""
     text = str(image_id)
-    if _SAFE_NAME.fullmatch(text) and text not in _RESERVED_NAMES and len(text) <= 150:
-        return text
+    where = hashlib.sha1(os.fsencode(os.path.abspath(source))).hexdigest()[:8]
+    if _SAFE_NAME.fullmatch(text) and len(text) <= 150:
+        return f"{text}-{where}"
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:100] or "image"
-    return f"{cleaned}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:10]}"
+    return f"{cleaned}-{hashlib.sha1(text.encode('utf-8', 'surrogateescape')).hexdigest()[:10]}-{where}"
 
 
 def shard_of(image_id: object, n: int) -> int:
@@ -179,7 +181,7 @@ def _cache_one(task: tuple[str, str, str, dict, int]) -> dict:
     """
     image_id, source, out_dir, preprocess_settings, size = task
     out = Path(out_dir)
-    stem = cache_file_stem(image_id)
+    stem = cache_file_stem(image_id, source)
     source_path = Path(source)
     try:
         result = preprocess_file(source_path, PreprocessConfig.model_validate(preprocess_settings), size)
@@ -210,7 +212,7 @@ def _cache_one(task: tuple[str, str, str, dict, int]) -> dict:
 
 def _read_done_row(out: Path, image_id: str, source: Path) -> dict | None:
     """The stored row of an image when it is complete and belongs to this source, else None."""
-    stem = cache_file_stem(image_id)
+    stem = cache_file_stem(image_id, source)
     try:
         row = json.loads((out / f"{stem}.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
