@@ -6,10 +6,9 @@ import pytest
 
 
 # ------------------------------------------------------------------ tiny model bundle
-@pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory):
-    """A small untrained grader bundle (timm ``test_resnet``, softmax5, 64 px input) for the
-    inference tests: random but fixed weights (seed 0), fitted-looking thresholds."""
+def make_tiny_bundle(path, seed: int):
+    """A small untrained grader bundle (timm ``test_resnet``, softmax5, 64 px input): random but
+    fixed weights (``seed``), fitted-looking thresholds."""
     import torch
 
     from drgrader.config import ExperimentConfig, config_to_dict
@@ -25,16 +24,27 @@ def tiny_bundle(tmp_path_factory):
             "eval": {"tta": ["orig"]},
         }
     )
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     net = GraderNet(backbone, task="grade", kind="softmax5").eval()
     mean, std = input_mean_std(backbone, "imagenet")
-    path = tmp_path_factory.mktemp("bundles") / "tiny"
     return save_bundle(
         path,
         ScoringNet(net, mean, std),
         config=config_to_dict(cfg),
         thresholds={"any_dr": 0.5, "referable": 0.5},
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """The inference tests' bundle (seed 0)."""
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundles") / "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_tiny_bundle(tmp_path_factory):
+    """Another model of the same kind (seed 1): an ensemble's second member."""
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundles") / "tiny2", seed=1)
 
 
 # --------------------------------------------------------------- tiny synthetic data set

@@ -105,11 +105,11 @@ def test_parity_failure_is_loud_and_keeps_nothing(tiny_bundle, tmp_path, monkeyp
     assert not (tmp_path / "bad" / "bundle.json").exists()
 
 
-def test_ensemble_export_exports_every_member(tiny_bundle, tmp_path):
-    ens = make_ensemble([tiny_bundle, tiny_bundle], tmp_path / "ens")
+def test_ensemble_export_exports_every_member(tiny_bundle, other_tiny_bundle, tmp_path):
+    ens = make_ensemble([tiny_bundle, other_tiny_bundle], tmp_path / "ens")
     out = export_command(ens)
     assert out == tmp_path / "ens-onnx"
-    for member in ("members/0-tiny", "members/1-tiny"):
+    for member in ("members/0-tiny", "members/1-tiny2"):
         assert json.loads((out / member / "bundle.json").read_text())["onnx"]["opset"] == export.DEFAULT_OPSET
     loaded = load_bundle(out, "onnx")
     assert len(loaded.members) == 2

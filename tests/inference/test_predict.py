@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 
 import cv2
 import numpy as np
@@ -214,9 +215,9 @@ def test_ensemble_of_members_with_different_sizes_and_preprocessing(tiny_bundle,
     np.testing.assert_allclose(df[PROBS].to_numpy(), ((a + b) / 2)[:, :5], atol=1e-6)
 
 
-def test_predict_says_when_a_bundle_decides_by_default_thresholds(tiny_bundle, photos, tmp_path, caplog):
+def test_predict_says_when_a_bundle_decides_by_default_thresholds(tiny_bundle, other_tiny_bundle, photos, tmp_path, caplog):
     # A new ensemble has none until `drgrader evaluate` fits them: its decisions are not calibrated.
-    ens_dir = make_ensemble([tiny_bundle, tiny_bundle], tmp_path / "ens")
+    ens_dir = make_ensemble([tiny_bundle, other_tiny_bundle], tmp_path / "ens")
     with caplog.at_level("WARNING", logger="drgrader"):
         predict_command(ens_dir, [photos], out=tmp_path / "p.csv")
     assert [r.message for r in caplog.records if "no fitted thresholds" in r.message] == [
@@ -228,12 +229,19 @@ def test_predict_says_when_a_bundle_decides_by_default_thresholds(tiny_bundle, p
     assert not [r for r in caplog.records if "no fitted thresholds" in r.message]
 
 
-def test_ensemble_refuses_mixed_tasks_and_existing_output(tiny_bundle, tmp_path):
+def test_ensemble_refuses_mixed_tasks_repeated_members_and_existing_output(tiny_bundle, other_tiny_bundle, tmp_path):
     binary = make_bundle(tmp_path / "ref", "test_resnet", 64, task="referable", kind="binary")
     with pytest.raises(BundleError, match="share one task"):
         make_ensemble([tiny_bundle, binary], tmp_path / "ens")
     assert not (tmp_path / "ens").exists()
+    # One model twice would weigh double while the card counts another model (before: taken; probe 25).
+    with pytest.raises(BundleError, match=f"{tiny_bundle} is given twice: an ensemble's members must be different models"):
+        make_ensemble([tiny_bundle, other_tiny_bundle, f"{tiny_bundle}/"], tmp_path / "ens")
+    shutil.copytree(tiny_bundle, tmp_path / "copy")
+    with pytest.raises(BundleError, match=f"{tmp_path / 'copy'} has the same weights as {tiny_bundle}"):
+        make_ensemble([tiny_bundle, tmp_path / "copy"], tmp_path / "ens")
+    assert not (tmp_path / "ens").exists()
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "x").write_text("keep me")
     with pytest.raises(BundleError, match="not empty"):
-        make_ensemble([tiny_bundle, tiny_bundle], tmp_path / "taken")
+        make_ensemble([tiny_bundle, other_tiny_bundle], tmp_path / "taken")

@@ -279,7 +279,7 @@ def test_trained_bundle_has_a_card_and_evaluate_adds_an_external_entry(synth_dir
     assert (exported / CARD_FILE).read_text(encoding="utf-8") == card
 
 
-def test_drgrader_ensemble_writes_a_card_and_keeps_the_members(tiny_bundle, tmp_path):
+def test_drgrader_ensemble_writes_a_card_and_keeps_the_members(tiny_bundle, other_tiny_bundle, tmp_path):
     from drgrader.cli import main
     from drgrader.reporting.model_card import write_model_card
 
@@ -287,10 +287,10 @@ def test_drgrader_ensemble_writes_a_card_and_keeps_the_members(tiny_bundle, tmp_
     shutil.copytree(tiny_bundle, member)
     write_model_card(member, "# Model card: tiny\n")  # a member with a card of its own
     out = tmp_path / "ens"
-    assert main(["ensemble", str(member), str(member), "--out", str(out)]) == 0
+    assert main(["ensemble", str(member), str(other_tiny_bundle), "--out", str(out)]) == 0
     card = (out / CARD_FILE).read_text(encoding="utf-8")
     assert "ensemble of 2 models" in card and "No thresholds fitted" in card
-    assert "**members/0-tiny, members/1-tiny**: The fundus" in card and "resized to 64 × 64 px" in card
+    assert "**members/0-tiny, members/1-tiny2**: The fundus" in card and "resized to 64 × 64 px" in card
     assert "| Made | 20" in card  # dated when written
     assert (out / "members" / "0-tiny" / CARD_FILE).read_text(encoding="utf-8") == "# Model card: tiny\n"
 

@@ -104,7 +104,7 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
             raise ImageReadError(path, f"multi-page TIFF ({pages} pages) where one photo is expected: "
                                        "save each page as a file of its own")
         if im.format != "TIFF" and getattr(im, "is_animated", False):  # GIF, APNG, WebP: likewise, which frame?
-            raise ImageReadError(path, f"an animation ({im.n_frames} frames) where one photo is expected: "
+            raise ImageReadError(path, f"an animation ({getattr(im, 'n_frames', 2)} frames) where one photo is expected: "
                                        "save each frame as a file of its own")
     except ImageReadError:
         im.close()

@@ -4,6 +4,7 @@ are left empty: an average of scores needs its own, fitted by ``drgrader evaluat
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from pathlib import Path
@@ -18,6 +19,33 @@ MEMBERS_DIR = "members"
 def _member_summary(name: str, manifest: dict) -> dict:
     keys = ("backbone", "task", "kind", "input_size", "preprocess", "tta", "validation")
     return {"folder": name, **{k: manifest.get(k) for k in keys}}
+
+
+def _member_name(path: Path) -> str:
+    """A member's folder name: the bundle's, with its run's when it is a run's ``bundle/``
+    (``r2-bundle``), so the card tells the members apart."""
+    path = path.resolve()
+    return f"{path.parent.name}-{path.name}" if path.name == "bundle" else path.name
+
+
+def _weights_digest(path: Path) -> str:
+    """A digest of a bundle's weight files (a nested ensemble's: of its members')."""
+    digest = hashlib.sha256()
+    for file in sorted(path.rglob("model.*")):
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _refuse_repeated_members(paths: list[Path]) -> None:
+    """One bundle given twice (or a copy of it) would weigh double in the average while the card
+    counts it as another model: refused."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        for key in (f"folder {path.resolve()}", f"weights {_weights_digest(path)}"):
+            if key in seen:
+                same = "is given twice" if key.startswith("folder") else f"has the same weights as {seen[key]}"
+                raise BundleError(f"{path} {same}: an ensemble's members must be different models")
+            seen[key] = path
 
 
 def make_ensemble(bundles: list[str | Path], out: str | Path) -> Path:
@@ -38,6 +66,7 @@ def make_ensemble(bundles: list[str | Path], out: str | Path) -> Path:
         if not manifest.get("members") and not any((path / f).is_file() for f in ("model.safetensors", "model.onnx")):
             raise BundleError(f"{path}: bundle has neither model.safetensors nor model.onnx")
         sources.append((path, manifest))
+    _refuse_repeated_members([path for path, _ in sources])
     tasks = {m["task"] for _, m in sources}
     if len(tasks) > 1:
         listing = ", ".join(f"{p} ({m['task']})" for p, m in sources)
@@ -48,7 +77,7 @@ def make_ensemble(bundles: list[str | Path], out: str | Path) -> Path:
     with atomic_dir(out) as staging:
         members, summaries = [], []
         for i, (path, manifest) in enumerate(sources):
-            safe = re.sub(r"[^\w.-]+", "_", path.resolve().name)
+            safe = re.sub(r"[^\w.-]+", "_", _member_name(path))
             name = f"{MEMBERS_DIR}/{i}-{safe}"
             shutil.copytree(path, staging / name)
             members.append(name)
