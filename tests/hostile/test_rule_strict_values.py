@@ -167,6 +167,15 @@ def test_cv_checks_its_folds_against_the_patients_before_making_its_folder(synth
     assert "--folds must be at least 2" in error_line(capsys)
     assert main(["cv", str(config), "--folds", "41", "--out", str(tmp_path / "cv")]) == 2
     assert "--folds 41 needs at least 41 patients (one per fold); the data set" in error_line(capsys)
+    # Patients linked by a copied photo count as one fold unit, up front as in the folds (before, probe 25:
+    # the check passed, the cv folder was made, and fold 1 failed "has 39"; a rerun with fewer folds was refused).
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data)
+    (data / "images" / "11_right.jpeg").write_bytes((data / "images" / "10_left.jpeg").read_bytes())
+    config.write_text(f"data: {{root: {data}, format: kaggle}}\n")
+    assert main(["cv", str(config), "--folds", "40", "--out", str(tmp_path / "cv")]) == 2
+    assert "--folds 40 needs at least 40 patients (one per fold); the data set" in (line := error_line(capsys))
+    assert line.endswith("has 40, 39 once patients linked by a copied photo are kept together") and not (tmp_path / "cv").exists()
 
 
 def test_train_checks_its_data_before_making_the_run_folder(tmp_path, capsys, monkeypatch):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from drgrader import __version__
@@ -243,6 +244,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+
+
+def _log_own_warnings() -> None:
+    """drgrader's own warnings (a copied photo, an unreliable CI) as one ``WARNING ...`` line like
+    every other message, not Python's two lines with a source path; other libraries' as Python shows them."""
+    shown = warnings.showwarning
+    if getattr(shown, "drgrader", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if str(filename).startswith(_PACKAGE):
+            logging.getLogger("drgrader").warning("%s", message)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.drgrader = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     from drgrader.runtime import tune_malloc
 
@@ -255,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    _log_own_warnings()
     from drgrader.errors import is_input_error, one_line, user_errors
 
     try:

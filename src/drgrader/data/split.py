@@ -12,6 +12,7 @@ is measured on a copy of a photo it trained on (:func:`split_units`); one warnin
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from drgrader.data.image_files import identical_files
 from drgrader.io import atomic_write_text
 
 SPLITS = ("train", "val", "test")
+
+log = logging.getLogger("drgrader")
 
 
 class SplitError(ValueError):
@@ -87,8 +90,8 @@ def _official_split(manifest: pd.DataFrame, cfg: SplitConfig) -> pd.Series:
 def _kfold_split(manifest: pd.DataFrame, cfg: SplitConfig) -> pd.Series:
     worst = patient_worst_grades(manifest)
     if len(worst) < cfg.folds:
-        raise SplitError(f"split.folds={cfg.folds} needs at least {cfg.folds} patients; "
-                         f"the data set has {len(worst)}")
+        raise SplitError(f"split.folds={cfg.folds} needs at least {cfg.folds} patients; the data set has {len(worst)} "
+                         "(patients linked by a copied photo count as one)")
     # StratifiedKFold needs one stratum with at least `folds` patients; tiny data gets KFold.
     if worst.value_counts().max() >= cfg.folds:
         splitter = StratifiedKFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.seed)
@@ -122,10 +125,9 @@ def split_units(manifest: pd.DataFrame) -> pd.Series:
             for p in group[1:]:
                 unit[p] = group[0]
     if linked:
-        warnings.warn(f"{len(linked)} photo(s) are byte-identical copies under different patients (e.g. "
-                      f"{' = '.join(map(repr, linked[0]))}): their patients are kept together on one side of the split, "
-                      "so no model is measured on a copy of a photo it trained on; `drgrader data summary` lists them",
-                      stacklevel=3)
+        log.warning("%d photo(s) are byte-identical copies under different patients (e.g. %s): their patients are kept "
+                    "together on one side of the split, so no model is measured on a copy of a photo it trained on; "
+                    "`drgrader data summary` lists them", len(linked), " = ".join(map(repr, linked[0])))
     return patients.map(root)
 
 

@@ -76,13 +76,15 @@ def _check_patients(cfg: ExperimentConfig, folds: int) -> str:
     """Every fold needs patients of its own: refuse more folds than the data set has patients.
     Returns the labelled data's checksum (``workflows.records.manifest_checksum``)."""
     from drgrader.data.manifest import read_manifest
+    from drgrader.data.split import split_units
     from drgrader.workflows.records import manifest_checksum
 
     table = read_manifest(cfg.data).table
-    patients = table["patient_id"].nunique()
-    if patients < folds:
+    patients, units = table["patient_id"].nunique(), split_units(table).nunique()  # as the folds will count them
+    if units < folds:
+        linked = f", {units} once patients linked by a copied photo are kept together" if units < patients else ""
         raise ConfigError(f"--folds {folds} needs at least {folds} patients (one per fold); "
-                          f"the data set ({cfg.data.root}) has {patients}")
+                          f"the data set ({cfg.data.root}) has {patients}{linked}")
     return manifest_checksum(table)
 
 
