@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drgrader.config import ConfigError, ExperimentConfig, load_config, save_config, shipped_configs
+from drgrader.config import ConfigError, ExperimentConfig, load_config, save_config
+from drgrader.config_recipes import shipped_configs
 
 
 def write(tmp_path, data) -> Path:

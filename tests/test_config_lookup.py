@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from drgrader.cli import main
-from drgrader.config import ConfigError, load_config, resolve_config, shipped_configs
+from drgrader.config import ConfigError, load_config
+from drgrader.config_recipes import resolve_config, shipped_configs
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SHIPPED = ["cpu_grade", "cpu_grade_cv", "demo", "gpu_grade", "seed000_resnet_grades", "seed001_mobilenetv2_binary"]

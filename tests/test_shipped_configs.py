@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from drgrader.cli import main
-from drgrader.config import load_config, shipped_configs
+from drgrader.config import load_config
+from drgrader.config_recipes import shipped_configs
 from drgrader.runtime import resolve_precision
 
 CONFIGS = list(shipped_configs())

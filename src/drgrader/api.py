@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from drgrader.config import ConfigError, ExperimentConfig, check_refer_share, distinct_views, load_config, plain_name
+from drgrader.config import ConfigError, ExperimentConfig, load_config
+from drgrader.config_values import check_refer_share, distinct_views, plain_name
 from drgrader.data.images import pil_to_rgb
 from drgrader.data.quality import measure_photo
 from drgrader.inference.builtin import resolve_bundle

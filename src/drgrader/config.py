@@ -6,23 +6,22 @@ errors that name the offending field; values are typed strictly (``on`` is not a
 ``010`` not an integer: :mod:`drgrader.config_yaml` reads the YAML). Command-line overrides use
 dotted paths (``--set train.epochs=3``) and go through the same validation.
 
-The recipes drgrader ships live in the package (``drgrader/configs/*.yaml``) and are read through
-``importlib.resources``, so ``drgrader train cpu_grade`` works from a wheel as from a clone.
+The value types and checks the fields use (paths, column names, plain names, test-time views)
+are in :mod:`drgrader.config_values`; the recipes drgrader ships, and which file a config name
+means, in :mod:`drgrader.config_recipes`.
 """
 
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
-from drgrader.config_yaml import MAX_ECHO, ConfigError, apply_overrides, check_size, dump_yaml, echo, load_yaml
-
-if TYPE_CHECKING:  # Python >= 3.11 only; a name for type checkers
-    from importlib.resources.abc import Traversable
+from drgrader.config_recipes import resolve_config
+from drgrader.config_values import MAX_REFER_SHARE, ColumnName, ConfigPath, TtaViews, plain_name
+from drgrader.config_yaml import ConfigError, apply_overrides, check_size, dump_yaml, echo, load_yaml
 
 
 class Section(BaseModel):
@@ -33,59 +32,7 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
-def _not_empty(value: object) -> object:
-    if isinstance(value, str) and not value.strip():  # Path("") would be ".", the current folder
-        raise ValueError("empty path: give a path, or leave the field out for its default")
-    return value
-
-
-# A path from YAML text (strict mode would take only Path objects); never empty, which would be
-# the current folder; "~" is the home folder, as in the shell the user typed it for.
-ConfigPath = Annotated[Path, Strict(False), BeforeValidator(_not_empty), AfterValidator(Path.expanduser)]
-
-
-def distinct_views(views: list) -> list:
-    """Test-time views, each given once: the one check of ``eval.tta``, ``bundle.json``'s ``tta``,
-    ``predict --tta`` and ``drgrader.grade(tta=...)``."""
-    if repeated := sorted({v for v in views if views.count(v) > 1}):
-        raise ValueError(f"view {repeated[0]!r} given twice: each view counts once in the average")
-    return views
-
-
-MAX_NAME = 200  # characters of a name that becomes a file or folder name (255 is the usual limit, suffixes follow)
-
-
-def plain_name(name: str) -> str:
-    """A name that becomes one file or folder name (a run's ``name``, a photo's name in
-    ``drgrader.grade``): never a path, which could write outside the folder meant."""
-    if not name:
-        raise ValueError("empty name")
-    if "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
-        raise ValueError(f"{name[:MAX_ECHO]!r} is not one plain name (no /, \\, .. or NUL)")
-    if len(name) > MAX_NAME:
-        raise ValueError(f"{name[:MAX_ECHO]!r}... has {len(name)} characters, more than {MAX_NAME}")
-    return name
-
-
-MAX_REFER_SHARE = 0.5  # of patients sent to a human grader: eval.refer_share, --refer-share, grade(refer_share=)
-
-
-def check_refer_share(share: float, what: str) -> None:
-    """A share of patients for the uncertain band: 0 .. ``MAX_REFER_SHARE`` (NaN refused too)."""
-    if not 0 <= share <= MAX_REFER_SHARE:
-        raise ConfigError(f"{what} must be between 0 and {MAX_REFER_SHARE:g}, got {share}")
-
-
 # ----------------------------------------------------------------------------- data
-def _not_empty_column(value: object) -> object:
-    if isinstance(value, str) and not value.strip():  # '' would silently mean "no such column"
-        raise ValueError("empty column name: give the column's header, or leave the field out for its default")
-    return value
-
-
-ColumnName = Annotated[str, BeforeValidator(_not_empty_column)]
-
-
 class Columns(Section):
     """Column names of a generic label CSV (``data.format: csv``)."""
 
@@ -250,11 +197,6 @@ class TrainConfig(Section):
 
 
 # ----------------------------------------------------------------------------- eval
-TtaView = Literal["orig", "hflip", "vflip", "hvflip", "bright", "rot90", "rot270", "transpose", "antitranspose", "zoom"]
-TtaViews = Annotated[list[TtaView], AfterValidator(distinct_views)]
-DIHEDRAL_VIEWS = ["orig", "hflip", "vflip", "hvflip", "rot90", "rot270", "transpose", "antitranspose"]
-
-
 class EvalConfig(Section):
     tta: TtaViews = Field(["orig"], min_length=1, description="test-time views, averaged (at least one)")
     threshold_objective: Literal["accuracy", "youden", "sensitivity"] = "youden"
@@ -329,45 +271,6 @@ def _format_errors(err: ValidationError, source: str) -> str:
             problems.append(f"{field}: {e['msg']} (got {echo(got)}{hint})")
     shown = problems[:5] + ([f"and {len(problems) - 5} more"] if len(problems) > 5 else [])
     return f"invalid configuration in {source}: " + "; ".join(shown)
-
-
-def shipped_configs() -> dict[str, Traversable]:
-    """The recipes shipped in the package, by name (the file name without ``.yaml``). Read as
-    package resources, never relative to a source tree, so an installed drgrader finds them."""
-    folder = resources.files("drgrader") / "configs"
-    files = (f for f in folder.iterdir() if f.name.endswith(".yaml") and not f.name.startswith("."))
-    return {f.name.removesuffix(".yaml"): f for f in sorted(files, key=lambda f: f.name)}
-
-
-def describe_config(text: str) -> str:
-    """The first sentence of a YAML's leading comment (its description), or "" without one."""
-    words: list[str] = []
-    for line in text.splitlines():
-        if not line.startswith("#") or (words and not line.strip("# \t")):
-            break
-        words += line.lstrip("#").split()
-    first, stop, _ = " ".join(words).partition(". ")
-    return first + ("." if stop else "")
-
-
-def resolve_config(spec: str | Path) -> Path | Traversable:
-    """The YAML file meant by ``spec``: an existing file, else a shipped name (``cpu_grade``).
-
-    Anything else is a ConfigError listing the shipped names: a typo must never train on the
-    generic defaults. A file of the same name in the working folder wins over a shipped one.
-    """
-    path = Path(spec)
-    if path.is_file():
-        return path
-    shipped = shipped_configs()
-    if str(spec) in shipped:
-        return shipped[str(spec)]
-    names = ", ".join(shipped)
-    if path.is_dir():
-        raise ConfigError(f"config {path} is a folder, not a YAML file; shipped configs: {names}")
-    if len(path.parts) > 1 or path.suffix:
-        raise ConfigError(f"config file not found: {path}; shipped configs: {names}")
-    raise ConfigError(f"config {str(spec)[:MAX_ECHO]!r} is neither a shipped config nor a file; shipped configs: {names}")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -10,7 +10,7 @@ import sys
 # exception of that class can only come from a loaded module, and importing them all up front
 # would make every command pay for importing PyTorch.
 _USER_ERROR_CLASSES = (
-    ("drgrader.config", "ConfigError"),
+    ("drgrader.config_yaml", "ConfigError"),
     ("drgrader.data.label_files", "DataError"),
     ("drgrader.data.split", "SplitError"),
     ("drgrader.data.image_files", "ImageReadError"),

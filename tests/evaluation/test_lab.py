@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drgrader.config import DIHEDRAL_VIEWS, EvalConfig
+from drgrader.config import EvalConfig
+from drgrader.config_values import DIHEDRAL_VIEWS
 from drgrader.evaluation.lab import compare_variants, kappa, lab_markdown, variant_scores
 from drgrader.grading import SCORE_COLUMNS
 

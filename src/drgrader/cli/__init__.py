@@ -65,7 +65,7 @@ class _Views(argparse.Action):
     repeat would count twice in the average); a repeat is a usage error (exit 2)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from drgrader.config import distinct_views
+        from drgrader.config_values import distinct_views
 
         try:
             distinct_views(values)

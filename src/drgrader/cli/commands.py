@@ -91,7 +91,7 @@ def cmd_config_show(args) -> None:
 
 
 def cmd_config_list(args) -> None:
-    from drgrader.config import describe_config, shipped_configs
+    from drgrader.config_recipes import describe_config, shipped_configs
 
     shipped = shipped_configs()
     width = max(map(len, shipped))

@@ -1,5 +1,6 @@
 """The building blocks of the data-set readers: label-file parsing with errors that name the
-file and the 1-based data row, image folders looked up by name, and the row a reader returns.
+file and the 1-based data row, image folders looked up by name, a row's patient and eye (from its
+columns or its name), and the row a reader returns.
 """
 
 from __future__ import annotations
@@ -210,6 +211,22 @@ def eye_of(value: str, where: str) -> str:
     if word not in EYE_WORDS:
         raise DataError(f"{where}: eye {value!r} is not one of left/right/L/R/OS/OD")
     return EYE_WORDS[word]
+
+
+def patient_and_eye(rec: dict[str, str], where: str, image_id: str, patient_col: str | None,
+                    eye_col: str | None) -> tuple[str, str]:
+    """A row's patient and eye: from its columns, else from a Kaggle-style name (``10_left``)."""
+    eye = eye_of(rec[eye_col], where) if eye_col else ""
+    if patient_col:
+        patient = patient_id(rec[patient_col])
+        if not patient:
+            what = "empty" if not rec[patient_col] else f"{rec[patient_col]!r}, a placeholder for a missing value"
+            raise DataError(f"{where}: patient id (column {patient_col!r}) is {what}")
+        return patient, eye
+    patient, named_eye = patient_from_name(image_id)
+    if eye and named_eye and eye != named_eye:
+        raise DataError(f"{where}: eye {eye!r} (column {eye_col!r}) but the name says {named_eye}")
+    return patient, eye or named_eye
 
 
 Found = tuple[list[LabelRow], list[ImageFolder], dict[str, int]]

@@ -6,9 +6,10 @@ The table is a pandas DataFrame with one row per image and the columns
     eye ("left", "right" or ""), source (format name), and split ("train"/"val"/"test")
     only when the data set publishes an official split.
 
-Each reader in :mod:`.readers` follows the published layout of one public data set and returns
-raw label rows; ``_build_manifest`` validates them all the same way, so every format gives the
-same errors (naming the label file, the 1-based data row and the image id).
+Each reader :mod:`.readers` names by format follows the published layout of one public data set
+(:mod:`.published_readers`) or a generic one (:mod:`.generic_readers`) and returns raw label
+rows; ``_build_manifest`` validates them all the same way, so every format gives the same errors
+(naming the label file, the 1-based data row and the image id).
 """
 
 from __future__ import annotations

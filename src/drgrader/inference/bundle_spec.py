@@ -21,7 +21,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drgrader import __version__
-from drgrader.config import FIXED_NORMALIZE, PreprocessConfig, TtaViews
+from drgrader.config import FIXED_NORMALIZE, PreprocessConfig
+from drgrader.config_values import TtaViews
 from drgrader.grading import GRADE_NAMES, NUM_GRADES, ONE_SCORE_KINDS, SCORE_COLUMNS
 from drgrader.io import atomic_write_json
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.config import DIHEDRAL_VIEWS, ExperimentConfig
+from drgrader.config import ExperimentConfig
+from drgrader.config_values import DIHEDRAL_VIEWS
 from drgrader.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("drgrader")

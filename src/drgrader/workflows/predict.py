@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.config import ConfigError, check_refer_share
+from drgrader.config import ConfigError
+from drgrader.config_values import check_refer_share
 from drgrader.data.cache import source_fingerprint
 from drgrader.data.dicom import split_frame_ref
 from drgrader.data.identity import warn_identity

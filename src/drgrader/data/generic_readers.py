@@ -1,0 +1,120 @@
+"""Readers of the generic formats, for a data set of one's own: any label CSV (``data.format: csv``,
+columns named in ``data.columns``) and one folder per grade (``folders``). Each returns raw label
+rows; :mod:`.readers` holds the registry and detection, :mod:`.manifest` validates the rows. The
+published data sets' layouts are in :mod:`.published_readers`."""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from pathlib import Path
+
+from drgrader.config import DataConfig
+from drgrader.data.input_columns import label_identity_columns
+from drgrader.data.label_files import (
+    DataError,
+    Found,
+    ImageFolder,
+    LabelRow,
+    csv_records,
+    first_dir,
+    patient_and_eye,
+    patient_from_name,
+    photo_files,
+    read_label_csv,
+    shown_path,
+    strip_image_extension,
+    two_photos_under_one_name,
+    where_in,
+)
+
+log = logging.getLogger("drgrader")
+
+
+def _log_patients_from_names(rows: list[LabelRow], what: str) -> None:
+    """Say so when a data set without patient ids got them from Kaggle-style names (``10_left``)."""
+    named = sum(row.patient_id != row.image_id for row in rows)
+    if named:
+        rest = f"; the rest ({len(rows) - named}) are patients of their own" if named < len(rows) else ""
+        log.info("%s: no patient column, so patient and eye of %d of %d images are read from names like 10_left "
+                 "(as the kaggle format reads them)%s", what, named, len(rows), rest)
+
+
+def read_csv_format(root: Path, cfg: DataConfig) -> Found:
+    """Any label CSV: ``data.labels`` (default labels.csv), ``data.images`` (default images/).
+
+    Column names come from ``data.columns``. Without a configured patient (eye) column, a
+    column named as predict names it (``patient_id``, ``patient``, ``Patient ID``; ``eye``, ``EYE``)
+    is used when present, and one that only looks like it (``patient_no``) is refused, so a patient-level split does
+    not silently become image-level; otherwise patient and eye come from Kaggle-style names
+    (``10_left``), and any other image is its own patient. An empty patient cell, or a
+    placeholder for a missing value (``NA``, ``unknown``), is refused.
+    """
+    labels = root / (cfg.labels or "labels.csv")
+    if not labels.is_file():
+        raise DataError(f"label file not found: {labels} (data.labels)")
+    if cfg.images is not None:
+        images = root / cfg.images
+        if not images.is_dir():
+            raise DataError(f"image folder not found: {images} (data.images)")
+    else:
+        images = first_dir(root, ["images"]) or labels.parent
+    cols = cfg.columns
+    required = [cols.image, cols.grade] + [c for c in (cols.patient, cols.eye) if c]
+    table = read_label_csv(labels, root, required)
+    file = shown_path(labels, root)
+    patient_col, eye_col = label_identity_columns(table.drop(columns=[cols.image, cols.grade]), file, cols.patient, cols.eye)
+    folder = ImageFolder(images)
+    rows = []
+    for n, rec in csv_records(table):
+        ref = rec[cols.image]
+        image_id = strip_image_extension(ref)
+        where = where_in(file, n, image_id)
+        patient, eye = patient_and_eye(rec, where, image_id, patient_col, eye_col)
+        rows.append(LabelRow(where, image_id, folder.find(ref), rec[cols.grade], patient, eye,
+                         looked_for=folder.describe(ref)))
+    if not patient_col:
+        _log_patients_from_names(rows, file)
+    return rows, [folder], {}
+
+
+# A grade folder is named by its grade, alone or before a word: "3", "4 proliferative", "0_No_DR".
+GRADE_FOLDER = re.compile(r"([0-9]+)(?:[\s_.\-]+\D.*)?")
+
+
+def grade_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and GRADE_FOLDER.fullmatch(p.name))
+
+
+def read_folders(root: Path, cfg: DataConfig) -> Found:
+    """One folder per grade: root/<0..4>/**/*.jpg|jpeg|png|tif, subfolders included (``0/clinicB/``);
+    a grade folder may carry a word after its grade (``4 proliferative``). The image id is the path
+    inside the grade folder (``clinicB/10_left``), so patient and eye come from Kaggle-style names
+    per subfolder (two clinics numbering alike stay apart); any other image is its own patient.
+    Photos in other folders have no grade: counted and named in a warning, never dropped unsaid."""
+    rows = []
+    for grade_dir in grade_folders(root):
+        grade = GRADE_FOLDER.fullmatch(grade_dir.name)[1]  # type: ignore[index]
+        if grade not in {"0", "1", "2", "3", "4"}:
+            raise DataError(f"{grade_dir}: folder name {grade_dir.name!r} is not a grade in 0..4")
+        by_id: dict[str, Path] = {}  # 10_left.jpeg and 10_LEFT.jpeg (or 10_left.png) are one name
+        for path in photo_files(grade_dir, recursive=True):
+            image_id = path.relative_to(grade_dir).with_suffix("").as_posix()
+            if image_id.lower() in by_id:
+                raise two_photos_under_one_name(grade_dir, by_id[image_id.lower()], path)
+            by_id[image_id.lower()] = path
+            patient, eye = patient_from_name(image_id)
+            rows.append(LabelRow(shown_path(path, root), image_id, path, grade, patient, eye))
+    _log_patients_from_names(rows, f"{root} (grade folders)")
+    others: dict[str, int] = {}  # folder -> its photos, for folders whose name is not a grade
+    for sub in sorted(root.iterdir()):
+        if sub.is_dir() and not sub.name.startswith(".") and not GRADE_FOLDER.fullmatch(sub.name):
+            if n := len(photo_files(sub, recursive=True)):
+                others[sub.name] = n
+    if others:
+        listing = ", ".join(f"{name!r} ({n})" for name, n in others.items())
+        warnings.warn(f"{root}: {sum(others.values())} photos left out, in folders whose name is not a grade "
+                      f"0..4 (such as '3' or '3 severe'): {listing}", stacklevel=3)
+    # Images lying next to the grade folders have no grade either.
+    return rows, [ImageFolder(root)], {"unlabelled_files": sum(others.values())}
