@@ -23,6 +23,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -160,6 +161,24 @@ def read_image_size(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[int
     return height, width
 
 
+def _bit_depth(peak: float) -> int:
+    """The bits a wide image's data uses, by its brightest value: 8, 10, 12, 14 or 16."""
+    return next((bits for bits in (8, 10, 12, 14) if peak < 2**bits), 16)
+
+
+def _wide_colour(path: Path, rgb: np.ndarray, kind: str | None) -> np.ndarray:
+    """A 16-bit colour PNG or TIFF holding 10-, 12- or 14-bit data (a camera's raw export): Pillow
+    keeps the top 8 of 16 bits, a nearly black photo ("no fundus detected", a needless recall).
+    Read it whole and scale the range its data uses."""
+    if kind not in ("PNG", "TIFF") or rgb.max() >= 64:  # 14-bit data keeps at most 63 in its top byte
+        return rgb
+    wide = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if wide is None or wide.dtype != np.uint16 or wide.ndim != 3 or wide.shape[2] not in (3, 4) or wide.shape[:2] != rgb.shape[:2]:
+        return rgb
+    scale = 255.0 / (2 ** _bit_depth(float(wide[..., :3].max())) - 1)
+    return np.clip(cv2.cvtColor(wide[..., :3], cv2.COLOR_BGR2RGB).astype(np.float32) * scale + 0.5, 0, 255).astype(np.uint8)
+
+
 def pil_to_rgb(im: Image.Image) -> Image.Image:
     """Any Pillow image to an upright RGB one, as a file is read (``read_image``) and a PIL image
     given to ``drgrader.grade`` is taken: EXIF orientation applied, alpha composited on black,
@@ -169,9 +188,10 @@ def pil_to_rgb(im: Image.Image) -> Image.Image:
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit greyscale PNGs (and 32-bit integer images): scale the 16-bit range to 8 bits.
+        # 16-bit greyscale PNGs (and 32-bit integer images): scale the range the data uses (10, 12,
+        # 14 or 16 bits: a camera's raw export) to 8 bits.
         values = np.asarray(im, dtype=np.float32)
-        scale = 255.0 / 65535.0 if values.max() > 255 else 1.0
+        scale = 255.0 / (2 ** _bit_depth(float(values.max())) - 1)
         im = Image.fromarray(np.clip(values * scale + 0.5, 0, 255).astype(np.uint8), mode="L")
     if im.mode == "F":
         values = np.asarray(im, dtype=np.float32)
@@ -191,7 +211,8 @@ def read_image(
     """Decode an image file to an RGB uint8 array of shape (H, W, 3).
 
     - EXIF orientation is applied; greyscale, palette, CMYK become RGB; alpha is composited
-      on black (the fundus surround); 16-bit images are scaled to 8 bits.
+      on black (the fundus surround); 16-bit images are scaled to 8 bits by the range their data
+      uses (10, 12, 14 or 16 bits).
     - ``min_side``: for JPEGs, decode at the strongest libjpeg DCT reduction (1/8, 1/4, 1/2)
       whose short side is still >= ``min_side``. Other formats are decoded at full size.
     - An animation (GIF, APNG, WebP) and a multi-page TIFF are refused (which frame?), a TIFF page
@@ -225,6 +246,7 @@ def read_image(
     finally:
         source.close()
     _check_data(path, source.format)
+    rgb = _wide_colour(path, rgb, source.format)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ImageReadError(path, f"unexpected decoded array {rgb.dtype} {rgb.shape}")
     return rgb
