@@ -81,10 +81,10 @@ def test_serve_refuses_one_file_as_both_eyes_and_a_photo_named_for_the_other_eye
     res = client.post("/api/predict", files={"right": ("a.jpeg", photo, "image/jpeg"), "left": ("b.jpeg", photo, "image/jpeg")})
     assert res.status_code == 400 and "are one file (a.jpeg, b.jpeg: the same bytes)" in res.json()["error"]
     res = client.post("/api/predict", files={"left": ("10_right.jpeg", photo, "image/jpeg")})
-    assert res.status_code == 400 and res.json()["error"] == ("left eye: 10_right.jpeg: its name says the right eye; "
+    assert res.status_code == 400 and res.json()["error"] == ("left eye: 10_right.jpeg: its file name says the right eye; "
                                                               "send it as 'right' (or rename it)")
     res = client.post("/api/predict", files={"right": ("P7_OS.jpeg", photo, "image/jpeg"), "left": ("P7_OD.jpeg", other, "image/jpeg")})
-    assert res.status_code == 400 and res.json()["error"].startswith("right eye: P7_OS.jpeg: its name says the left eye")
+    assert res.status_code == 400 and res.json()["error"].startswith("right eye: P7_OS.jpeg: its file name says the left eye")
     # Names that agree, say nothing or name both eyes, and a photo of unknown side: graded.
     for files in ({"right": ("P7_OD.jpeg", photo, "image/jpeg"), "left": ("P7_left.jpeg", other, "image/jpeg")},
                   {"left": ("scan.jpeg", photo, "image/jpeg")}, {"left": ("P9_OD_OS.jpeg", photo, "image/jpeg")},

@@ -1,6 +1,7 @@
 """Rule 2 of issue 22 in the web demo: the photos sent as ``right`` and ``left`` are one
 patient's eyes, so photos that say otherwise are refused (400, both named), never graded as one
-patient: names or DICOM ``PatientID``s of two patients, a DICOM laterality against its field. A
+patient: names or DICOM ``PatientID``s of two patients (one ``PatientID`` on photos named for two
+patients too, as predict's resolver pairs neither), a DICOM laterality against its field. A
 DICOM file is known by its content whatever its name (``scan.jpg``)."""
 
 from __future__ import annotations
@@ -85,12 +86,13 @@ def test_one_patient_and_names_without_a_patient_are_graded(client, dicom):
 
 @pytest.mark.parametrize("tag", ["ImageLaterality", "Laterality"])
 def test_a_dicom_laterality_against_its_field_is_refused_as_a_name_is(client, dicom, tag):
+    """Either tag, named as predict's notes name it (one tag: 'DICOM laterality')."""
     res = client.post("/api/predict", files={"left": ("scan001.dcm", dicom(6, laterality="R", tag=tag), "application/dicom")})
     assert res.status_code == 400, res.text
-    assert res.json()["error"] == f"left eye: scan001.dcm: its DICOM {tag} says the right eye; send it as 'right'"
+    assert res.json()["error"] == "left eye: scan001.dcm: its DICOM laterality says the right eye; send it as 'right'"
     res = client.post("/api/predict", files={"right": ("scan002.dcm", dicom(7, laterality="L", tag=tag), "application/dicom"),
                                              "left": ("other.jpeg", jpeg(0, 2), "image/jpeg")})
-    assert res.status_code == 400 and res.json()["error"].startswith(f"right eye: scan002.dcm: its DICOM {tag} says the left eye")
+    assert res.status_code == 400 and res.json()["error"].startswith("right eye: scan002.dcm: its DICOM laterality says the left eye")
     # Its own field, or 'file' (side unknown): graded.
     assert client.post("/api/predict", files={"right": ("scan001.dcm", dicom(6, laterality="R", tag=tag))}).status_code == 200
     assert client.post("/api/predict", files={"file": ("scan001.dcm", dicom(6, laterality="R", tag=tag))}).status_code == 200
@@ -101,7 +103,7 @@ def test_a_dicom_whose_name_and_laterality_disagree_is_refused_in_either_field(c
     for field in ("left", "right"):
         res = client.post("/api/predict", files={field: ("P5_left.dcm", data, "application/dicom")})
         assert res.status_code == 400, res.text
-        assert res.json()["error"] == (f"{field} eye: P5_left.dcm: its name says the left eye, its DICOM ImageLaterality the right eye; "
+        assert res.json()["error"] == (f"{field} eye: P5_left.dcm: its DICOM laterality says the right eye, its file name the left eye; "
                                        "correct one of them")
 
 
@@ -128,7 +130,7 @@ def test_a_dicom_named_as_a_jpeg_is_read_as_dicom(client, dicom):
     assert as_jpg.json()["eyes"]["right"]["score_referable"] == pytest.approx(as_dcm.json()["eyes"]["right"]["score_referable"])
     # Its header is read too: laterality against the field, PatientID against the other eye's name.
     res = client.post("/api/predict", files={"left": ("scan.jpg", data, "image/jpeg")})
-    assert res.status_code == 400 and "scan.jpg: its DICOM ImageLaterality says the right eye" in res.json()["error"]
+    assert res.status_code == 400 and "scan.jpg: its DICOM laterality says the right eye" in res.json()["error"]
     res = post(client, ("scan.jpg", data), ("B_left.jpeg", jpeg(0, 2)))
     assert res.status_code == 400 and "scan.jpg: patient 'A' by its DICOM PatientID; B_left.jpeg: patient 'B'" in res.json()["error"]
 
@@ -149,3 +151,46 @@ def test_an_anonymised_patient_id_is_no_patient_so_the_names_decide(client, dico
     res = post(client, ("10131_right.dcm", dicom(11, patient_id="ANONYMOUS")), ("10007_left.dcm", dicom(12, patient_id="ANONYMOUS")))
     assert res.status_code == 400, res.text
     assert "(10131_right.dcm: patient '10131' by its name; 10007_left.dcm: patient '10007' by its name)" in res.json()["error"]
+
+
+def test_one_patient_id_on_photos_named_for_two_patients_is_refused_as_predict_pairs_neither(client, dicom, tmp_path):
+    """An export that gives every file one PatientID: predict keeps the patient but pairs neither
+    eye (its resolver notes a contradictory patient); serve asks that resolver, so it does not
+    grade them as one patient's eyes either (before: 200, paired)."""
+    from drgrader.data.identity import CONTRADICTORY_PATIENT, note_kinds
+    from drgrader.data.inputs import collect_inputs
+
+    right, left = dicom(13, patient_id="P9"), dicom(14, patient_id="P9")
+    res = post(client, ("10131_right.dcm", right), ("10007_left.dcm", left))
+    assert res.status_code == 400, res.text
+    assert res.json()["error"] == ("the 'right' and 'left' photos are of two patients by their names (10131_right.dcm, 10007_left.dcm), "
+                                   "though both are patient 'P9' by their DICOM PatientID: send the two eyes of one patient "
+                                   "(or correct the PatientID)")
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "10131_right.dcm").write_bytes(right)
+    (export / "10007_left.dcm").write_bytes(left)
+    table = collect_inputs([export])
+    assert table["eye"].tolist() == ["", ""] and all(CONTRADICTORY_PATIENT in note_kinds(n) for n in table["identity_note"])
+    # Named for one patient, or for none: one PatientID is one patient.
+    assert post(client, ("10131_right.dcm", right), ("10131_left.dcm", left)).status_code == 200
+    assert post(client, ("scan1.dcm", right), ("scan2.dcm", left)).status_code == 200
+
+
+def test_an_uploaded_dicom_header_is_read_once(client, dicom, monkeypatch):
+    """Read for the identity check, and handed to grading (before: read again to grade)."""
+    from drgrader.data import dicom as dicom_module
+    from drgrader.data import images
+
+    reads = []
+    read_header = dicom_module.read_header
+
+    def counted(path):
+        reads.append(path)
+        return read_header(path)
+
+    monkeypatch.setattr(dicom_module, "read_header", counted)
+    monkeypatch.setattr(images, "read_header", counted)
+    res = post(client, ("P7_R.dcm", dicom(15, patient_id="P7", laterality="R")), ("P7_L.dcm", dicom(16, patient_id="P7", laterality="L")))
+    assert res.status_code == 200, res.text
+    assert len(reads) == 2

@@ -195,6 +195,17 @@ def read_header(path: str | Path) -> DicomHeader:
     )
 
 
+def header_or_none(path: str | Path) -> DicomHeader | None:
+    """The header of a DICOM file (:func:`read_header`); None for any other file, and for a
+    header that cannot be read (reading the photo says why)."""
+    if not is_dicom(path):
+        return None
+    try:
+        return read_header(path)
+    except ImageReadError:
+        return None
+
+
 def _check_decodable(path: Path, header: DicomHeader) -> None:
     from pydicom.pixels import get_decoder
 

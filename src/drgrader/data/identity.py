@@ -1,5 +1,7 @@
 """Whose photo, and which eye: the one place that decides it for ``drgrader predict``,
-``explain`` and :func:`drgrader.api.grade`, and that says so whenever it has to choose.
+``explain``, :func:`drgrader.api.grade` and ``serve`` (an upload field, ``left`` or ``right``, is
+a claim about the eye like a CSV's eye cell; serve refuses what this notes as another eye or
+another patient), and that says so whenever it has to choose.
 
 Evidence, strongest first: a CSV's ``patient_id`` / ``eye`` cells, the DICOM header
 (``PatientID``, laterality), the file name (``10_left``, ``P7-OD``: :mod:`drgrader.data.eyes`).
@@ -102,23 +104,35 @@ def _combine_repeats(rows: list[dict]) -> list[dict]:
     return list(by_path.values())
 
 
+def photo_eye_claims(row: dict) -> list[tuple[str, str]]:
+    """What a photo itself says of its eye, its DICOM header before its file name: ``[(who,
+    eye)]`` of one evidence row (:func:`evidence`), ``who`` as the notes name it (``DICOM
+    laterality``, each tag by its name when there are two; ``file name``). A name with both eyes in
+    it says none. ``serve`` names them when it refuses a photo sent as the other eye."""
+    name = _FRAME.sub("", row["image_id"])
+    named = patient_and_eye(name)
+    tags = row["dicom_laterality"]  # each tag its own claim: ImageLaterality L against Laterality R is a contradiction
+    claims = [("DICOM laterality" if len(tags) == 1 else f"DICOM {tag}", said) for tag, said in tags
+              if said in EYE_WORDS.values()]
+    if named and len(eyes_named(name)) == 1:
+        claims.append(("file name", named[1]))
+    return claims
+
+
 def _read_one(row: dict) -> tuple[str, str, str, list[str]]:
     """(patient, eye, the patient its name says ('' when none, or both eyes), notes) of one
     photo from its own evidence."""
     name = _FRAME.sub("", row["image_id"])
     notes = []
     named = patient_and_eye(name)
-    name_patient, name_eye = (patient_id(named[0]), named[1]) if named else ("", "")
-    tags = row["dicom_laterality"]  # each tag its own claim: ImageLaterality L against Laterality R is a contradiction
-    dicom_claims = [("DICOM laterality" if len(tags) == 1 else f"DICOM {tag}", said) for tag, said in tags
-                    if said in EYE_WORDS.values()]
+    name_patient = patient_id(named[0]) if named else ""
+    own = photo_eye_claims(row)
     if len(eyes_named(name)) > 1:
-        if not ((row["csv_patient"] or row["dicom_patient"]) and (row["csv_eye"] or dicom_claims)):
+        if not ((row["csv_patient"] or row["dicom_patient"]) and (row["csv_eye"] or own)):
             notes.append(f"{BOTH_EYES_IN_NAME}: {name!r} names the left and the right eye; neither patient nor eye read from it")
-        name_patient, name_eye = "", ""
+        name_patient = ""
     csv_eyes = row.get("csv_eyes") or [row["csv_eye"]]
-    claims = [(who, eye) for who, eye in (*(("CSV" if k == 0 else "CSV again", e) for k, e in enumerate(csv_eyes)),
-                                          *dicom_claims, ("file name", name_eye)) if eye]
+    claims = [*(("CSV" if k == 0 else "CSV again", e) for k, e in enumerate(csv_eyes) if e), *own]
     eye = claims[0][1] if claims else ""
     if len({e for _, e in claims}) > 1:
         said = ", the ".join(f"{who} says {e}" for who, e in claims)
@@ -333,15 +347,21 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     return table[IDENTITY_COLUMNS]
 
 
+def note_kinds(note: str) -> set[str]:
+    """The kinds (:data:`NOTE_KINDS`) of the notes in one photo's ``identity_note``."""
+    parts = note.split("; ")  # each note begins a part: '<kind>: ...'
+    return {kind for kind in NOTE_KINDS if any(part.startswith(kind + ":") for part in parts)}
+
+
 def identity_summary(notes: pd.Series) -> str:
     """One line counting the photos of each kind of note ('' when there is none)."""
-    parts = [str(n).split("; ") for n in notes.fillna("")]
-    counts = [(kind, sum(any(part.startswith(kind + ":") for part in note) for note in parts)) for kind in NOTE_KINDS]
+    kinds = [note_kinds(str(n)) for n in notes.fillna("")]
+    counts = [(kind, sum(kind in of_photo for of_photo in kinds)) for kind in NOTE_KINDS]
     listed = ", ".join(f"{kind} {n}" for kind, n in counts if n)
     if not listed:
         return ""
-    noted = sum(note != [""] for note in parts)
-    return f"identity of {noted} of {len(parts)} photos resolved with a note ({listed}); see identity_note"
+    noted = sum(str(n) != "" for n in notes.fillna(""))
+    return f"identity of {noted} of {len(kinds)} photos resolved with a note ({listed}); see identity_note"
 
 
 def warn_identity(table: pd.DataFrame, where: str = "") -> None:

@@ -28,7 +28,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from drgrader.data.dicom import is_dicom, read_frame, read_header, split_frame_ref
+from drgrader.data.dicom import DicomHeader, is_dicom, read_frame, read_header, split_frame_ref
 from drgrader.data.image_files import ImageReadError, check_regular_file
 
 MAX_PIXELS = 100_000_000  # larger images are refused before decoding (decompression bombs)
@@ -59,8 +59,8 @@ def _dicom_source(path: Path) -> tuple[Path, int | None] | None:
     return (path, None) if is_dicom(path) else None
 
 
-def _dicom_header(path: Path, source: Path, frame: int | None, max_pixels: int):
-    header = read_header(source)
+def _dicom_header(path: Path, source: Path, frame: int | None, max_pixels: int, header: DicomHeader | None = None):
+    header = header or read_header(source)
     if frame is not None and frame > header.frames:
         raise ImageReadError(path, f"no frame {frame}: this DICOM file has {header.frames}")
     _check_size(path, header.width, header.height, max_pixels)
@@ -144,15 +144,15 @@ def _orientation(im: Image.Image) -> int:
         return 1
 
 
-def read_image_size(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+def read_image_size(path: str | Path, max_pixels: int = MAX_PIXELS, *, header: DicomHeader | None = None) -> tuple[int, int]:
     """(height, width) of an image as :func:`read_image` returns it at full size (EXIF applied).
 
-    Reads the header only.
+    Reads the header only (``header``: a DICOM file's, already read, is not read again).
     """
     path = Path(path)
     dicom = _dicom_source(path)
     if dicom is not None:
-        header = _dicom_header(path, *dicom, max_pixels)
+        header = _dicom_header(path, *dicom, max_pixels, header)
         return header.height, header.width
     with _open(path, max_pixels) as im:
         width, height = im.size
@@ -206,7 +206,7 @@ def pil_to_rgb(im: Image.Image) -> Image.Image:
 
 
 def read_image(
-    path: str | Path, min_side: int | None = None, *, max_pixels: int = MAX_PIXELS
+    path: str | Path, min_side: int | None = None, *, max_pixels: int = MAX_PIXELS, header: DicomHeader | None = None
 ) -> np.ndarray:
     """Decode an image file to an RGB uint8 array of shape (H, W, 3).
 
@@ -220,12 +220,14 @@ def read_image(
       (``<file>#frame<N>`` for a frame of a multi-frame file).
     - Raises :class:`ImageReadError` for missing, empty, non-image, truncated, too small
       (< 64 px) and too large (> ``max_pixels``, checked from the header before decoding) files.
+    - ``header``: a DICOM file's header already read (:func:`~drgrader.data.dicom.read_header`),
+      not read again.
     """
     path = Path(path)
     dicom = _dicom_source(path)
     if dicom is not None:
         source_path, frame = dicom
-        return read_frame(source_path, frame, _dicom_header(path, source_path, frame, max_pixels))
+        return read_frame(source_path, frame, _dicom_header(path, source_path, frame, max_pixels, header))
     source = _open(path, max_pixels)
     try:
         if min_side is not None and source.format == "JPEG":

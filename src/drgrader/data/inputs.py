@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.dicom import frame_ref, is_dicom, read_header, split_frame_ref
+from drgrader.data.dicom import frame_ref, header_or_none, is_dicom, split_frame_ref
 from drgrader.data.eyes import EYE_WORDS
 from drgrader.data.identity import IDENTITY_COLUMNS, evidence, resolve_identity
-from drgrader.data.images import ImageReadError
 from drgrader.data.input_columns import csv_columns
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
 from drgrader.outputs import unescape_name
@@ -37,14 +36,8 @@ def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", ey
     image id ``<id>#frame<N>``. :func:`~drgrader.data.identity.resolve_identity` makes them a table."""
     image_id = image_id or path.stem
     source, frame = split_frame_ref(path)
-    frames, header = 1, None
-    if is_dicom(source):
-        try:
-            header = read_header(source)
-        except ImageReadError:
-            header = None  # its row says why when it is graded
-        if header is not None:
-            frames = header.frames if frame is None else 1
+    header = header_or_none(source)  # unreadable: its row says why when it is graded
+    frames = header.frames if header is not None and frame is None else 1
     row = evidence(path, image_id, source, csv_patient=patient_id, csv_eye=eye,
                    dicom_patient=header.patient_id if header else "",
                    dicom_laterality=header.laterality if header else ())

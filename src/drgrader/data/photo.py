@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from drgrader.config import PreprocessConfig
+from drgrader.data.dicom import DicomHeader
 from drgrader.data.fundus import FundusCircle, find_fundus
 from drgrader.data.images import read_image, read_image_size
 from drgrader.data.preprocess import preprocess_image
@@ -36,20 +37,21 @@ class PreprocessedImage:
     orig_width: int
 
 
-def decode_photo(path: str | Path, size: int, orig_size: tuple[int, int] | None = None, *, max_pixels: int | None = None) -> tuple[np.ndarray, FundusCircle]:
+def decode_photo(path: str | Path, size: int, orig_size: tuple[int, int] | None = None, *, max_pixels: int | None = None,
+                 header: DicomHeader | None = None) -> tuple[np.ndarray, FundusCircle]:
     """Decode a photo at the scale a model of input ``size`` needs (scale-on-decode), and find
     its fundus. The one decoding used by the cache, ``predict`` and ``serve``. Any photo
-    :func:`~drgrader.data.images.read_image` reads (a DICOM frame: ``<file>#frame<N>``); only
-    JPEGs decode at a reduced scale, the others at full size."""
+    :func:`~drgrader.data.images.read_image` reads (a DICOM frame: ``<file>#frame<N>``; ``header``:
+    its header, already read); only JPEGs decode at a reduced scale, the others at full size."""
     limits = {} if max_pixels is None else {"max_pixels": max_pixels}
-    orig_height, orig_width = orig_size or read_image_size(path, **limits)
-    rgb = read_image(path, min_side=decode_min_side(size), **limits)
+    orig_height, orig_width = orig_size or read_image_size(path, **limits, header=header)
+    rgb = read_image(path, min_side=decode_min_side(size), **limits, header=header)
     circle = find_fundus(rgb)
     decoded_short = min(rgb.shape[:2])
     if circle.found and 2 * circle.r < size and decoded_short < min(orig_height, orig_width):
         # A small fundus in a big frame: decode larger so the crop has >= size pixels.
         needed = math.ceil(decoded_short * size / (2 * circle.r))
-        rgb = read_image(path, min_side=needed, **limits)
+        rgb = read_image(path, min_side=needed, **limits, header=header)
         circle = find_fundus(rgb)
     return rgb, circle
 

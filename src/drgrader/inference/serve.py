@@ -49,6 +49,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
+from drgrader.data.dicom import DicomHeader, header_or_none
 from drgrader.data.images import ImageReadError, read_image, read_image_size
 from drgrader.data.photo import decode_photo
 from drgrader.data.quality import assess_quality
@@ -113,15 +114,17 @@ def _quality_warning(quality: dict) -> str | None:
     return f"This photo may not be gradable ({quality['reason']}): the grade below is unreliable."
 
 
-def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_pixels: int) -> tuple[int, dict]:
-    """Decode, grade (and explain) one uploaded file -> (HTTP status, JSON body)."""
+def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_pixels: int,
+                  header: DicomHeader | None = None) -> tuple[int, dict]:
+    """Decode, grade (and explain) one uploaded file (``header``: its DICOM header, already read)
+    -> (HTTP status, JSON body)."""
     try:
-        height, width = read_image_size(path, max_pixels=max_pixels)
+        height, width = read_image_size(path, max_pixels=max_pixels, header=header)
         circle = None  # found by decode_photo; assess_quality finds it when left None
         if bundle.reads_cached_input:  # decoded exactly as the training cache and `drgrader predict` decode
-            rgb, circle = decode_photo(path, bundle.input_size, (height, width), max_pixels=max_pixels)
+            rgb, circle = decode_photo(path, bundle.input_size, (height, width), max_pixels=max_pixels, header=header)
         else:  # each member preprocesses the full photo its own way
-            rgb = read_image(path, max_pixels=max_pixels)
+            rgb = read_image(path, max_pixels=max_pixels, header=header)
     except ImageReadError as exc:
         status = 413 if exc.reason.startswith("image too large") else 400
         return status, {"error": f"{name}: {exc.reason}"}
@@ -161,12 +164,13 @@ def analyse_patient(bundle: Bundle, photos: list[tuple[str, str, Path]], *, expl
     upload keeps its photo's keys at the top level too. Photos that cannot be what their fields
     say (:func:`~.serve_patient.eye_mix_up`), or a photo that cannot be read, fail the request,
     the message naming the eye."""
-    mix_up = eye_mix_up(photos)
+    headers = {field: header_or_none(path) for field, _, path in photos}  # read once, for identity and grading
+    mix_up = eye_mix_up(photos, headers)
     if mix_up:  # photos that cannot be one patient's eyes as their fields say are not graded as such
         return 400, {"error": mix_up}
     eyes, errors = {}, []
     for field, name, path in photos:
-        status, body = analyse_photo(bundle, path, name=name, explain=explain, max_pixels=max_pixels)
+        status, body = analyse_photo(bundle, path, name=name, explain=explain, max_pixels=max_pixels, header=headers[field])
         if status == 200:
             eyes[field] = body
         else:

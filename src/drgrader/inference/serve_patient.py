@@ -5,9 +5,10 @@ uses (:func:`~drgrader.inference.predict.ready_for_patients`,
 the same two photos of one patient give the same decision.
 
 Upload fields (multipart): ``left`` and/or ``right`` (one photo each), or ``file`` (the demo's
-original field: one photo of an eye of unknown side). The eyes are one patient (photos whose names
-or DICOM headers say otherwise are refused: :func:`eye_mix_up`); with two eyes
-and a bundle that has a paired-eye stage, each eye is graded from both (``fused_grade``).
+original field: one photo of an eye of unknown side). The eyes are one patient's, as the fields
+say: predict's identity resolver reads the photos, and one it finds to be the other eye, or two it
+finds to be two patients', are refused (:func:`eye_mix_up`); with two eyes and a bundle that has a
+paired-eye stage, each eye is graded from both (``fused_grade``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from drgrader.data.dicom import is_dicom, read_header
-from drgrader.data.eyes import eyes_named, patient_and_eye, patient_id
-from drgrader.data.identity import folded_patient
-from drgrader.data.image_files import ImageReadError, identical_files
+from drgrader.data.dicom import DicomHeader, is_dicom
+from drgrader.data.identity import (
+    CONTRADICTORY_EYE,
+    CONTRADICTORY_PATIENT,
+    LOOKALIKE_PATIENTS,
+    NO_PATIENT,
+    evidence,
+    note_kinds,
+    photo_eye_claims,
+    resolve_identity,
+)
+from drgrader.data.image_files import identical_files
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS
 from drgrader.inference.bundle import Bundle
 from drgrader.inference.patient_decision import decide_patients
@@ -47,62 +56,69 @@ def unknown_fields(names: Iterable[str]) -> str | None:
             "'right' and/or 'left' (or one photo as 'file')")
 
 
-def _upload_identity(name: str, path: Path) -> tuple[str, str, list[tuple[str, str]]]:
-    """(patient, what says so, [(source, eye)]) of one uploaded photo, read as
-    :mod:`drgrader.data.identity` reads it: the DICOM header first, then the file name (a name
-    with both eyes in it says neither patient nor eye)."""
-    header = None
-    if is_dicom(path):
-        try:
-            header = read_header(path)
-        except ImageReadError:
-            header = None  # grading it says why
-    stem = Path(name).stem
-    named = eyes_named(stem)
-    read = patient_and_eye(stem) if len(named) <= 1 else None
-    eyes = [("name", next(iter(named)))] if len(named) == 1 else []
-    # Each laterality tag on its own: tags that disagree (ImageLaterality L, Laterality R) are
-    # refused below like a name that disagrees with its header.
-    eyes += [(f"DICOM {tag}", eye) for tag, eye in (header.laterality if header else ()) if eye in ("left", "right")]
-    given = patient_id(header.patient_id) if header else ""  # ANONYMOUS, NA: no patient, as predict reads it
-    if given:
-        return given, "DICOM PatientID", eyes
-    named_patient = patient_id(read[0]) if read else ""
-    return (named_patient, "name", eyes) if named_patient else ("", "", eyes)
+def upload_evidence(field: str, name: str, path: Path, header: DicomHeader | None) -> dict:
+    """The identity evidence (:func:`~drgrader.data.identity.evidence`) of one uploaded eye photo,
+    gathered as predict gathers a listed photo's (:func:`~drgrader.data.inputs.input_rows`): its
+    field is a claim about the eye, as a CSV's eye cell is; its DICOM header (``PatientID``,
+    laterality); its file name, the image id."""
+    return evidence(path, Path(name).stem, path, csv_eye=EYE_FIELDS[field],
+                    dicom_patient=header.patient_id if header else "",
+                    dicom_laterality=header.laterality if header else ())
 
 
-def eye_mix_up(photos: Iterable[tuple[str, str, Path]]) -> str | None:
-    """The 400 message for uploaded eye photos ``(field, file name, saved path)`` that cannot be
-    what their fields say, or None: one file's bytes sent as both eyes (graded as a pair it would
-    be its own fellow eye); a photo whose file name or DICOM laterality names the other eye
-    (``10_right.jpeg`` sent as ``left``); two photos of two patients by their names or DICOM
-    ``PatientID`` (``10_right.jpeg`` beside ``11_left.jpeg``), as :mod:`drgrader.data.identity`
-    would not pair them either. Ids are compared as predict compares them (one spelling,
-    :func:`~drgrader.data.eyes.patient_id`): ``007`` and ``7``, ``P7`` and ``p7`` are two patients
-    there (kept apart, noted), so they are refused here too; a photo whose name or header carries
-    no patient (``upload.jpg``, ``PatientID`` ``ANONYMOUS``) agrees with any."""
+def _wrong_eye(field: str, name: str, said: list[tuple[str, str]]) -> str:
+    """The message for a photo whose own evidence (``said``: :func:`~drgrader.data.identity.photo_eye_claims`)
+    is not the eye of its field."""
+    first_who, first = said[0]
+    other = next(((who, eye) for who, eye in said if eye != first), None)
+    if other:  # its header and name (or two laterality tags) disagree: no field can be right
+        return field_error(field, f"{name}: its {first_who} says the {first} eye, its {other[0]} the {other[1]} eye; "
+                                  "correct one of them")
+    fix = " (or rename it)" if first_who == "file name" else ""
+    return field_error(field, f"{name}: its {first_who} says the {first} eye; send it as '{first}'{fix}")
+
+
+def _two_patients(names: list[str], rows: list[dict], resolved: pd.DataFrame, kinds: list[set[str]]) -> str | None:
+    """The message for two eye photos the resolver does not take as one patient's, or None: two
+    patients by name or DICOM ``PatientID`` (a photo without one, ``no patient``, agrees with
+    any), or one ``PatientID`` on photos whose names say two patients (``contradictory patient``)."""
+    patients = list(resolved["patient_id"])
+    if not any(NO_PATIENT in k for k in kinds) and patients[0] != patients[1]:
+        said = "; ".join(f"{name}: patient {patient!r} by its {'DICOM PatientID' if row['dicom_patient'] else 'name'}"
+                         for name, patient, row in zip(names, patients, rows))
+        fix = (" (ids that differ only in case, spacing or leading zeros are two patients to predict too: "
+               "spell them alike)") if LOOKALIKE_PATIENTS in kinds[0] else ""
+        return f"the 'right' and 'left' photos are of two patients ({said}): send the two eyes of one patient{fix}"
+    if any(CONTRADICTORY_PATIENT in k for k in kinds):
+        return (f"the 'right' and 'left' photos are of two patients by their names ({', '.join(names)}), though both are "
+                f"patient {patients[0]!r} by their DICOM PatientID: send the two eyes of one patient (or correct the PatientID)")
+    return None
+
+
+def eye_mix_up(photos: Iterable[tuple[str, str, Path]], headers: dict[str, DicomHeader | None]) -> str | None:
+    """The 400 message for uploaded eye photos ``(field, file name, saved path)`` (``headers``:
+    each field's DICOM header, or None) that cannot be what their fields say, or None: one file's
+    bytes sent as both eyes (graded as a pair it would be its own fellow eye), or what predict's
+    resolver (:func:`~drgrader.data.identity.resolve_identity`, each field a claim about its
+    photo's eye) notes as another eye or another patient: a photo whose file name or DICOM
+    laterality names the other eye (``10_right.jpeg`` sent as ``left``), or whose name and header
+    disagree; two photos of two patients by their names or ``PatientID`` (``10131_right.jpeg``
+    beside ``11_left.jpeg``; ``007`` and ``7``, kept apart by predict too), or of one
+    ``PatientID`` but two patients by their names. Other notes are no refusal: a photo without a
+    patient (``upload.jpg``, ``PatientID`` ``ANONYMOUS``) agrees with any; a name with both eyes
+    in it says no eye, so its field stands (as a CSV's eye cell does)."""
     eyes = [(field, name, path) for field, name, path in photos if field in EYE_FIELDS]
+    if not eyes:
+        return None
     if len(eyes) == 2 and identical_files([path for _, _, path in eyes]):
         return f"the 'right' and 'left' photos are one file ({eyes[0][1]}, {eyes[1][1]}: the same bytes): send a photo of each eye"
-    patients = []
-    for field, name, path in eyes:
-        patient, source, said = _upload_identity(name, path)
-        if len({eye for _, eye in said}) > 1:  # its name and header disagree: no field can be right
-            return field_error(field, f"{name}: its {said[0][0]} says the {said[0][1]} eye, its {said[1][0]} the {said[1][1]} eye; "
-                                      "correct one of them")
-        for who, other in said:
-            if other != EYE_FIELDS[field]:
-                fix = " (or rename it)" if who == "name" else ""
-                return field_error(field, f"{name}: its {who} says the {other} eye; send it as '{other}'{fix}")
-        if patient:
-            patients.append((patient, f"{name}: patient {patient!r} by its {source}"))
-    if len(patients) == 2 and patients[0][0] != patients[1][0]:
-        said = "; ".join(who for _, who in patients)
-        lookalike = folded_patient(patients[0][0]) == folded_patient(patients[1][0])
-        fix = (" (ids that differ only in case, spacing or leading zeros are two patients to predict too: "
-               "spell them alike)") if lookalike else ""
-        return f"the 'right' and 'left' photos are of two patients ({said}): send the two eyes of one patient{fix}"
-    return None
+    rows = [upload_evidence(field, name, path, headers.get(field)) for field, name, path in eyes]
+    resolved = resolve_identity(rows)  # one row per photo, in order: the uploads are distinct files
+    kinds = [note_kinds(note) for note in resolved["identity_note"]]
+    for (field, name, _), row, of_photo in zip(eyes, rows, kinds):
+        if CONTRADICTORY_EYE in of_photo:
+            return _wrong_eye(field, name, photo_eye_claims(row))
+    return _two_patients([name for _, name, _ in eyes], rows, resolved, kinds) if len(eyes) == 2 else None
 
 
 def field_label(field: str) -> str:
