@@ -54,7 +54,7 @@ def test_cv_pools_out_of_fold_predictions_into_an_ensemble(synth_dir, tmp_path):
     assert set(metrics["per_fold"]["folds"]) == {"0", "1", "2"}
     card = (out / "bundle" / "MODEL_CARD.md").read_text(encoding="utf-8")  # the ensemble's own, out-of-fold figures
     assert "ensemble of 3 models" in card and "out-of-fold" in card
-    assert all((out / "bundle" / "members" / f"{i}-bundle" / "MODEL_CARD.md").is_file() for i in range(3))
+    assert all((out / "bundle" / "members" / f"{i}-fold-{i}" / "MODEL_CARD.md").is_file() for i in range(3))
     single = metrics["test_single_eye"]
     assert single["n_images"] == metrics["test"]["n_images"] == len(labels)
     assert single["grade"]["ci"]["kappa"] is not None

@@ -22,10 +22,10 @@ def _member_summary(name: str, manifest: dict) -> dict:
 
 
 def _member_name(path: Path) -> str:
-    """A member's folder name: the bundle's, with its run's when it is a run's ``bundle/``
-    (``r2-bundle``), so the card tells the members apart."""
+    """A member's folder name: the bundle's; for a run's ``bundle/`` the run's (``r2``, ``fold-0``),
+    so the card tells the members apart."""
     path = path.resolve()
-    return f"{path.parent.name}-{path.name}" if path.name == "bundle" else path.name
+    return path.parent.name if path.name == "bundle" else path.name
 
 
 def _weights_digest(path: Path) -> str:
