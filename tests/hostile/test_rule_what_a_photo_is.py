@@ -1,8 +1,10 @@
 """Rules 1 and 5, what a photo is: a red-free or tinted monochrome photo stored in colour, a
-thumbnail far smaller than the grader's input, an OpenCV BGR array, and an in-memory PIL image
-with EXIF orientation are each taken for what they are, not graded as a colour photograph."""
+thumbnail far smaller than the grader's input (or enlarged back to full size), an OpenCV BGR
+array, and an in-memory PIL image with EXIF orientation are each taken for what they are, not
+graded as a colour photograph."""
 
 import logging
+import re
 from pathlib import Path
 
 import cv2
@@ -30,6 +32,8 @@ SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 LEAST_COLOURFUL = ["eyepacs-256/images/16085_right.jpeg", "eyepacs-256/images/11048_left.jpeg",
                    "eyepacs-256/images/12938_right.jpeg",
                    "rahim-originals/images/Patient246_L.jpg"]
+# The real photos holding the least fine detail (benchmarks/results/detail_check.json).
+LEAST_DETAILED = ["rahim-originals/images/Patient103_L.jpg", "eyepacs-256/images/14597_right.jpeg"]
 
 
 def _red_free_copies(rgb: np.ndarray) -> dict[str, np.ndarray]:
@@ -69,6 +73,55 @@ def test_a_thumbnail_far_smaller_than_the_graders_input_is_ungradable():
     assert not quality.gradable and quality.reason.startswith("resolution too low: the fundus is")
     assert "256 px" in quality.reason
     assert assess_quality(thumbnail, input_size=64).reason != quality.reason  # a small grader's own scale
+
+
+def _enlarged_thumbnail(rgb: np.ndarray, fundus: int, method: Image.Resampling) -> np.ndarray:
+    """The photo reduced so that its fundus is ``fundus`` px across, enlarged back to its size."""
+    h, w = rgb.shape[:2]
+    factor = fundus / measure_photo(rgb).diameter
+    small = Image.fromarray(rgb).resize((round(w * factor), round(h * factor)), Image.Resampling.LANCZOS)
+    return np.asarray(small.resize((w, h), method))
+
+
+def _jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def test_a_thumbnail_enlarged_back_to_full_size_is_ungradable():
+    # Before: a 72 px thumbnail of an urgent eye enlarged to 512 px (what a viewer, a report or a
+    # screenshot gives back) was graded 0, negative, gradable: its fundus was 527 px across.
+    rgb = make_fundus(3, np.random.default_rng(1), height=384)
+    assert assess_quality(rgb, input_size=256).gradable  # the same photo at full detail
+    for method in (Image.Resampling.BICUBIC, Image.Resampling.LANCZOS):
+        enlarged = _enlarged_thumbnail(rgb, 72, method)
+        for copy in (enlarged, _jpeg(enlarged, 90)):
+            assert measure_photo(copy).diameter > 300  # the fundus measures full size
+            quality = assess_quality(copy, input_size=256)
+            assert not quality.gradable and quality.score < 0.5, method
+            assert re.fullmatch(r"resolution too low: the fundus holds no more detail than a ~\d+ px photo \(enlarged\?\), "
+                                r"under half of the grader's 256 px input", quality.reason), quality.reason
+            assert int(re.search(r"~(\d+) px", quality.reason)[1]) < 128
+        assert assess_quality(enlarged, input_size=64).gradable  # far more than a 64 px grader's 32 px bar
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
+def test_the_probes_enlarged_thumbnail_of_an_urgent_eye_is_ungradable():
+    rgb = read_image(SHARED / "eyepacs-256/images/10131_left.jpeg")
+    assert assess_quality(rgb, input_size=256).gradable
+    thumbnail = Image.fromarray(rgb).resize((72, 72), Image.Resampling.LANCZOS)
+    enlarged = np.asarray(thumbnail.resize((512, 512), Image.Resampling.BICUBIC))
+    quality = assess_quality(enlarged, input_size=256)
+    assert not quality.gradable and quality.reason.startswith("resolution too low: the fundus holds no more detail")
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
+@pytest.mark.parametrize("photo", LEAST_DETAILED)
+def test_the_least_detailed_real_photos_stay_gradable(photo):
+    rgb = read_image(SHARED / photo)
+    for size in (128, 256):
+        assert assess_quality(rgb, input_size=size).gradable, size
+        assert assess_quality(_jpeg(rgb, 50), input_size=size).gradable, size
 
 
 def test_grade_refuses_a_thumbnail_for_the_graders_input(tiny_bundle):

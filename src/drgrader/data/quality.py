@@ -1,5 +1,6 @@
 """Is a photo gradable? Fundus found, neither too dark nor too bright, in colour, not
-blurred (``assess_quality``): thresholds calibrated on real and synthetic photos."""
+blurred, holding the detail the grader needs (``assess_quality``): thresholds calibrated on
+real and synthetic photos."""
 
 from __future__ import annotations
 
@@ -43,6 +44,24 @@ MIN_FUNDUS_SHARE = 0.5
 # a camera original saved in OpenCV's BGR order without conversion (results/colour_check.json,
 # channel_order_*). Under 0.5 (1.6x below the least real photo) the colours are taken as reversed.
 REVERSED_THRESHOLD = 0.5
+# Effective resolution: a thumbnail enlarged back to full size (what a viewer, a report or a
+# screenshot gives back) has a fundus of many pixels but only the thumbnail's detail. For photo
+# sizes from 32 px up to the bar (MIN_FUNDUS_SHARE x the grader's input), _fine_detail compares
+# the fundus's detail in rings 0.75-1.25 x size / 2 cycles across it with that in 0.375-0.5 x, in
+# decades of power; the fundus holds the detail of the sizes passed before the first under the
+# threshold (_detail_held). At the built-in grader's 128 px bar, on the 3,877 real photos of
+# shared/data and copies of each (benchmarks/bench_detail_check.py -> results/detail_check.json):
+# the least detailed real photo measures -2.02 (rahim Patient103_L, nearly blurred: sharpness
+# 5.8), the next -1.77, 0.1% under -1.71: the threshold is 0.28 decades (1.9x) below the least.
+# Caught: a fundus enlarged from 64 px (bicubic or Lanczos, lossless or JPEG q90) 96-100%; from
+# 96 px 99% with Lanczos (77% through JPEG q90) but 3-4% with bicubic, whose interpolation
+# leaves detail-like energy (copies' max -1.68); from 128 px (half the input, not under) 0.1%.
+# JPEG q50 copies: none (least -1.96); a Gaussian blur of sigma 0.25% of the fundus diameter:
+# none, 0.35%: 0.4%, 0.5%: 87% (as little fine detail as a 96 px thumbnail; the blur check
+# passes them). drgrader.synth photos at the 128 px bar: -1.5 and up at 384-512 px high, -2.14 at
+# 192, -2.32 at 160 (some flagged); the demo's (512 px high, 64 px bar) -0.96 and up, the tests'
+# (192 px high, bars of 32 px and less) -0.91 and up.
+FINE_DETAIL_THRESHOLD = -2.3
 REVERSED = ("colours look reversed (blue far above red: saved from OpenCV's BGR order?): the grader needs "
             "the photo in its true colours")
 NOT_COLOUR = ("not a colour photograph (greyscale, red-free or tinted monochrome): the grader needs a "
@@ -91,6 +110,9 @@ class Measures:
     tint_spread: float  # _tint_spread
     red_to_blue: float  # mean red / mean blue (channel order, see drgrader.api)
     diameter: float  # the fundus circle's diameter in the photo's pixels
+    # mean log10 power of the fundus's fine detail per ring of 0..128 cycles across the fundus
+    # (_detail_spectrum); empty when too little of the fundus is lit to measure it
+    detail_spectrum: tuple[float, ...] = ()
 
 
 def _tint_spread(small: np.ndarray, inside: np.ndarray) -> float:
@@ -108,6 +130,76 @@ def _tint_spread(small: np.ndarray, inside: np.ndarray) -> float:
         low, high = np.quantile(np.log(pixels[bright, a] / pixels[bright, b]), [0.1, 0.9])
         spreads.append(float(high - low))
     return max(spreads, default=0.0)
+
+
+# The fine-detail spectrum (_detail_spectrum): the ring (whole cycles across the fundus, 0..n/2)
+# of each bin of a real FFT of the quality patch, the bins per ring, and the high-pass's loss per
+# ring in decades (undone, so that the rings keep the photo's own levels).
+_HIGH_PASS = 6.0  # sigma, quality-patch px, of the blur subtracted before the FFT
+_RINGS = np.floor(np.hypot(np.fft.fftfreq(_QUALITY_DIAMETER)[:, None] * _QUALITY_DIAMETER,
+                           np.arange(_QUALITY_DIAMETER // 2 + 1)[None, :])).astype(np.intp).ravel()
+_RING_BINS = np.bincount(_RINGS)[: _QUALITY_DIAMETER // 2 + 1]
+_RING_LOSS = 2 * np.log10(1 - np.exp(-2 * (np.pi * _HIGH_PASS * (np.arange(_QUALITY_DIAMETER // 2 + 1) + 0.5)
+                                                / _QUALITY_DIAMETER) ** 2))
+_WINDOW_CORE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (17, 17))
+# The photo sizes _fine_detail tests, px (the fundus diameter of the photo whose finest detail it
+# looks for): from 32 (coarser rings are mostly the high-pass's) to 204 (its top ring, 1.25 x 102
+# cycles, is the quality patch's finest: graders of over 408 px are checked at 204 px).
+_DETAIL_SIZES = (32, 204)
+
+
+def _detail_spectrum(green: np.ndarray, detail: np.ndarray) -> tuple[float, ...]:
+    """The fundus's fine detail by scale: mean log10 power per ring of 0..n/2 cycles across the
+    fundus, of the green channel (float, quality patch) minus its blur, over ``detail`` with a
+    smooth edge (the edge of the mask is not detail). Mean log power, not log mean power, so that
+    the narrow peaks of a JPEG block grid do not count as detail."""
+    core = cv2.erode(detail.astype(np.uint8), _WINDOW_CORE).astype(np.float32)
+    window = cv2.GaussianBlur(core, (0, 0), 3) * detail
+    fine = (green - cv2.GaussianBlur(green, (0, 0), _HIGH_PASS)) * window
+    fine -= window * (float(fine.sum()) / max(float(window.sum()), 1e-6))
+    power = np.abs(np.fft.rfft2(fine.astype(np.float64))) ** 2
+    log_power = np.log10(power.ravel() + 1e-6)
+    rings = len(_RING_BINS)
+    profile = np.bincount(_RINGS, log_power, minlength=rings)[:rings] / _RING_BINS - _RING_LOSS
+    return tuple(float(v) for v in profile)
+
+
+def _fine_detail(spectrum: tuple[float, ...], size: float) -> float:
+    """How much detail the fundus holds near the finest a photo whose fundus is ``size`` px across
+    can hold, in decades against coarser detail: the mean log power over rings 0.75-1.25 x size / 2
+    cycles across the fundus against 0.375-0.5 x size / 2. A real photo's detail falls off
+    gradually through these rings; a thumbnail of under ``size`` px enlarged has next to none
+    in the upper ones. 0.0 when not measured."""
+    if not spectrum:
+        return 0.0
+    half = min(max(float(size), _DETAIL_SIZES[0]), _DETAIL_SIZES[1]) / 2
+    levels = np.asarray(spectrum)
+
+    def level(low: float, high: float) -> float:
+        start = round(low * half)
+        return float(levels[start : max(round(high * half), start + 1)].mean())
+
+    return level(0.75, 1.25) - level(0.375, 0.5)
+
+
+def _detail_held(spectrum: tuple[float, ...], bar: float) -> tuple[float, float]:
+    """The fundus's effective resolution up to ``bar`` px, and the least fine detail on the way:
+    the photo sizes from 32 px in steps of 4 up to ``bar`` (at most 204) are tried in turn, and
+    the fundus holds the detail of the largest size before the first whose _fine_detail is under
+    FINE_DETAIL_THRESHOLD (0 if 32 px fails), or ``bar`` if none is. In turn, because the test
+    of a size far above an enlarged thumbnail compares two rings that both lost their detail."""
+    if not spectrum:
+        return float(bar), 0.0
+    top = min(float(bar), _DETAIL_SIZES[1])
+    sizes = [float(size) for size in range(_DETAIL_SIZES[0], int(np.ceil(top)), 4)] + [top]
+    held, least = 0.0, np.inf
+    for size in sizes:
+        fine = _fine_detail(spectrum, size)
+        least = min(least, fine)
+        if fine < FINE_DETAIL_THRESHOLD:
+            return held, least
+        held = size
+    return float(bar), least
 
 
 def measure_photo(rgb: np.ndarray, circle: FundusCircle | None = None) -> Measures | None:
@@ -141,21 +233,24 @@ def measure_photo(rgb: np.ndarray, circle: FundusCircle | None = None) -> Measur
     # their edges: a step from black to fundus would look like sharp detail.
     lit = cv2.erode((max_channel(small) > 10).astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
     detail = inside & lit
+    measurable = detail.sum() >= 0.05 * n * n
     red, green_mean, blue = (float(small[:, :, c][inside].mean()) for c in range(3))
     return Measures(
         brightness=float(luma[inside].mean()),
-        sharpness=_sharpness(green, detail) if detail.sum() >= 0.05 * n * n else 0.0,
+        sharpness=_sharpness(green, detail) if measurable else 0.0,
         colour=_colourfulness(small, luma, inside),
         red_to_green=red / max(green_mean, 1.0),
         tint_spread=_tint_spread(small, inside),
         red_to_blue=red / max(blue, 1.0),
         diameter=2.0 * circle.r,
+        detail_spectrum=_detail_spectrum(green, detail) if measurable else (),
     )
 
 
 def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_size: int | None = None) -> Quality:
     """Is the photo gradable? Fundus found, neither too dark nor too bright, in colour, not
-    blurred, and (given the grader's ``input_size``) not far smaller than what the grader sees.
+    blurred, and (given the grader's ``input_size``) neither far smaller than what the grader sees
+    nor holding no more detail than such a photo (a thumbnail enlarged back to full size).
 
     Brightness is the mean luma inside the fundus; sharpness a normalised Laplacian measure on
     the green channel (where vessels and lesions have most contrast) at a fixed scale; colour
@@ -165,7 +260,8 @@ def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_si
     ``x / (x + threshold)``-style ramps: 0.5 at a threshold, towards 1 when clearly fine.
     Thresholds: module constants, calibrated so that all real photos in shared/data with a
     detected fundus and the synthetic ones pass, photos blurred with a Gaussian of sigma >= 2-3%
-    of the fundus diameter fail, and so do greyscale, red-free and tinted copies.
+    of the fundus diameter fail, and so do greyscale, red-free and tinted copies. The effective
+    resolution (_detail_held) is checked after the others: a blurred photo is "blurred".
     """
     m = measure_photo(rgb, circle)
     if m is None:
@@ -181,8 +277,12 @@ def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_si
         m.red_to_blue / (m.red_to_blue + REVERSED_THRESHOLD),
     )
     min_diameter = MIN_FUNDUS_SHARE * input_size if input_size else 0.0
+    held, least_detail = _detail_held(m.detail_spectrum, min_diameter) if min_diameter else (0.0, 0.0)
     if min_diameter:
         score = min(score, m.diameter / (m.diameter + min_diameter))
+        if m.detail_spectrum:
+            detail = 10.0 ** (least_detail - FINE_DETAIL_THRESHOLD)
+            score = min(score, detail / (detail + 1.0))
     if m.diameter < min_diameter:
         reason = (f"resolution too low: the fundus is {m.diameter:.0f} px across, under half of the "
                   f"grader's {input_size} px input")
@@ -196,6 +296,9 @@ def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_si
         reason = REVERSED
     elif m.sharpness < SHARPNESS_THRESHOLD:
         reason = "blurred"
+    elif held < min_diameter:
+        photo = f"no more detail than a ~{held:.0f} px photo" if held else f"less detail than a {_DETAIL_SIZES[0]} px photo"
+        reason = f"resolution too low: the fundus holds {photo} (enlarged?), under half of the grader's {input_size} px input"
     else:
         reason = ""
     return Quality(reason == "", float(score), reason)
