@@ -76,6 +76,11 @@ def clinic_args(tmp: Path, data: Path) -> tuple[list, Path]:
 
 
 # script -> its smoke arguments; the test of bench_X.py is test_bench_X_smoke.
+def pixel_copies_args(tmp: Path, data: Path) -> tuple[list, Path]:
+    out = tmp / "pixel_copies.json"
+    return ["--data", data.parent, "--limit", 8, "--pairs", 50, "--compare", 200, "--out", out], out
+
+
 SMOKE_RUNS = {
     "bench_clinic.py": clinic_args,
     "bench_precision.py": precision_args,
@@ -83,6 +88,7 @@ SMOKE_RUNS = {
     "bench_training_speed.py": training_speed_args,
     "bench_inference.py": inference_args,
     "bench_preprocess.py": preprocess_args,
+    "bench_pixel_copies.py": pixel_copies_args,
 }
 
 
@@ -204,6 +210,16 @@ def test_bench_preprocess_smoke(smoke_runs):
     assert set(report["build_cache_images_per_s_by_workers"]) == {"1"}
     assert set(report["cache_format_ms"]) == {"npy", "png1", "png3"}
     assert all(report["peak_rss_mb_one_process"][p] > 20 for p in ("cache", "plain"))
+
+
+def test_bench_pixel_copies_smoke(smoke_runs):
+    _, out = finish(smoke_runs, "bench_pixel_copies.py")
+    report = json.loads(out.read_text())
+    assert report["photos"] == 8 and set(report["copies"]) == {"png", "jpeg_q90", "jpeg_q75", "half_size", "size_70pct", "mirror_q90",
+                                                          "mirror_q75"}
+    assert all(s["n"] == 8 for s in report["copies"].values()) and report["fellow_eyes"]["mirrored"]["n"] >= 1
+    assert report["margins"]["farthest_copy"] < report["threshold"] < report["margins"]["nearest_other_patient"]
+    assert report["close_pairs_found_among_the_photos"] == [] and report["cost"]["fingerprint_ms_per_photo"] > 0
 
 
 @pytest.mark.slow

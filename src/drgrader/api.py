@@ -131,6 +131,7 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
     from drgrader.data.inputs import collect_inputs
     from drgrader.inference.predict import (
         OUTPUT_COLUMNS,
+        PICTURE_COLUMN,
         patient_table,
         predict_images,
         ready_for_patients,
@@ -176,8 +177,8 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
         table = collect_inputs([Path(p) for p in photos])
         if table.empty:
             raise ConfigError(f"no photos found in {', '.join(str(p) for p in photos)}")
-        preds = typed_predictions(predict_images(bundle, table, batch_size=batch_size, tta=tta)[OUTPUT_COLUMNS])
-        preds, points = ready_for_patients(bundle, preds, refer_share=refer_share)
+        preds = typed_predictions(predict_images(bundle, table, batch_size=batch_size, tta=tta)[[*OUTPUT_COLUMNS, PICTURE_COLUMN]])
+        preds, points = ready_for_patients(bundle, preds, refer_share=refer_share)  # compares the pictures, drops their prints
     warn_identity(preds)
     return preds, patient_table(preds, points)
 

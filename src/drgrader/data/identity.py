@@ -30,6 +30,9 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
   paired with itself as its own fellow eye;
 - one file's bytes under two patients (a photo filed under the wrong patient) -> kept apart as
   given, noted on each copy: each patient is judged on it;
+- the same for one picture in files that differ (a PNG of a JPEG, a re-saved or resized copy, a
+  mirror image), found once the photos are decoded: :func:`note_same_pictures`, called by
+  ``predict`` after grading (:mod:`drgrader.data.same_picture` finds them);
 - patient ids that differ only in case, spacing or a number's leading zeros (``P7`` and ``p7``,
   ``007`` and ``7``) -> kept apart, as given
   (merging would be the guess); noted, since they are often one patient typed twice;
@@ -49,7 +52,7 @@ import os
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -72,6 +75,7 @@ EYES_IN_FOLDERS = "one patient in two folders"
 SEVERAL_PHOTOS_OF_ONE_EYE = "several photos of one eye"
 SAME_PHOTO_AS_TWO_EYES = "one photo as two eyes"
 SAME_PHOTO_UNDER_TWO_PATIENTS = "same photo under two patients"
+ONE_FILE = "one file's bytes"  # how byte copies are one picture (note_same_pictures takes others)
 LOOKALIKE_PATIENTS = "lookalike patients"
 NO_PATIENT = "no patient"
 NO_EYE = "no eye"
@@ -254,36 +258,66 @@ def _own_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
 
 
 def _copies(table: pd.DataFrame, notes: list[list[str]]) -> None:
-    """Identical files under several patients: kept apart as given, each copy noted (the photo
-    of one may be misfiled under the other). Given as different eyes of one patient (or of sides
-    not known): one photo, whose eye is unknown; every copy but the first a patient of its own
-    (never its own fellow)."""
+    """Identical files (one file's bytes), noted as :func:`_note_one_picture` notes them."""
     whole = table[table["path"] == table["source"]]  # not the frames of one DICOM file
     taken = set(table["patient_id"])
     for positions in identical_files(whole["path"].tolist()):
-        copies = whole.iloc[positions]
-        patients = list(dict.fromkeys(copies["patient_id"]))
-        if len(patients) > 1:
-            note = (f"{SAME_PHOTO_UNDER_TWO_PATIENTS}: {', '.join(map(repr, copies['image_id']))} are one file's bytes, "
-                    f"under patients {' and '.join(map(repr, patients))}; kept apart as given, so each patient is "
-                    "judged on it (check that it is not filed under the wrong patient)")
-            for k in copies.index:
-                notes[k].append(note)
-        for _, same in copies.groupby("patient_id", sort=False):
-            eyes = set(same["eye"])
-            if len(same) < 2 or (len(eyes) == 1 and "" not in eyes):  # copies of one known eye: several photos of it
-                continue
-            patient, ids = same["patient_id"].iat[0], ", ".join(repr(i) for i in same["image_id"])
-            claimed = " and ".join(sorted({f"{e} eye" if e else "an eye not known" for e in same["eye"]}))
-            for k in same.index:
-                own = patient
-                if k != same.index[0]:
-                    own = table.at[k, "image_id"] if table.at[k, "image_id"] not in taken else table.at[k, "path"]
-                    taken.add(own)
-                table.at[k, "eye"], table.at[k, "patient_id"] = "", own
-                kept = "this one kept" if own == patient else f"this copy a patient of its own, {own!r}"
-                notes[k].append(f"{SAME_PHOTO_AS_TWO_EYES}: {ids} of patient {patient!r} are one file's bytes, given as "
-                                f"the {claimed}; which eye it shows is unknown, {kept}")
+        _note_one_picture(table, notes, list(whole.index[positions]), ONE_FILE, taken)
+
+
+def _note_one_picture(table: pd.DataFrame, notes: list[list[str]], rows: list, how: str, taken: set[str]) -> None:
+    """Photos (``rows``: labels of ``table``) that are one picture (``how``: what makes them so,
+    e.g. one file's bytes) under several patients: kept apart as given, each noted (the photo of
+    one may be misfiled under the other). Given as different eyes of one patient (or of sides
+    not known): one photo, whose eye is unknown; every copy but the first a patient of its own
+    (never its own fellow). ``taken``: the patient ids in use, grown by those given here."""
+    copies = table.loc[rows]
+    patients = list(dict.fromkeys(copies["patient_id"]))
+    if len(patients) > 1:
+        note = (f"{SAME_PHOTO_UNDER_TWO_PATIENTS}: {', '.join(map(repr, copies['image_id']))} are {how}, "
+                f"under patients {' and '.join(map(repr, patients))}; kept apart as given, so each patient is "
+                "judged on it (check that it is not filed under the wrong patient)")
+        for k in copies.index:
+            notes[k].append(note)
+    for _, same in copies.groupby("patient_id", sort=False):
+        eyes = set(same["eye"])
+        if len(same) < 2 or (len(eyes) == 1 and "" not in eyes):  # copies of one known eye: several photos of it
+            continue
+        patient, ids = same["patient_id"].iat[0], ", ".join(repr(i) for i in same["image_id"])
+        claimed = " and ".join(sorted({f"{e} eye" if e else "an eye not known" for e in same["eye"]}))
+        for k in same.index:
+            own = patient
+            if k != same.index[0]:
+                own = table.at[k, "image_id"] if table.at[k, "image_id"] not in taken else table.at[k, "path"]
+                taken.add(own)
+            table.at[k, "eye"], table.at[k, "patient_id"] = "", own
+            kept = "this one kept" if own == patient else f"this copy a patient of its own, {own!r}"
+            notes[k].append(f"{SAME_PHOTO_AS_TWO_EYES}: {ids} of patient {patient!r} are {how}, given as "
+                            f"the {claimed}; which eye it shows is unknown, {kept}")
+
+
+def note_same_pictures(table: pd.DataFrame, groups: Iterable[tuple[Sequence[int], str]]) -> pd.DataFrame:
+    """Photos found to be one picture after they were read (their pixels alike, not their
+    bytes: :mod:`drgrader.data.same_picture`), noted as the resolver notes one file's bytes:
+    ``groups`` of row positions of ``table`` (predict's rows: ``IDENTITY_COLUMNS``), each with
+    how they are one picture (``"the same pixels"``, ``"mirror images"``). Under several
+    patients: kept apart, each noted (``same photo under two patients``); given as two eyes of
+    one patient: which eye is unknown, every copy but the first a patient of its own (``one
+    photo as two eyes``), so that no photo is paired with itself as its fellow eye. Returns the
+    table so changed (a copy)."""
+    given = [(list(positions), how) for positions, how in groups]
+    table = table.copy()
+    if not given:
+        return table
+    index = table.index
+    table = table.reset_index(drop=True)
+    notes = [[part for part in str(note).split("; ") if part] for note in table["identity_note"].fillna("")]
+    taken = set(table["patient_id"])
+    for positions, how in given:
+        _note_one_picture(table, notes, positions, how, taken)
+    table["identity_note"] = ["; ".join(n) for n in notes]
+    table.index = index
+    return table
 
 
 def folded_patient(patient: str) -> str:

@@ -16,6 +16,7 @@ from drgrader.data.fundus import FundusCircle, find_fundus
 from drgrader.data.images import read_image, read_image_size
 from drgrader.data.preprocess import preprocess_image
 from drgrader.data.quality import Quality, assess_quality
+from drgrader.data.same_picture import picture_print
 
 # Decode JPEGs at a reduced DCT scale whose short side is at least this many times the model
 # input size: the fundus circle is rarely under 80% of the short side. If it is, the image is
@@ -35,6 +36,7 @@ class PreprocessedImage:
     circle: FundusCircle  # in the pixels of the decoded (possibly reduced) photo
     orig_height: int
     orig_width: int
+    picture: str = ""  # its fingerprint (drgrader.data.same_picture), when asked for
 
 
 def decode_photo(path: str | Path, size: int, orig_size: tuple[int, int] | None = None, *, max_pixels: int | None = None,
@@ -56,11 +58,13 @@ def decode_photo(path: str | Path, size: int, orig_size: tuple[int, int] | None 
     return rgb, circle
 
 
-def preprocess_file(path: str | Path, cfg: PreprocessConfig, size: int) -> PreprocessedImage:
+def preprocess_file(path: str | Path, cfg: PreprocessConfig, size: int, *, fingerprint: bool = False) -> PreprocessedImage:
     """Decode a photo (scale-on-decode), check its quality and preprocess it: exactly what the
-    cache stores. Raises :class:`ImageReadError` for unreadable files."""
+    cache stores; with ``fingerprint``, also its :func:`~drgrader.data.same_picture.picture_print`
+    (``predict`` compares them). Raises :class:`ImageReadError` for unreadable files."""
     orig_height, orig_width = read_image_size(path)
     rgb, circle = decode_photo(path, size, (orig_height, orig_width))
     quality = assess_quality(rgb, circle, size)
     image = preprocess_image(rgb, cfg, size, circle)
-    return PreprocessedImage(image, quality, circle, orig_height, orig_width)
+    picture = picture_print(rgb) if fingerprint else ""
+    return PreprocessedImage(image, quality, circle, orig_height, orig_width, picture)

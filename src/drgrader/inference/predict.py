@@ -21,12 +21,15 @@ import numpy as np
 import pandas as pd
 
 from drgrader.config import ConfigError, PreprocessConfig
+from drgrader.data.dicom import split_frame_ref
 from drgrader.data.fundus import find_fundus
-from drgrader.data.identity import resolve_identity
+from drgrader.data.identity import note_same_pictures, resolve_identity
+from drgrader.data.image_files import identical_files
 from drgrader.data.images import ImageReadError, read_image
 from drgrader.data.inputs import INPUT_COLUMNS, input_rows
 from drgrader.data.photo import preprocess_file
 from drgrader.data.quality import assess_quality
+from drgrader.data.same_picture import how_alike, picture_print, same_pictures
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, column_index
 from drgrader.inference.bundle import Bundle
 from drgrader.inference.patient_decision import DecisionPoints, bundle_decision_points, decide_patients, eye_uncertainty, usable_photos
@@ -67,6 +70,9 @@ PATIENT_COLUMNS = [
     "identity_note",
 ]
 TEXT_COLUMNS = ["path", "image_id", "patient_id", "eye", "identity_note", "quality_reason", "error"]
+# Each photo's fingerprint (drgrader.data.same_picture), beside OUTPUT_COLUMNS until the photos
+# are compared (with_same_pictures): in predict's resume file, never in a CSV users read.
+PICTURE_COLUMN = "picture_print"
 
 
 # --------------------------------------------------------------------- decode + score
@@ -79,16 +85,17 @@ class _Loaded:
     quality_score: float = float("nan")
     quality_reason: str = ""
     error: str = ""
+    picture: str = ""  # its fingerprint (drgrader.data.same_picture.picture_print), '' when none
 
 
 def load_photo(path: str | Path, bundle: Bundle) -> _Loaded:
-    """Decode, check quality and preprocess one photo (runs in the worker threads)."""
+    """Decode, check quality, fingerprint and preprocess one photo (runs in the worker threads)."""
     try:
         if bundle.reads_cached_input:
             # Exactly what the training cache stores: same scale-on-decode, same pipeline.
             cfg = PreprocessConfig.model_validate(bundle.manifest["preprocess"])
-            done = preprocess_file(path, cfg, bundle.input_size)
-            return _Loaded(done.image, done.quality.gradable, done.quality.score, done.quality.reason)
+            done = preprocess_file(path, cfg, bundle.input_size, fingerprint=True)
+            return _Loaded(done.image, done.quality.gradable, done.quality.score, done.quality.reason, picture=done.picture)
         rgb = read_image(path)
     except ImageReadError as exc:
         return _Loaded(error=exc.reason)
@@ -98,9 +105,10 @@ def load_photo(path: str | Path, bundle: Bundle) -> _Loaded:
         circle = find_fundus(rgb)
         quality = assess_quality(rgb, circle, bundle.input_size)
         prepared = bundle.prepare(rgb, circle)
+        picture = picture_print(rgb)
     except (ValueError, cv2.error) as exc:  # one odd photo must not stop a run of thousands
         return _Loaded(error=f"preprocessing failed: {exc}")
-    return _Loaded(prepared, quality.gradable, quality.score, quality.reason)
+    return _Loaded(prepared, quality.gradable, quality.score, quality.reason, picture=picture)
 
 
 def _predict_chunk(bundle: Bundle, chunk: pd.DataFrame, loaded: list[_Loaded], tta: list[str] | None) -> pd.DataFrame:
@@ -121,7 +129,8 @@ def _predict_chunk(bundle: Bundle, chunk: pd.DataFrame, loaded: list[_Loaded], t
     out["quality_score"] = [item.quality_score for item in loaded]
     out["quality_reason"] = [item.quality_reason for item in loaded]
     out["error"] = [item.error for item in loaded]
-    return out[OUTPUT_COLUMNS]
+    out[PICTURE_COLUMN] = [item.picture for item in loaded]
+    return out[[*OUTPUT_COLUMNS, PICTURE_COLUMN]]
 
 
 def _submit(pool: ThreadPoolExecutor, bundle: Bundle, chunk: pd.DataFrame) -> list[Future]:
@@ -139,7 +148,8 @@ def predict_images(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Predict every image; returns one row per image (per frame of a multi-frame DICOM file)
-    with ``OUTPUT_COLUMNS``.
+    with ``OUTPUT_COLUMNS`` and its fingerprint (``PICTURE_COLUMN``: :func:`ready_for_patients`
+    compares them and drops it).
 
     ``images``: paths (patient and eye resolved as :func:`collect_inputs` does), or a table with
     ``INPUT_COLUMNS`` (from :func:`collect_inputs`; ``identity_note`` may be left out).
@@ -173,7 +183,7 @@ def predict_images(
         bar.close()
         pool.shutdown(wait=True, cancel_futures=True)
     if not results:
-        return pd.DataFrame(columns=OUTPUT_COLUMNS)
+        return pd.DataFrame(columns=[*OUTPUT_COLUMNS, PICTURE_COLUMN])
     return typed_predictions(pd.concat(results, ignore_index=True))
 
 
@@ -203,7 +213,7 @@ def typed_predictions(df: pd.DataFrame) -> pd.DataFrame:
     for col in ("grade", "any_dr", "referable"):
         df[col] = pd.to_numeric(df[col], errors="coerce").round().astype("Int64")
     df["gradable"] = df["gradable"].map({True: True, False: False, "True": True, "False": False}).astype("boolean")
-    for col in TEXT_COLUMNS:
+    for col in TEXT_COLUMNS + ([PICTURE_COLUMN] if PICTURE_COLUMN in df else []):
         df[col] = df[col].fillna("").astype(str)
     return df
 
@@ -303,10 +313,38 @@ def with_paired_eyes(preds: pd.DataFrame, paired_stage: dict) -> pd.DataFrame:
     return out
 
 
+def with_same_pictures(preds: pd.DataFrame) -> pd.DataFrame:
+    """Graded photos (with their fingerprints, ``PICTURE_COLUMN``) of which those that are one
+    picture, their files differing (a PNG of a JPEG, a re-saved or resized copy, a mirror image:
+    :func:`~drgrader.data.same_picture.same_pictures`), are noted as the identity resolver notes
+    one file's bytes (:func:`~drgrader.data.identity.note_same_pictures`): under two patients
+    kept apart, each noted; as a patient's two eyes, which eye unknown and never paired as
+    fellow eyes. Byte copies among them were noted already (one of each file is compared); the
+    frames of one DICOM file are not compared with each other. Without the column: unchanged.
+    The column is dropped."""
+    if PICTURE_COLUMN not in preds:
+        return preds
+    table = preds.drop(columns=PICTURE_COLUMN)
+    paths = table["path"].astype(str).tolist()
+    units = [str(split_frame_ref(Path(p))[0]) for p in paths]
+    groups = []
+    for positions, mirrored in same_pictures(preds[PICTURE_COLUMN].fillna("").astype(str).tolist(), units):
+        copies = identical_files([paths[k] for k in positions])  # positions in ``positions``
+        repeats = {i for same in copies for i in same[1:]}
+        kept = [(k, m) for i, (k, m) in enumerate(zip(positions, mirrored)) if i not in repeats]
+        if len(kept) > 1:
+            rows, flips = [k for k, _ in kept], [m != kept[0][1] for _, m in kept]
+            groups.append((rows, how_alike(table["image_id"].iloc[rows].tolist(), flips)))
+    return note_same_pictures(table, groups) if groups else table
+
+
 def ready_for_patients(bundle: Bundle, preds: pd.DataFrame, *, refer_share: float | None = None) -> tuple[pd.DataFrame, DecisionPoints]:
-    """Graded photos as the per-patient decision takes them: each eye re-decided by the bundle's
-    paired-eye stage (when it has one) and given its ``uncertainty``; with the decision points.
-    The one path of ``predict`` and the web demo, so both decide a patient alike."""
+    """Graded photos as the per-patient decision takes them: those that are one picture noted and
+    never one another's fellow eye (:func:`with_same_pictures`, when they carry fingerprints);
+    each eye re-decided by the bundle's paired-eye stage (when it has one) and given its
+    ``uncertainty``; with the decision points. The one path of ``predict``, ``drgrader.grade``
+    and the web demo, so all decide a patient alike."""
+    preds = with_same_pictures(preds)
     if bundle.paired_eyes:
         preds = with_paired_eyes(preds, bundle.paired_eyes)
     else:

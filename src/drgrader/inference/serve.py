@@ -53,6 +53,7 @@ from drgrader.data.dicom import DicomHeader, header_or_none
 from drgrader.data.images import ImageReadError, read_image, read_image_size
 from drgrader.data.photo import decode_photo
 from drgrader.data.quality import assess_quality
+from drgrader.data.same_picture import picture_print
 from drgrader.grading import GRADE_NAMES
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.predict import describe_prediction
@@ -63,6 +64,7 @@ from drgrader.inference.serve_patient import (
     MAX_PHOTOS,
     eye_mix_up,
     field_error,
+    one_picture,
     patient_answer,
     save_upload,
     unknown_fields,
@@ -115,9 +117,9 @@ def _quality_warning(quality: dict) -> str | None:
 
 
 def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_pixels: int,
-                  header: DicomHeader | None = None) -> tuple[int, dict]:
+                  header: DicomHeader | None = None) -> tuple[int, dict, str]:
     """Decode, grade (and explain) one uploaded file (``header``: its DICOM header, already read)
-    -> (HTTP status, JSON body)."""
+    -> (HTTP status, JSON body, the photo's fingerprint: :func:`~drgrader.data.same_picture.picture_print`)."""
     try:
         height, width = read_image_size(path, max_pixels=max_pixels, header=header)
         circle = None  # found by decode_photo; assess_quality finds it when left None
@@ -127,7 +129,7 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
             rgb = read_image(path, max_pixels=max_pixels, header=header)
     except ImageReadError as exc:
         status = 413 if exc.reason.startswith("image too large") else 400
-        return status, {"error": f"{name}: {exc.reason}"}
+        return status, {"error": f"{name}: {exc.reason}"}, ""
     if explain:
         from drgrader.inference.explain import explain_image
 
@@ -155,28 +157,33 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
         "disclaimer": DISCLAIMER,
         **images,
     }
-    return 200, body
+    return 200, body, picture_print(rgb)
 
 
 def analyse_patient(bundle: Bundle, photos: list[tuple[str, str, Path]], *, explain: bool, max_pixels: int) -> tuple[int, dict]:
     """Grade one patient's uploaded photos ``(field, file name, path)`` -> (HTTP status, JSON
     body): ``patient`` and ``eyes`` (:func:`~.serve_patient.patient_answer`); a lone ``file``
     upload keeps its photo's keys at the top level too. Photos that cannot be what their fields
-    say (:func:`~.serve_patient.eye_mix_up`), or a photo that cannot be read, fail the request,
+    say (:func:`~.serve_patient.eye_mix_up` before they are read, :func:`~.serve_patient.one_picture`
+    once they are: one picture as both eyes), or a photo that cannot be read, fail the request,
     the message naming the eye."""
     headers = {field: header_or_none(path) for field, _, path in photos}  # read once, for identity and grading
     mix_up = eye_mix_up(photos, headers)
     if mix_up:  # photos that cannot be one patient's eyes as their fields say are not graded as such
         return 400, {"error": mix_up}
-    eyes, errors = {}, []
+    eyes, errors, prints = {}, [], []
     for field, name, path in photos:
-        status, body = analyse_photo(bundle, path, name=name, explain=explain, max_pixels=max_pixels, header=headers[field])
+        status, body, picture = analyse_photo(bundle, path, name=name, explain=explain, max_pixels=max_pixels, header=headers[field])
         if status == 200:
             eyes[field] = body
+            prints.append(picture)
         else:
             errors.append((status, field_error(field, body["error"])))
     if errors:
         return errors[0][0], {"error": "; ".join(message for _, message in errors)}
+    same = one_picture([(field, name) for field, name, _ in photos], prints)
+    if same:  # one photo re-saved or mirrored as the other eye: it would be its own fellow eye
+        return 400, {"error": same}
     answer = patient_answer(bundle, eyes)
     return 200, {**answer, **answer["eyes"].get(FILE_FIELD, {}), "disclaimer": DISCLAIMER}
 

@@ -7,7 +7,8 @@ the same two photos of one patient give the same decision.
 Upload fields (multipart): ``left`` and/or ``right`` (one photo each), or ``file`` (the demo's
 original field: one photo of an eye of unknown side). The eyes are one patient's, as the fields
 say: predict's identity resolver reads the photos, and one it finds to be the other eye, or two it
-finds to be two patients', are refused (:func:`eye_mix_up`); with two eyes and a bundle that has a
+finds to be two patients', are refused (:func:`eye_mix_up`), and so are two that are one picture
+(the same pixels in two files, or mirror images: :func:`one_picture`); with two eyes and a bundle that has a
 paired-eye stage, each eye is graded from both (``fused_grade``).
 """
 
@@ -32,6 +33,7 @@ from drgrader.data.identity import (
     resolve_identity,
 )
 from drgrader.data.image_files import identical_files
+from drgrader.data.same_picture import how_alike, same_pictures
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS
 from drgrader.inference.bundle import Bundle
 from drgrader.inference.patient_decision import decide_patients
@@ -119,6 +121,21 @@ def eye_mix_up(photos: Iterable[tuple[str, str, Path]], headers: dict[str, Dicom
         if CONTRADICTORY_EYE in of_photo:
             return _wrong_eye(field, name, photo_eye_claims(row))
     return _two_patients([name for _, name, _ in eyes], rows, resolved, kinds) if len(eyes) == 2 else None
+
+
+def one_picture(eyes: list[tuple[str, str]], prints: list[str]) -> str | None:
+    """The 400 message for two eye photos ``(field, file name)`` that are one picture though their
+    bytes differ (``prints``: their fingerprints, :func:`~drgrader.data.same_picture.picture_print`;
+    the same pixels re-saved or converted, or mirror images), or None: as predict takes them
+    (:func:`~drgrader.data.same_picture.same_pictures`), graded as a pair the photo would be its
+    own fellow eye."""
+    if len(eyes) != 2 or len(prints) != 2:
+        return None
+    for _, mirrored in same_pictures(prints):
+        names = [name for _, name in eyes]
+        return (f"the 'right' and 'left' photos are one picture ({names[0]}, {names[1]}: {how_alike(names, mirrored)}): "
+                "send a photo of each eye")
+    return None
 
 
 def field_label(field: str) -> str:

@@ -12,7 +12,12 @@ shard also writes ``<out stem>_shard.json``, the record against which the merge 
 (:mod:`drgrader.workflows.shards`).
 
 Patient and eye come from :mod:`drgrader.data.identity`; the conflicts it resolved are in the
-``identity_note`` column of both files and summed up in one warning."""
+``identity_note`` column of both files and summed up in one warning. Once every photo is graded,
+those that are one picture though their files differ (a PNG of a JPEG, a re-saved copy, a mirror
+image: :mod:`drgrader.data.same_picture`) are noted the same way
+(:func:`~drgrader.inference.predict.with_same_pictures`); the resume file keeps each finished
+photo's fingerprint for it. A shard compares only its own photos: a copy filed under a patient
+of another shard is not found (a patient's own photos, both eyes, are in one shard)."""
 
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ from drgrader.inference.patient_decision import bundle_decision_points
 from drgrader.inference.predict import (
     DEFAULT_OUT,
     OUTPUT_COLUMNS,
+    PICTURE_COLUMN,
     TEXT_COLUMNS,
     check_tta,
     patient_table,
@@ -62,7 +68,7 @@ from drgrader.workflows.shards import (
 log = logging.getLogger("drgrader")
 
 STAT_COLUMN = "source_stat"  # in the partial file only: "<size>:<mtime_ns>" of the photo's file
-PARTIAL_FORMAT = 2  # 2: rows carry STAT_COLUMN
+PARTIAL_FORMAT = 3  # 2: rows carry STAT_COLUMN; 3: and PICTURE_COLUMN, the photo's fingerprint
 
 
 def partial_file(out: Path) -> Path:
@@ -150,8 +156,9 @@ def _read_partial(partial: Path) -> pd.DataFrame:
         data = data[: data.rfind(b"\n") + 1]
         partial.write_bytes(data)
     if not data.strip():
-        return pd.DataFrame(columns=[*OUTPUT_COLUMNS, STAT_COLUMN])
-    return pd.read_csv(partial, dtype={c: str for c in [*TEXT_COLUMNS, STAT_COLUMN]}, encoding_errors=FILE_NAME_ERRORS)
+        return pd.DataFrame(columns=[*OUTPUT_COLUMNS, PICTURE_COLUMN, STAT_COLUMN])
+    return pd.read_csv(partial, dtype={c: str for c in [*TEXT_COLUMNS, PICTURE_COLUMN, STAT_COLUMN]},
+                       encoding_errors=FILE_NAME_ERRORS)
 
 
 def _default_out(shard: tuple[int, int] | None = None) -> Path:
@@ -213,10 +220,10 @@ def predict_command(
     except ValueError as exc:
         raise ConfigError(f"--refer-share: {exc}") from None
     with exclusive(out):
-        written = _predict_into(bundle, table, out, batch_size, tta, refer_share, overwrite)
+        written, final = _predict_into(bundle, table, out, batch_size, tta, refer_share, overwrite)
         if shard is not None:
             write_shard_record(out, shard=shard, run=run_identity(bundle, tta, refer_share), inputs=inputs_identity(everything))
-        warn_identity(table, str(out))
+        warn_identity(final, str(out))  # the resolver's notes and those of the photos found to be one picture
         stray = [path for path in table["path"] if has_stray_bytes(path)]
         if stray:
             log.warning("%d photo name(s) are not UTF-8 (e.g. %s): the CSVs spell their stray bytes \\xNN, "
@@ -227,7 +234,7 @@ def predict_command(
 def _predict_into(
     bundle: Bundle, table: pd.DataFrame, out: Path, batch_size: int, tta: list[str] | None, refer_share: float | None = None,
     overwrite: bool = False,
-) -> Path:
+) -> tuple[Path, pd.DataFrame]:
     partial, key_file = partial_file(out), resume_key_file(out)
     key = _resume_key(bundle, tta)
     stats = {path: _file_stat(path) for path in table["path"]}  # before any photo is read
@@ -243,6 +250,13 @@ def _predict_into(
             if changed:
                 log.warning("%d photo(s) changed on disk (size or modification time) since the interrupted run: "
                             "graded again", changed)
+        elif old_key is not None and old_key.get("partial_format") == 2 and {**old_key, "partial_format": PARTIAL_FORMAT} == key:
+            # The same run by a drgrader that kept no fingerprints: its photos could not be
+            # compared (same_picture), so they are graded again rather than left unchecked.
+            log.warning("%s was written by an earlier drgrader that kept no picture fingerprints: its %d finished "
+                        "rows are graded again, so that every photo is checked for copies", partial,
+                        max(partial.read_bytes().count(b"\n") - 1, 0))
+            partial.unlink()
         else:
             _refuse_or_discard(partial, _key_difference(old_key, key), overwrite)
     if not partial.is_file():
@@ -262,9 +276,10 @@ def _predict_into(
 
         predict_images(bundle, todo, batch_size=batch_size, tta=tta, on_batch=append)
 
-    # Patient, eye and notes as resolved now, whatever an older partial file says.
+    # Patient, eye and notes as resolved now, whatever an older partial file says; then the
+    # photos that are one picture noted (ready_for_patients compares the fingerprints and drops them).
     rows = _read_partial(partial).drop_duplicates("path", keep="last").drop(columns=INPUT_COLUMNS[1:], errors="ignore")
-    final = typed_predictions(table[INPUT_COLUMNS].merge(rows, on="path", how="left")[OUTPUT_COLUMNS])
+    final = typed_predictions(table[INPUT_COLUMNS].merge(rows, on="path", how="left")[[*OUTPUT_COLUMNS, PICTURE_COLUMN]])
     final, points = ready_for_patients(bundle, final, refer_share=refer_share)
     atomic_write_bytes(out, csv_bytes(final.to_csv(index=False)))
     patients = patient_table(final, points)
@@ -279,7 +294,7 @@ def _predict_into(
     failed = int((final["error"] != "").sum())
     ungradable = int((final["gradable"] == False).sum())  # noqa: E712 (nullable boolean)
     log.info("predicted %d images (%d unreadable, %d flagged ungradable): %s", len(final) - failed, failed, ungradable, out)
-    return out
+    return out, final
 
 
 # ------------------------------------------------------------------------------- merge

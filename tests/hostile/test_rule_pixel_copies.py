@@ -1,0 +1,253 @@
+"""Rule 2 of issue 22 for photos that are one picture though their files differ: a PNG of a JPEG,
+a JPEG re-saved, a resized copy, a mirror image. Found by their pixels once decoded
+(drgrader.data.same_picture) and noted as the resolver notes byte copies: under two patients
+kept apart and noted on each; as a patient's two eyes noted, which eye unknown, and never paired
+as fellow eyes. In ``predict`` (a resumed run too), ``drgrader.grade`` and ``serve`` (a 400)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+import drgrader
+from drgrader.cli import main
+from drgrader.data.same_picture import SAME_PICTURE, close_pairs, picture_print, print_grid, same_pictures
+from drgrader.inference.bundle import load_bundle
+from drgrader.inference.predict import PICTURE_COLUMN
+from drgrader.synth import make_fundus
+from drgrader.workflows import predict as predict_workflow
+from drgrader.workflows.predict import partial_file, predict_command, resume_key_file
+
+# Averages the two eyes' expected grades: whether an eye was paired shows in its fused grade.
+PAIRED_STAGE = {
+    "model": {"inputs": ["expected_grade"], "coef": [0.5, 0.5, 0.0, 0.0], "intercept": 0.0,
+              "single_coef": [1.0], "single_intercept": 0.0},
+    "thresholds": {"cutpoints": [0.5, 1.5, 2.5, 3.5], "any_dr": 0.5, "referable": 1.5},
+}
+
+
+def fundus(grade: int, seed: int, eye: str = "right") -> np.ndarray:
+    return make_fundus(grade, np.random.default_rng(seed), height=128, eye=eye)
+
+
+def save(path, rgb: np.ndarray, quality: int = 90):
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix in (".jpg", ".jpeg") else []
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    return path
+
+
+def decoded(path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def read(path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+@pytest.fixture
+def paired_bundle(tiny_bundle):
+    bundle = load_bundle(tiny_bundle)
+    bundle.manifest["paired_eyes"] = PAIRED_STAGE
+    return bundle
+
+
+COPIES = {
+    "PNG of the JPEG": lambda rgb, folder: save(folder / "10007_left.png", rgb),
+    "JPEG re-saved at q75": lambda rgb, folder: save(folder / "10007_left.jpeg", rgb, 75),
+    "half-size copy": lambda rgb, folder: save(folder / "10007_left.jpg", cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA)),
+}
+
+
+@pytest.mark.parametrize("copy", list(COPIES))
+def test_a_converted_or_resaved_copy_under_another_patient_is_noted_on_both(tiny_bundle, tmp_path, caplog, copy):
+    """The probe's case: 10007_left is 10131_left's photo in another file; patient 10007 was
+    judged on it without a word."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    original = save(folder / "10131_left.jpeg", fundus(3, 1, "left"))
+    save(folder / "10131_right.jpeg", fundus(1, 2))
+    save(folder / "10007_right.jpeg", fundus(0, 3))
+    COPIES[copy](decoded(original), folder)
+    out = tmp_path / "p.csv"
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert main(["predict", str(tiny_bundle), str(folder), "--out", str(out)]) == 0
+    photos = read(out).set_index("image_id")
+    assert PICTURE_COLUMN not in photos  # the fingerprints stay out of what users read
+    note = ("same photo under two patients: '10007_left', '10131_left' are the same pixels, under patients '10007' and "
+            "'10131'; kept apart as given, so each patient is judged on it (check that it is not filed under the wrong patient)")
+    assert photos.loc["10007_left", "identity_note"] == photos.loc["10131_left", "identity_note"] == note
+    assert photos.loc[["10131_right", "10007_right"], "identity_note"].tolist() == ["", ""]
+    # Kept apart as given: each patient keeps its photos and eyes.
+    assert photos.loc[["10007_left", "10131_left"], "patient_id"].tolist() == ["10007", "10131"]
+    assert photos.loc[["10007_left", "10131_left"], "eye"].tolist() == ["left", "left"]
+    patients = read(tmp_path / "p_patients.csv").set_index("patient_id")
+    assert patients.loc["10007", "identity_note"] == patients.loc["10131", "identity_note"] == note
+    [warning] = [r.getMessage() for r in caplog.records if "see identity_note" in r.getMessage()]
+    assert "identity of 2 of 4 photos resolved with a note (same photo under two patients 2)" in warning
+
+
+def test_a_mirrored_copy_as_the_fellow_eye_is_noted_and_not_paired(paired_bundle, tmp_path):
+    """The probe's other case: 10131_right is 10131_left mirrored, and the paired-eye stage took it
+    as the left eye's fellow."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    left = save(folder / "10131_left.jpeg", fundus(3, 1, "left"))
+    save(folder / "10131_right.jpeg", np.ascontiguousarray(decoded(left)[:, ::-1]))
+    save(folder / "20_left.jpeg", fundus(2, 5, "left"))  # a real pair beside it: still paired
+    save(folder / "20_right.jpeg", fundus(1, 6, "right"))
+    out = predict_command(paired_bundle, [folder], out=tmp_path / "p.csv")
+    photos = read(out).set_index("image_id")
+    assert (photos.loc["10131_left", "patient_id"], photos.loc["10131_left", "eye"]) == ("10131", "")
+    assert (photos.loc["10131_right", "patient_id"], photos.loc["10131_right", "eye"]) == ("10131_right", "")
+    assert photos.loc["10131_right", "identity_note"] == (
+        "one photo as two eyes: '10131_left', '10131_right' of patient '10131' are mirror images, given as the left eye "
+        "and right eye; which eye it shows is unknown, this copy a patient of its own, '10131_right'")
+    assert photos.loc["10131_left", "identity_note"].endswith("which eye it shows is unknown, this one kept")
+    # Not paired: each is graded alone (the stage's single-eye fallback: its own expected grade).
+    assert photos.loc[["10131_left", "10131_right"], "paired"].tolist() == ["False", "False"]
+    for image in ("10131_left", "10131_right"):
+        assert float(photos.loc[image, "fused_grade"]) == pytest.approx(float(photos.loc[image, "expected_grade"]), abs=1e-6)
+    assert photos.loc[["20_left", "20_right"], "paired"].tolist() == ["True", "True"]
+    assert photos.loc[["20_left", "20_right"], "identity_note"].tolist() == ["", ""]
+    patients = read(tmp_path / "p_patients.csv").set_index("patient_id")
+    assert patients.loc["10131", "images"] == "1" and "one photo as two eyes" in patients.loc["10131", "identity_note"]
+
+
+def test_different_photos_and_a_patients_two_eyes_are_not_noted(paired_bundle, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for patient in range(1, 7):  # real-looking fellow eyes: one anatomy mirrored, its own vessels and lesions
+        for eye in ("left", "right"):
+            save(folder / f"{patient}_{eye}.jpeg", fundus(patient % 5, 10 * patient + (eye == "left"), eye))
+    photos = read(predict_command(paired_bundle, [folder], out=tmp_path / "p.csv"))
+    assert (photos["identity_note"] == "").all()
+    assert (photos["paired"] == "True").all()
+
+
+def test_drgrader_grade_notes_a_mirror_image_given_as_the_other_eye(tiny_bundle):
+    rgb = fundus(2, 7, "left")
+    preds, patients = drgrader.grade(tiny_bundle, [rgb, np.ascontiguousarray(rgb[:, ::-1]), fundus(0, 8)],
+                                     names=["P1_left", "P1_right", "P2_left"])
+    preds = preds.set_index("image_id")
+    assert PICTURE_COLUMN not in preds
+    assert preds.loc["P1_right", "identity_note"].startswith("one photo as two eyes: 'P1_left', 'P1_right' of patient 'P1' "
+                                                             "are mirror images")
+    assert preds.loc[["P1_left", "P1_right"], "eye"].tolist() == ["", ""]
+    assert preds.loc["P2_left", "identity_note"] == ""
+    assert sorted(patients["patient_id"]) == ["P1", "P1_right", "P2"]
+
+
+def probe_folder(folder):
+    """Patient 10131's left eye, a PNG copy of it as 10007_left, its mirror image as 10131_right."""
+    folder.mkdir()
+    left = save(folder / "10131_left.jpeg", fundus(3, 1, "left"))
+    save(folder / "10007_left.png", decoded(left))
+    save(folder / "10007_right.jpeg", fundus(0, 3))
+    save(folder / "10131_right.jpeg", np.ascontiguousarray(decoded(left)[:, ::-1]))
+    return folder
+
+
+def expect_probe_notes(out):
+    photos = read(out).set_index("image_id")
+    group = ("same photo under two patients: '10007_left', '10131_left', '10131_right' are one picture ('10131_right' "
+             "mirrored), under patients '10007' and '10131'")
+    for image in ("10007_left", "10131_left", "10131_right"):
+        assert photos.loc[image, "identity_note"].startswith(group)
+    assert photos.loc["10131_right", "patient_id"] == "10131_right" and photos.loc["10131_right", "eye"] == ""
+    assert photos.loc["10007_right", "identity_note"] == ""
+
+
+def interrupt_after_first_batch(monkeypatch):
+    """predict stopped after its first batch: the rest of the photos are graded by the next run."""
+    real = predict_workflow.predict_images
+
+    def first_batch_then_stop(bundle, todo, **kwargs):
+        real(bundle, todo.iloc[:2], **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict_workflow, "predict_images", first_batch_then_stop)
+
+
+def test_a_resumed_run_compares_the_finished_photos_too(tiny_bundle, tmp_path, monkeypatch, caplog):
+    folder = probe_folder(tmp_path / "photos")
+    out = tmp_path / "p.csv"
+    with monkeypatch.context() as patch:
+        interrupt_after_first_batch(patch)
+        with pytest.raises(KeyboardInterrupt):
+            predict_command(tiny_bundle, [folder], out=out, batch_size=2)
+    finished = read(partial_file(out))
+    assert len(finished) == 2 and (finished[PICTURE_COLUMN] != "").all()  # kept for the next run to compare
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        predict_command(tiny_bundle, [folder], out=out, batch_size=2)
+    assert "resuming: 2 of 4 images already done" in caplog.text
+    expect_probe_notes(out)
+    assert PICTURE_COLUMN not in read(out)
+
+
+def test_a_resume_file_of_an_earlier_drgrader_without_fingerprints_is_graded_again(tiny_bundle, tmp_path, monkeypatch, caplog):
+    folder = probe_folder(tmp_path / "photos")
+    out = tmp_path / "p.csv"
+    with monkeypatch.context() as patch:
+        interrupt_after_first_batch(patch)
+        with pytest.raises(KeyboardInterrupt):
+            predict_command(tiny_bundle, [folder], out=out, batch_size=2)
+    # As drgrader wrote it before fingerprints: format 2, no fingerprint column.
+    read(partial_file(out)).drop(columns=PICTURE_COLUMN).to_csv(partial_file(out), index=False)
+    key = json.loads(resume_key_file(out).read_text())
+    resume_key_file(out).write_text(json.dumps({**key, "partial_format": 2}))
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        predict_command(tiny_bundle, [folder], out=out, batch_size=2)
+    assert "kept no picture fingerprints: its 2 finished rows are graded again" in caplog.text
+    assert "resuming" not in caplog.text
+    expect_probe_notes(out)
+
+
+def test_only_photos_with_a_picture_are_compared():
+    """A blank frame has no fingerprint (two blank frames are not one photo); the frames of one
+    DICOM file are never one another's copies (a stereo pair); fingerprints survive their text."""
+    rgb = fundus(2, 4)
+    assert picture_print(np.zeros((96, 96, 3), np.uint8)) == picture_print(np.full((96, 96, 3), 128, np.uint8)) == ""
+    prints = [picture_print(rgb), picture_print(np.ascontiguousarray(rgb[:, ::-1])), picture_print(fundus(2, 5)), "", ""]
+    grid = print_grid(prints[0])
+    assert grid is not None and abs(float((grid * grid).sum()) - 1) < 1e-5
+    assert print_grid("not a fingerprint") is None and print_grid(float("nan")) is None
+    assert same_pictures(prints) == [([0, 1], [False, True])]
+    assert same_pictures(prints, units=["a.dcm", "a.dcm", "b", "c", "d"]) == []
+    [(i, j, same, mirror)] = close_pairs([print_grid(p) for p in prints])
+    assert (i, j) == (0, 1) and mirror < SAME_PICTURE < same
+
+
+def serve_post(client, right: tuple[str, bytes], left: tuple[str, bytes]):
+    return client.post("/api/predict", files={"right": (*right, "image/jpeg"), "left": (*left, "image/jpeg")})
+
+
+def encoded(rgb: np.ndarray, suffix: str = ".jpg", quality: int = 90) -> bytes:
+    ok, data = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return data.tobytes()
+
+
+@pytest.mark.parametrize(("left_name", "make_left", "how"), [
+    ("P1_left.png", lambda rgb: encoded(rgb, ".png"), "the same pixels"),
+    ("P1_left.jpg", lambda rgb: encoded(rgb, quality=75), "the same pixels"),
+    ("P1_left.jpg", lambda rgb: encoded(np.ascontiguousarray(rgb[:, ::-1])), "mirror images"),
+])
+def test_serve_refuses_one_picture_sent_as_both_eyes(tiny_bundle, left_name, make_left, how):
+    from drgrader.inference.serve import create_app
+
+    right = encoded(fundus(2, 9))
+    with TestClient(create_app(tiny_bundle, max_upload_mb=1, max_pixels=1_000_000)) as client:
+        res = serve_post(client, ("P1_right.jpg", right), (left_name, make_left(cv2.cvtColor(cv2.imdecode(
+            np.frombuffer(right, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))))
+        assert res.status_code == 400, res.text
+        assert res.json()["error"] == (f"the 'right' and 'left' photos are one picture (P1_right.jpg, {left_name}: {how}): "
+                                       "send a photo of each eye")
+        # Two eyes that are two photos are graded.
+        res = serve_post(client, ("P1_right.jpg", right), ("P1_left.jpg", encoded(fundus(2, 10, "left"))))
+        assert res.status_code == 200, res.text
