@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import unicodedata
 
@@ -211,7 +212,7 @@ def test_patients_that_differ_only_in_case_are_kept_apart_and_noted(tmp_path):
     table = collect_inputs([tmp_path]).set_index("image_id")
     assert table.loc["P7_left", "patient_id"] == "P7" and table.loc["p7_right", "patient_id"] == "p7"  # not merged
     for image in ("P7_left", "p7_right"):
-        assert "lookalike patients: patients 'P7' and 'p7' differ only in case, spacing or leading zeros" in table.loc[image, "identity_note"]
+        assert "lookalike patients: patients 'P7' and 'p7' differ only in case, spacing, leading zeros" in table.loc[image, "identity_note"]
     assert table.loc["Q1_left", "identity_note"] == ""
     # A spreadsheet drops a number's leading zeros: patient 7 in a CSV beside 007_right by name.
     (tmp_path / "list.csv").write_text("image,patient_id\nQ1_left.jpeg,7\n")
@@ -219,8 +220,19 @@ def test_patients_that_differ_only_in_case_are_kept_apart_and_noted(tmp_path):
     (tmp_path / "0_left.jpeg").write_bytes(photo_bytes(1, 8))  # '0' is a number too: no lookalike of its own
     table = collect_inputs([tmp_path / "list.csv", tmp_path / "007_right.jpeg", tmp_path / "0_left.jpeg"]).set_index("image_id")
     assert (table.loc["Q1_left", "patient_id"], table.loc["007_right", "patient_id"]) == ("7", "007")
-    assert "patients '007' and '7' differ only in case, spacing or leading zeros" in table.loc["007_right", "identity_note"]
+    assert "patients '007' and '7' differ only in case, spacing, leading zeros" in table.loc["007_right", "identity_note"]
     assert table.loc["0_left", "identity_note"] == ""
+
+
+def test_one_patients_name_in_two_text_encodings_is_noted(tmp_path):
+    # Before (probe 26): Müller_left (UTF-8) and M\xfcller_right (Latin-1 bytes) were two patients, each
+    # "the only photo", without a word.
+    (tmp_path / "Müller_left.jpeg").write_bytes(photo_bytes(1, 1))
+    with open(os.fsencode(tmp_path) + b"/M\xfcller_right.jpeg", "wb") as fh:
+        fh.write(photo_bytes(2, 2))
+    table = collect_inputs([tmp_path])
+    assert table["patient_id"].nunique() == 2  # kept apart as given
+    assert all("differ only in case, spacing, leading zeros or text encoding" in note for note in table["identity_note"])
 
 
 def test_one_file_given_as_both_eyes_is_never_its_own_fellow_eye(tmp_path):

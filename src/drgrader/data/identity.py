@@ -322,20 +322,25 @@ def note_same_pictures(table: pd.DataFrame, groups: Iterable[tuple[Sequence[int]
 
 def folded_patient(patient: str) -> str:
     """A patient id as it may have been retyped: case, spacing and, for a number, leading zeros
-    (a spreadsheet turns ``007`` into ``7``) taken out; in NFC, as :func:`patient_id` spells ids."""
+    (a spreadsheet turns ``007`` into ``7``) taken out; in NFC, as :func:`patient_id` spells ids;
+    a name from a file name that is not UTF-8 (Latin-1 ``M\xfcller``) read as Latin-1 (``Müller``)."""
+    raw = patient.encode("utf-8", "surrogateescape")
+    if raw.decode("utf-8", "replace") != patient:  # stray bytes: an old share's Latin-1 name
+        patient = raw.decode("latin-1")
     folded = " ".join(unicodedata.normalize("NFC", patient).split()).casefold()
     return folded.lstrip("0") or "0" if folded.isdigit() else folded
 
 
 def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
-    """Patient ids equal but for case, spacing or a number's leading zeros: kept apart, each photo noted."""
+    """Patient ids equal but for case, spacing, a number's leading zeros or text encoding: kept apart, each photo noted."""
     ids = table.loc[table["patient_id"] != "", "patient_id"]
     for _, group in ids.groupby(ids.map(folded_patient)):
         spellings = sorted(set(group))
         if len(spellings) > 1:
             for k in group.index:
                 notes[k].append(f"{LOOKALIKE_PATIENTS}: patients {' and '.join(map(repr, spellings))} differ only in case, "
-                                "spacing or leading zeros; kept apart as given (one spelling in the input makes them one patient)")
+                                "spacing, leading zeros or text encoding; kept apart as given (one spelling in the input makes "
+                                "them one patient)")
 
 
 def _eye_counts(table: pd.DataFrame, notes: list[list[str]], said: pd.Series) -> None:
