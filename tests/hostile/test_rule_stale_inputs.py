@@ -163,6 +163,9 @@ def test_train_resume_refuses_a_set_that_changes_what_the_run_learns(synth_dir, 
     assert err.startswith(f"error: --resume continues {run} as it was configured; data.image_size {cfg.data.image_size} -> "
                           f"{cfg.data.image_size + 16} would change what its checkpoint learnt: train a new run")
     assert (run / "config.yaml").read_text() == saved and not (run / "train.log").exists()
+    # Fewer epochs (before, probe 26: a finished 2-epoch run "resumed" to 1 trained nothing, its config then said 1).
+    assert main(["train", "--resume", str(run), "--set", f"train.epochs={cfg.train.epochs - 1}"]) == 2
+    assert "(a resumed run's epochs may grow, not shrink" in capsys.readouterr().err
     # How it runs may change, and the folder says so.
     check_resumed_config(run, load_config(run / "config.yaml", ["train.max_minutes=5", f"train.epochs={cfg.train.epochs + 2}"]))
     resumed = load_config(run / "config.yaml")

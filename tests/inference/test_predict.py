@@ -240,6 +240,9 @@ def test_ensemble_refuses_mixed_tasks_repeated_members_and_existing_output(tiny_
     shutil.copytree(tiny_bundle, tmp_path / "copy")
     with pytest.raises(BundleError, match=f"{tmp_path / 'copy'} has the same weights as {tiny_bundle}"):
         make_ensemble([tiny_bundle, tmp_path / "copy"], tmp_path / "ens")
+    (tmp_path / "copy" / "model.onnx").write_bytes(b"an export beside the weights")  # as export writes it (probe 26)
+    with pytest.raises(BundleError, match="has the same weights as"):
+        make_ensemble([tiny_bundle, tmp_path / "copy"], tmp_path / "ens")
     assert not (tmp_path / "ens").exists()
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "x").write_text("keep me")

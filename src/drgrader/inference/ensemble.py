@@ -29,9 +29,11 @@ def _member_name(path: Path) -> str:
 
 
 def _weights_digest(path: Path) -> str:
-    """A digest of a bundle's weight files (a nested ensemble's: of its members')."""
+    """A digest of a bundle's weights (a nested ensemble's: of its members'): its PyTorch weights
+    when it has them, so an ONNX or int8 export of a bundle (which keeps them) is that bundle;
+    else its ONNX graph."""
     digest = hashlib.sha256()
-    for file in sorted(path.rglob("model.*")):
+    for file in sorted(path.rglob("model.safetensors")) or sorted(path.rglob("model.onnx")):
         digest.update(file.read_bytes())
     return digest.hexdigest()
 

@@ -142,6 +142,11 @@ def check_resumed_config(run_dir: Path, cfg: ExperimentConfig) -> None:
     old, new = _flat(config_to_dict(load_config(saved_file))), _flat(config_to_dict(cfg))
     changed = {key: (old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)}
     refused = [f"{key} {a!r} -> {b!r}" for key, (a, b) in changed.items() if key not in RESUMABLE_KEYS]
+    epochs = changed.get("train.epochs")
+    if epochs and isinstance(epochs[0], int) and isinstance(epochs[1], int) and epochs[1] < epochs[0]:
+        # Fewer epochs than planned: a finished run would train nothing while its config said fewer.
+        refused.append(f"train.epochs {epochs[0]} -> {epochs[1]} (a resumed run's epochs may grow, not shrink; "
+                       "train.max_minutes stops it earlier)")
     if refused:
         raise ConfigError(f"--resume continues {run_dir} as it was configured; {', '.join(refused[:4])} would change what its "
                           f"checkpoint learnt: train a new run (on resume only {', '.join(sorted(RESUMABLE_KEYS))} may change)")
