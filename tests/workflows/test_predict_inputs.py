@@ -103,3 +103,16 @@ def test_a_list_naming_photos_in_other_case_finds_them_with_a_warning(tiny_bundl
     (photos / "10_right.jpeg").write_bytes(photo_bytes(3, 3))  # two files that differ only in case: no guess
     rows = pd.read_csv(predict_command(tiny_bundle, [listing], out=tmp_path / "q.csv"), keep_default_na=False)
     assert list(rows["error"]).count("file not found") == 1
+
+
+def test_a_list_saved_in_latin1_is_read_with_a_warning(tiny_bundle, photos, tmp_path, caplog):
+    # Before (probe 26): Python's raw codec error, exit 2, while a Latin-1 label file was read with a warning.
+    (photos / "Müller_left.jpeg").write_bytes(photo_bytes(2, 5))  # named in UTF-8, as Linux names it
+    with open(os.fsencode(photos) + b"/J\xf6rg_right.jpeg", "wb") as fh:  # named in Latin-1, as an old share left it
+        fh.write(photo_bytes(3, 6))
+    listing = tmp_path / "list.csv"
+    listing.write_bytes("image\nphotos/Müller_left.jpeg\nphotos/Jörg_right.jpeg\n".encode("latin-1"))
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        rows = pd.read_csv(predict_command(tiny_bundle, [listing], out=tmp_path / "p.csv"), keep_default_na=False)
+    assert f"{listing} is not valid UTF-8; reading it as Latin-1" in caplog.text
+    assert (rows["error"] == "").all() and list(rows["image_id"]) == ["photos/Müller_left", "photos/J\\xf6rg_right"]

@@ -97,16 +97,25 @@ def _other_case(path: Path) -> Path | None:
     return files[0] if len(files) == 1 else None
 
 
-def _read_pipe(path: Path) -> io.StringIO:
-    """A pipe's text (``predict <(...)``), read without blocking on a FIFO that has no writer."""
+def _read_pipe(path: Path) -> bytes:
+    """A pipe's bytes (``predict <(...)``), read without blocking on a FIFO that has no writer."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)  # a writer's data: wait for it
     with os.fdopen(fd, "rb") as fh:
-        data = fh.read()
+        return fh.read()
+
+
+def _list_text(csv: Path, piped: bool) -> tuple[str, bool]:
+    """A CSV list's text, and whether it was Latin-1 (an old spreadsheet's export), read so with
+    a warning, as label files are."""
+    data = _read_pipe(csv) if piped else csv.read_bytes()
     try:
-        return io.StringIO(data.decode("utf-8-sig"))
+        return data.decode("utf-8-sig"), False
     except UnicodeDecodeError:
-        raise DataError(f"{path}: a pipe given as an input is read as a CSV list of photos, and this one is not text") from None
+        if piped or b"\x00" in data[:65536]:
+            raise DataError(f"{csv}: a list of photos must be a text CSV, and this one is not text") from None
+        log.warning("%s is not valid UTF-8; reading it as Latin-1", csv)
+        return data.decode("latin-1"), True
 
 
 def _is_pipe(path: Path) -> bool:
@@ -120,9 +129,10 @@ def _is_pipe(path: Path) -> bool:
 def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
     """The rows of a CSV list; relative paths are relative to its folder (a piped list's: the
     current folder, where the command that wrote it ran)."""
+    text, latin1 = _list_text(csv, piped)
     try:
-        table = pd.read_csv(_read_pipe(csv) if piped else csv, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{csv}: not a readable CSV: {exc}") from None
     folder = Path() if piped else csv.parent
     columns = csv_columns(csv, list(table.columns))
@@ -140,6 +150,9 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
         if eye and eye.lower() not in EYE_WORDS:
             raise DataError(f"{csv} row {number} (image {ref!r}): eye {eye!r} is not one of left/right/L/R/OS/OD")
         path = _resolve_csv_image(folder, ref, f"{csv} row {number}")
+        if latin1 and not path.exists():  # a Latin-1 list may name a file whose name is Latin-1 bytes too
+            raw = _resolve_csv_image(folder, os.fsdecode(ref.encode("latin-1")), f"{csv} row {number}")
+            path, ref = (raw, os.fsdecode(ref.encode("latin-1"))) if raw.exists() else (path, ref)
         if "\\x" in ref and not path.exists() and unescape_name(ref) != ref:  # a name predict's CSVs spelled \xNN
             unescaped = _resolve_csv_image(folder, unescape_name(ref), f"{csv} row {number}")
             if unescaped.exists():
