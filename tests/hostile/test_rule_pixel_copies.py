@@ -251,3 +251,31 @@ def test_serve_refuses_one_picture_sent_as_both_eyes(tiny_bundle, left_name, mak
         # Two eyes that are two photos are graded.
         res = serve_post(client, ("P1_right.jpg", right), ("P1_left.jpg", encoded(fundus(2, 10, "left"))))
         assert res.status_code == 200, res.text
+
+
+@pytest.mark.parametrize("method", ["patient", "kfold"])
+def test_a_re_saved_copy_under_another_patient_keeps_both_on_one_side_of_the_split(synth_dir, tmp_path, method, caplog):
+    # Before (probe 26): a split linked patients by byte-identical files only; patient 11's right eye, a
+    # JPEG re-save of patient 10's left, was trained on in one fold and scored in another.
+    import shutil
+
+    from conftest import tiny_config
+
+    from drgrader.data.prepare import prepare_data
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data)
+    left = cv2.imread(str(data / "images" / "10_left.jpeg"))
+    cv2.imwrite(str(data / "images" / "11_right.jpeg"), left, [cv2.IMWRITE_JPEG_QUALITY, 80])  # other bytes, one picture
+    cfg = tiny_config(data, **{"data.cache_dir": str(tmp_path / "cache"), "data.split.method": method})
+    folds = range(5) if method == "kfold" else [0]
+    for fold in folds:
+        cfg.data.split.fold = fold
+        with caplog.at_level(logging.WARNING, logger="drgrader"):
+            table = prepare_data(cfg.data, tmp_path / f"run-{fold}", progress=False).table
+        sides = table.loc[table["patient_id"].isin(["10", "11"]), "split"]
+        assert sides.nunique() == 1, (fold, sides.tolist())
+        assert "are copies (the same bytes, or the same picture re-saved) under different patients (e.g. '10_left' = '11_right')" in caplog.text
+        saved = pd.read_csv(tmp_path / f"run-{fold}" / "split.csv", dtype=str)
+        assert saved.loc[saved["patient_id"].isin(["10", "11"]), "split"].nunique() == 1  # what the run records
+        assert "picture" not in table  # the fingerprint stays in the cache

@@ -43,7 +43,7 @@ from drgrader.runtime import cpu_count
 
 log = logging.getLogger("drgrader")
 
-CACHE_VERSION = 6  # bump when preprocessing code or file naming changes: old caches are not reused (2: the colour check; 3: red-free, tinted, too small; 4: reversed colours; 5: file names by source path; 6: enlarged thumbnails, the effective-resolution check)
+CACHE_VERSION = 7  # bump when preprocessing code or file naming changes: old caches are not reused (2: the colour check; 3: red-free, tinted, too small; 4: reversed colours; 5: file names by source path; 6: enlarged thumbnails, the effective-resolution check; 7: each photo's picture fingerprint)
 DEFAULT_CACHE_NAME = ".drgrader-cache"
 SETTINGS_NAME = "settings.json"
 # Uncompressed .npy rather than PNG: training reads every image every epoch, and at 512 px a
@@ -62,6 +62,7 @@ INDEX_COLUMNS = [
     "quality_reason",
     "orig_height",
     "orig_width",
+    "picture",
 ]
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -171,6 +172,7 @@ def _failed_row(image_id: str, error: str) -> dict:
         "quality_reason": "unreadable",
         "orig_height": 0,
         "orig_width": 0,
+        "picture": "",
     }
 
 
@@ -184,7 +186,7 @@ def _cache_one(task: tuple[str, str, str, dict, int]) -> dict:
     stem = cache_file_stem(image_id, source)
     source_path = Path(source)
     try:
-        result = preprocess_file(source_path, PreprocessConfig.model_validate(preprocess_settings), size)
+        result = preprocess_file(source_path, PreprocessConfig.model_validate(preprocess_settings), size, fingerprint=True)
         data = _npy_bytes(result.image)
         _write_atomic(out / f"{stem}{IMAGE_SUFFIX}", data)
         row = {
@@ -198,6 +200,7 @@ def _cache_one(task: tuple[str, str, str, dict, int]) -> dict:
             "quality_reason": result.quality.reason,
             "orig_height": int(result.orig_height),
             "orig_width": int(result.orig_width),
+            "picture": result.picture,  # a split keeps the patients of one picture together (prepare.py)
         }
     except ImageReadError as exc:
         row = _failed_row(image_id, exc.reason)

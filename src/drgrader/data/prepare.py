@@ -53,9 +53,19 @@ def prepare_data(
     image into the cache. Writes ``manifest.csv`` and ``split.csv`` into ``run_dir``."""
     from drgrader.data.cache import build_cache
     from drgrader.data.manifest import DataError
-    from drgrader.data.split import save_split
+    from drgrader.data.same_picture import same_pictures
+    from drgrader.data.split import assert_no_patient_leak, make_split, save_split
 
     manifest, skipped, split = read_and_split(data, split_file=split_file)
+    index = build_cache(manifest, data, progress=progress)
+    if split_file is None and data.split.file is None and data.split.method in ("patient", "kfold"):
+        # The same picture re-saved (a PNG of a JPEG, a resized copy) under two patients: linked as
+        # byte copies are, now that the cache has every photo's fingerprint (a file of copies is
+        # not decoded twice for it). Without such copies the split is the one read_and_split made.
+        pictures = [positions for positions, _ in same_pictures(index["picture"].tolist())]
+        if pictures:
+            split = make_split(manifest, data.split, pictures=pictures)
+            assert_no_patient_leak(manifest, split)
     table = manifest.assign(split=split.values)
     if run_dir is not None:
         from drgrader.io import atomic_write_text
@@ -63,8 +73,7 @@ def prepare_data(
         atomic_write_text(Path(run_dir) / "manifest.csv", manifest.to_csv(index=False))
         save_split(Path(run_dir) / "split.csv", manifest, split)
 
-    index = build_cache(table, data, progress=progress)
-    table = table.merge(index, on="image_id", how="left", validate="one_to_one")
+    table = table.merge(index.drop(columns="picture"), on="image_id", how="left", validate="one_to_one")
     failed = table[~table["ok"].fillna(False).astype(bool)]
     if len(failed):
         skipped["unreadable_image"] = len(failed)

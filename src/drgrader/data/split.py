@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -105,10 +106,11 @@ def _kfold_split(manifest: pd.DataFrame, cfg: SplitConfig) -> pd.Series:
     return manifest["patient_id"].map(lambda p: "val" if p in val_patients else "train")
 
 
-def split_units(manifest: pd.DataFrame) -> pd.Series:
+def split_units(manifest: pd.DataFrame, pictures: Sequence[Sequence[int]] = ()) -> pd.Series:
     """Per row, the unit a patient-level split assigns: its patient, or, for patients linked by
-    byte-identical photos, the first of them by id (so they land on one side). Warns when any
-    are linked; the patients themselves are left as they are."""
+    byte-identical photos (or by ``pictures``: groups of row positions known to be one picture,
+    from the cache's fingerprints), the first of them by id (so they land on one side). Warns
+    when any are linked; the patients themselves are left as they are."""
     patients = manifest["patient_id"].astype(str)
     unit = {p: p for p in patients}
 
@@ -118,20 +120,21 @@ def split_units(manifest: pd.DataFrame) -> pd.Series:
         return p
 
     linked = []
-    for positions in identical_files(manifest["path"].astype(str).tolist()) if "path" in manifest else []:
+    copies = identical_files(manifest["path"].astype(str).tolist()) if "path" in manifest else []
+    for positions in [*copies, *pictures]:
         group = sorted({root(p) for p in patients.iloc[positions]})
         if len(group) > 1:
             linked.append(manifest["image_id"].iloc[positions].tolist())
             for p in group[1:]:
                 unit[p] = group[0]
     if linked:
-        log.warning("%d photo(s) are byte-identical copies under different patients (e.g. %s): their patients are kept "
-                    "together on one side of the split, so no model is measured on a copy of a photo it trained on; "
-                    "`drgrader data summary` lists them", len(linked), " = ".join(map(repr, linked[0])))
+        log.warning("%d photo(s) are copies (the same bytes, or the same picture re-saved) under different patients "
+                    "(e.g. %s): their patients are kept together on one side of the split, so no model is measured on a "
+                    "copy of a photo it trained on", len(linked), " = ".join(map(repr, linked[0])))
     return patients.map(root)
 
 
-def make_split(manifest: pd.DataFrame, cfg: SplitConfig) -> pd.Series:
+def make_split(manifest: pd.DataFrame, cfg: SplitConfig, *, pictures: Sequence[Sequence[int]] = ()) -> pd.Series:
     """Split values ("train"/"val"/"test") for every manifest row, index aligned to it.
 
     Methods: ``patient`` (patient-level, stratified by worst grade, fractions ``cfg.val`` and
@@ -139,14 +142,15 @@ def make_split(manifest: pd.DataFrame, cfg: SplitConfig) -> pd.Series:
     ``official`` (the data set's own split; if it has no validation part, ``cfg.val`` of the
     training patients become validation), ``kfold`` (patient-level stratified folds: fold
     ``cfg.fold`` is val, the rest train, no test); the patient-level ones keep patients whose
-    photos are copies of each other together. ``cfg.file`` reuses a saved split.
+    photos are copies of each other together (``pictures``: :func:`split_units`). ``cfg.file`` reuses
+    a saved split.
     """
     if cfg.file is not None:
         return load_split(cfg.file, manifest)
     if len(manifest) == 0:
         raise SplitError("cannot split an empty manifest")
     if cfg.method in ("patient", "kfold"):  # patient-level: copies of one photo stay on one side
-        manifest = manifest.assign(patient_id=split_units(manifest))
+        manifest = manifest.assign(patient_id=split_units(manifest, pictures))
     if cfg.method == "patient":
         by_patient = stratified_assign(patient_worst_grades(manifest), cfg.val, cfg.test, cfg.seed)
         split = manifest["patient_id"].map(by_patient)
