@@ -105,17 +105,22 @@ def _read_pipe(path: Path) -> bytes:
         return fh.read()
 
 
-def _list_text(csv: Path, piped: bool) -> tuple[str, bool]:
-    """A CSV list's text, and whether it was Latin-1 (an old spreadsheet's export), read so with
-    a warning, as label files are."""
+def _list_text(csv: Path, piped: bool) -> tuple[str, set[int]]:
+    """A CSV list's text, and the numbers of the lines that were not UTF-8 (an old spreadsheet's
+    Latin-1), each read as Latin-1, the others as UTF-8: one such line must not turn every other
+    name into mojibake (``José`` -> ``JosÃ©``). Warned, naming them."""
     data = _read_pipe(csv) if piped else csv.read_bytes()
-    try:
-        return data.decode("utf-8-sig"), False
-    except UnicodeDecodeError:
-        if piped or b"\x00" in data[:65536]:
-            raise DataError(f"{csv}: a list of photos must be a text CSV, and this one is not text") from None
-        log.warning("%s is not valid UTF-8; reading it as Latin-1", csv)
-        return data.decode("latin-1"), True
+    lines, latin1 = [], set()
+    for number, line in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(line.decode("latin-1"))
+            latin1.add(number)
+    if latin1:
+        shown = ", ".join(map(str, sorted(latin1)[:5])) + (" ..." if len(latin1) > 5 else "")
+        log.warning("%s: %d line(s) are not valid UTF-8 (line %s): read as Latin-1", csv, len(latin1), shown)
+    return "\n".join(lines), latin1
 
 
 def _is_pipe(path: Path) -> bool:
@@ -150,7 +155,7 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
         if eye and eye.lower() not in EYE_WORDS:
             raise DataError(f"{csv} row {number} (image {ref!r}): eye {eye!r} is not one of left/right/L/R/OS/OD")
         path = _resolve_csv_image(folder, ref, f"{csv} row {number}")
-        if latin1 and not path.exists():  # a Latin-1 list may name a file whose name is Latin-1 bytes too
+        if number in latin1 and not path.exists():  # a Latin-1 line may name a file whose name is Latin-1 bytes too
             raw = _resolve_csv_image(folder, os.fsdecode(ref.encode("latin-1")), f"{csv} row {number}")
             path, ref = (raw, os.fsdecode(ref.encode("latin-1"))) if raw.exists() else (path, ref)
         if "\\x" in ref and not path.exists() and unescape_name(ref) != ref:  # a name predict's CSVs spelled \xNN
