@@ -54,3 +54,21 @@ def test_models_given_a_folder_that_is_no_grader(tmp_path, capsys):
     assert f"{tmp_path}: not a bundle folder, and not a built-in grader" in one_line(capsys)
     assert main(["models", ""]) == 2
     assert "an empty grader name" in one_line(capsys)
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    (["export", "b"], "interrupted; nothing half-written is left (rerun the command to start again)"),
+    (["train", "c.yaml"], "interrupted; finished epochs are kept (drgrader train --resume RUN continues)"),
+    (["predict", "x.jpeg"], "interrupted; finished work is kept (rerun the same command to continue)"),
+])
+def test_ctrl_c_says_what_the_command_keeps(monkeypatch, capsys, command, said):
+    # Before (probe 27): every command said "finished work is kept (rerun or --resume to continue)",
+    # export too, which has no --resume and keeps nothing.
+    import drgrader.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, f"cmd_{command[0]}", interrupted)
+    assert main(command) == 130
+    assert capsys.readouterr().err.strip() == said

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 
 from drgrader.cli import build_parser, main
@@ -176,6 +177,12 @@ def test_cv_checks_its_folds_against_the_patients_before_making_its_folder(synth
     assert main(["cv", str(config), "--folds", "40", "--out", str(tmp_path / "cv")]) == 2
     assert "--folds 40 needs at least 40 patients (one per fold); the data set" in (line := error_line(capsys))
     assert line.endswith("has 40, 39 once patients linked by a copied photo are kept together") and not (tmp_path / "cv").exists()
+    # A re-saved copy (other bytes, one picture) counts the same, before the folder exists (before, probe 27:
+    # refused only in fold 0, leaving a half-made cv folder that blocked the corrected command).
+    cv2.imwrite(str(data / "images" / "11_right.jpeg"), cv2.imread(str(data / "images" / "10_left.jpeg")), [cv2.IMWRITE_JPEG_QUALITY, 75])
+    assert main(["cv", str(config), "--folds", "40", "--out", str(tmp_path / "cv")]) == 2
+    assert error_line(capsys).endswith("has 40, 39 once patients linked by a copied photo are kept together")
+    assert not (tmp_path / "cv").exists()
 
 
 def test_train_checks_its_data_before_making_the_run_folder(tmp_path, capsys, monkeypatch):

@@ -245,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _PACKAGE = str(Path(__file__).resolve().parents[1])
+# What an interrupted command leaves, by command: the resumable ones keep their finished work.
+_NOTHING_LEFT = "nothing half-written is left (rerun the command to start again)"
+_AFTER_INTERRUPT = {
+    "train": "finished epochs are kept (drgrader train --resume RUN continues)",
+    **dict.fromkeys(("preprocess", "predict", "cv", "synth", "demo"),
+                    "finished work is kept (rerun the same command to continue)"),
+}
 
 
 def _log_own_warnings() -> None:
@@ -290,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2 if is_input_error(exc) else 1
     except KeyboardInterrupt:
-        print("interrupted; finished work is kept (rerun or --resume to continue)", file=sys.stderr)
+        print(f"interrupted; {_AFTER_INTERRUPT.get(args.command, _NOTHING_LEFT)}", file=sys.stderr)
         return 130
     return 0
 

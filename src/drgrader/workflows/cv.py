@@ -72,15 +72,20 @@ def open_cv_dir(cfg: ExperimentConfig, folds: int, out: Path | None) -> Path:
     return cv_dir
 
 
-def _check_patients(cfg: ExperimentConfig, folds: int) -> str:
-    """Every fold needs patients of its own: refuse more folds than the data set has patients.
-    Returns the labelled data's checksum (``workflows.records.manifest_checksum``)."""
+def _check_patients(cfg: ExperimentConfig, folds: int, progress: bool = True) -> str:
+    """Every fold needs patients of its own: refuse more folds than the data set has patients,
+    counted as the folds count them (patients linked by a copied photo, in bytes or re-saved, as
+    one: the cache, which every fold needs, is built first for its fingerprints). Returns the
+    labelled data's checksum (``workflows.records.manifest_checksum``)."""
+    from drgrader.data.cache import build_cache
     from drgrader.data.manifest import read_manifest
+    from drgrader.data.same_picture import same_pictures
     from drgrader.data.split import split_units
     from drgrader.workflows.records import manifest_checksum
 
     table = read_manifest(cfg.data).table
-    patients, units = table["patient_id"].nunique(), split_units(table).nunique()  # as the folds will count them
+    pictures = [positions for positions, _ in same_pictures(build_cache(table, cfg.data, progress=progress)["picture"].tolist())]
+    patients, units = table["patient_id"].nunique(), split_units(table, pictures).nunique()
     if units < folds:
         linked = f", {units} once patients linked by a copied photo are kept together" if units < patients else ""
         raise ConfigError(f"--folds {folds} needs at least {folds} patients (one per fold); "
@@ -192,7 +197,7 @@ def run_cv(cfg: ExperimentConfig, *, folds: int, out: Path | None = None, fold: 
         raise ConfigError(f"--folds must be at least 2 (got {folds})")
     if fold is not None and not 0 <= fold < folds:
         raise ConfigError(f"--fold must be in 0..{folds - 1} (got {fold})")
-    checksum = _check_patients(cfg, folds)  # before the cv folder exists: a refused command leaves nothing
+    checksum = _check_patients(cfg, folds, progress)  # before the cv folder exists: a refused command leaves nothing
     cv_dir = open_cv_dir(cfg, folds, out)
     _check_same_data(cv_dir, folds, checksum)
     for i in [fold] if fold is not None else range(folds):
