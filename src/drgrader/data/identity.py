@@ -59,6 +59,7 @@ import pandas as pd
 
 from drgrader.data.eyes import EYE_WORDS, eyes_named, patient_and_eye, patient_id
 from drgrader.data.image_files import identical_files
+from drgrader.outputs import escape_name
 
 log = logging.getLogger("drgrader")
 
@@ -338,7 +339,8 @@ def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
         spellings = sorted(set(group))
         if len(spellings) > 1:
             for k in group.index:
-                notes[k].append(f"{LOOKALIKE_PATIENTS}: patients {' and '.join(map(repr, spellings))} differ only in case, "
+                said = " and ".join(f"'{escape_name(spelling)}'" for spelling in spellings)  # a Latin-1 name as the CSVs spell it
+                notes[k].append(f"{LOOKALIKE_PATIENTS}: patients {said} differ only in case, "
                                 "spacing, leading zeros or text encoding; kept apart as given (one spelling in the input makes "
                                 "them one patient)")
 
