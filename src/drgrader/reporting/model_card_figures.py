@@ -66,8 +66,39 @@ def _per_grade_table(result: dict) -> Table | None:
                  caption="Recall: the share of a grade's eyes given exactly that grade.")
 
 
-def evaluation_blocks(result: dict, where: str) -> list:
-    """Figures of one evaluation: a sentence on the eyes, the headline table, per-grade recall."""
+def quality_blocks(result: dict, summary: dict | None = None) -> list:
+    """What the image-quality check found among the evaluated eyes, and how the figures treat
+    them (as metrics.json's ``gradability`` and the report say): ``summary`` is the data summary
+    when it covers exactly these eyes (its reasons are then named)."""
+    g = result.get("gradability")
+    if not isinstance(g, dict) or g.get("n_ungradable") is None:
+        return []
+    n, bad = result.get("n_images"), g["n_ungradable"]
+    if not bad:
+        return [Para(f"Quality check: all {n} photos gradable.")]
+    reasons = ((summary or {}).get("gradability") or {}).get("reasons") or {}
+    why = "; ".join(f"{str(reason).split(':', 1)[0]}: {count}" for reason, count in reasons.items())
+    text = (f"Quality check: {bad} of {n} photos ({fmt_pct(g.get('share_ungradable'))}) ungradable"
+            + (f" ({why})" if why else "") + "; they are included in every figure above.")
+    outcomes = ((result.get("patient_decision") or {}).get("outcomes") or {})
+    if outcomes.get("ungradable") is not None:
+        patients = (result.get("patient_decision") or {}).get("n_patients") or result.get("n_patients")
+        text += (f" Patients: {outcomes['ungradable']} of {patients} ungradable (photograph again: "
+                 "no eye could be graded, or one could not and no other is referable).")
+    blocks: list = [Para(text)]
+    only = g.get("gradable_only") or {}
+    head = result.get("headline") or {}
+    rows = [[HEADLINE_LABELS[k][0], fmt(head.get(k), HEADLINE_LABELS[k][1]), fmt(only[k], HEADLINE_LABELS[k][1])]
+            for k in PRINTED_HEADLINE if only.get(k) is not None]
+    if rows:
+        blocks.append(Table(["Measure", "all photos", "gradable photos only"], rows, align="lrr",
+                            caption="Without the ungradable photos (no confidence intervals)."))
+    return blocks
+
+
+def evaluation_blocks(result: dict, where: str, summary: dict | None = None) -> list:
+    """Figures of one evaluation: a sentence on the eyes, the headline table, per-grade recall,
+    the quality check (``summary``: see :func:`quality_blocks`)."""
     boot = (result.get("bootstrap") or {}).get("n")
     ci_text = (f"95% confidence intervals from {boot} bootstrap resamples of patients (both eyes of a patient "
                "stay together)" if boot else "no confidence intervals (bootstrap off)")
@@ -76,7 +107,7 @@ def evaluation_blocks(result: dict, where: str) -> list:
     per_grade = _per_grade_table(result)
     if per_grade is not None:
         blocks.append(per_grade)
-    return blocks
+    return blocks + quality_blocks(result, summary)
 
 
 def _where(metrics: dict) -> tuple[str, str]:

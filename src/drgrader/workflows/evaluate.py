@@ -79,7 +79,9 @@ def evaluate_command(
                 "give --data to evaluate its ensemble bundle on another data set"
             )
         cfg = load_config(run_dir / "config.yaml", overrides)
+        data_set = HELD_OUT
         out = _claim_out(out, run_dir / "evaluation", bundle_dir, overwrite)
+        replaced = _check_same_evaluation(out, bundle_dir, data_set, overwrite)
         prepared = prepare_data(cfg.data, split_file=run_dir / "split.csv")
         val_rows, test_rows = prepared.rows("val"), prepared.rows("test")
         evaluated_on = "test"
@@ -93,7 +95,9 @@ def evaluate_command(
         # Beside the bundle, never inside it (a bundle folder holds a bundle only, and may be read-only).
         default = (run_dir / name if run_dir is not None else Path.cwd() / f"{builtin}-{name}" if builtin
                    else bundle_dir.resolve().with_name(f"{bundle_dir.resolve().name}-{name}"))
+        data_set = _data_set(cfg)
         out = _claim_out(out, default, bundle_dir, overwrite)
+        replaced = _check_same_evaluation(out, bundle_dir, data_set, overwrite)
         prepared = prepare_data(cfg.data)
         prepared.table["split"] = "test"
         val_rows, test_rows = None, prepared.rows("test")
@@ -110,6 +114,7 @@ def evaluate_command(
         "data": data_record(table, prepared.skipped,
                             summarize(table, table["split"], table, check_images=False, skipped=prepared.skipped)),
         "evaluated_on": evaluated_on,
+        "data_set": data_set,
         **result,
     }
     if bundle.members:
@@ -118,8 +123,13 @@ def evaluate_command(
     if data is not None:  # an external data set: its figures join the bundle's MODEL_CARD.md
         from drgrader.reporting.model_card import record_evaluation
 
-        record_evaluation(bundle_dir, out, metrics, run_dir=run_dir, data_root=cfg.data.root, data_set=_data_set(cfg),
+        record_evaluation(bundle_dir, out, metrics, run_dir=run_dir, data_root=cfg.data.root, data_set=data_set,
                           card_dir=out if builtin else None)
+    if replaced is not None and replaced.resolve() != bundle_dir.resolve():
+        # --overwrite over another bundle's evaluation: that bundle's card no longer points here.
+        from drgrader.reporting.model_card import forget_evaluation_folder
+
+        forget_evaluation_folder(replaced, out)
     try:
         from drgrader.reporting import write_report
 
@@ -133,6 +143,49 @@ def _data_set(cfg: ExperimentConfig) -> str:
     """What identifies an external data set on the model card: its folder and label file."""
     root = Path(cfg.data.root or ".").expanduser().resolve()
     return str(root) + (f" labels {cfg.data.labels}" if cfg.data.labels is not None else "")
+
+
+HELD_OUT = "held-out split"  # the data_set of a run's evaluation on its own test (or val) split
+
+
+def _evaluation_identity(metrics: dict) -> tuple[str, str]:
+    """(bundle, data set) an earlier evaluation folder's metrics.json measured; a folder written
+    before metrics.json named its data set is known by its ``evaluated_on``."""
+    model = str(metrics.get("model") or "")
+    data_set = metrics.get("data_set")
+    if not isinstance(data_set, str) or not data_set:
+        where = str(metrics.get("evaluated_on") or "")
+        data_set = HELD_OUT if where in ("test", "val") else str(Path(where.split(":", 1)[-1]).expanduser().resolve())
+    return (str(Path(model).expanduser().resolve()) if model else ""), data_set
+
+
+def _check_same_evaluation(out: Path, bundle_dir: Path, data_set: str, overwrite: bool) -> Path | None:
+    """An existing evaluation folder is replaced only by the evaluation that made it (the same
+    bundle on the same data set); another bundle's or another data set's is refused unless
+    ``overwrite``. Returns the bundle whose evaluation is replaced (None for a new folder)."""
+    import json
+
+    from drgrader.outputs import OutputError
+
+    file = Path(out) / "metrics.json"
+    if not file.is_file():
+        return None
+    try:
+        old = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    if not isinstance(old, dict):
+        if overwrite:
+            return None
+        raise OutputError(f"--out {out} holds an evaluation whose metrics.json cannot be read; "
+                          "choose another folder (or --overwrite)")
+    model, old_data = _evaluation_identity(old)
+    same_model = model == str(bundle_dir.resolve())
+    if (same_model and old_data == data_set) or overwrite:
+        return Path(model) if model else None
+    what = (f"the evaluation of another model ({model})" if not same_model
+            else f"the evaluation of another data set ({old_data})")
+    raise OutputError(f"--out {out} holds {what}; choose another folder (or --overwrite to replace it)")
 
 
 def _claim_out(out: Path | None, default: Path, bundle_dir: Path, overwrite: bool) -> Path:
