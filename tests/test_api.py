@@ -121,6 +121,30 @@ def test_grade_takes_one_path_and_refuses_a_share_it_cannot_use(tiny_bundle, syn
             drgrader.grade(tiny_bundle, [photo], refer_share=share)
 
 
+def test_grade_takes_one_in_memory_photo_as_a_list_of_one_without_a_pandas_warning(tiny_bundle, synth_dir):
+    """Probe 27 X7: one PIL image gave a raw TypeError, one array a shape error naming a row
+    ((256, 3)), a generator "has no len()". X8: a call without identity notes printed pandas'
+    FutureWarning on fillna("") of a float column."""
+    import warnings
+
+    files = sorted((synth_dir / "images").iterdir())[:2]
+    rgb = np.asarray(Image.open(files[0]).convert("RGB"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        listed, _ = drgrader.grade(tiny_bundle, [rgb], names=[files[0].stem])
+        for one in (rgb, Image.fromarray(rgb)):
+            photos, patients = drgrader.grade(tiny_bundle, one, names=[files[0].stem])
+            assert photos["image_id"].tolist() == [files[0].stem] and len(patients) == 1
+            assert photos["grade"].tolist() == listed["grade"].tolist()
+        photos, _ = drgrader.grade(tiny_bundle, (f for f in files))
+        assert photos["image_id"].tolist() == [f.stem for f in files]
+        batch, _ = drgrader.grade(tiny_bundle, np.stack([rgb, rgb[:, ::-1]]), names=["P3_left", "P3_right"])
+        assert batch["image_id"].tolist() == ["P3_left", "P3_right"]
+    with pytest.raises(TypeError, match=r"^photos: give a path, a PIL image, an RGB array or a list of them, not int$"):
+        drgrader.grade(tiny_bundle, 3)
+
+
 def test_a_pil_image_is_read_as_its_file_would_be(tiny_bundle, tmp_path):
     # A 16-bit PIL image was clipped by convert("RGB") (white, "too bright"); its PNG file was graded.
     green = make_fundus(2, np.random.default_rng(0), height=128)[..., 1]

@@ -139,8 +139,7 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
         warn_other_tta,
     )
 
-    if isinstance(photos, (str, Path)):  # one path, not a sequence of characters
-        photos = [photos]
+    photos = _photo_list(photos)
     if tta is not None:
         try:
             distinct_views(tta)
@@ -181,6 +180,18 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
         preds, points = ready_for_patients(bundle, preds, refer_share=refer_share)  # compares the pictures, drops their prints
     warn_identity(preds)
     return preds, patient_table(preds, points)
+
+
+def _photo_list(photos: Photo | Sequence[Photo]) -> list[Photo]:
+    """``photos`` as a list: one photo (a path, a PIL image, an array H x W x 3) is a list of one,
+    and any other iterable (a generator, a tuple, a 4-D array of photos) is listed."""
+    if isinstance(photos, (str, Path)) or hasattr(photos, "convert"):  # not characters, not a PIL image's rows
+        return [photos]
+    if isinstance(photos, np.ndarray):
+        return list(photos) if photos.ndim == 4 else [photos]  # a batch N x H x W x 3, else one photo
+    if isinstance(photos, (bytes, dict)) or not hasattr(photos, "__iter__"):
+        raise TypeError(f"photos: give a path, a PIL image, an RGB array or a list of them, not {type(photos).__name__}")
+    return list(photos)
 
 
 def explain(grader: str | Path | Bundle, photo: Photo, *, channels: str | None = None) -> dict:

@@ -281,7 +281,7 @@ def test_grade_folders_are_read_with_their_subfolders_and_other_folders_are_coun
               "4 proliferative/10489_right.jpeg", "0_No_DR/10010_left.jpeg", "extra/a.jpeg", "extra/more/b.jpeg",
               "0/.thumbs/10007_left.jpeg", ".trash/c.jpeg"]
     root = label_set(tmp_path, "notes.txt", "", photos, image_dir="")
-    with pytest.warns(UserWarning, match=r"2 photos left out, in folders whose name is not a grade .*'extra' \(2\)"):
+    with pytest.warns(UserWarning, match=r"2 photos in .* are not in a grade folder 0..4 .* left out \(in extra/: 2; e.g. extra/a.jpeg\)"):
         manifest = read_manifest(DataConfig(root=root))
     table = manifest.table.set_index("image_id")
     assert dict(table["grade"]) == {"10007_left": 0, "clinicB/10009_left": 0, "clinicB/10009_right": 3,
@@ -292,3 +292,23 @@ def test_grade_folders_are_read_with_their_subfolders_and_other_folders_are_coun
     (root / "7 maybe" / "d.jpeg").write_bytes(b"d")
     with pytest.raises(DataError, match="folder name '7 maybe' is not a grade in 0..4"):
         read_manifest(DataConfig(root=root))
+
+
+def test_photos_the_label_file_does_not_list_are_counted_and_named_wherever_they_are_under_the_root(tmp_path):
+    """Probe 27 X3: trainLabels.csv with grade folders 3/ and 4/ beside it; the grade-folder photos
+    were left out of evaluate and data summary without a word. Hidden folders, the cache folder and
+    drgrader's own output folders (a run's figures are PNGs) are not photos of the data set."""
+    from drgrader.config import DataConfig
+    from drgrader.data.manifest import read_manifest
+
+    root = label_set(tmp_path / "both", "trainLabels.csv", "image,level\n10_left,0\n10_right,1\n",
+                     ["10_left.jpeg", "10_right.jpeg", "11_left.jpeg"])
+    for name in ["3/500_left.jpeg", "3/501_left.jpeg", "4/500_right.jpeg", ".drgrader-cache/x.png", ".hidden/y.jpeg",
+                 "runs/r1/bundle/.keep", "runs/r1/figures/roc.png", "evout/metrics.json", "evout/gallery/e.png"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    with pytest.warns(UserWarning, match=r"^4 photos in .*both are not in trainLabels.csv and are left out "
+                                         r"\(in 3/: 2, 4/: 1, images/: 1; e.g. 3/500_left.jpeg\)$"):
+        manifest = read_manifest(DataConfig(root=root))
+    assert len(manifest.table) == 2
+    assert manifest.skipped.unlabelled_files == 4

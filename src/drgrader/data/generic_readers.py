@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import re
-import warnings
 from pathlib import Path
 
 from drgrader.config import DataConfig
@@ -92,7 +91,8 @@ def read_folders(root: Path, cfg: DataConfig) -> Found:
     a grade folder may carry a word after its grade (``4 proliferative``). The image id is the path
     inside the grade folder (``clinicB/10_left``), so patient and eye come from Kaggle-style names
     per subfolder (two clinics numbering alike stay apart); any other image is its own patient.
-    Photos in other folders have no grade: counted and named in a warning, never dropped unsaid."""
+    Photos in other folders have no grade: counted and named in a warning (by the manifest), never
+    dropped unsaid."""
     rows = []
     for grade_dir in grade_folders(root):
         grade = GRADE_FOLDER.fullmatch(grade_dir.name)[1]  # type: ignore[index]
@@ -107,14 +107,6 @@ def read_folders(root: Path, cfg: DataConfig) -> Found:
             patient, eye = patient_from_name(image_id)
             rows.append(LabelRow(shown_path(path, root), image_id, path, grade, patient, eye))
     _log_patients_from_names(rows, f"{root} (grade folders)")
-    others: dict[str, int] = {}  # folder -> its photos, for folders whose name is not a grade
-    for sub in sorted(root.iterdir()):
-        if sub.is_dir() and not sub.name.startswith(".") and not GRADE_FOLDER.fullmatch(sub.name):
-            if n := len(photo_files(sub, recursive=True)):
-                others[sub.name] = n
-    if others:
-        listing = ", ".join(f"{name!r} ({n})" for name, n in others.items())
-        warnings.warn(f"{root}: {sum(others.values())} photos left out, in folders whose name is not a grade "
-                      f"0..4 (such as '3' or '3 severe'): {listing}", stacklevel=3)
-    # Images lying next to the grade folders have no grade either.
-    return rows, [ImageFolder(root)], {"unlabelled_files": sum(others.values())}
+    # Photos in other folders, or lying next to the grade folders, have no grade: the manifest
+    # counts and names them in one warning, as it does for any data set's unlisted photos.
+    return rows, [], {}

@@ -15,7 +15,9 @@ rows; ``_build_manifest`` validates them all the same way, so every format gives
 from __future__ import annotations
 
 import logging
+import os
 import re
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from drgrader.data.label_files import (
     strip_image_extension,
 )
 from drgrader.data.readers import READERS, detect_format
+from drgrader.outputs import kind_of
 
 log = logging.getLogger("drgrader")
 
@@ -114,6 +117,63 @@ def _warn_lookalike_patients(df: pd.DataFrame, root: Path) -> None:
                     "spelling in the label file makes them one patient)", root, " and ".join(map(repr, groups[0])), more)
 
 
+def _under(path: Path, root: Path) -> bool:
+    try:
+        return _resolved(path).is_relative_to(root)
+    except (OSError, ValueError):
+        return False
+
+
+def _unlisted_photos(root: Path, claimed: set[Path], cfg: DataConfig) -> list[Path]:
+    """The photos under ``root`` (subfolders included, links followed once) that no label row
+    claims; hidden files and folders, the cache folder and drgrader's own output folders (runs,
+    evaluations, bundles: their figures are PNGs) are not photos of the data set."""
+    skip = {_resolved(Path(cfg.cache_dir).expanduser())} if cfg.cache_dir is not None else set()
+    seen: set[Path] = set()
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        here = Path(folder)
+        real = _resolved(here)
+        if real in seen:  # a link back up the tree
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and _resolved(here / d) not in skip
+                         and kind_of(here / d) in (None, "a folder"))
+        for name in sorted(files):
+            path = here / name
+            if name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS or path in claimed:
+                continue
+            if _resolved(path) not in claimed:
+                found.append(path)
+    return found
+
+
+def _label_source(source: str, cfg: DataConfig, rows: list[LabelRow]) -> str:
+    """What lists a data set's photos, in words, for the warning on the photos it does not list."""
+    if source == "folders":
+        return "a grade folder 0..4 (such as '3' or '3 severe')"
+    files = sorted({row.where.rsplit(" row ", 1)[0] for row in rows if " row " in row.where})
+    if not files:
+        files = [str(cfg.labels or "labels.csv")] if source == "csv" else [f"the {source} label files"]
+    return " or ".join(files[:3]) + (" (or the other label files)" if len(files) > 3 else "")
+
+
+def _warn_unlisted(unlisted: list[Path], root: Path, listed_in: str) -> None:
+    """One warning naming how many photos the label files do not list, per top folder, with an example."""
+    by_folder: dict[str, int] = {}
+    for path in unlisted:
+        parts = path.relative_to(root).parts
+        top = parts[0] + "/" if len(parts) > 1 else "the folder itself"
+        by_folder[top] = by_folder.get(top, 0) + 1
+    shown = sorted(by_folder.items(), key=lambda item: (-item[1], item[0]))
+    listing = ", ".join(f"{name}: {n}" for name, n in shown[:6]) + (f", {len(shown) - 6} more folders" if len(shown) > 6 else "")
+    count = f"{len(unlisted)} photo{'s' if len(unlisted) != 1 else ''}"
+    warnings.warn(f"{count} in {root} {'are' if len(unlisted) != 1 else 'is'} not in {listed_in} and "
+                  f"{'are' if len(unlisted) != 1 else 'is'} left out (in {listing}; e.g. "
+                  f"{unlisted[0].relative_to(root).as_posix()})", stacklevel=4)
+
+
 def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> Manifest:
     rows, folders, extra_skipped = found
     records, missing = [], []
@@ -146,11 +206,19 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
         more = f"; {len(missing) - 1} more rows lack their image" if len(missing) > 1 else ""
         raise DataError(f"{missing[0].where}: image file not found: {missing[0].looked_for}"
                         f"{more} (data.skip_missing=true skips such rows)")
-    # A reader may count unlabelled files its folders do not hold (photos in a folder that is not a grade).
-    unlabelled = sum(f.unlabelled() for f in folders) + extra_skipped.get("unlabelled_files", 0)
+    # Every photo under the root that no label row claims is counted, and named in one warning
+    # (a reader's image folders and whatever lies beside them: grade folders next to
+    # trainLabels.csv, a test/ folder); an image folder outside the root counts its own.
+    claimed = {path for row in rows if row.path is not None for path in (row.path, _resolved(row.path))}
+    claimed |= {path for folder in folders for path in folder.used}
+    outside = [f for f in folders if not _under(f.folder, root)]
+    unlisted = _unlisted_photos(root, claimed, cfg)
+    unlabelled = len(unlisted) + sum(f.unlabelled() for f in outside) + extra_skipped.get("unlabelled_files", 0)
     skipped = Skipped(missing_image=len(missing), **{**extra_skipped, "unlabelled_files": unlabelled})
     if not records:
         raise DataError(f"no usable labelled images in {root} (format {source}); skipped: {skipped.as_dict()}")
+    if unlisted:
+        _warn_unlisted(unlisted, root, _label_source(source, cfg, rows))
     has_split = any("split" in r for r in records)
     df = pd.DataFrame(records, columns=MANIFEST_COLUMNS + (["split"] if has_split else []))
     df["grade"] = df["grade"].astype("int64")

@@ -252,7 +252,8 @@ def patient_table(preds: pd.DataFrame, points: DecisionPoints) -> pd.DataFrame:
     ``all_gradable`` is false when one could not be read. A patient whose photos were all
     unreadable still gets a row (``ungradable``)."""
     decisions = decide_patients(preds, points).drop(columns="deciding_image")
-    decisions["identity_note"] = decisions["patient_id"].map(_notes_per_patient(preds)).fillna("")
+    # cast first: with no notes the mapped column is float NaN, and pandas warns (later refuses) a "" fill
+    decisions["identity_note"] = decisions["patient_id"].map(_notes_per_patient(preds)).astype(object).fillna("")
     given = preds[preds["patient_id"] != ""].groupby("patient_id")
     decisions["images"] = decisions["patient_id"].map(given.size()).fillna(0).astype(int)
     decisions["all_gradable"] = decisions["patient_id"].map(
