@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import onnx
@@ -93,3 +94,27 @@ def test_float_layers_find_stem_head_and_depthwise():
     assert float_nodes(model, ("stem", "head")) == ["stem", "pool", "fc"]
     assert float_nodes(model, ("depthwise",)) == ["dw"]
     assert float_nodes(model, ()) == []
+
+
+@pytest.mark.parametrize(("key", "value"), [("data.root", "elsewhere"), ("data.split.seed", "7")])
+def test_int8_refuses_a_run_folder_that_is_not_the_bundle_s_run(run_dir, tmp_path, capsys, key, value):
+    # probe 27 X6: a bundle placed in another run's folder calibrated and gated on that run's photos.
+    from drgrader.config import load_config, save_config
+
+    other = tmp_path / "other-run"
+    shutil.copytree(run_dir, other)
+    if key == "data.root":
+        value = str(tmp_path / value)
+    save_config(load_config(other / "config.yaml", [f"{key}={value}"]), other / "config.yaml")
+    out = tmp_path / "int8"
+    assert main(["export", str(other / "bundle"), "--int8", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not the run" in err and key in err and "another run's photos" in err
+    assert not out.exists()
+
+
+def test_train_records_the_checksums_of_its_predictions(run_dir):
+    from drgrader.io import sha256_file
+
+    recorded = json.loads((run_dir / "metrics.json").read_text())["predictions_sha256"]
+    assert recorded == {name: sha256_file(run_dir / name) for name in ("predictions_test.csv", "predictions_val.csv")}

@@ -14,6 +14,7 @@ import pytest
 
 from drgrader.config import ExperimentConfig, save_config
 from drgrader.data.summary import summarize
+from drgrader.evaluation.evaluate import write_metrics
 from drgrader.evaluation.results import evaluate_table
 from drgrader.io import atomic_write_json, atomic_write_text
 from drgrader.reporting import write_report
@@ -179,7 +180,7 @@ def make_run(
         save_config(cfg, folder / "config.yaml")
     else:
         metrics["model"] = str(folder.parent / "some-run" / "bundle")
-    atomic_write_json(folder / "metrics.json", metrics)
+    write_metrics(folder / "metrics.json", metrics)  # as evaluate writes it: with the predictions' checksums
     return json.loads((folder / "metrics.json").read_text())
 
 
@@ -358,3 +359,35 @@ def test_report_without_thresholds_cis_or_predictions_still_renders(tmp_path):
     # The summary falls back on decisions read from the predicted grades.
     figures = metrics["test"]["grade"]["screening_from_grades"]["referable"]
     assert f"<strong>missed {figures['fn']}</strong>" in page
+
+
+def test_report_refuses_predictions_edited_since_metrics_json(tmp_path, capsys):
+    # probe 27 X5: the gallery and ROC curves were redrawn from the edited file, the tables not.
+    from drgrader.cli import main
+
+    run = tmp_path / "edited"
+    metrics = make_run(run, task="grade", n_patients=20)
+    assert set(metrics["predictions_sha256"]) == {"predictions_test.csv", "predictions_val.csv"}
+    assert main(["report", str(run)]) == 0  # the files as evaluate wrote them
+    capsys.readouterr()
+    report = (run / "report.md").read_text(encoding="utf-8")
+    pred = pd.read_csv(run / "predictions_test.csv")
+    pred["pred_grade"] = 4
+    pred.to_csv(run / "predictions_test.csv", index=False)
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "predictions_test.csv changed since" in err and "drgrader evaluate" in err
+    assert (run / "report.md").read_text(encoding="utf-8") == report  # not rewritten
+
+
+def test_an_older_run_without_checksums_is_reported_as_before_and_says_so(tmp_path, caplog):
+    import logging
+
+    run = tmp_path / "older"
+    metrics = make_run(run, task="grade", n_patients=20)
+    del metrics["predictions_sha256"]
+    atomic_write_json(run / "metrics.json", metrics)
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        page = write_report(run).read_text(encoding="utf-8")
+    assert "could not be rendered" not in page
+    assert any("records no checksum" in r.getMessage() and "older run" in r.getMessage() for r in caplog.records)

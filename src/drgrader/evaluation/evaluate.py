@@ -116,6 +116,19 @@ def _fit_stage(val_pred: pd.DataFrame, eval_cfg: EvalConfig) -> tuple[dict, pd.D
         return None
 
 
+# The predictions CSVs a metrics.json is computed from, beside it: their sha256 is recorded in it
+# (``predictions_sha256``), so the report can tell a predictions file edited since.
+PREDICTION_FILES = ("predictions_test.csv", "predictions_val.csv", "predictions_oof.csv")
+
+
+def predictions_checksums(folder: Path) -> dict[str, str]:
+    """The sha256 of each predictions CSV present in ``folder``, by file name."""
+    from drgrader.io import sha256_file
+
+    return {name: sha256_file(folder / name) for name in PREDICTION_FILES if (folder / name).is_file()}
+
+
 def write_metrics(path: Path, metrics: dict) -> None:
-    atomic_write_json(path, metrics)
+    """Write ``metrics.json`` with the checksums of the predictions CSVs written beside it."""
+    atomic_write_json(path, {**metrics, "predictions_sha256": predictions_checksums(Path(path).parent)})
     log.info("metrics written to %s", path)

@@ -29,7 +29,7 @@ class RunError(ValueError):
 _METRICS_FIELDS: dict[str, type] = {
     **dict.fromkeys(("run", "model", "created", "evaluated_on"), str),
     **dict.fromkeys(("test", "val", "test_no_tta", "test_single_eye", "data", "training", "thresholds", "versions",
-                     "per_fold", "fold_training"), dict),
+                     "per_fold", "fold_training", "predictions_sha256"), dict),
     "tta_views": list,
 }
 _JSON_TYPES: dict[type, str] = {str: "a string", dict: "an object", list: "a list"}
@@ -82,12 +82,35 @@ def read_metrics(path: Path) -> dict:
     return metrics
 
 
+def check_predictions(run_dir: Path, metrics: dict) -> None:
+    """Refuse a predictions_test.csv that is not the one metrics.json was computed from (its
+    sha256, recorded by evaluate): its gallery and ROC curves would contradict the tables. A
+    metrics.json without the checksums (an older run) is reported as before, and says so."""
+    from drgrader.io import sha256_file
+
+    path = run_dir / "predictions_test.csv"
+    recorded = metrics.get("predictions_sha256")
+    if not path.is_file():
+        return
+    if recorded is None:
+        log.info("report: %s records no checksum of %s (an older run): not checked against it", run_dir / "metrics.json", path)
+        return
+    expected = recorded.get(path.name)
+    if expected is None:
+        raise RunError(f"{path} was not written with {run_dir / 'metrics.json'}: the report would mix two evaluations; "
+                       f"re-run drgrader evaluate (or remove {path.name})")
+    if sha256_file(path) != expected:
+        raise RunError(f"{path} changed since {run_dir / 'metrics.json'} was written: its gallery and ROC curves would "
+                       "disagree with the tables; re-run drgrader evaluate")
+
+
 def load_run(run_dir: Path, config: ExperimentConfig | None = None) -> RunData:
     """Read metrics.json (required), predictions_test.csv, logs/metrics.csv and config.yaml."""
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.is_file():
         raise FileNotFoundError(f"{run_dir} has no metrics.json: train or evaluate a model first")
     metrics = read_metrics(metrics_path)
+    check_predictions(run_dir, metrics)
     config_text = None
     config_path = run_dir / "config.yaml"
     if config is not None:
