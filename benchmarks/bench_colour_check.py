@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common import quantile_summary
 from drgrader.api import channel_order_score
 from drgrader.data.images import read_image
 from drgrader.data.quality import MIN_FUNDUS_SHARE, RED_THRESHOLD, TINT_THRESHOLD, measure_photo
@@ -47,14 +48,6 @@ def variants(rgb: np.ndarray) -> dict[str, np.ndarray]:
         out[f"{name}_jpeg90"] = cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     return out
 
-
-def summary(values: list[float]) -> dict:
-    a = np.asarray(values, dtype=np.float64)
-    if a.size == 0:
-        return {"n": 0}
-    q = np.quantile(a, [0.001, 0.01, 0.5, 0.99, 0.999])
-    return {"n": int(a.size), "min": float(a.min()), "q0.1%": float(q[0]), "q1%": float(q[1]), "median": float(q[2]),
-            "q99%": float(q[3]), "q99.9%": float(q[4]), "max": float(a.max())}
 
 
 def main() -> None:
@@ -99,7 +92,7 @@ def main() -> None:
         "no_fundus": no_fundus,
         "thresholds": {"RED_THRESHOLD": RED_THRESHOLD, "TINT_THRESHOLD": TINT_THRESHOLD, "MIN_FUNDUS_SHARE": MIN_FUNDUS_SHARE},
         "least_colourful_real": {name: {"value": v, "photo": p} for name, (v, p) in least.items()},
-        "sets": {group: {name: summary(values) for name, values in measures.items()} for group, measures in sorted(sets.items())},
+        "sets": {group: {name: quantile_summary(values) for name, values in measures.items()} for group, measures in sorted(sets.items())},
         "seconds": round(time.time() - started, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

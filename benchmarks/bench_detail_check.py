@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from common import quantile_summary
 from drgrader.data.images import read_image
 from drgrader.data.quality import (
     FINE_DETAIL_THRESHOLD,
@@ -94,14 +95,6 @@ def verdict(reason: str) -> str:
     return reason.split(":")[0].split(" (")[0]
 
 
-def summary(values: list[float]) -> dict:
-    a = np.asarray(values, dtype=np.float64)
-    if a.size == 0:
-        return {"n": 0}
-    q = np.quantile(a, [0.001, 0.01, 0.5, 0.99, 0.999])
-    return {"n": int(a.size), "min": float(a.min()), "q0.1%": float(q[0]), "q1%": float(q[1]), "median": float(q[2]),
-            "q99%": float(q[3]), "q99.9%": float(q[4]), "max": float(a.max())}
-
 
 def synthetic(heights=(160, 192, 256, 384, 512), per_height: int = 20) -> dict:
     """drgrader.synth photos (JPEG q95, as make_dataset writes them) at the bars of 64, 128 and
@@ -118,7 +111,7 @@ def synthetic(heights=(160, 192, 256, 384, 512), per_height: int = 20) -> dict:
                 continue
             for grader, bar in (("grader64", 32), ("grader128", 64), ("grader256", 128)):
                 values.setdefault(grader, []).append(_detail_held(m.detail_spectrum, bar)[1])
-        out[f"height{height}"] = {grader: summary(v) for grader, v in values.items()}
+        out[f"height{height}"] = {grader: quantile_summary(v) for grader, v in values.items()}
     return out
 
 
@@ -208,10 +201,10 @@ def main() -> None:
         "margin_by_fundus_size_grader256": by_size,
         "least_detailed_real": [{"photo": p, "least_detail_grader256": v, "diameter": d} for v, p, d in real_detail[:15]],
         "verdicts_at_256": {group: dict(sorted(c.items())) for group, c in sorted(verdicts.items())},
-        "detail_held_by_flagged_thumbnails_px": {variant: summary(v) for variant, v in sorted(held.items())},
-        "sets": {group: {name: summary(values) for name, values in measures.items()} for group, measures in sorted(sets.items())},
+        "detail_held_by_flagged_thumbnails_px": {variant: quantile_summary(v) for variant, v in sorted(held.items())},
+        "sets": {group: {name: quantile_summary(values) for name, values in measures.items()} for group, measures in sorted(sets.items())},
         "synthetic": synthetic(),
-        "detail_spectrum_ms": summary(spectrum_ms),
+        "detail_spectrum_ms": quantile_summary(spectrum_ms),
         "seconds": round(time.time() - started, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

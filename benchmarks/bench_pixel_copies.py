@@ -36,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common import command_line, machine_info
+from common import command_line, machine_info, quantile_summary
 from drgrader.data.images import read_image
 from drgrader.data.photo import decode_photo
 from drgrader.data.same_picture import SAME_PICTURE, close_pairs, picture_print, print_grid
@@ -48,14 +48,6 @@ COPIES = {"png": (".png", None, 1.0, False), "jpeg_q90": (".jpg", 90, 1.0, False
           "mirror_q90": (".jpg", 90, 1.0, True), "mirror_q75": (".jpg", 75, 1.0, True)}
 _SIDE = re.compile(r"^(?P<patient>.+?)[_-](?P<eye>left|right|L|R)$")
 
-
-def summary(values) -> dict:
-    a = np.asarray(values, dtype=np.float64)
-    if a.size == 0:
-        return {"n": 0}
-    q = np.quantile(a, [0.001, 0.01, 0.5, 0.99, 0.999])
-    return {"n": int(a.size), "min": float(a.min()), "q0.1%": float(q[0]), "q1%": float(q[1]), "median": float(q[2]),
-            "q99%": float(q[3]), "q99.9%": float(q[4]), "max": float(a.max())}
 
 
 def write_copy(folder: Path, rgb: np.ndarray, name: str) -> Path:
@@ -175,9 +167,9 @@ def main() -> None:
         "decode_size": args.size,
         "without_fingerprint": missing,
         "threshold": SAME_PICTURE,
-        "copies": {name: summary(v) for name, v in copies.items()},
-        "fellow_eyes": {"mirrored": summary(fellows_mirrored), "as_they_are": summary(fellows_as_they_are)},
-        "other_patients": {"random_pairs": summary(random_pairs), "nearest": summary(nearest)},
+        "copies": {name: quantile_summary(v) for name, v in copies.items()},
+        "fellow_eyes": {"mirrored": quantile_summary(fellows_mirrored), "as_they_are": quantile_summary(fellows_as_they_are)},
+        "other_patients": {"random_pairs": quantile_summary(random_pairs), "nearest": quantile_summary(nearest)},
         "closest_other_photos": closest,
         "closest_fellow_eyes": closest_fellows,
         "close_pairs_found_among_the_photos": [[names[i], names[j]] for i, j in

@@ -119,3 +119,16 @@ def merge_results(path: Path, rows: dict) -> dict:
     finally:
         os.close(folder)  # releases the lock
     return merged
+
+
+def quantile_summary(values) -> dict:
+    """n, min, the 0.1%, 1%, 50%, 99%, 99.9% quantiles and max of a measure: the margin a
+    threshold keeps from what it must pass and what it must catch."""
+    import numpy as np
+
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        return {"n": 0}
+    q = np.quantile(a, [0.001, 0.01, 0.5, 0.99, 0.999])
+    return {"n": int(a.size), "min": float(a.min()), "q0.1%": float(q[0]), "q1%": float(q[1]), "median": float(q[2]),
+            "q99%": float(q[3]), "q99.9%": float(q[4]), "max": float(a.max())}

@@ -174,13 +174,19 @@ def interrupt_after_first_batch(monkeypatch):
     monkeypatch.setattr(predict_workflow, "predict_images", first_batch_then_stop)
 
 
-def test_a_resumed_run_compares_the_finished_photos_too(tiny_bundle, tmp_path, monkeypatch, caplog):
+def interrupted_run(bundle, tmp_path, monkeypatch):
+    """The probe's folder, predicted into p.csv and interrupted after its first batch of two."""
     folder = probe_folder(tmp_path / "photos")
     out = tmp_path / "p.csv"
     with monkeypatch.context() as patch:
         interrupt_after_first_batch(patch)
         with pytest.raises(KeyboardInterrupt):
-            predict_command(tiny_bundle, [folder], out=out, batch_size=2)
+            predict_command(bundle, [folder], out=out, batch_size=2)
+    return folder, out
+
+
+def test_a_resumed_run_compares_the_finished_photos_too(tiny_bundle, tmp_path, monkeypatch, caplog):
+    folder, out = interrupted_run(tiny_bundle, tmp_path, monkeypatch)
     finished = read(partial_file(out))
     assert len(finished) == 2 and (finished[PICTURE_COLUMN] != "").all()  # kept for the next run to compare
     with caplog.at_level(logging.INFO, logger="drgrader"):
@@ -191,12 +197,7 @@ def test_a_resumed_run_compares_the_finished_photos_too(tiny_bundle, tmp_path, m
 
 
 def test_a_resume_file_of_an_earlier_drgrader_without_fingerprints_is_graded_again(tiny_bundle, tmp_path, monkeypatch, caplog):
-    folder = probe_folder(tmp_path / "photos")
-    out = tmp_path / "p.csv"
-    with monkeypatch.context() as patch:
-        interrupt_after_first_batch(patch)
-        with pytest.raises(KeyboardInterrupt):
-            predict_command(tiny_bundle, [folder], out=out, batch_size=2)
+    folder, out = interrupted_run(tiny_bundle, tmp_path, monkeypatch)
     # As drgrader wrote it before fingerprints: format 2, no fingerprint column.
     read(partial_file(out)).drop(columns=PICTURE_COLUMN).to_csv(partial_file(out), index=False)
     key = json.loads(resume_key_file(out).read_text())
