@@ -143,6 +143,11 @@ def test_grade_takes_one_in_memory_photo_as_a_list_of_one_without_a_pandas_warni
         assert batch["image_id"].tolist() == ["P3_left", "P3_right"]
     with pytest.raises(TypeError, match=r"^photos: give a path, a PIL image, an RGB array or a list of them, not int$"):
         drgrader.grade(tiny_bundle, 3)
+    # One name as a string (before, probe 28: 'LR' became the names 'L' and 'R'; '10_left' "10 names for 1 photos").
+    photos, _ = drgrader.grade(tiny_bundle, rgb, names=files[0].stem)
+    assert photos["image_id"].tolist() == [files[0].stem]
+    with pytest.raises(TypeError, match="names: give a list of names, one per photo, not one string"):
+        drgrader.grade(tiny_bundle, [rgb, rgb[:, ::-1]], names="LR")
 
 
 def test_a_pil_image_is_read_as_its_file_would_be(tiny_bundle, tmp_path):

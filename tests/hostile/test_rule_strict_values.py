@@ -284,6 +284,14 @@ def test_evaluate_out_holding_another_evaluation_is_refused(tiny_bundle, other_t
     # ... and over another bundle's evaluation, that bundle's card stops naming the folder.
     assert evaluate(other, clinic, "--out", str(out), "--overwrite") == 0
     assert f"`{out.resolve()}`" not in (bundle / "MODEL_CARD.md").read_text(encoding="utf-8")
+    # A run folder is never an evaluation's, even with --overwrite (before, probe 28: the evaluation's files
+    # were written among the run's own, its metrics and report lost).
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")
+    assert evaluate(bundle, clinic, "--out", str(run), "--overwrite") == 2
+    assert "is a run folder: an evaluation is never written into one, even with --overwrite" in error_line(capsys)
+    assert (run / "metrics.json").read_text() == "{}"
 
 
 def test_evaluate_of_the_built_in_grader_leaves_the_package_alone(clinic, tmp_path, monkeypatch):

@@ -114,9 +114,15 @@ def test_a_list_saved_in_latin1_is_read_with_a_warning(tiny_bundle, photos, tmp_
     listing.write_bytes("image\nphotos/Müller_left.jpeg\nphotos/Jörg_right.jpeg\n".encode("latin-1"))
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         rows = pd.read_csv(predict_command(tiny_bundle, [listing], out=tmp_path / "p.csv"), keep_default_na=False)
-    assert f"{listing}: 2 line(s) are not valid UTF-8 (line 2, 3): read as Latin-1" in caplog.text
+    assert f"{listing}: 2 line(s) are not valid UTF-8 (line 2, 3): read as Windows-1252 / Latin-1" in caplog.text
     assert (rows["error"] == "").all() and list(rows["image_id"]) == ["photos/Müller_left", "photos/J\\xf6rg_right"]
     # One Latin-1 line among UTF-8 ones: only it is read as Latin-1 (before, probe 27: the whole list, José -> JosÃ©).
     listing.write_bytes("image,patient_id\nphotos/10_left.jpeg,José\n".encode() + "photos/10_right.jpeg,José\n".encode("latin-1"))
     rows = pd.read_csv(predict_command(tiny_bundle, [listing], out=tmp_path / "q.csv"), keep_default_na=False)
     assert list(rows["patient_id"]) == ["José", "José"] and (rows["identity_note"] == "").all()
+    # Excel's "ANSI" (Windows-1252: O’Brien) and a quoted cell over two lines before a legacy line (before,
+    # probe 28: O\x92Brien, a second patient; the legacy line's Latin-1 file name "file not found").
+    listing.write_bytes('image,patient_id,note\nphotos/10_left.jpeg,O’Brien,"two\nlines"\n'.encode()
+                        + "photos/Jörg_right.jpeg,O’Brien,x\n".encode("cp1252"))
+    rows = pd.read_csv(predict_command(tiny_bundle, [listing], out=tmp_path / "r.csv"), keep_default_na=False)
+    assert list(rows["patient_id"]) == ["O’Brien", "O’Brien"] and (rows["error"] == "").all()

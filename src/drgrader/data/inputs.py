@@ -105,22 +105,42 @@ def _read_pipe(path: Path) -> bytes:
         return fh.read()
 
 
-def _list_text(csv: Path, piped: bool) -> tuple[str, set[int]]:
-    """A CSV list's text, and the numbers of the lines that were not UTF-8 (an old spreadsheet's
-    Latin-1), each read as Latin-1, the others as UTF-8: one such line must not turn every other
-    name into mojibake (``José`` -> ``JosÃ©``). Warned, naming them."""
+def _legacy_text(line: bytes) -> str:
+    """A line that is not UTF-8, as an old spreadsheet wrote it: Windows-1252 (Excel's "ANSI",
+    Latin-1 with ’ “ ” € in 0x80-0x9F), else Latin-1."""
+    try:
+        return line.decode("cp1252")
+    except UnicodeDecodeError:
+        return line.decode("latin-1")
+
+
+def _legacy_name(ref: str) -> str | None:
+    """The file name a legacy-encoded line's ``ref`` is, when the file's name is those bytes too
+    (an old share's): None when the text has no such spelling."""
+    for codec in ("cp1252", "latin-1"):
+        try:
+            return os.fsdecode(ref.encode(codec))
+        except UnicodeEncodeError:
+            continue
+    return None
+
+
+def _list_text(csv: Path, piped: bool) -> tuple[str, bool]:
+    """A CSV list's text, and whether any line was not UTF-8: such a line is read as an old
+    spreadsheet wrote it (:func:`_legacy_text`), the others as UTF-8, so one of them does not
+    turn every other name into mojibake (``José`` -> ``JosÃ©``). Warned, naming the lines."""
     data = _read_pipe(csv) if piped else csv.read_bytes()
-    lines, latin1 = [], set()
+    lines, legacy = [], []
     for number, line in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
         try:
             lines.append(line.decode("utf-8"))
         except UnicodeDecodeError:
-            lines.append(line.decode("latin-1"))
-            latin1.add(number)
-    if latin1:
-        shown = ", ".join(map(str, sorted(latin1)[:5])) + (" ..." if len(latin1) > 5 else "")
-        log.warning("%s: %d line(s) are not valid UTF-8 (line %s): read as Latin-1", csv, len(latin1), shown)
-    return "\n".join(lines), latin1
+            lines.append(_legacy_text(line))
+            legacy.append(number)
+    if legacy:
+        shown = ", ".join(map(str, legacy[:5])) + (" ..." if len(legacy) > 5 else "")
+        log.warning("%s: %d line(s) are not valid UTF-8 (line %s): read as Windows-1252 / Latin-1", csv, len(legacy), shown)
+    return "\n".join(lines), bool(legacy)
 
 
 def _is_pipe(path: Path) -> bool:
@@ -134,7 +154,7 @@ def _is_pipe(path: Path) -> bool:
 def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
     """The rows of a CSV list; relative paths are relative to its folder (a piped list's: the
     current folder, where the command that wrote it ran)."""
-    text, latin1 = _list_text(csv, piped)
+    text, legacy_lines = _list_text(csv, piped)
     try:
         table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -155,9 +175,11 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
         if eye and eye.lower() not in EYE_WORDS:
             raise DataError(f"{csv} row {number} (image {ref!r}): eye {eye!r} is not one of left/right/L/R/OS/OD")
         path = _resolve_csv_image(folder, ref, f"{csv} row {number}")
-        if number in latin1 and not path.exists():  # a Latin-1 line may name a file whose name is Latin-1 bytes too
-            raw = _resolve_csv_image(folder, os.fsdecode(ref.encode("latin-1")), f"{csv} row {number}")
-            path, ref = (raw, os.fsdecode(ref.encode("latin-1"))) if raw.exists() else (path, ref)
+        # A list with legacy lines may name a file whose name is those bytes too (an old share's); by
+        # row, not line: a quoted cell can span lines.
+        if legacy_lines and not path.exists() and (legacy := _legacy_name(ref)) not in (None, ref):
+            raw = _resolve_csv_image(folder, legacy, f"{csv} row {number}")
+            path, ref = (raw, legacy) if raw.exists() else (path, ref)
         if "\\x" in ref and not path.exists() and unescape_name(ref) != ref:  # a name predict's CSVs spelled \xNN
             unescaped = _resolve_csv_image(folder, unescape_name(ref), f"{csv} row {number}")
             if unescaped.exists():

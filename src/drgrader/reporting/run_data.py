@@ -93,15 +93,18 @@ def check_predictions(run_dir: Path, metrics: dict) -> None:
     if not path.is_file():
         return
     if recorded is None:
-        log.info("report: %s records no checksum of %s (an older run): not checked against it", run_dir / "metrics.json", path)
+        log.warning("report: %s records no checksum of %s (an older run): the figures drawn from it are not checked "
+                    "against the tables", run_dir / "metrics.json", path)
         return
     expected = recorded.get(path.name)
     if expected is None:
         raise RunError(f"{path} was not written with {run_dir / 'metrics.json'}: the report would mix two evaluations; "
-                       f"re-run drgrader evaluate (or remove {path.name})")
+                       f"restore the file as the run wrote it (or remove {path.name}), or evaluate again into a new folder "
+                       "(drgrader evaluate ... --out NEW) and report that")
     if sha256_file(path) != expected:
         raise RunError(f"{path} changed since {run_dir / 'metrics.json'} was written: its gallery and ROC curves would "
-                       "disagree with the tables; re-run drgrader evaluate")
+                       "disagree with the tables; restore the file as the run wrote it, or evaluate again into a new folder "
+                       "(drgrader evaluate ... --out NEW) and report that")
 
 
 def load_run(run_dir: Path, config: ExperimentConfig | None = None) -> RunData:

@@ -192,10 +192,15 @@ def _claim_out(out: Path | None, default: Path, bundle_dir: Path, overwrite: boo
     """The evaluation folder, checked before any work: ``--out`` may be a new or earlier
     evaluation folder, never a run, a bundle or a cv folder, nor inside the bundle; the default
     gets a fresh name. Either must be writable."""
-    from drgrader.outputs import check_writable, claim_dir, fresh_name
+    from drgrader.outputs import OutputError, check_writable, claim_dir, fresh_name, kind_of
 
     if out is None:
         return check_writable(fresh_name(default))
+    kind = kind_of(Path(out))
+    if kind in ("a run folder", "a model bundle", "a cross-validation folder"):
+        # --overwrite would write an evaluation's files among the run's own (its metrics, report, curves).
+        raise OutputError(f"--out {out} is {kind}: an evaluation is never written into one, even with --overwrite "
+                          "(which replaces evaluation folders); choose another folder")
     return claim_dir(Path(out), inputs=[bundle_dir], may_reuse=("an evaluation folder",), overwrite=overwrite)
 
 
