@@ -152,10 +152,10 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
     if in_memory and len(in_memory) != len(photos):
         raise ValueError("give either paths or in-memory photos, not both in one call")
     if names is not None:
-        if isinstance(names, str):  # 'LR' would be the names 'L' and 'R'
-            names = [names] if len(photos) == 1 else names
-            if not isinstance(names, list):
+        if isinstance(names, str):  # one photo's name, not 'LR' as the names 'L' and 'R'
+            if len(photos) != 1:
                 raise TypeError("names: give a list of names, one per photo, not one string")
+            names = [names]
         if len(names) != len(photos):
             raise ValueError(f"{len(names)} names for {len(photos)} photos")
         if not in_memory:

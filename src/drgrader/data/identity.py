@@ -59,7 +59,7 @@ import pandas as pd
 
 from drgrader.data.eyes import EYE_WORDS, eyes_named, patient_and_eye, patient_id
 from drgrader.data.image_files import identical_files
-from drgrader.outputs import escape_name
+from drgrader.outputs import escape_name, has_stray_bytes
 
 log = logging.getLogger("drgrader")
 
@@ -325,9 +325,8 @@ def folded_patient(patient: str) -> str:
     """A patient id as it may have been retyped: case, spacing and, for a number, leading zeros
     (a spreadsheet turns ``007`` into ``7``) taken out; in NFC, as :func:`patient_id` spells ids;
     a name from a file name that is not UTF-8 (Latin-1 ``M\xfcller``) read as Latin-1 (``Müller``)."""
-    raw = patient.encode("utf-8", "surrogateescape")
-    if raw.decode("utf-8", "replace") != patient:  # stray bytes: an old share's Latin-1 name
-        patient = raw.decode("latin-1")
+    if has_stray_bytes(patient):  # an old share's Latin-1 name
+        patient = patient.encode("utf-8", "surrogateescape").decode("latin-1")
     folded = " ".join(unicodedata.normalize("NFC", patient).split()).casefold()
     return folded.lstrip("0") or "0" if folded.isdigit() else folded
 

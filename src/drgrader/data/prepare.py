@@ -42,6 +42,15 @@ def read_and_split(data: DataConfig, *, split_file: Path | None = None) -> tuple
     return found.table, found.skipped.as_dict(), split
 
 
+def copied_pictures(index: pd.DataFrame) -> list[list[int]]:
+    """Groups of rows of a cache index (:func:`~drgrader.data.cache.build_cache`, in manifest
+    order) that are one picture though their files differ (a JPEG re-save, a PNG, a resized or
+    mirrored copy), by the fingerprints the cache stores: what a patient-level split links."""
+    from drgrader.data.same_picture import same_pictures
+
+    return [positions for positions, _ in same_pictures(index["picture"].tolist())]
+
+
 def prepare_data(
     data: DataConfig,
     run_dir: Path | None = None,
@@ -53,7 +62,6 @@ def prepare_data(
     image into the cache. Writes ``manifest.csv`` and ``split.csv`` into ``run_dir``."""
     from drgrader.data.cache import build_cache
     from drgrader.data.manifest import DataError
-    from drgrader.data.same_picture import same_pictures
     from drgrader.data.split import assert_no_patient_leak, make_split, save_split
 
     manifest, skipped, split = read_and_split(data, split_file=split_file)
@@ -62,7 +70,7 @@ def prepare_data(
         # The same picture re-saved (a PNG of a JPEG, a resized copy) under two patients: linked as
         # byte copies are, now that the cache has every photo's fingerprint (a file of copies is
         # not decoded twice for it). Without such copies the split is the one read_and_split made.
-        pictures = [positions for positions, _ in same_pictures(index["picture"].tolist())]
+        pictures = copied_pictures(index)
         if pictures:
             split = make_split(manifest, data.split, pictures=pictures)
             assert_no_patient_leak(manifest, split)

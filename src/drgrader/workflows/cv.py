@@ -79,12 +79,12 @@ def _check_patients(cfg: ExperimentConfig, folds: int, progress: bool = True) ->
     labelled data's checksum (``workflows.records.manifest_checksum``)."""
     from drgrader.data.cache import build_cache
     from drgrader.data.manifest import read_manifest
-    from drgrader.data.same_picture import same_pictures
+    from drgrader.data.prepare import copied_pictures
     from drgrader.data.split import split_units
     from drgrader.workflows.records import manifest_checksum
 
     table = read_manifest(cfg.data).table
-    pictures = [positions for positions, _ in same_pictures(build_cache(table, cfg.data, progress=progress)["picture"].tolist())]
+    pictures = copied_pictures(build_cache(table, cfg.data, progress=progress))
     patients, units = table["patient_id"].nunique(), split_units(table, pictures).nunique()
     if units < folds:
         linked = f", {units} once patients linked by a copied photo are kept together" if units < patients else ""

@@ -77,6 +77,7 @@ def check_own_run(bundle_dir: Path, manifest: dict, run_dir: Path) -> None:
     the bundle's validation grades."""
     from drgrader.config import config_to_dict, load_config
     from drgrader.config_yaml import ConfigError
+    from drgrader.workflows.run_folder import flat_settings
 
     own = _data_settings((manifest.get("config") or {}).get("data"))
     config_file = run_dir / "config.yaml"
@@ -88,19 +89,13 @@ def check_own_run(bundle_dir: Path, manifest: dict, run_dir: Path) -> None:
         missing = config_file if not found else bundle_dir / "bundle.json"
         raise BundleError(f"{run_dir} cannot be told to be the run {bundle_dir} was trained in ({missing} gives no data "
                           "settings): --int8 calibrates only on the bundle's own run's photos")
-    own, found = _flat(own, "data."), _flat(found, "data.")
+    own, found = flat_settings(own, "data."), flat_settings(found, "data.")
     differ = [key for key in sorted(own.keys() | found.keys()) if own.get(key) != found.get(key)]
     if differ:
         key = differ[0]
         raise BundleError(f"{run_dir} is not the run {bundle_dir} was trained in ({key}: the bundle's {own.get(key)!r}, "
                           f"the run's {found.get(key)!r}): --int8 would calibrate and check on another run's photos; "
                           "export the bundle from its own run folder")
-
-
-def _flat(value: object, prefix: str) -> dict[str, object]:
-    if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): value}
 
 
 def run_photos(bundle_dir: Path, bundle: Bundle, *, calibration: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

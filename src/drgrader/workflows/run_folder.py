@@ -125,9 +125,10 @@ RESUMABLE_KEYS = {"train.epochs", "train.max_minutes", "train.accelerator", "tra
                   "train.strategy", "data.workers", "data.cache_dir"}
 
 
-def _flat(value: object, prefix: str = "") -> dict[str, object]:
+def flat_settings(value: object, prefix: str = "") -> dict[str, object]:
+    """A nested config dict as ``{"train.epochs": 20, ...}`` (keys under ``prefix``)."""
     if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
+        return {k: v for key, item in value.items() for k, v in flat_settings(item, f"{prefix}{key}.").items()}
     return {prefix.rstrip("."): value}
 
 
@@ -139,7 +140,7 @@ def check_resumed_config(run_dir: Path, cfg: ExperimentConfig) -> None:
     saved_file = Path(run_dir) / "config.yaml"
     if not saved_file.is_file():
         return
-    old, new = _flat(config_to_dict(load_config(saved_file))), _flat(config_to_dict(cfg))
+    old, new = flat_settings(config_to_dict(load_config(saved_file))), flat_settings(config_to_dict(cfg))
     changed = {key: (old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)}
     refused = [f"{key} {a!r} -> {b!r}" for key, (a, b) in changed.items() if key not in RESUMABLE_KEYS]
     epochs = changed.get("train.epochs")
