@@ -372,8 +372,8 @@ GOOD = "image,level\n1_left,0\n1_right,1\n2_left,2\n2_right,0\n"
     "labels, message",
     [
         ("image,grade\n1_left,0\n", "error: trainLabels.csv: missing column(s) ['level']"),
-        (GOOD.replace("2_left,2", "2_left,-1"), "error: trainLabels.csv row 3 (image '2_left'): grade '-1' is not in 0..4"),
-        (GOOD.replace("2_left,2", "2_left,5"), "error: trainLabels.csv row 3 (image '2_left'): grade '5' is not in 0..4"),
+        (GOOD.replace("2_left,2", "2_left,-1"), "error: trainLabels.csv row 3 (image '2_left'): grade '-1' is not one of 0, 1, 2, 3, 4"),
+        (GOOD.replace("2_left,2", "2_left,5"), "error: trainLabels.csv row 3 (image '2_left'): grade '5' is not one of 0, 1, 2, 3, 4"),
         (GOOD.replace("2_left,2", "2_left,"), "error: trainLabels.csv row 3 (image '2_left'): grade is empty"),
         (GOOD + "1_right,1\n", "error: trainLabels.csv row 5 (image '1_right'): image id '1_right' appears twice "
                                "(also trainLabels.csv row 2 (image '1_right'))"),
@@ -393,7 +393,7 @@ def test_bad_label_file_exits_2_naming_file_and_row(tmp_path, capsys, labels, me
 def test_train_command_reports_bad_labels_the_same_way(tmp_path, capsys):
     cfg = labelled_set(tmp_path / "data", GOOD.replace("2_left,2", "2_left,5"))
     assert cli_main(["train", str(cfg), "--out", str(tmp_path / "run")]) == 2
-    assert "error: trainLabels.csv row 3 (image '2_left'): grade '5' is not in 0..4" in capsys.readouterr().err
+    assert "error: trainLabels.csv row 3 (image '2_left'): grade '5' is not one of 0, 1, 2, 3, 4" in capsys.readouterr().err
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
