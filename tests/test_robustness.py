@@ -424,7 +424,7 @@ def test_non_utf8_label_file_is_read_as_latin1_with_a_warning(tmp_path):
     (tmp_path / "data" / "images" / "José_left.jpeg").write_bytes((tmp_path / "data" / "images" / "1_left.jpeg").read_bytes())
     res = run_cli("data", "summary", cfg)
     assert res.returncode == 0, res.stderr
-    assert "trainLabels.csv is not valid UTF-8; reading it as Latin-1" in res.stderr
+    assert "trainLabels.csv: 1 line(s) are not valid UTF-8 (line 6): read as Windows-1252 / Latin-1" in res.stderr
     # one WARNING line like every other (before: Python's "...label_files.py:156: UserWarning" and its source line)
     assert [line for line in res.stderr.splitlines() if "not valid UTF-8" in line][0].startswith("WARNING ")
     assert "Traceback" not in res.stderr and "UserWarning" not in res.stderr
