@@ -372,8 +372,8 @@ GOOD = "image,level\n1_left,0\n1_right,1\n2_left,2\n2_right,0\n"
     "labels, message",
     [
         ("image,grade\n1_left,0\n", "error: trainLabels.csv: missing column(s) ['level']"),
-        (GOOD.replace("2_left,2", "2_left,-1"), "error: trainLabels.csv row 3 (image '2_left'): grade '-1' is not in 0..4"),
-        (GOOD.replace("2_left,2", "2_left,5"), "error: trainLabels.csv row 3 (image '2_left'): grade '5' is not in 0..4"),
+        (GOOD.replace("2_left,2", "2_left,-1"), "error: trainLabels.csv row 3 (image '2_left'): grade '-1' is not one of 0, 1, 2, 3, 4"),
+        (GOOD.replace("2_left,2", "2_left,5"), "error: trainLabels.csv row 3 (image '2_left'): grade '5' is not one of 0, 1, 2, 3, 4"),
         (GOOD.replace("2_left,2", "2_left,"), "error: trainLabels.csv row 3 (image '2_left'): grade is empty"),
         (GOOD + "1_right,1\n", "error: trainLabels.csv row 5 (image '1_right'): image id '1_right' appears twice "
                                "(also trainLabels.csv row 2 (image '1_right'))"),
@@ -393,7 +393,7 @@ def test_bad_label_file_exits_2_naming_file_and_row(tmp_path, capsys, labels, me
 def test_train_command_reports_bad_labels_the_same_way(tmp_path, capsys):
     cfg = labelled_set(tmp_path / "data", GOOD.replace("2_left,2", "2_left,5"))
     assert cli_main(["train", str(cfg), "--out", str(tmp_path / "run")]) == 2
-    assert "error: trainLabels.csv row 3 (image '2_left'): grade '5' is not in 0..4" in capsys.readouterr().err
+    assert "error: trainLabels.csv row 3 (image '2_left'): grade '5' is not one of 0, 1, 2, 3, 4" in capsys.readouterr().err
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
@@ -424,7 +424,7 @@ def test_non_utf8_label_file_is_read_as_latin1_with_a_warning(tmp_path):
     (tmp_path / "data" / "images" / "José_left.jpeg").write_bytes((tmp_path / "data" / "images" / "1_left.jpeg").read_bytes())
     res = run_cli("data", "summary", cfg)
     assert res.returncode == 0, res.stderr
-    assert "trainLabels.csv is not valid UTF-8; reading it as Latin-1" in res.stderr
+    assert "trainLabels.csv: 1 line(s) are not valid UTF-8 (line 6): read as Windows-1252 / Latin-1" in res.stderr
     # one WARNING line like every other (before: Python's "...label_files.py:156: UserWarning" and its source line)
     assert [line for line in res.stderr.splitlines() if "not valid UTF-8" in line][0].startswith("WARNING ")
     assert "Traceback" not in res.stderr and "UserWarning" not in res.stderr

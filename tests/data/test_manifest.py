@@ -239,11 +239,11 @@ def kaggle_with(tmp_path: Path, level: str) -> Path:
 
 
 @pytest.mark.parametrize("level, problem", [
-    ("5", "grade '5' is not in 0..4"),
-    ("-1", "grade '-1' is not in 0..4"),
+    ("5", "grade '5' is not one of 0, 1, 2, 3, 4"),
+    ("-1", "grade '-1' is not one of 0, 1, 2, 3, 4"),
     ("", "grade is empty"),
-    ("abc", "grade 'abc' is not a number in plain decimal (0, 1, 2, 3 or 4)"),
-    ("2.5", "grade '2.5' is not a whole number"),
+    ("abc", "grade 'abc' is not one of 0, 1, 2, 3, 4"),
+    ("2.5", "grade '2.5' is not one of 0, 1, 2, 3, 4"),
 ])
 def test_bad_grades_name_file_row_and_image(tmp_path, level, problem):
     with pytest.raises(DataError) as err:

@@ -447,3 +447,21 @@ def test_the_patients_file_counts_every_photo_read_or_not(tiny_bundle, tmp_path)
     [patient] = read(tmp_path / "p_patients.csv").to_dict("records")
     assert patient["images"] == "2" and patient["all_gradable"] == "False"
     assert patient["worst_image"] == "10007_left"
+
+
+def test_one_legacy_line_in_a_label_file_leaves_the_other_names_as_written(tmp_path):
+    # Before: one line that was not UTF-8 made the whole label file Latin-1: José (UTF-8) became
+    # JosÃ©, a patient of its own, and Excel's O’Brien (Windows-1252) O\x92Brien, with an invisible
+    # control character. Now only that line is read as Windows-1252; the warning names it (a quoted
+    # note over two lines counts as two lines, as an editor shows them).
+    (tmp_path / "images").mkdir()
+    for name in ("x1", "x2", "x3", "x4"):
+        (tmp_path / "images" / f"{name}.jpg").write_bytes(photo_bytes(1, 1))
+    (tmp_path / "labels.csv").write_bytes('image,level,patient_id,note\nx1,1,José,"two\nlines"\n'.encode()
+                                          + "x2,2,O’Brien,\n".encode("cp1252")
+                                          + "x3,0,José,\nx4,0,Zoë,\n".encode())
+    with pytest.warns(UserWarning) as caught:
+        table = read_dataset(tmp_path, format="csv").set_index("image_id")
+    assert table["patient_id"].to_dict() == {"x1": "José", "x2": "O’Brien", "x3": "José", "x4": "Zoë"}
+    assert "labels.csv: 1 line(s) are not valid UTF-8 (line 4): read as Windows-1252 / Latin-1" in [
+        str(w.message) for w in caught]

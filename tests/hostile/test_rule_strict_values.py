@@ -381,7 +381,9 @@ def test_a_shard_is_plain_decimal(text):
         parse_shard(text)
 
 
-@pytest.mark.parametrize("grade", ["0_3", "\u0663", "\uff13", "3e0", "3.", "+3", "0x3", "three"])
+# "03", "-0", "-0.0" and "3.50" were read as 3, 0, 0 and (not whole) refused with another message.
+@pytest.mark.parametrize("grade", ["0_3", "\u0663", "\uff13", "3e0", "3.", "+3", "0x3", "three", "03", "-0", "-0.0", "00",
+                                   "3.50", "3.5", "5"])
 def test_a_label_grade_is_plain_decimal(tmp_path, grade):
     from drgrader.data.manifest import DataError, read_dataset
 
@@ -389,7 +391,8 @@ def test_a_label_grade_is_plain_decimal(tmp_path, grade):
     for name in ("10_left", "10_right"):
         (tmp_path / "images" / f"{name}.png").write_bytes(b"not read here")
     (tmp_path / "trainLabels.csv").write_text(f"image,level\n10_left,0\n10_right,{grade}\n", encoding="utf-8")
-    with pytest.raises(DataError, match=re.escape(f"trainLabels.csv row 2 (image '10_right'): grade {grade!r} is not a number")):
+    with pytest.raises(DataError, match=re.escape(f"trainLabels.csv row 2 (image '10_right'): grade {grade!r} is not one of 0, 1, 2, 3, 4")):
         read_dataset(tmp_path)
-    (tmp_path / "trainLabels.csv").write_text("image,level\n10_left,0\n10_right,3.0\n", encoding="utf-8")
+    # A whole number written as a float is a spreadsheet export's grade, read on purpose.
+    (tmp_path / "trainLabels.csv").write_text("image,level\n10_left,0.00\n10_right,3.0\n", encoding="utf-8")
     assert list(read_dataset(tmp_path)["grade"]) == [0, 3]

@@ -118,3 +118,38 @@ def test_train_records_the_checksums_of_its_predictions(run_dir):
 
     recorded = json.loads((run_dir / "metrics.json").read_text())["predictions_sha256"]
     assert recorded == {name: sha256_file(run_dir / name) for name in ("predictions_test.csv", "predictions_val.csv")}
+
+
+@pytest.mark.slow
+def test_int8_on_one_class_validation_photos_says_what_it_could_not_measure(run_dir, tmp_path, monkeypatch):
+    # Before: the card said the graph "passed its gate" with "referable AUC nan -> nan" on 4 validation
+    # grades: a bar that was never checked read as passed.
+    own_photos = quantize.run_photos
+
+    def one_class(*args, **kwargs):  # four validation photos, all grade 0: no referable eye
+        calibration, photos, grades = own_photos(*args, **kwargs)
+        return calibration, photos[:4], np.zeros(4, dtype=int)
+
+    monkeypatch.setattr(quantize, "run_photos", one_class)
+    out = tmp_path / "one-class"
+    assert main(["export", str(run_dir / "bundle"), "--int8", "--int8-anyway", "--out", str(out)]) == 0
+    last = json.loads((out / "bundle.json").read_text())["int8"]["attempts"][-1]
+    assert last["photos"] == 4 and last["auc_float"] is None and last["auc_int8"] is None  # JSON null, not NaN
+    row = next(line for line in (out / "MODEL_CARD.md").read_text(encoding="utf-8").splitlines() if "| int8 |" in line)
+    assert "referable AUC not measurable (the 4 validation photos hold one class)" in row
+    assert "its gate on what could be measured (grade agreement" in row and "nan" not in row.lower()
+
+
+def test_int8_calibration_keeps_onnx_runtime_s_chatter_off_stdout(run_dir, tmp_path, capfd):
+    # Before: "Collecting tensor data and making histogram ...", "Finding optimal threshold for each
+    # tensor using 'percentile' algorithm ...", "Number of tensors : 32" between drgrader's log lines.
+    from drgrader.inference.export import export_into
+    from drgrader.inference.quantize import LADDER, quantize_onnx
+
+    export_into(run_dir / "bundle", tmp_path)
+    size = json.loads((tmp_path / "bundle.json").read_text())["input_size"]
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 3, size, size)).astype(np.float32)
+    capfd.readouterr()
+    quantize_onnx(tmp_path / "model.onnx", tmp_path / "int8.onnx", pixels, LADDER[0])
+    assert (tmp_path / "int8.onnx").is_file()
+    assert capfd.readouterr().out == ""

@@ -22,6 +22,7 @@ from drgrader.data.eyes import EYE_WORDS
 from drgrader.data.identity import IDENTITY_COLUMNS, evidence, resolve_identity
 from drgrader.data.input_columns import csv_columns
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
+from drgrader.data.text_lines import decode_lines, legacy_warning
 from drgrader.outputs import unescape_name
 
 log = logging.getLogger("drgrader")
@@ -105,15 +106,6 @@ def _read_pipe(path: Path) -> bytes:
         return fh.read()
 
 
-def _legacy_text(line: bytes) -> str:
-    """A line that is not UTF-8, as an old spreadsheet wrote it: Windows-1252 (Excel's "ANSI",
-    Latin-1 with ’ “ ” € in 0x80-0x9F), else Latin-1."""
-    try:
-        return line.decode("cp1252")
-    except UnicodeDecodeError:
-        return line.decode("latin-1")
-
-
 def _legacy_name(ref: str) -> str | None:
     """The file name a legacy-encoded line's ``ref`` is, when the file's name is those bytes too
     (an old share's): None when the text has no such spelling."""
@@ -127,20 +119,11 @@ def _legacy_name(ref: str) -> str | None:
 
 def _list_text(csv: Path, piped: bool) -> tuple[str, bool]:
     """A CSV list's text, and whether any line was not UTF-8: such a line is read as an old
-    spreadsheet wrote it (:func:`_legacy_text`), the others as UTF-8, so one of them does not
-    turn every other name into mojibake (``José`` -> ``JosÃ©``). Warned, naming the lines."""
-    data = _read_pipe(csv) if piped else csv.read_bytes()
-    lines, legacy = [], []
-    for number, line in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
-        try:
-            lines.append(line.decode("utf-8"))
-        except UnicodeDecodeError:
-            lines.append(_legacy_text(line))
-            legacy.append(number)
+    spreadsheet wrote it (:func:`~drgrader.data.text_lines.decode_lines`), warned naming the lines."""
+    text, legacy = decode_lines(_read_pipe(csv) if piped else csv.read_bytes())
     if legacy:
-        shown = ", ".join(map(str, legacy[:5])) + (" ..." if len(legacy) > 5 else "")
-        log.warning("%s: %d line(s) are not valid UTF-8 (line %s): read as Windows-1252 / Latin-1", csv, len(legacy), shown)
-    return "\n".join(lines), bool(legacy)
+        log.warning("%s", legacy_warning(str(csv), legacy))
+    return text, bool(legacy)
 
 
 def _is_pipe(path: Path) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.data.eyes import EYE_WORDS, patient_id
+from drgrader.data.text_lines import decode_lines, legacy_warning
 
 # Order matters: an image id without extension is looked up with these, in this order.
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".dcm")
@@ -151,11 +152,9 @@ def read_label_csv(path: Path, root: Path, required: list[str], sep: str = ",") 
     data = path.read_bytes()
     if b"\x00" in data[:65536]:
         raise DataError(f"{shown} is not a text CSV file (it contains binary data)")
-    try:
-        text = data.decode("utf-8-sig")  # also removes the byte-order mark Excel writes
-    except UnicodeDecodeError:
-        warnings.warn(f"{shown} is not valid UTF-8; reading it as Latin-1", stacklevel=3)
-        text = data.decode("latin-1")
+    text, legacy = decode_lines(data)
+    if legacy:
+        warnings.warn(legacy_warning(shown, legacy), stacklevel=3)
     check_field_counts(text, sep, shown)
     try:
         table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, index_col=False)

@@ -66,25 +66,20 @@ class Manifest:
 
 
 # -------------------------------------------------------------------- validation
-# A grade is written in plain ASCII decimal; float() would also take "0_3", "3e0", "٣" and "３" as 3.
-PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+# A grade is one digit of the scale. "2.0" too, on purpose: spreadsheet exports write whole
+# numbers as floats. Nothing else is read as a grade: int()/float() would take "02", "-0", "+2",
+# "2e0", "0_3" and "３" (full-width) too, which no grading tool writes.
+GRADE_TEXT = re.compile(r"([0-4])(?:\.0+)?")
 
 
 def _grade(text: str, where: str) -> int:
-    """Grade text -> int; "2.0" (as spreadsheets write it) is accepted as 2."""
+    """Grade text -> int: "0".."4", or "0.0".."4.0" as spreadsheets write them."""
     if text == "":
         raise DataError(f"{where}: grade is empty")
-    if not PLAIN_DECIMAL.fullmatch(text):
-        raise DataError(f"{where}: grade {text!r} is not a number in plain decimal (0, 1, 2, 3 or 4)")
-    try:
-        value = float(text)
-    except ValueError:
-        raise DataError(f"{where}: grade {text!r} is not a number") from None
-    if not value.is_integer():
-        raise DataError(f"{where}: grade {text!r} is not a whole number")
-    if not 0 <= value <= 4:
-        raise DataError(f"{where}: grade {text!r} is not in 0..4")
-    return int(value)
+    match = GRADE_TEXT.fullmatch(text)
+    if match is None:
+        raise DataError(f"{where}: grade {text!r} is not one of 0, 1, 2, 3, 4")
+    return int(match[1])
 
 
 def _first_patients(df: pd.DataFrame, limit: int) -> pd.DataFrame:

@@ -30,6 +30,7 @@ from drgrader.data.label_files import (
     strip_image_extension,
     where_in,
 )
+from drgrader.data.text_lines import decode_lines, legacy_warning
 
 
 def read_kaggle(root: Path, cfg: DataConfig) -> Found:
@@ -120,7 +121,9 @@ def _messidor_pairs(path: Path, root: Path) -> dict[str, tuple[str, str]]:
     left image's name. The file ships with the ADCIS images, not with the Kaggle grades.
     """
     pairs: dict[str, tuple[str, str]] = {}
-    text = path.read_bytes().decode("latin-1")
+    text, legacy = decode_lines(path.read_bytes())
+    if legacy:
+        warnings.warn(legacy_warning(shown_path(path, root), legacy), stacklevel=3)
     for line in text.splitlines():
         cells = [c.strip() for c in re.split(r"[;,\t]", line) if c.strip()]
         if len(cells) < 2 or Path(cells[0]).suffix.lower() not in IMAGE_EXTENSIONS:

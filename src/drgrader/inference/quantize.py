@@ -11,6 +11,9 @@ convolution and the head in float, then the depthwise convolutions in float too,
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,6 +24,8 @@ import onnx
 import onnxruntime as ort
 
 from drgrader.inference.predictor import score_batch
+
+log = logging.getLogger("drgrader")
 
 INT8_FILE = "model.int8.onnx"
 
@@ -104,20 +109,26 @@ def quantize_onnx(float_file: Path, out_file: Path, calibration: np.ndarray, rec
                "entropy": CalibrationMethod.Entropy}
     with tempfile.TemporaryDirectory(prefix="drgrader-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(float_file), str(prepared), skip_symbolic_shape=True)
-        model = onnx.load(str(prepared))
-        quantize_static(
-            str(prepared), str(out_file), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            # The decoding after the network (the NaN columns of the score table) stays float and out
-            # of the calibration.
-            op_types_to_quantize=OP_SETS[recipe.ops],
-            nodes_to_exclude=float_nodes(model, recipe.float_layers), calibrate_method=methods[recipe.calibration],
-            # One batch at a time: the histogram calibrators otherwise hold every activation of every
-            # calibration photo at once (22 GB for 200 photos of Lite2 at 256 px: killed).
-            extra_options={"CalibPercentile": 99.99, "CalibTensorRangeSymmetric": False, "CalibStridedMinMax": 1},
-            calibration_providers=["CPUExecutionProvider"],
-        )
+        # ONNX Runtime's quantization print()s its progress ("Collecting tensor data and making
+        # histogram ...") on stdout, between drgrader's log lines: logged at DEBUG instead.
+        chatter = io.StringIO()
+        with contextlib.redirect_stdout(chatter):
+            quant_pre_process(str(float_file), str(prepared), skip_symbolic_shape=True)
+            model = onnx.load(str(prepared))
+            quantize_static(
+                str(prepared), str(out_file), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                # The decoding after the network (the NaN columns of the score table) stays float and out
+                # of the calibration.
+                op_types_to_quantize=OP_SETS[recipe.ops],
+                nodes_to_exclude=float_nodes(model, recipe.float_layers), calibrate_method=methods[recipe.calibration],
+                # One batch at a time: the histogram calibrators otherwise hold every activation of every
+                # calibration photo at once (22 GB for 200 photos of Lite2 at 256 px: killed).
+                extra_options={"CalibPercentile": 99.99, "CalibTensorRangeSymmetric": False, "CalibStridedMinMax": 1},
+                calibration_providers=["CPUExecutionProvider"],
+            )
+        if chatter.getvalue().strip():
+            log.debug("ONNX Runtime's calibration: %s", chatter.getvalue().strip())
 
 
 def session_runner(file: Path):
@@ -133,3 +144,4 @@ def images_per_s(runner, batch: np.ndarray, seconds: float = 3.0) -> float:
         score_batch(runner, batch)
         done += len(batch)
     return done / (time.perf_counter() - started)
+

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from drgrader.grading import GRADE_NAMES, GRADES
+from drgrader.inference.int8_figures import gate_figures_text, unmeasured
 from drgrader.reporting.document import (
     Alert,
     Note,
@@ -134,10 +135,11 @@ def model_section(manifest: dict, metrics: dict) -> Section:
     if int8:
         last = int8["attempts"][-1]
         verdict = "passed its gate" if int8.get("passed_gate") else "**kept although it failed its gate**"
+        if unmeasured(last):  # the gate checked only what the validation photos could measure
+            checked = ["grade agreement"] + [name for name in ("kappa", "referable AUC") if name not in unmeasured(last)]
+            verdict += f" on what could be measured ({' and '.join(checked)})"
         rows.append(["int8", f"{int8['file']} ({int8['recipe']}; {int8['calibration_photos']} calibration photos) {verdict}: "
-                             f"{last['agreement']:.1%} of {last['photos']} validation grades equal to float, kappa "
-                             f"{last['kappa_float']:.3f} -> {last['kappa_int8']:.3f}, referable AUC {last['auc_float']:.3f} -> "
-                             f"{last['auc_int8']:.3f}; {int8['speedup']:.2f}x the float images/s on the machine that exported it"])
+                             f"{gate_figures_text(last)}; {int8['speedup']:.2f}x the float images/s on the machine that exported it"])
     return Section("model", "Model", [Table(["What", "Value"], rows, align="ll")])
 
 

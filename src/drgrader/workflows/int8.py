@@ -22,8 +22,16 @@ import pandas as pd
 
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.bundle_spec import BundleError, read_manifest, write_manifest
+from drgrader.inference.int8_figures import gate_figures_text, measured
 from drgrader.inference.predictor import score_batch
-from drgrader.inference.quantize import INT8_FILE, LADDER, Recipe, images_per_s, quantize_onnx, session_runner
+from drgrader.inference.quantize import (
+    INT8_FILE,
+    LADDER,
+    Recipe,
+    images_per_s,
+    quantize_onnx,
+    session_runner,
+)
 
 log = logging.getLogger("drgrader")
 
@@ -42,9 +50,12 @@ class Gate:
         out = []
         if figures["agreement"] < self.agreement:
             out.append(f"{figures['agreement']:.1%} of grades equal (bar {self.agreement:.0%})")
-        if figures["kappa_float"] - figures["kappa_int8"] > self.kappa_drop:
+        # A figure the validation photos cannot measure (None: see quantize.gate_figures_text) has
+        # no bar to check; the verdict then rests on the others, and the card says so.
+        kappa, auc = (figures["kappa_float"], figures["kappa_int8"]), (figures["auc_float"], figures["auc_int8"])
+        if None not in kappa and kappa[0] - kappa[1] > self.kappa_drop:
             out.append(f"kappa {figures['kappa_int8']:.3f} against {figures['kappa_float']:.3f} (bar: -{self.kappa_drop})")
-        if figures["auc_float"] - figures["auc_int8"] > self.auc_drop:
+        if None not in auc and auc[0] - auc[1] > self.auc_drop:
             out.append(f"referable AUC {figures['auc_int8']:.3f} against {figures['auc_float']:.3f} (bar: -{self.auc_drop})")
         return out
 
@@ -184,10 +195,11 @@ def compare(bundle: Bundle, float_run, int8_run, photos: np.ndarray, grades: np.
         "photos": int(len(photos)),
         "agreement": float((f["pred_grade"].to_numpy() == q["pred_grade"].to_numpy()).mean()),
         "mean_abs_score_diff": float(np.nanmean(np.abs(f["expected_grade"] - q["expected_grade"]))),
-        "kappa_float": quadratic_weighted_kappa(grades, f["pred_grade"]),
-        "kappa_int8": quadratic_weighted_kappa(grades, q["pred_grade"]),
-        "auc_float": roc_auc(referable, f["score_referable"].to_numpy(dtype=float)),
-        "auc_int8": roc_auc(referable, q["score_referable"].to_numpy(dtype=float)),
+        # None, not NaN, when the photos cannot measure it (one class: no AUC): bundle.json stays JSON.
+        "kappa_float": measured(quadratic_weighted_kappa(grades, f["pred_grade"])),
+        "kappa_int8": measured(quadratic_weighted_kappa(grades, q["pred_grade"])),
+        "auc_float": measured(roc_auc(referable, f["score_referable"].to_numpy(dtype=float))),
+        "auc_int8": measured(roc_auc(referable, q["score_referable"].to_numpy(dtype=float))),
     }
 
 
@@ -208,9 +220,7 @@ def quantize_bundle(bundle: Bundle, out: Path, calibration: np.ndarray, validati
         figures = compare(bundle, float_run, session_runner(graphs[-1]), validation, grades)
         failures = gate.failures(figures)
         attempts.append({"recipe": asdict(recipe), **figures, "passed": not failures, "failures": failures})
-        log.info("int8: %.1f%% of grades equal, kappa %.3f -> %.3f, AUC %.3f -> %.3f%s", 100 * figures["agreement"],
-                 figures["kappa_float"], figures["kappa_int8"], figures["auc_float"], figures["auc_int8"],
-                 "" if not failures else " (fails: " + "; ".join(failures) + ")")
+        log.info("int8: %s%s", gate_figures_text(figures), "" if not failures else " (fails: " + "; ".join(failures) + ")")
         if not failures:
             break
     kept = min(range(len(attempts)), key=lambda i: (len(attempts[i]["failures"]), -attempts[i]["agreement"]))

@@ -1,0 +1,36 @@
+"""The int8 gate's figures in words (``drgrader export --int8``'s log and the model card): free of
+ONNX Runtime, so the model card is written without it."""
+
+from __future__ import annotations
+
+import math
+
+
+def measured(value: float | None) -> float | None:
+    """A gate figure, or None when it cannot be measured (NaN: kappa or AUC undefined on the data)."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def gate_figures_text(attempt: dict) -> str:
+    """An int8 attempt's figures against the float graph, in words; a figure the validation photos
+    cannot measure (one class: no referable AUC; one grade throughout: no kappa) is said to be so,
+    never printed as nan."""
+    n = attempt["photos"]
+    words = [f"{attempt['agreement']:.1%} of {n} validation grades equal to float"]
+    kappa = measured(attempt["kappa_float"]), measured(attempt["kappa_int8"])
+    if None in kappa:
+        words.append(f"kappa not measurable (the {n} validation photos and their predicted grades are all one grade)")
+    else:
+        words.append(f"kappa {kappa[0]:.3f} -> {kappa[1]:.3f}")
+    auc = measured(attempt["auc_float"]), measured(attempt["auc_int8"])
+    if None in auc:
+        words.append(f"referable AUC not measurable (the {n} validation photos hold one class)")
+    else:
+        words.append(f"referable AUC {auc[0]:.3f} -> {auc[1]:.3f}")
+    return ", ".join(words)
+
+
+def unmeasured(attempt: dict) -> list[str]:
+    """The gate's figures the validation photos could not measure (their bars were not checked)."""
+    return [name for name, keys in (("kappa", ("kappa_float", "kappa_int8")), ("referable AUC", ("auc_float", "auc_int8")))
+            if any(measured(attempt[k]) is None for k in keys)]
