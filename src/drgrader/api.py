@@ -203,13 +203,17 @@ def explain(grader: str | Path | Bundle, photo: Photo, *, channels: str | None =
     prediction, the preprocessed input and heat maps for the grade and for referable DR (needs
     the [explain] extra)."""
     from drgrader.data.images import read_image
+    from drgrader.data.photo import photo_quality
     from drgrader.extras import require
     from drgrader.inference.explain import explain_image
 
     require("explain", "drgrader.explain")
     _check_channels(channels)
-    rgb = read_image(photo) if isinstance(photo, (str, Path)) else _as_rgb(photo, "photo", channels)
-    return explain_image(load_grader(grader), rgb)
+    bundle = load_grader(grader)
+    if not isinstance(photo, (str, Path)):
+        return explain_image(bundle, _as_rgb(photo, "photo", channels))
+    rgb = read_image(photo)
+    return explain_image(bundle, rgb, quality=photo_quality(photo, rgb, None, bundle.input_size, rgb.shape[:2]))
 
 
 def _config(config: str | Path | ExperimentConfig, overrides: dict[str, Any] | None) -> ExperimentConfig:

@@ -92,7 +92,7 @@ def clinic(tmp_path_factory):
     names = ["7_left.jpeg", "7_L.png", "7_right.jpeg", "8_right.jpeg", "8_R.png", "8_OD.jpeg", "P9_OD_OS.jpeg",
              "scan.jpeg", "12_right.jpeg"]
     for k, name in enumerate(names):
-        Image.fromarray(make_fundus(k % 5, np.random.default_rng(k), height=96)).save(folder / name)
+        Image.fromarray(make_fundus(k % 5, np.random.default_rng(k), height=96)).save(folder / name, quality=95)  # q75: a compressed copy at this size
     write_dicom(folder / "P5_left.dcm", make_fundus(2, np.random.default_rng(50), height=96), patient_id="P5", laterality="R")
     write_dicom(folder / "exam.dcm", make_fundus(1, np.random.default_rng(51), height=96), patient_id="D1", laterality="L")
     pd.DataFrame({"image": ["clinic/12_right.jpeg", "clinic/exam.dcm"], "patient_id": ["", "C1"], "eye": ["left", ""]}).to_csv(

@@ -14,7 +14,8 @@ from PIL import Image
 
 import drgrader
 from drgrader.api import _check_channel_order
-from drgrader.data.images import read_image
+from drgrader.data.images import read_image, read_jpeg_step
+from drgrader.data.photo import photo_quality
 from drgrader.data.quality import (
     GREY_THRESHOLD,
     NOT_COLOUR,
@@ -22,6 +23,7 @@ from drgrader.data.quality import (
     REVERSED,
     TINT_THRESHOLD,
     assess_quality,
+    jpeg_quality_of,
     measure_photo,
 )
 from drgrader.synth import make_fundus
@@ -197,3 +199,53 @@ def test_a_photo_saved_with_its_channels_reversed_is_ungradable(tiny_bundle, tmp
     assert not photos["gradable"].iloc[0] and photos["quality_reason"].iloc[0] == REVERSED
     in_memory, _ = drgrader.grade(tiny_bundle, [Image.open(tmp_path / "7_left.png")], channels="RGB")
     assert in_memory["quality_reason"].iloc[0] == REVERSED
+
+
+def _saved(rgb: np.ndarray, path: Path, **options) -> Path:
+    Image.fromarray(rgb).save(path, **options)
+    return path
+
+
+@pytest.mark.parametrize("quality", [30, 50, 75, 90])
+def test_a_jpegs_quantisation_step_gives_back_the_quality_it_was_saved_at(tmp_path, quality):
+    path = _saved(make_fundus(2, np.random.default_rng(0), height=256), tmp_path / "a.jpg", quality=quality)
+    step = read_jpeg_step(path)
+    assert jpeg_quality_of(step) == quality
+    if quality == 50:
+        assert step == pytest.approx(57.625)  # libjpeg's standard luma table, unscaled
+    assert read_jpeg_step(_saved(read_image(path), tmp_path / "a.png")) is None
+
+
+def test_a_small_coarsely_compressed_copy_is_ungradable_and_its_lossless_copy_is_not(tmp_path):
+    # Before: a camera photo reduced to 300 px and saved at JPEG quality 40 (an e-mail copy) was
+    # graded as a full photo; its block artefacts turned 9 of 20 healthy eyes referable.
+    rgb = make_fundus(0, np.random.default_rng(4), height=256)
+    small_q30 = _saved(rgb, tmp_path / "q30.jpg", quality=30)
+    verdicts = {}
+    for path in (small_q30, _saved(rgb, tmp_path / "q95.jpg", quality=95), _saved(rgb, tmp_path / "lossless.png")):
+        decoded = read_image(path)
+        verdicts[path.name] = photo_quality(path, decoded, None, 256, decoded.shape[:2])
+    assert verdicts["q95.jpg"].gradable and verdicts["lossless.png"].gradable
+    q30 = verdicts["q30.jpg"]
+    assert not q30.gradable and q30.score < 0.5
+    assert re.fullmatch(r"compressed copy: a JPEG of quality ~30 with the fundus \d+ px across: its block artefacts "
+                        r"look like lesions to the grader \(grades run high\); grade the original photo", q30.reason)
+    # A quality 75 copy: too coarse for the 256 px grader, fine for a 64 px one (shrunk fourfold).
+    q75 = _saved(rgb, tmp_path / "q75.jpg", quality=75)
+    assert not photo_quality(q75, rgb, None, 256, rgb.shape[:2]).gradable
+    assert photo_quality(q75, rgb, None, 64, rgb.shape[:2]).gradable
+    photos, _ = drgrader.grade(None, [str(small_q30), str(tmp_path / "lossless.png")])  # the built-in grader
+    assert photos["gradable"].tolist() == [False, True]
+    assert photos["quality_reason"][0].startswith("compressed copy")
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
+def test_a_camera_photos_e_mail_copy_is_ungradable_and_the_originals_are_not(tmp_path):
+    original = SHARED / "rahim-originals/images/Patient183_L.jpg"
+    copy = Image.open(original).convert("RGB")
+    copy = copy.resize((300, round(300 * copy.height / copy.width)), Image.Resampling.LANCZOS)
+    copy.save(tmp_path / "Patient183_L.jpg", quality=40)
+    photos, _ = drgrader.grade(None, [str(original), str(tmp_path / "Patient183_L.jpg"),
+                                      str(SHARED / "eyepacs-256/images/10131_left.jpeg")])
+    assert photos["gradable"].tolist() == [True, False, True]
+    assert photos["quality_reason"][1].startswith("compressed copy: a JPEG of quality ~40")

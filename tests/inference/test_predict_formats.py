@@ -161,7 +161,7 @@ def test_file_name_patterns_pair_the_eyes(tiny_bundle, tmp_path):
     folder.mkdir()
     names = {"Patient001_L.jpg": 2, "Patient001_R.jpg": 0, "Patient002-OD.png": 1, "Patient002 os.webp": 3, "lone.jpg": 1}
     for seed, (name, grade) in enumerate(names.items()):
-        Image.fromarray(fundus(grade, 30 + seed)).save(folder / name)
+        Image.fromarray(fundus(grade, 30 + seed)).save(folder / name, quality=95)  # good photos (q75 of a 57 px fundus: a compressed copy)
     table = collect_inputs([folder]).set_index("image_id")
     assert table.loc["Patient001_L", ["patient_id", "eye"]].tolist() == ["Patient001", "left"]
     assert table.loc["Patient002 os", ["patient_id", "eye"]].tolist() == ["Patient002", "left"]

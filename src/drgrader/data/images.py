@@ -161,6 +161,18 @@ def read_image_size(path: str | Path, max_pixels: int = MAX_PIXELS, *, header: D
     return height, width
 
 
+def read_jpeg_step(path: str | Path) -> float | None:
+    """The mean quantisation step of a JPEG's luma table (1 at quality 100, 11.5 at 90, 58 at 50,
+    96 at 30: libjpeg's tables), or None for any other file: how coarsely it was compressed.
+    Reads the header only."""
+    path = Path(path)
+    if _dicom_source(path) is not None:
+        return None
+    with _open(path, MAX_PIXELS) as im:
+        tables = getattr(im, "quantization", None) if im.format in ("JPEG", "MPO") else None
+        return float(np.mean(tables[0])) if tables and 0 in tables else None
+
+
 def _bit_depth(peak: float) -> int:
     """The bits a wide image's data uses, by its brightest value: 8, 10, 12, 14 or 16."""
     return next((bits for bits in (8, 10, 12, 14) if peak < 2**bits), 16)

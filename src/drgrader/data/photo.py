@@ -13,7 +13,7 @@ import numpy as np
 from drgrader.config import PreprocessConfig
 from drgrader.data.dicom import DicomHeader
 from drgrader.data.fundus import FundusCircle, find_fundus
-from drgrader.data.images import read_image, read_image_size
+from drgrader.data.images import read_image, read_image_size, read_jpeg_step
 from drgrader.data.preprocess import preprocess_image
 from drgrader.data.quality import Quality, assess_quality
 from drgrader.data.same_picture import picture_print
@@ -58,13 +58,21 @@ def decode_photo(path: str | Path, size: int, orig_size: tuple[int, int] | None 
     return rgb, circle
 
 
+def photo_quality(path: str | Path, rgb: np.ndarray, circle: FundusCircle | None, size: int,
+                  orig_size: tuple[int, int]) -> Quality:
+    """:func:`~drgrader.data.quality.assess_quality` of a photo decoded from ``path`` (``orig_size``:
+    the file's (height, width)), with what only the file tells: how coarsely a JPEG was compressed."""
+    scale = max(orig_size) / max(rgb.shape[:2])  # a JPEG decoded at 1/2, 1/4, 1/8 scale
+    return assess_quality(rgb, circle, size, jpeg_step=read_jpeg_step(path), source_scale=scale)
+
+
 def preprocess_file(path: str | Path, cfg: PreprocessConfig, size: int, *, fingerprint: bool = False) -> PreprocessedImage:
     """Decode a photo (scale-on-decode), check its quality and preprocess it: exactly what the
     cache stores; with ``fingerprint``, also its :func:`~drgrader.data.same_picture.picture_print`
     (``predict`` compares them). Raises :class:`ImageReadError` for unreadable files."""
     orig_height, orig_width = read_image_size(path)
     rgb, circle = decode_photo(path, size, (orig_height, orig_width))
-    quality = assess_quality(rgb, circle, size)
+    quality = photo_quality(path, rgb, circle, size, (orig_height, orig_width))
     image = preprocess_image(rgb, cfg, size, circle)
     picture = picture_print(rgb) if fingerprint else ""
     return PreprocessedImage(image, quality, circle, orig_height, orig_width, picture)

@@ -62,6 +62,21 @@ REVERSED_THRESHOLD = 0.5
 # 192, -2.32 at 160 (some flagged); the demo's (512 px high, 64 px bar) -0.96 and up, the tests'
 # (192 px high, bars of 32 px and less) -0.91 and up.
 FINE_DETAIL_THRESHOLD = -2.3
+# Compression: a camera photo reduced and saved as a coarse JPEG (an e-mail or messenger copy)
+# has 8x8-block artefacts that the grader takes for lesions: its grades run high. Measured with
+# the built-in grader on copies of the 180 rahim-originals (benchmarks/bench_compression_check.py
+# -> results/compression_check.json): the mean shift of the expected grade grows with the JPEG's
+# mean luma quantisation step and with how far the fundus is enlarged to the input; step x
+# (input / fundus px) ** 1.5 orders the 35 copy kinds' shifts best (Spearman 0.94). The kinds
+# over 18 (a long side of 256-400 px at quality 75 or under, 600 px at 50 or under, 900 px at 30)
+# shift +0.16 to +1.0 grade and turn 23-80% of the non-referable eyes referable; those under it
+# +0.14 or less (up to 13%); lossless copies of any size under 0.02 (2%). Real photos: camera
+# originals (quality ~90, a 1,525 px fundus) 0.8, eyepacs-256 (quality ~95) median 5.8, at most
+# 11.1 (a 165 px fundus): 1.6x below the bar. Conservative on photos like eyepacs-256 (the
+# grader's own training data), which re-saved at quality 75 or under are flagged although their
+# grades move both ways, not up.
+COMPRESSION_THRESHOLD = 18.0
+_COMPRESSION_POWER = 1.5
 REVERSED = ("colours look reversed (blue far above red: saved from OpenCV's BGR order?): the grader needs "
             "the photo in its true colours")
 NOT_COLOUR = ("not a colour photograph (greyscale, red-free or tinted monochrome): the grader needs a "
@@ -247,10 +262,27 @@ def measure_photo(rgb: np.ndarray, circle: FundusCircle | None = None) -> Measur
     )
 
 
-def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_size: int | None = None) -> Quality:
+def compression_level(jpeg_step: float, fundus_px: float, input_size: int) -> float:
+    """How strongly a JPEG's block artefacts reach the grader: the mean luma quantisation step
+    (:func:`~drgrader.data.images.read_jpeg_step`) x (input size / fundus diameter in the file's
+    pixels) ** 1.5 (see COMPRESSION_THRESHOLD)."""
+    return jpeg_step * (input_size / fundus_px) ** _COMPRESSION_POWER
+
+
+def jpeg_quality_of(jpeg_step: float) -> int:
+    """The libjpeg quality whose scaled standard luma table has this mean step (about)."""
+    scale = 100.0 * jpeg_step / 57.625  # 57.625: the standard table's mean, quality 50
+    return int(round(5000.0 / scale if scale > 100.0 else (200.0 - scale) / 2.0))
+
+
+def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_size: int | None = None, *,
+                   jpeg_step: float | None = None, source_scale: float = 1.0) -> Quality:
     """Is the photo gradable? Fundus found, neither too dark nor too bright, in colour, not
     blurred, and (given the grader's ``input_size``) neither far smaller than what the grader sees
-    nor holding no more detail than such a photo (a thumbnail enlarged back to full size).
+    nor holding no more detail than such a photo (a thumbnail enlarged back to full size), nor a
+    small, coarsely compressed JPEG copy (``jpeg_step``: its file's, from
+    :func:`~drgrader.data.images.read_jpeg_step`; ``source_scale``: the file's pixels per pixel
+    of ``rgb``, which a JPEG decoded at reduced scale has fewer of).
 
     Brightness is the mean luma inside the fundus; sharpness a normalised Laplacian measure on
     the green channel (where vessels and lesions have most contrast) at a fixed scale; colour
@@ -283,6 +315,8 @@ def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_si
         if m.detail_spectrum:
             detail = 10.0 ** (least_detail - FINE_DETAIL_THRESHOLD)
             score = min(score, detail / (detail + 1.0))
+    compression = compression_level(jpeg_step, m.diameter * source_scale, input_size) if jpeg_step and input_size else 0.0
+    score = min(score, COMPRESSION_THRESHOLD / (compression + COMPRESSION_THRESHOLD))
     if m.diameter < min_diameter:
         reason = (f"resolution too low: the fundus is {m.diameter:.0f} px across, under half of the "
                   f"grader's {input_size} px input")
@@ -299,6 +333,10 @@ def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_si
     elif held < min_diameter:
         photo = f"no more detail than a ~{held:.0f} px photo" if held else f"less detail than a {_DETAIL_SIZES[0]} px photo"
         reason = f"resolution too low: the fundus holds {photo} (enlarged?), under half of the grader's {input_size} px input"
+    elif compression > COMPRESSION_THRESHOLD:
+        reason = (f"compressed copy: a JPEG of quality ~{jpeg_quality_of(jpeg_step or 0.0)} with the fundus "
+                  f"{m.diameter * source_scale:.0f} px across: its block artefacts look like lesions to the grader "
+                  "(grades run high); grade the original photo")
     else:
         reason = ""
     return Quality(reason == "", float(score), reason)

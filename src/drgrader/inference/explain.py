@@ -31,7 +31,8 @@ from torch import nn
 from drgrader.data.images import ImageReadError, read_image
 from drgrader.data.inputs import collect_inputs
 from drgrader.data.manifest import DataError
-from drgrader.data.quality import assess_quality
+from drgrader.data.photo import photo_quality
+from drgrader.data.quality import Quality, assess_quality
 from drgrader.grading import ONE_SCORE_KINDS, SCREENS, column_index
 from drgrader.inference.bundle import Bundle, BundleError, load_bundle
 from drgrader.inference.predict import describe_prediction
@@ -92,21 +93,22 @@ def overlay(image: np.ndarray, cam: np.ndarray, weight: float = 0.5) -> np.ndarr
     )
 
 
-def explain_image(bundle: Bundle, rgb: np.ndarray, *, tta: list[str] | None = None) -> dict:
+def explain_image(bundle: Bundle, rgb: np.ndarray, *, tta: list[str] | None = None, quality: Quality | None = None) -> dict:
     """Prediction and Grad-CAM maps of one raw RGB photo.
 
     Returns ``preprocessed`` (the model input, RGB uint8), ``cam_grade`` / ``cam_referable``
     (H x W, 0..1, or None), ``overlay_grade`` / ``overlay_referable`` (RGB uint8 or None),
     ``prediction`` (JSON-ready: task, grade, grade_name, probabilities, expected_grade,
     score_any, score_referable, any_dr, referable), ``quality`` (gradable, score, reason) and
-    ``cam_bundle`` (the bundle folder whose network the maps come from).
+    ``cam_bundle`` (the bundle folder whose network the maps come from). ``quality``: the photo's,
+    when its file was assessed (:func:`~drgrader.data.photo.photo_quality`), else from ``rgb``.
     """
     leaf = bundle.leaves()[0]
     scoring = _cam_network(leaf)
     preprocessed = leaf.prepare(rgb)
     scores = bundle.score_raw([rgb], tta)
     prediction = describe_prediction(bundle, scores[0])
-    quality = assess_quality(rgb, input_size=bundle.input_size)
+    quality = quality or assess_quality(rgb, input_size=bundle.input_size)
 
     kind = leaf.manifest["kind"]
     layer = scoring.net.cam_target_layer()
@@ -206,7 +208,7 @@ def explain_command(bundle: str | Path | Bundle, images: Sequence[str | Path], o
         except ImageReadError as exc:
             log.error("%s", exc)
             continue
-        result = explain_image(bundle, rgb)
+        result = explain_image(bundle, rgb, quality=photo_quality(row.path, rgb, None, bundle.input_size, rgb.shape[:2]))
         atomic_write_bytes(out / f"{name}_gradcam.png", png_bytes(explanation_panel(result, title=row.image_id)))
         written += 1
     log.info("Grad-CAM panels for %d of %d images: %s", written, len(table), out)

@@ -27,8 +27,7 @@ from drgrader.data.identity import note_same_pictures, resolve_identity
 from drgrader.data.image_files import identical_files
 from drgrader.data.images import ImageReadError, read_image
 from drgrader.data.inputs import INPUT_COLUMNS, input_rows
-from drgrader.data.photo import preprocess_file
-from drgrader.data.quality import assess_quality
+from drgrader.data.photo import photo_quality, preprocess_file
 from drgrader.data.same_picture import how_alike, picture_print, same_pictures
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, column_index
 from drgrader.inference.bundle import Bundle
@@ -103,7 +102,7 @@ def load_photo(path: str | Path, bundle: Bundle) -> _Loaded:
         return _Loaded(error=f"preprocessing failed: {exc}")
     try:
         circle = find_fundus(rgb)
-        quality = assess_quality(rgb, circle, bundle.input_size)
+        quality = photo_quality(path, rgb, circle, bundle.input_size, rgb.shape[:2])
         prepared = bundle.prepare(rgb, circle)
         picture = picture_print(rgb)
     except (ValueError, cv2.error) as exc:  # one odd photo must not stop a run of thousands

@@ -51,8 +51,7 @@ from starlette.requests import ClientDisconnect
 
 from drgrader.data.dicom import DicomHeader, header_or_none
 from drgrader.data.images import ImageReadError, read_image, read_image_size
-from drgrader.data.photo import decode_photo
-from drgrader.data.quality import assess_quality
+from drgrader.data.photo import decode_photo, photo_quality
 from drgrader.data.same_picture import picture_print
 from drgrader.grading import GRADE_NAMES
 from drgrader.inference.bundle import Bundle, load_bundle
@@ -133,7 +132,7 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
     if explain:
         from drgrader.inference.explain import explain_image
 
-        result = explain_image(bundle, rgb)
+        result = explain_image(bundle, rgb, quality=photo_quality(path, rgb, circle, bundle.input_size, (height, width)))
         prediction, quality = result["prediction"], result["quality"]
         images = {
             "input_png": _png_b64(result["preprocessed"]),
@@ -142,7 +141,7 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
         }
     else:
         prediction = describe_prediction(bundle, bundle.score_raw([rgb])[0])
-        q = assess_quality(rgb, circle, bundle.input_size)
+        q = photo_quality(path, rgb, circle, bundle.input_size, (height, width))
         quality, images = {"gradable": q.gradable, "score": q.score, "reason": q.reason}, {}
     body = {
         "filename": name,
