@@ -276,8 +276,8 @@ def test_ensemble_refuses_members_whose_scores_are_on_two_scales(tiny_bundle, tm
     # the ensemble averaged the two, the regression member ruling the screening scores.
     regression = make_bundle(tmp_path / "mse", "test_resnet", 48, kind="regression")
     corn = make_bundle(tmp_path / "corn", "test_resnet", 48, kind="corn")
-    said = (f"the members' screening scores are on different scales: {regression} (regression) give a grade (0-4), "
-            f"{tiny_bundle} (softmax5), {corn} (corn) a probability (0-1)")
+    said = (f"the members' screening scores are on different scales: a grade (0-4) from {regression} (regression), "
+            f"a probability (0-1) from {tiny_bundle} (softmax5), {corn} (corn)")
     with pytest.raises(BundleError, match=re.escape(said)):
         make_ensemble([tiny_bundle, regression, corn], tmp_path / "ens")
     assert not (tmp_path / "ens").exists()
@@ -290,5 +290,5 @@ def test_ensemble_refuses_members_whose_scores_are_on_two_scales(tiny_bundle, tm
     manifest["member_info"][1]["kind"] = "regression"
     (mixed / "bundle.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=re.escape("is inconsistent: the members' screening scores are on different scales: "
-                                                    "members/1-corn (regression) give a grade (0-4), members/0-tiny (softmax5)")):
+                                                    "a grade (0-4) from members/1-corn (regression), a probability (0-1) from members/0-tiny (softmax5)")):
         load_bundle(mixed)

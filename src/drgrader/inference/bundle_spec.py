@@ -250,8 +250,8 @@ def mixed_score_scales(kinds: dict[str, str | None]) -> str | None:
     probability = [f"{name} ({kind})" for name, kind in kinds.items() if kind and kind not in ONE_SCORE_KINDS]
     if not grade_valued or not probability:
         return None
-    return (f"the members' screening scores are on different scales: {', '.join(grade_valued)} give a grade (0-4), "
-            f"{', '.join(probability)} a probability (0-1); an ensemble averages models of one scale")
+    return (f"the members' screening scores are on different scales: a grade (0-4) from {', '.join(grade_valued)}, "
+            f"a probability (0-1) from {', '.join(probability)}; an ensemble averages models of one scale")
 
 
 def _training_record_fault(spec: BundleSpec) -> str | None:
