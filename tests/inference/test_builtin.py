@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -43,15 +44,44 @@ def test_the_package_ships_its_default_grader_in_reasonable_size():
         assert not re.search(r"(/work/|/home/|/tmp/|site-packages|\.\./)", text)
 
 
-def test_a_path_wins_over_a_name_and_an_unknown_name_lists_the_built_in_ones(tiny_bundle, tmp_path, monkeypatch):
+def test_a_path_or_a_name_and_an_unknown_or_empty_name_is_refused(tiny_bundle):
     assert resolve_bundle(tiny_bundle) == tiny_bundle
     assert resolve_bundle(tiny_bundle / "bundle.json") == tiny_bundle
     assert resolve_bundle(None) == resolve_bundle(DEFAULT_GRADER) == builtin_graders()[DEFAULT_GRADER]
     with pytest.raises(BundleError, match=rf"no-such-grader: no such bundle folder, and not a built-in grader \(built-in: .*{DEFAULT_GRADER}"):
         resolve_bundle("no-such-grader")
+    # An empty name is no grader (before: drgrader.load_grader('') loaded the current folder; probe 29).
+    for empty in ("", " "):
+        with pytest.raises(BundleError, match="an empty grader name"):
+            resolve_bundle(empty)
+        with pytest.raises(ValueError, match="an empty grader name"):
+            drgrader.load_grader(empty)
+
+
+def test_a_folder_here_named_like_a_built_in_grader_is_refused_until_one_is_chosen(tiny_bundle, synth_dir, tmp_path,
+                                                                                    monkeypatch, capsys, caplog):
+    # Before (probe 29): the folder answered for --bundle NAME, `models NAME` and load_grader(NAME) without a word.
     monkeypatch.chdir(tmp_path)
-    (tmp_path / DEFAULT_GRADER).mkdir()  # a folder of that name here: the user's path, not the built-in
-    assert resolve_bundle(DEFAULT_GRADER) == Path(DEFAULT_GRADER)
+    shutil.copytree(tiny_bundle, tmp_path / DEFAULT_GRADER)
+    here, builtin = (tmp_path / DEFAULT_GRADER).resolve(), builtin_graders()[DEFAULT_GRADER]
+    said = f"{DEFAULT_GRADER} is both a built-in grader and a folder here: give {here} for the folder, or {builtin} for the built-in"
+    for name in (DEFAULT_GRADER, Path(DEFAULT_GRADER)):
+        with pytest.raises(BundleError, match=re.escape(said)):
+            resolve_bundle(name)
+    with pytest.raises(ValueError, match=re.escape(said)):
+        drgrader.load_grader(DEFAULT_GRADER)
+    photo = str(sorted((synth_dir / "images").iterdir())[0])
+    for argv in (["predict", photo, "--bundle", DEFAULT_GRADER, "--out", "p.csv"], ["models", DEFAULT_GRADER]):
+        assert main(argv) == 2
+        assert said in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()
+    # Each is reached by a path: ./NAME (or its full path) the folder, the package's folder the built-in, said so.
+    assert resolve_bundle(f"./{DEFAULT_GRADER}") == Path(DEFAULT_GRADER)
+    assert resolve_bundle(here) == here
+    with caplog.at_level("INFO", logger="drgrader"):
+        assert resolve_bundle(builtin) == builtin
+    assert f"grader: built-in {DEFAULT_GRADER}" in caplog.text
+    assert resolve_bundle(None) == builtin  # no name given: the default built-in, as always
 
 
 def test_predict_without_a_bundle_uses_the_built_in_grader_and_says_so(synth_dir, tmp_path, caplog):

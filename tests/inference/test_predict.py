@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 
 import cv2
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import make_tiny_bundle
 from counting_runner import CountingRunner
 
 from drgrader.config import ExperimentConfig, config_to_dict
@@ -38,7 +40,7 @@ def make_bundle(path, backbone: str, size: int, task: str = "grade", kind: str =
         {
             "data": {"image_size": size, "normalize": "imagenet", "preprocess": preprocess or {}},
             "model": {"backbone": backbone, "task": task},
-            "train": {"loss": "bce" if kind == "binary" else "ce"},
+            "train": {"loss": {"binary": "bce", "regression": "mse", "corn": "corn"}.get(kind, "ce")},
         }
     )
     torch.manual_seed(1)
@@ -248,3 +250,45 @@ def test_ensemble_refuses_mixed_tasks_repeated_members_and_existing_output(tiny_
     (tmp_path / "taken" / "x").write_text("keep me")
     with pytest.raises(BundleError, match="not empty"):
         make_ensemble([tiny_bundle, other_tiny_bundle], tmp_path / "taken")
+
+
+def test_ensemble_refuses_a_member_already_inside_another_member(tiny_bundle, other_tiny_bundle, tmp_path):
+    # Before (probe 29): `ensemble ENS A` with A in ENS, or a cv bundle and one of its folds, was taken;
+    # A weighed 2/3 of the average while the card said "ensemble of 2 models".
+    third = make_tiny_bundle(tmp_path / "third", seed=2)
+    inner = make_ensemble([tiny_bundle, other_tiny_bundle], tmp_path / "inner")
+    with pytest.raises(BundleError, match=rf"{tiny_bundle} is already a member of {inner} \(its members/0-tiny has the same weights\)"):
+        make_ensemble([inner, tiny_bundle], tmp_path / "ens")
+    shutil.copytree(other_tiny_bundle, tmp_path / "fold-copy")  # a copy of one fold, given first
+    with pytest.raises(BundleError, match=rf"{tmp_path / 'fold-copy'} is already a member of {inner}"):
+        make_ensemble([tmp_path / "fold-copy", inner], tmp_path / "ens")
+    other = make_ensemble([other_tiny_bundle, third], tmp_path / "other")
+    with pytest.raises(BundleError, match=f"{inner} and {other} share a model"):
+        make_ensemble([inner, other], tmp_path / "ens")
+    assert not (tmp_path / "ens").exists()
+    # Models all different: a nested ensemble is taken, its kind its models'.
+    nested = make_ensemble([inner, third], tmp_path / "ens")
+    assert [m["kind"] for m in json.loads((nested / "bundle.json").read_text())["member_info"]] == ["softmax5", "softmax5"]
+
+
+def test_ensemble_refuses_members_whose_scores_are_on_two_scales(tiny_bundle, tmp_path, photos):
+    # A regression model's score_any is its grade (0-4), a softmax model's a probability (0-1): before (probe 29)
+    # the ensemble averaged the two, the regression member ruling the screening scores.
+    regression = make_bundle(tmp_path / "mse", "test_resnet", 48, kind="regression")
+    corn = make_bundle(tmp_path / "corn", "test_resnet", 48, kind="corn")
+    said = (f"the members' screening scores are on different scales: a grade (0-4) from {regression} (regression), "
+            f"a probability (0-1) from {tiny_bundle} (softmax5), {corn} (corn)")
+    with pytest.raises(BundleError, match=re.escape(said)):
+        make_ensemble([tiny_bundle, regression, corn], tmp_path / "ens")
+    assert not (tmp_path / "ens").exists()
+    make_ensemble([tiny_bundle, corn], tmp_path / "ok")  # two probabilities: one scale
+    # An ensemble made before the check is refused when read, naming its members.
+    mixed = make_ensemble([tiny_bundle, corn], tmp_path / "mixed")
+    shutil.rmtree(mixed / "members" / "1-corn")
+    shutil.copytree(regression, mixed / "members" / "1-corn")
+    manifest = json.loads((mixed / "bundle.json").read_text())
+    manifest["member_info"][1]["kind"] = "regression"
+    (mixed / "bundle.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=re.escape("is inconsistent: the members' screening scores are on different scales: "
+                                                    "a grade (0-4) from members/1-corn (regression), a probability (0-1) from members/0-tiny (softmax5)")):
+        load_bundle(mixed)

@@ -31,17 +31,32 @@ def builtin_graders() -> dict[str, Path]:
 
 def resolve_bundle(bundle: str | Path | None) -> Path:
     """The bundle folder meant by ``bundle``: a path (folder or its ``bundle.json``), the name of
-    a built-in grader, or None for the default built-in grader. A path wins over a name; the
-    built-in grader used is logged, so a user always sees which model answered."""
+    a built-in grader, or None for the default built-in grader. The one lookup of a grader by name
+    (predict, explain, serve, evaluate, models, ``load_grader``). A name that is also a folder here
+    is refused (``./NAME`` as a string, or either folder's full path, says which); the built-in
+    grader used is logged, so a user always sees which model answered."""
     graders = builtin_graders()
+    if bundle is not None and not str(bundle).strip():  # '' as a path is '.', the current folder
+        raise BundleError("an empty grader name; give a bundle folder or one of the names `drgrader models` lists")
+    if bundle is not None and str(bundle) in graders and Path(bundle).exists() \
+            and Path(bundle).resolve() != graders[str(bundle)].resolve():
+        # Path-first or name-first, one of the two models would answer without a word (probe 29).
+        # Full paths in the advice: `./NAME` would reach the same check again once made a Path.
+        raise BundleError(f"{bundle} is both a built-in grader and a folder here: give {Path(bundle).resolve()} for the "
+                          f"folder, or {graders[str(bundle)]} for the built-in grader (or rename the folder)")
     if bundle is not None and (Path(bundle).exists() or str(bundle) not in graders):
         path = Path(bundle)
         if not path.exists():
             names = ", ".join(graders) or "none in this installation"
             raise BundleError(f"{bundle}: no such bundle folder, and not a built-in grader (built-in: {names})")
-        return path.parent if path.is_file() else path
-    name = DEFAULT_GRADER if bundle is None else str(bundle)
-    if name not in graders:
-        raise BundleError(f"no built-in grader {name!r} in this installation; give a bundle folder (drgrader models lists them)")
-    log.info("grader: built-in %s (drgrader models %s shows its model card)", name, name)
-    return graders[name]
+        folder = path.parent if path.is_file() else path
+    else:
+        name = DEFAULT_GRADER if bundle is None else str(bundle)
+        if name not in graders:
+            raise BundleError(f"no built-in grader {name!r} in this installation; give a bundle folder (drgrader models lists them)")
+        folder = graders[name]
+    # A built-in grader given by its folder (as the message above advises) is said like one given by name.
+    builtin = next((n for n, d in graders.items() if d.resolve() == folder.resolve()), None)
+    if builtin is not None:
+        log.info("grader: built-in %s (drgrader models %s shows its model card)", builtin, builtin)
+    return folder

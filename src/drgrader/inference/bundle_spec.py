@@ -228,6 +228,10 @@ def inconsistency(spec: BundleSpec, onnx_input: list | None = None) -> str | Non
         return f"paired_eyes is a grading stage, but the task is {spec.task!r}"
     members = _extra(spec, "member_info")
     member_kinds = {m.get("kind") if isinstance(m, dict) else None for m in members} if isinstance(members, list) else {None}
+    if spec.members is not None and isinstance(members, list):
+        fault = mixed_score_scales({str(m.get("folder")): m.get("kind") for m in members if isinstance(m, dict)})
+        if fault:
+            return fault
     one_score = spec.kind in ONE_SCORE_KINDS or (spec.members is not None and bool(member_kinds) and member_kinds <= ONE_SCORE_KINDS)
     fault = _screens_fault(spec.thresholds, one_score=one_score, where="thresholds")
     if fault or spec.paired_eyes is None:
@@ -235,6 +239,19 @@ def inconsistency(spec: BundleSpec, onnx_input: list | None = None) -> str | Non
     # The paired-eye stage's fused grade is one score: grade, screens and urgent all on it.
     stage = spec.paired_eyes.thresholds
     return _screens_fault(stage, one_score=True, where="paired_eyes.thresholds") or _patient_fault(spec.patient_decision, stage)
+
+
+def mixed_score_scales(kinds: dict[str, str | None]) -> str | None:
+    """Ensemble members (name -> output kind) whose screening scores are on two scales, in words:
+    a regression or multitask model's ``score_any`` / ``score_referable`` is its grade (0-4), every
+    other kind's a probability (0-1); their average is neither, and no calibration maps one onto
+    the other without labelled photos. None when the scales agree (or a kind is not known)."""
+    grade_valued = [f"{name} ({kind})" for name, kind in kinds.items() if kind in ONE_SCORE_KINDS]
+    probability = [f"{name} ({kind})" for name, kind in kinds.items() if kind and kind not in ONE_SCORE_KINDS]
+    if not grade_valued or not probability:
+        return None
+    return (f"the members' screening scores are on different scales: a grade (0-4) from {', '.join(grade_valued)}, "
+            f"a probability (0-1) from {', '.join(probability)}; an ensemble averages models of one scale")
 
 
 def _training_record_fault(spec: BundleSpec) -> str | None:

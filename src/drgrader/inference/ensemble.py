@@ -10,15 +10,28 @@ import shutil
 from pathlib import Path
 
 from drgrader.grading import SCORE_COLUMNS
-from drgrader.inference.bundle_spec import BundleError, read_manifest, write_manifest
+from drgrader.inference.bundle_spec import BundleError, mixed_score_scales, read_manifest, write_manifest
 from drgrader.io import atomic_dir
 
 MEMBERS_DIR = "members"
 
 
-def _member_summary(name: str, manifest: dict) -> dict:
+def _leaves(path: Path) -> list[tuple[Path, dict]]:
+    """The single models inside a bundle (folder, manifest): itself, or its members', nested
+    ensembles opened."""
+    manifest = read_manifest(path)
+    if not manifest.get("members"):
+        return [(path, manifest)]
+    return [leaf for member in manifest["members"] for leaf in _leaves(path / member)]
+
+
+def _member_summary(name: str, manifest: dict, leaves: list[tuple[Path, dict]]) -> dict:
     keys = ("backbone", "task", "kind", "input_size", "preprocess", "tta", "validation")
-    return {"folder": name, **{k: manifest.get(k) for k in keys}}
+    summary = {"folder": name, **{k: manifest.get(k) for k in keys}}
+    kinds = {leaf["kind"] for _, leaf in leaves}
+    if len(kinds) == 1:  # a nested ensemble's kind is its models' (the scale check of bundle_spec reads it)
+        summary["kind"] = kinds.pop()
+    return summary
 
 
 def _member_name(path: Path) -> str:
@@ -29,25 +42,40 @@ def _member_name(path: Path) -> str:
 
 
 def _weights_digest(path: Path) -> str:
-    """A digest of a bundle's weights (a nested ensemble's: of its members'): its PyTorch weights
-    when it has them, so an ONNX or int8 export of a bundle (which keeps them) is that bundle;
-    else its ONNX graph."""
+    """A digest of a single model's weights: its PyTorch weights when it has them, so an ONNX or
+    int8 export of a bundle (which keeps them) is that bundle; else its ONNX graph."""
     digest = hashlib.sha256()
-    for file in sorted(path.rglob("model.safetensors")) or sorted(path.rglob("model.onnx")):
+    for file in sorted(path.glob("model.safetensors")) or sorted(path.glob("model.onnx")):
         digest.update(file.read_bytes())
     return digest.hexdigest()
 
 
-def _refuse_repeated_members(paths: list[Path]) -> None:
-    """One bundle given twice (or a copy of it) would weigh double in the average while the card
-    counts it as another model: refused."""
-    seen: dict[str, Path] = {}
-    for path in paths:
-        for key in (f"folder {path.resolve()}", f"weights {_weights_digest(path)}"):
-            if key in seen:
-                same = "is given twice" if key.startswith("folder") else f"has the same weights as {seen[key]}"
-                raise BundleError(f"{path} {same}: an ensemble's members must be different models")
-            seen[key] = path
+def _refuse_repeated_members(sources: list[tuple[Path, list[tuple[Path, dict]]]]) -> None:
+    """One model given twice (or a copy of it), directly or inside an ensemble given as a member
+    (a cv bundle and one of its folds), would weigh double in the average while the card counts
+    it as another model: refused. Models are compared leaf by leaf, by their weights."""
+    folders: dict[Path, Path] = {}
+    seen: dict[str, tuple[Path, Path]] = {}  # weights digest -> (bundle given, its model holding them)
+    for path, leaves in sources:
+        if path.resolve() in folders:
+            raise BundleError(f"{path} is given twice: an ensemble's members must be different models")
+        folders[path.resolve()] = path
+        for leaf, _ in leaves:
+            key = _weights_digest(leaf)
+            if key in seen and seen[key][0] != path:
+                raise BundleError(f"{_repeated(path, leaf, *seen[key])}: an ensemble's members must be different models")
+            seen.setdefault(key, (path, leaf))
+
+
+def _repeated(path: Path, leaf: Path, other: Path, other_leaf: Path) -> str:
+    """How bundle ``path`` repeats ``other``, in words: the same model, or one inside the other."""
+    if leaf == path and other_leaf == other:
+        return f"{path} has the same weights as {other}"
+    if leaf == path:
+        return f"{path} is already a member of {other} (its {other_leaf.relative_to(other)} has the same weights)"
+    if other_leaf == other:
+        return f"{other} is already a member of {path} (its {leaf.relative_to(path)} has the same weights)"
+    return f"{other} and {path} share a model ({other_leaf} has the same weights as {leaf})"
 
 
 def make_ensemble(bundles: list[str | Path], out: str | Path) -> Path:
@@ -67,34 +95,38 @@ def make_ensemble(bundles: list[str | Path], out: str | Path) -> Path:
         manifest = read_manifest(path)
         if not manifest.get("members") and not any((path / f).is_file() for f in ("model.safetensors", "model.onnx")):
             raise BundleError(f"{path}: bundle has neither model.safetensors nor model.onnx")
-        sources.append((path, manifest))
-    _refuse_repeated_members([path for path, _ in sources])
-    tasks = {m["task"] for _, m in sources}
+        sources.append((path, manifest, _leaves(path)))
+    _refuse_repeated_members([(path, leaves) for path, _, leaves in sources])
+    tasks = {m["task"] for _, m, _ in sources}
     if len(tasks) > 1:
-        listing = ", ".join(f"{p} ({m['task']})" for p, m in sources)
+        listing = ", ".join(f"{p} ({m['task']})" for p, m, _ in sources)
         raise BundleError(f"ensemble members must share one task; got {listing}")
+    # Averaged, a probability and a grade would mix in score_any / score_referable (probe 29).
+    scales = mixed_score_scales({str(leaf): m["kind"] for _, _, leaves in sources for leaf, m in leaves})
+    if scales:
+        raise BundleError(scales)
 
     first = sources[0][1]
     # Built beside the target and renamed: an interrupted copy never looks like a bundle.
     with atomic_dir(out) as staging:
         members, summaries = [], []
-        for i, (path, manifest) in enumerate(sources):
+        for i, (path, manifest, leaves) in enumerate(sources):
             safe = re.sub(r"[^\w.-]+", "_", _member_name(path))
             name = f"{MEMBERS_DIR}/{i}-{safe}"
             shutil.copytree(path, staging / name)
             members.append(name)
-            summaries.append(_member_summary(name, manifest))
+            summaries.append(_member_summary(name, manifest, leaves))
         write_manifest(staging, {
             "ensemble": True,
             "members": members,
             "member_info": summaries,
             "task": first["task"],
-            "backbone": " + ".join(str(m.get("backbone")) for _, m in sources),
+            "backbone": " + ".join(str(m.get("backbone")) for _, m, _ in sources),
             "outputs": SCORE_COLUMNS,
             "class_names": first.get("class_names"),
             "thresholds": None,  # refitted on validation by `drgrader evaluate`
             "tta": first.get("tta"),  # informational: each member applies its own
             # Each member uses its own; the largest is the ensemble's for the photo-size check (Bundle.input_size).
-            "input_size": max(int(m["input_size"]) for _, m in sources),
+            "input_size": max(int(m["input_size"]) for _, m, _ in sources),
         })
     return out

@@ -10,8 +10,6 @@ def describe_models(name: str | None = None) -> str:
     """With ``name``: that built-in grader's MODEL_CARD.md. Without: a line per built-in grader
     (name, size on disk, the summary its builder wrote: backbone, figures, training data)."""
     if name is not None:
-        if not name.strip():
-            raise BundleError("drgrader models: an empty grader name; give one of the names `drgrader models` lists")
         folder = resolve_bundle(name)
         card = folder / "MODEL_CARD.md"
         if not card.is_file():  # a bundle folder given by path may have none; any other folder is no grader
