@@ -144,4 +144,3 @@ def images_per_s(runner, batch: np.ndarray, seconds: float = 3.0) -> float:
         score_batch(runner, batch)
         done += len(batch)
     return done / (time.perf_counter() - started)
-

@@ -50,7 +50,7 @@ class Gate:
         out = []
         if figures["agreement"] < self.agreement:
             out.append(f"{figures['agreement']:.1%} of grades equal (bar {self.agreement:.0%})")
-        # A figure the validation photos cannot measure (None: see quantize.gate_figures_text) has
+        # A figure the validation photos cannot measure (None: see int8_figures.measured) has
         # no bar to check; the verdict then rests on the others, and the card says so.
         kappa, auc = (figures["kappa_float"], figures["kappa_int8"]), (figures["auc_float"], figures["auc_int8"])
         if None not in kappa and kappa[0] - kappa[1] > self.kappa_drop:
