@@ -312,3 +312,24 @@ def test_photos_the_label_file_does_not_list_are_counted_and_named_wherever_they
         manifest = read_manifest(DataConfig(root=root))
     assert len(manifest.table) == 2
     assert manifest.skipped.unlabelled_files == 4
+
+
+def test_a_list_ending_in_a_dos_end_of_file_byte_has_no_phantom_row(photos):
+    # Probe 29: the Ctrl-Z (0x1A) old DOS and Windows tools end a text file with became a third
+    # row, a phantom 'file not found' photo and an ungradable patient ("find the missing photo").
+    (photos / "list.csv").write_bytes(b"image\r\n7_left.jpeg\r\n7_right.jpeg\r\n\x1a")
+    table = collect_inputs([photos / "list.csv"])
+    assert sorted(table["image_id"]) == ["7_left", "7_right"]
+    (photos / "list.csv").write_bytes(b"image\n7_left.jpeg\n\x1a\n7_right.jpeg\n")  # inside the file: refused by row
+    with pytest.raises(DataError, match=r"list.csv row 3: a DOS end-of-file byte \(Ctrl-Z, 0x1A\) in the 'image' cell"):
+        collect_inputs([photos / "list.csv"])
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_a_list_saved_as_utf16_or_utf32_is_read(photos, encoding):
+    # Probe 29: Excel's "Unicode Text" (UTF-16 with a byte-order mark) was read as Latin-1 and
+    # refused for "a NUL byte in the 'ÿþi\x00m\x00...' cell". Read in its encoding (with or without the mark).
+    text = "image,patient_id,eye\r\n7_left.jpeg,Mü,left\r\n7_right.jpeg,Mü,right\r\n"
+    (photos / "list.csv").write_bytes(text.encode(encoding))
+    table = collect_inputs([photos / "list.csv"])
+    assert sorted(table["image_id"]) == ["7_left", "7_right"] and set(table["patient_id"]) == {"Mü"}
