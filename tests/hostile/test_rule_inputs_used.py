@@ -5,6 +5,7 @@ made without it. A file that cannot be read, even a link loop, is a row with its
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -333,3 +334,24 @@ def test_a_list_saved_as_utf16_or_utf32_is_read(photos, encoding):
     (photos / "list.csv").write_bytes(text.encode(encoding))
     table = collect_inputs([photos / "list.csv"])
     assert sorted(table["image_id"]) == ["7_left", "7_right"] and set(table["patient_id"]) == {"Mü"}
+
+
+def test_a_photo_given_again_through_a_link_is_graded_once(photos, tmp_path):
+    # Probe 29: `predict ph/10131_left.jpeg phl/10131_left.jpeg` (phl -> ph) graded the photo twice,
+    # as patients ph/10131 and phl/10131, where the same photo given twice alike is graded once.
+    (tmp_path / "linked").symlink_to(photos)
+    (tmp_path / "hard").mkdir()
+    os.link(photos / "7_left.jpeg", tmp_path / "hard" / "7_left.jpeg")
+    for again in (tmp_path / "linked" / "7_left.jpeg", tmp_path / "hard" / "7_left.jpeg", tmp_path / "linked"):
+        table = collect_inputs([photos / "7_left.jpeg", photos / "7_right.jpeg", again])
+        assert sorted(table["image_id"]) == ["7_left", "7_right"], again
+        assert set(table["patient_id"]) == {"7"} and (table["identity_note"] == "").all()
+        assert str(photos / "7_left.jpeg") in set(table["path"])  # under its first spelling
+    # A true copy (its own file), or a link under another name (which may claim another eye): kept, noted.
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "7_left.jpeg").write_bytes((photos / "7_left.jpeg").read_bytes())
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "8_left.jpeg").symlink_to(photos / "7_left.jpeg")
+    for again in (tmp_path / "copy" / "7_left.jpeg", tmp_path / "other" / "8_left.jpeg"):
+        table = collect_inputs([photos / "7_left.jpeg", again])
+        assert len(table) == 2 and table["identity_note"].str.contains("same photo under two patients").all(), again
