@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,8 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
     )
 
     photos = _photo_list(photos)
+    if not photos:  # before: "no photos found in " (ending on nothing)
+        raise ValueError("no photos given: give a path, a PIL image, an RGB array or a list of them")
     if tta is not None:
         try:
             distinct_views(tta)
@@ -156,6 +158,9 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
             if len(photos) != 1:
                 raise TypeError("names: give a list of names, one per photo, not one string")
             names = [names]
+        if isinstance(names, (Set, Mapping)):  # unordered: a set's order is the hash seed's, so names would swap photos
+            raise ValueError(f"names: give a list of names, one per photo in the order of the photos, not a {type(names).__name__}")
+        names = list(names)  # a generator or tuple of names: in its order
         if len(names) != len(photos):
             raise ValueError(f"{len(names)} names for {len(photos)} photos")
         if not in_memory:

@@ -192,6 +192,19 @@ def test_the_python_api_resolves_and_notes_the_same(graded, clinic, tiny_bundle,
         drgrader.grade(tiny_bundle, [rgb, rgb], names=["10_left", "10_left"])
 
 
+def test_grade_refuses_names_in_no_order_and_says_when_no_photo_is_given(tiny_bundle):
+    # Probe 29: names={'P1_left', 'P2_left'} named the photos in hash order, so which patient was
+    # urgent changed from one Python process to the next; a dict was taken by its keys.
+    rgb = make_fundus(1, np.random.default_rng(0), height=96)
+    for unordered in ({"P1_left", "P2_left"}, frozenset({"P1_left", "P2_left"}), {"P1_left": 1, "P2_left": 2}):
+        with pytest.raises(ValueError, match=r"^names: give a list of names, one per photo in the order of the photos, not a "):
+            drgrader.grade(tiny_bundle, [rgb, rgb[:, ::-1]], names=unordered)
+    photos, _ = drgrader.grade(tiny_bundle, [rgb, rgb[:, ::-1]], names=(n for n in ("P1_left", "P2_left")))
+    assert photos["image_id"].tolist() == ["P1_left", "P2_left"]  # a generator: in its order (before: TypeError len())
+    with pytest.raises(ValueError, match=r"^no photos given: "):  # before: "no photos found in " (ending on nothing)
+        drgrader.grade(tiny_bundle, [])
+
+
 def test_two_csv_rows_that_disagree_on_one_photo_are_noted_not_the_first_taken_silently(tmp_path):
     (tmp_path / "x1.jpeg").write_bytes(photo_bytes(1, 1))
     (tmp_path / "x2.jpeg").write_bytes(photo_bytes(2, 2))

@@ -5,6 +5,7 @@ made without it. A file that cannot be read, even a link loop, is a row with its
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -312,3 +313,45 @@ def test_photos_the_label_file_does_not_list_are_counted_and_named_wherever_they
         manifest = read_manifest(DataConfig(root=root))
     assert len(manifest.table) == 2
     assert manifest.skipped.unlabelled_files == 4
+
+
+def test_a_list_ending_in_a_dos_end_of_file_byte_has_no_phantom_row(photos):
+    # Probe 29: the Ctrl-Z (0x1A) old DOS and Windows tools end a text file with became a third
+    # row, a phantom 'file not found' photo and an ungradable patient ("find the missing photo").
+    (photos / "list.csv").write_bytes(b"image\r\n7_left.jpeg\r\n7_right.jpeg\r\n\x1a")
+    table = collect_inputs([photos / "list.csv"])
+    assert sorted(table["image_id"]) == ["7_left", "7_right"]
+    (photos / "list.csv").write_bytes(b"image\n7_left.jpeg\n\x1a\n7_right.jpeg\n")  # inside the file: refused by row
+    with pytest.raises(DataError, match=r"list.csv row 3: a DOS end-of-file byte \(Ctrl-Z, 0x1A\) in the 'image' cell"):
+        collect_inputs([photos / "list.csv"])
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_a_list_saved_as_utf16_or_utf32_is_read(photos, encoding):
+    # Probe 29: Excel's "Unicode Text" (UTF-16 with a byte-order mark) was read as Latin-1 and
+    # refused for "a NUL byte in the 'ÿþi\x00m\x00...' cell". Read in its encoding (with or without the mark).
+    text = "image,patient_id,eye\r\n7_left.jpeg,Mü,left\r\n7_right.jpeg,Mü,right\r\n"
+    (photos / "list.csv").write_bytes(text.encode(encoding))
+    table = collect_inputs([photos / "list.csv"])
+    assert sorted(table["image_id"]) == ["7_left", "7_right"] and set(table["patient_id"]) == {"Mü"}
+
+
+def test_a_photo_given_again_through_a_link_is_graded_once(photos, tmp_path):
+    # Probe 29: `predict ph/10131_left.jpeg phl/10131_left.jpeg` (phl -> ph) graded the photo twice,
+    # as patients ph/10131 and phl/10131, where the same photo given twice alike is graded once.
+    (tmp_path / "linked").symlink_to(photos)
+    (tmp_path / "hard").mkdir()
+    os.link(photos / "7_left.jpeg", tmp_path / "hard" / "7_left.jpeg")
+    for again in (tmp_path / "linked" / "7_left.jpeg", tmp_path / "hard" / "7_left.jpeg", tmp_path / "linked"):
+        table = collect_inputs([photos / "7_left.jpeg", photos / "7_right.jpeg", again])
+        assert sorted(table["image_id"]) == ["7_left", "7_right"], again
+        assert set(table["patient_id"]) == {"7"} and (table["identity_note"] == "").all()
+        assert str(photos / "7_left.jpeg") in set(table["path"])  # under its first spelling
+    # A true copy (its own file), or a link under another name (which may claim another eye): kept, noted.
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "7_left.jpeg").write_bytes((photos / "7_left.jpeg").read_bytes())
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "8_left.jpeg").symlink_to(photos / "7_left.jpeg")
+    for again in (tmp_path / "copy" / "7_left.jpeg", tmp_path / "other" / "8_left.jpeg"):
+        table = collect_inputs([photos / "7_left.jpeg", again])
+        assert len(table) == 2 and table["identity_note"].str.contains("same photo under two patients").all(), again

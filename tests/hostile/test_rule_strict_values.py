@@ -381,6 +381,25 @@ def test_a_shard_is_plain_decimal(text):
         parse_shard(text)
 
 
+# Probe 29: int() and float() read '２' as 2, '1_6' as 16, '０.１' as 0.1: `cv --folds ２` ran 2 folds.
+@pytest.mark.parametrize("option, value", [
+    ("--folds", "\uff12"), ("--fold", "\u0661"), ("--batch-size", "1_6"), ("--batch-size", " 16"), ("--batch-size", "016"),
+    ("--batch-size", "1e1"), ("--refer-share", "\uff10.\uff11"), ("--refer-share", "0.1_0"), ("--refer-share", "nan"),
+    ("--workers", "\uff12"), ("--seed", "1_0"), ("--port", "\uff17\uff18\uff16\uff10"), ("--read-timeout", "3_0"),
+    ("--max-upload-mb", "\uff15"), ("--num-nodes", "\uff12"), ("--patients", "1_0"),
+])
+def test_command_line_numbers_are_plain_decimal_as_shards_and_config_values_are(option, value, capsys):
+    command = {"--folds": ["cv", "demo"], "--fold": ["cv", "demo"], "--workers": ["preprocess", "demo"],
+               "--num-nodes": ["train", "demo"], "--patients": ["demo"], "--seed": ["synth", "--out", "x"],
+               "--port": ["serve"], "--read-timeout": ["serve"], "--max-upload-mb": ["serve"]}.get(option, ["predict", "p.jpeg"])
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args([*command, option, value])
+    assert stop.value.code == 2
+    assert f"argument {option}: {value!r} is not " in capsys.readouterr().err
+    args = build_parser().parse_args(["predict", "p.jpeg", "--batch-size", "16", "--refer-share", "0.1"])
+    assert (args.batch_size, args.refer_share) == (16, 0.1)  # plain numbers as before
+
+
 # "03", "-0", "-0.0" and "3.50" were read as 3, 0, 0 and (not whole) refused with another message.
 @pytest.mark.parametrize("grade", ["0_3", "\u0663", "\uff13", "3e0", "3.", "+3", "0x3", "three", "03", "-0", "-0.0", "00",
                                    "3.50", "3.5", "5"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -105,10 +106,14 @@ def test_parity_failure_is_loud_and_keeps_nothing(tiny_bundle, tmp_path, monkeyp
     assert not (tmp_path / "bad" / "bundle.json").exists()
 
 
-def test_ensemble_export_exports_every_member(tiny_bundle, other_tiny_bundle, tmp_path):
+def test_ensemble_export_exports_every_member(tiny_bundle, other_tiny_bundle, tmp_path, caplog):
     ens = make_ensemble([tiny_bundle, other_tiny_bundle], tmp_path / "ens")
-    out = export_command(ens)
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        out = export_command(ens)
     assert out == tmp_path / "ens-onnx"
+    # The log names the files where they are (before, probe 29: in the staging folder, gone after the rename).
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ONNX model")]
+    assert [m.rsplit(": ", 1)[1] for m in logged] == [str(out / m / "model.onnx") for m in ("members/0-tiny", "members/1-tiny2")]
     for member in ("members/0-tiny", "members/1-tiny2"):
         assert json.loads((out / member / "bundle.json").read_text())["onnx"]["opset"] == export.DEFAULT_OPSET
     loaded = load_bundle(out, "onnx")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -33,9 +34,13 @@ def test_gate_names_what_fails():
 
 
 @pytest.mark.slow
-def test_int8_export_passes_its_gate_and_grades_without_pytorch_weights(run_dir, tmp_path):
+def test_int8_export_passes_its_gate_and_grades_without_pytorch_weights(run_dir, tmp_path, caplog):
     out = tmp_path / "int8"
-    assert main(["export", str(run_dir / "bundle"), "--int8", "--out", str(out)]) == 0
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        assert main(["export", str(run_dir / "bundle"), "--int8", "--out", str(out)]) == 0
+    # The log names the files where they are (before, probe 29: in the staging folder, gone after the rename).
+    assert f"model card: {out / 'MODEL_CARD.md'}" in caplog.text and f"): {out / 'model.onnx'}" in caplog.text
+    assert ".tmp" not in caplog.text
     manifest = json.loads((out / "bundle.json").read_text())
     record = manifest["int8"]
     assert manifest["onnx"]["file"] == "model.int8.onnx" == record["file"] and record["passed_gate"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import tempfile
+import warnings
 
 import cv2
 import numpy as np
@@ -165,9 +166,19 @@ def test_uploads_leave_no_temporary_files(client, photo, tmp_path, monkeypatch):
 
 
 def test_get_routes_answer_head(client):
-    for route in ("/", "/api/health"):
+    for route in ("/", "/api/health", "/api/examples"):
         response = client.head(route)
         assert response.status_code == 200 and response.content == b""
+
+
+def test_the_api_schema_has_one_operation_id_per_operation(client):
+    # Probe 29: a route of GET and HEAD gave both one operation id: /openapi.json wrote FastAPI's
+    # "Duplicate Operation ID example_api_examples__name__get" warning to the server log.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the warning fails the request
+        schema = client.get("/openapi.json").json()
+    ids = [op["operationId"] for path in schema["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids)) and "example_api_examples__name__get" in ids
 
 
 def test_client_that_vanishes_mid_upload_is_one_log_line(app, caplog):

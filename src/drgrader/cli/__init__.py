@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -30,26 +31,33 @@ from drgrader.cli.commands import (
     cmd_synth,
     cmd_train,
 )
+from drgrader.config_yaml import ConfigError, load_yaml
 from drgrader.progress import MODES, set_mode
 
 CONFIG_HELP = "experiment: a shipped name (drgrader config list) or a YAML file"
 
 
-def _port(text: str) -> int:
-    """A TCP port for argparse (out of range: a usage error, exit 2)."""
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a port (1-65535)")
-    return int(text)
+def _plain_number(text: str, kind: type) -> int | float | None:
+    """``text`` as a config file reads a number (config_yaml's strict scalars: ASCII digits, no
+    leading zeros), as ``kind``; None when it is not one. Python's int() and float() also take
+    '２', '1_6' and ' 5', which --shard, config values and label grades refuse."""
+    if not text or not set(text) <= set("0123456789+-.eE"):  # no '_', no spaces, no '#' (a YAML comment)
+        return None
+    try:
+        value = load_yaml(text, "a number")
+    except ConfigError:
+        return None
+    if not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        return None
+    return kind(value)
 
 
-def _positive(kind: type, what: str, below: float = float("inf"), *, low: float = 0):
-    """An argparse type: a number of ``kind`` with low < value < ``below`` (else a usage error, exit 2)."""
+def _number(kind: type, what: str, low: float = -math.inf, below: float = math.inf):
+    """An argparse type for every numeric option: a plain number of ``kind`` (:func:`_plain_number`)
+    with low < value < ``below``, else a usage error (exit 2)."""
 
     def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
+        value = _plain_number(text, kind)
         if value is None or not low < value < below:  # NaN fails too
             raise argparse.ArgumentTypeError(f"{text[:20]!r} is not {what}")
         return value
@@ -57,7 +65,9 @@ def _positive(kind: type, what: str, below: float = float("inf"), *, low: float 
     return parse
 
 
-COUNT = _positive(int, "a count (>= 1)")
+INTEGER = _number(int, "a whole number (e.g. 3)")
+NUMBER = _number(float, "a number (e.g. 0.1)")
+COUNT = _number(int, "a count (>= 1)", low=0)
 
 
 class _Views(argparse.Action):
@@ -112,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="make a synthetic fundus data set in the Kaggle layout")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--patients", type=COUNT, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--height", type=_positive(int, "a height in pixels (>= 64)", low=63), default=512, help="frame height in pixels")
+    p.add_argument("--seed", type=INTEGER, default=0)
+    p.add_argument("--height", type=_number(int, "a height in pixels (>= 64)", low=63), default=512, help="frame height in pixels")
     p.add_argument("--workers", type=COUNT, default=1)
     _add_progress(p)
     p.set_defaults(func=cmd_synth)
@@ -123,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run folder (default runs/<name>)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run folder")
     p.add_argument("--devices", help="devices per node (Lightning), e.g. 2 or auto")
-    p.add_argument("--num-nodes", dest="num_nodes", type=int, help="nodes for multi-node DDP")
+    p.add_argument("--num-nodes", dest="num_nodes", type=INTEGER, help="nodes for multi-node DDP")
     p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
     _add_set(p)
     _add_progress(p)
@@ -131,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cv", help="k-fold cross-fitting: out-of-fold figures, thresholds, paired eyes, fold ensemble")
     p.add_argument("config", help=CONFIG_HELP)
-    p.add_argument("--folds", type=int, default=5, help="number of patient-level folds (default 5)")
-    p.add_argument("--fold", type=int, help="run only this fold (0-based); the last fold to finish pools them")
+    p.add_argument("--folds", type=INTEGER, default=5, help="number of patient-level folds (default 5)")
+    p.add_argument("--fold", type=INTEGER, help="run only this fold (0-based); the last fold to finish pools them")
     p.add_argument("--out", type=Path, help="cv folder (default runs/<name>-cv; rerun to resume)")
     _add_set(p)
     _add_progress(p)
@@ -150,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("preprocess", help="preprocess a data set into the cache (parallel, resumable)")
     p.add_argument("config", help=CONFIG_HELP)
     p.add_argument("--shard", help="i/n: process only shard i of n (e.g. a Slurm array task)")
-    p.add_argument("--workers", type=int, help="processes (default: all cores)")
+    p.add_argument("--workers", type=INTEGER, help="processes (default: all cores)")
     _add_set(p)
     _add_progress(p)
     p.set_defaults(func=cmd_preprocess)
@@ -183,9 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="allow --out to replace a file that is not a CSV, and discard "
                    "an interrupted run's rows (<out>.partial.csv) that this run cannot continue (another bundle or --tta)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=16)
+    p.add_argument("--batch-size", dest="batch_size", type=INTEGER, default=16)
     p.add_argument("--tta", nargs="*", action=_Views, help="TTA views, each once (default: the bundle's)")
-    p.add_argument("--refer-share", dest="refer_share", type=float,
+    p.add_argument("--refer-share", dest="refer_share", type=NUMBER,
                    help="share of patients (0..0.5) sent to a human grader as 'uncertain' (default: the bundle's, "
                         "fitted on validation; 0: none)")
     p.add_argument("--shard", help="i/n: grade only shard i of n, a patient's photos together (e.g. a Slurm array task); "
@@ -229,12 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle", nargs="?", help=BUNDLE_HELP)
     p.add_argument("--bundle", dest="bundle_option", metavar="BUNDLE", help="the same, as an option")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_port, default=7860)
+    p.add_argument("--port", type=_number(int, "a port (1-65535)", 0, 65536), default=7860)
     p.add_argument("--max-upload-mb", dest="max_upload_mb", default=20, help="largest accepted upload",
-                   type=_positive(float, "a size in MB (> 0)", 1e6))
+                   type=_number(float, "a size in MB (> 0)", 0, 1e6))
     p.add_argument("--max-pending", dest="max_pending", type=COUNT, default=4,
                    help="requests in flight before answering busy")
-    p.add_argument("--read-timeout", dest="read_timeout", type=_positive(float, "a number of seconds (0 < s < 86400)", 86400), default=30,
+    p.add_argument("--read-timeout", dest="read_timeout", type=_number(float, "a number of seconds (0 < s < 86400)", 0, 86400), default=30,
                    help="seconds a client may send nothing mid-request before it gets 408 (default 30)")
     p.set_defaults(func=cmd_serve)
 

@@ -94,12 +94,31 @@ def evidence(path: str | Path, image_id: str, source: str | Path, *, csv_patient
             "csv_eye": csv_eye, "dicom_patient": patient_id(dicom_patient), "dicom_laterality": tuple(dicom_laterality)}
 
 
+def _file_of(row: dict) -> tuple[int, int, str] | None:
+    """The file a row's path reaches through links (device, inode) and its DICOM frame; None when
+    it cannot be reached (missing, a broken link or a loop: its row says why)."""
+    try:
+        status = os.stat(row["source"])
+    except (OSError, ValueError):
+        return None
+    frame = _FRAME.search(row["path"])
+    return status.st_dev, status.st_ino, frame.group() if frame else ""
+
+
 def _combine_repeats(rows: list[dict]) -> list[dict]:
     """One row per file (photos/a.jpg and /data/photos/a.jpg are one), in first-seen order, under
-    its first spelling; a repeat adds what the first lacked."""
+    its first spelling; a repeat adds what the first lacked. A file reached again through a link
+    (a linked folder, a hard link) under the same name is that file given twice alike, graded once
+    (before: two patients, 'same photo under two patients'); under another name it stays a photo
+    of its own, noted as a copy, since its name may claim another patient or eye."""
     by_path: dict[str, dict] = {}
+    first_of: dict[tuple, str] = {}  # (device, inode, frame, image id) -> the key of its first row
     for row in rows:
-        first = by_path.setdefault(os.path.abspath(row["path"]), dict(row))
+        key = os.path.abspath(row["path"])
+        file = _file_of(row)
+        if key not in by_path and file is not None:
+            key = first_of.setdefault((*file, row["image_id"]), key)
+        first = by_path.setdefault(key, dict(row))
         for key in ("csv_patient", "csv_eye"):  # two CSV rows (or CSVs) that disagree: each claim kept
             claims = first.setdefault(f"{key}s", [first[key]] if first[key] else [])
             if row.get(key) and row[key] not in claims:

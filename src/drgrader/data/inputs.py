@@ -22,7 +22,7 @@ from drgrader.data.eyes import EYE_WORDS
 from drgrader.data.identity import IDENTITY_COLUMNS, evidence, resolve_identity
 from drgrader.data.input_columns import csv_columns
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
-from drgrader.data.text_lines import decode_lines, legacy_warning
+from drgrader.data.text_lines import DOS_END_OF_FILE, decode_lines, legacy_warning
 from drgrader.outputs import unescape_name
 
 log = logging.getLogger("drgrader")
@@ -151,6 +151,10 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
         binary = next((column for column, value in rec.items() if "\x00" in value), None)
         if binary is not None:  # no file name holds one: a damaged or binary file, not a list to guess from
             raise DataError(f"{csv} row {number}: a NUL byte in the {binary!r} cell (binary data, not a list of photos)")
+        end_mark = next((column for column, value in rec.items() if DOS_END_OF_FILE in value), None)
+        if end_mark is not None:  # one at the very end was dropped as the file's end: this one is inside it
+            raise DataError(f"{csv} row {number}: a DOS end-of-file byte (Ctrl-Z, 0x1A) in the {end_mark!r} cell, "
+                            "before the end of the file (two files joined?): remove it")
         ref = rec[image_col].strip()
         if not ref:
             raise DataError(f"{csv} row {number}: empty {image_col!r} cell")

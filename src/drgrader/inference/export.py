@@ -108,8 +108,9 @@ def _onnx_opset(file: Path) -> int:
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def export_onnx(bundle_dir: Path, out: Path, opset: int = DEFAULT_OPSET) -> Path:
-    """Export one single-model bundle to ``out`` (which may be ``bundle_dir`` itself)."""
+def export_onnx(bundle_dir: Path, out: Path, opset: int = DEFAULT_OPSET, *, shown: Path | None = None) -> Path:
+    """Export one single-model bundle to ``out`` (which may be ``bundle_dir`` itself); ``shown``:
+    the folder ``out`` becomes once renamed into place, the one the log names."""
     bundle = load_bundle(bundle_dir, "torch")
     scoring = bundle.runner.scoring_net.to(memory_format=torch.contiguous_format).eval()
     out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +140,8 @@ def export_onnx(bundle_dir: Path, out: Path, opset: int = DEFAULT_OPSET) -> Path
         "torch_version": torch.__version__,
         "onnxruntime_version": ort.__version__,
     }})
-    log.info("ONNX model (opset %d, %s exporter, parity %.1e): %s", used_opset, exporter, diff, out / ONNX_FILE)
+    # Named where it will be: a staging folder's path is gone once the export is renamed into place.
+    log.info("ONNX model (opset %d, %s exporter, parity %.1e): %s", used_opset, exporter, diff, (shown or out) / ONNX_FILE)
     return out
 
 
@@ -160,7 +162,7 @@ def export_command(bundle: str | Path, fmt: str = "onnx", out: str | Path | None
         export_into(src, out)
         return out
     with atomic_dir(out) as staging:
-        export_into(src, staging)
+        export_into(src, staging, shown=out)
     return out
 
 
@@ -177,13 +179,14 @@ def export_target(bundle: str | Path, out: str | Path | None, *, overwrite: bool
     return src, claim_dir(Path(out), inputs=[src], overwrite=overwrite)
 
 
-def export_into(src: Path, out: Path) -> None:
-    """Export the bundle ``src`` (every member of an ensemble) into the folder ``out``."""
+def export_into(src: Path, out: Path, *, shown: Path | None = None) -> None:
+    """Export the bundle ``src`` (every member of an ensemble) into the folder ``out`` (to be
+    renamed ``shown``, the name the log gives)."""
     manifest = read_manifest(src)
     if not manifest.get("members"):
-        export_onnx(src, out)
+        export_onnx(src, out, shown=shown)
         return
     for member in manifest["members"]:
-        export_into(src / member, out / member)
+        export_into(src / member, out / member, shown=None if shown is None else shown / member)
     if out.resolve() != src.resolve():
         write_manifest(out, manifest)

@@ -277,9 +277,10 @@ def _synthetic(data_root) -> bool:
     return data_root is not None and (Path(data_root) / MARKER_NAME).is_file()
 
 
-def write_bundle_card(bundle_dir: str | Path, metrics: dict, *, data_root=None) -> Path:
+def write_bundle_card(bundle_dir: str | Path, metrics: dict, *, data_root=None, shown: Path | None = None) -> Path:
     """Build and write the card of a bundle just made (training, ``drgrader cv``, ``drgrader
-    ensemble``) from its bundle.json and ``metrics``; ``data_root`` is the training data set."""
+    ensemble``) from its bundle.json and ``metrics``; ``data_root`` is the training data set;
+    ``shown``: the folder ``bundle_dir`` becomes once renamed into place, the one the log names."""
     from datetime import datetime, timezone
 
     from drgrader.inference.bundle_spec import read_manifest
@@ -288,7 +289,7 @@ def write_bundle_card(bundle_dir: str | Path, metrics: dict, *, data_root=None) 
     metrics = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **metrics}
     text = build_model_card(read_manifest(bundle_dir), metrics, command=command_line(), synthetic=_synthetic(data_root))
     file = write_model_card(bundle_dir, text)
-    log.info("model card: %s", file)
+    log.info("model card: %s", file if shown is None else shown / file.name)
     return file
 
 

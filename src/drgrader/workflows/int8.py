@@ -137,9 +137,10 @@ def run_photos(bundle_dir: Path, bundle: Bundle, *, calibration: int, seed: int 
     return calib, photos, grades
 
 
-def add_int8(bundle_dir: Path, out: Path, *, gate: Gate | None = None, force: bool = False) -> dict:
+def add_int8(bundle_dir: Path, out: Path, *, gate: Gate | None = None, force: bool = False, shown: Path | None = None) -> dict:
     """Quantize ``out``'s float ONNX graph behind the gate; when kept, ``bundle.json`` points ONNX
-    Runtime at the int8 graph, and the model card (when the run's metrics are there) says so."""
+    Runtime at the int8 graph, and the model card (when the run's metrics are there) says so.
+    ``shown``: the folder ``out`` becomes once renamed into place, the one the log names."""
     bundle = load_bundle(bundle_dir, "torch")
     calibration, photos, grades = run_photos(bundle_dir, bundle, calibration=CALIBRATION_PHOTOS)
     record = quantize_bundle(bundle, out, calibration, photos, grades, gate=gate or Gate(), force=force)
@@ -150,7 +151,7 @@ def add_int8(bundle_dir: Path, out: Path, *, gate: Gate | None = None, force: bo
     if metrics_file.is_file():
         from drgrader.reporting.model_card import write_bundle_card
 
-        write_bundle_card(out, json.loads(metrics_file.read_text()))
+        write_bundle_card(out, json.loads(metrics_file.read_text()), shown=shown)
     return record
 
 
@@ -170,9 +171,9 @@ def export_int8(bundle: str | Path, out: str | Path | None = None, *, overwrite:
         return out_dir
     refused = None
     with atomic_dir(out_dir) as staging:
-        export_into(src, staging)
+        export_into(src, staging, shown=out_dir)
         try:
-            add_int8(src, staging, force=force)
+            add_int8(src, staging, force=force, shown=out_dir)
         except Int8GateError as exc:  # the float ONNX bundle stands, as the error says
             refused = exc
     if refused is not None:
