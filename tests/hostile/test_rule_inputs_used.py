@@ -312,3 +312,19 @@ def test_photos_the_label_file_does_not_list_are_counted_and_named_wherever_they
         manifest = read_manifest(DataConfig(root=root))
     assert len(manifest.table) == 2
     assert manifest.skipped.unlabelled_files == 4
+
+
+@pytest.mark.parametrize(("labels_name", "header", "named"), [
+    ("labels.csv", "image,level,level", r"column 'level' appears twice; keep one"),
+    ("labels.csv", "image,image,level", r"column 'image' appears twice; keep one"),
+    ("labels.csv", "image,level,level ", r"column 'level' appears twice \(as 'level' and 'level '\); keep one"),
+    ("trainLabels.csv", "image,level,level ", r"column 'level' appears twice \(as 'level' and 'level '\); keep one"),
+])
+def test_a_label_column_named_twice_is_refused_by_name(tmp_path, labels_name, header, named):
+    """Probe 29 Z3, Z7: the csv format took the first of two 'level' columns and dropped the
+    other unsaid; 'level' and 'level ' (equal once stripped) ended in a traceback."""
+    from drgrader.data.manifest import read_dataset
+
+    root = label_set(tmp_path, labels_name, f"{header}\n10_left,0,4\n10_right,1,1\n", ["10_left.jpeg", "10_right.jpeg"])
+    with pytest.raises(DataError, match=rf"^{labels_name}: {named}$"):
+        read_dataset(root)

@@ -179,12 +179,27 @@ def check_field_counts(text: str, sep: str, shown: str) -> None:
         header = next(rows, None)
         if header is None:
             return
+        refuse_repeated_columns(header, shown)
         for n, fields in enumerate(rows, start=1):
             if len(fields) > len(header) and any(f.strip() for f in fields[len(header):]):
                 raise DataError(f"{shown} row {n}: {len(fields)} fields, but the header has {len(header)} "
                                 f"({', '.join(header)[:80]})")
     except csv.Error as exc:
         raise DataError(f"{shown} row {n + 1}: cannot be read as CSV ({exc})") from None
+
+
+def refuse_repeated_columns(header: list[str], shown: str) -> None:
+    """A column name twice (``level,level``, or ``level,level `` once stripped) is refused: pandas
+    would rename the second ``level.1`` and read the first alone, dropping the other unsaid."""
+    seen: dict[str, str] = {}
+    for cell in header:
+        name = cell.strip()
+        if not name:
+            continue  # empty header cells are unnamed padding columns, not names
+        if name in seen:
+            spelled = "" if cell == seen[name] else f" (as {seen[name][:40]!r} and {cell[:40]!r})"
+            raise DataError(f"{shown}: column {name[:40]!r} appears twice{spelled}; keep one")
+        seen[name] = cell
 
 
 def require_columns(table: pd.DataFrame, required: list[str], shown: str) -> None:
