@@ -328,3 +328,24 @@ def test_a_label_column_named_twice_is_refused_by_name(tmp_path, labels_name, he
     root = label_set(tmp_path, labels_name, f"{header}\n10_left,0,4\n10_right,1,1\n", ["10_left.jpeg", "10_right.jpeg"])
     with pytest.raises(DataError, match=rf"^{labels_name}: {named}$"):
         read_dataset(root)
+
+
+@pytest.mark.parametrize(("fmt", "option", "value"), [
+    ("kaggle", "labels", "corrected.csv"),
+    ("kaggle", "columns", {"grade": "severity"}),
+    ("auto", "images", "train"),
+    ("auto", "columns", {"patient": "pid"}),
+])
+def test_label_file_options_a_published_format_does_not_read_are_refused(tmp_path, fmt, option, value):
+    """Probe 29 Z2: data.labels (a corrected label file), data.images and data.columns were
+    ignored without a word under the kaggle format: the old trainLabels.csv was read."""
+    from drgrader.config import DataConfig
+    from drgrader.data.manifest import read_manifest
+
+    root = label_set(tmp_path, "trainLabels.csv", "image,level\n10_left,0\n10_right,1\n", ["10_left.jpeg", "10_right.jpeg"])
+    (root / "corrected.csv").write_text("image,level\n10_left,4\n10_right,4\n")
+    shown = f"{option}.{next(iter(value))}={next(iter(value.values()))}" if isinstance(value, dict) else f"{option}={value}"
+    with pytest.raises(DataError, match=rf"^data\.{shown} is not read by the kaggle format .*use data\.format=csv"):
+        read_manifest(DataConfig.model_validate({"root": root, "format": fmt, option: value}))
+    corrected = read_manifest(DataConfig(root=root, format="csv", labels="corrected.csv", images="images"))
+    assert list(corrected.table["grade"]) == [4, 4]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.config import DataConfig
+from drgrader.config import Columns, DataConfig
 from drgrader.data.identity import folded_patient
 from drgrader.data.label_files import (
     IMAGE_EXTENSIONS,
@@ -224,6 +224,20 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
     return Manifest(df, skipped)
 
 
+def _refuse_csv_options(cfg: DataConfig, fmt: str, root: Path) -> None:
+    """data.labels, data.images and data.columns are read by the csv format alone; under another
+    format they would be ignored (a corrected label file silently not used), so they are refused."""
+    if fmt == "csv":
+        return
+    given = [(name, value) for name, value in (("data.labels", cfg.labels), ("data.images", cfg.images)) if value is not None]
+    given += [(f"data.columns.{key}", value) for key, value in cfg.columns if value != getattr(Columns(), key)]
+    if given:
+        name, value = given[0]
+        how = "detected in" if cfg.format == "auto" else "given for"
+        raise DataError(f"{name}={value} is not read by the {fmt} format ({how} {root}), which reads its own "
+                        "layout's label files; use data.format=csv to read a label file of your own, or drop it")
+
+
 def read_manifest(cfg: DataConfig) -> Manifest:
     """Read the data set described by ``cfg`` (``data`` section) into a validated manifest.
 
@@ -239,6 +253,7 @@ def read_manifest(cfg: DataConfig) -> Manifest:
     fmt: str = cfg.format
     if fmt == "auto":
         fmt = "csv" if cfg.labels is not None else detect_format(root)
+    _refuse_csv_options(cfg, fmt, root)
     return _build_manifest(READERS[fmt](root, cfg), cfg, fmt, root)
 
 
