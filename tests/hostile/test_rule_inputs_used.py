@@ -5,6 +5,7 @@ made without it. A file that cannot be read, even a link loop, is a row with its
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -349,3 +350,19 @@ def test_label_file_options_a_published_format_does_not_read_are_refused(tmp_pat
         read_manifest(DataConfig.model_validate({"root": root, "format": fmt, option: value}))
     corrected = read_manifest(DataConfig(root=root, format="csv", labels="corrected.csv", images="images"))
     assert list(corrected.table["grade"]) == [4, 4]
+
+
+@pytest.mark.parametrize(("folder", "grade"), [("3.0", 3), ("02", None), ("-0", None), ("+3", None), ("3.5 severe", None)])
+def test_a_grade_folder_s_name_is_read_by_the_label_grades_rule(tmp_path, folder, grade):
+    """Probe 29: grade folder '02' was refused but '-0', '+3' and '3.0' were left out as 'not in a
+    grade folder': two rules for one spelling problem. Now one: a label grade's."""
+    from drgrader.config import DataConfig
+    from drgrader.data.manifest import read_manifest
+
+    root = label_set(tmp_path, "notes.txt", "", ["0/10_left.jpeg", f"{folder}/10_right.jpeg"], image_dir="")
+    if grade is None:
+        with pytest.raises(DataError, match=rf"folder name {re.escape(repr(folder))} is not a grade in 0..4 \(grade '.*' is not one of 0, 1, 2, 3, 4\)$"):
+            read_manifest(DataConfig(root=root))
+    else:
+        table = read_manifest(DataConfig(root=root)).table.set_index("image_id")
+        assert dict(table["grade"]) == {"10_left": 0, "10_right": grade}

@@ -28,6 +28,18 @@ EYEPACS_NAME = re.compile(r"^(.+)_(left|right)$", re.IGNORECASE)
 DEEPDRID_NAME = re.compile(r"_([lr])\d*$", re.IGNORECASE)
 
 
+# A grade is one digit of the scale. "2.0" too, on purpose: spreadsheet exports write whole
+# numbers as floats. Nothing else is read as a grade: int()/float() would take "02", "-0", "+2",
+# "2e0", "0_3" and "３" (full-width) too, which no grading tool writes.
+GRADE_TEXT = re.compile(r"([0-4])(?:\.0+)?")
+
+
+def grade_value(text: str) -> int | None:
+    """The grade a label cell or a grade folder's name gives ("0".."4", "0.0".."4.0"), else None."""
+    match = GRADE_TEXT.fullmatch(text)
+    return None if match is None else int(match[1])
+
+
 class DataError(ValueError):
     """A data set that cannot be read; the message names the file, row and image."""
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from drgrader.data.label_files import (
     DataError,
     Found,
     LabelRow,
+    grade_value,
     shown_path,
     strip_image_extension,
 )
@@ -66,20 +66,14 @@ class Manifest:
 
 
 # -------------------------------------------------------------------- validation
-# A grade is one digit of the scale. "2.0" too, on purpose: spreadsheet exports write whole
-# numbers as floats. Nothing else is read as a grade: int()/float() would take "02", "-0", "+2",
-# "2e0", "0_3" and "３" (full-width) too, which no grading tool writes.
-GRADE_TEXT = re.compile(r"([0-4])(?:\.0+)?")
-
-
 def _grade(text: str, where: str) -> int:
     """Grade text -> int: "0".."4", or "0.0".."4.0" as spreadsheets write them."""
     if text == "":
         raise DataError(f"{where}: grade is empty")
-    match = GRADE_TEXT.fullmatch(text)
-    if match is None:
+    grade = grade_value(text)
+    if grade is None:
         raise DataError(f"{where}: grade {text!r} is not one of 0, 1, 2, 3, 4")
-    return int(match[1])
+    return grade
 
 
 def _first_patients(df: pd.DataFrame, limit: int) -> pd.DataFrame:
