@@ -6,6 +6,7 @@ made without it. A file that cannot be read, even a link loop, is a row with its
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import cv2
@@ -366,3 +367,19 @@ def test_a_grade_folder_s_name_is_read_by_the_label_grades_rule(tmp_path, folder
     else:
         table = read_manifest(DataConfig(root=root)).table.set_index("image_id")
         assert dict(table["grade"]) == {"10_left": 0, "10_right": grade}
+
+
+def test_a_second_label_file_beside_the_one_read_is_named(tmp_path):
+    """Probe 29 Z8: labels.csv (other grades) beside trainLabels.csv was left out without a word."""
+    from drgrader.config import DataConfig
+    from drgrader.data.manifest import read_manifest
+
+    root = label_set(tmp_path, "trainLabels.csv", "image,level\n10_left,0\n10_right,1\n", ["10_left.jpeg", "10_right.jpeg"])
+    (root / "labels.csv").write_text("image,level\n10_left,4\n10_right,4\n")
+    (root / "sampleSubmission.csv").write_text("image,level\n")  # not a label file: not named
+    with pytest.warns(UserWarning, match=r"holds trainLabels.csv and labels.csv: read trainLabels.csv \(kaggle\); "
+                                         r"labels.csv is not read \(data.format=csv and data.labels=labels.csv read it instead\)$"):
+        assert list(read_manifest(DataConfig(root=root)).table["grade"]) == [0, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # naming the file to read says which one is meant: no warning
+        assert list(read_manifest(DataConfig(root=root, labels="labels.csv")).table["grade"]) == [4, 4]

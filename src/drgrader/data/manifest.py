@@ -163,6 +163,21 @@ def _warn_unlisted(unlisted: list[Path], root: Path, listed_in: str) -> None:
                   f"{unlisted[0].relative_to(root).as_posix()})", stacklevel=4)
 
 
+def _warn_other_label_files(root: Path, source: str, cfg: DataConfig, rows: list[LabelRow]) -> None:
+    """A label file beside the one the format reads (``labels.csv`` or ``labels_corrected.csv``
+    next to ``trainLabels.csv``) is named in a warning: which one was meant is unknown, and it
+    would otherwise be left out without a word. Not when data.labels names the file to read."""
+    if cfg.labels is not None:
+        return
+    read = {row.where.rsplit(" row ", 1)[0] for row in rows if " row " in row.where}
+    others = sorted(p.name for p in root.glob("*.csv") if "label" in p.name.lower() and p.name not in read)
+    if read and others:
+        names = " and ".join(sorted(read) + others)
+        warnings.warn(f"{root} holds {names}: read {', '.join(sorted(read))} ({source}); {', '.join(others)} "
+                      f"{'is' if len(others) == 1 else 'are'} not read (data.format=csv and data.labels={others[0]} "
+                      "read it instead)", stacklevel=4)
+
+
 def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> Manifest:
     rows, folders, extra_skipped = found
     records, missing = [], []
@@ -208,6 +223,7 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
         raise DataError(f"no usable labelled images in {root} (format {source}); skipped: {skipped.as_dict()}")
     if unlisted:
         _warn_unlisted(unlisted, root, _label_source(source, cfg, rows))
+    _warn_other_label_files(root, source, cfg, rows)
     has_split = any("split" in r for r in records)
     df = pd.DataFrame(records, columns=MANIFEST_COLUMNS + (["split"] if has_split else []))
     df["grade"] = df["grade"].astype("int64")
