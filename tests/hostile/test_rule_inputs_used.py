@@ -383,3 +383,16 @@ def test_a_second_label_file_beside_the_one_read_is_named(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # naming the file to read says which one is meant: no warning
         assert list(read_manifest(DataConfig(root=root, labels="labels.csv")).table["grade"]) == [4, 4]
+
+
+def test_a_label_row_naming_another_extension_is_not_matched_to_the_photo(tmp_path):
+    """Probe 29: a label row '10_left.png' was matched to 10_left.jpeg without a word (a predict
+    list says 'file not found'); the name without extension, or in another case, still finds it."""
+    from drgrader.data.manifest import read_dataset
+
+    root = label_set(tmp_path, "labels.csv", "image,level\n10_left.png,3\n10_right,1\n", ["10_left.jpeg", "10_right.jpeg"])
+    with pytest.raises(DataError, match=r"^labels.csv row 1 \(image '10_left'\): image file not found: no file '10_left.png' "
+                                        r"in .*images \(10_left.jpeg has another extension: name it so if it is that photo\)"):
+        read_dataset(root)
+    (root / "labels.csv").write_text("image,level\n10_LEFT.JPEG,3\n10_right,1\n")
+    assert list(read_dataset(root)["grade"]) == [3, 1]

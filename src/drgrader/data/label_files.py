@@ -96,15 +96,20 @@ class ImageFolder:
             found = candidates[0] if candidates else None
         elif ref.lower() in self.by_name:
             found = self.by_name[ref.lower()]
-        else:
-            found = self.by_stem.get(strip_image_extension(ref).lower())
+        elif Path(ref).suffix.lower() not in IMAGE_EXTENSIONS:
+            found = self.by_stem.get(ref.lower())
+        # else: a name with another extension ('10_left.png' beside 10_left.jpeg) is not that
+        # file, as predict's lists read it: taking the JPEG would be a guess made without a word.
         if found is not None:
             self.used.add(found)
         return found
 
     def describe(self, ref: str) -> str:
-        suffix = "" if Path(ref).suffix.lower() in IMAGE_EXTENSIONS else " (+ an image extension: " + "/".join(IMAGE_EXTENSIONS) + ")"
-        return f"no file {ref!r}{suffix} in {self.folder}"
+        if Path(ref).suffix.lower() not in IMAGE_EXTENSIONS:
+            return f"no file {ref!r} (+ an image extension: {'/'.join(IMAGE_EXTENSIONS)}) in {self.folder}"
+        other = self.by_stem.get(strip_image_extension(ref.strip()).lower())
+        hint = f" ({other.name} has another extension: name it so if it is that photo)" if other is not None else ""
+        return f"no file {ref!r} in {self.folder}{hint}"
 
     def unlabelled(self) -> int:
         return len(set(self.by_name.values()) - self.used)
