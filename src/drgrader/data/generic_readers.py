@@ -73,7 +73,7 @@ def read_csv_format(root: Path, cfg: DataConfig) -> Found:
         where = where_in(file, n, image_id)
         patient, eye = patient_and_eye(rec, where, image_id, patient_col, eye_col)
         rows.append(LabelRow(where, image_id, folder.find(ref), rec[cols.grade], patient, eye,
-                         looked_for=folder.describe(ref)))
+                             looked_for=folder.describe(ref), patient_given=patient_col is not None))
     if not patient_col:
         _log_patients_from_names(rows, file)
     return rows, [folder], {}

@@ -56,6 +56,7 @@ class LabelRow:
     eye: str = ""
     split: str | None = None
     looked_for: str = ""  # shown when the image is missing
+    patient_given: bool = False  # from a patient column: checked against the name's patient
 
 
 def where_in(file: str, row: int, image_id: str) -> str:
@@ -248,16 +249,18 @@ def patient_and_eye(rec: dict[str, str], where: str, image_id: str, patient_col:
                     eye_col: str | None) -> tuple[str, str]:
     """A row's patient and eye: from its columns, else from a Kaggle-style name (``10_left``)."""
     eye = eye_of(rec[eye_col], where) if eye_col else ""
+    name_patient, named_eye = patient_from_name(image_id)
+    # An eye cell against the name's eye is refused with or without a patient column: a
+    # training eye's label is not guessed (predict, which grades, leaves such an eye unknown).
+    if eye and named_eye and eye != named_eye:
+        raise DataError(f"{where}: eye {eye!r} (column {eye_col!r}) but the name says {named_eye}")
     if patient_col:
         patient = patient_id(rec[patient_col])
         if not patient:
             what = "empty" if not rec[patient_col] else f"{rec[patient_col]!r}, a placeholder for a missing value"
             raise DataError(f"{where}: patient id (column {patient_col!r}) is {what}")
         return patient, eye
-    patient, named_eye = patient_from_name(image_id)
-    if eye and named_eye and eye != named_eye:
-        raise DataError(f"{where}: eye {eye!r} (column {eye_col!r}) but the name says {named_eye}")
-    return patient, eye or named_eye
+    return name_patient, eye or named_eye
 
 
 Found = tuple[list[LabelRow], list[ImageFolder], dict[str, int]]

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.config import Columns, DataConfig
-from drgrader.data.identity import folded_patient
+from drgrader.data.identity import folded_patient, given_against_names, patient_named
 from drgrader.data.label_files import (
     IMAGE_EXTENSIONS,
     MANIFEST_COLUMNS,
@@ -106,6 +106,19 @@ def _warn_lookalike_patients(df: pd.DataFrame, root: Path) -> None:
                     "spelling in the label file makes them one patient)", root, " and ".join(map(repr, groups[0])), more)
 
 
+def _note_given_against_names(df: pd.DataFrame, given: list[bool], root: Path) -> None:
+    """A label file's patient cell that another row's name contradicts (``10_left`` given patient
+    12 while ``10_right`` is patient 10: a shifted cell) is taken as predict takes it, by the one
+    resolver (:func:`~drgrader.data.identity.given_against_names`): the eye left unknown (never
+    paired as a fellow eye), and said in one warning."""
+    notes: list[list[str]] = [[] for _ in range(len(df))]
+    contested = given_against_names(df, pd.Series(given, index=df.index), df["image_id"].map(patient_named), notes)
+    if contested.any():
+        log.warning("%s: %d label row(s) give a patient their image's name contradicts; e.g. %s (correct the "
+                    "label file's patient cell if it is shifted)", root, int(contested.sum()),
+                    notes[int(contested.to_numpy().argmax())][0])
+
+
 def _under(path: Path, root: Path) -> bool:
     try:
         return _resolved(path).is_relative_to(root)
@@ -180,7 +193,7 @@ def _warn_other_label_files(root: Path, source: str, cfg: DataConfig, rows: list
 
 def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> Manifest:
     rows, folders, extra_skipped = found
-    records, missing = [], []
+    records, missing, given = [], [], []
     first_seen: dict[str, LabelRow] = {}
     row_of_file: dict[str, LabelRow] = {}
     for row in rows:
@@ -206,6 +219,7 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
         if row.split is not None:
             record["split"] = row.split
         records.append(record)
+        given.append(row.patient_given)
     if missing and not cfg.skip_missing:
         more = f"; {len(missing) - 1} more rows lack their image" if len(missing) > 1 else ""
         raise DataError(f"{missing[0].where}: image file not found: {missing[0].looked_for}"
@@ -227,6 +241,7 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
     has_split = any("split" in r for r in records)
     df = pd.DataFrame(records, columns=MANIFEST_COLUMNS + (["split"] if has_split else []))
     df["grade"] = df["grade"].astype("int64")
+    _note_given_against_names(df, given, root)
     _warn_lookalike_patients(df, root)
     if cfg.limit is not None:
         df = _first_patients(df, cfg.limit)
