@@ -478,3 +478,38 @@ def test_one_legacy_line_in_a_label_file_leaves_the_other_names_as_written(tmp_p
     assert table["patient_id"].to_dict() == {"x1": "José", "x2": "O’Brien", "x3": "José", "x4": "Zoë"}
     assert "labels.csv: 1 line(s) are not valid UTF-8 (line 4): read as Windows-1252 / Latin-1" in [
         str(w.message) for w in caught]
+
+
+def _label_set(root, labels: str, names: list[str]):
+    (root / "images").mkdir(parents=True)
+    for name in names:
+        (root / "images" / f"{name}.jpeg").write_bytes(name.encode())  # the manifest does not read pixels
+    (root / "labels.csv").write_text(labels)
+    return root
+
+
+def test_a_label_file_s_patient_cell_that_a_name_contradicts_is_noted_as_predict_notes_it(tmp_path, caplog):
+    """Probe 29 Z9: 10_left given patient 12 (a shifted cell) beside 10_right, patient 10, was taken
+    without a word; its eye still paired it as patient 12's fellow eye."""
+    root = _label_set(tmp_path, "image,level,patient_id,eye\n10_left,0,12,left\n10_right,1,10,right\n12_right,2,12,right\n",
+                      ["10_left", "10_right", "12_right"])
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        table = read_dataset(root).set_index("image_id")
+    assert table.loc["10_left", "patient_id"] == "12" and table.loc["10_left", "eye"] == ""  # never a fellow eye
+    assert [r.message for r in caplog.records if "contradicts" in r.message] == [
+        f"{root}: 1 label row(s) give a patient their image's name contradicts; e.g. contradictory patient: '10_left' is "
+        "patient '12' by its CSV row or DICOM header, but its name says patient '10', the patient of '10_right'; the given "
+        "patient is taken, its eye (left) left unknown, so it is not paired as any patient's fellow eye (correct the label "
+        "file's patient cell if it is shifted)"]
+    caplog.clear()
+    (root / "labels.csv").write_text("image,level,patient_id\n10_left,0,P1\n10_right,1,P1\n12_right,2,P2\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        read_dataset(root)  # a label file that renames patients: nothing contradicts it
+    assert not [r for r in caplog.records if "contradicts" in r.message]
+
+
+def test_a_label_file_s_eye_cell_against_the_name_is_refused_with_a_patient_column_too(tmp_path):
+    """Probe 29 Z9: with a patient column, '10_left' labelled the right eye was taken as given."""
+    root = _label_set(tmp_path, "image,level,patient_id,eye\n10_left,0,10,right\n10_right,1,10,left\n", ["10_left", "10_right"])
+    with pytest.raises(ValueError, match=r"^labels.csv row 1 \(image '10_left'\): eye 'right' \(column 'eye'\) but the name says left$"):
+        read_dataset(root)

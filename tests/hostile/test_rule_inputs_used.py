@@ -6,6 +6,8 @@ made without it. A file that cannot be read, even a link loop, is a row with its
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
 
 import cv2
@@ -355,3 +357,83 @@ def test_a_photo_given_again_through_a_link_is_graded_once(photos, tmp_path):
     for again in (tmp_path / "copy" / "7_left.jpeg", tmp_path / "other" / "8_left.jpeg"):
         table = collect_inputs([photos / "7_left.jpeg", again])
         assert len(table) == 2 and table["identity_note"].str.contains("same photo under two patients").all(), again
+@pytest.mark.parametrize(("labels_name", "header", "named"), [
+    ("labels.csv", "image,level,level", r"column 'level' appears twice; keep one"),
+    ("labels.csv", "image,image,level", r"column 'image' appears twice; keep one"),
+    ("labels.csv", "image,level,level ", r"column 'level' appears twice \(as 'level' and 'level '\); keep one"),
+    ("trainLabels.csv", "image,level,level ", r"column 'level' appears twice \(as 'level' and 'level '\); keep one"),
+])
+def test_a_label_column_named_twice_is_refused_by_name(tmp_path, labels_name, header, named):
+    """Probe 29 Z3, Z7: the csv format took the first of two 'level' columns and dropped the
+    other unsaid; 'level' and 'level ' (equal once stripped) ended in a traceback."""
+    from drgrader.data.manifest import read_dataset
+
+    root = label_set(tmp_path, labels_name, f"{header}\n10_left,0,4\n10_right,1,1\n", ["10_left.jpeg", "10_right.jpeg"])
+    with pytest.raises(DataError, match=rf"^{labels_name}: {named}$"):
+        read_dataset(root)
+
+
+@pytest.mark.parametrize(("fmt", "option", "value"), [
+    ("kaggle", "labels", "corrected.csv"),
+    ("kaggle", "columns", {"grade": "severity"}),
+    ("auto", "images", "train"),
+    ("auto", "columns", {"patient": "pid"}),
+])
+def test_label_file_options_a_published_format_does_not_read_are_refused(tmp_path, fmt, option, value):
+    """Probe 29 Z2: data.labels (a corrected label file), data.images and data.columns were
+    ignored without a word under the kaggle format: the old trainLabels.csv was read."""
+    from drgrader.config import DataConfig
+    from drgrader.data.manifest import read_manifest
+
+    root = label_set(tmp_path, "trainLabels.csv", "image,level\n10_left,0\n10_right,1\n", ["10_left.jpeg", "10_right.jpeg"])
+    (root / "corrected.csv").write_text("image,level\n10_left,4\n10_right,4\n")
+    shown = f"{option}.{next(iter(value))}={next(iter(value.values()))}" if isinstance(value, dict) else f"{option}={value}"
+    with pytest.raises(DataError, match=rf"^data\.{shown} is not read by the kaggle format .*use data\.format=csv"):
+        read_manifest(DataConfig.model_validate({"root": root, "format": fmt, option: value}))
+    corrected = read_manifest(DataConfig(root=root, format="csv", labels="corrected.csv", images="images"))
+    assert list(corrected.table["grade"]) == [4, 4]
+
+
+@pytest.mark.parametrize(("folder", "grade"), [("3.0", 3), ("02", None), ("-0", None), ("+3", None), ("3.5 severe", None)])
+def test_a_grade_folder_s_name_is_read_by_the_label_grades_rule(tmp_path, folder, grade):
+    """Probe 29: grade folder '02' was refused but '-0', '+3' and '3.0' were left out as 'not in a
+    grade folder': two rules for one spelling problem. Now one: a label grade's."""
+    from drgrader.config import DataConfig
+    from drgrader.data.manifest import read_manifest
+
+    root = label_set(tmp_path, "notes.txt", "", ["0/10_left.jpeg", f"{folder}/10_right.jpeg"], image_dir="")
+    if grade is None:
+        with pytest.raises(DataError, match=rf"folder name {re.escape(repr(folder))} is not a grade in 0..4 \(grade '.*' is not one of 0, 1, 2, 3, 4\)$"):
+            read_manifest(DataConfig(root=root))
+    else:
+        table = read_manifest(DataConfig(root=root)).table.set_index("image_id")
+        assert dict(table["grade"]) == {"10_left": 0, "10_right": grade}
+
+
+def test_a_second_label_file_beside_the_one_read_is_named(tmp_path):
+    """Probe 29 Z8: labels.csv (other grades) beside trainLabels.csv was left out without a word."""
+    from drgrader.config import DataConfig
+    from drgrader.data.manifest import read_manifest
+
+    root = label_set(tmp_path, "trainLabels.csv", "image,level\n10_left,0\n10_right,1\n", ["10_left.jpeg", "10_right.jpeg"])
+    (root / "labels.csv").write_text("image,level\n10_left,4\n10_right,4\n")
+    (root / "sampleSubmission.csv").write_text("image,level\n")  # not a label file: not named
+    with pytest.warns(UserWarning, match=r"holds trainLabels.csv and labels.csv: read trainLabels.csv \(kaggle\); "
+                                         r"labels.csv is not read \(data.format=csv and data.labels=labels.csv read it instead\)$"):
+        assert list(read_manifest(DataConfig(root=root)).table["grade"]) == [0, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # naming the file to read says which one is meant: no warning
+        assert list(read_manifest(DataConfig(root=root, labels="labels.csv")).table["grade"]) == [4, 4]
+
+
+def test_a_label_row_naming_another_extension_is_not_matched_to_the_photo(tmp_path):
+    """Probe 29: a label row '10_left.png' was matched to 10_left.jpeg without a word (a predict
+    list says 'file not found'); the name without extension, or in another case, still finds it."""
+    from drgrader.data.manifest import read_dataset
+
+    root = label_set(tmp_path, "labels.csv", "image,level\n10_left.png,3\n10_right,1\n", ["10_left.jpeg", "10_right.jpeg"])
+    with pytest.raises(DataError, match=r"^labels.csv row 1 \(image '10_left'\): image file not found: no file '10_left.png' "
+                                        r"in .*images \(10_left.jpeg has another extension: name it so if it is that photo\)"):
+        read_dataset(root)
+    (root / "labels.csv").write_text("image,level\n10_LEFT.JPEG,3\n10_right,1\n")
+    assert list(read_dataset(root)["grade"]) == [3, 1]

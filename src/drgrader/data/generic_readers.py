@@ -18,6 +18,7 @@ from drgrader.data.label_files import (
     LabelRow,
     csv_records,
     first_dir,
+    grade_value,
     patient_and_eye,
     patient_from_name,
     photo_files,
@@ -72,14 +73,16 @@ def read_csv_format(root: Path, cfg: DataConfig) -> Found:
         where = where_in(file, n, image_id)
         patient, eye = patient_and_eye(rec, where, image_id, patient_col, eye_col)
         rows.append(LabelRow(where, image_id, folder.find(ref), rec[cols.grade], patient, eye,
-                         looked_for=folder.describe(ref)))
+                             looked_for=folder.describe(ref), patient_given=patient_col is not None))
     if not patient_col:
         _log_patients_from_names(rows, file)
     return rows, [folder], {}
 
 
 # A grade folder is named by its grade, alone or before a word: "3", "4 proliferative", "0_No_DR".
-GRADE_FOLDER = re.compile(r"([0-9]+)(?:[\s_.\-]+\D.*)?")
+# Any number with a sign or decimals is matched too ("-0", "+3", "3.0", "02"), so that the grade
+# is then read by the label grades' one rule (grade_value), not left out for its spelling.
+GRADE_FOLDER = re.compile(r"([+-]?[0-9]+(?:\.[0-9]+)?)(?:[\s_.\-]+\D.*)?")
 
 
 def grade_folders(root: Path) -> list[Path]:
@@ -95,9 +98,11 @@ def read_folders(root: Path, cfg: DataConfig) -> Found:
     dropped unsaid."""
     rows = []
     for grade_dir in grade_folders(root):
-        grade = GRADE_FOLDER.fullmatch(grade_dir.name)[1]  # type: ignore[index]
-        if grade not in {"0", "1", "2", "3", "4"}:
-            raise DataError(f"{grade_dir}: folder name {grade_dir.name!r} is not a grade in 0..4")
+        grade_text = GRADE_FOLDER.fullmatch(grade_dir.name)[1]  # type: ignore[index]
+        grade = grade_value(grade_text)
+        if grade is None:
+            raise DataError(f"{grade_dir}: folder name {grade_dir.name!r} is not a grade in 0..4 (grade {grade_text!r} "
+                            "is not one of 0, 1, 2, 3, 4)")
         by_id: dict[str, Path] = {}  # 10_left.jpeg and 10_LEFT.jpeg (or 10_left.png) are one name
         for path in photo_files(grade_dir, recursive=True):
             image_id = path.relative_to(grade_dir).with_suffix("").as_posix()
@@ -105,7 +110,7 @@ def read_folders(root: Path, cfg: DataConfig) -> Found:
                 raise two_photos_under_one_name(grade_dir, by_id[image_id.lower()], path)
             by_id[image_id.lower()] = path
             patient, eye = patient_from_name(image_id)
-            rows.append(LabelRow(shown_path(path, root), image_id, path, grade, patient, eye))
+            rows.append(LabelRow(shown_path(path, root), image_id, path, str(grade), patient, eye))
     _log_patients_from_names(rows, f"{root} (grade folders)")
     # Photos in other folders, or lying next to the grade folders, have no grade: the manifest
     # counts and names them in one warning, as it does for any data set's unlisted photos.

@@ -143,18 +143,21 @@ def photo_eye_claims(row: dict) -> list[tuple[str, str]]:
     return claims
 
 
+def patient_named(name: str) -> str:
+    """The patient a photo's name says (``10_left`` -> ``10``); '' when none, or both eyes."""
+    named = patient_and_eye(name)
+    return patient_id(named[0]) if named and len(eyes_named(name)) == 1 else ""
+
+
 def _read_one(row: dict) -> tuple[str, str, str, list[str]]:
     """(patient, eye, the patient its name says ('' when none, or both eyes), notes) of one
     photo from its own evidence."""
     name = _FRAME.sub("", row["image_id"])
     notes = []
-    named = patient_and_eye(name)
-    name_patient = patient_id(named[0]) if named else ""
     own = photo_eye_claims(row)
-    if len(eyes_named(name)) > 1:
-        if not ((row["csv_patient"] or row["dicom_patient"]) and (row["csv_eye"] or own)):
-            notes.append(f"{BOTH_EYES_IN_NAME}: {name!r} names the left and the right eye; neither patient nor eye read from it")
-        name_patient = ""
+    if len(eyes_named(name)) > 1 and not ((row["csv_patient"] or row["dicom_patient"]) and (row["csv_eye"] or own)):
+        notes.append(f"{BOTH_EYES_IN_NAME}: {name!r} names the left and the right eye; neither patient nor eye read from it")
+    name_patient = patient_named(name)
     csv_eyes = row.get("csv_eyes") or [row["csv_eye"]]
     claims = [*(("CSV" if k == 0 else "CSV again", e) for k, e in enumerate(csv_eyes) if e), *own]
     eye = claims[0][1] if claims else ""
@@ -173,7 +176,7 @@ def _read_one(row: dict) -> tuple[str, str, str, list[str]]:
     return patient, eye, name_patient, notes
 
 
-def _given_against_names(table: pd.DataFrame, given: pd.Series, name_patient: pd.Series,
+def given_against_names(table: pd.DataFrame, given: pd.Series, name_patient: pd.Series,
                          notes: list[list[str]]) -> pd.Series:
     """Photos given a patient G (CSV row or DICOM header) whose name says another patient N, when
     N is the patient of another photo (given or by name) or another photo of G names a third
@@ -395,7 +398,7 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     given = (table["csv_patient"] != "") | (table["dicom_patient"] != "")
     from_name = (table["patient_id"] != "") & ~given
     lone = table["patient_id"] == ""
-    contested = _given_against_names(table, given, name_patient, notes)
+    contested = given_against_names(table, given, name_patient, notes)
     _split_by_folder(table, from_name, notes)
     _lookalike_patients(table, notes)
     _unique_image_ids(table)

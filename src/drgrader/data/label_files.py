@@ -28,6 +28,18 @@ EYEPACS_NAME = re.compile(r"^(.+)_(left|right)$", re.IGNORECASE)
 DEEPDRID_NAME = re.compile(r"_([lr])\d*$", re.IGNORECASE)
 
 
+# A grade is one digit of the scale. "2.0" too, on purpose: spreadsheet exports write whole
+# numbers as floats. Nothing else is read as a grade: int()/float() would take "02", "-0", "+2",
+# "2e0", "0_3" and "３" (full-width) too, which no grading tool writes.
+GRADE_TEXT = re.compile(r"([0-4])(?:\.0+)?")
+
+
+def grade_value(text: str) -> int | None:
+    """The grade a label cell or a grade folder's name gives ("0".."4", "0.0".."4.0"), else None."""
+    match = GRADE_TEXT.fullmatch(text)
+    return None if match is None else int(match[1])
+
+
 class DataError(ValueError):
     """A data set that cannot be read; the message names the file, row and image."""
 
@@ -44,6 +56,7 @@ class LabelRow:
     eye: str = ""
     split: str | None = None
     looked_for: str = ""  # shown when the image is missing
+    patient_given: bool = False  # from a patient column: checked against the name's patient
 
 
 def where_in(file: str, row: int, image_id: str) -> str:
@@ -84,15 +97,20 @@ class ImageFolder:
             found = candidates[0] if candidates else None
         elif ref.lower() in self.by_name:
             found = self.by_name[ref.lower()]
-        else:
-            found = self.by_stem.get(strip_image_extension(ref).lower())
+        elif Path(ref).suffix.lower() not in IMAGE_EXTENSIONS:
+            found = self.by_stem.get(ref.lower())
+        # else: a name with another extension ('10_left.png' beside 10_left.jpeg) is not that
+        # file, as predict's lists read it: taking the JPEG would be a guess made without a word.
         if found is not None:
             self.used.add(found)
         return found
 
     def describe(self, ref: str) -> str:
-        suffix = "" if Path(ref).suffix.lower() in IMAGE_EXTENSIONS else " (+ an image extension: " + "/".join(IMAGE_EXTENSIONS) + ")"
-        return f"no file {ref!r}{suffix} in {self.folder}"
+        if Path(ref).suffix.lower() not in IMAGE_EXTENSIONS:
+            return f"no file {ref!r} (+ an image extension: {'/'.join(IMAGE_EXTENSIONS)}) in {self.folder}"
+        other = self.by_stem.get(strip_image_extension(ref.strip()).lower())
+        hint = f" ({other.name} has another extension: name it so if it is that photo)" if other is not None else ""
+        return f"no file {ref!r} in {self.folder}{hint}"
 
     def unlabelled(self) -> int:
         return len(set(self.by_name.values()) - self.used)
@@ -179,12 +197,27 @@ def check_field_counts(text: str, sep: str, shown: str) -> None:
         header = next(rows, None)
         if header is None:
             return
+        refuse_repeated_columns(header, shown)
         for n, fields in enumerate(rows, start=1):
             if len(fields) > len(header) and any(f.strip() for f in fields[len(header):]):
                 raise DataError(f"{shown} row {n}: {len(fields)} fields, but the header has {len(header)} "
                                 f"({', '.join(header)[:80]})")
     except csv.Error as exc:
         raise DataError(f"{shown} row {n + 1}: cannot be read as CSV ({exc})") from None
+
+
+def refuse_repeated_columns(header: list[str], shown: str) -> None:
+    """A column name twice (``level,level``, or ``level,level `` once stripped) is refused: pandas
+    would rename the second ``level.1`` and read the first alone, dropping the other unsaid."""
+    seen: dict[str, str] = {}
+    for cell in header:
+        name = cell.strip()
+        if not name:
+            continue  # empty header cells are unnamed padding columns, not names
+        if name in seen:
+            spelled = "" if cell == seen[name] else f" (as {seen[name][:40]!r} and {cell[:40]!r})"
+            raise DataError(f"{shown}: column {name[:40]!r} appears twice{spelled}; keep one")
+        seen[name] = cell
 
 
 def require_columns(table: pd.DataFrame, required: list[str], shown: str) -> None:
@@ -216,16 +249,18 @@ def patient_and_eye(rec: dict[str, str], where: str, image_id: str, patient_col:
                     eye_col: str | None) -> tuple[str, str]:
     """A row's patient and eye: from its columns, else from a Kaggle-style name (``10_left``)."""
     eye = eye_of(rec[eye_col], where) if eye_col else ""
+    name_patient, named_eye = patient_from_name(image_id)
+    # An eye cell against the name's eye is refused with or without a patient column: a
+    # training eye's label is not guessed (predict, which grades, leaves such an eye unknown).
+    if eye and named_eye and eye != named_eye:
+        raise DataError(f"{where}: eye {eye!r} (column {eye_col!r}) but the name says {named_eye}")
     if patient_col:
         patient = patient_id(rec[patient_col])
         if not patient:
             what = "empty" if not rec[patient_col] else f"{rec[patient_col]!r}, a placeholder for a missing value"
             raise DataError(f"{where}: patient id (column {patient_col!r}) is {what}")
         return patient, eye
-    patient, named_eye = patient_from_name(image_id)
-    if eye and named_eye and eye != named_eye:
-        raise DataError(f"{where}: eye {eye!r} (column {eye_col!r}) but the name says {named_eye}")
-    return patient, eye or named_eye
+    return name_patient, eye or named_eye
 
 
 Found = tuple[list[LabelRow], list[ImageFolder], dict[str, int]]

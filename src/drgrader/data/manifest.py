@@ -16,21 +16,21 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from drgrader.config import DataConfig
-from drgrader.data.identity import folded_patient
+from drgrader.config import Columns, DataConfig
+from drgrader.data.identity import folded_patient, given_against_names, patient_named
 from drgrader.data.label_files import (
     IMAGE_EXTENSIONS,
     MANIFEST_COLUMNS,
     DataError,
     Found,
     LabelRow,
+    grade_value,
     shown_path,
     strip_image_extension,
 )
@@ -66,20 +66,14 @@ class Manifest:
 
 
 # -------------------------------------------------------------------- validation
-# A grade is one digit of the scale. "2.0" too, on purpose: spreadsheet exports write whole
-# numbers as floats. Nothing else is read as a grade: int()/float() would take "02", "-0", "+2",
-# "2e0", "0_3" and "３" (full-width) too, which no grading tool writes.
-GRADE_TEXT = re.compile(r"([0-4])(?:\.0+)?")
-
-
 def _grade(text: str, where: str) -> int:
     """Grade text -> int: "0".."4", or "0.0".."4.0" as spreadsheets write them."""
     if text == "":
         raise DataError(f"{where}: grade is empty")
-    match = GRADE_TEXT.fullmatch(text)
-    if match is None:
+    grade = grade_value(text)
+    if grade is None:
         raise DataError(f"{where}: grade {text!r} is not one of 0, 1, 2, 3, 4")
-    return int(match[1])
+    return grade
 
 
 def _first_patients(df: pd.DataFrame, limit: int) -> pd.DataFrame:
@@ -110,6 +104,19 @@ def _warn_lookalike_patients(df: pd.DataFrame, root: Path) -> None:
         more = f" ({len(groups)} such groups)" if len(groups) > 1 else ""
         log.warning("%s: patients %s differ only in case, spacing or leading zeros%s; kept apart as given (one "
                     "spelling in the label file makes them one patient)", root, " and ".join(map(repr, groups[0])), more)
+
+
+def _note_given_against_names(df: pd.DataFrame, given: list[bool], root: Path) -> None:
+    """A label file's patient cell that another row's name contradicts (``10_left`` given patient
+    12 while ``10_right`` is patient 10: a shifted cell) is taken as predict takes it, by the one
+    resolver (:func:`~drgrader.data.identity.given_against_names`): the eye left unknown (never
+    paired as a fellow eye), and said in one warning."""
+    notes: list[list[str]] = [[] for _ in range(len(df))]
+    contested = given_against_names(df, pd.Series(given, index=df.index), df["image_id"].map(patient_named), notes)
+    if contested.any():
+        log.warning("%s: %d label row(s) give a patient their image's name contradicts; e.g. %s (correct the "
+                    "label file's patient cell if it is shifted)", root, int(contested.sum()),
+                    notes[int(contested.to_numpy().argmax())][0])
 
 
 def _under(path: Path, root: Path) -> bool:
@@ -169,9 +176,24 @@ def _warn_unlisted(unlisted: list[Path], root: Path, listed_in: str) -> None:
                   f"{unlisted[0].relative_to(root).as_posix()})", stacklevel=4)
 
 
+def _warn_other_label_files(root: Path, source: str, cfg: DataConfig, rows: list[LabelRow]) -> None:
+    """A label file beside the one the format reads (``labels.csv`` or ``labels_corrected.csv``
+    next to ``trainLabels.csv``) is named in a warning: which one was meant is unknown, and it
+    would otherwise be left out without a word. Not when data.labels names the file to read."""
+    if cfg.labels is not None:
+        return
+    read = {row.where.rsplit(" row ", 1)[0] for row in rows if " row " in row.where}
+    others = sorted(p.name for p in root.glob("*.csv") if "label" in p.name.lower() and p.name not in read)
+    if read and others:
+        names = " and ".join(sorted(read) + others)
+        warnings.warn(f"{root} holds {names}: read {', '.join(sorted(read))} ({source}); {', '.join(others)} "
+                      f"{'is' if len(others) == 1 else 'are'} not read (data.format=csv and data.labels={others[0]} "
+                      "read it instead)", stacklevel=4)
+
+
 def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> Manifest:
     rows, folders, extra_skipped = found
-    records, missing = [], []
+    records, missing, given = [], [], []
     first_seen: dict[str, LabelRow] = {}
     row_of_file: dict[str, LabelRow] = {}
     for row in rows:
@@ -197,6 +219,7 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
         if row.split is not None:
             record["split"] = row.split
         records.append(record)
+        given.append(row.patient_given)
     if missing and not cfg.skip_missing:
         more = f"; {len(missing) - 1} more rows lack their image" if len(missing) > 1 else ""
         raise DataError(f"{missing[0].where}: image file not found: {missing[0].looked_for}"
@@ -214,14 +237,30 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
         raise DataError(f"no usable labelled images in {root} (format {source}); skipped: {skipped.as_dict()}")
     if unlisted:
         _warn_unlisted(unlisted, root, _label_source(source, cfg, rows))
+    _warn_other_label_files(root, source, cfg, rows)
     has_split = any("split" in r for r in records)
     df = pd.DataFrame(records, columns=MANIFEST_COLUMNS + (["split"] if has_split else []))
     df["grade"] = df["grade"].astype("int64")
+    _note_given_against_names(df, given, root)
     _warn_lookalike_patients(df, root)
     if cfg.limit is not None:
         df = _first_patients(df, cfg.limit)
     df = df.sort_values("image_id", kind="stable").reset_index(drop=True)
     return Manifest(df, skipped)
+
+
+def _refuse_csv_options(cfg: DataConfig, fmt: str, root: Path) -> None:
+    """data.labels, data.images and data.columns are read by the csv format alone; under another
+    format they would be ignored (a corrected label file silently not used), so they are refused."""
+    if fmt == "csv":
+        return
+    given = [(name, value) for name, value in (("data.labels", cfg.labels), ("data.images", cfg.images)) if value is not None]
+    given += [(f"data.columns.{key}", value) for key, value in cfg.columns if value != getattr(Columns(), key)]
+    if given:
+        name, value = given[0]
+        how = "detected in" if cfg.format == "auto" else "given for"
+        raise DataError(f"{name}={value} is not read by the {fmt} format ({how} {root}), which reads its own "
+                        "layout's label files; use data.format=csv to read a label file of your own, or drop it")
 
 
 def read_manifest(cfg: DataConfig) -> Manifest:
@@ -239,6 +278,7 @@ def read_manifest(cfg: DataConfig) -> Manifest:
     fmt: str = cfg.format
     if fmt == "auto":
         fmt = "csv" if cfg.labels is not None else detect_format(root)
+    _refuse_csv_options(cfg, fmt, root)
     return _build_manifest(READERS[fmt](root, cfg), cfg, fmt, root)
 
 

@@ -70,7 +70,7 @@ def read_aptos(root: Path, cfg: DataConfig) -> Found:
         where = where_in(file, n, image_id)
         patient, eye = patient_and_eye(rec, where, image_id, patient_col, eye_col)
         rows.append(LabelRow(where, image_id, folder.find(rec["id_code"]), rec["diagnosis"], patient, eye,
-                             looked_for=folder.describe(rec["id_code"])))
+                             looked_for=folder.describe(rec["id_code"]), patient_given=patient_col is not None))
     return rows, [folder], {}
 
 
