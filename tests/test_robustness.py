@@ -378,9 +378,9 @@ GOOD = "image,level\n1_left,0\n1_right,1\n2_left,2\n2_right,0\n"
         (GOOD + "1_right,1\n", "error: trainLabels.csv row 5 (image '1_right'): image id '1_right' appears twice "
                                "(also trainLabels.csv row 2 (image '1_right'))"),
         (GOOD + "3_left,1\n", "error: trainLabels.csv row 5 (image '3_left'): image file not found: no file '3_left'"),
-        ("image,level\n1_left,0\n".encode("utf-16"), "error: trainLabels.csv is not a text CSV file"),
+        (b"image,level\n1_left,0\x00\x01\n", "error: trainLabels.csv is not a text CSV file"),
     ],
-    ids=["missing-column", "grade-minus-1", "grade-5", "empty-grade", "duplicate-id", "id-without-file", "utf16"],
+    ids=["missing-column", "grade-minus-1", "grade-5", "empty-grade", "duplicate-id", "id-without-file", "binary"],
 )
 def test_bad_label_file_exits_2_naming_file_and_row(tmp_path, capsys, labels, message):
     cfg = labelled_set(tmp_path / "data", labels)

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from drgrader.cli import main
 from drgrader.data.inputs import collect_inputs
+from drgrader.data.label_files import read_label_csv
 from drgrader.data.manifest import DataError
 from drgrader.synth import make_fundus
 
@@ -437,3 +438,17 @@ def test_a_label_row_naming_another_extension_is_not_matched_to_the_photo(tmp_pa
         read_dataset(root)
     (root / "labels.csv").write_text("image,level\n10_LEFT.JPEG,3\n10_right,1\n")
     assert list(read_dataset(root)["grade"]) == [3, 1]
+
+
+def test_a_label_file_saved_as_utf16_is_read_as_a_predict_list_is(tmp_path):
+    # Before: refused as "not a text CSV file (it contains binary data)", while a UTF-16 predict list was read.
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    for name in ("10_left", "10_right"):
+        (root / "images" / f"{name}.jpeg").write_bytes(b"")
+    (root / "labels.csv").write_bytes("image,level\n10_left,3\n10_right,1\n".encode("utf-16"))
+    table = read_label_csv(root / "labels.csv", root, ["image", "level"])
+    assert table["image"].tolist() == ["10_left", "10_right"] and table["level"].tolist() == ["3", "1"]
+    (root / "bin.csv").write_bytes(b"image,level\n10_left,3\x00\x01\n")
+    with pytest.raises(DataError, match=r"bin.csv is not a text CSV file \(it contains binary data\)"):
+        read_label_csv(root / "bin.csv", root, ["image", "level"])

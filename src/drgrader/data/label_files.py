@@ -167,10 +167,9 @@ def read_label_csv(path: Path, root: Path, required: list[str], sep: str = ",") 
     shown = shown_path(path, root)
     if not path.is_file():
         raise DataError(f"label file not found: {path}")
-    data = path.read_bytes()
-    if b"\x00" in data[:65536]:
+    text, legacy = decode_lines(path.read_bytes())  # UTF-16/32 (Excel's "Unicode Text") decoded first
+    if "\x00" in text[:65536]:
         raise DataError(f"{shown} is not a text CSV file (it contains binary data)")
-    text, legacy = decode_lines(data)
     if legacy:
         warnings.warn(legacy_warning(shown, legacy), stacklevel=3)
     check_field_counts(text, sep, shown)
