@@ -294,6 +294,31 @@ def test_evaluate_out_holding_another_evaluation_is_refused(tiny_bundle, other_t
     assert (run / "metrics.json").read_text() == "{}"
 
 
+def test_evaluate_out_inside_a_run_or_over_a_plain_folder_is_refused(tiny_bundle, clinic, tmp_path, capsys):
+    """Probe 29 Z10: ``--out RUN/figures --overwrite`` (or checkpoints, logs, a fold's folder) wrote
+    an evaluation among the run's own files; ``--overwrite`` onto a plain folder of the user's merged
+    into it, keeping its files, though it says it replaces evaluation folders."""
+    bundle = tmp_path / "tiny"  # a copy: the evaluation writes its card
+    shutil.copytree(tiny_bundle, bundle)
+    run = tmp_path / "run"
+    for sub in ("checkpoints", "figures", "logs"):
+        (run / sub).mkdir(parents=True)
+        (run / sub / "kept.txt").write_text("run's own")
+    for out in (run / "figures", run / "checkpoints", run / "logs", run / "figures" / "new", run / "fold-0"):
+        assert evaluate(bundle, clinic, "--out", str(out), "--overwrite") == 2
+        line = error_line(capsys)
+        assert "is inside a run folder" in line and "never written among its files" in line, line
+    assert sorted(p.name for p in run.rglob("*")) == ["checkpoints", "figures", "kept.txt", "kept.txt", "kept.txt", "logs"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    assert evaluate(bundle, clinic, "--out", str(mine), "--overwrite") == 2
+    assert "--overwrite replaces an earlier evaluation folder only" in error_line(capsys)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    # A new evaluation folder directly in a run stays allowed (the default RUN/eval-D is one).
+    assert evaluate(bundle, clinic, "--out", str(run / "eval-clinic")) == 0
+
+
 def test_evaluate_of_the_built_in_grader_leaves_the_package_alone(clinic, tmp_path, monkeypatch):
     from drgrader.inference.builtin import DEFAULT_GRADER, builtin_graders
 

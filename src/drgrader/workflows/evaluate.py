@@ -188,20 +188,42 @@ def _check_same_evaluation(out: Path, bundle_dir: Path, data_set: str, overwrite
     raise OutputError(f"--out {out} holds {what}; choose another folder (or --overwrite to replace it)")
 
 
+# What a run or cv folder writes of its own: an evaluation never goes into one of these.
+RUN_OWN_FOLDERS = ("bundle", "checkpoints", "logs", "figures")
+KEPT_KINDS = ("a run folder", "a model bundle", "a cross-validation folder")
+
+
 def _claim_out(out: Path | None, default: Path, bundle_dir: Path, overwrite: bool) -> Path:
     """The evaluation folder, checked before any work: ``--out`` may be a new or earlier
-    evaluation folder, never a run, a bundle or a cv folder, nor inside the bundle; the default
-    gets a fresh name. Either must be writable."""
+    evaluation folder, never a run, a bundle or a cv folder, nor a folder inside one (a run's own
+    evaluation folder, a new one directly in it, excepted), nor inside the bundle; the default
+    gets a fresh name. ``--overwrite`` replaces an earlier evaluation, never a plain folder of
+    other files. Either must be writable."""
     from drgrader.outputs import OutputError, check_writable, claim_dir, fresh_name, kind_of
 
     if out is None:
         return check_writable(fresh_name(default))
-    kind = kind_of(Path(out))
-    if kind in ("a run folder", "a model bundle", "a cross-validation folder"):
+    out = Path(out)
+    kind = kind_of(out)
+    if kind in KEPT_KINDS:
         # --overwrite would write an evaluation's files among the run's own (its metrics, report, curves).
         raise OutputError(f"--out {out} is {kind}: an evaluation is never written into one, even with --overwrite "
                           "(which replaces evaluation folders); choose another folder")
-    return claim_dir(Path(out), inputs=[bundle_dir], may_reuse=("an evaluation folder",), overwrite=overwrite)
+    target = out.resolve()
+    for depth, parent in enumerate(target.parents):
+        parent_kind = kind_of(parent)
+        if parent_kind not in KEPT_KINDS:
+            continue
+        # A run's evaluations sit directly in it (RUN/evaluation, RUN/eval-D); its own folders and
+        # anything deeper (RUN/figures, RUN/checkpoints, RUN/fold-0/...) are the run's.
+        own = target.name in RUN_OWN_FOLDERS or target.name.startswith("fold-")
+        if depth > 0 or own or parent_kind == "a model bundle" or kind not in (None, "an evaluation folder"):
+            raise OutputError(f"--out {out} is inside {parent_kind} ({parent}): an evaluation is never written among "
+                              "its files, even with --overwrite; choose a folder outside it")
+    if overwrite and kind == "a folder" and any(out.iterdir()):
+        raise OutputError(f"--out {out} already exists and is a folder of other files: --overwrite replaces an earlier "
+                          "evaluation folder only, never merges into another folder; choose another folder")
+    return claim_dir(out, inputs=[bundle_dir], may_reuse=("an evaluation folder",), overwrite=overwrite)
 
 
 def _member_metrics(bundle, val_rows, test_rows, cfg, out: Path) -> dict:
