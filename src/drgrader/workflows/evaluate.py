@@ -70,6 +70,7 @@ def evaluate_command(
     # A built-in grader is package data: its evaluations and their card go to the working folder.
     builtin = next((name for name, d in builtin_graders().items() if d.resolve() == bundle_dir.resolve()), None)
     bundle = load_bundle(bundle_dir)
+    overlap = None  # external data only: how many of its photos the model was trained or tuned on
     if data is None:
         if run_dir is None:
             raise ConfigError(f"{model} is a bare bundle: give --data to evaluate it on a data set")
@@ -103,6 +104,7 @@ def evaluate_command(
         val_rows, test_rows = None, prepared.rows("test")
         evaluated_on = f"external:{cfg.data.root}"
         fit = False  # thresholds stay those fitted on the model's own validation split
+        overlap = _training_overlap(bundle_dir, run_dir, bundle.manifest, test_rows)
     out.mkdir(parents=True, exist_ok=True)
     if bundle.members and not bundle.thresholds and val_rows is None:
         log.warning("ensemble without fitted thresholds: decisions use the predicted grade / 0.5")
@@ -117,10 +119,14 @@ def evaluate_command(
         "data_set": data_set,
         **result,
     }
+    if data is not None and overlap is not None:
+        metrics["training_overlap"] = overlap
     if bundle.members:
         metrics["members"] = _member_metrics(bundle, val_rows, test_rows, cfg, out)
     write_metrics(out / "metrics.json", metrics)
-    if data is not None:  # an external data set: its figures join the bundle's MODEL_CARD.md
+    if data is not None and overlap is not None:
+        log.warning("MODEL_CARD.md of %s not updated: its external evaluations list only data it never saw", bundle_dir)
+    elif data is not None:  # an external data set: its figures join the bundle's MODEL_CARD.md
         from drgrader.reporting.model_card import record_evaluation
 
         record_evaluation(bundle_dir, out, metrics, run_dir=run_dir, data_root=cfg.data.root, data_set=data_set,
@@ -137,6 +143,21 @@ def evaluate_command(
     except ImportError:
         pass
     return out
+
+
+def _training_overlap(bundle_dir: Path, run_dir: Path | None, manifest: dict, rows) -> dict | None:
+    """How many of the photos to evaluate the bundle's training record says it was trained or
+    tuned on (evaluation.training_overlap), warned; None when none (or no record)."""
+    from drgrader.evaluation.training_overlap import overlap_sentence, training_overlap, training_photos
+
+    photos = training_photos(bundle_dir, run_dir, manifest)
+    if photos is None:
+        return None
+    overlap = training_overlap(photos, [str(p) for p in rows["path"]])
+    if not overlap["photos"]:
+        return None
+    log.warning(overlap_sentence(overlap))
+    return overlap
 
 
 def _data_set(cfg: ExperimentConfig) -> str:
