@@ -71,6 +71,7 @@ def evaluate_command(
     builtin = next((name for name, d in builtin_graders().items() if d.resolve() == bundle_dir.resolve()), None)
     bundle = load_bundle(bundle_dir)
     overlap = None  # external data only: how many of its photos the model was trained or tuned on
+    changed: list[str] = []  # a run's own data only: what changed in its labels since it was trained
     if data is None:
         if run_dir is None:
             raise ConfigError(f"{model} is a bare bundle: give --data to evaluate it on a data set")
@@ -84,6 +85,7 @@ def evaluate_command(
         out = _claim_out(out, run_dir / "evaluation", bundle_dir, overwrite)
         replaced = _check_same_evaluation(out, bundle_dir, data_set, overwrite)
         prepared = prepare_data(cfg.data, split_file=run_dir / "split.csv")
+        changed = _labels_changed(run_dir, prepared.table)
         val_rows, test_rows = prepared.rows("val"), prepared.rows("test")
         evaluated_on = "test"
         if test_rows.empty:
@@ -121,6 +123,8 @@ def evaluate_command(
     }
     if data is not None and overlap is not None:
         metrics["training_overlap"] = overlap
+    if changed:
+        metrics["data_changed_since_training"] = changed
     if bundle.members:
         metrics["members"] = _member_metrics(bundle, val_rows, test_rows, cfg, out)
     write_metrics(out / "metrics.json", metrics)
@@ -143,6 +147,19 @@ def evaluate_command(
     except ImportError:
         pass
     return out
+
+
+def _labels_changed(run_dir: Path, table) -> list[str]:
+    """A run evaluated on its own data after a grade (patient, photo) of it was corrected: warned,
+    naming the rows; the figures use today's labels, the report's training section the old ones."""
+    from drgrader.workflows.records import manifest_checksum
+    from drgrader.workflows.run_folder import labels_changed
+
+    changed = labels_changed(run_dir, table)
+    if changed:
+        log.warning("the data set changed since %s was trained (its labels checksum is now %s): %s; the figures use "
+                    "today's labels", run_dir, manifest_checksum(table), "; ".join(changed))
+    return changed
 
 
 def _training_overlap(bundle_dir: Path, run_dir: Path | None, manifest: dict, rows) -> dict | None:
