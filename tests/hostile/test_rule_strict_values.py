@@ -319,7 +319,8 @@ def test_evaluate_out_inside_a_run_or_over_a_plain_folder_is_refused(tiny_bundle
     assert evaluate(bundle, clinic, "--out", str(run / "eval-clinic")) == 0
 
 
-def test_evaluate_on_the_models_own_training_photos_is_never_called_external(tiny_bundle, clinic, tmp_path, caplog):
+def test_evaluate_on_the_models_own_training_photos_is_never_called_external(tiny_bundle, other_tiny_bundle, clinic,
+                                                                             tmp_path, caplog):
     """Probe 29 Z1: ``evaluate BUNDLE --data D`` on the data the bundle was trained on (or a byte
     copy of it) said the figures were measured on "an external data set that the model never saw"
     and filed them on the model card as an external evaluation."""
@@ -355,6 +356,11 @@ def test_evaluate_on_the_models_own_training_photos_is_never_called_external(tin
     (bare / TRAINING_DIGESTS).write_text("".join(digest(p) + "\n" for p in photos[:2]))
     caplog.clear()
     assert evaluate(bare, copy, "--out", str(tmp_path / "eval-bare")) == 0
+    assert f"2 of {len(photos)} evaluated photos were used to train" in caplog.text
+    # An ensemble made of it: its members' records together.
+    assert main(["ensemble", str(bare), str(other_tiny_bundle), "--out", str(tmp_path / "ens")]) == 0
+    caplog.clear()
+    assert evaluate(tmp_path / "ens", copy, "--out", str(tmp_path / "eval-ens")) == 0
     assert f"2 of {len(photos)} evaluated photos were used to train" in caplog.text
 
 

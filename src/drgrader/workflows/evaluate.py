@@ -106,7 +106,7 @@ def evaluate_command(
         val_rows, test_rows = None, prepared.rows("test")
         evaluated_on = f"external:{cfg.data.root}"
         fit = False  # thresholds stay those fitted on the model's own validation split
-        overlap = _training_overlap(bundle_dir, run_dir, bundle.manifest, test_rows)
+        overlap = _training_overlap(bundle, run_dir, test_rows)
     out.mkdir(parents=True, exist_ok=True)
     if bundle.members and not bundle.thresholds and val_rows is None:
         log.warning("ensemble without fitted thresholds: decisions use the predicted grade / 0.5")
@@ -162,12 +162,18 @@ def _labels_changed(run_dir: Path, table) -> list[str]:
     return changed
 
 
-def _training_overlap(bundle_dir: Path, run_dir: Path | None, manifest: dict, rows) -> dict | None:
+def _training_overlap(bundle, run_dir: Path | None, rows) -> dict | None:
     """How many of the photos to evaluate the bundle's training record says it was trained or
-    tuned on (evaluation.training_overlap), warned; None when none (or no record)."""
-    from drgrader.evaluation.training_overlap import overlap_sentence, training_overlap, training_photos
+    tuned on (evaluation.training_overlap), warned; None when none (or no record). An ensemble
+    without its cv folder: its members' records together."""
+    from drgrader.evaluation.training_overlap import TrainingPhotos, overlap_sentence, training_overlap, training_photos
 
-    photos = training_photos(bundle_dir, run_dir, manifest)
+    photos = training_photos(bundle.path, run_dir, bundle.manifest)
+    if photos is None and bundle.members:
+        found = [p for m in bundle.leaves() if (p := training_photos(m.path, None, m.manifest)) is not None]
+        if found:
+            photos = TrainingPhotos("the records of its members (" + "; ".join(dict.fromkeys(p.source for p in found)) + ")",
+                                    set().union(*(p.paths for p in found)), set().union(*(p.digests for p in found)))
     if photos is None:
         return None
     overlap = training_overlap(photos, [str(p) for p in rows["path"]])
