@@ -123,3 +123,16 @@ def overlap_sentence(overlap: dict) -> str:
     return (f"{overlap['photos']} of {overlap['of']} evaluated photos were used to train or tune this model "
             f"(by {overlap['source']}; e.g. {', '.join(overlap['examples'])}): these figures are on its own "
             "training data, not an external evaluation")
+
+
+def write_training_digests(run_dir: Path, bundle_dir: Path) -> Path | None:
+    """Write :data:`TRAINING_DIGESTS` into ``bundle_dir`` from its run folder's record (its train
+    and validation photos), for a bundle that travels without its run (the built-in grader)."""
+    from drgrader.io import atomic_write_text
+
+    photos = _from_run(Path(run_dir))
+    if photos is None:
+        return None
+    digests = sorted({digest(path) for path in photos.paths if path.is_file()})
+    atomic_write_text(Path(bundle_dir) / TRAINING_DIGESTS, "".join(d + "\n" for d in digests))
+    return Path(bundle_dir) / TRAINING_DIGESTS
