@@ -22,6 +22,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from drgrader.evaluation.training_overlap import write_training_digests
 from drgrader.inference.bundle_spec import MANIFEST, read_manifest, write_manifest
 from drgrader.inference.export import export_command
 from drgrader.io import atomic_write_text
@@ -109,6 +110,8 @@ def build(bundle: Path, *, name: str, out_root: Path, external: Path | None, cv:
         if stray.name not in (*KEEP, onnx_file):
             stray.unlink() if stray.is_file() else shutil.rmtree(stray)
     write_bundle_card(staged, metrics)
+    # Its training photos' digests travel with it: evaluate then tells its own training data from external data.
+    write_training_digests(bundle.parent, staged)
     if external is not None:
         evaluate_command(staged, data=str(external), out=work / "external")
     _half_weights(staged / "model.safetensors")

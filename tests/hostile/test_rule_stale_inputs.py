@@ -170,3 +170,29 @@ def test_train_resume_refuses_a_set_that_changes_what_the_run_learns(synth_dir, 
     check_resumed_config(run, load_config(run / "config.yaml", ["train.max_minutes=5", f"train.epochs={cfg.train.epochs + 2}"]))
     resumed = load_config(run / "config.yaml")
     assert (resumed.train.max_minutes, resumed.train.epochs) == (5, cfg.train.epochs + 2)
+
+
+def test_evaluate_run_after_a_grade_was_corrected_names_the_change(synth_dir, tmp_path, caplog):
+    # Probe 29 Z13: `evaluate RUN` after a grade of its data set was corrected said nothing; its
+    # report's training section then stood beside figures on other labels.
+    import json
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_dir, root)
+    config = tmp_path / "tiny.yaml"
+    save_config(tiny_config(root, **{"train.epochs": 1, "data.cache_dir": tmp_path / "cache"}), config)
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run), "--progress", "log"]) == 0
+    caplog.clear()
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "same"), "--set", "eval.bootstrap=5"]) == 0
+    assert "changed since" not in caplog.text  # the same data: nothing said
+    labels = pd.read_csv(root / "trainLabels.csv")
+    image, old = labels.loc[0, "image"], labels.loc[0, "level"]
+    labels.loc[0, "level"] = (old + 1) % 5
+    labels.to_csv(root / "trainLabels.csv", index=False)
+    caplog.clear()
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "after"), "--set", "eval.bootstrap=5"]) == 0
+    assert f"the data set changed since {run} was trained" in caplog.text
+    assert f"grade of {image} {old} -> {(old + 1) % 5}" in caplog.text
+    metrics = json.loads((tmp_path / "after" / "metrics.json").read_text())
+    assert metrics["data_changed_since_training"] == [f"grade of {image} {old} -> {(old + 1) % 5}"]

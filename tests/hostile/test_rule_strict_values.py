@@ -294,6 +294,76 @@ def test_evaluate_out_holding_another_evaluation_is_refused(tiny_bundle, other_t
     assert (run / "metrics.json").read_text() == "{}"
 
 
+def test_evaluate_out_inside_a_run_or_over_a_plain_folder_is_refused(tiny_bundle, clinic, tmp_path, capsys):
+    """Probe 29 Z10: ``--out RUN/figures --overwrite`` (or checkpoints, logs, a fold's folder) wrote
+    an evaluation among the run's own files; ``--overwrite`` onto a plain folder of the user's merged
+    into it, keeping its files, though it says it replaces evaluation folders."""
+    bundle = tmp_path / "tiny"  # a copy: the evaluation writes its card
+    shutil.copytree(tiny_bundle, bundle)
+    run = tmp_path / "run"
+    for sub in ("checkpoints", "figures", "logs"):
+        (run / sub).mkdir(parents=True)
+        (run / sub / "kept.txt").write_text("run's own")
+    for out in (run / "figures", run / "checkpoints", run / "logs", run / "figures" / "new", run / "fold-0"):
+        assert evaluate(bundle, clinic, "--out", str(out), "--overwrite") == 2
+        line = error_line(capsys)
+        assert "is inside a run folder" in line and "never written among its files" in line, line
+    assert sorted(p.name for p in run.rglob("*")) == ["checkpoints", "figures", "kept.txt", "kept.txt", "kept.txt", "logs"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    assert evaluate(bundle, clinic, "--out", str(mine), "--overwrite") == 2
+    assert "--overwrite replaces an earlier evaluation folder only" in error_line(capsys)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    # A new evaluation folder directly in a run stays allowed (the default RUN/eval-D is one).
+    assert evaluate(bundle, clinic, "--out", str(run / "eval-clinic")) == 0
+
+
+def test_evaluate_on_the_models_own_training_photos_is_never_called_external(tiny_bundle, other_tiny_bundle, clinic,
+                                                                             tmp_path, caplog):
+    """Probe 29 Z1: ``evaluate BUNDLE --data D`` on the data the bundle was trained on (or a byte
+    copy of it) said the figures were measured on "an external data set that the model never saw"
+    and filed them on the model card as an external evaluation."""
+    import pandas as pd
+
+    from drgrader.evaluation.training_overlap import TRAINING_DIGESTS, digest
+
+    photos = sorted((clinic / "images").iterdir())
+    run = tmp_path / "run"
+    shutil.copytree(tiny_bundle, run / "bundle")
+    (run / "config.yaml").write_text("name: run\n")
+    ids = [p.stem for p in photos]
+    pd.DataFrame({"image_id": ids, "path": [str(p) for p in photos]}).to_csv(run / "manifest.csv", index=False)
+    splits = ["train", "train", "val"] + ["test"] * (len(photos) - 3)  # 3 seen; the test split was not
+    pd.DataFrame({"image_id": ids, "split": splits}).to_csv(run / "split.csv", index=False)
+    copy = tmp_path / "clinic-copy"
+    shutil.copytree(clinic, copy)
+    for data in (clinic, copy):
+        out = tmp_path / f"eval-{data.name}"
+        caplog.clear()
+        assert evaluate(run / "bundle", data, "--out", str(out)) == 0
+        err = caplog.text
+        assert f"3 of {len(photos)} evaluated photos were used to train or tune this model" in err, err
+        assert "MODEL_CARD.md" in err and "not updated" in err
+        assert json.loads((out / "metrics.json").read_text())["training_overlap"]["photos"] == 3
+        report = (out / "report.md").read_text(encoding="utf-8")
+        assert "never saw" not in report and f"3 of {len(photos)} photos were used to train or tune" in report
+    card = run / "bundle" / "MODEL_CARD.md"
+    assert not card.exists() or "<!-- drgrader:external" not in card.read_text(encoding="utf-8")
+    # A bundle without its run folder, with the digests of its training photos (as the built-in grader ships).
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_bundle, bare)
+    (bare / TRAINING_DIGESTS).write_text("".join(digest(p) + "\n" for p in photos[:2]))
+    caplog.clear()
+    assert evaluate(bare, copy, "--out", str(tmp_path / "eval-bare")) == 0
+    assert f"2 of {len(photos)} evaluated photos were used to train" in caplog.text
+    # An ensemble made of it: its members' records together.
+    assert main(["ensemble", str(bare), str(other_tiny_bundle), "--out", str(tmp_path / "ens")]) == 0
+    caplog.clear()
+    assert evaluate(tmp_path / "ens", copy, "--out", str(tmp_path / "eval-ens")) == 0
+    assert f"2 of {len(photos)} evaluated photos were used to train" in caplog.text
+
+
 def test_evaluate_of_the_built_in_grader_leaves_the_package_alone(clinic, tmp_path, monkeypatch):
     from drgrader.inference.builtin import DEFAULT_GRADER, builtin_graders
 

@@ -129,3 +129,33 @@ def test_cv_refuses_to_pool_folds_that_learnt_from_other_labels(synth_dir, tmp_p
     assert main(["cv", CONFIG, "--folds", "3", "--fold", "1", "--out", str(cv_dir), *cv_args(synth_dir, tmp_path)]) == 2
     assert "fold-0 learnt from other labelled data" in capsys.readouterr().err
     assert not (cv_dir / "fold-1").exists()
+
+
+def test_cv_refuses_to_pool_folds_that_read_another_picture_under_a_photos_name(synth_dir, tmp_path, capsys):
+    # Probe 29 Z12: a photo replaced by another picture (same name) between fold 0 and `--fold 1`
+    # was pooled without a word, while a corrected grade is refused.
+    import shutil
+
+    import cv2
+
+    from drgrader.config import load_config
+    from drgrader.data.cache import build_cache
+    from drgrader.data.manifest import read_manifest
+    from drgrader.workflows.cv import open_cv_dir
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_dir, root)
+    cfg = load_config(CONFIG, overrides(root, tmp_path))
+    cv_dir = open_cv_dir(cfg, 3, tmp_path / "cv")
+    table = read_manifest(cfg.data).table
+    fold = cv_dir / "fold-0"
+    fold.mkdir()
+    table.to_csv(fold / "manifest.csv", index=False)  # as the fold's training wrote them
+    build_cache(table, cfg.data, progress=False)[["image_id", "picture"]].to_csv(fold / "pictures.csv", index=False)
+    replaced, other = table["path"].iat[0], table["path"].iat[2]  # another patient's photo, mirrored
+    cv2.imwrite(str(replaced), cv2.flip(cv2.imread(str(other)), 1))
+    capsys.readouterr()
+    assert main(["cv", CONFIG, "--folds", "3", "--fold", "1", "--out", str(cv_dir), *cv_args(root, tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"fold-0 learnt from other pictures: 1 photo(s) replaced since under the same name ({table['image_id'].iat[0]})" in err
+    assert not (cv_dir / "fold-1").exists()

@@ -51,6 +51,9 @@ def copied_pictures(index: pd.DataFrame) -> list[list[int]]:
     return [positions for positions, _ in same_pictures(index["picture"].tolist())]
 
 
+PICTURES_FILE = "pictures.csv"  # in a run folder: image_id, picture fingerprint (data.same_picture)
+
+
 def prepare_data(
     data: DataConfig,
     run_dir: Path | None = None,
@@ -79,6 +82,8 @@ def prepare_data(
         from drgrader.io import atomic_write_text
 
         atomic_write_text(Path(run_dir) / "manifest.csv", manifest.to_csv(index=False))
+        # Each photo's picture as this run read it: a fold run later (cv --fold) must see the same.
+        atomic_write_text(Path(run_dir) / PICTURES_FILE, index[["image_id", "picture"]].to_csv(index=False))
         save_split(Path(run_dir) / "split.csv", manifest, split)
 
     table = table.merge(index.drop(columns="picture"), on="image_id", how="left", validate="one_to_one")

@@ -152,6 +152,13 @@ def evaluated_on(run: RunData) -> tuple[str, str]:
             f"{where}: every labelled eye, each predicted by the fold model that never saw its patient. "
             "The decision thresholds were fitted on these same predictions, so they flatter them a little"
         )
+    overlap = run.metrics.get("training_overlap") or {}
+    if where.startswith("external:") and overlap.get("photos"):
+        path = where.split(":", 1)[1]
+        return f"model's own training data ({path})", (
+            f"a data set ({path}) of which {overlap['photos']} of {overlap['of']} photos were used to train or tune "
+            "the model: not an external evaluation, and its figures flatter the model"
+        )
     if where.startswith("external:"):
         path = where.split(":", 1)[1]
         return f"external data set {path}", (

@@ -76,7 +76,8 @@ def _check_patients(cfg: ExperimentConfig, folds: int, progress: bool = True) ->
     """Every fold needs patients of its own: refuse more folds than the data set has patients,
     counted as the folds count them (patients linked by a copied photo, in bytes or re-saved, as
     one: the cache, which every fold needs, is built first for its fingerprints). Returns the
-    labelled data's checksum (``workflows.records.manifest_checksum``)."""
+    labelled data's checksum (``workflows.records.manifest_checksum``) and each photo's picture
+    fingerprint by image id."""
     from drgrader.data.cache import build_cache
     from drgrader.data.manifest import read_manifest
     from drgrader.data.prepare import copied_pictures
@@ -84,23 +85,25 @@ def _check_patients(cfg: ExperimentConfig, folds: int, progress: bool = True) ->
     from drgrader.workflows.records import manifest_checksum
 
     table = read_manifest(cfg.data).table
-    pictures = copied_pictures(build_cache(table, cfg.data, progress=progress))
+    index = build_cache(table, cfg.data, progress=progress)
+    pictures = copied_pictures(index)
     patients, units = table["patient_id"].nunique(), split_units(table, pictures).nunique()
     if units < folds:
         linked = f", {units} once patients linked by a copied photo are kept together" if units < patients else ""
         raise ConfigError(f"--folds {folds} needs at least {folds} patients (one per fold); "
                           f"the data set ({cfg.data.root}) has {patients}{linked}")
-    return manifest_checksum(table)
+    return manifest_checksum(table), dict(zip(index["image_id"].astype(str), index["picture"].astype(str)))
 
 
-def _check_same_data(cv_dir: Path, folds: int, checksum: str) -> None:
+def _check_same_data(cv_dir: Path, folds: int, checksum: str, pictures: dict[str, str] | None = None) -> None:
     """Folds run in different sessions are pooled as one cross-fitting: refuse to go on when a
     fold already there read other labelled data (its ``manifest.csv``: a grade, patient or photo
-    changed since)."""
+    changed since) or another picture under a photo's name (its ``pictures.csv``)."""
     from drgrader.workflows.run_folder import check_same_data
 
     for fold in range(folds):
-        check_same_data(cv_dir / f"fold-{fold}", checksum, why="and the folds would be pooled as one cross-fitting; "
+        check_same_data(cv_dir / f"fold-{fold}", checksum, pictures=pictures,
+                        why="and the folds would be pooled as one cross-fitting; "
                         "restore the data, or remove that fold's folder to train it again")
 
 
@@ -197,9 +200,9 @@ def run_cv(cfg: ExperimentConfig, *, folds: int, out: Path | None = None, fold: 
         raise ConfigError(f"--folds must be at least 2 (got {folds})")
     if fold is not None and not 0 <= fold < folds:
         raise ConfigError(f"--fold must be in 0..{folds - 1} (got {fold})")
-    checksum = _check_patients(cfg, folds, progress)  # before the cv folder exists: a refused command leaves nothing
+    checksum, pictures = _check_patients(cfg, folds, progress)  # before the cv folder exists: a refused command leaves nothing
     cv_dir = open_cv_dir(cfg, folds, out)
-    _check_same_data(cv_dir, folds, checksum)
+    _check_same_data(cv_dir, folds, checksum, pictures)
     for i in [fold] if fold is not None else range(folds):
         run_fold(cfg, cv_dir, folds, i, progress=progress)
     missing = [i for i in range(folds) if not (cv_dir / f"fold-{i}" / "metrics.json").is_file()]

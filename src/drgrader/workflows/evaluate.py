@@ -70,6 +70,8 @@ def evaluate_command(
     # A built-in grader is package data: its evaluations and their card go to the working folder.
     builtin = next((name for name, d in builtin_graders().items() if d.resolve() == bundle_dir.resolve()), None)
     bundle = load_bundle(bundle_dir)
+    overlap = None  # external data only: how many of its photos the model was trained or tuned on
+    changed: list[str] = []  # a run's own data only: what changed in its labels since it was trained
     if data is None:
         if run_dir is None:
             raise ConfigError(f"{model} is a bare bundle: give --data to evaluate it on a data set")
@@ -83,6 +85,7 @@ def evaluate_command(
         out = _claim_out(out, run_dir / "evaluation", bundle_dir, overwrite)
         replaced = _check_same_evaluation(out, bundle_dir, data_set, overwrite)
         prepared = prepare_data(cfg.data, split_file=run_dir / "split.csv")
+        changed = _labels_changed(run_dir, prepared.table)
         val_rows, test_rows = prepared.rows("val"), prepared.rows("test")
         evaluated_on = "test"
         if test_rows.empty:
@@ -103,6 +106,7 @@ def evaluate_command(
         val_rows, test_rows = None, prepared.rows("test")
         evaluated_on = f"external:{cfg.data.root}"
         fit = False  # thresholds stay those fitted on the model's own validation split
+        overlap = _training_overlap(bundle, run_dir, test_rows)
     out.mkdir(parents=True, exist_ok=True)
     if bundle.members and not bundle.thresholds and val_rows is None:
         log.warning("ensemble without fitted thresholds: decisions use the predicted grade / 0.5")
@@ -117,10 +121,16 @@ def evaluate_command(
         "data_set": data_set,
         **result,
     }
+    if data is not None and overlap is not None:
+        metrics["training_overlap"] = overlap
+    if changed:
+        metrics["data_changed_since_training"] = changed
     if bundle.members:
         metrics["members"] = _member_metrics(bundle, val_rows, test_rows, cfg, out)
     write_metrics(out / "metrics.json", metrics)
-    if data is not None:  # an external data set: its figures join the bundle's MODEL_CARD.md
+    if data is not None and overlap is not None:
+        log.warning("MODEL_CARD.md of %s not updated: its external evaluations list only data it never saw", bundle_dir)
+    elif data is not None:  # an external data set: its figures join the bundle's MODEL_CARD.md
         from drgrader.reporting.model_card import record_evaluation
 
         record_evaluation(bundle_dir, out, metrics, run_dir=run_dir, data_root=cfg.data.root, data_set=data_set,
@@ -137,6 +147,40 @@ def evaluate_command(
     except ImportError:
         pass
     return out
+
+
+def _labels_changed(run_dir: Path, table) -> list[str]:
+    """A run evaluated on its own data after a grade (patient, photo) of it was corrected: warned,
+    naming the rows; the figures use today's labels, the report's training section the old ones."""
+    from drgrader.workflows.records import manifest_checksum
+    from drgrader.workflows.run_folder import labels_changed
+
+    changed = labels_changed(run_dir, table)
+    if changed:
+        log.warning("the data set changed since %s was trained (its labels checksum is now %s): %s; the figures use "
+                    "today's labels", run_dir, manifest_checksum(table), "; ".join(changed))
+    return changed
+
+
+def _training_overlap(bundle, run_dir: Path | None, rows) -> dict | None:
+    """How many of the photos to evaluate the bundle's training record says it was trained or
+    tuned on (evaluation.training_overlap), warned; None when none (or no record). An ensemble
+    without its cv folder: its members' records together."""
+    from drgrader.evaluation.training_overlap import TrainingPhotos, overlap_sentence, training_overlap, training_photos
+
+    photos = training_photos(bundle.path, run_dir, bundle.manifest)
+    if photos is None and bundle.members:
+        found = [p for m in bundle.leaves() if (p := training_photos(m.path, None, m.manifest)) is not None]
+        if found:
+            photos = TrainingPhotos("the records of its members (" + "; ".join(dict.fromkeys(p.source for p in found)) + ")",
+                                    set().union(*(p.paths for p in found)), set().union(*(p.digests for p in found)))
+    if photos is None:
+        return None
+    overlap = training_overlap(photos, [str(p) for p in rows["path"]])
+    if not overlap["photos"]:
+        return None
+    log.warning(overlap_sentence(overlap))
+    return overlap
 
 
 def _data_set(cfg: ExperimentConfig) -> str:
@@ -188,20 +232,42 @@ def _check_same_evaluation(out: Path, bundle_dir: Path, data_set: str, overwrite
     raise OutputError(f"--out {out} holds {what}; choose another folder (or --overwrite to replace it)")
 
 
+# What a run or cv folder writes of its own: an evaluation never goes into one of these.
+RUN_OWN_FOLDERS = ("bundle", "checkpoints", "logs", "figures")
+KEPT_KINDS = ("a run folder", "a model bundle", "a cross-validation folder")
+
+
 def _claim_out(out: Path | None, default: Path, bundle_dir: Path, overwrite: bool) -> Path:
     """The evaluation folder, checked before any work: ``--out`` may be a new or earlier
-    evaluation folder, never a run, a bundle or a cv folder, nor inside the bundle; the default
-    gets a fresh name. Either must be writable."""
+    evaluation folder, never a run, a bundle or a cv folder, nor a folder inside one (a run's own
+    evaluation folder, a new one directly in it, excepted), nor inside the bundle; the default
+    gets a fresh name. ``--overwrite`` replaces an earlier evaluation, never a plain folder of
+    other files. Either must be writable."""
     from drgrader.outputs import OutputError, check_writable, claim_dir, fresh_name, kind_of
 
     if out is None:
         return check_writable(fresh_name(default))
-    kind = kind_of(Path(out))
-    if kind in ("a run folder", "a model bundle", "a cross-validation folder"):
+    out = Path(out)
+    kind = kind_of(out)
+    if kind in KEPT_KINDS:
         # --overwrite would write an evaluation's files among the run's own (its metrics, report, curves).
         raise OutputError(f"--out {out} is {kind}: an evaluation is never written into one, even with --overwrite "
                           "(which replaces evaluation folders); choose another folder")
-    return claim_dir(Path(out), inputs=[bundle_dir], may_reuse=("an evaluation folder",), overwrite=overwrite)
+    target = out.resolve()
+    for depth, parent in enumerate(target.parents):
+        parent_kind = kind_of(parent)
+        if parent_kind not in KEPT_KINDS:
+            continue
+        # A run's evaluations sit directly in it (RUN/evaluation, RUN/eval-D); its own folders and
+        # anything deeper (RUN/figures, RUN/checkpoints, RUN/fold-0/...) are the run's.
+        own = target.name in RUN_OWN_FOLDERS or target.name.startswith("fold-")
+        if depth > 0 or own or parent_kind == "a model bundle" or kind not in (None, "an evaluation folder"):
+            raise OutputError(f"--out {out} is inside {parent_kind} ({parent}): an evaluation is never written among "
+                              "its files, even with --overwrite; choose a folder outside it")
+    if overwrite and kind == "a folder" and any(out.iterdir()):
+        raise OutputError(f"--out {out} already exists and is a folder of other files: --overwrite replaces an earlier "
+                          "evaluation folder only, never merges into another folder; choose another folder")
+    return claim_dir(out, inputs=[bundle_dir], may_reuse=("an evaluation folder",), overwrite=overwrite)
 
 
 def _member_metrics(bundle, val_rows, test_rows, cfg, out: Path) -> dict:

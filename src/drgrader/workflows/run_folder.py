@@ -101,11 +101,13 @@ def _wait_for_rank0(file: Path, ranks: Ranks) -> Path:
         time.sleep(_POLL_S)
 
 
-def check_same_data(run_dir: Path, checksum: str, *, why: str) -> None:
+def check_same_data(run_dir: Path, checksum: str, *, why: str, pictures: dict[str, str] | None = None) -> None:
     """Refuse to continue a run folder that learnt from other labelled data than the data set
     holds now (``checksum``, ``workflows.records.manifest_checksum``; the folder's is that of its
-    ``manifest.csv``): a grade, patient or photo changed since. ``why``: why that matters to the
-    caller and what to do, the end of the one-line message. No ``manifest.csv``: nothing to compare."""
+    ``manifest.csv``): a grade, patient or photo changed since; or, given ``pictures`` (image id ->
+    picture fingerprint, from the cache) and the folder's ``pictures.csv``, a photo replaced by
+    another picture under its name. ``why``: why that matters to the caller and what to do, the
+    end of the one-line message. No ``manifest.csv``: nothing to compare."""
     import pandas as pd
 
     from drgrader.workflows.records import manifest_checksum
@@ -117,6 +119,49 @@ def check_same_data(run_dir: Path, checksum: str, *, why: str) -> None:
     if theirs != checksum:
         raise ConfigError(f"{manifest.parent} learnt from other labelled data (checksum {theirs}; the data set's is now "
                           f"{checksum}: a grade, patient or photo changed since), {why}")
+    replaced = replaced_pictures(run_dir, pictures or {})
+    if replaced:
+        raise ConfigError(f"{manifest.parent} learnt from other pictures: {len(replaced)} photo(s) replaced since under "
+                          f"the same name ({', '.join(replaced[:5])}), {why}")
+
+
+def replaced_pictures(run_dir: Path, pictures: dict[str, str]) -> list[str]:
+    """Image ids whose picture (``pictures``: id -> fingerprint now) is not the one the run read
+    (its ``pictures.csv``); none when the run has no such record."""
+    import pandas as pd
+
+    from drgrader.data.prepare import PICTURES_FILE
+
+    record = Path(run_dir) / PICTURES_FILE
+    if not pictures or not record.is_file():
+        return []
+    then = pd.read_csv(record, dtype=str, keep_default_na=False)
+    return [i for i, p in zip(then["image_id"], then["picture"]) if i in pictures and pictures[i] != p]
+
+
+def labels_changed(run_dir: Path, table) -> list[str]:
+    """What changed in the labelled data since the run read it (its ``manifest.csv``): one phrase
+    each for the first rows whose grade or patient changed, and the photos added or removed."""
+    import pandas as pd
+
+    manifest = Path(run_dir) / "manifest.csv"
+    if not manifest.is_file():
+        return []
+    then = pd.read_csv(manifest, dtype={"image_id": str, "patient_id": str}).set_index("image_id")
+    now = table.set_index("image_id")
+    changes = []
+    for column in ("grade", "patient_id"):
+        both = then.index.intersection(now.index)
+        differ = [i for i in both if str(then.at[i, column]) != str(now.at[i, column])]
+        changes += [f"{column} of {i} {then.at[i, column]} -> {now.at[i, column]}" for i in differ[:5]]
+        if len(differ) > 5:
+            changes.append(f"... {len(differ) - 5} more {column} changes")
+    added, removed = now.index.difference(then.index), then.index.difference(now.index)
+    if len(added):
+        changes.append(f"{len(added)} photo(s) added ({', '.join(added[:3])})")
+    if len(removed):
+        changes.append(f"{len(removed)} photo(s) removed ({', '.join(removed[:3])})")
+    return changes
 
 
 # What a resumed run may change: how and where it runs, and when it stops (more epochs: the run

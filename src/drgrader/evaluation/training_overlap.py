@@ -1,0 +1,138 @@
+"""Which photos of an evaluation the model was trained or tuned on.
+
+``evaluate BUNDLE --data D`` calls its figures external; they are not when D holds photos the
+model learnt from or chose its checkpoint and thresholds on. What the bundle's training record
+says, in this order:
+
+- its run folder (the bundle inside it): ``manifest.csv`` and ``split.csv``, each photo's path
+  and split (a test-split photo was not seen); a cross-validation's folds saw every photo;
+- :data:`TRAINING_DIGESTS` in the bundle folder (the built-in grader ships one): the sha256 of
+  each photo it was trained or validated on, for a bundle without its run folder or data;
+- else the folder it was trained on (its bundle.json's ``config.data.root``) when it is here:
+  every photo under it counts, as the record cannot tell its splits apart.
+
+A photo is one of them by its path (links resolved) or by its bytes (a copy). A re-saved copy
+(other bytes, the same picture) is not found here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from drgrader.io import sha256_file
+
+log = logging.getLogger("drgrader")
+
+TRAINING_DIGESTS = "training_photos.sha256"  # one sha256 (first 16 hex digits) per line
+SEEN_SPLITS = ("train", "val")
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".dcm")
+
+
+@dataclass
+class TrainingPhotos:
+    """The photos a model learnt from or was tuned on: by path and, where known, by bytes."""
+
+    source: str  # where the record comes from, in words
+    paths: set[Path] = field(default_factory=set)
+    digests: set[str] = field(default_factory=set)
+
+
+def digest(path: str | Path) -> str:
+    return sha256_file(path)[:16]
+
+
+def _resolved(path: str | Path) -> Path:
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return Path(path).absolute()
+
+
+def _from_run(run_dir: Path) -> TrainingPhotos | None:
+    """A run's train and validation photos; every photo of a cross-validation's folds."""
+    folds = sorted(run_dir.glob("fold-*/manifest.csv")) if (run_dir / "cv.json").is_file() else []
+    if folds:
+        paths = {_resolved(p) for f in folds for p in pd.read_csv(f, dtype=str)["path"].dropna()}
+        return TrainingPhotos(f"its cross-validation folder {run_dir} (each photo trained a fold model)", paths)
+    manifest, split = run_dir / "manifest.csv", run_dir / "split.csv"
+    if not (manifest.is_file() and split.is_file()):
+        return None
+    table = pd.read_csv(manifest, dtype=str).merge(pd.read_csv(split, dtype=str)[["image_id", "split"]], on="image_id")
+    seen = table[table["split"].isin(SEEN_SPLITS)]
+    return TrainingPhotos(f"its run folder {run_dir} (train and validation splits)", {_resolved(p) for p in seen["path"]})
+
+
+def training_photos(bundle_dir: Path, run_dir: Path | None, manifest: dict) -> TrainingPhotos | None:
+    """The bundle's training photos from its record (see the module docstring); None when it has none here."""
+    if run_dir is not None:
+        found = _from_run(Path(run_dir))
+        if found is not None:
+            return found
+    listed = Path(bundle_dir) / TRAINING_DIGESTS
+    if listed.is_file():
+        digests = {line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()}
+        return TrainingPhotos(f"{listed.name} of the bundle (its training and validation photos)", digests=digests)
+    root = ((manifest.get("config") or {}).get("data") or {}).get("root")
+    if root and Path(root).is_absolute() and Path(root).is_dir():
+        paths = {_resolved(p) for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
+        return TrainingPhotos(f"the folder it was trained on, {root}", paths)
+    return None
+
+
+def training_overlap(photos: TrainingPhotos, evaluated: list[str]) -> dict:
+    """``{"photos": n, "of": m, "source": ..., "examples": [...]}``: how many of the evaluated
+    photos (paths) are training photos, by path or by bytes."""
+    sizes: dict[int, list[Path]] = {}
+    for path in photos.paths:
+        try:
+            sizes.setdefault(path.stat().st_size, []).append(path)
+        except OSError:
+            continue
+    by_bytes: dict[Path, str] = {}  # training files of a size an evaluated photo has, hashed once
+
+    def seen(path: str) -> bool:
+        real = _resolved(path)
+        if real in photos.paths:
+            return True
+        try:
+            size = real.stat().st_size
+        except OSError:
+            return False
+        if not photos.digests and size not in sizes:
+            return False
+        mine = digest(real)
+        if mine in photos.digests:
+            return True
+        for other in sizes.get(size, []):
+            if other not in by_bytes:
+                by_bytes[other] = digest(other)
+            if by_bytes[other] == mine:
+                return True
+        return False
+
+    hits = [path for path in evaluated if seen(path)]
+    return {"photos": len(hits), "of": len(evaluated), "source": photos.source, "examples": [Path(p).name for p in hits[:5]]}
+
+
+def overlap_sentence(overlap: dict) -> str:
+    """One line for the log, the report and the card's refusal: what the figures are not."""
+    return (f"{overlap['photos']} of {overlap['of']} evaluated photos were used to train or tune this model "
+            f"(by {overlap['source']}; e.g. {', '.join(overlap['examples'])}): these figures are on its own "
+            "training data, not an external evaluation")
+
+
+def write_training_digests(run_dir: Path, bundle_dir: Path) -> Path | None:
+    """Write :data:`TRAINING_DIGESTS` into ``bundle_dir`` from its run folder's record (its train
+    and validation photos), for a bundle that travels without its run (the built-in grader)."""
+    from drgrader.io import atomic_write_text
+
+    photos = _from_run(Path(run_dir))
+    if photos is None:
+        return None
+    digests = sorted({digest(path) for path in photos.paths if path.is_file()})
+    atomic_write_text(Path(bundle_dir) / TRAINING_DIGESTS, "".join(d + "\n" for d in digests))
+    return Path(bundle_dir) / TRAINING_DIGESTS
