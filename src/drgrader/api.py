@@ -127,7 +127,7 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
     ``refer_share``: the share of patients sent to a human grader (default: the grader's)."""
     import cv2
 
-    from drgrader.data.identity import warn_identity
+    from drgrader.data.identity_notes import warn_identity
     from drgrader.data.inputs import collect_inputs
     from drgrader.inference.predict import (
         OUTPUT_COLUMNS,

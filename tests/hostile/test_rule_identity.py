@@ -21,7 +21,7 @@ from PIL import Image
 import drgrader
 from drgrader.cli import main
 from drgrader.data.eyes import patient_id
-from drgrader.data.identity import warn_identity
+from drgrader.data.identity_notes import warn_identity
 from drgrader.data.inputs import collect_inputs
 from drgrader.data.manifest import read_dataset
 from drgrader.synth import make_fundus

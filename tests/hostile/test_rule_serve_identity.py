@@ -157,7 +157,7 @@ def test_one_patient_id_on_photos_named_for_two_patients_is_refused_as_predict_p
     """An export that gives every file one PatientID: predict keeps the patient but pairs neither
     eye (its resolver notes a contradictory patient); serve asks that resolver, so it does not
     grade them as one patient's eyes either (before: 200, paired)."""
-    from drgrader.data.identity import CONTRADICTORY_PATIENT, note_kinds
+    from drgrader.data.identity_notes import CONTRADICTORY_PATIENT, note_kinds
     from drgrader.data.inputs import collect_inputs
 
     right, left = dicom(13, patient_id="P9"), dicom(14, patient_id="P9")

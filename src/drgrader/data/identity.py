@@ -47,7 +47,6 @@ Two files are never one image id: ids that coincide are qualified by folder or e
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import unicodedata
@@ -58,31 +57,27 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.data.eyes import EYE_WORDS, eyes_named, patient_and_eye, patient_id
+from drgrader.data.identity_notes import (
+    BOTH_EYES_IN_NAME,
+    CONTRADICTORY_EYE,
+    CONTRADICTORY_PATIENT,
+    EYES_IN_FOLDERS,
+    LOOKALIKE_PATIENTS,
+    NO_EYE,
+    NO_PATIENT,
+    ONE_FILE,
+    SAME_NAME_IN_FOLDERS,
+    SAME_PHOTO_AS_TWO_EYES,
+    SAME_PHOTO_UNDER_TWO_PATIENTS,
+    SEVERAL_PHOTOS_OF_ONE_EYE,
+)
 from drgrader.data.image_files import identical_files
 from drgrader.outputs import escape_name, has_stray_bytes
-
-log = logging.getLogger("drgrader")
 
 IDENTITY_COLUMNS = ["path", "image_id", "patient_id", "eye", "identity_note"]
 # What input_rows gathers for each photo: where it is, and what each source says.
 EVIDENCE_KEYS = ["path", "image_id", "source", "csv_patient", "csv_eye", "dicom_patient", "dicom_laterality"]
 
-# The kinds of note, as each note begins (the console summary counts them).
-CONTRADICTORY_EYE = "contradictory eye"
-CONTRADICTORY_PATIENT = "contradictory patient"
-BOTH_EYES_IN_NAME = "both eyes in the name"
-SAME_NAME_IN_FOLDERS = "same eye in two folders"
-EYES_IN_FOLDERS = "one patient in two folders"
-SEVERAL_PHOTOS_OF_ONE_EYE = "several photos of one eye"
-SAME_PHOTO_AS_TWO_EYES = "one photo as two eyes"
-SAME_PHOTO_UNDER_TWO_PATIENTS = "same photo under two patients"
-ONE_FILE = "one file's bytes"  # how byte copies are one picture (note_same_pictures takes others)
-LOOKALIKE_PATIENTS = "lookalike patients"
-NO_PATIENT = "no patient"
-NO_EYE = "no eye"
-NOTE_KINDS = [CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS,
-              SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, SAME_PHOTO_UNDER_TWO_PATIENTS, LOOKALIKE_PATIENTS,
-              NO_PATIENT, NO_EYE]
 _FRAME = re.compile(r"#frame[0-9]+$")
 
 
@@ -407,27 +402,3 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     _eye_counts(table, notes, lone | contested)
     table["identity_note"] = ["; ".join(n) for n in notes]
     return table[IDENTITY_COLUMNS]
-
-
-def note_kinds(note: str) -> set[str]:
-    """The kinds (:data:`NOTE_KINDS`) of the notes in one photo's ``identity_note``."""
-    parts = note.split("; ")  # each note begins a part: '<kind>: ...'
-    return {kind for kind in NOTE_KINDS if any(part.startswith(kind + ":") for part in parts)}
-
-
-def identity_summary(notes: pd.Series) -> str:
-    """One line counting the photos of each kind of note ('' when there is none)."""
-    kinds = [note_kinds(str(n)) for n in notes.fillna("")]
-    counts = [(kind, sum(kind in of_photo for of_photo in kinds)) for kind in NOTE_KINDS]
-    listed = ", ".join(f"{kind} {n}" for kind, n in counts if n)
-    if not listed:
-        return ""
-    noted = sum(str(n) != "" for n in notes.fillna(""))
-    return f"identity of {noted} of {len(kinds)} photos resolved with a note ({listed}); see identity_note"
-
-
-def warn_identity(table: pd.DataFrame, where: str = "") -> None:
-    """The one console warning summing up the identity notes of ``table``."""
-    summary = identity_summary(table["identity_note"]) if "identity_note" in table else ""
-    if summary:
-        log.warning("%s%s", summary, f" in {where} and its patients file" if where else "")

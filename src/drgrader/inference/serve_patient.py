@@ -22,16 +22,8 @@ import numpy as np
 import pandas as pd
 
 from drgrader.data.dicom import DicomHeader, is_dicom
-from drgrader.data.identity import (
-    CONTRADICTORY_EYE,
-    CONTRADICTORY_PATIENT,
-    LOOKALIKE_PATIENTS,
-    NO_PATIENT,
-    evidence,
-    note_kinds,
-    photo_eye_claims,
-    resolve_identity,
-)
+from drgrader.data.identity import evidence, photo_eye_claims, resolve_identity
+from drgrader.data.identity_notes import CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, LOOKALIKE_PATIENTS, NO_PATIENT, note_kinds
 from drgrader.data.image_files import identical_files
 from drgrader.data.same_picture import how_alike, same_pictures
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS

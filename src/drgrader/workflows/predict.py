@@ -34,7 +34,7 @@ from drgrader.config import ConfigError
 from drgrader.config_values import check_refer_share
 from drgrader.data.cache import source_fingerprint
 from drgrader.data.dicom import split_frame_ref
-from drgrader.data.identity import warn_identity
+from drgrader.data.identity_notes import warn_identity
 from drgrader.data.inputs import INPUT_COLUMNS, collect_inputs
 from drgrader.data.manifest import DataError
 from drgrader.grading import SCORE_COLUMNS

@@ -1,0 +1,52 @@
+"""The identity notes' vocabulary (each note in ``identity_note`` begins with its kind) and the
+one console summary of them: what :mod:`drgrader.data.identity` writes, and what ``predict``,
+``serve`` and :func:`drgrader.api.grade` count and warn about."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+log = logging.getLogger("drgrader")
+
+# The kinds of note, as each note begins (the console summary counts them).
+CONTRADICTORY_EYE = "contradictory eye"
+CONTRADICTORY_PATIENT = "contradictory patient"
+BOTH_EYES_IN_NAME = "both eyes in the name"
+SAME_NAME_IN_FOLDERS = "same eye in two folders"
+EYES_IN_FOLDERS = "one patient in two folders"
+SEVERAL_PHOTOS_OF_ONE_EYE = "several photos of one eye"
+SAME_PHOTO_AS_TWO_EYES = "one photo as two eyes"
+SAME_PHOTO_UNDER_TWO_PATIENTS = "same photo under two patients"
+ONE_FILE = "one file's bytes"  # how byte copies are one picture (note_same_pictures takes others)
+LOOKALIKE_PATIENTS = "lookalike patients"
+NO_PATIENT = "no patient"
+NO_EYE = "no eye"
+NOTE_KINDS = [CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS,
+              SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, SAME_PHOTO_UNDER_TWO_PATIENTS, LOOKALIKE_PATIENTS,
+              NO_PATIENT, NO_EYE]
+
+
+def note_kinds(note: str) -> set[str]:
+    """The kinds (:data:`NOTE_KINDS`) of the notes in one photo's ``identity_note``."""
+    parts = note.split("; ")  # each note begins a part: '<kind>: ...'
+    return {kind for kind in NOTE_KINDS if any(part.startswith(kind + ":") for part in parts)}
+
+
+def identity_summary(notes: pd.Series) -> str:
+    """One line counting the photos of each kind of note ('' when there is none)."""
+    kinds = [note_kinds(str(n)) for n in notes.fillna("")]
+    counts = [(kind, sum(kind in of_photo for of_photo in kinds)) for kind in NOTE_KINDS]
+    listed = ", ".join(f"{kind} {n}" for kind, n in counts if n)
+    if not listed:
+        return ""
+    noted = sum(str(n) != "" for n in notes.fillna(""))
+    return f"identity of {noted} of {len(kinds)} photos resolved with a note ({listed}); see identity_note"
+
+
+def warn_identity(table: pd.DataFrame, where: str = "") -> None:
+    """The one console warning summing up the identity notes of ``table``."""
+    summary = identity_summary(table["identity_note"]) if "identity_note" in table else ""
+    if summary:
+        log.warning("%s%s", summary, f" in {where} and its patients file" if where else "")
