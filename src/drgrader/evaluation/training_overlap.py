@@ -23,13 +23,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from drgrader.data.manifest import IMAGE_EXTENSIONS
 from drgrader.io import sha256_file
 
 log = logging.getLogger("drgrader")
 
 TRAINING_DIGESTS = "training_photos.sha256"  # one sha256 (first 16 hex digits) per line
 SEEN_SPLITS = ("train", "val")
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".dcm")
 
 
 @dataclass
@@ -78,7 +78,7 @@ def training_photos(bundle_dir: Path, run_dir: Path | None, manifest: dict) -> T
         return TrainingPhotos(f"{listed.name} of the bundle (its training and validation photos)", digests=digests)
     root = ((manifest.get("config") or {}).get("data") or {}).get("root")
     if root and Path(root).is_absolute() and Path(root).is_dir():
-        paths = {_resolved(p) for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
+        paths = {_resolved(p) for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()}
         return TrainingPhotos(f"the folder it was trained on, {root}", paths)
     return None
 
