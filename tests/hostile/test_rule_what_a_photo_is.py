@@ -240,6 +240,17 @@ def test_a_small_coarsely_compressed_copy_is_ungradable_and_its_lossless_copy_is
     assert photos["quality_reason"][0].startswith("compressed copy")
 
 
+def test_a_pil_image_opened_from_a_coarse_jpeg_is_checked_as_its_file_is(tmp_path):
+    # Before: drgrader.grade with Image.open(q30 file) graded it gradable (the in-memory photo
+    # went through a lossless PNG that lost the JPEG's tables) while the file was flagged.
+    rgb = make_fundus(0, np.random.default_rng(4), height=256)
+    small_q30 = _saved(rgb, tmp_path / "q30.jpg", quality=30)
+    photos, _ = drgrader.grade(None, [Image.open(small_q30), Image.open(_saved(rgb, tmp_path / "q95.jpg", quality=95)),
+                                      read_image(small_q30)], names=["1_left", "1_right", "2_left"])
+    assert photos["gradable"].tolist() == [False, True, True]  # an array carries no JPEG record (documented)
+    file_reason = drgrader.grade(None, str(small_q30))[0]["quality_reason"][0]
+    assert photos["quality_reason"][0] == file_reason and file_reason.startswith("compressed copy: a JPEG of quality ~30")
+
 def test_a_dicom_file_holding_a_coarse_jpeg_gets_the_jpeg_files_verdict(tmp_path):
     # Before: DICOM files were never checked (no JPEG step read), so a q30 copy wrapped as JPEG
     # Baseline DICOM (as PACS store lossy photos) was gradable where the same JPEG file was not.
