@@ -73,8 +73,12 @@ FINE_DETAIL_THRESHOLD = -2.3
 # +0.14 or less (up to 13%); lossless copies of any size under 0.02 (2%). Real photos: camera
 # originals (quality ~90, a 1,525 px fundus) 0.8, eyepacs-256 (quality ~95) median 5.8, at most
 # 11.1 (a 165 px fundus): 1.6x below the bar. Conservative on photos like eyepacs-256 (the
-# grader's own training data), which re-saved at quality 75 or under are flagged although their
-# grades move both ways, not up.
+# grader's own training data), which re-saved at quality 80 or under are flagged (62 of 62, every
+# 60th photo; at 85 and 90: 2 of 62, those with the smallest fundus) although their grades move
+# both ways, not up. Not caught: a copy re-saved as a better JPEG or enlarged after compression:
+# its quantisation tables no longer show it. A pixel-domain blockiness measure (luma steps on the
+# 8 px grid over those inside blocks, within the fundus) cannot tell them apart: such q40 copies
+# re-saved at q95 measure 2.07 and up, real eyepacs-256 photos up to 2.22 (probe 30, F1).
 COMPRESSION_THRESHOLD = 18.0
 _COMPRESSION_POWER = 1.5
 REVERSED = ("colours look reversed (blue far above red: saved from OpenCV's BGR order?): the grader needs "
