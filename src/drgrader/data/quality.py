@@ -81,6 +81,9 @@ FINE_DETAIL_THRESHOLD = -2.3
 # re-saved at q95 measure 2.07 and up, real eyepacs-256 photos up to 2.22 (probe 30, F1).
 COMPRESSION_THRESHOLD = 18.0
 _COMPRESSION_POWER = 1.5
+# The start of the reason for a compressed copy: the patient decision advises asking for the
+# original photo (inference/patient_decision.py), not photographing again.
+COMPRESSED_COPY = "compressed copy"
 REVERSED = ("colours look reversed (blue far above red: saved from OpenCV's BGR order?): the grader needs "
             "the photo in its true colours")
 NOT_COLOUR = ("not a colour photograph (greyscale, red-free or tinted monochrome): the grader needs a "
@@ -338,7 +341,7 @@ def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_si
         photo = f"no more detail than a ~{held:.0f} px photo" if held else f"less detail than a {_DETAIL_SIZES[0]} px photo"
         reason = f"resolution too low: the fundus holds {photo} (enlarged?), under half of the grader's {input_size} px input"
     elif compression > COMPRESSION_THRESHOLD:
-        reason = (f"compressed copy: a JPEG of quality ~{jpeg_quality_of(jpeg_step or 0.0)} with the fundus "
+        reason = (f"{COMPRESSED_COPY}: a JPEG of quality ~{jpeg_quality_of(jpeg_step or 0.0)} with the fundus "
                   f"{m.diameter * source_scale:.0f} px across: its block artefacts look like lesions to the grader "
                   "(grades run high); grade the original photo")
     else:
