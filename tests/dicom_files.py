@@ -93,10 +93,10 @@ def jpeg_bytes(rgb: np.ndarray, quality: int = 95) -> bytes:
     return buffer.getvalue()
 
 
-def write_jpeg_dicom(path: Path, frames: list[np.ndarray], **tags) -> Path:
-    """JPEG baseline (lossy) DICOM, one JPEG per frame, as fundus cameras export."""
+def write_jpeg_dicom(path: Path, frames: list[np.ndarray], quality: int = 95, **tags) -> Path:
+    """JPEG baseline (lossy) DICOM, one JPEG per frame (saved at ``quality``), as fundus cameras export."""
     height, width = frames[0].shape[:2]
-    return write_encapsulated(path, [jpeg_bytes(f) for f in frames], height=height, width=width,
+    return write_encapsulated(path, [jpeg_bytes(f, quality) for f in frames], height=height, width=width,
                               transfer_syntax=JPEGBaseline8Bit, **tags)
 
 

@@ -24,8 +24,8 @@ import pandas as pd
 
 from drgrader.config import ConfigError, ExperimentConfig, load_config
 from drgrader.config_values import check_refer_share, distinct_views, plain_name
-from drgrader.data.images import pil_to_rgb
-from drgrader.data.quality import measure_photo
+from drgrader.data.images import jpeg_step_of, pil_to_rgb, save_lossless_copy
+from drgrader.data.quality import assess_quality, measure_photo
 from drgrader.inference.builtin import resolve_bundle
 from drgrader.inference.bundle import Bundle, load_bundle
 
@@ -80,6 +80,11 @@ def channel_order_score(array: np.ndarray) -> float:
     return float(lit[:, 0].mean() / max(lit[:, 2].mean(), 1.0)) if len(lit) else 1.0
 
 
+def _jpeg_step(photo: Photo) -> float | None:
+    """The JPEG step a PIL image opened from a JPEG still carries (None for arrays and others)."""
+    return jpeg_step_of(photo) if hasattr(photo, "convert") else None
+
+
 def _check_channel_order(array: np.ndarray, name: str) -> None:
     """Refuse an array in OpenCV's BGR order (``cv2.imread``), which would be graded in the wrong
     colours without a word; warn when its colours cannot tell the order."""
@@ -125,7 +130,6 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
     ``channels``: the channel order of array photos, ``"RGB"`` or ``"BGR"`` (``cv2.imread``'s);
     by default RGB, and an array whose colours are those of a BGR fundus is refused.
     ``refer_share``: the share of patients sent to a human grader (default: the grader's)."""
-    import cv2
 
     from drgrader.data.identity_notes import warn_identity
     from drgrader.data.inputs import collect_inputs
@@ -174,12 +178,13 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
     with tempfile.TemporaryDirectory(prefix="drgrader-grade-") as tmp:
         if in_memory:
             # Lossless PNGs through the path pipeline: the same decoding, quality check and
-            # preprocessing as predict, and patient and eye read from the names.
+            # preprocessing as predict, and patient and eye read from the names. A PIL image
+            # opened from a JPEG keeps its quantisation step, so a coarse copy is flagged as its file is.
             paths = []
             for i, photo in enumerate(in_memory):
                 name = names[i] if names else f"photo-{i}"
                 path = Path(tmp) / f"{name}.png"
-                cv2.imwrite(str(path), cv2.cvtColor(_as_rgb(photo, name, channels), cv2.COLOR_RGB2BGR))
+                save_lossless_copy(path, _as_rgb(photo, name, channels), _jpeg_step(photo))
                 paths.append(path)
             photos = paths
         table = collect_inputs([Path(p) for p in photos])
@@ -216,7 +221,8 @@ def explain(grader: str | Path | Bundle, photo: Photo, *, channels: str | None =
     _check_channels(channels)
     bundle = load_grader(grader)
     if not isinstance(photo, (str, Path)):
-        return explain_image(bundle, _as_rgb(photo, "photo", channels))
+        rgb = _as_rgb(photo, "photo", channels)
+        return explain_image(bundle, rgb, quality=assess_quality(rgb, None, bundle.input_size, jpeg_step=_jpeg_step(photo)))
     rgb = read_image(photo)
     return explain_image(bundle, rgb, quality=photo_quality(photo, rgb, None, bundle.input_size, rgb.shape[:2]))
 

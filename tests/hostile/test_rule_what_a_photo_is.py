@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from dicom_files import write_jpeg_dicom
 from PIL import Image
 
 import drgrader
@@ -237,6 +238,38 @@ def test_a_small_coarsely_compressed_copy_is_ungradable_and_its_lossless_copy_is
     photos, _ = drgrader.grade(None, [str(small_q30), str(tmp_path / "lossless.png")])  # the built-in grader
     assert photos["gradable"].tolist() == [False, True]
     assert photos["quality_reason"][0].startswith("compressed copy")
+
+
+def test_a_pil_image_opened_from_a_coarse_jpeg_is_checked_as_its_file_is(tmp_path):
+    # Before: drgrader.grade with Image.open(q30 file) graded it gradable (the in-memory photo
+    # went through a lossless PNG that lost the JPEG's tables) while the file was flagged.
+    rgb = make_fundus(0, np.random.default_rng(4), height=256)
+    small_q30 = _saved(rgb, tmp_path / "q30.jpg", quality=30)
+    photos, _ = drgrader.grade(None, [Image.open(small_q30), Image.open(_saved(rgb, tmp_path / "q95.jpg", quality=95)),
+                                      read_image(small_q30)], names=["1_left", "1_right", "2_left"])
+    assert photos["gradable"].tolist() == [False, True, True]  # an array carries no JPEG record (documented)
+    file_reason = drgrader.grade(None, str(small_q30))[0]["quality_reason"][0]
+    assert photos["quality_reason"][0] == file_reason and file_reason.startswith("compressed copy: a JPEG of quality ~30")
+
+def test_a_dicom_file_holding_a_coarse_jpeg_gets_the_jpeg_files_verdict(tmp_path):
+    # Before: DICOM files were never checked (no JPEG step read), so a q30 copy wrapped as JPEG
+    # Baseline DICOM (as PACS store lossy photos) was gradable where the same JPEG file was not.
+    rgb = make_fundus(0, np.random.default_rng(4), height=256)
+    jpeg = _saved(rgb, tmp_path / "q30.jpg", quality=30)
+    single = write_jpeg_dicom(tmp_path / "q30.dcm", [rgb], quality=30)
+    frames = write_jpeg_dicom(tmp_path / "two.dcm", [rgb, rgb], quality=30)
+    good = write_jpeg_dicom(tmp_path / "q95.dcm", [rgb], quality=95)
+    assert read_jpeg_step(single) == read_jpeg_step(jpeg) == read_jpeg_step(f"{frames}#frame2")
+    verdicts = {}
+    for path in (jpeg, single, f"{frames}#frame2", good):
+        decoded = read_image(path)
+        verdicts[str(path)] = photo_quality(path, decoded, None, 256, decoded.shape[:2])
+    assert not verdicts[str(single)].gradable and not verdicts[f"{frames}#frame2"].gradable
+    assert verdicts[str(single)].reason == verdicts[str(jpeg)].reason
+    assert verdicts[str(good)].gradable
+    photos, _ = drgrader.grade(None, [str(single), str(good)])  # the built-in grader, as predict reads them
+    assert photos["gradable"].tolist() == [False, True]
+    assert photos["quality_reason"][0].startswith("compressed copy: a JPEG of quality ~30")
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from drgrader.config import ConfigError
+from drgrader.data.quality import COMPRESSED_COPY
 from drgrader.inference.bundle_spec import BundleError, update_manifest
 from drgrader.inference.patient_decision import (
     band_cutoff,
@@ -74,6 +75,17 @@ def test_a_photo_that_is_not_there_is_looked_for_not_retaken():
                                              "find the missing photo (file not found)")
     assert decided.loc["gone", "reason"].endswith("): find the missing photo (file not found) or photograph again")
 
+
+def test_a_compressed_copy_is_replaced_by_its_original_not_retaken():
+    # Before: a photo flagged "compressed copy: ... grade the original photo" made its patient
+    # "ungradable ...: photograph again" (a recall for a photo that exists).
+    copy = f"{COMPRESSED_COPY}: a JPEG of quality ~40 with the fundus 317 px across: ...; grade the original photo"
+    decided = decide([photo("c", "right", 0.5, gradable=False, quality_reason=copy),
+                      photo("c", "left", 0.5, gradable=False, quality_reason=copy),
+                      photo("m", "right", 0.5, gradable=False, quality_reason=copy),
+                      photo("m", "left", 0.5, gradable=False, quality_reason="blurred")])
+    assert decided.loc["c", "reason"].endswith("): ask for the original photo (compressed copy)")
+    assert decided.loc["m", "reason"].endswith("): ask for the original photo (compressed copy) or photograph again")
 
 def test_worst_gradable_eye_decides_and_an_ungradable_fellow_does_not_stop_a_referral():
     decided = decide([photo("a", "left", 0.5, gradable=False, quality_reason="too dark"), photo("a", "right", 0.9),

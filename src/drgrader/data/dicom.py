@@ -53,6 +53,8 @@ _TAGS = [
     *(f"{c}PaletteColorLookupTable{part}" for c in ("Red", "Green", "Blue") for part in ("Descriptor", "Data")),
     *(f"Segmented{c}PaletteColorLookupTableData" for c in ("Red", "Green", "Blue")),
 ]
+# Lossy JPEG (DCT) transfer syntaxes: their frames are JPEG files, with quantisation tables.
+_LOSSY_JPEG = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}  # JPEG Baseline, JPEG Extended
 _RGB_LIKE = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"}  # decoded to RGB by pydicom
 _GREY = {"MONOCHROME1", "MONOCHROME2"}
 
@@ -300,3 +302,23 @@ def read_frame(path: str | Path, frame: int | None = None, header: DicomHeader |
     if pixels.shape != expected:
         raise ImageReadError(shown, f"DICOM pixel data decoded to shape {pixels.shape}, expected {expected}")
     return np.ascontiguousarray(_rgb(pixels, header, path))
+
+
+def jpeg_codestream(path: str | Path, frame: int | None = None, header: DicomHeader | None = None) -> bytes | None:
+    """Frame ``frame`` (1-based; None: the only one) of a DICOM file stored as lossy JPEG
+    (JPEG Baseline or Extended), as the JPEG file it is; None for other transfer syntaxes.
+    Only the pixel data is parsed (see the module's privacy note)."""
+    import pydicom
+    from pydicom.encaps import get_frame
+
+    path = Path(path)
+    header = header or read_header(path)
+    if header.transfer_syntax not in _LOSSY_JPEG:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, specific_tags=["PixelData"])
+            return get_frame(ds.PixelData, (frame or 1) - 1, number_of_frames=header.frames)
+    except Exception as exc:  # as read_frame: the decoders' and pydicom's many types
+        raise ImageReadError(path, f"corrupt or truncated DICOM pixel data ({type(exc).__name__})") from None

@@ -21,14 +21,16 @@ frame of a multi-frame DICOM file is named ``<file>#frame<N>``.
 from __future__ import annotations
 
 import warnings
+from io import BytesIO
 from pathlib import Path
 
 import cv2
 import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 
-from drgrader.data.dicom import DicomHeader, is_dicom, read_frame, read_header, split_frame_ref
+from drgrader.data.dicom import DicomHeader, is_dicom, jpeg_codestream, read_frame, read_header, split_frame_ref
 from drgrader.data.image_files import ImageReadError, check_regular_file
 
 MAX_PIXELS = 100_000_000  # larger images are refused before decoding (decompression bombs)
@@ -161,16 +163,49 @@ def read_image_size(path: str | Path, max_pixels: int = MAX_PIXELS, *, header: D
     return height, width
 
 
-def read_jpeg_step(path: str | Path) -> float | None:
+# The PNG text key under which drgrader.grade's lossless copy of an in-memory JPEG (a Pillow
+# image opened from one) keeps that JPEG's step: the copy is checked as the JPEG would be.
+JPEG_STEP_KEY = "drgrader-jpeg-step"
+
+
+def jpeg_step_of(im: Image.Image) -> float | None:
     """The mean quantisation step of a JPEG's luma table (1 at quality 100, 11.5 at 90, 58 at 50,
-    96 at 30: libjpeg's tables), or None for any other file: how coarsely it was compressed.
-    Reads the header only."""
+    96 at 30: libjpeg's tables), or None for any other image: how coarsely it was compressed. A
+    Pillow image opened from a JPEG keeps its tables; a PNG written by :func:`save_lossless_copy`
+    the step it was given."""
+    if im.format == "PNG":
+        try:
+            step = float(im.info.get(JPEG_STEP_KEY, "nan"))
+        except ValueError:
+            return None
+        return step if np.isfinite(step) and step > 0 else None
+    tables = getattr(im, "quantization", None) if im.format in ("JPEG", "MPO") else None
+    return float(np.mean(tables[0])) if tables and 0 in tables else None
+
+
+def save_lossless_copy(path: str | Path, rgb: np.ndarray, jpeg_step: float | None = None) -> None:
+    """An RGB array as a PNG (``drgrader.grade`` grades in-memory photos through files), with
+    the step of the JPEG it was decoded from, if any (:func:`jpeg_step_of`)."""
+    info = PngInfo()
+    if jpeg_step:
+        info.add_text(JPEG_STEP_KEY, repr(float(jpeg_step)))
+    Image.fromarray(rgb).save(path, format="PNG", pnginfo=info, compress_level=1)
+
+
+def read_jpeg_step(path: str | Path, header: DicomHeader | None = None) -> float | None:
+    """:func:`jpeg_step_of` a JPEG file, or of a DICOM file or frame (``<file>#frame<N>``) stored
+    as lossy JPEG (``header``: its header, already read); None for any other file. Reads the
+    header (a DICOM frame's JPEG header) only."""
     path = Path(path)
-    if _dicom_source(path) is not None:
-        return None
+    dicom = _dicom_source(path)
+    if dicom is not None:
+        codestream = jpeg_codestream(*dicom, header)
+        if codestream is None:
+            return None
+        with Image.open(BytesIO(codestream)) as im:
+            return jpeg_step_of(im)
     with _open(path, MAX_PIXELS) as im:
-        tables = getattr(im, "quantization", None) if im.format in ("JPEG", "MPO") else None
-        return float(np.mean(tables[0])) if tables and 0 in tables else None
+        return jpeg_step_of(im)
 
 
 def _bit_depth(peak: float) -> int:

@@ -73,10 +73,17 @@ FINE_DETAIL_THRESHOLD = -2.3
 # +0.14 or less (up to 13%); lossless copies of any size under 0.02 (2%). Real photos: camera
 # originals (quality ~90, a 1,525 px fundus) 0.8, eyepacs-256 (quality ~95) median 5.8, at most
 # 11.1 (a 165 px fundus): 1.6x below the bar. Conservative on photos like eyepacs-256 (the
-# grader's own training data), which re-saved at quality 75 or under are flagged although their
-# grades move both ways, not up.
+# grader's own training data), which re-saved at quality 80 or under are flagged (62 of 62, every
+# 60th photo; at 85 and 90: 2 of 62, those with the smallest fundus) although their grades move
+# both ways, not up. Not caught: a copy re-saved as a better JPEG or enlarged after compression:
+# its quantisation tables no longer show it. A pixel-domain blockiness measure (luma steps on the
+# 8 px grid over those inside blocks, within the fundus) cannot tell them apart: such q40 copies
+# re-saved at q95 measure 2.07 and up, real eyepacs-256 photos up to 2.22 (probe 30, F1).
 COMPRESSION_THRESHOLD = 18.0
 _COMPRESSION_POWER = 1.5
+# The start of the reason for a compressed copy: the patient decision advises asking for the
+# original photo (inference/patient_decision.py), not photographing again.
+COMPRESSED_COPY = "compressed copy"
 REVERSED = ("colours look reversed (blue far above red: saved from OpenCV's BGR order?): the grader needs "
             "the photo in its true colours")
 NOT_COLOUR = ("not a colour photograph (greyscale, red-free or tinted monochrome): the grader needs a "
@@ -334,7 +341,7 @@ def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_si
         photo = f"no more detail than a ~{held:.0f} px photo" if held else f"less detail than a {_DETAIL_SIZES[0]} px photo"
         reason = f"resolution too low: the fundus holds {photo} (enlarged?), under half of the grader's {input_size} px input"
     elif compression > COMPRESSION_THRESHOLD:
-        reason = (f"compressed copy: a JPEG of quality ~{jpeg_quality_of(jpeg_step or 0.0)} with the fundus "
+        reason = (f"{COMPRESSED_COPY}: a JPEG of quality ~{jpeg_quality_of(jpeg_step or 0.0)} with the fundus "
                   f"{m.diameter * source_scale:.0f} px across: its block artefacts look like lesions to the grader "
                   "(grades run high); grade the original photo")
     else:
