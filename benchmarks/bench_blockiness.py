@@ -4,10 +4,12 @@ pixel-domain blockiness measure was tried, and it has no margin over real photos
 
 Blockiness: the mean absolute luma step across the 8 px JPEG grid over the mean step inside the
 blocks (horizontal and vertical, averaged), within 0.9 of the fundus radius, decoded at full size.
-Measured on every real photo in ../shared/data and on copies given on the command line (e.g. the
-probe's q40 copies re-saved at q95). Writes benchmarks/results/blockiness.json.
+Measured on every real photo in ../shared/data and on copies of the 180 rahim-originals it makes
+(under a temporary folder): reduced to 400 px and saved at JPEG quality 40 (flagged by the
+compression check), that copy re-saved at quality 95 and 85 (passes it), and enlarged back to
+1936 px at quality 90 (passes it). Writes benchmarks/results/blockiness.json.
 
-    python benchmarks/bench_blockiness.py [--data ../shared/data] COPY_GLOB ...
+    python benchmarks/bench_blockiness.py [--data ../shared/data]
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from drgrader.data.fundus import find_fundus
 from drgrader.data.images import read_image
@@ -42,14 +46,33 @@ def summary(files: list[str]) -> dict:
             "max": round(float(values.max()), 3)}
 
 
+def copies(originals: list[str], work: Path) -> dict[str, list[str]]:
+    """The e-mail copy (400 px, q40) of each original and what passes the check made from it."""
+    out: dict[str, list[str]] = {}
+    for name in ("400px_q40", "400px_q40_resaved_q95", "400px_q40_resaved_q85", "400px_q40_enlarged_q90"):
+        (work / name).mkdir()
+    for original in originals:
+        im = Image.open(original).convert("RGB")
+        size = (400, round(400 * im.height / im.width))
+        stem = Path(original).stem
+        im.resize(size, Image.Resampling.BICUBIC).save(work / "400px_q40" / f"{stem}.jpg", quality=40)
+        small = Image.open(work / "400px_q40" / f"{stem}.jpg").convert("RGB")
+        small.save(work / "400px_q40_resaved_q95" / f"{stem}.jpg", quality=95)
+        small.save(work / "400px_q40_resaved_q85" / f"{stem}.jpg", quality=85)
+        small.resize(im.size, Image.Resampling.BICUBIC).save(work / "400px_q40_enlarged_q90" / f"{stem}.jpg", quality=90)
+    for folder in sorted(work.iterdir()):
+        out[f"camera_{folder.name}"] = sorted(str(p) for p in folder.iterdir())
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    parser.add_argument("copies", nargs="*")
     args = parser.parse_args()
     result = {name: summary(sorted(glob.glob(f"{args.data}/{name}/images/*"))) for name in ("eyepacs-256", "rahim-originals")}
-    for pattern in args.copies:
-        result[pattern] = summary(sorted(glob.glob(pattern)))
+    with tempfile.TemporaryDirectory(prefix="blockiness-") as work:
+        made = copies(sorted(glob.glob(f"{args.data}/rahim-originals/images/*")), Path(work))
+        result.update({name: summary(files) for name, files in made.items()})
     out = Path(__file__).parent / "results" / "blockiness.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
