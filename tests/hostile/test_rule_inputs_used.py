@@ -363,6 +363,10 @@ def test_a_photo_given_again_through_a_link_is_graded_once(photos, tmp_path):
     ("labels.csv", "image,image,level", r"column 'image' appears twice; keep one"),
     ("labels.csv", "image,level,level ", r"column 'level' appears twice \(as 'level' and 'level '\); keep one"),
     ("trainLabels.csv", "image,level,level ", r"column 'level' appears twice \(as 'level' and 'level '\); keep one"),
+    # Probe 30 F3: another case was read as another column, one of the two dropped unsaid.
+    ("labels.csv", "image,level,Level", r"column 'level' appears twice \(as 'level' and 'Level'\); keep one"),
+    ("labels.csv", "image,Level,level", r"column 'Level' appears twice \(as 'Level' and 'level'\); keep one"),
+    ("trainLabels.csv", "image,level,LEVEL", r"column 'level' appears twice \(as 'level' and 'LEVEL'\); keep one"),
 ])
 def test_a_label_column_named_twice_is_refused_by_name(tmp_path, labels_name, header, named):
     """Probe 29 Z3, Z7: the csv format took the first of two 'level' columns and dropped the

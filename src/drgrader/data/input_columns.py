@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.label_files import DataError  # not .manifest: its readers use this module
+from drgrader.data.label_files import DataError, column_key  # not .manifest: its readers use this module
 
 KNOWN = {  # what a column gives -> the names it may have
     "image": ("image", "path"),
@@ -40,8 +40,7 @@ _SYNONYMS = {"file": "image", "filename": "image", "filepath": "image", "img": "
 _CLOSE = 0.8  # difflib ratio from which a name is a misspelling of a known one (images, imgae, pateint)
 
 
-def _squash(name: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", name.lower())
+_squash = column_key  # one rule for looking columns up and for a column named twice
 
 
 def _looks_like(squashed: str) -> str | None:

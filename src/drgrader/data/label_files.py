@@ -205,18 +205,26 @@ def check_field_counts(text: str, sep: str, shown: str) -> None:
         raise DataError(f"{shown} row {n + 1}: cannot be read as CSV ({exc})") from None
 
 
+def column_key(name: str) -> str:
+    """A column name as columns are looked up and compared: case, spaces and separators ignored
+    (``Patient ID`` is ``patient_id``, ``Level`` is ``level``)."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
 def refuse_repeated_columns(header: list[str], shown: str) -> None:
-    """A column name twice (``level,level``, or ``level,level `` once stripped) is refused: pandas
-    would rename the second ``level.1`` and read the first alone, dropping the other unsaid."""
+    """A column named twice (``level,level``, ``level,level `` or ``level,Level``: the same name by
+    :func:`column_key`) is refused: one would be read and the other dropped unsaid (pandas renames
+    a second ``level`` to ``level.1``; ``Level`` is not the ``level`` a reader asks for)."""
     seen: dict[str, str] = {}
     for cell in header:
-        name = cell.strip()
-        if not name:
+        key = column_key(cell) or cell.strip()  # a name of punctuation alone is its own key
+        if not cell.strip():
             continue  # empty header cells are unnamed padding columns, not names
-        if name in seen:
-            spelled = "" if cell == seen[name] else f" (as {seen[name][:40]!r} and {cell[:40]!r})"
-            raise DataError(f"{shown}: column {name[:40]!r} appears twice{spelled}; keep one")
-        seen[name] = cell
+        if key in seen:
+            first = seen[key]
+            spelled = "" if cell == first else f" (as {first[:40]!r} and {cell[:40]!r})"
+            raise DataError(f"{shown}: column {first.strip()[:40]!r} appears twice{spelled}; keep one")
+        seen[key] = cell
 
 
 def require_columns(table: pd.DataFrame, required: list[str], shown: str) -> None:
