@@ -5,6 +5,7 @@ made without it. A file that cannot be read, even a link loop, is a row with its
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import warnings
@@ -110,12 +111,28 @@ def test_serve_refuses_one_file_as_both_eyes_and_a_photo_named_for_the_other_eye
     ("image,Image", "columns 'image' and 'Image' both give the image"),
     ("image,patient_id,Patient", "columns 'patient_id' and 'Patient' both give the patient"),
     ("image,image", "column 'image' appears twice"),
+    # Probe 30 W6: a clinic's patient identifiers were ignored, each photo graded as a patient of its own.
+    ("image,MRN,eye", "'MRN' looks like the patient column"),
+    ("image,case_id", "'case_id' looks like the patient column"),
+    ("image,Patient Name", "'Patient Name' looks like the patient column"),
+    ("image,Medical Record Number", "'Medical Record Number' looks like the patient column"),
 ])
 def test_a_column_that_looks_like_a_known_one_is_refused_by_name(photos, tmp_path, header, named):
     listing = tmp_path / "list.csv"
     listing.write_text(f"{header}\n" + "".join(f"{p.name},{'x,' * header.count(',')}"[:-1] + "\n" for p in sorted(photos.iterdir())))
     with pytest.raises(DataError, match=f"{listing}: .*{named}"):
         collect_inputs([listing])
+
+
+def test_a_list_s_columns_not_read_are_named(photos, caplog):
+    """Probe 30 W6: columns predict does not read were passed over without a word."""
+    listing = photos / "list.csv"
+    listing.write_text("image,patient_id,notes,visit date\n7_left.jpeg,P1,ok,2024-01-02\n")
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        collect_inputs([listing])
+    said = [r.getMessage() for r in caplog.records if "not read" in r.getMessage()]
+    assert said == [f"{listing}: column(s) not read: notes, visit date (predict reads image/path, image_id, "
+                    "patient_id/patient, eye)"]
 
 
 def test_a_name_without_extension_that_two_files_match_is_refused_by_row(photos):
@@ -129,7 +146,7 @@ def test_a_name_without_extension_that_two_files_match_is_refused_by_row(photos)
 
 def test_predict_exits_2_naming_the_column_and_writes_nothing(tiny_bundle, photos, tmp_path, capsys):
     listing = photos / "list.csv"
-    listing.write_text("image,PatientName,Patient_ID,eye_side\n7_left.jpeg,Ann,P1,left\n")
+    listing.write_text("image,notes,Patient_ID,eye_side\n7_left.jpeg,Ann,P1,left\n")
     out = tmp_path / "p.csv"
     assert main(["predict", str(tiny_bundle), str(listing), "--out", str(out)]) == 2
     assert "'eye_side' looks like the eye column" in error_line(capsys)
