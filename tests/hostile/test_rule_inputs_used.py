@@ -448,6 +448,25 @@ def test_a_second_label_file_beside_the_one_read_is_named(tmp_path):
         assert list(read_manifest(DataConfig(root=root, labels="labels.csv")).table["grade"]) == [4, 4]
 
 
+
+@pytest.mark.parametrize("other", ["grades.csv", "labels/trainLabels.csv", "corrected/severity.csv"])
+def test_a_label_file_under_any_name_beside_the_one_read_is_named(tmp_path, other):
+    """Probe 30 W7: a second label file was named only when its name held 'label' and it lay in the
+    root (grades.csv, labels/trainLabels.csv were left out without a word); Kaggle's template
+    sampleSubmission.csv (every level 0) and CSVs without an image and a grade column are not named."""
+    from drgrader.config import DataConfig
+    from drgrader.data.manifest import read_manifest
+
+    root = label_set(tmp_path, "trainLabels.csv", "image,level\n10_left,0\n10_right,1\n", ["10_left.jpeg", "10_right.jpeg"])
+    (root / "sampleSubmission.csv").write_text("image,level\n10_left,0\n10_right,0\n")
+    (root / "visits.csv").write_text("patient,date\n10,2015-01-01\n")
+    (root / other).parent.mkdir(exist_ok=True)
+    (root / other).write_text("image,Grade\n10_left,4\n10_right,4\n")
+    with pytest.warns(UserWarning, match=rf"holds trainLabels.csv and {other}: read trainLabels.csv \(kaggle\); "
+                                         rf"{other} is not read \(data.format=csv and data.labels={other} read it instead\)$"):
+        read_manifest(DataConfig(root=root))
+
+
 def test_a_label_row_naming_another_extension_is_not_matched_to_the_photo(tmp_path):
     """Probe 29: a label row '10_left.png' was matched to 10_left.jpeg without a word (a predict
     list says 'file not found'); the name without extension, or in another case, still finds it."""

@@ -227,6 +227,28 @@ def refuse_repeated_columns(header: list[str], shown: str) -> None:
         seen[key] = cell
 
 
+# The image and grade columns of the label files drgrader reads (kaggle, aptos, idrid, messidor2,
+# csv), by column_key: a CSV with one of each is a label file, whatever its name.
+_IMAGE_COLUMN_KEYS = {"image", "imageid", "imagename", "imagepath", "idcode", "path", "file", "filename", "img", "photo"}
+_GRADE_COLUMN_WORDS = ("level", "grade", "diagnosis")
+
+
+def looks_like_label_file(path: Path) -> bool:
+    """A CSV with an image column and a grade column (``image,level``; ``id_code,diagnosis``) with
+    a grade other than 0: Kaggle's ``sampleSubmission.csv`` (``image,level``, every level 0) is a
+    template to fill, not labels."""
+    try:
+        text, _ = decode_lines(path.read_bytes()[:20_000_000])
+        rows = csv.reader(io.StringIO(text, newline=""))
+        keys = [column_key(cell) for cell in next(rows, [])]
+        grade = next((k for k, key in enumerate(keys) if any(word in key for word in _GRADE_COLUMN_WORDS)), None)
+        if grade is None or not _IMAGE_COLUMN_KEYS & set(keys):
+            return False
+        return any(fields[grade].strip() not in ("", "0") for fields in rows if len(fields) > grade)
+    except (OSError, csv.Error):
+        return False
+
+
 def require_columns(table: pd.DataFrame, required: list[str], shown: str) -> None:
     missing = [c for c in required if c not in table.columns]
     if missing:
