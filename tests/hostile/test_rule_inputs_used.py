@@ -492,3 +492,14 @@ def test_a_label_file_saved_as_utf16_is_read_as_a_predict_list_is(tmp_path):
     (root / "bin.csv").write_bytes(b"image,level\n10_left,3\x00\x01\n")
     with pytest.raises(DataError, match=r"bin.csv is not a text CSV file \(it contains binary data\)"):
         read_label_csv(root / "bin.csv", root, ["image", "level"])
+
+
+
+@pytest.mark.parametrize("sep", ["\t", ";"])
+def test_a_tab_or_semicolon_separated_label_file_gets_the_predict_list_s_hint(tmp_path, sep):
+    """Probe 30 C2: Excel's "Unicode Text" (UTF-16, tab-separated) label file was refused as missing
+    its columns, without the 'save it comma-separated' a predict list gets."""
+    (tmp_path / "labels.csv").write_bytes(f"image{sep}level\n10_left{sep}3\n".encode("utf-16"))
+    with pytest.raises(DataError, match=r"^labels.csv: missing column\(s\) \['image', 'level'\]; .*; its columns look "
+                                        r"separated by semicolons or tabs: save it comma-separated$"):
+        read_label_csv(tmp_path / "labels.csv", tmp_path, ["image", "level"])

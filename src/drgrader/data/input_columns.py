@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.label_files import DataError, column_key  # not .manifest: its readers use this module
+from drgrader.data.label_files import DataError, column_key, separator_hint  # not .manifest: its readers use this module
 
 log = logging.getLogger("drgrader")
 
@@ -98,8 +98,7 @@ def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
     found, lookalikes = _roles(csv, headers)
     if not found["image"]:
         hint = next((f"; rename {h[:40]!r} if it is the photo" for h, like in lookalikes if like == "image"), "")
-        if not hint and len(headers) == 1 and any(sep in headers[0] for sep in ";\t"):
-            hint = "; its columns look separated by semicolons or tabs: save it comma-separated"  # a European Excel's CSV
+        hint = hint or separator_hint(list(headers))
         raise DataError(f"{csv}: needs an 'image' or 'path' column (has {list(headers)[:20]}){hint}")
     if lookalikes:
         header, like = lookalikes[0]

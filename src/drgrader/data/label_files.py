@@ -249,11 +249,20 @@ def looks_like_label_file(path: Path) -> bool:
         return False
 
 
+def separator_hint(headers: list[str]) -> str:
+    """The hint for a CSV read as one column whose name holds the others: a European Excel's
+    (semicolons) or Excel's "Unicode Text" (tabs). One hint for label files and predict lists."""
+    if len(headers) == 1 and any(sep in headers[0] for sep in ";\t"):
+        return "; its columns look separated by semicolons or tabs: save it comma-separated"
+    return ""
+
+
 def require_columns(table: pd.DataFrame, required: list[str], shown: str) -> None:
     missing = [c for c in required if c not in table.columns]
     if missing:
         found = [c for c in table.columns if not c.startswith("Unnamed:")]
-        raise DataError(f"{shown}: missing column(s) {missing}; expected {required}, found {found}")
+        raise DataError(f"{shown}: missing column(s) {missing}; expected {required}, found {found}"
+                        f"{separator_hint(list(table.columns))}")
 
 
 def csv_records(table: pd.DataFrame) -> list[tuple[int, dict[str, str]]]:
