@@ -140,7 +140,16 @@ def test_a_name_without_extension_that_two_files_match_is_refused_by_row(photos)
     listing.write_text("image\n7_right\n7_left\n")
     assert [Path(p).name for p in collect_inputs([listing])["path"]] == ["7_right.jpeg", "7_left.jpeg"]
     (photos / "7_left.png").write_bytes(b"another photo")  # which one was meant?
-    with pytest.raises(DataError, match=f"{listing} row 3: '7_left' could be 7_left.jpeg or 7_left.png"):
+    with pytest.raises(DataError, match=f"{listing} row 2: '7_left' could be 7_left.jpeg or 7_left.png"):
+        collect_inputs([listing])
+
+
+def test_a_list_s_row_numbers_count_data_rows_as_label_files_do(photos):
+    """Probe 30 C1: 'row N' was the line number in predict lists (header = row 1) and the data
+    row in label files (header not counted): the first photo's row is row 1 in both."""
+    listing = photos / "list.csv"
+    listing.write_text("image,eye\n7_left.jpeg,Right Eye\n")
+    with pytest.raises(DataError, match=rf"^{listing} row 1 \(image '7_left.jpeg'\): eye 'Right Eye' is not one of"):
         collect_inputs([listing])
 
 
@@ -342,7 +351,7 @@ def test_a_list_ending_in_a_dos_end_of_file_byte_has_no_phantom_row(photos):
     table = collect_inputs([photos / "list.csv"])
     assert sorted(table["image_id"]) == ["7_left", "7_right"]
     (photos / "list.csv").write_bytes(b"image\n7_left.jpeg\n\x1a\n7_right.jpeg\n")  # inside the file: refused by row
-    with pytest.raises(DataError, match=r"list.csv row 3: a DOS end-of-file byte \(Ctrl-Z, 0x1A\) in the 'image' cell"):
+    with pytest.raises(DataError, match=r"list.csv row 2: a DOS end-of-file byte \(Ctrl-Z, 0x1A\) in the 'image' cell"):
         collect_inputs([photos / "list.csv"])
 
 

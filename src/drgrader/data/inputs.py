@@ -147,7 +147,7 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
     image_col, id_col, patient_col, eye_col = (columns[role] for role in ("image", "image_id", "patient", "eye"))
     assert image_col is not None  # csv_columns refuses a CSV without one
     rows, windows, elsewhere, other_case = [], [], [], []
-    for number, rec in enumerate(table.to_dict("records"), start=2):  # row 1 is the header
+    for number, rec in enumerate(table.to_dict("records"), start=1):  # data rows, as label files count them
         binary = next((column for column, value in rec.items() if "\x00" in value), None)
         if binary is not None:  # no file name holds one: a damaged or binary file, not a list to guess from
             raise DataError(f"{csv} row {number}: a NUL byte in the {binary!r} cell (binary data, not a list of photos)")
