@@ -144,6 +144,16 @@ def test_a_name_without_extension_that_two_files_match_is_refused_by_row(photos)
         collect_inputs([listing])
 
 
+@pytest.mark.parametrize("url", ["https://example.org/a/7_left.jpeg", "s3://bucket/7_left.jpeg", "file:///tmp/7_left.jpeg"])
+def test_a_url_in_a_list_is_refused_naming_the_row(photos, url):
+    """Probe 30 C5: a URL was a 'file not found' row under a mangled path (https:/example.org/...)."""
+    listing = photos / "list.csv"
+    listing.write_text(f"image\n7_right.jpeg\n{url}\n")
+    with pytest.raises(DataError, match=rf"^{listing} row 2 \(image '{re.escape(url)}'\): a URL, not a file path: "
+                                        "download the photos first$"):
+        collect_inputs([listing])
+
+
 def test_a_list_s_row_numbers_count_data_rows_as_label_files_do(photos):
     """Probe 30 C1: 'row N' was the line number in predict lists (header = row 1) and the data
     row in label files (header not counted): the first photo's row is row 1 in both."""

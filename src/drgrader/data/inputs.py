@@ -55,6 +55,8 @@ def _is_photo_file(path: Path) -> bool:
     return path.name.upper() != "DICOMDIR" and is_dicom(path)
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # https://, s3://, file://
+
 # C:\photos\x.jpg, C:/photos/x.jpg, \\server\share\x.jpg: a path on another (Windows) machine.
 _WINDOWS_ABSOLUTE = re.compile(r"^([A-Za-z]:[\\/]|\\\\)")
 
@@ -158,6 +160,8 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
         ref = rec[image_col].strip()
         if not ref:
             raise DataError(f"{csv} row {number}: empty {image_col!r} cell")
+        if _URL.match(ref):  # Path() would read https://x/a.jpg as https:/x/a.jpg, a file not found
+            raise DataError(f"{csv} row {number} (image {ref[:80]!r}): a URL, not a file path: download the photos first")
         eye = rec[eye_col].strip() if eye_col else ""
         if eye and eye.lower() not in EYE_WORDS:
             raise DataError(f"{csv} row {number} (image {ref!r}): eye {eye!r} is not one of left/right/L/R/OS/OD")
