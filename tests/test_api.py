@@ -65,6 +65,16 @@ def test_grade_refuses_what_it_cannot_take(tiny_bundle, synth_dir):
         drgrader.grade(tiny_bundle, [np.zeros((8, 8, 3), np.uint8)], names=["a", "b"])
 
 
+def test_grade_takes_an_array_of_paths_and_refuses_a_dataframe_saying_how(tiny_bundle, synth_dir):
+    """Probe 30 C4: a DataFrame was read as its column names (`input not found: image`), an
+    array of paths as one photo of the wrong shape."""
+    files = sorted((synth_dir / "images").iterdir())[:2]
+    with pytest.raises(TypeError, match=r"^photos: give the paths as a list, not a DataFrame \(e.g. df\['path'\].tolist\(\)\)$"):
+        drgrader.grade(tiny_bundle, pd.DataFrame({"image": [str(f) for f in files]}))
+    photos, _ = drgrader.grade(tiny_bundle, np.array([str(f) for f in files]))
+    assert [Path(p) for p in photos["path"]] == files
+
+
 def test_readme_python_example_runs(tiny_bundle, synth_dir, monkeypatch, tmp_path, capsys):
     block = re.search(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S).group(1)
     # The README's paths are a trained run's and a clinic's folder; here a tiny bundle and photos.

@@ -201,7 +201,13 @@ def _photo_list(photos: Photo | Sequence[Photo]) -> list[Photo]:
     and any other iterable (a generator, a tuple, a 4-D array of photos) is listed."""
     if isinstance(photos, (str, Path)) or hasattr(photos, "convert"):  # not characters, not a PIL image's rows
         return [photos]
+    if hasattr(photos, "columns"):  # a DataFrame iterates over its column names, which are not photos
+        raise TypeError("photos: give the paths as a list, not a DataFrame (e.g. df['path'].tolist())")
     if isinstance(photos, np.ndarray):
+        if photos.dtype.kind in "USO" and photos.ndim == 1:  # an array of paths, not pixels
+            return [str(p) if photos.dtype.kind in "US" else p for p in photos]
+        if photos.dtype.kind in "USO":
+            raise TypeError(f"photos: an array of shape {photos.shape} of {photos.dtype}: give the paths as a list")
         return list(photos) if photos.ndim == 4 else [photos]  # a batch N x H x W x 3, else one photo
     if isinstance(photos, (bytes, dict)) or not hasattr(photos, "__iter__"):
         raise TypeError(f"photos: give a path, a PIL image, an RGB array or a list of them, not {type(photos).__name__}")

@@ -80,6 +80,10 @@ def test_one_patients_eyes_in_two_clinics_folders_are_noted(tmp_path):
             "taken as one patient's eyes (if the folders number patients alike, give the patients in a CSV)")
     assert table.loc["10131_left", "identity_note"] == table.loc["10131_right", "identity_note"] == note
     assert table.loc[["7_left", "7_right"], "identity_note"].tolist() == ["", ""]
+    # Probe 30 C5: from a CSV (whose image ids keep the folder) the note said clinicA/clinicA/10131_left.
+    (tmp_path / "list.csv").write_text("image\nclinicA/10131_left.jpeg\nclinicB/10131_right.jpeg\n")
+    listed = collect_inputs([tmp_path / "list.csv"])
+    assert listed["identity_note"].tolist() == [note, note]
 
 
 @pytest.fixture(scope="module")

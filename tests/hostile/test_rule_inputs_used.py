@@ -5,6 +5,7 @@ made without it. A file that cannot be read, even a link loop, is a row with its
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import warnings
@@ -110,6 +111,11 @@ def test_serve_refuses_one_file_as_both_eyes_and_a_photo_named_for_the_other_eye
     ("image,Image", "columns 'image' and 'Image' both give the image"),
     ("image,patient_id,Patient", "columns 'patient_id' and 'Patient' both give the patient"),
     ("image,image", "column 'image' appears twice"),
+    # Probe 30 W6: a clinic's patient identifiers were ignored, each photo graded as a patient of its own.
+    ("image,MRN,eye", "'MRN' looks like the patient column"),
+    ("image,case_id", "'case_id' looks like the patient column"),
+    ("image,Patient Name", "'Patient Name' looks like the patient column"),
+    ("image,Medical Record Number", "'Medical Record Number' looks like the patient column"),
 ])
 def test_a_column_that_looks_like_a_known_one_is_refused_by_name(photos, tmp_path, header, named):
     listing = tmp_path / "list.csv"
@@ -118,18 +124,48 @@ def test_a_column_that_looks_like_a_known_one_is_refused_by_name(photos, tmp_pat
         collect_inputs([listing])
 
 
+def test_a_list_s_columns_not_read_are_named(photos, caplog):
+    """Probe 30 W6: columns predict does not read were passed over without a word."""
+    listing = photos / "list.csv"
+    listing.write_text("image,patient_id,notes,visit date\n7_left.jpeg,P1,ok,2024-01-02\n")
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        collect_inputs([listing])
+    said = [r.getMessage() for r in caplog.records if "not read" in r.getMessage()]
+    assert said == [f"{listing}: column(s) not read: notes, visit date (predict reads image/path, image_id, "
+                    "patient_id/patient, eye)"]
+
+
 def test_a_name_without_extension_that_two_files_match_is_refused_by_row(photos):
     listing = photos / "list.csv"
     listing.write_text("image\n7_right\n7_left\n")
     assert [Path(p).name for p in collect_inputs([listing])["path"]] == ["7_right.jpeg", "7_left.jpeg"]
     (photos / "7_left.png").write_bytes(b"another photo")  # which one was meant?
-    with pytest.raises(DataError, match=f"{listing} row 3: '7_left' could be 7_left.jpeg or 7_left.png"):
+    with pytest.raises(DataError, match=f"{listing} row 2: '7_left' could be 7_left.jpeg or 7_left.png"):
+        collect_inputs([listing])
+
+
+@pytest.mark.parametrize("url", ["https://example.org/a/7_left.jpeg", "s3://bucket/7_left.jpeg", "file:///tmp/7_left.jpeg"])
+def test_a_url_in_a_list_is_refused_naming_the_row(photos, url):
+    """Probe 30 C5: a URL was a 'file not found' row under a mangled path (https:/example.org/...)."""
+    listing = photos / "list.csv"
+    listing.write_text(f"image\n7_right.jpeg\n{url}\n")
+    with pytest.raises(DataError, match=rf"^{listing} row 2 \(image '{re.escape(url)}'\): a URL, not a file path: "
+                                        "download the photos first$"):
+        collect_inputs([listing])
+
+
+def test_a_list_s_row_numbers_count_data_rows_as_label_files_do(photos):
+    """Probe 30 C1: 'row N' was the line number in predict lists (header = row 1) and the data
+    row in label files (header not counted): the first photo's row is row 1 in both."""
+    listing = photos / "list.csv"
+    listing.write_text("image,eye\n7_left.jpeg,Right Eye\n")
+    with pytest.raises(DataError, match=rf"^{listing} row 1 \(image '7_left.jpeg'\): eye 'Right Eye' is not one of"):
         collect_inputs([listing])
 
 
 def test_predict_exits_2_naming_the_column_and_writes_nothing(tiny_bundle, photos, tmp_path, capsys):
     listing = photos / "list.csv"
-    listing.write_text("image,PatientName,Patient_ID,eye_side\n7_left.jpeg,Ann,P1,left\n")
+    listing.write_text("image,notes,Patient_ID,eye_side\n7_left.jpeg,Ann,P1,left\n")
     out = tmp_path / "p.csv"
     assert main(["predict", str(tiny_bundle), str(listing), "--out", str(out)]) == 2
     assert "'eye_side' looks like the eye column" in error_line(capsys)
@@ -325,7 +361,7 @@ def test_a_list_ending_in_a_dos_end_of_file_byte_has_no_phantom_row(photos):
     table = collect_inputs([photos / "list.csv"])
     assert sorted(table["image_id"]) == ["7_left", "7_right"]
     (photos / "list.csv").write_bytes(b"image\n7_left.jpeg\n\x1a\n7_right.jpeg\n")  # inside the file: refused by row
-    with pytest.raises(DataError, match=r"list.csv row 3: a DOS end-of-file byte \(Ctrl-Z, 0x1A\) in the 'image' cell"):
+    with pytest.raises(DataError, match=r"list.csv row 2: a DOS end-of-file byte \(Ctrl-Z, 0x1A\) in the 'image' cell"):
         collect_inputs([photos / "list.csv"])
 
 
@@ -363,6 +399,10 @@ def test_a_photo_given_again_through_a_link_is_graded_once(photos, tmp_path):
     ("labels.csv", "image,image,level", r"column 'image' appears twice; keep one"),
     ("labels.csv", "image,level,level ", r"column 'level' appears twice \(as 'level' and 'level '\); keep one"),
     ("trainLabels.csv", "image,level,level ", r"column 'level' appears twice \(as 'level' and 'level '\); keep one"),
+    # Probe 30 F3: another case was read as another column, one of the two dropped unsaid.
+    ("labels.csv", "image,level,Level", r"column 'level' appears twice \(as 'level' and 'Level'\); keep one"),
+    ("labels.csv", "image,Level,level", r"column 'Level' appears twice \(as 'Level' and 'level'\); keep one"),
+    ("trainLabels.csv", "image,level,LEVEL", r"column 'level' appears twice \(as 'level' and 'LEVEL'\); keep one"),
 ])
 def test_a_label_column_named_twice_is_refused_by_name(tmp_path, labels_name, header, named):
     """Probe 29 Z3, Z7: the csv format took the first of two 'level' columns and dropped the
@@ -427,6 +467,25 @@ def test_a_second_label_file_beside_the_one_read_is_named(tmp_path):
         assert list(read_manifest(DataConfig(root=root, labels="labels.csv")).table["grade"]) == [4, 4]
 
 
+
+@pytest.mark.parametrize("other", ["grades.csv", "labels/trainLabels.csv", "corrected/severity.csv"])
+def test_a_label_file_under_any_name_beside_the_one_read_is_named(tmp_path, other):
+    """Probe 30 W7: a second label file was named only when its name held 'label' and it lay in the
+    root (grades.csv, labels/trainLabels.csv were left out without a word); Kaggle's template
+    sampleSubmission.csv (every level 0) and CSVs without an image and a grade column are not named."""
+    from drgrader.config import DataConfig
+    from drgrader.data.manifest import read_manifest
+
+    root = label_set(tmp_path, "trainLabels.csv", "image,level\n10_left,0\n10_right,1\n", ["10_left.jpeg", "10_right.jpeg"])
+    (root / "sampleSubmission.csv").write_text("image,level\n10_left,0\n10_right,0\n")
+    (root / "visits.csv").write_text("patient,date\n10,2015-01-01\n")
+    (root / other).parent.mkdir(exist_ok=True)
+    (root / other).write_text("image,Grade\n10_left,4\n10_right,4\n")
+    with pytest.warns(UserWarning, match=rf"holds trainLabels.csv and {other}: read trainLabels.csv \(kaggle\); "
+                                         rf"{other} is not read \(data.format=csv and data.labels={other} read it instead\)$"):
+        read_manifest(DataConfig(root=root))
+
+
 def test_a_label_row_naming_another_extension_is_not_matched_to_the_photo(tmp_path):
     """Probe 29: a label row '10_left.png' was matched to 10_left.jpeg without a word (a predict
     list says 'file not found'); the name without extension, or in another case, still finds it."""
@@ -452,3 +511,14 @@ def test_a_label_file_saved_as_utf16_is_read_as_a_predict_list_is(tmp_path):
     (root / "bin.csv").write_bytes(b"image,level\n10_left,3\x00\x01\n")
     with pytest.raises(DataError, match=r"bin.csv is not a text CSV file \(it contains binary data\)"):
         read_label_csv(root / "bin.csv", root, ["image", "level"])
+
+
+
+@pytest.mark.parametrize("sep", ["\t", ";"])
+def test_a_tab_or_semicolon_separated_label_file_gets_the_predict_list_s_hint(tmp_path, sep):
+    """Probe 30 C2: Excel's "Unicode Text" (UTF-16, tab-separated) label file was refused as missing
+    its columns, without the 'save it comma-separated' a predict list gets."""
+    (tmp_path / "labels.csv").write_bytes(f"image{sep}level\n10_left{sep}3\n".encode("utf-16"))
+    with pytest.raises(DataError, match=r"^labels.csv: missing column\(s\) \['image', 'level'\]; .*; its columns look "
+                                        r"separated by semicolons or tabs: save it comma-separated$"):
+        read_label_csv(tmp_path / "labels.csv", tmp_path, ["image", "level"])

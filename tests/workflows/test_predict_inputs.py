@@ -31,7 +31,7 @@ def test_a_nul_byte_in_a_list_is_one_line_naming_the_row(tiny_bundle, photos, tm
     listing.write_bytes(b"image\nphotos/10_left.jpeg\nphotos/10\x00_right.jpeg\n")
     assert main(["predict", str(tiny_bundle), str(listing), "--out", str(tmp_path / "p.csv")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"error: {listing} row 3: a NUL byte in the 'image' cell (binary data, not a list of photos)"
+    assert err == f"error: {listing} row 2: a NUL byte in the 'image' cell (binary data, not a list of photos)"
 
 
 def test_a_photo_name_that_is_not_utf8_is_graded_and_spelled_so_the_csvs_stay_utf8(tiny_bundle, photos, tmp_path, caplog):

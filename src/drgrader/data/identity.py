@@ -237,7 +237,8 @@ def _split_by_folder(table: pd.DataFrame, from_name: pd.Series, notes: list[list
         if patient in split or folder_of.nunique() < 2 or named_for_eye:
             continue
         labels = _folder_labels(set(folder_of))
-        listing = ", ".join(f"{labels[f]}/{named.at[k, 'image_id']}" for k, f in folder_of.items())
+        # The file's name after its folder: a CSV row's image id may already hold the folder (cA/10_left).
+        listing = ", ".join(f"{labels[f]}/{Path(named.at[k, 'image_id']).name}" for k, f in folder_of.items())
         for k in table.index[from_name & (table["patient_id"] == patient)]:
             notes[k].append(f"{EYES_IN_FOLDERS}: the eyes of patient {patient!r} are in {len(labels)} folders ({listing}); "
                             "taken as one patient's eyes (if the folders number patients alike, give the patients in a CSV)")

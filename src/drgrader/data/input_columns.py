@@ -4,15 +4,17 @@ without a word.
 
 Read: the photo (``image`` or ``path``), its id (``image_id``), the patient (``patient_id`` or
 ``patient``) and the eye (``eye``), whatever their case and separators (``Patient ID``,
-``PATIENT-ID``). Any other column is left alone unless it looks like one of these (a misspelling
-such as ``imgae`` or ``pateint``, a plural, a qualified name such as ``image_path`` or
-``patient_no``, a common synonym such as ``filename`` or ``laterality``), or two columns name the
-same thing (``image`` and ``path``): then the CSV is refused, naming the column, since grading
-without it would silently take patients and eyes from the file names instead.
+``PATIENT-ID``). Any other column is named in one log line as not read, unless it looks like one
+of these (a misspelling such as ``imgae`` or ``pateint``, a plural, a qualified name such as
+``image_path`` or ``patient_no``, a common synonym such as ``filename`` or ``laterality``, an
+identifier a clinic gives its patients under such as ``MRN``, ``case_id`` or ``Patient Name``), or
+two columns name the same thing (``image`` and ``path``): then the CSV is refused, naming the
+column, since grading without it would silently take patients and eyes from the file names instead.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from difflib import SequenceMatcher
@@ -20,7 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.label_files import DataError  # not .manifest: its readers use this module
+from drgrader.data.label_files import DataError, column_key, separator_hint  # not .manifest: its readers use this module
+
+log = logging.getLogger("drgrader")
 
 KNOWN = {  # what a column gives -> the names it may have
     "image": ("image", "path"),
@@ -31,17 +35,20 @@ KNOWN = {  # what a column gives -> the names it may have
 _QUALIFIERS = {  # a known name with one of these before or after it looks like it
     "image": ("path", "file", "filename", "name", "ref", "url"),
     "image_id": (),
-    "patient": ("id", "no", "nr", "number", "code", "ref"),
+    "patient": ("id", "no", "nr", "number", "code", "ref", "name", "mrn"),
     "eye": ("side", "laterality", "lr"),
 }
+# Identifiers a clinic's export gives its patients under (a record number, a case, a name): a list
+# with one is refused, not graded photo by photo, since its two eyes would not be paired.
+_PATIENT_IDENTIFIERS = ("pid", "subject", "subjectid", "mrn", "mrno", "mrnumber", "medicalrecordnumber", "recordnumber",
+                        "recordno", "hospitalnumber", "hospitalno", "chartnumber", "chartno", "case", "caseid", "caseno",
+                        "casenumber", "participant", "participantid", "person", "personid", "patientname")
 _SYNONYMS = {"file": "image", "filename": "image", "filepath": "image", "img": "image", "imgpath": "image",
-             "photo": "image", "fundus": "image", "pid": "patient", "subject": "patient", "subjectid": "patient",
-             "side": "eye", "laterality": "eye"}
+             "photo": "image", "fundus": "image", "side": "eye", "laterality": "eye"} | dict.fromkeys(_PATIENT_IDENTIFIERS, "patient")
 _CLOSE = 0.8  # difflib ratio from which a name is a misspelling of a known one (images, imgae, pateint)
 
 
-def _squash(name: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", name.lower())
+_squash = column_key  # one rule for looking columns up and for a column named twice
 
 
 def _looks_like(squashed: str) -> str | None:
@@ -91,14 +98,19 @@ def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
     found, lookalikes = _roles(csv, headers)
     if not found["image"]:
         hint = next((f"; rename {h[:40]!r} if it is the photo" for h, like in lookalikes if like == "image"), "")
-        if not hint and len(headers) == 1 and any(sep in headers[0] for sep in ";\t"):
-            hint = "; its columns look separated by semicolons or tabs: save it comma-separated"  # a European Excel's CSV
+        hint = hint or separator_hint(list(headers))
         raise DataError(f"{csv}: needs an 'image' or 'path' column (has {list(headers)[:20]}){hint}")
     if lookalikes:
         header, like = lookalikes[0]
         raise DataError(f"{csv}: column {header[:40]!r} looks like the {like.replace('_', ' ')} column but is not one "
                         f"predict reads ({_names(like)}); rename or remove it")
-    return _one_each(csv, found, list(KNOWN))
+    columns = _one_each(csv, found, list(KNOWN))
+    unread = [h for h in headers if h not in columns.values() and not h.startswith("Unnamed:")]
+    if unread:  # not refused, but said: every column given is used, refused or named
+        log.info("%s: column(s) not read: %s (predict reads %s)", csv, ", ".join(h[:40] for h in unread[:10]) +
+                 (f" and {len(unread) - 10} more" if len(unread) > 10 else ""),
+                 ", ".join("/".join(names) for names in KNOWN.values()))
+    return columns
 
 
 def _label_roles(labels: str, headers: Sequence[str], roles: Sequence[str]) -> dict[str, str | None]:

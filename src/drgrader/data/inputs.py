@@ -55,6 +55,8 @@ def _is_photo_file(path: Path) -> bool:
     return path.name.upper() != "DICOMDIR" and is_dicom(path)
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # https://, s3://, file://
+
 # C:\photos\x.jpg, C:/photos/x.jpg, \\server\share\x.jpg: a path on another (Windows) machine.
 _WINDOWS_ABSOLUTE = re.compile(r"^([A-Za-z]:[\\/]|\\\\)")
 
@@ -147,7 +149,7 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
     image_col, id_col, patient_col, eye_col = (columns[role] for role in ("image", "image_id", "patient", "eye"))
     assert image_col is not None  # csv_columns refuses a CSV without one
     rows, windows, elsewhere, other_case = [], [], [], []
-    for number, rec in enumerate(table.to_dict("records"), start=2):  # row 1 is the header
+    for number, rec in enumerate(table.to_dict("records"), start=1):  # data rows, as label files count them
         binary = next((column for column, value in rec.items() if "\x00" in value), None)
         if binary is not None:  # no file name holds one: a damaged or binary file, not a list to guess from
             raise DataError(f"{csv} row {number}: a NUL byte in the {binary!r} cell (binary data, not a list of photos)")
@@ -158,6 +160,8 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
         ref = rec[image_col].strip()
         if not ref:
             raise DataError(f"{csv} row {number}: empty {image_col!r} cell")
+        if _URL.match(ref):  # Path() would read https://x/a.jpg as https:/x/a.jpg, a file not found
+            raise DataError(f"{csv} row {number} (image {ref[:80]!r}): a URL, not a file path: download the photos first")
         eye = rec[eye_col].strip() if eye_col else ""
         if eye and eye.lower() not in EYE_WORDS:
             raise DataError(f"{csv} row {number} (image {ref!r}): eye {eye!r} is not one of left/right/L/R/OS/OD")

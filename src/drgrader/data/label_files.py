@@ -205,25 +205,64 @@ def check_field_counts(text: str, sep: str, shown: str) -> None:
         raise DataError(f"{shown} row {n + 1}: cannot be read as CSV ({exc})") from None
 
 
+def column_key(name: str) -> str:
+    """A column name as columns are looked up and compared: case, spaces and separators ignored
+    (``Patient ID`` is ``patient_id``, ``Level`` is ``level``)."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
 def refuse_repeated_columns(header: list[str], shown: str) -> None:
-    """A column name twice (``level,level``, or ``level,level `` once stripped) is refused: pandas
-    would rename the second ``level.1`` and read the first alone, dropping the other unsaid."""
+    """A column named twice (``level,level``, ``level,level `` or ``level,Level``: the same name by
+    :func:`column_key`) is refused: one would be read and the other dropped unsaid (pandas renames
+    a second ``level`` to ``level.1``; ``Level`` is not the ``level`` a reader asks for)."""
     seen: dict[str, str] = {}
     for cell in header:
-        name = cell.strip()
-        if not name:
+        key = column_key(cell) or cell.strip()  # a name of punctuation alone is its own key
+        if not cell.strip():
             continue  # empty header cells are unnamed padding columns, not names
-        if name in seen:
-            spelled = "" if cell == seen[name] else f" (as {seen[name][:40]!r} and {cell[:40]!r})"
-            raise DataError(f"{shown}: column {name[:40]!r} appears twice{spelled}; keep one")
-        seen[name] = cell
+        if key in seen:
+            first = seen[key]
+            spelled = "" if cell == first else f" (as {first[:40]!r} and {cell[:40]!r})"
+            raise DataError(f"{shown}: column {first.strip()[:40]!r} appears twice{spelled}; keep one")
+        seen[key] = cell
+
+
+# The image and grade columns of the label files drgrader reads (kaggle, aptos, idrid, messidor2,
+# csv), by column_key: a CSV with one of each is a label file, whatever its name.
+_IMAGE_COLUMN_KEYS = {"image", "imageid", "imagename", "imagepath", "idcode", "path", "file", "filename", "img", "photo"}
+_GRADE_COLUMN_WORDS = ("level", "grade", "diagnosis")
+
+
+def looks_like_label_file(path: Path) -> bool:
+    """A CSV with an image column and a grade column (``image,level``; ``id_code,diagnosis``) with
+    a grade other than 0: Kaggle's ``sampleSubmission.csv`` (``image,level``, every level 0) is a
+    template to fill, not labels."""
+    try:
+        text, _ = decode_lines(path.read_bytes()[:20_000_000])
+        rows = csv.reader(io.StringIO(text, newline=""))
+        keys = [column_key(cell) for cell in next(rows, [])]
+        grade = next((k for k, key in enumerate(keys) if any(word in key for word in _GRADE_COLUMN_WORDS)), None)
+        if grade is None or not _IMAGE_COLUMN_KEYS & set(keys):
+            return False
+        return any(fields[grade].strip() not in ("", "0") for fields in rows if len(fields) > grade)
+    except (OSError, csv.Error):
+        return False
+
+
+def separator_hint(headers: list[str]) -> str:
+    """The hint for a CSV read as one column whose name holds the others: a European Excel's
+    (semicolons) or Excel's "Unicode Text" (tabs). One hint for label files and predict lists."""
+    if len(headers) == 1 and any(sep in headers[0] for sep in ";\t"):
+        return "; its columns look separated by semicolons or tabs: save it comma-separated"
+    return ""
 
 
 def require_columns(table: pd.DataFrame, required: list[str], shown: str) -> None:
     missing = [c for c in required if c not in table.columns]
     if missing:
         found = [c for c in table.columns if not c.startswith("Unnamed:")]
-        raise DataError(f"{shown}: missing column(s) {missing}; expected {required}, found {found}")
+        raise DataError(f"{shown}: missing column(s) {missing}; expected {required}, found {found}"
+                        f"{separator_hint(list(table.columns))}")
 
 
 def csv_records(table: pd.DataFrame) -> list[tuple[int, dict[str, str]]]:

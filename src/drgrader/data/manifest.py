@@ -31,6 +31,7 @@ from drgrader.data.label_files import (
     Found,
     LabelRow,
     grade_value,
+    looks_like_label_file,
     shown_path,
     strip_image_extension,
 )
@@ -177,13 +178,17 @@ def _warn_unlisted(unlisted: list[Path], root: Path, listed_in: str) -> None:
 
 
 def _warn_other_label_files(root: Path, source: str, cfg: DataConfig, rows: list[LabelRow]) -> None:
-    """A label file beside the one the format reads (``labels.csv`` or ``labels_corrected.csv``
-    next to ``trainLabels.csv``) is named in a warning: which one was meant is unknown, and it
-    would otherwise be left out without a word. Not when data.labels names the file to read."""
+    """A label file beside the one the format reads (``labels.csv``, ``grades.csv`` or
+    ``labels/trainLabels.csv`` next to ``trainLabels.csv``: any CSV in the root or a folder of it
+    with an image and a grade column) is named in a warning: which one was meant is unknown, and
+    it would otherwise be left out without a word. Not when data.labels names the file to read."""
     if cfg.labels is not None:
         return
     read = {row.where.rsplit(" row ", 1)[0] for row in rows if " row " in row.where}
-    others = sorted(p.name for p in root.glob("*.csv") if "label" in p.name.lower() and p.name not in read)
+    if not read:
+        return
+    csvs = [*root.glob("*.csv"), *root.glob("*/*.csv")]
+    others = sorted(name for p in csvs if (name := shown_path(p, root)) not in read and looks_like_label_file(p))
     if read and others:
         names = " and ".join(sorted(read) + others)
         warnings.warn(f"{root} holds {names}: read {', '.join(sorted(read))} ({source}); {', '.join(others)} "
