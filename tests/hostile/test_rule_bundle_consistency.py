@@ -319,3 +319,54 @@ def test_an_interrupted_overwrite_keeps_the_old_bundle_and_a_finished_one_replac
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # as a plain mkdir: readable by a model server
+
+
+# ------------------------------------------------------------------ ensemble members (probe 30 F5)
+def test_an_ensemble_edited_by_hand_is_refused_when_opened(tiny_bundle, other_tiny_bundle, photo, tmp_path, capsys):
+    """Before (probe 30 F5): a member listed twice in bundle.json, or a member folder replaced by
+    a copy of another member or by another model, was averaged as given while the card named the
+    old members; the `ensemble` command refused the same faults."""
+    from conftest import make_tiny_bundle
+
+    from drgrader.inference.ensemble import make_ensemble
+
+    third = make_tiny_bundle(tmp_path / "third", seed=2)
+    made = make_ensemble([tiny_bundle, other_tiny_bundle, third], tmp_path / "ens")
+    manifest = json.loads((made / "bundle.json").read_text())
+    assert [len(m["weights_sha256"]) for m in manifest["member_info"]] == [1, 1, 1]
+    assert len(load_bundle(made).members) == 3
+
+    def copy(name: str):
+        shutil.copytree(made, tmp_path / name)
+        return tmp_path / name
+
+    # a member listed twice, member_info left as made, or edited alike
+    twice = copy("twice")
+    listed = manifest["members"][:1] * 2 + manifest["members"][2:]
+    (twice / "bundle.json").write_text(json.dumps({**manifest, "members": listed}))
+    assert "are not the ones member_info describes" in refused(twice, photo, tmp_path, capsys)
+    info = [manifest["member_info"][0], {**manifest["member_info"][0]}, manifest["member_info"][2]]
+    (twice / "bundle.json").write_text(json.dumps({**manifest, "members": listed, "member_info": info}))
+    assert f"{listed[1]} is the member {listed[0]} listed again" in refused(twice, photo, tmp_path, capsys)
+    # a member folder replaced by a copy of another member, or by another model
+    swapped = copy("swapped")
+    shutil.rmtree(swapped / manifest["members"][1])
+    shutil.copytree(tiny_bundle, swapped / manifest["members"][1])
+    said = refused(swapped, photo, tmp_path, capsys)
+    assert f"{manifest['members'][1]} does not hold the weights the ensemble was made from" in said
+    # members reordered against member_info: the card would describe each folder as another model
+    reordered = copy("reordered")
+    (reordered / "bundle.json").write_text(json.dumps({**manifest, "members": manifest["members"][::-1]}))
+    assert "are not the ones member_info describes" in refused(reordered, photo, tmp_path, capsys)
+    # an ensemble made before the digests: what it still shows (two members with the same weights) is checked
+    old = copy("old")
+    shutil.rmtree(old / manifest["members"][1])
+    shutil.copytree(tiny_bundle, old / manifest["members"][1])
+    unrecorded = [{k: v for k, v in m.items() if k != "weights_sha256"} for m in manifest["member_info"]]
+    (old / "bundle.json").write_text(json.dumps({**manifest, "member_info": unrecorded}))
+    assert f"{manifest['members'][1]} has the same weights as {manifest['members'][0]}" in refused(old, photo, tmp_path, capsys)
+    assert main(["export", str(old), "--out", str(tmp_path / "old-onnx")]) == 2  # every command that opens it
+    assert "has the same weights as" in capsys.readouterr().err
+    shutil.rmtree(old / manifest["members"][1])
+    shutil.copytree(other_tiny_bundle, old / manifest["members"][1])
+    assert len(load_bundle(old).members) == 3  # an old, untouched ensemble still opens, without a word

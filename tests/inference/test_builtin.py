@@ -84,6 +84,25 @@ def test_a_folder_here_named_like_a_built_in_grader_is_refused_until_one_is_chos
     assert resolve_bundle(None) == builtin  # no name given: the default built-in, as always
 
 
+def test_export_and_ensemble_find_a_bundle_by_the_one_lookup(tiny_bundle, other_tiny_bundle, tmp_path, monkeypatch, capsys):
+    # Before (probe 30 W2): export and ensemble took a folder here named like the built-in grader without a word,
+    # and refused the built-in grader's name (`is not a drgrader bundle`), which every other command takes.
+    from drgrader.inference.export import export_target
+
+    monkeypatch.chdir(tmp_path)
+    builtin = builtin_graders()[DEFAULT_GRADER]
+    # by name: the built-in grader; its export goes to the current folder, never into the installed package
+    assert export_target(DEFAULT_GRADER, None) == (builtin, Path(f"{DEFAULT_GRADER}-onnx"))
+    assert main(["ensemble", DEFAULT_GRADER, str(other_tiny_bundle), "--out", "e"]) == 2
+    assert f"a grade (0-4) from {builtin} (multitask)" in capsys.readouterr().err  # the built-in grader was opened
+    shutil.copytree(tiny_bundle, tmp_path / DEFAULT_GRADER)
+    said = f"{DEFAULT_GRADER} is both a built-in grader and a folder here"
+    for argv in (["export", DEFAULT_GRADER, "--out", "x"], ["ensemble", DEFAULT_GRADER, str(other_tiny_bundle), "--out", "e"]):
+        assert main(argv) == 2
+        assert said in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "e").exists()
+
+
 def test_predict_without_a_bundle_uses_the_built_in_grader_and_says_so(synth_dir, tmp_path, caplog):
     photos = sorted((synth_dir / "images").iterdir())[:6]
     with caplog.at_level("INFO", logger="drgrader"):

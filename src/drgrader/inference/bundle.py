@@ -163,6 +163,9 @@ def load_bundle(path: str | Path, backend: str = "auto") -> Bundle:
         path = path.parent
     manifest = read_manifest(path)
     if manifest.get("members"):
+        from drgrader.inference.ensemble_members import check_members
+
+        check_members(path, manifest)  # a member listed twice or swapped by hand would be averaged as given
         members = [load_bundle(path / m, backend) for m in manifest["members"]]
         return Bundle(path, manifest, members=members)
     onnx_file = Path((manifest.get("onnx") or {}).get("file", "model.onnx")).name  # model.onnx, or the int8 graph kept

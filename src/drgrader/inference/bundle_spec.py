@@ -229,6 +229,9 @@ def inconsistency(spec: BundleSpec, onnx_input: list | None = None) -> str | Non
     members = _extra(spec, "member_info")
     member_kinds = {m.get("kind") if isinstance(m, dict) else None for m in members} if isinstance(members, list) else {None}
     if spec.members is not None and isinstance(members, list):
+        described = [m.get("folder") if isinstance(m, dict) else None for m in members]
+        if described != spec.members:  # members reordered, dropped or added by hand: the card would name other models
+            return f"members {spec.members} are not the ones member_info describes ({described})"
         fault = mixed_score_scales({str(m.get("folder")): m.get("kind") for m in members if isinstance(m, dict)})
         if fault:
             return fault

@@ -4,30 +4,24 @@ are left empty: an average of scores needs its own, fitted by ``drgrader evaluat
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 from pathlib import Path
 
 from drgrader.grading import SCORE_COLUMNS
+from drgrader.inference.builtin import resolve_bundle
 from drgrader.inference.bundle_spec import BundleError, mixed_score_scales, read_manifest, write_manifest
+from drgrader.inference.ensemble_members import WEIGHTS_KEY, single_models, weights_digest
 from drgrader.io import atomic_dir
 
 MEMBERS_DIR = "members"
 
 
-def _leaves(path: Path) -> list[tuple[Path, dict]]:
-    """The single models inside a bundle (folder, manifest): itself, or its members', nested
-    ensembles opened."""
-    manifest = read_manifest(path)
-    if not manifest.get("members"):
-        return [(path, manifest)]
-    return [leaf for member in manifest["members"] for leaf in _leaves(path / member)]
-
-
 def _member_summary(name: str, manifest: dict, leaves: list[tuple[Path, dict]]) -> dict:
     keys = ("backbone", "task", "kind", "input_size", "preprocess", "tta", "validation")
     summary = {"folder": name, **{k: manifest.get(k) for k in keys}}
+    # what the loader checks the member folder against (ensemble_members.check_members)
+    summary[WEIGHTS_KEY] = [weights_digest(leaf) for leaf, _ in leaves]
     kinds = {leaf["kind"] for _, leaf in leaves}
     if len(kinds) == 1:  # a nested ensemble's kind is its models' (the scale check of bundle_spec reads it)
         summary["kind"] = kinds.pop()
@@ -41,15 +35,6 @@ def _member_name(path: Path) -> str:
     return path.parent.name if path.name == "bundle" else path.name
 
 
-def _weights_digest(path: Path) -> str:
-    """A digest of a single model's weights: its PyTorch weights when it has them, so an ONNX or
-    int8 export of a bundle (which keeps them) is that bundle; else its ONNX graph."""
-    digest = hashlib.sha256()
-    for file in sorted(path.glob("model.safetensors")) or sorted(path.glob("model.onnx")):
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
-
-
 def _refuse_repeated_members(sources: list[tuple[Path, list[tuple[Path, dict]]]]) -> None:
     """One model given twice (or a copy of it), directly or inside an ensemble given as a member
     (a cv bundle and one of its folds), would weigh double in the average while the card counts
@@ -61,7 +46,7 @@ def _refuse_repeated_members(sources: list[tuple[Path, list[tuple[Path, dict]]]]
             raise BundleError(f"{path} is given twice: an ensemble's members must be different models")
         folders[path.resolve()] = path
         for leaf, _ in leaves:
-            key = _weights_digest(leaf)
+            key = weights_digest(leaf)
             if key in seen and seen[key][0] != path:
                 raise BundleError(f"{_repeated(path, leaf, *seen[key])}: an ensemble's members must be different models")
             seen.setdefault(key, (path, leaf))
@@ -90,12 +75,11 @@ def make_ensemble(bundles: list[str | Path], out: str | Path) -> Path:
         raise BundleError(f"{out} already exists and is not empty; choose another --out")
     sources = []
     for item in bundles:
-        path = Path(item)
-        path = path.parent if path.is_file() else path
+        path = resolve_bundle(item)  # a path, or a built-in grader's name: the one lookup of every command
         manifest = read_manifest(path)
         if not manifest.get("members") and not any((path / f).is_file() for f in ("model.safetensors", "model.onnx")):
             raise BundleError(f"{path}: bundle has neither model.safetensors nor model.onnx")
-        sources.append((path, manifest, _leaves(path)))
+        sources.append((path, manifest, single_models(path)))
     _refuse_repeated_members([(path, leaves) for path, _, leaves in sources])
     tasks = {m["task"] for _, m, _ in sources}
     if len(tasks) > 1:

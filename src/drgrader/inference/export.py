@@ -21,8 +21,10 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from drgrader.inference.builtin import builtin_graders, resolve_bundle
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.bundle_spec import MANIFEST, BundleError, read_manifest, write_manifest
+from drgrader.inference.ensemble_members import check_members
 from drgrader.io import atomic_dir, atomic_path
 from drgrader.outputs import claim_dir, fresh_name
 
@@ -168,12 +170,12 @@ def export_command(bundle: str | Path, fmt: str = "onnx", out: str | Path | None
 
 def export_target(bundle: str | Path, out: str | Path | None, *, overwrite: bool = False) -> tuple[Path, Path]:
     """(bundle folder, output folder) of an export, checked before any work."""
-    src = Path(bundle)
-    if src.is_file():
-        src = src.parent
+    src = resolve_bundle(bundle)  # a path, or a built-in grader's name: the one lookup of every command
     read_manifest(src)
     if out is None:
-        return src, fresh_name(src.with_name(f"{src.name}-onnx"))
+        # beside the bundle; a built-in grader's export in the current folder, never inside the installed package
+        builtin = src.resolve() in {d.resolve() for d in builtin_graders().values()}
+        return src, fresh_name(Path(f"{src.name}-onnx") if builtin else src.with_name(f"{src.name}-onnx"))
     if Path(out).resolve() == src.resolve():  # exporting in place adds model.onnx to the bundle itself
         return src, Path(out)
     return src, claim_dir(Path(out), inputs=[src], overwrite=overwrite)
@@ -186,6 +188,7 @@ def export_into(src: Path, out: Path, *, shown: Path | None = None) -> None:
     if not manifest.get("members"):
         export_onnx(src, out, shown=shown)
         return
+    check_members(src, manifest)
     for member in manifest["members"]:
         export_into(src / member, out / member, shown=None if shown is None else shown / member)
     if out.resolve() != src.resolve():
