@@ -16,7 +16,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".dcm"}
+# The one list of photo extensions, in the order an id without one is looked up (data.manifest
+# re-exports it): a folder, a label file, a predict list and --out all read a name alike.
+# .jfif and .jpe are JPEG (Windows browsers save .jfif): graded in a folder, named 10_left.
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".dcm", ".jfif", ".jpe")
 # Names that promise another table format: a comma-separated file under them is read wrongly.
 OTHER_TABLE_SUFFIXES = {".tsv", ".tab", ".xlsx", ".xls", ".ods", ".json", ".parquet", ".feather"}
 
@@ -69,7 +72,7 @@ def kind_of(path: Path) -> str | None:
         if (path / "metrics.json").is_file():
             return "an evaluation folder"
         return "a folder"
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
         return "a photo"
     return f"a {path.suffix.lstrip('.').upper() or 'plain'} file"
 
