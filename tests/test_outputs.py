@@ -102,6 +102,22 @@ def test_explain_gives_repeated_stems_their_own_files(tiny_bundle, photos, tmp_p
     assert sorted(p.name for p in out.glob("*.png")) == ["clinicA_10_left_gradcam.png", "clinicB_10_left_gradcam.png"]
 
 
+def test_explain_gives_a_photo_with_a_long_name_a_heat_map_and_goes_on(tiny_bundle, photos, tmp_path):
+    # Probe 30 W4: a 250-character photo name made a heat-map name over 255 bytes: exit 2 naming a
+    # hidden temporary file, the photos after it not explained. Its name is cut, kept unique.
+    folder = tmp_path / "long"
+    folder.mkdir()
+    long_names = ["P" * 240 + f"{n}_left.jpeg" for n in (1, 2)]  # cut alike, told apart by the digest
+    for name in [*long_names, "z7_left.jpeg"]:
+        shutil.copy(photos[0], folder / name)
+    out = tmp_path / "explain"
+    assert main(["explain", str(tiny_bundle), str(folder), "--out", str(out)]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert len(written) == 3 and "z7_left_gradcam.png" in written, written
+    assert all(len(name.encode()) <= 240 and name.endswith("_gradcam.png") for name in written)
+    assert sum(name.startswith("P" * 200) for name in written) == 2
+
+
 def test_special_files_in_a_folder_are_rows_with_their_reason_not_a_hang(tiny_bundle, photos, tmp_path):
     import os
 

@@ -10,6 +10,7 @@ replaced; names derived from inputs are unique even when the inputs' stems repea
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -167,6 +168,23 @@ def unique_names(stems: Iterable[str]) -> list[str]:
         taken.add(name)
         names.append(name)
     return names
+
+
+# A file name holds at most 255 bytes (ext4, APFS, NTFS); io.atomic_path writes through
+# ".<name>.<8 hex>.tmp" beside it, 15 bytes more.
+MAX_NAME_BYTES = 255 - 15
+
+
+def fitting_name(stem: str, suffix: str) -> str:
+    """``stem + suffix``; a stem too long for one file name is cut and ends in ``~`` and 8 hex
+    digits of the whole stem's digest, so two long stems cut alike still get two names."""
+    name = stem + suffix
+    if len(name.encode("utf-8", FILE_NAME_ERRORS)) <= MAX_NAME_BYTES:
+        return name
+    digest = "~" + hashlib.sha256(stem.encode("utf-8", FILE_NAME_ERRORS)).hexdigest()[:8]
+    room = MAX_NAME_BYTES - len((digest + suffix).encode("utf-8"))
+    cut = stem.encode("utf-8", FILE_NAME_ERRORS)[:room].decode("utf-8", "ignore")  # never half a character
+    return cut + digest + suffix
 
 
 @contextmanager
