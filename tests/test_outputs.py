@@ -58,6 +58,31 @@ def test_predict_onto_another_kind_of_file_or_a_folder_is_refused_up_front(tiny_
     assert not list(tmp_path.glob("p.csv*"))  # nothing left behind
 
 
+def test_predict_and_merge_never_replace_a_csv_of_the_users(tiny_bundle, photos, tmp_path, capsys):
+    # Probe 30 F6: a CSV at --out (or at <out>_patients.csv) that drgrader did not write was
+    # replaced without a word. Its own outputs are replaced as before; --overwrite replaces any.
+    register = tmp_path / "register.csv"
+    register.write_text("name,dob,phone\nJane Roe,1950-01-01,555\n")
+    day_patients = tmp_path / "day_patients.csv"
+    day_patients.write_text("patient_id,note\nP1,diabetic since 2001\n")
+    photo = str(photos[0])
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(register)]) == 2
+    assert (f"--out {register} exists and is not a predictions file drgrader wrote (columns name, dob, phone); "
+            "choose another --out, or --overwrite") in capsys.readouterr().err
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(tmp_path / "day.csv")]) == 2
+    assert f"would replace {day_patients}, which exists and is not a patients file drgrader wrote (columns patient_id, note)" \
+        in capsys.readouterr().err
+    assert main(["merge-predictions", photo, "--out", str(register), "--unverified"]) == 2
+    assert "is not a predictions file drgrader wrote" in capsys.readouterr().err
+    assert register.read_text().startswith("name,dob") and "diabetic" in day_patients.read_text()
+    assert not (tmp_path / "day.csv").exists()
+    own = tmp_path / "own.csv"
+    for _ in range(2):  # its own output, and its own patients file, replaced by a rerun
+        assert main(["predict", str(tiny_bundle), photo, "--out", str(own)]) == 0
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(register), "--overwrite"]) == 0
+    assert register.read_text().startswith("path,")
+
+
 def test_default_output_gets_a_fresh_name(tiny_bundle, photos, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["predict", str(tiny_bundle), str(photos[0])]) == 0

@@ -9,6 +9,7 @@ replaced; names derived from inputs are unique even when the inputs' stems repea
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import hashlib
 import os
@@ -93,10 +94,12 @@ def lock_file(out: Path) -> Path:
 
 
 def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", overwrite: bool = False,
-               beside: dict[str, Path] | None = None) -> Path:
+               beside: dict[str, Path] | None = None, own: dict[str, tuple[Path, tuple[str, ...]]] | None = None) -> Path:
     """Check that the command may write the file ``out`` (its own kind: ``suffix``) and the files
     it writes beside it (``beside``: what each is, in words -> its path; the lock file is added
-    here): none of them may be one of the ``inputs``."""
+    here): none of them may be one of the ``inputs``. ``own``: the CSVs it writes (what each is
+    -> its path and columns every such file has): an existing one without them is a file of the
+    user's, replaced only with ``overwrite``."""
     out = Path(out)
     given = {_resolved(Path(item)): Path(item) for item in inputs}
     if _resolved(out) in given:
@@ -113,7 +116,24 @@ def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", 
                           f"give a {suffix} name (e.g. {out.with_suffix(suffix)})")
     if kind is not None and out.suffix.lower() != suffix and not overwrite:
         raise OutputError(f"--out {out} is {kind}, not a {suffix} this command writes; use --overwrite to replace it")
+    for what, (file, columns) in (own or {}).items():
+        header = None if overwrite or not file.is_file() else csv_header(file)
+        if header is not None and not set(columns) <= set(header):
+            shown = ", ".join(header[:6]) + (", ..." if len(header) > 6 else "")
+            where = f"--out {out} exists" if file == out else f"--out {out} would replace {file}, which exists"
+            raise OutputError(f"{where} and is not a {what} drgrader wrote (columns {shown}); "
+                              "choose another --out, or --overwrite to replace it")
     return out
+
+
+def csv_header(file: Path) -> list[str] | None:
+    """The column names on a CSV's first line (None: an empty file, nothing to lose)."""
+    with open(file, "rb") as fh:
+        first = fh.readline(65536)
+    if not first.strip():
+        return None
+    text = first.decode("utf-8", "replace").removeprefix("\ufeff")
+    return [name.strip() for name in next(csv.reader([text]), [])]
 
 
 def check_writable(out: Path) -> Path:
