@@ -58,6 +58,31 @@ def test_predict_onto_another_kind_of_file_or_a_folder_is_refused_up_front(tiny_
     assert not list(tmp_path.glob("p.csv*"))  # nothing left behind
 
 
+def test_predict_and_merge_never_replace_a_csv_of_the_users(tiny_bundle, photos, tmp_path, capsys):
+    # Probe 30 F6: a CSV at --out (or at <out>_patients.csv) that drgrader did not write was
+    # replaced without a word. Its own outputs are replaced as before; --overwrite replaces any.
+    register = tmp_path / "register.csv"
+    register.write_text("name,dob,phone\nJane Roe,1950-01-01,555\n")
+    day_patients = tmp_path / "day_patients.csv"
+    day_patients.write_text("patient_id,note\nP1,diabetic since 2001\n")
+    photo = str(photos[0])
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(register)]) == 2
+    assert (f"--out {register} exists and is not a predictions file drgrader wrote (columns name, dob, phone); "
+            "choose another --out, or --overwrite") in capsys.readouterr().err
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(tmp_path / "day.csv")]) == 2
+    assert f"would replace {day_patients}, which exists and is not a patients file drgrader wrote (columns patient_id, note)" \
+        in capsys.readouterr().err
+    assert main(["merge-predictions", photo, "--out", str(register), "--unverified"]) == 2
+    assert "is not a predictions file drgrader wrote" in capsys.readouterr().err
+    assert register.read_text().startswith("name,dob") and "diabetic" in day_patients.read_text()
+    assert not (tmp_path / "day.csv").exists()
+    own = tmp_path / "own.csv"
+    for _ in range(2):  # its own output, and its own patients file, replaced by a rerun
+        assert main(["predict", str(tiny_bundle), photo, "--out", str(own)]) == 0
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(register), "--overwrite"]) == 0
+    assert register.read_text().startswith("path,")
+
+
 def test_default_output_gets_a_fresh_name(tiny_bundle, photos, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["predict", str(tiny_bundle), str(photos[0])]) == 0
@@ -100,6 +125,22 @@ def test_explain_gives_repeated_stems_their_own_files(tiny_bundle, photos, tmp_p
     assert main(["explain", str(tiny_bundle), str(tmp_path / "clinicA"), str(tmp_path / "clinicB"), "--out", str(out)]) == 0
     # Each file its own image id (clinicA/10_left, clinicB/10_left), so each heat map names its folder.
     assert sorted(p.name for p in out.glob("*.png")) == ["clinicA_10_left_gradcam.png", "clinicB_10_left_gradcam.png"]
+
+
+def test_explain_gives_a_photo_with_a_long_name_a_heat_map_and_goes_on(tiny_bundle, photos, tmp_path):
+    # Probe 30 W4: a 250-character photo name made a heat-map name over 255 bytes: exit 2 naming a
+    # hidden temporary file, the photos after it not explained. Its name is cut, kept unique.
+    folder = tmp_path / "long"
+    folder.mkdir()
+    long_names = ["P" * 240 + f"{n}_left.jpeg" for n in (1, 2)]  # cut alike, told apart by the digest
+    for name in [*long_names, "z7_left.jpeg"]:
+        shutil.copy(photos[0], folder / name)
+    out = tmp_path / "explain"
+    assert main(["explain", str(tiny_bundle), str(folder), "--out", str(out)]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert len(written) == 3 and "z7_left_gradcam.png" in written, written
+    assert all(len(name.encode()) <= 240 and name.endswith("_gradcam.png") for name in written)
+    assert sum(name.startswith("P" * 200) for name in written) == 2
 
 
 def test_special_files_in_a_folder_are_rows_with_their_reason_not_a_hang(tiny_bundle, photos, tmp_path):

@@ -9,14 +9,19 @@ replaced; names derived from inputs are unique even when the inputs' stems repea
 
 from __future__ import annotations
 
+import csv
 import fcntl
+import hashlib
 import os
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".dcm"}
+# The one list of photo extensions, in the order an id without one is looked up (data.manifest
+# re-exports it): a folder, a label file, a predict list and --out all read a name alike.
+# .jfif and .jpe are JPEG (Windows browsers save .jfif): graded in a folder, named 10_left.
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".dcm", ".jfif", ".jpe")
 # Names that promise another table format: a comma-separated file under them is read wrongly.
 OTHER_TABLE_SUFFIXES = {".tsv", ".tab", ".xlsx", ".xls", ".ods", ".json", ".parquet", ".feather"}
 
@@ -69,7 +74,7 @@ def kind_of(path: Path) -> str | None:
         if (path / "metrics.json").is_file():
             return "an evaluation folder"
         return "a folder"
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
         return "a photo"
     return f"a {path.suffix.lstrip('.').upper() or 'plain'} file"
 
@@ -89,10 +94,12 @@ def lock_file(out: Path) -> Path:
 
 
 def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", overwrite: bool = False,
-               beside: dict[str, Path] | None = None) -> Path:
+               beside: dict[str, Path] | None = None, own: dict[str, tuple[Path, tuple[str, ...]]] | None = None) -> Path:
     """Check that the command may write the file ``out`` (its own kind: ``suffix``) and the files
     it writes beside it (``beside``: what each is, in words -> its path; the lock file is added
-    here): none of them may be one of the ``inputs``."""
+    here): none of them may be one of the ``inputs``. ``own``: the CSVs it writes (what each is
+    -> its path and columns every such file has): an existing one without them is a file of the
+    user's, replaced only with ``overwrite``."""
     out = Path(out)
     given = {_resolved(Path(item)): Path(item) for item in inputs}
     if _resolved(out) in given:
@@ -109,7 +116,24 @@ def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", 
                           f"give a {suffix} name (e.g. {out.with_suffix(suffix)})")
     if kind is not None and out.suffix.lower() != suffix and not overwrite:
         raise OutputError(f"--out {out} is {kind}, not a {suffix} this command writes; use --overwrite to replace it")
+    for what, (file, columns) in (own or {}).items():
+        header = None if overwrite or not file.is_file() else csv_header(file)
+        if header is not None and not set(columns) <= set(header):
+            shown = ", ".join(header[:6]) + (", ..." if len(header) > 6 else "")
+            where = f"--out {out} exists" if file == out else f"--out {out} would replace {file}, which exists"
+            raise OutputError(f"{where} and is not a {what} drgrader wrote (columns {shown}); "
+                              "choose another --out, or --overwrite to replace it")
     return out
+
+
+def csv_header(file: Path) -> list[str] | None:
+    """The column names on a CSV's first line (None: an empty file, nothing to lose)."""
+    with open(file, "rb") as fh:
+        first = fh.readline(65536)
+    if not first.strip():
+        return None
+    text = first.decode("utf-8", "replace").removeprefix("\ufeff")
+    return [name.strip() for name in next(csv.reader([text]), [])]
 
 
 def check_writable(out: Path) -> Path:
@@ -164,6 +188,23 @@ def unique_names(stems: Iterable[str]) -> list[str]:
         taken.add(name)
         names.append(name)
     return names
+
+
+# A file name holds at most 255 bytes (ext4, APFS, NTFS); io.atomic_path writes through
+# ".<name>.<8 hex>.tmp" beside it, 15 bytes more.
+MAX_NAME_BYTES = 255 - 15
+
+
+def fitting_name(stem: str, suffix: str) -> str:
+    """``stem + suffix``; a stem too long for one file name is cut and ends in ``~`` and 8 hex
+    digits of the whole stem's digest, so two long stems cut alike still get two names."""
+    name = stem + suffix
+    if len(name.encode("utf-8", FILE_NAME_ERRORS)) <= MAX_NAME_BYTES:
+        return name
+    digest = "~" + hashlib.sha256(stem.encode("utf-8", FILE_NAME_ERRORS)).hexdigest()[:8]
+    room = MAX_NAME_BYTES - len((digest + suffix).encode("utf-8"))
+    cut = stem.encode("utf-8", FILE_NAME_ERRORS)[:room].decode("utf-8", "ignore")  # never half a character
+    return cut + digest + suffix
 
 
 @contextmanager

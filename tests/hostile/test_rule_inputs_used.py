@@ -522,3 +522,20 @@ def test_a_tab_or_semicolon_separated_label_file_gets_the_predict_list_s_hint(tm
     with pytest.raises(DataError, match=r"^labels.csv: missing column\(s\) \['image', 'level'\]; .*; its columns look "
                                         r"separated by semicolons or tabs: save it comma-separated$"):
         read_label_csv(tmp_path / "labels.csv", tmp_path, ["image", "level"])
+
+
+def test_jfif_and_jpe_photos_are_one_patient_however_they_are_listed(tiny_bundle, photos, tmp_path):
+    # Probe 30 W5: a .jfif was skipped in a folder, graded as an argument, and a patient of its
+    # own (its eye lost) in a list. One list of extensions (outputs.IMAGE_EXTENSIONS) reads it alike.
+    (photos / "7_left.jpeg").rename(photos / "7_left.jfif")
+    (photos / "7_right.jpeg").rename(photos / "7_right.jpe")
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"image\n{photos / '7_left.jfif'}\n{photos / '7_right.jpe'}\n")
+    by_input = {}
+    for name, given in (("folder", [photos]), ("arguments", sorted(photos.iterdir())), ("list", [listing])):
+        out = tmp_path / f"by_{name}.csv"
+        assert main(["predict", str(tiny_bundle), *map(str, given), "--out", str(out)]) == 0
+        table = pd.read_csv(out, dtype=str).sort_values("eye")
+        by_input[name] = table[["patient_id", "eye"]].values.tolist()
+        assert pd.read_csv(tmp_path / f"by_{name}_patients.csv", dtype=str)["patient_id"].tolist() == ["7"]
+    assert by_input["folder"] == by_input["arguments"] == by_input["list"] == [["7", "left"], ["7", "right"]]

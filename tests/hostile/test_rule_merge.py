@@ -116,14 +116,14 @@ def test_unverified_merges_a_part_without_a_record_with_a_warning(run, tmp_path,
 
 def test_the_merged_output_is_locked_and_replaced_whole(run, tmp_path):
     out = tmp_path / "all.csv"
-    out.write_text("an earlier merge\n")
+    out.write_text("path,grade\nan earlier merge\n")  # a merged file (its columns): one merge may replace
     with exclusive(out), pytest.raises(OutputError, match="another drgrader command is writing"):
         merge_predictions(run["parts"], out)
     short = copy_part(run["parts"][0], tmp_path / "short")
     short.write_text("".join(short.read_text().splitlines(keepends=True)[:-1]))
     with pytest.raises(DataError):
         merge_predictions([short, run["parts"][1]], out)
-    assert out.read_text() == "an earlier merge\n"  # a refused merge leaves the old file as it was
+    assert out.read_text() == "path,grade\nan earlier merge\n"  # a refused merge leaves the old file as it was
     assert sorted(p.name for p in tmp_path.iterdir()) == ["all.csv", "short"]  # no lock or temporary file left
     merge_predictions(run["parts"], out)
     assert len(pd.read_csv(out)) == 8
@@ -134,3 +134,20 @@ def test_shards_that_spell_out_the_bundles_own_views_are_one_run(run, tiny_bundl
     spelled = predict_command(tiny_bundle, [run["photos"]], shard=(1, 2), tta=["orig"], out=tmp_path / "p-1.csv")
     merged = merge_predictions([run["parts"][0], spelled], tmp_path / "all.csv")
     assert len(pd.read_csv(merged)) == 8
+
+
+@pytest.mark.parametrize("versions", [{"drgrader": "0.1.0", "photo_checks": 7}, None])
+def test_shards_graded_by_two_drgrader_versions_are_refused_by_name(run, tmp_path, capsys, versions):
+    # Probe 30 F4: shards graded before and after an upgrade (the compression check) merged without
+    # a word, one shard's copies gradable, the other's not. Each record names its versions.
+    old = copy_part(run["parts"][0], tmp_path)
+    record = json.loads(old.with_name("p-0_shard.json").read_text())
+    assert record["versions"]["photo_checks"] >= 8
+    if versions is None:  # a record written before versions were recorded
+        del record["versions"]
+    else:
+        record["versions"] = versions
+    old.with_name("p-0_shard.json").write_text(json.dumps(record))
+    err = refused([old, run["parts"][1]], tmp_path / "all.csv", capsys)
+    named = "drgrader 0.1.0, photo checks 7" if versions else "an unknown drgrader version"
+    assert f"merge-predictions: {old} ({named}" in err and "were graded by two drgrader versions" in err

@@ -120,6 +120,33 @@ def test_an_interrupted_run_of_other_views_is_refused_never_deleted(tiny_bundle,
     assert counter.calls == 2 and "--overwrite: discarding" in caplog.text
 
 
+@pytest.mark.parametrize("versions", [{"drgrader": "0.1.0", "photo_checks": 7}, None])
+def test_rows_graded_by_another_drgrader_version_are_graded_again(tiny_bundle, tmp_path, caplog, versions):
+    # Probe 30 F4: a run interrupted under an earlier drgrader (no compression check) resumed after
+    # the upgrade kept its rows' old quality verdicts. The resume record names the drgrader and
+    # photo-check versions (data.cache.CACHE_VERSION); rows of another or of an unknown one
+    # (a record written before versions were recorded) are graded again, saying so.
+    import json
+
+    from drgrader.workflows.predict import resume_key_file
+
+    bundle, runner, folder, out = interrupted_run(tiny_bundle, tmp_path)
+    key = json.loads(resume_key_file(out).read_text())
+    assert key["versions"]["photo_checks"] >= 8  # the version with the compression check
+    if versions is None:
+        del key["versions"]
+    else:
+        key["versions"] = versions
+    resume_key_file(out).write_text(json.dumps(key))
+    bundle.runner = counter = CountingRunner(runner)
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        predict_command(bundle, [folder], out=out, batch_size=2)
+    writer = "drgrader 0.1.0, photo checks 7" if versions else "an unknown drgrader version (its record names none"
+    assert f"pred.csv.partial.csv was written by {writer}" in caplog.text
+    assert "its 2 finished rows are graded again, so that every photo gets this version's photo checks" in caplog.text
+    assert "resuming" not in caplog.text and counter.calls == 2 and len(pd.read_csv(out)) == 4
+
+
 def test_train_resume_refuses_labels_changed_since_the_run_started(synth_dir, tmp_path, capsys):
     from drgrader.workflows.records import manifest_checksum
     from drgrader.workflows.run_folder import check_same_data

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from drgrader.cli import build_parser, main
@@ -78,6 +79,25 @@ def test_a_view_given_twice_is_refused_by_predict_and_grade_too(tiny_bundle, tmp
         with pytest.raises(ConfigError, match=f"tta: view {views[-1]!r} given twice"):
             drgrader.grade(tiny_bundle, [photo], tta=views)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1_left.jpeg"]
+
+
+def test_serve_explain_takes_true_false_1_0_only(tiny_bundle):
+    # Before: FastAPI's bool read on/yes/y/t as true and off/no/n/f as false, words --set refuses.
+    from fastapi.testclient import TestClient
+
+    from drgrader.inference.serve import create_app
+    from drgrader.synth import make_fundus
+
+    ok, photo = cv2.imencode(".jpeg", make_fundus(1, np.random.default_rng(0), height=128))
+    files = {"file": ("1_left.jpeg", photo.tobytes(), "image/jpeg")}
+    with TestClient(create_app(tiny_bundle)) as client:
+        for word in ("on", "yes", "y", "t", "True", "off", "no", "n", "f", "FALSE"):
+            res = client.post("/api/predict", params={"explain": word}, files=files)
+            assert res.status_code == 400 and res.json()["error"].startswith(f"explain={word!r}: "), res.text
+        explains = client.get("/api/health").json()["explain"]
+        for value, overlay in (("true", explains), ("1", explains), ("false", False), ("0", False)):
+            res = client.post("/api/predict", params={"explain": value}, files=files)
+            assert res.status_code == 200 and ("overlay_png" in res.json()) == overlay, value
 
 
 @pytest.mark.parametrize("override", ["train.lr=.inf", "train.max_minutes=.inf", "train.focal_gamma=.inf", "train.mixup=.inf",

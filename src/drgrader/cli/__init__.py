@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "(a bundle folder first: the older form BUNDLE PHOTOS)")
     p.add_argument("--bundle", help=BUNDLE_HELP)
     p.add_argument("--out", type=Path, help="CSV to write (default predictions.csv, or a fresh predictions-2.csv ... when it exists)")
-    p.add_argument("--overwrite", action="store_true", help="allow --out to replace a file that is not a CSV, and discard "
+    p.add_argument("--overwrite", action="store_true", help="allow --out (and <out>_patients.csv) to replace a file that is not "
+                   "one drgrader wrote (not a CSV, or a CSV without its columns), and discard "
                    "an interrupted run's rows (<out>.partial.csv) that this run cannot continue (another bundle or --tta)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
     p.add_argument("--batch-size", dest="batch_size", type=INTEGER, default=16)
@@ -209,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partial", action="store_true", help="merge even when shards are missing (a warning)")
     p.add_argument("--unverified", action="store_true",
                    help="also merge parts without a shard record (not from predict --shard), unchecked (a warning)")
-    p.add_argument("--overwrite", action="store_true", help="allow --out to replace a file that is not a CSV")
+    p.add_argument("--overwrite", action="store_true", help="allow --out (and <out>_patients.csv) to replace a file that is "
+                   "not one drgrader wrote (not a CSV, or a CSV without its columns)")
     p.set_defaults(func=cmd_merge_predictions)
 
     p = sub.add_parser("explain", help="Grad-CAM heat maps over the preprocessed fundus")

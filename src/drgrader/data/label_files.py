@@ -16,9 +16,8 @@ import pandas as pd
 
 from drgrader.data.eyes import EYE_WORDS, patient_id
 from drgrader.data.text_lines import decode_lines, legacy_warning
+from drgrader.outputs import IMAGE_EXTENSIONS  # in order: an id without extension is looked up with these
 
-# Order matters: an image id without extension is looked up with these, in this order.
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".dcm")
 MANIFEST_COLUMNS = ["image_id", "path", "grade", "patient_id", "eye", "source"]
 SPLITS = ("train", "val", "test")
 

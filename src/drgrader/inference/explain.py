@@ -38,7 +38,7 @@ from drgrader.inference.bundle import Bundle, BundleError, load_bundle
 from drgrader.inference.predict import describe_prediction
 from drgrader.io import atomic_write_bytes
 from drgrader.models.heads import decode
-from drgrader.outputs import claim_dir, unique_names
+from drgrader.outputs import claim_dir, fitting_name, unique_names
 
 log = logging.getLogger("drgrader")
 
@@ -209,7 +209,8 @@ def explain_command(bundle: str | Path | Bundle, images: Sequence[str | Path], o
             log.error("%s", exc)
             continue
         result = explain_image(bundle, rgb, quality=photo_quality(row.path, rgb, None, bundle.input_size, rgb.shape[:2]))
-        atomic_write_bytes(out / f"{name}_gradcam.png", png_bytes(explanation_panel(result, title=row.image_id)))
+        # A 244-character photo name is a heat-map name over 255 bytes: cut, kept unique.
+        atomic_write_bytes(out / fitting_name(name, "_gradcam.png"), png_bytes(explanation_panel(result, title=row.image_id)))
         written += 1
     log.info("Grad-CAM panels for %d of %d images: %s", written, len(table), out)
     return out

@@ -40,6 +40,7 @@ import tempfile
 import threading
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -85,6 +86,8 @@ DISCLAIMER = "This is a research demo, not a medical device; it must not be used
 DEFAULT_MAX_UPLOAD_MB = 20.0
 DEFAULT_MAX_PIXELS = 50_000_000  # ~ 8700 x 5800: larger than any fundus camera
 DEFAULT_MAX_PENDING = 4
+# ?explain= takes what --set takes for a boolean: YAML 1.1 words (on, yes, y, off, ...) are refused.
+EXPLAIN_VALUES = Literal["true", "false", "1", "0"]
 def _error(status: int, message: str, *, close: bool = False) -> JSONResponse:
     """A JSON error; ``close`` ends the connection after it (the rest of the body is not read)."""
     return JSONResponse({"error": message}, status_code=status, headers={"connection": "close"} if close else None)
@@ -316,7 +319,7 @@ def create_app(
         return uploads
 
     @app.post("/api/predict")
-    async def predict(request: Request, explain: bool = False) -> JSONResponse:
+    async def predict(request: Request, explain: EXPLAIN_VALUES = "false") -> JSONResponse:
         # A place to upload in (bounded, and given up on a silent client), then a grading slot
         # once the photo is here: a client that is not sending holds no slot.
         if not app.state.uploads.acquire(blocking=False):
@@ -341,7 +344,7 @@ def create_app(
                     photos.append((field, name, save_upload(Path(tmp), field, name, data)))
                 del data, received
                 status, body = await run_in_threadpool(
-                    analyse_patient, model, photos, explain=explain and can_explain, max_pixels=max_pixels
+                    analyse_patient, model, photos, explain=explain in ("true", "1") and can_explain, max_pixels=max_pixels
                 )
             return JSONResponse(body, status_code=status)
         finally:

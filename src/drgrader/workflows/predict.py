@@ -57,11 +57,13 @@ from drgrader.outputs import FILE_NAME_ERRORS, OutputError, claim_file, csv_byte
 from drgrader.workflows.shards import (
     check_parts,
     effective_views,
+    grading_versions,
     inputs_identity,
     patients_file,
     run_identity,
     shard_note,
     shard_rows,
+    versions_text,
     write_shard_record,
 )
 
@@ -89,12 +91,39 @@ def written_beside(out: Path, shard: tuple[int, int] | None) -> dict[str, Path]:
     return files
 
 
+def own_csvs(out: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
+    """The CSVs predict and merge-predictions write, with columns each of them has had in every
+    version: an existing file at either without them is the user's, never replaced unasked."""
+    return {"predictions file": (out, ("path", "grade")), "patients file": (patients_file(out), ("patient_id", "decision"))}
+
+
 def _resume_key(bundle: Bundle, tta: list[str] | None) -> dict:
     """What must not change between an interrupted run and its continuation: the bundle, and the
-    views it scores with (the bundle's own spelled out are the same run as ``--tta`` left out)."""
+    views it scores with (the bundle's own spelled out are the same run as ``--tta`` left out),
+    and the drgrader and photo-check versions that graded the rows (:data:`GRADER_FIELDS`)."""
     manifest = json.dumps(bundle.manifest, sort_keys=True, default=str).encode()
     return {"bundle": str(Path(bundle.path).resolve()), "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
-            "tta": effective_views(bundle, tta), "partial_format": PARTIAL_FORMAT}
+            "tta": effective_views(bundle, tta), "partial_format": PARTIAL_FORMAT, "versions": grading_versions()}
+
+
+# The fields of a resume key that say which drgrader wrote the rows: the same run by another one
+# is graded again (its rows lack what this one keeps, or its photo checks differ), not refused.
+GRADER_FIELDS = ("partial_format", "versions")
+
+
+def _same_run_by_another_drgrader(old: dict | None, new: dict) -> bool:
+    def run(key: dict) -> dict:
+        return {k: v for k, v in key.items() if k not in GRADER_FIELDS}
+
+    return old is not None and old != new and run(old) == run(new)
+
+
+def _other_drgrader(old: dict) -> tuple[str, str]:
+    """Who wrote an interrupted run's rows, and why they are graded again, in words."""
+    if old.get("partial_format") == 2:
+        return "an earlier drgrader that kept no picture fingerprints", "so that every photo is checked for copies"
+    return (f"{versions_text(old.get('versions'))} (this is {versions_text(grading_versions())})",
+            "so that every photo gets this version's photo checks")
 
 
 def _read_key(key_file: Path, bundle: Bundle) -> dict | None:
@@ -210,7 +239,7 @@ def predict_command(
         log.info("shard %d/%d: %d of %d images", shard[0], shard[1], len(table), len(everything))
     out = _default_out(shard) if out is None else Path(out)
     out = claim_file(out, inputs=[*map(Path, inputs), *map(Path, table["path"])], overwrite=overwrite,
-                     beside=written_beside(out, shard))
+                     beside=written_beside(out, shard), own=own_csvs(out))
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle, backend)
     bundle.warn_if_unfitted()
@@ -250,12 +279,12 @@ def _predict_into(
             if changed:
                 log.warning("%d photo(s) changed on disk (size or modification time) since the interrupted run: "
                             "graded again", changed)
-        elif old_key is not None and old_key.get("partial_format") == 2 and {**old_key, "partial_format": PARTIAL_FORMAT} == key:
-            # The same run by a drgrader that kept no fingerprints: its photos could not be
-            # compared (same_picture), so they are graded again rather than left unchecked.
-            log.warning("%s was written by an earlier drgrader that kept no picture fingerprints: its %d finished "
-                        "rows are graded again, so that every photo is checked for copies", partial,
-                        max(partial.read_bytes().count(b"\n") - 1, 0))
+        elif _same_run_by_another_drgrader(old_key, key):
+            # Rows without fingerprints cannot be compared (same_picture); rows of other photo checks
+            # (an upgrade's compression check) would keep the old verdicts: graded again, not kept.
+            writer, why = _other_drgrader(old_key)
+            log.warning("%s was written by %s: its %d finished rows are graded again, %s", partial, writer,
+                        max(partial.read_bytes().count(b"\n") - 1, 0), why)
             partial.unlink()
         else:
             _refuse_or_discard(partial, _key_difference(old_key, key), overwrite)
@@ -319,7 +348,7 @@ def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite
         if not part.is_file():
             raise DataError(f"merge-predictions: {part} is not a file")
     out = claim_file(Path(out), inputs=[*given, *(patients_file(p) for p in files), *(shard_note(p) for p in files)],
-                     overwrite=overwrite, beside={"patients file": patients_file(Path(out))})
+                     overwrite=overwrite, beside={"patients file": patients_file(Path(out))}, own=own_csvs(Path(out)))
     with exclusive(out):
         tables = [_read_part(p) for p in files]
         check_parts(files, [len(t) for t in tables], partial=partial, unverified=unverified)

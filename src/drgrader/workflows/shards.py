@@ -4,10 +4,11 @@ Each shard writes ``<out stem>_shard.json`` beside its part: which shard it is (
 (a checksum of the bundle's ``bundle.json`` and weights, the TTA views and the refer share), the
 inputs (how many photos the whole run has, and a checksum of their paths, patients and eyes:
 the shards' deal depends on them), and for the part and its ``_patients.csv`` their row counts
-and content checksums. ``merge-predictions`` verifies every part against its record
+and content checksums, and the versions that grade a photo (:func:`grading_versions`).
+``merge-predictions`` verifies every part against its record
 (:func:`check_parts`): a part changed since (a row missing or edited), a part of another run,
 bundle or inputs, a missing or repeated shard, a part without a record: all refused, the last
-one unless the user says ``--unverified``.
+one unless the user says ``--unverified``; parts graded by two drgrader versions are refused too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.cache import shard_of
+from drgrader import __version__
+from drgrader.data.cache import CACHE_VERSION, shard_of
 from drgrader.data.manifest import DataError
 from drgrader.inference.bundle import Bundle
 from drgrader.io import atomic_write_json, sha256_file
@@ -74,6 +76,20 @@ def effective_views(bundle: Bundle, tta: list[str] | None) -> list:
     return sorted(bundle.tta)
 
 
+def grading_versions() -> dict:
+    """What else a photo's row depends on besides the bundle: the drgrader release and the version
+    of its photo checks and preprocessing (data.cache.CACHE_VERSION, bumped whenever they change:
+    an upgrade's compression check turns a `gradable` copy ungradable)."""
+    return {"drgrader": __version__, "photo_checks": CACHE_VERSION}
+
+
+def versions_text(versions: object) -> str:
+    """``drgrader 0.1.0, photo checks 8``; a record written before versions were recorded: unknown."""
+    if not isinstance(versions, dict):
+        return "an unknown drgrader version (its record names none: written before versions were recorded)"
+    return f"drgrader {versions.get('drgrader')}, photo checks {versions.get('photo_checks')}"
+
+
 def run_identity(bundle: Bundle, tta: list[str] | None, refer_share: float | None) -> dict:
     """What every shard of one run shares: bundle files and manifest as loaded (a Bundle object
     may differ from its files), the TTA views it scores with, refer share."""
@@ -101,6 +117,7 @@ def write_shard_record(out: Path, *, shard: tuple[int, int], run: dict, inputs: 
         "shard": list(shard),
         "run": run,
         "inputs": inputs,
+        "versions": grading_versions(),
         "part": _file_record(out),
         "patients": _file_record(patients) if patients.is_file() else None,
     }
@@ -165,6 +182,14 @@ def check_parts(parts: list[Path], rows: list[int], *, partial: bool = False, un
 def _check_one_run(recorded: list[tuple[Path, dict, int]], partial: bool, complete: bool) -> None:
     first_part, first, _ = recorded[0]
     count = first["shard"][1]
+    other = next(((p, r) for p, r, _ in recorded if r.get("versions") != first.get("versions")), None)
+    if other is not None:  # the same photo can be gradable in one and a flagged copy in the other
+        raise DataError(f"merge-predictions: {first_part} ({versions_text(first.get('versions'))}) and {other[0]} "
+                        f"({versions_text(other[1].get('versions'))}) were graded by two drgrader versions, whose photo "
+                        "checks may differ; grade every shard again with this drgrader")
+    if "versions" not in first:
+        log.warning("the shard records name no drgrader version (written before versions were recorded): nothing "
+                    "says every shard was graded by one version")
     seen: dict[int, Path] = {}
     for part, record, _ in recorded:
         index, n = record["shard"]
