@@ -59,11 +59,12 @@ def decode_photo(path: str | Path, size: int, orig_size: tuple[int, int] | None 
 
 
 def photo_quality(path: str | Path, rgb: np.ndarray, circle: FundusCircle | None, size: int,
-                  orig_size: tuple[int, int]) -> Quality:
+                  orig_size: tuple[int, int], *, header: DicomHeader | None = None) -> Quality:
     """:func:`~drgrader.data.quality.assess_quality` of a photo decoded from ``path`` (``orig_size``:
-    the file's (height, width)), with what only the file tells: how coarsely a JPEG was compressed."""
+    the file's (height, width); ``header``: a DICOM file's, already read), with what only the file
+    tells: how coarsely a JPEG was compressed."""
     scale = max(orig_size) / max(rgb.shape[:2])  # a JPEG decoded at 1/2, 1/4, 1/8 scale
-    return assess_quality(rgb, circle, size, jpeg_step=read_jpeg_step(path), source_scale=scale)
+    return assess_quality(rgb, circle, size, jpeg_step=read_jpeg_step(path, header), source_scale=scale)
 
 
 def preprocess_file(path: str | Path, cfg: PreprocessConfig, size: int, *, fingerprint: bool = False) -> PreprocessedImage:

@@ -135,7 +135,7 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
     if explain:
         from drgrader.inference.explain import explain_image
 
-        result = explain_image(bundle, rgb, quality=photo_quality(path, rgb, circle, bundle.input_size, (height, width)))
+        result = explain_image(bundle, rgb, quality=photo_quality(path, rgb, circle, bundle.input_size, (height, width), header=header))
         prediction, quality = result["prediction"], result["quality"]
         images = {
             "input_png": _png_b64(result["preprocessed"]),
@@ -144,7 +144,7 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
         }
     else:
         prediction = describe_prediction(bundle, bundle.score_raw([rgb])[0])
-        q = photo_quality(path, rgb, circle, bundle.input_size, (height, width))
+        q = photo_quality(path, rgb, circle, bundle.input_size, (height, width), header=header)
         quality, images = {"gradable": q.gradable, "score": q.score, "reason": q.reason}, {}
     body = {
         "filename": name,
