@@ -280,3 +280,29 @@ def test_a_re_saved_copy_under_another_patient_keeps_both_on_one_side_of_the_spl
         saved = pd.read_csv(tmp_path / f"run-{fold}" / "split.csv", dtype=str)
         assert saved.loc[saved["patient_id"].isin(["10", "11"]), "split"].nunique() == 1  # what the run records
         assert "picture" not in table  # the fingerprint stays in the cache
+
+
+def test_evaluate_on_a_data_set_holding_one_picture_under_two_patients_warns_as_a_split_does(tiny_bundle, synth_dir, tmp_path, caplog):
+    # Before (probe 31 W1): `evaluate --data D` said nothing of a photo in D twice, under two
+    # patients with two grades (data summary and train warned); the figures counted it twice.
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data)
+    labels = pd.read_csv(data / "trainLabels.csv")
+    grade = int(labels.set_index("image").at["10_left", "level"])
+    shutil.copyfile(data / "images" / "10_left.jpeg", data / "images" / "900_left.jpeg")  # a byte copy
+    cv2.imwrite(str(data / "images" / "901_left.png"), cv2.imread(str(data / "images" / "11_left.jpeg")))  # a re-save
+    extra = pd.DataFrame({"image": ["900_left", "901_left"], "level": [(grade + 3) % 5, 0]})
+    pd.concat([labels, extra]).to_csv(data / "trainLabels.csv", index=False)
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert main(["evaluate", str(tiny_bundle), "--data", str(data), "--out", str(tmp_path / "ev"),
+                     "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "eval.bootstrap=5"]) == 0
+    assert ("2 photo(s) are copies (the same bytes, or the same picture re-saved) under different patients "
+            f"(e.g. '10_left' = '900_left'), grades {grade}, {(grade + 3) % 5}: the figures count that picture once per "
+            "patient") in caplog.text
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["copies_across_patients"] == [
+        {"image_ids": ["10_left", "900_left"], "grades": [grade, (grade + 3) % 5]},
+        {"image_ids": ["11_left", "901_left"], "grades": [int(labels.set_index("image").at["11_left", "level"]), 0]},
+    ]

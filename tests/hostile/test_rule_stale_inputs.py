@@ -223,3 +223,27 @@ def test_evaluate_run_after_a_grade_was_corrected_names_the_change(synth_dir, tm
     assert f"grade of {image} {old} -> {(old + 1) % 5}" in caplog.text
     metrics = json.loads((tmp_path / "after" / "metrics.json").read_text())
     assert metrics["data_changed_since_training"] == [f"grade of {image} {old} -> {(old + 1) % 5}"]
+
+
+def test_evaluate_run_after_a_photo_was_replaced_names_the_photo(synth_dir, tmp_path, caplog):
+    # Before (probe 31 W2): `evaluate RUN` after a test photo was replaced by another picture under
+    # its name said nothing (only changed grades were named); the figures were on a picture the
+    # run never measured.
+    import json
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_dir, root)
+    config = tmp_path / "tiny.yaml"
+    save_config(tiny_config(root, **{"train.epochs": 1, "data.cache_dir": tmp_path / "cache"}), config)
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run), "--progress", "log"]) == 0
+    split = pd.read_csv(run / "split.csv", dtype=str)
+    image = split.loc[split["split"] == "test", "image_id"].iloc[0]
+    other = split.loc[split["image_id"] != image, "image_id"].iloc[0]
+    mirrored = cv2.imread(str(root / "images" / f"{other}.jpeg"))[:, ::-1]
+    cv2.imwrite(str(root / "images" / f"{image}.jpeg"), mirrored)  # another picture under the test photo's name
+    caplog.clear()
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "after"), "--set", "eval.bootstrap=5"]) == 0
+    said = f"1 photo(s) replaced by another picture under the same name ({image})"
+    assert f"the data set changed since {run} was trained" in caplog.text and said in caplog.text
+    assert json.loads((tmp_path / "after" / "metrics.json").read_text())["data_changed_since_training"] == [said]

@@ -15,10 +15,12 @@ log = logging.getLogger("drgrader")
 
 @dataclass
 class PreparedData:
-    """The manifest with its split and cache columns, plus what was left out and why."""
+    """The manifest with its split and cache columns, plus what was left out and why, and each
+    photo's picture fingerprint by image id (the cache's, :mod:`drgrader.data.same_picture`)."""
 
     table: pd.DataFrame
     skipped: dict = field(default_factory=dict)
+    pictures: dict[str, str] = field(default_factory=dict)
 
     def rows(self, split: str) -> pd.DataFrame:
         return self.table[self.table["split"] == split].reset_index(drop=True)
@@ -103,4 +105,5 @@ def prepare_data(
         table = table[~drop].reset_index(drop=True)
     if table.empty:
         raise DataError(f"no usable images in {data.root}")
-    return PreparedData(table, skipped)
+    pictures = dict(zip(index["image_id"].astype(str), index["picture"].fillna("").astype(str)))
+    return PreparedData(table, skipped, pictures)

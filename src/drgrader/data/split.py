@@ -106,6 +106,13 @@ def _kfold_split(manifest: pd.DataFrame, cfg: SplitConfig) -> pd.Series:
     return manifest["patient_id"].map(lambda p: "val" if p in val_patients else "train")
 
 
+def copies_sentence(linked: Sequence[Sequence[str]]) -> str:
+    """The start of the warning about photos that are one picture under different patients
+    (``linked``: their image ids, a group each), the same for a split and an evaluation."""
+    return (f"{len(linked)} photo(s) are copies (the same bytes, or the same picture re-saved) under different "
+            f"patients (e.g. {' = '.join(map(repr, linked[0]))})")
+
+
 def split_units(manifest: pd.DataFrame, pictures: Sequence[Sequence[int]] = ()) -> pd.Series:
     """Per row, the unit a patient-level split assigns: its patient, or, for patients linked by
     byte-identical photos (or by ``pictures``: groups of row positions known to be one picture,
@@ -128,9 +135,8 @@ def split_units(manifest: pd.DataFrame, pictures: Sequence[Sequence[int]] = ()) 
             for p in group[1:]:
                 unit[p] = group[0]
     if linked:
-        log.warning("%d photo(s) are copies (the same bytes, or the same picture re-saved) under different patients "
-                    "(e.g. %s): their patients are kept together on one side of the split, so no model is measured on a "
-                    "copy of a photo it trained on", len(linked), " = ".join(map(repr, linked[0])))
+        log.warning("%s: their patients are kept together on one side of the split, so no model is measured on a "
+                    "copy of a photo it trained on", copies_sentence(linked))
     return patients.map(root)
 
 

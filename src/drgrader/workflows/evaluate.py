@@ -71,7 +71,8 @@ def evaluate_command(
     builtin = next((name for name, d in builtin_graders().items() if d.resolve() == bundle_dir.resolve()), None)
     bundle = load_bundle(bundle_dir)
     overlap = None  # external data only: how many of its photos the model was trained or tuned on
-    changed: list[str] = []  # a run's own data only: what changed in its labels since it was trained
+    changed: list[str] = []  # a run's own data only: what changed in its labels or photos since it was trained
+    copies: list[dict] = []  # external data only: one picture under two or more patients
     if data is None:
         if run_dir is None:
             raise ConfigError(f"{model} is a bare bundle: give --data to evaluate it on a data set")
@@ -85,7 +86,7 @@ def evaluate_command(
         out = _claim_out(out, run_dir / "evaluation", bundle_dir, overwrite)
         replaced = _check_same_evaluation(out, bundle_dir, data_set, overwrite)
         prepared = prepare_data(cfg.data, split_file=run_dir / "split.csv")
-        changed = _labels_changed(run_dir, prepared.table)
+        changed = _data_changed(run_dir, prepared)
         val_rows, test_rows = prepared.rows("val"), prepared.rows("test")
         evaluated_on = "test"
         if test_rows.empty:
@@ -107,6 +108,7 @@ def evaluate_command(
         evaluated_on = f"external:{cfg.data.root}"
         fit = False  # thresholds stay those fitted on the model's own validation split
         overlap = _training_overlap(bundle, run_dir, test_rows)
+        copies = _copies_across_patients(prepared)
     out.mkdir(parents=True, exist_ok=True)
     if bundle.members and not bundle.thresholds and val_rows is None:
         log.warning("ensemble without fitted thresholds: decisions use the predicted grade / 0.5")
@@ -125,6 +127,8 @@ def evaluate_command(
         metrics["training_overlap"] = overlap
     if changed:
         metrics["data_changed_since_training"] = changed
+    if copies:
+        metrics["copies_across_patients"] = copies
     if bundle.members:
         metrics["members"] = _member_metrics(bundle, val_rows, test_rows, cfg, out)
     write_metrics(out / "metrics.json", metrics)
@@ -149,17 +153,45 @@ def evaluate_command(
     return out
 
 
-def _labels_changed(run_dir: Path, table) -> list[str]:
-    """A run evaluated on its own data after a grade (patient, photo) of it was corrected: warned,
-    naming the rows; the figures use today's labels, the report's training section the old ones."""
+def _data_changed(run_dir: Path, prepared) -> list[str]:
+    """A run evaluated on its own data after a grade (patient, photo) of it was corrected, or a
+    photo replaced by another picture under its name (the run's ``pictures.csv`` against the
+    cache's fingerprints; a run without that record: labels only): warned, naming the rows; the
+    figures use today's data, the report's training section the old."""
     from drgrader.workflows.records import manifest_checksum
-    from drgrader.workflows.run_folder import labels_changed
+    from drgrader.workflows.run_folder import labels_changed, replaced_pictures
 
-    changed = labels_changed(run_dir, table)
+    changed = labels_changed(run_dir, prepared.table)
+    replaced = replaced_pictures(run_dir, prepared.pictures)
+    if replaced:
+        shown = ", ".join(replaced[:5]) + (f", ... {len(replaced) - 5} more" if len(replaced) > 5 else "")
+        changed.append(f"{len(replaced)} photo(s) replaced by another picture under the same name ({shown})")
     if changed:
         log.warning("the data set changed since %s was trained (its labels checksum is now %s): %s; the figures use "
-                    "today's labels", run_dir, manifest_checksum(table), "; ".join(changed))
+                    "today's labels and photos", run_dir, manifest_checksum(prepared.table), "; ".join(changed))
     return changed
+
+
+def _copies_across_patients(prepared) -> list[dict]:
+    """One picture (the same bytes, or re-saved, by the cache's fingerprints) under two or more
+    patients of the data to evaluate: the figures count it once per row, each with its own
+    grade. Warned with the sentence a split uses (data summary, train); each group's image ids
+    and grades returned for metrics.json."""
+    from drgrader.data.prepare import copied_pictures
+    from drgrader.data.split import copies_sentence
+
+    table = prepared.table
+    groups = []
+    for positions in copied_pictures(table.assign(picture=table["image_id"].astype(str).map(prepared.pictures))):
+        rows = table.iloc[positions].sort_values("image_id")
+        if rows["patient_id"].nunique() > 1:
+            groups.append({"image_ids": rows["image_id"].tolist(), "grades": rows["grade"].astype(int).tolist()})
+    if groups:
+        grades = ", ".join(map(str, groups[0]["grades"]))
+        log.warning("%s, grades %s: the figures count that picture once per patient, each time with its own grade; "
+                    "remove the copies from the data set for figures on distinct photos",
+                    copies_sentence([g["image_ids"] for g in groups]), grades)
+    return groups
 
 
 def _training_overlap(bundle, run_dir: Path | None, rows) -> dict | None:
