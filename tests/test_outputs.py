@@ -83,6 +83,34 @@ def test_predict_and_merge_never_replace_a_csv_of_the_users(tiny_bundle, photos,
     assert register.read_text().startswith("path,")
 
 
+def test_a_csv_sharing_a_few_column_names_with_predicts_is_still_the_users(tiny_bundle, photos, tmp_path, capsys):
+    # Probe 31 L1: a reference-grades sheet (path, grade) at --out, and a log of signed decisions
+    # (patient_id, decision) at <out>_patients.csv, were replaced: two shared names were taken
+    # for drgrader's own file. Its header, as any drgrader version wrote it, is what counts.
+    photo = str(photos[0])
+    refgrades = tmp_path / "refgrades.csv"
+    refgrades.write_text("path,grade,grader,date\na.jpeg,2,Dr Smith,2024-01-02\n")
+    clin_patients = tmp_path / "clin_patients.csv"
+    clin_patients.write_text("patient_id,decision,signed_by\n10131,routine,Dr Smith\n")
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(refgrades)]) == 2
+    assert f"--out {refgrades} exists and is not a predictions file drgrader wrote (columns path, grade, grader, date)" \
+        in capsys.readouterr().err
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(tmp_path / "clin.csv")]) == 2
+    assert f"would replace {clin_patients}, which exists and is not a patients file drgrader wrote" in capsys.readouterr().err
+    assert main(["merge-predictions", photo, "--out", str(refgrades), "--unverified"]) == 2
+    assert "Dr Smith" in refgrades.read_text() and "Dr Smith" in clin_patients.read_text()
+    assert not (tmp_path / "clin.csv").exists()
+    # An older drgrader's files (no identity_note; no decision yet) are its own: replaced by a rerun.
+    own = tmp_path / "own.csv"
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(own)]) == 0
+    for file, dropped in ((own, ["identity_note"]), (tmp_path / "own_patients.csv", ["decision", "reason", "uncertainty",
+                                                                                    "fused_grade", "identity_note"])):
+        header = file.read_text().splitlines()[0].split(",")
+        file.write_text(",".join(name for name in header if name not in dropped) + "\n")
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(own)]) == 0
+    assert "identity_note" in own.read_text().splitlines()[0]
+
+
 def test_default_output_gets_a_fresh_name(tiny_bundle, photos, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["predict", str(tiny_bundle), str(photos[0])]) == 0

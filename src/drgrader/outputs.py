@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 # The one list of photo extensions, in the order an id without one is looked up (data.manifest
 # re-exports it): a folder, a label file, a predict list and --out all read a name alike.
@@ -93,13 +94,24 @@ def lock_file(out: Path) -> Path:
     return Path(out).with_name(Path(out).name + ".lock")
 
 
+class OwnCsv(NamedTuple):
+    """A CSV a command writes, known by its header as every version of drgrader wrote it:
+    ``first`` the leading columns, in this order, and ``rest`` columns anywhere after them (a
+    later version may add columns). Two shared names (``path``, ``grade``) are not enough: a
+    clinic's own grading sheet or decision log has them too."""
+
+    file: Path
+    first: tuple[str, ...]
+    rest: tuple[str, ...]
+
+
 def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", overwrite: bool = False,
-               beside: dict[str, Path] | None = None, own: dict[str, tuple[Path, tuple[str, ...]]] | None = None) -> Path:
+               beside: dict[str, Path] | None = None, own: dict[str, OwnCsv] | None = None) -> Path:
     """Check that the command may write the file ``out`` (its own kind: ``suffix``) and the files
     it writes beside it (``beside``: what each is, in words -> its path; the lock file is added
     here): none of them may be one of the ``inputs``. ``own``: the CSVs it writes (what each is
-    -> its path and columns every such file has): an existing one without them is a file of the
-    user's, replaced only with ``overwrite``."""
+    -> :class:`OwnCsv`): an existing one whose header is not one the command writes is a file
+    of the user's, replaced only with ``overwrite``."""
     out = Path(out)
     given = {_resolved(Path(item)): Path(item) for item in inputs}
     if _resolved(out) in given:
@@ -116,9 +128,9 @@ def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", 
                           f"give a {suffix} name (e.g. {out.with_suffix(suffix)})")
     if kind is not None and out.suffix.lower() != suffix and not overwrite:
         raise OutputError(f"--out {out} is {kind}, not a {suffix} this command writes; use --overwrite to replace it")
-    for what, (file, columns) in (own or {}).items():
+    for what, (file, first, rest) in (own or {}).items():
         header = None if overwrite or not file.is_file() else csv_header(file)
-        if header is not None and not set(columns) <= set(header):
+        if header is not None and not (header[:len(first)] == list(first) and set(rest) <= set(header)):
             shown = ", ".join(header[:6]) + (", ..." if len(header) > 6 else "")
             where = f"--out {out} exists" if file == out else f"--out {out} would replace {file}, which exists"
             raise OutputError(f"{where} and is not a {what} drgrader wrote (columns {shown}); "

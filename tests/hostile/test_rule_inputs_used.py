@@ -414,6 +414,33 @@ def test_a_label_column_named_twice_is_refused_by_name(tmp_path, labels_name, he
         read_dataset(root)
 
 
+@pytest.mark.parametrize(("labels_name", "header", "named"), [
+    ("labels.csv", "image,level,grade", "'grade' looks like a grade column but is not the one read ('level'); "
+                                        "remove it, or point data.columns.grade at it"),
+    ("labels.csv", "image,level,level_corrected", "'level_corrected' looks like a grade column but is not the one read"),
+    ("labels.csv", "image,DR grade,level", "'DR grade' looks like a grade column but is not the one read ('level')"),
+    ("labels.csv", "image,diagnosis,level", "'diagnosis' looks like a grade column"),
+    ("trainLabels.csv", "image,level,Grade", "'Grade' looks like a grade column but is not the one read ('level'); "
+                                             "keep one (the kaggle format reads 'level')"),
+])
+def test_a_second_grade_column_under_another_name_is_refused_by_name(tmp_path, labels_name, header, named):
+    """Probe 31 S2: ``level`` was read and ``grade`` (``level_corrected``, ``DR grade``) beside it
+    dropped unsaid, though rows disagreed."""
+    from drgrader.data.manifest import read_dataset
+
+    root = label_set(tmp_path, labels_name, f"{header}\n10_left,0,4\n10_right,1,1\n", ["10_left.jpeg", "10_right.jpeg"])
+    with pytest.raises(DataError, match=rf"^{labels_name}: column {re.escape(named)}"):
+        read_dataset(root)
+
+
+@pytest.mark.parametrize("other", ["grader", "maculopathy", "Risk of macular edema", "adjudicated_dme", "image_quality_grade"])
+def test_a_column_beside_the_grade_that_is_not_a_dr_grade_is_kept(tmp_path, other):
+    from drgrader.data.manifest import read_dataset
+
+    root = label_set(tmp_path, "labels.csv", f"image,level,{other}\n10_left,0,4\n10_right,1,1\n", ["10_left.jpeg", "10_right.jpeg"])
+    assert len(read_dataset(root)) == 2
+
+
 @pytest.mark.parametrize(("fmt", "option", "value"), [
     ("kaggle", "labels", "corrected.csv"),
     ("kaggle", "columns", {"grade": "severity"}),

@@ -116,14 +116,15 @@ def test_unverified_merges_a_part_without_a_record_with_a_warning(run, tmp_path,
 
 def test_the_merged_output_is_locked_and_replaced_whole(run, tmp_path):
     out = tmp_path / "all.csv"
-    out.write_text("path,grade\nan earlier merge\n")  # a merged file (its columns): one merge may replace
+    earlier = run["parts"][0].read_text().splitlines()[0] + "\nan earlier merge\n"
+    out.write_text(earlier)  # a merged file (its header): one merge may replace
     with exclusive(out), pytest.raises(OutputError, match="another drgrader command is writing"):
         merge_predictions(run["parts"], out)
     short = copy_part(run["parts"][0], tmp_path / "short")
     short.write_text("".join(short.read_text().splitlines(keepends=True)[:-1]))
     with pytest.raises(DataError):
         merge_predictions([short, run["parts"][1]], out)
-    assert out.read_text() == "path,grade\nan earlier merge\n"  # a refused merge leaves the old file as it was
+    assert out.read_text() == earlier  # a refused merge leaves the old file as it was
     assert sorted(p.name for p in tmp_path.iterdir()) == ["all.csv", "short"]  # no lock or temporary file left
     merge_predictions(run["parts"], out)
     assert len(pd.read_csv(out)) == 8

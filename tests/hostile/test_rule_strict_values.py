@@ -340,7 +340,7 @@ def test_evaluate_out_inside_a_run_or_over_a_plain_folder_is_refused(tiny_bundle
 
 
 def test_evaluate_on_the_models_own_training_photos_is_never_called_external(tiny_bundle, other_tiny_bundle, clinic,
-                                                                             tmp_path, caplog):
+                                                                             tmp_path, caplog, capsys):
     """Probe 29 Z1: ``evaluate BUNDLE --data D`` on the data the bundle was trained on (or a byte
     copy of it) said the figures were measured on "an external data set that the model never saw"
     and filed them on the model card as an external evaluation."""
@@ -368,6 +368,9 @@ def test_evaluate_on_the_models_own_training_photos_is_never_called_external(tin
         assert json.loads((out / "metrics.json").read_text())["training_overlap"]["photos"] == 3
         report = (out / "report.md").read_text(encoding="utf-8")
         assert "never saw" not in report and f"3 of {len(photos)} photos were used to train or tune" in report
+        # Probe 31 C1: the printed summary said "evaluated on: external:..." right after the warning.
+        printed = capsys.readouterr().out
+        assert f"evaluated on: {data} (not external: 3 of {len(photos)} photos trained or tuned the model)" in printed, printed
     card = run / "bundle" / "MODEL_CARD.md"
     assert not card.exists() or "<!-- drgrader:external" not in card.read_text(encoding="utf-8")
     # A bundle without its run folder, with the digests of its training photos (as the built-in grader ships).

@@ -23,6 +23,7 @@ from drgrader.data.label_files import (
     patient_from_name,
     photo_files,
     read_label_csv,
+    refuse_other_grade_columns,
     shown_path,
     strip_image_extension,
     two_photos_under_one_name,
@@ -64,6 +65,7 @@ def read_csv_format(root: Path, cfg: DataConfig) -> Found:
     required = [cols.image, cols.grade] + [c for c in (cols.patient, cols.eye) if c]
     table = read_label_csv(labels, root, required)
     file = shown_path(labels, root)
+    refuse_other_grade_columns(table, file, cols.grade, other_read=(cols.image, cols.patient, cols.eye))
     patient_col, eye_col = label_identity_columns(table.drop(columns=[cols.image, cols.grade]), file, cols.patient, cols.eye)
     folder = ImageFolder(images)
     rows = []

@@ -9,6 +9,7 @@ import csv
 import io
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,7 +230,29 @@ def refuse_repeated_columns(header: list[str], shown: str) -> None:
 # The image and grade columns of the label files drgrader reads (kaggle, aptos, idrid, messidor2,
 # csv), by column_key: a CSV with one of each is a label file, whatever its name.
 _IMAGE_COLUMN_KEYS = {"image", "imageid", "imagename", "imagepath", "idcode", "path", "file", "filename", "img", "photo"}
-_GRADE_COLUMN_WORDS = ("level", "grade", "diagnosis")
+_GRADE_COLUMN_WORDS = ("level", "grade", "diagnosis", "severity", "retinopathy")
+# Names with a grade word that are not a DR grade: who graded, gradability, image quality, and
+# macular edema, graded beside DR (IDRiD's "Risk of macular edema", Messidor's adjudicated_dme).
+_NOT_GRADE_WORDS = ("grader", "gradab", "quality", "macul", "edema", "oedema", "dme", "confidence", "date")
+
+
+def looks_like_grade(name: str) -> bool:
+    """A column name that reads as a DR grade (``grade``, ``level_corrected``, ``DR grade``)."""
+    key = column_key(name)
+    return any(word in key for word in _GRADE_COLUMN_WORDS) and not any(word in key for word in _NOT_GRADE_WORDS)
+
+
+def refuse_other_grade_columns(table: pd.DataFrame, shown: str, read: str, fmt: str | None = None,
+                               other_read: Iterable[str | None] = ()) -> None:
+    """A second grade column (``level`` read, ``level_corrected`` beside it) is refused by name:
+    one would be read and the other, perhaps the corrected one, dropped unsaid. ``fmt``: the
+    published format, whose grade column is fixed; None for the csv format (data.columns.grade)."""
+    for column in table.columns:
+        if column != read and column not in set(other_read) and looks_like_grade(column):
+            fix = (f"keep one (the {fmt} format reads {read[:40]!r})" if fmt else
+                   "remove it, or point data.columns.grade at it")
+            raise DataError(f"{shown}: column {column[:40]!r} looks like a grade column but is not the one read "
+                            f"({read[:40]!r}); {fix}")
 
 
 def looks_like_label_file(path: Path) -> bool:

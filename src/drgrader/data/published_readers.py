@@ -25,6 +25,7 @@ from drgrader.data.label_files import (
     patient_and_eye,
     patient_from_name,
     read_label_csv,
+    refuse_other_grade_columns,
     require_columns,
     shown_path,
     strip_image_extension,
@@ -43,6 +44,7 @@ def read_kaggle(root: Path, cfg: DataConfig) -> Found:
     file = shown_path(labels, root)
     table = read_label_csv(labels, root, ["image", "level"])
     refuse_identity_columns(table, file, "kaggle")
+    refuse_other_grade_columns(table, file, "level", "kaggle")
     rows = []
     for n, rec in csv_records(table):
         image_id = strip_image_extension(rec["image"])
@@ -63,6 +65,7 @@ def read_aptos(root: Path, cfg: DataConfig) -> Found:
     folder = ImageFolder(root / "train_images")
     file = shown_path(labels, root)
     table = read_label_csv(labels, root, ["id_code", "diagnosis"])
+    refuse_other_grade_columns(table, file, "diagnosis", "aptos")
     patient_col, eye_col = label_identity_columns(table, file)
     rows = []
     for n, rec in csv_records(table):
@@ -105,6 +108,7 @@ def read_idrid(root: Path, cfg: DataConfig) -> Found:
         file = shown_path(labels, root)
         table = read_label_csv(labels, root, ["Image name", "Retinopathy grade"])
         refuse_identity_columns(table, file, "idrid")
+        refuse_other_grade_columns(table, file, "Retinopathy grade", "idrid")
         for n, rec in csv_records(table):
             name = rec["Image name"]
             image_id = f"{split}_{strip_image_extension(name)}"
@@ -154,6 +158,7 @@ def read_messidor2(root: Path, cfg: DataConfig) -> Found:
         "image_id", "adjudicated_dr_grade")
     require_columns(table, [id_col, grade_col], shown_path(labels, root))
     refuse_identity_columns(table, shown_path(labels, root), "messidor2")
+    refuse_other_grade_columns(table, shown_path(labels, root), grade_col, "messidor2")
     pairs_file = root / "messidor-2.csv"
     pairs = _messidor_pairs(pairs_file, root) if pairs_file.is_file() else {}
     if not pairs:

@@ -15,7 +15,7 @@ def print_run(run_dir: Path) -> None:
         from drgrader.evaluation.results import headline_with_ci
 
         metrics = json.loads(metrics_file.read_text())
-        print(f"evaluated on: {metrics.get('evaluated_on')}")
+        print(f"evaluated on: {_evaluated_on(metrics)}")
         for name, value in headline_with_ci(metrics.get("test", {})).items():
             print(f"  {name}: {fmt_figure(value)}")
         for warning in metrics.get("test", {}).get("warnings", []):
@@ -23,6 +23,17 @@ def print_run(run_dir: Path) -> None:
     for report in ("report.html", "report.md"):
         if (Path(run_dir) / report).is_file():
             print(f"report: {Path(run_dir) / report}")
+
+
+def _evaluated_on(metrics: dict) -> str:
+    """metrics.json's ``evaluated_on``, except that a data set the model was partly trained or
+    tuned on is not called external (the warning printed before it says so)."""
+    where = str(metrics.get("evaluated_on"))
+    overlap = metrics.get("training_overlap") or {}
+    if where.startswith("external:") and overlap.get("photos"):
+        return (f"{where.split(':', 1)[1]} (not external: {overlap['photos']} of {overlap['of']} "
+                "photos trained or tuned the model)")
+    return where
 
 
 def fmt_figure(value) -> str:

@@ -43,6 +43,7 @@ from drgrader.inference.patient_decision import bundle_decision_points
 from drgrader.inference.predict import (
     DEFAULT_OUT,
     OUTPUT_COLUMNS,
+    PATIENT_COLUMNS,
     PICTURE_COLUMN,
     TEXT_COLUMNS,
     check_tta,
@@ -53,7 +54,7 @@ from drgrader.inference.predict import (
     warn_other_tta,
 )
 from drgrader.io import atomic_write_bytes, atomic_write_json
-from drgrader.outputs import FILE_NAME_ERRORS, OutputError, claim_file, csv_bytes, escape_name, exclusive, has_stray_bytes
+from drgrader.outputs import FILE_NAME_ERRORS, OutputError, OwnCsv, claim_file, csv_bytes, escape_name, exclusive, has_stray_bytes
 from drgrader.workflows.shards import (
     check_parts,
     effective_views,
@@ -91,10 +92,17 @@ def written_beside(out: Path, shard: tuple[int, int] | None) -> dict[str, Path]:
     return files
 
 
-def own_csvs(out: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
-    """The CSVs predict and merge-predictions write, with columns each of them has had in every
-    version: an existing file at either without them is the user's, never replaced unasked."""
-    return {"predictions file": (out, ("path", "grade")), "patients file": (patients_file(out), ("patient_id", "decision"))}
+# The patients file's columns a later drgrader added: an older one's file lacks them.
+LATER_PATIENT_COLUMNS = ("decision", "reason", "uncertainty", "fused_grade", "identity_note")
+
+
+def own_csvs(out: Path) -> dict[str, OwnCsv]:
+    """The CSVs predict and merge-predictions write, by the header every drgrader version gave
+    them (the predictions file's identity_note came later): an existing file at either with
+    another header is the user's, never replaced unasked."""
+    every_version = tuple(c for c in PATIENT_COLUMNS if c not in LATER_PATIENT_COLUMNS)
+    return {"predictions file": OwnCsv(out, ("path", "image_id", "patient_id", "eye"), tuple(OUTPUT_COLUMNS[OUTPUT_COLUMNS.index("grade"):])),
+            "patients file": OwnCsv(patients_file(out), ("patient_id",), every_version)}
 
 
 def _resume_key(bundle: Bundle, tta: list[str] | None) -> dict:
