@@ -180,7 +180,7 @@ def test_predict_exits_2_naming_the_column_and_writes_nothing(tiny_bundle, photo
 def test_known_columns_are_read_whatever_their_case_and_separators(photos, tmp_path):
     listing = tmp_path / "list.csv"
     listing.write_text("Image ,Patient ID,EYE,Image-ID,level,notes,quality\n"
-                       f"{photos}/7_left.jpeg,P9,R,a1,2,n,good\n{photos}/7_right.jpeg,P9,L,a2,0,,\n")
+                       f"{photos}/7_right.jpeg,P9,R,a1,2,n,good\n{photos}/7_left.jpeg,P9,L,a2,0,,\n")  # cells and names agree
     table = collect_inputs([listing])
     assert table[["image_id", "patient_id", "eye"]].values.tolist() == [["a1", "P9", "right"], ["a2", "P9", "left"]]
 
@@ -299,6 +299,26 @@ def test_a_label_column_that_looks_like_patient_or_eye_is_refused_by_name(tmp_pa
     with pytest.raises(DataError, match=rf"^labels.csv: column {column!r} looks like the (patient|eye) column but is "
                                         r"not one the label reader reads .*data\.columns\."):
         read_dataset(label_set(tmp_path, "labels.csv", labels, PATIENT_IMAGES))
+
+
+def test_an_identifier_beside_the_patient_column_is_named_as_not_read_not_refused(photos, tmp_path, caplog):
+    """Probe 31 W3: a list or label file with ``patient_id`` and ``MRN`` (a clinic's hospital number
+    beside its screening id) was refused as a look-alike, though its patient column is there."""
+    from drgrader.data.manifest import read_dataset
+
+    listing = photos / "list.csv"
+    listing.write_text("image,patient_id,MRN,Patient Name\n7_left.jpeg,P1,M-1,Ann\n")
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        assert collect_inputs([listing])["patient_id"].tolist() == ["P1"]
+        labels = "image,level,patient_id,MRN\nIMG1,0,A,1\nIMG2,1,A,1\nIMG3,2,B,2\nIMG4,0,B,2\n"
+        table = read_dataset(label_set(tmp_path / "lab", "labels.csv", labels, PATIENT_IMAGES))
+    assert list(table["patient_id"]) == ["A", "A", "B", "B"]
+    said = [r.getMessage() for r in caplog.records if "not read" in r.getMessage()]
+    assert said[0].startswith(f"{listing}: column(s) not read: MRN, Patient Name (predict reads ")
+    assert said[1] == "labels.csv: column(s) not read: MRN (the patient is read from 'patient_id')"
+    listing.write_text("image,MRN\n7_left.jpeg,M-1\n")  # the only patient evidence: still refused
+    with pytest.raises(DataError, match="'MRN' looks like the patient column"):
+        collect_inputs([listing])
 
 
 def test_a_patient_column_in_a_published_layout_is_read_or_refused(tmp_path):
