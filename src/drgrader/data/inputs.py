@@ -30,7 +30,8 @@ log = logging.getLogger("drgrader")
 INPUT_COLUMNS = IDENTITY_COLUMNS
 
 
-def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", eye: str = "") -> list[dict]:
+def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", eye: str = "",
+               csv_image_id: str = "") -> list[dict]:
     """The evidence rows of one input file (:func:`~drgrader.data.identity.evidence`): the CSV's
     ``patient_id`` and ``eye`` when given, the DICOM tags (``PatientID``, ``ImageLaterality`` /
     ``Laterality``). A multi-frame DICOM file gives one row per frame: path ``<file>#frame<N>``,
@@ -39,7 +40,7 @@ def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", ey
     source, frame = split_frame_ref(path)
     header = header_or_none(source)  # unreadable: its row says why when it is graded
     frames = header.frames if header is not None and frame is None else 1
-    row = evidence(path, image_id, source, csv_patient=patient_id, csv_eye=eye,
+    row = evidence(path, image_id, source, csv_image_id=csv_image_id, csv_patient=patient_id, csv_eye=eye,
                    dicom_patient=header.patient_id if header else "",
                    dicom_laterality=header.laterality if header else ())
     if frames == 1:
@@ -186,11 +187,13 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
             other_case.append(f"{ref} -> {match.name}")
             windows += [ref] if "\\" in ref else []
             path = match
+        id_cell = rec[id_col].strip() if id_col else ""
         rows += input_rows(
             path,
-            image_id=(rec[id_col].strip() if id_col else "") or strip_image_extension(ref),
+            image_id=id_cell or strip_image_extension(ref),
             patient_id=rec[patient_col].strip() if patient_col else "",
             eye=EYE_WORDS.get(eye.lower(), ""),
+            csv_image_id=id_cell,  # a claim checked against the file's own name, as the patient and eye cells are
         )
     if windows:
         log.warning("%s: %d image path(s) written with backslashes (Windows) read with '/' (e.g. %s)", csv, len(windows), windows[0])
