@@ -559,3 +559,30 @@ def test_jfif_and_jpe_photos_are_one_patient_however_they_are_listed(tiny_bundle
         by_input[name] = table[["patient_id", "eye"]].values.tolist()
         assert pd.read_csv(tmp_path / f"by_{name}_patients.csv", dtype=str)["patient_id"].tolist() == ["7"]
     assert by_input["folder"] == by_input["arguments"] == by_input["list"] == [["7", "left"], ["7", "right"]]
+
+
+def test_a_folder_in_a_list_or_an_archive_given_is_refused_not_a_patient_to_photograph_again(tiny_bundle, photos, tmp_path,
+                                                                                           capsys):
+    """Probe 31 W5: a folder named in a list, or a .zip given, was graded as an unreadable photo:
+    exit 0, the patient 'ungradable ... photograph again'. An unreadable photo stays a row."""
+    import zipfile
+
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"image,patient_id,eye\n{photos},P1,left\n")
+    with pytest.raises(DataError, match=rf"^{listing} row 1 \(image '{photos}'\): a folder, not a photo: give the folder "
+                                        "as an argument, or list its photos$"):
+        collect_inputs([listing])
+    archive = tmp_path / "ph.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(next(photos.iterdir()), "7_left.jpeg")
+    with pytest.raises(DataError, match=rf"^{archive}: not a photo \(a ZIP archive\): unpack it first$"):
+        collect_inputs([archive])
+    (tmp_path / "notes.txt").write_text("seen 2024\n")
+    with pytest.raises(DataError, match=r"notes.txt: not a photo \(a .txt file\): give photos \(.jpeg"):
+        collect_inputs([tmp_path / "notes.txt"])
+    assert main(["predict", str(tiny_bundle), str(archive), "--out", str(tmp_path / "o.csv")]) == 2  # before: 0
+    assert "ph.zip: not a photo (a ZIP archive): unpack it first" in capsys.readouterr().err
+    assert not (tmp_path / "o.csv").exists()
+    damaged = tmp_path / "10_left.jpeg"
+    damaged.write_bytes(archive.read_bytes())  # named like a photo: a row saying why, as before
+    assert collect_inputs([damaged])["path"].tolist() == [str(damaged)]
