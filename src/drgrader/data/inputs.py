@@ -20,7 +20,8 @@ from PIL import Image
 
 from drgrader.data.dicom import frame_ref, header_or_none, is_dicom, split_frame_ref
 from drgrader.data.eyes import EYE_WORDS
-from drgrader.data.identity import IDENTITY_COLUMNS, evidence, resolve_identity
+from drgrader.data.identity import IDENTITY_COLUMNS, resolve_identity
+from drgrader.data.identity_claims import evidence
 from drgrader.data.input_columns import csv_columns
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
 from drgrader.data.text_lines import DOS_END_OF_FILE, decode_lines, legacy_warning
