@@ -517,3 +517,28 @@ def test_a_label_file_s_eye_cell_against_the_name_is_refused_with_a_patient_colu
     root = _label_set(tmp_path, "image,level,patient_id,eye\n10_left,0,10,right\n10_right,1,10,left\n", ["10_left", "10_right"])
     with pytest.raises(ValueError, match=r"^labels.csv row 1 \(image '10_left'\): eye 'right' \(column 'eye'\) but the name says left$"):
         read_dataset(root)
+
+
+def test_an_image_id_cell_that_the_file_s_name_contradicts_is_noted_as_a_patient_or_eye_cell_is(tmp_path):
+    """A list's image id cell said the eye and patient, taking over what the file's own name says
+    without a note: 10131_left.jpeg listed as 10131_right graded as the right eye, as 10007_right
+    as patient 10007's (probe 31 S1). It is a CSV claim, checked against the name as the patient
+    and eye cells are: the eye left unknown, a contested patient never paired, both noted."""
+    for k, name in enumerate(("10131_left", "10131_right", "10007_left", "IMG_0001")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k % 3, k))
+    (tmp_path / "swap.csv").write_text("image,image_id\n10131_left.jpeg,10131_right\n10131_right.jpeg,10131_left\n")
+    swapped = collect_inputs([tmp_path / "swap.csv"]).set_index("image_id")
+    assert swapped["patient_id"].tolist() == ["10131", "10131"] and swapped["eye"].tolist() == ["", ""]  # before: right, left
+    assert swapped.loc["10131_right", "identity_note"] == ("contradictory eye: for '10131_right' the CSV's image id says "
+                                                           "right, the file name '10131_left' says left; the eye is left unknown")
+    (tmp_path / "other.csv").write_text("image,image_id\n10131_left.jpeg,10007_right\n10131_right.jpeg,10131_right\n"
+                                        "10007_left.jpeg,10007_left\nIMG_0001.jpeg,20_left\n")
+    other = collect_inputs([tmp_path / "other.csv"]).set_index("image_id")
+    assert other.loc["10007_right", "patient_id"] == "10007" and other.loc["10007_right", "eye"] == ""  # never paired
+    assert "the patient of '10131_right'" in other.loc["10131_right", "identity_note"]  # 10131's own photo: noted too
+    assert other.loc["10007_left", "eye"] == "left" and other.loc["20_left", "identity_note"] == ""  # a name that says nothing: the id's
+    assert (other.loc["20_left", "patient_id"], other.loc["20_left", "eye"]) == ("20", "left")
+    (tmp_path / "same.csv").write_text("image,image_id\n10131_left.jpeg,10131_left\n10131_right.jpeg,IMG_7\n")
+    same = collect_inputs([tmp_path / "same.csv"]).set_index("image_id")  # an id that agrees, or says nothing: the name's
+    assert same["patient_id"].tolist() == ["10131", "10131"] and same["eye"].tolist() == ["left", "right"]
+    assert same["identity_note"].tolist() == ["", ""]

@@ -180,7 +180,7 @@ def test_predict_exits_2_naming_the_column_and_writes_nothing(tiny_bundle, photo
 def test_known_columns_are_read_whatever_their_case_and_separators(photos, tmp_path):
     listing = tmp_path / "list.csv"
     listing.write_text("Image ,Patient ID,EYE,Image-ID,level,notes,quality\n"
-                       f"{photos}/7_left.jpeg,P9,R,a1,2,n,good\n{photos}/7_right.jpeg,P9,L,a2,0,,\n")
+                       f"{photos}/7_right.jpeg,P9,R,a1,2,n,good\n{photos}/7_left.jpeg,P9,L,a2,0,,\n")  # cells and names agree
     table = collect_inputs([listing])
     assert table[["image_id", "patient_id", "eye"]].values.tolist() == [["a1", "P9", "right"], ["a2", "P9", "left"]]
 
@@ -299,6 +299,26 @@ def test_a_label_column_that_looks_like_patient_or_eye_is_refused_by_name(tmp_pa
     with pytest.raises(DataError, match=rf"^labels.csv: column {column!r} looks like the (patient|eye) column but is "
                                         r"not one the label reader reads .*data\.columns\."):
         read_dataset(label_set(tmp_path, "labels.csv", labels, PATIENT_IMAGES))
+
+
+def test_an_identifier_beside_the_patient_column_is_named_as_not_read_not_refused(photos, tmp_path, caplog):
+    """Probe 31 W3: a list or label file with ``patient_id`` and ``MRN`` (a clinic's hospital number
+    beside its screening id) was refused as a look-alike, though its patient column is there."""
+    from drgrader.data.manifest import read_dataset
+
+    listing = photos / "list.csv"
+    listing.write_text("image,patient_id,MRN,Patient Name\n7_left.jpeg,P1,M-1,Ann\n")
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        assert collect_inputs([listing])["patient_id"].tolist() == ["P1"]
+        labels = "image,level,patient_id,MRN\nIMG1,0,A,1\nIMG2,1,A,1\nIMG3,2,B,2\nIMG4,0,B,2\n"
+        table = read_dataset(label_set(tmp_path / "lab", "labels.csv", labels, PATIENT_IMAGES))
+    assert list(table["patient_id"]) == ["A", "A", "B", "B"]
+    said = [r.getMessage() for r in caplog.records if "not read" in r.getMessage()]
+    assert said[0].startswith(f"{listing}: column(s) not read: MRN, Patient Name (predict reads ")
+    assert said[1] == "labels.csv: column(s) not read: MRN (the patient is read from 'patient_id')"
+    listing.write_text("image,MRN\n7_left.jpeg,M-1\n")  # the only patient evidence: still refused
+    with pytest.raises(DataError, match="'MRN' looks like the patient column"):
+        collect_inputs([listing])
 
 
 def test_a_patient_column_in_a_published_layout_is_read_or_refused(tmp_path):
@@ -566,3 +586,30 @@ def test_jfif_and_jpe_photos_are_one_patient_however_they_are_listed(tiny_bundle
         by_input[name] = table[["patient_id", "eye"]].values.tolist()
         assert pd.read_csv(tmp_path / f"by_{name}_patients.csv", dtype=str)["patient_id"].tolist() == ["7"]
     assert by_input["folder"] == by_input["arguments"] == by_input["list"] == [["7", "left"], ["7", "right"]]
+
+
+def test_a_folder_in_a_list_or_an_archive_given_is_refused_not_a_patient_to_photograph_again(tiny_bundle, photos, tmp_path,
+                                                                                           capsys):
+    """Probe 31 W5: a folder named in a list, or a .zip given, was graded as an unreadable photo:
+    exit 0, the patient 'ungradable ... photograph again'. An unreadable photo stays a row."""
+    import zipfile
+
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"image,patient_id,eye\n{photos},P1,left\n")
+    with pytest.raises(DataError, match=rf"^{listing} row 1 \(image '{photos}'\): a folder, not a photo: give the folder "
+                                        "as an argument, or list its photos$"):
+        collect_inputs([listing])
+    archive = tmp_path / "ph.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(next(photos.iterdir()), "7_left.jpeg")
+    with pytest.raises(DataError, match=rf"^{archive}: not a photo \(a ZIP archive\): unpack it first$"):
+        collect_inputs([archive])
+    (tmp_path / "notes.txt").write_text("seen 2024\n")
+    with pytest.raises(DataError, match=r"notes.txt: not a photo \(a .txt file\): give photos \(.jpeg"):
+        collect_inputs([tmp_path / "notes.txt"])
+    assert main(["predict", str(tiny_bundle), str(archive), "--out", str(tmp_path / "o.csv")]) == 2  # before: 0
+    assert "ph.zip: not a photo (a ZIP archive): unpack it first" in capsys.readouterr().err
+    assert not (tmp_path / "o.csv").exists()
+    damaged = tmp_path / "10_left.jpeg"
+    damaged.write_bytes(archive.read_bytes())  # named like a photo: a row saying why, as before
+    assert collect_inputs([damaged])["path"].tolist() == [str(damaged)]

@@ -48,7 +48,6 @@ Two files are never one image id: ids that coincide are qualified by folder or e
 from __future__ import annotations
 
 import os
-import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -56,7 +55,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import EYE_WORDS, eyes_named, patient_and_eye, patient_id
+from drgrader.data.eyes import EYE_WORDS, eyes_named
+from drgrader.data.identity_claims import _FRAME, EVIDENCE_KEYS, image_id_claims, own_name, patient_named, photo_eye_claims
 from drgrader.data.identity_notes import (
     BOTH_EYES_IN_NAME,
     CONTRADICTORY_EYE,
@@ -75,18 +75,6 @@ from drgrader.data.image_files import identical_files
 from drgrader.outputs import escape_name, has_stray_bytes
 
 IDENTITY_COLUMNS = ["path", "image_id", "patient_id", "eye", "identity_note"]
-# What input_rows gathers for each photo: where it is, and what each source says.
-EVIDENCE_KEYS = ["path", "image_id", "source", "csv_patient", "csv_eye", "dicom_patient", "dicom_laterality"]
-
-_FRAME = re.compile(r"#frame[0-9]+$")
-
-
-def evidence(path: str | Path, image_id: str, source: str | Path, *, csv_patient: str = "", csv_eye: str = "",
-             dicom_patient: str = "", dicom_laterality: Iterable[tuple[str, str]] = ()) -> dict:
-    """One photo's evidence (``source``: its file, without a DICOM frame suffix; ``dicom_laterality``:
-    its header's laterality tags and what each says, :attr:`~drgrader.data.dicom.DicomHeader.laterality`)."""
-    return {"path": str(path), "image_id": image_id, "source": str(source), "csv_patient": patient_id(csv_patient),
-            "csv_eye": csv_eye, "dicom_patient": patient_id(dicom_patient), "dicom_laterality": tuple(dicom_laterality)}
 
 
 def _file_of(row: dict) -> tuple[int, int, str] | None:
@@ -123,52 +111,37 @@ def _combine_repeats(rows: list[dict]) -> list[dict]:
     return list(by_path.values())
 
 
-def photo_eye_claims(row: dict) -> list[tuple[str, str]]:
-    """What a photo itself says of its eye, its DICOM header before its file name: ``[(who,
-    eye)]`` of one evidence row (:func:`evidence`), ``who`` as the notes name it (``DICOM
-    laterality``, each tag by its name when there are two; ``file name``). A name with both eyes in
-    it says none. ``serve`` names them when it refuses a photo sent as the other eye."""
-    name = _FRAME.sub("", row["image_id"])
-    named = patient_and_eye(name)
-    tags = row["dicom_laterality"]  # each tag its own claim: ImageLaterality L against Laterality R is a contradiction
-    claims = [("DICOM laterality" if len(tags) == 1 else f"DICOM {tag}", said) for tag, said in tags
-              if said in EYE_WORDS.values()]
-    if named and len(eyes_named(name)) == 1:
-        claims.append(("file name", named[1]))
-    return claims
-
-
-def patient_named(name: str) -> str:
-    """The patient a photo's name says (``10_left`` -> ``10``); '' when none, or both eyes."""
-    named = patient_and_eye(name)
-    return patient_id(named[0]) if named and len(eyes_named(name)) == 1 else ""
-
-
-def _read_one(row: dict) -> tuple[str, str, str, list[str]]:
-    """(patient, eye, the patient its name says ('' when none, or both eyes), notes) of one
-    photo from its own evidence."""
-    name = _FRAME.sub("", row["image_id"])
+def _read_one(row: dict) -> tuple[str, str, str, bool, list[str]]:
+    """(patient, eye, the patient its name says ('' when none, or both eyes), whether the patient
+    was given (CSV or DICOM), notes) of one photo from its own evidence."""
+    name = own_name(row)
     notes = []
     own = photo_eye_claims(row)
     if len(eyes_named(name)) > 1 and not ((row["csv_patient"] or row["dicom_patient"]) and (row["csv_eye"] or own)):
         notes.append(f"{BOTH_EYES_IN_NAME}: {name!r} names the left and the right eye; neither patient nor eye read from it")
     name_patient = patient_named(name)
+    id_patient, id_eye = image_id_claims(row)
     csv_eyes = row.get("csv_eyes") or [row["csv_eye"]]
-    claims = [*(("CSV" if k == 0 else "CSV again", e) for k, e in enumerate(csv_eyes) if e), *own]
+    claims = [*(("CSV" if k == 0 else "CSV again", e) for k, e in enumerate(csv_eyes) if e),
+              *([("CSV's image id", id_eye)] if id_eye else []), *own]
     eye = claims[0][1] if claims else ""
     if len({e for _, e in claims}) > 1:
         said = ", the ".join(f"{who} says {e}" for who, e in claims)
         notes.append(f"{CONTRADICTORY_EYE}: for {row['image_id']!r} the {said}; the eye is left unknown")
         eye = ""
-    patient = row["csv_patient"] or row["dicom_patient"] or name_patient
+    csv_patient = row["csv_patient"] or id_patient  # the image id cell's patient: a CSV claim, as its name says it
+    patient = csv_patient or row["dicom_patient"] or name_patient
     csv_patients = row.get("csv_patients") or []
     if len(csv_patients) > 1:
         notes.append(f"{CONTRADICTORY_PATIENT}: for {row['image_id']!r} the CSV says "
                      f"{' and '.join(map(repr, csv_patients))}; the first is taken")
-    if row["csv_patient"] and row["dicom_patient"] and row["csv_patient"] != row["dicom_patient"]:
-        notes.append(f"{CONTRADICTORY_PATIENT}: for {row['image_id']!r} the CSV says {row['csv_patient']!r}, the DICOM "
+    if row["csv_patient"] and id_patient and row["csv_patient"] != id_patient:
+        notes.append(f"{CONTRADICTORY_PATIENT}: for {row['image_id']!r} the CSV's patient says {row['csv_patient']!r}, "
+                     f"its image id {id_patient!r}; the patient cell's is taken")
+    if csv_patient and row["dicom_patient"] and csv_patient != row["dicom_patient"]:
+        notes.append(f"{CONTRADICTORY_PATIENT}: for {row['image_id']!r} the CSV says {csv_patient!r}, the DICOM "
                      f"PatientID {row['dicom_patient']!r}; the CSV's is taken")
-    return patient, eye, name_patient, notes
+    return patient, eye, name_patient, bool(csv_patient or row["dicom_patient"]), notes
 
 
 def given_against_names(table: pd.DataFrame, given: pd.Series, name_patient: pd.Series,
@@ -386,12 +359,12 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     table = pd.DataFrame(photos, columns=EVIDENCE_KEYS)
     notes: list[list[str]] = [[] for _ in photos]
     read = [_read_one(row) for row in photos]
-    table["patient_id"] = [patient for patient, _, _, _ in read]
-    name_patient = pd.Series([named for _, _, named, _ in read], index=table.index, dtype=str)
-    table["eye"] = [eye for _, eye, _, _ in read]
-    for k, (_, _, _, own_notes) in enumerate(read):
+    table["patient_id"] = [patient for patient, _, _, _, _ in read]
+    name_patient = pd.Series([named for _, _, named, _, _ in read], index=table.index, dtype=str)
+    table["eye"] = [eye for _, eye, _, _, _ in read]
+    for k, (_, _, _, _, own_notes) in enumerate(read):
         notes[k] += own_notes
-    given = (table["csv_patient"] != "") | (table["dicom_patient"] != "")
+    given = pd.Series([was_given for _, _, _, was_given, _ in read], index=table.index, dtype=bool)
     from_name = (table["patient_id"] != "") & ~given
     lone = table["patient_id"] == ""
     contested = given_against_names(table, given, name_patient, notes)

@@ -10,6 +10,8 @@ of these (a misspelling such as ``imgae`` or ``pateint``, a plural, a qualified 
 identifier a clinic gives its patients under such as ``MRN``, ``case_id`` or ``Patient Name``), or
 two columns name the same thing (``image`` and ``path``): then the CSV is refused, naming the
 column, since grading without it would silently take patients and eyes from the file names instead.
+Beside the patient column itself, a column that looks like it (a hospital number beside the
+screening id) is no such risk: it is named as not read.
 """
 
 from __future__ import annotations
@@ -67,8 +69,10 @@ def _names(role: str) -> str:
     return " or ".join(repr(n) for n in KNOWN[role])
 
 
-def _roles(csv: Path | str, headers: Sequence[str]) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
-    """The headers of each known column, and the (header, role) of those that only look like one."""
+def _roles(csv: Path | str, headers: Sequence[str]) -> tuple[dict[str, list[str]], list[tuple[str, str]], list[str]]:
+    """The headers of each known column, the (header, role) of those that only look like one, and
+    the patient look-alikes set aside as not read, since the patient column itself is there (an
+    ``MRN`` beside ``patient_id``: the patients are read, nothing is taken from file names)."""
     found: dict[str, list[str]] = {role: [] for role in KNOWN}
     lookalikes: list[tuple[str, str]] = []  # (header, the role it looks like)
     by_squash = {_squash(n): role for role, names in KNOWN.items() for n in names}
@@ -81,7 +85,8 @@ def _roles(csv: Path | str, headers: Sequence[str]) -> tuple[dict[str, list[str]
             found[role].append(header)
         elif (like := _looks_like(_squash(header))) is not None:
             lookalikes.append((header, like))
-    return found, lookalikes
+    beside = [h for h, like in lookalikes if like == "patient" and found["patient"]]
+    return found, [(h, like) for h, like in lookalikes if h not in beside], beside
 
 
 def _one_each(csv: Path | str, found: dict[str, list[str]], roles: Sequence[str]) -> dict[str, str | None]:
@@ -95,7 +100,7 @@ def _one_each(csv: Path | str, found: dict[str, list[str]], roles: Sequence[str]
 def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
     """The header of each known column of ``csv`` (None where absent); a DataError naming the
     column when one looks like a known column without being one, or two name the same thing."""
-    found, lookalikes = _roles(csv, headers)
+    found, lookalikes, _ = _roles(csv, headers)  # the patient look-alikes set aside: named below as not read
     if not found["image"]:
         hint = next((f"; rename {h[:40]!r} if it is the photo" for h, like in lookalikes if like == "image"), "")
         hint = hint or separator_hint(list(headers))
@@ -119,12 +124,16 @@ def _label_roles(labels: str, headers: Sequence[str], roles: Sequence[str]) -> d
     looks like one (``patient_no``, ``laterality``) is refused by name: a patient-level split
     without it would put one patient on both sides. The label file's image and grade columns
     are set by its format, so only ``roles`` are looked for."""
-    found, lookalikes = _roles(labels, headers)
+    found, lookalikes, beside = _roles(labels, headers)
     for header, like in lookalikes:
         if like in roles:
             raise DataError(f"{labels}: column {header[:40]!r} looks like the {like} column but is not one the label "
                             f"reader reads ({_names(like)}); rename it, or name it in data.columns.{like}")
-    return _one_each(labels, found, roles)
+    columns = _one_each(labels, found, roles)
+    if beside and "patient" in roles:
+        log.info("%s: column(s) not read: %s (the patient is read from %r)", labels,
+                 ", ".join(h[:40] for h in beside), columns["patient"])
+    return columns
 
 
 def label_identity_columns(table: pd.DataFrame, file: str, patient: str | None = None,

@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image
 
 from drgrader.data.dicom import frame_ref, header_or_none, is_dicom, split_frame_ref
 from drgrader.data.eyes import EYE_WORDS
-from drgrader.data.identity import IDENTITY_COLUMNS, evidence, resolve_identity
+from drgrader.data.identity import IDENTITY_COLUMNS, resolve_identity
+from drgrader.data.identity_claims import evidence
 from drgrader.data.input_columns import csv_columns
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
 from drgrader.data.text_lines import DOS_END_OF_FILE, decode_lines, legacy_warning
@@ -30,7 +32,8 @@ log = logging.getLogger("drgrader")
 INPUT_COLUMNS = IDENTITY_COLUMNS
 
 
-def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", eye: str = "") -> list[dict]:
+def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", eye: str = "",
+               csv_image_id: str = "") -> list[dict]:
     """The evidence rows of one input file (:func:`~drgrader.data.identity.evidence`): the CSV's
     ``patient_id`` and ``eye`` when given, the DICOM tags (``PatientID``, ``ImageLaterality`` /
     ``Laterality``). A multi-frame DICOM file gives one row per frame: path ``<file>#frame<N>``,
@@ -39,7 +42,7 @@ def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", ey
     source, frame = split_frame_ref(path)
     header = header_or_none(source)  # unreadable: its row says why when it is graded
     frames = header.frames if header is not None and frame is None else 1
-    row = evidence(path, image_id, source, csv_patient=patient_id, csv_eye=eye,
+    row = evidence(path, image_id, source, csv_image_id=csv_image_id, csv_patient=patient_id, csv_eye=eye,
                    dicom_patient=header.patient_id if header else "",
                    dicom_laterality=header.laterality if header else ())
     if frames == 1:
@@ -53,6 +56,32 @@ def _is_photo_file(path: Path) -> bool:
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         return True
     return path.name.upper() != "DICOMDIR" and is_dicom(path)
+
+
+_ARCHIVES = ((b"PK\x03\x04", "a ZIP archive"), (b"PK\x05\x06", "a ZIP archive"), (b"\x1f\x8b", "a gzip archive"),
+             (b"Rar!", "a RAR archive"), (b"7z\xbc\xaf", "a 7-Zip archive"), (b"BZh", "a bzip2 archive"))
+
+
+def not_a_photo(path: Path) -> str | None:
+    """Why a file given by name is not a photo to grade (``"not a photo (a ZIP archive): unpack it
+    first"``), or None: a file named like a photo (a damaged one is a row saying why), a DICOM
+    file, or one Pillow can identify whatever its name is a photo."""
+    if not path.is_file() or _is_photo_file(path):
+        return None
+    try:
+        with Image.open(path):
+            return None
+    except (OSError, ValueError, Image.DecompressionBombError):
+        pass
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    kind = next((what for magic, what in _ARCHIVES if head.startswith(magic)), None)
+    if kind is None and head[257:262] == b"ustar":
+        kind = "a tar archive"
+    if kind is not None:
+        return f"not a photo ({kind}): unpack it first"
+    return (f"not a photo (a {path.suffix.lower() or 'file without an extension'}{' file' if path.suffix else ''}): "
+            f"give photos ({', '.join(IMAGE_EXTENSIONS)}), folders or CSV lists")
 
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # https://, s3://, file://
@@ -166,6 +195,9 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
         if eye and eye.lower() not in EYE_WORDS:
             raise DataError(f"{csv} row {number} (image {ref!r}): eye {eye!r} is not one of left/right/L/R/OS/OD")
         path = _resolve_csv_image(folder, ref, f"{csv} row {number}")
+        if path.is_dir():  # not a photo that could not be read: the patient need not be photographed again
+            raise DataError(f"{csv} row {number} (image {ref!r}): a folder, not a photo: give the folder as an argument, "
+                            "or list its photos")
         # A list with legacy lines may name a file whose name is those bytes too (an old share's); by
         # row, not line: a quoted cell can span lines.
         if legacy_lines and not path.exists() and (legacy := _legacy_name(ref)) not in (None, ref):
@@ -186,11 +218,13 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
             other_case.append(f"{ref} -> {match.name}")
             windows += [ref] if "\\" in ref else []
             path = match
+        id_cell = rec[id_col].strip() if id_col else ""
         rows += input_rows(
             path,
-            image_id=(rec[id_col].strip() if id_col else "") or strip_image_extension(ref),
+            image_id=id_cell or strip_image_extension(ref),
             patient_id=rec[patient_col].strip() if patient_col else "",
             eye=EYE_WORDS.get(eye.lower(), ""),
+            csv_image_id=id_cell,  # a claim checked against the file's own name, as the patient and eye cells are
         )
     if windows:
         log.warning("%s: %d image path(s) written with backslashes (Windows) read with '/' (e.g. %s)", csv, len(windows), windows[0])
@@ -247,6 +281,8 @@ as a CSV list (paths relative to the current folder); a list's path written on W
             rows += _rows_from_csv(path)
         elif _is_pipe(path):
             rows += _rows_from_csv(path, piped=True)
+        elif (why := not_a_photo(path)) is not None:  # a .zip given: refused, not a patient to photograph again
+            raise DataError(f"{path}: {why}")
         elif path.exists() or path.is_symlink() or split_frame_ref(path)[1] is not None:
             rows += input_rows(path)  # a broken link or a link loop too: its row says why
         else:

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from drgrader.data.dicom import DicomHeader, is_dicom
-from drgrader.data.identity import evidence, photo_eye_claims, resolve_identity
+from drgrader.data.identity import resolve_identity
+from drgrader.data.identity_claims import evidence, photo_eye_claims
 from drgrader.data.identity_notes import CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, LOOKALIKE_PATIENTS, NO_PATIENT, note_kinds
 from drgrader.data.image_files import identical_files
 from drgrader.data.same_picture import how_alike, same_pictures
