@@ -75,9 +75,9 @@ def prepare_data(
         # The same picture re-saved (a PNG of a JPEG, a resized copy) under two patients: linked as
         # byte copies are, now that the cache has every photo's fingerprint (a file of copies is
         # not decoded twice for it). Without such copies the split is the one read_and_split made.
-        pictures = copied_pictures(index)
-        if pictures:
-            split = make_split(manifest, data.split, pictures=pictures)
+        copies = copied_pictures(index)
+        if copies:
+            split = make_split(manifest, data.split, pictures=copies)
             assert_no_patient_leak(manifest, split)
     table = manifest.assign(split=split.values)
     if run_dir is not None:
