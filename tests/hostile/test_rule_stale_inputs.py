@@ -199,17 +199,23 @@ def test_train_resume_refuses_a_set_that_changes_what_the_run_learns(synth_dir, 
     assert (resumed.train.max_minutes, resumed.train.epochs) == (5, cfg.train.epochs + 2)
 
 
-def test_evaluate_run_after_a_grade_was_corrected_names_the_change(synth_dir, tmp_path, caplog):
-    # Probe 29 Z13: `evaluate RUN` after a grade of its data set was corrected said nothing; its
-    # report's training section then stood beside figures on other labels.
-    import json
-
+def _run_on_a_copy(synth_dir, tmp_path):
+    """(a copy of the synthetic data set, a one-epoch run trained on it): the copy may be edited."""
     root = tmp_path / "data"
     shutil.copytree(synth_dir, root)
     config = tmp_path / "tiny.yaml"
     save_config(tiny_config(root, **{"train.epochs": 1, "data.cache_dir": tmp_path / "cache"}), config)
     run = tmp_path / "run"
     assert main(["train", str(config), "--out", str(run), "--progress", "log"]) == 0
+    return root, run
+
+
+def test_evaluate_run_after_a_grade_was_corrected_names_the_change(synth_dir, tmp_path, caplog):
+    # Probe 29 Z13: `evaluate RUN` after a grade of its data set was corrected said nothing; its
+    # report's training section then stood beside figures on other labels.
+    import json
+
+    root, run = _run_on_a_copy(synth_dir, tmp_path)
     caplog.clear()
     assert main(["evaluate", str(run), "--out", str(tmp_path / "same"), "--set", "eval.bootstrap=5"]) == 0
     assert "changed since" not in caplog.text  # the same data: nothing said
@@ -231,12 +237,7 @@ def test_evaluate_run_after_a_photo_was_replaced_names_the_photo(synth_dir, tmp_
     # run never measured.
     import json
 
-    root = tmp_path / "data"
-    shutil.copytree(synth_dir, root)
-    config = tmp_path / "tiny.yaml"
-    save_config(tiny_config(root, **{"train.epochs": 1, "data.cache_dir": tmp_path / "cache"}), config)
-    run = tmp_path / "run"
-    assert main(["train", str(config), "--out", str(run), "--progress", "log"]) == 0
+    root, run = _run_on_a_copy(synth_dir, tmp_path)
     split = pd.read_csv(run / "split.csv", dtype=str)
     image = split.loc[split["split"] == "test", "image_id"].iloc[0]
     other = split.loc[split["image_id"] != image, "image_id"].iloc[0]
