@@ -1,6 +1,6 @@
 """Decoding fundus photographs into RGB uint8 arrays, with clear errors for bad files.
 
-One decoder (Pillow) for every image format (JPEG, PNG, TIFF, BMP, GIF: its first frame, WebP),
+One decoder (Pillow) for every image format (JPEG, PNG, TIFF, BMP, GIF, WebP; an animation or a multi-page TIFF is refused),
 because it is strict where OpenCV is lax: a truncated JPEG is an error here, while
 ``cv2.imread`` silently returns a grey-filled image. For JPEGs, ``min_side`` turns on libjpeg's
 DCT scaling (decode directly at 1/2, 1/4 or 1/8 size), which is 1.5-2x faster than a full decode
