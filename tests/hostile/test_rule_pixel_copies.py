@@ -295,8 +295,10 @@ def test_evaluate_on_a_data_set_holding_one_picture_under_two_patients_warns_as_
     cv2.imwrite(str(data / "images" / "901_left.png"), cv2.imread(str(data / "images" / "11_left.jpeg")))  # a re-save
     extra = pd.DataFrame({"image": ["900_left", "901_left"], "level": [(grade + 3) % 5, 0]})
     pd.concat([labels, extra]).to_csv(data / "trainLabels.csv", index=False)
+    bundle = tmp_path / "tiny"
+    shutil.copytree(tiny_bundle, bundle)  # evaluate records into the bundle's card: never the session's shared bundle
     with caplog.at_level(logging.WARNING, logger="drgrader"):
-        assert main(["evaluate", str(tiny_bundle), "--data", str(data), "--out", str(tmp_path / "ev"),
+        assert main(["evaluate", str(bundle), "--data", str(data), "--out", str(tmp_path / "ev"),
                      "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "eval.bootstrap=5"]) == 0
     assert ("2 photo(s) are copies (the same bytes, or the same picture re-saved) under different patients "
             f"(e.g. '10_left' = '900_left'), grades {grade}, {(grade + 3) % 5}: the figures count that picture once per "
