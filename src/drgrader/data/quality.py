@@ -67,7 +67,7 @@ FINE_DETAIL_THRESHOLD = -2.3
 # the built-in grader on copies of the 180 rahim-originals (benchmarks/bench_compression_check.py
 # -> results/compression_check.json): the mean shift of the expected grade grows with the JPEG's
 # mean luma quantisation step and with how far the fundus is enlarged to the input; step x
-# (input / fundus px) ** 1.5 orders the 35 copy kinds' shifts best (Spearman 0.94). The kinds
+# (input / fundus px) ** 1.5 orders the 28 JPEG copy kinds' shifts best (Spearman 0.94). The kinds
 # over 18 (a long side of 256-400 px at quality 75 or under, 600 px at 50 or under, 900 px at 30)
 # shift +0.16 to +1.0 grade and turn 23-80% of the non-referable eyes referable; those under it
 # +0.14 or less (up to 13%); lossless copies of any size under 0.02 (2%). Real photos: camera
