@@ -47,6 +47,24 @@ def other_tiny_bundle(tmp_path_factory):
     return make_tiny_bundle(tmp_path_factory.mktemp("bundles") / "tiny2", seed=1)
 
 
+def _files_state(folder):
+    """Every file under ``folder``: its size and modification time."""
+    return {str(f.relative_to(folder)): (f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def _shared_bundles_stay_unchanged(request):
+    """The session's bundles are shared by hundreds of tests: a test that writes into one (an
+    evaluation's card entry, an export's model.onnx) changes what every later test sees. Such a
+    test must work on its own copy (``shutil.copytree``)."""
+    names = [name for name in ("tiny_bundle", "other_tiny_bundle") if name in request.fixturenames]
+    before = {name: _files_state(request.getfixturevalue(name)) for name in names}
+    yield
+    for name, state in before.items():
+        assert _files_state(request.getfixturevalue(name)) == state, (
+            f"this test changed the shared {name}: give it a copy (shutil.copytree) instead")
+
+
 # --------------------------------------------------------------- tiny synthetic data set
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory):

@@ -111,6 +111,27 @@ def test_a_csv_sharing_a_few_column_names_with_predicts_is_still_the_users(tiny_
     assert "identity_note" in own.read_text().splitlines()[0]
 
 
+def test_drgraders_own_file_signed_with_a_column_of_the_users_is_the_users(tiny_bundle, photos, tmp_path, capsys):
+    # Probe 32 A2: the patients file signed by adding a column (signed_by) was replaced by the next
+    # predict onto the same --out: every column of drgrader's there was enough.
+    import pandas as pd
+
+    photo = str(photos[0])
+    day = tmp_path / "day.csv"
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(day)]) == 0
+    patients = tmp_path / "day_patients.csv"
+    pd.read_csv(patients, dtype=str).assign(signed_by="Dr Smith").to_csv(patients, index=False)
+    signed = patients.read_bytes()
+    assert main(["predict", str(tiny_bundle), str(photos[1]), "--out", str(day)]) == 2
+    assert f"would replace {patients}, which exists and is not a patients file drgrader wrote" in capsys.readouterr().err
+    assert patients.read_bytes() == signed
+    pd.read_csv(day, dtype=str).assign(checked="yes").to_csv(day, index=False)  # the same for the predictions file
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(day)]) == 2
+    assert f"--out {day} exists and is not a predictions file drgrader wrote" in capsys.readouterr().err
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(day), "--overwrite"]) == 0  # asked: replaced
+    assert "signed_by" not in patients.read_text()
+
+
 def test_default_output_gets_a_fresh_name(tiny_bundle, photos, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["predict", str(tiny_bundle), str(photos[0])]) == 0

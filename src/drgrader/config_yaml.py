@@ -116,6 +116,21 @@ def load_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: {str(exc)[:MAX_ECHO]}") from None
 
 
+def plain_number(text: str, kind: type) -> int | float | None:
+    """``text`` as a config file reads a number (the strict scalars: ASCII digits, no leading
+    zeros), as ``kind``; None when it is not one. Python's int() and float() also take '２',
+    '1_6' and ' 5', which command-line numbers, ``--shard`` and config values refuse alike."""
+    if not text or not set(text) <= set(_DIGITS + "+-.eE"):  # no '_', no spaces, no '#' (a YAML comment)
+        return None
+    try:
+        value = load_yaml(text, "a number")
+    except ConfigError:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or (kind is int and not isinstance(value, int)):
+        return None
+    return kind(value)
+
+
 def check_size(raw: Any, source: str) -> None:
     """Refuse a config that stands for more than ``MAX_VALUES`` values: YAML aliases can make a
     few hundred bytes expand to billions, and validating (or printing) them would never end."""

@@ -96,13 +96,15 @@ def lock_file(out: Path) -> Path:
 
 class OwnCsv(NamedTuple):
     """A CSV a command writes, known by its header as every version of drgrader wrote it:
-    ``first`` the leading columns, in this order, and ``rest`` columns anywhere after them (a
-    later version may add columns). Two shared names (``path``, ``grade``) are not enough: a
-    clinic's own grading sheet or decision log has them too."""
+    ``first`` the leading columns, in this order, ``rest`` columns every version wrote anywhere
+    after them, and ``later`` those only some versions wrote. Two shared names (``path``,
+    ``grade``) are not enough: a clinic's own grading sheet or decision log has them too; nor is
+    drgrader's whole header with a column added (``signed_by``): that is the clinic's signed copy."""
 
     file: Path
     first: tuple[str, ...]
     rest: tuple[str, ...]
+    later: tuple[str, ...] = ()
 
 
 def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", overwrite: bool = False,
@@ -128,9 +130,9 @@ def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", 
                           f"give a {suffix} name (e.g. {out.with_suffix(suffix)})")
     if kind is not None and out.suffix.lower() != suffix and not overwrite:
         raise OutputError(f"--out {out} is {kind}, not a {suffix} this command writes; use --overwrite to replace it")
-    for what, (file, first, rest) in (own or {}).items():
+    for what, (file, first, rest, later) in (own or {}).items():
         header = None if overwrite or not file.is_file() else csv_header(file)
-        if header is not None and not (header[:len(first)] == list(first) and set(rest) <= set(header)):
+        if header is not None and not (header[:len(first)] == list(first) and set(rest) <= set(header) <= {*first, *rest, *later}):
             shown = ", ".join(header[:6]) + (", ..." if len(header) > 6 else "")
             where = f"--out {out} exists" if file == out else f"--out {out} would replace {file}, which exists"
             raise OutputError(f"{where} and is not a {what} drgrader wrote (columns {shown}); "

@@ -542,3 +542,18 @@ def test_an_image_id_cell_that_the_file_s_name_contradicts_is_noted_as_a_patient
     same = collect_inputs([tmp_path / "same.csv"]).set_index("image_id")  # an id that agrees, or says nothing: the name's
     assert same["patient_id"].tolist() == ["10131", "10131"] and same["eye"].tolist() == ["left", "right"]
     assert same["identity_note"].tolist() == ["", ""]
+
+
+def test_an_image_id_cell_written_with_its_extension_is_checked_as_one_without(tmp_path):
+    """Probe 32 A1: `10007_left.jpeg` in the image id cell of 10131_left.jpeg's row side-stepped
+    the check (the cell read as no claim): the worst image named patient 10007's photo, no note."""
+    for k, name in enumerate(("10131_left", "10131_right", "10007_right")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k % 3, k))
+    (tmp_path / "l.csv").write_text("image,image_id\n10131_left.jpeg,10007_left.jpeg\n10007_right.jpeg,10007_right\n"
+                                    "10131_right.jpeg,10131_left.JPG\n")
+    table = collect_inputs([tmp_path / "l.csv"]).set_index("image_id")
+    assert "contradictory patient" in table.loc["10007_left.jpeg", "identity_note"]
+    assert table.loc["10007_left.jpeg", "eye"] == ""  # never paired with 10007_right
+    assert table.loc["10131_left.JPG", "identity_note"].startswith(
+        "contradictory eye: for '10131_left.JPG' the CSV's image id says left, the file name '10131_right' says right; "
+        "the eye is left unknown")

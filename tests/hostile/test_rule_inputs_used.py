@@ -442,6 +442,14 @@ def test_a_label_column_named_twice_is_refused_by_name(tmp_path, labels_name, he
     ("labels.csv", "image,diagnosis,level", "'diagnosis' looks like a grade column"),
     ("trainLabels.csv", "image,level,Grade", "'Grade' looks like a grade column but is not the one read ('level'); "
                                              "keep one (the kaggle format reads 'level')"),
+    # Probe 32 B1: a word holding 'date' (upDATEd, valiDATEd, consoliDATEd) or 'grader' hid them.
+    ("trainLabels.csv", "image,level,level_updated", "'level_updated' looks like a grade column"),
+    ("trainLabels.csv", "image,level,LevelValidated", "'LevelValidated' looks like a grade column"),
+    ("labels.csv", "image,level,consolidated_grade", "'consolidated_grade' looks like a grade column"),
+    ("labels.csv", "image,level,level_grader2", "'level_grader2' looks like a grade column"),
+    ("labels.csv", "image,level,icdr_stage", "'icdr_stage' looks like a grade column"),
+    ("labels.csv", "image,label,level", "'label' looks like a grade column"),
+    ("labels.csv", "image,level,DR", "'DR' looks like a grade column"),
 ])
 def test_a_second_grade_column_under_another_name_is_refused_by_name(tmp_path, labels_name, header, named):
     """Probe 31 S2: ``level`` was read and ``grade`` (``level_corrected``, ``DR grade``) beside it
@@ -453,7 +461,8 @@ def test_a_second_grade_column_under_another_name_is_refused_by_name(tmp_path, l
         read_dataset(root)
 
 
-@pytest.mark.parametrize("other", ["grader", "maculopathy", "Risk of macular edema", "adjudicated_dme", "image_quality_grade"])
+@pytest.mark.parametrize("other", ["grader", "maculopathy", "Risk of macular edema", "adjudicated_dme", "image_quality_grade",
+                                   "grade_date", "gradedAt date", "adjudicated_gradable", "candidate"])
 def test_a_column_beside_the_grade_that_is_not_a_dr_grade_is_kept(tmp_path, other):
     from drgrader.data.manifest import read_dataset
 

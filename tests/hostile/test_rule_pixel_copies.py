@@ -308,3 +308,5 @@ def test_evaluate_on_a_data_set_holding_one_picture_under_two_patients_warns_as_
         {"image_ids": ["10_left", "900_left"], "grades": [grade, (grade + 3) % 5]},
         {"image_ids": ["11_left", "901_left"], "grades": [int(labels.set_index("image").at["11_left", "level"]), 0]},
     ]
+    assert (f"2 picture(s) appear under more than one patient (e.g. '10_left' = '900_left', grades {grade}, "
+            f"{(grade + 3) % 5})") in (tmp_path / "ev" / "report.md").read_text()  # the report's warnings, not only the log

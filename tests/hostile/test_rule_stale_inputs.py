@@ -248,3 +248,4 @@ def test_evaluate_run_after_a_photo_was_replaced_names_the_photo(synth_dir, tmp_
     said = f"1 photo(s) replaced by another picture under the same name ({image})"
     assert f"the data set changed since {run} was trained" in caplog.text and said in caplog.text
     assert json.loads((tmp_path / "after" / "metrics.json").read_text())["data_changed_since_training"] == [said]
+    assert f"The data set changed since the model was trained: {said}." in (tmp_path / "after" / "report.md").read_text()

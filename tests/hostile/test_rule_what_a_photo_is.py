@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from dicom_files import write_jpeg_dicom
 from PIL import Image
@@ -282,3 +283,28 @@ def test_a_camera_photos_e_mail_copy_is_ungradable_and_the_originals_are_not(tmp
                                       str(SHARED / "eyepacs-256/images/10131_left.jpeg")])
     assert photos["gradable"].tolist() == [True, False, True]
     assert photos["quality_reason"][1].startswith("compressed copy: a JPEG of quality ~40")
+
+
+def test_explains_panels_given_back_to_predict_are_rows_saying_what_they_are(tiny_bundle, tmp_path):
+    """Probe 31 W4: `explain`'s *_gradcam.png panels, found in a folder given to predict, were
+    graded as photos (a caption bar and a heat map over a fundus: a grade, a decision). drgrader
+    marks every picture it draws; such a file is a row with its reason, the photos beside it graded."""
+    from drgrader.inference.explain import explain_command
+    from drgrader.workflows.predict import predict_command
+
+    images = tmp_path / "clinic"
+    images.mkdir()
+    Image.fromarray(make_fundus(2, np.random.default_rng(0), height=200)).save(images / "5_left.jpeg", quality=95)
+    panels = explain_command(tiny_bundle, [images], tmp_path / "heatmaps")
+    (images / "5_left_gradcam.png").write_bytes((panels / "5_left_gradcam.png").read_bytes())  # filed with the photos
+    assert sorted(p.name for p in images.iterdir()) == ["5_left.jpeg", "5_left_gradcam.png"]
+    table = pd.read_csv(predict_command(tiny_bundle, [images], out=tmp_path / "p.csv"), keep_default_na=False)
+    table = table.set_index("image_id")
+    assert table.loc["5_left_gradcam", "error"] == (
+        "not a photo: a picture drgrader drew (explain's Grad-CAM panel): grade the original photo")
+    assert table.loc["5_left_gradcam", "grade"] == ""
+    assert table.loc["5_left", "error"] == "" and table.loc["5_left", "grade"] in {"0", "1", "2", "3", "4"}
+    # A plain PNG of the same pixels, saved by someone else, stays a photo (its own checks apply).
+    plain = tmp_path / "plain.png"
+    Image.open(images / "5_left_gradcam.png").save(plain)
+    assert read_image(plain).shape[2] == 3

@@ -84,6 +84,9 @@ def test_explain_adds_overlays(client, photo):
         assert png.shape == (64, 64, 3)
     overlay = cv2.imdecode(np.frombuffer(base64.b64decode(body["overlay_png"]), np.uint8), cv2.IMREAD_COLOR)
     assert overlay.std() > 10
+    # Saved from the page and uploaded again, a heat map is refused, not graded as a photo.
+    res = post(client, base64.b64decode(body["overlay_png"]), name="heatmap.png")
+    assert res.status_code == 400 and "a picture drgrader drew (the web demo's Grad-CAM)" in res.json()["error"]
 
 
 def test_bad_uploads_get_clear_errors_and_the_server_carries_on(client, photo):

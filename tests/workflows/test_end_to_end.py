@@ -83,3 +83,22 @@ def test_train_fits_the_paired_eye_stage_on_its_validation_patients(run_dir):
     assert "val_paired_eyes" in metrics
     test = pd.read_csv(run_dir / "predictions_test.csv")
     assert test["paired"].all()  # every synthetic patient has both eyes
+
+
+def test_a_trained_bundle_away_from_its_run_knows_its_training_photos(run_dir, synth_dir, tmp_path, caplog):
+    """Probe 32 B2: a bundle copied out of its run folder and evaluated on its own training data
+    (the config's relative data.root) was called external, its card given an external entry."""
+    import logging
+    import shutil
+
+    from drgrader.cli import main
+
+    split = pd.read_csv(run_dir / "split.csv")
+    digests = (run_dir / "bundle" / "training_photos.sha256").read_text().split()
+    assert len(digests) == split["split"].isin(["train", "val"]).sum()  # each photo's bytes, so a copy is found too
+    shutil.copytree(run_dir / "bundle", tmp_path / "travelled")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert main(["evaluate", str(tmp_path / "travelled"), "--data", str(synth_dir), "--out", str(tmp_path / "ev"),
+                     "--set", "eval.bootstrap=5"]) == 0
+    assert f"{len(digests)} of {len(split)} evaluated photos were used to train or tune this model" in caplog.text
+    assert "drgrader:external" not in (tmp_path / "travelled" / "MODEL_CARD.md").read_text(encoding="utf-8")

@@ -31,33 +31,18 @@ from drgrader.cli.commands import (
     cmd_synth,
     cmd_train,
 )
-from drgrader.config_yaml import ConfigError, load_yaml
+from drgrader.config_yaml import plain_number
 from drgrader.progress import MODES, set_mode
 
 CONFIG_HELP = "experiment: a shipped name (drgrader config list) or a YAML file"
 
 
-def _plain_number(text: str, kind: type) -> int | float | None:
-    """``text`` as a config file reads a number (config_yaml's strict scalars: ASCII digits, no
-    leading zeros), as ``kind``; None when it is not one. Python's int() and float() also take
-    '２', '1_6' and ' 5', which --shard, config values and label grades refuse."""
-    if not text or not set(text) <= set("0123456789+-.eE"):  # no '_', no spaces, no '#' (a YAML comment)
-        return None
-    try:
-        value = load_yaml(text, "a number")
-    except ConfigError:
-        return None
-    if not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        return None
-    return kind(value)
-
-
 def _number(kind: type, what: str, low: float = -math.inf, below: float = math.inf):
-    """An argparse type for every numeric option: a plain number of ``kind`` (:func:`_plain_number`)
+    """An argparse type for every numeric option: a plain number of ``kind`` (:func:`~drgrader.config_yaml.plain_number`)
     with low < value < ``below``, else a usage error (exit 2)."""
 
     def parse(text: str):
-        value = _plain_number(text, kind)
+        value = plain_number(text, kind)
         if value is None or not low < value < below:  # NaN fails too
             raise argparse.ArgumentTypeError(f"{text[:20]!r} is not {what}")
         return value

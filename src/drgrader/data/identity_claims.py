@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from drgrader.data.eyes import EYE_WORDS, eyes_named, patient_and_eye, patient_id
+from drgrader.outputs import IMAGE_EXTENSIONS
 
 # What input_rows gathers for each photo: where it is, and what each source says.
 EVIDENCE_KEYS = ["path", "image_id", "source", "csv_image_id", "csv_patient", "csv_eye", "dicom_patient",
@@ -44,6 +45,8 @@ def image_id_claims(row: dict) -> tuple[str, str]:
     or says nothing: such a cell is a claim like a CSV's patient or eye cell, never taken over
     the file's name silently (a shifted cell)."""
     cell, name = row.get("csv_image_id", ""), own_name(row)
+    if Path(cell).suffix.lower() in IMAGE_EXTENSIONS:  # '10007_left.jpeg': the name it gives, as a file's
+        cell = Path(cell).stem
     by_id = patient_and_eye(cell) if cell and name != _FRAME.sub("", row["image_id"]) else None
     if by_id is None or len(eyes_named(cell)) > 1:
         return "", ""

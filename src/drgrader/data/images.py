@@ -106,6 +106,8 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         if pages > 1:  # a stack (both eyes, colour and red-free): grading its first page would drop the rest
             raise ImageReadError(path, f"multi-page TIFF ({pages} pages) where one photo is expected: "
                                        "save each page as a file of its own")
+        if im.format == "PNG" and DRAWING_KEY in im.info:
+            raise ImageReadError(path, f"not a photo: a picture drgrader drew ({im.info[DRAWING_KEY]}): grade the original photo")
         if im.format != "TIFF" and getattr(im, "is_animated", False):  # GIF, APNG, WebP: likewise, which frame?
             raise ImageReadError(path, f"an animation ({getattr(im, 'n_frames', 2)} frames) where one photo is expected: "
                                        "save each frame as a file of its own")
@@ -163,6 +165,10 @@ def read_image_size(path: str | Path, max_pixels: int = MAX_PIXELS, *, header: D
     return height, width
 
 
+# The PNG text key drgrader marks its own drawings with (explain's panels, serve's heat maps): such
+# a picture given back as a photo would be graded as one, its overlays and captions as lesions.
+DRAWING_KEY = "drgrader-drawing"
+
 # The PNG text key under which drgrader.grade's lossless copy of an in-memory JPEG (a Pillow
 # image opened from one) keeps that JPEG's step: the copy is checked as the JPEG would be.
 JPEG_STEP_KEY = "drgrader-jpeg-step"
@@ -181,6 +187,16 @@ def jpeg_step_of(im: Image.Image) -> float | None:
         return step if np.isfinite(step) and step > 0 else None
     tables = getattr(im, "quantization", None) if im.format in ("JPEG", "MPO") else None
     return float(np.mean(tables[0])) if tables and 0 in tables else None
+
+
+def drawing_png(rgb: np.ndarray, what: str) -> bytes:
+    """A picture drgrader drew (``what``: ``"explain's Grad-CAM panel"``) as PNG bytes, marked so
+    that it is refused if it is ever given back as a photo (:data:`DRAWING_KEY`)."""
+    info = PngInfo()
+    info.add_text(DRAWING_KEY, what)
+    buffer = BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG", pnginfo=info, compress_level=1)
+    return buffer.getvalue()
 
 
 def save_lossless_copy(path: str | Path, rgb: np.ndarray, jpeg_step: float | None = None) -> None:

@@ -231,15 +231,32 @@ def refuse_repeated_columns(header: list[str], shown: str) -> None:
 # csv), by column_key: a CSV with one of each is a label file, whatever its name.
 _IMAGE_COLUMN_KEYS = {"image", "imageid", "imagename", "imagepath", "idcode", "path", "file", "filename", "img", "photo"}
 _GRADE_COLUMN_WORDS = ("level", "grade", "diagnosis", "severity", "retinopathy")
-# Names with a grade word that are not a DR grade: who graded, gradability, image quality, and
-# macular edema, graded beside DR (IDRiD's "Risk of macular edema", Messidor's adjudicated_dme).
-_NOT_GRADE_WORDS = ("grader", "gradab", "quality", "macul", "edema", "oedema", "dme", "confidence", "date")
+# A column name's words that make it read as a DR grade: a word starting with one of these
+# (``levels``, ``graded``, ``diagnoses``) or one of the short names (``DR``, ``label``)...
+_GRADE_WORD_STARTS = ("level", "grade", "grading", "diagnos", "severit", "retinopath")
+_GRADE_NAMES = {"dr", "icdr", "label", "class", "stage"}
+# ... but not who graded or whether it could be (``grader``, ``gradable``), and not a name with
+# a word of image quality, macular edema (graded beside DR: IDRiD's "Risk of macular edema",
+# Messidor's adjudicated_dme) or a date.
+_NOT_GRADE_STARTS = ("grader", "gradab")
+_NOT_GRADE_WORDS = ("quality", "macul", "edema", "oedema", "dme", "confidence")
+_DATE_NAMES = {"date", "dated", "time", "timestamp", "day"}
+
+
+def _name_words(name: str) -> list[str]:
+    """A column name's words: ``LevelUpdated``, ``level_updated`` and ``DRGrade2`` -> ``level
+    updated``, ``dr grade 2``."""
+    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name))
+    return re.findall(r"[a-z]+|[0-9]+", spaced.lower())
 
 
 def looks_like_grade(name: str) -> bool:
-    """A column name that reads as a DR grade (``grade``, ``level_corrected``, ``DR grade``)."""
-    key = column_key(name)
-    return any(word in key for word in _GRADE_COLUMN_WORDS) and not any(word in key for word in _NOT_GRADE_WORDS)
+    """A column name that reads as a DR grade (``grade``, ``level_corrected``, ``level_updated``,
+    ``DR grade``, ``label``); not ``grader``, ``image_quality_grade`` or ``grade_date``."""
+    words = _name_words(name)
+    grade = any(w in _GRADE_NAMES or (w.startswith(_GRADE_WORD_STARTS) and not w.startswith(_NOT_GRADE_STARTS)) for w in words)
+    other = any(w.startswith(_NOT_GRADE_WORDS) or w in _DATE_NAMES for w in words)
+    return grade and not other
 
 
 def refuse_other_grade_columns(table: pd.DataFrame, shown: str, read: str, fmt: str | None = None,

@@ -14,6 +14,7 @@ import hashlib
 from pathlib import Path
 
 from drgrader.inference.bundle_spec import MANIFEST, BundleError, read_manifest
+from drgrader.io import sha256_file
 
 WEIGHTS_KEY = "weights_sha256"  # in member_info: the digests of the member's models, in order
 
@@ -21,10 +22,8 @@ WEIGHTS_KEY = "weights_sha256"  # in member_info: the digests of the member's mo
 def weights_digest(path: Path) -> str:
     """A digest of a single model's weights: its PyTorch weights when it has them, so an ONNX or
     int8 export of a bundle (which keeps them) is that bundle; else its ONNX graph."""
-    digest = hashlib.sha256()
-    for file in sorted(path.glob("model.safetensors")) or sorted(path.glob("model.onnx")):
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
+    file = next((f for f in (path / "model.safetensors", path / "model.onnx") if f.is_file()), None)
+    return sha256_file(file) if file is not None else hashlib.sha256().hexdigest()  # no model: the empty digest
 
 
 def single_models(path: Path) -> list[tuple[Path, dict]]:

@@ -28,7 +28,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from torch import nn
 
-from drgrader.data.images import ImageReadError, read_image
+from drgrader.data.images import ImageReadError, drawing_png, read_image
 from drgrader.data.inputs import collect_inputs
 from drgrader.data.manifest import DataError
 from drgrader.data.photo import photo_quality
@@ -176,13 +176,6 @@ def explanation_panel(result: dict, title: str = "", tile: int = 256) -> np.ndar
     return np.vstack([bar, body])
 
 
-def png_bytes(rgb: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError("PNG encoding failed")
-    return data.tobytes()
-
-
 def explain_command(bundle: str | Path | Bundle, images: Sequence[str | Path], out: str | Path) -> Path:
     """``drgrader explain``: one PNG per image (``<image_id>_gradcam.png``) in ``out``.
     ``images``: files, folders or a CSV, as for ``drgrader predict``. Unreadable images are
@@ -210,7 +203,7 @@ def explain_command(bundle: str | Path | Bundle, images: Sequence[str | Path], o
             continue
         result = explain_image(bundle, rgb, quality=photo_quality(row.path, rgb, None, bundle.input_size, rgb.shape[:2]))
         # A 244-character photo name is a heat-map name over 255 bytes: cut, kept unique.
-        atomic_write_bytes(out / fitting_name(name, "_gradcam.png"), png_bytes(explanation_panel(result, title=row.image_id)))
+        atomic_write_bytes(out / fitting_name(name, "_gradcam.png"), drawing_png(explanation_panel(result, title=row.image_id), "explain's Grad-CAM panel"))
         written += 1
     log.info("Grad-CAM panels for %d of %d images: %s", written, len(table), out)
     return out

@@ -51,7 +51,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
 from drgrader.data.dicom import DicomHeader, header_or_none
-from drgrader.data.images import ImageReadError, read_image, read_image_size
+from drgrader.data.images import ImageReadError, drawing_png, read_image, read_image_size
 from drgrader.data.photo import decode_photo, photo_quality
 from drgrader.data.same_picture import picture_print
 from drgrader.grading import GRADE_NAMES
@@ -104,10 +104,8 @@ def _can_explain(bundle: Bundle) -> bool:
     return available("explain") and (bundle.leaves()[0].path / "model.safetensors").is_file()
 
 
-def _png_b64(rgb) -> str:
-    from drgrader.inference.explain import png_bytes
-
-    return base64.b64encode(png_bytes(rgb)).decode("ascii")
+def _png_b64(rgb, what: str) -> str:
+    return base64.b64encode(drawing_png(rgb, what)).decode("ascii")
 
 
 def _quality_warning(quality: dict) -> str | None:
@@ -138,9 +136,9 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
         result = explain_image(bundle, rgb, quality=photo_quality(path, rgb, circle, bundle.input_size, (height, width), header=header))
         prediction, quality = result["prediction"], result["quality"]
         images = {
-            "input_png": _png_b64(result["preprocessed"]),
-            "overlay_png": None if result["overlay_grade"] is None else _png_b64(result["overlay_grade"]),
-            "overlay_referable_png": None if result["overlay_referable"] is None else _png_b64(result["overlay_referable"]),
+            "input_png": _png_b64(result["preprocessed"], "the web demo's preprocessed input"),
+            "overlay_png": None if result["overlay_grade"] is None else _png_b64(result["overlay_grade"], "the web demo's Grad-CAM"),
+            "overlay_referable_png": None if result["overlay_referable"] is None else _png_b64(result["overlay_referable"], "the web demo's Grad-CAM"),
         }
     else:
         prediction = describe_prediction(bundle, bundle.score_raw([rgb])[0])

@@ -52,11 +52,27 @@ def _main_screen(run: RunData) -> tuple[str, dict] | None:
     return None
 
 
+def _data_warnings(run: RunData) -> list[str]:
+    """What ``evaluate`` found wrong with the data it was given (metrics.json), as the log said it."""
+    warnings = []
+    changed = run.metrics.get("data_changed_since_training") or []
+    if changed:
+        warnings.append("The data set changed since the model was trained: " + "; ".join(map(str, changed))
+                        + ". The figures use today's labels and photos; the training section the old ones.")
+    copies = run.metrics.get("copies_across_patients") or []
+    if copies:
+        shown = " = ".join(f"'{i}'" for i in copies[0]["image_ids"])
+        warnings.append(f"{len(copies)} picture(s) appear under more than one patient (e.g. {shown}, grades "
+                        f"{', '.join(map(str, copies[0]['grades']))}): the figures count each once per patient, "
+                        "each time with its own grade.")
+    return warnings
+
+
 def summary_section(run: RunData) -> Section:
     """Warnings box and the plain-language paragraphs."""
     test = run.test
     blocks: list = []
-    warnings = list(test.get("warnings") or [])
+    warnings = _data_warnings(run) + list(test.get("warnings") or [])
     if warnings:
         blocks.append(Alert("warning", f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}: "
                             "read these before any other figure", warnings))

@@ -33,6 +33,8 @@ def _evaluated_on(metrics: dict) -> str:
     if where.startswith("external:") and overlap.get("photos"):
         return (f"{where.split(':', 1)[1]} (not external: {overlap['photos']} of {overlap['of']} "
                 "photos trained or tuned the model)")
+    if where.startswith("external:") and metrics.get("training_overlap", {}) is None:  # no record to check
+        return f"{where} (not checked against the model's training photos: it has no record of them)"
     return where
 
 

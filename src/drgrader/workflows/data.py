@@ -5,16 +5,17 @@ from __future__ import annotations
 import pandas as pd
 
 from drgrader.config import ConfigError, ExperimentConfig
+from drgrader.config_yaml import plain_number
 
 
 def parse_shard(text: str) -> tuple[int, int]:
     """``"3/16"`` -> ``(3, 16)``: this machine's share of a job split across ``n`` machines."""
     i, slash, n = text.partition("/")
-    plain = (i + n).isascii()  # '１/2' (full-width digits) is not plain decimal, as config integers are not
-    decimal = plain and i.isdigit() and n.isdigit() and str(int(i)) == i and str(int(n)) == n  # '00/2', '1/08': as config integers, no leading zeros
-    if not (slash and decimal and int(i) < int(n)):
+    # As config integers: '１/2', '00/2', '1/08' refused; and unsigned ('+1/2').
+    shard, count = (plain_number(part, int) if part.isdigit() else None for part in (i, n))
+    if not (slash and shard is not None and count is not None and shard < count):
         raise ConfigError(f"--shard {text[:40]!r} must look like i/n with 0 <= i < n, e.g. 3/16")
-    return int(i), int(n)
+    return int(shard), int(count)
 
 
 def preprocess(cfg: ExperimentConfig, *, workers: int | None = None, shard: tuple[int, int] | None = None) -> pd.DataFrame:

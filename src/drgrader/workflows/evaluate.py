@@ -123,8 +123,8 @@ def evaluate_command(
         "data_set": data_set,
         **result,
     }
-    if data is not None and overlap is not None:
-        metrics["training_overlap"] = overlap
+    if data is not None:
+        metrics["training_overlap"] = overlap  # null: the bundle has no record to check against
     if changed:
         metrics["data_changed_since_training"] = changed
     if copies:
@@ -132,7 +132,7 @@ def evaluate_command(
     if bundle.members:
         metrics["members"] = _member_metrics(bundle, val_rows, test_rows, cfg, out)
     write_metrics(out / "metrics.json", metrics)
-    if data is not None and overlap is not None:
+    if data is not None and overlap is not None and overlap["photos"]:
         log.warning("MODEL_CARD.md of %s not updated: its external evaluations list only data it never saw", bundle_dir)
     elif data is not None:  # an external data set: its figures join the bundle's MODEL_CARD.md
         from drgrader.reporting.model_card import record_evaluation
@@ -196,9 +196,16 @@ def _copies_across_patients(prepared) -> list[dict]:
 
 def _training_overlap(bundle, run_dir: Path | None, rows) -> dict | None:
     """How many of the photos to evaluate the bundle's training record says it was trained or
-    tuned on (evaluation.training_overlap), warned; None when none (or no record). An ensemble
-    without its cv folder: its members' records together."""
-    from drgrader.evaluation.training_overlap import TrainingPhotos, overlap_sentence, training_overlap, training_photos
+    tuned on (evaluation.training_overlap), warned when any; None when the bundle has no record
+    (warned: "external" cannot be checked). An ensemble without its cv folder: its members'
+    records together."""
+    from drgrader.evaluation.training_overlap import (
+        TRAINING_DIGESTS,
+        TrainingPhotos,
+        overlap_sentence,
+        training_overlap,
+        training_photos,
+    )
 
     photos = training_photos(bundle.path, run_dir, bundle.manifest)
     if photos is None and bundle.members:
@@ -207,11 +214,12 @@ def _training_overlap(bundle, run_dir: Path | None, rows) -> dict | None:
             photos = TrainingPhotos("the records of its members (" + "; ".join(dict.fromkeys(p.source for p in found)) + ")",
                                     set().union(*(p.paths for p in found)), set().union(*(p.digests for p in found)))
     if photos is None:
+        log.warning("%s carries no record of the photos it was trained on (its run folder, or %s): that this data "
+                    "set is external to it is not checked", bundle.path, TRAINING_DIGESTS)
         return None
     overlap = training_overlap(photos, [str(p) for p in rows["path"]])
-    if not overlap["photos"]:
-        return None
-    log.warning(overlap_sentence(overlap))
+    if overlap["photos"]:
+        log.warning(overlap_sentence(overlap))
     return overlap
 
 

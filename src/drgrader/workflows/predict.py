@@ -92,17 +92,20 @@ def written_beside(out: Path, shard: tuple[int, int] | None) -> dict[str, Path]:
     return files
 
 
-# The patients file's columns a later drgrader added: an older one's file lacks them.
+# The columns a later drgrader added: an older one's file lacks them.
 LATER_PATIENT_COLUMNS = ("decision", "reason", "uncertainty", "fused_grade", "identity_note")
+LATER_OUTPUT_COLUMNS = ("identity_note", "fused_grade", "paired", "uncertainty")
 
 
 def own_csvs(out: Path) -> dict[str, OwnCsv]:
     """The CSVs predict and merge-predictions write, by the header every drgrader version gave
     them (the predictions file's identity_note came later): an existing file at either with
     another header is the user's, never replaced unasked."""
-    every_version = tuple(c for c in PATIENT_COLUMNS if c not in LATER_PATIENT_COLUMNS)
-    return {"predictions file": OwnCsv(out, ("path", "image_id", "patient_id", "eye"), tuple(OUTPUT_COLUMNS[OUTPUT_COLUMNS.index("grade"):])),
-            "patients file": OwnCsv(patients_file(out), ("patient_id",), every_version)}
+    first = ("path", "image_id", "patient_id", "eye")
+    every_version = tuple(c for c in OUTPUT_COLUMNS if c not in (*first, *LATER_OUTPUT_COLUMNS))
+    every_patients_version = tuple(c for c in PATIENT_COLUMNS if c not in LATER_PATIENT_COLUMNS)
+    return {"predictions file": OwnCsv(out, first, every_version, LATER_OUTPUT_COLUMNS),
+            "patients file": OwnCsv(patients_file(out), ("patient_id",), every_patients_version, LATER_PATIENT_COLUMNS)}
 
 
 def _resume_key(bundle: Bundle, tta: list[str] | None) -> dict:

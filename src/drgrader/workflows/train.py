@@ -156,6 +156,11 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         summary = summarize(table, table["split"], table, check_images=False, skipped=data.skipped)
         config = config_to_dict(cfg)
         bundle_dir = save_bundle(run_dir / "bundle", module.scoring, config=config, thresholds={}, data_summary=summary)
+        # Its train and validation photos by their bytes: evaluated away from this run folder
+        # (a copied bundle, a copied data set), the bundle still knows its own training data.
+        from drgrader.evaluation.training_overlap import write_training_digests
+
+        write_training_digests(run_dir, bundle_dir)
         bundle = load_bundle(bundle_dir, backend="torch")
         val_rows, test_rows = data.rows("val"), data.rows("test")
         evaluated_on = "test"
