@@ -450,6 +450,9 @@ def test_a_label_column_named_twice_is_refused_by_name(tmp_path, labels_name, he
     ("labels.csv", "image,level,icdr_stage", "'icdr_stage' looks like a grade column"),
     ("labels.csv", "image,label,level", "'label' looks like a grade column"),
     ("labels.csv", "image,level,DR", "'DR' looks like a grade column"),
+    ("labels.csv", "image,level,icdr", "'icdr' looks like a grade column"),
+    ("labels.csv", "image,level,consensus", "'consensus' looks like a grade column"),
+    ("labels.csv", "image,level,rdr", "'rdr' looks like a grade column"),
 ])
 def test_a_second_grade_column_under_another_name_is_refused_by_name(tmp_path, labels_name, header, named):
     """Probe 31 S2: ``level`` was read and ``grade`` (``level_corrected``, ``DR grade``) beside it
@@ -619,6 +622,10 @@ def test_a_folder_in_a_list_or_an_archive_given_is_refused_not_a_patient_to_phot
     assert main(["predict", str(tiny_bundle), str(archive), "--out", str(tmp_path / "o.csv")]) == 2  # before: 0
     assert "ph.zip: not a photo (a ZIP archive): unpack it first" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
+    # Probe 32 A3: listed in a CSV, the same archive (or a text file) was a photo to take again.
+    listing.write_text("image,patient_id,eye\nph.zip,P1,right\nnotes.txt,P1,left\n")
+    with pytest.raises(DataError, match=rf"^{listing} row 1 \(image 'ph.zip'\): not a photo \(a ZIP archive\): unpack it first$"):
+        collect_inputs([listing])
     damaged = tmp_path / "10_left.jpeg"
     damaged.write_bytes(archive.read_bytes())  # named like a photo: a row saying why, as before
     assert collect_inputs([damaged])["path"].tolist() == [str(damaged)]

@@ -55,6 +55,16 @@ def test_the_shards_of_one_run_merge_into_what_one_run_writes(run, tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(merged), pd.read_csv(run["whole"]), check_exact=False, rtol=1e-5, atol=1e-6)
 
 
+def test_the_same_part_given_twice_is_named_not_its_neighbour(run, tmp_path, capsys):
+    # Probe 32 A9: `merge-predictions p-0.csv p-0.csv p-1.csv` blamed p-1.csv (p-0's row count
+    # checked against p-1's record) and advised running shard 1 again.
+    p0, p1 = run["parts"]
+    err = refused([p0, p0, p1], tmp_path / "m.csv", capsys)
+    assert f"error: merge-predictions: {p0} given twice; give each part once" in err and str(p1) not in err
+    err = refused([p0, p1, p0.parent / ".." / p0.parent.name / p0.name], tmp_path / "m.csv", capsys)
+    assert f"given twice (as {p0}); give each part once" in err
+
+
 def test_a_part_with_a_row_missing_or_a_cell_changed_is_refused(run, tmp_path, capsys):
     short = copy_part(run["parts"][0], tmp_path / "short")
     lines = short.read_text().splitlines(keepends=True)

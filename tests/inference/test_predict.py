@@ -218,13 +218,14 @@ def test_ensemble_of_members_with_different_sizes_and_preprocessing(tiny_bundle,
 
 
 def test_predict_says_when_a_bundle_decides_by_default_thresholds(tiny_bundle, other_tiny_bundle, photos, tmp_path, caplog):
-    # A new ensemble has none until `drgrader evaluate` fits them: its decisions are not calibrated.
+    # `drgrader ensemble` fits none (cv does, out of fold): its decisions are not calibrated. Probe
+    # 32 B5: the warning sent the user to `evaluate --data`, which never fits them.
     ens_dir = make_ensemble([tiny_bundle, other_tiny_bundle], tmp_path / "ens")
     with caplog.at_level("WARNING", logger="drgrader"):
         predict_command(ens_dir, [photos], out=tmp_path / "p.csv")
     assert [r.message for r in caplog.records if "no fitted thresholds" in r.message] == [
-        f"{ens_dir} has no fitted thresholds (an ensemble before `drgrader evaluate` fits them): its decisions use the "
-        f"default cut-points and are not calibrated; run `drgrader evaluate {ens_dir} --data <labelled photos>` first"]
+        f"{ens_dir} has no fitted thresholds: its decisions use the default cut-points and are not calibrated (an "
+        "ensemble gets fitted thresholds only from `drgrader cv`, out of fold; `drgrader ensemble` fits none)"]
     caplog.clear()
     with caplog.at_level("WARNING", logger="drgrader"):
         predict_command(tiny_bundle, [photos], out=tmp_path / "q.csv")

@@ -359,3 +359,29 @@ def test_an_entry_whose_folder_now_holds_another_data_set_is_dropped():
         {"evaluated_on": "external:/data/a"}, "/evals/X", data_set="/data/a")])
     card = add_externals(card, [ExternalEvaluation({"evaluated_on": "external:/data/b"}, "/evals/X", data_set="/data/b")])
     assert card.count("<!-- drgrader:external") == 1 and "### b (" in card and "### a (" not in card
+
+
+def test_an_entry_says_which_thresholds_decided():
+    """Probe 32 B5: an ensemble without fitted thresholds got "Thresholds as fitted on the model's
+    own validation data (above)" under a card saying none were fitted."""
+    fitted = {"evaluated_on": "external:/data/a", "thresholds": {"any_dr": 0.3, "referable": 0.6}}
+    card = add_externals(build_model_card(MANIFEST, METRICS), [ExternalEvaluation(fitted, "/evals/a")])
+    assert "Thresholds as fitted on the model's own validation data (above)." in card
+    unfitted = {"evaluated_on": "external:/data/b", "thresholds": {}}
+    card = add_externals(build_model_card(MANIFEST, METRICS), [ExternalEvaluation(unfitted, "/evals/b")])
+    assert "Decisions by the default cut-points: the model has no fitted thresholds." in card
+    assert "as fitted on the model's own validation data" not in card[card.index("### b"):]
+
+
+def test_the_reports_sentence_on_external_data_says_which_thresholds_decided_and_what_was_checked(tmp_path):
+    from drgrader.reporting.run_data import RunData, evaluated_on
+
+    def sentence(**metrics):
+        return evaluated_on(RunData(tmp_path, {"evaluated_on": "external:/data/b", **metrics}, None, None, None, None))[1]
+
+    assert sentence(thresholds={"referable": 0.5}, training_overlap={"photos": 0, "of": 9}) == (
+        "an external data set (/data/b) that the model never saw, with the decision thresholds fitted beforehand on "
+        "the model's own validation split")
+    assert "with the default cut-points (the model has no fitted thresholds)" in sentence(thresholds={})  # probe 32 B5
+    unchecked = sentence(thresholds={"referable": 0.5}, training_overlap=None)  # probe 32 B2: no record to check
+    assert "model never saw" not in unchecked and "so that it never saw these could not be checked" in unchecked

@@ -198,6 +198,8 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
         if path.is_dir():  # not a photo that could not be read: the patient need not be photographed again
             raise DataError(f"{csv} row {number} (image {ref!r}): a folder, not a photo: give the folder as an argument, "
                             "or list its photos")
+        if (why := not_a_photo(path)) is not None:  # an archive or a text file listed: refused as one given is
+            raise DataError(f"{csv} row {number} (image {ref!r}): {why}")
         # A list with legacy lines may name a file whose name is those bytes too (an old share's); by
         # row, not line: a quoted cell can span lines.
         if legacy_lines and not path.exists() and (legacy := _legacy_name(ref)) not in (None, ref):

@@ -234,7 +234,7 @@ _GRADE_COLUMN_WORDS = ("level", "grade", "diagnosis", "severity", "retinopathy")
 # A column name's words that make it read as a DR grade: a word starting with one of these
 # (``levels``, ``graded``, ``diagnoses``) or one of the short names (``DR``, ``label``)...
 _GRADE_WORD_STARTS = ("level", "grade", "grading", "diagnos", "severit", "retinopath")
-_GRADE_NAMES = {"dr", "icdr", "label", "class", "stage"}
+_GRADE_NAMES = {"dr", "icdr", "rdr", "label", "class", "stage", "consensus"}
 # ... but not who graded or whether it could be (``grader``, ``gradable``), and not a name with
 # a word of image quality, macular edema (graded beside DR: IDRiD's "Risk of macular edema",
 # Messidor's adjudicated_dme) or a date.

@@ -50,13 +50,13 @@ class Bundle:
         return self.manifest.get("thresholds") or {}
 
     def warn_if_unfitted(self) -> None:
-        """Say it once when decisions would come from default thresholds (a new ensemble before
-        ``drgrader evaluate`` fitted its own): its grades and referrals are then not calibrated."""
+        """Say it once when decisions would come from default thresholds (an ensemble made by
+        ``drgrader ensemble``, which fits none): its grades and referrals are then not calibrated."""
         if not self.manifest.get("thresholds"):
             logging.getLogger("drgrader").warning(
-                "%s has no fitted thresholds (an ensemble before `drgrader evaluate` fits them): its decisions use the "
-                "default cut-points and are not calibrated; run `drgrader evaluate %s --data <labelled photos>` first",
-                self.path, self.path)
+                "%s has no fitted thresholds: its decisions use the default cut-points and are not calibrated "
+                "(an ensemble gets fitted thresholds only from `drgrader cv`, out of fold; `drgrader ensemble` fits none)",
+                self.path)
 
     @property
     def tta(self) -> list[str]:

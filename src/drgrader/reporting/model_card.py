@@ -145,7 +145,9 @@ def external_entry(evaluation: ExternalEvaluation) -> str:
     version = (metrics.get("versions") or {}).get("drgrader")
     if version:
         facts.append(f"drgrader {version}")
-    blocks.append(Para("; ".join(facts) + ". Thresholds as fitted on the model's own validation data (above)."))
+    thresholds = ("Thresholds as fitted on the model's own validation data (above)." if metrics.get("thresholds", True)
+                  else "Decisions by the default cut-points: the model has no fitted thresholds.")
+    blocks.append(Para("; ".join(facts) + ". " + thresholds))
     test = metrics.get("test") or {}
     if test:
         blocks += evaluation_blocks(test, "this data set", summary)  # the whole data set is evaluated

@@ -159,19 +159,17 @@ def evaluated_on(run: RunData) -> tuple[str, str]:
             f"a data set ({path}) of which {overlap['photos']} of {overlap['of']} photos were used to train or tune "
             "the model: not an external evaluation, and its figures flatter the model"
         )
+    decided = ("the decision thresholds fitted beforehand on the model's own validation split" if run.metrics.get("thresholds", True)
+               else "the default cut-points (the model has no fitted thresholds)")
     if where.startswith("external:") and run.metrics.get("training_overlap", {}) is None:  # no record to check
         path = where.split(":", 1)[1]
         return f"external data set {path}", (
-            f"a data set ({path}) given as external, with the decision thresholds fitted beforehand on the model's "
-            "own validation split; the model carries no record of its training photos, so that it never saw these "
-            "could not be checked"
+            f"a data set ({path}) given as external, with {decided}; the model carries no record of its training "
+            "photos, so that it never saw these could not be checked"
         )
     if where.startswith("external:"):
         path = where.split(":", 1)[1]
-        return f"external data set {path}", (
-            f"an external data set ({path}) that the model never saw, with the decision "
-            "thresholds fitted beforehand on the model's own validation split"
-        )
+        return f"external data set {path}", f"an external data set ({path}) that the model never saw, with {decided}"
     return where, where
 
 

@@ -163,6 +163,11 @@ def check_parts(parts: list[Path], rows: list[int], *, partial: bool = False, un
     """Every part verified against its shard record, all of one run, each shard once, none
     missing (``partial``: a warning). ``rows``: each part's data rows. Parts without a record
     are refused unless ``unverified``."""
+    given: dict[Path, Path] = {}
+    for part in parts:
+        if (same := given.setdefault(part.resolve(), part)) is not part:
+            raise DataError(f"merge-predictions: {part} given twice" + (f" (as {same})" if same != part else "")
+                            + "; give each part once")
     records = {part: _read_record(part) for part in parts}
     unrecorded = [p for p, r in records.items() if r is None]
     if unrecorded and not unverified:
