@@ -319,6 +319,11 @@ def test_an_identifier_beside_the_patient_column_is_named_as_not_read_not_refuse
     listing.write_text("image,MRN\n7_left.jpeg,M-1\n")  # the only patient evidence: still refused
     with pytest.raises(DataError, match="'MRN' looks like the patient column"):
         collect_inputs([listing])
+    # Probe 32 A4: the patient column there but empty on a row: the MRN was again the only evidence.
+    listing.write_text("image,patient_id,MRN\n7_left.jpeg,P1,M-1\n7_right.jpeg,,M-1\n")
+    with pytest.raises(DataError, match=rf"^{listing} row 2 \(image '7_right.jpeg'\): no patient in 'patient_id', but 'MRN' "
+                                        "says 'M-1', which is not read: fill 'patient_id'$"):
+        collect_inputs([listing])
 
 
 def test_a_patient_column_in_a_published_layout_is_read_or_refused(tmp_path):

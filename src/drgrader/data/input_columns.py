@@ -118,6 +118,12 @@ def csv_columns(csv: Path, headers: Sequence[str]) -> dict[str, str | None]:
     return columns
 
 
+def identifiers_beside_patient(csv: Path | str, headers: Sequence[str]) -> list[str]:
+    """The patient look-alikes (``MRN``, ``Patient Name``) of a CSV that has the patient column
+    itself: not read, so a row whose patient cell is empty must not leave its patient to them."""
+    return _roles(csv, headers)[2]
+
+
 def _label_roles(labels: str, headers: Sequence[str], roles: Sequence[str]) -> dict[str, str | None]:
     """The patient and eye columns (``roles``) of a label file, found by the same names as
     predict's, whatever their case (``Patient ID``, ``EYE``); None where absent. A column that

@@ -22,7 +22,7 @@ from drgrader.data.dicom import frame_ref, header_or_none, is_dicom, split_frame
 from drgrader.data.eyes import EYE_WORDS
 from drgrader.data.identity import IDENTITY_COLUMNS, resolve_identity
 from drgrader.data.identity_claims import evidence
-from drgrader.data.input_columns import csv_columns
+from drgrader.data.input_columns import csv_columns, identifiers_beside_patient
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
 from drgrader.data.text_lines import DOS_END_OF_FILE, decode_lines, legacy_warning
 from drgrader.outputs import unescape_name
@@ -177,6 +177,7 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
     columns = csv_columns(csv, list(table.columns))
     image_col, id_col, patient_col, eye_col = (columns[role] for role in ("image", "image_id", "patient", "eye"))
     assert image_col is not None  # csv_columns refuses a CSV without one
+    beside = identifiers_beside_patient(csv, list(table.columns))
     rows, windows, elsewhere, other_case = [], [], [], []
     for number, rec in enumerate(table.to_dict("records"), start=1):  # data rows, as label files count them
         binary = next((column for column, value in rec.items() if "\x00" in value), None)
@@ -191,6 +192,10 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
             raise DataError(f"{csv} row {number}: empty {image_col!r} cell")
         if _URL.match(ref):  # Path() would read https://x/a.jpg as https:/x/a.jpg, a file not found
             raise DataError(f"{csv} row {number} (image {ref[:80]!r}): a URL, not a file path: download the photos first")
+        if patient_col and not rec[patient_col].strip() and (said := next((c for c in beside if rec[c].strip()), None)):
+            # The patient would come from the file's name, the identifier beside it dropped: its eyes not paired.
+            raise DataError(f"{csv} row {number} (image {ref!r}): no patient in {patient_col!r}, but {said[:40]!r} says "
+                            f"{rec[said].strip()[:40]!r}, which is not read: fill {patient_col!r}")
         eye = rec[eye_col].strip() if eye_col else ""
         if eye and eye.lower() not in EYE_WORDS:
             raise DataError(f"{csv} row {number} (image {ref!r}): eye {eye!r} is not one of left/right/L/R/OS/OD")
