@@ -519,6 +519,26 @@ def test_a_label_file_s_eye_cell_against_the_name_is_refused_with_a_patient_colu
         read_dataset(root)
 
 
+def test_a_label_file_reads_patients_and_eyes_from_names_as_predict_does(tmp_path):
+    """Probe 32 B6: a label file read only `_left`/`_right` names: `10_L`, `Patient002_R`, `P7_OS`
+    were a patient per photo, so a patient-level split put a patient's two eyes on both sides,
+    while predict read the same names as one patient. One rule for names now."""
+    from drgrader.config import SplitConfig
+    from drgrader.data.split import make_split
+
+    names = ["10_L", "10_R", "Patient002_L", "Patient002_R", "P7_OS", "P7_OD", "IDRiD_001"]
+    root = _label_set(tmp_path, "image,level\n" + "".join(f"{n},{k % 5}\n" for k, n in enumerate(names)), names)
+    table = read_dataset(root).set_index("image_id").loc[names]
+    assert table["patient_id"].tolist() == ["10", "10", "Patient002", "Patient002", "P7", "P7", "IDRiD_001"]
+    assert table["eye"].tolist() == ["left", "right", "left", "right", "left", "right", ""]
+    split = make_split(table.reset_index(), SplitConfig(val=0.3, test=0.3, seed=0))
+    sides = pd.DataFrame({"patient": table["patient_id"].to_numpy(), "split": split.to_numpy()})
+    assert sides.groupby("patient")["split"].nunique().max() == 1  # both eyes on one side
+    root = _label_set(tmp_path / "b", "image,level,patient_id,eye\nPatient002_L,0,Patient002,right\n", ["Patient002_L"])
+    with pytest.raises(ValueError, match=r"eye 'right' \(column 'eye'\) but the name says left$"):
+        read_dataset(root)
+
+
 def test_an_image_id_cell_that_the_file_s_name_contradicts_is_noted_as_a_patient_or_eye_cell_is(tmp_path):
     """A list's image id cell said the eye and patient, taking over what the file's own name says
     without a note: 10131_left.jpeg listed as 10131_right graded as the right eye, as 10007_right

@@ -15,15 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import EYE_WORDS, patient_id
+from drgrader.data.eyes import EYE_WORDS, eyes_named, patient_id
+from drgrader.data.eyes import patient_and_eye as named_patient_and_eye  # this module's patient_and_eye reads a row
 from drgrader.data.text_lines import decode_lines, legacy_warning
 from drgrader.outputs import IMAGE_EXTENSIONS  # in order: an id without extension is looked up with these
 
 MANIFEST_COLUMNS = ["image_id", "path", "grade", "patient_id", "eye", "source"]
 SPLITS = ("train", "val", "test")
 
-# Kaggle EyePACS names: "<patient>_<left|right>"
-EYEPACS_NAME = re.compile(r"^(.+)_(left|right)$", re.IGNORECASE)
 # DeepDRiD names: "<patient>_<l|r><view>", e.g. "12_l1"
 DEEPDRID_NAME = re.compile(r"_([lr])\d*$", re.IGNORECASE)
 
@@ -133,13 +132,16 @@ def photo_files(folder: Path, recursive: bool = False) -> list[Path]:
 
 
 def patient_from_name(image_id: str) -> tuple[str, str]:
-    """(patient, eye) of a Kaggle EyePACS name: ``10_left`` -> ``("10", "left")``. Any other name,
-    or one whose patient part is a missing-value placeholder (``NA_left``), is a patient of its
-    own: ``(image_id, "")``."""
-    match = EYEPACS_NAME.match(image_id)
-    if match is None or not patient_id(match[1]):
+    """(patient, eye) a label file's image id names by predict's rule (:func:`~drgrader.data.eyes.
+    patient_and_eye`, as predict reads names): ``10_left`` -> ``("10", "left")``, ``Patient002_L`` -> ``("Patient002", "left")``;
+    a folder in the id stays in the patient (``clinicB/10_left`` -> ``clinicB/10``: two clinics'
+    patient 10 are two patients). A name without an eye, naming both, or whose patient part is a
+    missing-value placeholder (``NA_left``) is a patient of its own: ``(image_id, "")``."""
+    folder, _, name = image_id.replace("\\", "/").rpartition("/")
+    read = named_patient_and_eye(name)
+    if read is None or len(eyes_named(name)) > 1 or not patient_id(read[0]):
         return image_id, ""
-    return patient_id(match[1]), match[2].lower()
+    return (f"{folder}/{patient_id(read[0])}" if folder else patient_id(read[0])), read[1]
 
 
 def strip_image_extension(name: str) -> str:
