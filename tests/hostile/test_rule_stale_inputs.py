@@ -65,6 +65,32 @@ def test_resumed_predict_grades_again_a_photo_replaced_since_the_interruption(ti
     assert "1 photo(s) changed on disk (size or modification time) since the interrupted run: graded again" in caplog.text
 
 
+def test_predict_of_other_photos_onto_an_interrupted_runs_output_keeps_its_rows(tiny_bundle, tmp_path, monkeypatch):
+    """Probe 32 A16: an interrupted run's finished rows were deleted by the next predict onto the
+    same --out (or the default one) with other photos: its rows not among their inputs, dropped."""
+    folder, other = tmp_path / "photos", tmp_path / "other"
+    folder.mkdir()
+    other.mkdir()
+    for seed, name in enumerate(["7_left", "7_right", "8_left", "8_right"]):
+        write_photo(folder / f"{name}.jpeg", seed % 5, seed)
+    write_photo(other / "9_left.jpeg", 1, 9)
+    monkeypatch.chdir(tmp_path)  # the default --out, predictions.csv
+    bundle = load_bundle(tiny_bundle)
+    runner = bundle.runner
+    bundle.runner = CountingRunner(runner, fail_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        predict_command(bundle, [folder], batch_size=2)
+    partial = tmp_path / "predictions.csv.partial.csv"
+    kept = partial.read_bytes()
+    bundle.runner = runner
+    with pytest.raises(OutputError, match=r"holds 2 finished rows of a run of other photos \(2 of them not among this "
+                                          r"run's inputs\): rerun with that run's options to resume"):
+        predict_command(bundle, [other], batch_size=2)
+    assert partial.read_bytes() == kept
+    predict_command(bundle, [folder], batch_size=2)  # the interrupted run resumes and finishes
+    assert len(pd.read_csv(tmp_path / "predictions.csv")) == 4
+
+
 def test_predict_interrupted_before_its_first_row_resumes(tiny_bundle, tmp_path):
     folder, out = tmp_path / "photos", tmp_path / "pred.csv"
     folder.mkdir()

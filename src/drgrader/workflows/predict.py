@@ -283,6 +283,10 @@ def _predict_into(
         old_key = _read_key(key_file, bundle)
         if old_key == key:
             done = _read_partial(partial).drop_duplicates("path", keep="last")
+            foreign = int((~done["path"].isin(stats)).sum())
+            if foreign:  # finishing this run would drop that run's rows: they are its to resume
+                _refuse_or_discard(partial, f"a run of other photos ({foreign} of them not among this run's inputs)", overwrite)
+                done = done.iloc[:0]
             fresh = done["path"].map(stats) == done[STAT_COLUMN]
             changed = int((done["path"].isin(stats) & ~fresh).sum())
             done = done[fresh]
