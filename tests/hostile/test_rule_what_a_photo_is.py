@@ -253,6 +253,26 @@ def test_a_pil_image_opened_from_a_coarse_jpeg_is_checked_as_its_file_is(tmp_pat
     file_reason = drgrader.grade(None, str(small_q30))[0]["quality_reason"][0]
     assert photos["quality_reason"][0] == file_reason and file_reason.startswith("compressed copy: a JPEG of quality ~30")
 
+def test_in_memory_photos_that_lost_their_jpeg_origin_are_warned_about(tmp_path, caplog):
+    # Before: Image.open(q30 copy).convert('RGB') (every PIL tutorial's idiom) was graded
+    # gradable without a word, the compression check silently lost (probe 32 A11).
+    small_q30 = _saved(make_fundus(0, np.random.default_rng(4), height=256), tmp_path / "q30.jpg", quality=30)
+    opened = Image.open(small_q30)
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        photos, _ = drgrader.grade(None, [opened, opened.convert("RGB"), np.asarray(opened.resize((300, 300))),
+                                          make_fundus(0, np.random.default_rng(4), height=1000)])
+    assert photos["quality_reason"][0].startswith("compressed copy")  # opened from the file: checked
+    warnings = [r.getMessage() for r in caplog.records if "pass the file paths" in r.getMessage()]
+    assert len(warnings) == 1  # one per call, counting the two small photos (not the 1000 px one)
+    assert warnings[0].startswith("2 of 4 photos are arrays or PIL images that no longer know the JPEG they came from")
+    assert warnings[0].endswith("pass the file paths (or PIL images opened from the files) so that compressed copies "
+                                "can be checked")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        drgrader.grade(None, [opened, Image.open(_saved(np.asarray(opened), tmp_path / "lossless.png"))])
+    assert not [r for r in caplog.records if "pass the file paths" in r.getMessage()]  # files: nothing lost
+
+
 def test_a_dicom_file_holding_a_coarse_jpeg_gets_the_jpeg_files_verdict(tmp_path):
     # Before: DICOM files were never checked (no JPEG step read), so a q30 copy wrapped as JPEG
     # Baseline DICOM (as PACS store lossy photos) was gradable where the same JPEG file was not.

@@ -312,6 +312,13 @@ def jpeg_quality_of(jpeg_step: float) -> int:
     return int(round(5000.0 / scale if scale > 100.0 else (200.0 - scale) / 2.0))
 
 
+def jpeg_step_at(quality: int) -> float:
+    """The mean luma quantisation step of a libjpeg JPEG of this quality (the inverse of
+    :func:`jpeg_quality_of`; 96 at quality 30)."""
+    scale = 5000.0 / quality if quality < 50 else 200.0 - 2.0 * quality
+    return 57.625 * scale / 100.0
+
+
 def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_size: int | None = None, *,
                    jpeg_step: float | None = None, source_scale: float = 1.0) -> Quality:
     """Is the photo gradable? Fundus found, neither too dark nor too bright, in colour, not
