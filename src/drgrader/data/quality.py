@@ -75,10 +75,12 @@ FINE_DETAIL_THRESHOLD = -2.3
 # 11.1 (a 165 px fundus): 1.6x below the bar. Conservative on photos like eyepacs-256 (the
 # grader's own training data), which re-saved at quality 80 or under are flagged (62 of 62, every
 # 60th photo; at 85 and 90: 2 of 62, those with the smallest fundus) although their grades move
-# both ways, not up. Not caught: a copy re-saved as a better JPEG or enlarged after compression:
-# its quantisation tables no longer show it. A pixel-domain blockiness measure (luma steps on the
-# 8 px grid over those inside blocks, within the fundus) cannot tell them apart: such q40 copies
-# re-saved at q95 measure 2.07 and up, real eyepacs-256 photos up to 2.22 (probe 30, F1).
+# both ways, not up. Not caught: a copy re-saved as a better JPEG, re-saved losslessly (a PNG of
+# the e-mail copy: a screenshot, a PACS export; probe 32 A6) or enlarged after compression: its
+# quantisation tables no longer show it (a PNG has none). A pixel-domain blockiness measure (luma
+# steps on the 8 px grid over those inside blocks, within the fundus) cannot tell them apart: such
+# q40 copies re-saved at q95 measure 2.07 and up, real eyepacs-256 photos up to 2.22 (probe 30, F1;
+# benchmarks/results/blockiness.json).
 COMPRESSION_THRESHOLD = 18.0
 # Colour-reduced copies: a photo saved as a palette image (a 256-colour PNG, GIF or BMP: web
 # palette or adaptive, dithered or not) keeps at most 256 colours, and the grader grades its
@@ -327,7 +329,9 @@ def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_si
     small, coarsely compressed JPEG copy (``jpeg_step``: its file's, from
     :func:`~drgrader.data.images.read_jpeg_step`; ``source_scale``: the file's pixels per pixel
     of ``rgb``, which a JPEG decoded at reduced scale has fewer of), nor a colour-reduced copy
-    (a palette image of at most 256 colours).
+    (a palette image of at most 256 colours). Not caught: a compressed copy re-saved as a better
+    JPEG or losslessly (PNG): no quantisation tables show it, and no pixel measure tells it from
+    a real photo (see COMPRESSION_THRESHOLD).
 
     Brightness is the mean luma inside the fundus; sharpness a normalised Laplacian measure on
     the green channel (where vessels and lesions have most contrast) at a fixed scale; colour
