@@ -25,7 +25,7 @@ import pandas as pd
 from drgrader.config import ConfigError, ExperimentConfig, load_config
 from drgrader.config_values import check_refer_share, distinct_views, plain_name
 from drgrader.data.images import jpeg_step_of, pil_to_rgb, save_lossless_copy
-from drgrader.data.quality import assess_quality, measure_photo
+from drgrader.data.quality import COMPRESSION_THRESHOLD, assess_quality, compression_level, jpeg_step_at, measure_photo
 from drgrader.inference.builtin import resolve_bundle
 from drgrader.inference.bundle import Bundle, load_bundle
 
@@ -85,6 +85,20 @@ def _jpeg_step(photo: Photo) -> float | None:
     return jpeg_step_of(photo) if hasattr(photo, "convert") else None
 
 
+# The coarse JPEG an in-memory photo of unknown origin is warned about: an e-mail or messenger copy.
+_COARSE_JPEG_QUALITY = 30
+
+
+def _compression_unchecked(photo: Photo, rgb: np.ndarray, input_size: int) -> bool:
+    """An in-memory photo whose JPEG origin is lost (an array, or a PIL image not opened from a
+    file: ``.convert('RGB')``, ``.resize()``, ``.copy()`` drop it) small enough that, saved as a
+    coarse JPEG, the compression check would have flagged it. Its short side stands for the
+    fundus (which fills most of it) rather than finding the fundus in every photo."""
+    if hasattr(photo, "convert") and photo.format is not None:  # opened from a file: checked as that file is
+        return False
+    return compression_level(jpeg_step_at(_COARSE_JPEG_QUALITY), min(rgb.shape[:2]), input_size) > COMPRESSION_THRESHOLD
+
+
 def _check_channel_order(array: np.ndarray, name: str) -> None:
     """Refuse an array in OpenCV's BGR order (``cv2.imread``), which would be graded in the wrong
     colours without a word; warn when its colours cannot tell the order."""
@@ -126,7 +140,8 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
 
     ``photos``: paths of photos, folders or CSVs (as ``predict`` takes them; one path alone too),
     or in-memory PIL images / RGB arrays, named by ``names`` (default ``photo-0``, ``photo-1``,
-    ...; each one plain file name).
+    ...; each one plain file name). A PIL image opened from a JPEG is checked for compression
+    as its file is; an array or a converted image is not (a warning says so when it is small).
     ``channels``: the channel order of array photos, ``"RGB"`` or ``"BGR"`` (``cv2.imread``'s);
     by default RGB, and an array whose colours are those of a BGR fundus is refused.
     ``refer_share``: the share of patients sent to a human grader (default: the grader's)."""
@@ -180,13 +195,20 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
             # Lossless PNGs through the path pipeline: the same decoding, quality check and
             # preprocessing as predict, and patient and eye read from the names. A PIL image
             # opened from a JPEG keeps its quantisation step, so a coarse copy is flagged as its file is.
-            paths = []
+            paths, unchecked = [], 0
             for i, photo in enumerate(in_memory):
                 name = names[i] if names else f"photo-{i}"
                 path = Path(tmp) / f"{name}.png"
-                save_lossless_copy(path, _as_rgb(photo, name, channels), _jpeg_step(photo))
+                rgb = _as_rgb(photo, name, channels)
+                unchecked += _compression_unchecked(photo, rgb, bundle.input_size)
+                save_lossless_copy(path, rgb, _jpeg_step(photo))
                 paths.append(path)
             photos = paths
+            if unchecked:
+                log.warning("%d of %d photos are arrays or PIL images that no longer know the JPEG they came from "
+                            "(.convert, .resize, .copy, numpy): whether each is a small, coarsely compressed copy (an "
+                            "e-mail copy, graded high) cannot be checked; pass the file paths (or PIL images opened "
+                            "from the files) so that compressed copies can be checked", unchecked, len(in_memory))
         table = collect_inputs([Path(p) for p in photos])
         if table.empty:
             raise ConfigError(f"no photos found in {', '.join(str(p) for p in photos)}")

@@ -19,6 +19,7 @@ from drgrader.api import _check_channel_order
 from drgrader.data.images import read_image, read_jpeg_step
 from drgrader.data.photo import photo_quality
 from drgrader.data.quality import (
+    COLOUR_REDUCED_COPY,
     GREY_THRESHOLD,
     NOT_COLOUR,
     RED_THRESHOLD,
@@ -252,6 +253,26 @@ def test_a_pil_image_opened_from_a_coarse_jpeg_is_checked_as_its_file_is(tmp_pat
     file_reason = drgrader.grade(None, str(small_q30))[0]["quality_reason"][0]
     assert photos["quality_reason"][0] == file_reason and file_reason.startswith("compressed copy: a JPEG of quality ~30")
 
+def test_in_memory_photos_that_lost_their_jpeg_origin_are_warned_about(tmp_path, caplog):
+    # Before: Image.open(q30 copy).convert('RGB') (every PIL tutorial's idiom) was graded
+    # gradable without a word, the compression check silently lost (probe 32 A11).
+    small_q30 = _saved(make_fundus(0, np.random.default_rng(4), height=256), tmp_path / "q30.jpg", quality=30)
+    opened = Image.open(small_q30)
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        photos, _ = drgrader.grade(None, [opened, opened.convert("RGB"), np.asarray(opened.resize((300, 300))),
+                                          make_fundus(0, np.random.default_rng(4), height=1000)])
+    assert photos["quality_reason"][0].startswith("compressed copy")  # opened from the file: checked
+    warnings = [r.getMessage() for r in caplog.records if "pass the file paths" in r.getMessage()]
+    assert len(warnings) == 1  # one per call, counting the two small photos (not the 1000 px one)
+    assert warnings[0].startswith("2 of 4 photos are arrays or PIL images that no longer know the JPEG they came from")
+    assert warnings[0].endswith("pass the file paths (or PIL images opened from the files) so that compressed copies "
+                                "can be checked")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        drgrader.grade(None, [opened, Image.open(_saved(np.asarray(opened), tmp_path / "lossless.png"))])
+    assert not [r for r in caplog.records if "pass the file paths" in r.getMessage()]  # files: nothing lost
+
+
 def test_a_dicom_file_holding_a_coarse_jpeg_gets_the_jpeg_files_verdict(tmp_path):
     # Before: DICOM files were never checked (no JPEG step read), so a q30 copy wrapped as JPEG
     # Baseline DICOM (as PACS store lossy photos) was gradable where the same JPEG file was not.
@@ -283,6 +304,41 @@ def test_a_camera_photos_e_mail_copy_is_ungradable_and_the_originals_are_not(tmp
                                       str(SHARED / "eyepacs-256/images/10131_left.jpeg")])
     assert photos["gradable"].tolist() == [True, False, True]
     assert photos["quality_reason"][1].startswith("compressed copy: a JPEG of quality ~40")
+
+
+def test_a_photo_saved_as_a_palette_image_is_a_colour_reduced_copy(tiny_bundle, tmp_path):
+    # Before: a 256-colour PNG/GIF/BMP copy was graded as the photo, gradable (probe 32 A5: the
+    # web palette's dithering turned grade-4 eyes into grade 0, patient negative).
+    rgb = make_fundus(4, np.random.default_rng(0), height=256)
+    photo = Image.fromarray(rgb)
+    photo.save(tmp_path / "1_left.png")  # the lossless original
+    photo.convert("P").save(tmp_path / "1_right.png")  # web palette, dithered
+    photo.convert("P", palette=Image.Palette.ADAPTIVE, colors=256).save(tmp_path / "2_left.gif")
+    photo.convert("P", dither=Image.Dither.NONE).save(tmp_path / "2_right.bmp")
+    photos, patients = drgrader.grade(tiny_bundle, [str(tmp_path)])
+    photos = photos.set_index("image_id")
+    assert photos.loc["1_left", "gradable"] and photos.loc["1_left", "quality_reason"] == ""
+    for name in ("1_right", "2_left", "2_right"):
+        assert not photos.loc[name, "gradable"]
+        assert re.fullmatch(rf"{COLOUR_REDUCED_COPY}: only \d+ colours \(a palette image\): grade the original photo",
+                            photos.loc[name, "quality_reason"]), photos.loc[name, "quality_reason"]
+    patient = patients.set_index("patient_id").loc["2"]
+    assert patient["decision"] == "ungradable"
+    assert patient["reason"].endswith(": ask for the original photo (colour-reduced copy)")  # not "photograph again"
+    # The same in memory: a PIL palette image, or an array of its colours.
+    in_memory, _ = drgrader.grade(tiny_bundle, [photo.convert("P"), np.asarray(photo.convert("P").convert("RGB"))],
+                                  channels="RGB")
+    assert in_memory["quality_reason"].str.startswith(f"{COLOUR_REDUCED_COPY}: only ").all()
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
+def test_the_probes_palette_copy_of_an_urgent_patient_is_not_graded_negative(tmp_path):
+    for eye in ("left", "right"):  # EyePACS grade 4 on both eyes
+        Image.open(SHARED / f"eyepacs-256/images/10570_{eye}.jpeg").convert("P").save(tmp_path / f"10570_{eye}.png")
+    photos, patients = drgrader.grade(None, [str(tmp_path)])  # the built-in grader
+    assert not photos["gradable"].any()
+    assert photos["quality_reason"].str.startswith(f"{COLOUR_REDUCED_COPY}: only ").all()
+    assert patients["decision"].tolist() == ["ungradable"]
 
 
 def test_explains_panels_given_back_to_predict_are_rows_saying_what_they_are(tiny_bundle, tmp_path):

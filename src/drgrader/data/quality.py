@@ -75,17 +75,30 @@ FINE_DETAIL_THRESHOLD = -2.3
 # 11.1 (a 165 px fundus): 1.6x below the bar. Conservative on photos like eyepacs-256 (the
 # grader's own training data), which re-saved at quality 80 or under are flagged (62 of 62, every
 # 60th photo; at 85 and 90: 2 of 62, those with the smallest fundus) although their grades move
-# both ways, not up. Not caught: a copy re-saved as a better JPEG or enlarged after compression:
-# its quantisation tables no longer show it. A pixel-domain blockiness measure (luma steps on the
-# 8 px grid over those inside blocks, within the fundus) cannot tell them apart: such q40 copies
-# re-saved at q95 measure 2.07 and up, real eyepacs-256 photos up to 2.22 (probe 30, F1).
+# both ways, not up. Not caught: a copy re-saved as a better JPEG, re-saved losslessly (a PNG of
+# the e-mail copy: a screenshot, a PACS export; probe 32 A6) or enlarged after compression: its
+# quantisation tables no longer show it (a PNG has none). A pixel-domain blockiness measure (luma
+# steps on the 8 px grid over those inside blocks, within the fundus) cannot tell them apart: such
+# q40 copies re-saved at q95 measure 2.07 and up, real eyepacs-256 photos up to 2.22 (probe 30, F1;
+# benchmarks/results/blockiness.json).
 COMPRESSION_THRESHOLD = 18.0
+# Colour-reduced copies: a photo saved as a palette image (a 256-colour PNG, GIF or BMP: web
+# palette or adaptive, dithered or not) keeps at most 256 colours, and the grader grades its
+# dithering, not the lesions (probe 32 A5: grade-4 eyes graded 0). Counted by distinct_colours
+# on photos decoded as predict decodes them (benchmarks/bench_palette_check.py ->
+# results/palette_check.json): real photos have 2,832 colours and up (rahim Patient064_L, a
+# camera original decoded at 1/4 scale; eyepacs-256 12,197 and up; 463 + 180 photos), 11x the
+# bar; palette copies of 54 of them (web palette dithered or not, adaptive 256 or 64 colours;
+# PNG, GIF, BMP) 253 at most, all flagged. Not caught: a palette copy resized or re-saved as
+# JPEG afterwards (interpolation and JPEG noise make new colours).
+MAX_PALETTE_COLOURS = 256
 _COMPRESSION_POWER = 1.5
 # The start of the reason for a compressed copy: the patient decision advises asking for the
 # original photo (inference/patient_decision.py), not photographing again.
 COMPRESSED_COPY = "compressed copy"
 REVERSED = ("colours look reversed (blue far above red: saved from OpenCV's BGR order?): the grader needs "
             "the photo in its true colours")
+COLOUR_REDUCED_COPY = "colour-reduced copy"
 NOT_COLOUR = ("not a colour photograph (greyscale, red-free or tinted monochrome): the grader needs a "
               "colour fundus photo")
 
@@ -132,6 +145,7 @@ class Measures:
     tint_spread: float  # _tint_spread
     red_to_blue: float  # mean red / mean blue (channel order, see drgrader.api)
     diameter: float  # the fundus circle's diameter in the photo's pixels
+    colours: int  # distinct_colours inside the fundus
     # mean log10 power of the fundus's fine detail per ring of 0..128 cycles across the fundus
     # (_detail_spectrum); empty when too little of the fundus is lit to measure it
     detail_spectrum: tuple[float, ...] = ()
@@ -265,8 +279,26 @@ def measure_photo(rgb: np.ndarray, circle: FundusCircle | None = None) -> Measur
         tint_spread=_tint_spread(small, inside),
         red_to_blue=red / max(blue, 1.0),
         diameter=2.0 * circle.r,
+        colours=distinct_colours(rgb, circle),
         detail_spectrum=_detail_spectrum(green, detail) if measurable else (),
     )
+
+
+_COLOUR_GRID = 256  # distinct_colours samples the fundus's box on a grid of at most this many px a side
+
+
+def distinct_colours(rgb: np.ndarray, circle: FundusCircle) -> int:
+    """How many distinct colours the photo has inside 0.9 of the fundus radius, counted on a
+    grid of at most 256 x 256 of its own pixels (never resized: interpolation would mix a
+    palette's colours into new ones)."""
+    h, w = rgb.shape[:2]
+    x0, y0 = max(0, int(circle.cx - 0.9 * circle.r)), max(0, int(circle.cy - 0.9 * circle.r))
+    x1, y1 = min(w, int(circle.cx + 0.9 * circle.r) + 1), min(h, int(circle.cy + 0.9 * circle.r) + 1)
+    step = max(1, -(-max(x1 - x0, y1 - y0) // _COLOUR_GRID))
+    ys, xs = np.arange(y0, y1, step), np.arange(x0, x1, step)
+    inside = (ys[:, None] - circle.cy) ** 2 + (xs[None, :] - circle.cx) ** 2 <= (0.9 * circle.r) ** 2
+    pixels = rgb[y0:y1:step, x0:x1:step][inside].astype(np.uint32)
+    return int(np.unique(pixels[:, 0] << 16 | pixels[:, 1] << 8 | pixels[:, 2]).size)
 
 
 def compression_level(jpeg_step: float, fundus_px: float, input_size: int) -> float:
@@ -282,6 +314,13 @@ def jpeg_quality_of(jpeg_step: float) -> int:
     return int(round(5000.0 / scale if scale > 100.0 else (200.0 - scale) / 2.0))
 
 
+def jpeg_step_at(quality: int) -> float:
+    """The mean luma quantisation step of a libjpeg JPEG of this quality (the inverse of
+    :func:`jpeg_quality_of`; 96 at quality 30)."""
+    scale = 5000.0 / quality if quality < 50 else 200.0 - 2.0 * quality
+    return 57.625 * scale / 100.0
+
+
 def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_size: int | None = None, *,
                    jpeg_step: float | None = None, source_scale: float = 1.0) -> Quality:
     """Is the photo gradable? Fundus found, neither too dark nor too bright, in colour, not
@@ -289,7 +328,10 @@ def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_si
     nor holding no more detail than such a photo (a thumbnail enlarged back to full size), nor a
     small, coarsely compressed JPEG copy (``jpeg_step``: its file's, from
     :func:`~drgrader.data.images.read_jpeg_step`; ``source_scale``: the file's pixels per pixel
-    of ``rgb``, which a JPEG decoded at reduced scale has fewer of).
+    of ``rgb``, which a JPEG decoded at reduced scale has fewer of), nor a colour-reduced copy
+    (a palette image of at most 256 colours). Not caught: a compressed copy re-saved as a better
+    JPEG or losslessly (PNG): no quantisation tables show it, and no pixel measure tells it from
+    a real photo (see COMPRESSION_THRESHOLD).
 
     Brightness is the mean luma inside the fundus; sharpness a normalised Laplacian measure on
     the green channel (where vessels and lesions have most contrast) at a fixed scale; colour
@@ -324,6 +366,8 @@ def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_si
             score = min(score, detail / (detail + 1.0))
     compression = compression_level(jpeg_step, m.diameter * source_scale, input_size) if jpeg_step and input_size else 0.0
     score = min(score, COMPRESSION_THRESHOLD / (compression + COMPRESSION_THRESHOLD))
+    if m.colours <= MAX_PALETTE_COLOURS:  # under 0.5 like the other failed checks; real photos' scores unchanged
+        score = min(score, 0.5 * m.colours / (MAX_PALETTE_COLOURS + 1))
     if m.diameter < min_diameter:
         reason = (f"resolution too low: the fundus is {m.diameter:.0f} px across, under half of the "
                   f"grader's {input_size} px input")
@@ -335,6 +379,8 @@ def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_si
         reason = NOT_COLOUR
     elif m.red_to_blue < REVERSED_THRESHOLD:
         reason = REVERSED
+    elif m.colours <= MAX_PALETTE_COLOURS:
+        reason = f"{COLOUR_REDUCED_COPY}: only {m.colours} colours (a palette image): grade the original photo"
     elif m.sharpness < SHARPNESS_THRESHOLD:
         reason = "blurred"
     elif held < min_diameter:

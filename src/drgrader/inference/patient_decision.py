@@ -58,7 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from drgrader.data.quality import COMPRESSED_COPY
+from drgrader.data.quality import COLOUR_REDUCED_COPY, COMPRESSED_COPY
 from drgrader.grading import NUM_GRADES, scores_are_the_grade
 
 OUTCOMES = ["negative", "refer", "urgent", "uncertain", "ungradable"]
@@ -225,12 +225,13 @@ def _eyes(rows: np.ndarray, photos: _Photos) -> tuple[list[dict], list[str]]:
 
 def _again(unseen: list[str]) -> str:
     """What to do about the eyes not seen: a photo that is not there (a typo in a list, a moved
-    file) is looked for, and a compressed copy (an e-mail copy) replaced by its original, not
-    retaken from the patient."""
+    file) is looked for, and a compressed or colour-reduced copy (an e-mail copy, a 256-colour
+    export) replaced by its original, not retaken from the patient."""
     missing = sum(reason.endswith("unreadable, file not found") for reason in unseen)
-    copies = sum(f"ungradable, {COMPRESSED_COPY}: " in reason for reason in unseen)
+    kinds = [kind for kind in (COMPRESSED_COPY, COLOUR_REDUCED_COPY) if any(f"ungradable, {kind}: " in r for r in unseen)]
+    copies = sum(any(f"ungradable, {kind}: " in reason for kind in kinds) for reason in unseen)
     advice = (["find the missing photo (file not found)"] if missing else []) + \
-             (["ask for the original photo (compressed copy)"] if copies else [])
+             ([f"ask for the original photo ({' or '.join(kinds)})"] if copies else [])
     if missing + copies < len(unseen):
         advice.append("photograph again")
     return " or ".join(advice)
