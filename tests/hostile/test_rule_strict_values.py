@@ -508,3 +508,18 @@ def test_a_label_grade_is_plain_decimal(tmp_path, grade):
     # A whole number written as a float is a spreadsheet export's grade, read on purpose.
     (tmp_path / "trainLabels.csv").write_text("image,level\n10_left,0.00\n10_right,3.0\n", encoding="utf-8")
     assert list(read_dataset(tmp_path)["grade"]) == [0, 3]
+
+
+@pytest.mark.parametrize("cell", ["False", "no", "FALSE", "yes", "2"])
+def test_a_messidor2_gradable_cell_other_than_0_or_1_is_refused_naming_the_row(tmp_path, cell):
+    """Probe 32 B9: `adjudicated_gradable` 'False' or 'no' (a spreadsheet's boolean) was read as
+    gradable: the ungradable photo kept with its grade, trained and evaluated on."""
+    from data.test_manifest import make_messidor2
+
+    from drgrader.data.manifest import DataError, read_dataset
+
+    root = make_messidor2(tmp_path / "m")
+    labels = root / "messidor_data.csv"
+    labels.write_text(labels.read_text().replace("IM000001.jpg,3,1,1", f"IM000001.jpg,3,1,{cell}"))
+    with pytest.raises(DataError, match=rf"row 3 \(image 'IM000001'\): adjudicated_gradable '{cell}' is not one of 0, 1$"):
+        read_dataset(root, "messidor2")

@@ -171,7 +171,10 @@ def read_messidor2(root: Path, cfg: DataConfig) -> Found:
         name = rec[id_col]
         image_id = strip_image_extension(name)
         path = folder.find(name)  # claim the file even when ungradable: it has a label row
-        if rec.get("adjudicated_gradable", "1") in ("0", "0.0"):
+        gradable = rec.get("adjudicated_gradable", "1").strip()
+        if gradable not in ("0", "0.0", "1", "1.0"):  # 'False', 'no': read as 1 they kept an ungradable photo
+            raise DataError(f"{where_in(file, n, image_id)}: adjudicated_gradable {gradable[:40]!r} is not one of 0, 1")
+        if gradable in ("0", "0.0"):
             ungradable += 1
             continue
         patient, eye = pairs.get(image_id.lower(), (image_id, ""))
