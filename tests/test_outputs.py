@@ -2,6 +2,7 @@
 
 import hashlib
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -213,12 +214,14 @@ def test_special_files_in_a_folder_are_rows_with_their_reason_not_a_hang(tiny_bu
     assert rows.loc["0_left", "error"] == "" and len(rows) == 6
 
 
-@pytest.mark.parametrize("name", ["grades.tsv", "grades.xlsx", "grades.JSON"])
+@pytest.mark.parametrize("name", ["grades.tsv", "grades.xlsx", "grades.JSON", "grades.csv.gz", "grades.csv.zip", "-"])
 def test_an_output_named_for_another_table_format_is_refused(tiny_bundle, photos, tmp_path, capsys, name):
     # predict writes commas: a spreadsheet opening grades.tsv as tab-separated shows one column.
-    assert main(["predict", str(tiny_bundle), str(photos[0]), "--out", str(tmp_path / name)]) == 2
-    assert "comma-separated" in capsys.readouterr().err
-    assert not list(tmp_path.glob("grades*"))
+    # Probe 32 A14: grades.csv.gz was plain text under a gzip name; '-' wrote a file named '-'.
+    out = name if name == "-" else str(tmp_path / name)
+    assert main(["predict", str(tiny_bundle), str(photos[0]), "--out", out]) == 2
+    assert ("not to standard output" if name == "-" else "plain comma-separated values") in capsys.readouterr().err
+    assert not list(tmp_path.glob("grades*")) and not Path("-").exists()
 
 
 def test_a_file_written_beside_out_never_replaces_an_input(tiny_bundle, photos, tmp_path, capsys):

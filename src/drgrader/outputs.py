@@ -23,8 +23,10 @@ from typing import NamedTuple
 # re-exports it): a folder, a label file, a predict list and --out all read a name alike.
 # .jfif and .jpe are JPEG (Windows browsers save .jfif): graded in a folder, named 10_left.
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".dcm", ".jfif", ".jpe")
-# Names that promise another table format: a comma-separated file under them is read wrongly.
-OTHER_TABLE_SUFFIXES = {".tsv", ".tab", ".xlsx", ".xls", ".ods", ".json", ".parquet", ".feather"}
+# Names that promise another table format, or compression: a plain comma-separated file under
+# them is read wrongly (pandas opens p.csv.gz as gzip: BadGzipFile).
+OTHER_TABLE_SUFFIXES = {".tsv", ".tab", ".xlsx", ".xls", ".ods", ".json", ".parquet", ".feather",
+                        ".gz", ".bz2", ".xz", ".zip", ".zst"}
 
 
 # A file name that is not UTF-8 (Latin-1 bytes from an old share or archive) reaches Python as
@@ -114,6 +116,8 @@ def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", 
     here): none of them may be one of the ``inputs``. ``own``: the CSVs it writes (what each is
     -> :class:`OwnCsv`): an existing one whose header is not one the command writes is a file
     of the user's, replaced only with ``overwrite``."""
+    if str(out) == "-":  # Unix's "standard output": a file named '-' (and '-_patients.csv') would be written
+        raise OutputError("--out -: this command writes files, not to standard output; give a file name")
     out = Path(out)
     given = {_resolved(Path(item)): Path(item) for item in inputs}
     if _resolved(out) in given:
@@ -126,7 +130,7 @@ def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", 
     if kind is not None and out.is_dir():
         raise OutputError(f"--out {out} is {kind}; give a file name (e.g. {out / ('predictions' + suffix)})")
     if out.suffix.lower() in OTHER_TABLE_SUFFIXES:
-        raise OutputError(f"--out {out}: this command writes comma-separated values, not {out.suffix}; "
+        raise OutputError(f"--out {out}: this command writes plain comma-separated values, not {out.suffix}; "
                           f"give a {suffix} name (e.g. {out.with_suffix(suffix)})")
     if kind is not None and out.suffix.lower() != suffix and not overwrite:
         raise OutputError(f"--out {out} is {kind}, not a {suffix} this command writes; use --overwrite to replace it")
