@@ -28,6 +28,12 @@ from drgrader.data.eyes import patient_and_eye
         ("10131_right - Copy", ("10131", "right")),
         ("10131_right - Copy (2)", ("10131", "right")),
         ("P7_OS copy 2", ("P7", "left")),
+        ("5_left_2", ("5", "left")),  # probe 32 A13: a second photo (field) of the eye, not patient '5_left_2'
+        ("6_left_macula", ("6", "left")),
+        ("6_OD-disc", ("6", "right")),
+        ("7_right_f2 (1)", ("7", "right")),
+        ("P_R_17", None),  # after a one-letter eye, a number is not taken for a second photo
+        ("10_left_scan", None),
         ("10_left (draft)", None),  # only a copy's own suffix is taken off
         ("eyeA", None),
         ("IDRiD_001", None),

@@ -577,3 +577,14 @@ def test_an_image_id_cell_written_with_its_extension_is_checked_as_one_without(t
     assert table.loc["10131_left.JPG", "identity_note"].startswith(
         "contradictory eye: for '10131_left.JPG' the CSV's image id says left, the file name '10131_right' says right; "
         "the eye is left unknown")
+
+
+def test_a_second_photo_of_an_eye_joins_its_patient_as_another_photo_of_that_eye(tmp_path):
+    """Probe 32 A13: `5_left_2.jpeg` (a camera's second shot) and `6_left_disc.jpeg` (the disc-centred
+    field beside the macula one) were patients of their own, patient 5 cleared beside them."""
+    for k, name in enumerate(("5_left", "5_left_2", "5_right", "6_left_macula", "6_left_disc", "6_right_macula")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k % 3, k))
+    table = collect_inputs([tmp_path]).set_index("image_id")
+    assert table["patient_id"].tolist() == ["5", "5", "5", "6", "6", "6"]
+    assert table["eye"].tolist() == ["left", "left", "right", "left", "left", "right"]
+    assert "photos of one eye" in table.loc["5_left_2", "identity_note"]

@@ -8,6 +8,7 @@ Common names end in the eye after a separator (``_``, ``-`` or a space), in any 
     10_OS_left                             the eye said twice: patient 10
     P-17-left, "anna k OS"
     10_left (1), 10_left - Copy, 10_left copy 2   a browser's, Windows' or macOS's copy of 10_left
+    10_left_2, 10_OS_macula, 10_left_disc  a second photo (field) of that eye
 
 Anything else (``eyeA``, ``IDRiD_001``, ``12_l1``) says nothing. A name that also names the
 other eye (``P7_OD_OS``, ``left_10_right``) contradicts itself: :func:`eyes_named` finds those,
@@ -40,6 +41,10 @@ _LONG_EYE_WORDS = {"left", "right", "os", "od"}  # single letters inside a name 
 # What a browser, Windows or macOS appends to a copy's name: "10_left (1)", "10_left - Copy (2)", "10_left copy 2".
 _COPY_SUFFIX = re.compile(r"(?: \(\d+\)| - copy(?: \(\d+\))?| copy(?: \d+)?)$", re.IGNORECASE)
 _NAME = re.compile(r"^(?P<patient>.*[^_\- ])[_\- ]+(?P<eye>left|right|l|r|os|od)$", re.IGNORECASE)
+# A second photo of an eye: a camera's number or the field after a long eye word ("5_left_2",
+# "6_OS_macula", "6_left_disc"): the same patient and eye (identity notes several photos of one eye).
+_SHOT = re.compile(r"^(?P<eye_named>.*[_\- ](?:left|right|os|od))[_\- ]+(?:\d{1,2}|macula|macular|disc|disk|nasal|temporal|"
+                   r"f\d|field ?\d)$", re.IGNORECASE)
 
 
 def patient_id(text: str) -> str:
@@ -56,6 +61,8 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
     ``name`` is an image id or file name without its extension; folders in it are ignored.
     """
     stem = _COPY_SUFFIX.sub("", PurePosixPath(name.replace("\\", "/")).name.strip())
+    if shot := _SHOT.match(stem):
+        stem = shot["eye_named"]
     match = _NAME.match(stem)
     if match is None:
         return None
