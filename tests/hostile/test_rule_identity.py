@@ -588,3 +588,17 @@ def test_a_second_photo_of_an_eye_joins_its_patient_as_another_photo_of_that_eye
     assert table["patient_id"].tolist() == ["5", "5", "5", "6", "6", "6"]
     assert table["eye"].tolist() == ["left", "left", "right", "left", "left", "right"]
     assert "photos of one eye" in table.loc["5_left_2", "identity_note"]
+
+
+def test_explain_over_a_list_with_a_contested_image_id_says_so(tiny_bundle, tmp_path, caplog):
+    """Probe 32 A18: explain filed and titled 10131_left's heat map as '10007_left' (a shifted id
+    cell) without the note predict gives for the same list."""
+    from drgrader.inference.explain import explain_command
+
+    for k, name in enumerate(("10131_left", "10007_right")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k % 3, k))
+    (tmp_path / "l.csv").write_text("image,image_id\n10131_left.jpeg,10007_left\n10007_right.jpeg,10007_right\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        explain_command(tiny_bundle, [tmp_path / "l.csv"], tmp_path / "heat")
+    assert "identity of 2 of 2 photos resolved with a note (contradictory patient 2" in caplog.text
+    assert "a panel is titled by its image id as given: e.g. 10007_left: contradictory patient" in caplog.text

@@ -310,3 +310,23 @@ def test_evaluate_on_a_data_set_holding_one_picture_under_two_patients_warns_as_
     ]
     assert (f"2 picture(s) appear under more than one patient (e.g. '10_left' = '900_left', grades {grade}, "
             f"{(grade + 3) % 5})") in (tmp_path / "ev" / "report.md").read_text()  # the report's warnings, not only the log
+
+
+def test_evaluate_on_a_patient_whose_two_eyes_are_one_picture_warns(tiny_bundle, synth_dir, tmp_path, caplog):
+    """Probe 32 B17: 12_right a mirrored re-save of 12_left, graded apart: evaluate took them as two
+    eyes, paired, with two grades, without a word (predict notes and never pairs the same files)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data)
+    left = cv2.imread(str(data / "images" / "12_left.jpeg"))
+    cv2.imwrite(str(data / "images" / "12_right.jpeg"), left[:, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+    bundle = tmp_path / "tiny"
+    shutil.copytree(tiny_bundle, bundle)
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert main(["evaluate", str(bundle), "--data", str(data), "--out", str(tmp_path / "ev"),
+                     "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "eval.bootstrap=5"]) == 0
+    assert "1 patient(s) have one picture as both eyes (e.g. '12_left' = '12_right'" in caplog.text
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert [g["image_ids"] for g in metrics["one_picture_as_two_eyes"]] == [["12_left", "12_right"]]
+    assert "1 patient(s) have one picture as both eyes" in (tmp_path / "ev" / "report.md").read_text()

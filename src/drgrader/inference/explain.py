@@ -28,6 +28,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from torch import nn
 
+from drgrader.data.identity_notes import identity_summary
 from drgrader.data.images import ImageReadError, drawing_png, read_image
 from drgrader.data.inputs import collect_inputs
 from drgrader.data.manifest import DataError
@@ -187,6 +188,11 @@ def explain_command(bundle: str | Path | Bundle, images: Sequence[str | Path], o
     table = collect_inputs(images)
     if table.empty:
         raise DataError(f"no images found in {', '.join(str(i) for i in images)}")
+    noted = table[table["identity_note"] != ""]
+    if len(noted):  # a panel titled by a contested id (a shifted CSV cell) must not pass for that patient's eye
+        first = noted.iloc[0]
+        log.warning("%s; a panel is titled by its image id as given: e.g. %s: %s", identity_summary(table["identity_note"]),
+                    first["image_id"], first["identity_note"])
     if bundle.paired_eyes:
         both = table[table["eye"] != ""].groupby("patient_id")["eye"].nunique()
         if (both > 1).any():

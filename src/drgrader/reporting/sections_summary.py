@@ -65,6 +65,11 @@ def _data_warnings(run: RunData) -> list[str]:
         warnings.append(f"{len(copies)} picture(s) appear under more than one patient (e.g. {shown}, grades "
                         f"{', '.join(map(str, copies[0]['grades']))}): the figures count each once per patient, "
                         "each time with its own grade.")
+    as_eyes = run.metrics.get("one_picture_as_two_eyes") or []
+    if as_eyes:
+        shown = " = ".join(f"'{i}'" for i in as_eyes[0]["image_ids"])
+        warnings.append(f"{len(as_eyes)} patient(s) have one picture as both eyes (e.g. {shown}, grades "
+                        f"{', '.join(map(str, as_eyes[0]['grades']))}): the figures count it as two eyes, paired.")
     return warnings
 
 

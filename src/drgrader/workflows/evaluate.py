@@ -73,6 +73,7 @@ def evaluate_command(
     overlap = None  # external data only: how many of its photos the model was trained or tuned on
     changed: list[str] = []  # a run's own data only: what changed in its labels or photos since it was trained
     copies: list[dict] = []  # external data only: one picture under two or more patients
+    one_picture_as_two_eyes: list[dict] = []  # external data only: one picture as both eyes of a patient
     if data is None:
         if run_dir is None:
             raise ConfigError(f"{model} is a bare bundle: give --data to evaluate it on a data set")
@@ -108,7 +109,7 @@ def evaluate_command(
         evaluated_on = f"external:{cfg.data.root}"
         fit = False  # thresholds stay those fitted on the model's own validation split
         overlap = _training_overlap(bundle, run_dir, test_rows)
-        copies = _copies_across_patients(prepared)
+        copies, one_picture_as_two_eyes = _copies_across_patients(prepared)
     out.mkdir(parents=True, exist_ok=True)
     if bundle.members and not bundle.thresholds and val_rows is None:
         log.warning("ensemble without fitted thresholds: decisions use the predicted grade / 0.5")
@@ -129,6 +130,8 @@ def evaluate_command(
         metrics["data_changed_since_training"] = changed
     if copies:
         metrics["copies_across_patients"] = copies
+    if one_picture_as_two_eyes:
+        metrics["one_picture_as_two_eyes"] = one_picture_as_two_eyes
     if bundle.members:
         metrics["members"] = _member_metrics(bundle, val_rows, test_rows, cfg, out)
     write_metrics(out / "metrics.json", metrics)
@@ -172,26 +175,34 @@ def _data_changed(run_dir: Path, prepared) -> list[str]:
     return changed
 
 
-def _copies_across_patients(prepared) -> list[dict]:
-    """One picture (the same bytes, or re-saved, by the cache's fingerprints) under two or more
-    patients of the data to evaluate: the figures count it once per row, each with its own
-    grade. Warned with the sentence a split uses (data summary, train); each group's image ids
-    and grades returned for metrics.json."""
+def _copies_across_patients(prepared) -> tuple[list[dict], list[dict]]:
+    """One picture (the same bytes, or re-saved or mirrored, by the cache's fingerprints) under
+    two or more patients of the data to evaluate, and one picture as two eyes of one patient:
+    the figures count it once per row, each with its own grade (the paired-eye figures as a pair).
+    Warned (the first with the sentence a split uses: data summary, train); each group's image
+    ids and grades returned for metrics.json."""
     from drgrader.data.prepare import copied_pictures
     from drgrader.data.split import copies_sentence
 
     table = prepared.table
-    groups = []
+    across, eyes = [], []
     for positions in copied_pictures(table.assign(picture=table["image_id"].astype(str).map(prepared.pictures))):
         rows = table.iloc[positions].sort_values("image_id")
+        group = {"image_ids": rows["image_id"].tolist(), "grades": rows["grade"].astype(int).tolist()}
         if rows["patient_id"].nunique() > 1:
-            groups.append({"image_ids": rows["image_id"].tolist(), "grades": rows["grade"].astype(int).tolist()})
-    if groups:
-        grades = ", ".join(map(str, groups[0]["grades"]))
+            across.append(group)
+        elif len(set(rows["eye"].astype(str)) - {""}) > 1:
+            eyes.append(group)
+    if across:
+        grades = ", ".join(map(str, across[0]["grades"]))
         log.warning("%s, grades %s: the figures count that picture once per patient, each time with its own grade; "
                     "remove the copies from the data set for figures on distinct photos",
-                    copies_sentence([g["image_ids"] for g in groups]), grades)
-    return groups
+                    copies_sentence([g["image_ids"] for g in across]), grades)
+    if eyes:
+        log.warning("%d patient(s) have one picture as both eyes (e.g. %s, grades %s: the same pixels or mirror images): "
+                    "the figures count it as two eyes, paired; remove one for figures on distinct eyes", len(eyes),
+                    " = ".join(map(repr, eyes[0]["image_ids"])), ", ".join(map(str, eyes[0]["grades"])))
+    return across, eyes
 
 
 def _training_overlap(bundle, run_dir: Path | None, rows) -> dict | None:
