@@ -523,3 +523,18 @@ def test_a_messidor2_gradable_cell_other_than_0_or_1_is_refused_naming_the_row(t
     labels.write_text(labels.read_text().replace("IM000001.jpg,3,1,1", f"IM000001.jpg,3,1,{cell}"))
     with pytest.raises(DataError, match=rf"row 3 \(image 'IM000001'\): adjudicated_gradable '{cell}' is not one of 0, 1$"):
         read_dataset(root, "messidor2")
+
+
+def test_data_summary_refuses_a_split_file_that_train_would_refuse(synth_dir, tmp_path, capsys):
+    """Probe 32 B15: `data summary` drew its split table from a split file putting a patient's two
+    eyes in train and test, without a word; train refuses the same file."""
+    import pandas as pd
+
+    ids = pd.read_csv(synth_dir / "trainLabels.csv")["image"]
+    split = pd.DataFrame({"image_id": ids, "patient_id": ids.str.rsplit("_", n=1).str[0], "split": "train"})
+    left = ids[ids.str.endswith("_left")].iloc[0]
+    split.loc[split["image_id"] == left.replace("_left", "_right"), "split"] = "test"
+    split.to_csv(tmp_path / "split.csv", index=False)
+    assert main(["data", "summary", "demo", "--set", f"data.root={synth_dir}",
+                 "--set", f"data.split.file={tmp_path / 'split.csv'}"]) == 2
+    assert "1 patients have images in more than one split" in capsys.readouterr().err

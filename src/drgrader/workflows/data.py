@@ -28,10 +28,9 @@ def preprocess(cfg: ExperimentConfig, *, workers: int | None = None, shard: tupl
 
 def data_summary(cfg: ExperimentConfig) -> str:
     """The data set described in plain text: counts per grade, split, eye, source; what was left out."""
-    from drgrader.data.manifest import read_manifest
-    from drgrader.data.split import make_split
+    from drgrader.data.prepare import read_and_split
     from drgrader.data.summary import format_summary, summarize
 
-    manifest = read_manifest(cfg.data)
-    split = make_split(manifest.table, cfg.data.split)
-    return format_summary(summarize(manifest.table, split, skipped=manifest.skipped.as_dict()))
+    # The checks train makes before its first epoch: a split file putting a patient on two sides is refused here too.
+    table, skipped, split = read_and_split(cfg.data)
+    return format_summary(summarize(table, split, skipped=skipped))
