@@ -532,8 +532,11 @@ def test_a_second_label_file_beside_the_one_read_is_named(tmp_path):
 
 
 
-@pytest.mark.parametrize("other", ["grades.csv", "labels/trainLabels.csv", "corrected/severity.csv"])
-def test_a_label_file_under_any_name_beside_the_one_read_is_named(tmp_path, other):
+@pytest.mark.parametrize(("other", "header"), [("grades.csv", "image,Grade"), ("labels/trainLabels.csv", "image,Grade"),
+                                               ("corrected/severity.csv", "image,Grade"),
+                                               ("corrected_labels.csv", "image,label"),  # probe 32 B20
+                                               ("v2.csv", "image,level_updated")])
+def test_a_label_file_under_any_name_beside_the_one_read_is_named(tmp_path, other, header):
     """Probe 30 W7: a second label file was named only when its name held 'label' and it lay in the
     root (grades.csv, labels/trainLabels.csv were left out without a word); Kaggle's template
     sampleSubmission.csv (every level 0) and CSVs without an image and a grade column are not named."""
@@ -544,7 +547,7 @@ def test_a_label_file_under_any_name_beside_the_one_read_is_named(tmp_path, othe
     (root / "sampleSubmission.csv").write_text("image,level\n10_left,0\n10_right,0\n")
     (root / "visits.csv").write_text("patient,date\n10,2015-01-01\n")
     (root / other).parent.mkdir(exist_ok=True)
-    (root / other).write_text("image,Grade\n10_left,4\n10_right,4\n")
+    (root / other).write_text(f"{header}\n10_left,4\n10_right,4\n")
     with pytest.warns(UserWarning, match=rf"holds trainLabels.csv and {other}: read trainLabels.csv \(kaggle\); "
                                          rf"{other} is not read \(data.format=csv and data.labels={other} read it instead\)$"):
         read_manifest(DataConfig(root=root))

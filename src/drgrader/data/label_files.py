@@ -232,7 +232,6 @@ def refuse_repeated_columns(header: list[str], shown: str) -> None:
 # The image and grade columns of the label files drgrader reads (kaggle, aptos, idrid, messidor2,
 # csv), by column_key: a CSV with one of each is a label file, whatever its name.
 _IMAGE_COLUMN_KEYS = {"image", "imageid", "imagename", "imagepath", "idcode", "path", "file", "filename", "img", "photo"}
-_GRADE_COLUMN_WORDS = ("level", "grade", "diagnosis", "severity", "retinopathy")
 # A column name's words that make it read as a DR grade: a word starting with one of these
 # (``levels``, ``graded``, ``diagnoses``) or one of the short names (``DR``, ``label``)...
 _GRADE_WORD_STARTS = ("level", "grade", "grading", "diagnos", "severit", "retinopath")
@@ -281,8 +280,10 @@ def looks_like_label_file(path: Path) -> bool:
     try:
         text, _ = decode_lines(path.read_bytes()[:20_000_000])
         rows = csv.reader(io.StringIO(text, newline=""))
-        keys = [column_key(cell) for cell in next(rows, [])]
-        grade = next((k for k, key in enumerate(keys) if any(word in key for word in _GRADE_COLUMN_WORDS)), None)
+        header = next(rows, [])
+        keys = [column_key(cell) for cell in header]
+        # A grade column by the rule a second grade column is refused by (corrected_labels.csv's 'label').
+        grade = next((k for k, cell in enumerate(header) if looks_like_grade(cell)), None)
         if grade is None or not _IMAGE_COLUMN_KEYS & set(keys):
             return False
         return any(fields[grade].strip() not in ("", "0") for fields in rows if len(fields) > grade)
