@@ -59,7 +59,7 @@ def test_int8_export_passes_its_gate_and_grades_without_pytorch_weights(run_dir,
 
 
 @pytest.mark.slow
-def test_int8_failing_the_gate_is_refused_and_leaves_the_float_bundle(run_dir, tmp_path, monkeypatch, capsys):
+def test_int8_failing_the_gate_is_refused_and_leaves_the_float_bundle(run_dir, tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.setattr(quantize, "Gate", lambda: Gate(agreement=1.01))  # no graph can agree on 101%
     out = tmp_path / "refused"
     assert main(["export", str(run_dir / "bundle"), "--int8", "--out", str(out)]) == 2
@@ -75,6 +75,10 @@ def test_int8_failing_the_gate_is_refused_and_leaves_the_float_bundle(run_dir, t
     best = max(record["attempts"], key=lambda a: a["agreement"])
     assert not record["passed_gate"] and record["recipe"] == quantize.Recipe(**best["recipe"]).describe()
     assert sorted(p.name for p in kept.glob("*.onnx")) == ["model.int8.onnx", "model.onnx"]
+    # Probe 32 B18: whoever grades with it later is told, not only the export's log and card.
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        load_bundle(kept, "onnx")
+    assert f"{kept} grades with its int8 graph, which failed its parity gate at export" in caplog.text
 
 
 def test_an_interrupted_int8_export_leaves_nothing(run_dir, tmp_path, monkeypatch):

@@ -183,6 +183,11 @@ def load_bundle(path: str | Path, backend: str = "auto") -> Bundle:
         runner = _torch_runner(path, manifest, "the torch backend" if has_onnx else f"{path}, a bundle without model.onnx,")
     elif backend == "onnx":
         runner = _onnx_runner(path, manifest, onnx_file)
+        int8 = manifest.get("int8") or {}
+        if onnx_file == int8.get("file") and not int8.get("passed_gate", True):  # export --int8-anyway
+            logging.getLogger("drgrader").warning(
+                "%s grades with its int8 graph, which failed its parity gate at export (see its MODEL_CARD.md); "
+                "--backend torch grades with the float weights", path)
     else:
         raise BundleError(f"unknown backend {backend!r}; use torch, onnx or auto")
     return Bundle(path, manifest, runner=runner)
