@@ -354,6 +354,8 @@ def test_an_ensemble_edited_by_hand_is_refused_when_opened(tiny_bundle, other_ti
     shutil.copytree(tiny_bundle, swapped / manifest["members"][1])
     said = refused(swapped, photo, tmp_path, capsys)
     assert f"{manifest['members'][1]} does not hold the weights the ensemble was made from" in said
+    assert main(["models", str(swapped)]) == 2  # probe 32 B13: its card was printed as if nothing were wrong
+    assert "does not hold the weights the ensemble was made from" in capsys.readouterr().err
     # members reordered against member_info: the card would describe each folder as another model
     reordered = copy("reordered")
     (reordered / "bundle.json").write_text(json.dumps({**manifest, "members": manifest["members"][::-1]}))
