@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from drgrader.config import ConfigError, DataConfig, ExperimentConfig, PreprocessConfig, load_config
+from drgrader.config import ConfigError, DataConfig, ExperimentConfig, PreprocessConfig, config_to_dict, load_config
 from drgrader.inference.bundle import MANIFEST, load_bundle
 
 log = logging.getLogger("drgrader")
@@ -22,20 +22,60 @@ def find_bundle(model: Path) -> tuple[Path, Path | None]:
 
 
 BUNDLE_DECIDES = ("data.image_size", "data.preprocess", "data.split", "eval.tta")  # set from the bundle, not the data
+NEVER_FITTED = "eval.threshold_objective"  # evaluate --data fits no thresholds: the bundle's are used
+
+
+def _why_not_used(key: str) -> str:
+    if key == NEVER_FITTED:
+        return "evaluate --data fits no thresholds (the bundle's own are used)"
+    return "evaluate --data takes it from the bundle (or, for data.split, grades every photo)"
+
+
+def _leaves(section: object, key: str) -> list[tuple[str, object]]:
+    """(dotted key, value) of every leaf under ``key`` of a config's nested dict."""
+    if isinstance(section, dict):
+        return [leaf for name, value in section.items() for leaf in _leaves(value, f"{key}.{name}")]
+    return [(key, section)]
+
+
+def _at(tree: dict, key: str) -> object:
+    for name in key.split("."):
+        tree = tree.get(name) if isinstance(tree, dict) else None
+    return tree
+
+
+def _dropped_yaml_field(cfg: ExperimentConfig, bundle_manifest: dict) -> tuple[str, object] | None:
+    """A field the bundle decides (or one evaluate --data never uses) that the YAML sets to
+    neither the default nor the bundle's own value: it would be dropped unsaid."""
+    given, defaults = config_to_dict(cfg), config_to_dict(ExperimentConfig())
+    trained = (bundle_manifest.get("config") or {}).get("eval") or {}
+    preprocess = bundle_manifest.get("preprocess")
+    bundles = {"data": {"image_size": bundle_manifest.get("input_size"),
+                        "preprocess": PreprocessConfig.model_validate(preprocess).model_dump(mode="json") if preprocess else None},
+               "eval": {"tta": bundle_manifest.get("tta"), "threshold_objective": trained.get("threshold_objective")}}
+    for key in (*BUNDLE_DECIDES, NEVER_FITTED):
+        for leaf, value in _leaves(_at(given, key), key):
+            if value != _at(defaults, leaf) and value != _at(bundles, leaf):  # data.split: every photo is graded
+                return leaf, value
+    return None
 
 
 def external_config(data: str, bundle_manifest: dict, overrides: list[str]) -> ExperimentConfig:
     """Data to evaluate on: a YAML experiment (its data section) or a data-set folder. The
-    preprocessing, input size, TTA and split (all of it is test) are the bundle's, whatever the
-    YAML says; a ``--set`` of one of them, which would be ignored, is refused."""
+    preprocessing, input size, TTA and split (all of it is test) are the bundle's, and no
+    thresholds are fitted; a ``--set`` of one of them, or a YAML setting one to neither the
+    default nor the bundle's value, which would be ignored, is refused."""
     for item in overrides:
         key = item.split("=", 1)[0].strip()
-        if any(key == k or key.startswith(k + ".") for k in BUNDLE_DECIDES):
-            raise ConfigError(f"--set {key}: evaluate --data takes it from the bundle (or, for data.split, "
-                              "grades every photo); drop it")
+        if any(key == k or key.startswith(k + ".") for k in (*BUNDLE_DECIDES, NEVER_FITTED)):
+            raise ConfigError(f"--set {key}: {_why_not_used(key)}; drop it")
     path = Path(data)
     if path.suffix in (".yaml", ".yml"):
         cfg = load_config(path, overrides)
+        dropped = _dropped_yaml_field(cfg, bundle_manifest)
+        if dropped is not None:
+            raise ConfigError(f"{data} sets {dropped[0]} to {dropped[1]!r}: {_why_not_used(dropped[0])}; "
+                              "drop it from the file")
     elif path.is_dir():
         cfg = load_config(None, overrides)
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": path})})
