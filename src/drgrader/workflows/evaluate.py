@@ -147,7 +147,7 @@ def evaluate_command(
         val_rows, test_rows = None, prepared.rows("test")
         evaluated_on = f"external:{cfg.data.root}"
         fit = False  # thresholds stay those fitted on the model's own validation split
-        overlap = _training_overlap(bundle, run_dir, test_rows)
+        overlap = _training_overlap(bundle, run_dir, test_rows, prepared.pictures)
         copies = _copies_across_patients(prepared)
     out.mkdir(parents=True, exist_ok=True)
     if bundle.members and not bundle.thresholds and val_rows is None:
@@ -234,11 +234,11 @@ def _copies_across_patients(prepared) -> list[dict]:
     return groups
 
 
-def _training_overlap(bundle, run_dir: Path | None, rows) -> dict | None:
-    """How many of the photos to evaluate the bundle's training record says it was trained or
-    tuned on (evaluation.training_overlap), warned when any; None when the bundle has no record
-    (warned: "external" cannot be checked). An ensemble without its cv folder: its members'
-    records together."""
+def _training_overlap(bundle, run_dir: Path | None, rows, pictures: dict[str, str]) -> dict | None:
+    """How many of the photos to evaluate (``pictures``: their fingerprints by image id, from
+    the cache) the bundle's training record says it was trained or tuned on
+    (evaluation.training_overlap), warned when any; None when the bundle has no record (warned:
+    "external" cannot be checked). An ensemble without its cv folder: its members' records together."""
     from drgrader.evaluation.training_overlap import (
         TRAINING_DIGESTS,
         TrainingPhotos,
@@ -252,12 +252,14 @@ def _training_overlap(bundle, run_dir: Path | None, rows) -> dict | None:
         found = [p for m in bundle.leaves() if (p := training_photos(m.path, None, m.manifest)) is not None]
         if found:
             photos = TrainingPhotos("the records of its members (" + "; ".join(dict.fromkeys(p.source for p in found)) + ")",
-                                    set().union(*(p.paths for p in found)), set().union(*(p.digests for p in found)))
+                                    set().union(*(p.paths for p in found)), set().union(*(p.digests for p in found)),
+                                    [picture for p in found for picture in p.pictures])
     if photos is None:
         log.warning("%s carries no record of the photos it was trained on (its run folder, or %s): that this data "
                     "set is external to it is not checked", bundle.path, TRAINING_DIGESTS)
         return None
-    overlap = training_overlap(photos, [str(p) for p in rows["path"]])
+    overlap = training_overlap(photos, [str(p) for p in rows["path"]],
+                               [pictures.get(str(i), "") for i in rows["image_id"]])
     if overlap["photos"]:
         log.warning(overlap_sentence(overlap))
     return overlap
