@@ -256,6 +256,36 @@ def test_options_that_would_be_ignored_are_refused(tiny_bundle, photos, tmp_path
         assert main(["evaluate", str(tiny_bundle), "--data", str(photos), "--set", key, "--out", str(tmp_path / "e")]) == 2
         assert f"--set {key.split('=')[0]}: evaluate --data takes it from the bundle" in error_line(capsys)
         assert not (tmp_path / "e").exists()
+    # Probe 32 B8: eval.threshold_objective was dropped (evaluate --data fits no thresholds).
+    assert main(["evaluate", str(tiny_bundle), "--data", str(photos), "--set", "eval.threshold_objective=sensitivity",
+                 "--out", str(tmp_path / "e")]) == 2
+    assert "--set eval.threshold_objective: evaluate --data fits no thresholds" in error_line(capsys)
+
+
+def test_fields_of_an_evaluate_yaml_that_the_bundle_decides_are_refused_as_their_set_is(tiny_bundle, photos, tmp_path,
+                                                                                      capsys):
+    """Probe 32 B8: ``evaluate BUNDLE --data EXP.yaml`` dropped the YAML's data.image_size,
+    data.preprocess.*, data.split.*, eval.tta and eval.threshold_objective without a word (the
+    bundle's are used), though the same by ``--set`` were refused."""
+    from drgrader.inference.bundle_spec import read_manifest
+    from drgrader.workflows.evaluate import external_config
+
+    manifest = read_manifest(tiny_bundle)
+    size = manifest["input_size"]
+    for section, field in (("data", f"image_size: {size + 16}"), ("data", "preprocess: {ben_graham: true}"),
+                           ("data", "split: {test: 0.5}"), ("eval", "tta: [orig, vflip]"),
+                           ("eval", "threshold_objective: sensitivity")):
+        config = tmp_path / "ev.yaml"
+        config.write_text(f"data:\n  root: {photos}\n" + (f"{section}:\n" if section != "data" else "") + f"  {field}\n")
+        assert main(["evaluate", str(tiny_bundle), "--data", str(config), "--out", str(tmp_path / "e")]) == 2, field
+        key = f"{section}.{field.split(':')[0]}"
+        line = error_line(capsys)
+        assert line.startswith(f"error: {config} sets {key}") and "drop it from the file" in line, line
+        assert not (tmp_path / "e").exists()
+    # The default, or the bundle's own value (the experiment it was trained with), is not dropped: it is what is used.
+    config.write_text(f"data:\n  root: {photos}\n  image_size: {size}\n  split: {{method: patient}}\n"
+                      f"eval:\n  tta: {manifest['tta']}\n  threshold_objective: youden\n")
+    assert external_config(str(config), manifest, []).data.image_size == size
 
 
 # ---------------------------------------------------------------------------- label files

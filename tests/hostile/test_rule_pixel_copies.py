@@ -17,7 +17,14 @@ from fastapi.testclient import TestClient
 
 import drgrader
 from drgrader.cli import main
-from drgrader.data.same_picture import SAME_PICTURE, close_pairs, picture_print, print_grid, same_pictures
+from drgrader.data.same_picture import (
+    SAME_PICTURE,
+    close_pairs,
+    one_picture_with_any,
+    picture_print,
+    print_grid,
+    same_pictures,
+)
 from drgrader.inference.bundle import load_bundle
 from drgrader.inference.predict import PICTURE_COLUMN
 from drgrader.synth import make_fundus
@@ -222,6 +229,9 @@ def test_only_photos_with_a_picture_are_compared():
     assert same_pictures(prints, units=["a.dcm", "a.dcm", "b", "c", "d"]) == []
     [(i, j, same, mirror)] = close_pairs([print_grid(p) for p in prints])
     assert (i, j) == (0, 1) and mirror < SAME_PICTURE < same
+    # One side against the other (evaluate's training-overlap check): the same pairs, across only.
+    assert one_picture_with_any(prints[1:], prints[:1]) == [True, False, False, False]
+    assert one_picture_with_any(prints[2:], prints[:2]) == [False, False, False] and one_picture_with_any(prints, []) == [False] * 5
 
 
 def serve_post(client, right: tuple[str, bytes], left: tuple[str, bytes]):
@@ -330,3 +340,64 @@ def test_evaluate_on_a_patient_whose_two_eyes_are_one_picture_warns(tiny_bundle,
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert [g["image_ids"] for g in metrics["one_picture_as_two_eyes"]] == [["12_left", "12_right"]]
     assert "1 patient(s) have one picture as both eyes" in (tmp_path / "ev" / "report.md").read_text()
+
+
+def test_evaluate_on_the_training_photos_re_saved_is_not_external_when_the_run_folder_is_known(
+        tiny_bundle, synth_dir, tmp_path, caplog):
+    """Probe 32 B7: the training photos re-saved as PNG (any re-encode, a resized copy) were an
+    "external" evaluation, filed on the card: the overlap check compared paths and bytes only,
+    though the run folder's pictures.csv holds every training photo's fingerprint."""
+    import shutil
+
+    from conftest import tiny_config
+
+    from drgrader.data.prepare import prepare_data
+    from drgrader.evaluation.training_overlap import TRAINING_DIGESTS, write_training_digests
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = tiny_config(synth_dir, **{"data.cache_dir": str(tmp_path / "cache")})
+    prepare_data(cfg.data, run, progress=False)  # the run's manifest.csv, split.csv and pictures.csv, as train writes them
+    (run / "config.yaml").write_text("name: run\n")
+    shutil.copytree(tiny_bundle, run / "bundle")
+    split = pd.read_csv(run / "split.csv", dtype=str)
+    seen = int(split["split"].isin(["train", "val"]).sum())
+    assert 0 < seen < len(split)
+    resaved = tmp_path / "resaved"
+    (resaved / "images").mkdir(parents=True)
+    for photo in sorted((synth_dir / "images").iterdir()):
+        picture = cv2.imread(str(photo))
+        if photo.stem.startswith("1"):  # some resized, some mirrored: the same picture still
+            picture = cv2.resize(picture, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
+        if photo.stem.startswith("2"):
+            picture = picture[:, ::-1]
+        cv2.imwrite(str(resaved / "images" / f"{photo.stem}.png"), picture)
+    shutil.copyfile(synth_dir / "trainLabels.csv", resaved / "trainLabels.csv")
+
+    def evaluate(model, out):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="drgrader"):
+            assert main(["evaluate", str(model), "--data", str(resaved), "--out", str(tmp_path / out),
+                         "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "eval.bootstrap=5"]) == 0
+        return json.loads((tmp_path / out / "metrics.json").read_text())["training_overlap"]
+
+    overlap = evaluate(run / "bundle", "ev")
+    assert overlap["photos"] == seen and overlap["of"] == len(split), overlap
+    assert (f"{seen} of {len(split)} evaluated photos were used to train or tune this model (found by path, bytes or "
+            f"picture in its run folder {run} (train and validation splits)") in caplog.text
+    card = run / "bundle" / "MODEL_CARD.md"
+    assert not card.exists() or "<!-- drgrader:external" not in card.read_text(encoding="utf-8")
+    # A cross-validation's folds saw every photo.
+    cv = tmp_path / "cv"
+    (cv / "fold-0").mkdir(parents=True)
+    for name in ("manifest.csv", "split.csv", "pictures.csv"):
+        shutil.copyfile(run / name, cv / "fold-0" / name)
+    (cv / "cv.json").write_text('{"folds": 1}')
+    (cv / "config.yaml").write_text("name: cv\n")
+    shutil.copytree(tiny_bundle, cv / "bundle")
+    assert evaluate(cv, "ev-cv")["photos"] == len(split)
+    # Away from its run, with only the digests of its photos' bytes: a re-saved copy is not found (documented).
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_bundle, bare)
+    write_training_digests(run, bare)
+    assert (bare / TRAINING_DIGESTS).is_file() and evaluate(bare, "ev-bare")["photos"] == 0

@@ -10,7 +10,9 @@ normalised to zero mean and unit length. The distance of two photos is ``1 - a .
 correlation); of a photo and the mirror image of another, the same with the other's grid
 flipped left to right. :func:`same_pictures` groups the photos within :data:`SAME_PICTURE` of
 each other; what is done about them (a note; never a patient's two eyes) is
-:func:`drgrader.data.identity.note_same_pictures`'s to say.
+:func:`drgrader.data.identity.note_same_pictures`'s to say. :func:`one_picture_with_any` tells
+which photos are one picture with any of another set (evaluate's check against a model's
+training photos).
 
 The whole frame, not the fundus crop: the fundus circle found in an odd photo can move by a
 twentieth of its size between the photo and its re-saved copy, or not be found in its half-size
@@ -109,6 +111,18 @@ def _pooled(grids: np.ndarray) -> np.ndarray:
     return (cells.sum(axis=(2, 4)) / _POOL).reshape(n, -1)
 
 
+def _near(rows: np.ndarray, columns: np.ndarray, threshold: float):
+    """The prefilter: each ``(i, j)`` whose pooled grids (:func:`_pooled`) could be within
+    ``threshold`` (exact: |a - b|^2 = 2 d, and pooling never lengthens it), in blocks of rows."""
+    row_norms, column_norms = (rows**2).sum(1), (columns**2).sum(1)
+    bound = 2 * threshold + 1e-4  # and float32's rounding of the expanded square
+    block = max(1, 4_000_000 // max(1, len(columns)))
+    for start in range(0, len(rows), block):
+        squared = row_norms[start:start + block, None] + column_norms[None, :] - 2 * rows[start:start + block] @ columns.T
+        for i, j in zip(*np.nonzero(squared <= bound)):
+            yield start + int(i), int(j)
+
+
 def close_pairs(grids: Sequence[np.ndarray | None], threshold: float = SAME_PICTURE) -> list[tuple[int, int, float, float]]:
     """Every pair ``(i, j, same, mirror)``, i < j, of grids (:func:`print_grid`; None: no
     fingerprint) within ``threshold`` of each other or of the other's mirror image: ``same`` and
@@ -120,25 +134,39 @@ def close_pairs(grids: Sequence[np.ndarray | None], threshold: float = SAME_PICT
     known = [k for k, _ in present]
     stack = np.stack([g for _, g in present]).astype(np.float32)
     flat, flat_mirror = stack.reshape(len(known), -1), stack[:, :, ::-1].reshape(len(known), -1)
-    pooled, pooled_mirror = _pooled(stack), _pooled(stack[:, :, ::-1])
-    norms, norms_mirror = (pooled**2).sum(1), (pooled_mirror**2).sum(1)
-    bound = 2 * threshold + 1e-4  # and float32's rounding of the expanded square
-    block = max(1, 4_000_000 // len(known))
+    pooled = _pooled(stack)
     candidates: set[tuple[int, int]] = set()
-    for start in range(0, len(known), block):
-        rows = slice(start, start + block)
-        for other, other_norms in ((pooled, norms), (pooled_mirror, norms_mirror)):
-            squared = norms[rows, None] + other_norms[None, :] - 2 * pooled[rows] @ other.T
-            for i, j in zip(*np.nonzero(squared <= bound)):
-                a, b = start + int(i), int(j)
-                if a != b:
-                    candidates.add((min(a, b), max(a, b)))
+    for other in (pooled, _pooled(stack[:, :, ::-1])):
+        for a, b in _near(pooled, other, threshold):
+            if a != b:
+                candidates.add((min(a, b), max(a, b)))
     pairs = []
     for a, b in sorted(candidates):
         same, mirror = 1.0 - float(flat[a] @ flat[b]), 1.0 - float(flat[a] @ flat_mirror[b])
         if min(same, mirror) <= threshold:
             pairs.append((known[a], known[b], same, mirror))
     return pairs
+
+
+def one_picture_with_any(prints: Sequence[str], known: Sequence[str], threshold: float = SAME_PICTURE) -> list[bool]:
+    """For each fingerprint's text of ``prints``, whether it is one picture with one of ``known``
+    (the same pixels, or the mirror image; '' matches nothing): :func:`close_pairs`' test and
+    prefilter, one side against the other only (a few thousand photos against a training set
+    of tens of thousands in seconds)."""
+    found = [False] * len(prints)
+    mine = [(k, g) for k, p in enumerate(prints) if (g := print_grid(p)) is not None]
+    theirs = [g for p in known if (g := print_grid(p)) is not None]
+    if not mine or not theirs:
+        return found
+    stack, others = np.stack([g for _, g in mine]).astype(np.float32), np.stack(theirs).astype(np.float32)
+    flat, pooled = stack.reshape(len(mine), -1), _pooled(stack)
+    for other in (others, others[:, :, ::-1]):
+        other_flat = other.reshape(len(other), -1)
+        for i, j in _near(pooled, _pooled(other), threshold):
+            k = mine[i][0]
+            if not found[k] and 1.0 - float(flat[i] @ other_flat[j]) <= threshold:
+                found[k] = True
+    return found
 
 
 def same_pictures(prints: Sequence[str], units: Sequence[Hashable] | None = None,

@@ -5,14 +5,17 @@ model learnt from or chose its checkpoint and thresholds on. What the bundle's t
 says, in this order:
 
 - its run folder (the bundle inside it): ``manifest.csv`` and ``split.csv``, each photo's path
-  and split (a test-split photo was not seen); a cross-validation's folds saw every photo;
+  and split (a test-split photo was not seen), and ``pictures.csv``, each photo's picture
+  fingerprint (data.same_picture); a cross-validation's folds saw every photo;
 - :data:`TRAINING_DIGESTS` in the bundle folder (the built-in grader ships one): the sha256 of
   each photo it was trained or validated on, for a bundle without its run folder or data;
 - else the folder it was trained on (its bundle.json's ``config.data.root``) when it is here:
   every photo under it counts, as the record cannot tell its splits apart.
 
-A photo is one of them by its path (links resolved) or by its bytes (a copy). A re-saved copy
-(other bytes, the same picture) is not found here.
+A photo is one of them by its path (links resolved), by its bytes (a copy) or, against a run
+folder's fingerprints, by its picture (:func:`~drgrader.data.same_picture.one_picture_with_any`:
+a PNG of a JPEG, a re-saved, resized or mirrored copy). With :data:`TRAINING_DIGESTS` or the
+data folder only, a re-saved copy (other bytes, the same picture) is not found.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.data.manifest import IMAGE_EXTENSIONS
+from drgrader.data.prepare import PICTURES_FILE
+from drgrader.data.same_picture import one_picture_with_any
 from drgrader.io import sha256_file
 
 log = logging.getLogger("drgrader")
@@ -34,11 +39,19 @@ SEEN_SPLITS = ("train", "val")
 
 @dataclass
 class TrainingPhotos:
-    """The photos a model learnt from or was tuned on: by path and, where known, by bytes."""
+    """The photos a model learnt from or was tuned on: by path and, where known, by bytes and
+    by picture."""
 
     source: str  # where the record comes from, in words
     paths: set[Path] = field(default_factory=set)
     digests: set[str] = field(default_factory=set)
+    pictures: list[str] = field(default_factory=list)  # fingerprints (data.same_picture)
+
+    def compared_by(self) -> str:
+        """How an evaluated photo is compared with these, in words: ``path, bytes or picture``."""
+        ways = (["path"] if self.paths else []) + (["bytes"] if self.paths or self.digests else []) + (
+            ["picture"] if self.pictures else [])
+        return ", ".join(ways[:-1]) + " or " + ways[-1] if len(ways) > 1 else "".join(ways)
 
 
 def digest(path: str | Path) -> str:
@@ -52,18 +65,31 @@ def _resolved(path: str | Path) -> Path:
         return Path(path).absolute()
 
 
+def _pictures(run_dir: Path, image_ids) -> list[str]:
+    """The fingerprints a run folder's ``pictures.csv`` records for ``image_ids`` (none without one)."""
+    record = run_dir / PICTURES_FILE
+    if not record.is_file():
+        return []
+    table = pd.read_csv(record, dtype=str, keep_default_na=False)
+    return [p for i, p in zip(table["image_id"], table["picture"]) if p and i in image_ids]
+
+
 def _from_run(run_dir: Path) -> TrainingPhotos | None:
     """A run's train and validation photos; every photo of a cross-validation's folds."""
     folds = sorted(run_dir.glob("fold-*/manifest.csv")) if (run_dir / "cv.json").is_file() else []
     if folds:
-        paths = {_resolved(p) for f in folds for p in pd.read_csv(f, dtype=str)["path"].dropna()}
-        return TrainingPhotos(f"its cross-validation folder {run_dir} (each photo trained a fold model)", paths)
+        tables = [(f.parent, pd.read_csv(f, dtype=str)) for f in folds]
+        paths = {_resolved(p) for _, table in tables for p in table["path"].dropna()}
+        pictures = [p for fold, table in tables for p in _pictures(fold, set(table["image_id"]))]
+        return TrainingPhotos(f"its cross-validation folder {run_dir} (each photo trained a fold model)", paths,
+                              pictures=pictures)
     manifest, split = run_dir / "manifest.csv", run_dir / "split.csv"
     if not (manifest.is_file() and split.is_file()):
         return None
     table = pd.read_csv(manifest, dtype=str).merge(pd.read_csv(split, dtype=str)[["image_id", "split"]], on="image_id")
     seen = table[table["split"].isin(SEEN_SPLITS)]
-    return TrainingPhotos(f"its run folder {run_dir} (train and validation splits)", {_resolved(p) for p in seen["path"]})
+    return TrainingPhotos(f"its run folder {run_dir} (train and validation splits)", {_resolved(p) for p in seen["path"]},
+                          pictures=_pictures(run_dir, set(seen["image_id"])))
 
 
 def training_photos(bundle_dir: Path, run_dir: Path | None, manifest: dict) -> TrainingPhotos | None:
@@ -83,9 +109,10 @@ def training_photos(bundle_dir: Path, run_dir: Path | None, manifest: dict) -> T
     return None
 
 
-def training_overlap(photos: TrainingPhotos, evaluated: list[str]) -> dict:
-    """``{"photos": n, "of": m, "source": ..., "examples": [...]}``: how many of the evaluated
-    photos (paths) are training photos, by path or by bytes."""
+def training_overlap(photos: TrainingPhotos, evaluated: list[str], pictures: list[str] | None = None) -> dict:
+    """``{"photos": n, "of": m, "source": ..., "compared_by": ..., "examples": [...]}``: how many
+    of the evaluated photos (paths; ``pictures``: their fingerprints, in the same order) are
+    training photos, by path, by bytes or by picture."""
     sizes: dict[int, list[Path]] = {}
     for path in photos.paths:
         try:
@@ -114,14 +141,17 @@ def training_overlap(photos: TrainingPhotos, evaluated: list[str]) -> dict:
                 return True
         return False
 
-    hits = [path for path in evaluated if seen(path)]
-    return {"photos": len(hits), "of": len(evaluated), "source": photos.source, "examples": [Path(p).name for p in hits[:5]]}
+    same_picture = one_picture_with_any(pictures, photos.pictures) if pictures else [False] * len(evaluated)
+    hits = [path for path, picture in zip(evaluated, same_picture) if picture or seen(path)]
+    return {"photos": len(hits), "of": len(evaluated), "source": photos.source, "compared_by": photos.compared_by(),
+            "examples": [Path(p).name for p in hits[:5]]}
 
 
 def overlap_sentence(overlap: dict) -> str:
     """One line for the log, the report and the card's refusal: what the figures are not."""
     return (f"{overlap['photos']} of {overlap['of']} evaluated photos were used to train or tune this model "
-            f"(by {overlap['source']}; e.g. {', '.join(overlap['examples'])}): these figures are on its own "
+            f"(found by {overlap.get('compared_by') or 'path or bytes'} in {overlap['source']}; "
+            f"e.g. {', '.join(overlap['examples'])}): these figures are on its own "
             "training data, not an external evaluation")
 
 

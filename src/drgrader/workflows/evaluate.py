@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from drgrader.config import ConfigError, DataConfig, ExperimentConfig, PreprocessConfig, load_config
+from drgrader.config import ConfigError, DataConfig, ExperimentConfig, PreprocessConfig, config_to_dict, load_config
 from drgrader.inference.bundle import MANIFEST, load_bundle
 
 log = logging.getLogger("drgrader")
@@ -22,20 +22,60 @@ def find_bundle(model: Path) -> tuple[Path, Path | None]:
 
 
 BUNDLE_DECIDES = ("data.image_size", "data.preprocess", "data.split", "eval.tta")  # set from the bundle, not the data
+NEVER_FITTED = "eval.threshold_objective"  # evaluate --data fits no thresholds: the bundle's are used
+
+
+def _why_not_used(key: str) -> str:
+    if key == NEVER_FITTED:
+        return "evaluate --data fits no thresholds (the bundle's own are used)"
+    return "evaluate --data takes it from the bundle (or, for data.split, grades every photo)"
+
+
+def _leaves(section: object, key: str) -> list[tuple[str, object]]:
+    """(dotted key, value) of every leaf under ``key`` of a config's nested dict."""
+    if isinstance(section, dict):
+        return [leaf for name, value in section.items() for leaf in _leaves(value, f"{key}.{name}")]
+    return [(key, section)]
+
+
+def _at(tree: dict, key: str) -> object:
+    for name in key.split("."):
+        tree = tree.get(name) if isinstance(tree, dict) else None
+    return tree
+
+
+def _dropped_yaml_field(cfg: ExperimentConfig, bundle_manifest: dict) -> tuple[str, object] | None:
+    """A field the bundle decides (or one evaluate --data never uses) that the YAML sets to
+    neither the default nor the bundle's own value: it would be dropped unsaid."""
+    given, defaults = config_to_dict(cfg), config_to_dict(ExperimentConfig())
+    trained = (bundle_manifest.get("config") or {}).get("eval") or {}
+    preprocess = bundle_manifest.get("preprocess")
+    bundles = {"data": {"image_size": bundle_manifest.get("input_size"),
+                        "preprocess": PreprocessConfig.model_validate(preprocess).model_dump(mode="json") if preprocess else None},
+               "eval": {"tta": bundle_manifest.get("tta"), "threshold_objective": trained.get("threshold_objective")}}
+    for key in (*BUNDLE_DECIDES, NEVER_FITTED):
+        for leaf, value in _leaves(_at(given, key), key):
+            if value != _at(defaults, leaf) and value != _at(bundles, leaf):  # data.split: every photo is graded
+                return leaf, value
+    return None
 
 
 def external_config(data: str, bundle_manifest: dict, overrides: list[str]) -> ExperimentConfig:
     """Data to evaluate on: a YAML experiment (its data section) or a data-set folder. The
-    preprocessing, input size, TTA and split (all of it is test) are the bundle's, whatever the
-    YAML says; a ``--set`` of one of them, which would be ignored, is refused."""
+    preprocessing, input size, TTA and split (all of it is test) are the bundle's, and no
+    thresholds are fitted; a ``--set`` of one of them, or a YAML setting one to neither the
+    default nor the bundle's value, which would be ignored, is refused."""
     for item in overrides:
         key = item.split("=", 1)[0].strip()
-        if any(key == k or key.startswith(k + ".") for k in BUNDLE_DECIDES):
-            raise ConfigError(f"--set {key}: evaluate --data takes it from the bundle (or, for data.split, "
-                              "grades every photo); drop it")
+        if any(key == k or key.startswith(k + ".") for k in (*BUNDLE_DECIDES, NEVER_FITTED)):
+            raise ConfigError(f"--set {key}: {_why_not_used(key)}; drop it")
     path = Path(data)
     if path.suffix in (".yaml", ".yml"):
         cfg = load_config(path, overrides)
+        dropped = _dropped_yaml_field(cfg, bundle_manifest)
+        if dropped is not None:
+            raise ConfigError(f"{data} sets {dropped[0]} to {dropped[1]!r}: {_why_not_used(dropped[0])}; "
+                              "drop it from the file")
     elif path.is_dir():
         cfg = load_config(None, overrides)
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": path})})
@@ -108,7 +148,7 @@ def evaluate_command(
         val_rows, test_rows = None, prepared.rows("test")
         evaluated_on = f"external:{cfg.data.root}"
         fit = False  # thresholds stay those fitted on the model's own validation split
-        overlap = _training_overlap(bundle, run_dir, test_rows)
+        overlap = _training_overlap(bundle, run_dir, test_rows, prepared.pictures)
         copies, one_picture_as_two_eyes = _copies_across_patients(prepared)
     out.mkdir(parents=True, exist_ok=True)
     if bundle.members and not bundle.thresholds and val_rows is None:
@@ -205,11 +245,11 @@ def _copies_across_patients(prepared) -> tuple[list[dict], list[dict]]:
     return across, eyes
 
 
-def _training_overlap(bundle, run_dir: Path | None, rows) -> dict | None:
-    """How many of the photos to evaluate the bundle's training record says it was trained or
-    tuned on (evaluation.training_overlap), warned when any; None when the bundle has no record
-    (warned: "external" cannot be checked). An ensemble without its cv folder: its members'
-    records together."""
+def _training_overlap(bundle, run_dir: Path | None, rows, pictures: dict[str, str]) -> dict | None:
+    """How many of the photos to evaluate (``pictures``: their fingerprints by image id, from
+    the cache) the bundle's training record says it was trained or tuned on
+    (evaluation.training_overlap), warned when any; None when the bundle has no record (warned:
+    "external" cannot be checked). An ensemble without its cv folder: its members' records together."""
     from drgrader.evaluation.training_overlap import (
         TRAINING_DIGESTS,
         TrainingPhotos,
@@ -223,12 +263,14 @@ def _training_overlap(bundle, run_dir: Path | None, rows) -> dict | None:
         found = [p for m in bundle.leaves() if (p := training_photos(m.path, None, m.manifest)) is not None]
         if found:
             photos = TrainingPhotos("the records of its members (" + "; ".join(dict.fromkeys(p.source for p in found)) + ")",
-                                    set().union(*(p.paths for p in found)), set().union(*(p.digests for p in found)))
+                                    set().union(*(p.paths for p in found)), set().union(*(p.digests for p in found)),
+                                    [picture for p in found for picture in p.pictures])
     if photos is None:
         log.warning("%s carries no record of the photos it was trained on (its run folder, or %s): that this data "
                     "set is external to it is not checked", bundle.path, TRAINING_DIGESTS)
         return None
-    overlap = training_overlap(photos, [str(p) for p in rows["path"]])
+    overlap = training_overlap(photos, [str(p) for p in rows["path"]],
+                               [pictures.get(str(i), "") for i in rows["image_id"]])
     if overlap["photos"]:
         log.warning(overlap_sentence(overlap))
     return overlap
