@@ -281,6 +281,48 @@ def test_a_paired_eye_stage_needs_a_grader(tiny_bundle, tmp_path):
         check_bundle(manifest, tmp_path / "bundle.json")
 
 
+def test_a_paired_eye_stage_that_turns_the_grader_upside_down_is_refused(tiny_bundle, photo, tmp_path, capsys):
+    # What train fitted on 16 validation photos of a 1-epoch demo run: an eye scoring grade 3 by the
+    # bundle's own cut-points came out grade 0 and its patient "negative" (probe 32 B3).
+    stage = {"model": {"inputs": ["expected_grade"], "coef": [-0.86, 0.4, 0.0, 0.0], "intercept": 0.0,
+                       "single_coef": [-1.05], "single_intercept": 0.0},
+             "thresholds": {"cutpoints": CUTS, "any_dr": 0.5, "referable": 1.5}}
+    err = refused(edited(tiny_bundle, tmp_path, paired_eyes=stage), photo, tmp_path, capsys)
+    assert ("is not a valid bundle: paired_eyes.model: Value error, the weight on the eye's own score must be positive, "
+            "got coef[0] -0.86, single_coef[0] -1.05: a higher score would give a lower grade") in err
+    stage["model"].update(coef=[0.5, 0.4, 0.0, 0.0], single_coef=[0.0])  # a photo given alone would be graded 0
+    with pytest.raises(BundleError, match=r"must be positive, got single_coef\[0\] 0:"):
+        check_bundle({**read_manifest(tiny_bundle), "paired_eyes": stage}, tmp_path / "bundle.json")
+
+
+def inverted_predictions(n_patients: int) -> pd.DataFrame:
+    """Validation predictions of patients with both eyes whose scores run against their grades
+    (a first stage that does not grade yet)."""
+    rng = np.random.default_rng(5)
+    grade = np.repeat(rng.choice(5, size=n_patients), 2)
+    score = 4.0 - grade + rng.normal(0, 0.5, grade.size)
+    rows = pd.DataFrame({"image_id": [f"{i // 2}_{'left' if i % 2 == 0 else 'right'}" for i in range(grade.size)],
+                         "patient_id": [str(i // 2) for i in range(grade.size)],
+                         "eye": ["left", "right"] * n_patients, "grade": grade})
+    scores = np.column_stack([np.full((grade.size, 5), np.nan), score, score, score])
+    return pd.concat([rows, decide(scores, None)], axis=1)
+
+
+def test_train_and_cv_drop_a_paired_eye_stage_fitted_against_the_eye_s_own_score(caplog):
+    from drgrader.evaluation.evaluate import _fit_stage
+    from drgrader.evaluation.paired_stage import fit_paired_stage
+
+    table = inverted_predictions(16)
+    with caplog.at_level("WARNING", logger="drgrader"):
+        assert _fit_stage(table, EvalConfig()) is None  # train: single-eye decisions, no stage in the bundle
+    warning = caplog.records[-1].getMessage()
+    assert warning.startswith("paired-eye stage not fitted (single-eye decisions only): the stage fitted on "
+                              "16 validation patients weighs the eye's own score coef[0] -")
+    assert "a higher score would give a lower grade" in warning
+    with pytest.raises(ValueError, match=r"16 out-of-fold patients weighs the eye's own score coef\[0\] -"):
+        fit_paired_stage(table, EvalConfig(), patients="out-of-fold patients")  # cv's call, caught the same way
+
+
 # ------------------------------------------------------------------- an interrupted export
 @pytest.mark.parametrize("moment", ["parity_max_abs_diff", "write_manifest"])  # model.onnx half-made; all written
 def test_an_interrupted_export_leaves_nothing(tiny_bundle, tmp_path, monkeypatch, moment):
