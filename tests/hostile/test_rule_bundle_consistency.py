@@ -170,6 +170,36 @@ def test_an_exported_bundle_whose_graph_is_gone_is_refused_not_switched_to_torch
         assert "names the ONNX graph 'other.onnx', which is not in" in err
 
 
+def another_graph(bundle, tmp_path, **changes):
+    """A copy of an exported ``bundle`` whose model.onnx is another model's graph (one weight of
+    the first layer changed), as a deployment folder updated by hand would have."""
+    import onnx
+
+    copy = edited(bundle, tmp_path, **changes)
+    graph = onnx.load(str(copy / "model.onnx"))
+    weight = next(w for w in graph.graph.initializer if w.dims and len(w.dims) == 4)
+    values = onnx.numpy_helper.to_array(weight).copy()
+    values.flat[0] += 1.0
+    weight.CopyFrom(onnx.numpy_helper.from_array(values, weight.name))
+    onnx.save(graph, str(copy / "model.onnx"))
+    return copy
+
+
+def test_an_exported_bundle_with_another_model_s_graph_is_refused(onnx_bundle, photo, tmp_path, capsys):
+    # Another run's model.onnx copied in graded under this bundle's thresholds and parity claim
+    # with --backend onnx, and the PyTorch weights with auto: one bundle, two answers (probe 32 B4).
+    manifest = read_manifest(onnx_bundle)
+    assert set(manifest["onnx"]["sha256"]) == {"model.onnx"}
+    bundle = another_graph(onnx_bundle, tmp_path)
+    for backend in ("onnx", "auto", "torch"):
+        err = refused(bundle, photo, tmp_path, capsys, "--backend", backend)
+        assert ("bundle.json is inconsistent: model.onnx is not the graph exported with this bundle (its sha256 differs "
+                "from bundle.json's onnx record): export again") in err
+    # a bundle exported before the record (and the built-in grader) is opened as before
+    older = another_graph(onnx_bundle, tmp_path / "older", onnx={k: v for k, v in manifest["onnx"].items() if k != "sha256"})
+    assert load_bundle(older, "onnx").input_size == 64
+
+
 def test_an_input_size_the_onnx_graph_does_not_take_is_refused(onnx_bundle, photo, tmp_path, capsys):
     # No training record to compare with (a hand-made ONNX bundle): the graph's own input decides.
     bundle = edited(onnx_bundle, tmp_path, input_size=96, config=None)

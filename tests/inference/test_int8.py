@@ -13,7 +13,9 @@ from conftest import tiny_config
 
 from drgrader.cli import main
 from drgrader.inference.bundle import load_bundle
+from drgrader.inference.bundle_spec import BundleError
 from drgrader.inference.quantize import float_nodes
+from drgrader.io import sha256_file
 from drgrader.workflows import int8 as quantize
 from drgrader.workflows.int8 import Gate
 
@@ -66,6 +68,11 @@ def test_int8_export_passes_its_gate_and_grades_without_pytorch_weights(run_dir,
     diff = np.abs(int8_bundle.score_prepared(photos) - float_bundle.score_prepared(photos))
     assert np.nanmax(diff) < 0.5  # near the float scores, but not identical (int8 arithmetic)
     assert "passed its gate" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    # Both graphs are tied to the bundle (probe 32 B4): another graph in the kept one's place is refused.
+    assert manifest["onnx"]["sha256"] == {name: sha256_file(out / name) for name in ("model.onnx", "model.int8.onnx")}
+    shutil.copy(out / "model.onnx", out / "model.int8.onnx")
+    with pytest.raises(BundleError, match="model.int8.onnx is not the graph exported with this bundle"):
+        load_bundle(out, "onnx")
 
 
 @pytest.mark.slow

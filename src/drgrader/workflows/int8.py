@@ -32,6 +32,7 @@ from drgrader.inference.quantize import (
     quantize_onnx,
     session_runner,
 )
+from drgrader.io import sha256_file
 
 log = logging.getLogger("drgrader")
 
@@ -145,7 +146,8 @@ def add_int8(bundle_dir: Path, out: Path, *, gate: Gate | None = None, force: bo
     calibration, photos, grades = run_photos(bundle_dir, bundle, calibration=CALIBRATION_PHOTOS)
     record = quantize_bundle(bundle, out, calibration, photos, grades, gate=gate or Gate(), force=force)
     manifest = read_manifest(out)
-    write_manifest(out, {**manifest, "onnx": {**manifest["onnx"], "file": record["file"]}, "int8": record})
+    digests = {**(manifest["onnx"].get("sha256") or {}), record["file"]: sha256_file(out / record["file"])}
+    write_manifest(out, {**manifest, "onnx": {**manifest["onnx"], "file": record["file"], "sha256": digests}, "int8": record})
     log.info("int8 graph kept (%s): %.2fx the float images/s", record["recipe"], record["speedup"])
     metrics_file = bundle_dir.parent / "metrics.json"
     if metrics_file.is_file():
