@@ -175,3 +175,49 @@ def test_int8_calibration_keeps_onnx_runtime_s_chatter_off_stdout(run_dir, tmp_p
     quantize_onnx(tmp_path / "model.onnx", tmp_path / "int8.onnx", pixels, LADDER[0])
     assert (tmp_path / "int8.onnx").is_file()
     assert capfd.readouterr().out == ""
+
+
+@pytest.mark.slow
+def test_an_int8_graph_slower_than_float_is_a_warning_naming_the_photos_that_chose_it(run_dir, loose_gate, tmp_path, monkeypatch, caplog):
+    # Before (probe 32 A12): "int8 graph kept (...): 0.87x the float images/s" at INFO, and nothing
+    # said that the recipe was picked on the very photos its gate then checked.
+    speeds = iter([100.0, 87.0])  # float, then int8
+    monkeypatch.setattr(quantize, "images_per_s", lambda runner, batch: next(speeds))
+    out = tmp_path / "slow-int8"
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        assert main(["export", str(run_dir / "bundle"), "--int8", "--out", str(out)]) == 0
+    kept = next(r for r in caplog.records if r.getMessage().startswith("int8 graph kept"))
+    assert kept.levelno == logging.WARNING
+    assert "but it ran slower than the float graph: 0.87x the float images/s" in kept.getMessage()
+    record = json.loads((out / "bundle.json").read_text())["int8"]
+    photos = record["attempts"][-1]["photos"]
+    assert f"on the run's {photos} validation photos" in kept.getMessage()
+    row = next(line for line in (out / "MODEL_CARD.md").read_text(encoding="utf-8").splitlines() if "| int8 |" in line)
+    assert f"on the run's {photos} validation photos" in row and "0.87x the float images/s" in row
+    assert "(slower than the float graph)" in row
+
+
+def test_the_quantizer_s_scale_notes_are_kept_off_the_info_log(run_dir, tmp_path, monkeypatch, caplog):
+    # ONNX Runtime's quantizer says "Increased scale[894] for weight ... by ratio ..." by
+    # logging.info on the root logger, which the command line shows at INFO (probe 32 A12).
+    import onnxruntime.quantization
+
+    from drgrader.inference.export import export_into
+    from drgrader.inference.quantize import LADDER, quantize_onnx
+
+    real = onnxruntime.quantization.quantize_static
+
+    def noisy(*args, **kwargs):
+        real(*args, **kwargs)
+        logging.info("Increased scale[894] for weight `w` by ratio 1.5 to ensure bias input `b` has a valid scale.")
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_static", noisy)
+    export_into(run_dir / "bundle", tmp_path)
+    size = json.loads((tmp_path / "bundle.json").read_text())["input_size"]
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 3, size, size)).astype(np.float32)
+    with caplog.at_level(logging.DEBUG):
+        quantize_onnx(tmp_path / "model.onnx", tmp_path / "int8.onnx", pixels, LADDER[0])
+        logging.info("after quantizing, the root logger is as it was")
+    notes = [r for r in caplog.records if "Increased scale[894]" in r.getMessage()]
+    assert [(r.name, r.levelno) for r in notes] == [("drgrader", logging.DEBUG)]  # --verbose shows it
+    assert caplog.records[-1].getMessage() == "after quantizing, the root logger is as it was"
