@@ -170,6 +170,36 @@ def test_an_exported_bundle_whose_graph_is_gone_is_refused_not_switched_to_torch
         assert "names the ONNX graph 'other.onnx', which is not in" in err
 
 
+def another_graph(bundle, tmp_path, **changes):
+    """A copy of an exported ``bundle`` whose model.onnx is another model's graph (one weight of
+    the first layer changed), as a deployment folder updated by hand would have."""
+    import onnx
+
+    copy = edited(bundle, tmp_path, **changes)
+    graph = onnx.load(str(copy / "model.onnx"))
+    weight = next(w for w in graph.graph.initializer if w.dims and len(w.dims) == 4)
+    values = onnx.numpy_helper.to_array(weight).copy()
+    values.flat[0] += 1.0
+    weight.CopyFrom(onnx.numpy_helper.from_array(values, weight.name))
+    onnx.save(graph, str(copy / "model.onnx"))
+    return copy
+
+
+def test_an_exported_bundle_with_another_model_s_graph_is_refused(onnx_bundle, photo, tmp_path, capsys):
+    # Another run's model.onnx copied in graded under this bundle's thresholds and parity claim
+    # with --backend onnx, and the PyTorch weights with auto: one bundle, two answers (probe 32 B4).
+    manifest = read_manifest(onnx_bundle)
+    assert set(manifest["onnx"]["sha256"]) == {"model.onnx"}
+    bundle = another_graph(onnx_bundle, tmp_path)
+    for backend in ("onnx", "auto", "torch"):
+        err = refused(bundle, photo, tmp_path, capsys, "--backend", backend)
+        assert ("bundle.json is inconsistent: model.onnx is not the graph exported with this bundle (its sha256 differs "
+                "from bundle.json's onnx record): export again") in err
+    # a bundle exported before the record (and the built-in grader) is opened as before
+    older = another_graph(onnx_bundle, tmp_path / "older", onnx={k: v for k, v in manifest["onnx"].items() if k != "sha256"})
+    assert load_bundle(older, "onnx").input_size == 64
+
+
 def test_an_input_size_the_onnx_graph_does_not_take_is_refused(onnx_bundle, photo, tmp_path, capsys):
     # No training record to compare with (a hand-made ONNX bundle): the graph's own input decides.
     bundle = edited(onnx_bundle, tmp_path, input_size=96, config=None)
@@ -279,6 +309,48 @@ def test_a_paired_eye_stage_needs_a_grader(tiny_bundle, tmp_path):
     manifest = {**read_manifest(tiny_bundle), "task": "referable", "kind": "binary", "paired_eyes": stage}
     with pytest.raises(BundleError, match="paired_eyes is a grading stage, but the task is 'referable'"):
         check_bundle(manifest, tmp_path / "bundle.json")
+
+
+def test_a_paired_eye_stage_that_turns_the_grader_upside_down_is_refused(tiny_bundle, photo, tmp_path, capsys):
+    # What train fitted on 16 validation photos of a 1-epoch demo run: an eye scoring grade 3 by the
+    # bundle's own cut-points came out grade 0 and its patient "negative" (probe 32 B3).
+    stage = {"model": {"inputs": ["expected_grade"], "coef": [-0.86, 0.4, 0.0, 0.0], "intercept": 0.0,
+                       "single_coef": [-1.05], "single_intercept": 0.0},
+             "thresholds": {"cutpoints": CUTS, "any_dr": 0.5, "referable": 1.5}}
+    err = refused(edited(tiny_bundle, tmp_path, paired_eyes=stage), photo, tmp_path, capsys)
+    assert ("is not a valid bundle: paired_eyes.model: Value error, the weight on the eye's own score must be positive, "
+            "got coef[0] -0.86, single_coef[0] -1.05: a higher score would give a lower grade") in err
+    stage["model"].update(coef=[0.5, 0.4, 0.0, 0.0], single_coef=[0.0])  # a photo given alone would be graded 0
+    with pytest.raises(BundleError, match=r"must be positive, got single_coef\[0\] 0:"):
+        check_bundle({**read_manifest(tiny_bundle), "paired_eyes": stage}, tmp_path / "bundle.json")
+
+
+def inverted_predictions(n_patients: int) -> pd.DataFrame:
+    """Validation predictions of patients with both eyes whose scores run against their grades
+    (a first stage that does not grade yet)."""
+    rng = np.random.default_rng(5)
+    grade = np.repeat(rng.choice(5, size=n_patients), 2)
+    score = 4.0 - grade + rng.normal(0, 0.5, grade.size)
+    rows = pd.DataFrame({"image_id": [f"{i // 2}_{'left' if i % 2 == 0 else 'right'}" for i in range(grade.size)],
+                         "patient_id": [str(i // 2) for i in range(grade.size)],
+                         "eye": ["left", "right"] * n_patients, "grade": grade})
+    scores = np.column_stack([np.full((grade.size, 5), np.nan), score, score, score])
+    return pd.concat([rows, decide(scores, None)], axis=1)
+
+
+def test_train_and_cv_drop_a_paired_eye_stage_fitted_against_the_eye_s_own_score(caplog):
+    from drgrader.evaluation.evaluate import _fit_stage
+    from drgrader.evaluation.paired_stage import fit_paired_stage
+
+    table = inverted_predictions(16)
+    with caplog.at_level("WARNING", logger="drgrader"):
+        assert _fit_stage(table, EvalConfig()) is None  # train: single-eye decisions, no stage in the bundle
+    warning = caplog.records[-1].getMessage()
+    assert warning.startswith("paired-eye stage not fitted (single-eye decisions only): the stage fitted on "
+                              "16 validation patients weighs the eye's own score coef[0] -")
+    assert "a higher score would give a lower grade" in warning
+    with pytest.raises(ValueError, match=r"16 out-of-fold patients weighs the eye's own score coef\[0\] -"):
+        fit_paired_stage(table, EvalConfig(), patients="out-of-fold patients")  # cv's call, caught the same way
 
 
 # ------------------------------------------------------------------- an interrupted export

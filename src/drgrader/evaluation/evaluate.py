@@ -110,7 +110,7 @@ def _fit_stage(val_pred: pd.DataFrame, eval_cfg: EvalConfig) -> tuple[dict, pd.D
     from drgrader.evaluation.paired_stage import fit_paired_stage
 
     try:
-        return fit_paired_stage(val_pred, eval_cfg)
+        return fit_paired_stage(val_pred, eval_cfg, patients="validation patients")
     except ValueError as exc:
         log.warning("paired-eye stage not fitted (single-eye decisions only): %s", exc)
         return None

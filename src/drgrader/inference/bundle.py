@@ -24,6 +24,7 @@ from drgrader.extras import available, require
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, decide
 from drgrader.inference.bundle_spec import MANIFEST, BundleError, check_bundle, read_manifest, write_manifest
 from drgrader.inference.predictor import score_batch
+from drgrader.io import sha256_file
 
 
 @dataclass
@@ -173,6 +174,8 @@ def load_bundle(path: str | Path, backend: str = "auto") -> Bundle:
     if manifest.get("onnx") and not has_onnx:  # exported, but its graph is gone: never a silent switch of backend
         raise BundleError(f"{path / MANIFEST} names the ONNX graph {onnx_file!r}, which is not in {path} "
                           "(copy it back, or export the bundle again)")
+    if has_onnx:
+        _check_graph(path, manifest, onnx_file)  # another model's graph would grade under this bundle's thresholds
     # Half-precision weights (a built-in grader's) are there for Grad-CAM: the ONNX graph, whose
     # figures the model card reports, grades.
     full_precision = manifest.get("weights_dtype", "float32") == "float32"
@@ -191,6 +194,18 @@ def load_bundle(path: str | Path, backend: str = "auto") -> Bundle:
     else:
         raise BundleError(f"unknown backend {backend!r}; use torch, onnx or auto")
     return Bundle(path, manifest, runner=runner)
+
+
+def _check_graph(folder: Path, manifest: dict, file: str) -> None:
+    """The ONNX graph ``file`` is the one exported with this bundle: its sha256 is the one
+    ``bundle.json``'s ``onnx.sha256`` records for it (export writes it, by file name). A bundle
+    without the record (older, a built-in grader) is not checked. Hashed once per open of a
+    bundle, not on every read of ``bundle.json`` (many per command)."""
+    recorded = (manifest.get("onnx") or {}).get("sha256") or {}
+    expected = recorded.get(file) if isinstance(recorded, dict) else None
+    if expected is not None and sha256_file(folder / file) != expected:
+        raise BundleError(f"{folder / MANIFEST} is inconsistent: {file} is not the graph exported with this bundle "
+                          "(its sha256 differs from bundle.json's onnx record): export again")
 
 
 def build_scoring_net(manifest: dict):

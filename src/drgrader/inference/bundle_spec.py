@@ -85,6 +85,10 @@ class PairedEyeStage(BaseModel):
             if not all(math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
                 # a NaN would leave every eye it touches without a grade, and its patient "ungradable"
                 raise ValueError(f"{key} must be finite, got {value}")
+        inverted = stage.inverted()
+        if inverted:
+            raise ValueError(f"the weight on the eye's own score must be positive, got {inverted}: "
+                             "a higher score would give a lower grade")
         return model
 
 

@@ -25,7 +25,7 @@ from drgrader.inference.builtin import builtin_graders, resolve_bundle
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.bundle_spec import MANIFEST, BundleError, read_manifest, write_manifest
 from drgrader.inference.ensemble_members import check_members
-from drgrader.io import atomic_dir, atomic_path
+from drgrader.io import atomic_dir, atomic_path, sha256_file
 from drgrader.outputs import claim_dir, fresh_name
 
 log = logging.getLogger("drgrader")
@@ -139,6 +139,8 @@ def export_onnx(bundle_dir: Path, out: Path, opset: int = DEFAULT_OPSET, *, show
         "input": "pixels",
         "output": "scores",
         "parity_max_abs_diff": diff,
+        # by file name (export --int8 adds its graph's): load_bundle refuses a graph put there by hand
+        "sha256": {ONNX_FILE: sha256_file(out / ONNX_FILE)},
         "torch_version": torch.__version__,
         "onnxruntime_version": ort.__version__,
     }})

@@ -34,3 +34,22 @@ def unmeasured(attempt: dict) -> list[str]:
     """The gate's figures the validation photos could not measure (their bars were not checked)."""
     return [name for name, keys in (("kappa", ("kappa_float", "kappa_int8")), ("referable AUC", ("auc_float", "auc_int8")))
             if any(measured(attempt[k]) is None for k in keys)]
+
+
+def recipe_choice(record: dict) -> str:
+    """How the kept recipe was chosen, in words: the gate's validation photos both chose it (the
+    first recipe of the ladder to pass on them) and checked it, so its figures are not an
+    independent check."""
+    n, tried = record["attempts"][-1]["photos"], len(record["attempts"])
+    if not record.get("passed_gate"):
+        return f"the nearest to the gate of {tried} recipes tried on the run's {n} validation photos"
+    if tried == 1:
+        return f"the first recipe tried, checked on the run's {n} validation photos"
+    return (f"recipe {tried} of those tried, the first to pass on the run's {n} validation photos: "
+            "the photos that checked it also chose it")
+
+
+def speed_text(record: dict) -> str:
+    """The kept int8 graph's speed against the float graph's, in words."""
+    text = f"{record['speedup']:.2f}x the float images/s on the machine that exported it"
+    return text + " (slower than the float graph)" if record["speedup"] < 1 else text

@@ -73,6 +73,14 @@ class PairedEyeModel:
             )
         return model
 
+    def inverted(self) -> str | None:
+        """The stage's weights on the eye's own (first) score, with a fellow (``coef[0]``) and
+        alone (``single_coef[0]``), that are not positive, in words (None: both positive). Such a
+        stage turns the grader upside down: the higher an eye's own score, the lower its fused
+        grade, and the grade-3 guard, which compares the stage's own fallback, cannot see it."""
+        weights = (("coef[0]", self.coef[0]), ("single_coef[0]", self.single_coef[0]))
+        return ", ".join(f"{name} {value:.3g}" for name, value in weights if value <= 0) or None
+
     def own_grades(self, table: pd.DataFrame) -> np.ndarray:
         """Every row's grade from its own scores alone (the fallback), NaN where it has none."""
         return table[self.inputs].to_numpy(dtype=float) @ np.asarray(self.single_coef) + self.single_intercept

@@ -75,6 +75,30 @@ def float_nodes(model: onnx.ModelProto, groups: tuple[str, ...]) -> list[str]:
     return [n for n in dict.fromkeys(names) if n]
 
 
+class _RootChatter(logging.Filter):
+    """ONNX Runtime's quantizer reports each weight scale it widens ("Increased scale[894] for
+    weight ... by ratio ...") by ``logging.info`` on the root logger, which drgrader's command line
+    shows at INFO: such records below WARNING go to drgrader's log at DEBUG (``--verbose``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        log.debug("ONNX Runtime's quantizer: %s", record.getMessage())
+        return False
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """While quantizing: the root logger's own records below WARNING at DEBUG (drgrader logs
+    under its own name, which this does not touch)."""
+    root, chatter = logging.getLogger(), _RootChatter()
+    root.addFilter(chatter)
+    try:
+        yield
+    finally:
+        root.removeFilter(chatter)
+
+
 def quantize_onnx(float_file: Path, out_file: Path, calibration: np.ndarray, recipe: Recipe, *, batch_size: int = 8) -> None:
     """Static int8 quantization of ``float_file`` into ``out_file``, calibrated on ``calibration``
     (float32 N x 3 x S x S, 0..255, the graph's input)."""
@@ -112,7 +136,7 @@ def quantize_onnx(float_file: Path, out_file: Path, calibration: np.ndarray, rec
         # ONNX Runtime's quantization print()s its progress ("Collecting tensor data and making
         # histogram ...") on stdout, between drgrader's log lines: logged at DEBUG instead.
         chatter = io.StringIO()
-        with contextlib.redirect_stdout(chatter):
+        with contextlib.redirect_stdout(chatter), _quiet_root_logger():
             quant_pre_process(str(float_file), str(prepared), skip_symbolic_shape=True)
             model = onnx.load(str(prepared))
             quantize_static(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from drgrader.grading import GRADE_NAMES, GRADES
-from drgrader.inference.int8_figures import gate_figures_text, unmeasured
+from drgrader.inference.int8_figures import gate_figures_text, recipe_choice, speed_text, unmeasured
 from drgrader.reporting.document import (
     Alert,
     Note,
@@ -138,8 +138,8 @@ def model_section(manifest: dict, metrics: dict) -> Section:
         if unmeasured(last):  # the gate checked only what the validation photos could measure
             checked = ["grade agreement"] + [name for name in ("kappa", "referable AUC") if name not in unmeasured(last)]
             verdict += f" on what could be measured ({' and '.join(checked)})"
-        rows.append(["int8", f"{int8['file']} ({int8['recipe']}; {int8['calibration_photos']} calibration photos) {verdict}: "
-                             f"{gate_figures_text(last)}; {int8['speedup']:.2f}x the float images/s on the machine that exported it"])
+        rows.append(["int8", f"{int8['file']} ({int8['recipe']}; {recipe_choice(int8)}; {int8['calibration_photos']} "
+                             f"calibration photos) {verdict}: {gate_figures_text(last)}; {speed_text(int8)}"])
     return Section("model", "Model", [Table(["What", "Value"], rows, align="ll")])
 
 

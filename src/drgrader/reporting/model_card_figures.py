@@ -219,7 +219,8 @@ def operating_points_section(manifest: dict, metrics: dict) -> Section:
         if paired.get("cutpoints"):
             parts.append("grade cut-points " + ", ".join(threshold_text(c) for c in paired["cutpoints"]))
         blocks.append(Para("With both eyes of a patient, the paired-eye stage decides on the fused scores with its own "
-                           "thresholds: " + "; ".join(parts) + ". A photo given alone uses the thresholds above."))
+                           "thresholds: " + "; ".join(parts) + ". A photo given alone (or an eye without a usable fellow) is "
+                           "graded by the stage's single-eye part, from its own scores alone, with these same thresholds."))
     adjusted = [*thresholds.get("adjusted", []), *((stage or {}).get("thresholds") or {}).get("adjusted", [])]
     if adjusted:  # the fit changed a threshold so that the decisions agree: the card says which
         blocks.append(Para("**Adjusted so that the decisions agree**: " + "; ".join(adjusted) + "."))

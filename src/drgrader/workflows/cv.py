@@ -161,7 +161,7 @@ def pool_folds(cfg: ExperimentConfig, cv_dir: Path, folds: int) -> dict:
     if task == "grade":
         try:
             # Honest figures: the fused grade of each eye from a stage that did not see its patient.
-            paired_stage, fused_oof = fit_paired_stage(single, cfg.eval)
+            paired_stage, fused_oof = fit_paired_stage(single, cfg.eval, patients="out-of-fold patients")
             paired_thresholds = paired_stage["thresholds"]
             result["paired_eyes"] = evaluate_table(fused_oof, paired_thresholds, n_boot=n_boot, seed=seed)
             decided, used = fused_oof, paired_thresholds

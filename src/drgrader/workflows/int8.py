@@ -22,7 +22,7 @@ import pandas as pd
 
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.bundle_spec import BundleError, read_manifest, write_manifest
-from drgrader.inference.int8_figures import gate_figures_text, measured
+from drgrader.inference.int8_figures import gate_figures_text, measured, recipe_choice, speed_text
 from drgrader.inference.predictor import score_batch
 from drgrader.inference.quantize import (
     INT8_FILE,
@@ -32,6 +32,7 @@ from drgrader.inference.quantize import (
     quantize_onnx,
     session_runner,
 )
+from drgrader.io import sha256_file
 
 log = logging.getLogger("drgrader")
 
@@ -145,8 +146,14 @@ def add_int8(bundle_dir: Path, out: Path, *, gate: Gate | None = None, force: bo
     calibration, photos, grades = run_photos(bundle_dir, bundle, calibration=CALIBRATION_PHOTOS)
     record = quantize_bundle(bundle, out, calibration, photos, grades, gate=gate or Gate(), force=force)
     manifest = read_manifest(out)
-    write_manifest(out, {**manifest, "onnx": {**manifest["onnx"], "file": record["file"]}, "int8": record})
-    log.info("int8 graph kept (%s): %.2fx the float images/s", record["recipe"], record["speedup"])
+    digests = {**(manifest["onnx"].get("sha256") or {}), record["file"]: sha256_file(out / record["file"])}
+    write_manifest(out, {**manifest, "onnx": {**manifest["onnx"], "file": record["file"], "sha256": digests}, "int8": record})
+    kept = f"int8 graph kept ({record['recipe']}; {recipe_choice(record)})"
+    if record["speedup"] < 1:  # kept for its grades, yet slower: the float graph would serve better here
+        log.warning("%s, but it ran slower than the float graph: %.2fx the float images/s on this machine; the float "
+                    "model.onnx is beside it (export without --int8 to grade with it)", kept, record["speedup"])
+    else:
+        log.info("%s: %s", kept, speed_text(record))
     metrics_file = bundle_dir.parent / "metrics.json"
     if metrics_file.is_file():
         from drgrader.reporting.model_card import write_bundle_card
