@@ -311,6 +311,19 @@ def test_two_label_rows_naming_one_file_are_refused(tmp_path):
 PATIENT_IMAGES = ["IMG1.jpeg", "IMG2.jpeg", "IMG3.jpeg", "IMG4.jpeg"]
 
 
+def test_a_label_files_other_columns_are_named_as_not_read(tmp_path, caplog):
+    """Probe 32 B14: a label file's image_id (or notes) column was dropped without the 'column(s)
+    not read' line predict gives; the identifier beside the patient column is named once."""
+    from drgrader.data.manifest import read_dataset
+
+    labels = "image,level,patient_id,MRN,image_id,notes\nIMG1,0,A,1,12_left,x\nIMG2,1,A,1,12_right,\n"
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        read_dataset(label_set(tmp_path, "labels.csv", labels, PATIENT_IMAGES[:2]))
+    said = [r.getMessage() for r in caplog.records if "not read" in r.getMessage()]
+    assert said == ["labels.csv: column(s) not read: MRN (the patient is read from 'patient_id')",
+                    "labels.csv: column(s) not read: image_id, notes (a label file gives each photo's grade, patient and eye)"]
+
+
 @pytest.mark.parametrize(("patient", "eye"), [("patient", "eye"), ("Patient ID", "Eye"), ("PATIENT-ID", "EYE")])
 def test_a_label_file_s_patient_and_eye_columns_are_read_by_predict_s_names(tmp_path, patient, eye):
     from drgrader.data.manifest import read_dataset
