@@ -214,13 +214,18 @@ def test_special_files_in_a_folder_are_rows_with_their_reason_not_a_hang(tiny_bu
     assert rows.loc["0_left", "error"] == "" and len(rows) == 6
 
 
-@pytest.mark.parametrize("name", ["grades.tsv", "grades.xlsx", "grades.JSON", "grades.csv.gz", "grades.csv.zip", "-"])
+@pytest.mark.parametrize("name", ["grades.tsv", "grades.xlsx", "grades.JSON", "grades.csv.gz", "grades.csv.zip", "-",
+                                  "grades", "grades.txt", "grades.CSV", "grades.csv "])
 def test_an_output_named_for_another_table_format_is_refused(tiny_bundle, photos, tmp_path, capsys, name):
     # predict writes commas: a spreadsheet opening grades.tsv as tab-separated shows one column.
     # Probe 32 A14: grades.csv.gz was plain text under a gzip name; '-' wrote a file named '-'.
     out = name if name == "-" else str(tmp_path / name)
     assert main(["predict", str(tiny_bundle), str(photos[0]), "--out", out]) == 2
-    assert ("not to standard output" if name == "-" else "plain comma-separated values") in capsys.readouterr().err
+    # Probe 33 AV3: 'grades', 'grades.txt', 'grades.CSV' wrote grades_patients.csv, grades.csv's patients file.
+    said = capsys.readouterr().err
+    expected = ("not to standard output" if name == "-" else "give a name ending in .csv (e.g. "
+                if name in ("grades", "grades.txt", "grades.CSV", "grades.csv ") else "plain comma-separated values")
+    assert expected in said, said
     assert not list(tmp_path.glob("grades*")) and not Path("-").exists()
 
 

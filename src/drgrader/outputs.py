@@ -129,11 +129,15 @@ def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", 
     kind = kind_of(out)
     if kind is not None and out.is_dir():
         raise OutputError(f"--out {out} is {kind}; give a file name (e.g. {out / ('predictions' + suffix)})")
+    example = out.with_name(out.name.removesuffix(out.suffix)).with_suffix(suffix)  # grades.csv.gz -> grades.csv
     if out.suffix.lower() in OTHER_TABLE_SUFFIXES:
         raise OutputError(f"--out {out}: this command writes plain comma-separated values, not {out.suffix}; "
-                          f"give a {suffix} name (e.g. {out.with_suffix(suffix)})")
+                          f"give a {suffix} name (e.g. {example})")
     if kind is not None and out.suffix.lower() != suffix and not overwrite:
         raise OutputError(f"--out {out} is {kind}, not a {suffix} this command writes; use --overwrite to replace it")
+    if out.suffix != suffix:  # 'r', 'r.txt', 'r.CSV' would write r_patients.csv: r.csv's patients file
+        raise OutputError(f"--out {out}: give a name ending in {suffix} (e.g. {example}): the patients file beside it "
+                          "is named after it")
     for what, (file, first, rest, later) in (own or {}).items():
         header = None if overwrite or not file.is_file() else csv_header(file)
         if header is not None and not (header[:len(first)] == list(first) and set(rest) <= set(header) <= {*first, *rest, *later}):
