@@ -139,3 +139,23 @@ def test_explain_says_it_grades_each_photo_alone(tiny_bundle, tmp_path, caplog):
         explain_command(bundle, [images], tmp_path / "out")
     [warning] = [r.getMessage() for r in caplog.records if "explain grades each photo alone" in r.getMessage()]
     assert "for the 1 patient(s) with both eyes" in warning
+
+
+def test_explain_never_replaces_a_file_it_did_not_draw(tiny_bundle, tmp_path):
+    """Probe 33 AV19: a file of the user's under a panel's name in --out was replaced by the panel."""
+    from PIL import Image
+
+    from drgrader.outputs import OutputError
+
+    images = tmp_path / "in"
+    images.mkdir()
+    cv2.imwrite(str(images / "5_left.jpeg"), cv2.cvtColor(fundus(0, 0), cv2.COLOR_RGB2BGR))
+    out = explain_command(tiny_bundle, [images], tmp_path / "out")
+    explain_command(tiny_bundle, [images], out)  # an earlier panel is replaced by a rerun
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    Image.new("RGB", (10, 10)).save(mine / "5_left_gradcam.png")  # the user's annotated copy
+    before = (mine / "5_left_gradcam.png").read_bytes()
+    with pytest.raises(OutputError, match="holds 5_left_gradcam.png, which drgrader did not draw"):
+        explain_command(tiny_bundle, [images], mine)
+    assert (mine / "5_left_gradcam.png").read_bytes() == before

@@ -199,6 +199,15 @@ def drawing_png(rgb: np.ndarray, what: str) -> bytes:
     return buffer.getvalue()
 
 
+def is_drawing(path: str | Path) -> bool:
+    """Whether the file is a picture drgrader drew (:func:`drawing_png`)."""
+    try:
+        with Image.open(path) as im:
+            return im.format == "PNG" and DRAWING_KEY in im.info
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+
+
 def save_lossless_copy(path: str | Path, rgb: np.ndarray, jpeg_step: float | None = None) -> None:
     """An RGB array as a PNG (``drgrader.grade`` grades in-memory photos through files), with
     the step of the JPEG it was decoded from, if any (:func:`jpeg_step_of`)."""

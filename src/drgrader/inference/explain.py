@@ -29,7 +29,7 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from torch import nn
 
 from drgrader.data.identity_notes import identity_summary
-from drgrader.data.images import ImageReadError, drawing_png, read_image
+from drgrader.data.images import ImageReadError, drawing_png, is_drawing, read_image
 from drgrader.data.inputs import collect_inputs
 from drgrader.data.manifest import DataError
 from drgrader.data.photo import photo_quality
@@ -39,7 +39,7 @@ from drgrader.inference.bundle import Bundle, BundleError, load_bundle
 from drgrader.inference.predict import describe_prediction
 from drgrader.io import atomic_write_bytes
 from drgrader.models.heads import decode
-from drgrader.outputs import claim_dir, fitting_name, unique_names
+from drgrader.outputs import OutputError, claim_dir, fitting_name, unique_names
 
 log = logging.getLogger("drgrader")
 
@@ -201,6 +201,11 @@ def explain_command(bundle: str | Path | Bundle, images: Sequence[str | Path], o
     written = 0
     # clinicA/10_left.jpeg and clinicB/10_left.jpeg must not share one heat map file.
     names = unique_names(re.sub(r"[^\w.-]+", "_", image_id) for image_id in table["image_id"])
+    for name in names:  # a panel replaces an earlier panel, never a file of the user's under its name
+        panel = out / fitting_name(name, "_gradcam.png")
+        if panel.exists() and not is_drawing(panel):
+            raise OutputError(f"--out {out} holds {panel.name}, which drgrader did not draw: it would be replaced by "
+                              "that photo's panel; choose another --out")
     for row, name in zip(table.itertuples(), names):
         try:
             rgb = read_image(row.path)
