@@ -501,6 +501,12 @@ def test_a_label_column_named_twice_is_refused_by_name(tmp_path, labels_name, he
     ("labels.csv", "image,level,icdr", "'icdr' looks like a grade column"),
     ("labels.csv", "image,level,consensus", "'consensus' looks like a grade column"),
     ("labels.csv", "image,level,rdr", "'rdr' looks like a grade column"),
+    # Probe 33 AV2: the ML and screening-programme names of a grade column.
+    ("labels.csv", "image,level,target", "'target' looks like a grade column"),
+    ("labels.csv", "image,level,ground_truth", "'ground_truth' looks like a grade column"),
+    ("labels.csv", "image,level,ETDRS", "'ETDRS' looks like a grade column"),
+    ("labels.csv", "image,level,R", "'R' looks like a grade column"),
+    ("labels.csv", "image,level,y", "'y' looks like a grade column"),
 ])
 def test_a_second_grade_column_under_another_name_is_refused_by_name(tmp_path, labels_name, header, named):
     """Probe 31 S2: ``level`` was read and ``grade`` (``level_corrected``, ``DR grade``) beside it
@@ -510,6 +516,26 @@ def test_a_second_grade_column_under_another_name_is_refused_by_name(tmp_path, l
     root = label_set(tmp_path, labels_name, f"{header}\n10_left,0,4\n10_right,1,1\n", ["10_left.jpeg", "10_right.jpeg"])
     with pytest.raises(DataError, match=rf"^{labels_name}: column {re.escape(named)}"):
         read_dataset(root)
+
+
+def test_a_second_grading_under_any_name_is_refused_by_its_values(tmp_path):
+    """Probe 33 AV2: a second grade column under a name no list holds (`reference`, `score`) was
+    dropped unsaid; a column of grades agreeing with the one read on most rows is a second grading.
+    A visit or camera number (agreeing by chance) and a 0/1 flag are kept."""
+    from drgrader.data.manifest import read_dataset
+
+    names = [f"{p}_{e}" for p in (10, 11, 12, 13) for e in ("left", "right")]
+    level = [0, 1, 2, 3, 4, 0, 1, 2]
+    second = [0, 1, 2, 3, 3, 0, 1, 2]  # one correction
+    visit = [1, 2, 3, 1, 2, 3, 1, 2]
+    rows = "".join(f"{n},{a},{b},{c},{k % 2}\n" for n, a, b, c, k in zip(names, level, second, visit, range(8)))
+    root = label_set(tmp_path / "a", "labels.csv", "image,level,reference,visit,flag\n" + rows, [f"{n}.jpeg" for n in names])
+    with pytest.raises(DataError, match=r"^labels.csv: column 'reference' holds grades 0-4 that differ from the ones read "
+                                        r"\('level'\) on 1 row\(s\); remove it, or point data.columns.grade at it$"):
+        read_dataset(root)
+    (root / "labels.csv").write_text("image,level,visit,flag\n" + "".join(
+        f"{n},{a},{c},{k % 2}\n" for n, a, c, k in zip(names, level, visit, range(8))))
+    assert len(read_dataset(root)) == 8
 
 
 @pytest.mark.parametrize("other", ["grader", "maculopathy", "Risk of macular edema", "adjudicated_dme", "image_quality_grade",

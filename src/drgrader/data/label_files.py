@@ -235,7 +235,9 @@ _IMAGE_COLUMN_KEYS = {"image", "imageid", "imagename", "imagepath", "idcode", "p
 # A column name's words that make it read as a DR grade: a word starting with one of these
 # (``levels``, ``graded``, ``diagnoses``) or one of the short names (``DR``, ``label``)...
 _GRADE_WORD_STARTS = ("level", "grade", "grading", "diagnos", "severit", "retinopath")
-_GRADE_NAMES = {"dr", "icdr", "rdr", "label", "class", "stage", "consensus"}
+_GRADE_NAMES = {"dr", "icdr", "icdrs", "rdr", "etdrs", "nsc", "rg", "label", "class", "stage", "consensus", "target",
+                "truth", "gt", "outcome", "annotation"}
+_GRADE_LETTERS = {"r", "y"}  # a column named R (the UK NSC grade) or y (the ML label), alone
 # ... but not who graded or whether it could be (``grader``, ``gradable``), and not a name with
 # a word of image quality, macular edema (graded beside DR: IDRiD's "Risk of macular edema",
 # Messidor's adjudicated_dme) or a date.
@@ -255,22 +257,43 @@ def looks_like_grade(name: str) -> bool:
     """A column name that reads as a DR grade (``grade``, ``level_corrected``, ``level_updated``,
     ``DR grade``, ``label``); not ``grader``, ``image_quality_grade`` or ``grade_date``."""
     words = _name_words(name)
-    grade = any(w in _GRADE_NAMES or (w.startswith(_GRADE_WORD_STARTS) and not w.startswith(_NOT_GRADE_STARTS)) for w in words)
+    grade = (len(words) == 1 and words[0] in _GRADE_LETTERS) or any(w in _GRADE_NAMES or (w.startswith(_GRADE_WORD_STARTS) and not w.startswith(_NOT_GRADE_STARTS)) for w in words)
     other = any(w.startswith(_NOT_GRADE_WORDS) or w in _DATE_NAMES for w in words)
     return grade and not other
 
 
+def _disagreeing_grades(values: pd.Series, read: pd.Series) -> int:
+    """How many rows a second grading gives another grade than the column read: a column of grades
+    (every cell empty or a grade, three grades or more: not a 0/1 flag) that agrees with the one
+    read on most rows, as a second grader or a correction does (a visit or camera number agrees by
+    chance only); 0 for a column that is no such thing."""
+    cells = values.astype(str).str.strip()
+    grades = cells[cells != ""].map(grade_value)
+    if grades.empty or grades.isna().any() or grades.nunique() < 3:
+        return 0
+    differ = grades != read.astype(str).str.strip().map(grade_value).reindex(grades.index)
+    return int(differ.sum()) if differ.mean() <= 0.5 else 0
+
+
 def refuse_other_grade_columns(table: pd.DataFrame, shown: str, read: str, fmt: str | None = None,
                                other_read: Iterable[str | None] = ()) -> None:
-    """A second grade column (``level`` read, ``level_corrected`` beside it) is refused by name:
-    one would be read and the other, perhaps the corrected one, dropped unsaid. ``fmt``: the
-    published format, whose grade column is fixed; None for the csv format (data.columns.grade)."""
+    """A second grade column (``level`` read, ``level_corrected`` beside it) is refused: by its
+    name, or by its values (grades 0-4 that differ from the ones read: ``target``, ``ETDRS``, ``R``),
+    unless its name says it is no DR grade (``maculopathy``, ``grade_date``): one would be read and
+    the other, perhaps the corrected one, dropped unsaid. ``fmt``: the published format, whose grade
+    column is fixed; None for the csv format (data.columns.grade)."""
+    fix = f"keep one (the {fmt} format reads {read[:40]!r})" if fmt else "remove it, or point data.columns.grade at it"
     for column in table.columns:
-        if column != read and column not in set(other_read) and looks_like_grade(column):
-            fix = (f"keep one (the {fmt} format reads {read[:40]!r})" if fmt else
-                   "remove it, or point data.columns.grade at it")
+        if column == read or column in set(other_read):
+            continue
+        if looks_like_grade(column):
             raise DataError(f"{shown}: column {column[:40]!r} looks like a grade column but is not the one read "
                             f"({read[:40]!r}); {fix}")
+        words = _name_words(column)
+        if read in table and not any(w.startswith(_NOT_GRADE_WORDS) or w in _DATE_NAMES for w in words) \
+                and (rows := _disagreeing_grades(table[column], table[read])):
+            raise DataError(f"{shown}: column {column[:40]!r} holds grades 0-4 that differ from the ones read "
+                            f"({read[:40]!r}) on {rows} row(s); {fix}")
 
 
 def looks_like_label_file(path: Path) -> bool:
