@@ -380,9 +380,10 @@ def test_every_missing_value_pandas_writes_is_no_patient():
 
 
 @pytest.mark.parametrize("placeholder", ["NA", " n/a ", "Unknown", "null", "-", "?", "#N/A", "<NA>", "#NA", "-nan",
-                                         "ANONYMOUS"])
+                                         "ANONYMOUS", ".", "N/K", "nk", "TBC", "Tba"])
 def test_a_placeholder_patient_is_no_patient_not_one_patient_of_strangers(tmp_path, placeholder):
-    """R and pandas write NA for a missing value, an anonymising export ANONYMOUS: two strangers'
+    """R and pandas write NA for a missing value, an anonymising export ANONYMOUS, SAS and Stata '.',
+    NHS records 'N/K' (probe 33 AV18: '.', 'N/K', 'TBC' paired two people's eyes): two strangers'
     photos are not one patient 'NA'."""
     for k, name in enumerate(("a", "b", "c")):
         (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k, k))

@@ -31,10 +31,13 @@ EYE_WORDS = {"left": "left", "l": "left", "os": "left", "right": "right", "r": "
 # "NA" of every photo that lacks one. Compared casefolded. pandas' own default list
 # (``pandas._libs.parsers.STR_NA_VALUES``, private, so written out here: ``<NA>`` is what
 # ``astype(str)`` writes for a nullable column's missing value, ``#N/A`` what Excel's VLOOKUP
-# writes for a missing match), and what anonymising exports write as DICOM PatientID.
+# writes for a missing match), what anonymising exports write as DICOM PatientID, and the
+# markers of clinical and statistical records: "." (SAS, Stata), "N/K" / "NK" (NHS "not known"),
+# "TBC" / "TBA" (to be confirmed, to be assigned).
 PANDAS_NA_WORDS = frozenset({"#n/a", "#n/a n/a", "#na", "-1.#ind", "-1.#qnan", "-nan", "1.#ind", "1.#qnan", "<na>",
                              "n/a", "na", "null", "nan", "none"})
-MISSING_PATIENT_WORDS = PANDAS_NA_WORDS | {"n/a n/a", "unknown", "-", "?", "anonymous", "anon"}
+MISSING_PATIENT_WORDS = PANDAS_NA_WORDS | {"n/a n/a", "unknown", "-", "?", "anonymous", "anon", ".", "n/k", "nk", "tbc",
+                                           "tba"}
 
 _WORDS = re.compile(r"[^_\- ]+")
 _LONG_EYE_WORDS = {"left", "right", "os", "od"}  # single letters inside a name are too often something else
