@@ -405,6 +405,34 @@ def test_a_placeholder_patient_is_no_patient_not_one_patient_of_strangers(tmp_pa
         read_dataset(tmp_path, "csv")
 
 
+@pytest.mark.parametrize(("cell", "why"), [
+    ("1.23457E+11", "is a number a spreadsheet shortened (its digits are lost)"),
+    ("1.2E+11", "is a number a spreadsheet shortened (its digits are lost)"),
+    ("1,23457E+11", "is a number a spreadsheet shortened (its digits are lost)"),
+    ("#######", "is what a spreadsheet shows in a column too narrow (the id is lost)"),
+])
+def test_a_patient_id_a_spreadsheet_mangled_is_refused_naming_the_row(tmp_path, cell, why):
+    """Probe 33 AV17: Excel saves a 12-digit id as '1.23457E+11' (and a column too narrow as
+    '#######'): every such row was one patient, two strangers' eyes paired, without a note."""
+    for k, name in enumerate(("IMG_A", "IMG_B")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k, k))
+    (tmp_path / "list.csv").write_text(f'image,patient_id,eye\nIMG_A.jpeg,123456789012,left\nIMG_B.jpeg,"{cell}",right\n')
+    fix = ": format the column as text and export again"
+    with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path / 'list.csv'))} row 2 \\(image 'IMG_B.jpeg'\\): patient "
+                                         f"{re.escape(repr(cell) + ' ' + why + fix)}$"):
+        collect_inputs([tmp_path / "list.csv"])
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    for name in ("a", "b"):
+        (root / "images" / f"{name}.jpeg").write_bytes(name.encode())  # the manifest does not read pixels
+    (root / "labels.csv").write_text(f'image,level,patient_id\na,0,P1\nb,2,"{cell}"\n')
+    with pytest.raises(ValueError, match=f"^labels.csv row 2 \\(image 'b'\\): patient {re.escape(repr(cell) + ' ' + why + fix)}$"):
+        read_dataset(root, "csv")
+    # An id that merely holds an E, a '+' or a '#' is an id.
+    (root / "labels.csv").write_text('image,level,patient_id\na,0,1E11\nb,2,"#12"\n')
+    assert read_dataset(root, "csv")["patient_id"].tolist() == ["1E11", "#12"]
+
+
 def test_one_name_in_nfc_and_nfd_is_one_patient(tmp_path):
     """macOS writes file names decomposed (NFD): 'Müller' typed and 'Müller' from a Mac are one patient."""
     nfc, nfd = unicodedata.normalize("NFC", "Müller"), unicodedata.normalize("NFD", "Müller")
