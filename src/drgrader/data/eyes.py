@@ -31,10 +31,19 @@ EYE_WORDS = {"left": "left", "l": "left", "os": "left", "right": "right", "r": "
 # "NA" of every photo that lacks one. Compared casefolded. pandas' own default list
 # (``pandas._libs.parsers.STR_NA_VALUES``, private, so written out here: ``<NA>`` is what
 # ``astype(str)`` writes for a nullable column's missing value, ``#N/A`` what Excel's VLOOKUP
-# writes for a missing match), and what anonymising exports write as DICOM PatientID.
+# writes for a missing match), what anonymising exports write as DICOM PatientID, and the
+# markers of clinical and statistical records: "." (SAS, Stata), "N/K" / "NK" (NHS "not known"),
+# "TBC" / "TBA" (to be confirmed, to be assigned).
 PANDAS_NA_WORDS = frozenset({"#n/a", "#n/a n/a", "#na", "-1.#ind", "-1.#qnan", "-nan", "1.#ind", "1.#qnan", "<na>",
                              "n/a", "na", "null", "nan", "none"})
-MISSING_PATIENT_WORDS = PANDAS_NA_WORDS | {"n/a n/a", "unknown", "-", "?", "anonymous", "anon"}
+MISSING_PATIENT_WORDS = PANDAS_NA_WORDS | {"n/a n/a", "unknown", "-", "?", "anonymous", "anon", ".", "n/k", "nk", "tbc",
+                                           "tba"}
+
+# What a spreadsheet saves "as displayed" in place of an id it could not show: a long number in
+# scientific notation (``1.23457E+11``; ``1,23457E+11`` with a decimal comma), its digits lost, or
+# a run of ``#`` (a column too narrow). Every such row would be one patient of strangers' eyes.
+_SHORTENED_NUMBER = re.compile(r"^[0-9](?:[.,][0-9]+)?e\+[0-9]{2,3}$", re.IGNORECASE)
+_TOO_NARROW = re.compile(r"^#{2,}$")
 
 _WORDS = re.compile(r"[^_\- ]+")
 _LONG_EYE_WORDS = {"left", "right", "os", "od"}  # single letters inside a name are too often something else
@@ -53,6 +62,18 @@ def patient_id(text: str) -> str:
     (:data:`MISSING_PATIENT_WORDS`: ``NA``, ``#N/A``, ``<NA>``, ``null``, ``unknown``, ``ANONYMOUS``, ..., any case)."""
     text = unicodedata.normalize("NFC", text).strip()
     return "" if text.casefold() in MISSING_PATIENT_WORDS else text
+
+
+def spreadsheet_damage(cell: str) -> str | None:
+    """What is wrong with a patient cell a spreadsheet mangled (``1.23457E+11``, ``#######``) and
+    how to fix it, as the end of a message (``patient '1.23457E+11' <this>``); None for any other
+    cell. Predict's lists and label files refuse such a row."""
+    if _SHORTENED_NUMBER.match(cell.strip()):
+        return "is a number a spreadsheet shortened (its digits are lost): format the column as text and export again"
+    if _TOO_NARROW.match(cell.strip()):
+        return ("is what a spreadsheet shows in a column too narrow (the id is lost): format the column as text and "
+                "export again")
+    return None
 
 
 def patient_and_eye(name: str) -> tuple[str, str] | None:

@@ -33,8 +33,8 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
 - the same for one picture in files that differ (a PNG of a JPEG, a re-saved or resized copy, a
   mirror image), found once the photos are decoded: :func:`note_same_pictures`, called by
   ``predict`` after grading (:mod:`drgrader.data.same_picture` finds them);
-- patient ids that differ only in case, spacing or a number's leading zeros (``P7`` and ``p7``,
-  ``007`` and ``7``) -> kept apart, as given
+- patient ids that differ only in case, spacing (``P 1``, a zero-width space), full-width letters
+  or a number's leading zeros (``P7`` and ``p7``, ``007`` and ``7``) -> kept apart, as given
   (merging would be the guess); noted, since they are often one patient typed twice;
 - no patient -> the photo (a DICOM file: all its frames) is a patient of its own, named by its
   image id (by its path when that id is taken);
@@ -313,13 +313,22 @@ def note_same_pictures(table: pd.DataFrame, groups: Iterable[tuple[Sequence[int]
 
 
 def folded_patient(patient: str) -> str:
-    """A patient id as it may have been retyped: case, spacing and, for a number, leading zeros
-    (a spreadsheet turns ``007`` into ``7``) taken out; in NFC, as :func:`patient_id` spells ids;
-    a name from a file name that is not UTF-8 (Latin-1 ``M\xfcller``) read as Latin-1 (``Müller``)."""
+    """A patient id as it may have been retyped, only to compare ids: case, every space (``P 1``,
+    ``P1``), invisible format characters (a zero-width space, a byte-order mark) and, for a
+    number, leading zeros (a spreadsheet turns ``007`` into ``7``) taken out; in NFKC, so a
+    full-width letter (``Ｓ1``, as an East-Asian input method types it) is its plain one; a name
+    from a file name that is not UTF-8 (Latin-1 ``M\xfcller``) read as Latin-1 (``Müller``)."""
     if has_stray_bytes(patient):  # an old share's Latin-1 name
         patient = patient.encode("utf-8", "surrogateescape").decode("latin-1")
-    folded = " ".join(unicodedata.normalize("NFC", patient).split()).casefold()
+    folded = "".join(c for c in unicodedata.normalize("NFKC", patient).casefold()
+                     if not c.isspace() and unicodedata.category(c) != "Cf")
     return folded.lstrip("0") or "0" if folded.isdigit() else folded
+
+
+def _shown(patient: str) -> str:
+    r"""A patient id as a note spells it: the stray bytes of a Latin-1 name as ``\xNN``, an
+    invisible format character as ``\u200b`` (else two ids in the note would look the same)."""
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) == "Cf" else c for c in escape_name(patient))
 
 
 def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
@@ -329,7 +338,7 @@ def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
         spellings = sorted(set(group))
         if len(spellings) > 1:
             for k in group.index:
-                said = " and ".join(f"'{escape_name(spelling)}'" for spelling in spellings)  # a Latin-1 name as the CSVs spell it
+                said = " and ".join(f"'{_shown(spelling)}'" for spelling in spellings)  # a Latin-1 name as the CSVs spell it
                 notes[k].append(f"{LOOKALIKE_PATIENTS}: patients {said} differ only in case, "
                                 "spacing, leading zeros or text encoding; kept apart as given (one spelling in the input makes "
                                 "them one patient)")

@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from drgrader.data.dicom import frame_ref, header_or_none, is_dicom, split_frame_ref
-from drgrader.data.eyes import EYE_WORDS
+from drgrader.data.eyes import EYE_WORDS, spreadsheet_damage
 from drgrader.data.identity import IDENTITY_COLUMNS, resolve_identity
 from drgrader.data.identity_claims import evidence
 from drgrader.data.input_columns import csv_columns, identifiers_beside_patient
@@ -196,6 +196,8 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
             # The patient would come from the file's name, the identifier beside it dropped: its eyes not paired.
             raise DataError(f"{csv} row {number} (image {ref!r}): no patient in {patient_col!r}, but {said[:40]!r} says "
                             f"{rec[said].strip()[:40]!r}, which is not read: fill {patient_col!r}")
+        if patient_col and (damage := spreadsheet_damage(rec[patient_col])):
+            raise DataError(f"{csv} row {number} (image {ref!r}): patient {rec[patient_col].strip()!r} {damage}")
         eye = rec[eye_col].strip() if eye_col else ""
         if eye and eye.lower() not in EYE_WORDS:
             raise DataError(f"{csv} row {number} (image {ref!r}): eye {eye!r} is not one of left/right/L/R/OS/OD")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import EYE_WORDS, eyes_named, patient_id
+from drgrader.data.eyes import EYE_WORDS, eyes_named, patient_id, spreadsheet_damage
 from drgrader.data.eyes import patient_and_eye as named_patient_and_eye  # this module's patient_and_eye reads a row
 from drgrader.data.text_lines import decode_lines, legacy_warning
 from drgrader.outputs import IMAGE_EXTENSIONS  # in order: an id without extension is looked up with these
@@ -362,6 +362,8 @@ def patient_and_eye(rec: dict[str, str], where: str, image_id: str, patient_col:
         if not patient:
             what = "empty" if not rec[patient_col] else f"{rec[patient_col]!r}, a placeholder for a missing value"
             raise DataError(f"{where}: patient id (column {patient_col!r}) is {what}")
+        if damage := spreadsheet_damage(patient):
+            raise DataError(f"{where}: patient {patient!r} {damage}")
         return patient, eye
     return name_patient, eye or named_eye
 
