@@ -286,6 +286,14 @@ def test_fields_of_an_evaluate_yaml_that_the_bundle_decides_are_refused_as_their
     config.write_text(f"data:\n  root: {photos}\n  image_size: {size}\n  split: {{method: patient}}\n"
                       f"eval:\n  tta: {manifest['tta']}\n  threshold_objective: youden\n")
     assert external_config(str(config), manifest, []).data.image_size == size
+    # Probe 33 BV6: a default written out is a setting too (eval.tta: [orig], to evaluate without TTA).
+    if manifest["tta"] != ["orig"]:
+        config.write_text(f"data:\n  root: {photos}\neval:\n  tta: [orig]\n")
+        assert main(["evaluate", str(tiny_bundle), "--data", str(config), "--out", str(tmp_path / "e")]) == 2
+        assert "sets eval.tta to ['orig']" in error_line(capsys)
+    config.write_text(f"data:\n  root: {photos}\n  image_size: 224\n")  # the default, not the bundle's {size}
+    assert main(["evaluate", str(tiny_bundle), "--data", str(config), "--out", str(tmp_path / "e")]) == 2
+    assert "sets data.image_size to 224" in error_line(capsys)
 
 
 # ---------------------------------------------------------------------------- label files

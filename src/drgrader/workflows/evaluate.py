@@ -44,9 +44,20 @@ def _at(tree: dict, key: str) -> object:
     return tree
 
 
+def _written(cfg: ExperimentConfig, key: str) -> bool:
+    """Whether the YAML wrote the field ``key`` (dotted), whatever its value: a default written
+    out (``eval.tta: [orig]``, to evaluate without TTA) is a setting too."""
+    node: object = cfg
+    for name in key.split("."):
+        if name not in getattr(node, "model_fields_set", ()):
+            return False
+        node = getattr(node, name)
+    return True
+
+
 def _dropped_yaml_field(cfg: ExperimentConfig, bundle_manifest: dict) -> tuple[str, object] | None:
-    """A field the bundle decides (or one evaluate --data never uses) that the YAML sets to
-    neither the default nor the bundle's own value: it would be dropped unsaid."""
+    """A field the bundle decides (or one evaluate --data never uses) that the YAML writes, to
+    another value than the bundle's own: it would be dropped unsaid."""
     given, defaults = config_to_dict(cfg), config_to_dict(ExperimentConfig())
     trained = (bundle_manifest.get("config") or {}).get("eval") or {}
     preprocess = bundle_manifest.get("preprocess")
@@ -55,7 +66,9 @@ def _dropped_yaml_field(cfg: ExperimentConfig, bundle_manifest: dict) -> tuple[s
                "eval": {"tta": bundle_manifest.get("tta"), "threshold_objective": trained.get("threshold_objective")}}
     for key in (*BUNDLE_DECIDES, NEVER_FITTED):
         for leaf, value in _leaves(_at(given, key), key):
-            if value != _at(defaults, leaf) and value != _at(bundles, leaf):  # data.split: every photo is graded
+            # data.split: every photo is graded, so a training config's split (the default) drops nothing
+            written = value != _at(defaults, leaf) if key == "data.split" else _written(cfg, leaf)
+            if written and value != _at(bundles, leaf):
                 return leaf, value
     return None
 
@@ -63,8 +76,8 @@ def _dropped_yaml_field(cfg: ExperimentConfig, bundle_manifest: dict) -> tuple[s
 def external_config(data: str, bundle_manifest: dict, overrides: list[str]) -> ExperimentConfig:
     """Data to evaluate on: a YAML experiment (its data section) or a data-set folder. The
     preprocessing, input size, TTA and split (all of it is test) are the bundle's, and no
-    thresholds are fitted; a ``--set`` of one of them, or a YAML setting one to neither the
-    default nor the bundle's value, which would be ignored, is refused."""
+    thresholds are fitted; a ``--set`` of one of them, or a YAML writing one with another value
+    than the bundle's, which would be ignored, is refused."""
     for item in overrides:
         key = item.split("=", 1)[0].strip()
         if any(key == k or key.startswith(k + ".") for k in (*BUNDLE_DECIDES, NEVER_FITTED)):
