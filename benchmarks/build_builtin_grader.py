@@ -25,7 +25,7 @@ from pathlib import Path
 from drgrader.evaluation.training_overlap import write_training_digests
 from drgrader.inference.bundle_spec import MANIFEST, read_manifest, write_manifest
 from drgrader.inference.export import export_command
-from drgrader.io import atomic_write_text
+from drgrader.io import atomic_write_text, sha256_file
 from drgrader.reporting.model_card import write_bundle_card
 from drgrader.reporting.model_card_about import without_folders
 from drgrader.workflows.evaluate import evaluate_command
@@ -126,7 +126,8 @@ def build(bundle: Path, *, name: str, out_root: Path, external: Path | None, cv:
     manifest = read_manifest(staged)
     data = manifest["config"]["data"]  # the builder's folders stay on the builder's machine
     data.update(root=Path(data["root"]).name, cache_dir=None)
-    write_manifest(staged, {**manifest, "weights_dtype": "float16", "builtin": {
+    write_manifest(staged, {**manifest, "weights_dtype": "float16", "weights_sha256": sha256_file(staged / "model.safetensors"),
+                            "builtin": {
         "name": name, "summary": summary, "data_terms": TERMS, "rebuild": rebuild, "commit": _commit()}})
     final = out_root / name
     old = out_root / f".{name}.old"

@@ -444,3 +444,15 @@ def test_an_ensemble_edited_by_hand_is_refused_when_opened(tiny_bundle, other_ti
     shutil.rmtree(old / manifest["members"][1])
     shutil.copytree(other_tiny_bundle, old / manifest["members"][1])
     assert len(load_bundle(old).members) == 3  # an old, untouched ensemble still opens, without a word
+
+
+def test_a_bundle_whose_weights_are_another_models_is_refused(tiny_bundle, other_tiny_bundle, tmp_path):
+    """Probe 33 BV1: another run's model.safetensors copied into a bundle graded under this
+    bundle's thresholds, validation figures and card, without a word."""
+    bundle = tmp_path / "tiny"
+    shutil.copytree(tiny_bundle, bundle)
+    assert json.loads((bundle / "bundle.json").read_text())["weights_sha256"]
+    load_bundle(bundle, "torch")  # its own weights: opened
+    shutil.copy(other_tiny_bundle / "model.safetensors", bundle / "model.safetensors")
+    with pytest.raises(BundleError, match=r"model.safetensors is not the weights this bundle was saved with"):
+        load_bundle(bundle, "torch")

@@ -136,6 +136,8 @@ def save_bundle(
     with atomic_path(path / "model.safetensors") as tmp:
         save_file(state, str(tmp))
     write_manifest(path, {
+        # load_bundle refuses other weights put in their place (another run's, by hand)
+        "weights_sha256": sha256_file(path / "model.safetensors"),
         "backbone": net.backbone_name,
         "task": net.task,
         "kind": net.kind,
@@ -236,6 +238,10 @@ def _torch_runner(path: Path, manifest: dict, feature: str):
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise BundleError(f"{path}: no model.safetensors (use backend='onnx' for an ONNX-only bundle)")
+    recorded = manifest.get("weights_sha256")  # a bundle saved before it was recorded: not checked
+    if recorded and sha256_file(weights) != recorded:
+        raise BundleError(f"{path / MANIFEST} is inconsistent: {weights.name} is not the weights this bundle was saved "
+                          "with (its sha256 differs from bundle.json's weights_sha256); copy the bundle whole again")
     require("torch", feature)
     import torch
     from safetensors.torch import load_file
