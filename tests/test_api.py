@@ -171,3 +171,21 @@ def test_a_pil_image_is_read_as_its_file_would_be(tiny_bundle, tmp_path):
     assert in_memory["quality_reason"].tolist() == from_file["quality_reason"].tolist()
     assert np.allclose(in_memory["expected_grade"].to_numpy(float), from_file["expected_grade"].to_numpy(float),
                        atol=1e-4, equal_nan=True)
+
+
+def test_names_that_contradict_their_images_own_files_are_said(tiny_bundle, tmp_path, caplog):
+    """Probe 33 AV8: `grade(None, [Image.open(...)], names=[...])` with names in another order than
+    the images filed patient 10570's photo as 10007's, without a note."""
+    import logging
+
+    for k, name in enumerate(("10570_left", "10007_right")):
+        Image.fromarray(make_fundus(k, np.random.default_rng(k), height=160)).save(tmp_path / f"{name}.jpeg")
+    images = [Image.open(tmp_path / "10570_left.jpeg"), Image.open(tmp_path / "10007_right.jpeg")]
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        drgrader.grade(tiny_bundle, images, names=["10007_left", "10007_right"])
+    assert ("1 of 2 names give another patient or eye than their image's own file (e.g. '10007_left' for "
+            "10570_left.jpeg): the names are taken") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        drgrader.grade(tiny_bundle, images, names=["10570_left", "10007_right"])
+    assert "names give another patient" not in caplog.text

@@ -188,6 +188,7 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
         if len(set(names)) != len(names):  # one file each: a repeat would replace a photo
             raise ValueError(f"the name {next(n for n in names if names.count(n) > 1)!r} is given to two photos; "
                              "names must be unique")
+        _warn_names_against_files(in_memory, names)
     bundle = load_grader(grader)
     warn_other_tta(bundle, tta)
     with tempfile.TemporaryDirectory(prefix="drgrader-grade-") as tmp:
@@ -216,6 +217,20 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
         preds, points = ready_for_patients(bundle, preds, refer_share=refer_share)  # compares the pictures, drops their prints
     warn_identity(preds)
     return preds, patient_table(preds, points)
+
+
+def _warn_names_against_files(photos: list, names: list[str]) -> None:
+    """A PIL image opened from a file knows the file's name: a ``names`` entry naming another patient
+    or eye (a names list in another order than the photos) is taken, as a list's image id cell is,
+    but said, naming the first."""
+    from drgrader.data.eyes import patient_and_eye
+
+    shifted = [(name, Path(photo.filename).name) for photo, name in zip(photos, names)
+               if getattr(photo, "filename", "") and (own := patient_and_eye(Path(photo.filename).stem))
+               and (given := patient_and_eye(name)) and given != own]
+    if shifted:
+        log.warning("%d of %d names give another patient or eye than their image's own file (e.g. %r for %s): the names "
+                    "are taken; check that names are in the order of the photos", len(shifted), len(names), *shifted[0])
 
 
 def _photo_list(photos: Photo | Sequence[Photo]) -> list[Photo]:
