@@ -251,3 +251,11 @@ def test_merge_never_writes_its_patients_file_onto_a_part(tiny_bundle, photos, t
     assert main(["merge-predictions", str(part), "--unverified", "--out", str(tmp_path / "m.csv")]) == 2
     assert "would write its patients file onto the input" in capsys.readouterr().err
     assert digest(part) == before and not (tmp_path / "m.csv").exists()
+
+
+def test_a_folder_where_a_file_beside_out_goes_is_refused_before_the_work(tiny_bundle, photos, tmp_path, capsys):
+    # Probe 33 AV10: `x_patients.csv` a folder: a raw OSError after the work, x.csv and the resume files left.
+    (tmp_path / "x_patients.csv").mkdir()
+    assert main(["predict", str(tiny_bundle), str(photos[0]), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "would write its patients file x_patients.csv, which is a folder" in capsys.readouterr().err
+    assert not list(tmp_path.glob("x.csv*")) and not list((tmp_path / "x_patients.csv").iterdir())

@@ -126,6 +126,8 @@ def claim_file(out: Path, *, inputs: Iterable[Path] = (), suffix: str = ".csv", 
         if _resolved(file) in given:
             raise OutputError(f"--out {out} would write its {what} onto the input {given[_resolved(file)]}; "
                               "choose another --out")
+        if file.is_dir():  # found only at the end of the work, as a raw OS error, before
+            raise OutputError(f"--out {out} would write its {what} {file.name}, which is a folder; choose another --out")
     kind = kind_of(out)
     if kind is not None and out.is_dir():
         raise OutputError(f"--out {out} is {kind}; give a file name (e.g. {out / ('predictions' + suffix)})")
