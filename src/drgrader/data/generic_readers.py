@@ -40,11 +40,10 @@ def _log_patients_from_names(rows: list[LabelRow], what: str) -> None:
         rest = f"; the rest ({len(rows) - named}) are patients of their own" if named < len(rows) else ""
         log.info("%s: no patient column, so patient and eye of %d of %d images are read from names like 10_left "
                  "(as the kaggle format reads them)%s", what, named, len(rows), rest)
-    unnamed = [row.image_id for row in rows if row.patient_id == row.image_id]
-    if unnamed:  # as predict notes 'no patient': a patient-level split cannot keep such a patient's eyes together
-        log.warning("%s: no patient column, and %d of %d names give no patient and eye (e.g. %r): each is a patient of "
-                    "its own, so a patient's two eyes may fall on both sides of the split; add a patient_id column",
-                    what, len(unnamed), len(rows), unnamed[0])
+    elif rows:  # as predict notes 'no patient': a patient-level split cannot keep such a patient's eyes together
+        log.warning("%s: no patient column, and no name gives a patient and eye (e.g. %r): each of the %d photos is a "
+                    "patient of its own, so a patient's two eyes may fall on both sides of the split; add a patient_id "
+                    "column", what, rows[0].image_id, len(rows))
 
 
 def read_csv_format(root: Path, cfg: DataConfig) -> Found:

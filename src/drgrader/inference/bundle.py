@@ -238,10 +238,6 @@ def _torch_runner(path: Path, manifest: dict, feature: str):
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise BundleError(f"{path}: no model.safetensors (use backend='onnx' for an ONNX-only bundle)")
-    recorded = manifest.get("weights_sha256")  # a bundle saved before it was recorded: not checked
-    if recorded and sha256_file(weights) != recorded:
-        raise BundleError(f"{path / MANIFEST} is inconsistent: {weights.name} is not the weights this bundle was saved "
-                          "with (its sha256 differs from bundle.json's weights_sha256); copy the bundle whole again")
     require("torch", feature)
     import torch
     from safetensors.torch import load_file
@@ -253,6 +249,10 @@ def _torch_runner(path: Path, manifest: dict, feature: str):
     except Exception as exc:  # SafetensorError, size or key mismatch: the file does not fit the manifest
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BundleError(f"{weights} is damaged or does not fit {MANIFEST} ({manifest['backbone']}): {first_line}") from None
+    recorded = manifest.get("weights_sha256")  # a bundle saved before it was recorded: not checked
+    if recorded and sha256_file(weights) != recorded:  # whole weights of the same network, but not these
+        raise BundleError(f"{path / MANIFEST} is inconsistent: {weights.name} is not the weights this bundle was saved "
+                          "with (its sha256 differs from bundle.json's weights_sha256); copy the bundle whole again")
     scoring.eval().to(memory_format=torch.channels_last)
 
     def run(pixels: np.ndarray) -> np.ndarray:
