@@ -319,7 +319,7 @@ def test_a_paired_eye_stage_that_turns_the_grader_upside_down_is_refused(tiny_bu
              "thresholds": {"cutpoints": CUTS, "any_dr": 0.5, "referable": 1.5}}
     err = refused(edited(tiny_bundle, tmp_path, paired_eyes=stage), photo, tmp_path, capsys)
     assert ("is not a valid bundle: paired_eyes.model: Value error, the weight on the eye's own score must be positive, "
-            "got coef[0] -0.86, single_coef[0] -1.05: a higher score would give a lower grade") in err
+            "got coef[0] -0.86, single_coef[0] -1.05: a higher score would not give a higher grade") in err
     stage["model"].update(coef=[0.5, 0.4, 0.0, 0.0], single_coef=[0.0])  # a photo given alone would be graded 0
     with pytest.raises(BundleError, match=r"must be positive, got single_coef\[0\] 0:"):
         check_bundle({**read_manifest(tiny_bundle), "paired_eyes": stage}, tmp_path / "bundle.json")
@@ -348,7 +348,7 @@ def test_train_and_cv_drop_a_paired_eye_stage_fitted_against_the_eye_s_own_score
     warning = caplog.records[-1].getMessage()
     assert warning.startswith("paired-eye stage not fitted (single-eye decisions only): the stage fitted on "
                               "16 validation patients weighs the eye's own score coef[0] -")
-    assert "a higher score would give a lower grade" in warning
+    assert "a higher score would not give a higher grade" in warning
     with pytest.raises(ValueError, match=r"16 out-of-fold patients weighs the eye's own score coef\[0\] -"):
         fit_paired_stage(table, EvalConfig(), patients="out-of-fold patients")  # cv's call, caught the same way
 

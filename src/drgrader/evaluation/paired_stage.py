@@ -28,6 +28,6 @@ def fit_paired_stage(single: pd.DataFrame, eval_cfg: EvalConfig, *, patients: st
     inverted = model.inverted()
     if inverted:  # a tiny or poor first stage: the fellow eye's score ruled, against the eye's own
         raise ValueError(f"the stage fitted on {single['patient_id'].nunique()} {patients} weighs the eye's own score "
-                         f"{inverted}: a higher score would give a lower grade")
+                         f"{inverted}: a higher score would not give a higher grade")
     stage = {"model": model.to_dict(), "thresholds": thresholds}
     return stage, fused_table(single, fused, paired, thresholds, own)

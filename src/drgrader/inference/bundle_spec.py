@@ -88,7 +88,7 @@ class PairedEyeStage(BaseModel):
         inverted = stage.inverted()
         if inverted:
             raise ValueError(f"the weight on the eye's own score must be positive, got {inverted}: "
-                             "a higher score would give a lower grade")
+                             "a higher score would not give a higher grade")
         return model
 
 
