@@ -253,13 +253,19 @@ def _name_words(name: str) -> list[str]:
     return re.findall(r"[a-z]+|[0-9]+", spaced.lower())
 
 
+def _names_no_dr_grade(name: str) -> bool:
+    """A column name with a word of image quality, macular edema or a date (``maculopathy``,
+    ``grade_date``): whatever else it says or holds, not a DR grade."""
+    return any(w.startswith(_NOT_GRADE_WORDS) or w in _DATE_NAMES for w in _name_words(name))
+
+
 def looks_like_grade(name: str) -> bool:
     """A column name that reads as a DR grade (``grade``, ``level_corrected``, ``level_updated``,
     ``DR grade``, ``label``); not ``grader``, ``image_quality_grade`` or ``grade_date``."""
     words = _name_words(name)
-    grade = (len(words) == 1 and words[0] in _GRADE_LETTERS) or any(w in _GRADE_NAMES or (w.startswith(_GRADE_WORD_STARTS) and not w.startswith(_NOT_GRADE_STARTS)) for w in words)
-    other = any(w.startswith(_NOT_GRADE_WORDS) or w in _DATE_NAMES for w in words)
-    return grade and not other
+    grade = (len(words) == 1 and words[0] in _GRADE_LETTERS) or any(
+        w in _GRADE_NAMES or (w.startswith(_GRADE_WORD_STARTS) and not w.startswith(_NOT_GRADE_STARTS)) for w in words)
+    return grade and not _names_no_dr_grade(name)
 
 
 def _disagreeing_grades(values: pd.Series, read: pd.Series) -> int:
@@ -289,9 +295,7 @@ def refuse_other_grade_columns(table: pd.DataFrame, shown: str, read: str, fmt: 
         if looks_like_grade(column):
             raise DataError(f"{shown}: column {column[:40]!r} looks like a grade column but is not the one read "
                             f"({read[:40]!r}); {fix}")
-        words = _name_words(column)
-        if read in table and not any(w.startswith(_NOT_GRADE_WORDS) or w in _DATE_NAMES for w in words) \
-                and (rows := _disagreeing_grades(table[column], table[read])):
+        if read in table and not _names_no_dr_grade(column) and (rows := _disagreeing_grades(table[column], table[read])):
             raise DataError(f"{shown}: column {column[:40]!r} holds grades 0-4 that differ from the ones read "
                             f"({read[:40]!r}) on {rows} row(s); {fix}")
 
