@@ -63,3 +63,17 @@ def test_more_views_and_less_noisy_weights_win_by_paired_differences():
 def test_kappa_of_a_perfect_grader_is_one():
     d = pd.DataFrame({"grade": [0, 1, 2, 3, 4], "pred_grade": [0, 1, 2, 3, 4]})
     assert kappa(d) == pytest.approx(1.0)
+
+
+def test_a_variant_whose_paired_stage_is_refused_keeps_its_single_eye_row():
+    """A stage that cannot be fitted (here no eye has its fellow) is a row saying why, not a
+    traceback at the end of a finished cv (the final read of probe 33)."""
+    oof, lab = oof_and_lab({"best": 1.0})
+    oof["patient_id"] = oof["image_id"]  # every eye a patient of its own: no pairs
+    variants = {"best, 2 views (shipped)": ("best", ["orig", "hflip"]), "best, 8 views": ("best", DIHEDRAL_VIEWS)}
+    result = compare_variants(oof, lab, variants, EvalConfig(), n_boot=50, seed=0)
+    eight = result["variants"]["best, 8 views"]
+    assert eight["single eye"]["vs_reference"]["kappa"][0] > 0
+    assert "refused" in eight["paired eyes"] and result["paired_eyes_vs_single"] is None
+    table = lab_markdown(result)
+    assert "| best, 8 views | paired eyes | not fitted: " in table and "Paired-eye stage against" not in table

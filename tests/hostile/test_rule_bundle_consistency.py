@@ -194,7 +194,7 @@ def test_an_exported_bundle_with_another_model_s_graph_is_refused(onnx_bundle, p
     for backend in ("onnx", "auto", "torch"):
         err = refused(bundle, photo, tmp_path, capsys, "--backend", backend)
         assert ("bundle.json is inconsistent: model.onnx is not the graph exported with this bundle (its sha256 differs "
-                "from bundle.json's onnx record): export again") in err
+                "from bundle.json's record): export again") in err
     # a bundle exported before the record (and the built-in grader) is opened as before
     older = another_graph(onnx_bundle, tmp_path / "older", onnx={k: v for k, v in manifest["onnx"].items() if k != "sha256"})
     assert load_bundle(older, "onnx").input_size == 64

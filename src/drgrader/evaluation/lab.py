@@ -49,7 +49,10 @@ def decided_tables(rows: pd.DataFrame, scores: np.ndarray, eval_cfg: EvalConfig)
     rows = rows.reset_index(drop=True)
     thresholds = fit_thresholds(pd.concat([rows, decide(scores, None)], axis=1), eval_cfg, "grade")
     single = pd.concat([rows, decide(scores, thresholds)], axis=1)
-    return {"single eye": single, "paired eyes": fit_paired_stage(single, eval_cfg)[1]}
+    try:
+        return {"single eye": single, "paired eyes": fit_paired_stage(single, eval_cfg)[1]}
+    except ValueError as exc:  # refused for this variant (too few pairs, the eye's own score not weighed up)
+        return {"single eye": single, "refused": str(exc)}
 
 
 def figures(table: pd.DataFrame, *, n_boot: int, seed: int) -> dict:
@@ -87,13 +90,17 @@ def compare_variants(oof: pd.DataFrame, lab: pd.DataFrame, variants: dict[str, t
     for label, (weights, views) in variants.items():
         entry: dict = {"weights": weights, "views": list(views)}
         for stage in STAGES:
+            if stage not in tables[label]:
+                entry[stage] = {"refused": tables[label]["refused"]}
+                continue
             entry[stage] = figures(tables[label][stage], n_boot=n_boot, seed=seed)
-            if label != reference:
+            if label != reference and stage in tables[reference]:
                 entry[stage]["vs_reference"] = paired_difference(tables[label][stage], tables[reference][stage],
                                                                  n_boot=n_boot, seed=seed)
         out["variants"][label] = entry
-    out["paired_eyes_vs_single"] = paired_difference(tables[reference]["paired eyes"], tables[reference]["single eye"],
-                                                     n_boot=n_boot, seed=seed)
+    shipped = tables[reference]
+    out["paired_eyes_vs_single"] = (paired_difference(shipped["paired eyes"], shipped["single eye"], n_boot=n_boot, seed=seed)
+                                    if "paired eyes" in shipped else None)
     return out
 
 
@@ -118,11 +125,15 @@ def lab_markdown(result: dict) -> str:
     for label, entry in result["variants"].items():
         for stage in STAGES:
             f = entry[stage]
+            if "refused" in f:
+                lines.append(f"| {label} | {stage} | not fitted: {f['refused']} | | | | |")
+                continue
             vs = f.get("vs_reference") or {}
             recall = " ".join("—" if r is None else f"{r:.2f}" for r in f["recall_by_grade"])
             lines.append(f"| {label} | {stage} | {_ci(f['kappa'])} | {_ci(f['referable_auc'])} | "
                          f"{_diff(vs.get('kappa'))} | {_diff(vs.get('referable_auc'))} | {recall} |")
     p = result["paired_eyes_vs_single"]
-    lines += ["", f"Paired-eye stage against single eye (shipped weights and views): kappa {_diff(p['kappa'])}, "
-                  f"referable AUC {_diff(p['referable_auc'])}."]
+    if p is not None:
+        lines += ["", f"Paired-eye stage against single eye (shipped weights and views): kappa {_diff(p['kappa'])}, "
+                      f"referable AUC {_diff(p['referable_auc'])}."]
     return "\n".join(lines) + "\n"

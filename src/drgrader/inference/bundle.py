@@ -198,16 +198,20 @@ def load_bundle(path: str | Path, backend: str = "auto") -> Bundle:
     return Bundle(path, manifest, runner=runner)
 
 
+def _check_recorded(folder: Path, file: str, expected, what: str, fix: str) -> None:
+    """``folder/file`` is the file this bundle was written with: its sha256 is ``expected``, the one
+    bundle.json records. A bundle without the record (older, a built-in grader) is not checked.
+    Hashed once per open of a bundle, not on every read of ``bundle.json`` (many per command)."""
+    if expected and sha256_file(folder / file) != expected:
+        raise BundleError(f"{folder / MANIFEST} is inconsistent: {file} is not {what} (its sha256 differs from "
+                          f"bundle.json's record): {fix}")
+
+
 def _check_graph(folder: Path, manifest: dict, file: str) -> None:
-    """The ONNX graph ``file`` is the one exported with this bundle: its sha256 is the one
-    ``bundle.json``'s ``onnx.sha256`` records for it (export writes it, by file name). A bundle
-    without the record (older, a built-in grader) is not checked. Hashed once per open of a
-    bundle, not on every read of ``bundle.json`` (many per command)."""
+    """The ONNX graph ``file`` is the one exported with this bundle (``onnx.sha256``, by file name)."""
     recorded = (manifest.get("onnx") or {}).get("sha256") or {}
     expected = recorded.get(file) if isinstance(recorded, dict) else None
-    if expected is not None and sha256_file(folder / file) != expected:
-        raise BundleError(f"{folder / MANIFEST} is inconsistent: {file} is not the graph exported with this bundle "
-                          "(its sha256 differs from bundle.json's onnx record): export again")
+    _check_recorded(folder, file, expected, "the graph exported with this bundle", "export again")
 
 
 def build_scoring_net(manifest: dict):
@@ -249,10 +253,9 @@ def _torch_runner(path: Path, manifest: dict, feature: str):
     except Exception as exc:  # SafetensorError, size or key mismatch: the file does not fit the manifest
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BundleError(f"{weights} is damaged or does not fit {MANIFEST} ({manifest['backbone']}): {first_line}") from None
-    recorded = manifest.get("weights_sha256")  # a bundle saved before it was recorded: not checked
-    if recorded and sha256_file(weights) != recorded:  # whole weights of the same network, but not these
-        raise BundleError(f"{path / MANIFEST} is inconsistent: {weights.name} is not the weights this bundle was saved "
-                          "with (its sha256 differs from bundle.json's weights_sha256); copy the bundle whole again")
+    # whole weights of the same network, but not these (another run's model.safetensors copied in)
+    _check_recorded(path, weights.name, manifest.get("weights_sha256"), "the weights this bundle was saved with",
+                    "copy the bundle whole again")
     scoring.eval().to(memory_format=torch.channels_last)
 
     def run(pixels: np.ndarray) -> np.ndarray:
