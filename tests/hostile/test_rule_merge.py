@@ -14,7 +14,8 @@ import pytest
 from drgrader.cli import main
 from drgrader.data.manifest import DataError
 from drgrader.outputs import OutputError, exclusive
-from drgrader.workflows.predict import merge_predictions, predict_command
+from drgrader.workflows.merge import merge_predictions
+from drgrader.workflows.predict import predict_command
 
 from .corpus import photo_bytes
 

@@ -12,7 +12,8 @@ import pytest
 from drgrader.cli import main
 from drgrader.data.inputs import collect_inputs
 from drgrader.data.manifest import DataError
-from drgrader.workflows.predict import merge_predictions, predict_command, shard_rows
+from drgrader.workflows.merge import merge_predictions
+from drgrader.workflows.predict import predict_command, shard_rows
 
 SHARDS = 3
 

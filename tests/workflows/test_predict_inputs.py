@@ -13,7 +13,8 @@ from hostile.corpus import photo_bytes
 
 from drgrader.cli import main
 from drgrader.data.manifest import DataError
-from drgrader.workflows.predict import merge_predictions, predict_command
+from drgrader.workflows.merge import merge_predictions
+from drgrader.workflows.predict import predict_command
 
 
 @pytest.fixture

@@ -137,7 +137,7 @@ def cmd_predict(args) -> None:
 
 
 def cmd_merge_predictions(args) -> None:
-    from drgrader.workflows.predict import merge_predictions
+    from drgrader.workflows.merge import merge_predictions
 
     out = merge_predictions(args.parts, args.out, overwrite=args.overwrite, partial=args.partial, unverified=args.unverified)
     print(f"merged predictions: {out}")
