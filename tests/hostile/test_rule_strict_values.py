@@ -365,7 +365,9 @@ def test_evaluate_on_the_models_own_training_photos_is_never_called_external(tin
         err = caplog.text
         assert f"3 of {len(photos)} evaluated photos were used to train or tune this model" in err, err
         assert "MODEL_CARD.md" in err and "not updated" in err
-        assert json.loads((out / "metrics.json").read_text())["training_overlap"]["photos"] == 3
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["training_overlap"]["photos"] == 3
+        assert metrics["evaluated_on"] == f"not-external:{data}"  # probe 33 BV3: it said "external:" to scripts
         report = (out / "report.md").read_text(encoding="utf-8")
         assert "never saw" not in report and f"3 of {len(photos)} photos were used to train or tune" in report
         # Probe 31 C1: the printed summary said "evaluated on: external:..." right after the warning.

@@ -153,7 +153,7 @@ def evaluated_on(run: RunData) -> tuple[str, str]:
             "The decision thresholds were fitted on these same predictions, so they flatter them a little"
         )
     overlap = run.metrics.get("training_overlap") or {}
-    if where.startswith("external:") and overlap.get("photos"):
+    if where.startswith("not-external:") or (where.startswith("external:") and overlap.get("photos")):  # or written before
         path = where.split(":", 1)[1]
         return f"model's own training data ({path})", (
             f"a data set ({path}) of which {overlap['photos']} of {overlap['of']} photos were used to train or tune "
@@ -175,7 +175,7 @@ def evaluated_on(run: RunData) -> tuple[str, str]:
 
 def _data_root(run: RunData) -> Path | None:
     where = run.metrics.get("evaluated_on") or ""
-    if where.startswith("external:"):
+    if where.startswith(("external:", "not-external:")):
         return Path(where.split(":", 1)[1])
     if run.config is not None and run.config.data.root is not None:
         return Path(run.config.data.root)

@@ -176,7 +176,7 @@ def reproduce_section(run: RunData) -> Section:
                   f"drgrader train {q(str(run.run_dir / 'config.yaml'))}{extra}",
                   "# re-score this run's held-out split", f"drgrader evaluate {q(run_dir)}"]
     elif run.metrics.get("model"):
-        data = f" --data {q(where.split(':', 1)[1])}" if where.startswith("external:") else ""
+        data = f" --data {q(where.split(':', 1)[1])}" if where.startswith(("external:", "not-external:")) else ""
         lines += ["# evaluate the same model on the same data", f"drgrader evaluate {q(run.metrics['model'])}{data} --out {q(run_dir)}"]
     lines += ["# rewrite this report", f"drgrader report {q(run_dir)}"]
     blocks: list = [Code("\n".join(lines), language="sh")]

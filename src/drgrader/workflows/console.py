@@ -30,7 +30,7 @@ def _evaluated_on(metrics: dict) -> str:
     tuned on is not called external (the warning printed before it says so)."""
     where = str(metrics.get("evaluated_on"))
     overlap = metrics.get("training_overlap") or {}
-    if where.startswith("external:") and overlap.get("photos"):
+    if where.startswith("not-external:") or (where.startswith("external:") and overlap.get("photos")):  # or written before
         return (f"{where.split(':', 1)[1]} (not external: {overlap['photos']} of {overlap['of']} "
                 "photos trained or tuned the model)")
     if where.startswith("external:") and metrics.get("training_overlap", {}) is None:  # no record to check

@@ -162,6 +162,8 @@ def evaluate_command(
         evaluated_on = f"external:{cfg.data.root}"
         fit = False  # thresholds stay those fitted on the model's own validation split
         overlap = _training_overlap(bundle, run_dir, test_rows, prepared.pictures)
+        if overlap and overlap["photos"]:  # partly the model's own training data: not external (probe 33 BV3)
+            evaluated_on = f"not-external:{cfg.data.root}"
         copies, one_picture_as_two_eyes = _copies_across_patients(prepared)
     out.mkdir(parents=True, exist_ok=True)
     if bundle.members and not bundle.thresholds and val_rows is None:
