@@ -195,6 +195,8 @@ def test_an_exported_bundle_with_another_model_s_graph_is_refused(onnx_bundle, p
         err = refused(bundle, photo, tmp_path, capsys, "--backend", backend)
         assert ("bundle.json is inconsistent: model.onnx is not the graph exported with this bundle (its sha256 differs "
                 "from bundle.json's record): export again") in err
+    assert main(["models", str(bundle)]) == 2  # probe 33 BV4: its card was printed, exit 0
+    assert "model.onnx is not the graph exported with this bundle" in capsys.readouterr().err
     # a bundle exported before the record (and the built-in grader) is opened as before
     older = another_graph(onnx_bundle, tmp_path / "older", onnx={k: v for k, v in manifest["onnx"].items() if k != "sha256"})
     assert load_bundle(older, "onnx").input_size == 64
@@ -446,7 +448,7 @@ def test_an_ensemble_edited_by_hand_is_refused_when_opened(tiny_bundle, other_ti
     assert len(load_bundle(old).members) == 3  # an old, untouched ensemble still opens, without a word
 
 
-def test_a_bundle_whose_weights_are_another_models_is_refused(tiny_bundle, other_tiny_bundle, tmp_path):
+def test_a_bundle_whose_weights_are_another_models_is_refused(tiny_bundle, other_tiny_bundle, tmp_path, capsys):
     """Probe 33 BV1: another run's model.safetensors copied into a bundle graded under this
     bundle's thresholds, validation figures and card, without a word."""
     bundle = tmp_path / "tiny"
@@ -456,3 +458,5 @@ def test_a_bundle_whose_weights_are_another_models_is_refused(tiny_bundle, other
     shutil.copy(other_tiny_bundle / "model.safetensors", bundle / "model.safetensors")
     with pytest.raises(BundleError, match=r"model.safetensors is not the weights this bundle was saved with"):
         load_bundle(bundle, "torch")
+    assert main(["models", str(bundle)]) == 2  # and its card is not printed as if nothing were wrong
+    assert "model.safetensors is not the weights this bundle was saved with" in capsys.readouterr().err

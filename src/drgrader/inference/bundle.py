@@ -214,6 +214,24 @@ def _check_graph(folder: Path, manifest: dict, file: str) -> None:
     _check_recorded(folder, file, expected, "the graph exported with this bundle", "export again")
 
 
+def _check_weights(folder: Path, manifest: dict) -> None:
+    """``model.safetensors`` is the file the bundle was saved with (``weights_sha256``)."""
+    _check_recorded(folder, "model.safetensors", manifest.get("weights_sha256"), "the weights this bundle was saved with",
+                    "copy the bundle whole again")
+
+
+def check_recorded_files(folder: Path, manifest: dict) -> None:
+    """Every model file of a single-model bundle that bundle.json records a sha256 for is that
+    file (the weights, each exported graph), without opening it: ``drgrader models BUNDLE`` prints
+    a card only for a bundle the other commands would open (probe 33 BV4)."""
+    if (folder / "model.safetensors").is_file():
+        _check_weights(folder, manifest)
+    recorded = (manifest.get("onnx") or {}).get("sha256") or {}
+    for file in recorded if isinstance(recorded, dict) else ():
+        if (folder / file).is_file():
+            _check_graph(folder, manifest, file)
+
+
 def build_scoring_net(manifest: dict):
     """The PyTorch network of a bundle manifest, without weights."""
     from drgrader.models.factory import GraderNet, ScoringNet
@@ -253,9 +271,7 @@ def _torch_runner(path: Path, manifest: dict, feature: str):
     except Exception as exc:  # SafetensorError, size or key mismatch: the file does not fit the manifest
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BundleError(f"{weights} is damaged or does not fit {MANIFEST} ({manifest['backbone']}): {first_line}") from None
-    # whole weights of the same network, but not these (another run's model.safetensors copied in)
-    _check_recorded(path, weights.name, manifest.get("weights_sha256"), "the weights this bundle was saved with",
-                    "copy the bundle whole again")
+    _check_weights(path, manifest)  # whole weights of the same network, but not these (another run's copied in)
     scoring.eval().to(memory_format=torch.channels_last)
 
     def run(pixels: np.ndarray) -> np.ndarray:

@@ -12,9 +12,12 @@ def describe_models(name: str | None = None) -> str:
     if name is not None:
         folder = resolve_bundle(name)
         if (folder / MANIFEST).is_file():  # a card is only as good as its bundle: one predict refuses is refused here
+            from drgrader.inference.bundle import check_recorded_files
             from drgrader.inference.ensemble_members import single_models
 
-            single_models(folder)  # bundle.json checked, an ensemble's members against what it was made from
+            # bundle.json checked, an ensemble's members against what it was made from, each model's files
+            for leaf, manifest in single_models(folder):
+                check_recorded_files(leaf, manifest)
         card = folder / "MODEL_CARD.md"
         if not card.is_file():  # a bundle folder given by path may have none; any other folder is no grader
             what = "a bundle without a MODEL_CARD.md" if (folder / MANIFEST).is_file() else "not a bundle folder"
