@@ -136,3 +136,7 @@ def test_fit_thresholds_binary_model_and_missing_class():
         out = fit_thresholds(healthy, EvalConfig(), "grade")
     assert out["any_dr"] is None and out["referable"] is None
     assert {str(w.message).split()[0] for w in caught} == {"any_dr", "referable"}
+    # Probe 33 BV11: the bundle (and so its card) keeps what could not be fitted, and why.
+    assert [n.split(" (")[0] for n in out["not_fitted"]] == ["any_dr threshold", "referable threshold", "grade cut-points"]
+    assert "all grade 0" in out["not_fitted"][2]
+    assert "not_fitted" not in fit_thresholds(_val_table(), EvalConfig(), "grade")

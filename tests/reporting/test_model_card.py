@@ -147,6 +147,17 @@ def test_card_tolerates_missing_pieces():
     assert "No held-out figures" in card and "No thresholds fitted" in card and "not recorded" in card
 
 
+def test_a_card_says_which_thresholds_the_validation_eyes_could_not_fit():
+    """Probe 33 BV11: a run whose validation eyes were all grade 0 kept default thresholds, and its
+    card said they were fitted, choosing the highest sensitivity + specificity."""
+    manifest = copy.deepcopy(MANIFEST)
+    manifest["thresholds"]["not_fitted"] = ["any_dr threshold (0 positive and 16 negative)", "grade cut-points (...)"]
+    card = build_model_card(manifest, METRICS)
+    assert "**Not fitted on the validation eyes**: any_dr threshold (0 positive and 16 negative); grade cut-points" in card
+    assert "fitted the thresholds it could (not all: see Operating points)" in card
+    assert "Not fitted on the validation eyes" not in build_model_card(MANIFEST, METRICS)
+
+
 def test_patient_decision_and_paired_eyes_are_explained():
     band = [[i / 100, round(0.6 - i / 100, 2)] for i in range(1, 51)]  # one cut-off per percent
     manifest = {**MANIFEST, "patient_decision": {"urgent_threshold": 2.6, "urgent_rule": "grade >= 3", "refer_share": 0.1,

@@ -209,6 +209,7 @@ def fit_thresholds(val_df: pd.DataFrame, eval_cfg: EvalConfig, task: str) -> dic
         raise ValueError("validation predictions lack the 'grade' column")
     grade = val_df["grade"].to_numpy()
     out: dict = {"cutpoints": None, "any_dr": None, "referable": None}
+    not_fitted: list[str] = []
 
     lo, hi = eval_cfg.threshold_range
     for name, (column, min_grade) in SCREENS.items():
@@ -231,6 +232,7 @@ def fit_thresholds(val_df: pd.DataFrame, eval_cfg: EvalConfig, task: str) -> dic
             )
         except ValueError as exc:
             warnings.warn(f"{name} threshold not fitted: {exc}", stacklevel=2)
+            not_fitted.append(f"{name} threshold ({exc})")
 
     adjusted = []
     if out["any_dr"] is not None and out["referable"] is not None and out["any_dr"] > out["referable"]:
@@ -251,6 +253,9 @@ def fit_thresholds(val_df: pd.DataFrame, eval_cfg: EvalConfig, task: str) -> dic
             cuts = fit_upper_cutpoints(grade[keep], expected[keep], (out["any_dr"], out["referable"]))
         elif keep.any():
             cuts = fit_cutpoints(grade[keep], expected[keep])
+            if len(np.unique(grade[keep])) < 2:  # kappa is undefined on one grade: the defaults are kept
+                not_fitted.append(f"grade cut-points (the validation eyes are all grade {int(grade[keep][0])}: "
+                                  "the default cut-points)")
             if one_score:  # grade and screens on one score: the screens follow the grade
                 adjusted += _screens_from_cutpoints(out, cuts)
         else:
@@ -260,6 +265,8 @@ def fit_thresholds(val_df: pd.DataFrame, eval_cfg: EvalConfig, task: str) -> dic
         warnings.warn(note, stacklevel=2)
     if adjusted:
         out["adjusted"] = adjusted
+    if not_fitted:
+        out["not_fitted"] = not_fitted
     return out
 
 

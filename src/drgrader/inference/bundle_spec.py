@@ -46,6 +46,7 @@ class Thresholds(BaseModel):
     any_dr: float | None = None
     referable: float | None = None
     adjusted: list[str] = []  # what the fit changed so that the decisions agree, in words
+    not_fitted: list[str] = []  # what the validation eyes could not fit (a grade missing), in words
 
     @field_validator("cutpoints")
     @classmethod

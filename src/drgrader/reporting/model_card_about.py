@@ -155,8 +155,10 @@ def training_data_section(manifest: dict, metrics: dict) -> Section:
             f"{eyes.get('left', 0)} left, {eyes.get('right', 0)} right and {eyes.get('unknown', 0)} unknown eyes.")
     splits = summary.get("splits") or {}
     if len(splits) > 1:
+        fitted = ("fitted the thresholds it could (not all: see Operating points)"
+                  if (manifest.get("thresholds") or {}).get("not_fitted") else "fitted the thresholds")
         text += (" Patients were split into " + ", ".join(splits) + " sets; no patient has photos in two of them. "
-                 "Training learnt from `train`; `val` chose the checkpoint and fitted the thresholds.")
+                 f"Training learnt from `train`; `val` chose the checkpoint and {fitted}.")
     skipped = {k: v for k, v in ((metrics.get("data") or {}).get("skipped") or summary.get("skipped") or {}).items() if v}
     if skipped:
         text += " Left out: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items()) + "."

@@ -221,6 +221,11 @@ def operating_points_section(manifest: dict, metrics: dict) -> Section:
         blocks.append(Para("With both eyes of a patient, the paired-eye stage decides on the fused scores with its own "
                            "thresholds: " + "; ".join(parts) + ". A photo given alone (or an eye without a usable fellow) is "
                            "graded by the stage's single-eye part, from its own scores alone, with these same thresholds."))
+    not_fitted = thresholds.get("not_fitted") or []
+    if not_fitted:  # probe 33 BV11: the card said "fitted" of thresholds the validation eyes could not fit
+        blocks.insert(0, Para("**Not fitted on the validation eyes**: " + "; ".join(not_fitted) + ". Those decisions use "
+                              "defaults (or follow the grade) and are not calibrated; train on data with every grade "
+                              "in the validation split."))
     adjusted = [*thresholds.get("adjusted", []), *((stage or {}).get("thresholds") or {}).get("adjusted", [])]
     if adjusted:  # the fit changed a threshold so that the decisions agree: the card says which
         blocks.append(Para("**Adjusted so that the decisions agree**: " + "; ".join(adjusted) + "."))
