@@ -356,6 +356,11 @@ def test_external_entry_says_how_many_photos_and_patients_were_ungradable():
     assert ("Quality check: 7 of 120 photos (5.8%) ungradable (not a colour photograph (greyscale, red-free or "
             "tinted monochrome): 7); they are included in every figure above.") in entry
     assert "Patients: 4 of 60 ungradable" in entry
+    assert "not counted" not in entry
+    # Probe 33 BV9: the entry's counts are the photos graded; the labelled ones left out are said.
+    skipped = {**metrics, "data": {"summary": summary, "skipped": {"unreadable_image": 1, "unlabelled_files": 3}}}
+    card = add_externals(build_model_card(MANIFEST, METRICS), [ExternalEvaluation(skipped, "/runs/eval-ung")])
+    assert "1 labelled photo(s) not counted (1 unreadable image, 3 unlabelled files)" in card
     assert "| quadratic weighted kappa | 0.612 | 0.400 |" in entry  # all photos vs gradable only
     # Every photo gradable: one short line, no table.
     fine = {**metrics, "test": {**result(), "gradability": {"n_ungradable": 0, "share_ungradable": 0.0,

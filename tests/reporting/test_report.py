@@ -269,6 +269,13 @@ def test_evaluation_only_folder_renders_without_log_or_config(tmp_path):
     assert "No configuration in this folder" in page
     assert not (run / "figures" / "learning_curves.png").exists()
     assert "drgrader evaluate" in page and "--data" in page
+    assert "labelled photo(s) are not counted" not in page
+    # Probe 33 BV9: a labelled photo skipped as unreadable is said beside the counts it is missing from.
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["data"]["skipped"] = {"missing_image": 0, "unlabelled_files": 2, "unreadable_image": 1}
+    atomic_write_json(run / "metrics.json", metrics)
+    page = write_report(run).read_text(encoding="utf-8")
+    assert "1 labelled photo(s) are not counted (2 unlabelled files, 1 unreadable image)." in page
 
     # With the config passed in (as drgrader evaluate does), it is shown.
     cfg = ExperimentConfig.model_validate({"name": "external-check", "data": {"image_size": 96}})

@@ -14,6 +14,7 @@ from drgrader.reporting.document import (
     Section,
     Table,
 )
+from drgrader.reporting.run_data import left_out_text
 
 EXTERNAL_TITLE = "External evaluations"
 
@@ -159,9 +160,9 @@ def training_data_section(manifest: dict, metrics: dict) -> Section:
                   if (manifest.get("thresholds") or {}).get("not_fitted") else "fitted the thresholds")
         text += (" Patients were split into " + ", ".join(splits) + " sets; no patient has photos in two of them. "
                  f"Training learnt from `train`; `val` chose the checkpoint and {fitted}.")
-    skipped = {k: v for k, v in ((metrics.get("data") or {}).get("skipped") or summary.get("skipped") or {}).items() if v}
-    if skipped:
-        text += " Left out: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items()) + "."
+    left_out = left_out_text((metrics.get("data") or {}).get("skipped") or summary.get("skipped"))
+    if left_out:
+        text += f" Left out: {left_out}."
     header = ["Grade", "all"] + list(splits)
     rows = [[GRADE_NAMES[g], str(count_in(summary.get("grades") or {}, g))]
             + [str(count_in(s.get("grades") or {}, g)) for s in splits.values()] for g in GRADES]

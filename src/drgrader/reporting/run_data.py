@@ -134,6 +134,20 @@ def load_run(run_dir: Path, config: ExperimentConfig | None = None) -> RunData:
     )
 
 
+# Labelled photos the figures do not count: the label file names them, the data set has no photo to grade.
+LABELLED_LEFT_OUT = ("missing_image", "unreadable_image", "ungradable")
+
+
+def left_out_text(skipped: dict | None) -> str:
+    """``1 unreadable image, 3 unlabelled files``: what a data set left out (empty when nothing)."""
+    return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in (skipped or {}).items() if v)
+
+
+def labelled_left_out(skipped: dict | None) -> int:
+    """How many labelled photos the figures do not count (:data:`LABELLED_LEFT_OUT`)."""
+    return sum(int((skipped or {}).get(k) or 0) for k in LABELLED_LEFT_OUT)
+
+
 def evaluated_on(run: RunData) -> tuple[str, str]:
     """(short name, sentence) of what the figures were measured on."""
     where = run.metrics.get("evaluated_on") or "test"

@@ -31,7 +31,7 @@ from drgrader.reporting.document import (
     missing,
     threshold_text,
 )
-from drgrader.reporting.run_data import RunData, evaluated_on, is_synthetic
+from drgrader.reporting.run_data import RunData, evaluated_on, is_synthetic, labelled_left_out, left_out_text
 
 SCREEN_TITLE = {"any_dr": "Any-DR", "referable": "Referable"}
 IDX_BAR_TEXT = f"IDx-DR bar: sensitivity > {IDX_DR_SENSITIVITY:.0%}, specificity > {IDX_DR_SPECIFICITY:.1%}"
@@ -90,6 +90,9 @@ def summary_section(run: RunData) -> Section:
     _, where = evaluated_on(run)
     n_images, n_patients = test.get("n_images"), test.get("n_patients")
     text = f"These figures were measured on {where}: {n_images} eyes (images) of {n_patients} patients."
+    left_out = labelled_left_out((run.metrics.get("data") or {}).get("skipped"))
+    if left_out:  # probe 33 BV9: a labelled photo skipped as unreadable was not counted, without a word
+        text += f" {left_out} labelled photo(s) are not counted ({left_out_text((run.metrics.get('data') or {}).get('skipped'))})."
     main = _main_screen(run)
     if main is not None:
         name, f = main

@@ -25,7 +25,7 @@ from drgrader.reporting.document import (
     fmt_num,
     fmt_pct,
 )
-from drgrader.reporting.run_data import RunData
+from drgrader.reporting.run_data import RunData, left_out_text
 
 
 def per_grade_section(run: RunData) -> Section:
@@ -104,9 +104,8 @@ def data_section(run: RunData) -> Section:
             f"{eyes.get('left', 0)} left, {eyes.get('right', 0)} right, {eyes.get('unknown', 0)} unknown eyes.")
     if len(splits) > 1:
         text += " The splits are by patient: no patient has eyes in two of them."
-    skipped = {k: v for k, v in (data.get("skipped") or {}).items() if v}
-    if skipped:
-        text += " Left out: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items()) + "."
+    if left_out_text(data.get("skipped")):
+        text += f" Left out: {left_out_text(data.get('skipped'))}."
     blocks: list = [Para(text), Table(header, rows, align="l" + "r" * (len(header) - 1))]
     q = summary.get("gradability")
     if q:
