@@ -595,6 +595,19 @@ def test_a_label_file_reads_patients_and_eyes_from_names_as_predict_does(tmp_pat
         read_dataset(root)
 
 
+def test_a_photo_of_the_image_folder_named_by_any_path_is_known_by_its_name_there(tmp_path):
+    """Probe 32 B19: one patient's eyes named by an absolute path and by a path through ``../``
+    were two patients (the folder part of each spelling stayed in the patient)."""
+    names = ["10_left", "10_right", "12_left", "12_right"]
+    images = (tmp_path / "images").resolve()
+    labels = (f"image,level\n{images}/10_left.jpeg,2\n../images/10_right.jpeg,2\n"
+              "12_left,0\n./12_right.jpeg,0\n")
+    root = _label_set(tmp_path, labels, names)
+    table = read_dataset(root).set_index("image_id").loc[names]
+    assert table["patient_id"].tolist() == ["10", "10", "12", "12"]
+    assert table["eye"].tolist() == ["left", "right", "left", "right"]
+
+
 def test_an_image_id_cell_that_the_file_s_name_contradicts_is_noted_as_a_patient_or_eye_cell_is(tmp_path):
     """A list's image id cell said the eye and patient, taking over what the file's own name says
     without a note: 10131_left.jpeg listed as 10131_right graded as the right eye, as 10007_right

@@ -81,14 +81,28 @@ def read_csv_format(root: Path, cfg: DataConfig) -> Found:
     rows = []
     for n, rec in csv_records(table):
         ref = rec[cols.image]
-        image_id = strip_image_extension(ref)
+        found = folder.find(ref)
+        image_id = (id_in_folder(found, images) if "/" in ref.replace("\\", "/") else None) or strip_image_extension(ref)
         where = where_in(file, n, image_id)
         patient, eye = patient_and_eye(rec, where, image_id, patient_col, eye_col)
-        rows.append(LabelRow(where, image_id, folder.find(ref), rec[cols.grade], patient, eye,
+        rows.append(LabelRow(where, image_id, found, rec[cols.grade], patient, eye,
                              looked_for=folder.describe(ref), patient_given=patient_col is not None))
     if not patient_col:
         _log_patients_from_names(rows, file)
     return rows, [folder], {}
+
+
+def id_in_folder(found: Path | None, images: Path) -> str | None:
+    """A photo inside the image folder, however the label file spelt its path (absolute, through
+    ``../``), is known by its path in that folder, so that its patient is the one its name gives
+    there (probe 32 B19: ``/abs/images/10_left.jpeg`` and ``../images/10_right.jpeg`` were two
+    patients); None for a photo elsewhere or not found."""
+    if found is None:
+        return None
+    try:
+        return found.resolve().relative_to(images.resolve()).with_suffix("").as_posix()
+    except ValueError:
+        return None
 
 
 # A grade folder is named by its grade, alone or before a word: "3", "4 proliferative", "0_No_DR".
