@@ -595,6 +595,18 @@ def test_a_label_file_reads_patients_and_eyes_from_names_as_predict_does(tmp_pat
         read_dataset(root)
 
 
+def test_two_photos_of_one_eye_graded_apart_are_kept_with_a_warning(tmp_path, caplog):
+    """Probe 33 BV10: ``10_left`` grade 0 and ``10_left_2`` grade 4 (a second photo of that eye)
+    were taken without a note: a reference that contradicts itself for one eye."""
+    names = ["10_left", "10_left_2", "10_right", "12_left", "12_left_2"]
+    root = _label_set(tmp_path, "image,level\n10_left,0\n10_left_2,4\n10_right,0\n12_left,2\n12_left_2,2\n", names)
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        table = read_dataset(root)
+    assert len(table) == 5 and sorted(table["grade"]) == [0, 0, 2, 2, 4]
+    assert ("1 eye(s) have photos graded apart (e.g. patient '10' left eye: '10_left' grade 0, '10_left_2' grade 4)"
+            in caplog.text), caplog.text
+
+
 def test_a_photo_of_the_image_folder_named_by_any_path_is_known_by_its_name_there(tmp_path):
     """Probe 32 B19: one patient's eyes named by an absolute path and by a path through ``../``
     were two patients (the folder part of each spelling stayed in the patient)."""

@@ -108,6 +108,19 @@ def _warn_lookalike_patients(df: pd.DataFrame, root: Path) -> None:
                     "spelling in the label file makes them one patient)", root, " and ".join(map(repr, groups[0])), more)
 
 
+def _warn_one_eye_graded_apart(df: pd.DataFrame, root: Path) -> None:
+    """Two photos of one eye (``10_left``, ``10_left_2``) graded apart: a grade is the eye's, so the
+    reference contradicts itself; both are kept as labelled, with a warning (probe 33 BV10)."""
+    eyes = df[df["eye"] != ""]
+    apart = [group for _, group in eyes.groupby(["patient_id", "eye"]) if group["grade"].nunique() > 1]
+    if apart:
+        first = apart[0]
+        shown = ", ".join(f"{i!r} grade {g}" for i, g in zip(first["image_id"], first["grade"]))
+        log.warning("%s: %d eye(s) have photos graded apart (e.g. patient %r %s eye: %s); a grade is an eye's, so the "
+                    "labels contradict each other: check them", root, len(apart), first["patient_id"].iat[0],
+                    first["eye"].iat[0], shown)
+
+
 def _note_given_against_names(df: pd.DataFrame, given: list[bool], root: Path) -> None:
     """A label file's patient cell that another row's name contradicts (``10_left`` given patient
     12 while ``10_right`` is patient 10: a shifted cell) is taken as predict takes it, by the one
@@ -249,6 +262,7 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
     df["grade"] = df["grade"].astype("int64")
     _note_given_against_names(df, given, root)
     _warn_lookalike_patients(df, root)
+    _warn_one_eye_graded_apart(df, root)
     if cfg.limit is not None:
         df = _first_patients(df, cfg.limit)
     df = df.sort_values("image_id", kind="stable").reset_index(drop=True)
