@@ -460,3 +460,6 @@ def test_a_bundle_whose_weights_are_another_models_is_refused(tiny_bundle, other
         load_bundle(bundle, "torch")
     assert main(["models", str(bundle)]) == 2  # and its card is not printed as if nothing were wrong
     assert "model.safetensors is not the weights this bundle was saved with" in capsys.readouterr().err
+    # nor is an ensemble made of it (probe 34 BX3: made, exit 0, refused only by predict later)
+    assert main(["ensemble", str(bundle), str(tiny_bundle), "--out", str(tmp_path / "ens")]) == 2
+    assert "model.safetensors is not the weights" in capsys.readouterr().err and not (tmp_path / "ens").exists()

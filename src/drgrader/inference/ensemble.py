@@ -10,6 +10,7 @@ from pathlib import Path
 
 from drgrader.grading import SCORE_COLUMNS
 from drgrader.inference.builtin import resolve_bundle
+from drgrader.inference.bundle import check_recorded_files
 from drgrader.inference.bundle_spec import BundleError, mixed_score_scales, read_manifest, write_manifest
 from drgrader.inference.ensemble_members import WEIGHTS_KEY, single_models, weights_digest
 from drgrader.io import atomic_dir
@@ -79,7 +80,10 @@ def make_ensemble(bundles: list[str | Path], out: str | Path) -> Path:
         manifest = read_manifest(path)
         if not manifest.get("members") and not any((path / f).is_file() for f in ("model.safetensors", "model.onnx")):
             raise BundleError(f"{path}: bundle has neither model.safetensors nor model.onnx")
-        sources.append((path, manifest, single_models(path)))
+        leaves = single_models(path)
+        for leaf, leaf_manifest in leaves:  # another model's weights or graph copied in: refused now, not by predict later
+            check_recorded_files(leaf, leaf_manifest)
+        sources.append((path, manifest, leaves))
     _refuse_repeated_members([(path, leaves) for path, _, leaves in sources])
     tasks = {m["task"] for _, m, _ in sources}
     if len(tasks) > 1:
