@@ -126,9 +126,9 @@ def evaluate_external(cfg: ExperimentConfig, run_dir: Path, external: Path) -> d
     from drgrader.workflows.evaluate import evaluate_command
 
     # A YAML rather than the bare folder keeps data.cache_dir / workers and the eval section.
-    # The bundle's own input size and preprocessing written out: evaluate refuses other values it would drop.
+    # The bundle's own input size, normalisation and preprocessing written out: evaluate refuses other values it would drop.
     data = DataConfig(root=external.resolve(), cache_dir=cfg.data.cache_dir, workers=cfg.data.workers,
-                      image_size=cfg.data.image_size, preprocess=cfg.data.preprocess)
+                      image_size=cfg.data.image_size, normalize=cfg.data.normalize, preprocess=cfg.data.preprocess)
     save_config(cfg.model_copy(update={"data": data}), run_dir / "external.yaml")
     eval_dir = evaluate_command(run_dir, data=str(run_dir / "external.yaml"))
     metrics = json.loads((eval_dir / "metrics.json").read_text())

@@ -252,7 +252,8 @@ def test_options_that_would_be_ignored_are_refused(tiny_bundle, photos, tmp_path
     out = tmp_path / "p.csv"
     assert main(["predict", str(tiny_bundle), str(photos), "--tta", "--out", str(out)]) == 2  # --tta with no view
     assert "--tta: give at least one view" in error_line(capsys) and not out.exists()
-    for key in ("data.image_size=512", "data.preprocess.ben_graham=true", "eval.tta=[hflip]", "data.split.test=0.5"):
+    for key in ("data.image_size=512", "data.preprocess.ben_graham=true", "eval.tta=[hflip]", "data.split.test=0.5",
+                "data.normalize=unit"):  # probe 34 BX1: data.normalize was dropped
         assert main(["evaluate", str(tiny_bundle), "--data", str(photos), "--set", key, "--out", str(tmp_path / "e")]) == 2
         assert f"--set {key.split('=')[0]}: evaluate --data takes it from the bundle" in error_line(capsys)
         assert not (tmp_path / "e").exists()
@@ -260,6 +261,10 @@ def test_options_that_would_be_ignored_are_refused(tiny_bundle, photos, tmp_path
     assert main(["evaluate", str(tiny_bundle), "--data", str(photos), "--set", "eval.threshold_objective=sensitivity",
                  "--out", str(tmp_path / "e")]) == 2
     assert "--set eval.threshold_objective: evaluate --data fits no thresholds" in error_line(capsys)
+    for key in ("eval.refer_share=0.3", "eval.urgent_sensitivity=0.8", "eval.fit_cutpoints=false",
+                "eval.target_sensitivity=0.95"):  # probe 34 BX1: dropped without a word
+        assert main(["evaluate", str(tiny_bundle), "--data", str(photos), "--set", key, "--out", str(tmp_path / "e")]) == 2
+        assert f"--set {key.split('=')[0]}: evaluate --data fits no thresholds" in error_line(capsys)
 
 
 def test_fields_of_an_evaluate_yaml_that_the_bundle_decides_are_refused_as_their_set_is(tiny_bundle, photos, tmp_path,
@@ -274,7 +279,8 @@ def test_fields_of_an_evaluate_yaml_that_the_bundle_decides_are_refused_as_their
     size = manifest["input_size"]
     for section, field in (("data", f"image_size: {size + 16}"), ("data", "preprocess: {ben_graham: true}"),
                            ("data", "split: {test: 0.5}"), ("eval", "tta: [orig, vflip]"),
-                           ("eval", "threshold_objective: sensitivity")):
+                           ("eval", "threshold_objective: sensitivity"), ("data", "normalize: unit"),
+                           ("eval", "refer_share: 0.3"), ("eval", "threshold_range: [0.1, 0.9]")):
         config = tmp_path / "ev.yaml"
         config.write_text(f"data:\n  root: {photos}\n" + (f"{section}:\n" if section != "data" else "") + f"  {field}\n")
         assert main(["evaluate", str(tiny_bundle), "--data", str(config), "--out", str(tmp_path / "e")]) == 2, field
@@ -284,7 +290,8 @@ def test_fields_of_an_evaluate_yaml_that_the_bundle_decides_are_refused_as_their
         assert not (tmp_path / "e").exists()
     # The default, or the bundle's own value (the experiment it was trained with), is not dropped: it is what is used.
     config.write_text(f"data:\n  root: {photos}\n  image_size: {size}\n  split: {{method: patient}}\n"
-                      f"eval:\n  tta: {manifest['tta']}\n  threshold_objective: youden\n")
+                      f"eval:\n  tta: {manifest['tta']}\n  threshold_objective: youden\n"
+                      f"  refer_share: {manifest['config']['eval']['refer_share']}\n  threshold_range: [0.0, 1.0]\n")
     assert external_config(str(config), manifest, []).data.image_size == size
     # Probe 33 BV6: a default written out is a setting too (eval.tta: [orig], to evaluate without TTA).
     if manifest["tta"] != ["orig"]:

@@ -21,12 +21,16 @@ def find_bundle(model: Path) -> tuple[Path, Path | None]:
     raise FileNotFoundError(f"{model} is neither a run folder nor a drgrader bundle")
 
 
-BUNDLE_DECIDES = ("data.image_size", "data.preprocess", "data.split", "eval.tta")  # set from the bundle, not the data
-NEVER_FITTED = "eval.threshold_objective"  # evaluate --data fits no thresholds: the bundle's are used
+# set from the bundle, not the data
+BUNDLE_DECIDES = ("data.image_size", "data.normalize", "data.preprocess", "data.split", "eval.tta")
+# evaluate --data fits no thresholds, cut-points or patient decisions: the bundle's are used
+FITTING = ("threshold_objective", "target_sensitivity", "threshold_range", "fit_cutpoints", "consistent_cutpoints",
+           "refer_share", "urgent_sensitivity")
+NEVER_FITTED = tuple(f"eval.{name}" for name in FITTING)
 
 
 def _why_not_used(key: str) -> str:
-    if key == NEVER_FITTED:
+    if key in NEVER_FITTED:
         return "evaluate --data fits no thresholds (the bundle's own are used)"
     return "evaluate --data takes it from the bundle (or, for data.split, grades every photo)"
 
@@ -59,12 +63,12 @@ def _dropped_yaml_field(cfg: ExperimentConfig, bundle_manifest: dict) -> tuple[s
     """A field the bundle decides (or one evaluate --data never uses) that the YAML writes, to
     another value than the bundle's own: it would be dropped unsaid."""
     given, defaults = config_to_dict(cfg), config_to_dict(ExperimentConfig())
-    trained = (bundle_manifest.get("config") or {}).get("eval") or {}
+    trained = bundle_manifest.get("config") or {}
     preprocess = bundle_manifest.get("preprocess")
-    bundles = {"data": {"image_size": bundle_manifest.get("input_size"),
+    bundles = {"data": {"image_size": bundle_manifest.get("input_size"), "normalize": (trained.get("data") or {}).get("normalize"),
                         "preprocess": PreprocessConfig.model_validate(preprocess).model_dump(mode="json") if preprocess else None},
-               "eval": {"tta": bundle_manifest.get("tta"), "threshold_objective": trained.get("threshold_objective")}}
-    for key in (*BUNDLE_DECIDES, NEVER_FITTED):
+               "eval": {"tta": bundle_manifest.get("tta"), **{k: (trained.get("eval") or {}).get(k) for k in FITTING}}}
+    for key in (*BUNDLE_DECIDES, *NEVER_FITTED):
         for leaf, value in _leaves(_at(given, key), key):
             # data.split: every photo is graded, so a training config's split (the default) drops nothing
             written = value != _at(defaults, leaf) if key == "data.split" else _written(cfg, leaf)
@@ -80,7 +84,7 @@ def external_config(data: str, bundle_manifest: dict, overrides: list[str]) -> E
     than the bundle's, which would be ignored, is refused."""
     for item in overrides:
         key = item.split("=", 1)[0].strip()
-        if any(key == k or key.startswith(k + ".") for k in (*BUNDLE_DECIDES, NEVER_FITTED)):
+        if any(key == k or key.startswith(k + ".") for k in (*BUNDLE_DECIDES, *NEVER_FITTED)):
             raise ConfigError(f"--set {key}: {_why_not_used(key)}; drop it")
     path = Path(data)
     if path.suffix in (".yaml", ".yml"):
