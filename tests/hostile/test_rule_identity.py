@@ -249,23 +249,25 @@ def test_one_patients_name_in_two_text_encodings_is_noted(tmp_path):
         fh.write(photo_bytes(2, 2))
     table = collect_inputs([tmp_path])
     assert table["patient_id"].nunique() == 2  # kept apart as given
-    assert all("patients 'Müller' and 'M\\xfcller' differ only in case, spacing, leading zeros or text encoding" in note
+    assert all("patients 'Müller' and 'M\\xfcller' differ only in case, spacing, leading zeros, look-alike letters or text encoding" in note
                for note in table["identity_note"])  # spelled as the CSVs spell the Latin-1 name
 
 
 def test_patients_that_differ_only_by_an_inner_space_an_invisible_or_a_full_width_letter_are_noted(tmp_path, caplog):
     """Probe 33 AV11: 'P 1' and 'P1', 'R<zero-width space>1' and 'R1', full-width 'Ｓ1' and 'S1' were
     two patients each without a note: S1's left eye graded alone, 'negative', beside another 'S1'."""
-    pairs = [("P 1", "P1"), ("R\u200b1", "R1"), ("\uff331", "S1"), ("\ufeffT1", "T1")]
+    # Probe 34 AX1: a Cyrillic 'Р' for a Latin 'P', an en dash for a hyphen.
+    pairs = [("P 1", "P1"), ("R\u200b1", "R1"), ("\uff331", "S1"), ("\ufeffT1", "T1"), ("\u04202", "P2"), ("C\u20131", "C-1")]
     for k in range(2 * len(pairs)):
         (tmp_path / f"{k}.jpeg").write_bytes(photo_bytes(k % 3, k))
     rows = "".join(f"{2 * k}.jpeg,{a},left\n{2 * k + 1}.jpeg,{b},right\n" for k, (a, b) in enumerate(pairs))
     (tmp_path / "list.csv").write_text("image,patient_id,eye\n" + rows, encoding="utf-8")
     table = collect_inputs([tmp_path / "list.csv"]).set_index("image_id")
     assert table["patient_id"].tolist() == [p for pair in pairs for p in pair]  # kept as given
-    for k, shown in enumerate(["'P 1' and 'P1'", "'R1' and 'R\\u200b1'", "'S1' and 'Ｓ1'", "'T1' and '\\ufeffT1'"]):
+    for k, shown in enumerate(["'P 1' and 'P1'", "'R1' and 'R\\u200b1'", "'S1' and 'Ｓ1'", "'T1' and '\\ufeffT1'",
+                               "'P2' and '\\u04202'", "'C-1' and 'C\\u20131'"]):
         for image in (str(2 * k), str(2 * k + 1)):
-            assert (f"lookalike patients: patients {shown} differ only in case, spacing, leading zeros or text encoding"
+            assert (f"lookalike patients: patients {shown} differ only in case, spacing, leading zeros, look-alike letters or text encoding"
                     in table.loc[image, "identity_note"])
     # A label file: the same warning as for 'P7' and 'p7'.
     root = tmp_path / "set"
@@ -276,8 +278,8 @@ def test_patients_that_differ_only_by_an_inner_space_an_invisible_or_a_full_widt
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         read_dataset(root)
     assert [r.getMessage() for r in caplog.records if "differ only in" in r.getMessage()] == [
-        f"{root}: patients 'S1' and 'Ｓ1' differ only in case, spacing or leading zeros; kept apart as given (one spelling "
-        "in the label file makes them one patient)"]
+        f"{root}: patients 'S1' and 'Ｓ1' differ only in case, spacing, leading zeros or look-alike letters; kept apart as "
+        "given (one spelling in the label file makes them one patient)"]
 
 
 def test_one_file_given_as_both_eyes_is_never_its_own_fellow_eye(tmp_path):
@@ -380,7 +382,9 @@ def test_every_missing_value_pandas_writes_is_no_patient():
 
 
 @pytest.mark.parametrize("placeholder", ["NA", " n/a ", "Unknown", "null", "-", "?", "#N/A", "<NA>", "#NA", "-nan",
-                                         "ANONYMOUS", ".", "N/K", "nk", "TBC", "Tba"])
+                                         "ANONYMOUS", ".", "N/K", "nk", "TBC", "Tba",
+                                         # probe 34 AX3: spelt out, dotted, other fillers
+                                         "not known", "N.K.", "missing", "TBD", "pending", "xxx", "*", "--", "to be confirmed"])
 def test_a_placeholder_patient_is_no_patient_not_one_patient_of_strangers(tmp_path, placeholder):
     """R and pandas write NA for a missing value, an anonymising export ANONYMOUS, SAS and Stata '.',
     NHS records 'N/K' (probe 33 AV18: '.', 'N/K', 'TBC' paired two people's eyes): two strangers'
@@ -405,11 +409,17 @@ def test_a_placeholder_patient_is_no_patient_not_one_patient_of_strangers(tmp_pa
         read_dataset(tmp_path, "csv")
 
 
+AS_TEXT = ": format the column as text and export again"
+FORMULA = "is an error value a spreadsheet shows for a formula that failed (the id is lost): fix the column, paste it as " \
+          "values and export again"
+
+
 @pytest.mark.parametrize(("cell", "why"), [
-    ("1.23457E+11", "is a number a spreadsheet shortened (its digits are lost)"),
-    ("1.2E+11", "is a number a spreadsheet shortened (its digits are lost)"),
-    ("1,23457E+11", "is a number a spreadsheet shortened (its digits are lost)"),
-    ("#######", "is what a spreadsheet shows in a column too narrow (the id is lost)"),
+    ("1.23457E+11", "is a number a spreadsheet shortened (its digits are lost)" + AS_TEXT),
+    ("1.2E+11", "is a number a spreadsheet shortened (its digits are lost)" + AS_TEXT),
+    ("1,23457E+11", "is a number a spreadsheet shortened (its digits are lost)" + AS_TEXT),
+    ("#######", "is what a spreadsheet shows in a column too narrow (the id is lost)" + AS_TEXT),
+    ("#REF!", FORMULA), ("#VALUE!", FORMULA), ("#DIV/0!", FORMULA), ("#NAME?", FORMULA),  # probe 34 AX2
 ])
 def test_a_patient_id_a_spreadsheet_mangled_is_refused_naming_the_row(tmp_path, cell, why):
     """Probe 33 AV17: Excel saves a 12-digit id as '1.23457E+11' (and a column too narrow as
@@ -417,16 +427,15 @@ def test_a_patient_id_a_spreadsheet_mangled_is_refused_naming_the_row(tmp_path, 
     for k, name in enumerate(("IMG_A", "IMG_B")):
         (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k, k))
     (tmp_path / "list.csv").write_text(f'image,patient_id,eye\nIMG_A.jpeg,123456789012,left\nIMG_B.jpeg,"{cell}",right\n')
-    fix = ": format the column as text and export again"
     with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path / 'list.csv'))} row 2 \\(image 'IMG_B.jpeg'\\): patient "
-                                         f"{re.escape(repr(cell) + ' ' + why + fix)}$"):
+                                         f"{re.escape(repr(cell) + ' ' + why)}$"):
         collect_inputs([tmp_path / "list.csv"])
     root = tmp_path / "set"
     (root / "images").mkdir(parents=True)
     for name in ("a", "b"):
         (root / "images" / f"{name}.jpeg").write_bytes(name.encode())  # the manifest does not read pixels
     (root / "labels.csv").write_text(f'image,level,patient_id\na,0,P1\nb,2,"{cell}"\n')
-    with pytest.raises(ValueError, match=f"^labels.csv row 2 \\(image 'b'\\): patient {re.escape(repr(cell) + ' ' + why + fix)}$"):
+    with pytest.raises(ValueError, match=f"^labels.csv row 2 \\(image 'b'\\): patient {re.escape(repr(cell) + ' ' + why)}$"):
         read_dataset(root, "csv")
     # An id that merely holds an E, a '+' or a '#' is an id.
     (root / "labels.csv").write_text('image,level,patient_id\na,0,1E11\nb,2,"#12"\n')

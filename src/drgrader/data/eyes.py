@@ -38,12 +38,25 @@ PANDAS_NA_WORDS = frozenset({"#n/a", "#n/a n/a", "#na", "-1.#ind", "-1.#qnan", "
                              "n/a", "na", "null", "nan", "none"})
 MISSING_PATIENT_WORDS = PANDAS_NA_WORDS | {"n/a n/a", "unknown", "-", "?", "anonymous", "anon", ".", "n/k", "nk", "tbc",
                                            "tba"}
+# The same markers spelt out, dotted or spaced (``not known``, ``N.K.``, ``to be confirmed``), compared with
+# dots, spaces, underscores and hyphens taken out; an id of no letter or digit at all (``*``, ``--``, ``...``)
+# or of x's (``xxx``, a form's filler) is no patient either (probe 34 AX3).
+_MISSING_COMPACT = frozenset({"na", "nk", "notknown", "unknown", "unk", "tbc", "tba", "tbd", "tobeconfirmed",
+                              "tobeassigned", "tobedetermined", "missing", "pending", "notrecorded", "notavailable",
+                              "notgiven", "nonegiven", "noid", "none", "nil", "null", "blank", "empty", "anonymous",
+                              "anon", "anonymised", "anonymized", "redacted", "withheld"})
+_NO_ID = re.compile(r"^(?!#{2,}$)(?:[^\w]|_)*$|^x{2,}$", re.IGNORECASE)  # a run of '#' is refused (spreadsheet_damage)
 
 # What a spreadsheet saves "as displayed" in place of an id it could not show: a long number in
 # scientific notation (``1.23457E+11``; ``1,23457E+11`` with a decimal comma), its digits lost, or
 # a run of ``#`` (a column too narrow). Every such row would be one patient of strangers' eyes.
 _SHORTENED_NUMBER = re.compile(r"^[0-9](?:[.,][0-9]+)?e\+[0-9]{2,3}$", re.IGNORECASE)
 _TOO_NARROW = re.compile(r"^#{2,}$")
+# What a spreadsheet shows for a formula that failed (``=VLOOKUP(...)`` whose source was deleted):
+# the id is lost on every row, so they would all be one patient (probe 34 AX2). ``#N/A`` is a
+# missing value (PANDAS_NA_WORDS).
+_ERROR_VALUE = re.compile(r"^#(?:REF!|VALUE!|DIV/0!|NAME\?|NUM!|NULL!|SPILL!|CALC!|FIELD!|BLOCKED!|BUSY!|CONNECT!|"
+                          r"UNKNOWN!|GETTING_DATA|EXTERNAL!|PYTHON!)$", re.IGNORECASE)
 
 _WORDS = re.compile(r"[^_\- ]+")
 _LONG_EYE_WORDS = {"left", "right", "os", "od"}  # single letters inside a name are too often something else
@@ -61,7 +74,10 @@ def patient_id(text: str) -> str:
     ``Müller`` may come in two byte spellings of one name); ``""`` for a missing-value placeholder
     (:data:`MISSING_PATIENT_WORDS`: ``NA``, ``#N/A``, ``<NA>``, ``null``, ``unknown``, ``ANONYMOUS``, ..., any case)."""
     text = unicodedata.normalize("NFC", text).strip()
-    return "" if text.casefold() in MISSING_PATIENT_WORDS else text
+    folded = text.casefold()
+    if folded in MISSING_PATIENT_WORDS or re.sub(r"[.\s_\-]", "", folded) in _MISSING_COMPACT or _NO_ID.match(text):
+        return ""
+    return text
 
 
 def spreadsheet_damage(cell: str) -> str | None:
@@ -70,6 +86,9 @@ def spreadsheet_damage(cell: str) -> str | None:
     cell. Predict's lists and label files refuse such a row."""
     if _SHORTENED_NUMBER.match(cell.strip()):
         return "is a number a spreadsheet shortened (its digits are lost): format the column as text and export again"
+    if _ERROR_VALUE.match(cell.strip()):
+        return ("is an error value a spreadsheet shows for a formula that failed (the id is lost): fix the column, "
+                "paste it as values and export again")
     if _TOO_NARROW.match(cell.strip()):
         return ("is what a spreadsheet shows in a column too narrow (the id is lost): format the column as text and "
                 "export again")

@@ -312,35 +312,47 @@ def note_same_pictures(table: pd.DataFrame, groups: Iterable[tuple[Sequence[int]
     return table
 
 
+# Letters that look like Latin ones (Unicode's confusables, UTS #39), casefolded: a Cyrillic or Greek
+# keyboard layout left on types them in an id; and the dash family, which word processors put for "-".
+_LOOK_ALIKES = str.maketrans({**dict(zip("авекмнорстухіјѕԁһԛԝ", "abekmhopctyxijsdhqw")),
+                              **dict(zip("αβεζηικμνορτυχ", "abezhikmnoptyx")),
+                              **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63", "-")})
+
+
 def folded_patient(patient: str) -> str:
     """A patient id as it may have been retyped, only to compare ids: case, every space (``P 1``,
     ``P1``), invisible format characters (a zero-width space, a byte-order mark) and, for a
     number, leading zeros (a spreadsheet turns ``007`` into ``7``) taken out; in NFKC, so a
-    full-width letter (``Ｓ1``, as an East-Asian input method types it) is its plain one; a name
-    from a file name that is not UTF-8 (Latin-1 ``M\xfcller``) read as Latin-1 (``Müller``)."""
+    full-width letter (``Ｓ1``, as an East-Asian input method types it) is its plain one; a
+    Cyrillic or Greek letter that looks Latin (``Р1``) and an en dash (``C–1``) as the Latin letter
+    and hyphen they pass for; a name from a file name that is not UTF-8 (Latin-1 ``M\xfcller``)
+    read as Latin-1 (``Müller``)."""
     if has_stray_bytes(patient):  # an old share's Latin-1 name
         patient = patient.encode("utf-8", "surrogateescape").decode("latin-1")
-    folded = "".join(c for c in unicodedata.normalize("NFKC", patient).casefold()
+    folded = "".join(c for c in unicodedata.normalize("NFKC", patient).casefold().translate(_LOOK_ALIKES)
                      if not c.isspace() and unicodedata.category(c) != "Cf")
     return folded.lstrip("0") or "0" if folded.isdigit() else folded
 
 
-def _shown(patient: str) -> str:
+def shown_patient(patient: str) -> str:
     r"""A patient id as a note spells it: the stray bytes of a Latin-1 name as ``\xNN``, an
-    invisible format character as ``\u200b`` (else two ids in the note would look the same)."""
-    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) == "Cf" else c for c in escape_name(patient))
+    invisible format character as ``\u200b``, a look-alike letter or dash as ``\u0420`` (else two
+    ids in the note would look the same)."""
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) == "Cf" or ord(c.casefold()[0]) in _LOOK_ALIKES else c
+                   for c in escape_name(patient))
 
 
 def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
-    """Patient ids equal but for case, spacing, a number's leading zeros or text encoding: kept apart, each photo noted."""
+    """Patient ids equal but for case, spacing, a number's leading zeros, look-alike letters or text encoding: kept
+    apart, each photo noted."""
     ids = table.loc[table["patient_id"] != "", "patient_id"]
     for _, group in ids.groupby(ids.map(folded_patient)):
         spellings = sorted(set(group))
         if len(spellings) > 1:
             for k in group.index:
-                said = " and ".join(f"'{_shown(spelling)}'" for spelling in spellings)  # a Latin-1 name as the CSVs spell it
+                said = " and ".join(f"'{shown_patient(spelling)}'" for spelling in spellings)  # a Latin-1 name as the CSVs spell it
                 notes[k].append(f"{LOOKALIKE_PATIENTS}: patients {said} differ only in case, "
-                                "spacing, leading zeros or text encoding; kept apart as given (one spelling in the input makes "
+                                "spacing, leading zeros, look-alike letters or text encoding; kept apart as given (one spelling in the input makes "
                                 "them one patient)")
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.config import Columns, DataConfig
-from drgrader.data.identity import folded_patient, given_against_names
+from drgrader.data.identity import folded_patient, given_against_names, shown_patient
 from drgrader.data.identity_claims import patient_named
 from drgrader.data.label_files import (
     IMAGE_EXTENSIONS,
@@ -104,8 +104,9 @@ def _warn_lookalike_patients(df: pd.DataFrame, root: Path) -> None:
     groups = [sorted(group) for _, group in ids.groupby(ids.map(folded_patient)) if len(group) > 1]
     if groups:
         more = f" ({len(groups)} such groups)" if len(groups) > 1 else ""
-        log.warning("%s: patients %s differ only in case, spacing or leading zeros%s; kept apart as given (one "
-                    "spelling in the label file makes them one patient)", root, " and ".join(map(repr, groups[0])), more)
+        said = " and ".join(f"'{shown_patient(p)}'" for p in groups[0])
+        log.warning("%s: patients %s differ only in case, spacing, leading zeros or look-alike letters%s; kept apart as "
+                    "given (one spelling in the label file makes them one patient)", root, said, more)
 
 
 def _warn_one_eye_graded_apart(df: pd.DataFrame, root: Path) -> None:
