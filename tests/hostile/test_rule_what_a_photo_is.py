@@ -24,6 +24,7 @@ from drgrader.data.quality import (
     NOT_COLOUR,
     RED_THRESHOLD,
     REVERSED,
+    SEVERAL_FUNDI,
     TINT_THRESHOLD,
     assess_quality,
     jpeg_quality_of,
@@ -329,6 +330,26 @@ def test_a_photo_saved_as_a_palette_image_is_a_colour_reduced_copy(tiny_bundle, 
     in_memory, _ = drgrader.grade(tiny_bundle, [photo.convert("P"), np.asarray(photo.convert("P").convert("RGB"))],
                                   channels="RGB")
     assert in_memory["quality_reason"].str.startswith(f"{COLOUR_REDUCED_COPY}: only ").all()
+
+
+def test_a_picture_of_several_fundi_is_ungradable_not_graded_on_one(tiny_bundle, tmp_path):
+    """Probe 34 AX4: both eyes side by side in one picture (a report, a camera's both-eyes export)
+    were graded on the largest fundus, gradable: a grade-3 eye beside a healthy one graded 0.
+    benchmarks/results/several_fundi.json: none of the 3,897 real photos is called so."""
+    rng = np.random.default_rng(0)
+    healthy, diseased = make_fundus(0, rng, height=240), make_fundus(4, rng, height=240)
+    gap = np.zeros((240, 12, 3), np.uint8)
+    Image.fromarray(np.hstack([healthy, gap, diseased])).save(tmp_path / "7_both.jpeg", quality=92)
+    Image.fromarray(np.vstack([np.hstack([healthy, gap, diseased])] * 2)).save(tmp_path / "8_grid.png")
+    Image.fromarray(healthy).save(tmp_path / "9_left.jpeg", quality=92)
+    photos, patients = drgrader.grade(tiny_bundle, [str(tmp_path)])
+    photos = photos.set_index("image_id")
+    assert patients.set_index("patient_id").loc["7_both", "reason"].endswith(f": grade each eye's own photo ({SEVERAL_FUNDI})")
+    for name, count in (("7_both", 2), ("8_grid", 4)):
+        assert not photos.loc[name, "gradable"]
+        assert photos.loc[name, "quality_reason"] == (f"{SEVERAL_FUNDI} ({count}: both eyes side by side or a montage): "
+                                                      "only one would be graded; grade each eye's photo on its own")
+    assert photos.loc["9_left", "gradable"], photos.loc["9_left", "quality_reason"]
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")

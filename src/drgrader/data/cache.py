@@ -43,7 +43,7 @@ from drgrader.runtime import cpu_count
 
 log = logging.getLogger("drgrader")
 
-CACHE_VERSION = 9  # bump when preprocessing code or file naming changes: old caches are not reused (2: the colour check; 3: red-free, tinted, too small; 4: reversed colours; 5: file names by source path; 6: enlarged thumbnails, the effective-resolution check; 7: each photo's picture fingerprint; 8: the compression check; 9: colour-reduced copies)
+CACHE_VERSION = 10  # bump when preprocessing code or file naming changes: old caches are not reused (2: the colour check; 3: red-free, tinted, too small; 4: reversed colours; 5: file names by source path; 6: enlarged thumbnails, the effective-resolution check; 7: each photo's picture fingerprint; 8: the compression check; 9: colour-reduced copies; 10: several fundi in one picture)
 DEFAULT_CACHE_NAME = ".drgrader-cache"
 SETTINGS_NAME = "settings.json"
 # Uncompressed .npy rather than PNG: training reads every image every epoch, and at 512 px a

@@ -22,10 +22,14 @@ class FundusCircle:
     r: float
     found: bool
     clipped: bool  # the circle extends beyond the image (cut off top/bottom or sides)
+    # other bright regions as large as a fundus apart from it: several photos in one picture
+    # (both eyes side by side, a montage), of which this is only one
+    others: int = 0
 
     def scaled(self, factor: float, dx: float = 0.0, dy: float = 0.0) -> "FundusCircle":
         """The same circle after scaling the image by ``factor`` and shifting it by (dx, dy)."""
-        return FundusCircle(self.cx * factor + dx, self.cy * factor + dy, self.r * factor, self.found, self.clipped)
+        return FundusCircle(self.cx * factor + dx, self.cy * factor + dy, self.r * factor, self.found, self.clipped,
+                            self.others)
 
 
 def check_rgb(rgb: np.ndarray) -> None:
@@ -69,8 +73,13 @@ def _not_found(h: int, w: int) -> FundusCircle:
     return FundusCircle(w / 2 - 0.5, h / 2 - 0.5, min(h, w) / 2, found=False, clipped=False)
 
 
-def _bright_region(small: np.ndarray) -> np.ndarray | None:
-    """The field of view as a filled convex uint8 mask on the work copy, or None."""
+# A second smooth bright region of at least this share of the largest one's area is another fundus.
+OTHER_FUNDUS_SHARE = 0.4
+
+
+def _bright_region(small: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """The field of view as a filled convex uint8 mask on the work copy, and how many other
+    regions as large as a fundus lie apart from it; or None."""
     sh, sw = small.shape[:2]
     gray = max_channel(small)  # brightest channel: works for any colour cast
     # Surround level from the four corners (a circular field of view leaves them dark);
@@ -101,6 +110,7 @@ def _bright_region(small: np.ndarray) -> np.ndarray | None:
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     if stats[largest, cv2.CC_STAT_AREA] < 0.05 * sh * sw:
         return None
+    others = int((stats[1:, cv2.CC_STAT_AREA] >= OTHER_FUNDUS_SHARE * stats[largest, cv2.CC_STAT_AREA]).sum()) - 1
     core = (labels == largest).astype(np.uint8)
     grown: np.ndarray = np.bitwise_and(cv2.dilate(core, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))), bright)
     contours, _ = cv2.findContours(grown, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -109,7 +119,7 @@ def _bright_region(small: np.ndarray) -> np.ndarray | None:
     hull = cv2.convexHull(max(contours, key=len))
     region = np.zeros((sh, sw), np.uint8)
     cv2.fillConvexPoly(region, hull, 1)
-    return region
+    return region, others
 
 
 def _rim_points(region: np.ndarray) -> np.ndarray:
@@ -174,9 +184,10 @@ def find_fundus(rgb: np.ndarray) -> FundusCircle:
     h, w = rgb.shape[:2]
     small, k = shrink_by_integer(rgb, _WORK_SIDE)
     sh, sw = small.shape[:2]
-    region = _bright_region(small)
-    if region is None:
+    found = _bright_region(small)
+    if found is None:
         return _not_found(h, w)
+    region, others = found
     points = _rim_points(region)
     if len(points) < 30:
         return _not_found(h, w)
@@ -216,7 +227,7 @@ def find_fundus(rgb: np.ndarray) -> FundusCircle:
     cx, cy, r = (cx + 0.5) * k - 0.5, (cy + 0.5) * k - 0.5, r * k
     margin = 0.01 * r
     clipped = cx - r < -margin or cy - r < -margin or cx + r > w + margin or cy + r > h + margin
-    return FundusCircle(float(cx), float(cy), float(r), found=True, clipped=bool(clipped))
+    return FundusCircle(float(cx), float(cy), float(r), found=True, clipped=bool(clipped), others=others)
 
 
 def circle_mask(shape: tuple[int, ...], circle: FundusCircle) -> np.ndarray:

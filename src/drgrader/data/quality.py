@@ -99,6 +99,7 @@ COMPRESSED_COPY = "compressed copy"
 REVERSED = ("colours look reversed (blue far above red: saved from OpenCV's BGR order?): the grader needs "
             "the photo in its true colours")
 COLOUR_REDUCED_COPY = "colour-reduced copy"
+SEVERAL_FUNDI = "several fundi in one picture"
 NOT_COLOUR = ("not a colour photograph (greyscale, red-free or tinted monochrome): the grader needs a "
               "colour fundus photo")
 
@@ -149,6 +150,7 @@ class Measures:
     # mean log10 power of the fundus's fine detail per ring of 0..128 cycles across the fundus
     # (_detail_spectrum); empty when too little of the fundus is lit to measure it
     detail_spectrum: tuple[float, ...] = ()
+    other_fundi: int = 0  # FundusCircle.others: more photos in the same picture
 
 
 def _tint_spread(small: np.ndarray, inside: np.ndarray) -> float:
@@ -281,6 +283,7 @@ def measure_photo(rgb: np.ndarray, circle: FundusCircle | None = None) -> Measur
         diameter=2.0 * circle.r,
         colours=distinct_colours(rgb, circle),
         detail_spectrum=_detail_spectrum(green, detail) if measurable else (),
+        other_fundi=circle.others,
     )
 
 
@@ -368,7 +371,12 @@ def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_si
     score = min(score, COMPRESSION_THRESHOLD / (compression + COMPRESSION_THRESHOLD))
     if m.colours <= MAX_PALETTE_COLOURS:  # under 0.5 like the other failed checks; real photos' scores unchanged
         score = min(score, 0.5 * m.colours / (MAX_PALETTE_COLOURS + 1))
-    if m.diameter < min_diameter:
+    if m.other_fundi:
+        score = min(score, 0.25)
+    if m.other_fundi:  # probe 34 AX4: the largest was graded, the others dropped without a word
+        reason = (f"{SEVERAL_FUNDI} ({m.other_fundi + 1}: both eyes side by side or a montage): only one would be graded; "
+                  "grade each eye's photo on its own")
+    elif m.diameter < min_diameter:
         reason = (f"resolution too low: the fundus is {m.diameter:.0f} px across, under half of the "
                   f"grader's {input_size} px input")
     elif brightness < DARK_THRESHOLD:

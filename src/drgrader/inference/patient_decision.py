@@ -58,7 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from drgrader.data.quality import COLOUR_REDUCED_COPY, COMPRESSED_COPY
+from drgrader.data.quality import COLOUR_REDUCED_COPY, COMPRESSED_COPY, SEVERAL_FUNDI
 from drgrader.grading import NUM_GRADES, scores_are_the_grade
 
 OUTCOMES = ["negative", "refer", "urgent", "uncertain", "ungradable"]
@@ -230,9 +230,11 @@ def _again(unseen: list[str]) -> str:
     missing = sum(reason.endswith("unreadable, file not found") for reason in unseen)
     kinds = [kind for kind in (COMPRESSED_COPY, COLOUR_REDUCED_COPY) if any(f"ungradable, {kind}: " in r for r in unseen)]
     copies = sum(any(f"ungradable, {kind}: " in reason for kind in kinds) for reason in unseen)
+    montages = sum(f"ungradable, {SEVERAL_FUNDI} " in reason for reason in unseen)  # both eyes in one picture
     advice = (["find the missing photo (file not found)"] if missing else []) + \
-             ([f"ask for the original photo ({' or '.join(kinds)})"] if copies else [])
-    if missing + copies < len(unseen):
+             ([f"ask for the original photo ({' or '.join(kinds)})"] if copies else []) + \
+             ([f"grade each eye's own photo ({SEVERAL_FUNDI})"] if montages else [])
+    if missing + copies + montages < len(unseen):
         advice.append("photograph again")
     return " or ".join(advice)
 
