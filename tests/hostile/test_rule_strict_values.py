@@ -186,6 +186,12 @@ def test_cv_checks_its_folds_against_the_patients_before_making_its_folder(synth
         assert main(["cv", str(config), "--folds", folds, "--out", str(tmp_path / "cv")]) == 2
         assert not (tmp_path / "cv").exists()
     assert "--folds must be at least 2" in error_line(capsys)
+    # Probe 34 BX2: a split file (a test set held out) was ignored: its test patients went into the folds.
+    split = tmp_path / "split.csv"
+    split.write_text("image_id,split\n10_left,test\n")
+    assert main(["cv", str(config), "--folds", "2", "--set", f"data.split.file={split}", "--out", str(tmp_path / "cv")]) == 2
+    assert error_line(capsys).startswith(f"error: data.split.file={split}: cv draws its own patient folds")
+    assert not (tmp_path / "cv").exists()
     assert main(["cv", str(config), "--folds", "41", "--out", str(tmp_path / "cv")]) == 2
     assert "--folds 41 needs at least 41 patients (one per fold); the data set" in error_line(capsys)
     # Patients linked by a copied photo count as one fold unit, up front as in the folds (before, probe 25:

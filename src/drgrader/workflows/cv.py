@@ -200,6 +200,10 @@ def run_cv(cfg: ExperimentConfig, *, folds: int, out: Path | None = None, fold: 
         raise ConfigError(f"--folds must be at least 2 (got {folds})")
     if fold is not None and not 0 <= fold < folds:
         raise ConfigError(f"--fold must be in 0..{folds - 1} (got {fold})")
+    if cfg.data.split.file is not None:  # probe 34 BX2: ignored, its test patients went into the folds
+        raise ConfigError(f"data.split.file={cfg.data.split.file}: cv draws its own patient folds over every labelled "
+                          "photo and does not read a split file; drop it (to keep a test set out, give cv a data set "
+                          "without it, and evaluate the cv bundle on it with `drgrader evaluate BUNDLE --data TEST`)")
     checksum, pictures = _check_patients(cfg, folds, progress)  # before the cv folder exists: a refused command leaves nothing
     cv_dir = open_cv_dir(cfg, folds, out)
     _check_same_data(cv_dir, folds, checksum, pictures)
