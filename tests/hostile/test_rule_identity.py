@@ -381,10 +381,26 @@ def test_every_missing_value_pandas_writes_is_no_patient():
     assert [word for word in sorted(STR_NA_VALUES) if patient_id(word) or patient_id(word.lower())] == []
 
 
+def test_a_dicom_patient_id_of_zeros_is_no_patient_but_a_name_s_patient_0_is_one(tmp_path):
+    """Probe 34 AX5: an anonymiser's PatientID '0' made every file one patient. Zeros in a name or
+    a CSV are an id (ODIR-5K numbers its patients from 0: '0_left.jpg')."""
+    rng = np.random.default_rng(5)
+    for name, laterality in (("a", "L"), ("b", "R")):
+        write_dicom(tmp_path / f"{name}.dcm", make_fundus(1, rng, height=96), patient_id="0", laterality=laterality)
+    for k, eye in enumerate(("left", "right")):
+        (tmp_path / f"0_{eye}.jpeg").write_bytes(photo_bytes(1, 3 + k))
+    table = collect_inputs([tmp_path]).set_index("image_id")
+    assert table.loc[["a", "b"], "patient_id"].tolist() == ["a", "b"]  # each its own, not one patient '0'
+    assert table.loc[["0_left", "0_right"], "patient_id"].tolist() == ["0", "0"]
+
+
 @pytest.mark.parametrize("placeholder", ["NA", " n/a ", "Unknown", "null", "-", "?", "#N/A", "<NA>", "#NA", "-nan",
                                          "ANONYMOUS", ".", "N/K", "nk", "TBC", "Tba",
                                          # probe 34 AX3: spelt out, dotted, other fillers
-                                         "not known", "N.K.", "missing", "TBD", "pending", "xxx", "*", "--", "to be confirmed"])
+                                         "not known", "N.K.", "missing", "TBD", "pending", "xxx", "*", "--", "to be confirmed",
+                                         # probe 34 AX5: what anonymisers write
+                                         "Anonymized", "Anonymised", "REMOVED", "DEIDENTIFIED", "ANONYMOUS^PATIENT",
+                                         "XXXXXXXX"])
 def test_a_placeholder_patient_is_no_patient_not_one_patient_of_strangers(tmp_path, placeholder):
     """R and pandas write NA for a missing value, an anonymising export ANONYMOUS, SAS and Stata '.',
     NHS records 'N/K' (probe 33 AV18: '.', 'N/K', 'TBC' paired two people's eyes): two strangers'

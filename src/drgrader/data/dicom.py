@@ -136,6 +136,12 @@ def _transfer_syntax(ds) -> str:
     return uids.ExplicitVRLittleEndian if little else uids.ExplicitVRBigEndian
 
 
+def _blanked_to_empty(patient_id: str) -> str:
+    """A PatientID of zeros is one an anonymiser blanked (probe 34 AX5: every such file was one
+    patient): no patient, as a placeholder word is (``eyes.patient_id`` reads those)."""
+    return "" if patient_id and set(patient_id) == {"0"} else patient_id
+
+
 def _int(ds, keyword: str, default: int) -> int:
     value = ds.get(keyword)
     try:
@@ -186,7 +192,7 @@ def read_header(path: str | Path) -> DicomHeader:
         height=rows,
         width=columns,
         frames=max(_int(ds, "NumberOfFrames", 1), 1),
-        patient_id=str(ds.get("PatientID") or "").strip(),
+        patient_id=_blanked_to_empty(str(ds.get("PatientID") or "").strip()),
         eye=eyes.pop() if len(eyes) == 1 else "",
         photometric=str(ds.get("PhotometricInterpretation") or "").strip().upper(),
         samples=_int(ds, "SamplesPerPixel", 1),

@@ -43,9 +43,13 @@ MISSING_PATIENT_WORDS = PANDAS_NA_WORDS | {"n/a n/a", "unknown", "-", "?", "anon
 # or of x's (``xxx``, a form's filler) is no patient either (probe 34 AX3).
 _MISSING_COMPACT = frozenset({"na", "nk", "notknown", "unknown", "unk", "tbc", "tba", "tbd", "tobeconfirmed",
                               "tobeassigned", "tobedetermined", "missing", "pending", "notrecorded", "notavailable",
-                              "notgiven", "nonegiven", "noid", "none", "nil", "null", "blank", "empty", "anonymous",
-                              "anon", "anonymised", "anonymized", "redacted", "withheld"})
-_NO_ID = re.compile(r"^(?!#{2,}$)(?:[^\w]|_)*$|^x{2,}$", re.IGNORECASE)  # a run of '#' is refused (spreadsheet_damage)
+                              "notgiven", "nonegiven", "noid", "none", "nil", "null", "blank", "empty", "redacted", "withheld",
+                              # what anonymisers write (DICOM PatientID): "ANONYMOUS^PATIENT", "De-identified", "REMOVED"
+                              "anonymous", "anon", "anonymised", "anonymized", "anonymouspatient", "unknownpatient",
+                              "deidentified", "removed", "deleted", "masked", "hidden", "confidential", "private"})
+# no letter or digit (a run of '#' is refused by spreadsheet_damage), or a form's x's. (Zeros are an id:
+# ODIR-5K numbers its patients from 0; a DICOM PatientID of zeros is a blanked one, data/dicom.py.)
+_NO_ID = re.compile(r"^(?!#{2,}$)(?:[^\w]|_)*$|^x{2,}$", re.IGNORECASE)
 
 # What a spreadsheet saves "as displayed" in place of an id it could not show: a long number in
 # scientific notation (``1.23457E+11``; ``1,23457E+11`` with a decimal comma), its digits lost, or
@@ -75,7 +79,7 @@ def patient_id(text: str) -> str:
     (:data:`MISSING_PATIENT_WORDS`: ``NA``, ``#N/A``, ``<NA>``, ``null``, ``unknown``, ``ANONYMOUS``, ..., any case)."""
     text = unicodedata.normalize("NFC", text).strip()
     folded = text.casefold()
-    if folded in MISSING_PATIENT_WORDS or re.sub(r"[.\s_\-]", "", folded) in _MISSING_COMPACT or _NO_ID.match(text):
+    if folded in MISSING_PATIENT_WORDS or re.sub(r"[.\s_\-^]", "", folded) in _MISSING_COMPACT or _NO_ID.match(text):
         return ""
     return text
 
