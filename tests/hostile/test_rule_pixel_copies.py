@@ -342,6 +342,34 @@ def test_evaluate_on_a_patient_whose_two_eyes_are_one_picture_warns(tiny_bundle,
     assert "1 patient(s) have one picture as both eyes" in (tmp_path / "ev" / "report.md").read_text()
 
 
+def test_data_summary_and_a_split_say_when_a_patient_s_two_eyes_are_one_picture(synth_dir, tmp_path, caplog):
+    """Probe 32 B17 (left by probe 33): evaluate warned of one picture as both eyes; data summary
+    and train, whose paired-eye stage would be fitted on such a pair, said nothing."""
+    import shutil
+
+    from drgrader.config import ExperimentConfig
+    from drgrader.data.split import make_split
+    from drgrader.workflows.data import data_summary
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data)
+    shutil.copy(data / "images" / "12_left.jpeg", data / "images" / "12_right.jpeg")  # the same bytes
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        data_summary(ExperimentConfig.model_validate({"data": {"root": str(data)}}))
+    said = "1 patient(s) have one picture as both eyes (e.g. '12_left' = '12_right' of patient '12'"
+    assert said in caplog.text
+    # A re-saved copy (other bytes): known from the cache's fingerprints, which train passes to the split.
+    from drgrader.config import SplitConfig
+    from drgrader.data.manifest import read_dataset
+
+    table = read_dataset(data)
+    positions = [int(i) for i in table.index[table["image_id"].isin(["13_left", "13_right"])]]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        make_split(table, SplitConfig(), pictures=[positions])
+    assert "2 patient(s) have one picture as both eyes" in caplog.text
+
+
 def test_evaluate_on_the_training_photos_re_saved_is_not_external_when_the_run_folder_is_known(
         tiny_bundle, synth_dir, tmp_path, caplog):
     """Probe 32 B7: the training photos re-saved as PNG (any re-encode, a resized copy) were an

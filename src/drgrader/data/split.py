@@ -126,17 +126,26 @@ def split_units(manifest: pd.DataFrame, pictures: Sequence[Sequence[int]] = ()) 
             p = unit[p]
         return p
 
-    linked = []
+    linked, as_eyes = [], {}
     copies = identical_files(manifest["path"].astype(str).tolist()) if "path" in manifest else []
+    eyes = manifest["eye"].astype(str) if "eye" in manifest else pd.Series("", index=manifest.index)
     for positions in [*copies, *pictures]:
         group = sorted({root(p) for p in patients.iloc[positions]})
         if len(group) > 1:
             linked.append(manifest["image_id"].iloc[positions].tolist())
             for p in group[1:]:
                 unit[p] = group[0]
+        elif len(set(eyes.iloc[positions]) - {""}) > 1:  # one patient's "two eyes" are one picture
+            ids = tuple(sorted(manifest["image_id"].iloc[positions].astype(str)))
+            as_eyes[ids] = patients.iloc[positions[0]]
     if linked:
         log.warning("%s: their patients are kept together on one side of the split, so no model is measured on a "
                     "copy of a photo it trained on", copies_sentence(linked))
+    if as_eyes:  # probe 32 B17: evaluate said so, data summary and train did not
+        ids = next(iter(as_eyes))
+        log.warning("%d patient(s) have one picture as both eyes (e.g. %s of patient %r: the same bytes or picture): "
+                    "training and the paired-eye stage take it as two eyes; remove one, or correct its name",
+                    len(set(as_eyes.values())), " = ".join(map(repr, ids)), as_eyes[ids])
     return patients.map(root)
 
 
