@@ -101,13 +101,26 @@ def test_a_part_that_is_not_one_of_the_runs_shards_is_refused(run, tiny_bundle, 
     manifest["thresholds"]["referable"] = 0.6
     (other / "bundle.json").write_text(json.dumps(manifest))
     of_other = predict_command(other, [run["photos"]], shard=(1, 2), out=tmp_path / "b" / "p-1.csv")
-    assert "differ in bundle, TTA or refer share" in refused([run["parts"][0], of_other], tmp_path / "m.csv", capsys)
+    assert "differ in bundle, backend, TTA or refer share" in refused([run["parts"][0], of_other], tmp_path / "m.csv", capsys)
     more = shutil.copytree(run["photos"], tmp_path / "more")
     (more / "9_left.jpeg").write_bytes(photo_bytes(2, 99))
     other_share = predict_command(tiny_bundle, [run["photos"]], shard=(1, 2), out=tmp_path / "s" / "p-1.csv", refer_share=0.0)
-    assert "differ in bundle, TTA or refer share" in refused([run["parts"][0], other_share], tmp_path / "m.csv", capsys)
+    assert "differ in bundle, backend, TTA or refer share" in refused([run["parts"][0], other_share], tmp_path / "m.csv", capsys)
     wider = predict_command(tiny_bundle, [more], shard=(1, 2), out=tmp_path / "w" / "p-1.csv")
     assert "differ in inputs" in refused([run["parts"][0], wider], tmp_path / "m.csv", capsys)
+
+
+def test_shards_graded_by_two_backends_are_refused(tiny_bundle, run, tmp_path, capsys):
+    """Probe 34 AX6: shards graded with ONNX and with torch (a node without onnxruntime falls back)
+    were merged without a word: one run's figures from two engines (a built-in grader's float16
+    weights beside its float32 graph). A resume: test_rule_stale_inputs."""
+    from drgrader.inference import export
+
+    exported = export.export_command(tiny_bundle, out=tmp_path / "tiny-onnx")
+    parts = [predict_command(exported, [run["photos"]], shard=(i, 2), out=tmp_path / f"b{i}" / f"p-{i}.csv",
+                             backend=backend) for i, backend in enumerate(("onnx", "torch"))]
+    assert "differ in bundle, backend, TTA or refer share" in refused(parts, tmp_path / "m.csv", capsys)
+    assert json.loads(parts[0].with_name("p-0_shard.json").read_text())["run"]["backend"] == "onnx:model.onnx"
 
 
 def test_unverified_merges_a_part_without_a_record_with_a_warning(run, tmp_path, caplog):
@@ -142,7 +155,7 @@ def test_the_merged_output_is_locked_and_replaced_whole(run, tmp_path):
 
 
 def test_shards_that_spell_out_the_bundles_own_views_are_one_run(run, tiny_bundle, tmp_path):
-    # Before: the record held --tta as given (None against ["orig"]): "differ in bundle, TTA or refer share".
+    # Before: the record held --tta as given (None against ["orig"]): "differ in bundle, backend, TTA or refer share".
     spelled = predict_command(tiny_bundle, [run["photos"]], shard=(1, 2), tta=["orig"], out=tmp_path / "p-1.csv")
     merged = merge_predictions([run["parts"][0], spelled], tmp_path / "all.csv")
     assert len(pd.read_csv(merged)) == 8

@@ -4,6 +4,7 @@ file that changed since the run started (as ``cv`` refuses to pool such folds)."
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -125,6 +126,20 @@ def test_predict_resumes_when_the_bundles_own_views_are_spelled_out(tiny_bundle,
     bundle.runner = counter = CountingRunner(runner)
     predict_command(bundle, [folder], out=out, batch_size=2, tta=list(bundle.tta))
     assert counter.calls == 1 and len(pd.read_csv(out)) == 4  # only 8_left and 8_right graded
+
+
+def test_an_interrupted_run_is_not_continued_by_another_backend(tiny_bundle, tmp_path):
+    """Probe 34 AX6: a run cut under --backend onnx and resumed under torch mixed the two engines'
+    rows without a word."""
+    from drgrader.inference import export
+
+    exported = export.export_command(tiny_bundle, out=tmp_path / "tiny-onnx")
+    bundle, runner, folder, out = interrupted_run(exported, tmp_path / "run")
+    assert json.loads(out.with_name(out.name + ".partial.json").read_text())["backend"] == "torch:float32"
+    with pytest.raises(OutputError, match=r"--backend torch:float32 \(now onnx:model.onnx\): rerun with that run's options"):
+        predict_command(load_bundle(exported, "onnx"), [folder], out=out, batch_size=2)
+    bundle.runner = runner
+    assert len(pd.read_csv(predict_command(bundle, [folder], out=out, batch_size=2))) == 4  # the same backend resumes
 
 
 def test_an_interrupted_run_of_other_views_is_refused_never_deleted(tiny_bundle, tmp_path, caplog):

@@ -33,6 +33,12 @@ class Bundle:
     manifest: dict
     runner: object = None  # callable pixels -> scores
     members: list["Bundle"] = field(default_factory=list)
+    engine: str = ""  # what scores: "torch" or "onnx:<graph file>" (an ensemble: its members')
+
+    @property
+    def backend(self) -> str:
+        """What scores the photos, for a run's records: one grade from two engines is two runs."""
+        return " + ".join(member.backend for member in self.members) if self.members else self.engine
 
     @property
     def input_size(self) -> int:
@@ -186,8 +192,10 @@ def load_bundle(path: str | Path, backend: str = "auto") -> Bundle:
             full_precision and available("torch") or not has_onnx) else "onnx"
     if backend == "torch":
         runner = _torch_runner(path, manifest, "the torch backend" if has_onnx else f"{path}, a bundle without model.onnx,")
+        engine = f"torch:{manifest.get('weights_dtype', 'float32')}"
     elif backend == "onnx":
         runner = _onnx_runner(path, manifest, onnx_file)
+        engine = f"onnx:{onnx_file}"
         int8 = manifest.get("int8") or {}
         if onnx_file == int8.get("file") and not int8.get("passed_gate", True):  # export --int8-anyway
             logging.getLogger("drgrader").warning(
@@ -195,7 +203,7 @@ def load_bundle(path: str | Path, backend: str = "auto") -> Bundle:
                 "--backend torch grades with the float weights", path)
     else:
         raise BundleError(f"unknown backend {backend!r}; use torch, onnx or auto")
-    return Bundle(path, manifest, runner=runner)
+    return Bundle(path, manifest, runner=runner, engine=engine)
 
 
 def _check_recorded(folder: Path, file: str, expected, what: str, fix: str) -> None:

@@ -113,7 +113,8 @@ def _resume_key(bundle: Bundle, tta: list[str] | None) -> dict:
     and the drgrader and photo-check versions that graded the rows (:data:`GRADER_FIELDS`)."""
     manifest = json.dumps(bundle.manifest, sort_keys=True, default=str).encode()
     return {"bundle": str(Path(bundle.path).resolve()), "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
-            "tta": effective_views(bundle, tta), "partial_format": PARTIAL_FORMAT, "versions": grading_versions()}
+            "tta": effective_views(bundle, tta), "backend": bundle.backend, "partial_format": PARTIAL_FORMAT,
+            "versions": grading_versions()}
 
 
 # The fields of a resume key that say which drgrader wrote the rows: the same run by another one
@@ -145,6 +146,7 @@ def _read_key(key_file: Path, bundle: Bundle) -> dict | None:
         return None
     if not isinstance(key, dict):
         return None
+    key.setdefault("backend", bundle.backend)  # written before it was recorded: not known to differ
     if key.get("tta") is None and key.get("manifest_sha256") == _resume_key(bundle, None)["manifest_sha256"]:
         key["tta"] = effective_views(bundle, None)
     elif isinstance(key.get("tta"), list) and all(isinstance(v, str) for v in key["tta"]):
@@ -163,6 +165,8 @@ def _key_difference(old: dict | None, new: dict) -> str:
         differs.append(f"another bundle ({old.get('bundle')})")
     if old.get("tta") != new["tta"]:
         differs.append(f"--tta {_views_text(old.get('tta'))} (now {_views_text(new['tta'])})")
+    if old.get("backend") != new["backend"]:  # probe 34 AX6: float16 torch rows beside float32 ONNX rows
+        differs.append(f"--backend {old.get('backend') or 'unrecorded'} (now {new['backend']})")
     return " and ".join(differs) or "another run"
 
 

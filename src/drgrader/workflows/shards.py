@@ -95,7 +95,7 @@ def run_identity(bundle: Bundle, tta: list[str] | None, refer_share: float | Non
     may differ from its files), the TTA views it scores with, refer share."""
     manifest = json.dumps(bundle.manifest, sort_keys=True, default=str).encode()
     return {"bundle_sha256": bundle_checksum(bundle), "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
-            "tta": effective_views(bundle, tta), "refer_share": refer_share}
+            "tta": effective_views(bundle, tta), "backend": bundle.backend, "refer_share": refer_share}
 
 
 def inputs_identity(table: pd.DataFrame) -> dict:
@@ -200,10 +200,10 @@ def _check_one_run(recorded: list[tuple[Path, dict, int]], partial: bool, comple
         index, n = record["shard"]
         same = n == count and record["run"] == first["run"] and record["inputs"] == first["inputs"]
         if not same:
-            differs = [what for what, a, b in (("bundle, TTA or refer share", record["run"], first["run"]),
+            differs = [what for what, a, b in (("bundle, backend, TTA or refer share", record["run"], first["run"]),
                                                ("inputs", record["inputs"], first["inputs"]), ("number of shards", n, count)) if a != b]
             raise DataError(f"merge-predictions: {part} (shard {index}/{n}) and {first_part} (shard {first['shard'][0]}/{count}) "
-                            f"differ in {' and '.join(differs)}; merge the shards of one run (same inputs, bundle, TTA and n)")
+                            f"differ in {' and '.join(differs)}; merge the shards of one run (same inputs, bundle, backend, TTA and n)")
         if index in seen:
             raise DataError(f"merge-predictions: shard {index}/{count} given twice ({seen[index]} and {part})")
         seen[index] = part
