@@ -685,6 +685,20 @@ def test_an_image_id_cell_written_with_its_extension_is_checked_as_one_without(t
         "the eye is left unknown")
 
 
+def test_an_image_id_cell_given_to_two_files_is_noted_on_both(tmp_path):
+    """Probe 34 AX7: `image,image_id` rows `a.jpeg,P1` and `b.jpeg,P1` (a patient number put in the
+    id column, or one id pasted twice) were named `a` and `b` without a word of the cells."""
+    for k, name in enumerate(("a", "b", "c")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k, k))
+    (tmp_path / "list.csv").write_text("image,image_id\na.jpeg,P1\nb.jpeg,P1\nc.jpeg,P2\n")
+    table = collect_inputs([tmp_path / "list.csv"]).set_index("image_id")
+    assert sorted(table.index) == ["P2", "a", "b"]
+    for image in ("a", "b"):
+        assert ("image id repeated: image id 'P1' is given to 2 files (a.jpeg, b.jpeg); each is named by its file "
+                "instead") in table.loc[image, "identity_note"]
+    assert "image id repeated" not in table.loc["P2", "identity_note"]
+
+
 def test_a_second_photo_of_an_eye_joins_its_patient_as_another_photo_of_that_eye(tmp_path):
     """Probe 32 A13: `5_left_2.jpeg` (a camera's second shot) and `6_left_disc.jpeg` (the disc-centred
     field beside the macula one) were patients of their own, patient 5 cleared beside them."""

@@ -62,6 +62,7 @@ from drgrader.data.identity_notes import (
     CONTRADICTORY_EYE,
     CONTRADICTORY_PATIENT,
     EYES_IN_FOLDERS,
+    IMAGE_ID_REPEATED,
     LOOKALIKE_PATIENTS,
     NO_EYE,
     NO_PATIENT,
@@ -217,15 +218,21 @@ def _split_by_folder(table: pd.DataFrame, from_name: pd.Series, notes: list[list
                             "taken as one patient's eyes (if the folders number patients alike, give the patients in a CSV)")
 
 
-def _unique_image_ids(table: pd.DataFrame) -> None:
+def _unique_image_ids(table: pd.DataFrame, notes: list[list[str]]) -> None:
     """One image id per file: files whose ids coincide (``x.jpeg`` and ``x.png`` of one folder,
     ``a/10_left`` and ``b/10_left``) are named by their folder (``a/10_left``) and, when that is
-    not enough, by their whole file name (``x.png``); a DICOM frame keeps its ``#frame<N>``."""
+    not enough, by their whole file name (``x.png``); a DICOM frame keeps its ``#frame<N>``. An id
+    no file is named (a CSV's image_id cell given to two rows) is noted on each (probe 34 AX7)."""
     base = table["image_id"].map(lambda i: _FRAME.sub("", i))
-    for _, group in table.groupby(base, sort=False):
+    for given, group in table.groupby(base, sort=False):
         files = list(dict.fromkeys(group["source"]))
         if len(files) < 2:
             continue
+        if all(Path(f).stem != Path(str(given)).name for f in files):
+            shown = ", ".join(Path(f).name for f in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+            for k in group.index:
+                notes[k].append(f"{IMAGE_ID_REPEATED}: image id {given!r} is given to {len(files)} files ({shown}); "
+                                "each is named by its file instead")
         parents = {f: str(Path(f).parent) for f in files}
         labels = _folder_labels(set(parents.values())) if len(set(parents.values())) > 1 else {}
         ids = {f: "/".join(filter(None, (labels.get(parents[f]), Path(f).stem))) for f in files}
@@ -391,7 +398,7 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     contested = given_against_names(table, given, name_patient, notes)
     _split_by_folder(table, from_name, notes)
     _lookalike_patients(table, notes)
-    _unique_image_ids(table)
+    _unique_image_ids(table, notes)
     _own_patients(table, notes)
     _copies(table, notes)
     _eye_counts(table, notes, lone | contested)

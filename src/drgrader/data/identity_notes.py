@@ -23,9 +23,10 @@ ONE_FILE = "one file's bytes"  # how byte copies are one picture (note_same_pict
 LOOKALIKE_PATIENTS = "lookalike patients"
 NO_PATIENT = "no patient"
 NO_EYE = "no eye"
+IMAGE_ID_REPEATED = "image id repeated"
 NOTE_KINDS = [CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS,
               SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, SAME_PHOTO_UNDER_TWO_PATIENTS, LOOKALIKE_PATIENTS,
-              NO_PATIENT, NO_EYE]
+              NO_PATIENT, NO_EYE, IMAGE_ID_REPEATED]
 
 
 def note_kinds(note: str) -> set[str]:
