@@ -105,6 +105,19 @@ def test_one_photo_still_gets_a_decision():
     assert unknown_eye.loc["x", "reason"] == "photo x_ referable score 0.70 >= 0.40: refer"
 
 
+def test_an_any_dr_screener_decides_its_patients_on_its_any_dr_score():
+    """Probe 34 AX8: a model.task=any_dr bundle has no referable score; every patient was
+    'ungradable ... photograph again' beside photos all gradable."""
+    rows = [photo("a", "right", 0.9), photo("a", "left", 0.1), photo("b", "right", 0.2), photo("b", "left", 0.3)]
+    for row in rows:
+        row.update(score_referable=np.nan, expected_grade=np.nan)
+    table = pd.DataFrame(rows)
+    decided = decide_patients(table, decision_points({"any_dr": 0.6}, None, table=table)).set_index("patient_id")
+    assert decided["decision"].to_dict() == {"a": "refer", "b": "negative"}
+    assert decided.loc["a", "reason"] == "right eye any-DR score 0.90 >= 0.60: refer"
+    assert decided.loc["b", "reason"].startswith("no referable eye: left eye 0.30, right eye 0.20 < 0.60 (any-DR score)")
+
+
 def test_uncertainty_is_the_closeness_to_the_threshold_on_the_scores_scale():
     table = pd.DataFrame([photo("p", "right", s) for s in (0.4, 0.1, 0.0, 0.7, 1.0)] + [photo("q", "left", 0.5, gradable=False)])
     points = decision_points({"referable": 0.4}, None, table=table)

@@ -66,7 +66,8 @@ DECISION_COLUMNS = ["patient_id", "decision", "reason", "uncertainty", "deciding
 DEFAULT_URGENT_GRADE = 2.5  # between grade 2 and grade 3 on the expected-grade scale
 GRADE_SCALE = (0.0, float(NUM_GRADES - 1))
 PROBABILITY_SCALE = (0.0, 1.0)
-_SCORE_NAMES = {"score_referable": "referable score", "fused_grade": "fused grade", "expected_grade": "expected grade"}
+_SCORE_NAMES = {"score_referable": "referable score", "fused_grade": "fused grade", "expected_grade": "expected grade",
+                "score_any": "any-DR score"}
 _EYE_NAMES = {"right": "right eye", "left": "left eye"}
 
 
@@ -115,8 +116,12 @@ def decision_points(
     else:
         referable_score, grade_score = "score_referable", "expected_grade"
         grade_scale = scores_are_the_grade(table)
-    scale = GRADE_SCALE if grade_scale else PROBABILITY_SCALE
     threshold = thresholds.get("referable")
+    if not fused and _empty(table, "score_referable") and not _empty(table, "score_any"):
+        # An any-DR screener (model.task=any_dr) has no referable score: it refers any DR, at its
+        # own threshold (probe 34 AX8: every patient was "ungradable, photograph again").
+        referable_score, threshold = "score_any", thresholds.get("any_dr")
+    scale = GRADE_SCALE if grade_scale else PROBABILITY_SCALE
     if threshold is None:  # as grading.decide's fallback: grade >= 2, or 0.5 for probabilities
         threshold = (cutpoints[1] if cutpoints else 1.5) if grade_scale else 0.5
     spec = spec or {}
@@ -138,6 +143,10 @@ def decision_points(
         cutoff, share = band_cutoff(spec["band"], refer_share), refer_share
     return DecisionPoints(referable_score, float(threshold), scale, grade_score,
                           None if urgent is None else float(urgent), cutoff, share)
+
+
+def _empty(table: pd.DataFrame, column: str) -> bool:
+    return column not in table or bool(table[column].isna().all())
 
 
 def bundle_decision_points(manifest: dict, table: pd.DataFrame, *, refer_share: float | None = None) -> DecisionPoints:
