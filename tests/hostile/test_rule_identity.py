@@ -685,6 +685,16 @@ def test_an_image_id_cell_written_with_its_extension_is_checked_as_one_without(t
         "the eye is left unknown")
 
 
+def test_a_file_with_a_hidden_second_extension_keeps_its_patient_and_eye(tmp_path):
+    """Probe 34 AX12: `10570_left.jpeg.jpg` (Windows hides the last extension, a user adds one)
+    was patient '10570_left.jpeg' of its own beside 10570's right eye."""
+    (tmp_path / "10570_left.jpeg.jpg").write_bytes(photo_bytes(1, 1))
+    (tmp_path / "10570_right.jpg").write_bytes(photo_bytes(2, 2))
+    table = collect_inputs([tmp_path]).set_index("image_id")
+    assert table.loc[["10570_left.jpeg", "10570_right"], ["patient_id", "eye"]].values.tolist() == [
+        ["10570", "left"], ["10570", "right"]]
+
+
 def test_an_image_id_cell_given_to_two_files_is_noted_on_both(tmp_path):
     """Probe 34 AX7: `image,image_id` rows `a.jpeg,P1` and `b.jpeg,P1` (a patient number put in the
     id column, or one id pasted twice) were named `a` and `b` without a word of the cells."""

@@ -62,6 +62,7 @@ _TOO_NARROW = re.compile(r"^#{2,}$")
 _ERROR_VALUE = re.compile(r"^#(?:REF!|VALUE!|DIV/0!|NAME\?|NUM!|NULL!|SPILL!|CALC!|FIELD!|BLOCKED!|BUSY!|CONNECT!|"
                           r"UNKNOWN!|GETTING_DATA|EXTERNAL!|PYTHON!)$", re.IGNORECASE)
 
+_INNER_EXTENSION = re.compile(r"\.(?:jpe?g|png|tiff?|bmp|gif|webp|dcm|jfif|jpe)$", re.IGNORECASE)
 _WORDS = re.compile(r"[^_\- ]+")
 _LONG_EYE_WORDS = {"left", "right", "os", "od"}  # single letters inside a name are too often something else
 # What a browser, Windows or macOS appends to a copy's name: "10_left (1)", "10_left - Copy (2)", "10_left copy 2".
@@ -105,6 +106,8 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
     ``name`` is an image id or file name without its extension; folders in it are ignored.
     """
     stem = _COPY_SUFFIX.sub("", PurePosixPath(name.replace("\\", "/")).name.strip())
+    # a second extension Windows hid ("10_left.jpeg.jpg": the id keeps ".jpeg"; probe 34 AX12)
+    stem = _INNER_EXTENSION.sub("", stem)
     if shot := _SHOT.match(stem):
         stem = shot["eye_named"]
     match = _NAME.match(stem)
