@@ -229,7 +229,7 @@ def test_patients_that_differ_only_in_case_are_kept_apart_and_noted(tmp_path):
     table = collect_inputs([tmp_path]).set_index("image_id")
     assert table.loc["P7_left", "patient_id"] == "P7" and table.loc["p7_right", "patient_id"] == "p7"  # not merged
     for image in ("P7_left", "p7_right"):
-        assert "lookalike patients: patients 'P7' and 'p7' differ only in case, spacing, leading zeros" in table.loc[image, "identity_note"]
+        assert "lookalike patients: patients 'P7' and 'p7' differ only in case, spacing, separators, leading zeros" in table.loc[image, "identity_note"]
     assert table.loc["Q1_left", "identity_note"] == ""
     # A spreadsheet drops a number's leading zeros: patient 7 in a CSV beside 007_right by name.
     (tmp_path / "list.csv").write_text("image,patient_id\nQ1_left.jpeg,7\n")
@@ -237,7 +237,7 @@ def test_patients_that_differ_only_in_case_are_kept_apart_and_noted(tmp_path):
     (tmp_path / "0_left.jpeg").write_bytes(photo_bytes(1, 8))  # '0' is a number too: no lookalike of its own
     table = collect_inputs([tmp_path / "list.csv", tmp_path / "007_right.jpeg", tmp_path / "0_left.jpeg"]).set_index("image_id")
     assert (table.loc["Q1_left", "patient_id"], table.loc["007_right", "patient_id"]) == ("7", "007")
-    assert "patients '007' and '7' differ only in case, spacing, leading zeros" in table.loc["007_right", "identity_note"]
+    assert "patients '007' and '7' differ only in case, spacing, separators, leading zeros" in table.loc["007_right", "identity_note"]
     assert table.loc["0_left", "identity_note"] == ""
 
 
@@ -249,7 +249,7 @@ def test_one_patients_name_in_two_text_encodings_is_noted(tmp_path):
         fh.write(photo_bytes(2, 2))
     table = collect_inputs([tmp_path])
     assert table["patient_id"].nunique() == 2  # kept apart as given
-    assert all("patients 'Müller' and 'M\\xfcller' differ only in case, spacing, leading zeros, look-alike letters or text encoding" in note
+    assert all("patients 'Müller' and 'M\\xfcller' differ only in case, spacing, separators, leading zeros, look-alike letters or text encoding" in note
                for note in table["identity_note"])  # spelled as the CSVs spell the Latin-1 name
 
 
@@ -257,7 +257,8 @@ def test_patients_that_differ_only_by_an_inner_space_an_invisible_or_a_full_widt
     """Probe 33 AV11: 'P 1' and 'P1', 'R<zero-width space>1' and 'R1', full-width 'Ｓ1' and 'S1' were
     two patients each without a note: S1's left eye graded alone, 'negative', beside another 'S1'."""
     # Probe 34 AX1: a Cyrillic 'Р' for a Latin 'P', an en dash for a hyphen.
-    pairs = [("P 1", "P1"), ("R\u200b1", "R1"), ("\uff331", "S1"), ("\ufeffT1", "T1"), ("\u04202", "P2"), ("C\u20131", "C-1")]
+    pairs = [("P 1", "P1"), ("R\u200b1", "R1"), ("\uff331", "S1"), ("\ufeffT1", "T1"), ("\u04202", "P2"), ("C\u20131", "C-1"),
+             ("AB-123", "AB123")]  # probe 34 AX13: a separator one system writes and another leaves out
     for k in range(2 * len(pairs)):
         (tmp_path / f"{k}.jpeg").write_bytes(photo_bytes(k % 3, k))
     rows = "".join(f"{2 * k}.jpeg,{a},left\n{2 * k + 1}.jpeg,{b},right\n" for k, (a, b) in enumerate(pairs))
@@ -265,9 +266,9 @@ def test_patients_that_differ_only_by_an_inner_space_an_invisible_or_a_full_widt
     table = collect_inputs([tmp_path / "list.csv"]).set_index("image_id")
     assert table["patient_id"].tolist() == [p for pair in pairs for p in pair]  # kept as given
     for k, shown in enumerate(["'P 1' and 'P1'", "'R1' and 'R\\u200b1'", "'S1' and 'Ｓ1'", "'T1' and '\\ufeffT1'",
-                               "'P2' and '\\u04202'", "'C-1' and 'C\\u20131'"]):
+                               "'P2' and '\\u04202'", "'C-1' and 'C\\u20131'", "'AB-123' and 'AB123'"]):
         for image in (str(2 * k), str(2 * k + 1)):
-            assert (f"lookalike patients: patients {shown} differ only in case, spacing, leading zeros, look-alike letters or text encoding"
+            assert (f"lookalike patients: patients {shown} differ only in case, spacing, separators, leading zeros, look-alike letters or text encoding"
                     in table.loc[image, "identity_note"])
     # A label file: the same warning as for 'P7' and 'p7'.
     root = tmp_path / "set"
@@ -278,7 +279,7 @@ def test_patients_that_differ_only_by_an_inner_space_an_invisible_or_a_full_widt
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         read_dataset(root)
     assert [r.getMessage() for r in caplog.records if "differ only in" in r.getMessage()] == [
-        f"{root}: patients 'S1' and 'Ｓ1' differ only in case, spacing, leading zeros or look-alike letters; kept apart as "
+        f"{root}: patients 'S1' and 'Ｓ1' differ only in case, spacing, separators, leading zeros or look-alike letters; kept apart as "
         "given (one spelling in the label file makes them one patient)"]
 
 

@@ -142,7 +142,7 @@ def test_lookalike_patients_are_two_patients_as_in_predict(client, right, left):
     assert res.status_code == 400, res.text
     error = res.json()["error"]
     assert f"{right}: patient '{right.rsplit('_', 1)[0]}' by its name; {left}: patient '{left.rsplit('_', 1)[0]}' by its name" in error
-    assert error.endswith("differ only in case, spacing or leading zeros are two patients to predict too: spell them alike)")
+    assert error.endswith("differ only in case, spacing, separators or leading zeros are two patients to predict too: spell them alike)")
 
 
 def test_an_anonymised_patient_id_is_no_patient_so_the_names_decide(client, dicom):

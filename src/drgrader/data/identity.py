@@ -326,18 +326,22 @@ _LOOK_ALIKES = str.maketrans({**dict(zip("авекмнорстухіјѕԁһԛԝ
                               **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63", "-")})
 
 
+# Written or left out by one system and not another ("AB-123", "AB123"; probe 34 AX13).
+_SEPARATORS = frozenset("-_./")
+
+
 def folded_patient(patient: str) -> str:
     """A patient id as it may have been retyped, only to compare ids: case, every space (``P 1``,
     ``P1``), invisible format characters (a zero-width space, a byte-order mark) and, for a
     number, leading zeros (a spreadsheet turns ``007`` into ``7``) taken out; in NFKC, so a
     full-width letter (``Ｓ1``, as an East-Asian input method types it) is its plain one; a
-    Cyrillic or Greek letter that looks Latin (``Р1``) and an en dash (``C–1``) as the Latin letter
-    and hyphen they pass for; a name from a file name that is not UTF-8 (Latin-1 ``M\xfcller``)
-    read as Latin-1 (``Müller``)."""
+    Cyrillic or Greek letter that looks Latin (``Р1``) as the Latin letter it passes for, and the
+    separators ``-``, ``_``, ``.``, ``/`` (an en dash among them: ``C–1``, ``C-1``, ``C1``); a
+    name from a file name that is not UTF-8 (Latin-1 ``M\xfcller``) read as Latin-1 (``Müller``)."""
     if has_stray_bytes(patient):  # an old share's Latin-1 name
         patient = patient.encode("utf-8", "surrogateescape").decode("latin-1")
     folded = "".join(c for c in unicodedata.normalize("NFKC", patient).casefold().translate(_LOOK_ALIKES)
-                     if not c.isspace() and unicodedata.category(c) != "Cf")
+                     if not c.isspace() and unicodedata.category(c) != "Cf" and c not in _SEPARATORS)
     return folded.lstrip("0") or "0" if folded.isdigit() else folded
 
 
@@ -359,7 +363,7 @@ def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
             for k in group.index:
                 said = " and ".join(f"'{shown_patient(spelling)}'" for spelling in spellings)  # a Latin-1 name as the CSVs spell it
                 notes[k].append(f"{LOOKALIKE_PATIENTS}: patients {said} differ only in case, "
-                                "spacing, leading zeros, look-alike letters or text encoding; kept apart as given (one spelling in the input makes "
+                                "spacing, separators, leading zeros, look-alike letters or text encoding; kept apart as given (one spelling in the input makes "
                                 "them one patient)")
 
 

@@ -105,7 +105,7 @@ def _warn_lookalike_patients(df: pd.DataFrame, root: Path) -> None:
     if groups:
         more = f" ({len(groups)} such groups)" if len(groups) > 1 else ""
         said = " and ".join(f"'{shown_patient(p)}'" for p in groups[0])
-        log.warning("%s: patients %s differ only in case, spacing, leading zeros or look-alike letters%s; kept apart as "
+        log.warning("%s: patients %s differ only in case, spacing, separators, leading zeros or look-alike letters%s; kept apart as "
                     "given (one spelling in the label file makes them one patient)", root, said, more)
 
 

@@ -81,7 +81,7 @@ def _two_patients(names: list[str], rows: list[dict], resolved: pd.DataFrame, ki
     if not any(NO_PATIENT in k for k in kinds) and patients[0] != patients[1]:
         said = "; ".join(f"{name}: patient {patient!r} by its {'DICOM PatientID' if row['dicom_patient'] else 'name'}"
                          for name, patient, row in zip(names, patients, rows))
-        fix = (" (ids that differ only in case, spacing or leading zeros are two patients to predict too: "
+        fix = (" (ids that differ only in case, spacing, separators or leading zeros are two patients to predict too: "
                "spell them alike)") if LOOKALIKE_PATIENTS in kinds[0] else ""
         return f"the 'right' and 'left' photos are of two patients ({said}): send the two eyes of one patient{fix}"
     if any(CONTRADICTORY_PATIENT in k for k in kinds):
