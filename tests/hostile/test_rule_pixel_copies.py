@@ -370,6 +370,41 @@ def test_data_summary_and_a_split_say_when_a_patient_s_two_eyes_are_one_picture(
     assert "2 patient(s) have one picture as both eyes" in caplog.text
 
 
+def test_evaluate_run_refuses_another_runs_bundle_copied_into_it(tiny_bundle, synth_dir, tmp_path, capsys):
+    """Probe 34 BX13: another run's bundle copied into a run folder: `evaluate RUN` reported that
+    model's training photos as this run's held-out test split, exit 0."""
+    import shutil
+
+    from drgrader.config import ExperimentConfig, save_config
+    from drgrader.data.prepare import prepare_data
+    from drgrader.evaluation.training_overlap import TRAINING_DIGESTS, digest
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_bundle, run / "bundle")
+    manifest = json.loads((run / "bundle" / "bundle.json").read_text())
+    manifest["config"]["data"] = {**manifest["config"]["data"], "root": str(synth_dir), "format": "kaggle"}
+    (run / "bundle" / "bundle.json").write_text(json.dumps(manifest))  # as if trained on this run's data set
+    cfg = ExperimentConfig.model_validate({**manifest["config"], "name": "run"})
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"cache_dir": tmp_path / "cache"})})
+    save_config(cfg, run / "config.yaml")
+    prepare_data(cfg.data, run, progress=False)
+    split = pd.read_csv(run / "manifest.csv", dtype=str).merge(pd.read_csv(run / "split.csv", dtype=str)[["image_id", "split"]])
+    test_photos = split.loc[split["split"] == "test", "path"].tolist()
+    assert test_photos
+    # The bundle's own record says it trained on this run's test photos: it is another run's model.
+    (run / "bundle" / TRAINING_DIGESTS).write_text("".join(digest(p) + "\n" for p in test_photos[:2]))
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err
+    assert f"was trained or tuned on 2 of the {len(test_photos)} photos of {run}'s test split" in err, err
+    assert "`evaluate RUN` would present another run's model's figures" in err and not (tmp_path / "ev").exists()
+    # A run folder whose data settings are not the bundle's (another split): refused before any photo is read.
+    (run / "bundle" / TRAINING_DIGESTS).unlink()
+    other = cfg.data.split.model_copy(update={"seed": cfg.data.split.seed + 1})
+    save_config(cfg.model_copy(update={"data": cfg.data.model_copy(update={"split": other})}), run / "config.yaml")
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "ev")]) == 2
+    assert "is not the run" in (err := capsys.readouterr().err) and "data.split.seed" in err, err
+
+
 def test_evaluate_on_the_training_photos_re_saved_is_not_external_when_the_run_folder_is_known(
         tiny_bundle, synth_dir, tmp_path, caplog):
     """Probe 32 B7: the training photos re-saved as PNG (any re-encode, a resized copy) were an

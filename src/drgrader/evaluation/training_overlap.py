@@ -94,14 +94,18 @@ def _from_run(run_dir: Path) -> TrainingPhotos | None:
 
 def training_photos(bundle_dir: Path, run_dir: Path | None, manifest: dict) -> TrainingPhotos | None:
     """The bundle's training photos from its record (see the module docstring); None when it has none here."""
-    if run_dir is not None:
-        found = _from_run(Path(run_dir))
-        if found is not None:
-            return found
+    found = _from_run(Path(run_dir)) if run_dir is not None else None
     listed = Path(bundle_dir) / TRAINING_DIGESTS
     if listed.is_file():
         digests = {line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()}
-        return TrainingPhotos(f"{listed.name} of the bundle (its training and validation photos)", digests=digests)
+        own = f"{listed.name} of the bundle (its training and validation photos)"
+        if found is None:
+            return TrainingPhotos(own, digests=digests)
+        # Both: the bundle's own record joined to its run folder's (a bundle copied into another run
+        # folder would otherwise be checked against that run's photos only; probe 34 BX13).
+        found.source, found.digests = f"{found.source} and {own}", found.digests | digests
+    if found is not None:
+        return found
     root = ((manifest.get("config") or {}).get("data") or {}).get("root")
     if root and Path(root).is_absolute() and Path(root).is_dir():
         paths = {_resolved(p) for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from drgrader.config import ConfigError, DataConfig, ExperimentConfig, PreprocessConfig, config_to_dict, load_config
 from drgrader.inference.bundle import MANIFEST, load_bundle
+from drgrader.workflows.run_folder import check_own_run
 
 log = logging.getLogger("drgrader")
 
@@ -140,6 +141,7 @@ def evaluate_command(
                 "give --data to evaluate its ensemble bundle on another data set"
             )
         cfg = load_config(run_dir / "config.yaml", overrides)
+        check_own_run(bundle_dir, bundle.manifest, run_dir, uses=NOT_ITS_RUN, strict=False)
         data_set = HELD_OUT
         out = _claim_out(out, run_dir / "evaluation", bundle_dir, overwrite)
         replaced = _check_same_evaluation(out, bundle_dir, data_set, overwrite)
@@ -149,6 +151,7 @@ def evaluate_command(
         evaluated_on = "test"
         if test_rows.empty:
             test_rows, evaluated_on = val_rows, "val"
+        _refuse_trained_on(bundle_dir, run_dir, test_rows, evaluated_on)
         # Re-fitting on validation is only sound for a single model of this run.
         fit = not bundle.members
     else:
@@ -293,6 +296,27 @@ def _training_overlap(bundle, run_dir: Path | None, rows, pictures: dict[str, st
     if overlap["photos"]:
         log.warning(overlap_sentence(overlap))
     return overlap
+
+
+NOT_ITS_RUN = ("`evaluate RUN` would present another run's model's figures as this run's held-out split (a bundle "
+               "copied in?); evaluate the bundle on a data set with `drgrader evaluate BUNDLE --data DATA`")
+
+
+def _refuse_trained_on(bundle_dir: Path, run_dir: Path, rows, split: str) -> None:
+    """The run's held-out photos are none of those the bundle's own record says it trained or was
+    tuned on (probe 34 BX13: another run's bundle copied into the run folder, its training photos
+    reported as this run's test split)."""
+    from drgrader.evaluation.training_overlap import TRAINING_DIGESTS, digest
+    from drgrader.inference.bundle_spec import BundleError
+
+    listed = bundle_dir / TRAINING_DIGESTS
+    if split != "test" or not listed.is_file():  # a val-only run: its validation photos tuned the model, said so
+        return
+    digests = {line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()}
+    seen = [str(p) for p in rows["path"] if digest(p) in digests]
+    if seen:
+        raise BundleError(f"{bundle_dir} was trained or tuned on {len(seen)} of the {len(rows)} photos of {run_dir}'s test "
+                          f"split (e.g. {seen[0]}; by {TRAINING_DIGESTS}): {NOT_ITS_RUN}")
 
 
 def _data_set(cfg: ExperimentConfig) -> str:

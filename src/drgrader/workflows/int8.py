@@ -33,6 +33,7 @@ from drgrader.inference.quantize import (
     session_runner,
 )
 from drgrader.io import sha256_file
+from drgrader.workflows.run_folder import check_own_run
 
 log = logging.getLogger("drgrader")
 
@@ -65,51 +66,6 @@ class Int8GateError(BundleError):
     """The int8 graph does not keep the float model's grades within the gate."""
 
 
-# The data settings that choose a run's photos and their split: a bundle's run folder has the
-# same in its config.yaml as the bundle's bundle.json (its config), or it is another run's.
-_DATA_KEYS = ("root", "format", "labels", "images", "columns", "skip_missing", "limit", "split", "exclude_ungradable")
-
-
-def _data_settings(data: object) -> dict:
-    from drgrader.config import DataConfig
-
-    if not isinstance(data, dict):
-        return {}
-    try:  # filled with the defaults, so an older bundle's config compares like a new one
-        data = DataConfig.model_validate(data).model_dump(mode="json")
-    except ValueError:
-        pass
-    return {key: data.get(key) for key in _DATA_KEYS}
-
-
-def check_own_run(bundle_dir: Path, manifest: dict, run_dir: Path) -> None:
-    """Refuse a run folder that is not the one the bundle was trained in: its data settings (data
-    set, labels, limit, split) in config.yaml differ from those in the bundle's ``bundle.json``.
-    Calibrating and gating on another run's photos would report another data set's figures as
-    the bundle's validation grades."""
-    from drgrader.config import config_to_dict, load_config
-    from drgrader.config_yaml import ConfigError
-    from drgrader.workflows.run_folder import flat_settings
-
-    own = _data_settings((manifest.get("config") or {}).get("data"))
-    config_file = run_dir / "config.yaml"
-    try:
-        found = _data_settings(config_to_dict(load_config(config_file))["data"]) if config_file.is_file() else {}
-    except ConfigError:
-        found = {}
-    if not own or not found:
-        missing = config_file if not found else bundle_dir / "bundle.json"
-        raise BundleError(f"{run_dir} cannot be told to be the run {bundle_dir} was trained in ({missing} gives no data "
-                          "settings): --int8 calibrates only on the bundle's own run's photos")
-    own, found = flat_settings(own, "data."), flat_settings(found, "data.")
-    differ = [key for key in sorted(own.keys() | found.keys()) if own.get(key) != found.get(key)]
-    if differ:
-        key = differ[0]
-        raise BundleError(f"{run_dir} is not the run {bundle_dir} was trained in ({key}: the bundle's {own.get(key)!r}, "
-                          f"the run's {found.get(key)!r}): --int8 would calibrate and check on another run's photos; "
-                          "export the bundle from its own run folder")
-
-
 def run_photos(bundle_dir: Path, bundle: Bundle, *, calibration: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Model inputs of ``calibration`` photos of the training split and of every validation
     photo with its grade, from the run folder the bundle was trained in (manifest.csv and
@@ -120,7 +76,8 @@ def run_photos(bundle_dir: Path, bundle: Bundle, *, calibration: int, seed: int 
     if not ((run_dir / "manifest.csv").is_file() and (run_dir / "split.csv").is_file()):
         raise BundleError(f"--int8 calibrates on the run's training photos and checks on its validation photos: "
                           f"{run_dir} lacks manifest.csv and split.csv (give the bundle/ folder of a training run)")
-    check_own_run(bundle_dir, bundle.manifest, run_dir)
+    check_own_run(bundle_dir, bundle.manifest, run_dir, uses="--int8 would calibrate and check on another run's photos; "
+                  "export the bundle from its own run folder")
     table = pd.read_csv(run_dir / "manifest.csv", dtype={"image_id": str, "patient_id": str}).merge(
         pd.read_csv(run_dir / "split.csv", dtype={"image_id": str, "patient_id": str})[["image_id", "split"]], on="image_id")
     train, val = table[table["split"] == "train"], table[table["split"] == "val"]

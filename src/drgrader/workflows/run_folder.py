@@ -214,3 +214,48 @@ def forget_rendezvous(run_dir: Path, cfg: ExperimentConfig, out: Path | None, ra
         file.parent.rmdir()  # only when empty: another launch may be using it
     except (OSError, ValueError):
         pass
+
+
+# The data settings that choose a run's photos and their split: a bundle's run folder has the
+# same in its config.yaml as the bundle's bundle.json (its config), or it is another run's.
+_DATA_KEYS = ("root", "format", "labels", "images", "columns", "skip_missing", "limit", "split", "exclude_ungradable")
+
+
+def _data_settings(data: object) -> dict:
+    from drgrader.config import DataConfig
+
+    if not isinstance(data, dict):
+        return {}
+    try:  # filled with the defaults, so an older bundle's config compares like a new one
+        data = DataConfig.model_validate(data).model_dump(mode="json")
+    except ValueError:
+        pass
+    return {key: data.get(key) for key in _DATA_KEYS}
+
+
+def check_own_run(bundle_dir: Path, manifest: dict, run_dir: Path, *, uses: str, strict: bool = True) -> None:
+    """Refuse a run folder that is not the one the bundle was trained in: its data settings (data
+    set, labels, limit, split) in config.yaml differ from those in the bundle's ``bundle.json``
+    (another run's bundle copied in). ``uses``: what would go wrong, for the message; without
+    ``strict``, a bundle or run that records no data settings is not checked."""
+    from drgrader.config_yaml import ConfigError as YamlError
+    from drgrader.inference.bundle_spec import BundleError
+
+    own = _data_settings((manifest.get("config") or {}).get("data"))
+    config_file = run_dir / "config.yaml"
+    try:
+        found = _data_settings(config_to_dict(load_config(config_file))["data"]) if config_file.is_file() else {}
+    except YamlError:
+        found = {}
+    if not own or not found:
+        if not strict:
+            return
+        missing = config_file if not found else bundle_dir / "bundle.json"
+        raise BundleError(f"{run_dir} cannot be told to be the run {bundle_dir} was trained in ({missing} gives no data "
+                          f"settings): {uses}")
+    own, found = flat_settings(own, "data."), flat_settings(found, "data.")
+    differ = [key for key in sorted(own.keys() | found.keys()) if own.get(key) != found.get(key)]
+    if differ:
+        key = differ[0]
+        raise BundleError(f"{run_dir} is not the run {bundle_dir} was trained in ({key}: the bundle's {own.get(key)!r}, "
+                          f"the run's {found.get(key)!r}): {uses}")
