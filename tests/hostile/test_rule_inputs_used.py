@@ -261,6 +261,11 @@ def test_options_that_would_be_ignored_are_refused(tiny_bundle, photos, tmp_path
     assert main(["evaluate", str(tiny_bundle), "--data", str(photos), "--set", "eval.threshold_objective=sensitivity",
                  "--out", str(tmp_path / "e")]) == 2
     assert "--set eval.threshold_objective: evaluate --data fits no thresholds" in error_line(capsys)
+    # Probe 34 BX5: the data set's ungradable photos were left out of every figure.
+    assert main(["evaluate", str(tiny_bundle), "--data", str(photos), "--set", "data.exclude_ungradable=true",
+                 "--out", str(tmp_path / "e")]) == 2
+    assert "--set data.exclude_ungradable: evaluate grades every photo of the data set and counts the ungradable" in \
+        error_line(capsys)
     for key in ("eval.refer_share=0.3", "eval.urgent_sensitivity=0.8", "eval.fit_cutpoints=false",
                 "eval.target_sensitivity=0.95"):  # probe 34 BX1: dropped without a word
         assert main(["evaluate", str(tiny_bundle), "--data", str(photos), "--set", key, "--out", str(tmp_path / "e")]) == 2
@@ -293,6 +298,9 @@ def test_fields_of_an_evaluate_yaml_that_the_bundle_decides_are_refused_as_their
                       f"eval:\n  tta: {manifest['tta']}\n  threshold_objective: youden\n"
                       f"  refer_share: {manifest['config']['eval']['refer_share']}\n  threshold_range: [0.0, 1.0]\n")
     assert external_config(str(config), manifest, []).data.image_size == size
+    # A training YAML's exclude_ungradable is not applied (probe 34 BX5): every photo is evaluated.
+    config.write_text(f"data:\n  root: {photos}\n  exclude_ungradable: true\n")
+    assert external_config(str(config), manifest, []).data.exclude_ungradable is False
     # Probe 33 BV6: a default written out is a setting too (eval.tta: [orig], to evaluate without TTA).
     if manifest["tta"] != ["orig"]:
         config.write_text(f"data:\n  root: {photos}\neval:\n  tta: [orig]\n")

@@ -284,6 +284,9 @@ def test_trained_bundle_has_a_card_and_evaluate_adds_an_external_entry(synth_dir
     assert f"--data {other_data}" in entry
     assert kappa_row in card and auc_row in card  # the training figures stay
     assert json.loads((run / "bundle" / "bundle.json").read_text())["thresholds"] == metrics["thresholds"]
+    # A smoke test on part of the same data set does not replace the full entry (probe 34 BX12).
+    assert main([*argv, "--set", "data.limit=3", "--overwrite"]) == 0
+    assert card_file.read_text(encoding="utf-8") == card
 
     # The card travels with the ONNX bundle.
     exported = export_command(run / "bundle", out=tmp_path / "onnx")

@@ -30,6 +30,10 @@ FITTING = ("threshold_objective", "target_sensitivity", "threshold_range", "fit_
 NEVER_FITTED = tuple(f"eval.{name}" for name in FITTING)
 
 
+# probe 34 BX5: the ungradable photos of an external data set were left out of every figure
+EVERY_PHOTO = "evaluate grades every photo of the data set and counts the ungradable ones, never leaves them out"
+
+
 def _why_not_used(key: str) -> str:
     if key in NEVER_FITTED:
         return "evaluate --data fits no thresholds (the bundle's own are used)"
@@ -87,6 +91,8 @@ def external_config(data: str, bundle_manifest: dict, overrides: list[str]) -> E
         key = item.split("=", 1)[0].strip()
         if any(key == k or key.startswith(k + ".") for k in (*BUNDLE_DECIDES, *NEVER_FITTED)):
             raise ConfigError(f"--set {key}: {_why_not_used(key)}; drop it")
+        if key == "data.exclude_ungradable":
+            raise ConfigError(f"--set {key}: {EVERY_PHOTO}; drop it")
     path = Path(data)
     if path.suffix in (".yaml", ".yml"):
         cfg = load_config(path, overrides)
@@ -101,8 +107,11 @@ def external_config(data: str, bundle_manifest: dict, overrides: list[str]) -> E
         raise ConfigError(f"--data {data}: not a YAML config or a data-set folder")
     if cfg.data.root is None:
         raise ConfigError(f"--data {data}: data.root is not set (the folder of the data set to evaluate on)")
+    if cfg.data.exclude_ungradable:  # a training YAML reused: its training option is not applied here
+        log.info("data.exclude_ungradable (a training option) is not applied: %s", EVERY_PHOTO)
     data_cfg = cfg.data.model_copy(
         update={
+            "exclude_ungradable": False,
             "image_size": bundle_manifest.get("input_size", cfg.data.image_size),
             "preprocess": PreprocessConfig.model_validate(bundle_manifest["preprocess"])
             if "preprocess" in bundle_manifest
@@ -199,6 +208,9 @@ def evaluate_command(
     write_metrics(out / "metrics.json", metrics)
     if data is not None and overlap is not None and overlap["photos"]:
         log.warning("MODEL_CARD.md of %s not updated: its external evaluations list only data it never saw", bundle_dir)
+    elif data is not None and cfg.data.limit is not None:  # probe 34 BX12: a smoke test replaced the full entry
+        log.warning("MODEL_CARD.md of %s not updated: data.limit=%d evaluates a part of the data set only",
+                    bundle_dir, cfg.data.limit)
     elif data is not None:  # an external data set: its figures join the bundle's MODEL_CARD.md
         from drgrader.reporting.model_card import record_evaluation
 
