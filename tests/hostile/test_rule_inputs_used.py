@@ -561,6 +561,26 @@ def test_a_second_grading_under_any_name_is_refused_by_its_values(tmp_path):
     assert len(read_dataset(root)) == 8
 
 
+@pytest.mark.parametrize("kind", ["an ungradable mark", "words"])
+def test_a_second_grading_with_an_ungradable_mark_or_in_words_is_refused_by_its_values(tmp_path, kind):
+    """Probe 34 BX4 / AX9: one cell 'U' (an adjudicator's ungradable) side-stepped the values rule;
+    a second grading in words ('Moderate NPDR') was only named as not read."""
+    from drgrader.data.manifest import read_dataset
+
+    names = [f"{p}_{e}" for p in range(10, 20) for e in ("left", "right")]
+    level = [k % 5 for k in range(20)]
+    words = ["No DR", "Mild NPDR", "Moderate NPDR", "Severe NPDR", "PDR"]
+    second = [words[g] if kind == "words" else str(g) for g in level]
+    second[3] = words[4] if kind == "words" else "4"  # one correction
+    if kind == "an ungradable mark":
+        second[7] = "U"
+    rows = "".join(f"{n},{a},{b}\n" for n, a, b in zip(names, level, second))
+    root = label_set(tmp_path, "labels.csv", "image,level,adjudicated\n" + rows, [f"{n}.jpeg" for n in names])
+    with pytest.raises(DataError, match=r"^labels.csv: column 'adjudicated' holds grades 0-4 that differ from the ones read "
+                                        r"\('level'\) on 1 row\(s\)"):
+        read_dataset(root)
+
+
 @pytest.mark.parametrize("other", ["grader", "maculopathy", "Risk of macular edema", "adjudicated_dme", "image_quality_grade",
                                    "grade_date", "gradedAt date", "adjudicated_gradable", "candidate"])
 def test_a_column_beside_the_grade_that_is_not_a_dr_grade_is_kept(tmp_path, other):

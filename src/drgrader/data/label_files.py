@@ -268,15 +268,30 @@ def looks_like_grade(name: str) -> bool:
     return grade and not _names_no_dr_grade(name)
 
 
+# ICDR severity in words, as a second grader or a report writes it ("Moderate NPDR"; probe 34 AX9).
+_GRADE_WORDS = ((re.compile(r"prolif|^pdr$"), 4), (re.compile(r"severe"), 3), (re.compile(r"moderate"), 2),
+                (re.compile(r"mild"), 1), (re.compile(r"^(?:no(?: apparent)?(?: dr| retinopathy)?|none|normal)$"), 0))
+
+
+def _grade_or_words(cell: str) -> int | None:
+    grade = grade_value(cell)
+    if grade is not None:
+        return grade
+    text = cell.casefold().strip()
+    return next((g for pattern, g in _GRADE_WORDS if pattern.search(text)), None)
+
+
 def _disagreeing_grades(values: pd.Series, read: pd.Series) -> int:
     """How many rows a second grading gives another grade than the column read: a column of grades
     (every cell empty or a grade, three grades or more: not a 0/1 flag) that agrees with the one
     read on most rows, as a second grader or a correction does (a visit or camera number agrees by
     chance only); 0 for a column that is no such thing."""
     cells = values.astype(str).str.strip()
-    grades = cells[cells != ""].map(grade_value)
-    if grades.empty or grades.isna().any() or grades.nunique() < 3:
+    grades = cells[cells != ""].map(_grade_or_words)
+    # A few cells may be an adjudicator's other marks ("U", "5" for ungradable; probe 34 BX4).
+    if grades.empty or grades.notna().mean() < 0.9 or grades.nunique() < 3:
         return 0
+    grades = grades.dropna()
     differ = grades != read.astype(str).str.strip().map(grade_value).reindex(grades.index)
     return int(differ.sum()) if differ.mean() <= 0.5 else 0
 
