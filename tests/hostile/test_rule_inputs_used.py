@@ -339,12 +339,14 @@ def test_a_label_files_other_columns_are_named_as_not_read(tmp_path, caplog):
     not read' line predict gives; the identifier beside the patient column is named once."""
     from drgrader.data.manifest import read_dataset
 
-    labels = "image,level,patient_id,MRN,image_id,notes\nIMG1,0,A,1,12_left,x\nIMG2,1,A,1,12_right,\n"
+    # Probe 34 BX10: a column without a header but with a value (a grade typed beside) was not named; an empty one is not.
+    labels = "image,level,patient_id,MRN,image_id,notes,,\nIMG1,0,A,1,12_left,x,,\nIMG2,1,A,1,12_right,,3,\n"
     with caplog.at_level(logging.INFO, logger="drgrader"):
         read_dataset(label_set(tmp_path, "labels.csv", labels, PATIENT_IMAGES[:2]))
     said = [r.getMessage() for r in caplog.records if "not read" in r.getMessage()]
     assert said == ["labels.csv: column(s) not read: MRN (the patient is read from 'patient_id')",
-                    "labels.csv: column(s) not read: image_id, notes (a label file gives each photo's grade, patient and eye)"]
+                    "labels.csv: column(s) not read: image_id, notes, Unnamed: 6 (a label file gives each photo's grade, "
+                    "patient and eye)"]
 
 
 @pytest.mark.parametrize(("patient", "eye"), [("patient", "eye"), ("Patient ID", "Eye"), ("PATIENT-ID", "EYE")])
