@@ -80,3 +80,25 @@ def test_saved_config_round_trips(tmp_path):
     save_config(cfg, tmp_path / "config.yaml")
     again = load_config(tmp_path / "config.yaml")
     assert again == cfg
+
+
+def test_a_relative_root_is_read_from_the_working_folder_and_a_folder_beside_the_config_is_named(tmp_path, monkeypatch,
+                                                                                                   caplog):
+    """Probe 34 BX8: `data.root: synthB` in cfgdir/ev.yaml read ./synthB while cfgdir/synthB, another
+    data set, was not read, without a word."""
+    import logging
+
+    (tmp_path / "synthB").mkdir()
+    (tmp_path / "cfgdir" / "synthB").mkdir(parents=True)
+    config = tmp_path / "cfgdir" / "ev.yaml"
+    config.write_text("data:\n  root: synthB\n")
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert load_config(config).data.root == Path("synthB")
+    assert (f"data.root 'synthB' is read from the working folder ({tmp_path / 'synthB'}), as relative paths are; "
+            f"{config.parent / 'synthB'} beside the config is not read") in caplog.text
+    caplog.clear()
+    monkeypatch.chdir(tmp_path / "cfgdir")  # the same folder either way: nothing to say
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        load_config(Path("ev.yaml"))
+    assert "beside the config" not in caplog.text

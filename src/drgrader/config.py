@@ -289,12 +289,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raw = {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{source} must hold a mapping of sections, not {type(raw).__name__}")
+        _warn_root_beside(raw, file, source)
     raw = apply_overrides(raw, list(overrides or []))
     check_size(raw, source)
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source)) from None
+
+
+def _warn_root_beside(raw: dict, file: object, source: str) -> None:
+    """A relative ``data.root`` is read from the working folder, as every relative path given to
+    drgrader is; when a folder of that name also lies beside the config file (and is another
+    one), say which is read (probe 34 BX8: the other was evaluated without a word)."""
+    root = (raw.get("data") or {}).get("root") if isinstance(raw.get("data"), dict) else None
+    if not isinstance(root, str) or not root or Path(root).expanduser().is_absolute() or not isinstance(file, Path):
+        return
+    beside, here = file.parent / root, Path(root)
+    if beside.is_dir() and beside.resolve() != here.resolve():
+        import logging
+
+        logging.getLogger("drgrader").warning(
+            "%s: data.root %r is read from the working folder (%s), as relative paths are; %s beside the config is "
+            "not read (give an absolute path to read that one)", source, root, here.resolve(), beside)
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict:
