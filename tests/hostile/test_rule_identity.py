@@ -314,7 +314,7 @@ def test_a_given_patient_that_its_name_contradicts_is_noted_on_both_photos(tmp_p
     (tmp_path / "list.csv").write_text("image,patient_id\n10_left.jpeg,P1\n11_left.jpeg,11\n")
     table = collect_inputs([tmp_path / "list.csv", tmp_path / "10_right.jpeg", tmp_path / "11_right.jpeg"]).set_index("image_id")
     assert table.loc["10_left", "patient_id"] == "P1" and table.loc["10_right", "patient_id"] == "10"  # the CSV's, as given
-    note = ("contradictory patient: '10_left' is patient 'P1' by its CSV row or DICOM header, but its name says patient "
+    note = ("contradictory patient: '10_left' is patient 'P1' by its CSV row, DICOM header or link name, but its name says patient "
             "'10', the patient of '10_right'; the given patient is taken, its eye (left) left unknown, so it is not paired "
             "as any patient's fellow eye")
     assert table.loc["10_left", "identity_note"] == note and table.loc["10_right", "identity_note"] == note
@@ -334,7 +334,7 @@ def test_a_given_patient_is_checked_against_names_when_every_patient_is_given(tm
     assert table.loc["10131_right", "eye"] == "right"
     for image in ("10007_left", "10131_right", "10007_right"):
         assert table.loc[image, "identity_note"].startswith(
-            "contradictory patient: '10007_left' is patient '10131' by its CSV row or DICOM header, but its name says patient "
+            "contradictory patient: '10007_left' is patient '10131' by its CSV row, DICOM header or link name, but its name says patient "
             "'10007', the patient of '10007_right'; the given patient is taken, its eye (left) left unknown")
     assert table.loc[["20_left", "20_right"], "eye"].tolist() == ["left", "right"]  # a CSV that renames 20 to P2: no conflict
     assert table.loc[["20_left", "20_right"], "identity_note"].tolist() == ["", ""]
@@ -344,7 +344,7 @@ def test_a_given_patient_is_checked_against_names_when_every_patient_is_given(tm
     dicoms = collect_inputs([tmp_path / "10131_right.dcm", tmp_path / "10007_left.dcm"]).set_index("image_id")
     assert dicoms["patient_id"].tolist() == ["P9", "P9"] and dicoms["eye"].tolist() == ["", ""]
     assert dicoms.loc["10131_right", "identity_note"].startswith(
-        "contradictory patient: '10131_right' is patient 'P9' by its CSV row or DICOM header, but its name says patient "
+        "contradictory patient: '10131_right' is patient 'P9' by its CSV row, DICOM header or link name, but its name says patient "
         "'10131', while '10007_left', also patient 'P9', is named for another patient; the given patient is taken, its eye "
         "(right) left unknown")
     assert "no eye" not in dicoms.loc["10131_right", "identity_note"]  # the note says why the eye is unknown
@@ -586,7 +586,7 @@ def test_a_label_file_s_patient_cell_that_a_name_contradicts_is_noted_as_predict
     assert table.loc["10_left", "patient_id"] == "12" and table.loc["10_left", "eye"] == ""  # never a fellow eye
     assert [r.message for r in caplog.records if "contradicts" in r.message] == [
         f"{root}: 1 label row(s) give a patient their image's name contradicts; e.g. contradictory patient: '10_left' is "
-        "patient '12' by its CSV row or DICOM header, but its name says patient '10', the patient of '10_right'; the given "
+        "patient '12' by its CSV row, DICOM header or link name, but its name says patient '10', the patient of '10_right'; the given "
         "patient is taken, its eye (left) left unknown, so it is not paired as any patient's fellow eye (correct the label "
         "file's patient cell if it is shifted)"]
     caplog.clear()
@@ -686,6 +686,22 @@ def test_an_image_id_cell_written_with_its_extension_is_checked_as_one_without(t
     assert table.loc["10131_left.JPG", "identity_note"].startswith(
         "contradictory eye: for '10131_left.JPG' the CSV's image id says left, the file name '10131_right' says right; "
         "the eye is left unknown")
+
+
+def test_a_link_named_for_one_patient_to_another_patients_photo_is_noted(tmp_path):
+    """Probe 34 AX15: a symbolic link 10007_left.jpeg -> 10570_left.jpeg (a link farm off by one)
+    was graded as patient 10007's left eye without a note."""
+    store, farm = tmp_path / "store", tmp_path / "farm"
+    store.mkdir(), farm.mkdir()
+    for k, name in enumerate(("10570_left", "10007_right")):
+        (store / f"{name}.jpeg").write_bytes(photo_bytes(k + 1, k))
+    (farm / "10007_left.jpeg").symlink_to(store / "10570_left.jpeg")
+    (farm / "10007_right.jpeg").symlink_to(store / "10007_right.jpeg")  # a link that agrees: nothing to say
+    table = collect_inputs([farm]).set_index("image_id")
+    assert table.loc["10007_left", "identity_note"].startswith(
+        "contradictory patient: '10007_left' is patient '10007' by its CSV row, DICOM header or link name, but its name "
+        "says patient '10570'"), table.loc["10007_left", "identity_note"]
+    assert table.loc["10007_left", "eye"] == ""  # never paired as 10007's fellow eye
 
 
 def test_a_file_with_a_hidden_second_extension_keeps_its_patient_and_eye(tmp_path):

@@ -484,9 +484,10 @@ def test_a_photo_given_again_through_a_link_is_graded_once(photos, tmp_path):
     (tmp_path / "copy" / "7_left.jpeg").write_bytes((photos / "7_left.jpeg").read_bytes())
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "8_left.jpeg").symlink_to(photos / "7_left.jpeg")
-    for again in (tmp_path / "copy" / "7_left.jpeg", tmp_path / "other" / "8_left.jpeg"):
+    for again, kind in ((tmp_path / "copy" / "7_left.jpeg", "same photo under two patients"),
+                        (tmp_path / "other" / "8_left.jpeg", "contradictory patient")):  # the link's name against the photo's
         table = collect_inputs([photos / "7_left.jpeg", again])
-        assert len(table) == 2 and table["identity_note"].str.contains("same photo under two patients").all(), again
+        assert len(table) == 2 and table["identity_note"].str.contains(kind).all(), again
 @pytest.mark.parametrize(("labels_name", "header", "named"), [
     ("labels.csv", "image,level,level", r"column 'level' appears twice; keep one"),
     ("labels.csv", "image,image,level", r"column 'image' appears twice; keep one"),

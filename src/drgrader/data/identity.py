@@ -168,7 +168,7 @@ def given_against_names(table: pd.DataFrame, given: pd.Series, name_patient: pd.
         why = (f"the patient of {ids}" if len(of_n) else
                f"while {ids}, also patient {g!r}, {'is' if len(others) == 1 else 'are'} named for another patient")
         eye = table.at[k, "eye"]
-        note = (f"{CONTRADICTORY_PATIENT}: {table.at[k, 'image_id']!r} is patient {g!r} by its CSV row or DICOM header, but "
+        note = (f"{CONTRADICTORY_PATIENT}: {table.at[k, 'image_id']!r} is patient {g!r} by its CSV row, DICOM header or link name, but "
                 f"its name says patient {n!r}, {why}; the given patient is taken, its eye{f' ({eye})' if eye else ''} left "
                 "unknown, so it is not paired as any patient's fellow eye")
         for j in dict.fromkeys([k, *of_g, *of_n]):

@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from drgrader.data.dicom import frame_ref, header_or_none, is_dicom, split_frame_ref
-from drgrader.data.eyes import EYE_WORDS, spreadsheet_damage
+from drgrader.data.eyes import EYE_WORDS, patient_and_eye, spreadsheet_damage
 from drgrader.data.identity import IDENTITY_COLUMNS, resolve_identity
 from drgrader.data.identity_claims import evidence
 from drgrader.data.input_columns import csv_columns, identifiers_beside_patient
@@ -42,12 +42,29 @@ def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", ey
     source, frame = split_frame_ref(path)
     header = header_or_none(source)  # unreadable: its row says why when it is graded
     frames = header.frames if header is not None and frame is None else 1
+    if not csv_image_id and (target := _linked_photo(source)) is not None:
+        # A link named for one patient to another's photo (a link farm off by one; probe 34 AX15):
+        # the link's name is a claim against the photo's own, as a CSV's image id cell is.
+        source, csv_image_id = target, path.stem
     row = evidence(path, image_id, source, csv_image_id=csv_image_id, csv_patient=patient_id, csv_eye=eye,
                    dicom_patient=header.patient_id if header else "",
                    dicom_laterality=header.laterality if header else ())
     if frames == 1:
         return [row]
     return [{**row, "path": frame_ref(path, k), "image_id": f"{image_id}#frame{k}"} for k in range(1, frames + 1)]
+
+
+def _linked_photo(path: Path) -> Path | None:
+    """The photo a symbolic link points at when the target's name says another patient or eye
+    than the link's; None otherwise (not a link, or a name saying nothing)."""
+    if not path.is_symlink():
+        return None
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None  # a loop or a dangling link: a row with its reason when graded
+    named, linked = patient_and_eye(target.stem), patient_and_eye(path.stem)
+    return target if named is not None and named != linked else None
 
 
 def _is_photo_file(path: Path) -> bool:
