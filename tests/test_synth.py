@@ -194,7 +194,7 @@ def test_refuses_to_write_into_a_foreign_folder(tmp_path):
 
 def test_rerun_replaces_an_earlier_output_cleanly(tmp_path):
     make_dataset(tmp_path, 3, seed=1, height=96, progress=False)
-    rows = _read_labels(make_dataset(tmp_path, 2, seed=2, height=96, progress=False))
+    rows = _read_labels(make_dataset(tmp_path, 2, seed=2, height=96, progress=False, overwrite=True))
     files = sorted(p.name for p in (tmp_path / "images").iterdir())
     assert files == sorted(f"{r['image']}.jpeg" for r in rows)  # no stale images of seed 1
 
@@ -219,3 +219,49 @@ def test_interrupted_run_leaves_no_labels_and_resumes(tmp_path, monkeypatch):
     rows = _read_labels(make_dataset(tmp_path, 2, height=96, progress=False))
     assert len(rows) == 4
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # finished images reused
+
+
+def _files(folder) -> dict:
+    return {str(f.relative_to(folder)): (f.read_bytes(), f.stat().st_mtime_ns) for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def main_error(out, patients, capsys) -> str:
+    from drgrader.cli import main
+
+    assert main(["synth", "--out", str(out), "--patients", patients, "--height", "96", "--progress", "log"]) == 2
+    return capsys.readouterr().err
+
+
+def test_synth_over_an_earlier_output_whose_labels_the_user_extended_is_refused(tmp_path, capsys):
+    """Probe 34 BX11: the rerun replaced the folder whole, the user's added label rows lost."""
+    from drgrader.cli import main
+
+    out = tmp_path / "sy"
+    make_dataset(out, 3, height=96, progress=False)
+    (out / "notes.txt").write_text("my notes")
+    with open(out / "trainLabels.csv", "a") as fh:
+        fh.write("IMG1,3\n")
+    before = _files(out)
+    for patients in ("2", "3"):  # other settings, and the very same ones
+        assert main(["synth", "--out", str(out), "--patients", patients, "--height", "96", "--progress", "log"]) == 2
+        err = capsys.readouterr().err
+        assert "trainLabels.csv was changed since synth wrote it: 1 row(s) not synth's (IMG1,3)" in err
+        assert "--overwrite" in err
+        assert _files(out) == before
+    assert "would replace its trainLabels.csv and 6 image(s) with a data set of 2 patients" in main_error(out, "2", capsys)
+    assert main(["synth", "--out", str(out), "--patients", "2", "--height", "96", "--overwrite", "--progress", "log"]) == 0
+    assert len(_read_labels(out / "trainLabels.csv")) == 4
+
+
+def test_synth_of_other_settings_over_a_finished_output_is_refused_the_same_rerun_goes_on(tmp_path, capsys):
+    out = tmp_path / "sy"
+    make_dataset(out, 3, height=96, progress=False)
+    before = _files(out)
+    err = main_error(out, "5", capsys)
+    assert f"--out {out} holds a synthetic data set of 3 patients, seed 0, 96 px: this run would replace" in err
+    assert _files(out) == before
+    # The same settings write the same files: allowed (and an unfinished output is resumed).
+    make_dataset(out, 3, height=96, progress=False)
+    after = _files(out)
+    assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in before.items()}
+    assert all(after[k][1] == before[k][1] for k in after if k.startswith("images/"))  # images reused

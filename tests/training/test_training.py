@@ -39,6 +39,54 @@ def test_resume_equals_uninterrupted(synth_dir, tmp_path):
     assert sorted(epochs) == [0, 1]
 
 
+def test_resume_of_a_copied_run_keeps_its_best_epoch(synth_dir, tmp_path):
+    """Probe 34 BX7: Lightning restores the best checkpoint's score only in the folder it was saved
+    in; a copied run compared only its new epochs and bundled the best of those as "best"."""
+    import shutil
+
+    part = train(tiny_config(synth_dir, **STEADY, **{"train.epochs": 1}), out=tmp_path / "part", progress=False)
+    # The first epoch made unbeatable (val_metric <= 1), so any later "best" would be wrong.
+    last = part / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    best_key = next(k for k in ckpt["callbacks"] if "val_metric" in k)
+    state = ckpt["callbacks"][best_key]
+    state["best_model_score"] = torch.tensor(1.0)
+    state["best_k_models"] = {path: torch.tensor(1.0) for path in state["best_k_models"]}
+    state["kth_value"] = torch.tensor(1.0)
+    torch.save(ckpt, last)
+    copied = tmp_path / "elsewhere" / "copied"
+    shutil.copytree(part, copied)
+
+    records = {}
+    for run in (part, copied):
+        train(tiny_config(synth_dir, **STEADY, **{"train.epochs": 2}), resume=run, progress=False)
+        records[run] = json.loads((run / "metrics.json").read_text())["training"]
+    assert records[part]["best_epoch"] == records[copied]["best_epoch"] == 0
+    assert records[copied]["best_val_metric"] == 1.0
+    assert records[copied]["best_checkpoint"] == str((copied / "checkpoints" / "best.ckpt").resolve())
+    assert not (copied / "checkpoints" / "best-v1.ckpt").exists()
+
+
+def test_a_copied_run_without_its_best_checkpoint_says_so(tmp_path, caplog):
+    from drgrader.training.callbacks import RunFolderCheckpoint
+
+    saved = str(tmp_path / "old" / "checkpoints")
+    state = {"dirpath": saved, "monitor": "val_metric", "best_model_score": torch.tensor(0.5),
+             "best_model_path": f"{saved}/best.ckpt", "best_k_models": {f"{saved}/best.ckpt": torch.tensor(0.5)},
+             "kth_best_model_path": f"{saved}/best.ckpt", "kth_value": torch.tensor(0.5), "last_model_path": ""}
+    here = tmp_path / "new" / "checkpoints"
+    here.mkdir(parents=True)
+    callback = RunFolderCheckpoint(dirpath=here, filename="best", monitor="val_metric", mode="max")
+    with caplog.at_level("WARNING", logger="drgrader"), pytest.warns(UserWarning, match="dirpath has changed"):
+        callback.load_state_dict(state)
+    assert "best.ckpt is not in" in caplog.text and "compares only its new epochs" in caplog.text
+    assert callback.best_model_score is None and callback.best_model_path == ""
+    (here / "best.ckpt").write_bytes(b"")  # with the file there, the best is kept, in this folder
+    callback = RunFolderCheckpoint(dirpath=here, filename="best", monitor="val_metric", mode="max")
+    callback.load_state_dict(state)
+    assert float(callback.best_model_score) == 0.5 and callback.best_model_path == str(here / "best.ckpt")
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="last.ckpt"):
         train(tiny_config(tmp_path), resume=tmp_path)

@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=INTEGER, default=0)
     p.add_argument("--height", type=_number(int, "a height in pixels (>= 64)", low=63), default=512, help="frame height in pixels")
     p.add_argument("--workers", type=COUNT, default=1)
+    p.add_argument("--overwrite", action="store_true", help="allow --out to replace an earlier synth output of other "
+                   "settings, or one whose trainLabels.csv was changed since")
     _add_progress(p)
     p.set_defaults(func=cmd_synth)
 

@@ -23,7 +23,8 @@ def _config(args, path=None):
 def cmd_synth(args) -> None:
     from drgrader.synth import make_dataset
 
-    labels = make_dataset(args.out, args.patients, seed=args.seed, height=args.height, workers=args.workers)
+    labels = make_dataset(args.out, args.patients, seed=args.seed, height=args.height, workers=args.workers,
+                          overwrite=args.overwrite)
     print(f"synthetic data set written: {labels}")
 
 

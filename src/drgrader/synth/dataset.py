@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from drgrader.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from drgrader.outputs import OutputError
 from drgrader.progress import progress as progress_bar
 from drgrader.synth.anatomy import EYES
 from drgrader.synth.fundus import CAMERA_FRAMES, CAMERAS, make_fundus
@@ -80,10 +81,62 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)  # one process per core already
 
 
-def _claim_output(out: Path, settings: dict) -> bool:
+def _labels_text(settings: dict) -> str:
+    """The trainLabels.csv that the synth run of ``settings`` writes."""
+    probs = np.asarray(settings["grade_probs"], np.float64)
+    rows = []
+    for patient in _patient_ids(settings["seed"], settings["patients"]):
+        grades, _ = _patient_plan(settings["seed"], patient, probs)
+        rows += [f"{patient}_{eye},{grades[eye]}\n" for eye in EYES]
+    return "image,level\n" + "".join(rows)
+
+
+def _user_changes(out: Path, earlier: dict | None) -> str:
+    """How the earlier output's trainLabels.csv differs from what synth wrote, in words ('' if not)."""
+    if not earlier or earlier.get("version") != GENERATOR_VERSION:
+        return ""  # not this generator's settings: refused as other settings, whatever the rows
+    try:
+        expected = _labels_text(earlier).splitlines()[1:]
+        found = (out / LABELS_NAME).read_text().splitlines()[1:]
+    except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+        return f"its {LABELS_NAME} is not the one synth wrote"
+    added = [row for row in found if row not in set(expected)]
+    removed = len(set(expected) - set(found))
+    if not added and not removed:
+        return ""
+    parts = [f"{len(added)} row(s) not synth's ({', '.join(added[:3])})"] if added else []
+    parts += [f"{removed} of synth's row(s) removed"] if removed else []
+    return f"its {LABELS_NAME} was changed since synth wrote it: {'; '.join(parts)}"
+
+
+def _describe(settings: dict) -> str:
+    return f"{settings.get('patients')} patients, seed {settings.get('seed')}, {settings.get('height')} px"
+
+
+def _check_replaceable(out: Path, earlier: dict | None, settings: dict) -> None:
+    """Refuse to replace a finished earlier output whose labels the user changed or whose settings
+    differ: runs may have learnt from it and rows may be the user's. An unfinished one (no labels
+    yet) and a rerun that would write the very same files go on."""
+    if not (out / LABELS_NAME).is_file():
+        return
+    changes = _user_changes(out, earlier)
+    if earlier == settings and not changes:
+        return
+    images = sum(1 for f in (out / "images").glob("*.jpeg") if IMAGE_NAME.match(f.name)) if (out / "images").is_dir() else 0
+    what = f"a synthetic data set of {_describe(earlier)}" if isinstance(earlier, dict) else f"a synth output with an unreadable {MARKER_NAME}"
+    if earlier == settings:
+        replaced = f"its {LABELS_NAME}"
+    else:
+        replaced = f"its {LABELS_NAME} and {images} image(s) with a data set of {_describe(settings)}"
+    raise OutputError(f"--out {out} holds {what}{'; ' + changes if changes else ''}: this run would replace {replaced}; "
+                      "rerun with --overwrite to replace it, or choose another --out")
+
+
+def _claim_output(out: Path, settings: dict, overwrite: bool = False) -> bool:
     """Make ``out`` ready for a run; return True when existing images may be reused.
 
-    Refuses a non-empty folder that is not an earlier synth output. An earlier output made
+    Refuses a non-empty folder that is not an earlier synth output, and (unless ``overwrite``) a
+    finished earlier output of other settings or with changed labels. An earlier output made
     with other settings loses its labels and images first, so files never mix.
     """
     if out.exists() and not out.is_dir():
@@ -98,9 +151,13 @@ def _claim_output(out: Path, settings: dict) -> bool:
                 "choose a new or empty folder"
             )
         try:
-            reuse = json.loads(marker.read_text()) == settings
+            earlier = json.loads(marker.read_text())
         except (OSError, ValueError):
-            reuse = False
+            earlier = None
+        earlier = earlier if isinstance(earlier, dict) else None
+        if not overwrite:
+            _check_replaceable(out, earlier, settings)
+        reuse = earlier == settings
         # Labels go first, so an interrupted run never leaves labels without their images.
         (out / LABELS_NAME).unlink(missing_ok=True)
         images = out / "images"
@@ -123,6 +180,7 @@ def make_dataset(
     workers: int = 1,
     grade_probs: Sequence[float] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Write a synthetic EyePACS-style data set and return the path of its trainLabels.csv.
 
@@ -131,7 +189,8 @@ def make_dataset(
     ``grade_probs`` are the per-patient grade probabilities (default EyePACS-like). The bytes
     depend only on (seed, patients, height, grade_probs), not on ``workers``. ``out`` must be
     new, empty or an earlier synth output; an earlier output with the same settings has its
-    finished images reused.
+    finished images reused. A finished earlier output of other settings, or whose labels were
+    changed since, is replaced only with ``overwrite`` (else OutputError).
     """
     if patients < 1:
         raise ValueError(f"patients must be at least 1, got {patients}")
@@ -149,16 +208,13 @@ def make_dataset(
     out = Path(out)
     settings = {"generator": "drgrader.synth", "version": GENERATOR_VERSION, "seed": seed,
                 "patients": patients, "height": height, "grade_probs": probs.tolist()}
-    reuse = _claim_output(out, settings)
+    reuse = _claim_output(out, settings, overwrite)
 
-    rows: list[tuple[str, int]] = []
     tasks: list[_Task] = []
     for patient in _patient_ids(seed, patients):
         grades, camera = _patient_plan(seed, patient, probs)
         for eye in EYES:
-            name = f"{patient}_{eye}"
-            rows.append((name, grades[eye]))
-            path = out / "images" / f"{name}.jpeg"
+            path = out / "images" / f"{patient}_{eye}.jpeg"
             if not (reuse and path.is_file()):
                 tasks.append(_Task(str(path), seed, patient, eye, grades[eye], camera, height))
 
@@ -176,5 +232,5 @@ def make_dataset(
     bar.close()
 
     labels = out / LABELS_NAME
-    atomic_write_text(labels, "image,level\n" + "".join(f"{n},{g}\n" for n, g in rows))
+    atomic_write_text(labels, _labels_text(settings))
     return labels

@@ -1,6 +1,7 @@
 """Training callbacks: a one-line summary per epoch, on the console and in train.log (progress
 bars vanish from logs; these lines stay, and are training's progress report when the bar is off:
-``--progress log``), and the check that all processes of a run share its folder."""
+``--progress log``), the check that all processes of a run share its folder, and checkpoints
+that remember the best epoch when a run folder is moved or copied before ``--resume``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 log = logging.getLogger("drgrader")
 
@@ -45,3 +47,38 @@ class SameRunFolder(L.Callback):
                 f"the processes of this run disagree on its folder (rank 0: {chosen}; rank {trainer.global_rank}: "
                 f"{self.run_dir}); start them with one launch id (torchrun --rdzv-id, one Slurm job step)"
             )
+
+
+
+class RunFolderCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint that keeps its record of the best epoch when the run folder was moved or
+    copied before ``--resume``. Lightning restores that record only from the very folder it was
+    saved in; elsewhere the resumed run compares only its new epochs and calls the best of those
+    "best". Here the saved paths are re-pointed to the same files in this folder."""
+
+    @property
+    def state_key(self) -> str:
+        # Saved under ModelCheckpoint's key: checkpoints of earlier runs resume into this class and back.
+        return "ModelCheckpoint" + super().state_key.removeprefix(type(self).__qualname__)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        saved_dir = state_dict.get("dirpath")
+        if saved_dir is None or self.dirpath is None or saved_dir == self.dirpath:
+            return super().load_state_dict(state_dict)
+
+        def here(path: str) -> str:
+            return str(Path(self.dirpath) / Path(path).name) if path and str(Path(path).parent) == saved_dir else path
+
+        best_k = {here(path): score for path, score in state_dict.get("best_k_models", {}).items()}
+        missing = [path for path in best_k if not Path(path).is_file()]
+        if missing:
+            # Compared against, it could stay "best" and leave the bundle without its weights.
+            log.warning("the earlier best checkpoint %s is not in %s: the resumed run compares only its new epochs",
+                        Path(missing[0]).name, self.dirpath)
+            return super().load_state_dict({**state_dict, "best_model_path": ""})
+        if self.monitor:
+            log.info("run folder moved or copied (checkpoints were in %s): its best checkpoint is kept", saved_dir)
+        super().load_state_dict({
+            **state_dict, "dirpath": self.dirpath, "best_k_models": best_k,
+            **{key: here(state_dict.get(key, "")) for key in ("best_model_path", "kth_best_model_path", "last_model_path")},
+        })

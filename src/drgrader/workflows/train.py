@@ -44,7 +44,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
     from drgrader.inference.bundle_spec import update_manifest
     from drgrader.models.factory import create_model, input_mean_std
     from drgrader.models.losses import inverse_frequency_weights
-    from drgrader.training.callbacks import EpochSummary, SameRunFolder
+    from drgrader.training.callbacks import EpochSummary, RunFolderCheckpoint, SameRunFolder
     from drgrader.training.datamodule import FundusDataModule
     from drgrader.training.module import AtomicCheckpointIO, GraderModule
     from drgrader.training.sampler_epoch import SamplerEpoch
@@ -98,10 +98,10 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         budget = TimeBudget(t.budget_minutes) if t.budget_minutes else None
         log.info("precision: %s (train.precision: %s)", precision, t.precision)
         callbacks = [
-            ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_metric", mode="max"),
+            RunFolderCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_metric", mode="max"),
             # last.ckpt after every epoch, for --resume (Lightning's save_last=True only writes it
             # when the monitored metric improves, so a crash would lose the epochs since then).
-            ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False),
+            RunFolderCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False),
             LearningRateMonitor(logging_interval="epoch"),
             EpochSummary(),
             SamplerEpoch(),  # a new order each epoch under DDP, whatever the Lightning version
