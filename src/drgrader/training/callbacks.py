@@ -49,7 +49,6 @@ class SameRunFolder(L.Callback):
             )
 
 
-
 class RunFolderCheckpoint(ModelCheckpoint):
     """A ModelCheckpoint that keeps its record of the best epoch when the run folder was moved or
     copied before ``--resume``. Lightning restores that record only from the very folder it was
