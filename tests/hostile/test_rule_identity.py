@@ -704,6 +704,24 @@ def test_a_link_named_for_one_patient_to_another_patients_photo_is_noted(tmp_pat
     assert table.loc["10007_left", "eye"] == ""  # never paired as 10007's fellow eye
 
 
+def test_a_photo_in_a_format_drgrader_does_not_read_is_a_row_and_its_patient_is_not_negative(tiny_bundle, tmp_path):
+    """Probe 34 AX17: 10193_right.heic (an iPhone export) beside 10193_left.jpeg was skipped with a
+    console line; the patient was 'negative ... the only photo' though its right eye was never seen.
+    A stray space after an extension ('10_right.jpeg ') was skipped likewise."""
+    import drgrader
+
+    (tmp_path / "10193_left.jpeg").write_bytes(photo_bytes(1, 1))
+    (tmp_path / "10193_right.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(200))
+    (tmp_path / "10_left.jpeg").write_bytes(photo_bytes(1, 2))
+    (tmp_path / "10_right.jpeg ").write_bytes(photo_bytes(2, 3))
+    photos, patients = drgrader.grade(tiny_bundle, [str(tmp_path)])
+    photos, patients = photos.set_index("image_id"), patients.set_index("patient_id")
+    assert photos.loc["10193_right", "error"] == ("a HEIC photo, a format drgrader does not read: convert it to JPEG "
+                                                  "or PNG"), photos.loc["10193_right", "error"]
+    assert patients.loc["10193", "decision"] != "negative" and "the only photo" not in patients.loc["10193", "reason"]
+    assert photos.loc["10_right", "error"] == "" and patients.loc["10", "reason"].count("eye") >= 1
+
+
 def test_a_file_with_a_hidden_second_extension_keeps_its_patient_and_eye(tmp_path):
     """Probe 34 AX12: `10570_left.jpeg.jpg` (Windows hides the last extension, a user adds one)
     was patient '10570_left.jpeg' of its own beside 10570's right eye."""

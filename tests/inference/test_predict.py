@@ -140,16 +140,16 @@ def test_csv_input(tiny_bundle, tmp_path):
     write_fundus(folder / "images" / "eyeA.png", 1, seed=6)
     pd.DataFrame(
         {
-            "image": ["images/21_left", "images/eyeA.png", "images/missing_right"],
+            "image": ["images/21_left", "images/eyeA.png", "images/gone_right"],
             "patient": ["", "p9", ""],
             "eye": ["", "OS", ""],
             "level": [2, 1, 0],
         }
     ).to_csv(folder / "labels.csv", index=False)
     table = collect_inputs([folder / "labels.csv"])
-    assert table["image_id"].tolist() == ["images/21_left", "images/eyeA", "images/missing_right"]
+    assert table["image_id"].tolist() == ["images/21_left", "images/eyeA", "images/gone_right"]
     assert table["path"].iloc[0] == str(folder / "images" / "21_left.jpeg")  # extension found
-    assert table["patient_id"].tolist() == ["21", "p9", "missing"]
+    assert table["patient_id"].tolist() == ["21", "p9", "gone"]
     assert table["eye"].tolist() == ["left", "left", "right"]
 
     out = predict_command(tiny_bundle, [folder / "labels.csv"], out=tmp_path / "p.csv")

@@ -85,6 +85,12 @@ def _tiff_pages(im: Image.Image) -> int:
     return full
 
 
+# Photo formats drgrader does not read (an iPhone's HEIC, a camera's raw file), found in folders as
+# photos are, each a row saying so (data.inputs).
+UNREAD_PHOTO_FORMATS = (".heic", ".heif", ".avif", ".jp2", ".j2k", ".jpx", ".jxl", ".dng", ".cr2", ".nef", ".arw", ".raw",
+                        ".psd")
+
+
 def _open(path: Path, max_pixels: int) -> Image.Image:
     """Open (header only) and refuse empty, non-image, too-small and too-large files."""
     check_regular_file(path)
@@ -96,6 +102,9 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise ImageReadError(path, f"image too large: {exc}") from None
     except UnidentifiedImageError:
+        if path.suffix.lower().strip() in UNREAD_PHOTO_FORMATS:
+            raise ImageReadError(path, f"a {path.suffix.strip()[1:].upper()} photo, a format drgrader does not read: "
+                                       "convert it to JPEG or PNG") from None
         raise ImageReadError(path, "not an image file Pillow can identify") from None
     except OSError as exc:
         raise ImageReadError(path, f"cannot open: {exc}") from None
