@@ -182,9 +182,13 @@ def test_names_that_contradict_their_images_own_files_are_said(tiny_bundle, tmp_
         Image.fromarray(make_fundus(k, np.random.default_rng(k), height=160)).save(tmp_path / f"{name}.jpeg")
     images = [Image.open(tmp_path / "10570_left.jpeg"), Image.open(tmp_path / "10007_right.jpeg")]
     with caplog.at_level(logging.WARNING, logger="drgrader"):
-        drgrader.grade(tiny_bundle, images, names=["10007_left", "10007_right"])
+        photos, patients = drgrader.grade(tiny_bundle, images, names=["10007_left", "10007_right"])
     assert ("1 of 2 names give another patient or eye than their image's own file (e.g. '10007_left' for "
             "10570_left.jpeg): the names are taken") in caplog.text
+    # Probe 34 AX10: and in the tables, as predict notes a list's image id cell: never paired as 10007's eyes.
+    photos = photos.set_index("image_id")
+    assert photos.loc["10007_left", "identity_note"].startswith("contradictory patient: '10007_left'")
+    assert photos.loc["10007_left", "eye"] == ""  # its eye unknown: never paired as 10007's fellow eye
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         drgrader.grade(tiny_bundle, images, names=["10570_left", "10007_right"])

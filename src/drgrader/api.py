@@ -146,8 +146,9 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
     by default RGB, and an array whose colours are those of a BGR fundus is refused.
     ``refer_share``: the share of patients sent to a human grader (default: the grader's)."""
 
+    from drgrader.data.identity import resolve_identity
     from drgrader.data.identity_notes import warn_identity
-    from drgrader.data.inputs import collect_inputs
+    from drgrader.data.inputs import collect_inputs, input_rows
     from drgrader.inference.predict import (
         OUTPUT_COLUMNS,
         PICTURE_COLUMN,
@@ -196,21 +197,27 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
             # Lossless PNGs through the path pipeline: the same decoding, quality check and
             # preprocessing as predict, and patient and eye read from the names. A PIL image
             # opened from a JPEG keeps its quantisation step, so a coarse copy is flagged as its file is.
-            paths, unchecked = [], 0
+            rows, unchecked, used = [], 0, set()
             for i, photo in enumerate(in_memory):
                 name = names[i] if names else f"photo-{i}"
-                path = Path(tmp) / f"{name}.png"
+                # A PIL image opened from a file is saved under its file's name, the name given a claim
+                # against it (as a list's image id cell is): a names list in another order is noted on
+                # each photo and never pairs two patients' eyes (probe 34 AX10: a log line only).
+                own = Path(getattr(photo, "filename", "") or "").stem if names else ""
+                claim = name if own and own != name and own not in used and own not in (names or ()) else ""
+                stem = own if claim else name if name not in used else f"{name}~{i}"  # one file each
+                used.add(stem)
+                path = Path(tmp) / f"{stem}.png"
                 rgb = _as_rgb(photo, name, channels)
                 unchecked += _compression_unchecked(photo, rgb, bundle.input_size)
                 save_lossless_copy(path, rgb, _jpeg_step(photo))
-                paths.append(path)
-            photos = paths
+                rows += input_rows(path, image_id=name, csv_image_id=claim)
             if unchecked:
                 log.warning("%d of %d photos are arrays or PIL images that no longer know the JPEG they came from "
                             "(.convert, .resize, .copy, numpy): whether each is a small, coarsely compressed copy (an "
                             "e-mail copy, graded high) cannot be checked; pass the file paths (or PIL images opened "
                             "from the files) so that compressed copies can be checked", unchecked, len(in_memory))
-        table = collect_inputs([Path(p) for p in photos])
+        table = resolve_identity(rows) if in_memory else collect_inputs([Path(p) for p in photos])
         if table.empty:
             raise ConfigError(f"no photos found in {', '.join(str(p) for p in photos)}")
         preds = typed_predictions(predict_images(bundle, table, batch_size=batch_size, tta=tta)[[*OUTPUT_COLUMNS, PICTURE_COLUMN]])
