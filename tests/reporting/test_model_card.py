@@ -307,6 +307,17 @@ def test_drgrader_ensemble_writes_a_card_and_keeps_the_members(tiny_bundle, othe
     assert "**members/0-tiny, members/1-tiny2**: The fundus" in card and "resized to 64 × 64 px" in card
     assert "| Made | 20" in card  # dated when written
     assert (out / "members" / "0-tiny" / CARD_FILE).read_text(encoding="utf-8") == "# Model card: tiny\n"
+    assert "Trained on synthetic photos" not in card
+    # Probe 34 AX11: a member trained on drgrader synth photos: the ensemble's card warns too.
+    from drgrader.synth import MARKER_NAME
+
+    (tmp_path / "syn").mkdir()
+    (tmp_path / "syn" / MARKER_NAME).write_text("{}")
+    manifest = json.loads((member / "bundle.json").read_text())
+    manifest["config"]["data"]["root"] = str(tmp_path / "syn")
+    (member / "bundle.json").write_text(json.dumps(manifest))
+    assert main(["ensemble", str(member), str(other_tiny_bundle), "--out", str(tmp_path / "ens2")]) == 0
+    assert "Trained on synthetic photos" in (tmp_path / "ens2" / CARD_FILE).read_text(encoding="utf-8")
 
 
 def test_evaluate_records_into_a_bundle_without_card_and_only_warns_when_it_cannot(tiny_bundle, tmp_path, monkeypatch, caplog):

@@ -283,6 +283,17 @@ def _synthetic(data_root) -> bool:
     return data_root is not None and (Path(data_root) / MARKER_NAME).is_file()
 
 
+def _a_member_synthetic(bundle_dir: Path, manifest: dict) -> bool:
+    """Whether any model of an ensemble was trained on ``drgrader synth`` photos: the ensemble's
+    card then warns as the member's does (probe 34 AX11: only the member's own card did)."""
+    if not manifest.get("members"):
+        return False
+    from drgrader.inference.ensemble_members import single_models
+
+    return any(_synthetic(((leaf.get("config") or {}).get("data") or {}).get("root"))
+               for _, leaf in single_models(bundle_dir))
+
+
 def write_bundle_card(bundle_dir: str | Path, metrics: dict, *, data_root=None, shown: Path | None = None) -> Path:
     """Build and write the card of a bundle just made (training, ``drgrader cv``, ``drgrader
     ensemble``) from its bundle.json and ``metrics``; ``data_root`` is the training data set;
@@ -293,7 +304,9 @@ def write_bundle_card(bundle_dir: str | Path, metrics: dict, *, data_root=None, 
     from drgrader.runtime import command_line
 
     metrics = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **metrics}
-    text = build_model_card(read_manifest(bundle_dir), metrics, command=command_line(), synthetic=_synthetic(data_root))
+    manifest = read_manifest(bundle_dir)
+    synthetic = _synthetic(data_root) or _a_member_synthetic(Path(bundle_dir), manifest)
+    text = build_model_card(manifest, metrics, command=command_line(), synthetic=synthetic)
     file = write_model_card(bundle_dir, text)
     log.info("model card: %s", file if shown is None else shown / file.name)
     return file
