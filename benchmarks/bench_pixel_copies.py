@@ -8,13 +8,16 @@ fingerprinted (``picture_print``, as predict stores it). Sets:
 - ``copies``: the photo written again and decoded the same way: ``png`` (lossless), ``jpeg_q90``,
   ``jpeg_q75``, ``half_size`` and ``size_70pct`` (INTER_AREA to half and to 70%, JPEG q90): its
   distance from the photo;
-  ``mirror_q90`` and ``mirror_q75`` (flipped left to right, JPEG): its distance from the photo's
-  mirror image. All must be caught (under the threshold).
+  ``mirror_q90`` and ``mirror_q75`` (flipped left to right, JPEG), ``flipped_q90`` (top to
+  bottom), ``turned_90_q90``, ``turned_180_q90`` and ``turned_270_q90`` (the pixels turned, JPEG
+  q90): its distance from the photo laid down the same way. All must be caught (under the
+  threshold).
 - ``fellow_eyes``: a patient's two eyes, ``mirrored`` (one flipped: a real left eye against a
-  real right one, the hardest case for the mirror check) and ``as_they_are``; must not be caught.
-- ``other_patients``: ``random_pairs`` of photos of two patients (the nearer orientation) and
-  ``nearest`` (each photo's nearest photo of another patient, either orientation); must not be
-  caught.
+  real right one, the hardest case for the mirror check), ``as_they_are`` and
+  ``any_orientation`` (the nearest of the 8 ways one can be laid down, as the check compares
+  them); must not be caught.
+- ``other_patients``: ``random_pairs`` of photos of two patients and ``nearest`` (each photo's
+  nearest photo of another patient), both the nearest of the 8 ways; must not be caught.
 
 Writes benchmarks/results/pixel_copies.json: quantiles per set (min, 0.1%, 1%, median, 99%,
 99.9%, max), the threshold, the margins (threshold / farthest copy, nearest non-copy /
@@ -39,25 +42,36 @@ import numpy as np
 from common import command_line, machine_info, quantile_summary
 from drgrader.data.images import read_image
 from drgrader.data.photo import decode_photo
-from drgrader.data.same_picture import SAME_PICTURE, close_pairs, picture_print, print_grid
+from drgrader.data.same_picture import (
+    AS_IS,
+    MIRRORED,
+    ORIENTATIONS,
+    SAME_PICTURE,
+    close_pairs,
+    oriented,
+    picture_print,
+    print_grid,
+)
 
 ROOT = Path(__file__).resolve().parent
-# name: (suffix, JPEG quality, scale, mirrored)
-COPIES = {"png": (".png", None, 1.0, False), "jpeg_q90": (".jpg", 90, 1.0, False), "jpeg_q75": (".jpg", 75, 1.0, False),
-          "half_size": (".jpg", 90, 0.5, False), "size_70pct": (".jpg", 90, 0.7, False),
-          "mirror_q90": (".jpg", 90, 1.0, True), "mirror_q75": (".jpg", 75, 1.0, True)}
+# name: (suffix, JPEG quality, scale, orientation: an index of same_picture.ORIENTATIONS)
+COPIES = {"png": (".png", None, 1.0, AS_IS), "jpeg_q90": (".jpg", 90, 1.0, AS_IS), "jpeg_q75": (".jpg", 75, 1.0, AS_IS),
+          "half_size": (".jpg", 90, 0.5, AS_IS), "size_70pct": (".jpg", 90, 0.7, AS_IS),
+          "mirror_q90": (".jpg", 90, 1.0, MIRRORED), "mirror_q75": (".jpg", 75, 1.0, MIRRORED),
+          "flipped_q90": (".jpg", 90, 1.0, 2), "turned_180_q90": (".jpg", 90, 1.0, 3), "turned_90_q90": (".jpg", 90, 1.0, 4),
+          "turned_270_q90": (".jpg", 90, 1.0, 5)}
 _SIDE = re.compile(r"^(?P<patient>.+?)[_-](?P<eye>left|right|L|R)$")
 
 
 
 def write_copy(folder: Path, rgb: np.ndarray, name: str) -> Path:
-    suffix, quality, scale, mirror = COPIES[name]
+    suffix, quality, scale, orientation = COPIES[name]
     image = rgb
     if scale != 1.0:
         size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    if mirror:
-        image = np.ascontiguousarray(image[:, ::-1])
+    # the pixels laid down as the grids are (on the last two axes): channels first, then back
+    image = np.ascontiguousarray(np.moveaxis(oriented(np.moveaxis(image, -1, 0), orientation), 0, -1))
     path = folder / f"{name}{suffix}"
     cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [] if quality is None else [cv2.IMWRITE_JPEG_QUALITY, quality])
     return path
@@ -107,31 +121,36 @@ def main() -> None:
                 missing["photos"] = missing.get("photos", 0) + 1
                 continue
             full = read_image(path)
-            for name, (_, _, _, mirror) in COPIES.items():
+            for name, (_, _, _, orientation) in COPIES.items():
                 copy = print_grid(fingerprint(write_copy(Path(tmp), full, name), args.size)[0])
                 if copy is None:
                     missing[name] = missing.get(name, 0) + 1
                     continue
-                other = copy[:, ::-1] if mirror else copy
-                copies[name].append(1.0 - float((grid * other).sum()))
+                copies[name].append(1.0 - float((oriented(grid, orientation) * copy).sum()))
 
     known = [k for k, g in enumerate(prints) if g is not None]
-    grids = np.stack([prints[k] for k in known]).reshape(len(known), -1)
-    mirrors = np.stack([prints[k][:, ::-1] for k in known]).reshape(len(known), -1)
+    stack = np.stack([prints[k] for k in known])
+    grids = stack.reshape(len(known), -1)
     patient = np.array([patients[k] for k in known])
+    # photo a against photo b as it is, mirrored, and laid down the nearest of the 8 ways (which)
     same = 1.0 - grids @ grids.T
-    mirror = 1.0 - grids @ mirrors.T
+    mirror = 1.0 - grids @ oriented(stack, MIRRORED).reshape(len(known), -1).T
+    any_way, ways = same.copy(), np.zeros(same.shape, np.int8)
+    for k in range(1, len(ORIENTATIONS)):
+        distance = mirror if k == MIRRORED else 1.0 - grids @ oriented(stack, k).reshape(len(known), -1).T
+        nearer = distance < any_way
+        any_way[nearer], ways[nearer] = distance[nearer], k
     own = patient[:, None] == patient[None, :]
-    fellows_mirrored, fellows_as_they_are, fellow_pairs = [], [], []
+    fellows_mirrored, fellows_as_they_are, fellows_any, fellow_pairs = [], [], [], []
     for a, b in zip(*np.nonzero(np.triu(own, 1))):
         if {eyes[known[a]], eyes[known[b]]} == {"l", "r"}:
             fellows_mirrored.append(float(mirror[a, b]))
             fellows_as_they_are.append(float(same[a, b]))
-            fellow_pairs.append((min(same[a, b], mirror[a, b]), a, b))
+            fellows_any.append(float(any_way[a, b]))
+            fellow_pairs.append((any_way[a, b], a, b))
     closest_fellows = [{"photos": [names[known[a]], names[known[b]]], "distance": float(d),
-                        "as": "mirror images" if mirror[a, b] < same[a, b] else "as they are"}
-                       for d, a, b in sorted(fellow_pairs)[:5]]
-    either = np.minimum(same, mirror)
+                        "as": ORIENTATIONS[ways[a, b]][0]} for d, a, b in sorted(fellow_pairs)[:5]]
+    either = any_way.copy()
     either[own] = np.inf  # a photo itself and its patient's other photos
     nearest = either.min(axis=1)
     rng = np.random.default_rng(0)
@@ -141,8 +160,8 @@ def main() -> None:
     closest = []
     for k in np.argsort(nearest)[:10:2]:  # each pair appears twice, once from each side
         j = int(np.argmin(either[k]))
-        kind = "mirror images" if mirror[k, j] < same[k, j] else "as they are"
-        closest.append({"photos": [names[known[k]], names[known[j]]], "distance": float(nearest[k]), "as": kind})
+        closest.append({"photos": [names[known[k]], names[known[j]]], "distance": float(nearest[k]),
+                        "as": ORIENTATIONS[ways[k, j]][0]})
 
     # The comparison's cost: all pairs of these photos, and of --compare unrelated fingerprints.
     t0 = time.perf_counter()
@@ -157,7 +176,7 @@ def main() -> None:
 
     farthest_copy = max(max(v) for v in copies.values() if v)
     nearest_other = min(float(nearest.min()), float(random_pairs.min()))
-    nearest_fellow = min(fellows_mirrored + fellows_as_they_are) if fellows_mirrored else float("inf")
+    nearest_fellow = min(fellows_any) if fellows_any else float("inf")
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "command": command_line(),
@@ -168,7 +187,8 @@ def main() -> None:
         "without_fingerprint": missing,
         "threshold": SAME_PICTURE,
         "copies": {name: quantile_summary(v) for name, v in copies.items()},
-        "fellow_eyes": {"mirrored": quantile_summary(fellows_mirrored), "as_they_are": quantile_summary(fellows_as_they_are)},
+        "fellow_eyes": {"mirrored": quantile_summary(fellows_mirrored), "as_they_are": quantile_summary(fellows_as_they_are),
+                        "any_orientation": quantile_summary(fellows_any)},
         "other_patients": {"random_pairs": quantile_summary(random_pairs), "nearest": quantile_summary(nearest)},
         "closest_other_photos": closest,
         "closest_fellow_eyes": closest_fellows,

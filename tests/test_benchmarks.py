@@ -216,8 +216,9 @@ def test_bench_pixel_copies_smoke(smoke_runs):
     _, out = finish(smoke_runs, "bench_pixel_copies.py")
     report = json.loads(out.read_text())
     assert report["photos"] == 8 and set(report["copies"]) == {"png", "jpeg_q90", "jpeg_q75", "half_size", "size_70pct", "mirror_q90",
-                                                          "mirror_q75"}
-    assert all(s["n"] == 8 for s in report["copies"].values()) and report["fellow_eyes"]["mirrored"]["n"] >= 1
+                                                          "mirror_q75", "flipped_q90", "turned_90_q90", "turned_180_q90",
+                                                          "turned_270_q90"}
+    assert all(s["n"] == 8 for s in report["copies"].values()) and report["fellow_eyes"]["any_orientation"]["n"] >= 1
     assert report["margins"]["farthest_copy"] < report["threshold"] < report["margins"]["nearest_other_patient"]
     assert report["close_pairs_found_among_the_photos"] == [] and report["cost"]["fingerprint_ms_per_photo"] > 0
 

@@ -18,8 +18,11 @@ from fastapi.testclient import TestClient
 import drgrader
 from drgrader.cli import main
 from drgrader.data.same_picture import (
+    AS_IS,
+    MIRRORED,
     SAME_PICTURE,
     close_pairs,
+    how_alike,
     one_picture_with_any,
     picture_print,
     print_grid,
@@ -126,6 +129,64 @@ def test_a_mirrored_copy_as_the_fellow_eye_is_noted_and_not_paired(paired_bundle
     assert patients.loc["10131", "images"] == "1" and "one photo as two eyes" in patients.loc["10131", "identity_note"]
 
 
+# Other ways one photo comes back laid down otherwise: a viewer's "Flip vertical", a photo turned on its side.
+TURNED = {
+    "flipped top to bottom": lambda rgb: rgb[::-1],
+    "turned 180 degrees": lambda rgb: rgb[::-1, ::-1],
+    "turned 90 degrees": lambda rgb: np.rot90(rgb),
+}
+
+
+@pytest.mark.parametrize("way", list(TURNED))
+def test_a_flipped_or_turned_copy_as_the_fellow_eye_is_noted_and_not_paired(paired_bundle, tmp_path, way):
+    """Probe 34 AX16: 1_right a copy of 1_left flipped top to bottom (or turned 90 or 180 degrees)
+    was paired with it (grades 4/4, fused 3.78) without a note; only the left-right mirror was found."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    left = save(folder / "1_left.jpeg", fundus(3, 1, "left"))
+    save(folder / "1_right.jpeg", np.ascontiguousarray(TURNED[way](decoded(left))), quality=95)
+    save(folder / "20_left.jpeg", fundus(2, 5, "left"))  # a real pair beside it: still paired
+    save(folder / "20_right.jpeg", fundus(1, 6, "right"))
+    photos = read(predict_command(paired_bundle, [folder], out=tmp_path / "p.csv")).set_index("image_id")
+    assert photos.loc["1_right", "identity_note"] == (
+        f"one photo as two eyes: '1_left', '1_right' of patient '1' are the same picture {way}, given as the left eye "
+        "and right eye; which eye it shows is unknown, this copy a patient of its own, '1_right'")
+    assert photos.loc[["1_left", "1_right"], "paired"].tolist() == ["False", "False"]
+    assert photos.loc[["1_left", "1_right"], "eye"].tolist() == ["", ""]
+    assert photos.loc[["20_left", "20_right"], "paired"].tolist() == ["True", "True"]
+    assert photos.loc[["20_left", "20_right"], "identity_note"].tolist() == ["", ""]
+
+
+def test_a_turned_copy_under_another_patient_is_noted_on_both(tiny_bundle, tmp_path):
+    """Probe 34 AX16's other case: 10007_left is 10131_left turned 90 degrees (and re-saved)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    original = save(folder / "10131_left.jpeg", fundus(3, 1, "left"))
+    save(folder / "10007_left.png", np.ascontiguousarray(np.rot90(decoded(original), -1)))
+    save(folder / "10007_right.jpeg", fundus(0, 3))
+    photos = read(predict_command(tiny_bundle, [folder], out=tmp_path / "p.csv")).set_index("image_id")
+    note = ("same photo under two patients: '10007_left', '10131_left' are the same picture turned 90 degrees, under "
+            "patients '10007' and '10131'; kept apart as given, so each patient is judged on it (check that it is not "
+            "filed under the wrong patient)")
+    assert photos.loc["10007_left", "identity_note"] == photos.loc["10131_left", "identity_note"] == note
+    assert photos.loc["10007_right", "identity_note"] == ""
+
+
+def test_a_group_says_how_each_copy_is_laid_down_against_the_first():
+    rgb = fundus(2, 4)
+    prints = [picture_print(np.ascontiguousarray(copy)) for copy in
+              (rgb, rgb[::-1, ::-1], rgb[:, ::-1], np.rot90(rgb), rgb[::-1], fundus(2, 5))]
+    [(positions, ways)] = same_pictures(prints)
+    assert positions == [0, 1, 2, 3, 4]
+    assert how_alike(list("abcde"), ways) == ("one picture ('b' turned 180 degrees, 'c' mirrored, 'd' turned 90 degrees, "
+                                              "'e' flipped top to bottom)")
+    # Against the first given: 'c' (mirrored) and 'e' (flipped) are one another turned 180 degrees.
+    assert how_alike(["c", "e"], [ways[2], ways[4]]) == "the same picture turned 180 degrees"
+    assert how_alike(["b", "a"], [ways[1], ways[0]]) == "the same picture turned 180 degrees"
+    assert how_alike(["a", "c"], [ways[0], ways[2]]) == "mirror images"
+    assert one_picture_with_any([prints[3], prints[5]], prints[:1]) == [True, False]
+
+
 def test_different_photos_and_a_patients_two_eyes_are_not_noted(paired_bundle, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -225,10 +286,10 @@ def test_only_photos_with_a_picture_are_compared():
     grid = print_grid(prints[0])
     assert grid is not None and abs(float((grid * grid).sum()) - 1) < 1e-5
     assert print_grid("not a fingerprint") is None and print_grid(float("nan")) is None
-    assert same_pictures(prints) == [([0, 1], [False, True])]
+    assert same_pictures(prints) == [([0, 1], [AS_IS, MIRRORED])]
     assert same_pictures(prints, units=["a.dcm", "a.dcm", "b", "c", "d"]) == []
-    [(i, j, same, mirror)] = close_pairs([print_grid(p) for p in prints])
-    assert (i, j) == (0, 1) and mirror < SAME_PICTURE < same
+    [(i, j, distance, way)] = close_pairs([print_grid(p) for p in prints])
+    assert (i, j, way) == (0, 1, MIRRORED) and distance < SAME_PICTURE
     # One side against the other (evaluate's training-overlap check): the same pairs, across only.
     assert one_picture_with_any(prints[1:], prints[:1]) == [True, False, False, False]
     assert one_picture_with_any(prints[2:], prints[:2]) == [False, False, False] and one_picture_with_any(prints, []) == [False] * 5
@@ -248,6 +309,7 @@ def encoded(rgb: np.ndarray, suffix: str = ".jpg", quality: int = 90) -> bytes:
     ("P1_left.png", lambda rgb: encoded(rgb, ".png"), "the same pixels"),
     ("P1_left.jpg", lambda rgb: encoded(rgb, quality=75), "the same pixels"),
     ("P1_left.jpg", lambda rgb: encoded(np.ascontiguousarray(rgb[:, ::-1])), "mirror images"),
+    ("P1_left.jpg", lambda rgb: encoded(np.ascontiguousarray(rgb[::-1])), "the same picture flipped top to bottom"),
 ])
 def test_serve_refuses_one_picture_sent_as_both_eyes(tiny_bundle, left_name, make_left, how):
     from drgrader.inference.serve import create_app

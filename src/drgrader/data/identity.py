@@ -31,7 +31,7 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
 - one file's bytes under two patients (a photo filed under the wrong patient) -> kept apart as
   given, noted on each copy: each patient is judged on it;
 - the same for one picture in files that differ (a PNG of a JPEG, a re-saved or resized copy, a
-  mirror image), found once the photos are decoded: :func:`note_same_pictures`, called by
+  copy mirrored, flipped or turned), found once the photos are decoded: :func:`note_same_pictures`, called by
   ``predict`` after grading (:mod:`drgrader.data.same_picture` finds them);
 - patient ids that differ only in case, spacing (``P 1``, a zero-width space), full-width letters
   or a number's leading zeros (``P7`` and ``p7``, ``007`` and ``7``) -> kept apart, as given
@@ -300,7 +300,7 @@ def note_same_pictures(table: pd.DataFrame, groups: Iterable[tuple[Sequence[int]
     """Photos found to be one picture after they were read (their pixels alike, not their
     bytes: :mod:`drgrader.data.same_picture`), noted as the resolver notes one file's bytes:
     ``groups`` of row positions of ``table`` (predict's rows: ``IDENTITY_COLUMNS``), each with
-    how they are one picture (``"the same pixels"``, ``"mirror images"``). Under several
+    how they are one picture (``"the same pixels"``, ``"mirror images"``...). Under several
     patients: kept apart, each noted (``same photo under two patients``); given as two eyes of
     one patient: which eye is unknown, every copy but the first a patient of its own (``one
     photo as two eyes``), so that no photo is paired with itself as its fellow eye. Returns the

@@ -1,5 +1,6 @@
 """Photos that are one picture though their files differ: the same pixels (a PNG of a JPEG, a
-JPEG re-saved, a resized copy) or one the mirror image of the other.
+JPEG re-saved, a resized copy) or one the other flipped or turned (a mirror image, a copy
+flipped top to bottom or turned by 90 or 180 degrees).
 
 A misfiled photo seldom travels as a byte copy: a PACS export writes PNG or DICOM, a viewer
 re-saves the JPEG. :func:`picture_print` gives each decoded photo a small fingerprint: the whole
@@ -7,9 +8,10 @@ frame in grey, shrunk to ``PRINT_SIDE`` x ``PRINT_SIDE`` (stretched to a square,
 copy gives the same grid), band-passed (a Gaussian of ``_SMOOTH`` cells less one of
 ``_HIGH_PASS`` cells: the slow shading taken out, the vessels, disc, lesions and rim left),
 normalised to zero mean and unit length. The distance of two photos is ``1 - a . b`` (1 - their
-correlation); of a photo and the mirror image of another, the same with the other's grid
-flipped left to right. :func:`same_pictures` groups the photos within :data:`SAME_PICTURE` of
-each other; what is done about them (a note; never a patient's two eyes) is
+correlation), the nearest of the other's grid laid down each of the 8 ways a square can be
+(:data:`ORIENTATIONS`: as it is, mirrored, flipped, turned): the frame is stretched to a square,
+so the grid of a turned or flipped photo is the photo's grid turned or flipped.
+:func:`same_pictures` groups the photos within :data:`SAME_PICTURE` of each other; what is done about them (a note; never a patient's two eyes) is
 :func:`drgrader.data.identity.note_same_pictures`'s to say. :func:`one_picture_with_any` tells
 which photos are one picture with any of another set (evaluate's check against a model's
 training photos).
@@ -18,7 +20,7 @@ The whole frame, not the fundus crop: the fundus circle found in an odd photo ca
 twentieth of its size between the photo and its re-saved copy, or not be found in its half-size
 copy (eyepacs-256 photos squashed or clipped by an earlier pipeline), while the frame stays. So
 a copy cropped or padded (a border added) is not caught: only what keeps the frame
-(re-encoding, another format, resizing, mirroring).
+(re-encoding, another format, resizing, mirroring, flipping, turning by right angles).
 
 Calibrated on the real photos of ``../shared/data`` (``benchmarks/bench_pixel_copies.py`` ->
 ``benchmarks/results/pixel_copies.json``): see :data:`SAME_PICTURE`. Pure functions on arrays:
@@ -41,16 +43,18 @@ _SMOOTH = 0.7  # and of the smoothing that makes the grid forgive how a copy was
 # A picture whose grid varies less than this (grey levels, standard deviation) has no
 # fingerprint: a blank or black frame is like every other blank frame, not a copy of it.
 MIN_CONTRAST = 0.5
-# Two photos (or one and the other's mirror image) are one picture under this distance
+# Two photos (one of them laid down any of the 8 ways) are one picture under this distance
 # (1 - correlation of their fingerprints). Measured on the 3,897 real photos of shared/data
 # decoded as predict decodes them (benchmarks/bench_pixel_copies.py -> results/pixel_copies.json):
 # - a photo's copies are at most 0.00051 from it: PNG 0.00012, JPEG q90 0.00022, q75 0.00033,
 #   half size 0.00038, 70% size 0.00051; mirrored JPEG q90 / q75 from its mirror image 0.00023
-#   / 0.00033;
-# - two photos of different patients at least 0.0151 (each photo's nearest other, either
-#   orientation; 20,000 random pairs at least 0.024);
+#   / 0.00033; flipped top to bottom, turned 90, 180 or 270 degrees (q90) 0.00023;
+# - two photos of different patients at least 0.0151 (each photo's nearest other, the nearest
+#   of the 8 ways; 20,000 random pairs at least 0.024): no nearer for the 6 ways added to the
+#   mirror (probe 34 AX16);
 # - a patient's two eyes, one mirrored, at least 0.024; as they are, at least 0.0125 (eyepacs
-#   10363: by the look two shots of one eye, not one picture; the next 0.020).
+#   10363: by the look two shots of one eye, not one picture; the next 0.020); any of the 8
+#   ways, the same.
 # The bar: 4.9x above the farthest copy, 5.0x below the nearest two eyes of a patient, 6.0x
 # below the nearest photos of two patients. A second shot of one eye is not one picture here.
 SAME_PICTURE = 0.0025
@@ -59,6 +63,39 @@ _POOL = 4  # the prefilter's cells: 4 x 4 of the grid's
 
 SAME_PIXELS = "the same pixels"
 MIRROR_IMAGES = "mirror images"
+
+# The 8 ways a square grid can be laid down again (the dihedral group of the square): what each
+# does to grids (the last two axes), and how one of a group of photos is said to be laid down
+# against the first. A photo turned 90 degrees one way is the other turned 90 degrees the other way.
+ORIENTATIONS = (
+    ("as is", lambda g: g),
+    ("mirrored", lambda g: g[..., :, ::-1]),
+    ("flipped top to bottom", lambda g: g[..., ::-1, :]),
+    ("turned 180 degrees", lambda g: g[..., ::-1, ::-1]),
+    ("turned 90 degrees", lambda g: np.rot90(g, 1, axes=(-2, -1))),
+    ("turned 90 degrees", lambda g: np.rot90(g, -1, axes=(-2, -1))),
+    ("turned 90 degrees and mirrored", lambda g: np.swapaxes(g, -1, -2)),
+    ("turned 90 degrees and mirrored", lambda g: np.swapaxes(g, -1, -2)[..., ::-1, ::-1]),
+)
+AS_IS, MIRRORED = 0, 1
+
+
+def oriented(grids: np.ndarray, orientation: int) -> np.ndarray:
+    """A grid (or a stack of them) laid down as ``ORIENTATIONS[orientation]`` says (a view)."""
+    return ORIENTATIONS[orientation][1](grids)
+
+
+def _orientation_of(corners: np.ndarray) -> int:
+    return next(k for k in range(len(ORIENTATIONS)) if np.array_equal(oriented(_CORNERS, k), corners))
+
+
+_CORNERS = np.arange(4).reshape(2, 2)  # four distinct corners: each orientation moves them its own way
+# _THEN[a][b]: the orientation of ``a`` after ``b`` (b applied first); _UNDO[a]: the one that undoes ``a``.
+_THEN = [[_orientation_of(oriented(oriented(_CORNERS, b), a)) for b in range(8)] for a in range(8)]
+_UNDO = [_THEN[a].index(AS_IS) for a in range(8)]
+# Pair (a, b), b laid down one way, is pair (b, a), a laid down the undoing way: as every ordered
+# pair is searched, of a way and its undoing (a turn by 90 degrees and by 270) one is enough.
+_SEARCHED = [k for k in range(8) if _UNDO[k] >= k]
 
 
 def picture_print(rgb: np.ndarray) -> str:
@@ -98,9 +135,12 @@ def print_grid(text: object) -> np.ndarray | None:
     return grid / norm if norm > 0 else None
 
 
-def print_distances(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """(distance of two grids, distance of ``a`` and ``b``'s mirror image), each 1 - a.b."""
-    return 1.0 - float((a * b).sum()), 1.0 - float((a * b[:, ::-1]).sum())
+def nearest_orientation(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
+    """(distance, orientation): how near grid ``a`` comes to grid ``b`` laid down each of the 8
+    ways (1 - a.b), and the way it comes nearest (the first of equals)."""
+    distances = [1.0 - float((a * oriented(b, k)).sum()) for k in range(len(ORIENTATIONS))]
+    best = int(np.argmin(distances))
+    return distances[best], best
 
 
 def _pooled(grids: np.ndarray) -> np.ndarray:
@@ -123,90 +163,101 @@ def _near(rows: np.ndarray, columns: np.ndarray, threshold: float):
             yield start + int(i), int(j)
 
 
-def close_pairs(grids: Sequence[np.ndarray | None], threshold: float = SAME_PICTURE) -> list[tuple[int, int, float, float]]:
-    """Every pair ``(i, j, same, mirror)``, i < j, of grids (:func:`print_grid`; None: no
-    fingerprint) within ``threshold`` of each other or of the other's mirror image: ``same`` and
-    ``mirror`` their two distances. The pooled grids first (exact: |a - b|^2 = 2 d, and pooling
-    never lengthens it), in blocks, so that a run of 100,000 photos is compared in seconds."""
+def close_pairs(grids: Sequence[np.ndarray | None], threshold: float = SAME_PICTURE) -> list[tuple[int, int, float, int]]:
+    """Every pair ``(i, j, distance, orientation)``, i < j, of grids (:func:`print_grid`; None: no
+    fingerprint) within ``threshold`` of each other laid down one of the 8 ways: grid ``j`` laid
+    down as ``ORIENTATIONS[orientation]`` says is ``distance`` from grid ``i`` (the nearest way).
+    The pooled grids first, for each way (exact: |a - b|^2 = 2 d, and pooling never lengthens it;
+    pooling and turning commute), in blocks, so that a run of 100,000 photos is compared in minutes."""
     present = [(k, g) for k, g in enumerate(grids) if g is not None]
     if len(present) < 2:
         return []
     known = [k for k, _ in present]
     stack = np.stack([g for _, g in present]).astype(np.float32)
-    flat, flat_mirror = stack.reshape(len(known), -1), stack[:, :, ::-1].reshape(len(known), -1)
     pooled = _pooled(stack)
     candidates: set[tuple[int, int]] = set()
-    for other in (pooled, _pooled(stack[:, :, ::-1])):
-        for a, b in _near(pooled, other, threshold):
+    for orientation in _SEARCHED:
+        for a, b in _near(pooled, _pooled(oriented(stack, orientation)), threshold):
             if a != b:
                 candidates.add((min(a, b), max(a, b)))
     pairs = []
     for a, b in sorted(candidates):
-        same, mirror = 1.0 - float(flat[a] @ flat[b]), 1.0 - float(flat[a] @ flat_mirror[b])
-        if min(same, mirror) <= threshold:
-            pairs.append((known[a], known[b], same, mirror))
+        distance, orientation = nearest_orientation(stack[a], stack[b])
+        if distance <= threshold:
+            pairs.append((known[a], known[b], distance, orientation))
     return pairs
 
 
 def one_picture_with_any(prints: Sequence[str], known: Sequence[str], threshold: float = SAME_PICTURE) -> list[bool]:
     """For each fingerprint's text of ``prints``, whether it is one picture with one of ``known``
-    (the same pixels, or the mirror image; '' matches nothing): :func:`close_pairs`' test and
-    prefilter, one side against the other only (a few thousand photos against a training set
-    of tens of thousands in seconds)."""
+    (the same pixels, or mirrored, flipped or turned; '' matches nothing): :func:`close_pairs`'
+    test and prefilter, one side against the other only (a few thousand photos against a
+    training set of tens of thousands in seconds)."""
     found = [False] * len(prints)
     mine = [(k, g) for k, p in enumerate(prints) if (g := print_grid(p)) is not None]
     theirs = [g for p in known if (g := print_grid(p)) is not None]
     if not mine or not theirs:
         return found
     stack, others = np.stack([g for _, g in mine]).astype(np.float32), np.stack(theirs).astype(np.float32)
-    flat, pooled = stack.reshape(len(mine), -1), _pooled(stack)
-    for other in (others, others[:, :, ::-1]):
-        other_flat = other.reshape(len(other), -1)
+    pooled = _pooled(stack)
+    for orientation in range(len(ORIENTATIONS)):
+        other = oriented(others, orientation)
         for i, j in _near(pooled, _pooled(other), threshold):
             k = mine[i][0]
-            if not found[k] and 1.0 - float(flat[i] @ other_flat[j]) <= threshold:
+            if not found[k] and 1.0 - float((stack[i] * other[j]).sum()) <= threshold:
                 found[k] = True
     return found
 
 
 def same_pictures(prints: Sequence[str], units: Sequence[Hashable] | None = None,
-                  threshold: float = SAME_PICTURE) -> list[tuple[list[int], list[bool]]]:
+                  threshold: float = SAME_PICTURE) -> list[tuple[list[int], list[int]]]:
     """Groups of photos that are one picture, from their fingerprints' text
-    (:func:`picture_print`; '' for none): ``(positions, mirrored)``, two or more positions each,
-    sorted, and for each whether it is the mirror image of the first. A pair is mirror images
-    when nearer so. Photos of one ``unit`` (the frames of one DICOM file: a stereo pair is two
-    near-identical frames) are not paired with each other."""
+    (:func:`picture_print`; '' for none): ``(positions, orientations)``, two or more positions
+    each, sorted, and for each how it is laid down against the first (an index of
+    :data:`ORIENTATIONS`: ``AS_IS``, ``MIRRORED``...), by the nearest way of each pair. Photos of
+    one ``unit`` (the frames of one DICOM file: a stereo pair is two near-identical frames) are
+    not paired with each other."""
     grids = [print_grid(p) for p in prints]
-    links: dict[int, list[tuple[int, bool]]] = {}
-    for a, b, same, mirror in close_pairs(grids, threshold):
+    links: dict[int, list[tuple[int, int]]] = {}
+    for a, b, _, orientation in close_pairs(grids, threshold):
         if units is not None and units[a] == units[b]:
             continue
-        flipped = mirror < same
-        links.setdefault(a, []).append((b, flipped))
-        links.setdefault(b, []).append((a, flipped))
+        links.setdefault(a, []).append((b, _UNDO[orientation]))  # b is a laid down the undoing way
+        links.setdefault(b, []).append((a, orientation))
     groups, seen = [], set()
     for first in sorted(links):
         if first in seen:
             continue
-        orientation, queue = {first: False}, [first]
-        while queue:  # each member's side relative to the first, along the links
+        laid, queue = {first: AS_IS}, [first]
+        while queue:  # each member's way against the first, along the links
             k = queue.pop()
-            for other, flipped in links[k]:
-                if other not in orientation:
-                    orientation[other] = orientation[k] != flipped
+            for other, orientation in links[k]:
+                if other not in laid:
+                    laid[other] = _THEN[orientation][laid[k]]
                     queue.append(other)
-        seen |= set(orientation)
-        members = sorted(orientation)
-        groups.append((members, [orientation[k] != orientation[members[0]] for k in members]))
+        seen |= set(laid)
+        members = sorted(laid)
+        groups.append((members, against_first([laid[k] for k in members])))
     return groups
 
 
-def how_alike(ids: Sequence[str], mirrored: Sequence[bool]) -> str:
-    """How photos (``ids``; ``mirrored``: as :func:`same_pictures` gives it) are one picture, in
-    words: ``the same pixels``, ``mirror images`` (two), ``one picture ('b' mirrored)``."""
-    flipped = [i for i, m in zip(ids, mirrored) if m]
-    if not flipped:
+def against_first(orientations: Sequence[int]) -> list[int]:
+    """Each of a group's orientations (each against one same photo) taken against the first's."""
+    undo_first = _UNDO[orientations[0]]
+    return [_THEN[k][undo_first] for k in orientations]
+
+
+def how_alike(ids: Sequence[str], orientations: Sequence[int]) -> str:
+    """How photos (``ids``; ``orientations``: as :func:`same_pictures` gives them) are one
+    picture, in words: ``the same pixels``, ``mirror images`` (two), ``the same picture turned 90
+    degrees`` (two), ``one picture ('b' mirrored, 'c' turned 180 degrees)``."""
+    ways = against_first(orientations)
+    if not any(ways):
         return SAME_PIXELS
     if len(ids) == 2:
-        return MIRROR_IMAGES
-    return f"one picture ({', '.join(map(repr, flipped))} mirrored)"
+        return MIRROR_IMAGES if ways[1] == MIRRORED else f"the same picture {ORIENTATIONS[ways[1]][0]}"
+    said: dict[str, list[str]] = {}
+    for name, way in zip(ids, ways):
+        if way != AS_IS:
+            said.setdefault(ORIENTATIONS[way][0], []).append(repr(name))
+    return f"one picture ({', '.join(', '.join(names) + ' ' + words for words, names in said.items())})"

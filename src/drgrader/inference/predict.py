@@ -315,8 +315,8 @@ def with_paired_eyes(preds: pd.DataFrame, paired_stage: dict) -> pd.DataFrame:
 
 def with_same_pictures(preds: pd.DataFrame) -> pd.DataFrame:
     """Graded photos (with their fingerprints, ``PICTURE_COLUMN``) of which those that are one
-    picture, their files differing (a PNG of a JPEG, a re-saved or resized copy, a mirror image:
-    :func:`~drgrader.data.same_picture.same_pictures`), are noted as the identity resolver notes
+    picture, their files differing (a PNG of a JPEG, a re-saved or resized copy, one mirrored,
+    flipped or turned: :func:`~drgrader.data.same_picture.same_pictures`), are noted as the identity resolver notes
     one file's bytes (:func:`~drgrader.data.identity.note_same_pictures`): under two patients
     kept apart, each noted; as a patient's two eyes, which eye unknown and never paired as
     fellow eyes. Byte copies among them were noted already (one of each file is compared); the
@@ -328,13 +328,13 @@ def with_same_pictures(preds: pd.DataFrame) -> pd.DataFrame:
     paths = table["path"].astype(str).tolist()
     units = [str(split_frame_ref(Path(p))[0]) for p in paths]
     groups = []
-    for positions, mirrored in same_pictures(preds[PICTURE_COLUMN].fillna("").astype(str).tolist(), units):
+    for positions, orientations in same_pictures(preds[PICTURE_COLUMN].fillna("").astype(str).tolist(), units):
         copies = identical_files([paths[k] for k in positions])  # positions in ``positions``
         repeats = {i for same in copies for i in same[1:]}
-        kept = [(k, m) for i, (k, m) in enumerate(zip(positions, mirrored)) if i not in repeats]
+        kept = [(k, way) for i, (k, way) in enumerate(zip(positions, orientations)) if i not in repeats]
         if len(kept) > 1:
-            rows, flips = [k for k, _ in kept], [m != kept[0][1] for _, m in kept]
-            groups.append((rows, how_alike(table["image_id"].iloc[rows].tolist(), flips)))
+            rows = [k for k, _ in kept]
+            groups.append((rows, how_alike(table["image_id"].iloc[rows].tolist(), [way for _, way in kept])))
     return note_same_pictures(table, groups) if groups else table
 
 

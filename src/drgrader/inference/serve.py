@@ -182,7 +182,7 @@ def analyse_patient(bundle: Bundle, photos: list[tuple[str, str, Path]], *, expl
     if errors:
         return errors[0][0], {"error": "; ".join(message for _, message in errors)}
     same = one_picture([(field, name) for field, name, _ in photos], prints)
-    if same:  # one photo re-saved or mirrored as the other eye: it would be its own fellow eye
+    if same:  # one photo re-saved, mirrored or turned as the other eye: it would be its own fellow eye
         return 400, {"error": same}
     answer = patient_answer(bundle, eyes)
     return 200, {**answer, **answer["eyes"].get(FILE_FIELD, {}), "disclaimer": DISCLAIMER}

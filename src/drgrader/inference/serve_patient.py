@@ -8,7 +8,7 @@ Upload fields (multipart): ``left`` and/or ``right`` (one photo each), or ``file
 original field: one photo of an eye of unknown side). The eyes are one patient's, as the fields
 say: predict's identity resolver reads the photos, and one it finds to be the other eye, or two it
 finds to be two patients', are refused (:func:`eye_mix_up`), and so are two that are one picture
-(the same pixels in two files, or mirror images: :func:`one_picture`); with two eyes and a bundle that has a
+(the same pixels in two files, or one mirrored, flipped or turned: :func:`one_picture`); with two eyes and a bundle that has a
 paired-eye stage, each eye is graded from both (``fused_grade``).
 """
 
@@ -119,14 +119,14 @@ def eye_mix_up(photos: Iterable[tuple[str, str, Path]], headers: dict[str, Dicom
 def one_picture(eyes: list[tuple[str, str]], prints: list[str]) -> str | None:
     """The 400 message for two eye photos ``(field, file name)`` that are one picture though their
     bytes differ (``prints``: their fingerprints, :func:`~drgrader.data.same_picture.picture_print`;
-    the same pixels re-saved or converted, or mirror images), or None: as predict takes them
+    the same pixels re-saved or converted, or one mirrored, flipped or turned), or None: as predict takes them
     (:func:`~drgrader.data.same_picture.same_pictures`), graded as a pair the photo would be its
     own fellow eye."""
     if len(eyes) != 2 or len(prints) != 2:
         return None
-    for _, mirrored in same_pictures(prints):
+    for _, orientations in same_pictures(prints):
         names = [name for _, name in eyes]
-        return (f"the 'right' and 'left' photos are one picture ({names[0]}, {names[1]}: {how_alike(names, mirrored)}): "
+        return (f"the 'right' and 'left' photos are one picture ({names[0]}, {names[1]}: {how_alike(names, orientations)}): "
                 "send a photo of each eye")
     return None
 

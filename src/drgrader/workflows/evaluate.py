@@ -250,7 +250,7 @@ def _data_changed(run_dir: Path, prepared) -> list[str]:
 
 
 def _copies_across_patients(prepared) -> tuple[list[dict], list[dict]]:
-    """One picture (the same bytes, or re-saved or mirrored, by the cache's fingerprints) under
+    """One picture (the same bytes, or re-saved, mirrored, flipped or turned, by the cache's fingerprints) under
     two or more patients of the data to evaluate, and one picture as two eyes of one patient:
     the figures count it once per row, each with its own grade (the paired-eye figures as a pair).
     Warned (the first with the sentence a split uses: data summary, train); each group's image
@@ -273,7 +273,7 @@ def _copies_across_patients(prepared) -> tuple[list[dict], list[dict]]:
                     "remove the copies from the data set for figures on distinct photos",
                     copies_sentence([g["image_ids"] for g in across]), grades)
     if eyes:
-        log.warning("%d patient(s) have one picture as both eyes (e.g. %s, grades %s: the same pixels or mirror images): "
+        log.warning("%d patient(s) have one picture as both eyes (e.g. %s, grades %s: the same pixels, or one mirrored, flipped or turned): "
                     "the figures count it as two eyes, paired; remove one for figures on distinct eyes", len(eyes),
                     " = ".join(map(repr, eyes[0]["image_ids"])), ", ".join(map(str, eyes[0]["grades"])))
     return across, eyes
