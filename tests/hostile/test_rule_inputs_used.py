@@ -278,7 +278,7 @@ def test_fields_of_an_evaluate_yaml_that_the_bundle_decides_are_refused_as_their
     data.preprocess.*, data.split.*, eval.tta and eval.threshold_objective without a word (the
     bundle's are used), though the same by ``--set`` were refused."""
     from drgrader.inference.bundle_spec import read_manifest
-    from drgrader.workflows.evaluate import external_config
+    from drgrader.workflows.external_config import external_config
 
     manifest = read_manifest(tiny_bundle)
     size = manifest["input_size"]
