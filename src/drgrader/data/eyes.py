@@ -16,6 +16,8 @@ and :mod:`drgrader.data.identity` then reads neither patient nor eye from it.
 
 :func:`patient_id` is the one spelling of a patient id, wherever it comes from (a CSV cell, a
 DICOM ``PatientID``, a name): what a spreadsheet or R writes for a missing value means no patient.
+:func:`folded_patient` is how two ids are compared when one may be the other retyped (``P7``,
+``p7``, ``P-7``, ``Р7`` in Cyrillic): they stay apart, and :mod:`drgrader.data.identity` notes them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from pathlib import PurePosixPath
+
+from drgrader.outputs import escape_name, has_stray_bytes
 
 # The eye column words a CSV may use, and what they mean.
 EYE_WORDS = {"left": "left", "l": "left", "os": "left", "right": "right", "r": "right", "od": "right"}
@@ -128,3 +132,39 @@ def eyes_named(name: str) -> set[str]:
     named = {EYE_WORDS[w.lower()] for w in _WORDS.findall(stem) if w.lower() in _LONG_EYE_WORDS}
     read = patient_and_eye(stem)
     return named | {read[1]} if read else named
+
+
+# Letters that look like Latin ones (Unicode's confusables, UTS #39), casefolded: a Cyrillic or Greek
+# keyboard layout left on types them in an id; and the dash family, which word processors put for "-".
+_LOOK_ALIKES = str.maketrans({**dict(zip("авекмнорстухіјѕԁһԛԝ", "abekmhopctyxijsdhqw")),
+                              **dict(zip("αβεζηικμνορτυχ", "abezhikmnoptyx")),
+                              **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63", "-")})
+
+
+# Written or left out by one system and not another ("AB-123", "AB123"; probe 34 AX13).
+_SEPARATORS = frozenset("-_./")
+_FLOAT_WRITTEN = re.compile(r"^([0-9]+)\.0+$")  # probe 34 BX6: "10.0" beside "10"
+
+
+def folded_patient(patient: str) -> str:
+    """A patient id as it may have been retyped, only to compare ids: case, every space (``P 1``,
+    ``P1``), invisible format characters (a zero-width space, a byte-order mark) and, for a
+    number, leading zeros (a spreadsheet turns ``007`` into ``7``) and a float's ``.0`` (pandas
+    writes ``10.0``) taken out; in NFKC, so a full-width letter (``Ｓ1``, as an East-Asian input
+    method types it) is its plain one; a Cyrillic or Greek letter that looks Latin (``Р1``) as the
+    Latin letter it passes for, and the separators ``-``, ``_``, ``.``, ``/`` (an en dash among
+    them: ``C–1``, ``C-1``, ``C1``); a name from a file name that is not UTF-8 (Latin-1 ``M\xfcller``) read as Latin-1 (``Müller``)."""
+    if has_stray_bytes(patient):  # an old share's Latin-1 name
+        patient = patient.encode("utf-8", "surrogateescape").decode("latin-1")
+    patient = _FLOAT_WRITTEN.sub(r"\1", patient.strip())  # "10.0": a number column pandas or Excel wrote as float
+    folded = "".join(c for c in unicodedata.normalize("NFKC", patient).casefold().translate(_LOOK_ALIKES)
+                     if not c.isspace() and unicodedata.category(c) != "Cf" and c not in _SEPARATORS)
+    return folded.lstrip("0") or "0" if folded.isdigit() else folded
+
+
+def shown_patient(patient: str) -> str:
+    r"""A patient id as a note spells it: the stray bytes of a Latin-1 name as ``\xNN``, an
+    invisible format character as ``\u200b``, a look-alike letter or dash as ``\u0420`` (else two
+    ids in the note would look the same)."""
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) == "Cf" or ord(c.casefold()[0]) in _LOOK_ALIKES else c
+                   for c in escape_name(patient))

@@ -48,15 +48,13 @@ Two files are never one image id: ids that coincide are qualified by folder or e
 from __future__ import annotations
 
 import os
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import EYE_WORDS, eyes_named
+from drgrader.data.eyes import EYE_WORDS, eyes_named, folded_patient, shown_patient
 from drgrader.data.identity_claims import _FRAME, EVIDENCE_KEYS, image_id_claims, own_name, patient_named, photo_eye_claims
 from drgrader.data.identity_notes import (
     BOTH_EYES_IN_NAME,
@@ -74,7 +72,6 @@ from drgrader.data.identity_notes import (
     SEVERAL_PHOTOS_OF_ONE_EYE,
 )
 from drgrader.data.image_files import identical_files
-from drgrader.outputs import escape_name, has_stray_bytes
 
 IDENTITY_COLUMNS = ["path", "image_id", "patient_id", "eye", "identity_note"]
 
@@ -318,42 +315,6 @@ def note_same_pictures(table: pd.DataFrame, groups: Iterable[tuple[Sequence[int]
     table["identity_note"] = ["; ".join(n) for n in notes]
     table.index = index
     return table
-
-
-# Letters that look like Latin ones (Unicode's confusables, UTS #39), casefolded: a Cyrillic or Greek
-# keyboard layout left on types them in an id; and the dash family, which word processors put for "-".
-_LOOK_ALIKES = str.maketrans({**dict(zip("авекмнорстухіјѕԁһԛԝ", "abekmhopctyxijsdhqw")),
-                              **dict(zip("αβεζηικμνορτυχ", "abezhikmnoptyx")),
-                              **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63", "-")})
-
-
-# Written or left out by one system and not another ("AB-123", "AB123"; probe 34 AX13).
-_SEPARATORS = frozenset("-_./")
-_FLOAT_WRITTEN = re.compile(r"^([0-9]+)\.0+$")  # probe 34 BX6: "10.0" beside "10"
-
-
-def folded_patient(patient: str) -> str:
-    """A patient id as it may have been retyped, only to compare ids: case, every space (``P 1``,
-    ``P1``), invisible format characters (a zero-width space, a byte-order mark) and, for a
-    number, leading zeros (a spreadsheet turns ``007`` into ``7``) and a float's ``.0`` (pandas
-    writes ``10.0``) taken out; in NFKC, so a full-width letter (``Ｓ1``, as an East-Asian input
-    method types it) is its plain one; a Cyrillic or Greek letter that looks Latin (``Р1``) as the
-    Latin letter it passes for, and the separators ``-``, ``_``, ``.``, ``/`` (an en dash among them: ``C–1``, ``C-1``, ``C1``); a
-    name from a file name that is not UTF-8 (Latin-1 ``M\xfcller``) read as Latin-1 (``Müller``)."""
-    if has_stray_bytes(patient):  # an old share's Latin-1 name
-        patient = patient.encode("utf-8", "surrogateescape").decode("latin-1")
-    patient = _FLOAT_WRITTEN.sub(r"\1", patient.strip())  # "10.0": a number column pandas or Excel wrote as float
-    folded = "".join(c for c in unicodedata.normalize("NFKC", patient).casefold().translate(_LOOK_ALIKES)
-                     if not c.isspace() and unicodedata.category(c) != "Cf" and c not in _SEPARATORS)
-    return folded.lstrip("0") or "0" if folded.isdigit() else folded
-
-
-def shown_patient(patient: str) -> str:
-    r"""A patient id as a note spells it: the stray bytes of a Latin-1 name as ``\xNN``, an
-    invisible format character as ``\u200b``, a look-alike letter or dash as ``\u0420`` (else two
-    ids in the note would look the same)."""
-    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) == "Cf" or ord(c.casefold()[0]) in _LOOK_ALIKES else c
-                   for c in escape_name(patient))
 
 
 def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:

@@ -23,7 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.config import Columns, DataConfig
-from drgrader.data.identity import folded_patient, given_against_names, shown_patient
+from drgrader.data.eyes import folded_patient, shown_patient
+from drgrader.data.identity import given_against_names
 from drgrader.data.identity_claims import patient_named
 from drgrader.data.label_files import (
     IMAGE_EXTENSIONS,
