@@ -403,7 +403,11 @@ def test_a_dicom_patient_id_of_zeros_is_no_patient_but_a_name_s_patient_0_is_one
                                          "not known", "N.K.", "missing", "TBD", "pending", "xxx", "*", "--", "to be confirmed",
                                          # probe 34 AX5: what anonymisers write
                                          "Anonymized", "Anonymised", "REMOVED", "DEIDENTIFIED", "ANONYMOUS^PATIENT",
-                                         "XXXXXXXX"])
+                                         "XXXXXXXX",
+                                         # probe 35 AY3, AY4: a pivot's empty cell, other languages, name values
+                                         "(blank)", "<blank>", "(empty)", "NaT", "undefined", "missing id",
+                                         "no patient id", "NO NAME", "unbekannt", "k.A.", "inconnu", "N/D",
+                                         "ANONYMIZED_ID", "NONE^NONE", "PAT^ANON"])
 def test_a_placeholder_patient_is_no_patient_not_one_patient_of_strangers(tmp_path, placeholder):
     """R and pandas write NA for a missing value, an anonymising export ANONYMOUS, SAS and Stata '.',
     NHS records 'N/K' (probe 33 AV18: '.', 'N/K', 'TBC' paired two people's eyes): two strangers'
@@ -439,6 +443,11 @@ FORMULA = "is an error value a spreadsheet shows for a formula that failed (the 
     ("1,23457E+11", "is a number a spreadsheet shortened (its digits are lost)" + AS_TEXT),
     ("#######", "is what a spreadsheet shows in a column too narrow (the id is lost)" + AS_TEXT),
     ("#REF!", FORMULA), ("#VALUE!", FORMULA), ("#DIV/0!", FORMULA), ("#NAME?", FORMULA),  # probe 34 AX2
+    # probe 35 AY1: other languages' and programs' error values; AY2: a long id rounded to 15 digits
+    ("#NV", FORMULA), ("#N/D", FORMULA), ("#WERT!", FORMULA), ("#NOM?", FORMULA), ("Err:502", FORMULA),
+    ("#ERROR!", FORMULA),
+    ("440106199001011000", "is a number a spreadsheet rounded to 15 digits (the last ones are zeros, the id is lost): "
+                           "format the column as text and export again"),
 ])
 def test_a_patient_id_a_spreadsheet_mangled_is_refused_naming_the_row(tmp_path, cell, why):
     """Probe 33 AV17: Excel saves a 12-digit id as '1.23457E+11' (and a column too narrow as

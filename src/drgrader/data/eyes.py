@@ -42,29 +42,41 @@ PANDAS_NA_WORDS = frozenset({"#n/a", "#n/a n/a", "#na", "-1.#ind", "-1.#qnan", "
                              "n/a", "na", "null", "nan", "none"})
 MISSING_PATIENT_WORDS = PANDAS_NA_WORDS | {"n/a n/a", "unknown", "-", "?", "anonymous", "anon", ".", "n/k", "nk", "tbc",
                                            "tba"}
-# The same markers spelt out, dotted or spaced (``not known``, ``N.K.``, ``to be confirmed``), compared with
-# dots, spaces, underscores and hyphens taken out; an id of no letter or digit at all (``*``, ``--``, ``...``)
-# or of x's (``xxx``, a form's filler) is no patient either (probe 34 AX3).
-_MISSING_COMPACT = frozenset({"na", "nk", "notknown", "unknown", "unk", "tbc", "tba", "tbd", "tobeconfirmed",
-                              "tobeassigned", "tobedetermined", "missing", "pending", "notrecorded", "notavailable",
-                              "notgiven", "nonegiven", "noid", "none", "nil", "null", "blank", "empty", "redacted", "withheld",
-                              # what anonymisers write (DICOM PatientID): "ANONYMOUS^PATIENT", "De-identified", "REMOVED"
-                              "anonymous", "anon", "anonymised", "anonymized", "anonymouspatient", "unknownpatient",
-                              "deidentified", "removed", "deleted", "masked", "hidden", "confidential", "private"})
-# no letter or digit (a run of '#' is refused by spreadsheet_damage), or a form's x's. (Zeros are an id:
-# ODIR-5K numbers its patients from 0; a DICOM PatientID of zeros is a blanked one, data/dicom.py.)
-_NO_ID = re.compile(r"^(?!#{2,}$)(?:[^\w]|_)*$|^x{2,}$", re.IGNORECASE)
+# The same markers spelt out, dotted, spaced or in a person-name value (``not known``, ``N.K.``,
+# ``ANONYMOUS^PATIENT``, ``NONE^NONE``, ``ANONYMIZED_ID``, ``no patient id``): an id every word of which
+# is one of these (words split at spaces, ``^``, ``_``, ``.``, ``-``, ``/``), or whose words run together
+# are one (``N.K.`` -> ``nk``), is no patient. Some other languages' too (probe 35 AY3); such a list is
+# never complete. An id of no letter or digit at all (``*``, ``--``, ``...``), of x's (``xxx``, a form's
+# filler) or in brackets without a digit (``(blank)``, what an Excel pivot writes for an empty cell) is
+# no patient either (probe 34 AX3, AX5; probe 35 AY3, AY4).
+_MISSING_WORDS = frozenset({
+    "na", "nk", "nd", "nv", "sn", "ka", "oa", "unk", "tbc", "tba", "tbd", "unknown", "missing", "pending", "none", "nil",
+    "null", "nan", "nat", "undefined", "blank", "empty", "redacted", "withheld", "notknown", "notrecorded",
+    "notavailable", "notgiven", "nonegiven", "noid", "noname", "tobeconfirmed", "tobeassigned", "tobedetermined",
+    "no", "not", "known", "recorded", "available", "given", "to", "be", "confirmed", "assigned", "determined",
+    "id", "patient", "pat", "name", "number", "of",
+    # what anonymisers write (DICOM PatientID)
+    "anonymous", "anon", "anonymised", "anonymized", "anonymouspatient", "unknownpatient", "deidentified",
+    "de", "identified", "removed", "deleted", "masked", "hidden", "confidential", "private",
+    # other languages: German, French, Spanish, Italian, Dutch, Portuguese
+    "unbekannt", "nicht", "bekannt", "nichtbekannt", "keine", "angabe", "inconnu", "inconnue", "desconocido",
+    "desconocida", "sconosciuto", "onbekend", "desconhecido", "sin", "dato", "datos"})
+_ID_WORDS = re.compile(r"[\s^_.\-/]+")
+_NO_ID = re.compile(r"^(?!#{2,}$)(?:[^\w]|_)*$|^x{2,}$|^[(<\[][^\d]*[)>\]]$", re.IGNORECASE)
 
 # What a spreadsheet saves "as displayed" in place of an id it could not show: a long number in
 # scientific notation (``1.23457E+11``; ``1,23457E+11`` with a decimal comma), its digits lost, or
 # a run of ``#`` (a column too narrow). Every such row would be one patient of strangers' eyes.
 _SHORTENED_NUMBER = re.compile(r"^[0-9](?:[.,][0-9]+)?e\+[0-9]{2,3}$", re.IGNORECASE)
 _TOO_NARROW = re.compile(r"^#{2,}$")
+# Past 15 significant digits a spreadsheet keeps zeros (``440106199001011234`` -> ``440106199001011000``).
+_ROUNDED_NUMBER = re.compile(r"^[1-9][0-9]{14}0+$")
 # What a spreadsheet shows for a formula that failed (``=VLOOKUP(...)`` whose source was deleted):
-# the id is lost on every row, so they would all be one patient (probe 34 AX2). ``#N/A`` is a
-# missing value (PANDAS_NA_WORDS).
-_ERROR_VALUE = re.compile(r"^#(?:REF!|VALUE!|DIV/0!|NAME\?|NUM!|NULL!|SPILL!|CALC!|FIELD!|BLOCKED!|BUSY!|CONNECT!|"
-                          r"UNKNOWN!|GETTING_DATA|EXTERNAL!|PYTHON!)$", re.IGNORECASE)
+# the id is lost on every row, so they would all be one patient (probe 34 AX2). By shape, in any
+# language and program (``#REF!``, ``#WERT!``, ``#NOM?``, ``#N/D``, ``#NV``, LibreOffice's ``Err:502``;
+# probe 35 AY1); ``#N/A`` itself is a missing value (PANDAS_NA_WORDS).
+_ERROR_VALUE = re.compile(r"^(?!#n/?a$)(?:#[^\s\d#][^\s#!?]{0,14}[!?]|#[^\W\d_]{1,3}/[^\W\d_]{1,3}|#[^\W\d_]{2}|err:[0-9]{3}|"
+                          r"#getting_data)$", re.IGNORECASE)
 
 _INNER_EXTENSION = re.compile(r"\.(?:jpe?g|png|tiff?|bmp|gif|webp|dcm|jfif|jpe)$", re.IGNORECASE)
 _WORDS = re.compile(r"[^_\- ]+")
@@ -84,7 +96,9 @@ def patient_id(text: str) -> str:
     (:data:`MISSING_PATIENT_WORDS`: ``NA``, ``#N/A``, ``<NA>``, ``null``, ``unknown``, ``ANONYMOUS``, ..., any case)."""
     text = unicodedata.normalize("NFC", text).strip()
     folded = text.casefold()
-    if folded in MISSING_PATIENT_WORDS or re.sub(r"[.\s_\-^]", "", folded) in _MISSING_COMPACT or _NO_ID.match(text):
+    words = [w for w in _ID_WORDS.split(folded) if w]
+    if (folded in MISSING_PATIENT_WORDS or _NO_ID.match(text) or "".join(words) in _MISSING_WORDS
+            or (words and all(w in _MISSING_WORDS for w in words))):
         return ""
     return text
 
@@ -95,6 +109,9 @@ def spreadsheet_damage(cell: str) -> str | None:
     cell. Predict's lists and label files refuse such a row."""
     if _SHORTENED_NUMBER.match(cell.strip()):
         return "is a number a spreadsheet shortened (its digits are lost): format the column as text and export again"
+    if _ROUNDED_NUMBER.match(cell.strip()):  # probe 35 AY2
+        return ("is a number a spreadsheet rounded to 15 digits (the last ones are zeros, the id is lost): format the "
+                "column as text and export again")
     if _ERROR_VALUE.match(cell.strip()):
         return ("is an error value a spreadsheet shows for a formula that failed (the id is lost): fix the column, "
                 "paste it as values and export again")
