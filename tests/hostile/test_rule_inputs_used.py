@@ -564,6 +564,21 @@ def test_a_second_grading_under_any_name_is_refused_by_its_values(tmp_path):
     assert len(read_dataset(root)) == 8
 
 
+def test_an_adjudication_column_filled_only_where_the_graders_disagreed_is_refused(tmp_path):
+    """Probe 35 BY1: `adjudicated`, empty on most rows and differing from `level` wherever filled (the
+    adjudicator's grade where two graders disagreed), passed the values rule, which wants agreement."""
+    from drgrader.data.manifest import read_dataset
+
+    names = [f"{p}_{e}" for p in range(10, 20) for e in ("left", "right")]
+    level = [k % 5 for k in range(20)]
+    adjudicated = [str((g + 1) % 5) if k % 4 == 0 else "" for k, g in enumerate(level)]
+    rows = "".join(f"{n},{a},{b}\n" for n, a, b in zip(names, level, adjudicated))
+    root = label_set(tmp_path, "trainLabels.csv", "image,level,adjudicated\n" + rows, [f"{n}.jpeg" for n in names])
+    with pytest.raises(DataError, match=r"column 'adjudicated' holds grades 0-4 that differ from the ones read "
+                                        r"\('level'\) on 5 row\(s\)"):
+        read_dataset(root)
+
+
 @pytest.mark.parametrize("kind", ["an ungradable mark", "words"])
 def test_a_second_grading_with_an_ungradable_mark_or_in_words_is_refused_by_its_values(tmp_path, kind):
     """Probe 34 BX4 / AX9: one cell 'U' (an adjudicator's ungradable) side-stepped the values rule;

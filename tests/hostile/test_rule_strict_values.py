@@ -192,6 +192,10 @@ def test_cv_checks_its_folds_against_the_patients_before_making_its_folder(synth
     assert main(["cv", str(config), "--folds", "2", "--set", f"data.split.file={split}", "--out", str(tmp_path / "cv")]) == 2
     assert error_line(capsys).startswith(f"error: data.split.file={split}: cv draws its own patient folds")
     assert not (tmp_path / "cv").exists()
+    # Probe 35 BY2: nor the data set's published split (its test part went into the folds).
+    assert main(["cv", str(config), "--folds", "2", "--set", "data.split.method=official", "--out", str(tmp_path / "cv")]) == 2
+    assert error_line(capsys).startswith("error: data.split.method=official: cv draws its own patient folds")
+    assert not (tmp_path / "cv").exists()
     assert main(["cv", str(config), "--folds", "41", "--out", str(tmp_path / "cv")]) == 2
     assert "--folds 41 needs at least 41 patients (one per fold); the data set" in error_line(capsys)
     # Patients linked by a copied photo count as one fold unit, up front as in the folds (before, probe 25:

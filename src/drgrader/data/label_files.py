@@ -293,7 +293,10 @@ def _disagreeing_grades(values: pd.Series, read: pd.Series) -> int:
         return 0
     grades = grades.dropna()
     differ = grades != read.astype(str).str.strip().map(grade_value).reindex(grades.index)
-    return int(differ.sum()) if differ.mean() <= 0.5 else 0
+    # Filled only on some rows (a quarter or more empty): an adjudicator's grade where the graders
+    # disagreed, which differs wherever it is filled (probe 35 BY1); a full column must agree on most.
+    sparse = (cells == "").mean() >= 0.25
+    return int(differ.sum()) if differ.any() and (sparse or differ.mean() <= 0.5) else 0
 
 
 def refuse_other_grade_columns(table: pd.DataFrame, shown: str, read: str, fmt: str | None = None,

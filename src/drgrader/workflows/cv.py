@@ -200,6 +200,10 @@ def run_cv(cfg: ExperimentConfig, *, folds: int, out: Path | None = None, fold: 
         raise ConfigError(f"--folds must be at least 2 (got {folds})")
     if fold is not None and not 0 <= fold < folds:
         raise ConfigError(f"--fold must be in 0..{folds - 1} (got {fold})")
+    if cfg.data.split.method == "official":  # probe 35 BY2: the published test part went into the folds
+        raise ConfigError("data.split.method=official: cv draws its own patient folds over every labelled photo, the "
+                          "published test part included; drop it (to keep a published test set out, give cv the "
+                          "training and validation photos only, and evaluate the cv bundle on the test set)")
     if cfg.data.split.file is not None:  # probe 34 BX2: ignored, its test patients went into the folds
         raise ConfigError(f"data.split.file={cfg.data.split.file}: cv draws its own patient folds over every labelled "
                           "photo and does not read a split file; drop it (to keep a test set out, give cv a data set "
