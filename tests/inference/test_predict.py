@@ -232,6 +232,29 @@ def test_predict_says_when_a_bundle_decides_by_default_thresholds(tiny_bundle, o
     assert not [r for r in caplog.records if "no fitted thresholds" in r.message]
 
 
+def test_predict_says_when_a_bundle_was_trained_on_synthetic_photos(tiny_bundle, other_tiny_bundle, photos, tmp_path,
+                                                                   caplog):
+    """Probe 35 AY13: a bundle (or an ensemble's member) trained on drgrader synth photos graded real
+    photos without a word; only its card said so."""
+    from drgrader.synth import MARKER_NAME
+
+    member = tmp_path / "syn-trained"
+    shutil.copytree(tiny_bundle, member)
+    (tmp_path / "syn").mkdir()
+    (tmp_path / "syn" / MARKER_NAME).write_text("{}")
+    manifest = json.loads((member / "bundle.json").read_text())
+    manifest["config"]["data"]["root"] = str(tmp_path / "syn")
+    (member / "bundle.json").write_text(json.dumps(manifest))
+    ens_dir = make_ensemble([member, other_tiny_bundle], tmp_path / "ens")
+    for bundle, shown in ((member, str(member)), (ens_dir, f"{ens_dir} (member {ens_dir / 'members' / '0-syn-trained'})")):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="drgrader"):
+            predict_command(bundle, [photos], out=tmp_path / f"{bundle.name}.csv")
+        assert [r.message for r in caplog.records if "synthetic" in r.message] == [
+            f"{shown} was trained on synthetic photos (drgrader synth): it shows that the software works; its grades say "
+            "nothing about real patients"]
+
+
 def test_ensemble_refuses_mixed_tasks_repeated_members_and_existing_output(tiny_bundle, other_tiny_bundle, tmp_path):
     binary = make_bundle(tmp_path / "ref", "test_resnet", 64, task="referable", kind="binary")
     with pytest.raises(BundleError, match="share one task"):

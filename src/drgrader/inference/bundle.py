@@ -65,6 +65,15 @@ class Bundle:
                 "(an ensemble gets fitted thresholds only from `drgrader cv`, out of fold; `drgrader ensemble` fits none)",
                 self.path)
 
+    def warn_if_synthetic(self) -> None:
+        """Say it once when a model (an ensemble's member too) was trained on ``drgrader synth``
+        photos: its grades say nothing about real patients (probe 35 AY13: only its card said so)."""
+        trained = [leaf.path for leaf in self.leaves() if _trained_on_synthetic(leaf.path, leaf.manifest)]
+        if trained:
+            logging.getLogger("drgrader").warning(
+                "%s was trained on synthetic photos (drgrader synth): it shows that the software works; its grades "
+                "say nothing about real patients", trained[0] if trained[0] == self.path else f"{self.path} (member {trained[0]})")
+
     @property
     def tta(self) -> list[str]:
         return self.manifest.get("tta") or ["orig"]
@@ -119,6 +128,17 @@ class Bundle:
             staged = decisions_with_stage(decided, self.paired_eyes)
             decided[staged.columns] = staged
         return decided
+
+
+def _trained_on_synthetic(folder: Path, manifest: dict) -> bool:
+    """By the synth marker in its training data folder, or, away from it, by its model card's warning."""
+    from drgrader.synth import MARKER_NAME
+
+    root = ((manifest.get("config") or {}).get("data") or {}).get("root")
+    if root and (Path(root) / MARKER_NAME).is_file():
+        return True
+    card = Path(folder) / "MODEL_CARD.md"
+    return card.is_file() and "Trained on synthetic photos" in card.read_text(encoding="utf-8", errors="replace")
 
 
 def save_bundle(

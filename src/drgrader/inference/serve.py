@@ -204,6 +204,7 @@ def create_app(
     default four per slot, at least 8), each given up after ``read_timeout`` s of silence."""
     model = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, backend)
     model.warn_if_unfitted()
+    model.warn_if_synthetic()
     can_explain = _can_explain(model)
     limit = int(max_upload_mb * 1024 * 1024)
     total = MAX_PHOTOS * (limit + MULTIPART_OVERHEAD)  # the whole request body

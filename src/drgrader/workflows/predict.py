@@ -257,6 +257,7 @@ def predict_command(
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle, backend)
     bundle.warn_if_unfitted()
+    bundle.warn_if_synthetic()
     warn_other_tta(bundle, tta)
     try:  # before any work: a share the bundle has no band for
         bundle_decision_points(bundle.manifest, pd.DataFrame(columns=SCORE_COLUMNS), refer_share=refer_share)
