@@ -729,6 +729,13 @@ def test_a_photo_in_a_format_drgrader_does_not_read_is_a_row_and_its_patient_is_
                                                   "or PNG"), photos.loc["10193_right", "error"]
     assert patients.loc["10193", "decision"] != "negative" and "the only photo" not in patients.loc["10193", "reason"]
     assert photos.loc["10_right", "error"] == "" and patients.loc["10", "reason"].count("eye") >= 1
+    # Probe 35 AY9: a photo not yet downloaded whole is a row too, its eye not graded.
+    (tmp_path / "10193_right.heic").unlink()
+    (tmp_path / "10193_right.jpeg.crdownload").write_bytes(b"\x00" * 300)
+    photos, patients = drgrader.grade(tiny_bundle, [str(tmp_path)])
+    photos, patients = photos.set_index("image_id"), patients.set_index("patient_id")
+    assert photos.loc["10193_right.jpeg", "error"] == "a partial download (.crdownload): download the photo again"
+    assert patients.loc["10193", "decision"] != "negative"
 
 
 def test_a_file_with_a_hidden_second_extension_keeps_its_patient_and_eye(tmp_path):

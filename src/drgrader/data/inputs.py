@@ -22,7 +22,7 @@ from drgrader.data.dicom import frame_ref, header_or_none, is_dicom, split_frame
 from drgrader.data.eyes import EYE_WORDS, patient_and_eye, spreadsheet_damage
 from drgrader.data.identity import IDENTITY_COLUMNS, resolve_identity
 from drgrader.data.identity_claims import evidence
-from drgrader.data.images import UNREAD_PHOTO_FORMATS
+from drgrader.data.images import PARTIAL_DOWNLOADS, UNREAD_PHOTO_FORMATS
 from drgrader.data.input_columns import csv_columns, identifiers_beside_patient
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
 from drgrader.data.text_lines import DOS_END_OF_FILE, decode_lines, legacy_warning
@@ -73,7 +73,7 @@ def _is_photo_file(path: Path) -> bool:
     file by its content (exports often lack ``.dcm``; a DICOMDIR index holds no image)."""
     # A photo format drgrader does not read is a row saying so, so that its eye counts as not graded
     # (probe 34 AX17: its patient was decided on the other eye, "the only photo").
-    if path.suffix.lower().strip() in (*IMAGE_EXTENSIONS, *UNREAD_PHOTO_FORMATS):
+    if path.suffix.lower().strip() in (*IMAGE_EXTENSIONS, *UNREAD_PHOTO_FORMATS, *PARTIAL_DOWNLOADS):
         return True
     return path.name.upper() != "DICOMDIR" and is_dicom(path)
 
