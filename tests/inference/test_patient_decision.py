@@ -118,6 +118,15 @@ def test_an_any_dr_screener_decides_its_patients_on_its_any_dr_score():
     assert decided.loc["b", "reason"].startswith("no referable eye: left eye 0.30, right eye 0.20 < 0.60 (any-DR score)")
 
 
+def test_a_negative_on_one_eye_says_the_other_eye_has_no_photo():
+    """Probe 35 AY11: two photos of the left eye and none of the right: 'negative ... rescreen', the
+    reason silent on the eye never photographed (one photo alone says 'the only photo')."""
+    decided = decide([photo("p", "left", 0.1), photo("p", "left", 0.2, image_id="p_left_2")])
+    assert decided.loc["p", "decision"] == "negative"
+    assert decided.loc["p", "reason"] == ("no referable eye: left eye 0.20 < 0.40 (referable score), no photo of the "
+                                          "right eye; rescreen in 12 months")
+
+
 def test_uncertainty_is_the_closeness_to_the_threshold_on_the_scores_scale():
     table = pd.DataFrame([photo("p", "right", s) for s in (0.4, 0.1, 0.0, 0.7, 1.0)] + [photo("q", "left", 0.5, gradable=False)])
     points = decision_points({"referable": 0.4}, None, table=table)

@@ -248,7 +248,7 @@ def _again(unseen: list[str]) -> str:
     return " or ".join(advice)
 
 
-def _decide_one(gradable: list[dict], unseen: list[str], points: DecisionPoints, single_photo: bool) -> tuple:
+def _decide_one(gradable: list[dict], unseen: list[str], points: DecisionPoints, only: str) -> tuple:
     """(decision, reason, uncertainty, deciding image) of one patient, by the module's rules."""
     if not gradable:
         return "ungradable", f"no gradable photo ({'; '.join(unseen)}): {_again(unseen)}", np.nan, ""
@@ -279,8 +279,18 @@ def _decide_one(gradable: list[dict], unseen: list[str], points: DecisionPoints,
     if cutoff is not None and e["uncertainty"] >= cutoff:
         return ("uncertain", f"{e['name']} {name} {e['score']:.2f} is close to its threshold {t:.2f} (uncertainty "
                 f"{e['uncertainty']:.2f} >= {cutoff:.2f}): a human grader decides", e["uncertainty"], e["image"])
-    only = ", the only photo" if single_photo else ""
     return "negative", f"no referable eye: {scores} < {t:.2f} ({name}){only}; rescreen in 12 months", e["uncertainty"], e["image"]
+
+
+def _one_eye_only(photos: pd.DataFrame, rows_of: np.ndarray) -> str:
+    """What a negative reason adds when the patient's photos show one eye only: ``, the only photo``,
+    or ``, no photo of the right eye`` for several of the left (probe 35 AY11: said nothing)."""
+    if len(rows_of) == 1:
+        return ", the only photo"
+    eyes = set(_text(photos, "eye")[rows_of])
+    if len(eyes) == 1 and eyes <= {"left", "right"}:
+        return f", no photo of the {'right' if eyes == {'left'} else 'left'} eye"
+    return ""
 
 
 def decide_patients(photos: pd.DataFrame, points: DecisionPoints) -> pd.DataFrame:
@@ -298,5 +308,5 @@ def decide_patients(photos: pd.DataFrame, points: DecisionPoints) -> pd.DataFram
     rows = []
     for pid, rows_of in zip(ids, np.split(order, starts[1:])):
         gradable, unseen = _eyes(rows_of, arrays)
-        rows.append((pid, *_decide_one(gradable, unseen, points, single_photo=len(rows_of) == 1)))
+        rows.append((pid, *_decide_one(gradable, unseen, points, _one_eye_only(photos, rows_of))))
     return pd.DataFrame(rows, columns=DECISION_COLUMNS)
