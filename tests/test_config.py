@@ -97,6 +97,14 @@ def test_a_relative_root_is_read_from_the_working_folder_and_a_folder_beside_the
         assert load_config(config).data.root == Path("synthB")
     assert (f"data.root 'synthB' is read from the working folder ({tmp_path / 'synthB'}), as relative paths are; "
             f"{config.parent / 'synthB'} beside the config is not read") in caplog.text
+    # Probe 35 BY3: a split file likewise.
+    (tmp_path / "split.csv").write_text("image_id,split\n")
+    (tmp_path / "cfgdir" / "split.csv").write_text("image_id,split\n")
+    config.write_text("data:\n  root: synthB\n  split:\n    file: split.csv\n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        load_config(config)
+    assert f"data.split.file 'split.csv' is read from the working folder ({tmp_path / 'split.csv'})" in caplog.text
     caplog.clear()
     monkeypatch.chdir(tmp_path / "cfgdir")  # the same folder either way: nothing to say
     with caplog.at_level(logging.WARNING, logger="drgrader"):

@@ -298,20 +298,30 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(_format_errors(err, source)) from None
 
 
-def _warn_root_beside(raw: dict, file: object, source: str) -> None:
-    """A relative ``data.root`` is read from the working folder, as every relative path given to
-    drgrader is; when a folder of that name also lies beside the config file (and is another
-    one), say which is read (probe 34 BX8: the other was evaluated without a word)."""
-    root = (raw.get("data") or {}).get("root") if isinstance(raw.get("data"), dict) else None
-    if not isinstance(root, str) or not root or Path(root).expanduser().is_absolute() or not isinstance(file, Path):
-        return
-    beside, here = file.parent / root, Path(root)
-    if beside.is_dir() and beside.resolve() != here.resolve():
-        import logging
+# A config's paths read from the working folder (data.labels and data.images are read from data.root).
+_WORKING_FOLDER_PATHS = (("data", "root"), ("data", "split", "file"), ("data", "cache_dir"), ("train", "distill_from"))
 
-        logging.getLogger("drgrader").warning(
-            "%s: data.root %r is read from the working folder (%s), as relative paths are; %s beside the config is "
-            "not read (give an absolute path to read that one)", source, root, here.resolve(), beside)
+
+def _warn_root_beside(raw: dict, file: object, source: str) -> None:
+    """A relative path in a config (``data.root``, ``data.split.file``, ...) is read from the working
+    folder, as every relative path given to drgrader is; when one of that name also lies beside
+    the config file (and is another), say which is read (probe 34 BX8, probe 35 BY3: the other was
+    read without a word)."""
+    import logging
+
+    if not isinstance(file, Path):
+        return
+    for keys in _WORKING_FOLDER_PATHS:
+        value: object = raw
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
+            continue
+        beside, here = file.parent / value, Path(value)
+        if beside.exists() and beside.resolve() != here.resolve():
+            logging.getLogger("drgrader").warning(
+                "%s: %s %r is read from the working folder (%s), as relative paths are; %s beside the config is not "
+                "read (give an absolute path to read that one)", source, ".".join(keys), value, here.resolve(), beside)
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict:

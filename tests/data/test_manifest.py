@@ -376,3 +376,18 @@ def test_lookalike_patient_ids_are_kept_apart_with_a_warning(tmp_path, caplog):
     assert any("patients '007' and '7' differ only in case, spacing, separators, leading zeros or look-alike letters (2 such groups); kept apart as given"
                in r.getMessage() for r in caplog.records)
     assert list(df["patient_id"]) == ["007", "7", "P1", "p1"]
+
+
+def test_a_linked_image_folder_counts_its_unlabelled_photos_once(tmp_path):
+    """Probe 35 BY4: an images/ folder that is a link to a shared store was counted twice in
+    'unlabelled files' (walked under the root, and again as a folder outside it)."""
+    store = tmp_path / "store"
+    store.mkdir()
+    for name in ("10_left", "10_right", "11_left", "11_right", "12_left"):
+        (store / f"{name}.jpeg").write_bytes(name.encode())
+    root = tmp_path / "set"
+    root.mkdir()
+    (root / "images").symlink_to(store)
+    (root / "labels.csv").write_text("image,level\n10_left,2\n10_right,2\n")
+    found = read_manifest(DataConfig(root=root, format="csv", labels="labels.csv", images="images"))
+    assert len(found.table) == 2 and found.skipped.unlabelled_files == 3

@@ -263,6 +263,9 @@ def test_ensemble_refuses_mixed_tasks_repeated_members_and_existing_output(tiny_
     # One model twice would weigh double while the card counts another model (before: taken; probe 25).
     with pytest.raises(BundleError, match=f"{tiny_bundle} is given twice: an ensemble's members must be different models"):
         make_ensemble([tiny_bundle, other_tiny_bundle, f"{tiny_bundle}/"], tmp_path / "ens")
+    with pytest.raises(BundleError, match="lies inside the member"):  # probe 35 BY6: copied into itself until too long
+        make_ensemble([tiny_bundle, other_tiny_bundle], tiny_bundle / "ens")
+    assert not (tiny_bundle / "ens").exists()
     shutil.copytree(tiny_bundle, tmp_path / "copy")
     with pytest.raises(BundleError, match=f"{tmp_path / 'copy'} has the same weights as {tiny_bundle}"):
         make_ensemble([tiny_bundle, tmp_path / "copy"], tmp_path / "ens")

@@ -137,8 +137,10 @@ def _note_given_against_names(df: pd.DataFrame, given: list[bool], root: Path) -
 
 
 def _under(path: Path, root: Path) -> bool:
+    """Inside ``root`` as found there (a linked image folder counts, its photos walked with root's:
+    probe 35 BY4 counted them twice) or once links are resolved."""
     try:
-        return _resolved(path).is_relative_to(root)
+        return Path(path).absolute().is_relative_to(root) or _resolved(path).is_relative_to(root)
     except (OSError, ValueError):
         return False
 

@@ -77,6 +77,8 @@ def make_ensemble(bundles: list[str | Path], out: str | Path) -> Path:
     sources = []
     for item in bundles:
         path = resolve_bundle(item)  # a path, or a built-in grader's name: the one lookup of every command
+        if out.resolve().is_relative_to(path.resolve()):  # probe 35 BY6: it copied itself into itself
+            raise BundleError(f"--out {out} lies inside the member {path}; choose a folder outside it")
         manifest = read_manifest(path)
         if not manifest.get("members") and not any((path / f).is_file() for f in ("model.safetensors", "model.onnx")):
             raise BundleError(f"{path}: bundle has neither model.safetensors nor model.onnx")
