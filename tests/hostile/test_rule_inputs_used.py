@@ -261,6 +261,10 @@ def test_options_that_would_be_ignored_are_refused(tiny_bundle, photos, tmp_path
     assert main(["evaluate", str(tiny_bundle), "--data", str(photos), "--set", "eval.threshold_objective=sensitivity",
                  "--out", str(tmp_path / "e")]) == 2
     assert "--set eval.threshold_objective: evaluate --data fits no thresholds" in error_line(capsys)
+    # Probe 35 BY5: a model or training field was dropped without a word.
+    for key in ("model.backbone=resnet18", "train.epochs=3"):
+        assert main(["evaluate", str(tiny_bundle), "--data", str(photos), "--set", key, "--out", str(tmp_path / "e")]) == 2
+        assert f"--set {key.split('=')[0]}: evaluate --data grades with the bundle's own model" in error_line(capsys)
     # Probe 34 BX5: the data set's ungradable photos were left out of every figure.
     assert main(["evaluate", str(tiny_bundle), "--data", str(photos), "--set", "data.exclude_ungradable=true",
                  "--out", str(tmp_path / "e")]) == 2

@@ -83,6 +83,9 @@ def external_config(data: str, bundle_manifest: dict, overrides: list[str]) -> E
             raise ConfigError(f"--set {key}: {_why_not_used(key)}; drop it")
         if key == "data.exclude_ungradable":
             raise ConfigError(f"--set {key}: {EVERY_PHOTO}; drop it")
+        if key.startswith(("model.", "train.")) and key != "train.seed":  # probe 35 BY5: dropped unsaid
+            raise ConfigError(f"--set {key}: evaluate --data grades with the bundle's own model and trains nothing "
+                              "(train.seed seeds its bootstrap); drop it")
     path = Path(data)
     if path.suffix in (".yaml", ".yml"):
         cfg = load_config(path, overrides)
