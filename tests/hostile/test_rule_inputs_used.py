@@ -568,6 +568,22 @@ def test_a_second_grading_under_any_name_is_refused_by_its_values(tmp_path):
     assert len(read_dataset(root)) == 8
 
 
+@pytest.mark.parametrize("labels_name", ["trainLabels.csv", "labels.csv"])
+def test_a_gradability_column_beside_the_grade_is_warned_of_in_every_format(tmp_path, caplog, labels_name):
+    """Probe 35 BY9: a `gradable` column (0: the graders found the photo ungradable) beside `level`
+    was dropped without a word in the kaggle format: the ungradable photos counted with their grade."""
+    from drgrader.data.manifest import read_dataset
+
+    root = label_set(tmp_path, labels_name, "image,level,gradable,notes\n10_left,0,1,x\n10_right,3,0,\n",
+                     ["10_left.jpeg", "10_right.jpeg"])
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        assert len(read_dataset(root)) == 2
+    said = [r.getMessage() for r in caplog.records]
+    assert f"{labels_name}: column(s) not read: gradable, notes (a label file gives each photo's grade, patient and eye)" in said
+    assert (f"{labels_name}: column 'gradable' looks like a gradability mark, which this format does not read: every "
+            "photo counts with its grade; remove the rows of ungradable photos to leave them out") in said
+
+
 def test_an_adjudication_column_filled_only_where_the_graders_disagreed_is_refused(tmp_path):
     """Probe 35 BY1: `adjudicated`, empty on most rows and differing from `level` wherever filled (the
     adjudicator's grade where two graders disagreed), passed the values rule, which wants agreement."""

@@ -179,6 +179,17 @@ def test_train_options_and_set_cannot_disagree(tmp_path, capsys):
 
 
 # ------------------------------------------------------------- arguments before outputs
+def test_train_without_validation_photos_is_refused_before_its_folder_exists(synth_dir, tmp_path, capsys):
+    """Probe 35 BY8: `train --set data.split.val=0` cached every photo, then ended in a traceback,
+    exit 1, its half-made run folder left."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: {{root: {synth_dir}, format: kaggle}}\n")
+    assert main(["train", str(config), "--set", "data.split.val=0", "--out", str(tmp_path / "run")]) == 2
+    assert error_line(capsys).startswith("error: train needs validation photos to choose the best epoch and fit the "
+                                         "thresholds; the split has none")
+    assert not (tmp_path / "run").exists()
+
+
 def test_cv_checks_its_folds_against_the_patients_before_making_its_folder(synth_dir, tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text(f"data: {{root: {synth_dir}, format: kaggle}}\n")

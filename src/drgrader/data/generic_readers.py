@@ -19,6 +19,7 @@ from drgrader.data.label_files import (
     csv_records,
     first_dir,
     grade_value,
+    name_unread_columns,
     patient_and_eye,
     patient_from_name,
     photo_files,
@@ -72,12 +73,8 @@ def read_csv_format(root: Path, cfg: DataConfig) -> Found:
     refuse_other_grade_columns(table, file, cols.grade, other_read=(cols.image, cols.patient, cols.eye))
     patient_col, eye_col = label_identity_columns(table.drop(columns=[cols.image, cols.grade]), file, cols.patient, cols.eye)
     said = identifiers_beside_patient(file, list(table.columns)) if patient_col else []  # named as not read already
-    # a column without a header is named when any of its cells holds something (probe 34 BX10)
-    unread = [c for c in table.columns if c not in (cols.image, cols.grade, patient_col, eye_col, *said)
-              and not (str(c).startswith("Unnamed:") and not table[c].astype(str).str.strip().ne("").any())]
-    if unread:  # every column given is used, refused or named (an image_id cell is no claim here, as in predict)
-        log.info("%s: column(s) not read: %s (a label file gives each photo's grade, patient and eye)", file,
-                 ", ".join(str(c)[:40] for c in unread[:10]) + (f" and {len(unread) - 10} more" if len(unread) > 10 else ""))
+    # every column given is used, refused or named (an image_id cell is no claim here, as in predict)
+    name_unread_columns(table, file, (cols.image, cols.grade, patient_col, eye_col, *said))
     folder = ImageFolder(images)
     rows = []
     for n, rec in csv_records(table):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 import warnings
 from collections.abc import Iterable
@@ -19,6 +20,8 @@ from drgrader.data.eyes import EYE_WORDS, eyes_named, patient_id, spreadsheet_da
 from drgrader.data.eyes import patient_and_eye as named_patient_and_eye  # this module's patient_and_eye reads a row
 from drgrader.data.text_lines import decode_lines, legacy_warning
 from drgrader.outputs import IMAGE_EXTENSIONS  # in order: an id without extension is looked up with these
+
+log = logging.getLogger("drgrader")
 
 MANIFEST_COLUMNS = ["image_id", "path", "grade", "patient_id", "eye", "source"]
 SPLITS = ("train", "val", "test")
@@ -297,6 +300,27 @@ def _disagreeing_grades(values: pd.Series, read: pd.Series) -> int:
     # disagreed, which differs wherever it is filled (probe 35 BY1); a full column must agree on most.
     sparse = (cells == "").mean() >= 0.25
     return int(differ.sum()) if differ.any() and (sparse or differ.mean() <= 0.5) else 0
+
+
+# A column beside the grade that marks gradability (what Messidor-2's format reads): not read by the
+# other formats, so its ungradable photos would count with their grade (probe 35 BY9).
+_GRADABILITY = re.compile(r"gradab|ungrad|quality", re.IGNORECASE)
+
+
+def name_unread_columns(table: pd.DataFrame, file: str, read: Iterable[str | None]) -> None:
+    """Say which columns of a label file are not read (INFO), and warn of one that marks
+    gradability; a column without a header is named when any of its cells holds something
+    (probe 34 BX10)."""
+    used = set(read)
+    unread = [c for c in table.columns if c not in used
+              and not (str(c).startswith("Unnamed:") and not table[c].astype(str).str.strip().ne("").any())]
+    if unread:
+        log.info("%s: column(s) not read: %s (a label file gives each photo's grade, patient and eye)", file,
+                 ", ".join(str(c)[:40] for c in unread[:10]) + (f" and {len(unread) - 10} more" if len(unread) > 10 else ""))
+    marks = [c for c in unread if _GRADABILITY.search(str(c))]
+    if marks:
+        log.warning("%s: column %r looks like a gradability mark, which this format does not read: every photo counts "
+                    "with its grade; remove the rows of ungradable photos to leave them out", file, str(marks[0])[:40])
 
 
 def refuse_other_grade_columns(table: pd.DataFrame, shown: str, read: str, fmt: str | None = None,

@@ -22,6 +22,7 @@ from drgrader.data.label_files import (
     LabelRow,
     csv_records,
     first_dir,
+    name_unread_columns,
     patient_and_eye,
     patient_from_name,
     read_label_csv,
@@ -45,6 +46,7 @@ def read_kaggle(root: Path, cfg: DataConfig) -> Found:
     table = read_label_csv(labels, root, ["image", "level"])
     refuse_identity_columns(table, file, "kaggle")
     refuse_other_grade_columns(table, file, "level", "kaggle")
+    name_unread_columns(table, file, ("image", "level"))  # probe 35 BY9: not even named before
     rows = []
     for n, rec in csv_records(table):
         image_id = strip_image_extension(rec["image"])

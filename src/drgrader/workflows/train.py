@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drgrader.config import ExperimentConfig, config_to_dict, save_config
+from drgrader.config import ConfigError, ExperimentConfig, config_to_dict, save_config
 from drgrader.progress import bar_wanted
 from drgrader.runtime import process_ranks, resolve_precision, setup_torch_threads, tune_malloc
 from drgrader.workflows.records import data_record, run_header
@@ -66,7 +66,11 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
     else:
         from drgrader.data.prepare import read_and_split
 
-        read_and_split(cfg.data)  # the data set and its split checked before the run folder exists
+        _, _, split = read_and_split(cfg.data)  # the data set and its split checked before the run folder exists
+        if not (split == "val").any():  # probe 35 BY8: a traceback after every photo was cached
+            raise ConfigError(f"train needs validation photos to choose the best epoch and fit the thresholds; the split "
+                              f"has none ({dict(split.value_counts())}): give data.split.val > 0, or a split file with "
+                              "val rows")
         run_dir = new_run_dir(cfg, out)  # one folder for all ranks of a multi-process run
         if rank == 0:
             save_config(cfg, run_dir / "config.yaml")
