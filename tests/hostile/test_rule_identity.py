@@ -384,6 +384,23 @@ def test_every_missing_value_pandas_writes_is_no_patient():
     assert [word for word in sorted(STR_NA_VALUES) if patient_id(word) or patient_id(word.lower())] == []
 
 
+def test_a_patient_id_without_a_digit_among_numbers_is_no_patient(tmp_path, caplog):
+    """Probe 35 AY3's second net: a missing-value word of a language the lists lack (`nieznany`)
+    on two rows of a list whose ids are numbers paired two strangers' eyes as one patient."""
+    names = ["IMG_A", "IMG_B", "c", "d", "e", "f", "g", "h", "i", "j"]
+    for k, name in enumerate(names):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k % 5, k))
+    cells = ["nieznany", "nieznany", "101", "101", "102", "103", "104", "105", "106", "107"]
+    eyes = ["left", "right", "left", "right"] + ["left"] * 6
+    (tmp_path / "list.csv").write_text("image,patient_id,eye\n" + "".join(
+        f"{n}.jpeg,{c},{e}\n" for n, c, e in zip(names, cells, eyes)))
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        table = collect_inputs([tmp_path / "list.csv"]).set_index("image_id")
+    assert table.loc["IMG_A", "patient_id"] != table.loc["IMG_B", "patient_id"]  # never one patient
+    assert table.loc["c", "patient_id"] == table.loc["d", "patient_id"] == "101"
+    assert "1 patient id(s) hold no digit where the others do (e.g. 'nieznany'): read as no patient" in caplog.text
+
+
 def test_a_dicom_patient_id_of_zeros_is_no_patient_but_a_name_s_patient_0_is_one(tmp_path):
     """Probe 34 AX5: an anonymiser's PatientID '0' made every file one patient. Zeros in a name or
     a CSV are an id (ODIR-5K numbers its patients from 0: '0_left.jpg')."""

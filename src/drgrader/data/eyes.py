@@ -103,6 +103,17 @@ def patient_id(text: str) -> str:
     return text
 
 
+def ids_without_a_digit(cells) -> set[str]:
+    """The patient ids of a list's column that hold no digit where nearly all others do (4 in 5 of
+    at least 5): a missing-value word of some language the lists above lack (``nieznany``), read as
+    no patient, not as one patient of every photo so marked (probe 35 AY3's second net)."""
+    ids = [i for i in (patient_id(str(c)) for c in cells) if i]
+    has_digit = [any(c.isdigit() for c in i) for i in ids]
+    if len(ids) < 5 or sum(has_digit) < 0.8 * len(ids):
+        return set()
+    return {i for i, digit in zip(ids, has_digit) if not digit}
+
+
 def spreadsheet_damage(cell: str) -> str | None:
     """What is wrong with a patient cell a spreadsheet mangled (``1.23457E+11``, ``#######``) and
     how to fix it, as the end of a message (``patient '1.23457E+11' <this>``); None for any other

@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from drgrader.data.dicom import frame_ref, header_or_none, is_dicom, split_frame_ref
-from drgrader.data.eyes import EYE_WORDS, patient_and_eye, spreadsheet_damage
+from drgrader.data.eyes import EYE_WORDS, ids_without_a_digit, patient_and_eye, patient_id, spreadsheet_damage
 from drgrader.data.identity import IDENTITY_COLUMNS, resolve_identity
 from drgrader.data.identity_claims import evidence
 from drgrader.data.images import PARTIAL_DOWNLOADS, UNREAD_PHOTO_FORMATS
@@ -198,6 +198,11 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
     image_col, id_col, patient_col, eye_col = (columns[role] for role in ("image", "image_id", "patient", "eye"))
     assert image_col is not None  # csv_columns refuses a CSV without one
     beside = identifiers_beside_patient(csv, list(table.columns))
+    no_digit = ids_without_a_digit(table[patient_col]) if patient_col else set()
+    if no_digit:
+        log.warning("%s: %d patient id(s) hold no digit where the others do (e.g. %r): read as no patient, each photo a "
+                    "patient of its own (a missing-value word?); write the patient's id if it is one", csv, len(no_digit),
+                    sorted(no_digit)[0])
     rows, windows, elsewhere, other_case = [], [], [], []
     for number, rec in enumerate(table.to_dict("records"), start=1):  # data rows, as label files count them
         binary = next((column for column, value in rec.items() if "\x00" in value), None)
@@ -251,7 +256,7 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
         rows += input_rows(
             path,
             image_id=id_cell or strip_image_extension(ref),
-            patient_id=rec[patient_col].strip() if patient_col else "",
+            patient_id=rec[patient_col].strip() if patient_col and patient_id(rec[patient_col]) not in no_digit else "",
             eye=EYE_WORDS.get(eye.lower(), ""),
             csv_image_id=id_cell,  # a claim checked against the file's own name, as the patient and eye cells are
         )
