@@ -169,8 +169,9 @@ _LOOK_ALIKES = str.maketrans({**dict(zip("авекмнорстухіјѕԁһԛԝ
                               **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63", "-")})
 
 
-# Written or left out by one system and not another ("AB-123", "AB123"; probe 34 AX13).
-_SEPARATORS = frozenset("-_./")
+# Written or left out by one system and not another ("AB-123", "AB123"; probe 34 AX13; "12,345",
+# "P:7", "Q#8", a spreadsheet's text mark "'00123"; probe 35 AY6).
+_SEPARATORS = frozenset("-_./,:#'")
 _FLOAT_WRITTEN = re.compile(r"^([0-9]+)\.0+$")  # probe 34 BX6: "10.0" beside "10"
 
 
@@ -180,12 +181,15 @@ def folded_patient(patient: str) -> str:
     number, leading zeros (a spreadsheet turns ``007`` into ``7``) and a float's ``.0`` (pandas
     writes ``10.0``) taken out; in NFKC, so a full-width letter (``Ｓ1``, as an East-Asian input
     method types it) is its plain one; a Cyrillic or Greek letter that looks Latin (``Р1``) as the
-    Latin letter it passes for, and the separators ``-``, ``_``, ``.``, ``/`` (an en dash among
-    them: ``C–1``, ``C-1``, ``C1``); a name from a file name that is not UTF-8 (Latin-1 ``M\xfcller``) read as Latin-1 (``Müller``)."""
+    Latin letter it passes for, another script's digits as digits (``١٢٣``), and the separators
+    ``-``, ``_``, ``.``, ``/``, ``,``, ``:``, ``#``, ``'`` (an en dash among them: ``C–1``, ``C-1``,
+    ``C1``; ``12,345``; ``'00123``); a name from a file name that is not UTF-8 (Latin-1
+    ``M\xfcller``) read as Latin-1 (``Müller``)."""
     if has_stray_bytes(patient):  # an old share's Latin-1 name
         patient = patient.encode("utf-8", "surrogateescape").decode("latin-1")
     patient = _FLOAT_WRITTEN.sub(r"\1", patient.strip())  # "10.0": a number column pandas or Excel wrote as float
-    folded = "".join(c for c in unicodedata.normalize("NFKC", patient).casefold().translate(_LOOK_ALIKES)
+    folded = "".join(str(unicodedata.digit(c)) if c.isdigit() and not c.isascii() else c  # Arabic-Indic digits too
+                     for c in unicodedata.normalize("NFKC", patient).casefold().translate(_LOOK_ALIKES)
                      if not c.isspace() and unicodedata.category(c) != "Cf" and c not in _SEPARATORS)
     return folded.lstrip("0") or "0" if folded.isdigit() else folded
 
