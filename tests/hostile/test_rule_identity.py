@@ -715,6 +715,19 @@ def test_an_image_id_cell_written_with_its_extension_is_checked_as_one_without(t
         "the eye is left unknown")
 
 
+def test_one_patients_named_photos_given_two_patients_are_noted(tmp_path):
+    """Probe 35 AY8: `10131_left.jpeg,P7` / `10131_right.jpeg,P8` (a typo, a row off by one) were two
+    one-eyed patients without a note."""
+    for k, eye in enumerate(("left", "right")):
+        (tmp_path / f"10131_{eye}.jpeg").write_bytes(photo_bytes(k + 1, k))
+    (tmp_path / "list.csv").write_text("image,patient_id\n10131_left.jpeg,P7\n10131_right.jpeg,P8\n")
+    table = collect_inputs([tmp_path / "list.csv"]).set_index("image_id")
+    assert table["patient_id"].tolist() == ["P7", "P8"]  # kept as given
+    note = ("contradictory patient: '10131_left', '10131_right' are named for one patient ('10131') but given 'P7', 'P8'; "
+            "kept apart as given (one patient in the list makes them one)")
+    assert all(note in n for n in table["identity_note"]), table["identity_note"].tolist()
+
+
 def test_a_link_named_for_one_patient_to_another_patients_photo_is_noted(tmp_path):
     """Probe 34 AX15: a symbolic link 10007_left.jpeg -> 10570_left.jpeg (a link farm off by one)
     was graded as patient 10007's left eye without a note."""

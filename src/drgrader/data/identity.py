@@ -175,6 +175,21 @@ def given_against_names(table: pd.DataFrame, given: pd.Series, name_patient: pd.
     return contested
 
 
+def _one_name_two_given(table: pd.DataFrame, given: pd.Series, name_patient: pd.Series, notes: list[list[str]]) -> None:
+    """Photos named for one patient (``10131_left``, ``10131_right``) but given two (CSV cells
+    ``P7``, ``P8``: a typo, a row off by one): kept apart as given, each noted (probe 35 AY8: two
+    one-eyed patients without a word)."""
+    named = table.index[given & (name_patient != "")]
+    for n, rows in pd.Series(named, index=named).groupby(name_patient[named]):
+        patients = sorted(set(table.loc[rows.to_numpy(), "patient_id"]))
+        if len(patients) < 2:
+            continue
+        ids = ", ".join(map(repr, table.loc[rows.to_numpy(), "image_id"]))
+        for k in rows:
+            notes[k].append(f"{CONTRADICTORY_PATIENT}: {ids} are named for one patient ({n!r}) but given "
+                            f"{', '.join(map(repr, patients))}; kept apart as given (one patient in the list makes them one)")
+
+
 def _folder_labels(folders: set[str]) -> dict[str, str]:
     """Short distinct names of folders: relative to their common folder (to its parent when
     one of them is that common folder)."""
@@ -364,6 +379,7 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     from_name = (table["patient_id"] != "") & ~given
     lone = table["patient_id"] == ""
     contested = given_against_names(table, given, name_patient, notes)
+    _one_name_two_given(table, given, name_patient, notes)
     _split_by_folder(table, from_name, notes)
     _lookalike_patients(table, notes)
     _unique_image_ids(table, notes)
