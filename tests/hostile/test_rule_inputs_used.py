@@ -599,7 +599,7 @@ def test_an_adjudication_column_filled_only_where_the_graders_disagreed_is_refus
         read_dataset(root)
 
 
-@pytest.mark.parametrize("kind", ["an ungradable mark", "words"])
+@pytest.mark.parametrize("kind", ["an ungradable mark", "words", "formal words", "digit and label"])
 def test_a_second_grading_with_an_ungradable_mark_or_in_words_is_refused_by_its_values(tmp_path, kind):
     """Probe 34 BX4 / AX9: one cell 'U' (an adjudicator's ungradable) side-stepped the values rule;
     a second grading in words ('Moderate NPDR') was only named as not read."""
@@ -607,9 +607,12 @@ def test_a_second_grading_with_an_ungradable_mark_or_in_words_is_refused_by_its_
 
     names = [f"{p}_{e}" for p in range(10, 20) for e in ("left", "right")]
     level = [k % 5 for k in range(20)]
-    words = ["No DR", "Mild NPDR", "Moderate NPDR", "Severe NPDR", "PDR"]
-    second = [words[g] if kind == "words" else str(g) for g in level]
-    second[3] = words[4] if kind == "words" else "4"  # one correction
+    words = {"words": ["No DR", "Mild NPDR", "Moderate NPDR", "Severe NPDR", "PDR"],
+             "formal words": ["No apparent retinopathy", "Mild non-proliferative DR", "Moderate non-proliferative DR",
+                              "Severe non-proliferative DR", "Proliferative DR"],  # probe 35 AY14
+             "digit and label": ["0 - No DR", "1 - Mild", "2 - Moderate", "3 - Severe", "4 - Proliferative DR"]}.get(kind)
+    second = [words[g] if words else str(g) for g in level]
+    second[3] = words[4] if words else "4"  # one correction
     if kind == "an ungradable mark":
         second[7] = "U"
     rows = "".join(f"{n},{a},{b}\n" for n, a, b in zip(names, level, second))
