@@ -526,3 +526,17 @@ def test_evaluate_on_the_training_photos_re_saved_is_not_external_when_the_run_f
     shutil.copytree(tiny_bundle, bare)
     write_training_digests(run, bare)
     assert (bare / TRAINING_DIGESTS).is_file() and evaluate(bare, "ev-bare")["photos"] == 0
+
+
+def test_an_evaluations_report_describes_the_model_it_evaluated(tmp_path):
+    """Probe 35 BY11: `evaluate RUN` with another run's bundle of the same data settings (another
+    seed) showed the run's training settings in its report, not the model's."""
+    from drgrader.config import ExperimentConfig, config_to_dict
+    from drgrader.workflows.evaluate import _model_config
+
+    run_cfg = ExperimentConfig.model_validate({"data": {"root": str(tmp_path)}, "train": {"seed": 42}})
+    model_cfg = config_to_dict(ExperimentConfig.model_validate({"data": {"root": "elsewhere"}, "train": {"seed": 1},
+                                                                "model": {"backbone": "resnet18"}}))
+    shown = _model_config(run_cfg, {"config": model_cfg})
+    assert shown.train.seed == 1 and shown.model.backbone == "resnet18" and shown.data.root == tmp_path
+    assert _model_config(run_cfg, {}) is run_cfg  # a bundle without its config: the run's, as before

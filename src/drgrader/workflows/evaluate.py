@@ -124,10 +124,21 @@ def evaluate_command(
     try:
         from drgrader.reporting import write_report
 
-        write_report(out, config=cfg)
+        write_report(out, config=_model_config(cfg, bundle.manifest))
     except ImportError:
         pass
     return out
+
+
+def _model_config(cfg: ExperimentConfig, manifest: dict) -> ExperimentConfig:
+    """The report's configuration: this evaluation's data and eval sections, the model's own
+    model and train sections from its bundle.json (probe 35 BY11: a run's config described
+    another run's model copied in); ``cfg`` as it is for a bundle without a valid record."""
+    try:
+        own = ExperimentConfig.model_validate(manifest["config"])
+    except (KeyError, TypeError, ValueError):
+        return cfg
+    return cfg.model_copy(update={"model": own.model, "train": own.train})
 
 
 def _data_changed(run_dir: Path, prepared) -> list[str]:
