@@ -599,7 +599,7 @@ def test_an_adjudication_column_filled_only_where_the_graders_disagreed_is_refus
         read_dataset(root)
 
 
-@pytest.mark.parametrize("kind", ["an ungradable mark", "words", "formal words", "digit and label"])
+@pytest.mark.parametrize("kind", ["an ungradable mark", "many ungradable marks", "words", "formal words", "digit and label"])
 def test_a_second_grading_with_an_ungradable_mark_or_in_words_is_refused_by_its_values(tmp_path, kind):
     """Probe 34 BX4 / AX9: one cell 'U' (an adjudicator's ungradable) side-stepped the values rule;
     a second grading in words ('Moderate NPDR') was only named as not read."""
@@ -615,6 +615,8 @@ def test_a_second_grading_with_an_ungradable_mark_or_in_words_is_refused_by_its_
     second[3] = words[4] if words else "4"  # one correction
     if kind == "an ungradable mark":
         second[7] = "U"
+    if kind == "many ungradable marks":  # probe 35 BY1: over a tenth of the cells
+        second[5] = second[9] = second[15] = "U"
     rows = "".join(f"{n},{a},{b}\n" for n, a, b in zip(names, level, second))
     root = label_set(tmp_path, "labels.csv", "image,level,adjudicated\n" + rows, [f"{n}.jpeg" for n in names])
     with pytest.raises(DataError, match=r"^labels.csv: column 'adjudicated' holds grades 0-4 that differ from the ones read "
