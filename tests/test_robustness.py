@@ -482,7 +482,10 @@ def test_cache_dir_that_is_a_file(tmp_path, capsys):
 
 def test_unknown_backbone_names_the_field(tmp_path, capsys):
     cfg = labelled_set(tmp_path / "data", GOOD)
+    for k, photo in enumerate(sorted((tmp_path / "data" / "images").iterdir())):  # distinct: two patients, not one
+        photo.write_bytes(cv2.imencode(".jpeg", np.full((64, 64, 3), 60 + 20 * k, np.uint8))[1].tobytes())
     argv = ["train", str(cfg), "--out", str(tmp_path / "run"), "--set", "model.backbone=resnet_nonexistent",
-            "--set", "data.image_size=16", "--set", "data.workers=1"]
+            "--set", "data.image_size=16", "--set", "data.workers=1",
+            "--set", "data.split.val=0.5", "--set", "data.split.test=0"]  # two patients: one for validation
     assert cli_main(argv) == 2
     assert "error: model.backbone='resnet_nonexistent' is not a timm model" in capsys.readouterr().err
