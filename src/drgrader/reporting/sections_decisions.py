@@ -27,13 +27,15 @@ TABLE_SHARES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 def _rules_text(section: dict, spec: dict) -> str:
     rules = section.get("rules") or {}
     column = str(rules.get("referable_score"))
-    score = {"score_referable": "referable score", "fused_grade": "fused grade"}.get(column, column)
+    score = {"score_referable": "referable score", "fused_grade": "fused grade", "score_any": "any-DR score"}.get(column, column)
+    # an any-DR screener refers any DR, at its any-DR threshold (probe 35 AY12)
+    which = "any-DR" if column == "score_any" else "referable"
     text = (
         "A screening programme answers per patient, so drgrader does too, from all of a patient's photos. "
         "Each eye is judged by its gradable photo with the highest score; the worst gradable eye decides. **Urgent** when an eye's "
         f"expected grade reaches {threshold_text(rules.get('urgent_threshold'))}"
         + (f" ({spec['urgent_rule']})" if spec.get("urgent_rule") else "")
-        + f"; **refer** when an eye's {score} reaches the referable threshold {threshold_text(rules.get('referable_threshold'))}; "
+        + f"; **refer** when an eye's {score} reaches the {which} threshold {threshold_text(rules.get('referable_threshold'))}; "
         "**ungradable** (photograph again) when no eye could be graded, or one could not and no other is referable, "
         "because the unseen eye may hide disease; otherwise **negative**. "
     )
