@@ -68,7 +68,7 @@ class Bundle:
     def warn_if_synthetic(self) -> None:
         """Say it once when a model (an ensemble's member too) was trained on ``drgrader synth``
         photos: its grades say nothing about real patients (probe 35 AY13: only its card said so)."""
-        trained = [leaf.path for leaf in self.leaves() if _trained_on_synthetic(leaf.path, leaf.manifest)]
+        trained = [leaf.path for leaf in self.leaves() if trained_on_synthetic(leaf.path, leaf.manifest)]
         if trained:
             logging.getLogger("drgrader").warning(
                 "%s was trained on synthetic photos (drgrader synth): it shows that the software works; its grades "
@@ -130,12 +130,12 @@ class Bundle:
         return decided
 
 
-def _trained_on_synthetic(folder: Path, manifest: dict) -> bool:
-    """By the synth marker in its training data folder, or, away from it, by its model card's warning."""
-    from drgrader.synth import MARKER_NAME
+def trained_on_synthetic(folder: Path, manifest: dict) -> bool:
+    """Whether the single model in ``folder`` was trained on ``drgrader synth`` photos: by the synth
+    marker in its training data folder, or, away from it, by its model card's warning."""
+    from drgrader.synth import made_by_synth
 
-    root = ((manifest.get("config") or {}).get("data") or {}).get("root")
-    if root and (Path(root) / MARKER_NAME).is_file():
+    if made_by_synth(((manifest.get("config") or {}).get("data") or {}).get("root")):
         return True
     card = Path(folder) / "MODEL_CARD.md"
     return card.is_file() and "Trained on synthetic photos" in card.read_text(encoding="utf-8", errors="replace")

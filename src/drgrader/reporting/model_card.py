@@ -278,9 +278,9 @@ def forget_evaluation_folder(bundle_dir: str | Path, folder: str | Path) -> None
 
 
 def _synthetic(data_root) -> bool:
-    from drgrader.synth import MARKER_NAME
+    from drgrader.synth import made_by_synth
 
-    return data_root is not None and (Path(data_root) / MARKER_NAME).is_file()
+    return made_by_synth(data_root)
 
 
 def _a_member_synthetic(bundle_dir: Path, manifest: dict) -> bool:
@@ -288,10 +288,10 @@ def _a_member_synthetic(bundle_dir: Path, manifest: dict) -> bool:
     card then warns as the member's does (probe 34 AX11: only the member's own card did)."""
     if not manifest.get("members"):
         return False
+    from drgrader.inference.bundle import trained_on_synthetic
     from drgrader.inference.ensemble_members import single_models
 
-    return any(_synthetic(((leaf.get("config") or {}).get("data") or {}).get("root"))
-               for _, leaf in single_models(bundle_dir))
+    return any(trained_on_synthetic(leaf, leaf_manifest) for leaf, leaf_manifest in single_models(bundle_dir))
 
 
 def write_bundle_card(bundle_dir: str | Path, metrics: dict, *, data_root=None, shown: Path | None = None) -> Path:

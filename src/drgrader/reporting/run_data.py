@@ -197,7 +197,6 @@ def _data_root(run: RunData) -> Path | None:
 
 
 def is_synthetic(run: RunData) -> bool:
-    from drgrader.synth import MARKER_NAME
+    from drgrader.synth import made_by_synth
 
-    root = _data_root(run)
-    return root is not None and (root / MARKER_NAME).is_file()
+    return made_by_synth(_data_root(run))

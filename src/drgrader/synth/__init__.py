@@ -25,9 +25,10 @@ from drgrader.synth.dataset import (
     IMAGE_NAME,
     LABELS_NAME,
     MARKER_NAME,
+    made_by_synth,
     make_dataset,
 )
 from drgrader.synth.fundus import CAMERA_FRAMES, CAMERAS, DEFAULT_CAMERA, make_fundus
 
 __all__ = ["CAMERAS", "CAMERA_FRAMES", "DEFAULT_CAMERA", "DEFAULT_GRADE_PROBS", "GENERATOR_VERSION", "IMAGE_NAME",
-           "LABELS_NAME", "MARKER_NAME", "make_dataset", "make_fundus"]
+           "LABELS_NAME", "MARKER_NAME", "made_by_synth", "make_dataset", "make_fundus"]

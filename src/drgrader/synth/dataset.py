@@ -23,6 +23,11 @@ from drgrader.synth.fundus import CAMERA_FRAMES, CAMERAS, make_fundus
 
 GENERATOR_VERSION = 1  # bump when the images change, so old outputs are not reused
 MARKER_NAME = ".drgrader-synth.json"
+
+
+def made_by_synth(root: str | Path | None) -> bool:
+    """Whether the data set folder ``root`` was written by ``drgrader synth`` (its marker file)."""
+    return root is not None and (Path(root) / MARKER_NAME).is_file()
 LABELS_NAME = "trainLabels.csv"
 DEFAULT_GRADE_PROBS = (0.73, 0.07, 0.15, 0.025, 0.025)  # EyePACS-like class frequencies
 SAME_GRADE_PROB = 0.7  # chance that a patient's second eye has the first eye's grade
