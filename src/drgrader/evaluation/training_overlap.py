@@ -92,13 +92,20 @@ def _from_run(run_dir: Path) -> TrainingPhotos | None:
                           pictures=_pictures(run_dir, set(seen["image_id"])))
 
 
+def recorded_digests(bundle_dir: Path) -> set[str] | None:
+    """The digests a bundle's own :data:`TRAINING_DIGESTS` lists (None without the file)."""
+    listed = Path(bundle_dir) / TRAINING_DIGESTS
+    if not listed.is_file():
+        return None
+    return {line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()}
+
+
 def training_photos(bundle_dir: Path, run_dir: Path | None, manifest: dict) -> TrainingPhotos | None:
     """The bundle's training photos from its record (see the module docstring); None when it has none here."""
     found = _from_run(Path(run_dir)) if run_dir is not None else None
-    listed = Path(bundle_dir) / TRAINING_DIGESTS
-    if listed.is_file():
-        digests = {line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()}
-        own = f"{listed.name} of the bundle (its training and validation photos)"
+    digests = recorded_digests(bundle_dir)
+    if digests is not None:
+        own = f"{TRAINING_DIGESTS} of the bundle (its training and validation photos)"
         if found is None:
             return TrainingPhotos(own, digests=digests)
         # Both: the bundle's own record joined to its run folder's (a bundle copied into another run

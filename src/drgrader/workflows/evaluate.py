@@ -229,13 +229,12 @@ def _refuse_trained_on(bundle_dir: Path, run_dir: Path, rows, split: str) -> Non
     """The run's held-out photos are none of those the bundle's own record says it trained or was
     tuned on (probe 34 BX13: another run's bundle copied into the run folder, its training photos
     reported as this run's test split)."""
-    from drgrader.evaluation.training_overlap import TRAINING_DIGESTS, digest
+    from drgrader.evaluation.training_overlap import TRAINING_DIGESTS, digest, recorded_digests
     from drgrader.inference.bundle_spec import BundleError
 
-    listed = bundle_dir / TRAINING_DIGESTS
-    if split != "test" or not listed.is_file():  # a val-only run: its validation photos tuned the model, said so
+    digests = recorded_digests(bundle_dir)
+    if split != "test" or digests is None:  # a val-only run: its validation photos tuned the model, said so
         return
-    digests = {line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()}
     seen = [str(p) for p in rows["path"] if digest(p) in digests]
     if seen:
         raise BundleError(f"{bundle_dir} was trained or tuned on {len(seen)} of the {len(rows)} photos of {run_dir}'s test "
