@@ -148,6 +148,14 @@ def labelled_left_out(skipped: dict | None) -> int:
     return sum(int((skipped or {}).get(k) or 0) for k in LABELLED_LEFT_OUT)
 
 
+def on_own_training_data(metrics: dict) -> bool:
+    """Whether an evaluation's data set held photos the model was trained or tuned on: metrics.json
+    says ``not-external:D``, or (written before it said so) ``external:D`` beside a training overlap."""
+    where = str(metrics.get("evaluated_on") or "")
+    overlap = metrics.get("training_overlap") or {}
+    return where.startswith("not-external:") or (where.startswith("external:") and bool(overlap.get("photos")))
+
+
 def evaluated_on(run: RunData) -> tuple[str, str]:
     """(short name, sentence) of what the figures were measured on."""
     where = run.metrics.get("evaluated_on") or "test"
@@ -167,7 +175,7 @@ def evaluated_on(run: RunData) -> tuple[str, str]:
             "The decision thresholds were fitted on these same predictions, so they flatter them a little"
         )
     overlap = run.metrics.get("training_overlap") or {}
-    if where.startswith("not-external:") or (where.startswith("external:") and overlap.get("photos")):  # or written before
+    if on_own_training_data(run.metrics):
         path = where.split(":", 1)[1]
         return f"model's own training data ({path})", (
             f"a data set ({path}) of which {overlap['photos']} of {overlap['of']} photos were used to train or tune "

@@ -28,9 +28,11 @@ def print_run(run_dir: Path) -> None:
 def _evaluated_on(metrics: dict) -> str:
     """metrics.json's ``evaluated_on``, except that a data set the model was partly trained or
     tuned on is not called external (the warning printed before it says so)."""
+    from drgrader.reporting.run_data import on_own_training_data
+
     where = str(metrics.get("evaluated_on"))
     overlap = metrics.get("training_overlap") or {}
-    if where.startswith("not-external:") or (where.startswith("external:") and overlap.get("photos")):  # or written before
+    if on_own_training_data(metrics):
         return (f"{where.split(':', 1)[1]} (not external: {overlap['photos']} of {overlap['of']} "
                 "photos trained or tuned the model)")
     if where.startswith("external:") and metrics.get("training_overlap", {}) is None:  # no record to check
