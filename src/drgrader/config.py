@@ -289,7 +289,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raw = {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{source} must hold a mapping of sections, not {type(raw).__name__}")
-        _warn_root_beside(raw, file, source)
+        _warn_paths_beside(raw, file, source)
     raw = apply_overrides(raw, list(overrides or []))
     check_size(raw, source)
     try:
@@ -302,7 +302,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 _WORKING_FOLDER_PATHS = (("data", "root"), ("data", "split", "file"), ("data", "cache_dir"), ("train", "distill_from"))
 
 
-def _warn_root_beside(raw: dict, file: object, source: str) -> None:
+def _warn_paths_beside(raw: dict, file: object, source: str) -> None:
     """A relative path in a config (``data.root``, ``data.split.file``, ...) is read from the working
     folder, as every relative path given to drgrader is; when one of that name also lies beside
     the config file (and is another), say which is read (probe 34 BX8, probe 35 BY3: the other was

@@ -118,15 +118,16 @@ def spreadsheet_damage(cell: str) -> str | None:
     """What is wrong with a patient cell a spreadsheet mangled (``1.23457E+11``, ``#######``) and
     how to fix it, as the end of a message (``patient '1.23457E+11' <this>``); None for any other
     cell. Predict's lists and label files refuse such a row."""
-    if _SHORTENED_NUMBER.match(cell.strip()):
+    cell = cell.strip()
+    if _SHORTENED_NUMBER.match(cell):
         return "is a number a spreadsheet shortened (its digits are lost): format the column as text and export again"
-    if _ROUNDED_NUMBER.match(cell.strip()):  # probe 35 AY2
+    if _ROUNDED_NUMBER.match(cell):  # probe 35 AY2
         return ("is a number a spreadsheet rounded to 15 digits (the last ones are zeros, the id is lost): format the "
                 "column as text and export again")
-    if _ERROR_VALUE.match(cell.strip()):
+    if _ERROR_VALUE.match(cell):
         return ("is an error value a spreadsheet shows for a formula that failed (the id is lost): fix the column, "
                 "paste it as values and export again")
-    if _TOO_NARROW.match(cell.strip()):
+    if _TOO_NARROW.match(cell):
         return ("is what a spreadsheet shows in a column too narrow (the id is lost): format the column as text and "
                 "export again")
     return None

@@ -33,8 +33,9 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
 - the same for one picture in files that differ (a PNG of a JPEG, a re-saved or resized copy, a
   copy mirrored, flipped or turned), found once the photos are decoded: :func:`note_same_pictures`, called by
   ``predict`` after grading (:mod:`drgrader.data.same_picture` finds them);
-- patient ids that differ only in case, spacing (``P 1``, a zero-width space), full-width letters
-  or a number's leading zeros (``P7`` and ``p7``, ``007`` and ``7``) -> kept apart, as given
+- patient ids that differ only as one may be the other retyped (:func:`~drgrader.data.eyes.folded_patient`:
+  case, spacing, separators, look-alike letters, a number's leading zeros: ``P7`` and ``p7``,
+  ``AB-123`` and ``AB123``, ``007`` and ``7``) -> kept apart, as given
   (merging would be the guess); noted, since they are often one patient typed twice;
 - no patient -> the photo (a DICOM file: all its frames) is a patient of its own, named by its
   image id (by its path when that id is taken);
@@ -179,13 +180,13 @@ def _one_name_two_given(table: pd.DataFrame, given: pd.Series, name_patient: pd.
     """Photos named for one patient (``10131_left``, ``10131_right``) but given two (CSV cells
     ``P7``, ``P8``: a typo, a row off by one): kept apart as given, each noted (probe 35 AY8: two
     one-eyed patients without a word)."""
-    named = table.index[given & (name_patient != "")]
-    for n, rows in pd.Series(named, index=named).groupby(name_patient[named]):
-        patients = sorted(set(table.loc[rows.to_numpy(), "patient_id"]))
+    named = given & (name_patient != "")
+    for n, group in table[named].groupby(name_patient[named]):
+        patients = sorted(set(group["patient_id"]))
         if len(patients) < 2:
             continue
-        ids = ", ".join(map(repr, table.loc[rows.to_numpy(), "image_id"]))
-        for k in rows:
+        ids = ", ".join(map(repr, group["image_id"]))
+        for k in group.index:
             notes[k].append(f"{CONTRADICTORY_PATIENT}: {ids} are named for one patient ({n!r}) but given "
                             f"{', '.join(map(repr, patients))}; kept apart as given (one patient in the list makes them one)")
 

@@ -105,10 +105,11 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise ImageReadError(path, f"image too large: {exc}") from None
     except UnidentifiedImageError:
-        if path.suffix.lower().strip() in PARTIAL_DOWNLOADS:
-            raise ImageReadError(path, f"a partial download ({path.suffix.strip()}): download the photo again") from None
-        if path.suffix.lower().strip() in UNREAD_PHOTO_FORMATS:
-            raise ImageReadError(path, f"a {path.suffix.strip()[1:].upper()} photo, a format drgrader does not read: "
+        suffix = path.suffix.strip()
+        if suffix.lower() in PARTIAL_DOWNLOADS:
+            raise ImageReadError(path, f"a partial download ({suffix}): download the photo again") from None
+        if suffix.lower() in UNREAD_PHOTO_FORMATS:
+            raise ImageReadError(path, f"a {suffix[1:].upper()} photo, a format drgrader does not read: "
                                        "convert it to JPEG or PNG") from None
         raise ImageReadError(path, "not an image file Pillow can identify") from None
     except OSError as exc:

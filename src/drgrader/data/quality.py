@@ -371,9 +371,8 @@ def assess_quality(rgb: np.ndarray, circle: FundusCircle | None = None, input_si
     score = min(score, COMPRESSION_THRESHOLD / (compression + COMPRESSION_THRESHOLD))
     if m.colours <= MAX_PALETTE_COLOURS:  # under 0.5 like the other failed checks; real photos' scores unchanged
         score = min(score, 0.5 * m.colours / (MAX_PALETTE_COLOURS + 1))
-    if m.other_fundi:
-        score = min(score, 0.25)
     if m.other_fundi:  # probe 34 AX4: the largest was graded, the others dropped without a word
+        score = min(score, 0.25)
         reason = (f"{SEVERAL_FUNDI} ({m.other_fundi + 1}: both eyes side by side or a montage): only one would be graded; "
                   "grade each eye's photo on its own")
     elif m.diameter < min_diameter:

@@ -11,8 +11,9 @@ normalised to zero mean and unit length. The distance of two photos is ``1 - a .
 correlation), the nearest of the other's grid laid down each of the 8 ways a square can be
 (:data:`ORIENTATIONS`: as it is, mirrored, flipped, turned): the frame is stretched to a square,
 so the grid of a turned or flipped photo is the photo's grid turned or flipped.
-:func:`same_pictures` groups the photos within :data:`SAME_PICTURE` of each other; what is done about them (a note; never a patient's two eyes) is
-:func:`drgrader.data.identity.note_same_pictures`'s to say. :func:`one_picture_with_any` tells
+:func:`same_pictures` groups the photos within :data:`SAME_PICTURE` of each other; what is done
+about them (a note; never a patient's two eyes) is :func:`drgrader.data.identity.note_same_pictures`'s
+to say. :func:`one_picture_with_any` tells
 which photos are one picture with any of another set (evaluate's check against a model's
 training photos).
 

@@ -141,9 +141,9 @@ def external_entry(evaluation: ExternalEvaluation) -> str:
     if summary:
         grades = ", ".join(f"{count_in(summary.get('grades') or {}, g)} × grade {g}" for g in GRADES)
         facts.append(f"{summary.get('images')} photos of {summary.get('patients')} patients ({grades}) from {sources_text(summary)}")
-    left_out = labelled_left_out((metrics.get("data") or {}).get("skipped"))
-    if left_out:  # probe 33 BV9: the counts were those graded, without a word of the labelled photos left out
-        facts.append(f"{left_out} labelled photo(s) not counted ({left_out_text((metrics.get('data') or {}).get('skipped'))})")
+    skipped = (metrics.get("data") or {}).get("skipped")
+    if left_out := labelled_left_out(skipped):  # probe 33 BV9: the counts were those graded, the labelled left out unsaid
+        facts.append(f"{left_out} labelled photo(s) not counted ({left_out_text(skipped)})")
     if evaluation.command:
         facts.append(f"command `{evaluation.command}`")
     version = (metrics.get("versions") or {}).get("drgrader")

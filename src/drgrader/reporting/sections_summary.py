@@ -90,9 +90,9 @@ def summary_section(run: RunData) -> Section:
     _, where = evaluated_on(run)
     n_images, n_patients = test.get("n_images"), test.get("n_patients")
     text = f"These figures were measured on {where}: {n_images} eyes (images) of {n_patients} patients."
-    left_out = labelled_left_out((run.metrics.get("data") or {}).get("skipped"))
-    if left_out:  # probe 33 BV9: a labelled photo skipped as unreadable was not counted, without a word
-        text += f" {left_out} labelled photo(s) are not counted ({left_out_text((run.metrics.get('data') or {}).get('skipped'))})."
+    skipped = (run.metrics.get("data") or {}).get("skipped")
+    if left_out := labelled_left_out(skipped):  # probe 33 BV9: a labelled photo skipped as unreadable was not counted
+        text += f" {left_out} labelled photo(s) are not counted ({left_out_text(skipped)})."
     main = _main_screen(run)
     if main is not None:
         name, f = main

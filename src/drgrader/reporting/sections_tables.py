@@ -104,8 +104,8 @@ def data_section(run: RunData) -> Section:
             f"{eyes.get('left', 0)} left, {eyes.get('right', 0)} right, {eyes.get('unknown', 0)} unknown eyes.")
     if len(splits) > 1:
         text += " The splits are by patient: no patient has eyes in two of them."
-    if left_out_text(data.get("skipped")):
-        text += f" Left out: {left_out_text(data.get('skipped'))}."
+    if left_out := left_out_text(data.get("skipped")):
+        text += f" Left out: {left_out}."
     blocks: list = [Para(text), Table(header, rows, align="l" + "r" * (len(header) - 1))]
     q = summary.get("gradability")
     if q:
