@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from drgrader.config import DataConfig
+from drgrader.data.grade_columns import name_unread_columns, refuse_other_grade_columns
 from drgrader.data.input_columns import identifiers_beside_patient, label_identity_columns
 from drgrader.data.label_files import (
     DataError,
@@ -19,12 +20,10 @@ from drgrader.data.label_files import (
     csv_records,
     first_dir,
     grade_value,
-    name_unread_columns,
     patient_and_eye,
     patient_from_name,
     photo_files,
     read_label_csv,
-    refuse_other_grade_columns,
     shown_path,
     strip_image_extension,
     two_photos_under_one_name,

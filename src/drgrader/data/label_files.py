@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import re
 import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +18,6 @@ from drgrader.data.eyes import EYE_WORDS, eyes_named, patient_id, spreadsheet_da
 from drgrader.data.eyes import patient_and_eye as named_patient_and_eye  # this module's patient_and_eye reads a row
 from drgrader.data.text_lines import decode_lines, legacy_warning
 from drgrader.outputs import IMAGE_EXTENSIONS  # in order: an id without extension is looked up with these
-
-log = logging.getLogger("drgrader")
 
 MANIFEST_COLUMNS = ["image_id", "path", "grade", "patient_id", "eye", "source"]
 SPLITS = ("train", "val", "test")
@@ -230,142 +226,6 @@ def refuse_repeated_columns(header: list[str], shown: str) -> None:
             spelled = "" if cell == first else f" (as {first[:40]!r} and {cell[:40]!r})"
             raise DataError(f"{shown}: column {first.strip()[:40]!r} appears twice{spelled}; keep one")
         seen[key] = cell
-
-
-# The image and grade columns of the label files drgrader reads (kaggle, aptos, idrid, messidor2,
-# csv), by column_key: a CSV with one of each is a label file, whatever its name.
-_IMAGE_COLUMN_KEYS = {"image", "imageid", "imagename", "imagepath", "idcode", "path", "file", "filename", "img", "photo"}
-# A column name's words that make it read as a DR grade: a word starting with one of these
-# (``levels``, ``graded``, ``diagnoses``) or one of the short names (``DR``, ``label``)...
-_GRADE_WORD_STARTS = ("level", "grade", "grading", "diagnos", "severit", "retinopath")
-_GRADE_NAMES = {"dr", "icdr", "icdrs", "rdr", "etdrs", "nsc", "rg", "label", "class", "stage", "consensus", "target",
-                "truth", "gt", "outcome", "annotation"}
-_GRADE_LETTERS = {"r", "y"}  # a column named R (the UK NSC grade) or y (the ML label), alone
-# ... but not who graded or whether it could be (``grader``, ``gradable``), and not a name with
-# a word of image quality, macular edema (graded beside DR: IDRiD's "Risk of macular edema",
-# Messidor's adjudicated_dme) or a date.
-_NOT_GRADE_STARTS = ("grader", "gradab")
-_NOT_GRADE_WORDS = ("quality", "macul", "edema", "oedema", "dme", "confidence")
-_DATE_NAMES = {"date", "dated", "time", "timestamp", "day"}
-
-
-def _name_words(name: str) -> list[str]:
-    """A column name's words: ``LevelUpdated``, ``level_updated`` and ``DRGrade2`` -> ``level
-    updated``, ``dr grade 2``."""
-    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name))
-    return re.findall(r"[a-z]+|[0-9]+", spaced.lower())
-
-
-def _names_no_dr_grade(name: str) -> bool:
-    """A column name with a word of image quality, macular edema or a date (``maculopathy``,
-    ``grade_date``): whatever else it says or holds, not a DR grade."""
-    return any(w.startswith(_NOT_GRADE_WORDS) or w in _DATE_NAMES for w in _name_words(name))
-
-
-def looks_like_grade(name: str) -> bool:
-    """A column name that reads as a DR grade (``grade``, ``level_corrected``, ``level_updated``,
-    ``DR grade``, ``label``); not ``grader``, ``image_quality_grade`` or ``grade_date``."""
-    words = _name_words(name)
-    grade = (len(words) == 1 and words[0] in _GRADE_LETTERS) or any(
-        w in _GRADE_NAMES or (w.startswith(_GRADE_WORD_STARTS) and not w.startswith(_NOT_GRADE_STARTS)) for w in words)
-    return grade and not _names_no_dr_grade(name)
-
-
-# ICDR severity in words, as a second grader or a report writes it ("Moderate NPDR"; probe 34 AX9).
-# The severity word first ("mild non-proliferative" is 1, "severe NPDR" 3); an annotation tool's
-# "2 - Moderate" by its digit (probe 35 AY14).
-_GRADE_WORDS = ((re.compile(r"mild"), 1), (re.compile(r"moderate"), 2), (re.compile(r"severe"), 3),
-                (re.compile(r"prolif|^pdr$"), 4), (re.compile(r"^(?:no(?: apparent)?(?: dr| retinopathy)?|none|normal)$"), 0))
-_GRADE_AND_LABEL = re.compile(r"^([0-4])\s*[-:.)]\s*\D")
-
-
-def _grade_or_words(cell: str) -> int | None:
-    grade = grade_value(cell)
-    if grade is not None:
-        return grade
-    if labelled := _GRADE_AND_LABEL.match(cell.strip()):
-        return int(labelled[1])
-    text = cell.casefold().strip()
-    return next((g for pattern, g in _GRADE_WORDS if pattern.search(text)), None)
-
-
-def _disagreeing_grades(values: pd.Series, read: pd.Series) -> int:
-    """How many rows a second grading gives another grade than the column read: a column of grades
-    (every cell empty or a grade, three grades or more: not a 0/1 flag) that agrees with the one
-    read on most rows, as a second grader or a correction does (a visit or camera number agrees by
-    chance only); 0 for a column that is no such thing."""
-    cells = values.astype(str).str.strip()
-    grades = cells[cells != ""].map(_grade_or_words)
-    # Other cells may be an adjudicator's marks ("U", "5" for ungradable; probe 34 BX4, probe 35 BY1):
-    # a few of anything, or up to half of one or two marks.
-    marks = cells[cells != ""][grades.isna()]
-    if grades.empty or grades.nunique() < 3 or not (grades.notna().mean() >= 0.9
-                                                    or (grades.notna().mean() >= 0.5 and marks.nunique() <= 2)):
-        return 0
-    grades = grades.dropna()
-    differ = grades != read.astype(str).str.strip().map(grade_value).reindex(grades.index)
-    # Filled only on some rows (a quarter or more empty): an adjudicator's grade where the graders
-    # disagreed, which differs wherever it is filled (probe 35 BY1); a full column must agree on most.
-    sparse = (cells == "").mean() >= 0.25
-    return int(differ.sum()) if differ.any() and (sparse or differ.mean() <= 0.5) else 0
-
-
-# A column beside the grade that marks gradability (what Messidor-2's format reads): not read by the
-# other formats, so its ungradable photos would count with their grade (probe 35 BY9).
-_GRADABILITY = re.compile(r"gradab|ungrad|quality", re.IGNORECASE)
-
-
-def name_unread_columns(table: pd.DataFrame, file: str, read: Iterable[str | None]) -> None:
-    """Say which columns of a label file are not read (INFO), and warn of one that marks
-    gradability; a column without a header is named when any of its cells holds something
-    (probe 34 BX10)."""
-    used = set(read)
-    unread = [c for c in table.columns if c not in used
-              and not (str(c).startswith("Unnamed:") and not table[c].astype(str).str.strip().ne("").any())]
-    if unread:
-        log.info("%s: column(s) not read: %s (a label file gives each photo's grade, patient and eye)", file,
-                 ", ".join(str(c)[:40] for c in unread[:10]) + (f" and {len(unread) - 10} more" if len(unread) > 10 else ""))
-    marks = [c for c in unread if _GRADABILITY.search(str(c))]
-    if marks:
-        log.warning("%s: column %r looks like a gradability mark, which this format does not read: every photo counts "
-                    "with its grade; remove the rows of ungradable photos to leave them out", file, str(marks[0])[:40])
-
-
-def refuse_other_grade_columns(table: pd.DataFrame, shown: str, read: str, fmt: str | None = None,
-                               other_read: Iterable[str | None] = ()) -> None:
-    """A second grade column (``level`` read, ``level_corrected`` beside it) is refused: by its
-    name, or by its values (grades 0-4 that differ from the ones read: ``target``, ``ETDRS``, ``R``),
-    unless its name says it is no DR grade (``maculopathy``, ``grade_date``): one would be read and
-    the other, perhaps the corrected one, dropped unsaid. ``fmt``: the published format, whose grade
-    column is fixed; None for the csv format (data.columns.grade)."""
-    fix = f"keep one (the {fmt} format reads {read[:40]!r})" if fmt else "remove it, or point data.columns.grade at it"
-    for column in table.columns:
-        if column == read or column in set(other_read):
-            continue
-        if looks_like_grade(column):
-            raise DataError(f"{shown}: column {column[:40]!r} looks like a grade column but is not the one read "
-                            f"({read[:40]!r}); {fix}")
-        if read in table and not _names_no_dr_grade(column) and (rows := _disagreeing_grades(table[column], table[read])):
-            raise DataError(f"{shown}: column {column[:40]!r} holds grades 0-4 that differ from the ones read "
-                            f"({read[:40]!r}) on {rows} row(s); {fix}")
-
-
-def looks_like_label_file(path: Path) -> bool:
-    """A CSV with an image column and a grade column (``image,level``; ``id_code,diagnosis``) with
-    a grade other than 0: Kaggle's ``sampleSubmission.csv`` (``image,level``, every level 0) is a
-    template to fill, not labels."""
-    try:
-        text, _ = decode_lines(path.read_bytes()[:20_000_000])
-        rows = csv.reader(io.StringIO(text, newline=""))
-        header = next(rows, [])
-        keys = [column_key(cell) for cell in header]
-        # A grade column by the rule a second grade column is refused by (corrected_labels.csv's 'label').
-        grade = next((k for k, cell in enumerate(header) if looks_like_grade(cell)), None)
-        if grade is None or not _IMAGE_COLUMN_KEYS & set(keys):
-            return False
-        return any(fields[grade].strip() not in ("", "0") for fields in rows if len(fields) > grade)
-    except (OSError, csv.Error):
-        return False
 
 
 def separator_hint(headers: list[str]) -> str:

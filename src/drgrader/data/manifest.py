@@ -24,6 +24,7 @@ import pandas as pd
 
 from drgrader.config import Columns, DataConfig
 from drgrader.data.eyes import folded_patient, shown_patient
+from drgrader.data.grade_columns import looks_like_label_file
 from drgrader.data.identity import given_against_names
 from drgrader.data.identity_claims import patient_named
 from drgrader.data.label_files import (
@@ -33,7 +34,6 @@ from drgrader.data.label_files import (
     Found,
     LabelRow,
     grade_value,
-    looks_like_label_file,
     shown_path,
     strip_image_extension,
 )

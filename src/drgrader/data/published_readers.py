@@ -12,6 +12,7 @@ from pathlib import Path
 
 from drgrader.config import DataConfig
 from drgrader.data.eyes import patient_id
+from drgrader.data.grade_columns import name_unread_columns, refuse_other_grade_columns
 from drgrader.data.input_columns import label_identity_columns, refuse_identity_columns
 from drgrader.data.label_files import (
     DEEPDRID_NAME,
@@ -22,11 +23,9 @@ from drgrader.data.label_files import (
     LabelRow,
     csv_records,
     first_dir,
-    name_unread_columns,
     patient_and_eye,
     patient_from_name,
     read_label_csv,
-    refuse_other_grade_columns,
     require_columns,
     shown_path,
     strip_image_extension,
