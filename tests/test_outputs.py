@@ -108,6 +108,7 @@ def test_a_csv_sharing_a_few_column_names_with_predicts_is_still_the_users(tiny_
                                                                                     "fused_grade", "identity_note"])):
         header = file.read_text().splitlines()[0].split(",")
         file.write_text(",".join(name for name in header if name not in dropped) + "\n")
+    (tmp_path / ".own.csv.written.json").unlink()  # an older drgrader kept no record of what it wrote
     assert main(["predict", str(tiny_bundle), photo, "--out", str(own)]) == 0
     assert "identity_note" in own.read_text().splitlines()[0]
 
@@ -131,6 +132,38 @@ def test_drgraders_own_file_signed_with_a_column_of_the_users_is_the_users(tiny_
     assert f"--out {day} exists and is not a predictions file drgrader wrote" in capsys.readouterr().err
     assert main(["predict", str(tiny_bundle), photo, "--out", str(day), "--overwrite"]) == 0  # asked: replaced
     assert "signed_by" not in patients.read_text()
+
+
+def test_drgraders_own_file_edited_in_place_is_the_users(tiny_bundle, photos, tmp_path, capsys):
+    # Probe 35 AY10: a patients file whose decision a clinician overrode (every column kept), or a
+    # predictions file with a grade corrected, was replaced without a word by the same command run
+    # again: only the header was checked. Now a record of what drgrader wrote is compared.
+    import pandas as pd
+
+    photo = str(photos[0])
+    day = tmp_path / "day.csv"
+    patients = tmp_path / "day_patients.csv"
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(day)]) == 0
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(day)]) == 0  # untouched: a rerun replaces it
+    table = pd.read_csv(patients, dtype=str, keep_default_na=False)
+    table.loc[0, "decision"] = "refer (overridden by Dr X)"
+    table.to_csv(patients, index=False)
+    reviewed = patients.read_bytes()
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(day)]) == 2
+    assert (f"would replace {patients}, which exists and was changed since drgrader wrote it (edited by hand or in a "
+            "spreadsheet?)") in capsys.readouterr().err
+    assert patients.read_bytes() == reviewed
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(day), "--overwrite"]) == 0  # asked: replaced
+    assert "overridden" not in patients.read_text()
+    day.write_text(day.read_text().replace(photo, photo + " (checked)"))  # the predictions file edited alike
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(day)]) == 2
+    assert f"--out {day} exists and was changed since drgrader wrote it" in capsys.readouterr().err
+    merged = tmp_path / "merged.csv"  # merge-predictions' --out is guarded alike
+    assert main(["merge-predictions", str(day), "--out", str(merged), "--unverified"]) == 0
+    merged.write_text(merged.read_text().replace("(checked)", "(checked twice)"))
+    assert main(["merge-predictions", str(day), "--out", str(merged), "--unverified"]) == 2
+    assert f"--out {merged} exists and was changed since drgrader wrote it" in capsys.readouterr().err
+    assert "checked twice" in merged.read_text()
 
 
 def test_default_output_gets_a_fresh_name(tiny_bundle, photos, tmp_path, monkeypatch):

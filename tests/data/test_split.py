@@ -216,3 +216,23 @@ def test_patients_sharing_a_copied_photo_stay_on_one_side_of_every_split(tmp_pat
         Path(manifest.at[i, "path"]).write_bytes(rng.bytes(64))
     for method in ("patient", "kfold"):
         assert make_split(manifest, SplitConfig(method=method, folds=5, fold=0)).equals(plain[method])
+
+
+def test_split_options_the_chosen_split_does_not_use_are_named(synth_dir, tmp_path, caplog):
+    # Probe 34 BX9: a test fraction under kfold, and val/seed beside a split file, were dropped unsaid.
+    from conftest import tiny_config
+    from drgrader.data.prepare import read_and_split
+    from drgrader.data.split import save_split
+
+    caplog.set_level(logging.INFO, logger="drgrader")
+    kfold = tiny_config(synth_dir, **{"data.split.method": "kfold", "data.split.test": 0.3})
+    _, _, split = read_and_split(kfold.data)
+    assert "test" not in set(split)
+    assert "data.split.test=0.3 is not used: kfold splits the patients into train and val (fold 0 of 5" in caplog.text
+    caplog.clear()
+    manifest, _, split = read_and_split(tiny_config(synth_dir).data)
+    assert "not used" not in caplog.text and "do not apply" not in caplog.text  # the default split: nothing to say
+    save_split(tmp_path / "split.csv", manifest, split)
+    given = tiny_config(synth_dir, **{"data.split.file": str(tmp_path / "split.csv"), "data.split.val": 0.5})
+    assert read_and_split(given.data)[2].equals(split)
+    assert f"the split is read from {tmp_path / 'split.csv'}; data.split.method, val, test, folds and seed do not apply" in caplog.text

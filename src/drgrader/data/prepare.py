@@ -38,10 +38,24 @@ def read_and_split(data: DataConfig, *, split_file: Path | None = None) -> tuple
     split_cfg = data.split
     if split_file is not None:
         split_cfg = split_cfg.model_copy(update={"file": Path(split_file)})
+    else:
+        _say_unused_split_options(data)
     split = make_split(found.table, split_cfg)
     if split_cfg.method in ("patient", "kfold", "official"):
         assert_no_patient_leak(found.table, split)
     return found.table, found.skipped.as_dict(), split
+
+
+def _say_unused_split_options(data: DataConfig) -> None:
+    """Name the split options the chosen split does not use (probe 34 BX9: dropped unsaid)."""
+    split = data.split
+    if split.file is not None:
+        log.info("data.split.file: the split is read from %s; data.split.method, val, test, folds and seed do not apply",
+                 split.file)
+    elif split.method == "kfold" and split.test > 0:
+        log.warning("data.split.test=%g is not used: kfold splits the patients into train and val (fold %d of %d, "
+                    "1/%d of them) and has no test split; data.split.test=0 says so", split.test, split.fold, split.folds,
+                    split.folds)
 
 
 def copied_pictures(index: pd.DataFrame) -> list[list[int]]:

@@ -15,6 +15,7 @@ from drgrader.data.manifest import DataError
 from drgrader.io import atomic_write_bytes
 from drgrader.outputs import FILE_NAME_ERRORS, claim_file, csv_bytes, exclusive
 from drgrader.workflows.predict import own_csvs
+from drgrader.workflows.written_record import record_written, refuse_edited, written_record
 from drgrader.workflows.shards import check_parts, patients_file, shard_note
 
 log = logging.getLogger("drgrader")
@@ -41,7 +42,9 @@ def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite
         if not part.is_file():
             raise DataError(f"merge-predictions: {part} is not a file")
     out = claim_file(Path(out), inputs=[*given, *(patients_file(p) for p in files), *(shard_note(p) for p in files)],
-                     overwrite=overwrite, beside={"patients file": patients_file(Path(out))}, own=own_csvs(Path(out)))
+                     overwrite=overwrite, beside={"patients file": patients_file(Path(out)),
+                                                  "record of what it wrote": written_record(Path(out))}, own=own_csvs(Path(out)))
+    refuse_edited(out, own_csvs(out), overwrite=overwrite)
     with exclusive(out):
         tables = [_read_part(p) for p in files]
         check_parts(files, [len(t) for t in tables], partial=partial, unverified=unverified)
@@ -63,6 +66,7 @@ def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite
             atomic_write_bytes(patients_file(out), csv_bytes(patients.to_csv(index=False)))
         else:  # none of the parts had one: an older merged patients file must not pass for this one's
             patients_file(out).unlink(missing_ok=True)
+        record_written(out, [out, patients_file(out)])
     log.info("merged %d parts: %d images%s into %s", len(files), len(merged),
              "" if patients is None else f", {len(patients)} patients", out)
     return out

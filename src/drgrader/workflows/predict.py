@@ -55,6 +55,7 @@ from drgrader.inference.predict import (
 )
 from drgrader.io import atomic_write_bytes, atomic_write_json
 from drgrader.outputs import FILE_NAME_ERRORS, OutputError, OwnCsv, claim_file, csv_bytes, escape_name, exclusive, has_stray_bytes
+from drgrader.workflows.written_record import record_written, refuse_edited, written_record
 from drgrader.workflows.shards import (
     effective_views,
     grading_versions,
@@ -85,7 +86,8 @@ def resume_key_file(out: Path) -> Path:
 
 def written_beside(out: Path, shard: tuple[int, int] | None) -> dict[str, Path]:
     """The files predict writes beside ``out``, by what they are (none may be an input)."""
-    files = {"patients file": patients_file(out), "resume file": partial_file(out), "resume record": resume_key_file(out)}
+    files = {"patients file": patients_file(out), "resume file": partial_file(out), "resume record": resume_key_file(out),
+             "record of what it wrote": written_record(out)}
     if shard is not None:
         files["shard record"] = shard_note(out)
     return files
@@ -254,6 +256,7 @@ def predict_command(
     out = _default_out(shard) if out is None else Path(out)
     out = claim_file(out, inputs=[*map(Path, inputs), *map(Path, table["path"])], overwrite=overwrite,
                      beside=written_beside(out, shard), own=own_csvs(out))
+    refuse_edited(out, own_csvs(out), overwrite=overwrite)
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle, backend)
     bundle.warn_if_unfitted()
@@ -337,6 +340,7 @@ def _predict_into(
         log.info("per-patient decisions (%s): %s", ", ".join(f"{n} {o}" for o, n in counts.items()), patients_file(out))
     else:  # no photo: a patients file from an earlier run must not pass for this one's
         patients_file(out).unlink(missing_ok=True)
+    record_written(out, [out, patients_file(out)])
     partial.unlink()
     key_file.unlink(missing_ok=True)
     failed = int((final["error"] != "").sum())

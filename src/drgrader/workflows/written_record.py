@@ -1,0 +1,49 @@
+"""What predict and merge-predictions wrote, by content: a rerun onto the same ``--out`` never
+replaces a file someone edited since (a decision overridden, a grade corrected in a spreadsheet).
+
+The header check in :func:`drgrader.outputs.claim_file` knows a file of drgrader's kind; an edit
+that keeps every column passes it. So each command records, in a hidden
+``.<out name>.written.json`` beside its output, the SHA-256 of each CSV it wrote; a file that no
+longer matches its record is the user's, replaced only with ``--overwrite``. A file without a
+record (written by an older drgrader, or copied here alone) is judged by its header only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from drgrader.io import atomic_write_json, sha256_file
+from drgrader.outputs import OutputError, OwnCsv
+
+RECORD_FORMAT = "drgrader written record 1"
+
+
+def written_record(out: Path) -> Path:
+    """``.<out name>.written.json`` beside ``out``."""
+    return Path(out).with_name(f".{Path(out).name}.written.json")
+
+
+def record_written(out: Path, files: list[Path]) -> None:
+    """Record the content of the CSVs a command just wrote at ``out`` (those that exist)."""
+    atomic_write_json(written_record(out), {"format": RECORD_FORMAT,
+                                            "files": {f.name: sha256_file(f) for f in files if f.is_file()}})
+
+
+def refuse_edited(out: Path, own: dict[str, OwnCsv], *, overwrite: bool) -> None:
+    """Refuse (:class:`OutputError`) when one of the command's own CSVs at ``out`` changed since
+    drgrader wrote it: someone's edits, lost to a rerun."""
+    if overwrite:
+        return
+    try:
+        recorded = json.loads(written_record(out).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no record: the header check is all there is
+    if not isinstance(recorded, dict):
+        return
+    for what, own_csv in own.items():
+        file = own_csv.file
+        if file.is_file() and file.name in recorded and sha256_file(file) != recorded[file.name]:
+            where = f"--out {out} exists" if file == Path(out) else f"--out {out} would replace {file}, which exists"
+            raise OutputError(f"{where} and was changed since drgrader wrote it (edited by hand or in a spreadsheet?): "
+                              f"this {what} would lose those changes; choose another --out, or --overwrite to replace it")
