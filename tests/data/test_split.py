@@ -221,6 +221,7 @@ def test_patients_sharing_a_copied_photo_stay_on_one_side_of_every_split(tmp_pat
 def test_split_options_the_chosen_split_does_not_use_are_named(synth_dir, tmp_path, caplog):
     # Probe 34 BX9: a test fraction under kfold, and val/seed beside a split file, were dropped unsaid.
     from conftest import tiny_config
+
     from drgrader.data.prepare import read_and_split
     from drgrader.data.split import save_split
 

@@ -15,8 +15,8 @@ from drgrader.data.manifest import DataError
 from drgrader.io import atomic_write_bytes
 from drgrader.outputs import FILE_NAME_ERRORS, claim_file, csv_bytes, exclusive
 from drgrader.workflows.predict import own_csvs
-from drgrader.workflows.written_record import record_written, refuse_edited, written_record
 from drgrader.workflows.shards import check_parts, patients_file, shard_note
+from drgrader.workflows.written_record import record_written, refuse_edited, written_record
 
 log = logging.getLogger("drgrader")
 

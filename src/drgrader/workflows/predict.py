@@ -55,7 +55,6 @@ from drgrader.inference.predict import (
 )
 from drgrader.io import atomic_write_bytes, atomic_write_json
 from drgrader.outputs import FILE_NAME_ERRORS, OutputError, OwnCsv, claim_file, csv_bytes, escape_name, exclusive, has_stray_bytes
-from drgrader.workflows.written_record import record_written, refuse_edited, written_record
 from drgrader.workflows.shards import (
     effective_views,
     grading_versions,
@@ -67,6 +66,7 @@ from drgrader.workflows.shards import (
     versions_text,
     write_shard_record,
 )
+from drgrader.workflows.written_record import record_written, refuse_edited, written_record
 
 log = logging.getLogger("drgrader")
 
