@@ -87,6 +87,33 @@ def test_a_copied_run_without_its_best_checkpoint_says_so(tmp_path, caplog):
     assert float(callback.best_model_score) == 0.5 and callback.best_model_path == str(here / "best.ckpt")
 
 
+@pytest.mark.parametrize("method", ["patient", "official"])
+def test_a_data_set_with_a_published_split_trains_to_the_end(synth_dir, tmp_path, method):
+    # Probe 36 BZ3: on DDR (a format whose manifest keeps its published split) train ended in
+    # KeyError 'split' after the last epoch, the run half-made: the manifest's split column and
+    # the run's split.csv were merged into split_x/split_y.
+    import shutil
+
+    import pandas as pd
+
+    base = tmp_path / "ddr" / "DR_grading"
+    labels = pd.read_csv(synth_dir / "trainLabels.csv")
+    for k, (image, grade) in enumerate(zip(labels["image"], labels["level"])):
+        part = "train" if k < 48 else "valid" if k < 64 else "test"
+        (base / part).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(synth_dir / "images" / f"{image}.jpeg", base / part / f"{image}.jpg")
+        with open(base / f"{part}.txt", "a") as fh:
+            fh.write(f"{image}.jpg {grade}\n")
+    cfg = tiny_config(tmp_path / "ddr", **STEADY, **{"data.format": "ddr", "train.epochs": 1, "data.split.method": method,
+                                                     "data.cache_dir": str(tmp_path / "cache")})
+    run = train(cfg, out=tmp_path / "run", progress=False)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["n_images"] > 0 and (run / "bundle" / "training_photos.sha256").is_file()
+    if method == "official":  # the run's split is DDR's own: its test photos are the test split
+        split = pd.read_csv(run / "split.csv", dtype=str)
+        assert (split["split"] == "test").sum() == 16
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="last.ckpt"):
         train(tiny_config(tmp_path), resume=tmp_path)

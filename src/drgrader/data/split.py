@@ -188,6 +188,15 @@ def save_split(path: str | Path, manifest: pd.DataFrame, split: pd.Series) -> No
     atomic_write_text(path, table.to_csv(index=False))
 
 
+def run_split_table(run_dir: str | Path) -> pd.DataFrame:
+    """A run folder's ``manifest.csv`` with each photo's split from its ``split.csv`` (the split the
+    run trained on: a published split the manifest keeps, DDR's or IDRiD's, is replaced)."""
+    ids = {"image_id": str, "patient_id": str}
+    manifest = pd.read_csv(Path(run_dir) / "manifest.csv", dtype=ids)
+    split = pd.read_csv(Path(run_dir) / "split.csv", dtype=ids)[["image_id", "split"]]
+    return manifest.drop(columns="split", errors="ignore").merge(split, on="image_id")
+
+
 def load_split(path: str | Path, manifest: pd.DataFrame) -> pd.Series:
     """Read a split written by :func:`save_split`; its images and patients must match the manifest."""
     path = Path(path)

@@ -29,6 +29,7 @@ import pandas as pd
 from drgrader.data.manifest import IMAGE_EXTENSIONS
 from drgrader.data.prepare import PICTURES_FILE
 from drgrader.data.same_picture import one_picture_with_any
+from drgrader.data.split import run_split_table
 from drgrader.io import sha256_file
 
 log = logging.getLogger("drgrader")
@@ -86,7 +87,7 @@ def _from_run(run_dir: Path) -> TrainingPhotos | None:
     manifest, split = run_dir / "manifest.csv", run_dir / "split.csv"
     if not (manifest.is_file() and split.is_file()):
         return None
-    table = pd.read_csv(manifest, dtype=str).merge(pd.read_csv(split, dtype=str)[["image_id", "split"]], on="image_id")
+    table = run_split_table(run_dir)
     seen = table[table["split"].isin(SEEN_SPLITS)]
     return TrainingPhotos(f"its run folder {run_dir} (train and validation splits)", {_resolved(p) for p in seen["path"]},
                           pictures=_pictures(run_dir, set(seen["image_id"])))

@@ -20,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
+from drgrader.data.split import run_split_table
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.bundle_spec import BundleError, read_manifest, write_manifest
 from drgrader.inference.int8_figures import gate_figures_text, measured, recipe_choice, speed_text
@@ -78,8 +79,7 @@ def run_photos(bundle_dir: Path, bundle: Bundle, *, calibration: int, seed: int 
                           f"{run_dir} lacks manifest.csv and split.csv (give the bundle/ folder of a training run)")
     check_own_run(bundle_dir, bundle.manifest, run_dir, uses="--int8 would calibrate and check on another run's photos; "
                   "export the bundle from its own run folder")
-    table = pd.read_csv(run_dir / "manifest.csv", dtype={"image_id": str, "patient_id": str}).merge(
-        pd.read_csv(run_dir / "split.csv", dtype={"image_id": str, "patient_id": str})[["image_id", "split"]], on="image_id")
+    table = run_split_table(run_dir)
     train, val = table[table["split"] == "train"], table[table["split"] == "val"]
     if train.empty or val.empty:
         raise BundleError(f"{run_dir}/split.csv has {len(train)} training and {len(val)} validation photos; --int8 needs both")
