@@ -272,6 +272,21 @@ def test_evaluate_run_after_a_grade_was_corrected_names_the_change(synth_dir, tm
     assert metrics["data_changed_since_training"] == [f"grade of {image} {old} -> {(old + 1) % 5}"]
 
 
+def test_evaluate_run_refuses_a_set_of_what_its_bundle_fixes(synth_dir, tmp_path, capsys):
+    # Probe 36 BZ4: `evaluate RUN --set data.image_size=128` (or a preprocessing switched on)
+    # re-graded the run's test split with photos its model never saw, exit 0, no word.
+    _, run = _run_on_a_copy(synth_dir, tmp_path)
+    capsys.readouterr()
+    for key, what in (("data.image_size=128", "the bundle's own preprocessing"), ("data.preprocess.clahe=true", "the bundle's"),
+                      ("data.normalize=unit", "the bundle's"), ("data.split.seed=7", "the run's own split.csv"),
+                      ("model.backbone=resnet18", "the model as trained"), ("train.epochs=3", "the model as trained")):
+        assert main(["evaluate", str(run), "--out", str(tmp_path / "e"), "--set", key]) == 2
+        err = capsys.readouterr().err
+        assert f"--set {key.split('=')[0]}: evaluate RUN re-scores the run's held-out split with {what}" in err
+        assert not (tmp_path / "e").exists()
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "e"), "--set", "eval.bootstrap=5", "--set", "train.seed=3"]) == 0
+
+
 def test_evaluate_run_after_a_photo_was_replaced_names_the_photo(synth_dir, tmp_path, caplog):
     # Before (probe 31 W2): `evaluate RUN` after a test photo was replaced by another picture under
     # its name said nothing (only changed grades were named); the figures were on a picture the

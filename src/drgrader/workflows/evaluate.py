@@ -7,7 +7,7 @@ from pathlib import Path
 
 from drgrader.config import ConfigError, ExperimentConfig, load_config
 from drgrader.inference.bundle import MANIFEST, load_bundle
-from drgrader.workflows.external_config import external_config
+from drgrader.workflows.external_config import external_config, refuse_run_overrides
 from drgrader.workflows.run_folder import check_own_run
 
 log = logging.getLogger("drgrader")
@@ -49,6 +49,7 @@ def evaluate_command(
                 f"{run_dir} is a cross-validation: its figures are the out-of-fold ones in its metrics.json; "
                 "give --data to evaluate its ensemble bundle on another data set"
             )
+        refuse_run_overrides(overrides)
         cfg = load_config(run_dir / "config.yaml", overrides)
         check_own_run(bundle_dir, bundle.manifest, run_dir, uses=NOT_ITS_RUN, strict=False)
         data_set = HELD_OUT

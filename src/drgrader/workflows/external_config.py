@@ -1,4 +1,5 @@
-"""``evaluate BUNDLE --data D``: the config of an external evaluation. The bundle decides its
+"""``evaluate BUNDLE --data D``: the config of an external evaluation (and the ``--set`` fields
+``evaluate RUN`` refuses). The bundle decides its
 input size, normalisation, preprocessing and TTA, every photo of D is graded (no split, no
 photo left out), and no threshold is fitted; a ``--set`` of any of these, or a YAML writing one
 with another value than the bundle's, which would be dropped unsaid, is refused."""
@@ -70,6 +71,24 @@ def _dropped_yaml_field(cfg: ExperimentConfig, bundle_manifest: dict) -> tuple[s
             if written and value != _at(bundles, leaf):
                 return leaf, value
     return None
+
+
+# evaluate RUN re-scores the run's own split with its model as trained: these would change the
+# photos the model sees, or name a model or training the evaluation does not have
+RUN_FIXES = ("data.image_size", "data.normalize", "data.preprocess", "data.split", "model", "train")
+
+
+def refuse_run_overrides(overrides: list[str]) -> None:
+    """``evaluate RUN --set``: a field the run's bundle fixes (probe 36 BZ4: ``data.image_size``
+    or ``data.preprocess.clahe`` re-graded the test split with a preprocessing the model never
+    saw, exit 0); ``train.seed`` seeds the bootstrap and stays."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key != "train.seed" and any(key == k or key.startswith(k + ".") for k in RUN_FIXES):
+            what = ("the run's own split.csv" if key.startswith("data.split")
+                    else "the model as trained" if key.startswith(("model", "train")) else "the bundle's own preprocessing")
+            raise ConfigError(f"--set {key}: evaluate RUN re-scores the run's held-out split with {what}; drop it "
+                              "(to grade with other settings, train a run with them)")
 
 
 def external_config(data: str, bundle_manifest: dict, overrides: list[str]) -> ExperimentConfig:
