@@ -223,6 +223,22 @@ def test_two_csv_rows_that_disagree_on_one_photo_are_noted_not_the_first_taken_s
     assert x2["eye"] == "right" and "the CSV says 'P1' and 'P3'" in x2["identity_note"]  # two CSVs alike
 
 
+def test_a_photo_named_only_by_its_eye_listed_as_the_other_eye_is_noted(tmp_path):
+    # Probe 36 AZ2: OD.jpg listed as the left eye (a patient-per-folder camera export) was graded as
+    # the left eye and paired; the referral then named the wrong eye.
+    for k, name in enumerate(("OD.jpg", "OS.jpg", "5001_right_20240101.jpeg", "5001_left_20240101.jpeg")):
+        (tmp_path / name).write_bytes(photo_bytes(k % 3, k))
+    (tmp_path / "l.csv").write_text("image,patient_id,eye\nOD.jpg,P1,left\nOS.jpg,P1,right\n"
+                                    "5001_right_20240101.jpeg,P2,left\n5001_left_20240101.jpeg,P2,right\n")
+    table = collect_inputs([tmp_path / "l.csv"]).set_index("image_id")
+    assert table["eye"].tolist() == ["", "", "", ""]  # none paired as the fellow eye
+    assert table.loc["OD", "identity_note"] == ("contradictory eye: for 'OD' the CSV says left, the file name says right; "
+                                                 "the eye is left unknown")
+    (tmp_path / "ok.csv").write_text("image,patient_id,eye\nOD.jpg,P1,right\nOS.jpg,P1,left\n")
+    agreed = collect_inputs([tmp_path / "ok.csv"]).set_index("image_id")
+    assert agreed["eye"].tolist() == ["right", "left"] and agreed["identity_note"].tolist() == ["", ""]
+
+
 def test_patients_that_differ_only_in_case_are_kept_apart_and_noted(tmp_path):
     for k, name in enumerate(("P7_left", "p7_right", "Q1_left", "Q1_right")):
         (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k % 3, k))

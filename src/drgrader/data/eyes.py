@@ -74,9 +74,11 @@ _ROUNDED_NUMBER = re.compile(r"^[1-9][0-9]{14}0+$")
 # What a spreadsheet shows for a formula that failed (``=VLOOKUP(...)`` whose source was deleted):
 # the id is lost on every row, so they would all be one patient (probe 34 AX2). By shape, in any
 # language and program (``#REF!``, ``#WERT!``, ``#NOM?``, ``#N/D``, ``#NV``, LibreOffice's ``Err:502``;
-# probe 35 AY1); ``#N/A`` itself is a missing value (PANDAS_NA_WORDS).
-_ERROR_VALUE = re.compile(r"^(?!#n/?a$)(?:#[^\s\d#][^\s#!?]{0,14}[!?]|#[^\W\d_]{1,3}/[^\W\d_]{1,3}|#[^\W\d_]{2}|err:[0-9]{3}|"
-                          r"#getting_data)$", re.IGNORECASE)
+# probe 35 AY1); ``#N/A`` itself is a missing value (PANDAS_NA_WORDS). A ``#`` and letters alone, no
+# digit, is one too (``#YOK``, ``#PUUTTUU``, ``#NENÍ_K_DISPOZICI``: ``#N/A`` in Turkish, Finnish, Czech;
+# probe 36 AZ1): no id is a ``#`` before a word.
+_ERROR_VALUE = re.compile(r"^(?!#n/?a$)(?:#[^\s\d#][^\s#!?]{0,14}[!?]|#[^\W\d_]{1,3}/[^\W\d_]{1,3}|#[^\W\d_][^\W\d]{1,24}|"
+                          r"err:[0-9]{3})$", re.IGNORECASE)
 
 _INNER_EXTENSION = re.compile(r"\.(?:jpe?g|png|tiff?|bmp|gif|webp|dcm|jfif|jpe)$", re.IGNORECASE)
 _WORDS = re.compile(r"[^_\- ]+")

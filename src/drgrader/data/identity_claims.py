@@ -59,14 +59,15 @@ def photo_eye_claims(row: dict) -> list[tuple[str, str]]:
     """What a photo itself says of its eye, its DICOM header before its file name: ``[(who,
     eye)]`` of one evidence row (:func:`evidence`), ``who`` as the notes name it (``DICOM
     laterality``, each tag by its name when there are two; ``file name``). A name with both eyes in
-    it says none. ``serve`` names them when it refuses a photo sent as the other eye."""
+    it says none; one eye word anywhere in it (``OD.jpg``, ``5_right_20240101``) is a claim.
+    ``serve`` names them when it refuses a photo sent as the other eye."""
     name = own_name(row)
-    named = patient_and_eye(name)
     tags = row["dicom_laterality"]  # each tag its own claim: ImageLaterality L against Laterality R is a contradiction
     claims = [("DICOM laterality" if len(tags) == 1 else f"DICOM {tag}", said) for tag, said in tags
               if said in EYE_WORDS.values()]
-    if named and len(eyes_named(name)) == 1:
-        claims.append(("file name" if name == _FRAME.sub("", row["image_id"]) else f"file name {name!r}", named[1]))
+    eyes = eyes_named(name)  # "10_left", and a name of its eye alone ("OD", "Right", "OD_1": probe 36 AZ2)
+    if len(eyes) == 1:
+        claims.append(("file name" if name == _FRAME.sub("", row["image_id"]) else f"file name {name!r}", next(iter(eyes))))
     return claims
 
 
