@@ -239,6 +239,28 @@ def test_a_photo_named_only_by_its_eye_listed_as_the_other_eye_is_noted(tmp_path
     assert agreed["eye"].tolist() == ["right", "left"] and agreed["identity_note"].tolist() == ["", ""]
 
 
+def test_one_patient_id_given_by_two_lists_is_noted(tmp_path):
+    # Probe 36 AZ12: two sites' day lists, each with its own patient 1001 (one eye each), given in
+    # one run: one patient, two people's eyes paired, no note (two folders were noted).
+    for site, name, eye in (("A", "a.jpeg", "left"), ("B", "b.jpeg", "right")):
+        (tmp_path / site).mkdir()
+        (tmp_path / site / name).write_bytes(photo_bytes(1 if site == "A" else 2, 0))
+        (tmp_path / site / "list.csv").write_text(f"image,patient_id,eye\n{name},1001,{eye}\n")
+    (tmp_path / "C").mkdir()
+    (tmp_path / "C" / "1001_left.jpeg").write_bytes(photo_bytes(3, 0))
+    table = collect_inputs([tmp_path / "A" / "list.csv", tmp_path / "B" / "list.csv"])
+    assert table["patient_id"].tolist() == ["1001", "1001"] and table["eye"].tolist() == ["left", "right"]  # as given
+    assert table["identity_note"].tolist() == [
+        f"one patient in two lists: patient '1001' is given by {tmp_path / 'A' / 'list.csv'}, {tmp_path / 'B' / 'list.csv'}; "
+        "taken as one patient's eyes (if the lists number patients alike, give each site's patients their own ids, e.g. A-1001)"] * 2
+    beside = collect_inputs([tmp_path / "B" / "list.csv", tmp_path / "C"])  # a list beside a folder naming 1001
+    assert all(f"is given by {tmp_path / 'B' / 'list.csv'}, the photos in {tmp_path / 'C'};" in n for n in beside["identity_note"])
+    (tmp_path / "A" / "both.csv").write_text("image,patient_id,eye\na.jpeg,1001,left\n../B/b.jpeg,1001,right\n")
+    (tmp_path / "A" / "list.csv").unlink()
+    for inputs in ([tmp_path / "A" / "both.csv"], [tmp_path / "A", tmp_path / "A" / "both.csv"]):  # one list; a folder and its list
+        assert collect_inputs(inputs)["identity_note"].tolist() == ["", ""], inputs
+
+
 def test_patients_that_differ_only_in_case_are_kept_apart_and_noted(tmp_path):
     for k, name in enumerate(("P7_left", "p7_right", "Q1_left", "Q1_right")):
         (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k % 3, k))

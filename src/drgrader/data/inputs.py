@@ -22,6 +22,7 @@ from drgrader.data.dicom import frame_ref, header_or_none, is_dicom, split_frame
 from drgrader.data.eyes import EYE_WORDS, ids_without_a_digit, patient_and_eye, patient_id, spreadsheet_damage
 from drgrader.data.identity import IDENTITY_COLUMNS, resolve_identity
 from drgrader.data.identity_claims import evidence
+from drgrader.data.identity_notes import PATIENT_IN_LISTS
 from drgrader.data.images import PARTIAL_DOWNLOADS, UNREAD_PHOTO_FORMATS
 from drgrader.data.input_columns import csv_columns, identifiers_beside_patient
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
@@ -285,6 +286,7 @@ as a CSV list (paths relative to the current folder); a list's path written on W
     a file that cannot be read (even a link loop) is a row whose grading says why."""
     rows: list[dict] = []
     empty: list[str] = []
+    given_by: dict[str, str] = {}  # a photo's absolute path -> the list that gave its patient
     for item in inputs:
         path = Path(item)
         before = len(rows)
@@ -311,10 +313,10 @@ as a CSV list (paths relative to the current folder); a list's path written on W
             if not files:
                 log.warning("no images (%s) in folder %s", ", ".join(IMAGE_EXTENSIONS), path)
             rows += [row for f in files for row in input_rows(f)]
-        elif path.suffix.lower() == ".csv" and path.is_file():
-            rows += _rows_from_csv(path)
-        elif _is_pipe(path):
-            rows += _rows_from_csv(path, piped=True)
+        elif path.suffix.lower() == ".csv" and path.is_file() or _is_pipe(path):
+            listed = _rows_from_csv(path, piped=not path.is_file())
+            given_by.update({os.path.abspath(r["path"]): str(path) for r in listed if r["csv_patient"]})
+            rows += listed
         elif (why := not_a_photo(path)) is not None:  # a .zip given: refused, not a patient to photograph again
             raise DataError(f"{path}: {why}")
         elif path.exists() or path.is_symlink() or split_frame_ref(path)[1] is not None:
@@ -326,6 +328,26 @@ as a CSV list (paths relative to the current folder); a list's path written on W
     if empty and rows:  # all empty: the caller's "no images found"
         raise DataError(f"no photos in {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}: "
                         "an input that gives nothing to grade is refused (remove it from the command)")
-    return resolve_identity(rows)
+    table = resolve_identity(rows)
+    _note_patients_of_two_lists(table, given_by)
+    return table
+
+
+def _note_patients_of_two_lists(table: pd.DataFrame, given_by: dict[str, str]) -> None:
+    """A patient id given by two lists (two sites' day lists, each numbering from 1001), or by a
+    list and by the names of photos in another folder: one patient as given, but as likely two
+    people numbered alike, so noted on each photo (probe 36 AZ12), as two folders are."""
+    where = table["path"].map(lambda p: given_by.get(os.path.abspath(p), ""))
+    folder = table["path"].map(lambda p: os.path.dirname(os.path.abspath(p)))
+    for patient, rows in table.index[table["patient_id"] != ""].groupby(table["patient_id"][table["patient_id"] != ""]).items():
+        lists = sorted(set(where[rows]) - {""})
+        others = sorted(set(folder[rows][where[rows] == ""]) - set(folder[rows][where[rows] != ""]))
+        if not lists or len(lists) + len(others) < 2:
+            continue
+        sources = ", ".join([*lists, *(f"the photos in {f}" for f in others)])
+        note = (f"{PATIENT_IN_LISTS}: patient {patient!r} is given by {sources}; taken as one patient's eyes (if the lists "
+                "number patients alike, give each site's patients their own ids, e.g. A-1001)")
+        for k in rows:
+            table.at[k, "identity_note"] = "; ".join(filter(None, (table.at[k, "identity_note"], note)))
 
 
