@@ -437,7 +437,17 @@ def test_a_patient_id_without_a_digit_among_numbers_is_no_patient(tmp_path, capl
         table = collect_inputs([tmp_path / "list.csv"]).set_index("image_id")
     assert table.loc["IMG_A", "patient_id"] != table.loc["IMG_B", "patient_id"]  # never one patient
     assert table.loc["c", "patient_id"] == table.loc["d", "patient_id"] == "101"
-    assert "1 patient id(s) hold no digit where the others do (e.g. 'nieznany'): read as no patient" in caplog.text
+    assert "1 patient id(s) stand for none where the others are ids (no digit among numbers, or a negative number among " \
+           "positive ones: e.g. 'nieznany'): read as no patient" in caplog.text
+    # Probe 36 AZ3: a negative number (what fillna(-1) writes) among positive ones, however few rows.
+    for cells in (["-1", "-1", "10131", "10489", "10193"], ["-999", "-999", "7"], ["-1.0", "-1.0", "7"]):
+        (tmp_path / "neg.csv").write_text("image,patient_id,eye\n" + "".join(
+            f"{n}.jpeg,{c},{e}\n" for n, c, e in zip(names, cells, eyes)))
+        table = collect_inputs([tmp_path / "neg.csv"]).set_index("image_id")
+        assert table.loc["IMG_A", "patient_id"] != table.loc["IMG_B", "patient_id"], cells
+    (tmp_path / "neg.csv").write_text("image,patient_id,eye\nIMG_A.jpeg,-1,left\nIMG_B.jpeg,-1,right\nc.jpeg,P7,left\n")
+    table = collect_inputs([tmp_path / "neg.csv"]).set_index("image_id")  # among ids not all numbers: an id
+    assert table.loc["IMG_A", "patient_id"] == table.loc["IMG_B", "patient_id"] == "-1"
 
 
 def test_a_dicom_patient_id_of_zeros_is_no_patient_but_a_name_s_patient_0_is_one(tmp_path):

@@ -105,15 +105,26 @@ def patient_id(text: str) -> str:
     return text
 
 
-def ids_without_a_digit(cells) -> set[str]:
-    """The patient ids of a list's column that hold no digit where nearly all others do (4 in 5 of
-    at least 5): a missing-value word of some language the lists above lack (``nieznany``), read as
-    no patient, not as one patient of every photo so marked (probe 35 AY3's second net)."""
+_NEGATIVE_NUMBER = re.compile(r"^-[0-9]+(?:\.0+)?$")
+_NUMBER = re.compile(r"^[0-9]+(?:\.0+)?$")
+
+
+def placeholder_ids(cells) -> set[str]:
+    """The patient ids of a list's column that stand for none: ids holding no digit where nearly
+    all others do (4 in 5 of at least 5: a missing-value word of some language the lists above
+    lack, ``nieznany``; probe 35 AY3's second net), and negative numbers where every other id is a
+    number and none is negative (``-1``, ``-999``: what ``fillna(-1)`` writes; probe 36 AZ3). Read
+    as no patient, not as one patient of every photo so marked."""
     ids = [i for i in (patient_id(str(c)) for c in cells) if i]
     has_digit = [any(c.isdigit() for c in i) for i in ids]
-    if len(ids) < 5 or sum(has_digit) < 0.8 * len(ids):
-        return set()
-    return {i for i, digit in zip(ids, has_digit) if not digit}
+    found = set()
+    if len(ids) >= 5 and sum(has_digit) >= 0.8 * len(ids):
+        found = {i for i, digit in zip(ids, has_digit) if not digit}
+    negative = {i for i in ids if _NEGATIVE_NUMBER.match(i)}
+    others = [i for i in ids if i not in negative and i not in found]
+    if negative and others and all(_NUMBER.match(i) for i in others):
+        found |= negative
+    return found
 
 
 def spreadsheet_damage(cell: str) -> str | None:

@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from drgrader.data.dicom import frame_ref, header_or_none, is_dicom, split_frame_ref
-from drgrader.data.eyes import EYE_WORDS, ids_without_a_digit, patient_and_eye, patient_id, spreadsheet_damage
+from drgrader.data.eyes import EYE_WORDS, patient_and_eye, patient_id, placeholder_ids, spreadsheet_damage
 from drgrader.data.identity import IDENTITY_COLUMNS, resolve_identity
 from drgrader.data.identity_claims import evidence
 from drgrader.data.identity_notes import PATIENT_IN_LISTS
@@ -199,11 +199,11 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
     image_col, id_col, patient_col, eye_col = (columns[role] for role in ("image", "image_id", "patient", "eye"))
     assert image_col is not None  # csv_columns refuses a CSV without one
     beside = identifiers_beside_patient(csv, list(table.columns))
-    no_digit = ids_without_a_digit(table[patient_col]) if patient_col else set()
+    no_digit = placeholder_ids(table[patient_col]) if patient_col else set()
     if no_digit:
-        log.warning("%s: %d patient id(s) hold no digit where the others do (e.g. %r): read as no patient, each photo a "
-                    "patient of its own (a missing-value word?); write the patient's id if it is one", csv, len(no_digit),
-                    sorted(no_digit)[0])
+        log.warning("%s: %d patient id(s) stand for none where the others are ids (no digit among numbers, or a negative "
+                    "number among positive ones: e.g. %r): read as no patient, each photo a patient of its own (a "
+                    "missing-value mark?); write the patient's id if it is one", csv, len(no_digit), sorted(no_digit)[0])
     rows, windows, elsewhere, other_case = [], [], [], []
     for number, rec in enumerate(table.to_dict("records"), start=1):  # data rows, as label files count them
         binary = next((column for column, value in rec.items() if "\x00" in value), None)
