@@ -536,6 +536,22 @@ def test_a_patient_id_a_spreadsheet_mangled_is_refused_naming_the_row(tmp_path, 
     assert read_dataset(root, "csv")["patient_id"].tolist() == ["1E11", "#12"]
 
 
+def test_a_long_id_ending_in_zero_is_an_id_where_its_column_kept_long_ids_whole(tmp_path):
+    # Probe 36 AZ9: a real 16-digit id ending in 0 (one in ten of them) was refused as rounded, though
+    # its neighbour's 16th digit showed the column was not.
+    for k, name in enumerate(("IMG_A", "IMG_B", "IMG_C")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k, k))
+    (tmp_path / "nik.csv").write_text("image,patient_id,eye\nIMG_A.jpeg,3171012345678910,left\n"
+                                      "IMG_B.jpeg,3171012345678910,right\nIMG_C.jpeg,3171012345678911,left\n")
+    assert collect_inputs([tmp_path / "nik.csv"])["patient_id"].tolist() == ["3171012345678910"] * 2 + ["3171012345678911"]
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    for name in ("a", "b"):
+        (root / "images" / f"{name}.jpeg").write_bytes(name.encode())
+    (root / "labels.csv").write_text("image,level,patient_id\na,0,3171012345678910\nb,2,3171012345678911\n")
+    assert read_dataset(root, "csv")["patient_id"].tolist() == ["3171012345678910", "3171012345678911"]
+
+
 def test_one_name_in_nfc_and_nfd_is_one_patient(tmp_path):
     """macOS writes file names decomposed (NFD): 'Müller' typed and 'Müller' from a Mac are one patient."""
     nfc, nfd = unicodedata.normalize("NFC", "Müller"), unicodedata.normalize("NFD", "Müller")

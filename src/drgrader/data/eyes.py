@@ -127,14 +127,22 @@ def placeholder_ids(cells) -> set[str]:
     return found
 
 
-def spreadsheet_damage(cell: str) -> str | None:
+def long_ids_kept(cells) -> bool:
+    """Whether a column holds a number of 16 or more digits with a digit other than 0 after the
+    15th: it was not rounded, so its ids ending in 0 are real (probe 36 AZ9: a 16-digit national id
+    ending in 0 was refused as rounded)."""
+    return any(len(c := str(cell).strip()) >= 16 and c.isdigit() and c[15:].strip("0") for cell in cells)
+
+
+def spreadsheet_damage(cell: str, *, kept_digits: bool = False) -> str | None:
     """What is wrong with a patient cell a spreadsheet mangled (``1.23457E+11``, ``#######``) and
     how to fix it, as the end of a message (``patient '1.23457E+11' <this>``); None for any other
-    cell. Predict's lists and label files refuse such a row."""
+    cell. Predict's lists and label files refuse such a row. ``kept_digits``: its column kept a
+    long id's last digits (:func:`long_ids_kept`), so a long id ending in zeros is one."""
     cell = cell.strip()
     if _SHORTENED_NUMBER.match(cell):
         return "is a number a spreadsheet shortened (its digits are lost): format the column as text and export again"
-    if _ROUNDED_NUMBER.match(cell):  # probe 35 AY2
+    if not kept_digits and _ROUNDED_NUMBER.match(cell):  # probe 35 AY2
         return ("is a number a spreadsheet rounded to 15 digits (the last ones are zeros, the id is lost): format the "
                 "column as text and export again")
     if _ERROR_VALUE.match(cell):

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from drgrader.config import DataConfig
+from drgrader.data.eyes import long_ids_kept
 from drgrader.data.grade_columns import name_unread_columns, refuse_other_grade_columns
 from drgrader.data.input_columns import identifiers_beside_patient, label_identity_columns
 from drgrader.data.label_files import (
@@ -75,13 +76,14 @@ def read_csv_format(root: Path, cfg: DataConfig) -> Found:
     # every column given is used, refused or named (an image_id cell is no claim here, as in predict)
     name_unread_columns(table, file, (cols.image, cols.grade, patient_col, eye_col, *said))
     folder = ImageFolder(images)
+    kept_digits = patient_col is not None and long_ids_kept(table[patient_col])
     rows = []
     for n, rec in csv_records(table):
         ref = rec[cols.image]
         found = folder.find(ref)
         image_id = (id_in_folder(found, images) if "/" in ref.replace("\\", "/") else None) or strip_image_extension(ref)
         where = where_in(file, n, image_id)
-        patient, eye = patient_and_eye(rec, where, image_id, patient_col, eye_col)
+        patient, eye = patient_and_eye(rec, where, image_id, patient_col, eye_col, kept_digits=kept_digits)
         rows.append(LabelRow(where, image_id, found, rec[cols.grade], patient, eye,
                              looked_for=folder.describe(ref), patient_given=patient_col is not None))
     if not patient_col:

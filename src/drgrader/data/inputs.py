@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from drgrader.data.dicom import frame_ref, header_or_none, is_dicom, split_frame_ref
-from drgrader.data.eyes import EYE_WORDS, patient_and_eye, patient_id, placeholder_ids, spreadsheet_damage
+from drgrader.data.eyes import EYE_WORDS, long_ids_kept, patient_and_eye, patient_id, placeholder_ids, spreadsheet_damage
 from drgrader.data.identity import IDENTITY_COLUMNS, resolve_identity
 from drgrader.data.identity_claims import evidence
 from drgrader.data.identity_notes import PATIENT_IN_LISTS
@@ -200,6 +200,7 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
     assert image_col is not None  # csv_columns refuses a CSV without one
     beside = identifiers_beside_patient(csv, list(table.columns))
     no_digit = placeholder_ids(table[patient_col]) if patient_col else set()
+    kept_digits = patient_col is not None and long_ids_kept(table[patient_col])
     if no_digit:
         log.warning("%s: %d patient id(s) stand for none where the others are ids (no digit among numbers, or a negative "
                     "number among positive ones: e.g. %r): read as no patient, each photo a patient of its own (a "
@@ -222,7 +223,7 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
             # The patient would come from the file's name, the identifier beside it dropped: its eyes not paired.
             raise DataError(f"{csv} row {number} (image {ref!r}): no patient in {patient_col!r}, but {said[:40]!r} says "
                             f"{rec[said].strip()[:40]!r}, which is not read: fill {patient_col!r}")
-        if patient_col and (damage := spreadsheet_damage(rec[patient_col])):
+        if patient_col and (damage := spreadsheet_damage(rec[patient_col], kept_digits=kept_digits)):
             raise DataError(f"{csv} row {number} (image {ref!r}): patient {rec[patient_col].strip()!r} {damage}")
         eye = rec[eye_col].strip() if eye_col else ""
         if eye and eye.lower() not in EYE_WORDS:

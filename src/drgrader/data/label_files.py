@@ -263,8 +263,9 @@ def eye_of(value: str, where: str) -> str:
 
 
 def patient_and_eye(rec: dict[str, str], where: str, image_id: str, patient_col: str | None,
-                    eye_col: str | None) -> tuple[str, str]:
-    """A row's patient and eye: from its columns, else from a Kaggle-style name (``10_left``)."""
+                    eye_col: str | None, *, kept_digits: bool = False) -> tuple[str, str]:
+    """A row's patient and eye: from its columns, else from a Kaggle-style name (``10_left``).
+    ``kept_digits``: :func:`~drgrader.data.eyes.long_ids_kept` of the patient column."""
     eye = eye_of(rec[eye_col], where) if eye_col else ""
     name_patient, named_eye = patient_from_name(image_id)
     # An eye cell against the name's eye is refused with or without a patient column: a
@@ -276,7 +277,7 @@ def patient_and_eye(rec: dict[str, str], where: str, image_id: str, patient_col:
         if not patient:
             what = "empty" if not rec[patient_col] else f"{rec[patient_col]!r}, a placeholder for a missing value"
             raise DataError(f"{where}: patient id (column {patient_col!r}) is {what}")
-        if damage := spreadsheet_damage(patient):
+        if damage := spreadsheet_damage(patient, kept_digits=kept_digits):
             raise DataError(f"{where}: patient {patient!r} {damage}")
         return patient, eye
     return name_patient, eye or named_eye

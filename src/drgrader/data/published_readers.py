@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 from drgrader.config import DataConfig
-from drgrader.data.eyes import patient_id
+from drgrader.data.eyes import long_ids_kept, patient_id
 from drgrader.data.grade_columns import name_unread_columns, refuse_other_grade_columns
 from drgrader.data.input_columns import label_identity_columns, refuse_identity_columns
 from drgrader.data.label_files import (
@@ -68,11 +68,12 @@ def read_aptos(root: Path, cfg: DataConfig) -> Found:
     table = read_label_csv(labels, root, ["id_code", "diagnosis"])
     refuse_other_grade_columns(table, file, "diagnosis", "aptos")
     patient_col, eye_col = label_identity_columns(table, file)
+    kept_digits = patient_col is not None and long_ids_kept(table[patient_col])
     rows = []
     for n, rec in csv_records(table):
         image_id = strip_image_extension(rec["id_code"])
         where = where_in(file, n, image_id)
-        patient, eye = patient_and_eye(rec, where, image_id, patient_col, eye_col)
+        patient, eye = patient_and_eye(rec, where, image_id, patient_col, eye_col, kept_digits=kept_digits)
         rows.append(LabelRow(where, image_id, folder.find(rec["id_code"]), rec["diagnosis"], patient, eye,
                              looked_for=folder.describe(rec["id_code"]), patient_given=patient_col is not None))
     return rows, [folder], {}
