@@ -584,6 +584,24 @@ def test_a_gradability_column_beside_the_grade_is_warned_of_in_every_format(tmp_
             "photo counts with its grade; remove the rows of ungradable photos to leave them out") in said
 
 
+@pytest.mark.parametrize("fmt", ["aptos", "messidor2"])
+def test_a_gradability_column_is_warned_of_in_the_published_formats_too(tmp_path, caplog, fmt):
+    """Probe 36 BZ9: a `gradable` column (a re-upload's name for Messidor-2's adjudicated_gradable)
+    in the messidor2 or aptos format was dropped without a word: its ungradable photos graded."""
+    from drgrader.data.manifest import read_dataset
+
+    folder, labels = ("train_images", "train.csv") if fmt == "aptos" else ("IMAGES", "messidor_data.csv")
+    (tmp_path / folder).mkdir()
+    for name in ("a", "b"):
+        cv2.imwrite(str(tmp_path / folder / f"{name}.png"), np.full((8, 8, 3), 60, np.uint8))
+    (tmp_path / labels).write_text("id_code,diagnosis,gradable\na.png,0,1\nb.png,3,0\n")
+    with caplog.at_level(logging.INFO, logger="drgrader"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # messidor2 without its exam pairs: each photo its own patient
+        assert len(read_dataset(tmp_path, fmt)) == 2
+    assert (f"{labels}: column 'gradable' looks like a gradability mark, which this format does not read: every photo "
+            "counts with its grade; remove the rows of ungradable photos to leave them out") in caplog.text
+
+
 def test_an_adjudication_column_filled_only_where_the_graders_disagreed_is_refused(tmp_path):
     """Probe 35 BY1: `adjudicated`, empty on most rows and differing from `level` wherever filled (the
     adjudicator's grade where two graders disagreed), passed the values rule, which wants agreement."""

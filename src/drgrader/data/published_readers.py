@@ -68,6 +68,7 @@ def read_aptos(root: Path, cfg: DataConfig) -> Found:
     table = read_label_csv(labels, root, ["id_code", "diagnosis"])
     refuse_other_grade_columns(table, file, "diagnosis", "aptos")
     patient_col, eye_col = label_identity_columns(table, file)
+    name_unread_columns(table, file, ("id_code", "diagnosis", patient_col, eye_col))  # probe 36 BZ9: a gradability mark
     kept_digits = patient_col is not None and long_ids_kept(table[patient_col])
     rows = []
     for n, rec in csv_records(table):
@@ -111,6 +112,7 @@ def read_idrid(root: Path, cfg: DataConfig) -> Found:
         table = read_label_csv(labels, root, ["Image name", "Retinopathy grade"])
         refuse_identity_columns(table, file, "idrid")
         refuse_other_grade_columns(table, file, "Retinopathy grade", "idrid")
+        name_unread_columns(table, file, ("Image name", "Retinopathy grade", "Risk of macular edema"))
         for n, rec in csv_records(table):
             name = rec["Image name"]
             image_id = f"{split}_{strip_image_extension(name)}"
@@ -161,6 +163,7 @@ def read_messidor2(root: Path, cfg: DataConfig) -> Found:
     require_columns(table, [id_col, grade_col], shown_path(labels, root))
     refuse_identity_columns(table, shown_path(labels, root), "messidor2")
     refuse_other_grade_columns(table, shown_path(labels, root), grade_col, "messidor2")
+    name_unread_columns(table, shown_path(labels, root), (id_col, grade_col, "adjudicated_dme", "adjudicated_gradable"))
     pairs_file = root / "messidor-2.csv"
     pairs = _messidor_pairs(pairs_file, root) if pairs_file.is_file() else {}
     if not pairs:
