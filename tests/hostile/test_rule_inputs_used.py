@@ -568,19 +568,20 @@ def test_a_second_grading_under_any_name_is_refused_by_its_values(tmp_path):
     assert len(read_dataset(root)) == 8
 
 
-@pytest.mark.parametrize("labels_name", ["trainLabels.csv", "labels.csv"])
-def test_a_gradability_column_beside_the_grade_is_warned_of_in_every_format(tmp_path, caplog, labels_name):
+@pytest.mark.parametrize(("labels_name", "mark"), [("trainLabels.csv", "gradable"), ("labels.csv", "gradable"),
+                                                 ("trainLabels.csv", "usable"), ("trainLabels.csv", "image_ok")])  # probe 36 BZ2
+def test_a_gradability_column_beside_the_grade_is_warned_of_in_every_format(tmp_path, caplog, labels_name, mark):
     """Probe 35 BY9: a `gradable` column (0: the graders found the photo ungradable) beside `level`
     was dropped without a word in the kaggle format: the ungradable photos counted with their grade."""
     from drgrader.data.manifest import read_dataset
 
-    root = label_set(tmp_path, labels_name, "image,level,gradable,notes\n10_left,0,1,x\n10_right,3,0,\n",
+    root = label_set(tmp_path, labels_name, f"image,level,{mark},notes\n10_left,0,1,x\n10_right,3,0,\n",
                      ["10_left.jpeg", "10_right.jpeg"])
     with caplog.at_level(logging.INFO, logger="drgrader"):
         assert len(read_dataset(root)) == 2
     said = [r.getMessage() for r in caplog.records]
-    assert f"{labels_name}: column(s) not read: gradable, notes (a label file gives each photo's grade, patient and eye)" in said
-    assert (f"{labels_name}: column 'gradable' looks like a gradability mark, which this format does not read: every "
+    assert f"{labels_name}: column(s) not read: {mark}, notes (a label file gives each photo's grade, patient and eye)" in said
+    assert (f"{labels_name}: column {mark!r} looks like a gradability mark, which this format does not read: every "
             "photo counts with its grade; remove the rows of ungradable photos to leave them out") in said
 
 
@@ -615,6 +616,15 @@ def test_an_adjudication_column_filled_only_where_the_graders_disagreed_is_refus
     with pytest.raises(DataError, match=r"column 'adjudicated' holds grades 0-4 that differ from the ones read "
                                         r"\('level'\) on 5 row\(s\)"):
         read_dataset(root)
+    # Probe 36 BZ1: the commonest adjudication settles the referral line only: grades 1 and 2, nothing else.
+    referral = ["" if k % 4 else ("1" if g >= 2 else "2") for k, g in enumerate(level)]
+    (root / "trainLabels.csv").write_text("image,level,adjudicated\n" + "".join(
+        f"{n},{a},{b}\n" for n, a, b in zip(names, level, referral)))
+    with pytest.raises(DataError, match=r"column 'adjudicated' holds grades 0-4 that differ from the ones read"):
+        read_dataset(root)
+    flag = ["" if k % 4 else str(k % 8 // 4) for k in range(20)]  # a sparse 0/1 flag is no grading
+    (root / "trainLabels.csv").write_text("image,level,dme\n" + "".join(f"{n},{a},{b}\n" for n, a, b in zip(names, level, flag)))
+    assert len(read_dataset(root)) == 20
 
 
 @pytest.mark.parametrize("kind", ["an ungradable mark", "many ungradable marks", "words", "formal words", "digit and label"])

@@ -86,20 +86,23 @@ def _disagreeing_grades(values: pd.Series, read: pd.Series) -> int:
     # Other cells may be an adjudicator's marks ("U", "5" for ungradable; probe 34 BX4, probe 35 BY1):
     # a few of anything, or up to half of one or two marks.
     marks = cells[cells != ""][grades.isna()]
-    if grades.empty or grades.nunique() < 3 or not (grades.notna().mean() >= 0.9
-                                                    or (grades.notna().mean() >= 0.5 and marks.nunique() <= 2)):
+    # Filled only on some rows (a quarter or more empty): an adjudicator's grade where the graders
+    # disagreed, which differs wherever it is filled (probe 35 BY1), and may hold only the two grades
+    # either side of the referral line (probe 36 BZ1); a full column must agree on most.
+    sparse = (cells == "").mean() >= 0.25
+    # a 0/1 flag, or one value alone, not grades
+    flag = grades.nunique() < 3 and not (sparse and grades.nunique() == 2 and set(grades.dropna()) - {0, 1})
+    if grades.empty or flag or not (grades.notna().mean() >= 0.9 or (grades.notna().mean() >= 0.5 and marks.nunique() <= 2)):
         return 0
     grades = grades.dropna()
     differ = grades != read.astype(str).str.strip().map(grade_value).reindex(grades.index)
-    # Filled only on some rows (a quarter or more empty): an adjudicator's grade where the graders
-    # disagreed, which differs wherever it is filled (probe 35 BY1); a full column must agree on most.
-    sparse = (cells == "").mean() >= 0.25
     return int(differ.sum()) if differ.any() and (sparse or differ.mean() <= 0.5) else 0
 
 
 # A column beside the grade that marks gradability (what Messidor-2's format reads): not read by the
 # other formats, so its ungradable photos would count with their grade (probe 35 BY9).
-_GRADABILITY = re.compile(r"gradab|ungrad|quality", re.IGNORECASE)
+# Also its other spellings: readable, usable, image_ok, excluded (probe 36 BZ2).
+_GRADABILITY = re.compile(r"gradab|ungrad|quality|readab|usab|image_?ok|exclu", re.IGNORECASE)
 
 
 def name_unread_columns(table: pd.DataFrame, file: str, read: Iterable[str | None]) -> None:
