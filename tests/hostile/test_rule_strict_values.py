@@ -238,7 +238,7 @@ def test_train_checks_its_data_before_making_the_run_folder(tmp_path, capsys, mo
 
 
 @pytest.mark.parametrize("args", [["synth", "--patients", "0"], ["synth", "--patients", "-3"], ["synth", "--height", "8"],
-                                  ["synth", "--workers", "0"], ["demo", "--patients", "0"]])
+                                  ["synth", "--height", "20000"], ["synth", "--workers", "0"], ["demo", "--patients", "0"]])
 def test_counts_out_of_range_are_usage_errors_before_anything_is_made(tmp_path, capsys, monkeypatch, args):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit:

@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--patients", type=COUNT, default=100)
     p.add_argument("--seed", type=INTEGER, default=0)
-    p.add_argument("--height", type=_number(int, "a height in pixels (>= 64)", low=63), default=512, help="frame height in pixels")
+    # above 8000 a frame (3:2) passes the 100-megapixel limit drgrader reads (probe 36 BZ8: killed for memory)
+    p.add_argument("--height", type=_number(int, "a height in pixels (64 to 8000)", low=63, below=8001), default=512,
+                   help="frame height in pixels")
     p.add_argument("--workers", type=COUNT, default=1)
     p.add_argument("--overwrite", action="store_true", help="allow --out to replace an earlier synth output of other "
                    "settings, or one whose trainLabels.csv was changed since")
