@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -270,6 +271,21 @@ def test_evaluate_run_after_a_grade_was_corrected_names_the_change(synth_dir, tm
     assert f"grade of {image} {old} -> {(old + 1) % 5}" in caplog.text
     metrics = json.loads((tmp_path / "after" / "metrics.json").read_text())
     assert metrics["data_changed_since_training"] == [f"grade of {image} {old} -> {(old + 1) % 5}"]
+
+
+def test_evaluate_run_from_another_folder_names_the_folder_a_relative_root_reads(synth_dir, tmp_path, caplog, monkeypatch):
+    # Probe 36 BZ7: a run trained with data.root 'data' (relative), evaluated from another working
+    # folder holding another 'data': "the data set changed", without naming the folder read.
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(synth_dir, tmp_path / "data")
+    save_config(tiny_config(Path("data"), **{"train.epochs": 1, "data.cache_dir": "cache"}), tmp_path / "tiny.yaml")
+    assert main(["train", "tiny.yaml", "--out", "run", "--progress", "log"]) == 0
+    shutil.copytree(synth_dir, tmp_path / "elsewhere" / "data")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    caplog.clear()
+    assert main(["evaluate", str(tmp_path / "run"), "--out", str(tmp_path / "e"), "--set", "eval.bootstrap=5"]) == 0
+    assert (f"its photos are read from {tmp_path / 'elsewhere' / 'data' / 'images'}, the run read them from "
+            f"{tmp_path / 'data' / 'images'} (a relative data.root is read from the working folder)") in caplog.text
 
 
 def test_evaluate_run_refuses_a_set_of_what_its_bundle_fixes(synth_dir, tmp_path, capsys):

@@ -215,7 +215,9 @@ def read_deepdrid(root: Path, cfg: DataConfig) -> Found:
         folder = ImageFolder(base / sub / "Images", recursive=True)
         folders.append(folder)
         file = shown_path(labels, root)
-        for n, rec in csv_records(read_label_csv(labels, root, required)):
+        table = read_label_csv(labels, root, required)
+        name_unread_columns(table, file, (*required, "image_path"))  # its "Overall quality": probe 36 BZ9
+        for n, rec in csv_records(table):
             image_id = rec["image_id"]
             match = DEEPDRID_NAME.search(image_id)
             eye = {"l": "left", "r": "right"}[match[1].lower()] if match else ""

@@ -150,8 +150,14 @@ def labels_changed(run_dir: Path, table) -> list[str]:
     then = pd.read_csv(manifest, dtype={"image_id": str, "patient_id": str}).set_index("image_id")
     now = table.set_index("image_id")
     changes = []
+    both = then.index.intersection(now.index)
+    if "path" in then and "path" in now:  # probe 36 BZ7: a relative data.root read from another working folder
+        moved = [i for i in both if os.path.abspath(str(then.at[i, "path"])) != os.path.abspath(str(now.at[i, "path"]))]
+        if moved:
+            changes.append(f"its photos are read from {os.path.dirname(os.path.abspath(str(now.at[moved[0], 'path'])))}, the run "
+                           f"read them from {os.path.dirname(os.path.abspath(str(then.at[moved[0], 'path'])))} (a relative "
+                           "data.root is read from the working folder)")
     for column in ("grade", "patient_id"):
-        both = then.index.intersection(now.index)
         differ = [i for i in both if str(then.at[i, column]) != str(now.at[i, column])]
         changes += [f"{column} of {i} {then.at[i, column]} -> {now.at[i, column]}" for i in differ[:5]]
         if len(differ) > 5:
