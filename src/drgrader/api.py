@@ -191,6 +191,8 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
                              "names must be unique")
         _warn_names_against_files(in_memory, names)
     bundle = load_grader(grader)
+    bundle.warn_if_unfitted()
+    bundle.warn_if_synthetic()  # probe 36 AZ5: said by predict and serve only
     warn_other_tta(bundle, tta)
     with tempfile.TemporaryDirectory(prefix="drgrader-grade-") as tmp:
         if in_memory:
@@ -270,6 +272,7 @@ def explain(grader: str | Path | Bundle, photo: Photo, *, channels: str | None =
     require("explain", "drgrader.explain")
     _check_channels(channels)
     bundle = load_grader(grader)
+    bundle.warn_if_synthetic()
     if not isinstance(photo, (str, Path)):
         rgb = _as_rgb(photo, "photo", channels)
         return explain_image(bundle, rgb, quality=assess_quality(rgb, None, bundle.input_size, jpeg_step=_jpeg_step(photo)))

@@ -253,6 +253,20 @@ def test_predict_says_when_a_bundle_was_trained_on_synthetic_photos(tiny_bundle,
         assert [r.message for r in caplog.records if "synthetic" in r.message] == [
             f"{shown} was trained on synthetic photos (drgrader synth): it shows that the software works; its grades say "
             "nothing about real patients"]
+    # Probe 36 AZ5: grade() and explain said nothing, serve only its console (not its page or answers).
+    from fastapi.testclient import TestClient
+
+    import drgrader
+    from drgrader.inference.serve import create_app
+
+    said = (f"{member} was trained on synthetic photos (drgrader synth): it shows that the software works; its grades say "
+            "nothing about real patients")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="drgrader"):
+        drgrader.grade(member, photos / "7_left.jpeg")
+    assert [r.message for r in caplog.records if "synthetic" in r.message] == [said]
+    assert TestClient(create_app(member)).get("/api/health").json()["model_warning"] == said
+    assert TestClient(create_app(tiny_bundle)).get("/api/health").json()["model_warning"] is None
 
 
 def test_ensemble_refuses_mixed_tasks_repeated_members_and_existing_output(tiny_bundle, other_tiny_bundle, tmp_path):

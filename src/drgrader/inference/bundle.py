@@ -65,14 +65,20 @@ class Bundle:
                 "(an ensemble gets fitted thresholds only from `drgrader cv`, out of fold; `drgrader ensemble` fits none)",
                 self.path)
 
-    def warn_if_synthetic(self) -> None:
-        """Say it once when a model (an ensemble's member too) was trained on ``drgrader synth``
+    def synthetic_warning(self) -> str | None:
+        """What to say when a model (an ensemble's member too) was trained on ``drgrader synth``
         photos: its grades say nothing about real patients (probe 35 AY13: only its card said so)."""
         trained = [leaf.path for leaf in self.leaves() if trained_on_synthetic(leaf.path, leaf.manifest)]
-        if trained:
-            logging.getLogger("drgrader").warning(
-                "%s was trained on synthetic photos (drgrader synth): it shows that the software works; its grades "
-                "say nothing about real patients", trained[0] if trained[0] == self.path else f"{self.path} (member {trained[0]})")
+        if not trained:
+            return None
+        which = trained[0] if trained[0] == self.path else f"{self.path} (member {trained[0]})"
+        return (f"{which} was trained on synthetic photos (drgrader synth): it shows that the software works; its grades "
+                "say nothing about real patients")
+
+    def warn_if_synthetic(self) -> None:
+        """Say :meth:`synthetic_warning` once, where there is one (predict, serve, grade, explain)."""
+        if (said := self.synthetic_warning()) is not None:
+            logging.getLogger("drgrader").warning("%s", said)
 
     @property
     def tta(self) -> list[str]:

@@ -185,6 +185,7 @@ def explain_command(bundle: str | Path | Bundle, images: Sequence[str | Path], o
     out = claim_dir(Path(out), inputs=[Path(i) for i in images], may_reuse=("a folder",))
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle, "auto")
+    bundle.warn_if_synthetic()
     table = collect_inputs(images)
     if table.empty:
         raise DataError(f"no images found in {', '.join(str(i) for i in images)}")

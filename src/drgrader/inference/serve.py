@@ -185,7 +185,8 @@ def analyse_patient(bundle: Bundle, photos: list[tuple[str, str, Path]], *, expl
     if same:  # one photo re-saved, mirrored or turned as the other eye: it would be its own fellow eye
         return 400, {"error": same}
     answer = patient_answer(bundle, eyes)
-    return 200, {**answer, **answer["eyes"].get(FILE_FIELD, {}), "disclaimer": DISCLAIMER}
+    return 200, {**answer, **answer["eyes"].get(FILE_FIELD, {}), "disclaimer": DISCLAIMER,
+                 "model_warning": bundle.synthetic_warning()}
 
 
 def create_app(
@@ -256,6 +257,8 @@ def create_app(
             "max_upload_mb": max_upload_mb,
             "upload_fields": FIELDS,
             "disclaimer": DISCLAIMER,
+            # A model trained on synthetic photos, said where the person at the browser reads (probe 36 AZ5).
+            "model_warning": model.synthetic_warning(),
         }
 
     @get_and_head("/api/examples")
