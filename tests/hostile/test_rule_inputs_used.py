@@ -627,7 +627,8 @@ def test_an_adjudication_column_filled_only_where_the_graders_disagreed_is_refus
     assert len(read_dataset(root)) == 20
 
 
-@pytest.mark.parametrize("kind", ["an ungradable mark", "many ungradable marks", "words", "formal words", "digit and label"])
+@pytest.mark.parametrize("kind", ["an ungradable mark", "many ungradable marks", "words", "formal words", "digit and label",
+                                  "label and digit", "words and digit"])
 def test_a_second_grading_with_an_ungradable_mark_or_in_words_is_refused_by_its_values(tmp_path, kind):
     """Probe 34 BX4 / AX9: one cell 'U' (an adjudicator's ungradable) side-stepped the values rule;
     a second grading in words ('Moderate NPDR') was only named as not read."""
@@ -638,7 +639,9 @@ def test_a_second_grading_with_an_ungradable_mark_or_in_words_is_refused_by_its_
     words = {"words": ["No DR", "Mild NPDR", "Moderate NPDR", "Severe NPDR", "PDR"],
              "formal words": ["No apparent retinopathy", "Mild non-proliferative DR", "Moderate non-proliferative DR",
                               "Severe non-proliferative DR", "Proliferative DR"],  # probe 35 AY14
-             "digit and label": ["0 - No DR", "1 - Mild", "2 - Moderate", "3 - Severe", "4 - Proliferative DR"]}.get(kind)
+             "digit and label": ["0 - No DR", "1 - Mild", "2 - Moderate", "3 - Severe", "4 - Proliferative DR"],
+             "label and digit": [f"Grade {g}" for g in range(5)],  # probe 36 AZ6
+             "words and digit": ["None (0)", "Mild (1)", "Moderate (2)", "Severe (3)", "Proliferative (4)"]}.get(kind)
     second = [words[g] if words else str(g) for g in level]
     second[3] = words[4] if words else "4"  # one correction
     if kind == "an ungradable mark":

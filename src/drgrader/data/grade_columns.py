@@ -60,17 +60,18 @@ def looks_like_grade(name: str) -> bool:
 
 # ICDR severity in words, as a second grader or a report writes it ("Moderate NPDR"; probe 34 AX9).
 # The severity word first ("mild non-proliferative" is 1, "severe NPDR" 3); an annotation tool's
-# "2 - Moderate" by its digit (probe 35 AY14).
+# "2 - Moderate" by its digit (probe 35 AY14), and "Grade 2", "None (0)" (probe 36 AZ6).
 _GRADE_WORDS = ((re.compile(r"mild"), 1), (re.compile(r"moderate"), 2), (re.compile(r"severe"), 3),
                 (re.compile(r"prolif|^pdr$"), 4), (re.compile(r"^(?:no(?: apparent)?(?: dr| retinopathy)?|none|normal)$"), 0))
 _GRADE_AND_LABEL = re.compile(r"^([0-4])\s*[-:.)]\s*\D")
+_LABEL_AND_GRADE = re.compile(r"^[^\W\d_][^\d]*?\s*\(?([0-4])\)?$")  # "Grade 2", "Moderate (2)": probe 36 AZ6
 
 
 def _grade_or_words(cell: str) -> int | None:
     grade = grade_value(cell)
     if grade is not None:
         return grade
-    if labelled := _GRADE_AND_LABEL.match(cell.strip()):
+    if labelled := _GRADE_AND_LABEL.match(cell.strip()) or _LABEL_AND_GRADE.match(cell.strip()):
         return int(labelled[1])
     text = cell.casefold().strip()
     return next((g for pattern, g in _GRADE_WORDS if pattern.search(text)), None)
