@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -259,6 +260,32 @@ def test_one_patient_id_given_by_two_lists_is_noted(tmp_path):
     (tmp_path / "A" / "list.csv").unlink()
     for inputs in ([tmp_path / "A" / "both.csv"], [tmp_path / "A", tmp_path / "A" / "both.csv"]):  # one list; a folder and its list
         assert collect_inputs(inputs)["identity_note"].tolist() == ["", ""], inputs
+
+
+def test_a_list_path_that_the_working_folder_also_holds_is_warned_of(tmp_path, monkeypatch, caplog):
+    # Probe 36 AZ7: a list in lists/ naming img/x_left.jpeg read lists/img/x_left.jpeg, while the
+    # working folder's img/x_left.jpeg (another photo) was what the researcher meant; nothing said.
+    (tmp_path / "lists" / "img").mkdir(parents=True)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "lists" / "img" / "x_left.jpeg").write_bytes(photo_bytes(0, 0))
+    (tmp_path / "img" / "x_left.jpeg").write_bytes(photo_bytes(3, 1))
+    (tmp_path / "lists" / "l.csv").write_text("image,patient_id,eye\nimg/x_left.jpeg,Q1,left\n")
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        table = collect_inputs([Path("lists/l.csv")])
+    assert table["path"].tolist() == [str(Path("lists/img/x_left.jpeg"))]  # the list's folder, as documented
+    assert (f"lists/l.csv: 1 image path(s) are read relative to the list's folder, and the working folder holds a file of that "
+            f"path too (e.g. img/x_left.jpeg (read from lists/img/x_left.jpeg, not {tmp_path / 'img' / 'x_left.jpeg'}))") in caplog.text
+    (tmp_path / "lists" / "img" / "x_left.jpeg").unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        collect_inputs([Path("lists/l.csv")])
+    assert "(e.g. img/x_left.jpeg (not found as lists/img/x_left.jpeg))" in caplog.text
+    (tmp_path / "img" / "x_left.jpeg").unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        collect_inputs([Path("lists/l.csv")])
+    assert "working folder holds" not in caplog.text
 
 
 def test_patients_that_differ_only_in_case_are_kept_apart_and_noted(tmp_path):

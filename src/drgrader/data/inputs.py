@@ -205,7 +205,7 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
         log.warning("%s: %d patient id(s) stand for none where the others are ids (no digit among numbers, or a negative "
                     "number among positive ones: e.g. %r): read as no patient, each photo a patient of its own (a "
                     "missing-value mark?); write the patient's id if it is one", csv, len(no_digit), sorted(no_digit)[0])
-    rows, windows, elsewhere, other_case = [], [], [], []
+    rows, windows, elsewhere, other_case, from_here = [], [], [], [], []
     for number, rec in enumerate(table.to_dict("records"), start=1):  # data rows, as label files count them
         binary = next((column for column, value in rec.items() if "\x00" in value), None)
         if binary is not None:  # no file name holds one: a damaged or binary file, not a list to guess from
@@ -254,6 +254,10 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
             other_case.append(f"{ref} -> {match.name}")
             windows += [ref] if "\\" in ref else []
             path = match
+        here = Path(ref)  # probe 36 AZ7: the same relative path from the working folder, another file or the only one
+        if not piped and not here.is_absolute() and folder.resolve() != Path.cwd() and here.is_file() and not (
+                path.exists() and os.path.samefile(here, path)):
+            from_here.append(f"{ref} (read from {path}, not {here.absolute()})" if path.exists() else f"{ref} (not found as {path})")
         id_cell = rec[id_col].strip() if id_col else ""
         rows += input_rows(
             path,
@@ -267,6 +271,9 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
     if other_case:
         log.warning("%s: %d image path(s) found under a name that differs only in case (e.g. %s), as Windows and macOS "
                     "match names", csv, len(other_case), other_case[0])
+    if from_here:
+        log.warning("%s: %d image path(s) are read relative to the list's folder, and the working folder holds a file of "
+                    "that path too (e.g. %s): write the paths relative to the list, or absolute", csv, len(from_here), from_here[0])
     if elsewhere:
         log.warning("%s: %d image path(s) name a Windows drive or network share (e.g. %s), which this machine cannot "
                     "open: their rows say 'file not found'; write the paths as they are here (or relative to the list)",
