@@ -492,6 +492,21 @@ def test_a_dicom_patient_id_of_zeros_is_no_patient_but_a_name_s_patient_0_is_one
     assert table.loc[["0_left", "0_right"], "patient_id"].tolist() == ["0", "0"]
 
 
+def test_initials_that_are_also_missing_value_words_are_a_patient(tmp_path):
+    # Probe 36 AZ8: a research set named by initials (KA_left, KA_right) lost its patients and its
+    # paired eyes: 'ka' (k.A.), 'sn' (S/N), 'nd' (N.D.) were matched as whole ids.
+    from drgrader.data.eyes import patient_id
+
+    for initials in ("KA", "SN", "ND", "OA", "NV", "Sin", "No"):
+        assert patient_id(initials) == initials
+    for dotted in ("k.A.", "S/N", "N.D.", "K A"):
+        assert patient_id(dotted) == "", dotted
+    for k, name in enumerate(("KA_left", "KA_right")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k, k))
+    table = collect_inputs([tmp_path])
+    assert table["patient_id"].tolist() == ["KA", "KA"] and table["identity_note"].tolist() == ["", ""]
+
+
 @pytest.mark.parametrize("placeholder", ["NA", " n/a ", "Unknown", "null", "-", "?", "#N/A", "<NA>", "#NA", "-nan",
                                          "ANONYMOUS", ".", "N/K", "nk", "TBC", "Tba",
                                          # probe 34 AX3: spelt out, dotted, other fillers

@@ -61,6 +61,9 @@ _MISSING_WORDS = frozenset({
     # other languages: German, French, Spanish, Italian, Dutch, Portuguese
     "unbekannt", "nicht", "bekannt", "nichtbekannt", "keine", "angabe", "inconnu", "inconnue", "desconocido",
     "desconocida", "sconosciuto", "onbekend", "desconhecido", "sin", "dato", "datos"})
+# Words of that list that are also initials or short names (probe 36 AZ8: "KA_left" was no patient):
+# written alone they are an id; spelt out, dotted or slashed ("k.A.", "S/N", "N.D.") a missing value.
+_ALSO_INITIALS = frozenset({"nd", "nv", "sn", "ka", "oa", "no", "de", "to", "be", "of", "id", "sin", "pat"})
 _ID_WORDS = re.compile(r"[\s^_.\-/]+")
 _NO_ID = re.compile(r"^(?!#{2,}$)(?:[^\w]|_)*$|^x{2,}$|^[(<\[][^\d]*[)>\]]$", re.IGNORECASE)
 
@@ -99,8 +102,10 @@ def patient_id(text: str) -> str:
     text = unicodedata.normalize("NFC", text).strip()
     folded = text.casefold()
     words = [w for w in _ID_WORDS.split(folded) if w]
-    if (folded in MISSING_PATIENT_WORDS or _NO_ID.match(text) or "".join(words) in _MISSING_WORDS
-            or (words and all(w in _MISSING_WORDS for w in words))):
+    missing = "".join(words) in _MISSING_WORDS or (words and all(w in _MISSING_WORDS for w in words))
+    if folded in _ALSO_INITIALS:  # "KA" alone is someone's initials; "k.A.", "K A" the German "keine Angabe"
+        missing = False
+    if folded in MISSING_PATIENT_WORDS or _NO_ID.match(text) or missing:
         return ""
     return text
 
