@@ -832,8 +832,14 @@ def test_one_patients_named_photos_given_two_patients_are_noted(tmp_path):
     table = collect_inputs([tmp_path / "list.csv"]).set_index("image_id")
     assert table["patient_id"].tolist() == ["P7", "P8"]  # kept as given
     note = ("contradictory patient: '10131_left', '10131_right' are named for one patient ('10131') but given 'P7', 'P8'; "
-            "kept apart as given (one patient in the list makes them one)")
+            "kept apart as given (one patient given to both makes them one)")
     assert all(note in n for n in table["identity_note"]), table["identity_note"].tolist()
+    # Probe 36 AZ10: the names differ as a retyped id does (leading zeros).
+    (tmp_path / "10131_left.jpeg").rename(tmp_path / "0010131_left.jpeg")
+    (tmp_path / "list.csv").write_text("image,patient_id\n0010131_left.jpeg,P7\n10131_right.jpeg,P8\n")
+    table = collect_inputs([tmp_path / "list.csv"])
+    assert all("contradictory patient: '0010131_left', '10131_right' are named for one patient ('0010131')" in n
+               for n in table["identity_note"]), table["identity_note"].tolist()
 
 
 def test_a_link_named_for_one_patient_to_another_patients_photo_is_noted(tmp_path):

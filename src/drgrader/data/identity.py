@@ -179,16 +179,17 @@ def given_against_names(table: pd.DataFrame, given: pd.Series, name_patient: pd.
 def _one_name_two_given(table: pd.DataFrame, given: pd.Series, name_patient: pd.Series, notes: list[list[str]]) -> None:
     """Photos named for one patient (``10131_left``, ``10131_right``) but given two (CSV cells
     ``P7``, ``P8``: a typo, a row off by one): kept apart as given, each noted (probe 35 AY8: two
-    one-eyed patients without a word)."""
+    one-eyed patients without a word); names that differ as a retyped id does (``0010131_left``) too."""
     named = given & (name_patient != "")
-    for n, group in table[named].groupby(name_patient[named]):
+    for _, group in table[named].groupby(name_patient[named].map(folded_patient)):
         patients = sorted(set(group["patient_id"]))
         if len(patients) < 2:
             continue
         ids = ", ".join(map(repr, group["image_id"]))
+        n = name_patient[group.index[0]]
         for k in group.index:
             notes[k].append(f"{CONTRADICTORY_PATIENT}: {ids} are named for one patient ({n!r}) but given "
-                            f"{', '.join(map(repr, patients))}; kept apart as given (one patient in the list makes them one)")
+                            f"{', '.join(map(repr, patients))}; kept apart as given (one patient given to both makes them one)")
 
 
 def _folder_labels(folders: set[str]) -> dict[str, str]:
