@@ -75,3 +75,11 @@ def test_garbage_onnx_model_is_one_line(tiny_bundle, photo, tmp_path, capsys):
     assert main(["predict", str(bundle), str(photo), "--backend", "onnx", "--out", str(tmp_path / "p.csv")]) == 2
     err = capsys.readouterr().err.strip()
     assert "model.onnx is damaged or not an ONNX model" in err and "\n" not in err
+
+
+def test_a_run_folder_given_as_the_bundle_names_its_bundle(tiny_bundle, photo, tmp_path, capsys):
+    # Probe 36 AZ11: `predict --bundle RUN` said only "not a drgrader bundle".
+    run = tmp_path / "run"
+    shutil.copytree(tiny_bundle, run / "bundle")
+    assert main(["predict", "--bundle", str(run), str(photo), "--out", str(tmp_path / "p.csv")]) == 2
+    assert f"{run} is not a drgrader bundle (no bundle.json); a training run's folder: give {run / 'bundle'}" in capsys.readouterr().err

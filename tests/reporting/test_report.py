@@ -398,3 +398,19 @@ def test_an_older_run_without_checksums_is_reported_as_before_and_says_so(tmp_pa
         page = write_report(run).read_text(encoding="utf-8")
     assert "could not be rendered" not in page
     assert any("records no checksum" in r.getMessage() and "older run" in r.getMessage() for r in caplog.records)
+
+
+def test_an_any_dr_screeners_decision_rules_name_its_own_threshold_and_no_urgent_grade():
+    # Probe 35 AY12 / probe 36 AZ11: an any-DR screener's report and card spoke of "the referable
+    # threshold" and of an urgent grade reaching "n/a".
+    from drgrader.reporting.model_card_figures import _patient_decision_blocks
+    from drgrader.reporting.sections_decisions import _rules_text
+
+    section = {"rules": {"referable_score": "score_any", "referable_threshold": 0.6, "urgent_threshold": None,
+                         "uncertainty_cutoff": 0.2, "refer_share": 0.1}}
+    text = _rules_text(section, {"urgent_rule": "no grade score (a screening-only model): no urgent outcome"})
+    assert "**Urgent** is not decided (the model gives no grade score); **refer** when an eye's any-DR score reaches the " \
+           "any-DR threshold 0.6" in text
+    assert "close to the any-DR threshold is **uncertain**" in text and "n/a" not in text
+    card = _patient_decision_blocks({"refer_share": 0.0}, task="any_dr")[0].text
+    assert "**refer** (any DR) follow the any-DR threshold above" in card

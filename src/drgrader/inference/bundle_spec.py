@@ -358,7 +358,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     file = path / MANIFEST if path.is_dir() else path
     if not file.is_file():
-        raise BundleError(f"{path} is not a drgrader bundle (no {MANIFEST})")
+        inside = path / "bundle" / MANIFEST  # a run folder given for its bundle (probe 36 AZ11)
+        hint = f"; a training run's folder: give {path / 'bundle'}" if path.is_dir() and inside.is_file() else ""
+        raise BundleError(f"{path} is not a drgrader bundle (no {MANIFEST}){hint}")
     try:
         manifest = json.loads(file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:

@@ -229,7 +229,7 @@ def operating_points_section(manifest: dict, metrics: dict) -> Section:
     adjusted = [*thresholds.get("adjusted", []), *((stage or {}).get("thresholds") or {}).get("adjusted", [])]
     if adjusted:  # the fit changed a threshold so that the decisions agree: the card says which
         blocks.append(Para("**Adjusted so that the decisions agree**: " + "; ".join(adjusted) + "."))
-    blocks += _patient_decision_blocks(manifest.get("patient_decision"))
+    blocks += _patient_decision_blocks(manifest.get("patient_decision"), task=manifest.get("task"))
     blocks.append(Para("A patient is referable when either eye is. A higher threshold misses more disease and refers "
                        "fewer people; the report beside the run shows the whole ROC curve."))
     return Section("operating-points", "Operating points", blocks)
@@ -245,13 +245,15 @@ def _flatten(value, prefix: str = "") -> Iterator[tuple[str, object]]:
         yield prefix, value
 
 
-def _patient_decision_blocks(decision) -> list:
+def _patient_decision_blocks(decision, *, task: str | None = None) -> list:
     """The per-patient decision's operating points (``patient_decision`` in bundle.json, when the
     bundle has one): the urgent threshold and the uncertainty band in words, other keys listed."""
     if not isinstance(decision, dict) or not decision:
         return []
     d = dict(decision)
-    lines = ["- **negative** (rescreen as usual) and **refer** (referable DR) follow the referable threshold above, "
+    # an any-DR screener refers any DR, at its any-DR threshold (probe 36 AZ11)
+    which, what = ("any-DR", "any DR") if task == "any_dr" else ("referable", "referable DR")
+    lines = [f"- **negative** (rescreen as usual) and **refer** ({what}) follow the {which} threshold above, "
              "applied to the patient's worse eye."]
     urgent, rule = d.pop("urgent_threshold", None), d.pop("urgent_rule", "")
     if urgent is not None:

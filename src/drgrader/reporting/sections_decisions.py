@@ -30,11 +30,14 @@ def _rules_text(section: dict, spec: dict) -> str:
     score = {"score_referable": "referable score", "fused_grade": "fused grade", "score_any": "any-DR score"}.get(column, column)
     # an any-DR screener refers any DR, at its any-DR threshold (probe 35 AY12)
     which = "any-DR" if column == "score_any" else "referable"
+    urgent = rules.get("urgent_threshold")
+    # a screening-only model has no grade score: no urgent outcome (probe 36 AZ11: "reaches n/a")
+    urgent_text = ("**Urgent** is not decided (the model gives no grade score)" if urgent is None else
+                   f"**Urgent** when an eye's expected grade reaches {threshold_text(urgent)}"
+                   + (f" ({spec['urgent_rule']})" if spec.get("urgent_rule") else ""))
     text = (
         "A screening programme answers per patient, so drgrader does too, from all of a patient's photos. "
-        "Each eye is judged by its gradable photo with the highest score; the worst gradable eye decides. **Urgent** when an eye's "
-        f"expected grade reaches {threshold_text(rules.get('urgent_threshold'))}"
-        + (f" ({spec['urgent_rule']})" if spec.get("urgent_rule") else "")
+        "Each eye is judged by its gradable photo with the highest score; the worst gradable eye decides. " + urgent_text
         + f"; **refer** when an eye's {score} reaches the {which} threshold {threshold_text(rules.get('referable_threshold'))}; "
         "**ungradable** (photograph again) when no eye could be graded, or one could not and no other is referable, "
         "because the unseen eye may hide disease; otherwise **negative**. "
@@ -43,7 +46,7 @@ def _rules_text(section: dict, spec: dict) -> str:
         return text + ("No uncertainty band was fitted (a bundle made before drgrader had one, or a share of 0): "
                        "no patient is sent to a human grader, and the curve below shows what a band would do.")
     return text + (
-        "A patient whose decision rests on an eye scored close to the referable threshold is **uncertain** and goes "
+        f"A patient whose decision rests on an eye scored close to the {which} threshold is **uncertain** and goes "
         f"to a human grader instead: the programme chose to send {fmt_pct(rules.get('refer_share'), 0)} of patients "
         f"(`eval.refer_share`), and the cut-off that does so was fitted on the {spec.get('fitted_on') or 'validation data'}. "
         "Uncertainty here is the distance of the score from its threshold (ensemble and TTA spread are not used)."
