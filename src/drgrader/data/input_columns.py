@@ -44,7 +44,10 @@ _QUALIFIERS = {  # a known name with one of these before or after it looks like 
 # with one is refused, not graded photo by photo, since its two eyes would not be paired.
 _PATIENT_IDENTIFIERS = ("pid", "subject", "subjectid", "mrn", "mrno", "mrnumber", "medicalrecordnumber", "recordnumber",
                         "recordno", "hospitalnumber", "hospitalno", "chartnumber", "chartno", "case", "caseid", "caseno",
-                        "casenumber", "participant", "participantid", "person", "personid", "patientname")
+                        "casenumber", "participant", "participantid", "person", "personid", "patientname",
+                        # a study's participant, the NHS number, Australia's unit record number (probe 36 BZ5)
+                        "study", "studyid", "studyno", "studynumber", "patno", "patnr", "patid", "nhs", "nhsnumber",
+                        "nhsno", "ur", "urn", "urno", "urnumber", "eid")
 _SYNONYMS = {"file": "image", "filename": "image", "filepath": "image", "img": "image", "imgpath": "image",
              "photo": "image", "fundus": "image", "side": "eye", "laterality": "eye"} | dict.fromkeys(_PATIENT_IDENTIFIERS, "patient")
 _CLOSE = 0.8  # difflib ratio from which a name is a misspelling of a known one (images, imgae, pateint)
