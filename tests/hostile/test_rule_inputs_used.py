@@ -325,6 +325,18 @@ def label_set(root: Path, labels_name: str, labels: str, images: list[str], imag
     return root
 
 
+def test_a_referral_label_pointed_at_as_the_grade_is_refused(tmp_path):
+    # Probe 36 BZ6: data.columns.grade=referable (0/1) trained every referable eye as "mild".
+    from drgrader.data.manifest import read_dataset
+
+    root = label_set(tmp_path, "labels.csv", "image,referable,level\n10_left,0,0\n10_right,1,3\n11_left,1,2\n",
+                     ["10_left.jpeg", "10_right.jpeg", "11_left.jpeg"])
+    with pytest.raises(DataError, match=r"^labels.csv: column 'referable' \(data.columns.grade\) holds only 0 and 1 and its "
+                                        r"name says a referral label, not an ICDR grade 0-4"):
+        read_dataset(root, "csv", columns={"grade": "referable"})
+    assert read_dataset(root, "csv", columns={"grade": "level"})["grade"].tolist() == [0, 3, 2]
+
+
 def test_two_label_rows_naming_one_file_are_refused(tmp_path):
     from drgrader.data.manifest import read_dataset
 
