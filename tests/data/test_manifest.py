@@ -393,3 +393,14 @@ def test_a_linked_image_folder_counts_its_unlabelled_photos_once(tmp_path):
     (root / "labels.csv").write_text("image,level\n10_left,2\n10_right,2\n")
     found = read_manifest(DataConfig(root=root, format="csv", labels="labels.csv", images="images"))
     assert len(found.table) == 2 and found.skipped.unlabelled_files == 3
+
+
+def test_kaggle_layout_with_photos_in_both_train_and_images_is_refused(tmp_path):
+    # Probe 36 BZ11: train/ was read and images/'s photos of the same names called "not in trainLabels.csv".
+    write_text(tmp_path / "trainLabels.csv", "image,level\n10_left,0\n")
+    write_image(tmp_path / "train" / "10_left.jpeg")
+    write_image(tmp_path / "images" / "10_left.jpeg")
+    with pytest.raises(DataError, match="both train/ and images/ hold photos; keep the one trainLabels.csv grades"):
+        read_dataset(tmp_path)
+    (tmp_path / "images" / "10_left.jpeg").unlink()  # an empty images/ beside train/: train/ read
+    assert read_dataset(tmp_path)["image_id"].tolist() == ["10_left"]

@@ -25,6 +25,7 @@ from drgrader.data.label_files import (
     first_dir,
     patient_and_eye,
     patient_from_name,
+    photo_files,
     read_label_csv,
     require_columns,
     shown_path,
@@ -40,6 +41,10 @@ def read_kaggle(root: Path, cfg: DataConfig) -> Found:
     images = first_dir(root, ["train", "images"])
     if images is None:
         raise DataError(f"{root}: no image folder; expected train/ or images/ next to trainLabels.csv")
+    if images.name == "train" and (root / "images").is_dir() and photo_files(root / "images"):
+        # which one trainLabels.csv grades is not a guess to make (probe 36 BZ11: train/ read, images/ called unlabelled)
+        raise DataError(f"{root}: both train/ and images/ hold photos; keep the one trainLabels.csv grades (or read the "
+                        "other with data.format=csv, data.labels=trainLabels.csv, data.images=images)")
     folder = ImageFolder(images)
     file = shown_path(labels, root)
     table = read_label_csv(labels, root, ["image", "level"])
