@@ -294,7 +294,7 @@ def test_evaluate_run_refuses_a_set_of_what_its_bundle_fixes(synth_dir, tmp_path
     _, run = _run_on_a_copy(synth_dir, tmp_path)
     capsys.readouterr()
     for key, what in (("data.image_size=128", "the bundle's own preprocessing"), ("data.preprocess.clahe=true", "the bundle's"),
-                      ("data.normalize=unit", "the bundle's"), ("data.split.seed=7", "the run's own split.csv"),
+                      ("data.normalize=unit", "the bundle's"), ("data.split.seed=7", "the run's own split.csv"), ("data.limit=10", "the run's own split.csv"),
                       ("model.backbone=resnet18", "the model as trained"), ("train.epochs=3", "the model as trained")):
         assert main(["evaluate", str(run), "--out", str(tmp_path / "e"), "--set", key]) == 2
         err = capsys.readouterr().err

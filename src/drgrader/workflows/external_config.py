@@ -75,7 +75,7 @@ def _dropped_yaml_field(cfg: ExperimentConfig, bundle_manifest: dict) -> tuple[s
 
 # evaluate RUN re-scores the run's own split with its model as trained: these would change the
 # photos the model sees, or name a model or training the evaluation does not have
-RUN_FIXES = ("data.image_size", "data.normalize", "data.preprocess", "data.split", "model", "train")
+RUN_FIXES = ("data.image_size", "data.normalize", "data.preprocess", "data.split", "data.limit", "model", "train")
 
 
 def refuse_run_overrides(overrides: list[str]) -> None:
@@ -85,7 +85,7 @@ def refuse_run_overrides(overrides: list[str]) -> None:
     for item in overrides:
         key = item.split("=", 1)[0].strip()
         if key != "train.seed" and any(key == k or key.startswith(k + ".") for k in RUN_FIXES):
-            what = ("the run's own split.csv" if key.startswith("data.split")
+            what = ("the run's own split.csv" if key.startswith(("data.split", "data.limit"))
                     else "the model as trained" if key.startswith(("model", "train")) else "the bundle's own preprocessing")
             raise ConfigError(f"--set {key}: evaluate RUN re-scores the run's held-out split with {what}; drop it "
                               "(to grade with other settings, train a run with them)")

@@ -70,7 +70,8 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         if not (split == "val").any():  # probe 35 BY8: a traceback after every photo was cached
             counts = ", ".join(f"{n} {side}" for side, n in split.value_counts().items())
             raise ConfigError(f"train needs validation photos to choose the best epoch and fit the thresholds; the split "
-                              f"has none ({counts}): give data.split.val > 0, or a split file with val rows")
+                              f"has none ({counts}): give a data.split.val large enough for one patient at least, or a split "
+                              "file with val rows")
         run_dir = new_run_dir(cfg, out)  # one folder for all ranks of a multi-process run
         if rank == 0:
             save_config(cfg, run_dir / "config.yaml")
