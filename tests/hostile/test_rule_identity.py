@@ -235,6 +235,13 @@ def test_a_photo_named_only_by_its_eye_listed_as_the_other_eye_is_noted(tmp_path
     assert table["eye"].tolist() == ["", "", "", ""]  # none paired as the fellow eye
     assert table.loc["OD", "identity_note"] == ("contradictory eye: for 'OD' the CSV says left, the file name says right; "
                                                  "the eye is left unknown")
+    # Probe 37 BA1: the eye alone in other spellings: a letter, RE/LE, a numbered shot, another language.
+    for right, left in (("R", "L"), ("RE", "LE"), ("OD1", "OS1"), ("rechts", "links")):
+        (tmp_path / f"{right}.jpg").write_bytes(photo_bytes(1, 1))
+        (tmp_path / f"{left}.jpg").write_bytes(photo_bytes(2, 2))
+        (tmp_path / "swap.csv").write_text(f"image,patient_id,eye\n{right}.jpg,P3,left\n{left}.jpg,P3,right\n")
+        swapped = collect_inputs([tmp_path / "swap.csv"])
+        assert swapped["eye"].tolist() == ["", ""] and all("contradictory eye" in n for n in swapped["identity_note"]), right
     (tmp_path / "ok.csv").write_text("image,patient_id,eye\nOD.jpg,P1,right\nOS.jpg,P1,left\n")
     agreed = collect_inputs([tmp_path / "ok.csv"]).set_index("image_id")
     assert agreed["eye"].tolist() == ["right", "left"] and agreed["identity_note"].tolist() == ["", ""]

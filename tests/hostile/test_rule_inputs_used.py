@@ -90,6 +90,11 @@ def test_serve_refuses_one_file_as_both_eyes_and_a_photo_named_for_the_other_eye
                                                               "send it as 'right' (or rename it)")
     res = client.post("/api/predict", files={"right": ("P7_OS.jpeg", photo, "image/jpeg"), "left": ("P7_OD.jpeg", other, "image/jpeg")})
     assert res.status_code == 400 and res.json()["error"].startswith("right eye: P7_OS.jpeg: its file name says the left eye")
+    # Probe 36 AZ2 / probe 37 BA1: a name of the eye alone (a patient-per-folder camera export's OD.jpg) sent as the other eye.
+    for name in ("OD.jpg", "Right.JPG", "OD_1.jpg", "5001_right_20240101.jpeg", "R.jpg", "RE.jpg", "OD1.jpg", "rechts.jpg"):
+        res = client.post("/api/predict", files={"left": (name, photo, "image/jpeg")})
+        assert res.status_code == 400 and res.json()["error"] == (f"left eye: {name}: its file name says the right eye; "
+                                                                  "send it as 'right' (or rename it)"), name
     # Names that agree, say nothing or name both eyes, and a photo of unknown side: graded.
     for files in ({"right": ("P7_OD.jpeg", photo, "image/jpeg"), "left": ("P7_left.jpeg", other, "image/jpeg")},
                   {"left": ("scan.jpeg", photo, "image/jpeg")}, {"left": ("P9_OD_OS.jpeg", photo, "image/jpeg")},

@@ -86,6 +86,9 @@ _ERROR_VALUE = re.compile(r"^(?!#n/?a$)(?:#[^\s\d#][^\s#!?]{0,14}[!?]|#[^\W\d_]{
 _INNER_EXTENSION = re.compile(r"\.(?:jpe?g|png|tiff?|bmp|gif|webp|dcm|jfif|jpe)$", re.IGNORECASE)
 _WORDS = re.compile(r"[^_\- ]+")
 _LONG_EYE_WORDS = {"left", "right", "os", "od"}  # single letters inside a name are too often something else
+# A name that is only its eye, in a few languages, perhaps numbered ("R", "RE", "OD1", "rechts_2", "gauche").
+_BARE_EYE = re.compile(r"^(?:(?P<right>r|re|od|right|rechts|droit|derecho|destro)|(?P<left>l|le|os|left|links|gauche|izquierdo|"
+                       r"sinistro))[_\- ]?[0-9]{0,3}$", re.IGNORECASE)
 # What a browser, Windows or macOS appends to a copy's name: "10_left (1)", "10_left - Copy (2)", "10_left copy 2".
 _COPY_SUFFIX = re.compile(r"(?: \(\d+\)| - copy(?: \(\d+\))?| copy(?: \d+)?)$", re.IGNORECASE)
 _NAME = re.compile(r"^(?P<patient>.*[^_\- ])[_\- ]+(?P<eye>left|right|l|r|os|od)$", re.IGNORECASE)
@@ -182,8 +185,11 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
 
 def eyes_named(name: str) -> set[str]:
     """Every eye a name mentions: its last word (as :func:`patient_and_eye` reads it) and any
-    ``left`` / ``right`` / ``OS`` / ``OD`` word elsewhere in it. Two eyes: the name contradicts itself."""
+    ``left`` / ``right`` / ``OS`` / ``OD`` word elsewhere in it; a name that is an eye word alone
+    (``R``, ``LE``, ``OD1``, ``rechts``: a patient-per-folder export). Two eyes: the name contradicts itself."""
     stem = PurePosixPath(name.replace("\\", "/")).name.strip()
+    if bare := _BARE_EYE.match(stem):  # probe 37 BA1
+        return {"right" if bare["right"] else "left"}
     named = {EYE_WORDS[w.lower()] for w in _WORDS.findall(stem) if w.lower() in _LONG_EYE_WORDS}
     read = patient_and_eye(stem)
     return named | {read[1]} if read else named
