@@ -595,6 +595,11 @@ def test_a_long_id_ending_in_zero_is_an_id_where_its_column_kept_long_ids_whole(
     (tmp_path / "nik.csv").write_text("image,patient_id,eye\nIMG_A.jpeg,3171012345678910,left\n"
                                       "IMG_B.jpeg,3171012345678910,right\nIMG_C.jpeg,3171012345678911,left\n")
     assert collect_inputs([tmp_path / "nik.csv"])["patient_id"].tolist() == ["3171012345678910"] * 2 + ["3171012345678911"]
+    # Probe 37 BA2: 18-digit ids Excel rounded (three zeros) stay refused beside a long id kept whole.
+    (tmp_path / "nik4.csv").write_text("image,patient_id,eye\nIMG_A.jpeg,440106199001011000,left\n"
+                                       "IMG_B.jpeg,440106199001011000,right\nIMG_C.jpeg,440106199001015678,left\n")
+    with pytest.raises(ValueError, match="row 1 \\(image 'IMG_A.jpeg'\\): patient '440106199001011000' is a number a spreadsheet rounded"):
+        collect_inputs([tmp_path / "nik4.csv"])
     root = tmp_path / "set"
     (root / "images").mkdir(parents=True)
     for name in ("a", "b"):

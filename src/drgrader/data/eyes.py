@@ -146,11 +146,13 @@ def spreadsheet_damage(cell: str, *, kept_digits: bool = False) -> str | None:
     """What is wrong with a patient cell a spreadsheet mangled (``1.23457E+11``, ``#######``) and
     how to fix it, as the end of a message (``patient '1.23457E+11' <this>``); None for any other
     cell. Predict's lists and label files refuse such a row. ``kept_digits``: its column kept a
-    long id's last digits (:func:`long_ids_kept`), so a long id ending in zeros is one."""
+    long id's last digits (:func:`long_ids_kept`), so a 16-digit id ending in 0 is one."""
     cell = cell.strip()
     if _SHORTENED_NUMBER.match(cell):
         return "is a number a spreadsheet shortened (its digits are lost): format the column as text and export again"
-    if not kept_digits and _ROUNDED_NUMBER.match(cell):  # probe 35 AY2
+    # probe 35 AY2; beside kept long ids, one zero past the 15th digit is one id in ten (probe 36 AZ9), two or more
+    # is Excel's rounding still (probe 37 BA2)
+    if _ROUNDED_NUMBER.match(cell) and not (kept_digits and len(cell) == 16):
         return ("is a number a spreadsheet rounded to 15 digits (the last ones are zeros, the id is lost): format the "
                 "column as text and export again")
     if _ERROR_VALUE.match(cell):
