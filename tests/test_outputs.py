@@ -111,6 +111,17 @@ def test_a_csv_sharing_a_few_column_names_with_predicts_is_still_the_users(tiny_
     (tmp_path / ".own.csv.written.json").unlink()  # an older drgrader kept no record of what it wrote
     assert main(["predict", str(tiny_bundle), photo, "--out", str(own)]) == 0
     assert "identity_note" in own.read_text().splitlines()[0]
+    # Probe 37 BA3: without the record nothing tells an edit from an older drgrader's file: a copy is kept.
+    assert (tmp_path / "own.previous.csv").read_text().splitlines()[0].split(",")[-1] != "identity_note"
+    assert (tmp_path / "own_patients.previous.csv").is_file()
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    for name in ("own.csv", "own_patients.csv"):  # `cp *.csv`: the hidden record left behind
+        (copied / name).write_text((tmp_path / name).read_text())
+    edited = (copied / "own.csv").read_text() + "a reviewer's line\n"
+    (copied / "own.csv").write_text(edited)
+    assert main(["predict", str(tiny_bundle), photo, "--out", str(copied / "own.csv")]) == 0
+    assert (copied / "own.previous.csv").read_text() == edited
 
 
 def test_drgraders_own_file_signed_with_a_column_of_the_users_is_the_users(tiny_bundle, photos, tmp_path, capsys):

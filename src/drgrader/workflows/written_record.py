@@ -5,16 +5,21 @@ The header check in :func:`drgrader.outputs.claim_file` knows a file of drgrader
 that keeps every column passes it. So each command records, in a hidden
 ``.<out name>.written.json`` beside its output, the SHA-256 of each CSV it wrote; a file that no
 longer matches its record is the user's, replaced only with ``--overwrite``. A file without a
-record (written by an older drgrader, or copied here alone) is judged by its header only.
+record (written by an older drgrader, or copied here alone) is judged by its header, and a copy
+of it kept before it is replaced.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 from drgrader.io import atomic_write_json, sha256_file
-from drgrader.outputs import OutputError, OwnCsv
+from drgrader.outputs import OutputError, OwnCsv, fresh_name
+
+log = logging.getLogger("drgrader")
 
 RECORD_FORMAT = "drgrader written record 1"
 
@@ -32,18 +37,25 @@ def record_written(out: Path, files: list[Path]) -> None:
 
 def refuse_edited(out: Path, own: dict[str, OwnCsv], *, overwrite: bool) -> None:
     """Refuse (:class:`OutputError`) when one of the command's own CSVs at ``out`` changed since
-    drgrader wrote it: someone's edits, lost to a rerun."""
+    drgrader wrote it: someone's edits, lost to a rerun. One without a record of what was written
+    (an older drgrader's, or copied here without its hidden record: probe 37 BA3) cannot be
+    checked: a copy is kept beside it (``o.previous.csv``) before the run replaces it."""
     if overwrite:
         return
     try:
         recorded = json.loads(written_record(out).read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError):
-        return  # no record: the header check is all there is
+        recorded = {}
     if not isinstance(recorded, dict):
-        return
+        recorded = {}
     for what, own_csv in own.items():
         file = own_csv.file
-        if file.is_file() and file.name in recorded and sha256_file(file) != recorded[file.name]:
+        if file.is_file() and file.name not in recorded:
+            kept = fresh_name(file.with_name(f"{file.stem}.previous{file.suffix}"))
+            shutil.copy2(file, kept)
+            log.warning("%s has no record of what drgrader wrote there (an older drgrader's, or copied without its hidden "
+                        "%s): a copy is kept as %s before it is replaced", file, written_record(out).name, kept)
+        elif file.is_file() and sha256_file(file) != recorded[file.name]:
             where = f"--out {out} exists" if file == Path(out) else f"--out {out} would replace {file}, which exists"
             raise OutputError(f"{where} and was changed since drgrader wrote it (edited by hand or in a spreadsheet?): "
                               f"this {what} would lose those changes; choose another --out, or --overwrite to replace it")
