@@ -47,9 +47,12 @@ _PATIENT_IDENTIFIERS = ("pid", "subject", "subjectid", "mrn", "mrno", "mrnumber"
                         "casenumber", "participant", "participantid", "person", "personid", "patientname",
                         # a study's participant, the NHS number, Australia's unit record number (probe 36 BZ5)
                         "study", "studyid", "studyno", "studynumber", "patno", "patnr", "patid", "nhs", "nhsnumber",
-                        "nhsno", "ur", "urn", "urno", "urnumber", "eid")
+                        "nhsno", "ur", "urn", "urno", "urnumber", "eid",
+                        # a hand-made list's bare ID, a hospital number, national ids (probe 37 BA5, CA2)
+                        "id", "hn", "hospitalid", "ic", "icno", "nric", "nhi", "cpr")
 _SYNONYMS = {"file": "image", "filename": "image", "filepath": "image", "img": "image", "imgpath": "image",
-             "photo": "image", "fundus": "image", "side": "eye", "laterality": "eye"} | dict.fromkeys(_PATIENT_IDENTIFIERS, "patient")
+             "photo": "image", "fundus": "image", "side": "eye", "laterality": "eye",
+             "whicheye": "eye", "odos": "eye", "auge": "eye", "oeil": "eye", "ojo": "eye", "occhio": "eye"} | dict.fromkeys(_PATIENT_IDENTIFIERS, "patient")
 _CLOSE = 0.8  # difflib ratio from which a name is a misspelling of a known one (images, imgae, pateint)
 
 

@@ -16,7 +16,7 @@ from drgrader.io import atomic_write_bytes
 from drgrader.outputs import FILE_NAME_ERRORS, claim_file, csv_bytes, exclusive
 from drgrader.workflows.predict import own_csvs
 from drgrader.workflows.shards import check_parts, patients_file, shard_note
-from drgrader.workflows.written_record import record_written, refuse_edited, written_record
+from drgrader.workflows.written_record import keep_unrecorded, record_written, refuse_edited, written_record
 
 log = logging.getLogger("drgrader")
 
@@ -61,6 +61,7 @@ def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite
             patients = pd.concat([t for _, t in per_patient], ignore_index=True)
             _refuse_repeats(patients, "patient_id", [p for p, _ in per_patient], [t for _, t in per_patient], "patient")
             patients = patients.sort_values("patient_id", kind="stable")
+        keep_unrecorded(out, [out, patients_file(out)], overwrite=overwrite)
         atomic_write_bytes(out, csv_bytes(merged.to_csv(index=False)))
         if patients is not None:
             atomic_write_bytes(patients_file(out), csv_bytes(patients.to_csv(index=False)))

@@ -66,7 +66,7 @@ from drgrader.workflows.shards import (
     versions_text,
     write_shard_record,
 )
-from drgrader.workflows.written_record import record_written, refuse_edited, written_record
+from drgrader.workflows.written_record import keep_unrecorded, record_written, refuse_edited, written_record
 
 log = logging.getLogger("drgrader")
 
@@ -332,6 +332,7 @@ def _predict_into(
     rows = _read_partial(partial).drop_duplicates("path", keep="last").drop(columns=INPUT_COLUMNS[1:], errors="ignore")
     final = typed_predictions(table[INPUT_COLUMNS].merge(rows, on="path", how="left")[[*OUTPUT_COLUMNS, PICTURE_COLUMN]])
     final, points = ready_for_patients(bundle, final, refer_share=refer_share)
+    keep_unrecorded(out, [out, patients_file(out)], overwrite=overwrite)
     atomic_write_bytes(out, csv_bytes(final.to_csv(index=False)))
     patients = patient_table(final, points)
     if len(patients):

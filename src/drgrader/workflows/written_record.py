@@ -35,27 +35,36 @@ def record_written(out: Path, files: list[Path]) -> None:
                                             "files": {f.name: sha256_file(f) for f in files if f.is_file()}})
 
 
-def refuse_edited(out: Path, own: dict[str, OwnCsv], *, overwrite: bool) -> None:
-    """Refuse (:class:`OutputError`) when one of the command's own CSVs at ``out`` changed since
-    drgrader wrote it: someone's edits, lost to a rerun. One without a record of what was written
-    (an older drgrader's, or copied here without its hidden record: probe 37 BA3) cannot be
-    checked: a copy is kept beside it (``o.previous.csv``) before the run replaces it."""
-    if overwrite:
-        return
+def _recorded(out: Path) -> dict:
     try:
         recorded = json.loads(written_record(out).read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError):
-        recorded = {}
-    if not isinstance(recorded, dict):
-        recorded = {}
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def refuse_edited(out: Path, own: dict[str, OwnCsv], *, overwrite: bool) -> None:
+    """Refuse (:class:`OutputError`), before any work, when one of the command's own CSVs at
+    ``out`` changed since drgrader wrote it: someone's edits, lost to a rerun."""
+    recorded = {} if overwrite else _recorded(out)
     for what, own_csv in own.items():
         file = own_csv.file
+        if file.is_file() and file.name in recorded and sha256_file(file) != recorded[file.name]:
+            where = f"--out {out} exists" if file == Path(out) else f"--out {out} would replace {file}, which exists"
+            raise OutputError(f"{where} and was changed since drgrader wrote it (edited by hand or in a spreadsheet?): "
+                              f"this {what} would lose those changes; choose another --out, or --overwrite to replace it")
+
+
+def keep_unrecorded(out: Path, files: list[Path], *, overwrite: bool) -> None:
+    """Just before a command replaces its CSVs: one without a record of what was written (an older
+    drgrader's, or copied here without its hidden record: probe 37 BA3) cannot be told from an
+    edited one, so a copy is kept beside it (``o.previous.csv``), with a warning."""
+    if overwrite:
+        return
+    recorded = _recorded(out)
+    for file in files:
         if file.is_file() and file.name not in recorded:
             kept = fresh_name(file.with_name(f"{file.stem}.previous{file.suffix}"))
             shutil.copy2(file, kept)
             log.warning("%s has no record of what drgrader wrote there (an older drgrader's, or copied without its hidden "
                         "%s): a copy is kept as %s before it is replaced", file, written_record(out).name, kept)
-        elif file.is_file() and sha256_file(file) != recorded[file.name]:
-            where = f"--out {out} exists" if file == Path(out) else f"--out {out} would replace {file}, which exists"
-            raise OutputError(f"{where} and was changed since drgrader wrote it (edited by hand or in a spreadsheet?): "
-                              f"this {what} would lose those changes; choose another --out, or --overwrite to replace it")
