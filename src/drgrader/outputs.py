@@ -170,11 +170,13 @@ def check_writable(out: Path) -> Path:
     return out
 
 
-def claim_dir(out: Path, *, inputs: Iterable[Path] = (), may_reuse: tuple[str, ...] = (), overwrite: bool | None = None) -> Path:
+def claim_dir(out: Path, *, inputs: Iterable[Path] = (), may_reuse: tuple[str, ...] = (), overwrite: bool | None = None,
+              replaces: tuple[str, ...] = ()) -> Path:
     """Check that the command may write into the folder ``out``: it must not be, contain or lie
-    inside an input, an existing one must be empty or of a kind in ``may_reuse`` (or
-    ``overwrite``: None for a command without that option, which the message then does not
-    offer), and it must be writable."""
+    inside an input, an existing one must be empty or of a kind in ``may_reuse`` (or, with
+    ``overwrite``, of a kind in ``replaces``, the output's own: never a run, a data set or a folder
+    of the user's; probe 37 CA5), and it must be writable. ``overwrite`` None: a command without
+    that option, which the message then does not offer."""
     out = check_writable(Path(out))
     target = _resolved(out)
     for item in inputs:
@@ -182,12 +184,13 @@ def claim_dir(out: Path, *, inputs: Iterable[Path] = (), may_reuse: tuple[str, .
         if target == source or source in target.parents:
             raise OutputError(f"--out {out} is inside the input {item}; choose a folder outside it")
     kind = kind_of(out)
-    if kind is None or kind in may_reuse or overwrite:
+    if kind is None or kind in may_reuse or (overwrite and kind in replaces):
         return out
     if kind == "a folder" and not any(out.iterdir()):
         return out
-    offer = "" if overwrite is None else " (or --overwrite)"
-    raise OutputError(f"--out {out} already exists and is {kind}; choose another folder{offer}")
+    offer = " (or --overwrite)" if overwrite is False and kind in replaces else ""
+    never = f", which --overwrite never replaces (it replaces {' or '.join(replaces)} only)" if overwrite and replaces else ""
+    raise OutputError(f"--out {out} already exists and is {kind}{never}; choose another folder{offer}")
 
 
 def fresh_name(path: Path) -> Path:

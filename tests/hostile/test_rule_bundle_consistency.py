@@ -371,6 +371,25 @@ def test_an_interrupted_export_leaves_nothing(tiny_bundle, tmp_path, monkeypatch
     assert list((tmp_path / "out").iterdir()) == []  # no half bundle, no hidden staging folder
 
 
+def test_export_overwrite_replaces_a_bundle_only_never_a_run_a_data_set_or_a_users_folder(tiny_bundle, tmp_path, capsys):
+    # Probe 37 CA5: `export --out X --overwrite` deleted whatever X was (a run folder, a data set,
+    # a folder of notes) and put the bundle there.
+    from drgrader.cli import main
+
+    run, notes = tmp_path / "run", tmp_path / "notes"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("x")
+    notes.mkdir()
+    (notes / "n.txt").write_text("important")
+    for target, kind in ((run, "a run folder"), (notes, "a folder")):
+        assert main(["export", str(tiny_bundle), "--out", str(target), "--overwrite"]) == 2
+        assert (f"--out {target} already exists and is {kind}, which --overwrite never replaces (it replaces a model "
+                "bundle only)") in capsys.readouterr().err
+    assert (run / "config.yaml").is_file() and (notes / "n.txt").read_text() == "important"
+    assert main(["export", str(tiny_bundle), "--out", str(notes)]) == 2
+    assert "or --overwrite" not in capsys.readouterr().err  # never offered for what it cannot replace
+
+
 def test_an_interrupted_overwrite_keeps_the_old_bundle_and_a_finished_one_replaces_it(tiny_bundle, onnx_bundle, tmp_path, monkeypatch):
     out = tmp_path / "deploy"
     shutil.copytree(onnx_bundle, out)

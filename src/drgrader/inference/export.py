@@ -180,7 +180,7 @@ def export_target(bundle: str | Path, out: str | Path | None, *, overwrite: bool
         return src, fresh_name(Path(f"{src.name}-onnx") if builtin else src.with_name(f"{src.name}-onnx"))
     if Path(out).resolve() == src.resolve():  # exporting in place adds model.onnx to the bundle itself
         return src, Path(out)
-    return src, claim_dir(Path(out), inputs=[src], overwrite=overwrite)
+    return src, claim_dir(Path(out), inputs=[src], overwrite=overwrite, replaces=("a model bundle",))
 
 
 def export_into(src: Path, out: Path, *, shown: Path | None = None) -> None:

@@ -326,7 +326,8 @@ def _claim_out(out: Path | None, default: Path, bundle_dir: Path, overwrite: boo
     if overwrite and kind == "a folder" and any(out.iterdir()):
         raise OutputError(f"--out {out} already exists and is a folder of other files: --overwrite replaces an earlier "
                           "evaluation folder only, never merges into another folder; choose another folder")
-    return claim_dir(out, inputs=[bundle_dir], may_reuse=("an evaluation folder",), overwrite=overwrite)
+    return claim_dir(out, inputs=[bundle_dir], may_reuse=("an evaluation folder",), overwrite=overwrite,
+                     replaces=("an evaluation folder",))
 
 
 def _member_metrics(bundle, val_rows, test_rows, cfg, out: Path) -> dict:
