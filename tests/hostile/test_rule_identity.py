@@ -608,6 +608,19 @@ def test_a_long_id_ending_in_zero_is_an_id_where_its_column_kept_long_ids_whole(
     assert read_dataset(root, "csv")["patient_id"].tolist() == ["3171012345678910", "3171012345678911"]
 
 
+def test_a_list_row_with_more_fields_than_its_header_is_refused_naming_the_row(tmp_path):
+    # Probe 37 BA11: "12,345" unquoted in a list's first column: pandas made "12" a row index, every
+    # column shifted, and 12,345 and 13,345 were one patient '345'.
+    for name in ("IMG_A", "IMG_B"):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(1, 1))
+    (tmp_path / "tc.csv").write_text("patient_id,image,eye\n12,345,IMG_A.jpeg,left\n13,345,IMG_B.jpeg,right\n")
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'tc.csv'} row 1: 4 fields, but the header has 3 (patient_id, "
+                                                   "image, eye); a cell holding a comma ('12,345') must be quoted")):
+        collect_inputs([tmp_path / "tc.csv"])
+    (tmp_path / "tc.csv").write_text('patient_id,image,eye\n"12,345",IMG_A.jpeg,left\n"13,345",IMG_B.jpeg,right\n')
+    assert collect_inputs([tmp_path / "tc.csv"])["patient_id"].tolist() == ["12,345", "13,345"]
+
+
 def test_one_name_in_nfc_and_nfd_is_one_patient(tmp_path):
     """macOS writes file names decomposed (NFD): 'Müller' typed and 'Müller' from a Mac are one patient."""
     nfc, nfd = unicodedata.normalize("NFC", "Müller"), unicodedata.normalize("NFD", "Müller")

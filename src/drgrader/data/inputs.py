@@ -25,6 +25,7 @@ from drgrader.data.identity_claims import evidence
 from drgrader.data.identity_notes import PATIENT_IN_LISTS
 from drgrader.data.images import PARTIAL_DOWNLOADS, UNREAD_PHOTO_FORMATS
 from drgrader.data.input_columns import csv_columns, identifiers_beside_patient
+from drgrader.data.label_files import check_field_counts
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
 from drgrader.data.text_lines import DOS_END_OF_FILE, decode_lines, legacy_warning
 from drgrader.outputs import unescape_name
@@ -190,8 +191,9 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
     """The rows of a CSV list; relative paths are relative to its folder (a piped list's: the
     current folder, where the command that wrote it ran)."""
     text, legacy_lines = _list_text(csv, piped)
+    check_field_counts(text, ",", str(csv))  # probe 37 BA11: "12,345" unquoted shifted every column
     try:
-        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, index_col=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{csv}: not a readable CSV: {exc}") from None
     folder = Path() if piped else csv.parent

@@ -201,7 +201,7 @@ def check_field_counts(text: str, sep: str, shown: str) -> None:
         for n, fields in enumerate(rows, start=1):
             if len(fields) > len(header) and any(f.strip() for f in fields[len(header):]):
                 raise DataError(f"{shown} row {n}: {len(fields)} fields, but the header has {len(header)} "
-                                f"({', '.join(header)[:80]})")
+                                f"({', '.join(header)[:80]}); a cell holding a comma ('12,345') must be quoted")
     except csv.Error as exc:
         raise DataError(f"{shown} row {n + 1}: cannot be read as CSV ({exc})") from None
 
