@@ -259,8 +259,21 @@ def test_one_patient_id_given_by_two_lists_is_noted(tmp_path):
     table = collect_inputs([tmp_path / "A" / "list.csv", tmp_path / "B" / "list.csv"])
     assert table["patient_id"].tolist() == ["1001", "1001"] and table["eye"].tolist() == ["left", "right"]  # as given
     assert table["identity_note"].tolist() == [
-        f"one patient in two lists: patient '1001' is given by {tmp_path / 'A' / 'list.csv'}, {tmp_path / 'B' / 'list.csv'}; "
-        "taken as one patient's eyes (if the lists number patients alike, give each site's patients their own ids, e.g. A-1001)"] * 2
+        f"one patient from two sources: patient '1001' is given by {tmp_path / 'A' / 'list.csv'}, {tmp_path / 'B' / 'list.csv'}; "
+        "taken as one patient's eyes (if they number patients alike, give each site's patients their own ids, e.g. A-1001)"] * 2
+    # Probe 37 BA12: two sites' DICOM exports, each with its own PatientID 1001; a DICOM folder beside named photos.
+    rng = np.random.default_rng(7)
+    for site, laterality in (("dA", "L"), ("dB", "R")):
+        write_dicom(tmp_path / site / "img0001.dcm", make_fundus(1, rng, height=96), patient_id="1001", laterality=laterality)
+    dicoms = collect_inputs([tmp_path / "dA", tmp_path / "dB"])
+    assert all(f"one patient from two sources: patient '1001' is given by the DICOM headers in {tmp_path / 'dA'}, the DICOM "
+               f"headers in {tmp_path / 'dB'};" in n for n in dicoms["identity_note"]), dicoms["identity_note"].tolist()
+    assert all("is given by the DICOM headers in" in n for n in collect_inputs([tmp_path / "dA", tmp_path / "C"])["identity_note"])
+    assert collect_inputs([tmp_path / "dA"])["identity_note"].tolist() == [""]
+    for series, laterality in (("s1", "L"), ("s2", "R")):  # one export's patient/series folders: one source
+        write_dicom(tmp_path / "export" / "1001" / series / "i.dcm", make_fundus(1, rng, height=96), patient_id="1001",
+                    laterality=laterality)
+    assert collect_inputs([tmp_path / "export"])["identity_note"].tolist() == ["", ""]
     beside = collect_inputs([tmp_path / "B" / "list.csv", tmp_path / "C"])  # a list beside a folder naming 1001
     assert all(f"is given by {tmp_path / 'B' / 'list.csv'}, the photos in {tmp_path / 'C'};" in n for n in beside["identity_note"])
     (tmp_path / "A" / "both.csv").write_text("image,patient_id,eye\na.jpeg,1001,left\n../B/b.jpeg,1001,right\n")

@@ -16,7 +16,7 @@ CONTRADICTORY_PATIENT = "contradictory patient"
 BOTH_EYES_IN_NAME = "both eyes in the name"
 SAME_NAME_IN_FOLDERS = "same eye in two folders"
 EYES_IN_FOLDERS = "one patient in two folders"
-PATIENT_IN_LISTS = "one patient in two lists"
+PATIENT_IN_SOURCES = "one patient from two sources"
 SEVERAL_PHOTOS_OF_ONE_EYE = "several photos of one eye"
 SAME_PHOTO_AS_TWO_EYES = "one photo as two eyes"
 SAME_PHOTO_UNDER_TWO_PATIENTS = "same photo under two patients"
@@ -25,7 +25,7 @@ LOOKALIKE_PATIENTS = "lookalike patients"
 NO_PATIENT = "no patient"
 NO_EYE = "no eye"
 IMAGE_ID_REPEATED = "image id repeated"
-NOTE_KINDS = [CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS, PATIENT_IN_LISTS,
+NOTE_KINDS = [CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS, PATIENT_IN_SOURCES,
               SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, SAME_PHOTO_UNDER_TWO_PATIENTS, LOOKALIKE_PATIENTS,
               NO_PATIENT, NO_EYE, IMAGE_ID_REPEATED]
 

@@ -22,7 +22,7 @@ from drgrader.data.dicom import frame_ref, header_or_none, is_dicom, split_frame
 from drgrader.data.eyes import EYE_WORDS, long_ids_kept, patient_and_eye, patient_id, placeholder_ids, spreadsheet_damage
 from drgrader.data.identity import IDENTITY_COLUMNS, resolve_identity
 from drgrader.data.identity_claims import evidence
-from drgrader.data.identity_notes import PATIENT_IN_LISTS
+from drgrader.data.identity_notes import PATIENT_IN_SOURCES
 from drgrader.data.images import PARTIAL_DOWNLOADS, UNREAD_PHOTO_FORMATS
 from drgrader.data.input_columns import csv_columns, identifiers_beside_patient
 from drgrader.data.label_files import check_field_counts
@@ -296,7 +296,7 @@ as a CSV list (paths relative to the current folder); a list's path written on W
     a file that cannot be read (even a link loop) is a row whose grading says why."""
     rows: list[dict] = []
     empty: list[str] = []
-    given_by: dict[str, str] = {}  # a photo's absolute path -> the list that gave its patient
+    given_by: dict[str, str] = {}  # a photo's absolute path -> the list (or DICOM folder) that gave its patient
     for item in inputs:
         path = Path(item)
         before = len(rows)
@@ -335,18 +335,22 @@ as a CSV list (paths relative to the current folder); a list's path written on W
             raise FileNotFoundError(f"input not found: {path}")
         if len(rows) == before:
             empty.append(str(path))
+        for row in rows[before:]:  # a DICOM PatientID is a source as a list is, by the input given (probe 37 BA12)
+            if row["dicom_patient"] and not row["csv_patient"]:
+                given_by.setdefault(os.path.abspath(row["path"]), f"the DICOM headers in {path}")
     if empty and rows:  # all empty: the caller's "no images found"
         raise DataError(f"no photos in {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}: "
                         "an input that gives nothing to grade is refused (remove it from the command)")
     table = resolve_identity(rows)
-    _note_patients_of_two_lists(table, given_by)
+    _note_patients_of_two_sources(table, given_by)
     return table
 
 
-def _note_patients_of_two_lists(table: pd.DataFrame, given_by: dict[str, str]) -> None:
-    """A patient id given by two lists (two sites' day lists, each numbering from 1001), or by a
-    list and by the names of photos in another folder: one patient as given, but as likely two
-    people numbered alike, so noted on each photo (probe 36 AZ12), as two folders are."""
+def _note_patients_of_two_sources(table: pd.DataFrame, given_by: dict[str, str]) -> None:
+    """A patient id given by two sources (two sites' day lists or DICOM exports, each numbering
+    from 1001), or by one and by the names of photos in another folder: one patient as given, but
+    as likely two people numbered alike, so noted on each photo (probe 36 AZ12, probe 37 BA12), as
+    two folders of named photos are."""
     where = table["path"].map(lambda p: given_by.get(os.path.abspath(p), ""))
     folder = table["path"].map(lambda p: os.path.dirname(os.path.abspath(p)))
     for patient, rows in table.index[table["patient_id"] != ""].groupby(table["patient_id"][table["patient_id"] != ""]).items():
@@ -355,7 +359,7 @@ def _note_patients_of_two_lists(table: pd.DataFrame, given_by: dict[str, str]) -
         if not lists or len(lists) + len(others) < 2:
             continue
         sources = ", ".join([*lists, *(f"the photos in {f}" for f in others)])
-        note = (f"{PATIENT_IN_LISTS}: patient {patient!r} is given by {sources}; taken as one patient's eyes (if the lists "
+        note = (f"{PATIENT_IN_SOURCES}: patient {patient!r} is given by {sources}; taken as one patient's eyes (if they "
                 "number patients alike, give each site's patients their own ids, e.g. A-1001)")
         for k in rows:
             table.at[k, "identity_note"] = "; ".join(filter(None, (table.at[k, "identity_note"], note)))
