@@ -400,7 +400,11 @@ def test_kaggle_layout_with_photos_in_both_train_and_images_is_refused(tmp_path)
     write_text(tmp_path / "trainLabels.csv", "image,level\n10_left,0\n")
     write_image(tmp_path / "train" / "10_left.jpeg")
     write_image(tmp_path / "images" / "10_left.jpeg")
-    with pytest.raises(DataError, match="both train/ and images/ hold photos; keep the one trainLabels.csv grades"):
+    with pytest.raises(DataError, match="images/ and train/ hold photos; keep the one trainLabels.csv grades"):
         read_dataset(tmp_path)
+    (tmp_path / "train").rename(tmp_path / "Train")  # probe 37 CA1: as copied from Windows or macOS
+    with pytest.raises(DataError, match="Train/ and images/ hold photos"):
+        read_dataset(tmp_path)
+    (tmp_path / "Train").rename(tmp_path / "train")
     (tmp_path / "images" / "10_left.jpeg").unlink()  # an empty images/ beside train/: train/ read
     assert read_dataset(tmp_path)["image_id"].tolist() == ["10_left"]

@@ -41,10 +41,12 @@ def read_kaggle(root: Path, cfg: DataConfig) -> Found:
     images = first_dir(root, ["train", "images"])
     if images is None:
         raise DataError(f"{root}: no image folder; expected train/ or images/ next to trainLabels.csv")
-    if images.name == "train" and (root / "images").is_dir() and photo_files(root / "images"):
-        # which one trainLabels.csv grades is not a guess to make (probe 36 BZ11: train/ read, images/ called unlabelled)
-        raise DataError(f"{root}: both train/ and images/ hold photos; keep the one trainLabels.csv grades (or read the "
-                        "other with data.format=csv, data.labels=trainLabels.csv, data.images=images)")
+    # Which one trainLabels.csv grades is not a guess to make (probe 36 BZ11: train/ read, images/ called
+    # unlabelled; probe 37 CA1: a Train/ copied from Windows or macOS alike).
+    holding = [d.name for d in sorted(root.iterdir()) if d.is_dir() and d.name.lower() in ("train", "images") and photo_files(d)]
+    if len(holding) > 1:
+        raise DataError(f"{root}: {' and '.join(f'{name}/' for name in holding)} hold photos; keep the one trainLabels.csv grades "
+                        "(or read another with data.format=csv, data.labels=trainLabels.csv, data.images=<its name>)")
     folder = ImageFolder(images)
     file = shown_path(labels, root)
     table = read_label_csv(labels, root, ["image", "level"])
