@@ -337,9 +337,13 @@ def test_a_referral_label_pointed_at_as_the_grade_is_refused(tmp_path):
     root = label_set(tmp_path, "labels.csv", "image,referable,level\n10_left,0,0\n10_right,1,3\n11_left,1,2\n",
                      ["10_left.jpeg", "10_right.jpeg", "11_left.jpeg"])
     with pytest.raises(DataError, match=r"^labels.csv: column 'referable' \(data.columns.grade\) holds only 0 and 1 and its "
-                                        r"name says a referral label, not an ICDR grade 0-4"):
+                                        r"name says a referral or any-DR label, not an ICDR grade 0-4"):
         read_dataset(root, "csv", columns={"grade": "referable"})
     assert read_dataset(root, "csv", columns={"grade": "level"})["grade"].tolist() == [0, 3, 2]
+    (root / "labels.csv").write_text("image,any_dr\n10_left,0\n10_right,1\n11_left,1\n")  # probe 37 CA3
+    with pytest.raises(DataError, match=r"column 'any_dr' \(data.columns.grade\) holds only 0 and 1 and its name says a referral "
+                                        r"or any-DR label"):
+        read_dataset(root, "csv", columns={"grade": "any_dr"})
 
 
 def test_two_label_rows_naming_one_file_are_refused(tmp_path):

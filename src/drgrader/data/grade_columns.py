@@ -159,8 +159,8 @@ def looks_like_label_file(path: Path) -> bool:
         return False
 
 
-# A referral label (0/1) is no ICDR grade: read as one, every referable eye would be "mild" (probe 36 BZ6).
-_REFERRAL_NAME = re.compile(r"refer|rdr|vtdr|binary", re.IGNORECASE)
+# A referral or any-DR label (0/1) is no ICDR grade: read as one, every eye with DR would be "mild" (probe 36 BZ6).
+_REFERRAL_NAME = re.compile(r"refer|rdr|vtdr|binary|any_?dr|dr_?present|has_?dr|dr_?yes", re.IGNORECASE)  # probe 37 CA3
 
 
 def refuse_referral_label(table: pd.DataFrame, shown: str, read: str) -> None:
@@ -169,6 +169,6 @@ def refuse_referral_label(table: pd.DataFrame, shown: str, read: str) -> None:
     values = set(table[read].astype(str).str.strip()) - {""}
     if _REFERRAL_NAME.search(read) and values <= {"0", "1", "0.0", "1.0"}:
         raise DataError(f"{shown}: column {read[:40]!r} (data.columns.grade) holds only 0 and 1 and its name says a referral "
-                        "label, not an ICDR grade 0-4 (1 would be read as mild DR): point data.columns.grade at the "
+                        "or any-DR label, not an ICDR grade 0-4 (1 would be read as mild DR): point data.columns.grade at the "
                         "grades; drgrader derives referable DR (grade 2 or more) from them")
 
