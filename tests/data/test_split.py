@@ -230,6 +230,9 @@ def test_split_options_the_chosen_split_does_not_use_are_named(synth_dir, tmp_pa
     _, _, split = read_and_split(kfold.data)
     assert "test" not in set(split)
     assert "data.split.test=0.3 is not used: kfold splits the patients into train and val (fold 0 of 5" in caplog.text
+    caplog.clear()  # probe 37 CA4: a val fraction kfold does not use either
+    read_and_split(tiny_config(synth_dir, **{"data.split.method": "kfold", "data.split.test": 0, "data.split.val": 0.4}).data)
+    assert "data.split.val=0.4 is not used: kfold's validation part is fold 0 of 5 (1/5 of the patients)" in caplog.text
     caplog.clear()
     manifest, _, split = read_and_split(tiny_config(synth_dir).data)
     assert "not used" not in caplog.text and "do not apply" not in caplog.text  # the default split: nothing to say
