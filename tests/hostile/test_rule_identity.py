@@ -621,6 +621,16 @@ def test_a_long_id_ending_in_zero_is_an_id_where_its_column_kept_long_ids_whole(
     assert read_dataset(root, "csv")["patient_id"].tolist() == ["3171012345678910", "3171012345678911"]
 
 
+def test_a_number_after_the_eye_read_as_a_second_photo_says_so(tmp_path):
+    # Probe 37 BA9: S1_left_10 and S1_left_11 (patients 10 and 11 of series S1) were one patient 'S1',
+    # noted as "several photos of one eye" as if they were repeat shots.
+    for k, name in enumerate(("S1_left_10", "S1_right_10", "S1_left_11", "S1_right_11")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k % 3, k))
+    table = collect_inputs([tmp_path]).set_index("image_id")
+    assert ("several photos of one eye: 2 photos of the left eye of patient 'S1'; all kept, the worst decides ('S1_left_10' is "
+            "read as photo 10 of it: if 10 numbers the patient, give the patients in a CSV)") in table.loc["S1_left_10", "identity_note"]
+
+
 def test_a_list_row_with_more_fields_than_its_header_is_refused_naming_the_row(tmp_path):
     # Probe 37 BA11: "12,345" unquoted in a list's first column: pandas made "12" a row index, every
     # column shifted, and 12,345 and 13,345 were one patient '345'.

@@ -49,6 +49,7 @@ Two files are never one image id: ids that coincide are qualified by folder or e
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -348,14 +349,20 @@ def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
                                 "them one patient)")
 
 
+_NUMBERED_SHOT = re.compile(r"(?:left|right|os|od)[_\- ]+([0-9]{1,2})$", re.IGNORECASE)
+
+
 def _eye_counts(table: pd.DataFrame, notes: list[list[str]], said: pd.Series) -> None:
     """Several photos of one eye, and known patients whose eye is not known (but for the photos
     ``said``, whose other notes say why)."""
     known = table[table["eye"] != ""]
     counts = known.groupby(["patient_id", "eye"])["path"].transform("size")
     for k in counts.index[counts > 1]:
+        shot = _NUMBERED_SHOT.search(table.at[k, "image_id"])  # probe 37 BA9: S1_left_10, S1_left_11 may be patients 10, 11
+        hint = (f" ({table.at[k, 'image_id']!r} is read as photo {shot[1]} of it: if {shot[1]} numbers the patient, give the "
+                "patients in a CSV)") if shot else ""
         notes[k].append(f"{SEVERAL_PHOTOS_OF_ONE_EYE}: {counts[k]} photos of the {table.at[k, 'eye']} eye of patient "
-                        f"{table.at[k, 'patient_id']!r}; all kept, the worst decides")
+                        f"{table.at[k, 'patient_id']!r}; all kept, the worst decides{hint}")
     for k in table.index[(table["eye"] == "") & ~said]:
         if not any(n.startswith((CONTRADICTORY_EYE, BOTH_EYES_IN_NAME, SAME_PHOTO_AS_TWO_EYES)) for n in notes[k]):
             tags = table.at[k, "dicom_laterality"]  # only tags that name no eye here (B, U): said, not "no laterality"
