@@ -346,17 +346,19 @@ def test_patients_that_differ_only_by_an_inner_space_an_invisible_or_a_full_widt
              ("AB-123", "AB123"),  # probe 34 AX13: a separator one system writes and another leaves out
              ("10.0", "10"),  # probe 34 BX6: a number column pandas or Excel wrote as float
              ("12,345", "12345"), ("\u0661\u0662\u0663", "123"),  # probe 35 AY6: thousands separator, Arabic-Indic digits
-             ("12\u2019346", "12346"), ("12\u066c347", "12347")]  # probe 36 AZ4: de-CH Excel's and the Arabic separator
+             ("12\u2019346", "12346"), ("12\u066c347", "12347"),  # probe 36 AZ4: de-CH Excel's and the Arabic separator
+             ('="00124"', "00124"), ('"P8"', "P8")]  # probe 37 BA8: Excel's ="00124", an id in quotes
     for k in range(2 * len(pairs)):
         (tmp_path / f"{k}.jpeg").write_bytes(photo_bytes(k % 3, k))
-    rows = "".join(f"{2 * k}.jpeg,\"{a}\",left\n{2 * k + 1}.jpeg,\"{b}\",right\n" for k, (a, b) in enumerate(pairs))
+    quoted = [(a.replace('"', '""'), b.replace('"', '""')) for a, b in pairs]  # as a CSV writes a quote in a cell
+    rows = "".join(f"{2 * k}.jpeg,\"{a}\",left\n{2 * k + 1}.jpeg,\"{b}\",right\n" for k, (a, b) in enumerate(quoted))
     (tmp_path / "list.csv").write_text("image,patient_id,eye\n" + rows, encoding="utf-8")
     table = collect_inputs([tmp_path / "list.csv"]).set_index("image_id")
     assert table["patient_id"].tolist() == [p for pair in pairs for p in pair]  # kept as given
     for k, shown in enumerate(["'P 1' and 'P1'", "'R1' and 'R\\u200b1'", "'S1' and 'Ｓ1'", "'T1' and '\\ufeffT1'",
                                "'P2' and '\\u04202'", "'C-1' and 'C\\u20131'", "'AB-123' and 'AB123'",
                                "'10' and '10.0'", "'12,345' and '12345'", "'123' and '١٢٣'", "'12346' and '12’346'",
-                               "'12347' and '12٬347'"]):
+                               "'12347' and '12٬347'", "'00124' and '=\"00124\"'", "'\"P8\"' and 'P8'"]):
         for image in (str(2 * k), str(2 * k + 1)):
             assert (f"lookalike patients: patients {shown} differ only in case, spacing, separators, leading zeros, look-alike letters or text encoding"
                     in table.loc[image, "identity_note"])

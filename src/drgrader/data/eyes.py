@@ -207,7 +207,8 @@ _LOOK_ALIKES = str.maketrans({**dict(zip("авекмнорстухіјѕԁһԛԝ
 # Written or left out by one system and not another ("AB-123", "AB123"; probe 34 AX13; "12,345",
 # "P:7", "Q#8", a spreadsheet's text mark "'00123"; probe 35 AY6).
 # Also the other apostrophes and the Arabic thousands separator: de-CH Excel writes "12’345" (probe 36 AZ4).
-_SEPARATORS = frozenset("-_./,:#'\u2019\u2018\u02bc`\u00b4\u066c")
+# And Excel's text-keeping form ="00123", or an id in literal quotes ("P7"): probe 37 BA8.
+_SEPARATORS = frozenset("-_./,:#'\u2019\u2018\u02bc`\u00b4\u066c\"=")
 _FLOAT_WRITTEN = re.compile(r"^([0-9]+)\.0+$")  # probe 34 BX6: "10.0" beside "10"
 
 
