@@ -50,6 +50,9 @@ def test_quadratic_kappa_penalises_far_errors_more():
 
 def test_quadratic_kappa_undefined_is_nan():
     assert math.isnan(quadratic_weighted_kappa([0, 0, 0], [0, 0, 0]))
+    # Probe 37 CA9: a reference of one grade (a batch of normals) measures no agreement beyond chance:
+    # sklearn's 0 read as "chance" in the report and card.
+    assert math.isnan(quadratic_weighted_kappa([0, 0, 0, 0], [0, 1, 0, 2]))
 
 
 def test_grade_metrics_on_hand_example():

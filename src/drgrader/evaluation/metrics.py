@@ -45,7 +45,11 @@ MetricFn = Callable[[pd.DataFrame], float]
 
 # ------------------------------------------------------------------------- grades
 def quadratic_weighted_kappa(y_true, y_pred) -> float:
-    """Cohen's kappa with quadratic weights over grades 0..4 (NaN when undefined)."""
+    """Cohen's kappa with quadratic weights over grades 0..4 (NaN when undefined, and when the
+    reference holds one grade: no agreement beyond chance can be measured there, where sklearn
+    gives 0; probe 37 CA9, a clinic's batch of normals reported "kappa 0.000 (0.000-0.000)")."""
+    if len(np.unique(np.asarray(y_true))) < 2:
+        return float("nan")
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         # Undefined kappa (truth and prediction one same grade) is NaN (sklearn's default
         # since 1.7; 0/0 before), not a warning.
