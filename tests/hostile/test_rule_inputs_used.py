@@ -113,7 +113,7 @@ def test_serve_refuses_one_file_as_both_eyes_and_a_photo_named_for_the_other_eye
     ("image,Eyes", "'Eyes' looks like the eye column"),
     ("image,laterality", "'laterality' looks like the eye column"),
     ("image,path", "columns 'image' and 'path' both give the image"),
-    ("image,Image", "columns 'image' and 'Image' both give the image"),
+    ("image,Image", "column 'image' appears twice \\(as 'image' and 'Image'\\); keep one"),  # as label files say it
     ("image,patient_id,Patient", "columns 'patient_id' and 'Patient' both give the patient"),
     ("image,image", "column 'image' appears twice"),
     # Probe 30 W6: a clinic's patient identifiers were ignored, each photo graded as a patient of its own.
@@ -676,6 +676,23 @@ def test_a_second_grading_with_an_ungradable_mark_or_in_words_is_refused_by_its_
     with pytest.raises(DataError, match=r"^labels.csv: column 'adjudicated' holds grades 0-4 that differ from the ones read "
                                         r"\('level'\) on 1 row\(s\)"):
         read_dataset(root)
+
+
+@pytest.mark.parametrize("name", ["grader_2", "final", "second_reader"])
+def test_a_full_grading_named_so_is_refused_however_much_it_differs(tmp_path, name):
+    # Probe 37 CA13: grader_2 differing from level on 48 of 80 rows passed at INFO: a full column had
+    # to agree on most rows (else a visit or camera number), whatever its name said.
+    from drgrader.data.manifest import read_dataset
+
+    names = [f"{p}_{e}" for p in range(10, 20) for e in ("left", "right")]
+    level = [k % 5 for k in range(20)]
+    other = [(g + 2) % 5 if k % 5 < 3 else g for k, g in enumerate(level)]
+    rows = "".join(f"{n},{a},{b}\n" for n, a, b in zip(names, level, other))
+    root = label_set(tmp_path, "labels.csv", f"image,level,{name}\n" + rows, [f"{n}.jpeg" for n in names])
+    with pytest.raises(DataError, match=f"column '{name}' holds grades 0-4 that differ from the ones read \\('level'\\) on 12 row"):
+        read_dataset(root)
+    (root / "labels.csv").write_text("image,level,visit\n" + rows)  # another name: a visit number, kept
+    assert len(read_dataset(root)) == 20
 
 
 @pytest.mark.parametrize("other", ["grader", "maculopathy", "Risk of macular edema", "adjudicated_dme", "image_quality_grade",

@@ -77,7 +77,17 @@ def _grade_or_words(cell: str) -> int | None:
     return next((g for pattern, g in _GRADE_WORDS if pattern.search(text)), None)
 
 
-def _disagreeing_grades(values: pd.Series, read: pd.Series) -> int:
+# A name that says a grading by someone (``grader_2``, ``final``, ``adjudicated``): its grades are a
+# second grading however much they differ (probe 37 CA13), where a full column of another name must
+# agree on most rows (else a visit or camera number).
+_GRADING_WORDS = ("grader", "final", "adjud", "reader", "second", "consensus", "reference")
+
+
+def _names_a_grading(name: str) -> bool:
+    return any(w.startswith(_GRADING_WORDS) for w in _name_words(name))
+
+
+def _disagreeing_grades(values: pd.Series, read: pd.Series, *, named_grading: bool = False) -> int:
     """How many rows a second grading gives another grade than the column read: a column of grades
     (every cell empty or a grade, three grades or more: not a 0/1 flag) that agrees with the one
     read on most rows, as a second grader or a correction does (a visit or camera number agrees by
@@ -97,7 +107,7 @@ def _disagreeing_grades(values: pd.Series, read: pd.Series) -> int:
         return 0
     grades = grades.dropna()
     differ = grades != read.astype(str).str.strip().map(grade_value).reindex(grades.index)
-    return int(differ.sum()) if differ.any() and (sparse or differ.mean() <= 0.5) else 0
+    return int(differ.sum()) if differ.any() and (sparse or named_grading or differ.mean() <= 0.5) else 0
 
 
 # A column beside the grade that marks gradability (what Messidor-2's format reads): not read by the
@@ -136,7 +146,9 @@ def refuse_other_grade_columns(table: pd.DataFrame, shown: str, read: str, fmt: 
         if looks_like_grade(column):
             raise DataError(f"{shown}: column {column[:40]!r} looks like a grade column but is not the one read "
                             f"({read[:40]!r}); {fix}")
-        if read in table and not _names_no_dr_grade(column) and (rows := _disagreeing_grades(table[column], table[read])):
+        named = _names_a_grading(column)
+        if read in table and not _names_no_dr_grade(column) and (rows := _disagreeing_grades(table[column], table[read],
+                                                                                               named_grading=named)):
             raise DataError(f"{shown}: column {column[:40]!r} holds grades 0-4 that differ from the ones read "
                             f"({read[:40]!r}) on {rows} row(s); {fix}")
 
