@@ -159,3 +159,19 @@ def test_cv_refuses_to_pool_folds_that_read_another_picture_under_a_photos_name(
     err = capsys.readouterr().err
     assert f"fold-0 learnt from other pictures: 1 photo(s) replaced since under the same name ({table['image_id'].iat[0]})" in err
     assert not (cv_dir / "fold-1").exists()
+
+
+def test_cv_says_a_test_fraction_is_not_used(tmp_path, caplog):
+    # Probe 37 CA8: `cv --set data.split.test=0.3` (a held-out share) was dropped without a word.
+    import logging
+
+    from conftest import tiny_config
+
+    from drgrader.data.manifest import DataError
+    from drgrader.workflows.cv import run_cv
+
+    cfg = tiny_config(tmp_path / "no-data", **{"data.split.test": 0.3})
+    with caplog.at_level(logging.INFO, logger="drgrader"), pytest.raises(DataError, match="not found"):
+        run_cv(cfg, folds=2, out=tmp_path / "cv")  # the data folder is missing: refused after the line
+    assert "data.split.test=0.3 is not used: cv draws its folds over every labelled photo" in caplog.text
+    assert not (tmp_path / "cv").exists()
