@@ -242,6 +242,14 @@ def test_a_photo_named_only_by_its_eye_listed_as_the_other_eye_is_noted(tmp_path
         (tmp_path / "swap.csv").write_text(f"image,patient_id,eye\n{right}.jpg,P3,left\n{left}.jpg,P3,right\n")
         swapped = collect_inputs([tmp_path / "swap.csv"])
         assert swapped["eye"].tolist() == ["", ""] and all("contradictory eye" in n for n in swapped["identity_note"]), right
+    # Probe 37 BA7: an eye-per-folder layout (OD/10193.jpg, OS/10193.jpg) listed with the eyes swapped.
+    for folder, k in (("OD", 1), ("OS", 2)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "10193.jpg").write_bytes(photo_bytes(k, k))
+    (tmp_path / "fe.csv").write_text("image,patient_id,eye\nOD/10193.jpg,10193,left\nOS/10193.jpg,10193,right\n")
+    by_folder = collect_inputs([tmp_path / "fe.csv"])
+    assert by_folder["eye"].tolist() == ["", ""]
+    assert "contradictory eye: for 'OD/10193' the CSV says left, the folder 'OD' says right" in by_folder["identity_note"][0]
     (tmp_path / "ok.csv").write_text("image,patient_id,eye\nOD.jpg,P1,right\nOS.jpg,P1,left\n")
     agreed = collect_inputs([tmp_path / "ok.csv"]).set_index("image_id")
     assert agreed["eye"].tolist() == ["right", "left"] and agreed["identity_note"].tolist() == ["", ""]

@@ -185,6 +185,13 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
     return patient, eye
 
 
+def eye_of_folder(name: str) -> str | None:
+    """The eye a folder is named for, alone (``OD/``, ``Left/``, ``right eye/``: an eye-per-folder
+    layout; probe 37 BA7); None for any other folder name."""
+    bare = _BARE_EYE.match(re.sub(r"[_\- ]?eye$", "", name.strip(), flags=re.IGNORECASE))
+    return None if bare is None else "right" if bare["right"] else "left"
+
+
 def eyes_named(name: str) -> set[str]:
     """Every eye a name mentions: its last word (as :func:`patient_and_eye` reads it) and any
     ``left`` / ``right`` / ``OS`` / ``OD`` word elsewhere in it; a name that is an eye word alone

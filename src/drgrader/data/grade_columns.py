@@ -84,7 +84,8 @@ _GRADING_WORDS = ("grader", "final", "adjud", "reader", "second", "consensus", "
 
 
 def _names_a_grading(name: str) -> bool:
-    return any(w.startswith(_GRADING_WORDS) for w in _name_words(name))
+    words = _name_words(name)  # not a gradability mark: adjudicated_gradable
+    return any(w.startswith(_GRADING_WORDS) for w in words) and not any(w.startswith(("gradab", "ungrad")) for w in words)
 
 
 def _disagreeing_grades(values: pd.Series, read: pd.Series, *, named_grading: bool = False) -> int:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from drgrader.data.eyes import EYE_WORDS, eyes_named, patient_and_eye, patient_id
+from drgrader.data.eyes import EYE_WORDS, eye_of_folder, eyes_named, patient_and_eye, patient_id
 from drgrader.outputs import IMAGE_EXTENSIONS
 
 # What input_rows gathers for each photo: where it is, and what each source says.
@@ -68,6 +68,9 @@ def photo_eye_claims(row: dict) -> list[tuple[str, str]]:
     eyes = eyes_named(name)  # "10_left", and a name of its eye alone ("OD", "Right", "OD_1": probe 36 AZ2)
     if len(eyes) == 1:
         claims.append(("file name" if name == _FRAME.sub("", row["image_id"]) else f"file name {name!r}", next(iter(eyes))))
+    folder = Path(str(row["path"])).parent.name
+    if eye := eye_of_folder(folder):  # an eye-per-folder layout, OD/10193.jpg
+        claims.append((f"folder {folder!r}", eye))
     return claims
 
 
