@@ -346,6 +346,16 @@ def test_a_referral_label_pointed_at_as_the_grade_is_refused(tmp_path):
         read_dataset(root, "csv", columns={"grade": "any_dr"})
 
 
+def test_a_messidor1_sheet_is_refused_for_its_own_grade_scale(tmp_path):
+    # Probe 37 CA7: Messidor-1's 0-3 "Retinopathy grade" (3: severe NPDR and PDR) was read as ICDR.
+    from drgrader.data.manifest import read_dataset
+
+    root = label_set(tmp_path, "labels.csv", "Image name,Ophthalmologic department,Retinopathy grade,Risk of macular edema\n"
+                                             "a.tif,Service 1,3,0\nb.tif,Service 1,0,0\n", ["a.tif", "b.tif"])
+    with pytest.raises(DataError, match="this is Messidor-1's sheet, whose 'Retinopathy grade' is 0-3 on its own scale"):
+        read_dataset(root, "csv", columns={"image": "Image name", "grade": "Retinopathy grade"})
+
+
 def test_two_label_rows_naming_one_file_are_refused(tmp_path):
     from drgrader.data.manifest import read_dataset
 

@@ -11,7 +11,12 @@ from pathlib import Path
 
 from drgrader.config import DataConfig
 from drgrader.data.eyes import long_ids_kept
-from drgrader.data.grade_columns import name_unread_columns, refuse_other_grade_columns, refuse_referral_label
+from drgrader.data.grade_columns import (
+    name_unread_columns,
+    refuse_messidor1_scale,
+    refuse_other_grade_columns,
+    refuse_referral_label,
+)
 from drgrader.data.input_columns import identifiers_beside_patient, label_identity_columns
 from drgrader.data.label_files import (
     DataError,
@@ -71,6 +76,7 @@ def read_csv_format(root: Path, cfg: DataConfig) -> Found:
     table = read_label_csv(labels, root, required)
     file = shown_path(labels, root)
     refuse_referral_label(table, file, cols.grade)
+    refuse_messidor1_scale(table, file, cols.grade)
     refuse_other_grade_columns(table, file, cols.grade, other_read=(cols.image, cols.patient, cols.eye))
     patient_col, eye_col = label_identity_columns(table.drop(columns=[cols.image, cols.grade]), file, cols.patient, cols.eye)
     said = identifiers_beside_patient(file, list(table.columns)) if patient_col else []  # named as not read already

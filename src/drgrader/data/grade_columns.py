@@ -176,6 +176,15 @@ def looks_like_label_file(path: Path) -> bool:
 _REFERRAL_NAME = re.compile(r"refer|rdr|vtdr|binary|any_?dr|dr_?present|has_?dr|dr_?yes", re.IGNORECASE)  # probe 37 CA3
 
 
+def refuse_messidor1_scale(table: pd.DataFrame, shown: str, read: str) -> None:
+    """Messidor-1's sheet (``Image name, Ophthalmologic department, Retinopathy grade, ...``): its grades
+    are 0-3 on its own scale, 3 holding severe NPDR and PDR alike, not ICDR's (probe 37 CA7)."""
+    if read == "Retinopathy grade" and "Ophthalmologic department" in table.columns:
+        raise DataError(f"{shown}: this is Messidor-1's sheet, whose 'Retinopathy grade' is 0-3 on its own scale (3: severe "
+                        "NPDR and PDR alike), not an ICDR grade 0-4; drgrader reads ICDR grades (Messidor-2's adjudicated "
+                        "ones: data.format=messidor2)")
+
+
 def refuse_referral_label(table: pd.DataFrame, shown: str, read: str) -> None:
     """The grade column pointed at a referral label: named so (``referable``, ``RDR``) and holding
     only 0 and 1. drgrader reads ICDR grades 0-4 and derives referable DR (grade 2 or more) from them."""
