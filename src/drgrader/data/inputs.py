@@ -353,12 +353,13 @@ def _note_patients_of_two_sources(table: pd.DataFrame, given_by: dict[str, str])
     two folders of named photos are."""
     where = table["path"].map(lambda p: given_by.get(os.path.abspath(p), ""))
     folder = table["path"].map(lambda p: os.path.dirname(os.path.abspath(p)))
-    for patient, rows in table.index[table["patient_id"] != ""].groupby(table["patient_id"][table["patient_id"] != ""]).items():
-        lists = sorted(set(where[rows]) - {""})
-        others = sorted(set(folder[rows][where[rows] == ""]) - set(folder[rows][where[rows] != ""]))
-        if not lists or len(lists) + len(others) < 2:
+    known = table["patient_id"] != ""
+    for patient, rows in table.index[known].groupby(table["patient_id"][known]).items():
+        given = sorted(set(where[rows]) - {""})  # the lists and DICOM exports that give this patient
+        others = sorted(set(folder[rows][where[rows] == ""]) - set(folder[rows][where[rows] != ""]))  # named photos elsewhere
+        if not given or len(given) + len(others) < 2:
             continue
-        sources = ", ".join([*lists, *(f"the photos in {f}" for f in others)])
+        sources = ", ".join([*given, *(f"the photos in {f}" for f in others)])
         note = (f"{PATIENT_IN_SOURCES}: patient {patient!r} is given by {sources}; taken as one patient's eyes (if they "
                 "number patients alike, give each site's patients their own ids, e.g. A-1001)")
         for k in rows:
