@@ -236,7 +236,8 @@ def test_a_photo_named_only_by_its_eye_listed_as_the_other_eye_is_noted(tmp_path
     assert table.loc["OD", "identity_note"] == ("contradictory eye: for 'OD' the CSV says left, the file name says right; "
                                                  "the eye is left unknown")
     # Probe 37 BA1: the eye alone in other spellings: a letter, RE/LE, a numbered shot, another language.
-    for right, left in (("R", "L"), ("RE", "LE"), ("OD1", "OS1"), ("rechts", "links")):
+    for right, left in (("R", "L"), ("RE", "LE"), ("OD1", "OS1"), ("rechts", "links"),
+                        ("5001_R_20240101", "5001_L_20240101"), ("5002_R1", "5002_L1"), ("r (1)", "l (1)")):  # probe 38 BB1
         (tmp_path / f"{right}.jpg").write_bytes(photo_bytes(1, 1))
         (tmp_path / f"{left}.jpg").write_bytes(photo_bytes(2, 2))
         (tmp_path / "swap.csv").write_text(f"image,patient_id,eye\n{right}.jpg,P3,left\n{left}.jpg,P3,right\n")
@@ -250,6 +251,11 @@ def test_a_photo_named_only_by_its_eye_listed_as_the_other_eye_is_noted(tmp_path
     by_folder = collect_inputs([tmp_path / "fe.csv"])
     assert by_folder["eye"].tolist() == ["", ""]
     assert "contradictory eye: for 'OD/10193' the CSV says left, the folder 'OD' says right" in by_folder["identity_note"][0]
+    # Probe 38 BB4: a folder named by a grade or a round (NHS R0..R3, EyePACS levels L0..L4, round R1) names no eye.
+    for folder in ("R3", "L2", "R1", "od4"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "IMG_0001.jpg").write_bytes(photo_bytes(1, 5))
+        assert collect_inputs([tmp_path / folder / "IMG_0001.jpg"])["eye"].tolist() == [""], folder
     (tmp_path / "ok.csv").write_text("image,patient_id,eye\nOD.jpg,P1,right\nOS.jpg,P1,left\n")
     agreed = collect_inputs([tmp_path / "ok.csv"]).set_index("image_id")
     assert agreed["eye"].tolist() == ["right", "left"] and agreed["identity_note"].tolist() == ["", ""]

@@ -187,9 +187,15 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
 
 def eye_of_folder(name: str) -> str | None:
     """The eye a folder is named for, alone (``OD/``, ``Left/``, ``right eye/``: an eye-per-folder
-    layout; probe 37 BA7); None for any other folder name."""
-    bare = _BARE_EYE.match(re.sub(r"[_\- ]?eye$", "", name.strip(), flags=re.IGNORECASE))
+    layout; probe 37 BA7); None for any other folder name: never a letter or a number (``R0/`` ..
+    ``R3/`` are the NHS grades, ``L0/`` EyePACS levels, ``R1/`` a reading round; probe 38 BB4)."""
+    bare = _FOLDER_EYE.match(re.sub(r"[_\- ]?eye$", "", name.strip(), flags=re.IGNORECASE))
     return None if bare is None else "right" if bare["right"] else "left"
+
+
+_LETTER_EYE_NUMBERED = re.compile(r"(?<=[_\- ])([rl])[_\- ]?[0-9]+$", re.IGNORECASE)
+_FOLDER_EYE = re.compile(r"^(?:(?P<right>od|right|rechts|droit|derecho|destro)|(?P<left>os|left|links|gauche|izquierdo|"
+                         r"sinistro))$", re.IGNORECASE)
 
 
 def eyes_named(name: str) -> set[str]:
@@ -197,9 +203,11 @@ def eyes_named(name: str) -> set[str]:
     ``left`` / ``right`` / ``OS`` / ``OD`` word elsewhere in it; a name that is an eye word alone
     (``R``, ``LE``, ``OD1``, ``rechts``: a patient-per-folder export). Two eyes: the name contradicts itself."""
     stem = PurePosixPath(name.replace("\\", "/")).name.strip()
-    if bare := _BARE_EYE.match(stem):  # probe 37 BA1
+    if bare := _BARE_EYE.match(_COPY_SUFFIX.sub("", stem)):  # probe 37 BA1; "r (1)": probe 38 BB1
         return {"right" if bare["right"] else "left"}
     named = {EYE_WORDS[w.lower()] for w in _WORDS.findall(stem) if w.lower() in _LONG_EYE_WORDS}
+    # a one-letter eye before a date or shot number ("5001_R_20240101", "5002_R1"; probe 38 BB1)
+    named |= {EYE_WORDS[m[1].lower()] for m in _LETTER_EYE_NUMBERED.finditer(stem)}
     read = patient_and_eye(stem)
     return named | {read[1]} if read else named
 
