@@ -284,6 +284,14 @@ def test_one_patient_id_given_by_two_lists_is_noted(tmp_path):
                f"headers in {tmp_path / 'dB'};" in n for n in dicoms["identity_note"]), dicoms["identity_note"].tolist()
     assert all("is given by the DICOM headers in" in n for n in collect_inputs([tmp_path / "dA", tmp_path / "C"])["identity_note"])
     assert collect_inputs([tmp_path / "dA"])["identity_note"].tolist() == [""]
+    # Probe 38 BB2: the same two sites reached through their parent folder, or a list naming their files.
+    for site, laterality in (("sA", "L"), ("sB", "R")):
+        write_dicom(tmp_path / "sites" / site / "img0001.dcm", make_fundus(1, rng, height=96), patient_id="1001",
+                    laterality=laterality)
+    (tmp_path / "dl.csv").write_text("image\nsites/sA/img0001.dcm\nsites/sB/img0001.dcm\n")
+    for inputs in ([tmp_path / "sites"], [tmp_path / "dl.csv"]):
+        assert all(f"is given by the DICOM headers in {tmp_path / 'sites' / 'sA'}, the DICOM headers in "
+                   f"{tmp_path / 'sites' / 'sB'};" in n for n in collect_inputs(inputs)["identity_note"]), inputs
     for series, laterality in (("s1", "L"), ("s2", "R")):  # one export's patient/series folders: one source
         write_dicom(tmp_path / "export" / "1001" / series / "i.dcm", make_fundus(1, rng, height=96), patient_id="1001",
                     laterality=laterality)

@@ -335,28 +335,39 @@ as a CSV list (paths relative to the current folder); a list's path written on W
             raise FileNotFoundError(f"input not found: {path}")
         if len(rows) == before:
             empty.append(str(path))
-        for row in rows[before:]:  # a DICOM PatientID is a source as a list is, by the input given (probe 37 BA12)
-            if row["dicom_patient"] and not row["csv_patient"]:
-                given_by.setdefault(os.path.abspath(row["path"]), f"the DICOM headers in {path}")
     if empty and rows:  # all empty: the caller's "no images found"
         raise DataError(f"no photos in {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}: "
                         "an input that gives nothing to grade is refused (remove it from the command)")
     table = resolve_identity(rows)
-    _note_patients_of_two_sources(table, given_by)
+    dicom = {os.path.abspath(r["path"]) for r in rows if r["dicom_patient"] and not r["csv_patient"]}
+    _note_patients_of_two_sources(table, given_by, dicom)
     return table
 
 
-def _note_patients_of_two_sources(table: pd.DataFrame, given_by: dict[str, str]) -> None:
-    """A patient id given by two sources (two sites' day lists or DICOM exports, each numbering
+def _dicom_folder(path: str, patient: str) -> str:
+    """Where a DICOM header gave ``patient``: the photo's folder, or the folder above it named for
+    the patient (an export's ``1001/study/series/`` folders are one source)."""
+    own = next((p for p in Path(path).parents if p.name.casefold() == patient.casefold()), Path(path).parent)
+    return f"the DICOM headers in {own}"
+
+
+def _note_patients_of_two_sources(table: pd.DataFrame, given_by: dict[str, str], dicom: set[str]) -> None:
+    """A patient id given by two sources (two sites' day lists or DICOM folders, each numbering
     from 1001), or by one and by the names of photos in another folder: one patient as given, but
-    as likely two people numbered alike, so noted on each photo (probe 36 AZ12, probe 37 BA12), as
-    two folders of named photos are."""
-    where = table["path"].map(lambda p: given_by.get(os.path.abspath(p), ""))
-    folder = table["path"].map(lambda p: os.path.dirname(os.path.abspath(p)))
-    known = table["patient_id"] != ""
+    as likely two people numbered alike, so noted on each photo (probe 36 AZ12, probe 37 BA12,
+    probe 38 BB2), as two folders of named photos are. ``dicom``: the photos whose patient a DICOM
+    header gave."""
+    absolute = table["path"].map(os.path.abspath)
+    folder = absolute.map(os.path.dirname)
+    # Only patients with a given photo and two places at least can have two sources (a loop over all is slow).
+    given_here = absolute.map(lambda p: p in given_by or p in dicom)
+    place = absolute.map(lambda p: given_by.get(p, "")).where(lambda w: w != "", folder)
+    by_patient = table["patient_id"]
+    known = (by_patient != "") & given_here.groupby(by_patient).transform("any") & (place.groupby(by_patient).transform("nunique") > 1)
     for patient, rows in table.index[known].groupby(table["patient_id"][known]).items():
-        given = sorted(set(where[rows]) - {""})  # the lists and DICOM exports that give this patient
-        others = sorted(set(folder[rows][where[rows] == ""]) - set(folder[rows][where[rows] != ""]))  # named photos elsewhere
+        where = absolute[rows].map(lambda p: given_by.get(p) or (_dicom_folder(p, patient) if p in dicom else ""))
+        given = sorted(set(where) - {""})  # the lists and DICOM folders that give this patient
+        others = sorted(set(folder[rows][where == ""]) - set(folder[rows][where != ""]))  # named photos elsewhere
         if not given or len(given) + len(others) < 2:
             continue
         sources = ", ".join([*given, *(f"the photos in {f}" for f in others)])
