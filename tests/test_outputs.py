@@ -33,8 +33,10 @@ def test_unique_names_fresh_names_and_kinds(tmp_path):
     (tmp_path / "predictions-2.csv").write_text("x")
     assert fresh_name(tmp_path / "predictions.csv") == tmp_path / "predictions-3.csv"
     (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "bundle.json").write_text("{}")
+    (tmp_path / "b" / "bundle.json").write_text('{"task": "grade"}')
     assert kind_of(tmp_path / "b") == "a model bundle"
+    (tmp_path / "b" / "bundle.json").write_text('{"resourceType": "Bundle"}')  # a FHIR export's: probe 38 CB1
+    assert kind_of(tmp_path / "b") == "a folder"
     assert kind_of(tmp_path / "x.jpeg") is None
 
 

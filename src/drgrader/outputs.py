@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -70,7 +71,7 @@ def kind_of(path: Path) -> str | None:
     if path.is_dir():
         if (path / "cv.json").is_file():
             return "a cross-validation folder"
-        if (path / "bundle.json").is_file():
+        if _is_bundle_manifest(path / "bundle.json"):
             return "a model bundle"
         if (path / "bundle").is_dir() or (path / "checkpoints").is_dir():
             return "a run folder"
@@ -80,6 +81,24 @@ def kind_of(path: Path) -> str | None:
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         return "a photo"
     return f"a {path.suffix.lstrip('.').upper() or 'plain'} file"
+
+
+def _is_bundle_manifest(file: Path) -> bool:
+    """A ``bundle.json`` drgrader wrote (a JSON object naming its task), not another tool's file of
+    that common name (a FHIR Bundle export; probe 38 CB1)."""
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "task" in manifest
+
+
+# What a bundle folder holds (members/: an ensemble's; any .onnx: the exported graphs).
+BUNDLE_FILES = {"bundle.json", "model.safetensors", "MODEL_CARD.md", "training_photos.sha256", "members"}
+
+
+def _not_bundle_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name not in BUNDLE_FILES and p.suffix != ".onnx")
 
 
 def _resolved(path: Path) -> Path:
@@ -184,6 +203,9 @@ def claim_dir(out: Path, *, inputs: Iterable[Path] = (), may_reuse: tuple[str, .
         if target == source or source in target.parents:
             raise OutputError(f"--out {out} is inside the input {item}; choose a folder outside it")
     kind = kind_of(out)
+    if overwrite and kind == "a model bundle" and kind in replaces and (others := _not_bundle_files(out)):
+        raise OutputError(f"--out {out} is a model bundle holding other files too ({', '.join(others[:3])}): --overwrite would "
+                          "delete them; move them out, or choose another folder")
     if kind is None or kind in may_reuse or (overwrite and kind in replaces):
         return out
     if kind == "a folder" and not any(out.iterdir()):

@@ -388,12 +388,23 @@ def test_export_overwrite_replaces_a_bundle_only_never_a_run_a_data_set_or_a_use
     assert (run / "config.yaml").is_file() and (notes / "n.txt").read_text() == "important"
     assert main(["export", str(tiny_bundle), "--out", str(notes)]) == 2
     assert "or --overwrite" not in capsys.readouterr().err  # never offered for what it cannot replace
+    # Probe 38 CB1: another tool's bundle.json, and a user's file put inside a real bundle.
+    (notes / "bundle.json").write_text('{"resourceType": "Bundle"}')
+    assert main(["export", str(tiny_bundle), "--out", str(notes), "--overwrite"]) == 2
+    assert "is a folder, which --overwrite never replaces" in capsys.readouterr().err
+    real = tmp_path / "real"
+    shutil.copytree(tiny_bundle, real)
+    (real / "my_notes.txt").write_text("mine")
+    assert main(["export", str(tiny_bundle), "--out", str(real), "--overwrite"]) == 2
+    assert f"--out {real} is a model bundle holding other files too (my_notes.txt): --overwrite would delete them" in \
+        capsys.readouterr().err
+    assert (real / "my_notes.txt").read_text() == "mine" and (notes / "n.txt").read_text() == "important"
 
 
 def test_an_interrupted_overwrite_keeps_the_old_bundle_and_a_finished_one_replaces_it(tiny_bundle, onnx_bundle, tmp_path, monkeypatch):
     out = tmp_path / "deploy"
     shutil.copytree(onnx_bundle, out)
-    (out / "stale.txt").write_text("from the old export")
+    (out / "model.old.onnx").write_text("from the old export")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     real = export.write_manifest
 
@@ -407,7 +418,7 @@ def test_an_interrupted_overwrite_keeps_the_old_bundle_and_a_finished_one_replac
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     monkeypatch.setattr(export, "write_manifest", real)
     export.export_command(tiny_bundle, out=out, overwrite=True)
-    assert not (out / "stale.txt").exists() and (out / "model.onnx").is_file()
+    assert not (out / "model.old.onnx").exists() and (out / "model.onnx").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["deploy"]
     umask = os.umask(0)
     os.umask(umask)
