@@ -356,6 +356,18 @@ def test_a_messidor1_sheet_is_refused_for_its_own_grade_scale(tmp_path):
         read_dataset(root, "csv", columns={"image": "Image name", "grade": "Retinopathy grade"})
 
 
+def test_grades_all_0_or_1_are_warned_of_whatever_the_columns_name(tmp_path, caplog):
+    # Probe 38 CB4: a 0/1 label under a name no rule knows (dr_any, DR, a binarised level) read as none/mild.
+    from drgrader.data.manifest import read_dataset
+
+    names = [f"{p}_{e}" for p in range(10, 20) for e in ("left", "right")]
+    root = label_set(tmp_path, "trainLabels.csv", "image,level\n" + "".join(f"{n},{k % 2}\n" for k, n in enumerate(names)),
+                     [f"{n}.jpeg" for n in names])
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert len(read_dataset(root)) == 20
+    assert "every grade read is 0 or 1 (20 photos): a yes/no label (any DR, referable) read as the ICDR grades" in caplog.text
+
+
 def test_two_label_rows_naming_one_file_are_refused(tmp_path):
     from drgrader.data.manifest import read_dataset
 

@@ -123,6 +123,15 @@ def _warn_one_eye_graded_apart(df: pd.DataFrame, root: Path) -> None:
                     first["eye"].iat[0], shown)
 
 
+def _warn_binary_grades(df: pd.DataFrame, root: Path) -> None:
+    """Every grade 0 or 1 over many photos: a yes/no label (any DR, referable; a binarised EyePACS
+    copy) read as ICDR grades none and mild, whatever its column's name (probe 38 CB4)."""
+    if len(df) >= 20 and set(df["grade"]) == {0, 1}:
+        log.warning("%s: every grade read is 0 or 1 (%d photos): a yes/no label (any DR, referable) read as the ICDR grades "
+                    "0 (no DR) and 1 (mild)? drgrader reads grades 0-4 and derives referable DR (2 or more) from them",
+                    root, len(df))
+
+
 def _note_given_against_names(df: pd.DataFrame, given: list[bool], root: Path) -> None:
     """A label file's patient cell that another row's name contradicts (``10_left`` given patient
     12 while ``10_right`` is patient 10: a shifted cell) is taken as predict takes it, by the one
@@ -267,6 +276,7 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
     _note_given_against_names(df, given, root)
     _warn_lookalike_patients(df, root)
     _warn_one_eye_graded_apart(df, root)
+    _warn_binary_grades(df, root)
     if cfg.limit is not None:
         df = _first_patients(df, cfg.limit)
     df = df.sort_values("image_id", kind="stable").reset_index(drop=True)
