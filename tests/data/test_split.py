@@ -233,6 +233,9 @@ def test_split_options_the_chosen_split_does_not_use_are_named(synth_dir, tmp_pa
     caplog.clear()  # probe 37 CA4: a val fraction kfold does not use either
     read_and_split(tiny_config(synth_dir, **{"data.split.method": "kfold", "data.split.test": 0, "data.split.val": 0.4}).data)
     assert "data.split.val=0.4 is not used: kfold's validation part is fold 0 of 5 (1/5 of the patients)" in caplog.text
+    caplog.clear()  # probe 38 CB5: folds under a patient split
+    read_and_split(tiny_config(synth_dir, **{"data.split.fold": 3}).data)
+    assert "data.split.fold=3, folds=5 are not used: the patient split draws val and test fractions" in caplog.text
     caplog.clear()
     manifest, _, split = read_and_split(tiny_config(synth_dir).data)
     assert "not used" not in caplog.text and "do not apply" not in caplog.text  # the default split: nothing to say

@@ -346,7 +346,7 @@ def test_a_referral_label_pointed_at_as_the_grade_is_refused(tmp_path):
         read_dataset(root, "csv", columns={"grade": "any_dr"})
 
 
-def test_a_messidor1_sheet_is_refused_for_its_own_grade_scale(tmp_path):
+def test_a_messidor1_sheet_is_refused_for_its_own_grade_scale(tmp_path, caplog):
     # Probe 37 CA7: Messidor-1's 0-3 "Retinopathy grade" (3: severe NPDR and PDR) was read as ICDR.
     from drgrader.data.manifest import read_dataset
 
@@ -354,6 +354,11 @@ def test_a_messidor1_sheet_is_refused_for_its_own_grade_scale(tmp_path):
                                              "a.tif,Service 1,3,0\nb.tif,Service 1,0,0\n", ["a.tif", "b.tif"])
     with pytest.raises(DataError, match="this is Messidor-1's sheet, whose 'Retinopathy grade' is 0-3 on its own scale"):
         read_dataset(root, "csv", columns={"image": "Image name", "grade": "Retinopathy grade"})
+    # Probe 38 CB6: the grade column alone (the department column dropped): warned, no grade 4 in it.
+    (root / "labels.csv").write_text("Image name,Retinopathy grade\na.tif,3\nb.tif,0\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert len(read_dataset(root, "csv", columns={"image": "Image name", "grade": "Retinopathy grade"})) == 2
+    assert "'Retinopathy grade' is Messidor-1's header, whose grades are 0-3 on its own scale" in caplog.text
 
 
 def test_grades_all_0_or_1_are_warned_of_whatever_the_columns_name(tmp_path, caplog):
@@ -700,7 +705,7 @@ def test_a_second_grading_with_an_ungradable_mark_or_in_words_is_refused_by_its_
         read_dataset(root)
 
 
-@pytest.mark.parametrize("name", ["grader_2", "final", "second_reader"])
+@pytest.mark.parametrize("name", ["grader_2", "final", "second_reader", "ophthalmologist", "retina_specialist"])
 def test_a_full_grading_named_so_is_refused_however_much_it_differs(tmp_path, name):
     # Probe 37 CA13: grader_2 differing from level on 48 of 80 rows passed at INFO: a full column had
     # to agree on most rows (else a visit or camera number), whatever its name said.

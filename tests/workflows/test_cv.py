@@ -174,4 +174,9 @@ def test_cv_says_a_test_fraction_is_not_used(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="drgrader"), pytest.raises(DataError, match="not found"):
         run_cv(cfg, folds=2, out=tmp_path / "cv")  # the data folder is missing: refused after the line
     assert "data.split.test=0.3 is not used: cv draws its folds over every labelled photo" in caplog.text
+    caplog.clear()  # probe 38 CB8: a config's kfold folds beside --folds
+    cfg = tiny_config(tmp_path / "no-data", **{"data.split.method": "kfold", "data.split.folds": 10, "data.split.test": 0})
+    with caplog.at_level(logging.INFO, logger="drgrader"), pytest.raises(DataError, match="not found"):
+        run_cv(cfg, folds=2, out=tmp_path / "cv")
+    assert "data.split.folds=10 is not used: cv trains the --folds 2 folds (give --folds 10 for the config's)" in caplog.text
     assert not (tmp_path / "cv").exists()

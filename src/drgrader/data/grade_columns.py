@@ -80,7 +80,8 @@ def _grade_or_words(cell: str) -> int | None:
 # A name that says a grading by someone (``grader_2``, ``final``, ``adjudicated``): its grades are a
 # second grading however much they differ (probe 37 CA13), where a full column of another name must
 # agree on most rows (else a visit or camera number).
-_GRADING_WORDS = ("grader", "final", "adjud", "reader", "second", "consensus", "reference")
+_GRADING_WORDS = ("grader", "final", "adjud", "reader", "second", "consensus", "reference", "ophthalm", "specialist", "rater",
+                  "annotator", "optometr")  # the last five: probe 38 CB7
 
 
 def _names_a_grading(name: str) -> bool:
@@ -179,6 +180,10 @@ _REFERRAL_NAME = re.compile(r"refer|rdr|vtdr|binary|any_?dr|dr_?present|has_?dr|
 def refuse_messidor1_scale(table: pd.DataFrame, shown: str, read: str) -> None:
     """Messidor-1's sheet (``Image name, Ophthalmologic department, Retinopathy grade, ...``): its grades
     are 0-3 on its own scale, 3 holding severe NPDR and PDR alike, not ICDR's (probe 37 CA7)."""
+    values = set(table[read].astype(str).str.strip()) - {""}
+    if read == "Retinopathy grade" and "Ophthalmologic department" not in table.columns and not values & {"4", "4.0"}:
+        log.warning("%s: 'Retinopathy grade' is Messidor-1's header, whose grades are 0-3 on its own scale (3: severe NPDR and "
+                    "PDR alike); no grade 4 here: if this is Messidor-1, its grades are not ICDR's (probe 38 CB6)", shown)
     if read == "Retinopathy grade" and "Ophthalmologic department" in table.columns:
         raise DataError(f"{shown}: this is Messidor-1's sheet, whose 'Retinopathy grade' is 0-3 on its own scale (3: severe "
                         "NPDR and PDR alike), not an ICDR grade 0-4; drgrader reads ICDR grades (Messidor-2's adjudicated "

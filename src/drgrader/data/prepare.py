@@ -60,6 +60,9 @@ def _say_unused_split_options(data: DataConfig) -> None:
         if abs(split.val - 1 / split.folds) > 1e-9:  # probe 37 CA4; said, not warned: cv's folds keep a recipe's val
             log.info("data.split.val=%g is not used: kfold's validation part is fold %d of %d (1/%d of the patients)",
                      split.val, split.fold, split.folds, split.folds)
+    elif split.method in ("patient", "image") and (split.fold, split.folds) != (0, 5):  # probe 38 CB5
+        log.info("data.split.fold=%d, folds=%d are not used: the %s split draws val and test fractions (kfold, or "
+                 "`drgrader cv`, uses folds)", split.fold, split.folds, split.method)
     elif split.method == "official" and split.test > 0:
         log.info("data.split.test=%g is not used: the official split's test part is the data set's own (data.split.val "
                  "and seed carve a validation part from its training part only when it has none)", split.test)
