@@ -237,7 +237,8 @@ def test_a_photo_named_only_by_its_eye_listed_as_the_other_eye_is_noted(tmp_path
                                                  "the eye is left unknown")
     # Probe 37 BA1: the eye alone in other spellings: a letter, RE/LE, a numbered shot, another language.
     for right, left in (("R", "L"), ("RE", "LE"), ("OD1", "OS1"), ("rechts", "links"),
-                        ("5001_R_20240101", "5001_L_20240101"), ("5002_R1", "5002_L1"), ("r (1)", "l (1)")):  # probe 38 BB1
+                        ("5001_R_20240101", "5001_L_20240101"), ("5002_R1", "5002_L1"), ("r (1)", "l (1)"),  # probe 38 BB1
+                        ("5001_rechts", "5001_links"), ("5002_droit", "5002_gauche"), ("5003_RE", "5003_LE")):
         (tmp_path / f"{right}.jpg").write_bytes(photo_bytes(1, 1))
         (tmp_path / f"{left}.jpg").write_bytes(photo_bytes(2, 2))
         (tmp_path / "swap.csv").write_text(f"image,patient_id,eye\n{right}.jpg,P3,left\n{left}.jpg,P3,right\n")
@@ -643,6 +644,21 @@ def test_a_long_id_ending_in_zero_is_an_id_where_its_column_kept_long_ids_whole(
         (root / "images" / f"{name}.jpeg").write_bytes(name.encode())
     (root / "labels.csv").write_text("image,level,patient_id\na,0,3171012345678910\nb,2,3171012345678911\n")
     assert read_dataset(root, "csv")["patient_id"].tolist() == ["3171012345678910", "3171012345678911"]
+
+
+def test_two_sites_with_eye_folders_are_noted_as_two_folders_are(tmp_path):
+    # Probe 38 BB6: siteA/left/1001_left.jpeg and siteB/right/1001_right.jpeg were one patient, paired, no note:
+    # the two-folders note was skipped whenever the last folder named the eye.
+    for site, eye, k in (("siteA", "left", 1), ("siteB", "right", 2)):
+        (tmp_path / site / eye).mkdir(parents=True)
+        (tmp_path / site / eye / f"1001_{eye}.jpeg").write_bytes(photo_bytes(k, k))
+    table = collect_inputs([tmp_path])
+    assert all(n.startswith("one patient in two folders: the eyes of patient '1001' are in 2 folders") for n in table["identity_note"])
+    (tmp_path / "one" / "left").mkdir(parents=True)  # one site's left/ and right/: nothing to say
+    (tmp_path / "one" / "right").mkdir()
+    for eye, k in (("left", 3), ("right", 4)):
+        (tmp_path / "one" / eye / f"2002_{eye}.jpeg").write_bytes(photo_bytes(k, k))
+    assert collect_inputs([tmp_path / "one"])["identity_note"].tolist() == ["", ""]
 
 
 def test_a_number_after_the_eye_read_as_a_second_photo_says_so(tmp_path):

@@ -194,6 +194,9 @@ def eye_of_folder(name: str) -> str | None:
 
 
 _LETTER_EYE_NUMBERED = re.compile(r"(?<=[_\- ])([rl])[_\- ]?[0-9]+$", re.IGNORECASE)
+# The eye as the last word in another spelling ("5001_rechts", "5002_droit", "5003_RE"; probe 38 BB1).
+_LAST_WORD_EYE = re.compile(r"(?<=[_\- ])(?:(?P<right>re|rechts|droit|derecho|destro)|(?P<left>le|links|gauche|izquierdo|sinistro))$",
+                            re.IGNORECASE)
 _FOLDER_EYE = re.compile(r"^(?:(?P<right>od|right|rechts|droit|derecho|destro)|(?P<left>os|left|links|gauche|izquierdo|"
                          r"sinistro))$", re.IGNORECASE)
 
@@ -208,6 +211,8 @@ def eyes_named(name: str) -> set[str]:
     named = {EYE_WORDS[w.lower()] for w in _WORDS.findall(stem) if w.lower() in _LONG_EYE_WORDS}
     # a one-letter eye before a date or shot number ("5001_R_20240101", "5002_R1"; probe 38 BB1)
     named |= {EYE_WORDS[m[1].lower()] for m in _LETTER_EYE_NUMBERED.finditer(stem)}
+    if last := _LAST_WORD_EYE.search(stem):
+        named.add("right" if last["right"] else "left")
     read = patient_and_eye(stem)
     return named | {read[1]} if read else named
 

@@ -56,7 +56,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import EYE_WORDS, eyes_named, folded_patient, shown_patient
+from drgrader.data.eyes import EYE_WORDS, eye_of_folder, eyes_named, folded_patient, shown_patient
 from drgrader.data.identity_claims import _FRAME, EVIDENCE_KEYS, image_id_claims, own_name, patient_named, photo_eye_claims
 from drgrader.data.identity_notes import (
     BOTH_EYES_IN_NAME,
@@ -202,15 +202,20 @@ def _folder_labels(folders: set[str]) -> dict[str, str]:
     return {f: p.relative_to(base).as_posix() for f, p in absolute.items()}
 
 
+def _patient_folder(source: str) -> str:
+    """A named photo's folder, or the one above a folder named for its eye (probe 38 BB6: siteA/left/, siteB/right/)."""
+    return str(Path(source).parent.parent if eye_of_folder(Path(source).parent.name) else Path(source).parent)
+
+
 def _split_by_folder(table: pd.DataFrame, from_name: pd.Series, notes: list[list[str]]) -> None:
     """A patient read from names, one of whose eyes is named in several folders: one patient
     per folder (``<folder>/<patient>``)."""
     named = table[from_name & (table["eye"] != "")]
-    folders = named["source"].map(lambda s: str(Path(s).parent))
+    folders = named["source"].map(_patient_folder)
     spread = folders.groupby([named["patient_id"], named["eye"]]).nunique()
     for patient in sorted({p for (p, _), n in spread.items() if n > 1}):
         rows = table.index[from_name & (table["patient_id"] == patient)]
-        own = table.loc[rows, "source"].map(lambda s: str(Path(s).parent))
+        own = table.loc[rows, "source"].map(_patient_folder)
         labels = _folder_labels(set(own))
         eyes = sorted(e for (p, e), n in spread.items() if p == patient and n > 1)
         where = ", ".join(sorted(labels.values()))
