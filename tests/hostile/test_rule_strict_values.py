@@ -247,6 +247,15 @@ def test_counts_out_of_range_are_usage_errors_before_anything_is_made(tmp_path, 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("setting", ["train.seed=-1", "data.split.seed=-1", "train.seed=4294967296"])
+def test_a_seed_numpy_cannot_take_is_refused_before_anything_is_made(tmp_path, capsys, monkeypatch, setting):
+    # Probe 38 CB2: a negative (or >= 2**32) seed ended in a numpy traceback after the run folder was made.
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "demo", "--set", setting, "--out", str(tmp_path / "run")]) == 2
+    assert f"{setting.split('=')[0]}: Input should be" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_resume_refuses_a_config_or_out_it_would_ignore(tmp_path, capsys):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
