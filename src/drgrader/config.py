@@ -201,6 +201,8 @@ class EvalConfig(Section):
     tta: TtaViews = Field(["orig"], min_length=1, description="test-time views, averaged (at least one)")
     threshold_objective: Literal["accuracy", "youden", "sensitivity"] = "youden"
     target_sensitivity: float = Field(0.9, gt=0, lt=1)
+    # the thresholds searched for a screening score that lies within it; a score beyond it (a regression's
+    # expected grade) is searched over its own values, with a warning when the range was changed
     threshold_range: Annotated[tuple[float, float], Strict(False)] = (0.0, 1.0)  # a YAML list
     fit_cutpoints: bool = Field(True, description="fit the 4 grade cut-points on validation")
     consistent_cutpoints: bool = Field(
@@ -223,6 +225,13 @@ class EvalConfig(Section):
     urgent_sensitivity: float = Field(
         0.9, gt=0, lt=1, description="sensitivity to grade 3-4 eyes of the 'urgent' (vision-threatening) threshold",
     )
+
+    @model_validator(mode="after")
+    def _range_in_order(self) -> "EvalConfig":
+        lo, hi = self.threshold_range
+        if not lo < hi:  # probe 38 CB9: a reversed range was accepted and dropped
+            raise ValueError(f"eval.threshold_range must be [low, high] with low < high (got [{lo:g}, {hi:g}])")
+        return self
 
 
 class ExperimentConfig(Section):

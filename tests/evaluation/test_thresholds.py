@@ -124,6 +124,22 @@ def test_fit_thresholds_grade_model():
     assert fit_thresholds(val, EvalConfig(), "referable")["cutpoints"] is None
 
 
+def test_a_threshold_range_that_cannot_apply_is_said_and_a_reversed_one_refused():
+    # Probe 38 CB9: eval.threshold_range [0.5, 0.9] was dropped for a score running beyond it, unsaid;
+    # a reversed range was accepted.
+    from drgrader.config import ConfigError, load_config
+
+    with pytest.warns(UserWarning, match=r"eval.threshold_range \[0.5, 0.9\] is not applied to the referable threshold: its "
+                                         r"score is no probability"):
+        out = fit_thresholds(_val_table(), EvalConfig(threshold_range=(0.5, 0.9)), "grade")
+    assert 0.5 <= out["any_dr"] <= 0.9
+    with pytest.warns(UserWarning):  # a probability is searched within the range (seed 001's sweep), never was before
+        narrow = fit_thresholds(_val_table(), EvalConfig(threshold_range=(0.1, 0.2)), "grade")
+    assert 0.1 <= narrow["any_dr"] <= 0.2  # its best threshold outside the range (~0.7) is not taken
+    with pytest.raises(ConfigError, match=r"eval.threshold_range must be \[low, high\] with low < high \(got \[0.9, 0.5\]\)"):
+        load_config("demo", ["eval.threshold_range=[0.9, 0.5]"])
+
+
 def test_fit_thresholds_binary_model_and_missing_class():
     val = _val_table()
     val["expected_grade"] = np.nan

@@ -195,8 +195,8 @@ def fit_thresholds(val_df: pd.DataFrame, eval_cfg: EvalConfig, task: str) -> dic
     the first two cut-points are the any-DR and referable thresholds, so the predicted grade
     and the screening decisions tell one story (:func:`fit_upper_cutpoints`); otherwise all
     four maximise kappa, and on such one-score models the screens then follow the grade. A
-    score outside ``eval_cfg.threshold_range`` (e.g. a regression expected grade) is searched
-    over its observed values instead of the grid. A threshold that cannot be fitted
+    probability is searched over ``eval_cfg.threshold_range``; a score outside [0, 1] (a
+    regression expected grade) over its observed values instead of the grid. A threshold that cannot be fitted
     (validation lacks a class) is None, with a warning.
 
     The result always passes the bundle's consistency check (``bundle_spec.check_bundle``):
@@ -220,7 +220,12 @@ def fit_thresholds(val_df: pd.DataFrame, eval_cfg: EvalConfig, task: str) -> dic
         if not keep.any():
             continue
         y, s = grade[keep] >= min_grade, score[keep]
-        bounds = (lo, hi) if _within(s, lo, hi) else (None, None)
+        # A probability is searched over the range (seed 001's 0.30-0.70: before probe 38 CB9 it applied only when
+        # every score lay inside it, so never); another score (an expected grade) over its own values.
+        bounds = (lo, hi) if _within(s, 0.0, 1.0) else (None, None)
+        if bounds == (None, None) and (lo, hi) != (0.0, 1.0):
+            warnings.warn(f"eval.threshold_range [{lo:g}, {hi:g}] is not applied to the {name} threshold: its score is no "
+                          f"probability (it runs {s.min():.3g}-{s.max():.3g}), so it is searched over its own values", stacklevel=2)
         try:
             out[name] = search_threshold(
                 y,
