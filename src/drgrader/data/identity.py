@@ -49,7 +49,6 @@ Two files are never one image id: ids that coincide are qualified by folder or e
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -65,13 +64,12 @@ from drgrader.data.identity_notes import (
     EYES_IN_FOLDERS,
     IMAGE_ID_REPEATED,
     LOOKALIKE_PATIENTS,
-    NO_EYE,
     NO_PATIENT,
     ONE_FILE,
     SAME_NAME_IN_FOLDERS,
     SAME_PHOTO_AS_TWO_EYES,
     SAME_PHOTO_UNDER_TWO_PATIENTS,
-    SEVERAL_PHOTOS_OF_ONE_EYE,
+    note_eye_counts,
 )
 from drgrader.data.image_files import identical_files
 
@@ -354,29 +352,6 @@ def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
                                 "them one patient)")
 
 
-_NUMBERED_SHOT = re.compile(r"(?:left|right|os|od)[_\- ]+([0-9]{1,2})$", re.IGNORECASE)
-
-
-def _eye_counts(table: pd.DataFrame, notes: list[list[str]], said: pd.Series) -> None:
-    """Several photos of one eye, and known patients whose eye is not known (but for the photos
-    ``said``, whose other notes say why)."""
-    known = table[table["eye"] != ""]
-    counts = known.groupby(["patient_id", "eye"])["path"].transform("size")
-    for k in counts.index[counts > 1]:
-        shot = _NUMBERED_SHOT.search(table.at[k, "image_id"])  # probe 37 BA9: S1_left_10, S1_left_11 may be patients 10, 11
-        hint = (f" ({table.at[k, 'image_id']!r} is read as photo {shot[1]} of it: if {shot[1]} numbers the patient, give the "
-                "patients in a CSV)") if shot else ""
-        notes[k].append(f"{SEVERAL_PHOTOS_OF_ONE_EYE}: {counts[k]} photos of the {table.at[k, 'eye']} eye of patient "
-                        f"{table.at[k, 'patient_id']!r}; all kept, the worst decides{hint}")
-    for k in table.index[(table["eye"] == "") & ~said]:
-        if not any(n.startswith((CONTRADICTORY_EYE, BOTH_EYES_IN_NAME, SAME_PHOTO_AS_TWO_EYES)) for n in notes[k]):
-            tags = table.at[k, "dicom_laterality"]  # only tags that name no eye here (B, U): said, not "no laterality"
-            dicom = ", ".join(f"{'laterality' if len(tags) == 1 else tag} {said}" for tag, said in tags)
-            what = f"no CSV eye or name like 10_left, and DICOM {dicom}" if tags else "no CSV eye, DICOM laterality or name like 10_left"
-            notes[k].append(f"{NO_EYE}: {table.at[k, 'image_id']!r} has {what}; which eye is unknown, it is judged as an "
-                            "eye of its own")
-
-
 def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     """Evidence rows (:func:`evidence`) -> one row per photo with ``IDENTITY_COLUMNS``: its
     patient, its eye and the note of every conflict resolved for it (module docstring)."""
@@ -399,6 +374,6 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     _unique_image_ids(table, notes)
     _own_patients(table, notes)
     _copies(table, notes)
-    _eye_counts(table, notes, lone | contested)
+    note_eye_counts(table, notes, lone | contested)
     table["identity_note"] = ["; ".join(n) for n in notes]
     return table[IDENTITY_COLUMNS]

@@ -1,10 +1,11 @@
 """The identity notes' vocabulary (each note in ``identity_note`` begins with its kind) and the
-one console summary of them: what :mod:`drgrader.data.identity` writes, and what ``predict``,
+one console summary of them: what :mod:`drgrader.data.identity` writes (the eye counts' notes here), and what ``predict``,
 ``serve`` and :func:`drgrader.api.grade` count and warn about."""
 
 from __future__ import annotations
 
 import logging
+import re
 
 import pandas as pd
 
@@ -52,3 +53,27 @@ def warn_identity(table: pd.DataFrame, where: str = "") -> None:
     summary = identity_summary(table["identity_note"]) if "identity_note" in table else ""
     if summary:
         log.warning("%s%s", summary, f" in {where} and its patients file" if where else "")
+
+
+_NUMBERED_SHOT = re.compile(r"(?:left|right|os|od)[_\- ]+([0-9]{1,2})$", re.IGNORECASE)
+
+
+def note_eye_counts(table: pd.DataFrame, notes: list[list[str]], said: pd.Series) -> None:
+    """Note (``notes``: one list per row of ``table``, :func:`~drgrader.data.identity.resolve_identity`'s)
+    several photos of one eye, and known patients whose eye is not known (but for the photos
+    ``said``, whose other notes say why)."""
+    known = table[table["eye"] != ""]
+    counts = known.groupby(["patient_id", "eye"])["path"].transform("size")
+    for k in counts.index[counts > 1]:
+        shot = _NUMBERED_SHOT.search(table.at[k, "image_id"])  # probe 37 BA9: S1_left_10, S1_left_11 may be patients 10, 11
+        hint = (f" ({table.at[k, 'image_id']!r} is read as photo {shot[1]} of it: if {shot[1]} numbers the patient, give the "
+                "patients in a CSV)") if shot else ""
+        notes[k].append(f"{SEVERAL_PHOTOS_OF_ONE_EYE}: {counts[k]} photos of the {table.at[k, 'eye']} eye of patient "
+                        f"{table.at[k, 'patient_id']!r}; all kept, the worst decides{hint}")
+    for k in table.index[(table["eye"] == "") & ~said]:
+        if not any(n.startswith((CONTRADICTORY_EYE, BOTH_EYES_IN_NAME, SAME_PHOTO_AS_TWO_EYES)) for n in notes[k]):
+            tags = table.at[k, "dicom_laterality"]  # only tags that name no eye here (B, U): said, not "no laterality"
+            dicom = ", ".join(f"{'laterality' if len(tags) == 1 else tag} {said}" for tag, said in tags)
+            what = f"no CSV eye or name like 10_left, and DICOM {dicom}" if tags else "no CSV eye, DICOM laterality or name like 10_left"
+            notes[k].append(f"{NO_EYE}: {table.at[k, 'image_id']!r} has {what}; which eye is unknown, it is judged as an "
+                            "eye of its own")
