@@ -86,9 +86,11 @@ _ERROR_VALUE = re.compile(r"^(?!#n/?a$)(?:#[^\s\d#][^\s#!?]{0,14}[!?]|#[^\W\d_]{
 _INNER_EXTENSION = re.compile(r"\.(?:jpe?g|png|tiff?|bmp|gif|webp|dcm|jfif|jpe)$", re.IGNORECASE)
 _WORDS = re.compile(r"[^_\- ]+")
 _LONG_EYE_WORDS = {"left", "right", "os", "od"}  # single letters inside a name are too often something else
+# The eye in other languages (German, French, Spanish, Italian), one list for every rule below that reads it.
+_OTHER_RIGHT, _OTHER_LEFT = "rechts|droit|derecho|destro", "links|gauche|izquierdo|sinistro"
 # A name that is only its eye, in a few languages, perhaps numbered ("R", "RE", "OD1", "rechts_2", "gauche").
-_BARE_EYE = re.compile(r"^(?:(?P<right>r|re|od|right|rechts|droit|derecho|destro)|(?P<left>l|le|os|left|links|gauche|izquierdo|"
-                       r"sinistro))[_\- ]?[0-9]{0,3}$", re.IGNORECASE)
+_BARE_EYE = re.compile(rf"^(?:(?P<right>r|re|od|right|{_OTHER_RIGHT})|(?P<left>l|le|os|left|{_OTHER_LEFT}))[_\- ]?[0-9]{{0,3}}$",
+                       re.IGNORECASE)
 # What a browser, Windows or macOS appends to a copy's name: "10_left (1)", "10_left - Copy (2)", "10_left copy 2".
 _COPY_SUFFIX = re.compile(r"(?: \(\d+\)| - copy(?: \(\d+\))?| copy(?: \d+)?)$", re.IGNORECASE)
 _NAME = re.compile(r"^(?P<patient>.*[^_\- ])[_\- ]+(?P<eye>left|right|l|r|os|od)$", re.IGNORECASE)
@@ -190,15 +192,18 @@ def eye_of_folder(name: str) -> str | None:
     layout; probe 37 BA7); None for any other folder name: never a letter or a number (``R0/`` ..
     ``R3/`` are the NHS grades, ``L0/`` EyePACS levels, ``R1/`` a reading round; probe 38 BB4)."""
     bare = _FOLDER_EYE.match(re.sub(r"[_\- ]?eye$", "", name.strip(), flags=re.IGNORECASE))
-    return None if bare is None else "right" if bare["right"] else "left"
+    return None if bare is None else _eye_matched(bare)
 
 
 _LETTER_EYE_NUMBERED = re.compile(r"(?<=[_\- ])([rl])[_\- ]?[0-9]+$", re.IGNORECASE)
 # The eye as the last word in another spelling ("5001_rechts", "5002_droit", "5003_RE"; probe 38 BB1).
-_LAST_WORD_EYE = re.compile(r"(?<=[_\- ])(?:(?P<right>re|rechts|droit|derecho|destro)|(?P<left>le|links|gauche|izquierdo|sinistro))$",
-                            re.IGNORECASE)
-_FOLDER_EYE = re.compile(r"^(?:(?P<right>od|right|rechts|droit|derecho|destro)|(?P<left>os|left|links|gauche|izquierdo|"
-                         r"sinistro))$", re.IGNORECASE)
+_LAST_WORD_EYE = re.compile(rf"(?<=[_\- ])(?:(?P<right>re|{_OTHER_RIGHT})|(?P<left>le|{_OTHER_LEFT}))$", re.IGNORECASE)
+_FOLDER_EYE = re.compile(rf"^(?:(?P<right>od|right|{_OTHER_RIGHT})|(?P<left>os|left|{_OTHER_LEFT}))$", re.IGNORECASE)
+
+
+def _eye_matched(match: re.Match) -> str:
+    """The eye a match of the rules above found (their groups ``right`` and ``left``)."""
+    return "right" if match["right"] else "left"
 
 
 def eyes_named(name: str) -> set[str]:
@@ -207,12 +212,12 @@ def eyes_named(name: str) -> set[str]:
     (``R``, ``LE``, ``OD1``, ``rechts``: a patient-per-folder export). Two eyes: the name contradicts itself."""
     stem = PurePosixPath(name.replace("\\", "/")).name.strip()
     if bare := _BARE_EYE.match(_COPY_SUFFIX.sub("", stem)):  # probe 37 BA1; "r (1)": probe 38 BB1
-        return {"right" if bare["right"] else "left"}
+        return {_eye_matched(bare)}
     named = {EYE_WORDS[w.lower()] for w in _WORDS.findall(stem) if w.lower() in _LONG_EYE_WORDS}
     # a one-letter eye before a date or shot number ("5001_R_20240101", "5002_R1"; probe 38 BB1)
     named |= {EYE_WORDS[m[1].lower()] for m in _LETTER_EYE_NUMBERED.finditer(stem)}
     if last := _LAST_WORD_EYE.search(stem):
-        named.add("right" if last["right"] else "left")
+        named.add(_eye_matched(last))
     read = patient_and_eye(stem)
     return named | {read[1]} if read else named
 
