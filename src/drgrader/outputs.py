@@ -18,7 +18,10 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # pandas is not imported by this module: commands that never read a table start faster
+    import pandas as pd
 
 # The one list of photo extensions, in the order an id without one is looked up (data.manifest
 # re-exports it): a folder, a label file, a predict list and --out all read a name alike.
@@ -58,6 +61,38 @@ def unescape_name(text: str) -> str:
     file-name decoding would give it)."""
     raw = _ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)) if int(m.group(1), 16) >= 0x80 else m.group(0), text)
     return raw.encode("utf-8", FILE_NAME_ERRORS).decode("utf-8", FILE_NAME_ERRORS)
+
+
+# A cell a spreadsheet would run as a formula (OWASP's list: =, +, -, @, a tab or carriage return
+# first) is written with an apostrophe before it, which Excel and LibreOffice show as text; so is
+# a cell that already starts with one, so reading back removes exactly one (probe 38 BB10: a
+# patient id `=1+1` was shown as 2, `=HYPERLINK(...)` as a link). A plain number is left alone.
+_FORMULA_FIRST = ("=", "+", "-", "@", "\t", "\r", "'")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _guarded(cell: object) -> object:
+    if isinstance(cell, str) and cell.startswith(_FORMULA_FIRST) and not _PLAIN_NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
+
+
+def _unguarded(cell: object) -> object:
+    return cell[1:] if isinstance(cell, str) and cell.startswith("'") else cell
+
+
+def table_csv(table: pd.DataFrame) -> str:
+    """``table`` as CSV text (no index) that a spreadsheet opens without running any cell."""
+    return table.assign(**{c: table[c].map(_guarded) for c in _text_columns(table)}).to_csv(index=False)
+
+
+def read_back(table: pd.DataFrame) -> pd.DataFrame:
+    """A table :func:`table_csv` wrote, as it was before: each guarded cell without its apostrophe."""
+    return table.assign(**{c: table[c].map(_unguarded) for c in _text_columns(table)})
+
+
+def _text_columns(table: pd.DataFrame) -> list:
+    return [c for c in table.columns if table[c].dtype.kind == "O"]  # object, or pandas 3's str
 
 
 class OutputError(ValueError):

@@ -66,7 +66,7 @@ def test_a_list_piped_in_is_read_as_a_list(tiny_bundle, photos, tmp_path, monkey
     assert list(rows["image_id"]) == ["photos/10_left", "photos/10_right"] and (rows["error"] == "").all()
     fifo = tmp_path / "list"
     os.mkfifo(fifo)  # nobody writing: refused at once, not a hang
-    with pytest.raises(DataError, match="list: not a readable CSV"):
+    with pytest.raises(DataError, match="list cannot be read as CSV"):
         predict_command(tiny_bundle, [fifo], out=tmp_path / "q.csv")
 
 

@@ -150,6 +150,8 @@ def spreadsheet_damage(cell: str, *, kept_digits: bool = False) -> str | None:
     cell. Predict's lists and label files refuse such a row. ``kept_digits``: its column kept a
     long id's last digits (:func:`long_ids_kept`), so a 16-digit id ending in 0 is one."""
     cell = cell.strip()
+    if "\n" in cell or "\r" in cell:  # probe 38 BB10
+        return "holds a line break (Alt+Enter in a spreadsheet cell?): write the id on one line"
     if _SHORTENED_NUMBER.match(cell):
         return "is a number a spreadsheet shortened (its digits are lost): format the column as text and export again"
     # probe 35 AY2; beside kept long ids, one zero past the 15th digit is one id in ten (probe 36 AZ9), two or more

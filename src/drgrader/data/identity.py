@@ -205,6 +205,11 @@ def _patient_folder(source: str) -> str:
     return str(Path(source).parent.parent if eye_of_folder(Path(source).parent.name) else Path(source).parent)
 
 
+def _folder_eye(name: str) -> str | None:
+    """The eye a folder is named for: ``r/``, ``OD/``, ``Left Eye/`` (probe 38 BB10)."""
+    return EYE_WORDS.get(name.lower()) or eye_of_folder(name)
+
+
 def _split_by_folder(table: pd.DataFrame, from_name: pd.Series, notes: list[list[str]]) -> None:
     """A patient read from names, one of whose eyes is named in several folders: one patient
     per folder (``<folder>/<patient>``)."""
@@ -226,7 +231,7 @@ def _split_by_folder(table: pd.DataFrame, from_name: pd.Series, notes: list[list
     # two clinics' patients numbered alike, so said; not when each folder is named for its eye.
     split = {p for (p, _), n in spread.items() if n > 1}
     for patient, folder_of in folders.groupby(named["patient_id"]):
-        named_for_eye = all(EYE_WORDS.get(Path(f).name.lower()) == named.at[k, "eye"] for k, f in folder_of.items())
+        named_for_eye = all(_folder_eye(Path(f).name) == named.at[k, "eye"] for k, f in folder_of.items())
         if patient in split or folder_of.nunique() < 2 or named_for_eye:
             continue
         labels = _folder_labels(set(folder_of))

@@ -6,7 +6,6 @@ decides patient and eye from it, and notes every conflict."""
 from __future__ import annotations
 
 import fcntl
-import io
 import logging
 import os
 import re
@@ -25,7 +24,7 @@ from drgrader.data.identity_claims import evidence
 from drgrader.data.identity_notes import PATIENT_IN_SOURCES
 from drgrader.data.images import PARTIAL_DOWNLOADS, UNREAD_PHOTO_FORMATS
 from drgrader.data.input_columns import csv_columns, identifiers_beside_patient
-from drgrader.data.label_files import check_field_counts
+from drgrader.data.label_files import read_text_table
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
 from drgrader.data.text_lines import DOS_END_OF_FILE, decode_lines, legacy_warning
 from drgrader.outputs import unescape_name
@@ -191,11 +190,7 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
     """The rows of a CSV list; relative paths are relative to its folder (a piped list's: the
     current folder, where the command that wrote it ran)."""
     text, legacy_lines = _list_text(csv, piped)
-    check_field_counts(text, ",", str(csv))  # probe 37 BA11: "12,345" unquoted shifted every column
-    try:
-        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, index_col=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{csv}: not a readable CSV: {exc}") from None
+    table = read_text_table(text, ",", str(csv))  # probe 37 BA11: "12,345" unquoted shifted every column
     folder = Path() if piped else csv.parent
     columns = csv_columns(csv, list(table.columns))
     image_col, id_col, patient_col, eye_col = (columns[role] for role in ("image", "image_id", "patient", "eye"))

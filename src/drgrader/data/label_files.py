@@ -173,11 +173,7 @@ def read_label_csv(path: Path, root: Path, required: list[str], sep: str = ",") 
         raise DataError(f"{shown} is not a text CSV file (it contains binary data)")
     if legacy:
         warnings.warn(legacy_warning(shown, legacy), stacklevel=3)
-    check_field_counts(text, sep, shown)
-    try:
-        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, index_col=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{shown} cannot be read as CSV: {exc}") from None
+    table = read_text_table(text, sep, shown)
     # Header cells can carry stray spaces (IDRiD: "Risk of macular edema ").
     table.columns = [str(c).strip() for c in table.columns]
     require_columns(table, required, shown)
@@ -185,6 +181,17 @@ def read_label_csv(path: Path, root: Path, required: list[str], sep: str = ",") 
         table[column] = table[column].str.strip()
     # Spreadsheet exports pad the end with empty rows (",,,,"): not label rows.
     return table[(table != "").any(axis=1)]
+
+
+def read_text_table(text: str, sep: str, shown: str) -> pd.DataFrame:
+    """A label file's or list's text as a table of text cells, its rows' field counts checked."""
+    check_field_counts(text, sep, shown)
+    try:
+        with warnings.catch_warnings():  # a trailing empty field on every row: nothing is lost (probe 38 BB10)
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, index_col=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{shown} cannot be read as CSV: {exc}") from None
 
 
 def check_field_counts(text: str, sep: str, shown: str) -> None:
@@ -199,6 +206,9 @@ def check_field_counts(text: str, sep: str, shown: str) -> None:
             return
         refuse_repeated_columns(header, shown)
         for n, fields in enumerate(rows, start=1):
+            if [f.strip() for f in fields] == [h.strip() for h in header]:
+                raise DataError(f"{shown} row {n} repeats the header ({', '.join(header)[:80]}): two files joined? "
+                                "Remove the line")
             if len(fields) > len(header) and any(f.strip() for f in fields[len(header):]):
                 raise DataError(f"{shown} row {n}: {len(fields)} fields, but the header has {len(header)} "
                                 f"({', '.join(header)[:80]}); a cell holding a comma ('12,345') must be quoted")

@@ -11,6 +11,7 @@ import pandas as pd
 from drgrader.config import EvalConfig
 from drgrader.inference.bundle import Bundle
 from drgrader.io import atomic_write_json, atomic_write_text
+from drgrader.outputs import table_csv
 from drgrader.progress import progress
 
 log = logging.getLogger("drgrader")
@@ -70,7 +71,7 @@ def evaluate_split_pair(
         val_pred = predictions_table(val_rows, val_scores, None)
         thresholds = fit_thresholds(val_pred, eval_cfg, bundle.task)
         val_pred = predictions_table(val_rows, val_scores, thresholds)
-        atomic_write_text(out_dir / "predictions_val.csv", val_pred.to_csv(index=False))
+        atomic_write_text(out_dir / "predictions_val.csv", table_csv(val_pred))
         result["val"] = evaluate_table(val_pred, thresholds, n_boot=0, seed=seed)
         decided_val, used_val = val_pred, thresholds
         fitted = _fit_stage(val_pred, eval_cfg) if bundle.task == "grade" else None
@@ -95,7 +96,7 @@ def evaluate_split_pair(
     if stage:  # single-eye figures beside the paired ones, like the TTA table
         result["test_single_eye"] = evaluate_table(single, thresholds, n_boot=eval_cfg.bootstrap, seed=seed)
     test_pred, used = decided(single)
-    atomic_write_text(out_dir / "predictions_test.csv", test_pred.to_csv(index=False))
+    atomic_write_text(out_dir / "predictions_test.csv", table_csv(test_pred))
     result["test"] = with_patient_decisions(evaluate_table(test_pred, used, n_boot=eval_cfg.bootstrap, seed=seed),
                                             test_pred, used, decision_spec, n_boot=eval_cfg.bootstrap, seed=seed)
     if tta != ["orig"]:

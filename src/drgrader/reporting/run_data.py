@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 
 from drgrader.config import ExperimentConfig, config_to_dict, load_config
+from drgrader.outputs import read_back
 
 log = logging.getLogger("drgrader")
 
@@ -59,7 +60,7 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
     if not path.is_file():
         return None
     try:
-        return pd.read_csv(path, dtype={"image_id": str, "patient_id": str})
+        return read_back(pd.read_csv(path, dtype={"image_id": str, "patient_id": str}))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         log.warning("report: cannot read %s: %s", path, exc)
         return None

@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 
 from drgrader.data.label_files import DataError
+from drgrader.outputs import read_back
 
 TEACHER_COLUMNS = ("image_id", "expected_grade")
 
 
 def read_teacher_scores(file: Path) -> pd.Series:
     """image_id -> the teacher's expected grade, checked (columns, numbers, one row per photo)."""
-    table = pd.read_csv(file, dtype={"image_id": str}, keep_default_na=False)
+    table = read_back(pd.read_csv(file, dtype={"image_id": str}, keep_default_na=False))
     missing = [c for c in TEACHER_COLUMNS if c not in table.columns]
     if missing:
         raise DataError(f"{file}: a teacher's scores need the columns {', '.join(TEACHER_COLUMNS)}; missing {', '.join(missing)}")

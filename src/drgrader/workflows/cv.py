@@ -31,6 +31,7 @@ import pandas as pd
 
 from drgrader.config import ConfigError, ExperimentConfig, config_to_dict, load_config, save_config
 from drgrader.io import atomic_write_json, atomic_write_text
+from drgrader.outputs import read_back, table_csv
 
 log = logging.getLogger("drgrader")
 
@@ -130,7 +131,7 @@ def out_of_fold_predictions(cv_dir: Path, folds: int) -> pd.DataFrame:
 
     parts = []
     for fold in range(folds):
-        table = pd.read_csv(cv_dir / f"fold-{fold}" / "predictions_val.csv", dtype={"patient_id": str, "image_id": str})
+        table = read_back(pd.read_csv(cv_dir / f"fold-{fold}" / "predictions_val.csv", dtype={"patient_id": str, "image_id": str}))
         keep = [c for c in ROW_COLUMNS if c in table and c != "split"]
         parts.append(table[keep + SCORE_COLUMNS].assign(fold=fold))
     oof = pd.concat(parts, ignore_index=True)
@@ -241,7 +242,7 @@ def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) 
     from drgrader.reporting.model_card import write_bundle_card
     from drgrader.workflows.records import run_header
 
-    atomic_write_text(cv_dir / "predictions_oof.csv", pooled["oof"].to_csv(index=False))
+    atomic_write_text(cv_dir / "predictions_oof.csv", table_csv(pooled["oof"]))
     bundle_dir = cv_dir / "bundle"
     if not (bundle_dir / MANIFEST).is_file():
         make_ensemble([cv_dir / f"fold-{i}" / "bundle" for i in range(folds)], bundle_dir)
@@ -265,7 +266,7 @@ def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) 
         },
     }
     # The report reads the eyes it shows from predictions_test.csv: here, the out-of-fold ones.
-    atomic_write_text(cv_dir / "predictions_test.csv", pooled["decided"].to_csv(index=False))
+    atomic_write_text(cv_dir / "predictions_test.csv", table_csv(pooled["decided"]))
     write_metrics(cv_dir / "metrics.json", metrics)
     write_report(cv_dir)
     # The ensemble's MODEL_CARD.md: out-of-fold figures; the data as fold 0 saw it (every labelled eye).

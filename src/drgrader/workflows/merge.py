@@ -12,11 +12,10 @@ import pandas as pd
 
 from drgrader.data.dicom import split_frame_ref
 from drgrader.data.manifest import DataError
-from drgrader.io import atomic_write_bytes
-from drgrader.outputs import FILE_NAME_ERRORS, claim_file, csv_bytes, exclusive
+from drgrader.outputs import FILE_NAME_ERRORS, claim_file, exclusive, read_back
 from drgrader.workflows.predict import own_csvs
 from drgrader.workflows.shards import check_parts, patients_file, shard_note
-from drgrader.workflows.written_record import keep_unrecorded, record_written, refuse_edited, written_record
+from drgrader.workflows.written_record import refuse_edited, write_own_csvs, written_record
 
 log = logging.getLogger("drgrader")
 
@@ -61,13 +60,7 @@ def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite
             patients = pd.concat([t for _, t in per_patient], ignore_index=True)
             _refuse_repeats(patients, "patient_id", [p for p, _ in per_patient], [t for _, t in per_patient], "patient")
             patients = patients.sort_values("patient_id", kind="stable")
-        keep_unrecorded(out, [out, patients_file(out)], overwrite=overwrite)
-        atomic_write_bytes(out, csv_bytes(merged.to_csv(index=False)))
-        if patients is not None:
-            atomic_write_bytes(patients_file(out), csv_bytes(patients.to_csv(index=False)))
-        else:  # none of the parts had one: an older merged patients file must not pass for this one's
-            patients_file(out).unlink(missing_ok=True)
-        record_written(out, [out, patients_file(out)])
+        write_own_csvs(out, merged, patients, overwrite=overwrite)
     log.info("merged %d parts: %d images%s into %s", len(files), len(merged),
              "" if patients is None else f", {len(patients)} patients", out)
     return out
@@ -75,7 +68,7 @@ def merge_predictions(parts: Sequence[str | Path], out: str | Path, *, overwrite
 
 def _read_part(file: Path) -> pd.DataFrame:
     try:  # every cell as text: written back exactly as the shard wrote it
-        return pd.read_csv(file, dtype=str, keep_default_na=False, encoding_errors=FILE_NAME_ERRORS)
+        return read_back(pd.read_csv(file, dtype=str, keep_default_na=False, encoding_errors=FILE_NAME_ERRORS))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{file}: not a readable predictions CSV: {exc}") from None
 

@@ -53,8 +53,8 @@ from drgrader.inference.predict import (
     typed_predictions,
     warn_other_tta,
 )
-from drgrader.io import atomic_write_bytes, atomic_write_json
-from drgrader.outputs import FILE_NAME_ERRORS, OutputError, OwnCsv, claim_file, csv_bytes, escape_name, exclusive, has_stray_bytes
+from drgrader.io import atomic_write_json
+from drgrader.outputs import FILE_NAME_ERRORS, OutputError, OwnCsv, claim_file, escape_name, exclusive, has_stray_bytes
 from drgrader.workflows.shards import (
     effective_views,
     grading_versions,
@@ -66,7 +66,7 @@ from drgrader.workflows.shards import (
     versions_text,
     write_shard_record,
 )
-from drgrader.workflows.written_record import keep_unrecorded, record_written, refuse_edited, written_record
+from drgrader.workflows.written_record import refuse_edited, write_own_csvs, written_record
 
 log = logging.getLogger("drgrader")
 
@@ -332,16 +332,11 @@ def _predict_into(
     rows = _read_partial(partial).drop_duplicates("path", keep="last").drop(columns=INPUT_COLUMNS[1:], errors="ignore")
     final = typed_predictions(table[INPUT_COLUMNS].merge(rows, on="path", how="left")[[*OUTPUT_COLUMNS, PICTURE_COLUMN]])
     final, points = ready_for_patients(bundle, final, refer_share=refer_share)
-    keep_unrecorded(out, [out, patients_file(out)], overwrite=overwrite)
-    atomic_write_bytes(out, csv_bytes(final.to_csv(index=False)))
     patients = patient_table(final, points)
+    write_own_csvs(out, final, patients, overwrite=overwrite)
     if len(patients):
-        atomic_write_bytes(patients_file(out), csv_bytes(patients.to_csv(index=False)))
         counts = patients["decision"].value_counts()
         log.info("per-patient decisions (%s): %s", ", ".join(f"{n} {o}" for o, n in counts.items()), patients_file(out))
-    else:  # no photo: a patients file from an earlier run must not pass for this one's
-        patients_file(out).unlink(missing_ok=True)
-    record_written(out, [out, patients_file(out)])
     partial.unlink()
     key_file.unlink(missing_ok=True)
     failed = int((final["error"] != "").sum())

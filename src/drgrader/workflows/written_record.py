@@ -16,8 +16,11 @@ import logging
 import shutil
 from pathlib import Path
 
-from drgrader.io import atomic_write_json, sha256_file
-from drgrader.outputs import OutputError, OwnCsv, fresh_name
+import pandas as pd
+
+from drgrader.io import atomic_write_bytes, atomic_write_json, sha256_file
+from drgrader.outputs import OutputError, OwnCsv, csv_bytes, fresh_name, table_csv
+from drgrader.workflows.shards import patients_file
 
 log = logging.getLogger("drgrader")
 
@@ -68,3 +71,15 @@ def keep_unrecorded(out: Path, files: list[Path], *, overwrite: bool) -> None:
             shutil.copy2(file, kept)
             log.warning("%s has no record of what drgrader wrote there (an older drgrader's, or copied without its hidden "
                         "%s): a copy is kept as %s before it is replaced", file, written_record(out).name, kept)
+
+
+def write_own_csvs(out: Path, predictions: pd.DataFrame, patients: pd.DataFrame | None, *, overwrite: bool) -> None:
+    """The predictions at ``out`` and the patients file beside it, spreadsheet-safe, and their
+    record. Without patients, an older patients file is removed: it must not pass for this one's."""
+    keep_unrecorded(out, [out, patients_file(out)], overwrite=overwrite)
+    atomic_write_bytes(out, csv_bytes(table_csv(predictions)))
+    if patients is not None and len(patients):
+        atomic_write_bytes(patients_file(out), csv_bytes(table_csv(patients)))
+    else:
+        patients_file(out).unlink(missing_ok=True)
+    record_written(out, [out, patients_file(out)])
