@@ -305,3 +305,14 @@ def test_a_folder_where_a_file_beside_out_goes_is_refused_before_the_work(tiny_b
     assert main(["predict", str(tiny_bundle), str(photos[0]), "--out", str(tmp_path / "x.csv")]) == 2
     assert "would write its patients file x_patients.csv, which is a folder" in capsys.readouterr().err
     assert not list(tmp_path.glob("x.csv*")) and not list((tmp_path / "x_patients.csv").iterdir())
+
+
+def test_a_quoted_home_folder_in_out_is_the_home_folder(tiny_bundle, photos, tmp_path, monkeypatch):
+    # Probe 38 BB8: "~/o.csv" (quoted, or from a script) made a folder named "~" for the resume
+    # file, which pandas then read from the home folder: the graded photos lost at the end.
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", str(tiny_bundle), str(photos[0].parent), "--out", "~/o.csv"]) == 0
+    assert (home / "o.csv").is_file() and not (tmp_path / "~").exists()

@@ -678,8 +678,14 @@ def test_a_list_row_with_more_fields_than_its_header_is_refused_naming_the_row(t
         (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(1, 1))
     (tmp_path / "tc.csv").write_text("patient_id,image,eye\n12,345,IMG_A.jpeg,left\n13,345,IMG_B.jpeg,right\n")
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'tc.csv'} row 1: 4 fields, but the header has 3 (patient_id, "
-                                                   "image, eye); a cell holding a comma ('12,345') must be quoted")):
+                                                   "image, eye): '12,345,IMG_A.jpeg,left'; a cell holding a comma "
+                                                   "('12,345') must be quoted")):
         collect_inputs([tmp_path / "tc.csv"])
+    # Probe 38 BB9: a semicolon list with a comma in a cell is told so, not to quote a cell.
+    (tmp_path / "sc.csv").write_text("image;patient_id;eye\nIMG_A.jpeg;12,345;left\n")
+    with pytest.raises(ValueError, match=re.escape("row 1: 2 fields, but the header has 1 (image;patient_id;eye): "
+                                                   "'IMG_A.jpeg;12,345;left'; its columns look separated by semicolons")):
+        collect_inputs([tmp_path / "sc.csv"])
     (tmp_path / "tc.csv").write_text('patient_id,image,eye\n"12,345",IMG_A.jpeg,left\n"13,345",IMG_B.jpeg,right\n')
     assert collect_inputs([tmp_path / "tc.csv"])["patient_id"].tolist() == ["12,345", "13,345"]
 

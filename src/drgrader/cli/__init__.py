@@ -55,6 +55,12 @@ NUMBER = _number(float, "a number (e.g. 0.1)")
 COUNT = _number(int, "a count (>= 1)", low=0)
 
 
+def _out_path(text: str) -> Path:
+    """An output path, ``~`` expanded: a quoted ``"~/o.csv"`` is the home folder's, as pandas
+    reads it too (probe 38 BB8: a folder named ``~`` was written, and the output lost)."""
+    return Path(text).expanduser()
+
+
 class _Views(argparse.Action):
     """``--tta VIEW ...``: each view once, checked as a config's and bundle.json's views are (a
     repeat would count twice in the average); a repeat is a usage error (exit 2)."""
@@ -99,13 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help=f"{CONFIG_HELP} (default: demo)")
     p.add_argument("--data", default="demo-data", help="where the synthetic demo data set goes")
     p.add_argument("--patients", type=COUNT, default=300, help="synthetic patients (two eyes each)")
-    p.add_argument("--out", type=Path, help="run folder (default runs/<name>)")
+    p.add_argument("--out", type=_out_path, help="run folder (default runs/<name>)")
     _add_set(p)
     _add_progress(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("synth", help="make a synthetic fundus data set in the Kaggle layout")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=_out_path)
     p.add_argument("--patients", type=COUNT, default=100)
     p.add_argument("--seed", type=INTEGER, default=0)
     # above 8000 a frame (3:2) passes the 100-megapixel limit drgrader reads (probe 36 BZ8: killed for memory)
@@ -119,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a grader from an experiment config")
     p.add_argument("config", nargs="?", help=f"{CONFIG_HELP} (default: the generic defaults)")
-    p.add_argument("--out", type=Path, help="run folder (default runs/<name>)")
+    p.add_argument("--out", type=_out_path, help="run folder (default runs/<name>)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run folder")
     p.add_argument("--devices", help="devices per node (Lightning), e.g. 2 or auto")
     p.add_argument("--num-nodes", dest="num_nodes", type=INTEGER, help="nodes for multi-node DDP")
@@ -132,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help=CONFIG_HELP)
     p.add_argument("--folds", type=INTEGER, default=5, help="number of patient-level folds (default 5)")
     p.add_argument("--fold", type=INTEGER, help="run only this fold (0-based); the last fold to finish pools them")
-    p.add_argument("--out", type=Path, help="cv folder (default runs/<name>-cv; rerun to resume)")
+    p.add_argument("--out", type=_out_path, help="cv folder (default runs/<name>-cv; rerun to resume)")
     _add_set(p)
     _add_progress(p)
     p.set_defaults(func=cmd_cv)
@@ -140,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a run or bundle on its test split or another data set")
     p.add_argument("model", help="run folder or bundle folder")
     p.add_argument("--data", help="experiment YAML or data-set folder to evaluate on (external test)")
-    p.add_argument("--out", type=Path, help="output folder (default <run>/eval-<data name>, numbered when it exists)")
+    p.add_argument("--out", type=_out_path, help="output folder (default <run>/eval-<data name>, numbered when it exists)")
     p.add_argument("--overwrite", action="store_true", help="allow --out to be a folder of another kind")
     _add_set(p)
     _add_progress(p)
@@ -178,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="PHOTOS", help="image files, folders, or a CSV with an image column "
                                                                "(a bundle folder first: the older form BUNDLE PHOTOS)")
     p.add_argument("--bundle", help=BUNDLE_HELP)
-    p.add_argument("--out", type=Path, help="CSV to write (default predictions.csv, or a fresh predictions-2.csv ... when it exists)")
+    p.add_argument("--out", type=_out_path, help="CSV to write (default predictions.csv, or a fresh predictions-2.csv ... when it exists)")
     p.add_argument("--overwrite", action="store_true", help="allow --out (and <out>_patients.csv) to replace a file that is not "
                    "one drgrader wrote (not a CSV, or a CSV without its columns), and discard "
                    "an interrupted run's rows (<out>.partial.csv) that this run cannot continue (another bundle or --tta)")
@@ -195,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("merge-predictions", help="join the CSVs of predict --shard runs into one (and the per-patient files)")
     p.add_argument("parts", nargs="+", type=Path, help="the shards' prediction CSVs (their _patients.csv are found beside them)")
-    p.add_argument("--out", required=True, type=Path, help="the merged CSV")
+    p.add_argument("--out", required=True, type=_out_path, help="the merged CSV")
     p.add_argument("--partial", action="store_true", help="merge even when shards are missing (a warning)")
     p.add_argument("--unverified", action="store_true",
                    help="also merge parts without a shard record (not from predict --shard), unchecked (a warning)")
@@ -206,13 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="Grad-CAM heat maps over the preprocessed fundus")
     p.add_argument("inputs", nargs="+", metavar="PHOTOS", help="image files, folders or a CSV (a bundle folder first: BUNDLE PHOTOS)")
     p.add_argument("--bundle", help=BUNDLE_HELP)
-    p.add_argument("--out", default="explain")
+    p.add_argument("--out", type=_out_path, default="explain")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("export", help="export a bundle to ONNX (with a parity check)")
     p.add_argument("bundle")
     p.add_argument("--format", default="onnx", choices=["onnx"])
-    p.add_argument("--out", type=Path, help="output bundle folder (default: alongside, <bundle>-onnx, numbered when it exists)")
+    p.add_argument("--out", type=_out_path, help="output bundle folder (default: alongside, <bundle>-onnx, numbered when it exists)")
     p.add_argument("--overwrite", action="store_true", help="allow --out to replace another bundle")
     p.add_argument("--int8", action="store_true",
                    help="also quantize to int8 (calibrated on the run's training photos), kept only when it keeps "
@@ -223,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ensemble", help="combine bundles into one ensemble bundle")
     p.add_argument("bundles", nargs="+")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", type=_out_path, required=True)
     p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("serve", help="web demo: upload a fundus photo, see grade and Grad-CAM")

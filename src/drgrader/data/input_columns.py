@@ -49,7 +49,9 @@ _PATIENT_IDENTIFIERS = ("pid", "subject", "subjectid", "mrn", "mrno", "mrnumber"
                         "study", "studyid", "studyno", "studynumber", "patno", "patnr", "patid", "nhs", "nhsnumber",
                         "nhsno", "ur", "urn", "urno", "urnumber", "eid",
                         # a hand-made list's bare ID, a hospital number, national ids (probe 37 BA5, CA2)
-                        "id", "hn", "hospitalid", "ic", "icno", "nric", "nhi", "cpr")
+                        "id", "hn", "hospitalid", "ic", "icno", "nric", "nhi", "cpr",
+                        # a name, a family's, an exam's accession number (one visit: both eyes; probe 38 BB5)
+                        "fullname", "surname", "familyname", "familyid", "accession", "accessionno", "accessionnumber")
 _SYNONYMS = {"file": "image", "filename": "image", "filepath": "image", "img": "image", "imgpath": "image",
              "photo": "image", "fundus": "image", "side": "eye", "laterality": "eye",
              "whicheye": "eye", "odos": "eye", "auge": "eye", "oeil": "eye", "ojo": "eye", "occhio": "eye"} | dict.fromkeys(_PATIENT_IDENTIFIERS, "patient")

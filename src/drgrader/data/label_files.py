@@ -210,8 +210,10 @@ def check_field_counts(text: str, sep: str, shown: str) -> None:
                 raise DataError(f"{shown} row {n} repeats the header ({', '.join(header)[:80]}): two files joined? "
                                 "Remove the line")
             if len(fields) > len(header) and any(f.strip() for f in fields[len(header):]):
+                # The row as written, so the cell with the comma shows (probe 38 BB9)
                 raise DataError(f"{shown} row {n}: {len(fields)} fields, but the header has {len(header)} "
-                                f"({', '.join(header)[:80]}); a cell holding a comma ('12,345') must be quoted")
+                                f"({', '.join(header)[:80]}): {sep.join(fields)[:80]!r}"
+                                + (separator_hint(header) or "; a cell holding a comma ('12,345') must be quoted"))
     except csv.Error as exc:
         raise DataError(f"{shown} row {n + 1}: cannot be read as CSV ({exc})") from None
 

@@ -253,7 +253,7 @@ def predict_command(
     if shard is not None:
         table = shard_rows(table, shard)
         log.info("shard %d/%d: %d of %d images", shard[0], shard[1], len(table), len(everything))
-    out = _default_out(shard) if out is None else Path(out)
+    out = _default_out(shard) if out is None else Path(out).expanduser()  # pandas reads "~" so (probe 38 BB8)
     out = claim_file(out, inputs=[*map(Path, inputs), *map(Path, table["path"])], overwrite=overwrite,
                      beside=written_beside(out, shard), own=own_csvs(out))
     refuse_edited(out, own_csvs(out), overwrite=overwrite)
