@@ -204,6 +204,29 @@ def test_export_onto_another_bundle_is_refused(tiny_bundle, tmp_path, capsys):
     assert digest(other / "model.safetensors") == weights and not (other / "model.onnx").exists()
 
 
+def test_export_overwrite_never_replaces_a_runs_own_bundle(tiny_bundle, tmp_path, capsys):
+    # Probe 38 CB10: another run's model put into a run, whose report and metrics describe its own.
+    run = tmp_path / "run"
+    shutil.copytree(tiny_bundle, run / "bundle")
+    (run / "checkpoints").mkdir()
+    weights = digest(run / "bundle" / "model.safetensors")
+    assert main(["export", str(tiny_bundle), "--out", str(run / "bundle"), "--overwrite"]) == 2
+    assert f"is the bundle of a run folder ({run}), which --overwrite never replaces" in capsys.readouterr().err
+    assert digest(run / "bundle" / "model.safetensors") == weights and not (run / "bundle" / "model.onnx").exists()
+
+
+def test_evaluate_overwrite_leaves_nothing_of_an_earlier_ensembles_evaluation(tiny_bundle, other_tiny_bundle, synth_dir,
+                                                                              tmp_path):
+    # Probe 38 CB11: its members' predictions stayed beside the new evaluation's.
+    ensemble, out = tmp_path / "ens", tmp_path / "ev"
+    assert main(["ensemble", str(tiny_bundle), str(other_tiny_bundle), "--out", str(ensemble)]) == 0
+    assert main(["evaluate", str(ensemble), "--data", str(synth_dir), "--out", str(out)]) == 0
+    assert len(list((out / "members").iterdir())) == 2
+    single = shutil.copytree(tiny_bundle, tmp_path / "single")  # evaluate adds to its model card
+    assert main(["evaluate", str(single), "--data", str(synth_dir), "--out", str(out), "--overwrite"]) == 0
+    assert not (out / "members").exists() and (out / "predictions_test.csv").is_file()
+
+
 def test_evaluate_onto_the_run_itself_is_refused(tiny_bundle, synth_dir, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(tiny_bundle, run / "bundle")

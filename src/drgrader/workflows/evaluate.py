@@ -83,6 +83,7 @@ def evaluate_command(
             evaluated_on = f"not-external:{cfg.data.root}"
         copies, one_picture_as_two_eyes = _copies_across_patients(prepared)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_stale(out)
     if bundle.members and not bundle.thresholds and val_rows is None:
         log.warning("ensemble without fitted thresholds: decisions use the predicted grade / 0.5")
     result = evaluate_split_pair(bundle, val_rows, test_rows, cfg.eval, out, fit=fit, seed=cfg.train.seed)
@@ -328,6 +329,15 @@ def _claim_out(out: Path | None, default: Path, bundle_dir: Path, overwrite: boo
                           "evaluation folder only, never merges into another folder; choose another folder")
     return claim_dir(out, inputs=[bundle_dir], may_reuse=("an evaluation folder",), overwrite=overwrite,
                      replaces=("an evaluation folder",))
+
+
+def _remove_stale(out: Path) -> None:
+    """What an earlier evaluation in ``out`` wrote and this one may not write again (its ensemble's
+    members, its validation predictions): it must not pass for this one's (probe 38 CB11)."""
+    import shutil
+
+    shutil.rmtree(out / "members", ignore_errors=True)
+    (out / "predictions_val.csv").unlink(missing_ok=True)
 
 
 def _member_metrics(bundle, val_rows, test_rows, cfg, out: Path) -> dict:
