@@ -405,6 +405,9 @@ def test_kaggle_layout_with_photos_in_both_train_and_images_is_refused(tmp_path)
     (tmp_path / "train").rename(tmp_path / "Train")  # probe 37 CA1: as copied from Windows or macOS
     with pytest.raises(DataError, match="Train/ and images/ hold photos"):
         read_dataset(tmp_path)
-    (tmp_path / "Train").rename(tmp_path / "train")
+    (tmp_path / "Train").rename(tmp_path / "Training")  # probe 38 CB3
+    with pytest.raises(DataError, match="Training/ and images/ hold photos"):
+        read_dataset(tmp_path)
+    (tmp_path / "Training").rename(tmp_path / "train")
     (tmp_path / "images" / "10_left.jpeg").unlink()  # an empty images/ beside train/: train/ read
     assert read_dataset(tmp_path)["image_id"].tolist() == ["10_left"]

@@ -21,6 +21,7 @@ from drgrader.data.label_files import (
     Found,
     ImageFolder,
     LabelRow,
+    column_key,
     csv_records,
     first_dir,
     patient_and_eye,
@@ -34,6 +35,8 @@ from drgrader.data.label_files import (
 )
 from drgrader.data.text_lines import decode_lines, legacy_warning
 
+_KAGGLE_PHOTO_FOLDERS = {"train", "images", "training", "trainimages", "trainingimages", "trainset", "trainingset"}
+
 
 def read_kaggle(root: Path, cfg: DataConfig) -> Found:
     """Kaggle EyePACS 2015: trainLabels.csv (image,level), train/ or images/<id>_<eye>.jpeg."""
@@ -43,7 +46,8 @@ def read_kaggle(root: Path, cfg: DataConfig) -> Found:
         raise DataError(f"{root}: no image folder; expected train/ or images/ next to trainLabels.csv")
     # Which one trainLabels.csv grades is not a guess to make (probe 36 BZ11: train/ read, images/ called
     # unlabelled; probe 37 CA1: a Train/ copied from Windows or macOS alike).
-    holding = [d.name for d in sorted(root.iterdir()) if d.is_dir() and d.name.lower() in ("train", "images") and photo_files(d)]
+    # probe 38 CB3: Training/, train_images/ too
+    holding = [d.name for d in sorted(root.iterdir()) if d.is_dir() and column_key(d.name) in _KAGGLE_PHOTO_FOLDERS and photo_files(d)]
     if len(holding) > 1:
         raise DataError(f"{root}: {' and '.join(f'{name}/' for name in holding)} hold photos; keep the one trainLabels.csv grades "
                         "(or read another with data.format=csv, data.labels=trainLabels.csv, data.images=<its name>)")
