@@ -60,7 +60,15 @@ def test_grade_refuses_what_it_cannot_take(tiny_bundle, synth_dir):
     rgb = np.asarray(Image.open(sorted((synth_dir / "images").iterdir())[0]).convert("RGB"))
     with pytest.raises(ValueError, match=r"looks like BGR .*cv2.COLOR_BGR2RGB"):
         drgrader.grade(tiny_bundle, [rgb[..., ::-1]])
-    drgrader.grade(tiny_bundle, [Image.fromarray(np.ascontiguousarray(rgb[..., ::-1]))])  # a PIL image is taken as it says
+    # Probe 39 BC7: a PIL image made from that array holds its order too: checked, and channels='BGR' applies to it.
+    bgr_pil = Image.fromarray(np.ascontiguousarray(rgb[..., ::-1]))
+    with pytest.raises(ValueError, match="looks like BGR"):
+        drgrader.grade(tiny_bundle, [bgr_pil])
+    swapped, _ = drgrader.grade(tiny_bundle, [bgr_pil], channels="BGR")
+    as_rgb, _ = drgrader.grade(tiny_bundle, [Image.fromarray(rgb)])
+    assert swapped["expected_grade"].tolist() == as_rgb["expected_grade"].tolist()
+    with pytest.raises(ValueError, match="opened from a JPEG file, whose channels are RGB; leave channels out"):
+        drgrader.grade(tiny_bundle, [Image.open(sorted((synth_dir / "images").iterdir())[0])], channels="BGR")
     with pytest.raises(ValueError, match="2 names for 1 photos"):
         drgrader.grade(tiny_bundle, [np.zeros((8, 8, 3), np.uint8)], names=["a", "b"])
 

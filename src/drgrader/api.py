@@ -54,11 +54,17 @@ def _as_rgb(photo: Photo, name: str, channels: str | None = None) -> np.ndarray:
         raise TypeError(f"a photo is a path, a PIL image or an RGB array, not {type(photo).__name__}")
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
         raise ValueError(f"an array photo must be RGB uint8 of shape H x W x 3, got {array.dtype} {array.shape}")
-    if isinstance(photo, np.ndarray):
+    # A PIL image opened from a file has its channels known; one made from an array (Image.fromarray
+    # of cv2.imread's) holds whatever order the array had (probe 39 BC7), so it is checked as one.
+    if hasattr(photo, "convert") and photo.format is not None:
         if channels == "BGR":
-            return np.ascontiguousarray(array[..., ::-1])
-        if channels is None:
-            _check_channel_order(array, name)
+            raise ValueError(f"{name}: channels='BGR', but it is a PIL image opened from a {photo.format} file, whose "
+                             "channels are RGB; leave channels out")
+        return array
+    if channels == "BGR":
+        return np.ascontiguousarray(array[..., ::-1])
+    if channels is None:
+        _check_channel_order(array, name)
     return array
 
 
@@ -106,7 +112,7 @@ def _check_channel_order(array: np.ndarray, name: str) -> None:
     if score < 1 / BGR_RATIO:
         raise ValueError(f"{name}: the array looks like BGR (OpenCV's order): its blue is {1 / max(score, 1e-6):.1f}x its "
                          "red, the reverse of a fundus; pass cv2.cvtColor(photo, cv2.COLOR_BGR2RGB) or channels='BGR' "
-                         "(or a PIL image, whose channels are known)")
+                         "(or the PIL image opened from its file, whose channels are known)")
     if score < BGR_RATIO:
         log.warning("%s: the array's red and blue are balanced (red/blue %.2f, as in photos whose channels were "
                     "equalised): its channel order cannot be told from its colours and it is taken as RGB; a cv2.imread "
@@ -142,8 +148,9 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
     or in-memory PIL images / RGB arrays, named by ``names`` (default ``photo-0``, ``photo-1``,
     ...; each one plain file name). A PIL image opened from a JPEG is checked for compression
     as its file is; an array or a converted image is not (a warning says so when it is small).
-    ``channels``: the channel order of array photos, ``"RGB"`` or ``"BGR"`` (``cv2.imread``'s);
-    by default RGB, and an array whose colours are those of a BGR fundus is refused.
+    ``channels``: the channel order of array photos (and of PIL images made from arrays), ``"RGB"``
+    or ``"BGR"`` (``cv2.imread``'s); by default RGB, and one whose colours are those of a BGR
+    fundus is refused.
     ``refer_share``: the share of patients sent to a human grader (default: the grader's)."""
 
     from drgrader.data.identity import resolve_identity

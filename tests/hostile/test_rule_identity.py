@@ -24,7 +24,7 @@ from drgrader.cli import main
 from drgrader.data.eyes import patient_id
 from drgrader.data.identity_notes import warn_identity
 from drgrader.data.inputs import collect_inputs
-from drgrader.data.manifest import read_dataset
+from drgrader.data.manifest import DataError, read_dataset
 from drgrader.synth import make_fundus
 
 from .corpus import photo_bytes
@@ -238,7 +238,10 @@ def test_a_photo_named_only_by_its_eye_listed_as_the_other_eye_is_noted(tmp_path
     # Probe 37 BA1: the eye alone in other spellings: a letter, RE/LE, a numbered shot, another language.
     for right, left in (("R", "L"), ("RE", "LE"), ("OD1", "OS1"), ("rechts", "links"),
                         ("5001_R_20240101", "5001_L_20240101"), ("5002_R1", "5002_L1"), ("r (1)", "l (1)"),  # probe 38 BB1
-                        ("5001_rechts", "5001_links"), ("5002_droit", "5002_gauche"), ("5003_RE", "5003_LE")):
+                        ("5001_rechts", "5001_links"), ("5002_droit", "5002_gauche"), ("5003_RE", "5003_LE"),
+                        ("5001-R-2024-01-01", "5001-L-2024-01-01"), ("5019_R_1_20240101", "5019_L_1_20240101"),
+                        ("5012_R_eye", "5012_L_eye"), ("5016_R_disc", "5016_L_disc"), ("5013_rightEye", "5013_leftEye"),
+                        ("5007_right(1)", "5007_left(1)"), ("R_5020", "L_5020")):  # probe 39 BC1
         (tmp_path / f"{right}.jpg").write_bytes(photo_bytes(1, 1))
         (tmp_path / f"{left}.jpg").write_bytes(photo_bytes(2, 2))
         (tmp_path / "swap.csv").write_text(f"image,patient_id,eye\n{right}.jpg,P3,left\n{left}.jpg,P3,right\n")
@@ -257,6 +260,10 @@ def test_a_photo_named_only_by_its_eye_listed_as_the_other_eye_is_noted(tmp_path
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "IMG_0001.jpg").write_bytes(photo_bytes(1, 5))
         assert collect_inputs([tmp_path / folder / "IMG_0001.jpg"])["eye"].tolist() == [""], folder
+    # Probe 39 BC9: a camera's letter and counter (DSC_L0042, IMG_R1234) names no eye.
+    for name in ("DSC_L0042", "IMG_R1234", "Scan-R2"):
+        (tmp_path / f"{name}.jpg").write_bytes(photo_bytes(1, 6))
+        assert collect_inputs([tmp_path / f"{name}.jpg"])["eye"].tolist() == [""], name
     (tmp_path / "ok.csv").write_text("image,patient_id,eye\nOD.jpg,P1,right\nOS.jpg,P1,left\n")
     agreed = collect_inputs([tmp_path / "ok.csv"]).set_index("image_id")
     assert agreed["eye"].tolist() == ["right", "left"] and agreed["identity_note"].tolist() == ["", ""]
@@ -1035,3 +1042,50 @@ def test_a_label_file_whose_names_give_no_patient_says_so(tmp_path, caplog):
         read_dataset(root, "csv", labels="labels.csv", images="images")
     assert ("labels.csv: no patient column, and no name gives a patient and eye (e.g. '10_left_eye'): each of the 4 "
             "photos is a patient of its own") in caplog.text  # when some do, the info line names the rest
+
+
+def test_two_sites_or_two_people_under_one_patient_id_in_one_list_are_refused(tmp_path):
+    """Probe 39 BC4: a pooled multi-site list (or one whose names or dates of birth show two
+    people) with one id for two patients: the site column was not read and the two paired."""
+    for k, name in enumerate(("a1", "b1", "a2", "a3")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k % 5, k))
+    rows = "a1.jpeg,{},1001,left\nb1.jpeg,{},1001,right\na2.jpeg,A,1002,left\na3.jpeg,A,1002,right\n"
+    for column, first, second, what in (("site", "A", "B", "sites"), ("Clinic", "North", "South", "sites"),
+                                        ("patient_name", "SMITH^JOHN", "JONES^MARY", "people"),
+                                        ("DOB", "1950-01-01", "1988-07-30", "people")):
+        (tmp_path / "l.csv").write_text(f"image,{column},patient_id,eye\n" + rows.format(first, second))
+        with pytest.raises(DataError, match=re.escape(f"patient '1001' has rows of two {what} in {column!r} ({first!r} and "
+                                                      f"{second!r}): two patients under one id")):
+            collect_inputs([tmp_path / "l.csv"])
+    (tmp_path / "l.csv").write_text("image,site,patient_id,eye\n" + rows.format("A", "A"))  # one site: read
+    assert collect_inputs([tmp_path / "l.csv"])["patient_id"].tolist() == ["1001", "1001", "1002", "1002"]
+
+
+def test_a_predictions_file_with_identity_notes_is_refused_as_a_list(tiny_bundle, tmp_path):
+    """Probe 39 BC8: given back to predict, its notes were dropped as 'not read' and its resolved
+    patients taken as given: two sites' patient 1001 paired without a word."""
+    for k, (site, name) in enumerate((("siteA", "1001_left"), ("siteB", "1001_right"))):
+        (tmp_path / site).mkdir()
+        (tmp_path / site / f"{name}.jpeg").write_bytes(photo_bytes(k + 1, k))
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(tiny_bundle), str(tmp_path / "siteA"), str(tmp_path / "siteB"), "--out", str(out)]) == 0
+    with pytest.raises(DataError, match=r"p.csv is a predictions file drgrader wrote, and 2 of its rows carry identity notes "
+                                        r"\(row 1: \"one patient in two folders"):
+        collect_inputs([out])
+    (tmp_path / "siteB" / "1001_right.jpeg").rename(tmp_path / "siteA" / "1002_right.jpeg")  # nothing to note: read
+    assert main(["predict", str(tiny_bundle), str(tmp_path / "siteA"), "--out", str(tmp_path / "q.csv"), "--overwrite"]) == 0
+    assert collect_inputs([tmp_path / "q.csv"])["patient_id"].tolist() == ["1001", "1002"]
+
+
+def test_two_sites_single_letter_eye_folders_are_noted_as_two_folders(tmp_path):
+    # Probe 39 BC2: siteA/L/ and siteB/R/ were eye folders to one rule and not to the other: paired, silent.
+    for k, (site, eye, name) in enumerate((("siteA", "L", "1001_left"), ("siteB", "R", "1001_right"))):
+        (tmp_path / site / eye).mkdir(parents=True)
+        (tmp_path / site / eye / f"{name}.jpeg").write_bytes(photo_bytes(k + 1, k))
+    table = collect_inputs([tmp_path])
+    assert all(n.startswith("one patient in two folders") for n in table["identity_note"])
+    one = tmp_path / "one"  # one clinic's L/ and R/: nothing to say
+    for k, (eye, name) in enumerate((("L", "7_left"), ("R", "7_right"))):
+        (one / eye).mkdir(parents=True)
+        (one / eye / f"{name}.jpeg").write_bytes(photo_bytes(k + 3, k + 5))
+    assert collect_inputs([one])["identity_note"].tolist() == ["", ""]

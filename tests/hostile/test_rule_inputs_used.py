@@ -108,6 +108,8 @@ def test_serve_refuses_one_file_as_both_eyes_and_a_photo_named_for_the_other_eye
     ("image,image_path ", "'image_path ' looks like the image column"),
     ("image,filename", "'filename' looks like the image column"),
     ("image,imgae", "'imgae' looks like the image column"),
+    ("image,image_right", "'image_right' looks like the image column"),  # probe 39 BC6: a wide list's second photo
+    ("image,second_image", "'second_image' looks like the image column"),
     ("image,pateint_id", "'pateint_id' looks like the patient column"),
     ("image,patient_no", "'patient_no' looks like the patient column"),
     ("image,Eyes", "'Eyes' looks like the eye column"),

@@ -127,3 +127,17 @@ def test_a_list_saved_in_latin1_is_read_with_a_warning(tiny_bundle, photos, tmp_
                         + "photos/Jörg_right.jpeg,O’Brien,x\n".encode("cp1252"))
     rows = pd.read_csv(predict_command(tiny_bundle, [listing], out=tmp_path / "r.csv"), keep_default_na=False)
     assert list(rows["patient_id"]) == ["O’Brien", "O’Brien"] and (rows["error"] == "").all()
+
+
+def test_listed_photos_not_found_are_warned_with_another_extension_named(tmp_path, caplog):
+    # Probe 39 BC3: a list none of whose photos exist ran to exit 0 with an INFO line only.
+    from drgrader.data.inputs import collect_inputs
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "IMG_A.jpeg").write_bytes(photo_bytes(1, 1))
+    (tmp_path / "l.csv").write_text("image,patient_id,eye\nsub/IMG_A.jpg,1,left\n/home/other/IMG_B.jpeg,1,right\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        table = collect_inputs([tmp_path / "l.csv"])
+    assert len(table) == 2
+    assert (f"{tmp_path / 'l.csv'}: 2 of 2 listed photo(s) not found (e.g. sub/IMG_A.jpg; IMG_A.jpeg has another extension: "
+            "list it so if it is that photo): their rows say 'file not found'") in caplog.messages

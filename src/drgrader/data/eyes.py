@@ -92,7 +92,7 @@ _OTHER_RIGHT, _OTHER_LEFT = "rechts|droit|derecho|destro", "links|gauche|izquier
 _BARE_EYE = re.compile(rf"^(?:(?P<right>r|re|od|right|{_OTHER_RIGHT})|(?P<left>l|le|os|left|{_OTHER_LEFT}))[_\- ]?[0-9]{{0,3}}$",
                        re.IGNORECASE)
 # What a browser, Windows or macOS appends to a copy's name: "10_left (1)", "10_left - Copy (2)", "10_left copy 2".
-_COPY_SUFFIX = re.compile(r"(?: \(\d+\)| - copy(?: \(\d+\))?| copy(?: \d+)?)$", re.IGNORECASE)
+_COPY_SUFFIX = re.compile(r"(?: ?\(\d+\)| - copy(?: \(\d+\))?| copy(?: \d+)?)$", re.IGNORECASE)  # "(1)" unspaced: probe 39 BC1
 _NAME = re.compile(r"^(?P<patient>.*[^_\- ])[_\- ]+(?P<eye>left|right|l|r|os|od)$", re.IGNORECASE)
 # A second photo of an eye: a camera's number or the field after a long eye word ("5_left_2",
 # "6_OS_macula", "6_left_disc"): the same patient and eye (identity notes several photos of one eye).
@@ -197,7 +197,11 @@ def eye_of_folder(name: str) -> str | None:
     return None if bare is None else _eye_matched(bare)
 
 
-_LETTER_EYE_NUMBERED = re.compile(r"(?<=[_\- ])([rl])[_\- ]?[0-9]+$", re.IGNORECASE)
+# After a word with a digit (a patient number), never a camera's letters ("DSC_L0042"; probe 39 BC9).
+_LETTER_EYE_NUMBERED = re.compile(r"(?<=[0-9][_\- ])([rl])[_\- ]?[0-9]+$", re.IGNORECASE)
+# A one-letter eye as the word after a patient number, whatever follows ("5001-R-2024-01-01",
+# "5012_R_eye", "5016_R_disc"), or before it ("R_5020"); probe 39 BC1.
+_LETTER_EYE_WORD = re.compile(r"^[0-9]+[_\- ]([rl])(?:[_\- ].*)?$|^([rl])[_\- ][0-9]+$", re.IGNORECASE)
 # The eye as the last word in another spelling ("5001_rechts", "5002_droit", "5003_RE"; probe 38 BB1).
 _LAST_WORD_EYE = re.compile(rf"(?<=[_\- ])(?:(?P<right>re|{_OTHER_RIGHT})|(?P<left>le|{_OTHER_LEFT}))$", re.IGNORECASE)
 _FOLDER_EYE = re.compile(rf"^(?:(?P<right>od|right|{_OTHER_RIGHT})|(?P<left>os|left|{_OTHER_LEFT}))$", re.IGNORECASE)
@@ -215,9 +219,12 @@ def eyes_named(name: str) -> set[str]:
     stem = PurePosixPath(name.replace("\\", "/")).name.strip()
     if bare := _BARE_EYE.match(_COPY_SUFFIX.sub("", stem)):  # probe 37 BA1; "r (1)": probe 38 BB1
         return {_eye_matched(bare)}
-    named = {EYE_WORDS[w.lower()] for w in _WORDS.findall(stem) if w.lower() in _LONG_EYE_WORDS}
+    words = [re.sub(r"(?<=.)eye$", "", w.lower()) for w in _WORDS.findall(stem)]  # "rightEye": probe 39 BC1
+    named = {EYE_WORDS[w] for w in words if w in _LONG_EYE_WORDS}
     # a one-letter eye before a date or shot number ("5001_R_20240101", "5002_R1"; probe 38 BB1)
     named |= {EYE_WORDS[m[1].lower()] for m in _LETTER_EYE_NUMBERED.finditer(stem)}
+    if letter := _LETTER_EYE_WORD.match(stem):
+        named.add(EYE_WORDS[(letter[1] or letter[2]).lower()])
     if last := _LAST_WORD_EYE.search(stem):
         named.add(_eye_matched(last))
     read = patient_and_eye(stem)

@@ -200,14 +200,15 @@ def _folder_labels(folders: set[str]) -> dict[str, str]:
     return {f: p.relative_to(base).as_posix() for f, p in absolute.items()}
 
 
+def _folder_eye(name: str) -> str | None:
+    """The eye a folder of named photos is named for: ``r/``, ``OD/``, ``Left Eye/`` (probe 38
+    BB10). One rule for both uses below (probe 39 BC2: ``L/`` was an eye folder to one, not the other)."""
+    return EYE_WORDS.get(name.lower()) or eye_of_folder(name)
+
+
 def _patient_folder(source: str) -> str:
     """A named photo's folder, or the one above a folder named for its eye (probe 38 BB6: siteA/left/, siteB/right/)."""
-    return str(Path(source).parent.parent if eye_of_folder(Path(source).parent.name) else Path(source).parent)
-
-
-def _folder_eye(name: str) -> str | None:
-    """The eye a folder is named for: ``r/``, ``OD/``, ``Left Eye/`` (probe 38 BB10)."""
-    return EYE_WORDS.get(name.lower()) or eye_of_folder(name)
+    return str(Path(source).parent.parent if _folder_eye(Path(source).parent.name) else Path(source).parent)
 
 
 def _split_by_folder(table: pd.DataFrame, from_name: pd.Series, notes: list[list[str]]) -> None:

@@ -35,7 +35,8 @@ KNOWN = {  # what a column gives -> the names it may have
     "eye": ("eye",),
 }
 _QUALIFIERS = {  # a known name with one of these before or after it looks like it
-    "image": ("path", "file", "filename", "name", "ref", "url"),
+    # and a wide list's second photo column ("image_right", "second_image"; probe 39 BC6)
+    "image": ("path", "file", "filename", "name", "ref", "url", "left", "right", "od", "os", "second", "other", "eye"),
     "image_id": (),
     "patient": ("id", "no", "nr", "number", "code", "ref", "name", "mrn"),
     "eye": ("side", "laterality", "lr"),
@@ -168,3 +169,42 @@ def refuse_identity_columns(table: pd.DataFrame, file: str, fmt: str) -> None:
             raise DataError(f"{file}: column {column[:40]!r} is not read by the {fmt} format, whose patients and "
                             "eyes come from its own layout; remove it, or read the file with data.format=csv "
                             "(data.labels, data.images, data.columns)")
+
+
+# Columns that tell people or sites apart beside the patient column: one id with two of their
+# values is two patients, whose eyes would be paired (probe 39 BC4: a pooled multi-site list).
+_TELLS_APART = {"sites": ("site", "siteid", "sitename", "siteno", "clinic", "clinicid", "clinicname", "centre", "center",
+                         "centreid", "centerid", "hospital", "hospitalname", "institution", "location"),
+                "people": ("patientname", "fullname", "surname", "familyname", "dob", "dateofbirth", "birthdate",
+                           "birthday")}
+
+
+def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient_col: str | None) -> None:
+    """A patient id whose rows give two sites or two people (names, dates of birth) in a column
+    predict does not read: refused naming both rows, never paired as one patient's eyes."""
+    if patient_col is None:
+        return
+    for header in table.columns:
+        what = next((kind for kind, names in _TELLS_APART.items() if _squash(header) in names), None)
+        if what is None or header == patient_col:
+            continue
+        rows = table[(table[patient_col].str.strip() != "") & (table[header].str.strip() != "")]
+        values = rows.groupby(rows[patient_col].str.strip())[header].agg(lambda v: list(dict.fromkeys(v.str.strip())))
+        if len(mixed := values[values.map(len) > 1]):
+            patient, (a, b) = mixed.index[0], mixed.iloc[0][:2]
+            raise DataError(f"{csv}: patient {patient!r} has rows of two {what} in {header[:40]!r} ({a[:40]!r} and "
+                            f"{b[:40]!r}): two patients under one id, whose eyes would be paired? Give each its own id"
+                            + (f" (e.g. '{a[:20]}-{patient}')" if what == "sites" else "") + ", or remove the column")
+
+
+def refuse_noted_predictions(csv: Path | str, table: pd.DataFrame) -> None:
+    """A predictions file drgrader wrote, given back as a list: its patients and eyes would be
+    taken as given and the notes on how they were resolved lost (probe 39 BC8)."""
+    if not {"path", "image_id", "patient_id", "eye", "identity_note"} <= set(table.columns):
+        return
+    noted = table.index[table["identity_note"].str.strip() != ""]
+    if len(noted):
+        first = noted[0]
+        raise DataError(f"{csv} is a predictions file drgrader wrote, and {len(noted)} of its rows carry identity notes "
+                        f"(row {first + 1}: {table.at[first, 'identity_note'][:120]!r}): read as a list, its patients and "
+                        "eyes would be taken as given and those notes lost; give the photos or the list that run read")

@@ -23,7 +23,12 @@ from drgrader.data.identity import IDENTITY_COLUMNS, resolve_identity
 from drgrader.data.identity_claims import evidence
 from drgrader.data.identity_notes import PATIENT_IN_SOURCES
 from drgrader.data.images import PARTIAL_DOWNLOADS, UNREAD_PHOTO_FORMATS
-from drgrader.data.input_columns import csv_columns, identifiers_beside_patient
+from drgrader.data.input_columns import (
+    csv_columns,
+    identifiers_beside_patient,
+    refuse_noted_predictions,
+    refuse_two_people_under_one_id,
+)
 from drgrader.data.label_files import read_text_table
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
 from drgrader.data.text_lines import DOS_END_OF_FILE, decode_lines, legacy_warning
@@ -196,13 +201,15 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
     image_col, id_col, patient_col, eye_col = (columns[role] for role in ("image", "image_id", "patient", "eye"))
     assert image_col is not None  # csv_columns refuses a CSV without one
     beside = identifiers_beside_patient(csv, list(table.columns))
+    refuse_noted_predictions(csv, table)
+    refuse_two_people_under_one_id(csv, table, patient_col)
     no_digit = placeholder_ids(table[patient_col]) if patient_col else set()
     kept_digits = patient_col is not None and long_ids_kept(table[patient_col])
     if no_digit:
         log.warning("%s: %d patient id(s) stand for none where the others are ids (no digit among numbers, or a negative "
                     "number among positive ones: e.g. %r): read as no patient, each photo a patient of its own (a "
                     "missing-value mark?); write the patient's id if it is one", csv, len(no_digit), sorted(no_digit)[0])
-    rows, windows, elsewhere, other_case, from_here = [], [], [], [], []
+    rows, windows, elsewhere, other_case, from_here, missing = [], [], [], [], [], []
     for number, rec in enumerate(table.to_dict("records"), start=1):  # data rows, as label files count them
         binary = next((column for column, value in rec.items() if "\x00" in value), None)
         if binary is not None:  # no file name holds one: a damaged or binary file, not a list to guess from
@@ -251,6 +258,8 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
             other_case.append(f"{ref} -> {match.name}")
             windows += [ref] if "\\" in ref else []
             path = match
+        if not path.exists() and not path.is_symlink() and not _WINDOWS_ABSOLUTE.match(ref):
+            missing.append(ref)
         here = Path(ref)  # probe 36 AZ7: the same relative path from the working folder, another file or the only one
         if not piped and not here.is_absolute() and folder.resolve() != Path.cwd() and here.is_file() and not (
                 path.exists() and os.path.samefile(here, path)):
@@ -271,11 +280,22 @@ def _rows_from_csv(csv: Path, piped: bool = False) -> list[dict]:
     if from_here:
         log.warning("%s: %d image path(s) are read relative to the list's folder, and the working folder holds a file of "
                     "that path too (e.g. %s): write the paths relative to the list, or absolute", csv, len(from_here), from_here[0])
+    if missing:  # probe 39 BC3: said at INFO only, even when no photo was found
+        log.warning("%s: %d of %d listed photo(s) not found (e.g. %s%s): their rows say 'file not found'", csv, len(missing),
+                    len(table), missing[0], _other_extension(folder / missing[0]))
     if elsewhere:
         log.warning("%s: %d image path(s) name a Windows drive or network share (e.g. %s), which this machine cannot "
                     "open: their rows say 'file not found'; write the paths as they are here (or relative to the list)",
                     csv, len(elsewhere), elsewhere[0])
     return rows
+
+
+def _other_extension(path: Path) -> str:
+    """The hint for a listed photo not found when its folder holds the name with another extension."""
+    stem = strip_image_extension(path.name).lower()
+    others = [f.name for f in (path.parent.iterdir() if path.parent.is_dir() else ())
+              if f.suffix.lower() in IMAGE_EXTENSIONS and strip_image_extension(f.name).lower() == stem]
+    return f"; {others[0]} has another extension: list it so if it is that photo" if others else ""
 
 
 def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
