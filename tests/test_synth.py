@@ -265,3 +265,14 @@ def test_synth_of_other_settings_over_a_finished_output_is_refused_the_same_reru
     after = _files(out)
     assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in before.items()}
     assert all(after[k][1] == before[k][1] for k in after if k.startswith("images/"))  # images reused
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "1.5"])
+def test_synth_refuses_a_seed_numpy_cannot_take_as_a_usage_error(tmp_path, capsys, seed):
+    # Probe 39 CC1 (probe 38 CB2's addendum): a traceback, exit 1.
+    from drgrader.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["synth", "--out", str(tmp_path / "sy"), "--seed", seed])
+    assert exit_.value.code == 2 and "a seed, a whole number from 0 to 4294967295" in capsys.readouterr().err
+    assert not (tmp_path / "sy").exists()

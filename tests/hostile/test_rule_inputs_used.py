@@ -361,6 +361,14 @@ def test_a_messidor1_sheet_is_refused_for_its_own_grade_scale(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         assert len(read_dataset(root, "csv", columns={"image": "Image name", "grade": "Retinopathy grade"})) == 2
     assert "'Retinopathy grade' is Messidor-1's header, whose grades are 0-3 on its own scale" in caplog.text
+    # Probe 39: its headers in another case or spelling alike.
+    (root / "labels.csv").write_text("Image name,ophthalmologic_department,retinopathy grade\na.tif,S1,3\nb.tif,S1,0\n")
+    with pytest.raises(DataError, match="this is Messidor-1's sheet, whose 'retinopathy grade' is 0-3"):
+        read_dataset(root, "csv", columns={"image": "Image name", "grade": "retinopathy grade"})
+    (root / "labels.csv").write_text("Image name,Retinopathy_Grade\na.tif,3\nb.tif,0\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        read_dataset(root, "csv", columns={"image": "Image name", "grade": "Retinopathy_Grade"})
+    assert "'Retinopathy_Grade' is Messidor-1's header" in caplog.text
 
 
 def test_grades_all_0_or_1_are_warned_of_whatever_the_columns_name(tmp_path, caplog):
