@@ -380,7 +380,13 @@ def test_grades_all_0_or_1_are_warned_of_whatever_the_columns_name(tmp_path, cap
                      [f"{n}.jpeg" for n in names])
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         assert len(read_dataset(root)) == 20
-    assert "every grade read is 0 or 1 (20 photos): a yes/no label (any DR, referable) read as the ICDR grades" in caplog.text
+    assert "every grade read is 0 or 1 (20 photos, 50% of them 1): a yes/no label (any DR, referable) read as" in caplog.text
+    # Probe 39 CC9: real ICDR grades of a day without a moderate eye (few mild ones) are no alarm.
+    caplog.clear()
+    (root / "trainLabels.csv").write_text("image,level\n" + "".join(f"{n},{int(k % 10 == 0)}\n" for k, n in enumerate(names)))
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert len(read_dataset(root)) == 20
+    assert "every grade read is 0 or 1" not in caplog.text
 
 
 def test_two_label_rows_naming_one_file_are_refused(tmp_path):
@@ -716,7 +722,8 @@ def test_a_second_grading_with_an_ungradable_mark_or_in_words_is_refused_by_its_
         read_dataset(root)
 
 
-@pytest.mark.parametrize("name", ["grader_2", "final", "second_reader", "ophthalmologist", "retina_specialist"])
+@pytest.mark.parametrize("name", ["grader_2", "final", "second_reader", "ophthalmologist", "retina_specialist",
+                                  "G2", "R2", "MD", "nurse"])  # the last four: probe 39 CC5
 def test_a_full_grading_named_so_is_refused_however_much_it_differs(tmp_path, name):
     # Probe 37 CA13: grader_2 differing from level on 48 of 80 rows passed at INFO: a full column had
     # to agree on most rows (else a visit or camera number), whatever its name said.

@@ -179,4 +179,9 @@ def test_cv_says_a_test_fraction_is_not_used(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="drgrader"), pytest.raises(DataError, match="not found"):
         run_cv(cfg, folds=2, out=tmp_path / "cv")
     assert "data.split.folds=10 is not used: cv trains the --folds 2 folds (give --folds 10 for the config's)" in caplog.text
+    caplog.clear()  # probe 39 CC6: given under the patient split alike
+    cfg = tiny_config(tmp_path / "no-data", **{"data.split.folds": 5})
+    with caplog.at_level(logging.INFO, logger="drgrader"), pytest.raises(DataError, match="not found"):
+        run_cv(cfg, folds=2, out=tmp_path / "cv")
+    assert "data.split.folds=5 is not used: cv trains the --folds 2 folds" in caplog.text
     assert not (tmp_path / "cv").exists()

@@ -84,9 +84,14 @@ _GRADING_WORDS = ("grader", "final", "adjud", "reader", "second", "consensus", "
                   "annotator", "optometr")  # the last five: probe 38 CB7
 
 
+# A grader's short name: G2, R2 (grader or reader 2), MD, a nurse's grades (probe 39 CC5).
+_GRADER_SHORT = re.compile(r"^(?:[gr][_\- ]?[0-9]|md|nurse)$", re.IGNORECASE)
+
+
 def _names_a_grading(name: str) -> bool:
     words = _name_words(name)  # not a gradability mark: adjudicated_gradable
-    return any(w.startswith(_GRADING_WORDS) for w in words) and not any(w.startswith(("gradab", "ungrad")) for w in words)
+    return (any(w.startswith(_GRADING_WORDS) for w in words) or bool(_GRADER_SHORT.match(name.strip()))) and not any(
+        w.startswith(("gradab", "ungrad")) for w in words)
 
 
 def _disagreeing_grades(values: pd.Series, read: pd.Series, *, named_grading: bool = False) -> int:

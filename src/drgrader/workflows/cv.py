@@ -209,7 +209,8 @@ def run_cv(cfg: ExperimentConfig, *, folds: int, out: Path | None = None, fold: 
         raise ConfigError(f"data.split.file={cfg.data.split.file}: cv draws its own patient folds over every labelled "
                           "photo and does not read a split file; drop it (to keep a test set out, give cv a data set "
                           "without it, and evaluate the cv bundle on it with `drgrader evaluate BUNDLE --data TEST`)")
-    if cfg.data.split.method == "kfold" and cfg.data.split.folds != folds:  # probe 38 CB8: dropped unsaid
+    given = cfg.data.split.model_fields_set  # probe 38 CB8, probe 39 CC6 (a patient split's folds): dropped unsaid
+    if cfg.data.split.folds != folds and (cfg.data.split.method == "kfold" or "folds" in given):
         log.warning("data.split.folds=%d is not used: cv trains the --folds %d folds (give --folds %d for the config's)",
                     cfg.data.split.folds, folds, cfg.data.split.folds)
     if cfg.data.split.test > 0:  # probe 37 CA8: dropped unsaid
