@@ -227,6 +227,17 @@ def test_evaluate_overwrite_leaves_nothing_of_an_earlier_ensembles_evaluation(ti
     assert not (out / "members").exists() and (out / "predictions_test.csv").is_file()
 
 
+def test_evaluate_overwrite_never_replaces_a_users_own_metrics_json(tiny_bundle, synth_dir, tmp_path, capsys):
+    # Probe 39 CC3: any folder holding a metrics.json was "an evaluation folder", replaced with --overwrite.
+    mine = tmp_path / "results"
+    mine.mkdir()
+    (mine / "metrics.json").write_text('{"acc": 0.9}')
+    (mine / "paper.tex").write_text("draft")
+    assert main(["evaluate", str(tiny_bundle), "--data", str(synth_dir), "--out", str(mine), "--overwrite"]) == 2
+    assert "is a folder of other files" in capsys.readouterr().err
+    assert (mine / "metrics.json").read_text() == '{"acc": 0.9}'
+
+
 def test_evaluate_onto_the_run_itself_is_refused(tiny_bundle, synth_dir, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(tiny_bundle, run / "bundle")

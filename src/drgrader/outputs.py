@@ -106,11 +106,11 @@ def kind_of(path: Path) -> str | None:
     if path.is_dir():
         if (path / "cv.json").is_file():
             return "a cross-validation folder"
-        if _is_bundle_manifest(path / "bundle.json"):
+        if _drgrader_json(path / "bundle.json", ("task",)):
             return "a model bundle"
         if (path / "bundle").is_dir() or (path / "checkpoints").is_dir():
             return "a run folder"
-        if (path / "metrics.json").is_file():
+        if _drgrader_json(path / "metrics.json", ("evaluated_on", "versions")):  # not a user's (probe 39 CC3)
             return "an evaluation folder"
         return "a folder"
     if path.suffix.lower() in IMAGE_EXTENSIONS:
@@ -118,14 +118,14 @@ def kind_of(path: Path) -> str | None:
     return f"a {path.suffix.lstrip('.').upper() or 'plain'} file"
 
 
-def _is_bundle_manifest(file: Path) -> bool:
-    """A ``bundle.json`` drgrader wrote (a JSON object naming its task), not another tool's file of
-    that common name (a FHIR Bundle export; probe 38 CB1)."""
+def _drgrader_json(file: Path, keys: tuple[str, ...]) -> bool:
+    """A ``bundle.json`` or ``metrics.json`` drgrader wrote (a JSON object with one of ``keys``), not
+    another tool's or a user's file of that common name (a FHIR Bundle export; probe 38 CB1)."""
     try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
+        content = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(manifest, dict) and "task" in manifest
+    return isinstance(content, dict) and any(key in content for key in keys)
 
 
 # What a bundle folder holds (members/: an ensemble's; any .onnx: the exported graphs).
