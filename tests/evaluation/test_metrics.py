@@ -340,6 +340,11 @@ def test_evaluate_grade_model_uses_cutpoints_and_reports_gradability():
     plain = evaluate_table(df, {}, n_boot=0)
     assert plain["grade"]["prediction"] == "pred_grade"
     assert plain["grade"]["ci"] == {"kappa": None, "accuracy": None}
+    # Probe 39 CC11: half the eyes or more ungradable (red-free photos): the figures say so first.
+    df["gradable"] = np.arange(grade.size) < 15
+    assert evaluate_table(df, {"cutpoints": [0.8, 1.8, 2.8, 3.8]}, n_boot=0)["warnings"] == [
+        "50% of the eyes (15) are ungradable by the grader's own photo check, and every figure counts them: see the "
+        "report's gradability section (why they are) before reading them"]
 
 
 def test_evaluate_table_names_a_bad_row():

@@ -205,8 +205,19 @@ def _screen_warnings(label: str, figures: dict) -> list[str]:
     return notes
 
 
+def ungradable_warning(result: dict) -> str | None:
+    """Half the eyes or more ungradable by the grader's own photo check (red-free or greyscale
+    photos, another modality): the figures describe photos it says it cannot grade (probe 39 CC11)."""
+    g = result.get("gradability") or {}
+    share = g.get("share_ungradable")
+    if share is None or not share >= 0.5:  # NaN (no eyes) too
+        return None
+    return (f"{share:.0%} of the eyes ({g['n_ungradable']}) are ungradable by the grader's own photo check, and every "
+            "figure counts them: see the report's gradability section (why they are) before reading them")
+
+
 def _warnings(result: dict) -> list[str]:
-    notes = []
+    notes = [w] if (w := ungradable_warning(result)) else []
     if "grade" in result:
         for g in result["grade"]["unreachable_grades"]:
             n = result["grade"]["per_grade"][str(g)]["support"]

@@ -29,6 +29,7 @@ def evaluate_command(
     from drgrader.data.prepare import prepare_data
     from drgrader.data.summary import summarize
     from drgrader.evaluation.evaluate import evaluate_split_pair, write_metrics
+    from drgrader.evaluation.results import ungradable_warning
     from drgrader.inference.builtin import builtin_graders, resolve_bundle
     from drgrader.workflows.records import data_record, run_header
 
@@ -108,6 +109,8 @@ def evaluate_command(
     if bundle.members:
         metrics["members"] = _member_metrics(bundle, val_rows, test_rows, cfg, out)
     write_metrics(out / "metrics.json", metrics)
+    if warning := ungradable_warning(result["test"]):  # said in the report too; here, before anyone quotes a figure
+        log.warning("%s: %s", out, warning)
     if data is not None and overlap is not None and overlap["photos"]:
         log.warning("MODEL_CARD.md of %s not updated: its external evaluations list only data it never saw", bundle_dir)
     elif data is not None and cfg.data.limit is not None:  # probe 34 BX12: a smoke test replaced the full entry
