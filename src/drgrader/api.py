@@ -155,7 +155,8 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
 
     from drgrader.data.identity import resolve_identity
     from drgrader.data.identity_notes import warn_identity
-    from drgrader.data.inputs import collect_inputs, input_rows
+    from drgrader.data.input_files import input_rows
+    from drgrader.data.inputs import collect_inputs
     from drgrader.inference.predict import (
         OUTPUT_COLUMNS,
         PICTURE_COLUMN,

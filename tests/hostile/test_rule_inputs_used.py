@@ -510,7 +510,7 @@ def test_photos_the_label_file_does_not_list_are_counted_and_named_wherever_they
     for name in ["3/500_left.jpeg", "3/501_left.jpeg", "4/500_right.jpeg", ".drgrader-cache/x.png", ".hidden/y.jpeg",
                  "runs/r1/bundle/.keep", "runs/r1/figures/roc.png", "evout/metrics.json", "evout/gallery/e.png"]:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(b"x")
+        (root / name).write_bytes(b'{"evaluated_on": "test"}' if name.endswith("metrics.json") else b"x")
     with pytest.warns(UserWarning, match=r"^4 photos in .*both are not in trainLabels.csv and are left out "
                                          r"\(in 3/: 2, 4/: 1, images/: 1; e.g. 3/500_left.jpeg\)$"):
         manifest = read_manifest(DataConfig(root=root))

@@ -26,7 +26,8 @@ from drgrader.data.fundus import find_fundus
 from drgrader.data.identity import note_same_pictures, resolve_identity
 from drgrader.data.image_files import identical_files
 from drgrader.data.images import ImageReadError, read_image
-from drgrader.data.inputs import INPUT_COLUMNS, input_rows
+from drgrader.data.input_files import input_rows
+from drgrader.data.inputs import INPUT_COLUMNS
 from drgrader.data.photo import photo_quality, preprocess_file
 from drgrader.data.same_picture import how_alike, picture_print, same_pictures
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, column_index

@@ -53,7 +53,7 @@ def unknown_fields(names: Iterable[str]) -> str | None:
 
 def upload_evidence(field: str, name: str, path: Path, header: DicomHeader | None) -> dict:
     """The identity evidence (:func:`~drgrader.data.identity.evidence`) of one uploaded eye photo,
-    gathered as predict gathers a listed photo's (:func:`~drgrader.data.inputs.input_rows`): its
+    gathered as predict gathers a listed photo's (:func:`~drgrader.data.input_files.input_rows`): its
     field is a claim about the eye, as a CSV's eye cell is; its DICOM header (``PatientID``,
     laterality); its file name, the image id."""
     return evidence(path, Path(name).stem, path, csv_eye=EYE_FIELDS[field],
