@@ -369,6 +369,10 @@ def test_a_messidor1_sheet_is_refused_for_its_own_grade_scale(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         read_dataset(root, "csv", columns={"image": "Image name", "grade": "Retinopathy_Grade"})
     assert "'Retinopathy_Grade' is Messidor-1's header" in caplog.text
+    # Probe 40 CD1: the full sheet with its grade column renamed: its department column tells it.
+    (root / "labels.csv").write_text("Image name,Ophthalmologic department,DR grade\na.tif,S1,3\nb.tif,S1,0\n")
+    with pytest.raises(DataError, match="this is Messidor-1's sheet, whose 'DR grade' is 0-3"):
+        read_dataset(root, "csv", columns={"image": "Image name", "grade": "DR grade"})
 
 
 def test_grades_all_0_or_1_are_warned_of_whatever_the_columns_name(tmp_path, caplog):
@@ -387,6 +391,12 @@ def test_grades_all_0_or_1_are_warned_of_whatever_the_columns_name(tmp_path, cap
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         assert len(read_dataset(root)) == 20
     assert "every grade read is 0 or 1" not in caplog.text
+    # Probe 40 CD3: no grade 0 among 20 photos: a scale from 1, every eye a step too high?
+    caplog.clear()
+    (root / "trainLabels.csv").write_text("image,level\n" + "".join(f"{n},{1 + k % 4}\n" for k, n in enumerate(names)))
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert len(read_dataset(root)) == 20
+    assert "no grade 0 among 20 photos: a grade scale that starts at 1 read as the ICDR grades 0-4" in caplog.text
 
 
 def test_two_label_rows_naming_one_file_are_refused(tmp_path):

@@ -186,14 +186,14 @@ def refuse_messidor1_scale(table: pd.DataFrame, shown: str, read: str) -> None:
     """Messidor-1's sheet (``Image name, Ophthalmologic department, Retinopathy grade, ...``): its grades
     are 0-3 on its own scale, 3 holding severe NPDR and PDR alike, not ICDR's (probe 37 CA7). Its
     headers in any case or spelling (``retinopathy_grade``; probe 39 CC)."""
-    if column_key(read) != "retinopathygrade":
-        return
-    values = set(table[read].astype(str).str.strip()) - {""}
+    # its department column is Messidor-1's alone, whatever the grade column is called (probe 40 CD1)
     if any(column_key(c) == "ophthalmologicdepartment" for c in table.columns):
         raise DataError(f"{shown}: this is Messidor-1's sheet, whose {read!r} is 0-3 on its own scale (3: severe "
                         "NPDR and PDR alike), not an ICDR grade 0-4; drgrader reads ICDR grades (Messidor-2's adjudicated "
                         "ones: data.format=messidor2)")
-    if not values & {"4", "4.0"}:
+    if column_key(read) != "retinopathygrade":
+        return
+    if not (set(table[read].astype(str).str.strip()) - {""}) & {"4", "4.0"}:
         log.warning("%s: %r is Messidor-1's header, whose grades are 0-3 on its own scale (3: severe NPDR and PDR alike); "
                     "no grade 4 here: if this is Messidor-1, its grades are not ICDR's", shown, read)
 

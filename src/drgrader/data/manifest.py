@@ -123,6 +123,14 @@ def _warn_one_eye_graded_apart(df: pd.DataFrame, root: Path) -> None:
                     first["eye"].iat[0], shown)
 
 
+def _warn_no_grade_0(df: pd.DataFrame, root: Path) -> None:
+    """No grade 0 among many photos: a scale from 1 (1-5, 1-4) read as ICDR's 0-4, every eye a step
+    too high (probe 40 CD3). A set chosen for disease has no 0 either: said, not refused."""
+    if len(df) >= 20 and df["grade"].min() >= 1:
+        log.warning("%s: no grade 0 among %d photos: a grade scale that starts at 1 read as the ICDR grades 0-4, every eye "
+                    "a step too high? If these are ICDR grades (eyes chosen for disease), nothing is wrong", root, len(df))
+
+
 def _warn_binary_grades(df: pd.DataFrame, root: Path) -> None:
     """Every grade 0 or 1 over many photos: a yes/no label (any DR, referable; a binarised EyePACS
     copy) read as ICDR grades none and mild, whatever its column's name (probe 38 CB4)."""
@@ -279,6 +287,7 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
     _warn_lookalike_patients(df, root)
     _warn_one_eye_graded_apart(df, root)
     _warn_binary_grades(df, root)
+    _warn_no_grade_0(df, root)
     if cfg.limit is not None:
         df = _first_patients(df, cfg.limit)
     df = df.sort_values("image_id", kind="stable").reset_index(drop=True)
