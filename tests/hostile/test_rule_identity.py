@@ -1057,6 +1057,16 @@ def test_two_sites_or_two_people_under_one_patient_id_in_one_list_are_refused(tm
         with pytest.raises(DataError, match=re.escape(f"patient '1001' has rows of two {what} in {column!r} ({first!r} and "
                                                       f"{second!r}): two patients under one id")):
             collect_inputs([tmp_path / "l.csv"])
+    # Probe 40 BD2: by a word of the name, not a list of names.
+    for column, first, second in (("hospital_id", "H1", "H2"), ("screening_centre", "N", "S"), ("facility", "X", "Y"),
+                                  ("first_name", "JOHN", "MARY"), ("Patient's Name", "A B", "C D"), ("sex", "M", "F")):
+        (tmp_path / "l.csv").write_text(f"image,{column},patient_id,eye\n" + rows.format(first, second).replace(",A,", f",{first},"))
+        with pytest.raises(DataError, match="patient '1001' has rows of two (sites|people) in"):
+            collect_inputs([tmp_path / "l.csv"])
+    # A bare 'name' that is each photo's own (a camera's file name) says nothing of people.
+    (tmp_path / "l.csv").write_text("image,name,patient_id,eye\na1.jpeg,IMG1,1001,left\nb1.jpeg,IMG2,1001,right\n"
+                                    "a2.jpeg,IMG3,1002,left\na3.jpeg,IMG4,1002,right\n")
+    assert len(collect_inputs([tmp_path / "l.csv"])) == 4
     (tmp_path / "l.csv").write_text("image,site,patient_id,eye\n" + rows.format("A", "A"))  # one site: read
     assert collect_inputs([tmp_path / "l.csv"])["patient_id"].tolist() == ["1001", "1001", "1002", "1002"]
 

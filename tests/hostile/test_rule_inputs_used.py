@@ -103,6 +103,15 @@ def test_serve_refuses_one_file_as_both_eyes_and_a_photo_named_for_the_other_eye
 
 
 # ---------------------------------------------------------------------- predict's CSV
+@pytest.mark.parametrize("column", ["right_eye_image", "photo_right", "right", "OD"])
+def test_a_second_column_of_photo_names_is_refused_by_its_cells(photos, tmp_path, column):
+    # Probe 40 BD3: a wide list (one row per patient) under a name no rule knew: the right eyes dropped at INFO.
+    (tmp_path / "w.csv").write_text(f"patient_id,image,{column}\n1003,{photos / '7_left.jpeg'},{photos / '7_right.jpeg'}\n")
+    with pytest.raises(DataError, match=rf"w.csv: column {column!r} names photos too \('.*7_right.jpeg'\), but predict "
+                                        r"reads one photo per row, from 'image'"):
+        collect_inputs([tmp_path / "w.csv"])
+
+
 @pytest.mark.parametrize(("header", "named"), [
     ("image,Image_Path", "'Image_Path' looks like the image column"),
     ("image,image_path ", "'image_path ' looks like the image column"),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.label_files import DataError, column_key, grade_value
+from drgrader.data.label_files import DataError, column_key, grade_value, name_words
 from drgrader.data.text_lines import decode_lines
 
 log = logging.getLogger("drgrader")
@@ -36,23 +36,16 @@ _NOT_GRADE_WORDS = ("quality", "macul", "edema", "oedema", "dme", "confidence")
 _DATE_NAMES = {"date", "dated", "time", "timestamp", "day"}
 
 
-def _name_words(name: str) -> list[str]:
-    """A column name's words: ``LevelUpdated``, ``level_updated`` and ``DRGrade2`` -> ``level
-    updated``, ``dr grade 2``."""
-    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name))
-    return re.findall(r"[a-z]+|[0-9]+", spaced.lower())
-
-
 def _names_no_dr_grade(name: str) -> bool:
     """A column name with a word of image quality, macular edema or a date (``maculopathy``,
     ``grade_date``): whatever else it says or holds, not a DR grade."""
-    return any(w.startswith(_NOT_GRADE_WORDS) or w in _DATE_NAMES for w in _name_words(name))
+    return any(w.startswith(_NOT_GRADE_WORDS) or w in _DATE_NAMES for w in name_words(name))
 
 
 def looks_like_grade(name: str) -> bool:
     """A column name that reads as a DR grade (``grade``, ``level_corrected``, ``level_updated``,
     ``DR grade``, ``label``); not ``grader``, ``image_quality_grade`` or ``grade_date``."""
-    words = _name_words(name)
+    words = name_words(name)
     grade = (len(words) == 1 and words[0] in _GRADE_LETTERS) or any(
         w in _GRADE_NAMES or (w.startswith(_GRADE_WORD_STARTS) and not w.startswith(_NOT_GRADE_STARTS)) for w in words)
     return grade and not _names_no_dr_grade(name)
@@ -89,7 +82,7 @@ _GRADER_SHORT = re.compile(r"^(?:[gr][_\- ]?[0-9]|md|nurse)$", re.IGNORECASE)
 
 
 def _names_a_grading(name: str) -> bool:
-    words = _name_words(name)  # not a gradability mark: adjudicated_gradable
+    words = name_words(name)  # not a gradability mark: adjudicated_gradable
     return (any(w.startswith(_GRADING_WORDS) for w in words) or bool(_GRADER_SHORT.match(name.strip()))) and not any(
         w.startswith(("gradab", "ungrad")) for w in words)
 

@@ -24,7 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.label_files import DataError, column_key, separator_hint  # not .manifest: its readers use this module
+from drgrader.data.label_files import (  # not .manifest: its readers use this module
+    IMAGE_EXTENSIONS,
+    DataError,
+    column_key,
+    name_words,
+    separator_hint,
+)
 
 log = logging.getLogger("drgrader")
 
@@ -171,30 +177,60 @@ def refuse_identity_columns(table: pd.DataFrame, file: str, fmt: str) -> None:
                             "(data.labels, data.images, data.columns)")
 
 
-# Columns that tell people or sites apart beside the patient column: one id with two of their
-# values is two patients, whose eyes would be paired (probe 39 BC4: a pooled multi-site list).
-_TELLS_APART = {"sites": ("site", "siteid", "sitename", "siteno", "clinic", "clinicid", "clinicname", "centre", "center",
-                         "centreid", "centerid", "hospital", "hospitalname", "institution", "location"),
-                "people": ("patientname", "fullname", "surname", "familyname", "dob", "dateofbirth", "birthdate",
-                           "birthday")}
+# Columns that tell people or sites apart beside the patient column, by a word of their name: one
+# id with two of their values is two patients, whose eyes would be paired (probe 39 BC4: a pooled
+# multi-site list; probe 40 BD2: hospital_id, facility, first_name, sex ...).
+_SITE_WORDS = {"site", "clinic", "centre", "center", "hospital", "facility", "practice", "provider", "institution",
+               "location", "sitename", "siteid"}
+_PERSON_WORDS = {"name", "surname", "lastname", "firstname", "givenname", "familyname", "fullname", "dob", "birth",
+                 "birthdate", "birthday", "sex", "gender"}
+_PHOTO_WORDS = {"image", "img", "file", "filename", "photo", "picture", "path", "fundus"}  # "Image name" is the photo's
+
+
+def _tells_apart(header: str) -> str | None:
+    words = set(name_words(header))
+    if words & _SITE_WORDS:
+        return "sites"
+    if words & _PERSON_WORDS and not words & _PHOTO_WORDS:
+        return "people"
+    return None
 
 
 def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient_col: str | None) -> None:
-    """A patient id whose rows give two sites or two people (names, dates of birth) in a column
-    predict does not read: refused naming both rows, never paired as one patient's eyes."""
+    """A patient id whose rows give two sites or two people (names, dates of birth, sexes) in a
+    column predict does not read: refused naming both values, never paired as one patient's eyes."""
     if patient_col is None:
         return
     for header in table.columns:
-        what = next((kind for kind, names in _TELLS_APART.items() if _squash(header) in names), None)
+        what = _tells_apart(header)
         if what is None or header == patient_col:
             continue
         rows = table[(table[patient_col].str.strip() != "") & (table[header].str.strip() != "")]
         values = rows.groupby(rows[patient_col].str.strip())[header].agg(lambda v: list(dict.fromkeys(v.str.strip())))
-        if len(mixed := values[values.map(len) > 1]):
+        mixed = values[values.map(len) > 1]
+        # A bare "name" may be each photo's own (a camera's file name): then no patient keeps one value
+        alike = (rows[patient_col].str.strip().value_counts() > 1).reindex(values.index) & (values.map(len) == 1)
+        if len(mixed) and (set(name_words(header)) & _PERSON_WORDS != {"name"} or alike.any()):
             patient, (a, b) = mixed.index[0], mixed.iloc[0][:2]
             raise DataError(f"{csv}: patient {patient!r} has rows of two {what} in {header[:40]!r} ({a[:40]!r} and "
                             f"{b[:40]!r}): two patients under one id, whose eyes would be paired? Give each its own id"
                             + (f" (e.g. '{a[:20]}-{patient}')" if what == "sites" else "") + ", or remove the column")
+
+
+def refuse_other_photo_columns(csv: Path | str, table: pd.DataFrame, columns: dict[str, str | None]) -> None:
+    """A column predict does not read whose cells name photos (``right_eye_image``, ``photo_right``,
+    ``right`` beside ``image``: a list with one row per patient): its photos would be dropped and
+    the patient decided on the other one, "the only photo" (probe 39 BC6, probe 40 BD3)."""
+    for header in table.columns:
+        if header in columns.values():
+            continue
+        cells = table[header].str.strip()
+        cells = cells[cells != ""]
+        named = cells[cells.str.lower().str.endswith(IMAGE_EXTENSIONS)]
+        if len(named) and len(named) * 2 >= len(cells):
+            raise DataError(f"{csv}: column {header[:40]!r} names photos too ({Path(named.iat[0]).name[:60]!r}), but predict reads one "
+                            f"photo per row, from {columns['image']!r}: list each photo on its own row (image, patient_id, "
+                            "eye), or remove the column")
 
 
 def refuse_noted_predictions(csv: Path | str, table: pd.DataFrame) -> None:

@@ -17,6 +17,7 @@ from drgrader.data.input_columns import (
     csv_columns,
     identifiers_beside_patient,
     refuse_noted_predictions,
+    refuse_other_photo_columns,
     refuse_two_people_under_one_id,
 )
 from drgrader.data.input_files import input_rows, not_a_photo
@@ -119,6 +120,7 @@ def rows_from_list(csv: Path, piped: bool = False) -> list[dict]:
     assert image_col is not None  # csv_columns refuses a CSV without one
     beside = identifiers_beside_patient(csv, list(table.columns))
     refuse_noted_predictions(csv, table)
+    refuse_other_photo_columns(csv, table, columns)
     refuse_two_people_under_one_id(csv, table, patient_col)
     no_digit = placeholder_ids(table[patient_col]) if patient_col else set()
     kept_digits = patient_col is not None and long_ids_kept(table[patient_col])

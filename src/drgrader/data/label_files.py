@@ -224,6 +224,13 @@ def column_key(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
+def name_words(name: str) -> list[str]:
+    """A column name's words: ``LevelUpdated``, ``level_updated`` and ``DRGrade2`` -> ``level
+    updated``, ``dr grade 2``."""
+    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name))
+    return re.findall(r"[a-z]+|[0-9]+", spaced.lower())
+
+
 def refuse_repeated_columns(header: list[str], shown: str) -> None:
     """A column named twice (``level,level``, ``level,level `` or ``level,Level``: the same name by
     :func:`column_key`) is refused: one would be read and the other dropped unsaid (pandas renames
