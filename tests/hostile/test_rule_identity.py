@@ -241,7 +241,9 @@ def test_a_photo_named_only_by_its_eye_listed_as_the_other_eye_is_noted(tmp_path
                         ("5001_rechts", "5001_links"), ("5002_droit", "5002_gauche"), ("5003_RE", "5003_LE"),
                         ("5001-R-2024-01-01", "5001-L-2024-01-01"), ("5019_R_1_20240101", "5019_L_1_20240101"),
                         ("5012_R_eye", "5012_L_eye"), ("5016_R_disc", "5016_L_disc"), ("5013_rightEye", "5013_leftEye"),
-                        ("5007_right(1)", "5007_left(1)"), ("R_5020", "L_5020")):  # probe 39 BC1
+                        ("5007_right(1)", "5007_left(1)"), ("R_5020", "L_5020"),  # probe 39 BC1
+                        ("5119_RE_1", "5119_LE_1"), ("5103 (R)", "5103 (L)"), ("5104[R]", "5104[L]"),
+                        ("5109_R.2024-01-01", "5109_L.2024-01-01"), ("5116_Right.Eye", "5116_Left.Eye")):  # probe 40 BD1
         (tmp_path / f"{right}.jpg").write_bytes(photo_bytes(1, 1))
         (tmp_path / f"{left}.jpg").write_bytes(photo_bytes(2, 2))
         (tmp_path / "swap.csv").write_text(f"image,patient_id,eye\n{right}.jpg,P3,left\n{left}.jpg,P3,right\n")
@@ -1067,6 +1069,13 @@ def test_two_sites_or_two_people_under_one_patient_id_in_one_list_are_refused(tm
     (tmp_path / "l.csv").write_text("image,name,patient_id,eye\na1.jpeg,IMG1,1001,left\nb1.jpeg,IMG2,1001,right\n"
                                     "a2.jpeg,IMG3,1002,left\na3.jpeg,IMG4,1002,right\n")
     assert len(collect_inputs([tmp_path / "l.csv"])) == 4
+    # Probe 40 BD5: the patients from the photos' names (no patient column, or a blank cell): alike.
+    for k, name in enumerate(("1001_left", "1001_right")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k + 1, k + 20))
+    for header, cells in (("image,site", ("", "")), ("image,site,patient_id", (",", ","))):
+        (tmp_path / "l.csv").write_text(f"{header}\n1001_left.jpeg,A{cells[0]}\n1001_right.jpeg,B{cells[1]}\n")
+        with pytest.raises(DataError, match="patient '1001' has rows of two sites in 'site'"):
+            collect_inputs([tmp_path / "l.csv"])
     (tmp_path / "l.csv").write_text("image,site,patient_id,eye\n" + rows.format("A", "A"))  # one site: read
     assert collect_inputs([tmp_path / "l.csv"])["patient_id"].tolist() == ["1001", "1001", "1002", "1002"]
 
@@ -1079,9 +1088,13 @@ def test_a_predictions_file_with_identity_notes_is_refused_as_a_list(tiny_bundle
         (tmp_path / site / f"{name}.jpeg").write_bytes(photo_bytes(k + 1, k))
     out = tmp_path / "p.csv"
     assert main(["predict", str(tiny_bundle), str(tmp_path / "siteA"), str(tmp_path / "siteB"), "--out", str(out)]) == 0
-    with pytest.raises(DataError, match=r"p.csv is a predictions file drgrader wrote, and 2 of its rows carry identity notes "
+    with pytest.raises(DataError, match=r"p.csv carries the identity notes of a drgrader run on 2 of its rows "
                                         r"\(row 1: \"one patient in two folders"):
         collect_inputs([out])
+    # Probe 40 BD4: a copy with its path column renamed alike.
+    pd.read_csv(out, dtype=str, keep_default_na=False).rename(columns={"path": "image"}).to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(DataError, match="r.csv carries the identity notes of a drgrader run on 2 of its rows"):
+        collect_inputs([tmp_path / "r.csv"])
     (tmp_path / "siteB" / "1001_right.jpeg").rename(tmp_path / "siteA" / "1002_right.jpeg")  # nothing to note: read
     assert main(["predict", str(tiny_bundle), str(tmp_path / "siteA"), "--out", str(tmp_path / "q.csv"), "--overwrite"]) == 0
     assert collect_inputs([tmp_path / "q.csv"])["patient_id"].tolist() == ["1001", "1002"]

@@ -927,3 +927,16 @@ def test_a_folder_in_a_list_or_an_archive_given_is_refused_not_a_patient_to_phot
     damaged = tmp_path / "10_left.jpeg"
     damaged.write_bytes(archive.read_bytes())  # named like a photo: a row saying why, as before
     assert collect_inputs([damaged])["path"].tolist() == [str(damaged)]
+
+
+def test_a_label_file_with_two_sites_under_one_patient_id_is_refused(tmp_path):
+    # Probe 40 BD6: a csv data set's site column was named as not read, the two people's eyes paired in the figures.
+    from drgrader.data.manifest import read_dataset
+
+    root = label_set(tmp_path, "labels.csv", "image,level,patient_id,eye,site\nIMG1.jpeg,0,1001,left,A\n"
+                     "IMG2.jpeg,2,1001,right,B\nIMG3.jpeg,1,1002,left,A\nIMG4.jpeg,0,1002,right,A\n",
+                     ["IMG1.jpeg", "IMG2.jpeg", "IMG3.jpeg", "IMG4.jpeg"])
+    with pytest.raises(DataError, match="labels.csv: patient '1001' has rows of two sites in 'site' \\('A' and 'B'\\)"):
+        read_dataset(root, "csv")
+    (root / "labels.csv").write_text((root / "labels.csv").read_text().replace("right,B", "right,A"))
+    assert len(read_dataset(root, "csv")) == 4

@@ -198,10 +198,14 @@ def eye_of_folder(name: str) -> str | None:
 
 
 # After a word with a digit (a patient number), never a camera's letters ("DSC_L0042"; probe 39 BC9).
-_LETTER_EYE_NUMBERED = re.compile(r"(?<=[0-9][_\- ])([rl])[_\- ]?[0-9]+$", re.IGNORECASE)
+_LETTER_EYE_NUMBERED = re.compile(r"(?<=[0-9]_)(re|le|r|l)_?[0-9]+$", re.IGNORECASE)
 # A one-letter eye as the word after a patient number, whatever follows ("5001-R-2024-01-01",
 # "5012_R_eye", "5016_R_disc"), or before it ("R_5020"); probe 39 BC1.
-_LETTER_EYE_WORD = re.compile(r"^[0-9]+[_\- ]([rl])(?:[_\- ].*)?$|^([rl])[_\- ][0-9]+$", re.IGNORECASE)
+_LETTER_EYE_WORD = re.compile(r"^[0-9]+_(re|le|r|l)(?:_.*)?$|^(re|le|r|l)_[0-9]+$", re.IGNORECASE)
+_SHORT_EYES = {"r": "right", "re": "right", "l": "left", "le": "left"}
+# Brackets and dots between the words of a name ("5103 (R)", "5104[R]", "5109_R.2024-01-01",
+# "5116_Right.Eye"; probe 40 BD1): read as the separators they are, for the rules that claim an eye.
+_ANY_SEPARATORS = re.compile(r"[()\[\]._\- ]+")
 # The eye as the last word in another spelling ("5001_rechts", "5002_droit", "5003_RE"; probe 38 BB1).
 _LAST_WORD_EYE = re.compile(rf"(?<=[_\- ])(?:(?P<right>re|{_OTHER_RIGHT})|(?P<left>le|{_OTHER_LEFT}))$", re.IGNORECASE)
 _FOLDER_EYE = re.compile(rf"^(?:(?P<right>od|right|{_OTHER_RIGHT})|(?P<left>os|left|{_OTHER_LEFT}))$", re.IGNORECASE)
@@ -219,13 +223,14 @@ def eyes_named(name: str) -> set[str]:
     stem = PurePosixPath(name.replace("\\", "/")).name.strip()
     if bare := _BARE_EYE.match(_COPY_SUFFIX.sub("", stem)):  # probe 37 BA1; "r (1)": probe 38 BB1
         return {_eye_matched(bare)}
-    words = [re.sub(r"(?<=.)eye$", "", w.lower()) for w in _WORDS.findall(stem)]  # "rightEye": probe 39 BC1
+    spaced = _ANY_SEPARATORS.sub("_", _COPY_SUFFIX.sub("", stem)).strip("_")
+    words = [re.sub(r"(?<=.)eye$", "", w.lower()) for w in _WORDS.findall(spaced)]  # "rightEye": probe 39 BC1
     named = {EYE_WORDS[w] for w in words if w in _LONG_EYE_WORDS}
-    # a one-letter eye before a date or shot number ("5001_R_20240101", "5002_R1"; probe 38 BB1)
-    named |= {EYE_WORDS[m[1].lower()] for m in _LETTER_EYE_NUMBERED.finditer(stem)}
-    if letter := _LETTER_EYE_WORD.match(stem):
-        named.add(EYE_WORDS[(letter[1] or letter[2]).lower()])
-    if last := _LAST_WORD_EYE.search(stem):
+    # a one-letter eye before a date or shot number ("5001_R_20240101", "5002_R1"; probe 38 BB1; "5119_RE_1")
+    named |= {_SHORT_EYES[m[1].lower()] for m in _LETTER_EYE_NUMBERED.finditer(spaced)}
+    if letter := _LETTER_EYE_WORD.match(spaced):
+        named.add(_SHORT_EYES[(letter[1] or letter[2]).lower()])
+    if last := _LAST_WORD_EYE.search(spaced):
         named.add(_eye_matched(last))
     read = patient_and_eye(stem)
     return named | {read[1]} if read else named

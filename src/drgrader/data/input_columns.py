@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from drgrader.data.eyes import patient_and_eye
 from drgrader.data.label_files import (  # not .manifest: its readers use this module
     IMAGE_EXTENSIONS,
     DataError,
@@ -196,20 +197,25 @@ def _tells_apart(header: str) -> str | None:
     return None
 
 
-def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient_col: str | None) -> None:
-    """A patient id whose rows give two sites or two people (names, dates of birth, sexes) in a
-    column predict does not read: refused naming both values, never paired as one patient's eyes."""
-    if patient_col is None:
-        return
+def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient_col: str | None, image_col: str,
+                                   id_col: str | None = None) -> None:
+    """A patient whose rows give two sites or two people (names, dates of birth, sexes) in a column
+    predict does not read: refused naming both values, never paired as one patient's eyes. The
+    patient is the patient cell's, else the one the photo's name (or image id cell) gives (probe 40
+    BD5: a site column beside photos named ``1001_left``)."""
+    named = (table[id_col] if id_col else table[image_col].map(lambda ref: Path(ref.strip().replace("\\", "/")).stem))
+    from_name = named.map(lambda name: (patient_and_eye(name) or ("",))[0])
+    cells = table[patient_col].str.strip() if patient_col else pd.Series("", index=table.index)
+    patients = cells.where(cells != "", from_name)
     for header in table.columns:
         what = _tells_apart(header)
         if what is None or header == patient_col:
             continue
-        rows = table[(table[patient_col].str.strip() != "") & (table[header].str.strip() != "")]
-        values = rows.groupby(rows[patient_col].str.strip())[header].agg(lambda v: list(dict.fromkeys(v.str.strip())))
+        given = (patients != "") & (table[header].str.strip() != "")
+        values = table[header][given].str.strip().groupby(patients[given]).agg(lambda v: list(dict.fromkeys(v)))
         mixed = values[values.map(len) > 1]
         # A bare "name" may be each photo's own (a camera's file name): then no patient keeps one value
-        alike = (rows[patient_col].str.strip().value_counts() > 1).reindex(values.index) & (values.map(len) == 1)
+        alike = (patients[given].value_counts() > 1).reindex(values.index) & (values.map(len) == 1)
         if len(mixed) and (set(name_words(header)) & _PERSON_WORDS != {"name"} or alike.any()):
             patient, (a, b) = mixed.index[0], mixed.iloc[0][:2]
             raise DataError(f"{csv}: patient {patient!r} has rows of two {what} in {header[:40]!r} ({a[:40]!r} and "
@@ -234,13 +240,14 @@ def refuse_other_photo_columns(csv: Path | str, table: pd.DataFrame, columns: di
 
 
 def refuse_noted_predictions(csv: Path | str, table: pd.DataFrame) -> None:
-    """A predictions file drgrader wrote, given back as a list: its patients and eyes would be
-    taken as given and the notes on how they were resolved lost (probe 39 BC8)."""
-    if not {"path", "image_id", "patient_id", "eye", "identity_note"} <= set(table.columns):
+    """A predictions file drgrader wrote (or a copy of it), given back as a list: its patients and
+    eyes would be taken as given and the notes on how they were resolved lost (probe 39 BC8, probe
+    40 BD4: a copy with a column renamed)."""
+    if "identity_note" not in table.columns:
         return
     noted = table.index[table["identity_note"].str.strip() != ""]
     if len(noted):
         first = noted[0]
-        raise DataError(f"{csv} is a predictions file drgrader wrote, and {len(noted)} of its rows carry identity notes "
+        raise DataError(f"{csv} carries the identity notes of a drgrader run on {len(noted)} of its rows "
                         f"(row {first + 1}: {table.at[first, 'identity_note'][:120]!r}): read as a list, its patients and "
                         "eyes would be taken as given and those notes lost; give the photos or the list that run read")

@@ -121,7 +121,7 @@ def rows_from_list(csv: Path, piped: bool = False) -> list[dict]:
     beside = identifiers_beside_patient(csv, list(table.columns))
     refuse_noted_predictions(csv, table)
     refuse_other_photo_columns(csv, table, columns)
-    refuse_two_people_under_one_id(csv, table, patient_col)
+    refuse_two_people_under_one_id(csv, table, patient_col, image_col, id_col)
     no_digit = placeholder_ids(table[patient_col]) if patient_col else set()
     kept_digits = patient_col is not None and long_ids_kept(table[patient_col])
     if no_digit:
