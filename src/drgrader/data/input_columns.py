@@ -203,7 +203,9 @@ def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient
     predict does not read: refused naming both values, never paired as one patient's eyes. The
     patient is the patient cell's, else the one the photo's name (or image id cell) gives (probe 40
     BD5: a site column beside photos named ``1001_left``)."""
-    named = (table[id_col] if id_col else table[image_col].map(lambda ref: Path(ref.strip().replace("\\", "/")).stem))
+    named = table[image_col].map(lambda ref: Path(ref.strip().replace("\\", "/")).stem)
+    if id_col:  # an image id cell names the photo as predict reads it
+        named = table[id_col].str.strip().where(lambda cell: cell != "", named)
     from_name = named.map(lambda name: (patient_and_eye(name) or ("",))[0])
     cells = table[patient_col].str.strip() if patient_col else pd.Series("", index=table.index)
     patients = cells.where(cells != "", from_name)
