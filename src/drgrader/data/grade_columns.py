@@ -178,7 +178,7 @@ _REFERRAL_NAME = re.compile(r"refer|rdr|vtdr|binary|any_?dr|dr_?present|has_?dr|
 def refuse_messidor1_scale(table: pd.DataFrame, shown: str, read: str) -> None:
     """Messidor-1's sheet (``Image name, Ophthalmologic department, Retinopathy grade, ...``): its grades
     are 0-3 on its own scale, 3 holding severe NPDR and PDR alike, not ICDR's (probe 37 CA7). Its
-    headers in any case or spelling (``retinopathy_grade``; probe 39 CC)."""
+    headers in any case or spelling (``retinopathy_grade``; probe 39 CC2)."""
     # its department column is Messidor-1's alone, whatever the grade column is called (probe 40 CD1)
     if any(column_key(c) == "ophthalmologicdepartment" for c in table.columns):
         raise DataError(f"{shown}: this is Messidor-1's sheet, whose {read!r} is 0-3 on its own scale (3: severe "
