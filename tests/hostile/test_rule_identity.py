@@ -1065,6 +1065,11 @@ def test_two_sites_or_two_people_under_one_patient_id_in_one_list_are_refused(tm
         (tmp_path / "l.csv").write_text(f"image,{column},patient_id,eye\n" + rows.format(first, second).replace(",A,", f",{first},"))
         with pytest.raises(DataError, match="patient '1001' has rows of two (sites|people) in"):
             collect_inputs([tmp_path / "l.csv"])
+    # Probe 41 BE1: a site's or person's name (not a bare 'name') with no other patient to compare with.
+    for column in ("Site Name", "hospital_name", "first_name", "Patient's Name"):
+        (tmp_path / "l.csv").write_text(f"image,{column},patient_id,eye\na1.jpeg,North,1001,left\nb1.jpeg,South,1001,right\n")
+        with pytest.raises(DataError, match="patient '1001' has rows of two (sites|people) in"):
+            collect_inputs([tmp_path / "l.csv"])
     # A bare 'name' that is each photo's own (a camera's file name) says nothing of people.
     (tmp_path / "l.csv").write_text("image,name,patient_id,eye\na1.jpeg,IMG1,1001,left\nb1.jpeg,IMG2,1001,right\n"
                                     "a2.jpeg,IMG3,1002,left\na3.jpeg,IMG4,1002,right\n")
@@ -1072,7 +1077,8 @@ def test_two_sites_or_two_people_under_one_patient_id_in_one_list_are_refused(tm
     # Probe 40 BD5: the patients from the photos' names (no patient column, or a blank cell): alike.
     for k, name in enumerate(("1001_left", "1001_right")):
         (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k + 1, k + 20))
-    for header, cells in (("image,site", ("", "")), ("image,site,patient_id", (",", ","))):
+    for header, cells in (("image,site", ("", "")), ("image,site,patient_id", (",", ",")),
+                          ("image,site,patient_id", (",#N/A", ",N/K"))):  # probe 41 BE2: missing-value marks
         (tmp_path / "l.csv").write_text(f"{header}\n1001_left.jpeg,A{cells[0]}\n1001_right.jpeg,B{cells[1]}\n")
         with pytest.raises(DataError, match="patient '1001' has rows of two sites in 'site'"):
             collect_inputs([tmp_path / "l.csv"])

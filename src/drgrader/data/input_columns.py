@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import patient_and_eye
+from drgrader.data.eyes import patient_and_eye, patient_id
 from drgrader.data.label_files import (  # not .manifest: its readers use this module
     IMAGE_EXTENSIONS,
     DataError,
@@ -207,7 +207,8 @@ def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient
     if id_col:  # an image id cell names the photo as predict reads it
         named = table[id_col].str.strip().where(lambda cell: cell != "", named)
     from_name = named.map(lambda name: (patient_and_eye(name) or ("",))[0])
-    cells = table[patient_col].str.strip() if patient_col else pd.Series("", index=table.index)
+    # a missing-value mark (#N/A, N/K) is no patient, as the resolver reads it: the name's then (probe 41 BE2)
+    cells = table[patient_col].map(patient_id) if patient_col else pd.Series("", index=table.index)
     patients = cells.where(cells != "", from_name)
     for header in table.columns:
         what = _tells_apart(header)
@@ -216,9 +217,10 @@ def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient
         given = (patients != "") & (table[header].str.strip() != "")
         values = table[header][given].str.strip().groupby(patients[given]).agg(lambda v: list(dict.fromkeys(v)))
         mixed = values[values.map(len) > 1]
-        # A bare "name" may be each photo's own (a camera's file name): then no patient keeps one value
+        # A bare "name" may be each photo's own (a camera's file name): then no patient keeps one value.
+        # "Site Name", "first_name" are no bare name (probe 41 BE1).
         alike = (patients[given].value_counts() > 1).reindex(values.index) & (values.map(len) == 1)
-        if len(mixed) and (set(name_words(header)) & _PERSON_WORDS != {"name"} or alike.any()):
+        if len(mixed) and (name_words(header) != ["name"] or alike.any()):
             patient, (a, b) = mixed.index[0], mixed.iloc[0][:2]
             raise DataError(f"{csv}: patient {patient!r} has rows of two {what} in {header[:40]!r} ({a[:40]!r} and "
                             f"{b[:40]!r}): two patients under one id, whose eyes would be paired? Give each its own id"
