@@ -1061,7 +1061,8 @@ def test_two_sites_or_two_people_under_one_patient_id_in_one_list_are_refused(tm
             collect_inputs([tmp_path / "l.csv"])
     # Probe 40 BD2: by a word of the name, not a list of names.
     for column, first, second in (("hospital_id", "H1", "H2"), ("screening_centre", "N", "S"), ("facility", "X", "Y"),
-                                  ("first_name", "JOHN", "MARY"), ("Patient's Name", "A B", "C D"), ("sex", "M", "F")):
+                                  ("first_name", "JOHN", "MARY"), ("Patient's Name", "A B", "C D"), ("sex", "M", "F"),
+                                  ("Standort", "Nord", "Sued")):  # the last: probe 41 CE9
         (tmp_path / "l.csv").write_text(f"image,{column},patient_id,eye\n" + rows.format(first, second).replace(",A,", f",{first},"))
         with pytest.raises(DataError, match="patient '1001' has rows of two (sites|people) in"):
             collect_inputs([tmp_path / "l.csv"])
@@ -1118,3 +1119,39 @@ def test_two_sites_single_letter_eye_folders_are_noted_as_two_folders(tmp_path):
         (one / eye).mkdir(parents=True)
         (one / eye / f"{name}.jpeg").write_bytes(photo_bytes(k + 3, k + 5))
     assert collect_inputs([one])["identity_note"].tolist() == ["", ""]
+
+
+def test_dicom_photos_of_one_patient_id_whose_headers_name_two_people_are_noted(tmp_path):
+    """Probe 41 BE6: one PatientID, another PatientName (or birth date, sex, issuer): two sites'
+    patients paired without a word. Noted by the tags that differ, never their values."""
+    def dicom(name, laterality, **tags):
+        path = write_dicom(tmp_path / "d" / f"{name}.dcm", make_fundus(1, np.random.default_rng(len(name)), height=96),
+                           patient_id="1001", laterality=laterality)
+        ds = pydicom.dcmread(path)
+        for tag, value in tags.items():
+            setattr(ds, tag, value)
+        ds.save_as(path)
+        return path
+
+    dicom("a", "L", PatientName="SMITH^JOHN", PatientSex="M")
+    dicom("b", "R", PatientName="JONES^MARY", PatientSex="M")
+    table = collect_inputs([tmp_path / "d"])
+    assert table["patient_id"].tolist() == ["1001", "1001"]
+    note = ("two people under one id: the DICOM headers of patient '1001' differ in PatientName; taken as one patient's "
+            "photos (if two sites or people share the id, give each its own)")
+    assert table["identity_note"].tolist() == [note, note] and "SMITH" not in note
+    dicom("b", "R", PatientName="Smith^John", PatientSex="M")  # the same person, spelt in another case: nothing to say
+    assert collect_inputs([tmp_path / "d"])["identity_note"].tolist() == ["", ""]
+
+
+def test_a_list_of_dicom_photos_with_two_sites_under_one_patient_id_is_refused(tmp_path):
+    # Probe 41 BE9: the patients from the DICOM headers (no patient column): two sites' 1001 paired.
+    for k, name in enumerate(("a", "b")):
+        write_dicom(tmp_path / f"{name}.dcm", make_fundus(k, np.random.default_rng(k), height=96), patient_id="1001",
+                    laterality="LR"[k])
+    (tmp_path / "l.csv").write_text("image,site\na.dcm,A\nb.dcm,B\n")
+    with pytest.raises(DataError, match="patient '1001' has rows of two sites in 'site' \\('A' and 'B'\\)"):
+        collect_inputs([tmp_path / "l.csv"])
+    # Probe 41 BE10: one site spelt two ways, one sex written two ways: one patient.
+    (tmp_path / "l.csv").write_text("image,site,sex\na.dcm,North Clinic,M\nb.dcm,north clinic ,Male\n")
+    assert collect_inputs([tmp_path / "l.csv"])["patient_id"].tolist() == ["1001", "1001"]

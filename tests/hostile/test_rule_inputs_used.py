@@ -394,12 +394,14 @@ def test_grades_all_0_or_1_are_warned_of_whatever_the_columns_name(tmp_path, cap
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         assert len(read_dataset(root)) == 20
     assert "every grade read is 0 or 1 (20 photos, 50% of them 1): a yes/no label (any DR, referable) read as" in caplog.text
-    # Probe 39 CC9: real ICDR grades of a day without a moderate eye (few mild ones) are no alarm.
+    # Probe 41 CE8: a referable label of 10% is as likely as a day of real grades without a moderate eye
+    # (probe 39 CC9): said, with what to do in either case.
     caplog.clear()
     (root / "trainLabels.csv").write_text("image,level\n" + "".join(f"{n},{int(k % 10 == 0)}\n" for k, n in enumerate(names)))
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         assert len(read_dataset(root)) == 20
-    assert "every grade read is 0 or 1" not in caplog.text
+    assert "every grade read is 0 or 1 (20 photos, 10% of them 1)" in caplog.text
+    assert "if these are ICDR grades (no eye moderate or worse), nothing is wrong" in caplog.text
     # Probe 40 CD3: no grade 0 among 20 photos: a scale from 1, every eye a step too high?
     caplog.clear()
     (root / "trainLabels.csv").write_text("image,level\n" + "".join(f"{n},{1 + k % 4}\n" for k, n in enumerate(names)))

@@ -194,3 +194,22 @@ def test_an_uploaded_dicom_header_is_read_once(client, dicom, monkeypatch):
     res = post(client, ("P7_R.dcm", dicom(15, patient_id="P7", laterality="R")), ("P7_L.dcm", dicom(16, patient_id="P7", laterality="L")))
     assert res.status_code == 200, res.text
     assert len(reads) == 2
+
+
+def test_one_patient_id_on_dicom_headers_naming_two_people_is_refused(client, tmp_path):
+    # Probe 41 BE6: one PatientID, two PatientNames: graded as one patient's eyes.
+    import pydicom
+
+    def named(seed, laterality, name):
+        path = write_dicom(tmp_path / f"{seed}.dcm", fundus(2, seed), patient_id="1001", laterality=laterality)
+        ds = pydicom.dcmread(path)
+        ds.PatientName = name
+        ds.save_as(path)
+        return path.read_bytes()
+
+    res = post(client, ("r.dcm", named(1, "R", "SMITH^JOHN")), ("l.dcm", named(2, "L", "JONES^MARY")))
+    assert res.status_code == 400, res.text
+    error = res.json()["error"]
+    assert "are of patient '1001' by their DICOM PatientID, but their headers name two people" in error
+    assert "SMITH" not in error and "JONES" not in error
+    assert post(client, ("r.dcm", named(1, "R", "SMITH^JOHN")), ("l.dcm", named(2, "L", "smith^john"))).status_code == 200

@@ -11,13 +11,15 @@ Multi-frame files: one image per frame, named ``<file>#frame<N>`` (N from 1, as 
 frames). A bare multi-frame file is an error where one photo is expected (``serve``, label
 rows); ``drgrader predict`` lists one row per frame.
 
-Privacy: only the tags this module needs are parsed (``specific_tags``); names, birth dates and
-other patient data are never decoded, so they cannot reach an error message, a log or a CSV.
-Only ``PatientID`` and the laterality leave this module. pydicom is imported on first use.
+Privacy: only the tags this module needs are parsed (``specific_tags``). Only ``PatientID``, the
+laterality and a digest of the tags that tell two people apart (name, birth date, sex, the
+issuer of the id) leave this module: those values never reach an error message, a log or a CSV.
+pydicom is imported on first use.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from dataclasses import dataclass
@@ -35,9 +37,13 @@ _PILLOW_SUFFIXES = {".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".
 _LATERALITY = {"L": "left", "R": "right", "B": "B (both eyes)", "U": "U (unpaired)"}
 _LATERALITY_TAGS = ("ImageLaterality", "Laterality")  # the photo's own, then its series'
 
-# The only tags ever parsed: what the pixels need, PatientID and laterality.
+# Tags that tell two people under one PatientID apart (two sites' ids, a typing error): kept as
+# digests only (probe 41 BE6).
+_PERSON_TAGS = ("PatientName", "PatientBirthDate", "PatientSex", "IssuerOfPatientID")
+# The only tags ever parsed: what the pixels need, PatientID, the person tags and laterality.
 _TAGS = [
     "PatientID",
+    *_PERSON_TAGS,
     "ImageLaterality",
     "Laterality",
     "SamplesPerPixel",
@@ -76,6 +82,8 @@ class DicomHeader:
     # Each laterality tag present and what it says ("left", "right", "B (both eyes)", ...), for
     # the identity resolver to weigh and name: ImageLaterality L beside Laterality R is no eye.
     laterality: tuple[tuple[str, str], ...] = ()
+    # Each person tag present and a digest of its value (case and spacing folded), never the value.
+    person: tuple[tuple[str, str], ...] = ()
 
 
 def frame_ref(path: str | Path, frame: int) -> str:
@@ -200,7 +208,14 @@ def read_header(path: str | Path) -> DicomHeader:
         signed=_int(ds, "PixelRepresentation", 0) == 1,
         transfer_syntax=_transfer_syntax(ds),
         laterality=laterality,
+        person=_person(ds),
     )
+
+
+def _person(ds) -> tuple[tuple[str, str], ...]:  # noqa: ANN001 (a pydicom Dataset)
+    """The person tags present, each with a digest of its folded value (``SMITH^JOHN``, ``Smith^John``: one)."""
+    folded = {tag: "".join(ch for ch in str(ds.get(tag) or "").casefold() if ch.isalnum()) for tag in _PERSON_TAGS}
+    return tuple((tag, hashlib.sha256(value.encode()).hexdigest()[:16]) for tag, value in folded.items() if value)
 
 
 def header_or_none(path: str | Path) -> DicomHeader | None:

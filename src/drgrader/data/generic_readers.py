@@ -17,7 +17,12 @@ from drgrader.data.grade_columns import (
     refuse_other_grade_columns,
     refuse_referral_label,
 )
-from drgrader.data.input_columns import identifiers_beside_patient, label_identity_columns, refuse_two_people_under_one_id
+from drgrader.data.input_columns import (
+    identifiers_beside_patient,
+    label_identity_columns,
+    patients_of_rows,
+    refuse_two_people_under_one_id,
+)
 from drgrader.data.label_files import (
     DataError,
     Found,
@@ -80,7 +85,8 @@ def read_csv_format(root: Path, cfg: DataConfig) -> Found:
     refuse_other_grade_columns(table, file, cols.grade, other_read=(cols.image, cols.patient, cols.eye))
     patient_col, eye_col = label_identity_columns(table.drop(columns=[cols.image, cols.grade]), file, cols.patient, cols.eye)
     said = identifiers_beside_patient(file, list(table.columns)) if patient_col else []  # named as not read already
-    refuse_two_people_under_one_id(file, table, patient_col, cols.image)  # probe 40 BD6
+    refuse_two_people_under_one_id(file, table.drop(columns=[c for c in (patient_col,) if c]),  # probe 40 BD6
+                                   patients_of_rows(table, patient_col, cols.image))
     # every column given is used, refused or named (an image_id cell is no claim here, as in predict)
     name_unread_columns(table, file, (cols.image, cols.grade, patient_col, eye_col, *said))
     folder = ImageFolder(images)

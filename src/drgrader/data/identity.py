@@ -70,6 +70,7 @@ from drgrader.data.identity_notes import (
     SAME_PHOTO_AS_TWO_EYES,
     SAME_PHOTO_UNDER_TWO_PATIENTS,
     note_eye_counts,
+    note_two_people,
 )
 from drgrader.data.image_files import identical_files
 
@@ -381,5 +382,6 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     _own_patients(table, notes)
     _copies(table, notes)
     note_eye_counts(table, notes, lone | contested)
+    note_two_people(table, notes)
     table["identity_note"] = ["; ".join(n) for n in notes]
     return table[IDENTITY_COLUMNS]

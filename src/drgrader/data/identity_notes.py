@@ -26,7 +26,8 @@ LOOKALIKE_PATIENTS = "lookalike patients"
 NO_PATIENT = "no patient"
 NO_EYE = "no eye"
 IMAGE_ID_REPEATED = "image id repeated"
-NOTE_KINDS = [CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS, PATIENT_IN_SOURCES,
+TWO_PEOPLE = "two people under one id"
+NOTE_KINDS = [TWO_PEOPLE, CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS, PATIENT_IN_SOURCES,
               SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, SAME_PHOTO_UNDER_TWO_PATIENTS, LOOKALIKE_PATIENTS,
               NO_PATIENT, NO_EYE, IMAGE_ID_REPEATED]
 
@@ -77,3 +78,22 @@ def note_eye_counts(table: pd.DataFrame, notes: list[list[str]], said: pd.Series
             what = f"no CSV eye or name like 10_left, and DICOM {dicom}" if tags else "no CSV eye, DICOM laterality or name like 10_left"
             notes[k].append(f"{NO_EYE}: {table.at[k, 'image_id']!r} has {what}; which eye is unknown, it is judged as an "
                             "eye of its own")
+
+
+def note_two_people(table: pd.DataFrame, notes: list[list[str]]) -> None:
+    """A patient whose photos' DICOM headers name two people under one ``PatientID`` (another name,
+    birth date, sex or issuer of the id: two sites numbering alike, a typing error): noted on each
+    photo, never paired without a word (probe 41 BE6). Only the tags that differ are named, never
+    their values (the headers' digests: :attr:`~drgrader.data.dicom.DicomHeader.person`)."""
+    for patient, rows in table.index[table["patient_id"] != ""].groupby(table["patient_id"][table["patient_id"] != ""]).items():
+        if len(rows) < 2:
+            continue
+        seen: dict[str, set[str]] = {}
+        for k in rows:
+            for tag, digest in table.at[k, "person"] or ():
+                seen.setdefault(tag, set()).add(digest)
+        differ = [tag for tag, digests in seen.items() if len(digests) > 1]
+        if differ:
+            for k in rows:
+                notes[k].append(f"{TWO_PEOPLE}: the DICOM headers of patient {patient!r} differ in {', '.join(differ)}; "
+                                "taken as one patient's photos (if two sites or people share the id, give each its own)")

@@ -182,7 +182,10 @@ def refuse_identity_columns(table: pd.DataFrame, file: str, fmt: str) -> None:
 # id with two of their values is two patients, whose eyes would be paired (probe 39 BC4: a pooled
 # multi-site list; probe 40 BD2: hospital_id, facility, first_name, sex ...).
 _SITE_WORDS = {"site", "clinic", "centre", "center", "hospital", "facility", "practice", "provider", "institution",
-               "location", "sitename", "siteid"}
+               "location", "sitename", "siteid",
+               # in German, French, Spanish, Italian, Dutch, Portuguese (probe 41 CE9: Standort)
+               "standort", "klinik", "krankenhaus", "praxis", "hopital", "centro", "clinica", "ospedale", "sede",
+               "ziekenhuis", "kliniek", "locatie"}
 _PERSON_WORDS = {"name", "surname", "lastname", "firstname", "givenname", "familyname", "fullname", "dob", "birth",
                  "birthdate", "birthday", "sex", "gender"}
 _PHOTO_WORDS = {"image", "img", "file", "filename", "photo", "picture", "path", "fundus"}  # "Image name" is the photo's
@@ -197,31 +200,40 @@ def _tells_apart(header: str) -> str | None:
     return None
 
 
-def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient_col: str | None, image_col: str,
-                                   id_col: str | None = None) -> None:
-    """A patient whose rows give two sites or two people (names, dates of birth, sexes) in a column
-    predict does not read: refused naming both values, never paired as one patient's eyes. The
-    patient is the patient cell's, else the one the photo's name (or image id cell) gives (probe 40
-    BD5: a site column beside photos named ``1001_left``)."""
-    named = table[image_col].map(lambda ref: Path(ref.strip().replace("\\", "/")).stem)
-    if id_col:  # an image id cell names the photo as predict reads it
-        named = table[id_col].str.strip().where(lambda cell: cell != "", named)
-    from_name = named.map(lambda name: (patient_and_eye(name) or ("",))[0])
-    # a missing-value mark (#N/A, N/K) is no patient, as the resolver reads it: the name's then (probe 41 BE2)
+def patients_of_rows(table: pd.DataFrame, patient_col: str | None, image_col: str) -> pd.Series:
+    """Each row's patient as the resolver reads a label file's: the patient cell's, else (blank, or a
+    missing-value mark such as ``#N/A``: probe 41 BE2) the one the photo's name gives."""
+    from_name = table[image_col].map(lambda ref: (patient_and_eye(Path(ref.strip().replace("\\", "/")).stem) or ("",))[0])
     cells = table[patient_col].map(patient_id) if patient_col else pd.Series("", index=table.index)
-    patients = cells.where(cells != "", from_name)
+    return cells.where(cells != "", from_name)
+
+
+def _folded(value: str, header: str) -> str:
+    """A cell as two rows of one person may spell it (``North Clinic``, ``north clinic ``; ``M``,
+    ``Male``: probe 41 BE10)."""
+    folded = "".join(ch for ch in value.casefold() if ch.isalnum())
+    return folded[:1] if {"sex", "gender"} & set(name_words(header)) else folded
+
+
+def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patients: pd.Series) -> None:
+    """A patient (``patients``: each row's, as the resolver takes it) whose rows give two sites or
+    two people (names, dates of birth, sexes) in a column predict does not read: refused naming
+    both values, never paired as one patient's eyes (probe 39 BC4, probe 40 BD2/BD5/BD6)."""
     for header in table.columns:
         what = _tells_apart(header)
-        if what is None or header == patient_col:
+        if what is None:
             continue
-        given = (patients != "") & (table[header].str.strip() != "")
-        values = table[header][given].str.strip().groupby(patients[given]).agg(lambda v: list(dict.fromkeys(v)))
+        cells = table[header].str.strip()
+        given = (patients != "") & (cells != "")
+        folded = cells[given].map(lambda v: _folded(v, header))
+        values = folded.groupby(patients[given]).agg(lambda v: list(dict.fromkeys(v)))
         mixed = values[values.map(len) > 1]
         # A bare "name" may be each photo's own (a camera's file name): then no patient keeps one value.
         # "Site Name", "first_name" are no bare name (probe 41 BE1).
         alike = (patients[given].value_counts() > 1).reindex(values.index) & (values.map(len) == 1)
         if len(mixed) and (name_words(header) != ["name"] or alike.any()):
-            patient, (a, b) = mixed.index[0], mixed.iloc[0][:2]
+            patient = mixed.index[0]
+            a, b = list(dict.fromkeys(cells[given][patients[given] == patient]))[:2]
             raise DataError(f"{csv}: patient {patient!r} has rows of two {what} in {header[:40]!r} ({a[:40]!r} and "
                             f"{b[:40]!r}): two patients under one id, whose eyes would be paired? Give each its own id"
                             + (f" (e.g. '{a[:20]}-{patient}')" if what == "sites" else "") + ", or remove the column")

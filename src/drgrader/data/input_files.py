@@ -31,7 +31,7 @@ def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", ey
         source, csv_image_id = target, path.stem
     row = evidence(path, image_id, source, csv_image_id=csv_image_id, csv_patient=patient_id, csv_eye=eye,
                    dicom_patient=header.patient_id if header else "",
-                   dicom_laterality=header.laterality if header else ())
+                   dicom_laterality=header.laterality if header else (), person=header.person if header else ())
     if frames == 1:
         return [row]
     return [{**row, "path": frame_ref(path, k), "image_id": f"{image_id}#frame{k}"} for k in range(1, frames + 1)]

@@ -12,7 +12,10 @@ import re
 import stat
 from pathlib import Path
 
-from drgrader.data.eyes import EYE_WORDS, long_ids_kept, patient_id, placeholder_ids, spreadsheet_damage
+import pandas as pd
+
+from drgrader.data.eyes import EYE_WORDS, long_ids_kept, patient_and_eye, patient_id, placeholder_ids, spreadsheet_damage
+from drgrader.data.identity_claims import own_name
 from drgrader.data.input_columns import (
     csv_columns,
     identifiers_beside_patient,
@@ -109,6 +112,11 @@ def is_pipe(path: Path) -> bool:
         return False
 
 
+def _patient_of(row: dict) -> str:
+    """A listed photo's patient before the resolver weighs the claims: its cell's, its header's, its name's."""
+    return row["csv_patient"] or row["dicom_patient"] or (patient_and_eye(own_name(row)) or ("",))[0]
+
+
 def rows_from_list(csv: Path, piped: bool = False) -> list[dict]:
     """The rows of a CSV list; relative paths are relative to its folder (a piped list's: the
     current folder, where the command that wrote it ran)."""
@@ -121,14 +129,13 @@ def rows_from_list(csv: Path, piped: bool = False) -> list[dict]:
     beside = identifiers_beside_patient(csv, list(table.columns))
     refuse_noted_predictions(csv, table)
     refuse_other_photo_columns(csv, table, columns)
-    refuse_two_people_under_one_id(csv, table, patient_col, image_col, id_col)
     no_digit = placeholder_ids(table[patient_col]) if patient_col else set()
     kept_digits = patient_col is not None and long_ids_kept(table[patient_col])
     if no_digit:
         log.warning("%s: %d patient id(s) stand for none where the others are ids (no digit among numbers, or a negative "
                     "number among positive ones: e.g. %r): read as no patient, each photo a patient of its own (a "
                     "missing-value mark?); write the patient's id if it is one", csv, len(no_digit), sorted(no_digit)[0])
-    rows, windows, elsewhere, other_case, from_here, missing = [], [], [], [], [], []
+    rows, windows, elsewhere, other_case, from_here, missing, patients = [], [], [], [], [], [], []
     for number, rec in enumerate(table.to_dict("records"), start=1):  # data rows, as label files count them
         binary = next((column for column, value in rec.items() if "\x00" in value), None)
         if binary is not None:  # no file name holds one: a damaged or binary file, not a list to guess from
@@ -184,6 +191,7 @@ def rows_from_list(csv: Path, piped: bool = False) -> list[dict]:
                 path.exists() and os.path.samefile(here, path)):
             from_here.append(f"{ref} (read from {path}, not {here.absolute()})" if path.exists() else f"{ref} (not found as {path})")
         id_cell = rec[id_col].strip() if id_col else ""
+        first = len(rows)
         rows += input_rows(
             path,
             image_id=id_cell or strip_image_extension(ref),
@@ -191,6 +199,10 @@ def rows_from_list(csv: Path, piped: bool = False) -> list[dict]:
             eye=EYE_WORDS.get(eye.lower(), ""),
             csv_image_id=id_cell,  # a claim checked against the file's own name, as the patient and eye cells are
         )
+        patients.append(_patient_of(rows[first]))
+    # Each row's patient as given, by a DICOM header or by the photo's name (probe 40 BD5, probe 41 BE9)
+    refuse_two_people_under_one_id(csv, table.drop(columns=[c for c in (patient_col, id_col) if c]),
+                                   pd.Series(patients, index=table.index))
     if windows:
         log.warning("%s: %d image path(s) written with backslashes (Windows) read with '/' (e.g. %s)", csv, len(windows), windows[0])
     if other_case:

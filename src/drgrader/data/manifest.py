@@ -133,13 +133,14 @@ def _warn_no_grade_0(df: pd.DataFrame, root: Path) -> None:
 
 def _warn_binary_grades(df: pd.DataFrame, root: Path) -> None:
     """Every grade 0 or 1 over many photos: a yes/no label (any DR, referable; a binarised EyePACS
-    copy) read as ICDR grades none and mild, whatever its column's name (probe 38 CB4)."""
-    # Mild DR alone is rare (about 7% of EyePACS photos): a day's ICDR grades without a moderate eye
-    # have few 1s; a yes/no label many (probe 39 CC9: a false alarm on real grades).
-    if len(df) >= 20 and set(df["grade"]) == {0, 1} and (df["grade"] == 1).mean() >= 0.2:
+    copy) read as ICDR grades none and mild, whatever its column's name (probe 38 CB4). Real ICDR
+    grades of a day without a moderate eye look alike, so said whatever the share of 1s (a fifth
+    or more, probe 39 CC9, let a referable label of 10% pass unsaid: probe 41 CE8)."""
+    if len(df) >= 20 and set(df["grade"]) == {0, 1}:
         log.warning("%s: every grade read is 0 or 1 (%d photos, %.0f%% of them 1): a yes/no label (any DR, referable) read as "
                     "the ICDR grades 0 (no DR) and 1 (mild)? drgrader reads grades 0-4 and derives referable DR (2 or more) "
-                    "from them; if these are ICDR grades, nothing is wrong", root, len(df), 100 * (df["grade"] == 1).mean())
+                    "from them; if these are ICDR grades (no eye moderate or worse), nothing is wrong", root, len(df),
+                    100 * (df["grade"] == 1).mean())
 
 
 def _note_given_against_names(df: pd.DataFrame, given: list[bool], root: Path) -> None:

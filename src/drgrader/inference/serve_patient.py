@@ -24,7 +24,14 @@ import pandas as pd
 from drgrader.data.dicom import DicomHeader, is_dicom
 from drgrader.data.identity import resolve_identity
 from drgrader.data.identity_claims import evidence, photo_eye_claims
-from drgrader.data.identity_notes import CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, LOOKALIKE_PATIENTS, NO_PATIENT, note_kinds
+from drgrader.data.identity_notes import (
+    CONTRADICTORY_EYE,
+    CONTRADICTORY_PATIENT,
+    LOOKALIKE_PATIENTS,
+    NO_PATIENT,
+    TWO_PEOPLE,
+    note_kinds,
+)
 from drgrader.data.image_files import identical_files
 from drgrader.data.same_picture import how_alike, same_pictures
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS
@@ -58,7 +65,7 @@ def upload_evidence(field: str, name: str, path: Path, header: DicomHeader | Non
     laterality); its file name, the image id."""
     return evidence(path, Path(name).stem, path, csv_eye=EYE_FIELDS[field],
                     dicom_patient=header.patient_id if header else "",
-                    dicom_laterality=header.laterality if header else ())
+                    dicom_laterality=header.laterality if header else (), person=header.person if header else ())
 
 
 def _wrong_eye(field: str, name: str, said: list[tuple[str, str]]) -> str:
@@ -84,6 +91,10 @@ def _two_patients(names: list[str], rows: list[dict], resolved: pd.DataFrame, ki
         fix = (" (ids that differ only in case, spacing, separators or leading zeros are two patients to predict too: "
                "spell them alike)") if LOOKALIKE_PATIENTS in kinds[0] else ""
         return f"the 'right' and 'left' photos are of two patients ({said}): send the two eyes of one patient{fix}"
+    if any(TWO_PEOPLE in k for k in kinds):  # probe 41 BE6
+        return (f"the 'right' and 'left' photos ({', '.join(names)}) are of patient {patients[0]!r} by their DICOM "
+                "PatientID, but their headers name two people (another name, birth date, sex or issuer): send the two "
+                "eyes of one patient (or correct the PatientID)")
     if any(CONTRADICTORY_PATIENT in k for k in kinds):
         return (f"the 'right' and 'left' photos are of two patients by their names ({', '.join(names)}), though both are "
                 f"patient {patients[0]!r} by their DICOM PatientID: send the two eyes of one patient (or correct the PatientID)")
