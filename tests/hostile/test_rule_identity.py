@@ -1102,6 +1102,11 @@ def test_a_predictions_file_with_identity_notes_is_refused_as_a_list(tiny_bundle
     pd.read_csv(out, dtype=str, keep_default_na=False).rename(columns={"path": "image"}).to_csv(tmp_path / "r.csv", index=False)
     with pytest.raises(DataError, match="r.csv carries the identity notes of a drgrader run on 2 of its rows"):
         collect_inputs([tmp_path / "r.csv"])
+    # Probe 41 BE4: its notes column renamed too: known by its words.
+    pd.read_csv(out, dtype=str, keep_default_na=False).rename(columns={"path": "image", "identity_note": "notes"}).to_csv(
+        tmp_path / "n.csv", index=False)
+    with pytest.raises(DataError, match="n.csv carries the identity notes of a drgrader run on 2 of its rows"):
+        collect_inputs([tmp_path / "n.csv"])
     (tmp_path / "siteB" / "1001_right.jpeg").rename(tmp_path / "siteA" / "1002_right.jpeg")  # nothing to note: read
     assert main(["predict", str(tiny_bundle), str(tmp_path / "siteA"), "--out", str(tmp_path / "q.csv"), "--overwrite"]) == 0
     assert collect_inputs([tmp_path / "q.csv"])["patient_id"].tolist() == ["1001", "1002"]

@@ -141,3 +141,16 @@ def test_listed_photos_not_found_are_warned_with_another_extension_named(tmp_pat
     assert len(table) == 2
     assert (f"{tmp_path / 'l.csv'}: 2 of 2 listed photo(s) not found (e.g. sub/IMG_A.jpg; IMG_A.jpeg has another extension: "
             "list it so if it is that photo): their rows say 'file not found'") in caplog.messages
+
+
+def test_patient_cells_that_name_an_eye_are_warned_of(tmp_path, caplog):
+    # Probe 41 BE5: '1001 OS' / '1001 OD' beside the eye column: two patients of one eye each, unpaired, silent.
+    from drgrader.data.inputs import collect_inputs
+
+    for k, name in enumerate(("a", "b")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k + 1, k))
+    (tmp_path / "l.csv").write_text("image,patient_id,eye\na.jpeg,1001 OS,left\nb.jpeg,1001 OD,right\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        collect_inputs([tmp_path / "l.csv"])
+    assert (f"{tmp_path / 'l.csv'}: 2 patient cell(s) name an eye too (e.g. '1001 OS'): each eye is read as a patient of "
+            "its own and not paired") in caplog.text

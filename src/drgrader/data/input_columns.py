@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.data.eyes import patient_and_eye, patient_id
+from drgrader.data.identity_notes import NOTE_KINDS
 from drgrader.data.label_files import (  # not .manifest: its readers use this module
     IMAGE_EXTENSIONS,
     DataError,
@@ -255,15 +256,18 @@ def refuse_other_photo_columns(csv: Path | str, table: pd.DataFrame, columns: di
                             "eye), or remove the column")
 
 
+# drgrader's own identity notes begin with their kind: "one patient in two folders: ...".
+_NOTE = re.compile(rf"^(?:{'|'.join(map(re.escape, NOTE_KINDS))}): ")
+
+
 def refuse_noted_predictions(csv: Path | str, table: pd.DataFrame) -> None:
     """A predictions file drgrader wrote (or a copy of it), given back as a list: its patients and
-    eyes would be taken as given and the notes on how they were resolved lost (probe 39 BC8, probe
-    40 BD4: a copy with a column renamed)."""
-    if "identity_note" not in table.columns:
-        return
-    noted = table.index[table["identity_note"].str.strip() != ""]
-    if len(noted):
-        first = noted[0]
-        raise DataError(f"{csv} carries the identity notes of a drgrader run on {len(noted)} of its rows "
-                        f"(row {first + 1}: {table.at[first, 'identity_note'][:120]!r}): read as a list, its patients and "
-                        "eyes would be taken as given and those notes lost; give the photos or the list that run read")
+    eyes would be taken as given and the notes on how they were resolved lost (probe 39 BC8). Its
+    notes are known by their words in whatever column (probe 40 BD4, probe 41 BE4: renamed)."""
+    for column in table.columns:
+        noted = table.index[table[column].str.match(_NOTE)]
+        if len(noted):
+            first = noted[0]
+            raise DataError(f"{csv} carries the identity notes of a drgrader run on {len(noted)} of its rows "
+                            f"(row {first + 1}: {table.at[first, column][:120]!r}): read as a list, its patients and "
+                            "eyes would be taken as given and those notes lost; give the photos or the list that run read")

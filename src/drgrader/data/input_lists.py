@@ -211,6 +211,9 @@ def rows_from_list(csv: Path, piped: bool = False) -> list[dict]:
     if from_here:
         log.warning("%s: %d image path(s) are read relative to the list's folder, and the working folder holds a file of "
                     "that path too (e.g. %s): write the paths relative to the list, or absolute", csv, len(from_here), from_here[0])
+    if eyed := [c for c in (table[patient_col] if patient_col else ()) if patient_and_eye(c.strip())]:  # probe 41 BE5
+        log.warning("%s: %d patient cell(s) name an eye too (e.g. %r): each eye is read as a patient of its own and not "
+                    "paired; write the patient's id alone and the eye in an eye column", csv, len(eyed), eyed[0].strip())
     if missing:  # probe 39 BC3: said at INFO only, even when no photo was found
         log.warning("%s: %d of %d listed photo(s) not found (e.g. %s%s): their rows say 'file not found'", csv, len(missing),
                     len(table), missing[0], _other_extension(folder / missing[0]))
