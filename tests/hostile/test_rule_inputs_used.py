@@ -389,25 +389,25 @@ def test_grades_all_0_or_1_are_warned_of_whatever_the_columns_name(tmp_path, cap
     from drgrader.data.manifest import read_dataset
 
     names = [f"{p}_{e}" for p in range(10, 20) for e in ("left", "right")]
-    root = label_set(tmp_path, "trainLabels.csv", "image,level\n" + "".join(f"{n},{k % 2}\n" for k, n in enumerate(names)),
-                     [f"{n}.jpeg" for n in names])
-    with caplog.at_level(logging.WARNING, logger="drgrader"):
-        assert len(read_dataset(root)) == 20
-    assert "every grade read is 0 or 1 (20 photos, 50% of them 1): a yes/no label (any DR, referable) read as" in caplog.text
+    root = label_set(tmp_path, "trainLabels.csv", "image,level\n", [f"{n}.jpeg" for n in names])
+
+    def warnings_for(grades) -> str:
+        caplog.clear()
+        (root / "trainLabels.csv").write_text("image,level\n" + "".join(f"{n},{g}\n" for n, g in zip(names, grades)))
+        with caplog.at_level(logging.WARNING, logger="drgrader"):
+            assert len(read_dataset(root)) == 20
+        return caplog.text
+
+    assert "every grade read is 0 or 1 (20 photos, 50% of them 1): a yes/no label (any DR, referable) read as" in warnings_for(
+        [k % 2 for k in range(20)])
     # Probe 41 CE8: a referable label of 10% is as likely as a day of real grades without a moderate eye
     # (probe 39 CC9): said, with what to do in either case.
-    caplog.clear()
-    (root / "trainLabels.csv").write_text("image,level\n" + "".join(f"{n},{int(k % 10 == 0)}\n" for k, n in enumerate(names)))
-    with caplog.at_level(logging.WARNING, logger="drgrader"):
-        assert len(read_dataset(root)) == 20
-    assert "every grade read is 0 or 1 (20 photos, 10% of them 1)" in caplog.text
-    assert "if these are ICDR grades (no eye moderate or worse), nothing is wrong" in caplog.text
+    said = warnings_for([int(k % 10 == 0) for k in range(20)])
+    assert "every grade read is 0 or 1 (20 photos, 10% of them 1)" in said
+    assert "if these are ICDR grades (no eye moderate or worse), nothing is wrong" in said
     # Probe 40 CD3: no grade 0 among 20 photos: a scale from 1, every eye a step too high?
-    caplog.clear()
-    (root / "trainLabels.csv").write_text("image,level\n" + "".join(f"{n},{1 + k % 4}\n" for k, n in enumerate(names)))
-    with caplog.at_level(logging.WARNING, logger="drgrader"):
-        assert len(read_dataset(root)) == 20
-    assert "no grade 0 among 20 photos: a grade scale that starts at 1 read as the ICDR grades 0-4" in caplog.text
+    assert "no grade 0 among 20 photos: a grade scale that starts at 1 read as the ICDR grades 0-4" in warnings_for(
+        [1 + k % 4 for k in range(20)])
 
 
 def test_two_label_rows_naming_one_file_are_refused(tmp_path):
