@@ -1062,7 +1062,9 @@ def test_two_sites_or_two_people_under_one_patient_id_in_one_list_are_refused(tm
     # Probe 40 BD2: by a word of the name, not a list of names.
     for column, first, second in (("hospital_id", "H1", "H2"), ("screening_centre", "N", "S"), ("facility", "X", "Y"),
                                   ("first_name", "JOHN", "MARY"), ("Patient's Name", "A B", "C D"), ("sex", "M", "F"),
-                                  ("Standort", "Nord", "Sued")):  # the last: probe 41 CE9
+                                  ("Standort", "Nord", "Sued"),  # probe 41 CE9
+                                  ("Forename", "JOHN", "MARY"), ("YOB", "1950", "1988"), ("Vorname", "Hans", "Eva"),
+                                  ("sexo", "M", "F"), ("MRN", "H001", "H002")):  # probe 42 BF1, BF5
         (tmp_path / "l.csv").write_text(f"image,{column},patient_id,eye\n" + rows.format(first, second).replace(",A,", f",{first},"))
         with pytest.raises(DataError, match="patient '1001' has rows of two (sites|people) in"):
             collect_inputs([tmp_path / "l.csv"])
@@ -1147,6 +1149,9 @@ def test_dicom_photos_of_one_patient_id_whose_headers_name_two_people_are_noted(
     assert table["identity_note"].tolist() == [note, note] and "SMITH" not in note
     dicom("b", "R", PatientName="Smith^John", PatientSex="M")  # the same person, spelt in another case: nothing to say
     assert collect_inputs([tmp_path / "d"])["identity_note"].tolist() == ["", ""]
+    dicom("b", "R", PatientName="Smith^John", InstitutionName="South Clinic")  # probe 42 BF2: two sites
+    dicom("a", "L", PatientName="SMITH^JOHN", InstitutionName="North Clinic")
+    assert "differ in InstitutionName" in collect_inputs([tmp_path / "d"])["identity_note"][0]
 
 
 def test_a_list_of_dicom_photos_with_two_sites_under_one_patient_id_is_refused(tmp_path):

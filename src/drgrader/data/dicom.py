@@ -13,7 +13,7 @@ rows); ``drgrader predict`` lists one row per frame.
 
 Privacy: only the tags this module needs are parsed (``specific_tags``). Only ``PatientID``, the
 laterality and a digest of the tags that tell two people apart (name, birth date, sex, the
-issuer of the id) leave this module: those values never reach an error message, a log or a CSV.
+issuer of the id, the institution) leave this module: those values never reach an error message, a log or a CSV.
 pydicom is imported on first use.
 """
 
@@ -39,7 +39,7 @@ _LATERALITY_TAGS = ("ImageLaterality", "Laterality")  # the photo's own, then it
 
 # Tags that tell two people under one PatientID apart (two sites' ids, a typing error): kept as
 # digests only (probe 41 BE6).
-_PERSON_TAGS = ("PatientName", "PatientBirthDate", "PatientSex", "IssuerOfPatientID")
+_PERSON_TAGS = ("PatientName", "PatientBirthDate", "PatientSex", "IssuerOfPatientID", "InstitutionName")  # the last: probe 42 BF2
 # The only tags ever parsed: what the pixels need, PatientID, the person tags and laterality.
 _TAGS = [
     "PatientID",

@@ -86,7 +86,7 @@ def read_csv_format(root: Path, cfg: DataConfig) -> Found:
     patient_col, eye_col = label_identity_columns(table.drop(columns=[cols.image, cols.grade]), file, cols.patient, cols.eye)
     said = identifiers_beside_patient(file, list(table.columns)) if patient_col else []  # named as not read already
     refuse_two_people_under_one_id(file, table.drop(columns=[c for c in (patient_col,) if c]),  # probe 40 BD6
-                                   patients_of_rows(table, patient_col, cols.image))
+                                   patients_of_rows(table, patient_col, cols.image), identifiers=said)
     # every column given is used, refused or named (an image_id cell is no claim here, as in predict)
     name_unread_columns(table, file, (cols.image, cols.grade, patient_col, eye_col, *said))
     folder = ImageFolder(images)

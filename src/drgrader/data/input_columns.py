@@ -187,8 +187,11 @@ _SITE_WORDS = {"site", "clinic", "centre", "center", "hospital", "facility", "pr
                # in German, French, Spanish, Italian, Dutch, Portuguese (probe 41 CE9: Standort)
                "standort", "klinik", "krankenhaus", "praxis", "hopital", "centro", "clinica", "ospedale", "sede",
                "ziekenhuis", "kliniek", "locatie"}
-_PERSON_WORDS = {"name", "surname", "lastname", "firstname", "givenname", "familyname", "fullname", "dob", "birth",
-                 "birthdate", "birthday", "sex", "gender"}
+_PERSON_WORDS = {"name", "surname", "lastname", "firstname", "givenname", "familyname", "fullname", "forename", "forenames",
+                 "initials", "dob", "yob", "birth", "birthdate", "birthday", "sex", "gender",
+                 # in German, French, Spanish, Italian (probe 42 BF1)
+                 "vorname", "nachname", "geschlecht", "geburtsdatum", "geburt", "prenom", "nom", "sexe", "naissance",
+                 "nombre", "apellido", "apellidos", "sexo", "nacimiento", "nome", "cognome", "sesso", "nascita"}
 _PHOTO_WORDS = {"image", "img", "file", "filename", "photo", "picture", "path", "fundus"}  # "Image name" is the photo's
 
 
@@ -216,12 +219,14 @@ def _folded(value: str, header: str) -> str:
     return folded[:1] if {"sex", "gender"} & set(name_words(header)) else folded
 
 
-def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patients: pd.Series) -> None:
+def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patients: pd.Series,
+                                   identifiers: Sequence[str] = ()) -> None:
     """A patient (``patients``: each row's, as the resolver takes it) whose rows give two sites or
-    two people (names, dates of birth, sexes) in a column predict does not read: refused naming
-    both values, never paired as one patient's eyes (probe 39 BC4, probe 40 BD2/BD5/BD6)."""
+    two people (names, dates of birth, sexes; ``identifiers``: another id beside the patient's, an
+    MRN) in a column predict does not read: refused naming both values, never paired as one
+    patient's eyes (probe 39 BC4, probe 40 BD2/BD5/BD6, probe 42 BF5)."""
     for header in table.columns:
-        what = _tells_apart(header)
+        what = "people" if header in identifiers else _tells_apart(header)
         if what is None:
             continue
         cells = table[header].str.strip()

@@ -202,7 +202,7 @@ def rows_from_list(csv: Path, piped: bool = False) -> list[dict]:
         patients.append(_patient_of(rows[first]))
     # Each row's patient as given, by a DICOM header or by the photo's name (probe 40 BD5, probe 41 BE9)
     refuse_two_people_under_one_id(csv, table.drop(columns=[c for c in (patient_col, id_col) if c]),
-                                   pd.Series(patients, index=table.index))
+                                   pd.Series(patients, index=table.index), identifiers=beside)
     if windows:
         log.warning("%s: %d image path(s) written with backslashes (Windows) read with '/' (e.g. %s)", csv, len(windows), windows[0])
     if other_case:

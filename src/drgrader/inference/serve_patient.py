@@ -93,7 +93,7 @@ def _two_patients(names: list[str], rows: list[dict], resolved: pd.DataFrame, ki
         return f"the 'right' and 'left' photos are of two patients ({said}): send the two eyes of one patient{fix}"
     if any(TWO_PEOPLE in k for k in kinds):  # probe 41 BE6
         return (f"the 'right' and 'left' photos ({', '.join(names)}) are of patient {patients[0]!r} by their DICOM "
-                "PatientID, but their headers name two people (another name, birth date, sex or issuer): send the two "
+                "PatientID, but their headers name two people (another name, birth date, sex, issuer or institution): send the two "
                 "eyes of one patient (or correct the PatientID)")
     if any(CONTRADICTORY_PATIENT in k for k in kinds):
         return (f"the 'right' and 'left' photos are of two patients by their names ({', '.join(names)}), though both are "
