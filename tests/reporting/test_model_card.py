@@ -409,9 +409,12 @@ def test_the_reports_sentence_on_external_data_says_which_thresholds_decided_and
     def sentence(**metrics):
         return evaluated_on(RunData(tmp_path, {"evaluated_on": "external:/data/b", **metrics}, None, None, None, None))[1]
 
-    assert sentence(thresholds={"referable": 0.5}, training_overlap={"photos": 0, "of": 9}) == (
+    assert sentence(thresholds={"referable": 0.5}, training_overlap={"photos": 0, "of": 9, "compared_by": "path, bytes or picture"}) == (
         "an external data set (/data/b) that the model never saw, with the decision thresholds fitted beforehand on "
         "the model's own validation split")
+    # Probe 42 CF6: a bundle away from its run compares by bytes only: a re-saved copy of a training photo is not found.
+    by_bytes = sentence(thresholds={"referable": 0.5}, training_overlap={"photos": 0, "of": 9, "compared_by": "bytes"})
+    assert "never saw" not in by_bytes and "by bytes, but a re-saved copy of one (another format or quality) would not" in by_bytes
     assert "with the default cut-points (the model has no fitted thresholds)" in sentence(thresholds={})  # probe 32 B5
     unchecked = sentence(thresholds={"referable": 0.5}, training_overlap=None)  # probe 32 B2: no record to check
     assert "model never saw" not in unchecked and "so that it never saw these could not be checked" in unchecked
