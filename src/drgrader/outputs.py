@@ -238,8 +238,8 @@ def claim_dir(out: Path, *, inputs: Iterable[Path] = (), may_reuse: tuple[str, .
         if target == source or source in target.parents:
             raise OutputError(f"--out {out} is inside the input {item}; choose a folder outside it")
     kind = kind_of(out)
-    holder = kind_of(_resolved(out).parent)
-    if overwrite and kind == "a model bundle" and kind in replaces and holder in ("a run folder", "a cross-validation folder"):
+    if overwrite and kind == "a model bundle" and kind in replaces and (
+            holder := kind_of(_resolved(out).parent)) in ("a run folder", "a cross-validation folder"):
         # Its report, metrics and card describe this model (probe 38 CB10)
         raise OutputError(f"--out {out} is the bundle of {holder} ({out.parent}), which --overwrite never replaces: "
                           "choose another folder")

@@ -221,9 +221,10 @@ def eyes_named(name: str) -> set[str]:
     ``left`` / ``right`` / ``OS`` / ``OD`` word elsewhere in it; a name that is an eye word alone
     (``R``, ``LE``, ``OD1``, ``rechts``: a patient-per-folder export). Two eyes: the name contradicts itself."""
     stem = PurePosixPath(name.replace("\\", "/")).name.strip()
-    if bare := _BARE_EYE.match(_COPY_SUFFIX.sub("", stem)):  # probe 37 BA1; "r (1)": probe 38 BB1
+    uncopied = _COPY_SUFFIX.sub("", stem)
+    if bare := _BARE_EYE.match(uncopied):  # probe 37 BA1; "r (1)": probe 38 BB1
         return {_eye_matched(bare)}
-    spaced = _ANY_SEPARATORS.sub("_", _COPY_SUFFIX.sub("", stem)).strip("_")
+    spaced = _ANY_SEPARATORS.sub("_", uncopied).strip("_")
     words = [re.sub(r"(?<=.)eye$", "", w.lower()) for w in _WORDS.findall(spaced)]  # "rightEye": probe 39 BC1
     named = {EYE_WORDS[w] for w in words if w in _LONG_EYE_WORDS}
     # a one-letter eye before a date or shot number ("5001_R_20240101", "5002_R1"; probe 38 BB1; "5119_RE_1")

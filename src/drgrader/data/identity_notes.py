@@ -85,7 +85,8 @@ def note_two_people(table: pd.DataFrame, notes: list[list[str]]) -> None:
     birth date, sex or issuer of the id: two sites numbering alike, a typing error): noted on each
     photo, never paired without a word (probe 41 BE6). Only the tags that differ are named, never
     their values (the headers' digests: :attr:`~drgrader.data.dicom.DicomHeader.person`)."""
-    for patient, rows in table.index[table["patient_id"] != ""].groupby(table["patient_id"][table["patient_id"] != ""]).items():
+    known = table["patient_id"][table["patient_id"] != ""]
+    for patient, rows in known.index.groupby(known).items():
         if len(rows) < 2:
             continue
         seen: dict[str, set[str]] = {}
