@@ -178,6 +178,27 @@ def test_train_options_and_set_cannot_disagree(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("argv", [
+    ["predict", "photos", "--bundle", "a", "--bundle", "b"],
+    ["predict", "photos", "--out", "p1.csv", "--out", "p2.csv"],
+    ["evaluate", "bundle", "--data", "d1", "--data", "d2"],
+    ["cv", "demo", "--folds", "3", "--folds", "5"],
+])
+def test_an_option_given_twice_is_refused(argv, capsys):
+    """Probe 42 CF7: `--bundle A --bundle B` graded with B, `--data D1 --data D2` evaluated D2 only,
+    without a word (argparse keeps the last)."""
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(argv)
+    assert stop.value.code == 2
+    option, first, second = argv[-4], argv[-3], argv[-1]
+    assert f"argument {option}: given twice ('{first}' and '{second}'): give it once" in capsys.readouterr().err
+
+
+def test_the_progress_mode_after_the_command_still_wins_over_the_one_before():
+    args = build_parser().parse_args(["--progress", "log", "predict", "photos", "--progress", "bar"])
+    assert args.progress == "bar" and "_drgrader_given" not in vars(args)
+
+
 # ------------------------------------------------------------- arguments before outputs
 def test_train_without_validation_photos_is_refused_before_its_folder_exists(synth_dir, tmp_path, capsys):
     """Probe 35 BY8: `train --set data.split.val=0` cached every photo, then ended in a traceback,

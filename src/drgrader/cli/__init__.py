@@ -76,6 +76,36 @@ class _Views(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+_GIVEN = "_drgrader_given"  # the options given so far in one parse (removed before the namespace is returned)
+
+
+class _StoreOnce(argparse._StoreAction):
+    """argparse's ``store``, but an option given twice (``--bundle A ... --bundle B``) is a usage
+    error: the last would win silently (probe 42 CF7), as a field set twice by ``--set`` is refused."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = vars(namespace).setdefault(_GIVEN, {})
+        if option_string and self.dest in given:
+            raise argparse.ArgumentError(self, f"given twice ('{given[self.dest]}' and '{values}'): give it once")
+        given[self.dest] = values
+        super().__call__(parser, namespace, values, option_string)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The parser of ``drgrader`` and each of its commands (subparsers are made of the same class):
+    every single-valued option is :class:`_StoreOnce`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        namespace, extras = super().parse_known_args(args, namespace)
+        vars(namespace).pop(_GIVEN, None)
+        return namespace, extras
+
+
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=3")
 
@@ -93,7 +123,7 @@ BUNDLE_HELP = "a bundle folder or a built-in grader's name (drgrader models; def
 
 # -------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="drgrader",
         description="Grade diabetic retinopathy from colour fundus photographs.",
     )
