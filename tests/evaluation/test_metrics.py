@@ -299,6 +299,20 @@ def test_evaluate_binary_only_table_has_no_grade_section():
     json.dumps(result, allow_nan=False)
 
 
+@pytest.mark.parametrize("grades, expected", [
+    ([0] * 16 + [1] * 4, "every true grade is 0 or 1 (20 eyes, 20% of them 1)"),
+    ([1, 2, 3, 4] * 5, "no true grade 0 among 20 eyes"),
+    ([0, 1] * 9, None),  # too few eyes to tell
+    ([0] * 15 + [1] * 4 + [2], None),  # one moderate eye: an ICDR scale
+])
+def test_a_yes_no_or_one_based_label_is_warned_in_the_results(grades, expected):
+    """Probe 42 CF2: the console warned, but report.md and the model card (which outlive it) did not."""
+    result = evaluate_table(_table(grades, pred_grade=grades), {}, n_boot=0)
+    said = [w for w in result["warnings"] if "true grade" in w]
+    assert len(said) == (expected is not None)
+    assert all(w.startswith(expected) for w in said)
+
+
 def test_evaluate_table_is_nan_safe_with_one_class():
     grade = [0] * 10  # no diseased eye; scores 0.0..0.9, threshold 0.5 -> 5 of 10 healthy right
     result = evaluate_table(

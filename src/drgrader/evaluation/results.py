@@ -216,8 +216,26 @@ def ungradable_warning(result: dict) -> str | None:
             "figure counts them: see the report's gradability section (why they are) before reading them")
 
 
+def grade_scale_warning(result: dict) -> str | None:
+    """The true grades of many eyes all 0 or 1 (a yes/no label read as ICDR's none and mild), or
+    none of them 0 (a scale from 1 read as 0-4): said by data summary and train on the console,
+    and here in the report and model card, which outlive the console (probe 42 CF2)."""
+    support = {int(g): row["support"] for g, row in (result.get("grade") or {}).get("per_grade", {}).items()}
+    n = sum(support.values())
+    if n < 20:
+        return None
+    if support.get(0) and support.get(1) and not any(support.get(g) for g in (2, 3, 4)):
+        return (f"every true grade is 0 or 1 ({n} eyes, {support[1] / n:.0%} of them 1): a yes/no label (any DR, "
+                "referable) read as the ICDR grades 0 and 1? If so, every grade and referable figure is wrong; if these "
+                "are ICDR grades, no eye here is moderate or worse")
+    if not support.get(0):
+        return (f"no true grade 0 among {n} eyes: a grade scale that starts at 1 read as the ICDR grades 0-4, every eye "
+                "a step too high? If these are ICDR grades (eyes chosen for disease), nothing is wrong")
+    return None
+
+
 def _warnings(result: dict) -> list[str]:
-    notes = [w] if (w := ungradable_warning(result)) else []
+    notes = [w for w in (ungradable_warning(result), grade_scale_warning(result)) if w]
     if "grade" in result:
         for g in result["grade"]["unreachable_grades"]:
             n = result["grade"]["per_grade"][str(g)]["support"]
