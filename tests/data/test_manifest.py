@@ -177,7 +177,7 @@ def test_messidor2_without_pair_file_warns_and_uses_image_as_patient(tmp_path):
 def test_deepdrid_takes_the_grade_of_the_image_eye(tmp_path, caplog):
     df = read_dataset(make_deepdrid(tmp_path)).set_index("image_id")
     # Probe 36 BZ9: its quality column is not read, and said so (every photo counts with its grade).
-    assert "column 'Overall quality' looks like a gradability mark, which this format does not read" in caplog.text
+    assert "column 'Overall quality' looks like a gradability mark or a row selection, which this format does not read" in caplog.text
     assert df.loc["1_l1", ["grade", "eye", "patient_id", "split"]].tolist() == [2, "left", "1", "train"]
     assert df.loc["1_r1", ["grade", "eye"]].tolist() == [3, "right"]
     assert df.loc["56_r3", ["grade", "eye"]].tolist() == [1, "right"]

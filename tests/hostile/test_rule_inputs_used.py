@@ -657,7 +657,9 @@ def test_a_second_grading_under_any_name_is_refused_by_its_values(tmp_path):
 
 
 @pytest.mark.parametrize(("labels_name", "mark"), [("trainLabels.csv", "gradable"), ("labels.csv", "gradable"),
-                                                 ("trainLabels.csv", "usable"), ("trainLabels.csv", "image_ok")])  # probe 36 BZ2
+                                                 ("trainLabels.csv", "usable"), ("trainLabels.csv", "image_ok"),  # probe 36 BZ2
+                                                 ("labels.csv", "include"), ("labels.csv", "in_study"),  # probe 42 CF4
+                                                 ("labels.csv", "drop"), ("labels.csv", "QA"), ("labels.csv", "Bildqualitaet")])
 def test_a_gradability_column_beside_the_grade_is_warned_of_in_every_format(tmp_path, caplog, labels_name, mark):
     """Probe 35 BY9: a `gradable` column (0: the graders found the photo ungradable) beside `level`
     was dropped without a word in the kaggle format: the ungradable photos counted with their grade."""
@@ -669,8 +671,8 @@ def test_a_gradability_column_beside_the_grade_is_warned_of_in_every_format(tmp_
         assert len(read_dataset(root)) == 2
     said = [r.getMessage() for r in caplog.records]
     assert f"{labels_name}: column(s) not read: {mark}, notes (a label file gives each photo's grade, patient and eye)" in said
-    assert (f"{labels_name}: column {mark!r} looks like a gradability mark, which this format does not read: every "
-            "photo counts with its grade; remove the rows of ungradable photos to leave them out") in said
+    assert (f"{labels_name}: column {mark!r} looks like a gradability mark or a row selection, which this format does "
+            "not read: every photo counts with its grade; remove the rows of the photos to leave out") in said
 
 
 @pytest.mark.parametrize("fmt", ["aptos", "messidor2"])
@@ -687,8 +689,8 @@ def test_a_gradability_column_is_warned_of_in_the_published_formats_too(tmp_path
     with caplog.at_level(logging.INFO, logger="drgrader"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # messidor2 without its exam pairs: each photo its own patient
         assert len(read_dataset(tmp_path, fmt)) == 2
-    assert (f"{labels}: column 'gradable' looks like a gradability mark, which this format does not read: every photo "
-            "counts with its grade; remove the rows of ungradable photos to leave them out") in caplog.text
+    assert (f"{labels}: column 'gradable' looks like a gradability mark or a row selection, which this format does "
+            "not read: every photo counts with its grade; remove the rows of the photos to leave out") in caplog.text
 
 
 def test_an_adjudication_column_filled_only_where_the_graders_disagreed_is_refused(tmp_path):

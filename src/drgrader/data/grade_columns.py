@@ -112,8 +112,11 @@ def _disagreeing_grades(values: pd.Series, read: pd.Series, *, named_grading: bo
 
 # A column beside the grade that marks gradability (what Messidor-2's format reads): not read by the
 # other formats, so its ungradable photos would count with their grade (probe 35 BY9).
-# Also its other spellings: readable, usable, image_ok, excluded (probe 36 BZ2).
-_GRADABILITY = re.compile(r"gradab|ungrad|quality|readab|usab|image_?ok|exclu", re.IGNORECASE)
+# Also its other spellings: readable, usable, image_ok, excluded (probe 36 BZ2); and a column that
+# selects rows (include, keep, in_study, drop: a researcher's way to leave rows out) or judges them
+# under other words (adequate, QA, Bildqualitaet: probe 42 CF4).
+_GRADABILITY = re.compile(r"gradab|ungrad|qualit|readab|usab|image_?ok|exclu|inclu|adequa|accept|reject|discard|select"
+                          r"|in_?study|(?:^|[^a-z])(?:qa|qc|keep|drop|use|used|ok)(?:[^a-z]|$)", re.IGNORECASE)
 
 
 def name_unread_columns(table: pd.DataFrame, file: str, read: Iterable[str | None]) -> None:
@@ -128,8 +131,8 @@ def name_unread_columns(table: pd.DataFrame, file: str, read: Iterable[str | Non
                  ", ".join(str(c)[:40] for c in unread[:10]) + (f" and {len(unread) - 10} more" if len(unread) > 10 else ""))
     marks = [c for c in unread if _GRADABILITY.search(str(c))]
     if marks:
-        log.warning("%s: column %r looks like a gradability mark, which this format does not read: every photo counts "
-                    "with its grade; remove the rows of ungradable photos to leave them out", file, str(marks[0])[:40])
+        log.warning("%s: column %r looks like a gradability mark or a row selection, which this format does not read: "
+                    "every photo counts with its grade; remove the rows of the photos to leave out", file, str(marks[0])[:40])
 
 
 def refuse_other_grade_columns(table: pd.DataFrame, shown: str, read: str, fmt: str | None = None,
