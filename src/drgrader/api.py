@@ -221,7 +221,7 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
                 rgb = _as_rgb(photo, name, channels)
                 unchecked += _compression_unchecked(photo, rgb, bundle.input_size)
                 save_lossless_copy(path, rgb, _jpeg_step(photo))
-                rows += input_rows(path, image_id=name, csv_image_id=claim)
+                rows += input_rows(path, image_id=name, csv_image_id=claim, by_folder=False)  # the folder is a temporary one
             if unchecked:
                 log.warning("%d of %d photos are arrays or PIL images that no longer know the JPEG they came from "
                             "(.convert, .resize, .copy, numpy): whether each is a small, coarsely compressed copy (an "

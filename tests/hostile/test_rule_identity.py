@@ -271,6 +271,40 @@ def test_a_photo_named_only_by_its_eye_listed_as_the_other_eye_is_noted(tmp_path
     assert agreed["eye"].tolist() == ["right", "left"] and agreed["identity_note"].tolist() == ["", ""]
 
 
+def test_a_patient_per_folder_export_is_read_by_its_folders(tmp_path):
+    """Probe 42 CF3: `P10/OD.jpeg`, `P10/OS.jpeg` (a camera's or PACS's patient-per-folder export):
+    each eye was a patient of its own, decided as 'the only photo'. A name that is its eye alone
+    takes its folder as the patient; the same folder name at two sites stays two patients."""
+    for folder, name, k in (("P10", "OD.jpeg", 1), ("P10", "OS.jpeg", 2), ("P11", "Right Eye.jpeg", 3),
+                            ("P11", "left (1).jpeg", 4), ("siteB/P10", "OS.jpeg", 5), ("day", "OD_1.jpeg", 6)):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / folder / name).write_bytes(photo_bytes(k % 5, k))
+    table = collect_inputs([tmp_path])
+    table.index = [Path(p).relative_to(tmp_path).with_suffix("").as_posix() for p in table["path"]]
+    assert table.loc[["P10/OD", "P10/OS", "P11/Right Eye", "P11/left (1)", "siteB/P10/OS"], "patient_id"].tolist() == [
+        "P10", "P10", "P11", "P11", "siteB/P10"]
+    assert table.loc[["P10/OD", "P10/OS", "P11/Right Eye", "P11/left (1)"], "eye"].tolist() == ["right", "left", "right", "left"]
+    assert table.loc["P11/Right Eye", "identity_note"] == ""
+    assert "same eye in two folders: the left eye of patient 'P10' is named in P10, siteB/P10" in table.loc["P10/OS", "identity_note"]
+    # A number after the eye may be the patient's (OD_1 of patient 1): no patient read from the folder.
+    assert table.loc["day/OD_1", "patient_id"] != "day" and "no patient" in table.loc["day/OD_1", "identity_note"]
+    # The same layout in a label file (a folders or csv data set): one patient per folder.
+    root = tmp_path / "set"
+    for name in ("P10/OD.jpeg", "P10/OS.jpeg", "P11/Right Eye.jpeg"):
+        (root / "images" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "images" / name).write_bytes(photo_bytes(1, 1))
+    (root / "labels.csv").write_text("image,level\nP10/OD.jpeg,0\nP10/OS.jpeg,2\nP11/Right Eye.jpeg,1\n")
+    manifest = read_dataset(root, "csv")
+    assert manifest[["patient_id", "eye"]].values.tolist() == [["P10", "right"], ["P10", "left"], ["P11", "right"]]
+
+
+def test_photos_named_by_their_eye_alone_from_python_are_not_the_patient_of_a_temporary_folder(tiny_bundle):
+    rgb = make_fundus(1, np.random.default_rng(3), height=96)
+    photos, patients = drgrader.grade(tiny_bundle, [rgb, rgb[::-1]], names=["OD", "OS"])
+    assert not photos["patient_id"].str.contains("drgrader-grade").any()
+    assert len(patients) == 2  # as before: no patient, each photo its own
+
+
 def test_one_patient_id_given_by_two_lists_is_noted(tmp_path):
     # Probe 36 AZ12: two sites' day lists, each with its own patient 1001 (one eye each), given in
     # one run: one patient, two people's eyes paired, no note (two folders were noted).

@@ -91,6 +91,11 @@ _OTHER_RIGHT, _OTHER_LEFT = "rechts|droit|derecho|destro", "links|gauche|izquier
 # A name that is only its eye, in a few languages, perhaps numbered ("R", "RE", "OD1", "rechts_2", "gauche").
 _BARE_EYE = re.compile(rf"^(?:(?P<right>r|re|od|right|{_OTHER_RIGHT})|(?P<left>l|le|os|left|{_OTHER_LEFT}))[_\- ]?[0-9]{{0,3}}$",
                        re.IGNORECASE)
+# A name that is its eye and nothing else ("OD", "Right", "left eye", "OS (1)"): a patient-per-folder
+# export's (P10/OD.jpeg), whose folder is the patient (probe 42 CF3). Not with a number after the eye
+# ("OD_1", "R2"): that may be the patient's.
+_EYE_ONLY = re.compile(rf"^(?:(?P<right>r|re|od|right|{_OTHER_RIGHT})|(?P<left>l|le|os|left|{_OTHER_LEFT}))(?:[_\- ]?eye)?$",
+                       re.IGNORECASE)
 # What a browser, Windows or macOS appends to a copy's name: "10_left (1)", "10_left - Copy (2)", "10_left copy 2".
 _COPY_SUFFIX = re.compile(r"(?: ?\(\d+\)| - copy(?: \(\d+\))?| copy(?: \d+)?)$", re.IGNORECASE)  # "(1)" unspaced: probe 39 BC1
 _NAME = re.compile(r"^(?P<patient>.*[^_\- ])[_\- ]+(?P<eye>left|right|l|r|os|od)$", re.IGNORECASE)
@@ -214,6 +219,13 @@ _FOLDER_EYE = re.compile(rf"^(?:(?P<right>od|right|{_OTHER_RIGHT})|(?P<left>os|l
 def _eye_matched(match: re.Match) -> str:
     """The eye a match of the rules above found (their groups ``right`` and ``left``)."""
     return "right" if match["right"] else "left"
+
+
+def eye_alone(name: str) -> str | None:
+    """The eye of a name that says its eye and nothing else (``OD``, ``Right``, ``left eye``,
+    ``OS (1)``), or None: such a photo's folder names its patient (``P10/OD.jpeg``)."""
+    match = _EYE_ONLY.match(_COPY_SUFFIX.sub("", PurePosixPath(name.replace("\\", "/")).name.strip()))
+    return _eye_matched(match) if match else None
 
 
 def eyes_named(name: str) -> set[str]:

@@ -4,7 +4,8 @@ a claim about the eye like a CSV's eye cell; serve refuses what this notes as an
 another patient), and that says so whenever it has to choose.
 
 Evidence, strongest first: a CSV's ``patient_id`` / ``eye`` cells, the DICOM header
-(``PatientID``, laterality), the file name (``10_left``, ``P7-OD``: :mod:`drgrader.data.eyes`).
+(``PatientID``, laterality), the file name (``10_left``, ``P7-OD``: :mod:`drgrader.data.eyes`), and for a photo named by its eye alone,
+its folder (``P10/OD.jpeg``: a patient-per-folder export).
 A patient id is read as :func:`~drgrader.data.eyes.patient_id` spells it: a placeholder for a
 missing value (``NA``, ``unknown``) is no patient, and ``Müller`` in NFC and NFD is one patient.
 Every conflict is resolved conservatively (two patients are never merged, no photo is dropped)
@@ -130,7 +131,7 @@ def _read_one(row: dict) -> tuple[str, str, str, bool, list[str]]:
         notes.append(f"{CONTRADICTORY_EYE}: for {row['image_id']!r} the {said}; the eye is left unknown")
         eye = ""
     csv_patient = row["csv_patient"] or id_patient  # the image id cell's patient: a CSV claim, as its name says it
-    patient = csv_patient or row["dicom_patient"] or name_patient
+    patient = csv_patient or row["dicom_patient"] or name_patient or row.get("folder_patient", "")
     csv_patients = row.get("csv_patients") or []
     if len(csv_patients) > 1:
         notes.append(f"{CONTRADICTORY_PATIENT}: for {row['image_id']!r} the CSV says "
@@ -225,7 +226,8 @@ def _split_by_folder(table: pd.DataFrame, from_name: pd.Series, notes: list[list
         eyes = sorted(e for (p, e), n in spread.items() if p == patient and n > 1)
         where = ", ".join(sorted(labels.values()))
         for k in rows:
-            qualified = f"{labels[own[k]]}/{patient}"
+            # a patient read from its folder (P10/OD.jpeg) is that folder's label; else the folder's and the name's
+            qualified = labels[own[k]] if Path(labels[own[k]]).name == patient else f"{labels[own[k]]}/{patient}"
             table.at[k, "patient_id"] = qualified
             notes[k].append(f"{SAME_NAME_IN_FOLDERS}: the {' and '.join(eyes)} eye of patient {patient!r} is named in "
                             f"{where}; taken as a patient per folder, this one {qualified!r}")

@@ -12,22 +12,24 @@ from drgrader.data.eyes import EYE_WORDS, eye_of_folder, eyes_named, patient_and
 from drgrader.outputs import IMAGE_EXTENSIONS
 
 # What input_rows gathers for each photo: where it is, and what each source says.
-EVIDENCE_KEYS = ["path", "image_id", "source", "csv_image_id", "csv_patient", "csv_eye", "dicom_patient",
-                 "dicom_laterality", "person"]
+EVIDENCE_KEYS = ["path", "image_id", "source", "csv_image_id", "csv_patient", "csv_eye", "folder_patient",
+                 "dicom_patient", "dicom_laterality", "person"]
 
 _FRAME = re.compile(r"#frame[0-9]+$")
 
 
 def evidence(path: str | Path, image_id: str, source: str | Path, *, csv_image_id: str = "", csv_patient: str = "",
-             csv_eye: str = "", dicom_patient: str = "", dicom_laterality: Iterable[tuple[str, str]] = (),
-             person: Iterable[tuple[str, str]] = ()) -> dict:
+             csv_eye: str = "", folder_patient: str = "", dicom_patient: str = "",
+             dicom_laterality: Iterable[tuple[str, str]] = (), person: Iterable[tuple[str, str]] = ()) -> dict:
     """One photo's evidence (``source``: its file, without a DICOM frame suffix; ``csv_image_id``:
     a CSV's image id cell, a claim like its patient and eye cells (:func:`image_id_claims`);
+    ``folder_patient``: its folder's name, when its own name is its eye alone (``P10/OD.jpeg``);
     ``dicom_laterality``: its header's laterality tags and what each says,
     :attr:`~drgrader.data.dicom.DicomHeader.laterality`; ``person``: what tells its person apart,
     :attr:`~drgrader.data.dicom.DicomHeader.person`)."""
     return {"path": str(path), "image_id": image_id, "source": str(source), "csv_image_id": csv_image_id,
-            "csv_patient": patient_id(csv_patient), "csv_eye": csv_eye, "dicom_patient": patient_id(dicom_patient),
+            "csv_patient": patient_id(csv_patient), "csv_eye": csv_eye, "folder_patient": patient_id(folder_patient),
+            "dicom_patient": patient_id(dicom_patient),
             "dicom_laterality": tuple(dicom_laterality), "person": tuple(person)}
 
 

@@ -4,22 +4,24 @@ and the evidence of its identity (the DICOM tags, a link's name) as rows that
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from PIL import Image
 
 from drgrader.data.dicom import frame_ref, header_or_none, is_dicom, split_frame_ref
-from drgrader.data.eyes import patient_and_eye
+from drgrader.data.eyes import eye_alone, eye_of_folder, patient_and_eye
 from drgrader.data.identity_claims import evidence
 from drgrader.data.images import PARTIAL_DOWNLOADS, UNREAD_PHOTO_FORMATS
 from drgrader.data.manifest import IMAGE_EXTENSIONS
 
 
 def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", eye: str = "",
-               csv_image_id: str = "") -> list[dict]:
+               csv_image_id: str = "", by_folder: bool = True) -> list[dict]:
     """The evidence rows of one input file (:func:`~drgrader.data.identity.evidence`): the CSV's
     ``patient_id`` and ``eye`` when given, the DICOM tags (``PatientID``, ``ImageLaterality`` /
-    ``Laterality``). A multi-frame DICOM file gives one row per frame: path ``<file>#frame<N>``,
+    ``Laterality``), and for a photo named by its eye alone (``P10/OD.jpeg``; ``by_folder``: a
+    file of the user's, not a temporary copy) its folder's name. A multi-frame DICOM file gives one row per frame: path ``<file>#frame<N>``,
     image id ``<id>#frame<N>``. :func:`~drgrader.data.identity.resolve_identity` makes them a table."""
     image_id = image_id or path.stem
     source, frame = split_frame_ref(path)
@@ -29,7 +31,9 @@ def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", ey
         # A link named for one patient to another's photo (a link farm off by one; probe 34 AX15):
         # the link's name is a claim against the photo's own, as a CSV's image id cell is.
         source, csv_image_id = target, path.stem
+    folder = Path(os.path.abspath(path)).parent.name
     row = evidence(path, image_id, source, csv_image_id=csv_image_id, csv_patient=patient_id, csv_eye=eye,
+                   folder_patient=folder if by_folder and eye_alone(image_id) and not eye_of_folder(folder) else "",
                    dicom_patient=header.patient_id if header else "",
                    dicom_laterality=header.laterality if header else (), person=header.person if header else ())
     if frames == 1:

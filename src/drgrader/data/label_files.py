@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import EYE_WORDS, eyes_named, patient_id, spreadsheet_damage
+from drgrader.data.eyes import EYE_WORDS, eye_alone, eyes_named, patient_id, spreadsheet_damage
 from drgrader.data.eyes import patient_and_eye as named_patient_and_eye  # this module's patient_and_eye reads a row
 from drgrader.data.text_lines import decode_lines, legacy_warning
 from drgrader.outputs import IMAGE_EXTENSIONS  # in order: an id without extension is looked up with these
@@ -134,9 +134,13 @@ def patient_from_name(image_id: str) -> tuple[str, str]:
     """(patient, eye) a label file's image id names by predict's rule (:func:`~drgrader.data.eyes.
     patient_and_eye`, as predict reads names): ``10_left`` -> ``("10", "left")``, ``Patient002_L`` -> ``("Patient002", "left")``;
     a folder in the id stays in the patient (``clinicB/10_left`` -> ``clinicB/10``: two clinics'
-    patient 10 are two patients). A name without an eye, naming both, or whose patient part is a
+    patient 10 are two patients). A name that is its eye alone in a folder (``P10/OD``: a
+    patient-per-folder export, :func:`~drgrader.data.eyes.eye_alone`) is the folder's patient:
+    ``("P10", "right")``. A name without an eye, naming both, or whose patient part is a
     missing-value placeholder (``NA_left``) is a patient of its own: ``(image_id, "")``."""
     folder, _, name = image_id.replace("\\", "/").rpartition("/")
+    if folder and (eye := eye_alone(name)) and patient_id(folder.rpartition("/")[2]):
+        return folder, eye
     read = named_patient_and_eye(name)
     if read is None or len(eyes_named(name)) > 1 or not patient_id(read[0]):
         return image_id, ""
