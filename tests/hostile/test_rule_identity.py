@@ -1123,6 +1123,39 @@ def test_two_sites_or_two_people_under_one_patient_id_in_one_list_are_refused(tm
     assert collect_inputs([tmp_path / "l.csv"])["patient_id"].tolist() == ["1001", "1001", "1002", "1002"]
 
 
+@pytest.mark.parametrize(("column", "first", "second"), [("Ort", "Nord", "Sued"), ("campus", "East", "West"),
+                                                     ("visit_date", "2020-03-01", "2022-05-10"), ("timepoint", "0", "24")])
+def test_an_unread_column_that_splits_one_eye_s_photos_is_warned_of(tmp_path, caplog, column, first, second):
+    """Probe 42 CF1, CF5: a site column under a word no list holds, or a visit column, with one id's
+    eye photographed at both: pooled as one eye's photos without a word (a label file: INFO only)."""
+    from drgrader.data.manifest import read_dataset
+
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    lines = []
+    for k, (patient, eye, value) in enumerate((("1", "left", first), ("1", "right", first), ("1", "left", second),
+                                               ("1", "right", second), ("2", "left", first), ("2", "right", first))):
+        (root / "images" / f"IMG{k}.jpeg").write_bytes(photo_bytes(k % 3, k))
+        lines.append(f"IMG{k}.jpeg,{k % 3},{patient},{eye},{value}")
+    (root / "labels.csv").write_text(f"image,level,patient_id,eye,{column}\n" + "\n".join(lines) + "\n")
+    said = (f"2 eye(s) have photos of two values of column {column!r}, which is not read (e.g. patient '1' left eye: "
+            f"{first!r} and {second!r}): two sites, two visits or two people under one id?")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert len(read_dataset(root, "csv")) == 6
+    assert f"labels.csv: {said}" in caplog.text
+    caplog.clear()
+    (root / "labels.csv").rename(root / "images" / "list.csv")  # the same list given to predict
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert len(collect_inputs([root / "images" / "list.csv"])) == 6
+    assert f"list.csv: {said}" in caplog.text
+    caplog.clear()
+    # One value per eye (each eye photographed once, at either site or visit): nothing to say.
+    (root / "images" / "list.csv").write_text(f"image,level,patient_id,eye,{column}\n" + "\n".join(lines[:2] + lines[4:]) + "\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        collect_inputs([root / "images" / "list.csv"])
+    assert "two values of column" not in caplog.text
+
+
 def test_a_predictions_file_with_identity_notes_is_refused_as_a_list(tiny_bundle, tmp_path):
     """Probe 39 BC8: given back to predict, its notes were dropped as 'not read' and its resolved
     patients taken as given: two sites' patient 1001 paired without a word."""

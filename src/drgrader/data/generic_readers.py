@@ -18,10 +18,12 @@ from drgrader.data.grade_columns import (
     refuse_referral_label,
 )
 from drgrader.data.input_columns import (
+    eyes_of_rows,
     identifiers_beside_patient,
     label_identity_columns,
     patients_of_rows,
     refuse_two_people_under_one_id,
+    warn_one_eye_split,
 )
 from drgrader.data.label_files import (
     DataError,
@@ -89,6 +91,8 @@ def read_csv_format(root: Path, cfg: DataConfig) -> Found:
                                    patients_of_rows(table, patient_col, cols.image), identifiers=said)
     # every column given is used, refused or named (an image_id cell is no claim here, as in predict)
     name_unread_columns(table, file, (cols.image, cols.grade, patient_col, eye_col, *said))
+    warn_one_eye_split(file, table.drop(columns=[c for c in (cols.image, cols.grade, patient_col, eye_col) if c]),
+                       patients_of_rows(table, patient_col, cols.image), eyes_of_rows(table, eye_col, cols.image))
     folder = ImageFolder(images)
     kept_digits = patient_col is not None and long_ids_kept(table[patient_col])
     rows = []

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import patient_and_eye, patient_id
+from drgrader.data.eyes import EYE_WORDS, patient_and_eye, patient_id
 from drgrader.data.identity_notes import NOTE_KINDS
 from drgrader.data.label_files import (  # not .manifest: its readers use this module
     IMAGE_EXTENSIONS,
@@ -210,6 +210,37 @@ def patients_of_rows(table: pd.DataFrame, patient_col: str | None, image_col: st
     from_name = table[image_col].map(lambda ref: (patient_and_eye(Path(ref.strip().replace("\\", "/")).stem) or ("",))[0])
     cells = table[patient_col].map(patient_id) if patient_col else pd.Series("", index=table.index)
     return cells.where(cells != "", from_name)
+
+
+def eyes_of_rows(table: pd.DataFrame, eye_col: str | None, image_col: str) -> pd.Series:
+    """Each row's eye, roughly as the readers take it: the eye cell's, else the one the photo's name gives."""
+    from_name = table[image_col].map(lambda ref: (patient_and_eye(Path(ref.strip().replace("\\", "/")).stem) or ("", ""))[1])
+    cells = table[eye_col].str.strip().str.lower().map(lambda e: EYE_WORDS.get(e, "")) if eye_col else from_name
+    return cells.where(cells != "", from_name)
+
+
+def warn_one_eye_split(csv: Path | str, table: pd.DataFrame, patients: pd.Series, eyes: pd.Series) -> None:
+    """A column not read whose values differ between photos of one patient's eye: two sites under a
+    word no list holds (``Ort``, ``campus``: probe 42 CF1) or two visits (``visit_date``: CF5),
+    pooled as one eye's photos. Said, naming the column; a column of each photo's own (a field, a
+    camera) differs there too, so not refused. A column unique on nearly every row (a comment, an
+    id) is not compared."""
+    known = (patients != "") & (eyes != "")
+    for header in table.columns:
+        cells = table[header].str.strip()
+        use = known & (cells != "")
+        if not use.any() or cells[use].nunique() > 0.9 * use.sum():
+            continue
+        per_eye = cells[use].groupby([patients[use], eyes[use]]).nunique()
+        split = per_eye[per_eye > 1]
+        if len(split):
+            patient, eye = split.index[0]
+            a, b = list(dict.fromkeys(cells[use][(patients == patient) & (eyes == eye)]))[:2]
+            log.warning("%s: %d eye(s) have photos of two values of column %r, which is not read (e.g. patient %r %s eye: "
+                        "%r and %r): two sites, two visits or two people under one id? They are taken as one eye's photos "
+                        "(pooled in its patient's decision, the split and the figures): give each its own patient id if so "
+                        "(e.g. '%s-%s'); nothing is wrong if the column is each photo's own (a field, a camera)", csv,
+                        len(split), header[:40], patient, eye, a[:40], b[:40], a[:20], patient)
 
 
 def _folded(value: str, header: str) -> str:

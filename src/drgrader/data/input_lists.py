@@ -22,6 +22,7 @@ from drgrader.data.input_columns import (
     refuse_noted_predictions,
     refuse_other_photo_columns,
     refuse_two_people_under_one_id,
+    warn_one_eye_split,
 )
 from drgrader.data.input_files import input_rows, not_a_photo
 from drgrader.data.label_files import read_text_table
@@ -135,7 +136,7 @@ def rows_from_list(csv: Path, piped: bool = False) -> list[dict]:
         log.warning("%s: %d patient id(s) stand for none where the others are ids (no digit among numbers, or a negative "
                     "number among positive ones: e.g. %r): read as no patient, each photo a patient of its own (a "
                     "missing-value mark?); write the patient's id if it is one", csv, len(no_digit), sorted(no_digit)[0])
-    rows, windows, elsewhere, other_case, from_here, missing, patients = [], [], [], [], [], [], []
+    rows, windows, elsewhere, other_case, from_here, missing, patients, eyes = [], [], [], [], [], [], [], []
     for number, rec in enumerate(table.to_dict("records"), start=1):  # data rows, as label files count them
         binary = next((column for column, value in rec.items() if "\x00" in value), None)
         if binary is not None:  # no file name holds one: a damaged or binary file, not a list to guess from
@@ -200,9 +201,12 @@ def rows_from_list(csv: Path, piped: bool = False) -> list[dict]:
             csv_image_id=id_cell,  # a claim checked against the file's own name, as the patient and eye cells are
         )
         patients.append(_patient_of(rows[first]))
+        eyes.append(rows[first]["csv_eye"] or (patient_and_eye(own_name(rows[first])) or ("", ""))[1])
     # Each row's patient as given, by a DICOM header or by the photo's name (probe 40 BD5, probe 41 BE9)
     refuse_two_people_under_one_id(csv, table.drop(columns=[c for c in (patient_col, id_col) if c]),
                                    pd.Series(patients, index=table.index), identifiers=beside)
+    warn_one_eye_split(csv, table.drop(columns=[c for c in (image_col, patient_col, eye_col, id_col) if c]),
+                       pd.Series(patients, index=table.index), pd.Series(eyes, index=table.index))
     if windows:
         log.warning("%s: %d image path(s) written with backslashes (Windows) read with '/' (e.g. %s)", csv, len(windows), windows[0])
     if other_case:
