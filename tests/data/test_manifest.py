@@ -175,13 +175,33 @@ def test_messidor2_without_pair_file_warns_and_uses_image_as_patient(tmp_path):
 
 
 def test_deepdrid_takes_the_grade_of_the_image_eye(tmp_path, caplog):
-    df = read_dataset(make_deepdrid(tmp_path)).set_index("image_id")
+    with pytest.warns(UserWarning, match=r"DeepDRiD: 1 row\(s\) carry their grade only in the other eye's column \(e.g. "
+                                         r"'56_r3' \(in the left eye's column\)\)") as said:  # probe 42 CF8
+        df = read_dataset(make_deepdrid(tmp_path)).set_index("image_id")
+    assert not any("patient_DR_Level" in str(w.message) for w in said)  # patients 1, 56, 300 agree with their photos
     # Probe 36 BZ9: its quality column is not read, and said so (every photo counts with its grade).
     assert "column 'Overall quality' looks like a gradability mark or a row selection, which this format does not read" in caplog.text
     assert df.loc["1_l1", ["grade", "eye", "patient_id", "split"]].tolist() == [2, "left", "1", "train"]
     assert df.loc["1_r1", ["grade", "eye"]].tolist() == [3, "right"]
     assert df.loc["56_r3", ["grade", "eye"]].tolist() == [1, "right"]
     assert df.loc["300_l1", "split"] == "val"
+
+
+def test_deepdrid_patient_level_against_the_photos_grades_is_warned_of(tmp_path):
+    """Probe 42 CF8: a re-export whose right-eye row lost its grade took the left eye's 0, though
+    patient_DR_Level said 1: read without a word."""
+    root = make_deepdrid(tmp_path)
+    labels = root / "regular_fundus_images" / "regular-fundus-training" / "regular-fundus-training.csv"
+    labels.write_text(labels.read_text() + "17,17_l1,x,0,0,,1,8,8,4\n17,17_r1,x,0,0,,1,8,8,4\n")
+    for name in ("17_l1", "17_r1"):
+        write_image(labels.parent / "Images" / "17" / f"{name}.jpg")
+    with pytest.warns(UserWarning) as said:
+        df = read_dataset(root).set_index("image_id")
+    messages = [str(w.message) for w in said]
+    assert ("DeepDRiD: 1 patient(s) whose patient_DR_Level is not the worst of their photos' grades (e.g. patient '17': "
+            "patient_DR_Level 1, worst photo 0): a grade in the wrong column, or one missing? Check them") in messages
+    assert any(m.startswith("DeepDRiD: 2 row(s) carry their grade only in the other eye's column") for m in messages)
+    assert df.loc["17_r1", "grade"] == 0  # read as it is
 
 
 def test_ddr_splits_and_excludes_ungradable_grade_5(tmp_path):

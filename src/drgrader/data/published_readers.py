@@ -24,6 +24,7 @@ from drgrader.data.label_files import (
     column_key,
     csv_records,
     first_dir,
+    grade_value,
     patient_and_eye,
     patient_from_name,
     photo_files,
@@ -219,6 +220,8 @@ def read_deepdrid(root: Path, cfg: DataConfig) -> Found:
         raise DataError(f"{root}: no regular_fundus_images/regular-fundus-training folder (DeepDRiD)")
     required = ["patient_id", "image_id", "left_eye_DR_Level", "right_eye_DR_Level"]
     rows, folders = [], []
+    from_other: list[str] = []
+    stated: dict[tuple[str, str], str] = {}  # (split, patient) -> its patient_DR_Level
     for sub, split in [("regular-fundus-training", "train"), ("regular-fundus-validation", "val")]:
         labels = base / sub / f"{sub}.csv"
         if split == "val" and not labels.exists():
@@ -236,10 +239,35 @@ def read_deepdrid(root: Path, cfg: DataConfig) -> Found:
             # fills exactly one of the two, so take the eye's own column, else the filled one.
             own = rec[f"{eye}_eye_DR_Level"] if eye else ""
             grade = own or rec["left_eye_DR_Level"] or rec["right_eye_DR_Level"]
+            if eye and not own and grade:
+                from_other.append(f"{image_id!r} (in the {'right' if eye == 'left' else 'left'} eye's column)")
             rows.append(LabelRow(where_in(file, n, image_id), image_id, folder.find(image_id), grade,
                              patient_id(rec["patient_id"]) or image_id, eye, split=split,
                              looked_for=folder.describe(image_id)))
+            stated[(split, rows[-1].patient_id)] = rec.get("patient_DR_Level", "").strip()
+    _warn_deepdrid_grades(rows, from_other, stated)
     return rows, folders, {}
+
+
+def _warn_deepdrid_grades(rows: list[LabelRow], from_other: list[str], stated: dict[tuple[str, str], str]) -> None:
+    """A row whose grade sits only in the other eye's column (the release misplaces a few, 56_r3;
+    a user's re-export that lost one eye's grade would pass the fellow eye's), and a patient whose
+    ``patient_DR_Level`` is not the worst of its eyes' grades: read as they are, and said (probe 42 CF8)."""
+    if from_other:
+        warnings.warn(f"DeepDRiD: {len(from_other)} row(s) carry their grade only in the other eye's column (e.g. "
+                      f"{from_other[0]}): read as the photo's grade, as the release misplaces a few; check them", stacklevel=3)
+    worst: dict[tuple[str, str], int] = {}
+    for row in rows:
+        if (grade := grade_value(row.grade)) is not None:
+            key = (str(row.split), row.patient_id)
+            worst[key] = max(worst.get(key, 0), grade)
+    wrong = [(key[1], said, worst[key]) for key, said in stated.items()
+             if key in worst and grade_value(said) is not None and grade_value(said) != worst[key]]
+    if wrong:
+        patient, said, grade = wrong[0]
+        warnings.warn(f"DeepDRiD: {len(wrong)} patient(s) whose patient_DR_Level is not the worst of their photos' grades "
+                      f"(e.g. patient {patient!r}: patient_DR_Level {said}, worst photo {grade}): a grade in the wrong "
+                      "column, or one missing? Check them", stacklevel=3)
 
 
 def ddr_base(root: Path) -> Path | None:
