@@ -1123,7 +1123,58 @@ def test_two_sites_or_two_people_under_one_patient_id_in_one_list_are_refused(tm
     assert collect_inputs([tmp_path / "l.csv"])["patient_id"].tolist() == ["1001", "1001", "1002", "1002"]
 
 
-@pytest.mark.parametrize(("column", "first", "second"), [("Ort", "Nord", "Sued"), ("campus", "East", "West"),
+def _two_patient_list(folder: Path, column: str, first: str, second: str) -> Path:
+    """Patient 1001's eyes with two values of ``column``, patient 1002's with one."""
+    for k, name in enumerate("abcd"):
+        if not (folder / f"{name}.jpeg").exists():
+            (folder / f"{name}.jpeg").write_bytes(photo_bytes(k % 5, k + 40))
+    listing = folder / "l.csv"
+    listing.write_text(f"image,patient_id,eye,{column}\na.jpeg,1001,left,{first}\nb.jpeg,1001,right,{second}\n"
+                       f"c.jpeg,1002,left,{first}\nd.jpeg,1002,right,{first}\n", encoding="utf-8")
+    return listing
+
+
+@pytest.mark.parametrize("column", [
+    "voornaam", "geslacht", "sobrenome", "Age",  # probe 43 BG1: Dutch, Portuguese, an age
+    "National ID", "SSN", "Medical Record No.", "UHID", "CHI number", "Passport No", "Chart #",  # BG2
+    "DoB", "D.O.B.", "dateofbirth", "fname", "Ptname", "M/F", "Geb_Datum",  # BG5: run together or dotted
+    "氏名", "患者氏名", "ＤＯＢ", "Имя", "病院", "Hôpital", "Género", "Établissement"])  # BG8: other scripts, accents
+def test_person_and_site_columns_in_any_spelling_are_refused_with_two_values_under_one_id(tmp_path, column):
+    with pytest.raises(DataError, match=f"patient '1001' has rows of two (people|sites) in {re.escape(repr(column))}"):
+        collect_inputs([_two_patient_list(tmp_path, column, "X1 Nord", "Y2 Sued")])
+
+
+def test_dates_of_birth_that_fold_alike_are_two_people(tmp_path):
+    """Probe 43 BG6: `1/12/1950` and `11/2/1950` both folded to `1121950`: one person."""
+    with pytest.raises(DataError, match="two people in 'DOB' \\('1/12/1950' and '11/2/1950'\\)"):
+        collect_inputs([_two_patient_list(tmp_path, "DOB", "1/12/1950", "11/2/1950")])
+
+
+@pytest.mark.parametrize(("column", "first", "second"), [
+    ("exam_date", "2015-03-01", "2023-05-02"), ("visit", "1", "2"),  # probe 43 BG4: one eye per visit
+    ("Mitarbeiterin", "Anna Weber", "Eva Roth"), ("unit", "Ward 3", "Ward 9")])  # a header no list holds
+def test_an_unread_column_with_two_values_under_one_patient_is_warned_of(tmp_path, caplog, column, first, second):
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        table = collect_inputs([_two_patient_list(tmp_path, column, first, second)])
+    assert table["patient_id"].tolist() == ["1001", "1001", "1002", "1002"]  # read as given
+    assert (f"1 patient(s) have photos of two values of column {column!r}, which is not read (e.g. patient '1001': "
+            f"{first!r} (left eye) and {second!r} (right eye)): two people, sites or visits under one id?") in caplog.text
+
+
+@pytest.mark.parametrize(("column", "cells"), [
+    ("ID", ("1", "2", "3", "4")), ("Accession", ("A1", "A2", "A3", "A4")),  # probe 43 BG7: each photo's own
+    ("grader_initials", ("JS", "MB", "JS", "MB")), ("Camera name", ("Topcon", "Canon", "Canon", "Topcon")),
+    ("maculopathy", ("0", "1", "1", "0")), ("VA", ("6/6", "6/12", "6/9", "6/18"))])  # each eye's own
+def test_columns_of_each_photo_or_eye_are_neither_refused_nor_warned_of(tmp_path, caplog, column, cells):
+    listing = _two_patient_list(tmp_path, column, "x", "y")
+    listing.write_text(f"image,patient_id,eye,{column}\n" + "".join(
+        f"{n}.jpeg,{p},{e},{c}\n" for n, p, e, c in zip("abcd", ("1001", "1001", "1002", "1002"), ("left", "right") * 2, cells)))
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert len(collect_inputs([listing])) == 4
+    assert "two values of column" not in caplog.text
+
+
+@pytest.mark.parametrize(("column", "first", "second"), [("Ort", "Nord", "Sued"), ("unit", "Ward 3", "Ward 9"),
                                                      ("visit_date", "2020-03-01", "2022-05-10"), ("timepoint", "0", "24")])
 def test_an_unread_column_that_splits_one_eye_s_photos_is_warned_of(tmp_path, caplog, column, first, second):
     """Probe 42 CF1, CF5: a site column under a word no list holds, or a visit column, with one id's
@@ -1138,8 +1189,8 @@ def test_an_unread_column_that_splits_one_eye_s_photos_is_warned_of(tmp_path, ca
         (root / "images" / f"IMG{k}.jpeg").write_bytes(photo_bytes(k % 3, k))
         lines.append(f"IMG{k}.jpeg,{k % 3},{patient},{eye},{value}")
     (root / "labels.csv").write_text(f"image,level,patient_id,eye,{column}\n" + "\n".join(lines) + "\n")
-    said = (f"2 eye(s) have photos of two values of column {column!r}, which is not read (e.g. patient '1' left eye: "
-            f"{first!r} and {second!r}): two sites, two visits or two people under one id?")
+    said = (f"1 patient(s) have photos of two values of column {column!r}, which is not read (e.g. patient '1': "
+            f"{first!r} (left eye) and {second!r} (left eye)): two people, sites or visits under one id?")
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         assert len(read_dataset(root, "csv")) == 6
     assert f"labels.csv: {said}" in caplog.text

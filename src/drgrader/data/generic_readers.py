@@ -23,7 +23,7 @@ from drgrader.data.input_columns import (
     label_identity_columns,
     patients_of_rows,
     refuse_two_people_under_one_id,
-    warn_one_eye_split,
+    warn_columns_within_patients,
 )
 from drgrader.data.label_files import (
     DataError,
@@ -91,7 +91,7 @@ def read_csv_format(root: Path, cfg: DataConfig) -> Found:
                                    patients_of_rows(table, patient_col, cols.image), identifiers=said)
     # every column given is used, refused or named (an image_id cell is no claim here, as in predict)
     name_unread_columns(table, file, (cols.image, cols.grade, patient_col, eye_col, *said))
-    warn_one_eye_split(file, table.drop(columns=[c for c in (cols.image, cols.grade, patient_col, eye_col) if c]),
+    warn_columns_within_patients(file, table.drop(columns=[c for c in (cols.image, cols.grade, patient_col, eye_col) if c]),
                        patients_of_rows(table, patient_col, cols.image), eyes_of_rows(table, eye_col, cols.image))
     folder = ImageFolder(images)
     kept_digits = patient_col is not None and long_ids_kept(table[patient_col])

@@ -186,20 +186,38 @@ _SITE_WORDS = {"site", "clinic", "centre", "center", "hospital", "facility", "pr
                "location", "sitename", "siteid",
                # in German, French, Spanish, Italian, Dutch, Portuguese (probe 41 CE9: Standort)
                "standort", "klinik", "krankenhaus", "praxis", "hopital", "centro", "clinica", "ospedale", "sede",
-               "ziekenhuis", "kliniek", "locatie"}
+               "ziekenhuis", "kliniek", "locatie", "ubicacion", "sitio", "lieu", "etablissement", "campus",
+               # and in Japanese, Chinese, Korean, Russian (probe 43 BG8)
+               "病院", "医院", "병원", "больница", "клиника"}
 _PERSON_WORDS = {"name", "surname", "lastname", "firstname", "givenname", "familyname", "fullname", "forename", "forenames",
-                 "initials", "dob", "yob", "birth", "birthdate", "birthday", "sex", "gender",
-                 # in German, French, Spanish, Italian (probe 42 BF1)
-                 "vorname", "nachname", "geschlecht", "geburtsdatum", "geburt", "prenom", "nom", "sexe", "naissance",
-                 "nombre", "apellido", "apellidos", "sexo", "nacimiento", "nome", "cognome", "sesso", "nascita"}
-_PHOTO_WORDS = {"image", "img", "file", "filename", "photo", "picture", "path", "fundus"}  # "Image name" is the photo's
+                 "initials", "dob", "yob", "birth", "birthdate", "birthday", "sex", "gender", "age",
+                 # in German, French, Spanish, Italian (probe 42 BF1), Dutch, Portuguese (probe 43 BG1)
+                 "vorname", "nachname", "geschlecht", "geburtsdatum", "geburt", "geb", "prenom", "nom", "sexe", "naissance",
+                 "nombre", "apellido", "apellidos", "sexo", "nacimiento", "nome", "cognome", "sesso", "nascita", "genero",
+                 "voornaam", "achternaam", "naam", "geboortedatum", "geslacht", "leeftijd", "sobrenome", "idade", "edad",
+                 # a person's record and card numbers (probe 43 BG2)
+                 "ssn", "uhid", "chi", "medicare", "phn", "dni", "aadhaar", "kvnr", "insurance", "passport", "chart", "email", "phone", "telephone", "mobile", "address",
+                 # and in Japanese, Chinese, Korean, Russian (probe 43 BG8)
+                 "氏名", "姓名", "名前", "生年月日", "性別", "性别", "出生日期", "年齢", "年龄", "이름", "성명", "성별", "생년월일",
+                 "나이", "имя", "фамилия", "отчество", "рождения", "пол", "возраст"}
+# Run together, as a header's words cannot show them (``DoB``, ``D.O.B.``, ``fname``, ``M/F``: probe 43 BG5)
+_PERSON_KEYS = {"dob", "dateofbirth", "birthdate", "fname", "lname", "ptname", "patname", "mf", "fm", "nationalid",
+                "healthcard", "gebdatum", "medicalrecordno", "medicalrecord", "recordnr"}
+# "Image name", "nom_fichier", "Camera name", "grader_initials" are a photo's, a device's or a reader's (probe 43 BG8)
+_PHOTO_WORDS = {"image", "img", "file", "filename", "photo", "picture", "path", "fundus", "fichier", "immagine", "imagen",
+                "imagem", "bild", "datei", "appareil", "camera", "device", "series", "grader", "reader", "operator",
+                "photographer", "technician", "field", "view", "scan"}
+
+
+_BARE_NAMES = {"name", "naam", "nom", "nome", "nombre"}  # alone, may be each photo's own name
 
 
 def _tells_apart(header: str) -> str | None:
     words = set(name_words(header))
+    words |= {key for key in (*_SITE_WORDS, *_PERSON_WORDS) if not key.isascii() and key in header.casefold()}  # 患者氏名
     if words & _SITE_WORDS:
         return "sites"
-    if words & _PERSON_WORDS and not words & _PHOTO_WORDS:
+    if (words & _PERSON_WORDS or column_key(header) in _PERSON_KEYS) and not words & _PHOTO_WORDS:
         return "people"
     return None
 
@@ -219,35 +237,58 @@ def eyes_of_rows(table: pd.DataFrame, eye_col: str | None, image_col: str) -> pd
     return cells.where(cells != "", from_name)
 
 
-def warn_one_eye_split(csv: Path | str, table: pd.DataFrame, patients: pd.Series, eyes: pd.Series) -> None:
-    """A column not read whose values differ between photos of one patient's eye: two sites under a
-    word no list holds (``Ort``, ``campus``: probe 42 CF1) or two visits (``visit_date``: CF5),
-    pooled as one eye's photos. Said, naming the column; a column of each photo's own (a field, a
-    camera) differs there too, so not refused. A column unique on nearly every row (a comment, an
-    id) is not compared."""
-    known = (patients != "") & (eyes != "")
+# A column naming a visit: its values differ in every patient of a follow-up study, and still pool two exams.
+_VISIT_WORDS = {"visit", "date", "exam", "examination", "timepoint", "time", "session", "followup", "follow", "year",
+                "baseline", "month", "week", "day", "studydate"}
+
+
+def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients: pd.Series, eyes: pd.Series) -> None:
+    """A column not read (``table``: those columns; the known site and person words are refused
+    before, :func:`refuse_two_people_under_one_id`) whose values differ within one patient: two
+    people, sites or visits under one id, by any header in any language (probe 42 CF1, CF5; probe
+    43 BG4, BG8), whose eyes would be paired and photos pooled. Said, naming the column, not
+    refused: a column of each eye's or photo's own differs there too. Not compared: a column of
+    each photo's own (:func:`_each_photo_s_own`); between a patient's two eyes, a short code
+    (a flag, a grade: ``0``/``1``, ``M``/``F``) or one that differs in most patients (each eye's
+    own, a visual acuity), unless its name says a visit."""
+    multi = patients[patients != ""].value_counts()
+    multi = multi[multi > 1]
     for header in table.columns:
         cells = table[header].str.strip()
-        use = known & (cells != "")
-        if not use.any() or cells[use].nunique() > 0.9 * use.sum():
+        use = patients.isin(multi.index) & (cells != "")
+        if not use.any() or _each_photo_s_own(cells[use], patients[use]):
             continue
-        per_eye = cells[use].groupby([patients[use], eyes[use]]).nunique()
-        split = per_eye[per_eye > 1]
+        folded = cells[use].map(lambda v: _folded(v, header))
+        within_eye = folded[eyes[use] != ""].groupby([patients[use], eyes[use]]).nunique()
+        per_patient = folded.groupby(patients[use]).nunique()
+        visit = bool(set(name_words(header)) & _VISIT_WORDS)
+        short = folded.nunique() <= 5 and folded.str.len().max() <= 3
+        if not visit and (short or (per_patient > 1).mean() > 0.5):
+            per_patient = per_patient[list(dict.fromkeys(p for p, _ in within_eye[within_eye > 1].index))]  # one eye's photos only
+        split = per_patient[per_patient > 1]
         if len(split):
-            patient, eye = split.index[0]
-            a, b = list(dict.fromkeys(cells[use][(patients == patient) & (eyes == eye)]))[:2]
-            log.warning("%s: %d eye(s) have photos of two values of column %r, which is not read (e.g. patient %r %s eye: "
-                        "%r and %r): two sites, two visits or two people under one id? They are taken as one eye's photos "
-                        "(pooled in its patient's decision, the split and the figures): give each its own patient id if so "
-                        "(e.g. '%s-%s'); nothing is wrong if the column is each photo's own (a field, a camera)", csv,
-                        len(split), header[:40], patient, eye, a[:40], b[:40], a[:20], patient)
+            patient = split.index[0]
+            rows = cells[use][patients[use] == patient]
+            first, other = rows.index[0], next(k for k in rows.index if folded[k] != folded[rows.index[0]])
+            shown = " and ".join(f"{cells[k][:40]!r}" + (f" ({eyes[k]} eye)" if eyes[k] else "") for k in (first, other))
+            log.warning("%s: %d patient(s) have photos of two values of column %r, which is not read (e.g. patient %r: "
+                        "%s): two people, sites or visits under one id? They are taken as one patient's photos (its eyes "
+                        "paired, its decision from all of them): give each its own patient id if so (e.g. '%s-%s'); "
+                        "nothing is wrong if the column is each eye's or photo's own", csv, len(split), header[:40],
+                        patient, shown, cells[first][:20], patient)
 
 
 def _folded(value: str, header: str) -> str:
-    """A cell as two rows of one person may spell it (``North Clinic``, ``north clinic ``; ``M``,
-    ``Male``: probe 41 BE10)."""
-    folded = "".join(ch for ch in value.casefold() if ch.isalnum())
+    """A cell as two rows of one person may spell it (``North Clinic``, ``north-clinic ``; ``M``,
+    ``Male``: probe 41 BE10); numbers kept apart (``1/12/1950`` is not ``11/2/1950``: probe 43 BG6)."""
+    folded = " ".join(re.findall(r"[^\W_]+", value.casefold()))
     return folded[:1] if {"sex", "gender"} & set(name_words(header)) else folded
+
+
+def _each_photo_s_own(cells: pd.Series, patients: pd.Series) -> bool:
+    """A column whose every row differs, in a list where two patients at least have several rows:
+    each photo's own (a row number, a file name, an accession per image: probe 43 BG7), not a person's."""
+    return bool(cells.is_unique) and int((patients.value_counts() > 1).sum()) >= 2
 
 
 def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patients: pd.Series,
@@ -262,13 +303,15 @@ def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient
             continue
         cells = table[header].str.strip()
         given = (patients != "") & (cells != "")
+        if _each_photo_s_own(cells[given], patients[given]):
+            continue
         folded = cells[given].map(lambda v: _folded(v, header))
         values = folded.groupby(patients[given]).agg(lambda v: list(dict.fromkeys(v)))
         mixed = values[values.map(len) > 1]
         # A bare "name" may be each photo's own (a camera's file name): then no patient keeps one value.
         # "Site Name", "first_name" are no bare name (probe 41 BE1).
         alike = (patients[given].value_counts() > 1).reindex(values.index) & (values.map(len) == 1)
-        if len(mixed) and (name_words(header) != ["name"] or alike.any()):
+        if len(mixed) and (not set(name_words(header)) <= _BARE_NAMES or alike.any()):
             patient = mixed.index[0]
             a, b = list(dict.fromkeys(cells[given][patients[given] == patient]))[:2]
             raise DataError(f"{csv}: patient {patient!r} has rows of two {what} in {header[:40]!r} ({a[:40]!r} and "

@@ -22,7 +22,7 @@ from drgrader.data.input_columns import (
     refuse_noted_predictions,
     refuse_other_photo_columns,
     refuse_two_people_under_one_id,
-    warn_one_eye_split,
+    warn_columns_within_patients,
 )
 from drgrader.data.input_files import input_rows, not_a_photo
 from drgrader.data.label_files import read_text_table
@@ -205,7 +205,7 @@ def rows_from_list(csv: Path, piped: bool = False) -> list[dict]:
     # Each row's patient as given, by a DICOM header or by the photo's name (probe 40 BD5, probe 41 BE9)
     refuse_two_people_under_one_id(csv, table.drop(columns=[c for c in (patient_col, id_col) if c]),
                                    pd.Series(patients, index=table.index), identifiers=beside)
-    warn_one_eye_split(csv, table.drop(columns=[c for c in (image_col, patient_col, eye_col, id_col) if c]),
+    warn_columns_within_patients(csv, table.drop(columns=[c for c in (image_col, patient_col, eye_col, id_col) if c]),
                        pd.Series(patients, index=table.index), pd.Series(eyes, index=table.index))
     if windows:
         log.warning("%s: %d image path(s) written with backslashes (Windows) read with '/' (e.g. %s)", csv, len(windows), windows[0])

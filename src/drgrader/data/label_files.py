@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,9 +231,12 @@ def column_key(name: str) -> str:
 
 def name_words(name: str) -> list[str]:
     """A column name's words: ``LevelUpdated``, ``level_updated`` and ``DRGrade2`` -> ``level
-    updated``, ``dr grade 2``."""
-    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name))
-    return re.findall(r"[a-z]+|[0-9]+", spaced.lower())
+    updated``, ``dr grade 2``; in NFKC, accents taken off (``Hôpital`` -> ``hopital``, full-width
+    ``ＤＯＢ`` -> ``dob``: probe 43 BG8), other scripts' words kept whole (``氏名``, ``имя``)."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", name))
+                    if not unicodedata.combining(c))
+    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", plain))
+    return re.findall(r"[^\W\d_]+|[0-9]+", spaced.casefold())
 
 
 def refuse_repeated_columns(header: list[str], shown: str) -> None:
