@@ -1270,6 +1270,25 @@ def test_dicom_photos_of_one_patient_id_whose_headers_name_two_people_are_noted(
     dicom("b", "R", PatientName="Smith^John", InstitutionName="South Clinic")  # probe 42 BF2: two sites
     dicom("a", "L", PatientName="SMITH^JOHN", InstitutionName="North Clinic")
     assert "differ in InstitutionName" in collect_inputs([tmp_path / "d"])["identity_note"][0]
+    # Probe 43 BG3: two addresses of the institution; ages 33 years apart on one study date.
+    for tags in ({"InstitutionAddress": "1 North Rd"}, {"StudyDate": "20230502", "PatientAge": "067Y"}):
+        dicom("a", "L", **tags)
+        dicom("b", "R", **{t: ("9 South St" if t == "InstitutionAddress" else "034Y" if t == "PatientAge" else v)
+                          for t, v in tags.items()})
+        said = collect_inputs([tmp_path / "d"])["identity_note"][0]
+        assert said.startswith("two people under one id") and ("InstitutionAddress" in said or "birth year" in said), said
+        for path in (tmp_path / "d").iterdir():
+            path.unlink()
+    # An age a year apart (a birthday between the two photos' dates) is one person's.
+    dicom("a", "L", StudyDate="20230101", PatientAge="066Y")
+    dicom("b", "R", StudyDate="20230101", PatientAge="067Y")
+    assert collect_inputs([tmp_path / "d"])["identity_note"].tolist() == ["", ""]
+    # Probe 43 BG4: two study dates (the left eye from 2015, the right from 2023): two visits, noted.
+    dicom("a", "L", StudyDate="20150301", PatientAge="059Y")
+    dicom("b", "R", StudyDate="20230502", PatientAge="067Y")
+    assert collect_inputs([tmp_path / "d"])["identity_note"].tolist() == [
+        "two visits under one id: the DICOM headers of patient '1001' are of two study dates; taken as one exam's photos, "
+        "its eyes paired (grade one visit at a time, or give each its own id)"] * 2
 
 
 def test_a_list_of_dicom_photos_with_two_sites_under_one_patient_id_is_refused(tmp_path):

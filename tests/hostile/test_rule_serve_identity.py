@@ -200,10 +200,12 @@ def test_one_patient_id_on_dicom_headers_naming_two_people_is_refused(client, tm
     # Probe 41 BE6: one PatientID, two PatientNames: graded as one patient's eyes.
     import pydicom
 
-    def named(seed, laterality, name):
+    def named(seed, laterality, name, study_date=""):
         path = write_dicom(tmp_path / f"{seed}.dcm", fundus(2, seed), patient_id="1001", laterality=laterality)
         ds = pydicom.dcmread(path)
         ds.PatientName = name
+        if study_date:
+            ds.StudyDate = study_date
         ds.save_as(path)
         return path.read_bytes()
 
@@ -213,3 +215,6 @@ def test_one_patient_id_on_dicom_headers_naming_two_people_is_refused(client, tm
     assert "are of patient '1001' by their DICOM PatientID, but their headers name two people" in error
     assert "SMITH" not in error and "JONES" not in error
     assert post(client, ("r.dcm", named(1, "R", "SMITH^JOHN")), ("l.dcm", named(2, "L", "smith^john"))).status_code == 200
+    # Probe 43 BG4: one person's eyes from two exams eight years apart are no pair.
+    res = post(client, ("r.dcm", named(1, "R", "SMITH^JOHN", "20150301")), ("l.dcm", named(2, "L", "SMITH^JOHN", "20230502")))
+    assert res.status_code == 400 and "of patient '1001' are of two study dates by their DICOM headers" in res.json()["error"]

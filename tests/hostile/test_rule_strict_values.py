@@ -194,6 +194,15 @@ def test_an_option_given_twice_is_refused(argv, capsys):
     assert f"argument {option}: given twice ('{first}' and '{second}'): give it once" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["predict", "photos", "--out", "p.csv/"], ["merge-predictions", "a.csv", "--out", "m.csv/"]])
+def test_an_output_file_named_like_a_folder_is_refused(argv, capsys):
+    """Probe 43 BG9: `--out p.csv/` wrote the file p.csv."""
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(argv)
+    assert stop.value.code == 2
+    assert f"argument --out: {argv[-1]!r} ends with '/', so it names a folder" in capsys.readouterr().err
+
+
 def test_the_progress_mode_after_the_command_still_wins_over_the_one_before():
     args = build_parser().parse_args(["--progress", "log", "predict", "photos", "--progress", "bar"])
     assert args.progress == "bar" and "_drgrader_given" not in vars(args)

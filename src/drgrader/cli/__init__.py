@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -60,6 +61,14 @@ def _out_path(text: str) -> Path:
     """An output path, ``~`` expanded: a quoted ``"~/o.csv"`` is the home folder's, as pandas
     reads it too (probe 38 BB8: a folder named ``~`` was written, and the output lost)."""
     return Path(text).expanduser()
+
+
+def _out_file(text: str) -> Path:
+    """An output file's path (:func:`_out_path`); one ending in ``/`` names a folder (probe 43 BG9:
+    ``--out p.csv/`` wrote the file ``p.csv``)."""
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} ends with '/', so it names a folder: give the file to write (e.g. p.csv)")
+    return _out_path(text)
 
 
 class _Views(argparse.Action):
@@ -215,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="PHOTOS", help="image files, folders, or a CSV with an image column "
                                                                "(a bundle folder first: the older form BUNDLE PHOTOS)")
     p.add_argument("--bundle", help=BUNDLE_HELP)
-    p.add_argument("--out", type=_out_path, help="CSV to write (default predictions.csv, or a fresh predictions-2.csv ... when it exists)")
+    p.add_argument("--out", type=_out_file, help="CSV to write (default predictions.csv, or a fresh predictions-2.csv ... when it exists)")
     p.add_argument("--overwrite", action="store_true", help="allow --out (and <out>_patients.csv) to replace a file that is not "
                    "one drgrader wrote (not a CSV, or a CSV without its columns), and discard "
                    "an interrupted run's rows (<out>.partial.csv) that this run cannot continue (another bundle or --tta)")
@@ -232,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("merge-predictions", help="join the CSVs of predict --shard runs into one (and the per-patient files)")
     p.add_argument("parts", nargs="+", type=Path, help="the shards' prediction CSVs (their _patients.csv are found beside them)")
-    p.add_argument("--out", required=True, type=_out_path, help="the merged CSV")
+    p.add_argument("--out", required=True, type=_out_file, help="the merged CSV")
     p.add_argument("--partial", action="store_true", help="merge even when shards are missing (a warning)")
     p.add_argument("--unverified", action="store_true",
                    help="also merge parts without a shard record (not from predict --shard), unchecked (a warning)")

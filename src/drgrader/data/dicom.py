@@ -39,11 +39,17 @@ _LATERALITY_TAGS = ("ImageLaterality", "Laterality")  # the photo's own, then it
 
 # Tags that tell two people under one PatientID apart (two sites' ids, a typing error): kept as
 # digests only (probe 41 BE6).
-_PERSON_TAGS = ("PatientName", "PatientBirthDate", "PatientSex", "IssuerOfPatientID", "InstitutionName")  # the last: probe 42 BF2
+_PERSON_TAGS = ("PatientName", "PatientBirthDate", "PatientSex", "IssuerOfPatientID", "InstitutionName",  # probe 42 BF2
+                "InstitutionAddress", "OtherPatientIDs")  # probe 43 BG3
+# And a visit's date (two exams years apart are no pair of eyes: probe 43 BG4), and the age at it:
+# the birth year they give (StudyDate's year less PatientAge), a number compared with a margin.
+VISIT_TAG, BIRTH_YEAR = "StudyDate", "birth year (StudyDate less PatientAge)"
 # The only tags ever parsed: what the pixels need, PatientID, the person tags and laterality.
 _TAGS = [
     "PatientID",
     *_PERSON_TAGS,
+    VISIT_TAG,
+    "PatientAge",
     "ImageLaterality",
     "Laterality",
     "SamplesPerPixel",
@@ -213,9 +219,18 @@ def read_header(path: str | Path) -> DicomHeader:
 
 
 def _person(ds) -> tuple[tuple[str, str], ...]:  # noqa: ANN001 (a pydicom Dataset)
-    """The person tags present, each with a digest of its folded value (``SMITH^JOHN``, ``Smith^John``: one)."""
-    folded = {tag: "".join(ch for ch in str(ds.get(tag) or "").casefold() if ch.isalnum()) for tag in _PERSON_TAGS}
-    return tuple((tag, hashlib.sha256(value.encode()).hexdigest()[:16]) for tag, value in folded.items() if value)
+    """The person tags present and the study date, each with a digest of its folded value
+    (``SMITH^JOHN``, ``Smith^John``: one), and the birth year that StudyDate and PatientAge give
+    (``BIRTH_YEAR``, a year: ``067Y`` on ``20230502`` -> ``1956``)."""
+    folded = {tag: "".join(ch for ch in str(ds.get(tag) or "").casefold() if ch.isalnum()) for tag in (*_PERSON_TAGS, VISIT_TAG)}
+    said = [(tag, hashlib.sha256(value.encode()).hexdigest()[:16]) for tag, value in folded.items() if value]
+    date, age = re.fullmatch(r"([0-9]{4})[0-9]{4}", folded[VISIT_TAG]), re.fullmatch(r"0*([0-9]{1,3})y", _folded_age(ds))
+    return tuple(said + ([(BIRTH_YEAR, str(int(date[1]) - int(age[1])))] if date and age else []))
+
+
+def _folded_age(ds) -> str:  # noqa: ANN001 (a pydicom Dataset)
+    """PatientAge as ``067y`` (DICOM's AS: a number and D, W, M or Y), casefolded; '' when none."""
+    return str(ds.get("PatientAge") or "").strip().casefold()
 
 
 def header_or_none(path: str | Path) -> DicomHeader | None:

@@ -9,6 +9,8 @@ import re
 
 import pandas as pd
 
+from drgrader.data.dicom import BIRTH_YEAR, VISIT_TAG
+
 log = logging.getLogger("drgrader")
 
 # The kinds of note, as each note begins (the console summary counts them).
@@ -27,7 +29,8 @@ NO_PATIENT = "no patient"
 NO_EYE = "no eye"
 IMAGE_ID_REPEATED = "image id repeated"
 TWO_PEOPLE = "two people under one id"
-NOTE_KINDS = [TWO_PEOPLE, CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS, PATIENT_IN_SOURCES,
+TWO_VISITS = "two visits under one id"
+NOTE_KINDS = [TWO_PEOPLE, TWO_VISITS, CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS, PATIENT_IN_SOURCES,
               SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, SAME_PHOTO_UNDER_TWO_PATIENTS, LOOKALIKE_PATIENTS,
               NO_PATIENT, NO_EYE, IMAGE_ID_REPEATED]
 
@@ -80,11 +83,19 @@ def note_eye_counts(table: pd.DataFrame, notes: list[list[str]], said: pd.Series
                             "eye of its own")
 
 
+def _differ(tag: str, values: set[str]) -> bool:
+    if tag == BIRTH_YEAR:  # a year from an age in whole years: one person's within a year or two
+        years = [int(v) for v in values]
+        return max(years) - min(years) > 2
+    return len(values) > 1
+
+
 def note_two_people(table: pd.DataFrame, notes: list[list[str]]) -> None:
     """A patient whose photos' DICOM headers name two people under one ``PatientID`` (another name,
-    birth date, sex or issuer of the id: two sites numbering alike, a typing error): noted on each
-    photo, never paired without a word (probe 41 BE6). Only the tags that differ are named, never
-    their values (the headers' digests: :attr:`~drgrader.data.dicom.DicomHeader.person`)."""
+    birth date, sex, issuer of the id, institution; a birth year by age more than two years apart:
+    two sites numbering alike, a typing error), or two visits (another StudyDate: probe 43 BG4):
+    noted on each photo, never paired without a word (probe 41 BE6). Only the tags that differ are
+    named, never their values (the headers' digests: :attr:`~drgrader.data.dicom.DicomHeader.person`)."""
     known = table["patient_id"][table["patient_id"] != ""]
     for patient, rows in known.index.groupby(known).items():
         if len(rows) < 2:
@@ -93,8 +104,11 @@ def note_two_people(table: pd.DataFrame, notes: list[list[str]]) -> None:
         for k in rows:
             for tag, digest in table.at[k, "person"] or ():
                 seen.setdefault(tag, set()).add(digest)
-        differ = [tag for tag, digests in seen.items() if len(digests) > 1]
-        if differ:
-            for k in rows:
+        differ = [tag for tag, values in seen.items() if _differ(tag, values) and tag != VISIT_TAG]
+        for k in rows:
+            if differ:
                 notes[k].append(f"{TWO_PEOPLE}: the DICOM headers of patient {patient!r} differ in {', '.join(differ)}; "
                                 "taken as one patient's photos (if two sites or people share the id, give each its own)")
+            elif _differ(VISIT_TAG, seen.get(VISIT_TAG, set())):
+                notes[k].append(f"{TWO_VISITS}: the DICOM headers of patient {patient!r} are of two study dates; taken "
+                                "as one exam's photos, its eyes paired (grade one visit at a time, or give each its own id)")

@@ -30,6 +30,7 @@ from drgrader.data.identity_notes import (
     LOOKALIKE_PATIENTS,
     NO_PATIENT,
     TWO_PEOPLE,
+    TWO_VISITS,
     note_kinds,
 )
 from drgrader.data.image_files import identical_files
@@ -93,8 +94,11 @@ def _two_patients(names: list[str], rows: list[dict], resolved: pd.DataFrame, ki
         return f"the 'right' and 'left' photos are of two patients ({said}): send the two eyes of one patient{fix}"
     if any(TWO_PEOPLE in k for k in kinds):  # probe 41 BE6
         return (f"the 'right' and 'left' photos ({', '.join(names)}) are of patient {patients[0]!r} by their DICOM "
-                "PatientID, but their headers name two people (another name, birth date, sex, issuer or institution): send the two "
-                "eyes of one patient (or correct the PatientID)")
+                "PatientID, but their headers name two people (another name, birth date, age, sex, issuer or institution): send "
+                "the two eyes of one patient (or correct the PatientID)")
+    if any(TWO_VISITS in k for k in kinds):  # probe 43 BG4
+        return (f"the 'right' and 'left' photos ({', '.join(names)}) of patient {patients[0]!r} are of two study dates by "
+                "their DICOM headers: send the two eyes of one exam")
     if any(CONTRADICTORY_PATIENT in k for k in kinds):
         return (f"the 'right' and 'left' photos are of two patients by their names ({', '.join(names)}), though both are "
                 f"patient {patients[0]!r} by their DICOM PatientID: send the two eyes of one patient (or correct the PatientID)")
