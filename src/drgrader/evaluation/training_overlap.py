@@ -55,6 +55,17 @@ class TrainingPhotos:
         return ", ".join(ways[:-1]) + " or " + ways[-1] if len(ways) > 1 else "".join(ways)
 
 
+def unchecked_copies(overlap: dict | None) -> str | None:
+    """What an external evaluation's check against the training photos (metrics.json's
+    ``training_overlap``) could not see, in words, or None when it compared pictures: by bytes
+    only (a bundle's own record, the built-in grader's), a re-saved copy of a training photo is
+    not found (probe 42 CF6; said in the report, the model card and on the console: probe 43 CG1)."""
+    if overlap is None or "picture" in (overlap.get("compared_by") or ""):
+        return None
+    return (f"checked against the model's training photos by {overlap.get('compared_by') or 'bytes'} only: a re-saved copy "
+            "of one (another format or quality) would not be found")
+
+
 def digest(path: str | Path) -> str:
     return sha256_file(path)[:16]
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+from drgrader.evaluation.training_overlap import unchecked_copies
 from drgrader.grading import GRADES
 from drgrader.io import atomic_write_text
 from drgrader.reporting.document import (
@@ -152,6 +153,8 @@ def external_entry(evaluation: ExternalEvaluation) -> str:
     thresholds = ("Thresholds as fitted on the model's own validation data (above)." if metrics.get("thresholds", True)
                   else "Decisions by the default cut-points: the model has no fitted thresholds.")
     blocks.append(Para("; ".join(facts) + ". " + thresholds))
+    if caveat := unchecked_copies(metrics.get("training_overlap")):  # probe 43 CG1
+        blocks.append(Note(f"None of these photos is one the model was trained or tuned on, {caveat}."))
     test = metrics.get("test") or {}
     if test:
         blocks += evaluation_blocks(test, "this data set", summary)  # the whole data set is evaluated

@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 
 from drgrader.config import ExperimentConfig, config_to_dict, load_config
+from drgrader.evaluation.training_overlap import unchecked_copies
 from drgrader.outputs import read_back
 
 log = logging.getLogger("drgrader")
@@ -192,12 +193,10 @@ def evaluated_on(run: RunData) -> tuple[str, str]:
         )
     if where.startswith("external:"):
         path = where.split(":", 1)[1]
-        compared = (run.metrics.get("training_overlap") or {}).get("compared_by", "")
-        if "picture" not in compared:  # a bundle's own record is by bytes: a re-saved copy is not found (probe 42 CF6)
+        if caveat := unchecked_copies(run.metrics.get("training_overlap")):  # probe 42 CF6
             return f"external data set {path}", (
                 f"a data set ({path}) given as external, with {decided}; none of its photos is one the model was trained "
-                f"or tuned on by {compared or 'bytes'}, but a re-saved copy of one (another format or quality) would "
-                "not be found that way")
+                f"or tuned on, {caveat}")
         return f"external data set {path}", f"an external data set ({path}) that the model never saw, with {decided}"
     return where, where
 

@@ -28,6 +28,7 @@ def print_run(run_dir: Path) -> None:
 def _evaluated_on(metrics: dict) -> str:
     """metrics.json's ``evaluated_on``, except that a data set the model was partly trained or
     tuned on is not called external (the warning printed before it says so)."""
+    from drgrader.evaluation.training_overlap import unchecked_copies
     from drgrader.reporting.run_data import on_own_training_data
 
     where = str(metrics.get("evaluated_on"))
@@ -37,6 +38,8 @@ def _evaluated_on(metrics: dict) -> str:
                 "photos trained or tuned the model)")
     if where.startswith("external:") and metrics.get("training_overlap", {}) is None:  # no record to check
         return f"{where} (not checked against the model's training photos: it has no record of them)"
+    if where.startswith("external:") and (caveat := unchecked_copies(metrics.get("training_overlap"))):  # probe 43 CG1
+        return f"{where} ({caveat})"
     return where
 
 
