@@ -1144,6 +1144,18 @@ def test_person_and_site_columns_in_any_spelling_are_refused_with_two_values_und
         collect_inputs([_two_patient_list(tmp_path, column, "X1 Nord", "Y2 Sued")])
 
 
+def test_a_bare_name_column_shared_by_rows_of_two_people_under_one_id_is_refused(tmp_path):
+    """Probe 43 CG4: ids 1, 2 reused for two people each, `Name` naming them: a bare name was taken
+    for each photo's own and the two people's eyes pooled."""
+    for k, name in enumerate("abcdefgh"):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k % 5, k + 60))
+    rows = [("a", "1", "left", "Ann"), ("b", "1", "right", "Ann"), ("c", "1", "left", "Bea"), ("d", "1", "right", "Bea"),
+            ("e", "2", "left", "Cid"), ("f", "2", "right", "Cid"), ("g", "2", "left", "Dan"), ("h", "2", "right", "Dan")]
+    (tmp_path / "l.csv").write_text("image,patient_id,eye,Name\n" + "".join(f"{i}.jpeg,{p},{e},{n}\n" for i, p, e, n in rows))
+    with pytest.raises(DataError, match="patient '1' has rows of two people in 'Name' \\('Ann' and 'Bea'\\)"):
+        collect_inputs([tmp_path / "l.csv"])
+
+
 def test_dates_of_birth_that_fold_alike_are_two_people(tmp_path):
     """Probe 43 BG6: `1/12/1950` and `11/2/1950` both folded to `1121950`: one person."""
     with pytest.raises(DataError, match="two people in 'DOB' \\('1/12/1950' and '11/2/1950'\\)"):

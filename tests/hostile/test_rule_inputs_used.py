@@ -675,6 +675,21 @@ def test_a_gradability_column_beside_the_grade_is_warned_of_in_every_format(tmp_
             "not read: every photo counts with its grade; remove the rows of the photos to leave out") in said
 
 
+@pytest.mark.parametrize(("column", "cells"), [("split", ("train", "test")), ("Usage", ("Public", "Private")),
+                                               ("is_test", ("0", "1")), ("fold", ("1", "2")), ("subset", ("dev", "holdout"))])
+def test_a_split_column_beside_the_grade_is_warned_of(tmp_path, caplog, column, cells):
+    """Probe 43 CG3: the data set's own split was named as not read (INFO), and train drew its own:
+    the user's test rows were trained on."""
+    from drgrader.data.manifest import read_dataset
+
+    root = label_set(tmp_path, "labels.csv", f"image,level,{column}\n10_left,0,{cells[0]}\n10_right,3,{cells[1]}\n",
+                     ["10_left.jpeg", "10_right.jpeg"])
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert len(read_dataset(root, "csv")) == 2
+    assert (f"labels.csv: column {column!r} looks like the data set's own split, which is not read: train and cv draw "
+            "their own by patient, so its test rows may be trained on") in caplog.text
+
+
 @pytest.mark.parametrize("fmt", ["aptos", "messidor2"])
 def test_a_gradability_column_is_warned_of_in_the_published_formats_too(tmp_path, caplog, fmt):
     """Probe 36 BZ9: a `gradable` column (a re-upload's name for Messidor-2's adjudicated_gradable)

@@ -119,10 +119,23 @@ _GRADABILITY = re.compile(r"gradab|ungrad|qualit|readab|usab|image_?ok|exclu|inc
                           r"|in_?study|(?:^|[^a-z])(?:qa|qc|keep|drop|use|used|ok)(?:[^a-z]|$)", re.IGNORECASE)
 
 
+# A data set's own split, by its cells (train/test words) or by its name and a few values (is_test 0/1,
+# fold 1-5): not read, so train draws its own and the user's test rows may be trained on (probe 43 CG3).
+_SPLIT_CELLS = {"train", "training", "test", "testing", "val", "valid", "validation", "dev", "holdout", "tune", "trainval",
+                "public", "private", "publictest", "privatetest"}
+_SPLIT_NAMES = {"split", "subset", "partition", "fold", "folds", "usage", "holdout", "test", "train"}
+
+
+def _looks_like_split(header: str, cells: pd.Series) -> bool:
+    values = set(cells.str.strip().str.casefold()) - {""}
+    by_cells = len(values) >= 2 and values <= _SPLIT_CELLS
+    return by_cells or bool(set(name_words(header)) & _SPLIT_NAMES and 2 <= len(values) <= 10)
+
+
 def name_unread_columns(table: pd.DataFrame, file: str, read: Iterable[str | None]) -> None:
     """Say which columns of a label file are not read (INFO), and warn of one that marks
-    gradability; a column without a header is named when any of its cells holds something
-    (probe 34 BX10)."""
+    gradability or gives the data set's own split; a column without a header is named when any
+    of its cells holds something (probe 34 BX10)."""
     used = set(read)
     unread = [c for c in table.columns if c not in used
               and not (str(c).startswith("Unnamed:") and not table[c].astype(str).str.strip().ne("").any())]
@@ -133,6 +146,10 @@ def name_unread_columns(table: pd.DataFrame, file: str, read: Iterable[str | Non
     if marks:
         log.warning("%s: column %r looks like a gradability mark or a row selection, which this format does not read: "
                     "every photo counts with its grade; remove the rows of the photos to leave out", file, str(marks[0])[:40])
+    if splits := [c for c in unread if _looks_like_split(str(c), table[c].astype(str))]:
+        log.warning("%s: column %r looks like the data set's own split, which is not read: train and cv draw their own "
+                    "by patient, so its test rows may be trained on; to keep it, write it as data.split.file (image_id,split)",
+                    file, str(splits[0])[:40])
 
 
 def refuse_other_grade_columns(table: pd.DataFrame, shown: str, read: str, fmt: str | None = None,

@@ -196,7 +196,7 @@ _PERSON_WORDS = {"name", "surname", "lastname", "firstname", "givenname", "famil
                  "nombre", "apellido", "apellidos", "sexo", "nacimiento", "nome", "cognome", "sesso", "nascita", "genero",
                  "voornaam", "achternaam", "naam", "geboortedatum", "geslacht", "leeftijd", "sobrenome", "idade", "edad",
                  # a person's record and card numbers (probe 43 BG2)
-                 "ssn", "uhid", "chi", "medicare", "phn", "dni", "aadhaar", "kvnr", "insurance", "passport", "chart", "email", "phone", "telephone", "mobile", "address",
+                 "ssn", "uhid", "chi", "medicare", "phn", "dni", "aadhaar", "kvnr", "insurance", "passport", "chart", "client", "email", "phone", "telephone", "mobile", "address",
                  # and in Japanese, Chinese, Korean, Russian (probe 43 BG8)
                  "氏名", "姓名", "名前", "生年月日", "性別", "性别", "出生日期", "年齢", "年龄", "이름", "성명", "성별", "생년월일",
                  "나이", "имя", "фамилия", "отчество", "рождения", "пол", "возраст"}
@@ -308,10 +308,11 @@ def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient
         folded = cells[given].map(lambda v: _folded(v, header))
         values = folded.groupby(patients[given]).agg(lambda v: list(dict.fromkeys(v)))
         mixed = values[values.map(len) > 1]
-        # A bare "name" may be each photo's own (a camera's file name): then no patient keeps one value.
+        # A bare "name" may be each photo's own (a camera's file name): then no patient keeps one value,
+        # and no value is on two rows (probe 43 CG4: "Person 0" on two rows of one id and two on another's).
         # "Site Name", "first_name" are no bare name (probe 41 BE1).
         alike = (patients[given].value_counts() > 1).reindex(values.index) & (values.map(len) == 1)
-        if len(mixed) and (not set(name_words(header)) <= _BARE_NAMES or alike.any()):
+        if len(mixed) and (not set(name_words(header)) <= _BARE_NAMES or alike.any() or not cells[given].is_unique):
             patient = mixed.index[0]
             a, b = list(dict.fromkeys(cells[given][patients[given] == patient]))[:2]
             raise DataError(f"{csv}: patient {patient!r} has rows of two {what} in {header[:40]!r} ({a[:40]!r} and "
