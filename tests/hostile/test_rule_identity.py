@@ -1303,6 +1303,30 @@ def test_dicom_photos_of_one_patient_id_whose_headers_name_two_people_are_noted(
         "its eyes paired (grade one visit at a time, or give each its own id)"] * 2
 
 
+def test_a_data_set_of_dicom_photos_reads_their_headers_as_predict_does(tmp_path, caplog):
+    """Probe 43 CG5: train, evaluate and data summary took the label file's patients and eyes
+    without a look at the headers: an exam id per photo split one patient's eyes across the split
+    (the report said no patient was in two), and a label file without patients made each photo its own."""
+    root = tmp_path / "set"
+    for k, (patient, laterality) in enumerate((("PID1", "L"), ("PID1", "R"), ("PID2", "L"), ("PID2", "R"))):
+        write_dicom(root / "images" / f"IMG_{k}.dcm", make_fundus(k % 3, np.random.default_rng(k), height=96),
+                    patient_id=patient, laterality=laterality)
+    (root / "labels.csv").write_text("image,level\n" + "".join(f"IMG_{k}.dcm,{k % 3}\n" for k in range(4)))
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        table = read_dataset(root, "csv")
+    assert table[["patient_id", "eye"]].values.tolist() == [["PID1", "left"], ["PID1", "right"], ["PID2", "left"], ["PID2", "right"]]
+    assert "a patient of its own" not in caplog.text
+    (root / "labels.csv").write_text("image,level,patient_id,eye\n" + "".join(
+        f"IMG_{k}.dcm,{k % 3},V{k},{'right' if k == 0 else 'left' if k % 2 == 0 else 'right'}\n" for k in range(4)))
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        table = read_dataset(root, "csv")
+    assert table["patient_id"].tolist() == ["V0", "V1", "V2", "V3"]  # the label file's, as given, and said
+    assert ("2 patient(s) where the label file and the DICOM headers disagree (e.g. DICOM PatientID 'PID1' is the label "
+            "file's patients 'V0', 'V1')") in caplog.text
+    assert "1 DICOM photo(s) whose header's laterality is not the label file's eye (e.g. 'IMG_0': right by the label file, " \
+           "left by its header)" in caplog.text
+
+
 def test_a_list_of_dicom_photos_with_two_sites_under_one_patient_id_is_refused(tmp_path):
     # Probe 41 BE9: the patients from the DICOM headers (no patient column): two sites' 1001 paired.
     for k, name in enumerate(("a", "b")):

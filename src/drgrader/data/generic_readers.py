@@ -47,7 +47,9 @@ log = logging.getLogger("drgrader")
 
 
 def _log_patients_from_names(rows: list[LabelRow], what: str) -> None:
-    """Say so when a data set without patient ids got them from Kaggle-style names (``10_left``)."""
+    """Say so when a data set without patient ids got them from Kaggle-style names (``10_left``).
+    DICOM photos are left out: their headers give them (:mod:`drgrader.data.dicom_labels`)."""
+    rows = [row for row in rows if not str(row.path or "").lower().endswith(".dcm")]
     named = sum(row.patient_id != row.image_id for row in rows)
     if named:
         rest = f"; the rest ({len(rows) - named}) are patients of their own" if named < len(rows) else ""
@@ -84,8 +86,9 @@ def read_csv_format(root: Path, cfg: DataConfig) -> Found:
     file = shown_path(labels, root)
     refuse_referral_label(table, file, cols.grade)
     refuse_messidor1_scale(table, file, cols.grade)
-    refuse_other_grade_columns(table, file, cols.grade, other_read=(cols.image, cols.patient, cols.eye))
     patient_col, eye_col = label_identity_columns(table.drop(columns=[cols.image, cols.grade]), file, cols.patient, cols.eye)
+    # the patient column found by its name too: ids 'V1'..'V4' are no second grading (probe 43 CG5's list)
+    refuse_other_grade_columns(table, file, cols.grade, other_read=(cols.image, patient_col, eye_col))
     said = identifiers_beside_patient(file, list(table.columns)) if patient_col else []  # named as not read already
     refuse_two_people_under_one_id(file, table.drop(columns=[c for c in (patient_col,) if c]),  # probe 40 BD6
                                    patients_of_rows(table, patient_col, cols.image), identifiers=said)

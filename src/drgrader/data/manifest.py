@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.config import Columns, DataConfig
+from drgrader.data.dicom_labels import with_dicom_identity
 from drgrader.data.eyes import folded_patient, shown_patient
 from drgrader.data.grade_columns import looks_like_label_file
 from drgrader.data.identity import given_against_names
@@ -284,6 +285,7 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
     has_split = any("split" in r for r in records)
     df = pd.DataFrame(records, columns=MANIFEST_COLUMNS + (["split"] if has_split else []))
     df["grade"] = df["grade"].astype("int64")
+    df = with_dicom_identity(df, given, root)
     _note_given_against_names(df, given, root)
     _warn_lookalike_patients(df, root)
     _warn_one_eye_graded_apart(df, root)
