@@ -63,3 +63,20 @@ def test_lightning_workers_take_the_folder_from_the_environment(cfg, tmp_path, m
     (run / "config.yaml").write_text("x\n")
     assert new_run_dir(cfg, None, Ranks(1, 1, 2, "env", "env-5000")) == run.resolve()
     assert not (tmp_path / "runs" / ".drgrader-launch").exists()
+
+
+def test_an_out_folder_that_holds_a_run_is_said_to_be_left_for_a_numbered_one(cfg, tmp_path, caplog):
+    """Probe 43 CG6: `train --out runA` over an earlier run wrote runA-2 with an INFO line only; a
+    script's next step (predict --bundle runA/bundle) graded with the old model."""
+    import logging
+
+    out = tmp_path / "runA"
+    (out / "bundle").mkdir(parents=True)
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        run = new_run_dir(cfg, out, Ranks())
+    assert run.name == "runA-2"
+    assert f"--out {out} holds files already (an earlier run?): this run is written to {run} instead" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert new_run_dir(cfg, None, Ranks()).name == "tiny"  # the default folder: numbered without a word, as documented
+    assert not caplog.records

@@ -73,6 +73,9 @@ def new_run_dir(cfg: ExperimentConfig, out: Path | None, ranks: Ranks | None = N
         if ranks.world_size > 1:
             return _wait_for_rank0(rendezvous_file(base, ranks), ranks)
     run_dir = _fresh_dir(base)
+    if out is not None and run_dir != base:  # the folder the user named is not the one written (probe 43 CG6)
+        log.warning("--out %s holds files already (an earlier run?): this run is written to %s instead (--resume %s "
+                    "continues that one)", base, run_dir, base)
     os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
     if ranks.world_size > 1:
         atomic_write_json(rendezvous_file(base, ranks), {"run_dir": str(run_dir.resolve()), "launch": ranks.launch_id,
