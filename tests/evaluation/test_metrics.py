@@ -313,6 +313,17 @@ def test_a_yes_no_or_one_based_label_is_warned_in_the_results(grades, expected):
     assert all(w.startswith(expected) for w in said)
 
 
+def test_too_few_patients_get_no_confidence_intervals_and_a_warning():
+    """Probe 43 CG8: one patient's two photos got 95% CIs of zero width ("0.0-0.0%"), filed on the card."""
+    grades = [0, 3]
+    result = evaluate_table(_table(grades, score_ref=[0.2, 0.9], pred_grade=[0, 0]), {"referable": 0.5}, n_boot=200)
+    assert result["n_patients"] == 1
+    assert result["referable"]["ci"]["auc"] == [None, None] and result["grade"]["ci"]["kappa"] == [None, None]
+    assert result["warnings"][0].startswith("only 1 patient(s): too few to resample, so no confidence intervals")
+    many = evaluate_table(_table([0, 3] * 5, score_ref=[0.2, 0.9] * 5, pred_grade=[0, 3] * 5), {"referable": 0.5}, n_boot=50)
+    assert many["n_patients"] == 5 and not any(w.startswith("only") for w in many["warnings"])
+
+
 def test_evaluate_table_is_nan_safe_with_one_class():
     grade = [0] * 10  # no diseased eye; scores 0.0..0.9, threshold 0.5 -> 5 of 10 healthy right
     result = evaluate_table(

@@ -12,6 +12,10 @@ import sklearn
 
 from drgrader.evaluation.metrics import MetricFn
 
+# Below this many patients a resample is nearly the data itself (one patient: every resample the
+# same, a CI of zero width that reads as certainty; probe 43 CG8): no interval is given.
+MIN_PATIENTS_FOR_CI = 5
+
 
 def _group_rows(df: pd.DataFrame, group: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows sorted by group, and each group's start and size in that order."""
@@ -65,11 +69,12 @@ def bootstrap_cis(
     """Percentile bootstrap CIs of several metrics over the same patient resamples.
 
     Returns ``{name: (estimate on df, lo, hi)}``. Resamples where a metric is NaN (e.g. one
-    class only) are skipped for that metric; with none left (or ``n == 0``) lo/hi are NaN.
+    class only) are skipped for that metric; with none left (or ``n == 0``, or fewer than
+    :data:`MIN_PATIENTS_FOR_CI` groups) lo/hi are NaN.
     """
     estimates = {name: float(fn(df)) for name, fn in fns.items()}
     values = np.full((n, len(fns)), np.nan)
-    if n > 0:
+    if n > 0 and df[group].nunique() >= MIN_PATIENTS_FOR_CI:
         order, starts, sizes = _group_rows(df, group)
         rng = np.random.default_rng(seed)
         # The inputs were already checked on df; skipping sklearn's per-call validation
@@ -83,7 +88,7 @@ def bootstrap_cis(
     out = {}
     for j, name in enumerate(fns):
         valid = values[:, j][~np.isnan(values[:, j])]
-        if valid.size == 0:
+        if valid.size == 0 or df[group].nunique() < MIN_PATIENTS_FOR_CI:
             out[name] = (estimates[name], math.nan, math.nan)
             continue
         if valid.size < 0.5 * n:

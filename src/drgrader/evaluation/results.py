@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score
 
-from drgrader.evaluation.bootstrap import bootstrap_cis
+from drgrader.evaluation.bootstrap import MIN_PATIENTS_FOR_CI, bootstrap_cis
 from drgrader.evaluation.metrics import (
     IDX_DR_SENSITIVITY,
     IDX_DR_SPECIFICITY,
@@ -236,6 +236,9 @@ def grade_scale_warning(result: dict) -> str | None:
 
 def _warnings(result: dict) -> list[str]:
     notes = [w for w in (ungradable_warning(result), grade_scale_warning(result)) if w]
+    if result["n_patients"] < MIN_PATIENTS_FOR_CI:  # probe 43 CG8
+        notes.insert(0, f"only {result['n_patients']} patient(s): too few to resample, so no confidence intervals; these "
+                        "figures describe these photos, not how the model does")
     if "grade" in result:
         for g in result["grade"]["unreachable_grades"]:
             n = result["grade"]["per_grade"][str(g)]["support"]
