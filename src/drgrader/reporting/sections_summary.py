@@ -90,6 +90,8 @@ def summary_section(run: RunData) -> Section:
     _, where = evaluated_on(run)
     n_images, n_patients = test.get("n_images"), test.get("n_patients")
     text = f"These figures were measured on {where}: {n_images} eyes (images) of {n_patients} patients."
+    if run.config is not None and run.config.data.limit is not None:  # probe 43 CG2: half a data set read as the whole
+        text += f" The data set was cut to its first {run.config.data.limit} patients (data.limit): the rest are not in these figures."
     skipped = (run.metrics.get("data") or {}).get("skipped")
     if left_out := labelled_left_out(skipped):  # probe 33 BV9: a labelled photo skipped as unreadable was not counted
         text += f" {left_out} labelled photo(s) are not counted ({left_out_text(skipped)})."
