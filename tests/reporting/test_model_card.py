@@ -288,8 +288,12 @@ def test_trained_bundle_has_a_card_and_evaluate_adds_an_external_entry(synth_dir
     assert main([*argv, "--set", "data.limit=3", "--overwrite"]) == 0
     assert card_file.read_text(encoding="utf-8") == card
     # Its report says the data set was cut (probe 43 CG2: half a data set's figures read as the data set's).
-    assert ("The data set was cut to its first 3 patients (data.limit): the rest are not in these figures."
-            in (out / "report.md").read_text(encoding="utf-8"))
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "The data set was cut to its first 3 patients (data.limit): the rest are not in these figures." in report
+    # Rewritten by `drgrader report`, it keeps its configuration (probe 43 CG9: the section was dropped).
+    assert "Resolved experiment configuration" in report
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.md").read_text(encoding="utf-8") == report
 
     # The card travels with the ONNX bundle.
     exported = export_command(run / "bundle", out=tmp_path / "onnx")

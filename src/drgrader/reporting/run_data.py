@@ -126,6 +126,12 @@ def load_run(run_dir: Path, config: ExperimentConfig | None = None) -> RunData:
             config = load_config(config_path)
         except ValueError as exc:  # ConfigError: shown as text, thumbnails use defaults
             log.warning("report: %s", exc)
+    elif isinstance(metrics.get("config"), dict):  # an evaluation folder keeps its configuration in metrics.json
+        config_text = yaml.safe_dump(metrics["config"], sort_keys=False)
+        try:
+            config = ExperimentConfig.model_validate(metrics["config"])
+        except ValueError as exc:
+            log.warning("report: %s metrics.json's config: %s", run_dir, exc)
     return RunData(
         run_dir=run_dir,
         metrics=metrics,

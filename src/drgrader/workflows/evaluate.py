@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from drgrader.config import ConfigError, ExperimentConfig, load_config
+from drgrader.config import ConfigError, ExperimentConfig, config_to_dict, load_config
 from drgrader.inference.bundle import MANIFEST, load_bundle
 from drgrader.workflows.external_config import external_config, refuse_run_overrides
 from drgrader.workflows.run_folder import check_own_run
@@ -96,6 +96,8 @@ def evaluate_command(
                             summarize(table, table["split"], table, check_images=False, skipped=prepared.skipped)),
         "evaluated_on": evaluated_on,
         "data_set": data_set,
+        # what its report shows as the resolved configuration, kept for `drgrader report` (probe 43 CG9)
+        "config": config_to_dict(_model_config(cfg, bundle.manifest)),
         **result,
     }
     if data is not None:
