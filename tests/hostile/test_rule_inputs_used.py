@@ -887,6 +887,10 @@ def test_a_label_file_saved_as_utf16_is_read_as_a_predict_list_is(tmp_path):
     (root / "bin.csv").write_bytes(b"image,level\n10_left,3\x00\x01\n")
     with pytest.raises(DataError, match=r"bin.csv is not a text CSV file \(it contains binary data\)"):
         read_label_csv(root / "bin.csv", root, ["image", "level"])
+    # Probe 43 CG7: an Excel workbook named as the label file showed its zip header as the columns found.
+    (root / "real.xlsx").write_bytes(b"PK\x03\x04junkjunk")
+    with pytest.raises(DataError, match=r"real.xlsx is a spreadsheet workbook \(Excel .xlsx or .xls\), not a text CSV file: save it as CSV"):
+        read_label_csv(root / "real.xlsx", root, ["image", "level"])
 
 
 

@@ -381,7 +381,7 @@ def test_external_entry_says_how_many_photos_and_patients_were_ungradable():
     # Probe 33 BV9: the entry's counts are the photos graded; the labelled ones left out are said.
     skipped = {**metrics, "data": {"summary": summary, "skipped": {"unreadable_image": 1, "unlabelled_files": 3}}}
     card = add_externals(build_model_card(MANIFEST, METRICS), [ExternalEvaluation(skipped, "/runs/eval-ung")])
-    assert "1 labelled photo(s) not counted (1 unreadable image, 3 unlabelled files)" in card
+    assert "1 labelled photo(s) not counted (1 unreadable image)" in card
     assert "| quadratic weighted kappa | 0.612 | 0.400 |" in entry  # all photos vs gradable only
     # Every photo gradable: one short line, no table.
     fine = {**metrics, "test": {**result(), "gradability": {"n_ungradable": 0, "share_ungradable": 0.0,

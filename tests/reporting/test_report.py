@@ -275,7 +275,7 @@ def test_evaluation_only_folder_renders_without_log_or_config(tmp_path):
     metrics["data"]["skipped"] = {"missing_image": 0, "unlabelled_files": 2, "unreadable_image": 1}
     atomic_write_json(run / "metrics.json", metrics)
     page = write_report(run).read_text(encoding="utf-8")
-    assert "1 labelled photo(s) are not counted (2 unlabelled files, 1 unreadable image)." in page
+    assert "1 labelled photo(s) are not counted (1 unreadable image)." in page
 
     # With the config passed in (as drgrader evaluate does), it is shown.
     cfg = ExperimentConfig.model_validate({"name": "external-check", "data": {"image_size": 96}})

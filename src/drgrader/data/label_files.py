@@ -173,7 +173,10 @@ def read_label_csv(path: Path, root: Path, required: list[str], sep: str = ",") 
     shown = shown_path(path, root)
     if not path.is_file():
         raise DataError(f"label file not found: {path}")
-    text, legacy = decode_lines(path.read_bytes())  # UTF-16/32 (Excel's "Unicode Text") decoded first
+    raw = path.read_bytes()
+    if raw.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):  # probe 43 CG7: its junk was shown as the header
+        raise DataError(f"{shown} is a spreadsheet workbook (Excel .xlsx or .xls), not a text CSV file: save it as CSV")
+    text, legacy = decode_lines(raw)  # UTF-16/32 (Excel's "Unicode Text") decoded first
     if "\x00" in text[:65536]:
         raise DataError(f"{shown} is not a text CSV file (it contains binary data)")
     if legacy:

@@ -144,7 +144,7 @@ def external_entry(evaluation: ExternalEvaluation) -> str:
         facts.append(f"{summary.get('images')} photos of {summary.get('patients')} patients ({grades}) from {sources_text(summary)}")
     skipped = (metrics.get("data") or {}).get("skipped")
     if left_out := labelled_left_out(skipped):  # probe 33 BV9: the counts were those graded, the labelled left out unsaid
-        facts.append(f"{left_out} labelled photo(s) not counted ({left_out_text(skipped)})")
+        facts.append(f"{left_out} labelled photo(s) not counted ({left_out_text(skipped, labelled_only=True)})")
     if evaluation.command:
         facts.append(f"command `{evaluation.command}`")
     version = (metrics.get("versions") or {}).get("drgrader")

@@ -146,9 +146,12 @@ def load_run(run_dir: Path, config: ExperimentConfig | None = None) -> RunData:
 LABELLED_LEFT_OUT = ("missing_image", "unreadable_image", "ungradable")
 
 
-def left_out_text(skipped: dict | None) -> str:
-    """``1 unreadable image, 3 unlabelled files``: what a data set left out (empty when nothing)."""
-    return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in (skipped or {}).items() if v)
+def left_out_text(skipped: dict | None, *, labelled_only: bool = False) -> str:
+    """``1 unreadable image, 3 unlabelled files``: what a data set left out (empty when nothing);
+    ``labelled_only``: the labelled photos only (:data:`LABELLED_LEFT_OUT`; probe 43 CG7: "16
+    labelled photos (16 missing image, 16 unlabelled files)")."""
+    return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in (skipped or {}).items()
+                     if v and (not labelled_only or k in LABELLED_LEFT_OUT))
 
 
 def labelled_left_out(skipped: dict | None) -> int:

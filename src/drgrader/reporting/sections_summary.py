@@ -94,7 +94,7 @@ def summary_section(run: RunData) -> Section:
         text += f" The data set was cut to its first {run.config.data.limit} patients (data.limit): the rest are not in these figures."
     skipped = (run.metrics.get("data") or {}).get("skipped")
     if left_out := labelled_left_out(skipped):  # probe 33 BV9: a labelled photo skipped as unreadable was not counted
-        text += f" {left_out} labelled photo(s) are not counted ({left_out_text(skipped)})."
+        text += f" {left_out} labelled photo(s) are not counted ({left_out_text(skipped, labelled_only=True)})."
     main = _main_screen(run)
     if main is not None:
         name, f = main
