@@ -416,24 +416,27 @@ def test_the_reports_sentence_on_external_data_says_which_thresholds_decided_and
     def sentence(**metrics):
         return evaluated_on(RunData(tmp_path, {"evaluated_on": "external:/data/b", **metrics}, None, None, None, None))[1]
 
+    # Probe 43 CG10: even by picture, a cropped or padded copy is not found: never "never saw".
     assert sentence(thresholds={"referable": 0.5}, training_overlap={"photos": 0, "of": 9, "compared_by": "path, bytes or picture"}) == (
-        "an external data set (/data/b) that the model never saw, with the decision thresholds fitted beforehand on "
-        "the model's own validation split")
+        "a data set (/data/b) given as external, with the decision thresholds fitted beforehand on the model's own validation "
+        "split; none of its photos is one the model was trained or tuned on, checked against the model's training photos by "
+        "path, bytes or picture (a re-saved, resized, mirrored or turned copy is found): a cropped or padded copy of one would not be")
     # Probe 42 CF6: a bundle away from its run compares by bytes only: a re-saved copy of a training photo is not found.
     by_bytes = sentence(thresholds={"referable": 0.5}, training_overlap={"photos": 0, "of": 9, "compared_by": "bytes"})
-    assert "never saw" not in by_bytes and ("checked against the model's training photos by bytes only: a re-saved copy of "
-                                            "one (another format or quality) would not be found") in by_bytes
+    assert "never saw" not in by_bytes and ("checked against the model's training photos by bytes only: a re-saved, cropped "
+                                            "or padded copy of one would not be found") in by_bytes
     # Probe 43 CG1: the model card's entry and the console's line said nothing of it.
     from drgrader.workflows.console import _evaluated_on
 
     metrics = {"evaluated_on": "external:/data/b", "thresholds": {}, "training_overlap": {"photos": 0, "of": 9, "compared_by": "bytes"}}
     card = add_externals(build_model_card(MANIFEST, METRICS), [ExternalEvaluation(metrics, "/evals/b")])
     assert "None of these photos is one the model was trained or tuned on, checked against the model's training photos by " \
-           "bytes only: a re-saved copy of one (another format or quality) would not be found." in card[card.index("### b"):]
+           "bytes only: a re-saved, cropped or padded copy of one would not be found." in card[card.index("### b"):]
     assert _evaluated_on(metrics) == ("external:/data/b (checked against the model's training photos by bytes only: a "
-                                      "re-saved copy of one (another format or quality) would not be found)")
+                                      "re-saved, cropped or padded copy of one would not be found)")
     by_picture = {**metrics, "training_overlap": {"photos": 0, "of": 9, "compared_by": "path, bytes or picture"}}
-    assert "re-saved" not in add_externals(build_model_card(MANIFEST, METRICS), [ExternalEvaluation(by_picture, "/evals/b")])
+    assert "a cropped or padded copy of one would not be." in add_externals(build_model_card(MANIFEST, METRICS),
+                                                                          [ExternalEvaluation(by_picture, "/evals/b")])
     assert "with the default cut-points (the model has no fitted thresholds)" in sentence(thresholds={})  # probe 32 B5
     unchecked = sentence(thresholds={"referable": 0.5}, training_overlap=None)  # probe 32 B2: no record to check
     assert "model never saw" not in unchecked and "so that it never saw these could not be checked" in unchecked

@@ -57,13 +57,17 @@ class TrainingPhotos:
 
 def unchecked_copies(overlap: dict | None) -> str | None:
     """What an external evaluation's check against the training photos (metrics.json's
-    ``training_overlap``) could not see, in words, or None when it compared pictures: by bytes
-    only (a bundle's own record, the built-in grader's), a re-saved copy of a training photo is
-    not found (probe 42 CF6; said in the report, the model card and on the console: probe 43 CG1)."""
-    if overlap is None or "picture" in (overlap.get("compared_by") or ""):
+    ``training_overlap``) could not see, in words; None without a record (nothing was checked).
+    By picture, a cropped or padded copy of a training photo is not found (probe 43 CG10); by
+    bytes only (a bundle's own record, the built-in grader's), a re-saved copy is not found
+    either (probe 42 CF6). Said in the report, the model card and on the console (probe 43 CG1)."""
+    if overlap is None:
         return None
-    return (f"checked against the model's training photos by {overlap.get('compared_by') or 'bytes'} only: a re-saved copy "
-            "of one (another format or quality) would not be found")
+    compared = overlap.get("compared_by") or "bytes"
+    if "picture" in compared:
+        return (f"checked against the model's training photos by {compared} (a re-saved, resized, mirrored or turned copy "
+                "is found): a cropped or padded copy of one would not be")
+    return f"checked against the model's training photos by {compared} only: a re-saved, cropped or padded copy of one would not be found"
 
 
 def digest(path: str | Path) -> str:

@@ -202,11 +202,11 @@ def evaluated_on(run: RunData) -> tuple[str, str]:
         )
     if where.startswith("external:"):
         path = where.split(":", 1)[1]
-        if caveat := unchecked_copies(run.metrics.get("training_overlap")):  # probe 42 CF6
+        if caveat := unchecked_copies(run.metrics.get("training_overlap")):  # probe 42 CF6, probe 43 CG10
             return f"external data set {path}", (
                 f"a data set ({path}) given as external, with {decided}; none of its photos is one the model was trained "
                 f"or tuned on, {caveat}")
-        return f"external data set {path}", f"an external data set ({path}) that the model never saw, with {decided}"
+        return f"external data set {path}", f"a data set ({path}) given as external, with {decided}"  # an old metrics.json
     return where, where
 
 
