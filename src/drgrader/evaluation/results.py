@@ -10,10 +10,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score
 
-from drgrader.evaluation.bootstrap import MIN_PATIENTS_FOR_CI, bootstrap_cis
+from drgrader.evaluation.bootstrap import bootstrap_cis
 from drgrader.evaluation.metrics import (
-    IDX_DR_SENSITIVITY,
-    IDX_DR_SPECIFICITY,
     MIN_SUPPORT_REACHABLE,
     MetricFn,
     expected_calibration_error,
@@ -25,7 +23,8 @@ from drgrader.evaluation.metrics import (
     roc_auc,
     screening_at_threshold,
 )
-from drgrader.grading import GRADE_NAMES, GRADES, SCREEN_NAMES, SCREENS, apply_cutpoints
+from drgrader.evaluation.result_warnings import result_warnings
+from drgrader.grading import GRADES, SCREENS, apply_cutpoints
 
 
 # ------------------------------------------------------------------ patient level
@@ -183,81 +182,6 @@ def headline_with_ci(result: dict, keys: tuple[str, ...] = PRINTED_HEADLINE) -> 
     return out
 
 
-def _screen_warnings(label: str, figures: dict) -> list[str]:
-    """Plain-language alarms for one set of screening figures (NaN figures raise none)."""
-    notes = []
-    sens, spec, acc = figures["sensitivity"], figures["specificity"], figures["accuracy"]
-    if sens <= IDX_DR_SENSITIVITY:
-        notes.append(
-            f"{label}: sensitivity {sens:.3f} misses {1 - sens:.0%} of diseased eyes "
-            f"(IDx-DR bar: > {IDX_DR_SENSITIVITY})"
-        )
-    if spec <= IDX_DR_SPECIFICITY:
-        notes.append(f"{label}: specificity {spec:.3f} (IDx-DR bar: > {IDX_DR_SPECIFICITY})")
-    n = figures["tp"] + figures["fp"] + figures["tn"] + figures["fn"]
-    prevalence = (figures["tp"] + figures["fn"]) / n if n else math.nan
-    baseline = max(prevalence, 1.0 - prevalence)
-    if acc - baseline < 0.05:
-        notes.append(
-            f"{label}: accuracy {acc:.3f} is within 0.05 of the {baseline:.3f} "
-            "a constant answer gets"
-        )
-    return notes
-
-
-def ungradable_warning(result: dict) -> str | None:
-    """Half the eyes or more ungradable by the grader's own photo check (red-free or greyscale
-    photos, another modality): the figures describe photos it says it cannot grade (probe 39 CC11)."""
-    g = result.get("gradability") or {}
-    share = g.get("share_ungradable")
-    if share is None or not share >= 0.5:  # NaN (no eyes) too
-        return None
-    return (f"{share:.0%} of the eyes ({g['n_ungradable']}) are ungradable by the grader's own photo check, and every "
-            "figure counts them: see the report's gradability section (why they are) before reading them")
-
-
-def grade_scale_warning(result: dict) -> str | None:
-    """The true grades of many eyes all 0 or 1 (a yes/no label read as ICDR's none and mild), or
-    none of them 0 (a scale from 1 read as 0-4): said by data summary and train on the console,
-    and here in the report and model card, which outlive the console (probe 42 CF2)."""
-    support = {int(g): row["support"] for g, row in (result.get("grade") or {}).get("per_grade", {}).items()}
-    n = sum(support.values())
-    if n < 20:
-        return None
-    if support.get(0) and support.get(1) and not any(support.get(g) for g in (2, 3, 4)):
-        return (f"every true grade is 0 or 1 ({n} eyes, {support[1] / n:.0%} of them 1): a yes/no label (any DR, "
-                "referable) read as the ICDR grades 0 and 1? If so, every grade and referable figure is wrong; if these "
-                "are ICDR grades, no eye here is moderate or worse")
-    if not support.get(0):
-        return (f"no true grade 0 among {n} eyes: a grade scale that starts at 1 read as the ICDR grades 0-4, every eye "
-                "a step too high? If these are ICDR grades (eyes chosen for disease), nothing is wrong")
-    return None
-
-
-def _warnings(result: dict) -> list[str]:
-    notes = [w for w in (ungradable_warning(result), grade_scale_warning(result)) if w]
-    if result["n_patients"] < MIN_PATIENTS_FOR_CI:  # probe 43 CG8
-        notes.insert(0, f"only {result['n_patients']} patient(s): too few to resample, so no confidence intervals; these "
-                        "figures describe these photos, not how the model does")
-    if "grade" in result:
-        for g in result["grade"]["unreachable_grades"]:
-            n = result["grade"]["per_grade"][str(g)]["support"]
-            notes.append(f"grade {GRADE_NAMES[g]} ({n} eyes) is never predicted correctly (recall 0)")
-        for name, share in result["grade"]["agreement_with_screens"].items():
-            if share < 1.0:
-                notes.append(
-                    f"{SCREEN_NAMES[name]}: the predicted grade and the screening threshold disagree "
-                    f"on {1 - share:.0%} of eyes"
-                )
-        for name, figures in result["grade"]["screening_from_grades"].items():
-            notes += _screen_warnings(f"{SCREEN_NAMES[name]} from the predicted grades", figures)
-    for name in SCREENS:
-        chosen = result.get(name, {}).get("operating_points", {}).get("chosen")
-        if chosen is not None:
-            notes += _screen_warnings(f"{SCREEN_NAMES[name]} at the chosen threshold", chosen)
-    return notes
-
-
 def jsonable(obj):
     """Plain JSON types: numpy scalars/arrays to Python, NaN/inf to None, tuples to lists."""
     if isinstance(obj, dict):
@@ -373,7 +297,7 @@ def evaluate_table(
         result["gradability"] = gradability
 
     result["headline"] = _headline(result)
-    result["warnings"] = _warnings(result)
+    result["warnings"] = result_warnings(result)
     return jsonable(result)
 
 

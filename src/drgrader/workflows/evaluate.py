@@ -29,7 +29,7 @@ def evaluate_command(
     from drgrader.data.prepare import prepare_data
     from drgrader.data.summary import summarize
     from drgrader.evaluation.evaluate import evaluate_split_pair, write_metrics
-    from drgrader.evaluation.results import ungradable_warning
+    from drgrader.evaluation.result_warnings import ungradable_warning
     from drgrader.inference.builtin import builtin_graders, resolve_bundle
     from drgrader.workflows.records import data_record, run_header
 
