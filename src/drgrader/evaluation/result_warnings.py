@@ -64,7 +64,7 @@ def grade_scale_warning(result: dict) -> str | None:
 
 def result_warnings(result: dict) -> list[str]:
     """The plain-language warnings of one evaluation (:func:`~drgrader.evaluation.results.evaluate_table`'s
-    result), the ones to read before any figure first."""
+    result): what to read before any figure."""
     notes = [w for w in (ungradable_warning(result), grade_scale_warning(result)) if w]
     if result["n_patients"] < MIN_PATIENTS_FOR_CI:  # probe 43 CG8
         notes.insert(0, f"only {result['n_patients']} patient(s): too few to resample, so no confidence intervals; these "
