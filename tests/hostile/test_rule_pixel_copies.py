@@ -129,6 +129,29 @@ def test_a_mirrored_copy_as_the_fellow_eye_is_noted_and_not_paired(paired_bundle
     assert patients.loc["10131", "images"] == "1" and "one photo as two eyes" in patients.loc["10131", "identity_note"]
 
 
+def test_an_edited_copy_as_the_fellow_eye_is_noted_and_not_paired(paired_bundle, tmp_path):
+    """Probe 42 BF3: 10131_right was 10131_left with gamma 0.8 (or its contrast raised): 0.004-0.008
+    from it, above the one-picture bar, and paired with itself as its own fellow eye."""
+    from drgrader.inference.serve import create_app
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    left = decoded(save(folder / "10131_left.jpeg", fundus(3, 1, "left")))
+    brighter = (255 * (left / 255) ** 0.8).astype(np.uint8)  # gamma 0.8: 0.004 from it (a brightness change alone is within the bar)
+    save(folder / "10131_right.jpeg", brighter)
+    save(folder / "20_left.jpeg", fundus(2, 5, "left"))  # a real pair beside it: still paired
+    save(folder / "20_right.jpeg", fundus(1, 6, "right"))
+    photos = read(predict_command(paired_bundle, [folder], out=tmp_path / "p.csv")).set_index("image_id")
+    assert photos.loc["10131_right", "identity_note"].startswith(
+        "one photo as two eyes: '10131_left', '10131_right' of patient '10131' are nearly one picture (one perhaps an "
+        "edited copy of the other: brightness, contrast)")
+    assert photos.loc[["10131_left", "10131_right"], "paired"].tolist() == ["False", "False"]
+    assert photos.loc[["20_left", "20_right"], "paired"].tolist() == ["True", "True"]
+    with TestClient(create_app(paired_bundle, max_upload_mb=1, max_pixels=1_000_000)) as client:
+        res = serve_post(client, ("P1_right.jpg", encoded(left)), ("P1_left.jpg", encoded(brighter)))
+        assert res.status_code == 400 and "are nearly one picture" in res.json()["error"], res.text
+
+
 # Other ways one photo comes back laid down otherwise: a viewer's "Flip vertical", a photo turned on its side.
 TURNED = {
     "flipped top to bottom": lambda rgb: rgb[::-1],

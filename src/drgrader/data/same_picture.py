@@ -59,6 +59,11 @@ MIN_CONTRAST = 0.5
 # The bar: 4.9x above the farthest copy, 5.0x below the nearest two eyes of a patient, 6.0x
 # below the nearest photos of two patients. A second shot of one eye is not one picture here.
 SAME_PICTURE = 0.0025
+# A patient's two eyes nearer than this are one picture edited (brightness, contrast, gamma: 0.004 to
+# 0.008 from their photo; probe 42 BF3), not two eyes: the nearest two eyes of a patient measured are
+# 0.0125 apart (eyepacs 10363, two shots of one eye by the look), the next 0.020.
+FELLOW_EYES_APART = 0.010
+EDITED_COPY = "nearly one picture (one perhaps an edited copy of the other: brightness, contrast)"
 _SCALE = 20.0  # a stored value: round(z * _SCALE) in int8, z the cell in standard deviations (within +-6.35)
 _POOL = 4  # the prefilter's cells: 4 x 4 of the grid's
 
@@ -240,6 +245,18 @@ def same_pictures(prints: Sequence[str], units: Sequence[Hashable] | None = None
         members = sorted(laid)
         groups.append((members, against_first([laid[k] for k in members])))
     return groups
+
+
+def alike_pairs(prints: Sequence[str], pairs: Sequence[tuple[int, int]], threshold: float = FELLOW_EYES_APART) -> list[tuple[int, int]]:
+    """Of ``pairs`` of positions of ``prints`` (a patient's left and right photos), those nearer
+    than ``threshold`` laid down any of the 8 ways: one picture edited, not two eyes."""
+    grids = {k: print_grid(prints[k]) for pair in pairs for k in pair}
+    alike = []
+    for a, b in pairs:
+        grid_a, grid_b = grids[a], grids[b]
+        if grid_a is not None and grid_b is not None and nearest_orientation(grid_a, grid_b)[0] <= threshold:
+            alike.append((a, b))
+    return alike
 
 
 def against_first(orientations: Sequence[int]) -> list[int]:

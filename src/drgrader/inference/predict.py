@@ -29,7 +29,7 @@ from drgrader.data.images import ImageReadError, read_image
 from drgrader.data.input_files import input_rows
 from drgrader.data.inputs import INPUT_COLUMNS
 from drgrader.data.photo import photo_quality, preprocess_file
-from drgrader.data.same_picture import how_alike, picture_print, same_pictures
+from drgrader.data.same_picture import EDITED_COPY, alike_pairs, how_alike, picture_print, same_pictures
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, column_index
 from drgrader.inference.bundle import Bundle
 from drgrader.inference.patient_decision import DecisionPoints, bundle_decision_points, decide_patients, eye_uncertainty, usable_photos
@@ -328,15 +328,29 @@ def with_same_pictures(preds: pd.DataFrame) -> pd.DataFrame:
     table = preds.drop(columns=PICTURE_COLUMN)
     paths = table["path"].astype(str).tolist()
     units = [str(split_frame_ref(Path(p))[0]) for p in paths]
+    prints = preds[PICTURE_COLUMN].fillna("").astype(str).tolist()
     groups = []
-    for positions, orientations in same_pictures(preds[PICTURE_COLUMN].fillna("").astype(str).tolist(), units):
+    for positions, orientations in same_pictures(prints, units):
         copies = identical_files([paths[k] for k in positions])  # positions in ``positions``
         repeats = {i for same in copies for i in same[1:]}
         kept = [(k, way) for i, (k, way) in enumerate(zip(positions, orientations)) if i not in repeats]
         if len(kept) > 1:
             rows = [k for k, _ in kept]
             groups.append((rows, how_alike(table["image_id"].iloc[rows].tolist(), [way for _, way in kept])))
+    grouped = {k for rows, _ in groups for k in rows}
+    groups += [([a, b], EDITED_COPY) for a, b in alike_pairs(prints, _fellow_pairs(table, grouped, units))]
     return note_same_pictures(table, groups) if groups else table
+
+
+def _fellow_pairs(table: pd.DataFrame, grouped: set[int], units: list[str]) -> list[tuple[int, int]]:
+    """Positions (left, right) of each patient's two eyes' photos, of other files, not already one picture."""
+    eyes = table.reset_index(drop=True)
+    known = eyes[(eyes["patient_id"].astype(str) != "") & eyes["eye"].isin(("left", "right")) & ~eyes.index.isin(grouped)]
+    pairs = []
+    for _, rows in known.groupby("patient_id"):
+        left, right = rows.index[rows["eye"] == "left"], rows.index[rows["eye"] == "right"]
+        pairs += [(int(a), int(b)) for a in left for b in right if units[a] != units[b]]
+    return pairs
 
 
 def ready_for_patients(bundle: Bundle, preds: pd.DataFrame, *, refer_share: float | None = None) -> tuple[pd.DataFrame, DecisionPoints]:

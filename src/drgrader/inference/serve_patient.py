@@ -34,7 +34,7 @@ from drgrader.data.identity_notes import (
     note_kinds,
 )
 from drgrader.data.image_files import identical_files
-from drgrader.data.same_picture import how_alike, same_pictures
+from drgrader.data.same_picture import EDITED_COPY, alike_pairs, how_alike, same_pictures
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS
 from drgrader.inference.bundle import Bundle
 from drgrader.inference.patient_decision import decide_patients
@@ -139,10 +139,12 @@ def one_picture(eyes: list[tuple[str, str]], prints: list[str]) -> str | None:
     own fellow eye."""
     if len(eyes) != 2 or len(prints) != 2:
         return None
+    names = [name for _, name in eyes]
     for _, orientations in same_pictures(prints):
-        names = [name for _, name in eyes]
         return (f"the 'right' and 'left' photos are one picture ({names[0]}, {names[1]}: {how_alike(names, orientations)}): "
                 "send a photo of each eye")
+    if alike_pairs(prints, [(0, 1)]):  # probe 42 BF3: one photo edited
+        return f"the 'right' and 'left' photos are {EDITED_COPY} ({names[0]}, {names[1]}): send a photo of each eye"
     return None
 
 
