@@ -305,6 +305,21 @@ def test_photos_named_by_their_eye_alone_from_python_are_not_the_patient_of_a_te
     assert len(patients) == 2  # as before: no patient, each photo its own
 
 
+def test_a_photo_two_lists_give_to_two_patients_is_noted_on_both(tmp_path):
+    """Probe 42 BF7: the photo went to the first list's patient; the other patient's decision said
+    'the only photo' with no note, as if made with every photo listed for it."""
+    (tmp_path / "L1").mkdir()
+    (tmp_path / "L2").mkdir()
+    for k, name in enumerate(("a", "b", "e")):
+        (tmp_path / f"{name}.jpeg").write_bytes(photo_bytes(k + 2, k + 70))
+    (tmp_path / "L1" / "l.csv").write_text("image,patient_id,eye\n../a.jpeg,1001,left\n../b.jpeg,1001,right\n")
+    (tmp_path / "L2" / "l.csv").write_text("image,patient_id,eye\n../a.jpeg,2001,left\n../e.jpeg,2001,right\n")
+    table = collect_inputs([tmp_path / "L1" / "l.csv", tmp_path / "L2" / "l.csv"]).set_index("patient_id")
+    assert table.loc["2001", "identity_note"].startswith(
+        "contradictory patient: '../a' is listed as a photo of patient '2001' too, but taken as one of patient '1001'; "
+        "this patient is judged without it")
+
+
 def test_one_patient_id_given_by_two_lists_is_noted(tmp_path):
     # Probe 36 AZ12: two sites' day lists, each with its own patient 1001 (one eye each), given in
     # one run: one patient, two people's eyes paired, no note (two folders were noted).

@@ -71,6 +71,7 @@ from drgrader.data.identity_notes import (
     SAME_PHOTO_AS_TWO_EYES,
     SAME_PHOTO_UNDER_TWO_PATIENTS,
     note_eye_counts,
+    note_other_claimants,
     note_two_people,
 )
 from drgrader.data.image_files import identical_files
@@ -376,6 +377,7 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     given = pd.Series([was_given for _, _, _, was_given, _ in read], index=table.index, dtype=bool)
     from_name = (table["patient_id"] != "") & ~given
     lone = table["patient_id"] == ""
+    note_other_claimants(table, photos, notes)
     contested = given_against_names(table, given, name_patient, notes)
     _one_name_two_given(table, given, name_patient, notes)
     _split_by_folder(table, from_name, notes)

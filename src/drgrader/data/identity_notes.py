@@ -83,6 +83,18 @@ def note_eye_counts(table: pd.DataFrame, notes: list[list[str]], said: pd.Series
                             "eye of its own")
 
 
+def note_other_claimants(table: pd.DataFrame, photos: list[dict], notes: list[list[str]]) -> None:
+    """A photo two lists give to two patients goes to the first; the other's photos are noted too,
+    so that its decision is not read as made with that photo (probe 42 BF7: "the only photo")."""
+    for k, row in enumerate(photos):
+        for other in (row.get("csv_patients") or [])[1:]:
+            if other == table.at[k, "patient_id"]:
+                continue
+            for j in table.index[table["patient_id"] == other]:
+                notes[j].append(f"{CONTRADICTORY_PATIENT}: {table.at[k, 'image_id']!r} is listed as a photo of patient {other!r} too, "
+                                f"but taken as one of patient {table.at[k, 'patient_id']!r}; this patient is judged without it")
+
+
 def _differ(tag: str, values: set[str]) -> bool:
     if tag == BIRTH_YEAR:  # a year from an age in whole years: one person's within a year or two
         years = [int(v) for v in values]
