@@ -110,6 +110,13 @@ def test_a_second_column_of_photo_names_is_refused_by_its_cells(photos, tmp_path
     with pytest.raises(DataError, match=rf"w.csv: column {column!r} names photos too \('.*7_right.jpeg'\), but predict "
                                         r"reads one photo per row, from 'image'"):
         collect_inputs([tmp_path / "w.csv"])
+    # Probe 41 BE3: its cells without an extension, as the image column may give them.
+    (photos / "w.csv").write_text(f"patient_id,image,{column}\n1003,7_left,7_right\n")
+    with pytest.raises(DataError, match=rf"w.csv: column {column!r} names photos too \('7_right'\)"):
+        collect_inputs([photos / "w.csv"])
+    (photos / "w.csv").write_text(f"patient_id,image,{column}\n1003,7_left,7_left\n")  # the row's own photo again: no second one
+    assert len(collect_inputs([photos / "w.csv"])) == 1
+    (photos / "w.csv").unlink()
 
 
 @pytest.mark.parametrize(("header", "named"), [

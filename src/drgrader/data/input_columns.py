@@ -320,16 +320,27 @@ def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient
                             + (f" (e.g. '{a[:20]}-{patient}')" if what == "sites" else "") + ", or remove the column")
 
 
-def refuse_other_photo_columns(csv: Path | str, table: pd.DataFrame, columns: dict[str, str | None]) -> None:
+def _names_a_photo(folder: Path | None, cell: str) -> bool:
+    """A cell names a photo: by its extension, or (``IMG_6``, as the image column may give it) a
+    photo of that name beside the list (probe 41 BE3)."""
+    if cell.lower().endswith(IMAGE_EXTENSIONS):
+        return True
+    return folder is not None and any((folder / f"{cell}{ext}").is_file() for ext in IMAGE_EXTENSIONS[:4])
+
+
+def refuse_other_photo_columns(csv: Path | str, table: pd.DataFrame, columns: dict[str, str | None],
+                               folder: Path | None = None) -> None:
     """A column predict does not read whose cells name photos (``right_eye_image``, ``photo_right``,
     ``right`` beside ``image``: a list with one row per patient): its photos would be dropped and
-    the patient decided on the other one, "the only photo" (probe 39 BC6, probe 40 BD3)."""
+    the patient decided on the other one, "the only photo" (probe 39 BC6, probe 40 BD3). ``folder``:
+    where the list's relative paths are read from."""
     for header in table.columns:
         if header in columns.values():
             continue
         cells = table[header].str.strip()
         cells = cells[cells != ""]
-        named = cells[cells.str.lower().str.endswith(IMAGE_EXTENSIONS)]
+        own = table.loc[cells.index, columns["image"]].map(lambda ref: Path(ref.strip()).stem)  # the row's own photo again
+        named = cells[cells.map(lambda cell: _names_a_photo(folder, cell)) & (cells.map(lambda cell: Path(cell).stem) != own)]
         if len(named) and len(named) * 2 >= len(cells):
             raise DataError(f"{csv}: column {header[:40]!r} names photos too ({Path(named.iat[0]).name[:60]!r}), but predict reads one "
                             f"photo per row, from {columns['image']!r}: list each photo on its own row (image, patient_id, "

@@ -129,7 +129,7 @@ def rows_from_list(csv: Path, piped: bool = False) -> list[dict]:
     assert image_col is not None  # csv_columns refuses a CSV without one
     beside = identifiers_beside_patient(csv, list(table.columns))
     refuse_noted_predictions(csv, table)
-    refuse_other_photo_columns(csv, table, columns)
+    refuse_other_photo_columns(csv, table, columns, folder)
     no_digit = placeholder_ids(table[patient_col]) if patient_col else set()
     kept_digits = patient_col is not None and long_ids_kept(table[patient_col])
     if no_digit:
