@@ -339,7 +339,7 @@ def test_utf8_bom_is_ignored(tmp_path):
 
 def test_binary_label_file_is_rejected(tmp_path):
     (tmp_path / "labels.csv").write_bytes(b"PK\x03\x04\x00\x00binary")
-    with pytest.raises(DataError, match="labels.csv is not a text CSV"):
+    with pytest.raises(DataError, match="labels.csv is a spreadsheet workbook"):
         read_dataset(tmp_path, "csv")
 
 

@@ -1188,6 +1188,51 @@ def test_an_unread_column_with_two_values_under_one_patient_is_warned_of(tmp_pat
             f"{first!r} (left eye) and {second!r} (right eye)): two people, sites or visits under one id?") in caplog.text
 
 
+def _four_patient_list(folder: Path, column: str, cells: list[str]) -> Path:
+    """Patients P1..P4, both eyes each, ``cells`` the column's 8 values in that order."""
+    for k in range(8):
+        if not (folder / f"p{k}.jpeg").exists():
+            (folder / f"p{k}.jpeg").write_bytes(photo_bytes(k % 5, k + 80))
+    listing = folder / "l4.csv"
+    listing.write_text(f"image,patient_id,eye,{column}\n" + "".join(
+        f"p{k}.jpeg,P{k // 2 + 1},{('left', 'right')[k % 2]},{cell}\n" for k, cell in enumerate(cells)), encoding="utf-8")
+    return listing
+
+
+@pytest.mark.parametrize(("column", "first", "second"), [
+    ("Ort", "N", "S"), ("Unit", "01", "02"), ("Geschl.", "M", "F"),  # probe 44 BH5: short codes
+    ("Besuch", "1", "2"), ("FU", "0", "1"),  # visits under other words
+    ("exam_date", "2015-03-01 09:30:00", "2023-05-02 10:00:00")])  # probe 44 BH7: a date with its time
+def test_a_short_code_or_a_timed_visit_that_splits_one_patient_only_is_warned_and_noted(tmp_path, caplog, column, first, second):
+    """Every other patient keeps one value; patient P4's two eyes have two: warned, and noted in
+    identity_note (probe 44 BH9: the console only)."""
+    listing = _four_patient_list(tmp_path, column, [first] * 6 + [first, second])
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        table = collect_inputs([listing]).set_index("image_id")
+    assert f"1 patient(s) have photos of two values of column {column!r}" in caplog.text
+    assert table.loc[["p6", "p7"], "identity_note"].tolist() == [
+        f"two values under one id: column {column!r} gives patient 'P4' {first!r} and {second!r}; taken as one patient's "
+        "photos (two people, sites or visits? give each its own id)"] * 2
+    assert (table.loc[["p0", "p1"], "identity_note"] == "").all()
+
+
+@pytest.mark.parametrize(("column", "cells"), [
+    ("IOP", ["14", "15", "16", "16", "17", "17", "15", "15"]), ("Lens status", ["phakic", "pseudophakic"] + ["phakic"] * 6),
+    ("Image quality", ["good", "adequate"] + ["good"] * 6), ("Comments", ["cataract", "laser scars"] + [""] * 6),  # BH4
+    ("exam_date", ["2024-03-01 09:30:00", "2024-03-01 09:31:10"] + ["2024-01-01"] * 6)])  # one visit, two times
+def test_columns_of_each_eye_in_a_clinic_list_are_not_warned_of(tmp_path, caplog, column, cells):
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        table = collect_inputs([_four_patient_list(tmp_path, column, cells)])
+    assert "two values of column" not in caplog.text and (table["identity_note"] == "").all()
+
+
+@pytest.mark.parametrize(("column", "first", "second"), [("Name", "José Pérez", "Jose Perez"), ("Age", "67", "67.0"),
+                                                     ("DOB", "1950-01-12", "unknown"), ("Sex", "M", "NA")])
+def test_one_person_written_two_ways_is_not_refused_as_two(tmp_path, column, first, second):
+    """Probe 44 BH8: accents, Excel's `67.0`, a missing-value mark were two people."""
+    assert len(collect_inputs([_four_patient_list(tmp_path, column, ["A", "A", "B", "B", "C", "C", first, second])])) == 8
+
+
 @pytest.mark.parametrize(("column", "cells"), [
     ("ID", ("1", "2", "3", "4")), ("Accession", ("A1", "A2", "A3", "A4")),  # probe 43 BG7: each photo's own
     ("grader_initials", ("JS", "MB", "JS", "MB")), ("Camera name", ("Topcon", "Canon", "Canon", "Topcon")),

@@ -373,7 +373,7 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     name_patient = pd.Series([named for _, _, named, _, _ in read], index=table.index, dtype=str)
     table["eye"] = [eye for _, eye, _, _, _ in read]
     for k, (_, _, _, _, own_notes) in enumerate(read):
-        notes[k] += own_notes
+        notes[k] += [*own_notes, *(photos[k].get("notes") or ())]
     given = pd.Series([was_given for _, _, _, was_given, _ in read], index=table.index, dtype=bool)
     from_name = (table["patient_id"] != "") & ~given
     lone = table["patient_id"] == ""

@@ -13,7 +13,7 @@ from drgrader.outputs import IMAGE_EXTENSIONS
 
 # What input_rows gathers for each photo: where it is, and what each source says.
 EVIDENCE_KEYS = ["path", "image_id", "source", "csv_image_id", "csv_patient", "csv_eye", "folder_patient",
-                 "dicom_patient", "dicom_laterality", "person"]
+                 "dicom_patient", "dicom_laterality", "person", "notes"]
 
 _FRAME = re.compile(r"#frame[0-9]+$")
 
@@ -26,11 +26,12 @@ def evidence(path: str | Path, image_id: str, source: str | Path, *, csv_image_i
     ``folder_patient``: its folder's name, when its own name is its eye alone (``P10/OD.jpeg``);
     ``dicom_laterality``: its header's laterality tags and what each says,
     :attr:`~drgrader.data.dicom.DicomHeader.laterality`; ``person``: what tells its person apart,
-    :attr:`~drgrader.data.dicom.DicomHeader.person`)."""
+    :attr:`~drgrader.data.dicom.DicomHeader.person`); ``notes``: what the list it came from said of it, for
+    its ``identity_note``)."""
     return {"path": str(path), "image_id": image_id, "source": str(source), "csv_image_id": csv_image_id,
             "csv_patient": patient_id(csv_patient), "csv_eye": csv_eye, "folder_patient": patient_id(folder_patient),
             "dicom_patient": patient_id(dicom_patient),
-            "dicom_laterality": tuple(dicom_laterality), "person": tuple(person)}
+            "dicom_laterality": tuple(dicom_laterality), "person": tuple(person), "notes": ()}
 
 
 def own_name(row: dict) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections.abc import Sequence
 from difflib import SequenceMatcher
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.data.eyes import EYE_WORDS, patient_and_eye, patient_id
-from drgrader.data.identity_notes import NOTE_KINDS
+from drgrader.data.identity_notes import NOTE_KINDS, TWO_VALUES
 from drgrader.data.label_files import (  # not .manifest: its readers use this module
     IMAGE_EXTENSIONS,
     DataError,
@@ -195,6 +196,7 @@ _PERSON_WORDS = {"name", "surname", "lastname", "firstname", "givenname", "famil
                  "vorname", "nachname", "geschlecht", "geburtsdatum", "geburt", "geb", "prenom", "nom", "sexe", "naissance",
                  "nombre", "apellido", "apellidos", "sexo", "nacimiento", "nome", "cognome", "sesso", "nascita", "genero",
                  "voornaam", "achternaam", "naam", "geboortedatum", "geslacht", "leeftijd", "sobrenome", "idade", "edad",
+                 "nascimento", "geburtstag", "alter", "bsn", "cpf", "personnummer", "sus",  # probe 44 BH1
                  # a person's record and card numbers (probe 43 BG2)
                  "ssn", "uhid", "chi", "medicare", "phn", "dni", "aadhaar", "kvnr", "insurance", "passport", "chart", "client", "email", "phone", "telephone", "mobile", "address",
                  # and in Japanese, Chinese, Korean, Russian (probe 43 BG8)
@@ -210,6 +212,7 @@ _PHOTO_WORDS = {"image", "img", "file", "filename", "photo", "picture", "path", 
 
 
 _BARE_NAMES = {"name", "naam", "nom", "nome", "nombre"}  # alone, may be each photo's own name
+_ROW_IDS = {"id", "no", "nr", "number", "index", "accession", "accessionno", "accessionnumber"}
 
 
 def _tells_apart(header: str) -> str | None:
@@ -239,49 +242,80 @@ def eyes_of_rows(table: pd.DataFrame, eye_col: str | None, image_col: str) -> pd
 
 # A column naming a visit: its values differ in every patient of a follow-up study, and still pool two exams.
 _VISIT_WORDS = {"visit", "date", "exam", "examination", "timepoint", "time", "session", "followup", "follow", "year",
-                "baseline", "month", "week", "day", "studydate"}
+                "baseline", "month", "week", "day", "studydate", "datetime", "timestamp", "fu", "besuch", "visita",
+                "consulta", "round", "jahr", "datum"}
+# Columns of each eye's or photo's own, by a word of their name: they differ between a patient's eyes
+# by nature, so they are not compared (probe 44 BH4: IOP, lens status, image quality, notes).
+_EYE_S_OWN_WORDS = _PHOTO_WORDS | {
+    "iop", "pressure", "lens", "phakic", "pseudophakic", "quality", "va", "acuity", "vision", "refraction", "sphere",
+    "cylinder", "axis", "notes", "note", "comment", "comments", "remark", "remarks", "finding", "findings", "diagnosis",
+    "dilated", "dilation", "pupil", "macula", "maculopathy", "macular", "edema", "oedema", "dme", "csme", "grade", "level",
+    "dr", "retinopathy", "laser", "cataract", "glaucoma", "amd", "gradable", "ungradable", "artifact", "artefact",
+    "clarity", "focus", "exposure"}
+_DAY = re.compile(r"^(\d{4}-?\d{2}-?\d{2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4})")  # a date-time's day: one visit
 
 
-def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients: pd.Series, eyes: pd.Series) -> None:
+def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients: pd.Series,
+                                 eyes: pd.Series) -> dict[int, str]:
     """A column not read (``table``: those columns; the known site and person words are refused
     before, :func:`refuse_two_people_under_one_id`) whose values differ within one patient: two
     people, sites or visits under one id, by any header in any language (probe 42 CF1, CF5; probe
-    43 BG4, BG8), whose eyes would be paired and photos pooled. Said, naming the column, not
-    refused: a column of each eye's or photo's own differs there too. Not compared: a column of
-    each photo's own (:func:`_each_photo_s_own`); between a patient's two eyes, a short code
-    (a flag, a grade: ``0``/``1``, ``M``/``F``) or one that differs in most patients (each eye's
-    own, a visual acuity), unless its name says a visit."""
-    multi = patients[patients != ""].value_counts()
-    multi = multi[multi > 1]
+    43 BG4, BG8; probe 44 BH1, BH5, BH7), whose eyes would be paired and photos pooled. Said in one
+    warning per column, not refused; returns a note for each row concerned (predict puts it in
+    ``identity_note``). Not compared: a column of each eye's or photo's own by its name (IOP, lens,
+    quality, notes, a camera) or of every row's own (:func:`_each_photo_s_own`); between two eyes,
+    one that differs in most of three or more patients with several photos (each eye's own: a
+    visual acuity). A column whose name says a visit is always compared, by day (a time of day is
+    no second visit)."""
+    noted: dict[int, str] = {}
     for header in table.columns:
-        cells = table[header].str.strip()
-        use = patients.isin(multi.index) & (cells != "")
-        if not use.any() or _each_photo_s_own(cells[use], patients[use]):
+        words = set(name_words(header))
+        if words & _EYE_S_OWN_WORDS:
             continue
-        folded = cells[use].map(lambda v: _folded(v, header))
-        within_eye = folded[eyes[use] != ""].groupby([patients[use], eyes[use]]).nunique()
+        visit = bool(words & _VISIT_WORDS)
+        cells = table[header].str.strip()
+        use = (patients != "") & (cells.map(patient_id) != "")  # a missing-value mark is no value
+        if not visit and _each_photo_s_own(cells[use], patients[use]):  # a row number, a file name (probe 43 BG7)
+            continue
+        folded = cells[use].map(lambda v: _visit_day(v) if visit else _folded(v, header))
         per_patient = folded.groupby(patients[use]).nunique()
-        visit = bool(set(name_words(header)) & _VISIT_WORDS)
-        short = folded.nunique() <= 5 and folded.str.len().max() <= 3
-        if not visit and (short or (per_patient > 1).mean() > 0.5):
-            per_patient = per_patient[list(dict.fromkeys(p for p, _ in within_eye[within_eye > 1].index))]  # one eye's photos only
-        split = per_patient[per_patient > 1]
-        if len(split):
-            patient = split.index[0]
-            rows = cells[use][patients[use] == patient]
-            first, other = rows.index[0], next(k for k in rows.index if folded[k] != folded[rows.index[0]])
-            shown = " and ".join(f"{cells[k][:40]!r}" + (f" ({eyes[k]} eye)" if eyes[k] else "") for k in (first, other))
-            log.warning("%s: %d patient(s) have photos of two values of column %r, which is not read (e.g. patient %r: "
-                        "%s): two people, sites or visits under one id? They are taken as one patient's photos (its eyes "
-                        "paired, its decision from all of them): give each its own patient id if so (e.g. '%s-%s'); "
-                        "nothing is wrong if the column is each eye's or photo's own", csv, len(split), header[:40],
-                        patient, shown, cells[first][:20], patient)
+        several = patients[use].value_counts()
+        several = several[several > 1]
+        differ = per_patient[per_patient > 1]
+        if not visit and len(several) >= 3 and len(differ) > 0.5 * len(several):
+            known = use & (eyes != "")
+            within_eye = folded[known[use]].groupby([patients[known], eyes[known]]).nunique()
+            differ = differ[list(dict.fromkeys(p for (p, _), n in within_eye.items() if n > 1))]  # one eye's photos only
+        if not len(differ):
+            continue
+        patient = differ.index[0]
+        rows = folded.index[patients[use] == patient]
+        first, other = rows[0], next(k for k in rows if folded[k] != folded[rows[0]])
+        shown = " and ".join(f"{cells[k][:40]!r}" + (f" ({eyes[k]} eye)" if eyes[k] else "") for k in (first, other))
+        log.warning("%s: %d patient(s) have photos of two values of column %r, which is not read (e.g. patient %r: "
+                    "%s): two people, sites or visits under one id? They are taken as one patient's photos (its eyes "
+                    "paired, its decision from all of them): give each its own patient id if so; nothing is wrong if "
+                    "the column is each eye's or photo's own", csv, len(differ), header[:40], patient, shown)
+        for p in differ.index:
+            values = " and ".join(repr(v[:40]) for v in dict.fromkeys(cells[use][patients[use] == p]))
+            for k in folded.index[patients[use] == p]:
+                noted.setdefault(k, f"{TWO_VALUES}: column {header[:40]!r} gives patient {p!r} {values}; taken as one "
+                                    "patient's photos (two people, sites or visits? give each its own id)")
+    return noted
+
+
+def _visit_day(value: str) -> str:
+    """A visit's cell as a day (``2015-03-01 09:30:12`` and ``2015-03-01``: one visit; probe 44 BH7)."""
+    day = _DAY.match(value.strip())
+    return day[1].replace("-", "") if day else _folded(value, "")
 
 
 def _folded(value: str, header: str) -> str:
     """A cell as two rows of one person may spell it (``North Clinic``, ``north-clinic ``; ``M``,
-    ``Male``: probe 41 BE10); numbers kept apart (``1/12/1950`` is not ``11/2/1950``: probe 43 BG6)."""
-    folded = " ".join(re.findall(r"[^\W_]+", value.casefold()))
+    ``Male``: probe 41 BE10; ``José``, ``Jose``; ``67``, ``67.0``: probe 44 BH8); numbers kept apart
+    (``1/12/1950`` is not ``11/2/1950``: probe 43 BG6)."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", value.casefold()) if not unicodedata.combining(c))
+    folded = " ".join(re.findall(r"[^\W_]+", re.sub(r"(?<=\d)\.0+$", "", plain.strip())))
     return folded[:1] if {"sex", "gender"} & set(name_words(header)) else folded
 
 
@@ -298,11 +332,12 @@ def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient
     MRN) in a column predict does not read: refused naming both values, never paired as one
     patient's eyes (probe 39 BC4, probe 40 BD2/BD5/BD6, probe 42 BF5)."""
     for header in table.columns:
-        what = "people" if header in identifiers else _tells_apart(header)
+        # a bare ID or accession may be a row number (probe 44 BH2): compared by its values instead
+        what = "people" if header in identifiers and column_key(header) not in _ROW_IDS else _tells_apart(header)
         if what is None:
             continue
         cells = table[header].str.strip()
-        given = (patients != "") & (cells != "")
+        given = (patients != "") & (cells.map(patient_id) != "")  # "unknown", "NA", "-": no value (probe 44 BH8)
         if _each_photo_s_own(cells[given], patients[given]):
             continue
         folded = cells[given].map(lambda v: _folded(v, header))

@@ -137,6 +137,7 @@ def rows_from_list(csv: Path, piped: bool = False) -> list[dict]:
                     "number among positive ones: e.g. %r): read as no patient, each photo a patient of its own (a "
                     "missing-value mark?); write the patient's id if it is one", csv, len(no_digit), sorted(no_digit)[0])
     rows, windows, elsewhere, other_case, from_here, missing, patients, eyes = [], [], [], [], [], [], [], []
+    spans: list[tuple[int, int]] = []  # each table row's evidence rows (a multi-frame DICOM file gives several)
     for number, rec in enumerate(table.to_dict("records"), start=1):  # data rows, as label files count them
         binary = next((column for column, value in rec.items() if "\x00" in value), None)
         if binary is not None:  # no file name holds one: a damaged or binary file, not a list to guess from
@@ -202,11 +203,15 @@ def rows_from_list(csv: Path, piped: bool = False) -> list[dict]:
         )
         patients.append(_patient_of(rows[first]))
         eyes.append(rows[first]["csv_eye"] or (patient_and_eye(own_name(rows[first])) or ("", ""))[1])
+        spans.append((first, len(rows)))
     # Each row's patient as given, by a DICOM header or by the photo's name (probe 40 BD5, probe 41 BE9)
     refuse_two_people_under_one_id(csv, table.drop(columns=[c for c in (patient_col, id_col) if c]),
                                    pd.Series(patients, index=table.index), identifiers=beside)
-    warn_columns_within_patients(csv, table.drop(columns=[c for c in (image_col, patient_col, eye_col, id_col) if c]),
-                       pd.Series(patients, index=table.index), pd.Series(eyes, index=table.index))
+    noted = warn_columns_within_patients(csv, table.drop(columns=[c for c in (image_col, patient_col, eye_col, id_col) if c]),
+                                         pd.Series(patients, index=table.index), pd.Series(eyes, index=table.index))
+    for k, note in noted.items():  # into identity_note, as the resolver's own notes (probe 44 BH9)
+        for row in rows[slice(*spans[table.index.get_loc(k)])]:
+            row["notes"] = (*row.get("notes", ()), note)
     if windows:
         log.warning("%s: %d image path(s) written with backslashes (Windows) read with '/' (e.g. %s)", csv, len(windows), windows[0])
     if other_case:
