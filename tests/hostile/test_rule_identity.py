@@ -1385,6 +1385,15 @@ def test_a_data_set_of_dicom_photos_reads_their_headers_as_predict_does(tmp_path
             "file's patients 'V0', 'V1')") in caplog.text
     assert "1 DICOM photo(s) whose header's laterality is not the label file's eye (e.g. 'IMG_0': right by the label file, " \
            "left by its header)" in caplog.text
+    (root / "labels.csv").write_text("image,level\n" + "".join(f"IMG_{k}.dcm,{k % 3}\n" for k in range(4)))
+    # Probe 44 CH1: anonymised headers and no patient column: each photo its own patient, said.
+    for k in range(4):
+        write_dicom(root / "images" / f"IMG_{k}.dcm", make_fundus(k % 3, np.random.default_rng(k), height=96),
+                    patient_id="ANONYMOUS", laterality="LR"[k % 2])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert read_dataset(root, "csv")["patient_id"].nunique() == 4
+    assert "4 DICOM photo(s) have no patient in the label file, their names or their headers" in caplog.text
 
 
 def test_a_list_of_dicom_photos_with_two_sites_under_one_patient_id_is_refused(tmp_path):

@@ -34,6 +34,11 @@ def with_dicom_identity(df: pd.DataFrame, given: list[bool], root: Path) -> pd.D
     was_given = pd.Series(given, index=df.index)[dicom]
     take = (header_patient != "") & ~was_given
     df.loc[take.index[take], "patient_id"] = header_patient[take]
+    alone = ~was_given & (header_patient == "") & (df.loc[dicom, "patient_id"] == df.loc[dicom, "image_id"])
+    if alone.any():  # probe 44 CH1: anonymised headers (PatientID ANONYMOUS or empty), no patient column
+        log.warning("%s: %d DICOM photo(s) have no patient in the label file, their names or their headers (PatientID "
+                    "empty or anonymised; e.g. %r): each is a patient of its own, so a patient's two eyes may fall on both "
+                    "sides of the split; add a patient_id column", root, int(alone.sum()), df.at[alone.index[alone][0], "image_id"])
     no_eye = (df.loc[dicom, "eye"] == "") & (header_eye != "")
     df.loc[no_eye.index[no_eye], "eye"] = header_eye[no_eye]
     other_eye = (df.loc[dicom, "eye"] != "") & (header_eye != "") & (df.loc[dicom, "eye"] != header_eye)
