@@ -420,22 +420,24 @@ def test_the_reports_sentence_on_external_data_says_which_thresholds_decided_and
     assert sentence(thresholds={"referable": 0.5}, training_overlap={"photos": 0, "of": 9, "compared_by": "path, bytes or picture"}) == (
         "a data set (/data/b) given as external, with the decision thresholds fitted beforehand on the model's own validation "
         "split; none of its photos is one the model was trained or tuned on, checked against the model's training photos by "
-        "path, bytes or picture (a re-saved, resized, mirrored or turned copy is found): a cropped or padded copy of one would not be")
+        "path, bytes or picture: only a copy that keeps the whole picture (re-saved, resized, mirrored or turned by right "
+        "angles) is found, not one cropped, padded, rotated by another angle or colour-processed")
     # Probe 42 CF6: a bundle away from its run compares by bytes only: a re-saved copy of a training photo is not found.
     by_bytes = sentence(thresholds={"referable": 0.5}, training_overlap={"photos": 0, "of": 9, "compared_by": "bytes"})
-    assert "never saw" not in by_bytes and ("checked against the model's training photos by bytes only: a re-saved, cropped "
-                                            "or padded copy of one would not be found") in by_bytes
+    assert "never saw" not in by_bytes and ("checked against the model's training photos by bytes only: a copy of one in "
+                                            "other bytes (re-saved, resized, cropped or colour-processed) would not be found") in by_bytes
     # Probe 43 CG1: the model card's entry and the console's line said nothing of it.
     from drgrader.workflows.console import _evaluated_on
 
     metrics = {"evaluated_on": "external:/data/b", "thresholds": {}, "training_overlap": {"photos": 0, "of": 9, "compared_by": "bytes"}}
     card = add_externals(build_model_card(MANIFEST, METRICS), [ExternalEvaluation(metrics, "/evals/b")])
     assert "None of these photos is one the model was trained or tuned on, checked against the model's training photos by " \
-           "bytes only: a re-saved, cropped or padded copy of one would not be found." in card[card.index("### b"):]
+           "bytes only: a copy of one in other bytes (re-saved, resized, cropped or colour-processed) would not be " \
+           "found." in card[card.index("### b"):]
     assert _evaluated_on(metrics) == ("external:/data/b (checked against the model's training photos by bytes only: a "
-                                      "re-saved, cropped or padded copy of one would not be found)")
+                                      "copy of one in other bytes (re-saved, resized, cropped or colour-processed) would not be found)")
     by_picture = {**metrics, "training_overlap": {"photos": 0, "of": 9, "compared_by": "path, bytes or picture"}}
-    assert "a cropped or padded copy of one would not be." in add_externals(build_model_card(MANIFEST, METRICS),
+    assert "rotated by another angle or colour-processed." in add_externals(build_model_card(MANIFEST, METRICS),
                                                                           [ExternalEvaluation(by_picture, "/evals/b")])
     assert "with the default cut-points (the model has no fitted thresholds)" in sentence(thresholds={})  # probe 32 B5
     unchecked = sentence(thresholds={"referable": 0.5}, training_overlap=None)  # probe 32 B2: no record to check

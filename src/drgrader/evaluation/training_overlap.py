@@ -58,16 +58,19 @@ class TrainingPhotos:
 def unchecked_copies(overlap: dict | None) -> str | None:
     """What an external evaluation's check against the training photos (metrics.json's
     ``training_overlap``) could not see, in words; None without a record (nothing was checked).
-    By picture, a cropped or padded copy of a training photo is not found (probe 43 CG10); by
+    By picture, a cropped, padded, rotated or colour-processed copy of a training photo is not
+    found (probe 43 CG10, probe 44 CH5); by
     bytes only (a bundle's own record, the built-in grader's), a re-saved copy is not found
     either (probe 42 CF6). Said in the report, the model card and on the console (probe 43 CG1)."""
     if overlap is None:
         return None
     compared = overlap.get("compared_by") or "bytes"
-    if "picture" in compared:
-        return (f"checked against the model's training photos by {compared} (a re-saved, resized, mirrored or turned copy "
-                "is found): a cropped or padded copy of one would not be")
-    return f"checked against the model's training photos by {compared} only: a re-saved, cropped or padded copy of one would not be found"
+    if "picture" in compared:  # probe 44 CH5: a colour-processed copy (Ben Graham's filter) passed as "not found"
+        return (f"checked against the model's training photos by {compared}: only a copy that keeps the whole picture "
+                "(re-saved, resized, mirrored or turned by right angles) is found, not one cropped, padded, rotated by "
+                "another angle or colour-processed")
+    return (f"checked against the model's training photos by {compared} only: a copy of one in other bytes (re-saved, "
+            "resized, cropped or colour-processed) would not be found")
 
 
 def digest(path: str | Path) -> str:
