@@ -1376,6 +1376,10 @@ def test_a_data_set_of_dicom_photos_reads_their_headers_as_predict_does(tmp_path
         table = read_dataset(root, "csv")
     assert table[["patient_id", "eye"]].values.tolist() == [["PID1", "left"], ["PID1", "right"], ["PID2", "left"], ["PID2", "right"]]
     assert "a patient of its own" not in caplog.text
+    from drgrader.data.summary import summarize
+
+    sizes = summarize(table)["image_sizes"]  # probe 44 CH3: every DICOM photo was "unreadable"
+    assert sizes["unreadable"] == [] and sizes["most_common"]
     (root / "labels.csv").write_text("image,level,patient_id,eye\n" + "".join(
         f"IMG_{k}.dcm,{k % 3},V{k},{'right' if k == 0 else 'left' if k % 2 == 0 else 'right'}\n" for k in range(4)))
     with caplog.at_level(logging.WARNING, logger="drgrader"):

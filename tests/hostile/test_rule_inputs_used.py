@@ -682,7 +682,19 @@ def test_a_gradability_column_beside_the_grade_is_warned_of_in_every_format(tmp_
             "not read: every photo counts with its grade; remove the rows of the photos to leave out") in said
 
 
-@pytest.mark.parametrize(("column", "cells"), [("split", ("train", "test")), ("Usage", ("Public", "Private")),
+def test_a_maculopathy_column_not_read_is_warned_of(tmp_path, caplog):
+    """Probe 44 CH8: Rahim's `maculopathy` was INFO only; an eye referred for maculopathy alone counts as not referable."""
+    from drgrader.data.manifest import read_dataset
+
+    root = label_set(tmp_path, "labels.csv", "image,level,maculopathy\n10_left,1,1\n10_right,0,0\n", ["10_left.jpeg", "10_right.jpeg"])
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        read_dataset(root, "csv")
+    assert ("labels.csv: column 'maculopathy' (maculopathy, DME) is not read: referable DR here is grade 2 or worse only"
+            in caplog.text)
+
+
+@pytest.mark.parametrize(("column", "cells"), [("cohort", ("development", "validation")), ("role", ("held_out", "train")),  # CH2
+                                               ("split", ("train", "test")), ("Usage", ("Public", "Private")),
                                                ("is_test", ("0", "1")), ("fold", ("1", "2")), ("subset", ("dev", "holdout"))])
 def test_a_split_column_beside_the_grade_is_warned_of(tmp_path, caplog, column, cells):
     """Probe 43 CG3: the data set's own split was named as not read (INFO), and train drew its own:

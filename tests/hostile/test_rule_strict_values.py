@@ -587,6 +587,12 @@ def test_a_messidor2_gradable_cell_other_than_0_or_1_is_refused_naming_the_row(t
         read_dataset(root, "messidor2")
 
 
+def test_data_summary_of_a_limited_data_set_says_so(synth_dir, capsys):
+    """Probe 44 CH7: `data summary --set data.limit=5` gave "10 images of 5 patients" as the data set's."""
+    assert main(["data", "summary", "demo", "--set", f"data.root={synth_dir}", "--set", "data.limit=5"]) == 0
+    assert "The data set was cut to its first 5 patients (data.limit): the rest are not counted above." in capsys.readouterr().out
+
+
 def test_data_summary_refuses_a_split_file_that_train_would_refuse(synth_dir, tmp_path, capsys):
     """Probe 32 B15: `data summary` drew its split table from a split file putting a patient's two
     eyes in train and test, without a word; train refuses the same file."""

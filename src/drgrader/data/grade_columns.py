@@ -122,8 +122,12 @@ _GRADABILITY = re.compile(r"gradab|ungrad|qualit|readab|usab|image_?ok|exclu|inc
 # A data set's own split, by its cells (train/test words) or by its name and a few values (is_test 0/1,
 # fold 1-5): not read, so train draws its own and the user's test rows may be trained on (probe 43 CG3).
 _SPLIT_CELLS = {"train", "training", "test", "testing", "val", "valid", "validation", "dev", "holdout", "tune", "trainval",
-                "public", "private", "publictest", "privatetest"}
+                "public", "private", "publictest", "privatetest", "development", "held_out", "heldout", "held out",
+                "internal", "external"}  # probe 44 CH2
 _SPLIT_NAMES = {"split", "subset", "partition", "fold", "folds", "usage", "holdout", "test", "train"}
+
+
+_MACULAR_WORDS = {"maculopathy", "dme", "csme", "edema", "oedema", "macular"}
 
 
 def _looks_like_split(header: str, cells: pd.Series) -> bool:
@@ -146,9 +150,13 @@ def name_unread_columns(table: pd.DataFrame, file: str, read: Iterable[str | Non
     if marks:
         log.warning("%s: column %r looks like a gradability mark or a row selection, which this format does not read: "
                     "every photo counts with its grade; remove the rows of the photos to leave out", file, str(marks[0])[:40])
+    if macular := [c for c in unread if set(name_words(str(c))) & _MACULAR_WORDS]:  # probe 44 CH8
+        log.warning("%s: column %r (maculopathy, DME) is not read: referable DR here is grade 2 or worse only, so an eye "
+                    "referred for maculopathy alone counts as not referable", file, str(macular[0])[:40])
     if splits := [c for c in unread if _looks_like_split(str(c), table[c].astype(str))]:
         log.warning("%s: column %r looks like the data set's own split, which is not read: train and cv draw their own "
-                    "by patient, so its test rows may be trained on; to keep it, write it as data.split.file (image_id,split)",
+                    "by patient, so its test rows may be trained on; to keep it, write it as data.split.file (columns "
+                    "image_id, patient_id, split; split one of train, val, test)",
                     file, str(splits[0])[:40])
 
 

@@ -67,6 +67,14 @@ def read_kaggle(root: Path, cfg: DataConfig) -> Found:
     return rows, [folder], {}
 
 
+def _warn_no_patient_ids(root: Path, layout: str, rows: list[LabelRow]) -> None:
+    """A layout published without patient ids: each photo a patient of its own, said as the csv
+    format says it (probe 44 CH10: APTOS holds both eyes of many people)."""
+    if rows:
+        warnings.warn(f"{root}: {layout} publishes no patient ids: each of the {len(rows)} photos is a patient of its own, "
+                      "so a patient's two eyes may fall on both sides of the split", stacklevel=3)
+
+
 def read_aptos(root: Path, cfg: DataConfig) -> Found:
     """APTOS 2019: train.csv (id_code,diagnosis), train_images/<id_code>.png.
 
@@ -89,6 +97,8 @@ def read_aptos(root: Path, cfg: DataConfig) -> Found:
         patient, eye = patient_and_eye(rec, where, image_id, patient_col, eye_col, kept_digits=kept_digits)
         rows.append(LabelRow(where, image_id, folder.find(rec["id_code"]), rec["diagnosis"], patient, eye,
                              looked_for=folder.describe(rec["id_code"]), patient_given=patient_col is not None))
+    if patient_col is None:
+        _warn_no_patient_ids(root, "APTOS (train.csv without a patient_id column)", rows)
     return rows, [folder], {}
 
 
@@ -308,4 +318,5 @@ def read_ddr(root: Path, cfg: DataConfig) -> Found:
                 continue
             rows.append(LabelRow(where_in(file, n, image_id), image_id, path, fields[1], image_id,
                              split=split, looked_for=folder.describe(fields[0])))
+    _warn_no_patient_ids(root, "DDR", rows)
     return rows, folders, {"ungradable": ungradable}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from drgrader.data.dicom import header_or_none
 from drgrader.data.image_files import identical_files
 from drgrader.grading import GRADE_NAMES, GRADES
 
@@ -21,13 +22,17 @@ def _grade_counts(grades: pd.Series) -> dict[int, int]:
 
 
 def _image_sizes(manifest: pd.DataFrame) -> dict:
-    """Sizes from the file headers only (PIL opens lazily and does not decode pixels)."""
+    """Sizes from the file headers only (PIL opens lazily and does not decode pixels; a DICOM
+    file's header is read as the photo's: probe 44 CH3, every DICOM photo was "unreadable")."""
     sizes: Counter[tuple[int, int]] = Counter()
     unreadable = []
     for image_id, path in zip(manifest["image_id"], manifest["path"]):
         try:
             if not Path(path).is_file():  # a FIFO would block the open
                 raise OSError(f"not a regular file: {path}")
+            if (header := header_or_none(path)) is not None:
+                sizes[(header.width, header.height)] += 1
+                continue
             with Image.open(path) as image:
                 sizes[image.size] += 1
         except (OSError, ValueError, Image.DecompressionBombError):

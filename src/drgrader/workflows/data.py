@@ -33,4 +33,7 @@ def data_summary(cfg: ExperimentConfig) -> str:
 
     # The checks train makes before its first epoch: a split file putting a patient on two sides is refused here too.
     table, skipped, split = read_and_split(cfg.data)
-    return format_summary(summarize(table, split, skipped=skipped))
+    text = format_summary(summarize(table, split, skipped=skipped))
+    if cfg.data.limit is not None:  # probe 44 CH7: a part of the data set read as the whole
+        text += f"\nThe data set was cut to its first {cfg.data.limit} patients (data.limit): the rest are not counted above.\n"
+    return text
