@@ -1398,6 +1398,18 @@ def test_a_data_set_of_dicom_photos_reads_their_headers_as_predict_does(tmp_path
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         assert read_dataset(root, "csv")["patient_id"].nunique() == 4
     assert "4 DICOM photo(s) have no patient in the label file, their names or their headers" in caplog.text
+    # Probe 44 CH11: one PatientID, two PatientNames, no patient column: pooled without a word.
+    for k, name in enumerate(("SMITH^JOHN", "JONES^MARY", "LEE^ANN", "LEE^ANN")):
+        path = write_dicom(root / "images" / f"IMG_{k}.dcm", make_fundus(k % 3, np.random.default_rng(k), height=96),
+                           patient_id=f"PID{1 + k // 2}", laterality="LR"[k % 2])
+        ds = pydicom.dcmread(path)
+        ds.PatientName = name
+        ds.save_as(path)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        read_dataset(root, "csv")
+    assert ("1 patient(s) whose DICOM headers disagree (e.g. two people under one id: the DICOM headers of patient 'PID1' "
+            "differ in PatientName;") in caplog.text
 
 
 def test_a_list_of_dicom_photos_with_two_sites_under_one_patient_id_is_refused(tmp_path):

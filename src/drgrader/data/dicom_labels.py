@@ -16,6 +16,7 @@ import pandas as pd
 
 from drgrader.data.dicom import header_or_none
 from drgrader.data.eyes import patient_id
+from drgrader.data.identity_notes import note_two_people
 
 log = logging.getLogger("drgrader")
 
@@ -50,7 +51,20 @@ def with_dicom_identity(df: pd.DataFrame, given: list[bool], root: Path) -> pd.D
     both = was_given & (header_patient != "")
     if both.any():
         _warn_patients_apart(df.loc[both.index[both]], header_patient[both], root)
+    _warn_two_people(df.loc[dicom, "patient_id"], [h.person if h else () for h in headers.values()], root)
     return df
+
+
+def _warn_two_people(patients: pd.Series, person: list, root: Path) -> None:
+    """Photos of one patient whose headers name two people or two visits, by predict's rule
+    (:func:`~drgrader.data.identity_notes.note_two_people`; probe 44 CH11: pooled without a word)."""
+    frame = pd.DataFrame({"patient_id": patients.to_numpy(), "person": person})
+    notes: list[list[str]] = [[] for _ in range(len(frame))]
+    note_two_people(frame, notes)
+    said = {note for row in notes for note in row}
+    if said:
+        log.warning("%s: %d patient(s) whose DICOM headers disagree (e.g. %s): their photos are taken as one patient's; "
+                    "give each person or visit its own patient id in the label file", root, len(said), sorted(said)[0])
 
 
 def _warn_patients_apart(df: pd.DataFrame, header_patient: pd.Series, root: Path) -> None:
