@@ -86,7 +86,8 @@ def builtin_section(name: str, summary: str, recipe_note: str, cv_lines: list[st
         f"**Training data and terms.** {TERMS}. It is a research tool, not a medical device.", "",
         f"**Cross-fitted figures of its recipe** ({recipe_note}):", "", *cv_lines, "",
         "The *Performance* section below is the one validation split of this model, which also chose its "
-        "checkpoint and thresholds; *External evaluations* are photos from another camera and clinic it never saw.", "",
+        "checkpoint and thresholds; each of the *External evaluations* says how its photos were checked against the "
+        "training photos (the first, rahim-originals, is photos from another camera and clinic).", "",
         f"**Rebuild:** `{rebuild}`", "",
     ])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from drgrader.evaluation.bootstrap import MIN_PATIENTS_FOR_CI
 from drgrader.evaluation.results import PRINTED_HEADLINE, headline_with_ci
 from drgrader.grading import GRADE_NAMES, GRADES, ONE_SCORE_KINDS
 from drgrader.reporting.document import (
@@ -100,7 +101,9 @@ def evaluation_blocks(result: dict, where: str, summary: dict | None = None) -> 
     """Figures of one evaluation: a sentence on the eyes, the headline table, per-grade recall,
     the quality check (``summary``: see :func:`quality_blocks`)."""
     boot = (result.get("bootstrap") or {}).get("n")
-    ci_text = (f"95% confidence intervals from {boot} bootstrap resamples of patients (both eyes of a patient "
+    too_few = (result.get("n_patients") or 0) < MIN_PATIENTS_FOR_CI  # probe 44 CH4: "from 1000 resamples" above dashes
+    ci_text = ("no confidence intervals (too few patients to resample)" if boot and too_few else
+               f"95% confidence intervals from {boot} bootstrap resamples of patients (both eyes of a patient "
                "stay together)" if boot else "no confidence intervals (bootstrap off)")
     blocks: list = [Para(f"Measured on {where}: {result.get('n_images')} eyes of {result.get('n_patients')} "
                          f"patients; {ci_text}."), _figures_table(result)]

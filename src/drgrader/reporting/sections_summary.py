@@ -11,6 +11,7 @@ answer would score.
 
 from __future__ import annotations
 
+from drgrader.evaluation.bootstrap import MIN_PATIENTS_FOR_CI
 from drgrader.evaluation.metrics import IDX_DR_SENSITIVITY, IDX_DR_SPECIFICITY
 from drgrader.grading import SCREENS
 from drgrader.reporting.document import (
@@ -132,7 +133,9 @@ def summary_section(run: RunData) -> Section:
 
     limits = []
     boot = test.get("bootstrap") or {}
-    if boot.get("n"):
+    if boot.get("n") and (test.get("n_patients") or 0) < MIN_PATIENTS_FOR_CI:
+        limits.append(f"No confidence intervals: {test.get('n_patients')} patient(s) are too few to resample.")
+    elif boot.get("n"):
         limits.append(
             f"The 95% confidence intervals come from {boot['n']} bootstrap resamples of patients (both eyes "
             "of a patient stay together). They cover the chance of which patients ended up in this "
