@@ -188,6 +188,11 @@ def test_cv_ensemble_card_has_out_of_fold_figures():
     assert "every labelled eye, each predicted by the fold model that never saw its patient" in card
     assert row("quadratic weighted kappa", "0.612", "0.527–0.688") in card
     assert "quadratic weighted kappa 0.600 ± 0.050" in card
+    # Probe 44 CH9: a figure only some folds have: no sd of one value, and how many folds it is over.
+    from drgrader.reporting.document import fmt_spread
+
+    assert fmt_spread({"mean": 0.5, "sd": None, "n": 1}, 5) == "0.500 (1 of 5 folds)"
+    assert fmt_spread({"mean": 0.25, "sd": 0.354, "n": 2}, 5) == "0.250 ± 0.354 (2 of 5 folds)"
     assert "fitted on the out-of-fold predictions" in card
     assert "refer when the members' average score is ≥ **1.6**" in card
     assert "**members/0-bundle, members/1-bundle**: The fundus" in card  # one paragraph for alike members

@@ -116,6 +116,14 @@ def fmt_num(x, digits: int = 3) -> str:
     return "n/a" if missing(x) else f"{x:.{digits}f}"
 
 
+def fmt_spread(figure: dict, folds) -> str:
+    """A per-fold figure's mean and sd (cv's ``per_fold.summary``), and how many folds had it when
+    not all: ``0.812 ± 0.031``, ``0.500 (1 of 5 folds)``, ``0.250 ± 0.354 (2 of 5 folds)``."""
+    n = figure.get("n")
+    text = fmt_num(figure["mean"]) + (f" ± {fmt_num(figure['sd'])}" if figure.get("sd") is not None else "")
+    return text + (f" ({n} of {folds} folds)" if n is not None and folds and n < int(folds) else "")
+
+
 def fmt_pct(x, digits: int = 1) -> str:
     return "n/a" if missing(x) else f"{100 * x:.{digits}f}%"
 

@@ -19,8 +19,8 @@ from drgrader.reporting.document import (
     Table,
     fmt,
     fmt_ci,
-    fmt_num,
     fmt_pct,
+    fmt_spread,
     missing,
     threshold_text,
 )
@@ -137,7 +137,7 @@ def performance_section(manifest: dict, metrics: dict) -> Section:
                                "the report beside this bundle has the single-eye figures too."))
         summary = (metrics.get("per_fold") or {}).get("summary") or {}
         if summary:
-            spread = ", ".join(f"{HEADLINE_LABELS[k][0]} {fmt_num(v['mean'])} ± {fmt_num(v['sd'])}" for k, v in summary.items())
+            spread = ", ".join(f"{HEADLINE_LABELS[k][0]} {fmt_spread(v, metrics.get('folds'))}" for k, v in summary.items())
             blocks.append(Para(f"Per fold (each fold's own patients; mean ± sd over {metrics.get('folds')} folds): {spread}."))
     else:
         blocks.append(Note("No held-out figures: this bundle was found without the metrics.json of the run that made "

@@ -29,6 +29,7 @@ from drgrader.reporting.document import (
     fmt_ci,
     fmt_num,
     fmt_pct,
+    fmt_spread,
     missing,
     threshold_text,
 )
@@ -320,7 +321,7 @@ def folds_section(run: RunData) -> Section | None:
     rows = [[fold, *[fmt_num(figures.get(k)) for k, _ in keys], duration((training.get(fold) or {}).get("wall_time_s"))]
             for fold, figures in per_fold["folds"].items()]
     summary = per_fold.get("summary") or {}
-    rows.append(["mean ± sd", *[f"{fmt_num(summary[k]['mean'])} ± {fmt_num(summary[k]['sd'])}" if k in summary else "n/a"
+    rows.append(["mean ± sd", *[fmt_spread(summary[k], len(per_fold["folds"])) if k in summary else "n/a"
                                  for k, _ in keys], ""])
     return Section("folds", "Cross-validation folds", [
         Para("Every eye above was predicted by the fold model that never saw its patient. Each fold's own "

@@ -190,8 +190,9 @@ def per_fold_figures(single: pd.DataFrame, thresholds: dict, folds: int, seed: i
     summary = {}
     for name in PER_FOLD_METRICS:
         values = np.array([v[name] for v in table.values() if v[name] is not None], dtype=float)
-        if values.size:
-            summary[name] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if values.size > 1 else 0.0}
+        if values.size:  # over the folds with a value; no sd of one (probe 44 CH9: "0.500 ± 0.000" was one fold's)
+            summary[name] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if values.size > 1 else None,
+                             "n": int(values.size)}
     return {"folds": table, "summary": summary}
 
 
