@@ -190,7 +190,8 @@ def evaluated_on(run: RunData) -> tuple[str, str]:
         path = where.split(":", 1)[1]
         return f"model's own training data ({path})", (
             f"a data set ({path}) of which {overlap['photos']} of {overlap['of']} photos were used to train or tune "
-            "the model: not an external evaluation, and its figures flatter the model"
+            "the model: not an external evaluation, and its figures flatter the model (the count is of the copies "
+            "found: one edited in brightness, contrast or colour is not counted)"
         )
     decided = ("the decision thresholds fitted beforehand on the model's own validation split" if run.metrics.get("thresholds", True)
                else "the default cut-points (the model has no fitted thresholds)")
