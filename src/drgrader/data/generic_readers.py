@@ -17,14 +17,7 @@ from drgrader.data.grade_columns import (
     refuse_other_grade_columns,
     refuse_referral_label,
 )
-from drgrader.data.input_columns import (
-    eyes_of_rows,
-    identifiers_beside_patient,
-    label_identity_columns,
-    patients_of_rows,
-    refuse_two_people_under_one_id,
-    warn_columns_within_patients,
-)
+from drgrader.data.input_columns import identifiers_beside_patient, label_identity_columns
 from drgrader.data.label_files import (
     DataError,
     Found,
@@ -41,6 +34,12 @@ from drgrader.data.label_files import (
     strip_image_extension,
     two_photos_under_one_name,
     where_in,
+)
+from drgrader.data.patient_columns import (
+    eyes_of_rows,
+    patients_of_rows,
+    refuse_two_people_under_one_id,
+    warn_columns_within_patients,
 )
 
 log = logging.getLogger("drgrader")

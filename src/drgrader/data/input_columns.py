@@ -18,20 +18,17 @@ from __future__ import annotations
 
 import logging
 import re
-import unicodedata
 from collections.abc import Sequence
 from difflib import SequenceMatcher
 from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import EYE_WORDS, patient_and_eye, patient_id
-from drgrader.data.identity_notes import NOTE_KINDS, TWO_VALUES
+from drgrader.data.identity_notes import NOTE_KINDS
 from drgrader.data.label_files import (  # not .manifest: its readers use this module
     IMAGE_EXTENSIONS,
     DataError,
     column_key,
-    name_words,
     separator_hint,
 )
 
@@ -178,181 +175,6 @@ def refuse_identity_columns(table: pd.DataFrame, file: str, fmt: str) -> None:
             raise DataError(f"{file}: column {column[:40]!r} is not read by the {fmt} format, whose patients and "
                             "eyes come from its own layout; remove it, or read the file with data.format=csv "
                             "(data.labels, data.images, data.columns)")
-
-
-# Columns that tell people or sites apart beside the patient column, by a word of their name: one
-# id with two of their values is two patients, whose eyes would be paired (probe 39 BC4: a pooled
-# multi-site list; probe 40 BD2: hospital_id, facility, first_name, sex ...).
-_SITE_WORDS = {"site", "clinic", "centre", "center", "hospital", "facility", "practice", "provider", "institution",
-               "location", "sitename", "siteid",
-               # in German, French, Spanish, Italian, Dutch, Portuguese (probe 41 CE9: Standort)
-               "standort", "klinik", "krankenhaus", "praxis", "hopital", "centro", "clinica", "ospedale", "sede",
-               "ziekenhuis", "kliniek", "locatie", "ubicacion", "sitio", "lieu", "etablissement", "campus",
-               # and in Japanese, Chinese, Korean, Russian (probe 43 BG8)
-               "病院", "医院", "병원", "больница", "клиника"}
-_PERSON_WORDS = {"name", "surname", "lastname", "firstname", "givenname", "familyname", "fullname", "forename", "forenames",
-                 "initials", "dob", "yob", "birth", "birthdate", "birthday", "sex", "gender", "age",
-                 # in German, French, Spanish, Italian (probe 42 BF1), Dutch, Portuguese (probe 43 BG1)
-                 "vorname", "nachname", "geschlecht", "geburtsdatum", "geburt", "geb", "prenom", "nom", "sexe", "naissance",
-                 "nombre", "apellido", "apellidos", "sexo", "nacimiento", "nome", "cognome", "sesso", "nascita", "genero",
-                 "voornaam", "achternaam", "naam", "geboortedatum", "geslacht", "leeftijd", "sobrenome", "idade", "edad",
-                 "nascimento", "geburtstag", "alter", "bsn", "cpf", "personnummer", "sus",  # probe 44 BH1
-                 # a person's record and card numbers (probe 43 BG2)
-                 "ssn", "uhid", "chi", "medicare", "phn", "dni", "aadhaar", "kvnr", "insurance", "passport", "chart", "client", "email", "phone", "telephone", "mobile", "address",
-                 # and in Japanese, Chinese, Korean, Russian (probe 43 BG8)
-                 "氏名", "姓名", "名前", "生年月日", "性別", "性别", "出生日期", "年齢", "年龄", "이름", "성명", "성별", "생년월일",
-                 "나이", "имя", "фамилия", "отчество", "рождения", "пол", "возраст"}
-# Run together, as a header's words cannot show them (``DoB``, ``D.O.B.``, ``fname``, ``M/F``: probe 43 BG5)
-_PERSON_KEYS = {"dob", "dateofbirth", "birthdate", "fname", "lname", "ptname", "patname", "mf", "fm", "nationalid",
-                "healthcard", "gebdatum", "medicalrecordno", "medicalrecord", "recordnr"}
-# "Image name", "nom_fichier", "Camera name", "grader_initials" are a photo's, a device's or a reader's (probe 43 BG8)
-_PHOTO_WORDS = {"image", "img", "file", "filename", "photo", "picture", "path", "fundus", "fichier", "immagine", "imagen",
-                "imagem", "bild", "datei", "appareil", "camera", "device", "series", "grader", "reader", "operator",
-                "photographer", "technician", "field", "view", "scan"}
-
-
-_BARE_NAMES = {"name", "naam", "nom", "nome", "nombre"}  # alone, may be each photo's own name
-_ROW_IDS = {"id", "no", "nr", "number", "index", "accession", "accessionno", "accessionnumber"}
-
-
-def _tells_apart(header: str) -> str | None:
-    words = set(name_words(header))
-    words |= {key for key in (*_SITE_WORDS, *_PERSON_WORDS) if not key.isascii() and key in header.casefold()}  # 患者氏名
-    if words & _SITE_WORDS:
-        return "sites"
-    if (words & _PERSON_WORDS or column_key(header) in _PERSON_KEYS) and not words & _PHOTO_WORDS:
-        return "people"
-    return None
-
-
-def patients_of_rows(table: pd.DataFrame, patient_col: str | None, image_col: str) -> pd.Series:
-    """Each row's patient as the resolver reads a label file's: the patient cell's, else (blank, or a
-    missing-value mark such as ``#N/A``: probe 41 BE2) the one the photo's name gives."""
-    from_name = table[image_col].map(lambda ref: (patient_and_eye(Path(ref.strip().replace("\\", "/")).stem) or ("",))[0])
-    cells = table[patient_col].map(patient_id) if patient_col else pd.Series("", index=table.index)
-    return cells.where(cells != "", from_name)
-
-
-def eyes_of_rows(table: pd.DataFrame, eye_col: str | None, image_col: str) -> pd.Series:
-    """Each row's eye, roughly as the readers take it: the eye cell's, else the one the photo's name gives."""
-    from_name = table[image_col].map(lambda ref: (patient_and_eye(Path(ref.strip().replace("\\", "/")).stem) or ("", ""))[1])
-    cells = table[eye_col].str.strip().str.lower().map(lambda e: EYE_WORDS.get(e, "")) if eye_col else from_name
-    return cells.where(cells != "", from_name)
-
-
-# A column naming a visit: its values differ in every patient of a follow-up study, and still pool two exams.
-_VISIT_WORDS = {"visit", "date", "exam", "examination", "timepoint", "time", "session", "followup", "follow", "year",
-                "baseline", "month", "week", "day", "studydate", "datetime", "timestamp", "fu", "besuch", "visita",
-                "consulta", "round", "jahr", "datum"}
-# Columns of each eye's or photo's own, by a word of their name: they differ between a patient's eyes
-# by nature, so they are not compared (probe 44 BH4: IOP, lens status, image quality, notes).
-_EYE_S_OWN_WORDS = _PHOTO_WORDS | {
-    "iop", "pressure", "lens", "phakic", "pseudophakic", "quality", "va", "acuity", "vision", "refraction", "sphere",
-    "cylinder", "axis", "notes", "note", "comment", "comments", "remark", "remarks", "finding", "findings", "diagnosis",
-    "dilated", "dilation", "pupil", "macula", "maculopathy", "macular", "edema", "oedema", "dme", "csme", "grade", "level",
-    "dr", "retinopathy", "laser", "cataract", "glaucoma", "amd", "gradable", "ungradable", "artifact", "artefact",
-    "clarity", "focus", "exposure"}
-_DAY = re.compile(r"^(\d{4}-?\d{2}-?\d{2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4})")  # a date-time's day: one visit
-
-
-def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients: pd.Series,
-                                 eyes: pd.Series) -> dict[int, str]:
-    """A column not read (``table``: those columns; the known site and person words are refused
-    before, :func:`refuse_two_people_under_one_id`) whose values differ within one patient: two
-    people, sites or visits under one id, by any header in any language (probe 42 CF1, CF5; probe
-    43 BG4, BG8; probe 44 BH1, BH5, BH7), whose eyes would be paired and photos pooled. Said in one
-    warning per column, not refused; returns a note for each row concerned (predict puts it in
-    ``identity_note``). Not compared: a column of each eye's or photo's own by its name (IOP, lens,
-    quality, notes, a camera) or of every row's own (:func:`_each_photo_s_own`); between two eyes,
-    one that differs in most of three or more patients with several photos (each eye's own: a
-    visual acuity). A column whose name says a visit is always compared, by day (a time of day is
-    no second visit)."""
-    noted: dict[int, str] = {}
-    for header in table.columns:
-        words = set(name_words(header))
-        if words & _EYE_S_OWN_WORDS:
-            continue
-        visit = bool(words & _VISIT_WORDS)
-        cells = table[header].str.strip()
-        use = (patients != "") & (cells.map(patient_id) != "")  # a missing-value mark is no value
-        if not visit and _each_photo_s_own(cells[use], patients[use]):  # a row number, a file name (probe 43 BG7)
-            continue
-        folded = cells[use].map(lambda v: _visit_day(v) if visit else _folded(v, header))
-        per_patient = folded.groupby(patients[use]).nunique()
-        several = patients[use].value_counts()
-        several = several[several > 1]
-        differ = per_patient[per_patient > 1]
-        if not visit and len(several) >= 3 and len(differ) > 0.5 * len(several):
-            known = use & (eyes != "")
-            within_eye = folded[known[use]].groupby([patients[known], eyes[known]]).nunique()
-            differ = differ[list(dict.fromkeys(p for (p, _), n in within_eye.items() if n > 1))]  # one eye's photos only
-        if not len(differ):
-            continue
-        patient = differ.index[0]
-        rows = folded.index[patients[use] == patient]
-        first, other = rows[0], next(k for k in rows if folded[k] != folded[rows[0]])
-        shown = " and ".join(f"{cells[k][:40]!r}" + (f" ({eyes[k]} eye)" if eyes[k] else "") for k in (first, other))
-        log.warning("%s: %d patient(s) have photos of two values of column %r, which is not read (e.g. patient %r: "
-                    "%s): two people, sites or visits under one id? They are taken as one patient's photos (its eyes "
-                    "paired, its decision from all of them): give each its own patient id if so; nothing is wrong if "
-                    "the column is each eye's or photo's own", csv, len(differ), header[:40], patient, shown)
-        for p in differ.index:
-            values = " and ".join(repr(v[:40]) for v in dict.fromkeys(cells[use][patients[use] == p]))
-            for k in folded.index[patients[use] == p]:
-                noted.setdefault(k, f"{TWO_VALUES}: column {header[:40]!r} gives patient {p!r} {values}; taken as one "
-                                    "patient's photos (two people, sites or visits? give each its own id)")
-    return noted
-
-
-def _visit_day(value: str) -> str:
-    """A visit's cell as a day (``2015-03-01 09:30:12`` and ``2015-03-01``: one visit; probe 44 BH7)."""
-    day = _DAY.match(value.strip())
-    return day[1].replace("-", "") if day else _folded(value, "")
-
-
-def _folded(value: str, header: str) -> str:
-    """A cell as two rows of one person may spell it (``North Clinic``, ``north-clinic ``; ``M``,
-    ``Male``: probe 41 BE10; ``José``, ``Jose``; ``67``, ``67.0``: probe 44 BH8); numbers kept apart
-    (``1/12/1950`` is not ``11/2/1950``: probe 43 BG6)."""
-    plain = "".join(c for c in unicodedata.normalize("NFKD", value.casefold()) if not unicodedata.combining(c))
-    folded = " ".join(re.findall(r"[^\W_]+", re.sub(r"(?<=\d)\.0+$", "", plain.strip())))
-    return folded[:1] if {"sex", "gender"} & set(name_words(header)) else folded
-
-
-def _each_photo_s_own(cells: pd.Series, patients: pd.Series) -> bool:
-    """A column whose every row differs, in a list where two patients at least have several rows:
-    each photo's own (a row number, a file name, an accession per image: probe 43 BG7), not a person's."""
-    return bool(cells.is_unique) and int((patients.value_counts() > 1).sum()) >= 2
-
-
-def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patients: pd.Series,
-                                   identifiers: Sequence[str] = ()) -> None:
-    """A patient (``patients``: each row's, as the resolver takes it) whose rows give two sites or
-    two people (names, dates of birth, sexes; ``identifiers``: another id beside the patient's, an
-    MRN) in a column predict does not read: refused naming both values, never paired as one
-    patient's eyes (probe 39 BC4, probe 40 BD2/BD5/BD6, probe 42 BF5)."""
-    for header in table.columns:
-        # a bare ID or accession may be a row number (probe 44 BH2): compared by its values instead
-        what = "people" if header in identifiers and column_key(header) not in _ROW_IDS else _tells_apart(header)
-        if what is None:
-            continue
-        cells = table[header].str.strip()
-        given = (patients != "") & (cells.map(patient_id) != "")  # "unknown", "NA", "-": no value (probe 44 BH8)
-        if _each_photo_s_own(cells[given], patients[given]):
-            continue
-        folded = cells[given].map(lambda v: _folded(v, header))
-        values = folded.groupby(patients[given]).agg(lambda v: list(dict.fromkeys(v)))
-        mixed = values[values.map(len) > 1]
-        # A bare "name" may be each photo's own (a camera's file name): then no patient keeps one value,
-        # and no value is on two rows (probe 43 CG4: "Person 0" on two rows of one id and two on another's).
-        # "Site Name", "first_name" are no bare name (probe 41 BE1).
-        alike = (patients[given].value_counts() > 1).reindex(values.index) & (values.map(len) == 1)
-        if len(mixed) and (not set(name_words(header)) <= _BARE_NAMES or alike.any() or not cells[given].is_unique):
-            patient = mixed.index[0]
-            a, b = list(dict.fromkeys(cells[given][patients[given] == patient]))[:2]
-            raise DataError(f"{csv}: patient {patient!r} has rows of two {what} in {header[:40]!r} ({a[:40]!r} and "
-                            f"{b[:40]!r}): two patients under one id, whose eyes would be paired? Give each its own id"
-                            + (f" (e.g. '{a[:20]}-{patient}')" if what == "sites" else "") + ", or remove the column")
 
 
 def _names_a_photo(folder: Path | None, cell: str) -> bool:

@@ -21,12 +21,11 @@ from drgrader.data.input_columns import (
     identifiers_beside_patient,
     refuse_noted_predictions,
     refuse_other_photo_columns,
-    refuse_two_people_under_one_id,
-    warn_columns_within_patients,
 )
 from drgrader.data.input_files import input_rows, not_a_photo
 from drgrader.data.label_files import read_text_table
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
+from drgrader.data.patient_columns import refuse_two_people_under_one_id, warn_columns_within_patients
 from drgrader.data.text_lines import DOS_END_OF_FILE, decode_lines, legacy_warning
 from drgrader.outputs import unescape_name
 
