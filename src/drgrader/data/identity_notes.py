@@ -30,7 +30,7 @@ NO_EYE = "no eye"
 IMAGE_ID_REPEATED = "image id repeated"
 TWO_PEOPLE = "two people under one id"
 TWO_VISITS = "two visits under one id"
-TWO_VALUES = "two values under one id"  # a list's column not read (input_columns.warn_columns_within_patients)
+TWO_VALUES = "two values under one id"  # a list's column not read (patient_columns.warn_columns_within_patients)
 NOTE_KINDS = [TWO_PEOPLE, TWO_VISITS, TWO_VALUES, CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS, PATIENT_IN_SOURCES,
               SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, SAME_PHOTO_UNDER_TWO_PATIENTS, LOOKALIKE_PATIENTS,
               NO_PATIENT, NO_EYE, IMAGE_ID_REPEATED]
