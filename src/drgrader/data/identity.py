@@ -4,8 +4,10 @@ a claim about the eye like a CSV's eye cell; serve refuses what this notes as an
 another patient), and that says so whenever it has to choose.
 
 Evidence, strongest first: a CSV's ``patient_id`` / ``eye`` cells, the DICOM header
-(``PatientID``, laterality), the file name (``10_left``, ``P7-OD``: :mod:`drgrader.data.eyes`), and for a photo named by its eye alone,
-its folder (``P10/OD.jpeg``: a patient-per-folder export).
+(``PatientID``, laterality), the file name (``10_left``, ``P7-OD``: :mod:`drgrader.data.eyes`),
+and for a photo named by its eye alone its folder (``P10/OD.jpeg``: a patient-per-folder export).
+A list's notes on a row (two values of a column it does not read under one patient:
+:mod:`drgrader.data.patient_columns`) are the photo's notes too.
 A patient id is read as :func:`~drgrader.data.eyes.patient_id` spells it: a placeholder for a
 missing value (``NA``, ``unknown``) is no patient, and ``Müller`` in NFC and NFD is one patient.
 Every conflict is resolved conservatively (two patients are never merged, no photo is dropped)

@@ -320,9 +320,10 @@ def with_same_pictures(preds: pd.DataFrame) -> pd.DataFrame:
     flipped or turned: :func:`~drgrader.data.same_picture.same_pictures`), are noted as the identity resolver notes
     one file's bytes (:func:`~drgrader.data.identity.note_same_pictures`): under two patients
     kept apart, each noted; as a patient's two eyes, which eye unknown and never paired as
-    fellow eyes. Byte copies among them were noted already (one of each file is compared); the
-    frames of one DICOM file are not compared with each other. Without the column: unchanged.
-    The column is dropped."""
+    fellow eyes; a patient's left and right photos nearer than a patient's two eyes ever are (one
+    photo edited: :data:`~drgrader.data.same_picture.FELLOW_EYES_APART`) alike. Byte copies among
+    them were noted already (one of each file is compared); the frames of one DICOM file are not
+    compared with each other. Without the column: unchanged. The column is dropped."""
     if PICTURE_COLUMN not in preds:
         return preds
     table = preds.drop(columns=PICTURE_COLUMN)
