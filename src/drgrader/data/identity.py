@@ -21,6 +21,8 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
   the same patient names a third one (``10131_right`` and ``10007_left`` both ``PatientID`` P9)
   -> the given patient is taken, its eye left unknown (two photos whose names say two patients
   are never paired on a given id alone), the photos of both patients noted;
+- two CSV rows (two lists) giving one photo two patients -> the first's, noted on it and on every
+  photo of the other patient, which is judged without it;
 - a name with both eyes in it (``P7_OD_OS``) -> neither patient nor eye is read from it;
 - a patient read from file names has its eyes in two folders, each eye in one (``a/10_left``,
   ``b/10_right``) -> one patient, noted (not when each folder is named for its eye, ``left/``);
