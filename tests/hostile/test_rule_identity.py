@@ -1202,7 +1202,10 @@ def _four_patient_list(folder: Path, column: str, cells: list[str]) -> Path:
 @pytest.mark.parametrize(("column", "first", "second"), [
     ("Ort", "N", "S"), ("Unit", "01", "02"), ("Geschl.", "M", "F"),  # probe 44 BH5: short codes
     ("Besuch", "1", "2"), ("FU", "0", "1"),  # visits under other words
-    ("exam_date", "2015-03-01 09:30:00", "2023-05-02 10:00:00")])  # probe 44 BH7: a date with its time
+    ("exam_date", "2015-03-01 09:30:00", "2023-05-02 10:00:00"),  # probe 44 BH7: a date with its time
+    ("Image date", "2015-03-01", "2023-05-02"), ("Sex (image header)", "M", "F"),  # probe 45 BI1, BI2: beside a photo word
+    ("Aufnahmedatum", "2015-03-01 11:00:02", "2023-05-02 11:30:20"),  # BI3: a date by its cells, under any name
+    ("Patient name (camera)", "Ann Lee", "Bea Roe"), ("Name on image", "Ann Lee", "Bea Roe"), ("DR screening number", "11", "22")])
 def test_a_short_code_or_a_timed_visit_that_splits_one_patient_only_is_warned_and_noted(tmp_path, caplog, column, first, second):
     """Every other patient keeps one value; patient P4's two eyes have two: warned, and noted in
     identity_note (probe 44 BH9: the console only)."""
@@ -1219,7 +1222,9 @@ def test_a_short_code_or_a_timed_visit_that_splits_one_patient_only_is_warned_an
 @pytest.mark.parametrize(("column", "cells"), [
     ("IOP", ["14", "15", "16", "16", "17", "17", "15", "15"]), ("Lens status", ["phakic", "pseudophakic"] + ["phakic"] * 6),
     ("Image quality", ["good", "adequate"] + ["good"] * 6), ("Comments", ["cataract", "laser scars"] + [""] * 6),  # BH4
-    ("exam_date", ["2024-03-01 09:30:00", "2024-03-01 09:31:10"] + ["2024-01-01"] * 6)])  # one visit, two times
+    ("exam_date", ["2024-03-01 09:30:00", "2024-03-01 09:31:10"] + ["2024-01-01"] * 6),  # one visit, two times
+    ("Centre", ["macula-centred", "disc-centred"] * 4), ("Fixation", ["macula", "disc"] * 4),  # probe 45 BI8: each photo's field
+    ("Acquisition Time", [f"09:{m:02d}:00" for m in range(8)])])  # BI11: times of day
 def test_columns_of_each_eye_in_a_clinic_list_are_not_warned_of(tmp_path, caplog, column, cells):
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         table = collect_inputs([_four_patient_list(tmp_path, column, cells)])
@@ -1235,7 +1240,7 @@ def test_one_person_written_two_ways_is_not_refused_as_two(tmp_path, column, fir
 
 @pytest.mark.parametrize(("column", "cells"), [
     ("ID", ("1", "2", "3", "4")), ("Accession", ("A1", "A2", "A3", "A4")),  # probe 43 BG7: each photo's own
-    ("grader_initials", ("JS", "MB", "JS", "MB")), ("Camera name", ("Topcon", "Canon", "Canon", "Topcon")),
+    ("grader_initials", ("JS", "MB", "JS", "MB")), ("Camera", ("Topcon", "Canon", "Canon", "Topcon")),
     ("maculopathy", ("0", "1", "1", "0")), ("VA", ("6/6", "6/12", "6/9", "6/18"))])  # each eye's own
 def test_columns_of_each_photo_or_eye_are_neither_refused_nor_warned_of(tmp_path, caplog, column, cells):
     listing = _two_patient_list(tmp_path, column, "x", "y")

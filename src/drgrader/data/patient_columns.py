@@ -86,17 +86,28 @@ def eyes_of_rows(table: pd.DataFrame, eye_col: str | None, image_col: str) -> pd
 
 
 # A column naming a visit: its values differ in every patient of a follow-up study, and still pool two exams.
-_VISIT_WORDS = {"visit", "date", "exam", "examination", "timepoint", "time", "session", "followup", "follow", "year",
+# Not "time" alone: a time of day is no visit (probe 45 BI11).
+_VISIT_WORDS = {"visit", "date", "exam", "examination", "timepoint", "session", "followup", "follow", "year",
                 "baseline", "month", "week", "day", "studydate", "datetime", "timestamp", "fu", "besuch", "visita",
                 "consulta", "round", "jahr", "datum"}
-# Columns of each eye's or photo's own, by a word of their name: they differ between a patient's eyes
-# by nature, so they are not compared (probe 44 BH4: IOP, lens status, image quality, notes).
-_EYE_S_OWN_WORDS = _PHOTO_WORDS | {
+# Columns of each eye's own, by a clinical word of their name: they differ between a patient's eyes by
+# nature, so they are not compared (probe 44 BH4: IOP, lens status, image quality, notes), unless their
+# name says a person's too (`Patient name (camera)`, `DR screening number`: probe 45 BI2); a photo's
+# own (`image_id`, `camera`) alike, unless its name says a person's (`Name on image`, `Camera name`:
+# one exam has one camera).
+_EYE_S_OWN_WORDS = {
     "iop", "pressure", "lens", "phakic", "pseudophakic", "quality", "va", "acuity", "vision", "refraction", "sphere",
     "cylinder", "axis", "notes", "note", "comment", "comments", "remark", "remarks", "finding", "findings", "diagnosis",
     "dilated", "dilation", "pupil", "macula", "maculopathy", "macular", "edema", "oedema", "dme", "csme", "grade", "level",
-    "dr", "retinopathy", "laser", "cataract", "glaucoma", "amd", "gradable", "ungradable", "artifact", "artefact",
-    "clarity", "focus", "exposure"}
+    "laser", "cataract", "glaucoma", "amd", "gradable", "ungradable", "artifact", "artefact", "clarity", "focus",
+    "exposure", "field", "view", "fixation", "centred", "centered", "grader", "reader"}
+_ANYONE_S = {"patient", "id", "number", "no", "nr", "programme", "program", "screening"}
+_STAFF = {"grader", "reader", "operator", "photographer", "technician", "staff", "nurse", "doctor"}  # `grader_initials`
+# A photo's field (macula- or disc-centred: two photos of each eye, as screening programmes take them),
+# by its cells: never a site or a visit (probe 45 BI8: refused as two sites under `Centre`).
+_FIELD_WORDS = {"macula", "macular", "disc", "disk", "optic", "nasal", "temporal", "superior", "inferior", "central",
+                "fovea", "foveal", "field", "centred", "centered", "posterior", "pole", "periphery", "peripheral"}
+_TIME = re.compile(r"^\d{1,2}:\d{2}(:\d{2})?")
 _DAY = re.compile(r"^(\d{4}-?\d{2}-?\d{2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4})")  # a date-time's day: one visit
 
 
@@ -115,11 +126,17 @@ def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients:
     noted: dict[int, str] = {}
     for header in table.columns:
         words = set(name_words(header))
-        if words & _EYE_S_OWN_WORDS:
-            continue
-        visit = bool(words & _VISIT_WORDS)
         cells = table[header].str.strip()
         use = (patients != "") & (cells.map(patient_id) != "")  # a missing-value mark is no value
+        # A date (by its name, or by its cells: `Fecha`, `Aufnahmedatum`) is a visit whatever else its name says
+        # (`Image date`: probe 45 BI1, BI3); a person's or site's word keeps a column (`Sex (image header)`: BI2).
+        visit = bool(words & _VISIT_WORDS) or bool(use.any() and cells[use].str.match(_DAY).mean() >= 0.9)
+        if visit and not cells[use].str.match(_DAY).any() and cells[use].str.match(_TIME).all():
+            continue  # times of day only: no visit (probe 45 BI11)
+        eye_s = words & _EYE_S_OWN_WORDS and not words & (_PERSON_WORDS | _ANYONE_S)
+        photo_s = words & _PHOTO_WORDS and not words & (_PERSON_WORDS | {"patient"})  # image_id, not `Name on image`
+        if not visit and (eye_s or photo_s or words & _STAFF or _fields(cells[use])):
+            continue
         if not visit and _each_photo_s_own(cells[use], patients[use]):  # a row number, a file name (probe 43 BG7)
             continue
         folded = cells[use].map(lambda v: _visit_day(v) if visit else _folded(v, header))
@@ -147,6 +164,11 @@ def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients:
                 noted.setdefault(k, f"{TWO_VALUES}: column {header[:40]!r} gives patient {p!r} {values}; taken as one "
                                     "patient's photos (two people, sites or visits? give each its own id)")
     return noted
+
+
+def _fields(cells: pd.Series) -> bool:
+    """Cells that name a photo's field (``macula``, ``disc-centred``), every one of them."""
+    return bool(len(cells)) and bool(cells.map(lambda v: bool(set(name_words(v)) & _FIELD_WORDS)).all())
 
 
 def _visit_day(value: str) -> str:
@@ -183,8 +205,8 @@ def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient
             continue
         cells = table[header].str.strip()
         given = (patients != "") & (cells.map(patient_id) != "")  # "unknown", "NA", "-": no value (probe 44 BH8)
-        if _each_photo_s_own(cells[given], patients[given]):
-            continue
+        if _each_photo_s_own(cells[given], patients[given]) or (what == "sites" and _fields(cells[given])):
+            continue  # a photo's own: a row number, its field (`Centre`: macula, disc; probe 45 BI8)
         folded = cells[given].map(lambda v: _folded(v, header))
         values = folded.groupby(patients[given]).agg(lambda v: list(dict.fromkeys(v)))
         mixed = values[values.map(len) > 1]
