@@ -435,6 +435,22 @@ def test_evaluate_on_the_models_own_training_photos_is_never_called_external(tin
         assert f"evaluated on: {data} (not external: 3 of {len(photos)} photos trained or tuned the model)" in printed, printed
     card = run / "bundle" / "MODEL_CARD.md"
     assert not card.exists() or "<!-- drgrader:external" not in card.read_text(encoding="utf-8")
+    # Probe 45 CI1: its run's own held-out test photos alone: not trained on, but no outside data set either.
+    held = tmp_path / "held-out"
+    shutil.copytree(clinic, held)
+    labels = next(f for f in held.iterdir() if f.suffix == ".csv")
+    rows = labels.read_text().splitlines()
+    labels.write_text("\n".join([rows[0], *(r for r in rows[1:] if not any(r.startswith(i) for i in ids[:3]))]) + "\n")
+    for photo in photos[:3]:
+        (held / "images" / photo.name).unlink()
+    caplog.clear()
+    assert evaluate(run / "bundle", held, "--out", str(tmp_path / "eval-held")) == 0
+    n = len(photos) - 3
+    assert f"MODEL_CARD.md of {run / 'bundle'} not updated: {n} of {n} evaluated photos are its own run's held-out test split" in caplog.text
+    assert f"(not an outside data set: {n} of {n} photos are the model's own run's held-out test split)" in capsys.readouterr().out
+    assert "are the model's own run's held-out test split, whose figures it gives already: not an outside data set" in (
+        tmp_path / "eval-held" / "report.md").read_text(encoding="utf-8")
+    assert not card.exists() or "<!-- drgrader:external" not in card.read_text(encoding="utf-8")
     # A bundle without its run folder, with the digests of its training photos (as the built-in grader ships).
     bare = tmp_path / "bare"
     shutil.copytree(tiny_bundle, bare)

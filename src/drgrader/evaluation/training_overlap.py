@@ -47,6 +47,9 @@ class TrainingPhotos:
     paths: set[Path] = field(default_factory=set)
     digests: set[str] = field(default_factory=set)
     pictures: list[str] = field(default_factory=list)  # fingerprints (data.same_picture)
+    # the run's held-out test photos (by path and picture): not trained on, but no outside data (probe 45 CI1)
+    held_out: set[Path] = field(default_factory=set)
+    held_out_pictures: list[str] = field(default_factory=list)
 
     def compared_by(self) -> str:
         """How an evaluated photo is compared with these, in words: ``path, bytes or picture``."""
@@ -107,8 +110,10 @@ def _from_run(run_dir: Path) -> TrainingPhotos | None:
         return None
     table = run_split_table(run_dir)
     seen = table[table["split"].isin(SEEN_SPLITS)]
+    test = table[table["split"] == "test"]
     return TrainingPhotos(f"its run folder {run_dir} (train and validation splits)", {_resolved(p) for p in seen["path"]},
-                          pictures=_pictures(run_dir, set(seen["image_id"])))
+                          pictures=_pictures(run_dir, set(seen["image_id"])), held_out={_resolved(p) for p in test["path"]},
+                          held_out_pictures=_pictures(run_dir, set(test["image_id"])))
 
 
 def recorded_digests(bundle_dir: Path) -> set[str] | None:
@@ -139,30 +144,29 @@ def training_photos(bundle_dir: Path, run_dir: Path | None, manifest: dict) -> T
     return None
 
 
-def training_overlap(photos: TrainingPhotos, evaluated: list[str], pictures: list[str] | None = None) -> dict:
-    """``{"photos": n, "of": m, "source": ..., "compared_by": ..., "examples": [...]}``: how many
-    of the evaluated photos (paths; ``pictures``: their fingerprints, in the same order) are
-    training photos, by path, by bytes or by picture."""
+def _found(paths: set[Path], digests: set[str], known: list[str], evaluated: list[str], pictures: list[str] | None) -> list[str]:
+    """The evaluated photos (paths; ``pictures``: their fingerprints) that are one of ``paths``
+    (links resolved), of ``digests`` or of ``paths``' bytes, or one picture with ``known``."""
     sizes: dict[int, list[Path]] = {}
-    for path in photos.paths:
+    for path in paths:
         try:
             sizes.setdefault(path.stat().st_size, []).append(path)
         except OSError:
             continue
-    by_bytes: dict[Path, str] = {}  # training files of a size an evaluated photo has, hashed once
+    by_bytes: dict[Path, str] = {}  # files of a size an evaluated photo has, hashed once
 
     def seen(path: str) -> bool:
         real = _resolved(path)
-        if real in photos.paths:
+        if real in paths:
             return True
         try:
             size = real.stat().st_size
         except OSError:
             return False
-        if not photos.digests and size not in sizes:
+        if not digests and size not in sizes:
             return False
         mine = digest(real)
-        if mine in photos.digests:
+        if mine in digests:
             return True
         for other in sizes.get(size, []):
             if other not in by_bytes:
@@ -171,10 +175,20 @@ def training_overlap(photos: TrainingPhotos, evaluated: list[str], pictures: lis
                 return True
         return False
 
-    same_picture = one_picture_with_any(pictures, photos.pictures) if pictures else [False] * len(evaluated)
-    hits = [path for path, picture in zip(evaluated, same_picture) if picture or seen(path)]
+    same_picture = one_picture_with_any(pictures, known) if pictures else [False] * len(evaluated)
+    return [path for path, picture in zip(evaluated, same_picture) if picture or seen(path)]
+
+
+def training_overlap(photos: TrainingPhotos, evaluated: list[str], pictures: list[str] | None = None) -> dict:
+    """``{"photos": n, "of": m, "source": ..., "compared_by": ..., "examples": [...], "held_out": k}``:
+    how many of the evaluated photos (paths; ``pictures``: their fingerprints, in the same order)
+    are training photos, by path, by bytes or by picture; and how many others are the run's own
+    held-out test photos (``held_out``: figures the run already gives, no outside data)."""
+    hits = _found(photos.paths, photos.digests, photos.pictures, evaluated, pictures)
+    held = [p for p in _found(photos.held_out, set(), photos.held_out_pictures, evaluated, pictures) if p not in set(hits)] \
+        if photos.held_out else []
     return {"photos": len(hits), "of": len(evaluated), "source": photos.source, "compared_by": photos.compared_by(),
-            "examples": [Path(p).name for p in hits[:5]]}
+            "examples": [Path(p).name for p in hits[:5]], "held_out": len(held)}
 
 
 def overlap_sentence(overlap: dict) -> str:

@@ -201,6 +201,11 @@ def evaluated_on(run: RunData) -> tuple[str, str]:
             f"a data set ({path}) given as external, with {decided}; the model carries no record of its training "
             "photos, so that it never saw these could not be checked"
         )
+    if where.startswith("external:") and overlap.get("held_out"):  # probe 45 CI1: the run's own test split again
+        path = where.split(":", 1)[1]
+        return f"the model's own held-out test split ({path})", (
+            f"a data set ({path}) given as external, with {decided}; {overlap['held_out']} of {overlap['of']} of its photos "
+            "are the model's own run's held-out test split, whose figures it gives already: not an outside data set")
     if where.startswith("external:"):
         path = where.split(":", 1)[1]
         if caveat := unchecked_copies(run.metrics.get("training_overlap")):  # probe 42 CF6, probe 43 CG10

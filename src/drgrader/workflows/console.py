@@ -38,6 +38,9 @@ def _evaluated_on(metrics: dict) -> str:
                 "photos trained or tuned the model)")
     if where.startswith("external:") and metrics.get("training_overlap", {}) is None:  # no record to check
         return f"{where} (not checked against the model's training photos: it has no record of them)"
+    if where.startswith("external:") and overlap.get("held_out"):  # probe 45 CI1
+        return (f"{where} (not an outside data set: {overlap['held_out']} of {overlap['of']} photos are the model's own "
+                "run's held-out test split)")
     if where.startswith("external:") and (caveat := unchecked_copies(metrics.get("training_overlap"))):  # probe 43 CG1
         return f"{where} ({caveat})"
     return where

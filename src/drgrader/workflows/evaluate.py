@@ -115,6 +115,9 @@ def evaluate_command(
         log.warning("%s: %s", out, warning)
     if data is not None and overlap is not None and overlap["photos"]:
         log.warning("MODEL_CARD.md of %s not updated: its external evaluations list only data it never saw", bundle_dir)
+    elif data is not None and overlap is not None and overlap.get("held_out"):  # probe 45 CI1
+        log.warning("MODEL_CARD.md of %s not updated: %d of %d evaluated photos are its own run's held-out test split, "
+                    "whose figures it gives already (no outside data set)", bundle_dir, overlap["held_out"], overlap["of"])
     elif data is not None and cfg.data.limit is not None:  # probe 34 BX12: a smoke test replaced the full entry
         log.warning("MODEL_CARD.md of %s not updated: data.limit=%d evaluates a part of the data set only",
                     bundle_dir, cfg.data.limit)
