@@ -50,7 +50,7 @@ class SplitConfig(Section):
     test: float = Field(0.2, ge=0.0, lt=1.0, description="fraction of patients for test")
     folds: int = Field(5, ge=2, description="number of folds when method=kfold")
     fold: int = Field(0, ge=0, description="which fold is validation when method=kfold")
-    seed: int = Field(42, ge=0, lt=2**32, description="0 to 2**32-1, as numpy takes it (probe 38 CB2)")
+    seed: int = Field(42, ge=0, lt=2**32, description="0 to 2**32-1, as numpy takes it")  # probe 38 CB2
     file: ConfigPath | None = Field(None, description="reuse a split written by an earlier run")
 
     @model_validator(mode="after")
@@ -156,7 +156,7 @@ class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=1)
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs; None = off")
-    seed: int = Field(42, ge=0, lt=2**32, description="0 to 2**32-1, as numpy takes it (probe 38 CB2)")
+    seed: int = Field(42, ge=0, lt=2**32, description="0 to 2**32-1, as numpy takes it")  # probe 38 CB2
     max_minutes: float | None = Field(None, gt=0, description="stop training after this long")
     budget_minutes: float | None = Field(
         None, gt=0,

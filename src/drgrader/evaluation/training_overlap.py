@@ -197,7 +197,7 @@ def overlap_sentence(overlap: dict) -> str:
             f"(found by {overlap.get('compared_by') or 'path or bytes'} in {overlap['source']}; "
             f"e.g. {', '.join(overlap['examples'])}): these figures are on its own "
             "training data, not an external evaluation (the count is of the copies found: one edited in brightness, "
-            "contrast or colour is not counted; probe 44 CH6)")
+            "contrast or colour is not counted)")  # probe 44 CH6
 
 
 def write_training_digests(run_dir: Path, bundle_dir: Path) -> Path | None:
