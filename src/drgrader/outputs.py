@@ -129,7 +129,8 @@ def _drgrader_json(file: Path, keys: tuple[str, ...]) -> bool:
 
 
 # What a bundle folder holds (members/: an ensemble's; any .onnx: the exported graphs).
-BUNDLE_FILES = {"bundle.json", "model.safetensors", "MODEL_CARD.md", "training_photos.sha256", "members"}
+BUNDLE_FILES = {"bundle.json", "model.safetensors", "MODEL_CARD.md", "training_photos.sha256", "held_out_photos.sha256",
+                "members"}
 
 
 def _not_bundle_files(folder: Path) -> list[str]:

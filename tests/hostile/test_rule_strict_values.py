@@ -451,6 +451,16 @@ def test_evaluate_on_the_models_own_training_photos_is_never_called_external(tin
     assert "are the model's own run's held-out test split, whose figures it gives already: not an outside data set" in (
         tmp_path / "eval-held" / "report.md").read_text(encoding="utf-8")
     assert not card.exists() or "<!-- drgrader:external" not in card.read_text(encoding="utf-8")
+    # The same bundle away from its run: train wrote the digests of its held-out photos into it.
+    from drgrader.evaluation.training_overlap import HELD_OUT_DIGESTS, write_training_digests
+
+    write_training_digests(run, run / "bundle")
+    assert (run / "bundle" / HELD_OUT_DIGESTS).read_text().count("\n") == n
+    away = tmp_path / "away"
+    shutil.copytree(run / "bundle", away)
+    caplog.clear()
+    assert evaluate(away, held, "--out", str(tmp_path / "eval-away")) == 0
+    assert f"not updated: {n} of {n} evaluated photos are its own run's held-out test split" in caplog.text
     # A bundle without its run folder, with the digests of its training photos (as the built-in grader ships).
     bare = tmp_path / "bare"
     shutil.copytree(tiny_bundle, bare)

@@ -159,9 +159,9 @@ def test_build_script_makes_a_built_in_grader_from_a_trained_bundle(synth_dir, t
     build = _build_script()
     out = build.build(run / "bundle", name="tiny-builtin", out_root=tmp_path / "graders", external=None, cv=None,
                       recipe_note="none", summary="a tiny test grader", rebuild="python benchmarks/build_builtin_grader.py ...")
-    assert sorted(p.name for p in out.iterdir()) in (
-        ["MODEL_CARD.md", "bundle.json", "model.onnx", "model.safetensors", "training_photos.sha256"],
-        ["MODEL_CARD.md", "bundle.json", "model.int8.onnx", "model.safetensors", "training_photos.sha256"])
+    assert sorted(p.name for p in out.iterdir()) in (  # with its held-out test photos' digests when the run has a test split
+        ["MODEL_CARD.md", "bundle.json", "held_out_photos.sha256", "model.onnx", "model.safetensors", "training_photos.sha256"],
+        ["MODEL_CARD.md", "bundle.json", "held_out_photos.sha256", "model.int8.onnx", "model.safetensors", "training_photos.sha256"])
     # Its training and validation photos' digests travel with it (evaluate tells its own training data by them).
     split = pd.read_csv(run / "split.csv")
     assert len((out / "training_photos.sha256").read_text().split()) == split["split"].isin(["train", "val"]).sum()

@@ -35,6 +35,7 @@ from drgrader.io import sha256_file
 log = logging.getLogger("drgrader")
 
 TRAINING_DIGESTS = "training_photos.sha256"  # one sha256 (first 16 hex digits) per line
+HELD_OUT_DIGESTS = "held_out_photos.sha256"  # the run's test split, alike (probe 45 CI1: a bundle away from its run)
 SEEN_SPLITS = ("train", "val")
 
 
@@ -50,6 +51,7 @@ class TrainingPhotos:
     # the run's held-out test photos (by path and picture): not trained on, but no outside data (probe 45 CI1)
     held_out: set[Path] = field(default_factory=set)
     held_out_pictures: list[str] = field(default_factory=list)
+    held_out_digests: set[str] = field(default_factory=set)
 
     def compared_by(self) -> str:
         """How an evaluated photo is compared with these, in words: ``path, bytes or picture``."""
@@ -116,9 +118,9 @@ def _from_run(run_dir: Path) -> TrainingPhotos | None:
                           held_out_pictures=_pictures(run_dir, set(test["image_id"])))
 
 
-def recorded_digests(bundle_dir: Path) -> set[str] | None:
-    """The digests a bundle's own :data:`TRAINING_DIGESTS` lists (None without the file)."""
-    listed = Path(bundle_dir) / TRAINING_DIGESTS
+def recorded_digests(bundle_dir: Path, name: str = TRAINING_DIGESTS) -> set[str] | None:
+    """The digests a bundle's own :data:`TRAINING_DIGESTS` (or ``name``) lists (None without the file)."""
+    listed = Path(bundle_dir) / name
     if not listed.is_file():
         return None
     return {line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()}
@@ -128,10 +130,12 @@ def training_photos(bundle_dir: Path, run_dir: Path | None, manifest: dict) -> T
     """The bundle's training photos from its record (see the module docstring); None when it has none here."""
     found = _from_run(Path(run_dir)) if run_dir is not None else None
     digests = recorded_digests(bundle_dir)
+    held_out = recorded_digests(bundle_dir, HELD_OUT_DIGESTS) or set()
     if digests is not None:
         own = f"{TRAINING_DIGESTS} of the bundle (its training and validation photos)"
         if found is None:
-            return TrainingPhotos(own, digests=digests)
+            return TrainingPhotos(own, digests=digests, held_out_digests=held_out)
+        found.held_out_digests = held_out
         # Both: the bundle's own record joined to its run folder's (a bundle copied into another run
         # folder would otherwise be checked against that run's photos only; probe 34 BX13).
         found.source, found.digests = f"{found.source} and {own}", found.digests | digests
@@ -185,8 +189,8 @@ def training_overlap(photos: TrainingPhotos, evaluated: list[str], pictures: lis
     are training photos, by path, by bytes or by picture; and how many others are the run's own
     held-out test photos (``held_out``: figures the run already gives, no outside data)."""
     hits = _found(photos.paths, photos.digests, photos.pictures, evaluated, pictures)
-    held = [p for p in _found(photos.held_out, set(), photos.held_out_pictures, evaluated, pictures) if p not in set(hits)] \
-        if photos.held_out else []
+    held = [p for p in _found(photos.held_out, photos.held_out_digests, photos.held_out_pictures, evaluated, pictures)
+            if p not in set(hits)] if photos.held_out or photos.held_out_digests else []
     return {"photos": len(hits), "of": len(evaluated), "source": photos.source, "compared_by": photos.compared_by(),
             "examples": [Path(p).name for p in hits[:5]], "held_out": len(held)}
 
@@ -210,4 +214,7 @@ def write_training_digests(run_dir: Path, bundle_dir: Path) -> Path | None:
         return None
     digests = sorted({digest(path) for path in photos.paths if path.is_file()})
     atomic_write_text(Path(bundle_dir) / TRAINING_DIGESTS, "".join(d + "\n" for d in digests))
+    held_out = sorted({digest(path) for path in photos.held_out if path.is_file()})
+    if held_out:  # and its held-out test photos (probe 45 CI1)
+        atomic_write_text(Path(bundle_dir) / HELD_OUT_DIGESTS, "".join(d + "\n" for d in held_out))
     return Path(bundle_dir) / TRAINING_DIGESTS
