@@ -123,8 +123,10 @@ _GRADABILITY = re.compile(r"gradab|ungrad|qualit|readab|usab|image_?ok|exclu|inc
 # fold 1-5): not read, so train draws its own and the user's test rows may be trained on (probe 43 CG3).
 _SPLIT_CELLS = {"train", "training", "test", "testing", "val", "valid", "validation", "dev", "holdout", "tune", "trainval",
                 "public", "private", "publictest", "privatetest", "development", "held_out", "heldout", "held out",
-                "internal", "external"}  # probe 44 CH2
-_SPLIT_NAMES = {"split", "subset", "partition", "fold", "folds", "usage", "holdout", "test", "train"}
+                "internal", "external", "derivation", "evaluation"}  # probe 44 CH2, probe 45 CI2
+_SPLIT_NAMES = {"split", "subset", "partition", "fold", "folds", "usage", "holdout", "test", "train", "cohort", "purpose",
+                "dataset", "role"}
+_SPLIT_FILLERS = {"set", "cohort", "data", "split", "sample", "group"}  # "Training set", "Validation cohort"
 
 
 _MACULAR_WORDS = {"maculopathy", "dme", "csme", "edema", "oedema", "macular"}
@@ -132,7 +134,8 @@ _MACULAR_WORDS = {"maculopathy", "dme", "csme", "edema", "oedema", "macular"}
 
 def _looks_like_split(header: str, cells: pd.Series) -> bool:
     values = set(cells.str.strip().str.casefold()) - {""}
-    by_cells = len(values) >= 2 and values <= _SPLIT_CELLS
+    words = [set(name_words(v)) - _SPLIT_FILLERS for v in values]
+    by_cells = len(values) >= 2 and all(w and (w <= _SPLIT_CELLS or " ".join(sorted(w)) in _SPLIT_CELLS) for w in words)
     return by_cells or bool(set(name_words(header)) & _SPLIT_NAMES and 2 <= len(values) <= 10)
 
 
