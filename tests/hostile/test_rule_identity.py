@@ -1368,6 +1368,23 @@ def test_dicom_photos_of_one_patient_id_whose_headers_name_two_people_are_noted(
         "its eyes paired (grade one visit at a time, or give each its own id)"] * 2
 
 
+def test_a_data_set_whose_patients_have_one_photo_each_is_warned_of(tmp_path, caplog):
+    """Probe 45 CI5: ids per photo (an exam id, an anonymiser's per-file id): 80 patients of one photo, no word."""
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    for k in range(20):
+        (root / "images" / f"IMG_{k}.jpeg").write_bytes(photo_bytes(k % 5, k))
+    (root / "labels.csv").write_text("image,level,patient_id\n" + "".join(f"IMG_{k}.jpeg,{k % 5},A{k}\n" for k in range(20)))
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        read_dataset(root, "csv")
+    assert "every one of the 20 patients has one photo: are the patient ids per photo" in caplog.text
+    (root / "labels.csv").write_text("image,level,patient_id\n" + "".join(f"IMG_{k}.jpeg,{k % 5},A{k // 2}\n" for k in range(20)))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        read_dataset(root, "csv")
+    assert "has one photo" not in caplog.text
+
+
 def test_a_data_set_of_dicom_photos_reads_their_headers_as_predict_does(tmp_path, caplog):
     """Probe 43 CG5: train, evaluate and data summary took the label file's patients and eyes
     without a look at the headers: an exam id per photo split one patient's eyes across the split

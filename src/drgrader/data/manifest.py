@@ -124,6 +124,15 @@ def _warn_one_eye_graded_apart(df: pd.DataFrame, root: Path) -> None:
                     first["eye"].iat[0], shown)
 
 
+def _warn_one_photo_each(df: pd.DataFrame, root: Path) -> None:
+    """Patient ids (a column's, a header's, a name's) for many photos, none of them on two: ids per
+    photo (an exam or image id, an anonymiser that hashes per file), a patient's eyes then on both
+    sides of a split (probe 45 CI5). Photos without one are warned of by their readers."""
+    if len(df) >= 20 and (df["patient_id"] != df["image_id"]).all() and df["patient_id"].is_unique:
+        log.warning("%s: every one of the %d patients has one photo: are the patient ids per photo (an exam or image id, "
+                    "an anonymiser's per-file id)? Then a patient's two eyes may fall on both sides of the split", root, len(df))
+
+
 def _warn_no_grade_0(df: pd.DataFrame, root: Path) -> None:
     """No grade 0 among many photos: a scale from 1 (1-5, 1-4) read as ICDR's 0-4, every eye a step
     too high (probe 40 CD3). A set chosen for disease has no 0 either: said, not refused."""
@@ -291,6 +300,7 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
     _warn_one_eye_graded_apart(df, root)
     _warn_binary_grades(df, root)
     _warn_no_grade_0(df, root)
+    _warn_one_photo_each(df, root)
     if cfg.limit is not None:
         df = _first_patients(df, cfg.limit)
     df = df.sort_values("image_id", kind="stable").reset_index(drop=True)
