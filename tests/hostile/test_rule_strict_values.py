@@ -312,6 +312,23 @@ def evaluate(bundle: Path, data: Path, *extra: str) -> int:
     return main(["evaluate", str(bundle), "--data", str(data), "--set", "eval.bootstrap=5", *extra])
 
 
+def test_what_reading_the_data_set_warned_of_is_in_the_report_and_the_card(tiny_bundle, clinic, tmp_path):
+    """Probe 45 CI6: "maculopathy is not read: referable here is grade 2 or worse only" was said on the
+    console only; the report and the card, which outlive it, said nothing."""
+    data = tmp_path / "with-maculopathy"
+    shutil.copytree(clinic, data)
+    labels = data / "trainLabels.csv"
+    rows = labels.read_text().splitlines()
+    labels.write_text("\n".join([rows[0] + ",maculopathy", *(r + ",0" for r in rows[1:])]) + "\n")
+    bundle = tmp_path / "tiny"
+    shutil.copytree(tiny_bundle, bundle)
+    assert evaluate(bundle, data, "--out", str(tmp_path / "ev")) == 0
+    said = "Reading the data set: trainLabels.csv: column 'maculopathy' (maculopathy, DME) is not read"
+    assert said in (tmp_path / "ev" / "report.md").read_text(encoding="utf-8")
+    assert said in (bundle / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["data"]["warnings"][0].startswith("trainLabels.csv: column")
+
+
 def test_evaluate_writes_beside_the_bundle_with_one_card_entry_per_data_set(tiny_bundle, clinic, tmp_path, monkeypatch):
     models = tmp_path / "models"
     bundle = models / "tiny"

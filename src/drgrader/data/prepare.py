@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ class PreparedData:
     table: pd.DataFrame
     skipped: dict = field(default_factory=dict)
     pictures: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # what reading the data set warned of (for the report and card)
 
     def rows(self, split: str) -> pd.DataFrame:
         return self.table[self.table["split"] == split].reset_index(drop=True)
@@ -93,7 +96,8 @@ def prepare_data(
     from drgrader.data.manifest import DataError
     from drgrader.data.split import assert_no_patient_leak, make_split, save_split
 
-    manifest, skipped, split = read_and_split(data, split_file=split_file)
+    with said_warnings() as said:  # the console's warnings outlive it in the report and card (probe 45 CI6)
+        manifest, skipped, split = read_and_split(data, split_file=split_file)
     index = build_cache(manifest, data, progress=progress)
     if split_file is None and data.split.file is None and data.split.method in ("patient", "kfold"):
         # The same picture re-saved (a PNG of a JPEG, a resized copy) under two patients: linked as
@@ -130,4 +134,32 @@ def prepare_data(
     if table.empty:
         raise DataError(f"no usable images in {data.root}")
     pictures = dict(zip(index["image_id"].astype(str), index["picture"].fillna("").astype(str)))
-    return PreparedData(table, skipped, pictures)
+    return PreparedData(table, skipped, pictures, said)
+
+
+class _Said(logging.Handler):
+    def __init__(self, said: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.said = said
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.said.append(record.getMessage())
+
+
+@contextmanager
+def said_warnings():
+    """The warnings given while the block runs, as text: drgrader's log warnings and Python
+    warnings (these shown as they would be, too)."""
+    said: list[str] = []
+    handler = _Said(said)
+    log.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield said
+    finally:
+        log.removeHandler(handler)
+    for w in caught:
+        if issubclass(w.category, UserWarning) and str(w.message) not in said:  # not a library's deprecation
+            said.append(str(w.message))
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -56,7 +56,7 @@ from drgrader.reporting.model_card_figures import (
     provenance_section,
 )
 from drgrader.reporting.render import _block_md, render_markdown
-from drgrader.reporting.run_data import labelled_left_out, left_out_text
+from drgrader.reporting.run_data import labelled_left_out, left_out_text, reading_warnings
 
 log = logging.getLogger("drgrader")
 
@@ -158,8 +158,8 @@ def external_entry(evaluation: ExternalEvaluation) -> str:
     test = metrics.get("test") or {}
     if test:
         blocks += evaluation_blocks(test, "this data set", summary)  # the whole data set is evaluated
-        if test.get("warnings"):
-            blocks.append(Alert("warning", "Automatic warnings", list(test["warnings"])))
+        if said := list(test.get("warnings") or []) + reading_warnings(metrics):
+            blocks.append(Alert("warning", "Automatic warnings", said))
     body = "\n\n".join(_block_md(b) for b in blocks)
     return (_BEGIN.format(key=evaluation.key) + f"\n### {name} ({card_date(metrics.get('created'))})\n\n"
             + body + "\n" + _END + "\n")

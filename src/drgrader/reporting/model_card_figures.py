@@ -25,7 +25,7 @@ from drgrader.reporting.document import (
     threshold_text,
 )
 from drgrader.reporting.model_card_about import BAND_SHARES, OBJECTIVE_WORDS, SCREEN_GRADE, data_summary_of
-from drgrader.reporting.run_data import RunData, evaluated_on
+from drgrader.reporting.run_data import RunData, evaluated_on, reading_warnings
 
 
 def _figures_table(result: dict) -> Table:
@@ -320,7 +320,7 @@ def limits_section(manifest: dict, metrics: dict, synthetic: bool) -> Section:
     if synthetic:
         items.append("**Synthetic training data**: no figure here applies to real photos.")
     blocks: list = [Para("\n".join(f"- {item}" for item in items))]
-    warnings = list(test.get("warnings") or [])
+    warnings = list(test.get("warnings") or []) + reading_warnings(metrics)
     if warnings:
         blocks.append(Alert("warning", f"{len(warnings)} automatic warning{'s' if len(warnings) != 1 else ''} on the "
                                        "held-out figures", warnings))

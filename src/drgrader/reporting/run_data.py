@@ -146,6 +146,14 @@ def load_run(run_dir: Path, config: ExperimentConfig | None = None) -> RunData:
 LABELLED_LEFT_OUT = ("missing_image", "unreadable_image", "ungradable")
 
 
+def reading_warnings(metrics: dict) -> list[str]:
+    """What reading the data set warned of on the console (metrics.json's ``data.warnings``: a column
+    not read that changes what a figure means, a split column, ...; probe 45 CI6), for the report and card."""
+    said = (metrics.get("data") or {}).get("warnings") or []
+    return [f"Reading the data set: {w}" for w in said[:8]] + (
+        [f"... and {len(said) - 8} more warnings of reading the data set (see the log)"] if len(said) > 8 else [])
+
+
 def left_out_text(skipped: dict | None, *, labelled_only: bool = False) -> str:
     """``1 unreadable image, 3 unlabelled files``: what a data set left out (empty when nothing);
     ``labelled_only``: the labelled photos only (:data:`LABELLED_LEFT_OUT`; probe 43 CG7: "16

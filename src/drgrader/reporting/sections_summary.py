@@ -33,7 +33,14 @@ from drgrader.reporting.document import (
     missing,
     threshold_text,
 )
-from drgrader.reporting.run_data import RunData, evaluated_on, is_synthetic, labelled_left_out, left_out_text
+from drgrader.reporting.run_data import (
+    RunData,
+    evaluated_on,
+    is_synthetic,
+    labelled_left_out,
+    left_out_text,
+    reading_warnings,
+)
 
 SCREEN_TITLE = {"any_dr": "Any-DR", "referable": "Referable"}
 IDX_BAR_TEXT = f"IDx-DR bar: sensitivity > {IDX_DR_SENSITIVITY:.0%}, specificity > {IDX_DR_SPECIFICITY:.1%}"
@@ -72,7 +79,7 @@ def _data_warnings(run: RunData) -> list[str]:
         shown = " = ".join(f"'{i}'" for i in as_eyes[0]["image_ids"])
         warnings.append(f"{len(as_eyes)} patient(s) have one picture as both eyes (e.g. {shown}, grades "
                         f"{', '.join(map(str, as_eyes[0]['grades']))}): the figures count it as two eyes, paired.")
-    return warnings
+    return warnings + reading_warnings(run.metrics)
 
 
 def summary_section(run: RunData) -> Section:

@@ -93,7 +93,8 @@ def evaluate_command(
         **run_header(out.name),
         "model": str(bundle_dir),
         "data": data_record(table, prepared.skipped,
-                            summarize(table, table["split"], table, check_images=False, skipped=prepared.skipped)),
+                            summarize(table, table["split"], table, check_images=False, skipped=prepared.skipped),
+                            prepared.warnings),
         "evaluated_on": evaluated_on,
         "data_set": data_set,
         # what its report shows as the resolved configuration, kept for `drgrader report` (probe 43 CG9)

@@ -54,6 +54,8 @@ def run_header(name: str) -> dict:
     return {"run": name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions()}
 
 
-def data_record(table: pd.DataFrame, skipped: dict, summary: dict) -> dict:
-    """metrics.json's ``data``: the summary, what was left out, and the checksum of the labels."""
-    return {"summary": summary, "skipped": skipped, "manifest_sha256": manifest_checksum(table)}
+def data_record(table: pd.DataFrame, skipped: dict, summary: dict, warnings: list[str] | None = None) -> dict:
+    """metrics.json's ``data``: the summary, what was left out, the checksum of the labels, and
+    what reading them warned of (``warnings``; shown in the report and model card)."""
+    return {"summary": summary, "skipped": skipped, "manifest_sha256": manifest_checksum(table),
+            **({"warnings": list(warnings)} if warnings else {})}

@@ -178,7 +178,7 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
                         patient_decision=result["patient_decision"], paired_eyes=result.get("paired_stage"))
         metrics = {
             **run_header(run_dir.name),
-            "data": data_record(table, data.skipped, summary),
+            "data": data_record(table, data.skipped, summary, data.warnings),
             "training": {
                 "best_checkpoint": best,
                 "best_epoch": ckpt.get("epoch"),
