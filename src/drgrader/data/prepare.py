@@ -151,15 +151,19 @@ def said_warnings():
     """The warnings given while the block runs, as text: drgrader's log warnings and Python
     warnings (these shown as they would be, too)."""
     said: list[str] = []
+    caught: list[warnings.WarningMessage] = []
     handler = _Said(said)
     log.addHandler(handler)
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as recorded:
             warnings.simplefilter("always")
-            yield said
-    finally:
+            try:
+                yield said
+            finally:
+                caught = list(recorded or [])
+    finally:  # shown even when the block failed: what went before an error may explain it
         log.removeHandler(handler)
-    for w in caught:
-        if issubclass(w.category, UserWarning) and str(w.message) not in said:  # not a library's deprecation
-            said.append(str(w.message))
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        for w in caught:
+            if issubclass(w.category, UserWarning) and str(w.message) not in said:  # not a library's deprecation
+                said.append(str(w.message))
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
