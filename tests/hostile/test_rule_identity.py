@@ -1171,6 +1171,12 @@ def test_a_bare_name_column_shared_by_rows_of_two_people_under_one_id_is_refused
         collect_inputs([tmp_path / "l.csv"])
 
 
+def test_two_sites_whose_names_hold_a_field_word_are_two_sites(tmp_path):
+    """Probe 46 BJ4: `Central London` / `Central Manchester` were taken for a photo's field (central)."""
+    with pytest.raises(DataError, match="patient '1001' has rows of two sites in 'Site'"):
+        collect_inputs([_two_patient_list(tmp_path, "Site", "Central London", "Central Manchester")])
+
+
 def test_dates_of_birth_that_fold_alike_are_two_people(tmp_path):
     """Probe 43 BG6: `1/12/1950` and `11/2/1950` both folded to `1121950`: one person."""
     with pytest.raises(DataError, match="two people in 'DOB' \\('1/12/1950' and '11/2/1950'\\)"):
@@ -1205,7 +1211,9 @@ def _four_patient_list(folder: Path, column: str, cells: list[str]) -> Path:
     ("exam_date", "2015-03-01 09:30:00", "2023-05-02 10:00:00"),  # probe 44 BH7: a date with its time
     ("Image date", "2015-03-01", "2023-05-02"), ("Sex (image header)", "M", "F"),  # probe 45 BI1, BI2: beside a photo word
     ("Aufnahmedatum", "2015-03-01 11:00:02", "2023-05-02 11:30:20"),  # BI3: a date by its cells, under any name
-    ("Patient name (camera)", "Ann Lee", "Bea Roe"), ("Name on image", "Ann Lee", "Bea Roe"), ("DR screening number", "11", "22")])
+    ("Patient name (camera)", "Ann Lee", "Bea Roe"), ("Name on image", "Ann Lee", "Bea Roe"), ("DR screening number", "11", "22"),
+    ("Hosp No", "4821100001", "4821100002"), ("Exam number", "20230502017", "20230502018"),  # probe 46 BJ1, BJ3: not dates
+    ("Study UID", "1.2.840.1.1", "1.2.840.1.2"), ("MRN (photo)", "A1", "B2"), ("Subject ID (image)", "S1", "S2")])  # BJ2
 def test_a_short_code_or_a_timed_visit_that_splits_one_patient_only_is_warned_and_noted(tmp_path, caplog, column, first, second):
     """Every other patient keeps one value; patient P4's two eyes have two: warned, and noted in
     identity_note (probe 44 BH9: the console only)."""
@@ -1232,7 +1240,9 @@ def test_columns_of_each_eye_in_a_clinic_list_are_not_warned_of(tmp_path, caplog
 
 
 @pytest.mark.parametrize(("column", "first", "second"), [("Name", "José Pérez", "Jose Perez"), ("Age", "67", "67.0"),
-                                                     ("DOB", "1950-01-12", "unknown"), ("Sex", "M", "NA")])
+                                                     ("DOB", "1950-01-12", "unknown"), ("Sex", "M", "NA"),
+                                                     ("DOB", "1950-01-12", "1950-01-12 00:00:00"),  # probe 46 BJ5
+                                                     ("DOB", "12/01/1950", "12/1/1950")])
 def test_one_person_written_two_ways_is_not_refused_as_two(tmp_path, column, first, second):
     """Probe 44 BH8: accents, Excel's `67.0`, a missing-value mark were two people."""
     assert len(collect_inputs([_four_patient_list(tmp_path, column, ["A", "A", "B", "B", "C", "C", first, second])])) == 8

@@ -100,15 +100,23 @@ _EYE_S_OWN_WORDS = {
     "cylinder", "axis", "notes", "note", "comment", "comments", "remark", "remarks", "finding", "findings", "diagnosis",
     "dilated", "dilation", "pupil", "macula", "maculopathy", "macular", "edema", "oedema", "dme", "csme", "grade", "level",
     "laser", "cataract", "glaucoma", "amd", "gradable", "ungradable", "artifact", "artefact", "clarity", "focus",
-    "exposure", "field", "view", "fixation", "centred", "centered", "grader", "reader"}
+    "exposure", "field", "view", "fixation", "centred", "centered", "grader", "reader",
+    "flash", "gain", "iso", "shutter", "aperture", "mydriasis", "mydriatic", "icd", "snomed"}  # probe 46 BJ6
 _ANYONE_S = {"patient", "id", "number", "no", "nr", "programme", "program", "screening"}
+_PERSON_ID_WORDS = {"patient", "mrn", "subject", "participant", "study", "case", "screening", "hospital", "record", "chart",
+                    "nhs", "chi", "ssn", "uhid", "hn", "urn", "pid", "patid", "ptid", "accession", "exam", "visit"}
 _STAFF = {"grader", "reader", "operator", "photographer", "technician", "staff", "nurse", "doctor"}  # `grader_initials`
 # A photo's field (macula- or disc-centred: two photos of each eye, as screening programmes take them),
 # by its cells: never a site or a visit (probe 45 BI8: refused as two sites under `Centre`).
 _FIELD_WORDS = {"macula", "macular", "disc", "disk", "optic", "nasal", "temporal", "superior", "inferior", "central",
-                "fovea", "foveal", "field", "centred", "centered", "posterior", "pole", "periphery", "peripheral"}
+                "fovea", "foveal", "field", "centred", "centered", "posterior", "pole", "periphery", "peripheral", "centre",
+                "center", "on", "nerve", "head", "onh", "view"}
 _TIME = re.compile(r"^\d{1,2}:\d{2}(:\d{2})?")
-_DAY = re.compile(r"^(\d{4}-?\d{2}-?\d{2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4})")  # a date-time's day: one visit
+# A whole cell that is a date, perhaps with its time (``2015-03-01``, ``20150301093000``, ``12/1/1950 09:30``),
+# never a number or id that begins like one (``4821100001``, ``20230502017``, ``1.2.840.10008``: probe 46 BJ1, BJ3).
+_DAY = re.compile(r"^(?:(?P<y>(?:19|20)\d\d)-?(?P<m>0[1-9]|1[0-2])-?(?P<d>0[1-9]|[12]\d|3[01])"
+                  r"|(?P<a>[0-3]?\d)[./-](?P<b>[0-3]?\d)[./-](?P<yy>(?:19|20)\d\d|\d\d))"
+                  r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?|T?\d{6}(?:\.\d+)?)?$")
 
 
 def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients: pd.Series,
@@ -134,7 +142,8 @@ def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients:
         if visit and not cells[use].str.match(_DAY).any() and cells[use].str.match(_TIME).all():
             continue  # times of day only: no visit (probe 45 BI11)
         eye_s = words & _EYE_S_OWN_WORDS and not words & (_PERSON_WORDS | _ANYONE_S)
-        photo_s = words & _PHOTO_WORDS and not words & (_PERSON_WORDS | {"patient"})  # image_id, not `Name on image`
+        # image_id, not `Name on image`, `MRN (photo)`, `Subject ID (image)` (probe 46 BJ2)
+        photo_s = words & _PHOTO_WORDS and not words & (_PERSON_WORDS | _PERSON_ID_WORDS)
         if not visit and (eye_s or photo_s or words & _STAFF or _fields(cells[use])):
             continue
         if not visit and _each_photo_s_own(cells[use], patients[use]):  # a row number, a file name (probe 43 BG7)
@@ -167,20 +176,27 @@ def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients:
 
 
 def _fields(cells: pd.Series) -> bool:
-    """Cells that name a photo's field (``macula``, ``disc-centred``), every one of them."""
-    return bool(len(cells)) and bool(cells.map(lambda v: bool(set(name_words(v)) & _FIELD_WORDS)).all())
+    """Cells that name a photo's field (``macula``, ``disc-centred``), every one of them, and
+    nothing else (``Central London`` is a site: probe 46 BJ4)."""
+    return bool(len(cells)) and bool(cells.map(lambda v: bool(words := set(name_words(v))) and words <= _FIELD_WORDS).all())
 
 
 def _visit_day(value: str) -> str:
     """A visit's cell as a day (``2015-03-01 09:30:12`` and ``2015-03-01``: one visit; probe 44 BH7)."""
     day = _DAY.match(value.strip())
-    return day[1].replace("-", "") if day else _folded(value, "")
+    if day is None:
+        return _folded(value, "")  # not a date: no recursion, _folded takes dates here
+    if day["y"]:
+        return f"{day['y']}{day['m']}{day['d']}"
+    return f"{int(day['yy']):04d}{int(day['b']):02d}{int(day['a']):02d}"  # 12/1/1950 is 12/01/1950 (probe 46 BJ5)
 
 
 def _folded(value: str, header: str) -> str:
     """A cell as two rows of one person may spell it (``North Clinic``, ``north-clinic ``; ``M``,
     ``Male``: probe 41 BE10; ``José``, ``Jose``; ``67``, ``67.0``: probe 44 BH8); numbers kept apart
     (``1/12/1950`` is not ``11/2/1950``: probe 43 BG6)."""
+    if _DAY.match(value.strip()):  # a date as its day: `1950-01-12 00:00:00`, `12/1/1950` (probe 46 BJ5)
+        return _visit_day(value)
     plain = "".join(c for c in unicodedata.normalize("NFKD", value.casefold()) if not unicodedata.combining(c))
     folded = " ".join(re.findall(r"[^\W_]+", re.sub(r"(?<=\d)\.0+$", "", plain.strip())))
     return folded[:1] if {"sex", "gender"} & set(name_words(header)) else folded
