@@ -1387,7 +1387,7 @@ def test_a_data_set_whose_patients_have_one_photo_each_is_warned_of(tmp_path, ca
     (root / "labels.csv").write_text("image,level,patient_id\n" + "".join(f"IMG_{k}.jpeg,{k % 5},A{k}\n" for k in range(20)))
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         read_dataset(root, "csv")
-    assert "every one of the 20 patients has one photo: are the patient ids per photo" in caplog.text
+    assert "20 of the 20 patients have one photo: are the patient ids per photo" in caplog.text
     (root / "labels.csv").write_text("image,level,patient_id\n" + "".join(f"IMG_{k}.jpeg,{k % 5},A{k // 2}\n" for k in range(20)))
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="drgrader"):

@@ -123,9 +123,10 @@ _GRADABILITY = re.compile(r"gradab|ungrad|qualit|readab|usab|image_?ok|exclu|inc
 # fold 1-5): not read, so train draws its own and the user's test rows may be trained on (probe 43 CG3).
 _SPLIT_CELLS = {"train", "training", "test", "testing", "val", "valid", "validation", "dev", "holdout", "tune", "trainval",
                 "public", "private", "publictest", "privatetest", "development", "held_out", "heldout", "held out",
-                "internal", "external", "derivation", "evaluation"}  # probe 44 CH2, probe 45 CI2
+                "internal", "external", "derivation", "evaluation", "hold out", "validierung", "entwicklung",
+                "validacion", "entrenamiento", "prueba"}  # probe 44 CH2, probe 45 CI2, probe 46 CJ3
 _SPLIT_NAMES = {"split", "subset", "partition", "fold", "folds", "usage", "holdout", "test", "train", "cohort", "purpose",
-                "dataset", "role"}
+                "dataset", "role", "sample", "kohorte", "cohorte"}
 _SPLIT_FILLERS = {"set", "cohort", "data", "split", "sample", "group"}  # "Training set", "Validation cohort"
 
 

@@ -128,9 +128,11 @@ def _warn_one_photo_each(df: pd.DataFrame, root: Path) -> None:
     """Patient ids (a column's, a header's, a name's) for many photos, none of them on two: ids per
     photo (an exam or image id, an anonymiser that hashes per file), a patient's eyes then on both
     sides of a split (probe 45 CI5). Photos without one are warned of by their readers."""
-    if len(df) >= 20 and (df["patient_id"] != df["image_id"]).all() and df["patient_id"].is_unique:
-        log.warning("%s: every one of the %d patients has one photo: are the patient ids per photo (an exam or image id, "
-                    "an anonymiser's per-file id)? Then a patient's two eyes may fall on both sides of the split", root, len(df))
+    counts = df["patient_id"].value_counts()
+    if len(df) >= 20 and (df["patient_id"] != df["image_id"]).all() and (counts == 1).mean() >= 0.95:  # probe 46 CJ4: nearly all
+        log.warning("%s: %d of the %d patients have one photo: are the patient ids per photo (an exam or image id, an "
+                    "anonymiser's per-file id)? Then a patient's two eyes may fall on both sides of the split", root,
+                    int((counts == 1).sum()), len(counts))
 
 
 def _warn_no_grade_0(df: pd.DataFrame, root: Path) -> None:

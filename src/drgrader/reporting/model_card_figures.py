@@ -322,8 +322,9 @@ def limits_section(manifest: dict, metrics: dict, synthetic: bool) -> Section:
     blocks: list = [Para("\n".join(f"- {item}" for item in items))]
     warnings = list(test.get("warnings") or []) + reading_warnings(metrics)
     if warnings:
+        held_out = "validation" if metrics.get("evaluated_on") == "val" else "held-out"  # probe 46 CJ8
         blocks.append(Alert("warning", f"{len(warnings)} automatic warning{'s' if len(warnings) != 1 else ''} on the "
-                                       "held-out figures", warnings))
+                                       f"{held_out} figures", warnings))
     return Section("limits", "Known limits", blocks)
 
 
