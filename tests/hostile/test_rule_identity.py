@@ -1171,10 +1171,25 @@ def test_a_bare_name_column_shared_by_rows_of_two_people_under_one_id_is_refused
         collect_inputs([tmp_path / "l.csv"])
 
 
+def test_two_people_in_formats_or_names_that_look_alike_are_two(tmp_path):
+    """Probe 47 BK3: `1/12/1950` (US: 12 January) and `1950-12-01` folded to one day; BK8: a surname `Na`
+    taken for a missing-value mark; BK5: every patient with two photos two people, each name on one row."""
+    for column, first, second in (("DOB", "1/12/1950", "1950-12-01"), ("Surname", "Na", "Lee")):
+        with pytest.raises(DataError, match=f"patient '1001' has rows of two people in '{column}'"):
+            collect_inputs([_two_patient_list(tmp_path, column, first, second)])
+    listing = tmp_path / "every.csv"
+    listing.write_text("image,patient_id,eye,Patient name\na.jpeg,1,left,Ann\nb.jpeg,1,right,Bea\n"
+                       "c.jpeg,2,left,Cid\nd.jpeg,2,right,Dan\n")
+    with pytest.raises(DataError, match="patient '1' has rows of two people in 'Patient name'"):
+        collect_inputs([listing])
+
+
 def test_two_sites_whose_names_hold_a_field_word_are_two_sites(tmp_path):
-    """Probe 46 BJ4: `Central London` / `Central Manchester` were taken for a photo's field (central)."""
-    with pytest.raises(DataError, match="patient '1001' has rows of two sites in 'Site'"):
-        collect_inputs([_two_patient_list(tmp_path, "Site", "Central London", "Central Manchester")])
+    """Probe 46 BJ4: `Central London` / `Central Manchester` were taken for a photo's field (central);
+    probe 47 BK2: `Central` / `Peripheral` alike."""
+    for first, second in (("Central London", "Central Manchester"), ("Central", "Peripheral")):
+        with pytest.raises(DataError, match="patient '1001' has rows of two sites in 'Site'"):
+            collect_inputs([_two_patient_list(tmp_path, "Site", first, second)])
 
 
 def test_dates_of_birth_that_fold_alike_are_two_people(tmp_path):
@@ -1213,7 +1228,9 @@ def _four_patient_list(folder: Path, column: str, cells: list[str]) -> Path:
     ("Aufnahmedatum", "2015-03-01 11:00:02", "2023-05-02 11:30:20"),  # BI3: a date by its cells, under any name
     ("Patient name (camera)", "Ann Lee", "Bea Roe"), ("Name on image", "Ann Lee", "Bea Roe"), ("DR screening number", "11", "22"),
     ("Hosp No", "4821100001", "4821100002"), ("Exam number", "20230502017", "20230502018"),  # probe 46 BJ1, BJ3: not dates
-    ("Study UID", "1.2.840.1.1", "1.2.840.1.2"), ("MRN (photo)", "A1", "B2"), ("Subject ID (image)", "S1", "S2")])  # BJ2
+    ("Study UID", "1.2.840.1.1", "1.2.840.1.2"), ("MRN (photo)", "A1", "B2"), ("Subject ID (image)", "S1", "S2"),  # BJ2
+    ("Accession", "20230502000017", "20230502000018"),  # probe 47 BK1: a day and a counter, no date-time
+    ("Exam date", "11:00 01/03/2015", "11:30 02/05/2023")])  # BK6: the time first
 def test_a_short_code_or_a_timed_visit_that_splits_one_patient_only_is_warned_and_noted(tmp_path, caplog, column, first, second):
     """Every other patient keeps one value; patient P4's two eyes have two: warned, and noted in
     identity_note (probe 44 BH9: the console only)."""

@@ -111,12 +111,17 @@ _STAFF = {"grader", "reader", "operator", "photographer", "technician", "staff",
 _FIELD_WORDS = {"macula", "macular", "disc", "disk", "optic", "nasal", "temporal", "superior", "inferior", "central",
                 "fovea", "foveal", "field", "centred", "centered", "posterior", "pole", "periphery", "peripheral", "centre",
                 "center", "on", "nerve", "head", "onh", "view"}
-_TIME = re.compile(r"^\d{1,2}:\d{2}(:\d{2})?")
+_TIME = re.compile(r"^\d{1,2}:\d{2}(:\d{2})?$")  # a time of day, and nothing else (probe 47 BK6)
 # A whole cell that is a date, perhaps with its time (``2015-03-01``, ``20150301093000``, ``12/1/1950 09:30``),
 # never a number or id that begins like one (``4821100001``, ``20230502017``, ``1.2.840.10008``: probe 46 BJ1, BJ3).
-_DAY = re.compile(r"^(?:(?P<y>(?:19|20)\d\d)-?(?P<m>0[1-9]|1[0-2])-?(?P<d>0[1-9]|[12]\d|3[01])"
+# A time may come first (``11:00 01/03/2015``: probe 47 BK6).
+_DAY = re.compile(r"^(?:\d{1,2}:\d{2}(?::\d{2})?[ T])?"
+                  r"(?:(?P<y>(?:19|20)\d\d)(?P<dash>-?)(?P<m>0[1-9]|1[0-2])-?(?P<d>0[1-9]|[12]\d|3[01])"
                   r"|(?P<a>[0-3]?\d)[./-](?P<b>[0-3]?\d)[./-](?P<yy>(?:19|20)\d\d|\d\d))"
                   r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?|T?\d{6}(?:\.\d+)?)?$")
+# Found by its cells alone (no visit word in its name), a date is written with separators: a 14-digit
+# number may be an accession (a day and a counter: ``20230502000017``; probe 47 BK1).
+_NO_VALUE = {"", "-", "--", "?", "na", "n/a", "#n/a", "<na>", "nan", "null", "none", "unknown", "not known", "missing"}
 
 
 def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients: pd.Series,
@@ -135,10 +140,10 @@ def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients:
     for header in table.columns:
         words = set(name_words(header))
         cells = table[header].str.strip()
-        use = (patients != "") & (cells.map(patient_id) != "")  # a missing-value mark is no value
+        use = (patients != "") & cells.map(_has_value)  # a missing-value mark is no value
         # A date (by its name, or by its cells: `Fecha`, `Aufnahmedatum`) is a visit whatever else its name says
         # (`Image date`: probe 45 BI1, BI3); a person's or site's word keeps a column (`Sex (image header)`: BI2).
-        visit = bool(words & _VISIT_WORDS) or bool(use.any() and cells[use].str.match(_DAY).mean() >= 0.9)
+        visit = bool(words & _VISIT_WORDS) or bool(use.any() and cells[use].map(_written_date).mean() >= 0.9)
         if visit and not cells[use].str.match(_DAY).any() and cells[use].str.match(_TIME).all():
             continue  # times of day only: no visit (probe 45 BI11)
         eye_s = words & _EYE_S_OWN_WORDS and not words & (_PERSON_WORDS | _ANYONE_S)
@@ -175,10 +180,29 @@ def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients:
     return noted
 
 
+# What a field is centred on, named in every field cell (``Central`` and ``Peripheral`` alone are sites: probe 47 BK2)
+_FIELD_CENTRES = {"macula", "macular", "disc", "disk", "optic", "fovea", "foveal", "nerve", "onh", "pole"}
+
+
 def _fields(cells: pd.Series) -> bool:
     """Cells that name a photo's field (``macula``, ``disc-centred``), every one of them, and
     nothing else (``Central London`` is a site: probe 46 BJ4)."""
-    return bool(len(cells)) and bool(cells.map(lambda v: bool(words := set(name_words(v))) and words <= _FIELD_WORDS).all())
+    return bool(len(cells)) and bool(cells.map(
+        lambda v: bool(words := set(name_words(v))) and words <= _FIELD_WORDS and bool(words & _FIELD_CENTRES)).all())
+
+
+def _written_date(value: str) -> bool:
+    """A cell that is a date written with separators (``2015-03-01``, ``1/3/2015 09:30``), as a column of dates
+    is known by its cells; not a run of digits (an accession: probe 47 BK1)."""
+    day = _DAY.match(value.strip())
+    return day is not None and (bool(day["a"]) or bool(day["dash"]))
+
+
+def _has_value(value: str) -> bool:
+    """A cell that says something: not empty, not a missing-value mark a spreadsheet or pandas writes
+    (``NA``, ``N/A``, ``NaN``, ``unknown``). Narrower than a patient id's missing words: ``Nan`` and
+    ``Na`` are names, ``NK`` initials (probe 47 BK8)."""
+    return value.strip().casefold() not in _NO_VALUE or value.strip() in ("Na", "Nan")
 
 
 def _visit_day(value: str) -> str:
@@ -187,15 +211,16 @@ def _visit_day(value: str) -> str:
     if day is None:
         return _folded(value, "")  # not a date: no recursion, _folded takes dates here
     if day["y"]:
-        return f"{day['y']}{day['m']}{day['d']}"
-    return f"{int(day['yy']):04d}{int(day['b']):02d}{int(day['a']):02d}"  # 12/1/1950 is 12/01/1950 (probe 46 BJ5)
+        return f"{day['y']}-{day['m']}-{day['d']}"
+    # 12/1/1950 is 12/01/1950 (probe 46 BJ5); never one day with an ISO date, whose order is known (probe 47 BK3)
+    return f"{int(day['a']):02d}/{int(day['b']):02d}/{int(day['yy']):04d}"
 
 
 def _folded(value: str, header: str) -> str:
     """A cell as two rows of one person may spell it (``North Clinic``, ``north-clinic ``; ``M``,
     ``Male``: probe 41 BE10; ``José``, ``Jose``; ``67``, ``67.0``: probe 44 BH8); numbers kept apart
     (``1/12/1950`` is not ``11/2/1950``: probe 43 BG6)."""
-    if _DAY.match(value.strip()):  # a date as its day: `1950-01-12 00:00:00`, `12/1/1950` (probe 46 BJ5)
+    if _written_date(value):  # a date as its day: `1950-01-12 00:00:00`, `12/1/1950` (probe 46 BJ5); not a number
         return _visit_day(value)
     plain = "".join(c for c in unicodedata.normalize("NFKD", value.casefold()) if not unicodedata.combining(c))
     folded = " ".join(re.findall(r"[^\W_]+", re.sub(r"(?<=\d)\.0+$", "", plain.strip())))
@@ -220,9 +245,10 @@ def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient
         if what is None:
             continue
         cells = table[header].str.strip()
-        given = (patients != "") & (cells.map(patient_id) != "")  # "unknown", "NA", "-": no value (probe 44 BH8)
-        if _each_photo_s_own(cells[given], patients[given]) or (what == "sites" and _fields(cells[given])):
-            continue  # a photo's own: a row number, its field (`Centre`: macula, disc; probe 45 BI8)
+        given = (patients != "") & cells.map(_has_value)  # "unknown", "NA", "-": no value (probe 44 BH8)
+        if what == "sites" and _fields(cells[given]):
+            continue  # a photo's field (`Centre`: macula, disc; probe 45 BI8). A person's column is compared even
+            # when every row differs: every patient with two photos may be two people (probe 47 BK5)
         folded = cells[given].map(lambda v: _folded(v, header))
         values = folded.groupby(patients[given]).agg(lambda v: list(dict.fromkeys(v)))
         mixed = values[values.map(len) > 1]
