@@ -138,6 +138,10 @@ def test_uncertainty_is_the_closeness_to_the_threshold_on_the_scores_scale():
     points = decision_points({}, None, table=grade)
     assert points.scale == (0.0, 4.0) and points.referable_threshold == 1.5
     assert eye_uncertainty(grade, points) == pytest.approx([1 - 1.0 / 2.5, 0.5])
+    # Probe 47 CK1: a threshold fitted below the scale (-1.016) made every eye under it certain (0), one 0.002 away too.
+    low = pd.DataFrame([photo("s", "right", -1.018, -1.018), photo("s", "left", -0.9, -0.9)])
+    points = decision_points({"referable": -1.016, "cutpoints": [-1.5, -1.016, 2.5, 3.5]}, None, table=low)
+    assert eye_uncertainty(low, points)[0] == pytest.approx(1 - 0.002 / 4.0)
 
 
 def test_patient_uncertainty_is_that_of_the_eyes_the_decision_stands_on():
