@@ -1412,6 +1412,21 @@ def test_a_data_set_whose_patients_have_one_photo_each_is_warned_of(tmp_path, ca
     assert "has one photo" not in caplog.text
 
 
+def test_a_data_set_with_several_photos_of_one_eye_says_its_figures_count_photos(tmp_path, caplog):
+    """Probe 47 CK2: retakes (two photos of some eyes) were counted as eyes in every figure, unsaid."""
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    rows = [("1", "left"), ("1", "right"), ("1", "right"), ("2", "left"), ("2", "right")]
+    for k in range(len(rows)):
+        (root / "images" / f"IMG_{k}.jpeg").write_bytes(photo_bytes(1, k))
+    (root / "labels.csv").write_text("image,level,patient_id,eye\n" + "".join(
+        f"IMG_{k}.jpeg,1,{p},{e}\n" for k, (p, e) in enumerate(rows)))
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        read_dataset(root, "csv")
+    assert ("1 eye(s) have several photos (e.g. patient '1' right eye: 2): every eye-level figure counts each photo as an "
+            "eye (5 photos of 4 eyes)") in caplog.text
+
+
 def test_a_data_set_of_dicom_photos_reads_their_headers_as_predict_does(tmp_path, caplog):
     """Probe 43 CG5: train, evaluate and data summary took the label file's patients and eyes
     without a look at the headers: an exam id per photo split one patient's eyes across the split

@@ -135,6 +135,19 @@ def _warn_one_photo_each(df: pd.DataFrame, root: Path) -> None:
                     int((counts == 1).sum()), len(counts))
 
 
+def _warn_several_photos_of_one_eye(df: pd.DataFrame, root: Path) -> None:
+    """Eyes with several photos (retakes, two fields per eye): every eye-level figure counts each
+    photo, as the figures' "eyes" (probe 47 CK2: "65 eyes of 30 patients" for 60 eyes). Said, with
+    the counts, so that no one reads them as eyes."""
+    eyes = df[df["eye"] != ""]
+    per_eye = eyes.groupby(["patient_id", "eye"]).size()
+    several = per_eye[per_eye > 1]
+    if len(several):
+        (patient, eye), n = next(iter(several.items()))
+        log.warning("%s: %d eye(s) have several photos (e.g. patient %r %s eye: %d): every eye-level figure counts each "
+                    "photo as an eye (%d photos of %d eyes)", root, len(several), patient, eye, n, len(eyes), len(per_eye))
+
+
 def _warn_no_grade_0(df: pd.DataFrame, root: Path) -> None:
     """No grade 0 among many photos: a scale from 1 (1-5, 1-4) read as ICDR's 0-4, every eye a step
     too high (probe 40 CD3). A set chosen for disease has no 0 either: said, not refused."""
@@ -303,6 +316,7 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
     _warn_binary_grades(df, root)
     _warn_no_grade_0(df, root)
     _warn_one_photo_each(df, root)
+    _warn_several_photos_of_one_eye(df, root)
     if cfg.limit is not None:
         df = _first_patients(df, cfg.limit)
     df = df.sort_values("image_id", kind="stable").reset_index(drop=True)
