@@ -432,3 +432,18 @@ def test_kaggle_layout_with_photos_in_both_train_and_images_is_refused(tmp_path)
     (tmp_path / "Training").rename(tmp_path / "train")
     (tmp_path / "images" / "10_left.jpeg").unlink()  # an empty images/ beside train/: train/ read
     assert read_dataset(tmp_path)["image_id"].tolist() == ["10_left"]
+
+
+def test_photo_names_in_decomposed_unicode_are_found_by_their_composed_spelling(tmp_path):
+    """Probe 47 CK4: a folder copied from a Mac names 'Müller10_left.jpeg' with 'u' + a combining
+    mark (NFD); a label file typed in a spreadsheet spells it composed (NFC). Before, the row's
+    file was 'not found' while `ls` showed it."""
+    import unicodedata
+    decomposed = unicodedata.normalize("NFD", "Müller10")
+    assert decomposed != "Müller10"
+    for eye in ("left", "right"):
+        write_image(tmp_path / "images" / f"{decomposed}_{eye}.jpeg")
+    (tmp_path / "labels.csv").write_text("image,level\nMüller10_left,1\nMüller10_right,3\n", encoding="utf-8")
+    found = read_manifest(DataConfig(root=tmp_path, format="csv", labels="labels.csv", images="images"))
+    assert sorted(found.table["grade"]) == [1, 3]
+    assert found.skipped.unlabelled_files == 0

@@ -69,6 +69,8 @@ class ImageFolder:
     folder remembers which files were claimed so the unlabelled ones can be counted. Two files
     whose names differ only in case or extension (``10_left.jpeg``, ``10_LEFT.jpeg``,
     ``10_left.png``) are refused: a label row would match either, and one would silently be left out.
+    Names are compared in Unicode's composed form (NFC): a folder copied from a Mac keeps ``ü`` as
+    ``u`` + a combining mark, which a label file typed in a spreadsheet does not.
     """
 
     def __init__(self, folder: Path, recursive: bool = False):
@@ -77,11 +79,11 @@ class ImageFolder:
         self.by_stem: dict[str, Path] = {}
         self.used: set[Path] = set()
         for path in photo_files(folder, recursive):
-            other = self.by_stem.get(path.stem.lower())
+            other = self.by_stem.get(_key(path.stem))
             if other is not None:
                 raise two_photos_under_one_name(folder, other, path)
-            self.by_name[path.name.lower()] = path
-            self.by_stem[path.stem.lower()] = path
+            self.by_name[_key(path.name)] = path
+            self.by_stem[_key(path.stem)] = path
 
     def find(self, ref: str) -> Path | None:
         """The file named ``ref`` (a file name, a name without extension, or a sub-path)."""
@@ -94,10 +96,10 @@ class ImageFolder:
                 raise DataError(f"{self.folder}: {ref!r} could be {candidates[0].name} or {candidates[1].name}: "
                                 "give the file name with its extension")
             found = candidates[0] if candidates else None
-        elif ref.lower() in self.by_name:
-            found = self.by_name[ref.lower()]
+        elif _key(ref) in self.by_name:
+            found = self.by_name[_key(ref)]
         elif Path(ref).suffix.lower() not in IMAGE_EXTENSIONS:
-            found = self.by_stem.get(ref.lower())
+            found = self.by_stem.get(_key(ref))
         # else: a name with another extension ('10_left.png' beside 10_left.jpeg) is not that
         # file, as predict's lists read it: taking the JPEG would be a guess made without a word.
         if found is not None:
@@ -107,12 +109,17 @@ class ImageFolder:
     def describe(self, ref: str) -> str:
         if Path(ref).suffix.lower() not in IMAGE_EXTENSIONS:
             return f"no file {ref!r} (+ an image extension: {'/'.join(IMAGE_EXTENSIONS)}) in {self.folder}"
-        other = self.by_stem.get(strip_image_extension(ref.strip()).lower())
+        other = self.by_stem.get(_key(strip_image_extension(ref.strip())))
         hint = f" ({other.name} has another extension: name it so if it is that photo)" if other is not None else ""
         return f"no file {ref!r} in {self.folder}{hint}"
 
     def unlabelled(self) -> int:
         return len(set(self.by_name.values()) - self.used)
+
+
+def _key(name: str) -> str:
+    """A file name as the folder's listing is keyed: composed (NFC) and lower-case."""
+    return unicodedata.normalize("NFC", name).lower()
 
 
 def two_photos_under_one_name(folder: Path, first: Path, second: Path) -> DataError:
