@@ -364,6 +364,29 @@ def test_a_referral_label_pointed_at_as_the_grade_is_refused(tmp_path):
         read_dataset(root, "csv", columns={"grade": "any_dr"})
 
 
+def test_a_macular_edema_column_pointed_at_as_the_grade_is_warned_of(tmp_path, caplog):
+    # Probe 47 CK3: IDRiD's 'Risk of macular edema' (0-2) as data.columns.grade was read as ICDR
+    # 0-2 without a word: every DME risk 2 eye a moderate NPDR, referable.
+    from drgrader.data.manifest import read_dataset
+
+    root = label_set(tmp_path, "labels.csv", "image,Risk of macular edema,Image quality\n10_left,2,1\n10_right,0,3\n"
+                                             "11_left,1,2\n", ["10_left.jpeg", "10_right.jpeg", "11_left.jpeg"])
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert read_dataset(root, "csv", columns={"grade": "Risk of macular edema"})["grade"].tolist() == [2, 0, 1]
+    said = [r.getMessage() for r in caplog.records if "data.columns.grade" in r.getMessage()]
+    assert len(said) == 1 and "'Risk of macular edema' (data.columns.grade) is read as the ICDR DR grade 0-4, but its " \
+                              "name says macular edema, image quality or a date" in said[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        read_dataset(root, "csv", columns={"grade": "Image quality"})
+    assert any("'Image quality' (data.columns.grade) is read as the ICDR DR grade" in r.getMessage() for r in caplog.records)
+    (root / "labels.csv").write_text("image,DR grade\n10_left,2\n10_right,0\n11_left,1\n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        read_dataset(root, "csv", columns={"grade": "DR grade"})
+    assert not any("data.columns.grade" in r.getMessage() for r in caplog.records)
+
+
 def test_a_messidor1_sheet_is_refused_for_its_own_grade_scale(tmp_path, caplog):
     # Probe 37 CA7: Messidor-1's 0-3 "Retinopathy grade" (3: severe NPDR and PDR) was read as ICDR.
     from drgrader.data.manifest import read_dataset

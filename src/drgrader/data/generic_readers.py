@@ -16,6 +16,7 @@ from drgrader.data.grade_columns import (
     refuse_messidor1_scale,
     refuse_other_grade_columns,
     refuse_referral_label,
+    warn_grade_column_names_no_grade,
 )
 from drgrader.data.input_columns import identifiers_beside_patient, label_identity_columns
 from drgrader.data.label_files import (
@@ -84,6 +85,7 @@ def read_csv_format(root: Path, cfg: DataConfig) -> Found:
     table = read_label_csv(labels, root, required)
     file = shown_path(labels, root)
     refuse_referral_label(table, file, cols.grade)
+    warn_grade_column_names_no_grade(file, cols.grade)
     refuse_messidor1_scale(table, file, cols.grade)
     patient_col, eye_col = label_identity_columns(table.drop(columns=[cols.image, cols.grade]), file, cols.patient, cols.eye)
     # the patient column found by its name too: ids 'V1'..'V4' are no second grading (probe 43 CG5's list)

@@ -223,6 +223,16 @@ def refuse_messidor1_scale(table: pd.DataFrame, shown: str, read: str) -> None:
                     "no grade 4 here: if this is Messidor-1, its grades are not ICDR's", shown, read)
 
 
+def warn_grade_column_names_no_grade(shown: str, read: str) -> None:
+    """The grade column pointed at a column whose name says macular edema, image quality or a date
+    (IDRiD's ``Risk of macular edema``, 0-2): its values pass as ICDR grades (a DME risk of 2 read as
+    moderate NPDR, referable) and nothing else would say so (probe 47 CK3)."""
+    if _names_no_dr_grade(read):
+        log.warning("%s: column %r (data.columns.grade) is read as the ICDR DR grade 0-4, but its name says macular "
+                    "edema, image quality or a date: if it is not the DR grade, point data.columns.grade at that column",
+                    shown, read[:40])
+
+
 def refuse_referral_label(table: pd.DataFrame, shown: str, read: str) -> None:
     """The grade column pointed at a referral label: named so (``referable``, ``RDR``) and holding
     only 0 and 1. drgrader reads ICDR grades 0-4 and derives referable DR (grade 2 or more) from them."""
