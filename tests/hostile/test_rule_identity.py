@@ -298,6 +298,20 @@ def test_a_patient_per_folder_export_is_read_by_its_folders(tmp_path):
     assert manifest[["patient_id", "eye"]].values.tolist() == [["P10", "right"], ["P10", "left"], ["P11", "right"]]
 
 
+def test_a_patient_id_that_is_a_date_is_noted(tmp_path):
+    """Probe 47 BK10, probe 46 BJ7: a camera's photos named by day (`20230502_L.jpg`, `20230502_R.jpg`)
+    were paired as one patient, `20230502`, without a word; one day's left and right photos may be
+    two people's. Kept (it may be an id), noted on each photo."""
+    for k, name in enumerate(("20230502_L.jpg", "20230502_R.jpg", "2023-05-03_OD.jpg", "20230502101530_L.jpg",
+                              "10007_left.jpeg", "20231399_L.jpg", "12345678_R.jpg")):
+        (tmp_path / name).write_bytes(photo_bytes(k % 5, k))
+    table = collect_inputs([tmp_path]).set_index("patient_id")
+    noted = {p for p, note in table["identity_note"].items() if "a date as the patient: patient" in note}
+    assert noted == {"20230502", "2023-05-03", "20230502101530"}
+    assert "photos of one day are taken as one patient's" in table.loc["2023-05-03", "identity_note"]
+    assert table.loc["20230502", "eye"].tolist() == ["left", "right"]  # kept as read
+
+
 def test_photos_named_by_their_eye_alone_from_python_are_not_the_patient_of_a_temporary_folder(tiny_bundle):
     rgb = make_fundus(1, np.random.default_rng(3), height=96)
     photos, patients = drgrader.grade(tiny_bundle, [rgb, rgb[::-1]], names=["OD", "OS"])

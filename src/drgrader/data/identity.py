@@ -42,6 +42,8 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
   case, spacing, separators, look-alike letters, a number's leading zeros: ``P7`` and ``p7``,
   ``AB-123`` and ``AB123``, ``007`` and ``7``) -> kept apart, as given
   (merging would be the guess); noted, since they are often one patient typed twice;
+- a patient id that is a date (``20230502_L.jpg``: a camera's export named by day; an exam-date
+  column mapped into patient_id) -> taken as given, noted: one day's photos are one patient's;
 - no patient -> the photo (a DICOM file: all its frames) is a patient of its own, named by its
   image id (by its path when that id is taken);
 - a patient without the eye -> which eye is unknown (a DICOM laterality ``B``, both eyes, is
@@ -74,6 +76,7 @@ from drgrader.data.identity_notes import (
     SAME_NAME_IN_FOLDERS,
     SAME_PHOTO_AS_TWO_EYES,
     SAME_PHOTO_UNDER_TWO_PATIENTS,
+    note_date_patients,
     note_eye_counts,
     note_other_claimants,
     note_two_people,
@@ -387,6 +390,7 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     _split_by_folder(table, from_name, notes)
     _lookalike_patients(table, notes)
     _unique_image_ids(table, notes)
+    note_date_patients(table, notes)
     _own_patients(table, notes)
     _copies(table, notes)
     note_eye_counts(table, notes, lone | contested)
