@@ -89,7 +89,7 @@ def test_a_converted_or_resaved_copy_under_another_patient_is_noted_on_both(tiny
         assert main(["predict", str(tiny_bundle), str(folder), "--out", str(out)]) == 0
     photos = read(out).set_index("image_id")
     assert PICTURE_COLUMN not in photos  # the fingerprints stay out of what users read
-    note = ("same photo under two patients: '10007_left', '10131_left' are the same pixels, under patients '10007' and "
+    note = ("same photo under two patients: '10007_left', '10131_left' are one picture re-saved, converted or resized, under patients '10007' and "
             "'10131'; kept apart as given, so each patient is judged on it (check that it is not filed under the wrong patient)")
     assert photos.loc["10007_left", "identity_note"] == photos.loc["10131_left", "identity_note"] == note
     assert photos.loc[["10131_right", "10007_right"], "identity_note"].tolist() == ["", ""]
@@ -329,8 +329,8 @@ def encoded(rgb: np.ndarray, suffix: str = ".jpg", quality: int = 90) -> bytes:
 
 
 @pytest.mark.parametrize(("left_name", "make_left", "how"), [
-    ("P1_left.png", lambda rgb: encoded(rgb, ".png"), "the same pixels"),
-    ("P1_left.jpg", lambda rgb: encoded(rgb, quality=75), "the same pixels"),
+    ("P1_left.png", lambda rgb: encoded(rgb, ".png"), "one picture re-saved, converted or resized"),
+    ("P1_left.jpg", lambda rgb: encoded(rgb, quality=75), "one picture re-saved, converted or resized"),
     ("P1_left.jpg", lambda rgb: encoded(np.ascontiguousarray(rgb[:, ::-1])), "mirror images"),
     ("P1_left.jpg", lambda rgb: encoded(np.ascontiguousarray(rgb[::-1])), "the same picture flipped top to bottom"),
 ])

@@ -67,7 +67,7 @@ EDITED_COPY = "nearly one picture (one perhaps an edited copy of the other: brig
 _SCALE = 20.0  # a stored value: round(z * _SCALE) in int8, z the cell in standard deviations (within +-6.35)
 _POOL = 4  # the prefilter's cells: 4 x 4 of the grid's
 
-SAME_PIXELS = "the same pixels"
+SAME_PIXELS = "one picture re-saved, converted or resized"  # the same pixels but for the encoding (probe 47 BK11)
 MIRROR_IMAGES = "mirror images"
 
 # The 8 ways a square grid can be laid down again (the dihedral group of the square): what each
