@@ -125,6 +125,16 @@ def test_card_has_every_section_and_the_figures_with_their_cis():
     assert "Per-patient decision" not in card  # no patient_decision block: left out
 
 
+def test_a_small_evaluation_speaks_of_wide_cis_only_where_there_are_cis():
+    # Probe 47 CK5: with the bootstrap off the card said "no confidence intervals" and then "the CIs
+    # above are wide for that reason".
+    assert "40 referable eyes were held out; the CIs above are wide" in build_model_card(MANIFEST, METRICS)
+    no_boot = {**METRICS, "test": {**result(), "bootstrap": {}}}
+    card = build_model_card(MANIFEST, no_boot)
+    assert "no confidence intervals (bootstrap off)" in card and "CIs above" not in card
+    assert "40 referable eyes were held out; the figures above may be far from the truth" in card
+
+
 def test_card_tolerates_missing_pieces():
     # No test split: figures on validation, said to be optimistic; no command recorded.
     metrics = {**METRICS, "evaluated_on": "val"}

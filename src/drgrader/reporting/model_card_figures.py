@@ -312,8 +312,9 @@ def limits_section(manifest: dict, metrics: dict, synthetic: bool) -> Section:
     if n_pos:
         positives = n_pos["tp"] + n_pos["fn"]
         if positives < 100:
-            items.append(f"**Small evaluation**: only {positives} referable eyes were held out; the CIs above are wide "
-                         "for that reason.")
+            with_cis = (test.get("bootstrap") or {}).get("n") and (test.get("n_patients") or 0) >= MIN_PATIENTS_FOR_CI
+            why = "the CIs above are wide for that reason" if with_cis else "the figures above may be far from the truth"
+            items.append(f"**Small evaluation**: only {positives} referable eyes were held out; {why}.")
     if metrics.get("evaluated_on") == "val":
         items.append("**No test split**: the figures are on the validation patients, who also chose the checkpoint and "
                      "the thresholds; they are optimistic.")
