@@ -719,6 +719,7 @@ def test_a_maculopathy_column_not_read_is_warned_of(tmp_path, caplog):
 @pytest.mark.parametrize(("column", "cells"), [("cohort", ("development", "validation")), ("role", ("held_out", "train")),  # CH2
                                                ("Cohort", ("Derivation", "Validation")), ("dataset", ("Training set", "Test set")),  # CI2
                                                ("Sample", ("hold-out", "development")), ("Kohorte", ("Validierung", "Training")),  # CJ3
+                                               ("Ensemble", ("test", "apprentissage")), ("Gruppe", ("Testdaten", "Trainingsdaten")),  # CK7
                                                ("split", ("train", "test")), ("Usage", ("Public", "Private")),
                                                ("is_test", ("0", "1")), ("fold", ("1", "2")), ("subset", ("dev", "holdout"))])
 def test_a_split_column_beside_the_grade_is_warned_of(tmp_path, caplog, column, cells):

@@ -124,7 +124,9 @@ _GRADABILITY = re.compile(r"gradab|ungrad|qualit|readab|usab|image_?ok|exclu|inc
 _SPLIT_CELLS = {"train", "training", "test", "testing", "val", "valid", "validation", "dev", "holdout", "tune", "trainval",
                 "public", "private", "publictest", "privatetest", "development", "held_out", "heldout", "held out",
                 "internal", "external", "derivation", "evaluation", "hold out", "validierung", "entwicklung",
-                "validacion", "entrenamiento", "prueba"}  # probe 44 CH2, probe 45 CI2, probe 46 CJ3
+                "validacion", "entrenamiento", "prueba", "apprentissage", "entrainement", "testdaten", "trainingsdaten",
+                "validierungsdaten", "trainingsset", "testset", "validatie", "treino", "teste", "validacao", "addestramento",
+                "trainset", "valset"}  # probe 44 CH2, probe 45 CI2, probe 46 CJ3, probe 47 CK7
 _SPLIT_NAMES = {"split", "subset", "partition", "fold", "folds", "usage", "holdout", "test", "train", "cohort", "purpose",
                 "dataset", "role", "sample", "kohorte", "cohorte"}
 _SPLIT_FILLERS = {"set", "cohort", "data", "split", "sample", "group"}  # "Training set", "Validation cohort"
