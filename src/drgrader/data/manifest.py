@@ -129,7 +129,7 @@ def _warn_one_photo_each(df: pd.DataFrame, root: Path) -> None:
     photo (an exam or image id, an anonymiser that hashes per file), a patient's eyes then on both
     sides of a split (probe 45 CI5). Photos without one are warned of by their readers."""
     counts = df["patient_id"].value_counts()
-    if len(df) >= 20 and (df["patient_id"] != df["image_id"]).all() and (counts == 1).mean() >= 0.95:  # probe 46 CJ4: nearly all
+    if len(df) >= 20 and (df["patient_id"] != df["image_id"]).all() and (counts == 1).mean() >= 0.8:  # most: probe 46 CJ4, 47 CK8
         log.warning("%s: %d of the %d patients have one photo: are the patient ids per photo (an exam or image id, an "
                     "anonymiser's per-file id)? Then a patient's two eyes may fall on both sides of the split", root,
                     int((counts == 1).sum()), len(counts))
