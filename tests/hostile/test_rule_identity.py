@@ -1206,6 +1206,20 @@ def test_two_sites_whose_names_hold_a_field_word_are_two_sites(tmp_path):
             collect_inputs([_two_patient_list(tmp_path, "Site", first, second)])
 
 
+def test_a_site_column_that_names_each_photos_eye_is_no_site(tmp_path, caplog):
+    """Probe 47 BK9: `Scan site` Left eye / Right eye was refused as two sites (advice `Left eye-1001`)."""
+    listing = _two_patient_list(tmp_path, "Scan site", "Left eye", "Right eye")
+    listing.write_text("image,patient_id,eye,Scan site\na.jpeg,1001,left,Left eye\nb.jpeg,1001,right,Right eye\n"
+                       "c.jpeg,1002,left,OS\nd.jpeg,1002,right,OD\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        table = collect_inputs([listing])
+    assert table["patient_id"].tolist() == ["1001", "1001", "1002", "1002"]
+    assert not any("Scan site" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+    listing.write_text("image,patient_id,eye,Scan site\na.jpeg,1001,left,Left eye\nb.jpeg,1001,right,Leeds\n")
+    with pytest.raises(DataError, match="patient '1001' has rows of two sites in 'Scan site'"):
+        collect_inputs([listing])
+
+
 def test_dates_of_birth_that_fold_alike_are_two_people(tmp_path):
     """Probe 43 BG6: `1/12/1950` and `11/2/1950` both folded to `1121950`: one person."""
     with pytest.raises(DataError, match="two people in 'DOB' \\('1/12/1950' and '11/2/1950'\\)"):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import EYE_WORDS, patient_and_eye, patient_id
+from drgrader.data.eyes import EYE_WORDS, eye_alone, patient_and_eye, patient_id
 from drgrader.data.identity_notes import TWO_VALUES
 from drgrader.data.label_files import DataError, column_key, name_words
 
@@ -191,6 +191,11 @@ def _fields(cells: pd.Series) -> bool:
         lambda v: bool(words := set(name_words(v))) and words <= _FIELD_WORDS and bool(words & _FIELD_CENTRES)).all())
 
 
+def _eyes_named(cells: pd.Series) -> bool:
+    """Cells that each name one eye and nothing else (``Left eye``, ``OD``, ``right``): each photo's own."""
+    return bool(len(cells)) and bool(cells.map(lambda v: eye_alone(v) is not None).all())
+
+
 def _written_date(value: str) -> bool:
     """A cell that is a date written with separators (``2015-03-01``, ``1/3/2015 09:30``), as a column of dates
     is known by its cells; not a run of digits (an accession: probe 47 BK1)."""
@@ -246,8 +251,9 @@ def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient
             continue
         cells = table[header].str.strip()
         given = (patients != "") & cells.map(_has_value)  # "unknown", "NA", "-": no value (probe 44 BH8)
-        if what == "sites" and _fields(cells[given]):
-            continue  # a photo's field (`Centre`: macula, disc; probe 45 BI8). A person's column is compared even
+        if what == "sites" and (_fields(cells[given]) or _eyes_named(cells[given])):
+            continue  # a photo's field (`Centre`: macula, disc; probe 45 BI8), or its eye (`Scan site`: Left eye,
+            # Right eye; probe 47 BK9). A person's column is compared even
             # when every row differs: every patient with two photos may be two people (probe 47 BK5)
         folded = cells[given].map(lambda v: _folded(v, header))
         values = folded.groupby(patients[given]).agg(lambda v: list(dict.fromkeys(v)))
