@@ -1287,7 +1287,15 @@ def test_columns_of_each_eye_in_a_clinic_list_are_not_warned_of(tmp_path, caplog
 @pytest.mark.parametrize(("column", "first", "second"), [("Name", "José Pérez", "Jose Perez"), ("Age", "67", "67.0"),
                                                      ("DOB", "1950-01-12", "unknown"), ("Sex", "M", "NA"),
                                                      ("DOB", "1950-01-12", "1950-01-12 00:00:00"),  # probe 46 BJ5
-                                                     ("DOB", "12/01/1950", "12/1/1950")])
+                                                     ("DOB", "12/01/1950", "12/1/1950"),
+                                                     # probe 47 BK7: a time zone, a month's name, a year of two digits,
+                                                     # an age's unit, a site's leading zero, sex in other languages
+                                                     ("DOB", "1950-01-12", "1950-01-12T00:00:00.000Z"),
+                                                     ("DOB", "1950-01-12", "1950-01-12 00:00:00+00:00"),
+                                                     ("DOB", "1950-01-12", "12-Jan-1950"), ("DOB", "12/01/50", "12/01/1950"),
+                                                     ("Age", "67", "67 y"), ("Site", "Site 01", "Site 1"),
+                                                     ("Sexe", "F", "Femme"), ("Geslacht", "V", "Vrouw"),
+                                                     ("Sexo", "M", "Masculino")])
 def test_one_person_written_two_ways_is_not_refused_as_two(tmp_path, column, first, second):
     """Probe 44 BH8: accents, Excel's `67.0`, a missing-value mark were two people."""
     assert len(collect_inputs([_four_patient_list(tmp_path, column, ["A", "A", "B", "B", "C", "C", first, second])])) == 8

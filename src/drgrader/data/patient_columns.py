@@ -118,7 +118,7 @@ _TIME = re.compile(r"^\d{1,2}:\d{2}(:\d{2})?$")  # a time of day, and nothing el
 _DAY = re.compile(r"^(?:\d{1,2}:\d{2}(?::\d{2})?[ T])?"
                   r"(?:(?P<y>(?:19|20)\d\d)(?P<dash>-?)(?P<m>0[1-9]|1[0-2])-?(?P<d>0[1-9]|[12]\d|3[01])"
                   r"|(?P<a>[0-3]?\d)[./-](?P<b>[0-3]?\d)[./-](?P<yy>(?:19|20)\d\d|\d\d))"
-                  r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?|T?\d{6}(?:\.\d+)?)?$")
+                  r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?|T?\d{6}(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?$")  # a zone: probe 47 BK7
 # Found by its cells alone (no visit word in its name), a date is written with separators: a 14-digit
 # number may be an accession (a day and a counter: ``20230502000017``; probe 47 BK1).
 _NO_VALUE = {"", "-", "--", "?", "na", "n/a", "#n/a", "<na>", "nan", "null", "none", "unknown", "not known", "missing"}
@@ -217,19 +217,35 @@ def _visit_day(value: str) -> str:
         return _folded(value, "")  # not a date: no recursion, _folded takes dates here
     if day["y"]:
         return f"{day['y']}-{day['m']}-{day['d']}"
-    # 12/1/1950 is 12/01/1950 (probe 46 BJ5); never one day with an ISO date, whose order is known (probe 47 BK3)
-    return f"{int(day['a']):02d}/{int(day['b']):02d}/{int(day['yy']):04d}"
+    # 12/1/1950 is 12/01/1950 (probe 46 BJ5), and 12/01/50 (probe 47 BK7); never one day with an ISO date,
+    # whose order is known (probe 47 BK3)
+    return f"{int(day['a']):02d}/{int(day['b']):02d}/{int(day['yy']) % 100:02d}"
+
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_NAMED_MONTH = re.compile(r"^(\d{1,2})[- /.]([A-Za-z]{3,9})\.?[- /.,]*((?:19|20)\d\d)$")
+_AGE_WORDS = {"age", "alter", "edad", "idade", "leeftijd", "eta", "年齢", "年龄", "나이", "возраст"}
+_AGE = re.compile(r"^\s*(\d{1,3})(?:[.,]0+)?\s*(?:y|yr|yrs|year|years|j|jahre|ans|anos|a|jaar)?\.?\s*$", re.IGNORECASE)
+# Sex in a few languages: folded to its first letter (M, Male; F, Femme; V, Vrouw), as one person writes it two ways.
+_SEX_WORDS = {"sex", "gender", "sexe", "geslacht", "sexo", "geschlecht", "sesso", "genero", "性別", "性别", "성별", "пол"}
 
 
 def _folded(value: str, header: str) -> str:
     """A cell as two rows of one person may spell it (``North Clinic``, ``north-clinic ``; ``M``,
     ``Male``: probe 41 BE10; ``José``, ``Jose``; ``67``, ``67.0``: probe 44 BH8); numbers kept apart
     (``1/12/1950`` is not ``11/2/1950``: probe 43 BG6)."""
+    if named := _NAMED_MONTH.match(value.strip()):  # 12-Jan-1950 is 1950-01-12 (probe 47 BK7)
+        value = f"{named[3]}-{_MONTHS.index(named[2][:3].casefold()) + 1:02d}-{int(named[1]):02d}"
     if _written_date(value):  # a date as its day: `1950-01-12 00:00:00`, `12/1/1950` (probe 46 BJ5); not a number
         return _visit_day(value)
+    words = set(name_words(header))
+    if words & _AGE_WORDS and (age := _AGE.match(value)):  # 67 is 67 y (probe 47 BK7)
+        return age[1]
     plain = "".join(c for c in unicodedata.normalize("NFKD", value.casefold()) if not unicodedata.combining(c))
     folded = " ".join(re.findall(r"[^\W_]+", re.sub(r"(?<=\d)\.0+$", "", plain.strip())))
-    return folded[:1] if {"sex", "gender"} & set(name_words(header)) else folded
+    if words & _SITE_WORDS:  # Site 01 is Site 1 (probe 47 BK7)
+        folded = re.sub(r"\b0+(?=\d)", "", folded)
+    return folded[:1] if words & _SEX_WORDS or column_key(header) in ("mf", "fm") else folded
 
 
 def _each_photo_s_own(cells: pd.Series, patients: pd.Series) -> bool:
