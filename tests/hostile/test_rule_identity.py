@@ -1196,6 +1196,14 @@ def test_two_people_in_formats_or_names_that_look_alike_are_two(tmp_path):
                        "c.jpeg,2,left,Cid\nd.jpeg,2,right,Dan\n")
     with pytest.raises(DataError, match="patient '1' has rows of two people in 'Patient name'"):
         collect_inputs([listing])
+    for header in ("Name", "Nom", "Naam"):  # probe 48 BL6: a bare name of people's names, not photos' ones
+        listing.write_text(listing.read_text().replace("Patient name", header))
+        with pytest.raises(DataError, match=f"patient '1' has rows of two people in '{header}'"):
+            collect_inputs([listing])
+        listing.write_text(listing.read_text().replace(header, "Patient name"))
+    listing.write_text("image,patient_id,eye,Pt\na.jpeg,1,left,J. Smith\nb.jpeg,1,right,M. Jones\n"
+                       "c.jpeg,2,left,A. Brown\nd.jpeg,2,right,A. Khan\n")
+    assert "two values under one id: column 'Pt'" in collect_inputs([listing])["identity_note"].iat[0]
 
 
 def test_two_sites_whose_names_hold_a_field_word_are_two_sites(tmp_path):
@@ -1258,7 +1266,9 @@ def _four_patient_list(folder: Path, column: str, cells: list[str]) -> Path:
     ("Hosp No", "4821100001", "4821100002"), ("Exam number", "20230502017", "20230502018"),  # probe 46 BJ1, BJ3: not dates
     ("Study UID", "1.2.840.1.1", "1.2.840.1.2"), ("MRN (photo)", "A1", "B2"), ("Subject ID (image)", "S1", "S2"),  # BJ2
     ("Accession", "20230502000017", "20230502000018"),  # probe 47 BK1: a day and a counter, no date-time
-    ("Exam date", "11:00 01/03/2015", "11:30 02/05/2023")])  # BK6: the time first
+    ("Exam date", "11:00 01/03/2015", "11:30 02/05/2023"),  # BK6: the time first
+    ("Exam ID", "20230502017001", "20230502017002"), ("Visit number", "20230502000017", "20230502000031"),  # probe 48 BL2
+    ("Initials", "NA", "JS"), ("Site", "NA", "EU"), ("Region", "NA", "EMEA"), ("Patient name", "NA", "KIM^MINJI")])  # BL1
 def test_a_short_code_or_a_timed_visit_that_splits_one_patient_only_is_warned_and_noted(tmp_path, caplog, column, first, second):
     """Every other patient keeps one value; patient P4's two eyes have two: warned, and noted in
     identity_note (probe 44 BH9: the console only)."""
@@ -1295,7 +1305,15 @@ def test_columns_of_each_eye_in_a_clinic_list_are_not_warned_of(tmp_path, caplog
                                                      ("DOB", "1950-01-12", "12-Jan-1950"), ("DOB", "12/01/50", "12/01/1950"),
                                                      ("Age", "67", "67 y"), ("Site", "Site 01", "Site 1"),
                                                      ("Sexe", "F", "Femme"), ("Geslacht", "V", "Vrouw"),
-                                                     ("Sexo", "M", "Masculino")])
+                                                     ("Sexo", "M", "Masculino"),
+                                                     # probe 48 BL3: a date with one reading; BL4: an id's digit groups
+                                                     # and leading zeros, an apostrophe, a name's order
+                                                     ("DOB", "1950-01-12", "19500112"), ("DOB", "1950-01-12", "12.01.1950"),
+                                                     ("DOB", "1950-01-31", "31/01/1950"),
+                                                     ("Date of birth", "12 Jan 1950", "1950-01-12"),
+                                                     ("NHS number", "485 777 3456", "4857773456"), ("MRN", "00123", "123"),
+                                                     ("Surname", "O'Brien", "OBrien"), ("Patient name", "SMITH^JOHN", "John Smith"),
+                                                     ("Patient name", "\"Smith, John\"", "John Smith")])  # quoted in the CSV
 def test_one_person_written_two_ways_is_not_refused_as_two(tmp_path, column, first, second):
     """Probe 44 BH8: accents, Excel's `67.0`, a missing-value mark were two people."""
     assert len(collect_inputs([_four_patient_list(tmp_path, column, ["A", "A", "B", "B", "C", "C", first, second])])) == 8

@@ -69,7 +69,7 @@ _DATE_ID = re.compile(r"^(?:19|20)\d\d([-_.]?)(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12]\
 def note_date_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
     """Patients whose id is a date (probe 47 BK10, probe 46 BJ7): kept, each photo noted, since one
     day's photos, perhaps of several people, are then one patient's eyes."""
-    for k in table.index[table["patient_id"].str.match(_DATE_ID)]:
+    for k in table.index[table["patient_id"].astype(str).str.match(_DATE_ID)]:
         notes[k].append(f"{DATE_AS_PATIENT}: patient {table.at[k, 'patient_id']!r} reads as a date (photos named by day?): "
                         "the photos of one day are taken as one patient's; if they are several people's, give the "
                         "patients in a CSV")

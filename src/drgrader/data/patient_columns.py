@@ -102,6 +102,7 @@ _EYE_S_OWN_WORDS = {
     "laser", "cataract", "glaucoma", "amd", "gradable", "ungradable", "artifact", "artefact", "clarity", "focus",
     "exposure", "field", "view", "fixation", "centred", "centered", "grader", "reader",
     "flash", "gain", "iso", "shutter", "aperture", "mydriasis", "mydriatic", "icd", "snomed"}  # probe 46 BJ6
+_NUMBER_WORDS = {"id", "no", "nr", "number", "num", "code", "accession", "ref", "reference"}
 _ANYONE_S = {"patient", "id", "number", "no", "nr", "programme", "program", "screening"}
 _PERSON_ID_WORDS = {"patient", "mrn", "subject", "participant", "study", "case", "screening", "hospital", "record", "chart",
                     "nhs", "chi", "ssn", "uhid", "hn", "urn", "pid", "patid", "ptid", "accession", "exam", "visit"}
@@ -117,8 +118,9 @@ _TIME = re.compile(r"^\d{1,2}:\d{2}(:\d{2})?$")  # a time of day, and nothing el
 # A time may come first (``11:00 01/03/2015``: probe 47 BK6).
 _DAY = re.compile(r"^(?:\d{1,2}:\d{2}(?::\d{2})?[ T])?"
                   r"(?:(?P<y>(?:19|20)\d\d)(?P<dash>-?)(?P<m>0[1-9]|1[0-2])-?(?P<d>0[1-9]|[12]\d|3[01])"
-                  r"|(?P<a>[0-3]?\d)[./-](?P<b>[0-3]?\d)[./-](?P<yy>(?:19|20)\d\d|\d\d))"
-                  r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?|T?\d{6}(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?$")  # a zone: probe 47 BK7
+                  r"|(?P<a>[0-3]?\d)(?P<sep>[./-])(?P<b>[0-3]?\d)(?P=sep)(?P<yy>(?:19|20)\d\d|\d\d))"
+                  r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?|T?(?:[01]\d|2[0-3])[0-5]\d[0-5]\d(?:\.\d+)?)?"  # HHMMSS: probe 48 BL2
+                  r"(?:Z|[+-]\d\d:?\d\d)?$")  # a zone: probe 47 BK7
 # Found by its cells alone (no visit word in its name), a date is written with separators: a 14-digit
 # number may be an accession (a day and a counter: ``20230502000017``; probe 47 BK1).
 _NO_VALUE = {"", "-", "--", "?", "na", "n/a", "#n/a", "<na>", "nan", "null", "none", "unknown", "not known", "missing"}
@@ -143,7 +145,14 @@ def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients:
         use = (patients != "") & cells.map(_has_value)  # a missing-value mark is no value
         # A date (by its name, or by its cells: `Fecha`, `Aufnahmedatum`) is a visit whatever else its name says
         # (`Image date`: probe 45 BI1, BI3); a person's or site's word keeps a column (`Sex (image header)`: BI2).
+        # A code that is mostly upper-case letters: `NA` (North America, initials N.A.) beside `EU`, `JS` is a value
+        # here, compared (probe 48 BL1); the refusal below takes it for no value (`Sex` M and NA: one person).
+        upper = cells.map(lambda v: str(v).isupper()).astype(bool)
+        codes = (patients != "") & ~use & upper
+        if codes.any() and use.any() and upper[use].all():
+            use |= codes
         visit = bool(words & _VISIT_WORDS) or bool(use.any() and cells[use].map(_written_date).mean() >= 0.9)
+        by_day = visit and not words & _NUMBER_WORDS  # `Exam ID`, `Visit number` 20230502000017: whole (probe 48 BL2)
         if visit and not cells[use].str.match(_DAY).any() and cells[use].str.match(_TIME).all():
             continue  # times of day only: no visit (probe 45 BI11)
         eye_s = words & _EYE_S_OWN_WORDS and not words & (_PERSON_WORDS | _ANYONE_S)
@@ -153,7 +162,7 @@ def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients:
             continue
         if not visit and _each_photo_s_own(cells[use], patients[use]):  # a row number, a file name (probe 43 BG7)
             continue
-        folded = cells[use].map(lambda v: _visit_day(v) if visit else _folded(v, header))
+        folded = cells[use].map(lambda v: _visit_day(v) if by_day else _folded(v, header))
         per_patient = folded.groupby(patients[use]).nunique()
         several = patients[use].value_counts()
         several = several[several > 1]
@@ -216,14 +225,21 @@ def _visit_day(value: str) -> str:
     if day is None:
         return _folded(value, "")  # not a date: no recursion, _folded takes dates here
     if day["y"]:
-        return f"{day['y']}-{day['m']}-{day['d']}"
-    # 12/1/1950 is 12/01/1950 (probe 46 BJ5), and 12/01/50 (probe 47 BK7); never one day with an ISO date,
-    # whose order is known (probe 47 BK3)
-    return f"{int(day['a']):02d}/{int(day['b']):02d}/{int(day['yy']) % 100:02d}"
+        return f"{int(day['y']) % 100:02d}-{day['m']}-{day['d']}"
+    a, b, year = int(day["a"]), int(day["b"]), int(day["yy"]) % 100
+    # One reading (a dot: day first, as Europe writes it; a day over 12; day = month): its ISO day, so
+    # 31/01/1950 is 1950-01-31 (probe 48 BL3). Else never one day with an ISO date, whose order is known
+    # (1/12/1950 may be 12 January: probe 47 BK3); 12/1/1950 is 12/01/1950 (probe 46 BJ5), and 12/01/50 (BK7).
+    if day["sep"] == "." or a > 12 or b > 12 or a == b:
+        d, m = (b, a) if b > 12 else (a, b)
+        return f"{year:02d}-{m:02d}-{d:02d}"
+    return f"{a:02d}/{b:02d}/{year:02d}"
 
 
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _NAMED_MONTH = re.compile(r"^(\d{1,2})[- /.]([A-Za-z]{3,9})\.?[- /.,]*((?:19|20)\d\d)$")
+_BIRTH_WORDS = {"dob", "birth", "birthdate", "birthday", "geburtsdatum", "geburt", "geb", "naissance", "nacimiento",
+                "nascita", "geboortedatum", "nascimento", "geburtstag", "生年月日", "出生日期", "생년월일", "рождения"}
 _AGE_WORDS = {"age", "alter", "edad", "idade", "leeftijd", "eta", "年齢", "年龄", "나이", "возраст"}
 _AGE = re.compile(r"^\s*(\d{1,3})(?:[.,]0+)?\s*(?:y|yr|yrs|year|years|j|jahre|ans|anos|a|jaar)?\.?\s*$", re.IGNORECASE)
 # Sex in a few languages: folded to its first letter (M, Male; F, Femme; V, Vrouw), as one person writes it two ways.
@@ -236,22 +252,35 @@ def _folded(value: str, header: str) -> str:
     (``1/12/1950`` is not ``11/2/1950``: probe 43 BG6)."""
     if named := _NAMED_MONTH.match(value.strip()):  # 12-Jan-1950 is 1950-01-12 (probe 47 BK7)
         value = f"{named[3]}-{_MONTHS.index(named[2][:3].casefold()) + 1:02d}-{int(named[1]):02d}"
-    if _written_date(value):  # a date as its day: `1950-01-12 00:00:00`, `12/1/1950` (probe 46 BJ5); not a number
-        return _visit_day(value)
     words = set(name_words(header))
+    birth = bool(words & _BIRTH_WORDS) or column_key(header) in {"dob", "dateofbirth", "birthdate", "gebdatum"}
+    if _written_date(value) or (birth and _DAY.match(value.strip())):  # a date as its day: `1950-01-12 00:00:00`,
+        return _visit_day(value)  # `12/1/1950` (probe 46 BJ5), a birth date `19500112` (probe 48 BL3); not a number
     if words & _AGE_WORDS and (age := _AGE.match(value)):  # 67 is 67 y (probe 47 BK7)
         return age[1]
     plain = "".join(c for c in unicodedata.normalize("NFKD", value.casefold()) if not unicodedata.combining(c))
-    folded = " ".join(re.findall(r"[^\W_]+", re.sub(r"(?<=\d)\.0+$", "", plain.strip())))
+    plain = re.sub(r"['’`]", "", plain)  # O'Brien is OBrien (probe 48 BL4)
+    if re.fullmatch(r"[\d\s-]+", plain.strip()):  # 485 777 3456 is 4857773456, 00123 is 123 (probe 48 BL4)
+        return re.sub(r"\D", "", plain).lstrip("0") or "0"
+    tokens = re.findall(r"[^\W_]+", re.sub(r"(?<=\d)\.0+$", "", plain.strip()))
     if words & _SITE_WORDS:  # Site 01 is Site 1 (probe 47 BK7)
-        folded = re.sub(r"\b0+(?=\d)", "", folded)
+        tokens = [t.lstrip("0") or "0" if t.isdigit() else t for t in tokens]
+    # a name's words in any order: SMITH^JOHN, John Smith, Smith, John (probe 48 BL4)
+    folded = " ".join(sorted(tokens) if words & _PERSON_WORDS else tokens)
     return folded[:1] if words & _SEX_WORDS or column_key(header) in ("mf", "fm") else folded
 
 
 def _each_photo_s_own(cells: pd.Series, patients: pd.Series) -> bool:
     """A column whose every row differs, in a list where two patients at least have several rows:
-    each photo's own (a row number, a file name, an accession per image: probe 43 BG7), not a person's."""
-    return bool(cells.is_unique) and int((patients.value_counts() > 1).sum()) >= 2
+    each photo's own (a row number, a file name, an accession per image: probe 43 BG7), not a person's
+    (numbered, not words: probe 48 BL6)."""
+    return bool(cells.is_unique) and int((patients.value_counts() > 1).sum()) >= 2 and _numbered(cells)
+
+
+def _numbered(cells: pd.Series) -> bool:
+    """Cells that are mostly numbered (``IMG_0001``, ``A17``, ``3``), as a photo's or row's own are; a
+    person's names are not (``John Smith``, ``J. Smith``: probe 48 BL6)."""
+    return bool(cells.str.contains(r"\d").mean() >= 0.5)
 
 
 def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patients: pd.Series,
@@ -278,7 +307,8 @@ def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient
         # and no value is on two rows (probe 43 CG4: "Person 0" on two rows of one id and two on another's).
         # "Site Name", "first_name" are no bare name (probe 41 BE1).
         alike = (patients[given].value_counts() > 1).reindex(values.index) & (values.map(len) == 1)
-        if len(mixed) and (not set(name_words(header)) <= _BARE_NAMES or alike.any() or not cells[given].is_unique):
+        if len(mixed) and (not set(name_words(header)) <= _BARE_NAMES or alike.any() or not cells[given].is_unique
+                           or not _numbered(cells[given])):  # `John Smith` is a person's, `IMG_0001` a photo's (probe 48 BL6)
             patient = mixed.index[0]
             a, b = list(dict.fromkeys(cells[given][patients[given] == patient]))[:2]
             raise DataError(f"{csv}: patient {patient!r} has rows of two {what} in {header[:40]!r} ({a[:40]!r} and "
