@@ -298,6 +298,38 @@ def test_a_patient_per_folder_export_is_read_by_its_folders(tmp_path):
     assert manifest[["patient_id", "eye"]].values.tolist() == [["P10", "right"], ["P10", "left"], ["P11", "right"]]
 
 
+def test_a_follow_up_export_of_patient_and_visit_folders_takes_the_patient_folder(tmp_path):
+    """Probe 48 BL5: in `<patient>/<visit>/<eye>.jpg` the visit folder (`2015`, `baseline`) was the
+    patient: two patients' eyes paired as patient `2015`. The folder above a visit's is the patient;
+    one patient's eyes from two visits are noted as two visits."""
+    for k, name in enumerate(("1001/2015/left.jpg", "1002/2015/right.jpg", "1003/baseline/OS.jpg", "1003/baseline/OD.jpg",
+                              "1004/2015/OS.jpg", "1004/2023-05-02/OD.jpg")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(photo_bytes(k % 5, k + 200))
+    table = collect_inputs([tmp_path])
+    table.index = [Path(p).relative_to(tmp_path).as_posix() for p in table["path"]]
+    assert table["patient_id"].to_dict() == {"1001/2015/left.jpg": "1001", "1002/2015/right.jpg": "1002",
+                                             "1003/baseline/OS.jpg": "1003", "1003/baseline/OD.jpg": "1003",
+                                             "1004/2015/OS.jpg": "1004", "1004/2023-05-02/OD.jpg": "1004"}
+    assert table.loc["1003/baseline/OD.jpg", "identity_note"] == ""
+    assert table.loc["1004/2015/OS.jpg", "identity_note"].startswith(
+        "two visits under one id: the photos of patient '1004' are in folders of two visits")
+    for k, name in enumerate(("clinic/2015/10_left.jpeg", "clinic/2023/10_right.jpeg")):  # named photos in visits' folders
+        (tmp_path / "named" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "named" / name).write_bytes(photo_bytes(k, k + 210))
+    named = collect_inputs([tmp_path / "named"])
+    assert named["patient_id"].tolist() == ["10", "10"]
+    assert named["identity_note"].str.startswith("two visits under one id: the photos of patient '10' are in folders of "
+                                                 "two visits").all()
+    # A label file's image column alike: the patient's folder, so a patient's visits stay on one side of a split.
+    root = tmp_path / "set"
+    for name in ("P10/2015/OD.jpeg", "P10/2023/OS.jpeg", "P11/baseline/OD.jpeg"):
+        (root / "images" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "images" / name).write_bytes(photo_bytes(1, 1))
+    (root / "labels.csv").write_text("image,level\nP10/2015/OD.jpeg,0\nP10/2023/OS.jpeg,2\nP11/baseline/OD.jpeg,1\n")
+    assert read_dataset(root, "csv")["patient_id"].tolist() == ["P10", "P10", "P11"]
+
+
 def test_a_patient_id_that_is_a_date_is_noted(tmp_path):
     """Probe 47 BK10, probe 46 BJ7: a camera's photos named by day (`20230502_L.jpg`, `20230502_R.jpg`)
     were paired as one patient, `20230502`, without a word; one day's left and right photos may be

@@ -194,6 +194,18 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
     return patient, eye
 
 
+# A folder named for a visit (``2015``, ``2023-05-02``, ``baseline``, ``visit2``, ``FU1``, ``month6``): in a
+# ``<patient>/<visit>/<eye>.jpg`` follow-up export, the patient is the folder above it (probe 48 BL5).
+_VISIT_FOLDER = re.compile(r"^(?:(?:19|20)\d\d(?:[-_.]?(?:0[1-9]|1[0-2])(?:[-_.]?(?:0[1-9]|[12]\d|3[01]))?)?"
+                           r"|(?:baseline|bl|screening|follow[-_ ]?up|fu|visit|v|year|yr|month|week|exam|session|round|tp)"
+                           r"[-_ ]?\d{0,3})$", re.IGNORECASE)
+
+
+def visit_folder(name: str) -> bool:
+    """A folder named for a visit (a year, a date, ``baseline``, ``visit2``, ``FU1``), not a patient."""
+    return bool(_VISIT_FOLDER.match(name.strip()))
+
+
 def eye_of_folder(name: str) -> str | None:
     """The eye a folder is named for, alone (``OD/``, ``Left/``, ``right eye/``: an eye-per-folder
     layout; probe 37 BA7); None for any other folder name: never a letter or a number (``R0/`` ..

@@ -24,6 +24,9 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
 - two CSV rows (two lists) giving one photo two patients -> the first's, noted on it and on every
   photo of the other patient, which is judged without it;
 - a name with both eyes in it (``P7_OD_OS``) -> neither patient nor eye is read from it;
+- a photo in a folder named for a visit (``P10/2015/OD.jpeg``, ``a/baseline/10_left``): the folder
+  above it is the patient's (or the one its name is read in); one patient's photos in two visits'
+  folders -> taken as one patient's, noted as two visits;
 - a patient read from file names has its eyes in two folders, each eye in one (``a/10_left``,
   ``b/10_right``) -> one patient, noted (not when each folder is named for its eye, ``left/``);
 - one eye of a patient read from file names is named in two folders (``a/10_left``,
@@ -62,7 +65,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import EYE_WORDS, eye_of_folder, eyes_named, folded_patient, shown_patient
+from drgrader.data.eyes import EYE_WORDS, eye_of_folder, eyes_named, folded_patient, shown_patient, visit_folder
 from drgrader.data.identity_claims import _FRAME, EVIDENCE_KEYS, image_id_claims, own_name, patient_named, photo_eye_claims
 from drgrader.data.identity_notes import (
     BOTH_EYES_IN_NAME,
@@ -217,8 +220,10 @@ def _folder_eye(name: str) -> str | None:
 
 
 def _patient_folder(source: str) -> str:
-    """A named photo's folder, or the one above a folder named for its eye (probe 38 BB6: siteA/left/, siteB/right/)."""
-    return str(Path(source).parent.parent if _folder_eye(Path(source).parent.name) else Path(source).parent)
+    """A named photo's folder, or the one above a folder named for its eye (probe 38 BB6: siteA/left/, siteB/right/)
+    or for a visit (a/2015/, a/2023/: probe 48 BL5; two visits are noted as such)."""
+    parent = Path(source).parent
+    return str(parent.parent if _folder_eye(parent.name) or visit_folder(parent.name) else parent)
 
 
 def _split_by_folder(table: pd.DataFrame, from_name: pd.Series, notes: list[list[str]]) -> None:

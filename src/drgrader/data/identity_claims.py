@@ -16,6 +16,7 @@ EVIDENCE_KEYS = ["path", "image_id", "source", "csv_image_id", "csv_patient", "c
                  "dicom_patient", "dicom_laterality", "person", "notes"]
 
 _FRAME = re.compile(r"#frame[0-9]+$")
+VISIT_FOLDER = "visit folder"  # a ``person`` tag of its own: the visit a <patient>/<visit>/<eye>.jpg photo is of
 
 
 def evidence(path: str | Path, image_id: str, source: str | Path, *, csv_image_id: str = "", csv_patient: str = "",

@@ -10,6 +10,7 @@ import re
 import pandas as pd
 
 from drgrader.data.dicom import BIRTH_YEAR, VISIT_TAG
+from drgrader.data.identity_claims import VISIT_FOLDER
 
 log = logging.getLogger("drgrader")
 
@@ -132,11 +133,14 @@ def note_two_people(table: pd.DataFrame, notes: list[list[str]]) -> None:
         for k in rows:
             for tag, digest in table.at[k, "person"] or ():
                 seen.setdefault(tag, set()).add(digest)
-        differ = [tag for tag, values in seen.items() if _differ(tag, values) and tag != VISIT_TAG]
+        differ = [tag for tag, values in seen.items() if _differ(tag, values) and tag not in (VISIT_TAG, VISIT_FOLDER)]
         for k in rows:
             if differ:
                 notes[k].append(f"{TWO_PEOPLE}: the DICOM headers of patient {patient!r} differ in {', '.join(differ)}; "
                                 "taken as one patient's photos (if two sites or people share the id, give each its own)")
             elif _differ(VISIT_TAG, seen.get(VISIT_TAG, set())):
                 notes[k].append(f"{TWO_VISITS}: the DICOM headers of patient {patient!r} are of two study dates; taken "
+                                "as one exam's photos, its eyes paired (grade one visit at a time, or give each its own id)")
+            elif _differ(VISIT_FOLDER, seen.get(VISIT_FOLDER, set())):  # 1001/2015/OS.jpg, 1001/2023/OD.jpg
+                notes[k].append(f"{TWO_VISITS}: the photos of patient {patient!r} are in folders of two visits; taken "
                                 "as one exam's photos, its eyes paired (grade one visit at a time, or give each its own id)")

@@ -10,8 +10,8 @@ from pathlib import Path
 from PIL import Image
 
 from drgrader.data.dicom import frame_ref, header_or_none, is_dicom, split_frame_ref
-from drgrader.data.eyes import eye_alone, eye_of_folder, patient_and_eye
-from drgrader.data.identity_claims import evidence
+from drgrader.data.eyes import eye_alone, eye_of_folder, patient_and_eye, visit_folder
+from drgrader.data.identity_claims import VISIT_FOLDER, evidence
 from drgrader.data.images import PARTIAL_DOWNLOADS, UNREAD_PHOTO_FORMATS
 from drgrader.data.manifest import IMAGE_EXTENSIONS
 
@@ -31,11 +31,14 @@ def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", ey
         # A link named for one patient to another's photo (a link farm off by one; probe 34 AX15):
         # the link's name is a claim against the photo's own, as a CSV's image id cell is.
         source, csv_image_id = target, path.stem
-    folder = Path(os.path.abspath(path)).parent.name
+    parent = Path(os.path.abspath(path)).parent
+    visit = parent.name if visit_folder(parent.name) and parent.parent.name else ""  # <patient>/<visit>/OD.jpg:
+    folder = parent.parent.name if visit else parent.name  # the patient is the folder above (probe 48 BL5)
+    by_folder = by_folder and bool(eye_alone(image_id)) and not eye_of_folder(folder)
+    person = (*(header.person if header else ()), *([(VISIT_FOLDER, visit.casefold())] if visit else []))
     row = evidence(path, image_id, source, csv_image_id=csv_image_id, csv_patient=patient_id, csv_eye=eye,
-                   folder_patient=folder if by_folder and eye_alone(image_id) and not eye_of_folder(folder) else "",
-                   dicom_patient=header.patient_id if header else "",
-                   dicom_laterality=header.laterality if header else (), person=header.person if header else ())
+                   folder_patient=folder if by_folder else "", dicom_patient=header.patient_id if header else "",
+                   dicom_laterality=header.laterality if header else (), person=person)
     if frames == 1:
         return [row]
     return [{**row, "path": frame_ref(path, k), "image_id": f"{image_id}#frame{k}"} for k in range(1, frames + 1)]
