@@ -141,7 +141,13 @@ def test_uncertainty_is_the_closeness_to_the_threshold_on_the_scores_scale():
     # Probe 47 CK1: a threshold fitted below the scale (-1.016) made every eye under it certain (0), one 0.002 away too.
     low = pd.DataFrame([photo("s", "right", -1.018, -1.018), photo("s", "left", -0.9, -0.9)])
     points = decision_points({"referable": -1.016, "cutpoints": [-1.5, -1.016, 2.5, 3.5]}, None, table=low)
-    assert eye_uncertainty(low, points)[0] == pytest.approx(1 - 0.002 / 4.0)
+    assert eye_uncertainty(low, points)[0] == pytest.approx(1 - 0.002 / 0.5)
+    # Probe 48 CL1: just inside the scale (0.01) alike, no jump: an eye 0.02 under it is as uncertain as under 0.
+    for t in (0.0, 0.01, 3.995):
+        near = pd.DataFrame([photo("n", "right", t - 0.02, t - 0.02), photo("n", "left", t + 0.02, t + 0.02)])
+        points = decision_points({"referable": t}, None, table=near)
+        assert points.scale == (0.0, 4.0)
+        assert eye_uncertainty(near, points) == pytest.approx([1 - 0.02 / max(t, 0.5), 1 - 0.02 / max(4 - t, 0.5)])
 
 
 def test_patient_uncertainty_is_that_of_the_eyes_the_decision_stands_on():

@@ -171,13 +171,15 @@ def usable_photos(photos: pd.DataFrame, points: DecisionPoints) -> np.ndarray:
 
 def eye_uncertainty(photos: pd.DataFrame, points: DecisionPoints) -> np.ndarray:
     """Per photo: closeness of its referable score to the threshold, 1 on it, 0 at the end of the
-    scale (NaN for a photo that is not gradable). A threshold at or beyond an end of the scale (a
-    weak model's, fitted below 0) measures that side by the scale's width: else every score there
-    was as far as can be, a certain decision however near (probe 47 CK1)."""
+    scale (NaN for a photo that is not gradable). Each side is at least an eighth of the scale wide
+    (half a grade; 0.125 of a probability): a threshold fitted near or beyond an end of the scale (a
+    weak model's, at 0.01 or below 0, where a regression head's scores still reach) left that side
+    no room, every score there a certain decision however near (probe 47 CK1, probe 48 CL1)."""
     score = photos[points.referable_score].to_numpy(dtype=float)
     lo, hi = points.scale
     t = points.referable_threshold
-    room = np.where(score >= t, hi - t if t < hi else hi - lo, t - lo if t > lo else hi - lo)
+    least = (hi - lo) / 8
+    room = np.where(score >= t, max(hi - t, least), max(t - lo, least))
     with np.errstate(invalid="ignore", divide="ignore"):
         closeness = 1.0 - np.clip(np.abs(score - t) / np.maximum(room, 1e-9), 0.0, 1.0)
     return np.where(usable_photos(photos, points), closeness, np.nan)
