@@ -272,10 +272,8 @@ def explain(grader: str | Path | Bundle, photo: Photo, *, channels: str | None =
     """Grad-CAM of one photo (path, PIL image or RGB array; ``channels`` as in :func:`grade`): the
     prediction, the preprocessed input and heat maps for the grade and for referable DR (needs
     the [explain] extra)."""
-    from drgrader.data.images import read_image
-    from drgrader.data.photo import photo_quality
     from drgrader.extras import require
-    from drgrader.inference.explain import explain_image
+    from drgrader.inference.explain import explain_file, explain_image
 
     require("explain", "drgrader.explain")
     _check_channels(channels)
@@ -284,8 +282,7 @@ def explain(grader: str | Path | Bundle, photo: Photo, *, channels: str | None =
     if not isinstance(photo, (str, Path)):
         rgb = _as_rgb(photo, "photo", channels)
         return explain_image(bundle, rgb, quality=assess_quality(rgb, None, bundle.input_size, jpeg_step=_jpeg_step(photo)))
-    rgb = read_image(photo)
-    return explain_image(bundle, rgb, quality=photo_quality(photo, rgb, None, bundle.input_size, rgb.shape[:2]))
+    return explain_file(bundle, photo)
 
 
 def _config(config: str | Path | ExperimentConfig, overrides: dict[str, Any] | None) -> ExperimentConfig:

@@ -9,7 +9,7 @@ import torch
 
 from drgrader.config import ExperimentConfig, config_to_dict
 from drgrader.inference.bundle import load_bundle, save_bundle
-from drgrader.inference.explain import caption, explain_command, explain_image
+from drgrader.inference.explain import caption, explain_command, explain_file, explain_image
 from drgrader.models.factory import GraderNet, ScoringNet, input_mean_std
 from drgrader.synth import make_fundus
 
@@ -49,6 +49,20 @@ def test_explain_image_maps_and_prediction(tiny_bundle):
     assert pred["referable"] == bool(expected["referable_pred"])
     assert sum(pred["probabilities"]) == pytest.approx(1.0, abs=1e-5)
     assert result["quality"]["gradable"] is True
+
+
+def test_a_photo_file_is_explained_with_the_scores_predict_gives_it(tiny_bundle, tmp_path):
+    """Probe 48 CL2: explain decoded a file in full where predict decodes it at the scale of the
+    model's input (as training did): the panel said 1.50 where predict said 1.68."""
+    from drgrader.inference.predict import predict_images
+
+    path = tmp_path / "3_left.jpeg"
+    cv2.imwrite(str(path), cv2.cvtColor(make_fundus(3, np.random.default_rng(5), height=400), cv2.COLOR_RGB2BGR))
+    bundle = load_bundle(tiny_bundle)
+    predicted = predict_images(bundle, [str(path)], progress=False).iloc[0]
+    result = explain_file(bundle, path)
+    assert result["prediction"]["expected_grade"] == pytest.approx(predicted["expected_grade"], abs=1e-5)
+    assert result["prediction"]["grade"] == predicted["grade"]
 
 
 def test_grade_map_follows_the_predicted_class(tiny_bundle, monkeypatch):

@@ -23,7 +23,6 @@ def score_rows(bundle: Bundle, rows: pd.DataFrame, tta: list[str], *, batch_size
     """Scores (N x 8) of the rows' images. Uses the preprocessed cache when the rows have one and
     the bundle is a single model; otherwise reads raw photos and lets the bundle preprocess."""
     from drgrader.data.cache import load_cached
-    from drgrader.data.images import read_image
 
     use_cache = "cache_path" in rows and bundle.reads_cached_input
     out = []
@@ -33,7 +32,7 @@ def score_rows(bundle: Bundle, rows: pd.DataFrame, tta: list[str], *, batch_size
             batch = np.stack([load_cached(p) for p in chunk["cache_path"]])
             out.append(bundle.score_prepared(batch, tta))
         else:
-            out.append(bundle.score_raw([read_image(p) for p in chunk["path"]], tta))
+            out.append(bundle.score_prepared([bundle.prepare_photo(p)[0] for p in chunk["path"]], tta))
     return np.concatenate(out) if out else np.zeros((0, 8), dtype=np.float32)
 
 

@@ -90,8 +90,28 @@ class Bundle:
     def reads_cached_input(self) -> bool:
         """True for a single model: its input is exactly what the training cache stores, so
         callers may decode and preprocess a photo once (``data.cache.preprocess_file``) and
-        feed that; an ensemble needs :meth:`prepare` (each member preprocesses its own way)."""
+        feed that; an ensemble needs :meth:`prepare_photo` (each member its own input size)."""
         return not self.members
+
+    def prepare_photo(self, path, *, orig_size: tuple[int, int] | None = None, max_pixels: int | None = None,
+                      header=None, decoded: dict | None = None) -> tuple:
+        """A photo file -> (the model's input, the photo as decoded, its fundus circle): decoded as
+        the training cache decodes it for the model's input size (scale-on-decode,
+        :func:`~drgrader.data.photo.decode_photo`) and preprocessed; an ensemble's input is one per
+        member, each decoded for its own size (once per size), as each was trained and scores
+        alone (probe 48 CL2: a full decode for all put the ensemble up to 0.35 grade units from
+        its members' mean). The decoded photo is the largest member's (for quality and fingerprint)."""
+        from drgrader.data.photo import decode_photo
+
+        decoded = {} if decoded is None else decoded
+        if self.members:
+            inputs = [member.prepare_photo(path, orig_size=orig_size, max_pixels=max_pixels, header=header,
+                                           decoded=decoded)[0] for member in self.members]
+            return inputs, *decoded[self.input_size]
+        if self.input_size not in decoded:
+            decoded[self.input_size] = decode_photo(path, self.input_size, orig_size, max_pixels=max_pixels, header=header)
+        rgb, circle = decoded[self.input_size]
+        return self.prepare(rgb, circle), rgb, circle
 
     def leaves(self) -> list["Bundle"]:
         """The single models inside: itself, or every member's, in order."""

@@ -29,7 +29,7 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from torch import nn
 
 from drgrader.data.identity_notes import identity_summary
-from drgrader.data.images import ImageReadError, drawing_png, is_drawing, read_image
+from drgrader.data.images import ImageReadError, drawing_png, is_drawing
 from drgrader.data.inputs import collect_inputs
 from drgrader.data.manifest import DataError
 from drgrader.data.photo import photo_quality
@@ -94,7 +94,21 @@ def overlay(image: np.ndarray, cam: np.ndarray, weight: float = 0.5) -> np.ndarr
     )
 
 
-def explain_image(bundle: Bundle, rgb: np.ndarray, *, tta: list[str] | None = None, quality: Quality | None = None) -> dict:
+def explain_file(bundle: Bundle, path, *, orig_size: tuple[int, int] | None = None, max_pixels: int | None = None,
+                 header=None) -> dict:
+    """:func:`explain_image` of a photo file, decoded for each model as ``predict`` decodes it
+    (:meth:`~drgrader.inference.bundle.Bundle.prepare_photo`), so the panel's scores are predict's
+    (probe 48 CL2: a full decode put them up to 0.18 grade units apart)."""
+    from drgrader.data.images import read_image_size
+
+    orig_size = orig_size or read_image_size(path, **({} if max_pixels is None else {"max_pixels": max_pixels}), header=header)
+    prepared, rgb, circle = bundle.prepare_photo(path, orig_size=orig_size, max_pixels=max_pixels, header=header)
+    quality = photo_quality(path, rgb, circle, bundle.input_size, orig_size, header=header)
+    return explain_image(bundle, rgb, prepared=prepared, quality=quality)
+
+
+def explain_image(bundle: Bundle, rgb: np.ndarray, *, tta: list[str] | None = None, quality: Quality | None = None,
+                  prepared=None) -> dict:
     """Prediction and Grad-CAM maps of one raw RGB photo.
 
     Returns ``preprocessed`` (the model input, RGB uint8), ``cam_grade`` / ``cam_referable``
@@ -103,11 +117,15 @@ def explain_image(bundle: Bundle, rgb: np.ndarray, *, tta: list[str] | None = No
     score_any, score_referable, any_dr, referable), ``quality`` (gradable, score, reason) and
     ``cam_bundle`` (the bundle folder whose network the maps come from). ``quality``: the photo's,
     when its file was assessed (:func:`~drgrader.data.photo.photo_quality`), else from ``rgb``.
+    ``prepared``: the bundle's input made from its file (:func:`explain_file`), else from ``rgb``.
     """
     leaf = bundle.leaves()[0]
     scoring = _cam_network(leaf)
-    preprocessed = leaf.prepare(rgb)
-    scores = bundle.score_raw([rgb], tta)
+    prepared = bundle.prepare(rgb) if prepared is None else prepared
+    preprocessed = prepared
+    while isinstance(preprocessed, list):  # an ensemble's: its first model's input
+        preprocessed = preprocessed[0]
+    scores = bundle.score_prepared([prepared], tta)
     prediction = describe_prediction(bundle, scores[0])
     quality = quality or assess_quality(rgb, input_size=bundle.input_size)
 
@@ -209,11 +227,10 @@ def explain_command(bundle: str | Path | Bundle, images: Sequence[str | Path], o
                               "that photo's panel; choose another --out")
     for row, name in zip(table.itertuples(), names):
         try:
-            rgb = read_image(row.path)
+            result = explain_file(bundle, row.path)
         except ImageReadError as exc:
             log.error("%s", exc)
             continue
-        result = explain_image(bundle, rgb, quality=photo_quality(row.path, rgb, None, bundle.input_size, rgb.shape[:2]))
         # A 244-character photo name is a heat-map name over 255 bytes: cut, kept unique.
         atomic_write_bytes(out / fitting_name(name, "_gradcam.png"), drawing_png(explanation_panel(result, title=row.image_id), "explain's Grad-CAM panel"))
         written += 1

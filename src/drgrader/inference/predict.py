@@ -22,10 +22,9 @@ import pandas as pd
 
 from drgrader.config import ConfigError, PreprocessConfig
 from drgrader.data.dicom import split_frame_ref
-from drgrader.data.fundus import find_fundus
 from drgrader.data.identity import note_same_pictures, resolve_identity
 from drgrader.data.image_files import identical_files
-from drgrader.data.images import ImageReadError, read_image
+from drgrader.data.images import ImageReadError, read_image_size
 from drgrader.data.input_files import input_rows
 from drgrader.data.inputs import INPUT_COLUMNS
 from drgrader.data.photo import photo_quality, preprocess_file
@@ -96,15 +95,14 @@ def load_photo(path: str | Path, bundle: Bundle) -> _Loaded:
             cfg = PreprocessConfig.model_validate(bundle.manifest["preprocess"])
             done = preprocess_file(path, cfg, bundle.input_size, fingerprint=True)
             return _Loaded(done.image, done.quality.gradable, done.quality.score, done.quality.reason, picture=done.picture)
-        rgb = read_image(path)
+        orig_size = read_image_size(path)
+        prepared, rgb, circle = bundle.prepare_photo(path, orig_size=orig_size)  # each member as it was trained
     except ImageReadError as exc:
         return _Loaded(error=exc.reason)
     except (ValueError, cv2.error) as exc:
         return _Loaded(error=f"preprocessing failed: {exc}")
     try:
-        circle = find_fundus(rgb)
-        quality = photo_quality(path, rgb, circle, bundle.input_size, rgb.shape[:2])
-        prepared = bundle.prepare(rgb, circle)
+        quality = photo_quality(path, rgb, circle, bundle.input_size, orig_size)
         picture = picture_print(rgb)
     except (ValueError, cv2.error) as exc:  # one odd photo must not stop a run of thousands
         return _Loaded(error=f"preprocessing failed: {exc}")

@@ -51,8 +51,8 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
 from drgrader.data.dicom import DicomHeader, header_or_none
-from drgrader.data.images import ImageReadError, drawing_png, read_image, read_image_size
-from drgrader.data.photo import decode_photo, photo_quality
+from drgrader.data.images import ImageReadError, drawing_png, read_image_size
+from drgrader.data.photo import photo_quality
 from drgrader.data.same_picture import picture_print
 from drgrader.grading import GRADE_NAMES
 from drgrader.inference.bundle import Bundle, load_bundle
@@ -122,18 +122,16 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
     -> (HTTP status, JSON body, the photo's fingerprint: :func:`~drgrader.data.same_picture.picture_print`)."""
     try:
         height, width = read_image_size(path, max_pixels=max_pixels, header=header)
-        circle = None  # found by decode_photo; assess_quality finds it when left None
-        if bundle.reads_cached_input:  # decoded exactly as the training cache and `drgrader predict` decode
-            rgb, circle = decode_photo(path, bundle.input_size, (height, width), max_pixels=max_pixels, header=header)
-        else:  # each member preprocesses the full photo its own way
-            rgb = read_image(path, max_pixels=max_pixels, header=header)
+        # decoded exactly as the training cache and `drgrader predict` decode, for each model its own size
+        prepared, rgb, circle = bundle.prepare_photo(path, orig_size=(height, width), max_pixels=max_pixels, header=header)
     except ImageReadError as exc:
         status = 413 if exc.reason.startswith("image too large") else 400
         return status, {"error": f"{name}: {exc.reason}"}, ""
     if explain:
         from drgrader.inference.explain import explain_image
 
-        result = explain_image(bundle, rgb, quality=photo_quality(path, rgb, circle, bundle.input_size, (height, width), header=header))
+        result = explain_image(bundle, rgb, prepared=prepared,
+                               quality=photo_quality(path, rgb, circle, bundle.input_size, (height, width), header=header))
         prediction, quality = result["prediction"], result["quality"]
         images = {
             "input_png": _png_b64(result["preprocessed"], "the web demo's preprocessed input"),
@@ -141,7 +139,7 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
             "overlay_referable_png": None if result["overlay_referable"] is None else _png_b64(result["overlay_referable"], "the web demo's Grad-CAM"),
         }
     else:
-        prediction = describe_prediction(bundle, bundle.score_raw([rgb])[0])
+        prediction = describe_prediction(bundle, bundle.score_prepared([prepared])[0])
         q = photo_quality(path, rgb, circle, bundle.input_size, (height, width), header=header)
         quality, images = {"gradable": q.gradable, "score": q.score, "reason": q.reason}, {}
     body = {
