@@ -391,3 +391,18 @@ def test_grade_model_that_misses_disease_is_flagged():
         w.startswith("Referable DR (grade >= 2) from the predicted grades: sensitivity 0.000 misses 100%")
         for w in result["warnings"]
     )
+
+
+def test_scores_that_rank_diseased_eyes_lower_are_warned_of_and_accuracy_far_below_a_constant_is_not_within_it():
+    """Probe 48 CL4: a referable AUC of 0.185 (CI wholly below 0.5) raised no warning; CL3: an
+    accuracy 0.43 below a constant answer's was said to be "within 0.05" of it."""
+    grade = [0] * 30 + [3] * 30  # the scores backwards: diseased eyes low, healthy high
+    score = list(np.linspace(0.5, 0.9, 30)) + list(np.linspace(0.1, 0.6, 30))
+    result = evaluate_table(_table(grade, score_ref=score), {"referable": 0.5}, n_boot=50)
+    assert result["referable"]["auc"] < 0.1 and result["referable"]["ci"]["auc"][1] < 0.5
+    assert any(w.startswith("Referable DR (grade >= 2): AUC 0.0") and "below 0.5: the score ranks diseased eyes below "
+               "healthy ones" in w for w in result["warnings"])
+    accuracy = [w for w in result["warnings"] if "a constant answer gets" in w]
+    assert accuracy and all("is below the 0.500 a constant answer gets" in w for w in accuracy)
+    right = evaluate_table(_table(grade, score_ref=score[30:] + score[:30]), {"referable": 0.5}, n_boot=50)
+    assert not any("below 0.5" in w for w in right["warnings"])

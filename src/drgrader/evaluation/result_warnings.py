@@ -25,12 +25,21 @@ def _screen_warnings(label: str, figures: dict) -> list[str]:
     n = figures["tp"] + figures["fp"] + figures["tn"] + figures["fn"]
     prevalence = (figures["tp"] + figures["fn"]) / n if n else math.nan
     baseline = max(prevalence, 1.0 - prevalence)
-    if acc - baseline < 0.05:
-        notes.append(
-            f"{label}: accuracy {acc:.3f} is within 0.05 of the {baseline:.3f} "
-            "a constant answer gets"
-        )
+    if acc - baseline < 0.05:  # "within 0.05" of it only when not far below (probe 48 CL3)
+        how = f"is within 0.05 of the {baseline:.3f}" if acc > baseline - 0.05 else f"is below the {baseline:.3f}"
+        notes.append(f"{label}: accuracy {acc:.3f} {how} a constant answer gets")
     return notes
+
+
+def _backwards_warning(name: str, figures: dict) -> str | None:
+    """An AUC below 0.5 beyond chance (its CI wholly below; without CIs, under 0.4): the score ranks
+    diseased eyes below healthy ones, as a label scale written backwards does (probe 48 CL4)."""
+    auc = figures.get("auc")
+    high = ((figures.get("ci") or {}).get("auc") or [None, None])[1]
+    if auc is None or not auc < 0.5 or not (high < 0.5 if high is not None and not math.isnan(high) else auc < 0.4):
+        return None
+    return (f"{SCREEN_NAMES[name]}: AUC {auc:.3f} is below 0.5: the score ranks diseased eyes below healthy ones. A label "
+            "scale written backwards (4 = healthy), or labels matched to the wrong photos?")
 
 
 def ungradable_warning(result: dict) -> str | None:
@@ -82,6 +91,8 @@ def result_warnings(result: dict) -> list[str]:
         for name, figures in result["grade"]["screening_from_grades"].items():
             notes += _screen_warnings(f"{SCREEN_NAMES[name]} from the predicted grades", figures)
     for name in SCREENS:
+        if backwards := _backwards_warning(name, result.get(name) or {}):
+            notes.append(backwards)
         chosen = result.get(name, {}).get("operating_points", {}).get("chosen")
         if chosen is not None:
             notes += _screen_warnings(f"{SCREEN_NAMES[name]} at the chosen threshold", chosen)
