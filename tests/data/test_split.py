@@ -211,6 +211,16 @@ def test_patients_sharing_a_copied_photo_stay_on_one_side_of_every_split(tmp_pat
             assert "2 photo(s) are copies (the same bytes, or the same picture re-saved) under different patients" in caplog.text
             assert split[linked].nunique() == 1
             assert_no_patient_leak(manifest, split)
+    # Probe 48 CL5: copies whose grades differ are said (training would learn one picture as each grade).
+    graded = manifest.set_index("image_id")["grade"].copy()
+    other = (int(graded["7_left"]) + 2) % 5
+    manifest.loc[manifest["image_id"] == "31_right", "grade"] = other
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        make_split(manifest, SplitConfig(method="patient"))
+    grades = ", ".join(map(str, sorted({int(graded["7_left"]), other})))
+    assert f"carry different grades (e.g. '7_left' = '31_right': grades {grades}): training learns one picture as each" in caplog.text
+    manifest.loc[manifest["image_id"] == "31_right", "grade"] = graded["31_right"]
     # Without copies (new bytes, same sizes) the split is the one before: the units are the patients.
     for i in manifest.index:
         Path(manifest.at[i, "path"]).write_bytes(rng.bytes(64))

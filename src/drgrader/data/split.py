@@ -126,13 +126,15 @@ def split_units(manifest: pd.DataFrame, pictures: Sequence[Sequence[int]] = ()) 
             p = unit[p]
         return p
 
-    linked, as_eyes = [], {}
+    linked, as_eyes, graded_apart = [], {}, []
     copies = identical_files(manifest["path"].astype(str).tolist()) if "path" in manifest else []
     eyes = manifest["eye"].astype(str) if "eye" in manifest else pd.Series("", index=manifest.index)
     for positions in [*copies, *pictures]:
         group = sorted({root(p) for p in patients.iloc[positions]})
         if len(group) > 1:
             linked.append(manifest["image_id"].iloc[positions].tolist())
+            if "grade" in manifest and manifest["grade"].iloc[positions].nunique() > 1:
+                graded_apart.append(positions)
             for p in group[1:]:
                 unit[p] = group[0]
         elif len(set(eyes.iloc[positions]) - {""}) > 1:  # one patient's "two eyes" are one picture
@@ -141,6 +143,12 @@ def split_units(manifest: pd.DataFrame, pictures: Sequence[Sequence[int]] = ()) 
     if linked:
         log.warning("%s: their patients are kept together on one side of the split, so no model is measured on a "
                     "copy of a photo it trained on", copies_sentence(linked))
+    if graded_apart:  # probe 48 CL5: as evaluate says it
+        first = graded_apart[0]
+        grades = ", ".join(map(str, sorted(set(manifest["grade"].iloc[first].astype(int)))))
+        log.warning("%d of them carry different grades (e.g. %s: grades %s): training learns one picture as each; "
+                    "correct the grade of the copy, or remove it", len(graded_apart),
+                    " = ".join(map(repr, manifest["image_id"].iloc[first].tolist())), grades)
     if as_eyes:  # probe 32 B17: evaluate said so, data summary and train did not
         ids = next(iter(as_eyes))
         log.warning("%d patient(s) have one picture as both eyes (e.g. %s of patient %r: the same bytes or picture): "
