@@ -52,6 +52,10 @@ def test_cv_pools_out_of_fold_predictions_into_an_ensemble(synth_dir, tmp_path):
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["per_fold"]["folds"]) == {"0", "1", "2"}
+    # Probe 46 CJ5: the data as fold 0 read it, with its warnings, in cv's own record (the report and card read it).
+    fold_data = json.loads((out / "fold-0" / "metrics.json").read_text())["data"]
+    assert metrics["data"]["manifest_sha256"] == fold_data["manifest_sha256"]
+    assert metrics["data"].get("warnings") == fold_data.get("warnings") and "splits" not in metrics["data"]["summary"]
     card = (out / "bundle" / "MODEL_CARD.md").read_text(encoding="utf-8")  # the ensemble's own, out-of-fold figures
     assert "ensemble of 3 models" in card and "out-of-fold" in card
     assert all((out / "bundle" / "members" / f"{i}-fold-{i}" / "MODEL_CARD.md").is_file() for i in range(3))

@@ -251,6 +251,10 @@ def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) 
     update_manifest(bundle_dir, thresholds=pooled["thresholds"], paired_eyes=pooled["paired_stage"],
                     patient_decision=pooled["patient_decision"], validation={"out_of_fold": pooled["single_eye"]["headline"]})
     paired = pooled.get("paired_eyes")
+    # The data as fold 0 saw it (every labelled eye) and what reading it warned of (probe 46 CJ5: only the folds'
+    # own metrics.json had the warnings, not cv's report and card).
+    data = json.loads((cv_dir / "fold-0" / "metrics.json").read_text()).get("data") or {}
+    summary = {k: v for k, v in (data.get("summary") or {}).items() if k != "splits"}
     metrics = {
         **run_header(cv_dir.name),
         "evaluated_on": f"out-of-fold ({folds} folds)",
@@ -263,6 +267,7 @@ def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) 
         "test": paired or pooled["single_eye"],
         **({"test_single_eye": pooled["single_eye"]} if paired else {}),
         "per_fold": pooled["per_fold"],
+        "data": {**data, "summary": summary},
         "fold_training": {
             str(i): json.loads((cv_dir / f"fold-{i}" / "metrics.json").read_text()).get("training", {}) for i in range(folds)
         },
@@ -271,7 +276,4 @@ def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) 
     atomic_write_text(cv_dir / "predictions_test.csv", table_csv(pooled["decided"]))
     write_metrics(cv_dir / "metrics.json", metrics)
     write_report(cv_dir)
-    # The ensemble's MODEL_CARD.md: out-of-fold figures; the data as fold 0 saw it (every labelled eye).
-    data = json.loads((cv_dir / "fold-0" / "metrics.json").read_text()).get("data") or {}
-    summary = {k: v for k, v in (data.get("summary") or {}).items() if k != "splits"}
-    write_bundle_card(bundle_dir, {**metrics, "data": {**data, "summary": summary}}, data_root=cfg.data.root)
+    write_bundle_card(bundle_dir, metrics, data_root=cfg.data.root)  # out-of-fold figures
