@@ -296,10 +296,11 @@ def refuse_two_people_under_one_id(csv: Path | str, table: pd.DataFrame, patient
             continue
         cells = table[header].str.strip()
         given = (patients != "") & cells.map(_has_value)  # "unknown", "NA", "-": no value (probe 44 BH8)
+        # a photo's field (`Centre`: macula, disc; probe 45 BI8), or its eye (`Scan site`: Left eye; probe 47 BK9)
         if what == "sites" and (_fields(cells[given]) or _eyes_named(cells[given])):
-            continue  # a photo's field (`Centre`: macula, disc; probe 45 BI8), or its eye (`Scan site`: Left eye,
-            # Right eye; probe 47 BK9). A person's column is compared even
-            # when every row differs: every patient with two photos may be two people (probe 47 BK5)
+            continue
+        # A person's column is compared even when every row differs: every patient with two photos may be two
+        # people (probe 47 BK5)
         folded = cells[given].map(lambda v: _folded(v, header))
         values = folded.groupby(patients[given]).agg(lambda v: list(dict.fromkeys(v)))
         mixed = values[values.map(len) > 1]
