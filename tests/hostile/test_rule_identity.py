@@ -300,34 +300,46 @@ def test_a_patient_per_folder_export_is_read_by_its_folders(tmp_path):
 
 def test_a_follow_up_export_of_patient_and_visit_folders_takes_the_patient_folder(tmp_path):
     """Probe 48 BL5: in `<patient>/<visit>/<eye>.jpg` the visit folder (`2015`, `baseline`) was the
-    patient: two patients' eyes paired as patient `2015`. The folder above a visit's is the patient;
-    one patient's eyes from two visits are noted as two visits."""
+    patient: two patients' eyes paired as patient `2015`. Where the layout shows visits (every folder
+    beside it named like a visit, a name under two patients' folders) the folder above is the patient;
+    one patient's eyes from two visits are noted as two visits. Probe 49 BM2: patient folders named
+    like years (`clinic/2001/OD.jpg`) stay the patients."""
     for k, name in enumerate(("1001/2015/left.jpg", "1002/2015/right.jpg", "1003/baseline/OS.jpg", "1003/baseline/OD.jpg",
-                              "1004/2015/OS.jpg", "1004/2023-05-02/OD.jpg")):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_bytes(photo_bytes(k % 5, k + 200))
-    table = collect_inputs([tmp_path])
-    table.index = [Path(p).relative_to(tmp_path).as_posix() for p in table["path"]]
-    assert table["patient_id"].to_dict() == {"1001/2015/left.jpg": "1001", "1002/2015/right.jpg": "1002",
-                                             "1003/baseline/OS.jpg": "1003", "1003/baseline/OD.jpg": "1003",
-                                             "1004/2015/OS.jpg": "1004", "1004/2023-05-02/OD.jpg": "1004"}
+                              "1002/baseline/OS.jpg", "1004/2015/OS.jpg", "1004/2023-05-02/OD.jpg", "1005/M12/OS.jpg",
+                              "1006/M12/OD.jpg")):
+        (tmp_path / "fu" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fu" / name).write_bytes(photo_bytes(k % 5, k + 200))
+    table = collect_inputs([tmp_path / "fu"])
+    table.index = [Path(p).relative_to(tmp_path / "fu").as_posix() for p in table["path"]]
+    assert table["patient_id"].to_dict() == {
+        "1001/2015/left.jpg": "1001", "1002/2015/right.jpg": "1002", "1003/baseline/OS.jpg": "1003",
+        "1003/baseline/OD.jpg": "1003", "1002/baseline/OS.jpg": "1002", "1004/2015/OS.jpg": "1004",
+        "1004/2023-05-02/OD.jpg": "1004", "1005/M12/OS.jpg": "1005", "1006/M12/OD.jpg": "1006"}  # M12: probe 49 BM6
     assert table.loc["1003/baseline/OD.jpg", "identity_note"] == ""
     assert table.loc["1004/2015/OS.jpg", "identity_note"].startswith(
         "two visits under one id: the photos of patient '1004' are in folders of two visits")
-    for k, name in enumerate(("clinic/2015/10_left.jpeg", "clinic/2023/10_right.jpeg")):  # named photos in visits' folders
-        (tmp_path / "named" / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "named" / name).write_bytes(photo_bytes(k, k + 210))
+    for k, name in enumerate(("named/clinic/2015/10_left.jpeg", "named/clinic/2023/10_right.jpeg",  # named photos
+                              "years/clinic/2001/OS.jpg", "years/clinic/2001/OD.jpg", "years/clinic/2002/OS.jpg",
+                              "years/clinic/2003/OD.jpg", "one/2001/OS.jpg", "one/2001/OD.jpg",
+                              "mixed/1001/OS.jpg", "mixed/2001/OD.jpg")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(photo_bytes(k % 5, k + 210))
     named = collect_inputs([tmp_path / "named"])
     assert named["patient_id"].tolist() == ["10", "10"]
     assert named["identity_note"].str.startswith("two visits under one id: the photos of patient '10' are in folders of "
                                                  "two visits").all()
-    # A label file's image column alike: the patient's folder, so a patient's visits stay on one side of a split.
+    for folder, patients in (("years", ["2001", "2001", "2002", "2003"]), ("one", ["2001", "2001"]),
+                             ("mixed", ["1001", "2001"])):
+        read = collect_inputs([tmp_path / folder])
+        assert sorted(read["patient_id"]) == patients, folder
+        assert not read["identity_note"].str.contains("two visits").any()
+    # A label file's image column: the folder path is the patient (a visit a patient of its own, never two people one).
     root = tmp_path / "set"
     for name in ("P10/2015/OD.jpeg", "P10/2023/OS.jpeg", "P11/baseline/OD.jpeg"):
         (root / "images" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "images" / name).write_bytes(photo_bytes(1, 1))
     (root / "labels.csv").write_text("image,level\nP10/2015/OD.jpeg,0\nP10/2023/OS.jpeg,2\nP11/baseline/OD.jpeg,1\n")
-    assert read_dataset(root, "csv")["patient_id"].tolist() == ["P10", "P10", "P11"]
+    assert read_dataset(root, "csv")["patient_id"].tolist() == ["P10/2015", "P10/2023", "P11/baseline"]
 
 
 def test_a_patient_id_that_is_a_date_is_noted(tmp_path):
@@ -335,12 +347,13 @@ def test_a_patient_id_that_is_a_date_is_noted(tmp_path):
     were paired as one patient, `20230502`, without a word; one day's left and right photos may be
     two people's. Kept (it may be an id), noted on each photo."""
     for k, name in enumerate(("20230502_L.jpg", "20230502_R.jpg", "2023-05-03_OD.jpg", "20230502101530_L.jpg",
-                              "10007_left.jpeg", "20231399_L.jpg", "12345678_R.jpg")):
+                              "10007_left.jpeg", "20231399_L.jpg", "12345678_R.jpg", "Baseline_L.jpg", "visit1_OS.jpg",
+                              "FU1_R.jpg")):  # the last three: probe 49 BM7, photos named by visit
         (tmp_path / name).write_bytes(photo_bytes(k % 5, k))
     table = collect_inputs([tmp_path]).set_index("patient_id")
-    noted = {p for p, note in table["identity_note"].items() if "a date as the patient: patient" in note}
-    assert noted == {"20230502", "2023-05-03", "20230502101530"}
-    assert "photos of one day are taken as one patient's" in table.loc["2023-05-03", "identity_note"]
+    noted = {p for p, note in table["identity_note"].items() if "a date or visit as the patient: patient" in note}
+    assert noted == {"20230502", "2023-05-03", "20230502101530", "Baseline", "visit1", "FU1"}
+    assert "photos of one day or visit are taken as one patient's" in table.loc["2023-05-03", "identity_note"]
     assert table.loc["20230502", "eye"].tolist() == ["left", "right"]  # kept as read
 
 
@@ -1261,9 +1274,13 @@ def test_a_site_column_that_names_each_photos_eye_is_no_site(tmp_path, caplog):
 
 
 def test_dates_of_birth_that_fold_alike_are_two_people(tmp_path):
-    """Probe 43 BG6: `1/12/1950` and `11/2/1950` both folded to `1121950`: one person."""
+    """Probe 43 BG6: `1/12/1950` and `11/2/1950` both folded to `1121950`: one person. Probe 49 BM5: a
+    name's family and given parts swapped (`LEE^JAMES`, `JAMES^LEE`) are two people."""
     with pytest.raises(DataError, match="two people in 'DOB' \\('1/12/1950' and '11/2/1950'\\)"):
         collect_inputs([_two_patient_list(tmp_path, "DOB", "1/12/1950", "11/2/1950")])
+    for first, second in (("LEE^JAMES", "JAMES^LEE"), ("Lee James", "James Lee")):
+        with pytest.raises(DataError, match="two people in 'Patient name'"):
+            collect_inputs([_two_patient_list(tmp_path, "Patient name", first, second)])
 
 
 @pytest.mark.parametrize(("column", "first", "second"), [
@@ -1300,7 +1317,8 @@ def _four_patient_list(folder: Path, column: str, cells: list[str]) -> Path:
     ("Accession", "20230502000017", "20230502000018"),  # probe 47 BK1: a day and a counter, no date-time
     ("Exam date", "11:00 01/03/2015", "11:30 02/05/2023"),  # BK6: the time first
     ("Exam ID", "20230502017001", "20230502017002"), ("Visit number", "20230502000017", "20230502000031"),  # probe 48 BL2
-    ("Initials", "NA", "JS"), ("Site", "NA", "EU"), ("Region", "NA", "EMEA"), ("Patient name", "NA", "KIM^MINJI")])  # BL1
+    ("Initials", "NA", "JS"), ("Site", "NA", "EU"), ("Region", "NA", "EMEA"), ("Patient name", "NA", "KIM^MINJI"),  # BL1
+    ("Site", "na", "eu"), ("Initials", "na", "js"), ("Exam", "20230502000017", "20230502000031")])  # probe 49 BM1, BM4
 def test_a_short_code_or_a_timed_visit_that_splits_one_patient_only_is_warned_and_noted(tmp_path, caplog, column, first, second):
     """Every other patient keeps one value; patient P4's two eyes have two: warned, and noted in
     identity_note (probe 44 BH9: the console only)."""
@@ -1345,7 +1363,9 @@ def test_columns_of_each_eye_in_a_clinic_list_are_not_warned_of(tmp_path, caplog
                                                      ("Date of birth", "12 Jan 1950", "1950-01-12"),
                                                      ("NHS number", "485 777 3456", "4857773456"), ("MRN", "00123", "123"),
                                                      ("Surname", "O'Brien", "OBrien"), ("Patient name", "SMITH^JOHN", "John Smith"),
-                                                     ("Patient name", "\"Smith, John\"", "John Smith")])  # quoted in the CSV
+                                                     ("Patient name", "\"Smith, John\"", "John Smith"),  # quoted in the CSV
+                                                     ("Patient name", "SMITH^JOHN", "SMITH^JOHN^^MR"),  # a PN's prefix
+                                                     ("DOB", "1950-1-12", "1950-01-12")])  # probe 49 BM8: no zeros
 def test_one_person_written_two_ways_is_not_refused_as_two(tmp_path, column, first, second):
     """Probe 44 BH8: accents, Excel's `67.0`, a missing-value mark were two people."""
     assert len(collect_inputs([_four_patient_list(tmp_path, column, ["A", "A", "B", "B", "C", "C", first, second])])) == 8

@@ -197,7 +197,7 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
 # A folder named for a visit (``2015``, ``2023-05-02``, ``baseline``, ``visit2``, ``FU1``, ``month6``): in a
 # ``<patient>/<visit>/<eye>.jpg`` follow-up export, the patient is the folder above it (probe 48 BL5).
 _VISIT_FOLDER = re.compile(r"^(?:(?:19|20)\d\d(?:[-_.]?(?:0[1-9]|1[0-2])(?:[-_.]?(?:0[1-9]|[12]\d|3[01]))?)?"
-                           r"|(?:baseline|bl|screening|follow[-_ ]?up|fu|visit|v|year|yr|month|week|exam|session|round|tp)"
+                           r"|(?:baseline|bl|screening|follow[-_ ]?up|fu|visit|v|year|yr|y|month|m|week|w|exam|session|round|tp|t)"
                            r"[-_ ]?\d{0,3})$", re.IGNORECASE)
 
 

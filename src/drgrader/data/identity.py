@@ -24,9 +24,10 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
 - two CSV rows (two lists) giving one photo two patients -> the first's, noted on it and on every
   photo of the other patient, which is judged without it;
 - a name with both eyes in it (``P7_OD_OS``) -> neither patient nor eye is read from it;
-- a photo in a folder named for a visit (``P10/2015/OD.jpeg``, ``a/baseline/10_left``): the folder
-  above it is the patient's (or the one its name is read in); one patient's photos in two visits'
-  folders -> taken as one patient's, noted as two visits;
+- a photo named by its eye alone in a folder named for a visit, where the layout shows visits
+  (``P10/2015/OD.jpeg``, ``P10/2023/OS.jpeg``, ``P11/2015/OD.jpeg``): the folder above is the patient;
+  one patient's photos in two visits' folders (so named, or read from names: ``a/2015/10_left``) ->
+  taken as one patient's, noted as two visits;
 - a patient read from file names has its eyes in two folders, each eye in one (``a/10_left``,
   ``b/10_right``) -> one patient, noted (not when each folder is named for its eye, ``left/``);
 - one eye of a patient read from file names is named in two folders (``a/10_left``,
@@ -65,7 +66,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import EYE_WORDS, eye_of_folder, eyes_named, folded_patient, shown_patient, visit_folder
+from drgrader.data.eyes import EYE_WORDS, eye_of_folder, eyes_named, folded_patient, patient_id, shown_patient, visit_folder
 from drgrader.data.identity_claims import _FRAME, EVIDENCE_KEYS, image_id_claims, own_name, patient_named, photo_eye_claims
 from drgrader.data.identity_notes import (
     BOTH_EYES_IN_NAME,
@@ -374,10 +375,32 @@ def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
                                 "them one patient)")
 
 
+def _visits_in_folders(photos: list[dict]) -> None:
+    """A photo named by its eye alone in a folder named like a visit (``1001/2015/OD.jpg``): the folder
+    above is its patient when the layout shows visits (probe 48 BL5): every folder beside it is named
+    like a visit, and one of them by a name that sits under another folder too (a follow-up export:
+    ``1001/2015``, ``1001/2023``, ``1002/2015``). Else the folder is the patient, as patient ids may
+    look like years (``2001/OD.jpg``, ``clinic/2002/OD.jpg``; probe 49 BM2): read as visits, one
+    patient would take many people's eyes."""
+    holders: dict[str, set[str]] = {}  # a folder's name -> the folders above it
+    beside: dict[str, set[str]] = {}  # a folder -> the names of the folders in it that hold photos
+    for row in photos:
+        parent = Path(row["source"]).parent
+        holders.setdefault(parent.name, set()).add(str(parent.parent))
+        beside.setdefault(str(parent.parent), set()).add(parent.name)
+    repeated = {name for name, above in holders.items() if len(above) > 1 and visit_folder(name)}
+    of_visits = {folder for folder, names in beside.items() if all(map(visit_folder, names)) and names & repeated}
+    for row in photos:
+        parent = Path(row["source"]).parent
+        if row.get("folder_patient") and str(parent.parent) in of_visits and parent.parent.name:
+            row["folder_patient"] = patient_id(parent.parent.name)
+
+
 def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     """Evidence rows (:func:`evidence`) -> one row per photo with ``IDENTITY_COLUMNS``: its
     patient, its eye and the note of every conflict resolved for it (module docstring)."""
     photos = _combine_repeats(list(rows))
+    _visits_in_folders(photos)
     table = pd.DataFrame(photos, columns=EVIDENCE_KEYS)
     notes: list[list[str]] = [[] for _ in photos]
     read = [_read_one(row) for row in photos]

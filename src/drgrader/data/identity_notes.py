@@ -32,7 +32,7 @@ IMAGE_ID_REPEATED = "image id repeated"
 TWO_PEOPLE = "two people under one id"
 TWO_VISITS = "two visits under one id"
 TWO_VALUES = "two values under one id"  # a list's column not read (patient_columns.warn_columns_within_patients)
-DATE_AS_PATIENT = "a date as the patient"
+DATE_AS_PATIENT = "a date or visit as the patient"
 NOTE_KINDS = [TWO_PEOPLE, TWO_VISITS, TWO_VALUES, DATE_AS_PATIENT, CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS, PATIENT_IN_SOURCES,
               SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, SAME_PHOTO_UNDER_TWO_PATIENTS, LOOKALIKE_PATIENTS,
               NO_PATIENT, NO_EYE, IMAGE_ID_REPEATED]
@@ -62,18 +62,21 @@ def warn_identity(table: pd.DataFrame, where: str = "") -> None:
         log.warning("%s%s", summary, f" in {where} and its patients file" if where else "")
 
 
-# A patient id that is a whole date, perhaps with a time: 20230502, 2023-05-02, 2023_05_02_101530, 02.05.2023.
+# A patient id that is a whole date, perhaps with a time: 20230502, 2023-05-02, 2023_05_02_101530, 02.05.2023;
+# or a visit's word (Baseline, visit1, FU1: photos named `Baseline_L.jpg`; probe 49 BM7).
 _DATE_ID = re.compile(r"^(?:19|20)\d\d([-_.]?)(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12]\d|3[01])(?:[-_T ]?\d{4}(?:\d\d)?)?$"
-                      r"|^(?:0?[1-9]|[12]\d|3[01])([-_.])(?:0?[1-9]|1[0-2])\2(?:19|20)\d\d$")
+                      r"|^(?:0?[1-9]|[12]\d|3[01])([-_.])(?:0?[1-9]|1[0-2])\2(?:19|20)\d\d$"
+                      r"|^(?:baseline|screening|follow[-_ ]?up|fu|visit|year|month|week|session|round)[-_ ]?\d{0,3}$",
+                      re.IGNORECASE)
 
 
 def note_date_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
-    """Patients whose id is a date (probe 47 BK10, probe 46 BJ7): kept, each photo noted, since one
-    day's photos, perhaps of several people, are then one patient's eyes."""
+    """Patients whose id is a date or a visit (probe 47 BK10, probe 46 BJ7, probe 49 BM7): kept, each
+    photo noted, since one day's or visit's photos, perhaps of several people, are then one patient's eyes."""
     for k in table.index[table["patient_id"].astype(str).str.match(_DATE_ID)]:
-        notes[k].append(f"{DATE_AS_PATIENT}: patient {table.at[k, 'patient_id']!r} reads as a date (photos named by day?): "
-                        "the photos of one day are taken as one patient's; if they are several people's, give the "
-                        "patients in a CSV")
+        notes[k].append(f"{DATE_AS_PATIENT}: patient {table.at[k, 'patient_id']!r} reads as a date or a visit (photos named by "
+                        "day or visit?): the photos of one day or visit are taken as one patient's; if they are several "
+                        "people's, give the patients in a CSV")
 
 
 _NUMBERED_SHOT = re.compile(r"(?:left|right|os|od)[_\- ]+([0-9]{1,2})$", re.IGNORECASE)

@@ -32,8 +32,8 @@ def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", ey
         # the link's name is a claim against the photo's own, as a CSV's image id cell is.
         source, csv_image_id = target, path.stem
     parent = Path(os.path.abspath(path)).parent
-    visit = parent.name if visit_folder(parent.name) and parent.parent.name else ""  # <patient>/<visit>/OD.jpg:
-    folder = parent.parent.name if visit else parent.name  # the patient is the folder above (probe 48 BL5)
+    folder = parent.name  # <patient>/<visit>/OD.jpg: the resolver takes the folder above (probe 48 BL5)
+    visit = folder if visit_folder(folder) and parent.parent.name else ""
     by_folder = by_folder and bool(eye_alone(image_id)) and not eye_of_folder(folder)
     person = (*(header.person if header else ()), *([(VISIT_FOLDER, visit.casefold())] if visit else []))
     row = evidence(path, image_id, source, csv_image_id=csv_image_id, csv_patient=patient_id, csv_eye=eye,

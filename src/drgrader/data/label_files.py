@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import EYE_WORDS, eye_alone, eyes_named, patient_id, spreadsheet_damage, visit_folder
+from drgrader.data.eyes import EYE_WORDS, eye_alone, eyes_named, patient_id, spreadsheet_damage
 from drgrader.data.eyes import patient_and_eye as named_patient_and_eye  # this module's patient_and_eye reads a row
 from drgrader.data.text_lines import decode_lines, legacy_warning
 from drgrader.outputs import IMAGE_EXTENSIONS  # in order: an id without extension is looked up with these
@@ -148,8 +148,7 @@ def patient_from_name(image_id: str) -> tuple[str, str]:
     missing-value placeholder (``NA_left``) is a patient of its own: ``(image_id, "")``."""
     folder, _, name = image_id.replace("\\", "/").rpartition("/")
     if folder and (eye := eye_alone(name)) and patient_id(folder.rpartition("/")[2]):
-        above, _, last = folder.rpartition("/")
-        return (above if above and visit_folder(last) else folder), eye  # P10/2015/OD: patient P10 (probe 48 BL5)
+        return folder, eye  # P10/2015/OD: patient P10/2015, a visit a patient of its own (never two people as one)
     read = named_patient_and_eye(name)
     if read is None or len(eyes_named(name)) > 1 or not patient_id(read[0]):
         return image_id, ""

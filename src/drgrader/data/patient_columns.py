@@ -102,6 +102,7 @@ _EYE_S_OWN_WORDS = {
     "laser", "cataract", "glaucoma", "amd", "gradable", "ungradable", "artifact", "artefact", "clarity", "focus",
     "exposure", "field", "view", "fixation", "centred", "centered", "grader", "reader",
     "flash", "gain", "iso", "shutter", "aperture", "mydriasis", "mydriatic", "icd", "snomed"}  # probe 46 BJ6
+_DATE_WORDS = {"date", "datetime", "timestamp", "time", "day", "studydate", "datum", "fecha"}
 _NUMBER_WORDS = {"id", "no", "nr", "number", "num", "code", "accession", "ref", "reference"}
 _ANYONE_S = {"patient", "id", "number", "no", "nr", "programme", "program", "screening"}
 _PERSON_ID_WORDS = {"patient", "mrn", "subject", "participant", "study", "case", "screening", "hospital", "record", "chart",
@@ -145,14 +146,17 @@ def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients:
         use = (patients != "") & cells.map(_has_value)  # a missing-value mark is no value
         # A date (by its name, or by its cells: `Fecha`, `Aufnahmedatum`) is a visit whatever else its name says
         # (`Image date`: probe 45 BI1, BI3); a person's or site's word keeps a column (`Sex (image header)`: BI2).
-        # A code that is mostly upper-case letters: `NA` (North America, initials N.A.) beside `EU`, `JS` is a value
-        # here, compared (probe 48 BL1); the refusal below takes it for no value (`Sex` M and NA: one person).
-        upper = cells.map(lambda v: str(v).isupper()).astype(bool)
-        codes = (patients != "") & ~use & upper
-        if codes.any() and use.any() and upper[use].all():
-            use |= codes
+        # A missing mark written as the column's codes are (`NA` beside `EU`, `JS`; `na` beside `eu`) is a code
+        # here, compared (probe 48 BL1, probe 49 BM1); the refusal below takes it for no value (`Sex` M, NA: one person).
+        for same_case in (str.isupper, str.islower):
+            cased = cells.map(lambda v: same_case(str(v))).astype(bool)
+            codes = (patients != "") & ~use & cased
+            if codes.any() and use.any() and cased[use].all():
+                use |= codes
         visit = bool(words & _VISIT_WORDS) or bool(use.any() and cells[use].map(_written_date).mean() >= 0.9)
-        by_day = visit and not words & _NUMBER_WORDS  # `Exam ID`, `Visit number` 20230502000017: whole (probe 48 BL2)
+        # `Exam ID`, `Visit number` 20230502000017: whole (probe 48 BL2); under a bare `Exam` too (probe 49 BM4)
+        by_day = visit and not words & _NUMBER_WORDS and not (
+            not words & _DATE_WORDS and use.any() and cells[use].str.fullmatch(r"\d{9,}").all())
         if visit and not cells[use].str.match(_DAY).any() and cells[use].str.match(_TIME).all():
             continue  # times of day only: no visit (probe 45 BI11)
         eye_s = words & _EYE_S_OWN_WORDS and not words & (_PERSON_WORDS | _ANYONE_S)
@@ -205,10 +209,16 @@ def _eyes_named(cells: pd.Series) -> bool:
     return bool(len(cells)) and bool(cells.map(lambda v: eye_alone(v) is not None).all())
 
 
+def _padded(value: str) -> str:
+    """An ISO date without its zeros (``1950-1-12``, as some exports write it) with them (probe 49 BM8)."""
+    return re.sub(r"^((?:19|20)\d\d)-(\d{1,2})-(\d{1,2})(?=$|[ T])",
+                  lambda m: f"{m[1]}-{int(m[2]):02d}-{int(m[3]):02d}", value.strip())
+
+
 def _written_date(value: str) -> bool:
     """A cell that is a date written with separators (``2015-03-01``, ``1/3/2015 09:30``), as a column of dates
     is known by its cells; not a run of digits (an accession: probe 47 BK1)."""
-    day = _DAY.match(value.strip())
+    day = _DAY.match(_padded(value))
     return day is not None and (bool(day["a"]) or bool(day["dash"]))
 
 
@@ -221,7 +231,7 @@ def _has_value(value: str) -> bool:
 
 def _visit_day(value: str) -> str:
     """A visit's cell as a day (``2015-03-01 09:30:12`` and ``2015-03-01``: one visit; probe 44 BH7)."""
-    day = _DAY.match(value.strip())
+    day = _DAY.match(_padded(value))
     if day is None:
         return _folded(value, "")  # not a date: no recursion, _folded takes dates here
     if day["y"]:
@@ -265,9 +275,22 @@ def _folded(value: str, header: str) -> str:
     tokens = re.findall(r"[^\W_]+", re.sub(r"(?<=\d)\.0+$", "", plain.strip()))
     if words & _SITE_WORDS:  # Site 01 is Site 1 (probe 47 BK7)
         tokens = [t.lstrip("0") or "0" if t.isdigit() else t for t in tokens]
-    # a name's words in any order: SMITH^JOHN, John Smith, Smith, John (probe 48 BL4)
-    folded = " ".join(sorted(tokens) if words & _PERSON_WORDS else tokens)
+    folded = " ".join(tokens)
+    if words & _PERSON_WORDS and (pn := _natural_order(plain)):  # SMITH^JOHN, Smith, John: John Smith (probe 48 BL4)
+        folded = pn  # in order: LEE^JAMES is not JAMES^LEE (probe 49 BM5)
     return folded[:1] if words & _SEX_WORDS or column_key(header) in ("mf", "fm") else folded
+
+
+def _natural_order(name: str) -> str:
+    """A name written family first, as a DICOM PN (``SMITH^JOHN^^MR``: family, given, middle, prefix)
+    or ``Smith, John``, in the order ``John Smith`` is written; '' for a name in no such form."""
+    if "^" in name:
+        family, given = ([*name.split("^"), ""])[:2]
+    elif name.count(",") == 1:
+        family, given = name.split(",")
+    else:
+        return ""
+    return " ".join(re.findall(r"[^\W_]+", f"{given} {family}"))
 
 
 def _each_photo_s_own(cells: pd.Series, patients: pd.Series) -> bool:
