@@ -93,7 +93,7 @@ def summary_section(run: RunData) -> Section:
     else:
         blocks.append(Alert("ok", "No automatic warnings",
                             [f"No sensitivity or specificity at or below the {IDX_BAR_TEXT}, and no accuracy "
-                             "within 5 points of what a constant answer would get. This says nothing about "
+                             "below or within 5 points of what a constant answer would get. This says nothing about "
                              "data the model has not seen (see the limits below)."]))
 
     _, where = evaluated_on(run)
@@ -243,7 +243,7 @@ def headline_section(run: RunData) -> Section:
     return Section("headline", "Headline figures", [
         Table(["Measure", "Value", "95% CI", "Reference / meaning"], rows, align="lrrl",
               caption=f"✓/✗ compare with the {IDX_BAR_TEXT} (Abràmoff et al. 2018); "
-                      "✗ on accuracy: within 5 points of a constant answer."),
+                      "✗ on accuracy: below or within 5 points of a constant answer."),
     ])
 
 
