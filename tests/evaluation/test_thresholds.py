@@ -156,3 +156,19 @@ def test_fit_thresholds_binary_model_and_missing_class():
     assert [n.split(" (")[0] for n in out["not_fitted"]] == ["any_dr threshold", "referable threshold", "grade cut-points"]
     assert "all grade 0" in out["not_fitted"][2]
     assert "not_fitted" not in fit_thresholds(_val_table(), EvalConfig(), "grade")
+
+
+@pytest.mark.parametrize("consistent", [True, False])
+def test_cut_points_of_grades_no_validation_eye_reaches_keep_their_defaults(consistent):
+    """Probe 49 CM1: a small validation split without grade 3 or 4 eyes "fitted" those cut-points on
+    nothing (0.25, 0.98 on a weak model's scale): an expected grade of 0.5 was a grade 3, urgent."""
+    val = _val_table()
+    low = val[val["grade"] <= 2].reset_index(drop=True)
+    low["expected_grade"] = low["score_referable"] = low["grade"] * 0.3 - 1.0  # a weak model's squeezed scale
+    out = fit_thresholds(low, EvalConfig(consistent_cutpoints=consistent), "grade")
+    assert out["cutpoints"][2:] == [max(2.5, out["cutpoints"][1]), max(3.5, out["cutpoints"][1])]
+    assert [n.split(" (")[0] for n in out["not_fitted"]] == ["grade-3 cut-point", "grade-4 cut-point"]
+    assert "no validation eye is grade 3 or more: the default 2.5" in out["not_fitted"][0]
+    three = val[val["grade"] <= 3].reset_index(drop=True)  # grade 3 seen, grade 4 not
+    out = fit_thresholds(three, EvalConfig(consistent_cutpoints=consistent), "grade")
+    assert [n.split(" (")[0] for n in out["not_fitted"]] == ["grade-4 cut-point"] and out["cutpoints"][3] >= 3.5

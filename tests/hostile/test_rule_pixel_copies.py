@@ -453,6 +453,18 @@ def test_data_summary_and_a_split_say_when_a_patient_s_two_eyes_are_one_picture(
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         make_split(table, SplitConfig(), pictures=[positions])
     assert "2 patient(s) have one picture as both eyes" in caplog.text
+    grades = table.set_index("image_id")["grade"]
+    if grades["12_left"] != grades["12_right"]:  # probe 49 CM5: the two grades said
+        assert f"the same bytes or picture, graded {min(grades['12_left'], grades['12_right'])} and" in caplog.text
+    # Probe 49 CM4: two patients' copies found twice (by bytes, then by the fingerprint) are no patient's two eyes.
+    shutil.copy(data / "images" / "14_left.jpeg", data / "images" / "17_right.jpeg")
+    table = read_dataset(data)
+    copied = [int(i) for i in table.index[table["image_id"].isin(["14_left", "17_right"])]]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        make_split(table, SplitConfig(), pictures=[copied])
+    assert "copies (the same bytes, or the same picture re-saved) under different patients" in caplog.text
+    assert "1 patient(s) have one picture as both eyes (e.g. '12_left' = '12_right'" in caplog.text  # 12 alone
 
 
 def test_evaluate_run_refuses_another_runs_bundle_copied_into_it(tiny_bundle, synth_dir, tmp_path, capsys):

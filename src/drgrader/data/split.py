@@ -137,9 +137,11 @@ def split_units(manifest: pd.DataFrame, pictures: Sequence[Sequence[int]] = ()) 
                 graded_apart.append(positions)
             for p in group[1:]:
                 unit[p] = group[0]
-        elif len(set(eyes.iloc[positions]) - {""}) > 1:  # one patient's "two eyes" are one picture
+        # one patient's "two eyes" are one picture (not two patients' copies already linked by their bytes: probe 49 CM4)
+        elif patients.iloc[positions].nunique() == 1 and len(set(eyes.iloc[positions]) - {""}) > 1:
             ids = tuple(sorted(manifest["image_id"].iloc[positions].astype(str)))
-            as_eyes[ids] = patients.iloc[positions[0]]
+            grades = sorted(set(manifest["grade"].iloc[positions].astype(int))) if "grade" in manifest else []
+            as_eyes[ids] = (patients.iloc[positions[0]], grades)
     if linked:
         log.warning("%s: their patients are kept together on one side of the split, so no model is measured on a "
                     "copy of a photo it trained on", copies_sentence(linked))
@@ -151,9 +153,11 @@ def split_units(manifest: pd.DataFrame, pictures: Sequence[Sequence[int]] = ()) 
                     " = ".join(map(repr, manifest["image_id"].iloc[first].tolist())), grades)
     if as_eyes:  # probe 32 B17: evaluate said so, data summary and train did not
         ids = next(iter(as_eyes))
-        log.warning("%d patient(s) have one picture as both eyes (e.g. %s of patient %r: the same bytes or picture): "
+        patient, grades = as_eyes[ids]
+        graded = f", graded {' and '.join(map(str, grades))}" if len(grades) > 1 else ""  # probe 49 CM5
+        log.warning("%d patient(s) have one picture as both eyes (e.g. %s of patient %r: the same bytes or picture%s): "
                     "training and the paired-eye stage take it as two eyes; remove one, or correct its name",
-                    len(set(as_eyes.values())), " = ".join(map(repr, ids)), as_eyes[ids])
+                    len({p for p, _ in as_eyes.values()}), " = ".join(map(repr, ids)), patient, graded)
     return patients.map(root)
 
 

@@ -265,6 +265,8 @@ def fit_thresholds(val_df: pd.DataFrame, eval_cfg: EvalConfig, task: str) -> dic
                 adjusted += _screens_from_cutpoints(out, cuts)
         else:
             cuts = None
+        if cuts is not None and len(np.unique(grade[keep])) > 1:
+            not_fitted += _unseen_grade_cutpoints(cuts, int(grade[keep].max()))
         out["cutpoints"] = None if cuts is None else [float(c) for c in cuts]
     for note in adjusted:
         warnings.warn(note, stacklevel=2)
@@ -273,6 +275,17 @@ def fit_thresholds(val_df: pd.DataFrame, eval_cfg: EvalConfig, task: str) -> dic
     if not_fitted:
         out["not_fitted"] = not_fitted
     return out
+
+
+def _unseen_grade_cutpoints(cuts: np.ndarray, top: int) -> list[str]:
+    """The cut-points of grades no validation eye reaches (no grade 3 or 4 among a small split's):
+    fitted on nothing, they called an expected grade of 0.5 a grade 3 and urgent (probe 49 CM1).
+    Kept at their defaults instead (never below the cut-point before), in place; said."""
+    said = []
+    for g in range(max(top + 1, 3), 5):  # the any-DR and referable cut-points are the screens'
+        cuts[g - 1] = max(DEFAULT_CUTPOINTS[g - 1], cuts[g - 2])
+        said.append(f"grade-{g} cut-point (no validation eye is grade {g} or more: the default {cuts[g - 1]:g})")
+    return said
 
 
 def _screens_from_cutpoints(out: dict, cuts: np.ndarray) -> list[str]:
