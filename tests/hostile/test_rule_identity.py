@@ -1318,7 +1318,8 @@ def _four_patient_list(folder: Path, column: str, cells: list[str]) -> Path:
     ("Exam date", "11:00 01/03/2015", "11:30 02/05/2023"),  # BK6: the time first
     ("Exam ID", "20230502017001", "20230502017002"), ("Visit number", "20230502000017", "20230502000031"),  # probe 48 BL2
     ("Initials", "NA", "JS"), ("Site", "NA", "EU"), ("Region", "NA", "EMEA"), ("Patient name", "NA", "KIM^MINJI"),  # BL1
-    ("Site", "na", "eu"), ("Initials", "na", "js"), ("Exam", "20230502000017", "20230502000031")])  # probe 49 BM1, BM4
+    ("Site", "na", "eu"), ("Initials", "na", "js"), ("Exam", "20230502000017", "20230502000031"),  # probe 49 BM1, BM4
+    ("First name", "NA", "Mary"), ("Site", "NA", "Eu")])  # BM3
 def test_a_short_code_or_a_timed_visit_that_splits_one_patient_only_is_warned_and_noted(tmp_path, caplog, column, first, second):
     """Every other patient keeps one value; patient P4's two eyes have two: warned, and noted in
     identity_note (probe 44 BH9: the console only)."""

@@ -153,6 +153,8 @@ def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients:
             codes = (patients != "") & ~use & cased
             if codes.any() and use.any() and cased[use].all():
                 use |= codes
+        if use.any():  # `NA` is as often a value (North America, N. A., Na) as a mark: beside values, compared (BM3)
+            use |= (patients != "") & (cells.astype(str).str.casefold() == "na")
         visit = bool(words & _VISIT_WORDS) or bool(use.any() and cells[use].map(_written_date).mean() >= 0.9)
         # `Exam ID`, `Visit number` 20230502000017: whole (probe 48 BL2); under a bare `Exam` too (probe 49 BM4)
         by_day = visit and not words & _NUMBER_WORDS and not (
