@@ -3,6 +3,7 @@ cover every photo, keep a patient's photos together, and merge into what one run
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 
@@ -95,6 +96,23 @@ def test_shard_of_another_run_or_overlapping_parts_are_refused(photos, tiny_bund
     with pytest.raises(DataError, match="is in .*all.csv"):
         merge_predictions([whole, first], tmp_path / "m.csv", partial=True, unverified=True)
     assert not (tmp_path / "m.csv").exists()
+
+
+def test_a_shards_part_is_never_replaced_by_another_shard_or_an_unsharded_run(photos, tiny_bundle, tmp_path):
+    """Probe 50 BN3: two array tasks given one --out: the second replaced the first's part, patients
+    file and record, exit 0, its rows lost."""
+    from drgrader.outputs import OutputError
+
+    part = predict_command(tiny_bundle, [photos], shard=(0, 2), out=tmp_path / "p.csv")
+    before = part.read_bytes()
+    for shard in ((1, 2), None):
+        with pytest.raises(OutputError, match=r"--out .*p.csv holds the part of shard 0/2 \(its record p_shard.json\): "
+                                              r"give each shard its own --out"):
+            predict_command(tiny_bundle, [photos], shard=shard, out=part)
+    assert part.read_bytes() == before
+    assert predict_command(tiny_bundle, [photos], shard=(0, 2), out=part) == part  # the same shard again: its own
+    predict_command(tiny_bundle, [photos], shard=(1, 2), out=part, overwrite=True)  # said: replaced
+    assert json.loads((tmp_path / "p_shard.json").read_text())["shard"] == [1, 2]
 
 
 def test_cli_shard_and_merge(photos, tiny_bundle, whole, tmp_path, capsys):

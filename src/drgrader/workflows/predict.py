@@ -60,6 +60,7 @@ from drgrader.workflows.shards import (
     grading_versions,
     inputs_identity,
     patients_file,
+    refuse_other_shards_part,
     run_identity,
     shard_note,
     shard_rows,
@@ -257,6 +258,7 @@ def predict_command(
     out = claim_file(out, inputs=[*map(Path, inputs), *map(Path, table["path"])], overwrite=overwrite,
                      beside=written_beside(out, shard), own=own_csvs(out))
     refuse_edited(out, own_csvs(out), overwrite=overwrite)
+    refuse_other_shards_part(out, shard, overwrite=overwrite)
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle, backend)
     bundle.warn_if_unfitted()

@@ -25,7 +25,7 @@ from drgrader.data.cache import CACHE_VERSION, shard_of
 from drgrader.data.manifest import DataError
 from drgrader.inference.bundle import Bundle
 from drgrader.io import atomic_write_json, sha256_file
-from drgrader.outputs import FILE_NAME_ERRORS, csv_bytes
+from drgrader.outputs import FILE_NAME_ERRORS, OutputError, csv_bytes
 
 log = logging.getLogger("drgrader")
 
@@ -107,6 +107,24 @@ def inputs_identity(table: pd.DataFrame) -> dict:
 def _file_record(file: Path) -> dict:
     rows = len(pd.read_csv(file, dtype=str, keep_default_na=False, encoding_errors=FILE_NAME_ERRORS)) if file.stat().st_size else 0
     return {"rows": rows, "sha256": sha256_file(file)}
+
+
+def refuse_other_shards_part(out: Path, shard: tuple[int, int] | None, *, overwrite: bool = False) -> None:
+    """An ``--out`` that holds another shard's finished part (its record beside it says so), given to
+    another shard of the run or to a run without shards: refused, as the part is that shard's work
+    (probe 50 BN3: two array tasks with one ``--out`` lost the first's rows); ``overwrite`` replaces it."""
+    note = shard_note(out)
+    if overwrite or not Path(out).is_file() or not note.is_file():
+        return
+    try:
+        recorded = json.loads(note.read_text(encoding="utf-8")).get("shard")
+        i, n = (int(v) for v in recorded)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return  # not a record this drgrader wrote: claim_file judges the file itself
+    if shard is None or (i, n) != tuple(shard):
+        example = Path(out).with_name(f"{Path(out).stem}-{shard[0] if shard else 'all'}{Path(out).suffix}")
+        raise OutputError(f"--out {out} holds the part of shard {i}/{n} (its record {note.name}): give each shard its own "
+                          f"--out (e.g. {example.name}), or --overwrite to replace that part")
 
 
 def write_shard_record(out: Path, *, shard: tuple[int, int], run: dict, inputs: dict) -> Path:
