@@ -355,6 +355,14 @@ def test_a_patient_id_that_is_a_date_is_noted(tmp_path):
     assert noted == {"20230502", "2023-05-03", "20230502101530", "Baseline", "visit1", "FU1"}
     assert "photos of one day or visit are taken as one patient's" in table.loc["2023-05-03", "identity_note"]
     assert table.loc["20230502", "eye"].tolist() == ["left", "right"]  # kept as read
+    # Probe 50 BN1: a year or a visit's code read from the name, in a numbered folder that may be the patient.
+    for k, name in enumerate(("fu/1001/2015_L.jpg", "fu/1001/2015_R.jpg", "fu/P7/V2_L.jpg", "flat/photos/2016_L.jpg")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(photo_bytes(k % 5, k + 30))
+    named = collect_inputs([tmp_path / "fu", tmp_path / "flat"]).set_index("patient_id")
+    assert "reads as a date or a visit (its photos are in folder '1001': the patient?)" in named.loc["2015", "identity_note"].iat[0]
+    assert "in folder 'P7': the patient?" in named.loc["V2", "identity_note"]
+    assert named.loc["2016", "identity_note"] == ""  # a 4-digit patient in a folder of photos: no word
 
 
 def test_photos_named_by_their_eye_alone_from_python_are_not_the_patient_of_a_temporary_folder(tiny_bundle):

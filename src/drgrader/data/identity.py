@@ -418,7 +418,7 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     _split_by_folder(table, from_name, notes)
     _lookalike_patients(table, notes)
     _unique_image_ids(table, notes)
-    note_date_patients(table, notes)
+    note_date_patients(table, notes, from_name)
     _own_patients(table, notes)
     _copies(table, notes)
     note_eye_counts(table, notes, lone | contested)

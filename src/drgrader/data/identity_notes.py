@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import pandas as pd
 
 from drgrader.data.dicom import BIRTH_YEAR, VISIT_TAG
+from drgrader.data.eyes import visit_folder
 from drgrader.data.identity_claims import VISIT_FOLDER
 
 log = logging.getLogger("drgrader")
@@ -70,13 +72,20 @@ _DATE_ID = re.compile(r"^(?:19|20)\d\d([-_.]?)(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12]\
                       re.IGNORECASE)
 
 
-def note_date_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
+def note_date_patients(table: pd.DataFrame, notes: list[list[str]], from_name: pd.Series) -> None:
     """Patients whose id is a date or a visit (probe 47 BK10, probe 46 BJ7, probe 49 BM7): kept, each
-    photo noted, since one day's or visit's photos, perhaps of several people, are then one patient's eyes."""
-    for k in table.index[table["patient_id"].astype(str).str.match(_DATE_ID)]:
-        notes[k].append(f"{DATE_AS_PATIENT}: patient {table.at[k, 'patient_id']!r} reads as a date or a visit (photos named by "
-                        "day or visit?): the photos of one day or visit are taken as one patient's; if they are several "
-                        "people's, give the patients in a CSV")
+    photo noted, since one day's or visit's photos, perhaps of several people, are then one patient's
+    eyes. A year or a visit's code read from a photo's name in a numbered folder (``1001/2015_L.jpg``,
+    ``1001/V2_L.jpg``: probe 50 BN1) too, the folder named: it may be the patient."""
+    for k in table.index:
+        patient, folder = str(table.at[k, "patient_id"]), Path(str(table.at[k, "source"])).parent.name
+        in_patient_folder = (bool(from_name[k]) and visit_folder(patient) and any(c.isdigit() for c in folder)
+                             and not visit_folder(folder))
+        if _DATE_ID.match(patient) or in_patient_folder:
+            where = f" (its photos are in folder {folder!r}: the patient?)" if in_patient_folder else ""
+            notes[k].append(f"{DATE_AS_PATIENT}: patient {patient!r} reads as a date or a visit{where} (photos named by "
+                            "day or visit?): the photos of one day or visit are taken as one patient's; if they are "
+                            "several people's, give the patients in a CSV")
 
 
 _NUMBERED_SHOT = re.compile(r"(?:left|right|os|od)[_\- ]+([0-9]{1,2})$", re.IGNORECASE)
