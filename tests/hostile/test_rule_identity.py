@@ -333,13 +333,18 @@ def test_a_follow_up_export_of_patient_and_visit_folders_takes_the_patient_folde
         read = collect_inputs([tmp_path / folder])
         assert sorted(read["patient_id"]) == patients, folder
         assert not read["identity_note"].str.contains("two visits").any()
-    # A label file's image column: the folder path is the patient (a visit a patient of its own, never two people one).
+    # A label file's image column, by the same rule (probe 50 CN2: a person's visits were patients of their own,
+    # on both sides of a split); year-like patient folders alone stay patients.
     root = tmp_path / "set"
-    for name in ("P10/2015/OD.jpeg", "P10/2023/OS.jpeg", "P11/baseline/OD.jpeg"):
+    names = ("P10/2015/OD.jpeg", "P10/2016/OS.jpeg", "P11/2015/OD.jpeg", "P12/baseline/OD.jpeg", "c/2001/OD.jpeg",
+             "c/2002/OS.jpeg")
+    for k, name in enumerate(names):
         (root / "images" / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / "images" / name).write_bytes(photo_bytes(1, 1))
-    (root / "labels.csv").write_text("image,level\nP10/2015/OD.jpeg,0\nP10/2023/OS.jpeg,2\nP11/baseline/OD.jpeg,1\n")
-    assert read_dataset(root, "csv")["patient_id"].tolist() == ["P10/2015", "P10/2023", "P11/baseline"]
+        (root / "images" / name).write_bytes(photo_bytes(1, k))
+    (root / "labels.csv").write_text("image,level\n" + "".join(f"{name},{k % 3}\n" for k, name in enumerate(names)))
+    assert read_dataset(root, "csv").set_index("image_id")["patient_id"].to_dict() == {
+        "P10/2015/OD": "P10", "P10/2016/OS": "P10", "P11/2015/OD": "P11", "P12/baseline/OD": "P12/baseline",
+        "c/2001/OD": "c/2001", "c/2002/OS": "c/2002"}
 
 
 def test_a_patient_id_that_is_a_date_is_noted(tmp_path):

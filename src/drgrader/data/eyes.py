@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from pathlib import PurePosixPath
 
 from drgrader.outputs import escape_name, has_stray_bytes
@@ -204,6 +205,20 @@ _VISIT_FOLDER = re.compile(r"^(?:(?:19|20)\d\d(?:[-_.]?(?:0[1-9]|1[0-2])(?:[-_.]
 def visit_folder(name: str) -> bool:
     """A folder named for a visit (a year, a date, ``baseline``, ``visit2``, ``FU1``), not a patient."""
     return bool(_VISIT_FOLDER.match(name.strip()))
+
+
+def folders_of_visits(folders: Iterable[tuple[str, str]]) -> set[str]:
+    """Of photos' (folder above, folder) pairs, the folders above that hold visits, as a follow-up
+    export's patient folders do (``1001/2015``, ``1001/2023``, ``1002/2015``): every folder in one is
+    named like a visit, and one of those names sits under another folder too. Patient ids may look
+    like years (``clinic/2001``, ``clinic/2002``: probe 49 BM2), so a lone year-like folder is no visit."""
+    holders: dict[str, set[str]] = {}  # a folder's name -> the folders above it
+    inside: dict[str, set[str]] = {}  # a folder above -> the names of its folders
+    for above, name in folders:
+        holders.setdefault(name, set()).add(above)
+        inside.setdefault(above, set()).add(name)
+    repeated = {name for name, above in holders.items() if len(above) > 1 and visit_folder(name)}
+    return {above for above, names in inside.items() if all(map(visit_folder, names)) and names & repeated}
 
 
 def eye_of_folder(name: str) -> str | None:

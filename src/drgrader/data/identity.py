@@ -66,7 +66,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import EYE_WORDS, eye_of_folder, eyes_named, folded_patient, patient_id, shown_patient, visit_folder
+from drgrader.data.eyes import (
+    EYE_WORDS,
+    eye_of_folder,
+    eyes_named,
+    folded_patient,
+    folders_of_visits,
+    patient_id,
+    shown_patient,
+    visit_folder,
+)
 from drgrader.data.identity_claims import _FRAME, EVIDENCE_KEYS, image_id_claims, own_name, patient_named, photo_eye_claims
 from drgrader.data.identity_notes import (
     BOTH_EYES_IN_NAME,
@@ -377,19 +386,10 @@ def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
 
 def _visits_in_folders(photos: list[dict]) -> None:
     """A photo named by its eye alone in a folder named like a visit (``1001/2015/OD.jpg``): the folder
-    above is its patient when the layout shows visits (probe 48 BL5): every folder beside it is named
-    like a visit, and one of them by a name that sits under another folder too (a follow-up export:
-    ``1001/2015``, ``1001/2023``, ``1002/2015``). Else the folder is the patient, as patient ids may
-    look like years (``2001/OD.jpg``, ``clinic/2002/OD.jpg``; probe 49 BM2): read as visits, one
-    patient would take many people's eyes."""
-    holders: dict[str, set[str]] = {}  # a folder's name -> the folders above it
-    beside: dict[str, set[str]] = {}  # a folder -> the names of the folders in it that hold photos
-    for row in photos:
-        parent = Path(row["source"]).parent
-        holders.setdefault(parent.name, set()).add(str(parent.parent))
-        beside.setdefault(str(parent.parent), set()).add(parent.name)
-    repeated = {name for name, above in holders.items() if len(above) > 1 and visit_folder(name)}
-    of_visits = {folder for folder, names in beside.items() if all(map(visit_folder, names)) and names & repeated}
+    above is its patient when the layout shows visits (:func:`~drgrader.data.eyes.folders_of_visits`;
+    probe 48 BL5). Else the folder is the patient, as patient ids may look like years (``2001/OD.jpg``,
+    ``clinic/2002/OD.jpg``; probe 49 BM2): read as visits, one patient would take many people's eyes."""
+    of_visits = folders_of_visits((str(Path(row["source"]).parent.parent), Path(row["source"]).parent.name) for row in photos)
     for row in photos:
         parent = Path(row["source"]).parent
         if row.get("folder_patient") and str(parent.parent) in of_visits and parent.parent.name:

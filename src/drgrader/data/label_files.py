@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import EYE_WORDS, eye_alone, eyes_named, patient_id, spreadsheet_damage
+from drgrader.data.eyes import EYE_WORDS, eye_alone, eyes_named, folders_of_visits, patient_id, spreadsheet_damage
 from drgrader.data.eyes import patient_and_eye as named_patient_and_eye  # this module's patient_and_eye reads a row
 from drgrader.data.text_lines import decode_lines, legacy_warning
 from drgrader.outputs import IMAGE_EXTENSIONS  # in order: an id without extension is looked up with these
@@ -153,6 +153,22 @@ def patient_from_name(image_id: str) -> tuple[str, str]:
     if read is None or len(eyes_named(name)) > 1 or not patient_id(read[0]):
         return image_id, ""
     return (f"{folder}/{patient_id(read[0])}" if folder else patient_id(read[0])), read[1]
+
+
+def patients_over_visits(image_ids: pd.Series, patients: pd.Series, given: list[bool]) -> pd.Series:
+    """Patients read from ``<patient>/<visit>/<eye>`` image ids (``P10/2015/OD``: patient ``P10/2015``,
+    by :func:`patient_from_name`) as the folder above the visit's, where the layout shows visits
+    (:func:`~drgrader.data.eyes.folders_of_visits`: ``P10/2015``, ``P10/2016``, ``P11/2015``), so that
+    a person's visits stay on one side of a split (probe 50 CN2); ``given`` patients (a column's) are kept."""
+    parts = image_ids.astype(str).str.replace("\\", "/").str.rsplit("/", n=2)
+    nested = [k for k, was_given in zip(image_ids.index, given) if not was_given and len(parts[k]) == 3
+              and eye_alone(parts[k][2]) and patients[k] == f"{parts[k][0]}/{parts[k][1]}"]
+    of_visits = folders_of_visits((parts[k][0], parts[k][1]) for k in nested)
+    out = patients.copy()
+    for k in nested:
+        if parts[k][0] in of_visits:
+            out[k] = parts[k][0]
+    return out
 
 
 def strip_image_extension(name: str) -> str:

@@ -35,6 +35,7 @@ from drgrader.data.label_files import (
     Found,
     LabelRow,
     grade_value,
+    patients_over_visits,
     shown_path,
     strip_image_extension,
 )
@@ -309,6 +310,7 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
     has_split = any("split" in r for r in records)
     df = pd.DataFrame(records, columns=MANIFEST_COLUMNS + (["split"] if has_split else []))
     df["grade"] = df["grade"].astype("int64")
+    df["patient_id"] = patients_over_visits(df["image_id"], df["patient_id"], given)
     df = with_dicom_identity(df, given, root)
     _note_given_against_names(df, given, root)
     _warn_lookalike_patients(df, root)
