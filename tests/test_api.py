@@ -37,6 +37,15 @@ def test_grade_gives_predicts_tables(tiny_bundle, synth_dir, tmp_path):
     assert patients["decision"].tolist() == cli_patients["decision"].tolist() and len(patients) == 40
 
 
+def test_a_photo_given_twice_is_graded_once_and_said(tiny_bundle, synth_dir, caplog):
+    """Probe 50 BN6: three paths, one of them twice, gave two rows without a word."""
+    a, b = (str(synth_dir / "images" / f"{name}.jpeg") for name in ("10_left", "11_left"))
+    with caplog.at_level("WARNING", logger="drgrader"):
+        photos, _ = drgrader.grade(tiny_bundle, [a, b, a])
+    assert len(photos) == 2
+    assert f"1 photo(s) are given more than once (e.g. {a}): each is graded once, one row" in caplog.text
+
+
 def test_grade_takes_arrays_and_pil_images_named_like_files(tiny_bundle, synth_dir):
     files = sorted((synth_dir / "images").iterdir())[:2]  # one patient's two eyes
     arrays = [np.asarray(Image.open(f).convert("RGB")) for f in files]

@@ -14,6 +14,7 @@ is a thin layer over :mod:`drgrader.workflows` and :mod:`drgrader.inference`.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Mapping, Sequence, Set
 from pathlib import Path
@@ -198,6 +199,11 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
             raise ValueError(f"the name {next(n for n in names if names.count(n) > 1)!r} is given to two photos; "
                              "names must be unique")
         _warn_names_against_files(in_memory, names)
+    if not in_memory:  # a photo's path given twice is one photo, one row: said, as the rows are fewer (probe 50 BN6)
+        files = [os.path.abspath(p) for p in photos if Path(p).is_file()]
+        if repeated := sorted({f for f in files if files.count(f) > 1}):
+            log.warning("%d photo(s) are given more than once (e.g. %s): each is graded once, one row, so the table "
+                        "has fewer rows than the photos given", len(repeated), repeated[0])
     bundle = load_grader(grader)
     bundle.warn_if_unfitted()
     bundle.warn_if_synthetic()  # probe 36 AZ5: said by predict and serve only
