@@ -147,10 +147,10 @@ def split_units(manifest: pd.DataFrame, pictures: Sequence[Sequence[int]] = ()) 
                     "copy of a photo it trained on", copies_sentence(linked))
     if graded_apart:  # probe 48 CL5: as evaluate says it
         first = graded_apart[0]
-        grades = ", ".join(map(str, sorted(set(manifest["grade"].iloc[first].astype(int)))))
         log.warning("%d of them carry different grades (e.g. %s: grades %s): training learns one picture as each; "
                     "correct the grade of the copy, or remove it", len(graded_apart),
-                    " = ".join(map(repr, manifest["image_id"].iloc[first].tolist())), grades)
+                    " = ".join(map(repr, manifest["image_id"].iloc[first].tolist())),
+                    ", ".join(map(str, sorted(set(manifest["grade"].iloc[first].astype(int))))))
     if as_eyes:  # probe 32 B17: evaluate said so, data summary and train did not
         ids = next(iter(as_eyes))
         patient, grades = as_eyes[ids]
