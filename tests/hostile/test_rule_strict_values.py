@@ -203,6 +203,17 @@ def test_an_output_file_named_like_a_folder_is_refused(argv, capsys):
     assert f"argument --out: {argv[-1]!r} ends with '/', so it names a folder" in capsys.readouterr().err
 
 
+def test_an_output_through_a_folder_not_yet_made_and_back_is_the_file_it_names(tmp_path, monkeypatch):
+    """Probe 51 BO2: `--out new/../x.csv` (new not made yet) skipped every check of what x.csv was
+    (another shard's part, the user's own CSV) and replaced it."""
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["predict", "photos", "--out", "new/../x.csv"])
+    assert args.out == Path("x.csv")
+    (tmp_path / "real").mkdir()
+    args = build_parser().parse_args(["predict", "photos", "--out", "real/../y.csv"])  # the OS reads it: kept
+    assert args.out == Path("real/../y.csv")
+
+
 def test_the_progress_mode_after_the_command_still_wins_over_the_one_before():
     args = build_parser().parse_args(["--progress", "log", "predict", "photos", "--progress", "bar"])
     assert args.progress == "bar" and "_drgrader_given" not in vars(args)

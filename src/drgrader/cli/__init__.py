@@ -59,8 +59,11 @@ SEED = _number(int, "a seed, a whole number from 0 to 4294967295", low=-1, below
 
 def _out_path(text: str) -> Path:
     """An output path, ``~`` expanded: a quoted ``"~/o.csv"`` is the home folder's, as pandas
-    reads it too (probe 38 BB8: a folder named ``~`` was written, and the output lost)."""
-    return Path(text).expanduser()
+    reads it too (probe 38 BB8: a folder named ``~`` was written, and the output lost); a ``..``
+    after a folder that does not exist yet (``new/../x.csv``) taken away, so the checks of what
+    exists at that path see ``x.csv`` (probe 51 BO2: they saw nothing, and it was replaced)."""
+    path = Path(text).expanduser()
+    return Path(os.path.normpath(path)) if ".." in path.parts and not path.parent.exists() else path
 
 
 def _out_file(text: str) -> Path:
