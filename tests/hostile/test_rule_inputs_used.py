@@ -263,6 +263,20 @@ def test_a_link_loop_is_a_row_with_its_reason_not_the_refusal_of_the_batch(tiny_
     assert rows.loc["loop", "error"] == "symbolic link loop" and rows.loc["7_left", "error"] == ""
 
 
+def test_photos_in_a_linked_folder_inside_a_folder_given_are_read(photos, tmp_path):
+    """Probe 51 BO7: `rglob` does not enter linked folders: a clinic's photo store linked into the
+    folder given was left out without a word. A link back up the tree is read once, no loop."""
+    clinic = tmp_path / "clinic"
+    (clinic / "own").mkdir(parents=True)
+    (clinic / "own" / "9_left.jpeg").write_bytes((photos / "7_left.jpeg").read_bytes()[:-1] + b"\xd9")
+    (clinic / "store").symlink_to(photos)  # photos/ holds 7_left, 7_right, ...
+    (clinic / "own" / "up").symlink_to(clinic)  # a link back up the tree
+    table = collect_inputs([clinic])
+    names = sorted(Path(p).relative_to(clinic).as_posix() for p in table["path"])
+    assert "store/7_left.jpeg" in names and "own/9_left.jpeg" in names
+    assert not any(name.startswith("own/up/") for name in names)
+
+
 def test_grade_refuses_two_in_memory_photos_of_one_name(tiny_bundle):
     import drgrader
 

@@ -25,6 +25,21 @@ log = logging.getLogger("drgrader")
 INPUT_COLUMNS = IDENTITY_COLUMNS
 
 
+def _files_under(folder: Path) -> list[Path]:
+    """Every entry under ``folder`` that is not a folder, sorted, through linked folders too (a photo
+    store linked in: probe 51 BO7, ``rglob`` left them out without a word), each real folder once (a
+    link back up the tree is no loop)."""
+    found, seen = [], set()
+    for here, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        found += [Path(here) / name for name in files]  # a broken link too: its row says why
+    return sorted(found)
+
+
 def collect_inputs(inputs: Sequence[str | Path]) -> pd.DataFrame:
     """Image files, folders (searched recursively for image extensions, and for DICOM files by
     content) and CSVs (an ``image`` or ``path`` column, optional ``image_id``, ``patient_id``/
@@ -48,7 +63,7 @@ as a CSV list (paths relative to the current folder); a list's path written on W
             # Hidden files and folders (macOS's ._ copies, .thumbnails/) are left out, as the
             # label-file reader leaves them, and counted.
             entries, hidden = [], []
-            for f in sorted(f for f in path.rglob("*") if not f.is_dir()):
+            for f in _files_under(path):
                 relative = f.relative_to(path)
                 (hidden if any(part.startswith(".") for part in relative.parts) else entries).append(relative)
             if hidden:
