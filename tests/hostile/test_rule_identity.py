@@ -321,7 +321,8 @@ def test_a_follow_up_export_of_patient_and_visit_folders_takes_the_patient_folde
     for k, name in enumerate(("named/clinic/2015/10_left.jpeg", "named/clinic/2023/10_right.jpeg",  # named photos
                               "years/clinic/2001/OS.jpg", "years/clinic/2001/OD.jpg", "years/clinic/2002/OS.jpg",
                               "years/clinic/2003/OD.jpg", "one/2001/OS.jpg", "one/2001/OD.jpg",
-                              "mixed/1001/OS.jpg", "mixed/2001/OD.jpg")):
+                              "mixed/1001/OS.jpg", "mixed/2001/OD.jpg",
+                              "sites/siteA/2001/OS.jpg", "sites/siteA/2002/OD.jpg", "sites/siteB/2001/OD.jpg")):  # BO6
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(photo_bytes(k % 5, k + 210))
     named = collect_inputs([tmp_path / "named"])
@@ -329,7 +330,7 @@ def test_a_follow_up_export_of_patient_and_visit_folders_takes_the_patient_folde
     assert named["identity_note"].str.startswith("two visits under one id: the photos of patient '10' are in folders of "
                                                  "two visits").all()
     for folder, patients in (("years", ["2001", "2001", "2002", "2003"]), ("one", ["2001", "2001"]),
-                             ("mixed", ["1001", "2001"])):
+                             ("mixed", ["1001", "2001"]), ("sites", ["2001", "2001", "2002"])):
         read = collect_inputs([tmp_path / folder])
         assert sorted(read["patient_id"]) == patients, folder
         assert not read["identity_note"].str.contains("two visits").any()

@@ -210,7 +210,7 @@ def visit_folder(name: str) -> bool:
 def folders_of_visits(folders: Iterable[tuple[str, str]]) -> set[str]:
     """Of photos' (folder above, folder) pairs, the folders above that hold visits, as a follow-up
     export's patient folders do (``1001/2015``, ``1001/2023``, ``1002/2015``): every folder in one is
-    named like a visit, and one of those names sits under another folder too. Patient ids may look
+    named like a visit, one of those names sits under another folder too, and its own name has a number. Patient ids may look
     like years (``clinic/2001``, ``clinic/2002``: probe 49 BM2), so a lone year-like folder is no visit."""
     holders: dict[str, set[str]] = {}  # a folder's name -> the folders above it
     inside: dict[str, set[str]] = {}  # a folder above -> the names of its folders
@@ -218,7 +218,10 @@ def folders_of_visits(folders: Iterable[tuple[str, str]]) -> set[str]:
         holders.setdefault(name, set()).add(above)
         inside.setdefault(above, set()).add(name)
     repeated = {name for name, above in holders.items() if len(above) > 1 and visit_folder(name)}
-    return {above for above, names in inside.items() if all(map(visit_folder, names)) and names & repeated}
+    # ... and the folder above is named like a patient (a number in it): `siteA/2001`, `siteB/2001` are two
+    # sites' patients numbered like years, not visits (probe 51 BO6)
+    return {above for above, names in inside.items() if all(map(visit_folder, names)) and names & repeated
+            and any(c.isdigit() for c in above.replace("\\", "/").rpartition("/")[2])}
 
 
 def eye_of_folder(name: str) -> str | None:
