@@ -346,6 +346,13 @@ def test_a_follow_up_export_of_patient_and_visit_folders_takes_the_patient_folde
     assert read_dataset(root, "csv").set_index("image_id")["patient_id"].to_dict() == {
         "P10/2015/OD": "P10", "P10/2016/OS": "P10", "P11/2015/OD": "P11", "P12/baseline/OD": "P12/baseline",
         "c/2001/OD": "c/2001", "c/2002/OS": "c/2002"}
+    # Probe 51 CO7: names that carry the patient inside visit folders: one person, not a patient per visit.
+    (root / "images" / "P13" / "2015").mkdir(parents=True)
+    (root / "images" / "P13" / "2016").mkdir(parents=True)
+    (root / "images" / "P13" / "2015" / "13_left.jpeg").write_bytes(photo_bytes(2, 40))
+    (root / "images" / "P13" / "2016" / "13_left.jpeg").write_bytes(photo_bytes(2, 41))
+    (root / "labels.csv").write_text("image,level\nP13/2015/13_left.jpeg,0\nP13/2016/13_left.jpeg,2\n")
+    assert read_dataset(root, "csv")["patient_id"].tolist() == ["P13/13", "P13/13"]
 
 
 def test_a_patient_id_that_is_a_date_is_noted(tmp_path):

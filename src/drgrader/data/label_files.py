@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import EYE_WORDS, eye_alone, eyes_named, folders_of_visits, patient_id, spreadsheet_damage
+from drgrader.data.eyes import (
+    EYE_WORDS,
+    eye_alone,
+    eyes_named,
+    folders_of_visits,
+    patient_id,
+    spreadsheet_damage,
+    visit_folder,
+)
 from drgrader.data.eyes import patient_and_eye as named_patient_and_eye  # this module's patient_and_eye reads a row
 from drgrader.data.text_lines import decode_lines, legacy_warning
 from drgrader.outputs import IMAGE_EXTENSIONS  # in order: an id without extension is looked up with these
@@ -142,16 +150,19 @@ def patient_from_name(image_id: str) -> tuple[str, str]:
     """(patient, eye) a label file's image id names by predict's rule (:func:`~drgrader.data.eyes.
     patient_and_eye`, as predict reads names): ``10_left`` -> ``("10", "left")``, ``Patient002_L`` -> ``("Patient002", "left")``;
     a folder in the id stays in the patient (``clinicB/10_left`` -> ``clinicB/10``: two clinics'
-    patient 10 are two patients). A name that is its eye alone in a folder (``P10/OD``: a
+    patient 10 are two patients), but for folders named like visits (``P10/2015/10_left``,
+    ``P10/2016/10_left``: both ``P10/10``, one person's visits on one side of a split). A name that is its eye alone in a folder (``P10/OD``: a
     patient-per-folder export, :func:`~drgrader.data.eyes.eye_alone`) is the folder's patient:
     ``("P10", "right")``. A name without an eye, naming both, or whose patient part is a
     missing-value placeholder (``NA_left``) is a patient of its own: ``(image_id, "")``."""
     folder, _, name = image_id.replace("\\", "/").rpartition("/")
     if folder and (eye := eye_alone(name)) and patient_id(folder.rpartition("/")[2]):
-        return folder, eye  # P10/2015/OD: patient P10/2015, a visit a patient of its own (never two people as one)
+        return folder, eye  # P10/2015/OD: P10/2015, or P10 where the layout shows visits (patients_over_visits)
     read = named_patient_and_eye(name)
     if read is None or len(eyes_named(name)) > 1 or not patient_id(read[0]):
         return image_id, ""
+    while folder and visit_folder(folder.rpartition("/")[2]):  # P10/2015/10_left: P10's patient 10 (probe 51 CO7)
+        folder = folder.rpartition("/")[0]
     return (f"{folder}/{patient_id(read[0])}" if folder else patient_id(read[0])), read[1]
 
 
