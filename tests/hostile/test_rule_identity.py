@@ -372,10 +372,19 @@ def test_a_patient_id_that_is_a_date_is_noted(tmp_path):
     for k, name in enumerate(("fu/1001/2015_L.jpg", "fu/1001/2015_R.jpg", "fu/P7/V2_L.jpg", "flat/photos/2016_L.jpg")):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(photo_bytes(k % 5, k + 30))
-    named = collect_inputs([tmp_path / "fu", tmp_path / "flat"]).set_index("patient_id")
-    assert "reads as a date or a visit (its photos are in folder '1001': the patient?)" in named.loc["2015", "identity_note"].iat[0]
-    assert "in folder 'P7': the patient?" in named.loc["V2", "identity_note"]
-    assert named.loc["2016", "identity_note"] == ""  # a 4-digit patient in a folder of photos: no word
+    # Probe 51 BO1, BO3: a date in another form, a shot number.
+    for k, name in enumerate(("fu/1002/Mar2015_L.jpg", "fu/1003/1_L.jpg", "fu/1003/2_R.jpg", "flat/photos/20_left.jpg",
+                              "day/batch1/21_left.jpg", "day/batch1/22_left.jpg", "day/batch1/23_left.jpg")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(photo_bytes(k % 5, k + 50))
+    named = collect_inputs([tmp_path / "fu", tmp_path / "flat", tmp_path / "day"]).set_index("patient_id")
+    folder_note = "a patient's folder?: patient {!r} is read from the photo's name, but its folder {!r} is named like a patient"
+    assert named.loc["2015", "identity_note"].iat[0].startswith(folder_note.format("2015", "1001"))
+    assert folder_note.format("V2", "P7") in named.loc["V2", "identity_note"]
+    assert named.loc["Mar2015", "identity_note"].startswith(folder_note.format("Mar2015", "1002"))
+    assert named.loc["1", "identity_note"].startswith(folder_note.format("1", "1003"))
+    for patient in ("2016", "20", "21", "22", "23"):  # a folder of photos, a batch of three patients: no word
+        assert named.loc[patient, "identity_note"] == "", patient
 
 
 def test_photos_named_by_their_eye_alone_from_python_are_not_the_patient_of_a_temporary_folder(tiny_bundle):

@@ -92,6 +92,7 @@ from drgrader.data.identity_notes import (
     note_date_patients,
     note_eye_counts,
     note_other_claimants,
+    note_patients_folders,
     note_two_people,
 )
 from drgrader.data.image_files import identical_files
@@ -418,7 +419,8 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     _split_by_folder(table, from_name, notes)
     _lookalike_patients(table, notes)
     _unique_image_ids(table, notes)
-    note_date_patients(table, notes, from_name)
+    note_date_patients(table, notes)
+    note_patients_folders(table, notes, from_name)
     _own_patients(table, notes)
     _copies(table, notes)
     note_eye_counts(table, notes, lone | contested)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.data.dicom import BIRTH_YEAR, VISIT_TAG
-from drgrader.data.eyes import visit_folder
+from drgrader.data.eyes import eye_of_folder, visit_folder
 from drgrader.data.identity_claims import VISIT_FOLDER
 
 log = logging.getLogger("drgrader")
@@ -35,7 +35,8 @@ TWO_PEOPLE = "two people under one id"
 TWO_VISITS = "two visits under one id"
 TWO_VALUES = "two values under one id"  # a list's column not read (patient_columns.warn_columns_within_patients)
 DATE_AS_PATIENT = "a date or visit as the patient"
-NOTE_KINDS = [TWO_PEOPLE, TWO_VISITS, TWO_VALUES, DATE_AS_PATIENT, CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS, PATIENT_IN_SOURCES,
+PATIENT_FOLDER = "a patient's folder?"
+NOTE_KINDS = [TWO_PEOPLE, TWO_VISITS, TWO_VALUES, DATE_AS_PATIENT, PATIENT_FOLDER, CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS, PATIENT_IN_SOURCES,
               SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, SAME_PHOTO_UNDER_TWO_PATIENTS, LOOKALIKE_PATIENTS,
               NO_PATIENT, NO_EYE, IMAGE_ID_REPEATED]
 
@@ -72,20 +73,37 @@ _DATE_ID = re.compile(r"^(?:19|20)\d\d([-_.]?)(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12]\
                       re.IGNORECASE)
 
 
-def note_date_patients(table: pd.DataFrame, notes: list[list[str]], from_name: pd.Series) -> None:
+def note_date_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
     """Patients whose id is a date or a visit (probe 47 BK10, probe 46 BJ7, probe 49 BM7): kept, each
-    photo noted, since one day's or visit's photos, perhaps of several people, are then one patient's
-    eyes. A year or a visit's code read from a photo's name in a numbered folder (``1001/2015_L.jpg``,
-    ``1001/V2_L.jpg``: probe 50 BN1) too, the folder named: it may be the patient."""
-    for k in table.index:
-        patient, folder = str(table.at[k, "patient_id"]), Path(str(table.at[k, "source"])).parent.name
-        in_patient_folder = (bool(from_name[k]) and visit_folder(patient) and any(c.isdigit() for c in folder)
-                             and not visit_folder(folder))
-        if _DATE_ID.match(patient) or in_patient_folder:
-            where = f" (its photos are in folder {folder!r}: the patient?)" if in_patient_folder else ""
-            notes[k].append(f"{DATE_AS_PATIENT}: patient {patient!r} reads as a date or a visit{where} (photos named by "
-                            "day or visit?): the photos of one day or visit are taken as one patient's; if they are "
-                            "several people's, give the patients in a CSV")
+    photo noted, since one day's or visit's photos, perhaps of several people, are then one patient's eyes."""
+    for k in table.index[table["patient_id"].astype(str).str.match(_DATE_ID)]:
+        notes[k].append(f"{DATE_AS_PATIENT}: patient {table.at[k, 'patient_id']!r} reads as a date or a visit (photos "
+                        "named by day or visit?): the photos of one day or visit are taken as one patient's; if they "
+                        "are several people's, give the patients in a CSV")
+
+
+def _number(name: str) -> str:
+    return re.sub(r"\D", "", name).lstrip("0")
+
+
+_PATIENT_LIKE = re.compile(r"^[A-Za-z]{0,4}[-_ ]?\d+$")  # 1001, P7, PT0042, ID-17: a patient's number
+
+
+def note_patients_folders(table: pd.DataFrame, notes: list[list[str]], from_name: pd.Series) -> None:
+    """Photos whose patient is read from their names (``2015_L``, ``Mar2015_L``, ``1_L``, ``IMG_0001_L``) in
+    a folder named like a patient (a number, perhaps after a few letters; no visit's or eye's name) that holds one or two such
+    patients, neither of them the folder's: a patient-per-folder export whose names say a visit or a shot
+    (probe 50 BN1, probe 51 BO1, BO3). Kept as read (a day's folder holds several patients too), noted."""
+    named = table.index[from_name.to_numpy()]
+    folders = table.loc[named, "source"].map(lambda source: Path(str(source)).parent)
+    patients_in = table.loc[named, "patient_id"].groupby(folders).nunique()
+    for k in named:
+        patient, folder = str(table.at[k, "patient_id"]), folders[k]
+        if (_PATIENT_LIKE.match(folder.name) and not visit_folder(folder.name) and not eye_of_folder(folder.name)
+                and patients_in[folder] <= 2 and _number(patient) != _number(folder.name)):  # P10/10_left: one
+            notes[k].append(f"{PATIENT_FOLDER}: patient {patient!r} is read from the photo's name, but its folder "
+                            f"{folder.name!r} is named like a patient (one patient's folder, its photos named by visit "
+                            "or shot?): if so, give the patients in a CSV")
 
 
 _NUMBERED_SHOT = re.compile(r"(?:left|right|os|od)[_\- ]+([0-9]{1,2})$", re.IGNORECASE)
