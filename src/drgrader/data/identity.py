@@ -46,8 +46,10 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
   case, spacing, separators, look-alike letters, a number's leading zeros: ``P7`` and ``p7``,
   ``AB-123`` and ``AB123``, ``007`` and ``7``) -> kept apart, as given
   (merging would be the guess); noted, since they are often one patient typed twice;
-- a patient id that is a date (``20230502_L.jpg``: a camera's export named by day; an exam-date
-  column mapped into patient_id) -> taken as given, noted: one day's photos are one patient's;
+- a patient id that is a date or a visit's word (``20230502_L.jpg``: a camera's export named by day;
+  ``Baseline_L.jpg``; an exam-date column mapped into patient_id) -> taken as given, noted: one day's
+  photos are one patient's; a patient read from names in a folder named like a patient's number that
+  holds one or two of them (``1001/2015_L.jpg``, ``1003/1_L.jpg``) -> taken as read, noted;
 - no patient -> the photo (a DICOM file: all its frames) is a patient of its own, named by its
   image id (by its path when that id is taken);
 - a patient without the eye -> which eye is unknown (a DICOM laterality ``B``, both eyes, is
