@@ -970,6 +970,16 @@ def test_a_label_file_s_patient_cell_that_a_name_contradicts_is_noted_as_predict
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         read_dataset(root)  # a label file that renames patients: nothing contradicts it
     assert not [r for r in caplog.records if "contradicts" in r.message]
+    assert not [r for r in caplog.records if "given two patients" in r.message]
+    # Probe 51 CO3: one name's two eyes given two patients (predict notes it): said here too.
+    (root / "labels.csv").write_text("image,level,patient_id\n10_left,0,A\n10_right,1,B\n12_right,2,C\n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        read_dataset(root)
+    assert [r.message for r in caplog.records if "given two patients" in r.message] == [
+        f"{root}: 2 label row(s) of one name's patient are given two patients; e.g. contradictory patient: '10_left', "
+        "'10_right' are named for one patient ('10') but given 'A', 'B'; kept apart as given (one patient given to both "
+        "makes them one); a patient-level split may put that patient's eyes on both sides"]
 
 
 def test_a_label_file_s_eye_cell_against_the_name_is_refused_with_a_patient_column_too(tmp_path):

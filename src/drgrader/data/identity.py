@@ -201,7 +201,7 @@ def given_against_names(table: pd.DataFrame, given: pd.Series, name_patient: pd.
     return contested
 
 
-def _one_name_two_given(table: pd.DataFrame, given: pd.Series, name_patient: pd.Series, notes: list[list[str]]) -> None:
+def one_name_two_given(table: pd.DataFrame, given: pd.Series, name_patient: pd.Series, notes: list[list[str]]) -> None:
     """Photos named for one patient (``10131_left``, ``10131_right``) but given two (CSV cells
     ``P7``, ``P8``: a typo, a row off by one): kept apart as given, each noted (probe 35 AY8: two
     one-eyed patients without a word); names that differ as a retyped id does (``0010131_left``) too."""
@@ -417,7 +417,7 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     lone = table["patient_id"] == ""
     note_other_claimants(table, photos, notes)
     contested = given_against_names(table, given, name_patient, notes)
-    _one_name_two_given(table, given, name_patient, notes)
+    one_name_two_given(table, given, name_patient, notes)
     _split_by_folder(table, from_name, notes)
     _lookalike_patients(table, notes)
     _unique_image_ids(table, notes)

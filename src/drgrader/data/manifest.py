@@ -26,7 +26,7 @@ from drgrader.config import Columns, DataConfig
 from drgrader.data.dicom_labels import with_dicom_identity
 from drgrader.data.eyes import folded_patient, shown_patient
 from drgrader.data.grade_columns import looks_like_label_file
-from drgrader.data.identity import given_against_names
+from drgrader.data.identity import given_against_names, one_name_two_given
 from drgrader.data.identity_claims import patient_named
 from drgrader.data.label_files import (
     IMAGE_EXTENSIONS,
@@ -175,11 +175,17 @@ def _note_given_against_names(df: pd.DataFrame, given: list[bool], root: Path) -
     resolver (:func:`~drgrader.data.identity.given_against_names`): the eye left unknown (never
     paired as a fellow eye), and said in one warning."""
     notes: list[list[str]] = [[] for _ in range(len(df))]
-    contested = given_against_names(df, pd.Series(given, index=df.index), df["image_id"].map(patient_named), notes)
+    given_rows, named = pd.Series(given, index=df.index), df["image_id"].map(patient_named)
+    contested = given_against_names(df, given_rows, named, notes)
     if contested.any():
         log.warning("%s: %d label row(s) give a patient their image's name contradicts; e.g. %s (correct the "
                     "label file's patient cell if it is shifted)", root, int(contested.sum()),
                     notes[int(contested.to_numpy().argmax())][0])
+    split: list[list[str]] = [[] for _ in range(len(df))]  # one name's eyes given two patients (probe 51 CO3)
+    one_name_two_given(df, given_rows, named, split)
+    if said := [n[0] for n in split if n]:
+        log.warning("%s: %d label row(s) of one name's patient are given two patients; e.g. %s; a patient-level split "
+                    "may put that patient's eyes on both sides", root, len(said), said[0])
 
 
 def _under(path: Path, root: Path) -> bool:
