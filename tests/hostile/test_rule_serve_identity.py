@@ -77,6 +77,7 @@ def test_one_patient_and_names_without_a_patient_are_graded(client, dicom):
         (("photo1.png", jpeg(2, 1)), ("photo2.png", jpeg(0, 2))),
         (("scan.dcm", dicom(4, patient_id="P7 ", laterality="R")), ("P7_OS.jpeg", jpeg(0, 2))),
         (("scan.dcm", dicom(5)), ("10007_left.jpeg", jpeg(0, 2))),  # a DICOM file without PatientID
+        (("Baseline_R.jpg", jpeg(2, 1)), ("1001_left.jpg", jpeg(0, 2))),  # a visit's word, no patient: probe 50 BN7
     ]
     for right, left in pairs:
         res = post(client, right, left)

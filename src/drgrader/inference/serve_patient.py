@@ -27,6 +27,7 @@ from drgrader.data.identity_claims import evidence, photo_eye_claims
 from drgrader.data.identity_notes import (
     CONTRADICTORY_EYE,
     CONTRADICTORY_PATIENT,
+    DATE_AS_PATIENT,
     LOOKALIKE_PATIENTS,
     NO_PATIENT,
     TWO_PEOPLE,
@@ -86,7 +87,8 @@ def _two_patients(names: list[str], rows: list[dict], resolved: pd.DataFrame, ki
     patients by name or DICOM ``PatientID`` (a photo without one, ``no patient``, agrees with
     any), or one ``PatientID`` on photos whose names say two patients (``contradictory patient``)."""
     patients = list(resolved["patient_id"])
-    if not any(NO_PATIENT in k for k in kinds) and patients[0] != patients[1]:
+    # a photo without a patient, or whose name's patient is a date or a visit (`Baseline_R.jpg`: probe 50 BN7), agrees with any
+    if not any(NO_PATIENT in k or DATE_AS_PATIENT in k for k in kinds) and patients[0] != patients[1]:
         said = "; ".join(f"{name}: patient {patient!r} by its {'DICOM PatientID' if row['dicom_patient'] else 'name'}"
                          for name, patient, row in zip(names, patients, rows))
         fix = (" (ids that differ only in case, spacing, separators or leading zeros are two patients to predict too: "
