@@ -315,9 +315,12 @@ def test_a_follow_up_export_of_patient_and_visit_folders_takes_the_patient_folde
         "1001/2015/left.jpg": "1001", "1002/2015/right.jpg": "1002", "1003/baseline/OS.jpg": "1003",
         "1003/baseline/OD.jpg": "1003", "1002/baseline/OS.jpg": "1002", "1004/2015/OS.jpg": "1004",
         "1004/2023-05-02/OD.jpg": "1004", "1005/M12/OS.jpg": "1005", "1006/M12/OD.jpg": "1006"}  # M12: probe 49 BM6
-    assert table.loc["1003/baseline/OD.jpg", "identity_note"] == ""
-    assert table.loc["1004/2015/OS.jpg", "identity_note"].startswith(
-        "two visits under one id: the photos of patient '1004' are in folders of two visits")
+    # the reading said on each photo (probe 52 BP1: `site2/2001` was read so without a word)
+    assert table.loc["1003/baseline/OD.jpg", "identity_note"] == (
+        "a visit's folder: patient '1003' is the folder above 'baseline', read as a visit's folder (a follow-up export); "
+        "if 'baseline' is the patient, give the patients in a CSV")
+    assert ("two visits under one id: the photos of patient '1004' are in folders of two visits"
+            in table.loc["1004/2015/OS.jpg", "identity_note"])
     for k, name in enumerate(("named/clinic/2015/10_left.jpeg", "named/clinic/2023/10_right.jpeg",  # named photos
                               "years/clinic/2001/OS.jpg", "years/clinic/2001/OD.jpg", "years/clinic/2002/OS.jpg",
                               "years/clinic/2003/OD.jpg", "one/2001/OS.jpg", "one/2001/OD.jpg",
@@ -385,6 +388,16 @@ def test_a_patient_id_that_is_a_date_is_noted(tmp_path):
     assert named.loc["1", "identity_note"].startswith(folder_note.format("1", "1003"))
     for patient in ("2016", "20", "21", "22", "23"):  # a folder of photos, a batch of three patients: no word
         assert named.loc[patient, "identity_note"] == "", patient
+    # Probe 52 BP2: other spellings of a patient's folder, three shots, a visit's folder between, a camera's counter.
+    for k, name in enumerate(("Patient1004/1_L.jpg", "1005 Smith/1_L.jpg", "1006/1_L.jpg", "1006/2_R.jpg", "1006/3_L.jpg",
+                              "1007/V1/5_L.jpg", "clinic/IMG_0042_L.jpg", "cam2/30_left.jpg")):
+        (tmp_path / "shots" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "shots" / name).write_bytes(photo_bytes(k % 5, k + 70))
+    shots = collect_inputs([tmp_path / "shots"])
+    shots.index = [Path(p).relative_to(tmp_path / "shots").as_posix() for p in shots["path"]]
+    for name in ("Patient1004/1_L.jpg", "1005 Smith/1_L.jpg", "1006/3_L.jpg", "1007/V1/5_L.jpg", "clinic/IMG_0042_L.jpg"):
+        assert "a patient's folder?: patient " in shots.loc[name, "identity_note"], name
+    assert shots.loc["cam2/30_left.jpg", "identity_note"] == ""  # a camera's folder: no patient's name (probe 52 BP3)
 
 
 def test_photos_named_by_their_eye_alone_from_python_are_not_the_patient_of_a_temporary_folder(tiny_bundle):

@@ -91,6 +91,7 @@ from drgrader.data.identity_notes import (
     SAME_NAME_IN_FOLDERS,
     SAME_PHOTO_AS_TWO_EYES,
     SAME_PHOTO_UNDER_TWO_PATIENTS,
+    VISIT_FOLDER_READ,
     note_date_patients,
     note_eye_counts,
     note_other_claimants,
@@ -397,6 +398,10 @@ def _visits_in_folders(photos: list[dict]) -> None:
         parent = Path(row["source"]).parent
         if row.get("folder_patient") and str(parent.parent) in of_visits and parent.parent.name:
             row["folder_patient"] = patient_id(parent.parent.name)
+            # said on each photo, as a patient folder named like a year is read so too (probe 52 BP1: `site2/2001`)
+            row["notes"] = (*(row.get("notes") or ()), f"{VISIT_FOLDER_READ}: patient {row['folder_patient']!r} is the "
+                            f"folder above {parent.name!r}, read as a visit's folder (a follow-up export); if "
+                            f"{parent.name!r} is the patient, give the patients in a CSV")
 
 
 def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:

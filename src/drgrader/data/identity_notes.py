@@ -36,7 +36,8 @@ TWO_VISITS = "two visits under one id"
 TWO_VALUES = "two values under one id"  # a list's column not read (patient_columns.warn_columns_within_patients)
 DATE_AS_PATIENT = "a date or visit as the patient"
 PATIENT_FOLDER = "a patient's folder?"
-NOTE_KINDS = [TWO_PEOPLE, TWO_VISITS, TWO_VALUES, DATE_AS_PATIENT, PATIENT_FOLDER, CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS, PATIENT_IN_SOURCES,
+VISIT_FOLDER_READ = "a visit's folder"
+NOTE_KINDS = [TWO_PEOPLE, TWO_VISITS, TWO_VALUES, DATE_AS_PATIENT, PATIENT_FOLDER, VISIT_FOLDER_READ, CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS, PATIENT_IN_SOURCES,
               SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, SAME_PHOTO_UNDER_TWO_PATIENTS, LOOKALIKE_PATIENTS,
               NO_PATIENT, NO_EYE, IMAGE_ID_REPEATED]
 
@@ -86,7 +87,10 @@ def _number(name: str) -> str:
     return re.sub(r"\D", "", name).lstrip("0")
 
 
-_PATIENT_LIKE = re.compile(r"^[A-Za-z]{0,4}[-_ ]?\d+$")  # 1001, P7, PT0042, ID-17: a patient's number
+# A patient's number: 1001, P7, PT12, ID-17, Patient1001, 1001 Smith (not site3, cam2, day1: probe 52 BP3)
+_PATIENT_LIKE = re.compile(r"^[A-Za-z]{0,2}[-_ ]?\d+$|\d{3,}")
+# A camera's counter read as the patient (IMG_0001_L, DSC_0042_R: probe 52 BP2), never a patient's id
+_CAMERA_COUNTER = re.compile(r"^(?:img|dsc|dscn|dcim|pict|photo|image)[-_ ]?\d+$", re.IGNORECASE)
 
 
 def note_patients_folders(table: pd.DataFrame, notes: list[list[str]], from_name: pd.Series) -> None:
@@ -95,12 +99,20 @@ def note_patients_folders(table: pd.DataFrame, notes: list[list[str]], from_name
     patients, neither of them the folder's: a patient-per-folder export whose names say a visit or a shot
     (probe 50 BN1, probe 51 BO1, BO3). Kept as read (a day's folder holds several patients too), noted."""
     named = table.index[from_name.to_numpy()]
-    folders = table.loc[named, "source"].map(lambda source: Path(str(source)).parent)
-    patients_in = table.loc[named, "patient_id"].groupby(folders).nunique()
+    # the folder a patient's would be: the photo's, or the one above a visit's (1001/V1/1_L.jpg: probe 52 BP2)
+    folders = table.loc[named, "source"].map(lambda source: Path(str(source)).parent).map(
+        lambda folder: folder.parent if visit_folder(folder.name) and folder.parent.name else folder)
+    in_folder = table.loc[named, "patient_id"].astype(str).groupby(folders).agg(set)
     for k in named:
         patient, folder = str(table.at[k, "patient_id"]), folders[k]
-        if (_PATIENT_LIKE.match(folder.name) and not visit_folder(folder.name) and not eye_of_folder(folder.name)
-                and patients_in[folder] <= 2 and _number(patient) != _number(folder.name)):  # P10/10_left: one
+        # one or two patients there, or shots numbered 1..99 (1_L, 2_R, 3_L: probe 52 BP2)
+        few = len(in_folder[folder]) <= 2 or all((n := p.rpartition("/")[2]).isdigit() and len(n) <= 2 for p in in_folder[folder])
+        if _CAMERA_COUNTER.match(patient):
+            notes[k].append(f"{PATIENT_FOLDER}: patient {patient!r} is read from the photo's name, a camera's counter "
+                            "(photos numbered by shot?): one patient's photos would be several patients; if so, give the "
+                            "patients in a CSV")
+        elif (_PATIENT_LIKE.search(folder.name) and not visit_folder(folder.name) and not eye_of_folder(folder.name)
+                and few and _number(patient) != _number(folder.name)):  # P10/10_left: one
             notes[k].append(f"{PATIENT_FOLDER}: patient {patient!r} is read from the photo's name, but its folder "
                             f"{folder.name!r} is named like a patient (one patient's folder, its photos named by visit "
                             "or shot?): if so, give the patients in a CSV")
