@@ -155,7 +155,7 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
     ``refer_share``: the share of patients sent to a human grader (default: the grader's)."""
 
     from drgrader.data.identity import resolve_identity
-    from drgrader.data.identity_notes import warn_identity
+    from drgrader.data.identity_notes import TEMP_FOLDER_PREFIX, warn_identity
     from drgrader.data.input_files import input_rows
     from drgrader.data.inputs import collect_inputs
     from drgrader.inference.predict import (
@@ -208,7 +208,7 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
     bundle.warn_if_unfitted()
     bundle.warn_if_synthetic()  # probe 36 AZ5: said by predict and serve only
     warn_other_tta(bundle, tta)
-    with tempfile.TemporaryDirectory(prefix="drgrader-grade-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{TEMP_FOLDER_PREFIX}grade-") as tmp:
         if in_memory:
             # Lossless PNGs through the path pipeline: the same decoding, quality check and
             # preprocessing as predict, and patient and eye read from the names. A PIL image

@@ -400,10 +400,44 @@ def test_a_patient_id_that_is_a_date_is_noted(tmp_path):
     assert shots.loc["cam2/30_left.jpg", "identity_note"] == ""  # a camera's folder: no patient's name (probe 52 BP3)
 
 
+def test_shots_in_a_folder_named_by_a_name_and_visit_codes_as_patients_are_noted(tmp_path):
+    """Probe 53 BQ2: ``Smith_John/1_L.jpg`` + ``2_R.jpg`` were patients 1 and 2, silently (the
+    folder rule wanted a number in the folder's name); BQ1: ``V1_L.jpg``, ``BL``, ``M12``, ``T0`` as
+    the patient, silently (the note knew only the long visit words); BQ3: a scratch folder ``n2``
+    or ``ab12`` holding ``10570_left.jpeg`` was noted as a patient's folder."""
+    for k, name in enumerate(("Smith_John/1_L.jpg", "Smith_John/2_R.jpg", "Jones/1_L.jpg", "Jones/2_R.jpg", "Jones/3_L.jpg",
+                              "export/V1_L.jpg", "export/BL_R.jpg", "export/M12_L.jpg", "export/T0_R.jpg",
+                              "n2/10570_left.jpg", "n2/10570_right.jpg", "ab12/10007_left.jpg", "ab12/10131_right.jpg",
+                              "clinic/10_left.jpg", "clinic/10_right.jpg", "clinic/1_left.jpg", "clinic/1_right.jpg")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(photo_bytes(k % 5, k + 90))
+    table = collect_inputs([tmp_path])
+    table.index = [Path(p).relative_to(tmp_path).as_posix() for p in table["path"]]
+    for name in ("Smith_John/1_L.jpg", "Smith_John/2_R.jpg", "Jones/3_L.jpg"):
+        assert "a patient's folder?: patient " in table.loc[name, "identity_note"], name
+        assert "a shot's number" in table.loc[name, "identity_note"], name
+    for name in ("export/V1_L.jpg", "export/BL_R.jpg", "export/M12_L.jpg", "export/T0_R.jpg"):
+        assert table.loc[name, "identity_note"].startswith("a date or visit as the patient: "), name
+    for name in ("n2/10570_left.jpg", "ab12/10007_left.jpg", "ab12/10131_right.jpg", "clinic/10_left.jpg", "clinic/1_right.jpg"):
+        assert "a patient's folder?" not in table.loc[name, "identity_note"], name  # a scratch folder; a numbered export
+
+
+def test_drgraders_own_temporary_folder_is_never_read_as_a_patients_folder():
+    # probe 53 BQ4: drgrader.grade's temporary folder, named at random, was sometimes "named like a patient"
+    from drgrader.data.identity import resolve_identity
+    from drgrader.data.identity_claims import evidence
+    from drgrader.data.identity_notes import TEMP_FOLDER_PREFIX
+
+    for folder in (f"/tmp/{TEMP_FOLDER_PREFIX}grade-k9_012q5", "/tmp/1001"):
+        rows = [evidence(f"{folder}/{name}.png", name, f"{folder}/{name}.png") for name in ("10570_left", "10570_right")]
+        notes = resolve_identity(rows)["identity_note"]
+        assert (notes == "").all() == folder.startswith(f"/tmp/{TEMP_FOLDER_PREFIX}"), (folder, list(notes))
+
+
 def test_photos_named_by_their_eye_alone_from_python_are_not_the_patient_of_a_temporary_folder(tiny_bundle):
     rgb = make_fundus(1, np.random.default_rng(3), height=96)
     photos, patients = drgrader.grade(tiny_bundle, [rgb, rgb[::-1]], names=["OD", "OS"])
-    assert not photos["patient_id"].str.contains("drgrader-grade").any()
+    assert not photos["patient_id"].str.contains("drgrader-").any()
     assert len(patients) == 2  # as before: no patient, each photo its own
 
 
@@ -1577,6 +1611,25 @@ def test_a_data_set_whose_patients_have_one_photo_each_is_warned_of(tmp_path, ca
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         read_dataset(root, "csv")
     assert "has one photo" not in caplog.text
+
+
+@pytest.mark.parametrize(("names", "warned"), [
+    ([f"{person}/{shot}" for person in ("Smith_John", "Doe_Jane", "Lee_Ann") for shot in ("1_L", "2_R")], True),
+    ([f"site/{p}_{e}" for p in (1, 2, 3) for e in ("L", "R")], False),  # a numbered export, two eyes each
+])
+def test_a_data_set_of_folders_holding_one_patients_numbered_shots_is_warned_of(tmp_path, caplog, names, warned):
+    """Probe 53 BQ2: ``Smith_John/1_L``, ``Smith_John/2_R`` in a label file: patients ``Smith_John/1``
+    and ``Smith_John/2``, so one person's eyes may land in train and test, without a word."""
+    root = tmp_path / "set"
+    for k, name in enumerate(names):
+        (root / "images" / f"{name}.jpeg").parent.mkdir(parents=True, exist_ok=True)
+        (root / "images" / f"{name}.jpeg").write_bytes(photo_bytes(k % 5, k))
+    (root / "labels.csv").write_text("image,level\n" + "".join(f"{name},{k % 5}\n" for k, name in enumerate(names)))
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        df = read_dataset(root, "csv")
+    assert df["patient_id"].nunique() == (6 if warned else 3)  # kept as read, but said
+    said = "3 folder(s) hold photos numbered like one patient's shots (e.g. 'Doe_Jane': Doe_Jane/1_L, Doe_Jane/2_R)"
+    assert (said in caplog.text) == warned, caplog.text
 
 
 def test_a_data_set_with_several_photos_of_one_eye_says_its_figures_count_photos(tmp_path, caplog):

@@ -219,3 +219,25 @@ def test_one_patient_id_on_dicom_headers_naming_two_people_is_refused(client, tm
     # Probe 43 BG4: one person's eyes from two exams eight years apart are no pair.
     res = post(client, ("r.dcm", named(1, "R", "SMITH^JOHN", "20150301")), ("l.dcm", named(2, "L", "SMITH^JOHN", "20230502")))
     assert res.status_code == 400 and "of patient '1001' are of two study dates by their DICOM headers" in res.json()["error"]
+
+
+@pytest.mark.parametrize(("right", "left", "shown"), [
+    ("1001/OD.jpg", "1002/OS.jpg", ("1001/OD.jpg", "1002/OS.jpg")),
+    # (a full Windows path, C:\\scans\\1001\\OD.jpg, reaches the server as its base name: python-multipart cuts it)
+    ("scans\\1001\\OD.jpg", "scans\\1002\\OS.jpg", ("scans/1001/OD.jpg", "scans/1002/OS.jpg")),
+])
+def test_upload_names_with_two_patients_folders_are_refused_as_predict_keeps_them_apart(client, right, left, shown):
+    # probe 53 BQ5: the folder was cut off, and two people's OD.jpg and OS.jpg answered as one patient
+    res = post(client, (right, jpeg(2, 1)), (left, jpeg(0, 2)))
+    assert res.status_code == 400, res.text
+    error = res.json()["error"]
+    assert f"{shown[0]}: patient '1001' by its folder; {shown[1]}: patient '1002' by its folder" in error
+
+
+def test_upload_names_in_one_patients_folder_or_visit_folders_are_read_as_predict_reads_them(client):
+    res = post(client, ("scans/1001/OD.jpg", jpeg(2, 1)), ("scans/1001/OS.jpg", jpeg(0, 2)))
+    assert res.status_code == 200, res.text
+    assert res.json()["eyes"]["right"]["filename"] == "scans/1001/OD.jpg"
+    res = post(client, ("1001/V1/OD.jpg", jpeg(2, 1)), ("1001/V2/OS.jpg", jpeg(0, 2)))
+    assert res.status_code == 400, res.text
+    assert "of patient '1001' are of two visits by their visit folders" in res.json()["error"]

@@ -86,7 +86,7 @@ def test_fifty_concurrent_uploads_get_a_grade_or_busy(server):
     assert all(body == {"error": "busy, try again"} for body in busy)
     assert httpx.get(f"{url}/api/health", timeout=30).json()["status"] == "ok"
     # Uploads were written only into the temporary folder, and nothing of them is left.
-    assert any(name.startswith("drgrader-upload-") for name in seen_in_tmp)
+    assert any(name.startswith("drgrader-tmp-upload-") for name in seen_in_tmp)
     assert listing(tmp) == before
     assert listing(cwd) == set()
 

@@ -197,9 +197,11 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
 
 # A folder named for a visit (``2015``, ``2023-05-02``, ``baseline``, ``visit2``, ``FU1``, ``month6``): in a
 # ``<patient>/<visit>/<eye>.jpg`` follow-up export, the patient is the folder above it (probe 48 BL5).
+# A visit's word, perhaps numbered (Baseline, BL, V1, FU2, M12, T0): a folder's or a name's
+VISIT_WORD = (r"(?:baseline|bl|screening|follow[-_ ]?up|fu|visit|v|year|yr|y|month|m|week|w|exam|session|round|tp|t)"
+              r"[-_ ]?\d{0,3}")
 _VISIT_FOLDER = re.compile(r"^(?:(?:19|20)\d\d(?:[-_.]?(?:0[1-9]|1[0-2])(?:[-_.]?(?:0[1-9]|[12]\d|3[01]))?)?"
-                           r"|(?:baseline|bl|screening|follow[-_ ]?up|fu|visit|v|year|yr|y|month|m|week|w|exam|session|round|tp|t)"
-                           r"[-_ ]?\d{0,3})$", re.IGNORECASE)
+                           rf"|{VISIT_WORD})$", re.IGNORECASE)
 
 
 def visit_folder(name: str) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.data.dicom import BIRTH_YEAR, VISIT_TAG
-from drgrader.data.eyes import eye_of_folder, visit_folder
+from drgrader.data.eyes import VISIT_WORD, eye_of_folder, visit_folder
 from drgrader.data.identity_claims import VISIT_FOLDER
 
 log = logging.getLogger("drgrader")
@@ -67,11 +67,11 @@ def warn_identity(table: pd.DataFrame, where: str = "") -> None:
 
 
 # A patient id that is a whole date, perhaps with a time: 20230502, 2023-05-02, 2023_05_02_101530, 02.05.2023;
-# or a visit's word (Baseline, visit1, FU1: photos named `Baseline_L.jpg`; probe 49 BM7).
+# or a visit's word, as a visit's folder is named (Baseline, visit1, FU1, V1, BL, M12, T0: photos named
+# `Baseline_L.jpg`; probe 49 BM7, probe 53 BQ1), but a lone letter.
 _DATE_ID = re.compile(r"^(?:19|20)\d\d([-_.]?)(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12]\d|3[01])(?:[-_T ]?\d{4}(?:\d\d)?)?$"
                       r"|^(?:0?[1-9]|[12]\d|3[01])([-_.])(?:0?[1-9]|1[0-2])\2(?:19|20)\d\d$"
-                      r"|^(?:baseline|screening|follow[-_ ]?up|fu|visit|year|month|week|session|round)[-_ ]?\d{0,3}$",
-                      re.IGNORECASE)
+                      rf"|^(?=..){VISIT_WORD}$", re.IGNORECASE)
 
 
 def note_date_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
@@ -91,31 +91,63 @@ def _number(name: str) -> str:
 _PATIENT_LIKE = re.compile(r"^[A-Za-z]{0,2}[-_ ]?\d+$|\d{3,}")
 # A camera's counter read as the patient (IMG_0001_L, DSC_0042_R: probe 52 BP2), never a patient's id
 _CAMERA_COUNTER = re.compile(r"^(?:img|dsc|dscn|dcim|pict|photo|image)[-_ ]?\d+$", re.IGNORECASE)
+# The folders drgrader makes for photos given in memory (drgrader.grade) or uploaded (serve): not the user's
+TEMP_FOLDER_PREFIX = "drgrader-tmp-"
+
+
+def _shot_number(patient: str) -> bool:
+    """A patient id that is a shot's number (1, 2, 07): read from ``1_L.jpg`` in one patient's folder."""
+    number = patient.rpartition("/")[2]
+    return number.isdigit() and len(number) <= 2
+
+
+def shots_of_one_patient(patients: set[str], one_photo_each: bool) -> bool:
+    """A folder's patients read from names that are shots' numbers from 1 (``Smith_John/1_L``, ``2_R``), each
+    of one photo: one patient's shots, perhaps (probe 53 BQ2); not a numbered export (``10_L``, ``10_R``, ``11_L``)."""
+    return (len(patients) >= 2 and all(_shot_number(p) for p in patients) and one_photo_each
+            and min(int(p.rpartition("/")[2]) for p in patients) <= 1)
+
+
+def _long_id(patient: str) -> bool:
+    """A patient id of three or more digits that is not a year (10570, 1001, not 2015): a patient's own."""
+    return patient.isdigit() and len(patient) >= 3 and not re.fullmatch(r"(?:19|20)\d\d", patient)
 
 
 def note_patients_folders(table: pd.DataFrame, notes: list[list[str]], from_name: pd.Series) -> None:
     """Photos whose patient is read from their names (``2015_L``, ``Mar2015_L``, ``1_L``, ``IMG_0001_L``) in
     a folder named like a patient (a number, perhaps after a few letters; no visit's or eye's name) that holds one or two such
-    patients, neither of them the folder's: a patient-per-folder export whose names say a visit or a shot
-    (probe 50 BN1, probe 51 BO1, BO3). Kept as read (a day's folder holds several patients too), noted."""
+    patients, neither of them the folder's, or in any folder shots' numbers of one photo each (``Smith_John/1_L``,
+    ``2_R``: probe 53 BQ2): a patient-per-folder export whose names say a visit or a shot (probe 50 BN1,
+    probe 51 BO1, BO3). Kept as read (a day's folder holds several patients too), noted."""
     named = table.index[from_name.to_numpy()]
     # the folder a patient's would be: the photo's, or the one above a visit's (1001/V1/1_L.jpg: probe 52 BP2)
     folders = table.loc[named, "source"].map(lambda source: Path(str(source)).parent).map(
         lambda folder: folder.parent if visit_folder(folder.name) and folder.parent.name else folder)
-    in_folder = table.loc[named, "patient_id"].astype(str).groupby(folders).agg(set)
+    patients = table.loc[named, "patient_id"].astype(str)
+    in_folder = patients.groupby(folders).agg(set)
+    one_photo_each = patients.map(table["patient_id"].value_counts()).groupby(folders).max().eq(1)  # of all photos
     for k in named:
         patient, folder = str(table.at[k, "patient_id"]), folders[k]
+        if folder.name.startswith(TEMP_FOLDER_PREFIX):  # drgrader's own folder says nothing (probe 53 BQ4)
+            continue
+        here = in_folder[folder]
         # one or two patients there, or shots numbered 1..99 (1_L, 2_R, 3_L: probe 52 BP2)
-        few = len(in_folder[folder]) <= 2 or all((n := p.rpartition("/")[2]).isdigit() and len(n) <= 2 for p in in_folder[folder])
+        few = len(here) <= 2 or all(_shot_number(p) for p in here)
+        shots = shots_of_one_patient(here, one_photo_each[folder])  # whatever the folder's name
         if _CAMERA_COUNTER.match(patient):
             notes[k].append(f"{PATIENT_FOLDER}: patient {patient!r} is read from the photo's name, a camera's counter "
                             "(photos numbered by shot?): one patient's photos would be several patients; if so, give the "
                             "patients in a CSV")
         elif (_PATIENT_LIKE.search(folder.name) and not visit_folder(folder.name) and not eye_of_folder(folder.name)
-                and few and _number(patient) != _number(folder.name)):  # P10/10_left: one
+                and few and _number(patient) != _number(folder.name)  # P10/10_left: one
+                and not (len(_number(folder.name)) <= 2 and _long_id(patient))):  # n2/10570_left: a scratch folder (BQ3)
             notes[k].append(f"{PATIENT_FOLDER}: patient {patient!r} is read from the photo's name, but its folder "
                             f"{folder.name!r} is named like a patient (one patient's folder, its photos named by visit "
                             "or shot?): if so, give the patients in a CSV")
+        elif shots and not visit_folder(folder.name) and not eye_of_folder(folder.name) and _number(patient) != _number(folder.name):
+            notes[k].append(f"{PATIENT_FOLDER}: patient {patient!r} is read from the photo's name, a shot's number (its "
+                            f"folder {folder.name!r} one patient's, its photos numbered by shot?): one patient's photos "
+                            "would be several patients; if so, give the patients in a CSV")
 
 
 _NUMBERED_SHOT = re.compile(r"(?:left|right|os|od)[_\- ]+([0-9]{1,2})$", re.IGNORECASE)

@@ -28,6 +28,7 @@ from drgrader.data.eyes import folded_patient, shown_patient
 from drgrader.data.grade_columns import looks_like_label_file
 from drgrader.data.identity import given_against_names, one_name_two_given
 from drgrader.data.identity_claims import patient_named
+from drgrader.data.identity_notes import shots_of_one_patient
 from drgrader.data.label_files import (
     IMAGE_EXTENSIONS,
     MANIFEST_COLUMNS,
@@ -134,6 +135,23 @@ def _warn_one_photo_each(df: pd.DataFrame, root: Path) -> None:
         log.warning("%s: %d of the %d patients have one photo: are the patient ids per photo (an exam or image id, an "
                     "anonymiser's per-file id)? Then a patient's two eyes may fall on both sides of the split", root,
                     int((counts == 1).sum()), len(counts))
+
+
+def _warn_shots_as_patients(df: pd.DataFrame, root: Path, given: list[bool]) -> None:
+    """Image ids ``Smith_John/1_L``, ``Smith_John/2_R``: the names' numbers read as patients may be one
+    patient's shots, whose eyes could then fall on both sides of a split (probe 53 BQ2, as predict notes)."""
+    named = df[~pd.Series(given, index=df.index, dtype=bool)]
+    if named.empty:
+        return
+    folders = named["image_id"].astype(str).str.replace("\\", "/").str.rpartition("/")[0]
+    one_each = named["patient_id"].map(df["patient_id"].value_counts()).groupby(folders).max().eq(1)
+    shots = [f for f, patients in named["patient_id"].groupby(folders).agg(set).items()
+             if f and shots_of_one_patient(patients, one_each[f])]
+    if shots:
+        log.warning("%s: %d folder(s) hold photos numbered like one patient's shots (e.g. %r: %s), each number read as "
+                    "a patient: if each folder is one patient's, give a patient_id column, or a patient's eyes may fall "
+                    "on both sides of the split", root, len(shots), shots[0],
+                    ", ".join(sorted(named["image_id"][folders == shots[0]])[:3]))
 
 
 def _warn_several_photos_of_one_eye(df: pd.DataFrame, root: Path) -> None:
@@ -324,6 +342,7 @@ def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> M
     _warn_binary_grades(df, root)
     _warn_no_grade_0(df, root)
     _warn_one_photo_each(df, root)
+    _warn_shots_as_patients(df, root, given)
     _warn_several_photos_of_one_eye(df, root)
     if cfg.limit is not None:
         df = _first_patients(df, cfg.limit)

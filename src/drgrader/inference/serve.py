@@ -51,6 +51,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
 from drgrader.data.dicom import DicomHeader, header_or_none
+from drgrader.data.identity_notes import TEMP_FOLDER_PREFIX
 from drgrader.data.images import ImageReadError, drawing_png, read_image_size
 from drgrader.data.photo import photo_quality
 from drgrader.data.same_picture import picture_print
@@ -68,6 +69,7 @@ from drgrader.inference.serve_patient import (
     patient_answer,
     save_upload,
     unknown_fields,
+    upload_name,
 )
 from drgrader.inference.serve_transport import (
     DEFAULT_READ_TIMEOUT,
@@ -302,7 +304,7 @@ def create_app(
                     return _error(400, f"send one photo file as the field '{field}' ({len(parts)} parts sent)")
                 if not parts:
                     continue
-                name = Path(parts[0].filename or "upload").name
+                name = upload_name(parts[0].filename or "upload")
                 data = await parts[0].read(limit + 1)
                 if len(data) > limit:
                     return _error(413, field_error(field, f"{name}: file too large (> {max_upload_mb:g} MB)"))
@@ -338,7 +340,7 @@ def create_app(
         if not app.state.slots.acquire(blocking=False):
             return _error(503, "busy, try again")
         try:
-            with tempfile.TemporaryDirectory(prefix="drgrader-upload-") as tmp:
+            with tempfile.TemporaryDirectory(prefix=f"{TEMP_FOLDER_PREFIX}upload-") as tmp:
                 photos = []
                 for field, name, data in received:
                     photos.append((field, name, save_upload(Path(tmp), field, name, data)))

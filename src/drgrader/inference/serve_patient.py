@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
 from drgrader.data.dicom import DicomHeader, is_dicom
+from drgrader.data.eyes import eye_alone, eye_of_folder, visit_folder
 from drgrader.data.identity import resolve_identity
-from drgrader.data.identity_claims import evidence, photo_eye_claims
+from drgrader.data.identity_claims import VISIT_FOLDER, evidence, photo_eye_claims
 from drgrader.data.identity_notes import (
     CONTRADICTORY_EYE,
     CONTRADICTORY_PATIENT,
@@ -60,14 +61,36 @@ def unknown_fields(names: Iterable[str]) -> str | None:
             "'right' and/or 'left' (or one photo as 'file')")
 
 
+def upload_name(sent: str) -> str:
+    """An upload's file name as the client sent it, with up to two folders (``1001/OD.jpg``;
+    ``scans\\1001\\OD.jpg`` -> ``scans/1001/OD.jpg``): a folder can name the patient, as it does
+    for predict, so it is not cut off (probe 53 BQ5: two patients' ``OD.jpg`` and ``OS.jpg``). A full
+    Windows path (``C:\\...``) arrives as its base name (python-multipart cuts it, as browsers once sent it)."""
+    parts = [p for p in PurePosixPath(sent.replace("\\", "/")).parts if p not in ("/", ".", "..") and not p.endswith(":")]
+    return "/".join(parts[-3:]) or "upload"
+
+
+def _folder_claims(name: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """(patient, person) an upload's folders say, as :func:`~drgrader.data.input_files.input_rows` reads
+    a file's: a photo named by its eye alone (``1001/OD.jpg``) is its folder's patient's, or the
+    folder's above a visit's (``1001/V1/OD.jpg``), whose visit tells two exams apart."""
+    path = PurePosixPath(name)
+    folder, above = path.parent.name, path.parent.parent.name
+    visit = folder if visit_folder(folder) and above else ""
+    holder = above if visit else folder
+    patient = holder if holder and eye_alone(path.stem) and not eye_of_folder(holder) else ""
+    return patient, ((VISIT_FOLDER, visit.casefold()),) if visit else ()
+
+
 def upload_evidence(field: str, name: str, path: Path, header: DicomHeader | None) -> dict:
     """The identity evidence (:func:`~drgrader.data.identity.evidence`) of one uploaded eye photo,
     gathered as predict gathers a listed photo's (:func:`~drgrader.data.input_files.input_rows`): its
     field is a claim about the eye, as a CSV's eye cell is; its DICOM header (``PatientID``,
-    laterality); its file name, the image id."""
-    return evidence(path, Path(name).stem, path, csv_eye=EYE_FIELDS[field],
+    laterality); its file name, the image id, and its folders (:func:`_folder_claims`)."""
+    folder_patient, visit = _folder_claims(name)
+    return evidence(path, PurePosixPath(name).stem, path, csv_eye=EYE_FIELDS[field], folder_patient=folder_patient,
                     dicom_patient=header.patient_id if header else "",
-                    dicom_laterality=header.laterality if header else (), person=header.person if header else ())
+                    dicom_laterality=header.laterality if header else (), person=(*(header.person if header else ()), *visit))
 
 
 def _wrong_eye(field: str, name: str, said: list[tuple[str, str]]) -> str:
@@ -82,6 +105,13 @@ def _wrong_eye(field: str, name: str, said: list[tuple[str, str]]) -> str:
     return field_error(field, f"{name}: its {first_who} says the {first} eye; send it as '{first}'{fix}")
 
 
+def _patient_source(row: dict, patient: str) -> str:
+    """Where a resolved photo's patient came from, for messages: its DICOM ``PatientID``, name or folder."""
+    if row["dicom_patient"] == patient:
+        return "DICOM PatientID"
+    return "folder" if row["folder_patient"] == patient and eye_alone(row["image_id"]) else "name"
+
+
 def _two_patients(names: list[str], rows: list[dict], resolved: pd.DataFrame, kinds: list[set[str]]) -> str | None:
     """The message for two eye photos the resolver does not take as one patient's, or None: two
     patients by name or DICOM ``PatientID`` (a photo without one, ``no patient``, agrees with
@@ -89,7 +119,7 @@ def _two_patients(names: list[str], rows: list[dict], resolved: pd.DataFrame, ki
     patients = list(resolved["patient_id"])
     # a photo without a patient, or whose name's patient is a date or a visit (`Baseline_R.jpg`: probe 50 BN7), agrees with any
     if not any(NO_PATIENT in k or DATE_AS_PATIENT in k for k in kinds) and patients[0] != patients[1]:
-        said = "; ".join(f"{name}: patient {patient!r} by its {'DICOM PatientID' if row['dicom_patient'] else 'name'}"
+        said = "; ".join(f"{name}: patient {patient!r} by its {_patient_source(row, patient)}"
                          for name, patient, row in zip(names, patients, rows))
         fix = (" (ids that differ only in case, spacing, separators or leading zeros are two patients to predict too: "
                "spell them alike)") if LOOKALIKE_PATIENTS in kinds[0] else ""
@@ -99,8 +129,9 @@ def _two_patients(names: list[str], rows: list[dict], resolved: pd.DataFrame, ki
                 "PatientID, but their headers name two people (another name, birth date, age, sex, issuer or institution): send "
                 "the two eyes of one patient (or correct the PatientID)")
     if any(TWO_VISITS in k for k in kinds):  # probe 43 BG4
-        return (f"the 'right' and 'left' photos ({', '.join(names)}) of patient {patients[0]!r} are of two study dates by "
-                "their DICOM headers: send the two eyes of one exam")
+        by = "visit folders" if any(tag == VISIT_FOLDER for row in rows for tag, _ in row["person"]) else "DICOM headers"
+        return (f"the 'right' and 'left' photos ({', '.join(names)}) of patient {patients[0]!r} are of two "
+                f"{'visits' if by == 'visit folders' else 'study dates'} by their {by}: send the two eyes of one exam")
     if any(CONTRADICTORY_PATIENT in k for k in kinds):
         return (f"the 'right' and 'left' photos are of two patients by their names ({', '.join(names)}), though both are "
                 f"patient {patients[0]!r} by their DICOM PatientID: send the two eyes of one patient (or correct the PatientID)")
