@@ -406,6 +406,7 @@ def test_shots_in_a_folder_named_by_a_name_and_visit_codes_as_patients_are_noted
     the patient, silently (the note knew only the long visit words); BQ3: a scratch folder ``n2``
     or ``ab12`` holding ``10570_left.jpeg`` was noted as a patient's folder."""
     for k, name in enumerate(("Smith_John/1_L.jpg", "Smith_John/2_R.jpg", "Jones/1_L.jpg", "Jones/2_R.jpg", "Jones/3_L.jpg",
+                              "Lee/5_L.jpg", "Lee/6_R.jpg",  # probe 54 BR1: shots not numbered from 1
                               "export/V1_L.jpg", "export/BL_R.jpg", "export/M12_L.jpg", "export/T0_R.jpg",
                               "n2/10570_left.jpg", "n2/10570_right.jpg", "ab12/10007_left.jpg", "ab12/10131_right.jpg",
                               "clinic/10_left.jpg", "clinic/10_right.jpg", "clinic/1_left.jpg", "clinic/1_right.jpg")):
@@ -413,7 +414,7 @@ def test_shots_in_a_folder_named_by_a_name_and_visit_codes_as_patients_are_noted
         (tmp_path / name).write_bytes(photo_bytes(k % 5, k + 90))
     table = collect_inputs([tmp_path])
     table.index = [Path(p).relative_to(tmp_path).as_posix() for p in table["path"]]
-    for name in ("Smith_John/1_L.jpg", "Smith_John/2_R.jpg", "Jones/3_L.jpg"):
+    for name in ("Smith_John/1_L.jpg", "Smith_John/2_R.jpg", "Jones/3_L.jpg", "Lee/6_R.jpg"):
         assert "a patient's folder?: patient " in table.loc[name, "identity_note"], name
         assert "a shot's number" in table.loc[name, "identity_note"], name
     for name in ("export/V1_L.jpg", "export/BL_R.jpg", "export/M12_L.jpg", "export/T0_R.jpg"):

@@ -241,6 +241,17 @@ def test_hidden_files_and_folders_are_left_out_and_counted(photos, caplog):
     assert f"skipped 2 hidden files in {photos} (a name, or a folder's, beginning with '.': e.g. ._7_right.jpeg)" in caplog.text
 
 
+def test_a_list_of_the_photos_inside_the_folder_given_is_named_as_one(photos, caplog):
+    # probe 53 BQ9: skipped as "not an image" only, its patients not read, no word that it is a list
+    (photos / "patients.csv").write_text("image,patient_id,eye\n7_left.jpeg,A1,left\n7_right.jpeg,A1,right\n")
+    (photos / "notes.csv").write_text("when,who\n2015,me\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        collect_inputs([photos])
+    assert (f"skipped 2 files in {photos} that are not " in caplog.text
+            and "(.csv: 2); patients.csv looks like a list of photos: to read the patients and eyes it gives, give predict "
+                "the list instead of the folder" in caplog.text)
+
+
 def test_a_photo_given_twice_as_different_eyes_is_one_photo_with_the_conflict_noted(photos, tmp_path, monkeypatch):
     # Rule 2's resolver combines the two mentions (the CSV's patient wins) and says what it did.
     listing = tmp_path / "list.csv"
@@ -903,7 +914,8 @@ def test_a_second_label_file_beside_the_one_read_is_named(tmp_path):
 @pytest.mark.parametrize(("other", "header"), [("grades.csv", "image,Grade"), ("labels/trainLabels.csv", "image,Grade"),
                                                ("corrected/severity.csv", "image,Grade"),
                                                ("corrected_labels.csv", "image,label"),  # probe 32 B20
-                                               ("v2.csv", "image,level_updated")])
+                                               ("v2.csv", "image,level_updated"),
+                                               ("Labels.CSV", "image,Grade"), ("grades.tsv", "image\tGrade")])  # probe 53 CQ1
 def test_a_label_file_under_any_name_beside_the_one_read_is_named(tmp_path, other, header):
     """Probe 30 W7: a second label file was named only when its name held 'label' and it lay in the
     root (grades.csv, labels/trainLabels.csv were left out without a word); Kaggle's template
@@ -915,9 +927,11 @@ def test_a_label_file_under_any_name_beside_the_one_read_is_named(tmp_path, othe
     (root / "sampleSubmission.csv").write_text("image,level\n10_left,0\n10_right,0\n")
     (root / "visits.csv").write_text("patient,date\n10,2015-01-01\n")
     (root / other).parent.mkdir(exist_ok=True)
-    (root / other).write_text(f"{header}\n10_left,4\n10_right,4\n")
+    sep = "\t" if other.endswith(".tsv") else ","
+    (root / other).write_text(f"{header}\n10_left{sep}4\n10_right{sep}4\n")
     with pytest.warns(UserWarning, match=rf"holds trainLabels.csv and {other}: read trainLabels.csv \(kaggle\); "
-                                         rf"{other} is not read \(data.format=csv and data.labels={other} read it instead\)$"):
+                                         rf"{other} is not read \(data.format=csv and data.labels={other} read it instead"
+                                         rf"{', saved as comma-separated' if sep == chr(9) else ''}\)$"):
         read_manifest(DataConfig(root=root))
 
 

@@ -216,6 +216,14 @@ def test_one_patient_id_on_dicom_headers_naming_two_people_is_refused(client, tm
     assert "are of patient '1001' by their DICOM PatientID, but their headers name two people" in error
     assert "SMITH" not in error and "JONES" not in error
     assert post(client, ("r.dcm", named(1, "R", "SMITH^JOHN")), ("l.dcm", named(2, "L", "smith^john"))).status_code == 200
+    # Probe 53 BQ11: headers without a PatientID, the patient from the names: not said to be the PatientID's.
+    right, left = (write_dicom(tmp_path / f"n{seed}.dcm", fundus(2, seed), laterality=side) for seed, side in ((3, "R"), (4, "L")))
+    for path, name in ((right, "SMITH^JOHN"), (left, "DOE^JANE")):
+        ds = pydicom.dcmread(path)
+        ds.PatientName = name
+        ds.save_as(path)
+    res = post(client, ("dc2_r.dcm", right.read_bytes()), ("dc2_l.dcm", left.read_bytes()))
+    assert res.status_code == 400 and "are of patient 'dc2' by their name, but their headers name two people" in res.json()["error"]
     # Probe 43 BG4: one person's eyes from two exams eight years apart are no pair.
     res = post(client, ("r.dcm", named(1, "R", "SMITH^JOHN", "20150301")), ("l.dcm", named(2, "L", "SMITH^JOHN", "20230502")))
     assert res.status_code == 400 and "of patient '1001' are of two study dates by their DICOM headers" in res.json()["error"]

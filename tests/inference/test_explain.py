@@ -173,3 +173,15 @@ def test_explain_never_replaces_a_file_it_did_not_draw(tiny_bundle, tmp_path):
     with pytest.raises(OutputError, match="holds 5_left_gradcam.png, which drgrader did not draw"):
         explain_command(tiny_bundle, [images], mine)
     assert (mine / "5_left_gradcam.png").read_bytes() == before
+
+
+def test_panels_of_a_lists_parent_relative_paths_are_not_hidden_files(tiny_bundle, tmp_path):
+    # probe 53 BQ6: ids '../base/10007_left' gave panels '.._base_10007_left_gradcam.png', hidden from ls and from drgrader
+    (tmp_path / "base").mkdir()
+    for seed, name in enumerate(["10007_left", "10007_right"]):
+        cv2.imwrite(str(tmp_path / "base" / f"{name}.jpeg"), cv2.cvtColor(fundus(seed, seed), cv2.COLOR_RGB2BGR))
+    (tmp_path / "lists").mkdir()
+    listed = tmp_path / "lists" / "h.csv"
+    listed.write_text("image,patient_id,eye\n../base/10007_left.jpeg,P1,left\n../base/10007_right.jpeg,P1,right\n")
+    out = explain_command(tiny_bundle, [listed], tmp_path / "out")
+    assert sorted(p.name for p in out.iterdir()) == ["base_10007_left_gradcam.png", "base_10007_right_gradcam.png"]

@@ -4,6 +4,7 @@ added, replaced and kept, and a tiny trained run whose card `drgrader evaluate -
 
 import copy
 import json
+import logging
 import shutil
 import sys
 
@@ -236,6 +237,21 @@ def test_external_entries_are_added_replaced_and_kept():
     odd = ExternalEvaluation({"evaluated_on": "external:/d/x"}, "/a b/--> c")
     twice = add_externals(add_externals(card, [odd]), [odd])
     assert twice.count("### x") == 1
+
+
+def test_a_rewritten_card_leaves_out_the_external_entries_of_other_weights(caplog):
+    # Probe 53's lead: `train --resume` rewrote the bundle (a later best epoch) and kept the figures of the old weights.
+    import dataclasses
+
+    card = build_model_card(MANIFEST, METRICS)
+    old = add_externals(card, [dataclasses.replace(_external("idrid", 0.5), model="aaaa"),
+                               dataclasses.replace(_external("messidor", 0.4), model="bbbb"), _external("aptos", 0.3)])
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        rewritten = keep_externals(build_model_card(MANIFEST, METRICS), old, model="bbbb")
+    assert "### idrid" not in rewritten and "### messidor" in rewritten
+    assert "### aptos" in rewritten  # an entry written before entries named their model: kept, as before
+    assert ("the external evaluation of /runs/aptos-b0/eval-idrid is left out: it measured this bundle's earlier weights or thresholds "
+            "(its figures stay in /runs/aptos-b0/eval-idrid)") in caplog.text
 
 
 def test_command_line_is_recorded_only_for_the_drgrader_command(monkeypatch):

@@ -141,6 +141,15 @@ def test_listed_photos_not_found_are_warned_with_another_extension_named(tmp_pat
     assert len(table) == 2
     assert (f"{tmp_path / 'l.csv'}: 2 of 2 listed photo(s) not found (e.g. sub/IMG_A.jpg; IMG_A.jpeg has another extension: "
             "list it so if it is that photo): their rows say 'file not found'") in caplog.messages
+    # Probe 53 BQ7: a data set's label file (ids without extension, photos in images/ beside it) given to predict.
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "Patient002_L.jpg").write_bytes(photo_bytes(1, 2))
+    (tmp_path / "labels.csv").write_text("image,level,patient_id,eye\nPatient002_L,0,Patient002,left\n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        collect_inputs([tmp_path / "labels.csv"])
+    assert ("1 of 1 listed photo(s) not found (e.g. Patient002_L; images/Patient002_L.jpg is beside the list: a data set's "
+            "label file? A list names each photo by its path from the list's folder") in caplog.text
 
 
 def test_patient_cells_that_name_an_eye_are_warned_of(tmp_path, caplog):

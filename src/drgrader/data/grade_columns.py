@@ -188,12 +188,12 @@ def refuse_other_grade_columns(table: pd.DataFrame, shown: str, read: str, fmt: 
 
 
 def looks_like_label_file(path: Path) -> bool:
-    """A CSV with an image column and a grade column (``image,level``; ``id_code,diagnosis``) with
+    """A CSV (or TSV) with an image column and a grade column (``image,level``; ``id_code,diagnosis``) with
     a grade other than 0: Kaggle's ``sampleSubmission.csv`` (``image,level``, every level 0) is a
     template to fill, not labels."""
     try:
         text, _ = decode_lines(path.read_bytes()[:20_000_000])
-        rows = csv.reader(io.StringIO(text, newline=""))
+        rows = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
         header = next(rows, [])
         keys = [column_key(cell) for cell in header]
         # A grade column by the rule a second grade column is refused by (corrected_labels.csv's 'label').

@@ -102,10 +102,11 @@ def _shot_number(patient: str) -> bool:
 
 
 def shots_of_one_patient(patients: set[str], one_photo_each: bool) -> bool:
-    """A folder's patients read from names that are shots' numbers from 1 (``Smith_John/1_L``, ``2_R``), each
-    of one photo: one patient's shots, perhaps (probe 53 BQ2); not a numbered export (``10_L``, ``10_R``, ``11_L``)."""
+    """A folder's patients read from names that are shots' numbers (``Smith_John/1_L``, ``2_R``; two of them,
+    or more from 1), each of one photo: one patient's shots, perhaps (probe 53 BQ2, probe 54 BR1); not a numbered
+    export (``10_L``, ``10_R``, ``11_L``) or a batch (``21_L``, ``22_L``, ``23_L``)."""
     return (len(patients) >= 2 and all(_shot_number(p) for p in patients) and one_photo_each
-            and min(int(p.rpartition("/")[2]) for p in patients) <= 1)
+            and (len(patients) == 2 or min(int(p.rpartition("/")[2]) for p in patients) <= 1))
 
 
 def _long_id(patient: str) -> bool:

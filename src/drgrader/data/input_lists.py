@@ -224,7 +224,7 @@ def rows_from_list(csv: Path, piped: bool = False) -> list[dict]:
                     "paired; write the patient's id alone and the eye in an eye column", csv, len(eyed), eyed[0].strip())
     if missing:  # probe 39 BC3: said at INFO only, even when no photo was found
         log.warning("%s: %d of %d listed photo(s) not found (e.g. %s%s): their rows say 'file not found'", csv, len(missing),
-                    len(table), missing[0], _other_extension(folder / missing[0]))
+                    len(table), missing[0], _other_extension(folder / missing[0]) or _in_a_folder_beside(folder, missing[0]))
     if elsewhere:
         log.warning("%s: %d image path(s) name a Windows drive or network share (e.g. %s), which this machine cannot "
                     "open: their rows say 'file not found'; write the paths as they are here (or relative to the list)",
@@ -238,3 +238,15 @@ def _other_extension(path: Path) -> str:
     others = [f.name for f in (path.parent.iterdir() if path.parent.is_dir() else ())
               if f.suffix.lower() in IMAGE_EXTENSIONS and strip_image_extension(f.name).lower() == stem]
     return f"; {others[0]} has another extension: list it so if it is that photo" if others else ""
+
+
+def _in_a_folder_beside(folder: Path, listed: str) -> str:
+    """The hint for a listed photo not found when a folder beside the list holds it (a data set's
+    label file, its photos in ``images/``, given to predict: probe 53 BQ7)."""
+    name = Path(listed).name
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for found in (sub / name, *(sub / f"{name}{ext}" for ext in IMAGE_EXTENSIONS)):
+            if found.is_file():
+                return (f"; {found.relative_to(folder).as_posix()} is beside the list: a data set's label file? A list "
+                        "names each photo by its path from the list's folder (or give predict the photos' folder)")
+    return ""

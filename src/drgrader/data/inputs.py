@@ -75,8 +75,9 @@ as a CSV list (paths relative to the current folder); a list's path written on W
             others = Counter(f.suffix.lower() or "(no suffix)" for f, ok in zip(entries, photo) if not ok)
             if others:
                 listing = ", ".join(f"{suffix}: {n}" for suffix, n in sorted(others.items()))
-                log.warning("skipped %d files in %s that are not %s images (%s)",
-                            sum(others.values()), path, "/".join(IMAGE_EXTENSIONS), listing)
+                log.warning("skipped %d files in %s that are not %s images (%s)%s",
+                            sum(others.values()), path, "/".join(IMAGE_EXTENSIONS), listing,
+                            _list_hint([f for f, ok in zip(entries, photo) if not ok]))
             if not files:
                 log.warning("no images (%s) in folder %s", ", ".join(IMAGE_EXTENSIONS), path)
             rows += [row for f in files for row in input_rows(f)]
@@ -134,3 +135,15 @@ def _note_patients_of_two_sources(table: pd.DataFrame, given_by: dict[str, str],
             table.at[k, "identity_note"] = "; ".join(filter(None, (table.at[k, "identity_note"], note)))
 
 
+def _list_hint(skipped: list[Path]) -> str:
+    """The hint for a list of the photos lying among them (``patients.csv`` with an image column),
+    skipped with the folder's other files: its patients and eyes are read only when it is given
+    (probe 53 BQ9)."""
+    for f in skipped:
+        if f.suffix.lower() == ".csv" and f.is_file():
+            with open(f, encoding="utf-8", errors="replace") as text:
+                header = text.readline().casefold()
+            if any(word in header for word in ("image", "file", "path", "photo")):
+                return (f"; {f.name} looks like a list of photos: to read the patients and eyes it gives, give predict "
+                        "the list instead of the folder")
+    return ""

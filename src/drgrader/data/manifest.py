@@ -275,13 +275,15 @@ def _warn_other_label_files(root: Path, source: str, cfg: DataConfig, rows: list
     read = {row.where.rsplit(" row ", 1)[0] for row in rows if " row " in row.where}
     if not read:
         return
-    csvs = [*root.glob("*.csv"), *root.glob("*/*.csv")]
+    # any case of the suffix, and tab-separated too (Labels.CSV, grades.tsv: probe 53 CQ1)
+    csvs = [p for p in (*root.glob("*.*"), *root.glob("*/*.*")) if p.suffix.lower() in (".csv", ".tsv")]
     others = sorted(name for p in csvs if (name := shown_path(p, root)) not in read and looks_like_label_file(p))
     if read and others:
         names = " and ".join(sorted(read) + others)
         warnings.warn(f"{root} holds {names}: read {', '.join(sorted(read))} ({source}); {', '.join(others)} "
                       f"{'is' if len(others) == 1 else 'are'} not read (data.format=csv and data.labels={others[0]} "
-                      "read it instead)", stacklevel=4)
+                      f"read it instead{', saved as comma-separated' if others[0].lower().endswith('.tsv') else ''})",
+                      stacklevel=4)
 
 
 def _build_manifest(found: Found, cfg: DataConfig, source: str, root: Path) -> Manifest:

@@ -219,7 +219,8 @@ def explain_command(bundle: str | Path | Bundle, images: Sequence[str | Path], o
                         "paired-eye stage), so for the %d patient(s) with both eyes here its grades may differ", int((both > 1).sum()))
     written = 0
     # clinicA/10_left.jpeg and clinicB/10_left.jpeg must not share one heat map file.
-    names = unique_names(re.sub(r"[^\w.-]+", "_", image_id) for image_id in table["image_id"])
+    # A leading dot (an id '../base/10_left' from a list) would hide the panel (probe 53 BQ6).
+    names = unique_names(re.sub(r"[^\w.-]+", "_", image_id).lstrip("._") or "photo" for image_id in table["image_id"])
     for name in names:  # a panel replaces an earlier panel, never a file of the user's under its name
         panel = out / fitting_name(name, "_gradcam.png")
         if panel.exists() and not is_drawing(panel):

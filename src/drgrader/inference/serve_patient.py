@@ -125,8 +125,8 @@ def _two_patients(names: list[str], rows: list[dict], resolved: pd.DataFrame, ki
                "spell them alike)") if LOOKALIKE_PATIENTS in kinds[0] else ""
         return f"the 'right' and 'left' photos are of two patients ({said}): send the two eyes of one patient{fix}"
     if any(TWO_PEOPLE in k for k in kinds):  # probe 41 BE6
-        return (f"the 'right' and 'left' photos ({', '.join(names)}) are of patient {patients[0]!r} by their DICOM "
-                "PatientID, but their headers name two people (another name, birth date, age, sex, issuer or institution): send "
+        return (f"the 'right' and 'left' photos ({', '.join(names)}) are of patient {patients[0]!r} by their "
+                f"{_patient_source(rows[0], patients[0])}, but their headers name two people (another name, birth date, age, sex, issuer or institution): send "
                 "the two eyes of one patient (or correct the PatientID)")
     if any(TWO_VISITS in k for k in kinds):  # probe 43 BG4
         by = "visit folders" if any(tag == VISIT_FOLDER for row in rows for tag, _ in row["person"]) else "DICOM headers"

@@ -66,6 +66,27 @@ NO_EXTERNAL = ("None yet. `drgrader evaluate BUNDLE --data OTHER_DATA_SET` measu
 _BEGIN = "<!-- drgrader:external {key} -->"
 _END = "<!-- /drgrader:external -->"
 _ENTRY = re.compile(r"<!-- drgrader:external (\S+) -->\n.*?<!-- /drgrader:external -->\n?", re.S)
+_MODEL = re.compile(r"<!-- drgrader:model (\w+) -->")
+
+
+def model_id(bundle_dir: str | Path, manifest: dict) -> str:
+    """What an external entry's figures are of: a digest of the bundle's weights (each member's, for
+    an ensemble) and its thresholds; '' when bundle.json records no weights."""
+    import hashlib
+    import json
+
+    from drgrader.inference.bundle_spec import read_manifest
+
+    weights = [manifest.get("weights_sha256")]
+    for member in manifest.get("members") or ():
+        try:
+            weights.append(read_manifest(Path(bundle_dir) / member).get("weights_sha256"))
+        except (OSError, ValueError):
+            weights.append(None)
+    if not any(weights):
+        return ""
+    record = json.dumps([weights, manifest.get("thresholds"), manifest.get("paired_eyes")], sort_keys=True, default=str)
+    return hashlib.sha256(record.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -79,6 +100,7 @@ class ExternalEvaluation:
     command: str | None = None
     synthetic: bool = False
     data_set: str = ""
+    model: str = ""  # the bundle's model it measured (:func:`model_id`)
 
     @property
     def key(self) -> str:
@@ -161,7 +183,8 @@ def external_entry(evaluation: ExternalEvaluation) -> str:
         if said := list(test.get("warnings") or []) + reading_warnings(metrics):
             blocks.append(Alert("warning", "Automatic warnings", said))
     body = "\n\n".join(_block_md(b) for b in blocks)
-    return (_BEGIN.format(key=evaluation.key) + f"\n### {name} ({card_date(metrics.get('created'))})\n\n"
+    model = f"<!-- drgrader:model {evaluation.model} -->\n" if evaluation.model else ""
+    return (_BEGIN.format(key=evaluation.key) + f"\n{model}### {name} ({card_date(metrics.get('created'))})\n\n"
             + body + "\n" + _END + "\n")
 
 
@@ -207,14 +230,25 @@ def add_externals(text: str, externals: Sequence[ExternalEvaluation]) -> str:
     return _join(head, entries)
 
 
-def keep_externals(new: str, old: str | None) -> str:
+def keep_externals(new: str, old: str | None, model: str = "") -> str:
     """``new`` card with the external entries of ``old`` that ``new`` lacks (a rewritten card
-    never loses what ``evaluate`` added)."""
+    never loses what ``evaluate`` added), but those measured on another ``model`` (:func:`model_id`:
+    a resumed run's later best epoch, other thresholds), which would be figures of a model that is no
+    longer there: left out, said."""
     if not old:
         return new
     head, entries = _split_externals(new)
     keys = {key for key, _ in entries}
-    entries += [(key, entry) for key, entry in _split_externals(old)[1] if key not in keys]
+    for key, entry in _split_externals(old)[1]:
+        measured = _MODEL.search(entry)
+        if key in keys:
+            continue
+        if model and measured and measured.group(1) != model:
+            log.warning("model card: the external evaluation of %s is left out: it measured this bundle's earlier "
+                        "weights or thresholds (its figures stay in %s); evaluate again to add it", unquote(key),
+                        _entry_folder(entry) or "its evaluation folder")
+            continue
+        entries.append((key, entry))
     return _join(head, entries)
 
 
@@ -238,14 +272,14 @@ def _card_lock(bundle_dir: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def write_model_card(bundle_dir: str | Path, text: str) -> Path:
+def write_model_card(bundle_dir: str | Path, text: str, *, model: str = "") -> Path:
     """Write ``MODEL_CARD.md`` into the bundle atomically, keeping the external entries of the card
-    it replaces."""
+    it replaces that measured this ``model`` (:func:`keep_externals`)."""
     bundle_dir = Path(bundle_dir)
     file = bundle_dir / CARD_FILE
     with _card_lock(bundle_dir):
         old = file.read_text(encoding="utf-8") if file.is_file() else None
-        atomic_write_text(file, keep_externals(text, old))
+        atomic_write_text(file, keep_externals(text, old, model))
     return file
 
 
@@ -310,7 +344,7 @@ def write_bundle_card(bundle_dir: str | Path, metrics: dict, *, data_root=None, 
     manifest = read_manifest(bundle_dir)
     synthetic = _synthetic(data_root) or _a_member_synthetic(Path(bundle_dir), manifest)
     text = build_model_card(manifest, metrics, command=command_line(), synthetic=synthetic)
-    file = write_model_card(bundle_dir, text)
+    file = write_model_card(bundle_dir, text, model=model_id(bundle_dir, manifest))
     log.info("model card: %s", file if shown is None else shown / file.name)
     return file
 
@@ -344,7 +378,8 @@ def record_evaluation(bundle_dir: str | Path, eval_dir: str | Path, metrics: dic
         base = own_card.read_text(encoding="utf-8")
     else:
         base = build_model_card(manifest, run_metrics, synthetic=_synthetic(train_root))
-    evaluation = ExternalEvaluation(metrics, str(Path(eval_dir).resolve()), command_line(), _synthetic(data_root), data_set)
+    evaluation = ExternalEvaluation(metrics, str(Path(eval_dir).resolve()), command_line(), _synthetic(data_root), data_set,
+                                    model_id(bundle_dir, manifest))
     try:
         file = record_external_evaluation(card_dir if card_dir is not None else bundle_dir, evaluation, base=base)
     except OSError as exc:
