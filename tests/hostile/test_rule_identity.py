@@ -347,7 +347,7 @@ def test_a_follow_up_export_of_patient_and_visit_folders_takes_the_patient_folde
         (root / "images" / name).write_bytes(photo_bytes(1, k))
     (root / "labels.csv").write_text("image,level\n" + "".join(f"{name},{k % 3}\n" for k, name in enumerate(names)))
     assert read_dataset(root, "csv").set_index("image_id")["patient_id"].to_dict() == {
-        "P10/2015/OD": "P10", "P10/2016/OS": "P10", "P11/2015/OD": "P11", "P12/baseline/OD": "P12/baseline",
+        "P10/2015/OD": "P10", "P10/2016/OS": "P10", "P11/2015/OD": "P11", "P12/baseline/OD": "P12",  # a visit's word alone too (probe 54 BR11)
         "c/2001/OD": "c/2001", "c/2002/OS": "c/2002"}
     # Probe 51 CO7: names that carry the patient inside visit folders: one person, not a patient per visit.
     (root / "images" / "P13" / "2015").mkdir(parents=True)
@@ -406,7 +406,8 @@ def test_shots_in_a_folder_named_by_a_name_and_visit_codes_as_patients_are_noted
     the patient, silently (the note knew only the long visit words); BQ3: a scratch folder ``n2``
     or ``ab12`` holding ``10570_left.jpeg`` was noted as a patient's folder."""
     for k, name in enumerate(("Smith_John/1_L.jpg", "Smith_John/2_R.jpg", "Jones/1_L.jpg", "Jones/2_R.jpg", "Jones/3_L.jpg",
-                              "Lee/5_L.jpg", "Lee/6_R.jpg",  # probe 54 BR1: shots not numbered from 1
+                              "Lee/5_L.jpg", "Lee/6_R.jpg",  # probe 54 BR1: shots not numbered from 1, zero-padded, a retake
+                              "Kim/0001_L.jpg", "Kim/0002_R.jpg", "Park/1_L.jpg", "Park/2_R.jpg", "Park/2_R (1).jpg",
                               "export/V1_L.jpg", "export/BL_R.jpg", "export/M12_L.jpg", "export/T0_R.jpg",
                               "n2/10570_left.jpg", "n2/10570_right.jpg", "ab12/10007_left.jpg", "ab12/10131_right.jpg",
                               "clinic/10_left.jpg", "clinic/10_right.jpg", "clinic/1_left.jpg", "clinic/1_right.jpg")):
@@ -414,13 +415,42 @@ def test_shots_in_a_folder_named_by_a_name_and_visit_codes_as_patients_are_noted
         (tmp_path / name).write_bytes(photo_bytes(k % 5, k + 90))
     table = collect_inputs([tmp_path])
     table.index = [Path(p).relative_to(tmp_path).as_posix() for p in table["path"]]
-    for name in ("Smith_John/1_L.jpg", "Smith_John/2_R.jpg", "Jones/3_L.jpg", "Lee/6_R.jpg"):
+    for name in ("Smith_John/1_L.jpg", "Smith_John/2_R.jpg", "Jones/3_L.jpg", "Lee/6_R.jpg", "Kim/0001_L.jpg", "Park/2_R (1).jpg"):
         assert "a patient's folder?: patient " in table.loc[name, "identity_note"], name
         assert "a shot's number" in table.loc[name, "identity_note"], name
     for name in ("export/V1_L.jpg", "export/BL_R.jpg", "export/M12_L.jpg", "export/T0_R.jpg"):
         assert table.loc[name, "identity_note"].startswith("a date or visit as the patient: "), name
     for name in ("n2/10570_left.jpg", "ab12/10007_left.jpg", "ab12/10131_right.jpg", "clinic/10_left.jpg", "clinic/1_right.jpg"):
         assert "a patient's folder?" not in table.loc[name, "identity_note"], name  # a scratch folder; a numbered export
+
+
+def test_a_patients_folder_holding_photos_of_another_patient_is_noted(tmp_path):
+    """Probe 54 BR10, BR12: ``1001/OD.dcm`` whose PatientID is 2002 beside ``1001/OS.jpg``, and
+    ``Smith_John/OD.jpg`` beside ``Smith_John/10570_left.jpeg``: one folder, two patients, silently."""
+    rng = np.random.default_rng(60)
+    write_dicom(tmp_path / "1001" / "OD.dcm", make_fundus(1, rng, height=96), patient_id="2002", laterality="R")
+    (tmp_path / "1001" / "OS.jpg").write_bytes(photo_bytes(1, 61))
+    for k, name in enumerate(("Smith_John/OD.jpg", "Smith_John/10570_left.jpeg", "Doe_Jane/OD.jpg", "Doe_Jane/OS.jpg")):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(photo_bytes(k % 3, 62 + k))
+    table = collect_inputs([tmp_path])
+    table.index = [Path(p).relative_to(tmp_path).as_posix() for p in table["path"]]
+    assert table.loc["1001/OD.dcm", "patient_id"] == "2002" and table.loc["1001/OS.jpg", "patient_id"] == "1001"  # as read
+    for name in ("1001/OD.dcm", "1001/OS.jpg", "Smith_John/OD.jpg", "Smith_John/10570_left.jpeg"):
+        assert "one folder, two patients: folder " in table.loc[name, "identity_note"], name
+    assert ("folder 'Smith_John' is patient 'Smith_John' for its photos named by the eye alone, but holds photos taken as "
+            "patient '10570' too") in table.loc["Smith_John/OD.jpg", "identity_note"]
+    assert (table.loc[["Doe_Jane/OD.jpg", "Doe_Jane/OS.jpg"], "identity_note"] == "").all()  # one patient's folder
+
+
+def test_one_patients_follow_up_export_alone_takes_the_patients_folder(tmp_path):
+    # Probe 54 BR11: `1001/V1/OD.jpg` + `OS.jpg` alone was patient 'V1' (with a second patient, 1001 and 1002)
+    for k, name in enumerate(("1001/V1/OD.jpg", "1001/V1/OS.jpg")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(photo_bytes(k, 70 + k))
+    table = collect_inputs([tmp_path])
+    assert set(table["patient_id"]) == {"1001"} and sorted(table["eye"]) == ["left", "right"]
+    assert all(note.startswith("a visit's folder: patient '1001' is the folder above 'V1'") for note in table["identity_note"])
 
 
 def test_drgraders_own_temporary_folder_is_never_read_as_a_patients_folder():
@@ -1617,6 +1647,8 @@ def test_a_data_set_whose_patients_have_one_photo_each_is_warned_of(tmp_path, ca
 @pytest.mark.parametrize(("names", "warned"), [
     ([f"{person}/{shot}" for person in ("Smith_John", "Doe_Jane", "Lee_Ann") for shot in ("1_L", "2_R")], True),
     ([f"site/{p}_{e}" for p in (1, 2, 3) for e in ("L", "R")], False),  # a numbered export, two eyes each
+    ([f"{person}/IMG_000{k}_{e}" for k, person in enumerate(("Smith_John", "Doe_Jane", "Lee_Ann")) for e in ("L", "R")],
+     "camera"),  # probe 54 CR1: a camera's counter
 ])
 def test_a_data_set_of_folders_holding_one_patients_numbered_shots_is_warned_of(tmp_path, caplog, names, warned):
     """Probe 53 BQ2: ``Smith_John/1_L``, ``Smith_John/2_R`` in a label file: patients ``Smith_John/1``
@@ -1628,9 +1660,27 @@ def test_a_data_set_of_folders_holding_one_patients_numbered_shots_is_warned_of(
     (root / "labels.csv").write_text("image,level\n" + "".join(f"{name},{k % 5}\n" for k, name in enumerate(names)))
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         df = read_dataset(root, "csv")
-    assert df["patient_id"].nunique() == (6 if warned else 3)  # kept as read, but said
+    assert df["patient_id"].nunique() == (6 if warned is True else 3)  # kept as read, but said
     said = "3 folder(s) hold photos numbered like one patient's shots (e.g. 'Doe_Jane': Doe_Jane/1_L, Doe_Jane/2_R)"
-    assert (said in caplog.text) == warned, caplog.text
+    assert (said in caplog.text) == (warned is True), caplog.text
+    counters = "6 photo(s) are named by a camera's counter (e.g. Doe_Jane/IMG_0001_L, Doe_Jane/IMG_0001_R), each counter read"
+    assert (counters in caplog.text) == (warned == "camera"), caplog.text
+
+
+def test_a_label_file_with_a_patient_column_and_no_eye_column_reads_the_eyes_from_the_names(tmp_path):
+    """Probe 54 CR2: ``image,level,patient_id`` (``10007_left``, patient A): every eye unknown, never paired,
+    where predict reads left and right; a name another row's patient contradicts still leaves it unknown."""
+    root = tmp_path / "set"
+    names = ["10007_left", "10007_right", "10009_left", "10009_right", "10_left", "10_right"]
+    for k, name in enumerate(names):
+        (root / "images" / f"{name}.jpeg").parent.mkdir(parents=True, exist_ok=True)
+        (root / "images" / f"{name}.jpeg").write_bytes(photo_bytes(k % 5, k))
+    patients = ["A", "A", "B", "B", "12", "10"]  # 10_left given 12 while 10_right is 10: a shifted cell
+    (root / "labels.csv").write_text("image,level,patient_id\n" + "".join(
+        f"{name},{k % 5},{p}\n" for k, (name, p) in enumerate(zip(names, patients))))
+    df = read_dataset(root, "csv").set_index("image_id")
+    assert df.loc[names[:4], "eye"].tolist() == ["left", "right", "left", "right"]
+    assert df.loc["10_left", "eye"] == "" and df.loc["10_left", "patient_id"] == "12"
 
 
 def test_a_data_set_with_several_photos_of_one_eye_says_its_figures_count_photos(tmp_path, caplog):

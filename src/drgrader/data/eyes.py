@@ -200,6 +200,7 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
 # A visit's word, perhaps numbered (Baseline, BL, V1, FU2, M12, T0): a folder's or a name's
 VISIT_WORD = (r"(?:baseline|bl|screening|follow[-_ ]?up|fu|visit|v|year|yr|y|month|m|week|w|exam|session|round|tp|t)"
               r"[-_ ]?\d{0,3}")
+_VISIT_WORD = re.compile(rf"^{VISIT_WORD}$", re.IGNORECASE)
 _VISIT_FOLDER = re.compile(r"^(?:(?:19|20)\d\d(?:[-_.]?(?:0[1-9]|1[0-2])(?:[-_.]?(?:0[1-9]|[12]\d|3[01]))?)?"
                            rf"|{VISIT_WORD})$", re.IGNORECASE)
 
@@ -219,7 +220,9 @@ def folders_of_visits(folders: Iterable[tuple[str, str]]) -> set[str]:
     for above, name in folders:
         holders.setdefault(name, set()).add(above)
         inside.setdefault(above, set()).add(name)
-    repeated = {name for name, above in holders.items() if len(above) > 1 and visit_folder(name)}
+    # a visit's name under two patients' folders, or a visit's word (V1, BL, baseline: never a year, which
+    # patient ids may look like) under one (a single patient's export: `1001/V1/OD.jpg`; probe 54 BR11)
+    repeated = {name for name, above in holders.items() if visit_folder(name) and (len(above) > 1 or _VISIT_WORD.match(name.strip()))}
     # ... and the folder above is named like a patient (a number in it): `siteA/2001`, `siteB/2001` are two
     # sites' patients numbered like years, not visits (probe 51 BO6)
     return {above for above, names in inside.items() if all(map(visit_folder, names)) and names & repeated

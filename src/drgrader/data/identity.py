@@ -94,6 +94,7 @@ from drgrader.data.identity_notes import (
     VISIT_FOLDER_READ,
     note_date_patients,
     note_eye_counts,
+    note_folder_against_others,
     note_other_claimants,
     note_patients_folders,
     note_two_people,
@@ -428,6 +429,7 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     _unique_image_ids(table, notes)
     note_date_patients(table, notes)
     note_patients_folders(table, notes, from_name)
+    note_folder_against_others(table, notes)
     _own_patients(table, notes)
     _copies(table, notes)
     note_eye_counts(table, notes, lone | contested)

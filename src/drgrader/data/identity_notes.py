@@ -37,7 +37,8 @@ TWO_VALUES = "two values under one id"  # a list's column not read (patient_colu
 DATE_AS_PATIENT = "a date or visit as the patient"
 PATIENT_FOLDER = "a patient's folder?"
 VISIT_FOLDER_READ = "a visit's folder"
-NOTE_KINDS = [TWO_PEOPLE, TWO_VISITS, TWO_VALUES, DATE_AS_PATIENT, PATIENT_FOLDER, VISIT_FOLDER_READ, CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS, PATIENT_IN_SOURCES,
+FOLDER_TWO_PATIENTS = "one folder, two patients"
+NOTE_KINDS = [TWO_PEOPLE, TWO_VISITS, TWO_VALUES, DATE_AS_PATIENT, PATIENT_FOLDER, VISIT_FOLDER_READ, FOLDER_TWO_PATIENTS, CONTRADICTORY_EYE, CONTRADICTORY_PATIENT, BOTH_EYES_IN_NAME, SAME_NAME_IN_FOLDERS, EYES_IN_FOLDERS, PATIENT_IN_SOURCES,
               SEVERAL_PHOTOS_OF_ONE_EYE, SAME_PHOTO_AS_TWO_EYES, SAME_PHOTO_UNDER_TWO_PATIENTS, LOOKALIKE_PATIENTS,
               NO_PATIENT, NO_EYE, IMAGE_ID_REPEATED]
 
@@ -95,18 +96,29 @@ _CAMERA_COUNTER = re.compile(r"^(?:img|dsc|dscn|dcim|pict|photo|image)[-_ ]?\d+$
 TEMP_FOLDER_PREFIX = "drgrader-tmp-"
 
 
+def camera_counter(patient: str) -> bool:
+    """A patient id that is a camera's counter (``IMG_0001``, ``Smith_John/DSC_0042``), never a patient's."""
+    return bool(_CAMERA_COUNTER.match(patient.rpartition("/")[2]))
+
+
 def _shot_number(patient: str) -> bool:
-    """A patient id that is a shot's number (1, 2, 07): read from ``1_L.jpg`` in one patient's folder."""
+    """A patient id that is a shot's number (1, 2, 07, 0001): read from ``1_L.jpg`` in one patient's folder."""
     number = patient.rpartition("/")[2]
-    return number.isdigit() and len(number) <= 2
+    return number.isdigit() and int(number) <= 99
 
 
-def shots_of_one_patient(patients: set[str], one_photo_each: bool) -> bool:
-    """A folder's patients read from names that are shots' numbers (``Smith_John/1_L``, ``2_R``; two of them,
-    or more from 1), each of one photo: one patient's shots, perhaps (probe 53 BQ2, probe 54 BR1); not a numbered
-    export (``10_L``, ``10_R``, ``11_L``) or a batch (``21_L``, ``22_L``, ``23_L``)."""
-    return (len(patients) >= 2 and all(_shot_number(p) for p in patients) and one_photo_each
+def shots_of_one_patient(patients: set[str], one_eye_each: bool) -> bool:
+    """A folder's patients read from names that are shots' numbers (``Smith_John/1_L``, ``2_R``, ``0001_L``;
+    two of them, or more from 1), each of one eye (a retake beside it): one patient's shots, perhaps (probe 53
+    BQ2, probe 54 BR1); not a numbered export (``10_L``, ``10_R``, ``11_L``) or a batch (``21_L``, ``22_L``, ``23_L``)."""
+    return (len(patients) >= 2 and all(_shot_number(p) for p in patients) and one_eye_each
             and (len(patients) == 2 or min(int(p.rpartition("/")[2]) for p in patients) <= 1))
+
+
+def one_eye_each(table: pd.DataFrame) -> pd.Series:
+    """Per row of ``table``: whether its patient has photos of one eye only (of all its photos)."""
+    eyes = table["eye"].where(table["eye"] != "").groupby(table["patient_id"]).transform("nunique")
+    return eyes.le(1)
 
 
 def _long_id(patient: str) -> bool:
@@ -126,7 +138,7 @@ def note_patients_folders(table: pd.DataFrame, notes: list[list[str]], from_name
         lambda folder: folder.parent if visit_folder(folder.name) and folder.parent.name else folder)
     patients = table.loc[named, "patient_id"].astype(str)
     in_folder = patients.groupby(folders).agg(set)
-    one_photo_each = patients.map(table["patient_id"].value_counts()).groupby(folders).max().eq(1)  # of all photos
+    one_eye = one_eye_each(table).loc[named].groupby(folders).all()
     for k in named:
         patient, folder = str(table.at[k, "patient_id"]), folders[k]
         if folder.name.startswith(TEMP_FOLDER_PREFIX):  # drgrader's own folder says nothing (probe 53 BQ4)
@@ -134,8 +146,8 @@ def note_patients_folders(table: pd.DataFrame, notes: list[list[str]], from_name
         here = in_folder[folder]
         # one or two patients there, or shots numbered 1..99 (1_L, 2_R, 3_L: probe 52 BP2)
         few = len(here) <= 2 or all(_shot_number(p) for p in here)
-        shots = shots_of_one_patient(here, one_photo_each[folder])  # whatever the folder's name
-        if _CAMERA_COUNTER.match(patient):
+        shots = shots_of_one_patient(here, one_eye[folder])  # whatever the folder's name
+        if camera_counter(patient):
             notes[k].append(f"{PATIENT_FOLDER}: patient {patient!r} is read from the photo's name, a camera's counter "
                             "(photos numbered by shot?): one patient's photos would be several patients; if so, give the "
                             "patients in a CSV")
@@ -149,6 +161,32 @@ def note_patients_folders(table: pd.DataFrame, notes: list[list[str]], from_name
             notes[k].append(f"{PATIENT_FOLDER}: patient {patient!r} is read from the photo's name, a shot's number (its "
                             f"folder {folder.name!r} one patient's, its photos numbered by shot?): one patient's photos "
                             "would be several patients; if so, give the patients in a CSV")
+
+
+def note_folder_against_others(table: pd.DataFrame, notes: list[list[str]]) -> None:
+    """A folder read as the patient of its photos named by the eye alone (``Smith_John/OD.jpg``) that
+    holds photos taken as another patient's, by a DICOM header, a CSV or a name (``Smith_John/10570_left.jpeg``;
+    ``1001/OD.dcm`` whose PatientID is 2002): one patient split, or two in one folder (probe 54 BR10, BR12).
+    Kept as read, noted: on every photo there when one or two others are, else (a mixed folder) on the
+    folder's own photos."""
+    claimed = table["folder_patient"] != ""
+    if not claimed.any():
+        return
+    folders = table["source"].map(lambda source: str(Path(str(source)).parent))
+    for folder in folders[claimed].unique():
+        here = table.index[folders == folder]
+        for patient in table.loc[here, "folder_patient"][claimed].unique():
+            taken = set(table.loc[here, "patient_id"])
+            others = sorted(taken - {patient, ""})
+            if patient not in taken or not others:  # a CSV gave every photo its patient: no folder's read
+                continue
+            rows = here if len(others) <= 2 else here[table.loc[here, "folder_patient"] == patient]
+            shown = ", ".join(map(repr, others[:3])) + (" ..." if len(others) > 3 else "")
+            for k in rows:
+                notes[k].append(f"{FOLDER_TWO_PATIENTS}: folder {Path(folder).name!r} is patient {patient!r} for its "
+                                f"photos named by the eye alone, but holds photos taken as patient {shown} too (by a "
+                                "DICOM header, a CSV or a photo's name): if they are one patient's, give the patients "
+                                "in a CSV")
 
 
 _NUMBERED_SHOT = re.compile(r"(?:left|right|os|od)[_\- ]+([0-9]{1,2})$", re.IGNORECASE)

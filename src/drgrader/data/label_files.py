@@ -328,7 +328,7 @@ def eye_of(value: str, where: str) -> str:
 
 def patient_and_eye(rec: dict[str, str], where: str, image_id: str, patient_col: str | None,
                     eye_col: str | None, *, kept_digits: bool = False) -> tuple[str, str]:
-    """A row's patient and eye: from its columns, else from a Kaggle-style name (``10_left``).
+    """A row's patient and eye: from its columns, else (each) from a Kaggle-style name (``10_left``).
     ``kept_digits``: :func:`~drgrader.data.eyes.long_ids_kept` of the patient column."""
     eye = eye_of(rec[eye_col], where) if eye_col else ""
     name_patient, named_eye = patient_from_name(image_id)
@@ -343,7 +343,9 @@ def patient_and_eye(rec: dict[str, str], where: str, image_id: str, patient_col:
             raise DataError(f"{where}: patient id (column {patient_col!r}) is {what}")
         if damage := spreadsheet_damage(patient, kept_digits=kept_digits):
             raise DataError(f"{where}: patient {patient!r} {damage}")
-        return patient, eye
+        # the name's eye where no eye cell says one, as predict reads it (probe 54 CR2: every eye unknown, never
+        # paired); a name that another row's patient contradicts leaves it unknown (manifest._note_given_against_names)
+        return patient, eye or named_eye
     return name_patient, eye or named_eye
 
 

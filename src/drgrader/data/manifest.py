@@ -28,7 +28,7 @@ from drgrader.data.eyes import folded_patient, shown_patient
 from drgrader.data.grade_columns import looks_like_label_file
 from drgrader.data.identity import given_against_names, one_name_two_given
 from drgrader.data.identity_claims import patient_named
-from drgrader.data.identity_notes import shots_of_one_patient
+from drgrader.data.identity_notes import camera_counter, one_eye_each, shots_of_one_patient
 from drgrader.data.label_files import (
     IMAGE_EXTENSIONS,
     MANIFEST_COLUMNS,
@@ -138,13 +138,14 @@ def _warn_one_photo_each(df: pd.DataFrame, root: Path) -> None:
 
 
 def _warn_shots_as_patients(df: pd.DataFrame, root: Path, given: list[bool]) -> None:
-    """Image ids ``Smith_John/1_L``, ``Smith_John/2_R``: the names' numbers read as patients may be one
-    patient's shots, whose eyes could then fall on both sides of a split (probe 53 BQ2, as predict notes)."""
+    """Image ids ``Smith_John/1_L``, ``Smith_John/2_R`` (or ``IMG_0001_L``, a camera's counter): the names'
+    numbers read as patients may be one patient's shots, whose eyes could then fall on both sides of a split
+    (probe 53 BQ2, probe 54 CR1, as predict notes)."""
     named = df[~pd.Series(given, index=df.index, dtype=bool)]
     if named.empty:
         return
     folders = named["image_id"].astype(str).str.replace("\\", "/").str.rpartition("/")[0]
-    one_each = named["patient_id"].map(df["patient_id"].value_counts()).groupby(folders).max().eq(1)
+    one_each = one_eye_each(df).loc[named.index].groupby(folders).all()
     shots = [f for f, patients in named["patient_id"].groupby(folders).agg(set).items()
              if f and shots_of_one_patient(patients, one_each[f])]
     if shots:
@@ -152,6 +153,10 @@ def _warn_shots_as_patients(df: pd.DataFrame, root: Path, given: list[bool]) -> 
                     "a patient: if each folder is one patient's, give a patient_id column, or a patient's eyes may fall "
                     "on both sides of the split", root, len(shots), shots[0],
                     ", ".join(sorted(named["image_id"][folders == shots[0]])[:3]))
+    if counters := sorted(named["image_id"][named["patient_id"].astype(str).map(camera_counter)]):  # probe 54 CR1
+        log.warning("%s: %d photo(s) are named by a camera's counter (e.g. %s), each counter read as a patient: give a "
+                    "patient_id column, or a patient's eyes may fall on both sides of the split", root, len(counters),
+                    ", ".join(counters[:2]))
 
 
 def _warn_several_photos_of_one_eye(df: pd.DataFrame, root: Path) -> None:

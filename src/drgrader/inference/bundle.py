@@ -113,6 +113,14 @@ class Bundle:
         rgb, circle = decoded[self.input_size]
         return self.prepare(rgb, circle), rgb, circle
 
+    def read_photo(self, path, *, orig_size: tuple[int, int], max_pixels: int | None = None, header=None) -> tuple:
+        """A photo file -> (the model's input, the photo as decoded, its quality): :meth:`prepare_photo`
+        and :func:`~drgrader.data.photo.photo_quality`, the one reading predict, serve and explain share."""
+        from drgrader.data.photo import photo_quality
+
+        prepared, rgb, circle = self.prepare_photo(path, orig_size=orig_size, max_pixels=max_pixels, header=header)
+        return prepared, rgb, photo_quality(path, rgb, circle, self.input_size, orig_size, header=header)
+
     def leaves(self) -> list["Bundle"]:
         """The single models inside: itself, or every member's, in order."""
         return [leaf for member in self.members for leaf in member.leaves()] if self.members else [self]

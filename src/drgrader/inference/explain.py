@@ -32,7 +32,6 @@ from drgrader.data.identity_notes import identity_summary
 from drgrader.data.images import ImageReadError, drawing_png, is_drawing
 from drgrader.data.inputs import collect_inputs
 from drgrader.data.manifest import DataError
-from drgrader.data.photo import photo_quality
 from drgrader.data.quality import Quality, assess_quality
 from drgrader.grading import ONE_SCORE_KINDS, SCREENS, column_index
 from drgrader.inference.bundle import Bundle, BundleError, load_bundle
@@ -102,8 +101,7 @@ def explain_file(bundle: Bundle, path, *, orig_size: tuple[int, int] | None = No
     from drgrader.data.images import read_image_size
 
     orig_size = orig_size or read_image_size(path, **({} if max_pixels is None else {"max_pixels": max_pixels}), header=header)
-    prepared, rgb, circle = bundle.prepare_photo(path, orig_size=orig_size, max_pixels=max_pixels, header=header)
-    quality = photo_quality(path, rgb, circle, bundle.input_size, orig_size, header=header)
+    prepared, rgb, quality = bundle.read_photo(path, orig_size=orig_size, max_pixels=max_pixels, header=header)
     return explain_image(bundle, rgb, prepared=prepared, quality=quality)
 
 

@@ -27,7 +27,7 @@ from drgrader.data.image_files import identical_files
 from drgrader.data.images import ImageReadError, read_image_size
 from drgrader.data.input_files import input_rows
 from drgrader.data.inputs import INPUT_COLUMNS
-from drgrader.data.photo import photo_quality, preprocess_file
+from drgrader.data.photo import preprocess_file
 from drgrader.data.same_picture import EDITED_COPY, alike_pairs, how_alike, picture_print, same_pictures
 from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS, column_index
 from drgrader.inference.bundle import Bundle
@@ -95,15 +95,10 @@ def load_photo(path: str | Path, bundle: Bundle) -> _Loaded:
             cfg = PreprocessConfig.model_validate(bundle.manifest["preprocess"])
             done = preprocess_file(path, cfg, bundle.input_size, fingerprint=True)
             return _Loaded(done.image, done.quality.gradable, done.quality.score, done.quality.reason, picture=done.picture)
-        orig_size = read_image_size(path)
-        prepared, rgb, circle = bundle.prepare_photo(path, orig_size=orig_size)  # each member as it was trained
+        prepared, rgb, quality = bundle.read_photo(path, orig_size=read_image_size(path))  # each member as it was trained
+        picture = picture_print(rgb)
     except ImageReadError as exc:
         return _Loaded(error=exc.reason)
-    except (ValueError, cv2.error) as exc:
-        return _Loaded(error=f"preprocessing failed: {exc}")
-    try:
-        quality = photo_quality(path, rgb, circle, bundle.input_size, orig_size)
-        picture = picture_print(rgb)
     except (ValueError, cv2.error) as exc:  # one odd photo must not stop a run of thousands
         return _Loaded(error=f"preprocessing failed: {exc}")
     return _Loaded(prepared, quality.gradable, quality.score, quality.reason, picture=picture)

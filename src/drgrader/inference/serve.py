@@ -53,7 +53,6 @@ from starlette.requests import ClientDisconnect
 from drgrader.data.dicom import DicomHeader, header_or_none
 from drgrader.data.identity_notes import TEMP_FOLDER_PREFIX
 from drgrader.data.images import ImageReadError, drawing_png, read_image_size
-from drgrader.data.photo import photo_quality
 from drgrader.data.same_picture import picture_print
 from drgrader.grading import GRADE_NAMES
 from drgrader.inference.bundle import Bundle, load_bundle
@@ -125,15 +124,14 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
     try:
         height, width = read_image_size(path, max_pixels=max_pixels, header=header)
         # decoded exactly as the training cache and `drgrader predict` decode, for each model its own size
-        prepared, rgb, circle = bundle.prepare_photo(path, orig_size=(height, width), max_pixels=max_pixels, header=header)
+        prepared, rgb, q = bundle.read_photo(path, orig_size=(height, width), max_pixels=max_pixels, header=header)
     except ImageReadError as exc:
         status = 413 if exc.reason.startswith("image too large") else 400
         return status, {"error": f"{name}: {exc.reason}"}, ""
     if explain:
         from drgrader.inference.explain import explain_image
 
-        result = explain_image(bundle, rgb, prepared=prepared,
-                               quality=photo_quality(path, rgb, circle, bundle.input_size, (height, width), header=header))
+        result = explain_image(bundle, rgb, prepared=prepared, quality=q)
         prediction, quality = result["prediction"], result["quality"]
         images = {
             "input_png": _png_b64(result["preprocessed"], "the web demo's preprocessed input"),
@@ -142,7 +140,6 @@ def analyse_photo(bundle: Bundle, path: Path, *, name: str, explain: bool, max_p
         }
     else:
         prediction = describe_prediction(bundle, bundle.score_prepared([prepared])[0])
-        q = photo_quality(path, rgb, circle, bundle.input_size, (height, width), header=header)
         quality, images = {"gradable": q.gradable, "score": q.score, "reason": q.reason}, {}
     body = {
         "filename": name,
