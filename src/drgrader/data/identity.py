@@ -49,7 +49,9 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
 - a patient id that is a date or a visit's word (``20230502_L.jpg``: a camera's export named by day;
   ``Baseline_L.jpg``; an exam-date column mapped into patient_id) -> taken as given, noted: one day's
   photos are one patient's; a patient read from names in a folder named like a patient's number that
-  holds one or two of them (``1001/2015_L.jpg``, ``1003/1_L.jpg``) -> taken as read, noted;
+  holds one or two of them (``1001/2015_L.jpg``, ``1003/1_L.jpg``), or shots of one eye each in any
+  folder (``Smith_John/1_L.jpg``, ``2_R.jpg``) -> taken as read, noted; a patient's folder (read from its
+  photos named by the eye alone) holding a photo taken as another patient's -> taken as read, noted;
 - no patient -> the photo (a DICOM file: all its frames) is a patient of its own, named by its
   image id (by its path when that id is taken);
 - a patient without the eye -> which eye is unknown (a DICOM laterality ``B``, both eyes, is
@@ -69,29 +71,22 @@ from pathlib import Path
 import pandas as pd
 
 from drgrader.data.eyes import (
-    EYE_WORDS,
-    eye_of_folder,
     eyes_named,
     folded_patient,
-    folders_of_visits,
-    patient_id,
     shown_patient,
-    visit_folder,
 )
+from drgrader.data.folder_layout import folder_labels, split_by_folder, visits_in_folders
 from drgrader.data.identity_claims import _FRAME, EVIDENCE_KEYS, image_id_claims, own_name, patient_named, photo_eye_claims
 from drgrader.data.identity_notes import (
     BOTH_EYES_IN_NAME,
     CONTRADICTORY_EYE,
     CONTRADICTORY_PATIENT,
-    EYES_IN_FOLDERS,
     IMAGE_ID_REPEATED,
     LOOKALIKE_PATIENTS,
     NO_PATIENT,
     ONE_FILE,
-    SAME_NAME_IN_FOLDERS,
     SAME_PHOTO_AS_TWO_EYES,
     SAME_PHOTO_UNDER_TWO_PATIENTS,
-    VISIT_FOLDER_READ,
     note_date_patients,
     note_eye_counts,
     note_folder_against_others,
@@ -219,61 +214,6 @@ def one_name_two_given(table: pd.DataFrame, given: pd.Series, name_patient: pd.S
                             f"{', '.join(map(repr, patients))}; kept apart as given (one patient given to both makes them one)")
 
 
-def _folder_labels(folders: set[str]) -> dict[str, str]:
-    """Short distinct names of folders: relative to their common folder (to its parent when
-    one of them is that common folder)."""
-    absolute = {f: Path(os.path.abspath(f)) for f in folders}
-    common = Path(os.path.commonpath([str(p) for p in absolute.values()]))
-    base = common.parent if common in absolute.values() else common
-    return {f: p.relative_to(base).as_posix() for f, p in absolute.items()}
-
-
-def _folder_eye(name: str) -> str | None:
-    """The eye a folder of named photos is named for: ``r/``, ``OD/``, ``Left Eye/`` (probe 38
-    BB10). One rule for both uses below (probe 39 BC2: ``L/`` was an eye folder to one, not the other)."""
-    return EYE_WORDS.get(name.lower()) or eye_of_folder(name)
-
-
-def _patient_folder(source: str) -> str:
-    """A named photo's folder, or the one above a folder named for its eye (probe 38 BB6: siteA/left/, siteB/right/)
-    or for a visit (a/2015/, a/2023/: probe 48 BL5; two visits are noted as such)."""
-    parent = Path(source).parent
-    return str(parent.parent if _folder_eye(parent.name) or visit_folder(parent.name) else parent)
-
-
-def _split_by_folder(table: pd.DataFrame, from_name: pd.Series, notes: list[list[str]]) -> None:
-    """A patient read from names, one of whose eyes is named in several folders: one patient
-    per folder (``<folder>/<patient>``)."""
-    named = table[from_name & (table["eye"] != "")]
-    folders = named["source"].map(_patient_folder)
-    spread = folders.groupby([named["patient_id"], named["eye"]]).nunique()
-    for patient in sorted({p for (p, _), n in spread.items() if n > 1}):
-        rows = table.index[from_name & (table["patient_id"] == patient)]
-        own = table.loc[rows, "source"].map(_patient_folder)
-        labels = _folder_labels(set(own))
-        eyes = sorted(e for (p, e), n in spread.items() if p == patient and n > 1)
-        where = ", ".join(sorted(labels.values()))
-        for k in rows:
-            # a patient read from its folder (P10/OD.jpeg) is that folder's label; else the folder's and the name's
-            qualified = labels[own[k]] if Path(labels[own[k]]).name == patient else f"{labels[own[k]]}/{patient}"
-            table.at[k, "patient_id"] = qualified
-            notes[k].append(f"{SAME_NAME_IN_FOLDERS}: the {' and '.join(eyes)} eye of patient {patient!r} is named in "
-                            f"{where}; taken as a patient per folder, this one {qualified!r}")
-    # Its two eyes in two folders: one patient (photos sorted by visit or camera), but as likely
-    # two clinics' patients numbered alike, so said; not when each folder is named for its eye.
-    split = {p for (p, _), n in spread.items() if n > 1}
-    for patient, folder_of in folders.groupby(named["patient_id"]):
-        named_for_eye = all(_folder_eye(Path(f).name) == named.at[k, "eye"] for k, f in folder_of.items())
-        if patient in split or folder_of.nunique() < 2 or named_for_eye:
-            continue
-        labels = _folder_labels(set(folder_of))
-        # The file's name after its folder: a CSV row's image id may already hold the folder (cA/10_left).
-        listing = ", ".join(f"{labels[f]}/{Path(named.at[k, 'image_id']).name}" for k, f in folder_of.items())
-        for k in table.index[from_name & (table["patient_id"] == patient)]:
-            notes[k].append(f"{EYES_IN_FOLDERS}: the eyes of patient {patient!r} are in {len(labels)} folders ({listing}); "
-                            "taken as one patient's eyes (if the folders number patients alike, give the patients in a CSV)")
-
-
 def _unique_image_ids(table: pd.DataFrame, notes: list[list[str]]) -> None:
     """One image id per file: files whose ids coincide (``x.jpeg`` and ``x.png`` of one folder,
     ``a/10_left`` and ``b/10_left``) are named by their folder (``a/10_left``) and, when that is
@@ -290,7 +230,7 @@ def _unique_image_ids(table: pd.DataFrame, notes: list[list[str]]) -> None:
                 notes[k].append(f"{IMAGE_ID_REPEATED}: image id {given!r} is given to {len(files)} files ({shown}); "
                                 "each is named by its file instead")
         parents = {f: str(Path(f).parent) for f in files}
-        labels = _folder_labels(set(parents.values())) if len(set(parents.values())) > 1 else {}
+        labels = folder_labels(set(parents.values())) if len(set(parents.values())) > 1 else {}
         ids = {f: "/".join(filter(None, (labels.get(parents[f]), Path(f).stem))) for f in files}
         if len(set(ids.values())) < len(files):
             ids = {f: "/".join(filter(None, (labels.get(parents[f]), Path(f).name))) for f in files}
@@ -389,27 +329,11 @@ def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
                                 "them one patient)")
 
 
-def _visits_in_folders(photos: list[dict]) -> None:
-    """A photo named by its eye alone in a folder named like a visit (``1001/2015/OD.jpg``): the folder
-    above is its patient when the layout shows visits (:func:`~drgrader.data.eyes.folders_of_visits`;
-    probe 48 BL5). Else the folder is the patient, as patient ids may look like years (``2001/OD.jpg``,
-    ``clinic/2002/OD.jpg``; probe 49 BM2): read as visits, one patient would take many people's eyes."""
-    of_visits = folders_of_visits((str(Path(row["source"]).parent.parent), Path(row["source"]).parent.name) for row in photos)
-    for row in photos:
-        parent = Path(row["source"]).parent
-        if row.get("folder_patient") and str(parent.parent) in of_visits and parent.parent.name:
-            row["folder_patient"] = patient_id(parent.parent.name)
-            # said on each photo, as a patient folder named like a year is read so too (probe 52 BP1: `site2/2001`)
-            row["notes"] = (*(row.get("notes") or ()), f"{VISIT_FOLDER_READ}: patient {row['folder_patient']!r} is the "
-                            f"folder above {parent.name!r}, read as a visit's folder (a follow-up export); if "
-                            f"{parent.name!r} is the patient, give the patients in a CSV")
-
-
 def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     """Evidence rows (:func:`evidence`) -> one row per photo with ``IDENTITY_COLUMNS``: its
     patient, its eye and the note of every conflict resolved for it (module docstring)."""
     photos = _combine_repeats(list(rows))
-    _visits_in_folders(photos)
+    visits_in_folders(photos)
     table = pd.DataFrame(photos, columns=EVIDENCE_KEYS)
     notes: list[list[str]] = [[] for _ in photos]
     read = [_read_one(row) for row in photos]
@@ -424,7 +348,7 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     note_other_claimants(table, photos, notes)
     contested = given_against_names(table, given, name_patient, notes)
     one_name_two_given(table, given, name_patient, notes)
-    _split_by_folder(table, from_name, notes)
+    split_by_folder(table, from_name, notes)
     _lookalike_patients(table, notes)
     _unique_image_ids(table, notes)
     note_date_patients(table, notes)
