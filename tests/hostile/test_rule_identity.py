@@ -408,6 +408,7 @@ def test_shots_in_a_folder_named_by_a_name_and_visit_codes_as_patients_are_noted
     for k, name in enumerate(("Smith_John/1_L.jpg", "Smith_John/2_R.jpg", "Jones/1_L.jpg", "Jones/2_R.jpg", "Jones/3_L.jpg",
                               "Lee/5_L.jpg", "Lee/6_R.jpg",  # probe 54 BR1: shots not numbered from 1, zero-padded, a retake
                               "Kim/0001_L.jpg", "Kim/0002_R.jpg", "Park/1_L.jpg", "Park/2_R.jpg", "Park/2_R (1).jpg",
+                              "Cho/12_L.jpg", "Cho/13_R.jpg", "Cho/14_R.jpg", "Lim/0123_L.jpg", "Lim/0124_R.jpg",  # probe 55 BS1
                               "export/V1_L.jpg", "export/BL_R.jpg", "export/M12_L.jpg", "export/T0_R.jpg",
                               "n2/10570_left.jpg", "n2/10570_right.jpg", "ab12/10007_left.jpg", "ab12/10131_right.jpg",
                               "clinic/10_left.jpg", "clinic/10_right.jpg", "clinic/1_left.jpg", "clinic/1_right.jpg")):
@@ -415,7 +416,8 @@ def test_shots_in_a_folder_named_by_a_name_and_visit_codes_as_patients_are_noted
         (tmp_path / name).write_bytes(photo_bytes(k % 5, k + 90))
     table = collect_inputs([tmp_path])
     table.index = [Path(p).relative_to(tmp_path).as_posix() for p in table["path"]]
-    for name in ("Smith_John/1_L.jpg", "Smith_John/2_R.jpg", "Jones/3_L.jpg", "Lee/6_R.jpg", "Kim/0001_L.jpg", "Park/2_R (1).jpg"):
+    for name in ("Smith_John/1_L.jpg", "Smith_John/2_R.jpg", "Jones/3_L.jpg", "Lee/6_R.jpg", "Kim/0001_L.jpg", "Park/2_R (1).jpg",
+                 "Cho/14_R.jpg", "Lim/0123_L.jpg"):
         assert "a patient's folder?: patient " in table.loc[name, "identity_note"], name
         assert "a shot's number" in table.loc[name, "identity_note"], name
     for name in ("export/V1_L.jpg", "export/BL_R.jpg", "export/M12_L.jpg", "export/T0_R.jpg"):
@@ -441,6 +443,35 @@ def test_a_patients_folder_holding_photos_of_another_patient_is_noted(tmp_path):
     assert ("folder 'Smith_John' is patient 'Smith_John' for its photos named by the eye alone, but holds photos taken as "
             "patient '10570' too") in table.loc["Smith_John/OD.jpg", "identity_note"]
     assert (table.loc[["Doe_Jane/OD.jpg", "Doe_Jane/OS.jpg"], "identity_note"] == "").all()  # one patient's folder
+
+
+def test_a_patients_folder_inside_another_or_linked_under_another_name_is_noted(tmp_path):
+    """Probe 55 BS12: ``1001/OS.jpg`` + ``1001/retake/OD.jpg`` made a patient 'retake', silently; BS14: a
+    patient's folder linked under another patient's name (``byname/Smith_John -> ids/1001``) dropped one
+    patient's rows; BS6: ``Copy of 10007_left.jpeg`` beside ``10007_right.jpeg`` was patient 'Copy of 10007'."""
+    (tmp_path / "rt" / "1001" / "retake").mkdir(parents=True)
+    for k, name in enumerate(("rt/1001/OS.jpg", "rt/1001/retake/OD.jpg", "ids/1001/OD.jpg", "ids/1001/OS.jpg",
+                              "cp/Copy of 10007_left.jpeg", "cp/10007_right.jpeg")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(photo_bytes(k % 3, 80 + k))
+    (tmp_path / "byname").mkdir()
+    (tmp_path / "byname" / "Smith_John").symlink_to(tmp_path / "ids" / "1001", target_is_directory=True)
+    table = collect_inputs([tmp_path / "rt"])
+    assert sorted(table["patient_id"]) == ["1001", "retake"]  # as read, noted
+    assert all("folder 'retake' (patient 'retake') is inside folder '1001' (patient '1001')" in n for n in table["identity_note"])
+    table = collect_inputs([tmp_path / "ids", tmp_path / "byname"])
+    assert sorted(table["patient_id"]) == ["1001", "1001", "Smith_John", "Smith_John"]  # none dropped
+    assert all(n.startswith("same photo under two patients") or "same photo under two patients" in n for n in table["identity_note"])
+    table = collect_inputs([tmp_path / "cp"])
+    assert set(table["patient_id"]) == {"10007"} and sorted(table["eye"]) == ["left", "right"]
+    # BS11: a patient's folder copied or downloaded twice is that patient's
+    for k, name in enumerate(("cf/1002 - Copy/OD.jpg", "cf/1002/OS.jpg", "cf/Copy of 1001/OD.jpg", "cf/1001/OS.jpg",
+                              "cf/1003 (2)/OD.jpg", "cf/1003/OS.jpg", "cf/1004 (copy)/OD.jpg", "cf/1004/OS.jpg")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(photo_bytes(k % 3, 90 + k))
+    table = collect_inputs([tmp_path / "cf"])
+    assert sorted(table["patient_id"]) == ["1001", "1001", "1002", "1002", "1003", "1003", "1004", "1004"]
+    assert all(sorted(eyes) == ["left", "right"] for _, eyes in table.groupby("patient_id")["eye"])
 
 
 def test_one_patients_follow_up_export_alone_takes_the_patients_folder(tmp_path):
@@ -1681,6 +1712,22 @@ def test_a_label_file_with_a_patient_column_and_no_eye_column_reads_the_eyes_fro
     df = read_dataset(root, "csv").set_index("image_id")
     assert df.loc[names[:4], "eye"].tolist() == ["left", "right", "left", "right"]
     assert df.loc["10_left", "eye"] == "" and df.loc["10_left", "patient_id"] == "12"
+
+
+def test_a_label_file_giving_patients_to_photos_named_by_a_cameras_counter_keeps_their_eyes(tmp_path, caplog):
+    """Probe 55 CS1: the patient column the camera-counter warning asks for made every eye unknown and
+    was called a contradiction ('its name says patient IMG_0001')."""
+    root = tmp_path / "set"
+    names = ["IMG_0001_L", "IMG_0002_R", "IMG_0003_L", "IMG_0004_R"]
+    for k, name in enumerate(names):
+        (root / "images" / f"{name}.jpeg").parent.mkdir(parents=True, exist_ok=True)
+        (root / "images" / f"{name}.jpeg").write_bytes(photo_bytes(k % 5, k))
+    (root / "labels.csv").write_text("image,level,patient_id\n" + "".join(
+        f"{name}.jpeg,{k % 5},{'SJ' if k < 2 else 'JA'}\n" for k, name in enumerate(names)))
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        df = read_dataset(root, "csv").set_index("image_id")
+    assert df["eye"].tolist() == ["left", "right", "left", "right"] and df["patient_id"].tolist() == ["SJ", "SJ", "JA", "JA"]
+    assert "contradict" not in caplog.text and "camera's counter" not in caplog.text
 
 
 def test_a_data_set_with_several_photos_of_one_eye_says_its_figures_count_photos(tmp_path, caplog):

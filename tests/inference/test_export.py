@@ -108,8 +108,10 @@ def test_parity_failure_is_loud_and_keeps_nothing(tiny_bundle, tmp_path, monkeyp
 
 def test_ensemble_export_exports_every_member(tiny_bundle, other_tiny_bundle, tmp_path, caplog):
     ens = make_ensemble([tiny_bundle, other_tiny_bundle], tmp_path / "ens")
+    (ens / "MODEL_CARD.md").write_text("# the ensemble's card\n")  # as `drgrader ensemble` and `cv` write it
     with caplog.at_level(logging.INFO, logger="drgrader"):
         out = export_command(ens)
+    assert (out / "MODEL_CARD.md").read_text() == "# the ensemble's card\n"  # probe 55 CS3: it was left behind
     assert out == tmp_path / "ens-onnx"
     # The log names the files where they are (before, probe 29: in the staging folder, gone after the rename).
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ONNX model")]

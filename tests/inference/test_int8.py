@@ -166,6 +166,19 @@ def test_int8_on_one_class_validation_photos_says_what_it_could_not_measure(run_
     assert "its gate on what could be measured (grade agreement" in row and "nan" not in row.lower()
 
 
+@pytest.mark.slow
+def test_int8_of_a_referral_model_compares_its_decisions(synth_dir, loose_gate, tmp_path):
+    # Probe 55 CS2: a referable-task bundle grades nothing, and the gate's kappa on its empty grades was a traceback.
+    from drgrader.workflows.train import train
+
+    cfg = tiny_config(synth_dir, **{"train.epochs": 1, "model.task": "referable", "train.loss": "bce", "eval.bootstrap": 0})
+    run = train(cfg, out=tmp_path / "run", progress=False)
+    out = tmp_path / "int8"
+    assert main(["export", str(run / "bundle"), "--int8", "--int8-anyway", "--out", str(out)]) == 0
+    last = json.loads((out / "bundle.json").read_text())["int8"]["attempts"][-1]
+    assert last["kappa_float"] is None and last["kappa_int8"] is None and 0 <= last["agreement"] <= 1
+
+
 def test_int8_calibration_keeps_onnx_runtime_s_chatter_off_stdout(run_dir, tmp_path, capfd):
     # Before: "Collecting tensor data and making histogram ...", "Finding optimal threshold for each
     # tensor using 'percentile' algorithm ...", "Number of tensors : 32" between drgrader's log lines.

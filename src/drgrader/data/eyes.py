@@ -98,7 +98,20 @@ _BARE_EYE = re.compile(rf"^(?:(?P<right>r|re|od|right|{_OTHER_RIGHT})|(?P<left>l
 _EYE_ONLY = re.compile(rf"^(?:(?P<right>r|re|od|right|{_OTHER_RIGHT})|(?P<left>l|le|os|left|{_OTHER_LEFT}))(?:[_\- ]?eye)?$",
                        re.IGNORECASE)
 # What a browser, Windows or macOS appends to a copy's name: "10_left (1)", "10_left - Copy (2)", "10_left copy 2".
-_COPY_SUFFIX = re.compile(r"(?: ?\(\d+\)| - copy(?: \(\d+\))?| copy(?: \d+)?)$", re.IGNORECASE)  # "(1)" unspaced: probe 39 BC1
+_COPY_SUFFIX = re.compile(r"(?: ?\(\d+\)| - (?:copy|kopie)(?: \(\d+\))?| copy(?: \d+)?| ?\(copy\))$", re.IGNORECASE)  # "(1)" unspaced: probe 39 BC1
+# a file manager's copy before the name ("Copy of 10_left", "Kopie von 10_left": probe 55 BS6)
+_COPY_PREFIX = re.compile(r"^(?:copy(?: \(\d+\))? of |kopie von |copie de |copia de |copia di )", re.IGNORECASE)
+
+
+def _uncopied(name: str) -> str:
+    """A file name (or image id) without its folders and a copy's marks (``Copy of 10_left (1)``: ``10_left``)."""
+    return _COPY_PREFIX.sub("", _COPY_SUFFIX.sub("", PurePosixPath(name.replace("\\", "/")).name.strip()))
+
+
+def folder_patient(name: str) -> str:
+    """The patient a patient's folder names, without a copy's marks (``1002 - Copy``, ``1003 (2)``,
+    ``Copy of 1001``: a folder copied or downloaded twice is the same patient's; probe 55 BS11)."""
+    return patient_id(_uncopied(name) or name)
 _NAME = re.compile(r"^(?P<patient>.*[^_\- ])[_\- ]+(?P<eye>left|right|l|r|os|od)$", re.IGNORECASE)
 # A second photo of an eye: a camera's number or the field after a long eye word ("5_left_2",
 # "6_OS_macula", "6_left_disc"): the same patient and eye (identity notes several photos of one eye).
@@ -179,7 +192,7 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
 
     ``name`` is an image id or file name without its extension; folders in it are ignored.
     """
-    stem = _COPY_SUFFIX.sub("", PurePosixPath(name.replace("\\", "/")).name.strip())
+    stem = _uncopied(name)
     # a second extension Windows hid ("10_left.jpeg.jpg": the id keeps ".jpeg"; probe 34 AX12)
     stem = _INNER_EXTENSION.sub("", stem)
     if shot := _SHOT.match(stem):
@@ -259,7 +272,7 @@ def _eye_matched(match: re.Match) -> str:
 def eye_alone(name: str) -> str | None:
     """The eye of a name that says its eye and nothing else (``OD``, ``Right``, ``left eye``,
     ``OS (1)``), or None: such a photo's folder names its patient (``P10/OD.jpeg``)."""
-    match = _EYE_ONLY.match(_COPY_SUFFIX.sub("", PurePosixPath(name.replace("\\", "/")).name.strip()))
+    match = _EYE_ONLY.match(_uncopied(name))
     return _eye_matched(match) if match else None
 
 
@@ -268,7 +281,7 @@ def eyes_named(name: str) -> set[str]:
     ``left`` / ``right`` / ``OS`` / ``OD`` word elsewhere in it; a name that is an eye word alone
     (``R``, ``LE``, ``OD1``, ``rechts``: a patient-per-folder export). Two eyes: the name contradicts itself."""
     stem = PurePosixPath(name.replace("\\", "/")).name.strip()
-    uncopied = _COPY_SUFFIX.sub("", stem)
+    uncopied = _COPY_PREFIX.sub("", _COPY_SUFFIX.sub("", stem))
     if bare := _BARE_EYE.match(uncopied):  # probe 37 BA1; "r (1)": probe 38 BB1
         return {_eye_matched(bare)}
     spaced = _ANY_SEPARATORS.sub("_", uncopied).strip("_")

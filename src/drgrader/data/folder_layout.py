@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import EYE_WORDS, eye_of_folder, folders_of_visits, patient_id, visit_folder
+from drgrader.data.eyes import EYE_WORDS, eye_of_folder, folder_patient, folders_of_visits, visit_folder
 from drgrader.data.identity_notes import EYES_IN_FOLDERS, SAME_NAME_IN_FOLDERS, VISIT_FOLDER_READ
 
 
@@ -77,7 +77,7 @@ def visits_in_folders(photos: list[dict]) -> None:
     for row in photos:
         parent = Path(row["source"]).parent
         if row.get("folder_patient") and str(parent.parent) in of_visits and parent.parent.name:
-            row["folder_patient"] = patient_id(parent.parent.name)
+            row["folder_patient"] = folder_patient(parent.parent.name)
             # said on each photo, as a patient folder named like a year is read so too (probe 52 BP1: `site2/2001`)
             row["notes"] = (*(row.get("notes") or ()), f"{VISIT_FOLDER_READ}: patient {row['folder_patient']!r} is the "
                             f"folder above {parent.name!r}, read as a visit's folder (a follow-up export); if "

@@ -87,6 +87,7 @@ from drgrader.data.identity_notes import (
     ONE_FILE,
     SAME_PHOTO_AS_TWO_EYES,
     SAME_PHOTO_UNDER_TWO_PATIENTS,
+    camera_counter,
     note_date_patients,
     note_eye_counts,
     note_folder_against_others,
@@ -114,15 +115,17 @@ def _combine_repeats(rows: list[dict]) -> list[dict]:
     """One row per file (photos/a.jpg and /data/photos/a.jpg are one), in first-seen order, under
     its first spelling; a repeat adds what the first lacked. A file reached again through a link
     (a linked folder, a hard link) under the same name is that file given twice alike, graded once
-    (before: two patients, 'same photo under two patients'); under another name it stays a photo
-    of its own, noted as a copy, since its name may claim another patient or eye."""
+    (before: two patients, 'same photo under two patients'); under another name, or in another
+    patient's folder, it stays a photo of its own, noted as a copy, since it may claim another patient or eye."""
     by_path: dict[str, dict] = {}
     first_of: dict[tuple, str] = {}  # (device, inode, frame, image id) -> the key of its first row
     for row in rows:
         key = os.path.abspath(row["path"])
         file = _file_of(row)
         if key not in by_path and file is not None:
-            key = first_of.setdefault((*file, row["image_id"]), key)
+            # a photo named by its eye alone is its folder's patient's: reached through a link from another
+            # patient's folder (byname/Smith_John -> ids/1001) it stays a row of its own, noted (probe 55 BS14)
+            key = first_of.setdefault((*file, row["image_id"], row.get("folder_patient", "")), key)
         first = by_path.setdefault(key, dict(row))
         for key in ("csv_patient", "csv_eye"):  # two CSV rows (or CSVs) that disagree: each claim kept
             claims = first.setdefault(f"{key}s", [first[key]] if first[key] else [])
@@ -176,6 +179,8 @@ def given_against_names(table: pd.DataFrame, given: pd.Series, name_patient: pd.
     Returns which photos lost their eye so."""
     patients = table["patient_id"]
     contested = pd.Series(False, index=table.index)
+    # a camera's counter (IMG_0001_L) names no patient: a given one is what it lacks (probe 55 CS1)
+    name_patient = name_patient.where(~name_patient.astype(str).map(camera_counter), "")
     for k in table.index[given & (name_patient != "") & (name_patient != patients)]:
         g, n = patients[k], name_patient[k]
         of_n = table.index[patients == n]
@@ -202,7 +207,7 @@ def one_name_two_given(table: pd.DataFrame, given: pd.Series, name_patient: pd.S
     """Photos named for one patient (``10131_left``, ``10131_right``) but given two (CSV cells
     ``P7``, ``P8``: a typo, a row off by one): kept apart as given, each noted (probe 35 AY8: two
     one-eyed patients without a word); names that differ as a retyped id does (``0010131_left``) too."""
-    named = given & (name_patient != "")
+    named = given & (name_patient != "") & ~name_patient.astype(str).map(camera_counter)
     for _, group in table[named].groupby(name_patient[named].map(folded_patient)):
         patients = sorted(set(group["patient_id"]))
         if len(patients) < 2:

@@ -102,17 +102,22 @@ def camera_counter(patient: str) -> bool:
 
 
 def _shot_number(patient: str) -> bool:
-    """A patient id that is a shot's number (1, 2, 07, 0001): read from ``1_L.jpg`` in one patient's folder."""
+    """A patient id that is a shot's or a camera's number (1, 2, 07, 0001, 0123): read from ``1_L.jpg`` in
+    one patient's folder."""
     number = patient.rpartition("/")[2]
-    return number.isdigit() and int(number) <= 99
+    return number.isdigit() and int(number) <= 999
 
 
-def shots_of_one_patient(patients: set[str], one_eye_each: bool) -> bool:
-    """A folder's patients read from names that are shots' numbers (``Smith_John/1_L``, ``2_R``, ``0001_L``;
-    two of them, or more from 1), each of one eye (a retake beside it): one patient's shots, perhaps (probe 53
-    BQ2, probe 54 BR1); not a numbered export (``10_L``, ``10_R``, ``11_L``) or a batch (``21_L``, ``22_L``, ``23_L``)."""
-    return (len(patients) >= 2 and all(_shot_number(p) for p in patients) and one_eye_each
-            and (len(patients) == 2 or min(int(p.rpartition("/")[2]) for p in patients) <= 1))
+def shots_of_one_patient(patients: set[str], one_eye_each: bool, both_eyes: bool = True) -> bool:
+    """A folder's patients read from names that are shots' numbers close together (``Smith_John/1_L``,
+    ``2_R``, ``0001_L``, ``0123_L`` + ``0124_R``; ``2_L``, ``3_R``, ``4_R``), each of one eye (a retake beside
+    it): one patient's shots, perhaps (probe 53 BQ2, probe 54 BR1, probe 55 BS1); not a numbered export (``10_L``,
+    ``10_R``, ``11_L``) or a batch of one eye (``21_L``, ``22_L``, ``23_L``; ``both_eyes``: both eyes among them)."""
+    if len(patients) < 2 or not all(_shot_number(p) for p in patients) or not one_eye_each:
+        return False
+    numbers = sorted(int(p.rpartition("/")[2]) for p in patients)
+    close = numbers[-1] - numbers[0] < 2 * len(numbers)
+    return close and (len(numbers) == 2 or numbers[0] <= 1 or both_eyes)
 
 
 def one_eye_each(table: pd.DataFrame) -> pd.Series:
@@ -139,6 +144,7 @@ def note_patients_folders(table: pd.DataFrame, notes: list[list[str]], from_name
     patients = table.loc[named, "patient_id"].astype(str)
     in_folder = patients.groupby(folders).agg(set)
     one_eye = one_eye_each(table).loc[named].groupby(folders).all()
+    both_eyes = table.loc[named, "eye"].groupby(folders).agg(lambda eyes: {"left", "right"} <= set(eyes))
     for k in named:
         patient, folder = str(table.at[k, "patient_id"]), folders[k]
         if folder.name.startswith(TEMP_FOLDER_PREFIX):  # drgrader's own folder says nothing (probe 53 BQ4)
@@ -146,7 +152,7 @@ def note_patients_folders(table: pd.DataFrame, notes: list[list[str]], from_name
         here = in_folder[folder]
         # one or two patients there, or shots numbered 1..99 (1_L, 2_R, 3_L: probe 52 BP2)
         few = len(here) <= 2 or all(_shot_number(p) for p in here)
-        shots = shots_of_one_patient(here, one_eye[folder])  # whatever the folder's name
+        shots = shots_of_one_patient(here, one_eye[folder], both_eyes[folder])  # whatever the folder's name
         if camera_counter(patient):
             notes[k].append(f"{PATIENT_FOLDER}: patient {patient!r} is read from the photo's name, a camera's counter "
                             "(photos numbered by shot?): one patient's photos would be several patients; if so, give the "
@@ -173,6 +179,7 @@ def note_folder_against_others(table: pd.DataFrame, notes: list[list[str]]) -> N
     if not claimed.any():
         return
     folders = table["source"].map(lambda source: str(Path(str(source)).parent))
+    _note_folders_inside(table, notes, folders, claimed)
     for folder in folders[claimed].unique():
         here = table.index[folders == folder]
         for patient in table.loc[here, "folder_patient"][claimed].unique():
@@ -187,6 +194,23 @@ def note_folder_against_others(table: pd.DataFrame, notes: list[list[str]]) -> N
                                 f"photos named by the eye alone, but holds photos taken as patient {shown} too (by a "
                                 "DICOM header, a CSV or a photo's name): if they are one patient's, give the patients "
                                 "in a CSV")
+
+
+def _note_folders_inside(table: pd.DataFrame, notes: list[list[str]], folders: pd.Series, claimed: pd.Series) -> None:
+    """A patient's folder inside another's, each read from its photos named by the eye alone
+    (``1001/OS.jpg`` + ``1001/retake/OD.jpg``: patients ``1001`` and ``retake``): a retake's or a field's
+    folder, perhaps (probe 55 BS12). Kept as read, noted on both."""
+    patient_of = {f: p for f, p in zip(folders[claimed], table.loc[claimed, "folder_patient"])}
+    taken = {f: set(table.loc[folders == f, "patient_id"]) for f in patient_of}
+    for folder, patient in patient_of.items():
+        parent = str(Path(folder).parent)
+        outer = patient_of.get(parent)
+        if outer is None or outer == patient or patient not in taken[folder] or outer not in taken[parent]:
+            continue
+        for k in table.index[folders.isin([folder, parent])]:
+            notes[k].append(f"{FOLDER_TWO_PATIENTS}: folder {Path(folder).name!r} (patient {patient!r}) is inside folder "
+                            f"{Path(parent).name!r} (patient {outer!r}), both read from photos named by the eye alone: a "
+                            f"retake's or a field's folder of patient {outer!r}? If so, give the patients in a CSV")
 
 
 _NUMBERED_SHOT = re.compile(r"(?:left|right|os|od)[_\- ]+([0-9]{1,2})$", re.IGNORECASE)

@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from drgrader.data.dicom import frame_ref, header_or_none, is_dicom, split_frame_ref
-from drgrader.data.eyes import eye_alone, eye_of_folder, patient_and_eye, visit_folder
+from drgrader.data.eyes import eye_alone, eye_of_folder, folder_patient, patient_and_eye, visit_folder
 from drgrader.data.identity_claims import VISIT_FOLDER, evidence
 from drgrader.data.images import PARTIAL_DOWNLOADS, UNREAD_PHOTO_FORMATS
 from drgrader.data.manifest import IMAGE_EXTENSIONS
@@ -37,7 +37,7 @@ def input_rows(path: Path, image_id: str | None = None, patient_id: str = "", ey
     by_folder = by_folder and bool(eye_alone(image_id)) and not eye_of_folder(folder)
     person = (*(header.person if header else ()), *([(VISIT_FOLDER, visit.casefold())] if visit else []))
     row = evidence(path, image_id, source, csv_image_id=csv_image_id, csv_patient=patient_id, csv_eye=eye,
-                   folder_patient=folder if by_folder else "", dicom_patient=header.patient_id if header else "",
+                   folder_patient=folder_patient(folder) if by_folder else "", dicom_patient=header.patient_id if header else "",
                    dicom_laterality=header.laterality if header else (), person=person)
     if frames == 1:
         return [row]

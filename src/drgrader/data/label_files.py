@@ -19,6 +19,7 @@ from drgrader.data.eyes import (
     EYE_WORDS,
     eye_alone,
     eyes_named,
+    folder_patient,
     folders_of_visits,
     patient_id,
     spreadsheet_damage,
@@ -157,7 +158,8 @@ def patient_from_name(image_id: str) -> tuple[str, str]:
     missing-value placeholder (``NA_left``) is a patient of its own: ``(image_id, "")``."""
     folder, _, name = image_id.replace("\\", "/").rpartition("/")
     if folder and (eye := eye_alone(name)) and patient_id(folder.rpartition("/")[2]):
-        return folder, eye  # P10/2015/OD: P10/2015, or P10 where the layout shows visits (patients_over_visits)
+        head, _, last = folder.rpartition("/")  # a copied folder's marks dropped (`1002 - Copy`: probe 55 BS11)
+        return f"{head}/{folder_patient(last)}" if head else folder_patient(last), eye  # P10/2015/OD: P10/2015, or P10 (patients_over_visits)
     read = named_patient_and_eye(name)
     if read is None or len(eyes_named(name)) > 1 or not patient_id(read[0]):
         return image_id, ""

@@ -146,8 +146,9 @@ def _warn_shots_as_patients(df: pd.DataFrame, root: Path, given: list[bool]) -> 
         return
     folders = named["image_id"].astype(str).str.replace("\\", "/").str.rpartition("/")[0]
     one_each = one_eye_each(df).loc[named.index].groupby(folders).all()
+    both = named["eye"].groupby(folders).agg(lambda eyes: {"left", "right"} <= set(eyes))
     shots = [f for f, patients in named["patient_id"].groupby(folders).agg(set).items()
-             if f and shots_of_one_patient(patients, one_each[f])]
+             if f and shots_of_one_patient(patients, one_each[f], both[f])]
     if shots:
         log.warning("%s: %d folder(s) hold photos numbered like one patient's shots (e.g. %r: %s), each number read as "
                     "a patient: if each folder is one patient's, give a patient_id column, or a patient's eyes may fall "

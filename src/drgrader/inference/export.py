@@ -194,4 +194,8 @@ def export_into(src: Path, out: Path, *, shown: Path | None = None) -> None:
     for member in manifest["members"]:
         export_into(src / member, out / member, shown=None if shown is None else shown / member)
     if out.resolve() != src.resolve():
+        # the ensemble's own files (its MODEL_CARD.md: out-of-fold figures, external entries) travel too (probe 55 CS3)
+        for file in src.iterdir():
+            if file.is_file() and file.name != MANIFEST:
+                shutil.copy2(file, out / file.name)
         write_manifest(out, manifest)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from drgrader.data.dicom import DicomHeader, is_dicom
-from drgrader.data.eyes import eye_alone, eye_of_folder, visit_folder
+from drgrader.data.eyes import eye_alone, eye_of_folder, folder_patient, visit_folder
 from drgrader.data.identity import resolve_identity
 from drgrader.data.identity_claims import VISIT_FOLDER, evidence, photo_eye_claims
 from drgrader.data.identity_notes import (
@@ -78,7 +78,7 @@ def _folder_claims(name: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     folder, above = path.parent.name, path.parent.parent.name
     visit = folder if visit_folder(folder) and above else ""
     holder = above if visit else folder
-    patient = holder if holder and eye_alone(path.stem) and not eye_of_folder(holder) else ""
+    patient = folder_patient(holder) if holder and eye_alone(path.stem) and not eye_of_folder(holder) else ""
     return patient, ((VISIT_FOLDER, visit.casefold()),) if visit else ()
 
 

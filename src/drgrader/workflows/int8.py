@@ -156,13 +156,16 @@ def compare(bundle: Bundle, float_run, int8_run, photos: np.ndarray, grades: np.
 
     f, q = decided(float_run), decided(int8_run)
     referable = grades >= 2
+    # a model of referral alone grades nothing: its decisions are compared, its kappa not measured (probe 55 CS2)
+    graded = bool(f["pred_grade"].notna().any())
+    decision, score = ("pred_grade", "expected_grade") if graded else ("referable_pred", "score_referable")
     return {
         "photos": int(len(photos)),
-        "agreement": float((f["pred_grade"].to_numpy() == q["pred_grade"].to_numpy()).mean()),
-        "mean_abs_score_diff": float(np.nanmean(np.abs(f["expected_grade"] - q["expected_grade"]))),
+        "agreement": float((f[decision].to_numpy() == q[decision].to_numpy()).mean()),
+        "mean_abs_score_diff": float(np.nanmean(np.abs(f[score] - q[score]))),
         # None, not NaN, when the photos cannot measure it (one class: no AUC): bundle.json stays JSON.
-        "kappa_float": measured(quadratic_weighted_kappa(grades, f["pred_grade"])),
-        "kappa_int8": measured(quadratic_weighted_kappa(grades, q["pred_grade"])),
+        "kappa_float": measured(quadratic_weighted_kappa(grades, f["pred_grade"])) if graded else None,
+        "kappa_int8": measured(quadratic_weighted_kappa(grades, q["pred_grade"])) if graded else None,
         "auc_float": measured(roc_auc(referable, f["score_referable"].to_numpy(dtype=float))),
         "auc_int8": measured(roc_auc(referable, q["score_referable"].to_numpy(dtype=float))),
     }
