@@ -179,11 +179,14 @@ def note_folder_against_others(table: pd.DataFrame, notes: list[list[str]]) -> N
     if not claimed.any():
         return
     folders = table["source"].map(lambda source: str(Path(str(source)).parent))
-    _note_folders_inside(table, notes, folders, claimed)
-    for folder in folders[claimed].unique():
-        here = table.index[folders == folder]
-        for patient in table.loc[here, "folder_patient"][claimed].unique():
-            taken = set(table.loc[here, "patient_id"])
+    # each folder's patients and claims, in one pass (exports of thousands of patient folders)
+    taken_in = table["patient_id"].groupby(folders).agg(set)
+    claims = table.loc[claimed, "folder_patient"].groupby(folders[claimed]).agg(set)
+    rows_of = table.index.groupby(folders)
+    _note_folders_inside(notes, claims, taken_in, rows_of)
+    for folder, patients in claims.items():
+        here, taken = rows_of[folder], taken_in[folder]
+        for patient in patients:
             others = sorted(taken - {patient, ""})
             if patient not in taken or not others:  # a CSV gave every photo its patient: no folder's read
                 continue
@@ -196,18 +199,19 @@ def note_folder_against_others(table: pd.DataFrame, notes: list[list[str]]) -> N
                                 "in a CSV")
 
 
-def _note_folders_inside(table: pd.DataFrame, notes: list[list[str]], folders: pd.Series, claimed: pd.Series) -> None:
+def _note_folders_inside(notes: list[list[str]], claims: pd.Series, taken_in: pd.Series, rows_of: dict) -> None:
     """A patient's folder inside another's, each read from its photos named by the eye alone
     (``1001/OS.jpg`` + ``1001/retake/OD.jpg``: patients ``1001`` and ``retake``): a retake's or a field's
-    folder, perhaps (probe 55 BS12). Kept as read, noted on both."""
-    patient_of = {f: p for f, p in zip(folders[claimed], table.loc[claimed, "folder_patient"])}
-    taken = {f: set(table.loc[folders == f, "patient_id"]) for f in patient_of}
-    for folder, patient in patient_of.items():
+    folder, perhaps (probe 55 BS12). Kept as read, noted on both. ``claims``: each folder's patients by
+    folder; ``taken_in``: each folder's patients as taken; ``rows_of``: each folder's rows."""
+    for folder, patients in claims.items():
         parent = str(Path(folder).parent)
-        outer = patient_of.get(parent)
-        if outer is None or outer == patient or patient not in taken[folder] or outer not in taken[parent]:
+        if parent not in claims.index:
             continue
-        for k in table.index[folders.isin([folder, parent])]:
+        patient, outer = min(patients), min(claims[parent])
+        if outer == patient or patient not in taken_in[folder] or outer not in taken_in[parent]:
+            continue
+        for k in rows_of[folder].append(rows_of[parent]):
             notes[k].append(f"{FOLDER_TWO_PATIENTS}: folder {Path(folder).name!r} (patient {patient!r}) is inside folder "
                             f"{Path(parent).name!r} (patient {outer!r}), both read from photos named by the eye alone: a "
                             f"retake's or a field's folder of patient {outer!r}? If so, give the patients in a CSV")
