@@ -459,9 +459,16 @@ def test_a_patients_folder_inside_another_or_linked_under_another_name_is_noted(
     table = collect_inputs([tmp_path / "rt"])
     assert sorted(table["patient_id"]) == ["1001", "retake"]  # as read, noted
     assert all("folder 'retake' (patient 'retake') is inside folder '1001' (patient '1001')" in n for n in table["identity_note"])
-    table = collect_inputs([tmp_path / "ids", tmp_path / "byname"])
-    assert sorted(table["patient_id"]) == ["1001", "1001", "Smith_John", "Smith_John"]  # none dropped
-    assert all(n.startswith("same photo under two patients") or "same photo under two patients" in n for n in table["identity_note"])
+    for given in ([tmp_path / "ids", tmp_path / "byname"], [tmp_path / "byname", tmp_path / "ids"]):
+        table = collect_inputs(given)
+        assert sorted(table["patient_id"]) == ["1001", "1001", "Smith_John", "Smith_John"]  # none dropped
+        assert all("same photo under two patients" in n for n in table["identity_note"])
+    # probe 56 BT1: both under one folder given (the alias folder was walked once, as its target)
+    (tmp_path / "al" / "byname").mkdir(parents=True)
+    (tmp_path / "al" / "ids").symlink_to(tmp_path / "ids", target_is_directory=True)
+    (tmp_path / "al" / "byname" / "Smith_John").symlink_to(tmp_path / "ids" / "1001", target_is_directory=True)
+    table = collect_inputs([tmp_path / "al"])
+    assert sorted(table["patient_id"]) == ["1001", "1001", "Smith_John", "Smith_John"]
     table = collect_inputs([tmp_path / "cp"])
     assert set(table["patient_id"]) == {"10007"} and sorted(table["eye"]) == ["left", "right"]
     # BS11: a patient's folder copied or downloaded twice is that patient's
@@ -469,7 +476,13 @@ def test_a_patients_folder_inside_another_or_linked_under_another_name_is_noted(
                               "cf/1003 (2)/OD.jpg", "cf/1003/OS.jpg", "cf/1004 (copy)/OD.jpg", "cf/1004/OS.jpg")):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(photo_bytes(k % 3, 90 + k))
+    # probe 56 BT15: a year in parentheses is no copy's number: two people
+    for k, name in enumerate(("cf/Smith, John (1965)/OD.jpg", "cf/Smith, John (1972)/OS.jpg")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(photo_bytes(k % 3, 98 + k))
     table = collect_inputs([tmp_path / "cf"])
+    assert {"Smith, John (1965)", "Smith, John (1972)"} <= set(table["patient_id"])
+    table = table[~table["patient_id"].str.startswith("Smith")]
     assert sorted(table["patient_id"]) == ["1001", "1001", "1002", "1002", "1003", "1003", "1004", "1004"]
     assert all(sorted(eyes) == ["left", "right"] for _, eyes in table.groupby("patient_id")["eye"])
 
@@ -1397,7 +1410,8 @@ def test_two_people_in_formats_or_names_that_look_alike_are_two(tmp_path):
         listing.write_text(listing.read_text().replace(header, "Patient name"))
     listing.write_text("image,patient_id,eye,Pt\na.jpeg,1,left,J. Smith\nb.jpeg,1,right,M. Jones\n"
                        "c.jpeg,2,left,A. Brown\nd.jpeg,2,right,A. Khan\n")
-    assert "two values under one id: column 'Pt'" in collect_inputs([listing])["identity_note"].iat[0]
+    with pytest.raises(DataError, match="patient '1' has rows of two people in 'Pt'"):  # 'Pt', a patient's (probe 56 BT5)
+        collect_inputs([listing])
 
 
 def test_two_sites_whose_names_hold_a_field_word_are_two_sites(tmp_path):
@@ -1728,6 +1742,24 @@ def test_a_label_file_giving_patients_to_photos_named_by_a_cameras_counter_keeps
         df = read_dataset(root, "csv").set_index("image_id")
     assert df["eye"].tolist() == ["left", "right", "left", "right"] and df["patient_id"].tolist() == ["SJ", "SJ", "JA", "JA"]
     assert "contradict" not in caplog.text and "camera's counter" not in caplog.text
+
+
+@pytest.mark.parametrize("names", [
+    ["OD_Smith", "OS_Smith", "Jones_RE", "Jones_LE"],  # probe 56 CT5: an eye word first, or RE/LE, read as predict reads it
+    ["Smith_John/1_L", "Smith_John/2_R", "Jones_Ann/1_L", "Jones_Ann/2_R"],  # CT1: the shots a patient column groups
+])
+def test_a_label_file_with_a_patient_column_keeps_the_eyes_predict_reads(tmp_path, caplog, names):
+    root = tmp_path / "set"
+    for k, name in enumerate(names):
+        (root / "images" / f"{name}.jpeg").parent.mkdir(parents=True, exist_ok=True)
+        (root / "images" / f"{name}.jpeg").write_bytes(photo_bytes(k % 5, k))
+    (root / "labels.csv").write_text("image,level,patient_id\n" + "".join(
+        f"{name},{k % 5},{'SJ' if k < 2 else 'JA'}\n" for k, name in enumerate(names)))
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        df = read_dataset(root, "csv").set_index("image_id")
+    expected = ["right", "left", "right", "left"] if names[0] == "OD_Smith" else ["left", "right", "left", "right"]
+    assert df.loc[names, "eye"].tolist() == expected
+    assert "contradict" not in caplog.text
 
 
 def test_a_data_set_with_several_photos_of_one_eye_says_its_figures_count_photos(tmp_path, caplog):

@@ -139,6 +139,11 @@ def test_a_second_column_of_photo_names_is_refused_by_its_cells(photos, tmp_path
     ("image,case_id", "'case_id' looks like the patient column"),
     ("image,Patient Name", "'Patient Name' looks like the patient column"),
     ("image,Medical Record Number", "'Medical Record Number' looks like the patient column"),
+    # Probe 56 BT5: the medical abbreviation, German, French: the list's pairing was lost with an INFO line only.
+    ("image,pt_id", "'pt_id' looks like the patient column"),
+    ("image,Pt #", "'Pt #' looks like the patient column"),
+    ("image,Patientennummer", "'Patientennummer' looks like the patient column"),
+    ("image,dossier", "'dossier' looks like the patient column"),
 ])
 def test_a_column_that_looks_like_a_known_one_is_refused_by_name(photos, tmp_path, header, named):
     listing = tmp_path / "list.csv"

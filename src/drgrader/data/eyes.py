@@ -98,7 +98,7 @@ _BARE_EYE = re.compile(rf"^(?:(?P<right>r|re|od|right|{_OTHER_RIGHT})|(?P<left>l
 _EYE_ONLY = re.compile(rf"^(?:(?P<right>r|re|od|right|{_OTHER_RIGHT})|(?P<left>l|le|os|left|{_OTHER_LEFT}))(?:[_\- ]?eye)?$",
                        re.IGNORECASE)
 # What a browser, Windows or macOS appends to a copy's name: "10_left (1)", "10_left - Copy (2)", "10_left copy 2".
-_COPY_SUFFIX = re.compile(r"(?: ?\(\d+\)| - (?:copy|kopie)(?: \(\d+\))?| copy(?: \d+)?| ?\(copy\))$", re.IGNORECASE)  # "(1)" unspaced: probe 39 BC1
+_COPY_SUFFIX = re.compile(r"(?: ?\(\d{1,2}\)| - (?:copy|kopie)(?: \(\d+\))?| copy(?: \d+)?| ?\(copy\))$", re.IGNORECASE)  # "(1)" unspaced: probe 39 BC1; not "(1965)": probe 56 BT15
 # a file manager's copy before the name ("Copy of 10_left", "Kopie von 10_left": probe 55 BS6)
 _COPY_PREFIX = re.compile(r"^(?:copy(?: \(\d+\))? of |kopie von |copie de |copia de |copia di )", re.IGNORECASE)
 

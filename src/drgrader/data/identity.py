@@ -94,6 +94,7 @@ from drgrader.data.identity_notes import (
     note_other_claimants,
     note_patients_folders,
     note_two_people,
+    shots_of_one_patient,
 )
 from drgrader.data.image_files import identical_files
 
@@ -179,8 +180,9 @@ def given_against_names(table: pd.DataFrame, given: pd.Series, name_patient: pd.
     Returns which photos lost their eye so."""
     patients = table["patient_id"]
     contested = pd.Series(False, index=table.index)
-    # a camera's counter (IMG_0001_L) names no patient: a given one is what it lacks (probe 55 CS1)
-    name_patient = name_patient.where(~name_patient.astype(str).map(camera_counter), "")
+    # a camera's counter (IMG_0001_L) names no patient: a given one is what it lacks (probe 55 CS1); nor do
+    # one given patient's shots (Smith_John/1_L, 2_R given SJ: probe 56 CT1)
+    name_patient = name_patient.where(~name_patient.astype(str).map(camera_counter) & ~_shots_of_given(table, given, name_patient), "")
     for k in table.index[given & (name_patient != "") & (name_patient != patients)]:
         g, n = patients[k], name_patient[k]
         of_n = table.index[patients == n]
@@ -203,11 +205,27 @@ def given_against_names(table: pd.DataFrame, given: pd.Series, name_patient: pd.
     return contested
 
 
+def _shots_of_given(table: pd.DataFrame, given: pd.Series, name_patient: pd.Series) -> pd.Series:
+    """Per row: a given patient's photo whose name's patient is one of that patient's shots' numbers
+    (:func:`~drgrader.data.identity_notes.shots_of_one_patient`, each number of one eye, from 1)."""
+    out = pd.Series(False, index=table.index)
+    named = given & (name_patient != "")
+    for _, rows in table.index[named].groupby(table.loc[named, "patient_id"]).items():
+        numbers = name_patient[rows].astype(str).str.rpartition("/")[2]
+        eyes = table.loc[rows, "eye"]
+        one_eye = bool(eyes.where(eyes != "").groupby(numbers).nunique().le(1).all())
+        # numbered from 1, as a camera's shots are (10_left given 12 beside 12_right: a shifted cell, said)
+        starts = numbers.str.isdigit().all() and min(map(int, numbers)) <= 1
+        if starts and shots_of_one_patient(set(numbers), one_eye, {"left", "right"} <= set(eyes)):
+            out[rows] = True
+    return out
+
+
 def one_name_two_given(table: pd.DataFrame, given: pd.Series, name_patient: pd.Series, notes: list[list[str]]) -> None:
     """Photos named for one patient (``10131_left``, ``10131_right``) but given two (CSV cells
     ``P7``, ``P8``: a typo, a row off by one): kept apart as given, each noted (probe 35 AY8: two
     one-eyed patients without a word); names that differ as a retyped id does (``0010131_left``) too."""
-    named = given & (name_patient != "") & ~name_patient.astype(str).map(camera_counter)
+    named = given & (name_patient != "") & ~name_patient.astype(str).map(camera_counter) & ~_shots_of_given(table, given, name_patient)
     for _, group in table[named].groupby(name_patient[named].map(folded_patient)):
         patients = sorted(set(group["patient_id"]))
         if len(patients) < 2:

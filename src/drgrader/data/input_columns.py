@@ -58,7 +58,10 @@ _PATIENT_IDENTIFIERS = ("pid", "subject", "subjectid", "mrn", "mrno", "mrnumber"
                         # a hand-made list's bare ID, a hospital number, national ids (probe 37 BA5, CA2)
                         "id", "hn", "hospitalid", "ic", "icno", "nric", "nhi", "cpr",
                         # a name, a family's, an exam's accession number (one visit: both eyes; probe 38 BB5)
-                        "fullname", "surname", "familyname", "familyid", "accession", "accessionno", "accessionnumber")
+                        "fullname", "surname", "familyname", "familyid", "accession", "accessionno", "accessionnumber",
+                        # the medical abbreviation, German, French, Indonesian, a practice's client (probe 56 BT5)
+                        "pt", "ptid", "ptno", "ptnr", "ptnumber", "patientennummer", "patientnummer", "dossier",
+                        "dossierno", "client", "clientid", "clientno", "kodepasien", "nopasien", "idpasien")
 _SYNONYMS = {"file": "image", "filename": "image", "filepath": "image", "img": "image", "imgpath": "image",
              "photo": "image", "fundus": "image", "side": "eye", "laterality": "eye",
              "whicheye": "eye", "odos": "eye", "auge": "eye", "oeil": "eye", "ojo": "eye", "occhio": "eye"} | dict.fromkeys(_PATIENT_IDENTIFIERS, "patient")

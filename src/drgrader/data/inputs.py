@@ -27,14 +27,19 @@ INPUT_COLUMNS = IDENTITY_COLUMNS
 
 def _files_under(folder: Path) -> list[Path]:
     """Every entry under ``folder`` that is not a folder, sorted, through linked folders too (a photo
-    store linked in: probe 51 BO7, ``rglob`` left them out without a word), each real folder once (a
-    link back up the tree is no loop)."""
+    store linked in: probe 51 BO7, ``rglob`` left them out without a word), each real folder walked once (a
+    link back up the tree is no loop); a folder linked under another name lists its own files under that
+    name too (probe 56 BT1: a patient's folder aliased under another patient's name was left out)."""
     found, seen = [], set()
     for here, dirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(here)
         if real in seen:
             dirs[:] = []
-            continue
+            above = os.path.realpath(os.path.dirname(here))
+            if os.path.commonpath([real, above]) == real:  # a link back up the tree: a loop
+                continue
+            # a folder linked under another name (byname/Smith_John -> ids/1001): its photos are listed
+            # under that name too, as the patient its name may say (the resolver notes one photo under two)
         seen.add(real)
         found += [Path(here) / name for name in files]  # a broken link too: its row says why
     return sorted(found)

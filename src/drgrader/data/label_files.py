@@ -334,6 +334,8 @@ def patient_and_eye(rec: dict[str, str], where: str, image_id: str, patient_col:
     ``kept_digits``: :func:`~drgrader.data.eyes.long_ids_kept` of the patient column."""
     eye = eye_of(rec[eye_col], where) if eye_col else ""
     name_patient, named_eye = patient_from_name(image_id)
+    if not named_eye and len(said := eyes_named(image_id)) == 1:  # OD_Smith, Smith_RE: predict's reading (probe 56 CT5)
+        named_eye = next(iter(said))
     # An eye cell against the name's eye is refused with or without a patient column: a
     # training eye's label is not guessed (predict, which grades, leaves such an eye unknown).
     if eye and named_eye and eye != named_eye:
