@@ -471,6 +471,16 @@ def test_a_patients_folder_inside_another_or_linked_under_another_name_is_noted(
     assert sorted(table["patient_id"]) == ["1001", "1001", "Smith_John", "Smith_John"]
     table = collect_inputs([tmp_path / "cp"])
     assert set(table["patient_id"]) == {"10007"} and sorted(table["eye"]) == ["left", "right"]
+    # probe 56 BT2: another mark before or after the number: kept apart, noted
+    for k, name in enumerate(("mk/new_10193_left.jpeg", "mk/10193_right.jpeg", "mk/10131a_left.jpeg", "mk/10131_right.jpeg",
+                              "mk/10570_left.jpeg", "mk/10570_right.jpeg")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(photo_bytes(k % 3, 110 + k))
+    table = collect_inputs([tmp_path / "mk"]).set_index("image_id")
+    assert table.loc["new_10193_left", "patient_id"] == "new_10193"
+    for name in ("new_10193_left", "10193_right", "10131a_left", "10131_right"):
+        assert "holds the number of patient" in table.loc[name, "identity_note"], name
+    assert table.loc["10570_left", "identity_note"] == ""
     # BS11: a patient's folder copied or downloaded twice is that patient's
     for k, name in enumerate(("cf/1002 - Copy/OD.jpg", "cf/1002/OS.jpg", "cf/Copy of 1001/OD.jpg", "cf/1001/OS.jpg",
                               "cf/1003 (2)/OD.jpg", "cf/1003/OS.jpg", "cf/1004 (copy)/OD.jpg", "cf/1004/OS.jpg")):
@@ -495,6 +505,20 @@ def test_one_patients_follow_up_export_alone_takes_the_patients_folder(tmp_path)
     table = collect_inputs([tmp_path])
     assert set(table["patient_id"]) == {"1001"} and sorted(table["eye"]) == ["left", "right"]
     assert all(note.startswith("a visit's folder: patient '1001' is the folder above 'V1'") for note in table["identity_note"])
+
+
+def test_a_run_says_once_where_its_patients_were_read_from(tmp_path, caplog):
+    # One line per run, so that a layout read another way than meant is seen at a glance (probes 48-56: each
+    # round found another layout whose reading was right for one export and wrong for the next).
+    for k, name in enumerate(("10_left.jpeg", "10_right.jpeg", "P10/OD.jpg", "P10/OS.jpg", "scan.jpeg", "l/a.jpeg")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(photo_bytes(k % 3, 120 + k))
+    (tmp_path / "list.csv").write_text("image,patient_id,eye\nl/a.jpeg,A1,left\n")
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        collect_inputs([tmp_path / "10_left.jpeg", tmp_path / "10_right.jpeg", tmp_path / "P10", tmp_path / "scan.jpeg",
+                        tmp_path / "list.csv"])
+    assert ("patients of 6 photo(s) read from a list: 1, file names: 2, folders (photos named by the eye alone): 2, "
+            "nothing (each photo a patient of its own): 1") in caplog.text
 
 
 def test_drgraders_own_temporary_folder_is_never_read_as_a_patients_folder():

@@ -163,6 +163,25 @@ def test_a_list_s_columns_not_read_are_named(photos, caplog):
                     "patient_id/patient, eye)"]
 
 
+@pytest.mark.parametrize("column", ["ID paciente", "Fallnummer", "Kunde"])
+def test_a_column_not_read_that_pairs_the_photos_as_eyes_is_warned_of(tmp_path, caplog, column):
+    # Probe 57 BU1: a patient column under a name no word list holds was dropped with an INFO line only,
+    # each exposure-numbered photo (55012_L, 55013_R) a patient of its own.
+    for k, name in enumerate(("55012_L.jpg", "55013_R.jpg", "55014_L.jpg", "55015_R.jpg")):
+        (tmp_path / name).write_bytes(jpeg(k % 3, k))
+    listing = tmp_path / "l.csv"
+    listing.write_text(f"image,{column}\n55012_L.jpg,A1\n55013_R.jpg,A1\n55014_L.jpg,B2\n55015_R.jpg,B2\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        collect_inputs([listing])
+    assert (f"column {column!r} is not read, but its values pair the photos as patients' two eyes (e.g. 'A1': "
+            "patients '55012' and '55013' as read, one eye each)") in caplog.text
+    caplog.clear()
+    listing.write_text(f"image,{column}\n55012_L.jpg,A1\n55013_R.jpg,A2\n55014_L.jpg,B1\n55015_R.jpg,B2\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        collect_inputs([listing])
+    assert "pair the photos" not in caplog.text
+
+
 def test_a_name_without_extension_that_two_files_match_is_refused_by_row(photos):
     listing = photos / "list.csv"
     listing.write_text("image\n7_right\n7_left\n")

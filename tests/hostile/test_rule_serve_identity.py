@@ -249,3 +249,12 @@ def test_upload_names_in_one_patients_folder_or_visit_folders_are_read_as_predic
     res = post(client, ("1001/V1/OD.jpg", jpeg(2, 1)), ("1001/V2/OS.jpg", jpeg(0, 2)))
     assert res.status_code == 400, res.text
     assert "of patient '1001' are of two visits by their visit folders" in res.json()["error"]
+
+
+@pytest.mark.parametrize(("right", "left"), [("Patient002.jpg", "Patient014.jpg"), ("10007.jpg", "10570.jpg")])
+def test_two_photos_named_for_two_patients_numbers_are_refused(client, right, left):
+    # probe 57 BU9: names without an eye had no patient, so each "agreed with any": two people paired, 200
+    res = post(client, (right, jpeg(2, 1)), (left, jpeg(0, 2)))
+    assert res.status_code == 400 and "are named for two patients' numbers" in res.json()["error"], res.text
+    for pair in (("IMG_0001.jpg", "IMG_0002.jpg"), ("scan.jpg", "1002.jpg"), ("1001.jpg", "01001.jpg")):
+        assert post(client, (pair[0], jpeg(2, 1)), (pair[1], jpeg(0, 2))).status_code == 200, pair

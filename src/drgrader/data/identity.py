@@ -91,6 +91,7 @@ from drgrader.data.identity_notes import (
     note_date_patients,
     note_eye_counts,
     note_folder_against_others,
+    note_id_inside_another,
     note_other_claimants,
     note_patients_folders,
     note_two_people,
@@ -377,9 +378,23 @@ def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
     note_date_patients(table, notes)
     note_patients_folders(table, notes, from_name)
     note_folder_against_others(table, notes)
+    note_id_inside_another(table, notes)
     _own_patients(table, notes)
     _copies(table, notes)
     note_eye_counts(table, notes, lone | contested)
     note_two_people(table, notes)
     table["identity_note"] = ["; ".join(n) for n in notes]
-    return table[IDENTITY_COLUMNS]
+    resolved = table[IDENTITY_COLUMNS]
+    resolved.attrs["patients_from"] = _patients_from(table, given, name_patient, lone)
+    return resolved
+
+
+def _patients_from(table: pd.DataFrame, given: pd.Series, name_patient: pd.Series, lone: pd.Series) -> dict[str, int]:
+    """How many photos took their patient from each source (a list, DICOM headers, file names, folders, none):
+    what a run says once, so a layout read another way than meant is seen at a glance."""
+    listed = given & (table["csv_patient"] != "")
+    sources = {"a list": listed, "DICOM headers": given & ~listed,
+               "file names": ~given & ~lone & (name_patient != ""),
+               "folders (photos named by the eye alone)": ~given & ~lone & (name_patient == ""),
+               "nothing (each photo a patient of its own)": lone}
+    return {source: int(rows.sum()) for source, rows in sources.items() if rows.any()}

@@ -70,7 +70,7 @@ def warn_identity(table: pd.DataFrame, where: str = "") -> None:
 # A patient id that is a whole date, perhaps with a time: 20230502, 2023-05-02, 2023_05_02_101530, 02.05.2023;
 # or a visit's word, as a visit's folder is named (Baseline, visit1, FU1, V1, BL, M12, T0: photos named
 # `Baseline_L.jpg`; probe 49 BM7, probe 53 BQ1), but a lone letter.
-_DATE_ID = re.compile(r"^(?:19|20)\d\d([-_.]?)(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12]\d|3[01])(?:[-_T ]?\d{4}(?:\d\d)?)?$"
+DATE_ID = re.compile(r"^(?:19|20)\d\d([-_.]?)(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12]\d|3[01])(?:[-_T ]?\d{4}(?:\d\d)?)?$"
                       r"|^(?:0?[1-9]|[12]\d|3[01])([-_.])(?:0?[1-9]|1[0-2])\2(?:19|20)\d\d$"
                       rf"|^(?=..){VISIT_WORD}$", re.IGNORECASE)
 
@@ -78,7 +78,7 @@ _DATE_ID = re.compile(r"^(?:19|20)\d\d([-_.]?)(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12]\
 def note_date_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
     """Patients whose id is a date or a visit (probe 47 BK10, probe 46 BJ7, probe 49 BM7): kept, each
     photo noted, since one day's or visit's photos, perhaps of several people, are then one patient's eyes."""
-    for k in table.index[table["patient_id"].astype(str).str.match(_DATE_ID)]:
+    for k in table.index[table["patient_id"].astype(str).str.match(DATE_ID)]:
         notes[k].append(f"{DATE_AS_PATIENT}: patient {table.at[k, 'patient_id']!r} reads as a date or a visit (photos "
                         "named by day or visit?): the photos of one day or visit are taken as one patient's; if they "
                         "are several people's, give the patients in a CSV")
@@ -215,6 +215,23 @@ def _note_folders_inside(notes: list[list[str]], claims: pd.Series, taken_in: pd
             notes[k].append(f"{FOLDER_TWO_PATIENTS}: folder {Path(folder).name!r} (patient {patient!r}) is inside folder "
                             f"{Path(parent).name!r} (patient {outer!r}), both read from photos named by the eye alone: a "
                             f"retake's or a field's folder of patient {outer!r}? If so, give the patients in a CSV")
+
+
+def note_id_inside_another(table: pd.DataFrame, notes: list[list[str]]) -> None:
+    """Two patients of one eye each, the other's eye, one id the other's number with a word or letter added
+    (``new_10193`` left beside ``10193`` right, ``10131a``, a header's ``10131^Smith``): one patient's
+    eyes, perhaps (probe 56 BT2). Kept apart as read, each photo noted."""
+    known = table[(table["patient_id"] != "") & (table["eye"] != "")]
+    eyes_of = known.groupby("patient_id")["eye"].agg(set)
+    one_eye = {p: next(iter(e)) for p, e in eyes_of.items() if len(e) == 1}
+    for patient, eye in one_eye.items():
+        for number in set(re.findall(r"\d{3,}", patient)) - {patient}:
+            if one_eye.get(number) not in (None, eye):
+                for k in table.index[table["patient_id"].isin([patient, number])]:
+                    notes[k].append(f"{LOOKALIKE_PATIENTS}: patient {patient!r} ({eye} eye only) holds the number of "
+                                    f"patient {number!r} ({one_eye[number]} eye only): one patient's eyes, the name "
+                                    "marked (a copy, an edit, a name added)? Kept apart as read; if one, give the "
+                                    "patients in a CSV")
 
 
 _NUMBERED_SHOT = re.compile(r"(?:left|right|os|od)[_\- ]+([0-9]{1,2})$", re.IGNORECASE)

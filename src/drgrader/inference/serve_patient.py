@@ -29,10 +29,12 @@ from drgrader.data.identity_notes import (
     CONTRADICTORY_EYE,
     CONTRADICTORY_PATIENT,
     DATE_AS_PATIENT,
+    DATE_ID,
     LOOKALIKE_PATIENTS,
     NO_PATIENT,
     TWO_PEOPLE,
     TWO_VISITS,
+    camera_counter,
     note_kinds,
 )
 from drgrader.data.image_files import identical_files
@@ -161,7 +163,27 @@ def eye_mix_up(photos: Iterable[tuple[str, str, Path]], headers: dict[str, Dicom
     for (field, name, _), row, of_photo in zip(eyes, rows, kinds):
         if CONTRADICTORY_EYE in of_photo:
             return _wrong_eye(field, name, photo_eye_claims(row))
+    if len(eyes) == 2 and (numbered := _two_numbers([name for _, name, _ in eyes], kinds)):
+        return numbered
     return _two_patients([name for _, name, _ in eyes], rows, resolved, kinds) if len(eyes) == 2 else None
+
+
+def _two_numbers(names: list[str], kinds: list[set[str]]) -> str | None:
+    """The message for two photos without a patient by their evidence whose names hold two patients'
+    numbers (``Patient002.jpg`` + ``Patient014.jpg``, ``10007.jpg`` + ``10570.jpg``): predict keeps them
+    apart, each a patient of its own, so the form's one patient is no pair (probe 57 BU9). A camera's
+    counter (``IMG_0001``) or a date says no patient."""
+    if not all(NO_PATIENT in k for k in kinds):
+        return None
+    stems = [PurePosixPath(name).stem for name in names]
+    numbers = [re.findall(r"\d{3,}", stem) for stem in stems]
+    if any(len(n) != 1 or camera_counter(stem) or DATE_ID.match(stem) for n, stem in zip(numbers, stems)):
+        return None
+    if numbers[0][0].lstrip("0") == numbers[1][0].lstrip("0"):
+        return None
+    return (f"the 'right' and 'left' photos are named for two patients' numbers ({names[0]}: {numbers[0][0]!r}; "
+            f"{names[1]}: {numbers[1][0]!r}), and predict takes them as two patients: send the two eyes of one patient "
+            "(or name them so, e.g. 1001_right.jpg and 1001_left.jpg)")
 
 
 def one_picture(eyes: list[tuple[str, str]], prints: list[str]) -> str | None:
