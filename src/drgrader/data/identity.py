@@ -210,14 +210,17 @@ def _shots_of_given(table: pd.DataFrame, given: pd.Series, name_patient: pd.Seri
     """Per row: a given patient's photo whose name's patient is one of that patient's shots' numbers
     (:func:`~drgrader.data.identity_notes.shots_of_one_patient`, each number of one eye, from 1)."""
     out = pd.Series(False, index=table.index)
-    named = given & (name_patient != "")
-    for _, rows in table.index[named].groupby(table.loc[named, "patient_id"]).items():
-        numbers = name_patient[rows].astype(str).str.rpartition("/")[2]
+    numbers = name_patient.astype(str).str.rpartition("/")[2]
+    digits = given & numbers.str.fullmatch(r"\d{1,4}")
+    if not digits.any():
+        return out
+    # numbered from 1, as a camera's shots are (10_left given 12 beside 12_right: a shifted cell, said)
+    firsts = numbers[digits].astype(int).groupby(table.loc[digits, "patient_id"]).min()
+    for patient in firsts.index[firsts <= 1]:
+        rows = table.index[given & (table["patient_id"] == patient)]
         eyes = table.loc[rows, "eye"]
-        one_eye = bool(eyes.where(eyes != "").groupby(numbers).nunique().le(1).all())
-        # numbered from 1, as a camera's shots are (10_left given 12 beside 12_right: a shifted cell, said)
-        starts = numbers.str.isdigit().all() and min(map(int, numbers)) <= 1
-        if starts and shots_of_one_patient(set(numbers), one_eye, {"left", "right"} <= set(eyes)):
+        one_eye = bool(eyes.where(eyes != "").groupby(numbers[rows]).nunique().le(1).all())
+        if digits[rows].all() and shots_of_one_patient(set(numbers[rows]), one_eye, {"left", "right"} <= set(eyes)):
             out[rows] = True
     return out
 
