@@ -184,10 +184,12 @@ def given_against_names(table: pd.DataFrame, given: pd.Series, name_patient: pd.
     # a camera's counter (IMG_0001_L) names no patient: a given one is what it lacks (probe 55 CS1); nor do
     # one given patient's shots (Smith_John/1_L, 2_R given SJ: probe 56 CT1)
     name_patient = name_patient.where(~name_patient.astype(str).map(camera_counter) & ~_shots_of_given(table, given, name_patient), "")
+    rows_of = table.index.groupby(patients)  # once: a list renaming thousands of patients is no quadratic loop
+    nothing = table.index[:0]
     for k in table.index[given & (name_patient != "") & (name_patient != patients)]:
         g, n = patients[k], name_patient[k]
-        of_n = table.index[patients == n]
-        of_g = table.index[(patients == g) & (table.index != k)]
+        of_n = rows_of.get(n, nothing)
+        of_g = rows_of[g][rows_of[g] != k]
         naming_others = of_g[(name_patient[of_g] != "") & (name_patient[of_g] != n)]
         if not len(of_n) and not len(naming_others):
             continue  # a CSV that renames 10_left and 10_right to P1: nothing contradicts it
