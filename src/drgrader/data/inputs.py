@@ -102,7 +102,9 @@ as a CSV list (paths relative to the current folder); a list's path written on W
         raise DataError(f"no photos in {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}: "
                         "an input that gives nothing to grade is refused (remove it from the command)")
     table = resolve_identity(rows)
-    if sources := table.attrs.get("patients_from"):  # one line per run: how the patients were read
+    # one line per run where patients come from several sources (how each photo's was read); one source alone
+    # says nothing new, and an error that follows stays the run's one line
+    if len(sources := table.attrs.get("patients_from") or {}) > 1:
         log.info("patients of %d photo(s) read from %s", len(table), ", ".join(f"{where}: {n}" for where, n in sources.items()))
     dicom = {os.path.abspath(r["path"]) for r in rows if r["dicom_patient"] and not r["csv_patient"]}
     _note_patients_of_two_sources(table, given_by, dicom)
