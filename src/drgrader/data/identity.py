@@ -212,6 +212,8 @@ def _shots_of_given(table: pd.DataFrame, given: pd.Series, name_patient: pd.Seri
     """Per row: a given patient's photo whose name's patient is one of that patient's shots' numbers
     (:func:`~drgrader.data.identity_notes.shots_of_one_patient`, each number of one eye, from 1)."""
     out = pd.Series(False, index=table.index)
+    if table.empty:  # str.rpartition of no rows has no columns
+        return out
     numbers = name_patient.astype(str).str.rpartition("/")[2]
     digits = given & numbers.str.fullmatch(r"\d{1,4}")
     if not digits.any():
