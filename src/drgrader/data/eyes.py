@@ -280,8 +280,7 @@ def eyes_named(name: str) -> set[str]:
     """Every eye a name mentions: its last word (as :func:`patient_and_eye` reads it) and any
     ``left`` / ``right`` / ``OS`` / ``OD`` word elsewhere in it; a name that is an eye word alone
     (``R``, ``LE``, ``OD1``, ``rechts``: a patient-per-folder export). Two eyes: the name contradicts itself."""
-    stem = PurePosixPath(name.replace("\\", "/")).name.strip()
-    uncopied = _COPY_PREFIX.sub("", _COPY_SUFFIX.sub("", stem))
+    uncopied = _uncopied(name)
     if bare := _BARE_EYE.match(uncopied):  # probe 37 BA1; "r (1)": probe 38 BB1
         return {_eye_matched(bare)}
     spaced = _ANY_SEPARATORS.sub("_", uncopied).strip("_")
@@ -293,7 +292,7 @@ def eyes_named(name: str) -> set[str]:
         named.add(_SHORT_EYES[(letter[1] or letter[2]).lower()])
     if last := _LAST_WORD_EYE.search(spaced):
         named.add(_eye_matched(last))
-    read = patient_and_eye(stem)
+    read = patient_and_eye(name)  # it takes the folders and copy marks off as above
     return named | {read[1]} if read else named
 
 
