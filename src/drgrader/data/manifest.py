@@ -25,8 +25,8 @@ import pandas as pd
 from drgrader.config import Columns, DataConfig
 from drgrader.data.dicom_labels import with_dicom_identity
 from drgrader.data.eyes import folded_patient, shown_patient
+from drgrader.data.given_patients import given_against_names, one_name_two_given, patients_claimed_by_names
 from drgrader.data.grade_columns import looks_like_label_file
-from drgrader.data.identity import given_against_names, one_name_two_given
 from drgrader.data.identity_claims import patient_named
 from drgrader.data.identity_notes import camera_counter, one_eye_each, shots_of_one_patient
 from drgrader.data.label_files import (
@@ -196,10 +196,11 @@ def _warn_binary_grades(df: pd.DataFrame, root: Path) -> None:
 def _note_given_against_names(df: pd.DataFrame, given: list[bool], root: Path) -> None:
     """A label file's patient cell that another row's name contradicts (``10_left`` given patient
     12 while ``10_right`` is patient 10: a shifted cell) is taken as predict takes it, by the one
-    resolver (:func:`~drgrader.data.identity.given_against_names`): the eye left unknown (never
+    resolver (:func:`~drgrader.data.given_patients.given_against_names`): the eye left unknown (never
     paired as a fellow eye), and said in one warning."""
     notes: list[list[str]] = [[] for _ in range(len(df))]
-    given_rows, named = pd.Series(given, index=df.index), df["image_id"].map(patient_named)
+    given_rows = pd.Series(given, index=df.index)
+    named = patients_claimed_by_names(df, given_rows, df["image_id"].map(patient_named))
     contested = given_against_names(df, given_rows, named, notes)
     if contested.any():
         log.warning("%s: %d label row(s) give a patient their image's name contradicts; e.g. %s (correct the "
