@@ -235,8 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=INTEGER, default=16)
     p.add_argument("--tta", nargs="*", action=_Views, help="TTA views, each once (default: the bundle's)")
     p.add_argument("--refer-share", dest="refer_share", type=NUMBER,
-                   help="share of patients (0..0.5) sent to a human grader as 'uncertain' (default: the bundle's, "
-                        "fitted on validation; 0: none)")
+                   help="share (0..0.5) of the bundle's validation patients its 'uncertain' cut-off sends to a human "
+                        "grader: a batch sends more or less as its patients are harder or easier, not a quota per "
+                        "batch (default: the bundle's; 0: none)")
     p.add_argument("--shard", help="i/n: grade only shard i of n, a patient's photos together (e.g. a Slurm array task); "
                                    "join the parts with merge-predictions")
     _add_progress(p)
