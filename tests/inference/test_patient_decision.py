@@ -96,6 +96,17 @@ def test_worst_gradable_eye_decides_and_an_ungradable_fellow_does_not_stop_a_ref
     assert decided.loc["b", "decision"] == "ungradable"
 
 
+def test_an_urgent_or_uncertain_patient_names_the_eye_that_was_not_seen():
+    """Probe 57 BU2: only `refer` named an unreadable fellow eye; `urgent` and `uncertain` left it out,
+    so whoever takes the patient does not learn that the other eye needs a photo too."""
+    decided = decide([photo("u", "right", 0.95, 3.4), photo("u", "left", np.nan, np.nan, error="file not found"),
+                      photo("c", "right", 0.42), photo("c", "left", 0.5, gradable=False, quality_reason="blurred")])
+    assert decided.loc["u", "reason"] == ("right eye vision-threatening: expected grade 3.40 >= 3.00; refer urgently; "
+                                          "left eye unreadable, file not found")
+    assert decided.loc["c", "reason"] == ("right eye referable score 0.42 is close to its threshold 0.40 (uncertainty 0.97 "
+                                          ">= 0.90): a human grader decides; left eye ungradable, blurred")
+
+
 def test_one_photo_still_gets_a_decision():
     decided = decide([photo("solo", "right", 0.05)])
     assert decided.loc["solo", "decision"] == "negative"

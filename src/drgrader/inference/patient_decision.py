@@ -257,6 +257,7 @@ def _decide_one(gradable: list[dict], unseen: list[str], points: DecisionPoints,
     if not gradable:
         return "ungradable", f"no gradable photo ({'; '.join(unseen)}): {_again(unseen)}", np.nan, ""
     t, name = points.referable_threshold, _SCORE_NAMES.get(points.referable_score, points.referable_score)
+    also = f"; {', '.join(unseen)}" if unseen else ""  # an eye not seen is named whatever the other decides (probe 57 BU2)
     if points.urgent_threshold is not None:
         urgent = [e for e in gradable if e["urgent"] >= points.urgent_threshold]
         if urgent:
@@ -265,15 +266,14 @@ def _decide_one(gradable: list[dict], unseen: list[str], points: DecisionPoints,
             referable = [x["uncertainty"] for x in gradable if x["score"] >= t]
             u = min(referable) if referable else max(x["uncertainty"] for x in gradable)
             return ("urgent", f"{e['name']} vision-threatening: {grade_name} {e['urgent']:.2f} >= "
-                    f"{points.urgent_threshold:.2f}; refer urgently", u, e["image"])
+                    f"{points.urgent_threshold:.2f}; refer urgently{also}", u, e["image"])
     cutoff = points.uncertainty_cutoff
     referable = [e for e in gradable if e["score"] >= t]
     if referable:
         e = min(referable, key=lambda e: e["uncertainty"])
         if cutoff is not None and e["uncertainty"] >= cutoff:
             return ("uncertain", f"{e['name']} {name} {e['score']:.2f} is close to its threshold {t:.2f} (uncertainty "
-                    f"{e['uncertainty']:.2f} >= {cutoff:.2f}): a human grader decides", e["uncertainty"], e["image"])
-        also = f"; {', '.join(unseen)}" if unseen else ""
+                    f"{e['uncertainty']:.2f} >= {cutoff:.2f}): a human grader decides{also}", e["uncertainty"], e["image"])
         return "refer", f"{e['name']} {name} {e['score']:.2f} >= {t:.2f}: refer{also}", e["uncertainty"], e["image"]
     e = max(gradable, key=lambda e: e["uncertainty"])
     scores = ", ".join(f"{x['name']} {x['score']:.2f}" for x in sorted(gradable, key=lambda x: -x["score"]))
