@@ -22,7 +22,7 @@ from PIL import Image
 import drgrader
 from drgrader.cli import main
 from drgrader.data.eyes import patient_id
-from drgrader.data.identity_notes import warn_identity
+from drgrader.data.identity_notes import camera_counter, warn_identity
 from drgrader.data.inputs import collect_inputs
 from drgrader.data.manifest import DataError, read_dataset
 from drgrader.synth import make_fundus
@@ -1711,6 +1711,15 @@ def test_a_data_set_whose_patients_have_one_photo_each_is_warned_of(tmp_path, ca
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         read_dataset(root, "csv")
     assert "has one photo" not in caplog.text
+
+
+@pytest.mark.parametrize(("name", "counter"), [
+    *((n, True) for n in ("IMG_0001", "_MG_0001", "DSC_0042", "DSCN0042", "DSCF0042", "IMGP0001", "CIMG0001", "SAM_0001",
+                          "Smith_John/PICT0001")),  # probe 56 CT2: Canon's Adobe RGB, Fujifilm, Pentax, Casio, Samsung
+    *((n, False) for n in ("P7", "P1000123", "Patient0001", "Sam", "10007", "IMG")),  # a record number is no counter
+])
+def test_a_cameras_counter_is_known_by_the_prefixes_cameras_write(name, counter):
+    assert camera_counter(name) is counter
 
 
 @pytest.mark.parametrize(("names", "warned"), [

@@ -91,7 +91,9 @@ def _number(name: str) -> str:
 # A patient's number: 1001, P7, PT12, ID-17, Patient1001, 1001 Smith (not site3, cam2, day1: probe 52 BP3)
 _PATIENT_LIKE = re.compile(r"^[A-Za-z]{0,2}[-_ ]?\d+$|\d{3,}")
 # A camera's counter read as the patient (IMG_0001_L, DSC_0042_R: probe 52 BP2), never a patient's id
-_CAMERA_COUNTER = re.compile(r"^(?:img|dsc|dscn|dcim|pict|photo|image)[-_ ]?\d+$", re.IGNORECASE)
+# Design rule for Camera File system (DCF) names and their vendors' prefixes: Canon IMG_/_MG_, Nikon DSC_/DSCN,
+# Fujifilm DSCF, Pentax IMGP, Casio CIMG, Samsung SAM_ (probe 56 CT2; not Panasonic's P + 7 digits: a record number too)
+_CAMERA_COUNTER = re.compile(r"^(?:img|imgp|_mg|dsc|dscn|dscf|dcim|pict|photo|image|cimg|sam)[-_ ]?\d+$", re.IGNORECASE)
 # The folders drgrader makes for photos given in memory (drgrader.grade) or uploaded (serve): not the user's
 TEMP_FOLDER_PREFIX = "drgrader-tmp-"
 
