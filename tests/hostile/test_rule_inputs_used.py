@@ -530,7 +530,8 @@ def test_a_label_file_s_patient_and_eye_columns_are_read_by_predict_s_names(tmp_
 @pytest.mark.parametrize("column", ["patient_no", "Pateint", "subject", "laterality", "eye_side",
                                     "study_id", "Pat_No", "NHS number", "UR", "eid",  # probe 36 BZ5
                                     "ID", "HN", "IC", "which_eye", "OD/OS", "Auge",  # probe 37 BA5, CA2
-                                    "Full Name", "family_id", "Accession", "Accession Number"])  # probe 38 BB5
+                                    "Full Name", "family_id", "Accession", "Accession Number",  # probe 38 BB5
+                                    "Seite", "oculus", "Lado", "Lateralidad"])  # probe 57 CU4
 def test_a_label_column_that_looks_like_patient_or_eye_is_refused_by_name(tmp_path, column):
     from drgrader.data.manifest import read_dataset
 

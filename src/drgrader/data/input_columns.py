@@ -64,7 +64,10 @@ _PATIENT_IDENTIFIERS = ("pid", "subject", "subjectid", "mrn", "mrno", "mrnumber"
                         "dossierno", "client", "clientid", "clientno", "kodepasien", "nopasien", "idpasien")
 _SYNONYMS = {"file": "image", "filename": "image", "filepath": "image", "img": "image", "imgpath": "image",
              "photo": "image", "fundus": "image", "side": "eye", "laterality": "eye",
-             "whicheye": "eye", "odos": "eye", "auge": "eye", "oeil": "eye", "ojo": "eye", "occhio": "eye"} | dict.fromkeys(_PATIENT_IDENTIFIERS, "patient")
+             "whicheye": "eye", "odos": "eye", "auge": "eye", "oeil": "eye", "ojo": "eye", "occhio": "eye",
+             # a side in German, Spanish, Italian, Latin's eye, Portuguese and Dutch (probe 57 CU4)
+             "seite": "eye", "augenseite": "eye", "lado": "eye", "lato": "eye", "oculus": "eye", "olho": "eye", "oog": "eye",
+             "lateralidad": "eye", "lateralidade": "eye"} | dict.fromkeys(_PATIENT_IDENTIFIERS, "patient")
 _CLOSE = 0.8  # difflib ratio from which a name is a misspelling of a known one (images, imgae, pateint)
 
 
