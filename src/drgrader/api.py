@@ -153,7 +153,7 @@ def grade(grader: str | Path | Bundle | None, photos: Photo | Sequence[Photo], *
     or ``"BGR"`` (``cv2.imread``'s); by default RGB, and one whose colours are those of a BGR
     fundus is refused.
     ``refer_share``: the share of the grader's validation patients its uncertainty cut-off sends to a human
-    grader (default: the grader's); a batch sends more or fewer as its patients are harder or easier.
+    grader (default: the grader's); a batch sends more or fewer as its patients are harder or easier."""
 
     from drgrader.data.identity import resolve_identity
     from drgrader.data.identity_notes import TEMP_FOLDER_PREFIX, warn_identity

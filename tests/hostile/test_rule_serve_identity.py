@@ -224,6 +224,10 @@ def test_one_patient_id_on_dicom_headers_naming_two_people_is_refused(client, tm
         ds.save_as(path)
     res = post(client, ("dc2_r.dcm", right.read_bytes()), ("dc2_l.dcm", left.read_bytes()))
     assert res.status_code == 400 and "are of patient 'dc2' by their name, but their headers name two people" in res.json()["error"]
+    # Probe 55 BS4: nor without any patient id: two people's headers paired by the form alone.
+    res = post(client, ("OD.dcm", right.read_bytes()), ("OS.dcm", left.read_bytes()))
+    assert res.status_code == 400, res.text
+    assert "have no patient id, and their DICOM headers name two people (they differ in PatientName)" in res.json()["error"]
     # Probe 43 BG4: one person's eyes from two exams eight years apart are no pair.
     res = post(client, ("r.dcm", named(1, "R", "SMITH^JOHN", "20150301")), ("l.dcm", named(2, "L", "SMITH^JOHN", "20230502")))
     assert res.status_code == 400 and "of patient '1001' are of two study dates by their DICOM headers" in res.json()["error"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -279,6 +280,20 @@ def _differ(tag: str, values: set[str]) -> bool:
     return len(values) > 1
 
 
+def _person_tags(persons: Iterable) -> dict[str, set[str]]:
+    seen: dict[str, set[str]] = {}
+    for person in persons:
+        for tag, digest in person or ():
+            seen.setdefault(tag, set()).add(digest)
+    return seen
+
+
+def people_tags_differing(persons: Iterable) -> list[str]:
+    """The DICOM header tags (of :attr:`~drgrader.data.dicom.DicomHeader.person`, one per photo) by which
+    the photos are of two people: another name, birth date, sex, issuer, institution (not a visit)."""
+    return [tag for tag, values in _person_tags(persons).items() if _differ(tag, values) and tag not in (VISIT_TAG, VISIT_FOLDER)]
+
+
 def note_two_people(table: pd.DataFrame, notes: list[list[str]]) -> None:
     """A patient whose photos' DICOM headers name two people under one ``PatientID`` (another name,
     birth date, sex, issuer of the id, institution; a birth year by age more than two years apart:
@@ -289,11 +304,8 @@ def note_two_people(table: pd.DataFrame, notes: list[list[str]]) -> None:
     for patient, rows in known.index.groupby(known).items():
         if len(rows) < 2:
             continue
-        seen: dict[str, set[str]] = {}
-        for k in rows:
-            for tag, digest in table.at[k, "person"] or ():
-                seen.setdefault(tag, set()).add(digest)
-        differ = [tag for tag, values in seen.items() if _differ(tag, values) and tag not in (VISIT_TAG, VISIT_FOLDER)]
+        seen = _person_tags(table.loc[rows, "person"])
+        differ = people_tags_differing(table.loc[rows, "person"])
         for k in rows:
             if differ:
                 notes[k].append(f"{TWO_PEOPLE}: the DICOM headers of patient {patient!r} differ in {', '.join(differ)}; "

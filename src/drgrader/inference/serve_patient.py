@@ -36,6 +36,7 @@ from drgrader.data.identity_notes import (
     TWO_VISITS,
     camera_counter,
     note_kinds,
+    people_tags_differing,
 )
 from drgrader.data.image_files import identical_files
 from drgrader.data.same_picture import EDITED_COPY, alike_pairs, how_alike, same_pictures
@@ -130,6 +131,9 @@ def _two_patients(names: list[str], rows: list[dict], resolved: pd.DataFrame, ki
         return (f"the 'right' and 'left' photos ({', '.join(names)}) are of patient {patients[0]!r} by their "
                 f"{_patient_source(rows[0], patients[0])}, but their headers name two people (another name, birth date, age, sex, issuer or institution): send "
                 "the two eyes of one patient (or correct the PatientID)")
+    if differ := people_tags_differing(row["person"] for row in rows):  # no PatientID, two PatientNames (probe 55 BS4)
+        return (f"the 'right' and 'left' photos ({', '.join(names)}) have no patient id, and their DICOM headers name two "
+                f"people (they differ in {', '.join(differ)}): send the two eyes of one patient")
     if any(TWO_VISITS in k for k in kinds):  # probe 43 BG4
         by = "visit folders" if any(tag == VISIT_FOLDER for row in rows for tag, _ in row["person"]) else "DICOM headers"
         return (f"the 'right' and 'left' photos ({', '.join(names)}) of patient {patients[0]!r} are of two "
