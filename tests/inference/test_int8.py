@@ -76,6 +76,26 @@ def test_int8_export_passes_its_gate_and_grades_without_pytorch_weights(run_dir,
 
 
 @pytest.mark.slow
+def test_evaluate_of_an_int8_bundle_says_which_graph_it_measured(run_dir, loose_gate, tmp_path, caplog):
+    """Probe 58 CV5: evaluate graded an int8 bundle with its float weights (auto picks torch) and filed the
+    figures on its card without a word, though a core install and --backend onnx grade with the int8 graph."""
+    from drgrader.synth import make_dataset
+
+    bundle, data = tmp_path / "int8", tmp_path / "other"
+    assert main(["export", str(run_dir / "bundle"), "--int8", "--out", str(bundle)]) == 0
+    make_dataset(data, 12, seed=11, height=192, progress=False)  # photos the model never saw
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert main(["evaluate", str(bundle), "--data", str(data), "--out", str(tmp_path / "e-auto")]) == 0
+    assert "ships an int8 graph (model.int8.onnx), which a core install and --backend onnx grade with, but these figures " \
+           "are of its float weights (torch:float32)" in caplog.text
+    assert json.loads((tmp_path / "e-auto" / "metrics.json").read_text())["engine"] == "torch:float32"
+    assert main(["evaluate", str(bundle), "--data", str(data), "--out", str(tmp_path / "e-onnx"), "--backend", "onnx"]) == 0
+    assert json.loads((tmp_path / "e-onnx" / "metrics.json").read_text())["engine"] == "onnx:model.int8.onnx"
+    card = (bundle / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "graded by the ONNX graph model.int8.onnx" in card and "graded by the float32 weights (PyTorch)" not in card
+
+
+@pytest.mark.slow
 def test_int8_failing_the_gate_is_refused_and_leaves_the_float_bundle(run_dir, tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.setattr(quantize, "Gate", lambda: Gate(agreement=1.01))  # no graph can agree on 101%
     out = tmp_path / "refused"

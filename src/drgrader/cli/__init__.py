@@ -191,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="experiment YAML or data-set folder to evaluate on (external test)")
     p.add_argument("--out", type=_out_path, help="output folder (default <run>/eval-<data name>, numbered when it exists)")
     p.add_argument("--overwrite", action="store_true", help="allow --out to be a folder of another kind")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
+                   help="what grades, as for predict (recorded in the metrics and the model card entry)")
     _add_set(p)
     _add_progress(p)
     p.set_defaults(func=cmd_evaluate)

@@ -69,7 +69,8 @@ def cmd_evaluate(args) -> None:
     from drgrader.workflows.console import print_run
     from drgrader.workflows.evaluate import evaluate_command
 
-    out = evaluate_command(Path(args.model), data=args.data, out=args.out, overrides=list(args.set or []), overwrite=args.overwrite)
+    out = evaluate_command(Path(args.model), data=args.data, out=args.out, overrides=list(args.set or []), overwrite=args.overwrite,
+                           backend=args.backend)
     print_run(out)
 
 

@@ -151,6 +151,12 @@ def build_model_card(
 
 
 # ============================================================ external evaluations
+def engine_words(engine: str) -> str:
+    """``torch:float32`` -> ``the float32 weights (PyTorch)``; ``onnx:model.int8.onnx`` -> ``the ONNX graph model.int8.onnx``."""
+    kind, _, what = engine.partition(":")
+    return f"the {what} weights (PyTorch)" if kind == "torch" else f"the ONNX graph {what}" if kind == "onnx" else engine
+
+
 def external_entry(evaluation: ExternalEvaluation) -> str:
     """One dated entry of "External evaluations", between markers that name its folder."""
     metrics = evaluation.metrics
@@ -169,6 +175,8 @@ def external_entry(evaluation: ExternalEvaluation) -> str:
         facts.append(f"{left_out} labelled photo(s) not counted ({left_out_text(skipped, labelled_only=True)})")
     if evaluation.command:
         facts.append(f"command `{evaluation.command}`")
+    if engine := metrics.get("engine"):  # probe 58 CV5: an int8 bundle's float weights and its graph grade apart
+        facts.append(f"graded by {engine_words(engine)}")
     version = (metrics.get("versions") or {}).get("drgrader")
     if version:
         facts.append(f"drgrader {version}")

@@ -23,8 +23,25 @@ def find_bundle(model: Path) -> tuple[Path, Path | None]:
     raise FileNotFoundError(f"{model} is neither a run folder nor a drgrader bundle")
 
 
+def _engine(bundle) -> str:
+    """What graded: ``torch:float32`` or ``onnx:<graph>``; an ensemble's members' engines, joined."""
+    return bundle.engine or ", ".join(dict.fromkeys(m.engine for m in bundle.members or ()))
+
+
+def _say_unmeasured_int8(bundle) -> None:
+    """A bundle that ships an int8 graph (``export --int8``) but is measured with its float weights (``auto``
+    picks torch where it is installed): the graph that a core install and ``--backend onnx`` grade with is
+    not the one measured, so say so (probe 58 CV5: 4 of 61 grades differed, the card did not say which)."""
+    int8 = bundle.manifest.get("int8") or {}
+    if int8.get("file") and not bundle.engine.startswith("onnx:"):
+        log.warning("%s ships an int8 graph (%s), which a core install and --backend onnx grade with, but these figures "
+                    "are of its float weights (%s): evaluate --backend onnx measures the int8 graph", bundle.path,
+                    int8["file"], bundle.engine)
+
+
 def evaluate_command(
-    model: Path, *, data: str | None = None, out: Path | None = None, overrides: list[str] | None = None, overwrite: bool = False
+    model: Path, *, data: str | None = None, out: Path | None = None, overrides: list[str] | None = None, overwrite: bool = False,
+    backend: str = "auto",
 ) -> Path:
     from drgrader.data.prepare import prepare_data
     from drgrader.data.summary import summarize
@@ -37,7 +54,8 @@ def evaluate_command(
     bundle_dir, run_dir = find_bundle(resolve_bundle(model))  # a path, or a built-in grader's name
     # A built-in grader is package data: its evaluations and their card go to the working folder.
     builtin = next((name for name, d in builtin_graders().items() if d.resolve() == bundle_dir.resolve()), None)
-    bundle = load_bundle(bundle_dir)
+    bundle = load_bundle(bundle_dir, backend)
+    _say_unmeasured_int8(bundle)
     overlap = None  # external data only: how many of its photos the model was trained or tuned on
     changed: list[str] = []  # a run's own data only: what changed in its labels or photos since it was trained
     copies: list[dict] = []  # external data only: one picture under two or more patients
@@ -97,6 +115,7 @@ def evaluate_command(
                             prepared.warnings),
         "evaluated_on": evaluated_on,
         "data_set": data_set,
+        "engine": _engine(bundle),  # the float weights or the int8 graph of one bundle grade apart (probe 58 CV5)
         # what its report shows as the resolved configuration, kept for `drgrader report` (probe 43 CG9)
         "config": config_to_dict(_model_config(cfg, bundle.manifest)),
         **result,
