@@ -182,6 +182,74 @@ def test_a_column_not_read_that_pairs_the_photos_as_eyes_is_warned_of(tmp_path, 
     assert "pair the photos" not in caplog.text
 
 
+
+def _exposure_list(folder: Path, header: str, rows: str) -> Path:
+    """Photos named by exposure (``55012_R.jpg``: each a patient of its own as read), listed with ``rows``."""
+    for k, name in enumerate(("55012_R", "55013_L", "55014_R", "55015_L", "55016_L", "55017_R", "10489_right", "10489_left",
+                              "55020", "55021")):
+        (folder / f"{name}.jpg").write_bytes(jpeg(k % 3, k))
+    listing = folder / "l.csv"
+    listing.write_text(f"{header}\n{rows}")
+    return listing
+
+
+@pytest.mark.parametrize("rows", [
+    "55012_R.jpg,A1\n55013_L.jpg,A1\n",  # one patient's list
+    "55012_R.jpg,A1\n55013_L.jpg,A1\n55016_L.jpg,A1\n55014_R.jpg,A2\n55015_L.jpg,A2\n55017_R.jpg,A3\n",  # a retake
+    "55012_R.jpg,A1\n55013_L.jpg,A1\n55014_R.jpg,A2\n55015_L.jpg,A2\n55017_R.jpg,\n",  # an empty cell
+    "55012_R.jpg,A1\n55013_L.jpg,A1\n10489_right.jpg,A3\n10489_left.jpg,A3\n"])  # one patient named alike
+def test_a_column_pairing_the_photos_is_warned_of_in_ordinary_lists(tmp_path, caplog, rows):
+    # Probe 58 BV3: the BU1 warning needed every value on two photos, two pairs at least, no empty cell.
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        collect_inputs([_exposure_list(tmp_path, "image,Kunde", rows)])
+    assert ("column 'Kunde' is not read, but its values pair the photos as patients' two eyes (e.g. 'A1': patients "
+            "'55012' and '55013' as read, one eye each): if it is the patient's id, name it patient_id") in caplog.text
+
+
+@pytest.mark.parametrize(("header", "rows"), [
+    ("image,Kunde", "10489_right.jpg,A1\n10489_left.jpg,A1\n"),  # one patient as read already
+    ("image,Kunde", "55012_R.jpg,A1\n55013_L.jpg,A2\n10489_right.jpg,A3\n10489_left.jpg,A3\n"),  # no value pairs
+    ("image,level", "55012_R.jpg,0\n55013_L.jpg,0\n"), ("image,Image quality", "55012_R.jpg,good\n55013_L.jpg,good\n"),
+    ("image,Aufnahme", "55012_R.jpg,2024-01-02\n55013_L.jpg,2024-01-02\n"), ("image,Geschlecht", "55012_R.jpg,M\n55013_L.jpg,M\n"),
+    ("image,Einheit", "".join(f"{n}.jpg,W3\n" for n in ("55012_R", "55013_L", "55014_R", "55015_L", "55016_L", "55017_R",
+                                                         "10489_right", "10489_left")))])  # a ward's many photos
+def test_a_column_that_pairs_no_photos_is_not_warned_of(tmp_path, caplog, header, rows):
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        collect_inputs([_exposure_list(tmp_path, header, rows)])
+    assert "pair the photos" not in caplog.text
+
+
+@pytest.mark.parametrize(("column", "right", "left"), [("Côté", "R", "L"), ("Lato_occhio", "OD", "os"), ("Kant", "Right", "left")])
+def test_an_eye_column_not_read_is_said_to_look_like_the_eye_column(tmp_path, caplog, column, right, left):
+    # Probe 58 BV8: R and L under a name no list holds were "two people, sites or visits under one id? ... its eyes
+    # paired" (their eyes unknown, not paired).
+    listing = _exposure_list(tmp_path, f"image,patient_id,{column}", f"55020.jpg,1001,{right}\n55021.jpg,1001,{left}\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        table = collect_inputs([listing])
+    assert table["eye"].tolist() == ["", ""]  # not read: said, not guessed
+    assert (f"column {column!r} is not read, but its values are eyes: it looks like the eye column, and 2 photo(s) have no "
+            f"eye or another one as read (e.g. '55020.jpg': {right!r} there, no eye as read): rename it 'eye' if it is "
+            "each photo's eye") in caplog.text
+    assert "two people" not in caplog.text and "eyes paired" not in caplog.text
+    caplog.clear()  # the patient not read either: both pointed at
+    listing.write_text(f"image,Fallnummer,{column}\n55020.jpg,A1,{right}\n55021.jpg,A1,{left}\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        collect_inputs([listing])
+    assert f"column {column!r} is not read, but its values are eyes" in caplog.text
+    assert ("column 'Fallnummer' is not read, but its values pair the photos as patients' two eyes (e.g. 'A1': patients "
+            f"'55020.jpg' (no patient) and '55021.jpg' (no patient) as read, one eye each by column {column!r}, not read "
+            "either)") in caplog.text
+    caplog.clear()  # names that give the same eyes: nothing lost, nothing said
+    listing.write_text(f"image,{column}\n10489_right.jpg,{right}\n10489_left.jpg,{left}\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        collect_inputs([listing])
+    assert "values are eyes" not in caplog.text
+    caplog.clear()  # two values under one patient whose eyes are unknown: pooled, not "its eyes paired"
+    listing.write_text("image,patient_id,Station\n55020.jpg,1001,W3\n55021.jpg,1001,W9\n")
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        collect_inputs([listing])
+    assert "They are taken as one patient's photos (its photos pooled, its decision from all of them)" in caplog.text
+
 def test_a_name_without_extension_that_two_files_match_is_refused_by_row(photos):
     listing = photos / "list.csv"
     listing.write_text("image\n7_right\n7_left\n")

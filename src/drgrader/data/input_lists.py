@@ -27,6 +27,7 @@ from drgrader.data.label_files import read_text_table
 from drgrader.data.manifest import IMAGE_EXTENSIONS, DataError, strip_image_extension
 from drgrader.data.patient_columns import refuse_two_people_under_one_id, warn_columns_within_patients
 from drgrader.data.text_lines import DOS_END_OF_FILE, decode_lines, legacy_warning
+from drgrader.data.unread_columns import eye_columns, warn_columns_pairing_eyes, warn_eye_columns_not_read
 from drgrader.outputs import unescape_name
 
 log = logging.getLogger("drgrader")
@@ -206,13 +207,15 @@ def rows_from_list(csv: Path, piped: bool = False) -> list[dict]:
     # Each row's patient as given, by a DICOM header or by the photo's name (probe 40 BD5, probe 41 BE9)
     refuse_two_people_under_one_id(csv, table.drop(columns=[c for c in (patient_col, id_col) if c]),
                                    pd.Series(patients, index=table.index), identifiers=beside)
-    noted = warn_columns_within_patients(csv, table.drop(columns=[c for c in (image_col, patient_col, eye_col, id_col) if c]),
-                                         pd.Series(patients, index=table.index), pd.Series(eyes, index=table.index))
+    unread = table.drop(columns=[c for c in (image_col, patient_col, eye_col, id_col) if c])
+    as_read, eyes_read = pd.Series(patients, index=table.index), pd.Series(eyes, index=table.index)
+    noted = warn_columns_within_patients(csv, unread, as_read, eyes_read)
     for k, note in noted.items():  # into identity_note, as the resolver's own notes (probe 44 BH9)
         for row in rows[slice(*spans[table.index.get_loc(k)])]:
             row["notes"] = (*row.get("notes", ()), note)
-    _warn_columns_pairing_eyes(csv, table.drop(columns=[c for c in (image_col, patient_col, eye_col, id_col) if c]),
-                               pd.Series(patients, index=table.index), pd.Series(eyes, index=table.index))
+    found = eye_columns(unread)  # probe 58 BV8: R and L in a column not read
+    warn_eye_columns_not_read(csv, unread, found, eyes_read, table[image_col].str.strip(), eye_col=eye_col)
+    warn_columns_pairing_eyes(csv, unread, as_read, eyes_read, table[image_col].str.strip(), found)
     if windows:
         log.warning("%s: %d image path(s) written with backslashes (Windows) read with '/' (e.g. %s)", csv, len(windows), windows[0])
     if other_case:
@@ -252,22 +255,4 @@ def _in_a_folder_beside(folder: Path, listed: str) -> str:
                 return (f"; {found.relative_to(folder).as_posix()} is beside the list: a data set's label file? A list "
                         "names each photo by its path from the list's folder (or give predict the photos' folder)")
     return ""
-
-
-def _warn_columns_pairing_eyes(csv: Path, unread: pd.DataFrame, patients: pd.Series, eyes: pd.Series) -> None:
-    """A column not read whose values pair the photos as patients' two eyes (each value on two photos, a left
-    and a right eye of two patients as read): a patient column under a name no list of words holds (`ID
-    paciente`, `Fallnummer`, `Kunde`: probe 57 BU1), whose pairing would be lost without a word."""
-    for column in unread.columns:
-        values = unread[column].astype(str).str.strip()
-        counts = values.map(values.value_counts())
-        if (values == "").any() or counts.max() != 2:
-            continue
-        pairs = list(values.index[counts == 2].groupby(values[counts == 2]).items())
-        if len(pairs) >= 2 and all(len(rows) == 2 and {eyes[rows[0]], eyes[rows[1]]} == {"left", "right"}
-                                   and patients[rows[0]] != patients[rows[1]] for _, rows in pairs):
-            value, rows = pairs[0]
-            log.warning("%s: column %r is not read, but its values pair the photos as patients' two eyes (e.g. %r: "
-                        "patients %r and %r as read, one eye each): if it is the patient's id, name it patient_id",
-                        csv, column[:40], value[:40], patients[rows[0]], patients[rows[1]])
 

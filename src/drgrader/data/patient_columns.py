@@ -161,10 +161,9 @@ def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients:
             not words & _DATE_WORDS and use.any() and cells[use].str.fullmatch(r"\d{9,}").all())
         if visit and not cells[use].str.match(_DAY).any() and cells[use].str.match(_TIME).all():
             continue  # times of day only: no visit (probe 45 BI11)
-        eye_s = words & _EYE_S_OWN_WORDS and not words & (_PERSON_WORDS | _ANYONE_S)
-        # image_id, not `Name on image`, `MRN (photo)`, `Subject ID (image)` (probe 46 BJ2)
-        photo_s = words & _PHOTO_WORDS and not words & (_PERSON_WORDS | _PERSON_ID_WORDS)
-        if not visit and (eye_s or photo_s or words & _STAFF or _fields(cells[use])):
+        if not visit and _eye_s_or_photo_s(words, cells[use]):
+            continue
+        if eye_values(cells[use]):  # its eye, R and L: not two people (probe 58 BV8; input_lists says it)
             continue
         if not visit and _each_photo_s_own(cells[use], patients[use]):  # a row number, a file name (probe 43 BG7)
             continue
@@ -183,16 +182,43 @@ def warn_columns_within_patients(csv: Path | str, table: pd.DataFrame, patients:
         rows = folded.index[patients[use] == patient]
         first, other = rows[0], next(k for k in rows if folded[k] != folded[rows[0]])
         shown = " and ".join(f"{cells[k][:40]!r}" + (f" ({eyes[k]} eye)" if eyes[k] else "") for k in (first, other))
+        # its eyes are paired only when both are known (probe 58 BV8)
+        pooled = "its eyes paired" if {"left", "right"} <= set(eyes[rows]) else "its photos pooled"
         log.warning("%s: %d patient(s) have photos of two values of column %r, which is not read (e.g. patient %r: "
-                    "%s): two people, sites or visits under one id? They are taken as one patient's photos (its eyes "
-                    "paired, its decision from all of them): give each its own patient id if so; nothing is wrong if "
-                    "the column is each eye's or photo's own", csv, len(differ), header[:40], patient, shown)
+                    "%s): two people, sites or visits under one id? They are taken as one patient's photos (%s, its "
+                    "decision from all of them): give each its own patient id if so; nothing is wrong if the column is "
+                    "each eye's or photo's own", csv, len(differ), header[:40], patient, shown, pooled)
         for p in differ.index:
             values = " and ".join(repr(v[:40]) for v in dict.fromkeys(cells[use][patients[use] == p]))
             for k in folded.index[patients[use] == p]:
                 noted.setdefault(k, f"{TWO_VALUES}: column {header[:40]!r} gives patient {p!r} {values}; taken as one "
                                     "patient's photos (two people, sites or visits? give each its own id)")
     return noted
+
+
+def _eye_s_or_photo_s(words: set[str], cells: pd.Series) -> bool:
+    """A column of each eye's or photo's own by a word of its name (IOP, a grade, quality, notes, a
+    camera, a grader) or by its cells (a photo's field), unless its name says a person's too
+    (`image_id`, not `Name on image`, `MRN (photo)`, `Subject ID (image)`: probe 46 BJ2)."""
+    eye_s = words & _EYE_S_OWN_WORDS and not words & (_PERSON_WORDS | _ANYONE_S)
+    photo_s = words & _PHOTO_WORDS and not words & (_PERSON_WORDS | _PERSON_ID_WORDS)
+    return bool(eye_s or photo_s or words & _STAFF or _fields(cells))
+
+
+def eye_values(cells: pd.Series) -> bool:
+    """Cells that are, empty ones aside, eye words an eye column reads (R, L, OD, OS, left, right; any case)."""
+    given = cells.astype(str).str.strip().str.lower()
+    given = given[given != ""]
+    return bool(len(given)) and bool(given.isin(list(EYE_WORDS)).all())
+
+
+def no_patient_s_id(header: str, cells: pd.Series) -> bool:
+    """A column not read that is no patient's id, though its values may be shared by two patients'
+    photos: each eye's or photo's own, a date, a site, a person's sex or age (probe 58 BV3)."""
+    words = set(name_words(header))
+    given = cells[cells.map(_has_value)].str.strip()
+    return (_eye_s_or_photo_s(words, given) or bool(words & (_DATE_WORDS | _SITE_WORDS | _SEX_WORDS | _AGE_WORDS))
+            or column_key(header) in ("mf", "fm") or bool(len(given) and given.map(_written_date).mean() >= 0.9))
 
 
 # What a field is centred on, named in every field cell (``Central`` and ``Peripheral`` alone are sites: probe 47 BK2)
