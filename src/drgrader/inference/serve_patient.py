@@ -143,7 +143,8 @@ def _exam_day(exam: str) -> str:
 def _two_patients(names: list[str], rows: list[dict], resolved: pd.DataFrame, kinds: list[set[str]]) -> str | None:
     """The message for two eye photos the resolver does not take as one patient's, or None: two
     patients by name or DICOM ``PatientID`` (a photo without one, ``no patient``, agrees with
-    any), or one ``PatientID`` on photos whose names say two patients (``contradictory patient``)."""
+    any), two dates or visits as their patients (two exams: probe 58 BV6), or one ``PatientID`` on photos
+    whose names say two patients (``contradictory patient``)."""
     patients = list(resolved["patient_id"])
     # a photo without a patient, or whose name's patient is a date or a visit (`Baseline_R.jpg`: probe 50 BN7), agrees with any
     if not any(NO_PATIENT in k or DATE_AS_PATIENT in k for k in kinds) and patients[0] != patients[1]:
@@ -180,9 +181,9 @@ def eye_mix_up(photos: Iterable[tuple[str, str, Path]], headers: dict[str, Dicom
     each field's DICOM header, or None) that cannot be what their fields say, or None: one file's
     bytes sent as both eyes (graded as a pair it would be its own fellow eye), or what predict's
     resolver (:func:`~drgrader.data.identity.resolve_identity`, each field a claim about its
-    photo's eye) notes as another eye or another patient: a photo whose file name or DICOM
-    laterality names the other eye (``10_right.jpeg`` sent as ``left``), or whose name and header
-    disagree; two photos of two patients by their names or ``PatientID`` (``10131_right.jpeg``
+    photo's eye) notes as another eye or another patient: a photo whose file name, DICOM
+    laterality or folder names the other eye (``10_right.jpeg``, ``OD/10193.jpg`` sent as ``left``), or
+    whose name, header and folder disagree; two photos of two patients by their names or ``PatientID`` (``10131_right.jpeg``
     beside ``11_left.jpeg``; ``007`` and ``7``, kept apart by predict too), or of one
     ``PatientID`` but two patients by their names. Other notes are no refusal: a photo without a
     patient (``upload.jpg``, ``PatientID`` ``ANONYMOUS``) agrees with any; a name with both eyes
