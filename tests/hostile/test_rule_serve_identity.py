@@ -262,3 +262,76 @@ def test_two_photos_named_for_two_patients_numbers_are_refused(client, right, le
     assert res.status_code == 400 and "are named for two patients' numbers" in res.json()["error"], res.text
     for pair in (("IMG_0001.jpg", "IMG_0002.jpg"), ("scan.jpg", "1002.jpg"), ("1001.jpg", "01001.jpg")):
         assert post(client, (pair[0], jpeg(2, 1)), (pair[1], jpeg(0, 2))).status_code == 200, pair
+
+
+@pytest.mark.parametrize(("right", "left", "numbers"), [
+    ("Patient2.jpg", "Patient14.jpg", ("2", "14")),
+    ("Patient 2.jpg", "Patient 14.jpg", ("2", "14")),
+    ("5001_R_20240101.jpg", "5002_L_20240101.jpg", ("5001", "5002")),
+    ("5001_R_2024-01-01.jpg", "5002_L_2024-01-01.jpg", ("5001", "5002")),
+    ("20240101_10007.jpg", "20240101_10570.jpg", ("10007", "10570")),
+    ("10007_2024.jpg", "10570_2024.jpg", ("10007", "10570")),
+    ("Patient002_R.jpg", "Patient014.jpg", ("002", "014")),
+    ("10193_right.jpg", "10570.jpg", ("10193", "10570")),
+])
+def test_two_patients_numbers_in_any_shape_of_name_are_refused(client, right, left, numbers):
+    # probe 58 BV1: only one number of 3+ digits in each name, both without a patient, was read: two people paired, 200
+    res = post(client, (right, jpeg(2, 1)), (left, jpeg(0, 2)))
+    assert res.status_code == 400, res.text
+    assert (f"are named for two patients' numbers ({right}: {numbers[0]!r}; {left}: {numbers[1]!r}), and predict takes "
+            "them as two patients: send the two eyes of one patient") in res.json()["error"]
+
+
+@pytest.mark.parametrize(("right", "left"), [
+    ("10193_right.jpg", "10193_left.jpg"), ("upload.jpg", "OS.jpg"), ("IMG_0001.jpg", "IMG_0002.jpg"),
+    ("10193_right.jpg", "10193.jpg"), ("fundus_R_103015.jpg", "fundus_L_103015.jpg"), ("OD_1.jpg", "OS_2.jpg"),
+    ("20240101_103015.jpg", "20240101_103020.jpg"),  # a phone's names: one day's shots
+])
+def test_names_of_one_patients_number_or_of_none_are_graded(client, right, left):
+    res = post(client, (right, jpeg(2, 1)), (left, jpeg(0, 2)))
+    assert res.status_code == 200, res.text
+
+
+@pytest.mark.parametrize(("right", "left", "exams"), [
+    ("20230101_R.jpg", "20240615_L.jpg", ("'20230101' by its name", "'20240615' by its name")),
+    ("2024-05-01_OD.jpg", "2025-06-02_OS.jpg", ("'2024-05-01' by its name", "'2025-06-02' by its name")),
+    ("V1_R.jpg", "V2_L.jpg", ("'V1' by its name", "'V2' by its name")),
+    ("Baseline_R.jpg", "FU1_L.jpg", ("'Baseline' by its name", "'FU1' by its name")),
+    ("20230101/OD.jpg", "20240615/OS.jpg", ("'20230101' by its folder", "'20240615' by its folder")),
+])
+def test_photos_named_for_two_dates_or_visits_are_refused_as_two_exams(client, right, left, exams):
+    # probe 58 BV6: a date or visit "agreed with any" patient, so with another date too: two exams paired, 200
+    res = post(client, (right, jpeg(2, 1)), (left, jpeg(0, 2)))
+    assert res.status_code == 400, res.text
+    assert res.json()["error"] == (f"the 'right' and 'left' photos are of two exams ({right}: {exams[0]}; {left}: {exams[1]}: "
+                                   "a date or visit each): send the two eyes of one exam")
+    for pair in (("20230101_R.jpg", "20230101_L.jpg"), ("2023-01-01_R.jpg", "20230101_L.jpg"), ("20230101_R.jpg", "upload.jpg")):
+        assert post(client, (pair[0], jpeg(2, 1)), (pair[1], jpeg(0, 2))).status_code == 200, pair
+
+
+@pytest.mark.parametrize(("field", "name", "folder", "eye"), [
+    ("left", "OD/10193.jpg", "OD", "right"), ("left", "Right Eye/10193.jpg", "Right Eye", "right"),
+    ("left", "1001/OD/IMG_0001.jpg", "OD", "right"), ("right", "scans\\OS\\10193.jpg", "OS", "left"),
+    ("right", "1001/left/IMG_0001.jpg", "left", "left"), ("right", "L/10193.jpg", "L", "left"),
+])
+def test_a_folder_named_for_the_other_eye_is_refused_as_a_name_is(client, field, name, folder, eye):
+    # probe 58 BV5: the upload's folder was read for the patient, not the eye: a right eye graded as the left, 200
+    res = client.post("/api/predict", files={field: (name, jpeg(2, 1), "image/jpeg")})
+    assert res.status_code == 400, res.text
+    shown = name.replace("\\", "/")
+    assert res.json()["error"] == f"{field} eye: {shown}: its folder {folder!r} says the {eye} eye; send it as '{eye}'"
+    assert client.post("/api/predict", files={eye: (name, jpeg(2, 1), "image/jpeg")}).status_code == 200
+
+
+def test_a_folder_and_name_saying_two_eyes_or_patients_folders_above_eye_folders_are_refused(client):
+    for field in ("left", "right"):  # probe 58 BV5
+        res = client.post("/api/predict", files={field: ("OD/10193_left.jpg", jpeg(2, 1), "image/jpeg")})
+        assert res.status_code == 400, res.text
+        assert res.json()["error"] == (f"{field} eye: OD/10193_left.jpg: its file name says the left eye, its folder 'OD' "
+                                       "the right eye; correct one of them")
+    res = post(client, ("1001/OD/IMG_0001.jpg", jpeg(2, 1)), ("1002/OS/IMG_0002.jpg", jpeg(0, 2)))
+    assert res.status_code == 400, res.text
+    assert ("(1001/OD/IMG_0001.jpg: patient '1001' by its folder; 1002/OS/IMG_0002.jpg: patient '1002' by its folder): "
+            "send the two eyes of one patient") in res.json()["error"]
+    res = post(client, ("1001/OD/IMG_0001.jpg", jpeg(2, 1)), ("1001/OS/IMG_0002.jpg", jpeg(0, 2)))
+    assert res.status_code == 200, res.text
