@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from pathlib import Path
 
 from drgrader.config import DataConfig
 from drgrader.data.eyes import long_ids_kept
 from drgrader.data.grade_columns import (
+    grades_in_words,
     name_unread_columns,
     refuse_messidor1_scale,
     refuse_other_grade_columns,
@@ -42,6 +44,7 @@ from drgrader.data.patient_columns import (
     refuse_two_people_under_one_id,
     warn_columns_within_patients,
 )
+from drgrader.grading import GRADE_NAMES
 
 log = logging.getLogger("drgrader")
 
@@ -129,7 +132,7 @@ def id_in_folder(found: Path | None, images: Path) -> str | None:
 # A grade folder is named by its grade, alone or before a word: "3", "4 proliferative", "0_No_DR".
 # Any number with a sign or decimals is matched too ("-0", "+3", "3.0", "02"), so that the grade
 # is then read by the label grades' one rule (grade_value), not left out for its spelling.
-GRADE_FOLDER = re.compile(r"([+-]?[0-9]+(?:\.[0-9]+)?)(?:[\s_.\-]+\D.*)?")
+GRADE_FOLDER = re.compile(r"([+-]?[0-9]+(?:\.[0-9]+)?)(?:[\s_.\-]+(\D.*))?")
 
 
 def grade_folders(root: Path) -> list[Path]:
@@ -142,9 +145,13 @@ def read_folders(root: Path, cfg: DataConfig) -> Found:
     inside the grade folder (``clinicB/10_left``), so patient and eye come from Kaggle-style names
     per subfolder (two clinics numbering alike stay apart); any other image is its own patient.
     Photos in other folders have no grade: counted and named in a warning (by the manifest), never
-    dropped unsaid."""
+    dropped unsaid. A grade folder whose word says another grade (``1 Moderate``), or one inside
+    another (``0/2/``), is refused: its photos would take a grade their folder's name contradicts."""
     rows = []
-    for grade_dir in grade_folders(root):
+    folders = grade_folders(root)
+    refuse_words_against_numbers(root, folders)
+    inside: dict[Path, Counter[str]] = {}  # a grade folder -> its photos by the sub-folder they are in
+    for grade_dir in folders:
         grade_text = GRADE_FOLDER.fullmatch(grade_dir.name)[1]  # type: ignore[index]
         grade = grade_value(grade_text)
         if grade is None:
@@ -158,7 +165,63 @@ def read_folders(root: Path, cfg: DataConfig) -> Found:
             by_id[image_id.lower()] = path
             patient, eye = patient_from_name(image_id)
             rows.append(LabelRow(shown_path(path, root), image_id, path, str(grade), patient, eye))
+        inside[grade_dir] = Counter(path.relative_to(grade_dir).parts[0] for path in by_id.values() if path.parent != grade_dir)
+    refuse_grade_folders_inside(root, inside)
     _log_patients_from_names(rows, f"{root} (grade folders)")
     # Photos in other folders, or lying next to the grade folders, have no grade: the manifest
     # counts and names them in one warning, as it does for any data set's unlisted photos.
     return rows, [], {}
+
+
+def _grade_name(grade: int) -> str:
+    return GRADE_NAMES[grade].split(" ", 1)[1]  # "moderate", "severe NPDR"
+
+
+def refuse_words_against_numbers(root: Path, folders: list[Path]) -> None:
+    """A grade folder whose word names another ICDR grade than its number (``1 Moderate``, ``3 PDR``:
+    a 4-class or 1-based scheme) would shift every photo in it by a grade, and the referable line
+    with them: refused, naming it (probe 58 CV6). A word naming no grade or two (``NPDR``,
+    ``severe PDR``) is not judged."""
+    wrong = {}  # a folder's name -> what its number and word say
+    for folder in folders:
+        match = GRADE_FOLDER.fullmatch(folder.name)
+        number, named = grade_value(match[1]), set(grades_in_words(match[2] or ""))  # type: ignore[index]
+        if number is not None and len(named) == 1 and named != {number}:
+            word = named.pop()
+            wrong[folder.name] = (f"its number says grade {number} ({_grade_name(number)}), its word says "
+                                  f"{_grade_name(word)} ({word})")
+    if wrong:
+        first, *others = wrong
+        more = f" (so do {', '.join(map(repr, others))})" if others else ""
+        raise DataError(f"{root}: grade folder {first!r}: {wrong[first]}{more}; the folders are read by their numbers, so their photos would take "
+                        "grades of another scale (4 classes, or counted from 1?): rename the folders by their ICDR grade "
+                        "(0 none, 1 mild, 2 moderate, 3 severe NPDR, 4 proliferative)")
+
+
+def refuse_grade_folders_inside(root: Path, inside: dict[Path, Counter[str]]) -> None:
+    """A grade folder dropped into another (``0/2/``) gives its photos the outer grade, which its
+    name contradicts: refused, naming it (probe 58 CV7). Other sub-folders are read (``0/clinicB/``),
+    and numbered ones too when the numbers are no grades: some beyond 0..4 (patients ``0/17/``), one
+    bearing its own grade folder's number (batches ``1/1/``), or one number in two grade folders
+    (batches ``0/1/``, ``3/1/``)."""
+    outer = {folder: grade_value(GRADE_FOLDER.fullmatch(folder.name)[1]) for folder in inside}  # type: ignore[index]
+    plain = [(outer[folder], match[1]) for folder, names in inside.items() for name in names
+             if (match := GRADE_FOLDER.fullmatch(name)) and not match[2]]
+    other_numbering = any(grade_value(number) in (None, grade) for grade, number in plain) or len(plain) > len(
+        {number for _, number in plain})
+    nested = {}  # "0/2/" -> what its photos would be read as
+    for folder, names in inside.items():
+        for name, photos in sorted(names.items()):
+            match = GRADE_FOLDER.fullmatch(name)
+            if match is None or (not grades_in_words(match[2]) if match[2] else other_numbering):
+                continue
+            grade, given = grade_value(match[1]), outer[folder]
+            if grade is not None and given is not None and grade != given:
+                nested[f"{folder.name}/{name}/"] = (f"a grade folder inside grade folder {folder.name!r}; its {photos} photos "
+                                                    f"would be read as grade {given} ({_grade_name(given)}), not {grade} "
+                                                    f"({_grade_name(grade)})")
+    if nested:
+        first, *others = nested
+        more = f" (so is {', '.join(others)})" if others else ""
+        raise DataError(f"{root}: {first}: {nested[first]}{more}; move it beside the other grade folders, or rename it "
+                        "if its number is no grade (e.g. 'batch 2')")

@@ -55,7 +55,9 @@ def looks_like_grade(name: str) -> bool:
 # The severity word first ("mild non-proliferative" is 1, "severe NPDR" 3); an annotation tool's
 # "2 - Moderate" by its digit (probe 35 AY14), and "Grade 2", "None (0)" (probe 36 AZ6).
 _GRADE_WORDS = ((re.compile(r"mild"), 1), (re.compile(r"moderate"), 2), (re.compile(r"severe"), 3),
-                (re.compile(r"prolif|^pdr$"), 4), (re.compile(r"^(?:no(?: apparent)?(?: dr| retinopathy)?|none|normal)$"), 0))
+                (re.compile(r"prolif|\bpdr\b"), 4), (re.compile(r"^(?:no(?: apparent)?(?: dr| retinopathy)?|none|normal)$"), 0))
+# "Non-proliferative" or "NPDR" names no grade alone (1 to 3): not read as "proliferative" (probe 58 CV6)
+_NON_PROLIFERATIVE = re.compile(r"\bnon ?prolif\w*|\bnpdr\b")
 _GRADE_AND_LABEL = re.compile(r"^([0-4])\s*[-:.)]\s*\D")
 _LABEL_AND_GRADE = re.compile(r"^[^\W\d_][^\d]*?\s*\(?([0-4])\)?$")  # "Grade 2", "Moderate (2)": probe 36 AZ6
 
@@ -66,8 +68,15 @@ def _grade_or_words(cell: str) -> int | None:
         return grade
     if labelled := _GRADE_AND_LABEL.match(cell.strip()) or _LABEL_AND_GRADE.match(cell.strip()):
         return int(labelled[1])
-    text = cell.casefold().strip()
-    return next((g for pattern, g in _GRADE_WORDS if pattern.search(text)), None)
+    named = grades_in_words(cell)
+    return named[0] if named else None
+
+
+def grades_in_words(text: str) -> list[int]:
+    """The ICDR grades a text names in words, severity first ("Moderate NPDR": [2], "No_DR": [0],
+    "severe PDR": [3, 4], "NPDR": []); spaces, underscores and hyphens alike."""
+    text = " ".join(_NON_PROLIFERATIVE.sub(" ", re.sub(r"[\s_\-]+", " ", text.casefold())).split())
+    return [g for pattern, g in _GRADE_WORDS if pattern.search(text)]
 
 
 # A name that says a grading by someone (``grader_2``, ``final``, ``adjudicated``): its grades are a
