@@ -518,3 +518,18 @@ def test_the_paired_eye_stage_is_said_to_be_fitted_where_it_was(tmp_path):
         page = paired_eyes_section(RunData(tmp_path, metrics, None, None, None, None)).blocks[0].text
         assert f"(the paired-eye stage, fitted on the {fitted_on});" in page
         assert ("out-of-fold" in card.split("Paired eyes", 1)[1].split("\n", 1)[0]) == (fitted_on != "validation split")
+
+
+def test_an_ensembles_resolution_limit_names_its_smallest_member():
+    """Probe 58 CV10: the Known limits said "every photo is reduced to 96 × 96 px" (the largest member's size, the
+    ensemble's input_size); member 0 grades at 64 × 64 px, 203 µm a pixel."""
+    members = [{"folder": f"members/{i}-t{i + 1}", "backbone": "test_resnet", "kind": "regression", "input_size": size,
+                "preprocess": MANIFEST["preprocess"]} for i, size in enumerate((64, 96))]
+    manifest = {**MANIFEST, "input_size": 96, "members": [m["folder"] for m in members], "member_info": members}
+    card = build_model_card(manifest, METRICS)
+    assert ("**Resolution**: each member reduces every photo to its own size before grading (64 × 64 px, 96 × 96 px): "
+            "at the smallest, 64 × 64 px, one pixel covers roughly 203 µm") in card
+    assert "reduced to 96 × 96 px" not in card
+    alike = build_model_card({**manifest, "member_info": [{**m, "input_size": 96} for m in members]}, METRICS)
+    assert "**Resolution**: every photo is reduced to 96 × 96 px before grading, so one pixel covers roughly 135 µm" in alike
+    assert "**Resolution**: every photo is reduced to 512 × 512 px" in build_model_card(MANIFEST, METRICS)  # one model
