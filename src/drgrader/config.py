@@ -211,7 +211,10 @@ class EvalConfig(Section):
         "so grade >= 1 / >= 2 are the screening decisions (false: all four cut-points maximise kappa "
         "and the two thresholds are taken from them, with a warning)",
     )
-    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples (of patients) for CIs")
+    bootstrap: int = Field(
+        1000, ge=0,
+        description="bootstrap resamples (of patients) for CIs; 0 gives none, fewer than 200 are warned of as too few",
+    )
     lab: bool = Field(
         False,
         description="also score the validation patients with every weight set the run kept (best, last, EMA, "

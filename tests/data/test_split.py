@@ -253,3 +253,24 @@ def test_split_options_the_chosen_split_does_not_use_are_named(synth_dir, tmp_pa
     given = tiny_config(synth_dir, **{"data.split.file": str(tmp_path / "split.csv"), "data.split.val": 0.5})
     assert read_and_split(given.data)[2].equals(split)
     assert f"the split is read from {tmp_path / 'split.csv'}; data.split.method, val, test, folds and seed do not apply" in caplog.text
+
+
+def test_an_image_split_is_warned_of_with_its_counts(synth_dir, caplog):
+    """Probe 58 CV8: data.split.method=image put 20 of 40 patients in two splits without a word in the train log."""
+    from conftest import tiny_config
+
+    from drgrader.data.prepare import read_and_split
+    from drgrader.data.split import patients_across_splits
+    from drgrader.data.summary import summarize
+
+    caplog.set_level(logging.WARNING, logger="drgrader")
+    manifest, _, split = read_and_split(tiny_config(synth_dir, **{"data.split.method": "image"}).data)
+    across = patients_across_splits(manifest, split)
+    assert 0 < across["test"] <= across["patients"] <= 40
+    assert (f"the split is by photo, not by patient: {across['patients']} of 40 patients have photos in two splits "
+            f"({across['test']} of them in the test split), so the held-out figures are flattered") in caplog.text
+    assert summarize(manifest, split, check_images=False)["patients_across_splits"] == across
+    caplog.clear()
+    manifest, _, split = read_and_split(tiny_config(synth_dir).data)  # by patient: nothing to say, none counted
+    assert "by photo" not in caplog.text
+    assert summarize(manifest, split, check_images=False)["patients_across_splits"] == {"patients": 0, "test": 0}

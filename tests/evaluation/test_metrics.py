@@ -324,6 +324,19 @@ def test_too_few_patients_get_no_confidence_intervals_and_a_warning():
     assert many["n_patients"] == 5 and not any(w.startswith("only") for w in many["warnings"])
 
 
+def test_too_few_resamples_are_warned_of_first():
+    """Probe 58 CV3: eval.bootstrap=1 printed "95% CI 31.1-31.1%" beside an accuracy of 29.5%, in console, report
+    and card, with nothing saying the interval came from one resample."""
+    df = _table([0, 3] * 10, score_ref=[0.2, 0.9] * 10, pred_grade=[0, 2] * 10)
+    for n_boot in (1, 20):
+        warned = evaluate_table(df, {"referable": 0.5}, n_boot=n_boot)["warnings"]
+        assert warned[0].startswith(f"the 95% confidence intervals rest on only {n_boot} bootstrap resample(s) "
+                                    "(eval.bootstrap): too few")
+        assert "use at least 200 (1000 is usual), or 0 to give none" in warned[0]
+    for n_boot in (0, 200):  # none, or enough: no such warning
+        assert not any("resample" in w for w in evaluate_table(df, {"referable": 0.5}, n_boot=n_boot)["warnings"])
+
+
 def test_evaluate_table_is_nan_safe_with_one_class():
     grade = [0] * 10  # no diseased eye; scores 0.0..0.9, threshold 0.5 -> 5 of 10 healthy right
     result = evaluate_table(
@@ -349,7 +362,7 @@ def test_evaluate_grade_model_uses_cutpoints_and_reports_gradability():
     gradable = np.ones(grade.size, bool)
     gradable[:4] = False
     df = _table(grade, pred_grade=pred, expected=expected, gradable=gradable)
-    result = evaluate_table(df, {"cutpoints": [0.8, 1.8, 2.8, 3.8]}, n_boot=20)
+    result = evaluate_table(df, {"cutpoints": [0.8, 1.8, 2.8, 3.8]}, n_boot=200)  # 200: no "too few resamples"
     assert result["grade"]["prediction"] == "expected_grade+cutpoints"
     assert result["grade"]["kappa"] == pytest.approx(1.0)
     assert result["grade"]["kappa_pred_grade"] < 1.0

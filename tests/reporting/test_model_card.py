@@ -473,3 +473,63 @@ def test_the_reports_sentence_on_external_data_says_which_thresholds_decided_and
     assert "with the default cut-points (the model has no fitted thresholds)" in sentence(thresholds={})  # probe 32 B5
     unchecked = sentence(thresholds={"referable": 0.5}, training_overlap=None)  # probe 32 B2: no record to check
     assert "model never saw" not in unchecked and "so that it never saw these could not be checked" in unchecked
+
+
+def test_a_split_by_photo_is_said_to_be_one(tmp_path):
+    """Probe 58 CV8: with data.split.method=image the card said "no patient has photos in two of them" and "patients
+    whose eyes were not used for training", the report "The splits are by patient"; 10 of 13 test patients were not."""
+    from drgrader.reporting.run_data import RunData, evaluated_on
+    from drgrader.reporting.sections_tables import data_section
+
+    leaky = {**SUMMARY, "patients_across_splits": {"patients": 120, "test": 70}}
+    image = {**MANIFEST["config"], "data": {"split": {"method": "image"}}}
+    card = build_model_card({**MANIFEST, "data_summary": leaky, "config": image}, {**METRICS, "data": {"summary": leaky}})
+    said = ("The photos were split into train, val, test sets by photo, not by patient: 120 of 500 patients have photos "
+            "in two of them; 70 of the 100 test patients have photos in train or val, so the held-out figures are flattered")
+    assert said in card and "no patient has photos in two" not in card
+    assert ("Measured on the held-out test split, split by photo (not by patient): 70 of its 100 patients have photos in "
+            "train or val, so these figures are flattered") in card and "not used for training" not in card
+    run = RunData(tmp_path, {**METRICS, "data": {"summary": leaky}}, None, None, None, None)
+    text = data_section(run).blocks[0].text
+    assert said in text and "The splits are by patient" not in text
+    assert evaluated_on(run)[1].startswith("the held-out test split, split by photo (not by patient): 70 of its 100")
+    # Split by patient (counted, or recorded before the count): as before; an older image split says what it is.
+    for summary, config in ((SUMMARY, MANIFEST["config"]), ({**SUMMARY, "patients_across_splits": {"patients": 0, "test": 0}}, image)):
+        card = build_model_card({**MANIFEST, "data_summary": summary, "config": config}, {**METRICS, "data": {"summary": summary}})
+        assert "Patients were split into train, val, test sets; no patient has photos in two of them." in card
+        assert "patients whose eyes were not used for training" in card
+    older = build_model_card({**MANIFEST, "config": image}, METRICS)
+    assert "by photo, not by patient: a patient's photos can be in two of them, so the held-out figures are flattered" in older
+
+
+def test_the_paired_eye_stage_is_said_to_be_fitted_where_it_was(tmp_path):
+    """Probe 58 CV9: a plain train run's card and report said the stage was "fitted on out-of-fold predictions"; it
+    was fitted on the validation split (the patient decision beside it records which)."""
+    from drgrader.reporting.run_data import RunData
+    from drgrader.reporting.sections_summary import paired_eyes_section
+
+    stage = {"model": {}, "thresholds": {"referable": 0.5, "any_dr": 0.7, "cutpoints": None}}
+    for fitted_on, evaluated in (("validation split", "test"), ("out-of-fold predictions", "out-of-fold (2 folds)")):
+        manifest = {**MANIFEST, "paired_eyes": stage, "patient_decision": {"fitted_on": fitted_on}}
+        metrics = {**METRICS, "evaluated_on": evaluated, "patient_decision": {"fitted_on": fitted_on},
+                   "test_single_eye": result(kappa=0.58)}
+        card = build_model_card(manifest, metrics)
+        assert f"(a stage fitted on the {fitted_on});" in card
+        page = paired_eyes_section(RunData(tmp_path, metrics, None, None, None, None)).blocks[0].text
+        assert f"(the paired-eye stage, fitted on the {fitted_on});" in page
+        assert ("out-of-fold" in card.split("Paired eyes", 1)[1].split("\n", 1)[0]) == (fitted_on != "validation split")
+
+
+def test_an_ensembles_resolution_limit_names_its_smallest_member():
+    """Probe 58 CV10: the Known limits said "every photo is reduced to 96 × 96 px" (the largest member's size, the
+    ensemble's input_size); member 0 grades at 64 × 64 px, 203 µm a pixel."""
+    members = [{"folder": f"members/{i}-t{i + 1}", "backbone": "test_resnet", "kind": "regression", "input_size": size,
+                "preprocess": MANIFEST["preprocess"]} for i, size in enumerate((64, 96))]
+    manifest = {**MANIFEST, "input_size": 96, "members": [m["folder"] for m in members], "member_info": members}
+    card = build_model_card(manifest, METRICS)
+    assert ("**Resolution**: each member reduces every photo to its own size before grading (64 × 64 px, 96 × 96 px): "
+            "at the smallest, 64 × 64 px, one pixel covers roughly 203 µm") in card
+    assert "reduced to 96 × 96 px" not in card
+    alike = build_model_card({**manifest, "member_info": [{**m, "input_size": 96} for m in members]}, METRICS)
+    assert "**Resolution**: every photo is reduced to 96 × 96 px before grading, so one pixel covers roughly 135 µm" in alike
+    assert "**Resolution**: every photo is reduced to 512 × 512 px" in build_model_card(MANIFEST, METRICS)  # one model

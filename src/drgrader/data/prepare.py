@@ -33,7 +33,7 @@ def read_and_split(data: DataConfig, *, split_file: Path | None = None) -> tuple
     """The manifest, what it left out, and its split: every check of the data set but reading
     the photos, cheap enough to run before a command makes its output folder."""
     from drgrader.data.manifest import DataError, read_manifest
-    from drgrader.data.split import assert_no_patient_leak, make_split
+    from drgrader.data.split import across_splits_warning, assert_no_patient_leak, make_split, patients_across_splits
 
     if data.root is None:
         raise DataError("data.root is not set: point it at a data set folder (or run `drgrader demo`)")
@@ -46,6 +46,8 @@ def read_and_split(data: DataConfig, *, split_file: Path | None = None) -> tuple
     split = make_split(found.table, split_cfg)
     if split_cfg.method in ("patient", "kfold", "official"):
         assert_no_patient_leak(found.table, split)
+    elif (across := patients_across_splits(found.table, split))["patients"]:  # probe 58 CV8: said nowhere but the YAML
+        log.warning(across_splits_warning(across, found.table["patient_id"].nunique()))
     return found.table, found.skipped.as_dict(), split
 
 

@@ -248,12 +248,33 @@ def load_split(path: str | Path, manifest: pd.DataFrame) -> pd.Series:
                      index=manifest.index, name="split")
 
 
-def assert_no_patient_leak(manifest: pd.DataFrame, split: pd.Series) -> None:
-    """Raise :class:`SplitError` if any patient has images in more than one split."""
+def _patients_in_two_splits(manifest: pd.DataFrame, split: pd.Series) -> pd.Series:
+    """The splits of each patient with photos in more than one, by patient id."""
     per_patient = pd.DataFrame({"patient": manifest["patient_id"].to_numpy(),
                                 "split": split.reindex(manifest.index).to_numpy()})
     splits_of = per_patient.groupby("patient")["split"].unique()
-    leaking = splits_of[splits_of.map(len) > 1]
+    return splits_of[splits_of.map(len) > 1]
+
+
+def patients_across_splits(manifest: pd.DataFrame, split: pd.Series) -> dict[str, int]:
+    """``{"patients": n, "test": m}``: the patients with photos in two splits (an image-level split's,
+    or a split file's), and how many of them have photos in the test split: what the log, report
+    and card say of a split that is not by patient (probe 58 CV8)."""
+    across = _patients_in_two_splits(manifest, split)
+    return {"patients": int(len(across)), "test": int(sum("test" in set(s) for s in across))}
+
+
+def across_splits_warning(counts: dict[str, int], n_patients: int) -> str:
+    """The log's warning for a split that puts patients on two sides (``counts``: :func:`patients_across_splits`)."""
+    test = f" ({counts['test']} of them in the test split)" if counts.get("test") else ""
+    return (f"the split is by photo, not by patient: {counts['patients']} of {n_patients} patients have photos in two "
+            f"splits{test}, so the held-out figures are flattered (the model is measured on patients whose other "
+            "photos it learnt from or was tuned on); data.split.method=patient keeps each patient on one side")
+
+
+def assert_no_patient_leak(manifest: pd.DataFrame, split: pd.Series) -> None:
+    """Raise :class:`SplitError` if any patient has images in more than one split."""
+    leaking = _patients_in_two_splits(manifest, split)
     if len(leaking):
         examples = ", ".join(f"{p} ({'/'.join(sorted(s))})" for p, s in leaking.head(5).items())
         raise SplitError(f"{len(leaking)} patients have images in more than one split, e.g. {examples}")

@@ -11,6 +11,7 @@ from PIL import Image
 
 from drgrader.data.dicom import header_or_none
 from drgrader.data.image_files import identical_files
+from drgrader.data.split import patients_across_splits
 from drgrader.grading import GRADE_NAMES, GRADES
 
 SPLIT_ORDER = ("train", "val", "test")
@@ -147,6 +148,7 @@ def summarize(
             }
             for name in names
         }
+        summary["patients_across_splits"] = patients_across_splits(manifest, split)  # probe 58 CV8
     if quality is not None:
         summary["gradability"] = _gradability(manifest, quality)
     if check_images:

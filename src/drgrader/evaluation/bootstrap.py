@@ -15,6 +15,10 @@ from drgrader.evaluation.metrics import MetricFn
 # Below this many patients a resample is nearly the data itself (one patient: every resample the
 # same, a CI of zero width that reads as certainty; probe 43 CG8): no interval is given.
 MIN_PATIENTS_FOR_CI = 5
+# Below this many resamples the 2.5th and 97.5th percentiles are the few extreme draws (one
+# resample: an interval of zero width that may exclude its own estimate; probe 58 CV3): the
+# intervals are given, with a warning first in console, report and card.
+MIN_RESAMPLES_FOR_CI = 200
 
 
 def _group_rows(df: pd.DataFrame, group: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

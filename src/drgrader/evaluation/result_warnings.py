@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from drgrader.evaluation.bootstrap import MIN_PATIENTS_FOR_CI
+from drgrader.evaluation.bootstrap import MIN_PATIENTS_FOR_CI, MIN_RESAMPLES_FOR_CI
 from drgrader.evaluation.metrics import IDX_DR_SENSITIVITY, IDX_DR_SPECIFICITY
 from drgrader.grading import GRADE_NAMES, SCREEN_NAMES, SCREENS
 
@@ -78,6 +78,10 @@ def result_warnings(result: dict) -> list[str]:
     if result["n_patients"] < MIN_PATIENTS_FOR_CI:  # probe 43 CG8
         notes.insert(0, f"only {result['n_patients']} patient(s): too few to resample, so no confidence intervals; these "
                         "figures describe these photos, not how the model does")
+    elif 0 < (n_boot := (result.get("bootstrap") or {}).get("n") or 0) < MIN_RESAMPLES_FOR_CI:  # probe 58 CV3
+        notes.insert(0, f"the 95% confidence intervals rest on only {n_boot} bootstrap resample(s) (eval.bootstrap): too "
+                        f"few for a 95% interval, so they are not ones (they can have zero width or exclude their own "
+                        f"figure); use at least {MIN_RESAMPLES_FOR_CI} (1000 is usual), or 0 to give none")
     if "grade" in result:
         for g in result["grade"]["unreachable_grades"]:
             n = result["grade"]["per_grade"][str(g)]["support"]

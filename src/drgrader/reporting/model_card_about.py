@@ -14,7 +14,7 @@ from drgrader.reporting.document import (
     Section,
     Table,
 )
-from drgrader.reporting.run_data import left_out_text
+from drgrader.reporting.run_data import left_out_text, split_sentence, stage_fitted_on
 
 EXTERNAL_TITLE = "External evaluations"
 
@@ -126,8 +126,9 @@ def model_section(manifest: dict, metrics: dict) -> Section:
     rows.append(["Test-time views", ", ".join(TTA_WORDS.get(v, v) for v in views)
                  + (" (scores averaged)" if len(views) > 1 else "")])
     if manifest.get("paired_eyes"):
+        fitted = stage_fitted_on(manifest.get("patient_decision"), metrics.get("evaluated_on"))  # probe 58 CV9
         rows.append(["Paired eyes", "when both eyes of a patient are given, each eye's grade also uses its fellow "
-                                    "eye's scores (a stage fitted on out-of-fold predictions); an eye whose own score "
+                                    f"eye's scores (a stage {fitted}); an eye whose own score "
                                     "says grade 3 or more keeps that grade whatever its fellow shows"])
     if manifest.get("onnx"):
         rows.append(["ONNX", f"model.onnx (opset {manifest['onnx'].get('opset')}), same scores as PyTorch within "
@@ -158,8 +159,8 @@ def training_data_section(manifest: dict, metrics: dict) -> Section:
     if len(splits) > 1:
         fitted = ("fitted the thresholds it could (not all: see Operating points)"
                   if (manifest.get("thresholds") or {}).get("not_fitted") else "fitted the thresholds")
-        text += (" Patients were split into " + ", ".join(splits) + " sets; no patient has photos in two of them. "
-                 f"Training learnt from `train`; `val` chose the checkpoint and {fitted}.")
+        method = (((manifest.get("config") or {}).get("data") or {}).get("split") or {}).get("method")
+        text += f" {split_sentence(summary, method)} Training learnt from `train`; `val` chose the checkpoint and {fitted}."
     left_out = left_out_text((metrics.get("data") or {}).get("skipped") or summary.get("skipped"))
     if left_out:
         text += f" Left out: {left_out}."

@@ -283,10 +283,15 @@ def _patient_decision_blocks(decision, *, task: str | None = None) -> list:
 
 def limits_section(manifest: dict, metrics: dict, synthetic: bool) -> Section:
     items = []
-    size = manifest.get("input_size")
+    # An ensemble's input_size is its largest member's; each member grades at its own (probe 58 CV10).
+    sizes = sorted({int(m["input_size"]) for m in manifest.get("member_info") or [] if m.get("input_size")})
+    size = sizes[0] if sizes else manifest.get("input_size")
     if size:
         um = 13000 / size  # a 45° field is about 13 mm of retina
-        items.append(f"**Resolution**: every photo is reduced to {size} × {size} px before grading, so one pixel covers "
+        reduced = (f"every photo is reduced to {size} × {size} px before grading, so one pixel covers" if len(sizes) < 2 else
+                   "each member reduces every photo to its own size before grading ("
+                   + ", ".join(f"{s} × {s} px" for s in sizes) + f"): at the smallest, {size} × {size} px, one pixel covers")
+        items.append(f"**Resolution**: {reduced} "
                      f"roughly {um:.0f} µm of a 45° fundus field. A microaneurysm, the only lesion of mild DR, is "
                      f"10–100 µm across: {10 / um:.1f}–{100 / um:.1f} pixels at this size; smaller lesions are lost.")
     sources = list((data_summary_of(manifest, metrics).get("sources") or {}))

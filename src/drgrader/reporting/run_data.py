@@ -175,14 +175,49 @@ def on_own_training_data(metrics: dict) -> bool:
     return where.startswith("not-external:") or (where.startswith("external:") and bool(overlap.get("photos")))
 
 
+def stage_fitted_on(patient_decision: dict | None, evaluated_on: str | None) -> str:
+    """What the paired-eye stage was fitted on: the eyes the patient decision beside it records (both are fitted on
+    the same ones: train's validation split, cv's out-of-fold predictions); "out-of-fold" was said of both (probe 58 CV9)."""
+    fitted = (patient_decision or {}).get("fitted_on") or (
+        "out-of-fold predictions" if str(evaluated_on or "").startswith("out-of-fold") else "")
+    return f"fitted on the {fitted}" if fitted else "fitted when the model was made"
+
+
+def split_sentence(summary: dict, method: str | None = None) -> str:
+    """What the split kept apart, from the counts the run recorded (``method``: data.split.method, for a
+    record without them): "no patient has photos in two of them" was said of a split by photo too (probe 58 CV8)."""
+    splits = ", ".join(summary.get("splits") or {})
+    across = summary.get("patients_across_splits")
+    if across is None and method != "image" or across is not None and not across.get("patients"):
+        return f"Patients were split into {splits} sets; no patient has photos in two of them."
+    if across is None:
+        count = "a patient's photos can be in two of them"
+    else:
+        in_test = (f"; {across['test']} of the {summary['splits']['test'].get('patients')} test patients have photos in "
+                   "train or val" if across.get("test") and "test" in summary["splits"] else "")
+        count = f"{across['patients']} of {summary.get('patients')} patients have photos in two of them{in_test}"
+    return (f"The photos were split into {splits} sets by photo, not by patient: {count}, so the held-out figures are "
+            "flattered (the model is measured on patients whose other photos it learnt from or was tuned on).")
+
+
+def _test_split_text(run: RunData) -> str:
+    summary = (run.metrics.get("data") or {}).get("summary") or {}
+    across = summary.get("patients_across_splits")
+    if across is None and run.config is not None and run.config.data.split.method == "image":  # recorded before probe 58 CV8
+        return "the held-out test split, split by photo (not by patient), so these figures are flattered"
+    if across and across.get("test"):  # probe 58 CV8: "patients whose eyes were not used for training"
+        of = ((summary.get("splits") or {}).get("test") or {}).get("patients")
+        return (f"the held-out test split, split by photo (not by patient): {across['test']} of its {of} patients have "
+                "photos in train or val, so these figures are flattered")
+    return ("the held-out test split: patients whose eyes were not used for training, for choosing the checkpoint or "
+            "for fitting the decision thresholds")
+
+
 def evaluated_on(run: RunData) -> tuple[str, str]:
     """(short name, sentence) of what the figures were measured on."""
     where = run.metrics.get("evaluated_on") or "test"
     if where == "test":
-        return "test split", (
-            "the held-out test split: patients whose eyes were not used for training, for "
-            "choosing the checkpoint or for fitting the decision thresholds"
-        )
+        return "test split", _test_split_text(run)
     if where == "val":
         return "validation split", (
             "the validation split, because the run had no test split. The same patients chose "

@@ -40,6 +40,7 @@ from drgrader.reporting.run_data import (
     labelled_left_out,
     left_out_text,
     reading_warnings,
+    stage_fitted_on,
 )
 
 SCREEN_TITLE = {"any_dr": "Any-DR", "referable": "Referable"}
@@ -311,9 +312,10 @@ def paired_eyes_section(run: RunData) -> Section | None:
         return f"{fmt_num(value)} ({fmt_ci((figures.get('ci') or {}).get(key))})"
 
     rows = [[label, cell(run.test, section, key), cell(single, section, key)] for label, section, key in measures]
+    fitted = stage_fitted_on(run.metrics.get("patient_decision"), run.metrics.get("evaluated_on"))  # probe 58 CV9
     return Section("paired-eyes", "Paired eyes", [
-        Para("Above, each eye is graded from its own photo and its fellow eye's (the paired-eye stage, fitted on "
-             "out-of-fold predictions); an eye without a gradable fellow gets the single-eye fallback. The same "
+        Para(f"Above, each eye is graded from its own photo and its fellow eye's (the paired-eye stage, {fitted}); "
+             "an eye without a gradable fellow gets the single-eye fallback. The same "
              "eyes graded from their own photo alone, with the single-eye thresholds (95% CIs over patients):"),
         Table(["Measure", "paired eyes", "single eye"], rows, align="lrr"),
     ])

@@ -25,7 +25,7 @@ from drgrader.reporting.document import (
     fmt_num,
     fmt_pct,
 )
-from drgrader.reporting.run_data import RunData, left_out_text
+from drgrader.reporting.run_data import RunData, left_out_text, split_sentence
 
 
 def per_grade_section(run: RunData) -> Section:
@@ -103,7 +103,8 @@ def data_section(run: RunData) -> Section:
     text = (f"{summary['images']} images of {summary['patients']} patients from {sources or 'an unknown source'}; "
             f"{eyes.get('left', 0)} left, {eyes.get('right', 0)} right, {eyes.get('unknown', 0)} unknown eyes.")
     if len(splits) > 1:
-        text += " The splits are by patient: no patient has eyes in two of them."
+        method = run.config.data.split.method if run.config is not None else None
+        text += " " + split_sentence(summary, method)
     if left_out := left_out_text(data.get("skipped")):
         text += f" Left out: {left_out}."
     blocks: list = [Para(text), Table(header, rows, align="l" + "r" * (len(header) - 1))]

@@ -254,7 +254,7 @@ def write_pooled(cfg: ExperimentConfig, cv_dir: Path, folds: int, pooled: dict) 
     # The data as fold 0 saw it (every labelled eye) and what reading it warned of (probe 46 CJ5: only the folds'
     # own metrics.json had the warnings, not cv's report and card).
     data = json.loads((cv_dir / "fold-0" / "metrics.json").read_text()).get("data") or {}
-    summary = {k: v for k, v in (data.get("summary") or {}).items() if k != "splits"}
+    summary = {k: v for k, v in (data.get("summary") or {}).items() if k not in ("splits", "patients_across_splits")}
     metrics = {
         **run_header(cv_dir.name),
         "evaluated_on": f"out-of-fold ({folds} folds)",
