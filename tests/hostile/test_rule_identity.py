@@ -271,6 +271,43 @@ def test_a_photo_named_only_by_its_eye_listed_as_the_other_eye_is_noted(tmp_path
     assert agreed["eye"].tolist() == ["right", "left"] and agreed["identity_note"].tolist() == ["", ""]
 
 
+def test_the_eye_in_other_languages_abbreviations_and_glued_to_the_number_pairs_the_patient(tmp_path):
+    """Probe 58 BV2: 10193_OD + 10193_OG (French), 10007_OD + 10007_OE (Portuguese), OI (Spanish),
+    RT/LT, 10606_derecho / 10606_izquierdo, 10193left: each eye a patient of its own, the fellow
+    eye's row "the only photo" without a note. Now one patient, its eyes paired."""
+    pairs = [("10193_OD", "10193_OG"), ("10007_OD", "10007_OE"), ("10008_OD", "10008_OI"), ("10009_Rt", "10009_Lt"),
+             ("10606_derecho", "10606_izquierdo"), ("10607_direito", "10607_esquerdo"), ("10489right", "10489left")]
+    for k, (right, left) in enumerate(pairs):
+        (tmp_path / "lang").mkdir(exist_ok=True)
+        (tmp_path / "lang" / f"{right}.jpg").write_bytes(photo_bytes(k % 3, 2 * k))
+        (tmp_path / "lang" / f"{left}.jpg").write_bytes(photo_bytes(k % 3, 2 * k + 1))
+    table = collect_inputs([tmp_path / "lang"]).set_index("image_id")
+    for right, left in pairs:
+        patient = re.match(r"[0-9]+", right)[0]
+        assert table.loc[[right, left], "patient_id"].tolist() == [patient, patient], right
+        assert table.loc[[right, left], "eye"].tolist() == ["right", "left"], right
+        assert table.loc[[right, left], "identity_note"].tolist() == ["", ""], right
+    # A patient-per-folder export (fr/P10/OD.jpg + fr/P10/OG.jpg): the folder is the patient.
+    (tmp_path / "fr" / "P10").mkdir(parents=True)
+    for name, k in (("OD", 1), ("OG", 2)):
+        (tmp_path / "fr" / "P10" / f"{name}.jpg").write_bytes(photo_bytes(k, k))
+    folders = collect_inputs([tmp_path / "fr"])
+    assert folders["patient_id"].tolist() == ["P10", "P10"] and sorted(folders["eye"]) == ["left", "right"]
+    # A list's eye cell reads the same words (OG is the left eye, as in the name 10193_OG); a list giving
+    # 10193_OG the right eye is a contradiction, noted.
+    (tmp_path / "l.csv").write_text("image,patient_id,eye\nlang/10193_OD.jpg,10193,OD\nlang/10193_OG.jpg,10193,OG\n")
+    assert collect_inputs([tmp_path / "l.csv"])["eye"].tolist() == ["right", "left"]
+    (tmp_path / "l3.csv").write_text("image,patient_id,eye\nlang/10193_OD.jpg,10193,left\nlang/10193_OG.jpg,10193,right\n")
+    swapped = collect_inputs([tmp_path / "l3.csv"]).set_index("image_id")
+    assert swapped["eye"].tolist() == ["", ""]
+    assert swapped.loc["lang/10193_OG", "identity_note"].startswith(
+        "contradictory eye: for 'lang/10193_OG' the CSV says right, the file name says left"), swapped.loc["lang/10193_OG", "identity_note"]
+    # Left out: LA/RA (also a place, initials), and a letter glued to the number; a name of both eyes still reads neither.
+    for name in ("10193_LA", "10193_RA", "10193L", "10193left_OD"):
+        (tmp_path / f"{name}.jpg").write_bytes(photo_bytes(1, 7))
+        assert collect_inputs([tmp_path / f"{name}.jpg"])["eye"].tolist() == [""], name
+
+
 def test_a_patient_per_folder_export_is_read_by_its_folders(tmp_path):
     """Probe 42 CF3: `P10/OD.jpeg`, `P10/OS.jpeg` (a camera's or PACS's patient-per-folder export):
     each eye was a patient of its own, decided as 'the only photo'. A name that is its eye alone
