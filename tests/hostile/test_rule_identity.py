@@ -687,7 +687,7 @@ def test_one_patients_name_in_two_text_encodings_is_noted(tmp_path):
         fh.write(photo_bytes(2, 2))
     table = collect_inputs([tmp_path])
     assert table["patient_id"].nunique() == 2  # kept apart as given
-    assert all("patients 'Müller' and 'M\\xfcller' differ only in case, spacing, separators, leading zeros, look-alike letters or text encoding" in note
+    assert all("patients 'Müller' and 'M\\xfcller' differ only in case, spacing, separators, leading zeros, look-alike letters, accents or text encoding" in note
                for note in table["identity_note"])  # spelled as the CSVs spell the Latin-1 name
 
 
@@ -713,7 +713,7 @@ def test_patients_that_differ_only_by_an_inner_space_an_invisible_or_a_full_widt
                                "'10' and '10.0'", "'12,345' and '12345'", "'123' and '١٢٣'", "'12346' and '12’346'",
                                "'12347' and '12٬347'", "'00124' and '=\"00124\"'", "'\"P8\"' and 'P8'"]):
         for image in (str(2 * k), str(2 * k + 1)):
-            assert (f"lookalike patients: patients {shown} differ only in case, spacing, separators, leading zeros, look-alike letters or text encoding"
+            assert (f"lookalike patients: patients {shown} differ only in case, spacing, separators, leading zeros, look-alike letters, accents or text encoding"
                     in table.loc[image, "identity_note"])
     # A label file: the same warning as for 'P7' and 'p7'.
     root = tmp_path / "set"
@@ -724,8 +724,36 @@ def test_patients_that_differ_only_by_an_inner_space_an_invisible_or_a_full_widt
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         read_dataset(root)
     assert [r.getMessage() for r in caplog.records if "differ only in" in r.getMessage()] == [
-        f"{root}: patients 'S1' and 'Ｓ1' differ only in case, spacing, separators, leading zeros or look-alike letters; kept apart as "
+        f"{root}: patients 'S1' and 'Ｓ1' differ only in case, spacing, separators, leading zeros, look-alike letters or accents; kept apart as "
         "given (one spelling in the label file makes them one patient)"]
+
+
+def test_one_persons_id_with_and_without_accents_or_in_dicom_name_form_is_noted(tiny_bundle, tmp_path):
+    """Probe 58 BV4: García/Garcia, Müller/Mueller, Zoë/Zoe, Søren/Soren, SMITH^JOHN/Smith John were two
+    one-eyed patients without a note (the clean eye's row "the only photo"). Kept apart, noted on both."""
+    pairs = [("García_left", "Garcia_right"), ("Müller_left", "Mueller_right"), ("Zoë_OS", "Zoe_OD"), ("Søren_L", "Soren_R"),
+             ("SMITH^JOHN_left", "Smith John_right"), ("Öztürk_left", "Oeztuerk_right")]
+    (tmp_path / "ic").mkdir()
+    for k, (a, b) in enumerate(pairs):
+        (tmp_path / "ic" / f"{a}.jpeg").write_bytes(photo_bytes(k % 3, 2 * k))
+        (tmp_path / "ic" / f"{b}.jpeg").write_bytes(photo_bytes(k % 3, 2 * k + 1))
+    out = tmp_path / "ic.csv"
+    assert main(["predict", str(tiny_bundle), str(tmp_path / "ic"), "--out", str(out)]) == 0
+    patients = read(tmp_path / "ic_patients.csv").set_index("patient_id")
+    for a, b in pairs:
+        first, second = (a.rpartition("_")[0], b.rpartition("_")[0])
+        assert patients.loc[[first, second], "images"].tolist() == ["1", "1"]  # never merged
+        said = " and ".join(f"'{p}'" for p in sorted({first, second}))
+        for patient in (first, second):
+            assert (f"lookalike patients: patients {said} differ only in case, spacing, separators, leading zeros, look-alike "
+                    "letters, accents or text encoding" in patients.loc[patient, "identity_note"]), patient
+    # Patient folders (García, María/OD.jpg + Garcia, Maria/OS.jpg) alike; different names are not noted.
+    for folder, name, k in (("García, María", "OD", 1), ("Garcia, Maria", "OS", 2), ("Garcia, Marta", "OS", 3)):
+        (tmp_path / "id" / folder).mkdir(parents=True)
+        (tmp_path / "id" / folder / f"{name}.jpg").write_bytes(photo_bytes(k, k))
+    table = collect_inputs([tmp_path / "id"]).set_index("patient_id")
+    assert "lookalike patients: patients 'Garcia, Maria' and 'García, María'" in table.loc["García, María", "identity_note"]
+    assert "lookalike" not in table.loc["Garcia, Marta", "identity_note"]
 
 
 def test_one_file_given_as_both_eyes_is_never_its_own_fellow_eye(tmp_path):

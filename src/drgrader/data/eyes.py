@@ -315,11 +315,32 @@ _LOOK_ALIKES = str.maketrans({**dict(zip("авекмнорстухіјѕԁһԛԝ
                               **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63", "-")})
 
 
+# Latin letters a system that strips accents writes plainly (their accents NFD takes apart themselves): ø, æ, ...
+_PLAIN_LETTERS = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i", "ß": "ss"})
+# The German umlauts transliterated (Mueller for Müller, Oeztuerk for Öztürk), in a word of three letters or more
+# (not an id's "AE12"): folded, as the umlaut without its dots, to the plain vowel.
+_UMLAUT_SPELT = re.compile(r"(?<=[a-z])([aou])e|^([aou])e(?=[a-z])")
+
+
+def unaccented(text: str) -> str:
+    """Casefolded text with its Latin letters' accents taken off (``garcía`` -> ``garcia``, ``søren`` ->
+    ``soren``, ``straße`` -> ``strasse``): what a system that strips diacritics writes for a name (a PACS
+    export beside a list typed by hand). Other scripts' marks are kept (a kana's dakuten makes another sound)."""
+    return "".join(d[0] if len(d := unicodedata.normalize("NFD", c)) > 1 and d[0].isascii() else c
+                   for c in unicodedata.normalize("NFC", text)).translate(_PLAIN_LETTERS)
+
+
+def _umlauts_plain(word: str) -> str:
+    """``mueller`` -> ``muller``, as ``müller`` unaccented is; a word of three letters or more only."""
+    return _UMLAUT_SPELT.sub(lambda m: m[1] or m[2], word) if len(word) >= 3 and word.isalpha() else word
+
+
 # Written or left out by one system and not another ("AB-123", "AB123"; probe 34 AX13; "12,345",
 # "P:7", "Q#8", a spreadsheet's text mark "'00123"; probe 35 AY6).
 # Also the other apostrophes and the Arabic thousands separator: de-CH Excel writes "12’345" (probe 36 AZ4).
 # And Excel's text-keeping form ="00123", or an id in literal quotes ("P7"): probe 37 BA8.
-_SEPARATORS = frozenset("-_./,:#'\u2019\u2018\u02bc`\u00b4\u066c\"=")
+# And DICOM's person-name separator: SMITH^JOHN is Smith John (probe 58 BV4).
+_SEPARATORS = frozenset("-_./,:#'\u2019\u2018\u02bc`\u00b4\u066c\"=^")
 _FLOAT_WRITTEN = re.compile(r"^([0-9]+)\.0+$")  # probe 34 BX6: "10.0" beside "10"
 
 
@@ -331,14 +352,17 @@ def folded_patient(patient: str) -> str:
     method types it) is its plain one; a Cyrillic or Greek letter that looks Latin (``Р1``) as the
     Latin letter it passes for, another script's digits as digits (``١٢٣``), and the separators
     ``-``, ``_``, ``.``, ``/``, ``,``, ``:``, ``#``, ``'`` (an en dash among them: ``C–1``, ``C-1``,
-    ``C1``; ``12,345``; ``'00123``); a name from a file name that is not UTF-8 (Latin-1
-    ``M\xfcller``) read as Latin-1 (``Müller``)."""
+    ``C1``; ``12,345``; ``'00123``) and DICOM's ``^`` (``SMITH^JOHN``, ``Smith John``); a Latin letter's
+    accent (``García``, ``Garcia``; ``Søren``, ``Soren``) and a transliterated umlaut (``Müller``, ``Mueller``,
+    ``Muller``); a name from a file name that is not UTF-8 (Latin-1 ``M\xfcller``) read as Latin-1 (``Müller``)."""
     if has_stray_bytes(patient):  # an old share's Latin-1 name
         patient = patient.encode("utf-8", "surrogateescape").decode("latin-1")
     patient = _FLOAT_WRITTEN.sub(r"\1", patient.strip())  # "10.0": a number column pandas or Excel wrote as float
+    # accents and transliterated umlauts (García, Garcia; Müller, Mueller; Søren, Soren: probe 58 BV4)
+    plain = re.sub(r"[^\W\d_]+", lambda m: _umlauts_plain(m[0]),
+                   unaccented(unicodedata.normalize("NFKC", patient).casefold().translate(_LOOK_ALIKES)))
     folded = "".join(str(unicodedata.digit(c)) if c.isdigit() and not c.isascii() else c  # Arabic-Indic digits too
-                     for c in unicodedata.normalize("NFKC", patient).casefold().translate(_LOOK_ALIKES)
-                     if not c.isspace() and unicodedata.category(c) != "Cf" and c not in _SEPARATORS)
+                     for c in plain if not c.isspace() and unicodedata.category(c) != "Cf" and c not in _SEPARATORS)
     return folded.lstrip("0") or "0" if folded.isdigit() else folded
 
 
