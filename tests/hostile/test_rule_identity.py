@@ -1730,6 +1730,13 @@ def test_dicom_photos_of_one_patient_id_whose_headers_name_two_people_are_noted(
     assert table["identity_note"].tolist() == [note, note] and "SMITH" not in note
     dicom("b", "R", PatientName="Smith^John", PatientSex="M")  # the same person, spelt in another case: nothing to say
     assert collect_inputs([tmp_path / "d"])["identity_note"].tolist() == ["", ""]
+    # Probe 58 BV9: with and without accents (a PACS that strips them), one person, as a list's José and Jose;
+    # another name (María, Marta) still two.
+    dicom("a", "L", PatientName="GARCÍA^MARÍA", PatientSex="F")
+    dicom("b", "R", PatientName="GARCIA^MARIA", PatientSex="F")
+    assert collect_inputs([tmp_path / "d"])["identity_note"].tolist() == ["", ""]
+    dicom("b", "R", PatientName="GARCIA^MARTA", PatientSex="F")
+    assert collect_inputs([tmp_path / "d"])["identity_note"][0].startswith("two people under one id"), "María/Marta"
     dicom("b", "R", PatientName="Smith^John", InstitutionName="South Clinic")  # probe 42 BF2: two sites
     dicom("a", "L", PatientName="SMITH^JOHN", InstitutionName="North Clinic")
     assert "differ in InstitutionName" in collect_inputs([tmp_path / "d"])["identity_note"][0]
@@ -1752,6 +1759,27 @@ def test_dicom_photos_of_one_patient_id_whose_headers_name_two_people_are_noted(
     assert collect_inputs([tmp_path / "d"])["identity_note"].tolist() == [
         "two visits under one id: the DICOM headers of patient '1001' are of two study dates; taken as one exam's photos, "
         "its eyes paired (grade one visit at a time, or give each its own id)"] * 2
+
+
+def test_serve_takes_dicom_names_with_and_without_accents_as_one_person(tiny_bundle, tmp_path):
+    """Probe 58 BV9: GARCÍA^MARÍA and GARCIA^MARIA under one PatientID were refused (400) as two people."""
+    from fastapi.testclient import TestClient
+
+    from drgrader.inference.serve import create_app
+
+    def named(side, name):
+        path = write_dicom(tmp_path / f"{side}.dcm", make_fundus(1, np.random.default_rng(len(side)), height=96),
+                           patient_id="1001", laterality=side[0].upper())
+        ds = pydicom.dcmread(path)
+        ds.PatientName = name
+        ds.save_as(path)
+        return (f"{side}.dcm", path.read_bytes(), "application/dicom")
+
+    with TestClient(create_app(tiny_bundle, max_upload_mb=1, max_pixels=1_000_000)) as client:
+        res = client.post("/api/predict", files={"right": named("right", "GARCÍA^MARÍA"), "left": named("left", "GARCIA^MARIA")})
+        assert res.status_code == 200, res.text
+        res = client.post("/api/predict", files={"right": named("right", "GARCÍA^MARÍA"), "left": named("left", "GARCIA^MARTA")})
+        assert res.status_code == 400 and "their headers name two people" in res.json()["error"]
 
 
 def test_a_data_set_whose_patients_have_one_photo_each_is_warned_of(tmp_path, caplog):
