@@ -366,6 +366,17 @@ def folded_patient(patient: str) -> str:
     return folded.lstrip("0") or "0" if folded.isdigit() else folded
 
 
+_NAME_WORDS = re.compile(r"[\s_^,]+")
+
+
+def reordered_patient(patient: str) -> str:
+    """A patient id of two or more words of letters alone (a person's name: ``Doe_Jane``, ``SMITH^JOHN``,
+    ``Garcia, Maria``) as :func:`folded_patient` folds it, its words in alphabetical order: one system
+    writes the family name first, another last (probe 58 BV4). Any other id as :func:`folded_patient` folds it."""
+    words = [folded_patient(w) for w in _NAME_WORDS.split(patient.strip()) if w]
+    return "".join(sorted(words)) if len(words) > 1 and all(w.isalpha() for w in words) else folded_patient(patient)
+
+
 def shown_patient(patient: str) -> str:
     r"""A patient id as a note spells it: the stray bytes of a Latin-1 name as ``\xNN``, an
     invisible format character as ``\u200b``, a look-alike letter or dash as ``\u0420`` (else two

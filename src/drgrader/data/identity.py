@@ -73,6 +73,7 @@ import pandas as pd
 from drgrader.data.eyes import (
     eyes_named,
     folded_patient,
+    reordered_patient,
     shown_patient,
 )
 from drgrader.data.folder_layout import folder_labels, split_by_folder, visits_in_folders
@@ -275,14 +276,18 @@ def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
     """Patient ids equal but for case, spacing, a number's leading zeros, look-alike letters, accents or text encoding: kept
     apart, each photo noted."""
     ids = table.loc[table["patient_id"] != "", "patient_id"]
-    for _, group in ids.groupby(ids.map(folded_patient)):
-        spellings = sorted(set(group))
-        if len(spellings) > 1:
-            for k in group.index:
+    noted: set[tuple[str, ...]] = set()
+    # and a person's name in another word order (Doe_Jane, Jane_Doe; probe 58 BV4)
+    for key, order in ((folded_patient, ""), (reordered_patient, "word order, ")):
+        for _, group in ids.groupby(ids.map(key)):
+            spellings = tuple(sorted(set(group)))
+            if len(spellings) > 1 and spellings not in noted:
+                noted.add(spellings)
                 said = " and ".join(f"'{shown_patient(spelling)}'" for spelling in spellings)  # a Latin-1 name as the CSVs spell it
-                notes[k].append(f"{LOOKALIKE_PATIENTS}: patients {said} differ only in case, spacing, separators, leading "
-                                "zeros, look-alike letters, accents or text encoding; kept apart as given (one spelling in the input "
-                                "makes them one patient)")
+                for k in group.index:
+                    notes[k].append(f"{LOOKALIKE_PATIENTS}: patients {said} differ only in {order}case, spacing, separators, "
+                                    "leading zeros, look-alike letters, accents or text encoding; kept apart as given (one "
+                                    "spelling in the input makes them one patient)")
 
 
 def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:
