@@ -32,6 +32,19 @@ from drgrader.data.eyes import patient_and_eye
         ("6_left_macula", ("6", "left")),
         ("6_OD-disc", ("6", "right")),
         ("7_right_f2 (1)", ("7", "right")),
+        ("10193_OG", ("10193", "left")),  # probe 58 BV2: French oeil gauche, Portuguese, Spanish, English notes
+        ("10193_OE", ("10193", "left")),
+        ("10193_oi", ("10193", "left")),
+        ("10193_LT", ("10193", "left")),
+        ("10193_Rt", ("10193", "right")),
+        ("10606_derecho", ("10606", "right")),
+        ("10606_izquierdo", ("10606", "left")),
+        ("5001_rechts", ("5001", "right")),
+        ("10193left", ("10193", "left")),  # glued to the number
+        ("10193Right", ("10193", "right")),
+        ("10193_OG_2", ("10193", "left")),
+        ("10193_LA", None),  # left out: also a place or initials
+        ("10193L", None),
         ("P_R_17", None),  # after a one-letter eye, a number is not taken for a second photo
         ("10_left_scan", None),
         ("10_left (draft)", None),  # only a copy's own suffix is taken off

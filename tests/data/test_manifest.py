@@ -396,7 +396,7 @@ def test_lookalike_patient_ids_are_kept_apart_with_a_warning(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="drgrader"):
         df = read_dataset(tmp_path)
     # one console line like every other drgrader warning (before: a raw UserWarning with its source line)
-    assert any("patients '007' and '7' differ only in case, spacing, separators, leading zeros or look-alike letters (2 such groups); kept apart as given"
+    assert any("patients '007' and '7' differ only in case, spacing, separators, leading zeros, look-alike letters or accents (2 such groups); kept apart as given"
                in r.getMessage() for r in caplog.records)
     assert list(df["patient_id"]) == ["007", "7", "P1", "p1"]
 

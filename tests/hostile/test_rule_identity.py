@@ -271,6 +271,43 @@ def test_a_photo_named_only_by_its_eye_listed_as_the_other_eye_is_noted(tmp_path
     assert agreed["eye"].tolist() == ["right", "left"] and agreed["identity_note"].tolist() == ["", ""]
 
 
+def test_the_eye_in_other_languages_abbreviations_and_glued_to_the_number_pairs_the_patient(tmp_path):
+    """Probe 58 BV2: 10193_OD + 10193_OG (French), 10007_OD + 10007_OE (Portuguese), OI (Spanish),
+    RT/LT, 10606_derecho / 10606_izquierdo, 10193left: each eye a patient of its own, the fellow
+    eye's row "the only photo" without a note. Now one patient, its eyes paired."""
+    pairs = [("10193_OD", "10193_OG"), ("10007_OD", "10007_OE"), ("10008_OD", "10008_OI"), ("10009_Rt", "10009_Lt"),
+             ("10606_derecho", "10606_izquierdo"), ("10607_direito", "10607_esquerdo"), ("10489right", "10489left")]
+    for k, (right, left) in enumerate(pairs):
+        (tmp_path / "lang").mkdir(exist_ok=True)
+        (tmp_path / "lang" / f"{right}.jpg").write_bytes(photo_bytes(k % 3, 2 * k))
+        (tmp_path / "lang" / f"{left}.jpg").write_bytes(photo_bytes(k % 3, 2 * k + 1))
+    table = collect_inputs([tmp_path / "lang"]).set_index("image_id")
+    for right, left in pairs:
+        patient = re.match(r"[0-9]+", right)[0]
+        assert table.loc[[right, left], "patient_id"].tolist() == [patient, patient], right
+        assert table.loc[[right, left], "eye"].tolist() == ["right", "left"], right
+        assert table.loc[[right, left], "identity_note"].tolist() == ["", ""], right
+    # A patient-per-folder export (fr/P10/OD.jpg + fr/P10/OG.jpg): the folder is the patient.
+    (tmp_path / "fr" / "P10").mkdir(parents=True)
+    for name, k in (("OD", 1), ("OG", 2)):
+        (tmp_path / "fr" / "P10" / f"{name}.jpg").write_bytes(photo_bytes(k, k))
+    folders = collect_inputs([tmp_path / "fr"])
+    assert folders["patient_id"].tolist() == ["P10", "P10"] and sorted(folders["eye"]) == ["left", "right"]
+    # A list's eye cell reads the same words (OG is the left eye, as in the name 10193_OG); a list giving
+    # 10193_OG the right eye is a contradiction, noted.
+    (tmp_path / "l.csv").write_text("image,patient_id,eye\nlang/10193_OD.jpg,10193,OD\nlang/10193_OG.jpg,10193,OG\n")
+    assert collect_inputs([tmp_path / "l.csv"])["eye"].tolist() == ["right", "left"]
+    (tmp_path / "l3.csv").write_text("image,patient_id,eye\nlang/10193_OD.jpg,10193,left\nlang/10193_OG.jpg,10193,right\n")
+    swapped = collect_inputs([tmp_path / "l3.csv"]).set_index("image_id")
+    assert swapped["eye"].tolist() == ["", ""]
+    assert swapped.loc["lang/10193_OG", "identity_note"].startswith(
+        "contradictory eye: for 'lang/10193_OG' the CSV says right, the file name says left"), swapped.loc["lang/10193_OG", "identity_note"]
+    # Left out: LA/RA (also a place, initials), and a letter glued to the number; a name of both eyes still reads neither.
+    for name in ("10193_LA", "10193_RA", "10193L", "10193left_OD"):
+        (tmp_path / f"{name}.jpg").write_bytes(photo_bytes(1, 7))
+        assert collect_inputs([tmp_path / f"{name}.jpg"])["eye"].tolist() == [""], name
+
+
 def test_a_patient_per_folder_export_is_read_by_its_folders(tmp_path):
     """Probe 42 CF3: `P10/OD.jpeg`, `P10/OS.jpeg` (a camera's or PACS's patient-per-folder export):
     each eye was a patient of its own, decided as 'the only photo'. A name that is its eye alone
@@ -650,7 +687,7 @@ def test_one_patients_name_in_two_text_encodings_is_noted(tmp_path):
         fh.write(photo_bytes(2, 2))
     table = collect_inputs([tmp_path])
     assert table["patient_id"].nunique() == 2  # kept apart as given
-    assert all("patients 'Müller' and 'M\\xfcller' differ only in case, spacing, separators, leading zeros, look-alike letters or text encoding" in note
+    assert all("patients 'Müller' and 'M\\xfcller' differ only in case, spacing, separators, leading zeros, look-alike letters, accents or text encoding" in note
                for note in table["identity_note"])  # spelled as the CSVs spell the Latin-1 name
 
 
@@ -676,7 +713,7 @@ def test_patients_that_differ_only_by_an_inner_space_an_invisible_or_a_full_widt
                                "'10' and '10.0'", "'12,345' and '12345'", "'123' and '١٢٣'", "'12346' and '12’346'",
                                "'12347' and '12٬347'", "'00124' and '=\"00124\"'", "'\"P8\"' and 'P8'"]):
         for image in (str(2 * k), str(2 * k + 1)):
-            assert (f"lookalike patients: patients {shown} differ only in case, spacing, separators, leading zeros, look-alike letters or text encoding"
+            assert (f"lookalike patients: patients {shown} differ only in case, spacing, separators, leading zeros, look-alike letters, accents or text encoding"
                     in table.loc[image, "identity_note"])
     # A label file: the same warning as for 'P7' and 'p7'.
     root = tmp_path / "set"
@@ -687,8 +724,37 @@ def test_patients_that_differ_only_by_an_inner_space_an_invisible_or_a_full_widt
     with caplog.at_level(logging.WARNING, logger="drgrader"):
         read_dataset(root)
     assert [r.getMessage() for r in caplog.records if "differ only in" in r.getMessage()] == [
-        f"{root}: patients 'S1' and 'Ｓ1' differ only in case, spacing, separators, leading zeros or look-alike letters; kept apart as "
+        f"{root}: patients 'S1' and 'Ｓ1' differ only in case, spacing, separators, leading zeros, look-alike letters or accents; kept apart as "
         "given (one spelling in the label file makes them one patient)"]
+
+
+def test_one_persons_id_with_and_without_accents_or_in_dicom_name_form_is_noted(tiny_bundle, tmp_path):
+    """Probe 58 BV4: García/Garcia, Müller/Mueller, Zoë/Zoe, Søren/Soren, SMITH^JOHN/Smith John were two
+    one-eyed patients without a note (the clean eye's row "the only photo"). Kept apart, noted on both."""
+    pairs = [("García_left", "Garcia_right"), ("Müller_left", "Mueller_right"), ("Zoë_OS", "Zoe_OD"), ("Søren_L", "Soren_R"),
+             ("SMITH^JOHN_left", "Smith John_right"), ("Öztürk_left", "Oeztuerk_right"), ("Doe_Jane_left", "Jane_Doe_right")]
+    (tmp_path / "ic").mkdir()
+    for k, (a, b) in enumerate(pairs):
+        (tmp_path / "ic" / f"{a}.jpeg").write_bytes(photo_bytes(k % 3, 2 * k))
+        (tmp_path / "ic" / f"{b}.jpeg").write_bytes(photo_bytes(k % 3, 2 * k + 1))
+    out = tmp_path / "ic.csv"
+    assert main(["predict", str(tiny_bundle), str(tmp_path / "ic"), "--out", str(out)]) == 0
+    patients = read(tmp_path / "ic_patients.csv").set_index("patient_id")
+    for a, b in pairs:
+        first, second = (a.rpartition("_")[0], b.rpartition("_")[0])
+        assert patients.loc[[first, second], "images"].tolist() == ["1", "1"]  # never merged
+        said = " and ".join(f"'{p}'" for p in sorted({first, second}))
+        order = "word order, " if first == "Doe_Jane" else ""  # a name's words in another order: said so
+        for patient in (first, second):
+            assert (f"lookalike patients: patients {said} differ only in {order}case, spacing, separators, leading zeros, "
+                    "look-alike letters, accents or text encoding" in patients.loc[patient, "identity_note"]), patient
+    # Patient folders (García, María/OD.jpg + Garcia, Maria/OS.jpg) alike; different names are not noted.
+    for folder, name, k in (("García, María", "OD", 1), ("Garcia, Maria", "OS", 2), ("Garcia, Marta", "OS", 3)):
+        (tmp_path / "id" / folder).mkdir(parents=True)
+        (tmp_path / "id" / folder / f"{name}.jpg").write_bytes(photo_bytes(k, k))
+    table = collect_inputs([tmp_path / "id"]).set_index("patient_id")
+    assert "lookalike patients: patients 'Garcia, Maria' and 'García, María'" in table.loc["García, María", "identity_note"]
+    assert "lookalike" not in table.loc["Garcia, Marta", "identity_note"]
 
 
 def test_one_file_given_as_both_eyes_is_never_its_own_fellow_eye(tmp_path):
@@ -1665,6 +1731,13 @@ def test_dicom_photos_of_one_patient_id_whose_headers_name_two_people_are_noted(
     assert table["identity_note"].tolist() == [note, note] and "SMITH" not in note
     dicom("b", "R", PatientName="Smith^John", PatientSex="M")  # the same person, spelt in another case: nothing to say
     assert collect_inputs([tmp_path / "d"])["identity_note"].tolist() == ["", ""]
+    # Probe 58 BV9: with and without accents (a PACS that strips them), one person, as a list's José and Jose;
+    # another name (María, Marta) still two.
+    dicom("a", "L", PatientName="GARCÍA^MARÍA", PatientSex="F")
+    dicom("b", "R", PatientName="GARCIA^MARIA", PatientSex="F")
+    assert collect_inputs([tmp_path / "d"])["identity_note"].tolist() == ["", ""]
+    dicom("b", "R", PatientName="GARCIA^MARTA", PatientSex="F")
+    assert collect_inputs([tmp_path / "d"])["identity_note"][0].startswith("two people under one id"), "María/Marta"
     dicom("b", "R", PatientName="Smith^John", InstitutionName="South Clinic")  # probe 42 BF2: two sites
     dicom("a", "L", PatientName="SMITH^JOHN", InstitutionName="North Clinic")
     assert "differ in InstitutionName" in collect_inputs([tmp_path / "d"])["identity_note"][0]
@@ -1687,6 +1760,27 @@ def test_dicom_photos_of_one_patient_id_whose_headers_name_two_people_are_noted(
     assert collect_inputs([tmp_path / "d"])["identity_note"].tolist() == [
         "two visits under one id: the DICOM headers of patient '1001' are of two study dates; taken as one exam's photos, "
         "its eyes paired (grade one visit at a time, or give each its own id)"] * 2
+
+
+def test_serve_takes_dicom_names_with_and_without_accents_as_one_person(tiny_bundle, tmp_path):
+    """Probe 58 BV9: GARCÍA^MARÍA and GARCIA^MARIA under one PatientID were refused (400) as two people."""
+    from fastapi.testclient import TestClient
+
+    from drgrader.inference.serve import create_app
+
+    def named(side, name):
+        path = write_dicom(tmp_path / f"{side}.dcm", make_fundus(1, np.random.default_rng(len(side)), height=96),
+                           patient_id="1001", laterality=side[0].upper())
+        ds = pydicom.dcmread(path)
+        ds.PatientName = name
+        ds.save_as(path)
+        return (f"{side}.dcm", path.read_bytes(), "application/dicom")
+
+    with TestClient(create_app(tiny_bundle, max_upload_mb=1, max_pixels=1_000_000)) as client:
+        res = client.post("/api/predict", files={"right": named("right", "GARCÍA^MARÍA"), "left": named("left", "GARCIA^MARIA")})
+        assert res.status_code == 200, res.text
+        res = client.post("/api/predict", files={"right": named("right", "GARCÍA^MARÍA"), "left": named("left", "GARCIA^MARTA")})
+        assert res.status_code == 400 and "their headers name two people" in res.json()["error"]
 
 
 def test_a_data_set_whose_patients_have_one_photo_each_is_warned_of(tmp_path, caplog):

@@ -95,6 +95,15 @@ def test_serve_refuses_one_file_as_both_eyes_and_a_photo_named_for_the_other_eye
         res = client.post("/api/predict", files={"left": (name, photo, "image/jpeg")})
         assert res.status_code == 400 and res.json()["error"] == (f"left eye: {name}: its file name says the right eye; "
                                                                   "send it as 'right' (or rename it)"), name
+    # Probe 58 BV2: other languages' abbreviations (French OG, Portuguese OE, Spanish OI, English LT) and an eye
+    # word glued to the number were graded as the eye they were sent as.
+    for name in ("10193_OG.jpg", "10193_OE.jpg", "10193_OI.jpg", "10193_LT.jpg", "10193_Lt.jpg", "10193left.jpg", "OG.jpg",
+                 "10193_esquerdo.jpg"):
+        res = client.post("/api/predict", files={"right": (name, photo, "image/jpeg")})
+        assert res.status_code == 400 and res.json()["error"] == (f"right eye: {name}: its file name says the left eye; "
+                                                                  "send it as 'left' (or rename it)"), name
+    assert client.post("/api/predict", files={"right": ("10193_OD.jpg", photo, "image/jpeg"),
+                                              "left": ("10193_OG.jpg", other, "image/jpeg")}).status_code == 200
     # Names that agree, say nothing or name both eyes, and a photo of unknown side: graded.
     for files in ({"right": ("P7_OD.jpeg", photo, "image/jpeg"), "left": ("P7_left.jpeg", other, "image/jpeg")},
                   {"left": ("scan.jpeg", photo, "image/jpeg")}, {"left": ("P9_OD_OS.jpeg", photo, "image/jpeg")},

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drgrader.data.eyes import unaccented
 from drgrader.data.image_files import ImageReadError, check_regular_file
 
 DICOM_SUFFIX = ".dcm"
@@ -220,9 +221,11 @@ def read_header(path: str | Path) -> DicomHeader:
 
 def _person(ds) -> tuple[tuple[str, str], ...]:  # noqa: ANN001 (a pydicom Dataset)
     """The person tags present and the study date, each with a digest of its folded value
-    (``SMITH^JOHN``, ``Smith^John``: one), and the birth year that StudyDate and PatientAge give
+    (``SMITH^JOHN``, ``Smith^John``: one; ``GARCÍA^MARÍA``, ``GARCIA^MARIA``: one, as a list's person
+    columns take ``José``, ``Jose``: probe 58 BV9), and the birth year that StudyDate and PatientAge give
     (``BIRTH_YEAR``, a year: ``067Y`` on ``20230502`` -> ``1956``)."""
-    folded = {tag: "".join(ch for ch in str(ds.get(tag) or "").casefold() if ch.isalnum()) for tag in (*_PERSON_TAGS, VISIT_TAG)}
+    folded = {tag: "".join(ch for ch in unaccented(str(ds.get(tag) or "").casefold()) if ch.isalnum())
+              for tag in (*_PERSON_TAGS, VISIT_TAG)}
     said = [(tag, hashlib.sha256(value.encode()).hexdigest()[:16]) for tag, value in folded.items() if value]
     date, age = re.fullmatch(r"([0-9]{4})[0-9]{4}", folded[VISIT_TAG]), re.fullmatch(r"0*([0-9]{1,3})y", _folded_age(ds))
     return tuple(said + ([(BIRTH_YEAR, str(int(date[1]) - int(age[1])))] if date and age else []))

@@ -5,6 +5,8 @@ Common names end in the eye after a separator (``_``, ``-`` or a space), in any 
     10_left, 10_right                      Kaggle EyePACS
     Patient001_L, Patient001_R
     Patient001_OD, Patient001_OS           oculus dexter (right), oculus sinister (left)
+    10193_OG, 10193_OE, 10193_OI, 10_LT    the left eye in French, Portuguese, Spanish, English notes
+    10606_derecho, 5001_links, 10193left   other languages' words; an eye word glued to the number
     10_OS_left                             the eye said twice: patient 10
     P-17-left, "anna k OS"
     10_left (1), 10_left - Copy, 10_left copy 2   a browser's, Windows' or macOS's copy of 10_left
@@ -29,8 +31,17 @@ from pathlib import PurePosixPath
 
 from drgrader.outputs import escape_name, has_stray_bytes
 
-# The eye column words a CSV may use, and what they mean.
-EYE_WORDS = {"left": "left", "l": "left", "os": "left", "right": "right", "r": "right", "od": "right"}
+# The eye's words, one list for every rule below that reads it: English, Latin (oculus dexter, sinister), other
+# languages' (German, French, Spanish, Portuguese, Italian) and their abbreviations: OD is the right eye in French,
+# Spanish and Portuguese too, the left one OG (oeil gauche), OI (ojo izquierdo), OE (olho esquerdo); RT, LT in
+# English notes (probe 58 BV2). Not LA/RA (also a place, initials, a diagnosis) nor LE/RE (also a word, "re:";
+# read below only as a name's last word or the name alone).
+_RIGHT_WORDS = ("right", "od", "rt", "rechts", "droit", "droite", "derecho", "derecha", "direito", "direita", "destro", "destra")
+_LEFT_WORDS = ("left", "os", "og", "oi", "oe", "lt", "links", "gauche", "izquierdo", "izquierda", "esquerdo", "esquerda",
+               "sinistro", "sinistra")
+# The words a list's or label file's eye cell may hold (R, L too), and what they mean: the words a file name is read
+# by, so a French list's OG is the eye its photo 10193_OG names.
+EYE_WORDS = {"l": "left", "r": "right", **dict.fromkeys(_LEFT_WORDS, "left"), **dict.fromkeys(_RIGHT_WORDS, "right")}
 
 # What R, pandas, spreadsheets and forms write for a missing value: no patient, never one patient
 # "NA" of every photo that lacks one. Compared casefolded. pandas' own default list
@@ -86,17 +97,14 @@ _ERROR_VALUE = re.compile(r"^(?!#n/?a$)(?:#[^\s\d#][^\s#!?]{0,14}[!?]|#[^\W\d_]{
 
 _INNER_EXTENSION = re.compile(r"\.(?:jpe?g|png|tiff?|bmp|gif|webp|dcm|jfif|jpe)$", re.IGNORECASE)
 _WORDS = re.compile(r"[^_\- ]+")
-_LONG_EYE_WORDS = {"left", "right", "os", "od"}  # single letters inside a name are too often something else
-# The eye in other languages (German, French, Spanish, Italian), one list for every rule below that reads it.
-_OTHER_RIGHT, _OTHER_LEFT = "rechts|droit|derecho|destro", "links|gauche|izquierdo|sinistro"
+_LONG_EYE_WORDS = set(EYE_WORDS) - {"l", "r"}  # single letters inside a name are too often something else
+_RIGHT, _LEFT, _LONG = "|".join(_RIGHT_WORDS), "|".join(_LEFT_WORDS), "|".join(_LONG_EYE_WORDS)
 # A name that is only its eye, in a few languages, perhaps numbered ("R", "RE", "OD1", "rechts_2", "gauche").
-_BARE_EYE = re.compile(rf"^(?:(?P<right>r|re|od|right|{_OTHER_RIGHT})|(?P<left>l|le|os|left|{_OTHER_LEFT}))[_\- ]?[0-9]{{0,3}}$",
-                       re.IGNORECASE)
+_BARE_EYE = re.compile(rf"^(?:(?P<right>r|re|{_RIGHT})|(?P<left>l|le|{_LEFT}))[_\- ]?[0-9]{{0,3}}$", re.IGNORECASE)
 # A name that is its eye and nothing else ("OD", "Right", "left eye", "OS (1)"): a patient-per-folder
 # export's (P10/OD.jpeg), whose folder is the patient (probe 42 CF3). Not with a number after the eye
 # ("OD_1", "R2"): that may be the patient's.
-_EYE_ONLY = re.compile(rf"^(?:(?P<right>r|re|od|right|{_OTHER_RIGHT})|(?P<left>l|le|os|left|{_OTHER_LEFT}))(?:[_\- ]?eye)?$",
-                       re.IGNORECASE)
+_EYE_ONLY = re.compile(rf"^(?:(?P<right>r|re|{_RIGHT})|(?P<left>l|le|{_LEFT}))(?:[_\- ]?eye)?$", re.IGNORECASE)
 # What a browser, Windows or macOS appends to a copy's name: "10_left (1)", "10_left - Copy (2)", "10_left copy 2".
 _COPY_SUFFIX = re.compile(r"(?: ?\(\d{1,2}\)| - (?:copy|kopie)(?: \(\d+\))?| copy(?: \d+)?| ?\(copy\))$", re.IGNORECASE)  # "(1)" unspaced: probe 39 BC1; not "(1965)": probe 56 BT15
 # a file manager's copy before the name ("Copy of 10_left", "Kopie von 10_left": probe 55 BS6)
@@ -112,10 +120,13 @@ def folder_patient(name: str) -> str:
     """The patient a patient's folder names, without a copy's marks (``1002 - Copy``, ``1003 (2)``,
     ``Copy of 1001``: a folder copied or downloaded twice is the same patient's; probe 55 BS11)."""
     return patient_id(_uncopied(name) or name)
-_NAME = re.compile(r"^(?P<patient>.*[^_\- ])[_\- ]+(?P<eye>left|right|l|r|os|od)$", re.IGNORECASE)
+_NAME = re.compile(rf"^(?P<patient>.*[^_\- ])[_\- ]+(?P<eye>l|r|{_LONG})$", re.IGNORECASE)
+# An eye word glued to the patient's number ("10193left", "10193Right"; probe 58 BV2): only the long
+# English words after a digit ("12_l1", "DSC0042R" say nothing).
+_GLUED = re.compile(r"^(?P<patient>.*[0-9])(?P<eye>left|right)$", re.IGNORECASE)
 # A second photo of an eye: a camera's number or the field after a long eye word ("5_left_2",
 # "6_OS_macula", "6_left_disc"): the same patient and eye (identity notes several photos of one eye).
-_SHOT = re.compile(r"^(?P<eye_named>.*[_\- ](?:left|right|os|od))[_\- ]+(?:\d{1,2}|macula|macular|disc|disk|nasal|temporal|"
+_SHOT = re.compile(rf"^(?P<eye_named>.*[_\- ](?:{_LONG}))[_\- ]+(?:\d{{1,2}}|macula|macular|disc|disk|nasal|temporal|"
                    r"f\d|field ?\d)$", re.IGNORECASE)
 
 
@@ -197,7 +208,7 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
     stem = _INNER_EXTENSION.sub("", stem)
     if shot := _SHOT.match(stem):
         stem = shot["eye_named"]
-    match = _NAME.match(stem)
+    match = _NAME.match(stem) or _GLUED.match(stem)
     if match is None:
         return None
     patient, eye = match["patient"], EYE_WORDS[match["eye"].lower()]
@@ -259,9 +270,9 @@ _SHORT_EYES = {"r": "right", "re": "right", "l": "left", "le": "left"}
 # Brackets and dots between the words of a name ("5103 (R)", "5104[R]", "5109_R.2024-01-01",
 # "5116_Right.Eye"; probe 40 BD1): read as the separators they are, for the rules that claim an eye.
 _ANY_SEPARATORS = re.compile(r"[()\[\]._\- ]+")
-# The eye as the last word in another spelling ("5001_rechts", "5002_droit", "5003_RE"; probe 38 BB1).
-_LAST_WORD_EYE = re.compile(rf"(?<=[_\- ])(?:(?P<right>re|{_OTHER_RIGHT})|(?P<left>le|{_OTHER_LEFT}))$", re.IGNORECASE)
-_FOLDER_EYE = re.compile(rf"^(?:(?P<right>od|right|{_OTHER_RIGHT})|(?P<left>os|left|{_OTHER_LEFT}))$", re.IGNORECASE)
+# RE / LE as the last word ("5003_RE"; probe 38 BB1); the other languages' words ("5001_rechts") are long eye words.
+_LAST_WORD_EYE = re.compile(r"(?<=[_\- ])(?:(?P<right>re)|(?P<left>le))$", re.IGNORECASE)
+_FOLDER_EYE = re.compile(rf"^(?:(?P<right>{_RIGHT})|(?P<left>{_LEFT}))$", re.IGNORECASE)
 
 
 def _eye_matched(match: re.Match) -> str:
@@ -286,6 +297,7 @@ def eyes_named(name: str) -> set[str]:
     spaced = _ANY_SEPARATORS.sub("_", uncopied).strip("_")
     words = [re.sub(r"(?<=.)eye$", "", w.lower()) for w in _WORDS.findall(spaced)]  # "rightEye": probe 39 BC1
     named = {EYE_WORDS[w] for w in words if w in _LONG_EYE_WORDS}
+    named |= {EYE_WORDS[m["eye"].lower()] for w in words if (m := _GLUED.match(w))}  # "10193left_OD"
     # a one-letter eye before a date or shot number ("5001_R_20240101", "5002_R1"; probe 38 BB1; "5119_RE_1")
     named |= {_SHORT_EYES[m[1].lower()] for m in _LETTER_EYE_NUMBERED.finditer(spaced)}
     if letter := _LETTER_EYE_WORD.match(spaced):
@@ -303,11 +315,32 @@ _LOOK_ALIKES = str.maketrans({**dict(zip("авекмнорстухіјѕԁһԛԝ
                               **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63", "-")})
 
 
+# Latin letters a system that strips accents writes plainly (their accents NFD takes apart themselves): ø, æ, ...
+_PLAIN_LETTERS = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i", "ß": "ss"})
+# The German umlauts transliterated (Mueller for Müller, Oeztuerk for Öztürk), in a word of three letters or more
+# (not an id's "AE12"): folded, as the umlaut without its dots, to the plain vowel.
+_UMLAUT_SPELT = re.compile(r"(?<=[a-z])([aou])e|^([aou])e(?=[a-z])")
+
+
+def unaccented(text: str) -> str:
+    """Casefolded text with its Latin letters' accents taken off (``garcía`` -> ``garcia``, ``søren`` ->
+    ``soren``, ``straße`` -> ``strasse``): what a system that strips diacritics writes for a name (a PACS
+    export beside a list typed by hand). Other scripts' marks are kept (a kana's dakuten makes another sound)."""
+    return "".join(d[0] if len(d := unicodedata.normalize("NFD", c)) > 1 and d[0].isascii() else c
+                   for c in unicodedata.normalize("NFC", text)).translate(_PLAIN_LETTERS)
+
+
+def _umlauts_plain(word: str) -> str:
+    """``mueller`` -> ``muller``, as ``müller`` unaccented is; a word of three letters or more only."""
+    return _UMLAUT_SPELT.sub(lambda m: m[1] or m[2], word) if len(word) >= 3 and word.isalpha() else word
+
+
 # Written or left out by one system and not another ("AB-123", "AB123"; probe 34 AX13; "12,345",
 # "P:7", "Q#8", a spreadsheet's text mark "'00123"; probe 35 AY6).
 # Also the other apostrophes and the Arabic thousands separator: de-CH Excel writes "12’345" (probe 36 AZ4).
 # And Excel's text-keeping form ="00123", or an id in literal quotes ("P7"): probe 37 BA8.
-_SEPARATORS = frozenset("-_./,:#'\u2019\u2018\u02bc`\u00b4\u066c\"=")
+# And DICOM's person-name separator: SMITH^JOHN is Smith John (probe 58 BV4).
+_SEPARATORS = frozenset("-_./,:#'\u2019\u2018\u02bc`\u00b4\u066c\"=^")
 _FLOAT_WRITTEN = re.compile(r"^([0-9]+)\.0+$")  # probe 34 BX6: "10.0" beside "10"
 
 
@@ -319,15 +352,29 @@ def folded_patient(patient: str) -> str:
     method types it) is its plain one; a Cyrillic or Greek letter that looks Latin (``Р1``) as the
     Latin letter it passes for, another script's digits as digits (``١٢٣``), and the separators
     ``-``, ``_``, ``.``, ``/``, ``,``, ``:``, ``#``, ``'`` (an en dash among them: ``C–1``, ``C-1``,
-    ``C1``; ``12,345``; ``'00123``); a name from a file name that is not UTF-8 (Latin-1
-    ``M\xfcller``) read as Latin-1 (``Müller``)."""
+    ``C1``; ``12,345``; ``'00123``) and DICOM's ``^`` (``SMITH^JOHN``, ``Smith John``); a Latin letter's
+    accent (``García``, ``Garcia``; ``Søren``, ``Soren``) and a transliterated umlaut (``Müller``, ``Mueller``,
+    ``Muller``); a name from a file name that is not UTF-8 (Latin-1 ``M\xfcller``) read as Latin-1 (``Müller``)."""
     if has_stray_bytes(patient):  # an old share's Latin-1 name
         patient = patient.encode("utf-8", "surrogateescape").decode("latin-1")
     patient = _FLOAT_WRITTEN.sub(r"\1", patient.strip())  # "10.0": a number column pandas or Excel wrote as float
+    # accents and transliterated umlauts (García, Garcia; Müller, Mueller; Søren, Soren: probe 58 BV4)
+    plain = re.sub(r"[^\W\d_]+", lambda m: _umlauts_plain(m[0]),
+                   unaccented(unicodedata.normalize("NFKC", patient).casefold().translate(_LOOK_ALIKES)))
     folded = "".join(str(unicodedata.digit(c)) if c.isdigit() and not c.isascii() else c  # Arabic-Indic digits too
-                     for c in unicodedata.normalize("NFKC", patient).casefold().translate(_LOOK_ALIKES)
-                     if not c.isspace() and unicodedata.category(c) != "Cf" and c not in _SEPARATORS)
+                     for c in plain if not c.isspace() and unicodedata.category(c) != "Cf" and c not in _SEPARATORS)
     return folded.lstrip("0") or "0" if folded.isdigit() else folded
+
+
+_NAME_WORDS = re.compile(r"[\s_^,]+")
+
+
+def reordered_patient(patient: str) -> str:
+    """A patient id of two or more words of letters alone (a person's name: ``Doe_Jane``, ``SMITH^JOHN``,
+    ``Garcia, Maria``) as :func:`folded_patient` folds it, its words in alphabetical order: one system
+    writes the family name first, another last (probe 58 BV4). Any other id as :func:`folded_patient` folds it."""
+    words = [folded_patient(w) for w in _NAME_WORDS.split(patient.strip()) if w]
+    return "".join(sorted(words)) if len(words) > 1 and all(w.isalpha() for w in words) else folded_patient(patient)
 
 
 def shown_patient(patient: str) -> str:

@@ -43,8 +43,8 @@ and noted on each photo concerned, in ``identity_note`` (``<kind>: <what was don
   copy mirrored, flipped or turned), found once the photos are decoded: :func:`note_same_pictures`, called by
   ``predict`` after grading (:mod:`drgrader.data.same_picture` finds them);
 - patient ids that differ only as one may be the other retyped (:func:`~drgrader.data.eyes.folded_patient`:
-  case, spacing, separators, look-alike letters, a number's leading zeros: ``P7`` and ``p7``,
-  ``AB-123`` and ``AB123``, ``007`` and ``7``) -> kept apart, as given
+  case, spacing, separators, look-alike letters, accents, a number's leading zeros: ``P7`` and ``p7``,
+  ``AB-123`` and ``AB123``, ``007`` and ``7``, ``García`` and ``Garcia``) -> kept apart, as given
   (merging would be the guess); noted, since they are often one patient typed twice;
 - a patient id that is a date or a visit's word (``20230502_L.jpg``: a camera's export named by day;
   ``Baseline_L.jpg``; an exam-date column mapped into patient_id) -> taken as given, noted: one day's
@@ -73,6 +73,7 @@ import pandas as pd
 from drgrader.data.eyes import (
     eyes_named,
     folded_patient,
+    reordered_patient,
     shown_patient,
 )
 from drgrader.data.folder_layout import folder_labels, split_by_folder, visits_in_folders
@@ -272,17 +273,21 @@ def note_same_pictures(table: pd.DataFrame, groups: Iterable[tuple[Sequence[int]
 
 
 def _lookalike_patients(table: pd.DataFrame, notes: list[list[str]]) -> None:
-    """Patient ids equal but for case, spacing, a number's leading zeros, look-alike letters or text encoding: kept
+    """Patient ids equal but for case, spacing, a number's leading zeros, look-alike letters, accents or text encoding: kept
     apart, each photo noted."""
     ids = table.loc[table["patient_id"] != "", "patient_id"]
-    for _, group in ids.groupby(ids.map(folded_patient)):
-        spellings = sorted(set(group))
-        if len(spellings) > 1:
-            for k in group.index:
+    noted: set[tuple[str, ...]] = set()
+    # and a person's name in another word order (Doe_Jane, Jane_Doe; probe 58 BV4)
+    for key, order in ((folded_patient, ""), (reordered_patient, "word order, ")):
+        for _, group in ids.groupby(ids.map(key)):
+            spellings = tuple(sorted(set(group)))
+            if len(spellings) > 1 and spellings not in noted:
+                noted.add(spellings)
                 said = " and ".join(f"'{shown_patient(spelling)}'" for spelling in spellings)  # a Latin-1 name as the CSVs spell it
-                notes[k].append(f"{LOOKALIKE_PATIENTS}: patients {said} differ only in case, "
-                                "spacing, separators, leading zeros, look-alike letters or text encoding; kept apart as given (one spelling in the input makes "
-                                "them one patient)")
+                for k in group.index:
+                    notes[k].append(f"{LOOKALIKE_PATIENTS}: patients {said} differ only in {order}case, spacing, separators, "
+                                    "leading zeros, look-alike letters, accents or text encoding; kept apart as given (one "
+                                    "spelling in the input makes them one patient)")
 
 
 def resolve_identity(rows: Iterable[dict]) -> pd.DataFrame:

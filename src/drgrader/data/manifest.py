@@ -102,15 +102,15 @@ def _resolved(path: Path) -> Path:
 
 
 def _warn_lookalike_patients(df: pd.DataFrame, root: Path) -> None:
-    """Patient ids equal but for case, spacing or a number's leading zeros (a spreadsheet turns
+    """Patient ids equal but for case, spacing, accents or a number's leading zeros (a spreadsheet turns
     ``007`` into ``7``) are kept apart as given, with a warning, as predict notes them."""
     ids = pd.Series(df["patient_id"].unique())
     groups = [sorted(group) for _, group in ids.groupby(ids.map(folded_patient)) if len(group) > 1]
     if groups:
         more = f" ({len(groups)} such groups)" if len(groups) > 1 else ""
         said = " and ".join(f"'{shown_patient(p)}'" for p in groups[0])
-        log.warning("%s: patients %s differ only in case, spacing, separators, leading zeros or look-alike letters%s; kept apart as "
-                    "given (one spelling in the label file makes them one patient)", root, said, more)
+        log.warning("%s: patients %s differ only in case, spacing, separators, leading zeros, look-alike letters or accents%s; "
+                    "kept apart as given (one spelling in the label file makes them one patient)", root, said, more)
 
 
 def _warn_one_eye_graded_apart(df: pd.DataFrame, root: Path) -> None:
