@@ -215,6 +215,33 @@ def test_train_resume_refuses_labels_changed_since_the_run_started(synth_dir, tm
     assert not (run / "train.log").exists()  # refused before any work
 
 
+def test_train_resume_refuses_a_photo_replaced_by_another_picture_since_the_run_started(synth_dir, tmp_path, capsys):
+    # Before (probe 58 CV2): `train --resume RUN` after a training photo was replaced by another
+    # picture under its name resumed without a word, learning from both pictures under one label
+    # (cv refuses this for its folds; a corrected grade was refused).
+    from drgrader.data.cache import build_cache
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_dir, root)
+    cfg = tiny_config(root, **{"data.cache_dir": tmp_path / "cache"})
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")  # never loaded: the check comes first
+    save_config(cfg, run / "config.yaml")
+    table = read_manifest(cfg.data).table
+    table.to_csv(run / "manifest.csv", index=False)  # as the run's start wrote them
+    build_cache(table, cfg.data, progress=False)[["image_id", "picture"]].to_csv(run / "pictures.csv", index=False)
+    table.assign(split="train")[["image_id", "patient_id", "split"]].to_csv(run / "split.csv", index=False)
+    replaced, other = table["path"].iat[0], table["path"].iat[2]  # another patient's photo, mirrored
+    cv2.imwrite(str(replaced), cv2.flip(cv2.imread(str(other)), 1))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--progress", "log"]) == 2
+    err = capsys.readouterr().err
+    assert (f"error: {run} learnt from other pictures: 1 photo(s) replaced since under the same name "
+            f"({table['image_id'].iat[0]}), and the run would go on learning from both; restore the data, or train a new run") in err
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == b"" and not (run / "metrics.json").exists()
+
+
 def test_train_resume_refuses_a_set_that_changes_what_the_run_learns(synth_dir, tmp_path, capsys):
     # Before (probe 25): `train --resume RUN --set data.image_size=64 --set train.epochs=4` trained epochs
     # 3-4 at 64 px, its config.yaml still said 48 px and 2 epochs, and the bundle graded at 64 px with
