@@ -348,3 +348,23 @@ def test_evaluate_run_after_a_photo_was_replaced_names_the_photo(synth_dir, tmp_
     assert f"the data set changed since {run} was trained" in caplog.text and said in caplog.text
     assert json.loads((tmp_path / "after" / "metrics.json").read_text())["data_changed_since_training"] == [said]
     assert f"The data set changed since the model was trained: {said}." in (tmp_path / "after" / "report.md").read_text()
+
+
+def test_int8_export_refuses_validation_photos_replaced_since_training(synth_dir, tmp_path, capsys):
+    # Before (probe 58 CV4): `export --int8` measured its gate on the run's validation photos as
+    # they are on disk now, with the grades of its manifest.csv: photos replaced since by other
+    # pictures changed the gate's figures (kappa 0.221 became 0.306) and the card kept them.
+    root, run = _run_on_a_copy(synth_dir, tmp_path)
+    split = pd.read_csv(run / "split.csv", dtype=str)
+    image = split.loc[split["split"] == "val", "image_id"].iloc[0]
+    other = split.loc[split["split"] == "train", "image_id"].iloc[0]
+    mirrored = cv2.imread(str(root / "images" / f"{other}.jpeg"))[:, ::-1]
+    cv2.imwrite(str(root / "images" / f"{image}.jpeg"), mirrored)  # another picture under the validation photo's name
+    out = tmp_path / "int8"
+    capsys.readouterr()
+    assert main(["export", str(run / "bundle"), "--int8", "--int8-anyway", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert (f"error: --int8 checks its gate on {run}'s validation photos with the grades the run read, but 1 of them were "
+            f"replaced since by another picture under the same name ({image}): restore them") in err
+    assert not out.exists()

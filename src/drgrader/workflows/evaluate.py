@@ -158,13 +158,12 @@ def _data_changed(run_dir: Path, prepared) -> list[str]:
     cache's fingerprints; a run without that record: labels only): warned, naming the rows; the
     figures use today's data, the report's training section the old."""
     from drgrader.workflows.records import manifest_checksum
-    from drgrader.workflows.run_folder import labels_changed, replaced_pictures
+    from drgrader.workflows.run_folder import first_ids, labels_changed, replaced_pictures
 
     changed = labels_changed(run_dir, prepared.table)
     replaced = replaced_pictures(run_dir, prepared.pictures)
     if replaced:
-        shown = ", ".join(replaced[:5]) + (f", ... {len(replaced) - 5} more" if len(replaced) > 5 else "")
-        changed.append(f"{len(replaced)} photo(s) replaced by another picture under the same name ({shown})")
+        changed.append(f"{len(replaced)} photo(s) replaced by another picture under the same name ({first_ids(replaced)})")
     if changed:
         log.warning("the data set changed since %s was trained (its labels checksum is now %s): %s; the figures use "
                     "today's labels and photos", run_dir, manifest_checksum(prepared.table), "; ".join(changed))
