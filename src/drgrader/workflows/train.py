@@ -91,6 +91,10 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         data = prepare_data(cfg.data, run_dir if writes_files else None, split_file=split_file, progress=progress)
         if resume is not None:  # probe 58 CV2: and from the pictures in its pictures.csv (the cache's fingerprints), as cv checks
             check_same_data(run_dir, checksum, why=_RESUME_WHY, pictures=data.pictures)
+        if cfg.data.split.file is not None:  # probe 58 CV1: copies the user's split puts on two sides are said
+            from drgrader.data.prepare import say_copies_across_splits
+
+            say_copies_across_splits(data, cfg.data.split.file)
         table = data.table
         counts = table.groupby("split")["grade"].value_counts().unstack(fill_value=0)
         log.info("images per split and grade:\n%s", counts.to_string())
