@@ -575,3 +575,75 @@ def test_an_evaluations_report_describes_the_model_it_evaluated(tmp_path):
     shown = _model_config(run_cfg, {"config": model_cfg})
     assert shown.train.seed == 1 and shown.model.backbone == "resnet18" and shown.data.root == tmp_path
     assert _model_config(run_cfg, {}) is run_cfg  # a bundle without its config: the run's, as before
+
+
+def test_a_split_file_putting_copies_on_two_sides_is_warned_and_carried_to_the_report_and_card(synth_dir, tmp_path, caplog, capsys):
+    # Before (probe 58 CV1): a split file putting a byte copy of a training photo (filed under another
+    # patient) in the test split: train said nothing, its held-out figures and card counted it, while
+    # `data summary` counted it as crossing splits; `evaluate RUN` then blamed "a bundle copied in".
+    import shutil
+
+    from conftest import tiny_config
+
+    from drgrader.config import save_config
+    from drgrader.data.manifest import read_manifest
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_dir, root)
+    table = read_manifest(tiny_config(root).data).table
+    patients = sorted(table["patient_id"].unique(), key=int)
+    sides = {p: "train" if k < 24 else "val" if k < 32 else "test" for k, p in enumerate(patients)}
+    trained = table.loc[table["patient_id"] == patients[0], "image_id"].iloc[0]
+    shutil.copy(root / "images" / f"{trained}.jpeg", root / "images" / "999_left.jpeg")  # a byte copy, another patient
+    labels = pd.read_csv(root / "trainLabels.csv")
+    pd.concat([labels, pd.DataFrame({"image": ["999_left"], "level": [0]})]).to_csv(root / "trainLabels.csv", index=False)
+    split = table[["image_id", "patient_id"]].assign(split=table["patient_id"].map(sides))
+    split = pd.concat([split, pd.DataFrame({"image_id": ["999_left"], "patient_id": ["999"], "split": ["test"]})])
+    split.to_csv(tmp_path / "split.csv", index=False)
+    config = tmp_path / "tiny.yaml"
+    save_config(tiny_config(root, **{"train.epochs": 1, "eval.bootstrap": 5, "data.cache_dir": tmp_path / "cache",
+                                     "data.split.file": tmp_path / "split.csv"}), config)
+    run = tmp_path / "run"
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        assert main(["train", str(config), "--out", str(run), "--progress", "log"]) == 0
+    said = (f"data.split.file {tmp_path / 'split.csv'} puts copies (the same bytes, or the same picture re-saved) on two "
+            f"sides of the split: 1 photo(s) have a copy in another split (e.g. '{trained}' in train = '999_left' in test), "
+            "so the test figures count a training photo; the split stands as given")
+    assert said in caplog.text
+    warnings = json.loads((run / "metrics.json").read_text())["data"]["warnings"]
+    assert any(said in w for w in warnings)
+    assert said in (run / "report.md").read_text() and said in (run / "bundle" / "MODEL_CARD.md").read_text()
+    assert (pd.read_csv(run / "split.csv", dtype=str).set_index("image_id")["split"]["999_left"]) == "test"  # the split stands
+    # evaluate RUN refuses it still, naming the copy rather than "a bundle copied in".
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err
+    assert (f"{run}'s test split holds 1 byte copies of its own training or validation photos (e.g. "
+            f"{root / 'images' / '999_left.jpeg'} = {root / 'images' / f'{trained}.jpeg'}): its split (split.csv) put copies "
+            "on two sides") in err, err
+    assert "a bundle copied in" not in err
+
+
+def test_a_split_file_putting_a_re_saved_copy_on_two_sides_is_warned(synth_dir, tmp_path, caplog):
+    # Probe 58 CV1, the same picture re-saved (other bytes): found by the cache's fingerprints.
+    import shutil
+
+    from conftest import tiny_config
+
+    from drgrader.data.prepare import prepare_data, say_copies_across_splits
+    from drgrader.data.split import save_split
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data)
+    left = cv2.imread(str(data / "images" / "10_left.jpeg"))
+    cv2.imwrite(str(data / "images" / "11_right.jpeg"), left, [cv2.IMWRITE_JPEG_QUALITY, 80])  # other bytes, one picture
+    cfg = tiny_config(data, **{"data.cache_dir": str(tmp_path / "cache")})
+    manifest = prepare_data(cfg.data, progress=False).table
+    save_split(tmp_path / "split.csv", manifest, manifest["patient_id"].map(lambda p: "val" if p == "11" else "train"))
+    given = cfg.data.model_copy(update={"split": cfg.data.split.model_copy(update={"file": tmp_path / "split.csv"})})
+    prepared = prepare_data(given, progress=False)
+    with caplog.at_level(logging.WARNING, logger="drgrader"):
+        say_copies_across_splits(prepared, tmp_path / "split.csv")
+    said = ("1 photo(s) have a copy in another split (e.g. '10_left' in train = '11_right' in val), so the validation "
+            "figures that chose the checkpoint and thresholds count a training photo")
+    assert said in caplog.text and any(said in w for w in prepared.warnings)

@@ -215,6 +215,33 @@ def test_train_resume_refuses_labels_changed_since_the_run_started(synth_dir, tm
     assert not (run / "train.log").exists()  # refused before any work
 
 
+def test_train_resume_refuses_a_photo_replaced_by_another_picture_since_the_run_started(synth_dir, tmp_path, capsys):
+    # Before (probe 58 CV2): `train --resume RUN` after a training photo was replaced by another
+    # picture under its name resumed without a word, learning from both pictures under one label
+    # (cv refuses this for its folds; a corrected grade was refused).
+    from drgrader.data.cache import build_cache
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_dir, root)
+    cfg = tiny_config(root, **{"data.cache_dir": tmp_path / "cache"})
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")  # never loaded: the check comes first
+    save_config(cfg, run / "config.yaml")
+    table = read_manifest(cfg.data).table
+    table.to_csv(run / "manifest.csv", index=False)  # as the run's start wrote them
+    build_cache(table, cfg.data, progress=False)[["image_id", "picture"]].to_csv(run / "pictures.csv", index=False)
+    table.assign(split="train")[["image_id", "patient_id", "split"]].to_csv(run / "split.csv", index=False)
+    replaced, other = table["path"].iat[0], table["path"].iat[2]  # another patient's photo, mirrored
+    cv2.imwrite(str(replaced), cv2.flip(cv2.imread(str(other)), 1))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--progress", "log"]) == 2
+    err = capsys.readouterr().err
+    assert (f"error: {run} learnt from other pictures: 1 photo(s) replaced since under the same name "
+            f"({table['image_id'].iat[0]}), and the run would go on learning from both; restore the data, or train a new run") in err
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == b"" and not (run / "metrics.json").exists()
+
+
 def test_train_resume_refuses_a_set_that_changes_what_the_run_learns(synth_dir, tmp_path, capsys):
     # Before (probe 25): `train --resume RUN --set data.image_size=64 --set train.epochs=4` trained epochs
     # 3-4 at 64 px, its config.yaml still said 48 px and 2 epochs, and the bundle graded at 64 px with
@@ -321,3 +348,23 @@ def test_evaluate_run_after_a_photo_was_replaced_names_the_photo(synth_dir, tmp_
     assert f"the data set changed since {run} was trained" in caplog.text and said in caplog.text
     assert json.loads((tmp_path / "after" / "metrics.json").read_text())["data_changed_since_training"] == [said]
     assert f"The data set changed since the model was trained: {said}." in (tmp_path / "after" / "report.md").read_text()
+
+
+def test_int8_export_refuses_validation_photos_replaced_since_training(synth_dir, tmp_path, capsys):
+    # Before (probe 58 CV4): `export --int8` measured its gate on the run's validation photos as
+    # they are on disk now, with the grades of its manifest.csv: photos replaced since by other
+    # pictures changed the gate's figures (kappa 0.221 became 0.306) and the card kept them.
+    root, run = _run_on_a_copy(synth_dir, tmp_path)
+    split = pd.read_csv(run / "split.csv", dtype=str)
+    image = split.loc[split["split"] == "val", "image_id"].iloc[0]
+    other = split.loc[split["split"] == "train", "image_id"].iloc[0]
+    mirrored = cv2.imread(str(root / "images" / f"{other}.jpeg"))[:, ::-1]
+    cv2.imwrite(str(root / "images" / f"{image}.jpeg"), mirrored)  # another picture under the validation photo's name
+    out = tmp_path / "int8"
+    capsys.readouterr()
+    assert main(["export", str(run / "bundle"), "--int8", "--int8-anyway", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert (f"error: --int8 checks its gate on {run}'s validation photos with the grades the run read, but 1 of them were "
+            f"replaced since by another picture under the same name ({image}): restore them") in err
+    assert not out.exists()

@@ -82,6 +82,41 @@ def copied_pictures(index: pd.DataFrame) -> list[list[int]]:
     return [positions for positions, _ in same_pictures(index["picture"].tolist())]
 
 
+def copies_across_splits(table: pd.DataFrame, pictures: dict[str, str]) -> list[list[tuple[str, str]]]:
+    """Groups of photos of ``table`` (with its ``split``) that are copies (the same bytes, or the
+    same picture re-saved: ``pictures``, the cache's fingerprints by image id) on two or more
+    sides of the split, each as (image id, split) sorted by id; what ``data summary`` counts as
+    crossing splits. A patient-level split without a split file never makes them (split_units)."""
+    from drgrader.data.image_files import identical_files
+
+    rows = table.reset_index(drop=True)
+    prints = rows.assign(picture=rows["image_id"].astype(str).map(pictures).fillna(""))
+    groups = {frozenset(g) for g in [*identical_files(rows["path"].astype(str).tolist()), *copied_pictures(prints)]}
+    crossing = [g for g in groups if rows["split"].iloc[sorted(g)].nunique() > 1]
+    kept = [g for g in crossing if not any(g < other for other in crossing)]  # a byte group inside its picture group
+    return sorted([sorted((str(rows["image_id"].iat[i]), str(rows["split"].iat[i])) for i in g) for g in kept])
+
+
+def say_copies_across_splits(prepared: PreparedData, split_file: Path) -> None:
+    """A split file stands as the user gave it, but copies it puts on two sides make the held-out
+    figures count a photo the model learnt from or was tuned on: warned, and kept with the data
+    warnings for the report and card (probe 58 CV1: said by data summary only)."""
+    groups = copies_across_splits(prepared.table, prepared.pictures)
+    if not groups:
+        return
+    example = next((g for g in groups if {"train", "test"} <= {s for _, s in g}), groups[0])
+    sides = {s for _, s in example}
+    counted = ("the test figures count a training photo" if {"train", "test"} <= sides else
+               "the validation figures that chose the checkpoint and thresholds count a training photo" if "train" in sides
+               else "the test figures count a photo that tuned the thresholds")
+    said = (f"data.split.file {split_file} puts copies (the same bytes, or the same picture re-saved) on two sides of the "
+            f"split: {len(groups)} photo(s) have a copy in another split (e.g. {' = '.join(f'{i!r} in {s}' for i, s in example)}), "
+            f"so {counted}; the split stands as given (without a split file, train keeps copies on one side; "
+            "`drgrader data summary` lists them)")
+    log.warning(said)
+    prepared.warnings.append(said)
+
+
 PICTURES_FILE = "pictures.csv"  # in a run folder: image_id, picture fingerprint (data.same_picture)
 
 

@@ -76,11 +76,15 @@ def evaluate_command(
         replaced = _check_same_evaluation(out, bundle_dir, data_set, overwrite)
         prepared = prepare_data(cfg.data, split_file=run_dir / "split.csv")
         changed = _data_changed(run_dir, prepared)
+        if cfg.data.split.file is not None:  # probe 58 CV1: as train says it
+            from drgrader.data.prepare import say_copies_across_splits
+
+            say_copies_across_splits(prepared, cfg.data.split.file)
         val_rows, test_rows = prepared.rows("val"), prepared.rows("test")
         evaluated_on = "test"
         if test_rows.empty:
             test_rows, evaluated_on = val_rows, "val"
-        _refuse_trained_on(bundle_dir, run_dir, test_rows, evaluated_on)
+        _refuse_trained_on(bundle_dir, run_dir, test_rows, evaluated_on, learnt=prepared.table[prepared.table["split"] != "test"])
         # Re-fitting on validation is only sound for a single model of this run.
         fit = not bundle.members
     else:
@@ -177,13 +181,12 @@ def _data_changed(run_dir: Path, prepared) -> list[str]:
     cache's fingerprints; a run without that record: labels only): warned, naming the rows; the
     figures use today's data, the report's training section the old."""
     from drgrader.workflows.records import manifest_checksum
-    from drgrader.workflows.run_folder import labels_changed, replaced_pictures
+    from drgrader.workflows.run_folder import first_ids, labels_changed, replaced_pictures
 
     changed = labels_changed(run_dir, prepared.table)
     replaced = replaced_pictures(run_dir, prepared.pictures)
     if replaced:
-        shown = ", ".join(replaced[:5]) + (f", ... {len(replaced) - 5} more" if len(replaced) > 5 else "")
-        changed.append(f"{len(replaced)} photo(s) replaced by another picture under the same name ({shown})")
+        changed.append(f"{len(replaced)} photo(s) replaced by another picture under the same name ({first_ids(replaced)})")
     if changed:
         log.warning("the data set changed since %s was trained (its labels checksum is now %s): %s; the figures use "
                     "today's labels and photos", run_dir, manifest_checksum(prepared.table), "; ".join(changed))
@@ -255,10 +258,13 @@ NOT_ITS_RUN = ("`evaluate RUN` would present another run's model's figures as th
                "copied in?); evaluate the bundle on a data set with `drgrader evaluate BUNDLE --data DATA`")
 
 
-def _refuse_trained_on(bundle_dir: Path, run_dir: Path, rows, split: str) -> None:
+def _refuse_trained_on(bundle_dir: Path, run_dir: Path, rows, split: str, *, learnt) -> None:
     """The run's held-out photos are none of those the bundle's own record says it trained or was
     tuned on (probe 34 BX13: another run's bundle copied into the run folder, its training photos
-    reported as this run's test split)."""
+    reported as this run's test split). When each is a byte copy of one of the run's own training
+    or validation photos (``learnt``), the run's split put copies on two sides (probe 58 CV1: a
+    split file), and the message says so."""
+    from drgrader.data.image_files import identical_files
     from drgrader.evaluation.training_overlap import TRAINING_DIGESTS, digest, recorded_digests
     from drgrader.inference.bundle_spec import BundleError
 
@@ -266,6 +272,16 @@ def _refuse_trained_on(bundle_dir: Path, run_dir: Path, rows, split: str) -> Non
     if split != "test" or digests is None:  # a val-only run: its validation photos tuned the model, said so
         return
     seen = [str(p) for p in rows["path"] if digest(p) in digests]
+    own = [str(p) for p in learnt["path"]] if seen else []
+    copies: dict[str, str] = {}  # a test photo -> its byte copy among the run's training or validation photos
+    for group in identical_files([*seen, *own]):
+        if theirs := [own[i - len(seen)] for i in group if i >= len(seen)]:
+            copies.update({seen[i]: theirs[0] for i in group if i < len(seen)})
+    if seen and all(p in copies for p in seen):
+        raise BundleError(f"{run_dir}'s test split holds {len(seen)} byte copies of its own training or validation photos "
+                          f"(e.g. {seen[0]} = {copies[seen[0]]}): its split (split.csv) put copies on two sides, so its test "
+                          "figures would count photos the model learnt from; remove the copies from the data set (or "
+                          "put them on one side of the split file) and train again")
     if seen:
         raise BundleError(f"{bundle_dir} was trained or tuned on {len(seen)} of the {len(rows)} photos of {run_dir}'s test "
                           f"split (e.g. {seen[0]}; by {TRAINING_DIGESTS}): {NOT_ITS_RUN}")

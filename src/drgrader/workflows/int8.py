@@ -85,14 +85,29 @@ def run_photos(bundle_dir: Path, bundle: Bundle, *, calibration: int, seed: int 
         raise BundleError(f"{run_dir}/split.csv has {len(train)} training and {len(val)} validation photos; --int8 needs both")
     train = train.sample(n=min(calibration, len(train)), random_state=seed)
 
-    def prepared(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        loaded = [(load_photo(path, bundle), grade) for path, grade in zip(rows["path"], rows["grade"])]
-        kept = [(x.prepared, g) for x, g in loaded if not x.error]
+    def prepared(rows: pd.DataFrame, loaded: list) -> tuple[np.ndarray, np.ndarray]:
+        kept = [(x.prepared, g) for x, g in zip(loaded, rows["grade"]) if not x.error]
         return np.stack([p for p, _ in kept]), np.array([g for _, g in kept])
 
-    calib, _ = prepared(train)
-    photos, grades = prepared(val)
+    checked = [load_photo(path, bundle) for path in val["path"]]  # checked, as graded; calibration reads no grade
+    _refuse_replaced(run_dir, val["image_id"], checked)
+    photos, grades = prepared(val, checked)
+    calib, _ = prepared(train, [load_photo(path, bundle) for path in train["path"]])
     return calib, photos, grades
+
+
+def _refuse_replaced(run_dir: Path, image_ids, loaded: list) -> None:
+    """The gate pairs the validation photos on disk with the grades the run read (its
+    manifest.csv): refuse when one was replaced since by another picture under its name (its
+    fingerprint now against the run's pictures.csv), whose figures would pair a grade with
+    another picture (probe 58 CV4: kappa 0.221 became 0.306, recorded on the card)."""
+    from drgrader.workflows.run_folder import first_ids, replaced_pictures
+
+    replaced = replaced_pictures(run_dir, {str(i): x.picture for i, x in zip(image_ids, loaded) if not x.error})
+    if replaced:
+        raise BundleError(f"--int8 checks its gate on {run_dir}'s validation photos with the grades the run read, but "
+                          f"{len(replaced)} of them were replaced since by another picture under the same name ({first_ids(replaced)}): "
+                          "restore them (the run's pictures.csv records what it read), or train a new run on today's photos")
 
 
 def add_int8(bundle_dir: Path, out: Path, *, gate: Gate | None = None, force: bool = False, shown: Path | None = None) -> dict:

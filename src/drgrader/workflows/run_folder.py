@@ -142,6 +142,11 @@ def replaced_pictures(run_dir: Path, pictures: dict[str, str]) -> list[str]:
     return [i for i, p in zip(then["image_id"], then["picture"]) if i in pictures and pictures[i] != p]
 
 
+def first_ids(ids: list[str], shown: int = 5) -> str:
+    """The first ``shown`` image ids, and how many more: a message's list of photos."""
+    return ", ".join(ids[:shown]) + (f", ... {len(ids) - shown} more" if len(ids) > shown else "")
+
+
 def labels_changed(run_dir: Path, table) -> list[str]:
     """What changed in the labelled data since the run read it (its ``manifest.csv``): one phrase
     each for the first rows whose grade or patient changed, and the photos added or removed."""

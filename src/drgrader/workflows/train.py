@@ -18,6 +18,9 @@ from drgrader.workflows.run_folder import check_resumed_config, check_same_data,
 log = logging.getLogger("drgrader")
 
 
+_RESUME_WHY = "and the run would go on learning from both; restore the data, or train a new run"
+
+
 def add_file_log(run_dir: Path) -> logging.Handler:
     handler = logging.FileHandler(run_dir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -60,8 +63,8 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         from drgrader.workflows.records import manifest_checksum
 
         # Before any work: the epochs so far learnt from the data in manifest.csv.
-        check_same_data(run_dir, manifest_checksum(read_manifest(cfg.data).table),
-                        why="and the run would go on learning from both; restore the data, or train a new run")
+        checksum = manifest_checksum(read_manifest(cfg.data).table)
+        check_same_data(run_dir, checksum, why=_RESUME_WHY)
         check_resumed_config(run_dir, cfg)
     else:
         from drgrader.data.prepare import read_and_split
@@ -86,6 +89,12 @@ def train(cfg: ExperimentConfig, out: Path | None = None, *, resume: Path | None
         split_file = run_dir / "split.csv" if resume is not None else None
         writes_files = resume is None and rank == 0
         data = prepare_data(cfg.data, run_dir if writes_files else None, split_file=split_file, progress=progress)
+        if resume is not None:  # probe 58 CV2: and from the pictures in its pictures.csv (the cache's fingerprints), as cv checks
+            check_same_data(run_dir, checksum, why=_RESUME_WHY, pictures=data.pictures)
+        if cfg.data.split.file is not None:  # probe 58 CV1: copies the user's split puts on two sides are said
+            from drgrader.data.prepare import say_copies_across_splits
+
+            say_copies_across_splits(data, cfg.data.split.file)
         table = data.table
         counts = table.groupby("split")["grade"].value_counts().unstack(fill_value=0)
         log.info("images per split and grade:\n%s", counts.to_string())
