@@ -556,6 +556,13 @@ def test_a_run_says_once_where_its_patients_were_read_from(tmp_path, caplog):
                         tmp_path / "list.csv"])
     assert ("patients of 6 photo(s) read from a list: 1, file names: 2, folders (photos named by the eye alone): 2, "
             "nothing (each photo a patient of its own): 1") in caplog.text
+    # probe 58 BV10: a link named for another patient was counted as "DICOM headers" in a run without one
+    (tmp_path / "farm").mkdir()
+    (tmp_path / "farm" / "20_left.jpeg").symlink_to(tmp_path / "10_left.jpeg")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="drgrader"):
+        collect_inputs([tmp_path / "farm" / "20_left.jpeg", tmp_path / "10_right.jpeg"])
+    assert "patients of 2 photo(s) read from link names or a list's image ids: 1, file names: 1" in caplog.text
 
 
 def test_drgraders_own_temporary_folder_is_never_read_as_a_patients_folder():

@@ -331,7 +331,9 @@ def _patients_from(table: pd.DataFrame, given: pd.Series, name_patient: pd.Serie
     """How many photos took their patient from each source (a list, DICOM headers, file names, folders, none):
     what a run says once, so a layout read another way than meant is seen at a glance."""
     listed = given & (table["csv_patient"] != "")
-    sources = {"a list": listed, "DICOM headers": given & ~listed,
+    headers = given & ~listed & (table["dicom_patient"] != "")
+    # the rest of the given: a list's image id cell or a link's name naming another patient (probe 58 BV10)
+    sources = {"a list": listed, "DICOM headers": headers, "link names or a list's image ids": given & ~listed & ~headers,
                "file names": ~given & ~lone & (name_patient != ""),
                "folders (photos named by the eye alone)": ~given & ~lone & (name_patient == ""),
                "nothing (each photo a patient of its own)": lone}

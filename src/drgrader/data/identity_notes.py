@@ -58,14 +58,15 @@ def identity_summary(notes: pd.Series) -> str:
     if not listed:
         return ""
     noted = sum(str(n) != "" for n in notes.fillna(""))
-    return f"identity of {noted} of {len(kinds)} photos resolved with a note ({listed}); see identity_note"
+    return f"identity of {noted} of {len(kinds)} photos resolved with a note ({listed})"
 
 
 def warn_identity(table: pd.DataFrame, where: str = "") -> None:
-    """The one console warning summing up the identity notes of ``table``."""
+    """The one console warning summing up the identity notes of ``table`` (``where``: the file whose
+    identity_note column holds them; explain, which writes none, says its own: probe 58 BV12)."""
     summary = identity_summary(table["identity_note"]) if "identity_note" in table else ""
     if summary:
-        log.warning("%s%s", summary, f" in {where} and its patients file" if where else "")
+        log.warning("%s; see identity_note%s", summary, f" in {where} and its patients file" if where else "")
 
 
 # A patient id that is a whole date, perhaps with a time: 20230502, 2023-05-02, 2023_05_02_101530, 02.05.2023;
