@@ -286,6 +286,7 @@ def test_two_patients_numbers_in_any_shape_of_name_are_refused(client, right, le
     ("10193_right.jpg", "10193_left.jpg"), ("upload.jpg", "OS.jpg"), ("IMG_0001.jpg", "IMG_0002.jpg"),
     ("10193_right.jpg", "10193.jpg"), ("fundus_R_103015.jpg", "fundus_L_103015.jpg"), ("OD_1.jpg", "OS_2.jpg"),
     ("20240101_103015.jpg", "20240101_103020.jpg"),  # a phone's names: one day's shots
+    ("image (1).jpg", "image (2).jpg"), ("Copy of scan.jpg", "scan.jpg"),  # a copy's marks are no patient's number
 ])
 def test_names_of_one_patients_number_or_of_none_are_graded(client, right, left):
     res = post(client, (right, jpeg(2, 1)), (left, jpeg(0, 2)))

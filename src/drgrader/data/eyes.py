@@ -111,7 +111,7 @@ _COPY_SUFFIX = re.compile(r"(?: ?\(\d{1,2}\)| - (?:copy|kopie)(?: \(\d+\))?| cop
 _COPY_PREFIX = re.compile(r"^(?:copy(?: \(\d+\))? of |kopie von |copie de |copia de |copia di )", re.IGNORECASE)
 
 
-def _uncopied(name: str) -> str:
+def uncopied(name: str) -> str:
     """A file name (or image id) without its folders and a copy's marks (``Copy of 10_left (1)``: ``10_left``)."""
     return _COPY_PREFIX.sub("", _COPY_SUFFIX.sub("", PurePosixPath(name.replace("\\", "/")).name.strip()))
 
@@ -119,7 +119,7 @@ def _uncopied(name: str) -> str:
 def folder_patient(name: str) -> str:
     """The patient a patient's folder names, without a copy's marks (``1002 - Copy``, ``1003 (2)``,
     ``Copy of 1001``: a folder copied or downloaded twice is the same patient's; probe 55 BS11)."""
-    return patient_id(_uncopied(name) or name)
+    return patient_id(uncopied(name) or name)
 _NAME = re.compile(rf"^(?P<patient>.*[^_\- ])[_\- ]+(?P<eye>l|r|{_LONG})$", re.IGNORECASE)
 # An eye word glued to the patient's number ("10193left", "10193Right"; probe 58 BV2): only the long
 # English words after a digit ("12_l1", "DSC0042R" say nothing).
@@ -203,7 +203,7 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
 
     ``name`` is an image id or file name without its extension; folders in it are ignored.
     """
-    stem = _uncopied(name)
+    stem = uncopied(name)
     # a second extension Windows hid ("10_left.jpeg.jpg": the id keeps ".jpeg"; probe 34 AX12)
     stem = _INNER_EXTENSION.sub("", stem)
     if shot := _SHOT.match(stem):
@@ -283,7 +283,7 @@ def _eye_matched(match: re.Match) -> str:
 def eye_alone(name: str) -> str | None:
     """The eye of a name that says its eye and nothing else (``OD``, ``Right``, ``left eye``,
     ``OS (1)``), or None: such a photo's folder names its patient (``P10/OD.jpeg``)."""
-    match = _EYE_ONLY.match(_uncopied(name))
+    match = _EYE_ONLY.match(uncopied(name))
     return _eye_matched(match) if match else None
 
 
@@ -291,10 +291,10 @@ def eyes_named(name: str) -> set[str]:
     """Every eye a name mentions: its last word (as :func:`patient_and_eye` reads it) and any
     ``left`` / ``right`` / ``OS`` / ``OD`` word elsewhere in it; a name that is an eye word alone
     (``R``, ``LE``, ``OD1``, ``rechts``: a patient-per-folder export). Two eyes: the name contradicts itself."""
-    uncopied = _uncopied(name)
-    if bare := _BARE_EYE.match(uncopied):  # probe 37 BA1; "r (1)": probe 38 BB1
+    plain = uncopied(name)
+    if bare := _BARE_EYE.match(plain):  # probe 37 BA1; "r (1)": probe 38 BB1
         return {_eye_matched(bare)}
-    spaced = _ANY_SEPARATORS.sub("_", uncopied).strip("_")
+    spaced = _ANY_SEPARATORS.sub("_", plain).strip("_")
     words = [re.sub(r"(?<=.)eye$", "", w.lower()) for w in _WORDS.findall(spaced)]  # "rightEye": probe 39 BC1
     named = {EYE_WORDS[w] for w in words if w in _LONG_EYE_WORDS}
     named |= {EYE_WORDS[m["eye"].lower()] for w in words if (m := _GLUED.match(w))}  # "10193left_OD"

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from drgrader.data.dicom import DicomHeader, is_dicom
-from drgrader.data.eyes import eye_alone, eye_of_folder, folded_patient, folder_patient, visit_folder
+from drgrader.data.eyes import eye_alone, eye_of_folder, folded_patient, folder_patient, uncopied, visit_folder
 from drgrader.data.folder_layout import folder_eye
 from drgrader.data.identity import resolve_identity
 from drgrader.data.identity_claims import VISIT_FOLDER, evidence, patient_named, photo_eye_claims
@@ -214,7 +214,9 @@ def _name_id(row: dict, patient: str, kinds: set[str]) -> str:
 def name_number(name: str) -> str:
     """The number an id or a file name's stem gives its patient (``Patient2`` -> ``2``, ``5001_R_20240101``
     -> ``5001``, ``10007_2024`` -> ``10007``): its longest run of digits once its dates are out, a year
-    only when there is no other; '' for none, a camera's counter (``IMG_0001``) or a date or visit."""
+    only when there is no other; '' for none, a camera's counter (``IMG_0001``) or a date or visit. A copy's
+    marks are no number (``image (1)``, ``image (2)``: a browser's downloads of one name)."""
+    name = uncopied(name) or name
     if camera_counter(name) or DATE_ID.match(name) or eye_alone(re.sub(r"[_\- ]?\d{1,3}$", "", name)):
         return ""  # (OD_1, R2: a shot of an eye named alone)
     runs = re.findall(r"\d+", _DATE_IN_NAME.sub(" ", name))
