@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from drgrader.data.eyes import EYE_WORDS, eye_alone, patient_and_eye, patient_id
+from drgrader.data.eyes import EYE_WORDS, eye_alone, patient_and_eye, patient_id, unaccented
 from drgrader.data.identity_notes import TWO_VALUES
 from drgrader.data.label_files import DataError, column_key, name_words
 
@@ -296,7 +296,7 @@ def _folded(value: str, header: str) -> str:
         return _visit_day(value)  # `12/1/1950` (probe 46 BJ5), a birth date `19500112` (probe 48 BL3); not a number
     if words & _AGE_WORDS and (age := _AGE.match(value)):  # 67 is 67 y (probe 47 BK7)
         return age[1]
-    plain = "".join(c for c in unicodedata.normalize("NFKD", value.casefold()) if not unicodedata.combining(c))
+    plain = unaccented(unicodedata.normalize("NFKC", value).casefold())  # as a lookalike id is folded
     plain = re.sub(r"['’`]", "", plain)  # O'Brien is OBrien (probe 48 BL4)
     if re.fullmatch(r"[\d\s-]+", plain.strip()):  # 485 777 3456 is 4857773456, 00123 is 123 (probe 48 BL4)
         return re.sub(r"\D", "", plain).lstrip("0") or "0"
