@@ -111,6 +111,11 @@ def test_int8_failing_the_gate_is_refused_and_leaves_the_float_bundle(run_dir, t
     record = json.loads((kept / "bundle.json").read_text())["int8"]
     best = max(record["attempts"], key=lambda a: a["agreement"])
     assert not record["passed_gate"] and record["recipe"] == quantize.Recipe(**best["recipe"]).describe()
+    # Probe 59 CW1: the card quoted the last attempt's figures under the kept graph's name.
+    from drgrader.inference.int8_figures import gate_figures_text
+
+    assert record["attempts"][record["kept"]] is not None and record["attempts"][record["kept"]] == best
+    assert gate_figures_text(best) in (kept / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert sorted(p.name for p in kept.glob("*.onnx")) == ["model.int8.onnx", "model.onnx"]
     # Probe 32 B18: whoever grades with it later is told, not only the export's log and card.
     with caplog.at_level(logging.WARNING, logger="drgrader"):

@@ -36,6 +36,13 @@ def unmeasured(attempt: dict) -> list[str]:
             if any(measured(attempt[k]) is None for k in keys)]
 
 
+def kept_attempt(record: dict) -> dict:
+    """The attempt whose graph the bundle kept: with ``--int8-anyway`` the nearest to the gate, not
+    the last tried (probe 59 CW1: the card quoted the last one's figures under the kept one's name).
+    A record from before ``kept`` was written: its last attempt, the one kept when it passed."""
+    return record["attempts"][record.get("kept", -1)]
+
+
 def recipe_choice(record: dict) -> str:
     """How the kept recipe was chosen, in words: the gate's validation photos both chose it (the
     first recipe of the ladder to pass on them) and checked it, so its figures are not an

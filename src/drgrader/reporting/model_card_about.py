@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from drgrader.grading import GRADE_NAMES, GRADES
-from drgrader.inference.int8_figures import gate_figures_text, recipe_choice, speed_text, unmeasured
+from drgrader.inference.int8_figures import gate_figures_text, kept_attempt, recipe_choice, speed_text, unmeasured
 from drgrader.reporting.document import (
     Alert,
     Note,
@@ -135,7 +135,7 @@ def model_section(manifest: dict, metrics: dict) -> Section:
                              f"{manifest['onnx'].get('parity_max_abs_diff', 0):.1e}"])
     int8 = manifest.get("int8")
     if int8:
-        last = int8["attempts"][-1]
+        last = kept_attempt(int8)
         verdict = "passed its gate" if int8.get("passed_gate") else "**kept although it failed its gate**"
         if unmeasured(last):  # the gate checked only what the validation photos could measure
             checked = ["grade agreement"] + [name for name in ("kappa", "referable AUC") if name not in unmeasured(last)]

@@ -221,6 +221,6 @@ def quantize_bundle(bundle: Bundle, out: Path, calibration: np.ndarray, validati
     batch = validation[:16]
     speed = {"float": images_per_s(float_run, batch), "int8": images_per_s(session_runner(out / INT8_FILE), batch)}
     return {"file": INT8_FILE, "recipe": Recipe(**attempts[kept]["recipe"]).describe(), "passed_gate": passed,
-            "gate": asdict(gate), "calibration_photos": int(len(calibration)), "attempts": attempts,
+            "gate": asdict(gate), "calibration_photos": int(len(calibration)), "attempts": attempts, "kept": kept,
             "images_per_s": {k: round(v, 1) for k, v in speed.items()}, "speedup": round(speed["int8"] / speed["float"], 2),
             "speed_batch": int(len(batch)), "onnxruntime_version": ort.__version__}
