@@ -108,6 +108,12 @@ def test_a_part_that_is_not_one_of_the_runs_shards_is_refused(run, tiny_bundle, 
     assert "differ in bundle, backend, TTA or refer share" in refused([run["parts"][0], other_share], tmp_path / "m.csv", capsys)
     wider = predict_command(tiny_bundle, [more], shard=(1, 2), out=tmp_path / "w" / "p-1.csv")
     assert "differ in inputs" in refused([run["parts"][0], wider], tmp_path / "m.csv", capsys)
+    # Probe 59 CW4: a photo replaced by another picture between the shards' runs (same names, patients, eyes).
+    day = shutil.copytree(run["photos"], tmp_path / "day")
+    before = predict_command(tiny_bundle, [day], shard=(0, 2), out=tmp_path / "r" / "p-0.csv")
+    sorted(day.glob("*.jpeg"))[0].write_bytes(photo_bytes(4, 77) + b"\0" * 10)  # another picture, another size
+    after = predict_command(tiny_bundle, [day], shard=(1, 2), out=tmp_path / "r" / "p-1.csv")
+    assert "differ in inputs" in refused([before, after], tmp_path / "m.csv", capsys)
 
 
 def test_shards_graded_by_two_backends_are_refused(tiny_bundle, run, tmp_path, capsys):

@@ -16,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from drgrader import __version__
 from drgrader.data.cache import CACHE_VERSION, shard_of
+from drgrader.data.dicom import split_frame_ref
 from drgrader.data.manifest import DataError
 from drgrader.inference.bundle import Bundle
 from drgrader.io import atomic_write_json, sha256_file
@@ -98,9 +100,18 @@ def run_identity(bundle: Bundle, tta: list[str] | None, refer_share: float | Non
             "tta": effective_views(bundle, tta), "backend": bundle.backend, "refer_share": refer_share}
 
 
+def _file_size(path: str) -> int:
+    try:
+        return os.stat(split_frame_ref(path)[0]).st_size
+    except (OSError, ValueError):
+        return -1  # not there: its row says why
+
+
 def inputs_identity(table: pd.DataFrame) -> dict:
-    """The whole run's inputs (before the deal): count, and checksum of path, patient and eye."""
-    text = table[["path", "patient_id", "eye"]].to_csv(index=False)
+    """The whole run's inputs (before the deal): count, and checksum of path, patient, eye and file size
+    (a photo replaced between two shards' runs is another input: probe 59 CW4; a size is one stat per
+    photo, where a checksum of the contents would read every photo on every node)."""
+    text = table[["path", "patient_id", "eye"]].assign(size=table["path"].map(_file_size)).to_csv(index=False)
     return {"photos": len(table), "sha256": hashlib.sha256(csv_bytes(text)).hexdigest()}
 
 
