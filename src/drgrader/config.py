@@ -270,11 +270,15 @@ _HINTS = {  # what to write instead, after a strict field refused a value of ano
 }
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    """Every field error on one line: ``invalid configuration in X: a.b: why (got ...); c: ...``."""
-    problems = []
+def _format_errors(err: ValidationError, source: str, overridden: frozenset[str] = frozenset()) -> str:
+    """Every field error on one line: ``invalid configuration in X: a.b: why (got ...); c: ...``; a field
+    given by ``--set`` (``overridden``) is named so, and when every error is one, X is the --set values
+    (probe 59 CW8: a bad --set on train --resume blamed the run's config.yaml)."""
+    problems, fields = [], []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        fields.append(field)
+        field = f"--set {field}" if field in overridden else field
         if e["type"] == "extra_forbidden":
             problems.append(f"{field}: unknown field")
         else:
@@ -282,6 +286,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
             hint = f"; {_HINTS[e['type']]}" if e["type"] in _HINTS else ""
             problems.append(f"{field}: {e['msg']} (got {echo(got)}{hint})")
     shown = problems[:5] + ([f"and {len(problems) - 5} more"] if len(problems) > 5 else [])
+    if fields and all(f in overridden for f in fields):
+        return "invalid --set value: " + "; ".join(p.removeprefix("--set ") for p in shown)
     return f"invalid configuration in {source}: " + "; ".join(shown)
 
 
@@ -307,7 +313,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from None
+        overridden = frozenset(o.partition("=")[0].strip() for o in overrides or ())
+        raise ConfigError(_format_errors(err, source, overridden)) from None
 
 
 # A config's paths read from the working folder (data.labels and data.images are read from data.root).

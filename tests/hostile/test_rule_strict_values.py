@@ -41,6 +41,17 @@ def test_an_integer_is_plain_decimal(value):
         load_config(None, [f"train.epochs={value}"])
 
 
+def test_a_bad_set_value_is_named_as_one_not_blamed_on_the_config_file(tmp_path):
+    """Probe 59 CW8: a bad --set on train --resume was 'invalid configuration in runs/x/config.yaml'."""
+    config = tmp_path / "config.yaml"
+    save_config(load_config(None), config)
+    with pytest.raises(ConfigError, match=r"^invalid --set value: train\.epochs: Input should be a valid integer"):
+        load_config(config, ["train.epochs=abc"])
+    config.write_text(config.read_text().replace("epochs:", "epochs: x #", 1))  # the file's own fault stays the file's
+    with pytest.raises(ConfigError, match=rf"^invalid configuration in {re.escape(str(config))}: "):
+        load_config(config, ["train.seed=3"])
+
+
 def test_numbers_and_text_that_are_meant():
     cfg = load_config(None, ["train.epochs=10", "train.lr=1e-3", "train.weight_decay=0", "data.split.val=.25",
                              "name=on", "model.backbone=010", "data.preprocess.crop=false", "train.seed=-0"])
