@@ -829,6 +829,24 @@ def test_a_given_patient_is_checked_against_names_when_every_patient_is_given(tm
     assert "no eye" not in dicoms.loc["10131_right", "identity_note"]  # the note says why the eye is unknown
 
 
+def test_a_dicom_laterality_spelt_as_a_word_is_weighed_against_the_name_and_the_list(tmp_path):
+    """Probe 59 BW5: 3002_OD.dcm whose ImageLaterality is OS was the right eye with no note; a list's right
+    over a header LEFT likewise."""
+    rng = np.random.default_rng(59)
+    write_dicom(tmp_path / "3002_OD.dcm", make_fundus(1, rng, height=96), patient_id="3002", laterality="OS")
+    write_dicom(tmp_path / "d" / "IM1.dcm", make_fundus(1, rng, height=96), patient_id="3001", laterality="LEFT")
+    write_dicom(tmp_path / "d" / "IM2.dcm", make_fundus(1, rng, height=96), patient_id="3001", laterality="OD")
+    named = collect_inputs([tmp_path / "3002_OD.dcm"]).set_index("image_id").loc["3002_OD"]
+    assert (named["patient_id"], named["eye"]) == ("3002", "")
+    assert named["identity_note"] == ("contradictory eye: for '3002_OD' the DICOM laterality says left, the file name "
+                                      "says right; the eye is left unknown")
+    (tmp_path / "l.csv").write_text("image,patient_id,eye\nd/IM1.dcm,3001,right\nd/IM2.dcm,3001,right\n")
+    listed = collect_inputs([tmp_path / "l.csv"]).set_index("image_id")
+    assert listed.loc["d/IM2", "eye"] == "right" and listed.loc["d/IM1", "eye"] == ""
+    assert listed.loc["d/IM1", "identity_note"] == ("contradictory eye: for 'd/IM1' the CSV says right, the DICOM laterality says "
+                                                  "left; the eye is left unknown")
+
+
 def test_the_patients_file_agrees_with_its_decision():
     """Its figures are those of the photos the decision stands on: an ungradable photo's grade 3
     never sits beside 'negative', and the worst eye is the one the reason names."""

@@ -283,7 +283,13 @@ def _eye_matched(match: re.Match) -> str:
 def eye_alone(name: str) -> str | None:
     """The eye of a name that says its eye and nothing else (``OD``, ``Right``, ``left eye``,
     ``OS (1)``), or None: such a photo's folder names its patient (``P10/OD.jpeg``)."""
-    match = _EYE_ONLY.match(uncopied(name))
+    return eye_word(uncopied(name))
+
+
+def eye_word(text: str) -> str | None:
+    """The eye a text that is an eye word and nothing else names (``R``, ``OD``, ``LEFT``, ``Left Eye``,
+    ``rechts``), or None (``B``, ``OU``, ``R/L``): a name's or a DICOM laterality tag's (probe 59 BW5)."""
+    match = _EYE_ONLY.match(text.strip())
     return _eye_matched(match) if match else None
 
 
