@@ -152,7 +152,11 @@ def test_dicom_found_by_content_without_extension(tmp_path, rgb):
 
 @pytest.mark.parametrize(
     ("tag", "value", "eye"),
-    [("ImageLaterality", "R", "right"), ("Laterality", "L", "left"), ("ImageLaterality", "B", ""), ("Laterality", "U", "")],
+    [("ImageLaterality", "R", "right"), ("Laterality", "L", "left"), ("ImageLaterality", "B", ""), ("Laterality", "U", ""),
+     # probe 59 BW5: the words devices and PACS rewrites write for L and R; no eye stays no eye
+     ("ImageLaterality", "OS", "left"), ("Laterality", "OD", "right"), ("ImageLaterality", "LEFT", "left"),
+     ("ImageLaterality", "RIGHT", "right"), ("Laterality", "left", "left"), ("ImageLaterality", "OU", ""),
+     ("ImageLaterality", "X", "")],
 )
 def test_laterality_tags(tmp_path, rgb, tag, value, eye):
     header = read_header(write_dicom(tmp_path / "e.dcm", rgb, laterality=value, laterality_tag=tag))

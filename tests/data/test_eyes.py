@@ -2,7 +2,7 @@
 
 import pytest
 
-from drgrader.data.eyes import patient_and_eye
+from drgrader.data.eyes import eye_of_folder, eyes_named, patient_and_eye
 
 
 @pytest.mark.parametrize(
@@ -43,6 +43,33 @@ from drgrader.data.eyes import patient_and_eye
         ("10193left", ("10193", "left")),  # glued to the number
         ("10193Right", ("10193", "right")),
         ("10193_OG_2", ("10193", "left")),
+        ("山田_左", ("山田", "left")),  # probe 59 BW1: other languages' and scripts' words
+        ("张三_左眼", ("张三", "left")),
+        ("张三左眼", ("张三", "left")),  # not spaced, as Chinese and Japanese are written
+        ("10193右", ("10193", "right")),
+        ("10193_右目", ("10193", "right")),
+        ("10193_오른쪽", ("10193", "right")),
+        ("10193_\u110b\u1169\u1105\u1173\u11ab\u110d\u1169\u11a8", ("10193", "right")),  # 오른쪽 as macOS writes it (NFD)
+        ("10193_левый", ("10193", "left")),
+        ("10193_Правый", ("10193", "right")),
+        ("10193_ΑΡΙΣΤΕΡΟΣ", ("10193", "left")),
+        ("10193_δεξί", ("10193", "right")),
+        ("10193_venstre", ("10193", "left")),
+        ("10193_Höger", ("10193", "right")),
+        ("10193_va\u0308nster", ("10193", "left")),  # vänster decomposed
+        ("10193_lewe", ("10193", "left")),
+        ("10193_oikea", ("10193", "right")),
+        ("10193_يسار", ("10193", "left")),
+        ("10193_ימין", ("10193", "right")),
+        ("10193_linkes_Auge", ("10193", "left")),
+        ("10193_left_eye", ("10193", "left")),
+        ("10193_O.D.", ("10193", "right")),
+        ("10193 O.S", ("10193", "left")),
+        ("10193_sol", None),  # left out: also common words, names or abbreviations
+        ("10193_der", None),
+        ("10193_dx", None),
+        ("Anna_Kiri", None),
+        ("左", None),  # the eye alone: its folder names the patient
         ("10193_LA", None),  # left out: also a place or initials
         ("10193L", None),
         ("P_R_17", None),  # after a one-letter eye, a number is not taken for a second photo
@@ -61,3 +88,18 @@ from drgrader.data.eyes import patient_and_eye
 )
 def test_patient_and_eye_from_name(name, expected):
     assert patient_and_eye(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "eyes"),
+    [("左眼", {"left"}), ("1001/左眼", {"left"}), ("Левый", {"left"}), ("venstre", {"left"}), ("10193_O.S._right", {"left", "right"}),
+     ("山田_左_右", {"left", "right"}), ("10193_sol", set())],
+)
+def test_eyes_named_in_other_scripts(name, eyes):
+    """Probe 59 BW1: the eye alone (a patient-per-folder export's name), and two eyes in one name."""
+    assert eyes_named(name) == eyes
+
+
+@pytest.mark.parametrize(("name", "eye"), [("右眼", "right"), ("Правый", "right"), ("Vänster", "left"), ("Links", "left"), ("der", None)])
+def test_eye_of_folder_in_other_scripts(name, eye):
+    assert eye_of_folder(name) == eye

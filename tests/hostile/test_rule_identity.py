@@ -829,6 +829,52 @@ def test_a_given_patient_is_checked_against_names_when_every_patient_is_given(tm
     assert "no eye" not in dicoms.loc["10131_right", "identity_note"]  # the note says why the eye is unknown
 
 
+def test_the_eye_in_other_scripts_pairs_the_patient(tmp_path):
+    """Probe 59 BW1: 10048_右 + 10048_左, 10050_правый + 10050_левый, ..., and the folders Правый/10048.jpg +
+    Левый/10048.jpg, were each a patient of its own (or an eye unknown), "the only photo". Now one patient, its eyes paired."""
+    pairs = [("10048_右", "10048_左"), ("10049_右眼", "10049_左眼"), ("10050_правый", "10050_левый"), ("10051_δεξί", "10051_αριστερό"),
+             ("10052_høyre", "10052_venstre"), ("10053_höger", "10053_vänster"), ("10054_prawe", "10054_lewe"),
+             ("10055_oikea", "10055_vasen"), ("10056_오른쪽", "10056_왼쪽"), ("10057_rechtes_Auge", "10057_linkes_Auge"),
+             ("10058_O.D.", "10058_O.S."), ("10059右", "10059左")]
+    (tmp_path / "ml").mkdir()
+    for k, (right, left) in enumerate(pairs):
+        (tmp_path / "ml" / f"{right}.jpg").write_bytes(photo_bytes(k % 3, 2 * k))
+        (tmp_path / "ml" / f"{left}.jpg").write_bytes(photo_bytes(k % 3, 2 * k + 1))
+    table = collect_inputs([tmp_path / "ml"]).set_index("image_id")
+    for right, left in pairs:
+        patient = re.match(r"[0-9]+", right)[0]
+        assert table.loc[[right, left], "patient_id"].tolist() == [patient, patient], right
+        assert table.loc[[right, left], "eye"].tolist() == ["right", "left"], right
+        assert table.loc[[right, left], "identity_note"].tolist() == ["", ""], right
+    for folder, k in (("Правый", 1), ("Левый", 2)):
+        (tmp_path / "fo" / folder).mkdir(parents=True)
+        (tmp_path / "fo" / folder / "10048.jpg").write_bytes(photo_bytes(k, k))
+    # An eye-per-folder layout, as OD/10048.jpg + OS/10048.jpg: each folder its eye (a list gives the patient).
+    folders = collect_inputs([tmp_path / "fo"]).set_index("image_id")
+    assert folders.loc[["Правый/10048", "Левый/10048"], "eye"].tolist() == ["right", "left"]
+    (tmp_path / "fo" / "l.csv").write_text("image,patient_id\nПравый/10048.jpg,10048\nЛевый/10048.jpg,10048\n")
+    listed = collect_inputs([tmp_path / "fo" / "l.csv"])
+    assert listed[["patient_id", "eye", "identity_note"]].values.tolist() == [["10048", "right", ""], ["10048", "left", ""]]
+
+
+def test_a_dicom_laterality_spelt_as_a_word_is_weighed_against_the_name_and_the_list(tmp_path):
+    """Probe 59 BW5: 3002_OD.dcm whose ImageLaterality is OS was the right eye with no note; a list's right
+    over a header LEFT likewise."""
+    rng = np.random.default_rng(59)
+    write_dicom(tmp_path / "3002_OD.dcm", make_fundus(1, rng, height=96), patient_id="3002", laterality="OS")
+    write_dicom(tmp_path / "d" / "IM1.dcm", make_fundus(1, rng, height=96), patient_id="3001", laterality="LEFT")
+    write_dicom(tmp_path / "d" / "IM2.dcm", make_fundus(1, rng, height=96), patient_id="3001", laterality="OD")
+    named = collect_inputs([tmp_path / "3002_OD.dcm"]).set_index("image_id").loc["3002_OD"]
+    assert (named["patient_id"], named["eye"]) == ("3002", "")
+    assert named["identity_note"] == ("contradictory eye: for '3002_OD' the DICOM laterality says left, the file name "
+                                      "says right; the eye is left unknown")
+    (tmp_path / "l.csv").write_text("image,patient_id,eye\nd/IM1.dcm,3001,right\nd/IM2.dcm,3001,right\n")
+    listed = collect_inputs([tmp_path / "l.csv"]).set_index("image_id")
+    assert listed.loc["d/IM2", "eye"] == "right" and listed.loc["d/IM1", "eye"] == ""
+    assert listed.loc["d/IM1", "identity_note"] == ("contradictory eye: for 'd/IM1' the CSV says right, the DICOM laterality says "
+                                                  "left; the eye is left unknown")
+
+
 def test_the_patients_file_agrees_with_its_decision():
     """Its figures are those of the photos the decision stands on: an ungradable photo's grade 3
     never sits beside 'negative', and the worst eye is the one the reason names."""
@@ -1404,12 +1450,13 @@ def test_explain_over_a_list_with_a_contested_image_id_says_so(tiny_bundle, tmp_
 
 def test_a_label_file_whose_names_give_no_patient_says_so(tmp_path, caplog):
     """Probe 33 BV5: `10_left_eye`, `left_10`, `10L`: each a patient of its own, a patient's eyes
-    on both sides of the split, without the note predict gives the same files."""
-    names = ["10_left_eye", "10_right_eye", "left_12", "right_12"]
+    on both sides of the split, without the note predict gives the same files. (``10_left_eye`` is read as
+    patient 10's left eye since probe 59 BW1: ``10_left_scan`` here.)"""
+    names = ["10_left_scan", "10_right_scan", "left_12", "right_12"]
     root = _label_set(tmp_path, "image,level\n" + "".join(f"{n},0\n" for n in names), names)
     with caplog.at_level(logging.INFO, logger="drgrader"):
         read_dataset(root, "csv", labels="labels.csv", images="images")
-    assert ("labels.csv: no patient column, and no name gives a patient and eye (e.g. '10_left_eye'): each of the 4 "
+    assert ("labels.csv: no patient column, and no name gives a patient and eye (e.g. '10_left_scan'): each of the 4 "
             "photos is a patient of its own") in caplog.text  # when some do, the info line names the rest
 
 

@@ -104,6 +104,16 @@ def test_serve_refuses_one_file_as_both_eyes_and_a_photo_named_for_the_other_eye
                                                                   "send it as 'left' (or rename it)"), name
     assert client.post("/api/predict", files={"right": ("10193_OD.jpg", photo, "image/jpeg"),
                                               "left": ("10193_OG.jpg", other, "image/jpeg")}).status_code == 200
+    # Probe 59 BW1: other languages' and scripts' words were graded as the eye they were sent as.
+    for name, eye, sent in (("10193_左.jpg", "left", "right"), ("10048_左眼.jpg", "left", "right"), ("10048_левый.jpg", "left", "right"),
+                            ("10048_αριστερό.jpg", "left", "right"), ("10048_vänster.jpg", "left", "right"),
+                            ("10193_linkes_Auge.jpg", "left", "right"), ("左眼.jpg", "left", "right"), ("10193_右.jpg", "right", "left"),
+                            ("10048_høyre.jpg", "right", "left"), ("10193_O.D..jpg", "right", "left"), ("10048_prawe.jpg", "right", "left")):
+        res = client.post("/api/predict", files={sent: (name, photo, "image/jpeg")})
+        assert res.status_code == 400 and res.json()["error"] == (f"{sent} eye: {name}: its file name says the {eye} eye; "
+                                                                  f"send it as '{eye}' (or rename it)"), name
+    assert client.post("/api/predict", files={"right": ("10193_右.jpg", photo, "image/jpeg"),
+                                              "left": ("10193_左.jpg", other, "image/jpeg")}).status_code == 200
     # Names that agree, say nothing or name both eyes, and a photo of unknown side: graded.
     for files in ({"right": ("P7_OD.jpeg", photo, "image/jpeg"), "left": ("P7_left.jpeg", other, "image/jpeg")},
                   {"left": ("scan.jpeg", photo, "image/jpeg")}, {"left": ("P9_OD_OS.jpeg", photo, "image/jpeg")},

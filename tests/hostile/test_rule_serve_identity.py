@@ -99,6 +99,15 @@ def test_a_dicom_laterality_against_its_field_is_refused_as_a_name_is(client, di
     assert client.post("/api/predict", files={"file": ("scan001.dcm", dicom(6, laterality="R", tag=tag))}).status_code == 200
 
 
+@pytest.mark.parametrize(("value", "eye", "other"), [("OS", "left", "right"), ("LEFT", "left", "right"), ("OD", "right", "left")])
+def test_a_dicom_laterality_spelt_as_a_word_is_the_eye(client, dicom, value, eye, other):
+    """Probe 59 BW5: ImageLaterality OS (not the standard L) sent as 'right' was graded as the right eye."""
+    res = client.post("/api/predict", files={other: ("IM1.dcm", dicom(11, laterality=value), "application/dicom")})
+    assert res.status_code == 400, res.text
+    assert res.json()["error"] == f"{other} eye: IM1.dcm: its DICOM laterality says the {eye} eye; send it as '{eye}'"
+    assert client.post("/api/predict", files={eye: ("IM1.dcm", dicom(11, laterality=value))}).status_code == 200
+
+
 def test_a_dicom_whose_name_and_laterality_disagree_is_refused_in_either_field(client, dicom):
     data = dicom(8, laterality="R")  # named for the left eye
     for field in ("left", "right"):

@@ -27,15 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from drgrader.data.eyes import unaccented
+from drgrader.data.eyes import eye_word, unaccented
 from drgrader.data.image_files import ImageReadError, check_regular_file
 
 DICOM_SUFFIX = ".dcm"
 _MAGIC_OFFSET = 128  # the 128-byte preamble, then b"DICM"
 _FRAME_REF = re.compile(r"^(?P<name>.+)#frame(?P<frame>[1-9][0-9]*)$")
 _PILLOW_SUFFIXES = {".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
-# What a laterality tag says; only L and R name an eye ("B", both eyes, and "U", unpaired, do not).
-_LATERALITY = {"L": "left", "R": "right", "B": "B (both eyes)", "U": "U (unpaired)"}
+# What a laterality tag says: L and R name an eye, and so do the words devices and PACS rewrites write in their
+# place (OD, OS, LEFT, RIGHT: eyes.eye_word; probe 59 BW5); "B", both eyes, and "U", unpaired, do not.
+_LATERALITY = {"B": "B (both eyes)", "U": "U (unpaired)"}
 _LATERALITY_TAGS = ("ImageLaterality", "Laterality")  # the photo's own, then its series'
 
 # Tags that tell two people under one PatientID apart (two sites' ids, a typing error): kept as
@@ -201,7 +202,7 @@ def read_header(path: str | Path) -> DicomHeader:
             raise ImageReadError(path, "not a DICOM file (no 'DICM' marker after the 128-byte preamble, no image header)")
         raise ImageReadError(path, "DICOM file without an image (no Rows/Columns: truncated, or a report, DICOMDIR or other non-image object)")
     values = {tag: str(ds.get(tag) or "").strip().upper() for tag in _LATERALITY_TAGS}
-    laterality = tuple((tag, _LATERALITY.get(v, repr(v))) for tag, v in values.items() if v)
+    laterality = tuple((tag, eye_word(v) or _LATERALITY.get(v, repr(v))) for tag, v in values.items() if v)
     eyes = {said for _, said in laterality if said in ("left", "right")}
     return DicomHeader(
         height=rows,

@@ -7,6 +7,7 @@ Common names end in the eye after a separator (``_``, ``-`` or a space), in any 
     Patient001_OD, Patient001_OS           oculus dexter (right), oculus sinister (left)
     10193_OG, 10193_OE, 10193_OI, 10_LT    the left eye in French, Portuguese, Spanish, English notes
     10606_derecho, 5001_links, 10193left   other languages' words; an eye word glued to the number
+    张三_左眼, 10193_левый, 10193左, 10193_O.D.   other scripts' (drgrader.data.eye_words); the Latin dotted
     10_OS_left                             the eye said twice: patient 10
     P-17-left, "anna k OS"
     10_left (1), 10_left - Copy, 10_left copy 2   a browser's, Windows' or macOS's copy of 10_left
@@ -29,19 +30,8 @@ import unicodedata
 from collections.abc import Iterable
 from pathlib import PurePosixPath
 
+from drgrader.data.eye_words import EYE_WORDS, LEFT_WORDS, RIGHT_WORDS
 from drgrader.outputs import escape_name, has_stray_bytes
-
-# The eye's words, one list for every rule below that reads it: English, Latin (oculus dexter, sinister), other
-# languages' (German, French, Spanish, Portuguese, Italian) and their abbreviations: OD is the right eye in French,
-# Spanish and Portuguese too, the left one OG (oeil gauche), OI (ojo izquierdo), OE (olho esquerdo); RT, LT in
-# English notes (probe 58 BV2). Not LA/RA (also a place, initials, a diagnosis) nor LE/RE (also a word, "re:";
-# read below only as a name's last word or the name alone).
-_RIGHT_WORDS = ("right", "od", "rt", "rechts", "droit", "droite", "derecho", "derecha", "direito", "direita", "destro", "destra")
-_LEFT_WORDS = ("left", "os", "og", "oi", "oe", "lt", "links", "gauche", "izquierdo", "izquierda", "esquerdo", "esquerda",
-               "sinistro", "sinistra")
-# The words a list's or label file's eye cell may hold (R, L too), and what they mean: the words a file name is read
-# by, so a French list's OG is the eye its photo 10193_OG names.
-EYE_WORDS = {"l": "left", "r": "right", **dict.fromkeys(_LEFT_WORDS, "left"), **dict.fromkeys(_RIGHT_WORDS, "right")}
 
 # What R, pandas, spreadsheets and forms write for a missing value: no patient, never one patient
 # "NA" of every photo that lacks one. Compared casefolded. pandas' own default list
@@ -98,7 +88,7 @@ _ERROR_VALUE = re.compile(r"^(?!#n/?a$)(?:#[^\s\d#][^\s#!?]{0,14}[!?]|#[^\W\d_]{
 _INNER_EXTENSION = re.compile(r"\.(?:jpe?g|png|tiff?|bmp|gif|webp|dcm|jfif|jpe)$", re.IGNORECASE)
 _WORDS = re.compile(r"[^_\- ]+")
 _LONG_EYE_WORDS = set(EYE_WORDS) - {"l", "r"}  # single letters inside a name are too often something else
-_RIGHT, _LEFT, _LONG = "|".join(_RIGHT_WORDS), "|".join(_LEFT_WORDS), "|".join(_LONG_EYE_WORDS)
+_RIGHT, _LEFT, _LONG = "|".join(RIGHT_WORDS), "|".join(LEFT_WORDS), "|".join(_LONG_EYE_WORDS)
 # A name that is only its eye, in a few languages, perhaps numbered ("R", "RE", "OD1", "rechts_2", "gauche").
 _BARE_EYE = re.compile(rf"^(?:(?P<right>r|re|{_RIGHT})|(?P<left>l|le|{_LEFT}))[_\- ]?[0-9]{{0,3}}$", re.IGNORECASE)
 # A name that is its eye and nothing else ("OD", "Right", "left eye", "OS (1)"): a patient-per-folder
@@ -111,6 +101,11 @@ _COPY_SUFFIX = re.compile(r"(?: ?\(\d{1,2}\)| - (?:copy|kopie)(?: \(\d+\))?| cop
 _COPY_PREFIX = re.compile(r"^(?:copy(?: \(\d+\))? of |kopie von |copie de |copia de |copia di )", re.IGNORECASE)
 
 
+def _composed(name: str) -> str:
+    """:func:`uncopied`, in Unicode NFC: macOS writes names decomposed (``vänster``, a Korean word as its letters)."""
+    return unicodedata.normalize("NFC", uncopied(name))
+
+
 def uncopied(name: str) -> str:
     """A file name (or image id) without its folders and a copy's marks (``Copy of 10_left (1)``: ``10_left``)."""
     return _COPY_PREFIX.sub("", _COPY_SUFFIX.sub("", PurePosixPath(name.replace("\\", "/")).name.strip()))
@@ -120,14 +115,18 @@ def folder_patient(name: str) -> str:
     """The patient a patient's folder names, without a copy's marks (``1002 - Copy``, ``1003 (2)``,
     ``Copy of 1001``: a folder copied or downloaded twice is the same patient's; probe 55 BS11)."""
     return patient_id(uncopied(name) or name)
-_NAME = re.compile(rf"^(?P<patient>.*[^_\- ])[_\- ]+(?P<eye>l|r|{_LONG})$", re.IGNORECASE)
+# The eye as a name's last word; the Latin abbreviations dotted too ("10193_O.D.", "10193 O.S"; probe 59 BW1).
+_NAME = re.compile(rf"^(?P<patient>.*[^_\- ])[_\- ]+(?P<eye>l|r|{_LONG}|o\.[ds]\.?)$", re.IGNORECASE)
 # An eye word glued to the patient's number ("10193left", "10193Right"; probe 58 BV2): only the long
-# English words after a digit ("12_l1", "DSC0042R" say nothing).
-_GLUED = re.compile(r"^(?P<patient>.*[0-9])(?P<eye>left|right)$", re.IGNORECASE)
+# English words after a digit ("12_l1", "DSC0042R" say nothing), and another script's, which its writers
+# do not space ("10193左", "10193левый"), and 左眼 / 右眼 / 左目 / 右目 after a name too ("张三左眼"; probe 59 BW1).
+_OTHER_SCRIPTS = "|".join(w for w in (*RIGHT_WORDS, *LEFT_WORDS) if not w.isascii())
+_GLUED = re.compile(rf"^(?P<patient>.*[0-9]|.*[^\W\d_](?=[左右][眼目]$))(?P<eye>left|right|{_OTHER_SCRIPTS})$", re.IGNORECASE)
 # A second photo of an eye: a camera's number or the field after a long eye word ("5_left_2",
 # "6_OS_macula", "6_left_disc"): the same patient and eye (identity notes several photos of one eye).
+# And the word eye after it ("10_left_eye", "10193_linkes_Auge"; probe 59 BW1).
 _SHOT = re.compile(rf"^(?P<eye_named>.*[_\- ](?:{_LONG}))[_\- ]+(?:\d{{1,2}}|macula|macular|disc|disk|nasal|temporal|"
-                   r"f\d|field ?\d)$", re.IGNORECASE)
+                   r"f\d|field ?\d|eye|auge)$", re.IGNORECASE)
 
 
 def patient_id(text: str) -> str:
@@ -203,7 +202,7 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
 
     ``name`` is an image id or file name without its extension; folders in it are ignored.
     """
-    stem = uncopied(name)
+    stem = _composed(name)
     # a second extension Windows hid ("10_left.jpeg.jpg": the id keeps ".jpeg"; probe 34 AX12)
     stem = _INNER_EXTENSION.sub("", stem)
     if shot := _SHOT.match(stem):
@@ -211,10 +210,10 @@ def patient_and_eye(name: str) -> tuple[str, str] | None:
     match = _NAME.match(stem) or _GLUED.match(stem)
     if match is None:
         return None
-    patient, eye = match["patient"], EYE_WORDS[match["eye"].lower()]
+    patient, eye = match["patient"], EYE_WORDS[match["eye"].lower().replace(".", "")]
     # The eye said twice (``10_OS_left``): the patient is ``10``, not ``10_OS``. (Two different
     # eyes are a contradiction, left to eyes_named.)
-    while (again := _NAME.match(patient)) and EYE_WORDS[again["eye"].lower()] == eye:
+    while (again := _NAME.match(patient)) and EYE_WORDS[again["eye"].lower().replace(".", "")] == eye:
         patient = again["patient"]
     return patient, eye
 
@@ -257,7 +256,7 @@ def eye_of_folder(name: str) -> str | None:
     """The eye a folder is named for, alone (``OD/``, ``Left/``, ``right eye/``: an eye-per-folder
     layout; probe 37 BA7); None for any other folder name: never a letter or a number (``R0/`` ..
     ``R3/`` are the NHS grades, ``L0/`` EyePACS levels, ``R1/`` a reading round; probe 38 BB4)."""
-    bare = _FOLDER_EYE.match(re.sub(r"[_\- ]?eye$", "", name.strip(), flags=re.IGNORECASE))
+    bare = _FOLDER_EYE.match(re.sub(r"[_\- ]?eye$", "", unicodedata.normalize("NFC", name.strip()), flags=re.IGNORECASE))
     return None if bare is None else _eye_matched(bare)
 
 
@@ -272,6 +271,7 @@ _SHORT_EYES = {"r": "right", "re": "right", "l": "left", "le": "left"}
 _ANY_SEPARATORS = re.compile(r"[()\[\]._\- ]+")
 # RE / LE as the last word ("5003_RE"; probe 38 BB1); the other languages' words ("5001_rechts") are long eye words.
 _LAST_WORD_EYE = re.compile(r"(?<=[_\- ])(?:(?P<right>re)|(?P<left>le))$", re.IGNORECASE)
+_DOTTED_EYE = re.compile(r"(?:^|(?<=[_\- ]))o\.([ds])\.?(?=[_\- ]|$)", re.IGNORECASE)  # O.D., O.S (probe 59 BW1)
 _FOLDER_EYE = re.compile(rf"^(?:(?P<right>{_RIGHT})|(?P<left>{_LEFT}))$", re.IGNORECASE)
 
 
@@ -283,7 +283,13 @@ def _eye_matched(match: re.Match) -> str:
 def eye_alone(name: str) -> str | None:
     """The eye of a name that says its eye and nothing else (``OD``, ``Right``, ``left eye``,
     ``OS (1)``), or None: such a photo's folder names its patient (``P10/OD.jpeg``)."""
-    match = _EYE_ONLY.match(uncopied(name))
+    return eye_word(_composed(name))
+
+
+def eye_word(text: str) -> str | None:
+    """The eye a text that is an eye word and nothing else names (``R``, ``OD``, ``LEFT``, ``Left Eye``,
+    ``rechts``), or None (``B``, ``OU``, ``R/L``): a name's or a DICOM laterality tag's (probe 59 BW5)."""
+    match = _EYE_ONLY.match(text.strip())
     return _eye_matched(match) if match else None
 
 
@@ -291,12 +297,13 @@ def eyes_named(name: str) -> set[str]:
     """Every eye a name mentions: its last word (as :func:`patient_and_eye` reads it) and any
     ``left`` / ``right`` / ``OS`` / ``OD`` word elsewhere in it; a name that is an eye word alone
     (``R``, ``LE``, ``OD1``, ``rechts``: a patient-per-folder export). Two eyes: the name contradicts itself."""
-    plain = uncopied(name)
+    plain = _composed(name)
     if bare := _BARE_EYE.match(plain):  # probe 37 BA1; "r (1)": probe 38 BB1
         return {_eye_matched(bare)}
+    named = {EYE_WORDS["o" + m[1].lower()] for m in _DOTTED_EYE.finditer(plain)}  # "10193_O.S._right": probe 59 BW1
     spaced = _ANY_SEPARATORS.sub("_", plain).strip("_")
     words = [re.sub(r"(?<=.)eye$", "", w.lower()) for w in _WORDS.findall(spaced)]  # "rightEye": probe 39 BC1
-    named = {EYE_WORDS[w] for w in words if w in _LONG_EYE_WORDS}
+    named |= {EYE_WORDS[w] for w in words if w in _LONG_EYE_WORDS}
     named |= {EYE_WORDS[m["eye"].lower()] for w in words if (m := _GLUED.match(w))}  # "10193left_OD"
     # a one-letter eye before a date or shot number ("5001_R_20240101", "5002_R1"; probe 38 BB1; "5119_RE_1")
     named |= {_SHORT_EYES[m[1].lower()] for m in _LETTER_EYE_NUMBERED.finditer(spaced)}
