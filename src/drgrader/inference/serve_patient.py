@@ -22,8 +22,6 @@ import numpy as np
 import pandas as pd
 
 from drgrader.data.dicom import DicomHeader, is_dicom
-from drgrader.data.eyes import eye_alone, eye_of_folder, folded_patient, folder_patient, uncopied, visit_folder
-from drgrader.data.folder_layout import folder_eye
 from drgrader.data.identity import resolve_identity
 from drgrader.data.identity_claims import VISIT_FOLDER, evidence, patient_named, photo_eye_claims
 from drgrader.data.identity_notes import (
@@ -35,7 +33,6 @@ from drgrader.data.identity_notes import (
     NO_PATIENT,
     TWO_PEOPLE,
     TWO_VISITS,
-    camera_counter,
     note_kinds,
     people_tags_differing,
 )
@@ -45,6 +42,7 @@ from drgrader.grading import GRADE_NAMES, SCORE_COLUMNS
 from drgrader.inference.bundle import Bundle
 from drgrader.inference.patient_decision import decide_patients
 from drgrader.inference.predict import OUTPUT_COLUMNS, ready_for_patients, typed_predictions
+from drgrader.inference.serve_names import counted_alike, exam_day, folder_claims, folder_eye_said, name_number
 
 EYE_FIELDS = {"right": "right", "left": "left"}  # form field -> eye, in the order eyes are listed
 FILE_FIELD = "file"  # one photo, side unknown
@@ -52,11 +50,6 @@ FIELDS = [*EYE_FIELDS, FILE_FIELD]
 MAX_PHOTOS = 2
 PATIENT_ID = "patient"
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,5}")
-# A date in a name (20240101, 2024-01-01, 01.01.2024), perhaps with its time (_103015, T10:30:15, " at 10.30.15",
-# a phone's _103015123): the day of an exam, never a patient's number (probe 58 BV1)
-_DATE_IN_NAME = re.compile(r"(?<!\d)(?P<day>(?:19|20)\d\d(?P<s>[-_.]?)(?:0[1-9]|1[0-2])(?P=s)(?:0[1-9]|[12]\d|3[01])"
-                           r"|(?:0?[1-9]|[12]\d|3[01])(?P<t>[-_./])(?:0?[1-9]|1[0-2])(?P=t)(?:19|20)\d\d)"
-                           r"(?:(?:[-_T ]| at )\d\d[-.:]?\d\d(?:[-.:]?\d\d(?:\d{3})?)?)?(?!\d)", re.IGNORECASE)
 
 
 def unknown_fields(names: Iterable[str]) -> str | None:
@@ -79,28 +72,12 @@ def upload_name(sent: str) -> str:
     return "/".join(parts[-3:]) or "upload"
 
 
-def _folder_claims(name: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """(patient, person) an upload's folders say, as :func:`~drgrader.data.input_files.input_rows` reads
-    a file's: a photo named by its eye alone (``1001/OD.jpg``) is its folder's patient's, or the
-    folder's above a visit's (``1001/V1/OD.jpg``), whose visit tells two exams apart, or above its
-    eye's (``1001/OD/IMG_0001.jpg``: two such patients' photos are no pair)."""
-    path = PurePosixPath(name)
-    folder, above = path.parent.name, path.parent.parent.name
-    visit = folder if visit_folder(folder) and above else ""
-    # in its eye's folder, a name without a patient's number (1001/OD/IMG_0001.jpg) is the folder's above (probe 58 BV5)
-    in_eye_folder = bool(above and folder_eye(folder) and not name_number(path.stem))
-    holder = above if visit or in_eye_folder else folder
-    by_folder = eye_alone(path.stem) or in_eye_folder
-    patient = folder_patient(holder) if holder and by_folder and not eye_of_folder(holder) else ""
-    return patient, ((VISIT_FOLDER, visit.casefold()),) if visit else ()
-
-
 def upload_evidence(field: str, name: str, path: Path, header: DicomHeader | None) -> dict:
     """The identity evidence (:func:`~drgrader.data.identity.evidence`) of one uploaded eye photo,
     gathered as predict gathers a listed photo's (:func:`~drgrader.data.input_files.input_rows`): its
     field is a claim about the eye, as a CSV's eye cell is; its DICOM header (``PatientID``,
-    laterality); its file name, the image id, and its folders (:func:`_folder_claims`)."""
-    folder_patient, visit = _folder_claims(name)
+    laterality); its file name, the image id, and its folders (:func:`~.serve_names.folder_claims`)."""
+    folder_patient, visit = folder_claims(name)
     return evidence(path, PurePosixPath(name).stem, path, csv_eye=EYE_FIELDS[field], folder_patient=folder_patient,
                     dicom_patient=header.patient_id if header else "",
                     dicom_laterality=header.laterality if header else (), person=(*(header.person if header else ()), *visit))
@@ -118,26 +95,11 @@ def _wrong_eye(field: str, name: str, said: list[tuple[str, str]]) -> str:
     return field_error(field, f"{name}: its {first_who} says the {first} eye; send it as '{first}'{fix}")
 
 
-def _folder_eye(name: str) -> list[tuple[str, str]]:
-    """What an upload's folder says of its eye (``OD/10193.jpg``, ``Right Eye/``, ``L/``), as
-    :func:`~drgrader.data.identity_claims.photo_eye_claims` says it: ``[(who, eye)]``, or none."""
-    folder = PurePosixPath(name).parent.name
-    eye = folder_eye(folder) if folder else None
-    return [(f"folder {folder!r}", eye)] if eye else []
-
-
 def _patient_source(row: dict, patient: str) -> str:
     """Where a resolved photo's patient came from, for messages: its DICOM ``PatientID``, name or folder."""
     if row["dicom_patient"] == patient:
         return "DICOM PatientID"
     return "folder" if row["folder_patient"] == patient and not patient_named(row["image_id"]) else "name"
-
-
-def _exam_day(exam: str) -> str:
-    """A date's or visit's id as one spelling, to compare two: a date without its time (a phone's
-    ``20240101_103015`` and ``20240101_103020`` are one day's)."""
-    day = _DATE_IN_NAME.fullmatch(exam)
-    return folded_patient(day["day"] if day else exam)
 
 
 def _two_patients(names: list[str], rows: list[dict], resolved: pd.DataFrame, kinds: list[set[str]]) -> str | None:
@@ -154,7 +116,7 @@ def _two_patients(names: list[str], rows: list[dict], resolved: pd.DataFrame, ki
                "spell them alike)") if LOOKALIKE_PATIENTS in kinds[0] else ""
         return f"the 'right' and 'left' photos are of two patients ({said}): send the two eyes of one patient{fix}"
     exams = [_name_id(row, patient, k) for row, patient, k in zip(rows, patients, kinds)]
-    if all(DATE_ID.match(e) for e in exams) and _exam_day(exams[0]) != _exam_day(exams[1]):  # probe 58 BV6
+    if all(DATE_ID.match(e) for e in exams) and exam_day(exams[0]) != exam_day(exams[1]):  # probe 58 BV6
         said = "; ".join(f"{name}: {exam!r} by its {'name' if NO_PATIENT in k else _patient_source(row, exam)}"
                          for name, exam, row, k in zip(names, exams, rows, kinds))
         return (f"the 'right' and 'left' photos are of two exams ({said}: a date or visit each): send the two eyes "
@@ -182,7 +144,8 @@ def eye_mix_up(photos: Iterable[tuple[str, str, Path]], headers: dict[str, Dicom
     bytes sent as both eyes (graded as a pair it would be its own fellow eye), or what predict's
     resolver (:func:`~drgrader.data.identity.resolve_identity`, each field a claim about its
     photo's eye) notes as another eye or another patient: a photo whose file name, DICOM
-    laterality or folder names the other eye (``10_right.jpeg``, ``OD/10193.jpg`` sent as ``left``), or
+    laterality or folder names the other eye (``10_right.jpeg``, ``OD/10193.jpg``, ``Fundus_OD/IMG_0001.jpg`` sent as
+    ``left``; a letter's folder, ``L/``, is no eye, as predict's rule reads none: :func:`~.serve_names.folder_eye`), or
     whose name, header and folder disagree; two photos of two patients by their names or ``PatientID`` (``10131_right.jpeg``
     beside ``11_left.jpeg``; ``007`` and ``7``, kept apart by predict too), or of one
     ``PatientID`` but two patients by their names. Other notes are no refusal: a photo without a
@@ -197,7 +160,7 @@ def eye_mix_up(photos: Iterable[tuple[str, str, Path]], headers: dict[str, Dicom
     resolved = resolve_identity(rows)  # one row per photo, in order: the uploads are distinct files
     kinds = [note_kinds(note) for note in resolved["identity_note"]]
     for (field, name, _), row, of_photo in zip(eyes, rows, kinds):
-        said = [*photo_eye_claims(row), *_folder_eye(name)]  # its folder too, as predict reads it (probe 58 BV5)
+        said = [*photo_eye_claims(row), *folder_eye_said(name)]  # its folder too (probe 58 BV5, probe 59 BW10, BW11)
         if CONTRADICTORY_EYE in of_photo or any(eye != EYE_FIELDS[field] for _, eye in said):
             return _wrong_eye(field, name, said)
     if len(eyes) == 2 and (numbered := _two_numbers([name for _, name, _ in eyes], rows, resolved, kinds)):
@@ -211,19 +174,6 @@ def _name_id(row: dict, patient: str, kinds: set[str]) -> str:
     return row["image_id"] if NO_PATIENT in kinds else patient
 
 
-def name_number(name: str) -> str:
-    """The number an id or a file name's stem gives its patient (``Patient2`` -> ``2``, ``5001_R_20240101``
-    -> ``5001``, ``10007_2024`` -> ``10007``): its longest run of digits once its dates are out, a year
-    only when there is no other; '' for none, a camera's counter (``IMG_0001``) or a date or visit. A copy's
-    marks are no number (``image (1)``, ``image (2)``: a browser's downloads of one name)."""
-    name = uncopied(name) or name
-    if camera_counter(name) or DATE_ID.match(name) or eye_alone(re.sub(r"[_\- ]?\d{1,3}$", "", name)):
-        return ""  # (OD_1, R2: a shot of an eye named alone)
-    runs = re.findall(r"\d+", _DATE_IN_NAME.sub(" ", name))
-    runs = [r for r in runs if not re.fullmatch(r"(?:19|20)\d\d", r)] or runs
-    return max(runs, key=len, default="")
-
-
 def _two_numbers(names: list[str], rows: list[dict], resolved: pd.DataFrame, kinds: list[set[str]]) -> str | None:
     """The message for two photos, one or both without a patient by their evidence, whose names hold two
     patients' numbers (``Patient002.jpg`` + ``Patient014.jpg``, ``10007.jpg`` + ``10570.jpg``, ``Patient2.jpg``
@@ -235,6 +185,8 @@ def _two_numbers(names: list[str], rows: list[dict], resolved: pd.DataFrame, kin
     numbers = [name_number(_name_id(row, patient, k)) for row, patient, k in zip(rows, resolved["patient_id"], kinds)]
     if not all(numbers) or numbers[0].lstrip("0") == numbers[1].lstrip("0"):
         return None
+    if counted_alike([_name_id(row, patient, k) for row, patient, k in zip(rows, resolved["patient_id"], kinds)]):
+        return None  # one phone's shots, Scan_1 and Scan_2 (probe 59 BW6)
     return (f"the 'right' and 'left' photos are named for two patients' numbers ({names[0]}: {numbers[0]!r}; "
             f"{names[1]}: {numbers[1]!r}), and predict takes them as two patients: send the two eyes of one patient "
             "(or name them so, e.g. 1001_right.jpg and 1001_left.jpg)")
