@@ -368,3 +368,64 @@ def test_int8_export_refuses_validation_photos_replaced_since_training(synth_dir
     assert (f"error: --int8 checks its gate on {run}'s validation photos with the grades the run read, but 1 of them were "
             f"replaced since by another picture under the same name ({image}): restore them") in err
     assert not out.exists()
+
+
+def _fake_run(tiny_bundle, synth_dir, tmp_path):
+    """A run folder without training: the tiny bundle as if trained on the synthetic data set, its
+    manifest.csv and split.csv, and the bundle's records of its training and held-out photos."""
+    from drgrader.config import ExperimentConfig
+    from drgrader.data.prepare import prepare_data
+    from drgrader.evaluation.training_overlap import write_training_digests
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_bundle, run / "bundle")
+    manifest = json.loads((run / "bundle" / "bundle.json").read_text())
+    manifest["config"]["data"] = {**manifest["config"]["data"], "root": str(synth_dir), "format": "kaggle"}
+    (run / "bundle" / "bundle.json").write_text(json.dumps(manifest))
+    cfg = ExperimentConfig.model_validate({**manifest["config"], "name": "run"})
+    save_config(cfg.model_copy(update={"data": cfg.data.model_copy(update={"cache_dir": tmp_path / "cache"})}),
+                run / "config.yaml")
+    prepare_data(load_config(run / "config.yaml").data, run, progress=False)
+    write_training_digests(run, run / "bundle")
+    return run
+
+
+def test_evaluate_run_refuses_a_split_csv_edited_since_training(tiny_bundle, synth_dir, tmp_path, capsys):
+    # Before (probe 59 CW2): a test patient moved to train (or val) in the run's split.csv: `evaluate RUN`
+    # scored the smaller split as "the held-out test split", exit 0, though the bundle's
+    # held_out_photos.sha256 lists every photo the run held out. The other way (probe 59 CW5), a train
+    # patient moved to test was refused as "another run's model ... (a bundle copied in?)".
+    run = _fake_run(tiny_bundle, synth_dir, tmp_path)
+    split_file = run / "split.csv"
+    original = pd.read_csv(split_file, dtype=str, keep_default_na=False)
+    held = len((run / "bundle" / "held_out_photos.sha256").read_text().split())
+
+    def evaluate_with(split: pd.DataFrame) -> str:
+        split.to_csv(split_file, index=False)
+        capsys.readouterr()
+        assert main(["evaluate", str(run), "--out", str(tmp_path / "ev"), "--set", "eval.bootstrap=5"]) == 2
+        assert not (tmp_path / "ev").exists()
+        return capsys.readouterr().err
+
+    for side in ("train", "val"):
+        patient = original.loc[original["split"] == "test", "patient_id"].iloc[0]
+        moved = original["patient_id"] == patient
+        err = evaluate_with(original.assign(split=original["split"].mask(moved, side)))
+        first = sorted(synth_dir.glob(f"images/{original.loc[moved, 'image_id'].iloc[0]}.*"))[0]
+        assert (f"{split_file} no longer puts {moved.sum()} of the {held} photos {run / 'bundle'} records as held out "
+                f"(held_out_photos.sha256) in test (e.g. {first}, now in {side})") in err, err
+        assert "edited since training? restore the run's split.csv" in err
+    # Every test photo moved to train: the run would be scored on its validation split instead.
+    err = evaluate_with(original.assign(split=original["split"].replace("test", "train")))
+    assert f"{split_file} no longer puts {held} of the {held} photos" in err, err
+    # A train patient moved to test: refused, naming split.csv, not a bundle copied in.
+    patient = original.loc[original["split"] == "train", "patient_id"].iloc[0]
+    moved = original["patient_id"] == patient
+    err = evaluate_with(original.assign(split=original["split"].mask(moved, "test")))
+    first = sorted(synth_dir.glob(f"images/{original.loc[moved, 'image_id'].iloc[0]}.*"))[0]
+    assert (f"{split_file} puts {moved.sum()} photos in test that {run / 'bundle'} was trained or tuned on (e.g. {first}; "
+            "by training_photos.sha256, not in its held_out_photos.sha256)") in err, err
+    assert "a bundle copied in" not in err and "edited since training?" in err
+    # The split as trained: evaluated.
+    original.to_csv(split_file, index=False)
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "ev"), "--set", "eval.bootstrap=5"]) == 0

@@ -288,12 +288,36 @@ def test_gallery_uses_grad_cam_when_the_run_has_a_bundle(tmp_path, tiny_bundle):
     run = tmp_path / "with-bundle"
     make_run(run, task="grade", n_patients=10)
     shutil.copytree(tiny_bundle, run / "bundle")
+    own = json.loads((run / "bundle" / "bundle.json").read_text())["config"]
+    save_config(ExperimentConfig.model_validate(own), run / "config.yaml")  # the run the bundle was trained in
     write_report(run)
     from PIL import Image
 
     with Image.open(run / "figures" / "error_01.png") as im:
         assert im.width > 1.5 * THUMBNAIL_PX  # photo and overlay side by side
     assert "Grad-CAM" in (run / "report.html").read_text(encoding="utf-8")
+
+
+def test_gallery_draws_no_grad_cam_with_another_runs_bundle(tmp_path, tiny_bundle, caplog):
+    # Before (probe 59 CW3): another run's bundle copied into RUN/bundle (another seed, image size ...):
+    # `report RUN` drew its Grad-CAM and input panels under this run's captions, without a word.
+    pytest.importorskip("pytorch_grad_cam")
+    run = tmp_path / "with-bundle"
+    make_run(run, task="grade", n_patients=10)
+    shutil.copytree(tiny_bundle, run / "bundle")
+    own = json.loads((run / "bundle" / "bundle.json").read_text())["config"]
+    save_config(ExperimentConfig.model_validate({**own, "train": {**own["train"], "seed": 7}}), run / "config.yaml")
+    write_report(run)
+    from PIL import Image
+
+    with Image.open(run / "figures" / "error_01.png") as im:
+        assert im.width <= 1.5 * THUMBNAIL_PX  # the photo alone
+    said = (f"{run} is not the run {run / 'bundle'} was trained in (train.seed: the bundle's {own['train']['seed']}, "
+            "the run's 7): the report's Grad-CAM would show another model under this run's predictions; the error "
+            "gallery is drawn without it")
+    assert said in caplog.text
+    markdown = (run / "report.md").read_text(encoding="utf-8")
+    assert f"No Grad-CAM: {said}." in markdown and "right: Grad-CAM" not in markdown
 
 
 def test_report_needs_metrics(tmp_path):

@@ -90,8 +90,14 @@ def _error_caption(row: pd.Series) -> list[str]:
     return lines
 
 
-def _load_explainer(run: RunData):
-    """(bundle, explain_image) for Grad-CAM overlays, or None when unavailable."""
+# probe 59 CW3: another run's bundle copied into the run folder
+NOT_ITS_MODEL = ("the report's Grad-CAM would show another model under this run's predictions; the error gallery "
+                 "is drawn without it")
+
+
+def _load_explainer(run: RunData) -> tuple[tuple | None, str | None]:
+    """((bundle, explain_image) for Grad-CAM overlays, or None when unavailable; why not, for the
+    report, when the run's bundle is not its own model)."""
     from drgrader.inference.bundle import MANIFEST, load_bundle
 
     candidates = [run.run_dir / "bundle"]
@@ -99,22 +105,32 @@ def _load_explainer(run: RunData):
         candidates.append(Path(run.metrics["model"]))
     bundle_dir = next((c for c in candidates if (c / MANIFEST).is_file()), None)
     if bundle_dir is None:
-        return None
+        return None, None
     from drgrader.extras import missing
 
     if missing("explain") or not (bundle_dir / "model.safetensors").is_file():
         log.info("report: no Grad-CAM overlays (they need the [explain] extra and the bundle's model.safetensors)")
-        return None
+        return None, None
     try:  # only now: it imports PyTorch and pytorch-grad-cam (seconds)
         from drgrader.inference.explain import explain_image
     except ImportError as exc:
         log.info("report: no Grad-CAM (%s)", exc)
-        return None
+        return None, None
     try:
-        return load_bundle(bundle_dir), explain_image
+        bundle = load_bundle(bundle_dir)
     except Exception as exc:  # a broken bundle must not stop the report: plain thumbnails instead
         log.warning("report: cannot load bundle %s for Grad-CAM: %s", bundle_dir, exc)
-        return None
+        return None, None
+    if bundle_dir == candidates[0] and (run.run_dir / "config.yaml").is_file():  # probe 59 CW3: as evaluate RUN checks
+        from drgrader.inference.bundle_spec import BundleError
+        from drgrader.workflows.run_folder import check_own_run
+
+        try:
+            check_own_run(bundle_dir, bundle.manifest, run.run_dir, uses=NOT_ITS_MODEL, strict=False, whole=True)
+        except BundleError as exc:
+            log.warning("report: %s", exc)
+            return None, f"No Grad-CAM: {exc}."
+    return (bundle, explain_image), None
 
 
 def _thumbnail(path: str, run: RunData, explainer) -> tuple[np.ndarray | None, bool]:
@@ -156,7 +172,7 @@ def gallery_section(run: RunData, figures: dict[str, bytes]) -> Section:
     errors = select_errors(pred, run.metrics.get("thresholds"))
     if errors.empty:
         return Section("gallery", title, [Note("No wrong predictions on this set.")])
-    explainer = _load_explainer(run)
+    explainer, not_own = _load_explainer(run)
     items, missing, with_cam = [], [], 0
     for i, (_, row) in enumerate(errors.iterrows(), start=1):
         picture, cam = _thumbnail(str(row.get("path", "")), run, explainer) if "path" in row else (None, False)
@@ -173,6 +189,8 @@ def gallery_section(run: RunData, figures: dict[str, bytes]) -> Section:
         + (" (left: the model's input; right: Grad-CAM, where the model looked for referable DR)" if with_cam else
            " (the model's input after preprocessing)")
         + ". Look for a pattern: image quality, a lesion type, a camera.")]
+    if not_own:
+        blocks.append(Note(not_own))
     if items:
         blocks.append(Gallery(items))
     if missing:

@@ -8,6 +8,7 @@ from pathlib import Path
 from drgrader.config import ConfigError, ExperimentConfig, config_to_dict, load_config
 from drgrader.inference.bundle import MANIFEST, load_bundle
 from drgrader.workflows.external_config import external_config, refuse_run_overrides
+from drgrader.workflows.held_out import NOT_ITS_RUN, refuse_changed_split
 from drgrader.workflows.run_folder import check_own_run
 
 log = logging.getLogger("drgrader")
@@ -84,7 +85,7 @@ def evaluate_command(
         evaluated_on = "test"
         if test_rows.empty:
             test_rows, evaluated_on = val_rows, "val"
-        _refuse_trained_on(bundle_dir, run_dir, test_rows, evaluated_on, learnt=prepared.table[prepared.table["split"] != "test"])
+        refuse_changed_split(bundle_dir, run_dir, test_rows, evaluated_on, learnt=prepared.table[prepared.table["split"] != "test"])
         # Re-fitting on validation is only sound for a single model of this run.
         fit = not bundle.members
     else:
@@ -252,39 +253,6 @@ def _training_overlap(bundle, run_dir: Path | None, rows, pictures: dict[str, st
     if overlap["photos"]:
         log.warning(overlap_sentence(overlap))
     return overlap
-
-
-NOT_ITS_RUN = ("`evaluate RUN` would present another run's model's figures as this run's held-out split (a bundle "
-               "copied in?); evaluate the bundle on a data set with `drgrader evaluate BUNDLE --data DATA`")
-
-
-def _refuse_trained_on(bundle_dir: Path, run_dir: Path, rows, split: str, *, learnt) -> None:
-    """The run's held-out photos are none of those the bundle's own record says it trained or was
-    tuned on (probe 34 BX13: another run's bundle copied into the run folder, its training photos
-    reported as this run's test split). When each is a byte copy of one of the run's own training
-    or validation photos (``learnt``), the run's split put copies on two sides (probe 58 CV1: a
-    split file), and the message says so."""
-    from drgrader.data.image_files import identical_files
-    from drgrader.evaluation.training_overlap import TRAINING_DIGESTS, digest, recorded_digests
-    from drgrader.inference.bundle_spec import BundleError
-
-    digests = recorded_digests(bundle_dir)
-    if split != "test" or digests is None:  # a val-only run: its validation photos tuned the model, said so
-        return
-    seen = [str(p) for p in rows["path"] if digest(p) in digests]
-    own = [str(p) for p in learnt["path"]] if seen else []
-    copies: dict[str, str] = {}  # a test photo -> its byte copy among the run's training or validation photos
-    for group in identical_files([*seen, *own]):
-        if theirs := [own[i - len(seen)] for i in group if i >= len(seen)]:
-            copies.update({seen[i]: theirs[0] for i in group if i < len(seen)})
-    if seen and all(p in copies for p in seen):
-        raise BundleError(f"{run_dir}'s test split holds {len(seen)} byte copies of its own training or validation photos "
-                          f"(e.g. {seen[0]} = {copies[seen[0]]}): its split (split.csv) put copies on two sides, so its test "
-                          "figures would count photos the model learnt from; remove the copies from the data set (or "
-                          "put them on one side of the split file) and train again")
-    if seen:
-        raise BundleError(f"{bundle_dir} was trained or tuned on {len(seen)} of the {len(rows)} photos of {run_dir}'s test "
-                          f"split (e.g. {seen[0]}; by {TRAINING_DIGESTS}): {NOT_ITS_RUN}")
 
 
 def _data_set(cfg: ExperimentConfig) -> str:

@@ -247,20 +247,37 @@ def _data_settings(data: object) -> dict:
     return {key: data.get(key) for key in _DATA_KEYS}
 
 
-def check_own_run(bundle_dir: Path, manifest: dict, run_dir: Path, *, uses: str, strict: bool = True) -> None:
+def _model_settings(config: object) -> dict:
+    """The settings that make a model (its data, model and training sections, not how or where it
+    ran: :data:`RESUMABLE_KEYS`), flat, filled with the defaults; {} for no valid configuration."""
+    if not isinstance(config, dict):
+        return {}
+    try:
+        full = config_to_dict(ExperimentConfig.model_validate(config))
+    except ValueError:
+        return {}
+    made = flat_settings({section: full.get(section) for section in ("data", "model", "train")})
+    return {key: value for key, value in made.items() if key not in RESUMABLE_KEYS}
+
+
+def check_own_run(bundle_dir: Path, manifest: dict, run_dir: Path, *, uses: str, strict: bool = True,
+                  whole: bool = False) -> None:
     """Refuse a run folder that is not the one the bundle was trained in: its data settings (data
     set, labels, limit, split) in config.yaml differ from those in the bundle's ``bundle.json``
     (another run's bundle copied in). ``uses``: what would go wrong, for the message; without
-    ``strict``, a bundle or run that records no data settings is not checked."""
+    ``strict``, a bundle or run that records no data settings is not checked. ``whole``: its model
+    and training settings too (image size, backbone, seed ...), for what shows the run's own
+    model beside its figures (the report's Grad-CAM, probe 59 CW3), not another of its data."""
     from drgrader.config_yaml import ConfigError as YamlError
     from drgrader.inference.bundle_spec import BundleError
 
     own = _data_settings((manifest.get("config") or {}).get("data"))
     config_file = run_dir / "config.yaml"
     try:
-        found = _data_settings(config_to_dict(load_config(config_file))["data"]) if config_file.is_file() else {}
+        run_config = config_to_dict(load_config(config_file)) if config_file.is_file() else {}
     except YamlError:
-        found = {}
+        run_config = {}
+    found = _data_settings(run_config.get("data"))
     if not own or not found:
         if not strict:
             return
@@ -268,6 +285,8 @@ def check_own_run(bundle_dir: Path, manifest: dict, run_dir: Path, *, uses: str,
         raise BundleError(f"{run_dir} cannot be told to be the run {bundle_dir} was trained in ({missing} gives no data "
                           f"settings): {uses}")
     own, found = flat_settings(own, "data."), flat_settings(found, "data.")
+    if whole and (made := _model_settings(manifest.get("config"))) and (ran := _model_settings(run_config)):
+        own, found = made | own, ran | found
     differ = [key for key in sorted(own.keys() | found.keys()) if own.get(key) != found.get(key)]
     if differ:
         key = differ[0]
