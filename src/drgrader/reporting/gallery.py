@@ -123,7 +123,7 @@ def _load_explainer(run: RunData) -> tuple[tuple | None, str | None]:
         return None, None
     if bundle_dir == candidates[0] and (run.run_dir / "config.yaml").is_file():  # probe 59 CW3: as evaluate RUN checks
         from drgrader.inference.bundle_spec import BundleError
-        from drgrader.workflows.run_folder import check_own_run
+        from drgrader.inference.own_run import check_own_run
 
         try:
             check_own_run(bundle_dir, bundle.manifest, run.run_dir, uses=NOT_ITS_MODEL, strict=False, whole=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from drgrader.config import ConfigError, ExperimentConfig, config_to_dict, load_config
 from drgrader.inference.bundle import MANIFEST, load_bundle
+from drgrader.inference.own_run import check_own_run
 from drgrader.workflows.external_config import external_config, refuse_run_overrides
 from drgrader.workflows.held_out import NOT_ITS_RUN, refuse_changed_split
-from drgrader.workflows.run_folder import check_own_run
 
 log = logging.getLogger("drgrader")
 

@@ -24,6 +24,7 @@ from drgrader.data.split import run_split_table
 from drgrader.inference.bundle import Bundle, load_bundle
 from drgrader.inference.bundle_spec import BundleError, read_manifest, write_manifest
 from drgrader.inference.int8_figures import gate_figures_text, measured, recipe_choice, speed_text
+from drgrader.inference.own_run import check_own_run
 from drgrader.inference.predictor import score_batch
 from drgrader.inference.quantize import (
     INT8_FILE,
@@ -34,7 +35,6 @@ from drgrader.inference.quantize import (
     session_runner,
 )
 from drgrader.io import sha256_file
-from drgrader.workflows.run_folder import check_own_run
 
 log = logging.getLogger("drgrader")
 
