@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from fastapi.testclient import TestClient
 
 from drgrader.cli import main
 from drgrader.data.inputs import collect_inputs
@@ -47,14 +46,6 @@ def error_line(capsys) -> str:
 
 
 # ---------------------------------------------------------------------------- web demo
-@pytest.fixture(scope="module")
-def client(tiny_bundle):
-    from drgrader.inference.serve import create_app
-
-    with TestClient(create_app(tiny_bundle, max_upload_mb=1, max_pixels=1_000_000)) as c:
-        yield c
-
-
 @pytest.mark.parametrize("fields", [["photo"], ["Left"], ["left", "right_eye"], ["right", "left", "extra"], ["file", "image"]])
 def test_serve_refuses_a_photo_under_a_field_it_does_not_read(client, fields):
     files = [(field, (f"{field}.jpeg", jpeg(2, k), "image/jpeg")) for k, field in enumerate(fields)]

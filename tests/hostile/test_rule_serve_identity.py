@@ -11,7 +11,6 @@ import numpy as np
 import pydicom
 import pytest
 from dicom_files import write_dicom
-from fastapi.testclient import TestClient
 
 from drgrader.synth import make_fundus
 
@@ -24,14 +23,6 @@ def jpeg(grade: int, seed: int) -> bytes:
     ok, data = cv2.imencode(".jpeg", cv2.cvtColor(fundus(grade, seed), cv2.COLOR_RGB2BGR))
     assert ok
     return data.tobytes()
-
-
-@pytest.fixture(scope="module")
-def client(tiny_bundle):
-    from drgrader.inference.serve import create_app
-
-    with TestClient(create_app(tiny_bundle, max_upload_mb=1, max_pixels=1_000_000)) as c:
-        yield c
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 from dicom_files import write_dicom
-from fastapi.testclient import TestClient
 
 from drgrader.synth import make_fundus
 
@@ -17,14 +16,6 @@ def jpeg(grade: int, seed: int) -> bytes:
     ok, data = cv2.imencode(".jpeg", cv2.cvtColor(make_fundus(grade, np.random.default_rng(seed), height=128), cv2.COLOR_RGB2BGR))
     assert ok
     return data.tobytes()
-
-
-@pytest.fixture(scope="module")
-def client(tiny_bundle):
-    from drgrader.inference.serve import create_app
-
-    with TestClient(create_app(tiny_bundle, max_upload_mb=1, max_pixels=1_000_000)) as c:
-        yield c
 
 
 def post(client, right: str, left: str, data: tuple[bytes, bytes] | None = None):

@@ -22,7 +22,7 @@ def folder_labels(folders: set[str]) -> dict[str, str]:
     return {f: p.relative_to(base).as_posix() for f, p in absolute.items()}
 
 
-def folder_eye(name: str) -> str | None:
+def _folder_eye(name: str) -> str | None:
     """The eye a folder of named photos is named for: ``r/``, ``OD/``, ``Left Eye/`` (probe 38
     BB10). One rule for both uses below (probe 39 BC2: ``L/`` was an eye folder to one, not the other)."""
     return EYE_WORDS.get(name.lower()) or eye_of_folder(name)
@@ -32,7 +32,7 @@ def _patient_folder(source: str) -> str:
     """A named photo's folder, or the one above a folder named for its eye (probe 38 BB6: siteA/left/, siteB/right/)
     or for a visit (a/2015/, a/2023/: probe 48 BL5; two visits are noted as such)."""
     parent = Path(source).parent
-    return str(parent.parent if folder_eye(parent.name) or visit_folder(parent.name) else parent)
+    return str(parent.parent if _folder_eye(parent.name) or visit_folder(parent.name) else parent)
 
 
 def split_by_folder(table: pd.DataFrame, from_name: pd.Series, notes: list[list[str]]) -> None:
@@ -57,7 +57,7 @@ def split_by_folder(table: pd.DataFrame, from_name: pd.Series, notes: list[list[
     # two clinics' patients numbered alike, so said; not when each folder is named for its eye.
     split = {p for (p, _), n in spread.items() if n > 1}
     for patient, folder_of in folders.groupby(named["patient_id"]):
-        named_for_eye = all(folder_eye(Path(f).name) == named.at[k, "eye"] for k, f in folder_of.items())
+        named_for_eye = all(_folder_eye(Path(f).name) == named.at[k, "eye"] for k, f in folder_of.items())
         if patient in split or folder_of.nunique() < 2 or named_for_eye:
             continue
         labels = folder_labels(set(folder_of))

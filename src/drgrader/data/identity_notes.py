@@ -292,7 +292,11 @@ def _person_tags(persons: Iterable) -> dict[str, set[str]]:
 def people_tags_differing(persons: Iterable) -> list[str]:
     """The DICOM header tags (of :attr:`~drgrader.data.dicom.DicomHeader.person`, one per photo) by which
     the photos are of two people: another name, birth date, sex, issuer, institution (not a visit)."""
-    return [tag for tag, values in _person_tags(persons).items() if _differ(tag, values) and tag not in (VISIT_TAG, VISIT_FOLDER)]
+    return _people_tags(_person_tags(persons))
+
+
+def _people_tags(seen: dict[str, set[str]]) -> list[str]:
+    return [tag for tag, values in seen.items() if _differ(tag, values) and tag not in (VISIT_TAG, VISIT_FOLDER)]
 
 
 def note_two_people(table: pd.DataFrame, notes: list[list[str]]) -> None:
@@ -306,7 +310,7 @@ def note_two_people(table: pd.DataFrame, notes: list[list[str]]) -> None:
         if len(rows) < 2:
             continue
         seen = _person_tags(table.loc[rows, "person"])
-        differ = people_tags_differing(table.loc[rows, "person"])
+        differ = _people_tags(seen)
         for k in rows:
             if differ:
                 notes[k].append(f"{TWO_PEOPLE}: the DICOM headers of patient {patient!r} differ in {', '.join(differ)}; "
