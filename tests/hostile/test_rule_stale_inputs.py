@@ -189,6 +189,15 @@ def test_rows_graded_by_another_drgrader_version_are_graded_again(tiny_bundle, t
     assert "resuming" not in caplog.text and counter.calls == 2 and len(pd.read_csv(out)) == 4
 
 
+def resumable_run(tmp_path, cfg):
+    """A run folder `train --resume` accepts as one: its config and a checkpoint (never loaded: the checks come first)."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    save_config(cfg, run / "config.yaml")
+    return run
+
+
 def test_train_resume_refuses_labels_changed_since_the_run_started(synth_dir, tmp_path, capsys):
     from drgrader.workflows.records import manifest_checksum
     from drgrader.workflows.run_folder import check_same_data
@@ -196,10 +205,7 @@ def test_train_resume_refuses_labels_changed_since_the_run_started(synth_dir, tm
     root = tmp_path / "data"
     shutil.copytree(synth_dir, root)
     cfg = tiny_config(root)
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "checkpoints" / "last.ckpt").write_bytes(b"")  # never loaded: the check comes first
-    save_config(cfg, run / "config.yaml")
+    run = resumable_run(tmp_path, cfg)
     table = read_manifest(cfg.data).table
     table.to_csv(run / "manifest.csv", index=False)  # as the run's start wrote it
     check_same_data(run, manifest_checksum(table), why="")  # the same data: nothing said
@@ -224,10 +230,7 @@ def test_train_resume_refuses_a_photo_replaced_by_another_picture_since_the_run_
     root = tmp_path / "data"
     shutil.copytree(synth_dir, root)
     cfg = tiny_config(root, **{"data.cache_dir": tmp_path / "cache"})
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "checkpoints" / "last.ckpt").write_bytes(b"")  # never loaded: the check comes first
-    save_config(cfg, run / "config.yaml")
+    run = resumable_run(tmp_path, cfg)
     table = read_manifest(cfg.data).table
     table.to_csv(run / "manifest.csv", index=False)  # as the run's start wrote them
     build_cache(table, cfg.data, progress=False)[["image_id", "picture"]].to_csv(run / "pictures.csv", index=False)
@@ -247,10 +250,7 @@ def test_train_resume_refuses_a_set_that_changes_what_the_run_learns(synth_dir, 
     # 3-4 at 64 px, its config.yaml still said 48 px and 2 epochs, and the bundle graded at 64 px with
     # weights kept from 48 px.
     cfg = tiny_config(synth_dir)
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "checkpoints" / "last.ckpt").write_bytes(b"")  # never loaded: the check comes first
-    save_config(cfg, run / "config.yaml")
+    run = resumable_run(tmp_path, cfg)
     saved = (run / "config.yaml").read_text()
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--set", f"data.image_size={cfg.data.image_size + 16}",
